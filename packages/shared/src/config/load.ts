@@ -1,0 +1,159 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { extname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { type z, ZodError } from "zod";
+import { ConfigError } from "../errors/config-error.js";
+import { demoConfig } from "./demo-config.js";
+import { type ConfigFile, configSchema, type ProviderConfig, type TenantConfig } from "./schema.js";
+import { type Settings, settingsSchema } from "./settings.js";
+
+/** A tenant with its secrets resolved from the environment. */
+export interface ResolvedTenant {
+  id: string;
+  /** Hex SHA-256 digests of the tenant's API keys. */
+  keyHashes: ReadonlySet<string>;
+  webhookSecret: string | undefined;
+  config: TenantConfig;
+}
+
+/** The loaded, validated and frozen configuration every process works from. */
+export interface Config {
+  readonly file: ConfigFile;
+  /** Where the config came from: a path, or "built-in demo config". */
+  readonly source: string;
+  readonly settings: Settings;
+  /** No tenants configured: everything belongs to tenant "default" and needs no key. */
+  readonly openMode: boolean;
+  readonly tenants: ReadonlyMap<string, ResolvedTenant>;
+  /** API keys of providers whose `api_key_env` is set in the environment. */
+  readonly providerKeys: ReadonlyMap<string, string>;
+  /** Problems that do not stop the process but deserve a loud warning. */
+  readonly warnings: readonly string[];
+}
+
+export type Environment = Record<string, string | undefined>;
+
+/** Formats a zod error as one line: `path: message; path: message`. */
+export function formatZodError(error: ZodError, root = ""): string {
+  return error.issues
+    .slice(0, 8)
+    .map((issue) => {
+      const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
+      return path ? `${path}: ${issue.message}` : issue.message;
+    })
+    .join("; ");
+}
+
+export function sha256Hex(value: string): string {
+  return createHash("sha256").update(value).digest("hex");
+}
+
+/** Reads and validates the environment variables of the contract. */
+export function loadSettings(env: Environment): Settings {
+  const result = settingsSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(`Invalid environment: ${formatZodError(result.error)}`);
+  }
+  return result.data;
+}
+
+function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      `CASCADE_CONFIG=${path}: cannot read the file (${code ?? String(error)}); point CASCADE_CONFIG at a YAML or JSON config, or unset it for the built-in demo config`,
+    );
+  }
+  try {
+    return extname(path).toLowerCase() === ".json" ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`CASCADE_CONFIG=${path}: not valid ${extname(path) || "YAML"}: ${(error as Error).message.split("\n")[0]}`);
+  }
+}
+
+/** Validates a raw config object (already parsed from YAML or JSON). */
+export function parseConfigFile(raw: unknown, source: string): ConfigFile {
+  try {
+    return configSchema.parse(raw);
+  } catch (error) {
+    if (error instanceof ZodError) {
+      throw new ConfigError(`Invalid config (${source}): ${formatZodError(error)}`);
+    }
+    throw error;
+  }
+}
+
+function resolveTenants(file: ConfigFile, env: Environment): Map<string, ResolvedTenant> {
+  const tenants = new Map<string, ResolvedTenant>();
+  for (const [id, tenant] of Object.entries(file.tenants ?? {})) {
+    const hashes = new Set((tenant.api_key_sha256 ?? []).map((hash) => hash.toLowerCase()));
+    if (tenant.api_keys_env) {
+      for (const key of (env[tenant.api_keys_env] ?? "").split(",")) {
+        if (key.trim()) hashes.add(sha256Hex(key.trim()));
+      }
+    }
+    const webhookSecret = tenant.webhook_secret_env ? env[tenant.webhook_secret_env] : undefined;
+    tenants.set(id, { id, keyHashes: hashes, webhookSecret, config: tenant });
+  }
+  return tenants;
+}
+
+function resolveProviderKeys(providers: Record<string, ProviderConfig>, env: Environment): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const [id, provider] of Object.entries(providers)) {
+    const value = provider.api_key_env ? env[provider.api_key_env] : undefined;
+    if (value) keys.set(id, value);
+  }
+  return keys;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+  }
+  return value;
+}
+
+/**
+ * Loads the config once per process: `CASCADE_CONFIG` (YAML or JSON) or the built-in demo config,
+ * plus the environment settings and the secrets named by `*_env` fields. Throws ConfigError
+ * with a one-line message naming the setting and the fix.
+ */
+export function loadConfig(env: Environment, options: { raw?: unknown } = {}): Config {
+  const settings = loadSettings(env);
+  const path = env.CASCADE_CONFIG ? resolve(env.CASCADE_CONFIG) : undefined;
+  const source = options.raw !== undefined ? "inline config" : (path ?? "built-in demo config");
+  const raw = options.raw ?? (path ? readConfigFile(path) : structuredClone(demoConfig));
+  const file = parseConfigFile(raw, source);
+  const tenants = resolveTenants(file, env);
+  const warnings: string[] = [];
+  const openMode = tenants.size === 0;
+  if (openMode) {
+    warnings.push(
+      "OPEN MODE: no tenants are configured, so the API accepts requests without an API key; add `tenants:` to the config before exposing it",
+    );
+  }
+  for (const tenant of tenants.values()) {
+    if (tenant.keyHashes.size === 0) {
+      warnings.push(
+        `tenant "${tenant.id}" has no API keys (${tenant.config.api_keys_env ?? "api_key_sha256"} is empty), so nobody can use it`,
+      );
+    }
+  }
+  return deepFreeze({
+    file,
+    source,
+    settings,
+    openMode,
+    tenants,
+    providerKeys: resolveProviderKeys(file.providers, env),
+    warnings,
+  }) as Config;
+}
+
+export type { z };

@@ -1,0 +1,185 @@
+import { z } from "zod";
+
+/** Reasons the contract names; also the `fallback_reason` log field. */
+export const REASONS = [
+  "rate_limited",
+  "server_error",
+  "timeout",
+  "network_error",
+  "circuit_open",
+  "capability_missing",
+  "context_length",
+  "content_filter",
+  "over_budget",
+  "price_ceiling",
+  "auth_error",
+  "bad_request",
+  "invalid_response",
+] as const;
+export type Reason = (typeof REASONS)[number];
+
+export const CAPABILITIES = ["vision", "tools", "json"] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+
+const positiveInt = z.number().int().positive();
+const nonNegative = z.number().nonnegative();
+const rate = z.number().min(0).max(1);
+
+const limitsSchema = z
+  .strictObject({ rpm: positiveInt.optional(), tpm: positiveInt.optional(), burst: positiveInt.optional() })
+  .refine((limits) => limits.burst === undefined || limits.rpm !== undefined, {
+    message: "burst only applies with rpm; set rpm too",
+    path: ["burst"],
+  });
+
+const breakerSchema = z.strictObject({
+  failure_threshold: z.number().gt(0).max(1).optional(),
+  min_requests: positiveInt.optional(),
+  window_ms: positiveInt.optional(),
+  open_ms: positiveInt.optional(),
+});
+
+/** Behaviour of a `simulated` provider (and per-model overrides of it). */
+export const simulateSchema = z.strictObject({
+  latency_ms: z
+    .union([nonNegative, z.tuple([nonNegative, nonNegative])])
+    .refine((value) => typeof value === "number" || value[0] <= value[1], "latency_ms [min, max] needs min <= max")
+    .optional(),
+  error_rate: rate.optional(),
+  rate_limit_rate: rate.optional(),
+  hang_rate: rate.optional(),
+  retry_after_s: nonNegative.optional(),
+  output_tokens: positiveInt.optional(),
+});
+export type SimulateSettings = z.infer<typeof simulateSchema>;
+
+const providerSchema = z.strictObject({
+  type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
+  base_url: z.url({ protocol: /^https?$/ }).optional(),
+  api_key_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable, never the key itself")
+    .optional(),
+  limits: limitsSchema.optional(),
+  breaker: breakerSchema.optional(),
+  simulate: simulateSchema.optional(),
+});
+
+const modelSchema = z.strictObject({
+  provider: z.string().min(1),
+  name: z.string().min(1).optional(),
+  price: z.strictObject({ input_per_mtok: nonNegative, output_per_mtok: nonNegative }).optional(),
+  context_window: positiveInt.optional(),
+  capabilities: z.array(z.enum(CAPABILITIES)).optional(),
+  limits: limitsSchema.optional(),
+  breaker: breakerSchema.optional(),
+  simulate: simulateSchema.optional(),
+});
+
+export const hopSchema = z.strictObject({
+  model: z.string().min(1),
+  timeout_ms: positiveInt.optional(),
+  max_retries: z.number().int().min(0).max(10).optional(),
+  max_cost_usd: nonNegative.optional(),
+});
+
+const routeSchema = z.strictObject({
+  deadline_ms: positiveInt.optional(),
+  on_content_filter: z.enum(["fallback", "fail"]).optional(),
+  on_bad_request: z.enum(["fail", "fallback"]).optional(),
+  on_missing_vision: z.enum(["skip", "strip"]).optional(),
+  chain: z.array(hopSchema).min(1, "a route needs at least one hop"),
+});
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
+const budgetSchema = z.strictObject({ daily_usd: nonNegative.optional(), monthly_usd: nonNegative.optional() });
+
+const tenantSchema = z
+  .strictObject({
+    api_keys_env: envName.optional(),
+    api_key_sha256: z.array(z.string().regex(/^[0-9a-f]{64}$/i, "must be a hex SHA-256 digest")).optional(),
+    webhook_secret_env: envName.optional(),
+    budget: budgetSchema.optional(),
+    user_budget: budgetSchema.optional(),
+  })
+  .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
+    message: "a tenant needs api_keys_env or api_key_sha256",
+  });
+
+const webhooksSchema = z.strictObject({
+  allow_private_networks: z.boolean().default(false),
+  max_attempts: positiveInt.max(100).default(8),
+  retry_schedule_ms: z.array(positiveInt).min(1).default([5000, 30000, 120000, 600000, 1800000, 3600000, 7200000]),
+});
+
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
+const idRecord = <T extends z.ZodType>(value: T) =>
+  z.record(z.string().regex(idPattern, "ids use letters, digits and . _ : / -"), value);
+
+export const configSchema = z
+  .strictObject({
+    providers: idRecord(providerSchema),
+    models: idRecord(modelSchema),
+    routes: idRecord(routeSchema).default({}),
+    fallbacks: z.record(z.string(), z.array(z.string().min(1))).default({}),
+    tenants: idRecord(tenantSchema).optional(),
+    webhooks: webhooksSchema.default({
+      allow_private_networks: false,
+      max_attempts: 8,
+      retry_schedule_ms: [5000, 30000, 120000, 600000, 1800000, 3600000, 7200000],
+    }),
+  })
+  .superRefine((config, context) => {
+    const modelIds = Object.keys(config.models);
+    const known = (list: string[]) => list.slice(0, 12).join(", ") || "none";
+    for (const [id, model] of Object.entries(config.models)) {
+      if (!config.providers[model.provider]) {
+        context.addIssue({
+          code: "custom",
+          path: ["models", id, "provider"],
+          message: `unknown provider "${model.provider}"; configured providers: ${known(Object.keys(config.providers))}`,
+        });
+      }
+    }
+    for (const [id, route] of Object.entries(config.routes)) {
+      if (config.models[id]) {
+        context.addIssue({
+          code: "custom",
+          path: ["routes", id],
+          message: `"${id}" is both a model id and a route id; they share one namespace, rename one`,
+        });
+      }
+      route.chain.forEach((hop, index) => {
+        if (!config.models[hop.model]) {
+          context.addIssue({
+            code: "custom",
+            path: ["routes", id, "chain", index, "model"],
+            message: `unknown model "${hop.model}"; configured models: ${known(modelIds)}`,
+          });
+        }
+      });
+    }
+    for (const [id, list] of Object.entries(config.fallbacks)) {
+      if (!config.models[id]) {
+        context.addIssue({ code: "custom", path: ["fallbacks", id], message: `unknown model "${id}"` });
+      }
+      list.forEach((model, index) => {
+        if (!config.models[model]) {
+          context.addIssue({
+            code: "custom",
+            path: ["fallbacks", id, index],
+            message: `unknown model "${model}"; configured models: ${known(modelIds)}`,
+          });
+        }
+      });
+    }
+  });
+
+export type ConfigFile = z.infer<typeof configSchema>;
+export type ProviderConfig = ConfigFile["providers"][string];
+export type ModelConfig = ConfigFile["models"][string];
+export type RouteConfig = ConfigFile["routes"][string];
+export type HopConfig = z.infer<typeof hopSchema>;
+export type TenantConfig = NonNullable<ConfigFile["tenants"]>[string];
+export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type BreakerConfig = z.infer<typeof breakerSchema>;

@@ -1,0 +1,42 @@
+import { z } from "zod";
+
+const intFromEnv = (name: string, fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((value, context) => {
+      if (value === undefined || value.trim() === "") return fallback;
+      const parsed = Number(value);
+      if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+        context.addIssue({ code: "custom", message: `${name} must be an integer from ${min} to ${max}, got "${value}"` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+/** The process environment of the contract ("Processes and environment"), plus Cascade's additions. */
+export const settingsSchema = z.object({
+  REDIS_URL: z
+    .string()
+    .default("redis://127.0.0.1:6379")
+    .refine((value) => /^rediss?:\/\//.test(value), "REDIS_URL must start with redis:// or rediss://"),
+  PORT: intFromEnv("PORT", 3000, 0, 65535),
+  HOST: z.string().default("127.0.0.1"),
+  WORKER_CONCURRENCY: intFromEnv("WORKER_CONCURRENCY", 50, 1, 10000),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+    error: "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent",
+  }).default("info"),
+  /** Addition: the Redis key prefix; always wrapped in a hash tag so Redis Cluster works. */
+  CASCADE_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "CASCADE_REDIS_PREFIX may use letters, digits, _ . -")
+    .default("cascade"),
+  /** Addition: BullMQ lock duration; a crashed worker's jobs are recovered after about this long. */
+  WORKER_LOCK_DURATION_MS: intFromEnv("WORKER_LOCK_DURATION_MS", 30000, 1000, 600000),
+  /** Addition: how long finished jobs are kept (default 7 days). */
+  JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 60, 365 * 24 * 3600),
+  /** Addition: API shutdown grace for in-flight requests. */
+  SHUTDOWN_TIMEOUT_MS: intFromEnv("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000),
+});
+
+export type Settings = z.infer<typeof settingsSchema>;

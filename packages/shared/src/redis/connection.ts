@@ -1,0 +1,91 @@
+import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { ConfigError } from "../errors/config-error.js";
+
+export type RedisClient = Redis | Cluster;
+
+/** REDIS_URL without its password, for messages and logs. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparseable REDIS_URL>";
+  }
+}
+
+const baseOptions: RedisOptions = {
+  // BullMQ workers block on Redis; they need unlimited retries per request to survive outages.
+  maxRetriesPerRequest: null,
+  enableReadyCheck: true,
+  retryStrategy: (times) => Math.min(times * 200, 2000),
+};
+
+/** A plain connection (or a Cluster client when the seed node reports cluster mode). */
+export function createRedis(url: string, options: RedisOptions & { cluster?: boolean } = {}): RedisClient {
+  const { cluster, ...rest } = options;
+  if (cluster) {
+    const parsed = new URL(url);
+    return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+      redisOptions: {
+        ...baseOptions,
+        ...rest,
+        password: parsed.password || undefined,
+        username: parsed.username || undefined,
+        tls: parsed.protocol === "rediss:" ? {} : undefined,
+      },
+    });
+  }
+  return new Redis(url, { ...baseOptions, ...rest });
+}
+
+export interface RedisCheck {
+  cluster: boolean;
+  warnings: string[];
+}
+
+/**
+ * Startup check: Redis reachable within `timeoutMs`, and `maxmemory-policy` is `noeviction`
+ * (an evicting Redis silently loses jobs). Throws ConfigError with one line naming the fix.
+ */
+export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCheck> {
+  const shown = redactRedisUrl(url);
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+  });
+  probe.on("error", () => {});
+  try {
+    await probe.connect();
+  } catch (error) {
+    probe.disconnect();
+    throw new ConfigError(
+      `Cannot reach Redis at ${shown} (${(error as Error).message}); start Redis (npm start does it for you) or set REDIS_URL to a reachable Redis`,
+    );
+  }
+  const warnings: string[] = [];
+  try {
+    const info = await probe.info("cluster").catch(() => "");
+    const cluster = /cluster_enabled:1/.test(info);
+    let policy: string | undefined;
+    try {
+      const reply = (await probe.config("GET", "maxmemory-policy")) as string[];
+      policy = reply[1];
+    } catch (error) {
+      warnings.push(
+        `WARNING: cannot read maxmemory-policy from Redis at ${shown} (${(error as Error).message}); make sure it is noeviction, or evicted keys will be lost jobs`,
+      );
+    }
+    if (policy !== undefined && policy !== "noeviction") {
+      throw new ConfigError(
+        `Redis at ${shown} has maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`redis-cli CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
+      );
+    }
+    return { cluster, warnings };
+  } finally {
+    probe.disconnect();
+  }
+}

@@ -1,0 +1,122 @@
+import { z } from "zod";
+
+/**
+ * An OpenAI chat-completions request body (https://platform.openai.com/docs/api-reference/chat/create).
+ * Unknown fields are rejected with a 400 naming them, as OpenAI does, rather than silently dropped.
+ */
+const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
+const imagePart = z.strictObject({
+  type: z.literal("image_url"),
+  image_url: z.strictObject({
+    url: z.string().refine((url) => /^(https?:\/\/|data:image\/[a-z0-9.+-]+;base64,)/i.test(url), {
+      message: "must be an http(s) URL or a data:image/...;base64, URL",
+    }),
+    detail: z.enum(["auto", "low", "high"]).optional(),
+  }),
+});
+export type TextPart = z.infer<typeof textPart>;
+export type ImagePart = z.infer<typeof imagePart>;
+
+const textContent = z.union([z.string(), z.array(textPart).min(1)]);
+
+const toolCall = z.strictObject({
+  id: z.string().min(1),
+  type: z.literal("function"),
+  function: z.strictObject({ name: z.string().min(1), arguments: z.string() }),
+});
+export type ToolCall = z.infer<typeof toolCall>;
+
+const systemMessage = z.strictObject({
+  role: z.enum(["system", "developer"]),
+  content: textContent,
+  name: z.string().optional(),
+});
+const userMessage = z.strictObject({
+  role: z.literal("user"),
+  content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, imagePart])).min(1)]),
+  name: z.string().optional(),
+});
+const assistantMessage = z
+  .strictObject({
+    role: z.literal("assistant"),
+    content: z.union([textContent, z.null()]).optional(),
+    tool_calls: z.array(toolCall).optional(),
+    refusal: z.string().nullable().optional(),
+    name: z.string().optional(),
+  })
+  .refine((message) => (message.content ?? null) !== null || (message.tool_calls?.length ?? 0) > 0, {
+    message: "an assistant message needs content or tool_calls",
+  });
+const toolMessage = z.strictObject({
+  role: z.literal("tool"),
+  content: textContent,
+  tool_call_id: z.string().min(1),
+});
+
+export const chatMessageSchema = z.discriminatedUnion("role", [systemMessage, userMessage, assistantMessage, toolMessage]);
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+const functionTool = z.strictObject({
+  type: z.literal("function"),
+  function: z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "tool names use a-z, A-Z, 0-9, _ and -, at most 64"),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+});
+export type FunctionTool = z.infer<typeof functionTool>;
+
+const responseFormat = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("text") }),
+  z.strictObject({ type: z.literal("json_object") }),
+  z.strictObject({
+    type: z.literal("json_schema"),
+    json_schema: z.strictObject({
+      name: z.string().min(1),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  }),
+]);
+
+export const chatRequestSchema = z
+  .strictObject({
+    model: z.string().min(1).optional(),
+    messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
+    max_tokens: z.number().int().positive().optional(),
+    max_completion_tokens: z.number().int().positive().optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().min(0).max(1).optional(),
+    stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+    seed: z.number().int().optional(),
+    presence_penalty: z.number().min(-2).max(2).optional(),
+    frequency_penalty: z.number().min(-2).max(2).optional(),
+    tools: z.array(functionTool).max(128).optional(),
+    tool_choice: z
+      .union([
+        z.enum(["none", "auto", "required"]),
+        z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: z.string() }) }),
+      ])
+      .optional(),
+    parallel_tool_calls: z.boolean().optional(),
+    response_format: responseFormat.optional(),
+    stream: z.boolean().optional(),
+    stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+    n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
+    user: z.string().optional(),
+  })
+  .refine(
+    (request) =>
+      request.tool_choice === undefined ||
+      typeof request.tool_choice === "string" ||
+      request.tools?.some((tool) => tool.function.name === (request.tool_choice as { function: { name: string } }).function.name),
+    { message: "tool_choice names a function that is not in tools", path: ["tool_choice"] },
+  );
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+/** The output budget the request asks for: `max_completion_tokens` wins over the legacy `max_tokens`. */
+export function requestedMaxTokens(request: ChatRequest): number | undefined {
+  return request.max_completion_tokens ?? request.max_tokens;
+}

@@ -1,0 +1,109 @@
+import { z } from "zod";
+import { hopSchema, REASONS } from "../config/schema.js";
+import { chatRequestSchema } from "./chat-request.js";
+
+/** POST /v1/jobs body. */
+export const createJobBodySchema = z.strictObject({
+  request: chatRequestSchema,
+  route: z.string().min(1).optional(),
+  models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
+  webhook: z.strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) }).optional(),
+  metadata: z
+    .record(z.string().max(64), z.string().max(512))
+    .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
+    .optional(),
+  priority: z.number().int().min(1).max(10).default(5),
+  max_cost_usd: z.number().positive().optional(),
+  user: z.string().min(1).max(256).optional(),
+  deadline_ms: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+});
+export type CreateJobBody = z.infer<typeof createJobBodySchema>;
+
+export const attemptSchema = z.object({
+  model: z.string(),
+  provider: z.string(),
+  outcome: z.enum(["success", "error", "skipped"]),
+  reason: z.enum(REASONS).optional(),
+  http_status: z.number().int().optional(),
+  message: z.string().optional(),
+  duration_ms: z.number().nonnegative(),
+  started_at: z.number().int(),
+  retry_after_ms: z.number().nonnegative().optional(),
+});
+/** One hop's try, as shown in `job.attempts`. */
+export type Attempt = z.infer<typeof attemptSchema>;
+
+export const jobErrorSchema = z.object({ type: z.string(), message: z.string() });
+export type JobError = z.infer<typeof jobErrorSchema>;
+
+/** Where a job is in its chain; saved into job data so a re-run continues instead of starting over. */
+export const jobProgressSchema = z.object({
+  hop: z.number().int().min(0),
+  /** Tries already made on the current hop. */
+  tries: z.number().int().min(0),
+  attempts: z.array(attemptSchema),
+  cost_usd: z.number().nonnegative(),
+  started_at: z.number().int().optional(),
+});
+export type JobProgress = z.infer<typeof jobProgressSchema>;
+
+/** What the API puts on the queue; validated again by the worker when dequeued. */
+export const jobDataSchema = z.object({
+  v: z.literal(1),
+  tenant: z.string(),
+  request: chatRequestSchema,
+  route: z.string().nullable(),
+  chain: z.array(hopSchema).min(1),
+  policy: z.object({
+    on_content_filter: z.enum(["fallback", "fail"]),
+    on_bad_request: z.enum(["fail", "fallback"]),
+  }),
+  metadata: z.record(z.string(), z.string()).optional(),
+  webhook: z.object({ url: z.string() }).optional(),
+  priority: z.number().int(),
+  max_cost_usd: z.number().optional(),
+  user: z.string().optional(),
+  created_at: z.number().int(),
+  /** Unix ms after which the job stops waiting for limits. */
+  deadline_at: z.number().int(),
+  progress: jobProgressSchema.optional(),
+});
+export type JobData = z.infer<typeof jobDataSchema>;
+
+/** The worker's return value: the terminal outcome of a job. */
+export const jobOutcomeSchema = z.object({
+  status: z.enum(["succeeded", "failed", "cancelled"]),
+  result: z.record(z.string(), z.unknown()).optional(),
+  model: z.string().optional(),
+  provider: z.string().optional(),
+  cost_usd: z.number(),
+  attempts: z.array(attemptSchema),
+  error: jobErrorSchema.optional(),
+  started_at: z.number().int().optional(),
+  finished_at: z.number().int(),
+});
+export type JobOutcome = z.infer<typeof jobOutcomeSchema>;
+
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+/** The public job object (GET /v1/jobs/:id). */
+export interface JobObject {
+  id: string;
+  object: "job";
+  status: JobStatus;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  route: string | null;
+  models: string[];
+  priority: number;
+  metadata: Record<string, string>;
+  user: string | null;
+  result: Record<string, unknown> | null;
+  model: string | null;
+  provider: string | null;
+  cost_usd: number;
+  attempts: Attempt[];
+  error: JobError | null;
+  webhook: { url: string } | null;
+}

@@ -1,0 +1,233 @@
+import {
+  type Attempt,
+  type Clock,
+  type Config,
+  costUsd,
+  type JobData,
+  type JobOutcome,
+  type JobProgress,
+  type Logger,
+  unixSeconds,
+} from "@cascade/shared";
+import { ProviderError } from "../providers/provider-error.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import { abortableDelay } from "../providers/simulated.js";
+import type { Completion } from "../providers/types.js";
+import { backoffDelayMs } from "./backoff.js";
+import { toChatCompletion } from "./chat-completion.js";
+import { interruptionOf, JobInterruption } from "./interruption.js";
+import { estimateRequest, precheckHop } from "./prechecks.js";
+
+export const DEFAULT_HOP_TIMEOUT_MS = 60_000;
+/** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
+export const INLINE_WAIT_LIMIT_MS = 1_000;
+
+export interface ChainContext {
+  jobId: string;
+  data: JobData;
+  config: Config;
+  providers: ProviderRegistry;
+  clock: Clock;
+  logger: Logger;
+  random: () => number;
+  /** Aborted with a JobInterruption on cancellation, lock loss or shutdown. */
+  signal: AbortSignal;
+  /** Persists progress into the job's data so a re-run resumes here. */
+  saveProgress(progress: JobProgress): Promise<void>;
+}
+
+export type ChainResult =
+  | { kind: "finished"; outcome: JobOutcome }
+  | { kind: "deferred"; until: number; progress: JobProgress };
+
+type HopDecision = { action: "retry"; delayMs: number } | { action: "next" } | { action: "fail"; type: string };
+
+function decide(context: ChainContext, error: ProviderError, retriesLeft: number, retryNumber: number): HopDecision {
+  const { policy, deadline_at: deadline } = context.data;
+  if (error.reason === "bad_request" && !error.providerSpecific && policy.on_bad_request === "fail") {
+    return { action: "fail", type: "bad_request" };
+  }
+  if (error.reason === "content_filter" && policy.on_content_filter === "fail") {
+    return { action: "fail", type: "content_filter" };
+  }
+  if (!error.isRetryable || retriesLeft <= 0) return { action: "next" };
+  const delayMs = backoffDelayMs(retryNumber, error.retryAfterMs, context.random);
+  if (error.reason === "rate_limited" && context.clock.now() + delayMs > deadline) return { action: "next" };
+  return { action: "retry", delayMs };
+}
+
+/** Runs one upstream call of a hop, bounded by its timeout and the job's signal. */
+async function callHop(context: ChainContext, modelId: string, timeoutMs: number): Promise<Completion> {
+  const model = context.config.file.models[modelId];
+  if (!model) throw new ProviderError("bad_request", `model ${modelId} is no longer configured`, { providerSpecific: true });
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = AbortSignal.any([context.signal, timeout]);
+  try {
+    const completion = await context.providers.get(model.provider).generate({
+      request: context.data.request,
+      modelId,
+      model,
+      upstreamName: model.name ?? modelId,
+      signal,
+    });
+    if (completion.finishReason === "content_filter") {
+      throw new ProviderError("content_filter", "the provider stopped the completion with finish_reason content_filter");
+    }
+    return completion;
+  } catch (error) {
+    const interruption = interruptionOf(context.signal);
+    if (interruption) throw interruption;
+    if (timeout.aborted) throw new ProviderError("timeout", `no answer within timeout_ms ${timeoutMs}`);
+    if (error instanceof ProviderError) throw error;
+    throw new ProviderError("invalid_response", `unexpected error: ${(error as Error)?.message ?? String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): void {
+  const fields = {
+    job_id: context.jobId,
+    tenant: context.data.tenant,
+    route: context.data.route,
+    hop: hopIndex,
+    current_model: attempt.model,
+    provider: attempt.provider,
+    outcome: attempt.outcome,
+    fallback_reason: attempt.reason,
+    http_status: attempt.http_status,
+    duration_ms: attempt.duration_ms,
+  };
+  if (attempt.outcome === "success") context.logger.info(fields, "hop succeeded");
+  else if (attempt.reason === "auth_error") {
+    context.logger.error({ ...fields, detail: attempt.message }, "hop failed: provider rejected our credentials (configuration fault)");
+  } else context.logger.warn({ ...fields, detail: attempt.message }, `hop ${attempt.outcome}: ${attempt.reason}`);
+}
+
+/**
+ * Runs a job through its fallback chain from where its progress says, and returns either the
+ * terminal outcome or a time to resume at (a wait too long to hold a worker slot for).
+ */
+export async function runChain(context: ChainContext): Promise<ChainResult> {
+  const { data, config, clock } = context;
+  const progress: JobProgress = structuredClone(
+    data.progress ?? { hop: 0, tries: 0, attempts: [], cost_usd: 0 },
+  );
+  progress.started_at ??= unixSeconds(clock.now());
+  const estimate = estimateRequest(data.request);
+  let dirty = false;
+  const finish = (outcome: Omit<JobOutcome, "attempts" | "cost_usd" | "started_at" | "finished_at">): ChainResult => ({
+    kind: "finished",
+    outcome: {
+      ...outcome,
+      cost_usd: progress.cost_usd,
+      attempts: progress.attempts,
+      started_at: progress.started_at,
+      finished_at: unixSeconds(clock.now()),
+    },
+  });
+  const record = (attempt: Attempt) => {
+    progress.attempts.push(attempt);
+    dirty = true;
+    logAttempt(context, attempt, progress.hop);
+  };
+
+  for (; progress.hop < data.chain.length; progress.hop += 1, progress.tries = 0) {
+    const hop = data.chain[progress.hop];
+    if (!hop) break;
+    const model = config.file.models[hop.model];
+    const providerId = model?.provider ?? "unknown";
+    const skip = model
+      ? precheckHop(hop, model, estimate, data, progress.cost_usd)
+      : { reason: "bad_request" as const, message: `model ${hop.model} is no longer configured` };
+    if (skip) {
+      record({
+        model: hop.model,
+        provider: providerId,
+        outcome: "skipped",
+        reason: skip.reason,
+        message: skip.message,
+        duration_ms: 0,
+        started_at: unixSeconds(clock.now()),
+      });
+      continue;
+    }
+    const maxRetries = hop.max_retries ?? 0;
+    while (true) {
+      if (dirty) {
+        await context.saveProgress(progress);
+        dirty = false;
+      }
+      const startedMs = clock.now();
+      try {
+        const completion = await callHop(context, hop.model, hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS);
+        const cost = model ? costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens) : 0;
+        progress.cost_usd = Math.round((progress.cost_usd + cost) * 1e10) / 1e10;
+        record({
+          model: hop.model,
+          provider: providerId,
+          outcome: "success",
+          duration_ms: clock.now() - startedMs,
+          started_at: unixSeconds(startedMs),
+        });
+        return finish({
+          status: "succeeded",
+          model: hop.model,
+          provider: providerId,
+          result: toChatCompletion(completion, {
+            id: `chatcmpl-${context.jobId.replace(/^job_/, "")}`,
+            modelId: hop.model,
+            created: unixSeconds(clock.now()),
+          }),
+        });
+      } catch (caught) {
+        if (caught instanceof JobInterruption) {
+          if (caught.kind === "cancelled") {
+            return finish({ status: "cancelled", error: { type: "cancelled", message: "the job was cancelled" } });
+          }
+          if (caught.kind === "shutdown") return { kind: "deferred", until: clock.now(), progress };
+          throw caught;
+        }
+        const error = caught as ProviderError;
+        progress.tries += 1;
+        record({
+          model: hop.model,
+          provider: providerId,
+          outcome: "error",
+          reason: error.reason,
+          ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
+          ...(error.retryAfterMs !== undefined ? { retry_after_ms: error.retryAfterMs } : {}),
+          message: error.message.slice(0, 500),
+          duration_ms: clock.now() - startedMs,
+          started_at: unixSeconds(startedMs),
+        });
+        const decision = decide(context, error, maxRetries - (progress.tries - 1), progress.tries);
+        if (decision.action === "fail") {
+          return finish({
+            status: "failed",
+            error: { type: decision.type, message: `${hop.model}: ${error.message}`.slice(0, 500) },
+          });
+        }
+        if (decision.action === "next") break;
+        if (decision.delayMs > INLINE_WAIT_LIMIT_MS) {
+          return { kind: "deferred", until: clock.now() + decision.delayMs, progress };
+        }
+        try {
+          await abortableDelay(decision.delayMs, context.signal);
+        } catch {
+          const interruption = interruptionOf(context.signal);
+          if (interruption?.kind === "cancelled") {
+            return finish({ status: "cancelled", error: { type: "cancelled", message: "the job was cancelled" } });
+          }
+          if (interruption?.kind === "shutdown") return { kind: "deferred", until: clock.now(), progress };
+          throw interruption ?? new Error("wait aborted");
+        }
+      }
+    }
+  }
+  const reasons = progress.attempts.map((attempt) => `${attempt.model}: ${attempt.reason ?? attempt.outcome}`);
+  return finish({
+    status: "failed",
+    error: { type: "all_models_failed", message: `every model in the chain failed (${reasons.join("; ")})`.slice(0, 1000) },
+  });
+}

@@ -1,0 +1,32 @@
+import type { Completion } from "../providers/types.js";
+
+/** A normalised completion as an OpenAI `chat.completion` object. `model` is the config's model id. */
+export function toChatCompletion(completion: Completion, options: { id: string; modelId: string; created: number }) {
+  const { usage } = completion;
+  return {
+    id: options.id,
+    object: "chat.completion",
+    created: options.created,
+    model: options.modelId,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant",
+          content: completion.content,
+          refusal: null,
+          ...(completion.toolCalls.length ? { tool_calls: completion.toolCalls } : {}),
+        },
+        logprobs: null,
+        finish_reason: completion.finishReason,
+      },
+    ],
+    usage: {
+      prompt_tokens: usage.promptTokens,
+      completion_tokens: usage.completionTokens,
+      total_tokens: usage.promptTokens + usage.completionTokens,
+      prompt_tokens_details: { cached_tokens: usage.cachedTokens ?? 0 },
+      completion_tokens_details: { reasoning_tokens: usage.reasoningTokens ?? 0 },
+    },
+  };
+}

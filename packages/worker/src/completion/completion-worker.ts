@@ -1,0 +1,147 @@
+import {
+  type Clock,
+  type Config,
+  createKeys,
+  formatZodError,
+  type JobData,
+  jobDataSchema,
+  type JobOutcome,
+  type Logger,
+  QUEUE_NAMES,
+  type RedisClient,
+  unixSeconds,
+} from "@cascade/shared";
+import { DelayedError, type Job, Worker } from "bullmq";
+import type { ProviderRegistry } from "../providers/registry.js";
+import { runChain } from "./chain-runner.js";
+import { JobInterruption } from "./interruption.js";
+
+export interface CompletionWorkerOptions {
+  config: Config;
+  connection: RedisClient;
+  providers: ProviderRegistry;
+  logger: Logger;
+  clock: Clock;
+  random?: () => number;
+  concurrency: number;
+  lockDurationMs: number;
+}
+
+export interface CompletionWorker {
+  readonly worker: Worker<JobData, JobOutcome>;
+  /** Aborts a running job held by this process; returns false when it holds no such job. */
+  interrupt(jobId: string, kind: "cancelled" | "lock_lost" | "shutdown"): boolean;
+  /** Stops taking jobs, lets running ones finish for `graceMs`, then hands the rest back. */
+  close(graceMs: number): Promise<void>;
+}
+
+function invalidDataOutcome(message: string, now: number): JobOutcome {
+  return {
+    status: "failed",
+    cost_usd: 0,
+    attempts: [],
+    error: { type: "invalid_job", message: `job data failed validation: ${message}` },
+    finished_at: unixSeconds(now),
+  };
+}
+
+/**
+ * The BullMQ worker for completion jobs: validates job data, runs the chain, and either returns
+ * the terminal outcome (stored as the job's return value) or parks the job in the delayed set,
+ * its progress saved, when it must wait longer than is worth holding a slot for.
+ */
+export function createCompletionWorker(options: CompletionWorkerOptions): CompletionWorker {
+  const { config, logger, clock } = options;
+  const random = options.random ?? Math.random;
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
+  const inflight = new Map<string, AbortController>();
+  // Cancellations that arrive just before this worker registers the job.
+  const earlyInterruptions = new Map<string, { kind: JobInterruption["kind"]; at: number }>();
+
+  const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
+    const jobId = job.id as string;
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      logger.error({ job_id: jobId, issues: formatZodError(parsed.error) }, "job data failed validation");
+      return invalidDataOutcome(formatZodError(parsed.error), clock.now());
+    }
+    const data = parsed.data;
+    const controller = new AbortController();
+    inflight.set(jobId, controller);
+    const early = earlyInterruptions.get(jobId);
+    if (early) {
+      earlyInterruptions.delete(jobId);
+      controller.abort(new JobInterruption(early.kind));
+    }
+    try {
+      const result = await runChain({
+        jobId,
+        data,
+        config,
+        providers: options.providers,
+        clock,
+        logger,
+        random,
+        signal: controller.signal,
+        saveProgress: (progress) => job.updateData({ ...data, progress }),
+      });
+      if (result.kind === "finished") return result.outcome;
+      await job.updateData({ ...data, progress: result.progress });
+      await job.moveToDelayed(result.until, token);
+      throw new DelayedError();
+    } finally {
+      inflight.delete(jobId);
+    }
+  };
+
+  const worker = new Worker<JobData, JobOutcome>(QUEUE_NAMES.completions, processor, {
+    connection: options.connection as never,
+    prefix: keys.bullPrefix,
+    concurrency: options.concurrency,
+    lockDuration: options.lockDurationMs,
+    stalledInterval: options.lockDurationMs,
+    // A crashed worker is not the job's fault: let it be recovered several times before failing.
+    maxStalledCount: 5,
+    removeOnComplete: { age: config.settings.JOB_RETENTION_S },
+    removeOnFail: { age: config.settings.JOB_RETENTION_S },
+  });
+  worker.on("error", (error) => logger.error({ err: error }, "worker error"));
+  worker.on("lockRenewalFailed", (jobIds) => {
+    for (const jobId of jobIds) {
+      logger.warn({ job_id: jobId }, "lost the job's lock; aborting its upstream call (another worker will run it)");
+      interrupt(jobId, "lock_lost");
+    }
+  });
+  worker.on("failed", (job, error) => {
+    if (job) logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
+  });
+
+  function interrupt(jobId: string, kind: JobInterruption["kind"]): boolean {
+    const controller = inflight.get(jobId);
+    if (!controller) {
+      const now = clock.now();
+      earlyInterruptions.set(jobId, { kind, at: now });
+      for (const [id, entry] of earlyInterruptions) if (now - entry.at > 60_000) earlyInterruptions.delete(id);
+      return false;
+    }
+    if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
+    return true;
+  }
+
+  return {
+    worker,
+    interrupt,
+    async close(graceMs) {
+      const closing = worker.close();
+      const timer = setTimeout(() => {
+        if (inflight.size) logger.warn({ jobs: inflight.size }, "shutdown grace over; handing running jobs back to the queue");
+        for (const jobId of inflight.keys()) interrupt(jobId, "shutdown");
+      }, graceMs);
+      try {
+        await closing;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import {
+  type Capability,
+  type ChatRequest,
+  costUsd,
+  estimateMaxTokens,
+  estimatePromptTokens,
+  type HopConfig,
+  type JobData,
+  type ModelConfig,
+  type Reason,
+  requestedMaxTokens,
+} from "@cascade/shared";
+
+/** Capabilities a request needs from a model. */
+export function requiredCapabilities(request: ChatRequest): Capability[] {
+  const needed: Capability[] = [];
+  const hasImage = request.messages.some(
+    (message) => message.role === "user" && Array.isArray(message.content) && message.content.some((part) => part.type === "image_url"),
+  );
+  if (hasImage) needed.push("vision");
+  const usesTools =
+    (request.tools?.length ?? 0) > 0 ||
+    request.messages.some((message) => message.role === "tool" || (message.role === "assistant" && message.tool_calls?.length));
+  if (usesTools) needed.push("tools");
+  if (request.response_format && request.response_format.type !== "text") needed.push("json");
+  return needed;
+}
+
+/** Per-request numbers computed once per job, not per hop. */
+export interface RequestEstimate {
+  promptTokens: number;
+  maxTokens: number;
+  requestedMaxTokens: number | undefined;
+  capabilities: Capability[];
+}
+
+export function estimateRequest(request: ChatRequest): RequestEstimate {
+  return {
+    promptTokens: estimatePromptTokens(request),
+    maxTokens: estimateMaxTokens(request),
+    requestedMaxTokens: requestedMaxTokens(request),
+    capabilities: requiredCapabilities(request),
+  };
+}
+
+export interface SkipDecision {
+  reason: Reason;
+  message: string;
+}
+
+/**
+ * Checks that need no upstream call: capabilities, context window, price ceilings. Returns the
+ * reason to skip the hop, or undefined to go ahead.
+ */
+export function precheckHop(
+  hop: HopConfig,
+  model: ModelConfig,
+  estimate: RequestEstimate,
+  job: Pick<JobData, "max_cost_usd">,
+  spentUsd: number,
+): SkipDecision | undefined {
+  const supported = model.capabilities ?? [];
+  const missing = estimate.capabilities.filter((capability) => !supported.includes(capability));
+  if (missing.length) {
+    return { reason: "capability_missing", message: `model lacks ${missing.join(", ")}` };
+  }
+  if (model.context_window !== undefined) {
+    const needed = estimate.promptTokens + (estimate.requestedMaxTokens ?? 0);
+    if (needed > model.context_window) {
+      return {
+        reason: "context_length",
+        message: `about ${needed} tokens (prompt estimate + max_tokens) exceed the context window of ${model.context_window}`,
+      };
+    }
+  }
+  const estimated = costUsd(model, estimate.promptTokens, estimate.maxTokens);
+  if (hop.max_cost_usd !== undefined && estimated > hop.max_cost_usd) {
+    return { reason: "price_ceiling", message: `estimated $${estimated} exceeds the hop's max_cost_usd $${hop.max_cost_usd}` };
+  }
+  if (job.max_cost_usd !== undefined && estimated > job.max_cost_usd - spentUsd) {
+    return {
+      reason: "price_ceiling",
+      message: `estimated $${estimated} exceeds the job's remaining max_cost_usd $${Math.max(0, job.max_cost_usd - spentUsd)}`,
+    };
+  }
+  return undefined;
+}

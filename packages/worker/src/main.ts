@@ -1,0 +1,83 @@
+import {
+  type Config,
+  ConfigError,
+  checkRedis,
+  createLogger,
+  createRedis,
+  loadConfig,
+  redactRedisUrl,
+  systemClock,
+} from "@cascade/shared";
+import { createCompletionWorker } from "./completion/completion-worker.js";
+import { listenForCancellations } from "./lifecycle/cancel-listener.js";
+import { createProviderRegistry } from "./providers/registry.js";
+
+/** Prints a startup problem as the one line a person reads, and exits non-zero. */
+function fail(error: unknown): never {
+  const message = error instanceof ConfigError ? error.message : `worker failed to start: ${(error as Error)?.stack ?? error}`;
+  process.stderr.write(`cascade worker: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    fail(error);
+  }
+  const { settings } = config;
+  const logger = createLogger(settings.LOG_LEVEL, { name: "cascade-worker" });
+  const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
+  for (const warning of [...redisCheck.warnings]) logger.warn(warning);
+  const providers = (() => {
+    try {
+      return createProviderRegistry(config);
+    } catch (error) {
+      return fail(error);
+    }
+  })();
+
+  const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
+  const subscriber = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
+  for (const client of [connection, subscriber]) {
+    client.on("error", (error: Error) => logger.warn({ err: error.message }, "redis connection error; retrying"));
+  }
+  const completions = createCompletionWorker({
+    config,
+    connection,
+    providers,
+    logger,
+    clock: systemClock,
+    concurrency: settings.WORKER_CONCURRENCY,
+    lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
+  });
+  await listenForCancellations(subscriber, config, logger, (jobId) => completions.interrupt(jobId, "cancelled"));
+  logger.info(
+    { redis: redactRedisUrl(settings.REDIS_URL), concurrency: settings.WORKER_CONCURRENCY, config: config.source },
+    "cascade worker started",
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping: finishing running jobs, handing back the rest");
+    try {
+      await completions.close(settings.SHUTDOWN_TIMEOUT_MS);
+      subscriber.disconnect();
+      await connection.quit().catch(() => connection.disconnect());
+      logger.info("worker stopped");
+      logger.flush();
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, "error while stopping");
+      logger.flush();
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch(fail);

@@ -1,0 +1,79 @@
+import { APICallError } from "@ai-sdk/provider";
+import { ProviderError } from "../provider-error.js";
+import { retryAfterMsFromHeaders } from "../retry-after.js";
+
+/** What a classifier reads from a failed HTTP call, whatever the provider. */
+export interface HttpFailure {
+  status: number;
+  headers: Record<string, string> | undefined;
+  /** The parsed error body (AI SDK `data`, else the body parsed here), or undefined. */
+  body: unknown;
+  rawBody: string | undefined;
+  message: string;
+  retryAfterMs: number | undefined;
+}
+
+function parseBody(error: APICallError): unknown {
+  if (error.data !== undefined) return error.data;
+  if (!error.responseBody) return undefined;
+  try {
+    return JSON.parse(error.responseBody);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The first step every AI SDK-based classifier shares: errors that are not HTTP answers
+ * (network failures, malformed bodies) get their reason here; HTTP failures are returned for
+ * the provider's own table to classify.
+ */
+export function readApiCallError(error: unknown): ProviderError | HttpFailure {
+  if (error instanceof ProviderError) return error;
+  if (APICallError.isInstance(error)) {
+    if (error.statusCode === undefined) {
+      return new ProviderError("network_error", error.message, { cause: error });
+    }
+    if (error.statusCode >= 200 && error.statusCode < 300) {
+      return new ProviderError("invalid_response", `${error.message} (HTTP ${error.statusCode})`, {
+        httpStatus: error.statusCode,
+        cause: error,
+      });
+    }
+    return {
+      status: error.statusCode,
+      headers: error.responseHeaders,
+      body: parseBody(error),
+      rawBody: error.responseBody,
+      message: error.message,
+      retryAfterMs: retryAfterMsFromHeaders(error.responseHeaders),
+    };
+  }
+  const name = (error as Error | undefined)?.name ?? "";
+  if (/JSONParse|TypeValidation|InvalidResponseData|NoContentGenerated|EmptyResponseBody/.test(name)) {
+    return new ProviderError("invalid_response", (error as Error).message, { cause: error });
+  }
+  if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
+    return new ProviderError("network_error", `${error.message}: ${String((error.cause as Error)?.message ?? "")}`, {
+      cause: error,
+    });
+  }
+  return new ProviderError("invalid_response", `unexpected provider error: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
+}
+
+/** Status-only rules every provider shares; providers refine 400s from their bodies first. */
+export function classifyByStatus(failure: HttpFailure, message: string): ProviderError {
+  const { status } = failure;
+  const options = { httpStatus: status, retryAfterMs: failure.retryAfterMs };
+  if (status === 429) return new ProviderError("rate_limited", message, options);
+  if (status === 401 || status === 403) return new ProviderError("auth_error", message, options);
+  if (status === 408) return new ProviderError("timeout", message, options);
+  if (status >= 500) return new ProviderError("server_error", message, options);
+  // 404 (unknown model name here) and 409/410 are this provider's problem, not the request's.
+  if (status === 404 || status === 409 || status === 410) {
+    return new ProviderError("bad_request", message, { ...options, providerSpecific: true });
+  }
+  return new ProviderError("bad_request", message, options);
+}

@@ -1,0 +1,53 @@
+import { createOpenAI } from "@ai-sdk/openai";
+import type { LanguageModelV3 } from "@ai-sdk/provider";
+import type { ProviderConfig } from "@cascade/shared";
+import { fromGenerateResult } from "./ai-sdk/from-result.js";
+import { toCallOptions } from "./ai-sdk/to-call-options.js";
+import { classifyOpenAIError } from "./classify-openai.js";
+import type { ProviderAdapter } from "./types.js";
+
+export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
+
+/**
+ * Any OpenAI-compatible endpoint through `@ai-sdk/openai`'s `.chat()` model, which calls
+ * `{base_url}/chat/completions` (the default factory would call `/responses`).
+ */
+export function createOpenAIAdapter(
+  providerId: string,
+  provider: ProviderConfig,
+  apiKey: string | undefined,
+  fetch: typeof globalThis.fetch,
+): ProviderAdapter {
+  const client = createOpenAI({
+    baseURL: (provider.base_url ?? OPENAI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
+    // Local servers (Ollama, vLLM) need no key; the SDK would otherwise read OPENAI_API_KEY itself.
+    apiKey: apiKey ?? "unused",
+    fetch,
+  });
+  const models = new Map<string, LanguageModelV3>();
+  const modelFor = (name: string) => {
+    let model = models.get(name);
+    if (!model) {
+      model = client.chat(name);
+      models.set(name, model);
+    }
+    return model;
+  };
+  return {
+    providerId,
+    type: "openai",
+    async generate(call) {
+      const options = toCallOptions(call.request, call.signal);
+      const extra: Record<string, unknown> = {};
+      if (call.request.parallel_tool_calls !== undefined) extra.parallelToolCalls = call.request.parallel_tool_calls;
+      if (call.request.user !== undefined) extra.user = call.request.user;
+      if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
+      try {
+        return fromGenerateResult(await modelFor(call.upstreamName).doGenerate(options));
+      } catch (error) {
+        if (call.signal.aborted) throw call.signal.reason;
+        throw classifyOpenAIError(error);
+      }
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import type { Reason } from "@cascade/shared";
+
+/**
+ * A provider call that failed, classified into the contract's reason vocabulary where the error
+ * is built (one classifier per provider), so the chain runner never inspects raw error bodies.
+ */
+export class ProviderError extends Error {
+  readonly reason: Reason;
+  readonly httpStatus: number | undefined;
+  /** Minimum wait before calling this provider again (Retry-After and its relatives). */
+  readonly retryAfterMs: number | undefined;
+  /**
+   * For `bad_request`: true when the 400 is provider-specific (an unsupported parameter, an
+   * unknown model name) and so the next hop may well succeed.
+   */
+  readonly providerSpecific: boolean;
+
+  constructor(
+    reason: Reason,
+    message: string,
+    options: { httpStatus?: number; retryAfterMs?: number; providerSpecific?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "ProviderError";
+    this.reason = reason;
+    this.httpStatus = options.httpStatus;
+    this.retryAfterMs = options.retryAfterMs;
+    this.providerSpecific = options.providerSpecific ?? false;
+  }
+
+  /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */
+  get isRetryable(): boolean {
+    return (
+      this.reason === "server_error" ||
+      this.reason === "timeout" ||
+      this.reason === "network_error" ||
+      this.reason === "invalid_response" ||
+      this.reason === "rate_limited"
+    );
+  }
+}

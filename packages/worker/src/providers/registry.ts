@@ -1,0 +1,47 @@
+import { type Config, ConfigError } from "@cascade/shared";
+import { createProviderFetch } from "./http.js";
+import { createOpenAIAdapter } from "./openai.js";
+import { createSimulatedAdapter } from "./simulated.js";
+import type { ProviderAdapter } from "./types.js";
+
+export interface ProviderRegistry {
+  get(providerId: string): ProviderAdapter;
+}
+
+/**
+ * Builds one adapter per configured provider. Throws ConfigError when a provider cannot work
+ * on this worker (its key's env var is unset, or its type is not built yet).
+ */
+export function createProviderRegistry(
+  config: Config,
+  options: { fetch?: typeof globalThis.fetch; random?: () => number } = {},
+): ProviderRegistry {
+  const fetch = options.fetch ?? createProviderFetch();
+  const adapters = new Map<string, ProviderAdapter>();
+  for (const [id, provider] of Object.entries(config.file.providers)) {
+    if (provider.api_key_env && !config.providerKeys.has(id)) {
+      throw new ConfigError(
+        `providers.${id}.api_key_env: environment variable ${provider.api_key_env} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
+      );
+    }
+    switch (provider.type) {
+      case "simulated":
+        adapters.set(id, createSimulatedAdapter(id, provider, options.random));
+        break;
+      case "openai":
+        adapters.set(id, createOpenAIAdapter(id, provider, config.providerKeys.get(id), fetch));
+        break;
+      default:
+        throw new ConfigError(
+          `providers.${id}.type: "${provider.type}" is not supported by this worker yet; use openai (any OpenAI-compatible endpoint) or simulated`,
+        );
+    }
+  }
+  return {
+    get(providerId) {
+      const adapter = adapters.get(providerId);
+      if (!adapter) throw new Error(`no adapter for provider ${providerId}`);
+      return adapter;
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import { estimatePromptTokens, type ProviderConfig, requestedMaxTokens, type SimulateSettings } from "@cascade/shared";
+import { ProviderError } from "./provider-error.js";
+import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function lastUserText(call: ProviderCall): string {
+  for (let index = call.request.messages.length - 1; index >= 0; index -= 1) {
+    const message = call.request.messages[index];
+    if (message?.role !== "user") continue;
+    if (typeof message.content === "string") return message.content;
+    return message.content.map((part) => (part.type === "text" ? part.text : "[image]")).join(" ");
+  }
+  return "";
+}
+
+function reply(call: ProviderCall, settings: SimulateSettings, random: () => number): Completion {
+  const prompt = lastUserText(call).replace(/\s+/g, " ").slice(0, 120);
+  const promptTokens = estimatePromptTokens(call.request);
+  const maxTokens = requestedMaxTokens(call.request);
+  const wanted = settings.output_tokens ?? 24;
+  const completionTokens = maxTokens === undefined ? wanted : Math.min(wanted, maxTokens);
+  const finishReason = maxTokens !== undefined && maxTokens < wanted ? "length" : "stop";
+  const { request } = call;
+  const forcedTool =
+    request.tools?.length && request.tool_choice !== "none" && request.tool_choice !== "auto"
+      ? typeof request.tool_choice === "object"
+        ? request.tool_choice.function.name
+        : request.tools[0]?.function.name
+      : undefined;
+  if (forcedTool) {
+    return {
+      content: null,
+      toolCalls: [
+        {
+          id: `call_sim${Math.floor(random() * 1e9).toString(36)}`,
+          type: "function",
+          function: { name: forcedTool, arguments: JSON.stringify({ simulated: true }) },
+        },
+      ],
+      finishReason: "tool_calls",
+      usage: { promptTokens, completionTokens },
+    };
+  }
+  const text = `Simulated reply from ${call.upstreamName} to: ${prompt}`;
+  const content =
+    request.response_format && request.response_format.type !== "text" ? JSON.stringify({ reply: text }) : text;
+  return { content, toolCalls: [], finishReason, usage: { promptTokens, completionTokens } };
+}
+
+function pickLatency(latency: SimulateSettings["latency_ms"], random: () => number): number {
+  if (latency === undefined) return 0;
+  if (typeof latency === "number") return latency;
+  return latency[0] + random() * (latency[1] - latency[0]);
+}
+
+/**
+ * A provider that answers locally with configurable latency, errors, 429s with Retry-After and
+ * hangs: the demo config runs on it, and benchmarks use it with zero latency.
+ */
+export function createSimulatedAdapter(
+  providerId: string,
+  provider: ProviderConfig,
+  random: () => number = Math.random,
+): ProviderAdapter {
+  return {
+    providerId,
+    type: "simulated",
+    async generate(call) {
+      const settings: SimulateSettings = { ...provider.simulate, ...call.model.simulate };
+      const latency = pickLatency(settings.latency_ms, random);
+      if (latency > 0) await abortableDelay(latency, call.signal);
+      const roll = random();
+      const hang = settings.hang_rate ?? 0;
+      const limited = settings.rate_limit_rate ?? 0;
+      const failing = settings.error_rate ?? 0;
+      if (roll < hang) {
+        await new Promise((_resolve, reject) => {
+          if (call.signal.aborted) reject(call.signal.reason);
+          call.signal.addEventListener("abort", () => reject(call.signal.reason), { once: true });
+        });
+      }
+      if (roll < hang + limited) {
+        const retryAfterMs = (settings.retry_after_s ?? 1) * 1000;
+        throw new ProviderError("rate_limited", `simulated 429 from ${providerId}`, { httpStatus: 429, retryAfterMs });
+      }
+      if (roll < hang + limited + failing) {
+        throw new ProviderError("server_error", `simulated 500 from ${providerId}`, { httpStatus: 500 });
+      }
+      return reply(call, settings, random);
+    },
+  };
+}
