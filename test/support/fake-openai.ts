@@ -1,0 +1,375 @@
+/**
+ * A fake of OpenAI's Chat Completions API over real HTTP, for integration and end-to-end tests:
+ * scripted per model, with OpenAI's own response objects, SSE chunks, headers and error bodies.
+ * Wire format: https://platform.openai.com/docs/api-reference/chat/create and
+ * https://platform.openai.com/docs/guides/error-codes (bodies checked against captured responses).
+ */
+import {
+  BehaviourScript,
+  cutConnection,
+  type FakeRequestContext,
+  formatDuration,
+  hang,
+  isWritable,
+  maskSecret,
+  openEventStream,
+  parseJson,
+  randomId,
+  resetConnection,
+  sendJson,
+  sendText,
+  sendTruncated,
+  sleep,
+  splitText,
+  startFakeHttpServer,
+} from "./fake-upstream-common.js";
+
+export type FakeToolCall = { id?: string; name: string; arguments: string };
+export type FakeUsage = {
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens?: number;
+  reasoning_tokens?: number;
+};
+
+/** What the fake does for one call. */
+export type FakeBehaviour =
+  | {
+      kind: "ok";
+      /** Defaults to `Echo: <last user message>` (null when only tool calls are given). */
+      content?: string;
+      toolCalls?: FakeToolCall[];
+      finishReason?: "stop" | "length" | "tool_calls" | "content_filter";
+      usage?: FakeUsage;
+      /** Wait before answering (before the response headers). */
+      delayMs?: number;
+      /** stream:true only: wait between SSE chunks. */
+      chunkDelayMs?: number;
+    }
+  | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
+  | { kind: "rate_limited"; retryAfterSeconds?: number; retryAfterMs?: number }
+  | { kind: "server_error"; status?: number }
+  | { kind: "context_length" }
+  | { kind: "hang" }
+  | { kind: "malformed" }
+  | { kind: "reset" }
+  | { kind: "stream_cut"; afterChunks: number; content?: string };
+
+/** One request the fake received (every request, valid or not). */
+export interface FakeCall {
+  /** `model` from the JSON body ("" when missing or unparseable). */
+  model: string;
+  /** Date.now() when the request arrived. */
+  at: number;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary request fields.
+  body: any;
+  headers: Record<string, string | string[] | undefined>;
+  path: string;
+  /** Same id on two calls = the same keep-alive connection. */
+  connectionId: number;
+}
+
+export interface FakeOpenAI {
+  /** Base URL for clients, e.g. http://127.0.0.1:PORT/v1 */
+  url: string;
+  port: number;
+  calls: FakeCall[];
+  callsFor(model: string): FakeCall[];
+  /** Queues behaviours for a model, consumed one per call; then `setDefault` applies. */
+  script(model: string, ...behaviours: FakeBehaviour[]): void;
+  /** Default for a model ("*" = every model); the built-in default is `{ kind: "ok" }`. */
+  setDefault(model: string, behaviour: FakeBehaviour): void;
+  /** Forgets calls, scripts and defaults (the `calls` array is emptied in place). */
+  reset(): void;
+  /** Closes the server, ending hanging and keep-alive connections. */
+  close(): Promise<void>;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: request bodies are whatever the client sent.
+type RequestBody = any;
+type WireToolCall = { id: string; type: "function"; function: { name: string; arguments: string } };
+type ErrorBody = { error: { message: string; type: string; param: Nullable; code: Nullable } };
+
+const SYSTEM_FINGERPRINT = "fp_f33640a400";
+const CHAT_COMPLETIONS_PATH = "/v1/chat/completions";
+const OPENAI_HEADERS = { "openai-version": "2020-10-01", "openai-organization": "org-fake" };
+const MALFORMED_BODY = '{"id":"chatcmpl-broken","object":"chat.completion","choices":[{';
+
+type Nullable = string | null;
+
+export function openAIError(message: string, type: string, param: Nullable, code: Nullable): ErrorBody {
+  return { error: { message, type, param, code } };
+}
+
+const KEYS_URL = "https://platform.openai.com/account/api-keys";
+/** OpenAI's own wording, from captured responses. */
+const MESSAGES = {
+  missingApiKey: `You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from ${KEYS_URL}.`,
+  invalidJson:
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
+  contextLength:
+    "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens. Please reduce the length of the messages.",
+  serverError: (requestId: string) =>
+    `The server had an error processing your request. Sorry about that! You can retry your request, or contact us through our help center at help.openai.com if you keep seeing this error. (Please include the request ID ${requestId} in your email.)`,
+  rateLimited: (model: string, retryInMs: number) =>
+    `Rate limit reached for ${model} in organization org-fake on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in ${formatDuration(retryInMs)}. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+  invalidApiKey: (key: string) =>
+    `Incorrect API key provided: ${maskSecret(key)}. You can find your API key at ${KEYS_URL}.`,
+};
+const invalidRequest = (message: string, param: Nullable = null, code: Nullable = null) =>
+  openAIError(message, "invalid_request_error", param, code);
+
+/** OpenAI's error bodies, exported so tests can assert or replay them with `{ kind: "status" }`. */
+export const openAIErrors = {
+  missingApiKey: () => invalidRequest(MESSAGES.missingApiKey),
+  invalidApiKey: (key: string) => invalidRequest(MESSAGES.invalidApiKey(key), null, "invalid_api_key"),
+  invalidJson: () => invalidRequest(MESSAGES.invalidJson),
+  missingModel: () => invalidRequest("you must provide a model parameter"),
+  missingMessages: () =>
+    invalidRequest("Missing required parameter: 'messages'.", "messages", "missing_required_parameter"),
+  invalidUrl: (method: string, path: string) => invalidRequest(`Invalid URL (${method} ${path})`),
+  contextLength: () => invalidRequest(MESSAGES.contextLength, "messages", "context_length_exceeded"),
+  serverError: (requestId: string) =>
+    openAIError(MESSAGES.serverError(requestId), "server_error", null, null),
+  rateLimited: (model: string, retryInMs: number) =>
+    openAIError(MESSAGES.rateLimited(model, retryInMs), "requests", null, "rate_limit_exceeded"),
+};
+
+/** Starts the fake on 127.0.0.1 (a free port unless `port` is given). */
+export async function startFakeOpenAI(options: { port?: number; apiKey?: string } = {}): Promise<FakeOpenAI> {
+  const calls: FakeCall[] = [];
+  const behaviours = new BehaviourScript<FakeBehaviour>({ kind: "ok" });
+
+  const handle = async (context: FakeRequestContext): Promise<void> => {
+    const requestId = randomId("req_", 32, "hex");
+    const headers = { ...OPENAI_HEADERS, "x-request-id": requestId };
+    const body: RequestBody = parseJson(context.rawBody);
+    const model = typeof body?.model === "string" ? body.model : "";
+    const { request, response, path, connectionId } = context;
+    calls.push({ model, at: context.receivedAt, body, headers: { ...request.headers }, path, connectionId });
+
+    if (context.method !== "POST" || context.path !== CHAT_COMPLETIONS_PATH) {
+      return sendJson(response, 404, openAIErrors.invalidUrl(context.method, context.path), headers);
+    }
+    if (options.apiKey !== undefined) {
+      const presented = /^Bearer (.+)$/i.exec(request.headers.authorization ?? "")?.[1];
+      if (presented !== options.apiKey) {
+        const error = presented ? openAIErrors.invalidApiKey(presented) : openAIErrors.missingApiKey();
+        return sendJson(response, 401, error, headers);
+      }
+    }
+    if (body === undefined || body === null || typeof body !== "object") {
+      return sendJson(response, 400, openAIErrors.invalidJson(), headers);
+    }
+    if (model === "") return sendJson(response, 400, openAIErrors.missingModel(), headers);
+    if (body.messages === undefined) return sendJson(response, 400, openAIErrors.missingMessages(), headers);
+
+    await respond(context, behaviours.next(model), body, { ...headers, ...rateLimitHeaders(0) }, requestId);
+  };
+
+  const server = await startFakeHttpServer(handle, options);
+  return {
+    url: `${server.origin}/v1`,
+    port: server.port,
+    calls,
+    callsFor: (model) => calls.filter((call) => call.model === model),
+    script: (model, ...list) => behaviours.script(model, list),
+    setDefault: (model, behaviour) => behaviours.setDefault(model, behaviour),
+    reset() {
+      calls.length = 0;
+      behaviours.reset();
+    },
+    close: () => server.close(),
+  };
+}
+
+async function respond(
+  context: FakeRequestContext,
+  behaviour: FakeBehaviour,
+  body: RequestBody,
+  headers: Record<string, string>,
+  requestId: string,
+): Promise<void> {
+  const { response, signal } = context;
+  const delayMs = "delayMs" in behaviour ? (behaviour.delayMs ?? 0) : 0;
+  if (!(await sleep(delayMs, signal))) return;
+  switch (behaviour.kind) {
+    case "ok":
+      return sendCompletion(context, body, behaviour, headers);
+    case "status": {
+      const error = behaviour.body ?? openAIError(`Status ${behaviour.status}`, "server_error", null, null);
+      const merged = { ...headers, ...behaviour.headers };
+      if (typeof error === "string") return sendText(response, behaviour.status, error, merged);
+      return sendJson(response, behaviour.status, error, merged);
+    }
+    case "rate_limited": {
+      const retryMs = behaviour.retryAfterMs ?? (behaviour.retryAfterSeconds ?? 1) * 1000;
+      const retryHeaders: Record<string, string> = {
+        ...headers,
+        ...rateLimitHeaders(retryMs),
+        "retry-after": String(Math.ceil(retryMs / 1000)),
+      };
+      if (behaviour.retryAfterMs !== undefined)
+        retryHeaders["retry-after-ms"] = String(behaviour.retryAfterMs);
+      return sendJson(response, 429, openAIErrors.rateLimited(body.model, retryMs), retryHeaders);
+    }
+    case "server_error":
+      return sendJson(response, behaviour.status ?? 500, openAIErrors.serverError(requestId), headers);
+    case "context_length":
+      return sendJson(response, 400, openAIErrors.contextLength(), headers);
+    case "hang":
+      return hang(signal);
+    case "malformed":
+      return sendText(response, 200, MALFORMED_BODY, { ...headers, "content-type": "application/json" });
+    case "reset":
+      return resetConnection(context);
+    case "stream_cut": {
+      const cut = { kind: "ok" as const, content: behaviour.content };
+      return sendCompletion(context, body, cut, headers, behaviour.afterChunks);
+    }
+  }
+}
+
+async function sendCompletion(
+  context: FakeRequestContext,
+  body: RequestBody,
+  behaviour: Extract<FakeBehaviour, { kind: "ok" }>,
+  headers: Record<string, string>,
+  cutAfterChunks?: number,
+): Promise<void> {
+  const toolCalls = (behaviour.toolCalls ?? []).map(
+    (call): WireToolCall => ({
+      id: call.id ?? randomId("call_", 24),
+      type: "function",
+      function: { name: call.name, arguments: call.arguments },
+    }),
+  );
+  const content = behaviour.content ?? (toolCalls.length > 0 ? null : echo(body.messages));
+  const finishReason = behaviour.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop");
+  const usage = buildUsage(behaviour.usage ?? estimateUsage(body, content, toolCalls));
+  const [id, created] = [randomId("chatcmpl-", 29), Math.floor(Date.now() / 1000)];
+  const head = (object: string) => ({ id, object, created, model: body.model });
+
+  if (body.stream !== true) {
+    const message = {
+      role: "assistant",
+      content,
+      refusal: null,
+      annotations: [],
+      ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    };
+    const completion = {
+      ...head("chat.completion"),
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }],
+      usage,
+      service_tier: "default",
+      system_fingerprint: SYSTEM_FINGERPRINT,
+    };
+    const jsonHeaders = { ...headers, "content-type": "application/json" };
+    if (cutAfterChunks === undefined) return sendJson(context.response, 200, completion, jsonHeaders);
+    return sendTruncated(context, 200, JSON.stringify(completion), jsonHeaders);
+  }
+
+  const includeUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices: unknown[], extra: object = {}) => ({
+    ...head("chat.completion.chunk"),
+    service_tier: "default",
+    system_fingerprint: SYSTEM_FINGERPRINT,
+    choices,
+    ...(includeUsage ? { usage: null } : {}),
+    ...extra,
+  });
+  const choice = (delta: object, finish_reason: Nullable = null) => ({
+    index: 0,
+    delta,
+    logprobs: null,
+    finish_reason,
+  });
+  const chunks: unknown[] = [
+    chunk([choice({ role: "assistant", content: content === null ? null : "", refusal: null })]),
+  ];
+  for (const piece of splitText(content ?? "")) chunks.push(chunk([choice({ content: piece })]));
+  toolCalls.forEach((call, index) => {
+    const opening = { index, id: call.id, type: "function", function: { ...call.function, arguments: "" } };
+    chunks.push(chunk([choice({ tool_calls: [opening] })]));
+    for (const piece of splitText(call.function.arguments)) {
+      chunks.push(chunk([choice({ tool_calls: [{ index, function: { arguments: piece } }] })]));
+    }
+  });
+  chunks.push(chunk([choice({}, finishReason)]));
+  if (includeUsage) chunks.push(chunk([], { usage }));
+
+  const stream = openEventStream(context.response, headers);
+  for (const [position, payload] of chunks.entries()) {
+    if (cutAfterChunks !== undefined && position >= cutAfterChunks) return cutConnection(context);
+    if (position > 0 && !(await sleep(behaviour.chunkDelayMs ?? 0, context.signal))) return;
+    if (!isWritable(context.response)) return;
+    await stream.send(payload);
+  }
+  if (cutAfterChunks !== undefined) return cutConnection(context);
+  await stream.send("[DONE]");
+  stream.end();
+}
+
+/** `Echo: <last user message text>` (first 200 characters): deterministic, and shows what was sent. */
+function echo(messages: unknown): string {
+  const list = Array.isArray(messages) ? messages : [];
+  const lastUser = [...list].reverse().find((message) => message?.role === "user");
+  return `Echo: ${messageText(lastUser?.content).slice(0, 200)}`;
+}
+
+function messageText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .filter((part) => part?.type === "text" && typeof part.text === "string")
+    .map((part) => part.text)
+    .join(" ");
+}
+
+/** Roughly tiktoken-sized: 4 characters a token, 3 tokens of framing per message, 85 per image. */
+function estimateUsage(body: RequestBody, content: Nullable, toolCalls: WireToolCall[]): FakeUsage {
+  const messages: RequestBody[] = Array.isArray(body.messages) ? body.messages : [];
+  let characters = body.tools === undefined ? 0 : JSON.stringify(body.tools).length;
+  let images = 0;
+  for (const message of messages) {
+    characters += messageText(message?.content).length;
+    if (Array.isArray(message?.content))
+      images += message.content.filter((part: RequestBody) => part?.type === "image_url").length;
+    for (const call of message?.tool_calls ?? []) characters += JSON.stringify(call.function ?? {}).length;
+  }
+  const completionCharacters =
+    (content ?? "").length +
+    toolCalls.reduce((sum, call) => sum + call.function.name.length + call.function.arguments.length, 0);
+  return {
+    prompt_tokens: Math.ceil(characters / 4) + 3 * messages.length + 3 + 85 * images,
+    completion_tokens: Math.max(1, Math.ceil(completionCharacters / 4)),
+  };
+}
+
+function buildUsage(usage: FakeUsage) {
+  return {
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    total_tokens: usage.prompt_tokens + usage.completion_tokens,
+    prompt_tokens_details: { cached_tokens: usage.cached_tokens ?? 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: usage.reasoning_tokens ?? 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+}
+
+/** OpenAI's x-ratelimit-* headers; `resetMs` > 0 means the request bucket is empty. */
+function rateLimitHeaders(resetMs: number): Record<string, string> {
+  return {
+    "x-ratelimit-limit-requests": "500",
+    "x-ratelimit-remaining-requests": resetMs > 0 ? "0" : "499",
+    "x-ratelimit-reset-requests": formatDuration(resetMs > 0 ? resetMs : 120),
+    "x-ratelimit-limit-tokens": "200000",
+    "x-ratelimit-remaining-tokens": "199000",
+    "x-ratelimit-reset-tokens": "300ms",
+  };
+}
