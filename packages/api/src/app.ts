@@ -1,0 +1,79 @@
+import { type Clock, type Config, createKeys, type IdGenerator, type JobData, type JobOutcome, type Logger, newId, QUEUE_NAMES, type RedisClient, systemClock } from "@cascade/shared";
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { type FastifyBaseLogger, type FastifyInstance, fastify, LogController } from "fastify";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { IdempotencyKeys } from "./jobs/idempotency.js";
+import { JobStore } from "./jobs/job-store.js";
+import { JobWaiters } from "./jobs/job-waiters.js";
+import { registerAuth } from "./plugins/auth.js";
+import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
+import { registerJobRoutes } from "./routes/jobs.js";
+import { registerOpsRoutes } from "./routes/ops.js";
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export interface AppDeps {
+  config: Config;
+  /** Commands connection (not used for blocking reads). */
+  redis: RedisClient;
+  logger: Logger;
+  clock?: Clock;
+  newId?: IdGenerator;
+}
+
+export interface CascadeApp {
+  app: FastifyInstance;
+  /** Resolves once the queue and its event reader are connected. */
+  ready(): Promise<void>;
+  /** Closes the HTTP server (draining requests), then the queue and event reader. */
+  close(): Promise<void>;
+}
+
+/** Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0. */
+export function buildApp(deps: AppDeps): CascadeApp {
+  const { config, redis, logger } = deps;
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
+  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAMES.completions, { connection: redis as never, prefix: keys.bullPrefix });
+  const waiters = new JobWaiters({ connection: (redis as Redis).duplicate() as never, prefix: keys.bullPrefix, autorun: true }, logger);
+  const app: FastifyInstance = fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Per-hop lines from workers are the useful log; per-request lines would drown them.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  });
+  // Only JSON bodies (multipart comes with the files API); text/plain must be a 415, not a string.
+  app.removeContentTypeParser("text/plain");
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  const routes: Array<{ method: string; pattern: RegExp }> = [];
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== "HEAD") routes.push({ method, pattern: routePattern(route.url) });
+    }
+  });
+  registerErrorHandling(app, routes);
+  registerAuth(app, config);
+  registerOpsRoutes(app, redis);
+  registerJobRoutes(app, {
+    config,
+    store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
+    waiters,
+    idempotency: new IdempotencyKeys(redis, keys),
+    clock: deps.clock ?? systemClock,
+    newId: deps.newId ?? ((prefix) => newId(prefix)),
+  });
+  return {
+    app,
+    async ready() {
+      await Promise.all([queue.waitUntilReady(), waiters.ready(), app.ready()]);
+    },
+    async close() {
+      await app.close();
+      await waiters.close();
+      await queue.close();
+    },
+  };
+}

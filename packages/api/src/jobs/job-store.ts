@@ -1,0 +1,97 @@
+import {
+  type CreateJobBody,
+  type JobData,
+  jobDataSchema,
+  type JobObject,
+  type JobOutcome,
+  jobOutcomeSchema,
+  type Keys,
+  QUEUE_NAMES,
+  type RedisClient,
+  type StoredJob,
+  toJobObject,
+} from "@cascade/shared";
+import { Job, type Queue } from "bullmq";
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+export const isTerminal = (job: JobObject) => TERMINAL.has(job.status);
+
+export type CancelResult = { kind: "cancelled"; job: JobObject } | { kind: "requested"; job: JobObject } | { kind: "terminal"; job: JobObject };
+
+interface CancelledRecord {
+  tenant: string;
+  job: JobObject;
+}
+
+/**
+ * Jobs as the API sees them: BullMQ is the store (job data + return value), plus a small record
+ * for jobs cancelled while queued, whose BullMQ job is removed.
+ */
+export class JobStore {
+  constructor(
+    private readonly queue: Queue<JobData, JobOutcome>,
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly retentionSeconds: number,
+  ) {}
+
+  async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
+    await this.queue.add(QUEUE_NAMES.completions, data, { jobId, priority: body.priority });
+  }
+
+  private async load(jobId: string): Promise<StoredJob | undefined> {
+    const job = await Job.fromId<JobData, JobOutcome>(this.queue, jobId);
+    if (!job) return undefined;
+    const state = await job.getState();
+    const outcome = jobOutcomeSchema.safeParse(job.returnvalue);
+    const data = jobDataSchema.safeParse(job.data);
+    if (!data.success) return undefined;
+    return {
+      id: jobId,
+      data: data.data,
+      state,
+      outcome: outcome.success ? outcome.data : undefined,
+      processedOn: job.processedOn,
+      finishedOn: job.finishedOn,
+      failedReason: job.failedReason,
+    };
+  }
+
+  /** The job object if the job exists and belongs to `tenant`; undefined otherwise (a 404). */
+  async get(tenant: string, jobId: string): Promise<JobObject | undefined> {
+    const stored = await this.load(jobId);
+    if (stored) return stored.data.tenant === tenant ? toJobObject(stored) : undefined;
+    const raw = await this.redis.get(this.keys.cancelledJob(jobId));
+    if (!raw) return undefined;
+    const record = JSON.parse(raw) as CancelledRecord;
+    return record.tenant === tenant ? record.job : undefined;
+  }
+
+  /**
+   * Cancels a job: a queued one is removed at once and kept as a cancelled record; a running
+   * one (locked by a worker) is asked to abort through pub/sub and ends cancelled shortly.
+   */
+  async cancel(tenant: string, jobId: string, now: number): Promise<CancelResult | undefined> {
+    const stored = await this.load(jobId);
+    if (!stored || stored.data.tenant !== tenant) return undefined;
+    const current = toJobObject(stored);
+    if (isTerminal(current)) return { kind: "terminal", job: current };
+    if (stored.state !== "active") {
+      const cancelled: JobObject = {
+        ...current,
+        status: "cancelled",
+        finished_at: Math.floor(now / 1000),
+        error: { type: "cancelled", message: "the job was cancelled before it finished" },
+      };
+      const key = this.keys.cancelledJob(jobId);
+      // The record goes first: once the BullMQ job is gone, readers must find it.
+      await this.redis.set(key, JSON.stringify({ tenant, job: cancelled } satisfies CancelledRecord), "EX", this.retentionSeconds);
+      const removed = await this.queue.remove(jobId).catch(() => 0);
+      if (removed === 1) return { kind: "cancelled", job: cancelled };
+      await this.redis.del(key);
+      // It was picked up meanwhile: cancel it as a running job.
+    }
+    await this.redis.publish(this.keys.cancelChannel, jobId);
+    return { kind: "requested", job: { ...current, status: "running" } };
+  }
+}

@@ -1,0 +1,65 @@
+import { type Config, ConfigError, checkRedis, createLogger, createRedis, loadConfig, redactRedisUrl } from "@cascade/shared";
+import { buildApp } from "./app.js";
+
+function fail(error: unknown): never {
+  const message = error instanceof ConfigError ? error.message : `api failed to start: ${(error as Error)?.stack ?? error}`;
+  process.stderr.write(`cascade api: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    fail(error);
+  }
+  const { settings } = config;
+  const logger = createLogger(settings.LOG_LEVEL, { name: "cascade-api" });
+  const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
+  for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
+  const redis = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
+  redis.on("error", (error: Error) => logger.warn({ err: error.message }, "redis connection error; retrying"));
+
+  const cascade = buildApp({ config, redis, logger });
+  await cascade.ready();
+  try {
+    await cascade.app.listen({ port: settings.PORT, host: settings.HOST });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    fail(
+      new ConfigError(
+        code === "EADDRINUSE"
+          ? `PORT ${settings.PORT} on ${settings.HOST} is already in use; stop the other process or set PORT to a free port`
+          : `cannot listen on ${settings.HOST}:${settings.PORT} (${(error as Error).message}); check HOST and PORT`,
+      ),
+    );
+  }
+  logger.info({ redis: redactRedisUrl(settings.REDIS_URL), config: config.source, openMode: config.openMode }, "cascade api started");
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping: no new requests, draining in-flight ones");
+    const force = setTimeout(() => {
+      logger.warn("drain took too long; exiting");
+      process.exit(0);
+    }, settings.SHUTDOWN_TIMEOUT_MS);
+    force.unref();
+    try {
+      await cascade.close();
+      await redis.quit().catch(() => redis.disconnect());
+      logger.info("api stopped");
+      logger.flush();
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, "error while stopping");
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch(fail);

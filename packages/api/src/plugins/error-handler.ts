@@ -1,0 +1,99 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { HttpError } from "./http-error.js";
+
+const TYPE_BY_STATUS: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  405: "method_not_allowed_error",
+  409: "conflict_error",
+  413: "request_too_large_error",
+  415: "unsupported_media_type_error",
+  422: "idempotency_error",
+  429: "rate_limit_error",
+  503: "service_unavailable_error",
+};
+
+export function sendError(
+  reply: FastifyReply,
+  statusCode: number,
+  type: string,
+  message: string,
+  param?: string,
+): FastifyReply {
+  return reply.code(statusCode).send({ error: { type, message, ...(param !== undefined ? { param } : {}) } });
+}
+
+interface ValidationIssue {
+  instancePath?: string;
+  message?: string;
+  params?: { issue?: { path?: PropertyKey[]; message?: string; code?: string; keys?: string[] } };
+}
+
+/** One line naming each bad field, e.g. `request.messages.0.role: Invalid input`. */
+function describeValidation(issues: ValidationIssue[], context: string | undefined): { message: string; param?: string } {
+  const lines = issues.slice(0, 5).map((issue) => {
+    const zodIssue = issue.params?.issue;
+    const path = (zodIssue?.path ?? issue.instancePath?.split("/").filter(Boolean) ?? []).map(String);
+    let message = zodIssue?.message ?? issue.message ?? "invalid";
+    if (zodIssue?.code === "unrecognized_keys" && zodIssue.keys?.length) {
+      message = `unknown field${zodIssue.keys.length > 1 ? "s" : ""} ${zodIssue.keys.map((key) => `"${key}"`).join(", ")}`;
+    }
+    const prefix = context === "body" || context === undefined ? "" : `${context === "querystring" ? "query" : context} `;
+    return { param: path.join("."), text: `${prefix}${path.join(".") || "(root)"}: ${message}` };
+  });
+  return { message: lines.map((line) => line.text).join("; "), param: lines[0]?.param || undefined };
+}
+
+/**
+ * Every error, Fastify's own included, in the contract's shape. Bad input is a 4xx naming the
+ * field; only our own faults are 5xx, and they never leak internals.
+ */
+export function registerErrorHandling(app: FastifyInstance, routes: Array<{ method: string; pattern: RegExp }>): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof HttpError) {
+      for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+      return sendError(reply, error.statusCode, error.type, error.message, error.param);
+    }
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const described = describeValidation(error.validation as ValidationIssue[], error.validationContext);
+      return sendError(reply, 400, "invalid_request_error", described.message, described.param);
+    }
+    const statusCode = error.statusCode ?? 500;
+    if (statusCode >= 400 && statusCode < 500) {
+      let message = error.message;
+      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") message = "request body is larger than the 1 MiB limit";
+      else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+        message = `unsupported Content-Type "${request.headers["content-type"] ?? ""}"; send application/json`;
+      } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "body: a JSON body is required";
+      else if (error instanceof SyntaxError || error.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+        message = `body is not valid JSON: ${error.message}`;
+      }
+      return sendError(reply, statusCode, TYPE_BY_STATUS[statusCode] ?? "invalid_request_error", message);
+    }
+    request.log.error({ err: error }, "request failed");
+    if (statusCode === 503) return sendError(reply, 503, "service_unavailable_error", error.message);
+    return sendError(reply, 500, "api_error", "internal error; the request id is in the logs");
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?")[0] ?? "/";
+    const allowed = [...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method))];
+    if (allowed.length) {
+      reply.header("allow", allowed.join(", "));
+      return sendError(reply, 405, "method_not_allowed_error", `${request.method} is not allowed on ${path}; use ${allowed.join(", ")}`);
+    }
+    return sendError(reply, 404, "not_found_error", `no route ${request.method} ${path}`);
+  });
+}
+
+/** Turns a Fastify route url (`/v1/jobs/:id`) into a regex matching concrete paths. */
+export function routePattern(url: string): RegExp {
+  const escaped = url
+    .split("/")
+    .map((segment) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+    .join("/");
+  return new RegExp(`^${escaped}/?$`);
+}

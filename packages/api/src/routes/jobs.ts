@@ -1,0 +1,168 @@
+import {
+  ChainResolutionError,
+  type Clock,
+  type Config,
+  createJobBodySchema,
+  type IdGenerator,
+  type JobData,
+  type JobObject,
+  resolveChain,
+  sha256Hex,
+  unixSeconds,
+} from "@cascade/shared";
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { IdempotencyKeys } from "../jobs/idempotency.js";
+import { isTerminal, type JobStore } from "../jobs/job-store.js";
+import type { JobWaiters } from "../jobs/job-waiters.js";
+import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+
+export interface JobRoutesDeps {
+  config: Config;
+  store: JobStore;
+  waiters: JobWaiters;
+  idempotency: IdempotencyKeys;
+  clock: Clock;
+  newId: IdGenerator;
+}
+
+export const MAX_WAIT_SECONDS = 60;
+
+const jobParams = z.object({ id: z.string().min(1).max(200) });
+const waitQuery = z.object({
+  wait: z.coerce
+    .number({ error: "wait must be a number of seconds" })
+    .int("wait must be a whole number of seconds")
+    .min(0, "wait must be at least 0")
+    .max(MAX_WAIT_SECONDS, `wait must be at most ${MAX_WAIT_SECONDS} seconds`)
+    .optional(),
+});
+
+function queuedJob(jobId: string, data: JobData): JobObject {
+  return {
+    id: jobId,
+    object: "job",
+    status: "queued",
+    created_at: data.created_at,
+    started_at: null,
+    finished_at: null,
+    route: data.route,
+    models: data.chain.map((hop) => hop.model),
+    priority: data.priority,
+    metadata: data.metadata ?? {},
+    user: data.user ?? null,
+    result: null,
+    model: null,
+    provider: null,
+    cost_usd: 0,
+    attempts: [],
+    error: null,
+    webhook: data.webhook ?? null,
+  };
+}
+
+export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
+  const { config, store, waiters, idempotency, clock } = deps;
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  routes.post("/v1/jobs", { schema: { body: createJobBodySchema } }, async (request, reply) => {
+    const body = request.body;
+    let resolved: ReturnType<typeof resolveChain>;
+    try {
+      resolved = resolveChain(config.file, body);
+    } catch (error) {
+      if (error instanceof ChainResolutionError) throw badRequest(error.message, error.param);
+      throw error;
+    }
+    const now = clock.now();
+    const jobId = deps.newId("job");
+    const data: JobData = {
+      v: 1,
+      tenant: request.tenant,
+      request: body.request,
+      route: resolved.route,
+      chain: resolved.chain,
+      policy: resolved.policy,
+      ...(body.metadata ? { metadata: body.metadata } : {}),
+      ...(body.webhook ? { webhook: body.webhook } : {}),
+      priority: body.priority,
+      ...(body.max_cost_usd !== undefined ? { max_cost_usd: body.max_cost_usd } : {}),
+      ...(body.user !== undefined ? { user: body.user } : {}),
+      created_at: unixSeconds(now),
+      deadline_at: now + resolved.deadline_ms,
+    };
+
+    const idempotencyKey = request.headers["idempotency-key"];
+    if (typeof idempotencyKey === "string") {
+      if (idempotencyKey.length === 0 || idempotencyKey.length > 255) {
+        throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
+      }
+      const reservation = await idempotency.reserve(request.tenant, idempotencyKey, sha256Hex(JSON.stringify(body)), jobId);
+      if (reservation.kind === "mismatch") {
+        throw new HttpError(
+          422,
+          "idempotency_error",
+          "this Idempotency-Key was already used with a different request body; use a new key for a new request",
+          "Idempotency-Key",
+        );
+      }
+      if (reservation.kind === "replay") {
+        const existing = await store.get(request.tenant, reservation.jobId);
+        if (!existing) {
+          throw new HttpError(
+            409,
+            "conflict_error",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            "Idempotency-Key",
+            { "retry-after": "1" },
+          );
+        }
+        reply.header("idempotent-replayed", "true");
+        return reply.code(200).send(existing);
+      }
+      try {
+        await store.add(jobId, data, body);
+      } catch (error) {
+        await idempotency.release(request.tenant, idempotencyKey).catch(() => {});
+        throw error;
+      }
+    } else {
+      await store.add(jobId, data, body);
+    }
+    reply.header("location", `/v1/jobs/${jobId}`);
+    return reply.code(202).send(queuedJob(jobId, data));
+  });
+
+  routes.get("/v1/jobs/:id", { schema: { params: jobParams, querystring: waitQuery } }, async (request) => {
+    const { id } = request.params;
+    const waitSeconds = request.query.wait ?? 0;
+    const waiter = waitSeconds > 0 ? waiters.register(id, waitSeconds * 1000) : undefined;
+    try {
+      let job = await store.get(request.tenant, id);
+      if (!job) throw notFound(`no job with id ${id}`);
+      if (waiter && !isTerminal(job)) {
+        const closed = new Promise<void>((resolve) => request.raw.once("close", () => resolve()));
+        await Promise.race([waiter.done, closed]);
+        job = (await store.get(request.tenant, id)) ?? job;
+      }
+      return job;
+    } finally {
+      waiter?.cancel();
+    }
+  });
+
+  routes.delete("/v1/jobs/:id", { schema: { params: jobParams } }, async (request, reply) => {
+    const { id } = request.params;
+    const result = await store.cancel(request.tenant, id, clock.now());
+    if (!result) throw notFound(`no job with id ${id}`);
+    if (result.kind === "terminal") {
+      throw new HttpError(409, "conflict_error", `job ${id} has already ended (status ${result.job.status}); nothing to cancel`);
+    }
+    if (result.kind === "cancelled") {
+      waiters.wake(id);
+      return reply.code(200).send(result.job);
+    }
+    return reply.code(202).send(result.job);
+  });
+}

@@ -1,0 +1,17 @@
+import type { RedisClient } from "@cascade/shared";
+import type { FastifyInstance } from "fastify";
+import { sendError } from "../plugins/error-handler.js";
+
+export function registerOpsRoutes(app: FastifyInstance, redis: RedisClient): void {
+  app.get("/healthz", async () => ({ status: "ok" }));
+
+  app.get("/readyz", async (_request, reply) => {
+    try {
+      const timeout = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref());
+      await Promise.race([redis.ping(), timeout]);
+      return { status: "ready", redis: "ok" };
+    } catch (error) {
+      return sendError(reply, 503, "service_unavailable_error", `Redis is not reachable: ${(error as Error).message}`);
+    }
+  });
+}
