@@ -1,0 +1,126 @@
+// `npm start`: install what is missing, find or start Redis, build, then run the API and one worker
+// until Ctrl+C. Node built-ins only: this runs before dependencies are installed.
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { buildPackages, ensureDependencies } from "./lib/pnpm.mjs";
+import { defaultDataDir, findOrStartRedis, RedisSetupError, redactRedisUrl } from "./lib/redis.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const services = new Map(); // name -> ChildProcess
+let redis; // { url, description, stop?, child? }
+let shuttingDown = false;
+
+async function main() {
+  await ensureDependencies(root);
+  redis = await findRedisOrExit();
+  // Last-resort cleanup for exits we do not orchestrate (a failed build, a crash in this script):
+  // children live in their own process groups, so nothing else would stop them.
+  process.on("exit", () => {
+    for (const child of services.values()) child.kill("SIGTERM");
+    redis?.child?.kill("SIGTERM");
+  });
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
+    process.on(signal, () => shutDown(`${signal} received`, 0));
+  await buildPackages(root);
+  if (shuttingDown) return;
+
+  const env = { ...process.env, REDIS_URL: redis.url };
+  startService("api", "packages/api/dist/main.js", env);
+  startService("worker", "packages/worker/dist/main.js", env);
+  redis.child?.on("exit", (code, signal) => {
+    if (!shuttingDown) shutDown(`redis-server exited unexpectedly (${signal ?? `code ${code}`})`, 1);
+  });
+  await printBannerWhenReady(env);
+}
+
+async function findRedisOrExit() {
+  try {
+    const found = await findOrStartRedis({ env: process.env, root, dataDir: defaultDataDir(root) });
+    console.log(`Redis: ${redactRedisUrl(found.url)} (${found.description})`);
+    return found;
+  } catch (error) {
+    if (!(error instanceof RedisSetupError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+}
+
+/**
+ * Runs `node <script>` in its own process group (not on Windows, where that means a new console):
+ * a terminal Ctrl+C then reaches only this script, which sends exactly one SIGTERM to each child,
+ * instead of every process receiving SIGINT at once and Redis vanishing under draining workers.
+ */
+function startService(name, script, env) {
+  const child = spawn(process.execPath, [join(root, script)], {
+    cwd: root,
+    env,
+    stdio: "inherit",
+    detached: process.platform !== "win32",
+  });
+  services.set(name, child);
+  child.on("exit", (code, signal) => {
+    services.delete(name);
+    if (!shuttingDown) shutDown(`${name} exited unexpectedly (${signal ?? `code ${code}`})`, code || 1);
+  });
+}
+
+/** Stops the services (SIGTERM, then SIGKILL on a second signal), then the Redis we started. */
+async function shutDown(reason, exitCode) {
+  if (shuttingDown) {
+    console.error("Forcing shutdown.");
+    for (const child of services.values()) child.kill("SIGKILL");
+    return;
+  }
+  shuttingDown = true;
+  console.error(`${reason}; stopping${services.size ? ` ${[...services.keys()].join(" and ")}` : ""}...`);
+  const exits = [...services.values()].map((child) => waitForExit(child));
+  for (const child of services.values()) child.kill("SIGTERM");
+  const results = await Promise.all(exits);
+  const unclean = results.some(({ code, signal }) => code !== 0 && signal !== "SIGTERM");
+  if (redis.stop) await redis.stop();
+  process.exit(exitCode || (unclean ? 1 : 0));
+}
+
+function waitForExit(child) {
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+}
+
+/** Waits (up to 30 s) for /healthz, then prints where the API is and how to try it. */
+async function printBannerWhenReady(env) {
+  const port = env.PORT || "3000";
+  const host = env.HOST || "127.0.0.1";
+  const reachableHost = ["0.0.0.0", "::", ""].includes(host)
+    ? "127.0.0.1"
+    : host.includes(":")
+      ? `[${host}]`
+      : host;
+  const base = `http://${reachableHost}:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (!shuttingDown && Date.now() < deadline) {
+    const healthy = await fetch(`${base}/healthz`).then(
+      (response) => response.ok,
+      () => false,
+    );
+    if (healthy) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  if (shuttingDown) return;
+  const auth = env.CASCADE_CONFIG ? " -H 'authorization: Bearer <your key>'" : "";
+  console.log(
+    [
+      "",
+      `Cascade API on ${base} (docs: ${base}/docs), one worker; Ctrl+C stops everything.`,
+      "Try:",
+      `  curl -s ${base}/v1/jobs${auth} -H 'content-type: application/json' \\`,
+      `    -d '{"request":{"messages":[{"role":"user","content":"Say hello"}]}}'`,
+      `  curl -s '${base}/v1/jobs/<id from above>?wait=30'${auth}`,
+      "",
+    ].join("\n"),
+  );
+}
+
+main().catch((error) => {
+  console.error(`npm start failed: ${error.message}`);
+  process.exit(1);
+});

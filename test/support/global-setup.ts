@@ -1,0 +1,22 @@
+/**
+ * Vitest globalSetup: one Redis for the whole run, shared by every test file through
+ * `inject("redisUrl")`. Tests isolate themselves with unique key prefixes, so nothing here (or
+ * anywhere in the tests) may FLUSHALL: with REDIS_URL the Redis may not be ours alone.
+ */
+import type { TestProject } from "vitest/node";
+import { startRedis } from "./redis-server.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** redis://host:port of the run's Redis (REDIS_URL, a spawned redis-server, or a container). */
+    redisUrl: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const redis = await startRedis();
+  project.provide("redisUrl", redis.url);
+  return async function teardown() {
+    await redis.stop();
+  };
+}
