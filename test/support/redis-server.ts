@@ -6,7 +6,7 @@
  * (it is a dependency of packages/shared only, and pnpm does not hoist it).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,18 +34,21 @@ export interface SpawnedRedis {
 export interface SpawnRedisOptions {
   /** Defaults to a free port; pass a previous server's port to restart "the same" Redis. */
   port?: number;
-  /** Data directory; pass the previous one with `appendonly: true` to keep its data. Default: a temp dir, removed at exit. */
+  /** Data directory (created if missing); pass a previous server's `dir` with `appendonly: true` to keep its data. Default: a temp dir. */
   dir?: string;
   /** Persist every write to an AOF (default false). */
   appendonly?: boolean;
 }
 
-// One exit hook for every spawn: never leave a server or a temp dir behind a crashed test run.
+// Servers this process spawned keep their data dirs and pid files under one directory named after
+// the process. "exit" hooks clean up after a normal exit, but vitest ends its fork workers with
+// SIGTERM, which skips them; so each process also sweeps up after owners that are gone.
+const ownRoot = join(tmpdir(), `cascade-redis-${process.pid}`);
 const liveServers = new Set<ChildProcess>();
-const temporaryDirs = new Set<string>();
+sweepAbandonedServers();
 process.once("exit", () => {
   for (const child of liveServers) child.kill("SIGKILL");
-  for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
+  rmSync(ownRoot, { recursive: true, force: true });
 });
 
 const HOW_TO_GET_REDIS =
@@ -70,8 +73,9 @@ export async function startRedis(): Promise<RedisHandle> {
 /** Always spawns a fresh `redis-server` child; resolves once it answers PING. */
 export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise<SpawnedRedis> {
   const port = options.port ?? (await findFreePort());
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "cascade-redis-"));
-  if (options.dir === undefined) temporaryDirs.add(dir);
+  mkdirSync(ownRoot, { recursive: true });
+  const dir = options.dir ?? mkdtempSync(join(ownRoot, "server-"));
+  mkdirSync(dir, { recursive: true });
   const args = [
     ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no"],
     ...["--save", "", "--appendonly", options.appendonly ? "yes" : "no", "--maxmemory-policy", "noeviction"],
@@ -82,6 +86,8 @@ export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise
     ready ||= line.includes("Ready to accept connections");
   });
   liveServers.add(child);
+  const pidFile = join(ownRoot, `${child.pid}.pid`);
+  if (child.pid !== undefined) writeFileSync(pidFile, String(child.pid));
 
   let exitReason: string | undefined;
   const exited = new Promise<void>((resolve) => {
@@ -92,6 +98,7 @@ export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise
     child.once("exit", (code, signal) => {
       exitReason ??= `redis-server exited (${signal ?? `code ${code}`}): ${output().slice(-3).join(" | ")}`;
       liveServers.delete(child);
+      rmSync(pidFile, { force: true });
       resolve();
     });
   });
@@ -237,5 +244,40 @@ async function startRedisContainer(): Promise<RedisHandle> {
   } catch (error) {
     const reason = (error as Error).message.split("\n")[0];
     throw new Error(`${HOW_TO_GET_REDIS} (Docker fallback failed: ${reason})`);
+  }
+}
+
+/** Kills the redis-servers and removes the dirs of test processes that died without cleaning up. */
+function sweepAbandonedServers(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const owner = /^cascade-redis-(\d+)$/.exec(name)?.[1];
+    if (owner === undefined || isAlive(Number(owner))) continue;
+    const root = join(tmpdir(), name);
+    try {
+      for (const file of readdirSync(root).filter((entry) => entry.endsWith(".pid"))) {
+        killIfRedis(Number(readFileSync(join(root, file), "utf8")));
+      }
+      rmSync(root, { recursive: true, force: true });
+    } catch {
+      // Another test process is sweeping the same directory.
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Only where /proc proves the pid is still a redis-server: a reused pid must never be killed. */
+function killIfRedis(pid: number): void {
+  try {
+    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server")) process.kill(pid, "SIGKILL");
+  } catch {
+    // Already gone, or no /proc on this platform.
   }
 }
