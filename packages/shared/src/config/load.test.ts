@@ -1,0 +1,102 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "../errors/config-error.js";
+import { loadConfig, sha256Hex } from "./load.js";
+
+const minimal = {
+  providers: { sim: { type: "simulated" } },
+  models: { small: { provider: "sim" } },
+  routes: { default: { chain: [{ model: "small" }] } },
+};
+
+function loadError(raw: unknown, env: Record<string, string> = {}): string {
+  try {
+    loadConfig(env, { raw });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error("expected loadConfig to throw");
+}
+
+describe("loadConfig", () => {
+  it("loads the built-in demo config with defaults and warns about open mode", () => {
+    const config = loadConfig({});
+    expect(config.source).toBe("built-in demo config");
+    expect(config.settings).toMatchObject({ REDIS_URL: "redis://127.0.0.1:6379", PORT: 3000, HOST: "127.0.0.1", WORKER_CONCURRENCY: 50 });
+    expect(config.openMode).toBe(true);
+    expect(config.warnings.join("\n")).toMatch(/OPEN MODE/);
+    expect(config.file.routes.default?.chain.length).toBeGreaterThan(1);
+    expect(Object.isFrozen(config.file.models)).toBe(true);
+  });
+
+  it("reads YAML and JSON files named by CASCADE_CONFIG", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const yamlPath = join(dir, "config.yaml");
+    writeFileSync(yamlPath, "providers:\n  sim: { type: simulated }\nmodels:\n  small: { provider: sim }\n");
+    expect(Object.keys(loadConfig({ CASCADE_CONFIG: yamlPath }).file.models)).toEqual(["small"]);
+    const jsonPath = join(dir, "config.json");
+    writeFileSync(jsonPath, JSON.stringify(minimal));
+    expect(loadConfig({ CASCADE_CONFIG: jsonPath }).file.routes.default?.chain).toEqual([{ model: "small" }]);
+  });
+
+  it("names the missing file and the fix", () => {
+    expect(() => loadConfig({ CASCADE_CONFIG: "/nope/cascade.yaml" })).toThrow(/CASCADE_CONFIG=\/nope\/cascade.yaml: cannot read the file \(ENOENT\)/);
+  });
+
+  it("rejects unknown keys, naming the path", () => {
+    expect(loadError({ ...minimal, models: { small: { provider: "sim", colour: "red" } } })).toMatch(/models\.small: Unrecognized key: "colour"/);
+    expect(loadError({ ...minimal, extra: true })).toMatch(/Unrecognized key: "extra"/);
+  });
+
+  it("rejects references to unknown providers, models and routes", () => {
+    expect(loadError({ ...minimal, models: { small: { provider: "nope" } } })).toMatch(/models\.small\.provider: unknown provider "nope"/);
+    expect(loadError({ ...minimal, routes: { default: { chain: [{ model: "big" }] } } })).toMatch(
+      /routes\.default\.chain\.0\.model: unknown model "big"/,
+    );
+    expect(loadError({ ...minimal, fallbacks: { small: ["ghost"] } })).toMatch(/fallbacks\.small\.0: unknown model "ghost"/);
+  });
+
+  it("refuses an id that is both a model and a route", () => {
+    expect(loadError({ ...minimal, routes: { small: { chain: [{ model: "small" }] } } })).toMatch(
+      /routes\.small: "small" is both a model id and a route id/,
+    );
+  });
+
+  it("validates values and env var names", () => {
+    expect(loadError({ ...minimal, providers: { sim: { type: "bedrock" } } })).toMatch(/providers\.sim\.type/);
+    expect(loadError({ ...minimal, providers: { sim: { type: "openai", api_key_env: "sk-live-123" } } })).toMatch(
+      /api_key_env: must be the NAME of an environment variable/,
+    );
+    expect(loadError({ ...minimal, routes: { default: { chain: [] } } })).toMatch(/routes\.default\.chain: a route needs at least one hop/);
+  });
+
+  it("validates the environment", () => {
+    expect(() => loadConfig({ WORKER_CONCURRENCY: "abc" })).toThrow(/WORKER_CONCURRENCY must be an integer/);
+    expect(() => loadConfig({ REDIS_URL: "localhost:6379" })).toThrow(/REDIS_URL must start with redis:\/\//);
+    expect(() => loadConfig({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL must be one of/);
+  });
+
+  it("resolves tenant keys as hashes and provider keys from the environment", () => {
+    const config = loadConfig(
+      { ACME_KEYS: "key-one, key-two", ACME_HOOK: "whsec_abc", SIM_KEY: "secret" },
+      {
+        raw: {
+          ...minimal,
+          providers: { sim: { type: "simulated", api_key_env: "SIM_KEY" } },
+          tenants: {
+            acme: { api_keys_env: "ACME_KEYS", webhook_secret_env: "ACME_HOOK" },
+            beta: { api_key_sha256: [sha256Hex("beta-key")] },
+          },
+        },
+      },
+    );
+    expect(config.openMode).toBe(false);
+    expect([...(config.tenants.get("acme")?.keyHashes ?? [])]).toEqual([sha256Hex("key-one"), sha256Hex("key-two")]);
+    expect(config.tenants.get("acme")?.webhookSecret).toBe("whsec_abc");
+    expect(config.tenants.get("beta")?.keyHashes.has(sha256Hex("beta-key"))).toBe(true);
+    expect(config.providerKeys.get("sim")).toBe("secret");
+  });
+});

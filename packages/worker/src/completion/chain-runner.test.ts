@@ -1,0 +1,211 @@
+import { type Config, type JobData, jobDataSchema, loadConfig, resolveChain } from "@cascade/shared";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { ProviderError } from "../providers/provider-error.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import type { Completion, ProviderAdapter, ProviderCall } from "../providers/types.js";
+import { type ChainContext, runChain } from "./chain-runner.js";
+import { JobInterruption } from "./interruption.js";
+
+type Step = Completion | ProviderError | "hang";
+
+const ok = (content = "hello"): Completion => ({
+  content,
+  toolCalls: [],
+  finishReason: "stop",
+  usage: { promptTokens: 100, completionTokens: 20 },
+});
+
+/** A provider answering from a per-model script, recording every call it receives. */
+function scriptedProviders(script: Record<string, Step[]>) {
+  const calls: string[] = [];
+  const adapter: ProviderAdapter = {
+    providerId: "p",
+    type: "scripted",
+    async generate(call: ProviderCall) {
+      calls.push(call.modelId);
+      const step = script[call.modelId]?.shift() ?? ok();
+      if (step === "hang") {
+        return new Promise((_resolve, reject) => call.signal.addEventListener("abort", () => reject(call.signal.reason)));
+      }
+      if (step instanceof ProviderError) throw step;
+      return step;
+    },
+  };
+  const registry: ProviderRegistry = { get: () => adapter };
+  return { registry, calls };
+}
+
+const config: Config = loadConfig(
+  {},
+  {
+    raw: {
+      providers: { p: { type: "simulated" } },
+      models: {
+        a: { provider: "p", price: { input_per_mtok: 1, output_per_mtok: 2 }, capabilities: ["tools"] },
+        b: { provider: "p", price: { input_per_mtok: 1, output_per_mtok: 2 }, context_window: 50 },
+        c: { provider: "p", price: { input_per_mtok: 1000, output_per_mtok: 1000 }, capabilities: ["tools"] },
+      },
+      routes: {
+        default: { chain: [{ model: "a", timeout_ms: 200, max_retries: 1 }, { model: "b" }, { model: "c" }] },
+        strict: { on_content_filter: "fail", chain: [{ model: "a" }, { model: "b" }] },
+      },
+    },
+  },
+);
+
+function jobData(overrides: Partial<JobData> = {}, route = "default"): JobData {
+  const resolved = resolveChain(config.file, { route, request: {} });
+  return jobDataSchema.parse({
+    v: 1,
+    tenant: "t",
+    request: { messages: [{ role: "user", content: "Say hi" }], max_tokens: 10 },
+    route: resolved.route,
+    chain: resolved.chain,
+    policy: resolved.policy,
+    priority: 5,
+    created_at: 1,
+    deadline_at: Date.now() + 60_000,
+    ...overrides,
+  });
+}
+
+function context(data: JobData, registry: ProviderRegistry, signal = new AbortController().signal): ChainContext {
+  return {
+    jobId: "job_test",
+    data,
+    config,
+    providers: registry,
+    clock: { now: () => Date.now() },
+    logger: pino({ level: "silent" }),
+    random: () => 0.5,
+    signal,
+    saveProgress: async () => {},
+  };
+}
+
+describe("runChain", () => {
+  it("succeeds on the first hop with an OpenAI chat.completion and its cost", async () => {
+    const { registry } = scriptedProviders({});
+    const result = await runChain(context(jobData(), registry));
+    expect(result.kind).toBe("finished");
+    if (result.kind !== "finished") return;
+    expect(result.outcome).toMatchObject({ status: "succeeded", model: "a", provider: "p", cost_usd: 0.00014 });
+    expect(result.outcome.result).toMatchObject({
+      object: "chat.completion",
+      model: "a",
+      choices: [{ message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 },
+    });
+    expect(result.outcome.attempts).toEqual([expect.objectContaining({ model: "a", outcome: "success" })]);
+  });
+
+  it("retries a server error once, then falls back, skipping what cannot fit", async () => {
+    const failure = () => new ProviderError("server_error", "HTTP 500", { httpStatus: 500 });
+    const { registry, calls } = scriptedProviders({ a: [failure(), failure()] });
+    const data = jobData({ request: { messages: [{ role: "user", content: "x".repeat(400) }], max_tokens: 10 } });
+    const result = await runChain(context(data, registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(calls).toEqual(["a", "a", "c"]);
+    expect(result.outcome.attempts.map((attempt) => [attempt.model, attempt.outcome, attempt.reason])).toEqual([
+      ["a", "error", "server_error"],
+      ["a", "error", "server_error"],
+      ["b", "skipped", "context_length"],
+      ["c", "success", undefined],
+    ]);
+  });
+
+  it("times out a hanging hop and moves on", async () => {
+    const { registry } = scriptedProviders({ a: ["hang", "hang"] });
+    const result = await runChain(context(jobData(), registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.attempts.slice(0, 2).map((attempt) => attempt.reason)).toEqual(["timeout", "timeout"]);
+    expect(result.outcome.model).toBe("b");
+  });
+
+  it("fails at once on the caller's bad request, but falls back on a provider-specific one", async () => {
+    const bad = scriptedProviders({ a: [new ProviderError("bad_request", "HTTP 400 invalid_type", { httpStatus: 400 })] });
+    const failed = await runChain(context(jobData(), bad.registry));
+    if (failed.kind !== "finished") throw new Error("expected finished");
+    expect(failed.outcome.status).toBe("failed");
+    expect(failed.outcome.error?.type).toBe("bad_request");
+    expect(bad.calls).toEqual(["a"]);
+
+    const specific = scriptedProviders({
+      a: [new ProviderError("bad_request", "unsupported_parameter", { httpStatus: 400, providerSpecific: true })],
+    });
+    const fellBack = await runChain(context(jobData(), specific.registry));
+    if (fellBack.kind !== "finished") throw new Error("expected finished");
+    expect(fellBack.outcome.status).toBe("succeeded");
+    expect(fellBack.outcome.model).toBe("b");
+  });
+
+  it("honours on_content_filter: fail", async () => {
+    const filtered: Completion = { ...ok(), finishReason: "content_filter" };
+    const { registry } = scriptedProviders({ a: [filtered] });
+    const result = await runChain(context(jobData({}, "strict"), registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.status).toBe("failed");
+    expect(result.outcome.error?.type).toBe("content_filter");
+  });
+
+  it("defers a long Retry-After wait instead of sleeping, keeping its progress", async () => {
+    const limited = new ProviderError("rate_limited", "429", { httpStatus: 429, retryAfterMs: 5000 });
+    const { registry } = scriptedProviders({ a: [limited] });
+    const before = Date.now();
+    const result = await runChain(context(jobData(), registry));
+    expect(result.kind).toBe("deferred");
+    if (result.kind !== "deferred") return;
+    expect(result.until).toBeGreaterThanOrEqual(before + 5000);
+    expect(result.progress).toMatchObject({ hop: 0, tries: 1 });
+    expect(result.progress.attempts[0]).toMatchObject({ reason: "rate_limited", http_status: 429, retry_after_ms: 5000 });
+
+    // Resumed from its progress, the job retries the same hop and does not start over.
+    const resumed = await runChain(context(jobData({ progress: result.progress }), scriptedProviders({}).registry));
+    if (resumed.kind !== "finished") throw new Error("expected finished");
+    expect(resumed.outcome.attempts.map((attempt) => attempt.outcome)).toEqual(["error", "success"]);
+  });
+
+  it("moves on when a rate-limit wait would pass the deadline", async () => {
+    const limited = new ProviderError("rate_limited", "429", { httpStatus: 429, retryAfterMs: 5000 });
+    const { registry } = scriptedProviders({ a: [limited] });
+    const result = await runChain(context(jobData({ deadline_at: Date.now() + 1000 }), registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.model).toBe("b");
+  });
+
+  it("skips hops over the job's price ceiling and needing missing capabilities", async () => {
+    const { registry, calls } = scriptedProviders({});
+    const data = jobData({
+      max_cost_usd: 0.001,
+      request: {
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 10,
+        tools: [{ type: "function", function: { name: "lookup" } }],
+      },
+    });
+    const result = await runChain(context(data, registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(calls).toEqual(["a"]);
+    const withoutTools = scriptedProviders({ a: [new ProviderError("server_error", "500"), new ProviderError("server_error", "500")] });
+    const failed = await runChain(context(data, withoutTools.registry));
+    if (failed.kind !== "finished") throw new Error("expected finished");
+    expect(failed.outcome.attempts.map((attempt) => attempt.reason)).toEqual([
+      "server_error",
+      "server_error",
+      "capability_missing",
+      "price_ceiling",
+    ]);
+    expect(failed.outcome.error?.type).toBe("all_models_failed");
+  });
+
+  it("ends cancelled when its signal is aborted for cancellation", async () => {
+    const controller = new AbortController();
+    const { registry } = scriptedProviders({ a: ["hang"] });
+    setTimeout(() => controller.abort(new JobInterruption("cancelled")), 20);
+    const data = jobData({ chain: [{ model: "a", timeout_ms: 10_000 }] });
+    const result = await runChain(context(data, registry, controller.signal));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.status).toBe("cancelled");
+  });
+});
