@@ -73,7 +73,11 @@ export class JobStore {
    */
   async cancel(tenant: string, jobId: string, now: number): Promise<CancelResult | undefined> {
     const stored = await this.load(jobId);
-    if (!stored || stored.data.tenant !== tenant) return undefined;
+    if (!stored) {
+      const ended = await this.get(tenant, jobId);
+      return ended ? { kind: "terminal", job: ended } : undefined;
+    }
+    if (stored.data.tenant !== tenant) return undefined;
     const current = toJobObject(stored);
     if (isTerminal(current)) return { kind: "terminal", job: current };
     if (stored.state !== "active") {

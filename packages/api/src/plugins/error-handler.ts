@@ -26,23 +26,26 @@ export function sendError(
   return reply.code(statusCode).send({ error: { type, message, ...(param !== undefined ? { param } : {}) } });
 }
 
+/** What fastify-type-provider-zod puts in `error.validation` for each zod issue. */
 interface ValidationIssue {
+  keyword?: string;
   instancePath?: string;
   message?: string;
-  params?: { issue?: { path?: PropertyKey[]; message?: string; code?: string; keys?: string[] } };
+  params?: { keys?: string[] };
 }
 
 /** One line naming each bad field, e.g. `request.messages.0.role: Invalid input`. */
 function describeValidation(issues: ValidationIssue[], context: string | undefined): { message: string; param?: string } {
+  const where = context === "querystring" ? "query" : context === "params" ? "path" : "body";
   const lines = issues.slice(0, 5).map((issue) => {
-    const zodIssue = issue.params?.issue;
-    const path = (zodIssue?.path ?? issue.instancePath?.split("/").filter(Boolean) ?? []).map(String);
-    let message = zodIssue?.message ?? issue.message ?? "invalid";
-    if (zodIssue?.code === "unrecognized_keys" && zodIssue.keys?.length) {
-      message = `unknown field${zodIssue.keys.length > 1 ? "s" : ""} ${zodIssue.keys.map((key) => `"${key}"`).join(", ")}`;
+    const path = (issue.instancePath ?? "").split("/").filter(Boolean).join(".");
+    let message = issue.message ?? "invalid";
+    if (issue.keyword === "unrecognized_keys" && issue.params?.keys?.length) {
+      const keys = issue.params.keys;
+      message = `unknown field${keys.length > 1 ? "s" : ""} ${keys.map((key) => `"${key}"`).join(", ")}`;
     }
-    const prefix = context === "body" || context === undefined ? "" : `${context === "querystring" ? "query" : context} `;
-    return { param: path.join("."), text: `${prefix}${path.join(".") || "(root)"}: ${message}` };
+    const prefix = where === "body" ? "" : `${where} `;
+    return { param: path, text: `${prefix}${path || where}: ${message}` };
   });
   return { message: lines.map((line) => line.text).join("; "), param: lines[0]?.param || undefined };
 }

@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startStack, type Stack } from "../support/cascade-stack.js";
+
+const config = {
+  providers: {
+    sim: { type: "simulated", simulate: { latency_ms: 0 } },
+    slow: { type: "simulated", simulate: { latency_ms: 5000 } },
+  },
+  models: {
+    fast: { provider: "sim", capabilities: ["tools", "json", "vision"] },
+    sluggish: { provider: "slow" },
+  },
+  routes: { default: { chain: [{ model: "fast" }] }, slow: { chain: [{ model: "sluggish", timeout_ms: 30000 }] } },
+  tenants: {
+    acme: { api_keys_env: "ACME_KEYS" },
+    globex: { api_keys_env: "GLOBEX_KEYS" },
+  },
+};
+
+const acme = { authorization: "Bearer acme-key-1" };
+const globex = { authorization: "Bearer globex-key" };
+const hello = { request: { messages: [{ role: "user", content: "Hello" }], max_tokens: 20 } };
+
+describe("jobs API", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config,
+      env: { ACME_KEYS: "acme-key-1,acme-key-2", GLOBEX_KEYS: "globex-key" },
+    });
+  });
+  afterAll(() => stack?.close());
+
+  it("takes a job (202, queued) and returns its result through ?wait", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body: { ...hello, metadata: { doc_id: "42" } }, headers: acme });
+    expect(created.status).toBe(202);
+    expect(created.body).toMatchObject({ object: "job", status: "queued", route: "default", metadata: { doc_id: "42" }, attempts: [] });
+    expect(created.body.id).toMatch(/^job_/);
+    expect(created.body.created_at).toBeTypeOf("number");
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ id: created.body.id, status: "succeeded", model: "fast", provider: "sim" });
+    expect(done.body.result).toMatchObject({ object: "chat.completion", choices: [{ message: { role: "assistant" } }] });
+    expect(done.body.finished_at).toBeGreaterThanOrEqual(done.body.started_at);
+  });
+
+  it("requires a valid bearer key and hides other tenants' jobs", async () => {
+    expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
+    const wrong = await stack.request("POST", "/v1/jobs", { body: hello, headers: { authorization: "Bearer nope" } });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error.type).toBe("authentication_error");
+    const created = await stack.request("POST", "/v1/jobs", { body: hello, headers: { authorization: "Bearer acme-key-2" } });
+    expect(created.status).toBe(202);
+    const other = await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers: globex });
+    expect(other.status).toBe(404);
+    expect(JSON.stringify(other.body)).not.toContain("Hello");
+    expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: globex })).status).toBe(404);
+    expect((await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers: acme })).status).toBe(200);
+  });
+
+  it("names the bad field in every validation error", async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{}, /request: /],
+      [{ request: { messages: [] } }, /request\.messages: messages must hold at least one message/],
+      [{ request: { messages: [{ role: "wizard", content: "x" }] } }, /request\.messages\.0\.role/],
+      [{ ...hello, priority: 11 }, /priority/],
+      [{ ...hello, surprise: true }, /unknown field "surprise"/],
+      [{ request: { ...hello.request, temperature: 7 } }, /request\.temperature/],
+      [{ ...hello, webhook: { url: "ftp://x" } }, /webhook\.url/],
+      [{ ...hello, route: "nope" }, /route: unknown route "nope"/],
+      [{ ...hello, models: ["fast", "ghost"] }, /models\[1\]: unknown model "ghost"/],
+      [{ request: { ...hello.request, model: "gpt-9" } }, /request\.model: "gpt-9" is neither a configured model nor a route/],
+    ];
+    for (const [body, message] of cases) {
+      const response = await stack.request("POST", "/v1/jobs", { body, headers: acme });
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error.type).toBe("invalid_request_error");
+      expect(response.body.error.message).toMatch(message);
+    }
+  });
+
+  it("answers framework errors in the contract's shape", async () => {
+    const tooLarge = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "x".repeat(1024 * 1024 + 10) }] } },
+      headers: acme,
+    });
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.body.error.type).toBe("request_too_large_error");
+    const wrongType = await stack.request("POST", "/v1/jobs", { body: "hi", headers: { ...acme, "content-type": "text/plain" } });
+    expect(wrongType.status).toBe(415);
+    expect(wrongType.body.error.type).toBe("unsupported_media_type_error");
+    const badJson = await stack.request("POST", "/v1/jobs", { body: "{nope", headers: acme });
+    expect(badJson.status).toBe(400);
+    expect(badJson.body.error.message).toMatch(/not valid JSON/);
+    const missing = await stack.request("GET", "/v1/nothing", { headers: acme });
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.type).toBe("not_found_error");
+    const wrongMethod = await stack.request("PATCH", "/v1/jobs", { headers: acme });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("POST");
+    const tooLong = await stack.request("GET", "/v1/jobs/job_x?wait=61", { headers: acme });
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.error.message).toMatch(/wait must be at most 60/);
+    const unknownJob = await stack.request("GET", "/v1/jobs/job_missing", { headers: acme });
+    expect(unknownJob.status).toBe(404);
+  });
+
+  it("replays an Idempotency-Key with the same body and refuses a different body", async () => {
+    const headers = { ...acme, "idempotency-key": `key-${Date.now()}` };
+    const first = await stack.request("POST", "/v1/jobs", { body: hello, headers });
+    expect(first.status).toBe(202);
+    const replay = await stack.request("POST", "/v1/jobs", { body: hello, headers });
+    expect(replay.status).toBe(200);
+    expect(replay.body.id).toBe(first.body.id);
+    const changed = await stack.request("POST", "/v1/jobs", { body: { ...hello, priority: 1 }, headers });
+    expect(changed.status).toBe(422);
+    expect(changed.body.error.type).toBe("idempotency_error");
+    // Scoped to the tenant: the same key from another tenant is a new job.
+    const otherTenant = await stack.request("POST", "/v1/jobs", { body: hello, headers: { ...globex, "idempotency-key": headers["idempotency-key"] } });
+    expect(otherTenant.status).toBe(202);
+    expect(otherTenant.body.id).not.toBe(first.body.id);
+  });
+
+  it("gives concurrent retries with one Idempotency-Key exactly one job", async () => {
+    const headers = { ...acme, "idempotency-key": `race-${Date.now()}` };
+    const responses = await Promise.all(Array.from({ length: 10 }, () => stack.request("POST", "/v1/jobs", { body: hello, headers })));
+    const ids = new Set(responses.filter((response) => response.status < 300).map((response) => response.body.id));
+    expect(ids.size).toBe(1);
+    for (const response of responses) expect([200, 202, 409]).toContain(response.status);
+  });
+
+  it("cancels a running job (202), which then ends cancelled; a terminal job is a 409", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body: { ...hello, route: "slow" }, headers: acme });
+    let job = created.body;
+    for (let index = 0; index < 50 && job.status !== "running"; index += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      job = (await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers: acme })).body;
+    }
+    expect(job.status).toBe("running");
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: acme });
+    expect(cancel.status).toBe(202);
+    const ended = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`, { headers: acme });
+    expect(ended.body.status).toBe("cancelled");
+    const again = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: acme });
+    expect(again.status).toBe(409);
+    expect(again.body.error.type).toBe("conflict_error");
+  });
+});
+
+describe("queued jobs", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ redisUrl: inject("redisUrl"), config: { ...config, tenants: undefined }, withoutWorker: true });
+  });
+  afterAll(() => stack?.close());
+
+  it("cancels a queued job at once (200) and keeps it visible as cancelled", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body: hello });
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    expect(cancel.status).toBe(200);
+    expect(cancel.body).toMatchObject({ id: created.body.id, status: "cancelled" });
+    const fetched = await stack.request("GET", `/v1/jobs/${created.body.id}`);
+    expect(fetched.body.status).toBe("cancelled");
+    expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`)).status).toBe(409);
+  });
+
+  it("runs urgent jobs first and wakes ?wait when a job ends", async () => {
+    const low = await stack.request("POST", "/v1/jobs", { body: { ...hello, priority: 9 } });
+    const urgent = await stack.request("POST", "/v1/jobs", { body: { ...hello, priority: 1 } });
+    const waiting = stack.request("GET", `/v1/jobs/${low.body.id}?wait=20`);
+    const queued = await stack.request("GET", `/v1/jobs/${urgent.body.id}`);
+    expect(queued.body.status).toBe("queued");
+    expect(queued.body.started_at).toBeNull();
+    await stack.startWorker(1);
+    const lowDone = await waiting;
+    expect(lowDone.body.status).toBe("succeeded");
+    const urgentDone = await stack.request("GET", `/v1/jobs/${urgent.body.id}?wait=5`);
+    expect(urgentDone.body.status).toBe("succeeded");
+    expect(urgentDone.body.finished_at).toBeLessThanOrEqual(lowDone.body.finished_at);
+    const [urgentJob, lowJob] = await Promise.all(
+      [urgent.body.id, low.body.id].map((id) => stack.app.app.inject({ method: "GET", url: `/v1/jobs/${id}` })),
+    );
+    expect(urgentJob?.statusCode).toBe(200);
+    expect(lowJob?.statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,170 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { startStack, type Stack } from "../support/cascade-stack.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+
+/**
+ * The worker's OpenAI-compatible provider against a fake that speaks OpenAI's wire format over
+ * real HTTP: every reason the contract names for it is produced from a real response.
+ */
+describe("openai provider through the worker", () => {
+  let fake: FakeOpenAI;
+  let stack: Stack;
+
+  beforeAll(async () => {
+    fake = await startFakeOpenAI({ apiKey: "sk-test-123" });
+    const model = (name: string) => ({
+      provider: "fake",
+      name,
+      price: { input_per_mtok: 2, output_per_mtok: 8 },
+      capabilities: ["tools", "json", "vision"],
+    });
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      env: { FAKE_KEY: "sk-test-123" },
+      config: {
+        providers: {
+          fake: { type: "openai", base_url: fake.url, api_key_env: "FAKE_KEY" },
+          nowhere: { type: "openai", base_url: "http://127.0.0.1:9/v1" },
+        },
+        models: {
+          primary: model("up-primary"),
+          backup: model("up-backup"),
+          lost: { provider: "nowhere", name: "up-lost" },
+        },
+        routes: {
+          default: { chain: [{ model: "primary", timeout_ms: 1000 }, { model: "backup" }] },
+          retrying: { chain: [{ model: "primary", max_retries: 2 }, { model: "backup" }] },
+          lenient: { on_bad_request: "fallback", chain: [{ model: "primary" }, { model: "backup" }] },
+          unreachable: { chain: [{ model: "lost" }, { model: "backup" }] },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await fake?.close();
+  });
+  beforeEach(() => fake.reset());
+
+  async function run(body: Record<string, unknown>) {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "What is 2+2?" }], max_tokens: 50 }, ...body },
+    });
+    expect(created.status).toBe(202);
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`);
+    return done.body;
+  }
+
+  it("sends the upstream model name and key to {base_url}/chat/completions and returns a chat.completion", async () => {
+    fake.script("up-primary", { kind: "ok", content: "4", usage: { prompt_tokens: 12, completion_tokens: 3, cached_tokens: 2 } });
+    const job = await run({});
+    expect(job).toMatchObject({ status: "succeeded", model: "primary", provider: "fake" });
+    expect(job.result).toMatchObject({
+      object: "chat.completion",
+      model: "primary",
+      choices: [{ index: 0, message: { role: "assistant", content: "4" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15, prompt_tokens_details: { cached_tokens: 2 } },
+    });
+    expect(job.cost_usd).toBeCloseTo((12 * 2 + 3 * 8) / 1e6, 12);
+    const [call] = fake.callsFor("up-primary");
+    expect(call?.path).toBe("/v1/chat/completions");
+    expect(call?.headers.authorization).toBe("Bearer sk-test-123");
+    expect(call?.body).toMatchObject({ model: "up-primary", max_tokens: 50, messages: [{ role: "user", content: "What is 2+2?" }] });
+  });
+
+  it("passes tools and returns tool_calls", async () => {
+    fake.script("up-primary", { kind: "ok", toolCalls: [{ id: "call_1", name: "add", arguments: '{"a":2,"b":2}' }], finishReason: "tool_calls" });
+    const job = await run({
+      request: {
+        messages: [{ role: "user", content: "add 2 and 2" }],
+        tools: [{ type: "function", function: { name: "add", parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } } } }],
+        tool_choice: "required",
+      },
+    });
+    expect(job.result.choices[0]).toMatchObject({
+      finish_reason: "tool_calls",
+      message: { tool_calls: [{ id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } }] },
+    });
+    const body = fake.callsFor("up-primary")[0]?.body;
+    expect(body.tools[0].function.name).toBe("add");
+    expect(body.tool_choice).toBe("required");
+  });
+
+  it("passes json_schema response formats and images by URL", async () => {
+    await run({
+      request: {
+        messages: [
+          { role: "user", content: [{ type: "text", text: "describe" }, { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] },
+        ],
+        response_format: { type: "json_schema", json_schema: { name: "answer", schema: { type: "object", properties: { a: { type: "string" } } } } },
+      },
+    });
+    const body = fake.callsFor("up-primary")[0]?.body;
+    expect(body.response_format).toMatchObject({ type: "json_schema", json_schema: { name: "answer" } });
+    expect(body.messages[0].content[1]).toMatchObject({ type: "image_url", image_url: { url: "https://example.com/cat.png" } });
+  });
+
+  const fallbacks: Array<[string, Parameters<FakeOpenAI["script"]>[1], string, number | undefined]> = [
+    ["server_error", { kind: "server_error" }, "server_error", 500],
+    ["rate limit", { kind: "rate_limited", retryAfterSeconds: 30 }, "rate_limited", 429],
+    ["context length", { kind: "context_length" }, "context_length", 400],
+    ["malformed body", { kind: "malformed" }, "invalid_response", 200],
+    ["hang", { kind: "hang" }, "timeout", undefined],
+    ["connection reset", { kind: "reset" }, "network_error", undefined],
+    ["bad key", { kind: "status", status: 401, body: { error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" } } }, "auth_error", 401],
+    ["unsupported parameter", { kind: "status", status: 400, body: { error: { message: "Unsupported parameter: 'max_tokens'", type: "invalid_request_error", param: "max_tokens", code: "unsupported_parameter" } } }, "bad_request", 400],
+  ];
+  for (const [name, behaviour, reason, status] of fallbacks) {
+    it(`falls back on ${name} with reason ${reason}`, async () => {
+      fake.script("up-primary", behaviour);
+      const job = await run({});
+      expect(job.status).toBe("succeeded");
+      expect(job.model).toBe("backup");
+      expect(job.attempts[0]).toMatchObject({ model: "primary", provider: "fake", outcome: "error", reason });
+      if (status !== undefined) expect(job.attempts[0].http_status).toBe(status);
+      expect(job.attempts[1]).toMatchObject({ model: "backup", outcome: "success" });
+    });
+  }
+
+  it("fails the job at once on the caller's bad request, unless the route says fallback", async () => {
+    const invalid = { kind: "status" as const, status: 400, body: { error: { message: "Invalid value for 'temperature'", type: "invalid_request_error", param: "temperature", code: "invalid_value" } } };
+    fake.script("up-primary", invalid);
+    const failed = await run({});
+    expect(failed.status).toBe("failed");
+    expect(failed.error.type).toBe("bad_request");
+    expect(fake.callsFor("up-backup")).toHaveLength(0);
+    fake.script("up-primary", invalid);
+    const lenient = await run({ route: "lenient" });
+    expect(lenient.status).toBe("succeeded");
+  });
+
+  it("reports a network error for an unreachable endpoint and moves on", async () => {
+    const job = await run({ route: "unreachable" });
+    expect(job.attempts[0]).toMatchObject({ model: "lost", outcome: "error", reason: "network_error" });
+    expect(job.model).toBe("backup");
+  });
+
+  it("retries the same hop with backoff, never sooner than Retry-After", async () => {
+    fake.script("up-primary", { kind: "rate_limited", retryAfterSeconds: 2 }, { kind: "server_error" });
+    const job = await run({ route: "retrying" });
+    expect(job.status).toBe("succeeded");
+    expect(job.model).toBe("primary");
+    expect(job.attempts.map((attempt: { reason?: string; outcome: string }) => attempt.reason ?? attempt.outcome)).toEqual([
+      "rate_limited",
+      "server_error",
+      "success",
+    ]);
+    const calls = fake.callsFor("up-primary");
+    expect(calls).toHaveLength(3);
+    expect((calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)).toBeGreaterThanOrEqual(2000);
+  });
+
+  it("fails all_models_failed when every hop fails, with the whole trace", async () => {
+    fake.setDefault("up-primary", { kind: "server_error" });
+    fake.setDefault("up-backup", { kind: "server_error", status: 503 });
+    const job = await run({});
+    expect(job.status).toBe("failed");
+    expect(job.error.type).toBe("all_models_failed");
+    expect(job.attempts.map((attempt: { reason: string }) => attempt.reason)).toEqual(["server_error", "server_error"]);
+  });
+});
