@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startStack, type Stack } from "../support/cascade-stack.js";
+import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
   providers: {
@@ -10,7 +10,10 @@ const config = {
     fast: { provider: "sim", capabilities: ["tools", "json", "vision"] },
     sluggish: { provider: "slow" },
   },
-  routes: { default: { chain: [{ model: "fast" }] }, slow: { chain: [{ model: "sluggish", timeout_ms: 30000 }] } },
+  routes: {
+    default: { chain: [{ model: "fast" }] },
+    slow: { chain: [{ model: "sluggish", timeout_ms: 30000 }] },
+  },
   tenants: {
     acme: { api_keys_env: "ACME_KEYS" },
     globex: { api_keys_env: "GLOBEX_KEYS" },
@@ -33,29 +36,54 @@ describe("jobs API", () => {
   afterAll(() => stack?.close());
 
   it("takes a job (202, queued) and returns its result through ?wait", async () => {
-    const created = await stack.request("POST", "/v1/jobs", { body: { ...hello, metadata: { doc_id: "42" } }, headers: acme });
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { ...hello, metadata: { doc_id: "42" } },
+      headers: acme,
+    });
     expect(created.status).toBe(202);
-    expect(created.body).toMatchObject({ object: "job", status: "queued", route: "default", metadata: { doc_id: "42" }, attempts: [] });
+    expect(created.body).toMatchObject({
+      object: "job",
+      status: "queued",
+      route: "default",
+      metadata: { doc_id: "42" },
+      attempts: [],
+    });
     expect(created.body.id).toMatch(/^job_/);
     expect(created.body.created_at).toBeTypeOf("number");
     const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
     expect(done.status).toBe(200);
-    expect(done.body).toMatchObject({ id: created.body.id, status: "succeeded", model: "fast", provider: "sim" });
-    expect(done.body.result).toMatchObject({ object: "chat.completion", choices: [{ message: { role: "assistant" } }] });
+    expect(done.body).toMatchObject({
+      id: created.body.id,
+      status: "succeeded",
+      model: "fast",
+      provider: "sim",
+    });
+    expect(done.body.result).toMatchObject({
+      object: "chat.completion",
+      choices: [{ message: { role: "assistant" } }],
+    });
     expect(done.body.finished_at).toBeGreaterThanOrEqual(done.body.started_at);
   });
 
   it("requires a valid bearer key and hides other tenants' jobs", async () => {
     expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
-    const wrong = await stack.request("POST", "/v1/jobs", { body: hello, headers: { authorization: "Bearer nope" } });
+    const wrong = await stack.request("POST", "/v1/jobs", {
+      body: hello,
+      headers: { authorization: "Bearer nope" },
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.body.error.type).toBe("authentication_error");
-    const created = await stack.request("POST", "/v1/jobs", { body: hello, headers: { authorization: "Bearer acme-key-2" } });
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: hello,
+      headers: { authorization: "Bearer acme-key-2" },
+    });
     expect(created.status).toBe(202);
     const other = await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers: globex });
     expect(other.status).toBe(404);
     expect(JSON.stringify(other.body)).not.toContain("Hello");
-    expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: globex })).status).toBe(404);
+    expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: globex })).status).toBe(
+      404,
+    );
     expect((await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers: acme })).status).toBe(200);
   });
 
@@ -70,7 +98,10 @@ describe("jobs API", () => {
       [{ ...hello, webhook: { url: "ftp://x" } }, /webhook\.url/],
       [{ ...hello, route: "nope" }, /route: unknown route "nope"/],
       [{ ...hello, models: ["fast", "ghost"] }, /models\[1\]: unknown model "ghost"/],
-      [{ request: { ...hello.request, model: "gpt-9" } }, /request\.model: "gpt-9" is neither a configured model nor a route/],
+      [
+        { request: { ...hello.request, model: "gpt-9" } },
+        /request\.model: "gpt-9" is neither a configured model nor a route/,
+      ],
     ];
     for (const [body, message] of cases) {
       const response = await stack.request("POST", "/v1/jobs", { body, headers: acme });
@@ -87,7 +118,10 @@ describe("jobs API", () => {
     });
     expect(tooLarge.status).toBe(413);
     expect(tooLarge.body.error.type).toBe("request_too_large_error");
-    const wrongType = await stack.request("POST", "/v1/jobs", { body: "hi", headers: { ...acme, "content-type": "text/plain" } });
+    const wrongType = await stack.request("POST", "/v1/jobs", {
+      body: "hi",
+      headers: { ...acme, "content-type": "text/plain" },
+    });
     expect(wrongType.status).toBe(415);
     expect(wrongType.body.error.type).toBe("unsupported_media_type_error");
     const badJson = await stack.request("POST", "/v1/jobs", { body: "{nope", headers: acme });
@@ -117,21 +151,31 @@ describe("jobs API", () => {
     expect(changed.status).toBe(422);
     expect(changed.body.error.type).toBe("idempotency_error");
     // Scoped to the tenant: the same key from another tenant is a new job.
-    const otherTenant = await stack.request("POST", "/v1/jobs", { body: hello, headers: { ...globex, "idempotency-key": headers["idempotency-key"] } });
+    const otherTenant = await stack.request("POST", "/v1/jobs", {
+      body: hello,
+      headers: { ...globex, "idempotency-key": headers["idempotency-key"] },
+    });
     expect(otherTenant.status).toBe(202);
     expect(otherTenant.body.id).not.toBe(first.body.id);
   });
 
   it("gives concurrent retries with one Idempotency-Key exactly one job", async () => {
     const headers = { ...acme, "idempotency-key": `race-${Date.now()}` };
-    const responses = await Promise.all(Array.from({ length: 10 }, () => stack.request("POST", "/v1/jobs", { body: hello, headers })));
-    const ids = new Set(responses.filter((response) => response.status < 300).map((response) => response.body.id));
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => stack.request("POST", "/v1/jobs", { body: hello, headers })),
+    );
+    const ids = new Set(
+      responses.filter((response) => response.status < 300).map((response) => response.body.id),
+    );
     expect(ids.size).toBe(1);
     for (const response of responses) expect([200, 202, 409]).toContain(response.status);
   });
 
   it("cancels a running job (202), which then ends cancelled; a terminal job is a 409", async () => {
-    const created = await stack.request("POST", "/v1/jobs", { body: { ...hello, route: "slow" }, headers: acme });
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { ...hello, route: "slow" },
+      headers: acme,
+    });
     let job = created.body;
     for (let index = 0; index < 50 && job.status !== "running"; index += 1) {
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -151,7 +195,11 @@ describe("jobs API", () => {
 describe("queued jobs", () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ redisUrl: inject("redisUrl"), config: { ...config, tenants: undefined }, withoutWorker: true });
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config: { ...config, tenants: undefined },
+      withoutWorker: true,
+    });
   });
   afterAll(() => stack?.close());
 
@@ -179,7 +227,9 @@ describe("queued jobs", () => {
     expect(urgentDone.body.status).toBe("succeeded");
     expect(urgentDone.body.finished_at).toBeLessThanOrEqual(lowDone.body.finished_at);
     const [urgentJob, lowJob] = await Promise.all(
-      [urgent.body.id, low.body.id].map((id) => stack.app.app.inject({ method: "GET", url: `/v1/jobs/${id}` })),
+      [urgent.body.id, low.body.id].map((id) =>
+        stack.app.app.inject({ method: "GET", url: `/v1/jobs/${id}` }),
+      ),
     );
     expect(urgentJob?.statusCode).toBe(200);
     expect(lowJob?.statusCode).toBe(200);

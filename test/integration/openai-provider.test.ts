@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { startStack, type Stack } from "../support/cascade-stack.js";
+import { type Stack, startStack } from "../support/cascade-stack.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 
 /**
@@ -56,34 +56,63 @@ describe("openai provider through the worker", () => {
   }
 
   it("sends the upstream model name and key to {base_url}/chat/completions and returns a chat.completion", async () => {
-    fake.script("up-primary", { kind: "ok", content: "4", usage: { prompt_tokens: 12, completion_tokens: 3, cached_tokens: 2 } });
+    fake.script("up-primary", {
+      kind: "ok",
+      content: "4",
+      usage: { prompt_tokens: 12, completion_tokens: 3, cached_tokens: 2 },
+    });
     const job = await run({});
     expect(job).toMatchObject({ status: "succeeded", model: "primary", provider: "fake" });
     expect(job.result).toMatchObject({
       object: "chat.completion",
       model: "primary",
       choices: [{ index: 0, message: { role: "assistant", content: "4" }, finish_reason: "stop" }],
-      usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15, prompt_tokens_details: { cached_tokens: 2 } },
+      usage: {
+        prompt_tokens: 12,
+        completion_tokens: 3,
+        total_tokens: 15,
+        prompt_tokens_details: { cached_tokens: 2 },
+      },
     });
     expect(job.cost_usd).toBeCloseTo((12 * 2 + 3 * 8) / 1e6, 12);
     const [call] = fake.callsFor("up-primary");
     expect(call?.path).toBe("/v1/chat/completions");
     expect(call?.headers.authorization).toBe("Bearer sk-test-123");
-    expect(call?.body).toMatchObject({ model: "up-primary", max_tokens: 50, messages: [{ role: "user", content: "What is 2+2?" }] });
+    expect(call?.body).toMatchObject({
+      model: "up-primary",
+      max_tokens: 50,
+      messages: [{ role: "user", content: "What is 2+2?" }],
+    });
   });
 
   it("passes tools and returns tool_calls", async () => {
-    fake.script("up-primary", { kind: "ok", toolCalls: [{ id: "call_1", name: "add", arguments: '{"a":2,"b":2}' }], finishReason: "tool_calls" });
+    fake.script("up-primary", {
+      kind: "ok",
+      toolCalls: [{ id: "call_1", name: "add", arguments: '{"a":2,"b":2}' }],
+      finishReason: "tool_calls",
+    });
     const job = await run({
       request: {
         messages: [{ role: "user", content: "add 2 and 2" }],
-        tools: [{ type: "function", function: { name: "add", parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } } } }],
+        tools: [
+          {
+            type: "function",
+            function: {
+              name: "add",
+              parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } },
+            },
+          },
+        ],
         tool_choice: "required",
       },
     });
     expect(job.result.choices[0]).toMatchObject({
       finish_reason: "tool_calls",
-      message: { tool_calls: [{ id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } }] },
+      message: {
+        tool_calls: [
+          { id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } },
+        ],
+      },
     });
     const body = fake.callsFor("up-primary")[0]?.body;
     expect(body.tools[0].function.name).toBe("add");
@@ -94,14 +123,26 @@ describe("openai provider through the worker", () => {
     await run({
       request: {
         messages: [
-          { role: "user", content: [{ type: "text", text: "describe" }, { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] },
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "describe" },
+              { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+            ],
+          },
         ],
-        response_format: { type: "json_schema", json_schema: { name: "answer", schema: { type: "object", properties: { a: { type: "string" } } } } },
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "answer", schema: { type: "object", properties: { a: { type: "string" } } } },
+        },
       },
     });
     const body = fake.callsFor("up-primary")[0]?.body;
     expect(body.response_format).toMatchObject({ type: "json_schema", json_schema: { name: "answer" } });
-    expect(body.messages[0].content[1]).toMatchObject({ type: "image_url", image_url: { url: "https://example.com/cat.png" } });
+    expect(body.messages[0].content[1]).toMatchObject({
+      type: "image_url",
+      image_url: { url: "https://example.com/cat.png" },
+    });
   });
 
   const fallbacks: Array<[string, Parameters<FakeOpenAI["script"]>[1], string, number | undefined]> = [
@@ -111,8 +152,40 @@ describe("openai provider through the worker", () => {
     ["malformed body", { kind: "malformed" }, "invalid_response", 200],
     ["hang", { kind: "hang" }, "timeout", undefined],
     ["connection reset", { kind: "reset" }, "network_error", undefined],
-    ["bad key", { kind: "status", status: 401, body: { error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" } } }, "auth_error", 401],
-    ["unsupported parameter", { kind: "status", status: 400, body: { error: { message: "Unsupported parameter: 'max_tokens'", type: "invalid_request_error", param: "max_tokens", code: "unsupported_parameter" } } }, "bad_request", 400],
+    [
+      "bad key",
+      {
+        kind: "status",
+        status: 401,
+        body: {
+          error: {
+            message: "Incorrect API key provided",
+            type: "invalid_request_error",
+            param: null,
+            code: "invalid_api_key",
+          },
+        },
+      },
+      "auth_error",
+      401,
+    ],
+    [
+      "unsupported parameter",
+      {
+        kind: "status",
+        status: 400,
+        body: {
+          error: {
+            message: "Unsupported parameter: 'max_tokens'",
+            type: "invalid_request_error",
+            param: "max_tokens",
+            code: "unsupported_parameter",
+          },
+        },
+      },
+      "bad_request",
+      400,
+    ],
   ];
   for (const [name, behaviour, reason, status] of fallbacks) {
     it(`falls back on ${name} with reason ${reason}`, async () => {
@@ -127,7 +200,18 @@ describe("openai provider through the worker", () => {
   }
 
   it("fails the job at once on the caller's bad request, unless the route says fallback", async () => {
-    const invalid = { kind: "status" as const, status: 400, body: { error: { message: "Invalid value for 'temperature'", type: "invalid_request_error", param: "temperature", code: "invalid_value" } } };
+    const invalid = {
+      kind: "status" as const,
+      status: 400,
+      body: {
+        error: {
+          message: "Invalid value for 'temperature'",
+          type: "invalid_request_error",
+          param: "temperature",
+          code: "invalid_value",
+        },
+      },
+    };
     fake.script("up-primary", invalid);
     const failed = await run({});
     expect(failed.status).toBe("failed");
@@ -149,11 +233,9 @@ describe("openai provider through the worker", () => {
     const job = await run({ route: "retrying" });
     expect(job.status).toBe("succeeded");
     expect(job.model).toBe("primary");
-    expect(job.attempts.map((attempt: { reason?: string; outcome: string }) => attempt.reason ?? attempt.outcome)).toEqual([
-      "rate_limited",
-      "server_error",
-      "success",
-    ]);
+    expect(
+      job.attempts.map((attempt: { reason?: string; outcome: string }) => attempt.reason ?? attempt.outcome),
+    ).toEqual(["rate_limited", "server_error", "success"]);
     const calls = fake.callsFor("up-primary");
     expect(calls).toHaveLength(3);
     expect((calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)).toBeGreaterThanOrEqual(2000);
@@ -165,6 +247,9 @@ describe("openai provider through the worker", () => {
     const job = await run({});
     expect(job.status).toBe("failed");
     expect(job.error.type).toBe("all_models_failed");
-    expect(job.attempts.map((attempt: { reason: string }) => attempt.reason)).toEqual(["server_error", "server_error"]);
+    expect(job.attempts.map((attempt: { reason: string }) => attempt.reason)).toEqual([
+      "server_error",
+      "server_error",
+    ]);
   });
 });

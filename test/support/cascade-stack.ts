@@ -1,7 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
 import { type Config, createRedis, loadConfig, type RedisClient, systemClock } from "@cascade/shared";
-import { type CompletionWorker, createCompletionWorker, createProviderRegistry, listenForCancellations } from "@cascade/worker";
+import {
+  type CompletionWorker,
+  createCompletionWorker,
+  createProviderRegistry,
+  listenForCancellations,
+} from "@cascade/worker";
 import { pino } from "pino";
 
 export interface StackOptions {
@@ -21,7 +26,12 @@ export interface Stack {
   redis: RedisClient;
   workers: CompletionWorker[];
   startWorker(concurrency?: number): Promise<CompletionWorker>;
-  request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  request(
+    method: string,
+    path: string,
+    options?: { body?: unknown; headers?: Record<string, string> },
+    // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the API answered.
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   close(): Promise<void>;
 }
 
@@ -36,7 +46,12 @@ export function uniquePrefix(label: string): string {
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const config = loadConfig(
-    { REDIS_URL: options.redisUrl, CASCADE_REDIS_PREFIX: uniquePrefix("stack"), WORKER_LOCK_DURATION_MS: "5000", ...options.env },
+    {
+      REDIS_URL: options.redisUrl,
+      CASCADE_REDIS_PREFIX: uniquePrefix("stack"),
+      WORKER_LOCK_DURATION_MS: "5000",
+      ...options.env,
+    },
     { raw: options.config },
   );
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
@@ -82,7 +97,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const response = await fetch(`${url}${path}`, {
         method,
         headers,
-        body: requestOptions.body === undefined ? undefined : typeof requestOptions.body === "string" ? requestOptions.body : JSON.stringify(requestOptions.body),
+        body:
+          requestOptions.body === undefined
+            ? undefined
+            : typeof requestOptions.body === "string"
+              ? requestOptions.body
+              : JSON.stringify(requestOptions.body),
       });
       const text = await response.text();
       let body: unknown = text;

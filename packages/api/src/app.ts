@@ -1,8 +1,20 @@
-import { type Clock, type Config, createKeys, type IdGenerator, type JobData, type JobOutcome, type Logger, newId, QUEUE_NAMES, type RedisClient, systemClock } from "@cascade/shared";
+import {
+  type Clock,
+  type Config,
+  createKeys,
+  type IdGenerator,
+  type JobData,
+  type JobOutcome,
+  type Logger,
+  newId,
+  QUEUE_NAMES,
+  type RedisClient,
+  systemClock,
+} from "@cascade/shared";
 import { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import { type FastifyBaseLogger, type FastifyInstance, fastify, LogController } from "fastify";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Redis } from "ioredis";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
@@ -34,8 +46,14 @@ export interface CascadeApp {
 export function buildApp(deps: AppDeps): CascadeApp {
   const { config, redis, logger } = deps;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
-  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAMES.completions, { connection: redis as never, prefix: keys.bullPrefix });
-  const waiters = new JobWaiters({ connection: (redis as Redis).duplicate() as never, prefix: keys.bullPrefix, autorun: true }, logger);
+  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
+    connection: redis as never,
+    prefix: keys.bullPrefix,
+  });
+  const waiters = new JobWaiters(
+    { connection: (redis as Redis).duplicate() as never, prefix: keys.bullPrefix, autorun: true },
+    logger,
+  );
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,

@@ -1,8 +1,17 @@
-import { type Config, ConfigError, checkRedis, createLogger, createRedis, loadConfig, redactRedisUrl } from "@cascade/shared";
+import {
+  type Config,
+  ConfigError,
+  checkRedis,
+  createLogger,
+  createRedis,
+  loadConfig,
+  redactRedisUrl,
+} from "@cascade/shared";
 import { buildApp } from "./app.js";
 
 function fail(error: unknown): never {
-  const message = error instanceof ConfigError ? error.message : `api failed to start: ${(error as Error)?.stack ?? error}`;
+  const message =
+    error instanceof ConfigError ? error.message : `api failed to start: ${(error as Error)?.stack ?? error}`;
   process.stderr.write(`cascade api: ${message}\n`);
   process.exit(1);
 }
@@ -19,7 +28,9 @@ async function main(): Promise<void> {
   const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
   for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
   const redis = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
-  redis.on("error", (error: Error) => logger.warn({ err: error.message }, "redis connection error; retrying"));
+  redis.on("error", (error: Error) =>
+    logger.warn({ err: error.message }, "redis connection error; retrying"),
+  );
 
   const cascade = buildApp({ config, redis, logger });
   await cascade.ready();
@@ -35,7 +46,10 @@ async function main(): Promise<void> {
       ),
     );
   }
-  logger.info({ redis: redactRedisUrl(settings.REDIS_URL), config: config.source, openMode: config.openMode }, "cascade api started");
+  logger.info(
+    { redis: redactRedisUrl(settings.REDIS_URL), config: config.source, openMode: config.openMode },
+    "cascade api started",
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -26,7 +26,10 @@ describe("estimates (contract: ceil(chars / 4) + 85 per image + 10 per message)"
   });
 
   it("prices tokens per million", () => {
-    expect(costUsd({ price: { input_per_mtok: 2.5, output_per_mtok: 10 } }, 1000, 100)).toBeCloseTo(0.0035, 10);
+    expect(costUsd({ price: { input_per_mtok: 2.5, output_per_mtok: 10 } }, 1000, 100)).toBeCloseTo(
+      0.0035,
+      10,
+    );
     expect(costUsd({}, 1000, 100)).toBe(0);
   });
 });

@@ -31,7 +31,8 @@ export function estimatePromptTokens(request: ChatRequest): number {
     characters += counted.characters;
     images += counted.images;
     if (message.role === "assistant") {
-      for (const call of message.tool_calls ?? []) characters += call.function.name.length + call.function.arguments.length;
+      for (const call of message.tool_calls ?? [])
+        characters += call.function.name.length + call.function.arguments.length;
     }
   }
   for (const tool of request.tools ?? []) characters += JSON.stringify(tool.function).length;
@@ -46,8 +47,13 @@ export function estimateMaxTokens(request: ChatRequest): number {
 }
 
 /** USD for the given token counts at a model's configured prices (0 when it has none). */
-export function costUsd(model: Pick<ModelConfig, "price">, promptTokens: number, completionTokens: number): number {
+export function costUsd(
+  model: Pick<ModelConfig, "price">,
+  promptTokens: number,
+  completionTokens: number,
+): number {
   if (!model.price) return 0;
-  const cost = (promptTokens * model.price.input_per_mtok + completionTokens * model.price.output_per_mtok) / 1_000_000;
+  const cost =
+    (promptTokens * model.price.input_per_mtok + completionTokens * model.price.output_per_mtok) / 1_000_000;
   return Math.round(cost * 1e10) / 1e10;
 }

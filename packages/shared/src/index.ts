@@ -1,9 +1,11 @@
+export * from "./chain/resolve-chain.js";
 export * from "./clock.js";
 export * from "./config/demo-config.js";
 export * from "./config/load.js";
 export * from "./config/schema.js";
 export * from "./config/settings.js";
 export * from "./errors/config-error.js";
+export * from "./estimate.js";
 export * from "./ids.js";
 export * from "./logger.js";
 export * from "./redis/connection.js";
@@ -11,5 +13,3 @@ export * from "./redis/keys.js";
 export * from "./schemas/chat-request.js";
 export * from "./schemas/job.js";
 export * from "./schemas/job-view.js";
-export * from "./chain/resolve-chain.js";
-export * from "./estimate.js";

@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from "pino";
+import { type Logger, type LoggerOptions, pino } from "pino";
 
 export type { Logger };
 
@@ -13,7 +13,7 @@ export const REDACT_PATHS = [
   "*.Authorization",
   "headers.authorization",
   "req.headers.authorization",
-  "req.headers[\"idempotency-key\"]",
+  'req.headers["idempotency-key"]',
   "apiKey",
   "*.apiKey",
   "api_key",
@@ -32,7 +32,11 @@ export const REDACT_PATHS = [
   "err.requestBodyValues",
 ];
 
-export function createLogger(level: string, options: LoggerOptions = {}, destination?: pino.DestinationStream): Logger {
+export function createLogger(
+  level: string,
+  options: LoggerOptions = {},
+  destination?: pino.DestinationStream,
+): Logger {
   return pino(
     {
       level,

@@ -14,7 +14,10 @@ import { createProviderRegistry } from "./providers/registry.js";
 
 /** Prints a startup problem as the one line a person reads, and exits non-zero. */
 function fail(error: unknown): never {
-  const message = error instanceof ConfigError ? error.message : `worker failed to start: ${(error as Error)?.stack ?? error}`;
+  const message =
+    error instanceof ConfigError
+      ? error.message
+      : `worker failed to start: ${(error as Error)?.stack ?? error}`;
   process.stderr.write(`cascade worker: ${message}\n`);
   process.exit(1);
 }
@@ -41,7 +44,9 @@ async function main(): Promise<void> {
   const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
   const subscriber = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
   for (const client of [connection, subscriber]) {
-    client.on("error", (error: Error) => logger.warn({ err: error.message }, "redis connection error; retrying"));
+    client.on("error", (error: Error) =>
+      logger.warn({ err: error.message }, "redis connection error; retrying"),
+    );
   }
   const completions = createCompletionWorker({
     config,
@@ -52,9 +57,15 @@ async function main(): Promise<void> {
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
   });
-  await listenForCancellations(subscriber, config, logger, (jobId) => completions.interrupt(jobId, "cancelled"));
+  await listenForCancellations(subscriber, config, logger, (jobId) =>
+    completions.interrupt(jobId, "cancelled"),
+  );
   logger.info(
-    { redis: redactRedisUrl(settings.REDIS_URL), concurrency: settings.WORKER_CONCURRENCY, config: config.source },
+    {
+      redis: redactRedisUrl(settings.REDIS_URL),
+      concurrency: settings.WORKER_CONCURRENCY,
+      config: config.source,
+    },
     "cascade worker started",
   );
 

@@ -2,7 +2,10 @@ import { type Keys, type RedisClient, sha256Hex } from "@cascade/shared";
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
-export type Reservation = { kind: "new" } | { kind: "replay"; jobId: string } | { kind: "mismatch"; jobId: string };
+export type Reservation =
+  | { kind: "new" }
+  | { kind: "replay"; jobId: string }
+  | { kind: "mismatch"; jobId: string };
 
 /**
  * Idempotency-Key per the IETF draft and Stripe: scoped to the tenant, kept 24 h; the same key
@@ -19,7 +22,12 @@ export class IdempotencyKeys {
   }
 
   /** Atomically claims the key for `jobId`, or reports the job that already holds it. */
-  async reserve(tenant: string, idempotencyKey: string, bodyHash: string, jobId: string): Promise<Reservation> {
+  async reserve(
+    tenant: string,
+    idempotencyKey: string,
+    bodyHash: string,
+    jobId: string,
+  ): Promise<Reservation> {
     const key = this.key(tenant, idempotencyKey);
     const value = JSON.stringify({ job_id: jobId, body_sha256: bodyHash });
     const claimed = await this.redis.set(key, value, "EX", IDEMPOTENCY_TTL_SECONDS, "NX");
@@ -27,7 +35,9 @@ export class IdempotencyKeys {
     const existing = await this.redis.get(key);
     if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId);
     const record = JSON.parse(existing) as { job_id: string; body_sha256: string };
-    return record.body_sha256 === bodyHash ? { kind: "replay", jobId: record.job_id } : { kind: "mismatch", jobId: record.job_id };
+    return record.body_sha256 === bodyHash
+      ? { kind: "replay", jobId: record.job_id }
+      : { kind: "mismatch", jobId: record.job_id };
   }
 
   /** Frees a key whose job could not be enqueued, so the client's retry can go through. */

@@ -1,9 +1,9 @@
 import {
   type CreateJobBody,
   type JobData,
-  jobDataSchema,
   type JobObject,
   type JobOutcome,
+  jobDataSchema,
   jobOutcomeSchema,
   type Keys,
   QUEUE_NAMES,
@@ -16,7 +16,10 @@ import { Job, type Queue } from "bullmq";
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 export const isTerminal = (job: JobObject) => TERMINAL.has(job.status);
 
-export type CancelResult = { kind: "cancelled"; job: JobObject } | { kind: "requested"; job: JobObject } | { kind: "terminal"; job: JobObject };
+export type CancelResult =
+  | { kind: "cancelled"; job: JobObject }
+  | { kind: "requested"; job: JobObject }
+  | { kind: "terminal"; job: JobObject };
 
 interface CancelledRecord {
   tenant: string;
@@ -89,7 +92,12 @@ export class JobStore {
       };
       const key = this.keys.cancelledJob(jobId);
       // The record goes first: once the BullMQ job is gone, readers must find it.
-      await this.redis.set(key, JSON.stringify({ tenant, job: cancelled } satisfies CancelledRecord), "EX", this.retentionSeconds);
+      await this.redis.set(
+        key,
+        JSON.stringify({ tenant, job: cancelled } satisfies CancelledRecord),
+        "EX",
+        this.retentionSeconds,
+      );
       const removed = await this.queue.remove(jobId).catch(() => 0);
       if (removed === 1) return { kind: "cancelled", job: cancelled };
       await this.redis.del(key);

@@ -11,7 +11,9 @@ export class JobWaiters {
 
   constructor(options: QueueEventsOptions, logger: Logger) {
     this.events = new QueueEvents(QUEUE_NAMES.completions, options);
-    this.events.on("error", (error) => logger.warn({ err: (error as Error).message }, "queue events error; retrying"));
+    this.events.on("error", (error) =>
+      logger.warn({ err: (error as Error).message }, "queue events error; retrying"),
+    );
     const wake = ({ jobId }: { jobId: string }) => this.wake(jobId);
     this.events.on("completed", wake);
     this.events.on("failed", wake);

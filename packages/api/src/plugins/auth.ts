@@ -30,13 +30,21 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
     const header = request.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match?.[1]) {
-      throw new HttpError(401, "authentication_error", "missing API key: send it as the header `Authorization: Bearer <key>`", undefined, {
-        "www-authenticate": "Bearer",
-      });
+      throw new HttpError(
+        401,
+        "authentication_error",
+        "missing API key: send it as the header `Authorization: Bearer <key>`",
+        undefined,
+        {
+          "www-authenticate": "Bearer",
+        },
+      );
     }
     const tenant = tenantByHash.get(sha256Hex(match[1]));
     if (!tenant) {
-      throw new HttpError(401, "authentication_error", "invalid API key", undefined, { "www-authenticate": "Bearer" });
+      throw new HttpError(401, "authentication_error", "invalid API key", undefined, {
+        "www-authenticate": "Bearer",
+      });
     }
     request.tenant = tenant;
   });

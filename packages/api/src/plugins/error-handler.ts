@@ -35,7 +35,10 @@ interface ValidationIssue {
 }
 
 /** One line naming each bad field, e.g. `request.messages.0.role: Invalid input`. */
-function describeValidation(issues: ValidationIssue[], context: string | undefined): { message: string; param?: string } {
+function describeValidation(
+  issues: ValidationIssue[],
+  context: string | undefined,
+): { message: string; param?: string } {
   const where = context === "querystring" ? "query" : context === "params" ? "path" : "body";
   const lines = issues.slice(0, 5).map((issue) => {
     const path = (issue.instancePath ?? "").split("/").filter(Boolean).join(".");
@@ -54,7 +57,10 @@ function describeValidation(issues: ValidationIssue[], context: string | undefin
  * Every error, Fastify's own included, in the contract's shape. Bad input is a 4xx naming the
  * field; only our own faults are 5xx, and they never leak internals.
  */
-export function registerErrorHandling(app: FastifyInstance, routes: Array<{ method: string; pattern: RegExp }>): void {
+export function registerErrorHandling(
+  app: FastifyInstance,
+  routes: Array<{ method: string; pattern: RegExp }>,
+): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
@@ -67,7 +73,8 @@ export function registerErrorHandling(app: FastifyInstance, routes: Array<{ meth
     const statusCode = error.statusCode ?? 500;
     if (statusCode >= 400 && statusCode < 500) {
       let message = error.message;
-      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") message = "request body is larger than the 1 MiB limit";
+      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+        message = "request body is larger than the 1 MiB limit";
       else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
         message = `unsupported Content-Type "${request.headers["content-type"] ?? ""}"; send application/json`;
       } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "body: a JSON body is required";
@@ -83,10 +90,17 @@ export function registerErrorHandling(app: FastifyInstance, routes: Array<{ meth
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "/";
-    const allowed = [...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method))];
+    const allowed = [
+      ...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method)),
+    ];
     if (allowed.length) {
       reply.header("allow", allowed.join(", "));
-      return sendError(reply, 405, "method_not_allowed_error", `${request.method} is not allowed on ${path}; use ${allowed.join(", ")}`);
+      return sendError(
+        reply,
+        405,
+        "method_not_allowed_error",
+        `${request.method} is not allowed on ${path}; use ${allowed.join(", ")}`,
+      );
     }
     return sendError(reply, 404, "not_found_error", `no route ${request.method} ${path}`);
   });

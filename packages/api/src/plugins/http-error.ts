@@ -12,5 +12,6 @@ export class HttpError extends Error {
   }
 }
 
-export const badRequest = (message: string, param?: string) => new HttpError(400, "invalid_request_error", message, param);
+export const badRequest = (message: string, param?: string) =>
+  new HttpError(400, "invalid_request_error", message, param);
 export const notFound = (message: string) => new HttpError(404, "not_found_error", message);

@@ -98,7 +98,12 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       if (idempotencyKey.length === 0 || idempotencyKey.length > 255) {
         throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
       }
-      const reservation = await idempotency.reserve(request.tenant, idempotencyKey, sha256Hex(JSON.stringify(body)), jobId);
+      const reservation = await idempotency.reserve(
+        request.tenant,
+        idempotencyKey,
+        sha256Hex(JSON.stringify(body)),
+        jobId,
+      );
       if (reservation.kind === "mismatch") {
         throw new HttpError(
           422,
@@ -157,7 +162,11 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     const result = await store.cancel(request.tenant, id, clock.now());
     if (!result) throw notFound(`no job with id ${id}`);
     if (result.kind === "terminal") {
-      throw new HttpError(409, "conflict_error", `job ${id} has already ended (status ${result.job.status}); nothing to cancel`);
+      throw new HttpError(
+        409,
+        "conflict_error",
+        `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
+      );
     }
     if (result.kind === "cancelled") {
       waiters.wake(id);

@@ -7,11 +7,18 @@ export function registerOpsRoutes(app: FastifyInstance, redis: RedisClient): voi
 
   app.get("/readyz", async (_request, reply) => {
     try {
-      const timeout = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref());
+      const timeout = new Promise<never>((_resolve, reject) =>
+        setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref(),
+      );
       await Promise.race([redis.ping(), timeout]);
       return { status: "ready", redis: "ok" };
     } catch (error) {
-      return sendError(reply, 503, "service_unavailable_error", `Redis is not reachable: ${(error as Error).message}`);
+      return sendError(
+        reply,
+        503,
+        "service_unavailable_error",
+        `Redis is not reachable: ${(error as Error).message}`,
+      );
     }
   });
 }

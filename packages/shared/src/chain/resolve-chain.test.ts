@@ -8,7 +8,11 @@ const config = parseConfigFile(
     models: { a: { provider: "sim" }, b: { provider: "sim" }, c: { provider: "sim" } },
     routes: {
       default: { chain: [{ model: "c" }] },
-      summaries: { deadline_ms: 5000, on_bad_request: "fallback", chain: [{ model: "a", max_retries: 2 }, { model: "b" }] },
+      summaries: {
+        deadline_ms: 5000,
+        on_bad_request: "fallback",
+        chain: [{ model: "a", max_retries: 2 }, { model: "b" }],
+      },
     },
     fallbacks: { a: ["b", "c"] },
   },
@@ -17,7 +21,11 @@ const config = parseConfigFile(
 
 describe("resolveChain (first match wins)", () => {
   it("takes an explicit models list first", () => {
-    const resolved = resolveChain(config, { models: ["b", "a"], route: "summaries", request: { model: "a" } });
+    const resolved = resolveChain(config, {
+      models: ["b", "a"],
+      route: "summaries",
+      request: { model: "a" },
+    });
     expect(resolved).toMatchObject({ route: null, chain: [{ model: "b" }, { model: "a" }] });
   });
 
@@ -31,7 +39,11 @@ describe("resolveChain (first match wins)", () => {
 
   it("then request.model naming a route, then a model with its fallbacks", () => {
     expect(resolveChain(config, { request: { model: "summaries" } }).route).toBe("summaries");
-    expect(resolveChain(config, { request: { model: "a" } }).chain.map((hop) => hop.model)).toEqual(["a", "b", "c"]);
+    expect(resolveChain(config, { request: { model: "a" } }).chain.map((hop) => hop.model)).toEqual([
+      "a",
+      "b",
+      "c",
+    ]);
     expect(resolveChain(config, { request: { model: "b" } }).chain.map((hop) => hop.model)).toEqual(["b"]);
   });
 
@@ -42,7 +54,9 @@ describe("resolveChain (first match wins)", () => {
   });
 
   it("names the unknown model or route", () => {
-    expect(() => resolveChain(config, { models: ["a", "zzz"], request: {} })).toThrow(/models\[1\]: unknown model "zzz"/);
+    expect(() => resolveChain(config, { models: ["a", "zzz"], request: {} })).toThrow(
+      /models\[1\]: unknown model "zzz"/,
+    );
     expect(() => resolveChain(config, { route: "nope", request: {} })).toThrow(/route: unknown route "nope"/);
     try {
       resolveChain(config, { request: { model: "gpt-9" } });

@@ -6,7 +6,13 @@ export const demoConfig = {
   providers: {
     "sim-east": {
       type: "simulated",
-      simulate: { latency_ms: [50, 300], error_rate: 0.25, rate_limit_rate: 0.15, hang_rate: 0.05, retry_after_s: 2 },
+      simulate: {
+        latency_ms: [50, 300],
+        error_rate: 0.25,
+        rate_limit_rate: 0.15,
+        hang_rate: 0.05,
+        retry_after_s: 2,
+      },
     },
     "sim-west": { type: "simulated", simulate: { latency_ms: [100, 500], error_rate: 0.02 } },
   },

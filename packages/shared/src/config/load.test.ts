@@ -25,7 +25,12 @@ describe("loadConfig", () => {
   it("loads the built-in demo config with defaults and warns about open mode", () => {
     const config = loadConfig({});
     expect(config.source).toBe("built-in demo config");
-    expect(config.settings).toMatchObject({ REDIS_URL: "redis://127.0.0.1:6379", PORT: 3000, HOST: "127.0.0.1", WORKER_CONCURRENCY: 50 });
+    expect(config.settings).toMatchObject({
+      REDIS_URL: "redis://127.0.0.1:6379",
+      PORT: 3000,
+      HOST: "127.0.0.1",
+      WORKER_CONCURRENCY: 50,
+    });
     expect(config.openMode).toBe(true);
     expect(config.warnings.join("\n")).toMatch(/OPEN MODE/);
     expect(config.file.routes.default?.chain.length).toBeGreaterThan(1);
@@ -43,20 +48,28 @@ describe("loadConfig", () => {
   });
 
   it("names the missing file and the fix", () => {
-    expect(() => loadConfig({ CASCADE_CONFIG: "/nope/cascade.yaml" })).toThrow(/CASCADE_CONFIG=\/nope\/cascade.yaml: cannot read the file \(ENOENT\)/);
+    expect(() => loadConfig({ CASCADE_CONFIG: "/nope/cascade.yaml" })).toThrow(
+      /CASCADE_CONFIG=\/nope\/cascade.yaml: cannot read the file \(ENOENT\)/,
+    );
   });
 
   it("rejects unknown keys, naming the path", () => {
-    expect(loadError({ ...minimal, models: { small: { provider: "sim", colour: "red" } } })).toMatch(/models\.small: Unrecognized key: "colour"/);
+    expect(loadError({ ...minimal, models: { small: { provider: "sim", colour: "red" } } })).toMatch(
+      /models\.small: Unrecognized key: "colour"/,
+    );
     expect(loadError({ ...minimal, extra: true })).toMatch(/Unrecognized key: "extra"/);
   });
 
   it("rejects references to unknown providers, models and routes", () => {
-    expect(loadError({ ...minimal, models: { small: { provider: "nope" } } })).toMatch(/models\.small\.provider: unknown provider "nope"/);
+    expect(loadError({ ...minimal, models: { small: { provider: "nope" } } })).toMatch(
+      /models\.small\.provider: unknown provider "nope"/,
+    );
     expect(loadError({ ...minimal, routes: { default: { chain: [{ model: "big" }] } } })).toMatch(
       /routes\.default\.chain\.0\.model: unknown model "big"/,
     );
-    expect(loadError({ ...minimal, fallbacks: { small: ["ghost"] } })).toMatch(/fallbacks\.small\.0: unknown model "ghost"/);
+    expect(loadError({ ...minimal, fallbacks: { small: ["ghost"] } })).toMatch(
+      /fallbacks\.small\.0: unknown model "ghost"/,
+    );
   });
 
   it("refuses an id that is both a model and a route", () => {
@@ -66,11 +79,15 @@ describe("loadConfig", () => {
   });
 
   it("validates values and env var names", () => {
-    expect(loadError({ ...minimal, providers: { sim: { type: "bedrock" } } })).toMatch(/providers\.sim\.type/);
-    expect(loadError({ ...minimal, providers: { sim: { type: "openai", api_key_env: "sk-live-123" } } })).toMatch(
-      /api_key_env: must be the NAME of an environment variable/,
+    expect(loadError({ ...minimal, providers: { sim: { type: "bedrock" } } })).toMatch(
+      /providers\.sim\.type/,
     );
-    expect(loadError({ ...minimal, routes: { default: { chain: [] } } })).toMatch(/routes\.default\.chain: a route needs at least one hop/);
+    expect(
+      loadError({ ...minimal, providers: { sim: { type: "openai", api_key_env: "sk-live-123" } } }),
+    ).toMatch(/api_key_env: must be the NAME of an environment variable/);
+    expect(loadError({ ...minimal, routes: { default: { chain: [] } } })).toMatch(
+      /routes\.default\.chain: a route needs at least one hop/,
+    );
   });
 
   it("validates the environment", () => {
@@ -94,7 +111,10 @@ describe("loadConfig", () => {
       },
     );
     expect(config.openMode).toBe(false);
-    expect([...(config.tenants.get("acme")?.keyHashes ?? [])]).toEqual([sha256Hex("key-one"), sha256Hex("key-two")]);
+    expect([...(config.tenants.get("acme")?.keyHashes ?? [])]).toEqual([
+      sha256Hex("key-one"),
+      sha256Hex("key-two"),
+    ]);
     expect(config.tenants.get("acme")?.webhookSecret).toBe("whsec_abc");
     expect(config.tenants.get("beta")?.keyHashes.has(sha256Hex("beta-key"))).toBe(true);
     expect(config.providerKeys.get("sim")).toBe("secret");

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { type z, ZodError } from "zod";
+import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
 import { demoConfig } from "./demo-config.js";
 import { type ConfigFile, configSchema, type ProviderConfig, type TenantConfig } from "./schema.js";
@@ -71,7 +71,9 @@ function readConfigFile(path: string): unknown {
   try {
     return extname(path).toLowerCase() === ".json" ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new ConfigError(`CASCADE_CONFIG=${path}: not valid ${extname(path) || "YAML"}: ${(error as Error).message.split("\n")[0]}`);
+    throw new ConfigError(
+      `CASCADE_CONFIG=${path}: not valid ${extname(path) || "YAML"}: ${(error as Error).message.split("\n")[0]}`,
+    );
   }
 }
 
@@ -102,7 +104,10 @@ function resolveTenants(file: ConfigFile, env: Environment): Map<string, Resolve
   return tenants;
 }
 
-function resolveProviderKeys(providers: Record<string, ProviderConfig>, env: Environment): Map<string, string> {
+function resolveProviderKeys(
+  providers: Record<string, ProviderConfig>,
+  env: Environment,
+): Map<string, string> {
   const keys = new Map<string, string>();
   for (const [id, provider] of Object.entries(providers)) {
     const value = provider.api_key_env ? env[provider.api_key_env] : undefined;

@@ -43,7 +43,10 @@ const breakerSchema = z.strictObject({
 export const simulateSchema = z.strictObject({
   latency_ms: z
     .union([nonNegative, z.tuple([nonNegative, nonNegative])])
-    .refine((value) => typeof value === "number" || value[0] <= value[1], "latency_ms [min, max] needs min <= max")
+    .refine(
+      (value) => typeof value === "number" || value[0] <= value[1],
+      "latency_ms [min, max] needs min <= max",
+    )
     .optional(),
   error_rate: rate.optional(),
   rate_limit_rate: rate.optional(),
@@ -92,7 +95,10 @@ const routeSchema = z.strictObject({
 });
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
-const budgetSchema = z.strictObject({ daily_usd: nonNegative.optional(), monthly_usd: nonNegative.optional() });
+const budgetSchema = z.strictObject({
+  daily_usd: nonNegative.optional(),
+  monthly_usd: nonNegative.optional(),
+});
 
 const tenantSchema = z
   .strictObject({
@@ -109,7 +115,10 @@ const tenantSchema = z
 const webhooksSchema = z.strictObject({
   allow_private_networks: z.boolean().default(false),
   max_attempts: positiveInt.max(100).default(8),
-  retry_schedule_ms: z.array(positiveInt).min(1).default([5000, 30000, 120000, 600000, 1800000, 3600000, 7200000]),
+  retry_schedule_ms: z
+    .array(positiveInt)
+    .min(1)
+    .default([5000, 30000, 120000, 600000, 1800000, 3600000, 7200000]),
 });
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;

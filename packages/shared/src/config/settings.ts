@@ -8,7 +8,10 @@ const intFromEnv = (name: string, fallback: number, min: number, max: number) =>
       if (value === undefined || value.trim() === "") return fallback;
       const parsed = Number(value);
       if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
-        context.addIssue({ code: "custom", message: `${name} must be an integer from ${min} to ${max}, got "${value}"` });
+        context.addIssue({
+          code: "custom",
+          message: `${name} must be an integer from ${min} to ${max}, got "${value}"`,
+        });
         return z.NEVER;
       }
       return parsed;
@@ -23,9 +26,11 @@ export const settingsSchema = z.object({
   PORT: intFromEnv("PORT", 3000, 0, 65535),
   HOST: z.string().default("127.0.0.1"),
   WORKER_CONCURRENCY: intFromEnv("WORKER_CONCURRENCY", 50, 1, 10000),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
-    error: "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent",
-  }).default("info"),
+  LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+      error: "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent",
+    })
+    .default("info"),
   /** Addition: the Redis key prefix; always wrapped in a hash tag so Redis Cluster works. */
   CASCADE_REDIS_PREFIX: z
     .string()

@@ -53,7 +53,12 @@ const toolMessage = z.strictObject({
   tool_call_id: z.string().min(1),
 });
 
-export const chatMessageSchema = z.discriminatedUnion("role", [systemMessage, userMessage, assistantMessage, toolMessage]);
+export const chatMessageSchema = z.discriminatedUnion("role", [
+  systemMessage,
+  userMessage,
+  assistantMessage,
+  toolMessage,
+]);
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
 const functionTool = z.strictObject({
@@ -111,7 +116,10 @@ export const chatRequestSchema = z
     (request) =>
       request.tool_choice === undefined ||
       typeof request.tool_choice === "string" ||
-      request.tools?.some((tool) => tool.function.name === (request.tool_choice as { function: { name: string } }).function.name),
+      request.tools?.some(
+        (tool) =>
+          tool.function.name === (request.tool_choice as { function: { name: string } }).function.name,
+      ),
     { message: "tool_choice names a function that is not in tools", path: ["tool_choice"] },
   );
 export type ChatRequest = z.infer<typeof chatRequestSchema>;

@@ -33,7 +33,8 @@ export function toJobObject(job: StoredJob): JobObject {
     object: "job",
     status,
     created_at: data.created_at,
-    started_at: outcome?.started_at ?? progress?.started_at ?? (status === "queued" ? null : seconds(job.processedOn)),
+    started_at:
+      outcome?.started_at ?? progress?.started_at ?? (status === "queued" ? null : seconds(job.processedOn)),
     finished_at: outcome?.finished_at ?? (failedUnexpectedly ? seconds(job.finishedOn) : null),
     route: data.route,
     models: data.chain.map((hop) => hop.model),
@@ -47,7 +48,9 @@ export function toJobObject(job: StoredJob): JobObject {
     attempts: outcome?.attempts ?? progress?.attempts ?? [],
     error:
       outcome?.error ??
-      (failedUnexpectedly ? { type: "internal_error", message: job.failedReason ?? "the job failed unexpectedly" } : null),
+      (failedUnexpectedly
+        ? { type: "internal_error", message: job.failedReason ?? "the job failed unexpectedly" }
+        : null),
     webhook: data.webhook ?? null,
   };
 }

@@ -7,7 +7,9 @@ export const createJobBodySchema = z.strictObject({
   request: chatRequestSchema,
   route: z.string().min(1).optional(),
   models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
-  webhook: z.strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) }).optional(),
+  webhook: z
+    .strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) })
+    .optional(),
   metadata: z
     .record(z.string().max(64), z.string().max(512))
     .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
@@ -15,7 +17,12 @@ export const createJobBodySchema = z.strictObject({
   priority: z.number().int().min(1).max(10).default(5),
   max_cost_usd: z.number().positive().optional(),
   user: z.string().min(1).max(256).optional(),
-  deadline_ms: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+  deadline_ms: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600 * 1000)
+    .optional(),
 });
 export type CreateJobBody = z.infer<typeof createJobBodySchema>;
 

@@ -26,7 +26,9 @@ function scriptedProviders(script: Record<string, Step[]>) {
       calls.push(call.modelId);
       const step = script[call.modelId]?.shift() ?? ok();
       if (step === "hang") {
-        return new Promise((_resolve, reject) => call.signal.addEventListener("abort", () => reject(call.signal.reason)));
+        return new Promise((_resolve, reject) =>
+          call.signal.addEventListener("abort", () => reject(call.signal.reason)),
+        );
       }
       if (step instanceof ProviderError) throw step;
       return step;
@@ -70,7 +72,11 @@ function jobData(overrides: Partial<JobData> = {}, route = "default"): JobData {
   });
 }
 
-function context(data: JobData, registry: ProviderRegistry, signal = new AbortController().signal): ChainContext {
+function context(
+  data: JobData,
+  registry: ProviderRegistry,
+  signal = new AbortController().signal,
+): ChainContext {
   return {
     jobId: "job_test",
     data,
@@ -90,7 +96,12 @@ describe("runChain", () => {
     const result = await runChain(context(jobData(), registry));
     expect(result.kind).toBe("finished");
     if (result.kind !== "finished") return;
-    expect(result.outcome).toMatchObject({ status: "succeeded", model: "a", provider: "p", cost_usd: 0.00014 });
+    expect(result.outcome).toMatchObject({
+      status: "succeeded",
+      model: "a",
+      provider: "p",
+      cost_usd: 0.00014,
+    });
     expect(result.outcome.result).toMatchObject({
       object: "chat.completion",
       model: "a",
@@ -103,11 +114,15 @@ describe("runChain", () => {
   it("retries a server error once, then falls back, skipping what cannot fit", async () => {
     const failure = () => new ProviderError("server_error", "HTTP 500", { httpStatus: 500 });
     const { registry, calls } = scriptedProviders({ a: [failure(), failure()] });
-    const data = jobData({ request: { messages: [{ role: "user", content: "x".repeat(400) }], max_tokens: 10 } });
+    const data = jobData({
+      request: { messages: [{ role: "user", content: "x".repeat(400) }], max_tokens: 10 },
+    });
     const result = await runChain(context(data, registry));
     if (result.kind !== "finished") throw new Error("expected finished");
     expect(calls).toEqual(["a", "a", "c"]);
-    expect(result.outcome.attempts.map((attempt) => [attempt.model, attempt.outcome, attempt.reason])).toEqual([
+    expect(
+      result.outcome.attempts.map((attempt) => [attempt.model, attempt.outcome, attempt.reason]),
+    ).toEqual([
       ["a", "error", "server_error"],
       ["a", "error", "server_error"],
       ["b", "skipped", "context_length"],
@@ -119,12 +134,17 @@ describe("runChain", () => {
     const { registry } = scriptedProviders({ a: ["hang", "hang"] });
     const result = await runChain(context(jobData(), registry));
     if (result.kind !== "finished") throw new Error("expected finished");
-    expect(result.outcome.attempts.slice(0, 2).map((attempt) => attempt.reason)).toEqual(["timeout", "timeout"]);
+    expect(result.outcome.attempts.slice(0, 2).map((attempt) => attempt.reason)).toEqual([
+      "timeout",
+      "timeout",
+    ]);
     expect(result.outcome.model).toBe("b");
   });
 
   it("fails at once on the caller's bad request, but falls back on a provider-specific one", async () => {
-    const bad = scriptedProviders({ a: [new ProviderError("bad_request", "HTTP 400 invalid_type", { httpStatus: 400 })] });
+    const bad = scriptedProviders({
+      a: [new ProviderError("bad_request", "HTTP 400 invalid_type", { httpStatus: 400 })],
+    });
     const failed = await runChain(context(jobData(), bad.registry));
     if (failed.kind !== "finished") throw new Error("expected finished");
     expect(failed.outcome.status).toBe("failed");
@@ -132,7 +152,12 @@ describe("runChain", () => {
     expect(bad.calls).toEqual(["a"]);
 
     const specific = scriptedProviders({
-      a: [new ProviderError("bad_request", "unsupported_parameter", { httpStatus: 400, providerSpecific: true })],
+      a: [
+        new ProviderError("bad_request", "unsupported_parameter", {
+          httpStatus: 400,
+          providerSpecific: true,
+        }),
+      ],
     });
     const fellBack = await runChain(context(jobData(), specific.registry));
     if (fellBack.kind !== "finished") throw new Error("expected finished");
@@ -158,10 +183,16 @@ describe("runChain", () => {
     if (result.kind !== "deferred") return;
     expect(result.until).toBeGreaterThanOrEqual(before + 5000);
     expect(result.progress).toMatchObject({ hop: 0, tries: 1 });
-    expect(result.progress.attempts[0]).toMatchObject({ reason: "rate_limited", http_status: 429, retry_after_ms: 5000 });
+    expect(result.progress.attempts[0]).toMatchObject({
+      reason: "rate_limited",
+      http_status: 429,
+      retry_after_ms: 5000,
+    });
 
     // Resumed from its progress, the job retries the same hop and does not start over.
-    const resumed = await runChain(context(jobData({ progress: result.progress }), scriptedProviders({}).registry));
+    const resumed = await runChain(
+      context(jobData({ progress: result.progress }), scriptedProviders({}).registry),
+    );
     if (resumed.kind !== "finished") throw new Error("expected finished");
     expect(resumed.outcome.attempts.map((attempt) => attempt.outcome)).toEqual(["error", "success"]);
   });
@@ -187,7 +218,9 @@ describe("runChain", () => {
     const result = await runChain(context(data, registry));
     if (result.kind !== "finished") throw new Error("expected finished");
     expect(calls).toEqual(["a"]);
-    const withoutTools = scriptedProviders({ a: [new ProviderError("server_error", "500"), new ProviderError("server_error", "500")] });
+    const withoutTools = scriptedProviders({
+      a: [new ProviderError("server_error", "500"), new ProviderError("server_error", "500")],
+    });
     const failed = await runChain(context(data, withoutTools.registry));
     if (failed.kind !== "finished") throw new Error("expected finished");
     expect(failed.outcome.attempts.map((attempt) => attempt.reason)).toEqual([

@@ -40,9 +40,17 @@ export type ChainResult =
   | { kind: "finished"; outcome: JobOutcome }
   | { kind: "deferred"; until: number; progress: JobProgress };
 
-type HopDecision = { action: "retry"; delayMs: number } | { action: "next" } | { action: "fail"; type: string };
+type HopDecision =
+  | { action: "retry"; delayMs: number }
+  | { action: "next" }
+  | { action: "fail"; type: string };
 
-function decide(context: ChainContext, error: ProviderError, retriesLeft: number, retryNumber: number): HopDecision {
+function decide(
+  context: ChainContext,
+  error: ProviderError,
+  retriesLeft: number,
+  retryNumber: number,
+): HopDecision {
   const { policy, deadline_at: deadline } = context.data;
   if (error.reason === "bad_request" && !error.providerSpecific && policy.on_bad_request === "fail") {
     return { action: "fail", type: "bad_request" };
@@ -59,7 +67,10 @@ function decide(context: ChainContext, error: ProviderError, retriesLeft: number
 /** Runs one upstream call of a hop, bounded by its timeout and the job's signal. */
 async function callHop(context: ChainContext, modelId: string, timeoutMs: number): Promise<Completion> {
   const model = context.config.file.models[modelId];
-  if (!model) throw new ProviderError("bad_request", `model ${modelId} is no longer configured`, { providerSpecific: true });
+  if (!model)
+    throw new ProviderError("bad_request", `model ${modelId} is no longer configured`, {
+      providerSpecific: true,
+    });
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = AbortSignal.any([context.signal, timeout]);
   try {
@@ -71,7 +82,10 @@ async function callHop(context: ChainContext, modelId: string, timeoutMs: number
       signal,
     });
     if (completion.finishReason === "content_filter") {
-      throw new ProviderError("content_filter", "the provider stopped the completion with finish_reason content_filter");
+      throw new ProviderError(
+        "content_filter",
+        "the provider stopped the completion with finish_reason content_filter",
+      );
     }
     return completion;
   } catch (error) {
@@ -79,9 +93,13 @@ async function callHop(context: ChainContext, modelId: string, timeoutMs: number
     if (interruption) throw interruption;
     if (timeout.aborted) throw new ProviderError("timeout", `no answer within timeout_ms ${timeoutMs}`);
     if (error instanceof ProviderError) throw error;
-    throw new ProviderError("invalid_response", `unexpected error: ${(error as Error)?.message ?? String(error)}`, {
-      cause: error,
-    });
+    throw new ProviderError(
+      "invalid_response",
+      `unexpected error: ${(error as Error)?.message ?? String(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -100,8 +118,12 @@ function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): 
   };
   if (attempt.outcome === "success") context.logger.info(fields, "hop succeeded");
   else if (attempt.reason === "auth_error") {
-    context.logger.error({ ...fields, detail: attempt.message }, "hop failed: provider rejected our credentials (configuration fault)");
-  } else context.logger.warn({ ...fields, detail: attempt.message }, `hop ${attempt.outcome}: ${attempt.reason}`);
+    context.logger.error(
+      { ...fields, detail: attempt.message },
+      "hop failed: provider rejected our credentials (configuration fault)",
+    );
+  } else
+    context.logger.warn({ ...fields, detail: attempt.message }, `hop ${attempt.outcome}: ${attempt.reason}`);
 }
 
 /**
@@ -116,7 +138,9 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
   progress.started_at ??= unixSeconds(clock.now());
   const estimate = estimateRequest(data.request);
   let dirty = false;
-  const finish = (outcome: Omit<JobOutcome, "attempts" | "cost_usd" | "started_at" | "finished_at">): ChainResult => ({
+  const finish = (
+    outcome: Omit<JobOutcome, "attempts" | "cost_usd" | "started_at" | "finished_at">,
+  ): ChainResult => ({
     kind: "finished",
     outcome: {
       ...outcome,
@@ -161,7 +185,9 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       const startedMs = clock.now();
       try {
         const completion = await callHop(context, hop.model, hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS);
-        const cost = model ? costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens) : 0;
+        const cost = model
+          ? costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens)
+          : 0;
         progress.cost_usd = Math.round((progress.cost_usd + cost) * 1e10) / 1e10;
         record({
           model: hop.model,
@@ -183,7 +209,10 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       } catch (caught) {
         if (caught instanceof JobInterruption) {
           if (caught.kind === "cancelled") {
-            return finish({ status: "cancelled", error: { type: "cancelled", message: "the job was cancelled" } });
+            return finish({
+              status: "cancelled",
+              error: { type: "cancelled", message: "the job was cancelled" },
+            });
           }
           if (caught.kind === "shutdown") return { kind: "deferred", until: clock.now(), progress };
           throw caught;
@@ -217,7 +246,10 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
         } catch {
           const interruption = interruptionOf(context.signal);
           if (interruption?.kind === "cancelled") {
-            return finish({ status: "cancelled", error: { type: "cancelled", message: "the job was cancelled" } });
+            return finish({
+              status: "cancelled",
+              error: { type: "cancelled", message: "the job was cancelled" },
+            });
           }
           if (interruption?.kind === "shutdown") return { kind: "deferred", until: clock.now(), progress };
           throw interruption ?? new Error("wait aborted");
@@ -225,9 +257,14 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       }
     }
   }
-  const reasons = progress.attempts.map((attempt) => `${attempt.model}: ${attempt.reason ?? attempt.outcome}`);
+  const reasons = progress.attempts.map(
+    (attempt) => `${attempt.model}: ${attempt.reason ?? attempt.outcome}`,
+  );
   return finish({
     status: "failed",
-    error: { type: "all_models_failed", message: `every model in the chain failed (${reasons.join("; ")})`.slice(0, 1000) },
+    error: {
+      type: "all_models_failed",
+      message: `every model in the chain failed (${reasons.join("; ")})`.slice(0, 1000),
+    },
   });
 }

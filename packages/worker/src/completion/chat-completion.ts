@@ -1,7 +1,10 @@
 import type { Completion } from "../providers/types.js";
 
 /** A normalised completion as an OpenAI `chat.completion` object. `model` is the config's model id. */
-export function toChatCompletion(completion: Completion, options: { id: string; modelId: string; created: number }) {
+export function toChatCompletion(
+  completion: Completion,
+  options: { id: string; modelId: string; created: number },
+) {
   const { usage } = completion;
   return {
     id: options.id,

@@ -4,8 +4,8 @@ import {
   createKeys,
   formatZodError,
   type JobData,
-  jobDataSchema,
   type JobOutcome,
+  jobDataSchema,
   type Logger,
   QUEUE_NAMES,
   type RedisClient,
@@ -108,7 +108,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   worker.on("error", (error) => logger.error({ err: error }, "worker error"));
   worker.on("lockRenewalFailed", (jobIds) => {
     for (const jobId of jobIds) {
-      logger.warn({ job_id: jobId }, "lost the job's lock; aborting its upstream call (another worker will run it)");
+      logger.warn(
+        { job_id: jobId },
+        "lost the job's lock; aborting its upstream call (another worker will run it)",
+      );
       interrupt(jobId, "lock_lost");
     }
   });
@@ -121,7 +124,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     if (!controller) {
       const now = clock.now();
       earlyInterruptions.set(jobId, { kind, at: now });
-      for (const [id, entry] of earlyInterruptions) if (now - entry.at > 60_000) earlyInterruptions.delete(id);
+      for (const [id, entry] of earlyInterruptions)
+        if (now - entry.at > 60_000) earlyInterruptions.delete(id);
       return false;
     }
     if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
@@ -134,7 +138,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     async close(graceMs) {
       const closing = worker.close();
       const timer = setTimeout(() => {
-        if (inflight.size) logger.warn({ jobs: inflight.size }, "shutdown grace over; handing running jobs back to the queue");
+        if (inflight.size)
+          logger.warn({ jobs: inflight.size }, "shutdown grace over; handing running jobs back to the queue");
         for (const jobId of inflight.keys()) interrupt(jobId, "shutdown");
       }, graceMs);
       try {

@@ -15,12 +15,17 @@ import {
 export function requiredCapabilities(request: ChatRequest): Capability[] {
   const needed: Capability[] = [];
   const hasImage = request.messages.some(
-    (message) => message.role === "user" && Array.isArray(message.content) && message.content.some((part) => part.type === "image_url"),
+    (message) =>
+      message.role === "user" &&
+      Array.isArray(message.content) &&
+      message.content.some((part) => part.type === "image_url"),
   );
   if (hasImage) needed.push("vision");
   const usesTools =
     (request.tools?.length ?? 0) > 0 ||
-    request.messages.some((message) => message.role === "tool" || (message.role === "assistant" && message.tool_calls?.length));
+    request.messages.some(
+      (message) => message.role === "tool" || (message.role === "assistant" && message.tool_calls?.length),
+    );
   if (usesTools) needed.push("tools");
   if (request.response_format && request.response_format.type !== "text") needed.push("json");
   return needed;
@@ -75,7 +80,10 @@ export function precheckHop(
   }
   const estimated = costUsd(model, estimate.promptTokens, estimate.maxTokens);
   if (hop.max_cost_usd !== undefined && estimated > hop.max_cost_usd) {
-    return { reason: "price_ceiling", message: `estimated $${estimated} exceeds the hop's max_cost_usd $${hop.max_cost_usd}` };
+    return {
+      reason: "price_ceiling",
+      message: `estimated $${estimated} exceeds the hop's max_cost_usd $${hop.max_cost_usd}`,
+    };
   }
   if (job.max_cost_usd !== undefined && estimated > job.max_cost_usd - spentUsd) {
     return {

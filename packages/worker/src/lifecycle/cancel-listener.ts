@@ -1,4 +1,4 @@
-import { createKeys, type Config, type Logger, type RedisClient } from "@cascade/shared";
+import { type Config, createKeys, type Logger, type RedisClient } from "@cascade/shared";
 
 /**
  * Listens for cancellations of running jobs announced on Redis pub/sub (by whichever API

@@ -15,12 +15,26 @@ function apiError(statusCode: number, body: unknown, headers: Record<string, str
   });
 }
 
-const cases: Array<{ name: string; error: unknown; reason: ProviderError["reason"]; providerSpecific?: boolean; retryAfterMs?: number }> = [
+const cases: Array<{
+  name: string;
+  error: unknown;
+  reason: ProviderError["reason"];
+  providerSpecific?: boolean;
+  retryAfterMs?: number;
+}> = [
   {
     name: "429 rate limit with retry-after",
     error: apiError(
       429,
-      { error: { message: "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms.", type: "requests", param: null, code: "rate_limit_exceeded" } },
+      {
+        error: {
+          message:
+            "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms.",
+          type: "requests",
+          param: null,
+          code: "rate_limit_exceeded",
+        },
+      },
       { "retry-after": "2" },
     ),
     reason: "rate_limited",
@@ -28,67 +42,165 @@ const cases: Array<{ name: string; error: unknown; reason: ProviderError["reason
   },
   {
     name: "429 insufficient quota is a billing fault, not a wait",
-    error: apiError(429, { error: { message: "You exceeded your current quota, please check your plan and billing details.", type: "insufficient_quota", param: null, code: "insufficient_quota" } }),
+    error: apiError(429, {
+      error: {
+        message: "You exceeded your current quota, please check your plan and billing details.",
+        type: "insufficient_quota",
+        param: null,
+        code: "insufficient_quota",
+      },
+    }),
     reason: "auth_error",
   },
   {
     name: "500 server error",
-    error: apiError(500, { error: { message: "The server had an error while processing your request. Sorry about that!", type: "server_error", param: null, code: null } }),
+    error: apiError(500, {
+      error: {
+        message: "The server had an error while processing your request. Sorry about that!",
+        type: "server_error",
+        param: null,
+        code: null,
+      },
+    }),
     reason: "server_error",
   },
-  { name: "503 overloaded", error: apiError(503, { error: { message: "The engine is currently overloaded, please try again later", type: "server_error", param: null, code: null } }), reason: "server_error" },
+  {
+    name: "503 overloaded",
+    error: apiError(503, {
+      error: {
+        message: "The engine is currently overloaded, please try again later",
+        type: "server_error",
+        param: null,
+        code: null,
+      },
+    }),
+    reason: "server_error",
+  },
   {
     name: "401 invalid key",
-    error: apiError(401, { error: { message: "Incorrect API key provided: sk-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }),
+    error: apiError(401, {
+      error: {
+        message:
+          "Incorrect API key provided: sk-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.",
+        type: "invalid_request_error",
+        param: null,
+        code: "invalid_api_key",
+      },
+    }),
     reason: "auth_error",
   },
   {
     name: "400 context length",
-    error: apiError(400, { error: { message: "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens. Please reduce the length of the messages.", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } }),
+    error: apiError(400, {
+      error: {
+        message:
+          "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens. Please reduce the length of the messages.",
+        type: "invalid_request_error",
+        param: "messages",
+        code: "context_length_exceeded",
+      },
+    }),
     reason: "context_length",
   },
   {
     name: "400 context length from a compatible server without a code (vLLM)",
-    error: apiError(400, { object: "error", message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.", type: "BadRequestError", param: null, code: 400 }),
+    error: apiError(400, {
+      object: "error",
+      message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
+      type: "BadRequestError",
+      param: null,
+      code: 400,
+    }),
     reason: "context_length",
   },
   {
     name: "400 Azure content filter",
-    error: apiError(400, { error: { message: "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", type: null, param: "prompt", code: "content_filter", status: 400 } }),
+    error: apiError(400, {
+      error: {
+        message:
+          "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        type: null,
+        param: "prompt",
+        code: "content_filter",
+        status: 400,
+      },
+    }),
     reason: "content_filter",
   },
   {
     name: "400 unsupported parameter falls back",
-    error: apiError(400, { error: { message: "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", type: "invalid_request_error", param: "max_tokens", code: "unsupported_parameter" } }),
+    error: apiError(400, {
+      error: {
+        message:
+          "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+        type: "invalid_request_error",
+        param: "max_tokens",
+        code: "unsupported_parameter",
+      },
+    }),
     reason: "bad_request",
     providerSpecific: true,
   },
   {
     name: "400 unsupported value falls back",
-    error: apiError(400, { error: { message: "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.", type: "invalid_request_error", param: "temperature", code: "unsupported_value" } }),
+    error: apiError(400, {
+      error: {
+        message:
+          "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.",
+        type: "invalid_request_error",
+        param: "temperature",
+        code: "unsupported_value",
+      },
+    }),
     reason: "bad_request",
     providerSpecific: true,
   },
   {
     name: "400 caller's bad request fails the job",
-    error: apiError(400, { error: { message: "Invalid type for 'messages[0].content': expected one of a string or array of objects, but got an integer instead.", type: "invalid_request_error", param: "messages[0].content", code: "invalid_type" } }),
+    error: apiError(400, {
+      error: {
+        message:
+          "Invalid type for 'messages[0].content': expected one of a string or array of objects, but got an integer instead.",
+        type: "invalid_request_error",
+        param: "messages[0].content",
+        code: "invalid_type",
+      },
+    }),
     reason: "bad_request",
     providerSpecific: false,
   },
   {
     name: "404 unknown model on this provider falls back",
-    error: apiError(404, { error: { message: "The model `gpt-5-turbo` does not exist or you do not have access to it.", type: "invalid_request_error", param: null, code: "model_not_found" } }),
+    error: apiError(404, {
+      error: {
+        message: "The model `gpt-5-turbo` does not exist or you do not have access to it.",
+        type: "invalid_request_error",
+        param: null,
+        code: "model_not_found",
+      },
+    }),
     reason: "bad_request",
     providerSpecific: true,
   },
   {
     name: "200 with a malformed body",
-    error: new APICallError({ message: "Invalid JSON response", url: "u", requestBodyValues: {}, statusCode: 200, responseBody: "{not json" }),
+    error: new APICallError({
+      message: "Invalid JSON response",
+      url: "u",
+      requestBodyValues: {},
+      statusCode: 200,
+      responseBody: "{not json",
+    }),
     reason: "invalid_response",
   },
   {
     name: "connection refused",
-    error: new APICallError({ message: "Cannot connect to API: connect ECONNREFUSED 127.0.0.1:1", url: "u", requestBodyValues: {}, isRetryable: true }),
+    error: new APICallError({
+      message: "Cannot connect to API: connect ECONNREFUSED 127.0.0.1:1",
+      url: "u",
+      requestBodyValues: {},
+      isRetryable: true,
+    }),
     reason: "network_error",
   },
 ];
@@ -99,7 +211,8 @@ describe("classifyOpenAIError", () => {
       const classified = classifyOpenAIError(testCase.error);
       expect(classified).toBeInstanceOf(ProviderError);
       expect(classified.reason).toBe(testCase.reason);
-      if (testCase.providerSpecific !== undefined) expect(classified.providerSpecific).toBe(testCase.providerSpecific);
+      if (testCase.providerSpecific !== undefined)
+        expect(classified.providerSpecific).toBe(testCase.providerSpecific);
       if (testCase.retryAfterMs !== undefined) expect(classified.retryAfterMs).toBe(testCase.retryAfterMs);
       expect(classified.message).not.toContain("secret prompt");
     });

@@ -15,15 +15,35 @@ interface OpenAIErrorBody {
  */
 const CODE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; providerSpecific?: boolean }> = [
   { match: /^context_length_exceeded$|^string_above_max_length$/, reason: "context_length" },
-  { match: /^content_filter$|^content_policy_violation$|^ResponsibleAIPolicyViolation$/i, reason: "content_filter" },
-  { match: /^unsupported_parameter$|^unsupported_value$|^model_not_found$|^unsupported_model$/, reason: "bad_request", providerSpecific: true },
-  { match: /^invalid_api_key$|^insufficient_quota$|^account_deactivated$|^billing_hard_limit_reached$/, reason: "auth_error" },
+  {
+    match: /^content_filter$|^content_policy_violation$|^ResponsibleAIPolicyViolation$/i,
+    reason: "content_filter",
+  },
+  {
+    match: /^unsupported_parameter$|^unsupported_value$|^model_not_found$|^unsupported_model$/,
+    reason: "bad_request",
+    providerSpecific: true,
+  },
+  {
+    match: /^invalid_api_key$|^insufficient_quota$|^account_deactivated$|^billing_hard_limit_reached$/,
+    reason: "auth_error",
+  },
 ];
 
 const MESSAGE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; providerSpecific?: boolean }> = [
-  { match: /maximum context length|context length|context window|too many tokens|prompt is too long/i, reason: "context_length" },
-  { match: /content (management )?policy|content filter|flagged as potentially violating/i, reason: "content_filter" },
-  { match: /unsupported (parameter|value)|is not supported with this model|does not support/i, reason: "bad_request", providerSpecific: true },
+  {
+    match: /maximum context length|context length|context window|too many tokens|prompt is too long/i,
+    reason: "context_length",
+  },
+  {
+    match: /content (management )?policy|content filter|flagged as potentially violating/i,
+    reason: "content_filter",
+  },
+  {
+    match: /unsupported (parameter|value)|is not supported with this model|does not support/i,
+    reason: "bad_request",
+    providerSpecific: true,
+  },
 ];
 
 /** Classifies a failed call to an OpenAI-compatible endpoint from status plus parsed error body. */
@@ -39,14 +59,20 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   if (read.status === 400 || read.status === 422 || read.status === 403 || read.status === 429) {
     for (const rule of CODE_RULES) {
       if (code && rule.match.test(code)) {
-        return new ProviderError(rule.reason, message, { ...options, providerSpecific: rule.providerSpecific });
+        return new ProviderError(rule.reason, message, {
+          ...options,
+          providerSpecific: rule.providerSpecific,
+        });
       }
     }
   }
   if (read.status === 400 || read.status === 422 || read.status === 413) {
     for (const rule of MESSAGE_RULES) {
       if (rule.match.test(upstreamMessage)) {
-        return new ProviderError(rule.reason, message, { ...options, providerSpecific: rule.providerSpecific });
+        return new ProviderError(rule.reason, message, {
+          ...options,
+          providerSpecific: rule.providerSpecific,
+        });
       }
     }
     if (read.status === 413) return new ProviderError("context_length", message, options);

@@ -14,7 +14,9 @@ export function createProviderFetch(options: { connections?: number } = {}): typ
     headersTimeout: 0,
     bodyTimeout: 0,
   });
-  const providerFetch = (input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) =>
-    undiciFetch(input, { ...init, dispatcher: agent, redirect: "manual" });
+  const providerFetch = (
+    input: Parameters<typeof undiciFetch>[0],
+    init?: Parameters<typeof undiciFetch>[1],
+  ) => undiciFetch(input, { ...init, dispatcher: agent, redirect: "manual" });
   return providerFetch as unknown as typeof globalThis.fetch;
 }

@@ -39,7 +39,8 @@ export function createOpenAIAdapter(
     async generate(call) {
       const options = toCallOptions(call.request, call.signal);
       const extra: Record<string, unknown> = {};
-      if (call.request.parallel_tool_calls !== undefined) extra.parallelToolCalls = call.request.parallel_tool_calls;
+      if (call.request.parallel_tool_calls !== undefined)
+        extra.parallelToolCalls = call.request.parallel_tool_calls;
       if (call.request.user !== undefined) extra.user = call.request.user;
       if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
       try {

@@ -17,7 +17,13 @@ describe("retryAfterMsFromHeaders", () => {
       "x-ratelimit-reset-tokens": "20ms",
     };
     expect(retryAfterMsFromHeaders(headers)).toBe(61_500);
-    expect(retryAfterMsFromHeaders({ ...headers, "x-ratelimit-remaining-requests": "3", "x-ratelimit-remaining-tokens": "0" })).toBe(20);
+    expect(
+      retryAfterMsFromHeaders({
+        ...headers,
+        "x-ratelimit-remaining-requests": "3",
+        "x-ratelimit-remaining-tokens": "0",
+      }),
+    ).toBe(20);
   });
 
   it("returns undefined when nothing is said", () => {

@@ -27,7 +27,8 @@ export function retryAfterMsFromHeaders(
   const tokens = parseDuration(lower["x-ratelimit-reset-tokens"]);
   const requestsExhausted = lower["x-ratelimit-remaining-requests"] === "0";
   const tokensExhausted = lower["x-ratelimit-remaining-tokens"] === "0";
-  if (requestsExhausted && requests !== undefined) return tokensExhausted && tokens !== undefined ? Math.max(requests, tokens) : requests;
+  if (requestsExhausted && requests !== undefined)
+    return tokensExhausted && tokens !== undefined ? Math.max(requests, tokens) : requests;
   if (tokensExhausted && tokens !== undefined) return tokens;
   const known = [requests, tokens].filter((value): value is number => value !== undefined);
   return known.length ? Math.min(...known) : undefined;

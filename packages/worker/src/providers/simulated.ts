@@ -1,4 +1,9 @@
-import { estimatePromptTokens, type ProviderConfig, requestedMaxTokens, type SimulateSettings } from "@cascade/shared";
+import {
+  estimatePromptTokens,
+  type ProviderConfig,
+  requestedMaxTokens,
+  type SimulateSettings,
+} from "@cascade/shared";
 import { ProviderError } from "./provider-error.js";
 import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
 
@@ -58,7 +63,9 @@ function reply(call: ProviderCall, settings: SimulateSettings, random: () => num
   }
   const text = `Simulated reply from ${call.upstreamName} to: ${prompt}`;
   const content =
-    request.response_format && request.response_format.type !== "text" ? JSON.stringify({ reply: text }) : text;
+    request.response_format && request.response_format.type !== "text"
+      ? JSON.stringify({ reply: text })
+      : text;
   return { content, toolCalls: [], finishReason, usage: { promptTokens, completionTokens } };
 }
 
@@ -96,7 +103,10 @@ export function createSimulatedAdapter(
       }
       if (roll < hang + limited) {
         const retryAfterMs = (settings.retry_after_s ?? 1) * 1000;
-        throw new ProviderError("rate_limited", `simulated 429 from ${providerId}`, { httpStatus: 429, retryAfterMs });
+        throw new ProviderError("rate_limited", `simulated 429 from ${providerId}`, {
+          httpStatus: 429,
+          retryAfterMs,
+        });
       }
       if (roll < hang + limited + failing) {
         throw new ProviderError("server_error", `simulated 500 from ${providerId}`, { httpStatus: 500 });

@@ -54,13 +54,21 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
     return new ProviderError("invalid_response", (error as Error).message, { cause: error });
   }
   if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
-    return new ProviderError("network_error", `${error.message}: ${String((error.cause as Error)?.message ?? "")}`, {
-      cause: error,
-    });
+    return new ProviderError(
+      "network_error",
+      `${error.message}: ${String((error.cause as Error)?.message ?? "")}`,
+      {
+        cause: error,
+      },
+    );
   }
-  return new ProviderError("invalid_response", `unexpected provider error: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-  });
+  return new ProviderError(
+    "invalid_response",
+    `unexpected provider error: ${(error as Error)?.message ?? String(error)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** Status-only rules every provider shares; providers refine 400s from their bodies first. */

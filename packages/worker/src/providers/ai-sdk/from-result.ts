@@ -29,12 +29,18 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
       toolCalls.push({
         id: part.toolCallId,
         type: "function",
-        function: { name: part.toolName, arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input) },
+        function: {
+          name: part.toolName,
+          arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+        },
       });
     }
   }
   if (result.finishReason.unified === "error") {
-    throw new ProviderError("invalid_response", `the provider reported finish reason "${result.finishReason.raw}"`);
+    throw new ProviderError(
+      "invalid_response",
+      `the provider reported finish reason "${result.finishReason.raw}"`,
+    );
   }
   const usage = result.usage;
   const promptTokens = usage.inputTokens.total;
@@ -47,7 +53,9 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
       promptTokens: promptTokens ?? 0,
       completionTokens: completionTokens ?? 0,
       ...(usage.inputTokens.cacheRead !== undefined ? { cachedTokens: usage.inputTokens.cacheRead } : {}),
-      ...(usage.outputTokens.reasoning !== undefined ? { reasoningTokens: usage.outputTokens.reasoning } : {}),
+      ...(usage.outputTokens.reasoning !== undefined
+        ? { reasoningTokens: usage.outputTokens.reasoning }
+        : {}),
     },
     upstreamId: result.response?.id,
   };

@@ -40,7 +40,9 @@ function toMessage(message: ChatMessage, toolNames: Map<string, string>): Langua
         typeof message.content === "string"
           ? [{ type: "text", text: message.content }]
           : message.content.map((part) =>
-              part.type === "text" ? { type: "text" as const, text: part.text } : imagePart(part.image_url.url),
+              part.type === "text"
+                ? { type: "text" as const, text: part.text }
+                : imagePart(part.image_url.url),
             );
       return { role: "user", content };
     }
@@ -92,7 +94,12 @@ export function toCallOptions(request: ChatRequest, signal: AbortSignal): Langua
     maxOutputTokens: requestedMaxTokens(request),
     temperature: request.temperature,
     topP: request.top_p,
-    stopSequences: request.stop === undefined ? undefined : typeof request.stop === "string" ? [request.stop] : request.stop,
+    stopSequences:
+      request.stop === undefined
+        ? undefined
+        : typeof request.stop === "string"
+          ? [request.stop]
+          : request.stop,
     seed: request.seed,
     presencePenalty: request.presence_penalty,
     frequencyPenalty: request.frequency_penalty,
