@@ -1,0 +1,195 @@
+/**
+ * The contract's startup rule, for the real API and worker processes: a missing or invalid config,
+ * an unreachable Redis, a Redis whose maxmemory-policy is not noeviction, or an invalid environment
+ * makes the process exit non-zero with exactly ONE line on stderr that says what is wrong and how
+ * to fix it (no stack trace). Where Redis forbids reading the policy, the process starts with a
+ * loud warning instead.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import {
+  type CascadeKind,
+  killAllCascadeProcesses,
+  makeTempDir,
+  spawnCascade,
+  startApi,
+  startWorker,
+  stopAllCascadeProcesses,
+  type TempDir,
+  uniquePrefix,
+} from "../support/processes.js";
+import { type SpawnedRedis, spawnRedisServer } from "../support/redis-server.js";
+import { FAKE_KEY_VALUE, fakeConfig, redisCommand } from "./helpers.js";
+
+const KINDS: CascadeKind[] = ["api", "worker"];
+const STACK_FRAME = /^\s+at .+/;
+
+let dir: TempDir;
+let validConfig: string;
+let evictingRedis: SpawnedRedis;
+let baseEnv: Record<string, string | undefined>;
+
+beforeAll(async () => {
+  dir = makeTempDir();
+  validConfig = dir.write("valid.json", fakeConfig("http://127.0.0.1:9/v1"));
+  baseEnv = {
+    REDIS_URL: inject("redisUrl"),
+    CASCADE_REDIS_PREFIX: uniquePrefix("startup"),
+    CASCADE_CONFIG: validConfig,
+    FAKE_KEY: FAKE_KEY_VALUE,
+    LOG_LEVEL: "info",
+  };
+  evictingRedis = await spawnRedisServer();
+});
+
+afterEach(() => stopAllCascadeProcesses());
+
+afterAll(async () => {
+  await killAllCascadeProcesses();
+  await evictingRedis?.stop();
+  dir?.cleanup();
+});
+
+/** Runs the process with `env` on top of a valid environment and returns its single stderr line. */
+async function startupFailure(kind: CascadeKind, env: Record<string, string | undefined>): Promise<string> {
+  const proc = spawnCascade(kind, { name: `${kind} (bad startup)`, env: { ...baseEnv, ...env } });
+  const status = await proc.waitForExit(15_000);
+  expect(status.signal, proc.describe()).toBeNull();
+  expect(status.code, proc.describe()).not.toBe(0);
+  const lines = proc.stderr.filter((line) => line.trim() !== "");
+  expect(lines, `${kind} must print exactly one line on stderr\n${proc.describe()}`).toHaveLength(1);
+  const [line = ""] = lines;
+  expect(line).not.toMatch(STACK_FRAME);
+  expect(line).not.toMatch(/failed to start: \w*Error/);
+  expect([...proc.stdout, ...proc.stderr].filter((text) => STACK_FRAME.test(text))).toEqual([]);
+  expect(line.length).toBeLessThan(1000);
+  return line;
+}
+
+describe("control", () => {
+  it("both processes start with the valid base environment", async () => {
+    const [api, worker] = await Promise.all([startApi({ env: baseEnv }), startWorker({ env: baseEnv })]);
+    expect(api.exitStatus).toBeUndefined();
+    expect(worker.exitStatus).toBeUndefined();
+  });
+});
+
+describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
+  it("when CASCADE_CONFIG points to a missing file", async () => {
+    const missing = `${dir.path}/does-not-exist.yaml`;
+    const line = await startupFailure(kind, { CASCADE_CONFIG: missing });
+    expect(line).toContain("CASCADE_CONFIG");
+    expect(line).toContain(missing);
+    expect(line).toMatch(/ENOENT|not found|does not exist|cannot read/i);
+  });
+
+  it("when the config has an unknown key (naming its path)", async () => {
+    const config = fakeConfig("http://127.0.0.1:9/v1");
+    const withTypo = {
+      ...config,
+      models: { ...config.models, primary: { ...config.models.primary, foo: 1 } },
+    };
+    const line = await startupFailure(kind, {
+      CASCADE_CONFIG: dir.write(`unknown-key-${kind}.json`, withTypo),
+    });
+    // Either `models.primary.foo` or `models.primary: Unrecognized key: "foo"` names it exactly.
+    expect(line).toMatch(/models\.primary(\.foo\b|\b.*\bfoo\b)/);
+    expect(line).toMatch(/unknown|unrecognized/i);
+  });
+
+  it("when a YAML config's chain names an unknown model", async () => {
+    const yaml = [
+      "providers:",
+      "  fake: { type: openai, base_url: http://127.0.0.1:9/v1, api_key_env: FAKE_KEY }",
+      "models:",
+      "  primary: { provider: fake, name: up-primary }",
+      "routes:",
+      "  default:",
+      "    chain:",
+      "      - { model: primary }",
+      "      - { model: no-such-model }",
+      "",
+    ].join("\n");
+    const line = await startupFailure(kind, {
+      CASCADE_CONFIG: dir.write(`unknown-model-${kind}.yaml`, yaml),
+    });
+    expect(line).toContain("routes.default.chain.1.model");
+    expect(line).toContain("no-such-model");
+  });
+
+  it("when the config file is not valid YAML", async () => {
+    const line = await startupFailure(kind, {
+      CASCADE_CONFIG: dir.write(`broken-${kind}.yaml`, "providers: [unclosed\n  models: {"),
+    });
+    expect(line).toContain("CASCADE_CONFIG");
+  });
+
+  it("when REDIS_URL points at a closed port", async () => {
+    const line = await startupFailure(kind, { REDIS_URL: "redis://127.0.0.1:1" });
+    expect(line).toContain("REDIS_URL");
+    expect(line).toContain("127.0.0.1:1");
+  });
+
+  it("when Redis has maxmemory-policy allkeys-lru", async () => {
+    expect(await redisCommand(evictingRedis.url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")).toBe(
+      "+OK",
+    );
+    const line = await startupFailure(kind, { REDIS_URL: evictingRedis.url });
+    expect(line).toContain("noeviction");
+    expect(line).toContain("allkeys-lru");
+  });
+
+  it("when LOG_LEVEL is not a pino level", async () => {
+    const line = await startupFailure(kind, { LOG_LEVEL: "loud" });
+    expect(line).toContain("LOG_LEVEL");
+  });
+
+  it("when WORKER_LOCK_DURATION_MS is not a number", async () => {
+    const line = await startupFailure(kind, { WORKER_LOCK_DURATION_MS: "soon" });
+    expect(line).toContain("WORKER_LOCK_DURATION_MS");
+  });
+});
+
+describe("process-specific settings", () => {
+  it("worker: WORKER_CONCURRENCY=abc", async () => {
+    const line = await startupFailure("worker", { WORKER_CONCURRENCY: "abc" });
+    expect(line).toContain("WORKER_CONCURRENCY");
+    expect(line).toContain("abc");
+  });
+
+  it("worker: WORKER_CONCURRENCY=0", async () => {
+    const line = await startupFailure("worker", { WORKER_CONCURRENCY: "0" });
+    expect(line).toContain("WORKER_CONCURRENCY");
+  });
+
+  it("api: PORT=abc", async () => {
+    const line = await startupFailure("api", { PORT: "abc" });
+    expect(line).toContain("PORT");
+  });
+
+  it("worker: a provider's api_key_env variable is unset (naming the variable)", async () => {
+    const line = await startupFailure("worker", { FAKE_KEY: undefined });
+    expect(line).toContain("FAKE_KEY");
+    expect(line).toContain("providers.fake");
+  });
+});
+
+describe("a Redis that forbids reading maxmemory-policy", () => {
+  it("starts both processes with a loud warning instead of exiting", async () => {
+    const restricted = await spawnRedisServer();
+    try {
+      const acl = ["ACL", "SETUSER", "nocfg", "on", ">nocfg-pass", "~*", "&*", "+@all", "-config"];
+      expect(await redisCommand(restricted.url, ...acl)).toBe("+OK");
+      const env = { ...baseEnv, REDIS_URL: `redis://nocfg:nocfg-pass@127.0.0.1:${restricted.port}` };
+      const [api, worker] = await Promise.all([startApi({ env }), startWorker({ env })]);
+      for (const proc of [api, worker]) {
+        const warning = await proc.waitForLine(/maxmemory-policy/, 5_000);
+        expect(warning).toMatch(/noeviction/);
+        expect(warning).not.toContain("nocfg-pass");
+        expect(proc.exitStatus).toBeUndefined();
+      }
+      await stopAllCascadeProcesses();
+    } finally {
+      await restricted.stop();
+    }
+  });
+});
