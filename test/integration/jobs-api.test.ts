@@ -140,6 +140,14 @@ describe("jobs API", () => {
     expect(unknownJob.status).toBe(404);
   });
 
+  it("serves health, readiness and the OpenAPI document without a key", async () => {
+    expect((await stack.request("GET", "/healthz")).body).toEqual({ status: "ok" });
+    expect((await stack.request("GET", "/readyz")).body).toMatchObject({ status: "ready" });
+    const openapi = await stack.request("GET", "/docs/json");
+    expect(openapi.status).toBe(200);
+    expect(Object.keys(openapi.body.paths)).toEqual(expect.arrayContaining(["/v1/jobs", "/v1/jobs/{id}"]));
+  });
+
   it("replays an Idempotency-Key with the same body and refuses a different body", async () => {
     const headers = { ...acme, "idempotency-key": `key-${Date.now()}` };
     const first = await stack.request("POST", "/v1/jobs", { body: hello, headers });

@@ -11,9 +11,11 @@ import {
   type RedisClient,
   systemClock,
 } from "@cascade/shared";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
 import { Queue } from "bullmq";
 import { type FastifyBaseLogger, type FastifyInstance, fastify, LogController } from "fastify";
-import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Redis } from "ioredis";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
@@ -50,8 +52,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
     connection: redis as never,
     prefix: keys.bullPrefix,
   });
+  // QueueEvents blocks on XREAD, so it needs a connection of its own (which we close ourselves).
+  const eventsConnection = (redis as Redis).duplicate();
   const waiters = new JobWaiters(
-    { connection: (redis as Redis).duplicate() as never, prefix: keys.bullPrefix, autorun: true },
+    { connection: eventsConnection as never, prefix: keys.bullPrefix, autorun: true },
     logger,
   );
   const app: FastifyInstance = fastify({
@@ -74,14 +78,26 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   registerErrorHandling(app, routes);
   registerAuth(app, config);
-  registerOpsRoutes(app, redis);
-  registerJobRoutes(app, {
-    config,
-    store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
-    waiters,
-    idempotency: new IdempotencyKeys(redis, keys),
-    clock: deps.clock ?? systemClock,
-    newId: deps.newId ?? ((prefix) => newId(prefix)),
+  app.register(fastifySwagger, {
+    openapi: {
+      info: { title: "Cascade", description: "Reliable LLM completions at volume", version: "0.1.0" },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
+  app.register(async (instance) => {
+    registerOpsRoutes(instance, redis);
+    registerJobRoutes(instance, {
+      config,
+      store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
+      waiters,
+      idempotency: new IdempotencyKeys(redis, keys),
+      clock: deps.clock ?? systemClock,
+      newId: deps.newId ?? ((prefix) => newId(prefix)),
+    });
   });
   return {
     app,
@@ -92,6 +108,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await app.close();
       await waiters.close();
       await queue.close();
+      eventsConnection.disconnect();
     },
   };
 }
