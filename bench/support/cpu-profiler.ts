@@ -1,0 +1,36 @@
+/**
+ * V8 CPU profiles of just the measured interval (node --cpu-prof would also cover start-up,
+ * pre-fill and clean-up), through the inspector of this same process.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { join } from "node:path";
+
+export interface IntervalProfiler {
+  start(): Promise<void>;
+  /** Stops and writes `<directory>/<name>.cpuprofile`; returns its path. */
+  stop(name: string): Promise<string>;
+}
+
+export function createIntervalProfiler(directory: string, samplingIntervalUs = 500): IntervalProfiler {
+  const session = new Session();
+  let connected = false;
+  return {
+    async start() {
+      if (!connected) {
+        session.connect();
+        connected = true;
+        await session.post("Profiler.enable");
+        await session.post("Profiler.setSamplingInterval", { interval: samplingIntervalUs });
+      }
+      await session.post("Profiler.start");
+    },
+    async stop(name) {
+      const { profile } = await session.post("Profiler.stop");
+      mkdirSync(directory, { recursive: true });
+      const path = join(directory, `${name}.cpuprofile`);
+      writeFileSync(path, JSON.stringify(profile));
+      return path;
+    },
+  };
+}
