@@ -105,6 +105,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await Promise.all([queue.waitUntilReady(), waiters.ready(), app.ready()]);
     },
     async close() {
+      // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
+      waiters.wakeAll();
       await app.close();
       await waiters.close();
       await queue.close();

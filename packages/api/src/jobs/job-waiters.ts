@@ -48,8 +48,12 @@ export class JobWaiters {
     for (const finish of [...(this.waiting.get(jobId) ?? [])]) finish();
   }
 
-  async close(): Promise<void> {
+  wakeAll(): void {
     for (const jobId of [...this.waiting.keys()]) this.wake(jobId);
+  }
+
+  async close(): Promise<void> {
+    this.wakeAll();
     await this.events.close();
   }
 }

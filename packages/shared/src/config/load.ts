@@ -38,9 +38,16 @@ export type Environment = Record<string, string | undefined>;
 export function formatZodError(error: ZodError, root = ""): string {
   return error.issues
     .slice(0, 8)
-    .map((issue) => {
-      const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
-      return path ? `${path}: ${issue.message}` : issue.message;
+    .flatMap((issue) => {
+      const base = [root, ...issue.path.map(String)];
+      // An unknown key is named by its own path (`models.x.colour`), which is what people grep for.
+      if (issue.code === "unrecognized_keys") {
+        return issue.keys.map(
+          (key) => `${[...base, key].filter(Boolean).join(".")}: unknown key (not allowed here)`,
+        );
+      }
+      const path = base.filter(Boolean).join(".");
+      return [path ? `${path}: ${issue.message}` : issue.message];
     })
     .join("; ");
 }

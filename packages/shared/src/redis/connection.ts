@@ -57,13 +57,18 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
     connectTimeout: timeoutMs,
     retryStrategy: () => null,
   });
-  probe.on("error", () => {});
+  // ioredis rejects connect() with a generic "Connection is closed"; the cause comes as an event.
+  let lastError: Error | undefined;
+  probe.on("error", (error: Error) => {
+    lastError = error;
+  });
   try {
     await probe.connect();
   } catch (error) {
     probe.disconnect();
+    const cause = lastError ?? (error as Error);
     throw new ConfigError(
-      `Cannot reach Redis at ${shown} (${(error as Error).message}); start Redis (npm start does it for you) or set REDIS_URL to a reachable Redis`,
+      `Cannot reach Redis at ${shown} (${cause.message}); start Redis (npm start does it for you) or set REDIS_URL to a reachable Redis`,
     );
   }
   const warnings: string[] = [];

@@ -209,6 +209,14 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       } catch (caught) {
         if (caught instanceof JobInterruption) {
           if (caught.kind === "cancelled") {
+            record({
+              model: hop.model,
+              provider: providerId,
+              outcome: "error",
+              message: "cancelled while the call was in flight",
+              duration_ms: clock.now() - startedMs,
+              started_at: unixSeconds(startedMs),
+            });
             return finish({
               status: "cancelled",
               error: { type: "cancelled", message: "the job was cancelled" },

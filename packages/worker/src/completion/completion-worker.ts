@@ -55,6 +55,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const random = options.random ?? Math.random;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const inflight = new Map<string, AbortController>();
+  let closing = false;
   // Cancellations that arrive just before this worker registers the job.
   const earlyInterruptions = new Map<string, { kind: JobInterruption["kind"]; at: number }>();
 
@@ -66,6 +67,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       return invalidDataOutcome(formatZodError(parsed.error), clock.now());
     }
     const data = parsed.data;
+    if (closing) {
+      // BullMQ can hand a draining worker one more job; give it straight back, untouched.
+      await job.moveToDelayed(clock.now(), token);
+      throw new DelayedError();
+    }
     const controller = new AbortController();
     inflight.set(jobId, controller);
     const early = earlyInterruptions.get(jobId);
@@ -136,14 +142,15 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     worker,
     interrupt,
     async close(graceMs) {
-      const closing = worker.close();
+      closing = true;
+      const closed = worker.close();
       const timer = setTimeout(() => {
         if (inflight.size)
           logger.warn({ jobs: inflight.size }, "shutdown grace over; handing running jobs back to the queue");
         for (const jobId of inflight.keys()) interrupt(jobId, "shutdown");
       }, graceMs);
       try {
-        await closing;
+        await closed;
       } finally {
         clearTimeout(timer);
       }
