@@ -27,13 +27,15 @@ async function main(): Promise<number> {
     );
     const runId = Date.now().toString(36);
     const results: RoundResult[] = [];
-    for (let round = 1; round <= options.rounds; round += 1) {
+    // Round 0 is the warm-up (options.warmup jobs per step), left out of the medians.
+    for (let round = options.warmup > 0 ? 0 : 1; round <= options.rounds; round += 1) {
+      const roundOptions = round === 0 ? { ...options, jobs: options.warmup } : options;
       for (const step of ladder.steps) {
         const context = {
           modules,
           redisUrl: redis.url,
           statsRedis,
-          options,
+          options: roundOptions,
           runId,
           round,
           profiler: undefined,
@@ -42,7 +44,7 @@ async function main(): Promise<number> {
           step.kind === "raw"
             ? await runRawRound(context, step.variant)
             : await runCascadeRound(
-                { ...context, options: { ...options, logLevel: step.logLevel } },
+                { ...context, options: { ...roundOptions, logLevel: step.logLevel } },
                 step.label,
               );
         results.push(result);
@@ -57,7 +59,7 @@ async function main(): Promise<number> {
     let previous: number | undefined;
     for (const step of ladder.steps) {
       const label = step.kind === "raw" ? step.variant.label : step.label;
-      const ok = results.filter((result) => result.side === label && result.ok);
+      const ok = results.filter((result) => result.side === label && result.ok && result.round > 0);
       const rate = median(ok.map((result) => result.jobs_per_second as number));
       const wallUs = 1e6 / rate;
       const cpuUs = median(ok.map((result) => (result.node_cpu_seconds * 1e6) / result.jobs));

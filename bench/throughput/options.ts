@@ -4,6 +4,8 @@ export interface ThroughputOptions {
   jobs: number;
   concurrency: number;
   rounds: number;
+  /** Jobs of an unmeasured first pair that gets both sides' code JIT-compiled; 0 skips it. */
+  warmup: number;
   timeoutSeconds: number;
   /** Which sides run: both (the comparison) or one of them, for profiling a side alone. */
   only: "both" | "raw" | "cascade";
@@ -18,6 +20,7 @@ const usage = `Usage: pnpm bench:throughput [options]
   --jobs <n>          jobs per round and side (default 5000)
   --concurrency <n>   worker concurrency of both sides (default 50)
   --rounds <n>        interleaved raw/cascade pairs (default 3)
+  --warmup <n>        jobs per side in an unmeasured warm-up pair first (default 1000; 0 = none)
   --timeout-s <n>     per-round limit; a round over it is reported as failed (default 120)
   --only <side>       raw | cascade: run one side only (profiling; no ratio)
   --log-level <lvl>   Cascade worker LOG_LEVEL (default info; others are diagnostics)
@@ -40,6 +43,7 @@ export function parseOptions(argv: string[]): ThroughputOptions {
       jobs: { type: "string" },
       concurrency: { type: "string" },
       rounds: { type: "string" },
+      warmup: { type: "string" },
       "timeout-s": { type: "string" },
       only: { type: "string" },
       "log-level": { type: "string" },
@@ -60,6 +64,7 @@ export function parseOptions(argv: string[]): ThroughputOptions {
     jobs: positiveInt("jobs", values.jobs, 5000),
     concurrency: positiveInt("concurrency", values.concurrency, 50),
     rounds: positiveInt("rounds", values.rounds, 3),
+    warmup: values.warmup === "0" ? 0 : positiveInt("warmup", values.warmup, 1000),
     timeoutSeconds: positiveInt("timeout-s", values["timeout-s"], 120),
     only,
     logLevel: values["log-level"] ?? "info",

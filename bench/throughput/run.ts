@@ -50,6 +50,24 @@ async function main(): Promise<number> {
     const profiler = options.profileDirectory ? createIntervalProfiler(options.profileDirectory) : undefined;
     if (profiler)
       console.log(`profiling the timed intervals into ${options.profileDirectory} (slows the rounds down)`);
+    const warmups: RoundResult[] = [];
+    if (options.warmup > 0) {
+      const warmupOptions = { ...options, jobs: options.warmup };
+      for (const side of sides) {
+        const context = {
+          modules,
+          redisUrl: redis.url,
+          statsRedis,
+          options: warmupOptions,
+          runId,
+          round: 0,
+          profiler: undefined,
+        };
+        const result = side === "raw" ? await runRawRound(context) : await runCascadeRound(context);
+        warmups.push(result);
+        console.log(`${roundLine(result)}  (warm-up, not counted)`);
+      }
+    }
     const results: RoundResult[] = [];
     for (let round = 1; round <= options.rounds; round += 1) {
       for (const side of sides) {
@@ -69,6 +87,7 @@ async function main(): Promise<number> {
       machine,
       versions: { ...modules.versions, redis: redisVersion ?? null },
       redis: { spawned: redis.spawned, url: shared.redactRedisUrl(redis.url) },
+      warmup_rounds: warmups,
       rounds: results,
       summary,
     });
