@@ -24,11 +24,13 @@ describe("openai provider through the worker", () => {
       config: {
         providers: {
           fake: { type: "openai", base_url: fake.url, api_key_env: "FAKE_KEY" },
+          // The backup is its own provider: a 429 cools down the whole provider that sent it.
+          "fake-backup": { type: "openai", base_url: fake.url, api_key_env: "FAKE_KEY" },
           nowhere: { type: "openai", base_url: "http://127.0.0.1:9/v1" },
         },
         models: {
           primary: model("up-primary"),
-          backup: model("up-backup"),
+          backup: { ...model("up-backup"), provider: "fake-backup" },
           lost: { provider: "nowhere", name: "up-lost" },
         },
         routes: {
@@ -147,7 +149,7 @@ describe("openai provider through the worker", () => {
 
   const fallbacks: Array<[string, Parameters<FakeOpenAI["script"]>[1], string, number | undefined]> = [
     ["server_error", { kind: "server_error" }, "server_error", 500],
-    ["rate limit", { kind: "rate_limited", retryAfterSeconds: 30 }, "rate_limited", 429],
+    ["rate limit", { kind: "rate_limited", retryAfterSeconds: 1 }, "rate_limited", 429],
     ["context length", { kind: "context_length" }, "context_length", 400],
     ["malformed body", { kind: "malformed" }, "invalid_response", 200],
     ["hang", { kind: "hang" }, "timeout", undefined],

@@ -1,11 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
-import { type Config, createRedis, loadConfig, type RedisClient, systemClock } from "@cascade/shared";
+import {
+  type Config,
+  createKeys,
+  createRedis,
+  loadConfig,
+  type RedisClient,
+  systemClock,
+} from "@cascade/shared";
 import {
   type CompletionWorker,
   createCompletionWorker,
   createProviderRegistry,
   listenForCancellations,
+  Resilience,
 } from "@cascade/worker";
 import { pino } from "pino";
 
@@ -76,6 +84,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       clock: systemClock,
       concurrency,
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
+      resilience: new Resilience(
+        connection,
+        config,
+        createKeys(config.settings.CASCADE_REDIS_PREFIX),
+        logger,
+      ),
     });
     await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();

@@ -2,6 +2,7 @@ import {
   type Config,
   ConfigError,
   checkRedis,
+  createKeys,
   createLogger,
   createRedis,
   loadConfig,
@@ -11,6 +12,7 @@ import {
 import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
 import { createProviderRegistry } from "./providers/registry.js";
+import { Resilience } from "./resilience/resilience.js";
 
 /** Prints a startup problem as the one line a person reads, and exits non-zero. */
 function fail(error: unknown): never {
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
       logger.warn({ err: error.message }, "redis connection error; retrying"),
     );
   }
+  const resilience = new Resilience(connection, config, createKeys(settings.CASCADE_REDIS_PREFIX), logger);
   const completions = createCompletionWorker({
     config,
     connection,
@@ -56,6 +59,7 @@ async function main(): Promise<void> {
     clock: systemClock,
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
+    resilience,
   });
   await listenForCancellations(subscriber, config, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),

@@ -107,6 +107,8 @@ const tenantSchema = z
     webhook_secret_env: envName.optional(),
     budget: budgetSchema.optional(),
     user_budget: budgetSchema.optional(),
+    /** Addition: rpm/tpm buckets for all of this tenant's calls, across providers. */
+    limits: limitsSchema.optional(),
   })
   .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
     message: "a tenant needs api_keys_env or api_key_sha256",

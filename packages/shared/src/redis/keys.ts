@@ -11,11 +11,29 @@ export interface Keys {
   idempotency(tenant: string, keyHash: string): string;
   /** Terminal record of a job cancelled while queued (its BullMQ job is removed). */
   cancelledJob(jobId: string): string;
-  /** Flag set when a running job is asked to cancel; its worker checks it between hops. */
-  cancelRequested(jobId: string): string;
   /** Pub/sub channel on which cancellations of running jobs are announced. */
   readonly cancelChannel: string;
+  /** Circuit breaker state (hash) and its rolling window of outcomes (hash of per-bucket counts). */
+  breaker(breakerId: string): string;
+  breakerWindow(breakerId: string): string;
+  /** 429 cooldown of a provider or model (hash: until, streak). */
+  cooldown(scope: LimitScope, id: string): string;
+  /** Token bucket (hash: tokens, ts) for rpm or tpm of a provider, model or tenant. */
+  bucket(scope: LimitScope, id: string, kind: "rpm" | "tpm"): string;
+  /** Spend so far in a period (string, USD) of a tenant or of one end user of a tenant. */
+  spend(subject: string, period: string): string;
+  /** Spend by route, model and user for one tenant and UTC day (hash, USD). */
+  usage(tenant: string, day: string): string;
+  /** Recent calls, errors and skips of a model or provider (hash of per-minute counts). */
+  stats(scope: "provider" | "model", id: string): string;
+  /** Pub/sub channel announcing breaker state changes (for in-process caches). */
+  readonly breakerChannel: string;
+  /** Webhook delivery record (hash) and a tenant's deliveries of one status (zset by created_at). */
+  webhookDelivery(deliveryId: string): string;
+  webhookDeliveryIndex(tenant: string, status: string): string;
 }
+
+export type LimitScope = "provider" | "model" | "tenant";
 
 export function createKeys(prefix: string): Keys {
   const tag = `{${prefix}}`;
@@ -23,7 +41,16 @@ export function createKeys(prefix: string): Keys {
     bullPrefix: tag,
     idempotency: (tenant, keyHash) => `${tag}:idem:${tenant}:${keyHash}`,
     cancelledJob: (jobId) => `${tag}:cancelled:${jobId}`,
-    cancelRequested: (jobId) => `${tag}:cancel-requested:${jobId}`,
     cancelChannel: `${tag}:cancel`,
+    breaker: (breakerId) => `${tag}:breaker:${breakerId}`,
+    breakerWindow: (breakerId) => `${tag}:breaker-window:${breakerId}`,
+    cooldown: (scope, id) => `${tag}:cooldown:${scope}:${id}`,
+    bucket: (scope, id, kind) => `${tag}:bucket:${scope}:${id}:${kind}`,
+    spend: (subject, period) => `${tag}:spend:${subject}:${period}`,
+    usage: (tenant, day) => `${tag}:usage:${tenant}:${day}`,
+    stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
+    breakerChannel: `${tag}:breaker-changes`,
+    webhookDelivery: (deliveryId) => `${tag}:whd:${deliveryId}`,
+    webhookDeliveryIndex: (tenant, status) => `${tag}:whd-index:${tenant}:${status}`,
   };
 }

@@ -13,6 +13,8 @@ import { ProviderError } from "../providers/provider-error.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { abortableDelay } from "../providers/simulated.js";
 import type { Completion } from "../providers/types.js";
+import type { Resilience } from "../resilience/resilience.js";
+import { admitHop } from "./admission.js";
 import { backoffDelayMs } from "./backoff.js";
 import { toChatCompletion } from "./chat-completion.js";
 import { interruptionOf, JobInterruption } from "./interruption.js";
@@ -34,6 +36,8 @@ export interface ChainContext {
   signal: AbortSignal;
   /** Persists progress into the job's data so a re-run resumes here. */
   saveProgress(progress: JobProgress): Promise<void>;
+  /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */
+  resilience?: Resilience;
 }
 
 export type ChainResult =
@@ -177,17 +181,48 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       continue;
     }
     const maxRetries = hop.max_retries ?? 0;
+    const timeoutMs = hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS;
     while (true) {
       if (dirty) {
         await context.saveProgress(progress);
         dirty = false;
       }
+      const admission = model ? await admitHop(context, hop, model, estimate, timeoutMs) : undefined;
+      if (admission?.kind === "defer") {
+        context.logger.debug(
+          { job_id: context.jobId, current_model: hop.model, until: admission.until },
+          "waiting for capacity",
+        );
+        return { kind: "deferred", until: admission.until, progress };
+      }
+      if (admission?.kind === "skip") {
+        record({
+          model: hop.model,
+          provider: providerId,
+          outcome: "skipped",
+          reason: admission.reason,
+          message: admission.message,
+          duration_ms: 0,
+          started_at: unixSeconds(clock.now()),
+        });
+        break;
+      }
+      const ticket = admission?.ticket;
       const startedMs = clock.now();
       try {
-        const completion = await callHop(context, hop.model, hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS);
+        const completion = await callHop(context, hop.model, timeoutMs);
         const cost = model
           ? costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens)
           : 0;
+        if (ticket) {
+          // Settling a success never delays the job's result.
+          void context.resilience?.settle(ticket, {
+            reason: undefined,
+            promptTokens: completion.usage.promptTokens,
+            completionTokens: completion.usage.completionTokens,
+            costUsd: cost,
+          });
+        }
         progress.cost_usd = Math.round((progress.cost_usd + cost) * 1e10) / 1e10;
         record({
           model: hop.model,
@@ -208,6 +243,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
         });
       } catch (caught) {
         if (caught instanceof JobInterruption) {
+          if (ticket) await context.resilience?.settle(ticket, { reason: undefined, aborted: true });
           if (caught.kind === "cancelled") {
             record({
               model: hop.model,
@@ -226,6 +262,12 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
           throw caught;
         }
         const error = caught as ProviderError;
+        if (ticket) {
+          await context.resilience?.settle(ticket, {
+            reason: error.reason,
+            retryAfterMs: error.retryAfterMs,
+          });
+        }
         progress.tries += 1;
         record({
           model: hop.model,

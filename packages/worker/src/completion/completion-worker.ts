@@ -13,6 +13,7 @@ import {
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import type { ProviderRegistry } from "../providers/registry.js";
+import type { Resilience } from "../resilience/resilience.js";
 import { runChain } from "./chain-runner.js";
 import { JobInterruption } from "./interruption.js";
 
@@ -25,6 +26,8 @@ export interface CompletionWorkerOptions {
   random?: () => number;
   concurrency: number;
   lockDurationMs: number;
+  /** Shared breakers, buckets and budgets (omit to run unlimited, e.g. in benchmarks). */
+  resilience?: Resilience;
 }
 
 export interface CompletionWorker {
@@ -89,6 +92,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         logger,
         random,
         signal: controller.signal,
+        resilience: options.resilience,
         saveProgress: (progress) => job.updateData({ ...data, progress }),
       });
       if (result.kind === "finished") return result.outcome;

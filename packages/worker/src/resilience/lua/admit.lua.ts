@@ -1,0 +1,111 @@
+/**
+ * admit.lua — may this hop call its provider now? One round trip checks, all or nothing:
+ * circuit breakers, 429 cooldowns, rpm/tpm token buckets and spend budgets, and on success
+ * takes what the call needs (bucket tokens, a budget reservation, a half-open probe lease).
+ *
+ * KEYS: every key named by index in the spec (breaker state + window, cooldowns, buckets, budgets, stats).
+ * ARGV[1]: JSON spec {
+ *   breakers: [{ state, window, window_ms, lease_ms }],   -- state/window are KEYS indexes
+ *   cooldowns: [keyIndex],
+ *   buckets: [{ key, rate, capacity, cost }],             -- rate in tokens per ms
+ *   budgets: [{ key, cap, amount, ttl_s }],
+ *   stats: [keyIndex]                                      -- per-minute call/skip counters
+ * }
+ * Time comes from Redis TIME, so every worker shares one clock.
+ * Returns: { 1, probes } admitted, probes = comma-separated indexes of breakers whose probe this is;
+ *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
+ *          wait_ms = -1 when waiting cannot help.
+ */
+export const ADMIT_LUA = `
+local spec = cjson.decode(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local minute = math.floor(now / 60000)
+
+local function count_stat(field)
+  for _, k in ipairs(spec.stats) do
+    local key = KEYS[k]
+    redis.call('HINCRBY', key, minute .. ':' .. field, 1)
+    redis.call('PEXPIRE', key, 600000)
+  end
+end
+
+local function deny(reason, wait, detail)
+  count_stat('skips')
+  return { 0, reason, tostring(math.floor(wait)), detail or '' }
+end
+
+-- Phase 1: decide, reading only.
+local probes = {}
+for index, b in ipairs(spec.breakers) do
+  local key = KEYS[b.state]
+  local fields = redis.call('HMGET', key, 'state', 'open_until', 'probe_until', 'forced')
+  local state, open_until, probe_until, forced = fields[1] or 'closed', tonumber(fields[2]) or 0, tonumber(fields[3]) or 0, fields[4]
+  if forced == 'open' then
+    return deny('circuit_open', -1, 'forced open')
+  elseif forced ~= 'closed' then
+    if state == 'open' then
+      if now < open_until then return deny('circuit_open', open_until - now, 'open') end
+      probes[index] = true
+    elseif state == 'half_open' then
+      if now < probe_until then return deny('circuit_open', probe_until - now, 'probe in flight') end
+      probes[index] = true
+    end
+  end
+end
+
+for _, k in ipairs(spec.cooldowns) do
+  local until_ms = tonumber(redis.call('HGET', KEYS[k], 'until')) or 0
+  if now < until_ms then return deny('rate_limited', until_ms - now, 'cooldown') end
+end
+
+local levels = {}
+for index, b in ipairs(spec.buckets) do
+  local fields = redis.call('HMGET', KEYS[b.key], 'tokens', 'ts')
+  local tokens = tonumber(fields[1])
+  local ts = tonumber(fields[2]) or now
+  if tokens == nil then tokens = b.capacity end
+  tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate)
+  -- A request larger than the bucket waits for a full bucket, then runs into debt.
+  local need = math.min(b.cost, b.capacity)
+  if tokens < need then return deny('rate_limited', math.ceil((need - tokens) / b.rate), 'bucket') end
+  levels[index] = tokens
+end
+
+for _, b in ipairs(spec.budgets) do
+  local spent = tonumber(redis.call('GET', KEYS[b.key])) or 0
+  if spent + b.amount > b.cap then return deny('over_budget', -1, string.format('%.6f of %.6f', spent, b.cap)) end
+end
+
+-- Phase 2: everything passed; take what the call needs.
+local probe_list = {}
+for index, b in ipairs(spec.breakers) do
+  if probes[index] then
+    local key = KEYS[b.state]
+    local previous = redis.call('HGET', key, 'state') or 'closed'
+    redis.call('HSET', key, 'state', 'half_open', 'probe_until', now + b.lease_ms, 'changed_at', now)
+    if previous ~= 'half_open' then
+      local log = cjson.decode(redis.call('HGET', key, 'log') or '[]')
+      table.insert(log, 1, { at = now, from = previous, to = 'half_open', why = 'open time over; letting one probe through' })
+      if #log > 20 then table.remove(log) end
+      redis.call('HSET', key, 'log', cjson.encode(log))
+    end
+    table.insert(probe_list, tostring(index))
+  else
+    local bucket_ms = math.max(1, math.floor(b.window_ms / 10))
+    local field = math.floor(now / bucket_ms) .. ':n'
+    redis.call('HINCRBY', KEYS[b.window], field, 1)
+    redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
+  end
+end
+for index, b in ipairs(spec.buckets) do
+  redis.call('HSET', KEYS[b.key], 'tokens', levels[index] - b.cost, 'ts', now)
+  redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
+end
+for _, b in ipairs(spec.budgets) do
+  redis.call('INCRBYFLOAT', KEYS[b.key], b.amount)
+  redis.call('EXPIRE', KEYS[b.key], b.ttl_s)
+end
+count_stat('calls')
+return { 1, table.concat(probe_list, ',') }
+`;

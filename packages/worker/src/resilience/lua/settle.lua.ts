@@ -1,0 +1,116 @@
+/**
+ * settle.lua — after a hop's call: feed the outcome to its breakers, cool down on a 429, settle
+ * tpm reservations and budget reservations to the real numbers, and record usage. Runs only when
+ * there is something to settle (a failure, a probe, a 429, reserved tokens or money).
+ *
+ * KEYS: every key named by index in the spec.
+ * ARGV[1]: JSON spec {
+ *   failure: bool,            -- the call failed with a reason breakers count
+ *   breakers: [{ state, window, probe, window_ms, min_requests, threshold, open_ms }],
+ *   cooldown: { keys: [keyIndex], retry_after_ms } | null,   -- set on a 429
+ *   buckets: [{ key, rate, capacity, refund }],              -- refund may be negative
+ *   budgets: [{ key, delta, ttl_s }],
+ *   usage: { key, fields: { name: amount }, ttl_s } | null,
+ *   stats: [keyIndex]
+ * }
+ * Returns: a list of breaker transitions, "index:to", for logging.
+ */
+export const SETTLE_LUA = `
+local spec = cjson.decode(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local transitions = {}
+
+local function transition(index, key, to, why, extra)
+  local fields = redis.call('HMGET', key, 'state', 'log')
+  local from = fields[1] or 'closed'
+  local log = cjson.decode(fields[2] or '[]')
+  table.insert(log, 1, { at = now, from = from, to = to, why = why })
+  if #log > 20 then table.remove(log) end
+  redis.call('HSET', key, 'state', to, 'changed_at', now, 'log', cjson.encode(log), unpack(extra))
+  table.insert(transitions, index .. ':' .. to)
+end
+
+for index, b in ipairs(spec.breakers) do
+  local key = KEYS[b.state]
+  local fields = redis.call('HMGET', key, 'state', 'reopens')
+  local state, reopens = fields[1] or 'closed', tonumber(fields[2]) or 0
+  if b.probe then
+    if state == 'half_open' then
+      if spec.failure then
+        reopens = reopens + 1
+        local open_for = math.min(b.open_ms * (2 ^ reopens), 16 * b.open_ms)
+        transition(index, key, 'open', 'probe failed', { 'open_until', now + open_for, 'reopens', reopens, 'probe_until', 0 })
+      else
+        transition(index, key, 'closed', 'probe succeeded', { 'reopens', 0, 'probe_until', 0, 'open_until', 0 })
+        redis.call('DEL', KEYS[b.window])
+      end
+    end
+  elseif spec.failure and state == 'closed' then
+    local bucket_ms = math.max(1, math.floor(b.window_ms / 10))
+    local current = math.floor(now / bucket_ms)
+    redis.call('HINCRBY', KEYS[b.window], current .. ':f', 1)
+    redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
+    local counts = redis.call('HGETALL', KEYS[b.window])
+    local requests, failures = 0, 0
+    for i = 1, #counts, 2 do
+      local bucket, kind = string.match(counts[i], '^(%d+):(%a)$')
+      bucket = tonumber(bucket)
+      if bucket and bucket > current - 10 then
+        if kind == 'n' then requests = requests + tonumber(counts[i + 1]) else failures = failures + tonumber(counts[i + 1]) end
+      elseif bucket then
+        redis.call('HDEL', KEYS[b.window], counts[i])
+      end
+    end
+    if requests >= b.min_requests and failures / requests >= b.threshold then
+      transition(index, key, 'open', string.format('%d of %d calls failed', failures, requests), { 'open_until', now + b.open_ms, 'probe_until', 0 })
+      redis.call('DEL', KEYS[b.window])
+    end
+  end
+end
+
+if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
+  for _, k in ipairs(spec.cooldown.keys) do
+    local fields = redis.call('HMGET', KEYS[k], 'until', 'streak')
+    local streak = (tonumber(fields[2]) or 0) + 1
+    local wait = spec.cooldown.retry_after_ms
+    if wait == cjson.null or wait == nil then wait = math.min(1000 * (2 ^ (streak - 1)), 60000) end
+    local until_ms = math.max(tonumber(fields[1]) or 0, now + wait)
+    redis.call('HSET', KEYS[k], 'until', until_ms, 'streak', streak)
+    -- The streak is forgotten a minute after the cooldown ends: later 429s start again at 1 s.
+    redis.call('PEXPIRE', KEYS[k], (until_ms - now) + 60000)
+  end
+end
+
+for _, b in ipairs(spec.buckets) do
+  local fields = redis.call('HMGET', KEYS[b.key], 'tokens', 'ts')
+  local tokens = tonumber(fields[1]) or b.capacity
+  local ts = tonumber(fields[2]) or now
+  tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate + b.refund)
+  redis.call('HSET', KEYS[b.key], 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
+end
+
+for _, b in ipairs(spec.budgets) do
+  if b.delta ~= 0 then
+    redis.call('INCRBYFLOAT', KEYS[b.key], b.delta)
+    redis.call('EXPIRE', KEYS[b.key], b.ttl_s)
+  end
+end
+
+if spec.usage ~= cjson.null and spec.usage ~= nil then
+  for field, amount in pairs(spec.usage.fields) do
+    redis.call('HINCRBYFLOAT', KEYS[spec.usage.key], field, amount)
+  end
+  redis.call('EXPIRE', KEYS[spec.usage.key], spec.usage.ttl_s)
+end
+
+if spec.failure then
+  local minute = math.floor(now / 60000)
+  for _, k in ipairs(spec.stats) do
+    redis.call('HINCRBY', KEYS[k], minute .. ':errors', 1)
+    redis.call('PEXPIRE', KEYS[k], 600000)
+  end
+end
+return transitions
+`;
