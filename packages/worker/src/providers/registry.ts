@@ -1,4 +1,6 @@
 import { type Config, ConfigError } from "@cascade/shared";
+import { createAnthropicAdapter } from "./anthropic.js";
+import { createGeminiAdapter } from "./gemini.js";
 import { createProviderFetch } from "./http.js";
 import { createOpenAIAdapter } from "./openai.js";
 import { createSimulatedAdapter } from "./simulated.js";
@@ -30,6 +32,12 @@ export function createProviderRegistry(
         break;
       case "openai":
         adapters.set(id, createOpenAIAdapter(id, provider, config.providerKeys.get(id), fetch));
+        break;
+      case "anthropic":
+        adapters.set(id, createAnthropicAdapter(id, provider, config.providerKeys.get(id), fetch));
+        break;
+      case "gemini":
+        adapters.set(id, createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch));
         break;
       default:
         throw new ConfigError(

@@ -1,0 +1,97 @@
+import { createAnthropic } from "@ai-sdk/anthropic";
+import type {
+  LanguageModelV3,
+  LanguageModelV3CallOptions,
+  LanguageModelV3GenerateResult,
+} from "@ai-sdk/provider";
+import type { ChatRequest, ProviderConfig } from "@cascade/shared";
+import { fromGenerateResult } from "./ai-sdk/from-result.js";
+import { toCallOptions } from "./ai-sdk/to-call-options.js";
+import { classifyAnthropicError } from "./classify-anthropic.js";
+import { ProviderError } from "./provider-error.js";
+import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
+
+export const ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com/v1";
+
+/**
+ * `max_tokens` sent when the request has none (Anthropic requires it; OpenAI does not). Left to
+ * itself, @ai-sdk/anthropic sends the model's whole output ceiling (64k–128k for current Claude
+ * models, 4096 for names it does not know), which makes a prompt near the context window fail
+ * with "input length and `max_tokens` exceed context limit" and reserves that much of the
+ * output-tokens-per-minute limit on every call. 4096 is what LiteLLM and the SDK's own fallback use.
+ */
+export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
+
+/** OpenAI request fields Anthropic can honour through the SDK's provider options. */
+function anthropicOptions(request: ChatRequest): Record<string, unknown> | undefined {
+  const options: Record<string, unknown> = {};
+  if (request.parallel_tool_calls === false) options.disableParallelToolUse = true;
+  if (request.user !== undefined) options.metadata = { userId: request.user };
+  return Object.keys(options).length ? options : undefined;
+}
+
+function callOptions(call: ProviderCall): LanguageModelV3CallOptions {
+  const options = toCallOptions(call.request, call.signal);
+  options.maxOutputTokens ??= ANTHROPIC_DEFAULT_MAX_TOKENS;
+  // json_object has no schema, and the SDK drops a schemaless JSON format with only a warning
+  // (Claude would answer prose). Any object schema makes it force its "json" tool instead.
+  if (call.request.response_format?.type === "json_object") {
+    options.responseFormat = { type: "json", schema: { type: "object" } };
+  }
+  const extra = anthropicOptions(call.request);
+  if (extra) options.providerOptions = { anthropic: extra as never };
+  return options;
+}
+
+/** A successful answer that is a refusal ends the hop as content_filter, naming the stop reason. */
+function toCompletion(result: LanguageModelV3GenerateResult): Completion {
+  if (result.finishReason.unified === "content-filter") {
+    throw new ProviderError(
+      "content_filter",
+      `Anthropic stopped the completion with stop_reason "${result.finishReason.raw ?? "refusal"}"`,
+    );
+  }
+  return fromGenerateResult(result);
+}
+
+/**
+ * Anthropic's Messages API through `@ai-sdk/anthropic`, which calls `{base_url}/messages`; one
+ * `doGenerate` is one HTTP call.
+ */
+export function createAnthropicAdapter(
+  providerId: string,
+  provider: ProviderConfig,
+  apiKey: string | undefined,
+  fetch: typeof globalThis.fetch,
+): ProviderAdapter {
+  const client = createAnthropic({
+    baseURL: (provider.base_url ?? ANTHROPIC_DEFAULT_BASE_URL).replace(/\/+$/, ""),
+    // A keyless endpoint (a local proxy) gets a placeholder, so the SDK never falls back to the
+    // worker's ANTHROPIC_API_KEY behind the config's back.
+    apiKey: apiKey ?? "unused",
+    fetch,
+  });
+  const models = new Map<string, LanguageModelV3>();
+  const modelFor = (name: string) => {
+    let model = models.get(name);
+    if (!model) {
+      model = client.messages(name);
+      models.set(name, model);
+    }
+    return model;
+  };
+  return {
+    providerId,
+    type: "anthropic",
+    async generate(call) {
+      let result: LanguageModelV3GenerateResult;
+      try {
+        result = await modelFor(call.upstreamName).doGenerate(callOptions(call));
+      } catch (error) {
+        if (call.signal.aborted) throw call.signal.reason;
+        throw classifyAnthropicError(error);
+      }
+      return toCompletion(result);
+    },
+  };
+}
