@@ -1,0 +1,454 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+import { anthropicError, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.js";
+import { type FakeGemini, geminiError, startFakeGemini } from "../support/fake-gemini.js";
+
+/**
+ * The worker's Anthropic and Gemini providers against fakes that speak each wire format over real
+ * HTTP: requests arrive in the provider's shape, and every reason the contract names for them is
+ * produced from the provider's real error bodies and finish reasons.
+ */
+describe("anthropic and gemini providers through the worker", () => {
+  let anthropic: FakeAnthropic;
+  let gemini: FakeGemini;
+  let stack: Stack;
+
+  beforeAll(async () => {
+    anthropic = await startFakeAnthropic({ apiKey: "sk-ant-test" });
+    gemini = await startFakeGemini({ apiKey: "AIza-test" });
+    const model = (provider: string, name: string) => ({
+      provider,
+      name,
+      price: { input_per_mtok: 3, output_per_mtok: 15 },
+      capabilities: ["tools", "json", "vision"],
+    });
+    const anthropicProvider = (keyEnv: string) => ({
+      type: "anthropic",
+      base_url: anthropic.url,
+      api_key_env: keyEnv,
+    });
+    const geminiProvider = (keyEnv: string) => ({
+      type: "gemini",
+      base_url: gemini.url,
+      api_key_env: keyEnv,
+    });
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      env: { ANTHROPIC_KEY: "sk-ant-test", GEMINI_KEY: "AIza-test", WRONG_KEY: "not-the-key" },
+      config: {
+        // Each failing case has its own provider where a 429 would cool down the whole provider.
+        providers: {
+          anth: anthropicProvider("ANTHROPIC_KEY"),
+          "anth-backup": anthropicProvider("ANTHROPIC_KEY"),
+          "anth-limited": anthropicProvider("ANTHROPIC_KEY"),
+          "anth-badkey": anthropicProvider("WRONG_KEY"),
+          gem: geminiProvider("GEMINI_KEY"),
+          "gem-backup": geminiProvider("GEMINI_KEY"),
+          "gem-limited": geminiProvider("GEMINI_KEY"),
+          "gem-badkey": geminiProvider("WRONG_KEY"),
+        },
+        models: {
+          claude: model("anth", "up-claude"),
+          "claude-backup": model("anth-backup", "up-claude-backup"),
+          "claude-limited": model("anth-limited", "up-claude-limited"),
+          "claude-badkey": model("anth-badkey", "up-claude"),
+          gemini: model("gem", "up-gemini"),
+          "gemini-backup": model("gem-backup", "up-gemini-backup"),
+          "gemini-limited": model("gem-limited", "up-gemini-limited"),
+          "gemini-badkey": model("gem-badkey", "up-gemini"),
+        },
+        routes: {
+          default: { chain: [{ model: "claude", timeout_ms: 2000 }, { model: "claude-backup" }] },
+          "anthropic-429": {
+            chain: [{ model: "claude-limited", max_retries: 1 }, { model: "claude-backup" }],
+          },
+          "anthropic-401": { chain: [{ model: "claude-badkey" }, { model: "claude-backup" }] },
+          "via-gemini": { chain: [{ model: "gemini", timeout_ms: 2000 }, { model: "gemini-backup" }] },
+          "gemini-429": {
+            chain: [{ model: "gemini-limited", max_retries: 1 }, { model: "gemini-backup" }],
+          },
+          "gemini-bad-key": { chain: [{ model: "gemini-badkey" }, { model: "gemini-backup" }] },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await anthropic?.close();
+    await gemini?.close();
+  });
+  beforeEach(() => {
+    anthropic.reset();
+    gemini.reset();
+  });
+
+  async function run(body: Record<string, unknown>) {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "What is 2+2?" }], max_tokens: 50 }, ...body },
+    });
+    expect(created.status).toBe(202);
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`);
+    return done.body;
+  }
+
+  const addTool = {
+    type: "function",
+    function: {
+      name: "add",
+      parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } },
+    },
+  };
+  const imageMessage = {
+    role: "user",
+    content: [
+      { type: "text", text: "describe" },
+      { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+    ],
+  };
+  const answerFormat = {
+    type: "json_schema",
+    json_schema: {
+      name: "answer",
+      schema: { type: "object", properties: { a: { type: "string" } }, required: ["a"] },
+    },
+  };
+
+  describe("anthropic", () => {
+    it("posts to {base_url}/messages with Anthropic's headers and returns a chat.completion", async () => {
+      anthropic.script("up-claude", {
+        kind: "ok",
+        content: "4",
+        usage: { input_tokens: 12, output_tokens: 3, cache_read_input_tokens: 2 },
+      });
+      const job = await run({
+        request: {
+          messages: [
+            { role: "system", content: "Be terse." },
+            { role: "user", content: "What is 2+2?" },
+          ],
+          max_tokens: 50,
+        },
+      });
+      expect(job).toMatchObject({ status: "succeeded", model: "claude", provider: "anth" });
+      expect(job.result).toMatchObject({
+        object: "chat.completion",
+        model: "claude",
+        choices: [{ index: 0, message: { role: "assistant", content: "4" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 14, completion_tokens: 3, prompt_tokens_details: { cached_tokens: 2 } },
+      });
+      const [call] = anthropic.callsFor("up-claude");
+      expect(call?.path).toBe("/v1/messages");
+      expect(call?.headers["x-api-key"]).toBe("sk-ant-test");
+      expect(call?.headers["anthropic-version"]).toBe("2023-06-01");
+      expect(call?.body).toMatchObject({
+        model: "up-claude",
+        max_tokens: 50,
+        system: [{ type: "text", text: "Be terse." }],
+        messages: [{ role: "user", content: [{ type: "text", text: "What is 2+2?" }] }],
+      });
+    });
+
+    it("sends max_tokens 4096 when the request has none (Anthropic requires it)", async () => {
+      await run({ request: { messages: [{ role: "user", content: "Hi" }] } });
+      expect(anthropic.callsFor("up-claude")[0]?.body.max_tokens).toBe(4096);
+    });
+
+    it("passes tools and returns tool_calls", async () => {
+      anthropic.script("up-claude", {
+        kind: "ok",
+        toolCalls: [{ id: "toolu_01", name: "add", arguments: '{"a":2,"b":2}' }],
+      });
+      const job = await run({
+        request: {
+          messages: [{ role: "user", content: "add 2 and 2" }],
+          tools: [addTool],
+          tool_choice: "required",
+        },
+      });
+      expect(job.result.choices[0]).toMatchObject({
+        finish_reason: "tool_calls",
+        message: {
+          content: null,
+          tool_calls: [
+            { id: "toolu_01", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } },
+          ],
+        },
+      });
+      const body = anthropic.callsFor("up-claude")[0]?.body;
+      expect(body.tools[0]).toMatchObject({ name: "add", input_schema: { type: "object" } });
+      expect(body.tool_choice).toMatchObject({ type: "any" });
+    });
+
+    it("answers json_schema through the SDK's json tool and passes image URLs through", async () => {
+      anthropic.script("up-claude", { kind: "ok", toolCalls: [{ name: "json", arguments: '{"a":"cat"}' }] });
+      const job = await run({ request: { messages: [imageMessage], response_format: answerFormat } });
+      expect(job.result.choices[0]).toMatchObject({
+        finish_reason: "stop",
+        message: { content: '{"a":"cat"}' },
+      });
+      const body = anthropic.callsFor("up-claude")[0]?.body;
+      expect(body.tools).toEqual([
+        expect.objectContaining({ name: "json", input_schema: expect.objectContaining({ required: ["a"] }) }),
+      ]);
+      expect(body.messages[0].content[1]).toEqual({
+        type: "image",
+        source: { type: "url", url: "https://example.com/cat.png" },
+      });
+    });
+
+    it("waits Anthropic's retry-after before retrying a 429", async () => {
+      anthropic.script("up-claude-limited", { kind: "rate_limited", retryAfterSeconds: 1 });
+      const job = await run({ route: "anthropic-429" });
+      expect(job.status).toBe("succeeded");
+      expect(job.model).toBe("claude-limited");
+      expect(job.attempts[0]).toMatchObject({ outcome: "error", reason: "rate_limited", http_status: 429 });
+      const calls = anthropic.callsFor("up-claude-limited");
+      expect(calls).toHaveLength(2);
+      expect((calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)).toBeGreaterThanOrEqual(1000);
+    });
+
+    const fallbacks: Array<[string, Parameters<FakeAnthropic["script"]>[1], string, number | undefined]> = [
+      ["529 overloaded", { kind: "overloaded" }, "server_error", 529],
+      ["500 api_error", { kind: "server_error" }, "server_error", 500],
+      ["prompt too long", { kind: "context_length" }, "context_length", 400],
+      [
+        "a refusal",
+        { kind: "ok", content: "I can't help with that.", finishReason: "refusal" },
+        "content_filter",
+        undefined,
+      ],
+      [
+        "an unknown model",
+        { kind: "status", status: 404, body: anthropicError("not_found_error", "model: up-claude") },
+        "bad_request",
+        404,
+      ],
+      [
+        "temperature and top_p together",
+        {
+          kind: "bad_request",
+          message: "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+        },
+        "bad_request",
+        400,
+      ],
+      ["a malformed body", { kind: "malformed" }, "invalid_response", 200],
+      ["a hang", { kind: "hang" }, "timeout", undefined],
+    ];
+    for (const [name, behaviour, reason, status] of fallbacks) {
+      it(`falls back on ${name} with reason ${reason}`, async () => {
+        anthropic.script("up-claude", behaviour);
+        const job = await run({});
+        expect(job.status).toBe("succeeded");
+        expect(job.model).toBe("claude-backup");
+        expect(job.attempts[0]).toMatchObject({
+          model: "claude",
+          provider: "anth",
+          outcome: "error",
+          reason,
+        });
+        if (status !== undefined) expect(job.attempts[0].http_status).toBe(status);
+      });
+    }
+
+    it("falls back on a rejected key with reason auth_error", async () => {
+      const job = await run({ route: "anthropic-401" });
+      expect(job.model).toBe("claude-backup");
+      expect(job.attempts[0]).toMatchObject({
+        model: "claude-badkey",
+        reason: "auth_error",
+        http_status: 401,
+      });
+    });
+
+    it("fails the job at once on the caller's bad request", async () => {
+      anthropic.script("up-claude", {
+        kind: "bad_request",
+        message: 'messages: roles must alternate between "user" and "assistant"',
+      });
+      const job = await run({});
+      expect(job.status).toBe("failed");
+      expect(job.error.type).toBe("bad_request");
+      expect(anthropic.callsFor("up-claude-backup")).toHaveLength(0);
+    });
+  });
+
+  describe("gemini", () => {
+    it("posts to {base_url}/models/{model}:generateContent with the key header and returns a chat.completion", async () => {
+      gemini.script("up-gemini", {
+        kind: "ok",
+        content: "4",
+        usage: { promptTokenCount: 12, candidatesTokenCount: 3 },
+      });
+      const job = await run({
+        route: "via-gemini",
+        request: {
+          messages: [
+            { role: "system", content: "Be terse." },
+            { role: "user", content: "What is 2+2?" },
+          ],
+          max_tokens: 50,
+        },
+      });
+      expect(job).toMatchObject({ status: "succeeded", model: "gemini", provider: "gem" });
+      expect(job.result).toMatchObject({
+        object: "chat.completion",
+        model: "gemini",
+        choices: [{ index: 0, message: { role: "assistant", content: "4" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 12, completion_tokens: 3 },
+      });
+      const [call] = gemini.callsFor("up-gemini");
+      expect(call?.path).toBe("/v1beta/models/up-gemini:generateContent");
+      expect(call?.headers["x-goog-api-key"]).toBe("AIza-test");
+      expect(call?.body).toMatchObject({
+        generationConfig: { maxOutputTokens: 50 },
+        systemInstruction: { parts: [{ text: "Be terse." }] },
+        contents: [{ role: "user", parts: [{ text: "What is 2+2?" }] }],
+      });
+    });
+
+    it("passes tools and returns tool_calls", async () => {
+      gemini.script("up-gemini", { kind: "ok", toolCalls: [{ name: "add", arguments: '{"a":2,"b":2}' }] });
+      const job = await run({
+        route: "via-gemini",
+        request: {
+          messages: [{ role: "user", content: "add 2 and 2" }],
+          tools: [addTool],
+          tool_choice: "required",
+        },
+      });
+      expect(job.result.choices[0]).toMatchObject({
+        finish_reason: "tool_calls",
+        message: {
+          tool_calls: [{ type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } }],
+        },
+      });
+      const body = gemini.callsFor("up-gemini")[0]?.body;
+      expect(body.tools[0].functionDeclarations[0]).toMatchObject({ name: "add" });
+      expect(body.toolConfig).toMatchObject({ functionCallingConfig: { mode: "ANY" } });
+    });
+
+    it("passes json_schema as a response schema and image URLs as fileData with their type", async () => {
+      gemini.script("up-gemini", { kind: "ok", content: '{"a":"cat"}' });
+      const job = await run({
+        route: "via-gemini",
+        request: { messages: [imageMessage], response_format: answerFormat },
+      });
+      expect(job.result.choices[0].message.content).toBe('{"a":"cat"}');
+      const body = gemini.callsFor("up-gemini")[0]?.body;
+      expect(body.generationConfig).toMatchObject({
+        responseMimeType: "application/json",
+        responseSchema: { type: "object", required: ["a"] },
+      });
+      expect(body.contents[0].parts[1]).toEqual({
+        fileData: { mimeType: "image/png", fileUri: "https://example.com/cat.png" },
+      });
+    });
+
+    it("waits Gemini's RetryInfo retryDelay before retrying a 429", async () => {
+      gemini.script("up-gemini-limited", { kind: "rate_limited", retryAfterSeconds: 1 });
+      const job = await run({ route: "gemini-429" });
+      expect(job.status).toBe("succeeded");
+      expect(job.model).toBe("gemini-limited");
+      expect(job.attempts[0]).toMatchObject({ outcome: "error", reason: "rate_limited", http_status: 429 });
+      const calls = gemini.callsFor("up-gemini-limited");
+      expect(calls).toHaveLength(2);
+      expect((calls[1]?.at ?? 0) - (calls[0]?.at ?? 0)).toBeGreaterThanOrEqual(1000);
+    });
+
+    const fallbacks: Array<[string, Parameters<FakeGemini["script"]>[1], string, number | undefined]> = [
+      ["503 overloaded", { kind: "overloaded" }, "server_error", 503],
+      ["500 internal", { kind: "server_error" }, "server_error", 500],
+      ["input token count exceeded", { kind: "context_length" }, "context_length", 400],
+      [
+        "a blocked prompt",
+        { kind: "prompt_blocked", blockReason: "PROHIBITED_CONTENT" },
+        "content_filter",
+        undefined,
+      ],
+      ["a SAFETY finish", { kind: "ok", finishReason: "SAFETY" }, "content_filter", undefined],
+      [
+        "an unsupported location",
+        {
+          kind: "status",
+          status: 400,
+          body: {
+            error: {
+              code: 400,
+              message: "User location is not supported for the API use.",
+              status: "FAILED_PRECONDITION",
+            },
+          },
+        },
+        "bad_request",
+        400,
+      ],
+      [
+        "an unknown model",
+        {
+          kind: "status",
+          status: 404,
+          body: geminiError(
+            404,
+            "models/up-gemini is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.",
+          ),
+        },
+        "bad_request",
+        404,
+      ],
+      ["a malformed body", { kind: "malformed" }, "invalid_response", 200],
+    ];
+    for (const [name, behaviour, reason, status] of fallbacks) {
+      it(`falls back on ${name} with reason ${reason}`, async () => {
+        gemini.script("up-gemini", behaviour);
+        const job = await run({ route: "via-gemini" });
+        expect(job.status).toBe("succeeded");
+        expect(job.model).toBe("gemini-backup");
+        expect(job.attempts[0]).toMatchObject({ model: "gemini", provider: "gem", outcome: "error", reason });
+        if (status !== undefined) expect(job.attempts[0].http_status).toBe(status);
+      });
+    }
+
+    it("falls back on an invalid key (a 400 with ErrorInfo API_KEY_INVALID) with reason auth_error", async () => {
+      const job = await run({ route: "gemini-bad-key" });
+      expect(job.model).toBe("gemini-backup");
+      expect(job.attempts[0]).toMatchObject({
+        model: "gemini-badkey",
+        reason: "auth_error",
+        http_status: 400,
+      });
+    });
+
+    it("turns a later system message into user text instead of failing before the call", async () => {
+      await run({
+        route: "via-gemini",
+        request: {
+          messages: [
+            { role: "user", content: "Hi" },
+            { role: "assistant", content: "Hello" },
+            { role: "system", content: "Answer in French." },
+            { role: "user", content: "How are you?" },
+          ],
+        },
+      });
+      const body = gemini.callsFor("up-gemini")[0]?.body;
+      expect(body.contents).toEqual([
+        { role: "user", parts: [{ text: "Hi" }] },
+        { role: "model", parts: [{ text: "Hello" }] },
+        { role: "user", parts: [{ text: "Answer in French." }, { text: "How are you?" }] },
+      ]);
+    });
+
+    it("fails the job at once on the caller's bad request", async () => {
+      gemini.script("up-gemini", {
+        kind: "bad_request",
+        message:
+          "Invalid JSON payload received. Unknown name \"foo\" at 'generation_config': Cannot find field.",
+      });
+      const job = await run({ route: "via-gemini" });
+      expect(job.status).toBe("failed");
+      expect(job.error.type).toBe("bad_request");
+      expect(gemini.callsFor("up-gemini-backup")).toHaveLength(0);
+    });
+  });
+});
