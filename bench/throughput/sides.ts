@@ -72,7 +72,8 @@ export async function runRawRound(
   const { shared, bullmq } = modules;
   const prefix = `{bench-${variant.label.replace(/[^A-Za-z0-9]+/g, "-")}-${context.runId}-${context.round}}`;
   const queueConnection = shared.createRedis(redisUrl);
-  const workerConnection = shared.createRedis(redisUrl);
+  // Both sides get the connection settings the production worker uses (auto-pipelining).
+  const workerConnection = shared.createRedis(redisUrl, { autoPipelining: true });
   const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
     connection: queueConnection as never,
     prefix,
@@ -129,14 +130,15 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
   const config = shared.loadConfig(env, { raw: benchConfigFile() });
   const keys = shared.createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const queueConnection = shared.createRedis(redisUrl);
-  const workerConnection = shared.createRedis(redisUrl);
+  // Both sides get the connection settings the production worker uses (auto-pipelining).
+  const workerConnection = shared.createRedis(redisUrl, { autoPipelining: true });
   // As packages/api/src/app.ts builds its queue.
   const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
     connection: queueConnection as never,
     prefix: keys.bullPrefix,
   });
-  // As packages/worker/src/main.ts builds its logger (sonic-boom, async), but into /dev/null.
-  const destination = pino.destination({ dest: "/dev/null", sync: false });
+  // As packages/worker/src/main.ts builds its logger (buffered sonic-boom), but into /dev/null.
+  const destination = shared.createLogDestination("/dev/null");
   const logger = shared.createLogger(config.settings.LOG_LEVEL, { name: "cascade-worker" }, destination);
   const data = buildJobData(modules, config, Date.now());
   try {

@@ -4,6 +4,7 @@ import {
   type Config,
   createKeys,
   createRedis,
+  type HostResolver,
   loadConfig,
   type RedisClient,
   systemClock,
@@ -12,8 +13,11 @@ import {
   type CompletionWorker,
   createCompletionWorker,
   createProviderRegistry,
+  createWebhookNotifier,
+  createWebhookWorker,
   listenForCancellations,
   Resilience,
+  type WebhookWorker,
 } from "@cascade/worker";
 import { pino } from "pino";
 
@@ -25,6 +29,11 @@ export interface StackOptions {
   /** Start no worker (to test queued jobs); call startWorker() later. */
   withoutWorker?: boolean;
   concurrency?: number;
+  /**
+   * The webhook worker's per-delivery timeout, and resolvers for the URL guard: the API's at
+   * enqueue and the worker's at connect time (tests play DNS with them).
+   */
+  webhooks?: { timeoutMs?: number; apiResolve?: HostResolver; workerResolve?: HostResolver };
 }
 
 export interface Stack {
@@ -33,6 +42,7 @@ export interface Stack {
   app: CascadeApp;
   redis: RedisClient;
   workers: CompletionWorker[];
+  webhookWorker: WebhookWorker;
   startWorker(concurrency?: number): Promise<CompletionWorker>;
   request(
     method: string,
@@ -64,16 +74,38 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   );
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const redis = createRedis(options.redisUrl);
-  const app = buildApp({ config, redis, logger });
+  const app = buildApp({
+    config,
+    redis,
+    logger,
+    ...(options.webhooks?.apiResolve ? { resolveHost: options.webhooks.apiResolve } : {}),
+  });
   await app.ready();
   await app.app.listen({ port: 0, host: "127.0.0.1" });
   const address = app.app.server.address();
   const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
   const workers: CompletionWorker[] = [];
   const connections: RedisClient[] = [redis];
+  const webhookConnection = createRedis(options.redisUrl);
+  connections.push(webhookConnection);
+  const webhookNotifier = createWebhookNotifier({
+    config,
+    connection: webhookConnection,
+    logger,
+    clock: systemClock,
+  });
+  const webhookWorker = createWebhookWorker({
+    config,
+    connection: webhookConnection,
+    logger,
+    clock: systemClock,
+    ...(options.webhooks?.timeoutMs ? { timeoutMs: options.webhooks.timeoutMs } : {}),
+    ...(options.webhooks?.workerResolve ? { resolve: options.webhooks.workerResolve } : {}),
+  });
+  await webhookWorker.worker.waitUntilReady();
 
   async function startWorker(concurrency = options.concurrency ?? 10): Promise<CompletionWorker> {
-    const connection = createRedis(options.redisUrl);
+    const connection = createRedis(options.redisUrl, { autoPipelining: true });
     const subscriber = createRedis(options.redisUrl);
     connections.push(connection, subscriber);
     const worker = createCompletionWorker({
@@ -90,6 +122,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         createKeys(config.settings.CASCADE_REDIS_PREFIX),
         logger,
       ),
+      onFinished: webhookNotifier.onFinished,
     });
     await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();
@@ -104,6 +137,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     app,
     redis,
     workers,
+    webhookWorker,
     startWorker,
     async request(method, path, requestOptions = {}) {
       const headers: Record<string, string> = { ...requestOptions.headers };
@@ -126,7 +160,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       return { status: response.status, body, headers: response.headers };
     },
     async close() {
-      await Promise.all(workers.map((worker) => worker.close(1000)));
+      await Promise.all([...workers.map((worker) => worker.close(1000)), webhookWorker.close(1000)]);
+      await webhookNotifier.close();
       await app.close();
       for (const connection of connections) connection.disconnect();
     },

@@ -5,32 +5,53 @@ export type { Logger };
 /**
  * Paths that must never reach a log line: credentials, webhook secrets and prompts. Prompts are
  * customer data, and AI SDK errors carry the whole request body in `requestBodyValues`.
+ * Only exact paths: pino's wildcard redaction copies and walks every line once per wildcard,
+ * which measured ~3× the cost of the line itself. Cascade logs its own small objects (never a
+ * raw request), so the places a secret could appear are known and listed here.
  */
 export const REDACT_PATHS = [
   "authorization",
-  "Authorization",
-  "*.authorization",
-  "*.Authorization",
   "headers.authorization",
   "req.headers.authorization",
   'req.headers["idempotency-key"]',
   "apiKey",
-  "*.apiKey",
   "api_key",
-  "*.api_key",
   "webhookSecret",
-  "*.webhookSecret",
   "secret",
-  "*.secret",
   "messages",
-  "*.messages",
   "request.messages",
+  "data.request.messages",
   "prompt",
-  "*.prompt",
   "requestBodyValues",
-  "*.requestBodyValues",
   "err.requestBodyValues",
+  "err.cause.requestBodyValues",
+  "err.responseBody",
 ];
+
+/**
+ * The log destination: asynchronous and buffered up to 4 KiB, so a busy worker makes one write
+ * per few dozen lines instead of a syscall per line (measured ~15 µs per job otherwise). A timer
+ * flushes the buffer every 200 ms so a quiet process still shows its lines promptly.
+ */
+export function createLogDestination(
+  target: string | number = 1,
+): pino.DestinationStream & { flush(): void } {
+  const destination = pino.destination({ dest: target, sync: false, minLength: 4096 });
+  const timer = setInterval(() => {
+    try {
+      destination.flush();
+    } catch {
+      // Not ready yet (still opening) or already closed: the next tick or exit flushes.
+    }
+  }, 200);
+  timer.unref();
+  process.once("exit", () => {
+    try {
+      destination.flushSync();
+    } catch {}
+  });
+  return destination;
+}
 
 export function createLogger(
   level: string,
@@ -44,6 +65,6 @@ export function createLogger(
       base: { pid: process.pid },
       ...options,
     },
-    destination ?? pino.destination({ sync: false }),
+    destination ?? createLogDestination(),
   );
 }

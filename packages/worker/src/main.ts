@@ -13,6 +13,9 @@ import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
 import { createProviderRegistry } from "./providers/registry.js";
 import { Resilience } from "./resilience/resilience.js";
+import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
+import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
+import { createWebhookWorker } from "./webhooks/webhook-worker.js";
 
 /** Prints a startup problem as the one line a person reads, and exits non-zero. */
 function fail(error: unknown): never {
@@ -42,14 +45,22 @@ async function main(): Promise<void> {
       return fail(error);
     }
   })();
+  const webhookSecrets = (() => {
+    try {
+      return resolveTenantSecrets(config);
+    } catch (error) {
+      return fail(error);
+    }
+  })();
 
-  const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
+  const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster, autoPipelining: true });
   const subscriber = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
   for (const client of [connection, subscriber]) {
     client.on("error", (error: Error) =>
       logger.warn({ err: error.message }, "redis connection error; retrying"),
     );
   }
+  const webhookNotifier = createWebhookNotifier({ config, connection, logger, clock: systemClock });
   const resilience = new Resilience(connection, config, createKeys(settings.CASCADE_REDIS_PREFIX), logger);
   const completions = createCompletionWorker({
     config,
@@ -60,6 +71,14 @@ async function main(): Promise<void> {
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
     resilience,
+    onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
+  });
+  const webhooks = createWebhookWorker({
+    config,
+    connection,
+    logger,
+    clock: systemClock,
+    secrets: webhookSecrets,
   });
   await listenForCancellations(subscriber, config, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),
@@ -79,7 +98,11 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "stopping: finishing running jobs, handing back the rest");
     try {
-      await completions.close(settings.SHUTDOWN_TIMEOUT_MS);
+      await Promise.all([
+        completions.close(settings.SHUTDOWN_TIMEOUT_MS),
+        webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
+      ]);
+      await webhookNotifier.close();
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());
       logger.info("worker stopped");

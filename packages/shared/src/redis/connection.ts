@@ -21,9 +21,34 @@ const baseOptions: RedisOptions = {
   retryStrategy: (times) => Math.min(times * 200, 2000),
 };
 
+/** Blocking reads must never wait behind (or hold up) an automatic pipeline. */
+const BLOCKING_COMMANDS = [
+  "bzpopmin",
+  "bzpopmax",
+  "brpop",
+  "blpop",
+  "brpoplpush",
+  "blmove",
+  "xread",
+  "xreadgroup",
+];
+
+export interface ConnectionOptions extends RedisOptions {
+  /** Connect to a Redis Cluster through this seed node. */
+  cluster?: boolean;
+  /**
+   * Batch commands issued in the same tick into one socket write. Measured on the worker: ~1.3×
+   * jobs/s (one syscall per batch instead of per command); see docs/decisions/0008.
+   */
+  autoPipelining?: boolean;
+}
+
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
-export function createRedis(url: string, options: RedisOptions & { cluster?: boolean } = {}): RedisClient {
-  const { cluster, ...rest } = options;
+export function createRedis(url: string, options: ConnectionOptions = {}): RedisClient {
+  const { cluster, autoPipelining, ...connection } = options;
+  const rest: RedisOptions = autoPipelining
+    ? { ...connection, enableAutoPipelining: true, autoPipeliningIgnoredCommands: BLOCKING_COMMANDS }
+    : connection;
   if (cluster) {
     const parsed = new URL(url);
     return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {

@@ -28,6 +28,8 @@ export interface CompletionWorkerOptions {
   lockDurationMs: number;
   /** Shared breakers, buckets and budgets (omit to run unlimited, e.g. in benchmarks). */
   resilience?: Resilience;
+  /** Called with the terminal outcome before BullMQ records it (queues the job's webhook). */
+  onFinished?: (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => Promise<void>;
 }
 
 export interface CompletionWorker {
@@ -95,7 +97,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         resilience: options.resilience,
         saveProgress: (progress) => job.updateData({ ...data, progress }),
       });
-      if (result.kind === "finished") return result.outcome;
+      if (result.kind === "finished") {
+        await options.onFinished?.(job, data, result.outcome);
+        return result.outcome;
+      }
       await job.updateData({ ...data, progress: result.progress });
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
