@@ -13,3 +13,5 @@ export * from "./redis/keys.js";
 export * from "./schemas/chat-request.js";
 export * from "./schemas/job.js";
 export * from "./schemas/job-view.js";
+export * from "./resilience/breaker-config.js";
+export * from "./resilience/periods.js";

@@ -7,5 +7,4 @@ export * from "./providers/provider-error.js";
 export * from "./providers/registry.js";
 export * from "./providers/retry-after.js";
 export * from "./providers/types.js";
-export * from "./resilience/breaker-config.js";
 export * from "./resilience/resilience.js";

@@ -1,17 +1,20 @@
-import type {
-  Config,
-  Keys,
-  LimitScope,
-  LimitsConfig,
-  Logger,
-  ModelConfig,
-  Reason,
-  RedisClient,
+import {
+  BREAKER_FAILURES,
+  breakerFor,
+  budgetPeriods,
+  bucketCapacity,
+  type Config,
+  type Keys,
+  type LimitScope,
+  type LimitsConfig,
+  type Logger,
+  type ModelConfig,
+  type Reason,
+  type RedisClient,
 } from "@cascade/shared";
-import { BREAKER_FAILURES, breakerFor, bucketCapacity } from "./breaker-config.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
-import { budgetPeriods } from "./periods.js";
+
 
 /** What one hop's call needs from the shared limits. */
 export interface HopRequest {

@@ -1,4 +1,4 @@
-import type { BreakerConfig, ModelConfig, ProviderConfig, Reason } from "@cascade/shared";
+import type { BreakerConfig, ModelConfig, ProviderConfig, Reason } from "../config/schema.js";
 
 /** Breaker defaults (contract, "Config file"). */
 export const BREAKER_DEFAULTS = {
