@@ -2,6 +2,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  type HostResolver,
   type IdGenerator,
   type JobData,
   type JobOutcome,
@@ -10,6 +11,8 @@ import {
   QUEUE_NAMES,
   type RedisClient,
   systemClock,
+  WebhookDeliveryStore,
+  type WebhookQueue,
 } from "@cascade/shared";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
@@ -24,6 +27,8 @@ import { registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerOpsRoutes } from "./routes/ops.js";
+import { registerProviderRoutes } from "./routes/providers.js";
+import { createApiWebhooks, registerWebhookDeliveryRoutes } from "./routes/webhook-deliveries.js";
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -34,6 +39,8 @@ export interface AppDeps {
   logger: Logger;
   clock?: Clock;
   newId?: IdGenerator;
+  /** Resolver for the webhook URL check at enqueue (tests inject one; default dns.lookup). */
+  resolveHost?: HostResolver;
 }
 
 export interface CascadeApp {
@@ -52,6 +59,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
     connection: redis as never,
     prefix: keys.bullPrefix,
   });
+  const webhookQueue: WebhookQueue = new Queue(QUEUE_NAMES.webhooks, {
+    connection: redis as never,
+    prefix: keys.bullPrefix,
+  });
+  const webhookStore = new WebhookDeliveryStore(redis, keys, config.settings.JOB_RETENTION_S);
   // QueueEvents blocks on XREAD, so it needs a connection of its own (which we close ourselves).
   const eventsConnection = (redis as Redis).duplicate();
   const waiters = new JobWaiters(
@@ -90,6 +102,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
     registerOpsRoutes(instance, redis);
+    registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
     registerJobRoutes(instance, {
       config,
       store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
@@ -97,7 +110,14 @@ export function buildApp(deps: AppDeps): CascadeApp {
       idempotency: new IdempotencyKeys(redis, keys),
       clock: deps.clock ?? systemClock,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
+      webhooks: createApiWebhooks({
+        config,
+        queue: webhookQueue,
+        logger,
+        ...(deps.resolveHost ? { resolve: deps.resolveHost } : {}),
+      }),
     });
+    registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
   });
   return {
     app,
@@ -110,6 +130,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await app.close();
       await waiters.close();
       await queue.close();
+      await webhookQueue.close();
       eventsConnection.disconnect();
     },
   };

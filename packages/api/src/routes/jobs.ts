@@ -17,6 +17,7 @@ import type { IdempotencyKeys } from "../jobs/idempotency.js";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
 import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import type { ApiWebhooks } from "./webhook-deliveries.js";
 
 export interface JobRoutesDeps {
   config: Config;
@@ -25,6 +26,7 @@ export interface JobRoutesDeps {
   idempotency: IdempotencyKeys;
   clock: Clock;
   newId: IdGenerator;
+  webhooks: ApiWebhooks;
 }
 
 export const MAX_WAIT_SECONDS = 60;
@@ -75,6 +77,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       if (error instanceof ChainResolutionError) throw badRequest(error.message, error.param);
       throw error;
     }
+    if (body.webhook) await deps.webhooks.checkUrl(body.webhook.url);
     const now = clock.now();
     const jobId = deps.newId("job");
     const data: JobData = {
@@ -170,6 +173,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     }
     if (result.kind === "cancelled") {
       waiters.wake(id);
+      await deps.webhooks.jobCancelled(request.tenant, result.job, clock.now());
       return reply.code(200).send(result.job);
     }
     return reply.code(202).send(result.job);

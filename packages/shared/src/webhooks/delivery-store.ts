@@ -1,0 +1,196 @@
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import {
+  DELIVERY_STATUSES,
+  type DeliveryStatus,
+  type WebhookDelivery,
+  type WebhookEventType,
+  type WebhookJobData,
+} from "./delivery.js";
+
+/**
+ * Creates a delivery record if absent, then moves it to a new status and keeps the tenant's
+ * per-status indexes (sorted sets scored by created_at) in step.
+ * KEYS[1] record hash; KEYS[2], KEYS[3], KEYS[4] the tenant's pending, delivered, dead indexes.
+ * ARGV[1] static fields as a JSON object of strings (used only when the record is absent)
+ * ARGV[2] new status; ARGV[3] required current status ("" = any; with one, a missing record fails)
+ * ARGV[4] "1" when an HTTP attempt was made: attempts += 1, last_status = ARGV[5], last_error = ARGV[6]
+ * ARGV[7] retention seconds; ARGV[8] oldest created_at (unix s) the indexes keep
+ * Returns the record as HGETALL does, or false when ARGV[3] did not match.
+ */
+const TRANSITION_SCRIPT = `
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[3] ~= '' then
+  if not exists or redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return false end
+end
+if not exists then
+  for field, value in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], field, value) end
+  redis.call('HSET', KEYS[1], 'attempts', '0', 'last_status', '', 'last_error', '')
+end
+local previous = redis.call('HGET', KEYS[1], 'status')
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HSET', KEYS[1], 'last_status', ARGV[5], 'last_error', ARGV[6])
+end
+local index = { pending = KEYS[2], delivered = KEYS[3], dead = KEYS[4] }
+local id = redis.call('HGET', KEYS[1], 'id')
+if previous and previous ~= ARGV[2] and index[previous] then redis.call('ZREM', index[previous], id) end
+redis.call('ZADD', index[ARGV[2]], tonumber(redis.call('HGET', KEYS[1], 'created_at')), id)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('EXPIRE', index[ARGV[2]], ARGV[7])
+for i = 2, 4 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
+return redis.call('HGETALL', KEYS[1])
+`;
+
+const COMMAND = "cascadeWebhookDeliveryTransition";
+
+type TransitionCommand = (...args: Array<string | number>) => Promise<string[] | null>;
+
+/** A record as stored, with the tenant it belongs to. */
+export interface StoredDelivery {
+  tenant: string;
+  delivery: WebhookDelivery;
+}
+
+/** What an HTTP attempt left behind. */
+export interface AttemptResult {
+  httpStatus: number | undefined;
+  error: string | undefined;
+}
+
+function toStored(fields: Record<string, string>): StoredDelivery | undefined {
+  if (!fields.id) return undefined;
+  return {
+    tenant: fields.tenant ?? "",
+    delivery: {
+      object: "webhook_delivery",
+      id: fields.id,
+      job_id: fields.job_id ?? "",
+      url: fields.url ?? "",
+      event_type: fields.event_type as WebhookEventType,
+      status: fields.status as DeliveryStatus,
+      attempts: Number(fields.attempts ?? 0),
+      last_status: fields.last_status ? Number(fields.last_status) : null,
+      last_error: fields.last_error || null,
+      created_at: Number(fields.created_at ?? 0),
+      webhook_id: fields.webhook_id ?? "",
+    },
+  };
+}
+
+function pairsToObject(flat: string[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (let index = 0; index + 1 < flat.length; index += 2)
+    fields[flat[index] as string] = flat[index + 1] ?? "";
+  return fields;
+}
+
+/**
+ * Delivery records: one hash per delivery plus per-tenant, per-status indexes, kept for the job
+ * retention time. The BullMQ webhook job holds the payload and drives the retries; this record is
+ * what the API lists and what a person reads to see why a delivery died.
+ */
+export class WebhookDeliveryStore {
+  private readonly transitionCommand: TransitionCommand;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly retentionSeconds: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 4, lua: TRANSITION_SCRIPT });
+    const command = (redis as unknown as Record<string, TransitionCommand>)[COMMAND] as TransitionCommand;
+    this.transitionCommand = command.bind(redis);
+  }
+
+  private indexKeys(tenant: string): string[] {
+    return DELIVERY_STATUSES.map((status) => this.keys.webhookDeliveryIndex(tenant, status));
+  }
+
+  private async transition(
+    tenant: string,
+    id: string,
+    args: {
+      fields?: WebhookJobData;
+      status: DeliveryStatus;
+      expected?: DeliveryStatus;
+      attempt?: AttemptResult;
+    },
+  ): Promise<WebhookDelivery | undefined> {
+    const data = args.fields;
+    const fields = data
+      ? {
+          id: data.delivery_id,
+          tenant: data.tenant,
+          job_id: data.job_id,
+          url: data.url,
+          event_type: data.event_type,
+          webhook_id: data.webhook_id,
+          created_at: String(data.created_at),
+        }
+      : {};
+    const oldest = Math.floor(this.now() / 1000) - this.retentionSeconds;
+    const reply = await this.transitionCommand(
+      this.keys.webhookDelivery(id),
+      ...this.indexKeys(tenant),
+      JSON.stringify(fields),
+      args.status,
+      args.expected ?? "",
+      args.attempt ? "1" : "0",
+      args.attempt?.httpStatus !== undefined ? String(args.attempt.httpStatus) : "",
+      (args.attempt?.error ?? "").slice(0, 1000),
+      this.retentionSeconds,
+      oldest,
+    );
+    return reply ? toStored(pairsToObject(reply))?.delivery : undefined;
+  }
+
+  /** A webhook worker took the delivery: make sure the record exists, status pending. */
+  async started(data: WebhookJobData): Promise<void> {
+    await this.transition(data.tenant, data.delivery_id, { fields: data, status: "pending" });
+  }
+
+  /** Records one HTTP attempt and the status it leaves the delivery in. */
+  async attempted(data: WebhookJobData, status: DeliveryStatus, attempt: AttemptResult): Promise<void> {
+    await this.transition(data.tenant, data.delivery_id, { fields: data, status, attempt });
+  }
+
+  /** Compare-and-set of the status; undefined when the record is missing or not in `from`. */
+  async move(
+    tenant: string,
+    id: string,
+    from: DeliveryStatus,
+    to: DeliveryStatus,
+  ): Promise<WebhookDelivery | undefined> {
+    return this.transition(tenant, id, { status: to, expected: from });
+  }
+
+  async get(id: string): Promise<StoredDelivery | undefined> {
+    return toStored((await this.redis.hgetall(this.keys.webhookDelivery(id))) as Record<string, string>);
+  }
+
+  /** The tenant's deliveries, newest first, optionally of one status. */
+  async list(tenant: string, status: DeliveryStatus | undefined, limit: number): Promise<WebhookDelivery[]> {
+    const statuses = status ? [status] : DELIVERY_STATUSES;
+    const ranges = await Promise.all(
+      statuses.map((each) =>
+        this.redis.zrevrange(this.keys.webhookDeliveryIndex(tenant, each), 0, limit - 1, "WITHSCORES"),
+      ),
+    );
+    const entries: Array<{ id: string; score: number }> = [];
+    for (const flat of ranges) {
+      for (let index = 0; index + 1 < flat.length; index += 2) {
+        entries.push({ id: flat[index] as string, score: Number(flat[index + 1]) });
+      }
+    }
+    entries.sort((left, right) => right.score - left.score || (left.id < right.id ? 1 : -1));
+    const chosen = entries.slice(0, limit);
+    const records = await Promise.all(chosen.map((entry) => this.get(entry.id)));
+    return records
+      .filter((record): record is StoredDelivery => record?.tenant === tenant)
+      .map((record) => record.delivery)
+      .filter((delivery) => !status || delivery.status === status);
+  }
+}

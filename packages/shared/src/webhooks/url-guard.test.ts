@@ -1,0 +1,137 @@
+import type { LookupAddress } from "node:dns";
+import { describe, expect, it } from "vitest";
+import {
+  assertOutboundUrl,
+  createGuardedLookup,
+  type HostResolver,
+  parseOutboundUrl,
+  UrlRejectedError,
+} from "./url-guard.js";
+
+const answers =
+  (table: Record<string, string[]>): HostResolver =>
+  async (hostname) => {
+    const addresses = table[hostname];
+    if (!addresses)
+      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND" });
+    return addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+  };
+
+const resolve = answers({
+  "hooks.example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+  "mixed.example.com": ["93.184.215.14", "10.0.0.7"],
+  "internal.example.com": ["192.168.0.10"],
+  "mapped.example.com": ["::ffff:127.0.0.1"],
+  "empty.example.com": [],
+});
+const guard = { allowPrivateNetworks: false, resolve };
+
+async function rejection(url: string): Promise<UrlRejectedError> {
+  const error = await assertOutboundUrl(url, guard).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error, url).toBeInstanceOf(UrlRejectedError);
+  return error as UrlRejectedError;
+}
+
+describe("assertOutboundUrl", () => {
+  it("accepts a host whose every address is public", async () => {
+    const url = await assertOutboundUrl("https://hooks.example.com/cascade?x=1", guard);
+    expect(url.hostname).toBe("hooks.example.com");
+  });
+
+  it("refuses schemes other than http(s) and credentials in the URL", async () => {
+    expect((await rejection("ftp://hooks.example.com/")).reason).toBe("invalid_url");
+    expect((await rejection("file:///etc/passwd")).reason).toBe("invalid_url");
+    expect((await rejection("https://user:secret@hooks.example.com/")).message).toMatch(/credentials/);
+    expect((await rejection("not a url")).reason).toBe("invalid_url");
+  });
+
+  it("refuses IP literals in blocked ranges, whatever their spelling", async () => {
+    for (const url of [
+      "http://127.0.0.1/",
+      "http://2130706433/",
+      "http://0177.0.0.1/",
+      "http://0x7f000001/",
+      "http://0x7f.1/",
+      "http://127.1/",
+      "http://[::1]/",
+      "http://[::ffff:127.0.0.1]/",
+      "http://[::ffff:7f00:1]/",
+      "http://[64:ff9b::a00:1]/",
+      "http://169.254.169.254/latest/meta-data/",
+      "http://[fd00:ec2::254]/",
+      "http://10.0.0.1/",
+      "http://0.0.0.0/",
+      "http://[::]/",
+    ]) {
+      const error = await rejection(url);
+      expect(error.reason, url).toBe("blocked_address");
+    }
+  });
+
+  it("refuses internal names before asking DNS", async () => {
+    for (const url of [
+      "http://localhost/",
+      "http://LOCALHOST./",
+      "http://api.localhost/",
+      "http://metadata.google.internal/computeMetadata/v1/",
+    ]) {
+      expect((await rejection(url)).reason, url).toBe("blocked_host");
+    }
+  });
+
+  it("refuses a host when ANY of its addresses is blocked, and hosts that do not resolve", async () => {
+    expect((await rejection("https://mixed.example.com/")).message).toMatch(/10\.0\.0\.7, a private address/);
+    expect((await rejection("https://internal.example.com/")).reason).toBe("blocked_address");
+    expect((await rejection("https://mapped.example.com/")).message).toMatch(/loopback/);
+    expect((await rejection("https://nowhere.example.com/")).message).toMatch(
+      /does not resolve \(ENOTFOUND\)/,
+    );
+    expect((await rejection("https://empty.example.com/")).reason).toBe("unresolvable");
+  });
+
+  it("gives up on a slow resolver after the timeout", async () => {
+    const slow: HostResolver = () => new Promise(() => {});
+    const error = await assertOutboundUrl("https://slow.example.com/", {
+      allowPrivateNetworks: false,
+      resolve: slow,
+      resolveTimeoutMs: 50,
+    }).catch((caught: unknown) => caught);
+    expect((error as UrlRejectedError).message).toMatch(/did not resolve within 50 ms/);
+  });
+
+  it("allows private addresses when allow_private_networks is set, but still not credentials", async () => {
+    await expect(
+      assertOutboundUrl("http://127.0.0.1:9/", { allowPrivateNetworks: true }),
+    ).resolves.toBeInstanceOf(URL);
+    expect(() => parseOutboundUrl("http://a:b@127.0.0.1/", { allowPrivateNetworks: true })).toThrow(
+      /credentials/,
+    );
+  });
+});
+
+describe("createGuardedLookup", () => {
+  const lookupWith = (resolver: HostResolver, hostname: string, all: boolean) =>
+    new Promise<{ error: Error | null; addresses: LookupAddress[] | string }>((done) => {
+      createGuardedLookup(resolver)(hostname, { all }, (error, addresses) =>
+        done({ error, addresses: addresses as LookupAddress[] | string }),
+      );
+    });
+
+  it("hands back only checked addresses, in both lookup shapes", async () => {
+    const all = await lookupWith(resolve, "hooks.example.com", true);
+    expect(all.error).toBeNull();
+    expect(all.addresses).toHaveLength(2);
+    const one = await lookupWith(resolve, "hooks.example.com", false);
+    expect(one.addresses).toBe("93.184.215.14");
+  });
+
+  it("fails the connection when the answer at connect time is blocked", async () => {
+    const result = await lookupWith(resolve, "mixed.example.com", true);
+    expect(result.error).toBeInstanceOf(UrlRejectedError);
+    expect(result.error?.message).toMatch(/private/);
+    expect((await lookupWith(resolve, "localhost", true)).error).toBeInstanceOf(UrlRejectedError);
+  });
+});

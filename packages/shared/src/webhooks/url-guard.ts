@@ -1,0 +1,169 @@
+import { promises as dns, type LookupAddress, type LookupOptions } from "node:dns";
+import { isIP, type LookupFunction } from "node:net";
+import { blockedAddressReason } from "./ip-ranges.js";
+
+/** Resolves a hostname to every address it has, like `dns.lookup(host, { all: true })`. */
+export type HostResolver = (hostname: string) => Promise<LookupAddress[]>;
+
+export const systemResolver: HostResolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
+
+export type UrlRejection = "invalid_url" | "blocked_host" | "blocked_address" | "unresolvable";
+
+/**
+ * A user-supplied URL Cascade will not call. `reason` tells a bad URL apart from one that merely
+ * failed to resolve; the message is written for the user who supplied the URL.
+ */
+export class UrlRejectedError extends Error {
+  /** Stable code, also visible when undici wraps this error as a connection error's cause. */
+  readonly code = "ERR_CASCADE_URL_REJECTED";
+  constructor(
+    readonly reason: UrlRejection,
+    message: string,
+  ) {
+    super(message);
+    this.name = "UrlRejectedError";
+  }
+}
+
+export interface UrlGuardOptions {
+  /** `webhooks.allow_private_networks`: skip the address checks (local development, tests). */
+  allowPrivateNetworks: boolean;
+  resolve?: HostResolver;
+  /** How long the resolution may take before the URL is refused (default 2 s). */
+  resolveTimeoutMs?: number;
+}
+
+/** Names that reach internal services whatever a resolver answers for them. */
+const BLOCKED_HOSTNAMES = new Set(["localhost", "metadata", "metadata.google.internal", "metadata.goog"]);
+
+/** Lower-case, without IPv6 brackets or the trailing dot of a fully qualified name. */
+export function normalizeHostname(hostname: string): string {
+  return hostname
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1")
+    .replace(/\.$/, "");
+}
+
+const privateHint = "only public addresses are called (webhooks.allow_private_networks allows others)";
+
+/** Throws unless `address` (an IP address a host resolved to, or an IP literal) is public unicast. */
+export function assertPublicAddress(host: string, address: string): void {
+  const reason = blockedAddressReason(address);
+  if (reason === undefined) return;
+  const what = host === address ? `${address} is` : `host "${host}" resolves to ${address},`;
+  throw new UrlRejectedError("blocked_address", `${what} a ${reason} address; ${privateHint}`);
+}
+
+function assertAllowedHostname(host: string): void {
+  if (BLOCKED_HOSTNAMES.has(host) || host.endsWith(".localhost")) {
+    throw new UrlRejectedError("blocked_host", `host "${host}" is an internal name; ${privateHint}`);
+  }
+}
+
+/**
+ * Parses an outbound URL and checks what can be checked without DNS: http(s) only, no
+ * credentials, and (unless private networks are allowed) no internal names or non-public IP
+ * literals. WHATWG parsing turns decimal, octal and hex IPv4 forms (`2130706433`, `0177.0.0.1`,
+ * `0x7f.1`) into dotted quads, so those are checked as the address they are.
+ */
+export function parseOutboundUrl(raw: string, options: Pick<UrlGuardOptions, "allowPrivateNetworks">): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UrlRejectedError("invalid_url", "not a valid URL");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UrlRejectedError("invalid_url", `must be an http or https URL, not ${url.protocol}`);
+  }
+  if (url.username || url.password) {
+    // They would be stored and shown with the URL; receivers should check the signature instead.
+    throw new UrlRejectedError("invalid_url", "must not contain credentials (user:password@)");
+  }
+  if (options.allowPrivateNetworks) return url;
+  const host = normalizeHostname(url.hostname);
+  assertAllowedHostname(host);
+  if (isIP(host)) assertPublicAddress(host, host);
+  return url;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new UrlRejectedError("unresolvable", message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves `host` and throws unless it has at least one address and every address is public. */
+export async function resolvePublicAddresses(
+  host: string,
+  resolve: HostResolver,
+  timeoutMs: number,
+): Promise<LookupAddress[]> {
+  let addresses: LookupAddress[];
+  try {
+    addresses = await withTimeout(
+      resolve(host),
+      timeoutMs,
+      `host "${host}" did not resolve within ${timeoutMs} ms`,
+    );
+  } catch (error) {
+    if (error instanceof UrlRejectedError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UrlRejectedError("unresolvable", `host "${host}" does not resolve (${code})`);
+  }
+  if (addresses.length === 0) {
+    throw new UrlRejectedError("unresolvable", `host "${host}" has no addresses`);
+  }
+  // ANY bad address refuses the host: a resolver may hand out a different one on the next lookup.
+  for (const { address } of addresses) assertPublicAddress(host, address);
+  return addresses;
+}
+
+/**
+ * Checks a user-supplied URL before it is accepted (e.g. a webhook URL at enqueue): the static
+ * checks of `parseOutboundUrl`, then every address the host resolves to. This is a courtesy
+ * that fails bad URLs early; what keeps requests off private networks is the connect-time check
+ * of `createGuardedLookup`, since DNS may answer differently later.
+ */
+export async function assertOutboundUrl(raw: string, options: UrlGuardOptions): Promise<URL> {
+  const url = parseOutboundUrl(raw, options);
+  if (options.allowPrivateNetworks) return url;
+  const host = normalizeHostname(url.hostname);
+  if (isIP(host)) return url;
+  await resolvePublicAddresses(host, options.resolve ?? systemResolver, options.resolveTimeoutMs ?? 2000);
+  return url;
+}
+
+/**
+ * A `lookup` for `net.connect` / undici's connector: resolves with `resolve`, refuses internal
+ * names and any non-public address with a UrlRejectedError, and hands the socket only the
+ * addresses it checked, so the connection goes exactly where the check said (no DNS-rebinding
+ * window between check and connect). `net` skips `lookup` for IP literals: check those separately.
+ */
+export function createGuardedLookup(
+  resolve: HostResolver = systemResolver,
+  timeoutMs = 5000,
+): LookupFunction {
+  return (hostname: string, options: LookupOptions, callback) => {
+    const host = normalizeHostname(hostname);
+    const lookup = async () => {
+      assertAllowedHostname(host);
+      const addresses = await resolvePublicAddresses(host, resolve, timeoutMs);
+      const family = options.family === "IPv4" ? 4 : options.family === "IPv6" ? 6 : options.family;
+      const wanted = family ? addresses.filter((entry) => entry.family === family) : addresses;
+      if (wanted.length === 0) {
+        throw new UrlRejectedError("unresolvable", `host "${host}" has no IPv${family} address`);
+      }
+      return wanted;
+    };
+    lookup().then(
+      (addresses) => {
+        if (options.all) callback(null, addresses);
+        else callback(null, addresses[0]?.address ?? "", addresses[0]?.family ?? 4);
+      },
+      (error: Error) => callback(error as NodeJS.ErrnoException, "", 0),
+    );
+  };
+}

@@ -1,0 +1,36 @@
+import { createHmac } from "node:crypto";
+
+/**
+ * Parses the value of a tenant's `webhook_secret_env`: one `whsec_<base64>` secret, or several
+ * separated by spaces or commas while a secret is being rotated. Returns the decoded keys.
+ * Throws an Error saying what is wrong (never echoing the secret).
+ */
+export function parseWebhookSecrets(value: string): Buffer[] {
+  const parts = value.split(/[\s,]+/).filter(Boolean);
+  if (parts.length === 0) throw new Error("is empty");
+  return parts.map((part, index) => {
+    const encoded = part.startsWith("whsec_") ? part.slice("whsec_".length) : part;
+    const key = /^[A-Za-z0-9+/]+={0,2}$/.test(encoded) ? Buffer.from(encoded, "base64") : Buffer.alloc(0);
+    if (key.length === 0) {
+      throw new Error(
+        `secret ${index + 1} is not whsec_ followed by base64 (as Standard Webhooks secrets are)`,
+      );
+    }
+    return key;
+  });
+}
+
+/**
+ * The Standard Webhooks `webhook-signature` header: `v1,<base64 HMAC-SHA256>` of
+ * `{id}.{timestamp}.{body}` per key, space-separated, so receivers holding either the old or the
+ * new secret verify during a rotation. https://www.standardwebhooks.com/
+ */
+export function signWebhook(
+  keys: readonly Buffer[],
+  id: string,
+  timestampSeconds: number,
+  body: string,
+): string {
+  const content = `${id}.${timestampSeconds}.${body}`;
+  return keys.map((key) => `v1,${createHmac("sha256", key).update(content).digest("base64")}`).join(" ");
+}

@@ -1,0 +1,64 @@
+import {
+  type Clock,
+  type Config,
+  createKeys,
+  enqueueWebhook,
+  type JobData,
+  type JobOutcome,
+  type Logger,
+  QUEUE_NAMES,
+  type RedisClient,
+  toJobObject,
+  type WebhookQueue,
+} from "@cascade/shared";
+import { type Job, Queue } from "bullmq";
+
+export interface WebhookNotifier {
+  /** The completion worker's `onFinished` hook: queues the job's webhook, if it has one. */
+  onFinished(job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Queues webhook deliveries for jobs a completion worker finishes. The payload's job object is
+ * built by `toJobObject` from the same data and outcome that GET /v1/jobs/:id reads back, so the
+ * two are equal. Jobs without a webhook cost nothing; a job with one costs a single `queue.add`,
+ * made before BullMQ records the outcome so a crash in between re-runs the job and re-queues the
+ * delivery (the delivery id derives from the job id, so a duplicate adds nothing).
+ */
+export function createWebhookNotifier(options: {
+  config: Config;
+  connection: RedisClient;
+  logger: Logger;
+  clock: Clock;
+}): WebhookNotifier {
+  const { config, logger, clock } = options;
+  const queue: WebhookQueue = new Queue(QUEUE_NAMES.webhooks, {
+    connection: options.connection as never,
+    prefix: createKeys(config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
+  });
+  return {
+    async onFinished(job, data, outcome) {
+      if (!data.webhook) return;
+      const jobObject = toJobObject({
+        id: job.id as string,
+        data,
+        state: "completed",
+        outcome,
+        processedOn: job.processedOn,
+        finishedOn: undefined,
+        failedReason: undefined,
+      });
+      try {
+        await enqueueWebhook(queue, config, data.tenant, jobObject, clock.now());
+      } catch (error) {
+        // The job's own result matters more than its notification: record it, don't fail it.
+        logger.error(
+          { job_id: job.id, tenant: data.tenant, err: error },
+          "could not queue the job's webhook; the job's result is kept and can be polled",
+        );
+      }
+    },
+    close: () => queue.close(),
+  };
+}

@@ -1,0 +1,162 @@
+import {
+  type Clock,
+  type Config,
+  createKeys,
+  type DeliveryStatus,
+  formatZodError,
+  type HostResolver,
+  type Logger,
+  QUEUE_NAMES,
+  type RedisClient,
+  WEBHOOK_BACKOFF_TYPE,
+  WebhookDeliveryStore,
+  type WebhookJobData,
+  webhookJobDataSchema,
+} from "@cascade/shared";
+import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { createGuardedDispatcher } from "./guarded-dispatcher.js";
+import { sendWebhook } from "./send-webhook.js";
+import { signWebhook } from "./signing.js";
+import { resolveTenantSecrets, type TenantSecrets } from "./tenant-secrets.js";
+
+/** The contract's per-delivery timeout. */
+export const WEBHOOK_TIMEOUT_MS = 15_000;
+
+export interface WebhookWorkerOptions {
+  config: Config;
+  connection: RedisClient;
+  logger: Logger;
+  clock: Clock;
+  /** Deliveries in flight per process (default 100: they mostly wait on receivers). */
+  concurrency?: number;
+  /** Per-delivery timeout, connect to end of response (default 15 s; tests shorten it). */
+  timeoutMs?: number;
+  /** Connect-time resolver of the address guard (tests inject a rebinding one). */
+  resolve?: HostResolver;
+  /** Tenants' signing keys, when main.ts has read them already (to fail before connecting). */
+  secrets?: TenantSecrets;
+}
+
+export interface WebhookWorker {
+  readonly worker: Worker<WebhookJobData, { status: number }>;
+  /**
+   * Stops taking deliveries and lets those in flight finish for `graceMs`; any still running
+   * then are dropped unfinished and run again (same attempt) once their lock expires.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * `retry_schedule_ms`: the wait after the n-th failed delivery is schedule[n-1], the last
+ * interval repeating. BullMQ passes the number of attempts made so far, this one included.
+ */
+export function webhookRetryDelay(schedule: readonly number[], attemptsMade: number): number {
+  return schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1] ?? 0;
+}
+
+const USER_AGENT = "Cascade-Webhooks/0.1";
+
+/**
+ * The BullMQ worker of webhook deliveries, on its own queue so slow receivers never hold a
+ * completion slot. Each attempt signs the fixed body anew (fresh `webhook-timestamp`, same
+ * `webhook-id`), POSTs it through the address guard, and records the outcome; BullMQ's attempts
+ * and the schedule-based backoff drive the retries, UnrecoverableError ends a delivery at once.
+ */
+export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorker {
+  const { config, logger, clock } = options;
+  const settings = config.file.webhooks;
+  const secrets = options.secrets ?? resolveTenantSecrets(config);
+  for (const warning of secrets.warnings) logger.warn(warning);
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
+  const store = new WebhookDeliveryStore(options.connection, keys, config.settings.JOB_RETENTION_S, () =>
+    clock.now(),
+  );
+  const dispatcher = createGuardedDispatcher({
+    allowPrivateNetworks: settings.allow_private_networks,
+    ...(options.resolve ? { resolve: options.resolve } : {}),
+  });
+  const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
+
+  const processor = async (job: Job<WebhookJobData, { status: number }>) => {
+    const parsed = webhookJobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      throw new UnrecoverableError(`delivery data failed validation: ${formatZodError(parsed.error)}`);
+    }
+    const data = parsed.data;
+    const log = logger.child({
+      delivery_id: data.delivery_id,
+      job_id: data.job_id,
+      tenant: data.tenant,
+      event_type: data.event_type,
+    });
+    if (job.attemptsMade === 0) await store.started(data);
+    const timestamp = Math.floor(clock.now() / 1000);
+    const tenantKeys = secrets.keys.get(data.tenant);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "user-agent": USER_AGENT,
+      "webhook-id": data.webhook_id,
+      "webhook-timestamp": String(timestamp),
+      ...(tenantKeys
+        ? { "webhook-signature": signWebhook(tenantKeys, data.webhook_id, timestamp, data.body) }
+        : {}),
+    };
+    const result = await sendWebhook({
+      url: data.url,
+      body: data.body,
+      headers,
+      dispatcher,
+      timeoutMs,
+      allowPrivateNetworks: settings.allow_private_networks,
+    });
+    const attempt = job.attemptsMade + 1;
+    const lastAttempt = result.permanent || attempt >= (job.opts.attempts ?? 1);
+    const status: DeliveryStatus = result.delivered ? "delivered" : lastAttempt ? "dead" : "pending";
+    await store.attempted(data, status, { httpStatus: result.httpStatus, error: result.error });
+    const host = URL.canParse(data.url) ? new URL(data.url).host : "?";
+    if (result.delivered) {
+      log.info({ attempt, http_status: result.httpStatus, host }, "webhook delivered");
+      return { status: result.httpStatus ?? 0 };
+    }
+    const message = result.error ?? "delivery failed";
+    if (status === "dead") {
+      log.warn({ attempt, http_status: result.httpStatus, host, error: message }, "webhook delivery is dead");
+      throw new UnrecoverableError(message);
+    }
+    log.info(
+      { attempt, http_status: result.httpStatus, host, error: message },
+      "webhook attempt failed; will retry",
+    );
+    throw new Error(message);
+  };
+
+  const worker = new Worker<WebhookJobData, { status: number }>(QUEUE_NAMES.webhooks, processor, {
+    connection: options.connection as never,
+    prefix: keys.bullPrefix,
+    concurrency: options.concurrency ?? 100,
+    // Long enough that a delivery at its timeout never loses its lock.
+    lockDuration: Math.max(30_000, timeoutMs * 2),
+    settings: {
+      backoffStrategy: (attemptsMade: number, type?: string) =>
+        type === WEBHOOK_BACKOFF_TYPE ? webhookRetryDelay(settings.retry_schedule_ms, attemptsMade) : 0,
+    },
+  });
+  worker.on("error", (error) => logger.error({ err: error }, "webhook worker error"));
+
+  return {
+    worker,
+    async close(graceMs = WEBHOOK_TIMEOUT_MS) {
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<"grace over">((resolve) => {
+        timer = setTimeout(() => resolve("grace over"), graceMs);
+      });
+      const closing = worker.close();
+      if ((await Promise.race([closing, graceOver])) === "grace over") {
+        logger.warn("shutdown grace over; leaving in-flight webhook deliveries to be run again");
+        await worker.close(true);
+      }
+      clearTimeout(timer);
+      await dispatcher.destroy();
+    },
+  };
+}
