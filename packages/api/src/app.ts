@@ -28,6 +28,7 @@ import { registerErrorHandling, routePattern } from "./plugins/error-handler.js"
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerProviderRoutes } from "./routes/providers.js";
+import { registerUsageRoutes } from "./routes/usage.js";
 import { createApiWebhooks, registerWebhookDeliveryRoutes } from "./routes/webhook-deliveries.js";
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -103,6 +104,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   app.register(async (instance) => {
     registerOpsRoutes(instance, redis);
     registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
+    registerUsageRoutes(instance, { redis, keys, clock: deps.clock ?? systemClock });
     registerJobRoutes(instance, {
       config,
       store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),

@@ -109,6 +109,8 @@ const tenantSchema = z
     user_budget: budgetSchema.optional(),
     /** Addition: rpm/tpm buckets for all of this tenant's calls, across providers. */
     limits: limitsSchema.optional(),
+    /** Addition: may override circuit breakers (POST /v1/providers/:id/breaker). */
+    admin: z.boolean().optional(),
   })
   .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
     message: "a tenant needs api_keys_env or api_key_sha256",
