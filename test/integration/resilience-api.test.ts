@@ -73,6 +73,15 @@ describe("shared resilience through the API", () => {
     expect(flaky.models[0]).toMatchObject({ id: "broken", breaker: { shared_with_provider: true } });
   });
 
+  it("exposes queue depth, breaker states and recent calls at /metrics", async () => {
+    const metrics = await stack.request("GET", "/metrics");
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get("content-type")).toMatch(/^text\/plain/);
+    expect(metrics.body).toMatch(/^cascade_queue_jobs\{queue="completions",state="completed"\} \d+$/m);
+    expect(metrics.body).toContain('cascade_breaker_state{breaker="provider:flaky",state="open"} 1');
+    expect(metrics.body).toContain('cascade_recent_calls{scope="provider",id="flaky",kind="errors"} 3');
+  });
+
   it("lets an admin force a breaker open and back to auto; others get 403", async () => {
     const denied = await stack.request("POST", "/v1/providers/steady/breaker", {
       body: { state: "open" },
