@@ -136,12 +136,27 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     concurrency: options.concurrency ?? 100,
     // Long enough that a delivery at its timeout never loses its lock.
     lockDuration: Math.max(30_000, timeoutMs * 2),
+    // A crashed worker is not the receiver's fault: recover the delivery rather than fail it.
+    maxStalledCount: 5,
     settings: {
       backoffStrategy: (attemptsMade: number, type?: string) =>
         type === WEBHOOK_BACKOFF_TYPE ? webhookRetryDelay(settings.retry_schedule_ms, attemptsMade) : 0,
     },
   });
   worker.on("error", (error) => logger.error({ err: error }, "webhook worker error"));
+  worker.on("failed", (job, error) => {
+    // The processor records its own dead ends; this catches the others (stalled too often).
+    if (!job?.finishedOn || error.name === "UnrecoverableError") return;
+    const parsed = webhookJobDataSchema.safeParse(job.data);
+    if (!parsed.success) return;
+    store.move(parsed.data.tenant, parsed.data.delivery_id, "pending", "dead").then(
+      (moved) => {
+        if (moved)
+          logger.warn({ delivery_id: moved.id, err: error.message }, "webhook delivery failed; now dead");
+      },
+      (storeError: unknown) => logger.error({ err: storeError }, "could not record a dead webhook delivery"),
+    );
+  });
 
   return {
     worker,
