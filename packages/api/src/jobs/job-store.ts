@@ -6,6 +6,7 @@ import {
   jobDataSchema,
   jobOutcomeSchema,
   type Keys,
+  parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
   type StoredJob,
@@ -52,6 +53,7 @@ export class JobStore {
     return {
       id: jobId,
       data: data.data,
+      progress: parseJobProgress(job.progress),
       state,
       outcome: outcome.success ? outcome.data : undefined,
       processedOn: job.processedOn,

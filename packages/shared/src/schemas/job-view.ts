@@ -1,9 +1,11 @@
-import type { JobData, JobObject, JobOutcome, JobStatus } from "./job.js";
+import type { JobData, JobObject, JobOutcome, JobProgress, JobStatus } from "./job.js";
 
 /** The parts of a stored BullMQ job that the public job object is built from. */
 export interface StoredJob {
   id: string;
   data: JobData;
+  /** The saved resume point (BullMQ job progress), once the job has made an attempt. */
+  progress: JobProgress | undefined;
   /** BullMQ state: waiting, prioritized, delayed, active, completed, failed, ... */
   state: string;
   outcome: JobOutcome | undefined;
@@ -17,7 +19,7 @@ function statusOf(job: StoredJob): JobStatus {
   if (job.state === "failed") return "failed";
   if (job.state === "active") return "running";
   // A job waiting between tries (backoff, limits) has started: it is running, not queued.
-  return (job.data.progress?.attempts.length ?? 0) > 0 ? "running" : "queued";
+  return (job.progress?.attempts.length ?? 0) > 0 ? "running" : "queued";
 }
 
 const seconds = (ms: number | undefined) => (ms ? Math.floor(ms / 1000) : null);
@@ -26,7 +28,7 @@ const seconds = (ms: number | undefined) => (ms ? Math.floor(ms / 1000) : null);
 export function toJobObject(job: StoredJob): JobObject {
   const { data, outcome } = job;
   const status = statusOf(job);
-  const progress = data.progress;
+  const progress = job.progress;
   const failedUnexpectedly = !outcome && job.state === "failed";
   return {
     id: job.id,

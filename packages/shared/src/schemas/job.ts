@@ -43,7 +43,10 @@ export type Attempt = z.infer<typeof attemptSchema>;
 export const jobErrorSchema = z.object({ type: z.string(), message: z.string() });
 export type JobError = z.infer<typeof jobErrorSchema>;
 
-/** Where a job is in its chain; saved into job data so a re-run continues instead of starting over. */
+/**
+ * Where a job is in its chain. Saved as the BullMQ job's `progress` (which also announces it on
+ * the queue's event stream, for live job events) so a re-run continues instead of starting over.
+ */
 export const jobProgressSchema = z.object({
   hop: z.number().int().min(0),
   /** Tries already made on the current hop. */
@@ -53,6 +56,13 @@ export const jobProgressSchema = z.object({
   started_at: z.number().int().optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
+
+/** A BullMQ job's `progress` as Cascade's resume point (BullMQ starts it at 0, not an object). */
+export function parseJobProgress(raw: unknown): JobProgress | undefined {
+  if (!raw || typeof raw !== "object") return undefined;
+  const parsed = jobProgressSchema.safeParse(raw);
+  return parsed.success ? parsed.data : undefined;
+}
 
 /** What the API puts on the queue; validated again by the worker when dequeued. */
 export const jobDataSchema = z.object({
@@ -73,7 +83,8 @@ export const jobDataSchema = z.object({
   created_at: z.number().int(),
   /** Unix ms after which the job stops waiting for limits. */
   deadline_at: z.number().int(),
-  progress: jobProgressSchema.optional(),
+  /** Set on the jobs of a batch's lines (POST /v1/batches): the batch, the line's custom_id and 1-based line number. */
+  batch: z.object({ id: z.string(), custom_id: z.string(), line: z.number().int().positive() }).optional(),
 });
 export type JobData = z.infer<typeof jobDataSchema>;
 

@@ -190,9 +190,10 @@ describe("runChain", () => {
     });
 
     // Resumed from its progress, the job retries the same hop and does not start over.
-    const resumed = await runChain(
-      context(jobData({ progress: result.progress }), scriptedProviders({}).registry),
-    );
+    const resumed = await runChain({
+      ...context(jobData(), scriptedProviders({}).registry),
+      progress: result.progress,
+    });
     if (resumed.kind !== "finished") throw new Error("expected finished");
     expect(resumed.outcome.attempts.map((attempt) => attempt.outcome)).toEqual(["error", "success"]);
   });

@@ -35,8 +35,10 @@ export interface ChainContext {
   random: () => number;
   /** Aborted with a JobInterruption on cancellation, lock loss or shutdown. */
   signal: AbortSignal;
-  /** Persists progress into the job's data so a re-run resumes here. */
-  saveProgress(progress: JobProgress): Promise<void>;
+  /** Where a previous run of this job stopped, if it made attempts. */
+  progress?: JobProgress;
+  /** Persists progress (BullMQ job progress) so a re-run resumes here. */
+  saveProgress(progress: JobProgress): Promise<unknown>;
   /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */
   resilience?: Resilience;
 }
@@ -151,9 +153,9 @@ function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): 
  */
 export async function runChain(context: ChainContext): Promise<ChainResult> {
   const { data, config, clock } = context;
-  const progress: JobProgress = structuredClone(
-    data.progress ?? { hop: 0, tries: 0, attempts: [], cost_usd: 0 },
-  );
+  const progress: JobProgress = context.progress
+    ? structuredClone(context.progress)
+    : { hop: 0, tries: 0, attempts: [], cost_usd: 0 };
   progress.started_at ??= unixSeconds(clock.now());
   const estimate = estimateRequest(data.request);
   let dirty = false;

@@ -7,6 +7,7 @@ import {
   type JobOutcome,
   jobDataSchema,
   type Logger,
+  parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
   unixSeconds,
@@ -95,13 +96,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         random,
         signal: controller.signal,
         resilience: options.resilience,
-        saveProgress: (progress) => job.updateData({ ...data, progress }),
+        progress: parseJobProgress(job.progress),
+        saveProgress: (progress) => job.updateProgress(progress),
       });
       if (result.kind === "finished") {
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }
-      await job.updateData({ ...data, progress: result.progress });
+      await job.updateProgress(result.progress);
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {

@@ -43,6 +43,7 @@ export function createWebhookNotifier(options: {
       const jobObject = toJobObject({
         id: job.id as string,
         data,
+        progress: undefined,
         state: "completed",
         outcome,
         processedOn: job.processedOn,
