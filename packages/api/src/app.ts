@@ -26,10 +26,10 @@ import { JobWaiters } from "./jobs/job-waiters.js";
 import { registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
 import { registerJobRoutes } from "./routes/jobs.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerProviderRoutes } from "./routes/providers.js";
 import { registerUsageRoutes } from "./routes/usage.js";
-import { registerMetricsRoute } from "./routes/metrics.js";
 import { createApiWebhooks, registerWebhookDeliveryRoutes } from "./routes/webhook-deliveries.js";
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -106,7 +106,13 @@ export function buildApp(deps: AppDeps): CascadeApp {
     registerOpsRoutes(instance, redis);
     registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
     registerUsageRoutes(instance, { redis, keys, clock: deps.clock ?? systemClock });
-    registerMetricsRoute(instance, { config, redis, keys, clock: deps.clock ?? systemClock, queues: { completions: queue } });
+    registerMetricsRoute(instance, {
+      config,
+      redis,
+      keys,
+      clock: deps.clock ?? systemClock,
+      queues: { completions: queue },
+    });
     registerJobRoutes(instance, {
       config,
       store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
