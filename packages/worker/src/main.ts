@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const { settings } = config;
   const logger = createLogger(settings.LOG_LEVEL, { name: "cascade-worker" });
   const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
-  for (const warning of [...redisCheck.warnings]) logger.warn(warning);
+  for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
   const providers = (() => {
     try {
       return createProviderRegistry(config);

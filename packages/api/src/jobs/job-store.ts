@@ -40,7 +40,14 @@ export class JobStore {
   ) {}
 
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
-    await this.queue.add(QUEUE_NAMES.completions, data, { jobId, priority: body.priority });
+    // attempts/backoff cover only unexpected errors (a Redis blip mid-job): the chain's own
+    // retries and fallbacks never throw, and waiting in the delayed set uses no attempt.
+    await this.queue.add(QUEUE_NAMES.completions, data, {
+      jobId,
+      priority: body.priority,
+      attempts: 3,
+      backoff: { type: "exponential", delay: 1000 },
+    });
   }
 
   private async load(jobId: string): Promise<StoredJob | undefined> {

@@ -51,4 +51,6 @@ export const demoConfig = {
     cheap: { chain: [{ model: "demo-small" }, { model: "demo-backup" }] },
   },
   fallbacks: { "demo-large": ["demo-small", "demo-backup"] },
+  // The demo runs on your machine: let webhooks reach a receiver on localhost.
+  webhooks: { allow_private_networks: true },
 } as const;

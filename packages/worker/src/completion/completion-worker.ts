@@ -133,7 +133,26 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     }
   });
   worker.on("failed", (job, error) => {
-    if (job) logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
+    if (!job) return;
+    logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
+    // BullMQ gave up on it (no attempts left): it ended failed, and its webhook must say so.
+    if (job.attemptsMade >= (job.opts.attempts ?? 1) && options.onFinished) {
+      const data = jobDataSchema.safeParse(job.data);
+      if (!data.success) return;
+      const progress = parseJobProgress(job.progress);
+      void options
+        .onFinished(job, data.data, {
+          status: "failed",
+          cost_usd: progress?.cost_usd ?? 0,
+          attempts: progress?.attempts ?? [],
+          error: { type: "internal_error", message: error.message.slice(0, 500) },
+          ...(progress?.started_at !== undefined ? { started_at: progress.started_at } : {}),
+          finished_at: unixSeconds(clock.now()),
+        })
+        .catch((notifyError) =>
+          logger.error({ job_id: job.id, err: notifyError }, "could not notify a failed job"),
+        );
+    }
   });
 
   function interrupt(jobId: string, kind: JobInterruption["kind"]): boolean {
