@@ -23,8 +23,10 @@ import type { Redis } from "ioredis";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
+import { StreamReader } from "./jobs/stream-reader.js";
 import { registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
+import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOpsRoutes } from "./routes/ops.js";
@@ -72,6 +74,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
     { connection: eventsConnection as never, prefix: keys.bullPrefix, autorun: true },
     logger,
   );
+  // Streaming jobs' event streams: one blocking XREAD for every SSE reader of this process.
+  const streams = new StreamReader((redis as Redis).duplicate(), redis, logger);
+  const store = new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S);
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -115,7 +120,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     });
     registerJobRoutes(instance, {
       config,
-      store: new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S),
+      store,
       waiters,
       idempotency: new IdempotencyKeys(redis, keys),
       clock: deps.clock ?? systemClock,
@@ -128,6 +133,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       }),
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
+    registerJobEventRoutes(instance, { store, waiters, streams, keys });
   });
   return {
     app,
@@ -137,6 +143,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
       waiters.wakeAll();
+      streams.close();
       await app.close();
       await waiters.close();
       await queue.close();

@@ -69,6 +69,12 @@ export class JobStore {
     };
   }
 
+  /** Whether the job asked for a streamed completion (its events live in a Redis stream). */
+  async isStreaming(jobId: string): Promise<boolean> {
+    const job = await Job.fromId<JobData, JobOutcome>(this.queue, jobId);
+    return job?.data?.request?.stream === true;
+  }
+
   /** The job object if the job exists and belongs to `tenant`; undefined otherwise (a 404). */
   async get(tenant: string, jobId: string): Promise<JobObject | undefined> {
     const stored = await this.load(jobId);

@@ -2,11 +2,13 @@ import { type Logger, QUEUE_NAMES } from "@cascade/shared";
 import { QueueEvents, type QueueEventsOptions } from "bullmq";
 
 /**
- * Wakes `?wait=` requests when their job ends. One QueueEvents reader (one blocking XREAD) per
- * API process serves every waiting request.
+ * Wakes `?wait=` requests when their job ends, and event-stream readers whenever their job
+ * changes (starts, saves a step, ends). One QueueEvents reader (one blocking XREAD) per API
+ * process serves every request.
  */
 export class JobWaiters {
   private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly watchers = new Map<string, Set<() => void>>();
   private readonly events: QueueEvents;
 
   constructor(options: QueueEventsOptions, logger: Logger) {
@@ -18,6 +20,24 @@ export class JobWaiters {
     this.events.on("completed", wake);
     this.events.on("failed", wake);
     this.events.on("removed", wake);
+    const changed = ({ jobId }: { jobId: string }) => this.changed(jobId);
+    this.events.on("active", changed);
+    this.events.on("progress", changed);
+  }
+
+  /** Calls `listener` whenever the job changes; returns the function that stops it. */
+  watch(jobId: string, listener: () => void): () => void {
+    const set = this.watchers.get(jobId) ?? new Set();
+    this.watchers.set(jobId, set);
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.watchers.get(jobId) === set) this.watchers.delete(jobId);
+    };
+  }
+
+  private changed(jobId: string): void {
+    for (const listener of [...(this.watchers.get(jobId) ?? [])]) listener();
   }
 
   ready(): Promise<void> {
@@ -45,6 +65,7 @@ export class JobWaiters {
 
   /** Wakes local waiters, e.g. after this process cancelled the job itself. */
   wake(jobId: string): void {
+    this.changed(jobId);
     for (const finish of [...(this.waiting.get(jobId) ?? [])]) finish();
   }
 

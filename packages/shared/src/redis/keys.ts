@@ -26,6 +26,8 @@ export interface Keys {
   usage(tenant: string, day: string): string;
   /** Recent calls, errors and skips of a model or provider (hash of per-minute counts). */
   stats(scope: "provider" | "model", id: string): string;
+  /** Live events of a streaming job (a Redis stream: status, attempt, delta, restart, done). */
+  jobEvents(jobId: string): string;
   /** Pub/sub channel announcing breaker state changes (for in-process caches). */
   readonly breakerChannel: string;
   /** Webhook delivery record (hash) and a tenant's deliveries of one status (zset by created_at). */
@@ -50,6 +52,7 @@ export function createKeys(prefix: string): Keys {
     usage: (tenant, day) => `${tag}:usage:${tenant}:${day}`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
     breakerChannel: `${tag}:breaker-changes`,
+    jobEvents: (jobId) => `${tag}:job-events:${jobId}`,
     webhookDelivery: (deliveryId) => `${tag}:whd:${deliveryId}`,
     webhookDeliveryIndex: (tenant, status) => `${tag}:whd-index:${tenant}:${status}`,
   };

@@ -56,3 +56,17 @@ export function toJobObject(job: StoredJob): JobObject {
     webhook: data.webhook ?? null,
   };
 }
+
+/** The job object of a job that just ended, as GET /v1/jobs/:id will show it (webhooks, `done`). */
+export function finishedJobObject(jobId: string, data: JobData, outcome: JobOutcome): JobObject {
+  return toJobObject({
+    id: jobId,
+    data,
+    progress: undefined,
+    state: "completed",
+    outcome,
+    processedOn: undefined,
+    finishedOn: undefined,
+    failedReason: undefined,
+  });
+}

@@ -3,12 +3,12 @@ import {
   type Config,
   createKeys,
   enqueueWebhook,
+  finishedJobObject,
   type JobData,
   type JobOutcome,
   type Logger,
   QUEUE_NAMES,
   type RedisClient,
-  toJobObject,
   type WebhookQueue,
 } from "@cascade/shared";
 import { type Job, Queue } from "bullmq";
@@ -40,16 +40,7 @@ export function createWebhookNotifier(options: {
   return {
     async onFinished(job, data, outcome) {
       if (!data.webhook) return;
-      const jobObject = toJobObject({
-        id: job.id as string,
-        data,
-        progress: undefined,
-        state: "completed",
-        outcome,
-        processedOn: job.processedOn,
-        finishedOn: undefined,
-        failedReason: undefined,
-      });
+      const jobObject = finishedJobObject(job.id as string, data, outcome);
       try {
         await enqueueWebhook(queue, config, data.tenant, jobObject, clock.now());
       } catch (error) {

@@ -1,0 +1,142 @@
+import type { Logger, RedisClient } from "@cascade/shared";
+
+export interface StreamEntry {
+  id: string;
+  event: string;
+  data: string;
+}
+
+type Listener = (entries: StreamEntry[]) => void;
+
+function toEntries(raw: Array<[string, string[]]>): StreamEntry[] {
+  return raw.map(([id, fields]) => {
+    const entry: StreamEntry = { id, event: "", data: "" };
+    for (let index = 0; index < fields.length; index += 2) {
+      if (fields[index] === "event") entry.event = fields[index + 1] ?? "";
+      else if (fields[index] === "data") entry.data = fields[index + 1] ?? "";
+    }
+    return entry;
+  });
+}
+
+/**
+ * Follows the Redis streams of the jobs this API process has readers for, with ONE blocking
+ * XREAD over all of them: many readers of one job (or of many jobs) cost Redis one blocking read
+ * per process. When the set of streams changes, the blocked read is interrupted (CLIENT UNBLOCK)
+ * and re-issued with the new set.
+ */
+export class StreamReader {
+  private readonly streams = new Map<string, { lastId: string; listeners: Set<Listener> }>();
+  private clientId: number | undefined;
+  private running = false;
+  private closed = false;
+  private wakeUp: (() => void) | undefined;
+
+  constructor(
+    private readonly reader: RedisClient,
+    private readonly commands: RedisClient,
+    private readonly logger: Logger,
+  ) {
+    // A reconnected reader is a new client: its id must be read again before unblocking it.
+    reader.on("close", () => {
+      this.clientId = undefined;
+    });
+  }
+
+  /** Entries of `key` after `afterId` ("0" for all), read now (replay). */
+  async range(key: string, afterId: string): Promise<StreamEntry[]> {
+    const raw = (await this.commands.xrange(key, afterId === "0" ? "-" : `(${afterId}`, "+")) as Array<
+      [string, string[]]
+    >;
+    return toEntries(raw);
+  }
+
+  /**
+   * Delivers entries of `key` newer than `fromId` as they are written. Returns the function that
+   * stops following. Entries may be delivered twice around registration; readers skip ids
+   * they have already sent.
+   */
+  follow(key: string, fromId: string, listener: Listener): () => void {
+    let stream = this.streams.get(key);
+    if (!stream) {
+      stream = { lastId: fromId, listeners: new Set() };
+      this.streams.set(key, stream);
+      this.interrupt();
+    } else if (compareIds(fromId, stream.lastId) < 0) {
+      // This reader is behind the shared cursor: catch it up from the stream itself.
+      void this.range(key, fromId).then((entries) => {
+        const missed = entries.filter(
+          (entry) => compareIds(entry.id, (stream as { lastId: string }).lastId) <= 0,
+        );
+        if (missed.length) listener(missed);
+      });
+    }
+    stream.listeners.add(listener);
+    void this.run();
+    return () => {
+      stream.listeners.delete(listener);
+      if (stream.listeners.size === 0 && this.streams.get(key) === stream) {
+        this.streams.delete(key);
+        this.interrupt();
+      }
+    };
+  }
+
+  private interrupt(): void {
+    this.wakeUp?.();
+    if (this.clientId !== undefined) void this.commands.client("UNBLOCK", this.clientId).catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    if (this.running || this.closed) return;
+    this.running = true;
+    try {
+      while (!this.closed) {
+        this.clientId ??= Number(await this.reader.client("ID"));
+        if (this.streams.size === 0) {
+          await new Promise<void>((resolve) => {
+            this.wakeUp = resolve;
+          });
+          this.wakeUp = undefined;
+          continue;
+        }
+        const keys = [...this.streams.keys()];
+        const ids = keys.map((key) => this.streams.get(key)?.lastId ?? "$");
+        type Reply = Array<[string, Array<[string, string[]]>]> | null;
+        let reply: Reply;
+        try {
+          reply = (await this.reader.xread("BLOCK", 15_000, "STREAMS", ...keys, ...ids)) as Reply;
+        } catch (error) {
+          if (this.closed) break;
+          if (!/UNBLOCKED/.test((error as Error).message)) {
+            this.logger.warn({ err: (error as Error).message }, "job event reader error; retrying");
+            await new Promise((resolve) => setTimeout(resolve, 500));
+          }
+          continue;
+        }
+        for (const [key, raw] of reply ?? []) {
+          const stream = this.streams.get(key);
+          if (!stream || raw.length === 0) continue;
+          const entries = toEntries(raw);
+          stream.lastId = entries[entries.length - 1]?.id ?? stream.lastId;
+          for (const listener of [...stream.listeners]) listener(entries);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.interrupt();
+    this.reader.disconnect();
+  }
+}
+
+/** Orders Redis stream ids ("ms-seq"). */
+export function compareIds(left: string, right: string): number {
+  const [leftMs = 0, leftSeq = 0] = left.split("-").map(Number);
+  const [rightMs = 0, rightSeq = 0] = right.split("-").map(Number);
+  return leftMs - rightMs || leftSeq - rightSeq;
+}

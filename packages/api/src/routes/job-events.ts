@@ -1,0 +1,152 @@
+import type { JobObject, Keys } from "@cascade/shared";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { isTerminal, type JobStore } from "../jobs/job-store.js";
+import type { JobWaiters } from "../jobs/job-waiters.js";
+import { compareIds, type StreamEntry, type StreamReader } from "../jobs/stream-reader.js";
+import { notFound } from "../plugins/http-error.js";
+
+const HEARTBEAT_MS = 15_000;
+/** The id of the synthesized "queued" event of a streaming job: sorts before any real stream id. */
+const QUEUED_ID = "0-1";
+
+interface SseEvent {
+  id: string;
+  event: string;
+  data: unknown;
+}
+
+/**
+ * A non-streaming job's events, derived from its state: queued, running, one per attempt, then
+ * the terminal status and `done`. Ids are positions in this list, stable across reconnects
+ * because attempts are only ever appended.
+ */
+export function stateEvents(job: JobObject): SseEvent[] {
+  const list: Array<Omit<SseEvent, "id">> = [{ event: "status", data: { status: "queued" } }];
+  if (job.started_at !== null || job.attempts.length > 0)
+    list.push({ event: "status", data: { status: "running" } });
+  for (const attempt of job.attempts) list.push({ event: "attempt", data: attempt });
+  if (isTerminal(job)) {
+    list.push({ event: "status", data: { status: job.status } });
+    list.push({ event: "done", data: job });
+  }
+  return list.map((event, index) => ({ ...event, id: String(index + 1) }));
+}
+
+function write(reply: FastifyReply, event: SseEvent): void {
+  const data = typeof event.data === "string" ? event.data : JSON.stringify(event.data);
+  reply.raw.write(`id: ${event.id}\nevent: ${event.event}\ndata: ${data}\n\n`);
+}
+
+export interface JobEventsDeps {
+  store: JobStore;
+  waiters: JobWaiters;
+  streams: StreamReader;
+  keys: Keys;
+}
+
+/** GET /v1/jobs/:id/events: Server-Sent Events with Last-Event-ID resume and heartbeats. */
+export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps): void {
+  const { store, waiters, streams, keys } = deps;
+  app.withTypeProvider<ZodTypeProvider>().get(
+    "/v1/jobs/:id/events",
+    {
+      schema: {
+        params: z.object({ id: z.string().min(1).max(200) }),
+        querystring: z.object({ last_event_id: z.string().max(64).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const job = await store.get(request.tenant, id);
+      if (!job) throw notFound(`no job with id ${id}`);
+      const header = request.headers["last-event-id"];
+      const lastEventId = (typeof header === "string" ? header : request.query.last_event_id) ?? "";
+      const streaming = await store.isStreaming(id);
+
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      reply.raw.write("retry: 2000\n\n");
+      const cleanups: Array<() => void> = [];
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        for (const cleanup of cleanups) cleanup();
+        reply.raw.end();
+      };
+      request.raw.once("close", end);
+      const heartbeat = setInterval(() => reply.raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
+      cleanups.push(() => clearInterval(heartbeat));
+
+      if (!streaming) {
+        let sent = /^\d+$/.test(lastEventId) ? Number(lastEventId) : 0;
+        const emit = (current: JobObject) => {
+          const events = stateEvents(current);
+          for (const event of events.slice(sent)) write(reply, event);
+          sent = Math.max(sent, events.length);
+          if (isTerminal(current)) end();
+        };
+        let refreshing = Promise.resolve();
+        const refresh = () => {
+          refreshing = refreshing.then(async () => {
+            if (ended) return;
+            const current = await store.get(request.tenant, id);
+            if (current) emit(current);
+            else end();
+          });
+        };
+        cleanups.push(waiters.watch(id, refresh));
+        emit(job);
+        // The job may have moved between the first read and the watch: look once more.
+        refresh();
+        return;
+      }
+
+      // A streaming job: its worker writes every event to the job's Redis stream.
+      const key = keys.jobEvents(id);
+      let lastSent = lastEventId && /^\d+-\d+$/.test(lastEventId) ? lastEventId : "0-0";
+      let sawDone = false;
+      const send = (entries: StreamEntry[]) => {
+        for (const entry of entries) {
+          if (ended || compareIds(entry.id, lastSent) <= 0) continue;
+          write(reply, entry);
+          lastSent = entry.id;
+          if (entry.event === "done") {
+            sawDone = true;
+            end();
+          }
+        }
+      };
+      if (compareIds(lastSent, QUEUED_ID) < 0) {
+        write(reply, { id: QUEUED_ID, event: "status", data: { status: "queued" } });
+        lastSent = QUEUED_ID;
+      }
+      const replay = await streams.range(key, "0");
+      send(replay);
+      if (ended) return;
+      cleanups.push(streams.follow(key, replay[replay.length - 1]?.id ?? "0-0", send));
+      // A job that ends without its worker writing `done` (cancelled while queued, failed outside
+      // the chain) still ends the stream, from its state.
+      const checkEnded = async () => {
+        const current = await store.get(request.tenant, id);
+        if (ended || !current || !isTerminal(current)) return;
+        send(await streams.range(key, lastSent));
+        if (!sawDone && !ended) {
+          const [lastMs = "0"] = lastSent.split("-");
+          write(reply, { id: `${lastMs}-999998`, event: "status", data: { status: current.status } });
+          write(reply, { id: `${lastMs}-999999`, event: "done", data: current });
+          end();
+        }
+      };
+      cleanups.push(waiters.watch(id, () => void checkEnded()));
+      await checkEnded();
+    },
+  );
+}
