@@ -183,6 +183,57 @@ const cases: Array<{
     providerSpecific: true,
   },
   {
+    name: "402 empty balance (DeepSeek) is a billing fault",
+    error: apiError(402, {
+      error: {
+        message: "Insufficient Balance",
+        type: "unknown_error",
+        param: null,
+        code: "invalid_request_error",
+      },
+    }),
+    reason: "auth_error",
+  },
+  {
+    name: "422 Mistral extra inputs falls back",
+    error: apiError(422, {
+      object: "error",
+      message: {
+        detail: [
+          { type: "extra_forbidden", loc: ["body", "seed"], msg: "Extra inputs are not permitted", input: 1 },
+        ],
+      },
+      type: "invalid_request_message_error",
+      param: null,
+      code: null,
+    }),
+    reason: "bad_request",
+    providerSpecific: true,
+  },
+  {
+    name: "400 DashScope data_inspection_failed is content filtering",
+    error: apiError(400, {
+      error: {
+        message: "Input data may contain inappropriate content.",
+        type: "data_inspection_failed",
+        param: null,
+        code: "data_inspection_failed",
+      },
+    }),
+    reason: "content_filter",
+  },
+  {
+    name: "403 OpenRouter moderation is content filtering",
+    error: apiError(403, {
+      error: {
+        code: 403,
+        message: 'openai/gpt-4o requires moderation on OpenRouter. Your input was flagged for "harassment".',
+        metadata: { reasons: ["harassment"] },
+      },
+    }),
+    reason: "content_filter",
+  },
+  {
     name: "200 with a malformed body",
     error: new APICallError({
       message: "Invalid JSON response",

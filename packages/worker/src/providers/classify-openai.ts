@@ -4,7 +4,7 @@ import { ProviderError } from "./provider-error.js";
 interface OpenAIErrorBody {
   error?: { message?: string; type?: string; code?: string | null; param?: string | null };
   // vLLM and some compatible servers answer {object: "error", message, type, code}.
-  message?: string;
+  message?: string | Record<string, unknown>;
   type?: string;
   code?: string | number | null;
 }
@@ -16,7 +16,9 @@ interface OpenAIErrorBody {
 const CODE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; providerSpecific?: boolean }> = [
   { match: /^context_length_exceeded$|^string_above_max_length$/, reason: "context_length" },
   {
-    match: /^content_filter$|^content_policy_violation$|^ResponsibleAIPolicyViolation$/i,
+    // DashScope (Qwen) reports its moderation as data_inspection_failed.
+    match:
+      /^content_filter$|^content_policy_violation$|^ResponsibleAIPolicyViolation$|^data_inspection_failed$/i,
     reason: "content_filter",
   },
   {
@@ -36,11 +38,15 @@ const MESSAGE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; pro
     reason: "context_length",
   },
   {
-    match: /content (management )?policy|content filter|flagged as potentially violating/i,
+    // OpenRouter's moderation answers 403 "...Your input was flagged for ...".
+    match:
+      /content (management )?policy|content filter|flagged as potentially violating|input was flagged|requires moderation/i,
     reason: "content_filter",
   },
   {
-    match: /unsupported (parameter|value)|is not supported with this model|does not support/i,
+    // Mistral answers 422 "Extra inputs are not permitted" for OpenAI parameters it lacks (seed, user).
+    match:
+      /unsupported (parameter|value)|is not supported with this model|does not support|extra inputs are not permitted/i,
     reason: "bad_request",
     providerSpecific: true,
   },
@@ -52,7 +58,9 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   if (read instanceof ProviderError) return read;
   const body = (read.body ?? {}) as OpenAIErrorBody;
   const code = String(body.error?.code ?? body.code ?? body.error?.type ?? "");
-  const upstreamMessage = body.error?.message ?? body.message ?? read.message;
+  const rawMessage = body.error?.message ?? body.message ?? read.message;
+  // Some servers (Mistral's 422s) put an object where the message belongs.
+  const upstreamMessage = typeof rawMessage === "string" ? rawMessage : JSON.stringify(rawMessage);
   const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, 500);
   const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, cause: error };
 
@@ -66,7 +74,7 @@ export function classifyOpenAIError(error: unknown): ProviderError {
       }
     }
   }
-  if (read.status === 400 || read.status === 422 || read.status === 413) {
+  if (read.status === 400 || read.status === 422 || read.status === 413 || read.status === 403) {
     for (const rule of MESSAGE_RULES) {
       if (rule.match.test(upstreamMessage)) {
         return new ProviderError(rule.reason, message, {
@@ -76,6 +84,7 @@ export function classifyOpenAIError(error: unknown): ProviderError {
       }
     }
     if (read.status === 413) return new ProviderError("context_length", message, options);
+    if (read.status === 403) return classifyByStatus(read, message);
   }
   return classifyByStatus(read, message);
 }

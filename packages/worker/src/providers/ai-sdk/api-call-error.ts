@@ -76,7 +76,9 @@ export function classifyByStatus(failure: HttpFailure, message: string): Provide
   const { status } = failure;
   const options = { httpStatus: status, retryAfterMs: failure.retryAfterMs };
   if (status === 429) return new ProviderError("rate_limited", message, options);
-  if (status === 401 || status === 403) return new ProviderError("auth_error", message, options);
+  // 402: an empty prepaid balance (DeepSeek, OpenRouter): a billing fault no wait fixes.
+  if (status === 401 || status === 402 || status === 403)
+    return new ProviderError("auth_error", message, options);
   if (status === 408) return new ProviderError("timeout", message, options);
   if (status >= 500) return new ProviderError("server_error", message, options);
   // 404 (unknown model name here) and 409/410 are this provider's problem, not the request's.
