@@ -53,6 +53,8 @@ export const simulateSchema = z.strictObject({
   hang_rate: rate.optional(),
   retry_after_s: nonNegative.optional(),
   output_tokens: positiveInt.optional(),
+  /** Share of streamed calls that break off midway (a network_error after about half the deltas). */
+  stream_cut_rate: rate.optional(),
 });
 export type SimulateSettings = z.infer<typeof simulateSchema>;
 

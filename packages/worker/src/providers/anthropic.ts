@@ -6,12 +6,19 @@ import type {
 } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
+import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyAnthropicError } from "./classify-anthropic.js";
 import { ProviderError } from "./provider-error.js";
+import { classifyAnthropicErrorEvent } from "./stream-error-events.js";
 import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
 
 export const ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com/v1";
+
+const STREAM_CLASSIFIERS: StreamClassifiers = {
+  classify: (error) => classifyAnthropicError(error),
+  classifyEvent: classifyAnthropicErrorEvent,
+};
 
 /**
  * `max_tokens` sent when the request has none (Anthropic requires it; OpenAI does not). Left to
@@ -92,6 +99,10 @@ export function createAnthropicAdapter(
         throw classifyAnthropicError(error);
       }
       return toCompletion(result);
+    },
+    async stream(call, sink) {
+      const model = modelFor(call.upstreamName);
+      return toCompletion(await streamResult(model, callOptions(call), sink, STREAM_CLASSIFIERS));
     },
   };
 }

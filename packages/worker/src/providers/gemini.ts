@@ -2,6 +2,7 @@ import { createGoogleGenerativeAI } from "@ai-sdk/google";
 import type { LanguageModelV3, LanguageModelV3GenerateResult, LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
+import { type StreamClassifiers, type StreamedResult, streamResult } from "./ai-sdk/from-stream.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyGeminiError } from "./classify-gemini.js";
 import { ProviderError } from "./provider-error.js";
@@ -99,6 +100,27 @@ function toCompletion(result: LanguageModelV3GenerateResult): Completion {
   return fromGenerateResult(result);
 }
 
+/** Gemini's error chunk arrives as an APICallError built from its `code`: the classifier reads it as is. */
+const STREAM_CLASSIFIERS: StreamClassifiers = { classify: classifyGeminiError };
+
+/**
+ * toCompletion for a stream, which has no response body to read: the SDK reports a blocked prompt
+ * (a confirmed `promptFeedback.blockReason`) and a filtered candidate as a content-filter finish.
+ */
+function toStreamedCompletion(result: StreamedResult): Completion {
+  if (result.finishReason.unified === "content-filter") {
+    const feedback = result.providerMetadata?.google?.promptFeedback as GeminiResponseBody["promptFeedback"];
+    const blockReason = feedback?.blockReason;
+    throw new ProviderError(
+      "content_filter",
+      blockReason && result.finishReason.raw === blockReason
+        ? `Gemini blocked the prompt (promptFeedback.blockReason ${blockReason})`
+        : `Gemini stopped the candidate with finishReason ${result.finishReason.raw ?? "SAFETY"}`,
+    );
+  }
+  return fromGenerateResult(result);
+}
+
 /**
  * Gemini's generateContent through `@ai-sdk/google`, which calls
  * `{base_url}/models/{model}:generateContent`. One `doGenerate` is one HTTP call, except that the
@@ -140,6 +162,13 @@ export function createGeminiAdapter(
         throw classifyGeminiError(error);
       }
       return toCompletion(result);
+    },
+    // streamGenerateContent?alt=sse; usageMetadata rides on every chunk, the last one complete.
+    async stream(call, sink) {
+      const options = toCallOptions(call.request, call.signal);
+      options.prompt = forGemini(options.prompt);
+      const model = modelFor(call.upstreamName);
+      return toStreamedCompletion(await streamResult(model, options, sink, STREAM_CLASSIFIERS));
     },
   };
 }

@@ -2,9 +2,16 @@ import { createOpenAI } from "@ai-sdk/openai";
 import type { LanguageModelV3 } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
+import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyOpenAIError } from "./classify-openai.js";
-import type { ProviderAdapter } from "./types.js";
+import { classifyOpenAIErrorEvent } from "./stream-error-events.js";
+import type { ProviderAdapter, ProviderCall } from "./types.js";
+
+const STREAM_CLASSIFIERS: StreamClassifiers = {
+  classify: classifyOpenAIError,
+  classifyEvent: classifyOpenAIErrorEvent,
+};
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
@@ -33,22 +40,31 @@ export function createOpenAIAdapter(
     }
     return model;
   };
+  const callOptions = (call: ProviderCall) => {
+    const options = toCallOptions(call.request, call.signal);
+    const extra: Record<string, unknown> = {};
+    if (call.request.parallel_tool_calls !== undefined)
+      extra.parallelToolCalls = call.request.parallel_tool_calls;
+    if (call.request.user !== undefined) extra.user = call.request.user;
+    if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
+    return options;
+  };
   return {
     providerId,
     type: "openai",
     async generate(call) {
-      const options = toCallOptions(call.request, call.signal);
-      const extra: Record<string, unknown> = {};
-      if (call.request.parallel_tool_calls !== undefined)
-        extra.parallelToolCalls = call.request.parallel_tool_calls;
-      if (call.request.user !== undefined) extra.user = call.request.user;
-      if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
+      const options = callOptions(call);
       try {
         return fromGenerateResult(await modelFor(call.upstreamName).doGenerate(options));
       } catch (error) {
         if (call.signal.aborted) throw call.signal.reason;
         throw classifyOpenAIError(error);
       }
+    },
+    // The SDK always asks for `stream_options: {include_usage: true}`, so the finish carries usage.
+    async stream(call, sink) {
+      const model = modelFor(call.upstreamName);
+      return fromGenerateResult(await streamResult(model, callOptions(call), sink, STREAM_CLASSIFIERS));
     },
   };
 }

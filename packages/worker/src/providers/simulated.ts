@@ -5,7 +5,7 @@ import {
   type SimulateSettings,
 } from "@cascade/shared";
 import { ProviderError } from "./provider-error.js";
-import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
+import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "./types.js";
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
@@ -69,6 +69,19 @@ function reply(call: ProviderCall, settings: SimulateSettings, random: () => num
   return { content, toolCalls: [], finishReason, usage: { promptTokens, completionTokens } };
 }
 
+/** A completion as the deltas a provider would stream: word-sized content, then each call's arguments in pieces. */
+function deltasOf(completion: Completion): Array<Parameters<StreamSink["delta"]>[0]> {
+  const deltas: Array<Parameters<StreamSink["delta"]>[0]> = [];
+  for (const piece of completion.content?.match(/\s*\S{1,6}|\s+/g) ?? []) deltas.push({ content: piece });
+  completion.toolCalls.forEach((call, index) => {
+    deltas.push({ toolCalls: [{ index, id: call.id, name: call.function.name }] });
+    for (const piece of call.function.arguments.match(/[\s\S]{1,8}/g) ?? []) {
+      deltas.push({ toolCalls: [{ index, arguments: piece }] });
+    }
+  });
+  return deltas;
+}
+
 function pickLatency(latency: SimulateSettings["latency_ms"], random: () => number): number {
   if (latency === undefined) return 0;
   if (typeof latency === "number") return latency;
@@ -84,34 +97,56 @@ export function createSimulatedAdapter(
   provider: ProviderConfig,
   random: () => number = Math.random,
 ): ProviderAdapter {
+  /** Waits `waitMs`, then fails as configured (hang, 429, 500) or answers. */
+  const answer = async (call: ProviderCall, settings: SimulateSettings, waitMs: number) => {
+    if (waitMs > 0) await abortableDelay(waitMs, call.signal);
+    const roll = random();
+    const hang = settings.hang_rate ?? 0;
+    const limited = settings.rate_limit_rate ?? 0;
+    const failing = settings.error_rate ?? 0;
+    if (roll < hang) {
+      await new Promise((_resolve, reject) => {
+        if (call.signal.aborted) reject(call.signal.reason);
+        call.signal.addEventListener("abort", () => reject(call.signal.reason), { once: true });
+      });
+    }
+    if (roll < hang + limited) {
+      const retryAfterMs = (settings.retry_after_s ?? 1) * 1000;
+      throw new ProviderError("rate_limited", `simulated 429 from ${providerId}`, {
+        httpStatus: 429,
+        retryAfterMs,
+      });
+    }
+    if (roll < hang + limited + failing) {
+      throw new ProviderError("server_error", `simulated 500 from ${providerId}`, { httpStatus: 500 });
+    }
+    return reply(call, settings, random);
+  };
   return {
     providerId,
     type: "simulated",
     async generate(call) {
       const settings: SimulateSettings = { ...provider.simulate, ...call.model.simulate };
+      return answer(call, settings, pickLatency(settings.latency_ms, random));
+    },
+    async stream(call, sink) {
+      const settings: SimulateSettings = { ...provider.simulate, ...call.model.simulate };
       const latency = pickLatency(settings.latency_ms, random);
-      if (latency > 0) await abortableDelay(latency, call.signal);
-      const roll = random();
-      const hang = settings.hang_rate ?? 0;
-      const limited = settings.rate_limit_rate ?? 0;
-      const failing = settings.error_rate ?? 0;
-      if (roll < hang) {
-        await new Promise((_resolve, reject) => {
-          if (call.signal.aborted) reject(call.signal.reason);
-          call.signal.addEventListener("abort", () => reject(call.signal.reason), { once: true });
-        });
+      // Half the latency before the first delta (time to first token), the rest between deltas.
+      const completion = await answer(call, settings, latency / 2);
+      const deltas = deltasOf(completion);
+      const cutRate = settings.stream_cut_rate ?? 0;
+      const cutAt = cutRate > 0 && random() < cutRate ? Math.floor(deltas.length / 2) : undefined;
+      const gapMs = latency / 2 / Math.max(1, deltas.length - 1);
+      for (const [position, delta] of deltas.entries()) {
+        if (position === cutAt) {
+          throw new ProviderError("network_error", `simulated stream cut from ${providerId}`);
+        }
+        if (position > 0 && gapMs > 0) await abortableDelay(gapMs, call.signal);
+        if (call.signal.aborted) throw call.signal.reason;
+        sink.delta(delta);
       }
-      if (roll < hang + limited) {
-        const retryAfterMs = (settings.retry_after_s ?? 1) * 1000;
-        throw new ProviderError("rate_limited", `simulated 429 from ${providerId}`, {
-          httpStatus: 429,
-          retryAfterMs,
-        });
-      }
-      if (roll < hang + limited + failing) {
-        throw new ProviderError("server_error", `simulated 500 from ${providerId}`, { httpStatus: 500 });
-      }
-      return reply(call, settings, random);
+      return completion;
     },
   };
 }

@@ -30,9 +30,33 @@ export interface ProviderCall {
   signal: AbortSignal;
 }
 
+/** One streamed tool-call fragment, keyed like OpenAI's `delta.tool_calls[]` (by `index`). */
+export interface ToolCallDelta {
+  /** Position of the call in the completion's `toolCalls`, stable across its fragments. */
+  index: number;
+  /** Sent with the call's first fragment. */
+  id?: string;
+  /** Sent with the call's first fragment. */
+  name?: string;
+  /** A piece of the arguments JSON; the pieces of one call concatenate to its arguments. */
+  arguments?: string;
+}
+
+/** Receives a streamed completion's pieces in the order the provider sent them. */
+export interface StreamSink {
+  delta(part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+}
+
 /** One configured provider. Throws ProviderError for every failure it can classify. */
 export interface ProviderAdapter {
   readonly providerId: string;
   readonly type: string;
   generate(call: ProviderCall): Promise<Completion>;
+  /**
+   * The same call streamed upstream (`doStream`): content and tool-call argument deltas go to the
+   * sink as they arrive; resolves with the assembled completion (as `generate` would return it),
+   * or rejects with a ProviderError (an error mid-stream included) or the signal's reason. Deltas
+   * already sent before a rejection are not taken back: the caller restarts the hop's output.
+   */
+  stream(call: ProviderCall, sink: StreamSink): Promise<Completion>;
 }

@@ -1,0 +1,295 @@
+import {
+  APICallError,
+  type LanguageModelV3,
+  type LanguageModelV3CallOptions,
+  type LanguageModelV3Content,
+  type LanguageModelV3FinishReason,
+  type LanguageModelV3GenerateResult,
+  type LanguageModelV3StreamPart,
+  type LanguageModelV3Usage,
+  type SharedV3ProviderMetadata,
+} from "@ai-sdk/provider";
+import { ProviderError } from "../provider-error.js";
+import type { StreamSink } from "../types.js";
+
+/** What one provider contributes to reading its stream. */
+export interface StreamClassifiers {
+  /** The provider's classifier, the same one `generate` uses (HTTP errors before the stream, SDK errors). */
+  classify(error: unknown): ProviderError;
+  /**
+   * An `error` stream part whose payload is the provider's own error object rather than an Error
+   * (OpenAI's `{"error": {...}}` chunk, Anthropic's `event: error`), as a ProviderError; undefined
+   * when the shape is not the provider's.
+   */
+  classifyEvent?(error: unknown): ProviderError | undefined;
+}
+
+/** Error codes of a connection that broke while the body was arriving (undici, Node, Bun). */
+const TRANSPORT_CODES = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_ABORTED",
+  "ConnectionClosed",
+]);
+
+function isTransportFailure(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  let current = error;
+  while (current instanceof Error && !seen.has(current)) {
+    seen.add(current);
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && TRANSPORT_CODES.has(code)) return true;
+    // undici's fetch fails a body cut short with TypeError("terminated").
+    if (current instanceof TypeError && /terminated|network|socket/i.test(current.message)) return true;
+    current = current.cause;
+  }
+  return false;
+}
+
+/**
+ * An error thrown while reading the stream. The SDK wraps a failed body read as an APICallError
+ * carrying the response's 2xx status ("Failed to process successful response"), which the shared
+ * classifier would call invalid_response; a body that stopped arriving is a network failure.
+ */
+function classifyReadFailure(error: unknown, classifiers: StreamClassifiers): ProviderError {
+  if (error instanceof ProviderError) return error;
+  const bodyReadFailed =
+    APICallError.isInstance(error) &&
+    error.statusCode !== undefined &&
+    error.statusCode >= 200 &&
+    error.statusCode < 300;
+  if (bodyReadFailed || isTransportFailure(error)) {
+    const cause = (error as Error).cause as Error | undefined;
+    const detail = cause?.message
+      ? `${(error as Error).message}: ${cause.message}`
+      : (error as Error).message;
+    return new ProviderError("network_error", `the stream broke off: ${detail}`, { cause: error });
+  }
+  return classifiers.classify(error);
+}
+
+/**
+ * A mid-stream error as a ProviderError. The HTTP answer was a 200, so the error's own status (the
+ * one the SDK or we derived from the event to run the provider's classifier) is not reported.
+ */
+function midStream(error: ProviderError): ProviderError {
+  const message = error.message.replace(/^HTTP \d{3} /, "");
+  return new ProviderError(error.reason, `error event mid-stream: ${message}`, {
+    retryAfterMs: error.retryAfterMs,
+    providerSpecific: error.providerSpecific,
+    cause: error.cause ?? error,
+  });
+}
+
+/**
+ * An `error` stream part as a ProviderError. Errors the SDK built (Gemini's error chunk as an
+ * APICallError, JSONParseError / TypeValidationError for a malformed chunk → invalid_response) go
+ * through the provider's classifier; the provider's raw error objects through its event mapping.
+ * An error object nobody recognises is server_error: the provider chose to stop the stream with an
+ * error, so it is the provider's fault and retryable, rather than a reply we failed to understand
+ * (invalid_response) — both count for breakers, so only the reported reason differs.
+ */
+export function classifyErrorPart(error: unknown, classifiers: StreamClassifiers): ProviderError {
+  if (error instanceof Error) return midStream(classifiers.classify(error));
+  const event = classifiers.classifyEvent?.(error);
+  if (event) return midStream(event);
+  const message =
+    (error as { message?: unknown } | undefined)?.message ??
+    (error as { error?: { message?: unknown } } | undefined)?.error?.message;
+  return new ProviderError(
+    "server_error",
+    `error event mid-stream: ${typeof message === "string" ? message : JSON.stringify(error)}`.slice(0, 500),
+    { cause: error },
+  );
+}
+
+/**
+ * An APICallError the SDK raised from the stream's first events (OpenAI and Anthropic peek at them
+ * so that an error before any output fails `doStream` itself): it carries the 200's headers, an
+ * event stream, and a status the SDK guessed, with the event itself as the body.
+ */
+function isStreamEventError(error: unknown): error is APICallError {
+  if (!APICallError.isInstance(error)) return false;
+  const headers = error.responseHeaders ?? {};
+  const type = Object.entries(headers).find(([name]) => name.toLowerCase() === "content-type")?.[1];
+  return /^text\/event-stream/i.test(type ?? "");
+}
+
+function parseBody(error: APICallError): unknown {
+  if (error.data !== undefined) return error.data;
+  try {
+    return JSON.parse(error.responseBody ?? "");
+  } catch {
+    return undefined;
+  }
+}
+
+/** What was read from a stream, shaped as a generate result so each adapter's checks apply unchanged. */
+export type StreamedResult = LanguageModelV3GenerateResult;
+
+/**
+ * Assembles a `doStream` stream into a generate-shaped result, forwarding text and tool-call
+ * argument deltas to the sink as they arrive. Rejects with the signal's reason when it aborts, and
+ * with a ProviderError for an error part, a malformed chunk, a broken connection, or a stream that
+ * ended without the provider's finish (a truncated stream: network_error).
+ */
+export async function readStream(
+  stream: ReadableStream<LanguageModelV3StreamPart>,
+  sink: StreamSink,
+  signal: AbortSignal,
+  classifiers: StreamClassifiers,
+): Promise<StreamedResult> {
+  const reader = stream.getReader();
+  // Cancelling resolves a pending read as done (and closes the upstream body), so an abort that the
+  // transport does not surface still ends the loop at once.
+  const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+
+  let text = "";
+  let sawText = false;
+  const toolIndex = new Map<string, number>();
+  const toolArguments = new Map<string, string>();
+  const toolCalls: LanguageModelV3Content[] = [];
+  let finish: { finishReason: LanguageModelV3FinishReason; usage: LanguageModelV3Usage } | undefined;
+  let providerMetadata: SharedV3ProviderMetadata | undefined;
+  let response: StreamedResult["response"];
+  let warnings: StreamedResult["warnings"] = [];
+  let sawEvents = false;
+  let done = false;
+
+  const indexOf = (id: string, name: string | undefined): number => {
+    let index = toolIndex.get(id);
+    if (index === undefined) {
+      index = toolIndex.size;
+      toolIndex.set(id, index);
+      toolArguments.set(id, "");
+      sink.delta({ toolCalls: [{ index, id, ...(name === undefined ? {} : { name }) }] });
+    }
+    return index;
+  };
+
+  try {
+    while (true) {
+      let next: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        throw classifyReadFailure(error, classifiers);
+      }
+      if (signal.aborted) throw signal.reason;
+      if (next.done) {
+        done = true;
+        break;
+      }
+      const part = next.value;
+      // OpenAI's and Gemini's finish comes from the SDK's flush, whatever arrived.
+      if (part.type !== "stream-start" && part.type !== "raw" && part.type !== "finish") sawEvents = true;
+      switch (part.type) {
+        case "stream-start":
+          warnings = part.warnings;
+          break;
+        case "response-metadata":
+          response = { ...response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
+          break;
+        case "text-delta":
+          sawText = true;
+          if (part.delta) {
+            text += part.delta;
+            sink.delta({ content: part.delta });
+          }
+          break;
+        case "text-start":
+          sawText = true;
+          break;
+        case "tool-input-start":
+          indexOf(part.id, part.toolName);
+          break;
+        case "tool-input-delta": {
+          const index = indexOf(part.id, undefined);
+          if (part.delta) {
+            toolArguments.set(part.id, (toolArguments.get(part.id) ?? "") + part.delta);
+            sink.delta({ toolCalls: [{ index, arguments: part.delta }] });
+          }
+          break;
+        }
+        case "tool-call": {
+          const index = indexOf(part.toolCallId, part.toolName);
+          // A call that arrived whole (no argument deltas) still reaches the sink in full.
+          if (!toolArguments.get(part.toolCallId) && part.input) {
+            toolArguments.set(part.toolCallId, part.input);
+            sink.delta({ toolCalls: [{ index, arguments: part.input }] });
+          }
+          toolCalls[index] = part;
+          break;
+        }
+        case "finish":
+          finish = { finishReason: part.finishReason, usage: part.usage };
+          providerMetadata = part.providerMetadata;
+          break;
+        case "error":
+          throw classifyErrorPart(part.error, classifiers);
+        default:
+          // reasoning, sources, files and raw chunks have no place in a chat.completion.
+          break;
+      }
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    if (!done) void reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+
+  // OpenAI and Gemini emit a finish part on any clean end, with no raw reason when the provider
+  // never sent one; Anthropic emits it only on message_stop. Either way the provider did not finish.
+  if (!finish || (finish.finishReason.raw === undefined && finish.finishReason.unified === "other")) {
+    if (!sawEvents) {
+      throw new ProviderError("invalid_response", "the response held no stream events the provider sends");
+    }
+    throw new ProviderError(
+      "network_error",
+      "the stream ended before the provider reported a finish reason (truncated stream)",
+    );
+  }
+  const content: LanguageModelV3Content[] = [];
+  if (sawText) content.push({ type: "text", text });
+  for (const call of toolCalls) if (call) content.push(call);
+  return {
+    content,
+    finishReason: finish.finishReason,
+    usage: finish.usage,
+    providerMetadata,
+    response,
+    warnings,
+  };
+}
+
+/**
+ * One `doStream` call read to the end: errors thrown by `doStream` itself (HTTP errors before the
+ * stream starts, and errors the SDK raises from the stream's first events) go through the same
+ * classifier as `generate`; an abort rethrows the signal's reason, as `generate` does.
+ */
+export async function streamResult(
+  model: LanguageModelV3,
+  options: LanguageModelV3CallOptions,
+  sink: StreamSink,
+  classifiers: StreamClassifiers,
+): Promise<StreamedResult> {
+  const signal = options.abortSignal ?? new AbortController().signal;
+  let stream: ReadableStream<LanguageModelV3StreamPart>;
+  try {
+    ({ stream } = await model.doStream(options));
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    if (isStreamEventError(error)) {
+      const body = parseBody(error);
+      throw midStream(classifiers.classifyEvent?.(body) ?? classifiers.classify(error));
+    }
+    throw classifiers.classify(error);
+  }
+  return readStream(stream, sink, signal, classifiers);
+}
