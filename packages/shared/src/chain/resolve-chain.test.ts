@@ -33,7 +33,11 @@ describe("resolveChain (first match wins)", () => {
     const resolved = resolveChain(config, { route: "summaries", request: { model: "c" } });
     expect(resolved.route).toBe("summaries");
     expect(resolved.chain).toEqual([{ model: "a", max_retries: 2 }, { model: "b" }]);
-    expect(resolved.policy).toEqual({ on_content_filter: "fallback", on_bad_request: "fallback" });
+    expect(resolved.policy).toEqual({
+      on_content_filter: "fallback",
+      on_bad_request: "fallback",
+      on_missing_vision: "skip",
+    });
     expect(resolved.deadline_ms).toBe(5000);
   });
 

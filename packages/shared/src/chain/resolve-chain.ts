@@ -8,7 +8,11 @@ export interface ResolvedChain {
   /** The route id the chain came from, or null for an explicit `models` list or a model's fallbacks. */
   route: string | null;
   chain: HopConfig[];
-  policy: { on_content_filter: "fallback" | "fail"; on_bad_request: "fail" | "fallback" };
+  policy: {
+    on_content_filter: "fallback" | "fail";
+    on_bad_request: "fail" | "fallback";
+    on_missing_vision: "skip" | "strip";
+  };
   deadline_ms: number;
 }
 
@@ -23,7 +27,11 @@ export class ChainResolutionError extends Error {
   }
 }
 
-const defaultPolicy = { on_content_filter: "fallback", on_bad_request: "fail" } as const;
+const defaultPolicy = {
+  on_content_filter: "fallback",
+  on_bad_request: "fail",
+  on_missing_vision: "skip",
+} as const;
 
 function listIds(ids: string[]): string {
   const shown = ids.slice(0, 20).join(", ");
@@ -39,6 +47,7 @@ function fromRoute(config: ConfigFile, id: string, deadline?: number): ResolvedC
     policy: {
       on_content_filter: route.on_content_filter ?? defaultPolicy.on_content_filter,
       on_bad_request: route.on_bad_request ?? defaultPolicy.on_bad_request,
+      on_missing_vision: route.on_missing_vision ?? defaultPolicy.on_missing_vision,
     },
     deadline_ms: deadline ?? route.deadline_ms ?? DEFAULT_DEADLINE_MS,
   };

@@ -74,6 +74,7 @@ export const jobDataSchema = z.object({
   policy: z.object({
     on_content_filter: z.enum(["fallback", "fail"]),
     on_bad_request: z.enum(["fail", "fallback"]),
+    on_missing_vision: z.enum(["skip", "strip"]).default("skip"),
   }),
   metadata: z.record(z.string(), z.string()).optional(),
   webhook: z.object({ url: z.string() }).optional(),

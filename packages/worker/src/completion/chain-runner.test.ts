@@ -51,6 +51,7 @@ const config: Config = loadConfig(
       routes: {
         default: { chain: [{ model: "a", timeout_ms: 200, max_retries: 1 }, { model: "b" }, { model: "c" }] },
         strict: { on_content_filter: "fail", chain: [{ model: "a" }, { model: "b" }] },
+        blind: { on_missing_vision: "strip", chain: [{ model: "a" }] },
       },
     },
   },
@@ -248,5 +249,47 @@ describe("runChain", () => {
         message: "cancelled while the call was in flight",
       }),
     ]);
+  });
+
+  it("replaces images with a placeholder on a blind model when the route says strip, and notes it", async () => {
+    const seen: ProviderCall[] = [];
+    const registry: ProviderRegistry = {
+      get: () => ({
+        providerId: "p",
+        type: "capturing",
+        generate: async (call) => {
+          seen.push(call);
+          return ok();
+        },
+        stream: async () => ok(),
+      }),
+    };
+    const request = {
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "what is this?" },
+            { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+          ],
+        },
+      ],
+      max_tokens: 10,
+    };
+    const stripped = await runChain(context(jobData({ request } as never, "blind"), registry));
+    if (stripped.kind !== "finished") throw new Error("expected finished");
+    expect(stripped.outcome.status).toBe("succeeded");
+    expect(stripped.outcome.attempts[0]?.message).toMatch(/on_missing_vision: strip/);
+    expect(seen[0]?.request.messages[0]?.content).toEqual([
+      { type: "text", text: "what is this?" },
+      { type: "text", text: "[image omitted: this model cannot see images]" },
+    ]);
+    const skipped = await runChain(context(jobData({ request } as never), registry));
+    if (skipped.kind !== "finished") throw new Error("expected finished");
+    expect(skipped.outcome.attempts[0]).toMatchObject({
+      model: "a",
+      outcome: "skipped",
+      reason: "capability_missing",
+    });
   });
 });

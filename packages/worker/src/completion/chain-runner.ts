@@ -1,5 +1,6 @@
 import {
   type Attempt,
+  type ChatRequest,
   type Clock,
   type Config,
   costUsd,
@@ -10,16 +11,17 @@ import {
   type ModelConfig,
   unixSeconds,
 } from "@cascade/shared";
+import type { JobEventSink } from "../events/job-event-writer.js";
 import { ProviderError } from "../providers/provider-error.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import { abortableDelay } from "../providers/simulated.js";
-import type { Completion } from "../providers/types.js";
+import type { Completion, StreamSink } from "../providers/types.js";
 import type { Resilience } from "../resilience/resilience.js";
 import { admitHop } from "./admission.js";
 import { backoffDelayMs } from "./backoff.js";
 import { toChatCompletion } from "./chat-completion.js";
 import { interruptionOf, JobInterruption } from "./interruption.js";
-import { estimateRequest, precheckHop } from "./prechecks.js";
+import { estimateRequest, needsImageStrip, precheckHop, stripImages } from "./prechecks.js";
 
 export const DEFAULT_HOP_TIMEOUT_MS = 60_000;
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
@@ -41,6 +43,8 @@ export interface ChainContext {
   saveProgress(progress: JobProgress): Promise<unknown>;
   /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */
   resilience?: Resilience;
+  /** Live events of a streaming job (`request.stream: true`); absent for other jobs. */
+  events?: JobEventSink;
 }
 
 export type ChainResult =
@@ -81,6 +85,8 @@ async function callHop(
   modelId: string,
   model: ModelConfig,
   timeoutMs: number,
+  request: ChatRequest,
+  sink?: StreamSink,
 ): Promise<Completion> {
   const controller = new AbortController();
   let timedOut = false;
@@ -92,13 +98,15 @@ async function callHop(
   if (context.signal.aborted) onJobAbort();
   else context.signal.addEventListener("abort", onJobAbort, { once: true });
   try {
-    const completion = await context.providers.get(model.provider).generate({
-      request: context.data.request,
+    const provider = context.providers.get(model.provider);
+    const call = {
+      request,
       modelId,
       model,
       upstreamName: model.name ?? modelId,
       signal: controller.signal,
-    });
+    };
+    const completion = sink ? await provider.stream(call, sink) : await provider.generate(call);
     if (completion.finishReason === "content_filter") {
       throw new ProviderError(
         "content_filter",
@@ -175,7 +183,9 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
     progress.attempts.push(attempt);
     dirty = true;
     logAttempt(context, attempt, progress.hop);
+    context.events?.attempt(attempt);
   };
+  context.events?.status("running");
 
   for (; progress.hop < data.chain.length; progress.hop += 1, progress.tries = 0) {
     const hop = data.chain[progress.hop];
@@ -196,6 +206,9 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       continue;
     }
     const maxRetries = hop.max_retries ?? 0;
+    const strip = needsImageStrip(model, estimate, data);
+    const request = strip ? stripImages(data.request) : data.request;
+    const note = strip ? "images replaced by a text placeholder (on_missing_vision: strip)" : undefined;
     const timeoutMs = hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS;
     while (true) {
       if (dirty) {
@@ -224,8 +237,18 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       }
       const ticket = admission.ticket;
       const startedMs = clock.now();
+      const hopIndex = progress.hop;
+      let streamed = false;
+      const sink: StreamSink | undefined = context.events
+        ? {
+            delta: (part) => {
+              streamed = true;
+              context.events?.delta(hopIndex, part);
+            },
+          }
+        : undefined;
       try {
-        const completion = await callHop(context, hop.model, model, timeoutMs);
+        const completion = await callHop(context, hop.model, model, timeoutMs, request, sink);
         const cost = costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens);
         if (ticket) {
           // Settling a success never delays the job's result.
@@ -241,6 +264,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
           model: hop.model,
           provider: providerId,
           outcome: "success",
+          ...(note ? { message: note } : {}),
           duration_ms: clock.now() - startedMs,
           started_at: unixSeconds(startedMs),
         });
@@ -275,6 +299,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
           throw caught;
         }
         const error = caught as ProviderError;
+        if (streamed) context.events?.restart(hopIndex, error.reason);
         if (ticket) {
           await context.resilience?.settle(ticket, {
             reason: error.reason,
@@ -289,7 +314,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
           reason: error.reason,
           ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
           ...(error.retryAfterMs !== undefined ? { retry_after_ms: error.retryAfterMs } : {}),
-          message: error.message.slice(0, 500),
+          message: (note ? `${note}; ${error.message}` : error.message).slice(0, 500),
           duration_ms: clock.now() - startedMs,
           started_at: unixSeconds(startedMs),
         });

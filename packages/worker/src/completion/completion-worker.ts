@@ -2,6 +2,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  finishedJobObject,
   formatZodError,
   type JobData,
   type JobOutcome,
@@ -13,6 +14,7 @@ import {
   unixSeconds,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
+import { createJobEventWriter } from "../events/job-event-writer.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Resilience } from "../resilience/resilience.js";
 import { runChain } from "./chain-runner.js";
@@ -73,6 +75,16 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       return invalidDataOutcome(formatZodError(parsed.error), clock.now());
     }
     const data = parsed.data;
+    // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
+    const events = data.request.stream
+      ? createJobEventWriter({
+          redis: options.connection,
+          keys,
+          jobId,
+          retentionSeconds: config.settings.EVENTS_RETENTION_S,
+          logger,
+        })
+      : undefined;
     if (closing) {
       // BullMQ can hand a draining worker one more job; give it straight back, untouched.
       await job.moveToDelayed(clock.now(), token);
@@ -96,10 +108,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         random,
         signal: controller.signal,
         resilience: options.resilience,
+        events,
         progress: parseJobProgress(job.progress),
         saveProgress: (progress) => job.updateProgress(progress),
       });
       if (result.kind === "finished") {
+        await events?.done(finishedJobObject(jobId, data, result.outcome));
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }

@@ -61,11 +61,15 @@ export function precheckHop(
   hop: HopConfig,
   model: ModelConfig,
   estimate: RequestEstimate,
-  job: Pick<JobData, "max_cost_usd">,
+  job: Pick<JobData, "max_cost_usd" | "policy">,
   spentUsd: number,
 ): SkipDecision | undefined {
   const supported = model.capabilities ?? [];
-  const missing = estimate.capabilities.filter((capability) => !supported.includes(capability));
+  const missing = estimate.capabilities.filter(
+    (capability) =>
+      !supported.includes(capability) &&
+      !(capability === "vision" && job.policy.on_missing_vision === "strip"),
+  );
   if (missing.length) {
     return { reason: "capability_missing", message: `model lacks ${missing.join(", ")}` };
   }
@@ -92,4 +96,36 @@ export function precheckHop(
     };
   }
   return undefined;
+}
+
+export const STRIPPED_IMAGE_TEXT = "[image omitted: this model cannot see images]";
+
+/** Whether this hop runs with images replaced by text (route `on_missing_vision: strip`). */
+export function needsImageStrip(
+  model: ModelConfig,
+  estimate: RequestEstimate,
+  job: Pick<JobData, "policy">,
+): boolean {
+  return (
+    job.policy.on_missing_vision === "strip" &&
+    estimate.capabilities.includes("vision") &&
+    !(model.capabilities ?? []).includes("vision")
+  );
+}
+
+/** The request with every image part replaced by a short text placeholder. */
+export function stripImages(request: ChatRequest): ChatRequest {
+  return {
+    ...request,
+    messages: request.messages.map((message) =>
+      message.role === "user" && Array.isArray(message.content)
+        ? {
+            ...message,
+            content: message.content.map((part) =>
+              part.type === "image_url" ? { type: "text" as const, text: STRIPPED_IMAGE_TEXT } : part,
+            ),
+          }
+        : message,
+    ),
+  };
 }

@@ -1,0 +1,108 @@
+import type { Attempt, JobObject, Keys, Logger, RedisClient } from "@cascade/shared";
+import type { ToolCallDelta } from "../providers/types.js";
+
+/** How long streamed text is gathered before it is written as one `delta` event. */
+const DELTA_FLUSH_MS = 50;
+const DELTA_FLUSH_CHARS = 512;
+/** A stream never grows past this many events (a runaway completion cannot fill Redis). */
+const MAX_EVENTS = 20_000;
+
+/** What the chain runner reports while it runs a streaming job. */
+export interface JobEventSink {
+  status(status: string): void;
+  attempt(attempt: Attempt): void;
+  delta(hop: number, part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+  /** Drop what the hop streamed so far: it failed and another hop (or try) starts over. */
+  restart(hop: number, reason: string): void;
+  /** Ends the stream with the final job object; resolves when everything is written. */
+  done(job: JobObject): Promise<void>;
+}
+
+/**
+ * Writes a streaming job's events to its Redis stream (read by GET /v1/jobs/:id/events). Deltas
+ * are batched for up to 50 ms so a fast token stream costs a few writes a second, not one per
+ * token. Writes are pipelined in order and never block the provider stream.
+ */
+export function createJobEventWriter(options: {
+  redis: RedisClient;
+  keys: Keys;
+  jobId: string;
+  retentionSeconds: number;
+  logger: Logger;
+}): JobEventSink {
+  const key = options.keys.jobEvents(options.jobId);
+  let pending: { hop: number; content: string; toolCalls: ToolCallDelta[] } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let chain: Promise<unknown> = Promise.resolve();
+  let expirySet = false;
+
+  const append = (event: string, data: unknown) => {
+    const payload = JSON.stringify(data);
+    const first = !expirySet;
+    expirySet = true;
+    chain = chain
+      .then(async () => {
+        await options.redis.xadd(
+          key,
+          "MAXLEN",
+          "~",
+          String(MAX_EVENTS),
+          "*",
+          "event",
+          event,
+          "data",
+          payload,
+        );
+        // Set at once, so a worker dying mid-stream leaves nothing behind forever.
+        if (first) await options.redis.expire(key, options.retentionSeconds);
+      })
+      .catch((error: Error) =>
+        options.logger.warn({ job_id: options.jobId, err: error.message }, "could not write a job event"),
+      );
+  };
+  const flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (!pending) return;
+    const { hop, content, toolCalls } = pending;
+    pending = undefined;
+    append("delta", {
+      hop,
+      ...(content ? { content } : {}),
+      ...(toolCalls.length ? { tool_calls: toolCalls } : {}),
+    });
+  };
+
+  return {
+    status(status) {
+      flush();
+      append("status", { status });
+    },
+    attempt(attempt) {
+      flush();
+      append("attempt", attempt);
+    },
+    delta(hop, part) {
+      if (pending && pending.hop !== hop) flush();
+      pending ??= { hop, content: "", toolCalls: [] };
+      if (part.content) pending.content += part.content;
+      if (part.toolCalls) pending.toolCalls.push(...part.toolCalls);
+      if (pending.content.length >= DELTA_FLUSH_CHARS) flush();
+      else timer ??= setTimeout(flush, DELTA_FLUSH_MS);
+    },
+    restart(hop, reason) {
+      // Deltas not yet written are simply dropped: readers never see them.
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      pending = undefined;
+      append("restart", { hop, reason });
+    },
+    async done(job) {
+      flush();
+      append("status", { status: job.status });
+      append("done", job);
+      chain = chain.then(() => options.redis.expire(key, options.retentionSeconds)).catch(() => {});
+      await chain;
+    },
+  };
+}
