@@ -1,3 +1,4 @@
+import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 import { anthropicError, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.js";
@@ -12,8 +13,20 @@ describe("anthropic and gemini providers through the worker", () => {
   let anthropic: FakeAnthropic;
   let gemini: FakeGemini;
   let stack: Stack;
+  // Gemini gets images as bytes: Cascade downloads them from here (loopback, so the test config
+  // allows private networks; the guard itself is covered by the webhook SSRF tests).
+  const png = Buffer.from("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489", "hex");
+  let imageServer: Server;
+  let imageUrl = "";
 
   beforeAll(async () => {
+    imageServer = createServer((request, response) => {
+      if (request.url === "/cat.png") response.writeHead(200, { "content-type": "image/png" }).end(png);
+      else response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => imageServer.listen(0, "127.0.0.1", resolve));
+    const address = imageServer.address();
+    imageUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/cat.png`;
     anthropic = await startFakeAnthropic({ apiKey: "sk-ant-test" });
     gemini = await startFakeGemini({ apiKey: "AIza-test" });
     const model = (provider: string, name: string) => ({
@@ -36,6 +49,7 @@ describe("anthropic and gemini providers through the worker", () => {
       redisUrl: inject("redisUrl"),
       env: { ANTHROPIC_KEY: "sk-ant-test", GEMINI_KEY: "AIza-test", WRONG_KEY: "not-the-key" },
       config: {
+        webhooks: { allow_private_networks: true },
         // Each failing case has its own provider where a 429 would cool down the whole provider.
         providers: {
           anth: anthropicProvider("ANTHROPIC_KEY"),
@@ -73,6 +87,7 @@ describe("anthropic and gemini providers through the worker", () => {
     });
   });
   afterAll(async () => {
+    await new Promise((resolve) => imageServer?.close(resolve));
     await stack?.close();
     await anthropic?.close();
     await gemini?.close();
@@ -328,11 +343,18 @@ describe("anthropic and gemini providers through the worker", () => {
       expect(body.toolConfig).toMatchObject({ functionCallingConfig: { mode: "ANY" } });
     });
 
-    it("passes json_schema as a response schema and image URLs as fileData with their type", async () => {
+    it("passes json_schema as a response schema and images downloaded as inline bytes", async () => {
       gemini.script("up-gemini", { kind: "ok", content: '{"a":"cat"}' });
+      const localImage = {
+        role: "user",
+        content: [
+          { type: "text", text: "What animal is this?" },
+          { type: "image_url", image_url: { url: imageUrl } },
+        ],
+      };
       const job = await run({
         route: "via-gemini",
-        request: { messages: [imageMessage], response_format: answerFormat },
+        request: { messages: [localImage], response_format: answerFormat },
       });
       expect(job.result.choices[0].message.content).toBe('{"a":"cat"}');
       const body = gemini.callsFor("up-gemini")[0]?.body;
@@ -341,7 +363,7 @@ describe("anthropic and gemini providers through the worker", () => {
         responseSchema: { type: "object", required: ["a"] },
       });
       expect(body.contents[0].parts[1]).toEqual({
-        fileData: { mimeType: "image/png", fileUri: "https://example.com/cat.png" },
+        inlineData: { mimeType: "image/png", data: png.toString("base64") },
       });
     });
 

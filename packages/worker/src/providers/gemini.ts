@@ -5,6 +5,7 @@ import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./ai-sdk/from-stream.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyGeminiError } from "./classify-gemini.js";
+import type { ImageInliner } from "./image-download.js";
 import { ProviderError } from "./provider-error.js";
 import type { Completion, ProviderAdapter } from "./types.js";
 
@@ -131,7 +132,13 @@ export function createGeminiAdapter(
   provider: ProviderConfig,
   apiKey: string | undefined,
   fetch: typeof globalThis.fetch,
+  images?: ImageInliner,
 ): ProviderAdapter {
+  // Gemini takes images as inline bytes (fileData URIs must be its own files): download them.
+  const prepare = async (prompt: LanguageModelV3Prompt, signal: AbortSignal) => {
+    const shaped = forGemini(prompt);
+    return images ? images.inline(shaped, signal) : shaped;
+  };
   const client = createGoogleGenerativeAI({
     baseURL: (provider.base_url ?? GEMINI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
     // A keyless endpoint gets a placeholder, so the SDK never falls back to the worker's
@@ -153,7 +160,7 @@ export function createGeminiAdapter(
     type: "gemini",
     async generate(call) {
       const options = toCallOptions(call.request, call.signal);
-      options.prompt = forGemini(options.prompt);
+      options.prompt = await prepare(options.prompt, call.signal);
       let result: LanguageModelV3GenerateResult;
       try {
         result = await modelFor(call.upstreamName).doGenerate(options);
@@ -166,7 +173,7 @@ export function createGeminiAdapter(
     // streamGenerateContent?alt=sse; usageMetadata rides on every chunk, the last one complete.
     async stream(call, sink) {
       const options = toCallOptions(call.request, call.signal);
-      options.prompt = forGemini(options.prompt);
+      options.prompt = await prepare(options.prompt, call.signal);
       const model = modelFor(call.upstreamName);
       return toStreamedCompletion(await streamResult(model, options, sink, STREAM_CLASSIFIERS));
     },

@@ -2,6 +2,7 @@ import { type Config, ConfigError } from "@cascade/shared";
 import { createAnthropicAdapter } from "./anthropic.js";
 import { createGeminiAdapter } from "./gemini.js";
 import { createProviderFetch } from "./http.js";
+import { createImageInliner, type ImageInliner } from "./image-download.js";
 import { createOpenAIAdapter } from "./openai.js";
 import { createSimulatedAdapter } from "./simulated.js";
 import type { ProviderAdapter } from "./types.js";
@@ -20,6 +21,11 @@ export function createProviderRegistry(
 ): ProviderRegistry {
   const fetch = options.fetch ?? createProviderFetch();
   const adapters = new Map<string, ProviderAdapter>();
+  let inliner: ImageInliner | undefined;
+  const images = () => {
+    inliner ??= createImageInliner({ allowPrivateNetworks: config.file.webhooks.allow_private_networks });
+    return inliner;
+  };
   for (const [id, provider] of Object.entries(config.file.providers)) {
     if (provider.api_key_env && !config.providerKeys.has(id)) {
       throw new ConfigError(
@@ -37,11 +43,11 @@ export function createProviderRegistry(
         adapters.set(id, createAnthropicAdapter(id, provider, config.providerKeys.get(id), fetch));
         break;
       case "gemini":
-        adapters.set(id, createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch));
+        adapters.set(id, createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch, images()));
         break;
       default:
         throw new ConfigError(
-          `providers.${id}.type: "${provider.type}" is not supported by this worker yet; use openai (any OpenAI-compatible endpoint) or simulated`,
+          `providers.${id}.type: "${provider.type}" is not supported; use openai (any OpenAI-compatible endpoint), anthropic, gemini or simulated`,
         );
     }
   }
