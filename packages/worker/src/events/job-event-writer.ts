@@ -91,10 +91,8 @@ export function createJobEventWriter(options: {
       else timer ??= setTimeout(flush, DELTA_FLUSH_MS);
     },
     restart(hop, reason) {
-      // Deltas not yet written are simply dropped: readers never see them.
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      pending = undefined;
+      // What the hop streamed is written first, so the stream tells what really happened.
+      flush();
       append("restart", { hop, reason });
     },
     async done(job) {
