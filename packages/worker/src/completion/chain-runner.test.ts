@@ -33,6 +33,9 @@ function scriptedProviders(script: Record<string, Step[]>) {
       if (step instanceof ProviderError) throw step;
       return step;
     },
+    stream(call: ProviderCall) {
+      return adapter.generate(call);
+    },
   };
   const registry: ProviderRegistry = { get: () => adapter };
   return { registry, calls };
