@@ -1,0 +1,84 @@
+/**
+ * Workers that silently stop after a Redis outage are BullMQ's most-reported failure (bullmq
+ * #4585, #4479, #4378, #648). Here a private, append-only Redis is killed under a running API and
+ * worker and started again on the same port and data: the processes stay up, the job queued
+ * before the outage is not lost, and jobs submitted afterwards run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CascadeApi,
+  type CascadeProcess,
+  makeTempDir,
+  startApi,
+  startWorker,
+  stopAllCascadeProcesses,
+  type TempDir,
+  uniquePrefix,
+} from "../support/processes.js";
+import { type SpawnedRedis, spawnRedisServer } from "../support/redis-server.js";
+import { chatRequest, postJob, sleep, waitForTerminal } from "./helpers.js";
+
+const config = {
+  providers: { sim: { type: "simulated", simulate: { latency_ms: 20 } } },
+  models: { echo: { provider: "sim" } },
+  routes: { default: { chain: [{ model: "echo" }] } },
+};
+
+let redis: SpawnedRedis;
+let dir: TempDir;
+let api: CascadeApi;
+let worker: CascadeProcess;
+
+beforeAll(async () => {
+  redis = await spawnRedisServer({ appendonly: true });
+  dir = makeTempDir();
+  const env = {
+    REDIS_URL: redis.url,
+    CASCADE_REDIS_PREFIX: uniquePrefix("outage"),
+    CASCADE_CONFIG: dir.write("cascade.json", JSON.stringify(config)),
+    LOG_LEVEL: "info",
+    WORKER_CONCURRENCY: "4",
+    WORKER_LOCK_DURATION_MS: "2000",
+  };
+  [api, worker] = await Promise.all([startApi({ env }), startWorker({ env })]);
+});
+
+afterAll(async () => {
+  await stopAllCascadeProcesses();
+  await redis?.stop();
+  dir?.cleanup();
+});
+
+describe("a Redis outage", () => {
+  it("is survived by API and worker: nothing accepted is lost and work resumes", async () => {
+    const before = await postJob(api.url, { request: chatRequest("before the outage") });
+    expect((await waitForTerminal(api.url, before.body.id, 10_000)).status).toBe("succeeded");
+
+    // One more job, queued right before Redis dies (appendonly: it is on disk once acknowledged).
+    const port = redis.port;
+    const dataDir = redis.dir;
+    const queued = await postJob(api.url, { request: chatRequest("queued across the outage") });
+    expect(queued.status).toBe(202);
+    redis.kill("SIGKILL");
+    await sleep(1500);
+    const during = await fetch(`${api.url}/readyz`);
+    expect(during.status).toBe(503);
+
+    redis = await spawnRedisServer({ port, dir: dataDir, appendonly: true });
+    const started = Date.now();
+    while ((await fetch(`${api.url}/readyz`)).status !== 200) {
+      if (Date.now() - started > 15_000) throw new Error("API did not see Redis come back");
+      await sleep(200);
+    }
+    expect((await waitForTerminal(api.url, queued.body.id, 30_000)).status).toBe("succeeded");
+    const after = await Promise.all(
+      Array.from({ length: 5 }, (_, index) => postJob(api.url, { request: chatRequest(`after ${index}`) })),
+    );
+    for (const created of after) {
+      expect(created.status).toBe(202);
+      expect((await waitForTerminal(api.url, created.body.id, 30_000)).status).toBe("succeeded");
+    }
+    expect(worker.exitStatus).toBeUndefined();
+    expect(api.exitStatus).toBeUndefined();
+  });
+});
