@@ -129,7 +129,7 @@ export class Resilience {
     // A 429 cools down the provider, and the model too where it has limits of its own.
     const cooldowns = [list.add(this.keys.cooldown("provider", request.providerId))];
     if (request.model.limits) cooldowns.push(list.add(this.keys.cooldown("model", request.modelId)));
-    const buckets: Array<{ key: number; rate: number; capacity: number; cost: number }> = [];
+    const buckets: Array<{ key: number; rate: number; capacity: number; cost: number; max_wait?: number }> = [];
     const tpm: Ticket["tpm"] = [];
     for (const { scope, id, limits } of this.limitsFor(request)) {
       if (limits.rpm) {
@@ -146,7 +146,9 @@ export class Resilience {
           rate: limits.tpm / 60_000,
           capacity: bucketCapacity(limits.tpm),
         };
-        buckets.push({ ...entry, cost: request.tokens });
+        // A denial's wait assumes no reservation is given back; calls in flight usually return
+        // most of theirs, so look again after one bucket's worth of refill at the latest.
+        buckets.push({ ...entry, cost: request.tokens, max_wait: Math.max(250, Math.ceil(entry.capacity / entry.rate)) });
         tpm.push({ ...entry, reserved: request.tokens });
       }
     }

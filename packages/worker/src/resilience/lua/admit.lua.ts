@@ -7,7 +7,8 @@
  * ARGV[1]: JSON spec {
  *   breakers: [{ state, window, window_ms, lease_ms }],   -- state/window are KEYS indexes
  *   cooldowns: [keyIndex],
- *   buckets: [{ key, rate, capacity, cost }],             -- rate in tokens per ms
+ *   buckets: [{ key, rate, capacity, cost, max_wait }],   -- rate in tokens per ms; max_wait caps
+ *                                                            the wait told (tpm: refunds may come sooner)
  *   budgets: [{ key, cap, amount, ttl_s }],
  *   stats: [keyIndex]                                      -- per-minute call/skip counters
  * }
@@ -68,7 +69,11 @@ for index, b in ipairs(spec.buckets) do
   tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate)
   -- A request larger than the bucket waits for a full bucket, then runs into debt.
   local need = math.min(b.cost, b.capacity)
-  if tokens < need then return deny('rate_limited', math.ceil((need - tokens) / b.rate), 'bucket') end
+  if tokens < need then
+    local wait = math.ceil((need - tokens) / b.rate)
+    if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
+    return deny('rate_limited', wait, 'bucket')
+  end
   levels[index] = tokens
 end
 
