@@ -85,6 +85,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const address = app.app.server.address();
   const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
   const workers: CompletionWorker[] = [];
+  const resilienceInstances: Resilience[] = [];
   const connections: RedisClient[] = [redis];
   const webhookConnection = createRedis(options.redisUrl);
   connections.push(webhookConnection);
@@ -108,6 +109,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const connection = createRedis(options.redisUrl, { autoPipelining: true });
     const subscriber = createRedis(options.redisUrl);
     connections.push(connection, subscriber);
+    const resilience = new Resilience(connection, config, createKeys(config.settings.CASCADE_REDIS_PREFIX), logger);
+    await resilience.listen(subscriber);
+    resilienceInstances.push(resilience);
     const worker = createCompletionWorker({
       config,
       connection,
@@ -116,12 +120,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       clock: systemClock,
       concurrency,
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
-      resilience: new Resilience(
-        connection,
-        config,
-        createKeys(config.settings.CASCADE_REDIS_PREFIX),
-        logger,
-      ),
+      resilience,
       onFinished: webhookNotifier.onFinished,
     });
     await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
@@ -161,6 +160,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     },
     async close() {
       await Promise.all([...workers.map((worker) => worker.close(1000)), webhookWorker.close(1000)]);
+      await Promise.all(resilienceInstances.map((resilience) => resilience.flush()));
       await webhookNotifier.close();
       await app.close();
       for (const connection of connections) connection.disconnect();

@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     clock: systemClock,
     secrets: webhookSecrets,
   });
+  await resilience.listen(subscriber);
   await listenForCancellations(subscriber, config, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),
   );
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
         completions.close(settings.SHUTDOWN_TIMEOUT_MS),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
+      await resilience.flush();
       await webhookNotifier.close();
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());

@@ -1,8 +1,8 @@
 import {
   BREAKER_FAILURES,
   breakerFor,
-  budgetPeriods,
   bucketCapacity,
+  budgetPeriods,
   type Config,
   type Keys,
   type LimitScope,
@@ -14,7 +14,7 @@ import {
 } from "@cascade/shared";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
-
+import { SettleBatch } from "./settle-batch.js";
 
 /** What one hop's call needs from the shared limits. */
 export interface HopRequest {
@@ -32,15 +32,30 @@ export interface HopRequest {
   timeoutMs: number;
 }
 
+/**
+ * Everything about a hop's limits that does not change from call to call: its keys and the
+ * admit.lua spec, built once per provider, model, tenant, user, day and timeout.
+ */
+interface HopPlan {
+  keys: string[];
+  spec: string;
+  breaker: { state: number; window: number; config: ReturnType<typeof breakerFor> };
+  cooldowns: number[];
+  tpm: Array<{ key: number; rate: number; capacity: number }>;
+  budgets: Array<{ key: number; ttl_s: number }>;
+  stats: number[];
+  /** No buckets and no budgets: a call may be admitted in-process while its breaker is known closed. */
+  breakerOnly: boolean;
+  /** Invalidated when any of these change (breaker id, cooldown keys). */
+  watch: string[];
+  usageKey: string;
+}
+
 /** Held by an admitted call until it is settled. */
 export interface Ticket {
   request: HopRequest;
-  keys: string[];
-  breaker: { state: number; window: number; probe: boolean; config: ReturnType<typeof breakerFor> };
-  cooldowns: number[];
-  tpm: Array<{ key: number; rate: number; capacity: number; reserved: number }>;
-  budgets: Array<{ key: number; reserved: number; ttl_s: number }>;
-  stats: number[];
+  plan: HopPlan;
+  probe: boolean;
 }
 
 export type Admission =
@@ -77,17 +92,37 @@ class KeyList {
 }
 
 type Commands = RedisClient & {
-  cascadeAdmit(numberOfKeys: number, ...args: string[]): Promise<[number, string, string?, string?]>;
+  cascadeAdmit(
+    numberOfKeys: number,
+    ...args: Array<string | number>
+  ): Promise<[number, string, string?, string?]>;
   cascadeSettle(numberOfKeys: number, ...args: string[]): Promise<string[]>;
 };
 
+/** How long a breaker seen closed (and its provider not cooling down) is trusted in-process. */
+const KNOWN_CLEAR_MS = 1_000;
+/** Successful calls' settlements are gathered this long, then written in one script call. */
+const SETTLE_BATCH_MS = 25;
+const MAX_PLANS = 5_000;
+
 /**
- * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis. Each hop
- * costs one round trip to be admitted; a settle round trip follows only when there is something
- * to settle (a failure, a probe, a 429, tpm or budget reservations, or spend to record).
+ * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
+ *
+ * - A hop is admitted by one script (admit.lua) that checks and takes everything at once.
+ * - A hop with no buckets and no budgets skips even that while its breaker was seen closed within
+ *   the last second and no pub/sub message said otherwise (breaker transitions, cooldowns and
+ *   manual overrides are announced on a channel); its call is counted in the next batch.
+ * - Failures, probes and 429s are settled at once (breakers and cooldowns must move for every
+ *   worker now); successes are settled in batches every 25 ms (tpm refunds, budget corrections,
+ *   spend records), so the common path costs at most one round trip per hop.
  */
 export class Resilience {
   private readonly redis: Commands;
+  private readonly plans = new Map<string, HopPlan>();
+  private readonly clearUntil = new Map<string, number>();
+  private batch = new SettleBatch();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     redis: RedisClient,
@@ -99,6 +134,15 @@ export class Resilience {
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
     this.redis = redis as Commands;
+  }
+
+  /** Follows breaker and cooldown announcements (on a connection in subscriber mode). */
+  async listen(subscriber: RedisClient): Promise<void> {
+    subscriber.on("message", (channel: string) => {
+      // Any change may close a door somewhere: forget everything known, ask Redis next time.
+      if (channel === this.keys.breakerChannel) this.clearUntil.clear();
+    });
+    await subscriber.subscribe(this.keys.breakerChannel);
   }
 
   private limitsFor(request: HopRequest): Array<{ scope: LimitScope; id: string; limits: LimitsConfig }> {
@@ -114,8 +158,11 @@ export class Resilience {
     );
   }
 
-  /** One round trip: may this call go ahead now? Takes tokens, budget and probe lease if so. */
-  async admit(request: HopRequest): Promise<Admission> {
+  private planFor(request: HopRequest, nowMs: number): HopPlan {
+    const periods = budgetPeriods(nowMs);
+    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.tenant}\n${request.user ?? ""}\n${periods.dayDate}\n${request.timeoutMs}`;
+    const cached = this.plans.get(cacheKey);
+    if (cached) return cached;
     const provider = this.config.file.providers[request.providerId];
     if (!provider) throw new Error(`unknown provider ${request.providerId}`);
     const list = new KeyList();
@@ -127,17 +174,19 @@ export class Resilience {
       lease_ms: request.timeoutMs + 5_000,
     };
     // A 429 cools down the provider, and the model too where it has limits of its own.
-    const cooldowns = [list.add(this.keys.cooldown("provider", request.providerId))];
-    if (request.model.limits) cooldowns.push(list.add(this.keys.cooldown("model", request.modelId)));
-    const buckets: Array<{ key: number; rate: number; capacity: number; cost: number; max_wait?: number }> = [];
-    const tpm: Ticket["tpm"] = [];
+    const cooldownKeys = [this.keys.cooldown("provider", request.providerId)];
+    if (request.model.limits) cooldownKeys.push(this.keys.cooldown("model", request.modelId));
+    const cooldowns = cooldownKeys.map((key) => list.add(key));
+    const buckets: Array<{ key: number; rate: number; capacity: number; tpm: boolean; max_wait?: number }> =
+      [];
+    const tpm: HopPlan["tpm"] = [];
     for (const { scope, id, limits } of this.limitsFor(request)) {
       if (limits.rpm) {
         buckets.push({
           key: list.add(this.keys.bucket(scope, id, "rpm")),
           rate: limits.rpm / 60_000,
           capacity: bucketCapacity(limits.rpm, limits.burst),
-          cost: 1,
+          tpm: false,
         });
       }
       if (limits.tpm) {
@@ -148,28 +197,28 @@ export class Resilience {
         };
         // A denial's wait assumes no reservation is given back; calls in flight usually return
         // most of theirs, so look again after one bucket's worth of refill at the latest.
-        buckets.push({ ...entry, cost: request.tokens, max_wait: Math.max(250, Math.ceil(entry.capacity / entry.rate)) });
-        tpm.push({ ...entry, reserved: request.tokens });
+        buckets.push({
+          ...entry,
+          tpm: true,
+          max_wait: Math.max(250, Math.ceil(entry.capacity / entry.rate)),
+        });
+        tpm.push(entry);
       }
     }
-    const budgets: Array<{ key: number; cap: number; amount: number; ttl_s: number }> = [];
+    const budgets: Array<{ key: number; cap: number; ttl_s: number }> = [];
     const tenant = this.config.tenants.get(request.tenant)?.config;
-    const periods = budgetPeriods(this.clock.now());
     const addBudget = (subject: string, caps: { daily_usd?: number; monthly_usd?: number } | undefined) => {
-      if (!caps) return;
-      if (caps.daily_usd !== undefined) {
+      if (caps?.daily_usd !== undefined) {
         budgets.push({
           key: list.add(this.keys.spend(subject, periods.day)),
           cap: caps.daily_usd,
-          amount: request.costUsd,
           ttl_s: periods.dayTtlSeconds,
         });
       }
-      if (caps.monthly_usd !== undefined) {
+      if (caps?.monthly_usd !== undefined) {
         budgets.push({
           key: list.add(this.keys.spend(subject, periods.month)),
           cap: caps.monthly_usd,
-          amount: request.costUsd,
           ttl_s: periods.monthTtlSeconds,
         });
       }
@@ -180,31 +229,52 @@ export class Resilience {
       list.add(this.keys.stats("provider", request.providerId)),
       list.add(this.keys.stats("model", request.modelId)),
     ];
+    const plan: HopPlan = {
+      keys: list.keys,
+      spec: JSON.stringify({ breakers: [breakerSpec], cooldowns, buckets, budgets, stats }),
+      breaker: { state: breakerSpec.state, window: breakerSpec.window, config: breaker },
+      cooldowns,
+      tpm,
+      budgets: budgets.map((budget) => ({ key: budget.key, ttl_s: budget.ttl_s })),
+      stats,
+      breakerOnly: buckets.length === 0 && budgets.length === 0,
+      watch: [breaker.id, ...cooldownKeys],
+      usageKey: this.keys.usage(request.tenant, periods.dayDate),
+    };
+    if (this.plans.size >= MAX_PLANS) this.plans.clear();
+    this.plans.set(cacheKey, plan);
+    return plan;
+  }
 
-    const spec = JSON.stringify({ breakers: [breakerSpec], cooldowns, buckets, budgets, stats });
-    const reply = await this.redis.cascadeAdmit(list.keys.length, ...list.keys, spec);
+  private knownClear(plan: HopPlan, nowMs: number): boolean {
+    return plan.watch.every((id) => (this.clearUntil.get(id) ?? 0) > nowMs);
+  }
+
+  /** May this call go ahead now? Takes tokens, budget and probe lease if so (one round trip at most). */
+  async admit(request: HopRequest): Promise<Admission> {
+    const nowMs = this.clock.now();
+    const plan = this.planFor(request, nowMs);
+    if (plan.breakerOnly && this.knownClear(plan, nowMs)) {
+      this.batch.countCall(
+        plan.keys[plan.breaker.window - 1] as string,
+        plan.breaker.config.window_ms,
+        plan.stats.map((index) => plan.keys[index - 1] as string),
+      );
+      this.scheduleFlush();
+      return { admitted: true, ticket: { request, plan, probe: false } };
+    }
+    const reply = await this.redis.cascadeAdmit(
+      plan.keys.length,
+      ...plan.keys,
+      plan.spec,
+      request.tokens,
+      request.costUsd,
+    );
     if (Number(reply[0]) === 1) {
-      return {
-        admitted: true,
-        ticket: {
-          request,
-          keys: list.keys,
-          breaker: {
-            state: breakerSpec.state,
-            window: breakerSpec.window,
-            probe: reply[1] === "1",
-            config: breaker,
-          },
-          cooldowns,
-          tpm,
-          budgets: budgets.map((budget) => ({
-            key: budget.key,
-            reserved: budget.amount,
-            ttl_s: budget.ttl_s,
-          })),
-          stats,
-        },
-      };
+      const probe = reply[1] === "1";
+      if (!probe && plan.breakerOnly)
+        for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
+      return { admitted: true, ticket: { request, plan, probe } };
     }
     const wait = Number(reply[2]);
     return {
@@ -216,77 +286,61 @@ export class Resilience {
   }
 
   /**
-   * Reports a call's outcome. Returns a promise that resolves once settled (or at once when
-   * there is nothing to settle); failures of the settle itself are logged, never thrown.
+   * Reports a call's outcome. Failures, probes, 429s and abandoned calls are settled before this
+   * resolves; successes join the next batch. Errors of the settle itself are logged, never thrown.
    */
   async settle(ticket: Ticket, outcome: CallOutcome): Promise<void> {
+    const { request, plan } = ticket;
     const failure = outcome.reason !== undefined && BREAKER_FAILURES.has(outcome.reason);
     const rateLimited = outcome.reason === "rate_limited";
-    const cost = outcome.costUsd ?? 0;
-    const needed =
-      failure ||
-      ticket.breaker.probe ||
-      rateLimited ||
-      ticket.tpm.length > 0 ||
-      ticket.budgets.length > 0 ||
-      cost > 0;
-    if (!needed) return;
-    const { request } = ticket;
-    const usedTokens = (outcome.promptTokens ?? 0) + (outcome.completionTokens ?? 0);
-    const periods = budgetPeriods(this.clock.now());
-    const keys = [...ticket.keys];
-    let usage: { key: number; fields: Record<string, number>; ttl_s: number } | null = null;
-    if (cost > 0) {
-      keys.push(this.keys.usage(request.tenant, periods.dayDate));
-      const fields: Record<string, number> = { total: cost, [`model:${request.modelId}`]: cost };
-      if (request.route) fields[`route:${request.route}`] = cost;
-      if (request.user !== undefined) fields[`user:${request.user}`] = cost;
-      usage = { key: keys.length, fields, ttl_s: 400 * 86_400 };
+    const cost = outcome.aborted ? 0 : (outcome.costUsd ?? 0);
+    const usedTokens = outcome.aborted ? 0 : (outcome.promptTokens ?? 0) + (outcome.completionTokens ?? 0);
+    if (!failure && !rateLimited && !ticket.probe && !outcome.aborted) {
+      this.batchSuccess(ticket, usedTokens, cost);
+      return;
     }
+    if (failure || rateLimited) this.clearUntil.clear();
     const spec = {
       failure,
       breakers: [
         {
-          state: ticket.breaker.state,
-          window: ticket.breaker.window,
-          probe: ticket.breaker.probe && !outcome.aborted,
-          window_ms: ticket.breaker.config.window_ms,
-          min_requests: ticket.breaker.config.min_requests,
-          threshold: ticket.breaker.config.failure_threshold,
-          open_ms: ticket.breaker.config.open_ms,
+          state: plan.breaker.state,
+          window: plan.breaker.window,
+          probe: ticket.probe && !outcome.aborted,
+          window_ms: plan.breaker.config.window_ms,
+          min_requests: plan.breaker.config.min_requests,
+          threshold: plan.breaker.config.failure_threshold,
+          open_ms: plan.breaker.config.open_ms,
         },
       ],
-      cooldown: rateLimited ? { keys: ticket.cooldowns, retry_after_ms: outcome.retryAfterMs ?? null } : null,
+      cooldown: rateLimited ? { keys: plan.cooldowns, retry_after_ms: outcome.retryAfterMs ?? null } : null,
       // tpm reserved the estimate; give back (or take) the difference from what was really used.
-      buckets: ticket.tpm.map((bucket) => ({
-        key: bucket.key,
-        rate: bucket.rate,
-        capacity: bucket.capacity,
-        refund: bucket.reserved - usedTokens,
-      })),
-      budgets: ticket.budgets.map((budget) => ({
-        key: budget.key,
-        delta: cost - budget.reserved,
-        ttl_s: budget.ttl_s,
-      })),
-      usage,
-      stats: ticket.stats,
+      buckets: plan.tpm.map((bucket) => ({ ...bucket, refund: request.tokens - usedTokens })),
+      budgets: plan.budgets.map((budget) => ({ ...budget, delta: cost - request.costUsd })),
+      usages: [],
+      stats: plan.stats,
     };
     try {
-      const transitions = await this.redis.cascadeSettle(keys.length, ...keys, JSON.stringify(spec));
+      const transitions = await this.redis.cascadeSettle(
+        plan.keys.length,
+        ...plan.keys,
+        JSON.stringify(spec),
+      );
       for (const change of transitions) {
         const to = change.split(":")[1];
         this.logger.warn(
           {
-            breaker: ticket.breaker.config.id,
+            breaker: plan.breaker.config.id,
             provider: request.providerId,
             current_model: request.modelId,
             state: to,
           },
-          `circuit breaker ${ticket.breaker.config.id} is now ${to}`,
+          `circuit breaker ${plan.breaker.config.id} is now ${to}`,
         );
+      }
+      if (transitions.length || rateLimited) {
         void this.redis
-          .publish(this.keys.breakerChannel, `${ticket.breaker.config.id}:${to}`)
+          .publish(this.keys.breakerChannel, `${plan.breaker.config.id}:changed`)
           .catch(() => {});
       }
     } catch (error) {
@@ -295,5 +349,51 @@ export class Resilience {
         "could not settle a call's limits",
       );
     }
+    if (cost > 0) this.batchSuccess({ ...ticket, plan: { ...plan, tpm: [], budgets: [] } }, usedTokens, cost);
+  }
+
+  private batchSuccess(ticket: Ticket, usedTokens: number, cost: number): void {
+    const { request, plan } = ticket;
+    const key = (index: number) => plan.keys[index - 1] as string;
+    for (const bucket of plan.tpm)
+      this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, request.tokens - usedTokens);
+    for (const budget of plan.budgets)
+      this.batch.correctBudget(key(budget.key), cost - request.costUsd, budget.ttl_s);
+    if (cost > 0) {
+      const fields: Record<string, number> = { total: cost, [`model:${request.modelId}`]: cost };
+      if (request.route) fields[`route:${request.route}`] = cost;
+      if (request.user !== undefined) fields[`user:${request.user}`] = cost;
+      this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
+    }
+    if (this.batch.size > 0) this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.batch.size >= 500) {
+      void this.flush();
+      return;
+    }
+    if (this.flushTimer) return;
+    this.flushTimer = setTimeout(() => void this.flush(), SETTLE_BATCH_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Writes the gathered settlements now (also called on shutdown). */
+  async flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.batch.size === 0) return this.flushing;
+    const batch = this.batch;
+    this.batch = new SettleBatch();
+    const { keys, spec } = batch.toScript();
+    this.flushing = this.flushing.then(() =>
+      this.redis
+        .cascadeSettle(keys.length, ...keys, spec)
+        .then(() => undefined)
+        .catch((error: Error) =>
+          this.logger.error({ err: error.message }, "could not settle a batch of calls"),
+        ),
+    );
+    return this.flushing;
   }
 }

@@ -4,14 +4,16 @@
  * takes what the call needs (bucket tokens, a budget reservation, a half-open probe lease).
  *
  * KEYS: every key named by index in the spec (breaker state + window, cooldowns, buckets, budgets, stats).
- * ARGV[1]: JSON spec {
+ * ARGV[1]: JSON spec, the same for every call of one provider/model/tenant/user (cached by the caller) {
  *   breakers: [{ state, window, window_ms, lease_ms }],   -- state/window are KEYS indexes
  *   cooldowns: [keyIndex],
- *   buckets: [{ key, rate, capacity, cost, max_wait }],   -- rate in tokens per ms; max_wait caps
+ *   buckets: [{ key, rate, capacity, tpm, max_wait }],     -- rate in tokens per ms; tpm buckets take
+ *                                                            ARGV[2] tokens, rpm buckets 1; max_wait caps
  *                                                            the wait told (tpm: refunds may come sooner)
- *   budgets: [{ key, cap, amount, ttl_s }],
- *   stats: [keyIndex]                                      -- per-minute call/skip counters
+ *   budgets: [{ key, cap, ttl_s }],                         -- each reserves ARGV[3] USD
+ *   stats: [keyIndex]                                       -- per-minute call/skip counters
  * }
+ * ARGV[2]: tokens this call reserves (prompt estimate + max_tokens); ARGV[3]: its estimated cost.
  * Time comes from Redis TIME, so every worker shares one clock.
  * Returns: { 1, probes } admitted, probes = comma-separated indexes of breakers whose probe this is;
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
@@ -19,15 +21,16 @@
  */
 export const ADMIT_LUA = `
 local spec = cjson.decode(ARGV[1])
+local tokens_needed = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
 
 local function count_stat(field)
   for _, k in ipairs(spec.stats) do
-    local key = KEYS[k]
-    redis.call('HINCRBY', key, minute .. ':' .. field, 1)
-    redis.call('PEXPIRE', key, 600000)
+    -- A new minute's field refreshes the key's lifetime; later increments need not.
+    if redis.call('HINCRBY', KEYS[k], minute .. ':' .. field, 1) == 1 then redis.call('PEXPIRE', KEYS[k], 600000) end
   end
 end
 
@@ -39,8 +42,7 @@ end
 -- Phase 1: decide, reading only.
 local probes = {}
 for index, b in ipairs(spec.breakers) do
-  local key = KEYS[b.state]
-  local fields = redis.call('HMGET', key, 'state', 'open_until', 'probe_until', 'forced')
+  local fields = redis.call('HMGET', KEYS[b.state], 'state', 'open_until', 'probe_until', 'forced')
   local state, open_until, probe_until, forced = fields[1] or 'closed', tonumber(fields[2]) or 0, tonumber(fields[3]) or 0, fields[4]
   if forced == 'open' then
     return deny('circuit_open', -1, 'forced open')
@@ -67,26 +69,31 @@ for index, b in ipairs(spec.buckets) do
   local ts = tonumber(fields[2]) or now
   if tokens == nil then tokens = b.capacity end
   tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate)
+  local cost_here = 1
+  if b.tpm then cost_here = tokens_needed end
   -- A request larger than the bucket waits for a full bucket, then runs into debt.
-  local need = math.min(b.cost, b.capacity)
+  local need = math.min(cost_here, b.capacity)
   if tokens < need then
     local wait = math.ceil((need - tokens) / b.rate)
     if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
     return deny('rate_limited', wait, 'bucket')
   end
-  levels[index] = tokens
+  levels[index] = tokens - cost_here
 end
 
-for _, b in ipairs(spec.budgets) do
-  local spent = tonumber(redis.call('GET', KEYS[b.key])) or 0
-  if spent + b.amount > b.cap then return deny('over_budget', -1, string.format('%.6f of %.6f', spent, b.cap)) end
+local fresh_budgets = {}
+for index, b in ipairs(spec.budgets) do
+  local raw = redis.call('GET', KEYS[b.key])
+  local spent = tonumber(raw) or 0
+  if spent + cost > b.cap then return deny('over_budget', -1, string.format('%.6f of %.6f', spent, b.cap)) end
+  fresh_budgets[index] = raw == false
 end
 
 -- Phase 2: everything passed; take what the call needs.
 local probe_list = {}
 for index, b in ipairs(spec.breakers) do
+  local key = KEYS[b.state]
   if probes[index] then
-    local key = KEYS[b.state]
     local previous = redis.call('HGET', key, 'state') or 'closed'
     redis.call('HSET', key, 'state', 'half_open', 'probe_until', now + b.lease_ms, 'changed_at', now)
     if previous ~= 'half_open' then
@@ -98,18 +105,18 @@ for index, b in ipairs(spec.breakers) do
     table.insert(probe_list, tostring(index))
   else
     local bucket_ms = math.max(1, math.floor(b.window_ms / 10))
-    local field = math.floor(now / bucket_ms) .. ':n'
-    redis.call('HINCRBY', KEYS[b.window], field, 1)
-    redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
+    if redis.call('HINCRBY', KEYS[b.window], math.floor(now / bucket_ms) .. ':n', 1) == 1 then
+      redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
+    end
   end
 end
 for index, b in ipairs(spec.buckets) do
-  redis.call('HSET', KEYS[b.key], 'tokens', levels[index] - b.cost, 'ts', now)
+  redis.call('HSET', KEYS[b.key], 'tokens', levels[index], 'ts', now)
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
-for _, b in ipairs(spec.budgets) do
-  redis.call('INCRBYFLOAT', KEYS[b.key], b.amount)
-  redis.call('EXPIRE', KEYS[b.key], b.ttl_s)
+for index, b in ipairs(spec.budgets) do
+  redis.call('INCRBYFLOAT', KEYS[b.key], cost)
+  if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
 count_stat('calls')
 return { 1, table.concat(probe_list, ',') }

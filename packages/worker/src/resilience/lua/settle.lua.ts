@@ -10,7 +10,9 @@
  *   cooldown: { keys: [keyIndex], retry_after_ms } | null,   -- set on a 429
  *   buckets: [{ key, rate, capacity, refund }],              -- refund may be negative
  *   budgets: [{ key, delta, ttl_s }],
- *   usage: { key, fields: { name: amount }, ttl_s } | null,
+ *   usages: [{ key, fields: { name: amount }, ttl_s }],
+ *   windows: [{ key, window_ms, count }],                   -- calls admitted in-process, batched
+ *   calls: [{ key, count }],                                -- the same for per-minute stats
  *   stats: [keyIndex]
  * }
  * Returns: a list of breaker transitions, "index:to", for logging.
@@ -31,7 +33,7 @@ local function transition(index, key, to, why, extra)
   table.insert(transitions, index .. ':' .. to)
 end
 
-for index, b in ipairs(spec.breakers) do
+for index, b in ipairs(spec.breakers or {}) do
   local key = KEYS[b.state]
   local fields = redis.call('HMGET', key, 'state', 'reopens')
   local state, reopens = fields[1] or 'closed', tonumber(fields[2]) or 0
@@ -82,7 +84,7 @@ if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
   end
 end
 
-for _, b in ipairs(spec.buckets) do
+for _, b in ipairs(spec.buckets or {}) do
   local fields = redis.call('HMGET', KEYS[b.key], 'tokens', 'ts')
   local tokens = tonumber(fields[1]) or b.capacity
   local ts = tonumber(fields[2]) or now
@@ -91,18 +93,32 @@ for _, b in ipairs(spec.buckets) do
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 
-for _, b in ipairs(spec.budgets) do
+for _, b in ipairs(spec.budgets or {}) do
   if b.delta ~= 0 then
     redis.call('INCRBYFLOAT', KEYS[b.key], b.delta)
     redis.call('EXPIRE', KEYS[b.key], b.ttl_s)
   end
 end
 
-if spec.usage ~= cjson.null and spec.usage ~= nil then
-  for field, amount in pairs(spec.usage.fields) do
-    redis.call('HINCRBYFLOAT', KEYS[spec.usage.key], field, amount)
+for _, usage in ipairs(spec.usages or {}) do
+  for field, amount in pairs(usage.fields) do
+    redis.call('HINCRBYFLOAT', KEYS[usage.key], field, amount)
   end
-  redis.call('EXPIRE', KEYS[spec.usage.key], spec.usage.ttl_s)
+  redis.call('EXPIRE', KEYS[usage.key], usage.ttl_s)
+end
+
+for _, w in ipairs(spec.windows or {}) do
+  local bucket_ms = math.max(1, math.floor(w.window_ms / 10))
+  redis.call('HINCRBY', KEYS[w.key], math.floor(now / bucket_ms) .. ':n', w.count)
+  redis.call('PEXPIRE', KEYS[w.key], w.window_ms * 2)
+end
+
+if spec.calls and #spec.calls > 0 then
+  local minute = math.floor(now / 60000)
+  for _, c in ipairs(spec.calls) do
+    redis.call('HINCRBY', KEYS[c.key], minute .. ':calls', c.count)
+    redis.call('PEXPIRE', KEYS[c.key], 600000)
+  end
 end
 
 if spec.failure then

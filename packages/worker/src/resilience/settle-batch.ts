@@ -1,0 +1,82 @@
+/**
+ * Settlements of successful calls, gathered for a few milliseconds and written in one script call:
+ * a success changes nothing that another worker must see at once (no breaker moves), so tpm
+ * refunds, budget corrections, spend records and in-process call counts can wait that long.
+ */
+export class SettleBatch {
+  private readonly keys: string[] = [];
+  private readonly index = new Map<string, number>();
+  readonly buckets = new Map<number, { rate: number; capacity: number; refund: number }>();
+  readonly budgets = new Map<number, { delta: number; ttl_s: number }>();
+  readonly usages = new Map<number, { fields: Map<string, number>; ttl_s: number }>();
+  readonly windows = new Map<number, { window_ms: number; count: number }>();
+  readonly calls = new Map<number, number>();
+  size = 0;
+
+  key(name: string): number {
+    let position = this.index.get(name);
+    if (position === undefined) {
+      this.keys.push(name);
+      position = this.keys.length;
+      this.index.set(name, position);
+    }
+    return position;
+  }
+
+  refund(key: string, rate: number, capacity: number, amount: number): void {
+    const index = this.key(key);
+    const entry = this.buckets.get(index) ?? { rate, capacity, refund: 0 };
+    entry.refund += amount;
+    this.buckets.set(index, entry);
+    this.size += 1;
+  }
+
+  correctBudget(key: string, delta: number, ttlSeconds: number): void {
+    const index = this.key(key);
+    const entry = this.budgets.get(index) ?? { delta: 0, ttl_s: ttlSeconds };
+    entry.delta += delta;
+    this.budgets.set(index, entry);
+    this.size += 1;
+  }
+
+  recordUsage(key: string, fields: Record<string, number>, ttlSeconds: number): void {
+    const index = this.key(key);
+    const entry = this.usages.get(index) ?? { fields: new Map<string, number>(), ttl_s: ttlSeconds };
+    for (const [field, amount] of Object.entries(fields))
+      entry.fields.set(field, (entry.fields.get(field) ?? 0) + amount);
+    this.usages.set(index, entry);
+    this.size += 1;
+  }
+
+  countCall(windowKey: string, windowMs: number, statsKeys: string[]): void {
+    const index = this.key(windowKey);
+    const entry = this.windows.get(index) ?? { window_ms: windowMs, count: 0 };
+    entry.count += 1;
+    this.windows.set(index, entry);
+    for (const stats of statsKeys) {
+      const position = this.key(stats);
+      this.calls.set(position, (this.calls.get(position) ?? 0) + 1);
+    }
+    this.size += 1;
+  }
+
+  /** The keys and settle.lua spec for everything gathered. */
+  toScript(): { keys: string[]; spec: string } {
+    const spec = {
+      failure: false,
+      breakers: [],
+      cooldown: null,
+      buckets: [...this.buckets].map(([key, entry]) => ({ key, ...entry })),
+      budgets: [...this.budgets].map(([key, entry]) => ({ key, ...entry })),
+      usages: [...this.usages].map(([key, entry]) => ({
+        key,
+        fields: Object.fromEntries(entry.fields),
+        ttl_s: entry.ttl_s,
+      })),
+      windows: [...this.windows].map(([key, entry]) => ({ key, ...entry })),
+      calls: [...this.calls].map(([key, count]) => ({ key, count })),
+      stats: [],
+    };
+    return { keys: this.keys, spec: JSON.stringify(spec) };
+  }
+}
