@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
 import {
+  type BatchProcessing,
   type Config,
+  createBatchProcessing,
   createKeys,
   createRedis,
   type HostResolver,
@@ -34,6 +36,8 @@ export interface StackOptions {
    * enqueue and the worker's at connect time (tests play DNS with them).
    */
   webhooks?: { timeoutMs?: number; apiResolve?: HostResolver; workerResolve?: HostResolver };
+  /** The batch sweeper's pace (it starts with the first worker). */
+  batches?: { sweepIntervalMs?: number; idleMs?: number };
 }
 
 export interface Stack {
@@ -43,6 +47,8 @@ export interface Stack {
   redis: RedisClient;
   workers: CompletionWorker[];
   webhookWorker: WebhookWorker;
+  /** Batch line recording and the batch sweeper, as a worker process runs them. */
+  batches: BatchProcessing;
   startWorker(concurrency?: number): Promise<CompletionWorker>;
   request(
     method: string,
@@ -95,6 +101,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     logger,
     clock: systemClock,
   });
+  const batches = createBatchProcessing({
+    config,
+    connection: webhookConnection,
+    logger,
+    ...options.batches,
+  });
   const webhookWorker = createWebhookWorker({
     config,
     connection: webhookConnection,
@@ -109,7 +121,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const connection = createRedis(options.redisUrl, { autoPipelining: true });
     const subscriber = createRedis(options.redisUrl);
     connections.push(connection, subscriber);
-    const resilience = new Resilience(connection, config, createKeys(config.settings.CASCADE_REDIS_PREFIX), logger);
+    const resilience = new Resilience(
+      connection,
+      config,
+      createKeys(config.settings.CASCADE_REDIS_PREFIX),
+      logger,
+    );
     await resilience.listen(subscriber);
     resilienceInstances.push(resilience);
     const worker = createCompletionWorker({
@@ -121,10 +138,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       concurrency,
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
       resilience,
-      onFinished: webhookNotifier.onFinished,
+      onFinished: async (job, data, outcome) => {
+        await webhookNotifier.onFinished(job, data, outcome);
+        await batches.onFinished(job, data, outcome);
+      },
     });
     await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();
+    batches.watch(worker.worker);
+    batches.start();
     workers.push(worker);
     return worker;
   }
@@ -137,6 +159,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     redis,
     workers,
     webhookWorker,
+    batches,
     startWorker,
     async request(method, path, requestOptions = {}) {
       const headers: Record<string, string> = { ...requestOptions.headers };
@@ -159,7 +182,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       return { status: response.status, body, headers: response.headers };
     },
     async close() {
-      await Promise.all([...workers.map((worker) => worker.close(1000)), webhookWorker.close(1000)]);
+      await Promise.all([
+        ...workers.map((worker) => worker.close(1000)),
+        webhookWorker.close(1000),
+        batches.close(),
+      ]);
       await Promise.all(resilienceInstances.map((resilience) => resilience.flush()));
       await webhookNotifier.close();
       await app.close();

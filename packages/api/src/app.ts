@@ -26,6 +26,7 @@ import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
+import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
@@ -134,6 +135,13 @@ export function buildApp(deps: AppDeps): CascadeApp {
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
     registerJobEventRoutes(instance, { store, waiters, streams, keys });
+    registerBatchApi(instance, {
+      config,
+      redis,
+      queue,
+      logger,
+      newId: deps.newId ?? ((prefix) => newId(prefix)),
+    });
   });
   return {
     app,

@@ -2,6 +2,7 @@ import {
   type Config,
   ConfigError,
   checkRedis,
+  createBatchProcessing,
   createKeys,
   createLogger,
   createRedis,
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
     );
   }
   const webhookNotifier = createWebhookNotifier({ config, connection, logger, clock: systemClock });
+  const batches = createBatchProcessing({ config, connection, logger });
   const resilience = new Resilience(connection, config, createKeys(settings.CASCADE_REDIS_PREFIX), logger);
   const completions = createCompletionWorker({
     config,
@@ -71,8 +73,13 @@ async function main(): Promise<void> {
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
     resilience,
-    onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
+    onFinished: async (job, data, outcome) => {
+      await webhookNotifier.onFinished(job, data, outcome);
+      await batches.onFinished(job, data, outcome);
+    },
   });
+  batches.watch(completions.worker);
+  batches.start();
   const webhooks = createWebhookWorker({
     config,
     connection,
@@ -102,6 +109,7 @@ async function main(): Promise<void> {
       await Promise.all([
         completions.close(settings.SHUTDOWN_TIMEOUT_MS),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
+        batches.close(),
       ]);
       await resilience.flush();
       await webhookNotifier.close();

@@ -33,6 +33,26 @@ export interface Keys {
   /** Webhook delivery record (hash) and a tenant's deliveries of one status (zset by created_at). */
   webhookDelivery(deliveryId: string): string;
   webhookDeliveryIndex(tenant: string, status: string): string;
+  /** Files API: metadata (hash), content (list of chunks) and a tenant's files (zset, by id). */
+  file(fileId: string): string;
+  fileData(fileId: string): string;
+  fileIndex(tenant: string): string;
+  /** Batch record (hash) and a tenant's batches (zset, by id). */
+  batch(batchId: string): string;
+  batchIndex(tenant: string): string;
+  /** A batch's ended lines (bitmap by line number) and line number -> custom_id (hash). */
+  batchEnded(batchId: string): string;
+  batchCustomIds(batchId: string): string;
+  /** Output and error JSONL lines (lists) that become the batch's files when it ends. */
+  batchOutput(batchId: string): string;
+  batchErrors(batchId: string): string;
+  /** The batch's own copy of its input file while lines are being enqueued (list of chunks). */
+  batchInput(batchId: string): string;
+  /** Lease of the process enqueueing a batch's lines, and a sweeper's short claim on a batch. */
+  batchLease(batchId: string): string;
+  batchSweep(batchId: string): string;
+  /** Batches not yet in a terminal status (set), which sweepers watch. */
+  readonly batchesActive: string;
 }
 
 export type LimitScope = "provider" | "model" | "tenant";
@@ -55,5 +75,18 @@ export function createKeys(prefix: string): Keys {
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,
     webhookDelivery: (deliveryId) => `${tag}:whd:${deliveryId}`,
     webhookDeliveryIndex: (tenant, status) => `${tag}:whd-index:${tenant}:${status}`,
+    file: (fileId) => `${tag}:file:${fileId}`,
+    fileData: (fileId) => `${tag}:file-data:${fileId}`,
+    fileIndex: (tenant) => `${tag}:files:${tenant}`,
+    batch: (batchId) => `${tag}:batch:${batchId}`,
+    batchIndex: (tenant) => `${tag}:batches:${tenant}`,
+    batchEnded: (batchId) => `${tag}:batch-ended:${batchId}`,
+    batchCustomIds: (batchId) => `${tag}:batch-custom-ids:${batchId}`,
+    batchOutput: (batchId) => `${tag}:batch-output:${batchId}`,
+    batchErrors: (batchId) => `${tag}:batch-errors:${batchId}`,
+    batchInput: (batchId) => `${tag}:batch-input:${batchId}`,
+    batchLease: (batchId) => `${tag}:batch-lease:${batchId}`,
+    batchSweep: (batchId) => `${tag}:batch-sweep:${batchId}`,
+    batchesActive: `${tag}:batches-active`,
   };
 }

@@ -1,0 +1,91 @@
+import {
+  BatchStore,
+  type CompletionQueue,
+  type Config,
+  createBatchBodySchema,
+  createKeys,
+  FileStore,
+  type IdGenerator,
+  type Logger,
+  type RedisClient,
+  toBatchObject,
+} from "@cascade/shared";
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { BatchService, BatchValidationError } from "../batches/batch-service.js";
+import { notFound } from "../plugins/http-error.js";
+import { registerFileRoutes } from "./files.js";
+
+export interface BatchApiDeps {
+  config: Config;
+  redis: RedisClient;
+  queue: CompletionQueue;
+  logger: Logger;
+  newId: IdGenerator;
+}
+
+const batchParams = z.object({ id: z.string().min(1).max(200) });
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  after: z.string().min(1).max(200).optional(),
+});
+
+/**
+ * The OpenAI Batch API (https://platform.openai.com/docs/api-reference/batch) and the Files API it
+ * reads from and writes to, so the official SDKs work with only their base URL changed.
+ */
+export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void {
+  const { config, redis } = deps;
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
+  const retention = config.settings.JOB_RETENTION_S;
+  const files = new FileStore(redis, keys, retention);
+  const store = new BatchStore(redis, keys, retention);
+  const service = new BatchService({ ...deps, store, files });
+  app.addHook("onClose", () => service.close());
+  registerFileRoutes(app, { files, redis, dataKey: keys.fileData });
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  routes.post("/v1/batches", { schema: { body: createBatchBodySchema } }, async (request, reply) => {
+    try {
+      return await service.create(request.tenant, request.body);
+    } catch (error) {
+      if (!(error instanceof BatchValidationError)) throw error;
+      const first = error.errors[0];
+      return reply.code(400).send({
+        error: {
+          type: "invalid_request_error",
+          code: "invalid_batch_input",
+          message: error.message,
+          param: "input_file_id",
+          line: first?.line ?? null,
+          errors: { object: "list", data: error.errors },
+        },
+      });
+    }
+  });
+
+  routes.get("/v1/batches", { schema: { querystring: listQuery } }, async (request) => {
+    const page = await store.list(request.tenant, { ...request.query, order: "desc" });
+    const data = page.data.map(toBatchObject);
+    return {
+      object: "list",
+      data,
+      first_id: data[0]?.id ?? null,
+      last_id: data[data.length - 1]?.id ?? null,
+      has_more: page.has_more,
+    };
+  });
+
+  routes.get("/v1/batches/:id", { schema: { params: batchParams } }, async (request) => {
+    const record = await store.get(request.tenant, request.params.id);
+    if (!record) throw notFound(`no batch with id ${request.params.id}`);
+    return toBatchObject(record);
+  });
+
+  routes.post("/v1/batches/:id/cancel", { schema: { params: batchParams } }, async (request) => {
+    const batch = await service.cancel(request.tenant, request.params.id);
+    if (!batch) throw notFound(`no batch with id ${request.params.id}`);
+    return batch;
+  });
+}

@@ -1,0 +1,153 @@
+import { Readable } from "node:stream";
+import {
+  type FileObject,
+  type FileStore,
+  FileTooLargeError,
+  MAX_FILE_BYTES,
+  type RedisClient,
+  readChunks,
+} from "@cascade/shared";
+import fastifyMultipart from "@fastify/multipart";
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+
+export interface FileRoutesDeps {
+  files: FileStore;
+  redis: RedisClient;
+  dataKey: (fileId: string) => string;
+}
+
+const fileParams = z.object({ id: z.string().min(1).max(200) });
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(10000).default(10000),
+  after: z.string().min(1).max(200).optional(),
+  order: z.enum(["asc", "desc"]).default("desc"),
+  purpose: z.string().min(1).max(64).optional(),
+});
+
+const tooLarge = () =>
+  new HttpError(
+    413,
+    "request_too_large_error",
+    `file: larger than the ${MAX_FILE_BYTES / 1024 / 1024} MB limit for one file`,
+    "file",
+  );
+
+function ttlFrom(fields: Record<string, string>): number | undefined {
+  const anchor = fields["expires_after[anchor]"];
+  const seconds = fields["expires_after[seconds]"];
+  if (anchor === undefined && seconds === undefined) return undefined;
+  const value = Number(seconds);
+  if (anchor !== "created_at" || !Number.isInteger(value) || value < 3600 || value > 30 * 24 * 3600) {
+    throw badRequest(
+      'expires_after: anchor must be "created_at" and seconds an integer from 3600 to 2592000',
+      "expires_after",
+    );
+  }
+  return value;
+}
+
+/**
+ * The Files API as the Batch API needs it (https://platform.openai.com/docs/api-reference/files):
+ * multipart upload with purpose `batch`, metadata, content, list and delete, scoped per tenant.
+ */
+export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): void {
+  const { files } = deps;
+  app.register(async (scope) => {
+    // Multipart only here; the limit is the file cap plus one byte, so an oversize upload is seen.
+    await scope.register(fastifyMultipart, {
+      limits: { fileSize: MAX_FILE_BYTES + 1, files: 1, fields: 10, parts: 12 },
+    });
+    const routes = scope.withTypeProvider<ZodTypeProvider>();
+
+    routes.post("/v1/files", async (request, reply) => {
+      if (!request.isMultipart()) {
+        throw new HttpError(
+          415,
+          "unsupported_media_type_error",
+          "POST /v1/files takes multipart/form-data with the fields file and purpose",
+        );
+      }
+      const fields: Record<string, string> = {};
+      let upload: { id: string; bytes: number; filename: string } | undefined;
+      try {
+        for await (const part of request.parts()) {
+          if (part.type === "field") {
+            fields[part.fieldname] = String(part.value);
+            continue;
+          }
+          if (part.fieldname !== "file" || upload) {
+            part.file.resume();
+            throw badRequest("send exactly one file, in the field named file", "file");
+          }
+          const stored = await files.upload(part.file, MAX_FILE_BYTES);
+          upload = { ...stored, filename: part.filename || "upload.jsonl" };
+          if (part.file.truncated) throw new FileTooLargeError(MAX_FILE_BYTES);
+        }
+        if (!upload) throw badRequest("file: a file is required (multipart field file)", "file");
+        const purpose = fields.purpose;
+        if (purpose === undefined) throw badRequest("purpose: required; use batch", "purpose");
+        if (purpose !== "batch") {
+          throw badRequest(
+            `purpose: Cascade stores files for the Batch API only, so purpose must be "batch" (got "${purpose}")`,
+            "purpose",
+          );
+        }
+        const ttlSeconds = ttlFrom(fields);
+        const file = await files.commit(request.tenant, upload, {
+          filename: upload.filename,
+          purpose,
+          ttlSeconds,
+        });
+        upload = undefined;
+        return reply.code(200).send(file);
+      } catch (error) {
+        if (upload) await files.discard(upload.id);
+        const code = (error as { code?: string }).code;
+        if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
+        if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+          throw badRequest("send one file and the fields purpose (and expires_after) only", "file");
+        }
+        throw error;
+      }
+    });
+
+    routes.get("/v1/files", { schema: { querystring: listQuery } }, async (request) => {
+      const page = await files.list(request.tenant, request.query);
+      return {
+        object: "list",
+        data: page.data,
+        first_id: page.data[0]?.id ?? null,
+        last_id: page.data[page.data.length - 1]?.id ?? null,
+        has_more: page.has_more,
+      };
+    });
+
+    const load = async (tenant: string, id: string): Promise<FileObject> => {
+      const file = await files.get(tenant, id);
+      if (!file) throw notFound(`no file with id ${id}`);
+      return file;
+    };
+
+    routes.get("/v1/files/:id", { schema: { params: fileParams } }, async (request) =>
+      load(request.tenant, request.params.id),
+    );
+
+    routes.get("/v1/files/:id/content", { schema: { params: fileParams } }, async (request, reply) => {
+      const file = await load(request.tenant, request.params.id);
+      reply
+        .header("content-type", "application/octet-stream")
+        .header("content-length", String(file.bytes))
+        .header("content-disposition", `attachment; filename="${file.filename.replace(/["\\\r\n]/g, "_")}"`);
+      return reply.send(Readable.from(readChunks(deps.redis, deps.dataKey(file.id))));
+    });
+
+    routes.delete("/v1/files/:id", { schema: { params: fileParams } }, async (request) => {
+      const { id } = request.params;
+      if (!(await files.delete(request.tenant, id))) throw notFound(`no file with id ${id}`);
+      return { id, object: "file", deleted: true };
+    });
+  });
+}

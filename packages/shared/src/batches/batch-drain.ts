@@ -1,0 +1,75 @@
+import type { Queue } from "bullmq";
+import type { Logger } from "../logger.js";
+import type { JobData, JobOutcome } from "../schemas/job.js";
+import type { BatchStore } from "./batch-store.js";
+import { type BatchEnding, batchLineJobId, isTerminalBatchStatus } from "./batch-types.js";
+import { EventLoopYielder } from "./event-loop-yielder.js";
+import { stopLine } from "./output-lines.js";
+
+export type CompletionQueue = Queue<JobData, JobOutcome>;
+
+export interface BatchQueueDeps {
+  store: BatchStore;
+  queue: CompletionQueue;
+  logger: Logger;
+}
+
+const REMOVES_AT_ONCE = 250;
+
+/**
+ * Takes back the jobs of lines that have not ended, for a batch that is being cancelled or has
+ * expired: a queued (waiting, prioritized, delayed) job is removed and its line ends without
+ * running; a running one is told to abort through the same pub/sub channel DELETE /v1/jobs/:id
+ * uses, and its line ends when its worker returns. Safe to repeat: lines end at most once.
+ */
+export async function drainLines(
+  deps: BatchQueueDeps,
+  batch: { id: string; tenant: string },
+  lines: number[],
+  ending: BatchEnding,
+): Promise<{ removed: number; running: number }> {
+  const { store, queue } = deps;
+  const yielder = new EventLoopYielder();
+  let removed = 0;
+  let running = 0;
+  for (let start = 0; start < lines.length; start += REMOVES_AT_ONCE) {
+    const slice = lines.slice(start, start + REMOVES_AT_ONCE);
+    const codes = await Promise.all(
+      slice.map((line) => queue.remove(batchLineJobId(batch.id, line)).catch(() => -1)),
+    );
+    const gone = slice.filter((_, index) => codes[index] === 1);
+    const locked = slice.filter((_, index) => codes[index] === 0);
+    if (locked.length) {
+      const pipeline = store.redis.pipeline();
+      for (const line of locked) pipeline.publish(store.keys.cancelChannel, batchLineJobId(batch.id, line));
+      await pipeline.exec();
+    }
+    if (gone.length) {
+      // Cancelled lines appear in no file; expired ones get a batch_expired line naming custom_id.
+      const customIds = ending === "expire" ? await store.customIds(batch.id, gone) : [];
+      await store.endLines(
+        batch,
+        gone.map((line, index) => stopLine(batch.id, line, customIds[index] ?? "")),
+      );
+    }
+    removed += gone.length;
+    running += locked.length;
+    await yielder.maybeYield();
+  }
+  return { removed, running };
+}
+
+/** drainLines for every line the enqueuer has handed over and that has not ended yet. */
+export async function drainBatch(deps: BatchQueueDeps, batchId: string): Promise<void> {
+  const record = await deps.store.load(batchId);
+  if (!record || record.ending === "" || isTerminalBatchStatus(record.status)) return;
+  const ended = await deps.store.endedLines(batchId);
+  const lines: number[] = [];
+  for (let line = 1; line <= record.cursor; line += 1) if (!ended(line)) lines.push(line);
+  if (lines.length === 0) return;
+  const result = await drainLines(deps, record, lines, record.ending);
+  deps.logger.info(
+    { batch_id: batchId, ending: record.ending, ...result },
+    "batch winding down: queued lines removed, running ones asked to abort",
+  );
+}

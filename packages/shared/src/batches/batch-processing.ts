@@ -1,0 +1,59 @@
+import type { Job, Worker } from "bullmq";
+import { Queue } from "bullmq";
+import type { Config } from "../config/load.js";
+import type { Logger } from "../logger.js";
+import type { RedisClient } from "../redis/connection.js";
+import { createKeys, QUEUE_NAMES } from "../redis/keys.js";
+import type { JobData, JobOutcome } from "../schemas/job.js";
+import type { CompletionQueue } from "./batch-drain.js";
+import { createBatchRecorder } from "./batch-recorder.js";
+import { BatchStore } from "./batch-store.js";
+import { BatchSweeper } from "./batch-sweeper.js";
+
+/** What a worker process runs for batches (composed in worker main.ts and the test stack). */
+export interface BatchProcessing {
+  /** Part of the completion worker's `onFinished` hook: records a batch line's end. */
+  onFinished(job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome): Promise<void>;
+  /** Records lines of `worker` that fail without an outcome. */
+  watch(worker: Worker<JobData, JobOutcome>): void;
+  readonly sweeper: BatchSweeper;
+  /** Starts the sweeper (resumed enqueues, expiry, cancel drains, reconciliation). */
+  start(): void;
+  close(): Promise<void>;
+}
+
+export function createBatchProcessing(options: {
+  config: Config;
+  connection: RedisClient;
+  logger: Logger;
+  sweepIntervalMs?: number;
+  idleMs?: number;
+}): BatchProcessing {
+  const { config, connection } = options;
+  const logger = options.logger.child({ component: "batches" });
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
+  const store = new BatchStore(connection, keys, config.settings.JOB_RETENTION_S);
+  const queue: CompletionQueue = new Queue(QUEUE_NAMES.completions, {
+    connection: connection as never,
+    prefix: keys.bullPrefix,
+  });
+  const recorder = createBatchRecorder({ store, logger });
+  const sweeper = new BatchSweeper({
+    store,
+    queue,
+    logger,
+    config: config.file,
+    ...(options.sweepIntervalMs !== undefined ? { intervalMs: options.sweepIntervalMs } : {}),
+    ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
+  });
+  return {
+    onFinished: recorder.onFinished,
+    watch: recorder.watch,
+    sweeper,
+    start: () => sweeper.start(),
+    async close() {
+      await sweeper.close();
+      await queue.close();
+    },
+  };
+}

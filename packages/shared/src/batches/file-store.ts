@@ -1,0 +1,280 @@
+import { randomBytes } from "node:crypto";
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import { MAX_LINE_BYTES } from "./batch-types.js";
+
+/** Uploads are stored as a Redis list of chunks of about this size. */
+export const FILE_CHUNK_BYTES = 1024 * 1024;
+/** An upload in progress keeps its partial content for at most this long (a crashed API's leftovers). */
+const UPLOAD_TTL_SECONDS = 3600;
+
+export type FilePurpose = "batch" | "batch_output";
+
+/** OpenAI's File object (https://platform.openai.com/docs/api-reference/files/object). */
+export interface FileObject {
+  id: string;
+  object: "file";
+  bytes: number;
+  created_at: number;
+  filename: string;
+  purpose: FilePurpose;
+  status: "processed";
+  status_details: null;
+  expires_at: number | null;
+}
+
+/** An upload over the size cap; the API answers 413. */
+export class FileTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the file is larger than the ${Math.round(maxBytes / 1024 / 1024)} MB limit`);
+    this.name = "FileTooLargeError";
+  }
+}
+
+const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+/** `file-` + time + 80 random bits, sortable by creation like every other Cascade id. */
+export function newFileId(now = Date.now()): string {
+  let random = "";
+  for (const byte of randomBytes(16)) random += alphabet[byte % 36];
+  return `file-${now.toString(36)}${random}`;
+}
+
+function toFileObject(hash: Record<string, string>): FileObject | undefined {
+  if (!hash.id) return undefined;
+  return {
+    id: hash.id,
+    object: "file",
+    bytes: Number(hash.bytes ?? 0),
+    created_at: Number(hash.created_at ?? 0),
+    filename: hash.filename ?? "",
+    purpose: (hash.purpose ?? "batch") as FilePurpose,
+    status: "processed",
+    status_details: null,
+    expires_at: hash.expires_at ? Number(hash.expires_at) : null,
+  };
+}
+
+export interface ListPage<T> {
+  data: T[];
+  has_more: boolean;
+}
+
+export interface ListOptions {
+  limit: number;
+  after?: string | undefined;
+  order: "asc" | "desc";
+}
+
+/**
+ * Pages through an index of ids (a sorted set whose members all score 0, so it is ordered by id,
+ * and Cascade ids start with their creation time) with OpenAI's `after` cursor. Ids whose record
+ * has expired are dropped from the index on the way.
+ */
+export async function listIndex<T>(
+  redis: RedisClient,
+  indexKey: string,
+  options: ListOptions,
+  load: (ids: string[]) => Promise<Array<T | undefined>>,
+  keep: (item: T) => boolean = () => true,
+): Promise<ListPage<T>> {
+  const found: T[] = [];
+  let cursor = options.after;
+  const page = Math.min(Math.max(options.limit + 1, 20), 1000);
+  while (found.length <= options.limit) {
+    const ids =
+      options.order === "desc"
+        ? await redis.zrevrangebylex(indexKey, cursor ? `(${cursor}` : "+", "-", "LIMIT", 0, page)
+        : await redis.zrangebylex(indexKey, cursor ? `(${cursor}` : "-", "+", "LIMIT", 0, page);
+    if (ids.length === 0) break;
+    const items = await load(ids);
+    const stale = ids.filter((_, index) => items[index] === undefined);
+    if (stale.length) await redis.zrem(indexKey, ...stale);
+    for (const item of items) if (item !== undefined && keep(item)) found.push(item);
+    cursor = ids[ids.length - 1];
+    if (ids.length < page) break;
+  }
+  return { data: found.slice(0, options.limit), has_more: found.length > options.limit };
+}
+
+/**
+ * Files of the Files API, in Redis: metadata in a hash, content as a list of ~1 MiB chunks, and a
+ * per-tenant index. Redis rather than disk because API and workers may run on different machines
+ * and Redis is what they share (docs/decisions/0009-batches.md). Keys expire with the file.
+ */
+export class FileStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly defaultTtlSeconds: number,
+  ) {}
+
+  /**
+   * Stores an upload's content as it streams in, under a fresh id, invisible until `commit`
+   * (and gone within an hour if never committed). Past `maxBytes` it stops, deletes what it wrote
+   * and throws FileTooLargeError.
+   */
+  async upload(content: AsyncIterable<Buffer>, maxBytes: number): Promise<{ id: string; bytes: number }> {
+    const id = newFileId();
+    const dataKey = this.keys.fileData(id);
+    let bytes = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      if (pendingBytes === 0) return;
+      const chunk = Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      await this.redis.multi().rpush(dataKey, chunk).expire(dataKey, UPLOAD_TTL_SECONDS).exec();
+    };
+    try {
+      for await (const piece of content) {
+        bytes += piece.length;
+        if (bytes > maxBytes) throw new FileTooLargeError(maxBytes);
+        pending.push(piece);
+        pendingBytes += piece.length;
+        if (pendingBytes >= FILE_CHUNK_BYTES) await flush();
+      }
+      await flush();
+    } catch (error) {
+      await this.discard(id);
+      throw error;
+    }
+    return { id, bytes };
+  }
+
+  /** Drops an upload that will not be committed. */
+  async discard(id: string): Promise<void> {
+    await this.redis.unlink(this.keys.fileData(id)).catch(() => {});
+  }
+
+  /** Makes an upload a file of `tenant`, expiring after `ttlSeconds` (default: the retention time). */
+  async commit(
+    tenant: string,
+    upload: { id: string; bytes: number },
+    input: { filename: string; purpose: FilePurpose; ttlSeconds?: number | undefined },
+  ): Promise<FileObject> {
+    const { id } = upload;
+    const ttl = input.ttlSeconds ?? this.defaultTtlSeconds;
+    const createdAt = Math.floor(Date.now() / 1000);
+    const fields = {
+      id,
+      tenant,
+      bytes: String(upload.bytes),
+      created_at: String(createdAt),
+      filename: input.filename,
+      purpose: input.purpose,
+      expires_at: String(createdAt + ttl),
+    };
+    await this.redis
+      .multi()
+      .hset(this.keys.file(id), fields)
+      .expire(this.keys.file(id), ttl)
+      .expire(this.keys.fileData(id), ttl)
+      .zadd(this.keys.fileIndex(tenant), 0, id)
+      .exec();
+    return toFileObject(fields) as FileObject;
+  }
+
+  /** The file if it exists and belongs to `tenant` (anything else is a 404). */
+  async get(tenant: string, id: string): Promise<FileObject | undefined> {
+    const hash = (await this.redis.hgetall(this.keys.file(id))) as Record<string, string>;
+    return hash.tenant === tenant ? toFileObject(hash) : undefined;
+  }
+
+  async list(
+    tenant: string,
+    options: ListOptions & { purpose?: string | undefined },
+  ): Promise<ListPage<FileObject>> {
+    return listIndex(
+      this.redis,
+      this.keys.fileIndex(tenant),
+      options,
+      async (ids) => {
+        const pipeline = this.redis.pipeline();
+        for (const id of ids) pipeline.hgetall(this.keys.file(id));
+        const replies = (await pipeline.exec()) ?? [];
+        return replies.map(([, hash]) => toFileObject((hash ?? {}) as Record<string, string>));
+      },
+      (file) => options.purpose === undefined || file.purpose === options.purpose,
+    );
+  }
+
+  /** Deletes the file; false when there is no such file for this tenant. */
+  async delete(tenant: string, id: string): Promise<boolean> {
+    if (!(await this.get(tenant, id))) return false;
+    await this.redis
+      .multi()
+      .unlink(this.keys.file(id), this.keys.fileData(id))
+      .zrem(this.keys.fileIndex(tenant), id)
+      .exec();
+    return true;
+  }
+}
+
+/** The content of a stored file (or any list of chunks), about 1 MiB per step. */
+export async function* readChunks(redis: RedisClient, dataKey: string): AsyncGenerator<Buffer> {
+  const length = await redis.llen(dataKey);
+  if (length === 0) return;
+  // Upload chunks are ~1 MiB; output files hold one short line per element: read more of those.
+  const first = await redis.lrangeBuffer(dataKey, 0, 0);
+  const firstSize = first[0]?.length ?? FILE_CHUNK_BYTES;
+  if (first[0]) yield first[0];
+  const perRead = Math.max(1, Math.min(2000, Math.floor(FILE_CHUNK_BYTES / Math.max(firstSize, 1))));
+  for (let start = 1; start < length; start += perRead) {
+    const chunks = await redis.lrangeBuffer(dataKey, start, start + perRead - 1);
+    if (chunks.length === 0) return;
+    yield chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  }
+}
+
+/** A line of a JSONL file: 1-based number, text without the line break. */
+export interface FileLine {
+  line: number;
+  text: string;
+  /** The line is longer than MAX_LINE_BYTES; its text is not decoded. */
+  tooLong: boolean;
+}
+
+const NEWLINE = 0x0a;
+
+function decodeLine(buffer: Buffer, start: number, end: number, line: number): FileLine {
+  let stop = end;
+  if (stop > start && buffer[stop - 1] === 0x0d) stop -= 1;
+  if (stop - start > MAX_LINE_BYTES) return { line, text: "", tooLong: true };
+  return { line, text: buffer.toString("utf8", start, stop), tooLong: false };
+}
+
+/**
+ * The lines of a stored file in order, from `afterLine` on (lines up to it are skipped without
+ * being decoded). A line break never falls inside a UTF-8 sequence, so splitting bytes is safe.
+ */
+export async function* readLines(
+  redis: RedisClient,
+  dataKey: string,
+  afterLine = 0,
+): AsyncGenerator<FileLine> {
+  let carry: Buffer | undefined;
+  let line = 0;
+  for await (const chunk of readChunks(redis, dataKey)) {
+    const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    let start = 0;
+    for (;;) {
+      const end = buffer.indexOf(NEWLINE, start);
+      if (end === -1) break;
+      line += 1;
+      if (line > afterLine) yield decodeLine(buffer, start, end, line);
+      start = end + 1;
+    }
+    carry = start < buffer.length ? buffer.subarray(start) : undefined;
+    if (carry && carry.length > MAX_LINE_BYTES + 2) {
+      // A runaway line (up to the whole file): report it and stop, rather than buffer it all.
+      yield { line: line + 1, text: "", tooLong: true };
+      return;
+    }
+  }
+  if (carry && carry.length > 0) {
+    line += 1;
+    if (line > afterLine) yield decodeLine(carry, 0, carry.length, line);
+  }
+}
