@@ -1,3 +1,4 @@
+import { budgetPeriods, createKeys } from "@cascade/shared";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
@@ -11,20 +12,24 @@ const config = {
     },
     steady: { type: "simulated", simulate: { output_tokens: 10 } },
     metered: { type: "simulated", limits: { rpm: 60, burst: 1 }, simulate: { output_tokens: 10 } },
+    roomy: { type: "simulated", limits: { rpm: 60000, tpm: 10000000 }, simulate: { output_tokens: 10 } },
   },
   models: {
     broken: { provider: "flaky" },
     solid: { provider: "steady", price },
     paced: { provider: "metered" },
+    leased: { provider: "roomy", price },
   },
   routes: {
     default: { chain: [{ model: "broken" }, { model: "solid" }] },
     direct: { chain: [{ model: "solid" }] },
     slow: { chain: [{ model: "paced" }] },
+    roomy: { chain: [{ model: "leased" }] },
   },
   tenants: {
     ops: { api_keys_env: "OPS_KEYS", admin: true },
     shop: { api_keys_env: "SHOP_KEYS", budget: { daily_usd: 0.2 }, user_budget: { daily_usd: 0.1 } },
+    bulk: { api_keys_env: "BULK_KEYS", budget: { daily_usd: 100 } },
   },
 };
 const ops = { authorization: "Bearer ops-key" };
@@ -37,7 +42,7 @@ describe("shared resilience through the API", () => {
     stack = await startStack({
       redisUrl: inject("redisUrl"),
       config,
-      env: { OPS_KEYS: "ops-key", SHOP_KEYS: "shop-key" },
+      env: { OPS_KEYS: "ops-key", SHOP_KEYS: "shop-key", BULK_KEYS: "bulk-key" },
     });
   });
   afterAll(() => stack?.close());
@@ -163,5 +168,23 @@ describe("shared resilience through the API", () => {
     expect(other.body.tenant).toBe("ops");
     expect(other.body.by_user).toEqual({});
     expect((await stack.request("GET", "/v1/usage?start=2026-13-01", { headers: shop })).status).toBe(400);
+  });
+
+  it("admits from leases of large buckets and budgets, and gives unused budget back", async () => {
+    const bulk = { authorization: "Bearer bulk-key" };
+    const jobs = await Promise.all(
+      Array.from({ length: 30 }, (_, index) => run({ route: "roomy", request: ask(`lease ${index}`) }, bulk)),
+    );
+    for (const job of jobs) expect(job.status).toBe("succeeded");
+    const spent = jobs.reduce((sum, job) => sum + job.cost_usd, 0);
+    // Leases last 250 ms and settlements are batched: then Redis holds exactly the real spend.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const recorded = Number(await stack.redis.get(keys.spend("tenant:bulk", budgetPeriods(Date.now()).day)));
+    expect(recorded).toBeCloseTo(spent, 9);
+    const provider = (await stack.request("GET", "/v1/providers", { headers: ops })).body.data.find(
+      (entry: { id: string }) => entry.id === "roomy",
+    );
+    expect(provider.recent.calls).toBe(30);
   });
 });

@@ -187,7 +187,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         webhookWorker.close(1000),
         batches.close(),
       ]);
-      await Promise.all(resilienceInstances.map((resilience) => resilience.flush()));
+      await Promise.all(resilienceInstances.map((resilience) => resilience.close()));
       await webhookNotifier.close();
       await app.close();
       for (const connection of connections) connection.disconnect();

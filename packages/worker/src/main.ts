@@ -111,7 +111,7 @@ async function main(): Promise<void> {
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
         batches.close(),
       ]);
-      await resilience.flush();
+      await resilience.close();
       await webhookNotifier.close();
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());

@@ -46,6 +46,10 @@ interface HopPlan {
   stats: number[];
   /** No buckets and no budgets: a call may be admitted in-process while its breaker is known closed. */
   breakerOnly: boolean;
+  /** Every bucket hands out leases, so calls may be admitted from what this worker holds. */
+  leasable: boolean;
+  /** Leases in the order admit.lua reports them: buckets, then budgets. */
+  leases: Array<{ key: string; kind: "rpm" | "tpm" | "budget"; ttl_s: number }>;
   /** Invalidated when any of these change (breaker id, cooldown keys). */
   watch: string[];
   usageKey: string;
@@ -104,6 +108,10 @@ const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 25;
 const MAX_PLANS = 5_000;
+/** How long a lease of bucket tokens or budget may be used before what is left goes back. */
+const LEASE_MS = 250;
+/** A budget lease covers about this many more calls like the one that took it. */
+const BUDGET_LEASE_CALLS = 10;
 
 /**
  * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
@@ -123,6 +131,11 @@ export class Resilience {
   private batch = new SettleBatch();
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly held = new Map<
+    string,
+    { amount: number; expiresAt: number; kind: "bucket" | "budget"; ttl_s: number }
+  >();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
     redis: RedisClient,
@@ -177,8 +190,17 @@ export class Resilience {
     const cooldownKeys = [this.keys.cooldown("provider", request.providerId)];
     if (request.model.limits) cooldownKeys.push(this.keys.cooldown("model", request.modelId));
     const cooldowns = cooldownKeys.map((key) => list.add(key));
-    const buckets: Array<{ key: number; rate: number; capacity: number; tpm: boolean; max_wait?: number }> =
-      [];
+    const buckets: Array<{
+      key: number;
+      rate: number;
+      capacity: number;
+      tpm: boolean;
+      max_wait?: number;
+      slice: number;
+    }> = [];
+    // A lease is at most a quarter of the bucket and what refills in LEASE_MS: small limits
+    // (rpm 120, burst 2) get none and stay exact; large ones save most round trips.
+    const sliceOf = (capacity: number, rate: number) => Math.floor(Math.min(capacity / 4, rate * LEASE_MS));
     const tpm: HopPlan["tpm"] = [];
     for (const { scope, id, limits } of this.limitsFor(request)) {
       if (limits.rpm) {
@@ -187,6 +209,7 @@ export class Resilience {
           rate: limits.rpm / 60_000,
           capacity: bucketCapacity(limits.rpm, limits.burst),
           tpm: false,
+          slice: sliceOf(bucketCapacity(limits.rpm, limits.burst), limits.rpm / 60_000),
         });
       }
       if (limits.tpm) {
@@ -201,6 +224,7 @@ export class Resilience {
           ...entry,
           tpm: true,
           max_wait: Math.max(250, Math.ceil(entry.capacity / entry.rate)),
+          slice: sliceOf(entry.capacity, entry.rate),
         });
         tpm.push(entry);
       }
@@ -238,12 +262,79 @@ export class Resilience {
       budgets: budgets.map((budget) => ({ key: budget.key, ttl_s: budget.ttl_s })),
       stats,
       breakerOnly: buckets.length === 0 && budgets.length === 0,
+      leasable: buckets.every((bucket) => bucket.slice > 0),
+      leases: [
+        ...buckets.map((bucket) => ({
+          key: list.keys[bucket.key - 1] as string,
+          kind: bucket.tpm ? ("tpm" as const) : ("rpm" as const),
+          ttl_s: 0,
+        })),
+        ...budgets.map((budget) => ({
+          key: list.keys[budget.key - 1] as string,
+          kind: "budget" as const,
+          ttl_s: budget.ttl_s,
+        })),
+      ],
       watch: [breaker.id, ...cooldownKeys],
       usageKey: this.keys.usage(request.tenant, periods.dayDate),
     };
     if (this.plans.size >= MAX_PLANS) this.plans.clear();
     this.plans.set(cacheKey, plan);
     return plan;
+  }
+
+  /** Admits from this worker's leases when they cover every bucket and budget; takes them if so. */
+  private takeFromLeases(plan: HopPlan, request: HopRequest, nowMs: number): boolean {
+    const need = (kind: "rpm" | "tpm" | "budget") =>
+      kind === "rpm" ? 1 : kind === "tpm" ? request.tokens : request.costUsd;
+    for (const lease of plan.leases) {
+      const held = this.held.get(lease.key);
+      const wanted = need(lease.kind);
+      if (wanted > 0 && (!held || held.expiresAt <= nowMs || held.amount < wanted)) return false;
+    }
+    for (const lease of plan.leases) {
+      const held = this.held.get(lease.key);
+      if (held) held.amount -= need(lease.kind);
+    }
+    return true;
+  }
+
+  private addLeases(plan: HopPlan, reply: string, nowMs: number): void {
+    const amounts = reply.split(",").map(Number);
+    plan.leases.forEach((lease, index) => {
+      const amount = amounts[index] ?? 0;
+      if (!(amount > 0)) return;
+      const held = this.held.get(lease.key);
+      if (held && held.expiresAt > nowMs) {
+        held.amount += amount;
+        held.expiresAt = nowMs + LEASE_MS;
+        return;
+      }
+      if (held) this.release(lease.key, held);
+      this.held.set(lease.key, {
+        amount,
+        expiresAt: nowMs + LEASE_MS,
+        kind: lease.kind === "budget" ? "budget" : "bucket",
+        ttl_s: lease.ttl_s,
+      });
+    });
+    if (!this.sweepTimer && this.held.size > 0) {
+      this.sweepTimer = setInterval(() => this.sweep(this.clock.now()), LEASE_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Ends a lease: unused budget goes back (unused bucket tokens are simply not used). */
+  private release(key: string, held: { amount: number; kind: "bucket" | "budget"; ttl_s: number }): void {
+    this.held.delete(key);
+    if (held.kind === "budget" && held.amount > 0) {
+      this.batch.correctBudget(key, -held.amount, held.ttl_s);
+      this.scheduleFlush();
+    }
+  }
+
+  private sweep(nowMs: number): void {
+    for (const [key, held] of this.held) if (held.expiresAt <= nowMs) this.release(key, held);
   }
 
   private knownClear(plan: HopPlan, nowMs: number): boolean {
@@ -254,7 +345,10 @@ export class Resilience {
   async admit(request: HopRequest): Promise<Admission> {
     const nowMs = this.clock.now();
     const plan = this.planFor(request, nowMs);
-    if (plan.breakerOnly && this.knownClear(plan, nowMs)) {
+    if (
+      this.knownClear(plan, nowMs) &&
+      (plan.breakerOnly || (plan.leasable && this.takeFromLeases(plan, request, nowMs)))
+    ) {
       this.batch.countCall(
         plan.keys[plan.breaker.window - 1] as string,
         plan.breaker.config.window_ms,
@@ -269,11 +363,12 @@ export class Resilience {
       plan.spec,
       request.tokens,
       request.costUsd,
+      plan.budgets.length ? request.costUsd * BUDGET_LEASE_CALLS : 0,
     );
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
-      if (!probe && plan.breakerOnly)
-        for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
+      if (!probe) for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
+      if (reply[2]) this.addLeases(plan, reply[2], nowMs);
       return { admitted: true, ticket: { request, plan, probe } };
     }
     const wait = Number(reply[2]);
@@ -378,7 +473,15 @@ export class Resilience {
     this.flushTimer.unref();
   }
 
-  /** Writes the gathered settlements now (also called on shutdown). */
+  /** Gives back every lease and writes what is pending (on shutdown). */
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const [key, held] of this.held) this.release(key, held);
+    await this.flush();
+  }
+
+  /** Writes the gathered settlements now. */
   async flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;

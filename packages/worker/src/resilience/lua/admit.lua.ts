@@ -13,9 +13,15 @@
  *   budgets: [{ key, cap, ttl_s }],                         -- each reserves ARGV[3] USD
  *   stats: [keyIndex]                                       -- per-minute call/skip counters
  * }
- * ARGV[2]: tokens this call reserves (prompt estimate + max_tokens); ARGV[3]: its estimated cost.
+ * ARGV[2]: tokens this call reserves (prompt estimate + max_tokens); ARGV[3]: its estimated cost;
+ * ARGV[4]: extra USD per budget the worker would like to hold locally (a lease, see below).
+ * Leases: besides what the call needs, each bucket hands out up to `slice` more tokens and each
+ * budget up to ARGV[4] more USD when they are there to spare; the worker admits its next calls
+ * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
+ * unused budget is given back when the lease ends.
  * Time comes from Redis TIME, so every worker shares one clock.
- * Returns: { 1, probes } admitted, probes = comma-separated indexes of breakers whose probe this is;
+ * Returns: { 1, probes, leases } admitted, probes = comma-separated indexes of breakers whose probe
+ *          this is, leases = comma-separated extra tokens per bucket then extra USD per budget;
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
  *          wait_ms = -1 when waiting cannot help.
  */
@@ -23,6 +29,7 @@ export const ADMIT_LUA = `
 local spec = cjson.decode(ARGV[1])
 local tokens_needed = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local budget_slice = tonumber(ARGV[4]) or 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
@@ -80,6 +87,7 @@ for index, b in ipairs(spec.buckets) do
   end
   levels[index] = tokens - cost_here
 end
+local budget_spent = {}
 
 local fresh_budgets = {}
 for index, b in ipairs(spec.budgets) do
@@ -87,6 +95,7 @@ for index, b in ipairs(spec.budgets) do
   local spent = tonumber(raw) or 0
   if spent + cost > b.cap then return deny('over_budget', -1, string.format('%.6f of %.6f', spent, b.cap)) end
   fresh_budgets[index] = raw == false
+  budget_spent[index] = spent
 end
 
 -- Phase 2: everything passed; take what the call needs.
@@ -110,14 +119,22 @@ for index, b in ipairs(spec.breakers) do
     end
   end
 end
+local leases = {}
 for index, b in ipairs(spec.buckets) do
-  redis.call('HSET', KEYS[b.key], 'tokens', levels[index], 'ts', now)
+  local extra = 0
+  if b.slice and b.slice ~= cjson.null and b.slice > 0 and levels[index] > 0 then
+    extra = math.floor(math.min(levels[index], b.slice))
+  end
+  table.insert(leases, tostring(extra))
+  redis.call('HSET', KEYS[b.key], 'tokens', levels[index] - extra, 'ts', now)
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 for index, b in ipairs(spec.budgets) do
-  redis.call('INCRBYFLOAT', KEYS[b.key], cost)
+  local extra = math.max(0, math.min(budget_slice, b.cap - budget_spent[index] - cost))
+  table.insert(leases, string.format('%.10f', extra))
+  redis.call('INCRBYFLOAT', KEYS[b.key], cost + extra)
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
 count_stat('calls')
-return { 1, table.concat(probe_list, ',') }
+return { 1, table.concat(probe_list, ','), table.concat(leases, ',') }
 `;
