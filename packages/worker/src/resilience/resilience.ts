@@ -49,7 +49,7 @@ interface HopPlan {
   /** Every bucket hands out leases, so calls may be admitted from what this worker holds. */
   leasable: boolean;
   /** Leases in the order admit.lua reports them: buckets, then budgets. */
-  leases: Array<{ key: string; kind: "rpm" | "tpm" | "budget"; ttl_s: number }>;
+  leases: Array<{ key: string; kind: "rpm" | "tpm" | "budget"; ttl_s: number; slice: number }>;
   /** Invalidated when any of these change (breaker id, cooldown keys). */
   watch: string[];
   usageKey: string;
@@ -106,12 +106,12 @@ type Commands = RedisClient & {
 /** How long a breaker seen closed (and its provider not cooling down) is trusted in-process. */
 const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
-const SETTLE_BATCH_MS = 25;
+const SETTLE_BATCH_MS = 100;
 const MAX_PLANS = 5_000;
 /** How long a lease of bucket tokens or budget may be used before what is left goes back. */
 const LEASE_MS = 250;
 /** A budget lease covers about this many more calls like the one that took it. */
-const BUDGET_LEASE_CALLS = 10;
+const BUDGET_LEASE_CALLS = 50;
 
 /**
  * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
@@ -121,7 +121,7 @@ const BUDGET_LEASE_CALLS = 10;
  *   the last second and no pub/sub message said otherwise (breaker transitions, cooldowns and
  *   manual overrides are announced on a channel); its call is counted in the next batch.
  * - Failures, probes and 429s are settled at once (breakers and cooldowns must move for every
- *   worker now); successes are settled in batches every 25 ms (tpm refunds, budget corrections,
+ *   worker now); successes are settled in batches every 100 ms (tpm refunds, budget corrections,
  *   spend records), so the common path costs at most one round trip per hop.
  */
 export class Resilience {
@@ -268,11 +268,13 @@ export class Resilience {
           key: list.keys[bucket.key - 1] as string,
           kind: bucket.tpm ? ("tpm" as const) : ("rpm" as const),
           ttl_s: 0,
+          slice: bucket.slice,
         })),
         ...budgets.map((budget) => ({
           key: list.keys[budget.key - 1] as string,
           kind: "budget" as const,
           ttl_s: budget.ttl_s,
+          slice: 0,
         })),
       ],
       watch: [breaker.id, ...cooldownKeys],
@@ -297,6 +299,19 @@ export class Resilience {
       if (held) held.amount -= need(lease.kind);
     }
     return true;
+  }
+
+  /** What to ask for on top of this call: a full slice of each lease this worker is low on. */
+  private leaseWants(plan: HopPlan, request: HopRequest, nowMs: number): string {
+    if (!plan.leasable) return "";
+    return plan.leases
+      .map((lease) => {
+        const slice = lease.kind === "budget" ? request.costUsd * BUDGET_LEASE_CALLS : lease.slice;
+        const held = this.held.get(lease.key);
+        const holding = held && held.expiresAt > nowMs ? held.amount : 0;
+        return holding >= slice / 2 ? 0 : slice;
+      })
+      .join(",");
   }
 
   private addLeases(plan: HopPlan, reply: string, nowMs: number): void {
@@ -363,7 +378,7 @@ export class Resilience {
       plan.spec,
       request.tokens,
       request.costUsd,
-      plan.budgets.length ? request.costUsd * BUDGET_LEASE_CALLS : 0,
+      this.leaseWants(plan, request, nowMs),
     );
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
@@ -450,10 +465,24 @@ export class Resilience {
   private batchSuccess(ticket: Ticket, usedTokens: number, cost: number): void {
     const { request, plan } = ticket;
     const key = (index: number) => plan.keys[index - 1] as string;
-    for (const bucket of plan.tpm)
-      this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, request.tokens - usedTokens);
-    for (const budget of plan.budgets)
-      this.batch.correctBudget(key(budget.key), cost - request.costUsd, budget.ttl_s);
+    // What a call reserved but did not use goes back to this worker's lease when it holds one
+    // (one write when the lease ends), else to Redis with the next batch.
+    const nowMs = this.clock.now();
+    const credit = (name: string, amount: number) => {
+      const held = this.held.get(name);
+      if (!held || held.expiresAt <= nowMs) return false;
+      held.amount += amount;
+      return true;
+    };
+    for (const bucket of plan.tpm) {
+      const refund = request.tokens - usedTokens;
+      if (!credit(key(bucket.key), refund))
+        this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, refund);
+    }
+    for (const budget of plan.budgets) {
+      const refund = request.costUsd - cost;
+      if (!credit(key(budget.key), refund)) this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
+    }
     if (cost > 0) {
       const fields: Record<string, number> = { total: cost, [`model:${request.modelId}`]: cost };
       if (request.route) fields[`route:${request.route}`] = cost;
@@ -464,7 +493,7 @@ export class Resilience {
   }
 
   private scheduleFlush(): void {
-    if (this.batch.size >= 500) {
+    if (this.batch.size >= 5_000) {
       void this.flush();
       return;
     }

@@ -14,9 +14,10 @@
  *   stats: [keyIndex]                                       -- per-minute call/skip counters
  * }
  * ARGV[2]: tokens this call reserves (prompt estimate + max_tokens); ARGV[3]: its estimated cost;
- * ARGV[4]: extra USD per budget the worker would like to hold locally (a lease, see below).
- * Leases: besides what the call needs, each bucket hands out up to `slice` more tokens and each
- * budget up to ARGV[4] more USD when they are there to spare; the worker admits its next calls
+ * ARGV[4]: comma-separated amounts the worker would like to hold locally (a lease, see below), one
+ *          per bucket then one per budget, 0 for none.
+ * Leases: besides what the call needs, each bucket and budget hands out up to that much more when
+ * it is there to spare; the worker admits its next calls
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
  * unused budget is given back when the lease ends.
  * Time comes from Redis TIME, so every worker shares one clock.
@@ -29,7 +30,8 @@ export const ADMIT_LUA = `
 local spec = cjson.decode(ARGV[1])
 local tokens_needed = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
-local budget_slice = tonumber(ARGV[4]) or 0
+local wants = {}
+for amount in string.gmatch(ARGV[4] or '', '[^,]+') do table.insert(wants, tonumber(amount) or 0) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
@@ -122,15 +124,15 @@ end
 local leases = {}
 for index, b in ipairs(spec.buckets) do
   local extra = 0
-  if b.slice and b.slice ~= cjson.null and b.slice > 0 and levels[index] > 0 then
-    extra = math.floor(math.min(levels[index], b.slice))
-  end
+  local want = wants[index] or 0
+  if want > 0 and levels[index] > 0 then extra = math.floor(math.min(levels[index], want)) end
   table.insert(leases, tostring(extra))
   redis.call('HSET', KEYS[b.key], 'tokens', levels[index] - extra, 'ts', now)
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 for index, b in ipairs(spec.budgets) do
-  local extra = math.max(0, math.min(budget_slice, b.cap - budget_spent[index] - cost))
+  -- A budget lease is at most 5% of what is left, so workers cannot hoard a nearly spent budget.
+  local extra = math.max(0, math.min(wants[#spec.buckets + index] or 0, (b.cap - budget_spent[index] - cost) * 0.05))
   table.insert(leases, string.format('%.10f', extra))
   redis.call('INCRBYFLOAT', KEYS[b.key], cost + extra)
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end

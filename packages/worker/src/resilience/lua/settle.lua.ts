@@ -94,10 +94,8 @@ for _, b in ipairs(spec.buckets or {}) do
 end
 
 for _, b in ipairs(spec.budgets or {}) do
-  if b.delta ~= 0 then
-    redis.call('INCRBYFLOAT', KEYS[b.key], b.delta)
-    redis.call('EXPIRE', KEYS[b.key], b.ttl_s)
-  end
+  -- The key's lifetime was set when admit.lua created it; a correction need not renew it.
+  if b.delta ~= 0 then redis.call('INCRBYFLOAT', KEYS[b.key], b.delta) end
 end
 
 for _, usage in ipairs(spec.usages or {}) do
