@@ -158,6 +158,9 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
           opts: { jobId: shared.newId("job"), priority: data.priority },
         })),
       start(): DrainSubject {
+        // As packages/worker/src/main.ts: the shared breakers are on (this config has no limits or
+        // budgets, so a hop is admitted in-process while its breaker is known closed).
+        const resilience = new workerModule.Resilience(workerConnection, config, keys, logger);
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,
@@ -166,10 +169,14 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
           clock: shared.systemClock,
           concurrency: options.concurrency,
           lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
+          resilience,
         });
         return {
           worker: completions.worker as never,
-          close: () => completions.close(config.settings.SHUTDOWN_TIMEOUT_MS),
+          close: async () => {
+            await completions.close(config.settings.SHUTDOWN_TIMEOUT_MS);
+            await resilience.close();
+          },
         };
       },
     });

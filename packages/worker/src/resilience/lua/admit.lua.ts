@@ -131,8 +131,11 @@ for index, b in ipairs(spec.buckets) do
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 for index, b in ipairs(spec.budgets) do
-  -- A budget lease is at most 5% of what is left, so workers cannot hoard a nearly spent budget.
-  local extra = math.max(0, math.min(wants[#spec.buckets + index] or 0, (b.cap - budget_spent[index] - cost) * 0.05))
+  -- Budgets lease only while they have room for 1000 more such calls, and at most 5% of what is
+  -- left: near its end a budget is admitted call by call, exactly, and no worker hoards it.
+  local left = b.cap - budget_spent[index] - cost
+  local extra = 0
+  if left >= 1000 * cost then extra = math.max(0, math.min(wants[#spec.buckets + index] or 0, left * 0.05)) end
   table.insert(leases, string.format('%.10f', extra))
   redis.call('INCRBYFLOAT', KEYS[b.key], cost + extra)
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
