@@ -105,6 +105,14 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping: finishing running jobs, handing back the rest");
+    // With Redis gone, closing could wait for it forever: jobs not handed back are recovered
+    // by other workers after the lock duration anyway, so give up after the grace and a margin.
+    const force = setTimeout(() => {
+      logger.error("could not stop cleanly (is Redis reachable?); exiting");
+      logger.flush();
+      process.exit(1);
+    }, settings.SHUTDOWN_TIMEOUT_MS + 10_000);
+    force.unref();
     try {
       await Promise.all([
         completions.close(settings.SHUTDOWN_TIMEOUT_MS),

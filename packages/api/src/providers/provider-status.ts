@@ -46,9 +46,15 @@ function parseBreaker(id: string, raw: Record<string, string>): BreakerView {
     id,
     state: forced ?? raw.state ?? "closed",
     forced,
-    open_until: raw.state === "open" && raw.open_until ? Number(raw.open_until) : null,
+    // Redis keeps milliseconds; the API speaks Unix seconds, as everywhere else.
+    open_until: raw.state === "open" && raw.open_until ? Math.ceil(Number(raw.open_until) / 1000) : null,
     reopens: Number(raw.reopens ?? 0),
-    transitions: raw.log ? (JSON.parse(raw.log) as BreakerView["transitions"]) : [],
+    transitions: raw.log
+      ? (JSON.parse(raw.log) as BreakerView["transitions"]).map((entry) => ({
+          ...entry,
+          at: Math.floor(entry.at / 1000),
+        }))
+      : [],
   };
 }
 
@@ -117,7 +123,8 @@ export async function readProviderStatus(redis: RedisClient, config: Config, key
       view.breaker = parseBreaker(breakerId, raw);
     });
     hgetall(keys.cooldown("provider", id), (raw) => {
-      view.cooldown_until = raw.until && Number(raw.until) > nowMs ? Number(raw.until) : null;
+      view.cooldown_until =
+        raw.until && Number(raw.until) > nowMs ? Math.ceil(Number(raw.until) / 1000) : null;
     });
     hgetall(keys.stats("provider", id), (raw) => {
       view.recent = parseStats(raw, nowMs);

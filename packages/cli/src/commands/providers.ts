@@ -30,8 +30,8 @@ function breakerText(breaker: BreakerView | null | undefined, nowMs: number, c: 
   const state = breaker.state ?? "closed";
   const painted = state === "open" ? c.red(state) : state === "closed" ? c.green(state) : c.yellow(state);
   const remaining =
-    state === "open" && breaker.open_until && breaker.open_until > nowMs
-      ? ` ${formatDuration(breaker.open_until - nowMs)}`
+    state === "open" && breaker.open_until && breaker.open_until * 1000 > nowMs
+      ? ` ${formatDuration(breaker.open_until * 1000 - nowMs)}`
       : "";
   return `${painted}${remaining}${breaker.forced ? c.yellow(" (forced)") : ""}`;
 }
@@ -67,8 +67,8 @@ export function renderProviders(providers: ProviderStatus[], c: Colors, nowMs: n
   const rows: string[][] = [];
   for (const provider of providers) {
     const cooldown =
-      provider.cooldown_until && provider.cooldown_until > nowMs
-        ? c.yellow(formatDuration(provider.cooldown_until - nowMs))
+      provider.cooldown_until && provider.cooldown_until * 1000 > nowMs
+        ? c.yellow(formatDuration(provider.cooldown_until * 1000 - nowMs))
         : c.dim("-");
     rows.push([
       c.bold(provider.id),
