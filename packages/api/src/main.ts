@@ -1,32 +1,9 @@
-import {
-  type Config,
-  ConfigError,
-  checkRedis,
-  createLogger,
-  createRedis,
-  loadConfig,
-  redactRedisUrl,
-} from "@cascade/shared";
+import { ConfigError, createRedis, redactRedisUrl, startProcess } from "@cascade/shared";
 import { buildApp } from "./app.js";
 
-function fail(error: unknown): never {
-  const message =
-    error instanceof ConfigError ? error.message : `api failed to start: ${(error as Error)?.stack ?? error}`;
-  process.stderr.write(`cascade api: ${message}\n`);
-  process.exit(1);
-}
-
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    fail(error);
-  }
+  const { config, logger, redisCheck, fail } = await startProcess("api", process.env);
   const { settings } = config;
-  const logger = createLogger(settings.LOG_LEVEL, { name: "cascade-api" });
-  const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
-  for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
   const redis = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),
@@ -76,4 +53,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-main().catch(fail);
+main().catch((error) => {
+  process.stderr.write(`cascade api: failed to start: ${(error as Error)?.stack ?? error}\n`);
+  process.exit(1);
+});

@@ -16,6 +16,7 @@ export * from "./resilience/periods.js";
 export * from "./schemas/chat-request.js";
 export * from "./schemas/job.js";
 export * from "./schemas/job-view.js";
+export * from "./startup.js";
 export * from "./webhooks/delivery.js";
 export * from "./webhooks/delivery-store.js";
 export * from "./webhooks/enqueue.js";

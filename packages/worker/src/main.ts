@@ -1,13 +1,9 @@
 import {
-  type Config,
-  ConfigError,
-  checkRedis,
   createBatchProcessing,
   createKeys,
-  createLogger,
   createRedis,
-  loadConfig,
   redactRedisUrl,
+  startProcess,
   systemClock,
 } from "@cascade/shared";
 import { createCompletionWorker } from "./completion/completion-worker.js";
@@ -18,27 +14,9 @@ import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
 import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
 import { createWebhookWorker } from "./webhooks/webhook-worker.js";
 
-/** Prints a startup problem as the one line a person reads, and exits non-zero. */
-function fail(error: unknown): never {
-  const message =
-    error instanceof ConfigError
-      ? error.message
-      : `worker failed to start: ${(error as Error)?.stack ?? error}`;
-  process.stderr.write(`cascade worker: ${message}\n`);
-  process.exit(1);
-}
-
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    fail(error);
-  }
+  const { config, logger, redisCheck, fail } = await startProcess("worker", process.env);
   const { settings } = config;
-  const logger = createLogger(settings.LOG_LEVEL, { name: "cascade-worker" });
-  const redisCheck = await checkRedis(settings.REDIS_URL).catch(fail);
-  for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
   const providers = (() => {
     try {
       return createProviderRegistry(config);
@@ -136,4 +114,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-main().catch(fail);
+main().catch((error) => {
+  process.stderr.write(`cascade worker: failed to start: ${(error as Error)?.stack ?? error}\n`);
+  process.exit(1);
+});
