@@ -7,6 +7,7 @@ import type {
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
+import { generateOrClassify, modelCache } from "./ai-sdk/models.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyAnthropicError } from "./classify-anthropic.js";
 import { ProviderError } from "./provider-error.js";
@@ -78,27 +79,15 @@ export function createAnthropicAdapter(
     apiKey: apiKey ?? "unused",
     fetch,
   });
-  const models = new Map<string, LanguageModelV3>();
-  const modelFor = (name: string) => {
-    let model = models.get(name);
-    if (!model) {
-      model = client.messages(name);
-      models.set(name, model);
-    }
-    return model;
-  };
+  const modelFor = modelCache((name) => client.messages(name));
   return {
     providerId,
     type: "anthropic",
     async generate(call) {
-      let result: LanguageModelV3GenerateResult;
-      try {
-        result = await modelFor(call.upstreamName).doGenerate(callOptions(call));
-      } catch (error) {
-        if (call.signal.aborted) throw call.signal.reason;
-        throw classifyAnthropicError(error);
-      }
-      return toCompletion(result);
+      const model = modelFor(call.upstreamName);
+      return toCompletion(
+        await generateOrClassify(model, callOptions(call), call.signal, classifyAnthropicError),
+      );
     },
     async stream(call, sink) {
       const model = modelFor(call.upstreamName);

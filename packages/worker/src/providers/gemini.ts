@@ -3,6 +3,7 @@ import type { LanguageModelV3, LanguageModelV3GenerateResult, LanguageModelV3Pro
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./ai-sdk/from-stream.js";
+import { generateOrClassify, modelCache } from "./ai-sdk/models.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyGeminiError } from "./classify-gemini.js";
 import type { ImageInliner } from "./image-download.js";
@@ -146,29 +147,15 @@ export function createGeminiAdapter(
     apiKey: apiKey ?? "unused",
     fetch,
   });
-  const models = new Map<string, LanguageModelV3>();
-  const modelFor = (name: string) => {
-    let model = models.get(name);
-    if (!model) {
-      model = client.languageModel(name);
-      models.set(name, model);
-    }
-    return model;
-  };
+  const modelFor = modelCache((name) => client.languageModel(name));
   return {
     providerId,
     type: "gemini",
     async generate(call) {
       const options = toCallOptions(call.request, call.signal);
       options.prompt = await prepare(options.prompt, call.signal);
-      let result: LanguageModelV3GenerateResult;
-      try {
-        result = await modelFor(call.upstreamName).doGenerate(options);
-      } catch (error) {
-        if (call.signal.aborted) throw call.signal.reason;
-        throw classifyGeminiError(error);
-      }
-      return toCompletion(result);
+      const model = modelFor(call.upstreamName);
+      return toCompletion(await generateOrClassify(model, options, call.signal, classifyGeminiError));
     },
     // streamGenerateContent?alt=sse; usageMetadata rides on every chunk, the last one complete.
     async stream(call, sink) {

@@ -43,7 +43,8 @@ describe("image downloads for providers that need bytes", () => {
     const inliner = createImageInliner({ allowPrivateNetworks: true });
     const [message] = await inliner.inline(prompt(`${origin}/cat.png`), signal);
     expect(message?.content[1]).toMatchObject({ type: "file", mediaType: "image/png" });
-    expect(Buffer.from((message?.content[1] as { data: Uint8Array }).data)).toEqual(png);
+    const part = message?.content[1] as { data: Uint8Array } | undefined;
+    expect(Buffer.from(part?.data ?? [])).toEqual(png);
   });
 
   it("refuses non-images, missing files and oversized bodies as provider-specific bad requests", async () => {

@@ -3,6 +3,7 @@ import type { LanguageModelV3 } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
+import { generateOrClassify, modelCache } from "./ai-sdk/models.js";
 import { toCallOptions } from "./ai-sdk/to-call-options.js";
 import { classifyOpenAIError } from "./classify-openai.js";
 import { classifyOpenAIErrorEvent } from "./stream-error-events.js";
@@ -31,15 +32,7 @@ export function createOpenAIAdapter(
     apiKey: apiKey ?? "unused",
     fetch,
   });
-  const models = new Map<string, LanguageModelV3>();
-  const modelFor = (name: string) => {
-    let model = models.get(name);
-    if (!model) {
-      model = client.chat(name);
-      models.set(name, model);
-    }
-    return model;
-  };
+  const modelFor = modelCache((name) => client.chat(name));
   const callOptions = (call: ProviderCall) => {
     const options = toCallOptions(call.request, call.signal);
     const extra: Record<string, unknown> = {};
@@ -53,13 +46,10 @@ export function createOpenAIAdapter(
     providerId,
     type: "openai",
     async generate(call) {
-      const options = callOptions(call);
-      try {
-        return fromGenerateResult(await modelFor(call.upstreamName).doGenerate(options));
-      } catch (error) {
-        if (call.signal.aborted) throw call.signal.reason;
-        throw classifyOpenAIError(error);
-      }
+      const model = modelFor(call.upstreamName);
+      return fromGenerateResult(
+        await generateOrClassify(model, callOptions(call), call.signal, classifyOpenAIError),
+      );
     },
     // The SDK always asks for `stream_options: {include_usage: true}`, so the finish carries usage.
     async stream(call, sink) {
