@@ -41,7 +41,7 @@ interface HopPlan {
   spec: string;
   breaker: { state: number; window: number; config: ReturnType<typeof breakerFor> };
   cooldowns: number[];
-  tpm: Array<{ key: number; rate: number; capacity: number }>;
+  tpm: Array<{ key: number; rate: number; capacity: number; slice: number }>;
   budgets: Array<{ key: number; ttl_s: number }>;
   stats: number[];
   /** No buckets and no budgets: a call may be admitted in-process while its breaker is known closed. */
@@ -219,14 +219,14 @@ export class Resilience {
           capacity: bucketCapacity(limits.tpm),
         };
         // A denial's wait assumes no reservation is given back; calls in flight usually return
-        // most of theirs, so look again after one bucket's worth of refill at the latest.
+        // most of theirs within milliseconds, so look again soon.
         buckets.push({
           ...entry,
           tpm: true,
-          max_wait: Math.max(250, Math.ceil(entry.capacity / entry.rate)),
+          max_wait: 200,
           slice: sliceOf(entry.capacity, entry.rate),
         });
-        tpm.push(entry);
+        tpm.push({ ...entry, slice: sliceOf(entry.capacity, entry.rate) });
       }
     }
     const budgets: Array<{ key: number; cap: number; ttl_s: number }> = [];
@@ -307,6 +307,8 @@ export class Resilience {
     return plan.leases
       .map((lease) => {
         const slice = lease.kind === "budget" ? request.costUsd * BUDGET_LEASE_CALLS : lease.slice;
+        // A tpm lease smaller than one such request could never admit it: only hoard tokens.
+        if (lease.kind === "tpm" && slice < request.tokens) return 0;
         const held = this.held.get(lease.key);
         const holding = held && held.expiresAt > nowMs ? held.amount : 0;
         return holding >= slice / 2 ? 0 : slice;
@@ -474,10 +476,12 @@ export class Resilience {
       held.amount += amount;
       return true;
     };
+    // tpm refunds go back to Redis, where every worker sees them; a small bucket (no leases) is
+    // often waiting for exactly this refund, so it is written at once rather than in 100 ms.
+    let urgent = false;
     for (const bucket of plan.tpm) {
-      const refund = request.tokens - usedTokens;
-      if (!credit(key(bucket.key), refund))
-        this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, refund);
+      this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, request.tokens - usedTokens);
+      if (bucket.slice < request.tokens) urgent = true;
     }
     for (const budget of plan.budgets) {
       const refund = request.costUsd - cost;
@@ -489,7 +493,8 @@ export class Resilience {
       if (request.user !== undefined) fields[`user:${request.user}`] = cost;
       this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
     }
-    if (this.batch.size > 0) this.scheduleFlush();
+    if (urgent) void this.flush();
+    else if (this.batch.size > 0) this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
