@@ -136,6 +136,7 @@ export class Resilience {
     { amount: number; expiresAt: number; kind: "bucket" | "budget"; ttl_s: number }
   >();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private dayEndsAt = 0;
 
   constructor(
     redis: RedisClient,
@@ -172,10 +173,15 @@ export class Resilience {
   }
 
   private planFor(request: HopRequest, nowMs: number): HopPlan {
-    const periods = budgetPeriods(nowMs);
-    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.tenant}\n${request.user ?? ""}\n${periods.dayDate}\n${request.timeoutMs}`;
+    // The UTC day changes the budget keys; it is worked out once per day, not per call.
+    if (nowMs >= this.dayEndsAt || nowMs < this.dayEndsAt - 86_400_000) {
+      this.dayEndsAt = (Math.floor(nowMs / 86_400_000) + 1) * 86_400_000;
+      this.plans.clear();
+    }
+    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.tenant}\n${request.user ?? ""}\n${request.timeoutMs}`;
     const cached = this.plans.get(cacheKey);
     if (cached) return cached;
+    const periods = budgetPeriods(nowMs);
     const provider = this.config.file.providers[request.providerId];
     if (!provider) throw new Error(`unknown provider ${request.providerId}`);
     const list = new KeyList();
