@@ -39,9 +39,9 @@ export const settingsSchema = z.object({
   /** Addition: BullMQ lock duration; a crashed worker's jobs are recovered after about this long. */
   WORKER_LOCK_DURATION_MS: intFromEnv("WORKER_LOCK_DURATION_MS", 30000, 1000, 600000),
   /** Addition: how long finished jobs are kept (default 7 days). */
-  JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 60, 365 * 24 * 3600),
+  JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
   /** Addition: how long a streaming job's events stay replayable (default 24 h). */
-  EVENTS_RETENTION_S: intFromEnv("EVENTS_RETENTION_S", 24 * 3600, 60, 30 * 24 * 3600),
+  EVENTS_RETENTION_S: intFromEnv("EVENTS_RETENTION_S", 24 * 3600, 1, 30 * 24 * 3600),
   /** Addition: API shutdown grace for in-flight requests. */
   SHUTDOWN_TIMEOUT_MS: intFromEnv("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000),
 });
