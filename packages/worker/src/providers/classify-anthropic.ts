@@ -1,6 +1,7 @@
 import { UnsupportedFunctionalityError } from "@ai-sdk/provider";
 import { classifyByStatus, type HttpFailure, readApiCallError } from "./ai-sdk/api-call-error.js";
 import { ProviderError } from "./provider-error.js";
+import { lowerCaseHeaders } from "./retry-after.js";
 
 /** Anthropic's error envelope: `{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`. */
 interface AnthropicErrorBody {
@@ -68,8 +69,7 @@ export function anthropicResetMs(
   now = Date.now(),
 ): number | undefined {
   if (!headers) return undefined;
-  const lower: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
+  const lower = lowerCaseHeaders(headers);
   const exhausted: number[] = [];
   const known: number[] = [];
   for (const limit of RATE_LIMITS) {

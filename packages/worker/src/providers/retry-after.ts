@@ -4,13 +4,21 @@
  * `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` ("1s", "6m0s", "20ms").
  * https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers
  */
+/** Response headers with lower-case names (providers and SDKs disagree on case). */
+export function lowerCaseHeaders(
+  headers: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const lower: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
+  return lower;
+}
+
 export function retryAfterMsFromHeaders(
   headers: Record<string, string | undefined> | undefined,
   now = Date.now(),
 ): number | undefined {
   if (!headers) return undefined;
-  const lower: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(headers)) lower[name.toLowerCase()] = value;
+  const lower = lowerCaseHeaders(headers);
 
   const milliseconds = Number(lower["retry-after-ms"]);
   if (lower["retry-after-ms"] && Number.isFinite(milliseconds) && milliseconds >= 0) return milliseconds;
