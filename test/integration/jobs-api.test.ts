@@ -97,6 +97,7 @@ describe("jobs API", () => {
       [{ request: { ...hello.request, temperature: 7 } }, /request\.temperature/],
       [{ ...hello, webhook: { url: "ftp://x" } }, /webhook\.url/],
       [{ ...hello, route: "nope" }, /route: unknown route "nope"/],
+      [{ ...hello, route: "constructor" }, /route: unknown route "constructor"/],
       [{ ...hello, models: ["fast", "ghost"] }, /models\[1\]: unknown model "ghost"/],
       [
         { request: { ...hello.request, model: "gpt-9" } },
@@ -136,6 +137,9 @@ describe("jobs API", () => {
     const tooLong = await stack.request("GET", "/v1/jobs/job_x?wait=61", { headers: acme });
     expect(tooLong.status).toBe(400);
     expect(tooLong.body.error.message).toMatch(/wait must be at most 60/);
+    const badUrl = await stack.request("GET", "/v1/jobs/%ZZ", { headers: acme });
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.body.error.type).toBe("invalid_request_error");
     const unknownJob = await stack.request("GET", "/v1/jobs/job_missing", { headers: acme });
     expect(unknownJob.status).toBe(404);
   });

@@ -25,7 +25,7 @@ import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { registerAuth } from "./plugins/auth.js";
-import { registerErrorHandling, routePattern } from "./plugins/error-handler.js";
+import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
@@ -85,6 +85,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // Errors Fastify raises before routing (a malformed URL) skip setErrorHandler: same shape here.
+    frameworkErrors: (error, _request, reply) => {
+      sendError(reply, 400, "invalid_request_error", error.message);
+    },
   });
   // Only JSON bodies (multipart comes with the files API); text/plain must be a 415, not a string.
   app.removeContentTypeParser("text/plain");

@@ -64,15 +64,19 @@ export class StreamReader {
       this.interrupt();
     } else if (compareIds(fromId, stream.lastId) < 0) {
       // This reader is behind the shared cursor: catch it up from the stream itself.
-      void this.range(key, fromId).then((entries) => {
-        const missed = entries.filter(
-          (entry) => compareIds(entry.id, (stream as { lastId: string }).lastId) <= 0,
-        );
-        if (missed.length) listener(missed);
-      });
+      void this.range(key, fromId)
+        .then((entries) => {
+          const missed = entries.filter(
+            (entry) => compareIds(entry.id, (stream as { lastId: string }).lastId) <= 0,
+          );
+          if (missed.length) listener(missed);
+        })
+        .catch((error: Error) => this.logger.warn({ err: error.message }, "could not replay a job's events"));
     }
     stream.listeners.add(listener);
-    void this.run();
+    void this.run().catch((error: Error) => {
+      this.logger.warn({ err: error.message }, "job event reader stopped; the next reader restarts it");
+    });
     return () => {
       stream.listeners.delete(listener);
       if (stream.listeners.size === 0 && this.streams.get(key) === stream) {

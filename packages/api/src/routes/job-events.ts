@@ -95,12 +95,15 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         };
         let refreshing = Promise.resolve();
         const refresh = () => {
-          refreshing = refreshing.then(async () => {
-            if (ended) return;
-            const current = await store.get(request.tenant, id);
-            if (current) emit(current);
-            else end();
-          });
+          refreshing = refreshing
+            .then(async () => {
+              if (ended) return;
+              const current = await store.get(request.tenant, id);
+              if (current) emit(current);
+              else end();
+            })
+            // Redis gone mid-stream: end this response; the client reconnects with Last-Event-ID.
+            .catch(() => end());
         };
         cleanups.push(waiters.watch(id, refresh));
         emit(job);
@@ -145,8 +148,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
           end();
         }
       };
-      cleanups.push(waiters.watch(id, () => void checkEnded()));
-      await checkEnded();
+      cleanups.push(waiters.watch(id, () => void checkEnded().catch(() => end())));
+      await checkEnded().catch(() => end());
     },
   );
 }

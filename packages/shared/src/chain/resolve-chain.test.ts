@@ -70,3 +70,15 @@ describe("resolveChain (first match wins)", () => {
     }
   });
 });
+
+describe("ids that are built-in property names", () => {
+  it("are unknown, not inherited from Object.prototype", () => {
+    expect(() => resolveChain(config, { route: "constructor", request: {} })).toThrow(
+      /unknown route "constructor"/,
+    );
+    expect(() => resolveChain(config, { request: { model: "__proto__" } })).toThrow(ChainResolutionError);
+    expect(() => resolveChain(config, { models: ["toString"], request: {} })).toThrow(
+      /unknown model "toString"/,
+    );
+  });
+});

@@ -85,9 +85,24 @@ function readConfigFile(path: string): unknown {
 }
 
 /** Validates a raw config object (already parsed from YAML or JSON). */
+/** A copy of an id → value record without a prototype, so `records["constructor"]` is undefined. */
+function withoutPrototype<T>(record: Record<string, T>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, record);
+}
+
 export function parseConfigFile(raw: unknown, source: string): ConfigFile {
   try {
-    return configSchema.parse(raw);
+    const file = configSchema.parse(raw);
+    // Ids come from users and requests: "constructor" or "__proto__" must look unknown, not like
+    // a built-in property of every object.
+    return {
+      ...file,
+      providers: withoutPrototype(file.providers),
+      models: withoutPrototype(file.models),
+      routes: withoutPrototype(file.routes),
+      fallbacks: withoutPrototype(file.fallbacks),
+      ...(file.tenants ? { tenants: withoutPrototype(file.tenants) } : {}),
+    };
   } catch (error) {
     if (error instanceof ZodError) {
       throw new ConfigError(`Invalid config (${source}): ${formatZodError(error)}`);
