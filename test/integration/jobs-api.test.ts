@@ -1,3 +1,4 @@
+import { createKeys } from "@cascade/shared";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
@@ -245,5 +246,37 @@ describe("queued jobs", () => {
     );
     expect(urgentJob?.statusCode).toBe(200);
     expect(lowJob?.statusCode).toBe(200);
+  });
+});
+
+describe("cancelling a job between runs", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config: {
+        providers: { limited: { type: "simulated", simulate: { rate_limit_rate: 1, retry_after_s: 2 } } },
+        models: { slow: { provider: "limited" } },
+        routes: { default: { chain: [{ model: "slow", max_retries: 3 }] } },
+      },
+    });
+  });
+  afterAll(() => stack?.close());
+
+  it("ends cancelled when it starts again after a cancel request reached no worker", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body: hello });
+    // Wait until the job is parked in the delayed set by its 429 (Retry-After 2 s).
+    let job = created.body;
+    for (let index = 0; index < 40 && job.attempts.length === 0; index += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      job = (await stack.request("GET", `/v1/jobs/${created.body.id}`)).body;
+    }
+    expect(job.attempts[0]).toMatchObject({ reason: "rate_limited" });
+    // As the API leaves it when the job was running at the DELETE but no worker held it after.
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    await stack.redis.set(keys.cancelRequest(created.body.id), "1", "EX", 60);
+    const ended = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`);
+    expect(ended.body).toMatchObject({ status: "cancelled", error: { type: "cancelled" } });
+    expect(ended.body.attempts).toHaveLength(1);
   });
 });

@@ -113,11 +113,23 @@ export class JobStore {
         "EX",
         this.retentionSeconds,
       );
-      const removed = await this.queue.remove(jobId).catch(() => 0);
+      // Look again right before removing: BullMQ's remove only refuses a locked job, so one that
+      // a worker picked up and finished since the first read must not be removed.
+      const state = await this.queue.getJobState(jobId);
+      const removable = state === "waiting" || state === "prioritized" || state === "delayed";
+      const removed = removable ? await this.queue.remove(jobId).catch(() => 0) : 0;
       if (removed === 1) return { kind: "cancelled", job: cancelled };
       await this.redis.del(key);
+      if (state === "completed" || state === "failed") {
+        const ended = await this.get(tenant, jobId);
+        if (ended) return { kind: "terminal", job: ended };
+      }
       // It was picked up meanwhile: cancel it as a running job.
     }
+    // Kept in Redis too, so a job that is between runs now (waiting for a limit, or recovered after
+    // a crash) is cancelled when it starts again, on whichever worker; the message reaches the
+    // worker running it now.
+    await this.redis.set(this.keys.cancelRequest(jobId), "1", "EX", this.retentionSeconds);
     await this.redis.publish(this.keys.cancelChannel, jobId);
     return { kind: "requested", job: { ...current, status: "running" } };
   }

@@ -13,6 +13,8 @@ export interface Keys {
   cancelledJob(jobId: string): string;
   /** Pub/sub channel on which cancellations of running jobs are announced. */
   readonly cancelChannel: string;
+  /** Set when a running job is asked to cancel; checked when a job starts again after a pause. */
+  cancelRequest(jobId: string): string;
   /** Circuit breaker state (hash) and its rolling window of outcomes (hash of per-bucket counts). */
   breaker(breakerId: string): string;
   breakerWindow(breakerId: string): string;
@@ -64,6 +66,7 @@ export function createKeys(prefix: string): Keys {
     idempotency: (tenant, keyHash) => `${tag}:idem:${tenant}:${keyHash}`,
     cancelledJob: (jobId) => `${tag}:cancelled:${jobId}`,
     cancelChannel: `${tag}:cancel`,
+    cancelRequest: (jobId) => `${tag}:cancel-request:${jobId}`,
     breaker: (breakerId) => `${tag}:breaker:${breakerId}`,
     breakerWindow: (breakerId) => `${tag}:breaker-window:${breakerId}`,
     cooldown: (scope, id) => `${tag}:cooldown:${scope}:${id}`,

@@ -90,6 +90,25 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(clock.now(), token);
       throw new DelayedError();
     }
+    const progress = parseJobProgress(job.progress);
+    // A job starting again (after waiting for a limit, or a crash) may have been cancelled while
+    // no worker held it. First runs skip this read: they cannot have been cancelled as running.
+    if (
+      (progress || (job.attemptsStarted ?? 1) > 1) &&
+      (await options.connection.exists(keys.cancelRequest(jobId)))
+    ) {
+      const outcome: JobOutcome = {
+        status: "cancelled",
+        cost_usd: progress?.cost_usd ?? 0,
+        attempts: progress?.attempts ?? [],
+        error: { type: "cancelled", message: "the job was cancelled" },
+        ...(progress?.started_at !== undefined ? { started_at: progress.started_at } : {}),
+        finished_at: unixSeconds(clock.now()),
+      };
+      await events?.done(finishedJobObject(jobId, data, outcome));
+      await options.onFinished?.(job, data, outcome);
+      return outcome;
+    }
     const controller = new AbortController();
     inflight.set(jobId, controller);
     const early = earlyInterruptions.get(jobId);
@@ -109,7 +128,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         signal: controller.signal,
         resilience: options.resilience,
         events,
-        progress: parseJobProgress(job.progress),
+        progress,
         saveProgress: (progress) => job.updateProgress(progress),
       });
       if (result.kind === "finished") {
