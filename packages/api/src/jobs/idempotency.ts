@@ -4,7 +4,7 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 export type Reservation =
   | { kind: "new" }
-  | { kind: "replay"; jobId: string }
+  | { kind: "replay"; jobId: string; reservedAt: number }
   | { kind: "mismatch"; jobId: string };
 
 /**
@@ -27,16 +27,17 @@ export class IdempotencyKeys {
     idempotencyKey: string,
     bodyHash: string,
     jobId: string,
+    now: number,
   ): Promise<Reservation> {
     const key = this.key(tenant, idempotencyKey);
-    const value = JSON.stringify({ job_id: jobId, body_sha256: bodyHash });
+    const value = JSON.stringify({ job_id: jobId, body_sha256: bodyHash, at: now });
     const claimed = await this.redis.set(key, value, "EX", IDEMPOTENCY_TTL_SECONDS, "NX");
     if (claimed === "OK") return { kind: "new" };
     const existing = await this.redis.get(key);
-    if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId);
-    const record = JSON.parse(existing) as { job_id: string; body_sha256: string };
+    if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId, now);
+    const record = JSON.parse(existing) as { job_id: string; body_sha256: string; at?: number };
     return record.body_sha256 === bodyHash
-      ? { kind: "replay", jobId: record.job_id }
+      ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0 }
       : { kind: "mismatch", jobId: record.job_id };
   }
 

@@ -30,6 +30,8 @@ export interface JobRoutesDeps {
 }
 
 export const MAX_WAIT_SECONDS = 60;
+/** How long after its reservation an Idempotency-Key's job may still be on its way into the queue. */
+const ENQUEUE_WINDOW_MS = 30_000;
 
 const jobParams = z.object({ id: z.string().min(1).max(200) });
 const waitQuery = z.object({
@@ -101,12 +103,27 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       if (idempotencyKey.length === 0 || idempotencyKey.length > 255) {
         throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
       }
-      const reservation = await idempotency.reserve(
+      let reservation = await idempotency.reserve(
         request.tenant,
         idempotencyKey,
         sha256Hex(JSON.stringify(body)),
         jobId,
+        now,
       );
+      if (reservation.kind === "replay" && now - reservation.reservedAt > ENQUEUE_WINDOW_MS) {
+        // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h): the key is
+        // spent, and the request is a new one.
+        if (!(await store.get(request.tenant, reservation.jobId))) {
+          await idempotency.release(request.tenant, idempotencyKey);
+          reservation = await idempotency.reserve(
+            request.tenant,
+            idempotencyKey,
+            sha256Hex(JSON.stringify(body)),
+            jobId,
+            now,
+          );
+        }
+      }
       if (reservation.kind === "mismatch") {
         throw new HttpError(
           422,
