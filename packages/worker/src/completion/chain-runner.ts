@@ -282,14 +282,8 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
         if (caught instanceof JobInterruption) {
           if (ticket) await context.resilience?.settle(ticket, { reason: undefined, aborted: true });
           if (caught.kind === "cancelled") {
-            record({
-              model: hop.model,
-              provider: providerId,
-              outcome: "error",
-              message: "cancelled while the call was in flight",
-              duration_ms: clock.now() - startedMs,
-              started_at: unixSeconds(startedMs),
-            });
+            // No attempt is recorded: the call neither succeeded nor failed for one of the
+            // contract's reasons; the job's status and error say it was cancelled.
             return finish({
               status: "cancelled",
               error: { type: "cancelled", message: "the job was cancelled" },

@@ -169,7 +169,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     if (!job) return;
     logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
     // BullMQ gave up on it (no attempts left): it ended failed, and its webhook must say so.
-    if (job.attemptsMade >= (job.opts.attempts ?? 1) && options.onFinished) {
+    // (Also when BullMQ failed it for stalling too often, which does not count as an attempt.)
+    const ended = job.finishedOn !== undefined || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (ended && options.onFinished) {
       const data = jobDataSchema.safeParse(job.data);
       if (!data.success) return;
       const progress = parseJobProgress(job.progress);

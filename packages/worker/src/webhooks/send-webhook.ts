@@ -43,7 +43,8 @@ function describeNetworkError(error: unknown): string {
 /**
  * POSTs one webhook. 2xx is success; a redirect is not followed (a failure naming its target);
  * 410 stops retries; any other status, a network error or the timeout (connect to the end of the
- * response) is retryable. A URL refused by the address guard is permanent: no retry fixes it.
+ * response) is retryable. A URL refused by the address guard is permanent (no retry fixes a private
+ * address); a host that does not resolve at connect time is retried like a network error.
  */
 export async function sendWebhook(options: SendWebhookOptions): Promise<SendResult> {
   try {
@@ -82,11 +83,13 @@ export async function sendWebhook(options: SendWebhookOptions): Promise<SendResu
   } catch (error) {
     const rejection = findUrlRejection(error);
     if (rejection) {
+      // A forbidden address is final; a name that does not resolve right now (EAI_AGAIN, a slow
+      // resolver) may well resolve at the next attempt.
       return {
         delivered: false,
         httpStatus: undefined,
         error: `refused: ${rejection.message}`,
-        permanent: true,
+        permanent: rejection.reason !== "unresolvable",
       };
     }
     if (signal.aborted) {
