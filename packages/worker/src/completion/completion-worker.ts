@@ -136,7 +136,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }
-      await job.updateProgress(result.progress);
+      // A job waiting again for the same limit has nothing new to save (nor to announce).
+      const next = result.progress;
+      const unchanged =
+        progress !== undefined &&
+        progress.hop === next.hop &&
+        progress.tries === next.tries &&
+        progress.attempts.length === next.attempts.length;
+      if (!unchanged) await job.updateProgress(next);
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
