@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   try {
     const runId = Date.now().toString(36);
     for (const variant of ABLATION_VARIANTS) {
-      if (!variant.layers || variant.whatIf) continue;
+      if (!variant.layers) continue;
       const env = { CASCADE_REDIS_PREFIX: `bench-res-micro-${runId}-${variant.label}`, LOG_LEVEL: "silent" };
       const config = shared.loadConfig(env, { raw: resilienceConfigFile(variant.layers) });
       const keys = shared.createKeys(config.settings.CASCADE_REDIS_PREFIX);

@@ -9,7 +9,6 @@ import type { IntervalProfiler } from "../support/cpu-profiler.js";
 import type { BenchModules } from "../support/modules.js";
 import { type DrainSubject, drainRound, type RoundResult } from "../throughput/drain.js";
 import type { ResilienceOptions } from "./options.js";
-import { createWhatIfResilience } from "./whatif.js";
 import {
   BENCH_MODEL,
   BENCH_TENANT,
@@ -72,11 +71,9 @@ async function readChecks(
   const spend = Number((await redis.get(keys.spend(`tenant:${BENCH_TENANT}`, `d:${day}`))) ?? 0);
   const layers = variant.layers as Layers;
   const expected = layers.prices ? jobs * costPerJob : 0;
-  const settled = variant.whatIf !== "no-settle";
+  const settled = true;
   const problems: string[] = [];
-  // The "batched" what-if counts one call per admitted batch.
-  if (variant.whatIf !== "batched" && admitted !== jobs)
-    problems.push(`admitted ${admitted} calls for ${jobs} jobs`);
+  if (admitted !== jobs) problems.push(`admitted ${admitted} calls for ${jobs} jobs`);
   const close = (value: number) => Math.abs(value - expected) <= Math.max(1e-9, expected * 1e-6);
   if (settled && !close(usage)) problems.push(`usage ${usage} USD, expected ${expected}`);
   if (settled && layers.budgets && !close(spend)) problems.push(`spend ${spend} USD, expected ${expected}`);
@@ -117,7 +114,7 @@ export async function runResilienceRound(
   const costPerJob = shared.costUsd(model, estimate.prompt, estimate.completion);
 
   const resilience = variant.layers
-    ? createWhatIfResilience(modules, variant.whatIf, workerConnection, config, keys, logger)
+    ? new modules.worker.Resilience(workerConnection, config, keys, logger)
     : undefined;
   let checks: LimitChecks | null = null;
   try {
@@ -155,8 +152,8 @@ export async function runResilienceRound(
         };
       },
     });
-    // Settles are fire-and-forget; on this connection they run before these reads.
-    await resilience?.flush?.();
+    // Leases given back and batched settlements written, so Redis holds the exact figures.
+    await resilience?.close();
     if (variant.layers && result.ok)
       checks = await readChecks(workerConnection, keys, variant, options.jobs, costPerJob);
     return { ...result, variant: variant.label, checks };

@@ -36,22 +36,12 @@ export interface Layers {
   budgets: boolean;
 }
 
-/**
- * Bench-only stand-ins for changes to Resilience, measured without touching product code
- * (see whatif.ts): "no-settle" replaces settle() by a no-op (an upper bound on what removing
- * the success-path settle could save); "batched-settle" aggregates plain successes in-process
- * and settles them in one settle.lua call per flush; "batched" also coalesces the admissions
- * asked for in one event-loop turn into one admit.lua call.
- */
-export type WhatIf = "no-settle" | "batched-settle" | "batched";
-
 export interface Variant {
   /** Short name used in prefixes, round lines and the JSON. */
   label: string;
   description: string;
   /** Undefined: no `resilience` option at all (what the throughput bench runs). */
   layers: Layers | undefined;
-  whatIf?: WhatIf;
 }
 
 export const ALL_LAYERS: Layers = { prices: true, buckets: true, budgets: true };
@@ -63,7 +53,7 @@ export const ON: Variant = {
   layers: ALL_LAYERS,
 };
 
-/** The ablation ladder: each step adds one layer to the previous one, then a what-if. */
+/** The ablation ladder: each step adds one layer to the previous one. */
 export const ABLATION_VARIANTS: Variant[] = [
   OFF,
   {
@@ -82,25 +72,6 @@ export const ABLATION_VARIANTS: Variant[] = [
     layers: { prices: true, buckets: true, budgets: false },
   },
   { ...ON, label: "all" },
-  {
-    label: "all-nosettle",
-    description: "what-if: all layers, settle() a no-op (the most removing the settle could save)",
-    layers: ALL_LAYERS,
-    whatIf: "no-settle",
-  },
-  {
-    label: "all-bsettle",
-    description: "what-if: all layers, successes settled in batches (one settle.lua call per flush)",
-    layers: ALL_LAYERS,
-    whatIf: "batched-settle",
-  },
-  {
-    label: "all-batched",
-    description:
-      "what-if: all layers, admissions of one event-loop turn in one admit.lua call + batched settles",
-    layers: ALL_LAYERS,
-    whatIf: "batched",
-  },
 ];
 
 /** The inline config of a variant; OFF runs with the full config (it just passes no resilience). */

@@ -33,9 +33,7 @@ export const REDACT_PATHS = [
  * per few dozen lines instead of a syscall per line (measured ~15 µs per job otherwise). A timer
  * flushes the buffer every 200 ms so a quiet process still shows its lines promptly.
  */
-export function createLogDestination(
-  target: string | number = 1,
-): pino.DestinationStream & { flush(): void } {
+export function createLogDestination(target: string | number = 1): ReturnType<typeof pino.destination> {
   const destination = pino.destination({ dest: target, sync: false, minLength: 4096 });
   const timer = setInterval(() => {
     try {
