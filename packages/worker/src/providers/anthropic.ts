@@ -1,9 +1,5 @@
 import { createAnthropic } from "@ai-sdk/anthropic";
-import type {
-  LanguageModelV3,
-  LanguageModelV3CallOptions,
-  LanguageModelV3GenerateResult,
-} from "@ai-sdk/provider";
+import type { LanguageModelV3CallOptions, LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";

@@ -1,5 +1,5 @@
 import { createGoogleGenerativeAI } from "@ai-sdk/google";
-import type { LanguageModelV3, LanguageModelV3GenerateResult, LanguageModelV3Prompt } from "@ai-sdk/provider";
+import type { LanguageModelV3GenerateResult, LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./ai-sdk/from-stream.js";

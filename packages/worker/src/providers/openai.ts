@@ -1,5 +1,4 @@
 import { createOpenAI } from "@ai-sdk/openai";
-import type { LanguageModelV3 } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { fromGenerateResult } from "./ai-sdk/from-result.js";
 import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
