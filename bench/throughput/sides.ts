@@ -121,7 +121,7 @@ export async function runRawRound(
 
 export async function runCascadeRound(context: RoundContext, label = "cascade"): Promise<RoundResult> {
   const { modules, options, redisUrl } = context;
-  const { shared, worker: workerModule, bullmq, pino } = modules;
+  const { shared, worker: workerModule, bullmq } = modules;
   const env = {
     REDIS_URL: redisUrl,
     CASCADE_REDIS_PREFIX: `bench-${context.runId}-c${context.round}`,
