@@ -7,7 +7,9 @@
 import type { FakeCall } from "./fake-openai.js";
 import {
   BehaviourScript,
+  contentText,
   cutConnection,
+  echoLastUser,
   type FakeRequestContext,
   hang,
   isWritable,
@@ -275,7 +277,7 @@ async function sendMessage(
   breakage: Breakage = {},
 ): Promise<void> {
   const toolCalls = behaviour.toolCalls ?? [];
-  const text = behaviour.content ?? (toolCalls.length > 0 ? undefined : echo(body.messages));
+  const text = behaviour.content ?? (toolCalls.length > 0 ? undefined : echoLastUser(body.messages));
   const blocks: ContentBlock[] = text === undefined ? [] : [{ type: "text", text }];
   for (const call of toolCalls) {
     const input = parseJson(call.arguments) ?? {};
@@ -360,23 +362,6 @@ function streamEvents(
   return events;
 }
 
-/** `Echo: <last user message text>` (first 200 characters): deterministic, and shows what was sent. */
-function echo(messages: unknown): string {
-  const list = Array.isArray(messages) ? messages : [];
-  const lastUser = [...list].reverse().find((message) => message?.role === "user");
-  return `Echo: ${blockText(lastUser?.content).slice(0, 200)}`;
-}
-
-/** The text of a string or of the text blocks in a content array (system prompts have the same shape). */
-function blockText(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (!Array.isArray(content)) return "";
-  return content
-    .filter((block) => block?.type === "text" && typeof block.text === "string")
-    .map((block) => block.text)
-    .join(" ");
-}
-
 /** About 4 characters a token over system, messages and tools; 4 tokens of framing per message. */
 function estimateUsage(
   body: RequestBody,
@@ -385,8 +370,8 @@ function estimateUsage(
 ): FakeAnthropicUsage {
   const messages: RequestBody[] = Array.isArray(body.messages) ? body.messages : [];
   let characters =
-    blockText(body.system).length + (body.tools === undefined ? 0 : JSON.stringify(body.tools).length);
-  for (const message of messages) characters += blockText(message?.content).length;
+    contentText(body.system).length + (body.tools === undefined ? 0 : JSON.stringify(body.tools).length);
+  for (const message of messages) characters += contentText(message?.content).length;
   const output =
     (text ?? "").length + toolCalls.reduce((sum, call) => sum + call.name.length + call.arguments.length, 0);
   return {

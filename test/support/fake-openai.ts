@@ -6,7 +6,9 @@
  */
 import {
   BehaviourScript,
+  contentText,
   cutConnection,
+  echoLastUser,
   type FakeRequestContext,
   formatDuration,
   hang,
@@ -244,7 +246,7 @@ async function sendCompletion(
       function: { name: call.name, arguments: call.arguments },
     }),
   );
-  const content = behaviour.content ?? (toolCalls.length > 0 ? null : echo(body.messages));
+  const content = behaviour.content ?? (toolCalls.length > 0 ? null : echoLastUser(body.messages));
   const finishReason = behaviour.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop");
   const usage = buildUsage(behaviour.usage ?? estimateUsage(body, content, toolCalls));
   const [id, created] = [randomId("chatcmpl-", 29), Math.floor(Date.now() / 1000)];
@@ -311,29 +313,13 @@ async function sendCompletion(
   stream.end();
 }
 
-/** `Echo: <last user message text>` (first 200 characters): deterministic, and shows what was sent. */
-function echo(messages: unknown): string {
-  const list = Array.isArray(messages) ? messages : [];
-  const lastUser = [...list].reverse().find((message) => message?.role === "user");
-  return `Echo: ${messageText(lastUser?.content).slice(0, 200)}`;
-}
-
-function messageText(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (!Array.isArray(content)) return "";
-  return content
-    .filter((part) => part?.type === "text" && typeof part.text === "string")
-    .map((part) => part.text)
-    .join(" ");
-}
-
 /** Roughly tiktoken-sized: 4 characters a token, 3 tokens of framing per message, 85 per image. */
 function estimateUsage(body: RequestBody, content: Nullable, toolCalls: WireToolCall[]): FakeUsage {
   const messages: RequestBody[] = Array.isArray(body.messages) ? body.messages : [];
   let characters = body.tools === undefined ? 0 : JSON.stringify(body.tools).length;
   let images = 0;
   for (const message of messages) {
-    characters += messageText(message?.content).length;
+    characters += contentText(message?.content).length;
     if (Array.isArray(message?.content))
       images += message.content.filter((part: RequestBody) => part?.type === "image_url").length;
     for (const call of message?.tool_calls ?? []) characters += JSON.stringify(call.function ?? {}).length;

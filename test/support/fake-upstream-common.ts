@@ -284,3 +284,20 @@ export function maskSecret(secret: string): string {
   if (secret.length <= 8) return "*".repeat(secret.length);
   return `${secret.slice(0, 3)}${"*".repeat(secret.length - 7)}${secret.slice(-4)}`;
 }
+
+/** The text of a string, or of the `{type: "text"}` parts of a content array (OpenAI and Anthropic). */
+export function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .filter((part) => part?.type === "text" && typeof part.text === "string")
+    .map((part) => part.text)
+    .join(" ");
+}
+
+/** `Echo: <last user message text>` (first 200 characters): deterministic, and shows what was sent. */
+export function echoLastUser(messages: unknown): string {
+  const list = Array.isArray(messages) ? messages : [];
+  const lastUser = [...list].reverse().find((message) => message?.role === "user");
+  return `Echo: ${contentText(lastUser?.content).slice(0, 200)}`;
+}
