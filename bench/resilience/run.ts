@@ -7,9 +7,9 @@
  * bench/results/resilience-<timestamp>.json. Asserts nothing; every round has a time limit.
  * `--ablation` runs a ladder of partial configurations instead. See docs/benchmarks.md.
  */
-import os from "node:os";
-import { createIntervalProfiler } from "../support/cpu-profiler.js";
+
 import { buildPackages, loadModules } from "../support/modules.js";
+import { printPreamble } from "../support/preamble.js";
 import { startBenchRedis } from "../support/redis-server.js";
 import { machineInfo, writeResults } from "../support/results.js";
 import { parseOptions, variantByLabel } from "./options.js";
@@ -40,19 +40,14 @@ async function main(): Promise<number> {
     console.log(
       `  limits: rpm ${NEVER_DENYING_LIMITS.rpm}, tpm ${NEVER_DENYING_LIMITS.tpm}; budgets daily/monthly ${NEVER_DENYING_BUDGET.daily_usd} USD (never deny)`,
     );
-    console.log(
-      `machine: ${machine.cpus} cpus (${machine.cpu_model}), node ${machine.node}, bullmq ${modules.versions.bullmq}, ioredis ${modules.versions.ioredis}, ` +
-        `redis ${redisVersion ?? "?"} ${redis.spawned ? "(private, spawned)" : `at ${shared.redactRedisUrl(redis.url)} (shared: no server counters)`}`,
-    );
-    const [load] = os.loadavg();
-    if ((load ?? 0) > 0.5) {
-      console.log(
-        `note: load average ${load?.toFixed(2)} before starting: other work on this machine competes for the ${machine.cpus} cpus and makes rounds noisy`,
-      );
-    }
-    const profiler = options.profileDirectory ? createIntervalProfiler(options.profileDirectory) : undefined;
-    if (profiler)
-      console.log(`profiling the timed intervals into ${options.profileDirectory} (slows the rounds down)`);
+    const profiler = printPreamble({
+      machine,
+      versions: modules.versions,
+      redisVersion,
+      redis,
+      redactRedisUrl: shared.redactRedisUrl,
+      profileDirectory: options.profileDirectory,
+    });
 
     // As packages/worker/src/main.ts logs (buffered sonic-boom), but into /dev/null.
     const logDestination = shared.createLogDestination("/dev/null");

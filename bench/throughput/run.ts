@@ -6,9 +6,9 @@
  * nothing and always stops: every round has a time limit and a timed-out round is reported failed.
  * See docs/benchmarks.md.
  */
-import os from "node:os";
-import { createIntervalProfiler } from "../support/cpu-profiler.js";
+
 import { buildPackages, loadModules } from "../support/modules.js";
+import { printPreamble } from "../support/preamble.js";
 import { startBenchRedis } from "../support/redis-server.js";
 import { machineInfo, writeResults } from "../support/results.js";
 import type { RoundResult, Side } from "./drain.js";
@@ -36,20 +36,14 @@ async function main(): Promise<number> {
       `throughput bench: ${options.jobs} jobs per round, concurrency ${options.concurrency}, ${options.rounds} round(s) of ${sides.join(" + ")}; ` +
         `Cascade LOG_LEVEL=${options.logLevel} to /dev/null`,
     );
-    console.log(
-      `machine: ${machine.cpus} cpus (${machine.cpu_model}), node ${machine.node}, bullmq ${modules.versions.bullmq}, ioredis ${modules.versions.ioredis}, ` +
-        `redis ${redisVersion ?? "?"} ${redis.spawned ? "(private, spawned)" : `at ${shared.redactRedisUrl(redis.url)} (shared: no server counters)`}`,
-    );
-
-    const [load] = os.loadavg();
-    if ((load ?? 0) > 0.5) {
-      console.log(
-        `note: load average ${load?.toFixed(2)} before starting: other work on this machine competes for the ${machine.cpus} cpus and makes rounds noisy`,
-      );
-    }
-    const profiler = options.profileDirectory ? createIntervalProfiler(options.profileDirectory) : undefined;
-    if (profiler)
-      console.log(`profiling the timed intervals into ${options.profileDirectory} (slows the rounds down)`);
+    const profiler = printPreamble({
+      machine,
+      versions: modules.versions,
+      redisVersion,
+      redis,
+      redactRedisUrl: shared.redactRedisUrl,
+      profileDirectory: options.profileDirectory,
+    });
     const warmups: RoundResult[] = [];
     if (options.warmup > 0) {
       const warmupOptions = { ...options, jobs: options.warmup };
