@@ -78,8 +78,10 @@ describe("shared resilience through the API", () => {
     expect(flaky.models[0]).toMatchObject({ id: "broken", breaker: { shared_with_provider: true } });
   });
 
-  it("exposes queue depth, breaker states and recent calls at /metrics", async () => {
-    const metrics = await stack.request("GET", "/metrics");
+  it("exposes queue depth, breaker states and recent calls at /metrics, to an admin key only", async () => {
+    expect((await stack.request("GET", "/metrics")).status).toBe(401);
+    expect((await stack.request("GET", "/metrics", { headers: shop })).status).toBe(403);
+    const metrics = await stack.request("GET", "/metrics", { headers: ops });
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get("content-type")).toMatch(/^text\/plain/);
     expect(metrics.body).toMatch(/^cascade_queue_jobs\{queue="completions",state="completed"\} \d+$/m);

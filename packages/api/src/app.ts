@@ -17,14 +17,20 @@ import {
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { Queue } from "bullmq";
-import { type FastifyBaseLogger, type FastifyInstance, fastify, LogController } from "fastify";
+import {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  fastify,
+  LogController,
+  type RouteOptions,
+} from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Redis } from "ioredis";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
-import { registerAuth } from "./plugins/auth.js";
+import { markRoutesPublic, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
@@ -54,6 +60,8 @@ export interface CascadeApp {
   ready(): Promise<void>;
   /** Closes the HTTP server (draining requests), then the queue and event reader. */
   close(): Promise<void>;
+  /** Every route with who may call it (read after `ready()`; hooks may still mark routes public). */
+  routeTable(): Array<{ method: string; url: string; access: RouteAccess }>;
 }
 
 /** Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0. */
@@ -95,7 +103,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   const routes: Array<{ method: string; pattern: RegExp }> = [];
+  const declared: RouteOptions[] = [];
   app.addHook("onRoute", (route) => {
+    declared.push(route);
     for (const method of [route.method].flat()) {
       if (method !== "HEAD") routes.push({ method, pattern: routePattern(route.url) });
     }
@@ -110,7 +120,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
     },
     transform: jsonSchemaTransform,
   });
-  app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  app.register(async (docs) => {
+    markRoutesPublic(docs);
+    await docs.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  });
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
     registerOpsRoutes(instance, redis);
@@ -149,6 +162,13 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   return {
     app,
+    routeTable: () =>
+      declared.flatMap((route) =>
+        [route.method]
+          .flat()
+          .filter((method) => method !== "HEAD")
+          .map((method) => ({ method, url: route.url, access: route.config?.access ?? "tenant" })),
+      ),
     async ready() {
       await Promise.all([queue.waitUntilReady(), waiters.ready(), app.ready()]);
     },

@@ -18,7 +18,7 @@ export function registerMetricsRoute(
   app: FastifyInstance,
   deps: { config: Config; redis: RedisClient; keys: Keys; clock: Clock; queues: Record<string, Queue> },
 ): void {
-  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/metrics", { schema: { hide: true }, config: { access: "admin" } }, async (_request, reply) => {
     const lines: string[] = [];
     const metric = (name: string, help: string, type: "gauge" | "counter") => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

@@ -3,9 +3,9 @@ import type { FastifyInstance } from "fastify";
 import { sendError } from "../plugins/error-handler.js";
 
 export function registerOpsRoutes(app: FastifyInstance, redis: RedisClient): void {
-  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/healthz", { config: { access: "public" } }, async () => ({ status: "ok" }));
 
-  app.get("/readyz", async (_request, reply) => {
+  app.get("/readyz", { config: { access: "public" } }, async (_request, reply) => {
     try {
       const timeout = new Promise<never>((_resolve, reject) =>
         setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref(),

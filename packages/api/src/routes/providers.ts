@@ -2,7 +2,7 @@ import type { Clock, Config, Keys, RedisClient } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { HttpError, notFound } from "../plugins/http-error.js";
+import { notFound } from "../plugins/http-error.js";
 import { breakerIdFor, readProviderStatus } from "../providers/provider-status.js";
 
 export interface ProviderRoutesDeps {
@@ -39,16 +39,12 @@ export function registerProviderRoutes(app: FastifyInstance, deps: ProviderRoute
 
   routes.post(
     "/v1/providers/:id/breaker",
-    { schema: { params: z.object({ id: z.string().min(1) }), body: overrideBody } },
+    {
+      schema: { params: z.object({ id: z.string().min(1) }), body: overrideBody },
+      // Only a tenant with `admin: true` in the config may override breakers.
+      config: { access: "admin" },
+    },
     async (request) => {
-      const tenant = config.tenants.get(request.tenant);
-      if (!config.openMode && !tenant?.config.admin) {
-        throw new HttpError(
-          403,
-          "permission_error",
-          "only a tenant with `admin: true` in the config may override breakers",
-        );
-      }
       const breakerId = breakerIdFor(config, request.params.id);
       if (!breakerId) {
         throw notFound(`no provider (or model with its own breaker) with id ${request.params.id}`);

@@ -67,7 +67,8 @@ export function parseJobProgress(raw: unknown): JobProgress | undefined {
 /** What the API puts on the queue; validated again by the worker when dequeued. */
 export const jobDataSchema = z.object({
   v: z.literal(1),
-  tenant: z.string(),
+  /** Never empty: a job always belongs to the tenant whose key created it ("default" in open mode). */
+  tenant: z.string().min(1),
   request: chatRequestSchema,
   route: z.string().nullable(),
   chain: z.array(hopSchema).min(1),

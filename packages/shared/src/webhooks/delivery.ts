@@ -26,7 +26,7 @@ export const webhookJobDataSchema = z.object({
   delivery_id: z.string().min(1),
   /** `webhook-id` header: the same on every attempt, so receivers can deduplicate. */
   webhook_id: z.string().min(1),
-  tenant: z.string(),
+  tenant: z.string().min(1),
   job_id: z.string(),
   url: z.string(),
   event_type: z.enum(WEBHOOK_EVENT_TYPES),
