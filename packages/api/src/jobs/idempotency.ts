@@ -8,14 +8,51 @@ export type Reservation =
   | { kind: "mismatch"; jobId: string };
 
 /**
+ * Hands a spent key to a new job, but only while it still names the spent job: of two retries
+ * racing to reuse one key, exactly one wins and the other sees the winner's reservation.
+ * KEYS[1] the idempotency record
+ * ARGV[1] the spent job's id, ARGV[2] the new record (JSON), ARGV[3] its TTL in seconds
+ * Returns {1} when taken over, else {0, current record or false}.
+ */
+const TAKE_OVER_LUA = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if not ok or type(record) ~= 'table' or record.job_id ~= ARGV[1] then return {0, current} end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return {1}
+`;
+
+type Commands = RedisClient & {
+  cascadeIdempotencyTakeOver(
+    key: string,
+    spentJobId: string,
+    value: string,
+    ttl: number,
+  ): Promise<[number, string?]>;
+};
+
+interface StoredReservation {
+  job_id: string;
+  body_sha256: string;
+  at?: number;
+}
+
+/**
  * Idempotency-Key per the IETF draft and Stripe: scoped to the tenant, kept 24 h; the same key
  * with the same body replays the first job, with a different body is refused (422).
  */
 export class IdempotencyKeys {
+  private readonly redis: Commands;
+
   constructor(
-    private readonly redis: RedisClient,
+    redis: RedisClient,
     private readonly keys: Keys,
-  ) {}
+  ) {
+    redis.defineCommand("cascadeIdempotencyTakeOver", { numberOfKeys: 1, lua: TAKE_OVER_LUA });
+    this.redis = redis as Commands;
+  }
 
   private key(tenant: string, idempotencyKey: string): string {
     return this.keys.idempotency(tenant, sha256Hex(idempotencyKey));
@@ -35,14 +72,42 @@ export class IdempotencyKeys {
     if (claimed === "OK") return { kind: "new" };
     const existing = await this.redis.get(key);
     if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId, now);
-    const record = JSON.parse(existing) as { job_id: string; body_sha256: string; at?: number };
-    return record.body_sha256 === bodyHash
-      ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0 }
-      : { kind: "mismatch", jobId: record.job_id };
+    return toReservation(existing, bodyHash);
+  }
+
+  /**
+   * Claims a key whose job no longer exists (it outlived its retention) for `jobId`. When another
+   * request took the key over first, answers with that request's reservation instead.
+   */
+  async takeOver(
+    tenant: string,
+    idempotencyKey: string,
+    spentJobId: string,
+    bodyHash: string,
+    jobId: string,
+    now: number,
+  ): Promise<Reservation> {
+    const value = JSON.stringify({ job_id: jobId, body_sha256: bodyHash, at: now });
+    const [taken, current] = await this.redis.cascadeIdempotencyTakeOver(
+      this.key(tenant, idempotencyKey),
+      spentJobId,
+      value,
+      IDEMPOTENCY_TTL_SECONDS,
+    );
+    if (taken === 1) return { kind: "new" };
+    if (!current) return this.reserve(tenant, idempotencyKey, bodyHash, jobId, now);
+    return toReservation(current, bodyHash);
   }
 
   /** Frees a key whose job could not be enqueued, so the client's retry can go through. */
   async release(tenant: string, idempotencyKey: string): Promise<void> {
     await this.redis.del(this.key(tenant, idempotencyKey));
   }
+}
+
+function toReservation(stored: string, bodyHash: string): Reservation {
+  const record = JSON.parse(stored) as StoredReservation;
+  return record.body_sha256 === bodyHash
+    ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0 }
+    : { kind: "mismatch", jobId: record.job_id };
 }

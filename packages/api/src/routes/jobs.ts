@@ -13,6 +13,7 @@ import {
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { canonicalJson } from "../jobs/canonical-json.js";
 import type { IdempotencyKeys } from "../jobs/idempotency.js";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
@@ -103,22 +104,17 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       if (idempotencyKey.length === 0 || idempotencyKey.length > 255) {
         throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
       }
-      let reservation = await idempotency.reserve(
-        request.tenant,
-        idempotencyKey,
-        sha256Hex(JSON.stringify(body)),
-        jobId,
-        now,
-      );
+      const bodyHash = sha256Hex(canonicalJson(body));
+      let reservation = await idempotency.reserve(request.tenant, idempotencyKey, bodyHash, jobId, now);
       if (reservation.kind === "replay" && now - reservation.reservedAt > ENQUEUE_WINDOW_MS) {
         // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h): the key is
-        // spent, and the request is a new one.
+        // spent, and the request is a new one (of concurrent retries, exactly one takes it over).
         if (!(await store.get(request.tenant, reservation.jobId))) {
-          await idempotency.release(request.tenant, idempotencyKey);
-          reservation = await idempotency.reserve(
+          reservation = await idempotency.takeOver(
             request.tenant,
             idempotencyKey,
-            sha256Hex(JSON.stringify(body)),
+            reservation.jobId,
+            bodyHash,
             jobId,
             now,
           );

@@ -1,0 +1,88 @@
+/**
+ * Idempotency-Key corner cases: a retry whose body lists the same fields in another order is the
+ * same request, and of several retries racing to reuse a key whose job has expired, exactly one
+ * enqueues a job.
+ */
+import { createKeys, QUEUE_NAMES, sha256Hex } from "@cascade/shared";
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+
+const config = {
+  providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
+  models: { fast: { provider: "sim" } },
+  routes: { default: { chain: [{ model: "fast" }] } },
+  tenants: { acme: { api_keys_env: "ACME_KEYS" } },
+};
+const acme = { authorization: "Bearer acme-key" };
+
+describe("Idempotency-Key", () => {
+  let stack: Stack;
+  let queue: Queue;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config,
+      withoutWorker: true,
+      env: { ACME_KEYS: "acme-key" },
+    });
+    queue = new Queue(QUEUE_NAMES.completions, {
+      connection: stack.redis as never,
+      prefix: createKeys(stack.config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
+    });
+  });
+  afterAll(async () => {
+    await queue?.close();
+    await stack?.close();
+  });
+
+  it("compares bodies as canonical JSON: key order does not make a different request", async () => {
+    const headers = { ...acme, "idempotency-key": `order-${Date.now()}` };
+    const first = await stack.request("POST", "/v1/jobs", {
+      body: '{"metadata":{"a":"1","b":"2"},"request":{"max_tokens":5,"messages":[{"role":"user","content":"x"}]}}',
+      headers,
+    });
+    expect(first.status).toBe(202);
+    const reordered = await stack.request("POST", "/v1/jobs", {
+      body: '{"request":{"messages":[{"content":"x","role":"user"}],"max_tokens":5},"metadata":{"b":"2","a":"1"}}',
+      headers,
+    });
+    expect(reordered.status).toBe(200);
+    expect(reordered.body.id).toBe(first.body.id);
+    // A real difference is still refused.
+    const changed = await stack.request("POST", "/v1/jobs", {
+      body: '{"request":{"messages":[{"content":"y","role":"user"}],"max_tokens":5},"metadata":{"b":"2","a":"1"}}',
+      headers,
+    });
+    expect(changed.status).toBe(422);
+  });
+
+  it("lets exactly one of concurrent retries reuse a key whose job expired", async () => {
+    const idempotencyKey = `expired-${Date.now()}`;
+    const headers = { ...acme, "idempotency-key": idempotencyKey };
+    const body = { request: { messages: [{ role: "user", content: "once" }] } };
+    const first = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(first.status).toBe(202);
+    // The job outlives its retention (removed) while its key, reserved long ago, is still kept.
+    await queue.remove(first.body.id);
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const recordKey = keys.idempotency("acme", sha256Hex(idempotencyKey));
+    const record = JSON.parse((await stack.redis.get(recordKey)) ?? "{}");
+    await stack.redis.set(recordKey, JSON.stringify({ ...record, at: Date.now() - 3_600_000 }), "KEEPTTL");
+    const before = Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0);
+
+    const responses = await Promise.all(
+      Array.from({ length: 12 }, () => stack.request("POST", "/v1/jobs", { body, headers })),
+    );
+    const created = responses.filter((response) => response.status === 202);
+    expect(created).toHaveLength(1);
+    const ids = new Set(
+      responses.filter((response) => response.status < 300).map((response) => response.body.id),
+    );
+    expect(ids.size).toBe(1);
+    expect(ids.has(first.body.id)).toBe(false);
+    for (const response of responses) expect([200, 202, 409]).toContain(response.status);
+    const after = Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0);
+    expect(after - before).toBe(1);
+  });
+});
