@@ -39,6 +39,7 @@ beforeAll(async () => {
     LOG_LEVEL: "info",
     WORKER_CONCURRENCY: "4",
     WORKER_LOCK_DURATION_MS: "2000",
+    API_REDIS_WAIT_MS: "1000",
   };
   [api, worker] = await Promise.all([startApi({ env }), startWorker({ env })]);
 });
@@ -63,6 +64,30 @@ describe("a Redis outage", () => {
     await sleep(1500);
     const during = await fetch(`${api.url}/readyz`);
     expect(during.status).toBe(503);
+    // Requests that need Redis wait a short, bounded time (API_REDIS_WAIT_MS, here 1000), then
+    // get a 503 with Retry-After in the error shape: never held until Redis returns.
+    const timed = async (path: string, init?: RequestInit) => {
+      const started = Date.now();
+      const response = await fetch(`${api.url}${path}`, init);
+      return { response, body: await response.json(), ms: Date.now() - started };
+    };
+    const outageAnswers = await Promise.all([
+      timed("/v1/jobs", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ request: chatRequest("during the outage") }),
+      }),
+      timed(`/v1/jobs/${queued.body.id}`),
+      timed("/v1/usage"),
+    ]);
+    for (const answer of outageAnswers) {
+      expect(answer.response.status).toBe(503);
+      expect(answer.response.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(answer.body.error.type).toBe("service_unavailable_error");
+      expect(answer.body.error.message).toMatch(/Redis/);
+      expect(answer.ms).toBeLessThan(4_000);
+    }
+    expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
 
     redis = await spawnRedisServer({ port, dir: dataDir, appendonly: true });
     const started = Date.now();
@@ -80,5 +105,18 @@ describe("a Redis outage", () => {
     }
     expect(worker.exitStatus).toBeUndefined();
     expect(api.exitStatus).toBeUndefined();
+    // Every line either process wrote is one JSON log line: no "[ioredis] Unhandled error event"
+    // from a connection without a listener, no raw multi-line Error dumps.
+    for (const process of [api]) {
+      const stray = [...process.stdout, ...process.stderr].filter((line) => {
+        if (line.trim() === "") return false;
+        try {
+          return typeof JSON.parse(line) !== "object";
+        } catch {
+          return true;
+        }
+      });
+      expect(stray.slice(0, 12), process.name).toEqual([]);
+    }
   });
 });

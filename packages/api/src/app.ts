@@ -25,13 +25,14 @@ import {
   type RouteOptions,
 } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
-import type { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { markRoutesPublic, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
+import { registerRedisGate } from "./plugins/redis-gate.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
@@ -64,6 +65,16 @@ export interface CascadeApp {
   routeTable(): Array<{ method: string; url: string; access: RouteAccess }>;
 }
 
+/**
+ * A connection for blocking reads (XREAD): unlike the API's command connection, it keeps an
+ * offline queue and no command timeout, so it simply resumes when Redis comes back.
+ */
+function readerConnection(redis: RedisClient): Redis | Cluster {
+  return redis instanceof Cluster
+    ? redis.duplicate(undefined, { enableOfflineQueue: true })
+    : redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined });
+}
+
 /** Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0. */
 export function buildApp(deps: AppDeps): CascadeApp {
   const { config, redis, logger } = deps;
@@ -77,14 +88,23 @@ export function buildApp(deps: AppDeps): CascadeApp {
     prefix: keys.bullPrefix,
   });
   const webhookStore = new WebhookDeliveryStore(redis, keys, config.settings.JOB_RETENTION_S);
+  // Every connection and queue reports its errors to the log: an EventEmitter without an error
+  // listener prints raw multi-line dumps outside the JSON log (and ioredis its "Unhandled error").
+  const logRedisError = (source: string) => (error: Error) =>
+    logger.warn({ err: error.message, source }, "redis connection error; retrying");
+  queue.on("error", logRedisError("completions queue"));
+  webhookQueue.on("error", logRedisError("webhooks queue"));
   // QueueEvents blocks on XREAD, so it needs a connection of its own (which we close ourselves).
-  const eventsConnection = (redis as Redis).duplicate();
+  const eventsConnection = readerConnection(redis);
+  eventsConnection.on("error", logRedisError("job events"));
   const waiters = new JobWaiters(
     { connection: eventsConnection as never, prefix: keys.bullPrefix, autorun: true },
     logger,
   );
   // Streaming jobs' event streams: one blocking XREAD for every SSE reader of this process.
-  const streams = new StreamReader((redis as Redis).duplicate(), redis, logger);
+  const streamsConnection = readerConnection(redis);
+  streamsConnection.on("error", logRedisError("job event streams"));
+  const streams = new StreamReader(streamsConnection, redis, logger);
   const store = new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S);
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -112,6 +132,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   registerErrorHandling(app, routes);
   registerAuth(app, config);
+  registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   app.register(fastifySwagger, {
     openapi: {
       info: { title: "Cascade", description: "Reliable LLM completions at volume", version: "0.1.0" },

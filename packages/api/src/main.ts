@@ -1,10 +1,19 @@
 import { ConfigError, createRedis, redactRedisUrl, startProcess } from "@cascade/shared";
 import { buildApp } from "./app.js";
 
+const REDIS_COMMAND_TIMEOUT_MS = 10_000;
+
 async function main(): Promise<void> {
   const { config, logger, redisCheck, fail } = await startProcess("api", process.env);
   const { settings } = config;
-  const redis = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
+  // No offline queue: a request must not be held until Redis returns. It waits at most
+  // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503; a command to a
+  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS.
+  const redis = createRedis(settings.REDIS_URL, {
+    cluster: redisCheck.cluster,
+    enableOfflineQueue: false,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+  });
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),
   );

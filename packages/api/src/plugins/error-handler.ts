@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { HttpError } from "./http-error.js";
+import { isRedisUnavailableError, redisUnavailable } from "./redis-gate.js";
 
 const TYPE_BY_STATUS: Record<number, string> = {
   400: "invalid_request_error",
@@ -82,6 +83,12 @@ export function registerErrorHandling(
         message = `body is not valid JSON: ${error.message}`;
       }
       return sendError(reply, statusCode, TYPE_BY_STATUS[statusCode] ?? "invalid_request_error", message);
+    }
+    if (isRedisUnavailableError(error)) {
+      request.log.warn({ err: error.message }, "request failed: Redis is not reachable");
+      const unavailable = redisUnavailable(error.message);
+      for (const [name, value] of Object.entries(unavailable.headers)) reply.header(name, value);
+      return sendError(reply, 503, unavailable.type, unavailable.message);
     }
     request.log.error({ err: error }, "request failed");
     if (statusCode === 503) return sendError(reply, 503, "service_unavailable_error", error.message);

@@ -42,6 +42,11 @@ export const settingsSchema = z.object({
   JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
   /** Addition: how long a streaming job's events stay replayable (default 24 h). */
   EVENTS_RETENTION_S: intFromEnv("EVENTS_RETENTION_S", 24 * 3600, 1, 30 * 24 * 3600),
+  /**
+   * Addition: how long an API request waits for Redis to come back (a failover takes a second or
+   * two) before it is answered 503 with Retry-After, instead of being held until Redis returns.
+   */
+  API_REDIS_WAIT_MS: intFromEnv("API_REDIS_WAIT_MS", 2000, 0, 60000),
   /** Addition: API shutdown grace for in-flight requests. */
   SHUTDOWN_TIMEOUT_MS: intFromEnv("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000),
 });

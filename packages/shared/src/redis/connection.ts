@@ -52,6 +52,8 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
   if (cluster) {
     const parsed = new URL(url);
     return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+      // The cluster client keeps its own offline queue, in front of the nodes' connections.
+      enableOfflineQueue: rest.enableOfflineQueue ?? true,
       redisOptions: {
         ...baseOptions,
         ...rest,
