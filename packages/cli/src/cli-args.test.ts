@@ -1,6 +1,7 @@
+import { stripVTControlCharacters } from "node:util";
 import { describe, expect, it } from "vitest";
-import { colorEnabled, createColors, stripAnsi } from "./ansi.js";
 import { parseCommand, splitCommand, UsageError } from "./cli-args.js";
+import { colorEnabled, createColors } from "./colors.js";
 import { formatDuration, formatPercent, formatUsd, shellQuote } from "./format.js";
 import { renderTable } from "./table.js";
 
@@ -39,7 +40,7 @@ describe("output", () => {
     expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "1", NO_COLOR: "1" })).toBe(false);
     const c = createColors(true);
     expect(c.red("x")).toBe("\u001b[31mx\u001b[39m");
-    expect(stripAnsi(c.bold(c.red("x")))).toBe("x");
+    expect(stripVTControlCharacters(c.bold(c.red("x")))).toBe("x");
     expect(createColors(false).red("x")).toBe("x");
   });
 
@@ -53,7 +54,7 @@ describe("output", () => {
       ],
       { align: ["left", "right"] },
     );
-    expect(stripAnsi(table).split("\n")).toEqual(["A     BB", "long   1", "x     22"]);
+    expect(stripVTControlCharacters(table).split("\n")).toEqual(["A     BB", "long   1", "x     22"]);
   });
 
   it("formats money, durations, rates and shell words", () => {

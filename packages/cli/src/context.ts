@@ -1,5 +1,5 @@
-import type { Colors } from "./ansi.js";
 import type { ApiClient } from "./api-client.js";
+import type { Colors } from "./colors.js";
 
 export interface Output {
   write(text: string): unknown;

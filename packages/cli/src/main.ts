@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
-import { colorsFor } from "./ansi.js";
 import { ApiClient, ApiError, DEFAULT_URL, NetworkError } from "./api-client.js";
 import {
   JOBS_USAGE,
@@ -11,6 +10,7 @@ import {
   splitCommand,
   UsageError,
 } from "./cli-args.js";
+import { colorsFor } from "./colors.js";
 import { jobsCommand } from "./commands/jobs.js";
 import { providersCommand } from "./commands/providers.js";
 import { submitCommand } from "./commands/submit.js";

@@ -1,4 +1,4 @@
-import { stripAnsi } from "./ansi.js";
+import { stripVTControlCharacters } from "node:util";
 
 export type Align = "left" | "right";
 
@@ -11,13 +11,13 @@ export function renderTable(
   const gap = " ".repeat(options.gap ?? 2);
   const all = [header, ...rows];
   const widths = header.map((_, column) =>
-    Math.max(...all.map((row) => stripAnsi(row[column] ?? "").length)),
+    Math.max(...all.map((row) => stripVTControlCharacters(row[column] ?? "").length)),
   );
   return all
     .map((row) =>
       row
         .map((cell, column) => {
-          const pad = " ".repeat(Math.max(0, (widths[column] ?? 0) - stripAnsi(cell).length));
+          const pad = " ".repeat(Math.max(0, (widths[column] ?? 0) - stripVTControlCharacters(cell).length));
           if (column === row.length - 1 && options.align?.[column] !== "right") return cell;
           return options.align?.[column] === "right" ? pad + cell : cell + pad;
         })

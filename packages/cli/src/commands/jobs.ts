@@ -1,5 +1,5 @@
-import type { Colors } from "../ansi.js";
 import { JOBS_USAGE, parseCommand, UsageError } from "../cli-args.js";
+import type { Colors } from "../colors.js";
 import type { Context } from "../context.js";
 import { formatDuration, formatUnixSeconds, formatUsd, plural } from "../format.js";
 import { followSse } from "../sse.js";

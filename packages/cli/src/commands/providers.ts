@@ -1,5 +1,5 @@
-import type { Colors } from "../ansi.js";
 import { PROVIDERS_USAGE, parseCommand } from "../cli-args.js";
+import type { Colors } from "../colors.js";
 import type { Context } from "../context.js";
 import { formatDuration, formatPercent } from "../format.js";
 import { renderTable } from "../table.js";

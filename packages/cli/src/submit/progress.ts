@@ -1,4 +1,5 @@
-import { CLEAR_LINE, type Colors, stripAnsi } from "../ansi.js";
+import { stripVTControlCharacters } from "node:util";
+import { CLEAR_LINE, type Colors } from "../colors.js";
 import type { Output } from "../context.js";
 import { formatDuration, formatPercent, formatUsd } from "../format.js";
 
@@ -80,9 +81,10 @@ export function renderBar(tally: Tally, nowMs: number, columns: number, c: Color
     `fallback ${formatPercent(f.fallbackRate)}`,
     formatUsd(tally.spendUsd),
   ].join(c.dim(" · "));
-  const width = stripAnsi(text).length;
+  const width = stripVTControlCharacters(text).length;
   const room = columns - width - 3;
-  if (room < 10) return width < columns ? text : stripAnsi(text).slice(0, Math.max(0, columns - 1));
+  if (room < 10)
+    return width < columns ? text : stripVTControlCharacters(text).slice(0, Math.max(0, columns - 1));
   const barWidth = Math.min(30, room);
   const filled = tally.total > 0 ? Math.floor((f.done / tally.total) * barWidth) : 0;
   return `${c.green("█".repeat(filled))}${c.dim("░".repeat(barWidth - filled))}  ${text}`;

@@ -1,8 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { createColors, stripAnsi } from "../ansi.js";
+import { createColors } from "../colors.js";
 import { idempotencyKey, interpretLine, jobBody, scanInput } from "./input.js";
 import { newTally, renderBar, renderLine } from "./progress.js";
 import { ResultsFile, type StateHeader, SubmitState } from "./state.js";
@@ -141,7 +142,7 @@ describe("progress", () => {
     expect(renderLine(tally, 10_000)).toBe(
       "progress: 40/100 done (30 succeeded, 10 failed), 8 in flight, 4.0 jobs/s, ETA 15s, fallback 25%, spend $0.0123",
     );
-    const bar = stripAnsi(renderBar(tally, 10_000, 120, createColors(true)));
+    const bar = stripVTControlCharacters(renderBar(tally, 10_000, 120, createColors(true)));
     expect(bar).toMatch(/^█{12}░{18} {2}40\/100 \(40%\) ✓ 30 ✗ 10 · 8 in flight · 4.0 jobs\/s · ETA 15s/);
     expect(bar.length).toBeLessThanOrEqual(120);
   });
