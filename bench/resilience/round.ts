@@ -68,7 +68,7 @@ async function readChecks(
     .filter(([field]) => field.endsWith(":calls"))
     .reduce((sum, [, count]) => sum + Number(count), 0);
   const usage = Number((await redis.hget(keys.usage(BENCH_TENANT, day), "total")) ?? 0);
-  const spend = Number((await redis.get(keys.spend(`tenant:${BENCH_TENANT}`, `d:${day}`))) ?? 0);
+  const spend = Number((await redis.get(keys.spend({ tenant: BENCH_TENANT }, `d:${day}`))) ?? 0);
   const layers = variant.layers as Layers;
   const expected = layers.prices ? jobs * costPerJob : 0;
   const settled = true;

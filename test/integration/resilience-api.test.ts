@@ -182,7 +182,9 @@ describe("shared resilience through the API", () => {
     // Leases last 250 ms and settlements are batched: then Redis holds exactly the real spend.
     await new Promise((resolve) => setTimeout(resolve, 700));
     const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
-    const recorded = Number(await stack.redis.get(keys.spend("tenant:bulk", budgetPeriods(Date.now()).day)));
+    const recorded = Number(
+      await stack.redis.get(keys.spend({ tenant: "bulk" }, budgetPeriods(Date.now()).day)),
+    );
     expect(recorded).toBeCloseTo(spent, 9);
     const provider = (await stack.request("GET", "/v1/providers", { headers: ops })).body.data.find(
       (entry: { id: string }) => entry.id === "roomy",

@@ -22,10 +22,12 @@ export interface Keys {
   cooldown(scope: LimitScope, id: string): string;
   /** Token bucket (hash: tokens, ts) for rpm or tpm of a provider, model or tenant. */
   bucket(scope: LimitScope, id: string, kind: "rpm" | "tpm"): string;
-  /** Spend so far in a period (string, USD) of a tenant or of one end user of a tenant. */
-  spend(subject: string, period: string): string;
+  /** Spend so far in a period (string, USD) of a tenant, or of one end user of a tenant. */
+  spend(owner: SpendOwner, period: string): string;
   /** Spend by route, model and user for one tenant and UTC day (hash, USD). */
   usage(tenant: string, day: string): string;
+  /** Last settle batch of one worker process written to Redis (its sequence number), so a retried batch is applied once. */
+  settleLedger(instanceId: string): string;
   /** Recent calls, errors and skips of a model or provider (hash of per-minute counts). */
   stats(scope: "provider" | "model", id: string): string;
   /** Live events of a streaming job (a Redis stream: status, attempt, delta, restart, done). */
@@ -59,6 +61,21 @@ export interface Keys {
 
 export type LimitScope = "provider" | "model" | "tenant";
 
+/** Whose spend a budget counts: a tenant's, or (with `user`) one of its end users'. */
+export interface SpendOwner {
+  tenant: string;
+  user?: string | undefined;
+}
+
+/**
+ * One part of a key built from ids users choose (tenant ids may hold `:`, end-user ids anything):
+ * percent-encoded, so no two owners share a key (tenant `a` + user `b:c` vs tenant `a:b` + user
+ * `c`). Plain ids (letters, digits, `.`, `_`, `-`) are unchanged.
+ */
+function part(value: string): string {
+  return encodeURIComponent(value);
+}
+
 export function createKeys(prefix: string): Keys {
   const tag = `{${prefix}}`;
   return {
@@ -71,8 +88,12 @@ export function createKeys(prefix: string): Keys {
     breakerWindow: (breakerId) => `${tag}:breaker-window:${breakerId}`,
     cooldown: (scope, id) => `${tag}:cooldown:${scope}:${id}`,
     bucket: (scope, id, kind) => `${tag}:bucket:${scope}:${id}:${kind}`,
-    spend: (subject, period) => `${tag}:spend:${subject}:${period}`,
-    usage: (tenant, day) => `${tag}:usage:${tenant}:${day}`,
+    spend: (owner, period) =>
+      owner.user === undefined
+        ? `${tag}:spend:tenant:${part(owner.tenant)}:${period}`
+        : `${tag}:spend:user:${part(owner.tenant)}:${part(owner.user)}:${period}`,
+    usage: (tenant, day) => `${tag}:usage:${part(tenant)}:${day}`,
+    settleLedger: (instanceId) => `${tag}:settle-ledger:${instanceId}`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
     breakerChannel: `${tag}:breaker-changes`,
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,

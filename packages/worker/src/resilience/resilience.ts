@@ -11,10 +11,11 @@ import {
   type ModelConfig,
   type Reason,
   type RedisClient,
+  type SpendOwner,
 } from "@cascade/shared";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
-import { SettleBatch } from "./settle-batch.js";
+import { CLOSE_WAIT_MS, SettleQueue } from "./settle-queue.js";
 
 /** What one hop's call needs from the shared limits. */
 export interface HopRequest {
@@ -60,6 +61,8 @@ export interface Ticket {
   request: HopRequest;
   plan: HopPlan;
   probe: boolean;
+  /** For a probe: the end of its lease as admit.lua set it, which identifies it when handed back. */
+  probeUntil?: number;
 }
 
 export type Admission =
@@ -74,10 +77,15 @@ export type Admission =
 export interface CallOutcome {
   reason: Reason | undefined;
   retryAfterMs?: number;
+  /** Tokens the call used (or, where the provider said nothing, our estimate of what it billed). */
   promptTokens?: number;
   completionTokens?: number;
+  /** What the call is charged: budgets and usage settle to this, whatever the outcome. */
   costUsd?: number;
-  /** The call was abandoned (cancellation, shutdown): give back what it reserved, judge nothing. */
+  /**
+   * The call was abandoned (cancellation, shutdown, lock loss): it says nothing about the
+   * provider's health, so breakers ignore it and a probe is handed back; it is still charged.
+   */
   aborted?: boolean;
 }
 
@@ -128,9 +136,8 @@ export class Resilience {
   private readonly redis: Commands;
   private readonly plans = new Map<string, HopPlan>();
   private readonly clearUntil = new Map<string, number>();
-  private batch = new SettleBatch();
+  private readonly settlements: SettleQueue;
   private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
   private readonly held = new Map<
     string,
     { amount: number; expiresAt: number; kind: "bucket" | "budget"; ttl_s: number }
@@ -148,6 +155,15 @@ export class Resilience {
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
     this.redis = redis as Commands;
+    this.settlements = new SettleQueue(
+      (keys, spec) => this.redis.cascadeSettle(keys.length, ...keys, spec),
+      keys,
+      logger,
+    );
+  }
+
+  private get batch() {
+    return this.settlements.pending;
   }
 
   /** Follows breaker and cooldown announcements (on a connection in subscriber mode). */
@@ -237,24 +253,25 @@ export class Resilience {
     }
     const budgets: Array<{ key: number; cap: number; ttl_s: number }> = [];
     const tenant = this.config.tenants.get(request.tenant)?.config;
-    const addBudget = (subject: string, caps: { daily_usd?: number; monthly_usd?: number } | undefined) => {
+    const addBudget = (owner: SpendOwner, caps: { daily_usd?: number; monthly_usd?: number } | undefined) => {
       if (caps?.daily_usd !== undefined) {
         budgets.push({
-          key: list.add(this.keys.spend(subject, periods.day)),
+          key: list.add(this.keys.spend(owner, periods.day)),
           cap: caps.daily_usd,
           ttl_s: periods.dayTtlSeconds,
         });
       }
       if (caps?.monthly_usd !== undefined) {
         budgets.push({
-          key: list.add(this.keys.spend(subject, periods.month)),
+          key: list.add(this.keys.spend(owner, periods.month)),
           cap: caps.monthly_usd,
           ttl_s: periods.monthTtlSeconds,
         });
       }
     };
-    addBudget(`tenant:${request.tenant}`, tenant?.budget);
-    if (request.user !== undefined) addBudget(`user:${request.tenant}:${request.user}`, tenant?.user_budget);
+    addBudget({ tenant: request.tenant }, tenant?.budget);
+    if (request.user !== undefined)
+      addBudget({ tenant: request.tenant, user: request.user }, tenant?.user_budget);
     const stats = [
       list.add(this.keys.stats("provider", request.providerId)),
       list.add(this.keys.stats("model", request.modelId)),
@@ -347,10 +364,14 @@ export class Resilience {
     }
   }
 
-  /** Ends a lease: unused budget goes back (unused bucket tokens are simply not used). */
+  /**
+   * Ends a lease: unused budget goes back (unused bucket tokens are simply not used). A lease
+   * overdrawn by calls that cost more than their estimates (held below zero) writes the overrun
+   * to the budget instead: the money was spent, whether or not the lease covered it.
+   */
   private release(key: string, held: { amount: number; kind: "bucket" | "budget"; ttl_s: number }): void {
     this.held.delete(key);
-    if (held.kind === "budget" && held.amount > 0) {
+    if (held.kind === "budget" && Math.abs(held.amount) > 1e-12) {
       this.batch.correctBudget(key, -held.amount, held.ttl_s);
       this.scheduleFlush();
     }
@@ -392,7 +413,9 @@ export class Resilience {
       const probe = reply[1] === "1";
       if (!probe) for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
       if (reply[2]) this.addLeases(plan, reply[2], nowMs);
-      return { admitted: true, ticket: { request, plan, probe } };
+      const ticket: Ticket = { request, plan, probe };
+      if (probe) ticket.probeUntil = Number(reply[3]);
+      return { admitted: true, ticket };
     }
     const wait = Number(reply[2]);
     return {
@@ -404,27 +427,56 @@ export class Resilience {
   }
 
   /**
-   * Reports a call's outcome. Failures, probes, 429s and abandoned calls are settled before this
-   * resolves; successes join the next batch. Errors of the settle itself are logged, never thrown.
+   * Reports a call's outcome. Breakers and cooldowns move at once (failures, probes and 429s
+   * must be seen by every worker now), before this resolves; the money (budget corrections, tpm
+   * refunds, usage) always goes through the settle queue, which retries it until Redis takes it.
+   * Errors of the settle itself are logged, never thrown.
    */
   async settle(ticket: Ticket, outcome: CallOutcome): Promise<void> {
-    const { request, plan } = ticket;
-    const failure = outcome.reason !== undefined && BREAKER_FAILURES.has(outcome.reason);
-    const rateLimited = outcome.reason === "rate_limited";
-    const cost = outcome.aborted ? 0 : (outcome.costUsd ?? 0);
-    const usedTokens = outcome.aborted ? 0 : (outcome.promptTokens ?? 0) + (outcome.completionTokens ?? 0);
-    if (!failure && !rateLimited && !ticket.probe && !outcome.aborted) {
-      this.batchSuccess(ticket, usedTokens, cost);
+    const failure = !outcome.aborted && outcome.reason !== undefined && BREAKER_FAILURES.has(outcome.reason);
+    const rateLimited = !outcome.aborted && outcome.reason === "rate_limited";
+    const cost = outcome.costUsd ?? 0;
+    const usedTokens = (outcome.promptTokens ?? 0) + (outcome.completionTokens ?? 0);
+    const succeeded = outcome.reason === undefined && !outcome.aborted;
+    if (succeeded && !ticket.probe) {
+      if (this.settleMoney(ticket, usedTokens, cost)) void this.flush();
+      else if (this.batch.size > 0) this.scheduleFlush();
       return;
     }
+    if (failure || rateLimited || ticket.probe)
+      await this.settleBreaker(ticket, outcome, failure, rateLimited);
+    // A call that did not succeed usually gives back its whole reservation: write it now, where
+    // another job may be waiting for exactly that budget or those tokens.
+    this.settleMoney(ticket, usedTokens, cost);
+    await this.flush();
+  }
+
+  /** The breaker and cooldown half of a settlement: one script call, not retried (see docs/decisions). */
+  private async settleBreaker(
+    ticket: Ticket,
+    outcome: CallOutcome,
+    failure: boolean,
+    rateLimited: boolean,
+  ): Promise<void> {
+    const { request, plan } = ticket;
     if (failure || rateLimited) this.clearUntil.clear();
+    // Only a success closes a half-open breaker and only a breaker failure re-opens it; a 429,
+    // another 4xx, a content filter or an abandoned call hands the probe to the next call.
+    const probe = !ticket.probe
+      ? false
+      : failure
+        ? "failure"
+        : outcome.reason === undefined && !outcome.aborted
+          ? "success"
+          : "hand_back";
     const spec = {
       failure,
       breakers: [
         {
           state: plan.breaker.state,
           window: plan.breaker.window,
-          probe: ticket.probe && !outcome.aborted,
+          probe,
+          probe_until: ticket.probeUntil ?? 0,
           window_ms: plan.breaker.config.window_ms,
           min_requests: plan.breaker.config.min_requests,
           threshold: plan.breaker.config.failure_threshold,
@@ -432,9 +484,8 @@ export class Resilience {
         },
       ],
       cooldown: rateLimited ? { keys: plan.cooldowns, retry_after_ms: outcome.retryAfterMs ?? null } : null,
-      // tpm reserved the estimate; give back (or take) the difference from what was really used.
-      buckets: plan.tpm.map((bucket) => ({ ...bucket, refund: request.tokens - usedTokens })),
-      budgets: plan.budgets.map((budget) => ({ ...budget, delta: cost - request.costUsd })),
+      buckets: [],
+      budgets: [],
       usages: [],
       stats: plan.stats,
     };
@@ -464,13 +515,16 @@ export class Resilience {
     } catch (error) {
       this.logger.error(
         { err: (error as Error).message, provider: request.providerId },
-        "could not settle a call's limits",
+        "could not settle a call's breaker and cooldown",
       );
     }
-    if (cost > 0) this.batchSuccess({ ...ticket, plan: { ...plan, tpm: [], budgets: [] } }, usedTokens, cost);
   }
 
-  private batchSuccess(ticket: Ticket, usedTokens: number, cost: number): void {
+  /**
+   * Budget corrections, tpm refunds and usage of one call, into the settle queue. Returns true
+   * when they should be written now rather than with the next batch.
+   */
+  private settleMoney(ticket: Ticket, usedTokens: number, cost: number): boolean {
     const { request, plan } = ticket;
     const key = (index: number) => plan.keys[index - 1] as string;
     // What a call reserved but did not use goes back to this worker's lease when it holds one
@@ -499,11 +553,12 @@ export class Resilience {
       if (request.user !== undefined) fields[`user:${request.user}`] = cost;
       this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
     }
-    if (urgent) void this.flush();
-    else if (this.batch.size > 0) this.scheduleFlush();
+    return urgent;
   }
 
   private scheduleFlush(): void {
+    // While a refused batch waits for its retry, new settlements simply gather behind it.
+    if (this.settlements.backingOff) return;
     if (this.batch.size >= 5_000) {
       void this.flush();
       return;
@@ -513,30 +568,23 @@ export class Resilience {
     this.flushTimer.unref();
   }
 
-  /** Gives back every lease and writes what is pending (on shutdown). */
-  async close(): Promise<void> {
+  /**
+   * Gives back every lease and writes what is pending (on shutdown), retrying a refusing Redis
+   * for at most `waitMs`.
+   */
+  async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     for (const [key, held] of this.held) this.release(key, held);
-    await this.flush();
+    await this.settlements.close(waitMs);
   }
 
-  /** Writes the gathered settlements now. */
+  /** Writes the gathered settlements now (resolves when written, or when a retry is scheduled). */
   async flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.batch.size === 0) return this.flushing;
-    const batch = this.batch;
-    this.batch = new SettleBatch();
-    const { keys, spec } = batch.toScript();
-    this.flushing = this.flushing.then(() =>
-      this.redis
-        .cascadeSettle(keys.length, ...keys, spec)
-        .then(() => undefined)
-        .catch((error: Error) =>
-          this.logger.error({ err: error.message }, "could not settle a batch of calls"),
-        ),
-    );
-    return this.flushing;
+    return this.settlements.flush();
   }
 }

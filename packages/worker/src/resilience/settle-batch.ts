@@ -1,7 +1,8 @@
 /**
- * Settlements of successful calls, gathered for a few milliseconds and written in one script call:
- * a success changes nothing that another worker must see at once (no breaker moves), so tpm
- * refunds, budget corrections, spend records and in-process call counts can wait that long.
+ * Settlements gathered for a few milliseconds and written in one script call: tpm refunds, budget
+ * corrections, spend records and in-process call counts of every call (successes, failures and
+ * abandoned calls alike; breakers and cooldowns are settled apart, at once). Nothing here must be
+ * seen by another worker within milliseconds, and none of it may be lost: see SettleQueue.
  */
 export class SettleBatch {
   private readonly keys: string[] = [];
@@ -60,9 +61,13 @@ export class SettleBatch {
     this.size += 1;
   }
 
-  /** The keys and settle.lua spec for everything gathered. */
-  toScript(): { keys: string[]; spec: string } {
+  /**
+   * The keys and settle.lua spec for everything gathered; `ledger` names the writer's ledger key
+   * and this batch's sequence number, so that settle.lua applies a batch sent twice only once.
+   */
+  toScript(ledger: { key: string; sequence: number }): { keys: string[]; spec: string } {
     const spec = {
+      ledger: { key: this.key(ledger.key), sequence: ledger.sequence },
       failure: false,
       breakers: [],
       cooldown: null,
@@ -78,5 +83,15 @@ export class SettleBatch {
       stats: [],
     };
     return { keys: this.keys, spec: JSON.stringify(spec) };
+  }
+
+  /** The money in this batch, for the log line of a batch given up on. */
+  summary(): { budget_usd: Record<string, number>; usage_usd: Record<string, number> } {
+    const budget: Record<string, number> = {};
+    for (const [index, entry] of this.budgets) budget[this.keys[index - 1] as string] = entry.delta;
+    const usage: Record<string, number> = {};
+    for (const [index, entry] of this.usages)
+      usage[this.keys[index - 1] as string] = entry.fields.get("total") ?? 0;
+    return { budget_usd: budget, usage_usd: usage };
   }
 }

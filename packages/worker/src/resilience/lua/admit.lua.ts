@@ -21,8 +21,9 @@
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
  * unused budget is given back when the lease ends.
  * Time comes from Redis TIME, so every worker shares one clock.
- * Returns: { 1, probes, leases } admitted, probes = comma-separated indexes of breakers whose probe
- *          this is, leases = comma-separated extra tokens per bucket then extra USD per budget;
+ * Returns: { 1, probes, leases, probe_until } admitted, probes = comma-separated indexes of breakers
+ *          whose probe this is, leases = comma-separated extra tokens per bucket then extra USD per
+ *          budget, probe_until = the probe lease's end (settle.lua hands back only that probe);
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
  *          wait_ms = -1 when waiting cannot help.
  */
@@ -102,11 +103,13 @@ end
 
 -- Phase 2: everything passed; take what the call needs.
 local probe_list = {}
+local probe_until = 0
 for index, b in ipairs(spec.breakers) do
   local key = KEYS[b.state]
   if probes[index] then
     local previous = redis.call('HGET', key, 'state') or 'closed'
-    redis.call('HSET', key, 'state', 'half_open', 'probe_until', now + b.lease_ms, 'changed_at', now)
+    probe_until = now + b.lease_ms
+    redis.call('HSET', key, 'state', 'half_open', 'probe_until', probe_until, 'changed_at', now)
     if previous ~= 'half_open' then
       local log = cjson.decode(redis.call('HGET', key, 'log') or '[]')
       table.insert(log, 1, { at = now, from = previous, to = 'half_open', why = 'open time over; letting one probe through' })
@@ -141,5 +144,5 @@ for index, b in ipairs(spec.budgets) do
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
 count_stat('calls')
-return { 1, table.concat(probe_list, ','), table.concat(leases, ',') }
+return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until) }
 `;

@@ -3,10 +3,21 @@
  * tpm reservations and budget reservations to the real numbers, and record usage. Runs only when
  * there is something to settle (a failure, a probe, a 429, reserved tokens or money).
  *
+ * Probes (a half-open breaker lets one call through): only a success closes the breaker; a
+ * breaker failure re-opens it, the open time doubling; a call that says nothing about the
+ * provider's health (a 429, another 4xx, a content filter, an aborted call) hands the probe back
+ * at once — the breaker stays half-open and the next call probes — but only while the probe is
+ * still this call's (probe_until unchanged since admit.lua set it), never another worker's.
+ *
  * KEYS: every key named by index in the spec.
  * ARGV[1]: JSON spec {
+ *   ledger: { key, sequence } | absent,  -- a batch's writer and number: a sequence at or below the
+ *                                            last one applied for that writer is skipped whole
+ *                                            (the batch was sent again after its answer was lost)
  *   failure: bool,            -- the call failed with a reason breakers count
- *   breakers: [{ state, window, probe, window_ms, min_requests, threshold, open_ms }],
+ *   breakers: [{ state, window, probe, probe_until, window_ms, min_requests, threshold, open_ms }],
+ *                             -- probe: false | 'success' | 'failure' | 'hand_back';
+ *                             -- probe_until: what admit.lua set for this probe (hand_back checks it)
  *   cooldown: { keys: [keyIndex], retry_after_ms } | null,   -- set on a 429
  *   buckets: [{ key, rate, capacity, refund }],              -- refund may be negative
  *   budgets: [{ key, delta, ttl_s }],
@@ -19,6 +30,11 @@
  */
 export const SETTLE_LUA = `
 local spec = cjson.decode(ARGV[1])
+if spec.ledger and spec.ledger ~= cjson.null then
+  local ledger = KEYS[spec.ledger.key]
+  if spec.ledger.sequence <= (tonumber(redis.call('GET', ledger)) or 0) then return {} end
+  redis.call('SET', ledger, spec.ledger.sequence, 'EX', 86400)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local transitions = {}
@@ -35,17 +51,19 @@ end
 
 for index, b in ipairs(spec.breakers or {}) do
   local key = KEYS[b.state]
-  local fields = redis.call('HMGET', key, 'state', 'reopens')
+  local fields = redis.call('HMGET', key, 'state', 'reopens', 'probe_until')
   local state, reopens = fields[1] or 'closed', tonumber(fields[2]) or 0
-  if b.probe then
+  if b.probe and b.probe ~= cjson.null then
     if state == 'half_open' then
-      if spec.failure then
+      if b.probe == 'failure' then
         reopens = reopens + 1
         local open_for = math.min(b.open_ms * (2 ^ reopens), 16 * b.open_ms)
         transition(index, key, 'open', 'probe failed', { 'open_until', now + open_for, 'reopens', reopens, 'probe_until', 0 })
-      else
+      elseif b.probe == 'success' then
         transition(index, key, 'closed', 'probe succeeded', { 'reopens', 0, 'probe_until', 0, 'open_until', 0 })
         redis.call('DEL', KEYS[b.window])
+      elseif tonumber(fields[3]) == b.probe_until then
+        redis.call('HSET', key, 'probe_until', 0)
       end
     end
   elseif spec.failure and state == 'closed' then
