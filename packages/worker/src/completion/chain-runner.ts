@@ -19,6 +19,7 @@ import type { Completion, StreamSink } from "../providers/types.js";
 import type { Resilience } from "../resilience/resilience.js";
 import { admitHop } from "./admission.js";
 import { backoffDelayMs } from "./backoff.js";
+import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
 import { toChatCompletion } from "./chat-completion.js";
 import { interruptionOf, JobInterruption } from "./interruption.js";
 import { estimateRequest, needsImageStrip, precheckHop, stripImages } from "./prechecks.js";
@@ -108,9 +109,11 @@ async function callHop(
     };
     const completion = sink ? await provider.stream(call, sink) : await provider.generate(call);
     if (completion.finishReason === "content_filter") {
+      // The provider bills a filtered completion like any other: keep its usage for the charge.
       throw new ProviderError(
         "content_filter",
         "the provider stopped the completion with finish_reason content_filter",
+        { usage: completion.usage },
       );
     }
     return completion;
@@ -239,14 +242,28 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
       const startedMs = clock.now();
       const hopIndex = progress.hop;
       let streamed = false;
+      let streamedCharacters = 0;
       const sink: StreamSink | undefined = context.events
         ? {
             delta: (part) => {
               streamed = true;
+              streamedCharacters += streamedCharactersOf(part);
               context.events?.delta(hopIndex, part);
             },
           }
         : undefined;
+      // A call that ends badly is still charged what the provider bills for it (see call-charge.ts).
+      const charge = (error: ProviderError | undefined) => {
+        const billed = chargeUnfinishedCall(model, {
+          usage: error?.usage,
+          promptEstimate: estimate.promptTokens,
+          streamedCharacters,
+          abandoned: error === undefined || error.reason === "timeout",
+        });
+        if (billed.costUsd > 0)
+          progress.cost_usd = Math.round((progress.cost_usd + billed.costUsd) * 1e10) / 1e10;
+        return billed;
+      };
       try {
         const completion = await callHop(context, hop.model, model, timeoutMs, request, sink);
         const cost = costUsd(model, completion.usage.promptTokens, completion.usage.completionTokens);
@@ -280,7 +297,10 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
         });
       } catch (caught) {
         if (caught instanceof JobInterruption) {
-          if (ticket) await context.resilience?.settle(ticket, { reason: undefined, aborted: true });
+          const before = progress.cost_usd;
+          const billed = charge(undefined);
+          if (ticket)
+            await context.resilience?.settle(ticket, { reason: undefined, aborted: true, ...billed });
           if (caught.kind === "cancelled") {
             // No attempt is recorded: the call neither succeeded nor failed for one of the
             // contract's reasons; the job's status and error say it was cancelled.
@@ -289,15 +309,23 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
               error: { type: "cancelled", message: "the job was cancelled" },
             });
           }
-          if (caught.kind === "shutdown") return { kind: "deferred", until: clock.now(), progress };
+          if (caught.kind === "shutdown") {
+            // The run that resumes this job counts on from its saved progress, this charge included.
+            if (progress.cost_usd !== before) await context.saveProgress(progress).catch(() => {});
+            return { kind: "deferred", until: clock.now(), progress };
+          }
+          // Lock lost: another run owns the job and its progress now; this call's charge is in the
+          // tenant's budget and usage (settled above) but not the job's cost, which that run counts.
           throw caught;
         }
         const error = caught as ProviderError;
         if (streamed) context.events?.restart(hopIndex, error.reason);
+        const billed = charge(error);
         if (ticket) {
           await context.resilience?.settle(ticket, {
             reason: error.reason,
             retryAfterMs: error.retryAfterMs,
+            ...billed,
           });
         }
         progress.tries += 1;

@@ -1,4 +1,5 @@
 import type { Reason } from "@cascade/shared";
+import type { CompletionUsage } from "./types.js";
 
 /**
  * A provider call that failed, classified into the contract's reason vocabulary where the error
@@ -14,11 +15,22 @@ export class ProviderError extends Error {
    * unknown model name) and so the next hop may well succeed.
    */
   readonly providerSpecific: boolean;
+  /**
+   * What the provider billed for the call, where its answer said (a completion stopped by a
+   * content filter carries usage): the call is charged this although it failed.
+   */
+  readonly usage: CompletionUsage | undefined;
 
   constructor(
     reason: Reason,
     message: string,
-    options: { httpStatus?: number; retryAfterMs?: number; providerSpecific?: boolean; cause?: unknown } = {},
+    options: {
+      httpStatus?: number;
+      retryAfterMs?: number;
+      providerSpecific?: boolean;
+      usage?: CompletionUsage;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = "ProviderError";
@@ -26,6 +38,7 @@ export class ProviderError extends Error {
     this.httpStatus = options.httpStatus;
     this.retryAfterMs = options.retryAfterMs;
     this.providerSpecific = options.providerSpecific ?? false;
+    this.usage = options.usage;
   }
 
   /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */

@@ -1,0 +1,53 @@
+import { costUsd, type ModelConfig } from "@cascade/shared";
+import type { CompletionUsage } from "../providers/types.js";
+
+/** The contract's estimate counts a token per 4 characters of text; streamed text counts the same. */
+const CHARACTERS_PER_TOKEN = 4;
+
+/** What one call is charged: the tokens settled against tpm and the USD against budgets and usage. */
+export interface CallCharge {
+  promptTokens: number;
+  completionTokens: number;
+  costUsd: number;
+}
+
+export interface UnfinishedCall {
+  /** Usage the provider reported although the call failed (a content-filtered completion). */
+  usage: CompletionUsage | undefined;
+  /** Prompt tokens estimated before the call (the same estimate admission reserved). */
+  promptEstimate: number;
+  /** Characters of content and tool-call text already streamed to us. */
+  streamedCharacters: number;
+  /** The provider had the request and may have worked on it: abandoned, or timed out. */
+  abandoned: boolean;
+}
+
+/**
+ * What a call that produced no usable completion is charged (docs/decisions/0013-charging-calls-
+ * that-end-badly.md): the provider's own usage when its answer carried one; else, for a call we
+ * abandoned or that timed out, or one that failed after output had streamed, the prompt estimate
+ * plus the streamed text estimated like a prompt; else (an HTTP error, a refused connection)
+ * nothing, since providers do not bill those.
+ */
+export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: UnfinishedCall): CallCharge {
+  if (call.usage) {
+    const { promptTokens, completionTokens } = call.usage;
+    return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+  }
+  if (!call.abandoned && call.streamedCharacters === 0)
+    return { promptTokens: 0, completionTokens: 0, costUsd: 0 };
+  const promptTokens = call.promptEstimate;
+  const completionTokens = Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
+  return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+}
+
+/** Characters of one streamed piece, as chargeUnfinishedCall counts them. */
+export function streamedCharactersOf(part: {
+  content?: string;
+  toolCalls?: Array<{ name?: string; arguments?: string }>;
+}): number {
+  let characters = part.content?.length ?? 0;
+  for (const call of part.toolCalls ?? [])
+    characters += (call.name?.length ?? 0) + (call.arguments?.length ?? 0);
+  return characters;
+}
