@@ -1,6 +1,6 @@
 import { stripVTControlCharacters } from "node:util";
 import { describe, expect, it } from "vitest";
-import { parseCommand, splitCommand, UsageError } from "./cli-args.js";
+import { globalOptionValues, parseCommand, splitCommand, UsageError } from "./cli-args.js";
 import { colorEnabled, createColors } from "./colors.js";
 import { formatDuration, formatPercent, formatUsd, shellQuote } from "./format.js";
 import { renderTable } from "./table.js";
@@ -16,6 +16,15 @@ describe("command line", () => {
       rest: ["--api-key=k", "--json"],
     });
     expect(splitCommand(["-h"])).toEqual({ word: undefined, rest: ["-h"] });
+    expect(splitCommand(["--", "submit"])).toEqual({ word: undefined, rest: ["--", "submit"] });
+  });
+
+  it("reads --url and --api-key before the command's own options are known", () => {
+    expect(globalOptionValues(["in.jsonl", "--out", "o", "--url=http://x", "--api-key", "k"])).toEqual({
+      url: "http://x",
+      apiKey: "k",
+    });
+    expect(globalOptionValues(["--json", "--url"])).toEqual({ url: undefined, apiKey: undefined });
   });
 
   it("turns parseArgs errors into one line naming the option", () => {

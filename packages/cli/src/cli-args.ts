@@ -81,27 +81,40 @@ export const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
-const GLOBAL_VALUE_OPTIONS = new Set(["--url", "--api-key"]);
-
 /**
- * Finds the command word (the first positional, skipping global options and their values) and
- * returns it with the other arguments, in order, for the command's own parser.
+ * Finds the command word (the first positional, past global options and their values) and
+ * returns it with the other arguments, in order, for the command's own parser. Lenient, because
+ * the command's options are not known yet: its own strict parse refuses what is wrong.
  */
 export function splitCommand(argv: string[]): { word: string | undefined; rest: string[] } {
-  const rest: string[] = [];
-  for (let index = 0; index < argv.length; index += 1) {
-    const token = argv[index] as string;
-    if (token === "--") return { word: undefined, rest: [...rest, ...argv.slice(index)] };
-    if (!token.startsWith("-") || token === "-") {
-      return { word: token, rest: [...rest, ...argv.slice(index + 1)] };
-    }
-    rest.push(token);
-    if (GLOBAL_VALUE_OPTIONS.has(token) && index + 1 < argv.length) {
-      rest.push(argv[index + 1] as string);
-      index += 1;
-    }
+  const { tokens } = parseArgs({
+    args: argv,
+    options: GLOBAL_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") break;
+    if (token.kind === "positional") return { word: token.value, rest: argv.toSpliced(token.index, 1) };
   }
-  return { word: undefined, rest };
+  return { word: undefined, rest: [...argv] };
+}
+
+/** What the command line itself says of the API (before env and defaults apply). */
+export interface GlobalOptionValues {
+  url: string | undefined;
+  apiKey: string | undefined;
+}
+
+/**
+ * `--url` and `--api-key`, read before the command's strict parse because the API client is built
+ * first. Lenient for the same reason as splitCommand; a flag without its value reads as not given.
+ */
+export function globalOptionValues(args: string[]): GlobalOptionValues {
+  const { values } = parseArgs({ args, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true });
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
+  return { url: text(values.url), apiKey: text(values["api-key"]) };
 }
 
 type Options = Record<string, { type: "string" | "boolean"; short?: string }>;

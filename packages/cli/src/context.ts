@@ -1,4 +1,5 @@
 import type { ApiClient } from "./api-client.js";
+import type { GlobalOptionValues } from "./cli-args.js";
 import type { Colors } from "./colors.js";
 
 export interface Output {
@@ -15,6 +16,6 @@ export interface Context {
   colors: Colors;
   errColors: Colors;
   env: NodeJS.ProcessEnv;
-  /** The arguments the CLI was started with (to print a resume command). */
-  argv: string[];
+  /** What the command line gave as --url and --api-key (to print a resume command). */
+  globalOptions: GlobalOptionValues;
 }

@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { ApiClient, ApiError, DEFAULT_URL, NetworkError } from "./api-client.js";
 import {
+  globalOptionValues,
   JOBS_USAGE,
   MAIN_USAGE,
   PROVIDERS_USAGE,
@@ -67,8 +68,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     if (!USAGES[command]) throw new UsageError(`cascade: unknown command ${command}`, MAIN_USAGE);
     const args = rest;
-    const url = findOption(args, "--url") ?? env.CASCADE_URL ?? DEFAULT_URL;
-    const apiKey = findOption(args, "--api-key") ?? env.CASCADE_API_KEY;
+    const globalOptions = globalOptionValues(args);
+    const url = globalOptions.url ?? env.CASCADE_URL ?? DEFAULT_URL;
+    const apiKey = globalOptions.apiKey ?? env.CASCADE_API_KEY;
     if (!/^https?:\/\/\S+$/i.test(url)) {
       throw new UsageError(`cascade ${command}: --url must be an http(s) URL, not ${url}`, USAGES[command]);
     }
@@ -79,7 +81,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       colors: colorsFor(stdout, env),
       errColors,
       env,
-      argv,
+      globalOptions,
     };
     if (command === "submit") return await submitCommand(args, ctx);
     if (command === "jobs") return await jobsCommand(subcommand, args, ctx);
@@ -105,18 +107,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     stderr.write(`cascade: ${(error as Error)?.stack ?? String(error)}\n`);
     return 1;
   }
-}
-
-/** The value of a global option given as `--name value` or `--name=value` (parseArgs checks the rest). */
-function findOption(args: string[], name: string): string | undefined {
-  let found: string | undefined;
-  for (let index = 0; index < args.length; index += 1) {
-    const arg = args[index] as string;
-    if (arg === "--") break;
-    if (arg === name) found = args[index + 1];
-    else if (arg.startsWith(`${name}=`)) found = arg.slice(name.length + 1);
-  }
-  return found;
 }
 
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {

@@ -106,9 +106,8 @@ function resumeCommand(options: SubmitOptions, ctx: Context): string {
   if (options.model) words.push("--model", options.model);
   if (options.webhook) words.push("--webhook", options.webhook);
   if (options.concurrency !== DEFAULT_CONCURRENCY) words.push("--concurrency", String(options.concurrency));
-  if (ctx.argv.some((arg) => arg === "--url" || arg.startsWith("--url=")))
-    words.push("--url", ctx.client.baseUrl);
-  const withKey = ctx.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="));
+  if (ctx.globalOptions.url !== undefined) words.push("--url", ctx.client.baseUrl);
+  const withKey = ctx.globalOptions.apiKey !== undefined;
   return `${words.map(shellQuote).join(" ")}${withKey ? " (plus your --api-key)" : ""}`;
 }
 
