@@ -8,6 +8,7 @@ export * from "./config/settings.js";
 export * from "./errors/config-error.js";
 export * from "./estimate.js";
 export * from "./ids.js";
+export * from "./jobs/completion-job-options.js";
 export * from "./logger.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";

@@ -1,5 +1,6 @@
 import {
   type CreateJobBody,
+  completionJobOptions,
   type JobData,
   type JobObject,
   type JobOutcome,
@@ -40,14 +41,11 @@ export class JobStore {
   ) {}
 
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
-    // attempts/backoff cover only unexpected errors (a Redis blip mid-job): the chain's own
-    // retries and fallbacks never throw, and waiting in the delayed set uses no attempt.
-    await this.queue.add(QUEUE_NAMES.completions, data, {
-      jobId,
-      priority: body.priority,
-      attempts: 3,
-      backoff: { type: "exponential", delay: 1000 },
-    });
+    await this.queue.add(
+      QUEUE_NAMES.completions,
+      data,
+      completionJobOptions({ jobId, priority: body.priority }),
+    );
   }
 
   private async load(jobId: string): Promise<StoredJob | undefined> {

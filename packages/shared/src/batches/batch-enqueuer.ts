@@ -1,5 +1,6 @@
 import type { JobsOptions } from "bullmq";
 import type { ConfigFile } from "../config/schema.js";
+import { completionJobOptions } from "../jobs/completion-job-options.js";
 import { QUEUE_NAMES } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
 import { type BatchQueueDeps, drainLines } from "./batch-drain.js";
@@ -63,7 +64,7 @@ export async function enqueueBatch(
         jobs.push({
           name: QUEUE_NAMES.completions,
           data: batchLineJobData(parsed.value, batch, now),
-          opts: { jobId, priority: batch.priority },
+          opts: completionJobOptions({ jobId, priority: batch.priority }),
         });
       } else {
         // Valid when the batch was accepted; only a config change before a resume gets here.

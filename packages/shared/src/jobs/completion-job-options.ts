@@ -1,0 +1,16 @@
+import type { JobsOptions } from "bullmq";
+
+/**
+ * BullMQ options of every completion job, from POST /v1/jobs and from batch lines alike, so both
+ * get the same second chances. `attempts`/`backoff` cover only unexpected errors (a Redis blip
+ * mid-job): the chain's own retries and fallbacks never throw, and waiting in the delayed set
+ * uses no attempt.
+ */
+export function completionJobOptions(job: { jobId: string; priority: number }): JobsOptions {
+  return {
+    jobId: job.jobId,
+    priority: job.priority,
+    attempts: 3,
+    backoff: { type: "exponential", delay: 1000 },
+  };
+}
