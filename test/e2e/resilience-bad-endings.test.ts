@@ -9,6 +9,9 @@
  * - a streaming job cancelled mid-stream is charged its prompt estimate plus the streamed text
  *   estimated like a prompt (characters / 4), so cancelling just before the end is not free.
  *
+ * - a streaming call abandoned by a worker's shutdown is charged the same way, once: the job,
+ *   finished by another worker, costs that charge plus its successful call.
+ *
  * In every case the job's cost_usd, the tenant's spend key and GET /v1/usage all say the same.
  * Prices: $1000 per million tokens, i.e. $0.001 a token; PROMPT is estimated at 20 tokens.
  */
@@ -44,7 +47,8 @@ beforeAll(async () => {
     config,
     workers: 1,
     concurrency: 5,
-    env: { ACME_KEYS: KEY },
+    // A short grace: a worker told to stop abandons its running calls after 300 ms.
+    env: { ACME_KEYS: KEY, SHUTDOWN_TIMEOUT_MS: "300" },
   });
 });
 
@@ -124,4 +128,30 @@ describe("calls that end badly", () => {
     expect(spend).toBeCloseTo(fromJobs, 9);
     expect(usage).toBeCloseTo(fromJobs, 9);
   }, 40_000);
+
+  it("a streaming call abandoned by shutdown is charged once, and the job's cost includes it", async () => {
+    stack.fake.script("up-slow", { kind: "ok", content: LONG_ANSWER, chunkDelayMs: 100 });
+    stack.fake.setDefault("up-slow", { kind: "ok", usage: { prompt_tokens: 20, completion_tokens: 10 } });
+    const callsBefore = stack.fake.callsFor("up-slow").length;
+    const id = await stack.submit({ request: request({ stream: true }), route: "streaming" }, KEY);
+    const deadline = Date.now() + 10_000;
+    while (stack.fake.callsFor("up-slow").length === callsBefore && Date.now() < deadline) await sleep(20);
+    await sleep(1_500); // about 15 of the 40 chunks have streamed
+    const [worker] = stack.workers;
+    worker?.kill("SIGTERM");
+    expect((await worker?.waitForExit())?.code).toBe(0);
+    await stack.startWorker("rbadend-worker-2");
+    const job = await stack.waitJob(id, 30_000, KEY);
+    finished.push(job);
+    expect(job.status).toBe("succeeded");
+    expect(stack.fake.callsFor("up-slow").length - callsBefore).toBe(2);
+    // The abandoned call: prompt + at least 10 chunks of 7 characters; then the answer, $0.03.
+    const abandoned = job.cost_usd - 30 * TOKEN_USD;
+    expect(abandoned).toBeGreaterThanOrEqual(PROMPT_USD + 17 * TOKEN_USD - 1e-9);
+    expect(abandoned).toBeLessThan(PROMPT_USD + 70 * TOKEN_USD);
+    const { spend, usage, fromJobs } = await books(finished);
+    figure("abandoned by shutdown", { job_cost_usd: job.cost_usd, abandoned_usd: abandoned, spend, usage });
+    expect(spend).toBeCloseTo(fromJobs, 9);
+    expect(usage).toBeCloseTo(fromJobs, 9);
+  }, 60_000);
 });
