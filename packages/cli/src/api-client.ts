@@ -35,10 +35,10 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-export interface ApiResponse<T> {
+export interface ApiResponse<Body> {
   status: number;
   headers: Headers;
-  body: T;
+  body: Body;
 }
 
 function retryAfterMs(headers: Headers): number | undefined {
@@ -80,7 +80,11 @@ export class ApiClient {
   }
 
   /** Sends a request; resolves with the parsed JSON of a 2xx answer, else throws ApiError or NetworkError. */
-  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+  async request<Body>(
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<ApiResponse<Body>> {
     const response = await this.raw(method, path, options);
     const text = await response.text();
     let body: unknown = text;
@@ -88,7 +92,7 @@ export class ApiClient {
       body = text ? JSON.parse(text) : null;
     } catch {}
     if (!response.ok) throw errorFrom(response, body);
-    return { status: response.status, headers: response.headers, body: body as T };
+    return { status: response.status, headers: response.headers, body: body as Body };
   }
 
   /** The fetch Response itself (for streams); throws NetworkError when there is no answer. */
@@ -123,14 +127,14 @@ export function errorFrom(response: Response, body: unknown): ApiError {
   return new ApiError(response.status, type, message, param, retryAfterMs(response.headers));
 }
 
-/** Resolves after `ms`, or rejects with an AbortError when `signal` aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Resolves after `milliseconds`, or rejects with an AbortError when `signal` aborts first. */
+export function sleep(milliseconds: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
-    }, ms);
+    }, milliseconds);
     const onAbort = () => {
       clearTimeout(timer);
       reject(signal?.reason);

@@ -47,18 +47,18 @@ describe("output", () => {
     expect(colorEnabled({ isTTY: true }, { TERM: "dumb" })).toBe(false);
     expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "1" })).toBe(true);
     expect(colorEnabled({ isTTY: false }, { FORCE_COLOR: "1", NO_COLOR: "1" })).toBe(false);
-    const c = createColors(true);
-    expect(c.red("x")).toBe("\u001b[31mx\u001b[39m");
-    expect(stripVTControlCharacters(c.bold(c.red("x")))).toBe("x");
+    const colors = createColors(true);
+    expect(colors.red("x")).toBe("\u001b[31mx\u001b[39m");
+    expect(stripVTControlCharacters(colors.bold(colors.red("x")))).toBe("x");
     expect(createColors(false).red("x")).toBe("x");
   });
 
   it("aligns table columns by visible width", () => {
-    const c = createColors(true);
+    const colors = createColors(true);
     const table = renderTable(
       ["A", "BB"],
       [
-        [c.red("long"), "1"],
+        [colors.red("long"), "1"],
         ["x", "22"],
       ],
       { align: ["left", "right"] },

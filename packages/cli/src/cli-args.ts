@@ -118,18 +118,18 @@ export function globalOptionValues(args: string[]): GlobalOptionValues {
 }
 
 type Options = Record<string, { type: "string" | "boolean"; short?: string }>;
-type OptionValues<O extends Options> = {
-  [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string;
+type OptionValues<CommandOptions extends Options> = {
+  [Name in keyof CommandOptions]?: CommandOptions[Name]["type"] extends "boolean" ? boolean : string;
 };
 
 /** parseArgs, strict, with the global options added and its errors turned into one clear line. */
-export function parseCommand<O extends Options>(
+export function parseCommand<CommandOptions extends Options>(
   command: string,
   args: string[],
-  options: O,
+  options: CommandOptions,
   usage: string,
   allowPositionals = true,
-): { values: OptionValues<O & typeof GLOBAL_OPTIONS>; positionals: string[] } {
+): { values: OptionValues<CommandOptions & typeof GLOBAL_OPTIONS>; positionals: string[] } {
   try {
     const parsed = parseArgs({
       args,
@@ -138,7 +138,7 @@ export function parseCommand<O extends Options>(
       allowPositionals,
     });
     return {
-      values: parsed.values as OptionValues<O & typeof GLOBAL_OPTIONS>,
+      values: parsed.values as OptionValues<CommandOptions & typeof GLOBAL_OPTIONS>,
       positionals: parsed.positionals,
     };
   } catch (error) {

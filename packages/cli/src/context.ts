@@ -14,7 +14,7 @@ export interface Context {
   stdout: Output;
   stderr: Output;
   colors: Colors;
-  errColors: Colors;
+  errorColors: Colors;
   env: NodeJS.ProcessEnv;
   /** What the command line gave as --url and --api-key (to print a resume command). */
   globalOptions: GlobalOptionValues;

@@ -41,7 +41,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       : { word: undefined, rest: afterCommand };
   const stdout = process.stdout;
   const stderr = process.stderr;
-  const errColors = colorsFor(stderr, env);
+  const errorColors = colorsFor(stderr, env);
   try {
     if (command === undefined || command === "help") {
       // `cascade`, `cascade --help`, `cascade help [command]`.
@@ -74,18 +74,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (!/^https?:\/\/\S+$/i.test(url)) {
       throw new UsageError(`cascade ${command}: --url must be an http(s) URL, not ${url}`, USAGES[command]);
     }
-    const ctx: Context = {
+    const context: Context = {
       client: new ApiClient(url, apiKey || undefined),
       stdout,
       stderr,
       colors: colorsFor(stdout, env),
-      errColors,
+      errorColors,
       env,
       globalOptions,
     };
-    if (command === "submit") return await submitCommand(args, ctx);
-    if (command === "jobs") return await jobsCommand(subcommand, args, ctx);
-    return await providersCommand(args, ctx);
+    if (command === "submit") return await submitCommand(args, context);
+    if (command === "jobs") return await jobsCommand(subcommand, args, context);
+    return await providersCommand(args, context);
   } catch (error) {
     if (error instanceof UsageError) {
       // One line saying what is wrong, then the usage synopsis and where the rest is.
@@ -96,7 +96,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     if (error instanceof ApiError) {
       stderr.write(
-        `cascade: ${errColors.red(error.type)}: ${error.message} ${errColors.dim(`(HTTP ${error.status})`)}\n`,
+        `cascade: ${errorColors.red(error.type)}: ${error.message} ${errorColors.dim(`(HTTP ${error.status})`)}\n`,
       );
       return 1;
     }

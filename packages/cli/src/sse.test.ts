@@ -5,7 +5,7 @@ async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
   for (const part of parts) yield new TextEncoder().encode(part);
 }
 
-async function collect(parts: string[], onRetry?: (ms: number) => void): Promise<SseEvent[]> {
+async function collect(parts: string[], onRetry?: (milliseconds: number) => void): Promise<SseEvent[]> {
   const events: SseEvent[] = [];
   for await (const event of parseSse(chunks(...parts), onRetry)) events.push(event);
   return events;
@@ -21,7 +21,7 @@ describe("parseSse", () => {
         "\n\r\nid: 2\n",
         "data: a\ndata: b\n\n",
       ],
-      (ms) => retries.push(ms),
+      (milliseconds) => retries.push(milliseconds),
     );
     expect(retries).toEqual([2000]);
     expect(events).toEqual([

@@ -14,7 +14,7 @@ export interface SseEvent {
  */
 export async function* parseSse(
   body: AsyncIterable<Uint8Array>,
-  onRetry?: (ms: number) => void,
+  onRetry?: (milliseconds: number) => void,
 ): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder();
   let buffer = "";
@@ -86,9 +86,12 @@ export async function followSse(client: ApiClient, path: string, options: Follow
         } catch {}
         throw errorFrom(response, body);
       }
-      for await (const event of parseSse(response.body as unknown as AsyncIterable<Uint8Array>, (ms) => {
-        retryMs = ms;
-      })) {
+      for await (const event of parseSse(
+        response.body as unknown as AsyncIterable<Uint8Array>,
+        (milliseconds) => {
+          retryMs = milliseconds;
+        },
+      )) {
         failures = 0;
         if (event.id !== undefined) lastEventId = event.id;
         if (options.onEvent(event)) return;

@@ -10,12 +10,12 @@ import { type Attempt, type Job, resultContent } from "../types.js";
 export async function jobsCommand(
   subcommand: string | undefined,
   args: string[],
-  ctx: Context,
+  context: Context,
 ): Promise<number> {
   if (subcommand === undefined) {
     const { values } = parseCommand("jobs", args, {}, JOBS_USAGE, false);
     if (values.help) {
-      ctx.stdout.write(`${JOBS_USAGE}\n`);
+      context.stdout.write(`${JOBS_USAGE}\n`);
       return 0;
     }
     throw new UsageError("cascade jobs: missing subcommand (get)", JOBS_USAGE);
@@ -29,7 +29,7 @@ export async function jobsCommand(
     JOBS_USAGE,
   );
   if (values.help) {
-    ctx.stdout.write(`${JOBS_USAGE}\n`);
+    context.stdout.write(`${JOBS_USAGE}\n`);
     return 0;
   }
   if (positionals.length === 0) throw new UsageError("cascade jobs get: missing the job id", JOBS_USAGE);
@@ -38,35 +38,35 @@ export async function jobsCommand(
   }
   const id = positionals[0] as string;
   const path = `/v1/jobs/${encodeURIComponent(id)}`;
-  if (values.watch) return watchJob(ctx, path, Boolean(values.json));
-  const { body: job } = await ctx.client.request<Job>("GET", path);
-  ctx.stdout.write(values.json ? `${JSON.stringify(job, null, 2)}\n` : describeJob(job, ctx.colors));
+  if (values.watch) return watchJob(context, path, Boolean(values.json));
+  const { body: job } = await context.client.request<Job>("GET", path);
+  context.stdout.write(values.json ? `${JSON.stringify(job, null, 2)}\n` : describeJob(job, context.colors));
   return 0;
 }
 
-function statusText(status: string, c: Colors): string {
-  if (status === "succeeded") return c.green(status);
-  if (status === "failed") return c.red(status);
-  if (status === "cancelled") return c.yellow(status);
-  return c.cyan(status);
+function statusText(status: string, colors: Colors): string {
+  if (status === "succeeded") return colors.green(status);
+  if (status === "failed") return colors.red(status);
+  if (status === "cancelled") return colors.yellow(status);
+  return colors.cyan(status);
 }
 
-function outcomeText(attempt: Attempt, c: Colors): string {
-  if (attempt.outcome === "success") return c.green("success");
-  if (attempt.outcome === "error") return c.red("error");
-  return c.yellow("skipped");
+function outcomeText(attempt: Attempt, colors: Colors): string {
+  if (attempt.outcome === "success") return colors.green("success");
+  if (attempt.outcome === "error") return colors.red("error");
+  return colors.yellow("skipped");
 }
 
-export function attemptsTable(attempts: Attempt[], c: Colors): string {
+export function attemptsTable(attempts: Attempt[], colors: Colors): string {
   return renderTable(
     ["#", "MODEL", "PROVIDER", "OUTCOME", "REASON", "HTTP", "DURATION", "MESSAGE"].map((title) =>
-      c.dim(title),
+      colors.dim(title),
     ),
     attempts.map((attempt, index) => [
       String(index + 1),
       attempt.model,
       attempt.provider,
-      outcomeText(attempt, c),
+      outcomeText(attempt, colors),
       attempt.reason ?? "-",
       attempt.http_status === undefined ? "-" : String(attempt.http_status),
       formatDuration(attempt.duration_ms),
@@ -77,7 +77,7 @@ export function attemptsTable(attempts: Attempt[], c: Colors): string {
 }
 
 /** The answer's text and tool calls, as printed after a job. */
-function describeResult(job: Job, c: Colors): string {
+function describeResult(job: Job, colors: Colors): string {
   const choice = job.result?.choices?.[0];
   if (!choice) return "";
   const usage = job.result?.usage;
@@ -87,31 +87,31 @@ function describeResult(job: Job, c: Colors): string {
       ? `${usage.prompt_tokens ?? "?"} prompt + ${usage.completion_tokens ?? "?"} completion tokens`
       : undefined,
   ].filter(Boolean);
-  let text = `\n${c.bold("Result")}${details.length ? c.dim(` (${details.join("; ")})`) : ""}\n`;
+  let text = `\n${colors.bold("Result")}${details.length ? colors.dim(` (${details.join("; ")})`) : ""}\n`;
   const content = resultContent(job.result);
   if (content !== null) text += `${content}\n`;
   for (const call of choice.message?.tool_calls ?? []) {
-    text += `${c.cyan("tool call")} ${call.function?.name ?? "?"}(${call.function?.arguments ?? ""})\n`;
+    text += `${colors.cyan("tool call")} ${call.function?.name ?? "?"}(${call.function?.arguments ?? ""})\n`;
   }
-  if (choice.message?.refusal) text += `${c.yellow("refusal")} ${choice.message.refusal}\n`;
+  if (choice.message?.refusal) text += `${colors.yellow("refusal")} ${choice.message.refusal}\n`;
   return text;
 }
 
 /** The human view of a job for `cascade jobs get`. */
-export function describeJob(job: Job, c: Colors): string {
+export function describeJob(job: Job, colors: Colors): string {
   const rows: Array<[string, string]> = [];
-  const chain = job.models?.length ? c.dim(` (chain ${job.models.join(" → ")})`) : "";
+  const chain = job.models?.length ? colors.dim(` (chain ${job.models.join(" → ")})`) : "";
   rows.push(["route", `${job.route ?? "-"}${chain}`]);
   if (job.model) {
     const first = job.models?.[0];
     const failed = job.attempts.filter((attempt) => attempt.outcome !== "success").length;
     const note =
       first && job.model !== first
-        ? c.yellow(` (fell back from ${first})`)
+        ? colors.yellow(` (fell back from ${first})`)
         : failed > 0
-          ? c.yellow(` (after ${plural(failed, "failed attempt")})`)
+          ? colors.yellow(` (after ${plural(failed, "failed attempt")})`)
           : "";
-    rows.push(["model", `${job.model} ${c.dim("via")} ${job.provider ?? "?"}${note}`]);
+    rows.push(["model", `${job.model} ${colors.dim("via")} ${job.provider ?? "?"}${note}`]);
   }
   rows.push(["cost", formatUsd(job.cost_usd)]);
   const ran =
@@ -121,24 +121,24 @@ export function describeJob(job: Job, c: Colors): string {
   rows.push(["created", `${formatUnixSeconds(job.created_at)}${ran}`]);
   const metadata = Object.entries(job.metadata ?? {});
   if (metadata.length) rows.push(["metadata", metadata.map(([key, value]) => `${key}=${value}`).join(" ")]);
-  if (job.error) rows.push(["error", c.red(`${job.error.type}: ${job.error.message}`)]);
+  if (job.error) rows.push(["error", colors.red(`${job.error.type}: ${job.error.message}`)]);
 
-  let text = `${c.bold(job.id)}  ${statusText(job.status, c)}\n`;
+  let text = `${colors.bold(job.id)}  ${statusText(job.status, colors)}\n`;
   const keyWidth = Math.max(...rows.map(([key]) => key.length));
-  for (const [key, value] of rows) text += `  ${c.dim(key.padEnd(keyWidth))}  ${value}\n`;
-  text += `\n${c.bold("Attempts")}${job.attempts.length ? "" : c.dim(" none yet")}\n`;
-  if (job.attempts.length) text += `${attemptsTable(job.attempts, c)}\n`;
-  return text + describeResult(job, c);
+  for (const [key, value] of rows) text += `  ${colors.dim(key.padEnd(keyWidth))}  ${value}\n`;
+  text += `\n${colors.bold("Attempts")}${job.attempts.length ? "" : colors.dim(" none yet")}\n`;
+  if (job.attempts.length) text += `${attemptsTable(job.attempts, colors)}\n`;
+  return text + describeResult(job, colors);
 }
 
-function attemptLine(attempt: Attempt, number: number, c: Colors): string {
+function attemptLine(attempt: Attempt, number: number, colors: Colors): string {
   const parts = [
-    `${c.dim(`attempt ${number}`)} ${attempt.model} ${c.dim(`(${attempt.provider})`)}`,
-    outcomeText(attempt, c),
+    `${colors.dim(`attempt ${number}`)} ${attempt.model} ${colors.dim(`(${attempt.provider})`)}`,
+    outcomeText(attempt, colors),
     attempt.reason,
     attempt.http_status !== undefined ? `HTTP ${attempt.http_status}` : undefined,
     formatDuration(attempt.duration_ms),
-    attempt.message ? c.dim(`— ${attempt.message.replace(/\s+/g, " ").slice(0, 120)}`) : undefined,
+    attempt.message ? colors.dim(`— ${attempt.message.replace(/\s+/g, " ").slice(0, 120)}`) : undefined,
   ];
   return parts.filter(Boolean).join(" ");
 }
@@ -147,28 +147,28 @@ function attemptLine(attempt: Attempt, number: number, c: Colors): string {
  * `jobs get --watch`: prints status changes and attempts as lines, streamed tokens inline, a
  * marker where the answer restarts, and ends at `done`. Reconnects with Last-Event-ID.
  */
-async function watchJob(ctx: Context, path: string, json: boolean): Promise<number> {
-  const c = ctx.colors;
-  const e = ctx.errColors;
-  const out = ctx.stdout;
+async function watchJob(context: Context, path: string, json: boolean): Promise<number> {
+  const colors = context.colors;
+  const errorColors = context.errorColors;
+  const stdout = context.stdout;
   let midLine = false; // streamed text not yet ended by a newline
   let streamed = false;
   let attempts = 0;
   let lastStatus: string | undefined;
   const line = (text: string) => {
-    if (midLine) out.write("\n");
+    if (midLine) stdout.write("\n");
     midLine = false;
-    out.write(`${text}\n`);
+    stdout.write(`${text}\n`);
   };
-  await followSse(ctx.client, `${path}/events`, {
+  await followSse(context.client, `${path}/events`, {
     onReconnect(lastEventId, reason) {
       // On a terminal the notice should not land mid-answer; piped output stays exactly the answer.
-      if (midLine && out.isTTY && ctx.stderr.isTTY) {
-        out.write("\n");
+      if (midLine && stdout.isTTY && context.stderr.isTTY) {
+        stdout.write("\n");
         midLine = false;
       }
-      ctx.stderr.write(
-        `${e.yellow("reconnecting")} ${e.dim(`(${reason}; resuming after event ${lastEventId ?? "none"})`)}\n`,
+      context.stderr.write(
+        `${errorColors.yellow("reconnecting")} ${errorColors.dim(`(${reason}; resuming after event ${lastEventId ?? "none"})`)}\n`,
       );
     },
     onEvent(event) {
@@ -177,7 +177,7 @@ async function watchJob(ctx: Context, path: string, json: boolean): Promise<numb
         data = JSON.parse(event.data);
       } catch {}
       if (json) {
-        out.write(`${JSON.stringify({ id: event.id ?? null, event: event.event, data })}\n`);
+        stdout.write(`${JSON.stringify({ id: event.id ?? null, event: event.event, data })}\n`);
         return event.event === "done";
       }
       const payload = (data ?? {}) as Record<string, unknown>;
@@ -185,23 +185,23 @@ async function watchJob(ctx: Context, path: string, json: boolean): Promise<numb
         case "status":
           // A job that waits between tries reports "running" again: print changes only.
           if (payload.status !== lastStatus)
-            line(`${c.dim("status")} ${statusText(String(payload.status), c)}`);
+            line(`${colors.dim("status")} ${statusText(String(payload.status), colors)}`);
           lastStatus = String(payload.status);
           break;
         case "attempt":
           attempts += 1;
-          line(attemptLine(payload as unknown as Attempt, attempts, c));
+          line(attemptLine(payload as unknown as Attempt, attempts, colors));
           break;
         case "delta":
           if (typeof payload.content === "string" && payload.content) {
-            out.write(payload.content);
+            stdout.write(payload.content);
             midLine = !payload.content.endsWith("\n");
             streamed = true;
           }
           break;
         case "restart":
           line(
-            c.yellow(
+            colors.yellow(
               `↺ restart: hop ${Number(payload.hop) + 1} stopped (${String(payload.reason ?? "?")}); the answer starts over`,
             ),
           );
@@ -213,11 +213,11 @@ async function watchJob(ctx: Context, path: string, json: boolean): Promise<numb
             if (content !== null) line(content);
           } else if (midLine) line("");
           const summary = [
-            `${c.bold("done")} ${statusText(job.status, c)}`,
-            job.model ? `${job.model} ${c.dim("via")} ${job.provider ?? "?"}` : undefined,
+            `${colors.bold("done")} ${statusText(job.status, colors)}`,
+            job.model ? `${job.model} ${colors.dim("via")} ${job.provider ?? "?"}` : undefined,
             plural(job.attempts?.length ?? 0, "attempt"),
             formatUsd(job.cost_usd),
-            job.error ? c.red(`${job.error.type}: ${job.error.message}`) : undefined,
+            job.error ? colors.red(`${job.error.type}: ${job.error.message}`) : undefined,
           ];
           line(summary.filter(Boolean).join("  "));
           return true;

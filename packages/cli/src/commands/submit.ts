@@ -36,7 +36,7 @@ export interface SubmitOptions extends JobOptions {
 }
 
 /** `cascade submit <requests.jsonl> --out <results.jsonl> ...`. */
-export async function submitCommand(args: string[], ctx: Context): Promise<number> {
+export async function submitCommand(args: string[], context: Context): Promise<number> {
   const { values, positionals } = parseCommand(
     "submit",
     args,
@@ -50,7 +50,7 @@ export async function submitCommand(args: string[], ctx: Context): Promise<numbe
     SUBMIT_USAGE,
   );
   if (values.help) {
-    ctx.stdout.write(`${SUBMIT_USAGE}\n`);
+    context.stdout.write(`${SUBMIT_USAGE}\n`);
     return 0;
   }
   if (positionals.length === 0)
@@ -75,7 +75,7 @@ export async function submitCommand(args: string[], ctx: Context): Promise<numbe
   for (const name of ["route", "model"] as const) {
     if (values[name] === "") throw new UsageError(`cascade submit: --${name} needs a value`, SUBMIT_USAGE);
   }
-  const interval = Number(ctx.env.CASCADE_PROGRESS_INTERVAL ?? 5);
+  const interval = Number(context.env.CASCADE_PROGRESS_INTERVAL ?? 5);
   return runSubmit(
     {
       input: positionals[0] as string,
@@ -86,7 +86,7 @@ export async function submitCommand(args: string[], ctx: Context): Promise<numbe
       concurrency,
       progressIntervalMs: Number.isFinite(interval) && interval > 0 ? interval * 1000 : 5000,
     },
-    ctx,
+    context,
   );
 }
 
@@ -100,14 +100,14 @@ interface Task {
 }
 
 /** The command that picks an interrupted run up again (no API key in it: it may be secret). */
-function resumeCommand(options: SubmitOptions, ctx: Context): string {
+function resumeCommand(options: SubmitOptions, context: Context): string {
   const words = ["cascade", "submit", options.input, "--out", options.out];
   if (options.route) words.push("--route", options.route);
   if (options.model) words.push("--model", options.model);
   if (options.webhook) words.push("--webhook", options.webhook);
   if (options.concurrency !== DEFAULT_CONCURRENCY) words.push("--concurrency", String(options.concurrency));
-  if (ctx.globalOptions.url !== undefined) words.push("--url", ctx.client.baseUrl);
-  const withKey = ctx.globalOptions.apiKey !== undefined;
+  if (context.globalOptions.url !== undefined) words.push("--url", context.client.baseUrl);
+  const withKey = context.globalOptions.apiKey !== undefined;
   return `${words.map(shellQuote).join(" ")}${withKey ? " (plus your --api-key)" : ""}`;
 }
 
@@ -119,9 +119,9 @@ function isRunWide(error: ApiError, options: SubmitOptions): boolean {
   return error.param === "request.model" && Boolean(options.model);
 }
 
-export async function runSubmit(options: SubmitOptions, ctx: Context): Promise<number> {
-  const { client } = ctx;
-  const e = ctx.errColors;
+export async function runSubmit(options: SubmitOptions, context: Context): Promise<number> {
+  const { client } = context;
+  const errorColors = context.errorColors;
   const inputPath = resolve(options.input);
   const outPath = resolve(options.out);
   const statePath = `${outPath}.state.jsonl`;
@@ -138,9 +138,9 @@ export async function runSubmit(options: SubmitOptions, ctx: Context): Promise<n
   const scan = await scanInput(identity);
   if (scan.errors.length) {
     for (const { line, message } of scan.errors.slice(0, 10))
-      ctx.stderr.write(`${options.input}:${line}: ${message}\n`);
-    if (scan.errors.length > 10) ctx.stderr.write(`... and ${scan.errors.length - 10} more\n`);
-    ctx.stderr.write(
+      context.stderr.write(`${options.input}:${line}: ${message}\n`);
+    if (scan.errors.length > 10) context.stderr.write(`... and ${scan.errors.length - 10} more\n`);
+    context.stderr.write(
       `cascade: ${plural(scan.errors.length, "invalid line")} in ${options.input}; nothing was submitted\n`,
     );
     return 1;
@@ -163,7 +163,7 @@ export async function runSubmit(options: SubmitOptions, ctx: Context): Promise<n
   const state = SubmitState.open(statePath, outPath, header);
   const results = new ResultsFile(outPath);
   try {
-    return await run(options, ctx, scan.entries, identity, state, results, displayOut, e);
+    return await run(options, context, scan.entries, identity, state, results, displayOut, errorColors);
   } finally {
     state.close();
     results.close();
@@ -172,15 +172,15 @@ export async function runSubmit(options: SubmitOptions, ctx: Context): Promise<n
 
 async function run(
   options: SubmitOptions,
-  ctx: Context,
+  context: Context,
   entries: InputEntry[],
   identity: string,
   state: SubmitState,
   results: ResultsFile,
   displayOut: string,
-  e: Context["errColors"],
+  errorColors: Context["errorColors"],
 ): Promise<number> {
-  const { client } = ctx;
+  const { client } = context;
   const lineOf = new Map(entries.map((entry) => [entry.customId, entry.line]));
   const customIdOf = new Map(entries.map((entry) => [entry.line, entry.customId]));
   const tally = newTally(entries.length, Date.now());
@@ -218,24 +218,24 @@ async function run(
       (name) => (state.header[name] ?? null) !== (options[name] ?? null),
     );
     if (changed.length && toSubmit > 0) {
-      ctx.stderr.write(
-        `${e.yellow("note:")} ${changed.map((name) => `--${name}`).join(", ")} differ from the interrupted run's; ` +
+      context.stderr.write(
+        `${errorColors.yellow("note:")} ${changed.map((name) => `--${name}`).join(", ")} differ from the interrupted run's; ` +
           "lines it already submitted keep theirs\n",
       );
     }
     if (state.header.url !== client.baseUrl && toCollect.length > 0) {
-      ctx.stderr.write(
-        `${e.yellow("note:")} the interrupted run used ${state.header.url}; its jobs are looked up at ${client.baseUrl}\n`,
+      context.stderr.write(
+        `${errorColors.yellow("note:")} the interrupted run used ${state.header.url}; its jobs are looked up at ${client.baseUrl}\n`,
       );
     }
     if (toCollect.length + toSubmit > 0) {
-      ctx.stderr.write(
+      context.stderr.write(
         `Resuming: ${done.size} of ${entries.length} lines done, ${plural(toCollect.length, "submitted job")} to collect, ${toSubmit} to submit\n`,
       );
     }
   }
   if (toCollect.length + toSubmit === 0) {
-    ctx.stdout.write(
+    context.stdout.write(
       `Nothing to do: all ${entries.length} lines are in ${displayOut} (${tally.succeeded} succeeded, ${tally.failed} failed; spend ${formatUsd(tally.spendUsd)})\n`,
     );
     return 0;
@@ -246,10 +246,10 @@ async function run(
   const control: { stopping: boolean; signal?: NodeJS.Signals; fatal?: unknown } = { stopping: false };
   /** Whether the API has answered once: until it has, a network error ends the run at once. */
   let reachable = false;
-  const progress = new ProgressReporter(ctx.stderr, tally, {
-    tty: Boolean(ctx.stderr.isTTY),
+  const progress = new ProgressReporter(context.stderr, tally, {
+    tty: Boolean(context.stderr.isTTY),
     intervalMs: options.progressIntervalMs,
-    colors: e,
+    colors: errorColors,
   });
 
   const stop = (why: { signal?: NodeJS.Signals; fatal?: unknown }) => {
@@ -266,7 +266,9 @@ async function run(
       progress.stop();
       process.exit(signal === "SIGINT" ? 130 : 143);
     }
-    progress.log(e.yellow(`Interrupted: no more submissions; saving state (Ctrl+C again to quit at once)`));
+    progress.log(
+      errorColors.yellow(`Interrupted: no more submissions; saving state (Ctrl+C again to quit at once)`),
+    );
     stop({ signal });
   };
   process.on("SIGINT", onSignal);
@@ -420,38 +422,38 @@ async function run(
     process.off("SIGTERM", onSignal);
   }
 
-  const f = figures(tally, Date.now());
-  const pending = tally.total - f.done;
+  const figuresNow = figures(tally, Date.now());
+  const pending = tally.total - figuresNow.done;
   const failedText =
     tally.rejected > 0
       ? `${tally.failed} failed (${tally.rejected} refused by the API)`
       : `${tally.failed} failed`;
   const parts = [
-    `${f.done}/${tally.total} lines done: ${tally.succeeded} succeeded, ${failedText}`,
-    `fallback ${formatPercent(f.fallbackRate)}${tally.jobs ? ` (${tally.fellBack} of ${plural(tally.jobs, "job")})` : ""}`,
+    `${figuresNow.done}/${tally.total} lines done: ${tally.succeeded} succeeded, ${failedText}`,
+    `fallback ${formatPercent(figuresNow.fallbackRate)}${tally.jobs ? ` (${tally.fellBack} of ${plural(tally.jobs, "job")})` : ""}`,
     `spend ${formatUsd(tally.spendUsd)}`,
-    `this run ${tally.finishedThisRun} in ${formatDuration(f.elapsedMs)}${f.ratePerSecond ? ` (${f.ratePerSecond.toFixed(1)} jobs/s)` : ""}`,
+    `this run ${tally.finishedThisRun} in ${formatDuration(figuresNow.elapsedMs)}${figuresNow.ratePerSecond ? ` (${figuresNow.ratePerSecond.toFixed(1)} jobs/s)` : ""}`,
     `results in ${displayOut}`,
   ];
-  ctx.stdout.write(`${parts.join("; ")}\n`);
+  context.stdout.write(`${parts.join("; ")}\n`);
 
   if (control.fatal !== undefined) {
-    ctx.stderr.write(`cascade: ${describeFatal(control.fatal)}\n`);
+    context.stderr.write(`cascade: ${describeFatal(control.fatal)}\n`);
     if (pending > 0) {
       const fixCommand = control.fatal instanceof ApiError && control.fatal.status === 400;
-      ctx.stderr.write(
+      context.stderr.write(
         fixCommand
           ? `Stopped with ${pending} lines left; fix the command and run it again (finished lines are kept)\n`
-          : `Stopped with ${pending} lines left; once that is fixed, resume with: ${resumeCommand(options, ctx)}\n`,
+          : `Stopped with ${pending} lines left; once that is fixed, resume with: ${resumeCommand(options, context)}\n`,
       );
     }
     return 1;
   }
   if (control.signal) {
     const running = [...state.submitted.keys()].filter((line) => !done.has(line)).length;
-    ctx.stderr.write(
+    context.stderr.write(
       `Interrupted with ${pending} of ${tally.total} lines left (${plural(running, "job")} still running on the server; ` +
-        `state in ${displayOut}.state.jsonl). Resume with: ${resumeCommand(options, ctx)}\n`,
+        `state in ${displayOut}.state.jsonl). Resume with: ${resumeCommand(options, context)}\n`,
     );
     return control.signal === "SIGINT" ? 130 : 143;
   }

@@ -63,40 +63,40 @@ const formatRate = (rate: number | null) =>
   rate === null ? "-" : rate >= 10 ? rate.toFixed(0) : rate.toFixed(1);
 
 /** An ETA in whole seconds (or minutes and hours), "-" when unknown. */
-export function formatEta(ms: number | null): string {
-  if (ms === null) return "-";
-  if (ms < 60_000) return `${Math.ceil(ms / 1000)}s`;
-  return formatDuration(ms);
+export function formatEta(milliseconds: number | null): string {
+  if (milliseconds === null) return "-";
+  if (milliseconds < 60_000) return `${Math.ceil(milliseconds / 1000)}s`;
+  return formatDuration(milliseconds);
 }
 
 /** The live line on a terminal: the counts, after a bar when the terminal is wide enough. */
-export function renderBar(tally: Tally, nowMs: number, columns: number, c: Colors): string {
-  const f = figures(tally, nowMs);
-  const percent = tally.total > 0 ? Math.floor((f.done / tally.total) * 100) : 0;
+export function renderBar(tally: Tally, nowMs: number, columns: number, colors: Colors): string {
+  const figuresNow = figures(tally, nowMs);
+  const percent = tally.total > 0 ? Math.floor((figuresNow.done / tally.total) * 100) : 0;
   const text = [
-    `${f.done}/${tally.total} ${c.dim(`(${percent}%)`)} ${c.green("✓")} ${tally.succeeded} ${c.red("✗")} ${tally.failed}`,
+    `${figuresNow.done}/${tally.total} ${colors.dim(`(${percent}%)`)} ${colors.green("✓")} ${tally.succeeded} ${colors.red("✗")} ${tally.failed}`,
     `${tally.inFlight} in flight`,
-    `${formatRate(f.ratePerSecond)} jobs/s`,
-    `ETA ${formatEta(f.etaMs)}`,
-    `fallback ${formatPercent(f.fallbackRate)}`,
+    `${formatRate(figuresNow.ratePerSecond)} jobs/s`,
+    `ETA ${formatEta(figuresNow.etaMs)}`,
+    `fallback ${formatPercent(figuresNow.fallbackRate)}`,
     formatUsd(tally.spendUsd),
-  ].join(c.dim(" · "));
+  ].join(colors.dim(" · "));
   const width = stripVTControlCharacters(text).length;
   const room = columns - width - 3;
   if (room < 10)
     return width < columns ? text : stripVTControlCharacters(text).slice(0, Math.max(0, columns - 1));
   const barWidth = Math.min(30, room);
-  const filled = tally.total > 0 ? Math.floor((f.done / tally.total) * barWidth) : 0;
-  return `${c.green("█".repeat(filled))}${c.dim("░".repeat(barWidth - filled))}  ${text}`;
+  const filled = tally.total > 0 ? Math.floor((figuresNow.done / tally.total) * barWidth) : 0;
+  return `${colors.green("█".repeat(filled))}${colors.dim("░".repeat(barWidth - filled))}  ${text}`;
 }
 
 /** The periodic line when stderr is not a terminal. */
 export function renderLine(tally: Tally, nowMs: number): string {
-  const f = figures(tally, nowMs);
+  const figuresNow = figures(tally, nowMs);
   return (
-    `progress: ${f.done}/${tally.total} done (${tally.succeeded} succeeded, ${tally.failed} failed), ` +
-    `${tally.inFlight} in flight, ${formatRate(f.ratePerSecond)} jobs/s, ` +
-    `ETA ${formatEta(f.etaMs)}, fallback ${formatPercent(f.fallbackRate)}, ` +
+    `progress: ${figuresNow.done}/${tally.total} done (${tally.succeeded} succeeded, ${tally.failed} failed), ` +
+    `${tally.inFlight} in flight, ${formatRate(figuresNow.ratePerSecond)} jobs/s, ` +
+    `ETA ${formatEta(figuresNow.etaMs)}, fallback ${formatPercent(figuresNow.fallbackRate)}, ` +
     `spend ${formatUsd(tally.spendUsd)}`
   );
 }

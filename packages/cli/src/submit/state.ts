@@ -41,7 +41,7 @@ interface SubmittedEntry {
 
 export class SubmitState {
   private constructor(
-    private readonly fd: number,
+    private readonly descriptor: number,
     readonly header: StateHeader,
     /** line -> job id of every line submitted so far (in any run). */
     readonly submitted: Map<number, string>,
@@ -59,9 +59,9 @@ export class SubmitState {
           `${outPath} already has results but no ${statePath} to resume from; choose another --out, or delete it to start over`,
         );
       }
-      const fd = openSync(statePath, "a");
-      writeAll(fd, `${JSON.stringify(header)}\n`);
-      return new SubmitState(fd, header, new Map(), false);
+      const descriptor = openSync(statePath, "a");
+      writeAll(descriptor, `${JSON.stringify(header)}\n`);
+      return new SubmitState(descriptor, header, new Map(), false);
     }
     const lines = readFileSync(statePath, "utf8").split("\n");
     let previous: StateHeader | undefined;
@@ -92,28 +92,28 @@ export class SubmitState {
       }
     }
     // A crash may have left the log without its final newline: start the next entry on a line of its own.
-    const fd = openSync(statePath, "a");
+    const descriptor = openSync(statePath, "a");
     const content = lines.join("\n");
-    if (content.length > 0 && !content.endsWith("\n")) writeAll(fd, "\n");
-    return new SubmitState(fd, previous, submitted, true);
+    if (content.length > 0 && !content.endsWith("\n")) writeAll(descriptor, "\n");
+    return new SubmitState(descriptor, previous, submitted, true);
   }
 
   recordSubmitted(line: number, customId: string, jobId: string): void {
     this.submitted.set(line, jobId);
     const entry: SubmittedEntry = { line, custom_id: customId, job_id: jobId };
-    writeAll(this.fd, `${JSON.stringify(entry)}\n`);
+    writeAll(this.descriptor, `${JSON.stringify(entry)}\n`);
   }
 
   close(): void {
-    closeSync(this.fd);
+    closeSync(this.descriptor);
   }
 }
 
 /** Writes all of `text` (a single write for anything short; a loop for the rest). */
-function writeAll(fd: number, text: string): void {
+function writeAll(descriptor: number, text: string): void {
   const buffer = Buffer.from(text, "utf8");
   let offset = 0;
-  while (offset < buffer.length) offset += writeSync(fd, buffer, offset, buffer.length - offset);
+  while (offset < buffer.length) offset += writeSync(descriptor, buffer, offset, buffer.length - offset);
 }
 
 /** One line of the results file. */
@@ -132,13 +132,13 @@ export interface ResultRecord {
 function dropPartialLastLine(path: string): void {
   const size = statSync(path).size;
   if (size === 0) return;
-  const fd = openSync(path, "r");
+  const descriptor = openSync(path, "r");
   try {
     const chunk = Buffer.alloc(64 * 1024);
     let end = size;
     while (end > 0) {
       const start = Math.max(0, end - chunk.length);
-      const read = readSync(fd, chunk, 0, end - start, start);
+      const read = readSync(descriptor, chunk, 0, end - start, start);
       const newline = chunk.subarray(0, read).lastIndexOf(10);
       if (newline >= 0) {
         if (start + newline + 1 < size) truncateSync(path, start + newline + 1);
@@ -148,13 +148,13 @@ function dropPartialLastLine(path: string): void {
     }
     truncateSync(path, 0);
   } finally {
-    closeSync(fd);
+    closeSync(descriptor);
   }
 }
 
 /** The results file: read once to find finished lines, then appended to, one whole line per write. */
 export class ResultsFile {
-  private fd: number | undefined;
+  private descriptor: number | undefined;
 
   constructor(readonly path: string) {}
 
@@ -180,12 +180,12 @@ export class ResultsFile {
   }
 
   append(record: ResultRecord): void {
-    this.fd ??= openSync(this.path, "a");
-    writeAll(this.fd, `${JSON.stringify(record)}\n`);
+    this.descriptor ??= openSync(this.path, "a");
+    writeAll(this.descriptor, `${JSON.stringify(record)}\n`);
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    if (this.descriptor !== undefined) closeSync(this.descriptor);
+    this.descriptor = undefined;
   }
 }

@@ -8,8 +8,8 @@ import { idempotencyKey, interpretLine, jobBody, scanInput } from "./input.js";
 import { newTally, renderBar, renderLine } from "./progress.js";
 import { ResultsFile, type StateHeader, SubmitState } from "./state.js";
 
-const dir = mkdtempSync(join(tmpdir(), "cascade-cli-unit-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const directory = mkdtempSync(join(tmpdir(), "cascade-cli-unit-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
 describe("input lines", () => {
   const messages = [{ role: "user", content: "hi" }];
@@ -59,7 +59,7 @@ describe("input lines", () => {
   });
 
   it("scans a file: blank lines skipped, duplicate ids refused", async () => {
-    const file = join(dir, "scan.jsonl");
+    const file = join(directory, "scan.jsonl");
     writeFileSync(
       file,
       `${JSON.stringify({ messages })}\n\n${JSON.stringify({ custom_id: "1", body: { messages } })}\n`,
@@ -73,11 +73,11 @@ describe("input lines", () => {
 });
 
 describe("resume state", () => {
-  const header = (sha: string): StateHeader => ({
+  const header = (digest: string): StateHeader => ({
     v: 1,
     kind: "cascade-submit-state",
     input: "/in.jsonl",
-    input_sha256: sha,
+    input_sha256: digest,
     requests: 2,
     url: "http://x",
     route: null,
@@ -87,7 +87,7 @@ describe("resume state", () => {
   });
 
   it("records submissions, survives a torn last line, and refuses other input", () => {
-    const out = join(dir, "state-out.jsonl");
+    const out = join(directory, "state-out.jsonl");
     const statePath = `${out}.state.jsonl`;
     const state = SubmitState.open(statePath, out, header("aaa"));
     state.recordSubmitted(1, "a", "job_1");
@@ -108,13 +108,13 @@ describe("resume state", () => {
   });
 
   it("refuses a results file that has content but no state", () => {
-    const out = join(dir, "orphan.jsonl");
+    const out = join(directory, "orphan.jsonl");
     writeFileSync(out, "{}\n");
     expect(() => SubmitState.open(`${out}.state.jsonl`, out, header("aaa"))).toThrow(/no .* to resume from/);
   });
 
   it("reads finished records after cutting a partial last line", async () => {
-    const out = join(dir, "partial.jsonl");
+    const out = join(directory, "partial.jsonl");
     writeFileSync(out, `${JSON.stringify({ custom_id: "a", status: "succeeded" })}\n{"custom_id":"b","sta`);
     const results = new ResultsFile(out);
     expect((await results.readExisting()).map((record) => record.custom_id)).toEqual(["a"]);
@@ -148,8 +148,8 @@ describe("progress", () => {
   });
 
   it("drops the bar, then truncates, on narrow terminals", () => {
-    const c = createColors(false);
-    expect(renderBar(tally, 10_000, 80, c)).toMatch(/^40\/100 /);
-    expect(renderBar(tally, 10_000, 30, c).length).toBeLessThan(30);
+    const colors = createColors(false);
+    expect(renderBar(tally, 10_000, 80, colors)).toMatch(/^40\/100 /);
+    expect(renderBar(tally, 10_000, 30, colors).length).toBeLessThan(30);
   });
 });
