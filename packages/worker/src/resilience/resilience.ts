@@ -13,6 +13,7 @@ import {
   type RedisClient,
   type SpendOwner,
 } from "@cascade/shared";
+import { LEASE_MS, type LeaseSpec, Leases } from "./leases.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
 import { CLOSE_WAIT_MS, SettleQueue } from "./settle-queue.js";
@@ -50,7 +51,7 @@ interface HopPlan {
   /** Every bucket hands out leases, so calls may be admitted from what this worker holds. */
   leasable: boolean;
   /** Leases in the order admit.lua reports them: buckets, then budgets. */
-  leases: Array<{ key: string; kind: "rpm" | "tpm" | "budget"; ttl_s: number; slice: number }>;
+  leases: LeaseSpec[];
   /** Invalidated when any of these change (breaker id, cooldown keys). */
   watch: string[];
   usageKey: string;
@@ -116,10 +117,6 @@ const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 100;
 const MAX_PLANS = 5_000;
-/** How long a lease of bucket tokens or budget may be used before what is left goes back. */
-const LEASE_MS = 250;
-/** A budget lease covers about this many more calls like the one that took it. */
-const BUDGET_LEASE_CALLS = 50;
 
 /**
  * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
@@ -128,9 +125,11 @@ const BUDGET_LEASE_CALLS = 50;
  * - A hop with no buckets and no budgets skips even that while its breaker was seen closed within
  *   the last second and no pub/sub message said otherwise (breaker transitions, cooldowns and
  *   manual overrides are announced on a channel); its call is counted in the next batch.
- * - Failures, probes and 429s are settled at once (breakers and cooldowns must move for every
- *   worker now); successes are settled in batches every 100 ms (tpm refunds, budget corrections,
- *   spend records), so the common path costs at most one round trip per hop.
+ * - Breakers and cooldowns of failures, probes and 429s are settled at once (every worker must
+ *   see them now). The money of every call (tpm refunds, budget corrections, spend records) goes
+ *   through the settle queue: batched every 100 ms for successes, so the common path costs at
+ *   most one round trip per hop, written at once for the rest, and retried until Redis takes it.
+ * - Budget and bucket leases (leases.ts) let most calls be admitted without a round trip.
  */
 export class Resilience {
   private readonly redis: Commands;
@@ -138,11 +137,7 @@ export class Resilience {
   private readonly clearUntil = new Map<string, number>();
   private readonly settlements: SettleQueue;
   private flushTimer: NodeJS.Timeout | undefined;
-  private readonly held = new Map<
-    string,
-    { amount: number; expiresAt: number; kind: "bucket" | "budget"; ttl_s: number }
-  >();
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly leases: Leases;
   private dayEndsAt = 0;
 
   constructor(
@@ -160,6 +155,10 @@ export class Resilience {
       keys,
       logger,
     );
+    this.leases = new Leases((key, balanceUsd, ttlSeconds) => {
+      this.batch.correctBudget(key, -balanceUsd, ttlSeconds);
+      this.scheduleFlush();
+    }, clock);
   }
 
   private get batch() {
@@ -308,79 +307,6 @@ export class Resilience {
     return plan;
   }
 
-  /** Admits from this worker's leases when they cover every bucket and budget; takes them if so. */
-  private takeFromLeases(plan: HopPlan, request: HopRequest, nowMs: number): boolean {
-    const need = (kind: "rpm" | "tpm" | "budget") =>
-      kind === "rpm" ? 1 : kind === "tpm" ? request.tokens : request.costUsd;
-    for (const lease of plan.leases) {
-      const held = this.held.get(lease.key);
-      const wanted = need(lease.kind);
-      if (wanted > 0 && (!held || held.expiresAt <= nowMs || held.amount < wanted)) return false;
-    }
-    for (const lease of plan.leases) {
-      const held = this.held.get(lease.key);
-      if (held) held.amount -= need(lease.kind);
-    }
-    return true;
-  }
-
-  /** What to ask for on top of this call: a full slice of each lease this worker is low on. */
-  private leaseWants(plan: HopPlan, request: HopRequest, nowMs: number): string {
-    if (!plan.leasable) return "";
-    return plan.leases
-      .map((lease) => {
-        const slice = lease.kind === "budget" ? request.costUsd * BUDGET_LEASE_CALLS : lease.slice;
-        // A tpm lease smaller than one such request could never admit it: only hoard tokens.
-        if (lease.kind === "tpm" && slice < request.tokens) return 0;
-        const held = this.held.get(lease.key);
-        const holding = held && held.expiresAt > nowMs ? held.amount : 0;
-        return holding >= slice / 2 ? 0 : slice;
-      })
-      .join(",");
-  }
-
-  private addLeases(plan: HopPlan, reply: string, nowMs: number): void {
-    const amounts = reply.split(",").map(Number);
-    plan.leases.forEach((lease, index) => {
-      const amount = amounts[index] ?? 0;
-      if (!(amount > 0)) return;
-      const held = this.held.get(lease.key);
-      if (held && held.expiresAt > nowMs) {
-        held.amount += amount;
-        held.expiresAt = nowMs + LEASE_MS;
-        return;
-      }
-      if (held) this.release(lease.key, held);
-      this.held.set(lease.key, {
-        amount,
-        expiresAt: nowMs + LEASE_MS,
-        kind: lease.kind === "budget" ? "budget" : "bucket",
-        ttl_s: lease.ttl_s,
-      });
-    });
-    if (!this.sweepTimer && this.held.size > 0) {
-      this.sweepTimer = setInterval(() => this.sweep(this.clock.now()), LEASE_MS);
-      this.sweepTimer.unref();
-    }
-  }
-
-  /**
-   * Ends a lease: unused budget goes back (unused bucket tokens are simply not used). A lease
-   * overdrawn by calls that cost more than their estimates (held below zero) writes the overrun
-   * to the budget instead: the money was spent, whether or not the lease covered it.
-   */
-  private release(key: string, held: { amount: number; kind: "bucket" | "budget"; ttl_s: number }): void {
-    this.held.delete(key);
-    if (held.kind === "budget" && Math.abs(held.amount) > 1e-12) {
-      this.batch.correctBudget(key, -held.amount, held.ttl_s);
-      this.scheduleFlush();
-    }
-  }
-
-  private sweep(nowMs: number): void {
-    for (const [key, held] of this.held) if (held.expiresAt <= nowMs) this.release(key, held);
-  }
-
   private knownClear(plan: HopPlan, nowMs: number): boolean {
     return plan.watch.every((id) => (this.clearUntil.get(id) ?? 0) > nowMs);
   }
@@ -391,7 +317,7 @@ export class Resilience {
     const plan = this.planFor(request, nowMs);
     if (
       this.knownClear(plan, nowMs) &&
-      (plan.breakerOnly || (plan.leasable && this.takeFromLeases(plan, request, nowMs)))
+      (plan.breakerOnly || (plan.leasable && this.leases.take(plan.leases, request, nowMs)))
     ) {
       this.batch.countCall(
         plan.keys[plan.breaker.window - 1] as string,
@@ -407,12 +333,12 @@ export class Resilience {
       plan.spec,
       request.tokens,
       request.costUsd,
-      this.leaseWants(plan, request, nowMs),
+      plan.leasable ? this.leases.wants(plan.leases, request, nowMs) : "",
     );
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
       if (!probe) for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
-      if (reply[2]) this.addLeases(plan, reply[2], nowMs);
+      if (reply[2]) this.leases.add(plan.leases, reply[2], nowMs);
       const ticket: Ticket = { request, plan, probe };
       if (probe) ticket.probeUntil = Number(reply[3]);
       return { admitted: true, ticket };
@@ -530,12 +456,6 @@ export class Resilience {
     // What a call reserved but did not use goes back to this worker's lease when it holds one
     // (one write when the lease ends), else to Redis with the next batch.
     const nowMs = this.clock.now();
-    const credit = (name: string, amount: number) => {
-      const held = this.held.get(name);
-      if (!held || held.expiresAt <= nowMs) return false;
-      held.amount += amount;
-      return true;
-    };
     // tpm refunds go back to Redis, where every worker sees them; a small bucket (no leases) is
     // often waiting for exactly this refund, so it is written at once rather than in 100 ms.
     let urgent = false;
@@ -545,7 +465,8 @@ export class Resilience {
     }
     for (const budget of plan.budgets) {
       const refund = request.costUsd - cost;
-      if (!credit(key(budget.key), refund)) this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
+      if (!this.leases.credit(key(budget.key), refund, nowMs))
+        this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
     }
     if (cost > 0) {
       const fields: Record<string, number> = { total: cost, [`model:${request.modelId}`]: cost };
@@ -573,11 +494,9 @@ export class Resilience {
    * for at most `waitMs`.
    */
   async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    for (const [key, held] of this.held) this.release(key, held);
+    this.leases.releaseAll();
     await this.settlements.close(waitMs);
   }
 
