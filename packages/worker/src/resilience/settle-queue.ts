@@ -111,7 +111,12 @@ export class SettleQueue {
         continue;
       }
       // A call that hangs (Redis unreachable, commands queued) must not hold shutdown either.
-      await Promise.race([this.flush(), sleep(deadline - Date.now())]);
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      });
+      await Promise.race([this.flush(), bound]);
+      clearTimeout(timer);
     }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
