@@ -57,6 +57,15 @@ export interface Keys {
   batchSweep(batchId: string): string;
   /** Batches not yet in a terminal status (set), which sweepers watch. */
   readonly batchesActive: string;
+  /**
+   * BullMQ's own keys of the completions queue, which BullMQ writes: a job's hash, the lock a
+   * running job's worker holds (value: that run's token), the queue's event stream and meta hash.
+   * Our scripts read or write them only to act as, or on behalf of, the run holding the lock.
+   */
+  completionJob(jobId: string): string;
+  completionJobLock(jobId: string): string;
+  readonly completionQueueEvents: string;
+  readonly completionQueueMeta: string;
 }
 
 export type LimitScope = "provider" | "model" | "tenant";
@@ -112,5 +121,9 @@ export function createKeys(prefix: string): Keys {
     batchLease: (batchId) => `${tag}:batch-lease:${batchId}`,
     batchSweep: (batchId) => `${tag}:batch-sweep:${batchId}`,
     batchesActive: `${tag}:batches-active`,
+    completionJob: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}`,
+    completionJobLock: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}:lock`,
+    completionQueueEvents: `${tag}:${QUEUE_NAMES.completions}:events`,
+    completionQueueMeta: `${tag}:${QUEUE_NAMES.completions}:meta`,
   };
 }

@@ -15,6 +15,7 @@ import {
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import { createJobEventWriter } from "../events/job-event-writer.js";
+import { createRunLocks } from "../lifecycle/run-lock.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Resilience } from "../resilience/resilience.js";
 import { runChain } from "./chain-runner.js";
@@ -63,6 +64,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const random = options.random ?? Math.random;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const inflight = new Map<string, AbortController>();
+  const runLocks = createRunLocks(options.connection, keys);
   let closing = false;
   // Cancellations that arrive just before this worker registers the job.
   const earlyInterruptions = new Map<string, { kind: JobInterruption["kind"]; at: number }>();
@@ -75,11 +77,18 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       return invalidDataOutcome(formatZodError(parsed.error), clock.now());
     }
     const data = parsed.data;
+    const controller = new AbortController();
+    // Progress and events are written only while this run holds the job's lock. A write that
+    // finds it gone (the run stalled past it and another worker may run the job now) stops the
+    // run here; BullMQ will refuse its result too, so it changes nothing.
+    const lock = runLocks.forRun(jobId, token ?? "", () => {
+      logger.warn({ job_id: jobId }, "this run no longer holds the job's lock; stopping it, writing nothing");
+      if (!controller.signal.aborted) controller.abort(new JobInterruption("lock_lost"));
+    });
     // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
     const events = data.request.stream
       ? createJobEventWriter({
-          redis: options.connection,
-          keys,
+          lock,
           jobId,
           retentionSeconds: config.settings.EVENTS_RETENTION_S,
           logger,
@@ -109,7 +118,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await options.onFinished?.(job, data, outcome);
       return outcome;
     }
-    const controller = new AbortController();
     inflight.set(jobId, controller);
     const early = earlyInterruptions.get(jobId);
     if (early) {
@@ -129,10 +137,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         resilience: options.resilience,
         events,
         progress,
-        saveProgress: (progress) => job.updateProgress(progress),
+        saveProgress: async (progress) => {
+          if (!(await lock.saveProgress(progress))) throw new JobInterruption("lock_lost");
+        },
       });
       if (result.kind === "finished") {
         await events?.done(finishedJobObject(jobId, data, result.outcome));
+        // The `done` event found the lock gone: BullMQ would refuse this result anyway.
+        if (lock.lost) throw new JobInterruption("lock_lost");
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }
@@ -143,7 +155,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         progress.hop === next.hop &&
         progress.tries === next.tries &&
         progress.attempts.length === next.attempts.length;
-      if (!unchanged) await job.updateProgress(next);
+      if (!unchanged && !(await lock.saveProgress(next))) throw new JobInterruption("lock_lost");
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {

@@ -1,4 +1,5 @@
-import type { Attempt, JobObject, Keys, Logger, RedisClient } from "@cascade/shared";
+import type { Attempt, JobObject, Logger } from "@cascade/shared";
+import type { RunLock } from "../lifecycle/run-lock.js";
 import type { ToolCallDelta } from "../providers/types.js";
 
 /** How long streamed text is gathered before it is written as one `delta` event. */
@@ -21,41 +22,24 @@ export interface JobEventSink {
 /**
  * Writes a streaming job's events to its Redis stream (read by GET /v1/jobs/:id/events). Deltas
  * are batched for up to 50 ms so a fast token stream costs a few writes a second, not one per
- * token. Writes are pipelined in order and never block the provider stream.
+ * token. Writes are made in order and never block the provider stream. Each goes through the
+ * run's lock (`RunLock`): once this run has lost the job to another worker, its events are
+ * dropped, so the stream tells only what the run holding the job did.
  */
 export function createJobEventWriter(options: {
-  redis: RedisClient;
-  keys: Keys;
+  lock: RunLock;
   jobId: string;
   retentionSeconds: number;
   logger: Logger;
 }): JobEventSink {
-  const key = options.keys.jobEvents(options.jobId);
   let pending: { hop: number; content: string; toolCalls: ToolCallDelta[] } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<unknown> = Promise.resolve();
-  let expirySet = false;
 
   const append = (event: string, data: unknown) => {
-    const payload = JSON.stringify(data);
-    const first = !expirySet;
-    expirySet = true;
+    const entry = { event, data: JSON.stringify(data) };
     chain = chain
-      .then(async () => {
-        await options.redis.xadd(
-          key,
-          "MAXLEN",
-          "~",
-          String(MAX_EVENTS),
-          "*",
-          "event",
-          event,
-          "data",
-          payload,
-        );
-        // Set at once, so a worker dying mid-stream leaves nothing behind forever.
-        if (first) await options.redis.expire(key, options.retentionSeconds);
-      })
+      .then(() => options.lock.appendEvents([entry], MAX_EVENTS, options.retentionSeconds))
       .catch((error: Error) =>
         options.logger.warn({ job_id: options.jobId, err: error.message }, "could not write a job event"),
       );
@@ -99,7 +83,6 @@ export function createJobEventWriter(options: {
       flush();
       append("status", { status: job.status });
       append("done", job);
-      chain = chain.then(() => options.redis.expire(key, options.retentionSeconds)).catch(() => {});
       await chain;
     },
   };
