@@ -16,10 +16,11 @@ import {
  * ARGV[2] new status; ARGV[3] required current status ("" = any; with one, a missing record fails)
  * ARGV[4] "1" when an HTTP attempt was made: attempts += 1, last_status = ARGV[5], last_error = ARGV[6]
  * ARGV[7] retention seconds; ARGV[8] oldest created_at (unix s) the indexes keep
- * Returns the record as HGETALL does, or false when ARGV[3] did not match.
+ * Returns the record as HGETALL does (less the body snapshot), or false when ARGV[3] did not match.
  */
 const TRANSITION_SCRIPT = `
-local exists = redis.call('EXISTS', KEYS[1]) == 1
+-- A record may hold only a body snapshot so far (kept before its first transition).
+local exists = redis.call('HEXISTS', KEYS[1], 'id') == 1
 if ARGV[3] ~= '' then
   if not exists or redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return false end
 end
@@ -40,12 +41,49 @@ redis.call('ZADD', index[ARGV[2]], tonumber(redis.call('HGET', KEYS[1], 'created
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('EXPIRE', index[ARGV[2]], ARGV[7])
 for i = 2, 4 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
-return redis.call('HGETALL', KEYS[1])
+local flat, record = redis.call('HGETALL', KEYS[1]), {}
+for i = 1, #flat, 2 do
+  if flat[i] ~= 'body' then
+    record[#record + 1] = flat[i]
+    record[#record + 1] = flat[i + 1]
+  end
+end
+return record
 `;
 
 const COMMAND = "cascadeWebhookDeliveryTransition";
 
+/**
+ * Keeps the first body a delivery was sent with, so every later attempt (retries, a manual
+ * retry) sends the same bytes even though the body is built from the stored job when first sent.
+ * KEYS[1] record hash. ARGV[1] the body this attempt would send; ARGV[2] retention seconds.
+ * Returns the body to send: the one kept before, else ARGV[1] (now kept).
+ */
+const SNAPSHOT_SCRIPT = `
+redis.call('HSETNX', KEYS[1], 'body', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return redis.call('HGET', KEYS[1], 'body')
+`;
+
+const SNAPSHOT_COMMAND = "cascadeWebhookDeliverySnapshot";
+
+/** The record's fields as the API shows them (not the body snapshot, which can be large). */
+const RECORD_FIELDS = [
+  "id",
+  "tenant",
+  "job_id",
+  "url",
+  "event_type",
+  "status",
+  "attempts",
+  "last_status",
+  "last_error",
+  "created_at",
+  "webhook_id",
+] as const;
+
 type TransitionCommand = (...args: Array<string | number>) => Promise<string[] | null>;
+type SnapshotCommand = (...args: Array<string | number>) => Promise<string>;
 
 /** A record as stored, with the tenant it belongs to. */
 export interface StoredDelivery {
@@ -93,6 +131,7 @@ function pairsToObject(flat: string[]): Record<string, string> {
  */
 export class WebhookDeliveryStore {
   private readonly transitionCommand: TransitionCommand;
+  private readonly snapshotCommand: SnapshotCommand;
 
   constructor(
     private readonly redis: RedisClient,
@@ -103,6 +142,12 @@ export class WebhookDeliveryStore {
     if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 4, lua: TRANSITION_SCRIPT });
     const command = (redis as unknown as Record<string, TransitionCommand>)[COMMAND] as TransitionCommand;
     this.transitionCommand = command.bind(redis);
+    if (!(SNAPSHOT_COMMAND in redis))
+      redis.defineCommand(SNAPSHOT_COMMAND, { numberOfKeys: 1, lua: SNAPSHOT_SCRIPT });
+    const snapshot = (redis as unknown as Record<string, SnapshotCommand>)[
+      SNAPSHOT_COMMAND
+    ] as SnapshotCommand;
+    this.snapshotCommand = snapshot.bind(redis);
   }
 
   private indexKeys(tenant: string): string[] {
@@ -167,8 +212,24 @@ export class WebhookDeliveryStore {
     return this.transition(tenant, id, { status: to, expected: from });
   }
 
+  /** The body the delivery was first sent with, if it has been sent. */
+  async sentBody(id: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.webhookDelivery(id), "body")) ?? undefined;
+  }
+
+  /** Keeps `body` as the delivery's body unless one was kept before; returns the one to send. */
+  async keepBody(id: string, body: string): Promise<string> {
+    return this.snapshotCommand(this.keys.webhookDelivery(id), body, this.retentionSeconds);
+  }
+
   async get(id: string): Promise<StoredDelivery | undefined> {
-    return toStored((await this.redis.hgetall(this.keys.webhookDelivery(id))) as Record<string, string>);
+    const values = await this.redis.hmget(this.keys.webhookDelivery(id), ...RECORD_FIELDS);
+    const fields: Record<string, string> = {};
+    for (const [index, name] of RECORD_FIELDS.entries()) {
+      const value = values[index];
+      if (value !== null && value !== undefined) fields[name] = value;
+    }
+    return toStored(fields);
   }
 
   /** The tenant's deliveries, newest first, optionally of one status. */

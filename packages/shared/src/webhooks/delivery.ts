@@ -32,7 +32,11 @@ export const webhookJobDataSchema = z.object({
   event_type: z.enum(WEBHOOK_EVENT_TYPES),
   /** Unix seconds. */
   created_at: z.number().int(),
-  /** The exact bytes to send (and sign), fixed at enqueue so every retry sends the same body. */
+  /**
+   * The enqueuer's account of the job. The webhook worker sends the job as stored once it has
+   * ended, kept in the delivery record from the first send on so every retry sends the same
+   * bytes; this body is sent only when the job has left Redis by then (ADR 0014).
+   */
   body: z.string(),
 });
 export type WebhookJobData = z.infer<typeof webhookJobDataSchema>;

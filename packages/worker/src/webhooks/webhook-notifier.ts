@@ -20,11 +20,12 @@ export interface WebhookNotifier {
 }
 
 /**
- * Queues webhook deliveries for jobs a completion worker finishes. The payload's job object is
- * built by `toJobObject` from the same data and outcome that GET /v1/jobs/:id reads back, so the
- * two are equal. Jobs without a webhook cost nothing; a job with one costs a single `queue.add`,
- * made before BullMQ records the outcome so a crash in between re-runs the job and re-queues the
- * delivery (the delivery id derives from the job id, so a duplicate adds nothing).
+ * Queues webhook deliveries for jobs a completion worker finishes. Jobs without a webhook cost
+ * nothing; a job with one costs a single `queue.add`, made before BullMQ records the outcome so a
+ * crash in between re-runs the job and re-queues the delivery (the delivery id derives from the
+ * job id, so a duplicate, or the enqueue of a run that lost its lock, adds nothing). What the
+ * webhook says is not decided here: the webhook worker sends the job as Redis stored it, once it
+ * has ended (ADR 0014).
  */
 export function createWebhookNotifier(options: {
   config: Config;

@@ -13,10 +13,12 @@ import {
   type WebhookJobData,
   webhookJobDataSchema,
 } from "@cascade/shared";
-import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
+import { deliveryBody } from "./delivery-body.js";
 import { createGuardedDispatcher } from "./guarded-dispatcher.js";
 import { sendWebhook } from "./send-webhook.js";
 import { signWebhook } from "./signing.js";
+import { createStoredJobReader } from "./stored-job.js";
 import { resolveTenantSecrets, type TenantSecrets } from "./tenant-secrets.js";
 
 /** The contract's per-delivery timeout. */
@@ -57,8 +59,18 @@ export function webhookRetryDelay(schedule: readonly number[], attemptsMade: num
 const USER_AGENT = "Cascade-Webhooks/0.1";
 
 /**
+ * How long a delivery whose job has not ended in Redis waits before looking again: about as long
+ * as it has waited so far (50 ms at first, for the usual case of a run that is storing its
+ * result right now), at most 30 s (a run that crashed is recovered after its lock expires).
+ */
+export function notEndedRetryDelay(waitedMs: number): number {
+  return Math.min(Math.max(waitedMs, 50), 30_000);
+}
+
+/**
  * The BullMQ worker of webhook deliveries, on its own queue so slow receivers never hold a
- * completion slot. Each attempt signs the fixed body anew (fresh `webhook-timestamp`, same
+ * completion slot. A delivery is sent once its job has ended in Redis, with the stored job as
+ * its body (see delivery-body.ts), kept from the first send on. Each attempt signs that body anew (fresh `webhook-timestamp`, same
  * `webhook-id`), POSTs it through the address guard, and records the outcome; BullMQ's attempts
  * and the schedule-based backoff drive the retries, UnrecoverableError ends a delivery at once.
  */
@@ -76,13 +88,27 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
+  const jobs = createStoredJobReader({ connection: options.connection, keys });
 
-  const processor = async (job: Job<WebhookJobData, { status: number }>) => {
+  const processor = async (job: Job<WebhookJobData, { status: number }>, token?: string) => {
     const parsed = webhookJobDataSchema.safeParse(job.data);
     if (!parsed.success) {
       throw new UnrecoverableError(`delivery data failed validation: ${formatZodError(parsed.error)}`);
     }
-    const data = parsed.data;
+    const body = await deliveryBody(store, jobs, parsed.data);
+    if (body.kind === "wait") {
+      // The job has not ended in Redis (its run is storing its result, or it is being run again
+      // after a stale run enqueued this delivery): look again shortly, holding no slot.
+      const waitMs = notEndedRetryDelay(clock.now() - job.timestamp);
+      logger.debug(
+        { delivery_id: parsed.data.delivery_id, wait_ms: waitMs },
+        "webhook waits for its job to end",
+      );
+      await job.moveToDelayed(clock.now() + waitMs, token);
+      throw new DelayedError();
+    }
+    // The event type and body are the stored job's, not necessarily what the enqueuer saw.
+    const data: WebhookJobData = { ...parsed.data, event_type: body.eventType, body: body.body };
     const log = logger.child({
       delivery_id: data.delivery_id,
       job_id: data.job_id,
@@ -172,6 +198,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
       }
       clearTimeout(timer);
       await dispatcher.destroy();
+      await jobs.close();
     },
   };
 }
