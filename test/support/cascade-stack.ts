@@ -138,10 +138,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       concurrency,
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
       resilience,
-      onFinished: async (job, data, outcome) => {
-        await webhookNotifier.onFinished(job, data, outcome);
-        await batches.onFinished(job, data, outcome);
-      },
+      onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
     });
     await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();

@@ -51,10 +51,10 @@ async function main(): Promise<void> {
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
     resilience,
-    onFinished: async (job, data, outcome) => {
-      await webhookNotifier.onFinished(job, data, outcome);
-      await batches.onFinished(job, data, outcome);
-    },
+    // Queued before the result is stored, so a crash in between still notifies (the delivery
+    // id derives from the job id, and it is sent with the job as stored once it has ended).
+    // Batch lines are recorded after the result is stored (batches.watch), from what was stored.
+    onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
   });
   batches.watch(completions.worker);
   batches.start();
@@ -93,9 +93,9 @@ async function main(): Promise<void> {
     force.unref();
     try {
       await Promise.all([
-        completions.close(settings.SHUTDOWN_TIMEOUT_MS),
+        // Batch lines of the last jobs are recorded once those jobs are stored: close after them.
+        completions.close(settings.SHUTDOWN_TIMEOUT_MS).then(() => batches.close()),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
-        batches.close(),
       ]);
       await resilience.close();
       await webhookNotifier.close();

@@ -1,4 +1,4 @@
-import type { Job, Worker } from "bullmq";
+import type { Worker } from "bullmq";
 import { Queue } from "bullmq";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
@@ -12,9 +12,7 @@ import { BatchSweeper } from "./batch-sweeper.js";
 
 /** What a worker process runs for batches (composed in worker main.ts and the test stack). */
 export interface BatchProcessing {
-  /** Part of the completion worker's `onFinished` hook: records a batch line's end. */
-  onFinished(job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome): Promise<void>;
-  /** Records lines of `worker` that fail without an outcome. */
+  /** Records the lines of `worker`'s jobs once BullMQ has stored how they ended. */
   watch(worker: Worker<JobData, JobOutcome>): void;
   readonly sweeper: BatchSweeper;
   /** Starts the sweeper (resumed enqueues, expiry, cancel drains, reconciliation). */
@@ -47,11 +45,11 @@ export function createBatchProcessing(options: {
     ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
   });
   return {
-    onFinished: recorder.onFinished,
     watch: recorder.watch,
     sweeper,
     start: () => sweeper.start(),
     async close() {
+      await recorder.drain();
       await sweeper.close();
       await queue.close();
     },

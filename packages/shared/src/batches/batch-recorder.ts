@@ -1,4 +1,4 @@
-import type { Job, Worker } from "bullmq";
+import type { Worker } from "bullmq";
 import type { Logger } from "../logger.js";
 import type { JobData, JobOutcome } from "../schemas/job.js";
 import type { BatchStore } from "./batch-store.js";
@@ -6,15 +6,18 @@ import { failedLine, type LineEnd, lineEndOf } from "./output-lines.js";
 
 export interface BatchRecorder {
   /**
-   * The completion worker's `onFinished` hook for batch lines: records the line's output or
-   * error line and counts it (one Lua call; jobs without `data.batch` cost nothing). Called
-   * before BullMQ stores the outcome, so a crash in between re-runs the job and records it then;
-   * a line is recorded at most once. Never throws: a line it could not record is picked up by a
-   * sweeper from the job's stored outcome.
+   * Records the lines of `worker`'s jobs once BullMQ has stored how they ended: on `completed`
+   * the output or error line of the stored outcome, on `failed` (no attempts left, or stalled too
+   * often) an `internal_error` line. One Lua call per line (jobs without `data.batch` cost
+   * nothing), and a line is recorded at most once. Recording only after the result is stored
+   * means a run that lost its lock (its result refused by BullMQ) records nothing, and the line
+   * is always what GET /v1/jobs/:request_id shows. Never throws: a line it could not record (the
+   * process died in between, Redis failed three times) is picked up by a sweeper from the job's
+   * stored outcome.
    */
-  onFinished(job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome): Promise<void>;
-  /** Records lines whose job failed without an outcome (the processor threw, or stalled too often). */
   watch(worker: Worker<JobData, JobOutcome>): void;
+  /** Resolves once every line this recorder has started recording is recorded (or given up). */
+  drain(): Promise<void>;
 }
 
 const TRIES = 3;
@@ -45,19 +48,29 @@ export function createBatchRecorder(options: { store: BatchStore; logger: Logger
     }
   };
 
+  const inflight = new Set<Promise<void>>();
+  const track = (recording: Promise<void>) => {
+    inflight.add(recording);
+    void recording.finally(() => inflight.delete(recording));
+  };
+
   return {
-    async onFinished(job, data, outcome) {
-      if (!data.batch) return;
-      await record(job.id as string, data, lineEndOf(job.id as string, data.batch, outcome));
-    },
     watch(worker) {
+      worker.on("completed", (job, outcome) => {
+        const data = job?.data;
+        if (!job || !data?.batch || !outcome) return;
+        track(record(job.id as string, data, lineEndOf(job.id as string, data.batch, outcome)));
+      });
       worker.on("failed", (job, error) => {
         const data = job?.data;
         if (!job || !data?.batch) return;
         if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
         const end = failedLine(job.id as string, data.batch, "internal_error", error.message.slice(0, 500));
-        void record(job.id as string, data, end);
+        track(record(job.id as string, data, end));
       });
+    },
+    async drain() {
+      while (inflight.size) await Promise.all([...inflight]);
     },
   };
 }
