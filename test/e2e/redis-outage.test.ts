@@ -107,7 +107,7 @@ describe("a Redis outage", () => {
     expect(api.exitStatus).toBeUndefined();
     // Every line either process wrote is one JSON log line: no "[ioredis] Unhandled error event"
     // from a connection without a listener, no raw multi-line Error dumps.
-    for (const process of [api]) {
+    for (const process of [api, worker]) {
       const stray = [...process.stdout, ...process.stderr].filter((line) => {
         if (line.trim() === "") return false;
         try {

@@ -2,6 +2,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  createQueue,
   type HostResolver,
   type IdGenerator,
   type JobData,
@@ -16,7 +17,6 @@ import {
 } from "@cascade/shared";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import { Queue } from "bullmq";
 import {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -79,21 +79,21 @@ function readerConnection(redis: RedisClient): Redis | Cluster {
 export function buildApp(deps: AppDeps): CascadeApp {
   const { config, redis, logger } = deps;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
-  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
-    connection: redis as never,
+  const queue = createQueue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
+    connection: redis,
     prefix: keys.bullPrefix,
+    logger,
   });
-  const webhookQueue: WebhookQueue = new Queue(QUEUE_NAMES.webhooks, {
-    connection: redis as never,
+  const webhookQueue: WebhookQueue = createQueue(QUEUE_NAMES.webhooks, {
+    connection: redis,
     prefix: keys.bullPrefix,
+    logger,
   });
   const webhookStore = new WebhookDeliveryStore(redis, keys, config.settings.JOB_RETENTION_S);
-  // Every connection and queue reports its errors to the log: an EventEmitter without an error
-  // listener prints raw multi-line dumps outside the JSON log (and ioredis its "Unhandled error").
+  // Every connection reports its errors to the log: an ioredis client without an error listener
+  // prints "[ioredis] Unhandled error event" dumps outside the JSON log.
   const logRedisError = (source: string) => (error: Error) =>
     logger.warn({ err: error.message, source }, "redis connection error; retrying");
-  queue.on("error", logRedisError("completions queue"));
-  webhookQueue.on("error", logRedisError("webhooks queue"));
   // QueueEvents blocks on XREAD, so it needs a connection of its own (which we close ourselves).
   const eventsConnection = readerConnection(redis);
   eventsConnection.on("error", logRedisError("job events"));

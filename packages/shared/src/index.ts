@@ -12,6 +12,7 @@ export * from "./jobs/completion-job-options.js";
 export * from "./logger.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";
+export * from "./redis/queues.js";
 export * from "./resilience/breaker-config.js";
 export * from "./resilience/periods.js";
 export * from "./schemas/chat-request.js";

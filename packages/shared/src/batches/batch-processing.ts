@@ -1,9 +1,9 @@
 import type { Worker } from "bullmq";
-import { Queue } from "bullmq";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import type { RedisClient } from "../redis/connection.js";
 import { createKeys, QUEUE_NAMES } from "../redis/keys.js";
+import { createQueue } from "../redis/queues.js";
 import type { JobData, JobOutcome } from "../schemas/job.js";
 import type { CompletionQueue } from "./batch-drain.js";
 import { createBatchRecorder } from "./batch-recorder.js";
@@ -31,9 +31,10 @@ export function createBatchProcessing(options: {
   const logger = options.logger.child({ component: "batches" });
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const store = new BatchStore(connection, keys, config.settings.JOB_RETENTION_S);
-  const queue: CompletionQueue = new Queue(QUEUE_NAMES.completions, {
-    connection: connection as never,
+  const queue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
+    connection,
     prefix: keys.bullPrefix,
+    logger,
   });
   const recorder = createBatchRecorder({ store, logger });
   const sweeper = new BatchSweeper({

@@ -1,16 +1,18 @@
 import {
+  createQueue,
   type JobData,
   type JobObject,
   type JobOutcome,
   jobDataSchema,
   jobOutcomeSchema,
   type Keys,
+  type Logger,
   parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
   toJobObject,
 } from "@cascade/shared";
-import { Job, Queue } from "bullmq";
+import { Job } from "bullmq";
 import { z } from "zod";
 
 /** What Redis holds for a job a delivery reports on. */
@@ -40,11 +42,16 @@ export interface StoredJobReader {
  * of a job cancelled while queued), for webhook deliveries: a webhook carries the stored job, so
  * what a receiver is told and what the API shows are the same whichever run enqueued it.
  */
-export function createStoredJobReader(options: { connection: RedisClient; keys: Keys }): StoredJobReader {
-  const { connection, keys } = options;
-  const queue = new Queue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
-    connection: connection as never,
+export function createStoredJobReader(options: {
+  connection: RedisClient;
+  keys: Keys;
+  logger: Logger;
+}): StoredJobReader {
+  const { connection, keys, logger } = options;
+  const queue = createQueue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
+    connection,
     prefix: keys.bullPrefix,
+    logger,
   });
   return {
     async read(jobId) {

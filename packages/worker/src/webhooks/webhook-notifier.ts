@@ -2,6 +2,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  createQueue,
   enqueueWebhook,
   finishedJobObject,
   type JobData,
@@ -11,7 +12,7 @@ import {
   type RedisClient,
   type WebhookQueue,
 } from "@cascade/shared";
-import { type Job, Queue } from "bullmq";
+import type { Job } from "bullmq";
 
 export interface WebhookNotifier {
   /** The completion worker's `onFinished` hook: queues the job's webhook, if it has one. */
@@ -34,9 +35,10 @@ export function createWebhookNotifier(options: {
   clock: Clock;
 }): WebhookNotifier {
   const { config, logger, clock } = options;
-  const queue: WebhookQueue = new Queue(QUEUE_NAMES.webhooks, {
-    connection: options.connection as never,
+  const queue: WebhookQueue = createQueue(QUEUE_NAMES.webhooks, {
+    connection: options.connection,
     prefix: createKeys(config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
+    logger,
   });
   return {
     async onFinished(job, data, outcome) {

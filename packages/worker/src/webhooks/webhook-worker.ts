@@ -88,7 +88,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
-  const jobs = createStoredJobReader({ connection: options.connection, keys });
+  const jobs = createStoredJobReader({ connection: options.connection, keys, logger });
 
   const processor = async (job: Job<WebhookJobData, { status: number }>, token?: string) => {
     const parsed = webhookJobDataSchema.safeParse(job.data);
