@@ -50,6 +50,18 @@ function ttlFrom(fields: Record<string, string>): number | undefined {
 }
 
 /**
+ * busboy (under @fastify/multipart) reports a body it cannot parse with plain Errors, no code
+ * and no status: without this they would be answered as our own fault, a 500. The messages are
+ * busboy's own (lib/types/multipart.js, deps/dicer, deps/streamsearch for an overlong boundary).
+ */
+const MALFORMED_MULTIPART =
+  /^(Unexpected end of multipart data|\w+ terminated early due to unexpected end of multipart data|Multipart: Boundary not found|The needle cannot)/;
+
+function isMalformedMultipart(error: unknown): boolean {
+  return error instanceof Error && !("code" in error) && MALFORMED_MULTIPART.test(error.message);
+}
+
+/**
  * The Files API as the Batch API needs it (https://platform.openai.com/docs/api-reference/files):
  * multipart upload with purpose `batch`, metadata, content, list and delete, scoped per tenant.
  */
@@ -109,6 +121,9 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
         if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
           throw badRequest("send one file and the fields purpose (and expires_after) only", "file");
+        }
+        if (isMalformedMultipart(error)) {
+          throw badRequest(`body is not valid multipart/form-data: ${(error as Error).message}`, "file");
         }
         throw error;
       }

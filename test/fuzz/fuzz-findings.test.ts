@@ -1,0 +1,85 @@
+/**
+ * The exact requests the fuzzers found answered wrongly, kept as plain regression tests so they
+ * stay fixed whatever the generators happen to draw on a given run.
+ */
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+import { createWireClient, type WireClient } from "./wire-client.js";
+
+const key = `findings-${randomBytes(8).toString("hex")}`;
+
+describe("fuzz findings: POST /v1/files with a body busboy cannot parse is a 400, not a 500", () => {
+  let stack: Stack;
+  let client: WireClient;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config: {
+        providers: { sim: { type: "simulated" } },
+        models: { fast: { provider: "sim" } },
+        routes: { default: { chain: [{ model: "fast" }] } },
+        tenants: { acme: { api_keys_env: "FINDINGS_KEYS" } },
+      },
+      env: { FINDINGS_KEYS: key },
+      withoutWorker: true,
+    });
+    client = createWireClient(stack.url);
+  });
+  afterAll(async () => {
+    client?.close();
+    await stack?.close();
+  });
+
+  const upload = (contentType: string, body: string) =>
+    client.send({
+      method: "POST",
+      path: "/v1/files",
+      headers: { authorization: `Bearer ${key}`, "content-type": contentType },
+      body,
+    });
+
+  it("a body without the boundary the header names (busboy: Unexpected end of multipart data)", async () => {
+    const response = await upload("multipart/form-data; boundary=other", "--0--\r\n");
+    expect(response.status, response.text).toBe(400);
+    expect(response.json.error).toMatchObject({ type: "invalid_request_error", param: "file" });
+    expect(response.json.error.message).toContain("multipart/form-data");
+  });
+
+  it("a multipart Content-Type without a boundary (busboy: Boundary not found)", async () => {
+    const response = await upload(
+      "multipart/form-data",
+      '--x\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--x--\r\n',
+    );
+    expect(response.status, response.text).toBe(400);
+    expect(response.json.error.type).toBe("invalid_request_error");
+  });
+
+  it("a body cut off in the middle of the file part", async () => {
+    const response = await upload(
+      "multipart/form-data; boundary=b",
+      '--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n\r\n{"custom_',
+    );
+    expect(response.status, response.text).toBe(400);
+    expect(response.json.error.type).toBe("invalid_request_error");
+  });
+
+  it("a boundary longer than busboy's search allows", async () => {
+    const boundary = "b".repeat(300);
+    const response = await upload(
+      `multipart/form-data; boundary=${boundary}`,
+      `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--${boundary}--\r\n`,
+    );
+    expect(response.status, response.text).toBe(400);
+    expect(response.json.error.type).toBe("invalid_request_error");
+  });
+
+  it("a well-formed upload is still stored (the fix only reclassifies parser errors)", async () => {
+    const response = await upload(
+      "multipart/form-data; boundary=b",
+      '--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n\r\n{}\n\r\n--b--\r\n',
+    );
+    expect(response.status, response.text).toBe(200);
+    expect(response.json).toMatchObject({ object: "file", bytes: 3, purpose: "batch" });
+  });
+});
