@@ -1,0 +1,33 @@
+/**
+ * How long the fuzzers run. `npm test` runs them briefly (a few seconds each, so the whole
+ * suite stays quick); `pnpm fuzz` sets FUZZ_RUNS to multiply every property's run count, and
+ * FUZZ_SEED replays a failure fast-check reported.
+ */
+import type { Parameters } from "fast-check";
+
+function positiveNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`${name} must be a positive number (got "${raw}")`);
+  }
+  return value;
+}
+
+/** The multiplier on every property's run count (FUZZ_RUNS, default 1). */
+export const FUZZ_SCALE = positiveNumber("FUZZ_RUNS", 1);
+
+/** fast-check parameters for a property that runs `baseRuns` times in `npm test`. */
+export function fuzzParameters<T>(baseRuns: number): Parameters<T> {
+  const seed = process.env.FUZZ_SEED;
+  return {
+    numRuns: Math.max(1, Math.round(baseRuns * FUZZ_SCALE)),
+    ...(seed !== undefined && seed !== "" ? { seed: Number(seed) } : {}),
+  };
+}
+
+/** A test's timeout: `baseMs` for `npm test`, scaled with the run count for `pnpm fuzz`. */
+export function fuzzTimeoutMs(baseMs: number): number {
+  return Math.round(baseMs * Math.max(1, FUZZ_SCALE) + 30_000);
+}
