@@ -62,6 +62,19 @@ function isMalformedMultipart(error: unknown): boolean {
 }
 
 /**
+ * @fastify/multipart logs its busboy options at trace level, and those hold every request
+ * header: the tenant's `Authorization: Bearer <key>` with them. Only the other options (the
+ * limits) reach the log, as JSON text (Fastify types serializers as returning strings).
+ */
+function withoutHeaders(options: unknown): string {
+  if (!options || typeof options !== "object") return String(options);
+  const { headers: _headers, ...rest } = options as Record<string, unknown>;
+  return JSON.stringify(rest);
+}
+
+const FILE_SCOPE_OPTIONS = { logSerializers: { busboyOptions: withoutHeaders } };
+
+/**
  * The Files API as the Batch API needs it (https://platform.openai.com/docs/api-reference/files):
  * multipart upload with purpose `batch`, metadata, content, list and delete, scoped per tenant.
  */
@@ -164,5 +177,5 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
       if (!(await files.delete(request.tenant, id))) throw notFound(`no file with id ${id}`);
       return { id, object: "file", deleted: true };
     });
-  });
+  }, FILE_SCOPE_OPTIONS);
 }
