@@ -9,7 +9,7 @@ import { createWireClient, type WireClient } from "./wire-client.js";
 
 const key = `findings-${randomBytes(8).toString("hex")}`;
 
-describe("fuzz findings: POST /v1/files with a body busboy cannot parse is a 400, not a 500", () => {
+describe("fuzz findings: files and batches", () => {
   let stack: Stack;
   let client: WireClient;
   beforeAll(async () => {
@@ -72,6 +72,29 @@ describe("fuzz findings: POST /v1/files with a body busboy cannot parse is a 400
     );
     expect(response.status, response.text).toBe(400);
     expect(response.json.error.type).toBe("invalid_request_error");
+  });
+
+  it("a batch line nested 5,000 levels deep is refused at POST /v1/batches, not left in_progress for ever", async () => {
+    const deep = `${'{"a":'.repeat(5000)}1${"}".repeat(5000)}`;
+    const line = `{"custom_id": "deep", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "fast", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "deep", "parameters": {"p": ${deep}}}}]}}`;
+    const file = await upload(
+      "multipart/form-data; boundary=b",
+      `--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="deep.jsonl"\r\n\r\n${line}\n\r\n--b--\r\n`,
+    );
+    expect(file.status, file.text).toBe(200);
+    const batch = await client.send({
+      method: "POST",
+      path: "/v1/batches",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        input_file_id: file.json.id,
+        endpoint: "/v1/chat/completions",
+        completion_window: "24h",
+      }),
+    });
+    expect(batch.status, batch.text.slice(0, 300)).toBe(400);
+    expect(batch.json.error).toMatchObject({ code: "invalid_batch_input", line: 1 });
+    expect(batch.json.error.message).toContain("levels deep");
   });
 
   it("a well-formed upload is still stored (the fix only reclassifies parser errors)", async () => {

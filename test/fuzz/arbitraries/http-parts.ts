@@ -99,12 +99,12 @@ export function queryArbitrary(names: readonly string[]): fc.Arbitrary<string> {
   return fc.array(pair, { maxLength: 4 }).map((pairs) => (pairs.length ? `?${pairs.join("&")}` : ""));
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /** encodeURIComponent, except that lone surrogates (which it throws on) become U+FFFD. */
 export function enc(text: string): string {
   return encodeURIComponent(text.replace(LONE_SURROGATE, "\uFFFD"));
 }
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** Content-Type values: the right one, near misses, and nonsense. */
 export const contentTypeArbitrary: fc.Arbitrary<string | undefined> = fc.oneof(

@@ -7,6 +7,7 @@ import {
   MAX_LINE_BYTES,
   parseBatchLine,
 } from "@cascade/shared";
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
 
 export interface BatchValidation {
   /** Requests in the file (its lines, not counting trailing blank lines). */
@@ -18,7 +19,8 @@ export interface BatchValidation {
 /**
  * Checks a whole input file before the batch is accepted, as OpenAI does: every line a valid
  * request (JSON, custom_id, method, url, body per chatRequestSchema, body.model a known model or
- * route), custom_ids unique, at most MAX_BATCH_LINES requests, no blank line before the last one.
+ * route, nested at most MAX_JSON_DEPTH levels), custom_ids unique, at most MAX_BATCH_LINES
+ * requests, no blank line before the last one.
  * Lines stream in from Redis and the loop yields every few milliseconds, so a 50,000-line file
  * never holds the event loop for long.
  */
@@ -69,7 +71,14 @@ export async function validateBatchInput(
     } else {
       const parsed = parseBatchLine(config, endpoint, entry.line, entry.text);
       if (!parsed.ok) errors.push(parsed.error);
-      else {
+      else if (jsonDepthExceeds(parsed.value.request, MAX_JSON_DEPTH)) {
+        errors.push({
+          code: "invalid_request",
+          line: entry.line,
+          param: "body",
+          message: `line ${entry.line}: body nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`,
+        });
+      } else {
         const first = firstLineOf.get(parsed.value.custom_id);
         if (first !== undefined) {
           errors.push({

@@ -1,0 +1,22 @@
+/**
+ * The deepest nesting of objects and arrays a batch line's request may carry. Requests pass
+ * through JSON.stringify (BullMQ stores job data as JSON) and other recursive code that overflows
+ * the stack somewhere past 4,000 levels; a line that cannot be enqueued must be refused when the
+ * batch is created, not leave the batch in_progress for ever. Real tool schemas nest a few levels.
+ */
+export const MAX_JSON_DEPTH = 100;
+
+/**
+ * Whether `value` nests objects and arrays more than `limit` levels deep (a scalar is 0 levels,
+ * `{}` is 1). Iterative, so a hostile value cannot overflow the stack here either.
+ */
+export function jsonDepthExceeds(value: unknown, limit: number): boolean {
+  const pending: Array<{ node: unknown; depth: number }> = [{ node: value, depth: 1 }];
+  while (pending.length > 0) {
+    const { node, depth } = pending.pop() as { node: unknown; depth: number };
+    if (node === null || typeof node !== "object") continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(node)) pending.push({ node: child, depth: depth + 1 });
+  }
+  return false;
+}
