@@ -31,6 +31,10 @@ describe("spend and usage keys", () => {
       "{cascade}:spend:user:acme:u-1:d:2026-01-01",
     );
     expect(keys.usage("acme", "2026-01-01")).toBe("{cascade}:usage:acme:2026-01-01");
+    // End-user ids are often emails: their budgets must not move to a new key on upgrade.
+    expect(keys.spend({ tenant: "acme", user: "bob@x.com" }, day)).toBe(
+      "{cascade}:spend:user:acme:bob@x.com:d:2026-01-01",
+    );
   });
 
   it("give no tenant's usage key the prefix of another's (a scan of `usage:a:*` finds only a's)", () => {

@@ -82,7 +82,9 @@ export interface SpendOwner {
  * `c`). Plain ids (letters, digits, `.`, `_`, `-`) are unchanged.
  */
 function part(value: string): string {
-  return encodeURIComponent(value);
+  // Only the separator and the escape character itself are escaped: that is enough to make the
+  // encoding one-to-one, and every id without them (emails included) keeps the key it had.
+  return value.replace(/[%:]/g, (char) => (char === "%" ? "%25" : "%3A"));
 }
 
 export function createKeys(prefix: string): Keys {

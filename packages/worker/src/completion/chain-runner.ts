@@ -135,6 +135,11 @@ async function callHop(
   }
 }
 
+/** Sums USD amounts without letting binary float noise pile up over many calls. */
+function addUsd(total: number, amount: number): number {
+  return Math.round((total + amount) * 1e10) / 1e10;
+}
+
 function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): void {
   const fields = {
     job_id: context.jobId,
@@ -252,16 +257,17 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
             },
           }
         : undefined;
-      // A call that ends badly is still charged what the provider bills for it (see call-charge.ts).
+      // A call that ends badly is still charged what the provider bills for it (see call-charge.ts);
+      // one interrupted before it was sent (a cancel during admission) reached no provider.
+      const dispatched = !context.signal.aborted;
       const charge = (error: ProviderError | undefined) => {
         const billed = chargeUnfinishedCall(model, {
           usage: error?.usage,
           promptEstimate: estimate.promptTokens,
           streamedCharacters,
-          abandoned: error === undefined || error.reason === "timeout",
+          abandoned: error === undefined ? dispatched : error.reason === "timeout",
         });
-        if (billed.costUsd > 0)
-          progress.cost_usd = Math.round((progress.cost_usd + billed.costUsd) * 1e10) / 1e10;
+        if (billed.costUsd > 0) progress.cost_usd = addUsd(progress.cost_usd, billed.costUsd);
         return billed;
       };
       try {
@@ -276,7 +282,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
             costUsd: cost,
           });
         }
-        progress.cost_usd = Math.round((progress.cost_usd + cost) * 1e10) / 1e10;
+        progress.cost_usd = addUsd(progress.cost_usd, cost);
         record({
           model: hop.model,
           provider: providerId,
@@ -311,7 +317,16 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
           }
           if (caught.kind === "shutdown") {
             // The run that resumes this job counts on from its saved progress, this charge included.
-            if (progress.cost_usd !== before) await context.saveProgress(progress).catch(() => {});
+            if (progress.cost_usd !== before) {
+              await context
+                .saveProgress(progress)
+                .catch((error: Error) =>
+                  context.logger.error(
+                    { job_id: context.jobId, err: error.message, cost_usd: progress.cost_usd },
+                    "could not save the cost of a call abandoned on shutdown into the job's progress",
+                  ),
+                );
+            }
             return { kind: "deferred", until: clock.now(), progress };
           }
           // Lock lost: another run owns the job and its progress now; this call's charge is in the

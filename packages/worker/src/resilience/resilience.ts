@@ -154,6 +154,7 @@ export class Resilience {
       (keys, spec) => this.redis.cascadeSettle(keys.length, ...keys, spec),
       keys,
       logger,
+      clock,
     );
     this.leases = new Leases((key, balanceUsd, ttlSeconds) => {
       this.batch.correctBudget(key, -balanceUsd, ttlSeconds);
@@ -374,7 +375,7 @@ export class Resilience {
     // A call that did not succeed usually gives back its whole reservation: write it now, where
     // another job may be waiting for exactly that budget or those tokens.
     this.settleMoney(ticket, usedTokens, cost);
-    await this.flush();
+    void this.flush();
   }
 
   /** The breaker and cooldown half of a settlement: one script call, not retried (see docs/decisions). */
@@ -494,9 +495,10 @@ export class Resilience {
    * for at most `waitMs`.
    */
   async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
+    // Give-backs schedule a flush of their own: clear the timer after them, not before.
+    this.leases.releaseAll();
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    this.leases.releaseAll();
     await this.settlements.close(waitMs);
   }
 

@@ -25,6 +25,7 @@ export class SettleBatch {
   }
 
   refund(key: string, rate: number, capacity: number, amount: number): void {
+    if (!Number.isFinite(amount)) throw new TypeError(`tpm refund for ${key} is not a number: ${amount}`);
     const index = this.key(key);
     const entry = this.buckets.get(index) ?? { rate, capacity, refund: 0 };
     entry.refund += amount;
@@ -33,6 +34,8 @@ export class SettleBatch {
   }
 
   correctBudget(key: string, delta: number, ttlSeconds: number): void {
+    if (!Number.isFinite(delta))
+      throw new TypeError(`budget correction for ${key} is not a number: ${delta}`);
     const index = this.key(key);
     const entry = this.budgets.get(index) ?? { delta: 0, ttl_s: ttlSeconds };
     entry.delta += delta;
@@ -43,6 +46,12 @@ export class SettleBatch {
   recordUsage(key: string, fields: Record<string, number>, ttlSeconds: number): void {
     const index = this.key(key);
     const entry = this.usages.get(index) ?? { fields: new Map<string, number>(), ttl_s: ttlSeconds };
+    for (const [field, amount] of Object.entries(fields)) {
+      // A NaN would become JSON null and fail the whole batch's script in Redis: refuse it here,
+      // where the stack names the caller.
+      if (!Number.isFinite(amount))
+        throw new TypeError(`usage ${field} for ${key} is not a number: ${amount}`);
+    }
     for (const [field, amount] of Object.entries(fields))
       entry.fields.set(field, (entry.fields.get(field) ?? 0) + amount);
     this.usages.set(index, entry);

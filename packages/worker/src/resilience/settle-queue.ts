@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Keys, Logger } from "@cascade/shared";
+import type { Clock, Keys, Logger } from "@cascade/shared";
 import { SettleBatch } from "./settle-batch.js";
 
 /** Sends one settle.lua call; rejects when Redis did not answer it. */
@@ -37,6 +37,7 @@ export class SettleQueue {
     private readonly send: SendSettlement,
     keys: Keys,
     private readonly logger: Logger,
+    private readonly clock: Clock,
   ) {
     this.ledgerKey = keys.settleLedger(randomUUID());
   }
@@ -66,6 +67,9 @@ export class SettleQueue {
   }
 
   private async drain(): Promise<void> {
+    // A refused batch waits for its retry timer: flushes queued behind the refused send must not
+    // each send it again at once (a storm on a Redis that is just coming back).
+    if (this.retryTimer) return;
     while (true) {
       if (!this.sealed) {
         if (this.pending.size === 0) return;
@@ -79,6 +83,16 @@ export class SettleQueue {
         this.sealed = undefined;
         this.refusals = 0;
       } catch (error) {
+        if (isScriptError(error)) {
+          // The script itself failed on this batch: sending it again would fail again and hold
+          // every later batch behind it. Say exactly what is dropped, and go on.
+          this.logger.error(
+            { err: (error as Error).message, dropped: this.sealed?.batch.summary() },
+            "settle script failed on a batch; dropped it",
+          );
+          this.sealed = undefined;
+          continue;
+        }
         this.refusals += 1;
         const waitMs = this.backoffMs();
         this.logger.error(
@@ -100,20 +114,20 @@ export class SettleQueue {
    * the money that could not be written (on shutdown).
    */
   async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
-    const deadline = Date.now() + waitMs;
+    const deadline = this.clock.now() + waitMs;
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
-    while ((this.sealed || this.pending.size > 0) && Date.now() < deadline) {
+    while ((this.sealed || this.pending.size > 0) && this.clock.now() < deadline) {
       if (this.retryTimer) {
         // Keep the backoff (a refusing Redis gets no storm), but within the bound.
         clearTimeout(this.retryTimer);
         this.retryTimer = undefined;
-        await sleep(Math.min(this.backoffMs(), deadline - Date.now()));
+        await sleep(Math.min(this.backoffMs(), deadline - this.clock.now()));
         continue;
       }
       // A call that hangs (Redis unreachable, commands queued) must not hold shutdown either.
       let timer: NodeJS.Timeout | undefined;
       const bound = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        timer = setTimeout(resolve, Math.max(0, deadline - this.clock.now()));
       });
       await Promise.race([this.flush(), bound]);
       clearTimeout(timer);
@@ -127,4 +141,14 @@ export class SettleQueue {
       );
     }
   }
+}
+
+/** A Lua runtime error in settle.lua (a reply error naming the script), as opposed to Redis being away. */
+function isScriptError(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    error.name === "ReplyError" &&
+    /user_script|Error running script|ERR.*script/i.test(error.message) &&
+    !/NOSCRIPT|BUSY|LOADING|READONLY|OOM|MASTERDOWN|CLUSTERDOWN/.test(error.message)
+  );
 }

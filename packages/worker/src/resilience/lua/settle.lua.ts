@@ -112,8 +112,12 @@ for _, b in ipairs(spec.buckets or {}) do
 end
 
 for _, b in ipairs(spec.budgets or {}) do
-  -- The key's lifetime was set when admit.lua created it; a correction need not renew it.
-  if b.delta ~= 0 then redis.call('INCRBYFLOAT', KEYS[b.key], b.delta) end
+  if b.delta ~= 0 then
+    redis.call('INCRBYFLOAT', KEYS[b.key], b.delta)
+    -- admit.lua gives a budget key its lifetime; a correction that re-creates a key deleted
+    -- meanwhile (an operator's reset, a lost key) must not leave it living for ever.
+    if b.ttl_s and redis.call('TTL', KEYS[b.key]) == -1 then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
+  end
 end
 
 for _, usage in ipairs(spec.usages or {}) do
