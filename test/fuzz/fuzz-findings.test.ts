@@ -97,6 +97,22 @@ describe("fuzz findings: files and batches", () => {
     expect(batch.json.error.message).toContain("levels deep");
   });
 
+  it("a job body nested 5,000 levels deep is a 400 naming the limit, with or without an Idempotency-Key", async () => {
+    const deep = `${'{"a":'.repeat(5000)}1${"}".repeat(5000)}`;
+    const body = `{"request": {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "deep", "parameters": {"p": ${deep}}}}]}}`;
+    for (const extra of [{}, { "idempotency-key": "deep-body" }]) {
+      const response = await client.send({
+        method: "POST",
+        path: "/v1/jobs",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...extra },
+        body,
+      });
+      expect(response.status, response.text.slice(0, 300)).toBe(400);
+      expect(response.json.error.type).toBe("invalid_request_error");
+      expect(response.json.error.message).toContain("levels deep");
+    }
+  });
+
   it("a well-formed upload is still stored (the fix only reclassifies parser errors)", async () => {
     const response = await upload(
       "multipart/form-data; boundary=b",

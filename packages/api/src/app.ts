@@ -32,6 +32,7 @@ import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { markRoutesPublic, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
+import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
@@ -133,6 +134,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   registerErrorHandling(app, routes);
   registerAuth(app, config);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
+  registerBodyDepthLimit(app);
   app.register(fastifySwagger, {
     openapi: {
       info: { title: "Cascade", description: "Reliable LLM completions at volume", version: "0.1.0" },

@@ -7,7 +7,7 @@ import {
   MAX_LINE_BYTES,
   parseBatchLine,
 } from "@cascade/shared";
-import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from "../plugins/json-depth.js";
 
 export interface BatchValidation {
   /** Requests in the file (its lines, not counting trailing blank lines). */

@@ -1,5 +1,8 @@
+import type { FastifyInstance } from "fastify";
+import { badRequest } from "./http-error.js";
+
 /**
- * The deepest nesting of objects and arrays a batch line's request may carry. Requests pass
+ * The deepest nesting of objects and arrays a request body (or a batch line) may carry. They pass
  * through JSON.stringify (BullMQ stores job data as JSON) and other recursive code that overflows
  * the stack somewhere past 4,000 levels; a line that cannot be enqueued must be refused when the
  * batch is created, not leave the batch in_progress for ever. Real tool schemas nest a few levels.
@@ -19,4 +22,20 @@ export function jsonDepthExceeds(value: unknown, limit: number): boolean {
     for (const child of Object.values(node)) pending.push({ node: child, depth: depth + 1 });
   }
   return false;
+}
+
+/**
+ * Refuses a JSON body nested deeper than MAX_JSON_DEPTH with a 400, before validation and before
+ * any recursive code (zod, canonical JSON, BullMQ's serialisation) sees it.
+ */
+export function registerBodyDepthLimit(app: FastifyInstance): void {
+  app.addHook("preValidation", async (request) => {
+    if (
+      request.body !== null &&
+      typeof request.body === "object" &&
+      jsonDepthExceeds(request.body, MAX_JSON_DEPTH)
+    ) {
+      throw badRequest(`body: objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`);
+    }
+  });
 }
