@@ -30,7 +30,7 @@ import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
-import { markRoutesPublic, type RouteAccess, registerAuth } from "./plugins/auth.js";
+import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
@@ -71,9 +71,11 @@ export interface CascadeApp {
  * offline queue and no command timeout, so it simply resumes when Redis comes back.
  */
 function readerConnection(redis: RedisClient): Redis | Cluster {
+  const reader = { enableOfflineQueue: true, commandTimeout: undefined };
+  // A cluster client has the option at both levels: its own queue and each node's connection.
   return redis instanceof Cluster
-    ? redis.duplicate(undefined, { enableOfflineQueue: true })
-    : redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined });
+    ? redis.duplicate(undefined, { enableOfflineQueue: true, redisOptions: reader })
+    : redis.duplicate(reader);
 }
 
 /** Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0. */
@@ -126,6 +128,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const routes: Array<{ method: string; pattern: RegExp }> = [];
   const declared: RouteOptions[] = [];
   app.addHook("onRoute", (route) => {
+    const access = route.config?.access;
+    if (access !== undefined && !ROUTE_ACCESS.includes(access)) {
+      throw new Error(`route ${route.url} declares access "${access}"; use ${ROUTE_ACCESS.join(", ")}`);
+    }
     declared.push(route);
     for (const method of [route.method].flat()) {
       if (method !== "HEAD") routes.push({ method, pattern: routePattern(route.url) });

@@ -9,6 +9,7 @@ export * from "./errors/config-error.js";
 export * from "./estimate.js";
 export * from "./ids.js";
 export * from "./jobs/completion-job-options.js";
+export * from "./jobs/ended-for-good.js";
 export * from "./logger.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";

@@ -24,7 +24,20 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return {1}
 `;
 
+/**
+ * Deletes a reservation only while it names the given job.
+ * KEYS[1] the idempotency record; ARGV[1] the job id. Returns 1 when deleted, else 0.
+ */
+const RELEASE_LUA = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, record = pcall(cjson.decode, current)
+if ok and type(record) == 'table' and record.job_id == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
 type Commands = RedisClient & {
+  cascadeIdempotencyRelease(key: string, jobId: string): Promise<number>;
   cascadeIdempotencyTakeOver(
     key: string,
     spentJobId: string,
@@ -51,6 +64,7 @@ export class IdempotencyKeys {
     private readonly keys: Keys,
   ) {
     redis.defineCommand("cascadeIdempotencyTakeOver", { numberOfKeys: 1, lua: TAKE_OVER_LUA });
+    redis.defineCommand("cascadeIdempotencyRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
     this.redis = redis as Commands;
   }
 
@@ -65,14 +79,15 @@ export class IdempotencyKeys {
     bodyHash: string,
     jobId: string,
     now: number,
+    legacyHash?: string,
   ): Promise<Reservation> {
     const key = this.key(tenant, idempotencyKey);
     const value = JSON.stringify({ job_id: jobId, body_sha256: bodyHash, at: now });
     const claimed = await this.redis.set(key, value, "EX", IDEMPOTENCY_TTL_SECONDS, "NX");
     if (claimed === "OK") return { kind: "new" };
     const existing = await this.redis.get(key);
-    if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId, now);
-    return toReservation(existing, bodyHash);
+    if (!existing) return this.reserve(tenant, idempotencyKey, bodyHash, jobId, now, legacyHash);
+    return toReservation(existing, bodyHash, legacyHash);
   }
 
   /**
@@ -99,15 +114,18 @@ export class IdempotencyKeys {
     return toReservation(current, bodyHash);
   }
 
-  /** Frees a key whose job could not be enqueued, so the client's retry can go through. */
-  async release(tenant: string, idempotencyKey: string): Promise<void> {
-    await this.redis.del(this.key(tenant, idempotencyKey));
+  /**
+   * Frees a key whose job could not be enqueued, so the client's retry can go through; only while
+   * it still names that job (another request may have taken it over meanwhile).
+   */
+  async release(tenant: string, idempotencyKey: string, jobId: string): Promise<void> {
+    await this.redis.cascadeIdempotencyRelease(this.key(tenant, idempotencyKey), jobId);
   }
 }
 
-function toReservation(stored: string, bodyHash: string): Reservation {
+function toReservation(stored: string, bodyHash: string, legacyHash?: string): Reservation {
   const record = JSON.parse(stored) as StoredReservation;
-  return record.body_sha256 === bodyHash
+  return record.body_sha256 === bodyHash || (legacyHash !== undefined && record.body_sha256 === legacyHash)
     ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0 }
     : { kind: "mismatch", jobId: record.job_id };
 }

@@ -9,7 +9,8 @@ import { HttpError } from "./http-error.js";
  * - `admin`: a valid API key of a tenant with `admin: true`.
  * Open mode (no tenants configured) lets every request in as tenant "default".
  */
-export type RouteAccess = "public" | "tenant" | "admin";
+export const ROUTE_ACCESS = ["public", "tenant", "admin"] as const;
+export type RouteAccess = (typeof ROUTE_ACCESS)[number];
 
 declare module "fastify" {
   interface FastifyContextConfig {

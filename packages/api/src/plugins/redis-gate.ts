@@ -16,34 +16,59 @@ export function redisUnavailable(detail?: string): HttpError {
   );
 }
 
+/** What ioredis rejects a command with when Redis is away (not when the command is wrong). */
+const UNAVAILABLE_MESSAGES = [
+  "Stream isn't writeable and enableOfflineQueue options is false",
+  "Cluster isn't ready and enableOfflineQueue options is false",
+  "Connection is closed.",
+  "Command timed out",
+  "None of startup nodes is available",
+  "Too many Cluster redirections",
+];
+/** Redis's own replies that mean "not now" (failover, loading, cluster reconfiguring). */
+const UNAVAILABLE_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|TRYAGAIN|MASTERDOWN) /;
+
 /**
- * ioredis errors that mean "Redis is away" rather than "this command is wrong": the connection
- * has no offline queue (a request must never be held until Redis returns), so a command sent
- * while it reconnects fails at once with one of these.
+ * ioredis errors that mean "Redis is away": the API's command connection has no offline queue
+ * (a request must never be held until Redis returns), so a command sent while it reconnects fails
+ * at once with one of these. Matched on ioredis's exact messages, not on any text that mentions a
+ * socket error (a DNS failure checking a webhook URL is not a Redis outage).
  */
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  if (error.name === "MaxRetriesPerRequestError") return true;
-  return /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|CLUSTERDOWN|LOADING|READONLY|Failed to refresh slots cache/.test(
-    error.message,
-  );
+  if (error.name === "MaxRetriesPerRequestError" || error.name === "ClusterAllFailedError") return true;
+  if (error.name === "ReplyError") return UNAVAILABLE_REPLY.test(error.message);
+  return UNAVAILABLE_MESSAGES.some((message) => error.message.startsWith(message));
+}
+
+/**
+ * One promise per outage that every waiting request shares: a listener per request would pass
+ * Node's limit of ten and print a warning outside the JSON log.
+ */
+function createReadyWaiter(redis: RedisClient): () => Promise<void> {
+  let ready: Promise<void> | undefined;
+  return () => {
+    ready ??= new Promise<void>((resolve) =>
+      redis.once("ready", () => {
+        ready = undefined;
+        resolve();
+      }),
+    );
+    return ready;
+  };
 }
 
 /** Resolves true once the client is ready, false after `waitMs` without it. */
-function readyWithin(redis: RedisClient, waitMs: number): Promise<boolean> {
+function readyWithin(whenReady: () => Promise<void>, redis: RedisClient, waitMs: number): Promise<boolean> {
   if (redis.status === "ready") return Promise.resolve(true);
   if (waitMs <= 0) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    const timer = setTimeout(() => {
-      redis.off("ready", onReady);
-      resolve(false);
-    }, waitMs);
-    redis.once("ready", onReady);
-  });
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    whenReady().then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), waitMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -52,9 +77,10 @@ function readyWithin(redis: RedisClient, waitMs: number): Promise<boolean> {
  * and /readyz says so.
  */
 export function registerRedisGate(app: FastifyInstance, redis: RedisClient, waitMs: number): void {
+  const whenReady = createReadyWaiter(redis);
   app.addHook("onRequest", async (request) => {
     if (request.is404 || request.routeOptions.config.access === "public") return;
     if (redis.status === "ready") return;
-    if (!(await readyWithin(redis, waitMs))) throw redisUnavailable(`connection ${redis.status}`);
+    if (!(await readyWithin(whenReady, redis, waitMs))) throw redisUnavailable(`connection ${redis.status}`);
   });
 }

@@ -18,6 +18,7 @@ import type { IdempotencyKeys } from "../jobs/idempotency.js";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
 import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { ApiWebhooks } from "./webhook-deliveries.js";
 
 export interface JobRoutesDeps {
@@ -105,7 +106,16 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
       }
       const bodyHash = sha256Hex(canonicalJson(body));
-      let reservation = await idempotency.reserve(request.tenant, idempotencyKey, bodyHash, jobId, now);
+      // Keys reserved before bodies were compared canonically hold the plain JSON's hash (24 h).
+      const legacyHash = sha256Hex(JSON.stringify(body));
+      let reservation = await idempotency.reserve(
+        request.tenant,
+        idempotencyKey,
+        bodyHash,
+        jobId,
+        now,
+        legacyHash,
+      );
       if (reservation.kind === "replay" && now - reservation.reservedAt > ENQUEUE_WINDOW_MS) {
         // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h): the key is
         // spent, and the request is a new one (of concurrent retries, exactly one takes it over).
@@ -145,7 +155,11 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       try {
         await store.add(jobId, data, body);
       } catch (error) {
-        await idempotency.release(request.tenant, idempotencyKey).catch(() => {});
+        // When Redis did not answer, the add may have happened: keep the key (a retry then
+        // replays the job, or takes the key over once its window passes); else free it.
+        if (!isRedisUnavailableError(error)) {
+          await idempotency.release(request.tenant, idempotencyKey, jobId).catch(() => {});
+        }
         throw error;
       }
     } else {

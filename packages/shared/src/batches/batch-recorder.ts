@@ -1,4 +1,5 @@
 import type { Worker } from "bullmq";
+import { endedForGood } from "../jobs/ended-for-good.js";
 import type { Logger } from "../logger.js";
 import type { JobData, JobOutcome } from "../schemas/job.js";
 import type { BatchStore } from "./batch-store.js";
@@ -64,7 +65,7 @@ export function createBatchRecorder(options: { store: BatchStore; logger: Logger
       worker.on("failed", (job, error) => {
         const data = job?.data;
         if (!job || !data?.batch) return;
-        if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
+        if (!endedForGood(job)) return;
         const end = failedLine(job.id as string, data.batch, "internal_error", error.message.slice(0, 500));
         track(record(job.id as string, data, end));
       });

@@ -2,6 +2,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  endedForGood,
   finishedJobObject,
   formatZodError,
   type JobData,
@@ -189,8 +190,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
     // BullMQ gave up on it (no attempts left): it ended failed, and its webhook must say so.
     // (Also when BullMQ failed it for stalling too often, which does not count as an attempt.)
-    const ended = job.finishedOn !== undefined || job.attemptsMade >= (job.opts.attempts ?? 1);
-    if (ended && options.onFinished) {
+    if (endedForGood(job) && options.onFinished) {
       const data = jobDataSchema.safeParse(job.data);
       if (!data.success) return;
       const progress = parseJobProgress(job.progress);

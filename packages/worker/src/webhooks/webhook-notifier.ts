@@ -28,6 +28,9 @@ export interface WebhookNotifier {
  * webhook says is not decided here: the webhook worker sends the job as Redis stored it, once it
  * has ended (ADR 0014).
  */
+/** Tries to queue a webhook over about 15 s (250 ms doubling, capped at 4 s) before giving up. */
+const ENQUEUE_ATTEMPTS = 6;
+
 export function createWebhookNotifier(options: {
   config: Config;
   connection: RedisClient;
@@ -44,14 +47,20 @@ export function createWebhookNotifier(options: {
     async onFinished(job, data, outcome) {
       if (!data.webhook) return;
       const jobObject = finishedJobObject(job.id as string, data, outcome);
-      try {
-        await enqueueWebhook(queue, config, data.tenant, jobObject, clock.now());
-      } catch (error) {
-        // The job's own result matters more than its notification: record it, don't fail it.
-        logger.error(
-          { job_id: job.id, tenant: data.tenant, err: error },
-          "could not queue the job's webhook; the job's result is kept and can be polled",
-        );
+      // A Redis blip or failover lasts seconds: try again within that (the job keeps its lock
+      // meanwhile), then fail the run so BullMQ retries the job rather than lose its webhook.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await enqueueWebhook(queue, config, data.tenant, jobObject, clock.now());
+          return;
+        } catch (error) {
+          if (attempt >= ENQUEUE_ATTEMPTS) throw error;
+          logger.warn(
+            { job_id: job.id, tenant: data.tenant, err: (error as Error).message, attempt },
+            "could not queue the job's webhook yet; trying again",
+          );
+          await new Promise((resolve) => setTimeout(resolve, Math.min(4_000, 250 * 2 ** attempt)));
+        }
       }
     },
     close: () => queue.close(),

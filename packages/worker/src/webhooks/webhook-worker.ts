@@ -171,8 +171,9 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   });
   worker.on("error", (error) => logger.error({ err: error }, "webhook worker error"));
   worker.on("failed", (job, error) => {
-    // The processor records its own dead ends; this catches the others (stalled too often).
-    if (!job?.finishedOn || error.name === "UnrecoverableError") return;
+    // The processor records its own dead ends; this catches the others (stalled too often, which
+    // bullmq 6 reports as an UnrecoverableError). The move is compare-and-set: no double record.
+    if (!job?.finishedOn) return;
     const parsed = webhookJobDataSchema.safeParse(job.data);
     if (!parsed.success) return;
     store.move(parsed.data.tenant, parsed.data.delivery_id, "pending", "dead").then(
