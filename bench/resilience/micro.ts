@@ -26,7 +26,7 @@ import {
 } from "./workload.js";
 
 type Modules = Awaited<ReturnType<typeof loadModules>>;
-type ResilienceInstance = InstanceType<Modules["worker"]["Resilience"]>;
+type ResilienceInstance = InstanceType<Modules["engine"]["Resilience"]>;
 type HopRequest = Parameters<ResilienceInstance["admit"]>[0];
 type Ticket = Extract<Awaited<ReturnType<ResilienceInstance["admit"]>>, { admitted: true }>["ticket"];
 
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const calls = Number(values.calls ?? 20_000);
   const inFlight = Number(values["in-flight"] ?? 50);
   const modules = await loadModules();
-  const { shared, worker } = modules;
+  const { shared, engine } = modules;
   const redis = await startBenchRedis();
   if (!redis.spawned)
     console.log("note: REDIS_URL is set; Redis CPU figures need a private Redis (unset it)");
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
 
       // Node only: the stub answers at once.
       const stub = stubClient();
-      const offline = new worker.Resilience(stub.client as never, config, keys, logger);
+      const offline = new engine.Resilience(stub.client as never, config, keys, logger);
       const stubTickets: Ticket[] = [];
       for (let index = 0; index < 5000; index += 1) {
         const admission = await offline.admit(request(index));
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
       const stubSettleUs = (settleCpu.user + settleCpu.system) / calls;
 
       // Real Redis, `inFlight` calls at a time on the auto-pipelined connection.
-      const online = new worker.Resilience(connection, config, keys, logger);
+      const online = new engine.Resilience(connection, config, keys, logger);
       await inParallel(2000, inFlight, async (index) => {
         const admission = await online.admit(request(index));
         if (admission.admitted) await online.settle(admission.ticket, outcome);
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
             return [1, ""];
           },
         };
-        await new worker.Resilience(capture as never, config, keys, logger).admit(request(1));
+        await new engine.Resilience(capture as never, config, keys, logger).admit(request(1));
         const probes = {
           script_return_only: "return 1",
           script_cjson_decode: "local spec = cjson.decode(ARGV[1]) return 1",

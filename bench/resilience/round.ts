@@ -114,7 +114,7 @@ export async function runResilienceRound(
   const costPerJob = shared.costUsd(model, estimate.prompt, estimate.completion);
 
   const resilience = variant.layers
-    ? new modules.worker.Resilience(workerConnection, config, keys, logger)
+    ? new modules.engine.Resilience(workerConnection, config, keys, logger)
     : undefined;
   let checks: LimitChecks | null = null;
   try {
@@ -139,7 +139,7 @@ export async function runResilienceRound(
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,
-          providers: workerModule.createProviderRegistry(config),
+          providers: modules.engine.createProviderRegistry(config),
           logger,
           clock: shared.systemClock,
           concurrency: options.concurrency,

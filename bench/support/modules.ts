@@ -16,6 +16,7 @@ const requireFromWorker = createRequire(join(repoRoot, "packages", "worker", "pa
 
 export type SharedModule = typeof import("../../packages/shared/dist/index.js");
 export type WorkerModule = typeof import("../../packages/worker/dist/index.js");
+export type EngineModule = typeof import("../../packages/engine/dist/index.js");
 export type BullmqModule = typeof import("../../packages/worker/node_modules/bullmq/dist/esm/index.js");
 export type {
   Processor,
@@ -28,13 +29,15 @@ export type PinoModule = typeof import("../../packages/worker/node_modules/pino/
 export interface BenchModules {
   shared: SharedModule;
   worker: WorkerModule;
+  engine: EngineModule;
   bullmq: BullmqModule;
   pino: PinoModule;
   versions: { bullmq: string; ioredis: string; pino: string; zod: string };
 }
 
 /**
- * `tsc -b packages/worker` (which builds packages/shared through its project reference): a
+ * `tsc -b packages/worker` (which builds packages/shared and packages/engine through its project
+ * references): a
  * no-op taking a fraction of a second when dist is current, and it keeps a stale dist from
  * being measured in place of the source beside it.
  */
@@ -58,14 +61,17 @@ function packageVersion(name: string): string {
 export async function loadModules(): Promise<BenchModules> {
   const sharedEntry = join(repoRoot, "packages", "shared", "dist", "index.js");
   const workerEntry = join(repoRoot, "packages", "worker", "dist", "index.js");
-  for (const entry of [sharedEntry, workerEntry]) {
+  const engineEntry = join(repoRoot, "packages", "engine", "dist", "index.js");
+  for (const entry of [sharedEntry, workerEntry, engineEntry]) {
     if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`pnpm -r build\` first`);
   }
   const shared = (await import(pathToFileURL(sharedEntry).href)) as SharedModule;
   const worker = (await import(pathToFileURL(workerEntry).href)) as WorkerModule;
+  const engine = (await import(pathToFileURL(engineEntry).href)) as EngineModule;
   return {
     shared,
     worker,
+    engine,
     bullmq: requireFromWorker("bullmq") as BullmqModule,
     pino: requireFromWorker("pino") as PinoModule,
     versions: {

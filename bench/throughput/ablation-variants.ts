@@ -22,12 +22,12 @@ export interface Ladder {
 
 /** One real outcome of the bench job, from the chain runner itself, for the raw steps to return. */
 async function sampleOutcome(modules: BenchModules, config: Config): Promise<JobOutcome> {
-  const { shared, worker } = modules;
-  const result = await worker.runChain({
+  const { shared, engine } = modules;
+  const result = await engine.runChain({
     jobId: shared.newId("job"),
     data: buildJobData(modules, config, Date.now()),
     config,
-    providers: worker.createProviderRegistry(config),
+    providers: engine.createProviderRegistry(config),
     clock: shared.systemClock,
     logger: shared.createLogger("silent"),
     random: Math.random,

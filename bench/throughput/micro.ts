@@ -40,14 +40,14 @@ async function main(): Promise<void> {
   if (!values["no-build"]) buildPackages();
   const iterations = Number(values.iterations ?? 50_000);
   const modules = await loadModules();
-  const { shared, worker, pino } = modules;
+  const { shared, engine, pino } = modules;
   const config = shared.loadConfig(
     { CASCADE_REDIS_PREFIX: "bench", LOG_LEVEL: "info" },
     { raw: benchConfigFile() },
   );
   const data = buildJobData(modules, config, Date.now());
   const serialized = JSON.stringify(data);
-  const providers = worker.createProviderRegistry(config);
+  const providers = engine.createProviderRegistry(config);
   const destination = pino.destination({ dest: "/dev/null", sync: false });
   const logger = shared.createLogger("info", { name: "cascade-worker" }, destination);
   const plainLogger = shared.createLogger("info", { name: "cascade-worker", redact: undefined }, destination);
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     duration_ms: 0,
   });
   const chain = (target: typeof logger, index: number) =>
-    worker.runChain({
+    engine.runChain({
       jobId: `job_${index}`,
       data,
       config,

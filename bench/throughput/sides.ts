@@ -160,11 +160,11 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
       start(): DrainSubject {
         // As packages/worker/src/main.ts: the shared breakers are on (this config has no limits or
         // budgets, so a hop is admitted in-process while its breaker is known closed).
-        const resilience = new workerModule.Resilience(workerConnection, config, keys, logger);
+        const resilience = new modules.engine.Resilience(workerConnection, config, keys, logger);
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,
-          providers: workerModule.createProviderRegistry(config),
+          providers: modules.engine.createProviderRegistry(config),
           logger,
           clock: shared.systemClock,
           concurrency: options.concurrency,

@@ -1,11 +1,11 @@
 import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createAnthropicAdapter } from "../../packages/worker/src/providers/anthropic.js";
-import { createGeminiAdapter } from "../../packages/worker/src/providers/gemini.js";
-import { createProviderFetch } from "../../packages/worker/src/providers/http.js";
-import { createOpenAIAdapter } from "../../packages/worker/src/providers/openai.js";
-import { ProviderError } from "../../packages/worker/src/providers/provider-error.js";
-import type { ProviderAdapter, ProviderCall, StreamSink } from "../../packages/worker/src/providers/types.js";
+import { createAnthropicAdapter } from "../../packages/engine/src/providers/anthropic.js";
+import { createGeminiAdapter } from "../../packages/engine/src/providers/gemini.js";
+import { createProviderFetch } from "../../packages/engine/src/providers/http.js";
+import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
+import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
+import type { ProviderAdapter, ProviderCall, StreamSink } from "../../packages/engine/src/providers/types.js";
 import { anthropicError, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.js";
 import { type FakeGemini, startFakeGemini } from "../support/fake-gemini.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";

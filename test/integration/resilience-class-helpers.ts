@@ -7,7 +7,7 @@ import { type Config, createKeys, type Keys, loadConfig } from "@cascade/shared"
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { inject } from "vitest";
-import { type HopRequest, Resilience } from "../../packages/worker/src/resilience/resilience.js";
+import { type HopRequest, Resilience } from "../../packages/engine/src/resilience/resilience.js";
 import { uniquePrefix } from "../support/cascade-stack.js";
 
 export const NO_KEY_HASH = "0".repeat(64);

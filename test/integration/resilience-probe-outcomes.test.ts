@@ -11,7 +11,7 @@
  */
 import type { Reason } from "@cascade/shared";
 import { afterEach, describe, expect, it } from "vitest";
-import type { CallOutcome } from "../../packages/worker/src/resilience/resilience.js";
+import type { CallOutcome } from "../../packages/engine/src/resilience/resilience.js";
 import { inlineConfig, type ResilienceHarness, startResilience } from "./resilience-class-helpers.js";
 
 const OPEN_MS = 100;

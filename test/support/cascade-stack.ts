@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
+import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   type BatchProcessing,
   type Config,
@@ -14,11 +15,9 @@ import {
 import {
   type CompletionWorker,
   createCompletionWorker,
-  createProviderRegistry,
   createWebhookNotifier,
   createWebhookWorker,
   listenForCancellations,
-  Resilience,
   type WebhookWorker,
 } from "@cascade/worker";
 import { pino } from "pino";

@@ -1,3 +1,4 @@
+import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   createBatchProcessing,
   createKeys,
@@ -8,8 +9,6 @@ import {
 } from "@cascade/shared";
 import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
-import { createProviderRegistry } from "./providers/registry.js";
-import { Resilience } from "./resilience/resilience.js";
 import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
 import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
 import { createWebhookWorker } from "./webhooks/webhook-worker.js";

@@ -30,7 +30,7 @@ function yamlBlocks(path: string): Snippet[] {
 
 /** The `case "<type>":` labels of the worker's provider registry: the types it can build. */
 function registryTypes(): Set<string> {
-  const source = readFileSync(new URL("packages/worker/src/providers/registry.ts", repoRoot), "utf8");
+  const source = readFileSync(new URL("packages/engine/src/providers/registry.ts", repoRoot), "utf8");
   return new Set([...source.matchAll(/case "([a-z][a-z0-9-]*)":/g)].map((match) => match[1] ?? ""));
 }
 

@@ -1,4 +1,11 @@
 import {
+  createJobEventWriter,
+  JobInterruption,
+  type ProviderRegistry,
+  type Resilience,
+  runChain,
+} from "@cascade/engine";
+import {
   type Clock,
   type Config,
   createKeys,
@@ -15,12 +22,7 @@ import {
   unixSeconds,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
-import { createJobEventWriter } from "../events/job-event-writer.js";
 import { createRunLocks } from "../lifecycle/run-lock.js";
-import type { ProviderRegistry } from "../providers/registry.js";
-import type { Resilience } from "../resilience/resilience.js";
-import { runChain } from "./chain-runner.js";
-import { JobInterruption } from "./interruption.js";
 
 export interface CompletionWorkerOptions {
   config: Config;

@@ -1,3 +1,4 @@
+import type { EventStreamAppender } from "@cascade/engine";
 import type { JobProgress, Keys, RedisClient } from "@cascade/shared";
 import { LOCKED_EVENTS_LUA, LOCKED_PROGRESS_LUA } from "./lua/locked-writes.lua.js";
 
@@ -8,26 +9,17 @@ const COMMANDS = {
   cascadeLockedEvents: { lua: LOCKED_EVENTS_LUA, keys: 2 },
 } as const;
 
-/** One event of a streaming job's event stream. */
-export interface StreamEvent {
-  event: string;
-  /** JSON. */
-  data: string;
-}
-
 /**
  * The writes one run of a completion job makes to the job's shared state, each made only while
  * the run holds the job's BullMQ lock (see lua/locked-writes.lua.ts). BullMQ itself refuses a
  * stale run's result, but not these writes: without the check a run that stalled past its lock
  * would overwrite the progress and events of the run that took the job over.
  */
-export interface RunLock {
+export interface RunLock extends EventStreamAppender {
   /** Set once a write found the lock gone; every later write is refused without a round trip. */
   readonly lost: boolean;
   /** Saves the job's resume point; false (nothing written) when the run no longer holds the lock. */
   saveProgress(progress: JobProgress): Promise<boolean>;
-  /** Appends to the job's event stream; false (nothing written) when the lock is gone. */
-  appendEvents(events: StreamEvent[], maxEvents: number, retentionSeconds: number): Promise<boolean>;
 }
 
 export interface RunLocks {

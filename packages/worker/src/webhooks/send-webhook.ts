@@ -1,6 +1,6 @@
+import { findUrlRejection } from "@cascade/engine";
 import { parseOutboundUrl, UrlRejectedError } from "@cascade/shared";
 import { type Dispatcher, request } from "undici";
-import { findUrlRejection } from "./guarded-dispatcher.js";
 
 export interface SendWebhookOptions {
   url: string;

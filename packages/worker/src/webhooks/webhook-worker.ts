@@ -1,3 +1,4 @@
+import { createGuardedDispatcher } from "@cascade/engine";
 import {
   type Clock,
   type Config,
@@ -15,7 +16,6 @@ import {
 } from "@cascade/shared";
 import { DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
 import { deliveryBody } from "./delivery-body.js";
-import { createGuardedDispatcher } from "./guarded-dispatcher.js";
 import { sendWebhook } from "./send-webhook.js";
 import { signWebhook } from "./signing.js";
 import { createStoredJobReader } from "./stored-job.js";

@@ -1,6 +1,6 @@
 import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
 import { type Agent, fetch as undiciFetch } from "undici";
-import { createGuardedDispatcher, findUrlRejection } from "../webhooks/guarded-dispatcher.js";
+import { createGuardedDispatcher, findUrlRejection } from "../outbound/guarded-dispatcher.js";
 import { ProviderError } from "./provider-error.js";
 
 export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;

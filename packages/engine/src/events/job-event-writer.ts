@@ -1,5 +1,4 @@
 import type { Attempt, JobObject, Logger } from "@cascade/shared";
-import type { RunLock } from "../lifecycle/run-lock.js";
 import type { ToolCallDelta } from "../providers/types.js";
 
 /** How long streamed text is gathered before it is written as one `delta` event. */
@@ -7,6 +6,22 @@ const DELTA_FLUSH_MS = 50;
 const DELTA_FLUSH_CHARS = 512;
 /** A stream never grows past this many events (a runaway completion cannot fill Redis). */
 const MAX_EVENTS = 20_000;
+
+/** One event of a streaming job's event stream. */
+export interface StreamEvent {
+  event: string;
+  /** JSON. */
+  data: string;
+}
+
+/**
+ * Where a run's events go: the worker's implementation appends to the job's Redis stream only
+ * while its run holds the job (so a run that lost its job to another worker changes nothing).
+ */
+export interface EventStreamAppender {
+  /** Appends the events; false (nothing written) when this run may no longer write. */
+  appendEvents(events: StreamEvent[], maxEvents: number, retentionSeconds: number): Promise<boolean>;
+}
 
 /** What the chain runner reports while it runs a streaming job. */
 export interface JobEventSink {
@@ -27,7 +42,7 @@ export interface JobEventSink {
  * dropped, so the stream tells only what the run holding the job did.
  */
 export function createJobEventWriter(options: {
-  lock: RunLock;
+  lock: EventStreamAppender;
   jobId: string;
   retentionSeconds: number;
   logger: Logger;
