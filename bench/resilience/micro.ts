@@ -115,7 +115,7 @@ async function main(): Promise<void> {
 
       // Node only: the stub answers at once.
       const stub = stubClient();
-      const offline = new engine.Resilience(stub.client as never, config, keys, logger);
+      const offline = new engine.Resilience(stub.client as never, config, keys, logger, shared.systemClock);
       const stubTickets: Ticket[] = [];
       for (let index = 0; index < 5000; index += 1) {
         const admission = await offline.admit(request(index));
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
       const stubSettleUs = (settleCpu.user + settleCpu.system) / calls;
 
       // Real Redis, `inFlight` calls at a time on the auto-pipelined connection.
-      const online = new engine.Resilience(connection, config, keys, logger);
+      const online = new engine.Resilience(connection, config, keys, logger, shared.systemClock);
       await inParallel(2000, inFlight, async (index) => {
         const admission = await online.admit(request(index));
         if (admission.admitted) await online.settle(admission.ticket, outcome);
@@ -200,7 +200,9 @@ async function main(): Promise<void> {
             return [1, ""];
           },
         };
-        await new engine.Resilience(capture as never, config, keys, logger).admit(request(1));
+        await new engine.Resilience(capture as never, config, keys, logger, shared.systemClock).admit(
+          request(1),
+        );
         const probes = {
           script_return_only: "return 1",
           script_cjson_decode: "local spec = cjson.decode(ARGV[1]) return 1",

@@ -114,7 +114,7 @@ export async function runResilienceRound(
   const costPerJob = shared.costUsd(model, estimate.prompt, estimate.completion);
 
   const resilience = variant.layers
-    ? new modules.engine.Resilience(workerConnection, config, keys, logger)
+    ? new modules.engine.Resilience(workerConnection, config, keys, logger, shared.systemClock)
     : undefined;
   let checks: LimitChecks | null = null;
   try {

@@ -160,7 +160,13 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
       start(): DrainSubject {
         // As packages/worker/src/main.ts: the shared breakers are on (this config has no limits or
         // budgets, so a hop is admitted in-process while its breaker is known closed).
-        const resilience = new modules.engine.Resilience(workerConnection, config, keys, logger);
+        const resilience = new modules.engine.Resilience(
+          workerConnection,
+          config,
+          keys,
+          logger,
+          shared.systemClock,
+        );
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,

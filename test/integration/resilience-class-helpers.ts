@@ -3,7 +3,7 @@
  * the run's real Redis, under a unique prefix): a config from inline YAML-shaped objects, a hop
  * request for a model, and direct reads of the breaker hash.
  */
-import { type Config, createKeys, type Keys, loadConfig } from "@cascade/shared";
+import { type Config, createKeys, type Keys, loadConfig, systemClock } from "@cascade/shared";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { inject } from "vitest";
@@ -37,7 +37,13 @@ export function startResilience(
   const keys = createKeys(uniquePrefix(label));
   const connection = options.connection ?? new Redis(url, { maxRetriesPerRequest: 1 });
   const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  const resilience = new Resilience(connection as never, config, keys, pino({ level: "silent" }));
+  const resilience = new Resilience(
+    connection as never,
+    config,
+    keys,
+    pino({ level: "silent" }),
+    systemClock,
+  );
   return {
     resilience,
     keys,

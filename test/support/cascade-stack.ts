@@ -125,6 +125,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       config,
       createKeys(config.settings.CASCADE_REDIS_PREFIX),
       logger,
+      systemClock,
     );
     await resilience.listen(subscriber);
     resilienceInstances.push(resilience);

@@ -40,7 +40,13 @@ async function main(): Promise<void> {
   }
   const webhookNotifier = createWebhookNotifier({ config, connection, logger, clock: systemClock });
   const batches = createBatchProcessing({ config, connection, logger });
-  const resilience = new Resilience(connection, config, createKeys(settings.CASCADE_REDIS_PREFIX), logger);
+  const resilience = new Resilience(
+    connection,
+    config,
+    createKeys(settings.CASCADE_REDIS_PREFIX),
+    logger,
+    systemClock,
+  );
   const completions = createCompletionWorker({
     config,
     connection,

@@ -123,7 +123,8 @@ export class Leases {
     if (held.kind === "budget" && Math.abs(held.amount) > 1e-12) this.giveBack(key, held.amount, held.ttl_s);
   }
 
-  private sweep(nowMs: number): void {
+  /** Ends every lease expired at `nowMs` (the timer's job; callable directly, so tests need no timers). */
+  sweep(nowMs: number): void {
     for (const [key, held] of this.held) if (held.expiresAt <= nowMs) this.release(key, held);
   }
 }

@@ -1,61 +1,19 @@
 import {
   BREAKER_FAILURES,
-  breakerFor,
-  bucketCapacity,
-  budgetPeriods,
+  type Clock,
   type Config,
   type Keys,
-  type LimitScope,
-  type LimitsConfig,
   type Logger,
-  type ModelConfig,
   type Reason,
   type RedisClient,
-  type SpendOwner,
 } from "@cascade/shared";
-import { LEASE_MS, type LeaseSpec, Leases } from "./leases.js";
+import { type HopPlan, HopPlans, type HopRequest } from "./hop-plan.js";
+import { Leases } from "./leases.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
 import { CLOSE_WAIT_MS, SettleQueue } from "./settle-queue.js";
 
-/** What one hop's call needs from the shared limits. */
-export interface HopRequest {
-  providerId: string;
-  modelId: string;
-  model: ModelConfig;
-  tenant: string;
-  user: string | undefined;
-  route: string | null;
-  /** Prompt estimate + max_tokens (estimate): what tpm buckets reserve. */
-  tokens: number;
-  /** Estimated cost of the call: what budgets reserve. */
-  costUsd: number;
-  /** How long the probe lease lasts if this call is a half-open probe. */
-  timeoutMs: number;
-}
-
-/**
- * Everything about a hop's limits that does not change from call to call: its keys and the
- * admit.lua spec, built once per provider, model, tenant, user, day and timeout.
- */
-interface HopPlan {
-  keys: string[];
-  spec: string;
-  breaker: { state: number; window: number; config: ReturnType<typeof breakerFor> };
-  cooldowns: number[];
-  tpm: Array<{ key: number; rate: number; capacity: number; slice: number }>;
-  budgets: Array<{ key: number; ttl_s: number }>;
-  stats: number[];
-  /** No buckets and no budgets: a call may be admitted in-process while its breaker is known closed. */
-  breakerOnly: boolean;
-  /** Every bucket hands out leases, so calls may be admitted from what this worker holds. */
-  leasable: boolean;
-  /** Leases in the order admit.lua reports them: buckets, then budgets. */
-  leases: LeaseSpec[];
-  /** Invalidated when any of these change (breaker id, cooldown keys). */
-  watch: string[];
-  usageKey: string;
-}
+export type { HopRequest } from "./hop-plan.js";
 
 /** Held by an admitted call until it is settled. */
 export interface Ticket {
@@ -90,20 +48,6 @@ export interface CallOutcome {
   aborted?: boolean;
 }
 
-class KeyList {
-  readonly keys: string[] = [];
-  private readonly index = new Map<string, number>();
-  add(key: string): number {
-    let position = this.index.get(key);
-    if (position === undefined) {
-      this.keys.push(key);
-      position = this.keys.length;
-      this.index.set(key, position);
-    }
-    return position;
-  }
-}
-
 type Commands = RedisClient & {
   cascadeAdmit(
     numberOfKeys: number,
@@ -116,7 +60,6 @@ type Commands = RedisClient & {
 const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 100;
-const MAX_PLANS = 5_000;
 
 /**
  * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
@@ -133,20 +76,22 @@ const MAX_PLANS = 5_000;
  */
 export class Resilience {
   private readonly redis: Commands;
-  private readonly plans = new Map<string, HopPlan>();
+  private readonly plans: HopPlans;
   private readonly clearUntil = new Map<string, number>();
   private readonly settlements: SettleQueue;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly leases: Leases;
-  private dayEndsAt = 0;
 
   constructor(
     redis: RedisClient,
-    private readonly config: Config,
+    config: Config,
     private readonly keys: Keys,
     private readonly logger: Logger,
-    private readonly clock: { now(): number } = { now: () => Date.now() },
+    // Required, never defaulted: budget days and lease expiry must follow the clock the caller
+    // runs on (tests and benches pass their own).
+    private readonly clock: Clock,
   ) {
+    this.plans = new HopPlans(config, keys);
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
     this.redis = redis as Commands;
@@ -175,139 +120,6 @@ export class Resilience {
     await subscriber.subscribe(this.keys.breakerChannel);
   }
 
-  private limitsFor(request: HopRequest): Array<{ scope: LimitScope; id: string; limits: LimitsConfig }> {
-    const provider = this.config.file.providers[request.providerId];
-    const tenant = this.config.tenants.get(request.tenant)?.config;
-    const found: Array<{ scope: LimitScope; id: string; limits: LimitsConfig | undefined }> = [
-      { scope: "provider", id: request.providerId, limits: provider?.limits },
-      { scope: "model", id: request.modelId, limits: request.model.limits },
-      { scope: "tenant", id: request.tenant, limits: tenant?.limits },
-    ];
-    return found.filter(
-      (entry): entry is { scope: LimitScope; id: string; limits: LimitsConfig } => !!entry.limits,
-    );
-  }
-
-  private planFor(request: HopRequest, nowMs: number): HopPlan {
-    // The UTC day changes the budget keys; it is worked out once per day, not per call.
-    if (nowMs >= this.dayEndsAt || nowMs < this.dayEndsAt - 86_400_000) {
-      this.dayEndsAt = (Math.floor(nowMs / 86_400_000) + 1) * 86_400_000;
-      this.plans.clear();
-    }
-    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.tenant}\n${request.user ?? ""}\n${request.timeoutMs}`;
-    const cached = this.plans.get(cacheKey);
-    if (cached) return cached;
-    const periods = budgetPeriods(nowMs);
-    const provider = this.config.file.providers[request.providerId];
-    if (!provider) throw new Error(`unknown provider ${request.providerId}`);
-    const list = new KeyList();
-    const breaker = breakerFor(request.providerId, provider, request.modelId, request.model);
-    const breakerSpec = {
-      state: list.add(this.keys.breaker(breaker.id)),
-      window: list.add(this.keys.breakerWindow(breaker.id)),
-      window_ms: breaker.window_ms,
-      lease_ms: request.timeoutMs + 5_000,
-    };
-    // A 429 cools down the provider, and the model too where it has limits of its own.
-    const cooldownKeys = [this.keys.cooldown("provider", request.providerId)];
-    if (request.model.limits) cooldownKeys.push(this.keys.cooldown("model", request.modelId));
-    const cooldowns = cooldownKeys.map((key) => list.add(key));
-    const buckets: Array<{
-      key: number;
-      rate: number;
-      capacity: number;
-      tpm: boolean;
-      max_wait?: number;
-      slice: number;
-    }> = [];
-    // A lease is at most a quarter of the bucket and what refills in LEASE_MS: small limits
-    // (rpm 120, burst 2) get none and stay exact; large ones save most round trips.
-    const sliceOf = (capacity: number, rate: number) => Math.floor(Math.min(capacity / 4, rate * LEASE_MS));
-    const tpm: HopPlan["tpm"] = [];
-    for (const { scope, id, limits } of this.limitsFor(request)) {
-      if (limits.rpm) {
-        buckets.push({
-          key: list.add(this.keys.bucket(scope, id, "rpm")),
-          rate: limits.rpm / 60_000,
-          capacity: bucketCapacity(limits.rpm, limits.burst),
-          tpm: false,
-          slice: sliceOf(bucketCapacity(limits.rpm, limits.burst), limits.rpm / 60_000),
-        });
-      }
-      if (limits.tpm) {
-        const entry = {
-          key: list.add(this.keys.bucket(scope, id, "tpm")),
-          rate: limits.tpm / 60_000,
-          capacity: bucketCapacity(limits.tpm),
-        };
-        // A denial's wait assumes no reservation is given back; calls in flight usually return
-        // most of theirs within milliseconds, so look again soon.
-        buckets.push({
-          ...entry,
-          tpm: true,
-          max_wait: 200,
-          slice: sliceOf(entry.capacity, entry.rate),
-        });
-        tpm.push({ ...entry, slice: sliceOf(entry.capacity, entry.rate) });
-      }
-    }
-    const budgets: Array<{ key: number; cap: number; ttl_s: number }> = [];
-    const tenant = this.config.tenants.get(request.tenant)?.config;
-    const addBudget = (owner: SpendOwner, caps: { daily_usd?: number; monthly_usd?: number } | undefined) => {
-      if (caps?.daily_usd !== undefined) {
-        budgets.push({
-          key: list.add(this.keys.spend(owner, periods.day)),
-          cap: caps.daily_usd,
-          ttl_s: periods.dayTtlSeconds,
-        });
-      }
-      if (caps?.monthly_usd !== undefined) {
-        budgets.push({
-          key: list.add(this.keys.spend(owner, periods.month)),
-          cap: caps.monthly_usd,
-          ttl_s: periods.monthTtlSeconds,
-        });
-      }
-    };
-    addBudget({ tenant: request.tenant }, tenant?.budget);
-    if (request.user !== undefined)
-      addBudget({ tenant: request.tenant, user: request.user }, tenant?.user_budget);
-    const stats = [
-      list.add(this.keys.stats("provider", request.providerId)),
-      list.add(this.keys.stats("model", request.modelId)),
-    ];
-    const plan: HopPlan = {
-      keys: list.keys,
-      spec: JSON.stringify({ breakers: [breakerSpec], cooldowns, buckets, budgets, stats }),
-      breaker: { state: breakerSpec.state, window: breakerSpec.window, config: breaker },
-      cooldowns,
-      tpm,
-      budgets: budgets.map((budget) => ({ key: budget.key, ttl_s: budget.ttl_s })),
-      stats,
-      breakerOnly: buckets.length === 0 && budgets.length === 0,
-      leasable: buckets.every((bucket) => bucket.slice > 0),
-      leases: [
-        ...buckets.map((bucket) => ({
-          key: list.keys[bucket.key - 1] as string,
-          kind: bucket.tpm ? ("tpm" as const) : ("rpm" as const),
-          ttl_s: 0,
-          slice: bucket.slice,
-        })),
-        ...budgets.map((budget) => ({
-          key: list.keys[budget.key - 1] as string,
-          kind: "budget" as const,
-          ttl_s: budget.ttl_s,
-          slice: 0,
-        })),
-      ],
-      watch: [breaker.id, ...cooldownKeys],
-      usageKey: this.keys.usage(request.tenant, periods.dayDate),
-    };
-    if (this.plans.size >= MAX_PLANS) this.plans.clear();
-    this.plans.set(cacheKey, plan);
-    return plan;
-  }
-
   private knownClear(plan: HopPlan, nowMs: number): boolean {
     return plan.watch.every((id) => (this.clearUntil.get(id) ?? 0) > nowMs);
   }
@@ -315,7 +127,7 @@ export class Resilience {
   /** May this call go ahead now? Takes tokens, budget and probe lease if so (one round trip at most). */
   async admit(request: HopRequest): Promise<Admission> {
     const nowMs = this.clock.now();
-    const plan = this.planFor(request, nowMs);
+    const plan = this.plans.planFor(request, nowMs);
     if (
       this.knownClear(plan, nowMs) &&
       (plan.breakerOnly || (plan.leasable && this.leases.take(plan.leases, request, nowMs)))
