@@ -1,21 +1,11 @@
 import { createAnthropic } from "@ai-sdk/anthropic";
-import type { LanguageModelV3CallOptions, LanguageModelV3GenerateResult } from "@ai-sdk/provider";
+import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
-import { fromGenerateResult } from "./ai-sdk/from-result.js";
-import { type StreamClassifiers, streamResult } from "./ai-sdk/from-stream.js";
-import { generateOrClassify, modelCache } from "./ai-sdk/models.js";
-import { toCallOptions } from "./ai-sdk/to-call-options.js";
-import { classifyAnthropicError } from "./classify-anthropic.js";
-import { ProviderError } from "./provider-error.js";
-import { classifyAnthropicErrorEvent } from "./stream-error-events.js";
-import type { Completion, ProviderAdapter, ProviderCall } from "./types.js";
+import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
+import { ANTHROPIC_ERRORS, rejectAnthropicRefusal } from "./errors-anthropic.js";
+import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 export const ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com/v1";
-
-const STREAM_CLASSIFIERS: StreamClassifiers = {
-  classify: (error) => classifyAnthropicError(error),
-  classifyEvent: classifyAnthropicErrorEvent,
-};
 
 /**
  * `max_tokens` sent when the request has none (Anthropic requires it; OpenAI does not). Left to
@@ -34,8 +24,7 @@ function anthropicOptions(request: ChatRequest): Record<string, unknown> | undef
   return Object.keys(options).length ? options : undefined;
 }
 
-function callOptions(call: ProviderCall): LanguageModelV3CallOptions {
-  const options = toCallOptions(call.request, call.signal);
+function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
   options.maxOutputTokens ??= ANTHROPIC_DEFAULT_MAX_TOKENS;
   // json_object has no schema, and the SDK drops a schemaless JSON format with only a warning
   // (Claude would answer prose). Any object schema makes it force its "json" tool instead.
@@ -44,18 +33,6 @@ function callOptions(call: ProviderCall): LanguageModelV3CallOptions {
   }
   const extra = anthropicOptions(call.request);
   if (extra) options.providerOptions = { anthropic: extra as never };
-  return options;
-}
-
-/** A successful answer that is a refusal ends the hop as content_filter, naming the stop reason. */
-function toCompletion(result: LanguageModelV3GenerateResult): Completion {
-  if (result.finishReason.unified === "content-filter") {
-    throw new ProviderError(
-      "content_filter",
-      `Anthropic stopped the completion with stop_reason "${result.finishReason.raw ?? "refusal"}"`,
-    );
-  }
-  return fromGenerateResult(result);
 }
 
 /**
@@ -75,19 +52,12 @@ export function createAnthropicAdapter(
     apiKey: apiKey ?? "unused",
     fetch,
   });
-  const modelFor = modelCache((name) => client.messages(name));
-  return {
+  return createAiSdkAdapter({
     providerId,
     type: "anthropic",
-    async generate(call) {
-      const model = modelFor(call.upstreamName);
-      return toCompletion(
-        await generateOrClassify(model, callOptions(call), call.signal, classifyAnthropicError),
-      );
-    },
-    async stream(call, sink) {
-      const model = modelFor(call.upstreamName);
-      return toCompletion(await streamResult(model, callOptions(call), sink, STREAM_CLASSIFIERS));
-    },
-  };
+    model: (name) => client.messages(name),
+    errors: ANTHROPIC_ERRORS,
+    adjustOptions,
+    rejectGenerated: rejectAnthropicRefusal,
+  });
 }

@@ -1,14 +1,10 @@
 import { createGoogleGenerativeAI } from "@ai-sdk/google";
-import type { LanguageModelV3GenerateResult, LanguageModelV3Prompt } from "@ai-sdk/provider";
+import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
-import { fromGenerateResult } from "./ai-sdk/from-result.js";
-import { type StreamClassifiers, type StreamedResult, streamResult } from "./ai-sdk/from-stream.js";
-import { generateOrClassify, modelCache } from "./ai-sdk/models.js";
-import { toCallOptions } from "./ai-sdk/to-call-options.js";
-import { classifyGeminiError } from "./classify-gemini.js";
+import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
+import { GEMINI_ERRORS, rejectGeminiRefusal, rejectGeminiStreamedRefusal } from "./errors-gemini.js";
 import type { ImageInliner } from "./image-download.js";
-import { ProviderError } from "./provider-error.js";
-import type { Completion, ProviderAdapter } from "./types.js";
+import type { ProviderAdapter } from "./types.js";
 
 type LanguageModelV3UserContentPart = Extract<
   LanguageModelV3Prompt[number],
@@ -72,57 +68,6 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
   return result;
 }
 
-interface GeminiResponseBody {
-  candidates?: Array<{ finishReason?: string | null }> | null;
-  promptFeedback?: { blockReason?: string | null } | null;
-}
-
-/**
- * Gemini's own ways of not answering, as reasons: a blocked prompt (`promptFeedback.blockReason`,
- * no candidates) and a filtered candidate (SAFETY, RECITATION, PROHIBITED_CONTENT, ...) are
- * content_filter; no candidate and no block reason is invalid_response.
- */
-function toCompletion(result: LanguageModelV3GenerateResult): Completion {
-  const body = (result.response?.body ?? {}) as GeminiResponseBody;
-  const candidate = body.candidates?.[0];
-  const blockReason = body.promptFeedback?.blockReason;
-  if (!candidate?.finishReason && blockReason && !/UNSPECIFIED/.test(blockReason)) {
-    throw new ProviderError(
-      "content_filter",
-      `Gemini blocked the prompt (promptFeedback.blockReason ${blockReason})`,
-    );
-  }
-  if (result.finishReason.unified === "content-filter") {
-    throw new ProviderError(
-      "content_filter",
-      `Gemini stopped the candidate with finishReason ${result.finishReason.raw ?? "SAFETY"}`,
-    );
-  }
-  if (!candidate) throw new ProviderError("invalid_response", "Gemini answered without a candidate");
-  return fromGenerateResult(result);
-}
-
-/** Gemini's error chunk arrives as an APICallError built from its `code`: the classifier reads it as is. */
-const STREAM_CLASSIFIERS: StreamClassifiers = { classify: classifyGeminiError };
-
-/**
- * toCompletion for a stream, which has no response body to read: the SDK reports a blocked prompt
- * (a confirmed `promptFeedback.blockReason`) and a filtered candidate as a content-filter finish.
- */
-function toStreamedCompletion(result: StreamedResult): Completion {
-  if (result.finishReason.unified === "content-filter") {
-    const feedback = result.providerMetadata?.google?.promptFeedback as GeminiResponseBody["promptFeedback"];
-    const blockReason = feedback?.blockReason;
-    throw new ProviderError(
-      "content_filter",
-      blockReason && result.finishReason.raw === blockReason
-        ? `Gemini blocked the prompt (promptFeedback.blockReason ${blockReason})`
-        : `Gemini stopped the candidate with finishReason ${result.finishReason.raw ?? "SAFETY"}`,
-    );
-  }
-  return fromGenerateResult(result);
-}
-
 /**
  * Gemini's generateContent through `@ai-sdk/google`, which calls
  * `{base_url}/models/{model}:generateContent`. One `doGenerate` is one HTTP call, except that the
@@ -135,11 +80,6 @@ export function createGeminiAdapter(
   fetch: typeof globalThis.fetch,
   images?: ImageInliner,
 ): ProviderAdapter {
-  // Gemini takes images as inline bytes (fileData URIs must be its own files): download them.
-  const prepare = async (prompt: LanguageModelV3Prompt, signal: AbortSignal) => {
-    const shaped = forGemini(prompt);
-    return images ? images.inline(shaped, signal) : shaped;
-  };
   const client = createGoogleGenerativeAI({
     baseURL: (provider.base_url ?? GEMINI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
     // A keyless endpoint gets a placeholder, so the SDK never falls back to the worker's
@@ -147,22 +87,18 @@ export function createGeminiAdapter(
     apiKey: apiKey ?? "unused",
     fetch,
   });
-  const modelFor = modelCache((name) => client.languageModel(name));
-  return {
+  return createAiSdkAdapter({
     providerId,
     type: "gemini",
-    async generate(call) {
-      const options = toCallOptions(call.request, call.signal);
-      options.prompt = await prepare(options.prompt, call.signal);
-      const model = modelFor(call.upstreamName);
-      return toCompletion(await generateOrClassify(model, options, call.signal, classifyGeminiError));
+    model: (name) => client.languageModel(name),
+    errors: GEMINI_ERRORS,
+    // Gemini takes images as inline bytes (fileData URIs must be its own files): download them.
+    async preparePrompt(prompt, signal) {
+      const shaped = forGemini(prompt);
+      return images ? images.inline(shaped, signal) : shaped;
     },
+    rejectGenerated: rejectGeminiRefusal,
     // streamGenerateContent?alt=sse; usageMetadata rides on every chunk, the last one complete.
-    async stream(call, sink) {
-      const options = toCallOptions(call.request, call.signal);
-      options.prompt = await prepare(options.prompt, call.signal);
-      const model = modelFor(call.upstreamName);
-      return toStreamedCompletion(await streamResult(model, options, sink, STREAM_CLASSIFIERS));
-    },
-  };
+    rejectStreamed: rejectGeminiStreamedRefusal,
+  });
 }

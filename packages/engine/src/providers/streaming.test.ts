@@ -2,11 +2,11 @@ import type { LanguageModelV3StreamPart } from "@ai-sdk/provider";
 import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { describe, expect, it } from "vitest";
 import { classifyErrorPart, readStream } from "./ai-sdk/from-stream.js";
-import { classifyAnthropicError } from "./classify-anthropic.js";
-import { classifyOpenAIError } from "./classify-openai.js";
+import { classifyAnthropicError, classifyAnthropicErrorEvent } from "./errors-anthropic.js";
+import { classifyOpenAIError, classifyOpenAIErrorEvent } from "./errors-openai.js";
 import { ProviderError } from "./provider-error.js";
 import { createSimulatedAdapter } from "./simulated.js";
-import { classifyAnthropicErrorEvent, classifyOpenAIErrorEvent } from "./stream-error-events.js";
+
 import type { ProviderCall, StreamSink } from "./types.js";
 
 type Delta = Parameters<StreamSink["delta"]>[0];

@@ -1,6 +1,50 @@
 import { APICallError } from "@ai-sdk/provider";
+import type { z } from "zod";
 import { ProviderError } from "../provider-error.js";
 import { retryAfterMsFromHeaders } from "../retry-after.js";
+
+/**
+ * A field of a provider's error body: undefined when absent, null or of another type than the one
+ * documented, so that one odd field (a compatible server's number where OpenAI sends a string)
+ * does not cost the classifier the rest of the body.
+ */
+export function optional<Schema extends z.ZodType>(schema: Schema) {
+  return schema.nullish().catch(undefined);
+}
+
+/**
+ * A provider's error body read through its schema; undefined when the body is not the provider's
+ * shape at all (a proxy's HTML page, a bare string), which leaves status-only classification.
+ */
+export function parseErrorBody<Body>(schema: z.ZodType<Body>, body: unknown): Body | undefined {
+  const parsed = schema.safeParse(body);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** The raw response body as JSON, or undefined when there is none or it is not JSON. */
+export function parseRawBody(rawBody: string | undefined): unknown {
+  if (!rawBody) return undefined;
+  try {
+    return JSON.parse(rawBody);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A provider's mid-stream error event presented as the HTTP error the provider would have
+ * answered with had it failed before streaming, so one classifier serves both.
+ */
+export function eventAsApiCallError(message: string, statusCode: number, body: unknown): APICallError {
+  return new APICallError({
+    message,
+    url: "",
+    requestBodyValues: {},
+    statusCode,
+    responseBody: JSON.stringify(body),
+    data: body,
+  });
+}
 
 /** What a classifier reads from a failed HTTP call, whatever the provider. */
 export interface HttpFailure {
@@ -14,13 +58,7 @@ export interface HttpFailure {
 }
 
 function parseBody(error: APICallError): unknown {
-  if (error.data !== undefined) return error.data;
-  if (!error.responseBody) return undefined;
-  try {
-    return JSON.parse(error.responseBody);
-  } catch {
-    return undefined;
-  }
+  return error.data !== undefined ? error.data : parseRawBody(error.responseBody);
 }
 
 /**

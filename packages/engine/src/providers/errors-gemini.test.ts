@@ -1,6 +1,6 @@
 import { APICallError, UnsupportedFunctionalityError } from "@ai-sdk/provider";
 import { describe, expect, it } from "vitest";
-import { classifyGeminiError, retryDelayMs } from "./classify-gemini.js";
+import { classifyGeminiError, retryDelayMs } from "./errors-gemini.js";
 import { ProviderError } from "./provider-error.js";
 
 /** Builds the APICallError @ai-sdk/google throws: `data` is the parsed body, `responseBody` the raw text. */

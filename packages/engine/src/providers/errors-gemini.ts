@@ -1,19 +1,54 @@
+import type { LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import { UnsupportedFunctionalityError } from "@ai-sdk/provider";
-import { classifyByStatus, type HttpFailure, readApiCallError } from "./ai-sdk/api-call-error.js";
+import { z } from "zod";
+import {
+  classifyByStatus,
+  type HttpFailure,
+  optional,
+  parseErrorBody,
+  parseRawBody,
+  readApiCallError,
+} from "./ai-sdk/api-call-error.js";
+import type { StreamClassifiers, StreamedResult } from "./ai-sdk/from-stream.js";
 import { ProviderError } from "./provider-error.js";
 import { parseDuration } from "./retry-after.js";
 
-/** One `google.rpc` detail: ErrorInfo carries `reason`, RetryInfo carries `retryDelay`. */
-interface GoogleErrorDetail {
-  "@type"?: string;
-  reason?: string;
-  retryDelay?: string;
-}
+/**
+ * Everything Cascade knows about how Gemini fails: HTTP status plus Google's error body (its
+ * `google.rpc` details, `RetryInfo.retryDelay` being Gemini's only wait), and Gemini's ways of not
+ * answering inside a successful response (a blocked prompt, a filtered candidate). Its stream
+ * error chunk needs nothing of its own: the SDK builds an APICallError from its `code`, which
+ * classifyGeminiError reads like any other.
+ */
+
+/**
+ * One `google.rpc` detail: ErrorInfo carries `reason`, RetryInfo carries `retryDelay`. A detail of
+ * another shape reads as empty rather than costing the others.
+ * https://cloud.google.com/apis/design/errors#error_details
+ */
+const GoogleErrorDetailSchema = z
+  .object({
+    "@type": optional(z.string()),
+    reason: optional(z.string()),
+    retryDelay: optional(z.string()),
+  })
+  .catch({});
+
+type GoogleErrorDetail = z.infer<typeof GoogleErrorDetailSchema>;
 
 /** Google's error envelope: `{"error": {"code", "message", "status", "details": [...]}}`. */
-interface GoogleErrorBody {
-  error?: { code?: number; message?: string; status?: string; details?: GoogleErrorDetail[] };
-}
+const GoogleErrorBodySchema = z.object({
+  error: optional(
+    z.object({
+      code: optional(z.number()),
+      message: optional(z.string()),
+      status: optional(z.string()),
+      details: optional(z.array(GoogleErrorDetailSchema)),
+    }),
+  ),
+});
+
+type GoogleErrorBody = z.infer<typeof GoogleErrorBodySchema>;
 
 type Rule = { reason: ProviderError["reason"]; providerSpecific?: boolean };
 
@@ -62,18 +97,14 @@ const MESSAGE_RULES: Array<Rule & { match: RegExp }> = [
   },
 ];
 
-/** The raw body parsed here (Gemini sometimes wraps it in an array, as its stream errors do). */
-function bodyOf(failure: HttpFailure): GoogleErrorBody {
-  let body: unknown = failure.body;
-  if (failure.rawBody) {
-    try {
-      body = JSON.parse(failure.rawBody);
-    } catch {
-      // not JSON (a proxy's HTML page): keep whatever the SDK parsed
-    }
-  }
+/**
+ * The raw body parsed here (Gemini sometimes wraps it in an array, as its stream errors do); a body
+ * that is not JSON (a proxy's HTML page) falls back to whatever the SDK parsed.
+ */
+function bodyOf(failure: HttpFailure): GoogleErrorBody | undefined {
+  let body = parseRawBody(failure.rawBody) ?? failure.body;
   if (Array.isArray(body)) body = body[0];
-  return (body ?? {}) as GoogleErrorBody;
+  return parseErrorBody(GoogleErrorBodySchema, body);
 }
 
 /**
@@ -81,7 +112,7 @@ function bodyOf(failure: HttpFailure): GoogleErrorBody {
  * or "45.837906927s". Gemini sends no Retry-After header.
  * https://ai.google.dev/gemini-api/docs/rate-limits
  */
-export function retryDelayMs(details: GoogleErrorDetail[] | undefined): number | undefined {
+export function retryDelayMs(details: GoogleErrorDetail[] | null | undefined): number | undefined {
   for (const detail of details ?? []) {
     if (!detail["@type"]?.endsWith("google.rpc.RetryInfo") || typeof detail.retryDelay !== "string") continue;
     const milliseconds = parseDuration(detail.retryDelay);
@@ -98,7 +129,7 @@ export function classifyGeminiError(error: unknown): ProviderError {
   }
   const read = readApiCallError(error);
   if (read instanceof ProviderError) return read;
-  const details = bodyOf(read).error;
+  const details = bodyOf(read)?.error;
   const status = details?.status ?? "";
   const upstreamMessage = details?.message ?? read.message;
   const message = `HTTP ${read.status}${status ? ` ${status}` : ""}: ${upstreamMessage}`.slice(0, 500);
@@ -128,4 +159,61 @@ export function classifyGeminiError(error: unknown): ProviderError {
   if (rule)
     return new ProviderError(rule.reason, message, { ...options, providerSpecific: rule.providerSpecific });
   return classifyByStatus({ ...read, retryAfterMs }, message);
+}
+
+/** What the shared adapter and stream reader need to classify Gemini's failures. */
+export const GEMINI_ERRORS: StreamClassifiers = { classify: classifyGeminiError };
+
+/**
+ * The parts of a generateContent answer that say it is not one. Only these fields are read, so
+ * the rest of the (already validated by the SDK) body is not copied on the success path.
+ * https://ai.google.dev/api/generate-content#generatecontentresponse
+ */
+const GeminiAnswerSchema = z.object({
+  candidates: optional(z.array(z.object({ finishReason: optional(z.string()) }))),
+  promptFeedback: optional(z.object({ blockReason: optional(z.string()) })),
+});
+
+const blockedPrompt = (blockReason: string) =>
+  new ProviderError(
+    "content_filter",
+    `Gemini blocked the prompt (promptFeedback.blockReason ${blockReason})`,
+  );
+
+const filteredCandidate = (result: LanguageModelV3GenerateResult) =>
+  new ProviderError(
+    "content_filter",
+    `Gemini stopped the candidate with finishReason ${result.finishReason.raw ?? "SAFETY"}`,
+  );
+
+/**
+ * Gemini's own ways of not answering, as reasons: a blocked prompt (`promptFeedback.blockReason`,
+ * no candidates) and a filtered candidate (SAFETY, RECITATION, PROHIBITED_CONTENT, ...) are
+ * content_filter; no candidate and no block reason is invalid_response.
+ */
+export function rejectGeminiRefusal(result: LanguageModelV3GenerateResult): void {
+  const body = parseErrorBody(GeminiAnswerSchema, result.response?.body ?? {});
+  const candidate = body?.candidates?.[0];
+  const blockReason = body?.promptFeedback?.blockReason;
+  if (!candidate?.finishReason && blockReason && !/UNSPECIFIED/.test(blockReason)) {
+    throw blockedPrompt(blockReason);
+  }
+  if (result.finishReason.unified === "content-filter") throw filteredCandidate(result);
+  if (!candidate) throw new ProviderError("invalid_response", "Gemini answered without a candidate");
+}
+
+const PromptFeedbackSchema = z.object({ blockReason: optional(z.string()) });
+
+/**
+ * rejectGeminiRefusal for a stream, which has no response body to read: the SDK reports a blocked
+ * prompt (a confirmed `promptFeedback.blockReason`) and a filtered candidate as a content-filter
+ * finish.
+ */
+export function rejectGeminiStreamedRefusal(result: StreamedResult): void {
+  if (result.finishReason.unified !== "content-filter") return;
+  const feedback = parseErrorBody(PromptFeedbackSchema, result.providerMetadata?.google?.promptFeedback);
+  const blockReason = feedback?.blockReason;
+  throw blockReason && result.finishReason.raw === blockReason
+    ? blockedPrompt(blockReason)
+    : filteredCandidate(result);
 }

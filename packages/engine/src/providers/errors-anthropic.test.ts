@@ -1,6 +1,6 @@
 import { APICallError, UnsupportedFunctionalityError } from "@ai-sdk/provider";
 import { describe, expect, it } from "vitest";
-import { anthropicResetMs, classifyAnthropicError } from "./classify-anthropic.js";
+import { anthropicResetMs, classifyAnthropicError } from "./errors-anthropic.js";
 import { ProviderError } from "./provider-error.js";
 
 const NOW = Date.parse("2026-11-24T12:00:00Z");

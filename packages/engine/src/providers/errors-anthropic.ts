@@ -1,13 +1,41 @@
+import type { LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import { UnsupportedFunctionalityError } from "@ai-sdk/provider";
-import { classifyByStatus, type HttpFailure, readApiCallError } from "./ai-sdk/api-call-error.js";
+import { z } from "zod";
+import {
+  classifyByStatus,
+  eventAsApiCallError,
+  type HttpFailure,
+  optional,
+  parseErrorBody,
+  parseRawBody,
+  readApiCallError,
+} from "./ai-sdk/api-call-error.js";
+import type { StreamClassifiers } from "./ai-sdk/from-stream.js";
 import { ProviderError } from "./provider-error.js";
 import { lowerCaseHeaders } from "./retry-after.js";
 
-/** Anthropic's error envelope: `{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`. */
-interface AnthropicErrorBody {
-  type?: string;
-  error?: { type?: string; message?: string; details?: { error_code?: string } | null };
-}
+/**
+ * Everything Cascade knows about how Anthropic's Messages API fails: HTTP status plus error body,
+ * the `anthropic-ratelimit-*-reset` headers, the `event: error` that ends a stream, and a refusal
+ * that arrives as a successful answer.
+ */
+
+/**
+ * Anthropic's error envelope: `{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`.
+ * https://docs.anthropic.com/en/api/errors
+ */
+const AnthropicErrorBodySchema = z.object({
+  type: optional(z.string()),
+  error: optional(
+    z.object({
+      type: optional(z.string()),
+      message: optional(z.string()),
+      details: optional(z.object({ error_code: optional(z.string()) })),
+    }),
+  ),
+});
+
+type AnthropicErrorBody = z.infer<typeof AnthropicErrorBodySchema>;
 
 type Rule = { reason: ProviderError["reason"]; providerSpecific?: boolean };
 
@@ -83,16 +111,12 @@ export function anthropicResetMs(
   return known.length ? Math.min(...known) : undefined;
 }
 
-/** The raw body parsed here: the SDK's `data` is its zod-stripped copy, without `error.details`. */
-function bodyOf(failure: HttpFailure): AnthropicErrorBody {
-  if (failure.rawBody) {
-    try {
-      return JSON.parse(failure.rawBody) as AnthropicErrorBody;
-    } catch {
-      // not JSON (a proxy's HTML page): fall through to whatever the SDK parsed
-    }
-  }
-  return (failure.body ?? {}) as AnthropicErrorBody;
+/**
+ * The raw body parsed here: the SDK's `data` is its zod-stripped copy, without `error.details`.
+ * A body that is not JSON (a proxy's HTML page) falls back to whatever the SDK parsed.
+ */
+function bodyOf(failure: HttpFailure): AnthropicErrorBody | undefined {
+  return parseErrorBody(AnthropicErrorBodySchema, parseRawBody(failure.rawBody) ?? failure.body);
 }
 
 /** Classifies a failed Anthropic Messages call from status plus parsed error body. */
@@ -104,8 +128,8 @@ export function classifyAnthropicError(error: unknown, now = Date.now()): Provid
   const read = readApiCallError(error);
   if (read instanceof ProviderError) return read;
   const body = bodyOf(read);
-  const type = body.error?.type ?? "";
-  const upstreamMessage = body.error?.message ?? read.message;
+  const type = body?.error?.type ?? "";
+  const upstreamMessage = body?.error?.message ?? read.message;
   const message = `HTTP ${read.status}${type ? ` ${type}` : ""}: ${upstreamMessage}`.slice(0, 500);
   const retryAfterMs =
     read.retryAfterMs ?? (read.status === 429 ? anthropicResetMs(read.headers, now) : undefined);
@@ -114,7 +138,7 @@ export function classifyAnthropicError(error: unknown, now = Date.now()): Provid
   // Billing faults no wait fixes, like OpenAI's insufficient_quota (decision 0004): the tier's monthly
   // cap (a 429 rate_limit_error without retry-after, named by `error.details.error_code`), a spend
   // limit set on the organisation or workspace (a 400), prepaid credits gone (a 400).
-  if (body.error?.details?.error_code === "enforced_spend_limit_reached" || BILLING.test(upstreamMessage)) {
+  if (body?.error?.details?.error_code === "enforced_spend_limit_reached" || BILLING.test(upstreamMessage)) {
     return new ProviderError("auth_error", message, options);
   }
   if (type === "invalid_request_error" || (!type && read.status === 400)) {
@@ -133,3 +157,57 @@ export function classifyAnthropicError(error: unknown, now = Date.now()): Provid
   if (read.status === 413) return new ProviderError("context_length", message, options);
   return classifyByStatus({ ...read, retryAfterMs }, message);
 }
+
+/** The status Anthropic answers each error type with (https://docs.anthropic.com/en/api/errors). */
+const ANTHROPIC_STATUS: Record<string, number> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  timeout_error: 504,
+  overloaded_error: 529,
+};
+
+/** One Anthropic error object as it arrives mid-stream: its type and message are required. */
+const AnthropicErrorEventSchema = z.looseObject({ type: z.string(), message: z.string() });
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+/**
+ * Anthropic's `event: error` with `data: {"type": "error", "error": {"type": "overloaded_error",
+ * "message": "Overloaded"}}`; the SDK's `error` part carries the inner `{type, message}`. An unknown
+ * type counts as api_error (500, server_error): Anthropic stopped the stream on its side.
+ * Undefined when the event is not Anthropic's shape.
+ */
+export function classifyAnthropicErrorEvent(event: unknown): ProviderError | undefined {
+  const inner = isObject(event) && event.type === "error" ? event.error : event;
+  const parsed = parseErrorBody(AnthropicErrorEventSchema, inner);
+  if (!parsed) return undefined;
+  const body = { type: "error", error: parsed };
+  return classifyAnthropicError(
+    eventAsApiCallError(parsed.message, ANTHROPIC_STATUS[parsed.type] ?? 500, body),
+  );
+}
+
+/** A successful answer that is a refusal ends the hop as content_filter, naming the stop reason. */
+export function rejectAnthropicRefusal(result: LanguageModelV3GenerateResult): void {
+  if (result.finishReason.unified === "content-filter") {
+    throw new ProviderError(
+      "content_filter",
+      `Anthropic stopped the completion with stop_reason "${result.finishReason.raw ?? "refusal"}"`,
+    );
+  }
+}
+
+/** What the shared adapter and stream reader need to classify Anthropic's failures. */
+export const ANTHROPIC_ERRORS: StreamClassifiers = {
+  // Called with the error alone: `now` is for tests.
+  classify: (error) => classifyAnthropicError(error),
+  classifyEvent: classifyAnthropicErrorEvent,
+};

@@ -1,6 +1,6 @@
 import { APICallError } from "@ai-sdk/provider";
 import { describe, expect, it } from "vitest";
-import { classifyOpenAIError } from "./classify-openai.js";
+import { classifyOpenAIError } from "./errors-openai.js";
 import { ProviderError } from "./provider-error.js";
 
 /** Real OpenAI (and compatible servers') error bodies. */

@@ -1,0 +1,72 @@
+import type {
+  LanguageModelV3,
+  LanguageModelV3CallOptions,
+  LanguageModelV3GenerateResult,
+  LanguageModelV3Prompt,
+} from "@ai-sdk/provider";
+import type { ProviderAdapter, ProviderCall } from "../types.js";
+import { fromGenerateResult } from "./from-result.js";
+import { type StreamClassifiers, type StreamedResult, streamResult } from "./from-stream.js";
+import { generateOrClassify, modelCache } from "./models.js";
+import { toCallOptions } from "./to-call-options.js";
+
+/**
+ * What one AI SDK provider contributes to an adapter; everything else (the OpenAI request as call
+ * options, one `doGenerate` or `doStream` per call, the answer as a Completion) is the same for all.
+ */
+export interface AiSdkAdapterParts {
+  readonly providerId: string;
+  readonly type: string;
+  /** The SDK's model object for an upstream model name (made once per name). */
+  model(upstreamName: string): LanguageModelV3;
+  /** The provider's error knowledge: its classifier and its mid-stream error events. */
+  readonly errors: StreamClassifiers;
+  /** Adjusts the call options for this provider in place (defaults it needs, provider options). */
+  adjustOptions?(options: LanguageModelV3CallOptions, call: ProviderCall): void;
+  /** Reshapes the prompt before the call, asynchronously (Gemini downloads images here). */
+  preparePrompt?(prompt: LanguageModelV3Prompt, signal: AbortSignal): Promise<LanguageModelV3Prompt>;
+  /** Throws a ProviderError when a generated answer is the provider's way of not answering. */
+  rejectGenerated?(result: LanguageModelV3GenerateResult): void;
+  /** The same for a streamed answer, which has no response body (defaults to rejectGenerated). */
+  rejectStreamed?(result: StreamedResult): void;
+}
+
+/**
+ * One adapter over an AI SDK `LanguageModelV3`, `generate` and `stream` alike. A provider with no
+ * prompt to prepare stays synchronous up to the call, so the success path adds no await.
+ */
+export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
+  const modelFor = modelCache((name) => parts.model(name));
+  const { errors, adjustOptions, preparePrompt, rejectGenerated } = parts;
+  const rejectStreamed = parts.rejectStreamed ?? rejectGenerated;
+
+  const callOptions = (call: ProviderCall): LanguageModelV3CallOptions => {
+    const options = toCallOptions(call.request, call.signal);
+    adjustOptions?.(options, call);
+    return options;
+  };
+  const preparedOptions = async (call: ProviderCall): Promise<LanguageModelV3CallOptions> => {
+    const options = callOptions(call);
+    if (preparePrompt) options.prompt = await preparePrompt(options.prompt, call.signal);
+    return options;
+  };
+
+  return {
+    providerId: parts.providerId,
+    type: parts.type,
+    async generate(call) {
+      const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
+      const model = modelFor(call.upstreamName);
+      const result = await generateOrClassify(model, options, call.signal, errors.classify);
+      rejectGenerated?.(result);
+      return fromGenerateResult(result);
+    },
+    async stream(call, sink) {
+      const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
+      const model = modelFor(call.upstreamName);
+      const result = await streamResult(model, options, sink, errors);
+      rejectStreamed?.(result);
+      return fromGenerateResult(result);
+    },
+  };
+}
