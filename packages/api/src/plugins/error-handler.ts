@@ -1,9 +1,9 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
-import { HttpError } from "./http-error.js";
+import { type ErrorType, HttpError } from "./http-error.js";
 import { isRedisUnavailableError, redisUnavailable } from "./redis-gate.js";
 
-const TYPE_BY_STATUS: Record<number, string> = {
+const TYPE_BY_STATUS: Record<number, ErrorType> = {
   400: "invalid_request_error",
   401: "authentication_error",
   403: "permission_error",
@@ -20,7 +20,7 @@ const TYPE_BY_STATUS: Record<number, string> = {
 export function sendError(
   reply: FastifyReply,
   statusCode: number,
-  type: string,
+  type: ErrorType,
   message: string,
   param?: string,
 ): FastifyReply {

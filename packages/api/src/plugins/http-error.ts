@@ -1,8 +1,27 @@
+/**
+ * Every `error.type` the API answers with: the contract's names, chosen so that OpenAI's SDKs
+ * raise their usual classes by status. A union, so that a misspelt type fails to compile.
+ */
+export type ErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "permission_error"
+  | "not_found_error"
+  | "method_not_allowed_error"
+  | "conflict_error"
+  | "request_too_large_error"
+  | "unsupported_media_type_error"
+  | "idempotency_error"
+  | "rate_limit_error"
+  | "insufficient_quota"
+  | "service_unavailable_error"
+  | "api_error";
+
 /** An error the API answers with directly, in the contract's `{"error": {...}}` shape. */
 export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
-    readonly type: string,
+    readonly type: ErrorType,
     message: string,
     readonly param?: string,
     readonly headers: Record<string, string> = {},
