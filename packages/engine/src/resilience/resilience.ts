@@ -6,6 +6,8 @@ import {
   type Logger,
   type Reason,
   type RedisClient,
+  USAGE_TOTAL_FIELD,
+  usageField,
 } from "@cascade/shared";
 import { type HopPlan, HopPlans, type HopRequest } from "./hop-plan.js";
 import { Leases } from "./leases.js";
@@ -282,9 +284,12 @@ export class Resilience {
         this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
     }
     if (cost > 0) {
-      const fields: Record<string, number> = { total: cost, [`model:${request.modelId}`]: cost };
-      if (request.route) fields[`route:${request.route}`] = cost;
-      if (request.user !== undefined) fields[`user:${request.user}`] = cost;
+      const fields: Record<string, number> = {
+        [USAGE_TOTAL_FIELD]: cost,
+        [usageField("model", request.modelId)]: cost,
+      };
+      if (request.route) fields[usageField("route", request.route)] = cost;
+      if (request.user !== undefined) fields[usageField("user", request.user)] = cost;
       this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
     }
     return urgent;

@@ -87,6 +87,27 @@ function part(value: string): string {
   return value.replace(/[%:]/g, (char) => (char === "%" ? "%25" : "%3A"));
 }
 
+/** Who a breaker guards: a provider, or a model that declares its own breaker. */
+export type BreakerScope = "provider" | "model";
+
+/**
+ * A breaker's id, `provider:<id>` or `model:<id>`: the subject of `keys.breaker` and
+ * `keys.breakerWindow`, the `breaker` label of metrics and logs, and what GET /v1/providers shows.
+ */
+export function breakerId(scope: BreakerScope, id: string): string {
+  return `${scope}:${id}`;
+}
+
+/**
+ * Whose spend a spend key counts, `tenant:<tenant>` or `user:<tenant>:<user>`, each part
+ * escaped (see `part`) so that no two owners share one.
+ */
+export function spendSubjectId(owner: SpendOwner): string {
+  return owner.user === undefined
+    ? `tenant:${part(owner.tenant)}`
+    : `user:${part(owner.tenant)}:${part(owner.user)}`;
+}
+
 export function createKeys(prefix: string): Keys {
   const tag = `{${prefix}}`;
   return {
@@ -99,10 +120,7 @@ export function createKeys(prefix: string): Keys {
     breakerWindow: (breakerId) => `${tag}:breaker-window:${breakerId}`,
     cooldown: (scope, id) => `${tag}:cooldown:${scope}:${id}`,
     bucket: (scope, id, kind) => `${tag}:bucket:${scope}:${id}:${kind}`,
-    spend: (owner, period) =>
-      owner.user === undefined
-        ? `${tag}:spend:tenant:${part(owner.tenant)}:${period}`
-        : `${tag}:spend:user:${part(owner.tenant)}:${part(owner.user)}:${period}`,
+    spend: (owner, period) => `${tag}:spend:${spendSubjectId(owner)}:${period}`,
     usage: (tenant, day) => `${tag}:usage:${part(tenant)}:${day}`,
     settleLedger: (instanceId) => `${tag}:settle-ledger:${instanceId}`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,

@@ -1,4 +1,5 @@
 import type { BreakerConfig, ModelConfig, ProviderConfig, Reason } from "../config/schema.js";
+import { breakerId } from "../redis/keys.js";
 
 /** Breaker defaults (contract, "Config file"). */
 export const BREAKER_DEFAULTS = {
@@ -33,8 +34,8 @@ export function breakerFor(
   model: ModelConfig,
 ): ResolvedBreaker {
   const merged: Required<BreakerConfig> = { ...BREAKER_DEFAULTS, ...provider.breaker };
-  if (model.breaker) return { id: `model:${modelId}`, ...merged, ...model.breaker };
-  return { id: `provider:${providerId}`, ...merged };
+  if (model.breaker) return { id: breakerId("model", modelId), ...merged, ...model.breaker };
+  return { id: breakerId("provider", providerId), ...merged };
 }
 
 /** Bucket capacity: `burst` for rpm (default ceil(rpm / 60), at least 1); one second's worth for tpm. */

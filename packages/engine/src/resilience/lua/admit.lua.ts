@@ -1,7 +1,19 @@
+import {
+  BREAKER_FIELDS,
+  BREAKER_LOG_LENGTH,
+  BREAKER_WINDOW_KINDS,
+  BUCKET_FIELDS,
+  COOLDOWN_FIELDS,
+  STATS_KINDS,
+} from "@cascade/shared";
+
 /**
  * admit.lua — may this hop call its provider now? One round trip checks, all or nothing:
  * circuit breakers, 429 cooldowns, rpm/tpm token buckets and spend budgets, and on success
  * takes what the call needs (bucket tokens, a budget reservation, a half-open probe lease).
+ *
+ * Hash field names are interpolated from @cascade/shared (resilience/redis-shape.ts), which the
+ * API's status view parses with the same names.
  *
  * KEYS: every key named by index in the spec (breaker state + window, cooldowns, buckets, budgets, stats).
  * ARGV[1]: JSON spec, the same for every call of one provider/model/tenant/user (cached by the caller) {
@@ -45,14 +57,14 @@ local function count_stat(field)
 end
 
 local function deny(reason, wait, detail)
-  count_stat('skips')
+  count_stat('${STATS_KINDS.skips}')
   return { 0, reason, tostring(math.floor(wait)), detail or '' }
 end
 
 -- Phase 1: decide, reading only.
 local probes = {}
 for index, b in ipairs(spec.breakers) do
-  local fields = redis.call('HMGET', KEYS[b.state], 'state', 'open_until', 'probe_until', 'forced')
+  local fields = redis.call('HMGET', KEYS[b.state], '${BREAKER_FIELDS.state}', '${BREAKER_FIELDS.openUntil}', '${BREAKER_FIELDS.probeUntil}', '${BREAKER_FIELDS.forced}')
   local state, open_until, probe_until, forced = fields[1] or 'closed', tonumber(fields[2]) or 0, tonumber(fields[3]) or 0, fields[4]
   if forced == 'open' then
     return deny('circuit_open', -1, 'forced open')
@@ -68,13 +80,13 @@ for index, b in ipairs(spec.breakers) do
 end
 
 for _, k in ipairs(spec.cooldowns) do
-  local until_ms = tonumber(redis.call('HGET', KEYS[k], 'until')) or 0
+  local until_ms = tonumber(redis.call('HGET', KEYS[k], '${COOLDOWN_FIELDS.until}')) or 0
   if now < until_ms then return deny('rate_limited', until_ms - now, 'cooldown') end
 end
 
 local levels = {}
 for index, b in ipairs(spec.buckets) do
-  local fields = redis.call('HMGET', KEYS[b.key], 'tokens', 'ts')
+  local fields = redis.call('HMGET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', '${BUCKET_FIELDS.ts}')
   local tokens = tonumber(fields[1])
   local ts = tonumber(fields[2]) or now
   if tokens == nil then tokens = b.capacity end
@@ -107,19 +119,19 @@ local probe_until = 0
 for index, b in ipairs(spec.breakers) do
   local key = KEYS[b.state]
   if probes[index] then
-    local previous = redis.call('HGET', key, 'state') or 'closed'
+    local previous = redis.call('HGET', key, '${BREAKER_FIELDS.state}') or 'closed'
     probe_until = now + b.lease_ms
-    redis.call('HSET', key, 'state', 'half_open', 'probe_until', probe_until, 'changed_at', now)
+    redis.call('HSET', key, '${BREAKER_FIELDS.state}', 'half_open', '${BREAKER_FIELDS.probeUntil}', probe_until, '${BREAKER_FIELDS.changedAt}', now)
     if previous ~= 'half_open' then
-      local log = cjson.decode(redis.call('HGET', key, 'log') or '[]')
+      local log = cjson.decode(redis.call('HGET', key, '${BREAKER_FIELDS.log}') or '[]')
       table.insert(log, 1, { at = now, from = previous, to = 'half_open', why = 'open time over; letting one probe through' })
-      if #log > 20 then table.remove(log) end
-      redis.call('HSET', key, 'log', cjson.encode(log))
+      if #log > ${BREAKER_LOG_LENGTH} then table.remove(log) end
+      redis.call('HSET', key, '${BREAKER_FIELDS.log}', cjson.encode(log))
     end
     table.insert(probe_list, tostring(index))
   else
     local bucket_ms = math.max(1, math.floor(b.window_ms / 10))
-    if redis.call('HINCRBY', KEYS[b.window], math.floor(now / bucket_ms) .. ':n', 1) == 1 then
+    if redis.call('HINCRBY', KEYS[b.window], math.floor(now / bucket_ms) .. ':${BREAKER_WINDOW_KINDS.calls}', 1) == 1 then
       redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
     end
   end
@@ -130,7 +142,7 @@ for index, b in ipairs(spec.buckets) do
   local want = wants[index] or 0
   if want > 0 and levels[index] > 0 then extra = math.floor(math.min(levels[index], want)) end
   table.insert(leases, tostring(extra))
-  redis.call('HSET', KEYS[b.key], 'tokens', levels[index] - extra, 'ts', now)
+  redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index] - extra, '${BUCKET_FIELDS.ts}', now)
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 for index, b in ipairs(spec.budgets) do
@@ -143,6 +155,6 @@ for index, b in ipairs(spec.budgets) do
   redis.call('INCRBYFLOAT', KEYS[b.key], cost + extra)
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
-count_stat('calls')
+count_stat('${STATS_KINDS.calls}')
 return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until) }
 `;

@@ -1,3 +1,12 @@
+import {
+  BREAKER_FIELDS,
+  BREAKER_LOG_LENGTH,
+  BREAKER_WINDOW_KINDS,
+  BUCKET_FIELDS,
+  COOLDOWN_FIELDS,
+  STATS_KINDS,
+} from "@cascade/shared";
+
 /**
  * settle.lua — after a hop's call: feed the outcome to its breakers, cool down on a 429, settle
  * tpm reservations and budget reservations to the real numbers, and record usage. Runs only when
@@ -8,6 +17,9 @@
  * provider's health (a 429, another 4xx, a content filter, an aborted call) hands the probe back
  * at once — the breaker stays half-open and the next call probes — but only while the probe is
  * still this call's (probe_until unchanged since admit.lua set it), never another worker's.
+ *
+ * Hash field names are interpolated from @cascade/shared (resilience/redis-shape.ts), which the
+ * API's status view parses with the same names.
  *
  * KEYS: every key named by index in the spec.
  * ARGV[1]: JSON spec {
@@ -40,36 +52,36 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local transitions = {}
 
 local function transition(index, key, to, why, extra)
-  local fields = redis.call('HMGET', key, 'state', 'log')
+  local fields = redis.call('HMGET', key, '${BREAKER_FIELDS.state}', '${BREAKER_FIELDS.log}')
   local from = fields[1] or 'closed'
   local log = cjson.decode(fields[2] or '[]')
   table.insert(log, 1, { at = now, from = from, to = to, why = why })
-  if #log > 20 then table.remove(log) end
-  redis.call('HSET', key, 'state', to, 'changed_at', now, 'log', cjson.encode(log), unpack(extra))
+  if #log > ${BREAKER_LOG_LENGTH} then table.remove(log) end
+  redis.call('HSET', key, '${BREAKER_FIELDS.state}', to, '${BREAKER_FIELDS.changedAt}', now, '${BREAKER_FIELDS.log}', cjson.encode(log), unpack(extra))
   table.insert(transitions, index .. ':' .. to)
 end
 
 for index, b in ipairs(spec.breakers or {}) do
   local key = KEYS[b.state]
-  local fields = redis.call('HMGET', key, 'state', 'reopens', 'probe_until')
+  local fields = redis.call('HMGET', key, '${BREAKER_FIELDS.state}', '${BREAKER_FIELDS.reopens}', '${BREAKER_FIELDS.probeUntil}')
   local state, reopens = fields[1] or 'closed', tonumber(fields[2]) or 0
   if b.probe and b.probe ~= cjson.null then
     if state == 'half_open' then
       if b.probe == 'failure' then
         reopens = reopens + 1
         local open_for = math.min(b.open_ms * (2 ^ reopens), 16 * b.open_ms)
-        transition(index, key, 'open', 'probe failed', { 'open_until', now + open_for, 'reopens', reopens, 'probe_until', 0 })
+        transition(index, key, 'open', 'probe failed', { '${BREAKER_FIELDS.openUntil}', now + open_for, '${BREAKER_FIELDS.reopens}', reopens, '${BREAKER_FIELDS.probeUntil}', 0 })
       elseif b.probe == 'success' then
-        transition(index, key, 'closed', 'probe succeeded', { 'reopens', 0, 'probe_until', 0, 'open_until', 0 })
+        transition(index, key, 'closed', 'probe succeeded', { '${BREAKER_FIELDS.reopens}', 0, '${BREAKER_FIELDS.probeUntil}', 0, '${BREAKER_FIELDS.openUntil}', 0 })
         redis.call('DEL', KEYS[b.window])
       elseif tonumber(fields[3]) == b.probe_until then
-        redis.call('HSET', key, 'probe_until', 0)
+        redis.call('HSET', key, '${BREAKER_FIELDS.probeUntil}', 0)
       end
     end
   elseif spec.failure and state == 'closed' then
     local bucket_ms = math.max(1, math.floor(b.window_ms / 10))
     local current = math.floor(now / bucket_ms)
-    redis.call('HINCRBY', KEYS[b.window], current .. ':f', 1)
+    redis.call('HINCRBY', KEYS[b.window], current .. ':${BREAKER_WINDOW_KINDS.failures}', 1)
     redis.call('PEXPIRE', KEYS[b.window], b.window_ms * 2)
     local counts = redis.call('HGETALL', KEYS[b.window])
     local requests, failures = 0, 0
@@ -77,13 +89,13 @@ for index, b in ipairs(spec.breakers or {}) do
       local bucket, kind = string.match(counts[i], '^(%d+):(%a)$')
       bucket = tonumber(bucket)
       if bucket and bucket > current - 10 then
-        if kind == 'n' then requests = requests + tonumber(counts[i + 1]) else failures = failures + tonumber(counts[i + 1]) end
+        if kind == '${BREAKER_WINDOW_KINDS.calls}' then requests = requests + tonumber(counts[i + 1]) else failures = failures + tonumber(counts[i + 1]) end
       elseif bucket then
         redis.call('HDEL', KEYS[b.window], counts[i])
       end
     end
     if requests >= b.min_requests and failures / requests >= b.threshold then
-      transition(index, key, 'open', string.format('%d of %d calls failed', failures, requests), { 'open_until', now + b.open_ms, 'probe_until', 0 })
+      transition(index, key, 'open', string.format('%d of %d calls failed', failures, requests), { '${BREAKER_FIELDS.openUntil}', now + b.open_ms, '${BREAKER_FIELDS.probeUntil}', 0 })
       redis.call('DEL', KEYS[b.window])
     end
   end
@@ -91,23 +103,23 @@ end
 
 if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
   for _, k in ipairs(spec.cooldown.keys) do
-    local fields = redis.call('HMGET', KEYS[k], 'until', 'streak')
+    local fields = redis.call('HMGET', KEYS[k], '${COOLDOWN_FIELDS.until}', '${COOLDOWN_FIELDS.streak}')
     local streak = (tonumber(fields[2]) or 0) + 1
     local wait = spec.cooldown.retry_after_ms
     if wait == cjson.null or wait == nil then wait = math.min(1000 * (2 ^ (streak - 1)), 60000) end
     local until_ms = math.max(tonumber(fields[1]) or 0, now + wait)
-    redis.call('HSET', KEYS[k], 'until', until_ms, 'streak', streak)
+    redis.call('HSET', KEYS[k], '${COOLDOWN_FIELDS.until}', until_ms, '${COOLDOWN_FIELDS.streak}', streak)
     -- The streak is forgotten a minute after the cooldown ends: later 429s start again at 1 s.
     redis.call('PEXPIRE', KEYS[k], (until_ms - now) + 60000)
   end
 end
 
 for _, b in ipairs(spec.buckets or {}) do
-  local fields = redis.call('HMGET', KEYS[b.key], 'tokens', 'ts')
+  local fields = redis.call('HMGET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', '${BUCKET_FIELDS.ts}')
   local tokens = tonumber(fields[1]) or b.capacity
   local ts = tonumber(fields[2]) or now
   tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate + b.refund)
-  redis.call('HSET', KEYS[b.key], 'tokens', tokens, 'ts', now)
+  redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', tokens, '${BUCKET_FIELDS.ts}', now)
   redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 
@@ -129,14 +141,14 @@ end
 
 for _, w in ipairs(spec.windows or {}) do
   local bucket_ms = math.max(1, math.floor(w.window_ms / 10))
-  redis.call('HINCRBY', KEYS[w.key], math.floor(now / bucket_ms) .. ':n', w.count)
+  redis.call('HINCRBY', KEYS[w.key], math.floor(now / bucket_ms) .. ':${BREAKER_WINDOW_KINDS.calls}', w.count)
   redis.call('PEXPIRE', KEYS[w.key], w.window_ms * 2)
 end
 
 if spec.calls and #spec.calls > 0 then
   local minute = math.floor(now / 60000)
   for _, c in ipairs(spec.calls) do
-    redis.call('HINCRBY', KEYS[c.key], minute .. ':calls', c.count)
+    redis.call('HINCRBY', KEYS[c.key], minute .. ':${STATS_KINDS.calls}', c.count)
     redis.call('PEXPIRE', KEYS[c.key], 600000)
   end
 end
@@ -144,7 +156,7 @@ end
 if spec.failure then
   local minute = math.floor(now / 60000)
   for _, k in ipairs(spec.stats) do
-    redis.call('HINCRBY', KEYS[k], minute .. ':errors', 1)
+    redis.call('HINCRBY', KEYS[k], minute .. ':${STATS_KINDS.errors}', 1)
     redis.call('PEXPIRE', KEYS[k], 600000)
   end
 end

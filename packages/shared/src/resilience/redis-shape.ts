@@ -1,0 +1,112 @@
+import { z } from "zod";
+
+/**
+ * The Redis shape of breakers, cooldowns, buckets, call stats and usage: the field names the Lua
+ * scripts write (they interpolate these constants), the engine reads back and the API's status
+ * view parses with the schemas below. One place, so a renamed field cannot drift between them.
+ */
+
+/** Fields of a breaker's hash (`keys.breaker(id)`). Times are Redis TIME, in milliseconds. */
+export const BREAKER_FIELDS = {
+  /** closed | open | half_open; absent means closed. */
+  state: "state",
+  /** While open: when the next call may probe. */
+  openUntil: "open_until",
+  /** Consecutive failed probes: the open time doubles with each, capped at 16 × open_ms. */
+  reopens: "reopens",
+  /** While half-open: when the probe's lease ends (another call may then probe). */
+  probeUntil: "probe_until",
+  /** When `state` last changed. */
+  changedAt: "changed_at",
+  /** JSON list of the latest transitions, newest first: { at, from, to, why }. */
+  log: "log",
+  /** An operator's override: open | closed; absent when the breaker runs on its own. */
+  forced: "forced",
+} as const;
+
+export const BREAKER_STATES = ["closed", "open", "half_open"] as const;
+export type BreakerState = (typeof BREAKER_STATES)[number];
+
+/** How many transitions a breaker's log keeps. */
+export const BREAKER_LOG_LENGTH = 20;
+
+/** Fields of a breaker's rolling window (`keys.breakerWindow(id)`): `<slot>:n` calls, `<slot>:f` failures. */
+export const BREAKER_WINDOW_KINDS = { calls: "n", failures: "f" } as const;
+
+/** Fields of a 429 cooldown's hash (`keys.cooldown(scope, id)`). */
+export const COOLDOWN_FIELDS = {
+  /** Milliseconds (Redis TIME) until which the provider or model takes no call. */
+  until: "until",
+  /** Consecutive 429s without a Retry-After: the cooldown doubles with each. */
+  streak: "streak",
+} as const;
+
+/** Fields of a token bucket's hash (`keys.bucket(scope, id, kind)`). */
+export const BUCKET_FIELDS = {
+  /** Tokens left at `ts` (may be negative after a request larger than the bucket). */
+  tokens: "tokens",
+  /** Milliseconds (Redis TIME) of the last write; refill runs from here. */
+  ts: "ts",
+} as const;
+
+/** Per-minute counters of a stats hash (`keys.stats(scope, id)`): fields are `<minute>:<kind>`. */
+export const STATS_KINDS = { calls: "calls", errors: "errors", skips: "skips" } as const;
+
+/** Usage hash (`keys.usage(tenant, day)`): USD in `total` and in `<subject>:<id>` fields. */
+export const USAGE_TOTAL_FIELD = "total";
+export type UsageSubject = "model" | "route" | "user";
+
+/** A usage hash field: what one model, route or end user spent that day. */
+export function usageField(subject: UsageSubject, id: string): string {
+  return `${subject}:${id}`;
+}
+
+/** A number Redis keeps as a string (Lua writes numbers with up to 17 significant digits). */
+const numeric = z.string().transform(Number).pipe(z.number());
+
+export const breakerTransitionSchema = z.object({
+  at: z.number(),
+  from: z.string(),
+  to: z.string(),
+  why: z.string(),
+});
+export type BreakerTransition = z.infer<typeof breakerTransitionSchema>;
+
+const breakerLog = z
+  .string()
+  .transform((text, context) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      context.addIssue({ code: "custom", message: "breaker log is not JSON" });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.array(breakerTransitionSchema));
+
+/** A breaker's hash as HGETALL returns it (an empty object for a breaker never written). */
+export const breakerHashSchema = z.object({
+  [BREAKER_FIELDS.state]: z.enum(BREAKER_STATES).optional(),
+  [BREAKER_FIELDS.openUntil]: numeric.optional(),
+  [BREAKER_FIELDS.reopens]: numeric.optional(),
+  [BREAKER_FIELDS.probeUntil]: numeric.optional(),
+  [BREAKER_FIELDS.changedAt]: numeric.optional(),
+  [BREAKER_FIELDS.log]: breakerLog.optional(),
+  [BREAKER_FIELDS.forced]: z.enum(["open", "closed"]).optional(),
+});
+export type BreakerHash = z.infer<typeof breakerHashSchema>;
+
+export const cooldownHashSchema = z.object({
+  [COOLDOWN_FIELDS.until]: numeric.optional(),
+  [COOLDOWN_FIELDS.streak]: numeric.optional(),
+});
+export type CooldownHash = z.infer<typeof cooldownHashSchema>;
+
+export const bucketHashSchema = z.object({
+  [BUCKET_FIELDS.tokens]: numeric.optional(),
+  [BUCKET_FIELDS.ts]: numeric.optional(),
+});
+export type BucketHash = z.infer<typeof bucketHashSchema>;
+
+/** A stats hash: `<minute>:<kind>` -> count. */
+export const statsHashSchema = z.record(z.string(), numeric);
