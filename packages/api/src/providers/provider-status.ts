@@ -1,12 +1,20 @@
 import {
+  type BreakerHash,
   breakerFor,
+  breakerHashSchema,
+  breakerId,
   bucketCapacity,
+  bucketHashSchema,
   type Config,
+  cooldownHashSchema,
   type Keys,
   type LimitScope,
   type LimitsConfig,
   type RedisClient,
+  STATS_KINDS,
+  statsHashSchema,
 } from "@cascade/shared";
+import type { z } from "zod";
 
 const STATS_MINUTES = 5;
 
@@ -40,31 +48,26 @@ export interface RecentStats {
 
 type Reply = [Error | null, unknown];
 
-function parseBreaker(id: string, raw: Record<string, string>): BreakerView {
-  const forced = raw.forced === "open" || raw.forced === "closed" ? raw.forced : null;
+function breakerView(id: string, raw: BreakerHash): BreakerView {
+  const forced = raw.forced ?? null;
   return {
     id,
     state: forced ?? raw.state ?? "closed",
     forced,
     // Redis keeps milliseconds; the API speaks Unix seconds, as everywhere else.
-    open_until: raw.state === "open" && raw.open_until ? Math.ceil(Number(raw.open_until) / 1000) : null,
-    reopens: Number(raw.reopens ?? 0),
-    transitions: raw.log
-      ? (JSON.parse(raw.log) as BreakerView["transitions"]).map((entry) => ({
-          ...entry,
-          at: Math.floor(entry.at / 1000),
-        }))
-      : [],
+    open_until: raw.state === "open" && raw.open_until ? Math.ceil(raw.open_until / 1000) : null,
+    reopens: raw.reopens ?? 0,
+    transitions: (raw.log ?? []).map((entry) => ({ ...entry, at: Math.floor(entry.at / 1000) })),
   };
 }
 
-function parseStats(raw: Record<string, string>, nowMs: number): RecentStats {
+function statsView(raw: Record<string, number>, nowMs: number): RecentStats {
   const currentMinute = Math.floor(nowMs / 60_000);
-  const totals = { calls: 0, errors: 0, skips: 0 };
+  const totals = { [STATS_KINDS.calls]: 0, [STATS_KINDS.errors]: 0, [STATS_KINDS.skips]: 0 };
   for (const [field, value] of Object.entries(raw)) {
     const [minute, kind] = field.split(":");
     if (Number(minute) > currentMinute - STATS_MINUTES && kind && kind in totals) {
-      totals[kind as keyof typeof totals] += Number(value);
+      totals[kind as keyof typeof totals] += value;
     }
   }
   const attempts = totals.calls + totals.skips;
@@ -80,13 +83,13 @@ function bucketView(
   scope: LimitScope,
   kind: "rpm" | "tpm",
   limits: LimitsConfig,
-  raw: Record<string, string>,
+  raw: z.infer<typeof bucketHashSchema>,
   nowMs: number,
 ): LimitView {
   const limit = (kind === "rpm" ? limits.rpm : limits.tpm) as number;
   const capacity = bucketCapacity(limit, kind === "rpm" ? limits.burst : undefined);
-  const tokens = raw.tokens === undefined ? capacity : Number(raw.tokens);
-  const since = raw.ts === undefined ? 0 : Math.max(0, nowMs - Number(raw.ts));
+  const tokens = raw.tokens ?? capacity;
+  const since = raw.ts === undefined ? 0 : Math.max(0, nowMs - raw.ts);
   return {
     scope,
     kind,
@@ -98,14 +101,28 @@ function bucketView(
 
 /**
  * The view behind GET /v1/providers: per provider and model, breaker state and recent
- * transitions, limit headroom, 429 cooldowns, and recent error and fallback rates. One pipeline.
+ * transitions, limit headroom, 429 cooldowns, and recent error and fallback rates. One pipeline,
+ * whose first command is TIME: "now" is Redis's clock, the one the scripts stamped these hashes
+ * with, not this process's.
  */
-export async function readProviderStatus(redis: RedisClient, config: Config, keys: Keys, nowMs: number) {
+export async function readProviderStatus(redis: RedisClient, config: Config, keys: Keys) {
   const pipeline = redis.pipeline();
   const reads: Array<(reply: unknown) => void> = [];
-  const hgetall = (key: string, use: (value: Record<string, string>) => void) => {
+  let nowMs = 0;
+  pipeline.time();
+  reads.push((reply) => {
+    const [seconds, microseconds] = reply as [string, string];
+    nowMs = Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000);
+  });
+  // Each hash is parsed with its schema from @cascade/shared: a field the scripts no longer
+  // write, or a value they never would, fails here rather than showing as a wrong number.
+  const hgetall = <Schema extends z.ZodType>(
+    key: string,
+    schema: Schema,
+    use: (value: z.infer<Schema>) => void,
+  ) => {
     pipeline.hgetall(key);
-    reads.push((reply) => use((reply ?? {}) as Record<string, string>));
+    reads.push((reply) => use(schema.parse(reply ?? {})));
   };
   const providers = Object.entries(config.file.providers).map(([id, provider]) => {
     const view = {
@@ -118,21 +135,20 @@ export async function readProviderStatus(redis: RedisClient, config: Config, key
       recent: undefined as RecentStats | undefined,
       models: [] as Array<Record<string, unknown>>,
     };
-    const breakerId = `provider:${id}`;
-    hgetall(keys.breaker(breakerId), (raw) => {
-      view.breaker = parseBreaker(breakerId, raw);
+    const providerBreakerId = breakerId("provider", id);
+    hgetall(keys.breaker(providerBreakerId), breakerHashSchema, (raw) => {
+      view.breaker = breakerView(providerBreakerId, raw);
     });
-    hgetall(keys.cooldown("provider", id), (raw) => {
-      view.cooldown_until =
-        raw.until && Number(raw.until) > nowMs ? Math.ceil(Number(raw.until) / 1000) : null;
+    hgetall(keys.cooldown("provider", id), cooldownHashSchema, (raw) => {
+      view.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
     });
-    hgetall(keys.stats("provider", id), (raw) => {
-      view.recent = parseStats(raw, nowMs);
+    hgetall(keys.stats("provider", id), statsHashSchema, (raw) => {
+      view.recent = statsView(raw, nowMs);
     });
     for (const kind of ["rpm", "tpm"] as const) {
       const limits = provider.limits;
       if (limits?.[kind])
-        hgetall(keys.bucket("provider", id, kind), (raw) =>
+        hgetall(keys.bucket("provider", id, kind), bucketHashSchema, (raw) =>
           view.limits.push(bucketView("provider", kind, limits, raw, nowMs)),
         );
     }
@@ -147,18 +163,18 @@ export async function readProviderStatus(redis: RedisClient, config: Config, key
         limits: [] as LimitView[],
       };
       const breaker = breakerFor(id, provider, modelId, model);
-      if (breaker.id !== breakerId) {
-        hgetall(keys.breaker(breaker.id), (raw) => {
-          modelView.breaker = parseBreaker(breaker.id, raw);
+      if (breaker.id !== providerBreakerId) {
+        hgetall(keys.breaker(breaker.id), breakerHashSchema, (raw) => {
+          modelView.breaker = breakerView(breaker.id, raw);
         });
-      } else modelView.breaker = { id: breakerId, shared_with_provider: true };
-      hgetall(keys.stats("model", modelId), (raw) => {
-        modelView.recent = parseStats(raw, nowMs);
+      } else modelView.breaker = { id: providerBreakerId, shared_with_provider: true };
+      hgetall(keys.stats("model", modelId), statsHashSchema, (raw) => {
+        modelView.recent = statsView(raw, nowMs);
       });
       for (const kind of ["rpm", "tpm"] as const) {
         const limits = model.limits;
         if (limits?.[kind]) {
-          hgetall(keys.bucket("model", modelId, kind), (raw) =>
+          hgetall(keys.bucket("model", modelId, kind), bucketHashSchema, (raw) =>
             (modelView.limits as LimitView[]).push(bucketView("model", kind, limits, raw, nowMs)),
           );
         }
@@ -177,8 +193,8 @@ export async function readProviderStatus(redis: RedisClient, config: Config, key
 
 /** The breaker an override names: a provider's, or a model's own (`POST /v1/providers/:id/breaker`). */
 export function breakerIdFor(config: Config, id: string): string | undefined {
-  if (config.file.providers[id]) return `provider:${id}`;
+  if (config.file.providers[id]) return breakerId("provider", id);
   const model = config.file.models[id];
-  if (model?.breaker) return `model:${id}`;
+  if (model?.breaker) return breakerId("model", id);
   return undefined;
 }

@@ -37,7 +37,7 @@ export function registerMetricsRoute(
         lines.push(`cascade_queue_jobs{queue="${label(queueName)}",state="${state}"} ${count}`);
       }
     }
-    const status = await readProviderStatus(deps.redis, deps.config, deps.keys, deps.clock.now());
+    const status = await readProviderStatus(deps.redis, deps.config, deps.keys);
     metric("cascade_breaker_state", "1 for the breaker's current state (closed, half_open, open).", "gauge");
     metric("cascade_recent_calls", "Upstream calls, errors and skips over the last 5 minutes.", "gauge");
     metric("cascade_limit_available", "Tokens available now in each rpm/tpm bucket.", "gauge");
