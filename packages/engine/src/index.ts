@@ -1,8 +1,10 @@
 // The engine: one completion request through its fallback chain. The worker runs it for queued
 // jobs; the API will run it for gateway requests. No BullMQ here (docs/architecture.md).
 export * from "./chain/call-charge.js";
+export * from "./chain/chain-context.js";
 export * from "./chain/chain-runner.js";
 export * from "./chain/interruption.js";
+export * from "./chain/job-outcome.js";
 export * from "./events/job-event-writer.js";
 export * from "./outbound/guarded-dispatcher.js";
 export * from "./providers/errors-openai.js";

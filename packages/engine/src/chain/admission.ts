@@ -1,6 +1,6 @@
 import { costUsd, type HopConfig, type ModelConfig, type Reason } from "@cascade/shared";
 import type { Ticket } from "../resilience/resilience.js";
-import type { ChainContext } from "./chain-runner.js";
+import type { ChainContext } from "./chain-context.js";
 import type { RequestEstimate } from "./prechecks.js";
 
 export type HopAdmission =

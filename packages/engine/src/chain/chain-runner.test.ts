@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { ProviderError } from "../providers/provider-error.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Completion, ProviderAdapter, ProviderCall } from "../providers/types.js";
-import { type ChainContext, runChain } from "./chain-runner.js";
+import type { ChainContext } from "./chain-context.js";
+import { runChain } from "./chain-runner.js";
 import { JobInterruption } from "./interruption.js";
 
 type Step = Completion | ProviderError | "hang";

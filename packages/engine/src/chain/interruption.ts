@@ -1,3 +1,7 @@
+import type { ChainContext, ChainResult } from "./chain-context.js";
+import type { ChainProgress } from "./chain-progress.js";
+import { cancelledOutcome } from "./job-outcome.js";
+
 /** Why a running job's signal was aborted from outside its chain. */
 export type InterruptionKind = "cancelled" | "lock_lost" | "shutdown";
 
@@ -11,4 +15,33 @@ export class JobInterruption extends Error {
 
 export function interruptionOf(signal: AbortSignal): JobInterruption | undefined {
   return signal.aborted && signal.reason instanceof JobInterruption ? signal.reason : undefined;
+}
+
+/**
+ * The one place an interrupted run becomes its result. Cancelled: the job ends cancelled, and no
+ * attempt is recorded for the stopped call (it neither succeeded nor failed for one of the
+ * contract's reasons). Shutdown: the job is handed back at once, its progress (the stopped call's
+ * charge included) saved for the run that resumes it. Lock lost: thrown on, since another run owns
+ * the job and its progress now (the call's charge is in the tenant's budget, settled already).
+ */
+export async function interruptedResult(
+  interruption: JobInterruption,
+  run: ChainProgress,
+  context: ChainContext,
+): Promise<ChainResult> {
+  const now = context.clock.now();
+  if (interruption.kind === "cancelled") {
+    return { kind: "finished", outcome: cancelledOutcome(run.progress, now) };
+  }
+  if (interruption.kind === "lock_lost") throw interruption;
+  try {
+    return await run.defer(now);
+  } catch (error) {
+    // Handing the job back matters more: the run that resumes it starts from the last save.
+    context.logger.error(
+      { job_id: context.jobId, err: (error as Error).message, cost_usd: run.progress.cost_usd },
+      "could not save the job's progress on shutdown",
+    );
+    return { kind: "deferred", until: now, progress: run.progress };
+  }
 }

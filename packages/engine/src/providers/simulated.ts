@@ -4,24 +4,9 @@ import {
   requestedMaxTokens,
   type SimulateSettings,
 } from "@cascade/shared";
+import { abortableDelay } from "../chain/abortable-delay.js";
 import { ProviderError } from "./provider-error.js";
 import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "./types.js";
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 function lastUserText(call: ProviderCall): string {
   for (let index = call.request.messages.length - 1; index >= 0; index -= 1) {

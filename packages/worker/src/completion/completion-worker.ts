@@ -1,5 +1,9 @@
 import {
+  cancelledOutcome,
   createJobEventWriter,
+  failedOutcome,
+  type InterruptionKind,
+  invalidJobOutcome,
   JobInterruption,
   type ProviderRegistry,
   type Resilience,
@@ -19,9 +23,9 @@ import {
   parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
-  unixSeconds,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
+import { InFlightRuns, interruptRun } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks } from "../lifecycle/run-lock.js";
 
 export interface CompletionWorkerOptions {
@@ -42,19 +46,9 @@ export interface CompletionWorkerOptions {
 export interface CompletionWorker {
   readonly worker: Worker<JobData, JobOutcome>;
   /** Aborts a running job held by this process; returns false when it holds no such job. */
-  interrupt(jobId: string, kind: "cancelled" | "lock_lost" | "shutdown"): boolean;
+  interrupt(jobId: string, kind: InterruptionKind): boolean;
   /** Stops taking jobs, lets running ones finish for `graceMs`, then hands the rest back. */
   close(graceMs: number): Promise<void>;
-}
-
-function invalidDataOutcome(message: string, now: number): JobOutcome {
-  return {
-    status: "failed",
-    cost_usd: 0,
-    attempts: [],
-    error: { type: "invalid_job", message: `job data failed validation: ${message}` },
-    finished_at: unixSeconds(now),
-  };
 }
 
 /**
@@ -66,84 +60,67 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const { config, logger, clock } = options;
   const random = options.random ?? Math.random;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
-  const inflight = new Map<string, AbortController>();
+  const runs = new InFlightRuns(clock);
   const runLocks = createRunLocks(options.connection, keys);
   let closing = false;
-  // Cancellations that arrive just before this worker registers the job.
-  const earlyInterruptions = new Map<string, { kind: JobInterruption["kind"]; at: number }>();
 
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
     const jobId = job.id as string;
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) {
       logger.error({ job_id: jobId, issues: formatZodError(parsed.error) }, "job data failed validation");
-      return invalidDataOutcome(formatZodError(parsed.error), clock.now());
+      return invalidJobOutcome(formatZodError(parsed.error), clock.now());
     }
     const data = parsed.data;
-    const controller = new AbortController();
-    // Progress and events are written only while this run holds the job's lock. A write that
-    // finds it gone (the run stalled past it and another worker may run the job now) stops the
-    // run here; BullMQ will refuse its result too, so it changes nothing.
-    const lock = runLocks.forRun(jobId, token ?? "", () => {
-      logger.warn({ job_id: jobId }, "this run no longer holds the job's lock; stopping it, writing nothing");
-      if (!controller.signal.aborted) controller.abort(new JobInterruption("lock_lost"));
-    });
-    // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
-    const events = data.request.stream
-      ? createJobEventWriter({
-          lock,
-          jobId,
-          retentionSeconds: config.settings.EVENTS_RETENTION_S,
-          logger,
-        })
-      : undefined;
     if (closing) {
       // BullMQ can hand a draining worker one more job; give it straight back, untouched.
       await job.moveToDelayed(clock.now(), token);
       throw new DelayedError();
     }
-    const progress = parseJobProgress(job.progress);
-    // A job starting again (after waiting for a limit, or a crash) may have been cancelled while
-    // no worker held it. First runs skip this read: they cannot have been cancelled as running.
-    if (
-      (progress || (job.attemptsStarted ?? 1) > 1) &&
-      (await options.connection.exists(keys.cancelRequest(jobId)))
-    ) {
-      const outcome: JobOutcome = {
-        status: "cancelled",
-        cost_usd: progress?.cost_usd ?? 0,
-        attempts: progress?.attempts ?? [],
-        error: { type: "cancelled", message: "the job was cancelled" },
-        ...(progress?.started_at !== undefined ? { started_at: progress.started_at } : {}),
-        finished_at: unixSeconds(clock.now()),
-      };
-      await events?.done(finishedJobObject(jobId, data, outcome));
-      await options.onFinished?.(job, data, outcome);
-      return outcome;
-    }
-    inflight.set(jobId, controller);
-    const early = earlyInterruptions.get(jobId);
-    if (early) {
-      earlyInterruptions.delete(jobId);
-      controller.abort(new JobInterruption(early.kind));
-    }
+    const controller = runs.start(jobId);
     try {
-      const result = await runChain({
-        jobId,
-        data,
-        config,
-        providers: options.providers,
-        clock,
-        logger,
-        random,
-        signal: controller.signal,
-        resilience: options.resilience,
-        events,
-        progress,
-        saveProgress: async (progress) => {
-          if (!(await lock.saveProgress(progress))) throw new JobInterruption("lock_lost");
-        },
+      // Progress and events are written only while this run holds the job's lock. A write that
+      // finds it gone (the run stalled past it and another worker may run the job now) stops the
+      // run here; BullMQ will refuse its result too, so it changes nothing.
+      const lock = runLocks.forRun(jobId, token ?? "", () => {
+        logger.warn(
+          { job_id: jobId },
+          "this run no longer holds the job's lock; stopping it, writing nothing",
+        );
+        interruptRun(controller, "lock_lost");
       });
+      // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
+      const events = data.request.stream
+        ? createJobEventWriter({
+            lock,
+            jobId,
+            retentionSeconds: config.settings.EVENTS_RETENTION_S,
+            logger,
+          })
+        : undefined;
+      const progress = parseJobProgress(job.progress);
+      // A job starting again (after waiting for a limit, or a crash) may have been cancelled while
+      // no worker held it. First runs skip this read: they cannot have been cancelled as running.
+      const result =
+        (progress || (job.attemptsStarted ?? 1) > 1) &&
+        (await options.connection.exists(keys.cancelRequest(jobId)))
+          ? ({ kind: "finished", outcome: cancelledOutcome(progress, clock.now()) } as const)
+          : await runChain({
+              jobId,
+              data,
+              config,
+              providers: options.providers,
+              clock,
+              logger,
+              random,
+              signal: controller.signal,
+              resilience: options.resilience,
+              events,
+              progress,
+              saveProgress: async (progress) => {
+                if (!(await lock.saveProgress(progress))) throw new JobInterruption("lock_lost");
+              },
+            });
       if (result.kind === "finished") {
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
@@ -151,18 +128,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }
-      // A job waiting again for the same limit has nothing new to save (nor to announce).
-      const next = result.progress;
-      const unchanged =
-        progress !== undefined &&
-        progress.hop === next.hop &&
-        progress.tries === next.tries &&
-        progress.attempts.length === next.attempts.length;
-      if (!unchanged && !(await lock.saveProgress(next))) throw new JobInterruption("lock_lost");
+      // The runner saved the progress to resume from; the job waits in the delayed set.
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
-      inflight.delete(jobId);
+      runs.end(jobId, controller);
     }
   };
 
@@ -184,7 +154,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         { job_id: jobId },
         "lost the job's lock; aborting its upstream call (another worker will run it)",
       );
-      interrupt(jobId, "lock_lost");
+      runs.interrupt(jobId, "lock_lost");
     }
   });
   worker.on("failed", (job, error) => {
@@ -196,44 +166,29 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       const data = jobDataSchema.safeParse(job.data);
       if (!data.success) return;
       const progress = parseJobProgress(job.progress);
+      const outcome = failedOutcome(
+        progress,
+        { type: "internal_error", message: error.message.slice(0, 500) },
+        clock.now(),
+      );
       void options
-        .onFinished(job, data.data, {
-          status: "failed",
-          cost_usd: progress?.cost_usd ?? 0,
-          attempts: progress?.attempts ?? [],
-          error: { type: "internal_error", message: error.message.slice(0, 500) },
-          ...(progress?.started_at !== undefined ? { started_at: progress.started_at } : {}),
-          finished_at: unixSeconds(clock.now()),
-        })
+        .onFinished(job, data.data, outcome)
         .catch((notifyError) =>
           logger.error({ job_id: job.id, err: notifyError }, "could not notify a failed job"),
         );
     }
   });
 
-  function interrupt(jobId: string, kind: JobInterruption["kind"]): boolean {
-    const controller = inflight.get(jobId);
-    if (!controller) {
-      const now = clock.now();
-      earlyInterruptions.set(jobId, { kind, at: now });
-      for (const [id, entry] of earlyInterruptions)
-        if (now - entry.at > 60_000) earlyInterruptions.delete(id);
-      return false;
-    }
-    if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
-    return true;
-  }
-
   return {
     worker,
-    interrupt,
+    interrupt: (jobId, kind) => runs.interrupt(jobId, kind),
     async close(graceMs) {
       closing = true;
       const closed = worker.close();
       const timer = setTimeout(() => {
-        if (inflight.size)
-          logger.warn({ jobs: inflight.size }, "shutdown grace over; handing running jobs back to the queue");
-        for (const jobId of inflight.keys()) interrupt(jobId, "shutdown");
+        if (runs.size)
+          logger.warn({ jobs: runs.size }, "shutdown grace over; handing running jobs back to the queue");
+        runs.interruptAll("shutdown");
       }, graceMs);
       try {
         await closed;

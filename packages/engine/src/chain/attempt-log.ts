@@ -1,0 +1,29 @@
+import type { Attempt } from "@cascade/shared";
+import type { ChainContext } from "./chain-context.js";
+
+/**
+ * The structured line of one attempt: `current_model` and `fallback_reason` are the fields
+ * operators filter on. An auth error is a configuration fault, so it is logged as an error.
+ */
+export function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): void {
+  const { logger } = context;
+  const fields = {
+    job_id: context.jobId,
+    tenant: context.data.tenant,
+    route: context.data.route,
+    hop: hopIndex,
+    current_model: attempt.model,
+    provider: attempt.provider,
+    outcome: attempt.outcome,
+    fallback_reason: attempt.reason,
+    http_status: attempt.http_status,
+    duration_ms: attempt.duration_ms,
+  };
+  if (attempt.outcome === "success") logger.info(fields, "hop succeeded");
+  else if (attempt.reason === "auth_error") {
+    logger.error(
+      { ...fields, detail: attempt.message },
+      "hop failed: provider rejected our credentials (configuration fault)",
+    );
+  } else logger.warn({ ...fields, detail: attempt.message }, `hop ${attempt.outcome}: ${attempt.reason}`);
+}

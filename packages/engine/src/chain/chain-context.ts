@@ -1,0 +1,33 @@
+import type { Clock, Config, JobData, JobOutcome, JobProgress, Logger } from "@cascade/shared";
+import type { JobEventSink } from "../events/job-event-writer.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import type { Resilience } from "../resilience/resilience.js";
+
+/** Everything one run of a job through its chain reads: the front door (worker, API) builds it. */
+export interface ChainContext {
+  jobId: string;
+  data: JobData;
+  config: Config;
+  providers: ProviderRegistry;
+  clock: Clock;
+  logger: Logger;
+  random: () => number;
+  /** Aborted with a JobInterruption on cancellation, lock loss or shutdown. */
+  signal: AbortSignal;
+  /** Where a previous run of this job stopped, if it made attempts. */
+  progress?: JobProgress;
+  /** Persists progress (BullMQ job progress) so a re-run resumes here. */
+  saveProgress(progress: JobProgress): Promise<unknown>;
+  /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */
+  resilience?: Resilience;
+  /** Live events of a streaming job (`request.stream: true`); absent for other jobs. */
+  events?: JobEventSink;
+}
+
+/**
+ * How a run ends: with the job's terminal outcome, or with a time to resume at (a wait too long to
+ * hold a worker slot for, or a shutdown) and the progress, already saved, to resume from.
+ */
+export type ChainResult =
+  | { kind: "finished"; outcome: JobOutcome }
+  | { kind: "deferred"; until: number; progress: JobProgress };

@@ -1,0 +1,58 @@
+import { type Attempt, type JobProgress, unixSeconds } from "@cascade/shared";
+import { logAttempt } from "./attempt-log.js";
+import type { ChainContext, ChainResult } from "./chain-context.js";
+
+/** Sums USD amounts without letting binary float noise pile up over many calls. */
+function addUsd(total: number, amount: number): number {
+  return Math.round((total + amount) * 1e10) / 1e10;
+}
+
+/**
+ * One run's progress through its chain, and the one place it is saved. A save writes only what
+ * changed since the last one: a run that finishes writes nothing (its outcome carries it all),
+ * and a job waiting again for the same limit has nothing new to save.
+ */
+export class ChainProgress {
+  readonly progress: JobProgress;
+  /** Changed since it was last saved (or since the run began). */
+  private dirty = false;
+  /** Never saved yet: a first run saves its start before it waits, so a resumed run keeps it. */
+  private fresh: boolean;
+
+  constructor(private readonly context: ChainContext) {
+    this.progress = context.progress
+      ? structuredClone(context.progress)
+      : { hop: 0, tries: 0, attempts: [], cost_usd: 0 };
+    this.progress.started_at ??= unixSeconds(context.clock.now());
+    this.fresh = context.progress === undefined;
+  }
+
+  /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */
+  record(attempt: Attempt): void {
+    this.progress.attempts.push(attempt);
+    this.dirty = true;
+    logAttempt(this.context, attempt, this.progress.hop);
+    this.context.events?.attempt(attempt);
+  }
+
+  addCost(usd: number): void {
+    if (usd <= 0) return;
+    this.progress.cost_usd = addUsd(this.progress.cost_usd, usd);
+    this.dirty = true;
+  }
+
+  /** Saves attempts made since the last save, so a crash from here on does not repeat them. */
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    await this.context.saveProgress(this.progress);
+    this.dirty = false;
+    this.fresh = false;
+  }
+
+  /** Hands the job back until `until`, its progress saved for the run that resumes it. */
+  async defer(until: number): Promise<ChainResult> {
+    if (this.fresh) this.dirty = true;
+    await this.save();
+    return { kind: "deferred", until, progress: this.progress };
+  }
+}

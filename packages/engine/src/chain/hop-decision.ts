@@ -1,0 +1,31 @@
+import type { ProviderError } from "../providers/provider-error.js";
+import { backoffDelayMs } from "./backoff.js";
+import type { ChainContext } from "./chain-context.js";
+
+export type HopDecision =
+  | { action: "retry"; delayMs: number }
+  | { action: "next" }
+  | { action: "fail"; type: string };
+
+/**
+ * What follows a failed call: the job fails at once (the request itself is wrong, or the route
+ * refuses filtered content), the hop is tried again after a backoff, or the chain moves on.
+ */
+export function decideAfterError(
+  context: ChainContext,
+  error: ProviderError,
+  retriesLeft: number,
+  retryNumber: number,
+): HopDecision {
+  const { policy, deadline_at: deadline } = context.data;
+  if (error.reason === "bad_request" && !error.providerSpecific && policy.on_bad_request === "fail") {
+    return { action: "fail", type: "bad_request" };
+  }
+  if (error.reason === "content_filter" && policy.on_content_filter === "fail") {
+    return { action: "fail", type: "content_filter" };
+  }
+  if (!error.isRetryable || retriesLeft <= 0) return { action: "next" };
+  const delayMs = backoffDelayMs(retryNumber, error.retryAfterMs, context.random);
+  if (error.reason === "rate_limited" && context.clock.now() + delayMs > deadline) return { action: "next" };
+  return { action: "retry", delayMs };
+}

@@ -1,0 +1,213 @@
+import { type Attempt, costUsd, type ModelConfig, unixSeconds } from "@cascade/shared";
+import { ProviderError } from "../providers/provider-error.js";
+import type { Completion, StreamSink } from "../providers/types.js";
+import type { Ticket } from "../resilience/resilience.js";
+import { abortableDelay } from "./abortable-delay.js";
+import { admitHop } from "./admission.js";
+import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
+import type { ChainContext, ChainResult } from "./chain-context.js";
+import type { ChainProgress } from "./chain-progress.js";
+import { toChatCompletion } from "./chat-completion.js";
+import { callHop } from "./hop-call.js";
+import { decideAfterError } from "./hop-decision.js";
+import type { JobInterruption } from "./interruption.js";
+import { failedOutcome, succeededOutcome } from "./job-outcome.js";
+import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from "./prechecks.js";
+
+export const DEFAULT_HOP_TIMEOUT_MS = 60_000;
+/** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
+export const INLINE_WAIT_LIMIT_MS = 1_000;
+
+/** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
+export type HopStep = ChainResult | "next";
+
+function skipped(
+  modelId: string,
+  providerId: string,
+  reason: Attempt["reason"],
+  message: string,
+  now: number,
+) {
+  return {
+    model: modelId,
+    provider: providerId,
+    outcome: "skipped",
+    reason,
+    message,
+    duration_ms: 0,
+    started_at: unixSeconds(now),
+  } satisfies Attempt;
+}
+
+/**
+ * Settles one call's ticket, once, however the call ended, and charges the job what the call
+ * cost. A success's settlement is not awaited (it never delays the job's result); a failure's is,
+ * so the breaker and cooldown it sets are in place before the chain picks its next step. A call
+ * that ends badly is still charged what the provider bills for it (see call-charge.ts).
+ */
+function settleCall(
+  context: ChainContext,
+  run: ChainProgress,
+  ticket: Ticket | undefined,
+  model: ModelConfig,
+  completion: Completion | undefined,
+  failure: ProviderError | JobInterruption | undefined,
+  call: { promptEstimate: number; streamedCharacters: number; dispatched: boolean },
+): Promise<void> | undefined {
+  if (completion) {
+    const { promptTokens, completionTokens } = completion.usage;
+    const cost = costUsd(model, promptTokens, completionTokens);
+    run.addCost(cost);
+    if (ticket) {
+      void context.resilience?.settle(ticket, {
+        reason: undefined,
+        promptTokens,
+        completionTokens,
+        costUsd: cost,
+      });
+    }
+    return undefined;
+  }
+  const error = failure instanceof ProviderError ? failure : undefined;
+  const billed = chargeUnfinishedCall(model, {
+    usage: error?.usage,
+    promptEstimate: call.promptEstimate,
+    streamedCharacters: call.streamedCharacters,
+    // An interrupted call was abandoned only if it was sent: a cancel during admission reached
+    // no provider.
+    abandoned: error === undefined ? call.dispatched : error.reason === "timeout",
+  });
+  run.addCost(billed.costUsd);
+  if (!ticket) return undefined;
+  return context.resilience?.settle(
+    ticket,
+    error
+      ? { reason: error.reason, retryAfterMs: error.retryAfterMs, ...billed }
+      : { reason: undefined, aborted: true, ...billed },
+  );
+}
+
+/**
+ * Runs the chain's current hop: prechecks, then for each try admit → call → settle → record →
+ * decide. Returns the run's result when the job ends or must wait, "next" to fall back. A
+ * JobInterruption (cancel, lock loss, shutdown) is thrown on, after the call is settled, for the
+ * chain to turn into its result (interruption.ts).
+ */
+export async function runHop(
+  context: ChainContext,
+  run: ChainProgress,
+  estimate: RequestEstimate,
+): Promise<HopStep> {
+  const { data, config, clock } = context;
+  const progress = run.progress;
+  const hopIndex = progress.hop;
+  const hop = data.chain[hopIndex];
+  if (!hop) return "next";
+  const model = config.file.models[hop.model];
+  const providerId = model?.provider ?? "unknown";
+  const skip = model ? precheckHop(hop, model, estimate, data, progress.cost_usd) : undefined;
+  if (skip || !model) {
+    run.record(
+      skipped(
+        hop.model,
+        providerId,
+        skip?.reason ?? "bad_request",
+        skip?.message ?? `model ${hop.model} is no longer configured`,
+        clock.now(),
+      ),
+    );
+    return "next";
+  }
+  const maxRetries = hop.max_retries ?? 0;
+  const strip = needsImageStrip(model, estimate, data);
+  const request = strip ? stripImages(data.request) : data.request;
+  const note = strip ? "images replaced by a text placeholder (on_missing_vision: strip)" : undefined;
+  const timeoutMs = hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS;
+  while (true) {
+    await run.save();
+    const admission = await admitHop(context, hop, model, estimate, timeoutMs);
+    if (admission.kind === "defer") {
+      context.logger.debug(
+        { job_id: context.jobId, current_model: hop.model, until: admission.until },
+        "waiting for capacity",
+      );
+      return run.defer(admission.until);
+    }
+    if (admission.kind === "skip") {
+      run.record(skipped(hop.model, providerId, admission.reason, admission.message, clock.now()));
+      return "next";
+    }
+    const startedMs = clock.now();
+    const call = { promptEstimate: estimate.promptTokens, streamedCharacters: 0, dispatched: false };
+    let streamed = false;
+    const sink: StreamSink | undefined = context.events
+      ? {
+          delta: (part) => {
+            streamed = true;
+            call.streamedCharacters += streamedCharactersOf(part);
+            context.events?.delta(hopIndex, part);
+          },
+        }
+      : undefined;
+    call.dispatched = !context.signal.aborted;
+    let completion: Completion | undefined;
+    let failure: ProviderError | JobInterruption | undefined;
+    try {
+      completion = await callHop(context, hop.model, model, timeoutMs, request, sink);
+    } catch (caught) {
+      // callHop throws a ProviderError, or the job's JobInterruption.
+      failure = caught as ProviderError | JobInterruption;
+      if (streamed && failure instanceof ProviderError) context.events?.restart(hopIndex, failure.reason);
+    }
+    const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
+    if (settling) await settling;
+    if (completion) {
+      run.record({
+        model: hop.model,
+        provider: providerId,
+        outcome: "success",
+        ...(note ? { message: note } : {}),
+        duration_ms: clock.now() - startedMs,
+        started_at: unixSeconds(startedMs),
+      });
+      const result = toChatCompletion(completion, {
+        id: `chatcmpl-${context.jobId.replace(/^job_/, "")}`,
+        modelId: hop.model,
+        created: unixSeconds(clock.now()),
+      });
+      return {
+        kind: "finished",
+        outcome: succeededOutcome(progress, hop.model, providerId, result, clock.now()),
+      };
+    }
+    if (!(failure instanceof ProviderError)) throw failure;
+    const error = failure;
+    progress.tries += 1;
+    run.record({
+      model: hop.model,
+      provider: providerId,
+      outcome: "error",
+      reason: error.reason,
+      ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
+      ...(error.retryAfterMs !== undefined ? { retry_after_ms: error.retryAfterMs } : {}),
+      message: (note ? `${note}; ${error.message}` : error.message).slice(0, 500),
+      duration_ms: clock.now() - startedMs,
+      started_at: unixSeconds(startedMs),
+    });
+    const decision = decideAfterError(context, error, maxRetries - (progress.tries - 1), progress.tries);
+    if (decision.action === "fail") {
+      return {
+        kind: "finished",
+        outcome: failedOutcome(
+          progress,
+          { type: decision.type, message: `${hop.model}: ${error.message}`.slice(0, 500) },
+          clock.now(),
+        ),
+      };
+    }
+    if (decision.action === "next") return "next";
+    if (decision.delayMs > INLINE_WAIT_LIMIT_MS) return run.defer(clock.now() + decision.delayMs);
+    // Rejects with the job's JobInterruption when the job is interrupted while it waits.
+    await abortableDelay(decision.delayMs, context.signal);
+  }
+}

@@ -1,0 +1,65 @@
+import { type InterruptionKind, JobInterruption } from "@cascade/engine";
+import type { Clock } from "@cascade/shared";
+
+/** How long an interruption for a job this process does not hold yet is kept for it. */
+const EARLY_INTERRUPTION_TTL_MS = 60_000;
+
+/** Aborts a run's signal with the JobInterruption the chain turns into its result (once). */
+export function interruptRun(controller: AbortController, kind: InterruptionKind): void {
+  if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
+}
+
+/**
+ * The runs this worker process holds, and the one way to interrupt them: a cancellation (pub/sub),
+ * a lost lock (BullMQ's `lockRenewalFailed`) or a shutdown. An interruption that arrives just
+ * before its job is registered here (the cancel raced the job's start) is kept for a minute and
+ * applied when the run starts.
+ */
+export class InFlightRuns {
+  private readonly runs = new Map<string, AbortController>();
+  private readonly early = new Map<string, { kind: InterruptionKind; at: number }>();
+
+  constructor(private readonly clock: Clock) {}
+
+  get size(): number {
+    return this.runs.size;
+  }
+
+  /** Registers a run of `jobId`; its controller is already aborted if an interruption came first. */
+  start(jobId: string): AbortController {
+    const controller = new AbortController();
+    this.runs.set(jobId, controller);
+    const early = this.early.get(jobId);
+    if (early) {
+      this.early.delete(jobId);
+      interruptRun(controller, early.kind);
+    }
+    return controller;
+  }
+
+  /** Forgets the run (only that run: a later run of the same job may hold the entry now). */
+  end(jobId: string, controller: AbortController): void {
+    if (this.runs.get(jobId) === controller) this.runs.delete(jobId);
+  }
+
+  /** Aborts the run of `jobId` held here; false (the interruption kept for a while) when none is. */
+  interrupt(jobId: string, kind: InterruptionKind): boolean {
+    const controller = this.runs.get(jobId);
+    if (controller) {
+      interruptRun(controller, kind);
+      return true;
+    }
+    const now = this.clock.now();
+    this.early.set(jobId, { kind, at: now });
+    for (const [id, entry] of this.early) {
+      if (now - entry.at > EARLY_INTERRUPTION_TTL_MS) this.early.delete(id);
+    }
+    return false;
+  }
+
+  /** Interrupts every run held here (a shutdown whose grace is over); returns how many. */
+  interruptAll(kind: InterruptionKind): number {
+    for (const controller of this.runs.values()) interruptRun(controller, kind);
+    return this.runs.size;
+  }
+}
