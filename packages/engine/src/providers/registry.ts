@@ -8,6 +8,7 @@ import { createSimulatedAdapter } from "./simulated.js";
 import type { ProviderAdapter } from "./types.js";
 
 export interface ProviderRegistry {
+  /** The adapter of a configured provider; throws ConfigError for an id the config lacks. */
   get(providerId: string): ProviderAdapter;
 }
 
@@ -54,7 +55,10 @@ export function createProviderRegistry(
   return {
     get(providerId) {
       const adapter = adapters.get(providerId);
-      if (!adapter) throw new Error(`no adapter for provider ${providerId}`);
+      // A model naming a provider this process's config lacks: the config, not the request, is wrong.
+      if (!adapter) {
+        throw new ConfigError(`providers.${providerId}: no such provider in this process's config`);
+      }
       return adapter;
     },
   };
