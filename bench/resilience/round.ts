@@ -139,6 +139,7 @@ export async function runResilienceRound(
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,
+          keys,
           providers: modules.engine.createProviderRegistry(config),
           logger,
           clock: shared.systemClock,

@@ -170,6 +170,7 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
         const completions = workerModule.createCompletionWorker({
           config,
           connection: workerConnection,
+          keys,
           providers: modules.engine.createProviderRegistry(config),
           logger,
           clock: shared.systemClock,

@@ -3,14 +3,18 @@ import { buildApp, type CascadeApp } from "@cascade/api";
 import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   type BatchProcessing,
+  type CompletionQueue,
   type Config,
   createBatchProcessing,
   createKeys,
+  createQueue,
   createRedis,
   type HostResolver,
   loadConfig,
+  QUEUE_NAMES,
   type RedisClient,
   systemClock,
+  type WebhookQueue,
 } from "@cascade/shared";
 import {
   type CompletionWorker,
@@ -92,23 +96,34 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const workers: CompletionWorker[] = [];
   const resilienceInstances: Resilience[] = [];
   const connections: RedisClient[] = [redis];
+  // As packages/worker/src/main.ts composes a worker process: keys and queues built once here.
+  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const webhookConnection = createRedis(options.redisUrl);
   connections.push(webhookConnection);
-  const webhookNotifier = createWebhookNotifier({
-    config,
+  const completionQueue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
     connection: webhookConnection,
+    prefix: keys.bullPrefix,
     logger,
-    clock: systemClock,
   });
+  const webhookQueue: WebhookQueue = createQueue(QUEUE_NAMES.webhooks, {
+    connection: webhookConnection,
+    prefix: keys.bullPrefix,
+    logger,
+  });
+  const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
   const batches = createBatchProcessing({
     config,
     connection: webhookConnection,
+    keys,
+    queue: completionQueue,
     logger,
     ...options.batches,
   });
   const webhookWorker = createWebhookWorker({
     config,
     connection: webhookConnection,
+    keys,
+    completions: completionQueue,
     logger,
     clock: systemClock,
     ...(options.webhooks?.timeoutMs ? { timeoutMs: options.webhooks.timeoutMs } : {}),
@@ -120,18 +135,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const connection = createRedis(options.redisUrl, { autoPipelining: true });
     const subscriber = createRedis(options.redisUrl);
     connections.push(connection, subscriber);
-    const resilience = new Resilience(
-      connection,
-      config,
-      createKeys(config.settings.CASCADE_REDIS_PREFIX),
-      logger,
-      systemClock,
-    );
+    const resilience = new Resilience(connection, config, keys, logger, systemClock);
     await resilience.listen(subscriber);
     resilienceInstances.push(resilience);
     const worker = createCompletionWorker({
       config,
       connection,
+      keys,
       providers: createProviderRegistry(config),
       logger,
       clock: systemClock,
@@ -140,7 +150,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       resilience,
       onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
     });
-    await listenForCancellations(subscriber, config, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
+    await listenForCancellations(subscriber, keys, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();
     batches.watch(worker.worker);
     batches.start();
@@ -185,7 +195,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         batches.close(),
       ]);
       await Promise.all(resilienceInstances.map((resilience) => resilience.close()));
-      await webhookNotifier.close();
+      await Promise.all([completionQueue.close(), webhookQueue.close()]);
       await app.close();
       for (const connection of connections) connection.disconnect();
     },

@@ -1,8 +1,11 @@
 import {
+  BatchStore,
+  bullConnection,
   type Clock,
   type Config,
   createKeys,
   createQueue,
+  FileStore,
   type HostResolver,
   type IdGenerator,
   type JobData,
@@ -30,6 +33,7 @@ import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
+import { UsageStore } from "./jobs/usage-store.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
@@ -78,9 +82,13 @@ function readerConnection(redis: RedisClient): Redis | Cluster {
     : redis.duplicate(reader);
 }
 
-/** Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0. */
+/**
+ * Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0.
+ * The API's composition root: its keys, queues and stores are built here, once, and passed down.
+ */
 export function buildApp(deps: AppDeps): CascadeApp {
   const { config, redis, logger } = deps;
+  const retention = config.settings.JOB_RETENTION_S;
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const queue = createQueue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
     connection: redis,
@@ -92,7 +100,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     prefix: keys.bullPrefix,
     logger,
   });
-  const webhookStore = new WebhookDeliveryStore(redis, keys, config.settings.JOB_RETENTION_S);
+  const webhookStore = new WebhookDeliveryStore(redis, keys, retention);
   // Every connection reports its errors to the log: an ioredis client without an error listener
   // prints "[ioredis] Unhandled error event" dumps outside the JSON log.
   const logRedisError = (source: string) => (error: Error) =>
@@ -101,14 +109,14 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const eventsConnection = readerConnection(redis);
   eventsConnection.on("error", logRedisError("job events"));
   const waiters = new JobWaiters(
-    { connection: eventsConnection as never, prefix: keys.bullPrefix, autorun: true },
+    { connection: bullConnection(eventsConnection), prefix: keys.bullPrefix, autorun: true },
     logger,
   );
   // Streaming jobs' event streams: one blocking XREAD for every SSE reader of this process.
   const streamsConnection = readerConnection(redis);
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
-  const store = new JobStore(queue, redis, keys, config.settings.JOB_RETENTION_S);
+  const store = new JobStore(queue, redis, keys, retention);
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -155,9 +163,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
-    registerOpsRoutes(instance, redis);
+    registerOpsRoutes(instance, { pingRedis: () => redis.ping() });
     registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
-    registerUsageRoutes(instance, { redis, keys, clock: deps.clock ?? systemClock });
+    registerUsageRoutes(instance, { usage: new UsageStore(redis, keys), clock: deps.clock ?? systemClock });
     registerMetricsRoute(instance, {
       config,
       redis,
@@ -183,7 +191,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
     registerJobEventRoutes(instance, { store, waiters, streams, keys });
     registerBatchApi(instance, {
       config,
-      redis,
+      store: new BatchStore(redis, keys, retention),
+      files: new FileStore(redis, keys, retention),
       queue,
       logger,
       newId: deps.newId ?? ((prefix) => newId(prefix)),

@@ -1,11 +1,15 @@
 import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
+  type CompletionQueue,
   createBatchProcessing,
   createKeys,
+  createQueue,
   createRedis,
+  QUEUE_NAMES,
   redactRedisUrl,
   startProcess,
   systemClock,
+  type WebhookQueue,
 } from "@cascade/shared";
 import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
@@ -13,6 +17,7 @@ import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
 import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
 import { createWebhookWorker } from "./webhooks/webhook-worker.js";
 
+/** The worker process's composition root: keys, connections, queues and stores are built here. */
 async function main(): Promise<void> {
   const { config, logger, redisCheck, fail } = await startProcess("worker", process.env);
   const { settings } = config;
@@ -38,18 +43,25 @@ async function main(): Promise<void> {
       logger.warn({ err: error.message }, "redis connection error; retrying"),
     );
   }
-  const webhookNotifier = createWebhookNotifier({ config, connection, logger, clock: systemClock });
-  const batches = createBatchProcessing({ config, connection, logger });
-  const resilience = new Resilience(
+  const keys = createKeys(settings.CASCADE_REDIS_PREFIX);
+  // Producers and readers of both queues share one Queue each (a Worker is its own consumer).
+  const completionQueue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
     connection,
-    config,
-    createKeys(settings.CASCADE_REDIS_PREFIX),
+    prefix: keys.bullPrefix,
     logger,
-    systemClock,
-  );
+  });
+  const webhookQueue: WebhookQueue = createQueue(QUEUE_NAMES.webhooks, {
+    connection,
+    prefix: keys.bullPrefix,
+    logger,
+  });
+  const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
+  const batches = createBatchProcessing({ config, connection, keys, queue: completionQueue, logger });
+  const resilience = new Resilience(connection, config, keys, logger, systemClock);
   const completions = createCompletionWorker({
     config,
     connection,
+    keys,
     providers,
     logger,
     clock: systemClock,
@@ -66,12 +78,14 @@ async function main(): Promise<void> {
   const webhooks = createWebhookWorker({
     config,
     connection,
+    keys,
+    completions: completionQueue,
     logger,
     clock: systemClock,
     secrets: webhookSecrets,
   });
   await resilience.listen(subscriber);
-  await listenForCancellations(subscriber, config, logger, (jobId) =>
+  await listenForCancellations(subscriber, keys, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),
   );
   logger.info(
@@ -103,7 +117,7 @@ async function main(): Promise<void> {
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
       await resilience.close();
-      await webhookNotifier.close();
+      await Promise.all([completionQueue.close(), webhookQueue.close()]);
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());
       logger.info("worker stopped");

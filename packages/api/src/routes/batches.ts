@@ -1,13 +1,11 @@
 import {
-  BatchStore,
+  type BatchStore,
   type CompletionQueue,
   type Config,
   createBatchBodySchema,
-  createKeys,
-  FileStore,
+  type FileStore,
   type IdGenerator,
   type Logger,
-  type RedisClient,
   toBatchObject,
 } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
@@ -19,7 +17,8 @@ import { registerFileRoutes } from "./files.js";
 
 export interface BatchApiDeps {
   config: Config;
-  redis: RedisClient;
+  store: BatchStore;
+  files: FileStore;
   queue: CompletionQueue;
   logger: Logger;
   newId: IdGenerator;
@@ -36,14 +35,10 @@ const listQuery = z.object({
  * reads from and writes to, so the official SDKs work with only their base URL changed.
  */
 export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void {
-  const { config, redis } = deps;
-  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
-  const retention = config.settings.JOB_RETENTION_S;
-  const files = new FileStore(redis, keys, retention);
-  const store = new BatchStore(redis, keys, retention);
-  const service = new BatchService({ ...deps, store, files });
+  const { store, files } = deps;
+  const service = new BatchService(deps);
   app.addHook("onClose", () => service.close());
-  registerFileRoutes(app, { files, redis, dataKey: keys.fileData });
+  registerFileRoutes(app, { files });
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
   routes.post("/v1/batches", { schema: { body: createBatchBodySchema } }, async (request, reply) => {

@@ -1,12 +1,5 @@
 import { Readable } from "node:stream";
-import {
-  type FileObject,
-  type FileStore,
-  FileTooLargeError,
-  MAX_FILE_BYTES,
-  type RedisClient,
-  readChunks,
-} from "@cascade/shared";
+import { type FileObject, type FileStore, FileTooLargeError, MAX_FILE_BYTES } from "@cascade/shared";
 import fastifyMultipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
@@ -15,8 +8,6 @@ import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
 
 export interface FileRoutesDeps {
   files: FileStore;
-  redis: RedisClient;
-  dataKey: (fileId: string) => string;
 }
 
 const fileParams = z.object({ id: z.string().min(1).max(200) });
@@ -169,7 +160,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         .header("content-type", "application/octet-stream")
         .header("content-length", String(file.bytes))
         .header("content-disposition", `attachment; filename="${file.filename.replace(/["\\\r\n]/g, "_")}"`);
-      return reply.send(Readable.from(readChunks(deps.redis, deps.dataKey(file.id))));
+      return reply.send(Readable.from(files.content(file.id)));
     });
 
     routes.delete("/v1/files/:id", { schema: { params: fileParams } }, async (request) => {

@@ -1,8 +1,8 @@
-import type { RedisClient } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import { sendError } from "../plugins/error-handler.js";
 
-export function registerOpsRoutes(app: FastifyInstance, redis: RedisClient): void {
+/** GET /healthz and /readyz; `pingRedis` is a round trip to Redis (readiness is reaching it). */
+export function registerOpsRoutes(app: FastifyInstance, deps: { pingRedis: () => Promise<unknown> }): void {
   app.get("/healthz", { config: { access: "public" } }, async () => ({ status: "ok" }));
 
   app.get("/readyz", { config: { access: "public" } }, async (_request, reply) => {
@@ -10,7 +10,7 @@ export function registerOpsRoutes(app: FastifyInstance, redis: RedisClient): voi
       const timeout = new Promise<never>((_resolve, reject) =>
         setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref(),
       );
-      await Promise.race([redis.ping(), timeout]);
+      await Promise.race([deps.pingRedis(), timeout]);
       return { status: "ready", redis: "ok" };
     } catch (error) {
       return sendError(

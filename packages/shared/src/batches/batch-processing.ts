@@ -2,8 +2,7 @@ import type { Worker } from "bullmq";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import type { RedisClient } from "../redis/connection.js";
-import { createKeys, QUEUE_NAMES } from "../redis/keys.js";
-import { createQueue } from "../redis/queues.js";
+import type { Keys } from "../redis/keys.js";
 import type { JobData, JobOutcome } from "../schemas/job.js";
 import type { CompletionQueue } from "./batch-drain.js";
 import { createBatchRecorder } from "./batch-recorder.js";
@@ -23,19 +22,16 @@ export interface BatchProcessing {
 export function createBatchProcessing(options: {
   config: Config;
   connection: RedisClient;
+  keys: Keys;
+  /** The process's completion queue (its owner closes it), where resumed batch lines go. */
+  queue: CompletionQueue;
   logger: Logger;
   sweepIntervalMs?: number;
   idleMs?: number;
 }): BatchProcessing {
-  const { config, connection } = options;
+  const { config, connection, keys, queue } = options;
   const logger = options.logger.child({ component: "batches" });
-  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const store = new BatchStore(connection, keys, config.settings.JOB_RETENTION_S);
-  const queue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
-    connection,
-    prefix: keys.bullPrefix,
-    logger,
-  });
   const recorder = createBatchRecorder({ store, logger });
   const sweeper = new BatchSweeper({
     store,
@@ -52,7 +48,6 @@ export function createBatchProcessing(options: {
     async close() {
       await recorder.drain();
       await sweeper.close();
-      await queue.close();
     },
   };
 }

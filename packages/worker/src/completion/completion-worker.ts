@@ -10,15 +10,16 @@ import {
   runChain,
 } from "@cascade/engine";
 import {
+  bullConnection,
   type Clock,
   type Config,
-  createKeys,
   endedForGood,
   finishedJobObject,
   formatZodError,
   type JobData,
   type JobOutcome,
   jobDataSchema,
+  type Keys,
   type Logger,
   parseJobProgress,
   QUEUE_NAMES,
@@ -31,6 +32,7 @@ import { createRunLocks } from "../lifecycle/run-lock.js";
 export interface CompletionWorkerOptions {
   config: Config;
   connection: RedisClient;
+  keys: Keys;
   providers: ProviderRegistry;
   logger: Logger;
   clock: Clock;
@@ -57,9 +59,8 @@ export interface CompletionWorker {
  * its progress saved, when it must wait longer than is worth holding a slot for.
  */
 export function createCompletionWorker(options: CompletionWorkerOptions): CompletionWorker {
-  const { config, logger, clock } = options;
+  const { config, keys, logger, clock } = options;
   const random = options.random ?? Math.random;
-  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const runs = new InFlightRuns(clock);
   const runLocks = createRunLocks(options.connection, keys);
   let closing = false;
@@ -137,7 +138,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   };
 
   const worker = new Worker<JobData, JobOutcome>(QUEUE_NAMES.completions, processor, {
-    connection: options.connection as never,
+    connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
     concurrency: options.concurrency,
     lockDuration: options.lockDurationMs,

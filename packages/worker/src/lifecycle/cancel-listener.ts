@@ -1,4 +1,4 @@
-import { type Config, createKeys, type Logger, type RedisClient } from "@cascade/shared";
+import type { Keys, Logger, RedisClient } from "@cascade/shared";
 
 /**
  * Listens for cancellations of running jobs announced on Redis pub/sub (by whichever API
@@ -6,11 +6,11 @@ import { type Config, createKeys, type Logger, type RedisClient } from "@cascade
  */
 export async function listenForCancellations(
   subscriber: RedisClient,
-  config: Config,
+  keys: Keys,
   logger: Logger,
   interrupt: (jobId: string) => boolean,
 ): Promise<void> {
-  const channel = createKeys(config.settings.CASCADE_REDIS_PREFIX).cancelChannel;
+  const channel = keys.cancelChannel;
   subscriber.on("message", (received: string, jobId: string) => {
     if (received !== channel) return;
     if (interrupt(jobId)) logger.info({ job_id: jobId }, "cancelling running job");

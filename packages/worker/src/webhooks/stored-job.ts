@@ -1,14 +1,12 @@
 import {
-  createQueue,
+  type CompletionQueue,
   type JobData,
   type JobObject,
   type JobOutcome,
   jobDataSchema,
   jobOutcomeSchema,
   type Keys,
-  type Logger,
   parseJobProgress,
-  QUEUE_NAMES,
   type RedisClient,
   toJobObject,
 } from "@cascade/shared";
@@ -34,7 +32,6 @@ const cancelledRecordSchema = z.object({
 
 export interface StoredJobReader {
   read(jobId: string): Promise<StoredJobLookup>;
-  close(): Promise<void>;
 }
 
 /**
@@ -45,14 +42,10 @@ export interface StoredJobReader {
 export function createStoredJobReader(options: {
   connection: RedisClient;
   keys: Keys;
-  logger: Logger;
+  /** The completion queue the jobs are on (read only). */
+  queue: CompletionQueue;
 }): StoredJobReader {
-  const { connection, keys, logger } = options;
-  const queue = createQueue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
-    connection,
-    prefix: keys.bullPrefix,
-    logger,
-  });
+  const { connection, keys, queue } = options;
   return {
     async read(jobId) {
       const job = await Job.fromId<JobData, JobOutcome>(queue, jobId);
@@ -90,6 +83,5 @@ export function createStoredJobReader(options: {
         endedAt: (record.data.job.finished_at ?? 0) * 1000,
       };
     },
-    close: () => queue.close(),
   };
 }

@@ -1,15 +1,11 @@
 import {
   type Clock,
   type Config,
-  createKeys,
-  createQueue,
   enqueueWebhook,
   finishedJobObject,
   type JobData,
   type JobOutcome,
   type Logger,
-  QUEUE_NAMES,
-  type RedisClient,
   type WebhookQueue,
 } from "@cascade/shared";
 import type { Job } from "bullmq";
@@ -17,7 +13,6 @@ import type { Job } from "bullmq";
 export interface WebhookNotifier {
   /** The completion worker's `onFinished` hook: queues the job's webhook, if it has one. */
   onFinished(job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome): Promise<void>;
-  close(): Promise<void>;
 }
 
 /**
@@ -33,16 +28,12 @@ const ENQUEUE_ATTEMPTS = 6;
 
 export function createWebhookNotifier(options: {
   config: Config;
-  connection: RedisClient;
+  /** The process's webhook queue (its owner closes it). */
+  queue: WebhookQueue;
   logger: Logger;
   clock: Clock;
 }): WebhookNotifier {
-  const { config, logger, clock } = options;
-  const queue: WebhookQueue = createQueue(QUEUE_NAMES.webhooks, {
-    connection: options.connection,
-    prefix: createKeys(config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
-    logger,
-  });
+  const { config, queue, logger, clock } = options;
   return {
     async onFinished(job, data, outcome) {
       if (!data.webhook) return;
@@ -63,6 +54,5 @@ export function createWebhookNotifier(options: {
         }
       }
     },
-    close: () => queue.close(),
   };
 }

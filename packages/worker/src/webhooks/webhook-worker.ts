@@ -1,11 +1,13 @@
 import { createGuardedDispatcher } from "@cascade/engine";
 import {
+  bullConnection,
   type Clock,
+  type CompletionQueue,
   type Config,
-  createKeys,
   type DeliveryStatus,
   formatZodError,
   type HostResolver,
+  type Keys,
   type Logger,
   QUEUE_NAMES,
   type RedisClient,
@@ -27,6 +29,9 @@ export const WEBHOOK_TIMEOUT_MS = 15_000;
 export interface WebhookWorkerOptions {
   config: Config;
   connection: RedisClient;
+  keys: Keys;
+  /** The process's completion queue (its owner closes it): deliveries read their jobs from it. */
+  completions: CompletionQueue;
   logger: Logger;
   clock: Clock;
   /** Deliveries in flight per process (default 100: they mostly wait on receivers). */
@@ -75,11 +80,10 @@ export function notEndedRetryDelay(waitedMs: number): number {
  * and the schedule-based backoff drive the retries, UnrecoverableError ends a delivery at once.
  */
 export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorker {
-  const { config, logger, clock } = options;
+  const { config, keys, logger, clock } = options;
   const settings = config.file.webhooks;
   const secrets = options.secrets ?? resolveTenantSecrets(config);
   for (const warning of secrets.warnings) logger.warn(warning);
-  const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const store = new WebhookDeliveryStore(options.connection, keys, config.settings.JOB_RETENTION_S, () =>
     clock.now(),
   );
@@ -88,7 +92,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
-  const jobs = createStoredJobReader({ connection: options.connection, keys, logger });
+  const jobs = createStoredJobReader({ connection: options.connection, keys, queue: options.completions });
 
   const processor = async (job: Job<WebhookJobData, { status: number }>, token?: string) => {
     const parsed = webhookJobDataSchema.safeParse(job.data);
@@ -157,7 +161,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   };
 
   const worker = new Worker<WebhookJobData, { status: number }>(QUEUE_NAMES.webhooks, processor, {
-    connection: options.connection as never,
+    connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
     concurrency: options.concurrency ?? 100,
     // Long enough that a delivery at its timeout never loses its lock.
@@ -199,7 +203,6 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
       }
       clearTimeout(timer);
       await dispatcher.destroy();
-      await jobs.close();
     },
   };
 }
