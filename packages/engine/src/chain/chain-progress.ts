@@ -41,9 +41,13 @@ export class ChainProgress {
     this.dirty = true;
   }
 
+  /** Whether anything changed since the last save (checked first: most tries have nothing to save). */
+  get unsaved(): boolean {
+    return this.dirty;
+  }
+
   /** Saves attempts made since the last save, so a crash from here on does not repeat them. */
   async save(): Promise<void> {
-    if (!this.dirty) return;
     await this.context.saveProgress(this.progress);
     this.dirty = false;
     this.fresh = false;
@@ -51,8 +55,7 @@ export class ChainProgress {
 
   /** Hands the job back until `until`, its progress saved for the run that resumes it. */
   async defer(until: number): Promise<ChainResult> {
-    if (this.fresh) this.dirty = true;
-    await this.save();
+    if (this.dirty || this.fresh) await this.save();
     return { kind: "deferred", until, progress: this.progress };
   }
 }

@@ -124,7 +124,7 @@ export async function runHop(
   const note = strip ? "images replaced by a text placeholder (on_missing_vision: strip)" : undefined;
   const timeoutMs = hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS;
   while (true) {
-    await run.save();
+    if (run.unsaved) await run.save();
     const admission = await admitHop(context, hop, model, estimate, timeoutMs);
     if (admission.kind === "defer") {
       context.logger.debug(

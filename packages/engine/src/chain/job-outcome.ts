@@ -19,7 +19,9 @@ export function succeededOutcome(
     result,
     cost_usd: progress.cost_usd,
     attempts: progress.attempts,
-    ...(progress.started_at !== undefined ? { started_at: progress.started_at } : {}),
+    // A running chain always has its start (ChainProgress sets it): no conditional spread here,
+    // on every job's path.
+    started_at: progress.started_at,
     finished_at: unixSeconds(now),
   };
 }
