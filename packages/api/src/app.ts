@@ -38,6 +38,7 @@ import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
+import { readProviderStatus } from "./providers/provider-status.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
@@ -167,10 +168,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
     registerUsageRoutes(instance, { usage: new UsageStore(redis, keys), clock: deps.clock ?? systemClock });
     registerMetricsRoute(instance, {
-      config,
-      redis,
-      keys,
-      clock: deps.clock ?? systemClock,
+      providerStatus: () => readProviderStatus(redis, config, keys),
       queues: { completions: queue },
     });
     registerJobRoutes(instance, {

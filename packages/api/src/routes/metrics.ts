@@ -1,7 +1,6 @@
-import type { Clock, Config, Keys, RedisClient } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import { readProviderStatus } from "../providers/provider-status.js";
+import type { readProviderStatus } from "../providers/provider-status.js";
 
 const BREAKER_STATES = ["closed", "half_open", "open"] as const;
 
@@ -16,7 +15,11 @@ function label(value: string): string {
  */
 export function registerMetricsRoute(
   app: FastifyInstance,
-  deps: { config: Config; redis: RedisClient; keys: Keys; clock: Clock; queues: Record<string, Queue> },
+  deps: {
+    /** Breakers, limits and recent calls of every provider and model, read from Redis. */
+    providerStatus: () => ReturnType<typeof readProviderStatus>;
+    queues: Record<string, Queue>;
+  },
 ): void {
   app.get("/metrics", { schema: { hide: true }, config: { access: "admin" } }, async (_request, reply) => {
     const lines: string[] = [];
@@ -37,7 +40,7 @@ export function registerMetricsRoute(
         lines.push(`cascade_queue_jobs{queue="${label(queueName)}",state="${state}"} ${count}`);
       }
     }
-    const status = await readProviderStatus(deps.redis, deps.config, deps.keys);
+    const status = await deps.providerStatus();
     metric("cascade_breaker_state", "1 for the breaker's current state (closed, half_open, open).", "gauge");
     metric("cascade_recent_calls", "Upstream calls, errors and skips over the last 5 minutes.", "gauge");
     metric("cascade_limit_available", "Tokens available now in each rpm/tpm bucket.", "gauge");
