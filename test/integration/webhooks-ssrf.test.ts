@@ -5,8 +5,12 @@
  * connect, and the injected resolvers never hand a public address to the connecting side.
  */
 import type { LookupAddress } from "node:dns";
-import { createGuardedDispatcher } from "@cascade/engine";
-import { assertOutboundUrl, type HostResolver, UrlRejectedError } from "@cascade/shared";
+import {
+  assertOutboundUrl,
+  createGuardedDispatcher,
+  type HostResolver,
+  UrlRejectedError,
+} from "@cascade/engine";
 import { sendWebhook } from "@cascade/worker";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
-import { createProviderRegistry, Resilience } from "@cascade/engine";
+import { createProviderRegistry, type HostResolver, Resilience } from "@cascade/engine";
 import {
   type BatchProcessing,
   type CompletionQueue,
@@ -9,7 +9,6 @@ import {
   createKeys,
   createQueue,
   createRedis,
-  type HostResolver,
   loadConfig,
   QUEUE_NAMES,
   type RedisClient,

@@ -1,3 +1,4 @@
+import type { HostResolver } from "@cascade/engine";
 import {
   BatchStore,
   bullConnection,
@@ -6,7 +7,6 @@ import {
   createKeys,
   createQueue,
   FileStore,
-  type HostResolver,
   type IdGenerator,
   type JobData,
   type JobOutcome,
@@ -38,7 +38,7 @@ import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
-import { readProviderStatus } from "./providers/provider-status.js";
+import { ProviderStatusStore } from "./providers/provider-status-store.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
@@ -118,6 +118,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
   const store = new JobStore(queue, redis, keys, retention);
+  const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -165,10 +166,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
     registerOpsRoutes(instance, { pingRedis: () => redis.ping() });
-    registerProviderRoutes(instance, { config, redis, keys, clock: deps.clock ?? systemClock });
+    registerProviderRoutes(instance, { config, providers: providerStatus });
     registerUsageRoutes(instance, { usage: new UsageStore(redis, keys), clock: deps.clock ?? systemClock });
     registerMetricsRoute(instance, {
-      providerStatus: () => readProviderStatus(redis, config, keys),
+      providerStatus: () => providerStatus.read(),
       queues: { completions: queue },
     });
     registerJobRoutes(instance, {

@@ -7,6 +7,8 @@ export * from "./chain/interruption.js";
 export * from "./chain/job-outcome.js";
 export * from "./events/job-event-writer.js";
 export * from "./outbound/guarded-dispatcher.js";
+export * from "./outbound/ip-ranges.js";
+export * from "./outbound/url-guard.js";
 export * from "./providers/errors-openai.js";
 export * from "./providers/provider-error.js";
 export * from "./providers/registry.js";

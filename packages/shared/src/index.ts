@@ -25,5 +25,3 @@ export * from "./startup.js";
 export * from "./webhooks/delivery.js";
 export * from "./webhooks/delivery-store.js";
 export * from "./webhooks/enqueue.js";
-export * from "./webhooks/ip-ranges.js";
-export * from "./webhooks/url-guard.js";

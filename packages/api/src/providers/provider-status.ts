@@ -105,7 +105,12 @@ function bucketView(
  * whose first command is TIME: "now" is Redis's clock, the one the scripts stamped these hashes
  * with, not this process's.
  */
-export async function readProviderStatus(redis: RedisClient, config: Config, keys: Keys) {
+export async function readProviderStatus(
+  redis: RedisClient,
+  config: Config,
+  keys: Keys,
+  onInvalid: (key: string, problem: string) => void = () => {},
+) {
   const pipeline = redis.pipeline();
   const reads: Array<(reply: unknown) => void> = [];
   let nowMs = 0;
@@ -115,14 +120,20 @@ export async function readProviderStatus(redis: RedisClient, config: Config, key
     nowMs = Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000);
   });
   // Each hash is parsed with its schema from @cascade/shared: a field the scripts no longer
-  // write, or a value they never would, fails here rather than showing as a wrong number.
+  // write, or a value they never would, is reported (and that entry shown with defaults) rather
+  // than shown as a wrong number; one bad hash must not take the whole view (and /metrics) down.
   const hgetall = <Schema extends z.ZodType>(
     key: string,
     schema: Schema,
     use: (value: z.infer<Schema>) => void,
   ) => {
     pipeline.hgetall(key);
-    reads.push((reply) => use(schema.parse(reply ?? {})));
+    reads.push((reply) => {
+      const parsed = schema.safeParse(reply ?? {});
+      if (parsed.success) return use(parsed.data);
+      onInvalid(key, parsed.error.message);
+      use(schema.parse({}));
+    });
   };
   const providers = Object.entries(config.file.providers).map(([id, provider]) => {
     const view = {

@@ -1,17 +1,14 @@
-import type { Clock, Config, Keys, RedisClient } from "@cascade/shared";
+import type { Config } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { notFound } from "../plugins/http-error.js";
-import { defineBreakerOverride } from "../providers/breaker-override.js";
-import { breakerIdFor, readProviderStatus } from "../providers/provider-status.js";
+import { breakerIdFor } from "../providers/provider-status.js";
+import type { ProviderStatusStore } from "../providers/provider-status-store.js";
 
 export interface ProviderRoutesDeps {
   config: Config;
-  redis: RedisClient;
-  keys: Keys;
-  /** Unused: the status view takes its time from Redis (TIME), like the scripts that wrote it. */
-  clock?: Clock;
+  providers: ProviderStatusStore;
 }
 
 const overrideBody = z.strictObject({
@@ -19,11 +16,10 @@ const overrideBody = z.strictObject({
 });
 
 export function registerProviderRoutes(app: FastifyInstance, deps: ProviderRoutesDeps): void {
-  const { config, redis, keys } = deps;
-  const overrideBreaker = defineBreakerOverride(redis);
+  const { config, providers } = deps;
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
-  routes.get("/v1/providers", async () => readProviderStatus(redis, config, keys));
+  routes.get("/v1/providers", async () => providers.read());
 
   routes.post(
     "/v1/providers/:id/breaker",
@@ -38,10 +34,9 @@ export function registerProviderRoutes(app: FastifyInstance, deps: ProviderRoute
         throw notFound(`no provider (or model with its own breaker) with id ${request.params.id}`);
       }
       const why = `manual override by tenant ${request.tenant}: ${request.body.state}`;
-      await overrideBreaker(keys.breaker(breakerId), request.body.state, why);
-      await redis.publish(keys.breakerChannel, `${breakerId}:${request.body.state}`);
+      await providers.override(breakerId, request.body.state, why);
       request.log.warn({ breaker: breakerId, state: request.body.state, tenant: request.tenant }, why);
-      const status = await readProviderStatus(redis, config, keys);
+      const status = await providers.read();
       return status.data.find((provider) => provider.id === request.params.id) ?? status;
     },
   );

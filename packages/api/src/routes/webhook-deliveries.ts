@@ -1,12 +1,10 @@
+import { assertOutboundUrl, type HostResolver, UrlRejectedError } from "@cascade/engine";
 import {
-  assertOutboundUrl,
   type Config,
   DELIVERY_STATUSES,
   enqueueWebhook,
-  type HostResolver,
   type JobObject,
   type Logger,
-  UrlRejectedError,
   type WebhookDeliveryStore,
   type WebhookQueue,
 } from "@cascade/shared";

@@ -1,12 +1,12 @@
 import { isIP } from "node:net";
+import { Agent, buildConnector } from "undici";
 import {
   assertPublicAddress,
   createGuardedLookup,
   type HostResolver,
   normalizeHostname,
   UrlRejectedError,
-} from "@cascade/shared";
-import { Agent, buildConnector } from "undici";
+} from "./url-guard.js";
 
 export interface GuardedDispatcherOptions {
   /** `webhooks.allow_private_networks`: connect anywhere (local development, tests). */

@@ -1,5 +1,4 @@
-import { findUrlRejection } from "@cascade/engine";
-import { parseOutboundUrl, UrlRejectedError } from "@cascade/shared";
+import { findUrlRejection, parseOutboundUrl, UrlRejectedError } from "@cascade/engine";
 import { type Dispatcher, request } from "undici";
 
 export interface SendWebhookOptions {

@@ -1,4 +1,4 @@
-import { createGuardedDispatcher } from "@cascade/engine";
+import { createGuardedDispatcher, type HostResolver } from "@cascade/engine";
 import {
   bullConnection,
   type Clock,
@@ -6,7 +6,6 @@ import {
   type Config,
   type DeliveryStatus,
   formatZodError,
-  type HostResolver,
   type Keys,
   type Logger,
   QUEUE_NAMES,

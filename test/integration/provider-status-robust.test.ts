@@ -1,0 +1,48 @@
+/**
+ * One malformed breaker hash (an operator's hand edit, a future version's field) must not take
+ * GET /v1/providers and the whole /metrics scrape down with it: that entry shows defaults.
+ */
+import { createKeys } from "@cascade/shared";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+
+const config = {
+  providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } }, other: { type: "simulated" } },
+  models: { fast: { provider: "sim" }, slow: { provider: "other" } },
+  routes: { default: { chain: [{ model: "fast" }] } },
+  tenants: { ops: { api_keys_env: "OPS_KEYS", admin: true } },
+};
+const ops = { authorization: "Bearer ops-key" };
+
+describe("provider status with a malformed hash", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config,
+      withoutWorker: true,
+      env: { OPS_KEYS: "ops-key" },
+    });
+  });
+  afterAll(() => stack?.close());
+
+  it("answers 200 with the other providers intact, and /metrics still scrapes", async () => {
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    await stack.redis.hset(keys.breaker("provider:sim"), {
+      state: "sideways",
+      log: "{not json",
+      open_until: "soon",
+    });
+    const status = await stack.request("GET", "/v1/providers", { headers: ops });
+    expect(status.status).toBe(200);
+    const ids = status.body.data.map((provider: { id: string }) => provider.id);
+    expect(ids).toEqual(["sim", "other"]);
+    expect((await stack.request("GET", "/metrics", { headers: ops })).status).toBe(200);
+    const override = await stack.request("POST", "/v1/providers/other/breaker", {
+      body: { state: "open" },
+      headers: ops,
+    });
+    expect(override.status).toBe(200);
+    expect(override.body.breaker.state).toBe("open");
+  });
+});
