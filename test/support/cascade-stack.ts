@@ -2,12 +2,9 @@ import { randomBytes } from "node:crypto";
 import { buildApp, type CascadeApp } from "@cascade/api";
 import { createProviderRegistry, type HostResolver, Resilience } from "@cascade/engine";
 import {
-  type BatchProcessing,
   type CompletionQueue,
   type Config,
-  createBatchProcessing,
   createKeys,
-  createQueue,
   createRedis,
   loadConfig,
   QUEUE_NAMES,
@@ -15,6 +12,7 @@ import {
   systemClock,
   type WebhookQueue,
 } from "@cascade/shared";
+import { type BatchProcessing, createBatchProcessing, createQueue } from "@cascade/shared/bullmq";
 import {
   type CompletionWorker,
   createCompletionWorker,

@@ -5,7 +5,6 @@ import {
   type Clock,
   type Config,
   createKeys,
-  createQueue,
   FileStore,
   type IdGenerator,
   type JobData,
@@ -18,6 +17,7 @@ import {
   WebhookDeliveryStore,
   type WebhookQueue,
 } from "@cascade/shared";
+import { createQueue } from "@cascade/shared/bullmq";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import {

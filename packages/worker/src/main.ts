@@ -1,9 +1,7 @@
 import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   type CompletionQueue,
-  createBatchProcessing,
   createKeys,
-  createQueue,
   createRedis,
   QUEUE_NAMES,
   redactRedisUrl,
@@ -11,6 +9,7 @@ import {
   systemClock,
   type WebhookQueue,
 } from "@cascade/shared";
+import { createBatchProcessing, createQueue } from "@cascade/shared/bullmq";
 import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
 import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";

@@ -1,15 +1,7 @@
-import { type ConnectionOptions, Queue } from "bullmq";
+import { Queue } from "bullmq";
 import type { Logger } from "../logger.js";
+import { bullConnection } from "./bull-connection.js";
 import type { RedisClient } from "./connection.js";
-
-/**
- * One of our connections as BullMQ's `connection` option (Queue, Worker, QueueEvents). The cast:
- * BullMQ types it with the ioredis it was compiled against; ours is the same ioredis major at
- * runtime, but TypeScript sees two distinct declarations.
- */
-export function bullConnection(connection: RedisClient): ConnectionOptions {
-  return connection as unknown as ConnectionOptions;
-}
 
 /**
  * A BullMQ queue on one of our connections, whose errors go to the JSON log.
