@@ -26,7 +26,7 @@ import {
   type RedisClient,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
-import { InFlightRuns, interruptRun } from "../lifecycle/in-flight-runs.js";
+import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks } from "../lifecycle/run-lock.js";
 
 export interface CompletionWorkerOptions {
@@ -88,7 +88,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
           { job_id: jobId },
           "this run no longer holds the job's lock; stopping it, writing nothing",
         );
-        interruptRun(controller, "lock_lost");
+        runs.interruptRun(controller, "lock_lost");
       });
       // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
       const events = data.request.stream

@@ -33,6 +33,25 @@ describe("InFlightRuns", () => {
     expect(runs.start("job_stale").signal.aborted).toBe(false);
   });
 
+  it("keeps no lost lock or shutdown for a job it does not hold: a later run starts clean", () => {
+    const runs = new InFlightRuns(clockAt(0));
+    const first = runs.start("job_1");
+    runs.end("job_1", first);
+    // BullMQ's lockRenewalFailed can name a job whose run already ended here.
+    expect(runs.interrupt("job_1", "lock_lost")).toBe(false);
+    expect(runs.interrupt("job_1", "shutdown")).toBe(false);
+    expect(runs.start("job_1").signal.aborted).toBe(false);
+  });
+
+  it("interrupts one particular run, not a later run of the same job", () => {
+    const runs = new InFlightRuns(clockAt(0));
+    const stale = runs.start("job_1");
+    const current = runs.start("job_1");
+    runs.interruptRun(stale, "lock_lost");
+    expect(reasonOf(stale)).toBe("lock_lost");
+    expect(current.signal.aborted).toBe(false);
+  });
+
   it("forgets only the run that ended, and interrupts all on shutdown", () => {
     const runs = new InFlightRuns(clockAt(0));
     const first = runs.start("job_1");

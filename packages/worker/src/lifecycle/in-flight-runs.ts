@@ -1,19 +1,21 @@
 import { type InterruptionKind, JobInterruption } from "@cascade/engine";
 import type { Clock } from "@cascade/shared";
 
-/** How long an interruption for a job this process does not hold yet is kept for it. */
+/** How long a cancellation for a job this process does not hold yet is kept for it. */
 const EARLY_INTERRUPTION_TTL_MS = 60_000;
 
 /** Aborts a run's signal with the JobInterruption the chain turns into its result (once). */
-export function interruptRun(controller: AbortController, kind: InterruptionKind): void {
+function abortWith(controller: AbortController, kind: InterruptionKind): void {
   if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
 }
 
 /**
  * The runs this worker process holds, and the one way to interrupt them: a cancellation (pub/sub),
- * a lost lock (BullMQ's `lockRenewalFailed`) or a shutdown. An interruption that arrives just
- * before its job is registered here (the cancel raced the job's start) is kept for a minute and
- * applied when the run starts.
+ * a lost lock (BullMQ's `lockRenewalFailed`, or a write that found the lock gone) or a shutdown.
+ * A cancellation that arrives just before its job is registered here (the cancel raced the job's
+ * start) is kept for a minute and applied when the run starts. Other kinds are not kept: a lost
+ * lock or a shutdown for a job not held here concerns a run that already ended, and keeping it
+ * would abort the next run of that job on this worker before it begins.
  */
 export class InFlightRuns {
   private readonly runs = new Map<string, AbortController>();
@@ -32,7 +34,7 @@ export class InFlightRuns {
     const early = this.early.get(jobId);
     if (early) {
       this.early.delete(jobId);
-      interruptRun(controller, early.kind);
+      abortWith(controller, early.kind);
     }
     return controller;
   }
@@ -42,13 +44,17 @@ export class InFlightRuns {
     if (this.runs.get(jobId) === controller) this.runs.delete(jobId);
   }
 
-  /** Aborts the run of `jobId` held here; false (the interruption kept for a while) when none is. */
+  /**
+   * Aborts the run of `jobId` held here; false when none is (a cancellation is then kept for a
+   * while, in case its run is about to start; any other kind is dropped).
+   */
   interrupt(jobId: string, kind: InterruptionKind): boolean {
     const controller = this.runs.get(jobId);
     if (controller) {
-      interruptRun(controller, kind);
+      abortWith(controller, kind);
       return true;
     }
+    if (kind !== "cancelled") return false;
     const now = this.clock.now();
     this.early.set(jobId, { kind, at: now });
     for (const [id, entry] of this.early) {
@@ -57,9 +63,17 @@ export class InFlightRuns {
     return false;
   }
 
+  /**
+   * Aborts one particular run, whether or not it is still the one held for its job: a run that
+   * found its own lock gone stops itself, not a later run of the same job started here since.
+   */
+  interruptRun(controller: AbortController, kind: InterruptionKind): void {
+    abortWith(controller, kind);
+  }
+
   /** Interrupts every run held here (a shutdown whose grace is over); returns how many. */
   interruptAll(kind: InterruptionKind): number {
-    for (const controller of this.runs.values()) interruptRun(controller, kind);
+    for (const controller of this.runs.values()) abortWith(controller, kind);
     return this.runs.size;
   }
 }
