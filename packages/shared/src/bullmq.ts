@@ -3,4 +3,5 @@
 // `@cascade/shared`, never loads BullMQ (test/integration/engine-without-bullmq.test.ts).
 export * from "./batches/batch-processing.js";
 export * from "./batches/batch-sweeper.js";
+export * from "./jobs/job-reader.js";
 export * from "./redis/queues.js";

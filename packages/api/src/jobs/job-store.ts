@@ -4,19 +4,14 @@ import {
   type JobData,
   type JobObject,
   type JobOutcome,
-  jobDataSchema,
-  jobOutcomeSchema,
   type Keys,
-  parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
-  type StoredJob,
-  toJobObject,
 } from "@cascade/shared";
+import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 import { Job, type Queue } from "bullmq";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-export const isTerminal = (job: JobObject) => TERMINAL.has(job.status);
+export const isTerminal = isTerminalJob;
 
 export type CancelResult =
   | { kind: "cancelled"; job: JobObject }
@@ -48,25 +43,6 @@ export class JobStore {
     );
   }
 
-  private async load(jobId: string): Promise<StoredJob | undefined> {
-    const job = await Job.fromId<JobData, JobOutcome>(this.queue, jobId);
-    if (!job) return undefined;
-    const state = await job.getState();
-    const outcome = jobOutcomeSchema.safeParse(job.returnvalue);
-    const data = jobDataSchema.safeParse(job.data);
-    if (!data.success) return undefined;
-    return {
-      id: jobId,
-      data: data.data,
-      progress: parseJobProgress(job.progress),
-      state,
-      outcome: outcome.success ? outcome.data : undefined,
-      processedOn: job.processedOn,
-      finishedOn: job.finishedOn,
-      failedReason: job.failedReason,
-    };
-  }
-
   /** Whether the job asked for a streamed completion (its events live in a Redis stream). */
   async isStreaming(jobId: string): Promise<boolean> {
     const job = await Job.fromId<JobData, JobOutcome>(this.queue, jobId);
@@ -75,12 +51,8 @@ export class JobStore {
 
   /** The job object if the job exists and belongs to `tenant`; undefined otherwise (a 404). */
   async get(tenant: string, jobId: string): Promise<JobObject | undefined> {
-    const stored = await this.load(jobId);
-    if (stored) return stored.data.tenant === tenant ? toJobObject(stored) : undefined;
-    const raw = await this.redis.get(this.keys.cancelledJob(jobId));
-    if (!raw) return undefined;
-    const record = JSON.parse(raw) as CancelledRecord;
-    return record.tenant === tenant ? record.job : undefined;
+    const read = await readJob(this.queue, this.redis, this.keys, jobId);
+    return read?.tenant === tenant ? read.job : undefined;
   }
 
   /**
@@ -88,13 +60,10 @@ export class JobStore {
    * one (locked by a worker) is asked to abort through pub/sub and ends cancelled shortly.
    */
   async cancel(tenant: string, jobId: string, now: number): Promise<CancelResult | undefined> {
-    const stored = await this.load(jobId);
-    if (!stored) {
-      const ended = await this.get(tenant, jobId);
-      return ended ? { kind: "terminal", job: ended } : undefined;
-    }
-    if (stored.data.tenant !== tenant) return undefined;
-    const current = toJobObject(stored);
+    const read = await readJob(this.queue, this.redis, this.keys, jobId);
+    if (read?.tenant !== tenant) return undefined;
+    if (read.kind === "cancelled_record") return { kind: "terminal", job: read.job };
+    const { stored, job: current } = read;
     if (isTerminal(current)) return { kind: "terminal", job: current };
     if (stored.state !== "active") {
       const cancelled: JobObject = {

@@ -1,17 +1,5 @@
-import {
-  type CompletionQueue,
-  type JobData,
-  type JobObject,
-  type JobOutcome,
-  jobDataSchema,
-  jobOutcomeSchema,
-  type Keys,
-  parseJobProgress,
-  type RedisClient,
-  toJobObject,
-} from "@cascade/shared";
-import { Job } from "bullmq";
-import { z } from "zod";
+import type { CompletionQueue, JobObject, Keys, RedisClient } from "@cascade/shared";
+import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 
 /** What Redis holds for a job a delivery reports on. */
 export type StoredJobLookup =
@@ -21,14 +9,6 @@ export type StoredJobLookup =
   | { kind: "not_terminal" }
   /** Neither the job nor a cancelled record exists (expired after its retention, or never was). */
   | { kind: "missing" };
-
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-
-/** The API's record of a job cancelled while queued (its BullMQ job is removed). */
-const cancelledRecordSchema = z.object({
-  tenant: z.string(),
-  job: z.looseObject({ status: z.string(), finished_at: z.number().nullable().optional() }),
-});
 
 export interface StoredJobReader {
   read(jobId: string): Promise<StoredJobLookup>;
@@ -48,40 +28,13 @@ export function createStoredJobReader(options: {
   const { connection, keys, queue } = options;
   return {
     async read(jobId) {
-      const job = await Job.fromId<JobData, JobOutcome>(queue, jobId);
-      if (job) {
-        const data = jobDataSchema.safeParse(job.data);
-        if (!data.success) return { kind: "missing" };
-        const outcome = jobOutcomeSchema.safeParse(job.returnvalue);
-        const object = toJobObject({
-          id: jobId,
-          data: data.data,
-          progress: parseJobProgress(job.progress),
-          state: await job.getState(),
-          outcome: outcome.success ? outcome.data : undefined,
-          processedOn: job.processedOn,
-          finishedOn: job.finishedOn,
-          failedReason: job.failedReason,
-        });
-        if (!TERMINAL.has(object.status)) return { kind: "not_terminal" };
-        const endedAt = job.finishedOn ?? (object.finished_at ?? 0) * 1000;
-        return { kind: "terminal", job: object, endedAt };
-      }
-      const raw = await connection.get(keys.cancelledJob(jobId));
-      if (!raw) return { kind: "missing" };
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch {
-        return { kind: "missing" };
-      }
-      const record = cancelledRecordSchema.safeParse(parsed);
-      if (!record.success || !TERMINAL.has(record.data.job.status)) return { kind: "missing" };
-      return {
-        kind: "terminal",
-        job: record.data.job as unknown as JobObject,
-        endedAt: (record.data.job.finished_at ?? 0) * 1000,
-      };
+      const read = await readJob(queue, connection, keys, jobId);
+      if (!read) return { kind: "missing" };
+      if (!isTerminalJob(read.job)) return { kind: "not_terminal" };
+      const endedAt =
+        (read.kind === "queued_job" ? read.stored.finishedOn : undefined) ??
+        (read.job.finished_at ?? 0) * 1000;
+      return { kind: "terminal", job: read.job, endedAt };
     },
   };
 }

@@ -1,0 +1,76 @@
+import { Job } from "bullmq";
+import { z } from "zod";
+import type { CompletionQueue } from "../batches/batch-drain.js";
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import {
+  type JobData,
+  type JobObject,
+  type JobOutcome,
+  jobDataSchema,
+  jobOutcomeSchema,
+  parseJobProgress,
+} from "../schemas/job.js";
+import { type StoredJob, toJobObject } from "../schemas/job-view.js";
+
+const TERMINAL_STATUSES = new Set(["succeeded", "failed", "cancelled"]);
+
+/** Whether a job object is in a final status. */
+export const isTerminalJob = (job: Pick<JobObject, "status">): boolean => TERMINAL_STATUSES.has(job.status);
+
+/** The record the API keeps of a job cancelled while queued (its BullMQ job is removed). */
+const cancelledRecordSchema = z.object({
+  tenant: z.string(),
+  job: z.looseObject({ status: z.string(), finished_at: z.number().nullable().optional() }),
+});
+
+export type JobRead =
+  /** The BullMQ job: what is stored, and the job object GET /v1/jobs/:id shows. */
+  | { kind: "queued_job"; tenant: string; stored: StoredJob; job: JobObject }
+  /** A job cancelled while queued, from its cancelled record. */
+  | { kind: "cancelled_record"; tenant: string; job: JobObject };
+
+/**
+ * Reads a job the one way GET /v1/jobs/:id and webhook deliveries both show it: the BullMQ job
+ * through `toJobObject`, else the record of a job cancelled while queued. Undefined when neither
+ * exists (never was, or expired after its retention) or what is stored does not parse.
+ */
+export async function readJob(
+  queue: CompletionQueue,
+  redis: RedisClient,
+  keys: Keys,
+  jobId: string,
+): Promise<JobRead | undefined> {
+  const job = await Job.fromId<JobData, JobOutcome>(queue, jobId);
+  if (job) {
+    const data = jobDataSchema.safeParse(job.data);
+    if (!data.success) return undefined;
+    const outcome = jobOutcomeSchema.safeParse(job.returnvalue);
+    const stored: StoredJob = {
+      id: jobId,
+      data: data.data,
+      progress: parseJobProgress(job.progress),
+      state: await job.getState(),
+      outcome: outcome.success ? outcome.data : undefined,
+      processedOn: job.processedOn,
+      finishedOn: job.finishedOn,
+      failedReason: job.failedReason,
+    };
+    return { kind: "queued_job", tenant: data.data.tenant, stored, job: toJobObject(stored) };
+  }
+  const raw = await redis.get(keys.cancelledJob(jobId));
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const record = cancelledRecordSchema.safeParse(parsed);
+  if (!record.success) return undefined;
+  return {
+    kind: "cancelled_record",
+    tenant: record.data.tenant,
+    job: record.data.job as unknown as JobObject,
+  };
+}
