@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ProviderError } from "../providers/provider-error.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Completion, ProviderAdapter, ProviderCall } from "../providers/types.js";
+import type { Admission, Resilience } from "../resilience/resilience.js";
 import type { ChainContext } from "./chain-context.js";
 import { runChain } from "./chain-runner.js";
 import { JobInterruption } from "./interruption.js";
@@ -75,6 +76,25 @@ function jobData(overrides: Partial<JobData> = {}, route = "default"): JobData {
     deadline_at: Date.now() + 60_000,
     ...overrides,
   });
+}
+
+/**
+ * Shared limits that refuse every hop (breaker open), running `during` while each admission is in
+ * flight; counts admissions and settlements.
+ */
+function refusingResilience(during: () => void) {
+  const seen = { admitted: 0, settled: 0 };
+  const fake = {
+    async admit(): Promise<Admission> {
+      seen.admitted += 1;
+      during();
+      return { admitted: false, reason: "circuit_open", waitMs: undefined, detail: "open" };
+    },
+    async settle() {
+      seen.settled += 1;
+    },
+  };
+  return { resilience: fake as unknown as Resilience, seen };
 }
 
 function context(
@@ -247,6 +267,29 @@ describe("runChain", () => {
     if (result.kind !== "finished") throw new Error("expected finished");
     expect(result.outcome.status).toBe("cancelled");
     expect(result.outcome.attempts).toEqual([]);
+  });
+
+  it("ends cancelled, not failed, when cancelled while admission skips every hop", async () => {
+    const controller = new AbortController();
+    const { registry, calls } = scriptedProviders({});
+    const { resilience, seen } = refusingResilience(() => controller.abort(new JobInterruption("cancelled")));
+    const result = await runChain({ ...context(jobData(), registry, controller.signal), resilience });
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.status).toBe("cancelled");
+    expect(result.outcome.attempts).toEqual([]);
+    expect(calls).toEqual([]);
+    // The first admission saw the cancel; no later hop asks the shared limits at all.
+    expect(seen).toEqual({ admitted: 1, settled: 0 });
+  });
+
+  it("hands the job back, not failed, when shut down while admission skips every hop", async () => {
+    const controller = new AbortController();
+    const { registry } = scriptedProviders({});
+    const { resilience } = refusingResilience(() => controller.abort(new JobInterruption("shutdown")));
+    const result = await runChain({ ...context(jobData(), registry, controller.signal), resilience });
+    expect(result.kind).toBe("deferred");
+    if (result.kind !== "deferred") return;
+    expect(result.progress).toMatchObject({ hop: 0, tries: 0, attempts: [] });
   });
 
   it("replaces images with a placeholder on a blind model when the route says strip, and notes it", async () => {

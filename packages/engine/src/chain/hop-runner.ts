@@ -10,7 +10,7 @@ import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
 import { callHop } from "./hop-call.js";
 import { decideAfterError } from "./hop-decision.js";
-import type { JobInterruption } from "./interruption.js";
+import { interruptionOf, type JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
 import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from "./prechecks.js";
 
@@ -99,6 +99,10 @@ export async function runHop(
   estimate: RequestEstimate,
 ): Promise<HopStep> {
   const { data, config, clock } = context;
+  // An interrupted job records no more skips: without this, a cancel or shutdown that struck
+  // while the previous hop was skipped would let the chain run out and end all_models_failed.
+  const interrupted = interruptionOf(context.signal);
+  if (interrupted) throw interrupted;
   const progress = run.progress;
   const hopIndex = progress.hop;
   const hop = data.chain[hopIndex];
@@ -126,6 +130,11 @@ export async function runHop(
   while (true) {
     if (run.unsaved) await run.save();
     const admission = await admitHop(context, hop, model, estimate, timeoutMs);
+    // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
+    // or be parked instead of cancelled). An admitted hop goes on: callHop throws the interruption
+    // before any request is sent, and its ticket is settled below like any stopped call's.
+    const interruption = admission.kind === "go" ? undefined : interruptionOf(context.signal);
+    if (interruption) throw interruption;
     if (admission.kind === "defer") {
       context.logger.debug(
         { job_id: context.jobId, current_model: hop.model, until: admission.until },
