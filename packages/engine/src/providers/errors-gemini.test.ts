@@ -1,6 +1,10 @@
-import { APICallError, UnsupportedFunctionalityError } from "@ai-sdk/provider";
+import {
+  APICallError,
+  type LanguageModelV3GenerateResult,
+  UnsupportedFunctionalityError,
+} from "@ai-sdk/provider";
 import { describe, expect, it } from "vitest";
-import { classifyGeminiError, retryDelayMs } from "./errors-gemini.js";
+import { classifyGeminiError, rejectGeminiRefusal, retryDelayMs } from "./errors-gemini.js";
 import { ProviderError } from "./provider-error.js";
 
 /** Builds the APICallError @ai-sdk/google throws: `data` is the parsed body, `responseBody` the raw text. */
@@ -309,5 +313,52 @@ describe("retryDelayMs", () => {
     expect(retryDelayMs(retry("soon"))).toBeUndefined();
     expect(retryDelayMs([HELP])).toBeUndefined();
     expect(retryDelayMs(undefined)).toBeUndefined();
+  });
+});
+
+describe("rejectGeminiRefusal", () => {
+  /** A doGenerate result as @ai-sdk/google returns it, with the raw body it parsed. */
+  const answer = (body: unknown, unified = "stop", raw?: string) =>
+    ({
+      content: [],
+      finishReason: { unified, raw },
+      usage: {},
+      warnings: [],
+      response: { body },
+    }) as unknown as LanguageModelV3GenerateResult;
+  const reasonOf = (result: LanguageModelV3GenerateResult) => {
+    try {
+      rejectGeminiRefusal(result);
+      return undefined;
+    } catch (error) {
+      return [(error as ProviderError).reason, (error as ProviderError).message];
+    }
+  };
+
+  it("lets an answer with a candidate through", () => {
+    expect(reasonOf(answer({ candidates: [{ finishReason: "STOP", content: {} }] }))).toBeUndefined();
+    expect(reasonOf(answer({ candidates: [{}] }))).toBeUndefined();
+  });
+
+  it("reads a blocked prompt from promptFeedback, ignoring BLOCK_REASON_UNSPECIFIED", () => {
+    expect(reasonOf(answer({ promptFeedback: { blockReason: "PROHIBITED_CONTENT" } }, "other"))).toEqual([
+      "content_filter",
+      expect.stringContaining("blockReason PROHIBITED_CONTENT"),
+    ]);
+    expect(
+      reasonOf(answer({ promptFeedback: { blockReason: "BLOCK_REASON_UNSPECIFIED" } }, "other")),
+    ).toEqual(["invalid_response", "Gemini answered without a candidate"]);
+  });
+
+  it("reads a filtered candidate from the finish reason", () => {
+    expect(
+      reasonOf(answer({ candidates: [{ finishReason: "SAFETY" }] }, "content-filter", "SAFETY")),
+    ).toEqual(["content_filter", expect.stringContaining("finishReason SAFETY")]);
+  });
+
+  it("calls an answer without a candidate, or of another shape, invalid", () => {
+    for (const body of [{}, { candidates: [] }, { candidates: "x" }, undefined, null, "text"]) {
+      expect(reasonOf(answer(body))).toEqual(["invalid_response", "Gemini answered without a candidate"]);
+    }
   });
 });

@@ -164,15 +164,10 @@ export function classifyGeminiError(error: unknown): ProviderError {
 /** What the shared adapter and stream reader need to classify Gemini's failures. */
 export const GEMINI_ERRORS: StreamClassifiers = { classify: classifyGeminiError };
 
-/**
- * The parts of a generateContent answer that say it is not one. Only these fields are read, so
- * the rest of the (already validated by the SDK) body is not copied on the success path.
- * https://ai.google.dev/api/generate-content#generatecontentresponse
- */
-const GeminiAnswerSchema = z.object({
-  candidates: optional(z.array(z.object({ finishReason: optional(z.string()) }))),
-  promptFeedback: optional(z.object({ blockReason: optional(z.string()) })),
-});
+/** `value[key]` when value is an object, else undefined: a read of an unvalidated body. */
+function fieldOf(value: unknown, key: string): unknown {
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+}
 
 const blockedPrompt = (blockReason: string) =>
   new ProviderError(
@@ -190,16 +185,29 @@ const filteredCandidate = (result: LanguageModelV3GenerateResult) =>
  * Gemini's own ways of not answering, as reasons: a blocked prompt (`promptFeedback.blockReason`,
  * no candidates) and a filtered candidate (SAFETY, RECITATION, PROHIBITED_CONTENT, ...) are
  * content_filter; no candidate and no block reason is invalid_response.
+ *
+ * This runs on every successful answer, so it reads the two fields it needs with typeof checks
+ * rather than a zod parse (which allocates a copy of what it reads); the SDK validated the body.
+ * https://ai.google.dev/api/generate-content#generatecontentresponse
  */
 export function rejectGeminiRefusal(result: LanguageModelV3GenerateResult): void {
-  const body = parseErrorBody(GeminiAnswerSchema, result.response?.body ?? {});
-  const candidate = body?.candidates?.[0];
-  const blockReason = body?.promptFeedback?.blockReason;
-  if (!candidate?.finishReason && blockReason && !/UNSPECIFIED/.test(blockReason)) {
+  const body = result.response?.body;
+  const candidates = fieldOf(body, "candidates");
+  const candidate = Array.isArray(candidates) ? candidates[0] : undefined;
+  const finishReason = fieldOf(candidate, "finishReason");
+  const blockReason = fieldOf(fieldOf(body, "promptFeedback"), "blockReason");
+  if (
+    !(typeof finishReason === "string" && finishReason) &&
+    typeof blockReason === "string" &&
+    blockReason &&
+    !/UNSPECIFIED/.test(blockReason)
+  ) {
     throw blockedPrompt(blockReason);
   }
   if (result.finishReason.unified === "content-filter") throw filteredCandidate(result);
-  if (!candidate) throw new ProviderError("invalid_response", "Gemini answered without a candidate");
+  if (typeof candidate !== "object" || candidate === null) {
+    throw new ProviderError("invalid_response", "Gemini answered without a candidate");
+  }
 }
 
 const PromptFeedbackSchema = z.object({ blockReason: optional(z.string()) });
