@@ -5,8 +5,6 @@ import { interruptedResult, JobInterruption } from "./interruption.js";
 import { failedOutcome } from "./job-outcome.js";
 import { estimateRequest } from "./prechecks.js";
 
-export { DEFAULT_HOP_TIMEOUT_MS, INLINE_WAIT_LIMIT_MS } from "./hop-runner.js";
-
 /**
  * Runs a job through its fallback chain from where its progress says, and returns either the
  * terminal outcome or a time to resume at (a wait too long to hold a worker slot for). Each hop

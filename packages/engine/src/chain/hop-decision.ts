@@ -2,7 +2,7 @@ import type { ProviderError } from "../providers/provider-error.js";
 import { backoffDelayMs } from "./backoff.js";
 import type { ChainContext } from "./chain-context.js";
 
-export type HopDecision =
+type HopDecision =
   | { action: "retry"; delayMs: number }
   | { action: "next" }
   | { action: "fail"; type: string };

@@ -2,7 +2,7 @@ import { type Attempt, costUsd, type ModelConfig, unixSeconds } from "@cascade/s
 import { ProviderError } from "../providers/provider-error.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
-import { abortableDelay } from "./abortable-delay.js";
+import { abortableDelay } from "../timing/abortable-delay.js";
 import { admitHop } from "./admission.js";
 import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
@@ -14,12 +14,12 @@ import { interruptionOf, type JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
 import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from "./prechecks.js";
 
-export const DEFAULT_HOP_TIMEOUT_MS = 60_000;
+const DEFAULT_HOP_TIMEOUT_MS = 60_000;
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
-export const INLINE_WAIT_LIMIT_MS = 1_000;
+const INLINE_WAIT_LIMIT_MS = 1_000;
 
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
-export type HopStep = ChainResult | "next";
+type HopStep = ChainResult | "next";
 
 function skipped(
   modelId: string,

@@ -4,7 +4,7 @@ import {
   requestedMaxTokens,
   type SimulateSettings,
 } from "@cascade/shared";
-import { abortableDelay } from "../chain/abortable-delay.js";
+import { abortableDelay } from "../timing/abortable-delay.js";
 import { ProviderError } from "./provider-error.js";
 import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "./types.js";
 

@@ -54,7 +54,7 @@ export const STATS_KINDS = { calls: "calls", errors: "errors", skips: "skips" } 
 
 /** Usage hash (`keys.usage(tenant, day)`): USD in `total` and in `<subject>:<id>` fields. */
 export const USAGE_TOTAL_FIELD = "total";
-export type UsageSubject = "model" | "route" | "user";
+type UsageSubject = "model" | "route" | "user";
 
 /** A usage hash field: what one model, route or end user spent that day. */
 export function usageField(subject: UsageSubject, id: string): string {
@@ -64,13 +64,12 @@ export function usageField(subject: UsageSubject, id: string): string {
 /** A number Redis keeps as a string (Lua writes numbers with up to 17 significant digits). */
 const numeric = z.string().transform(Number).pipe(z.number());
 
-export const breakerTransitionSchema = z.object({
+const breakerTransitionSchema = z.object({
   at: z.number(),
   from: z.string(),
   to: z.string(),
   why: z.string(),
 });
-export type BreakerTransition = z.infer<typeof breakerTransitionSchema>;
 
 const breakerLog = z
   .string()
@@ -100,13 +99,11 @@ export const cooldownHashSchema = z.object({
   [COOLDOWN_FIELDS.until]: numeric.optional(),
   [COOLDOWN_FIELDS.streak]: numeric.optional(),
 });
-export type CooldownHash = z.infer<typeof cooldownHashSchema>;
 
 export const bucketHashSchema = z.object({
   [BUCKET_FIELDS.tokens]: numeric.optional(),
   [BUCKET_FIELDS.ts]: numeric.optional(),
 });
-export type BucketHash = z.infer<typeof bucketHashSchema>;
 
 /** A stats hash: `<minute>:<kind>` -> count. */
 export const statsHashSchema = z.record(z.string(), numeric);
