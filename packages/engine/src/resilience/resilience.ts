@@ -80,6 +80,12 @@ export class Resilience {
   private readonly redis: Commands;
   private readonly plans: HopPlans;
   private readonly clearUntil = new Map<string, number>();
+  /**
+   * Bumped whenever the known-clear cache is forgotten. An admission whose round trip began
+   * before a bump may have read Redis before the change it announces: its answer must not mark
+   * anything clear again.
+   */
+  private clearGeneration = 0;
   private readonly settlements: SettleQueue;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly leases: Leases;
@@ -117,9 +123,14 @@ export class Resilience {
   async listen(subscriber: RedisClient): Promise<void> {
     subscriber.on("message", (channel: string) => {
       // Any change may close a door somewhere: forget everything known, ask Redis next time.
-      if (channel === this.keys.breakerChannel) this.clearUntil.clear();
+      if (channel === this.keys.breakerChannel) this.forgetClear();
     });
     await subscriber.subscribe(this.keys.breakerChannel);
+  }
+
+  private forgetClear(): void {
+    this.clearUntil.clear();
+    this.clearGeneration += 1;
   }
 
   private knownClear(plan: HopPlan, nowMs: number): boolean {
@@ -142,6 +153,7 @@ export class Resilience {
       this.scheduleFlush();
       return { admitted: true, ticket: { request, plan, probe: false } };
     }
+    const generation = this.clearGeneration;
     const reply = await this.redis.cascadeAdmit(
       plan.keys.length,
       ...plan.keys,
@@ -152,7 +164,8 @@ export class Resilience {
     );
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
-      if (!probe) for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
+      if (!probe && generation === this.clearGeneration)
+        for (const id of plan.watch) this.clearUntil.set(id, nowMs + KNOWN_CLEAR_MS);
       if (reply[2]) this.leases.add(plan.leases, reply[2], nowMs);
       const ticket: Ticket = { request, plan, probe };
       if (probe) ticket.probeUntil = Number(reply[3]);
@@ -200,7 +213,7 @@ export class Resilience {
     rateLimited: boolean,
   ): Promise<void> {
     const { request, plan } = ticket;
-    if (failure || rateLimited) this.clearUntil.clear();
+    if (failure || rateLimited) this.forgetClear();
     // Only a success closes a half-open breaker and only a breaker failure re-opens it; a 429,
     // another 4xx, a content filter or an abandoned call hands the probe to the next call.
     const probe = !ticket.probe
@@ -229,6 +242,8 @@ export class Resilience {
       budgets: [],
       usages: [],
       stats: plan.stats,
+      // Sent by the script itself, with the write: see settle.lua.
+      announce: { channel: this.keys.breakerChannel, message: `${plan.breaker.config.id}:changed` },
     };
     try {
       const transitions = await this.redis.cascadeSettle(
@@ -247,11 +262,6 @@ export class Resilience {
           },
           `circuit breaker ${plan.breaker.config.id} is now ${to}`,
         );
-      }
-      if (transitions.length || rateLimited) {
-        void this.redis
-          .publish(this.keys.breakerChannel, `${plan.breaker.config.id}:changed`)
-          .catch(() => {});
       }
     } catch (error) {
       this.logger.error(

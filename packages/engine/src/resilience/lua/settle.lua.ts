@@ -36,7 +36,11 @@ import {
  *   usages: [{ key, fields: { name: amount }, ttl_s }],
  *   windows: [{ key, window_ms, count }],                   -- calls admitted in-process, batched
  *   calls: [{ key, count }],                                -- the same for per-minute stats
- *   stats: [keyIndex]
+ *   stats: [keyIndex],
+ *   announce: { channel, message } | absent  -- published when a breaker moved or a cooldown was
+ *                                            set, in this script, so that no client can see the
+ *                                            new state before the message that invalidates every
+ *                                            worker's in-process "known clear" cache is sent
  * }
  * Returns: a list of breaker transitions, "index:to", for logging.
  */
@@ -159,6 +163,11 @@ if spec.failure then
     redis.call('HINCRBY', KEYS[k], minute .. ':${STATS_KINDS.errors}', 1)
     redis.call('PEXPIRE', KEYS[k], 600000)
   end
+end
+
+local cooled = spec.cooldown ~= cjson.null and spec.cooldown ~= nil
+if spec.announce and spec.announce ~= cjson.null and (#transitions > 0 or cooled) then
+  redis.call('PUBLISH', spec.announce.channel, spec.announce.message)
 end
 return transitions
 `;
