@@ -6,7 +6,7 @@ import type { RequestEstimate } from "./prechecks.js";
 export type HopAdmission =
   | { kind: "go"; ticket: Ticket | undefined }
   | { kind: "defer"; until: number; detail: string }
-  | { kind: "skip"; reason: Reason; message: string };
+  | { kind: "skip"; reason: Reason; message: string; waitMs?: number };
 
 /**
  * Asks the shared limits whether a hop may call now. A hop without tokens waits in the delayed
@@ -52,5 +52,13 @@ export async function admitHop(
         : `no ${admission.detail} capacity for ${admission.waitMs} ms, past the job's deadline`,
     over_budget: `budget exhausted (${admission.detail} USD)`,
   };
-  return { kind: "skip", reason: admission.reason, message: messages[admission.reason] ?? admission.detail };
+  return {
+    kind: "skip",
+    reason: admission.reason,
+    message: messages[admission.reason] ?? admission.detail,
+    // When capacity returns: a gateway caller's Retry-After comes from the earliest of these.
+    ...(admission.reason === "rate_limited" && admission.waitMs !== undefined
+      ? { waitMs: admission.waitMs }
+      : {}),
+  };
 }

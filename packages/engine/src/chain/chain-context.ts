@@ -2,6 +2,7 @@ import type { Clock, Config, JobData, JobOutcome, JobProgress, Logger } from "@c
 import type { JobEventSink } from "../events/job-event-writer.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Resilience } from "../resilience/resilience.js";
+import type { StreamContinuation } from "./continuation.js";
 
 /** Everything one run of a job through its chain reads: the front door (worker, API) builds it. */
 export interface ChainContext {
@@ -22,6 +23,14 @@ export interface ChainContext {
   resilience?: Resilience;
   /** Live events of a streaming job (`request.stream: true`); absent for other jobs. */
   events?: JobEventSink;
+  /**
+   * Waits for limits and retry backoffs up to this long are slept in process; longer ones hand
+   * the job back to the delayed set. Default 1 s (a worker slot is worth more than a short
+   * sleep); the gateway has no queue to wait in and passes Infinity (its deadline bounds waits).
+   */
+  maxInlineWaitMs?: number;
+  /** A streaming caller who sees tokens as they come (the gateway): how a shown stream fails. */
+  continuation?: StreamContinuation;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { type Attempt, type JobProgress, unixSeconds } from "@cascade/shared";
 import { logAttempt } from "./attempt-log.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
+import type { ContinuedAnswer } from "./continuation.js";
 
 /** Sums USD amounts without letting binary float noise pile up over many calls. */
 function addUsd(total: number, amount: number): number {
@@ -14,6 +15,8 @@ function addUsd(total: number, amount: number): number {
  */
 export class ChainProgress {
   readonly progress: JobProgress;
+  /** Set once a stream the caller had seen part of broke off and the chain continues it. */
+  continued: ContinuedAnswer | undefined;
   /** Changed since it was last saved (or since the run began). */
   private dirty = false;
   /** Never saved yet: a first run saves its start before it waits, so a resumed run keeps it. */

@@ -155,10 +155,24 @@ describe("runChain", () => {
     ]);
   });
 
-  it("times out a hanging hop and moves on", async () => {
-    const { registry } = scriptedProviders({ a: ["hang", "hang"] });
+  it("times out a hanging hop and moves on without retrying it (a silent provider stays silent)", async () => {
+    const { registry, calls } = scriptedProviders({ a: ["hang", "hang"] });
     const result = await runChain(context(jobData(), registry));
     if (result.kind !== "finished") throw new Error("expected finished");
+    expect(calls).toEqual(["a", "b"]);
+    expect(result.outcome.attempts.map((attempt) => attempt.reason)).toEqual(["timeout", undefined]);
+    expect(result.outcome.model).toBe("b");
+  });
+
+  it("retries a timed-out hop when its retry_on names timeout", async () => {
+    const { registry, calls } = scriptedProviders({ a: ["hang", "hang"] });
+    const base = jobData();
+    const chain = base.chain.map((hop, index) =>
+      index === 0 ? { ...hop, retry_on: ["timeout" as const, "server_error" as const] } : hop,
+    );
+    const result = await runChain(context({ ...base, chain }, registry));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(calls).toEqual(["a", "a", "b"]);
     expect(result.outcome.attempts.slice(0, 2).map((attempt) => attempt.reason)).toEqual([
       "timeout",
       "timeout",

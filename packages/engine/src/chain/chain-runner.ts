@@ -24,6 +24,10 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
     if (caught instanceof JobInterruption) return interruptedResult(caught, run, context);
     throw caught;
   }
+  // A shown answer no hop could continue: the caller hears of the failure that broke it off.
+  if (run.continued) {
+    return { kind: "finished", outcome: failedOutcome(progress, run.continued.error, context.clock.now()) };
+  }
   const reasons = progress.attempts.map(
     (attempt) => `${attempt.model}: ${attempt.reason ?? attempt.outcome}`,
   );

@@ -1,3 +1,4 @@
+import { DEFAULT_RETRY_ON, type HopConfig } from "@cascade/shared";
 import type { ProviderError } from "../providers/provider-error.js";
 import { backoffDelayMs } from "./backoff.js";
 import type { ChainContext } from "./chain-context.js";
@@ -9,10 +10,12 @@ type HopDecision =
 
 /**
  * What follows a failed call: the job fails at once (the request itself is wrong, or the route
- * refuses filtered content), the hop is tried again after a backoff, or the chain moves on.
+ * refuses filtered content), the hop is tried again after a backoff (a reason in its `retry_on`,
+ * tries left), or the chain moves on.
  */
 export function decideAfterError(
   context: ChainContext,
+  hop: HopConfig,
   error: ProviderError,
   retriesLeft: number,
   retryNumber: number,
@@ -24,7 +27,10 @@ export function decideAfterError(
   if (error.reason === "content_filter" && policy.on_content_filter === "fail") {
     return { action: "fail", type: "content_filter" };
   }
-  if (!error.isRetryable || retriesLeft <= 0) return { action: "next" };
+  // `retry_on` (default: not `timeout`, since a silent provider stays silent) picks which of the
+  // retryable reasons try the same hop again; the rest move on.
+  const retryOn: readonly string[] = hop.retry_on ?? DEFAULT_RETRY_ON;
+  if (!error.isRetryable || retriesLeft <= 0 || !retryOn.includes(error.reason)) return { action: "next" };
   const delayMs = backoffDelayMs(retryNumber, error.retryAfterMs, context.random);
   if (error.reason === "rate_limited" && context.clock.now() + delayMs > deadline) return { action: "next" };
   return { action: "retry", delayMs };

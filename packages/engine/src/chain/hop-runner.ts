@@ -8,13 +8,13 @@ import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
-import { callHop } from "./hop-call.js";
+import { brokenStreamError, canContinue, withPrefill } from "./continuation.js";
+import { callHop, hopTimeouts } from "./hop-call.js";
 import { decideAfterError } from "./hop-decision.js";
 import { interruptionOf, type JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
 import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from "./prechecks.js";
 
-const DEFAULT_HOP_TIMEOUT_MS = 60_000;
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
 const INLINE_WAIT_LIMIT_MS = 1_000;
 
@@ -87,6 +87,37 @@ function settleCall(
   );
 }
 
+/** What a failed stream means for the caller: nothing was shown, the chain continues it, or the answer ends. */
+type BrokenStream = "unseen" | "continue" | "end";
+
+/**
+ * After a stream failed: whether the caller had been shown part of the answer. If so, and the
+ * answer can be continued (on_stream_failure: continue, no tool calls shown), the chain goes on
+ * from what was shown (`run.continued`, keeping the first failure); otherwise the caller's
+ * answer ends with the first failure.
+ */
+function brokenStreamStep(
+  context: ChainContext,
+  run: ChainProgress,
+  modelId: string,
+  failure: ProviderError,
+): BrokenStream {
+  const shown = context.continuation?.shown();
+  if (!shown || (!shown.content && !shown.toolCalls)) return "unseen";
+  if (context.continuation?.policy !== "continue" || shown.toolCalls) return "end";
+  run.continued = {
+    partial: shown.content,
+    error: run.continued?.error ?? brokenStreamError(modelId, failure),
+  };
+  return "continue";
+}
+
+/** The shown part and its continuation as one answer (the continuation's leading space dropped as streamed). */
+function joinContinuation(partial: string, continuation: string | null): string {
+  const rest = continuation ?? "";
+  return /\s$/.test(partial) ? partial + rest.replace(/^\s+/, "") : partial + rest;
+}
+
 /**
  * Runs the chain's current hop: prechecks, then for each try admit → call → settle → record →
  * decide. Returns the run's result when the job ends or must wait, "next" to fall back. A
@@ -124,12 +155,21 @@ export async function runHop(
   }
   const maxRetries = hop.max_retries ?? 0;
   const strip = needsImageStrip(model, estimate, data);
-  const request = strip ? stripImages(data.request) : data.request;
+  const asked = strip ? stripImages(data.request) : data.request;
   const note = strip ? "images replaced by a text placeholder (on_missing_vision: strip)" : undefined;
-  const timeoutMs = hop.timeout_ms ?? DEFAULT_HOP_TIMEOUT_MS;
+  const timeouts = hopTimeouts(hop);
+  const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
   while (true) {
+    // A shown answer that broke off goes on only where the model can continue it (prefill).
+    if (run.continued && !canContinue(model)) {
+      const message = "continuing a partial answer needs the prefill capability";
+      run.record(skipped(hop.model, providerId, "capability_missing", message, clock.now()));
+      return "next";
+    }
+    const continued = run.continued;
+    const request = continued ? withPrefill(asked, continued.partial) : asked;
     if (run.unsaved) await run.save();
-    const admission = await admitHop(context, hop, model, estimate, timeoutMs);
+    const admission = await admitHop(context, hop, model, estimate, timeouts.timeoutMs);
     // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
     // or be parked instead of cancelled). An admitted hop goes on: callHop throws the interruption
     // before any request is sent, and its ticket is settled below like any stopped call's.
@@ -140,18 +180,38 @@ export async function runHop(
         { job_id: context.jobId, current_model: hop.model, until: admission.until },
         "waiting for capacity",
       );
-      return run.defer(admission.until);
+      const waitMs = admission.until - clock.now();
+      if (waitMs > maxInlineWaitMs) return run.defer(admission.until);
+      await abortableDelay(Math.max(0, waitMs), context.signal);
+      continue;
     }
     if (admission.kind === "skip") {
-      run.record(skipped(hop.model, providerId, admission.reason, admission.message, clock.now()));
+      const attempt: Attempt = skipped(
+        hop.model,
+        providerId,
+        admission.reason,
+        admission.message,
+        clock.now(),
+      );
+      if (admission.waitMs !== undefined) attempt.retry_after_ms = admission.waitMs;
+      run.record(attempt);
       return "next";
     }
     const startedMs = clock.now();
     const call = { promptEstimate: estimate.promptTokens, streamedCharacters: 0, dispatched: false };
     let streamed = false;
+    // A continuation's model may repeat the space the prefill had to end without (Anthropic
+    // refuses trailing whitespace in a prefill): drop it once, so the caller's text reads on.
+    let trimLeading = continued !== undefined && /\s$/.test(continued.partial);
     const sink: StreamSink | undefined = context.events
       ? {
           delta: (part) => {
+            if (trimLeading && part.content !== undefined) {
+              trimLeading = false;
+              const content = part.content.replace(/^\s+/, "");
+              if (!content && !part.toolCalls) return;
+              part = { ...part, content };
+            }
             streamed = true;
             call.streamedCharacters += streamedCharactersOf(part);
             context.events?.delta(hopIndex, part);
@@ -161,12 +221,16 @@ export async function runHop(
     call.dispatched = !context.signal.aborted;
     let completion: Completion | undefined;
     let failure: ProviderError | JobInterruption | undefined;
+    let shownBroken: BrokenStream = "unseen";
     try {
-      completion = await callHop(context, hop.model, model, timeoutMs, request, sink);
+      completion = await callHop(context, hop.model, model, timeouts, request, sink);
     } catch (caught) {
       // callHop throws a ProviderError, or the job's JobInterruption.
       failure = caught as ProviderError | JobInterruption;
-      if (streamed && failure instanceof ProviderError) context.events?.restart(hopIndex, failure.reason);
+      if (streamed && failure instanceof ProviderError) {
+        context.events?.restart(hopIndex, failure.reason);
+        shownBroken = brokenStreamStep(context, run, hop.model, failure);
+      }
     }
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
@@ -179,6 +243,8 @@ export async function runHop(
         duration_ms: clock.now() - startedMs,
         started_at: unixSeconds(startedMs),
       });
+      if (continued)
+        completion = { ...completion, content: joinContinuation(continued.partial, completion.content) };
       const result = toChatCompletion(completion, {
         id: `chatcmpl-${context.jobId.replace(/^job_/, "")}`,
         modelId: hop.model,
@@ -203,19 +269,22 @@ export async function runHop(
       duration_ms: clock.now() - startedMs,
       started_at: unixSeconds(startedMs),
     });
-    const decision = decideAfterError(context, error, maxRetries - (progress.tries - 1), progress.tries);
+    // A shown stream that cannot go on (on_stream_failure: error, or tool calls were shown) ends here.
+    if (shownBroken === "end") {
+      const jobError = run.continued?.error ?? brokenStreamError(hop.model, error);
+      return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
+    }
+    const decision = decideAfterError(context, hop, error, maxRetries - (progress.tries - 1), progress.tries);
     if (decision.action === "fail") {
-      return {
-        kind: "finished",
-        outcome: failedOutcome(
-          progress,
-          { type: decision.type, message: `${hop.model}: ${error.message}`.slice(0, 500) },
-          clock.now(),
-        ),
+      // A continuation the provider refused is not what the caller hears: the original failure is.
+      const jobError = run.continued?.error ?? {
+        type: decision.type,
+        message: `${hop.model}: ${error.message}`.slice(0, 500),
       };
+      return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
     }
     if (decision.action === "next") return "next";
-    if (decision.delayMs > INLINE_WAIT_LIMIT_MS) return run.defer(clock.now() + decision.delayMs);
+    if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
     // Rejects with the job's JobInterruption when the job is interrupted while it waits.
     await abortableDelay(decision.delayMs, context.signal);
   }

@@ -44,6 +44,7 @@ export function createAnthropicAdapter(
   provider: ProviderConfig,
   apiKey: string | undefined,
   fetch: typeof globalThis.fetch,
+  headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
   const client = createAnthropic({
     baseURL: (provider.base_url ?? ANTHROPIC_DEFAULT_BASE_URL).replace(/\/+$/, ""),
@@ -51,6 +52,7 @@ export function createAnthropicAdapter(
     // worker's ANTHROPIC_API_KEY behind the config's back.
     apiKey: apiKey ?? "unused",
     fetch,
+    ...(headers ? { headers: { ...headers } } : {}),
   });
   return createAiSdkAdapter({
     providerId,

@@ -79,6 +79,7 @@ export function createGeminiAdapter(
   apiKey: string | undefined,
   fetch: typeof globalThis.fetch,
   images?: ImageInliner,
+  headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
   const client = createGoogleGenerativeAI({
     baseURL: (provider.base_url ?? GEMINI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
@@ -86,6 +87,7 @@ export function createGeminiAdapter(
     // GOOGLE_GENERATIVE_AI_API_KEY behind the config's back.
     apiKey: apiKey ?? "unused",
     fetch,
+    ...(headers ? { headers: { ...headers } } : {}),
   });
   return createAiSdkAdapter({
     providerId,

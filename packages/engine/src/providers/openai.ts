@@ -26,12 +26,14 @@ export function createOpenAIAdapter(
   provider: ProviderConfig,
   apiKey: string | undefined,
   fetch: typeof globalThis.fetch,
+  headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
   const client = createOpenAI({
     baseURL: (provider.base_url ?? OPENAI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
     // Local servers (Ollama, vLLM) need no key; the SDK would otherwise read OPENAI_API_KEY itself.
     apiKey: apiKey ?? "unused",
     fetch,
+    ...(headers ? { headers: { ...headers } } : {}),
   });
   return createAiSdkAdapter({
     providerId,

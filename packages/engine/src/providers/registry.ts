@@ -4,6 +4,7 @@ import { createGeminiAdapter } from "./gemini.js";
 import { createProviderFetch } from "./http.js";
 import { createImageInliner, type ImageInliner } from "./image-download.js";
 import { createOpenAIAdapter } from "./openai.js";
+import { watchedFetch } from "./response-watch.js";
 import { createSimulatedAdapter } from "./simulated.js";
 import type { ProviderAdapter } from "./types.js";
 
@@ -20,7 +21,8 @@ export function createProviderRegistry(
   config: Config,
   options: { fetch?: typeof globalThis.fetch; random?: () => number } = {},
 ): ProviderRegistry {
-  const fetch = options.fetch ?? createProviderFetch();
+  // Watched: a call's first_token_timeout_ms ends when its response headers arrive.
+  const fetch = watchedFetch(options.fetch ?? createProviderFetch());
   const adapters = new Map<string, ProviderAdapter>();
   let inliner: ImageInliner | undefined;
   const images = () => {
@@ -33,18 +35,23 @@ export function createProviderRegistry(
         `providers.${id}.api_key_env: environment variable ${provider.api_key_env} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
       );
     }
+    // Extra headers (`headers`): sent on every call; the SDK's own (key, content type) win.
+    const headers = config.providerHeaders.get(id);
     switch (provider.type) {
       case "simulated":
         adapters.set(id, createSimulatedAdapter(id, provider, options.random));
         break;
       case "openai":
-        adapters.set(id, createOpenAIAdapter(id, provider, config.providerKeys.get(id), fetch));
+        adapters.set(id, createOpenAIAdapter(id, provider, config.providerKeys.get(id), fetch, headers));
         break;
       case "anthropic":
-        adapters.set(id, createAnthropicAdapter(id, provider, config.providerKeys.get(id), fetch));
+        adapters.set(id, createAnthropicAdapter(id, provider, config.providerKeys.get(id), fetch, headers));
         break;
       case "gemini":
-        adapters.set(id, createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch, images()));
+        adapters.set(
+          id,
+          createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch, images(), headers),
+        );
         break;
       default:
         throw new ConfigError(

@@ -45,6 +45,11 @@ export interface ToolCallDelta {
 /** Receives a streamed completion's pieces in the order the provider sent them. */
 export interface StreamSink {
   delta(part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+  /**
+   * Every part read from the provider's stream, output or not (`output`: text, reasoning or tool
+   * input), so silence can be timed (`first_token_timeout_ms`, `idle_timeout_ms`).
+   */
+  heartbeat?(output: boolean): void;
 }
 
 /** One configured provider. Throws ProviderError for every failure it can classify. */

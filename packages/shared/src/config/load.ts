@@ -28,6 +28,8 @@ export interface Config {
   readonly tenants: ReadonlyMap<string, ResolvedTenant>;
   /** API keys of providers whose `api_key_env` is set in the environment. */
   readonly providerKeys: ReadonlyMap<string, string>;
+  /** Each provider's extra request headers (`headers`), `{ env }` values read from the environment. */
+  readonly providerHeaders: ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** Problems that do not stop the process but deserve a loud warning. */
   readonly warnings: readonly string[];
 }
@@ -138,6 +140,42 @@ function resolveProviderKeys(
   return keys;
 }
 
+/**
+ * Each provider's `headers` with `{ env: NAME }` values read now. An unset variable is a startup
+ * error: a provider called without the header it was configured with (an OpenRouter app title, a
+ * gateway's routing key) fails in ways far from the cause.
+ */
+function resolveProviderHeaders(
+  providers: Record<string, ProviderConfig>,
+  env: Environment,
+): Map<string, Record<string, string>> {
+  const resolved = new Map<string, Record<string, string>>();
+  for (const [id, provider] of Object.entries(providers)) {
+    if (!provider.headers) continue;
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(provider.headers)) {
+      if (typeof value === "string") {
+        headers[name] = value;
+        continue;
+      }
+      const fromEnv = env[value.env];
+      if (fromEnv === undefined) {
+        throw new ConfigError(
+          `providers.${id}.headers.${name}: environment variable ${value.env} is not set; export it, or give the header a literal value`,
+        );
+      }
+      if (/[\r\n\0]/.test(fromEnv)) {
+        throw new ConfigError(
+          `providers.${id}.headers.${name}: environment variable ${value.env} holds CR, LF or NUL, which a header value cannot`,
+        );
+      }
+      headers[name] = fromEnv;
+    }
+    resolved.set(id, headers);
+  }
+  return resolved;
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object" && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -179,6 +217,7 @@ export function loadConfig(env: Environment, options: { raw?: unknown } = {}): C
     openMode,
     tenants,
     providerKeys: resolveProviderKeys(file.providers, env),
+    providerHeaders: resolveProviderHeaders(file.providers, env),
     warnings,
   }) as Config;
 }

@@ -18,7 +18,8 @@ export const REASONS = [
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
-export const CAPABILITIES = ["vision", "tools", "json"] as const;
+/** `prefill`: the model continues an assistant message placed last (the gateway's stream continuation). */
+export const CAPABILITIES = ["vision", "tools", "json", "prefill"] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
 const positiveInt = z.number().int().positive();
@@ -58,6 +59,36 @@ export const simulateSchema = z.strictObject({
 });
 export type SimulateSettings = z.infer<typeof simulateSchema>;
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
+
+/** An HTTP header name (RFC 9110 token). */
+const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers the provider client sets itself: overriding them would break the call or leak the key. */
+const RESERVED_HEADERS = new Set([
+  "authorization",
+  "x-api-key",
+  "x-goog-api-key",
+  "content-type",
+  "content-length",
+  "host",
+]);
+
+/** Extra request headers: a literal value, or `{ env: NAME }` read from the environment at startup. */
+const headersSchema = z
+  .record(
+    z
+      .string()
+      .regex(headerName, "must be an HTTP header name")
+      .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), {
+        message: "is set by Cascade itself (the key goes in api_key_env)",
+      }),
+    z.union([
+      z.string().regex(/^[^\r\n\0]*$/, "a header value cannot hold CR, LF or NUL"),
+      z.strictObject({ env: envName }),
+    ]),
+  )
+  .refine((headers) => Object.keys(headers).length <= 32, "at most 32 headers");
+
 const providerSchema = z.strictObject({
   type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
   base_url: z.url({ protocol: /^https?$/ }).optional(),
@@ -68,6 +99,7 @@ const providerSchema = z.strictObject({
   limits: limitsSchema.optional(),
   breaker: breakerSchema.optional(),
   simulate: simulateSchema.optional(),
+  headers: headersSchema.optional(),
 });
 
 const modelSchema = z.strictObject({
@@ -81,22 +113,42 @@ const modelSchema = z.strictObject({
   simulate: simulateSchema.optional(),
 });
 
+/** What `max_retries` retries by default: not `timeout` (a silent provider stays silent). */
+export const DEFAULT_RETRY_ON = [
+  "server_error",
+  "network_error",
+  "invalid_response",
+  "rate_limited",
+] as const;
+/** Reasons a hop can be retried for: the call failed in a way another try may not. */
+export const RETRYABLE_REASONS = [...DEFAULT_RETRY_ON, "timeout"] as const;
+
 export const hopSchema = z.strictObject({
   model: z.string().min(1),
   timeout_ms: positiveInt.optional(),
+  /** Response headers and the first token (the first byte of a non-streamed answer) within this. */
+  first_token_timeout_ms: positiveInt.optional(),
+  /** A started stream may fall silent at most this long. */
+  idle_timeout_ms: positiveInt.optional(),
   max_retries: z.number().int().min(0).max(10).optional(),
+  retry_on: z.array(z.enum(RETRYABLE_REASONS)).optional(),
   max_cost_usd: nonNegative.optional(),
 });
 
 const routeSchema = z.strictObject({
   deadline_ms: positiveInt.optional(),
+  /** Gateway: how long a request may wait for limits (header x-cascade-deadline-ms overrides). */
+  sync_deadline_ms: positiveInt.optional(),
+  /** Gateway: a stream that fails after the caller has tokens continues on a prefill hop, or ends in an error. */
+  on_stream_failure: z.enum(["continue", "error"]).optional(),
+  /** Gateway: the first tokens are held back this long, so that an early failure restarts unseen. */
+  stream_hold_ms: z.number().int().min(0).max(60_000).optional(),
   on_content_filter: z.enum(["fallback", "fail"]).optional(),
   on_bad_request: z.enum(["fail", "fallback"]).optional(),
   on_missing_vision: z.enum(["skip", "strip"]).optional(),
   chain: z.array(hopSchema).min(1, "a route needs at least one hop"),
 });
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
 const budgetSchema = z.strictObject({
   daily_usd: nonNegative.optional(),
   monthly_usd: nonNegative.optional(),

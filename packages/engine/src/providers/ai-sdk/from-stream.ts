@@ -128,6 +128,15 @@ function parseBody(error: APICallError): unknown {
   }
 }
 
+/** Stream parts that are the model's output: the first one is the "first token". */
+const OUTPUT_PARTS = new Set<string>([
+  "text-delta",
+  "reasoning-delta",
+  "tool-input-start",
+  "tool-input-delta",
+  "tool-call",
+]);
+
 /** What was read from a stream, shaped as a generate result so each adapter's checks apply unchanged. */
 export type StreamedResult = LanguageModelV3GenerateResult;
 
@@ -187,6 +196,7 @@ export async function readStream(
         break;
       }
       const part = next.value;
+      sink.heartbeat?.(OUTPUT_PARTS.has(part.type));
       // OpenAI's and Gemini's finish comes from the SDK's flush, whatever arrived.
       if (part.type !== "stream-start" && part.type !== "raw" && part.type !== "finish") sawEvents = true;
       switch (part.type) {

@@ -1,0 +1,45 @@
+import type { ChatRequest, JobError, ModelConfig } from "@cascade/shared";
+import type { ProviderError } from "../providers/provider-error.js";
+
+/**
+ * A streaming caller that has already been shown part of an answer (the gateway's SSE client):
+ * when the stream fails after that, the chain cannot restart unseen. The route's
+ * `on_stream_failure` decides: `continue` asks the next hop whose model has the `prefill`
+ * capability to go on from what was shown (an assistant prefill) and streams only its
+ * continuation; `error` ends the answer with the failure.
+ */
+export interface StreamContinuation {
+  policy: "continue" | "error";
+  /**
+   * What the caller has been sent of the answer so far, read after the sink's `restart` dropped
+   * what it was still holding back (`stream_hold_ms`).
+   */
+  shown(): { content: string; toolCalls: boolean };
+}
+
+/** A chain continuing a partial answer: what was shown, and the failure that broke it off first. */
+export interface ContinuedAnswer {
+  partial: string;
+  /** What the caller is told if no hop can continue: the original failure, never a prefill's rejection. */
+  error: JobError;
+}
+
+/** The first failure that broke a shown stream, as the error the caller sees. */
+export function brokenStreamError(modelId: string, failure: ProviderError): JobError {
+  return {
+    type: failure.reason,
+    message: `${modelId}: the stream failed after part of the answer was sent (${failure.message})`.slice(
+      0,
+      500,
+    ),
+  };
+}
+
+export function canContinue(model: ModelConfig): boolean {
+  return (model.capabilities ?? []).includes("prefill");
+}
+
+/** The request with the partial answer as a last assistant message, for the model to continue. */
+export function withPrefill(request: ChatRequest, partial: string): ChatRequest {
+  return { ...request, messages: [...request.messages, { role: "assistant", content: partial }] };
+}
