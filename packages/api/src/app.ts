@@ -1,4 +1,9 @@
-import type { HostResolver } from "@cascade/engine";
+import {
+  createProviderRegistry,
+  type HostResolver,
+  type ProviderRegistry,
+  Resilience,
+} from "@cascade/engine";
 import {
   BatchStore,
   bullConnection,
@@ -29,6 +34,7 @@ import {
 } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { Cluster, type Redis } from "ioredis";
+import { GatewayRunner } from "./gateway/gateway-runner.js";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
@@ -40,6 +46,7 @@ import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
 import { registerBatchApi } from "./routes/batches.js";
+import { registerGatewayRoutes } from "./routes/gateway.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
@@ -59,6 +66,8 @@ export interface AppDeps {
   newId?: IdGenerator;
   /** Resolver for the webhook URL check at enqueue (tests inject one; default dns.lookup). */
   resolveHost?: HostResolver;
+  /** The gateway's provider clients (default: built from the config, keyless providers failing their calls). */
+  providers?: ProviderRegistry;
 }
 
 export interface CascadeApp {
@@ -119,6 +128,19 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const streams = new StreamReader(streamsConnection, redis, logger);
   const store = new JobStore(queue, redis, keys, retention);
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
+  // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
+  const clock = deps.clock ?? systemClock;
+  const resilience = new Resilience(redis, config, keys, logger, clock);
+  // Breaker and cooldown announcements need a connection in subscriber mode of their own.
+  const breakerSubscriber = readerConnection(redis);
+  breakerSubscriber.on("error", logRedisError("breaker announcements"));
+  const gateway = new GatewayRunner({
+    config,
+    providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
+    resilience,
+    clock,
+    logger,
+  });
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -187,6 +209,12 @@ export function buildApp(deps: AppDeps): CascadeApp {
       }),
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
+    registerGatewayRoutes(instance, {
+      config,
+      runner: gateway,
+      clock,
+      newId: deps.newId ?? ((prefix) => newId(prefix)),
+    });
     registerJobEventRoutes(instance, { store, waiters, streams, keys });
     registerBatchApi(instance, {
       config,
@@ -207,13 +235,21 @@ export function buildApp(deps: AppDeps): CascadeApp {
           .map((method) => ({ method, url: route.url, access: route.config?.access ?? "tenant" })),
       ),
     async ready() {
-      await Promise.all([queue.waitUntilReady(), waiters.ready(), app.ready()]);
+      await Promise.all([
+        queue.waitUntilReady(),
+        waiters.ready(),
+        app.ready(),
+        resilience.listen(breakerSubscriber),
+      ]);
     },
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
       waiters.wakeAll();
       streams.close();
       await app.close();
+      // The gateway's last settlements (spend, usage) are written before the process goes.
+      await resilience.close();
+      breakerSubscriber.disconnect();
       await waiters.close();
       await queue.close();
       await webhookQueue.close();

@@ -18,6 +18,16 @@ async function main(): Promise<void> {
     logger.warn({ err: error.message }, "redis connection error; retrying"),
   );
 
+  // The gateway calls providers from this process: one whose key is not set here fails its calls
+  // (auth_error) and chains fall back past it. Say so now rather than at the first request.
+  for (const [id, provider] of Object.entries(config.file.providers)) {
+    if (provider.api_key_env && !config.providerKeys.has(id)) {
+      logger.warn(
+        { provider: id, setting: `providers.${id}.api_key_env` },
+        `environment variable ${provider.api_key_env} is not set on the API: the gateway cannot call provider ${id}; export it here too`,
+      );
+    }
+  }
   const cascade = buildApp({ config, redis, logger });
   await cascade.ready();
   try {

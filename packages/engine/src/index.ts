@@ -3,6 +3,7 @@
 export * from "./chain/call-charge.js";
 export * from "./chain/chain-context.js";
 export * from "./chain/chain-runner.js";
+export * from "./chain/continuation.js";
 export * from "./chain/interruption.js";
 export * from "./chain/job-outcome.js";
 export * from "./events/job-event-writer.js";

@@ -4,9 +4,21 @@ import { createGeminiAdapter } from "./gemini.js";
 import { createProviderFetch } from "./http.js";
 import { createImageInliner, type ImageInliner } from "./image-download.js";
 import { createOpenAIAdapter } from "./openai.js";
+import { ProviderError } from "./provider-error.js";
 import { watchedFetch } from "./response-watch.js";
 import { createSimulatedAdapter } from "./simulated.js";
 import type { ProviderAdapter } from "./types.js";
+
+/** A provider this process has no key for: every call fails as the provider would refuse it. */
+function keylessAdapter(providerId: string, type: string, envName: string): ProviderAdapter {
+  const refuse = async (): Promise<never> => {
+    throw new ProviderError(
+      "auth_error",
+      `environment variable ${envName} (providers.${providerId}.api_key_env) is not set on this process`,
+    );
+  };
+  return { providerId, type, generate: refuse, stream: refuse };
+}
 
 export interface ProviderRegistry {
   /** The adapter of a configured provider; throws ConfigError for an id the config lacks. */
@@ -19,7 +31,16 @@ export interface ProviderRegistry {
  */
 export function createProviderRegistry(
   config: Config,
-  options: { fetch?: typeof globalThis.fetch; random?: () => number } = {},
+  options: {
+    fetch?: typeof globalThis.fetch;
+    random?: () => number;
+    /**
+     * A provider whose key's env var is unset: a startup error (a worker, the default), or a
+     * provider whose every call fails with `auth_error`, so chains fall back past it (the API,
+     * which may run the gateway without every worker's keys; it warns at startup).
+     */
+    missingKey?: "throw" | "fail-calls";
+  } = {},
 ): ProviderRegistry {
   // Watched: a call's first_token_timeout_ms ends when its response headers arrive.
   const fetch = watchedFetch(options.fetch ?? createProviderFetch());
@@ -30,6 +51,10 @@ export function createProviderRegistry(
     return inliner;
   };
   for (const [id, provider] of Object.entries(config.file.providers)) {
+    if (provider.api_key_env && !config.providerKeys.has(id) && options.missingKey === "fail-calls") {
+      adapters.set(id, keylessAdapter(id, provider.type, provider.api_key_env));
+      continue;
+    }
     if (provider.api_key_env && !config.providerKeys.has(id)) {
       throw new ConfigError(
         `providers.${id}.api_key_env: environment variable ${provider.api_key_env} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,

@@ -86,42 +86,48 @@ const responseFormat = z.discriminatedUnion("type", [
   }),
 ]);
 
-export const chatRequestSchema = z
-  .strictObject({
-    model: z.string().min(1).optional(),
-    messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
-    max_tokens: z.number().int().positive().optional(),
-    max_completion_tokens: z.number().int().positive().optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().min(0).max(1).optional(),
-    stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
-    seed: z.number().int().optional(),
-    presence_penalty: z.number().min(-2).max(2).optional(),
-    frequency_penalty: z.number().min(-2).max(2).optional(),
-    tools: z.array(functionTool).max(128).optional(),
-    tool_choice: z
-      .union([
-        z.enum(["none", "auto", "required"]),
-        z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: z.string() }) }),
-      ])
-      .optional(),
-    parallel_tool_calls: z.boolean().optional(),
-    response_format: responseFormat.optional(),
-    stream: z.boolean().optional(),
-    stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
-    n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
-    user: z.string().optional(),
-  })
-  .refine(
-    (request) =>
-      request.tool_choice === undefined ||
-      typeof request.tool_choice === "string" ||
-      request.tools?.some(
-        (tool) =>
-          tool.function.name === (request.tool_choice as { function: { name: string } }).function.name,
-      ),
-    { message: "tool_choice names a function that is not in tools", path: ["tool_choice"] },
-  );
+/** The request's fields, without the cross-field check (the gateway extends them). */
+export const chatRequestFields = z.strictObject({
+  model: z.string().min(1).optional(),
+  messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
+  max_tokens: z.number().int().positive().optional(),
+  max_completion_tokens: z.number().int().positive().optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+  seed: z.number().int().optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  tools: z.array(functionTool).max(128).optional(),
+  tool_choice: z
+    .union([
+      z.enum(["none", "auto", "required"]),
+      z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: z.string() }) }),
+    ])
+    .optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  response_format: responseFormat.optional(),
+  stream: z.boolean().optional(),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
+  user: z.string().optional(),
+});
+
+type ToolChoiceFields = Pick<z.infer<typeof chatRequestFields>, "tool_choice" | "tools">;
+
+/** A `tool_choice` naming a function must name one of `tools` (OpenAI answers 400 otherwise). */
+export function toolChoiceNamesATool(request: ToolChoiceFields): boolean {
+  if (request.tool_choice === undefined || typeof request.tool_choice === "string") return true;
+  const name = request.tool_choice.function.name;
+  return request.tools?.some((tool) => tool.function.name === name) === true;
+}
+
+export const TOOL_CHOICE_ERROR = {
+  message: "tool_choice names a function that is not in tools",
+  path: ["tool_choice"],
+};
+
+export const chatRequestSchema = chatRequestFields.refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
 /** The output budget the request asks for: `max_completion_tokens` wins over the legacy `max_tokens`. */

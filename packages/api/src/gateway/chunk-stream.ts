@@ -1,0 +1,158 @@
+import type { ServerResponse } from "node:http";
+import type { JobEventSink, StreamContinuation, ToolCallDelta } from "@cascade/engine";
+import type { Attempt, JobObject } from "@cascade/shared";
+
+export interface ChunkStreamOptions {
+  /** The completion's id, the same in every chunk. */
+  id: string;
+  created: number;
+  /** The config model id of each hop of the chain (chunks name the model that produced them). */
+  chainModels: readonly string[];
+  holdMs: number;
+  policy: StreamContinuation["policy"];
+  /** Writes the status line and headers, once, when the first tokens are released. */
+  open(modelId: string): void;
+}
+
+type DeltaPart = { content?: string; toolCalls?: ToolCallDelta[] };
+
+/**
+ * One streamed answer in OpenAI's `chat.completion.chunk` SSE format. It is the engine's event
+ * sink for the gateway: deltas become chunks; a failed hop's `restart` drops what is still held
+ * back (`stream_hold_ms`), and `shown()` tells the engine what the caller has already seen, so a
+ * failure after that continues the answer (prefill) or ends it (contract, "Streams never lie").
+ * The HTTP response is opened at the first released token, so a request that fails before any
+ * token still gets an ordinary error status.
+ */
+export class ChunkStream implements JobEventSink, StreamContinuation {
+  readonly policy: StreamContinuation["policy"];
+  opened = false;
+  readonly attempts: Attempt[] = [];
+  private held: Array<{ hop: number; part: DeltaPart }> = [];
+  private holdTimer: NodeJS.Timeout | undefined;
+  private shownContent = "";
+  private shownTools = false;
+  private roleSent = false;
+
+  constructor(
+    private readonly response: ServerResponse,
+    private readonly options: ChunkStreamOptions,
+  ) {
+    this.policy = options.policy;
+  }
+
+  status(): void {}
+
+  attempt(attempt: Attempt): void {
+    this.attempts.push(attempt);
+  }
+
+  delta(hop: number, part: DeltaPart): void {
+    if (this.options.holdMs <= 0 || (this.opened && this.holdTimer === undefined)) {
+      this.release(hop, part);
+      return;
+    }
+    this.held.push({ hop, part });
+    this.holdTimer ??= setTimeout(() => this.flushHeld(), this.options.holdMs);
+  }
+
+  restart(): void {
+    // Nothing held back was seen: drop it, and hold the next hop's first tokens afresh.
+    this.held = [];
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+  }
+
+  async done(_job: JobObject): Promise<void> {}
+
+  shown(): { content: string; toolCalls: boolean } {
+    return { content: this.shownContent, toolCalls: this.shownTools };
+  }
+
+  /** Sends what is held back (the answer succeeded, or the hold time passed). */
+  flushHeld(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    const held = this.held;
+    this.held = [];
+    for (const { hop, part } of held) this.release(hop, part);
+  }
+
+  /** The last chunks of a successful answer: the finish reason, the usage if asked for, [DONE]. */
+  finish(model: string, finishReason: string, usage: unknown | undefined): void {
+    this.flushHeld();
+    if (!this.opened) this.openAt(model);
+    this.write(this.chunk(model, {}, finishReason));
+    if (usage !== undefined) {
+      this.write(
+        JSON.stringify({
+          id: this.options.id,
+          object: "chat.completion.chunk",
+          created: this.options.created,
+          model,
+          choices: [],
+          usage,
+        }),
+      );
+    }
+    this.response.end("data: [DONE]\n\n");
+  }
+
+  /** Ends an opened stream with one error event and no [DONE] (the answer is not whole). */
+  fail(error: { error: Record<string, unknown> }): void {
+    this.held = [];
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.response.end(`data: ${JSON.stringify(error)}\n\n`);
+  }
+
+  private modelOf(hop: number): string {
+    return this.options.chainModels[hop] ?? this.options.chainModels[0] ?? "";
+  }
+
+  private openAt(model: string): void {
+    this.opened = true;
+    this.options.open(model);
+  }
+
+  private release(hop: number, part: DeltaPart): void {
+    const model = this.modelOf(hop);
+    if (!this.opened) this.openAt(model);
+    const delta: Record<string, unknown> = {};
+    if (!this.roleSent) {
+      this.roleSent = true;
+      delta.role = "assistant";
+    }
+    if (part.content !== undefined) {
+      delta.content = part.content;
+      this.shownContent += part.content;
+    }
+    if (part.toolCalls?.length) {
+      this.shownTools = true;
+      delta.tool_calls = part.toolCalls.map((call) =>
+        call.id !== undefined
+          ? {
+              index: call.index,
+              id: call.id,
+              type: "function",
+              function: { name: call.name ?? "", arguments: call.arguments ?? "" },
+            }
+          : { index: call.index, function: { arguments: call.arguments ?? "" } },
+      );
+    }
+    this.write(this.chunk(model, delta, null));
+  }
+
+  private chunk(model: string, delta: Record<string, unknown>, finishReason: string | null): string {
+    return JSON.stringify({
+      id: this.options.id,
+      object: "chat.completion.chunk",
+      created: this.options.created,
+      model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    });
+  }
+
+  private write(json: string): void {
+    this.response.write(`data: ${json}\n\n`);
+  }
+}

@@ -1,0 +1,32 @@
+import {
+  type ChatRequest,
+  chatRequestFields,
+  TOOL_CHOICE_ERROR,
+  toolChoiceNamesATool,
+} from "@cascade/shared";
+import { z } from "zod";
+
+/**
+ * POST /v1/chat/completions: an OpenAI chat-completions body, plus the contract's extension
+ * fields (`models`, `route`, `metadata`, `max_cost_usd`; `user` is OpenAI's own). Unknown fields
+ * are a 400 naming them, as OpenAI answers.
+ */
+export const gatewayBodySchema = chatRequestFields
+  .extend({
+    models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
+    route: z.string().min(1).optional(),
+    // OpenAI's own `metadata` has the same shape (at most 16 string pairs).
+    metadata: z
+      .record(z.string().max(64), z.string().max(512))
+      .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
+      .optional(),
+    max_cost_usd: z.number().positive().optional(),
+  })
+  .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR);
+export type GatewayBody = z.infer<typeof gatewayBodySchema>;
+
+/** The body as the provider request: the extension fields are Cascade's, not the model's. */
+export function providerRequest(body: GatewayBody): ChatRequest {
+  const { models: _models, route: _route, metadata: _metadata, max_cost_usd: _max, ...request } = body;
+  return request;
+}

@@ -1,0 +1,221 @@
+import { JobInterruption } from "@cascade/engine";
+import {
+  ChainResolutionError,
+  type Clock,
+  type Config,
+  type IdGenerator,
+  type JobOutcome,
+  resolveChain,
+  unixSeconds,
+} from "@cascade/shared";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { ChunkStream } from "../gateway/chunk-stream.js";
+import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js";
+import { errorBody, gatewayErrorOf } from "../gateway/gateway-errors.js";
+import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
+import { HttpError } from "../plugins/http-error.js";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
+
+export interface GatewayRoutesDeps {
+  config: Config;
+  runner: GatewayRunner;
+  clock: Clock;
+  newId: IdGenerator;
+}
+
+/** The longest wait for limits a caller may ask for (`x-cascade-deadline-ms`). */
+const MAX_DEADLINE_MS = 10 * 60 * 1000;
+
+function deadlineHeader(request: FastifyRequest): number | undefined {
+  const raw = request.headers["x-cascade-deadline-ms"];
+  if (raw === undefined) return undefined;
+  const value = Number(Array.isArray(raw) ? raw[0] : raw);
+  if (!Number.isInteger(value) || value < 0 || value > MAX_DEADLINE_MS) {
+    throw new HttpError(
+      400,
+      "invalid_request_error",
+      `x-cascade-deadline-ms must be a whole number of milliseconds from 0 to ${MAX_DEADLINE_MS}`,
+      "x-cascade-deadline-ms",
+    );
+  }
+  return value;
+}
+
+/** `model:reason` for every attempt that did not answer. */
+function fallbacksOf(outcome: Pick<JobOutcome, "attempts">): string {
+  return outcome.attempts
+    .filter((attempt) => attempt.outcome !== "success")
+    .map((attempt) => `${attempt.model}:${attempt.reason ?? attempt.outcome}`)
+    .join(",");
+}
+
+function traceHeaders(reply: FastifyReply, outcome: JobOutcome): void {
+  if (outcome.model) reply.header("x-cascade-model", outcome.model);
+  if (outcome.provider) reply.header("x-cascade-provider", outcome.provider);
+  reply.header("x-cascade-attempts", String(outcome.attempts.length));
+  const fallbacks = fallbacksOf(outcome);
+  if (fallbacks) reply.header("x-cascade-fallbacks", fallbacks);
+  reply.header("x-cascade-cost-usd", String(outcome.cost_usd));
+}
+
+/**
+ * POST /v1/chat/completions and GET /v1/models: the drop-in OpenAI-compatible door (contract,
+ * "Gateway"). Requests run in this process through the same engine as jobs.
+ */
+export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesDeps): void {
+  const { config, runner, clock } = deps;
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  // Every route and model, in OpenAI's list shape; `created` is when this process loaded them.
+  const created = unixSeconds(clock.now());
+  const modelList = {
+    object: "list",
+    data: [...Object.keys(config.file.routes), ...Object.keys(config.file.models)].map((id) => ({
+      id,
+      object: "model",
+      created,
+      owned_by: "cascade",
+    })),
+  };
+
+  routes.get("/v1/models", async () => modelList);
+
+  routes.post("/v1/chat/completions", { schema: { body: gatewayBodySchema } }, async (request, reply) => {
+    const body = request.body as GatewayBody;
+    const requestId = deps.newId("req");
+    reply.header("x-request-id", requestId);
+    let resolved: ReturnType<typeof resolveChain>;
+    try {
+      resolved = resolveChain(config.file, { ...body, request: body });
+    } catch (error) {
+      if (!(error instanceof ChainResolutionError)) throw error;
+      const param = error.param.replace(/^request\./, "");
+      const message = error.message.replace(/^request\.model/, "model");
+      reply.code(404).send(errorBody({ type: "not_found_error", code: "model_not_found", message }, param));
+      return reply;
+    }
+    const route = routeOf(config, resolved);
+    const deadlineMs = deadlineHeader(request) ?? route?.sync_deadline_ms ?? DEFAULT_SYNC_DEADLINE_MS;
+    const data = runner.describe({ tenant: request.tenant, body, resolved, deadlineMs });
+    // The caller leaving stops the run: its calls are charged, nothing more is started.
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) controller.abort(new JobInterruption("cancelled"));
+    };
+    reply.raw.on("close", onClose);
+    try {
+      if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route });
+      const outcome = await runner.run({ requestId, data, signal: controller.signal });
+      traceHeaders(reply, outcome);
+      if (outcome.status === "succeeded") return outcome.result;
+      // The caller has gone: nobody reads this (499, as nginx logs a client that closed first).
+      if (outcome.status === "cancelled") return reply.code(499).send();
+      const error = gatewayErrorOf(outcome);
+      if (error.retryAfterS !== undefined) reply.header("retry-after", String(error.retryAfterS));
+      reply.code(error.status);
+      return errorBody(error);
+    } finally {
+      reply.raw.off("close", onClose);
+    }
+  });
+
+  /**
+   * A streamed answer. The reply is taken over from Fastify at once (the SSE response is written
+   * by hand), so everything after this point answers through `reply.raw`, errors included.
+   */
+  async function streamAnswer(
+    reply: FastifyReply,
+    run: {
+      requestId: string;
+      data: ReturnType<GatewayRunner["describe"]>;
+      controller: AbortController;
+      route: ReturnType<typeof routeOf>;
+    },
+  ): Promise<FastifyReply> {
+    const { data } = run;
+    reply.hijack();
+    const headers = () => reply.getHeaders() as Record<string, string>;
+    const stream = new ChunkStream(reply.raw, {
+      id: `chatcmpl-${run.requestId.replace(/^req_/, "")}`,
+      created: unixSeconds(clock.now()),
+      chainModels: data.chain.map((hop) => hop.model),
+      holdMs: run.route?.stream_hold_ms ?? 0,
+      policy: run.route?.on_stream_failure ?? "continue",
+      open: (modelId) => {
+        const model = config.file.models[modelId];
+        const attempts = stream.attempts;
+        const fallbacks = fallbacksOf({ attempts });
+        reply.raw.writeHead(200, {
+          ...headers(),
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-cache",
+          connection: "keep-alive",
+          "x-accel-buffering": "no",
+          "x-cascade-model": modelId,
+          ...(model ? { "x-cascade-provider": model.provider } : {}),
+          // The attempts so far and the one answering now; its cost is not known yet.
+          "x-cascade-attempts": String(attempts.length + 1),
+          ...(fallbacks ? { "x-cascade-fallbacks": fallbacks } : {}),
+        });
+      },
+    });
+    const answerError = (status: number, body: unknown, extra: Record<string, string> = {}) => {
+      if (reply.raw.headersSent) return;
+      reply.raw.writeHead(status, {
+        ...headers(),
+        ...extra,
+        "content-type": "application/json; charset=utf-8",
+      });
+      reply.raw.end(JSON.stringify(body));
+    };
+    let outcome: JobOutcome;
+    try {
+      outcome = await runner.run({
+        requestId: run.requestId,
+        data,
+        signal: run.controller.signal,
+        events: stream,
+        continuation: stream,
+      });
+    } catch (error) {
+      const unavailable = isRedisUnavailableError(error);
+      const failure = {
+        type: unavailable ? ("service_unavailable_error" as const) : ("api_error" as const),
+        code: unavailable ? "redis_unavailable" : "internal_error",
+        message: unavailable ? "Redis is unavailable; retry shortly" : "internal error",
+      };
+      if (!unavailable) reply.log.error({ err: error, request_id: run.requestId }, "gateway stream failed");
+      if (stream.opened) stream.fail(errorBody(failure));
+      else
+        answerError(unavailable ? 503 : 500, errorBody(failure), unavailable ? { "retry-after": "1" } : {});
+      return reply;
+    }
+    if (outcome.status === "cancelled") {
+      if (!reply.raw.writableEnded) reply.raw.destroy();
+      return reply;
+    }
+    if (outcome.status === "succeeded") {
+      const result = outcome.result as { choices: Array<{ finish_reason: string }>; usage?: unknown };
+      const usage = data.request.stream_options?.include_usage ? result.usage : undefined;
+      stream.finish(
+        outcome.model ?? data.chain[0]?.model ?? "",
+        result.choices[0]?.finish_reason ?? "stop",
+        usage,
+      );
+      return reply;
+    }
+    const error = gatewayErrorOf(outcome);
+    if (stream.opened) {
+      // The caller has part of an answer that no hop could finish: say so, and send no [DONE].
+      stream.fail(errorBody({ ...error, code: outcome.error?.type ?? error.code }));
+      return reply;
+    }
+    traceHeaders(reply, outcome);
+    answerError(
+      error.status,
+      errorBody(error),
+      error.retryAfterS !== undefined ? { "retry-after": String(error.retryAfterS) } : {},
+    );
+    return reply;
+  }
+}
