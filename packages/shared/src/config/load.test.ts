@@ -22,6 +22,32 @@ function loadError(raw: unknown, env: Record<string, string> = {}): string {
 }
 
 describe("loadConfig", () => {
+  it("resolves provider headers, literal and from the environment, and names what is wrong", () => {
+    const withHeaders = (headers: unknown) => ({
+      ...minimal,
+      providers: { sim: { type: "simulated", headers } },
+    });
+    const config = loadConfig(
+      { APP_TITLE: "My app" },
+      { raw: withHeaders({ "HTTP-Referer": "https://example.com", "X-Title": { env: "APP_TITLE" } }) },
+    );
+    expect(config.providerHeaders.get("sim")).toEqual({
+      "HTTP-Referer": "https://example.com",
+      "X-Title": "My app",
+    });
+    expect(loadError(withHeaders({ "X-Title": { env: "APP_TITLE" } }))).toMatch(
+      /providers\.sim\.headers\.X-Title: environment variable APP_TITLE is not set/,
+    );
+    expect(loadError(withHeaders({ Authorization: "Bearer x" }))).toMatch(
+      /providers\.sim\.headers\.Authorization: is set by Cascade itself/,
+    );
+    expect(loadError(withHeaders({ "X-Bad": "a\r\nInjected: 1" }))).toMatch(/providers\.sim\.headers\.X-Bad/);
+    expect(loadError(withHeaders({ "bad name": "x" }))).toMatch(/must be an HTTP header name/);
+    expect(loadError(withHeaders({ "X-Title": { env: "APP_TITLE" } }), { APP_TITLE: "a\nb" })).toMatch(
+      /holds CR, LF or NUL/,
+    );
+  });
+
   it("loads the built-in demo config with defaults and warns about open mode", () => {
     const config = loadConfig({});
     expect(config.source).toBe("built-in demo config");

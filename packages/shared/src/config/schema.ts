@@ -76,18 +76,27 @@ const RESERVED_HEADERS = new Set([
 /** Extra request headers: a literal value, or `{ env: NAME }` read from the environment at startup. */
 const headersSchema = z
   .record(
-    z
-      .string()
-      .regex(headerName, "must be an HTTP header name")
-      .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), {
-        message: "is set by Cascade itself (the key goes in api_key_env)",
-      }),
+    z.string(),
     z.union([
       z.string().regex(/^[^\r\n\0]*$/, "a header value cannot hold CR, LF or NUL"),
       z.strictObject({ env: envName }),
     ]),
   )
-  .refine((headers) => Object.keys(headers).length <= 32, "at most 32 headers");
+  .superRefine((headers, context) => {
+    const names = Object.keys(headers);
+    if (names.length > 32) context.addIssue({ code: "custom", message: "at most 32 headers" });
+    for (const name of names) {
+      if (!headerName.test(name)) {
+        context.addIssue({ code: "custom", path: [name], message: "must be an HTTP header name" });
+      } else if (RESERVED_HEADERS.has(name.toLowerCase())) {
+        context.addIssue({
+          code: "custom",
+          path: [name],
+          message: "is set by Cascade itself (the key goes in api_key_env)",
+        });
+      }
+    }
+  });
 
 const providerSchema = z.strictObject({
   type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
