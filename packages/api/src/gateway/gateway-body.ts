@@ -21,6 +21,8 @@ export const gatewayBodySchema = chatRequestFields
       .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
       .optional(),
     max_cost_usd: z.number().positive().optional(),
+    // The end user budgets and usage are kept per (a Redis key part: bounded, as for jobs).
+    user: z.string().max(256, "user holds at most 256 characters").optional(),
   })
   .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR);
 export type GatewayBody = z.infer<typeof gatewayBodySchema>;

@@ -64,7 +64,8 @@ export class GatewayRunner {
       ...(body.metadata ? { metadata: body.metadata } : {}),
       priority: 5,
       ...(body.max_cost_usd !== undefined ? { max_cost_usd: body.max_cost_usd } : {}),
-      ...(body.user !== undefined ? { user: body.user } : {}),
+      // OpenAI accepts an empty `user`; here it names no end user.
+      ...(body.user ? { user: body.user } : {}),
       created_at: unixSeconds(now),
       deadline_at: now + input.deadlineMs,
     };

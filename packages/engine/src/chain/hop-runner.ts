@@ -246,7 +246,8 @@ export async function runHop(
       if (continued)
         completion = { ...completion, content: joinContinuation(continued.partial, completion.content) };
       const result = toChatCompletion(completion, {
-        id: `chatcmpl-${context.jobId.replace(/^job_/, "")}`,
+        // One id per answer, as OpenAI's: the job's or gateway request's id without its prefix.
+        id: `chatcmpl-${context.jobId.replace(/^(job|req)_/, "")}`,
         modelId: hop.model,
         created: unixSeconds(clock.now()),
       });
