@@ -55,7 +55,33 @@ export type FakeBehaviour =
   | { kind: "hang" }
   | { kind: "malformed" }
   | { kind: "reset" }
-  | { kind: "stream_cut"; afterChunks: number; content?: string };
+  | { kind: "stream_cut"; afterChunks: number; content?: string }
+  /**
+   * stream:true: sends `afterChunks` SSE chunks (counted as for stream_cut: the first is the role
+   * chunk), then nothing more, the connection left open until the client aborts or the fake
+   * closes. Not streamed: the headers and half of the body, then the same silence.
+   * `chunkDelayMs` as for `ok`.
+   */
+  | { kind: "stall"; afterChunks: number; content?: string; chunkDelayMs?: number }
+  /** Sends the 200's headers (an event stream when stream:true, JSON otherwise), then nothing. */
+  | { kind: "silent" }
+  /**
+   * stream:true: every content chunk (and the usage chunk, when asked for), then `data: [DONE]`,
+   * but no chunk with a finish_reason. Not streamed: the completion with `finish_reason: null`.
+   */
+  | { kind: "no_finish"; content?: string; chunkDelayMs?: number }
+  /**
+   * stream:true: `afterChunks` chunks (the first is the role chunk), then a `data: {not json` line,
+   * then the rest of the stream as usual, [DONE] included. Not streamed: as `malformed`.
+   */
+  | { kind: "malformed_chunk"; afterChunks: number; content?: string; chunkDelayMs?: number };
+
+/** How a streamed (or plain) completion goes wrong on purpose; see the behaviours above. */
+type CompletionFault =
+  | { kind: "cut"; afterChunks: number }
+  | { kind: "stall"; afterChunks: number }
+  | { kind: "no_finish" }
+  | { kind: "malformed"; afterChunks: number };
 
 /** One request the fake received (every request, valid or not). */
 export interface FakeCall {
@@ -227,9 +253,57 @@ async function respond(
       return resetConnection(context);
     case "stream_cut": {
       const cut = { kind: "ok" as const, content: behaviour.content };
-      return sendCompletion(context, body, cut, headers, behaviour.afterChunks);
+      return sendCompletion(context, body, cut, headers, { kind: "cut", afterChunks: behaviour.afterChunks });
+    }
+    case "stall": {
+      const answer = {
+        kind: "ok" as const,
+        content: behaviour.content,
+        chunkDelayMs: behaviour.chunkDelayMs,
+      };
+      return sendCompletion(context, body, answer, headers, {
+        kind: "stall",
+        afterChunks: behaviour.afterChunks,
+      });
+    }
+    case "silent":
+      return sendHeadersOnly(context, body, headers);
+    case "no_finish":
+      return sendCompletion(
+        context,
+        body,
+        { kind: "ok", content: behaviour.content, chunkDelayMs: behaviour.chunkDelayMs },
+        headers,
+        { kind: "no_finish" },
+      );
+    case "malformed_chunk": {
+      if (body.stream !== true) {
+        return sendText(response, 200, MALFORMED_BODY, { ...headers, "content-type": "application/json" });
+      }
+      const answer = {
+        kind: "ok" as const,
+        content: behaviour.content,
+        chunkDelayMs: behaviour.chunkDelayMs,
+      };
+      return sendCompletion(context, body, answer, headers, {
+        kind: "malformed",
+        afterChunks: behaviour.afterChunks,
+      });
     }
   }
+}
+
+/** A 200's headers flushed at once, then silence until the client aborts or the fake closes. */
+async function sendHeadersOnly(
+  context: FakeRequestContext,
+  body: RequestBody,
+  headers: Record<string, string>,
+): Promise<void> {
+  if (!isWritable(context.response)) return;
+  const contentType = body.stream === true ? "text/event-stream; charset=utf-8" : "application/json";
+  context.response.writeHead(200, { ...headers, "content-type": contentType });
+  context.response.flushHeaders();
+  await hang(context.signal);
 }
 
 async function sendCompletion(
@@ -237,7 +311,7 @@ async function sendCompletion(
   body: RequestBody,
   behaviour: Extract<FakeBehaviour, { kind: "ok" }>,
   headers: Record<string, string>,
-  cutAfterChunks?: number,
+  fault?: CompletionFault,
 ): Promise<void> {
   const toolCalls = (behaviour.toolCalls ?? []).map(
     (call): WireToolCall => ({
@@ -247,7 +321,10 @@ async function sendCompletion(
     }),
   );
   const content = behaviour.content ?? (toolCalls.length > 0 ? null : echoLastUser(body.messages));
-  const finishReason = behaviour.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop");
+  const finishReason =
+    fault?.kind === "no_finish"
+      ? null
+      : (behaviour.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop"));
   const usage = buildUsage(behaviour.usage ?? estimateUsage(body, content, toolCalls));
   const [id, created] = [randomId("chatcmpl-", 29), Math.floor(Date.now() / 1000)];
   const head = (object: string) => ({ id, object, created, model: body.model });
@@ -268,8 +345,9 @@ async function sendCompletion(
       system_fingerprint: SYSTEM_FINGERPRINT,
     };
     const jsonHeaders = { ...headers, "content-type": "application/json" };
-    if (cutAfterChunks === undefined) return sendJson(context.response, 200, completion, jsonHeaders);
-    return sendTruncated(context, 200, JSON.stringify(completion), jsonHeaders);
+    if (fault?.kind === "cut") return sendTruncated(context, 200, JSON.stringify(completion), jsonHeaders);
+    if (fault?.kind === "stall") return sendHalfThenStall(context, JSON.stringify(completion), jsonHeaders);
+    return sendJson(context.response, 200, completion, jsonHeaders);
   }
 
   const includeUsage = body.stream_options?.include_usage === true;
@@ -298,19 +376,36 @@ async function sendCompletion(
       chunks.push(chunk([choice({ tool_calls: [{ index, function: { arguments: piece } }] })]));
     }
   });
-  chunks.push(chunk([choice({}, finishReason)]));
+  if (finishReason !== null) chunks.push(chunk([choice({}, finishReason)]));
   if (includeUsage) chunks.push(chunk([], { usage }));
 
   const stream = openEventStream(context.response, headers);
   for (const [position, payload] of chunks.entries()) {
-    if (cutAfterChunks !== undefined && position >= cutAfterChunks) return cutConnection(context);
+    if (fault?.kind === "cut" && position >= fault.afterChunks) return cutConnection(context);
+    if (fault?.kind === "stall" && position >= fault.afterChunks) return hang(context.signal);
     if (position > 0 && !(await sleep(behaviour.chunkDelayMs ?? 0, context.signal))) return;
     if (!isWritable(context.response)) return;
+    if (fault?.kind === "malformed" && position === fault.afterChunks)
+      await stream.raw("data: {not json\n\n");
     await stream.send(payload);
   }
-  if (cutAfterChunks !== undefined) return cutConnection(context);
+  if (fault?.kind === "cut") return cutConnection(context);
+  if (fault?.kind === "stall") return hang(context.signal);
   await stream.send("[DONE]");
   stream.end();
+}
+
+/** Headers promising the whole `text`, half of it, then silence with the connection open. */
+async function sendHalfThenStall(
+  context: FakeRequestContext,
+  text: string,
+  headers: Record<string, string>,
+): Promise<void> {
+  if (!isWritable(context.response)) return;
+  const bytes = Buffer.from(text);
+  context.response.writeHead(200, { ...headers, "content-length": String(bytes.length) });
+  context.response.write(bytes.subarray(0, bytes.length >> 1));
+  await hang(context.signal);
 }
 
 /** Roughly tiktoken-sized: 4 characters a token, 3 tokens of framing per message, 85 per image. */
