@@ -60,8 +60,8 @@ class CallClock {
     this.controller.abort(this.expired);
   }
 
-  /** The response headers arrived (a call that is not streamed has its answer then). */
-  headers(): void {
+  /** The first byte of a call that is not streamed arrived. */
+  firstByte(): void {
     if (!this.streamed) this.clearFirstToken();
   }
 
@@ -116,8 +116,8 @@ export async function callHop(
   const onJobAbort = () => controller.abort(context.signal.reason);
   if (context.signal.aborted) onJobAbort();
   else context.signal.addEventListener("abort", onJobAbort, { once: true });
-  const watchesHeaders = sink === undefined && timeouts.firstTokenMs !== undefined;
-  if (watchesHeaders) watchResponse(controller.signal, () => clock.headers());
+  const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
+  if (watchesFirstByte) watchResponse(controller.signal, () => clock.firstByte());
   const timedSink: StreamSink | undefined = sink && {
     delta(part) {
       clock.part(true);
@@ -160,7 +160,7 @@ export async function callHop(
     );
   } finally {
     clock.stop();
-    if (watchesHeaders) unwatchResponse(controller.signal);
+    if (watchesFirstByte) unwatchResponse(controller.signal);
     context.signal.removeEventListener("abort", onJobAbort);
   }
 }
