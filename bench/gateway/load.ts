@@ -219,7 +219,7 @@ export function pacedRun(options: PacedOptions): Promise<RunResult> {
       };
       const extra = limitHit ? [`stopped at the time limit with ${unanswered} unanswered`] : [];
       const notes = [
-        ...(lag.p99 > 5 ? [`generator late: send lag p99 ${lag.p99.toFixed(1)} ms (busy machine)`] : []),
+        ...(lag.p99 > 10 ? [`generator late: send lag p99 ${lag.p99.toFixed(1)} ms (busy machine)`] : []),
         ...(base.rps < 0.95 * rate
           ? [`fell behind the rate: answered ${Math.round(base.rps)} req/s (saturated)`]
           : []),

@@ -27,6 +27,9 @@ const PROFILER = "(the profiler starting and stopping)";
 export function layerOf(url: string, functionName: string): string | undefined {
   const bucket = bucketOf(url, functionName);
   if (url.endsWith("/profile-preload.mjs")) return PROFILER;
+  if (url.endsWith("/portkey-preload.mjs")) return "(the bench's Response shim in Portkey)";
+  // llhttp, the HTTP parser of undici (npm, and the one inside Node's fetch).
+  if (url.startsWith("wasm://")) return "undici (upstream HTTP client)";
   if (!url) {
     if (functionName === "parse" || functionName === "stringify") return "JSON.parse/stringify";
     return undefined;
@@ -63,6 +66,7 @@ export function layerOf(url: string, functionName: string): string | undefined {
     bucket === "secure-json-parse-fastify"
   )
     return "fastify";
+  if (bucket === "async-retry" || bucket === "retry") return "@portkey-ai/gateway";
   if (bucket === "pino" || bucket === "sonic-boom" || bucket === "pino-std-serializers")
     return "logging (pino)";
   if (bucket.startsWith("node:_http_") || bucket === "node:http") return "node:http server";
