@@ -33,6 +33,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   private shownContent = "";
   private shownTools = false;
   private roleSent = false;
+  private corked = false;
 
   constructor(
     private readonly response: ServerResponse,
@@ -153,6 +154,18 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   }
 
   private write(json: string): void {
+    // Chunks that arrive in one tick (a provider's TCP read often holds several) go out in one
+    // socket write: corked until the next tick.
+    if (!this.corked) {
+      this.corked = true;
+      this.response.cork();
+      process.nextTick(this.uncork);
+    }
     this.response.write(`data: ${json}\n\n`);
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.response.uncork();
+  };
 }
