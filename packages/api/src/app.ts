@@ -16,8 +16,10 @@ import {
   type JobOutcome,
   type Logger,
   newId,
+  observeAll,
   QUEUE_NAMES,
   type RedisClient,
+  type RequestObserver,
   systemClock,
   WebhookDeliveryStore,
   type WebhookQueue,
@@ -68,6 +70,8 @@ export interface AppDeps {
   resolveHost?: HostResolver;
   /** The gateway's provider clients (default: built from the config, keyless providers failing their calls). */
   providers?: ProviderRegistry;
+  /** Told of every gateway request that ended, besides the API's own observers (tests). */
+  observer?: RequestObserver;
 }
 
 export interface CascadeApp {
@@ -134,6 +138,12 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // Breaker and cooldown announcements need a connection in subscriber mode of their own.
   const breakerSubscriber = readerConnection(redis);
   breakerSubscriber.on("error", logRedisError("breaker announcements"));
+  // Every finished gateway request is told to these (metrics, usage counts, alerts).
+  const requestObservers: RequestObserver[] = [];
+  if (deps.observer) requestObservers.push(deps.observer);
+  const requestObserver = observeAll(requestObservers, (error) =>
+    logger.error({ err: error }, "a request observer failed"),
+  );
   const gateway = new GatewayRunner({
     config,
     providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
@@ -214,6 +224,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       runner: gateway,
       clock,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
+      observer: requestObserver,
     });
     registerJobEventRoutes(instance, { store, waiters, streams, keys });
     registerBatchApi(instance, {

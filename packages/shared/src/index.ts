@@ -14,6 +14,7 @@ export * from "./logger.js";
 export * from "./redis/bull-connection.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";
+export * from "./requests/finished-request.js";
 export * from "./resilience/breaker-config.js";
 export * from "./resilience/lua/breaker-override.lua.js";
 export * from "./resilience/periods.js";

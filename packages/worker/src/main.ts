@@ -3,7 +3,9 @@ import {
   type CompletionQueue,
   createKeys,
   createRedis,
+  observeAll,
   QUEUE_NAMES,
+  type RequestObserver,
   redactRedisUrl,
   startProcess,
   systemClock,
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
   const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
   const batches = createBatchProcessing({ config, connection, keys, queue: completionQueue, logger });
   const resilience = new Resilience(connection, config, keys, logger, systemClock);
+  // Every job that ends here is told to these (metrics, usage counts, alerts).
+  const requestObservers: RequestObserver[] = [];
   const completions = createCompletionWorker({
     config,
     connection,
@@ -71,6 +75,9 @@ async function main(): Promise<void> {
     // id derives from the job id, and it is sent with the job as stored once it has ended).
     // Batch lines are recorded after the result is stored (batches.watch), from what was stored.
     onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
+    observer: observeAll(requestObservers, (error) =>
+      logger.error({ err: error }, "a request observer failed"),
+    ),
   });
   batches.watch(completions.worker);
   batches.start();

@@ -3,8 +3,10 @@ import {
   ChainResolutionError,
   type Clock,
   type Config,
+  finishedRequestOf,
   type IdGenerator,
   type JobOutcome,
+  type RequestObserver,
   resolveChain,
   unixSeconds,
 } from "@cascade/shared";
@@ -22,6 +24,8 @@ export interface GatewayRoutesDeps {
   runner: GatewayRunner;
   clock: Clock;
   newId: IdGenerator;
+  /** Told of every gateway request that ended (metrics, usage counts, alerts). */
+  observer?: RequestObserver;
 }
 
 /** The longest wait for limits a caller may ask for (`x-cascade-deadline-ms`). */
@@ -97,6 +101,15 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     const route = routeOf(config, resolved);
     const deadlineMs = deadlineHeader(request) ?? route?.sync_deadline_ms ?? DEFAULT_SYNC_DEADLINE_MS;
     const data = runner.describe({ tenant: request.tenant, body, resolved, deadlineMs });
+    const startedAtMs = clock.now();
+    const observe = (outcome: JobOutcome) =>
+      deps.observer?.finished(
+        finishedRequestOf("gateway", data, outcome, {
+          createdAtMs: startedAtMs,
+          startedAtMs,
+          finishedAtMs: clock.now(),
+        }),
+      );
     // The caller leaving stops the run: its calls are charged, nothing more is started.
     const controller = new AbortController();
     const onClose = () => {
@@ -104,8 +117,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     };
     reply.raw.on("close", onClose);
     try {
-      if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route });
+      if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route, observe });
       const outcome = await runner.run({ requestId, data, signal: controller.signal });
+      observe(outcome);
       traceHeaders(reply, outcome);
       if (outcome.status === "succeeded") return outcome.result;
       // The caller has gone: nobody reads this (499, as nginx logs a client that closed first).
@@ -130,6 +144,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       data: ReturnType<GatewayRunner["describe"]>;
       controller: AbortController;
       route: ReturnType<typeof routeOf>;
+      observe: (outcome: JobOutcome) => void;
     },
   ): Promise<FastifyReply> {
     const { data } = run;
@@ -190,6 +205,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
         answerError(unavailable ? 503 : 500, errorBody(failure), unavailable ? { "retry-after": "1" } : {});
       return reply;
     }
+    run.observe(outcome);
     if (outcome.status === "cancelled") {
       if (!reply.raw.writableEnded) reply.raw.destroy();
       return reply;

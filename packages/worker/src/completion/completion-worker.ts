@@ -15,6 +15,7 @@ import {
   type Config,
   endedForGood,
   finishedJobObject,
+  finishedRequestOf,
   formatZodError,
   type JobData,
   type JobOutcome,
@@ -24,6 +25,7 @@ import {
   parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
+  type RequestObserver,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
@@ -43,6 +45,8 @@ export interface CompletionWorkerOptions {
   resilience?: Resilience;
   /** Called with the terminal outcome before BullMQ records it (queues the job's webhook). */
   onFinished?: (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => Promise<void>;
+  /** Told of every job that ended here (metrics, usage counts, alerts). */
+  observer?: RequestObserver;
 }
 
 export interface CompletionWorker {
@@ -64,6 +68,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const runs = new InFlightRuns(clock);
   const runLocks = createRunLocks(options.connection, keys);
   let closing = false;
+  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
+    options.observer?.finished(
+      finishedRequestOf("job", data, outcome, {
+        createdAtMs: job.timestamp,
+        ...(job.processedOn !== undefined ? { startedAtMs: job.processedOn } : {}),
+        finishedAtMs: clock.now(),
+      }),
+    );
 
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
     const jobId = job.id as string;
@@ -126,6 +138,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
         if (lock.lost) throw new JobInterruption("lock_lost");
+        observe(job, data, result.outcome);
         await options.onFinished?.(job, data, result.outcome);
         return result.outcome;
       }
@@ -163,7 +176,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");
     // BullMQ gave up on it (no attempts left): it ended failed, and its webhook must say so.
     // (Also when BullMQ failed it for stalling too often, which does not count as an attempt.)
-    if (endedForGood(job) && options.onFinished) {
+    if (endedForGood(job) && (options.onFinished || options.observer)) {
       const data = jobDataSchema.safeParse(job.data);
       if (!data.success) return;
       const progress = parseJobProgress(job.progress);
@@ -172,9 +185,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         { type: "internal_error", message: error.message.slice(0, 500) },
         clock.now(),
       );
+      observe(job, data.data, outcome);
       void options
-        .onFinished(job, data.data, outcome)
-        .catch((notifyError) =>
+        .onFinished?.(job, data.data, outcome)
+        ?.catch((notifyError) =>
           logger.error({ job_id: job.id, err: notifyError }, "could not notify a failed job"),
         );
     }

@@ -1,0 +1,75 @@
+import type { Attempt, JobData, JobOutcome } from "../schemas/job.js";
+
+/**
+ * One request that reached its end, from either door: a job, or a gateway call. What metrics,
+ * usage counts and alerts count ("a request is a job or a gateway call, never an attempt").
+ */
+export interface FinishedRequest {
+  door: "job" | "gateway";
+  tenant: string;
+  /** The route the chain came from; null for a `models` list or a model's fallbacks. */
+  route: string | null;
+  /** The chain's first model: a request answered by another model fell back. */
+  firstModel: string;
+  status: JobOutcome["status"];
+  /** The model (config id) and provider that answered, when one did. */
+  model?: string;
+  provider?: string;
+  /** Everything the request cost, failed attempts included. */
+  costUsd: number;
+  attempts: readonly Attempt[];
+  /** Unix ms: when the request was made, when it first started running, when it ended. */
+  createdAtMs: number;
+  startedAtMs?: number;
+  finishedAtMs: number;
+}
+
+/** Told of every finished request; must not throw or block (record and return). */
+export interface RequestObserver {
+  finished(request: FinishedRequest): void;
+}
+
+/** Whether a request was answered by a model other than its chain's first (the fallback rate's numerator). */
+export function fellBack(request: Pick<FinishedRequest, "status" | "model" | "firstModel">): boolean {
+  return (
+    request.status === "succeeded" && request.model !== undefined && request.model !== request.firstModel
+  );
+}
+
+export function finishedRequestOf(
+  door: FinishedRequest["door"],
+  data: JobData,
+  outcome: JobOutcome,
+  times: { createdAtMs: number; startedAtMs?: number; finishedAtMs: number },
+): FinishedRequest {
+  return {
+    door,
+    tenant: data.tenant,
+    route: data.route,
+    firstModel: data.chain[0]?.model ?? "",
+    status: outcome.status,
+    ...(outcome.model !== undefined ? { model: outcome.model } : {}),
+    ...(outcome.provider !== undefined ? { provider: outcome.provider } : {}),
+    costUsd: outcome.cost_usd,
+    attempts: outcome.attempts,
+    ...times,
+  };
+}
+
+/** Several observers as one; one that throws is logged by `onError` and does not stop the others. */
+export function observeAll(
+  observers: readonly RequestObserver[],
+  onError: (error: unknown) => void,
+): RequestObserver {
+  return {
+    finished(request) {
+      for (const observer of observers) {
+        try {
+          observer.finished(request);
+        } catch (error) {
+          onError(error);
+        }
+      }
+    },
+  };
+}
