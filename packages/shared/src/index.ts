@@ -11,6 +11,7 @@ export * from "./ids.js";
 export * from "./jobs/completion-job-options.js";
 export * from "./jobs/ended-for-good.js";
 export * from "./logger.js";
+export * from "./metrics/index.js";
 export * from "./redis/bull-connection.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";

@@ -1,6 +1,11 @@
 import { z } from "zod";
 
-const intFromEnv = (name: string, fallback: number, min: number, max: number) =>
+const intFromEnv = <Fallback extends number | undefined>(
+  name: string,
+  fallback: Fallback,
+  min: number,
+  max: number,
+) =>
   z
     .string()
     .optional()
@@ -14,7 +19,7 @@ const intFromEnv = (name: string, fallback: number, min: number, max: number) =>
         });
         return z.NEVER;
       }
-      return parsed;
+      return parsed as number | Fallback;
     });
 
 /** The process environment of the contract ("Processes and environment"), plus Cascade's additions. */
@@ -47,6 +52,8 @@ export const settingsSchema = z.object({
    * two) before it is answered 503 with Retry-After, instead of being held until Redis returns.
    */
   API_REDIS_WAIT_MS: intFromEnv("API_REDIS_WAIT_MS", 2000, 0, 60000),
+  /** Addition: a worker serves its Prometheus metrics on HOST:METRICS_PORT when set (unset: none). */
+  METRICS_PORT: intFromEnv("METRICS_PORT", undefined, 1, 65535),
   /** Addition: API shutdown grace for in-flight requests. */
   SHUTDOWN_TIMEOUT_MS: intFromEnv("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000),
 });
