@@ -26,6 +26,8 @@ export interface Keys {
   spend(owner: SpendOwner, period: string): string;
   /** Spend by route, model and user for one tenant and UTC day (hash, USD). */
   usage(tenant: string, day: string): string;
+  /** Finished requests of one tenant and UTC day by route and by first model: counts and USD (hash, `request-counts.ts`). */
+  requestCounts(tenant: string, day: string): string;
   /** Last settle batch of one worker process written to Redis (its sequence number), so a retried batch is applied once. */
   settleLedger(instanceId: string): string;
   /** Recent calls, errors and skips of a model or provider (hash of per-minute counts). */
@@ -122,6 +124,7 @@ export function createKeys(prefix: string): Keys {
     bucket: (scope, id, kind) => `${tag}:bucket:${scope}:${id}:${kind}`,
     spend: (owner, period) => `${tag}:spend:${spendSubjectId(owner)}:${period}`,
     usage: (tenant, day) => `${tag}:usage:${part(tenant)}:${day}`,
+    requestCounts: (tenant, day) => `${tag}:request-counts:${part(tenant)}:${day}`,
     settleLedger: (instanceId) => `${tag}:settle-ledger:${instanceId}`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
     breakerChannel: `${tag}:breaker-changes`,

@@ -1,0 +1,169 @@
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
+
+/** How long a day's counts are kept: as long as the spend hashes GET /v1/usage also reads. */
+export const REQUEST_COUNTS_TTL_SECONDS = 400 * 86_400;
+
+/** What is counted per route, per model and in total (`cost` in USD, the others in requests). */
+export const REQUEST_COUNTERS = ["requests", "succeeded", "failed", "fallbacks", "cost"] as const;
+export type RequestCounter = (typeof REQUEST_COUNTERS)[number];
+
+/** Whose counts a field holds: a route, a chain's first model, or every request of the day. */
+export type RequestCountSubject = { kind: "route" | "model"; id: string } | { kind: "total" };
+
+/**
+ * A field of a `keys.requestCounts` hash: `route:<id>:<counter>`, `model:<id>:<counter>` or
+ * `total:<counter>`. The counter is after the last `:`, so ids holding `:` read back whole.
+ */
+export function requestCountField(subject: RequestCountSubject, counter: RequestCounter): string {
+  return subject.kind === "total" ? `total:${counter}` : `${subject.kind}:${subject.id}:${counter}`;
+}
+
+/** One row of counts: finished requests, how they ended, and what they cost (USD, all attempts). */
+export interface RequestCounts {
+  requests: number;
+  succeeded: number;
+  failed: number;
+  fallbacks: number;
+  costUsd: number;
+}
+
+/** A day's (or several days') counts: in total, by route, and by the chain's first model. */
+export interface RequestCountTable {
+  total: RequestCounts;
+  routes: Record<string, RequestCounts>;
+  models: Record<string, RequestCounts>;
+}
+
+export function emptyRequestCounts(): RequestCounts {
+  return { requests: 0, succeeded: 0, failed: 0, fallbacks: 0, costUsd: 0 };
+}
+
+export function emptyRequestCountTable(): RequestCountTable {
+  return { total: emptyRequestCounts(), routes: {}, models: {} };
+}
+
+/** Rounds away the binary float noise that adding many small amounts leaves. */
+function roundUsd(amount: number): number {
+  return Math.round(amount * 1e10) / 1e10;
+}
+
+function addCounter(row: RequestCounts, counter: RequestCounter, amount: number): void {
+  if (!Number.isFinite(amount)) return;
+  if (counter === "cost") row.costUsd = roundUsd(row.costUsd + amount);
+  else row[counter] += amount;
+}
+
+/** Adds `from` into `into` (summing days or weeks). */
+export function addRequestCounts(into: RequestCounts, from: RequestCounts): RequestCounts {
+  into.requests += from.requests;
+  into.succeeded += from.succeeded;
+  into.failed += from.failed;
+  into.fallbacks += from.fallbacks;
+  into.costUsd = roundUsd(into.costUsd + from.costUsd);
+  return into;
+}
+
+/** Adds a whole table (another day's) into `into`. */
+export function addRequestCountTable(into: RequestCountTable, from: RequestCountTable): RequestCountTable {
+  addRequestCounts(into.total, from.total);
+  for (const side of ["routes", "models"] as const) {
+    for (const [id, row] of Object.entries(from[side])) {
+      into[side][id] = addRequestCounts(into[side][id] ?? emptyRequestCounts(), row);
+    }
+  }
+  return into;
+}
+
+/**
+ * What one success cost: everything the requests cost (failed and fallen-back attempts, failed
+ * and cancelled requests included) over the requests that succeeded; null when none did, since
+ * no success was bought (not 0, which would read as free, nor infinity, which JSON lacks).
+ */
+export function costPerSuccess(row: Pick<RequestCounts, "succeeded" | "costUsd">): number | null {
+  return row.succeeded > 0 ? roundUsd(row.costUsd / row.succeeded) : null;
+}
+
+/** Reads one `keys.requestCounts` hash (HGETALL's reply); unknown fields are ignored. */
+export function parseRequestCounts(hash: Record<string, string> | null | undefined): RequestCountTable {
+  const table = emptyRequestCountTable();
+  for (const [field, value] of Object.entries(hash ?? {})) {
+    const split = field.lastIndexOf(":");
+    const counter = field.slice(split + 1) as RequestCounter;
+    if (split < 0 || !REQUEST_COUNTERS.includes(counter)) continue;
+    const subject = field.slice(0, split);
+    const amount = Number(value);
+    if (subject === "total") {
+      addCounter(table.total, counter, amount);
+      continue;
+    }
+    const kindEnd = subject.indexOf(":");
+    const kind = subject.slice(0, kindEnd);
+    if (kindEnd < 0 || (kind !== "route" && kind !== "model")) continue;
+    const side = kind === "route" ? table.routes : table.models;
+    const id = subject.slice(kindEnd + 1);
+    const row = side[id] ?? emptyRequestCounts();
+    side[id] = row;
+    addCounter(row, counter, amount);
+  }
+  return table;
+}
+
+/** The UTC day (`YYYY-MM-DD`) a request is counted on: the day it ended. */
+export function countingDay(finishedAtMs: number): string {
+  return new Date(finishedAtMs).toISOString().slice(0, 10);
+}
+
+/**
+ * Counts every finished request, job or gateway call, for GET /v1/usage's `routes`, `models`
+ * and `weekly` (docs/operations.md, "Cost per successful request"): one hash per tenant and UTC
+ * day, written in one MULTI per request, fired and forgotten (an observer must not block; a
+ * failed write is reported to `onError`, never thrown).
+ *
+ * - Succeeded and failed requests count in `requests`, and in `succeeded` or `failed`; a
+ *   cancelled one in neither (the caller ended it, Cascade did not), but what it had already
+ *   cost counts, because that money was spent.
+ * - `cost` is the request's whole cost, failed attempts included: that is how a failed
+ *   attempt's cost counts against the route (and first model) that paid for it.
+ * - Routes: the request's route; a request with no route (a `models` list, or a model named
+ *   directly and its fallbacks) counts in `total` and under its model only.
+ * - Models: the chain's FIRST model, what was asked for, answered by whichever model: so a
+ *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
+ *   model that was called.)
+ */
+export class RequestCountRecorder implements RequestObserver {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly onError: (error: unknown) => void = () => {},
+  ) {}
+
+  finished(request: FinishedRequest): void {
+    const subjects: RequestCountSubject[] = [{ kind: "total" }];
+    if (request.route !== null) subjects.push({ kind: "route", id: request.route });
+    if (request.firstModel !== "") subjects.push({ kind: "model", id: request.firstModel });
+    const counted = request.status === "succeeded" || request.status === "failed";
+    const cost = Number.isFinite(request.costUsd) && request.costUsd > 0 ? request.costUsd : 0;
+    if (!counted && cost === 0) return;
+
+    const key = this.keys.requestCounts(request.tenant, countingDay(request.finishedAtMs));
+    const transaction = this.redis.multi();
+    for (const subject of subjects) {
+      if (counted) {
+        transaction.hincrby(key, requestCountField(subject, "requests"), 1);
+        transaction.hincrby(key, requestCountField(subject, request.status as "succeeded" | "failed"), 1);
+        if (fellBack(request)) transaction.hincrby(key, requestCountField(subject, "fallbacks"), 1);
+      }
+      if (cost > 0) transaction.hincrbyfloat(key, requestCountField(subject, "cost"), cost);
+    }
+    transaction.expire(key, REQUEST_COUNTS_TTL_SECONDS);
+    transaction.exec().then(
+      (replies) => {
+        const failed = replies?.find(([error]) => error);
+        if (failed?.[0]) this.onError(failed[0]);
+      },
+      (error: unknown) => this.onError(error),
+    );
+  }
+}
