@@ -2,11 +2,12 @@ import type { Attempt } from "@cascade/shared";
 import type { ChainContext } from "./chain-context.js";
 
 /**
- * The structured line of one attempt: `current_model` and `fallback_reason` are the fields
+ * The structured line of one attempt, and its count in the process's metrics: `current_model` and `fallback_reason` are the fields
  * operators filter on. An auth error is a configuration fault, so it is logged as an error.
  */
 export function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: number): void {
   const { logger } = context;
+  context.metrics?.attempt(attempt);
   const fields = {
     job_id: context.jobId,
     tenant: context.data.tenant,

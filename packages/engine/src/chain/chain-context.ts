@@ -1,8 +1,19 @@
-import type { Clock, Config, JobData, JobOutcome, JobProgress, Logger } from "@cascade/shared";
+import type { Attempt, Clock, Config, JobData, JobOutcome, JobProgress, Logger } from "@cascade/shared";
 import type { JobEventSink } from "../events/job-event-writer.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Resilience } from "../resilience/resilience.js";
 import type { StreamContinuation } from "./continuation.js";
+
+/**
+ * What the engine reports to the process's metrics. An interface here, so the engine stays free of
+ * any metrics library: shared/metrics implements it (prom-client).
+ */
+export interface EngineMetrics {
+  /** Every recorded attempt (a call's success or error, or a skip). */
+  attempt(attempt: Attempt): void;
+  /** The first streamed token of a call arrived `seconds` after it was dispatched. */
+  firstToken(provider: string, model: string, seconds: number): void;
+}
 
 /** Everything one run of a job through its chain reads: the front door (worker, API) builds it. */
 export interface ChainContext {
@@ -31,6 +42,8 @@ export interface ChainContext {
   maxInlineWaitMs?: number;
   /** A streaming caller who sees tokens as they come (the gateway): how a shown stream fails. */
   continuation?: StreamContinuation;
+  /** Where attempts and first tokens are counted; absent, nothing is (benchmarks, tests). */
+  metrics?: EngineMetrics;
 }
 
 /**

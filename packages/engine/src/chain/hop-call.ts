@@ -118,9 +118,15 @@ export async function callHop(
   else context.signal.addEventListener("abort", onJobAbort, { once: true });
   const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
   if (watchesFirstByte) watchResponse(controller.signal, () => clock.firstByte());
+  const dispatchedAt = performance.now();
+  let firstDelta = true;
   const timedSink: StreamSink | undefined = sink && {
     delta(part) {
       clock.part(true);
+      if (firstDelta) {
+        firstDelta = false;
+        context.metrics?.firstToken(model.provider, modelId, (performance.now() - dispatchedAt) / 1000);
+      }
       sink.delta(part);
     },
     heartbeat(output) {

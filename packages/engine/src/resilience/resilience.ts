@@ -63,6 +63,9 @@ const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 100;
 
+/** A breaker moved to state `to` (closed, open, half_open). Must not throw. */
+export type BreakerTransitionListener = (breakerId: string, to: string) => void;
+
 /**
  * Breakers, token buckets, cooldowns and budgets shared by every worker through Redis.
  *
@@ -89,6 +92,7 @@ export class Resilience {
   private readonly settlements: SettleQueue;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly leases: Leases;
+  private transitionListener: BreakerTransitionListener | undefined;
 
   constructor(
     redis: RedisClient,
@@ -117,6 +121,14 @@ export class Resilience {
 
   private get batch() {
     return this.settlements.pending;
+  }
+
+  /**
+   * Told of every breaker transition this process's settlements make (metrics). A setter rather
+   * than a constructor argument: the process's metrics are built beside, not before, Resilience.
+   */
+  onBreakerTransition(listener: BreakerTransitionListener): void {
+    this.transitionListener = listener;
   }
 
   /** Follows breaker and cooldown announcements (on a connection in subscriber mode). */
@@ -262,6 +274,7 @@ export class Resilience {
           },
           `circuit breaker ${plan.breaker.config.id} is now ${to}`,
         );
+        this.transitionListener?.(plan.breaker.config.id, to ?? "unknown");
       }
     } catch (error) {
       this.logger.error(
