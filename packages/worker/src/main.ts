@@ -2,11 +2,13 @@ import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   type CompletionQueue,
   createKeys,
+  createMetrics,
   createRedis,
   observeAll,
   QUEUE_NAMES,
   type RequestObserver,
   redactRedisUrl,
+  requestMetricsObserver,
   startProcess,
   systemClock,
   type WebhookQueue,
@@ -14,6 +16,7 @@ import {
 import { createBatchProcessing, createQueue } from "@cascade/shared/bullmq";
 import { createCompletionWorker } from "./completion/completion-worker.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
+import { startMetricsServer } from "./metrics-server.js";
 import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
 import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
 import { createWebhookWorker } from "./webhooks/webhook-worker.js";
@@ -59,8 +62,12 @@ async function main(): Promise<void> {
   const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
   const batches = createBatchProcessing({ config, connection, keys, queue: completionQueue, logger });
   const resilience = new Resilience(connection, config, keys, logger, systemClock);
+  // This process's metrics, served on METRICS_PORT when set (counters are per process).
+  const metrics = createMetrics();
+  resilience.onBreakerTransition(metrics.breakerTransition);
   // Every job that ends here is told to these (metrics, usage counts, alerts).
   const requestObservers: RequestObserver[] = [];
+  requestObservers.push(requestMetricsObserver(metrics));
   const completions = createCompletionWorker({
     config,
     connection,
@@ -71,6 +78,7 @@ async function main(): Promise<void> {
     concurrency: settings.WORKER_CONCURRENCY,
     lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
     resilience,
+    metrics,
     // Queued before the result is stored, so a crash in between still notifies (the delivery
     // id derives from the job id, and it is sent with the job as stored once it has ended).
     // Batch lines are recorded after the result is stored (batches.watch), from what was stored.
@@ -89,8 +97,17 @@ async function main(): Promise<void> {
     logger,
     clock: systemClock,
     secrets: webhookSecrets,
+    onDeliveryAttempt: metrics.webhookDelivery,
   });
   await resilience.listen(subscriber);
+  const metricsServer =
+    settings.METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer(metrics.registry, {
+          host: settings.HOST,
+          port: settings.METRICS_PORT,
+          onError: (error) => logger.error({ err: error }, "could not render metrics"),
+        });
   await listenForCancellations(subscriber, keys, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),
   );
@@ -98,6 +115,7 @@ async function main(): Promise<void> {
     {
       redis: redactRedisUrl(settings.REDIS_URL),
       concurrency: settings.WORKER_CONCURRENCY,
+      ...(metricsServer ? { metrics_port: metricsServer.port } : {}),
       config: config.source,
     },
     "cascade worker started",
@@ -123,6 +141,7 @@ async function main(): Promise<void> {
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
       await resilience.close();
+      await metricsServer?.close();
       await Promise.all([completionQueue.close(), webhookQueue.close()]);
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());

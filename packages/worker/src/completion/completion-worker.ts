@@ -1,6 +1,7 @@
 import {
   cancelledOutcome,
   createJobEventWriter,
+  type EngineMetrics,
   failedOutcome,
   type InterruptionKind,
   invalidJobOutcome,
@@ -47,6 +48,8 @@ export interface CompletionWorkerOptions {
   onFinished?: (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => Promise<void>;
   /** Told of every job that ended here (metrics, usage counts, alerts). */
   observer?: RequestObserver;
+  /** Where the engine counts attempts and first tokens (the process's metrics). */
+  metrics?: EngineMetrics;
 }
 
 export interface CompletionWorker {
@@ -128,6 +131,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               random,
               signal: controller.signal,
               resilience: options.resilience,
+              ...(options.metrics ? { metrics: options.metrics } : {}),
               events,
               progress,
               saveProgress: async (progress) => {

@@ -41,6 +41,8 @@ export interface WebhookWorkerOptions {
   resolve?: HostResolver;
   /** Tenants' signing keys, when main.ts has read them already (to fail before connecting). */
   secrets?: TenantSecrets;
+  /** Counts each delivery attempt's outcome (the process's metrics). */
+  onDeliveryAttempt?: (outcome: "delivered" | "retry" | "dead" | "gone") => void;
 }
 
 export interface WebhookWorker {
@@ -142,6 +144,15 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     const lastAttempt = result.permanent || attempt >= (job.opts.attempts ?? 1);
     const status: DeliveryStatus = result.delivered ? "delivered" : lastAttempt ? "dead" : "pending";
     await store.attempted(data, status, { httpStatus: result.httpStatus, error: result.error });
+    options.onDeliveryAttempt?.(
+      status === "delivered"
+        ? "delivered"
+        : status === "pending"
+          ? "retry"
+          : result.httpStatus === 410
+            ? "gone"
+            : "dead",
+    );
     const host = URL.canParse(data.url) ? new URL(data.url).host : "?";
     if (result.delivered) {
       log.info({ attempt, http_status: result.httpStatus, host }, "webhook delivered");
