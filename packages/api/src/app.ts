@@ -19,6 +19,7 @@ import {
   observeAll,
   QUEUE_NAMES,
   type RedisClient,
+  RequestCountRecorder,
   type RequestObserver,
   systemClock,
   WebhookDeliveryStore,
@@ -140,6 +141,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
   breakerSubscriber.on("error", logRedisError("breaker announcements"));
   // Every finished gateway request is told to these (metrics, usage counts, alerts).
   const requestObservers: RequestObserver[] = [];
+  requestObservers.push(
+    new RequestCountRecorder(redis, keys, (error) => logger.warn({ err: error }, "usage counts not written")),
+  );
   if (deps.observer) requestObservers.push(deps.observer);
   const requestObserver = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),

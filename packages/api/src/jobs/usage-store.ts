@@ -1,4 +1,10 @@
-import { type Keys, type RedisClient, USAGE_TOTAL_FIELD } from "@cascade/shared";
+import {
+  type Keys,
+  parseRequestCounts,
+  type RedisClient,
+  type RequestCountTable,
+  USAGE_TOTAL_FIELD,
+} from "@cascade/shared";
 
 /** What a tenant spent over some days, summed by route, model and end user (USD). */
 export interface UsageTotals {
@@ -50,5 +56,19 @@ export class UsageStore {
     });
     totals.costUsd = roundUsd(totals.costUsd);
     return totals;
+  }
+
+  /**
+   * The finished requests' counts of each day, in the order of `days` (`keys.requestCounts`,
+   * written by the RequestCountRecorder as requests end), one pipeline for the whole period.
+   */
+  async readCounts(tenant: string, days: readonly string[]): Promise<RequestCountTable[]> {
+    const pipeline = this.redis.pipeline();
+    for (const date of days) pipeline.hgetall(this.keys.requestCounts(tenant, date));
+    const replies = ((await pipeline.exec()) ?? []) as Array<[Error | null, Record<string, string>]>;
+    return replies.map(([error, fields]) => {
+      if (error) throw error;
+      return parseRequestCounts(fields);
+    });
   }
 }
