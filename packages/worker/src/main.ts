@@ -6,6 +6,7 @@ import {
   createRedis,
   observeAll,
   QUEUE_NAMES,
+  RequestCountRecorder,
   type RequestObserver,
   redactRedisUrl,
   requestMetricsObserver,
@@ -67,6 +68,11 @@ async function main(): Promise<void> {
   resilience.onBreakerTransition(metrics.breakerTransition);
   // Every job that ends here is told to these (metrics, usage counts, alerts).
   const requestObservers: RequestObserver[] = [];
+  requestObservers.push(
+    new RequestCountRecorder(connection, keys, (error) =>
+      logger.warn({ err: error }, "usage counts not written"),
+    ),
+  );
   requestObservers.push(requestMetricsObserver(metrics));
   const completions = createCompletionWorker({
     config,
