@@ -9,6 +9,7 @@ import {
   loadConfig,
   QUEUE_NAMES,
   type RedisClient,
+  RequestCountRecorder,
   systemClock,
   type WebhookQueue,
 } from "@cascade/shared";
@@ -146,6 +147,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
       resilience,
       onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
+      // As in worker main.ts: jobs' usage counts (GET /v1/usage routes, models, weekly).
+      observer: new RequestCountRecorder(connection, keys),
     });
     await listenForCancellations(subscriber, keys, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();
