@@ -10,6 +10,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  DashboardRecorder,
   FileStore,
   type IdGenerator,
   type JobData,
@@ -49,6 +50,7 @@ import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
 import { registerBatchApi } from "./routes/batches.js";
+import { registerDashboardRoutes } from "./routes/dashboard.js";
 import { registerGatewayRoutes } from "./routes/gateway.js";
 import { registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
@@ -144,6 +146,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
   requestObservers.push(
     new RequestCountRecorder(redis, keys, (error) => logger.warn({ err: error }, "usage counts not written")),
   );
+  requestObservers.push(
+    new DashboardRecorder(redis, keys, (error) =>
+      logger.warn({ err: error }, "dashboard counts not written"),
+    ),
+  );
   if (deps.observer) requestObservers.push(deps.observer);
   const requestObserver = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
@@ -223,6 +230,15 @@ export function buildApp(deps: AppDeps): CascadeApp {
       }),
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
+    registerDashboardRoutes(instance, {
+      config,
+      redis,
+      keys,
+      queue,
+      providers: providerStatus,
+      usage: new UsageStore(redis, keys),
+      clock,
+    });
     registerGatewayRoutes(instance, {
       config,
       runner: gateway,

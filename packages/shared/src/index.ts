@@ -16,6 +16,7 @@ export * from "./metrics/index.js";
 export * from "./redis/bull-connection.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";
+export * from "./requests/dashboard-recorder.js";
 export * from "./requests/finished-request.js";
 export * from "./requests/request-counts.js";
 export * from "./resilience/breaker-config.js";

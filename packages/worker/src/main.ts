@@ -4,6 +4,7 @@ import {
   createKeys,
   createMetrics,
   createRedis,
+  DashboardRecorder,
   observeAll,
   QUEUE_NAMES,
   RequestCountRecorder,
@@ -74,6 +75,11 @@ async function main(): Promise<void> {
     ),
   );
   requestObservers.push(requestMetricsObserver(metrics));
+  requestObservers.push(
+    new DashboardRecorder(connection, keys, (error) =>
+      logger.warn({ err: error }, "dashboard counts not written"),
+    ),
+  );
   const completions = createCompletionWorker({
     config,
     connection,

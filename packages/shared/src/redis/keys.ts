@@ -68,6 +68,10 @@ export interface Keys {
   completionJobLock(jobId: string): string;
   readonly completionQueueEvents: string;
   readonly completionQueueMeta: string;
+  /** Dashboard: one route's finished requests in one UTC minute (hash: requests, succeeded, failed, fallbacks, cost_usd; expires). */
+  dashboardRouteMinute(route: string, minute: number): string;
+  /** Dashboard: the most recent failed requests of every tenant (list of JSON, newest first, bounded). */
+  readonly dashboardFailures: string;
 }
 
 export type LimitScope = "provider" | "model" | "tenant";
@@ -148,5 +152,7 @@ export function createKeys(prefix: string): Keys {
     completionJobLock: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}:lock`,
     completionQueueEvents: `${tag}:${QUEUE_NAMES.completions}:events`,
     completionQueueMeta: `${tag}:${QUEUE_NAMES.completions}:meta`,
+    dashboardRouteMinute: (route, minute) => `${tag}:dash-route:${part(route)}:${minute}`,
+    dashboardFailures: `${tag}:dash-failures`,
   };
 }
