@@ -26,6 +26,8 @@ const config = {
 const ACME = "Bearer acme-secret-key";
 const GLOBEX = "Bearer globex-secret-key";
 const OPS = "Bearer ops-secret-key";
+/** acme's key as the password of HTTP Basic auth (what a browser sends to the queue board). */
+const ACME_BASIC = `Basic ${Buffer.from("operator:acme-secret-key").toString("base64")}`;
 /** Written into acme's objects; never in an answer to anyone else. */
 const MARKER = "acme-private-marker-7f3a";
 
@@ -122,15 +124,21 @@ describe("authentication by matched route", () => {
     return { path, body: JSON.stringify(bodies[url] ?? {}), type: "application/json" };
   }
 
-  it("declares every route public, tenant or admin, and only probes and docs are public", () => {
+  it("declares every route public, tenant or admin, and only probes, docs and the dashboard page are public", () => {
     const table = stack.app.routeTable();
     expect(table.length).toBeGreaterThan(15);
     const publicRoutes = table.filter((route) => route.access === "public").map((route) => route.url);
-    for (const url of publicRoutes) expect(url).toMatch(/^\/(healthz|readyz|docs)/);
+    for (const url of publicRoutes) expect(url).toMatch(/^\/(healthz|readyz|docs|dashboard)/);
     for (const route of table.filter((entry) => entry.url.startsWith("/v1/"))) {
       expect(route.access, `${route.method} ${route.url}`).not.toBe("public");
     }
     expect(table.find((route) => route.url === "/metrics")?.access).toBe("admin");
+    // bull-board's page, assets and API are walked below like every other route.
+    const board = table.filter((route) => route.url.startsWith("/admin/queues"));
+    expect(board.map((route) => route.url)).toEqual(
+      expect.arrayContaining(["/admin/queues/", "/admin/queues/api/queues", "/admin/queues/static/*"]),
+    );
+    for (const route of board) expect(route.access, `${route.method} ${route.url}`).toBe("admin");
   });
 
   it("never answers 2xx to a missing, wrong or foreign key, whatever the spelling", async () => {
@@ -148,7 +156,9 @@ describe("authentication by matched route", () => {
       // Another tenant's key on acme's objects (routes with an id), or a non-admin on admin routes.
       if (route.url.includes(":id") && !route.url.startsWith("/v1/providers"))
         callers.push(["globex", GLOBEX]);
-      if (route.access === "admin") callers.push(["non-admin acme", ACME]);
+      if (route.access === "admin") {
+        callers.push(["non-admin acme", ACME], ["non-admin acme (basic)", ACME_BASIC]);
+      }
       for (const spelling of spellings(path)) {
         for (const [who, authorization] of callers) {
           const headers: Record<string, string> = {};

@@ -38,6 +38,7 @@ import {
 } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { Cluster, type Redis } from "ioredis";
+import { registerQueueBoard } from "./admin/queue-board.js";
 import { GatewayRunner } from "./gateway/gateway-runner.js";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
@@ -206,6 +207,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     markRoutesPublic(docs);
     await docs.register(fastifySwaggerUi, { routePrefix: "/docs" });
   });
+  registerQueueBoard(app, { queues: [queue, webhookQueue] });
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
     registerOpsRoutes(instance, { pingRedis: () => redis.ping() });

@@ -15,6 +15,12 @@ export type RouteAccess = (typeof ROUTE_ACCESS)[number];
 declare module "fastify" {
   interface FastifyContextConfig {
     access?: RouteAccess;
+    /**
+     * A page a browser opens (bull-board): besides the bearer header, it takes the API key as the
+     * password of HTTP Basic auth, and its 401 asks for that so the browser prompts
+     * (docs/decisions/0018-admin-pages-auth.md).
+     */
+    basicAuth?: boolean;
   }
   interface FastifyRequest {
     /**
@@ -31,8 +37,12 @@ const authenticatedTenant = Symbol("cascade.tenant");
 
 type AuthenticatedRequest = FastifyRequest & { [authenticatedTenant]?: string };
 
-const unauthorized = (message: string) =>
-  new HttpError(401, "authentication_error", message, undefined, { "www-authenticate": "Bearer" });
+const BASIC_CHALLENGE = 'Basic realm="Cascade admin", charset="UTF-8"';
+
+const unauthorized = (message: string, basic = false) =>
+  new HttpError(401, "authentication_error", message, undefined, {
+    "www-authenticate": basic ? BASIC_CHALLENGE : "Bearer",
+  });
 
 /**
  * Bearer API keys, compared as SHA-256 digests so the process never holds a lookup table of raw
@@ -61,23 +71,40 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
     if (request.is404) return;
     const access = request.routeOptions.config.access ?? "tenant";
     if (access === "public") return;
-    const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash);
+    const basic = request.routeOptions.config.basicAuth === true;
+    const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash, basic);
     if (access === "admin" && !config.openMode && !admins.has(tenant)) {
-      throw new HttpError(403, "permission_error", "this endpoint needs the API key of an admin tenant");
+      const message = "this endpoint needs the API key of an admin tenant";
+      // A browser that sent a non-admin key would otherwise keep sending it: ask again instead.
+      if (basic && /^Basic\s/i.test(request.headers.authorization ?? "")) throw unauthorized(message, true);
+      throw new HttpError(403, "permission_error", message);
     }
     (request as AuthenticatedRequest)[authenticatedTenant] = tenant;
   });
 }
 
-function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>): string {
-  const header = request.headers.authorization;
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  if (!match?.[1]) {
-    throw unauthorized("missing API key: send it as the header `Authorization: Bearer <key>`");
+function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>, basic: boolean): string {
+  const header = request.headers.authorization ?? "";
+  const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? (basic ? basicPassword(header) : undefined);
+  if (!key) {
+    const also = basic ? " or as the password of HTTP Basic auth" : "";
+    throw unauthorized(
+      `missing API key: send it as the header \`Authorization: Bearer <key>\`${also}`,
+      basic,
+    );
   }
-  const tenant = tenantByHash.get(sha256Hex(match[1]));
-  if (!tenant) throw unauthorized("invalid API key");
+  const tenant = tenantByHash.get(sha256Hex(key));
+  if (!tenant) throw unauthorized("invalid API key", basic);
   return tenant;
+}
+
+/** The password of `Authorization: Basic base64(user:password)` (the user name is ignored). */
+function basicPassword(header: string): string | undefined {
+  const encoded = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header)?.[1];
+  if (!encoded) return undefined;
+  const decoded = Buffer.from(encoded, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon >= 0 && colon < decoded.length - 1 ? decoded.slice(colon + 1) : undefined;
 }
 
 /**
