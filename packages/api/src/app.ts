@@ -5,11 +5,13 @@ import {
   Resilience,
 } from "@cascade/engine";
 import {
+  AlertEvaluator,
   BatchStore,
   bullConnection,
   type Clock,
   type Config,
   createKeys,
+  createRouteWindowRecorder,
   DashboardRecorder,
   FileStore,
   type IdGenerator,
@@ -50,6 +52,7 @@ import { registerErrorHandling, routePattern, sendError } from "./plugins/error-
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
+import { registerAlertRoutes } from "./routes/alerts.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerDashboardRoutes } from "./routes/dashboard.js";
 import { registerGatewayRoutes } from "./routes/gateway.js";
@@ -76,6 +79,8 @@ export interface AppDeps {
   providers?: ProviderRegistry;
   /** Told of every gateway request that ended, besides the API's own observers (tests). */
   observer?: RequestObserver;
+  /** Between alert evaluations (default 2 s; tests shorten it). */
+  alertIntervalMs?: number;
 }
 
 export interface CascadeApp {
@@ -152,10 +157,20 @@ export function buildApp(deps: AppDeps): CascadeApp {
       logger.warn({ err: error }, "dashboard counts not written"),
     ),
   );
+  requestObservers.push(createRouteWindowRecorder({ config, redis, keys, logger }));
   if (deps.observer) requestObservers.push(deps.observer);
   const requestObserver = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
   );
+  // Alert rules: evaluated by one process at a time (a Redis lease), from the API or a worker.
+  const alerts = new AlertEvaluator({
+    config,
+    redis,
+    keys,
+    logger,
+    webhookQueue,
+    ...(deps.alertIntervalMs ? { intervalMs: deps.alertIntervalMs } : {}),
+  });
   const gateway = new GatewayRunner({
     config,
     providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
@@ -232,6 +247,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       }),
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
+    registerAlertRoutes(instance, { alerts: alerts.store, deliveries: webhookStore });
     registerDashboardRoutes(instance, {
       config,
       redis,
@@ -274,12 +290,14 @@ export function buildApp(deps: AppDeps): CascadeApp {
         app.ready(),
         resilience.listen(breakerSubscriber),
       ]);
+      alerts.start();
     },
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
       waiters.wakeAll();
       streams.close();
       await app.close();
+      await alerts.stop();
       // The gateway's last settlements (spend, usage) are written before the process goes.
       await resilience.close();
       breakerSubscriber.disconnect();

@@ -1,3 +1,4 @@
+export * from "./alerts/index.js";
 export * from "./batches/index.js";
 export * from "./chain/resolve-chain.js";
 export * from "./clock.js";

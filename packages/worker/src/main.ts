@@ -1,9 +1,11 @@
 import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
+  AlertEvaluator,
   type CompletionQueue,
   createKeys,
   createMetrics,
   createRedis,
+  createRouteWindowRecorder,
   DashboardRecorder,
   observeAll,
   QUEUE_NAMES,
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
   resilience.onBreakerTransition(metrics.breakerTransition);
   // Every job that ends here is told to these (metrics, usage counts, alerts).
   const requestObservers: RequestObserver[] = [];
+  requestObservers.push(createRouteWindowRecorder({ config, redis: connection, keys, logger }));
   requestObservers.push(
     new RequestCountRecorder(connection, keys, (error) =>
       logger.warn({ err: error }, "usage counts not written"),
@@ -111,6 +114,9 @@ async function main(): Promise<void> {
     secrets: webhookSecrets,
     onDeliveryAttempt: metrics.webhookDelivery,
   });
+  // Alert rules: evaluated by one process at a time (a Redis lease), from the API or a worker.
+  const alerts = new AlertEvaluator({ config, redis: connection, keys, logger, webhookQueue });
+  alerts.start();
   await resilience.listen(subscriber);
   const metricsServer =
     settings.METRICS_PORT === undefined
@@ -152,6 +158,7 @@ async function main(): Promise<void> {
         completions.close(settings.SHUTDOWN_TIMEOUT_MS).then(() => batches.close()),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
+      await alerts.stop();
       await resilience.close();
       await metricsServer?.close();
       await Promise.all([completionQueue.close(), webhookQueue.close()]);

@@ -30,6 +30,8 @@ export interface Config {
   readonly providerKeys: ReadonlyMap<string, string>;
   /** Each provider's extra request headers (`headers`), `{ env }` values read from the environment. */
   readonly providerHeaders: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** The value of `alerts.webhook_secret_env` (one or more `whsec_` secrets), when alerts are signed. */
+  readonly alertsWebhookSecret?: string;
   /** Problems that do not stop the process but deserve a loud warning. */
   readonly warnings: readonly string[];
 }
@@ -176,6 +178,28 @@ function resolveProviderHeaders(
   return resolved;
 }
 
+/**
+ * The secret of `alerts.webhook_secret_env`, read now: an unset variable or one that does not hold
+ * `whsec_` secrets (Standard Webhooks; several while rotating) stops the process at startup.
+ */
+function resolveAlertsSecret(file: ConfigFile, env: Environment): string | undefined {
+  const name = file.alerts?.webhook_secret_env;
+  if (!name) return undefined;
+  const value = env[name]?.trim();
+  if (!value) {
+    throw new ConfigError(
+      `alerts.webhook_secret_env: the environment variable ${name} is not set; set it to a whsec_ secret (Standard Webhooks) or remove webhook_secret_env and webhook_urls`,
+    );
+  }
+  const parts = value.split(/[\s,]+/).filter(Boolean);
+  if (!parts.every((part) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(part))) {
+    throw new ConfigError(
+      `alerts.webhook_secret_env: ${name} is not whsec_ followed by base64; use whsec_<base64>, several separated by spaces or commas while rotating`,
+    );
+  }
+  return value;
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object" && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -196,6 +220,7 @@ export function loadConfig(env: Environment, options: { raw?: unknown } = {}): C
   const raw = options.raw ?? (path ? readConfigFile(path) : structuredClone(demoConfig));
   const file = parseConfigFile(raw, source);
   const tenants = resolveTenants(file, env);
+  const alertsWebhookSecret = resolveAlertsSecret(file, env);
   const warnings: string[] = [];
   const openMode = tenants.size === 0;
   if (openMode) {
@@ -218,6 +243,7 @@ export function loadConfig(env: Environment, options: { raw?: unknown } = {}): C
     tenants,
     providerKeys: resolveProviderKeys(file.providers, env),
     providerHeaders: resolveProviderHeaders(file.providers, env),
+    ...(alertsWebhookSecret ? { alertsWebhookSecret } : {}),
     warnings,
   }) as Config;
 }

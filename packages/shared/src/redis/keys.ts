@@ -59,6 +59,17 @@ export interface Keys {
   batchSweep(batchId: string): string;
   /** Batches not yet in a terminal status (set), which sweepers watch. */
   readonly batchesActive: string;
+  /** Alerts: finished requests and fallbacks of a route in time buckets (hash `<bucket_start_s>:r|f`). */
+  routeWindow(route: string): string;
+  /** Alerts: the evaluator's lease (string: the holder's token, with a TTL). */
+  readonly alertsLease: string;
+  /** Alerts: the current alert of each rule and subject (hash: alert id -> alert JSON). */
+  readonly alertsState: string;
+  /** Alerts: resolved alerts, newest first (list of alert JSON, capped). */
+  readonly alertsHistory: string;
+  /** BullMQ's waiting list and prioritized set of the completions queue (read by the queue_age alert). */
+  readonly completionQueueWait: string;
+  readonly completionQueuePrioritized: string;
   /**
    * BullMQ's own keys of the completions queue, which BullMQ writes: a job's hash, the lock a
    * running job's worker holds (value: that run's token), the queue's event stream and meta hash.
@@ -148,6 +159,12 @@ export function createKeys(prefix: string): Keys {
     batchLease: (batchId) => `${tag}:batch-lease:${batchId}`,
     batchSweep: (batchId) => `${tag}:batch-sweep:${batchId}`,
     batchesActive: `${tag}:batches-active`,
+    routeWindow: (route) => `${tag}:alert-route-window:${part(route)}`,
+    alertsLease: `${tag}:alerts-lease`,
+    alertsState: `${tag}:alerts-state`,
+    alertsHistory: `${tag}:alerts-history`,
+    completionQueueWait: `${tag}:${QUEUE_NAMES.completions}:wait`,
+    completionQueuePrioritized: `${tag}:${QUEUE_NAMES.completions}:prioritized`,
     completionJob: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}`,
     completionJobLock: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}:lock`,
     completionQueueEvents: `${tag}:${QUEUE_NAMES.completions}:events`,

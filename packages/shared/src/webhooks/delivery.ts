@@ -1,7 +1,19 @@
 import { z } from "zod";
 import type { JobObject, JobStatus } from "../schemas/job.js";
 
-export const WEBHOOK_EVENT_TYPES = ["job.succeeded", "job.failed", "job.cancelled"] as const;
+export const WEBHOOK_EVENT_TYPES = [
+  "job.succeeded",
+  "job.failed",
+  "job.cancelled",
+  "alert.fired",
+  "alert.resolved",
+] as const;
+
+/**
+ * The owner of alert deliveries (operators' webhooks): a delivery owner like a tenant, with its
+ * own dead list, that no tenant can be (tenant ids start with a letter or digit).
+ */
+export const OPERATORS_OWNER = "_operators";
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 export const DELIVERY_STATUSES = ["pending", "delivered", "dead"] as const;

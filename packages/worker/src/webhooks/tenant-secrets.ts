@@ -1,4 +1,4 @@
-import { type Config, ConfigError } from "@cascade/shared";
+import { type Config, ConfigError, OPERATORS_OWNER } from "@cascade/shared";
 import { parseWebhookSecrets } from "./signing.js";
 
 export interface TenantSecrets {
@@ -40,6 +40,14 @@ export function resolveTenantSecrets(config: Config): TenantSecrets {
       throw new ConfigError(
         `tenants.${tenant.id}.webhook_secret_env: ${name} ${(error as Error).message}; use whsec_<base64>, several separated by spaces or commas while rotating`,
       );
+    }
+  }
+  // Alert webhooks (owner OPERATORS_OWNER, which no tenant id can be) are signed with the alerts secret.
+  if (config.alertsWebhookSecret) {
+    try {
+      keys.set(OPERATORS_OWNER, parseWebhookSecrets(config.alertsWebhookSecret));
+    } catch (error) {
+      throw new ConfigError(`alerts.webhook_secret_env: ${(error as Error).message}; use whsec_<base64>`);
     }
   }
   return { keys, warnings };

@@ -1,0 +1,167 @@
+import type { Config } from "../config/load.js";
+import type { AlertRuleConfig } from "../config/schema.js";
+import type { RedisClient } from "../redis/connection.js";
+import { breakerId, type Keys } from "../redis/keys.js";
+import { budgetPeriods } from "../resilience/periods.js";
+import { BREAKER_FIELDS } from "../resilience/redis-shape.js";
+import type { AlertKind } from "./alert-types.js";
+import { ruleName } from "./alert-types.js";
+import { readRouteWindow, routeWindowShapes } from "./route-window.js";
+
+/**
+ * One rule's reading of one subject. `value` null: no verdict (too few requests in the window),
+ * the alert keeps its state. Fires when value > fireAbove; resolves when value < resolveBelow.
+ */
+export interface Measurement {
+  id: string;
+  rule: string;
+  kind: AlertKind;
+  subject: string;
+  value: number | null;
+  /** Shown as the alert's `threshold`. */
+  threshold: number;
+  fireAbove: number;
+  resolveBelow: number;
+}
+
+export interface MeasureDeps {
+  config: Config;
+  redis: RedisClient;
+  keys: Keys;
+}
+
+/** BullMQ's prioritized score is priority × 2^32 + a counter; Cascade's priorities run 1 to 10. */
+const PRIORITY_SPAN = 0x100000000;
+const PRIORITIES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/** 1 open (or forced open), 0.5 half-open (still held), 0 closed. */
+function breakerValue(fields: Record<string, string>): number {
+  if (fields[BREAKER_FIELDS.forced] === "open") return 1;
+  if (fields[BREAKER_FIELDS.forced] === "closed") return 0;
+  const state = fields[BREAKER_FIELDS.state];
+  return state === "open" ? 1 : state === "half_open" ? 0.5 : 0;
+}
+
+/** The breakers of a provider: its own, and those of its models that declare their own breaker. */
+export function providerBreakers(config: Config, provider: string): string[] {
+  const ids = [breakerId("provider", provider)];
+  for (const [id, model] of Object.entries(config.file.models)) {
+    if (model.provider === provider && model.breaker) ids.push(breakerId("model", id));
+  }
+  return ids;
+}
+
+/** Age (ms) of the oldest job waiting in the completions queue (wait list or prioritized set). */
+async function oldestWaitingAgeMs(redis: RedisClient, keys: Keys, nowMs: number): Promise<number> {
+  const pipeline = redis.pipeline();
+  pipeline.lindex(keys.completionQueueWait, -1);
+  for (const priority of PRIORITIES) {
+    const low = priority * PRIORITY_SPAN;
+    pipeline.zrangebyscore(keys.completionQueuePrioritized, low, low + PRIORITY_SPAN - 1, "LIMIT", 0, 1);
+  }
+  const replies = (await pipeline.exec()) ?? [];
+  const ids = new Set<string>();
+  for (const [error, reply] of replies) {
+    if (error) throw error;
+    for (const id of [reply].flat()) if (typeof id === "string" && id) ids.add(id);
+  }
+  if (ids.size === 0) return 0;
+  const stamps = await Promise.all([...ids].map((id) => redis.hget(keys.completionJob(id), "timestamp")));
+  const oldest = Math.min(...stamps.map((stamp) => (stamp ? Number(stamp) : nowMs)));
+  return Math.max(0, nowMs - oldest);
+}
+
+async function measureRule(deps: MeasureDeps, rule: AlertRuleConfig, nowMs: number): Promise<Measurement[]> {
+  const { config, redis, keys } = deps;
+  const name = ruleName(rule);
+  switch (rule.kind) {
+    case "fallback_rate": {
+      const shape = routeWindowShapes(config).get(rule.route);
+      if (!shape) return [];
+      const counts = await readRouteWindow(
+        redis,
+        keys,
+        rule.route,
+        shape,
+        rule.window_s,
+        Math.floor(nowMs / 1000),
+      );
+      const value =
+        counts.requests === 0
+          ? 0
+          : counts.requests >= rule.min_requests
+            ? counts.fallbacks / counts.requests
+            : null;
+      return [
+        {
+          id: name,
+          rule: name,
+          kind: rule.kind,
+          subject: rule.route,
+          value,
+          threshold: rule.fire_above,
+          fireAbove: rule.fire_above,
+          resolveBelow: rule.resolve_below,
+        },
+      ];
+    }
+    case "breaker_open": {
+      const ids = providerBreakers(config, rule.provider);
+      const hashes = await Promise.all(ids.map((id) => redis.hgetall(keys.breaker(id))));
+      return ids.map((id, index) => ({
+        id: `${rule.kind}:${id}`,
+        rule: name,
+        kind: rule.kind,
+        subject: id,
+        value: breakerValue(hashes[index] ?? {}),
+        threshold: 1,
+        fireAbove: 0.5,
+        resolveBelow: 0.5,
+      }));
+    }
+    case "budget_used": {
+      const budget = config.tenants.get(rule.tenant)?.config.budget;
+      const periods = budgetPeriods(nowMs);
+      const owner = { tenant: rule.tenant };
+      const [day, month] = await redis.mget(keys.spend(owner, periods.day), keys.spend(owner, periods.month));
+      const fractions = [
+        budget?.daily_usd ? Number(day ?? 0) / budget.daily_usd : 0,
+        budget?.monthly_usd ? Number(month ?? 0) / budget.monthly_usd : 0,
+      ];
+      return [
+        {
+          id: name,
+          rule: name,
+          kind: rule.kind,
+          subject: rule.tenant,
+          value: Math.max(...fractions),
+          threshold: rule.fire_above,
+          fireAbove: rule.fire_above,
+          resolveBelow: rule.resolve_below,
+        },
+      ];
+    }
+    case "queue_age": {
+      const ageSeconds = (await oldestWaitingAgeMs(redis, keys, nowMs)) / 1000;
+      return [
+        {
+          id: name,
+          rule: name,
+          kind: rule.kind,
+          subject: "completions",
+          value: ageSeconds,
+          threshold: rule.fire_above_s,
+          fireAbove: rule.fire_above_s,
+          resolveBelow: rule.resolve_below_s,
+        },
+      ];
+    }
+  }
+}
+
+/** Reads every rule of the config at `nowMs` (Redis time). */
+export async function measureRules(deps: MeasureDeps, nowMs: number): Promise<Measurement[]> {
+  const rules = deps.config.file.alerts?.rules ?? [];
+  const all = await Promise.all(rules.map((rule) => measureRule(deps, rule, nowMs)));
+  return all.flat();
+}
