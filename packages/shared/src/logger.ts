@@ -1,4 +1,5 @@
 import { type Logger, type LoggerOptions, pino } from "pino";
+import { build as prettyStream } from "pino-pretty";
 
 export type { Logger };
 
@@ -51,6 +52,34 @@ export function createLogDestination(target: string | number = 1): ReturnType<ty
   return destination;
 }
 
+/** How log lines are written: one JSON object per line, or pino-pretty's lines for a person. */
+export type LogFormat = "json" | "pretty";
+
+/**
+ * Pretty lines only when a person is watching: stdout is a terminal (`npm start`, a process run
+ * by hand). Anything that captures stdout (log shippers, CI, tests, `| cat`, `> file`) gets JSON,
+ * one object per line. No setting overrides it: `… | npx pino-pretty` prettifies captured JSON.
+ */
+export function logFormatFor(isTTY: boolean | undefined): LogFormat {
+  return isTTY === true ? "pretty" : "json";
+}
+
+/**
+ * pino-pretty as a stream in this thread (no worker-thread transport): a terminal shows few
+ * enough lines that formatting them here costs nothing that matters. One line per entry, fields
+ * inline; colours unless NO_COLOR is set; redaction has happened before the line gets here.
+ */
+export function createPrettyDestination(
+  destination: number | NodeJS.WritableStream = 1,
+): pino.DestinationStream {
+  return prettyStream({
+    destination,
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "pid,hostname",
+    singleLine: true,
+  });
+}
+
 export function createLogger(
   level: string,
   options: LoggerOptions = {},
@@ -63,6 +92,7 @@ export function createLogger(
       base: { pid: process.pid },
       ...options,
     },
-    destination ?? createLogDestination(),
+    destination ??
+      (logFormatFor(process.stdout.isTTY) === "pretty" ? createPrettyDestination() : createLogDestination()),
   );
 }
