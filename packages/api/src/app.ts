@@ -11,6 +11,7 @@ import {
   type Clock,
   type Config,
   createKeys,
+  createMetrics,
   createRouteWindowRecorder,
   DashboardRecorder,
   FileStore,
@@ -24,6 +25,7 @@ import {
   type RedisClient,
   RequestCountRecorder,
   type RequestObserver,
+  requestMetricsObserver,
   systemClock,
   WebhookDeliveryStore,
   type WebhookQueue,
@@ -144,11 +146,15 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
   const clock = deps.clock ?? systemClock;
   const resilience = new Resilience(redis, config, keys, logger, clock);
+  // This process's metrics (GET /metrics adds the deployment-wide gauges read from Redis).
+  const metrics = createMetrics();
+  resilience.onBreakerTransition(metrics.breakerTransition);
   // Breaker and cooldown announcements need a connection in subscriber mode of their own.
   const breakerSubscriber = readerConnection(redis);
   breakerSubscriber.on("error", logRedisError("breaker announcements"));
   // Every finished gateway request is told to these (metrics, usage counts, alerts).
   const requestObservers: RequestObserver[] = [];
+  requestObservers.push(requestMetricsObserver(metrics));
   requestObservers.push(
     new RequestCountRecorder(redis, keys, (error) => logger.warn({ err: error }, "usage counts not written")),
   );
@@ -177,6 +183,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     resilience,
     clock,
     logger,
+    metrics,
   });
   const app: FastifyInstance = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -229,8 +236,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
     registerProviderRoutes(instance, { config, providers: providerStatus });
     registerUsageRoutes(instance, { usage: new UsageStore(redis, keys), clock: deps.clock ?? systemClock });
     registerMetricsRoute(instance, {
+      metrics,
       providerStatus: () => providerStatus.read(),
       queues: { completions: queue },
+      redis,
+      now: () => clock.now(),
     });
     registerJobRoutes(instance, {
       config,

@@ -1,5 +1,6 @@
 import {
   type ChainResult,
+  type EngineMetrics,
   type JobEventSink,
   JobInterruption,
   type ProviderRegistry,
@@ -29,6 +30,8 @@ export interface GatewayRunnerDeps {
   clock: Clock;
   logger: Logger;
   random?: () => number;
+  /** Where the engine counts attempts and first tokens (the API process's metrics). */
+  metrics?: EngineMetrics;
 }
 
 /** The route settings of a resolved chain (a model's fallbacks and `models` lists have none). */
@@ -91,6 +94,7 @@ export class GatewayRunner {
       resilience: deps.resilience,
       saveProgress: async () => undefined,
       maxInlineWaitMs: Number.POSITIVE_INFINITY,
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
       ...(input.events ? { events: input.events } : {}),
       ...(input.continuation ? { continuation: input.continuation } : {}),
     });

@@ -1,90 +1,124 @@
+import type { CascadeMetrics, ClusterSnapshot, RedisClient } from "@cascade/shared";
+import { createClusterGauges } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { readProviderStatus } from "../providers/provider-status.js";
 
-const BREAKER_STATES = ["closed", "half_open", "open"] as const;
+/** BullMQ's score of a prioritized job: priority × 2³², plus a counter (FIFO within a priority). */
+const PRIORITY_SCORE_STEP = 0x100000000;
+/** Job priorities Cascade accepts (the job and batch schemas: 1 to 10). */
+const PRIORITIES = Array.from({ length: 10 }, (_, index) => index + 1);
 
-function label(value: string): string {
-  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+/**
+ * Creation time (Unix ms) of the oldest job waiting to run in a queue, or undefined when none waits.
+ * The waiting list is FIFO (its oldest is its tail); the prioritized set is FIFO within each
+ * priority, so its oldest is the first job of one of the ten priorities: one pipelined round trip
+ * for the candidates, one for their timestamps, however long the queue.
+ */
+async function oldestWaitingMs(client: RedisClient, queue: Queue): Promise<number | undefined> {
+  const waitKey = queue.toKey("wait");
+  const prioritizedKey = queue.toKey("prioritized");
+  const lookup = client.pipeline();
+  lookup.lrange(waitKey, -1, -1);
+  for (const priority of PRIORITIES) {
+    const from = priority * PRIORITY_SCORE_STEP;
+    lookup.zrangebyscore(prioritizedKey, from, from + PRIORITY_SCORE_STEP - 1, "LIMIT", 0, 1);
+  }
+  const ids = ((await lookup.exec()) ?? []).flatMap(([, found]) => (found as string[] | null) ?? []);
+  if (ids.length === 0) return undefined;
+  const times = client.pipeline();
+  for (const id of ids) times.hget(queue.toKey(id), "timestamp");
+  const stamps = ((await times.exec()) ?? [])
+    .map(([, stamp]) => Number(stamp))
+    .filter((stamp) => Number.isFinite(stamp) && stamp > 0);
+  return stamps.length > 0 ? Math.min(...stamps) : undefined;
+}
+
+/** The deployment-wide figures of a scrape, all read from Redis before any gauge is touched. */
+async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnapshot> {
+  const snapshot: ClusterSnapshot = {
+    queueJobs: [],
+    oldestWaiting: [],
+    breakers: [],
+    recentCalls: [],
+    limits: [],
+    cooldowns: [],
+  };
+  const now = deps.now();
+  for (const [queueName, queue] of Object.entries(deps.queues)) {
+    const counts = await queue.getJobCounts(
+      "waiting",
+      "prioritized",
+      "active",
+      "delayed",
+      "completed",
+      "failed",
+    );
+    for (const [state, count] of Object.entries(counts)) {
+      snapshot.queueJobs.push({ queue: queueName, state, count });
+    }
+    const oldest = await oldestWaitingMs(deps.redis, queue);
+    snapshot.oldestWaiting.push({
+      queue: queueName,
+      seconds: oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000,
+    });
+  }
+  const status = await deps.providerStatus();
+  const seenBreakers = new Set<string>();
+  for (const provider of status.data) {
+    const breakers = [provider.breaker, ...provider.models.map((model) => model.breaker)];
+    for (const breaker of breakers as Array<{ id: string; state?: string } | null>) {
+      if (!breaker?.state || seenBreakers.has(breaker.id)) continue;
+      seenBreakers.add(breaker.id);
+      snapshot.breakers.push({ breaker: breaker.id, state: breaker.state });
+    }
+    const subjects: Array<[string, string, Record<string, unknown>]> = [
+      ["provider", provider.id, provider as unknown as Record<string, unknown>],
+      ...provider.models.map((model): [string, string, Record<string, unknown>] => [
+        "model",
+        String(model.id),
+        model,
+      ]),
+    ];
+    for (const [scope, id, view] of subjects) {
+      const recent = view.recent as { calls: number; errors: number; skips: number } | undefined;
+      if (recent) {
+        for (const kind of ["calls", "errors", "skips"] as const) {
+          snapshot.recentCalls.push({ scope, id, kind, count: recent[kind] });
+        }
+      }
+      for (const limit of (view.limits as Array<{ kind: string; available: number }>) ?? []) {
+        snapshot.limits.push({ scope, id, kind: limit.kind, available: limit.available });
+      }
+    }
+    snapshot.cooldowns.push({ provider: provider.id, active: Boolean(provider.cooldown_until) });
+  }
+  return snapshot;
+}
+
+export interface MetricsRouteDeps {
+  /** The API process's own metrics (gateway requests, attempts, breaker transitions…). */
+  metrics: CascadeMetrics;
+  /** Breakers, limits and recent calls of every provider and model, read from Redis. */
+  providerStatus: () => ReturnType<typeof readProviderStatus>;
+  queues: Record<string, Queue>;
+  /** The queues' Redis, for their oldest waiting jobs. */
+  redis: RedisClient;
+  /** Unix ms, for the age of the oldest waiting job. */
+  now: () => number;
 }
 
 /**
- * GET /metrics in Prometheus text format: cluster-wide figures read from Redis (queue depth by
- * state, breaker states, recent calls/errors/skips per provider and model, limit headroom), so
+ * GET /metrics in Prometheus text format: this API process's own counters and histograms, plus
+ * cluster-wide gauges read from Redis on each scrape (queue depth by state, the oldest waiting
+ * job's age, breaker states, recent calls/errors/skips per provider and model, limit headroom), so
  * any API process answers for the whole deployment.
  */
-export function registerMetricsRoute(
-  app: FastifyInstance,
-  deps: {
-    /** Breakers, limits and recent calls of every provider and model, read from Redis. */
-    providerStatus: () => ReturnType<typeof readProviderStatus>;
-    queues: Record<string, Queue>;
-  },
-): void {
+export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDeps): void {
+  const gauges = createClusterGauges(deps.metrics.registry);
   app.get("/metrics", { schema: { hide: true }, config: { access: "admin" } }, async (_request, reply) => {
-    const lines: string[] = [];
-    const metric = (name: string, help: string, type: "gauge" | "counter") => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    };
-    metric("cascade_queue_jobs", "Jobs in each queue by BullMQ state.", "gauge");
-    for (const [queueName, queue] of Object.entries(deps.queues)) {
-      const counts = await queue.getJobCounts(
-        "waiting",
-        "prioritized",
-        "active",
-        "delayed",
-        "completed",
-        "failed",
-      );
-      for (const [state, count] of Object.entries(counts)) {
-        lines.push(`cascade_queue_jobs{queue="${label(queueName)}",state="${state}"} ${count}`);
-      }
-    }
-    const status = await deps.providerStatus();
-    metric("cascade_breaker_state", "1 for the breaker's current state (closed, half_open, open).", "gauge");
-    metric("cascade_recent_calls", "Upstream calls, errors and skips over the last 5 minutes.", "gauge");
-    metric("cascade_limit_available", "Tokens available now in each rpm/tpm bucket.", "gauge");
-    metric("cascade_cooldown_active", "1 while a provider is cooling down after a 429.", "gauge");
-    const breakerLines = new Set<string>();
-    for (const provider of status.data) {
-      const breakers = [provider.breaker, ...provider.models.map((model) => model.breaker)];
-      for (const breaker of breakers as Array<{ id: string; state?: string } | null>) {
-        if (!breaker?.state) continue;
-        for (const state of BREAKER_STATES) {
-          breakerLines.add(
-            `cascade_breaker_state{breaker="${label(breaker.id)}",state="${state}"} ${breaker.state === state ? 1 : 0}`,
-          );
-        }
-      }
-      const subjects: Array<[string, string, Record<string, unknown>]> = [
-        ["provider", provider.id, provider as unknown as Record<string, unknown>],
-        ...provider.models.map((model): [string, string, Record<string, unknown>] => [
-          "model",
-          String(model.id),
-          model,
-        ]),
-      ];
-      for (const [scope, id, view] of subjects) {
-        const recent = view.recent as { calls: number; errors: number; skips: number } | undefined;
-        if (recent) {
-          for (const kind of ["calls", "errors", "skips"] as const) {
-            lines.push(
-              `cascade_recent_calls{scope="${scope}",id="${label(id)}",kind="${kind}"} ${recent[kind]}`,
-            );
-          }
-        }
-        for (const limit of (view.limits as Array<{ kind: string; available: number }>) ?? []) {
-          lines.push(
-            `cascade_limit_available{scope="${scope}",id="${label(id)}",kind="${limit.kind}"} ${limit.available}`,
-          );
-        }
-      }
-      lines.push(
-        `cascade_cooldown_active{provider="${label(provider.id)}"} ${provider.cooldown_until ? 1 : 0}`,
-      );
-    }
-    lines.push(...breakerLines);
-    reply.header("content-type", "text/plain; version=0.0.4; charset=utf-8");
-    return `${lines.join("\n")}\n`;
+    gauges.update(await readClusterSnapshot(deps));
+    reply.header("content-type", deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
   });
 }
