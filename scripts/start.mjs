@@ -86,7 +86,7 @@ function waitForExit(child) {
   return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
 }
 
-/** Waits (up to 30 s) for /healthz, then prints where the API is and how to try it. */
+/** Waits (up to 30 s) for /healthz, then prints where the API and its pages are and how to try it. */
 async function printBannerWhenReady(env) {
   const port = env.PORT || "3000";
   const host = env.HOST || "127.0.0.1";
@@ -107,10 +107,20 @@ async function printBannerWhenReady(env) {
   }
   if (shuttingDown) return;
   const auth = env.CASCADE_CONFIG ? " -H 'authorization: Bearer <your key>'" : "";
+  // Pages an operator opens in a browser; with a config file of tenants they need an admin key.
+  const adminNote = env.CASCADE_CONFIG
+    ? [
+        "  (an admin tenant's key: the dashboard asks for it; for the queues, any user name and the key as password)",
+      ]
+    : [];
   console.log(
     [
       "",
-      `Cascade API on ${base} (docs: ${base}/docs), one worker; Ctrl+C stops everything.`,
+      `Cascade API on ${base}, one worker; Ctrl+C stops everything.`,
+      `  Dashboard:  ${base}/dashboard`,
+      `  Queues:     ${base}/admin/queues  (bull-board: inspect, retry, clean jobs)`,
+      ...adminNote,
+      `  API docs:   ${base}/docs`,
       "Try:",
       `  curl -s ${base}/v1/jobs${auth} -H 'content-type: application/json' \\`,
       `    -d '{"request":{"messages":[{"role":"user","content":"Say hello"}]}}'`,
