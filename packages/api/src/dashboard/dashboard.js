@@ -114,7 +114,7 @@
           svg(
             "rect",
             {
-              class: "bar",
+              class: "fallback-bar",
               x: x + 0.5,
               y: top + plot - barHeight,
               width: Math.max(1, step - 1),
@@ -130,7 +130,7 @@
       }
       points.push(`${x + step / 2},${top + plot * (1 - point.requests / maxRequests)}`);
     });
-    root.append(svg("polyline", { class: "requests", points: points.join(" ") }));
+    root.append(svg("polyline", { class: "requests-line", points: points.join(" ") }));
     root.append(svg("text", { x: left, y: height - 2 }, "-60 min"));
     root.append(svg("text", { x: width - 24, y: height - 2 }, "now"));
     return root;

@@ -125,7 +125,10 @@ async function readRoutes(deps: DashboardDeps, now: number) {
       fallback_rate: number | null;
     }> = [];
     for (let offset = 0; offset < HOUR_MINUTES; offset++) {
-      const [error, raw] = replies[routeIndex * HOUR_MINUTES + offset] ?? [null, {} as Record<string, string>];
+      const [error, raw] = replies[routeIndex * HOUR_MINUTES + offset] ?? [
+        null,
+        {} as Record<string, string>,
+      ];
       if (error) throw error;
       const count = (field: string) => Number(raw?.[field] ?? 0) || 0;
       const requests = count("requests");
