@@ -6,7 +6,9 @@ import {
   type Config,
   createKeys,
   createRedis,
+  createRouteWindowRecorder,
   loadConfig,
+  observeAll,
   QUEUE_NAMES,
   type RedisClient,
   RequestCountRecorder,
@@ -39,6 +41,8 @@ export interface StackOptions {
   webhooks?: { timeoutMs?: number; apiResolve?: HostResolver; workerResolve?: HostResolver };
   /** The batch sweeper's pace (it starts with the first worker). */
   batches?: { sweepIntervalMs?: number; idleMs?: number };
+  /** Between alert evaluations of the API's evaluator (default 2 s). */
+  alertIntervalMs?: number;
 }
 
 export interface Stack {
@@ -86,6 +90,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     redis,
     logger,
     ...(options.webhooks?.apiResolve ? { resolveHost: options.webhooks.apiResolve } : {}),
+    ...(options.alertIntervalMs ? { alertIntervalMs: options.alertIntervalMs } : {}),
   });
   await app.ready();
   await app.app.listen({ port: 0, host: "127.0.0.1" });
@@ -148,7 +153,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       resilience,
       onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
       // As in worker main.ts: jobs' usage counts (GET /v1/usage routes, models, weekly).
-      observer: new RequestCountRecorder(connection, keys),
+      // and the alerts' per-route windows.
+      observer: observeAll(
+        [
+          new RequestCountRecorder(connection, keys),
+          createRouteWindowRecorder({ config, redis: connection, keys, logger }),
+        ],
+        () => {},
+      ),
     });
     await listenForCancellations(subscriber, keys, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();

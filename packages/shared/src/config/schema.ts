@@ -196,7 +196,10 @@ const fallbackRateRuleSchema = z.strictObject({
   fire_above: rate.default(0.2),
   resolve_below: rate.default(0.1),
 });
-const breakerOpenRuleSchema = z.strictObject({ kind: z.literal("breaker_open"), provider: z.string().min(1) });
+const breakerOpenRuleSchema = z.strictObject({
+  kind: z.literal("breaker_open"),
+  provider: z.string().min(1),
+});
 const budgetUsedRuleSchema = z.strictObject({
   kind: z.literal("budget_used"),
   tenant: z.string().min(1),
@@ -237,7 +240,10 @@ export type AlertRuleConfig = z.infer<typeof alertRuleSchema>;
 const alertsSchema = z
   .strictObject({
     /** Operator endpoints every alert.fired / alert.resolved webhook goes to. */
-    webhook_urls: z.array(z.url({ protocol: /^https?$/ })).max(20).default([]),
+    webhook_urls: z
+      .array(z.url({ protocol: /^https?$/ }))
+      .max(20)
+      .default([]),
     webhook_secret_env: envName.optional(),
     rules: z.array(alertRuleSchema).max(200).default([]),
   })
