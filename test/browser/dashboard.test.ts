@@ -76,6 +76,7 @@ const config = (fakeUrl: string) => ({
     a: { provider: "up-a-provider", name: "up-a", price: { input_per_mtok: 1, output_per_mtok: 2 } },
     b: { provider: "up-b-provider", name: "up-b", price: { input_per_mtok: 0.5, output_per_mtok: 1 } },
   },
+  alerts: { rules: [{ kind: "breaker_open", provider: "up-a-provider" }] },
   routes: {
     default: { chain: [{ model: "a", timeout_ms: 2000 }, { model: "b" }] },
     // No fallback: fails while `a` fails, so the dashboard has failed jobs to list.
@@ -83,7 +84,19 @@ const config = (fakeUrl: string) => ({
   },
 });
 
-const chromiumPath = findChromium();
+/** A Chromium that starts (Ubuntu's `chromium` package is a snap stub that may not, in a container). */
+function runnable(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  try {
+    execFileSync(path, ["--headless", "--version"], { stdio: "ignore", timeout: 15_000 });
+    return path;
+  } catch {
+    console.warn(`${path} does not run (${path} --version failed)`);
+    return undefined;
+  }
+}
+
+const chromiumPath = runnable(findChromium());
 let fake: FakeOpenAI;
 let api: CascadeApi;
 let dir: TempDir;
@@ -245,6 +258,7 @@ describe.skipIf(!chromiumPath)("dashboard in Chromium", () => {
       })
       .toBeGreaterThan(0.4);
     await expect.poll(() => route.locator("svg.chart rect.fallback-bar").count()).toBeGreaterThan(0);
+    await expect.poll(() => text(page, "#alerts"), { timeout: 15_000 }).toMatch(/firing\s*breaker_open/);
     await expect.poll(() => text(page, "#failures tbody"), { timeout: 10_000 }).toContain("solo");
     const trail = await text(page, "#failures tbody");
     expect(trail).toMatch(/a: (error|skipped) (server_error|circuit_open)/);
