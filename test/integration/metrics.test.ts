@@ -11,7 +11,6 @@ import { chatRequest, FAKE_KEY_VALUE, fakeConfig } from "../e2e/helpers.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import {
   type CascadeApi,
-  type CascadeProcess,
   makeTempDir,
   startApi,
   startWorker,
@@ -81,7 +80,6 @@ let fake: FakeOpenAI;
 let sink: WebhookSink;
 let dir: TempDir;
 let api: CascadeApi;
-let worker: CascadeProcess | undefined;
 let metricsPort: number;
 let env: Record<string, string>;
 
@@ -159,7 +157,10 @@ describe("metrics", () => {
       (sampleValue(waiting, "cascade_queue_jobs", { queue: "completions", state: "prioritized" }) ?? 0);
     expect(queued).toBe(1);
 
-    worker = await startWorker({ env: { ...env, METRICS_PORT: String(metricsPort) } });
+    const worker = await startWorker({ env: { ...env, METRICS_PORT: String(metricsPort) } });
+    expect(worker.logs().find((line) => line.msg === "cascade worker started")?.metrics_port).toBe(
+      metricsPort,
+    );
     const job = await waitForJob(jobId);
     expect(job).toMatchObject({ status: "succeeded", model: "backup" });
     await sink.waitForRequests(1, 10_000);
