@@ -99,6 +99,13 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     this.response.end("data: [DONE]\n\n");
   }
 
+  /** Drops what is held back and its timer (the caller left). */
+  dispose(): void {
+    this.held = [];
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+  }
+
   /** Ends an opened stream with one error event and no [DONE] (the answer is not whole). */
   fail(error: { error: Record<string, unknown> }): void {
     this.held = [];

@@ -23,12 +23,32 @@ export const gatewayBodySchema = chatRequestFields
     max_cost_usd: z.number().positive().optional(),
     // The end user budgets and usage are kept per (a Redis key part: bounded, as for jobs).
     user: z.string().max(256, "user holds at most 256 characters").optional(),
+    // OpenAI fields clients send that a fallback chain cannot honour across providers: accepted,
+    // so that drop-in clients work, and not sent upstream (as LiteLLM's drop_params does).
+    store: z.boolean().nullable().optional(),
+    service_tier: z.string().max(64).nullable().optional(),
+    reasoning_effort: z.string().max(64).nullable().optional(),
+    logprobs: z.boolean().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+    logit_bias: z.record(z.string(), z.number()).nullable().optional(),
   })
   .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR);
 export type GatewayBody = z.infer<typeof gatewayBodySchema>;
 
 /** The body as the provider request: the extension fields are Cascade's, not the model's. */
 export function providerRequest(body: GatewayBody): ChatRequest {
-  const { models: _models, route: _route, metadata: _metadata, max_cost_usd: _max, ...request } = body;
+  const {
+    models: _models,
+    route: _route,
+    metadata: _metadata,
+    max_cost_usd: _max,
+    store: _store,
+    service_tier: _tier,
+    reasoning_effort: _effort,
+    logprobs: _logprobs,
+    top_logprobs: _topLogprobs,
+    logit_bias: _logitBias,
+    ...request
+  } = body;
   return request;
 }

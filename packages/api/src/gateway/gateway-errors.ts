@@ -73,6 +73,17 @@ export function gatewayErrorOf(outcome: JobOutcome): GatewayError {
   return { status: 502, type: "api_error", code: "all_models_failed", message };
 }
 
+/**
+ * Retry-After from the earliest refill; and `x-should-retry` (read by OpenAI's SDKs) where
+ * retrying cannot help soon: a spent budget waits for the next period, a 400 for a changed request.
+ */
+export function errorHeaders(error: GatewayError): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (error.retryAfterS !== undefined) headers["retry-after"] = String(error.retryAfterS);
+  if (error.code === "over_budget" || error.status === 400) headers["x-should-retry"] = "false";
+  return headers;
+}
+
 /** The error as OpenAI sends it: `{"error": {"type", "message", "code", "param"}}`. */
 export function errorBody(
   error: Pick<GatewayError, "type" | "code" | "message">,

@@ -24,7 +24,8 @@ export function sendError(
   message: string,
   param?: string,
 ): FastifyReply {
-  return reply.code(statusCode).send({ error: { type, message, ...(param !== undefined ? { param } : {}) } });
+  // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
+  return reply.code(statusCode).send({ error: { type, message, code: null, param: param ?? null } });
 }
 
 /** What fastify-type-provider-zod puts in `error.validation` for each zod issue. */

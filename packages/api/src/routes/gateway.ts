@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { ChunkStream } from "../gateway/chunk-stream.js";
 import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js";
-import { errorBody, gatewayErrorOf } from "../gateway/gateway-errors.js";
+import { errorBody, errorHeaders, gatewayErrorOf } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
 import { HttpError } from "../plugins/http-error.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
@@ -46,10 +46,13 @@ function deadlineHeader(request: FastifyRequest): number | undefined {
   return value;
 }
 
-/** `model:reason` for every attempt that did not answer. */
-function fallbacksOf(outcome: Pick<JobOutcome, "attempts">): string {
+/**
+ * `model:reason` for every hop that did not answer: the failed tries of the model that answered
+ * in the end (retries of its hop) are not fallbacks.
+ */
+function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
   return outcome.attempts
-    .filter((attempt) => attempt.outcome !== "success")
+    .filter((attempt) => attempt.outcome !== "success" && attempt.model !== outcome.model)
     .map((attempt) => `${attempt.model}:${attempt.reason ?? attempt.outcome}`)
     .join(",");
 }
@@ -116,6 +119,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       if (!reply.raw.writableFinished) controller.abort(new JobInterruption("cancelled"));
     };
     reply.raw.on("close", onClose);
+    // Gone while the body was read or the key checked: the close came before the listener.
+    // (Not `request.raw.destroyed`: a request is destroyed once its body has been read.)
+    if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) onClose();
     try {
       if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route, observe });
       const outcome = await runner.run({ requestId, data, signal: controller.signal });
@@ -125,7 +131,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       // The caller has gone: nobody reads this (499, as nginx logs a client that closed first).
       if (outcome.status === "cancelled") return reply.code(499).send();
       const error = gatewayErrorOf(outcome);
-      if (error.retryAfterS !== undefined) reply.header("retry-after", String(error.retryAfterS));
+      reply.headers(errorHeaders(error));
       reply.code(error.status);
       return errorBody(error);
     } finally {
@@ -159,7 +165,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       open: (modelId) => {
         const model = config.file.models[modelId];
         const attempts = stream.attempts;
-        const fallbacks = fallbacksOf({ attempts });
+        const fallbacks = fallbacksOf({ attempts, model: modelId });
+        // Opened by the answer's end (it came within stream_hold_ms): its attempt is recorded.
+        const answering = attempts.at(-1)?.outcome === "success" ? 0 : 1;
         reply.raw.writeHead(200, {
           ...headers(),
           "content-type": "text/event-stream; charset=utf-8",
@@ -169,7 +177,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
           "x-cascade-model": modelId,
           ...(model ? { "x-cascade-provider": model.provider } : {}),
           // The attempts so far and the one answering now; its cost is not known yet.
-          "x-cascade-attempts": String(attempts.length + 1),
+          "x-cascade-attempts": String(attempts.length + answering),
           ...(fallbacks ? { "x-cascade-fallbacks": fallbacks } : {}),
         });
       },
@@ -207,6 +215,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     }
     run.observe(outcome);
     if (outcome.status === "cancelled") {
+      stream.dispose();
       if (!reply.raw.writableEnded) reply.raw.destroy();
       return reply;
     }
@@ -227,11 +236,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       return reply;
     }
     traceHeaders(reply, outcome);
-    answerError(
-      error.status,
-      errorBody(error),
-      error.retryAfterS !== undefined ? { "retry-after": String(error.retryAfterS) } : {},
-    );
+    answerError(error.status, errorBody(error), errorHeaders(error));
     return reply;
   }
 }

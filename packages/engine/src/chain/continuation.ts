@@ -39,7 +39,29 @@ export function canContinue(model: ModelConfig): boolean {
   return (model.capabilities ?? []).includes("prefill");
 }
 
-/** The request with the partial answer as a last assistant message, for the model to continue. */
+/**
+ * The request with the partial answer as a last assistant message, for the model to continue.
+ * The output budget shrinks by what was already shown (estimated at 4 characters a token, as
+ * everywhere), so the whole answer keeps to the caller's `max_tokens`.
+ */
 export function withPrefill(request: ChatRequest, partial: string): ChatRequest {
-  return { ...request, messages: [...request.messages, { role: "assistant", content: partial }] };
+  const messages = [...request.messages, { role: "assistant" as const, content: partial }];
+  const shownTokens = Math.ceil(partial.length / 4);
+  const shrink = (limit: number | undefined) =>
+    limit === undefined ? undefined : Math.max(1, limit - shownTokens);
+  const maxTokens = shrink(request.max_tokens);
+  const maxCompletionTokens = shrink(request.max_completion_tokens);
+  return {
+    ...request,
+    messages,
+    ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
+    ...(maxCompletionTokens !== undefined ? { max_completion_tokens: maxCompletionTokens } : {}),
+  };
+}
+
+/** Failures of the stream itself, which another model may finish; others (a content filter) end the answer. */
+const CONTINUABLE = new Set(["network_error", "timeout", "invalid_response", "server_error", "rate_limited"]);
+
+export function isContinuable(failure: ProviderError): boolean {
+  return CONTINUABLE.has(failure.reason);
 }

@@ -3,7 +3,7 @@ import type { ProviderError } from "../providers/provider-error.js";
 import { backoffDelayMs } from "./backoff.js";
 import type { ChainContext } from "./chain-context.js";
 
-type HopDecision =
+export type HopDecision =
   | { action: "retry"; delayMs: number }
   | { action: "next" }
   | { action: "fail"; type: string };
@@ -32,6 +32,10 @@ export function decideAfterError(
   const retryOn: readonly string[] = hop.retry_on ?? DEFAULT_RETRY_ON;
   if (!error.isRetryable || retriesLeft <= 0 || !retryOn.includes(error.reason)) return { action: "next" };
   const delayMs = backoffDelayMs(retryNumber, error.retryAfterMs, context.random);
-  if (error.reason === "rate_limited" && context.clock.now() + delayMs > deadline) return { action: "next" };
+  // A rate-limited retry waits only within the deadline. A run that sleeps its waits in process
+  // (the gateway: no queue to wait in) bounds every retry by it: a caller is holding on.
+  const boundByDeadline =
+    error.reason === "rate_limited" || context.maxInlineWaitMs === Number.POSITIVE_INFINITY;
+  if (boundByDeadline && context.clock.now() + delayMs > deadline) return { action: "next" };
   return { action: "retry", delayMs };
 }

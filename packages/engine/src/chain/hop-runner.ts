@@ -8,7 +8,7 @@ import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
-import { brokenStreamError, canContinue, withPrefill } from "./continuation.js";
+import { brokenStreamError, canContinue, isContinuable, withPrefill } from "./continuation.js";
 import { callHop, hopTimeouts } from "./hop-call.js";
 import { decideAfterError } from "./hop-decision.js";
 import { interruptionOf, type JobInterruption } from "./interruption.js";
@@ -104,7 +104,8 @@ function brokenStreamStep(
 ): BrokenStream {
   const shown = context.continuation?.shown();
   if (!shown || (!shown.content && !shown.toolCalls)) return "unseen";
-  if (context.continuation?.policy !== "continue" || shown.toolCalls) return "end";
+  // A content filter or a refused request is not a broken stream: nobody should finish that text.
+  if (context.continuation?.policy !== "continue" || shown.toolCalls || !isContinuable(failure)) return "end";
   run.continued = {
     partial: shown.content,
     error: run.continued?.error ?? brokenStreamError(modelId, failure),
@@ -275,7 +276,10 @@ export async function runHop(
       const jobError = run.continued?.error ?? brokenStreamError(hop.model, error);
       return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
     }
-    const decision = decideAfterError(context, hop, error, maxRetries - (progress.tries - 1), progress.tries);
+    let decision = decideAfterError(context, hop, error, maxRetries - (progress.tries - 1), progress.tries);
+    // A model that refuses the prefill (a 400) says nothing of the others: try the next one.
+    if (run.continued && decision.action === "fail" && error.reason === "bad_request")
+      decision = { action: "next" };
     if (decision.action === "fail") {
       // A continuation the provider refused is not what the caller hears: the original failure is.
       const jobError = run.continued?.error ?? {

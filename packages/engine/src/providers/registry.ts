@@ -60,7 +60,8 @@ export function createProviderRegistry(
         `providers.${id}.api_key_env: environment variable ${provider.api_key_env} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
       );
     }
-    // Extra headers (`headers`): sent on every call; the SDK's own (key, content type) win.
+    // Extra headers (`headers`): sent on every call, merged after the SDK's own; the config
+    // refuses the names that would replace the key or break the call (authorization, host, ...).
     const headers = config.providerHeaders.get(id);
     switch (provider.type) {
       case "simulated":

@@ -44,7 +44,13 @@ describe("loadConfig", () => {
     expect(loadError(withHeaders({ "X-Bad": "a\r\nInjected: 1" }))).toMatch(/providers\.sim\.headers\.X-Bad/);
     expect(loadError(withHeaders({ "bad name": "x" }))).toMatch(/must be an HTTP header name/);
     expect(loadError(withHeaders({ "X-Title": { env: "APP_TITLE" } }), { APP_TITLE: "a\nb" })).toMatch(
-      /holds CR, LF or NUL/,
+      /holds CR, LF, NUL or a character beyond Latin-1/,
+    );
+    expect(loadError(withHeaders({ "X-Title": "我的应用" }))).toMatch(
+      /providers\.sim\.headers\.X-Title: .*Latin-1/,
+    );
+    expect(loadError(withHeaders({ "Transfer-Encoding": "chunked" }))).toMatch(
+      /providers\.sim\.headers\.Transfer-Encoding: is set by Cascade itself/,
     );
   });
 

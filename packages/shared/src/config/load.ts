@@ -166,9 +166,9 @@ function resolveProviderHeaders(
           `providers.${id}.headers.${name}: environment variable ${value.env} is not set; export it, or give the header a literal value`,
         );
       }
-      if (/[\r\n\0]/.test(fromEnv)) {
+      if (/[\r\n\0\u0100-\uffff]/.test(fromEnv)) {
         throw new ConfigError(
-          `providers.${id}.headers.${name}: environment variable ${value.env} holds CR, LF or NUL, which a header value cannot`,
+          `providers.${id}.headers.${name}: environment variable ${value.env} holds CR, LF, NUL or a character beyond Latin-1, which a header value cannot`,
         );
       }
       headers[name] = fromEnv;

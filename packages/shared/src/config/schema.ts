@@ -71,6 +71,14 @@ const RESERVED_HEADERS = new Set([
   "content-type",
   "content-length",
   "host",
+  // Connection-level headers the HTTP client manages (undici refuses them on every call).
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+  "te",
+  "trailer",
 ]);
 
 /** Extra request headers: a literal value, or `{ env: NAME }` read from the environment at startup. */
@@ -78,7 +86,13 @@ const headersSchema = z
   .record(
     z.string(),
     z.union([
-      z.string().regex(/^[^\r\n\0]*$/, "a header value cannot hold CR, LF or NUL"),
+      // HTTP header values are bytes: Latin-1 at most, and never a line break.
+      z
+        .string()
+        .regex(
+          /^[^\r\n\0\u0100-\uffff]*$/,
+          "a header value holds Latin-1 characters only, never CR, LF or NUL",
+        ),
       z.strictObject({ env: envName }),
     ]),
   )
@@ -92,7 +106,7 @@ const headersSchema = z
         context.addIssue({
           code: "custom",
           path: [name],
-          message: "is set by Cascade itself (the key goes in api_key_env)",
+          message: "is set by Cascade itself or its HTTP client (a key goes in api_key_env)",
         });
       }
     }
