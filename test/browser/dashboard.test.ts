@@ -136,6 +136,9 @@ async function runJobs(count: number, route: string): Promise<Json[]> {
   );
 }
 
+/** The page polls every 2 s: allow a few rounds, on a loaded CI machine. */
+const poll = <T>(value: () => T | Promise<T>) => expect.poll(value, { timeout: 20_000, interval: 100 });
+
 function launched(): Browser {
   if (!browser) throw new Error("Chromium was not launched");
   return browser;
@@ -159,7 +162,7 @@ beforeAll(async () => {
   };
   [api] = await Promise.all([startApi({ env, name: "dash-api" }), startWorker({ env, name: "dash-worker" })]);
   if (chromiumPath) browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
-});
+}, 120_000);
 
 afterAll(async () => {
   await browser?.close();
@@ -200,7 +203,9 @@ describe("dashboard over HTTP", () => {
 });
 
 describe.skipIf(!chromiumPath)("dashboard in Chromium", () => {
-  it("shows providers, routes, queue, spend, alerts and failures, and follows a failing provider live", async () => {
+  it("shows providers, routes, queue, spend, alerts and failures, and follows a failing provider live", {
+    timeout: 120_000,
+  }, async () => {
     const context = await launched().newContext({ viewport: { width: 1400, height: 1100 } });
     const page = await context.newPage();
     const problems: string[] = [];
@@ -224,16 +229,16 @@ describe.skipIf(!chromiumPath)("dashboard in Chromium", () => {
     await page.locator("#panels").waitFor({ state: "visible" });
 
     const provider = page.locator('[data-provider="up-a-provider"]');
-    await expect.poll(() => provider.locator(".breaker").getAttribute("data-state")).toBe("closed");
+    await poll(() => provider.locator(".breaker").getAttribute("data-state")).toBe("closed");
     expect(await text(page, '[data-provider="up-a-provider"] .headroom')).toMatch(/rpm -?\d+\/\d+/);
     const route = page.locator('[data-route="default"]');
-    await expect.poll(() => route.locator(".requests").textContent()).toBe("6");
+    await poll(() => route.locator(".requests").textContent()).toBe("6");
     expect(await route.locator(".fallback-rate").getAttribute("data-value")).toBe("0");
     expect(await route.locator(".cost-per-success").textContent()).toMatch(/^\$\d/);
     expect(await route.locator("svg.chart").count()).toBe(1);
-    await expect.poll(() => text(page, '[data-figure="in_flight"] dd')).toBe("0");
+    await poll(() => text(page, '[data-figure="in_flight"] dd')).toBe("0");
     expect(await text(page, '[data-figure="oldest"] dd')).toBe("–");
-    await expect.poll(() => text(page, '#spend [data-tenant="acme"] td.num')).not.toBe("$0.0000");
+    await poll(() => text(page, '#spend [data-tenant="acme"] td.num')).not.toBe("$0.0000");
     expect(await page.locator('#spend [data-tenant="ops"]').count()).toBe(1);
     expect(await text(page, "#alerts")).toMatch(/no active alerts|not available/);
     expect(await text(page, "#failures tbody")).toContain("no failed requests");
@@ -249,17 +254,13 @@ describe.skipIf(!chromiumPath)("dashboard in Chromium", () => {
     const soloRound = await runJobs(2, "solo");
     expect(soloRound.every((job) => job.status === "failed")).toBe(true);
 
-    await expect
-      .poll(() => provider.locator(".breaker").getAttribute("data-state"), { timeout: 10_000 })
-      .toBe("open");
-    await expect
-      .poll(async () => Number(await route.locator(".fallback-rate").getAttribute("data-value")), {
-        timeout: 10_000,
-      })
-      .toBeGreaterThan(0.4);
-    await expect.poll(() => route.locator("svg.chart rect.fallback-bar").count()).toBeGreaterThan(0);
-    await expect.poll(() => text(page, "#alerts"), { timeout: 15_000 }).toMatch(/firing\s*breaker_open/);
-    await expect.poll(() => text(page, "#failures tbody"), { timeout: 10_000 }).toContain("solo");
+    await poll(() => provider.locator(".breaker").getAttribute("data-state")).toBe("open");
+    await poll(async () =>
+      Number(await route.locator(".fallback-rate").getAttribute("data-value")),
+    ).toBeGreaterThan(0.4);
+    await poll(() => route.locator("svg.chart rect.fallback-bar").count()).toBeGreaterThan(0);
+    await poll(() => text(page, "#alerts")).toMatch(/firing\s*breaker_open/);
+    await poll(() => text(page, "#failures tbody")).toContain("solo");
     const trail = await text(page, "#failures tbody");
     expect(trail).toMatch(/a: (error|skipped) (server_error|circuit_open)/);
     expect(navigations).toEqual([]);
@@ -276,7 +277,7 @@ describe.skipIf(!chromiumPath)("dashboard in Chromium", () => {
     await page.goto(`${api.url}/dashboard`);
     await page.fill("#key", TENANT_KEY);
     await page.click("#key-form button[type=submit]");
-    await expect.poll(() => text(page, "#key-error")).toMatch(/admin/);
+    await poll(() => text(page, "#key-error")).toMatch(/admin/);
     expect(await page.locator("#panels").isHidden()).toBe(true);
     await context.close();
   });
