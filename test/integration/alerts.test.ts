@@ -221,6 +221,8 @@ describe("alerts", () => {
       "budget alert",
     );
     expect(fired.data.value).toBeCloseTo(0.9);
+    const metrics = await stack.request("GET", "/metrics", { headers: ops });
+    expect(metrics.body).toContain('cascade_alerts_firing{kind="budget_used",subject="ops"} 1');
     await stack.redis.set(spendKey, "7.5"); // between the thresholds: still firing
     await sleep(500);
     expect(eventsOf(sink, "budget_used:ops", "alert.resolved")).toHaveLength(0);

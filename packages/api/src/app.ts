@@ -25,6 +25,7 @@ import {
   type RedisClient,
   RequestCountRecorder,
   type RequestObserver,
+  registerAlertsGauge,
   requestMetricsObserver,
   systemClock,
   WebhookDeliveryStore,
@@ -177,6 +178,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
     webhookQueue,
     ...(deps.alertIntervalMs ? { intervalMs: deps.alertIntervalMs } : {}),
   });
+  // cascade_alerts_firing is read from Redis at each scrape, like the deployment-wide gauges.
+  registerAlertsGauge(metrics.registry, alerts.store);
   const gateway = new GatewayRunner({
     config,
     providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
