@@ -12,8 +12,7 @@
  * is none the browser tests are skipped with a message saying how to install one (the HTTP checks
  * still run).
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -29,32 +28,12 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { findChromium, NO_CHROMIUM } from "./chromium.js";
 
 const ADMIN_KEY = "sk-dash-admin-3f9a1c";
 const TENANT_KEY = "sk-dash-acme-77b2e0";
 const ARTIFACTS = join(REPO_ROOT, "test-artifacts");
 const SCREENSHOT = join(ARTIFACTS, "dashboard.png");
-const NO_CHROMIUM =
-  "no Chromium found (set CHROMIUM_PATH, or install Debian's chromium: sudo apt-get install chromium); the dashboard browser test is skipped";
-
-function findChromium(): string | undefined {
-  // CHROMIUM_PATH, when set, is the only one tried (a path that does not exist skips the test).
-  if (process.env.CHROMIUM_PATH !== undefined) {
-    return existsSync(process.env.CHROMIUM_PATH) ? process.env.CHROMIUM_PATH : undefined;
-  }
-  for (const candidate of ["/usr/bin/chromium", "/usr/bin/chromium-browser"]) {
-    if (existsSync(candidate)) return candidate;
-  }
-  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
-    try {
-      const found = execFileSync("which", [name], { encoding: "utf8" }).trim();
-      if (found) return found;
-    } catch {
-      // not on PATH
-    }
-  }
-  return undefined;
-}
 
 const config = (fakeUrl: string) => ({
   tenants: {
@@ -84,19 +63,7 @@ const config = (fakeUrl: string) => ({
   },
 });
 
-/** A Chromium that starts (Ubuntu's `chromium` package is a snap stub that may not, in a container). */
-function runnable(path: string | undefined): string | undefined {
-  if (!path) return undefined;
-  try {
-    execFileSync(path, ["--headless", "--version"], { stdio: "ignore", timeout: 15_000 });
-    return path;
-  } catch {
-    console.warn(`${path} does not run (${path} --version failed)`);
-    return undefined;
-  }
-}
-
-const chromiumPath = runnable(findChromium());
+const chromiumPath = findChromium();
 let fake: FakeOpenAI;
 let api: CascadeApi;
 let dir: TempDir;

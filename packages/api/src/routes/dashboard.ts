@@ -64,7 +64,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardDep
   app.get("/v1/dashboard", { schema: { hide: true }, config: { access: "admin" } }, async (request) => {
     const now = deps.clock.now();
     const [queue, routes, spend, failures, providers, alerts] = await Promise.all([
-      readQueue(deps.queue, now),
+      readQueue(deps, now),
       readRoutes(deps, now),
       readSpend(deps, now),
       readFailures(deps),
@@ -85,15 +85,39 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardDep
   });
 }
 
-async function readQueue(queue: Queue, now: number) {
-  const counts = await queue.getJobCounts("waiting", "prioritized", "active", "delayed", "waiting-children");
-  // The oldest job still waiting to run: BullMQ lists waiting jobs newest first, so the oldest is last.
-  const [oldest] = await queue.getJobs(["wait"], -1, -1, true);
-  const [oldestPrioritized] = await queue.getJobs(["prioritized"], -1, -1, true);
-  const stamps = [oldest?.timestamp, oldestPrioritized?.timestamp].filter(
-    (stamp): stamp is number => typeof stamp === "number",
-  );
-  const oldestAt = stamps.length ? Math.min(...stamps) : null;
+/** BullMQ's score of a prioritized job: priority × 2³², plus a counter (FIFO within a priority). */
+const PRIORITY_SCORE_STEP = 0x100000000;
+/** Job priorities Cascade accepts (the job and batch schemas: 1 to 10). */
+const PRIORITIES = Array.from({ length: 10 }, (_, index) => index + 1);
+
+/**
+ * Creation time (Unix ms) of the oldest job waiting to run, as GET /metrics reads it for
+ * cascade_queue_oldest_waiting_seconds: the waiting list's tail (it is FIFO), and the first job of
+ * each priority of the prioritized set (FIFO within a priority).
+ */
+async function oldestWaitingMs(redis: RedisClient, queue: Queue): Promise<number | null> {
+  const lookup = redis.pipeline();
+  lookup.lrange(queue.toKey("wait"), -1, -1);
+  for (const priority of PRIORITIES) {
+    const from = priority * PRIORITY_SCORE_STEP;
+    lookup.zrangebyscore(queue.toKey("prioritized"), from, from + PRIORITY_SCORE_STEP - 1, "LIMIT", 0, 1);
+  }
+  const ids = ((await lookup.exec()) ?? []).flatMap(([, found]) => (found as string[] | null) ?? []);
+  if (ids.length === 0) return null;
+  const times = redis.pipeline();
+  for (const id of ids) times.hget(queue.toKey(id), "timestamp");
+  const stamps = ((await times.exec()) ?? [])
+    .map(([, stamp]) => Number(stamp))
+    .filter((stamp) => Number.isFinite(stamp) && stamp > 0);
+  return stamps.length > 0 ? Math.min(...stamps) : null;
+}
+
+async function readQueue(deps: DashboardDeps, now: number) {
+  const { queue } = deps;
+  const [counts, oldestAt] = await Promise.all([
+    queue.getJobCounts("waiting", "prioritized", "active", "delayed", "waiting-children"),
+    oldestWaitingMs(deps.redis, queue),
+  ]);
   return {
     name: queue.name,
     counts,
