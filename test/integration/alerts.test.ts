@@ -213,6 +213,32 @@ describe("alerts", () => {
     expect(eventsOf(sink, "breaker_open:provider:spare")).toHaveLength(0);
   });
 
+  it("keeps an alert webhook the receiver refuses as dead, and an admin retries it", async () => {
+    sink.setDefault(500);
+    await stack.redis.hset(keys().breaker("provider:spare"), "state", "open");
+    const dead = await waitFor(async () => {
+      const list = await stack.request("GET", "/v1/alerts/deliveries?status=dead", { headers: ops });
+      // biome-ignore lint/suspicious/noExplicitAny: list items are checked below.
+      return list.body.data.find((delivery: any) => delivery.job_id === "breaker_open:provider:spare");
+    }, "a dead alert delivery");
+    expect(dead).toMatchObject({ event_type: "alert.fired", status: "dead", attempts: 3, last_status: 500 });
+    sink.setDefault(200);
+    const retried = await stack.request("POST", `/v1/alerts/deliveries/${dead.id}/retry`, { headers: ops });
+    expect(retried.status).toBe(202);
+    expect(retried.body).toMatchObject({ id: dead.id, status: "pending" });
+    await waitFor(async () => {
+      const list = await stack.request("GET", "/v1/alerts/deliveries?status=delivered", { headers: ops });
+      // biome-ignore lint/suspicious/noExplicitAny: list items are checked by id.
+      return list.body.data.find((delivery: any) => delivery.id === dead.id);
+    }, "the retried delivery to be delivered");
+    // Four sends of one message (three refused, one accepted), all with the same webhook-id.
+    const sends = sink.requests.filter((request) => request.headers["webhook-id"] === dead.webhook_id);
+    expect(sends).toHaveLength(4);
+    expect(new Set(sends.map((request) => request.body)).size).toBe(1);
+    await stack.redis.hset(keys().breaker("provider:spare"), "state", "closed");
+    await waitFor(async () => eventsOf(sink, "breaker_open:provider:spare", "alert.resolved")[0], "resolved");
+  });
+
   it("budget_used fires above 0.8 of the tenant's budget and resolves only below 0.7", async () => {
     const spendKey = keys().spend({ tenant: "ops" }, budgetPeriods(Date.now()).day);
     await stack.redis.set(spendKey, "9");
@@ -262,7 +288,8 @@ describe("alerts", () => {
     expect(denied.status).toBe(403);
     const deliveries = await stack.request("GET", "/v1/alerts/deliveries?status=delivered", { headers: ops });
     expect(deliveries.status).toBe(200);
-    expect(deliveries.body.data.length).toBe(sink.requests.length);
+    const messages = new Set(sink.requests.map((request) => request.headers["webhook-id"]));
+    expect(deliveries.body.data.length).toBe(messages.size);
     expect(deliveries.body.data[0]).toMatchObject({ url: sink.url, status: "delivered" });
     // A tenant never sees the operators' deliveries.
     const own = await stack.request("GET", "/v1/webhook-deliveries", { headers: ops });

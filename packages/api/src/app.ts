@@ -260,7 +260,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       }),
     });
     registerWebhookDeliveryRoutes(instance, { store: webhookStore, queue: webhookQueue });
-    registerAlertRoutes(instance, { alerts: alerts.store, deliveries: webhookStore });
+    registerAlertRoutes(instance, { alerts: alerts.store, deliveries: webhookStore, queue: webhookQueue });
     registerDashboardRoutes(instance, {
       config,
       redis,
