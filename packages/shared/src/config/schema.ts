@@ -1,4 +1,7 @@
 import { z } from "zod";
+import { alertsSchema, checkAlertRules } from "./alerts-schema.js";
+
+export { type AlertRuleConfig, type AlertsConfig, alertRuleSchema } from "./alerts-schema.js";
 
 /** Reasons the contract names; also the `fallback_reason` log field. */
 export const REASONS = [
@@ -202,116 +205,9 @@ const webhooksSchema = z.strictObject({
     .default([5000, 30000, 120000, 600000, 1800000, 3600000, 7200000]),
 });
 
-const fallbackRateRuleSchema = z.strictObject({
-  kind: z.literal("fallback_rate"),
-  route: z.string().min(1),
-  window_s: positiveInt.max(86_400).default(300),
-  min_requests: positiveInt.default(20),
-  fire_above: rate.default(0.2),
-  resolve_below: rate.default(0.1),
-});
-const breakerOpenRuleSchema = z.strictObject({
-  kind: z.literal("breaker_open"),
-  provider: z.string().min(1),
-});
-const budgetUsedRuleSchema = z.strictObject({
-  kind: z.literal("budget_used"),
-  tenant: z.string().min(1),
-  fire_above: z.number().gt(0).max(100).default(0.8),
-  resolve_below: nonNegative.default(0.7),
-});
-const queueAgeRuleSchema = z.strictObject({
-  kind: z.literal("queue_age"),
-  fire_above_s: z.number().positive().default(120),
-  resolve_below_s: nonNegative.default(30),
-});
-
-/** One alert rule; a rule fires above one threshold and resolves only below a lower one. */
-export const alertRuleSchema = z
-  .discriminatedUnion("kind", [
-    fallbackRateRuleSchema,
-    breakerOpenRuleSchema,
-    budgetUsedRuleSchema,
-    queueAgeRuleSchema,
-  ])
-  .superRefine((rule, context) => {
-    const [fire, resolve, names] =
-      rule.kind === "queue_age"
-        ? [rule.fire_above_s, rule.resolve_below_s, ["fire_above_s", "resolve_below_s"]]
-        : rule.kind === "breaker_open"
-          ? [1, 0, []]
-          : [rule.fire_above, rule.resolve_below, ["fire_above", "resolve_below"]];
-    if (resolve >= fire) {
-      context.addIssue({
-        code: "custom",
-        path: [names[1] ?? "resolve_below"],
-        message: `must be below ${names[0]} (${fire}), so that an alert does not flap`,
-      });
-    }
-  });
-export type AlertRuleConfig = z.infer<typeof alertRuleSchema>;
-
-const alertsSchema = z
-  .strictObject({
-    /** Operator endpoints every alert.fired / alert.resolved webhook goes to. */
-    webhook_urls: z
-      .array(z.url({ protocol: /^https?$/ }))
-      .max(20)
-      .default([]),
-    webhook_secret_env: envName.optional(),
-    rules: z.array(alertRuleSchema).max(200).default([]),
-  })
-  .refine((alerts) => alerts.webhook_urls.length === 0 || alerts.webhook_secret_env !== undefined, {
-    message: "webhook_urls need a webhook_secret_env (a whsec_ secret signs the alert webhooks)",
-    path: ["webhook_secret_env"],
-  });
-export type AlertsConfig = z.infer<typeof alertsSchema>;
-
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
 const idRecord = <T extends z.ZodType>(value: T) =>
   z.record(z.string().regex(idPattern, "ids use letters, digits and . _ : / -"), value);
-
-/** Alert rules name things that exist: a route, a provider, a tenant with a budget; no rule twice. */
-function checkAlertRules(
-  config: {
-    routes: Record<string, unknown>;
-    providers: Record<string, unknown>;
-    tenants?: Record<string, { budget?: { daily_usd?: number; monthly_usd?: number } | undefined }>;
-    alerts?: AlertsConfig | undefined;
-  },
-  context: z.RefinementCtx,
-): void {
-  const seen = new Set<string>();
-  config.alerts?.rules.forEach((rule, index) => {
-    const path = ["alerts", "rules", index];
-    const issue = (field: string, message: string) =>
-      context.addIssue({ code: "custom", path: [...path, field], message });
-    let target = "completions";
-    if (rule.kind === "fallback_rate") {
-      target = rule.route;
-      if (!Object.hasOwn(config.routes, rule.route)) issue("route", `unknown route "${rule.route}"`);
-    } else if (rule.kind === "breaker_open") {
-      target = rule.provider;
-      if (!Object.hasOwn(config.providers, rule.provider))
-        issue("provider", `unknown provider "${rule.provider}"`);
-    } else if (rule.kind === "budget_used") {
-      target = rule.tenant;
-      const tenant =
-        config.tenants && Object.hasOwn(config.tenants, rule.tenant)
-          ? config.tenants[rule.tenant]
-          : undefined;
-      if (!tenant) issue("tenant", `unknown tenant "${rule.tenant}"`);
-      else if (!(tenant.budget?.daily_usd || tenant.budget?.monthly_usd))
-        issue(
-          "tenant",
-          `tenant "${rule.tenant}" has no budget (daily_usd or monthly_usd above 0) to measure`,
-        );
-    }
-    const name = `${rule.kind}:${target}`;
-    if (seen.has(name)) issue("kind", `a second ${name} rule; one rule per kind and subject`);
-    seen.add(name);
-  });
-}
 
 export const configSchema = z
   .strictObject({
