@@ -37,6 +37,9 @@
   const usd = (amount) =>
     amount === null || amount === undefined ? "–" : `$${Number(amount).toFixed(amount < 0.01 ? 6 : 4)}`;
   const time = (ms) => new Date(ms).toLocaleTimeString();
+  /** A time of day for today's events, with the date for older ones. */
+  const when = (ms) =>
+    new Date(ms).toDateString() === new Date().toDateString() ? time(ms) : new Date(ms).toLocaleString();
   const badge = (state) => h("span", { class: `badge ${state}` }, state);
 
   function replaceRows(tbody, rows, emptyText, columns) {
@@ -218,7 +221,7 @@
               { "data-alert": alert.id },
               badge(alert.state),
               " ",
-              `${alert.kind} ${alert.subject ?? ""}: ${alert.value} (threshold ${alert.threshold}) since ${time(alert.fired_at * 1000)}`,
+              `${alert.kind} ${alert.subject ?? ""}: ${alert.value} (threshold ${alert.threshold}) since ${when(alert.fired_at * 1000)}`,
             ),
           )
         : [h("li", { class: "muted" }, "no active alerts")]),
@@ -230,7 +233,7 @@
       h(
         "tr",
         {},
-        h("td", {}, time(failure.finished_at), h("div", { class: "muted" }, failure.door)),
+        h("td", {}, when(failure.finished_at), h("div", { class: "muted" }, failure.door)),
         h("td", {}, failure.tenant),
         h("td", {}, failure.route ?? "(models)"),
         h(
