@@ -286,6 +286,24 @@ describe("metrics", () => {
     }
   });
 
+  it("counts an operator's forced breaker state as a transition, and shows the breaker open", async () => {
+    const override = (state: string) =>
+      fetch(`${api.url}/v1/providers/fake/breaker`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ state }),
+      });
+    expect((await override("open")).status).toBe(200);
+    const { samples } = parseExposition((await scrape(`${api.url}/metrics`, auth)).page);
+    expect(
+      sampleValue(samples, "cascade_breaker_transitions_total", { breaker: "provider:fake", to: "open" }),
+    ).toBe(1);
+    expect(sampleValue(samples, "cascade_breaker_state", { breaker: "provider:fake", state: "open" })).toBe(
+      1,
+    );
+    expect((await override("auto")).status).toBe(200);
+  });
+
   it("serves nothing but GET /metrics on the worker's port", async () => {
     expect((await scrape(`http://127.0.0.1:${metricsPort}/`)).status).toBe(404);
     expect((await scrape(`http://127.0.0.1:${metricsPort}/metricsx`)).status).toBe(404);

@@ -150,6 +150,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // This process's metrics (GET /metrics adds the deployment-wide gauges read from Redis).
   const metrics = createMetrics();
   resilience.onBreakerTransition(metrics.breakerTransition);
+  providerStatus.onOverride(metrics.breakerTransition);
   // Breaker and cooldown announcements need a connection in subscriber mode of their own.
   const breakerSubscriber = readerConnection(redis);
   breakerSubscriber.on("error", logRedisError("breaker announcements"));

@@ -9,6 +9,7 @@ import { readProviderStatus } from "./provider-status.js";
  */
 export class ProviderStatusStore {
   private readonly overrideBreaker: ReturnType<typeof defineBreakerOverride>;
+  private overrideListener: ((breakerId: string, to: string) => void) | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -25,8 +26,17 @@ export class ProviderStatusStore {
     );
   }
 
+  /**
+   * Told of every forced state (metrics count it as a breaker transition); "auto" hands the breaker
+   * back to its counts without moving it, so it is not one.
+   */
+  onOverride(listener: (breakerId: string, to: string) => void): void {
+    this.overrideListener = listener;
+  }
+
   async override(breakerId: string, state: BreakerOverride, why: string): Promise<void> {
     await this.overrideBreaker(this.keys.breaker(breakerId), state, why);
+    if (state !== "auto") this.overrideListener?.(breakerId, state);
     await this.redis.publish(this.keys.breakerChannel, `${breakerId}:${state}`);
   }
 }
