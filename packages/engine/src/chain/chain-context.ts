@@ -13,6 +13,8 @@ export interface EngineMetrics {
   attempt(attempt: Attempt): void;
   /** The first streamed token of a call arrived `seconds` after it was dispatched. */
   firstToken(provider: string, model: string, seconds: number): void;
+  /** A hop found no capacity in its buckets (or a cooldown) and waits for it, in process or deferred. */
+  limitWait?(provider: string, model: string): void;
 }
 
 /** Everything one run of a job through its chain reads: the front door (worker, API) builds it. */

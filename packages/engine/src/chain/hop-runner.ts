@@ -181,6 +181,7 @@ export async function runHop(
         { job_id: context.jobId, current_model: hop.model, until: admission.until },
         "waiting for capacity",
       );
+      context.metrics?.limitWait?.(providerId, hop.model);
       const waitMs = admission.until - clock.now();
       if (waitMs > maxInlineWaitMs) return run.defer(admission.until);
       await abortableDelay(Math.max(0, waitMs), context.signal);

@@ -50,8 +50,9 @@ export class AlertEvaluator {
   constructor(private readonly options: AlertEvaluatorOptions) {
     this.intervalMs = options.intervalMs ?? ALERT_INTERVAL_MS;
     this.store = new AlertStore(options.redis, options.keys);
-    // A dead holder's lease lapses after about two intervals: evaluation resumes within 5 s.
-    this.lease = new RedisLease(options.redis, options.keys.alertsLease, this.intervalMs * 2 + 500);
+    // A dead holder's lease lapses one second after its last renewal; the others try every
+    // interval, so evaluation resumes within interval + 1 s + interval (5 s at the default 2 s).
+    this.lease = new RedisLease(options.redis, options.keys.alertsLease, this.intervalMs + 1_000);
   }
 
   /** Whether the config has rules to evaluate. */
@@ -68,9 +69,20 @@ export class AlertEvaluator {
     return this.lease.holding;
   }
 
-  /** Starts ticking (nothing to do without rules). */
+  /**
+   * Starts ticking. Without rules there is nothing to evaluate, but alerts of rules since removed
+   * may still be firing: one evaluation resolves them.
+   */
   start(): void {
-    if (!this.enabled || this.timer || this.stopped) return;
+    if (this.timer || this.stopped) return;
+    if (!this.enabled) {
+      this.running = this.tick()
+        .catch(() => {})
+        .finally(() => {
+          this.running = undefined;
+        });
+      return;
+    }
     const loop = () => {
       this.running = this.tick()
         .catch((error: unknown) =>

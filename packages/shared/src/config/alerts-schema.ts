@@ -7,7 +7,6 @@ import { z } from "zod";
  */
 
 const positiveInt = z.number().int().positive();
-const nonNegative = z.number().nonnegative();
 const rate = z.number().min(0).max(1);
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
 
@@ -17,7 +16,8 @@ const fallbackRateRuleSchema = z.strictObject({
   window_s: positiveInt.max(86_400).default(300),
   min_requests: positiveInt.default(20),
   fire_above: rate.default(0.2),
-  resolve_below: rate.default(0.1),
+  // Above 0: an alert resolves when its value falls below this, and no value falls below 0.
+  resolve_below: z.number().gt(0, "must be above 0 (an alert resolves below it)").max(1).default(0.1),
 });
 const breakerOpenRuleSchema = z.strictObject({
   kind: z.literal("breaker_open"),
@@ -27,12 +27,12 @@ const budgetUsedRuleSchema = z.strictObject({
   kind: z.literal("budget_used"),
   tenant: z.string().min(1),
   fire_above: z.number().gt(0).max(100).default(0.8),
-  resolve_below: nonNegative.default(0.7),
+  resolve_below: z.number().gt(0, "must be above 0 (an alert resolves below it)").default(0.7),
 });
 const queueAgeRuleSchema = z.strictObject({
   kind: z.literal("queue_age"),
   fire_above_s: z.number().positive().default(120),
-  resolve_below_s: nonNegative.default(30),
+  resolve_below_s: z.number().gt(0, "must be above 0 (an alert resolves below it)").default(30),
 });
 
 /** One alert rule; a rule fires above one threshold and resolves only below a lower one. */

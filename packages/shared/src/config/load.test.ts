@@ -22,6 +22,16 @@ function loadError(raw: unknown, env: Record<string, string> = {}): string {
 }
 
 describe("loadConfig", () => {
+  it("refuses an alert rule that could never resolve (a resolve threshold of 0)", () => {
+    const withRule = (rule: unknown) => ({ ...minimal, alerts: { rules: [rule] } });
+    expect(loadError(withRule({ kind: "queue_age", fire_above_s: 60, resolve_below_s: 0 }))).toMatch(
+      /alerts\.rules\.0\.resolve_below_s: must be above 0/,
+    );
+    expect(
+      loadError(withRule({ kind: "fallback_rate", route: "default", fire_above: 0.2, resolve_below: 0 })),
+    ).toMatch(/alerts\.rules\.0\.resolve_below: must be above 0/);
+  });
+
   it("resolves provider headers, literal and from the environment, and names what is wrong", () => {
     const withHeaders = (headers: unknown) => ({
       ...minimal,

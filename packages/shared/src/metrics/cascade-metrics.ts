@@ -31,6 +31,7 @@ export interface CascadeMetrics {
   readonly breakerTransitions: Counter<"breaker" | "to">;
   readonly costUsd: Counter<"tenant" | "route" | "model">;
   readonly webhookDeliveries: Counter<"outcome">;
+  readonly limitWaits: Counter<"provider" | "model">;
   readonly queueWait: Histogram<"route">;
   readonly hopDuration: Histogram<"provider" | "model" | "outcome">;
   readonly timeToFirstToken: Histogram<"provider" | "model">;
@@ -39,6 +40,8 @@ export interface CascadeMetrics {
   attempt(attempt: Attempt): void;
   /** The first streamed token of a hop arrived `seconds` after the call was dispatched. */
   firstToken(provider: string, model: string, seconds: number): void;
+  /** A hop waits for bucket capacity or a cooldown (skips are attempts with reason rate_limited). */
+  limitWait(provider: string, model: string): void;
   /** A circuit breaker moved to `to` (closed, open, half_open). */
   breakerTransition(breaker: string, to: string): void;
   /** A webhook delivery attempt ended: delivered, retry, dead, or gone (the receiver answered 410). */
@@ -96,6 +99,12 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     labelNames: ["outcome"] as const,
     registers,
   });
+  const limitWaits = new Counter({
+    name: "cascade_limit_waits_total",
+    help: "Hops that found no capacity in their buckets (or a cooldown) and waited for it, by provider and model.",
+    labelNames: ["provider", "model"] as const,
+    registers,
+  });
   const queueWait = new Histogram({
     name: "cascade_queue_wait_seconds",
     help: "Seconds from a job's creation to its first run.",
@@ -133,6 +142,7 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     breakerTransitions,
     costUsd,
     webhookDeliveries,
+    limitWaits,
     queueWait,
     hopDuration,
     timeToFirstToken,
@@ -144,6 +154,9 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
       if (attempt.outcome !== "skipped") {
         hopDuration.observe({ provider, model, outcome: attempt.outcome }, attempt.duration_ms / 1000);
       }
+    },
+    limitWait(provider, model) {
+      limitWaits.inc({ provider: labelValue(provider), model: labelValue(model) });
     },
     firstToken(provider, model, seconds) {
       timeToFirstToken.observe({ provider: labelValue(provider), model: labelValue(model) }, seconds);

@@ -42,8 +42,11 @@ export class DashboardRecorder implements RequestObserver {
       request.route ?? DASHBOARD_NO_ROUTE,
       minuteOf(request.finishedAtMs),
     );
+    // Cancelled requests are not finished answers: the fallback rate's denominator, here as in the
+    // alerts' window and usage counts, is succeeded + failed.
+    if (request.status === "cancelled" && request.costUsd <= 0) return;
     const pipeline = this.redis.pipeline();
-    pipeline.hincrby(key, "requests", 1);
+    if (request.status !== "cancelled") pipeline.hincrby(key, "requests", 1);
     if (request.status === "succeeded") pipeline.hincrby(key, "succeeded", 1);
     if (request.status === "failed") pipeline.hincrby(key, "failed", 1);
     if (fellBack(request)) pipeline.hincrby(key, "fallbacks", 1);

@@ -71,14 +71,22 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const runs = new InFlightRuns(clock);
   const runLocks = createRunLocks(options.connection, keys);
   let closing = false;
-  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
+  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => {
+    // BullMQ sets processedOn at every activation: a job that waited for a limit (or was
+    // recovered) first started at its outcome's started_at (whole seconds), not then.
+    const firstStartMs = outcome.started_at !== undefined ? outcome.started_at * 1000 : undefined;
+    const startedAtMs =
+      job.processedOn !== undefined && (firstStartMs === undefined || job.processedOn < firstStartMs + 1000)
+        ? job.processedOn
+        : firstStartMs;
     options.observer?.finished(
       finishedRequestOf("job", data, outcome, {
         createdAtMs: job.timestamp,
-        ...(job.processedOn !== undefined ? { startedAtMs: job.processedOn } : {}),
+        ...(startedAtMs !== undefined ? { startedAtMs } : {}),
         finishedAtMs: clock.now(),
       }),
     );
+  };
 
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
     const jobId = job.id as string;
@@ -142,8 +150,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
         if (lock.lost) throw new JobInterruption("lock_lost");
-        observe(job, data, result.outcome);
         await options.onFinished?.(job, data, result.outcome);
+        // Counted once the webhook is queued: an enqueue that gives up fails the job, and the
+        // failed handler counts it then (counting here first would count it twice).
+        observe(job, data, result.outcome);
         return result.outcome;
       }
       // The runner saved the progress to resume from; the job waits in the delayed set.
