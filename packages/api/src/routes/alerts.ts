@@ -1,6 +1,5 @@
 import {
   type AlertStore,
-  DELIVERY_STATUSES,
   OPERATORS_OWNER,
   type WebhookDeliveryStore,
   type WebhookQueue,
@@ -8,22 +7,8 @@ import {
 import { Job } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { z } from "zod";
 import { HttpError, notFound } from "../plugins/http-error.js";
-
-const deliveryParams = z.object({ id: z.string().min(1).max(200) });
-
-const deliveriesQuery = z.object({
-  status: z
-    .enum(DELIVERY_STATUSES, { error: `status must be one of ${DELIVERY_STATUSES.join(", ")}` })
-    .optional(),
-  limit: z.coerce
-    .number({ error: "limit must be a number" })
-    .int("limit must be a whole number")
-    .min(1, "limit must be at least 1")
-    .max(1000, "limit must be at most 1000")
-    .default(100),
-});
+import { deliveryListQuery, deliveryParams } from "./webhook-deliveries.js";
 
 /**
  * GET /v1/alerts (admin): firing alerts, most recently fired first, then resolved ones, newest
@@ -42,7 +27,7 @@ export function registerAlertRoutes(
   });
   routes.get(
     "/v1/alerts/deliveries",
-    { config: { access: "admin" }, schema: { querystring: deliveriesQuery } },
+    { config: { access: "admin" }, schema: { querystring: deliveryListQuery } },
     async (request) => {
       const data = await deps.deliveries.list(OPERATORS_OWNER, request.query.status, request.query.limit);
       return { object: "list", data };

@@ -55,7 +55,8 @@ export function createApiWebhooks(deps: {
   };
 }
 
-const listQuery = z.object({
+/** `?status=&limit=` of a delivery list (tenants' and the operators' alert deliveries alike). */
+export const deliveryListQuery = z.object({
   status: z
     .enum(DELIVERY_STATUSES, { error: `status must be one of ${DELIVERY_STATUSES.join(", ")}` })
     .optional(),
@@ -66,7 +67,7 @@ const listQuery = z.object({
     .max(MAX_DELIVERY_LIST, `limit must be at most ${MAX_DELIVERY_LIST}`)
     .default(100),
 });
-const deliveryParams = z.object({ id: z.string().min(1).max(200) });
+export const deliveryParams = z.object({ id: z.string().min(1).max(200) });
 
 /**
  * GET /v1/webhook-deliveries (the tenant's own, newest first) and
@@ -79,7 +80,7 @@ export function registerWebhookDeliveryRoutes(
   const { store, queue } = deps;
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
-  routes.get("/v1/webhook-deliveries", { schema: { querystring: listQuery } }, async (request) => {
+  routes.get("/v1/webhook-deliveries", { schema: { querystring: deliveryListQuery } }, async (request) => {
     const data = await store.list(request.tenant, request.query.status, request.query.limit);
     return { object: "list", data };
   });
