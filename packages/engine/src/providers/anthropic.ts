@@ -2,6 +2,7 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
+import { clientSettings } from "./ai-sdk/client-settings.js";
 import { ANTHROPIC_ERRORS, rejectAnthropicRefusal } from "./errors-anthropic.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
@@ -46,14 +47,9 @@ export function createAnthropicAdapter(
   fetch: typeof globalThis.fetch,
   headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
-  const client = createAnthropic({
-    baseURL: (provider.base_url ?? ANTHROPIC_DEFAULT_BASE_URL).replace(/\/+$/, ""),
-    // A keyless endpoint (a local proxy) gets a placeholder, so the SDK never falls back to the
-    // worker's ANTHROPIC_API_KEY behind the config's back.
-    apiKey: apiKey ?? "unused",
-    fetch,
-    ...(headers ? { headers: { ...headers } } : {}),
-  });
+  const client = createAnthropic(
+    clientSettings(provider, ANTHROPIC_DEFAULT_BASE_URL, apiKey, fetch, headers),
+  );
   return createAiSdkAdapter({
     providerId,
     type: "anthropic",

@@ -2,6 +2,7 @@ import { createGoogleGenerativeAI } from "@ai-sdk/google";
 import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
+import { clientSettings } from "./ai-sdk/client-settings.js";
 import { GEMINI_ERRORS, rejectGeminiRefusal, rejectGeminiStreamedRefusal } from "./errors-gemini.js";
 import type { ImageInliner } from "./image-download.js";
 import type { ProviderAdapter } from "./types.js";
@@ -81,14 +82,9 @@ export function createGeminiAdapter(
   images?: ImageInliner,
   headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
-  const client = createGoogleGenerativeAI({
-    baseURL: (provider.base_url ?? GEMINI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
-    // A keyless endpoint gets a placeholder, so the SDK never falls back to the worker's
-    // GOOGLE_GENERATIVE_AI_API_KEY behind the config's back.
-    apiKey: apiKey ?? "unused",
-    fetch,
-    ...(headers ? { headers: { ...headers } } : {}),
-  });
+  const client = createGoogleGenerativeAI(
+    clientSettings(provider, GEMINI_DEFAULT_BASE_URL, apiKey, fetch, headers),
+  );
   return createAiSdkAdapter({
     providerId,
     type: "gemini",

@@ -2,6 +2,7 @@ import { createOpenAI } from "@ai-sdk/openai";
 import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
+import { clientSettings } from "./ai-sdk/client-settings.js";
 import { OPENAI_ERRORS } from "./errors-openai.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
@@ -28,13 +29,7 @@ export function createOpenAIAdapter(
   fetch: typeof globalThis.fetch,
   headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
-  const client = createOpenAI({
-    baseURL: (provider.base_url ?? OPENAI_DEFAULT_BASE_URL).replace(/\/+$/, ""),
-    // Local servers (Ollama, vLLM) need no key; the SDK would otherwise read OPENAI_API_KEY itself.
-    apiKey: apiKey ?? "unused",
-    fetch,
-    ...(headers ? { headers: { ...headers } } : {}),
-  });
+  const client = createOpenAI(clientSettings(provider, OPENAI_DEFAULT_BASE_URL, apiKey, fetch, headers));
   return createAiSdkAdapter({
     providerId,
     type: "openai",
