@@ -1,5 +1,4 @@
 import type { RedisClient } from "../redis/connection.js";
-import { addToHash } from "../redis/hash-increments.js";
 import type { Keys } from "../redis/keys.js";
 import type { Attempt } from "../schemas/job.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
@@ -46,16 +45,14 @@ export class DashboardRecorder implements RequestObserver {
     // Cancelled requests are not finished answers: the fallback rate's denominator, here as in the
     // alerts' window and usage counts, is succeeded + failed.
     if (request.status === "cancelled" && request.costUsd <= 0) return;
-    const answered = request.status !== "cancelled";
-    addToHash(this.redis, key, DASHBOARD_MINUTE_TTL_S, {
-      requests: answered ? 1 : 0,
-      succeeded: request.status === "succeeded" ? 1 : 0,
-      failed: request.status === "failed" ? 1 : 0,
-      fallbacks: fellBack(request) ? 1 : 0,
-      cost_usd: Math.max(request.costUsd, 0),
-    }).catch((error: unknown) => this.onError(error));
+    const pipeline = this.redis.pipeline();
+    if (request.status !== "cancelled") pipeline.hincrby(key, "requests", 1);
+    if (request.status === "succeeded") pipeline.hincrby(key, "succeeded", 1);
+    if (request.status === "failed") pipeline.hincrby(key, "failed", 1);
+    if (fellBack(request)) pipeline.hincrby(key, "fallbacks", 1);
+    if (request.costUsd > 0) pipeline.hincrbyfloat(key, "cost_usd", request.costUsd);
+    pipeline.expire(key, DASHBOARD_MINUTE_TTL_S);
     if (request.status === "failed") {
-      const pipeline = this.redis.pipeline();
       const failure: DashboardFailure = {
         door: request.door,
         tenant: request.tenant,
@@ -75,13 +72,13 @@ export class DashboardRecorder implements RequestObserver {
       };
       pipeline.lpush(this.keys.dashboardFailures, JSON.stringify(failure));
       pipeline.ltrim(this.keys.dashboardFailures, 0, DASHBOARD_FAILURES_KEPT - 1);
-      pipeline.exec().then(
-        (replies) => {
-          const failed = replies?.find(([error]) => error);
-          if (failed?.[0]) this.onError(failed[0]);
-        },
-        (error: unknown) => this.onError(error),
-      );
     }
+    pipeline.exec().then(
+      (replies) => {
+        const failed = replies?.find(([error]) => error);
+        if (failed?.[0]) this.onError(failed[0]);
+      },
+      (error: unknown) => this.onError(error),
+    );
   }
 }

@@ -1,5 +1,4 @@
 import type { RedisClient } from "../redis/connection.js";
-import { addToHash } from "../redis/hash-increments.js";
 import type { Keys } from "../redis/keys.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
@@ -149,18 +148,22 @@ export class RequestCountRecorder implements RequestObserver {
     if (!counted && cost === 0) return;
 
     const key = this.keys.requestCounts(request.tenant, countingDay(request.finishedAtMs));
-    const increments: Record<string, number> = {};
-    const fellBackToo = fellBack(request);
+    const transaction = this.redis.multi();
     for (const subject of subjects) {
       if (counted) {
-        increments[requestCountField(subject, "requests")] = 1;
-        increments[requestCountField(subject, request.status as "succeeded" | "failed")] = 1;
-        if (fellBackToo) increments[requestCountField(subject, "fallbacks")] = 1;
+        transaction.hincrby(key, requestCountField(subject, "requests"), 1);
+        transaction.hincrby(key, requestCountField(subject, request.status as "succeeded" | "failed"), 1);
+        if (fellBack(request)) transaction.hincrby(key, requestCountField(subject, "fallbacks"), 1);
       }
-      if (cost > 0) increments[requestCountField(subject, "cost")] = cost;
+      if (cost > 0) transaction.hincrbyfloat(key, requestCountField(subject, "cost"), cost);
     }
-    addToHash(this.redis, key, REQUEST_COUNTS_TTL_SECONDS, increments).catch((error: unknown) =>
-      this.onError(error),
+    transaction.expire(key, REQUEST_COUNTS_TTL_SECONDS);
+    transaction.exec().then(
+      (replies) => {
+        const failed = replies?.find(([error]) => error);
+        if (failed?.[0]) this.onError(failed[0]);
+      },
+      (error: unknown) => this.onError(error),
     );
   }
 }
