@@ -1,4 +1,4 @@
-import { costUsd, type HopConfig, type ModelConfig, type Reason } from "@cascade/shared";
+import { costUsd, type HopConfig, type ModelConfig, primaryProvider, type Reason } from "@cascade/shared";
 import type { Ticket } from "../resilience/resilience.js";
 import type { ChainContext } from "./chain-context.js";
 import type { RequestEstimate } from "./prechecks.js";
@@ -23,7 +23,7 @@ export async function admitHop(
   if (!context.resilience) return { kind: "go", ticket: undefined };
   const { data, clock } = context;
   const admission = await context.resilience.admit({
-    providerId: model.provider,
+    providerId: primaryProvider(model),
     modelId: hop.model,
     model,
     tenant: data.tenant,

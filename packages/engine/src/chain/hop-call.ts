@@ -1,4 +1,4 @@
-import type { ChatRequest, HopConfig, ModelConfig } from "@cascade/shared";
+import { type ChatRequest, type HopConfig, type ModelConfig, primaryProvider } from "@cascade/shared";
 import { ProviderError } from "../providers/provider-error.js";
 import { unwatchResponse, watchResponse } from "../providers/response-watch.js";
 import type { Completion, StreamSink } from "../providers/types.js";
@@ -125,7 +125,11 @@ export async function callHop(
       clock.part(true);
       if (firstDelta) {
         firstDelta = false;
-        context.metrics?.firstToken(model.provider, modelId, (performance.now() - dispatchedAt) / 1000);
+        context.metrics?.firstToken(
+          primaryProvider(model),
+          modelId,
+          (performance.now() - dispatchedAt) / 1000,
+        );
       }
       sink.delta(part);
     },
@@ -134,7 +138,7 @@ export async function callHop(
     },
   };
   try {
-    const provider = context.providers.get(model.provider);
+    const provider = context.providers.get(primaryProvider(model));
     const call = {
       request,
       modelId,

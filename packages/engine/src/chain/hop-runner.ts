@@ -1,4 +1,4 @@
-import { type Attempt, costUsd, type ModelConfig, unixSeconds } from "@cascade/shared";
+import { type Attempt, costUsd, type ModelConfig, primaryProvider, unixSeconds } from "@cascade/shared";
 import { ProviderError } from "../providers/provider-error.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
@@ -140,7 +140,7 @@ export async function runHop(
   const hop = data.chain[hopIndex];
   if (!hop) return "next";
   const model = config.file.models[hop.model];
-  const providerId = model?.provider ?? "unknown";
+  const providerId = model ? primaryProvider(model) : "unknown";
   const skip = model ? precheckHop(hop, model, estimate, data, progress.cost_usd) : undefined;
   if (skip || !model) {
     run.record(

@@ -128,9 +128,32 @@ const providerSchema = z.strictObject({
   headers: headersSchema.optional(),
 });
 
-const modelSchema = z.strictObject({
+/** How a hop on a pooled model picks among its deployments (contract, "Pools and fairness"). */
+export const POOL_STRATEGIES = ["weighted", "least_busy", "lowest_latency", "most_headroom"] as const;
+export type PoolStrategy = (typeof POOL_STRATEGIES)[number];
+
+/** One deployment of a pooled model: the same model on another key, organisation or endpoint. */
+const deploymentSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "ids use letters, digits and . _ : -"),
   provider: z.string().min(1),
+  /** The upstream model name on this deployment (default: the model's `name`, else its id). */
   name: z.string().min(1).optional(),
+  /** This deployment's key, instead of its provider's. */
+  api_key_env: envName.optional(),
+  /** This deployment's endpoint, instead of its provider's. */
+  base_url: z.url({ protocol: /^https?$/ }).optional(),
+  weight: z.number().positive().max(1000).optional(),
+  limits: limitsSchema.optional(),
+  breaker: breakerSchema.optional(),
+});
+export type DeploymentConfig = z.infer<typeof deploymentSchema>;
+
+const modelSchema = z.strictObject({
+  /** The model's provider; a pooled model names `deployments` instead. */
+  provider: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+  strategy: z.enum(POOL_STRATEGIES).optional(),
+  deployments: z.array(deploymentSchema).min(1, "a pool needs at least one deployment").max(64).optional(),
   price: z.strictObject({ input_per_mtok: nonNegative, output_per_mtok: nonNegative }).optional(),
   context_window: positiveInt.optional(),
   capabilities: z.array(z.enum(CAPABILITIES)).optional(),
@@ -191,6 +214,10 @@ const tenantSchema = z
     limits: limitsSchema.optional(),
     /** Addition: may override circuit breakers (POST /v1/providers/:id/breaker). */
     admin: z.boolean().optional(),
+    /** Share of the workers when tenants compete (weighted round robin within a priority), default 1. */
+    weight: z.number().int().min(1).max(100).optional(),
+    /** Jobs of this tenant running at once, across all workers. */
+    max_concurrency: positiveInt.optional(),
   })
   .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
     message: "a tenant needs api_keys_env or api_key_sha256",
@@ -208,6 +235,61 @@ const webhooksSchema = z.strictObject({
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
 const idRecord = <T extends z.ZodType>(value: T) =>
   z.record(z.string().regex(idPattern, "ids use letters, digits and . _ : / -"), value);
+
+/** A model names a provider, or lists deployments (never both); every provider named exists. */
+function checkModelTarget(
+  config: { providers: Record<string, unknown> },
+  id: string,
+  model: z.infer<typeof modelSchema>,
+  context: z.RefinementCtx,
+): void {
+  const known = Object.keys(config.providers).slice(0, 12).join(", ") || "none";
+  const checkProvider = (provider: string, path: Array<string | number>) => {
+    if (!Object.hasOwn(config.providers, provider)) {
+      context.addIssue({
+        code: "custom",
+        path: ["models", id, ...path],
+        message: `unknown provider "${provider}"; configured providers: ${known}`,
+      });
+    }
+  };
+  if (model.deployments === undefined) {
+    if (model.provider === undefined) {
+      context.addIssue({
+        code: "custom",
+        path: ["models", id, "provider"],
+        message: "a model needs a provider, or deployments (a pool)",
+      });
+    } else checkProvider(model.provider, ["provider"]);
+    if (model.strategy !== undefined) {
+      context.addIssue({
+        code: "custom",
+        path: ["models", id, "strategy"],
+        message: "strategy only applies to a model with deployments",
+      });
+    }
+    return;
+  }
+  if (model.provider !== undefined) {
+    context.addIssue({
+      code: "custom",
+      path: ["models", id, "provider"],
+      message: "a pooled model names its providers in deployments; remove provider",
+    });
+  }
+  const seen = new Set<string>();
+  model.deployments.forEach((deployment, index) => {
+    checkProvider(deployment.provider, ["deployments", index, "provider"]);
+    if (seen.has(deployment.id)) {
+      context.addIssue({
+        code: "custom",
+        path: ["models", id, "deployments", index, "id"],
+        message: `deployment id "${deployment.id}" is used twice in this model`,
+      });
+    }
+    seen.add(deployment.id);
+  });
+}
 
 export const configSchema = z
   .strictObject({
@@ -227,13 +309,7 @@ export const configSchema = z
     const modelIds = Object.keys(config.models);
     const known = (list: string[]) => list.slice(0, 12).join(", ") || "none";
     for (const [id, model] of Object.entries(config.models)) {
-      if (!config.providers[model.provider]) {
-        context.addIssue({
-          code: "custom",
-          path: ["models", id, "provider"],
-          message: `unknown provider "${model.provider}"; configured providers: ${known(Object.keys(config.providers))}`,
-        });
-      }
+      checkModelTarget(config, id, model, context);
     }
     for (const [id, route] of Object.entries(config.routes)) {
       if (config.models[id]) {

@@ -83,9 +83,26 @@ export interface Keys {
   dashboardRouteMinute(route: string, minute: number): string;
   /** Dashboard: the most recent failed requests of every tenant (list of JSON, newest first, bounded). */
   readonly dashboardFailures: string;
+  /** Pools: calls in flight on a deployment (zset: call id -> expiry ms), for `least_busy`. */
+  deploymentInFlight(deploymentKey: string): string;
+  /** Pools: recent latency of a pool's deployments (hash: deployment key -> EWMA ms), for `lowest_latency`. */
+  poolLatency(modelId: string): string;
+  /** Fairness: the virtual clock of the completions queue and each tenant's last tag (hash). */
+  readonly fairClock: string;
+  /** Fairness: a tenant's running jobs (zset: job id -> expiry ms), for `max_concurrency`. */
+  tenantRunning(tenant: string): string;
 }
 
-export type LimitScope = "provider" | "model" | "tenant";
+/**
+ * `provider`, `model` and `tenant` limits, and a pooled model's `deployment` (id
+ * `<model>/<deployment>`, see `deploymentKey`).
+ */
+export type LimitScope = "provider" | "model" | "tenant" | "deployment";
+
+/** The id of a pooled model's deployment in keys, breakers, metrics and logs: `<model>/<deployment>`. */
+export function deploymentKey(modelId: string, deploymentId: string): string {
+  return `${modelId}/${deploymentId}`;
+}
 
 /** Whose spend a budget counts: a tenant's, or (with `user`) one of its end users'. */
 export interface SpendOwner {
@@ -104,8 +121,8 @@ function part(value: string): string {
   return value.replace(/[%:]/g, (char) => (char === "%" ? "%25" : "%3A"));
 }
 
-/** Who a breaker guards: a provider, or a model that declares its own breaker. */
-export type BreakerScope = "provider" | "model";
+/** Who a breaker guards: a provider, a model that declares its own breaker, or a pool's deployment. */
+export type BreakerScope = "provider" | "model" | "deployment";
 
 /**
  * A breaker's id, `provider:<id>` or `model:<id>`: the subject of `keys.breaker` and
@@ -171,5 +188,9 @@ export function createKeys(prefix: string): Keys {
     completionQueueMeta: `${tag}:${QUEUE_NAMES.completions}:meta`,
     dashboardRouteMinute: (route, minute) => `${tag}:dash-route:${part(route)}:${minute}`,
     dashboardFailures: `${tag}:dash-failures`,
+    deploymentInFlight: (deployment) => `${tag}:pool-in-flight:${part(deployment)}`,
+    poolLatency: (modelId) => `${tag}:pool-latency:${part(modelId)}`,
+    fairClock: `${tag}:fair-clock`,
+    tenantRunning: (tenant) => `${tag}:tenant-running:${part(tenant)}`,
   };
 }

@@ -42,3 +42,8 @@ export function breakerFor(
 export function bucketCapacity(perMinute: number, burst?: number): number {
   return Math.max(1, burst ?? Math.ceil(perMinute / 60));
 }
+
+/** The provider a plain model names, or (for a pool) its first deployment's: for labels, never for calls. */
+export function primaryProvider(model: ModelConfig): string {
+  return model.provider ?? model.deployments?.[0]?.provider ?? "unknown";
+}
