@@ -112,6 +112,7 @@ async function main(): Promise<void> {
     logger,
     clock: systemClock,
     secrets: webhookSecrets,
+    lockDurationMs: settings.WORKER_LOCK_DURATION_MS,
     onDeliveryAttempt: metrics.webhookDelivery,
   });
   // Alert rules: evaluated by one process at a time (a Redis lease), from the API or a worker.

@@ -37,6 +37,12 @@ export interface WebhookWorkerOptions {
   concurrency?: number;
   /** Per-delivery timeout, connect to end of response (default 15 s; tests shorten it). */
   timeoutMs?: number;
+  /**
+   * The deliveries' lock (WORKER_LOCK_DURATION_MS, as for completion jobs; default 30 s), also
+   * the interval of stalled checks: a delivery held by a crashed worker runs again within
+   * lock + 2 × interval. The lock is renewed every half of it, so a delivery may take longer.
+   */
+  lockDurationMs?: number;
   /** Connect-time resolver of the address guard (tests inject a rebinding one). */
   resolve?: HostResolver;
   /** Tenants' signing keys, when main.ts has read them already (to fail before connecting). */
@@ -63,6 +69,9 @@ export function webhookRetryDelay(schedule: readonly number[], attemptsMade: num
 }
 
 const USER_AGENT = "Cascade-Webhooks/0.1";
+
+/** BullMQ's default lock, and WORKER_LOCK_DURATION_MS's. */
+const DEFAULT_LOCK_DURATION_MS = 30_000;
 
 /**
  * How long a delivery whose job has not ended in Redis waits before looking again: about as long
@@ -93,6 +102,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
+  const lockDurationMs = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const jobs = createStoredJobReader({ connection: options.connection, keys, queue: options.completions });
 
   const processor = async (job: Job<WebhookJobData, { status: number }>, token?: string) => {
@@ -174,8 +184,9 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
     concurrency: options.concurrency ?? 100,
-    // Long enough that a delivery at its timeout never loses its lock.
-    lockDuration: Math.max(30_000, timeoutMs * 2),
+    // Renewed every half lock while the delivery runs: recovery after a crash follows the setting.
+    lockDuration: lockDurationMs,
+    stalledInterval: lockDurationMs,
     // A crashed worker is not the receiver's fault: recover the delivery rather than fail it.
     maxStalledCount: 5,
     settings: {
