@@ -1,29 +1,38 @@
-import { costUsd, type HopConfig, type ModelConfig, primaryProvider, type Reason } from "@cascade/shared";
-import type { Ticket } from "../resilience/resilience.js";
+import { costUsd, type HopConfig, type ModelConfig, type Reason } from "@cascade/shared";
+import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
+import { orderDeployments } from "../pools/pool-picker.js";
+import type { HopRequest } from "../resilience/hop-plan.js";
+import type { Admission, Ticket } from "../resilience/resilience.js";
 import type { ChainContext } from "./chain-context.js";
 import type { RequestEstimate } from "./prechecks.js";
 
 export type HopAdmission =
-  | { kind: "go"; ticket: Ticket | undefined }
+  | { kind: "go"; ticket: Ticket | undefined; target: ModelTarget }
+  /** Ask again at `until`. */
   | { kind: "defer"; until: number; detail: string }
+  /** A place in line on `target`: call at `until`, without asking for rpm tokens again. */
+  | { kind: "in_line"; until: number; target: ModelTarget }
   | { kind: "skip"; reason: Reason; message: string; waitMs?: number };
 
 /**
- * Asks the shared limits whether a hop may call now. A hop without tokens waits in the delayed
- * set while the job's deadline allows; otherwise it is skipped, as is a hop whose breaker is open
- * or whose budget is spent.
+ * The furthest ahead a job books its rpm tokens: past this it waits unbooked (in the delayed set)
+ * and lines up when it returns, so one backlog cannot book a limit's next hour.
  */
-export async function admitHop(
+export const PLACE_HORIZON_MS = 60_000;
+
+type Denial = Extract<Admission, { admitted: false }> & { target: ModelTarget };
+
+function hopRequest(
   context: ChainContext,
   hop: HopConfig,
   model: ModelConfig,
   estimate: RequestEstimate,
   timeoutMs: number,
-): Promise<HopAdmission> {
-  if (!context.resilience) return { kind: "go", ticket: undefined };
-  const { data, clock } = context;
-  const admission = await context.resilience.admit({
-    providerId: primaryProvider(model),
+  target: ModelTarget,
+): HopRequest {
+  const { data } = context;
+  return {
+    providerId: target.providerId,
     modelId: hop.model,
     model,
     tenant: data.tenant,
@@ -32,33 +41,131 @@ export async function admitHop(
     tokens: estimate.promptTokens + estimate.maxTokens,
     costUsd: costUsd(model, estimate.promptTokens, estimate.maxTokens),
     timeoutMs,
-  });
-  if (admission.admitted) return { kind: "go", ticket: admission.ticket };
-  const now = clock.now();
-  if (
-    admission.reason === "rate_limited" &&
-    admission.waitMs !== undefined &&
-    now + admission.waitMs <= data.deadline_at
-  ) {
-    // A little jitter keeps jobs waiting on one bucket from all waking at the same instant.
-    const jitter = Math.floor(context.random() * Math.min(100, admission.waitMs * 0.1));
-    return { kind: "defer", until: now + admission.waitMs + jitter, detail: admission.detail };
-  }
-  const messages: Record<string, string> = {
-    circuit_open: `circuit breaker is open (${admission.detail})`,
-    rate_limited:
-      admission.waitMs === undefined
-        ? `no ${admission.detail} capacity`
-        : `no ${admission.detail} capacity for ${admission.waitMs} ms, past the job's deadline`,
-    over_budget: `budget exhausted (${admission.detail} USD)`,
+    ...(target.deployment ? { deployment: target.deployment } : {}),
   };
+}
+
+/**
+ * Asks the shared limits whether a hop may call now, and where. A pooled model's deployments are
+ * read in one round trip and tried in its strategy's order, passing over those open, cooling down
+ * or out of tokens. When none can call now, the job takes a place in line on the one whose next
+ * token comes first (within its deadline and PLACE_HORIZON_MS), or waits (defer) and asks again;
+ * a hop whose breakers are all open or whose budget is spent is skipped.
+ *
+ * `exclude`: deployments that already failed on this visit of the hop. `held`: the place in line
+ * the job holds on this hop (its rpm tokens are taken; the rest is asked now).
+ */
+export async function admitHop(
+  context: ChainContext,
+  hop: HopConfig,
+  model: ModelConfig,
+  estimate: RequestEstimate,
+  timeoutMs: number,
+  exclude: ReadonlySet<string> = new Set(),
+  held?: ModelTarget,
+): Promise<HopAdmission> {
+  const all = targetsOf(hop.model, model);
+  const left = all.filter((target) => !exclude.has(target.deployment?.id ?? ""));
+  const targets = left.length > 0 ? left : all;
+  const resilience = context.resilience;
+  const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
+  if (!resilience) {
+    const order = orderDeployments("weighted", targets, targets.map(unmeasured), context.random);
+    return { kind: "go", ticket: undefined, target: targets[order[0] ?? 0] as ModelTarget };
+  }
+  const now = context.clock.now();
+  const reserveMs = Math.max(0, Math.min(PLACE_HORIZON_MS, context.data.deadline_at - now));
+  const ask = async (
+    target: ModelTarget,
+    options: { reserveMs?: number; holdsPlace?: boolean },
+  ): Promise<HopAdmission | Denial> => {
+    const admission = await resilience.admitOrLineUp(requestOf(target), options);
+    if (admission.admitted === true) return { kind: "go", ticket: admission.ticket, target };
+    if (admission.admitted === "in_line")
+      return { kind: "in_line", until: context.clock.now() + admission.waitMs, target };
+    return { ...admission, target };
+  };
+  if (held) {
+    const answer = await ask(held, { holdsPlace: true });
+    return !isDenial(answer) ? answer : denied(context, [answer]);
+  }
+  if (targets.length === 1) {
+    const answer = await ask(targets[0] as ModelTarget, { reserveMs });
+    return !isDenial(answer) ? answer : denied(context, [answer]);
+  }
+  const states = await resilience.pools.state(targets.map(requestOf), strategyOf(model));
+  const order = orderDeployments(strategyOf(model), targets, states, context.random);
+  const denials: Denial[] = [];
+  for (const index of order) {
+    const state = states[index];
+    // Out of tokens for now: no use asking; it may still give a place in line below.
+    if (state && !state.blocked && state.waitMs > 0) continue;
+    const answer = await ask(targets[index] as ModelTarget, {});
+    if (!isDenial(answer)) return answer;
+    denials.push(answer);
+  }
+  // None can call now: a place in line where the next token comes first (a later place elsewhere
+  // when that one was just taken).
+  const line = order
+    .filter((index) => states[index] && !states[index].blocked && states[index].waitMs > 0)
+    .sort((a, b) => (states[a]?.waitMs ?? 0) - (states[b]?.waitMs ?? 0));
+  for (const index of line.slice(0, 2)) {
+    const answer = await ask(targets[index] as ModelTarget, { reserveMs });
+    if (!isDenial(answer)) return answer;
+    denials.push(answer);
+  }
+  return denied(context, denials);
+}
+
+function isDenial(answer: HopAdmission | Denial): answer is Denial {
+  return "admitted" in answer;
+}
+
+function unmeasured() {
+  return { blocked: false, headroom: 1, waitMs: 0, inFlight: 0, latencyMs: undefined };
+}
+
+const MESSAGES = {
+  circuit_open: (detail: string) => `circuit breaker is open (${detail})`,
+  over_budget: (detail: string) => `budget exhausted (${detail} USD)`,
+};
+
+/**
+ * Where nothing was admitted: wait for the earliest capacity within the job's deadline (defer),
+ * else skip the hop, naming the most telling reason (a spent budget, then rate limits, then open
+ * breakers).
+ */
+function denied(context: ChainContext, denials: Denial[]): HopAdmission {
+  const now = context.clock.now();
+  const where = (denial: Denial) =>
+    denial.target.deployment ? `deployment ${denial.target.deployment.id}: ` : "";
+  const budget = denials.find((denial) => denial.reason === "over_budget");
+  if (budget) return { kind: "skip", reason: "over_budget", message: MESSAGES.over_budget(budget.detail) };
+  const limited = denials
+    .filter((denial) => denial.reason === "rate_limited" && denial.waitMs !== undefined)
+    .sort((a, b) => (a.waitMs ?? 0) - (b.waitMs ?? 0))[0];
+  if (limited?.waitMs !== undefined && now + limited.waitMs <= context.data.deadline_at) {
+    // A little jitter keeps jobs waiting on one bucket from all waking at the same instant.
+    const jitter = Math.floor(context.random() * Math.min(100, limited.waitMs * 0.1));
+    return { kind: "defer", until: now + limited.waitMs + jitter, detail: limited.detail };
+  }
+  const first = limited ?? denials.find((denial) => denial.reason === "rate_limited") ?? denials[0];
+  if (!first) return { kind: "skip", reason: "rate_limited", message: "no deployment could take the call" };
+  if (first.reason !== "rate_limited")
+    return {
+      kind: "skip",
+      reason: first.reason,
+      message: where(first) + MESSAGES[first.reason](first.detail),
+    };
   return {
     kind: "skip",
-    reason: admission.reason,
-    message: messages[admission.reason] ?? admission.detail,
+    reason: "rate_limited",
+    message:
+      where(first) +
+      (first.waitMs === undefined
+        ? `no ${first.detail} capacity`
+        : `no ${first.detail} capacity for ${first.waitMs} ms, past the job's deadline`),
     // When capacity returns: a gateway caller's Retry-After comes from the earliest of these.
-    ...(admission.reason === "rate_limited" && admission.waitMs !== undefined
-      ? { waitMs: admission.waitMs }
-      : {}),
+    ...(first.waitMs !== undefined ? { waitMs: first.waitMs } : {}),
   };
 }

@@ -21,6 +21,8 @@ export class ChainProgress {
   private dirty = false;
   /** Never saved yet: a first run saves its start before it waits, so a resumed run keeps it. */
   private fresh: boolean;
+  /** The saved progress holds a place in line (so using it up must be saved too). */
+  private savedReservation: boolean;
 
   constructor(private readonly context: ChainContext) {
     this.progress = context.progress
@@ -28,6 +30,7 @@ export class ChainProgress {
       : { hop: 0, tries: 0, attempts: [], cost_usd: 0 };
     this.progress.started_at ??= unixSeconds(context.clock.now());
     this.fresh = context.progress === undefined;
+    this.savedReservation = context.progress?.reservation !== undefined;
   }
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */
@@ -52,13 +55,26 @@ export class ChainProgress {
   /** Saves attempts made since the last save, so a crash from here on does not repeat them. */
   async save(): Promise<void> {
     await this.context.saveProgress(this.progress);
+    this.savedReservation = this.progress.reservation !== undefined;
     this.dirty = false;
     this.fresh = false;
   }
 
+  /** Holds a place in line (kept in progress; saved when the job is handed back to wait for it). */
+  hold(reservation: NonNullable<JobProgress["reservation"]>): void {
+    this.progress.reservation = reservation;
+  }
+
+  /** The place in line is used (or lost): a resumed run must not call on it again. */
+  release(): void {
+    if (!this.progress.reservation) return;
+    delete this.progress.reservation;
+    if (this.savedReservation) this.dirty = true;
+  }
+
   /** Hands the job back until `until`, its progress saved for the run that resumes it. */
   async defer(until: number): Promise<ChainResult> {
-    if (this.dirty || this.fresh) await this.save();
+    if (this.dirty || this.fresh || this.progress.reservation) await this.save();
     return { kind: "deferred", until, progress: this.progress };
   }
 }

@@ -85,7 +85,7 @@ function jobData(overrides: Partial<JobData> = {}, route = "default"): JobData {
 function refusingResilience(during: () => void) {
   const seen = { admitted: 0, settled: 0 };
   const fake = {
-    async admit(): Promise<Admission> {
+    async admitOrLineUp(): Promise<Admission> {
       seen.admitted += 1;
       during();
       return { admitted: false, reason: "circuit_open", waitMs: undefined, detail: "open" };

@@ -1,4 +1,5 @@
-import { type ChatRequest, type HopConfig, type ModelConfig, primaryProvider } from "@cascade/shared";
+import type { ChatRequest, HopConfig, ModelConfig } from "@cascade/shared";
+import type { ModelTarget } from "../pools/model-targets.js";
 import { ProviderError } from "../providers/provider-error.js";
 import { unwatchResponse, watchResponse } from "../providers/response-watch.js";
 import type { Completion, StreamSink } from "../providers/types.js";
@@ -107,6 +108,7 @@ export async function callHop(
   context: ChainContext,
   modelId: string,
   model: ModelConfig,
+  target: ModelTarget,
   timeouts: HopTimeouts,
   request: ChatRequest,
   sink?: StreamSink,
@@ -125,11 +127,7 @@ export async function callHop(
       clock.part(true);
       if (firstDelta) {
         firstDelta = false;
-        context.metrics?.firstToken(
-          primaryProvider(model),
-          modelId,
-          (performance.now() - dispatchedAt) / 1000,
-        );
+        context.metrics?.firstToken(target.providerId, modelId, (performance.now() - dispatchedAt) / 1000);
       }
       sink.delta(part);
     },
@@ -138,12 +136,12 @@ export async function callHop(
     },
   };
   try {
-    const provider = context.providers.get(primaryProvider(model));
+    const provider = context.providers.get(target.providerId, target.deployment?.key);
     const call = {
       request,
       modelId,
       model,
-      upstreamName: model.name ?? modelId,
+      upstreamName: target.upstreamName,
       signal: controller.signal,
     };
     const completion = timedSink ? await provider.stream(call, timedSink) : await provider.generate(call);

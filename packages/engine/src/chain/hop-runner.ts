@@ -1,4 +1,12 @@
-import { type Attempt, costUsd, type ModelConfig, primaryProvider, unixSeconds } from "@cascade/shared";
+import {
+  type Attempt,
+  costUsd,
+  type ModelConfig,
+  primaryProvider,
+  type Reason,
+  unixSeconds,
+} from "@cascade/shared";
+import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
 import { ProviderError } from "../providers/provider-error.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
@@ -17,6 +25,19 @@ import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from 
 
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
 const INLINE_WAIT_LIMIT_MS = 1_000;
+
+/**
+ * Failures that say something about one deployment (its key, its quota, its region) rather than
+ * about the request: the hop tries another deployment of the same model first.
+ */
+const DEPLOYMENT_FAILURES: ReadonlySet<Reason> = new Set([
+  "rate_limited",
+  "server_error",
+  "timeout",
+  "network_error",
+  "invalid_response",
+  "auth_error",
+]);
 
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
 type HopStep = ChainResult | "next";
@@ -160,6 +181,9 @@ export async function runHop(
   const note = strip ? "images replaced by a text placeholder (on_missing_vision: strip)" : undefined;
   const timeouts = hopTimeouts(hop);
   const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
+  const targets = targetsOf(hop.model, model);
+  // Deployments of a pooled model that failed on this visit of the hop: the next try goes elsewhere.
+  const failedDeployments = new Set<string>();
   while (true) {
     // A shown answer that broke off goes on only where the model can continue it (prefill).
     if (run.continued && !canContinue(model)) {
@@ -169,13 +193,41 @@ export async function runHop(
     }
     const continued = run.continued;
     const request = continued ? withPrefill(asked, continued.partial) : asked;
+    // A place in line this job holds on this hop: wait for it, then call without lining up again.
+    const reservation = progress.reservation?.hop === hopIndex ? progress.reservation : undefined;
+    let held: ModelTarget | undefined;
+    if (reservation) {
+      const waitMs = reservation.at - clock.now();
+      if (waitMs > maxInlineWaitMs) return run.defer(reservation.at);
+      if (waitMs > 0) await abortableDelay(waitMs, context.signal);
+      held = targets.find((target) => target.deployment?.id === reservation.deployment);
+      run.release();
+    } else if (progress.reservation) run.release();
     if (run.unsaved) await run.save();
-    const admission = await admitHop(context, hop, model, estimate, timeouts.timeoutMs);
+    const admission = await admitHop(
+      context,
+      hop,
+      model,
+      estimate,
+      timeouts.timeoutMs,
+      failedDeployments,
+      held,
+    );
     // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
     // or be parked instead of cancelled). An admitted hop goes on: callHop throws the interruption
     // before any request is sent, and its ticket is settled below like any stopped call's.
     const interruption = admission.kind === "go" ? undefined : interruptionOf(context.signal);
     if (interruption) throw interruption;
+    if (admission.kind === "in_line") {
+      context.metrics?.limitWait?.(admission.target.providerId, hop.model);
+      run.hold({
+        hop: hopIndex,
+        ...(admission.target.deployment ? { deployment: admission.target.deployment.id } : {}),
+        at: admission.until,
+      });
+      if (admission.until - clock.now() > maxInlineWaitMs) return run.defer(admission.until);
+      continue;
+    }
     if (admission.kind === "defer") {
       context.logger.debug(
         { job_id: context.jobId, current_model: hop.model, until: admission.until },
@@ -199,6 +251,8 @@ export async function runHop(
       run.record(attempt);
       return "next";
     }
+    const target = admission.target;
+    const deployment = target.deployment ? { deployment: target.deployment.id } : {};
     const startedMs = clock.now();
     const call = { promptEstimate: estimate.promptTokens, streamedCharacters: 0, dispatched: false };
     let streamed = false;
@@ -224,8 +278,14 @@ export async function runHop(
     let completion: Completion | undefined;
     let failure: ProviderError | JobInterruption | undefined;
     let shownBroken: BrokenStream = "unseen";
+    const strategy = target.deployment ? strategyOf(model) : undefined;
+    const callId = `${context.jobId}:${run.progress.attempts.length}`;
+    if (strategy === "least_busy" && target.deployment)
+      context.resilience?.pools.callStarted(target.deployment.key, callId, timeouts.timeoutMs);
     try {
-      completion = await callHop(context, hop.model, model, timeouts, request, sink);
+      completion = await callHop(context, hop.model, model, target, timeouts, request, sink);
+      if (strategy === "lowest_latency" && target.deployment)
+        context.resilience?.pools.latency(hop.model, target.deployment.key, clock.now() - startedMs);
     } catch (caught) {
       // callHop throws a ProviderError, or the job's JobInterruption.
       failure = caught as ProviderError | JobInterruption;
@@ -233,13 +293,17 @@ export async function runHop(
         context.events?.restart(hopIndex, failure.reason);
         shownBroken = brokenStreamStep(context, run, hop.model, failure);
       }
+    } finally {
+      if (strategy === "least_busy" && target.deployment)
+        context.resilience?.pools.callEnded(target.deployment.key, callId);
     }
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
     if (completion) {
       run.record({
         model: hop.model,
-        provider: providerId,
+        provider: target.providerId,
+        ...deployment,
         outcome: "success",
         ...(note ? { message: note } : {}),
         duration_ms: clock.now() - startedMs,
@@ -255,15 +319,15 @@ export async function runHop(
       });
       return {
         kind: "finished",
-        outcome: succeededOutcome(progress, hop.model, providerId, result, clock.now()),
+        outcome: succeededOutcome(progress, hop.model, target.providerId, result, clock.now()),
       };
     }
     if (!(failure instanceof ProviderError)) throw failure;
     const error = failure;
-    progress.tries += 1;
     run.record({
       model: hop.model,
-      provider: providerId,
+      provider: target.providerId,
+      ...deployment,
       outcome: "error",
       reason: error.reason,
       ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
@@ -272,6 +336,12 @@ export async function runHop(
       duration_ms: clock.now() - startedMs,
       started_at: unixSeconds(startedMs),
     });
+    // A pool tries its other deployments before the hop's own retries and fallbacks count.
+    if (target.deployment && shownBroken === "unseen" && DEPLOYMENT_FAILURES.has(error.reason)) {
+      failedDeployments.add(target.deployment.id);
+      if (targets.some((other) => !failedDeployments.has(other.deployment?.id ?? ""))) continue;
+    }
+    progress.tries += 1;
     // A shown stream that cannot go on (on_stream_failure: error, or tool calls were shown) ends here.
     if (shownBroken === "end") {
       const jobError = run.continued?.error ?? brokenStreamError(hop.model, error);
@@ -290,6 +360,8 @@ export async function runHop(
       return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
     }
     if (decision.action === "next") return "next";
+    // A retry of the hop may go to any of its deployments again.
+    failedDeployments.clear();
     if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
     // Rejects with the job's JobInterruption when the job is interrupted while it waits.
     await abortableDelay(decision.delayMs, context.signal);

@@ -1,4 +1,4 @@
-import { type Config, ConfigError } from "@cascade/shared";
+import { type Config, ConfigError, deploymentKey, type ProviderConfig } from "@cascade/shared";
 import { createAnthropicAdapter } from "./anthropic.js";
 import { createGeminiAdapter } from "./gemini.js";
 import { createProviderFetch } from "./http.js";
@@ -21,8 +21,12 @@ function keylessAdapter(providerId: string, type: string, envName: string): Prov
 }
 
 export interface ProviderRegistry {
-  /** The adapter of a configured provider; throws ConfigError for an id the config lacks. */
-  get(providerId: string): ProviderAdapter;
+  /**
+   * The adapter of a configured provider, or of a pooled model's deployment (`deployment`:
+   * `<model>/<deployment>`) where it has a key or endpoint of its own; throws ConfigError for
+   * an id the config lacks.
+   */
+  get(providerId: string, deployment?: string): ProviderAdapter;
 }
 
 /**
@@ -45,19 +49,23 @@ export function createProviderRegistry(
   // Watched: a call's first_token_timeout_ms ends when its response headers arrive.
   const fetch = watchedFetch(options.fetch ?? createProviderFetch());
   const adapters = new Map<string, ProviderAdapter>();
+  const deployments = new Map<string, ProviderAdapter>();
   let inliner: ImageInliner | undefined;
   const images = () => {
     inliner ??= createImageInliner({ allowPrivateNetworks: config.file.webhooks.allow_private_networks });
     return inliner;
   };
-  for (const [id, provider] of Object.entries(config.file.providers)) {
-    if (provider.api_key_env && !config.providerKeys.has(id) && options.missingKey === "fail-calls") {
-      adapters.set(id, keylessAdapter(id, provider.type, provider.api_key_env));
-      continue;
-    }
-    if (provider.api_key_env && !config.providerKeys.has(id)) {
+  const build = (
+    id: string,
+    provider: ProviderConfig,
+    key: string | undefined,
+    keyEnv: string | undefined,
+    setting: string,
+  ): ProviderAdapter => {
+    if (keyEnv && key === undefined) {
+      if (options.missingKey === "fail-calls") return keylessAdapter(id, provider.type, keyEnv);
       throw new ConfigError(
-        `providers.${id}.api_key_env: environment variable ${provider.api_key_env} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
+        `${setting}.api_key_env: environment variable ${keyEnv} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
       );
     }
     // Extra headers (`headers`): sent on every call, merged after the SDK's own; the config
@@ -65,29 +73,50 @@ export function createProviderRegistry(
     const headers = config.providerHeaders.get(id);
     switch (provider.type) {
       case "simulated":
-        adapters.set(id, createSimulatedAdapter(id, provider, options.random));
-        break;
+        return createSimulatedAdapter(id, provider, options.random);
       case "openai":
-        adapters.set(id, createOpenAIAdapter(id, provider, config.providerKeys.get(id), fetch, headers));
-        break;
+        return createOpenAIAdapter(id, provider, key, fetch, headers);
       case "anthropic":
-        adapters.set(id, createAnthropicAdapter(id, provider, config.providerKeys.get(id), fetch, headers));
-        break;
+        return createAnthropicAdapter(id, provider, key, fetch, headers);
       case "gemini":
-        adapters.set(
-          id,
-          createGeminiAdapter(id, provider, config.providerKeys.get(id), fetch, images(), headers),
-        );
-        break;
+        return createGeminiAdapter(id, provider, key, fetch, images(), headers);
       default:
         throw new ConfigError(
           `providers.${id}.type: "${provider.type}" is not supported; use openai (any OpenAI-compatible endpoint), anthropic, gemini or simulated`,
         );
     }
+  };
+  for (const [id, provider] of Object.entries(config.file.providers)) {
+    adapters.set(
+      id,
+      build(id, provider, config.providerKeys.get(id), provider.api_key_env, `providers.${id}`),
+    );
+  }
+  // A deployment with its own key or endpoint gets an adapter of its own (its provider's settings,
+  // with those replaced); the others share their provider's.
+  for (const [modelId, model] of Object.entries(config.file.models)) {
+    model.deployments?.forEach((deployment, index) => {
+      if (!deployment.api_key_env && !deployment.base_url) return;
+      const provider = config.file.providers[deployment.provider];
+      if (!provider) return;
+      const key = deploymentKey(modelId, deployment.id);
+      const own: ProviderConfig = {
+        ...provider,
+        ...(deployment.base_url ? { base_url: deployment.base_url } : {}),
+      };
+      const keyEnv = deployment.api_key_env ?? provider.api_key_env;
+      const value = deployment.api_key_env
+        ? config.providerKeys.get(key)
+        : config.providerKeys.get(deployment.provider);
+      const setting = deployment.api_key_env
+        ? `models.${modelId}.deployments.${index}`
+        : `providers.${deployment.provider}`;
+      deployments.set(key, build(deployment.provider, own, value, keyEnv, setting));
+    });
   }
   return {
-    get(providerId) {
-      const adapter = adapters.get(providerId);
+    get(providerId, deployment) {
+      const adapter = (deployment !== undefined && deployments.get(deployment)) || adapters.get(providerId);
       // A model naming a provider this process's config lacks: the config, not the request, is wrong.
       if (!adapter) {
         throw new ConfigError(`providers.${providerId}: no such provider in this process's config`);

@@ -1,5 +1,7 @@
 import {
+  BREAKER_DEFAULTS,
   breakerFor,
+  breakerId,
   bucketCapacity,
   budgetPeriods,
   type Config,
@@ -10,6 +12,7 @@ import {
   type ResolvedBreaker,
   type SpendOwner,
 } from "@cascade/shared";
+import type { ModelTarget } from "../pools/model-targets.js";
 import { LEASE_MS, type LeaseSpec } from "./leases.js";
 
 /** What one hop's call needs from the shared limits. */
@@ -26,6 +29,8 @@ export interface HopRequest {
   costUsd: number;
   /** How long the probe lease lasts if this call is a half-open probe. */
   timeoutMs: number;
+  /** The deployment of a pooled model the call goes to: its own breaker, buckets and cooldown. */
+  deployment?: ModelTarget["deployment"];
 }
 
 /**
@@ -39,6 +44,8 @@ export interface HopPlan {
   breaker: { state: number; window: number; config: ResolvedBreaker };
   cooldowns: number[];
   tpm: Array<{ key: number; rate: number; capacity: number; slice: number }>;
+  /** Every bucket (rpm and tpm), for reading how much room a deployment has (pool-state.lua). */
+  buckets: Array<{ key: number; rate: number; capacity: number }>;
   budgets: Array<{ key: number; ttl_s: number }>;
   stats: number[];
   /** No buckets and no budgets: a call may be admitted in-process while its breaker is known closed. */
@@ -107,7 +114,7 @@ export class HopPlans {
       this.dayEndsAt = (Math.floor(nowMs / DAY_MS) + 1) * DAY_MS;
       this.plans.clear();
     }
-    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.tenant}\n${request.user ?? ""}\n${request.timeoutMs}`;
+    const cacheKey = `${request.providerId}\n${request.modelId}\n${request.deployment?.key ?? ""}\n${request.tenant}\n${request.user ?? ""}\n${request.timeoutMs}`;
     const cached = this.plans.get(cacheKey);
     if (cached) return cached;
     const plan = this.build(request, nowMs);
@@ -124,6 +131,9 @@ export class HopPlans {
       { scope: "model", id: request.modelId, limits: request.model.limits },
       { scope: "tenant", id: request.tenant, limits: tenant?.limits },
     ];
+    if (request.deployment) {
+      found.push({ scope: "deployment", id: request.deployment.key, limits: request.deployment.limits });
+    }
     return found.filter(
       (entry): entry is { scope: LimitScope; id: string; limits: LimitsConfig } => !!entry.limits,
     );
@@ -134,7 +144,15 @@ export class HopPlans {
     const provider = this.config.file.providers[request.providerId];
     if (!provider) throw new Error(`unknown provider ${request.providerId}`);
     const list = new KeyList();
-    const breaker = breakerFor(request.providerId, provider, request.modelId, request.model);
+    const breaker = request.deployment
+      ? {
+          id: breakerId("deployment", request.deployment.key),
+          ...BREAKER_DEFAULTS,
+          ...provider.breaker,
+          ...request.model.breaker,
+          ...request.deployment.breaker,
+        }
+      : breakerFor(request.providerId, provider, request.modelId, request.model);
     const breakerSpec = {
       state: list.add(this.keys.breaker(breaker.id)),
       window: list.add(this.keys.breakerWindow(breaker.id)),
@@ -142,8 +160,12 @@ export class HopPlans {
       lease_ms: request.timeoutMs + 5_000,
     };
     // A 429 cools down the provider, and the model too where it has limits of its own.
-    const cooldownKeys = [this.keys.cooldown("provider", request.providerId)];
-    if (request.model.limits) cooldownKeys.push(this.keys.cooldown("model", request.modelId));
+    // A pool's deployment cools down alone: its siblings (other keys, other regions) go on.
+    const cooldownKeys = request.deployment
+      ? [this.keys.cooldown("deployment", request.deployment.key)]
+      : [this.keys.cooldown("provider", request.providerId)];
+    if (request.model.limits && !request.deployment)
+      cooldownKeys.push(this.keys.cooldown("model", request.modelId));
     const cooldowns = cooldownKeys.map((key) => list.add(key));
     const buckets: PlannedBucket[] = [];
     const tpm: HopPlan["tpm"] = [];
@@ -205,6 +227,7 @@ export class HopPlans {
       breaker: { state: breakerSpec.state, window: breakerSpec.window, config: breaker },
       cooldowns,
       tpm,
+      buckets: buckets.map(({ key, rate, capacity }) => ({ key, rate, capacity })),
       budgets: budgets.map((budget) => ({ key: budget.key, ttl_s: budget.ttl_s })),
       stats,
       breakerOnly: buckets.length === 0 && budgets.length === 0,

@@ -9,6 +9,7 @@ import {
   USAGE_TOTAL_FIELD,
   usageField,
 } from "@cascade/shared";
+import { PoolSignals } from "../pools/pool-signals.js";
 import { type HopPlan, HopPlans, type HopRequest } from "./hop-plan.js";
 import { Leases } from "./leases.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
@@ -48,6 +49,20 @@ export interface CallOutcome {
    * provider's health, so breakers ignore it and a probe is handed back; it is still charged.
    */
   aborted?: boolean;
+}
+
+/** How an admission may wait for rpm tokens (admit.lua ARGV[5] and ARGV[6]). */
+export interface AdmitOptions {
+  /** Take a place in line when the rpm tokens come within this many ms (0 or absent: never). */
+  reserveMs?: number;
+  /** The call holds its place in line already: rpm buckets are not asked again. */
+  holdsPlace?: boolean;
+}
+
+/** A place in line: the call's rpm tokens are booked for `waitMs` from now (see AdmitOptions). */
+export interface PlaceInLine {
+  admitted: "in_line";
+  waitMs: number;
 }
 
 type Commands = RedisClient & {
@@ -93,6 +108,8 @@ export class Resilience {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly leases: Leases;
   private transitionListener: BreakerTransitionListener | undefined;
+  /** Pools: the deployments' state, calls in flight and latency, shared through Redis. */
+  readonly pools: PoolSignals;
 
   constructor(
     redis: RedisClient,
@@ -107,6 +124,7 @@ export class Resilience {
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
     this.redis = redis as Commands;
+    this.pools = new PoolSignals(redis, keys, this.plans, clock);
     this.settlements = new SettleQueue(
       (keys, spec) => this.redis.cascadeSettle(keys.length, ...keys, spec),
       keys,
@@ -151,9 +169,19 @@ export class Resilience {
 
   /** May this call go ahead now? Takes tokens, budget and probe lease if so (one round trip at most). */
   async admit(request: HopRequest): Promise<Admission> {
+    return (await this.admitOrLineUp(request)) as Admission;
+  }
+
+  /**
+   * As `admit`, and with `options.reserveMs` a call short of rpm tokens only may take a place in
+   * line instead of being refused.
+   */
+  async admitOrLineUp(request: HopRequest, options: AdmitOptions = {}): Promise<Admission | PlaceInLine> {
     const nowMs = this.clock.now();
     const plan = this.plans.planFor(request, nowMs);
     if (
+      // A call holding its place in line has its rpm tokens but not a lease's share of the rest.
+      !options.holdsPlace &&
       this.knownClear(plan, nowMs) &&
       (plan.breakerOnly || (plan.leasable && this.leases.take(plan.leases, request, nowMs)))
     ) {
@@ -172,8 +200,11 @@ export class Resilience {
       plan.spec,
       request.tokens,
       request.costUsd,
-      plan.leasable ? this.leases.wants(plan.leases, request, nowMs) : "",
+      plan.leasable && !options.holdsPlace ? this.leases.wants(plan.leases, request, nowMs) : "",
+      Math.max(0, Math.floor(options.reserveMs ?? 0)),
+      options.holdsPlace ? "1" : "0",
     );
+    if (Number(reply[0]) === 2) return { admitted: "in_line", waitMs: Number(reply[1]) };
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
       if (!probe && generation === this.clearGeneration)

@@ -4,6 +4,7 @@ import { extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
+import { deploymentKey } from "../redis/keys.js";
 import { demoConfig } from "./demo-config.js";
 import { type ConfigFile, configSchema, type ProviderConfig, type TenantConfig } from "./schema.js";
 import { type Settings, settingsSchema } from "./settings.js";
@@ -26,7 +27,10 @@ export interface Config {
   /** No tenants configured: everything belongs to tenant "default" and needs no key. */
   readonly openMode: boolean;
   readonly tenants: ReadonlyMap<string, ResolvedTenant>;
-  /** API keys of providers whose `api_key_env` is set in the environment. */
+  /**
+   * API keys of providers whose `api_key_env` is set in the environment, and of pooled models'
+   * deployments with an `api_key_env` of their own (keyed `<model>/<deployment>`).
+   */
   readonly providerKeys: ReadonlyMap<string, string>;
   /** Each provider's extra request headers (`headers`), `{ env }` values read from the environment. */
   readonly providerHeaders: ReadonlyMap<string, Readonly<Record<string, string>>>;
@@ -130,14 +134,18 @@ function resolveTenants(file: ConfigFile, env: Environment): Map<string, Resolve
   return tenants;
 }
 
-function resolveProviderKeys(
-  providers: Record<string, ProviderConfig>,
-  env: Environment,
-): Map<string, string> {
+function resolveProviderKeys(file: ConfigFile, env: Environment): Map<string, string> {
   const keys = new Map<string, string>();
-  for (const [id, provider] of Object.entries(providers)) {
+  for (const [id, provider] of Object.entries(file.providers)) {
     const value = provider.api_key_env ? env[provider.api_key_env] : undefined;
     if (value) keys.set(id, value);
+  }
+  // A deployment with a key of its own: under its deployment key, `<model>/<deployment>`.
+  for (const [modelId, model] of Object.entries(file.models)) {
+    for (const deployment of model.deployments ?? []) {
+      const value = deployment.api_key_env ? env[deployment.api_key_env] : undefined;
+      if (value) keys.set(deploymentKey(modelId, deployment.id), value);
+    }
   }
   return keys;
 }
@@ -241,7 +249,7 @@ export function loadConfig(env: Environment, options: { raw?: unknown } = {}): C
     settings,
     openMode,
     tenants,
-    providerKeys: resolveProviderKeys(file.providers, env),
+    providerKeys: resolveProviderKeys(file, env),
     providerHeaders: resolveProviderHeaders(file.providers, env),
     ...(alertsWebhookSecret ? { alertsWebhookSecret } : {}),
     warnings,

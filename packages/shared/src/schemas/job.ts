@@ -29,6 +29,8 @@ export type CreateJobBody = z.infer<typeof createJobBodySchema>;
 export const attemptSchema = z.object({
   model: z.string(),
   provider: z.string(),
+  /** The deployment of a pooled model this try went to. */
+  deployment: z.string().optional(),
   outcome: z.enum(["success", "error", "skipped"]),
   reason: z.enum(REASONS).optional(),
   http_status: z.number().int().optional(),
@@ -54,6 +56,14 @@ export const jobProgressSchema = z.object({
   attempts: z.array(attemptSchema),
   cost_usd: z.number().nonnegative(),
   started_at: z.number().int().optional(),
+  /**
+   * A place in line the job holds: the rpm tokens of `hop` (on `deployment`, for a pool) are
+   * taken for the moment `at` (ms since the epoch, Redis time); the job calls then without
+   * queueing for them again.
+   */
+  reservation: z
+    .object({ hop: z.number().int().min(0), deployment: z.string().optional(), at: z.number() })
+    .optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
 

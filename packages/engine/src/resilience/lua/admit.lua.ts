@@ -28,6 +28,11 @@ import {
  * ARGV[2]: tokens this call reserves (prompt estimate + max_tokens); ARGV[3]: its estimated cost;
  * ARGV[4]: comma-separated amounts the worker would like to hold locally (a lease, see below), one
  *          per bucket then one per budget, 0 for none.
+ * ARGV[5]: reserve_ms: how long the caller may wait for its rpm tokens. When rpm buckets are all
+ *          that is short and their next tokens come within this, the call takes a place in line:
+ *          the rpm buckets go into debt for it (each later caller lines up behind), nothing else is
+ *          taken, and the reply says when to call (see Returns). 0: no place in line.
+ * ARGV[6]: "1" when the call already holds its place in line: rpm buckets are not asked again.
  * Leases: besides what the call needs, each bucket and budget hands out up to that much more when
  * it is there to spare; the worker admits its next calls
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
@@ -37,7 +42,8 @@ import {
  *          whose probe this is, leases = comma-separated extra tokens per bucket then extra USD per
  *          budget, probe_until = the probe lease's end (settle.lua hands back only that probe);
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
- *          wait_ms = -1 when waiting cannot help.
+ *          wait_ms = -1 when waiting cannot help;
+ *          { 2, wait_ms } a place in line: call (with ARGV[6] = "1") in wait_ms.
  */
 export const ADMIT_LUA = `
 local spec = cjson.decode(ARGV[1])
@@ -45,6 +51,8 @@ local tokens_needed = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local wants = {}
 for amount in string.gmatch(ARGV[4] or '', '[^,]+') do table.insert(wants, tonumber(amount) or 0) end
+local reserve_ms = tonumber(ARGV[5]) or 0
+local holds_place = ARGV[6] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local minute = math.floor(now / 60000)
@@ -85,22 +93,43 @@ for _, k in ipairs(spec.cooldowns) do
 end
 
 local levels = {}
+local line_wait = 0
 for index, b in ipairs(spec.buckets) do
   local fields = redis.call('HMGET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', '${BUCKET_FIELDS.ts}')
   local tokens = tonumber(fields[1])
   local ts = tonumber(fields[2]) or now
   if tokens == nil then tokens = b.capacity end
+  -- Debt (places in line taken) is paid back by the refill like any other use.
   tokens = math.min(b.capacity, tokens + math.max(0, now - ts) * b.rate)
   local cost_here = 1
   if b.tpm then cost_here = tokens_needed end
   -- A request larger than the bucket waits for a full bucket, then runs into debt.
   local need = math.min(cost_here, b.capacity)
-  if tokens < need then
-    local wait = math.ceil((need - tokens) / b.rate)
-    if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
-    return deny('rate_limited', wait, 'bucket')
+  if b.tpm or not holds_place then
+    if tokens < need then
+      local wait = math.ceil((need - tokens) / b.rate)
+      if not b.tpm and reserve_ms > 0 and wait <= reserve_ms then
+        -- Short of rpm only so far: the place in line is decided once every bucket is seen.
+        if wait > line_wait then line_wait = wait end
+      else
+        if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
+        return deny('rate_limited', wait, 'bucket')
+      end
+    end
+    levels[index] = tokens - cost_here
   end
-  levels[index] = tokens - cost_here
+end
+
+if line_wait > 0 then
+  -- A probe is never booked ahead: the breaker's lease would run out before the call.
+  for index in pairs(probes) do return deny('circuit_open', line_wait, 'probe due') end
+  for index, b in ipairs(spec.buckets) do
+    if not b.tpm then
+      redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index], '${BUCKET_FIELDS.ts}', now)
+      redis.call('PEXPIRE', KEYS[b.key], math.ceil((b.capacity - levels[index]) / b.rate) + 60000)
+    end
+  end
+  return { 2, tostring(line_wait) }
 end
 local budget_spent = {}
 
@@ -139,11 +168,13 @@ end
 local leases = {}
 for index, b in ipairs(spec.buckets) do
   local extra = 0
-  local want = wants[index] or 0
-  if want > 0 and levels[index] > 0 then extra = math.floor(math.min(levels[index], want)) end
+  if levels[index] ~= nil then
+    local want = wants[index] or 0
+    if want > 0 and levels[index] > 0 then extra = math.floor(math.min(levels[index], want)) end
+    redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index] - extra, '${BUCKET_FIELDS.ts}', now)
+    redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
+  end
   table.insert(leases, tostring(extra))
-  redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index] - extra, '${BUCKET_FIELDS.ts}', now)
-  redis.call('PEXPIRE', KEYS[b.key], math.ceil(b.capacity / b.rate) + 60000)
 end
 for index, b in ipairs(spec.budgets) do
   -- Budgets lease only while they have room for 1000 more such calls, and at most 5% of what is
