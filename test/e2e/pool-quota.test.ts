@@ -80,7 +80,10 @@ describe("a pool of three 60 rpm deployments with 400 jobs waiting", () => {
         for (let index = 0; index + RPM + 1 < times.length; index += 1)
           shortest = Math.min(shortest, (times[index + RPM + 1] as number) - (times[index] as number));
         const gaps = times.slice(1).map((at, index) => at - (times[index] as number));
-        return [id, { span_of_62_calls_ms: shortest, min_gap_ms: Math.min(...gaps), first_gaps: gaps.slice(0, 5) }];
+        return [
+          id,
+          { span_of_62_calls_ms: shortest, min_gap_ms: Math.min(...gaps), first_gaps: gaps.slice(0, 5) },
+        ];
       }),
     );
     const stats = await stack.redis.hgetall(`${stack.tag}:stats:model:pooled`);

@@ -1,0 +1,164 @@
+/**
+ * Pooled models end to end (contract, "Pools and fairness"): a failure or 429 on one deployment
+ * tries another deployment of the same model (each its own attempt, with its deployment id,
+ * whatever the hop's max_retries); a 429 cools that deployment only; the strategies spread calls
+ * as they say; a deployment's own key and endpoint are used. Real API and worker processes, one
+ * fake OpenAI upstream that tells deployments apart by the upstream model name each sends.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Json } from "./helpers.js";
+import { chat, figure, type ResilienceStack, startResilienceStack } from "./resilience-helpers.js";
+
+const DEPLOYMENT_KEY = "sk-deployment-two-key";
+
+const pool = (ids: string[], extra: Record<string, unknown> = {}, weights: number[] = []) => ({
+  ...extra,
+  deployments: ids.map((id, index) => ({
+    id,
+    provider: "p",
+    name: `up-${id}`,
+    ...(weights[index] ? { weight: weights[index] } : {}),
+  })),
+});
+
+const config = (url: string) => ({
+  providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
+  models: {
+    plain: { provider: "p", name: "up-plain" },
+    limited: pool(["lim1", "lim2"], { strategy: "weighted" }),
+    failing: pool(["err1", "err2"], { strategy: "weighted" }),
+    weighted: pool(["w1", "w2"], { strategy: "weighted" }, [3, 1]),
+    fastest: pool(["slow", "fast"], { strategy: "lowest_latency" }),
+    idlest: pool(["busy", "idle"], { strategy: "least_busy" }),
+    keyed: {
+      deployments: [
+        { id: "k1", provider: "p", name: "up-k1" },
+        { id: "k2", provider: "p", name: "up-k2", api_key_env: "POOL_KEY_TWO", base_url: url },
+      ],
+    },
+  },
+});
+
+let stack: ResilienceStack;
+
+beforeAll(async () => {
+  stack = await startResilienceStack({
+    label: "pool-routing",
+    config,
+    workers: 2,
+    concurrency: 20,
+    env: { POOL_KEY_TWO: DEPLOYMENT_KEY },
+  });
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function runAll(models: string[], count: number): Promise<Json[]> {
+  const ids = await Promise.all(
+    Array.from({ length: count }, (_, index) =>
+      stack.submit({ request: chat(`pool routing ${index}`), models }),
+    ),
+  );
+  return stack.waitAll(ids, 60_000);
+}
+
+const share = (calls: number, other: number) => calls / Math.max(1, calls + other);
+
+describe("a pooled model's deployments", () => {
+  it("a 429 on one deployment goes to another deployment of the same model, and cools that deployment only", async () => {
+    const { fake } = stack;
+    fake.setDefault("up-lim1", { kind: "rate_limited", retryAfterSeconds: 30 });
+    fake.setDefault("up-lim2", { kind: "ok" });
+    // A first wave finds lim1 refusing; a second, after it, must not call lim1 at all.
+    const wave = await runAll(["limited"], 4);
+    const seenBefore = fake.callsFor("up-lim1").length;
+    const jobs = [...wave, ...(await runAll(["limited"], 8))];
+    expect(fake.callsFor("up-lim1").length).toBe(seenBefore);
+    for (const job of jobs) {
+      expect(job.status).toBe("succeeded");
+      expect(job.model).toBe("limited");
+      expect(job.attempts.at(-1)).toMatchObject({ outcome: "success", deployment: "lim2", provider: "p" });
+    }
+    const bounced = jobs.filter((job) => job.attempts.length > 1);
+    for (const job of bounced) {
+      expect(job.attempts[0]).toMatchObject({ outcome: "error", reason: "rate_limited", deployment: "lim1" });
+    }
+    // The provider itself is not cooling down: a plain model on it is called at once.
+    const plain = await runAll(["plain"], 1);
+    expect(plain[0]?.status).toBe("succeeded");
+    expect(plain[0]?.attempts).toHaveLength(1);
+    expect(await stack.redis.hget(`${stack.tag}:cooldown:deployment:limited/lim1`, "until")).not.toBeNull();
+    expect(await stack.redis.exists(`${stack.tag}:cooldown:provider:p`)).toBe(0);
+  });
+
+  it("a 5xx on one deployment goes to another, whatever the hop's max_retries", async () => {
+    const { fake } = stack;
+    fake.setDefault("up-err1", { kind: "server_error" });
+    fake.setDefault("up-err2", { kind: "ok" });
+    const jobs = await runAll(["failing"], 10);
+    for (const job of jobs) {
+      expect(job.status).toBe("succeeded");
+      expect(job.attempts.at(-1)).toMatchObject({ deployment: "err2", outcome: "success" });
+      if (job.attempts.length > 1)
+        expect(job.attempts[0]).toMatchObject({ deployment: "err1", reason: "server_error" });
+    }
+    expect(fake.callsFor("up-err1").length).toBeGreaterThan(0);
+  });
+
+  it("weighted: calls follow the deployments' weights (3 : 1)", async () => {
+    const jobs = await runAll(["weighted"], 200);
+    expect(jobs.every((job) => job.status === "succeeded")).toBe(true);
+    const w1 = stack.fake.callsFor("up-w1").length;
+    const w2 = stack.fake.callsFor("up-w2").length;
+    figure("pool weighted 3:1", { w1, w2, share_w1: share(w1, w2) });
+    expect(share(w1, w2)).toBeGreaterThan(0.65);
+    expect(share(w1, w2)).toBeLessThan(0.85);
+  });
+
+  it("lowest_latency: most calls go to the faster deployment once both are measured", async () => {
+    stack.fake.setDefault("up-slow", { kind: "ok", delayMs: 1_500 });
+    stack.fake.setDefault("up-fast", { kind: "ok", delayMs: 5 });
+    // Measured first, one at a time, then in waves of five (a latency, not a queue, to compare).
+    for (let index = 0; index < 4; index += 1) await runAll(["fastest"], 1);
+    const before = stack.fake.callsFor("up-slow").length;
+    for (let wave = 0; wave < 8; wave += 1) await runAll(["fastest"], 5);
+    const slow = stack.fake.callsFor("up-slow").length - before;
+    const fast = stack.fake.callsFor("up-fast").length;
+    figure("pool lowest_latency", {
+      slow,
+      fast,
+      moving_average_ms: await stack.redis.hgetall(`${stack.tag}:pool-latency:fastest`),
+    });
+    expect(share(fast, slow)).toBeGreaterThan(0.8);
+  });
+
+  it("least_busy: calls go where fewest are in flight across workers", async () => {
+    stack.fake.setDefault("up-busy", { kind: "ok", delayMs: 3_000 });
+    stack.fake.setDefault("up-idle", { kind: "ok", delayMs: 20 });
+    // Jobs arrive over a second or so, as load does: each choice sees the calls already out.
+    const ids: string[] = [];
+    for (let index = 0; index < 60; index += 1) {
+      ids.push(await stack.submit({ request: chat(`least busy ${index}`), models: ["idlest"] }));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const jobs = await stack.waitAll(ids, 60_000);
+    expect(jobs.every((job) => job.status === "succeeded")).toBe(true);
+    const busy = stack.fake.callsFor("up-busy").length;
+    const idle = stack.fake.callsFor("up-idle").length;
+    figure("pool least_busy", { busy, idle });
+    expect(share(idle, busy)).toBeGreaterThan(0.75);
+  });
+
+  it("a deployment's own api_key_env and base_url are used for its calls", async () => {
+    const jobs = await runAll(["keyed"], 30);
+    expect(jobs.every((job) => job.status === "succeeded")).toBe(true);
+    const k1 = stack.fake.callsFor("up-k1");
+    const k2 = stack.fake.callsFor("up-k2");
+    expect(k1.length).toBeGreaterThan(0);
+    expect(k2.length).toBeGreaterThan(0);
+    for (const call of k2) expect(call.headers.authorization).toBe(`Bearer ${DEPLOYMENT_KEY}`);
+    for (const call of k1) expect(call.headers.authorization).not.toBe(`Bearer ${DEPLOYMENT_KEY}`);
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * The pieces of pools and places in line, driven through the Resilience class on the run's real
+ * Redis: admit.lua books rpm tokens ahead (each waiter its own slot, spaced by the refill), a
+ * call holding its place is not asked for rpm again, and pool-state.lua reports each
+ * deployment's headroom, blocking, calls in flight and latency.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { targetsOf } from "../../packages/engine/src/pools/model-targets.js";
+import { inlineConfig, type ResilienceHarness, startResilience } from "./resilience-class-helpers.js";
+
+const config = inlineConfig({
+  providers: { p: { type: "simulated" } },
+  models: {
+    plain: { provider: "p", limits: { rpm: 60 } },
+    pooled: {
+      deployments: [
+        { id: "a", provider: "p", limits: { rpm: 60 } },
+        { id: "b", provider: "p", limits: { rpm: 60 } },
+      ],
+    },
+  },
+  routes: { default: { chain: [{ model: "plain" }] } },
+});
+
+const opened: ResilienceHarness[] = [];
+afterEach(async () => {
+  for (const harness of opened.splice(0)) await harness.close();
+});
+
+function harness(label: string): ResilienceHarness {
+  const started = startResilience(config, label);
+  opened.push(started);
+  return started;
+}
+
+describe("places in line (admit.lua reserve_ms)", () => {
+  it("books each waiter its own slot, one refill apart, and never more than the bucket", async () => {
+    const { resilience, hop } = harness("place-in-line");
+    const request = hop("plain");
+    const first = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    expect(first.admitted).toBe(true);
+    const waits: number[] = [];
+    for (let index = 0; index < 5; index += 1) {
+      const next = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+      expect(next.admitted).toBe("in_line");
+      if (next.admitted === "in_line") waits.push(next.waitMs);
+    }
+    // rpm 60: a token a second; the five waiters are booked ~1, 2, 3, 4, 5 s out.
+    waits.forEach((wait, index) => {
+      expect(wait).toBeGreaterThan((index + 1) * 1000 - 100);
+      expect(wait).toBeLessThanOrEqual((index + 1) * 1000);
+    });
+    // A caller without a place is told to wait behind the line, not given a token.
+    const plain = await resilience.admit(request);
+    expect(plain.admitted).toBe(false);
+    if (!plain.admitted) expect(plain.waitMs).toBeGreaterThan(5_000);
+    // Past the reserve window: refused, as before.
+    const far = await resilience.admitOrLineUp(request, { reserveMs: 2_000 });
+    expect(far.admitted).toBe(false);
+    // A holder is admitted without asking rpm again.
+    const held = await resilience.admitOrLineUp(request, { holdsPlace: true });
+    expect(held.admitted).toBe(true);
+  });
+});
+
+describe("pool-state.lua", () => {
+  it("reports headroom, blocking, in-flight calls and latency per deployment", async () => {
+    const { resilience, hop, keys, admin } = harness("pool-state");
+    const model = config.file.models.pooled;
+    if (!model) throw new Error("no pooled model");
+    const targets = targetsOf("pooled", model);
+    const requests = targets.map((target) =>
+      hop("pooled", {
+        providerId: target.providerId,
+        ...(target.deployment ? { deployment: target.deployment } : {}),
+      }),
+    );
+    const fresh = await resilience.pools.state(requests, "most_headroom");
+    expect(fresh.map((state) => state.headroom)).toEqual([1, 1]);
+    expect(fresh.map((state) => state.blocked)).toEqual([false, false]);
+    // Deployment a uses its token and books one more: its headroom goes below zero.
+    expect((await resilience.admitOrLineUp(requests[0] as never, { reserveMs: 5_000 })).admitted).toBe(true);
+    expect((await resilience.admitOrLineUp(requests[0] as never, { reserveMs: 5_000 })).admitted).toBe(
+      "in_line",
+    );
+    const used = await resilience.pools.state(requests, "most_headroom");
+    expect(used[0]?.headroom).toBeLessThan(0);
+    expect(used[0]?.waitMs).toBeGreaterThan(1_000);
+    expect(used[1]?.headroom).toBe(1);
+    // A cooldown on b blocks b only.
+    await admin.hset(keys.cooldown("deployment", "pooled/b"), "until", Date.now() + 60_000);
+    const cooling = await resilience.pools.state(requests, "least_busy");
+    expect(cooling.map((state) => state.blocked)).toEqual([false, true]);
+    // In-flight calls (least_busy) and latency (lowest_latency).
+    resilience.pools.callStarted("pooled/a", "call-1", 10_000);
+    resilience.pools.callStarted("pooled/a", "call-2", 10_000);
+    resilience.pools.callEnded("pooled/a", "call-2");
+    resilience.pools.latency("pooled", "pooled/b", 400);
+    resilience.pools.latency("pooled", "pooled/b", 100);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const busy = await resilience.pools.state(requests, "least_busy");
+    expect(busy.map((state) => state.inFlight)).toEqual([1, 0]);
+    const timed = await resilience.pools.state(requests, "lowest_latency");
+    expect(timed[0]?.latencyMs).toBeUndefined();
+    expect(timed[1]?.latencyMs).toBe(340);
+  });
+});
