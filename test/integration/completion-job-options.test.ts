@@ -61,8 +61,11 @@ describe("completion job options", () => {
     expect(apiJob?.opts.backoff).toBeDefined();
     expect(lineJob.opts.attempts).toBe(apiJob?.opts.attempts);
     expect(lineJob.opts.backoff).toEqual(apiJob?.opts.backoff);
-    // Priorities differ on purpose (batch lines default to 7, interactive jobs to 5).
-    expect(lineJob.opts.priority).toBe(7);
-    expect(apiJob?.opts.priority).toBe(5);
+    // Priorities differ on purpose (batch lines default to 7, interactive jobs to 5). The job keeps
+    // its own in its data; BullMQ's priority is its fair-share tag (docs/decisions/0019), which
+    // puts the less urgent line 2 × 12,000 behind.
+    expect(lineJob.data.priority).toBe(7);
+    expect(apiJob?.data.priority).toBe(5);
+    expect((lineJob.opts.priority ?? 0) - (apiJob?.opts.priority ?? 0)).toBeGreaterThan(2 * 12_000 - 100);
   });
 });

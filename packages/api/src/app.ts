@@ -30,6 +30,7 @@ import {
   systemClock,
   WebhookDeliveryStore,
   type WebhookQueue,
+  weightsFromConfig,
 } from "@cascade/shared";
 import { createQueue } from "@cascade/shared/bullmq";
 import fastifySwagger from "@fastify/swagger";
@@ -142,7 +143,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const streamsConnection = readerConnection(redis);
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
-  const store = new JobStore(queue, redis, keys, retention);
+  const store = new JobStore(queue, redis, keys, retention, weightsFromConfig(config.file.tenants));
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
   const clock = deps.clock ?? systemClock;

@@ -8,6 +8,7 @@ export * from "./config/schema.js";
 export * from "./config/settings.js";
 export * from "./errors/config-error.js";
 export * from "./estimate.js";
+export * from "./fairness/index.js";
 export * from "./ids.js";
 export * from "./iso-week.js";
 export * from "./jobs/completion-job-options.js";

@@ -7,6 +7,7 @@ import {
   createRedis,
   createRouteWindowRecorder,
   DashboardRecorder,
+  FairTags,
   observeAll,
   QUEUE_NAMES,
   RequestCountRecorder,
@@ -19,6 +20,7 @@ import {
 } from "@cascade/shared";
 import { createBatchProcessing, createQueue } from "@cascade/shared/bullmq";
 import { createCompletionWorker } from "./completion/completion-worker.js";
+import { startFairSweep } from "./fairness/fair-sweep.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
 import { startMetricsServer } from "./metrics-server.js";
 import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
@@ -52,6 +54,9 @@ async function main(): Promise<void> {
     );
   }
   const keys = createKeys(settings.CASCADE_REDIS_PREFIX);
+  // Fair share's scripts are defined on the connection before any traffic (batch enqueues use it
+  // too); this process takes its turn at the sweep that fixes jobs queued across a rebase.
+  const stopFairSweep = startFairSweep(new FairTags(connection, keys), logger);
   // Producers and readers of both queues share one Queue each (a Worker is its own consumer).
   const completionQueue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
     connection,
@@ -160,6 +165,7 @@ async function main(): Promise<void> {
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
       await alerts.stop();
+      stopFairSweep();
       await resilience.close();
       await metricsServer?.close();
       await Promise.all([completionQueue.close(), webhookQueue.close()]);

@@ -1,12 +1,15 @@
 import {
   type CreateJobBody,
   completionJobOptions,
+  FairTags,
+  fairJobData,
   type JobData,
   type JobObject,
   type JobOutcome,
   type Keys,
   QUEUE_NAMES,
   type RedisClient,
+  type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 import { Job, type Queue } from "bullmq";
@@ -28,18 +31,29 @@ interface CancelledRecord {
  * for jobs cancelled while queued, whose BullMQ job is removed.
  */
 export class JobStore {
+  private readonly fairTags: FairTags;
+
   constructor(
     private readonly queue: Queue<JobData, JobOutcome>,
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly retentionSeconds: number,
-  ) {}
+    /** Tenants' fair-share weights (default 1 each). */
+    weights?: TenantWeights,
+  ) {
+    this.fairTags = new FairTags(redis, keys, weights);
+  }
 
+  /**
+   * Queues the job behind its tenant's earlier jobs of the same priority, in weighted round robin
+   * with other tenants (its BullMQ priority is its fair-share tag; `priority` stays in its data).
+   */
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
+    const [queuePriority] = await this.fairTags.priorities(data.tenant, body.priority, 1);
     await this.queue.add(
       QUEUE_NAMES.completions,
-      data,
-      completionJobOptions({ jobId, priority: body.priority }),
+      fairJobData(data),
+      completionJobOptions({ jobId, queuePriority: queuePriority ?? body.priority }),
     );
   }
 

@@ -9,6 +9,7 @@ import {
   type DashboardFailure,
   type Keys,
   minuteOf,
+  oldestWaitingMs,
   type RedisClient,
 } from "@cascade/shared";
 import type { Queue } from "bullmq";
@@ -85,38 +86,25 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardDep
   });
 }
 
-/** BullMQ's score of a prioritized job: priority × 2³², plus a counter (FIFO within a priority). */
-const PRIORITY_SCORE_STEP = 0x100000000;
-/** Job priorities Cascade accepts (the job and batch schemas: 1 to 10). */
-const PRIORITIES = Array.from({ length: 10 }, (_, index) => index + 1);
-
 /**
  * Creation time (Unix ms) of the oldest job waiting to run, as GET /metrics reads it for
- * cascade_queue_oldest_waiting_seconds: the waiting list's tail (it is FIFO), and the first job of
- * each priority of the prioritized set (FIFO within a priority).
+ * cascade_queue_oldest_waiting_seconds: a sample (the wait list's tail and the first jobs of the
+ * prioritized set, which fair share orders by tenant and aging, not by age; see oldestWaitingMs).
  */
-async function oldestWaitingMs(redis: RedisClient, queue: Queue): Promise<number | null> {
-  const lookup = redis.pipeline();
-  lookup.lrange(queue.toKey("wait"), -1, -1);
-  for (const priority of PRIORITIES) {
-    const from = priority * PRIORITY_SCORE_STEP;
-    lookup.zrangebyscore(queue.toKey("prioritized"), from, from + PRIORITY_SCORE_STEP - 1, "LIMIT", 0, 1);
-  }
-  const ids = ((await lookup.exec()) ?? []).flatMap(([, found]) => (found as string[] | null) ?? []);
-  if (ids.length === 0) return null;
-  const times = redis.pipeline();
-  for (const id of ids) times.hget(queue.toKey(id), "timestamp");
-  const stamps = ((await times.exec()) ?? [])
-    .map(([, stamp]) => Number(stamp))
-    .filter((stamp) => Number.isFinite(stamp) && stamp > 0);
-  return stamps.length > 0 ? Math.min(...stamps) : null;
+async function oldestWaitingAt(redis: RedisClient, queue: Queue): Promise<number | null> {
+  const oldest = await oldestWaitingMs(redis, {
+    wait: queue.toKey("wait"),
+    prioritized: queue.toKey("prioritized"),
+    job: (jobId) => queue.toKey(jobId),
+  });
+  return oldest ?? null;
 }
 
 async function readQueue(deps: DashboardDeps, now: number) {
   const { queue } = deps;
   const [counts, oldestAt] = await Promise.all([
     queue.getJobCounts("waiting", "prioritized", "active", "delayed", "waiting-children"),
-    oldestWaitingMs(deps.redis, queue),
+    oldestWaitingAt(deps.redis, queue),
   ]);
   return {
     name: queue.name,

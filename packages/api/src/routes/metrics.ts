@@ -1,38 +1,8 @@
 import type { CascadeMetrics, ClusterSnapshot, RedisClient } from "@cascade/shared";
-import { createClusterGauges } from "@cascade/shared";
+import { createClusterGauges, oldestWaitingMs } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { readProviderStatus } from "../providers/provider-status.js";
-
-/** BullMQ's score of a prioritized job: priority × 2³², plus a counter (FIFO within a priority). */
-const PRIORITY_SCORE_STEP = 0x100000000;
-/** Job priorities Cascade accepts (the job and batch schemas: 1 to 10). */
-const PRIORITIES = Array.from({ length: 10 }, (_, index) => index + 1);
-
-/**
- * Creation time (Unix ms) of the oldest job waiting to run in a queue, or undefined when none waits.
- * The waiting list is FIFO (its oldest is its tail); the prioritized set is FIFO within each
- * priority, so its oldest is the first job of one of the ten priorities: one pipelined round trip
- * for the candidates, one for their timestamps, however long the queue.
- */
-async function oldestWaitingMs(client: RedisClient, queue: Queue): Promise<number | undefined> {
-  const waitKey = queue.toKey("wait");
-  const prioritizedKey = queue.toKey("prioritized");
-  const lookup = client.pipeline();
-  lookup.lrange(waitKey, -1, -1);
-  for (const priority of PRIORITIES) {
-    const from = priority * PRIORITY_SCORE_STEP;
-    lookup.zrangebyscore(prioritizedKey, from, from + PRIORITY_SCORE_STEP - 1, "LIMIT", 0, 1);
-  }
-  const ids = ((await lookup.exec()) ?? []).flatMap(([, found]) => (found as string[] | null) ?? []);
-  if (ids.length === 0) return undefined;
-  const times = client.pipeline();
-  for (const id of ids) times.hget(queue.toKey(id), "timestamp");
-  const stamps = ((await times.exec()) ?? [])
-    .map(([, stamp]) => Number(stamp))
-    .filter((stamp) => Number.isFinite(stamp) && stamp > 0);
-  return stamps.length > 0 ? Math.min(...stamps) : undefined;
-}
 
 /** The deployment-wide figures of a scrape, all read from Redis before any gauge is touched. */
 async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnapshot> {
@@ -57,7 +27,12 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
     for (const [state, count] of Object.entries(counts)) {
       snapshot.queueJobs.push({ queue: queueName, state, count });
     }
-    const oldest = await oldestWaitingMs(deps.redis, queue);
+    // A sample: fair share orders the prioritized set by tenant and aging, not by age.
+    const oldest = await oldestWaitingMs(deps.redis, {
+      wait: queue.toKey("wait"),
+      prioritized: queue.toKey("prioritized"),
+      job: (jobId) => queue.toKey(jobId),
+    });
     snapshot.oldestWaiting.push({
       queue: queueName,
       seconds: oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000,

@@ -1,5 +1,6 @@
 import type { Config } from "../config/load.js";
 import type { AlertRuleConfig } from "../config/schema.js";
+import { oldestWaitingMs } from "../fairness/oldest-waiting.js";
 import type { RedisClient } from "../redis/connection.js";
 import { breakerId, type Keys } from "../redis/keys.js";
 import { budgetPeriods } from "../resilience/periods.js";
@@ -30,10 +31,6 @@ export interface MeasureDeps {
   keys: Keys;
 }
 
-/** BullMQ's prioritized score is priority × 2^32 + a counter; Cascade's priorities run 1 to 10. */
-const PRIORITY_SPAN = 0x100000000;
-const PRIORITIES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-
 /** 1 open (or forced open), 0.5 half-open (still held), 0 closed. */
 function breakerValue(fields: Record<string, string>): number {
   if (fields[BREAKER_FIELDS.forced] === "open") return 1;
@@ -51,24 +48,18 @@ export function providerBreakers(config: Config, provider: string): string[] {
   return ids;
 }
 
-/** Age (ms) of the oldest job waiting in the completions queue (wait list or prioritized set). */
+/**
+ * Age (ms) of the oldest job waiting in the completions queue (wait list or prioritized set), from
+ * a sample: fair share orders the prioritized set by tenant and aging, not by age (see
+ * oldestWaitingMs).
+ */
 async function oldestWaitingAgeMs(redis: RedisClient, keys: Keys, nowMs: number): Promise<number> {
-  const pipeline = redis.pipeline();
-  pipeline.lindex(keys.completionQueueWait, -1);
-  for (const priority of PRIORITIES) {
-    const low = priority * PRIORITY_SPAN;
-    pipeline.zrangebyscore(keys.completionQueuePrioritized, low, low + PRIORITY_SPAN - 1, "LIMIT", 0, 1);
-  }
-  const replies = (await pipeline.exec()) ?? [];
-  const ids = new Set<string>();
-  for (const [error, reply] of replies) {
-    if (error) throw error;
-    for (const id of [reply].flat()) if (typeof id === "string" && id) ids.add(id);
-  }
-  if (ids.size === 0) return 0;
-  const stamps = await Promise.all([...ids].map((id) => redis.hget(keys.completionJob(id), "timestamp")));
-  const oldest = Math.min(...stamps.map((stamp) => (stamp ? Number(stamp) : nowMs)));
-  return Math.max(0, nowMs - oldest);
+  const oldest = await oldestWaitingMs(redis, {
+    wait: keys.completionQueueWait,
+    prioritized: keys.completionQueuePrioritized,
+    job: (jobId) => keys.completionJob(jobId),
+  });
+  return oldest === undefined ? 0 : Math.max(0, nowMs - oldest);
 }
 
 async function measureRule(deps: MeasureDeps, rule: AlertRuleConfig, nowMs: number): Promise<Measurement[]> {

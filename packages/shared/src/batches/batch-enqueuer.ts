@@ -1,5 +1,6 @@
 import type { JobsOptions } from "bullmq";
 import type { ConfigFile } from "../config/schema.js";
+import { FairTags, fairJobData, weightsFromConfig } from "../fairness/fair-tags.js";
 import { completionJobOptions } from "../jobs/completion-job-options.js";
 import { QUEUE_NAMES } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
@@ -48,6 +49,8 @@ export async function enqueueBatch(
   const batch = record;
   const yielder = new EventLoopYielder();
   let cursor = record.cursor;
+  // Usually defined already on this connection (the process builds one at start).
+  const fairTags = new FairTags(store.redis, store.keys, weightsFromConfig(config.tenants));
 
   const queueLines = async (lines: FileLine[]): Promise<void> => {
     const now = Date.now();
@@ -63,8 +66,8 @@ export async function enqueueBatch(
         customIds.push({ line: entry.line, custom_id: parsed.value.custom_id });
         jobs.push({
           name: QUEUE_NAMES.completions,
-          data: batchLineJobData(parsed.value, batch, now),
-          opts: completionJobOptions({ jobId, priority: batch.priority }),
+          data: fairJobData(batchLineJobData(parsed.value, batch, now)),
+          opts: completionJobOptions({ jobId, queuePriority: batch.priority }),
         });
       } else {
         // Valid when the batch was accepted; only a config change before a resume gets here.
@@ -75,7 +78,14 @@ export async function enqueueBatch(
       await yielder.maybeYield();
     }
     await store.saveCustomIds(batchId, customIds);
-    if (jobs.length) await deps.queue.addBulk(jobs);
+    if (jobs.length) {
+      // The chunk's fair-share tags, in line order, behind the tenant's earlier jobs.
+      const priorities = await fairTags.priorities(batch.tenant, batch.priority, jobs.length);
+      jobs.forEach((job, index) => {
+        job.opts.priority = priorities[index] ?? batch.priority;
+      });
+      await deps.queue.addBulk(jobs);
+    }
     if (failures.length) await store.endLines(batch, failures);
   };
 

@@ -91,6 +91,9 @@ export interface Keys {
   readonly fairClock: string;
   /** Fairness: a tenant's running jobs (zset: job id -> expiry ms), for `max_concurrency`. */
   tenantRunning(tenant: string): string;
+  /** BullMQ's delayed set and active list of the completions queue (a fair-share rebase shifts their jobs' priorities). */
+  readonly completionQueueDelayed: string;
+  readonly completionQueueActive: string;
 }
 
 /**
@@ -192,5 +195,7 @@ export function createKeys(prefix: string): Keys {
     poolLatency: (modelId) => `${tag}:pool-latency:${part(modelId)}`,
     fairClock: `${tag}:fair-clock`,
     tenantRunning: (tenant) => `${tag}:tenant-running:${part(tenant)}`,
+    completionQueueDelayed: `${tag}:${QUEUE_NAMES.completions}:delayed`,
+    completionQueueActive: `${tag}:${QUEUE_NAMES.completions}:active`,
   };
 }

@@ -27,10 +27,15 @@ import {
   QUEUE_NAMES,
   type RedisClient,
   type RequestObserver,
+  TenantSlots,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks } from "../lifecycle/run-lock.js";
+
+/** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
+const TENANT_FULL_WAIT_MS = 200;
+const TENANT_FULL_JITTER_MS = 300;
 
 export interface CompletionWorkerOptions {
   config: Config;
@@ -70,6 +75,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const random = options.random ?? Math.random;
   const runs = new InFlightRuns(clock);
   const runLocks = createRunLocks(options.connection, keys);
+  // max_concurrency: a slot lapses after two lock durations unless renewed (a dead worker's).
+  const tenantSlots = new TenantSlots(options.connection, keys, 2 * options.lockDurationMs, (error) =>
+    logger.warn({ err: error }, "could not renew a tenant's running slot"),
+  );
   let closing = false;
   const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => {
     // BullMQ sets processedOn at every activation: a job that waited for a limit (or was
@@ -99,6 +108,21 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     if (closing) {
       // BullMQ can hand a draining worker one more job; give it straight back, untouched.
       await job.moveToDelayed(clock.now(), token);
+      throw new DelayedError();
+    }
+    // Only tenants with max_concurrency pay for the slot's round trips.
+    const maxConcurrency = config.file.tenants?.[data.tenant]?.max_concurrency;
+    const slot =
+      maxConcurrency === undefined
+        ? undefined
+        : await tenantSlots.acquire(data.tenant, jobId, maxConcurrency);
+    if (maxConcurrency !== undefined && !slot) {
+      // The tenant runs as many jobs as it may: back to the delayed set for a moment, progress
+      // kept. Its BullMQ priority (its fair-share tag) brings it back at the front of the line.
+      await job.moveToDelayed(
+        clock.now() + TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS),
+        token,
+      );
       throw new DelayedError();
     }
     const controller = runs.start(jobId);
@@ -161,6 +185,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       throw new DelayedError();
     } finally {
       runs.end(jobId, controller);
+      await slot
+        ?.release()
+        .catch((error) =>
+          logger.warn({ job_id: jobId, err: error }, "could not release a tenant's running slot"),
+        );
     }
   };
 

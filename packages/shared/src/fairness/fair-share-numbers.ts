@@ -1,0 +1,26 @@
+/**
+ * The numbers of fair share (docs/decisions/0019-fair-share-on-bullmq-priorities.md). Tags are
+ * in units where a weight-1 tenant's jobs are `tagUnit` apart, so every weight up to `tagUnit`
+ * gets a whole step (weights above share step 1).
+ */
+export const FAIR_UNITS = {
+  /** Tag distance between two jobs of a weight-1 tenant; a tenant's step is ceil(tagUnit / weight). */
+  tagUnit: 12,
+  /**
+   * BullMQ priority added per step of a job's own priority (1 most urgent, 10 least): a priority
+   * p + 1 job waits behind at most gap / tagUnit = 1,000 rounds of priority-p work that arrives
+   * after it, a priority-10 job behind at most 9,000 rounds of priority-1 work. That is the aging.
+   */
+  gap: 12_000,
+  /** The largest priority BullMQ accepts (2^21). */
+  limit: 2_097_152,
+  /** When the virtual clock reaches this, every priority is shifted down (rebase). */
+  rebaseAt: 1_000_000,
+  /** BullMQ's prioritized score: priority × 2^32 + a counter. */
+  scoreStep: 4_294_967_296,
+} as const;
+
+/** A tenant's tag step from its `weight` (default 1). */
+export function fairStep(weight: number | undefined): number {
+  return Math.max(1, Math.ceil(FAIR_UNITS.tagUnit / Math.max(1, weight ?? 1)));
+}

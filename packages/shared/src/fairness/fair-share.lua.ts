@@ -1,0 +1,148 @@
+/**
+ * Lua scripts of fair share between tenants (docs/decisions/0019-fair-share-on-bullmq-priorities.md).
+ * A completion job's BullMQ priority is its start-time fair queuing tag, plus a gap per step of
+ * the job's own priority: BullMQ's prioritized set then hands jobs out in weighted round robin
+ * across tenants within a priority, and a less urgent job is overtaken by a bounded amount of more
+ * urgent work (aging). Numbers are interpolated from fair-share-numbers.ts. All keys share the
+ * `{prefix}` hash tag (Redis Cluster); job hashes are `<job key prefix><job id>`, the prefix being
+ * `keys.completionJob("")`, as BullMQ's own scripts build them.
+ *
+ * Fields of the fair clock hash: `v` the virtual clock, `top` the largest tag handed out,
+ * `last:<priority>:<tenant>` a tenant's last tag at a priority, `rebased_by` what the last rebase
+ * subtracted, `rebases` how many there were, `swept_at` (Redis ms) when the sweep last ran.
+ */
+import { FAIR_UNITS } from "./fair-share-numbers.js";
+
+const { gap, limit, rebaseAt, scoreStep } = FAIR_UNITS;
+
+/**
+ * Subtracts `by` from every priority the queue holds: the prioritized set's scores (keeping each
+ * member's low 32-bit counter, so ties keep their order) and those jobs' `priority` fields, the
+ * `priority` fields of delayed and active jobs (which re-enter the prioritized set with it), and
+ * every tenant's last tag. Nothing drops below 1 (0 would mean "no priority" to BullMQ).
+ * Expects locals: clock, prioritized, delayed, active, prefix.
+ */
+const REBASE_FUNCTION = `
+local function shift_hash(id, by)
+  local key = prefix .. id
+  local current = tonumber(redis.call('HGET', key, 'priority'))
+  if current and current > 0 then
+    redis.call('HSET', key, 'priority', string.format('%d', math.max(current - by, 1)))
+  end
+end
+local function shift_member(id, score, by)
+  local counter = score % ${scoreStep}
+  local moved = math.max(math.floor(score / ${scoreStep}) - by, 1)
+  redis.call('HSET', prefix .. id, 'priority', string.format('%d', moved))
+  return string.format('%.0f', moved * ${scoreStep} + counter)
+end
+local function rebase(by)
+  local members = redis.call('ZRANGE', prioritized, 0, -1, 'WITHSCORES')
+  local batch = {}
+  for i = 1, #members, 2 do
+    batch[#batch + 1] = shift_member(members[i], tonumber(members[i + 1]), by)
+    batch[#batch + 1] = members[i]
+    if #batch >= 1000 then
+      redis.call('ZADD', prioritized, unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then redis.call('ZADD', prioritized, unpack(batch)) end
+  for _, id in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do shift_hash(id, by) end
+  for _, id in ipairs(redis.call('LRANGE', active, 0, -1)) do shift_hash(id, by) end
+  local fields = redis.call('HGETALL', clock)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 5) == 'last:' then
+      redis.call('HSET', clock, fields[i], string.format('%d', math.max(tonumber(fields[i + 1]) - by, 0)))
+    end
+  end
+  redis.call('HSET', clock, 'rebased_by', string.format('%d', by))
+  redis.call('HINCRBY', clock, 'rebases', 1)
+end
+`;
+
+/**
+ * fair-tags — the BullMQ priorities of `count` jobs one tenant enqueues at one priority.
+ * V (virtual clock) = max(stored v, the tag of the prioritized set's head job), or, when nothing
+ * is prioritized, the largest tag handed out (everything handed out has started). The head's tag
+ * is its BullMQ priority minus its priority's gap; its priority is read from the start of its data
+ * (`{"v":1,"tenant":"…","priority":N`, see fairJobData) — a head written otherwise is passed over.
+ * S = max(V, the tenant's last tag at this priority); tag_i = S + i × step; BullMQ priority =
+ * min(tag_i + (priority − 1) × gap, limit). When V reaches the rebase point, everything is first
+ * shifted down by V − 1 (see REBASE_FUNCTION), in this same script.
+ * KEYS: 1 fair clock, 2 prioritized zset, 3 delayed zset, 4 active list
+ * ARGV: 1 job key prefix, 2 tenant, 3 priority (1..10), 4 step, 5 count
+ * Returns: the `count` BullMQ priorities, in order.
+ */
+export const FAIR_TAGS_LUA = `
+local clock, prioritized, delayed, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, tenant = ARGV[1], ARGV[2]
+local priority, step, count = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+${REBASE_FUNCTION}
+local field = 'last:' .. priority .. ':' .. tenant
+local state = redis.call('HMGET', clock, 'v', 'top', field)
+local v, top, last = tonumber(state[1]) or 0, tonumber(state[2]) or 0, tonumber(state[3]) or 0
+local head = redis.call('ZRANGE', prioritized, 0, 0, 'WITHSCORES')
+if #head == 0 then
+  v = math.max(v, top)
+else
+  local data = redis.call('HGET', prefix .. head[1], 'data')
+  local head_priority = data and tonumber(string.match(data, '^{"v":%d+,"tenant":"[^"\\\\]*","priority":(%d+)'))
+  if head_priority then
+    v = math.max(v, math.floor(tonumber(head[2]) / ${scoreStep}) - (head_priority - 1) * ${gap})
+  end
+end
+if v >= ${rebaseAt} then
+  local by = v - 1
+  rebase(by)
+  v = 1
+  top = math.max(top - by, 1)
+  last = math.max(last - by, 0)
+end
+local start = math.max(v, last)
+local priorities = {}
+for i = 1, count do
+  priorities[i] = math.min(start + i * step + (priority - 1) * ${gap}, ${limit})
+end
+last = math.min(start + count * step, ${limit})
+redis.call('HSET', clock, 'v', string.format('%d', v), 'top', string.format('%d', math.max(top, last)),
+  field, string.format('%d', last))
+return priorities
+`;
+
+/**
+ * fair-sweep — fixes stragglers: jobs whose priority was computed before a rebase but added after
+ * it, so they sit about `rebased_by` too far back. No valid job has a priority above top + 9 ×
+ * gap (+ slack); any such prioritized job is shifted down by the last rebase's amount. Runs at
+ * most once per interval across all processes (swept_at in the clock hash is the lease).
+ * KEYS: 1 fair clock, 2 prioritized zset
+ * ARGV: 1 job key prefix, 2 interval ms, 3 slack
+ * Returns: jobs shifted, or -1 when another process swept less than an interval ago.
+ */
+export const FAIR_SWEEP_LUA = `
+local clock, prioritized = KEYS[1], KEYS[2]
+local prefix, interval, slack = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', clock, 'swept_at', 'rebased_by', 'top')
+if now < (tonumber(state[1]) or 0) + interval then return -1 end
+redis.call('HSET', clock, 'swept_at', string.format('%d', now))
+local by, top = tonumber(state[2]) or 0, tonumber(state[3]) or 0
+if by <= 0 then return 0 end
+local above = top + 9 * ${gap} + slack + 1
+-- A straggler's priority is at most the limit: past it, stragglers cannot be told apart.
+if above > ${limit} then return 0 end
+local stale = redis.call('ZRANGEBYSCORE', prioritized, string.format('%.0f', above * ${scoreStep}), '+inf',
+  'WITHSCORES', 'LIMIT', 0, 1000)
+local batch = {}
+for i = 1, #stale, 2 do
+  local score = tonumber(stale[i + 1])
+  local counter = score % ${scoreStep}
+  local moved = math.max(math.floor(score / ${scoreStep}) - by, 1)
+  redis.call('HSET', prefix .. stale[i], 'priority', string.format('%d', moved))
+  batch[#batch + 1] = string.format('%.0f', moved * ${scoreStep} + counter)
+  batch[#batch + 1] = stale[i]
+end
+if #batch > 0 then redis.call('ZADD', prioritized, unpack(batch)) end
+return #batch / 2
+`;

@@ -1,0 +1,86 @@
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import type { JobData } from "../schemas/job.js";
+import { FAIR_SWEEP_LUA, FAIR_TAGS_LUA } from "./fair-share.lua.js";
+import { FAIR_UNITS, fairStep } from "./fair-share-numbers.js";
+
+type Command = (...args: Array<string | number>) => Promise<unknown>;
+
+const TAGS_COMMAND = "cascadeFairTags";
+const SWEEP_COMMAND = "cascadeFairSweep";
+
+/** Each tenant's `weight` (default 1), as the config file gives it. */
+export type TenantWeights = (tenant: string) => number | undefined;
+
+/** Weights from the config file's `tenants` section. */
+export function weightsFromConfig(
+  tenants: Record<string, { weight?: number | undefined }> | undefined,
+): TenantWeights {
+  return (tenant) => tenants?.[tenant]?.weight;
+}
+
+/**
+ * Fair share between tenants on BullMQ's own prioritized set: the BullMQ priorities new jobs get
+ * (start-time fair queuing tags, see fair-share.lua.ts), and the sweep that fixes jobs added
+ * across a rebase. One script call per enqueue of any number of jobs of one tenant and priority.
+ */
+export class FairTags {
+  private readonly tagsCommand: Command;
+  private readonly sweepCommand: Command;
+
+  constructor(
+    redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly weights: TenantWeights = () => undefined,
+  ) {
+    // Defined once, when the owner is built (not lazily on a busy auto-pipelined connection).
+    if (!(TAGS_COMMAND in redis)) redis.defineCommand(TAGS_COMMAND, { numberOfKeys: 4, lua: FAIR_TAGS_LUA });
+    if (!(SWEEP_COMMAND in redis))
+      redis.defineCommand(SWEEP_COMMAND, { numberOfKeys: 2, lua: FAIR_SWEEP_LUA });
+    const table = redis as unknown as Record<string, Command>;
+    this.tagsCommand = (table[TAGS_COMMAND] as Command).bind(redis);
+    this.sweepCommand = (table[SWEEP_COMMAND] as Command).bind(redis);
+  }
+
+  /** BullMQ priorities of `count` jobs `tenant` enqueues now at `priority` (1..10), in order. */
+  async priorities(tenant: string, priority: number, count: number): Promise<number[]> {
+    if (count <= 0) return [];
+    const queuePrefix = this.keys.completionJob("");
+    const reply = (await this.tagsCommand(
+      this.keys.fairClock,
+      this.keys.completionQueuePrioritized,
+      this.keys.completionQueueDelayed,
+      this.keys.completionQueueActive,
+      queuePrefix,
+      tenant,
+      Math.min(10, Math.max(1, Math.round(priority))),
+      fairStep(this.weights(tenant)),
+      count,
+    )) as Array<number | string>;
+    return reply.map(Number);
+  }
+
+  /**
+   * Shifts jobs added across a rebase back into line; at most once per `intervalMs` across all
+   * processes. Returns how many jobs moved, or -1 when another process swept recently.
+   */
+  async sweep(intervalMs: number, slack = FAIR_UNITS.gap): Promise<number> {
+    const moved = await this.sweepCommand(
+      this.keys.fairClock,
+      this.keys.completionQueuePrioritized,
+      this.keys.completionJob(""),
+      intervalMs,
+      slack,
+    );
+    return Number(moved);
+  }
+}
+
+/**
+ * The job's data with `priority` right after `v` and `tenant`, so the fair-tags script can read a
+ * queued job's priority from the first bytes of its data without decoding it (JSON keeps insertion
+ * order; the worker validates the data whatever its order).
+ */
+export function fairJobData(data: JobData): JobData {
+  return Object.assign({ v: data.v, tenant: data.tenant, priority: data.priority }, data);
+}

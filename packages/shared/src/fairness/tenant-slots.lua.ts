@@ -1,0 +1,40 @@
+/**
+ * Lua scripts of a tenant's `max_concurrency`: its running jobs are a sorted set of job id ->
+ * expiry (Redis ms), so a worker that dies without releasing frees its slots when they expire.
+ * Times come from Redis (TIME), shared by every worker.
+ */
+
+/**
+ * tenant-slot-take — a job of the tenant starts: forget expired runs; a job already holding a
+ * slot (it starts again after a stall) keeps it; else take one unless `max` are taken.
+ * KEYS: 1 the tenant's running set
+ * ARGV: 1 job id, 2 max, 3 hold ms (the slot expires unless renewed within it)
+ * Returns: 1 taken (or kept), 0 refused.
+ */
+export const TENANT_SLOT_TAKE_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hold = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now))
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], string.format('%d', now + hold), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], hold)
+return 1
+`;
+
+/**
+ * tenant-slot-renew — a running job keeps its slot for another `hold` ms (only if it still has it).
+ * KEYS: 1 the tenant's running set
+ * ARGV: 1 job id, 2 hold ms
+ * Returns: 1 renewed, 0 the slot had gone.
+ */
+export const TENANT_SLOT_RENEW_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hold = tonumber(ARGV[2])
+local renewed = redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%d', now + hold), ARGV[1])
+if renewed == 1 then redis.call('PEXPIRE', KEYS[1], hold) end
+return renewed
+`;

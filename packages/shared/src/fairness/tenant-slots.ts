@@ -1,0 +1,59 @@
+import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
+import { TENANT_SLOT_RENEW_LUA, TENANT_SLOT_TAKE_LUA } from "./tenant-slots.lua.js";
+
+type Command = (...args: Array<string | number>) => Promise<unknown>;
+
+const TAKE_COMMAND = "cascadeTenantSlotTake";
+const RENEW_COMMAND = "cascadeTenantSlotRenew";
+
+/** A slot a running job holds; `release` when the run ends, however it ends. */
+export interface TenantSlot {
+  release(): Promise<void>;
+}
+
+/**
+ * A tenant's `max_concurrency` across all workers: a job takes a slot when it starts, renews it
+ * every `holdMs / 4` while it runs, and releases it when its run ends. A worker that dies leaves
+ * its slots to expire after `holdMs`. Tenants without a cap never call this.
+ */
+export class TenantSlots {
+  private readonly take: Command;
+  private readonly renew: Command;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly holdMs: number,
+    private readonly onRenewError: (error: unknown) => void = () => {},
+  ) {
+    // Defined once, when the worker is built (not lazily on a busy auto-pipelined connection).
+    if (!(TAKE_COMMAND in redis))
+      redis.defineCommand(TAKE_COMMAND, { numberOfKeys: 1, lua: TENANT_SLOT_TAKE_LUA });
+    if (!(RENEW_COMMAND in redis))
+      redis.defineCommand(RENEW_COMMAND, { numberOfKeys: 1, lua: TENANT_SLOT_RENEW_LUA });
+    const table = redis as unknown as Record<string, Command>;
+    this.take = (table[TAKE_COMMAND] as Command).bind(redis);
+    this.renew = (table[RENEW_COMMAND] as Command).bind(redis);
+  }
+
+  /** A slot for `jobId` of `tenant`, or undefined when `max` of the tenant's jobs run already. */
+  async acquire(tenant: string, jobId: string, max: number): Promise<TenantSlot | undefined> {
+    const key = this.keys.tenantRunning(tenant);
+    if (Number(await this.take(key, jobId, max, this.holdMs)) !== 1) return undefined;
+    const timer = setInterval(
+      () => void this.renew(key, jobId, this.holdMs).catch(this.onRenewError),
+      Math.max(50, Math.floor(this.holdMs / 4)),
+    );
+    timer.unref();
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        clearInterval(timer);
+        await this.redis.zrem(key, jobId);
+      },
+    };
+  }
+}
