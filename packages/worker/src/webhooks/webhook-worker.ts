@@ -76,10 +76,11 @@ const DEFAULT_LOCK_DURATION_MS = 30_000;
 /**
  * How long a delivery whose job has not ended in Redis waits before looking again: about as long
  * as it has waited so far (50 ms at first, for the usual case of a run that is storing its
- * result right now), at most 30 s (a run that crashed is recovered after its lock expires).
+ * result right now), at most the lock duration (a run that crashed is recovered after its lock
+ * expires, and the delivery should follow soon after, not as long again later).
  */
-export function notEndedRetryDelay(waitedMs: number): number {
-  return Math.min(Math.max(waitedMs, 50), 30_000);
+export function notEndedRetryDelay(waitedMs: number, lockDurationMs = DEFAULT_LOCK_DURATION_MS): number {
+  return Math.min(Math.max(waitedMs, 50), lockDurationMs);
 }
 
 /**
@@ -114,7 +115,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     if (body.kind === "wait") {
       // The job has not ended in Redis (its run is storing its result, or it is being run again
       // after a stale run enqueued this delivery): look again shortly, holding no slot.
-      const waitMs = notEndedRetryDelay(clock.now() - job.timestamp);
+      const waitMs = notEndedRetryDelay(clock.now() - job.timestamp, lockDurationMs);
       logger.debug(
         { delivery_id: parsed.data.delivery_id, wait_ms: waitMs },
         "webhook waits for its job to end",
