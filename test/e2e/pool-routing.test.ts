@@ -27,7 +27,11 @@ const config = (url: string) => ({
     plain: { provider: "p", name: "up-plain" },
     limited: pool(["lim1", "lim2"], { strategy: "weighted" }),
     failing: pool(["err1", "err2"], { strategy: "weighted" }),
-    weighted: pool(["w1", "w2"], { strategy: "weighted" }, [3, 1]),
+    weighted: pool(
+      ["w1", "w2"],
+      { strategy: "weighted", price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
+      [3, 1],
+    ),
     fastest: pool(["slow", "fast"], { strategy: "lowest_latency" }),
     idlest: pool(["busy", "idle"], { strategy: "least_busy" }),
     keyed: {
@@ -160,5 +164,21 @@ describe("a pooled model's deployments", () => {
     expect(k2.length).toBeGreaterThan(0);
     for (const call of k2) expect(call.headers.authorization).toBe(`Bearer ${DEPLOYMENT_KEY}`);
     for (const call of k1) expect(call.headers.authorization).not.toBe(`Bearer ${DEPLOYMENT_KEY}`);
+  });
+
+  it("GET /v1/providers, GET /v1/usage and the breaker gauges show deployments", async () => {
+    const providers = await stack.request("GET", "/v1/providers");
+    expect(providers.status).toBe(200);
+    const p = providers.body.data.find((provider: Json) => provider.id === "p");
+    const lim1 = p.models.find((model: Json) => model.id === "limited" && model.deployment === "lim1");
+    expect(lim1).toMatchObject({ breaker: { id: "deployment:limited/lim1", state: "closed" } });
+    expect(lim1.cooldown_until).toBeGreaterThan(Date.now() / 1000);
+    const usage = await stack.request("GET", "/v1/usage");
+    expect(usage.status).toBe(200);
+    expect(usage.body.by_deployment["weighted/w1"]).toBeGreaterThan(0);
+    expect(usage.body.by_deployment["weighted/w2"]).toBeGreaterThan(0);
+    const response = await fetch(`${stack.api.url}/metrics`);
+    const text = await response.text();
+    expect(text).toMatch(/cascade_breaker_state\{breaker="deployment:limited\/lim1",state="closed"\} 1/);
   });
 });

@@ -12,6 +12,8 @@ export interface UsageTotals {
   byRoute: Record<string, number>;
   byModel: Record<string, number>;
   byUser: Record<string, number>;
+  /** Pooled models' deployments, `<model>/<deployment>`. */
+  byDeployment: Record<string, number>;
   daily: Array<{ date: string; cost_usd: number }>;
 }
 
@@ -38,7 +40,14 @@ export class UsageStore {
     const pipeline = this.redis.pipeline();
     for (const date of days) pipeline.hgetall(this.keys.usage(tenant, date));
     const replies = ((await pipeline.exec()) ?? []) as Array<[Error | null, Record<string, string>]>;
-    const totals: UsageTotals = { costUsd: 0, byRoute: {}, byModel: {}, byUser: {}, daily: [] };
+    const totals: UsageTotals = {
+      costUsd: 0,
+      byRoute: {},
+      byModel: {},
+      byUser: {},
+      byDeployment: {},
+      daily: [],
+    };
     replies.forEach(([error, fields], index) => {
       if (error) throw error;
       let dayTotal = 0;
@@ -50,6 +59,7 @@ export class UsageStore {
         else if (kind === "route") addTo(totals.byRoute, name, amount);
         else if (kind === "model") addTo(totals.byModel, name, amount);
         else if (kind === "user") addTo(totals.byUser, name, amount);
+        else if (kind === "deployment") addTo(totals.byDeployment, name, amount);
       }
       totals.costUsd += dayTotal;
       totals.daily.push({ date: days[index] as string, cost_usd: roundUsd(dayTotal) });

@@ -7,6 +7,8 @@ import {
   bucketHashSchema,
   type Config,
   cooldownHashSchema,
+  type DeploymentConfig,
+  deploymentKey,
   type Keys,
   type LimitScope,
   type LimitsConfig,
@@ -164,6 +166,9 @@ export async function readProviderStatus(
         );
     }
     for (const [modelId, model] of Object.entries(config.file.models)) {
+      for (const deployment of model.deployments ?? []) {
+        if (deployment.provider === id) view.models.push(deploymentView(modelId, deployment));
+      }
       if (model.provider !== id) continue;
       const modelView: Record<string, unknown> = {
         id: modelId,
@@ -194,6 +199,39 @@ export async function readProviderStatus(
     }
     return view;
   });
+  /** A pooled model's deployment on this provider: its own breaker, cooldown and buckets. */
+  function deploymentView(modelId: string, deployment: DeploymentConfig): Record<string, unknown> {
+    const model = config.file.models[modelId];
+    const key = deploymentKey(modelId, deployment.id);
+    const view: Record<string, unknown> = {
+      id: modelId,
+      deployment: deployment.id,
+      name: deployment.name ?? model?.name ?? modelId,
+      weight: deployment.weight ?? 1,
+      strategy: model?.strategy ?? "most_headroom",
+      capabilities: model?.capabilities ?? [],
+      context_window: model?.context_window ?? null,
+      breaker: null,
+      cooldown_until: null,
+      limits: [] as LimitView[],
+    };
+    const id = breakerId("deployment", key);
+    hgetall(keys.breaker(id), breakerHashSchema, (raw) => {
+      view.breaker = breakerView(id, raw);
+    });
+    hgetall(keys.cooldown("deployment", key), cooldownHashSchema, (raw) => {
+      view.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
+    });
+    for (const kind of ["rpm", "tpm"] as const) {
+      const limits = deployment.limits;
+      if (limits?.[kind]) {
+        hgetall(keys.bucket("deployment", key, kind), bucketHashSchema, (raw) =>
+          (view.limits as LimitView[]).push(bucketView("deployment", kind, limits, raw, nowMs)),
+        );
+      }
+    }
+    return view;
+  }
   const replies = ((await pipeline.exec()) ?? []) as Reply[];
   replies.forEach(([error, value], index) => {
     if (error) throw error;
@@ -202,9 +240,16 @@ export async function readProviderStatus(
   return { object: "list" as const, data: providers };
 }
 
-/** The breaker an override names: a provider's, or a model's own (`POST /v1/providers/:id/breaker`). */
+/**
+ * The breaker an override names: a provider's, a model's own, or a pool's deployment's
+ * (`<model>/<deployment>`) (`POST /v1/providers/:id/breaker`).
+ */
 export function breakerIdFor(config: Config, id: string): string | undefined {
   if (config.file.providers[id]) return breakerId("provider", id);
+  const [poolId, deploymentId] = id.split("/");
+  const pooled = poolId !== undefined ? config.file.models[poolId] : undefined;
+  if (deploymentId !== undefined && pooled?.deployments?.some((deployment) => deployment.id === deploymentId))
+    return breakerId("deployment", id);
   const model = config.file.models[id];
   if (model?.breaker) return breakerId("model", id);
   return undefined;

@@ -175,7 +175,8 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
           connection: "keep-alive",
           "x-accel-buffering": "no",
           "x-cascade-model": modelId,
-          ...(model ? { "x-cascade-provider": model.provider } : {}),
+          // A pool's answering deployment is known only once its attempt is recorded (not yet).
+          ...(model?.provider ? { "x-cascade-provider": model.provider } : {}),
           // The attempts so far and the one answering now; its cost is not known yet.
           "x-cascade-attempts": String(attempts.length + answering),
           ...(fallbacks ? { "x-cascade-fallbacks": fallbacks } : {}),

@@ -94,6 +94,7 @@ export function registerUsageRoutes(app: FastifyInstance, deps: { usage: UsageSt
         by_route: usage.byRoute,
         by_model: usage.byModel,
         by_user: usage.byUser,
+        by_deployment: usage.byDeployment,
         daily: usage.daily,
         routes: viewsById(period.routes),
         models: viewsById(period.models),

@@ -344,6 +344,7 @@ export class Resilience {
       };
       if (request.route) fields[usageField("route", request.route)] = cost;
       if (request.user !== undefined) fields[usageField("user", request.user)] = cost;
+      if (request.deployment) fields[usageField("deployment", request.deployment.key)] = cost;
       this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
     }
     return urgent;

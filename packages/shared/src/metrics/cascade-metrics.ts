@@ -32,6 +32,7 @@ export interface CascadeMetrics {
   readonly costUsd: Counter<"tenant" | "route" | "model">;
   readonly webhookDeliveries: Counter<"outcome">;
   readonly limitWaits: Counter<"provider" | "model">;
+  readonly deploymentAttempts: Counter<"model" | "deployment" | "outcome" | "reason">;
   readonly queueWait: Histogram<"route">;
   readonly hopDuration: Histogram<"provider" | "model" | "outcome">;
   readonly timeToFirstToken: Histogram<"provider" | "model">;
@@ -99,6 +100,12 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     labelNames: ["outcome"] as const,
     registers,
   });
+  const deploymentAttempts = new Counter({
+    name: "cascade_deployment_attempts_total",
+    help: "Calls to each deployment of a pooled model, by model, deployment, outcome and reason.",
+    labelNames: ["model", "deployment", "outcome", "reason"] as const,
+    registers,
+  });
   const limitWaits = new Counter({
     name: "cascade_limit_waits_total",
     help: "Hops that found no capacity in their buckets (or a cooldown) and waited for it, by provider and model.",
@@ -143,6 +150,7 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     costUsd,
     webhookDeliveries,
     limitWaits,
+    deploymentAttempts,
     queueWait,
     hopDuration,
     timeToFirstToken,
@@ -153,6 +161,14 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
       attempts.inc({ provider, model, outcome: attempt.outcome, reason: labelValue(attempt.reason) });
       if (attempt.outcome !== "skipped") {
         hopDuration.observe({ provider, model, outcome: attempt.outcome }, attempt.duration_ms / 1000);
+      }
+      if (attempt.deployment !== undefined) {
+        deploymentAttempts.inc({
+          model,
+          deployment: labelValue(attempt.deployment),
+          outcome: attempt.outcome,
+          reason: labelValue(attempt.reason),
+        });
       }
     },
     limitWait(provider, model) {

@@ -96,6 +96,36 @@ describe("requestMetricsObserver", () => {
 });
 
 describe("createMetrics", () => {
+  it("counts a pooled model's calls per deployment", async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    metrics.attempt({ ...(base.attempts[1] as never), deployment: "east" });
+    metrics.attempt({
+      model: "backup",
+      provider: "openai",
+      deployment: "west",
+      outcome: "error",
+      reason: "rate_limited",
+      duration_ms: 10,
+      started_at: 1,
+    });
+    metrics.attempt(base.attempts[0] as never);
+    expect(
+      await sampleOf(metrics, "cascade_deployment_attempts_total", {
+        deployment: "east",
+        outcome: "success",
+      }),
+    ).toBe(1);
+    expect(
+      await sampleOf(metrics, "cascade_deployment_attempts_total", {
+        deployment: "west",
+        reason: "rate_limited",
+      }),
+    ).toBe(1);
+    expect(
+      await sampleOf(metrics, "cascade_deployment_attempts_total", { model: "primary" }),
+    ).toBeUndefined();
+  });
+
   it("counts attempts, times calls but not skips, and keeps each registry to itself", async () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const other = createMetrics({ defaultMetrics: false });

@@ -54,9 +54,9 @@ export const STATS_KINDS = { calls: "calls", errors: "errors", skips: "skips" } 
 
 /** Usage hash (`keys.usage(tenant, day)`): USD in `total` and in `<subject>:<id>` fields. */
 export const USAGE_TOTAL_FIELD = "total";
-type UsageSubject = "model" | "route" | "user";
+type UsageSubject = "model" | "route" | "user" | "deployment";
 
-/** A usage hash field: what one model, route or end user spent that day. */
+/** A usage hash field: what one model, route, end user or pool deployment (`<model>/<deployment>`) spent that day. */
 export function usageField(subject: UsageSubject, id: string): string {
   return `${subject}:${id}`;
 }
