@@ -114,6 +114,53 @@ describe("loadConfig", () => {
     );
   });
 
+  it("validates pooled models: provider or deployments, known providers, unique ids, keys from the environment", () => {
+    const pooled = (model: unknown) => ({ ...minimal, models: { ...minimal.models, pooled: model } });
+    const deployments = [
+      { id: "east", provider: "sim", limits: { rpm: 600 }, weight: 2 },
+      { id: "west", provider: "sim", name: "other", api_key_env: "WEST_KEY" },
+    ];
+    const config = loadConfig(
+      { WEST_KEY: "sk-west" },
+      { raw: pooled({ strategy: "least_busy", deployments }) },
+    );
+    expect(config.file.models.pooled?.deployments).toHaveLength(2);
+    expect(config.providerKeys.get("pooled/west")).toBe("sk-west");
+    expect(loadError(pooled({ provider: "sim", deployments }))).toMatch(
+      /models\.pooled\.provider: a pooled model names its providers in deployments; remove provider/,
+    );
+    expect(loadError(pooled({}))).toMatch(
+      /models\.pooled\.provider: a model needs a provider, or deployments/,
+    );
+    expect(loadError(pooled({ deployments: [{ id: "a", provider: "nope" }] }))).toMatch(
+      /models\.pooled\.deployments\.0\.provider: unknown provider "nope"/,
+    );
+    expect(
+      loadError(
+        pooled({
+          deployments: [
+            { id: "a", provider: "sim" },
+            { id: "a", provider: "sim" },
+          ],
+        }),
+      ),
+    ).toMatch(/models\.pooled\.deployments\.1\.id: deployment id "a" is used twice/);
+    expect(loadError(pooled({ provider: "sim", strategy: "weighted" }))).toMatch(
+      /models\.pooled\.strategy: strategy only applies to a model with deployments/,
+    );
+    expect(loadError(pooled({ deployments, strategy: "fastest" }))).toMatch(/models\.pooled\.strategy/);
+    expect(loadError(pooled({ deployments: [] }))).toMatch(/a pool needs at least one deployment/);
+    expect(loadError(pooled({ deployments: [{ id: "a/b", provider: "sim" }] }))).toMatch(
+      /models\.pooled\.deployments\.0\.id/,
+    );
+    expect(
+      loadError({ ...minimal, tenants: { acme: { api_key_sha256: ["0".repeat(64)], weight: 0 } } }),
+    ).toMatch(/tenants\.acme\.weight/);
+    expect(
+      loadError({ ...minimal, tenants: { acme: { api_key_sha256: ["0".repeat(64)], max_concurrency: -1 } } }),
+    ).toMatch(/tenants\.acme\.max_concurrency/);
+  });
+
   it("refuses an id that is both a model and a route", () => {
     expect(loadError({ ...minimal, routes: { small: { chain: [{ model: "small" }] } } })).toMatch(
       /routes\.small: "small" is both a model id and a route id/,
