@@ -2,7 +2,7 @@ import type { Config } from "../config/load.js";
 import type { AlertRuleConfig } from "../config/schema.js";
 import { oldestWaitingMs } from "../fairness/oldest-waiting.js";
 import type { RedisClient } from "../redis/connection.js";
-import { breakerId, type Keys } from "../redis/keys.js";
+import { breakerId, deploymentKey, type Keys } from "../redis/keys.js";
 import { budgetPeriods } from "../resilience/periods.js";
 import { BREAKER_FIELDS } from "../resilience/redis-shape.js";
 import type { AlertKind } from "./alert-types.js";
@@ -44,6 +44,10 @@ export function providerBreakers(config: Config, provider: string): string[] {
   const ids = [breakerId("provider", provider)];
   for (const [id, model] of Object.entries(config.file.models)) {
     if (model.provider === provider && model.breaker) ids.push(breakerId("model", id));
+    for (const deployment of model.deployments ?? []) {
+      if (deployment.provider === provider)
+        ids.push(breakerId("deployment", deploymentKey(id, deployment.id)));
+    }
   }
   return ids;
 }
