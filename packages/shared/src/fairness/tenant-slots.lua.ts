@@ -1,14 +1,14 @@
 /**
- * Lua scripts of a tenant's `max_concurrency`: its running jobs are a sorted set of job id ->
+ * Lua scripts of a tenant's `max_concurrency`: its running jobs are a sorted set of run id ->
  * expiry (Redis ms), so a worker that dies without releasing frees its slots when they expire.
  * Times come from Redis (TIME), shared by every worker.
  */
 
 /**
- * tenant-slot-take — a job of the tenant starts: forget expired runs; a job already holding a
- * slot (it starts again after a stall) keeps it; else take one unless `max` are taken.
+ * tenant-slot-take — a run of one of the tenant's jobs starts: forget expired runs; a run already
+ * holding a slot keeps it; else take one unless `max` are taken.
  * KEYS: 1 the tenant's running set
- * ARGV: 1 job id, 2 max, 3 hold ms (the slot expires unless renewed within it)
+ * ARGV: 1 run id (job id and lock token), 2 max, 3 hold ms (the slot expires unless renewed within it)
  * Returns: 1 taken (or kept), 0 refused.
  */
 export const TENANT_SLOT_TAKE_LUA = `
@@ -27,7 +27,7 @@ return 1
 /**
  * tenant-slot-renew — a running job keeps its slot for another `hold` ms (only if it still has it).
  * KEYS: 1 the tenant's running set
- * ARGV: 1 job id, 2 hold ms
+ * ARGV: 1 run id, 2 hold ms
  * Returns: 1 renewed, 0 the slot had gone.
  */
 export const TENANT_SLOT_RENEW_LUA = `

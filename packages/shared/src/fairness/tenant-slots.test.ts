@@ -1,6 +1,6 @@
 /**
  * A tenant's max_concurrency slots against a real Redis: taken up to the cap, refused beyond it,
- * kept by a job that starts again, freed on release, and lapsing when nobody renews them.
+ * kept by a run that asks again, freed on release, and lapsing when nobody renews them.
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -19,7 +19,7 @@ describe("tenant slots", () => {
     const held = await Promise.all(["j1", "j2", "j3"].map((id) => slots.acquire("acme", id, 3)));
     expect(held.every(Boolean)).toBe(true);
     expect(await slots.acquire("acme", "j4", 3)).toBeUndefined();
-    // A job that already holds a slot (it starts again after a stall) keeps it.
+    // A run that already holds a slot and asks again keeps it.
     const again = await slots.acquire("acme", "j1", 3);
     expect(again).toBeDefined();
     // Other tenants are counted apart.

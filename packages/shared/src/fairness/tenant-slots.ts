@@ -37,12 +37,15 @@ export class TenantSlots {
     this.renew = (table[RENEW_COMMAND] as Command).bind(redis);
   }
 
-  /** A slot for `jobId` of `tenant`, or undefined when `max` of the tenant's jobs run already. */
-  async acquire(tenant: string, jobId: string, max: number): Promise<TenantSlot | undefined> {
+  /**
+   * A slot for one run (`runId`, e.g. job id and lock token) of a job of `tenant`, or undefined
+   * when `max` of the tenant's runs hold one already.
+   */
+  async acquire(tenant: string, runId: string, max: number): Promise<TenantSlot | undefined> {
     const key = this.keys.tenantRunning(tenant);
-    if (Number(await this.take(key, jobId, max, this.holdMs)) !== 1) return undefined;
+    if (Number(await this.take(key, runId, max, this.holdMs)) !== 1) return undefined;
     const timer = setInterval(
-      () => void this.renew(key, jobId, this.holdMs).catch(this.onRenewError),
+      () => void this.renew(key, runId, this.holdMs).catch(this.onRenewError),
       Math.max(50, Math.floor(this.holdMs / 4)),
     );
     timer.unref();
@@ -52,7 +55,7 @@ export class TenantSlots {
         if (released) return;
         released = true;
         clearInterval(timer);
-        await this.redis.zrem(key, jobId);
+        await this.redis.zrem(key, runId);
       },
     };
   }

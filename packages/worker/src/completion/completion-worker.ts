@@ -115,7 +115,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     const slot =
       maxConcurrency === undefined
         ? undefined
-        : await tenantSlots.acquire(data.tenant, jobId, maxConcurrency);
+        : // One slot per run (job id and lock token): a run that lost its lock and still winds
+          // down is counted until it ends, apart from the run that took the job over.
+          await tenantSlots.acquire(data.tenant, `${jobId}:${token ?? ""}`, maxConcurrency);
     if (maxConcurrency !== undefined && !slot) {
       // The tenant runs as many jobs as it may: back to the delayed set for a moment, progress
       // kept. Its BullMQ priority (its fair-share tag) brings it back at the front of the line.
