@@ -89,7 +89,7 @@ export interface Keys {
   poolLatency(modelId: string): string;
   /** Fairness: the virtual clock of the completions queue and each tenant's last tag (hash). */
   readonly fairClock: string;
-  /** Fairness: a tenant's running jobs (zset: job id -> expiry ms), for `max_concurrency`. */
+  /** Fairness: a tenant's running jobs (zset: `<job id>:<lock token>` of each run -> expiry ms), for `max_concurrency`. */
   tenantRunning(tenant: string): string;
   /** BullMQ's delayed set and active list of the completions queue (a fair-share rebase shifts their jobs' priorities). */
   readonly completionQueueDelayed: string;
