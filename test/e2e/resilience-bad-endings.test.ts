@@ -16,6 +16,7 @@
  * Prices: $1000 per million tokens, i.e. $0.001 a token; PROMPT is estimated at 20 tokens.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keysMatching } from "../support/redis-clients.js";
 import type { Json } from "./helpers.js";
 import { figure, type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
 
@@ -65,7 +66,7 @@ const request = (extra: Record<string, unknown> = {}) => ({
 /** The tenant's spend key, GET /v1/usage and the job costs, once settlements are written. */
 async function books(jobs: Json[]) {
   await sleep(500);
-  const keys = await stack.redis.keys(`${stack.tag}:spend:tenant:acme:d:*`);
+  const keys = await keysMatching(stack.redis, `${stack.tag}:spend:tenant:acme:d:*`);
   const spend = keys.length ? Number(await stack.redis.get(keys[0] as string)) : 0;
   const usage = await stack.request("GET", "/v1/usage", undefined, KEY);
   const fromJobs = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);

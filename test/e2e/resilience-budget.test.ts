@@ -9,6 +9,7 @@
  * real usage 20 + 60 = 80 tokens = $0.08.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keysMatching } from "../support/redis-clients.js";
 import type { Json } from "./helpers.js";
 import { figure, type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
 
@@ -58,7 +59,7 @@ const body = (extra: Record<string, unknown> = {}) => ({
 
 /** Spend recorded in Redis for a subject (`tenant:acme`, `user:beta:u1`), summed over periods of a kind. */
 async function spendKey(subject: string, period: "d" | "m"): Promise<number> {
-  const keys = await stack.redis.keys(`${stack.tag}:spend:${subject}:${period}:*`);
+  const keys = await keysMatching(stack.redis, `${stack.tag}:spend:${subject}:${period}:*`);
   let total = 0;
   for (const key of keys) total += Number((await stack.redis.get(key)) ?? 0);
   return total;
@@ -83,7 +84,7 @@ describe("budgets across three worker processes", () => {
     const over = jobs.filter((job: Json) => job.status !== "succeeded");
     const jobsSpend = sum(succeeded);
     const redisSpend = await spendKey("tenant:acme", "d");
-    const usageKeys = await stack.redis.keys(`${stack.tag}:usage:acme:*`);
+    const usageKeys = await keysMatching(stack.redis, `${stack.tag}:usage:acme:*`);
     const usageTotal = usageKeys.length
       ? Number(await stack.redis.hget(usageKeys[0] as string, "total"))
       : null;

@@ -4,7 +4,7 @@
  * fake OpenAI upstream; job submission and waiting in bulk; direct reads of Cascade's Redis keys
  * (breaker hash, spend) through ioredis; and small statistics over the fake's call timestamps.
  */
-import { Redis } from "ioredis";
+import type { RedisClient } from "@cascade/shared";
 import { inject } from "vitest";
 import { type FakeCall, type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import {
@@ -16,6 +16,7 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { testRedis } from "../support/redis-clients.js";
 import { FAKE_KEY_VALUE, type HttpResult, type Json, sleep } from "./helpers.js";
 
 export { sleep };
@@ -41,7 +42,7 @@ export interface ResilienceStack {
   env: Record<string, string>;
   prefix: string;
   /** A direct connection to the run's Redis, for reading Cascade's keys. */
-  redis: Redis;
+  redis: RedisClient;
   /** `{prefix}` — the hash tag every Cascade key starts with. */
   tag: string;
   dir: TempDir;
@@ -84,7 +85,7 @@ export async function startResilienceStack(options: StackOptions): Promise<Resil
     WORKER_LOCK_DURATION_MS: "5000",
     ...options.env,
   };
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
+  const redis = testRedis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
   const workers: CascadeProcess[] = [];
   const spawnWorker = async (name: string, concurrency?: number) => {
     const worker = await startWorker({

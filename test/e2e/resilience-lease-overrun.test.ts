@@ -11,6 +11,7 @@
  * separated by idle gaps longer than a lease (250 ms), so every lease ends and is given back.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keysMatching } from "../support/redis-clients.js";
 import type { Json } from "./helpers.js";
 import { figure, type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
 
@@ -53,7 +54,7 @@ afterAll(async () => {
 });
 
 async function spendOf(pattern: string): Promise<number> {
-  const keys = await stack.redis.keys(`${stack.tag}:spend:${pattern}`);
+  const keys = await keysMatching(stack.redis, `${stack.tag}:spend:${pattern}`);
   let total = 0;
   for (const key of keys) total += Number((await stack.redis.get(key)) ?? 0);
   return total;

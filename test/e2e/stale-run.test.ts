@@ -5,7 +5,7 @@
  * does, the webhook, the batch line, the job's progress and a streaming job's events are the
  * stored job's, written once, by B's run.
  */
-import { Redis } from "ioredis";
+import type { RedisClient } from "@cascade/shared";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import {
@@ -18,6 +18,7 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { testRedis } from "../support/redis-clients.js";
 import { startWebhookSink, type WebhookSink } from "../support/webhook-sink.js";
 import {
   chatRequest,
@@ -35,7 +36,7 @@ let fake: FakeOpenAI;
 let sink: WebhookSink;
 let dir: TempDir;
 let api: CascadeApi;
-let redis: Redis;
+let redis: RedisClient;
 let prefix: string;
 let env: Record<string, string>;
 const workers: CascadeProcess[] = [];
@@ -50,7 +51,7 @@ beforeAll(async () => {
   fake = await startFakeOpenAI();
   sink = await startWebhookSink();
   dir = makeTempDir();
-  redis = new Redis(inject("redisUrl"));
+  redis = testRedis();
   prefix = uniquePrefix("stale");
   const config = {
     ...fakeConfig(fake.url, { primaryTimeoutMs: 30_000 }),

@@ -3,7 +3,6 @@ import {
   budgetPeriods,
   ConfigError,
   createKeys,
-  createRedis,
   loadConfig,
   QUEUE_NAMES,
   type RedisClient,
@@ -16,6 +15,7 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack, uniquePrefix } from "../support/cascade-stack.js";
 import { type FakeBehaviour, type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { testRedis } from "../support/redis-clients.js";
 import { type SinkRequest, startWebhookSink, type WebhookSink } from "../support/webhook-sink.js";
 
 const alertsSecret = `whsec_${Buffer.from("cascade-test-alerts-secret-0123456789").toString("base64")}`;
@@ -300,7 +300,7 @@ describe("alerts", () => {
 describe("the alert evaluator's lease", () => {
   let redis: RedisClient;
   beforeAll(() => {
-    redis = createRedis(inject("redisUrl"));
+    redis = testRedis();
   });
   afterAll(() => redis?.disconnect());
 

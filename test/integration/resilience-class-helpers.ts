@@ -3,12 +3,19 @@
  * the run's real Redis, under a unique prefix): a config from inline YAML-shaped objects, a hop
  * request for a model, and direct reads of the breaker hash.
  */
-import { type Config, createKeys, type Keys, loadConfig, systemClock } from "@cascade/shared";
-import { Redis } from "ioredis";
+import {
+  type Config,
+  createKeys,
+  type Keys,
+  loadConfig,
+  type RedisClient,
+  systemClock,
+} from "@cascade/shared";
 import { pino } from "pino";
 import { inject } from "vitest";
 import { type HopRequest, Resilience } from "../../packages/engine/src/resilience/resilience.js";
 import { uniquePrefix } from "../support/cascade-stack.js";
+import { testRedis } from "../support/redis-clients.js";
 
 export const NO_KEY_HASH = "0".repeat(64);
 
@@ -20,9 +27,9 @@ export interface ResilienceHarness {
   resilience: Resilience;
   keys: Keys;
   /** The connection the Resilience uses. */
-  connection: Redis;
+  connection: RedisClient;
   /** Another connection, for reading keys and administering the server. */
-  admin: Redis;
+  admin: RedisClient;
   hop(modelId: string, extra?: Partial<HopRequest>): HopRequest;
   breaker(breakerId: string): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -31,12 +38,12 @@ export interface ResilienceHarness {
 export function startResilience(
   config: Config,
   label: string,
-  options: { connection?: Redis } = {},
+  options: { connection?: RedisClient } = {},
 ): ResilienceHarness {
   const url = inject("redisUrl");
   const keys = createKeys(uniquePrefix(label));
-  const connection = options.connection ?? new Redis(url, { maxRetriesPerRequest: 1 });
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  const connection = options.connection ?? testRedis(url, { maxRetriesPerRequest: 1 });
+  const admin = testRedis(url, { maxRetriesPerRequest: 1 });
   const resilience = new Resilience(
     connection as never,
     config,

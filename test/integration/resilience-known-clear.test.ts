@@ -11,8 +11,9 @@
  *
  * Driven through two Resilience instances (two "workers") on the run's real Redis.
  */
-import { Redis } from "ioredis";
-import { afterEach, describe, expect, inject, it } from "vitest";
+import type { RedisClient } from "@cascade/shared";
+import { afterEach, describe, expect, it } from "vitest";
+import { serverNodes, testRedis } from "../support/redis-clients.js";
 import { inlineConfig, type ResilienceHarness, startResilience } from "./resilience-class-helpers.js";
 
 const config = inlineConfig({
@@ -21,10 +22,10 @@ const config = inlineConfig({
   routes: { default: { chain: [{ model: "a" }] } },
 });
 
-const opened: Array<{ close(): Promise<void> } | Redis> = [];
+const opened: Array<{ close(): Promise<void> } | RedisClient> = [];
 afterEach(async () => {
   for (const item of opened.splice(0)) {
-    if (item instanceof Redis) item.disconnect();
+    if ("disconnect" in item) item.disconnect();
     else await item.close();
   }
 });
@@ -35,8 +36,8 @@ function worker(label: string): ResilienceHarness {
   return harness;
 }
 
-async function subscriberFor(harness: ResilienceHarness): Promise<Redis> {
-  const subscriber = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+async function subscriberFor(harness: ResilienceHarness): Promise<RedisClient> {
+  const subscriber = testRedis(undefined, { maxRetriesPerRequest: 1 });
   opened.push(subscriber);
   await harness.resilience.listen(subscriber as never);
   return subscriber;
@@ -64,17 +65,22 @@ describe("the in-process known-clear cache", () => {
   it("a 429's cooldown is announced by the script that writes it, before anyone can read it", async () => {
     const label = "known-clear-announce";
     const settling = worker(label);
-    const listener = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+    const listener = testRedis(undefined, { maxRetriesPerRequest: 1 });
     opened.push(listener);
     const messages: string[] = [];
     listener.on("message", (_channel: string, message: string) => messages.push(message));
     await listener.subscribe(settling.keys.breakerChannel);
 
-    // Watch every command the server runs: the PUBLISH must come from inside the settle script.
-    const monitor = await new Redis(inject("redisUrl")).monitor();
-    opened.push(monitor as unknown as Redis);
+    // Watch every command the server runs (each master of a cluster): the PUBLISH must come
+    // from inside the settle script.
     const commands: Array<{ args: string[]; source: string }> = [];
-    monitor.on("monitor", (_time: string, args: string[], source: string) => commands.push({ args, source }));
+    for (const server of await serverNodes(settling.admin, "master")) {
+      const monitor = await server.monitor();
+      opened.push(monitor);
+      monitor.on("monitor", (_time: string, args: string[], source: string) =>
+        commands.push({ args, source }),
+      );
+    }
 
     const admission = await settling.resilience.admit(settling.hop("a"));
     if (!admission.admitted) throw new Error("not admitted");

@@ -6,8 +6,8 @@
  * failures and of aborted calls must all be in Redis afterwards, exactly once:
  * also when a script ran but its answer was lost (a client-side timeout while Redis was paused).
  */
-import { Redis } from "ioredis";
-import { afterEach, describe, expect, inject, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { keysMatching, onEveryServer, testRedis } from "../support/redis-clients.js";
 import {
   inlineConfig,
   NO_KEY_HASH,
@@ -32,18 +32,19 @@ let user: string | undefined;
 afterEach(async () => {
   await harness?.resilience.close(1_000);
   harness?.connection.disconnect();
-  if (user) await harness?.admin.acl("DELUSER", user);
+  if (user && harness) await onEveryServer(harness.admin, "ACL", "DELUSER", user);
   harness?.admin.disconnect();
   harness = undefined;
 });
 
 /** A Resilience connected as its own ACL user, whose script rights the test can take away. */
 async function startAsUser(label: string, options: { commandTimeout?: number } = {}) {
-  const admin = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  // ACL users live on each server (a cluster does not replicate them): set on every node.
+  const admin = testRedis(undefined, { maxRetriesPerRequest: 1 });
   user = `settle-${label}-${Math.random().toString(36).slice(2, 8)}`;
-  await admin.acl("SETUSER", user, "on", ">secret", "~*", "&*", "+@all");
+  await onEveryServer(admin, "ACL", "SETUSER", user, "on", ">secret", "~*", "&*", "+@all");
   admin.disconnect();
-  const connection = new Redis(inject("redisUrl"), {
+  const connection = testRedis(undefined, {
     username: user,
     password: "secret",
     maxRetriesPerRequest: 1,
@@ -54,11 +55,11 @@ async function startAsUser(label: string, options: { commandTimeout?: number } =
 }
 
 async function books(target: ResilienceHarness) {
-  const spend = await target.admin.keys(`${target.keys.bullPrefix}:spend:*`);
+  const spend = await keysMatching(target.admin, `${target.keys.bullPrefix}:spend:*`);
   const values: Record<string, number> = {};
   for (const key of spend)
     values[key.split(":spend:")[1]?.split(":d:")[0] ?? key] = Number(await target.admin.get(key));
-  const usage = await target.admin.keys(`${target.keys.bullPrefix}:usage:*`);
+  const usage = await keysMatching(target.admin, `${target.keys.bullPrefix}:usage:*`);
   const total = usage.length ? Number(await target.admin.hget(usage[0] as string, "total")) : 0;
   return { spend: values, usage: total };
 }
@@ -80,7 +81,7 @@ describe("settlements while Redis refuses them", () => {
   it("successes, failures and aborted calls settled during a refusal are written once it ends", async () => {
     const target = await startAsUser("refuse");
     const tickets = await admitCalls(target, 10);
-    await target.admin.acl("SETUSER", user as string, "-eval", "-evalsha");
+    await onEveryServer(target.admin, "ACL", "SETUSER", user as string, "-eval", "-evalsha");
     // 5 successes at $0.03 (batched), 3 server errors at $0, 2 aborted calls at $0.005.
     for (const ticket of tickets.slice(0, 5))
       await target.resilience.settle(ticket, {
@@ -101,7 +102,7 @@ describe("settlements while Redis refuses them", () => {
       });
     await target.resilience.flush();
     await sleep(400); // a few refused retries
-    await target.admin.acl("SETUSER", user as string, "+@all");
+    await onEveryServer(target.admin, "ACL", "SETUSER", user as string, "+@all");
     await target.resilience.close(10_000);
     const { spend, usage } = await books(target);
     const expected = 5 * 0.03 + 2 * 0.005;
@@ -121,7 +122,7 @@ describe("settlements while Redis refuses them", () => {
         costUsd: 0.03,
       });
     // Redis holds every write for 600 ms; the client gives up after 150 ms, Redis runs it later.
-    await target.admin.call("CLIENT", "PAUSE", "600", "WRITE");
+    await onEveryServer(target.admin, "CLIENT", "PAUSE", "600", "WRITE");
     await target.resilience.flush();
     await sleep(800);
     await target.resilience.close(10_000);
@@ -133,12 +134,12 @@ describe("settlements while Redis refuses them", () => {
   it("close() gives up after its bound when Redis keeps refusing", async () => {
     const target = await startAsUser("bounded");
     const [ticket] = await admitCalls(target, 1);
-    await target.admin.acl("SETUSER", user as string, "-eval", "-evalsha");
+    await onEveryServer(target.admin, "ACL", "SETUSER", user as string, "-eval", "-evalsha");
     if (ticket)
       await target.resilience.settle(ticket, { reason: undefined, costUsd: 0.02, promptTokens: 20 });
     const started = Date.now();
     await target.resilience.close(800);
     expect(Date.now() - started).toBeLessThan(2_000);
-    await target.admin.acl("SETUSER", user as string, "+@all");
+    await onEveryServer(target.admin, "ACL", "SETUSER", user as string, "+@all");
   });
 });

@@ -5,7 +5,6 @@ import {
   type CompletionQueue,
   type Config,
   createKeys,
-  createRedis,
   createRouteWindowRecorder,
   loadConfig,
   observeAll,
@@ -25,6 +24,7 @@ import {
   type WebhookWorker,
 } from "@cascade/worker";
 import { pino } from "pino";
+import { testRedis } from "./redis-clients.js";
 
 export interface StackOptions {
   redisUrl: string;
@@ -84,7 +84,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     { raw: options.config },
   );
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-  const redis = createRedis(options.redisUrl);
+  const redis = testRedis(options.redisUrl);
   const app = buildApp({
     config,
     redis,
@@ -101,7 +101,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const connections: RedisClient[] = [redis];
   // As packages/worker/src/main.ts composes a worker process: keys and queues built once here.
   const keys = createKeys(config.settings.CASCADE_REDIS_PREFIX);
-  const webhookConnection = createRedis(options.redisUrl);
+  const webhookConnection = testRedis(options.redisUrl);
   connections.push(webhookConnection);
   const completionQueue: CompletionQueue = createQueue(QUEUE_NAMES.completions, {
     connection: webhookConnection,
@@ -135,8 +135,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   await webhookWorker.worker.waitUntilReady();
 
   async function startWorker(concurrency = options.concurrency ?? 10): Promise<CompletionWorker> {
-    const connection = createRedis(options.redisUrl, { autoPipelining: true });
-    const subscriber = createRedis(options.redisUrl);
+    const connection = testRedis(options.redisUrl, { autoPipelining: true });
+    const subscriber = testRedis(options.redisUrl);
     connections.push(connection, subscriber);
     const resilience = new Resilience(connection, config, keys, logger, systemClock);
     await resilience.listen(subscriber);

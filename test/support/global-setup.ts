@@ -10,13 +10,18 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** redis://host:port of the run's Redis (REDIS_URL, a spawned redis-server, or a container). */
     redisUrl: string;
+    /** The run's Redis is a Redis Cluster (CASCADE_TEST_REDIS=cluster): connect with `testRedis`. */
+    redisCluster: boolean;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const redis = await startRedis();
   project.provide("redisUrl", redis.url);
+  project.provide("redisCluster", redis.cluster);
   return async function teardown() {
+    const keys = await redis.describeKeys?.().catch((error: Error) => error.message);
+    if (keys) console.log(`Redis Cluster of the run: ${keys}`);
     await redis.stop();
   };
 }

@@ -90,6 +90,10 @@ const live = new Set<CascadeProcess>();
 process.once("exit", () => {
   for (const proc of live) proc.child.kill("SIGKILL");
 });
+// vitest ends its fork workers with SIGTERM, which skips "exit" hooks: processes a failed
+// beforeAll started (before its stack object existed to stop them) outlived the run, retrying a
+// Redis that was gone, at a few % CPU each. Exiting runs the hooks above (and redis-server.ts's).
+process.once("SIGTERM", () => process.exit(143));
 
 function matcher(match: LinePredicate): (line: string) => boolean {
   if (typeof match === "string") return (line) => line.includes(match);

@@ -16,6 +16,10 @@ import tls from "node:tls";
 export interface RedisHandle {
   url: string;
   spawned: boolean;
+  /** A Redis Cluster (url is one of its masters, a seed): clients must be cluster clients. */
+  cluster: boolean;
+  /** A spawned cluster: where the run left its keys (keys per master), for the run's last line. */
+  describeKeys?(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -29,6 +33,8 @@ export interface SpawnedRedis {
   stop(): Promise<void>;
   /** Sends a signal without waiting, e.g. "SIGKILL" to simulate a crash. */
   kill(signal?: NodeJS.Signals): void;
+  /** False once the process has exited (or been killed). */
+  isRunning(): boolean;
 }
 
 export interface SpawnRedisOptions {
@@ -38,6 +44,8 @@ export interface SpawnRedisOptions {
   dir?: string;
   /** Persist every write to an AOF (default false). */
   appendonly?: boolean;
+  /** More redis-server arguments, e.g. cluster mode (see redis-cluster.ts). */
+  extraArgs?: string[];
 }
 
 // Servers this process spawned keep their data dirs and pid files under one directory named after
@@ -54,18 +62,46 @@ process.once("exit", () => {
 const HOW_TO_GET_REDIS =
   "No Redis for tests: install redis-server (sudo apt-get install redis-server, or brew install redis), start Docker, or set REDIS_URL=redis://host:port";
 
-/** Finds or starts the Redis for a whole test run (see the file comment for the order). */
+/**
+ * Finds or starts the Redis for a whole test run (see the file comment for the order).
+ * CASCADE_TEST_REDIS=cluster asks for a Redis Cluster instead: REDIS_URL must then be a cluster
+ * node, else one is spawned (3 masters, 3 replicas, see redis-cluster.ts).
+ */
 export async function startRedis(): Promise<RedisHandle> {
+  const mode = process.env.CASCADE_TEST_REDIS || "single";
+  if (mode !== "single" && mode !== "cluster") {
+    throw new Error(`CASCADE_TEST_REDIS must be "single" or "cluster", got "${mode}"`);
+  }
   const configured = process.env.REDIS_URL;
   if (configured) {
     await pingRedis(configured).catch((error: Error) => {
       throw new Error(`REDIS_URL=${configured} does not answer PING: ${error.message}`);
     });
-    return { url: configured, spawned: false, stop: async () => {} };
+    const cluster = await isRedisCluster(configured);
+    if (mode === "cluster" && !cluster) {
+      throw new Error(`CASCADE_TEST_REDIS=cluster but REDIS_URL=${configured} is not a Redis Cluster node`);
+    }
+    return { url: configured, spawned: false, cluster, stop: async () => {} };
+  }
+  if (mode === "cluster") {
+    if (!(await isOnPath("redis-server")) || !(await isOnPath("redis-cli"))) {
+      throw new Error(
+        "CASCADE_TEST_REDIS=cluster needs redis-server and redis-cli on PATH (sudo apt-get install redis-server), or REDIS_URL of a cluster node",
+      );
+    }
+    // Imported here: redis-cluster.ts imports this module.
+    const { spawnRedisCluster } = await import("./redis-cluster.js");
+    const cluster = await spawnRedisCluster();
+    const describeKeys = async () => {
+      const masters = await cluster.masters();
+      const counts = await Promise.all(masters.map((node) => cluster.command(node, "DBSIZE")));
+      return `keys per master: ${masters.map((node, index) => `:${node.port} ${Number(counts[index])}`).join(", ")}`;
+    };
+    return { url: cluster.url, spawned: true, cluster: true, stop: cluster.stop, describeKeys };
   }
   if (await isOnPath("redis-server")) {
     const server = await spawnRedisServer();
-    return { url: server.url, spawned: true, stop: server.stop };
+    return { url: server.url, spawned: true, cluster: false, stop: server.stop };
   }
   return startRedisContainer();
 }
@@ -79,6 +115,7 @@ export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise
   const args = [
     ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no"],
     ...["--save", "", "--appendonly", options.appendonly ? "yes" : "no", "--maxmemory-policy", "noeviction"],
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   let ready = false;
@@ -118,6 +155,7 @@ export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise
     port,
     dir,
     kill: (signal = "SIGTERM") => void child.kill(signal),
+    isRunning: () => child.exitCode === null && child.signalCode === null && !child.killed,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         const escalate = setTimeout(() => child.kill("SIGKILL"), 10_000);
@@ -131,9 +169,24 @@ export async function spawnRedisServer(options: SpawnRedisOptions = {}): Promise
 }
 
 /** Sends PING over raw RESP (AUTH first when the URL has a password); resolves on +PONG. */
-export function pingRedis(url: string, timeoutMs = 2_000): Promise<void> {
+export async function pingRedis(url: string, timeoutMs = 2_000): Promise<void> {
+  const reply = await firstReplyLine(url, ["PING"], timeoutMs);
+  if (reply.startsWith("-")) throw new Error(reply.slice(1));
+  if (reply !== "+PONG") throw new Error(`unexpected reply ${reply}`);
+}
+
+/** Whether the Redis at `url` is a Redis Cluster node (CLUSTER INFO answers instead of erring). */
+export async function isRedisCluster(url: string, timeoutMs = 2_000): Promise<boolean> {
+  return (await firstReplyLine(url, ["CLUSTER", "INFO"], timeoutMs)).startsWith("$");
+}
+
+/**
+ * Sends one command over raw RESP (AUTH first when the URL has a password) and resolves with the
+ * first line of its reply, type prefix included (`+PONG`, `$123`, `-ERR ...`). A failed AUTH rejects.
+ */
+function firstReplyLine(url: string, command: string[], timeoutMs: number): Promise<string> {
   const { hostname, port, username, password, protocol } = new URL(url);
-  const commands = [["PING"]];
+  const commands = [command];
   if (password) {
     const credentials = username ? [username, password] : [password];
     commands.unshift(["AUTH", ...credentials.map(decodeURIComponent)]);
@@ -144,21 +197,24 @@ export function pingRedis(url: string, timeoutMs = 2_000): Promise<void> {
     const socket =
       protocol === "rediss:" ? tls.connect({ ...target, servername: host }) : net.connect(target);
     let received = "";
-    const finish = (error?: Error) => {
+    let settled = false;
+    const finish = (error: Error | undefined, reply = "") => {
+      if (settled) return;
+      settled = true;
       socket.destroy();
       if (error) reject(error);
-      else resolve();
+      else resolve(reply);
     };
     socket.setTimeout(timeoutMs, () => finish(new Error(`no answer within ${timeoutMs} ms`)));
     socket.on("error", finish);
-    socket.on("close", () => finish(new Error("connection closed before PONG")));
+    socket.on("close", () => finish(new Error("connection closed before a reply")));
     socket.on("data", (chunk) => {
       received += chunk.toString("latin1");
       const replies = received.split("\r\n").slice(0, -1);
-      const failure = replies.find((reply) => reply.startsWith("-"));
-      if (failure) finish(new Error(failure.slice(1)));
-      else if (replies.length >= commands.length) {
-        finish(replies.at(-1) === "+PONG" ? undefined : new Error(`unexpected reply ${replies.at(-1)}`));
+      if (commands.length === 2 && replies[0]?.startsWith("-")) {
+        finish(new Error(replies[0].slice(1)));
+      } else if (replies.length >= commands.length) {
+        finish(undefined, replies[commands.length - 1]);
       }
     });
     socket.write(
@@ -240,7 +296,7 @@ async function startRedisContainer(): Promise<RedisHandle> {
       .start();
     const url = `redis://${container.getHost()}:${container.getMappedPort(6379)}`;
     await waitForPing(url, 10_000, () => undefined);
-    return { url, spawned: true, stop: async () => void (await container.stop()) };
+    return { url, spawned: true, cluster: false, stop: async () => void (await container.stop()) };
   } catch (error) {
     const reason = (error as Error).message.split("\n")[0];
     throw new Error(`${HOW_TO_GET_REDIS} (Docker fallback failed: ${reason})`);

@@ -51,15 +51,17 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
     : connection;
   if (cluster) {
     const parsed = new URL(url);
+    // As ioredis reads a URL: percent-encoded credentials; options given here win over the URL's.
+    const fromUrl = (value: string) => (value ? decodeURIComponent(value) : undefined);
     return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
       // The cluster client keeps its own offline queue, in front of the nodes' connections.
       enableOfflineQueue: rest.enableOfflineQueue ?? true,
       redisOptions: {
         ...baseOptions,
-        ...rest,
-        password: parsed.password || undefined,
-        username: parsed.username || undefined,
+        password: fromUrl(parsed.password),
+        username: fromUrl(parsed.username),
         tls: parsed.protocol === "rediss:" ? {} : undefined,
+        ...rest,
       },
     });
   }
@@ -102,6 +104,13 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
   try {
     const info = await probe.info("cluster").catch(() => "");
     const cluster = /cluster_enabled:1/.test(info);
+    // A cluster node is then reached through a cluster client (createRedis), which has database 0 only.
+    const database = new URL(url).pathname.replace(/^\//, "");
+    if (cluster && database !== "" && database !== "0") {
+      throw new ConfigError(
+        `REDIS_URL selects database ${database}, but Redis at ${shown} is a Redis Cluster node, which has database 0 only: remove /${database} from REDIS_URL (give each deployment its own CASCADE_REDIS_PREFIX instead)`,
+      );
+    }
     let policy: string | undefined;
     try {
       const reply = (await probe.config("GET", "maxmemory-policy")) as string[];
