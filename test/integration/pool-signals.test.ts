@@ -9,9 +9,10 @@ import { targetsOf } from "../../packages/engine/src/pools/model-targets.js";
 import { inlineConfig, type ResilienceHarness, startResilience } from "./resilience-class-helpers.js";
 
 const config = inlineConfig({
-  providers: { p: { type: "simulated" } },
+  providers: { p: { type: "simulated" }, wide: { type: "simulated", limits: { rpm: 6000 } } },
   models: {
     plain: { provider: "p", limits: { rpm: 60 } },
+    wide: { provider: "wide", limits: { rpm: 60 } },
     pooled: {
       deployments: [
         { id: "a", provider: "p", limits: { rpm: 60 } },
@@ -40,10 +41,14 @@ describe("places in line (admit.lua reserve_ms)", () => {
     const first = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
     expect(first.admitted).toBe(true);
     const waits: number[] = [];
+    const places: Array<{ dueMs: number; booked: number[] }> = [];
     for (let index = 0; index < 5; index += 1) {
       const next = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
       expect(next.admitted).toBe("in_line");
-      if (next.admitted === "in_line") waits.push(next.waitMs);
+      if (next.admitted === "in_line") {
+        waits.push(next.waitMs);
+        places.push({ dueMs: next.dueMs, booked: next.booked });
+      }
     }
     // rpm 60: a token a second; the five waiters are booked ~1, 2, 3, 4, 5 s out.
     waits.forEach((wait, index) => {
@@ -57,9 +62,44 @@ describe("places in line (admit.lua reserve_ms)", () => {
     // Past the reserve window: refused, as before.
     const far = await resilience.admitOrLineUp(request, { reserveMs: 2_000 });
     expect(far.admitted).toBe(false);
-    // A holder is admitted without asking rpm again.
-    const held = await resilience.admitOrLineUp(request, { holdsPlace: true });
+    // A holder called before its slot (a worker whose clock runs ahead) is told to wait on.
+    const early = await resilience.admitOrLineUp(request, { held: places[0] as never });
+    expect(early.admitted).toBe("in_line");
+    if (early.admitted === "in_line") {
+      expect(early.waitMs).toBeGreaterThan(0);
+      expect(early.dueMs).toBe(places[0]?.dueMs);
+    }
+    // At its slot it is admitted without asking rpm again.
+    await new Promise((resolve) =>
+      setTimeout(resolve, (early.admitted === "in_line" ? early.waitMs : 0) + 5),
+    );
+    const held = await resilience.admitOrLineUp(request, { held: places[0] as never });
     expect(held.admitted).toBe(true);
+  });
+});
+
+describe("places in line: what is booked", () => {
+  it("books only the short bucket; the others are asked when the call is due", async () => {
+    const { resilience, hop, keys, admin } = harness("place-short-only");
+    const request = hop("wide");
+    expect((await resilience.admitOrLineUp(request, { reserveMs: 10_000 })).admitted).toBe(true);
+    const providerBucket = keys.bucket("provider", "wide", "rpm");
+    const before = Number(await admin.hget(providerBucket, "tokens"));
+    const place = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    expect(place.admitted).toBe("in_line");
+    if (place.admitted === "in_line") expect(place.booked).toHaveLength(1);
+    // The provider's roomy bucket gave nothing for a call a second away.
+    expect(Number(await admin.hget(providerBucket, "tokens"))).toBe(before);
+  });
+
+  it("a probe that is due waits for a short bucket as rate_limited, not circuit_open", async () => {
+    const { resilience, hop, keys, admin } = harness("place-probe");
+    const request = hop("plain");
+    expect((await resilience.admitOrLineUp(request, { reserveMs: 10_000 })).admitted).toBe(true);
+    await admin.hset(keys.breaker("provider:p"), "state", "open", "open_until", "1");
+    const answer = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    expect(answer.admitted).toBe(false);
+    if (answer.admitted === false) expect(answer.reason).toBe("rate_limited");
   });
 });
 

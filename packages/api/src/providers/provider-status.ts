@@ -246,9 +246,11 @@ export async function readProviderStatus(
  */
 export function breakerIdFor(config: Config, id: string): string | undefined {
   if (config.file.providers[id]) return breakerId("provider", id);
-  const [poolId, deploymentId] = id.split("/");
-  const pooled = poolId !== undefined ? config.file.models[poolId] : undefined;
-  if (deploymentId !== undefined && pooled?.deployments?.some((deployment) => deployment.id === deploymentId))
+  // Model ids may hold "/" (`anthropic/claude`); deployment ids never do.
+  const slash = id.lastIndexOf("/");
+  const pooled = slash > 0 ? config.file.models[id.slice(0, slash)] : undefined;
+  const deploymentId = id.slice(slash + 1);
+  if (pooled?.deployments?.some((deployment) => deployment.id === deploymentId))
     return breakerId("deployment", id);
   const model = config.file.models[id];
   if (model?.breaker) return breakerId("model", id);

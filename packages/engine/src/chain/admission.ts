@@ -2,7 +2,7 @@ import { costUsd, type HopConfig, type ModelConfig, type Reason } from "@cascade
 import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
 import { orderDeployments } from "../pools/pool-picker.js";
 import type { HopRequest } from "../resilience/hop-plan.js";
-import type { Admission, Ticket } from "../resilience/resilience.js";
+import type { Admission, PlaceHeld, Ticket } from "../resilience/resilience.js";
 import type { ChainContext } from "./chain-context.js";
 import type { RequestEstimate } from "./prechecks.js";
 
@@ -10,8 +10,8 @@ export type HopAdmission =
   | { kind: "go"; ticket: Ticket | undefined; target: ModelTarget }
   /** Ask again at `until`. */
   | { kind: "defer"; until: number; detail: string }
-  /** A place in line on `target`: call at `until`, without asking for rpm tokens again. */
-  | { kind: "in_line"; until: number; target: ModelTarget }
+  /** A place in line on `target`: call at `until` (this worker's clock), holding `place`. */
+  | { kind: "in_line"; until: number; target: ModelTarget; place: PlaceHeld }
   | { kind: "skip"; reason: Reason; message: string; waitMs?: number };
 
 /**
@@ -53,7 +53,8 @@ function hopRequest(
  * a hop whose breakers are all open or whose budget is spent is skipped.
  *
  * `exclude`: deployments that already failed on this visit of the hop. `held`: the place in line
- * the job holds on this hop (its rpm tokens are taken; the rest is asked now).
+ * the job holds on this hop (its booked rpm tokens are taken; the rest is asked now). A place
+ * whose deployment has since opened or is cooling down is given up for the pool's others.
  */
 export async function admitHop(
   context: ChainContext,
@@ -62,14 +63,14 @@ export async function admitHop(
   estimate: RequestEstimate,
   timeoutMs: number,
   exclude: ReadonlySet<string> = new Set(),
-  held?: ModelTarget,
+  held?: { target: ModelTarget; place: PlaceHeld },
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
-  const left = all.filter((target) => !exclude.has(target.deployment?.id ?? ""));
-  const targets = left.length > 0 ? left : all;
+  let left = all.filter((target) => !exclude.has(target.deployment?.id ?? ""));
   const resilience = context.resilience;
   const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   if (!resilience) {
+    const targets = left.length > 0 ? left : all;
     const order = orderDeployments("weighted", targets, targets.map(unmeasured), context.random);
     return { kind: "go", ticket: undefined, target: targets[order[0] ?? 0] as ModelTarget };
   }
@@ -77,18 +78,31 @@ export async function admitHop(
   const reserveMs = Math.max(0, Math.min(PLACE_HORIZON_MS, context.data.deadline_at - now));
   const ask = async (
     target: ModelTarget,
-    options: { reserveMs?: number; holdsPlace?: boolean },
+    options: { reserveMs?: number; held?: PlaceHeld },
   ): Promise<HopAdmission | Denial> => {
     const admission = await resilience.admitOrLineUp(requestOf(target), options);
     if (admission.admitted === true) return { kind: "go", ticket: admission.ticket, target };
-    if (admission.admitted === "in_line")
-      return { kind: "in_line", until: context.clock.now() + admission.waitMs, target };
+    if (admission.admitted === "in_line") {
+      const { dueMs, booked } = admission;
+      return {
+        kind: "in_line",
+        until: context.clock.now() + admission.waitMs,
+        target,
+        place: { dueMs, booked },
+      };
+    }
     return { ...admission, target };
   };
   if (held) {
-    const answer = await ask(held, { holdsPlace: true });
-    return !isDenial(answer) ? answer : denied(context, [answer]);
+    const answer = await ask(held.target, { held: held.place });
+    if (!isDenial(answer)) return answer;
+    // The held deployment cannot take the call now: the place is lost; a pool passes it over
+    // where it is open or cooling down, and the job lines up again like any other.
+    const closed = answer.reason === "circuit_open" || answer.detail === "cooldown";
+    const others = left.filter((target) => target !== held.target);
+    if (closed && others.length > 0) left = others;
   }
+  const targets = left.length > 0 ? left : all;
   if (targets.length === 1) {
     const answer = await ask(targets[0] as ModelTarget, { reserveMs });
     return !isDenial(answer) ? answer : denied(context, [answer]);

@@ -184,6 +184,13 @@ export async function runHop(
   const targets = targetsOf(hop.model, model);
   // Deployments of a pooled model that failed on this visit of the hop: the next try goes elsewhere.
   const failedDeployments = new Set<string>();
+  // A job handed back to wait forgets which deployments failed: the visit counts as one of the
+  // hop's tries, so a failing deployment picked again after the wait cannot bypass max_retries.
+  const countFailover = () => {
+    if (failedDeployments.size === 0) return;
+    progress.tries += 1;
+    failedDeployments.clear();
+  };
   while (true) {
     // A shown answer that broke off goes on only where the model can continue it (prefill).
     if (run.continued && !canContinue(model)) {
@@ -195,12 +202,14 @@ export async function runHop(
     const request = continued ? withPrefill(asked, continued.partial) : asked;
     // A place in line this job holds on this hop: wait for it, then call without lining up again.
     const reservation = progress.reservation?.hop === hopIndex ? progress.reservation : undefined;
-    let held: ModelTarget | undefined;
+    let held: { target: ModelTarget; place: { dueMs: number; booked: number[] } } | undefined;
     if (reservation) {
       const waitMs = reservation.at - clock.now();
       if (waitMs > maxInlineWaitMs) return run.defer(reservation.at);
       if (waitMs > 0) await abortableDelay(waitMs, context.signal);
-      held = targets.find((target) => target.deployment?.id === reservation.deployment);
+      const target = targets.find((candidate) => candidate.deployment?.id === reservation.deployment);
+      // A deployment gone from the config since: the place is lost, the job lines up again.
+      if (target) held = { target, place: { dueMs: reservation.due, booked: reservation.booked } };
       run.release();
     } else if (progress.reservation) run.release();
     if (run.unsaved) await run.save();
@@ -224,8 +233,13 @@ export async function runHop(
         hop: hopIndex,
         ...(admission.target.deployment ? { deployment: admission.target.deployment.id } : {}),
         at: admission.until,
+        due: admission.place.dueMs,
+        booked: admission.place.booked,
       });
-      if (admission.until - clock.now() > maxInlineWaitMs) return run.defer(admission.until);
+      if (admission.until - clock.now() > maxInlineWaitMs) {
+        countFailover();
+        return run.defer(admission.until);
+      }
       continue;
     }
     if (admission.kind === "defer") {
@@ -235,7 +249,10 @@ export async function runHop(
       );
       context.metrics?.limitWait?.(providerId, hop.model);
       const waitMs = admission.until - clock.now();
-      if (waitMs > maxInlineWaitMs) return run.defer(admission.until);
+      if (waitMs > maxInlineWaitMs) {
+        countFailover();
+        return run.defer(admission.until);
+      }
       await abortableDelay(Math.max(0, waitMs), context.signal);
       continue;
     }

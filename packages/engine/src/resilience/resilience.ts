@@ -55,12 +55,19 @@ export interface CallOutcome {
 export interface AdmitOptions {
   /** Take a place in line when the rpm tokens come within this many ms (0 or absent: never). */
   reserveMs?: number;
-  /** The call holds its place in line already: rpm buckets are not asked again. */
-  holdsPlace?: boolean;
+  /** The call holds this place in line: its booked rpm buckets are not asked again. */
+  held?: PlaceHeld;
+}
+
+/** A place in line as admit.lua booked it: due at `dueMs` (Redis time) on the buckets `booked`. */
+export interface PlaceHeld {
+  dueMs: number;
+  /** Positions in the plan's buckets (1-based, as admit.lua counts them). */
+  booked: number[];
 }
 
 /** A place in line: the call's rpm tokens are booked for `waitMs` from now (see AdmitOptions). */
-export interface PlaceInLine {
+export interface PlaceInLine extends PlaceHeld {
   admitted: "in_line";
   waitMs: number;
 }
@@ -181,7 +188,7 @@ export class Resilience {
     const plan = this.plans.planFor(request, nowMs);
     if (
       // A call holding its place in line has its rpm tokens but not a lease's share of the rest.
-      !options.holdsPlace &&
+      !options.held &&
       this.knownClear(plan, nowMs) &&
       (plan.breakerOnly || (plan.leasable && this.leases.take(plan.leases, request, nowMs)))
     ) {
@@ -200,11 +207,21 @@ export class Resilience {
       plan.spec,
       request.tokens,
       request.costUsd,
-      plan.leasable && !options.holdsPlace ? this.leases.wants(plan.leases, request, nowMs) : "",
+      plan.leasable && !options.held ? this.leases.wants(plan.leases, request, nowMs) : "",
       Math.max(0, Math.floor(options.reserveMs ?? 0)),
-      options.holdsPlace ? "1" : "0",
+      options.held ? `${options.held.dueMs}:${options.held.booked.join(",")}` : "",
     );
-    if (Number(reply[0]) === 2) return { admitted: "in_line", waitMs: Number(reply[1]) };
+    if (Number(reply[0]) === 2) {
+      return {
+        admitted: "in_line",
+        waitMs: Number(reply[1]),
+        dueMs: Number(reply[2]),
+        booked: String(reply[3] ?? "")
+          .split(",")
+          .filter(Boolean)
+          .map(Number),
+      };
+    }
     if (Number(reply[0]) === 1) {
       const probe = reply[1] === "1";
       if (!probe && generation === this.clearGeneration)

@@ -12,8 +12,8 @@ export const FAIR_UNITS = {
    * after it, a priority-10 job behind at most 9,000 rounds of priority-1 work. That is the aging.
    */
   gap: 12_000,
-  /** The largest priority BullMQ accepts (2^21). */
-  limit: 2_097_152,
+  /** The largest priority BullMQ accepts (its PRIORITY_LIMIT, 2^21 − 1: it refuses 2^21). */
+  limit: 2_097_151,
   /** When the virtual clock reaches this, every priority is shifted down (rebase). */
   rebaseAt: 1_000_000,
   /** BullMQ's prioritized score: priority × 2^32 + a counter. */

@@ -123,6 +123,16 @@ describe("fair-share tags", () => {
 });
 
 describe("rebase and sweep", () => {
+  it("clamps a tenant far ahead at BullMQ's own limit, which BullMQ accepts", async () => {
+    // A tenant whose last tag is near the top (a huge backlog of its own at priority 10).
+    await redis.hset(keys.fairClock, "last:10:far", String(FAIR_UNITS.limit - 10));
+    const priorities = await tags.priorities("far", 10, 5);
+    expect(Math.max(...priorities)).toBe(FAIR_UNITS.limit);
+    const ids = await enqueue("far", 3, 10);
+    expect(ids).toHaveLength(3);
+    expect((await line()).every((member) => member.priority <= 2 ** 21 - 1)).toBe(true);
+  });
+
   it("shifts every priority down when the clock reaches the rebase point, keeping the order", async () => {
     await enqueue("a", 200, 5);
     await enqueue("b", 100, 10);

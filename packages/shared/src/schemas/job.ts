@@ -62,7 +62,15 @@ export const jobProgressSchema = z.object({
    * queueing for them again.
    */
   reservation: z
-    .object({ hop: z.number().int().min(0), deployment: z.string().optional(), at: z.number() })
+    .object({
+      hop: z.number().int().min(0),
+      deployment: z.string().optional(),
+      /** When to wake (this worker's clock). */
+      at: z.number(),
+      /** When the slot is due in Redis time, and the rpm buckets booked (admit.lua's positions). */
+      due: z.number(),
+      booked: z.array(z.number().int().positive()),
+    })
     .optional(),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;

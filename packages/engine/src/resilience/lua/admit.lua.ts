@@ -30,9 +30,12 @@ import {
  *          per bucket then one per budget, 0 for none.
  * ARGV[5]: reserve_ms: how long the caller may wait for its rpm tokens. When rpm buckets are all
  *          that is short and their next tokens come within this, the call takes a place in line:
- *          the rpm buckets go into debt for it (each later caller lines up behind), nothing else is
- *          taken, and the reply says when to call (see Returns). 0: no place in line.
- * ARGV[6]: "1" when the call already holds its place in line: rpm buckets are not asked again.
+ *          the short rpm buckets go into debt for it (each later caller lines up behind), nothing
+ *          else is taken, and the reply says when to call (see Returns). 0: no place in line.
+ * ARGV[6]: "" or "<due_ms>:<i,j>": the call holds a place in line, due at due_ms (Redis time), on
+ *          the rpm buckets at positions i, j of spec.buckets: those are not asked again; before
+ *          due_ms the call is told to wait on (a worker whose clock runs ahead, or a job promoted
+ *          early, never calls before its slot).
  * Leases: besides what the call needs, each bucket and budget hands out up to that much more when
  * it is there to spare; the worker admits its next calls
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
@@ -43,7 +46,8 @@ import {
  *          budget, probe_until = the probe lease's end (settle.lua hands back only that probe);
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
  *          wait_ms = -1 when waiting cannot help;
- *          { 2, wait_ms } a place in line: call (with ARGV[6] = "1") in wait_ms.
+ *          { 2, wait_ms, due_ms, booked } a place in line: call in wait_ms, with ARGV[6] =
+ *          "<due_ms>:<booked>".
  */
 export const ADMIT_LUA = `
 local spec = cjson.decode(ARGV[1])
@@ -52,9 +56,15 @@ local cost = tonumber(ARGV[3])
 local wants = {}
 for amount in string.gmatch(ARGV[4] or '', '[^,]+') do table.insert(wants, tonumber(amount) or 0) end
 local reserve_ms = tonumber(ARGV[5]) or 0
-local holds_place = ARGV[6] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = {}
+if ARGV[6] and ARGV[6] ~= '' then
+  local due_text, booked_text = string.match(ARGV[6], '^([^:]*):?(.*)$')
+  local due = tonumber(due_text) or 0
+  if now < due then return { 2, tostring(due - now), tostring(due), booked_text } end
+  for position in string.gmatch(booked_text, '[^,]+') do held[tonumber(position)] = true end
+end
 local minute = math.floor(now / 60000)
 
 local function count_stat(field)
@@ -94,6 +104,7 @@ end
 
 local levels = {}
 local line_wait = 0
+local booked = {}
 for index, b in ipairs(spec.buckets) do
   local fields = redis.call('HMGET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', '${BUCKET_FIELDS.ts}')
   local tokens = tonumber(fields[1])
@@ -105,12 +116,13 @@ for index, b in ipairs(spec.buckets) do
   if b.tpm then cost_here = tokens_needed end
   -- A request larger than the bucket waits for a full bucket, then runs into debt.
   local need = math.min(cost_here, b.capacity)
-  if b.tpm or not holds_place then
+  if not held[index] then
     if tokens < need then
       local wait = math.ceil((need - tokens) / b.rate)
       if not b.tpm and reserve_ms > 0 and wait <= reserve_ms then
         -- Short of rpm only so far: the place in line is decided once every bucket is seen.
         if wait > line_wait then line_wait = wait end
+        table.insert(booked, index)
       else
         if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
         return deny('rate_limited', wait, 'bucket')
@@ -121,15 +133,17 @@ for index, b in ipairs(spec.buckets) do
 end
 
 if line_wait > 0 then
-  -- A probe is never booked ahead: the breaker's lease would run out before the call.
-  for index in pairs(probes) do return deny('circuit_open', line_wait, 'probe due') end
-  for index, b in ipairs(spec.buckets) do
-    if not b.tpm then
-      redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index], '${BUCKET_FIELDS.ts}', now)
-      redis.call('PEXPIRE', KEYS[b.key], math.ceil((b.capacity - levels[index]) / b.rate) + 60000)
-    end
+  -- A probe is never booked ahead (the breaker's lease would run out before the call): the call
+  -- waits for the bucket as any other would.
+  for index in pairs(probes) do return deny('rate_limited', line_wait, 'bucket') end
+  -- Only the short buckets are booked: the others are asked when the call is due, so a booking
+  -- never takes their tokens a minute before the call uses them.
+  for _, index in ipairs(booked) do
+    local b = spec.buckets[index]
+    redis.call('HSET', KEYS[b.key], '${BUCKET_FIELDS.tokens}', levels[index], '${BUCKET_FIELDS.ts}', now)
+    redis.call('PEXPIRE', KEYS[b.key], math.ceil((b.capacity - levels[index]) / b.rate) + 60000)
   end
-  return { 2, tostring(line_wait) }
+  return { 2, tostring(line_wait), tostring(now + line_wait), table.concat(booked, ',') }
 end
 local budget_spent = {}
 
