@@ -51,6 +51,8 @@ export interface Submission {
   status: number | "error";
   jobId?: string;
   errorType?: string;
+  /** Why no answer came (a timeout, a refused connection). */
+  failure?: string;
 }
 
 /**
@@ -79,6 +81,7 @@ export async function submitJobs(options: {
       const key = options.key(index);
       const sentAt = Date.now();
       let answer: HttpResult | undefined;
+      let failure: string | undefined;
       try {
         answer = await http(
           options.apiUrl,
@@ -87,8 +90,10 @@ export async function submitJobs(options: {
           { request: chaosRequest(key), ...options.body?.(key) },
           options.timeoutMs ?? 10_000,
         );
-      } catch {
+      } catch (error) {
         answer = undefined;
+        const cause = (error as { cause?: { code?: string } }).cause;
+        failure = `${(error as Error).name}: ${(error as Error).message}${cause?.code ? ` (${cause.code})` : ""}`;
       }
       submissions.push({
         key,
@@ -96,7 +101,10 @@ export async function submitJobs(options: {
         answeredAt: Date.now(),
         status: answer?.status ?? "error",
         ...(answer?.status === 202 ? { jobId: answer.body.id as string } : {}),
-        ...(answer && answer.status !== 202 ? { errorType: answer.body?.error?.type } : {}),
+        ...(answer && answer.status !== 202
+          ? { errorType: answer.body?.error?.type ?? String(answer.body).slice(0, 200) }
+          : {}),
+        ...(failure ? { failure } : {}),
       });
     }
   };

@@ -79,7 +79,10 @@ describe("a worker paused past its lock with its call in flight", () => {
     const resumedAt = Date.now();
     const call = upstream.calls[0];
     await until(() => call?.abortedAt !== undefined, "worker A's call to be aborted", 3 * LOCK_MS + 5_000);
-    await workerA.waitForLog((log) => log.job_id === jobId && /lock/.test(String(log.msg)), 5_000);
+    const lockLost = await workerA.waitForLog(
+      (log) => log.job_id === jobId && /lock/.test(String(log.msg)),
+      5_000,
+    );
     await sleep(2 * LOCK_MS);
 
     const requests = sink.requests.filter((request) => JSON.parse(request.body).data.id === jobId);
@@ -92,6 +95,7 @@ describe("a worker paused past its lock with its call in flight", () => {
       "paused call aborted after SIGCONT": seconds((call?.abortedAt ?? Number.NaN) - resumedAt),
       "upstream calls": upstream.calls.length,
       "webhook requests": requests.length,
+      "worker A logged": String(lockLost.msg),
     });
 
     expect(call?.answeredAt).toBeUndefined();
