@@ -144,15 +144,11 @@ describe.skipIf(!LIBFAKETIME)("workers whose clocks are 30 s off", () => {
     expect(Math.abs(offsets[2] ?? 99)).toBeLessThan(5);
   });
 
-  // KNOWN BUG (found by this test, 2026-12-03; engine, not fixed here): a job given a place in
-  // line (admit.lua, `in_line`) waits for its turn in BullMQ's delayed set and then calls without
-  // asking the rpm bucket again (`holdsPlace`). The delayed set is promoted by whichever worker
-  // looks, by its own clock: the worker 30 s ahead promotes every place at once, and the jobs call
-  // together (27 calls in 0.9 s at rpm 60, burst 2; 12 in the busiest 10 s before places in line).
-  // The place should carry its turn in Redis time, and admit.lua should send a job that comes
-  // back early to wait the rest. `it.fails` keeps the suite green meanwhile and turns red once
-  // it is fixed: then make this `it` again.
-  it.fails(
+  // Found by this test (2026-12-03): a job given a place in line (admit.lua `in_line`) waited
+  // for its turn in BullMQ's delayed set, which the worker 30 s ahead promoted at once by its own
+  // clock, and then called without asking the rpm bucket again: 27 calls in 0.9 s at rpm 60,
+  // burst 2. Fixed in e143d07 (a place is due in Redis time; admit.lua sends an early caller back).
+  it(
     "a shared rpm bucket admits no more than rpm + burst, whichever worker calls",
     async () => {
       const startedAt = Date.now();
