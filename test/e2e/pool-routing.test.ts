@@ -183,4 +183,18 @@ describe("a pooled model's deployments", () => {
     const text = await response.text();
     expect(text).toMatch(/cascade_breaker_state\{breaker="deployment:limited\/lim1",state="closed"\} 1/);
   });
+
+  it("the gateway answers from a pool, streamed or not, naming the provider that answered", async () => {
+    for (const stream of [false, true]) {
+      const response = await fetch(`${stack.api.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "weighted", stream, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("x-cascade-model")).toBe("weighted");
+      expect(response.headers.get("x-cascade-provider")).toBe("p");
+      await response.text();
+    }
+  });
 });

@@ -11,7 +11,7 @@ export interface ChunkStreamOptions {
   holdMs: number;
   policy: StreamContinuation["policy"];
   /** Writes the status line and headers, once, when the first tokens are released. */
-  open(modelId: string): void;
+  open(modelId: string, provider: string | undefined): void;
 }
 
 type DeltaPart = { content?: string; toolCalls?: ToolCallDelta[] };
@@ -46,6 +46,13 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
 
   attempt(attempt: Attempt): void {
     this.attempts.push(attempt);
+  }
+
+  /** The provider of the call in flight: a pooled model's answering deployment's, for the headers. */
+  private provider: string | undefined;
+
+  calling(_hop: number, provider: string): void {
+    this.provider = provider;
   }
 
   delta(hop: number, part: DeltaPart): void {
@@ -119,7 +126,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
 
   private openAt(model: string): void {
     this.opened = true;
-    this.options.open(model);
+    this.options.open(model, this.provider);
   }
 
   private release(hop: number, part: DeltaPart): void {

@@ -162,7 +162,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       chainModels: data.chain.map((hop) => hop.model),
       holdMs: run.route?.stream_hold_ms ?? 0,
       policy: run.route?.on_stream_failure ?? "continue",
-      open: (modelId) => {
+      open: (modelId, provider) => {
         const model = config.file.models[modelId];
         const attempts = stream.attempts;
         const fallbacks = fallbacksOf({ attempts, model: modelId });
@@ -175,8 +175,8 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
           connection: "keep-alive",
           "x-accel-buffering": "no",
           "x-cascade-model": modelId,
-          // A pool's answering deployment is known only once its attempt is recorded (not yet).
-          ...(model?.provider ? { "x-cascade-provider": model.provider } : {}),
+          // The call answering now (a pooled model's deployment's provider), else the model's.
+          ...((provider ?? model?.provider) ? { "x-cascade-provider": provider ?? model?.provider } : {}),
           // The attempts so far and the one answering now; its cost is not known yet.
           "x-cascade-attempts": String(attempts.length + answering),
           ...(fallbacks ? { "x-cascade-fallbacks": fallbacks } : {}),

@@ -299,6 +299,7 @@ export async function runHop(
     const callId = `${context.jobId}:${run.progress.attempts.length}`;
     if (strategy === "least_busy" && target.deployment)
       context.resilience?.pools.callStarted(target.deployment.key, callId, timeouts.timeoutMs);
+    context.events?.calling?.(hopIndex, target.providerId, target.deployment?.id);
     try {
       completion = await callHop(context, hop.model, model, target, timeouts, request, sink);
       if (strategy === "lowest_latency" && target.deployment)

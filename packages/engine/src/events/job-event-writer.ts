@@ -28,6 +28,8 @@ export interface JobEventSink {
   status(status: string): void;
   attempt(attempt: Attempt): void;
   delta(hop: number, part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+  /** A call is about to go out on this provider (and, for a pooled model, deployment). */
+  calling?(hop: number, provider: string, deployment: string | undefined): void;
   /** Drop what the hop streamed so far: it failed and another hop (or try) starts over. */
   restart(hop: number, reason: string): void;
   /** Ends the stream with the final job object; resolves when everything is written. */
