@@ -7,8 +7,10 @@
  * (autocannon's fixed body, Portkey and Cascade's AI SDK client) all serialise with
  * `JSON.stringify`, so a substring check is exact for them. GET /stats answers the counts.
  *
- * Run as its own process (`node --import tsx bench/gateway/fake-upstream.ts [port]`) so that it
- * does not share an event loop with the load generator; it prints `listening <port>` when ready.
+ * Run as its own process (`node --import tsx bench/gateway/fake-upstream.ts [port] [delay-ms]`) so
+ * that it does not share an event loop with the load generator; it prints `listening <port>` when
+ * ready. With a delay (the I/O bench's slow upstream), every answer is sent that many ms after the
+ * request's body ended (one timer per request).
  */
 import http from "node:http";
 
@@ -77,7 +79,11 @@ export interface FakeCounts {
   other: number;
 }
 
-export function createFakeUpstream(): { server: http.Server; counts: FakeCounts } {
+export function createFakeUpstream(options: { delayMs?: number } = {}): {
+  server: http.Server;
+  counts: FakeCounts;
+} {
+  const delayMs = options.delayMs ?? 0;
   const counts: FakeCounts = { completions: 0, streams: 0, other: 0 };
   const server = http.createServer((req, res) => {
     if (req.method === "GET" && req.url === "/stats") {
@@ -94,7 +100,7 @@ export function createFakeUpstream(): { server: http.Server; counts: FakeCounts 
     }
     const parts: Buffer[] = [];
     req.on("data", (part: Buffer) => parts.push(part));
-    req.on("end", () => {
+    const answer = () => {
       const body = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
       if (body.includes('"stream":true')) {
         counts.streams += 1;
@@ -109,6 +115,10 @@ export function createFakeUpstream(): { server: http.Server; counts: FakeCounts 
         res.writeHead(200, { "content-type": "application/json", "content-length": COMPLETION.length });
         res.end(COMPLETION);
       }
+    };
+    req.on("end", () => {
+      if (delayMs > 0) setTimeout(answer, delayMs);
+      else answer();
     });
   });
   // Longer than any client's idle keep-alive, so the server never closes a pooled socket first.
@@ -119,7 +129,7 @@ export function createFakeUpstream(): { server: http.Server; counts: FakeCounts 
 
 if (process.argv[1]?.endsWith("fake-upstream.ts")) {
   const port = Number(process.argv[2] ?? 0);
-  const { server } = createFakeUpstream();
+  const { server } = createFakeUpstream({ delayMs: Number(process.argv[3] ?? 0) });
   server.listen(port, "127.0.0.1", () => {
     const address = server.address() as { port: number };
     process.stdout.write(`listening ${address.port}\n`);
