@@ -3,7 +3,7 @@
  * the fake OpenAI upstream, bulk submission per tenant, the queue drained, and each job's times
  * read back from its BullMQ hash (created, first start, end) for waits and shares.
  */
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@cascade/shared";
 import type { ResilienceStack } from "./resilience-helpers.js";
 import { sleep } from "./resilience-helpers.js";
 
@@ -86,7 +86,7 @@ export interface JobTimes {
 }
 
 export async function jobTimes(
-  redis: Redis,
+  redis: RedisClient,
   tag: string,
   ids: string[],
   tenant: string,

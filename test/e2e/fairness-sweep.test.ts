@@ -4,9 +4,11 @@
  * it, about `rebased_by` too far back; within one sweep interval (10 s) a worker puts it back in
  * line, score and job hash alike, and a job queued in line stays where it was.
  */
+
+import type { RedisClient } from "@cascade/shared";
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { testRedis } from "../support/redis-clients.js";
 import { fairnessConfig, figure, tenantEnv } from "./fairness-helpers.js";
 import { type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
 
@@ -15,7 +17,7 @@ const GAP = 12_000;
 
 let stack: ResilienceStack;
 let queue: Queue;
-let connection: Redis;
+let connection: RedisClient;
 
 beforeAll(async () => {
   stack = await startResilienceStack({
@@ -24,7 +26,7 @@ beforeAll(async () => {
     workers: 2,
     env: tenantEnv(["a"]),
   });
-  connection = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
+  connection = testRedis(undefined, { maxRetriesPerRequest: null });
   queue = new Queue("completions", { connection, prefix: stack.tag });
   await queue.pause();
 });
@@ -61,7 +63,7 @@ describe("fair-share sweep", () => {
     );
     expect(inLine).toBe(4_000 + 4 * GAP);
     // Back in line: right behind the job that was queued in line before it.
-    expect(await stack.redis.zrange(`${stack.tag}:completions:prioritized`, 0, -1)).toEqual([
+    expect(await stack.redis.zrange(`${stack.tag}:completions:prioritized`, "0", "-1")).toEqual([
       "in-line",
       "straggler",
     ]);
