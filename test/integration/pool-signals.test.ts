@@ -92,6 +92,22 @@ describe("places in line: what is booked", () => {
     expect(Number(await admin.hget(providerBucket, "tokens"))).toBe(before);
   });
 
+  it("a booked call later than the bucket's burst covers asks for a token again (no bunching)", async () => {
+    const { resilience, hop } = harness("place-late");
+    const request = hop("plain");
+    expect((await resilience.admitOrLineUp(request, { reserveMs: 10_000 })).admitted).toBe(true);
+    const first = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    const second = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    if (first.admitted !== "in_line" || second.admitted !== "in_line") throw new Error("no places");
+    // The first holder stalls 1.2 s past its slot (rpm 60, burst 1: one token a second).
+    await new Promise((resolve) => setTimeout(resolve, first.waitMs + 1_200));
+    const late = await resilience.admitOrLineUp(request, { held: first });
+    expect(late.admitted).toBe(false);
+    // The second, on time, still has its slot.
+    const onTime = await resilience.admitOrLineUp(request, { held: second });
+    expect(onTime.admitted).toBe(true);
+  });
+
   it("a probe that is due waits for a short bucket as rate_limited, not circuit_open", async () => {
     const { resilience, hop, keys, admin } = harness("place-probe");
     const request = hop("plain");

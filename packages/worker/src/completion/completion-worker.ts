@@ -121,8 +121,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     if (maxConcurrency !== undefined && !slot) {
       // The tenant runs as many jobs as it may: back to the delayed set for a moment, progress
       // kept. Its BullMQ priority (its fair-share tag) brings it back at the front of the line.
+      // A job refused again and again backs off (up to 16×): a capped tenant's large backlog
+      // must not keep every free slot busy fetching and refusing it.
+      const backoff = 2 ** Math.min(4, Math.max(0, (job.attemptsStarted ?? 1) - 1));
       await job.moveToDelayed(
-        clock.now() + TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS),
+        clock.now() + backoff * (TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS)),
         token,
       );
       throw new DelayedError();

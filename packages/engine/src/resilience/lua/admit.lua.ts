@@ -35,7 +35,9 @@ import {
  * ARGV[6]: "" or "<due_ms>:<i,j>": the call holds a place in line, due at due_ms (Redis time), on
  *          the rpm buckets at positions i, j of spec.buckets: those are not asked again; before
  *          due_ms the call is told to wait on (a worker whose clock runs ahead, or a job promoted
- *          early, never calls before its slot).
+ *          early, never calls before its slot); a call later than its bucket's burst covers
+ *          (capacity / rate past due_ms) is asked for a token again, so a stalled worker's
+ *          booked calls never reach the provider bunched together.
  * Leases: besides what the call needs, each bucket and budget hands out up to that much more when
  * it is there to spare; the worker admits its next calls
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
@@ -59,10 +61,11 @@ local reserve_ms = tonumber(ARGV[5]) or 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local held = {}
+local held_due = 0
 if ARGV[6] and ARGV[6] ~= '' then
   local due_text, booked_text = string.match(ARGV[6], '^([^:]*):?(.*)$')
-  local due = tonumber(due_text) or 0
-  if now < due then return { 2, tostring(due - now), tostring(due), booked_text } end
+  held_due = tonumber(due_text) or 0
+  if now < held_due then return { 2, tostring(held_due - now), tostring(held_due), booked_text } end
   for position in string.gmatch(booked_text, '[^,]+') do held[tonumber(position)] = true end
 end
 local minute = math.floor(now / 60000)
@@ -116,6 +119,9 @@ for index, b in ipairs(spec.buckets) do
   if b.tpm then cost_here = tokens_needed end
   -- A request larger than the bucket waits for a full bucket, then runs into debt.
   local need = math.min(cost_here, b.capacity)
+  -- A booked call later than its bucket's burst covers (a stalled worker) would reach the
+  -- provider bunched with the calls booked after it: it asks again instead.
+  if held[index] and (now - held_due) * b.rate >= b.capacity then held[index] = nil end
   if not held[index] then
     if tokens < need then
       local wait = math.ceil((need - tokens) / b.rate)
