@@ -12,7 +12,8 @@ export type HopAdmission =
   | { kind: "defer"; until: number; detail: string }
   /** A place in line on `target`: call at `until` (this worker's clock), holding `place`. */
   | { kind: "in_line"; until: number; target: ModelTarget; place: PlaceHeld }
-  | { kind: "skip"; reason: Reason; message: string; waitMs?: number };
+  /** `provider`: of the deployment whose refusal is reported (a pool's), when not the model's. */
+  | { kind: "skip"; reason: Reason; message: string; waitMs?: number; provider?: string };
 
 /**
  * The furthest ahead a job books its rpm tokens: past this it waits unbooked (in the delayed set)
@@ -154,7 +155,14 @@ function denied(context: ChainContext, denials: Denial[]): HopAdmission {
   const where = (denial: Denial) =>
     denial.target.deployment ? `deployment ${denial.target.deployment.id}: ` : "";
   const budget = denials.find((denial) => denial.reason === "over_budget");
-  if (budget) return { kind: "skip", reason: "over_budget", message: MESSAGES.over_budget(budget.detail) };
+  if (budget) {
+    return {
+      kind: "skip",
+      reason: "over_budget",
+      message: MESSAGES.over_budget(budget.detail),
+      provider: budget.target.providerId,
+    };
+  }
   const limited = denials
     .filter((denial) => denial.reason === "rate_limited" && denial.waitMs !== undefined)
     .sort((a, b) => (a.waitMs ?? 0) - (b.waitMs ?? 0))[0];
@@ -170,10 +178,12 @@ function denied(context: ChainContext, denials: Denial[]): HopAdmission {
       kind: "skip",
       reason: first.reason,
       message: where(first) + MESSAGES[first.reason](first.detail),
+      provider: first.target.providerId,
     };
   return {
     kind: "skip",
     reason: "rate_limited",
+    provider: first.target.providerId,
     message:
       where(first) +
       (first.waitMs === undefined

@@ -259,7 +259,7 @@ export async function runHop(
     if (admission.kind === "skip") {
       const attempt: Attempt = skipped(
         hop.model,
-        providerId,
+        admission.provider ?? providerId,
         admission.reason,
         admission.message,
         clock.now(),
