@@ -6,7 +6,7 @@
  * worker's concurrency (100); first deliveries follow the lock, not a fixed 30 s.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { sleep } from "../e2e/helpers.js";
+import { http, sleep } from "../e2e/helpers.js";
 import {
   type CascadeApi,
   killAllCascadeProcesses,
@@ -163,12 +163,15 @@ describe("workers SIGKILLed every 2 s under load", () => {
           .map((job) => (webhooksByJob.get(job.id)?.first ?? 0) - (job.finished_at + 1) * 1000),
       );
       const medianResendGap = resendGaps[Math.floor(resendGaps.length / 2)] ?? 0;
+      const dead = await http(api.url, "GET", "/v1/webhook-deliveries?status=dead&limit=100");
+      const failedJobs = jobs.filter((job) => job?.status === "failed").map((job) => job.id as string);
       printFigures("worker kills", {
         jobs: JOBS,
         workers: `${WORKERS} x concurrency ${CONCURRENCY}, lock ${LOCK_MS} ms`,
         kills: `${kills} (one every ${seconds((killsEndedAt - startedAt) / Math.max(kills, 1))})`,
         "jobs lost": `${lost.length}${lost.length ? ` (${[...new Set(lost.map((job) => job?.error?.message ?? job?.status))].slice(0, 3).join("; ")})` : ""}`,
-        "jobs without a webhook": withoutWebhook.length,
+        "jobs without a webhook": `${withoutWebhook.length} (${withoutWebhook.filter((job) => failedJobs.includes(job.id)).length} of them failed)`,
+        "dead webhook deliveries": dead.body?.data?.length ?? `? (${dead.status})`,
         "upstream calls": upstream.calls.length,
         "duplicated upstream calls": `${duplicateCalls} (bound ${kills * CONCURRENCY})`,
         "duplicated webhook deliveries": `${duplicateDeliveries} (bound ${kills * WEBHOOK_CONCURRENCY})`,
