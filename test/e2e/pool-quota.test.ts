@@ -53,21 +53,11 @@ describe("a pool of three 60 rpm deployments with 400 jobs waiting", () => {
     const { fake } = stack;
     for (const id of DEPLOYMENTS) fake.setDefault(`up-${id}`, { kind: "ok", delayMs: 20 });
     fake.setDefault("up-single", { kind: "ok", delayMs: 20 });
-    const singleIds = await Promise.all(
-      Array.from({ length: 130 }, (_, index) =>
-        stack.submit({ request: chat(`single job ${index}`), models: ["single"] }),
-      ),
-    );
-    const ids: string[] = [];
-    for (let start = 0; start < JOBS; start += 50) {
-      ids.push(
-        ...(await Promise.all(
-          Array.from({ length: Math.min(50, JOBS - start) }, (_, index) =>
-            stack.submit({ request: chat(`pool job ${start + index}`) }),
-          ),
-        )),
-      );
-    }
+    const singleIds = await stack.submitMany(130, (index) => ({
+      request: chat(`single job ${index}`),
+      models: ["single"],
+    }));
+    const ids = await stack.submitMany(JOBS, (index) => ({ request: chat(`pool job ${index}`) }));
     const calls = () =>
       DEPLOYMENTS.flatMap((id) => fake.callsFor(`up-${id}`)).sort((first, second) => first.at - second.at);
     // Until a minute after the first call, and a little more to see the window close.

@@ -50,6 +50,8 @@ export interface ResilienceStack {
   request(method: string, path: string, body?: unknown, apiKey?: string): Promise<HttpResult>;
   /** POST /v1/jobs; throws unless 202. Returns the job id. */
   submit(body: unknown, apiKey?: string): Promise<string>;
+  /** Submits `count` jobs, `body(index)` each, 50 at a time; returns their ids in order. */
+  submitMany(count: number, body: (index: number) => unknown): Promise<string[]>;
   /** The job object now (GET /v1/jobs/:id). */
   job(id: string, apiKey?: string): Promise<Json>;
   /** Waits until the job is terminal (GET ?wait, re-polled). */
@@ -151,6 +153,14 @@ export async function startResilienceStack(options: StackOptions): Promise<Resil
         throw new Error(`POST /v1/jobs answered ${response.status}: ${JSON.stringify(response.body)}`);
       }
       return response.body.id as string;
+    },
+    async submitMany(count, body) {
+      const ids: string[] = [];
+      for (let start = 0; start < count; start += 50) {
+        const batch = Array.from({ length: Math.min(50, count - start) }, (_, index) => body(start + index));
+        ids.push(...(await Promise.all(batch.map((each) => this.submit(each)))));
+      }
+      return ids;
     },
     async job(id, apiKey) {
       const response = await request("GET", `/v1/jobs/${id}`, undefined, apiKey);

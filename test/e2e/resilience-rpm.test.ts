@@ -44,16 +44,7 @@ describe("rpm bucket shared by three worker processes", () => {
     async () => {
       const { fake } = stack;
       fake.setDefault("up-a", { kind: "ok", delayMs: 30 });
-      const ids: string[] = [];
-      for (let start = 0; start < JOBS; start += 50) {
-        ids.push(
-          ...(await Promise.all(
-            Array.from({ length: Math.min(50, JOBS - start) }, (_, index) =>
-              stack.submit({ request: chat(`rpm job ${start + index}`) }),
-            ),
-          )),
-        );
-      }
+      const ids = await stack.submitMany(JOBS, (index) => ({ request: chat(`rpm job ${index}`) }));
       const jobs = await stack.waitAll(ids, RUN_MS + 90_000, undefined, 50);
 
       const calls = fake.callsFor("up-a").sort((x, y) => x.at - y.at);
