@@ -6,6 +6,11 @@
  * connection is `createRedis(url)` as the API's (no offline queue, no auto-pipelining).
  * Run as `node --import tsx bench/enqueue/bare-server.ts`; env REDIS_URL, ENQUEUE_PREFIX; prints
  * `listening <port>` when ready.
+ *
+ * What-ifs for the ablation (`pnpm bench:enqueue --ablation`): ENQUEUE_FAIR=1 asks Cascade's
+ * fair-share tags script for the job's BullMQ priority first (`FairTags.priorities`, as
+ * `JobStore.add` does), and ENQUEUE_AUTOPIPELINE=1 turns on ioredis auto-pipelining on the
+ * connection.
  */
 import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
@@ -24,13 +29,20 @@ const shared = (await import(
 const { fastify } = requireFromApi("fastify") as FastifyModule;
 const bullmq = requireFromApi("bullmq") as BullmqModule;
 
+const fair = process.env.ENQUEUE_FAIR === "1";
 const redis = shared.createRedis(process.env.REDIS_URL as string, {
   enableOfflineQueue: false,
   commandTimeout: 10_000,
+  ...(process.env.ENQUEUE_AUTOPIPELINE === "1" ? { autoPipelining: true } : {}),
 });
+// The fair clock and sets under the queue's own prefix (a hash tag, as Cascade's keys are).
+const prefix = process.env.ENQUEUE_PREFIX as string;
+const fairTags = fair
+  ? new shared.FairTags(redis, shared.createKeys(prefix.replace(/^\{|\}$/g, "")))
+  : undefined;
 const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
   connection: redis as never,
-  prefix: process.env.ENQUEUE_PREFIX as string,
+  prefix,
 });
 await queue.waitUntilReady();
 
@@ -39,10 +51,16 @@ app.post("/v1/jobs", async (request, reply) => {
   const body = request.body as { request: unknown; priority?: number };
   const id = `job_${randomUUID()}`;
   const priority = body.priority ?? 5;
+  const [queuePriority] = fairTags ? await fairTags.priorities("bench", priority, 1) : [priority];
   await queue.add(
     shared.QUEUE_NAMES.completions,
     { request: body.request, priority, created_at: Math.floor(Date.now() / 1000) },
-    { jobId: id, priority, attempts: 3, backoff: { type: "exponential", delay: 1000 } },
+    {
+      jobId: id,
+      priority: queuePriority ?? priority,
+      attempts: 3,
+      backoff: { type: "exponential", delay: 1000 },
+    },
   );
   reply.header("location", `/v1/jobs/${id}`);
   return reply.code(202).send({ id, object: "job", status: "queued" });

@@ -32,6 +32,8 @@ const USAGE = `pnpm bench:enqueue [options]
   --warmup-s <n>      unmeasured run per side first (default 3)
   --rounds <n>        interleaved bare/cascade pairs (default 3)
   --log-level <lvl>   the API's LOG_LEVEL (default info, to /dev/null)
+  --ablation          also run the bare server with the fair-share tags script first (bare+fair),
+                      and that with auto-pipelining on its connection (bare+fair+pipelined)
   --profile <dir>     CPU profile of the API over its measured rounds (<dir>/enqueue-api-<n>.cpuprofile)
   --no-build          measure packages/*/dist as it is (else tsc -b packages/api first)`;
 
@@ -43,6 +45,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     "log-level": { type: "string", default: "info" },
     profile: { type: "string" },
+    ablation: { type: "boolean" },
     "no-build": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
@@ -58,6 +61,7 @@ const options = {
   rounds: Number(values.rounds),
   logLevel: values["log-level"] as string,
   profileDirectory: values.profile,
+  ablation: values.ablation === true,
   build: !values["no-build"],
 };
 
@@ -99,7 +103,18 @@ function apiConfig() {
   };
 }
 
-type SideName = "bare" | "cascade";
+/** "bare", "cascade", and with --ablation "bare+fair" and "bare+fair+pipelined". */
+type SideName = string;
+
+const BARE_VARIANTS: Array<{ name: SideName; env: Record<string, string> }> = [
+  { name: "bare", env: {} },
+  ...(options.ablation
+    ? [
+        { name: "bare+fair", env: { ENQUEUE_FAIR: "1" } },
+        { name: "bare+fair+pipelined", env: { ENQUEUE_FAIR: "1", ENQUEUE_AUTOPIPELINE: "1" } },
+      ]
+    : []),
+];
 
 interface Side {
   name: SideName;
@@ -185,23 +200,25 @@ async function main(): Promise<number> {
   const runId = Date.now().toString(36);
   const sides: Side[] = [];
   try {
-    const barePrefix = `{bench-enq-bare-${runId}}`;
-    const bare = spawnNode(
-      "bare fastify",
-      ["--import", "tsx", join(repoRoot, "bench", "enqueue", "bare-server.ts")],
-      {
-        cwd: repoRoot,
-        env: { ...process.env, REDIS_URL: redis.url, ENQUEUE_PREFIX: barePrefix },
-      },
-    );
-    const barePort = Number((await waitForLine(bare, /listening (\d+)/, 30_000))[1]);
-    sides.push({
-      name: "bare",
-      url: `http://127.0.0.1:${barePort}/v1/jobs`,
-      headers: { "content-type": "application/json" },
-      child: bare,
-      prefix: barePrefix,
-    });
+    for (const variant of BARE_VARIANTS) {
+      const prefix = `{bench-enq-${variant.name.replace(/[^a-z]+/g, "-")}-${runId}}`;
+      const child = spawnNode(
+        variant.name,
+        ["--import", "tsx", join(repoRoot, "bench", "enqueue", "bare-server.ts")],
+        {
+          cwd: repoRoot,
+          env: { ...process.env, REDIS_URL: redis.url, ENQUEUE_PREFIX: prefix, ...variant.env },
+        },
+      );
+      const barePort = Number((await waitForLine(child, /listening (\d+)/, 30_000))[1]);
+      sides.push({
+        name: variant.name,
+        url: `http://127.0.0.1:${barePort}/v1/jobs`,
+        headers: { "content-type": "application/json" },
+        child,
+        prefix,
+      });
+    }
 
     const configPath = join(directory, "cascade.json");
     writeFileSync(configPath, JSON.stringify(apiConfig(), null, 2));
@@ -307,7 +324,7 @@ async function main(): Promise<number> {
         };
         results.push(result);
         console.log(
-          `round ${round}  ${side.name.padEnd(7)}  ${formatNumber(result.rps)} req/s  p50 ${formatNumber(result.latency.p50)} ms  p99 ${formatNumber(result.latency.p99)} ms  ` +
+          `round ${round}  ${side.name.padEnd(19)}  ${formatNumber(result.rps)} req/s  p50 ${formatNumber(result.latency.p50)} ms  p99 ${formatNumber(result.latency.p99)} ms  ` +
             `process cpu ${formatNumber(result.process_cpu_us_per_request)} µs/req` +
             (result.redis_cpu_us_per_request !== null
               ? `  redis cpu ${formatNumber(result.redis_cpu_us_per_request)} µs/req, cmds/req ${formatNumber(result.redis_commands_per_request ?? Number.NaN)}`
@@ -343,13 +360,18 @@ async function main(): Promise<number> {
     const rpsRatio = cascadeSummary.rps / bareSummary.rps;
     const p99Ratio = cascadeSummary.p99 / bareSummary.p99;
     console.log("");
-    for (const [name, side] of [
-      ["bare   ", bareSummary],
-      ["Cascade", cascadeSummary],
-    ] as const) {
+    const variantSummaries = Object.fromEntries(
+      sides.map((side) => [side.name, summary(of(side.name))] as const),
+    );
+    for (const [name, side] of Object.entries(variantSummaries)) {
+      const versusBare =
+        name === "bare"
+          ? ""
+          : `  (÷ bare: req/s ${formatNumber(side.rps / bareSummary.rps)}, p99 ${formatNumber(side.p99 / bareSummary.p99)}, ` +
+            `cpu ${formatNumber((side.process_cpu_us_per_request + side.redis_cpu_us_per_request) / (bareSummary.process_cpu_us_per_request + bareSummary.redis_cpu_us_per_request))}×)`;
       console.log(
         `${name}: median ${formatNumber(side.rps)} req/s, p50 ${formatNumber(side.p50)} ms, p99 ${formatNumber(side.p99)} ms; ` +
-          `process cpu ${formatNumber(side.process_cpu_us_per_request)} µs/req, redis cpu ${formatNumber(side.redis_cpu_us_per_request)} µs/req, cmds/req ${formatNumber(side.redis_commands_per_request)}`,
+          `process cpu ${formatNumber(side.process_cpu_us_per_request)} µs/req, redis cpu ${formatNumber(side.redis_cpu_us_per_request)} µs/req, cmds/req ${formatNumber(side.redis_commands_per_request)}${versusBare}`,
       );
     }
     console.log(
@@ -378,10 +400,12 @@ async function main(): Promise<number> {
       versions: modules.versions,
       rounds: results,
       summary: {
+        sides: variantSummaries,
         bare: bareSummary,
         cascade: cascadeSummary,
         rps_ratio: rpsRatio,
         p99_ratio: p99Ratio,
+        cpu_ratio: cpuRatio,
         pairs,
       },
     });
