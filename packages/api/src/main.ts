@@ -8,10 +8,12 @@ async function main(): Promise<void> {
   const { settings } = config;
   // No offline queue: a request must not be held until Redis returns. It waits at most
   // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503; a command to a
-  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS.
+  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS, and one in flight when
+  // the connection drops fails at once (not sent again after a reconnect: its request has its 503).
   const redis = createRedis(settings.REDIS_URL, {
     cluster: redisCheck.cluster,
     enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on("error", (error: Error) =>

@@ -205,7 +205,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     lockDuration: options.lockDurationMs,
     stalledInterval: options.lockDurationMs,
     // A crashed worker is not the job's fault: let it be recovered several times before failing.
-    maxStalledCount: 5,
+    // A stall is a worker lost mid-job (killed, paused past its lock), not a failed attempt:
+    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5.
+    maxStalledCount: 20,
     removeOnComplete: { age: config.settings.JOB_RETENTION_S },
     removeOnFail: { age: config.settings.JOB_RETENTION_S },
   });

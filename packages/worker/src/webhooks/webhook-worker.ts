@@ -189,7 +189,9 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     lockDuration: lockDurationMs,
     stalledInterval: lockDurationMs,
     // A crashed worker is not the receiver's fault: recover the delivery rather than fail it.
-    maxStalledCount: 5,
+    // A stall is a worker lost mid-job (killed, paused past its lock), not a failed attempt:
+    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5.
+    maxStalledCount: 20,
     settings: {
       backoffStrategy: (attemptsMade: number, type?: string) =>
         type === WEBHOOK_BACKOFF_TYPE ? webhookRetryDelay(settings.retry_schedule_ms, attemptsMade) : 0,
