@@ -8,12 +8,10 @@ async function main(): Promise<void> {
   const { settings } = config;
   // No offline queue: a request must not be held until Redis returns. It waits at most
   // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503; a command to a
-  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS, and one in flight when
-  // the connection drops fails at once (not sent again after a reconnect: its request has its 503).
+  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS.
   const redis = createRedis(settings.REDIS_URL, {
     cluster: redisCheck.cluster,
     enableOfflineQueue: false,
-    autoResendUnfulfilledCommands: false,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on("error", (error: Error) =>
