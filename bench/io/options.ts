@@ -16,6 +16,8 @@ export interface IoOptions {
   build: boolean;
   /** Writes a CPU profile of each Cascade worker's measured window into this directory. */
   profileDirectory: string | undefined;
+  /** The Cascade worker's entry point (a what-if build); default packages/worker/dist/main.js. */
+  workerEntry: string | undefined;
 }
 
 export const IO_USAGE = `pnpm bench:io [options]
@@ -27,6 +29,7 @@ export const IO_USAGE = `pnpm bench:io [options]
   --only raw|cascade    one side only (diagnostic)
   --log-level <lvl>     Cascade worker's LOG_LEVEL (default info, written to /dev/null)
   --profile <dir>       CPU profile of the Cascade worker's measured window (<dir>/io-c<n>-r<n>-1.cpuprofile)
+  --worker-entry <file> run this build of the worker instead of packages/worker/dist/main.js (what-ifs)
   --no-build            measure packages/*/dist as it is instead of running tsc -b first`;
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -50,6 +53,7 @@ export function parseIoOptions(argv: string[]): IoOptions {
       "log-level": { type: "string" },
       "no-build": { type: "boolean" },
       profile: { type: "string" },
+      "worker-entry": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -76,5 +80,6 @@ export function parseIoOptions(argv: string[]): IoOptions {
     logLevel: values["log-level"] ?? "info",
     build: !values["no-build"],
     profileDirectory: values.profile,
+    workerEntry: values["worker-entry"],
   };
 }

@@ -88,7 +88,7 @@ function workerProcess(context: IoRoundContext, side: IoSide, concurrency: numbe
       quiet: true,
     });
   }
-  const entry = join(repoRoot, "packages", "worker", "dist", "main.js");
+  const entry = options.workerEntry ?? join(repoRoot, "packages", "worker", "dist", "main.js");
   return spawnNode("cascade worker", [...(profile ? ["--import", PROFILE_PRELOAD] : []), entry], {
     cwd: repoRoot,
     env: {
