@@ -37,7 +37,7 @@ beforeAll(async () => {
         default: { chain: [{ model: "a" }, { model: "b" }] },
         first_token: { chain: [{ model: "a", ...SLOW }, { model: "b" }] },
         silent_body: {
-          chain: [{ model: "a", first_token_timeout_ms: 300, timeout_ms: 800 }, { model: "b" }],
+          chain: [{ model: "a", first_token_timeout_ms: 300, timeout_ms: 3_000 }, { model: "b" }],
         },
         idle: { chain: [{ model: "a", idle_timeout_ms: 300, timeout_ms: 10_000 }, { model: "b" }] },
         no_timeout_retry: { chain: [{ model: "a", ...SLOW, max_retries: 2 }, { model: "b" }] },
@@ -164,9 +164,10 @@ describe("first_token_timeout_ms", () => {
     expect(answer.status).toBe(200);
     expect(answer.body.model).toBe("b");
     expect(answer.headers.get("x-cascade-fallbacks")).toBe("a:timeout");
-    // first_token_timeout_ms 300 ends it, well before the route's timeout_ms 800.
+    // first_token_timeout_ms 300 ends it, well before the route's timeout_ms 3000 (the margin
+    // leaves room for a loaded machine; CI once took 1.2 s with a bound of 750 ms).
     expect(answer.ms).toBeGreaterThanOrEqual(250);
-    expect(answer.ms).toBeLessThan(750);
+    expect(answer.ms).toBeLessThan(2_500);
   });
 });
 
