@@ -108,14 +108,19 @@ describe("places in line: what is booked", () => {
     expect(onTime.admitted).toBe(true);
   });
 
-  it("a probe that is due waits for a short bucket as rate_limited, not circuit_open", async () => {
+  it("a probe that is due may be booked, and the holder takes the probe at its slot", async () => {
     const { resilience, hop, keys, admin } = harness("place-probe");
     const request = hop("plain");
     expect((await resilience.admitOrLineUp(request, { reserveMs: 10_000 })).admitted).toBe(true);
     await admin.hset(keys.breaker("provider:p"), "state", "open", "open_until", "1");
-    const answer = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
-    expect(answer.admitted).toBe(false);
-    if (answer.admitted === false) expect(answer.reason).toBe("rate_limited");
+    const place = await resilience.admitOrLineUp(request, { reserveMs: 10_000 });
+    expect(place.admitted).toBe("in_line");
+    if (place.admitted !== "in_line") return;
+    await new Promise((resolve) => setTimeout(resolve, place.waitMs + 5));
+    const probe = await resilience.admitOrLineUp(request, { held: place });
+    expect(probe.admitted).toBe(true);
+    if (probe.admitted === true) expect(probe.ticket.probe).toBe(true);
+    expect(await admin.hget(keys.breaker("provider:p"), "state")).toBe("half_open");
   });
 });
 

@@ -49,32 +49,11 @@ const unauthorized = (message: string, basic = false) =>
  * keys. The decision is taken from the route Fastify matched (after it decoded the path), never
  * from the URL text: `/%761/jobs` is `/v1/jobs` to the router, so it must be to auth as well.
  */
-/**
- * Tenants by API key: the keys' SHA-256 hashes from the config, and the keys already seen. Only
- * keys that matched are remembered, so the map holds at most the configured keys (no eviction
- * needed) and hashing (~5 µs of a ~250 µs enqueue, docs/benchmarks.md) is paid once per key.
- */
-class TenantKeys {
-  private readonly byHash = new Map<string, string>();
-  private readonly byKey = new Map<string, string>();
-
-  constructor(config: Config) {
-    for (const tenant of config.tenants.values()) {
-      for (const hash of tenant.keyHashes) this.byHash.set(hash, tenant.id);
-    }
-  }
-
-  tenantOf(key: string): string | undefined {
-    const known = this.byKey.get(key);
-    if (known !== undefined) return known;
-    const tenant = this.byHash.get(sha256Hex(key));
-    if (tenant !== undefined) this.byKey.set(key, tenant);
-    return tenant;
-  }
-}
-
 export function registerAuth(app: FastifyInstance, config: Config): void {
-  const tenantKeys = new TenantKeys(config);
+  const tenantByHash = new Map<string, string>();
+  for (const tenant of config.tenants.values()) {
+    for (const hash of tenant.keyHashes) tenantByHash.set(hash, tenant.id);
+  }
   const admins = new Set(
     [...config.tenants.values()].filter((tenant) => tenant.config.admin).map((tenant) => tenant.id),
   );
@@ -93,7 +72,7 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
     const access = request.routeOptions.config.access ?? "tenant";
     if (access === "public") return;
     const basic = request.routeOptions.config.basicAuth === true;
-    const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantKeys, basic);
+    const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash, basic);
     if (access === "admin" && !config.openMode && !admins.has(tenant)) {
       const message = "this endpoint needs the API key of an admin tenant";
       // A browser that sent a non-admin key would otherwise keep sending it: ask again instead.
@@ -104,7 +83,7 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
   });
 }
 
-function tenantOf(request: FastifyRequest, tenantKeys: TenantKeys, basic: boolean): string {
+function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>, basic: boolean): string {
   const header = request.headers.authorization ?? "";
   const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? (basic ? basicPassword(header) : undefined);
   if (!key) {
@@ -114,7 +93,7 @@ function tenantOf(request: FastifyRequest, tenantKeys: TenantKeys, basic: boolea
       basic,
     );
   }
-  const tenant = tenantKeys.tenantOf(key);
+  const tenant = tenantByHash.get(sha256Hex(key));
   if (!tenant) throw unauthorized("invalid API key", basic);
   return tenant;
 }

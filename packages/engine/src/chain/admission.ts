@@ -13,7 +13,14 @@ export type HopAdmission =
   /** A place in line on `target`: call at `until` (this worker's clock), holding `place`. */
   | { kind: "in_line"; until: number; target: ModelTarget; place: PlaceHeld }
   /** `provider`: of the deployment whose refusal is reported (a pool's), when not the model's. */
-  | { kind: "skip"; reason: Reason; message: string; waitMs?: number; provider?: string };
+  | {
+      kind: "skip";
+      reason: Reason;
+      message: string;
+      waitMs?: number;
+      provider?: string;
+      deployment?: string;
+    };
 
 /**
  * The furthest ahead a job books its rpm tokens: past this it waits unbooked (in the delayed set)
@@ -132,6 +139,11 @@ export async function admitHop(
   return denied(context, denials);
 }
 
+/** The deployment whose refusal a pooled hop's skip reports (each pooled attempt names one). */
+function deploymentOf(denial: Denial): { deployment?: string } {
+  return denial.target.deployment ? { deployment: denial.target.deployment.id } : {};
+}
+
 function isDenial(answer: HopAdmission | Denial): answer is Denial {
   return "admitted" in answer;
 }
@@ -161,6 +173,7 @@ function denied(context: ChainContext, denials: Denial[]): HopAdmission {
       reason: "over_budget",
       message: MESSAGES.over_budget(budget.detail),
       provider: budget.target.providerId,
+      ...deploymentOf(budget),
     };
   }
   const limited = denials
@@ -179,11 +192,13 @@ function denied(context: ChainContext, denials: Denial[]): HopAdmission {
       reason: first.reason,
       message: where(first) + MESSAGES[first.reason](first.detail),
       provider: first.target.providerId,
+      ...deploymentOf(first),
     };
   return {
     kind: "skip",
     reason: "rate_limited",
     provider: first.target.providerId,
+    ...deploymentOf(first),
     message:
       where(first) +
       (first.waitMs === undefined

@@ -60,6 +60,12 @@ export class ChainProgress {
     this.fresh = false;
   }
 
+  /** Counts one of the current hop's tries outside an attempt's record (saved with the next save). */
+  countTry(): void {
+    this.progress.tries += 1;
+    this.dirty = true;
+  }
+
   /** Holds a place in line (kept in progress; saved when the job is handed back to wait for it). */
   hold(reservation: NonNullable<JobProgress["reservation"]>): void {
     this.progress.reservation = reservation;

@@ -184,11 +184,12 @@ export async function runHop(
   const targets = targetsOf(hop.model, model);
   // Deployments of a pooled model that failed on this visit of the hop: the next try goes elsewhere.
   const failedDeployments = new Set<string>();
+  const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
   // A job handed back to wait forgets which deployments failed: the visit counts as one of the
   // hop's tries, so a failing deployment picked again after the wait cannot bypass max_retries.
   const countFailover = () => {
     if (failedDeployments.size === 0) return;
-    progress.tries += 1;
+    run.countTry();
     failedDeployments.clear();
   };
   while (true) {
@@ -205,7 +206,7 @@ export async function runHop(
     let held: { target: ModelTarget; place: { dueMs: number; booked: number[] } } | undefined;
     if (reservation) {
       const waitMs = reservation.at - clock.now();
-      if (waitMs > maxInlineWaitMs) return run.defer(reservation.at);
+      if (waitMs > maxInlineWaitMs) return run.defer(reservation.at - placeLeadMs);
       if (waitMs > 0) await abortableDelay(waitMs, context.signal);
       const target = targets.find((candidate) => candidate.deployment?.id === reservation.deployment);
       // A deployment gone from the config since: the place is lost, the job lines up again.
@@ -238,7 +239,9 @@ export async function runHop(
       });
       if (admission.until - clock.now() > maxInlineWaitMs) {
         countFailover();
-        return run.defer(admission.until);
+        // Back a little before the slot: the resumed run waits out the rest in the worker, so a
+        // slow pick-up does not make it late for its slot (and lose it).
+        return run.defer(admission.until - placeLeadMs);
       }
       continue;
     }
@@ -265,6 +268,7 @@ export async function runHop(
         clock.now(),
       );
       if (admission.waitMs !== undefined) attempt.retry_after_ms = admission.waitMs;
+      if (admission.deployment !== undefined) attempt.deployment = admission.deployment;
       run.record(attempt);
       return "next";
     }

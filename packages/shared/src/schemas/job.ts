@@ -71,7 +71,9 @@ export const jobProgressSchema = z.object({
       due: z.number(),
       booked: z.array(z.number().int().positive()),
     })
-    .optional(),
+    .optional()
+    // A reservation this version cannot read is dropped (the job lines up again), never the progress.
+    .catch(undefined),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
 

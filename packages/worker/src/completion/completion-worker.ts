@@ -121,11 +121,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     if (maxConcurrency !== undefined && !slot) {
       // The tenant runs as many jobs as it may: back to the delayed set for a moment, progress
       // kept. Its BullMQ priority (its fair-share tag) brings it back at the front of the line.
-      // A job refused again and again backs off (up to 16×): a capped tenant's large backlog
-      // must not keep every free slot busy fetching and refusing it.
-      const backoff = 2 ** Math.min(4, Math.max(0, (job.attemptsStarted ?? 1) - 1));
       await job.moveToDelayed(
-        clock.now() + backoff * (TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS)),
+        clock.now() + TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS),
         token,
       );
       throw new DelayedError();
@@ -206,8 +203,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     stalledInterval: options.lockDurationMs,
     // A crashed worker is not the job's fault: let it be recovered several times before failing.
     // A stall is a worker lost mid-job (killed, paused past its lock), not a failed attempt:
-    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5.
-    maxStalledCount: 20,
+    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5. Not unbounded: a
+    // job that kills its worker every time (a poison job) still ends, after ~10 lock periods.
+    maxStalledCount: 10,
     removeOnComplete: { age: config.settings.JOB_RETENTION_S },
     removeOnFail: { age: config.settings.JOB_RETENTION_S },
   });

@@ -190,8 +190,9 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     stalledInterval: lockDurationMs,
     // A crashed worker is not the receiver's fault: recover the delivery rather than fail it.
     // A stall is a worker lost mid-job (killed, paused past its lock), not a failed attempt:
-    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5.
-    maxStalledCount: 20,
+    // workers killed faster than jobs finish (test/chaos) stalled jobs out at 5. Not unbounded: a
+    // job that kills its worker every time (a poison job) still ends, after ~10 lock periods.
+    maxStalledCount: 10,
     settings: {
       backoffStrategy: (attemptsMade: number, type?: string) =>
         type === WEBHOOK_BACKOFF_TYPE ? webhookRetryDelay(settings.retry_schedule_ms, attemptsMade) : 0,

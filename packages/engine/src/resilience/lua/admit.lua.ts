@@ -139,9 +139,8 @@ for index, b in ipairs(spec.buckets) do
 end
 
 if line_wait > 0 then
-  -- A probe is never booked ahead (the breaker's lease would run out before the call): the call
-  -- waits for the bucket as any other would.
-  for index in pairs(probes) do return deny('rate_limited', line_wait, 'bucket') end
+  -- A due probe may be booked too: nothing of the breaker is taken now; the call takes the probe
+  -- lease when it comes back at its slot (or is told the probe is out, and passed over).
   -- Only the short buckets are booked: the others are asked when the call is due, so a booking
   -- never takes their tokens a minute before the call uses them.
   for _, index in ipairs(booked) do
