@@ -300,9 +300,12 @@ export async function runHop(
     let failure: ProviderError | JobInterruption | undefined;
     let shownBroken: BrokenStream = "unseen";
     const strategy = target.deployment ? strategyOf(model) : undefined;
-    const callId = `${context.jobId}:${run.progress.attempts.length}`;
-    if (strategy === "least_busy" && target.deployment)
-      context.resilience?.pools.callStarted(target.deployment.key, callId, timeouts.timeoutMs);
+    // least_busy counts this call in flight across workers until it ends (plain models: nothing).
+    const inFlight =
+      strategy === "least_busy" && target.deployment
+        ? { key: target.deployment.key, callId: `${context.jobId}:${run.progress.attempts.length}` }
+        : undefined;
+    if (inFlight) context.resilience?.pools.callStarted(inFlight.key, inFlight.callId, timeouts.timeoutMs);
     context.events?.calling?.(hopIndex, target.providerId, target.deployment?.id);
     try {
       completion = await callHop(context, hop.model, model, target, timeouts, request, sink);
@@ -316,8 +319,7 @@ export async function runHop(
         shownBroken = brokenStreamStep(context, run, hop.model, failure);
       }
     } finally {
-      if (strategy === "least_busy" && target.deployment)
-        context.resilience?.pools.callEnded(target.deployment.key, callId);
+      if (inFlight) context.resilience?.pools.callEnded(inFlight.key, inFlight.callId);
     }
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
