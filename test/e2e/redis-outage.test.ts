@@ -60,8 +60,34 @@ describe("a Redis outage", () => {
     const dataDir = redis.dir;
     const queued = await postJob(api.url, { request: chatRequest("queued across the outage") });
     expect(queued.status).toBe(202);
+    // Requests whose commands are in flight when Redis dies: Redis is stopped first, so they are
+    // surely waiting on its reply, then killed. They get their 503 as soon as the connection
+    // closes, not after the API's 10 s command timeout or once Redis is back.
+    redis.kill("SIGSTOP");
+    await sleep(200);
+    const inFlight = ["POST", "GET"].map(async (method) => {
+      const response = await fetch(
+        method === "POST" ? `${api.url}/v1/jobs` : `${api.url}/v1/jobs/${queued.body.id}`,
+        method === "POST"
+          ? {
+              method,
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ request: chatRequest("in flight at the kill") }),
+            }
+          : {},
+      );
+      return { response, body: await response.json(), at: Date.now() };
+    });
+    await sleep(500);
     redis.kill("SIGKILL");
-    await sleep(1500);
+    const killedAt = Date.now();
+    for (const answer of await Promise.all(inFlight)) {
+      expect(answer.response.status).toBe(503);
+      expect(answer.response.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(answer.body.error.type).toBe("service_unavailable_error");
+      expect(answer.at - killedAt).toBeLessThan(2_000);
+    }
+    await sleep(1000);
     const during = await fetch(`${api.url}/readyz`);
     expect(during.status).toBe(503);
     // Requests that need Redis wait a short, bounded time (API_REDIS_WAIT_MS, here 1000), then

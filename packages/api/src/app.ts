@@ -99,10 +99,11 @@ export interface CascadeApp {
 
 /**
  * A connection for blocking reads (XREAD): unlike the API's command connection, it keeps an
- * offline queue and no command timeout, so it simply resumes when Redis comes back.
+ * offline queue, no command timeout and unlimited retries, so it simply resumes when Redis comes
+ * back.
  */
 function readerConnection(redis: RedisClient): Redis | Cluster {
-  const reader = { enableOfflineQueue: true, commandTimeout: undefined };
+  const reader = { enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null };
   // A cluster client has the option at both levels: its own queue and each node's connection.
   return redis instanceof Cluster
     ? redis.duplicate(undefined, { enableOfflineQueue: true, redisOptions: reader })

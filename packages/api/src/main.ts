@@ -8,10 +8,13 @@ async function main(): Promise<void> {
   const { settings } = config;
   // No offline queue: a request must not be held until Redis returns. It waits at most
   // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503; a command to a
-  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS.
+  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS. No retry of a command
+  // whose connection closed under it either: with BullMQ's `maxRetriesPerRequest: null` it would
+  // wait for the reconnect (the command timeout, or Redis's return) instead of failing at once.
   const redis = createRedis(settings.REDIS_URL, {
     cluster: redisCheck.cluster,
     enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on("error", (error: Error) =>
