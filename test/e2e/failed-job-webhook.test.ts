@@ -69,6 +69,12 @@ beforeAll(async () => {
   api = await startApi({ env });
   connection = testRedis(undefined, { maxRetriesPerRequest: null });
   webhookQueue = new Queue("webhooks", { connection, prefix: tag });
+  // A cluster that has run workers before: the sweep's first pass ever starts its cursor at that
+  // moment (failures from before it are not looked at), so let one worker make it, then stop.
+  const first = await startWorker({ name: "worker-0", env });
+  const deadline = Date.now() + 10_000;
+  while (!(await connection.exists(`${tag}:failed-sweep:cursor`)) && Date.now() < deadline) await sleep(100);
+  await first.stop(5_000);
 });
 
 afterAll(async () => {
@@ -126,10 +132,13 @@ describe("a job failed for good whose worker died before queueing its webhook", 
     expect(job.status).toBe("failed");
     expect(sink.requests).toHaveLength(0);
 
-    workers.push(await startWorker({ name: "worker-A", env }));
+    const worker = await startWorker({ name: "worker-A", env });
+    workers.push(worker);
     const startedAt = Date.now();
     await sink.waitForRequests(1, RECOVERY_BOUND_MS).catch((error: Error) => {
-      throw new Error(`${error.message}: no job.failed webhook within ${RECOVERY_BOUND_MS} ms`);
+      throw new Error(
+        `${error.message}: no job.failed webhook within ${RECOVERY_BOUND_MS} ms\n${worker.describe()}`,
+      );
     });
     console.log(`lost job.failed webhook delivered ${Date.now() - startedAt} ms after a worker started`);
     const [request] = requestsFor(jobId);
@@ -165,6 +174,10 @@ describe("a job failed for good whose worker died before queueing its webhook", 
     // The delivered webhook's BullMQ job is removed (as retention removes it): its record remains.
     expect(await webhookQueue.remove(`whd_${jobId.replace(/^job_/, "")}`)).toBe(1);
     await sleep(4 * LOCK_MS + 3_000);
+    // The sweep has passed this failure (its cursor is at or beyond it) and sent nothing.
+    const failedAt = Number(await connection.zscore(`${tag}:completions:failed`, jobId));
+    const cursor = String(await connection.get(`${tag}:failed-sweep:cursor`));
+    expect(Number(cursor.split(":")[0])).toBeGreaterThanOrEqual(failedAt);
     expect(requestsFor(jobId)).toHaveLength(1);
     expect(await failedCount()).toBe(countedBefore + 1);
   }, 60_000);
