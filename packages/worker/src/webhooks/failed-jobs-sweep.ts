@@ -75,7 +75,10 @@ export interface FailedJobsSweepOptions {
 export interface FailedJobsPass {
   /** Failed jobs looked at. */
   seen: number;
-  /** job.failed webhooks queued that no worker had queued. */
+  /**
+   * job.failed webhooks found missing and added (a pass overlapping this one may have added the
+   * same: BullMQ keeps one job per delivery id, so this may count one delivery twice).
+   */
   queued: number;
   /** Failed jobs counted that no worker had counted. */
   counted: number;
