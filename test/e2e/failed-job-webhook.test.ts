@@ -181,4 +181,42 @@ describe("a job failed for good whose worker died before queueing its webhook", 
     expect(requestsFor(jobId)).toHaveLength(1);
     expect(await failedCount()).toBe(countedBefore + 1);
   }, 60_000);
+
+  it("a worker alive whose enqueue gave up: the sweep queues the webhook once Redis takes it", async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.stop(5_000)));
+    const jobId = await stalledOutJob("stalled out, its enqueue refused");
+    const countedBefore = await failedCount();
+    // The webhook queue refuses every add (its meta hash is now a string: WRONGTYPE in BullMQ's
+    // add script) until it is put back.
+    const metaKey = `${tag}:webhooks:meta`;
+    const meta = await connection.hgetall(metaKey);
+    await connection.del(metaKey);
+    await connection.set(metaKey, "broken");
+    try {
+      const worker = await startWorker({ name: "worker-C", env });
+      workers.push(worker);
+      // The notifier tries for ~15 s, then gives up: before the sweep, that webhook was lost.
+      await worker.waitForLog(
+        (log) => log.msg === "could not notify a failed job" && log.job_id === jobId,
+        30_000,
+      );
+    } finally {
+      await connection.del(metaKey);
+      if (Object.keys(meta).length > 0) await connection.hset(metaKey, meta);
+    }
+    const repairedAt = Date.now();
+    await expect.poll(() => requestsFor(jobId).length, { timeout: RECOVERY_BOUND_MS, interval: 200 }).toBe(1);
+    console.log(
+      `refused job.failed webhook delivered ${Date.now() - repairedAt} ms after the queue took adds again`,
+    );
+    expect(JSON.parse(requestsFor(jobId)[0]?.body ?? "{}")).toMatchObject({
+      type: "job.failed",
+      data: await waitForTerminal(api.url, jobId, 1_000),
+    });
+    // Counted once, by the worker that failed it (its claim went through; only the add failed).
+    await expect.poll(failedCount, { timeout: 5_000 }).toBe(countedBefore + 1);
+    await sleep(3 * LOCK_MS);
+    expect(requestsFor(jobId)).toHaveLength(1);
+    expect(await failedCount()).toBe(countedBefore + 1);
+  }, 90_000);
 });
