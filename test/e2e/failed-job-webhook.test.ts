@@ -6,7 +6,9 @@
  * builds that state from outside, exactly: with no Cascade worker running, a bare BullMQ worker
  * (a process that dies right after moveToFailed, or whose enqueue gave up) takes the job that
  * BullMQ's stalled check marked ("job stalled more than allowable limit", written as the job's
- * deferred failure after the 11th stall) and fails it. Real processes, real Redis, a receiver.
+ * deferred failure after the 11th stall) and fails it. And a worker that lives but whose enqueue
+ * gives up (the webhook queue refusing adds for the notifier's ~15 s). The failed-jobs sweep
+ * (ADR 0024) tells both, once. Real processes, real Redis, a receiver.
  */
 import type { RedisClient } from "@cascade/shared";
 import { Queue, Worker } from "bullmq";
