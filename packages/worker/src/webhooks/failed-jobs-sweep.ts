@@ -122,6 +122,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
   const sweepKeys = failedSweepKeys(keys);
   const failedKey = completions.toKey("failed");
   const retentionS = config.settings.JOB_RETENTION_S;
+  const trustedForMs = Math.max(retentionS * 1000 - options.settleMs, (retentionS * 1000) / 2);
   const token = options.token ?? `${process.pid}-${Math.random().toString(36).slice(2)}`;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
@@ -153,10 +154,13 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
       { type: "internal_error", message: (job.failedReason ?? "").slice(0, 500) },
       finishedAt,
     );
+    // A delivery's record and a count's claim live at least the retention from the job's end:
+    // past that (less the clock skew the settle time allows for) a webhook delivered or a count
+    // made may have left no trace. Never guess.
+    if (clock.now() - finishedAt >= trustedForMs) return { queued: false, counted: false };
     let queued = false;
-    // Past half the retention a delivered webhook's job and record may have expired: never guess.
     const delivery = buildWebhookJob(data.tenant, finishedJobObject(jobId, data, outcome), finishedAt);
-    if (delivery && clock.now() - finishedAt < (retentionS * 1000) / 2) {
+    if (delivery) {
       const [inQueue, recorded] = await Promise.all([
         connection.exists(webhooks.toKey(delivery.delivery_id)),
         connection.exists(keys.webhookDelivery(delivery.delivery_id)),
