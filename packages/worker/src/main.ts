@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     logger.error({ err: error }, "a request observer failed"),
   );
   // Jobs BullMQ failed for good whose worker died (or whose enqueue gave up) before telling their
-  // webhook and usage counts: told by one process a lock duration, from a cursor (ADR 0024).
+  // webhook and usage counts: told by one process per lock duration, from a cursor (ADR 0024).
   const failedJobs = createFailedJobsSweep({
     config,
     connection,
