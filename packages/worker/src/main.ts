@@ -23,6 +23,7 @@ import { createCompletionWorker } from "./completion/completion-worker.js";
 import { startFairSweep } from "./fairness/fair-sweep.js";
 import { listenForCancellations } from "./lifecycle/cancel-listener.js";
 import { startMetricsServer } from "./metrics-server.js";
+import { createFailedJobsSweep } from "./webhooks/failed-jobs-sweep.js";
 import { resolveTenantSecrets } from "./webhooks/tenant-secrets.js";
 import { createWebhookNotifier } from "./webhooks/webhook-notifier.js";
 import { createWebhookWorker } from "./webhooks/webhook-worker.js";
@@ -88,6 +89,23 @@ async function main(): Promise<void> {
       logger.warn({ err: error }, "dashboard counts not written"),
     ),
   );
+  const observer = observeAll(requestObservers, (error) =>
+    logger.error({ err: error }, "a request observer failed"),
+  );
+  // Jobs BullMQ failed for good whose worker died (or whose enqueue gave up) before telling their
+  // webhook and usage counts: told by one process per lock duration, from a cursor (ADR 0024).
+  const failedJobs = createFailedJobsSweep({
+    config,
+    connection,
+    keys,
+    completions: completionQueue,
+    webhooks: webhookQueue,
+    logger,
+    clock: systemClock,
+    observer,
+    intervalMs: settings.WORKER_LOCK_DURATION_MS,
+    settleMs: 2 * settings.WORKER_LOCK_DURATION_MS,
+  });
   const completions = createCompletionWorker({
     config,
     connection,
@@ -103,10 +121,10 @@ async function main(): Promise<void> {
     // id derives from the job id, and it is sent with the job as stored once it has ended).
     // Batch lines are recorded after the result is stored (batches.watch), from what was stored.
     onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
-    observer: observeAll(requestObservers, (error) =>
-      logger.error({ err: error }, "a request observer failed"),
-    ),
+    observer,
+    claimFailureCount: (jobId) => failedJobs.claimCount(jobId),
   });
+  failedJobs.start();
   batches.watch(completions.worker);
   batches.start();
   const webhooks = createWebhookWorker({
@@ -165,6 +183,7 @@ async function main(): Promise<void> {
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
       await alerts.stop();
+      await failedJobs.stop();
       stopFairSweep();
       await resilience.close();
       await metricsServer?.close();

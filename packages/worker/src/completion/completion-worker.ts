@@ -53,6 +53,11 @@ export interface CompletionWorkerOptions {
   onFinished?: (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => Promise<void>;
   /** Told of every job that ended here (metrics, usage counts, alerts). */
   observer?: RequestObserver;
+  /**
+   * Claims the count of a job BullMQ failed for good (true: count it here); without it, counted
+   * here always. The failed-jobs sweep counts the ones no worker claimed (ADR 0024).
+   */
+  claimFailureCount?: (jobId: string) => Promise<boolean>;
   /** Where the engine counts attempts and first tokens (the process's metrics). */
   metrics?: EngineMetrics;
 }
@@ -233,7 +238,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         { type: "internal_error", message: error.message.slice(0, 500) },
         clock.now(),
       );
-      observe(job, data.data, outcome);
+      // Counted once, here or by the failed-jobs sweep; a claim that fails leaves it to the sweep.
+      (options.claimFailureCount?.(job.id as string) ?? Promise.resolve(true)).then(
+        (mine) => mine && observe(job, data.data, outcome),
+        (claimError: unknown) =>
+          logger.warn({ job_id: job.id, err: claimError }, "failed job not counted here; the sweep will"),
+      );
       void options
         .onFinished?.(job, data.data, outcome)
         ?.catch((notifyError) =>
