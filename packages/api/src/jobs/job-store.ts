@@ -1,6 +1,7 @@
 import {
   type CreateJobBody,
   completionJobOptions,
+  FAIR_PLACEHOLDER_PRIORITY,
   FairTags,
   fairJobData,
   type JobData,
@@ -12,7 +13,7 @@ import {
   type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
-import { Job, type Queue } from "bullmq";
+import { createIORedisClient, type IRedisTransaction, Job, type Queue } from "bullmq";
 
 export const isTerminal = isTerminalJob;
 
@@ -32,6 +33,8 @@ interface CancelledRecord {
  */
 export class JobStore {
   private readonly fairTags: FairTags;
+  /** BullMQ's wrapper of the queue's own connection (the same object its Queue uses). */
+  private readonly client: { multi(): IRedisTransaction };
 
   constructor(
     private readonly queue: Queue<JobData, JobOutcome>,
@@ -42,19 +45,38 @@ export class JobStore {
     weights?: TenantWeights,
   ) {
     this.fairTags = new FairTags(redis, keys, weights);
+    this.client = createIORedisClient(redis as never);
   }
 
   /**
    * Queues the job behind its tenant's earlier jobs of the same priority, in weighted round robin
    * with other tenants (its BullMQ priority is its fair-share tag; `priority` stays in its data).
+   * One round trip: BullMQ's own add, at a placeholder priority, and the script that moves the job
+   * to its tag, in one MULTI (docs/decisions/0021-one-round-trip-per-enqueue.md).
    */
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
-    const [queuePriority] = await this.fairTags.priorities(data.tenant, body.priority, 1);
-    await this.queue.add(
+    const transaction = this.client.multi();
+    const options = completionJobOptions({ jobId, queuePriority: FAIR_PLACEHOLDER_PRIORITY });
+    const job = new Job(
+      this.queue,
       QUEUE_NAMES.completions,
       fairJobData(data),
-      completionJobOptions({ jobId, queuePriority: queuePriority ?? body.priority }),
+      { ...this.queue.defaultJobOptions, ...options },
+      jobId,
     );
+    // Queued synchronously; its reply is read from the EXEC below (as BullMQ's own addBulk does).
+    job.addJob(transaction).catch(() => {});
+    this.fairTags.queuePlace(transaction, data.tenant, body.priority, jobId);
+    const replies = await transaction.exec();
+    if (!replies) throw new Error(`job ${jobId}: the MULTI adding it was discarded`);
+    const [added, placed] = replies;
+    if (added?.[0]) throw added[0];
+    if (typeof added?.[1] === "number" && added[1] < 0) {
+      throw new Error(`job ${jobId}: BullMQ's add refused it (code ${added[1]})`);
+    }
+    // The add happened but its placement did not (say, the script cache was flushed under the
+    // MULTI): place it on its own now, or it would wait at the back of the line.
+    if (!placed || placed[0]) await this.fairTags.place(data.tenant, body.priority, jobId);
   }
 
   /** Whether the job asked for a streamed completion (its events live in a Redis stream). */
