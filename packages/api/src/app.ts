@@ -137,7 +137,14 @@ export function buildApp(deps: AppDeps): CascadeApp {
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
   const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);
-  const store = new JobStore(queue, redis, keys, retention, weightsFromConfig(config.file.tenants));
+  const store = new JobStore(
+    queue,
+    redis,
+    keys,
+    retention,
+    weightsFromConfig(config.file.tenants),
+    (message) => logger.warn(message),
+  );
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
   const clock = deps.clock ?? systemClock;

@@ -1,19 +1,16 @@
 import {
   type CreateJobBody,
-  completionJobOptions,
-  FAIR_PLACEHOLDER_PRIORITY,
   FairTags,
-  fairJobData,
   type JobData,
   type JobObject,
   type JobOutcome,
   type Keys,
-  QUEUE_NAMES,
   type RedisClient,
   type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
-import { createIORedisClient, type IRedisTransaction, Job, type Queue } from "bullmq";
+import { Job, type Queue } from "bullmq";
+import { FairEnqueue } from "./fair-enqueue.js";
 
 export const isTerminal = isTerminalJob;
 
@@ -32,9 +29,7 @@ interface CancelledRecord {
  * for jobs cancelled while queued, whose BullMQ job is removed.
  */
 export class JobStore {
-  private readonly fairTags: FairTags;
-  /** BullMQ's wrapper of the queue's own connection (the same object its Queue uses). */
-  private readonly client: { multi(): IRedisTransaction };
+  private readonly enqueue: FairEnqueue;
 
   constructor(
     private readonly queue: Queue<JobData, JobOutcome>,
@@ -43,40 +38,20 @@ export class JobStore {
     private readonly retentionSeconds: number,
     /** Tenants' fair-share weights (default 1 each). */
     weights?: TenantWeights,
+    /** Told when enqueueing cannot take its one-script path (see FairEnqueue). */
+    warn?: (message: string) => void,
   ) {
-    this.fairTags = new FairTags(redis, keys, weights);
-    this.client = createIORedisClient(redis as never);
+    this.enqueue = new FairEnqueue(queue, redis, new FairTags(redis, keys, weights), warn);
   }
 
   /**
    * Queues the job behind its tenant's earlier jobs of the same priority, in weighted round robin
    * with other tenants (its BullMQ priority is its fair-share tag; `priority` stays in its data).
-   * One round trip: BullMQ's own add, at a placeholder priority, and the script that moves the job
-   * to its tag, in one MULTI (docs/decisions/0021-one-round-trip-per-enqueue.md).
+   * One round trip, one script: BullMQ's own add, at a placeholder priority, then the move to the
+   * job's tag (FairEnqueue, docs/decisions/0021-one-round-trip-per-enqueue.md).
    */
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
-    const transaction = this.client.multi();
-    const options = completionJobOptions({ jobId, queuePriority: FAIR_PLACEHOLDER_PRIORITY });
-    const job = new Job(
-      this.queue,
-      QUEUE_NAMES.completions,
-      fairJobData(data),
-      { ...this.queue.defaultJobOptions, ...options },
-      jobId,
-    );
-    // Queued synchronously; its reply is read from the EXEC below (as BullMQ's own addBulk does).
-    job.addJob(transaction).catch(() => {});
-    this.fairTags.queuePlace(transaction, data.tenant, body.priority, jobId);
-    const replies = await transaction.exec();
-    if (!replies) throw new Error(`job ${jobId}: the MULTI adding it was discarded`);
-    const [added, placed] = replies;
-    if (added?.[0]) throw added[0];
-    if (typeof added?.[1] === "number" && added[1] < 0) {
-      throw new Error(`job ${jobId}: BullMQ's add refused it (code ${added[1]})`);
-    }
-    // The add happened but its placement did not (say, the script cache was flushed under the
-    // MULTI): place it on its own now, or it would wait at the back of the line.
-    if (!placed || placed[0]) await this.fairTags.place(data.tenant, body.priority, jobId);
+    await this.enqueue.add(jobId, data, body.priority);
   }
 
   /** Whether the job asked for a streamed completion (its events live in a Redis stream). */
