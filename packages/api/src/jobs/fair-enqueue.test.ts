@@ -19,7 +19,8 @@ import { Job, Queue, Worker } from "bullmq";
 import { afterAll, beforeEach, describe, expect, inject, it, vi } from "vitest";
 import { FairEnqueue } from "./fair-enqueue.js";
 
-const redis: RedisClient = createRedis(inject("redisUrl"));
+const isCluster = inject("redisCluster");
+const redis: RedisClient = createRedis(inject("redisUrl"), { cluster: isCluster });
 const opened: Array<{ close(): Promise<void> }> = [];
 let keys: Keys;
 let queue: Queue;
@@ -62,13 +63,17 @@ afterAll(async () => {
 });
 
 describe("FairEnqueue", () => {
-  it("adds a job at its tag in one script call, no MULTI", async () => {
+  it("adds a job at its tag in one script call, no MULTI (on a cluster too)", async () => {
     await enqueue.add("warm-up", jobData("a"), 5);
+    // A cluster client asks any node for its stats: count on a single server only.
+    const counted = !isCluster;
     const [multi, evalsha] = [await commandCalls("multi"), await commandCalls("evalsha")];
     await enqueue.add("job-1", jobData("a"), 5);
-    expect(await commandCalls("multi")).toBe(multi);
-    // The commandstats read itself is no script call.
-    expect(await commandCalls("evalsha")).toBe(evalsha + 1);
+    if (counted) {
+      expect(await commandCalls("multi")).toBe(multi);
+      // The commandstats read itself is no script call.
+      expect(await commandCalls("evalsha")).toBe(evalsha + 1);
+    }
     expect(warnings).toEqual([]);
     const job = await Job.fromId(queue, "job-1");
     // a's second job at priority 5: tag 2 × 12 plus 4 gaps.
@@ -100,6 +105,18 @@ describe("FairEnqueue", () => {
     // a's tags 12, 24, 36; b starts at the head's tag (a-0's, 12): 24, 36, 48; a tie goes to the
     // job queued first; a's priority-1 job is 4 gaps ahead of all of them.
     expect(taken).toEqual(["a-urgent", "a-0", "a-1", "b-0", "a-2", "b-1", "b-2"]);
+  });
+
+  it("puts the job at the same tag through the fallback MULTI", async () => {
+    const multi = new FairEnqueue(queue as never, redis, new FairTags(redis, keys), undefined, false);
+    await enqueue.add("one-script", jobData("a"), 5);
+    const before = isCluster ? 0 : await commandCalls("multi");
+    await multi.add("in-multi", jobData("a"), 5);
+    if (!isCluster) expect(await commandCalls("multi")).toBe(before + 1);
+    const [first, second] = [await Job.fromId(queue, "one-script"), await Job.fromId(queue, "in-multi")];
+    expect(second?.priority).toBe((first?.priority ?? 0) + FAIR_UNITS.tagUnit);
+    expect(second?.opts.priority).toBe(second?.priority);
+    expect(await queue.getJobState("in-multi")).toBe("prioritized");
   });
 
   it("answers an existing job's id for a duplicate, leaving it and the tags alone", async () => {

@@ -52,6 +52,8 @@ export class FairEnqueue {
     private readonly redis: RedisClient,
     private readonly fairTags: FairTags,
     private readonly warn: (message: string) => void = () => {},
+    /** False: always the MULTI path (tests of the fallback). */
+    private readonly oneScript = true,
   ) {
     this.client = createIORedisClient(redis as never);
   }
@@ -66,7 +68,7 @@ export class FairEnqueue {
       { ...this.queue.defaultJobOptions, ...options },
       jobId,
     );
-    this.composed ??= this.compose();
+    this.composed ??= this.oneScript ? this.compose() : Promise.resolve(false);
     const command = (await this.composed) ? recordAdd(job) : undefined;
     if (command?.name.startsWith(BULLMQ_ADD)) {
       const reply = await this.fairTags.add(command.args, data.tenant, priority, jobId);
