@@ -104,8 +104,10 @@ export class FairEnqueue {
         `BullMQ's add (${command?.name ?? "none"}) is not the script fair-add wraps; enqueueing through a MULTI instead`,
       );
     } catch (error) {
+      // Redis failing under the first enqueue says nothing about BullMQ's script: try again next time.
+      this.composed = undefined;
       this.warn(
-        `fair-add could not be defined (${(error as Error).message}); enqueueing through a MULTI instead`,
+        `fair-add could not be defined yet (${(error as Error).message}); this job goes through a MULTI`,
       );
     }
     return false;
