@@ -7,7 +7,6 @@ import {
 import {
   AlertEvaluator,
   BatchStore,
-  bullConnection,
   type Clock,
   type Config,
   createKeys,
@@ -133,18 +132,20 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // prints "[ioredis] Unhandled error event" dumps outside the JSON log.
   const logRedisError = (source: string) => (error: Error) =>
     logger.warn({ err: error.message, source }, "redis connection error; retrying");
-  // QueueEvents blocks on XREAD, so it needs a connection of its own (which we close ourselves).
-  const eventsConnection = readerConnection(redis);
-  eventsConnection.on("error", logRedisError("job events"));
-  const waiters = new JobWaiters(
-    { connection: bullConnection(eventsConnection), prefix: keys.bullPrefix, autorun: true },
-    logger,
-  );
-  // Streaming jobs' event streams: one blocking XREAD for every SSE reader of this process.
+  // Streaming jobs' event streams and the queue's BullMQ events (read only while a `?wait=` or
+  // an event-stream reader needs them): one blocking XREAD for every reader of this process.
   const streamsConnection = readerConnection(redis);
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
-  const store = new JobStore(queue, redis, keys, retention, weightsFromConfig(config.file.tenants));
+  const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);
+  const store = new JobStore(
+    queue,
+    redis,
+    keys,
+    retention,
+    weightsFromConfig(config.file.tenants),
+    (message) => logger.warn(message),
+  );
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
   const clock = deps.clock ?? systemClock;
@@ -310,17 +311,15 @@ export function buildApp(deps: AppDeps): CascadeApp {
     },
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
-      waiters.wakeAll();
+      await waiters.close();
       streams.close();
       await app.close();
       await alerts.stop();
       // The gateway's last settlements (spend, usage) are written before the process goes.
       await resilience.close();
       breakerSubscriber.disconnect();
-      await waiters.close();
       await queue.close();
       await webhookQueue.close();
-      eventsConnection.disconnect();
     },
   };
 }

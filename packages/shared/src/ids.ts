@@ -2,11 +2,28 @@ import { randomBytes } from "node:crypto";
 
 const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
 
+/** Random bytes per id (only 80 bits of them count: each byte maps to one of 36 characters). */
+const ID_BYTES = 16;
+/**
+ * Random bytes drawn at once: `randomBytes` costs about as much for 4,096 bytes as for 16 (the
+ * call, not the bytes, is the cost), so 256 ids share one call. Each byte is used once, in order,
+ * and the pool is refilled from the CSPRNG when used up: ids stay unpredictable and unique.
+ */
+const POOL_BYTES = 4096;
+let pool = randomBytes(POOL_BYTES);
+let offset = 0;
+
 /** Sortable-ish unique id: time prefix then 80 random bits, e.g. `job_lzx1c2a9k3m...`. */
 export function newId(prefix: string, now = Date.now()): string {
-  const bytes = randomBytes(16);
+  if (offset + ID_BYTES > POOL_BYTES) {
+    // A new buffer, not a refill in place: nothing that held a slice of the old one sees it change.
+    pool = randomBytes(POOL_BYTES);
+    offset = 0;
+  }
   let random = "";
-  for (const byte of bytes) random += alphabet[byte % 36];
+  const end = offset + ID_BYTES;
+  for (let index = offset; index < end; index++) random += alphabet[(pool[index] as number) % 36];
+  offset = end;
   return `${prefix}_${now.toString(36)}${random}`;
 }
 

@@ -1,18 +1,16 @@
 import {
   type CreateJobBody,
-  completionJobOptions,
   FairTags,
-  fairJobData,
   type JobData,
   type JobObject,
   type JobOutcome,
   type Keys,
-  QUEUE_NAMES,
   type RedisClient,
   type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 import { Job, type Queue } from "bullmq";
+import { FairEnqueue } from "./fair-enqueue.js";
 
 export const isTerminal = isTerminalJob;
 
@@ -31,7 +29,7 @@ interface CancelledRecord {
  * for jobs cancelled while queued, whose BullMQ job is removed.
  */
 export class JobStore {
-  private readonly fairTags: FairTags;
+  private readonly enqueue: FairEnqueue;
 
   constructor(
     private readonly queue: Queue<JobData, JobOutcome>,
@@ -40,21 +38,20 @@ export class JobStore {
     private readonly retentionSeconds: number,
     /** Tenants' fair-share weights (default 1 each). */
     weights?: TenantWeights,
+    /** Told when enqueueing cannot take its one-script path (see FairEnqueue). */
+    warn?: (message: string) => void,
   ) {
-    this.fairTags = new FairTags(redis, keys, weights);
+    this.enqueue = new FairEnqueue(queue, redis, new FairTags(redis, keys, weights), warn);
   }
 
   /**
    * Queues the job behind its tenant's earlier jobs of the same priority, in weighted round robin
    * with other tenants (its BullMQ priority is its fair-share tag; `priority` stays in its data).
+   * One round trip, one script: BullMQ's own add, at a placeholder priority, then the move to the
+   * job's tag (FairEnqueue, docs/decisions/0021-one-round-trip-per-enqueue.md).
    */
   async add(jobId: string, data: JobData, body: Pick<CreateJobBody, "priority">): Promise<void> {
-    const [queuePriority] = await this.fairTags.priorities(data.tenant, body.priority, 1);
-    await this.queue.add(
-      QUEUE_NAMES.completions,
-      fairJobData(data),
-      completionJobOptions({ jobId, queuePriority: queuePriority ?? body.priority }),
-    );
+    await this.enqueue.add(jobId, data, body.priority);
   }
 
   /** Whether the job asked for a streamed completion (its events live in a Redis stream). */

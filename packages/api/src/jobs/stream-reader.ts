@@ -4,6 +4,8 @@ export interface StreamEntry {
   id: string;
   event: string;
   data: string;
+  /** The `jobId` field (BullMQ's queue events carry one). */
+  jobId?: string;
 }
 
 type Listener = (entries: StreamEntry[]) => void;
@@ -14,6 +16,7 @@ function toEntries(raw: Array<[string, string[]]>): StreamEntry[] {
     for (let index = 0; index < fields.length; index += 2) {
       if (fields[index] === "event") entry.event = fields[index + 1] ?? "";
       else if (fields[index] === "data") entry.data = fields[index + 1] ?? "";
+      else if (fields[index] === "jobId") entry.jobId = fields[index + 1] ?? "";
     }
     return entry;
   });

@@ -66,11 +66,12 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
     },
   });
 
-  app.addHook("onRequest", async (request: FastifyRequest) => {
+  // Callback style (no promise per request); a throw here reaches Fastify's error handler.
+  app.addHook("onRequest", (request: FastifyRequest, _reply, done) => {
     // No route matched: the not-found handler answers 404/405 and touches no tenant's data.
-    if (request.is404) return;
+    if (request.is404) return done();
     const access = request.routeOptions.config.access ?? "tenant";
-    if (access === "public") return;
+    if (access === "public") return done();
     const basic = request.routeOptions.config.basicAuth === true;
     const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash, basic);
     if (access === "admin" && !config.openMode && !admins.has(tenant)) {
@@ -80,6 +81,7 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
       throw new HttpError(403, "permission_error", message);
     }
     (request as AuthenticatedRequest)[authenticatedTenant] = tenant;
+    done();
   });
 }
 

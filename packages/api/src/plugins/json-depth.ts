@@ -29,7 +29,8 @@ export function jsonDepthExceeds(value: unknown, limit: number): boolean {
  * any recursive code (zod, canonical JSON, BullMQ's serialisation) sees it.
  */
 export function registerBodyDepthLimit(app: FastifyInstance): void {
-  app.addHook("preValidation", async (request) => {
+  // Callback style (no promise per request); a throw here reaches Fastify's error handler.
+  app.addHook("preValidation", (request, _reply, done) => {
     if (
       request.body !== null &&
       typeof request.body === "object" &&
@@ -37,5 +38,6 @@ export function registerBodyDepthLimit(app: FastifyInstance): void {
     ) {
       throw badRequest(`body: objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`);
     }
+    done();
   });
 }

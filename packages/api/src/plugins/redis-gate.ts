@@ -78,9 +78,14 @@ function readyWithin(whenReady: () => Promise<void>, redis: RedisClient, waitMs:
  */
 export function registerRedisGate(app: FastifyInstance, redis: RedisClient, waitMs: number): void {
   const whenReady = createReadyWaiter(redis);
-  app.addHook("onRequest", async (request) => {
-    if (request.is404 || request.routeOptions.config.access === "public") return;
-    if (redis.status === "ready") return;
-    if (!(await readyWithin(whenReady, redis, waitMs))) throw redisUnavailable(`connection ${redis.status}`);
+  // Callback style: the usual case (Redis ready) costs no promise per request.
+  app.addHook("onRequest", (request, _reply, done) => {
+    if (request.is404 || request.routeOptions.config.access === "public" || redis.status === "ready") {
+      return done();
+    }
+    readyWithin(whenReady, redis, waitMs).then(
+      (ready) => done(ready ? undefined : redisUnavailable(`connection ${redis.status}`)),
+      (error: Error) => done(error),
+    );
   });
 }

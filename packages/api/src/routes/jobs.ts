@@ -174,6 +174,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     const waitSeconds = request.query.wait ?? 0;
     const waiter = waitSeconds > 0 ? waiters.register(id, waitSeconds * 1000) : undefined;
     try {
+      // Read the job only once its end can no longer be missed.
+      if (waiter) await waiter.ready;
       let job = await store.get(request.tenant, id);
       if (!job) throw notFound(`no job with id ${id}`);
       if (waiter && !isTerminal(job)) {

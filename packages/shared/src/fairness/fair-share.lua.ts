@@ -62,53 +62,134 @@ end
 `;
 
 /**
- * fair-tags — the BullMQ priorities of `count` jobs one tenant enqueues at one priority.
+ * The tags themselves, as a function both scripts below call: `fair_tags(tenant, priority, step,
+ * count)` returns the BullMQ priorities of `count` jobs `tenant` enqueues now at `priority`.
  * V (virtual clock) = max(stored v, the tag of the prioritized set's head job), or, when nothing
  * is prioritized, the largest tag handed out (everything handed out has started). The head's tag
  * is its BullMQ priority minus its priority's gap; its priority is read from the start of its data
  * (`{"v":1,"tenant":"…","priority":N`, see fairJobData) — a head written otherwise is passed over.
  * S = max(V, the tenant's last tag at this priority); tag_i = S + i × step; BullMQ priority =
  * min(tag_i + (priority − 1) × gap, limit). When V reaches the rebase point, everything is first
- * shifted down by V − 1 (see REBASE_FUNCTION), in this same script.
+ * shifted down by V − 1 (see REBASE_FUNCTION), in the same script.
+ * Expects locals: clock, prioritized, delayed, active, prefix.
+ */
+const TAGS_FUNCTION = `
+${REBASE_FUNCTION}
+local function fair_tags(tenant, priority, step, count)
+  local field = 'last:' .. priority .. ':' .. tenant
+  local state = redis.call('HMGET', clock, 'v', 'top', field)
+  local v, top, last = tonumber(state[1]) or 0, tonumber(state[2]) or 0, tonumber(state[3]) or 0
+  local head = redis.call('ZRANGE', prioritized, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    v = math.max(v, top)
+  else
+    local data = redis.call('HGET', prefix .. head[1], 'data')
+    local head_priority = data and tonumber(string.match(data, '^{"v":%d+,"tenant":"[^"\\\\]*","priority":(%d+)'))
+    if head_priority then
+      v = math.max(v, math.floor(tonumber(head[2]) / ${scoreStep}) - (head_priority - 1) * ${gap})
+    end
+  end
+  if v >= ${rebaseAt} then
+    local by = v - 1
+    rebase(by)
+    v = 1
+    top = math.max(top - by, 1)
+    last = math.max(last - by, 0)
+  end
+  local start = math.max(v, last)
+  local priorities = {}
+  for i = 1, count do
+    priorities[i] = math.min(start + i * step + (priority - 1) * ${gap}, ${limit})
+  end
+  last = math.min(start + count * step, ${limit})
+  redis.call('HSET', clock, 'v', string.format('%d', v), 'top', string.format('%d', math.max(top, last)),
+    field, string.format('%d', last))
+  return priorities
+end
+`;
+
+/**
+ * fair-tags — the BullMQ priorities of `count` jobs one tenant enqueues at one priority, for an
+ * add that follows (batch chunks: one call per chunk of up to 500 lines). See TAGS_FUNCTION.
  * KEYS: 1 fair clock, 2 prioritized zset, 3 delayed zset, 4 active list
  * ARGV: 1 job key prefix, 2 tenant, 3 priority (1..10), 4 step, 5 count
  * Returns: the `count` BullMQ priorities, in order.
  */
 export const FAIR_TAGS_LUA = `
 local clock, prioritized, delayed, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix, tenant = ARGV[1], ARGV[2]
-local priority, step, count = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-${REBASE_FUNCTION}
-local field = 'last:' .. priority .. ':' .. tenant
-local state = redis.call('HMGET', clock, 'v', 'top', field)
-local v, top, last = tonumber(state[1]) or 0, tonumber(state[2]) or 0, tonumber(state[3]) or 0
-local head = redis.call('ZRANGE', prioritized, 0, 0, 'WITHSCORES')
-if #head == 0 then
-  v = math.max(v, top)
-else
-  local data = redis.call('HGET', prefix .. head[1], 'data')
-  local head_priority = data and tonumber(string.match(data, '^{"v":%d+,"tenant":"[^"\\\\]*","priority":(%d+)'))
-  if head_priority then
-    v = math.max(v, math.floor(tonumber(head[2]) / ${scoreStep}) - (head_priority - 1) * ${gap})
-  end
-end
-if v >= ${rebaseAt} then
-  local by = v - 1
-  rebase(by)
-  v = 1
-  top = math.max(top - by, 1)
-  last = math.max(last - by, 0)
-end
-local start = math.max(v, last)
-local priorities = {}
-for i = 1, count do
-  priorities[i] = math.min(start + i * step + (priority - 1) * ${gap}, ${limit})
-end
-last = math.min(start + count * step, ${limit})
-redis.call('HSET', clock, 'v', string.format('%d', v), 'top', string.format('%d', math.max(top, last)),
-  field, string.format('%d', last))
-return priorities
+local prefix = ARGV[1]
+${TAGS_FUNCTION}
+return fair_tags(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 `;
+
+/**
+ * The body of fair-place with its keys and arguments from `keyOffset` and `argOffset` on (0 for
+ * the script on its own; after BullMQ's when it follows BullMQ's add in fair-add).
+ */
+function placeBody(keyOffset: number, argOffset: number): string {
+  const key = (index: number) => `KEYS[${keyOffset + index}]`;
+  const arg = (index: number) => `ARGV[${argOffset + index}]`;
+  return `
+local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
+local prefix, job_id, placeholder = ${arg(1)}, ${arg(5)}, tonumber(${arg(6)})
+${TAGS_FUNCTION}
+local score = tonumber(redis.call('ZSCORE', prioritized, job_id))
+if not score or math.floor(score / ${scoreStep}) ~= placeholder then return 0 end
+redis.call('ZREM', prioritized, job_id)
+local tag = fair_tags(${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)[1]
+redis.call('ZADD', prioritized, string.format('%.0f', tag * ${scoreStep} + score % ${scoreStep}), job_id)
+local job = prefix .. job_id
+-- BullMQ orders by the score and re-adds by the 'priority' field; 'opts' (JSON) is what readers
+-- such as bull-board show as the job's priority, so it says the tag too.
+local opts = redis.call('HGET', job, 'opts')
+local placed = opts and string.gsub(opts, '"priority":' .. placeholder .. '([,}])', '"priority":' .. tag .. '%1', 1)
+if placed and placed ~= opts then
+  redis.call('HSET', job, 'priority', string.format('%d', tag), 'opts', placed)
+else
+  redis.call('HSET', job, 'priority', string.format('%d', tag))
+end
+return tag
+`;
+}
+
+/**
+ * fair-place — puts one job that BullMQ has just added at a placeholder priority at its fair-share
+ * tag instead. fair-add below runs it right after BullMQ's add in the same script; on its own it
+ * is the fallback (docs/decisions/0021-one-round-trip-per-enqueue.md). The job leaves the
+ * prioritized set while its tag is computed (it must not be taken for the head), then goes back
+ * with the tag as its priority, keeping BullMQ's counter (the score's low 32 bits), and its hash's
+ * `priority` field is set to match — what BullMQ's changePriority and the rebase write — as is the
+ * priority in its stored options (JSON), so the job reads back as if it had been added at its
+ * tag. A job that is not prioritized at the placeholder (the add found an existing job with this
+ * id, or a worker already took it) is left alone and no tag is spent.
+ * KEYS: 1 fair clock, 2 prioritized zset, 3 delayed zset, 4 active list
+ * ARGV: 1 job key prefix, 2 tenant, 3 priority (1..10), 4 step, 5 job id, 6 placeholder priority
+ * Returns: the job's BullMQ priority, or 0 when it was left alone.
+ */
+export const FAIR_PLACE_LUA = placeBody(0, 0);
+
+/**
+ * fair-add — BullMQ's own add script for a prioritized job (its source as BullMQ loaded it on the
+ * connection, `bullmqAddLua`, run unchanged inside a function), then fair-place on the job it
+ * added: the add and the tag in one script call, one round trip, and nothing BullMQ's add does
+ * (events, markers, the priority counter, duplicates) copied here.
+ * KEYS: BullMQ's add's `bullmqKeys` keys, then fair-place's 4
+ * ARGV: BullMQ's add's `bullmqArgs` arguments, then fair-place's 6
+ * Returns: what BullMQ's add returns (the job id, or its negative error code).
+ */
+export function fairAddLua(bullmqAddLua: string, bullmqKeys: number, bullmqArgs: number): string {
+  return `
+local function bullmq_add()
+${bullmqAddLua}
+end
+local added = bullmq_add()
+local function fair_place()
+${placeBody(bullmqKeys, bullmqArgs)}
+end
+if added == ARGV[${bullmqArgs + 5}] then fair_place() end
+return added
+`;
+}
 
 /**
  * fair-sweep — fixes stragglers: jobs whose priority was computed before a rebase but added after

@@ -5,12 +5,12 @@
  * queued across a rebase back in line.
  */
 import { randomBytes } from "node:crypto";
-import { Queue, Worker } from "bullmq";
-import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { createIORedisClient, Job, Queue, Worker } from "bullmq";
+import { afterAll, beforeEach, describe, expect, inject, it, vi } from "vitest";
 import { createRedis, type RedisClient } from "../redis/connection.js";
 import { createKeys, type Keys, QUEUE_NAMES } from "../redis/keys.js";
 import { FAIR_UNITS } from "./fair-share-numbers.js";
-import { FairTags } from "./fair-tags.js";
+import { FAIR_PLACEHOLDER_PRIORITY, FairTags } from "./fair-tags.js";
 
 const { gap, scoreStep, rebaseAt } = FAIR_UNITS;
 const redis: RedisClient = createRedis(inject("redisUrl"));
@@ -35,6 +35,29 @@ async function enqueue(tenant: string, count: number, priority = 5): Promise<str
     })),
   );
   return ids;
+}
+
+/**
+ * Adds one job as the API does: BullMQ's add at the placeholder priority and the fair-place script
+ * in one MULTI. Returns the EXEC's replies (the add's, then the placement's).
+ */
+async function addPlaced(
+  tenant: string,
+  priority = 5,
+  jobId = `${tenant}-${randomBytes(4).toString("hex")}`,
+) {
+  const transaction = createIORedisClient(redis as never).multi();
+  const job = new Job(
+    queue,
+    QUEUE_NAMES.completions,
+    jobData(tenant, priority),
+    { jobId, priority: FAIR_PLACEHOLDER_PRIORITY, attempts: 3 },
+    jobId,
+  );
+  job.addJob(transaction).catch(() => {});
+  tags.queuePlace(transaction, tenant, priority, jobId);
+  const replies = (await transaction.exec()) ?? [];
+  return { jobId, added: replies[0]?.[1], placed: Number(replies[1]?.[1]) };
 }
 
 /** The prioritized set in order: job id and BullMQ priority. */
@@ -120,6 +143,95 @@ describe("fair-share tags", () => {
     // 9,000th ties and the job queued first wins).
     expect(total).toBe((9 * gap) / 12 - 1);
   }, 60_000);
+});
+
+describe("fair-share placement in the add's own MULTI", () => {
+  it("gives each job the tag the two-step path gives, in its score, its hash and its options", async () => {
+    await enqueue("a", 100);
+    await serve(10);
+    // b arrives behind a's backlog: its jobs alternate with a's right behind the head (a tie
+    // goes to the job queued first), as in the first test above.
+    const placed = [];
+    for (let index = 0; index < 5; index += 1) placed.push(await addPlaced("b"));
+    const order = (await line()).map((member) => member.id);
+    expect(placed.map((job) => order.indexOf(job.jobId))).toEqual([2, 4, 6, 8, 10]);
+    for (const { jobId, added, placed: priority } of placed) {
+      expect(added).toBe(jobId);
+      const stored = await Job.fromId(queue, jobId);
+      expect(stored?.priority).toBe(priority);
+      expect(stored?.opts.priority).toBe(priority);
+      expect(stored?.opts.attempts).toBe(3);
+    }
+    // The tenant's last tag moved with them: the two-step path hands out the next step.
+    const [next] = await tags.priorities("b", 5, 1);
+    expect(next).toBe((placed[4]?.placed ?? 0) + 12);
+    expect((await line()).some((member) => member.priority === FAIR_PLACEHOLDER_PRIORITY)).toBe(false);
+  });
+
+  it("keeps BullMQ's tie order (the score's counter) and its workers take placed jobs in line", async () => {
+    const first = await addPlaced("a");
+    const second = await addPlaced("b");
+    const third = await addPlaced("a");
+    // a and b both start at the clock: a's first and b's first tie, the one queued first wins.
+    expect((await line()).map((member) => member.id)).toEqual([first.jobId, second.jobId, third.jobId]);
+    const taken: string[] = [];
+    const worker = new Worker(
+      QUEUE_NAMES.completions,
+      async (job) => {
+        taken.push(job.id as string);
+      },
+      { connection: redis.duplicate() as never, prefix: keys.bullPrefix, concurrency: 1 },
+    );
+    opened.push(worker);
+    await vi.waitFor(() => expect(taken).toHaveLength(3), { timeout: 10_000 });
+    expect(taken).toEqual([first.jobId, second.jobId, third.jobId]);
+  });
+
+  it("leaves an existing job with the same id alone and spends no tag", async () => {
+    const first = await addPlaced("a", 5, "same-id");
+    const before = await redis.hgetall(keys.fairClock);
+    const again = await addPlaced("a", 1, "same-id");
+    expect(again.added).toBe("same-id");
+    expect(again.placed).toBe(0);
+    expect(await redis.hgetall(keys.fairClock)).toEqual(before);
+    expect((await line()).map((member) => member.priority)).toEqual([first.placed]);
+  });
+
+  it("rebases around the job it places: the others shift, it lands at its tag after the rebase", async () => {
+    const before = await enqueue("a", 20, 5);
+    // Everything as after a long run: just under the rebase point.
+    const lift = rebaseAt - 10;
+    const members = await line();
+    await redis.zadd(
+      keys.completionQueuePrioritized,
+      ...members.flatMap((member) => [String((member.priority + lift) * scoreStep), member.id]),
+    );
+    const clock = await redis.hgetall(keys.fairClock);
+    await redis.hset(
+      keys.fairClock,
+      ...Object.entries(clock).flatMap(([field, value]) => [field, String(Number(value) + lift)]),
+    );
+    const placed = await addPlaced("b", 5);
+    expect(Number(await redis.hget(keys.fairClock, "rebases"))).toBe(1);
+    const after = await line();
+    // b starts at the head's tag after the rebase and ties with a's second job (which was first).
+    expect(after.map((member) => member.id)).toEqual([
+      ...before.slice(0, 2),
+      placed.jobId,
+      ...before.slice(2),
+    ]);
+    expect(placed.placed).toBeLessThan(5 * gap);
+    expect(Number(await redis.hget(keys.completionJob(placed.jobId), "priority"))).toBe(placed.placed);
+  });
+
+  it("places a job whose placement did not run in its MULTI when asked again", async () => {
+    const jobId = "unplaced";
+    await queue.add(QUEUE_NAMES.completions, jobData("a", 5), { jobId, priority: FAIR_PLACEHOLDER_PRIORITY });
+    const priority = await tags.place("a", 5, jobId);
+    expect(priority).toBe(12 + 4 * gap);
+    expect(await line()).toEqual([{ id: jobId, priority }]);
+    expect((await Job.fromId(queue, jobId))?.opts.priority).toBe(priority);
+  });
 });
 
 describe("rebase and sweep", () => {

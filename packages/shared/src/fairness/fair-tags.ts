@@ -1,13 +1,38 @@
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
-import { FAIR_SWEEP_LUA, FAIR_TAGS_LUA } from "./fair-share.lua.js";
+import { FAIR_PLACE_LUA, FAIR_SWEEP_LUA, FAIR_TAGS_LUA, fairAddLua } from "./fair-share.lua.js";
 import { FAIR_UNITS, fairStep } from "./fair-share-numbers.js";
 
 type Command = (...args: Array<string | number>) => Promise<unknown>;
 
 const TAGS_COMMAND = "cascadeFairTags";
+const PLACE_COMMAND = "cascadeFairPlace";
+const ADD_COMMAND = "cascadeFairAdd";
 const SWEEP_COMMAND = "cascadeFairSweep";
+
+/**
+ * The BullMQ priority a job is added at before `place` moves it to its tag (BullMQ's largest: were
+ * the place ever not to run, the job would wait at the back rather than jump the line).
+ */
+export const FAIR_PLACEHOLDER_PRIORITY = FAIR_UNITS.limit;
+
+/**
+ * A MULTI (or pipeline) to queue a command on: ioredis's, or BullMQ's wrapper of it, whose
+ * `runCommand(name, args)` queues a command defined on the connection.
+ */
+export interface FairTransaction {
+  runCommand(name: string, args: Array<string | number>): unknown;
+}
+
+/** BullMQ's add script for a prioritized job, as BullMQ defined it on the connection. */
+export interface BullmqAddScript {
+  lua: string;
+  /** How many of its arguments are keys (the rest are ARGV). */
+  keys: number;
+  /** How many ARGV it takes. */
+  args: number;
+}
 
 /** Each tenant's `weight` (default 1), as the config file gives it. */
 export type TenantWeights = (tenant: string) => number | undefined;
@@ -22,23 +47,29 @@ export function weightsFromConfig(
 /**
  * Fair share between tenants on BullMQ's own prioritized set: the BullMQ priorities new jobs get
  * (start-time fair queuing tags, see fair-share.lua.ts), and the sweep that fixes jobs added
- * across a rebase. One script call per enqueue of any number of jobs of one tenant and priority.
+ * across a rebase. One script call per enqueue of any number of jobs of one tenant and priority
+ * (`priorities`, before the add), or one per job queued in the add's own MULTI (`queuePlace`).
  */
 export class FairTags {
   private readonly tagsCommand: Command;
+  private readonly placeCommand: Command;
+  private addShape: { keys: number; args: number } | undefined;
   private readonly sweepCommand: Command;
 
   constructor(
-    redis: RedisClient,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly weights: TenantWeights = () => undefined,
   ) {
     // Defined once, when the owner is built (not lazily on a busy auto-pipelined connection).
     if (!(TAGS_COMMAND in redis)) redis.defineCommand(TAGS_COMMAND, { numberOfKeys: 4, lua: FAIR_TAGS_LUA });
+    if (!(PLACE_COMMAND in redis))
+      redis.defineCommand(PLACE_COMMAND, { numberOfKeys: 4, lua: FAIR_PLACE_LUA });
     if (!(SWEEP_COMMAND in redis))
       redis.defineCommand(SWEEP_COMMAND, { numberOfKeys: 2, lua: FAIR_SWEEP_LUA });
     const table = redis as unknown as Record<string, Command>;
     this.tagsCommand = (table[TAGS_COMMAND] as Command).bind(redis);
+    this.placeCommand = (table[PLACE_COMMAND] as Command).bind(redis);
     this.sweepCommand = (table[SWEEP_COMMAND] as Command).bind(redis);
   }
 
@@ -58,6 +89,82 @@ export class FairTags {
       count,
     )) as Array<number | string>;
     return reply.map(Number);
+  }
+
+  /**
+   * Defines fair-add on the connection: `bullmq`'s add, then fair-place, in one script (see
+   * fairAddLua). Call once, before `add`; BullMQ must have loaded its scripts on the connection.
+   */
+  defineAdd(bullmq: BullmqAddScript): void {
+    this.addShape = { keys: bullmq.keys, args: bullmq.args };
+    this.redis.defineCommand(ADD_COMMAND, {
+      numberOfKeys: bullmq.keys + 4,
+      lua: fairAddLua(bullmq.lua, bullmq.keys, bullmq.args),
+    });
+  }
+
+  /**
+   * Runs BullMQ's add with `bullmqArguments` (its keys then its ARGV, as BullMQ would send them,
+   * the job at FAIR_PLACEHOLDER_PRIORITY) and places the job at its tag, in one script call.
+   * Returns BullMQ's reply: the job id, or its negative error code.
+   */
+  add(
+    bullmqArguments: ReadonlyArray<unknown>,
+    tenant: string,
+    priority: number,
+    jobId: string,
+  ): Promise<unknown> {
+    const shape = this.addShape;
+    if (!shape || bullmqArguments.length !== shape.keys + shape.args) {
+      return Promise.reject(new Error("fair-add: BullMQ's add does not have the shape it was defined with"));
+    }
+    const place = this.placeArgs(tenant, priority, jobId);
+    const command = (this.redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[
+      ADD_COMMAND
+    ] as (...args: unknown[]) => Promise<unknown>;
+    return command.call(
+      this.redis,
+      ...bullmqArguments.slice(0, shape.keys),
+      ...place.slice(0, 4),
+      ...bullmqArguments.slice(shape.keys),
+      ...place.slice(4),
+    );
+  }
+
+  /**
+   * Queues on `transaction`, right after BullMQ's add of job `jobId` at FAIR_PLACEHOLDER_PRIORITY,
+   * the script that moves it to its tag (fair-place in fair-share.lua.ts): in a MULTI, the add and
+   * its tag are one round trip and no other client sees the placeholder. The transaction must
+   * come from the connection this FairTags was built on (the script is defined there). Its reply
+   * in the EXEC is the job's BullMQ priority, or 0 when it left the job alone. Returns what
+   * `runCommand` returns (the command's promise when `transaction` is a connection inside a MULTI
+   * it began itself).
+   */
+  queuePlace(transaction: FairTransaction, tenant: string, priority: number, jobId: string): unknown {
+    return transaction.runCommand(PLACE_COMMAND, this.placeArgs(tenant, priority, jobId));
+  }
+
+  /**
+   * The same as its own command: for when the queued one failed (the job is added and still at
+   * the placeholder). Returns the job's BullMQ priority, or 0 when it left the job alone.
+   */
+  async place(tenant: string, priority: number, jobId: string): Promise<number> {
+    return Number(await this.placeCommand(...this.placeArgs(tenant, priority, jobId)));
+  }
+
+  private placeArgs(tenant: string, priority: number, jobId: string): Array<string | number> {
+    return [
+      this.keys.fairClock,
+      this.keys.completionQueuePrioritized,
+      this.keys.completionQueueDelayed,
+      this.keys.completionQueueActive,
+      this.keys.completionJob(""),
+      tenant,
+      Math.min(10, Math.max(1, Math.round(priority))),
+      fairStep(this.weights(tenant)),
+      jobId,
+      FAIR_PLACEHOLDER_PRIORITY,
+    ];
   }
 
   /**

@@ -1,0 +1,130 @@
+/**
+ * FairEnqueue against a real Redis and BullMQ: a job is added by one script call (BullMQ's own add
+ * script wrapped in fair-add), lands at its fair-share tag, reads back as BullMQ wrote it, and
+ * runs on a BullMQ worker in tag order.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  createKeys,
+  createRedis,
+  FAIR_PLACEHOLDER_PRIORITY,
+  FAIR_UNITS,
+  FairTags,
+  type JobData,
+  type Keys,
+  QUEUE_NAMES,
+  type RedisClient,
+} from "@cascade/shared";
+import { Job, Queue, Worker } from "bullmq";
+import { afterAll, beforeEach, describe, expect, inject, it, vi } from "vitest";
+import { FairEnqueue } from "./fair-enqueue.js";
+
+const isCluster = inject("redisCluster");
+const redis: RedisClient = createRedis(inject("redisUrl"), { cluster: isCluster });
+const opened: Array<{ close(): Promise<void> }> = [];
+let keys: Keys;
+let queue: Queue;
+let enqueue: FairEnqueue;
+let warnings: string[];
+
+function jobData(tenant: string, priority = 5): JobData {
+  return {
+    v: 1,
+    tenant,
+    request: { messages: [{ role: "user", content: "hi" }] },
+    route: "default",
+    chain: [{ model: "fast" }],
+    priority,
+    created_at: 1,
+    deadline_at: 2,
+  } as unknown as JobData;
+}
+
+async function commandCalls(name: string): Promise<number> {
+  const line = (await redis.info("commandstats"))
+    .split("\r\n")
+    .find((row) => row.startsWith(`cmdstat_${name}:`));
+  return Number(/calls=(\d+)/.exec(line ?? "")?.[1] ?? 0);
+}
+
+beforeEach(async () => {
+  keys = createKeys(`test-enqueue-${randomBytes(4).toString("hex")}`);
+  queue = new Queue(QUEUE_NAMES.completions, { connection: redis as never, prefix: keys.bullPrefix });
+  opened.push(queue);
+  warnings = [];
+  enqueue = new FairEnqueue(queue as never, redis, new FairTags(redis, keys), (message) =>
+    warnings.push(message),
+  );
+});
+
+afterAll(async () => {
+  for (const item of opened) await item.close();
+  redis.disconnect();
+});
+
+describe("FairEnqueue", () => {
+  it("adds a job at its tag in one script call, no MULTI (on a cluster too)", async () => {
+    await enqueue.add("warm-up", jobData("a"), 5);
+    // A cluster client asks any node for its stats: count on a single server only.
+    const counted = !isCluster;
+    const [multi, evalsha] = [await commandCalls("multi"), await commandCalls("evalsha")];
+    await enqueue.add("job-1", jobData("a"), 5);
+    if (counted) {
+      expect(await commandCalls("multi")).toBe(multi);
+      // The commandstats read itself is no script call.
+      expect(await commandCalls("evalsha")).toBe(evalsha + 1);
+    }
+    expect(warnings).toEqual([]);
+    const job = await Job.fromId(queue, "job-1");
+    // a's second job at priority 5: tag 2 × 12 plus 4 gaps.
+    const tag = 2 * FAIR_UNITS.tagUnit + 4 * FAIR_UNITS.gap;
+    expect(job?.priority).toBe(tag);
+    expect(job?.opts.priority).toBe(tag);
+    expect(job?.opts.attempts).toBe(3);
+    expect(job?.data.tenant).toBe("a");
+    expect(await queue.getJobState("job-1")).toBe("prioritized");
+    const score = Number(await redis.zscore(keys.completionQueuePrioritized, "job-1"));
+    expect(Math.floor(score / FAIR_UNITS.scoreStep)).toBe(tag);
+    expect(Math.floor(score / FAIR_UNITS.scoreStep)).not.toBe(FAIR_PLACEHOLDER_PRIORITY);
+  });
+
+  it("interleaves tenants and a worker takes the jobs in tag order", async () => {
+    for (let index = 0; index < 3; index += 1) await enqueue.add(`a-${index}`, jobData("a"), 5);
+    for (let index = 0; index < 3; index += 1) await enqueue.add(`b-${index}`, jobData("b"), 5);
+    await enqueue.add("a-urgent", jobData("a", 1), 1);
+    const taken: string[] = [];
+    const worker = new Worker(
+      QUEUE_NAMES.completions,
+      async (job) => {
+        taken.push(job.id as string);
+      },
+      { connection: redis.duplicate() as never, prefix: keys.bullPrefix, concurrency: 1 },
+    );
+    opened.push(worker);
+    await vi.waitFor(() => expect(taken).toHaveLength(7), { timeout: 10_000 });
+    // a's tags 12, 24, 36; b starts at the head's tag (a-0's, 12): 24, 36, 48; a tie goes to the
+    // job queued first; a's priority-1 job is 4 gaps ahead of all of them.
+    expect(taken).toEqual(["a-urgent", "a-0", "a-1", "b-0", "a-2", "b-1", "b-2"]);
+  });
+
+  it("puts the job at the same tag through the fallback MULTI", async () => {
+    const multi = new FairEnqueue(queue as never, redis, new FairTags(redis, keys), undefined, false);
+    await enqueue.add("one-script", jobData("a"), 5);
+    const before = isCluster ? 0 : await commandCalls("multi");
+    await multi.add("in-multi", jobData("a"), 5);
+    if (!isCluster) expect(await commandCalls("multi")).toBe(before + 1);
+    const [first, second] = [await Job.fromId(queue, "one-script"), await Job.fromId(queue, "in-multi")];
+    expect(second?.priority).toBe((first?.priority ?? 0) + FAIR_UNITS.tagUnit);
+    expect(second?.opts.priority).toBe(second?.priority);
+    expect(await queue.getJobState("in-multi")).toBe("prioritized");
+  });
+
+  it("answers an existing job's id for a duplicate, leaving it and the tags alone", async () => {
+    await enqueue.add("same", jobData("a"), 5);
+    const clock = await redis.hgetall(keys.fairClock);
+    const score = await redis.zscore(keys.completionQueuePrioritized, "same");
+    await enqueue.add("same", jobData("a", 1), 1);
+    expect(await redis.hgetall(keys.fairClock)).toEqual(clock);
+    expect(await redis.zscore(keys.completionQueuePrioritized, "same")).toBe(score);
+  });
+});
