@@ -79,6 +79,8 @@ export interface GcFigures {
   idle_heap_mib: number;
   steady_heap_mib: number;
   steady_rss_mib: number;
+  /** V8's heap size (committed) after GC in the window: RSS holds this, not just what is used. */
+  steady_heap_total_mib: number;
   /** (heap used after GC in the window − after GC idle before the round) / active jobs then. */
   heap_kib_per_in_flight_job: number;
   /** The same from the heap after GC right after start-up. */
@@ -405,6 +407,7 @@ function gcFigures(
     idle_heap_mib: idle.heapUsed / MIB,
     steady_heap_mib: median(samples.map(({ sample }) => sample.heapUsed)) / MIB,
     steady_rss_mib: median(samples.map(({ sample }) => sample.rss)) / MIB,
+    steady_heap_total_mib: median(samples.map(({ sample }) => sample.heapTotal)) / MIB,
     heap_kib_per_in_flight_job: perJob((sample) => sample.heapUsed, idle),
     heap_kib_per_in_flight_job_from_fresh: perJob((sample) => sample.heapUsed, fresh),
     rss_kib_per_in_flight_job: perJob((sample) => sample.rss, idle),

@@ -77,6 +77,7 @@ function gcLine(result: IoRoundResult): string {
     `\n    [diagnostic, after forced GC, ${gc.samples} samples] heap ${formatNumber(gc.idle_heap_mib)} MiB idle ` +
     `(fresh ${formatNumber(gc.fresh_heap_mib)}) → ${formatNumber(gc.steady_heap_mib)} MiB = ` +
     `${formatNumber(gc.heap_kib_per_in_flight_job)} KiB heap/in-flight job (${formatNumber(gc.heap_kib_per_in_flight_job_from_fresh)} from fresh), ` +
+    `heap total ${formatNumber(gc.steady_heap_total_mib)} MiB, ` +
     `rss ${formatNumber(gc.steady_rss_mib)} MiB = ${formatNumber(gc.rss_kib_per_in_flight_job)} KiB/in-flight job, ` +
     `external ${formatNumber(gc.external_kib_per_in_flight_job)} KiB/job` +
     `${gc.heap_snapshots ? `; snapshots ${gc.heap_snapshots.join(", ")}` : ""}`
