@@ -66,25 +66,64 @@ function leanTarget(model: ChatModelInternals): LeanTarget | undefined {
 }
 
 /** A 2xx or failed answer as the Completion or error the SDK path makes of it. */
-function readAnswer(answer: RawAnswer, url: string, requestBody: unknown): Completion {
+function readAnswer(answer: RawAnswer, url: string, requestJson: string): Completion {
   const text = bodyText(answer.body);
-  if (answer.status < 200 || answer.status > 299) throw failedResponseError(answer, text, url, requestBody);
+  // The SDK's errors carry the request body as an object: parsed again here, on failures only.
+  const requestBody = () => JSON.parse(requestJson) as unknown;
+  if (answer.status < 200 || answer.status > 299) throw failedResponseError(answer, text, url, requestBody());
   const parsed = parseJsonSecurely(text);
-  if (!parsed.ok) throw invalidJsonError(answer, text, url, requestBody, parsed.error);
+  if (!parsed.ok) throw invalidJsonError(answer, text, url, requestBody(), parsed.error);
   const body = parsed.value;
   if (!isChatCompletionBody(body)) {
-    throw invalidJsonError(
-      answer,
-      text,
-      url,
-      requestBody,
-      new TypeError("the body is not a chat.completion"),
-    );
+    const cause = new TypeError("the body is not a chat.completion");
+    throw invalidJsonError(answer, text, url, requestBody(), cause);
   }
   if (body.choices.length === 0) {
     throw new InvalidResponseDataError({ data: body, message: "Response did not contain any choices." });
   }
   return completionFromBody(body);
+}
+
+/** The SDK's request body for these options, as the JSON it would send. */
+async function requestJsonOf(
+  model: ChatModelInternals,
+  options: LanguageModelV3CallOptions,
+): Promise<string> {
+  return JSON.stringify((await model.getArgs(options)).args);
+}
+
+/**
+ * One call: only the request's JSON is kept while it is in flight (undici holds it until the
+ * answer anyway), not the call options or the body's object graph.
+ */
+async function send(
+  dispatcher: Dispatcher,
+  target: LeanTarget,
+  pendingJson: Promise<string>,
+  signal: AbortSignal,
+  classify: (error: unknown) => ProviderError,
+): Promise<Completion> {
+  let requestJson: string | undefined;
+  try {
+    requestJson = await pendingJson;
+    let answer: RawAnswer;
+    try {
+      answer = await postJson(
+        dispatcher,
+        target,
+        target.headers,
+        requestJson,
+        signal,
+        firstByteWatcher(signal),
+      );
+    } catch (error) {
+      throw transportError(error, target.url, JSON.parse(requestJson));
+    }
+    return readAnswer(answer, target.url, requestJson);
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw classify(error);
+  }
 }
 
 /**
@@ -110,30 +149,10 @@ export function createLeanChatGenerate(
     return target;
   };
 
-  return async (model, options, call) => {
+  return (model, options, call) => {
     const target = targetOf(model);
     if (!target) return sdkGenerate(model, options, call);
-    const { signal } = call;
-    let requestBody: Record<string, unknown> | undefined;
-    try {
-      requestBody = (await (model as unknown as ChatModelInternals).getArgs(options)).args;
-      let answer: RawAnswer;
-      try {
-        answer = await postJson(
-          dispatcher,
-          target,
-          target.headers,
-          JSON.stringify(requestBody),
-          signal,
-          firstByteWatcher(signal),
-        );
-      } catch (error) {
-        throw transportError(error, target.url, requestBody);
-      }
-      return readAnswer(answer, target.url, requestBody);
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      throw classify(error);
-    }
+    const pendingJson = requestJsonOf(model as unknown as ChatModelInternals, options);
+    return send(dispatcher, target, pendingJson, call.signal, classify);
   };
 }

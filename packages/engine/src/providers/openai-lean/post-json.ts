@@ -64,6 +64,97 @@ function decoded(body: Buffer, coding: string | undefined): Buffer {
 }
 
 /**
+ * Collects one answer: a dispatch handler and the call's abort listener in one object (no closure
+ * per event), so a call in flight holds little more than its chunks.
+ */
+class AnswerCollector implements Dispatcher.DispatchHandler {
+  private settled = false;
+  private controller: Dispatcher.DispatchController | undefined;
+  private answer: Omit<RawAnswer, "body"> | undefined;
+  private chunks: Buffer[] = [];
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private firstByte: (() => void) | undefined,
+    private readonly resolve: (answer: RawAnswer) => void,
+    private readonly reject: (error: unknown) => void,
+  ) {
+    signal.addEventListener("abort", this, { once: true });
+  }
+
+  /** The signal's abort (an EventListener object). */
+  handleEvent(): void {
+    if (this.settled) return;
+    this.finish();
+    this.controller?.abort(this.signal.reason);
+    this.reject(this.signal.reason);
+  }
+
+  private finish(): void {
+    this.settled = true;
+    this.signal.removeEventListener("abort", this);
+  }
+
+  fail(error: Error): void {
+    if (this.settled) return;
+    this.finish();
+    this.reject(new TransportFailure(this.answer ? "body" : "connect", error, this.answer));
+  }
+
+  private reportFirstByte(): void {
+    const report = this.firstByte;
+    if (!report) return;
+    this.firstByte = undefined;
+    report();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(this.signal.reason);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    // 1xx answers are not the response (fetch skips them too).
+    if (statusCode < 200) return;
+    this.answer = { status: statusCode, statusText: statusMessage ?? "", headers: headerRecord(headers) };
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.reportFirstByte();
+    if (!this.settled) this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.reportFirstByte();
+    const answer = this.answer;
+    if (this.settled || !answer) return;
+    const { chunks } = this;
+    let body: Buffer;
+    try {
+      body = decoded(
+        chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+        answer.headers["content-encoding"],
+      );
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    this.chunks = [];
+    this.finish();
+    this.resolve({ ...answer, body });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.fail(error);
+  }
+}
+
+/**
  * One POST on a provider's dispatcher, the answer collected into one Buffer: no fetch Request,
  * Headers or web streams, no Readable per call. Rejects with the signal's reason when it aborts
  * (at once, even while the request waits for a connection), else with a TransportFailure.
@@ -82,77 +173,14 @@ export function postJson(
       reject(signal.reason);
       return;
     }
-    let settled = false;
-    let controller: Dispatcher.DispatchController | undefined;
-    let answer: Omit<RawAnswer, "body"> | undefined;
-    let chunks: Buffer[] = [];
-    let firstByte = onFirstByte;
-    const finish = () => {
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-    };
-    const onAbort = () => {
-      if (settled) return;
-      finish();
-      controller?.abort(signal.reason);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    const fail = (error: Error) => {
-      if (settled) return;
-      finish();
-      reject(new TransportFailure(answer ? "body" : "connect", error, answer));
-    };
-    const reportFirstByte = () => {
-      if (!firstByte) return;
-      const report = firstByte;
-      firstByte = undefined;
-      report();
-    };
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(requestController) {
-        controller = requestController;
-        if (settled) requestController.abort(signal.reason);
-      },
-      onResponseStart(_controller, statusCode, responseHeaders, statusMessage) {
-        // 1xx answers are not the response (fetch skips them too).
-        if (statusCode < 200) return;
-        answer = {
-          status: statusCode,
-          statusText: statusMessage ?? "",
-          headers: headerRecord(responseHeaders),
-        };
-      },
-      onResponseData(_controller, chunk) {
-        reportFirstByte();
-        if (!settled) chunks.push(chunk);
-      },
-      onResponseEnd() {
-        reportFirstByte();
-        if (settled || !answer) return;
-        let raw: Buffer;
-        try {
-          const joined = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-          raw = decoded(joined, answer.headers["content-encoding"]);
-        } catch (error) {
-          fail(error as Error);
-          return;
-        }
-        chunks = [];
-        finish();
-        resolve({ ...answer, body: raw });
-      },
-      onResponseError(_controller, error) {
-        fail(error);
-      },
-    };
+    const collector = new AnswerCollector(signal, onFirstByte, resolve, reject);
     try {
       dispatcher.dispatch(
         { origin: target.origin, path: target.path, method: "POST", headers, body },
-        handler,
+        collector,
       );
     } catch (error) {
-      fail(error as Error);
+      collector.fail(error as Error);
     }
   });
 }
