@@ -522,6 +522,18 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
     ],
     ["an HTML 200", () => send(200, "<html>hello</html>", { "content-type": "text/html" })],
     [
+      "a chunked body in pieces",
+      () => {
+        answer = async ({ response }) => {
+          const text = completion({ content: "chunked" });
+          response.writeHead(200, { "content-type": "application/json" });
+          response.write(text.slice(0, 40));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          response.end(text.slice(40));
+        };
+      },
+    ],
+    [
       "a 204",
       () => {
         answer = ({ response }) => {
