@@ -18,6 +18,13 @@ export interface IoOptions {
   profileDirectory: string | undefined;
   /** The Cascade worker's entry point (a what-if build); default packages/worker/dist/main.js. */
   workerEntry: string | undefined;
+  /**
+   * DIAGNOSTIC: both workers run with --expose-gc and memory is also sampled after a forced full
+   * GC (about once a second in the window), so the per-job figure is what the process retains.
+   */
+  gcSamples: boolean;
+  /** DIAGNOSTIC: heap snapshots of the Cascade worker (idle, and mid-window of round 1) here. */
+  heapSnapshotDirectory: string | undefined;
 }
 
 export const IO_USAGE = `pnpm bench:io [options]
@@ -30,6 +37,10 @@ export const IO_USAGE = `pnpm bench:io [options]
   --log-level <lvl>     Cascade worker's LOG_LEVEL (default info, written to /dev/null)
   --profile <dir>       CPU profile of the Cascade worker's measured window (<dir>/io-c<n>-r<n>-1.cpuprofile)
   --worker-entry <file> run this build of the worker instead of packages/worker/dist/main.js (what-ifs)
+  --gc-samples          DIAGNOSTIC: workers run with --expose-gc; memory is also read after a forced full GC
+                        (~1/s in the window, which slows them): heap and RSS retained per in-flight job
+  --heap-snapshot <dir> DIAGNOSTIC (implies --gc-samples): heap snapshots of the Cascade worker, idle before
+                        round 1 and in its window (<dir>/io-c<n>-cascade-<k>.heapsnapshot)
   --no-build            measure packages/*/dist as it is instead of running tsc -b first`;
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -54,6 +65,8 @@ export function parseIoOptions(argv: string[]): IoOptions {
       "no-build": { type: "boolean" },
       profile: { type: "string" },
       "worker-entry": { type: "string" },
+      "gc-samples": { type: "boolean" },
+      "heap-snapshot": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -81,5 +94,7 @@ export function parseIoOptions(argv: string[]): IoOptions {
     build: !values["no-build"],
     profileDirectory: values.profile,
     workerEntry: values["worker-entry"],
+    gcSamples: values["gc-samples"] === true || values["heap-snapshot"] !== undefined,
+    heapSnapshotDirectory: values["heap-snapshot"],
   };
 }

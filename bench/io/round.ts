@@ -7,7 +7,8 @@
  * BullMQ's active list every 100 ms over the measured window; then the queue is paused, the jobs
  * still waiting removed, and the jobs in flight finish before the next round.
  */
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Child, spawnNode } from "../gateway/processes.js";
@@ -16,6 +17,7 @@ import { type BenchModules, type Queue, repoRoot } from "../support/modules.js";
 import { type RedisDelta, redisDelta, snapshotRedis } from "../support/redis-stats.js";
 import { median } from "../support/stats.js";
 import { buildJobData } from "../throughput/workload.js";
+import { heapSnapshot, type MemorySample, memoryPreloadArguments, sampleAfterGc } from "./memory-samples.js";
 import type { IoOptions } from "./options.js";
 import { cpuSeconds, rssBytes } from "./proc-stats.js";
 
@@ -66,33 +68,74 @@ export interface IoRoundResult {
   /** Of a sample of finished jobs, how many carry a succeeded outcome (Cascade) or `ok` (raw). */
   sampled_ok: string;
   load_average_1m: number;
+  /** DIAGNOSTIC (--gc-samples): memory after a forced full GC. */
+  gc?: GcFigures;
+}
+
+/** Memory after forced full GCs: what the process retains (KiB per in-flight job: median of samples). */
+export interface GcFigures {
+  samples: number;
+  fresh_heap_mib: number;
+  idle_heap_mib: number;
+  steady_heap_mib: number;
+  steady_rss_mib: number;
+  /** V8's heap size (committed) after GC in the window: RSS holds this, not just what is used. */
+  steady_heap_total_mib: number;
+  /** (heap used after GC in the window − after GC idle before the round) / active jobs then. */
+  heap_kib_per_in_flight_job: number;
+  /** The same from the heap after GC right after start-up. */
+  heap_kib_per_in_flight_job_from_fresh: number;
+  /** (RSS after GC in the window − RSS after GC idle before the round) / active jobs then. */
+  rss_kib_per_in_flight_job: number;
+  external_kib_per_in_flight_job: number;
+  heap_snapshots?: string[];
 }
 
 const MIB = 2 ** 20;
 
 const PROFILE_PRELOAD = join(repoRoot, "bench", "gateway", "profile-preload.mjs");
 
+/** Where a session's worker appends its after-GC memory samples (--gc-samples). */
+function memoryFile(context: IoRoundContext, side: IoSide, concurrency: number): string {
+  return join(dirname(context.configPath), `memory-${side}-${concurrency}.jsonl`);
+}
+
 function workerProcess(context: IoRoundContext, side: IoSide, concurrency: number, prefix: string): Child {
   const { options } = context;
   const profile = options.profileDirectory;
+  const memory = options.gcSamples ? memoryPreloadArguments() : [];
+  const memoryEnv = options.gcSamples
+    ? {
+        BENCH_MEMORY_FILE: memoryFile(context, side, concurrency),
+        ...(options.heapSnapshotDirectory && side === "cascade"
+          ? { BENCH_HEAP_SNAPSHOT_DIR: options.heapSnapshotDirectory }
+          : {}),
+      }
+    : {};
   if (side === "raw") {
-    return spawnNode("raw worker", ["--import", "tsx", join(repoRoot, "bench", "io", "raw-worker.ts")], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        REDIS_URL: context.redisUrl,
-        IO_PREFIX: prefix,
-        IO_CONCURRENCY: String(concurrency),
-        IO_LATENCY_MS: String(options.latencyMs),
+    return spawnNode(
+      "raw worker",
+      [...memory, "--import", "tsx", join(repoRoot, "bench", "io", "raw-worker.ts")],
+      {
+        cwd: repoRoot,
+        env: {
+          ...process.env,
+          ...memoryEnv,
+          REDIS_URL: context.redisUrl,
+          IO_PREFIX: prefix,
+          IO_CONCURRENCY: String(concurrency),
+          IO_LATENCY_MS: String(options.latencyMs),
+        },
+        quiet: true,
       },
-      quiet: true,
-    });
+    );
   }
   const entry = options.workerEntry ?? join(repoRoot, "packages", "worker", "dist", "main.js");
-  return spawnNode("cascade worker", [...(profile ? ["--import", PROFILE_PRELOAD] : []), entry], {
+  return spawnNode("cascade worker", [...memory, ...(profile ? ["--import", PROFILE_PRELOAD] : []), entry], {
     cwd: repoRoot,
     env: {
       ...process.env,
+      ...memoryEnv,
       REDIS_URL: context.redisUrl,
       CASCADE_CONFIG: context.configPath,
       CASCADE_REDIS_PREFIX: prefix,
@@ -100,7 +143,8 @@ function workerProcess(context: IoRoundContext, side: IoSide, concurrency: numbe
       LOG_LEVEL: options.logLevel,
       SHUTDOWN_TIMEOUT_MS: "1000",
       BENCH_UPSTREAM_KEY: context.upstreamKey,
-      ...(profile ? { BENCH_PROFILE_DIR: profile, BENCH_PROFILE_PREFIX: `io-c${concurrency}` } : {}),
+      BENCH_PROFILE_PREFIX: profile ? `io-c${concurrency}` : `io-c${concurrency}-cascade`,
+      ...(profile ? { BENCH_PROFILE_DIR: profile } : {}),
     },
     // The per-hop log lines go to /dev/null, as a production log goes to a file or a pipe.
     quiet: true,
@@ -117,6 +161,11 @@ export interface IoSession {
   bullPrefix: string;
   /** RSS right after start-up, before any job (MiB). */
   freshIdleRssMib: number;
+  /** --gc-samples: the worker's memory after a full GC right after start-up, and its sample file. */
+  freshGc?: MemorySample;
+  memoryFile?: string;
+  /** Heap snapshots written so far (--heap-snapshot). */
+  snapshots: number;
   close(): Promise<void>;
 }
 
@@ -167,6 +216,8 @@ export async function startIoSession(
   });
   await queue.pause();
   const child = workerProcess(context, side, concurrency, side === "raw" ? bullPrefix : cascadePrefix);
+  const file = context.options.gcSamples ? memoryFile(context, side, concurrency) : undefined;
+  if (file) rmSync(file, { force: true });
   const close = async () => {
     await child.stop(3000);
     await cleanUpQueue(queue, [queueConnection], bullPrefix);
@@ -181,7 +232,19 @@ export async function startIoSession(
     }
     await sleep(1000);
     const freshIdleRssMib = (await sampleRss(child.process.pid as number)) / MIB;
-    return { side, concurrency, child, queue, queueConnection, bullPrefix, freshIdleRssMib, close };
+    const freshGc = file ? await sampleAfterGc(child.process.pid as number, file) : undefined;
+    return {
+      side,
+      concurrency,
+      child,
+      queue,
+      queueConnection,
+      bullPrefix,
+      freshIdleRssMib,
+      ...(freshGc ? { freshGc, memoryFile: file } : {}),
+      snapshots: 0,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;
@@ -218,6 +281,19 @@ export async function runIoRound(
   const idleRss = await sampleRss(pid);
   const counts = queueCounts(session);
   const before = await counts();
+  const gcFile = session.memoryFile;
+  const idleGc = gcFile ? await sampleAfterGc(pid, gcFile) : undefined;
+  const snapshotting =
+    side === "cascade" && options.heapSnapshotDirectory !== undefined && round === 1 && gcFile !== undefined;
+  const snapshotPaths: string[] = [];
+  const snapshot = async () => {
+    session.snapshots += 1;
+    const prefix = `io-c${concurrency}-cascade`;
+    snapshotPaths.push(
+      await heapSnapshot(pid, options.heapSnapshotDirectory as string, prefix, session.snapshots),
+    );
+  };
+  if (snapshotting) await snapshot();
 
   const loadAverage = (await import("node:os")).loadavg()[0] ?? 0;
   const profiling = side === "cascade" && options.profileDirectory !== undefined && round > 0;
@@ -232,11 +308,21 @@ export async function runIoRound(
   const startedAt = performance.now();
   const rssSamples: number[] = [];
   const activeSamples: number[] = [];
+  const gcSamples: Array<{ sample: MemorySample; active: number }> = [];
   const windowEnd = startedAt + options.measureSeconds * 1000;
-  while (performance.now() < windowEnd) {
+  for (let tick = 1; performance.now() < windowEnd; tick += 1) {
     await sleep(100);
     rssSamples.push(rssBytes(pid));
-    activeSamples.push((await counts()).active);
+    const { active } = await counts();
+    activeSamples.push(active);
+    // About once a second: a forced full GC and the memory left after it (diagnostic).
+    if (gcFile && tick % 10 === 0) gcSamples.push({ sample: await sampleAfterGc(pid, gcFile), active });
+    if (
+      snapshotting &&
+      snapshotPaths.length === 1 &&
+      performance.now() >= startedAt + options.measureSeconds * 500
+    )
+      await snapshot();
     if (child.exited()) throw new Error(`${child.name} exited during the round: ${child.tail()}`);
   }
   const end = await counts();
@@ -272,6 +358,10 @@ export async function runIoRound(
     problems.push("the queue ran dry before the window ended");
   if (finished === 0) problems.push("no job finished in the window");
   const delta = redisBefore && redisAfter ? redisDelta(redisBefore, redisAfter) : undefined;
+  const gc =
+    idleGc && session.freshGc && gcSamples.length
+      ? gcFigures(session.freshGc, idleGc, gcSamples, snapshotPaths)
+      : undefined;
   return {
     side,
     concurrency,
@@ -299,5 +389,29 @@ export async function runIoRound(
       : null,
     sampled_ok: `${good}/${sample.length}`,
     load_average_1m: Number(loadAverage.toFixed(2)),
+    ...(gc ? { gc } : {}),
+  };
+}
+
+function gcFigures(
+  fresh: MemorySample,
+  idle: MemorySample,
+  samples: Array<{ sample: MemorySample; active: number }>,
+  snapshots: string[],
+): GcFigures {
+  const perJob = (pick: (sample: MemorySample) => number, base: MemorySample) =>
+    median(samples.map(({ sample, active }) => (pick(sample) - pick(base)) / 1024 / Math.max(1, active)));
+  return {
+    samples: samples.length,
+    fresh_heap_mib: fresh.heapUsed / MIB,
+    idle_heap_mib: idle.heapUsed / MIB,
+    steady_heap_mib: median(samples.map(({ sample }) => sample.heapUsed)) / MIB,
+    steady_rss_mib: median(samples.map(({ sample }) => sample.rss)) / MIB,
+    steady_heap_total_mib: median(samples.map(({ sample }) => sample.heapTotal)) / MIB,
+    heap_kib_per_in_flight_job: perJob((sample) => sample.heapUsed, idle),
+    heap_kib_per_in_flight_job_from_fresh: perJob((sample) => sample.heapUsed, fresh),
+    rss_kib_per_in_flight_job: perJob((sample) => sample.rss, idle),
+    external_kib_per_in_flight_job: perJob((sample) => sample.external, idle),
+    ...(snapshots.length ? { heap_snapshots: snapshots } : {}),
   };
 }

@@ -65,7 +65,22 @@ function roundLine(result: IoRoundResult): string {
     `(ideal ${formatNumber(result.ideal_jobs_per_second)}, ${formatNumber(result.jobs_per_second / result.ideal_jobs_per_second)})  ` +
     `in flight ${result.in_flight}  rss idle ${formatNumber(result.idle_rss_mib)} MiB (fresh ${formatNumber(result.fresh_idle_rss_mib)}) → ${formatNumber(result.steady_rss_mib)} MiB ` +
     `= ${formatNumber(result.rss_kib_per_in_flight_job)} KiB/in-flight job (${formatNumber(result.rss_kib_per_in_flight_job_from_fresh)} from fresh)  worker cpu ${formatNumber(result.worker_cpu_us_per_job)} µs/job` +
-    `${extra}${redis}  ok ${result.sampled_ok}${result.flag ? `  FLAGGED: ${result.flag}` : ""}`
+    `${extra}${redis}  ok ${result.sampled_ok}${result.flag ? `  FLAGGED: ${result.flag}` : ""}${gcLine(result)}`
+  );
+}
+
+/** The --gc-samples figures of a round (diagnostic: forced full GCs before each sample). */
+function gcLine(result: IoRoundResult): string {
+  const gc = result.gc;
+  if (!gc) return "";
+  return (
+    `\n    [diagnostic, after forced GC, ${gc.samples} samples] heap ${formatNumber(gc.idle_heap_mib)} MiB idle ` +
+    `(fresh ${formatNumber(gc.fresh_heap_mib)}) → ${formatNumber(gc.steady_heap_mib)} MiB = ` +
+    `${formatNumber(gc.heap_kib_per_in_flight_job)} KiB heap/in-flight job (${formatNumber(gc.heap_kib_per_in_flight_job_from_fresh)} from fresh), ` +
+    `heap total ${formatNumber(gc.steady_heap_total_mib)} MiB, ` +
+    `rss ${formatNumber(gc.steady_rss_mib)} MiB = ${formatNumber(gc.rss_kib_per_in_flight_job)} KiB/in-flight job, ` +
+    `external ${formatNumber(gc.external_kib_per_in_flight_job)} KiB/job` +
+    `${gc.heap_snapshots ? `; snapshots ${gc.heap_snapshots.join(", ")}` : ""}`
   );
 }
 
@@ -87,6 +102,12 @@ function summarize(results: IoRoundResult[], concurrency: number) {
     worker_cpu_us_per_job: median(rounds.map((round) => round.worker_cpu_us_per_job)),
     redis_cpu_us_per_job: median(
       rounds.flatMap((round) => (round.redis ? [round.redis.cpu_us_per_job] : [])),
+    ),
+    gc_heap_kib_per_in_flight_job: median(
+      rounds.flatMap((round) => (round.gc ? [round.gc.heap_kib_per_in_flight_job] : [])),
+    ),
+    gc_rss_kib_per_in_flight_job: median(
+      rounds.flatMap((round) => (round.gc ? [round.gc.rss_kib_per_in_flight_job] : [])),
     ),
   });
   const rawSide = side(raw);
@@ -231,6 +252,13 @@ async function main(): Promise<number> {
         `  ratio cascade/raw ${formatNumber(ratios.cascade_to_raw)} (per pair ${ratios.cascade_to_raw_per_pair.map((value) => formatNumber(value)).join(", ")}): ` +
           `${verdict(ratios.cascade_to_raw >= TARGET_THROUGHPUT_RATIO)} (target ≥ ${TARGET_THROUGHPUT_RATIO}); raw/ideal ${formatNumber(ratios.raw_to_ideal)}`,
       );
+      if (options.gcSamples) {
+        console.log(
+          `  [diagnostic, after forced GC] retained per in-flight job: Cascade heap ${formatNumber(summary.cascade.gc_heap_kib_per_in_flight_job)} KiB, ` +
+            `rss ${formatNumber(summary.cascade.gc_rss_kib_per_in_flight_job)} KiB; raw BullMQ heap ${formatNumber(summary.raw.gc_heap_kib_per_in_flight_job)} KiB, ` +
+            `rss ${formatNumber(summary.raw.gc_rss_kib_per_in_flight_job)} KiB (jobs/s of such a run are slowed by the GCs)`,
+        );
+      }
       console.log(
         `  RSS per in-flight job: cascade/raw ${formatNumber(ratios.rss_cascade_to_raw)}, cascade/target ${formatNumber(ratios.rss_cascade_to_target)} ` +
           `(${formatNumber(summary.cascade.rss_kib_per_in_flight_job_from_fresh)} KiB vs ${TARGET_RSS_KIB} KiB): ${verdict(ratios.rss_cascade_to_target <= 1)}`,

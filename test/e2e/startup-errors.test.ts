@@ -96,6 +96,16 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toMatch(/unknown|unrecognized/i);
   });
 
+  it("when a provider's connections is not a positive whole number (naming providers.<id>.connections)", async () => {
+    const config = fakeConfig("http://127.0.0.1:9/v1");
+    const zero = { ...config, providers: { fake: { ...config.providers.fake, connections: 0 } } };
+    const line = await startupFailure(kind, {
+      CASCADE_CONFIG: dir.write(`connections-${kind}.json`, zero),
+    });
+    expect(line).toContain("providers.fake.connections");
+    expect(line).toMatch(/at least 1/);
+  });
+
   it("when a YAML config's chain names an unknown model", async () => {
     const yaml = [
       "providers:",

@@ -34,7 +34,8 @@ async function main(): Promise<void> {
   const { settings } = config;
   const providers = (() => {
     try {
-      return createProviderRegistry(config);
+      // One upstream connection per job slot, per provider (unless its config sets `connections`).
+      return createProviderRegistry(config, { connections: settings.WORKER_CONCURRENCY });
     } catch (error) {
       return fail(error);
     }

@@ -1,9 +1,11 @@
 import { createOpenAI } from "@ai-sdk/openai";
 import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
+import type { Dispatcher } from "undici";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
-import { OPENAI_ERRORS } from "./errors-openai.js";
+import { classifyOpenAIError, OPENAI_ERRORS } from "./errors-openai.js";
+import { createLeanChatGenerate } from "./openai-lean/chat-client.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
@@ -28,13 +30,26 @@ export function createOpenAIAdapter(
   apiKey: string | undefined,
   fetch: typeof globalThis.fetch,
   headers?: Readonly<Record<string, string>>,
+  options: {
+    /**
+     * The provider's connection pool. Given, non-streamed calls skip fetch and the SDK's response
+     * handling (the lean client, ADR 0022); streamed calls stay on the SDK either way.
+     */
+    dispatcher?: Dispatcher;
+  } = {},
 ): ProviderAdapter {
   const client = createOpenAI(clientSettings(provider, OPENAI_DEFAULT_BASE_URL, apiKey, fetch, headers));
+  const { dispatcher } = options;
   return createAiSdkAdapter({
     providerId,
     type: "openai",
     model: (name) => client.chat(name),
     errors: OPENAI_ERRORS,
     adjustOptions,
+    ...(dispatcher
+      ? {
+          generateWith: (sdkGenerate) => createLeanChatGenerate(dispatcher, classifyOpenAIError, sdkGenerate),
+        }
+      : {}),
   });
 }

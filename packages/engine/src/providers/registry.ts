@@ -1,7 +1,8 @@
 import { type Config, ConfigError, deploymentKey, type ProviderConfig } from "@cascade/shared";
+import type { Dispatcher } from "undici";
 import { createAnthropicAdapter } from "./anthropic.js";
 import { createGeminiAdapter } from "./gemini.js";
-import { createProviderFetch } from "./http.js";
+import { createProviderHttp, DEFAULT_PROVIDER_CONNECTIONS } from "./http.js";
 import { createImageInliner, type ImageInliner } from "./image-download.js";
 import { createOpenAIAdapter } from "./openai.js";
 import { ProviderError } from "./provider-error.js";
@@ -44,10 +45,25 @@ export function createProviderRegistry(
      * which may run the gateway without every worker's keys; it warns at startup).
      */
     missingKey?: "throw" | "fail-calls";
+    /**
+     * Upstream connections of each provider whose config sets no `connections`: a worker passes
+     * WORKER_CONCURRENCY (one connection per job slot); default DEFAULT_PROVIDER_CONNECTIONS.
+     */
+    connections?: number;
   } = {},
 ): ProviderRegistry {
-  // Watched: a call's first_token_timeout_ms ends when its response headers arrive.
-  const fetch = watchedFetch(options.fetch ?? createProviderFetch());
+  /**
+   * The HTTP client of one adapter: its own Agent of `connections` sockets, and a fetch over it
+   * for the AI SDK (watched: a call's first_token_timeout_ms ends at the answer's first byte).
+   * An injected fetch (tests) is used as it is, and the lean OpenAI client stays off.
+   */
+  const httpFor = (provider: ProviderConfig): { fetch: typeof globalThis.fetch; dispatcher?: Dispatcher } => {
+    if (options.fetch) return { fetch: watchedFetch(options.fetch) };
+    const http = createProviderHttp({
+      connections: provider.connections ?? options.connections ?? DEFAULT_PROVIDER_CONNECTIONS,
+    });
+    return { fetch: watchedFetch(http.fetch), dispatcher: http.dispatcher };
+  };
   const adapters = new Map<string, ProviderAdapter>();
   const deployments = new Map<string, ProviderAdapter>();
   let inliner: ImageInliner | undefined;
@@ -74,12 +90,14 @@ export function createProviderRegistry(
     switch (provider.type) {
       case "simulated":
         return createSimulatedAdapter(id, provider, options.random);
-      case "openai":
-        return createOpenAIAdapter(id, provider, key, fetch, headers);
+      case "openai": {
+        const http = httpFor(provider);
+        return createOpenAIAdapter(id, provider, key, http.fetch, headers, { dispatcher: http.dispatcher });
+      }
       case "anthropic":
-        return createAnthropicAdapter(id, provider, key, fetch, headers);
+        return createAnthropicAdapter(id, provider, key, httpFor(provider).fetch, headers);
       case "gemini":
-        return createGeminiAdapter(id, provider, key, fetch, images(), headers);
+        return createGeminiAdapter(id, provider, key, httpFor(provider).fetch, images(), headers);
       default:
         throw new ConfigError(
           `providers.${id}.type: "${provider.type}" is not supported; use openai (any OpenAI-compatible endpoint), anthropic, gemini or simulated`,
@@ -93,7 +111,8 @@ export function createProviderRegistry(
     );
   }
   // A deployment with its own key or endpoint gets an adapter of its own (its provider's settings,
-  // with those replaced); the others share their provider's.
+  // `connections` included, with those replaced), so its own pool of connections; the others
+  // share their provider's adapter and connections.
   for (const [modelId, model] of Object.entries(config.file.models)) {
     model.deployments?.forEach((deployment, index) => {
       if (!deployment.api_key_env && !deployment.base_url) return;

@@ -16,6 +16,11 @@ export function unwatchResponse(signal: AbortSignal): void {
   watchers.delete(signal);
 }
 
+/** The first-byte callback of a watched call, for clients that read the answer themselves. */
+export function firstByteWatcher(signal: AbortSignal): (() => void) | undefined {
+  return watchers.get(signal);
+}
+
 /** The same response, reporting the first chunk of its body (or its end, if it has none). */
 function reportingFirstByte(response: Response, onFirstByte: () => void): Response {
   const body = response.body;

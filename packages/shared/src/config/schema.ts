@@ -126,6 +126,16 @@ const providerSchema = z.strictObject({
   breaker: breakerSchema.optional(),
   simulate: simulateSchema.optional(),
   headers: headersSchema.optional(),
+  /**
+   * Upstream connections per process (each deployment with its own key or endpoint has as many
+   * again). Default: WORKER_CONCURRENCY on workers, 512 on the API.
+   */
+  connections: z
+    .number()
+    .int("must be a whole number of connections")
+    .min(1, "must be at least 1")
+    .max(65_536, "must be at most 65536")
+    .optional(),
 });
 
 /** How a hop on a pooled model picks among its deployments (contract, "Pools and fairness"). */

@@ -4,7 +4,7 @@ import type {
   LanguageModelV3GenerateResult,
   LanguageModelV3Prompt,
 } from "@ai-sdk/provider";
-import type { ProviderAdapter, ProviderCall } from "../types.js";
+import type { Completion, ProviderAdapter, ProviderCall } from "../types.js";
 import { fromGenerateResult } from "./from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./from-stream.js";
 import { generateOrClassify, modelCache } from "./models.js";
@@ -29,7 +29,19 @@ export interface AiSdkAdapterParts {
   rejectGenerated?(result: LanguageModelV3GenerateResult): void;
   /** The same for a streamed answer, which has no response body (defaults to rejectGenerated). */
   rejectStreamed?(result: StreamedResult): void;
+  /**
+   * Makes a non-streamed call itself instead of `doGenerate` (the lean OpenAI client), given the
+   * SDK's way as `sdkGenerate` for models it cannot call. Must classify like `errors.classify`.
+   */
+  generateWith?(sdkGenerate: GenerateCall): GenerateCall;
 }
+
+/** One non-streamed call of a model with prepared call options. */
+export type GenerateCall = (
+  model: LanguageModelV3,
+  options: LanguageModelV3CallOptions,
+  call: ProviderCall,
+) => Promise<Completion>;
 
 /**
  * One adapter over an AI SDK `LanguageModelV3`, `generate` and `stream` alike. A provider with no
@@ -51,15 +63,19 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
     return options;
   };
 
+  const sdkGenerate: GenerateCall = async (model, options, call) => {
+    const result = await generateOrClassify(model, options, call.signal, errors.classify);
+    rejectGenerated?.(result);
+    return fromGenerateResult(result);
+  };
+  const generateCall = parts.generateWith ? parts.generateWith(sdkGenerate) : sdkGenerate;
+
   return {
     providerId: parts.providerId,
     type: parts.type,
     async generate(call) {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
-      const model = modelFor(call.upstreamName);
-      const result = await generateOrClassify(model, options, call.signal, errors.classify);
-      rejectGenerated?.(result);
-      return fromGenerateResult(result);
+      return generateCall(modelFor(call.upstreamName), options, call);
     },
     async stream(call, sink) {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);

@@ -1,0 +1,158 @@
+import {
+  InvalidResponseDataError,
+  type LanguageModelV3,
+  type LanguageModelV3CallOptions,
+} from "@ai-sdk/provider";
+import type { Dispatcher } from "undici";
+import type { GenerateCall } from "../ai-sdk/adapter.js";
+import type { ProviderError } from "../provider-error.js";
+import { firstByteWatcher } from "../response-watch.js";
+import type { Completion } from "../types.js";
+import { completionFromBody, isChatCompletionBody } from "./chat-response.js";
+import { failedResponseError, invalidJsonError, transportError } from "./failures.js";
+import { bodyText, parseJsonSecurely } from "./json-body.js";
+import { type PostTarget, postJson, type RawAnswer } from "./post-json.js";
+
+/**
+ * The parts of @ai-sdk/openai's chat model (`OpenAIChatLanguageModel`, 3.0.x) the lean client
+ * reuses: `getArgs` builds the request body from the call options (messages, tools, response
+ * formats, the per-model rules for reasoning models), so both paths send the same body, and
+ * `config` holds the URL and headers the SDK would use. Not in the SDK's types; checked at run
+ * time, and a model without them is called through `doGenerate`.
+ */
+interface ChatModelInternals {
+  modelId: string;
+  getArgs(options: LanguageModelV3CallOptions): Promise<{ args: Record<string, unknown> }>;
+  config: {
+    url(options: { path: string; modelId: string }): string;
+    headers(): Record<string, string | undefined>;
+  };
+}
+
+function internalsOf(model: LanguageModelV3): ChatModelInternals | undefined {
+  const candidate = model as unknown as Partial<ChatModelInternals>;
+  if (
+    typeof candidate.getArgs !== "function" ||
+    typeof candidate.config?.url !== "function" ||
+    typeof candidate.config?.headers !== "function"
+  ) {
+    return undefined;
+  }
+  return candidate as ChatModelInternals;
+}
+
+interface LeanTarget extends PostTarget {
+  url: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Where and with which headers a model's calls go: the SDK's URL and headers (key, extra
+ * headers, its user-agent), plus what its `postJsonToApi` adds (content-type, the runtime in the
+ * user-agent). Undefined when fetch would refuse the URL (credentials in it): the SDK path then.
+ */
+function leanTarget(model: ChatModelInternals): LeanTarget | undefined {
+  const url = model.config.url({ path: "/chat/completions", modelId: model.modelId });
+  const parsed = new URL(url);
+  if (parsed.username || parsed.password) return undefined;
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  for (const [name, value] of Object.entries(model.config.headers())) {
+    if (value !== undefined && value !== null) headers[name.toLowerCase()] = value;
+  }
+  headers["user-agent"] = [headers["user-agent"], `runtime/node.js/${process.version}`]
+    .filter(Boolean)
+    .join(" ");
+  return { url, origin: parsed.origin, path: `${parsed.pathname}${parsed.search}`, headers };
+}
+
+/** A 2xx or failed answer as the Completion or error the SDK path makes of it. */
+function readAnswer(answer: RawAnswer, url: string, requestJson: string): Completion {
+  const text = bodyText(answer.body);
+  // The SDK's errors carry the request body as an object: parsed again here, on failures only.
+  const requestBody = () => JSON.parse(requestJson) as unknown;
+  if (answer.status < 200 || answer.status > 299) throw failedResponseError(answer, text, url, requestBody());
+  const parsed = parseJsonSecurely(text);
+  if (!parsed.ok) throw invalidJsonError(answer, text, url, requestBody(), parsed.error);
+  const body = parsed.value;
+  if (!isChatCompletionBody(body)) {
+    const cause = new TypeError("the body is not a chat.completion");
+    throw invalidJsonError(answer, text, url, requestBody(), cause);
+  }
+  if (body.choices.length === 0) {
+    throw new InvalidResponseDataError({ data: body, message: "Response did not contain any choices." });
+  }
+  return completionFromBody(body);
+}
+
+/** The SDK's request body for these options, as the JSON it would send. */
+async function requestJsonOf(
+  model: ChatModelInternals,
+  options: LanguageModelV3CallOptions,
+): Promise<string> {
+  return JSON.stringify((await model.getArgs(options)).args);
+}
+
+/**
+ * One call: only the request's JSON is kept while it is in flight (undici holds it until the
+ * answer anyway), not the call options or the body's object graph.
+ */
+async function send(
+  dispatcher: Dispatcher,
+  target: LeanTarget,
+  pendingJson: Promise<string>,
+  signal: AbortSignal,
+  classify: (error: unknown) => ProviderError,
+): Promise<Completion> {
+  let requestJson: string | undefined;
+  try {
+    requestJson = await pendingJson;
+    let answer: RawAnswer;
+    try {
+      answer = await postJson(
+        dispatcher,
+        target,
+        target.headers,
+        requestJson,
+        signal,
+        firstByteWatcher(signal),
+      );
+    } catch (error) {
+      throw transportError(error, target.url, JSON.parse(requestJson));
+    }
+    return readAnswer(answer, target.url, requestJson);
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw classify(error);
+  }
+}
+
+/**
+ * Non-streamed chat completions over `dispatcher` (the provider's Agent): the SDK's request body,
+ * one `dispatch` whose answer is collected into one Buffer, one `JSON.parse`, a hand-written check
+ * of the SDK's response schema, no fetch, web streams or zod on the success path. Failures are
+ * built as the SDK builds them and classified by the provider's classifier; an abort rethrows the
+ * signal's reason. See ADR 0022.
+ */
+export function createLeanChatGenerate(
+  dispatcher: Dispatcher,
+  classify: (error: unknown) => ProviderError,
+  sdkGenerate: GenerateCall,
+): GenerateCall {
+  const targets = new WeakMap<LanguageModelV3, LeanTarget | null>();
+  const targetOf = (model: LanguageModelV3) => {
+    let target = targets.get(model);
+    if (target === undefined) {
+      const internals = internalsOf(model);
+      target = (internals && leanTarget(internals)) ?? null;
+      targets.set(model, target);
+    }
+    return target;
+  };
+
+  return (model, options, call) => {
+    const target = targetOf(model);
+    if (!target) return sdkGenerate(model, options, call);
+    const pendingJson = requestJsonOf(model as unknown as ChatModelInternals, options);
+    return send(dispatcher, target, pendingJson, call.signal, classify);
+  };
+}

@@ -1,0 +1,196 @@
+import type { ToolCall } from "@cascade/shared";
+import type { Completion, FinishReason } from "../types.js";
+
+/**
+ * A `chat.completion` body checked by hand against exactly what @ai-sdk/openai 3.0.141's
+ * `openaiChatResponseSchema` (zod) accepts, and turned into a Completion exactly as its
+ * `doGenerate` followed by `fromGenerateResult` would. The parity tests
+ * (openai-lean.test.ts) hold the two paths to the same answers.
+ * https://platform.openai.com/docs/api-reference/chat/object
+ */
+
+type Json = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+const isNullish = (value: unknown) => value === undefined || value === null;
+// zod 4's z.number() refuses NaN and ±Infinity (JSON.parse("1e999") is Infinity).
+const isNumber = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
+const nullishString = (value: unknown) => isNullish(value) || typeof value === "string";
+const nullishNumber = (value: unknown) => isNullish(value) || isNumber(value);
+
+function arrayOf(value: unknown, item: (element: unknown) => boolean): boolean {
+  if (!Array.isArray(value)) return false;
+  for (const element of value) if (!item(element)) return false;
+  return true;
+}
+
+const nullishArrayOf = (value: unknown, item: (element: unknown) => boolean) =>
+  isNullish(value) || arrayOf(value, item);
+
+const isTopLogprob = (value: unknown) =>
+  isObject(value) && typeof value.token === "string" && isNumber(value.logprob);
+
+const isTokenLogprob = (value: unknown) =>
+  isObject(value) &&
+  typeof value.token === "string" &&
+  isNumber(value.logprob) &&
+  arrayOf(value.top_logprobs, isTopLogprob);
+
+const isToolCall = (value: unknown) =>
+  isObject(value) &&
+  nullishString(value.id) &&
+  value.type === "function" &&
+  isObject(value.function) &&
+  typeof value.function.name === "string" &&
+  typeof value.function.arguments === "string";
+
+const isAnnotation = (value: unknown) => {
+  if (!isObject(value) || value.type !== "url_citation") return false;
+  const citation = value.url_citation;
+  return (
+    isObject(citation) &&
+    isNumber(citation.start_index) &&
+    isNumber(citation.end_index) &&
+    typeof citation.url === "string" &&
+    typeof citation.title === "string"
+  );
+};
+
+function isMessage(value: unknown): boolean {
+  if (!isObject(value)) return false;
+  return (
+    (isNullish(value.role) || value.role === "assistant") &&
+    nullishString(value.content) &&
+    nullishString(value.refusal) &&
+    (isNullish(value.audio) || (isObject(value.audio) && nullishString(value.audio.transcript))) &&
+    nullishArrayOf(value.tool_calls, isToolCall) &&
+    nullishArrayOf(value.annotations, isAnnotation)
+  );
+}
+
+const isLogprobs = (value: unknown) =>
+  isNullish(value) ||
+  (isObject(value) &&
+    nullishArrayOf(value.content, isTokenLogprob) &&
+    nullishArrayOf(value.refusal, isTokenLogprob));
+
+const isChoice = (value: unknown) =>
+  isObject(value) &&
+  isMessage(value.message) &&
+  isNumber(value.index) &&
+  isLogprobs(value.logprobs) &&
+  nullishString(value.finish_reason);
+
+function isUsage(value: unknown): boolean {
+  if (isNullish(value)) return true;
+  if (!isObject(value)) return false;
+  const prompt = value.prompt_tokens_details;
+  const completion = value.completion_tokens_details;
+  return (
+    nullishNumber(value.prompt_tokens) &&
+    nullishNumber(value.completion_tokens) &&
+    nullishNumber(value.total_tokens) &&
+    (isNullish(prompt) ||
+      (isObject(prompt) &&
+        nullishNumber(prompt.cached_tokens) &&
+        nullishNumber(prompt.cache_write_tokens))) &&
+    (isNullish(completion) ||
+      (isObject(completion) &&
+        nullishNumber(completion.reasoning_tokens) &&
+        nullishNumber(completion.accepted_prediction_tokens) &&
+        nullishNumber(completion.rejected_prediction_tokens)))
+  );
+}
+
+/** Whether the SDK's response schema accepts this parsed body. */
+export function isChatCompletionBody(value: unknown): value is Json & { choices: Json[] } {
+  return (
+    isObject(value) &&
+    nullishString(value.id) &&
+    nullishNumber(value.created) &&
+    nullishString(value.model) &&
+    arrayOf(value.choices, isChoice) &&
+    isUsage(value.usage)
+  );
+}
+
+const ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** A tool call id for a call the server sent without one (the SDK's `generateId`: 16 of 62 chars). */
+function generatedId(): string {
+  let id = "";
+  for (let index = 0; index < 16; index += 1) id += ID_ALPHABET[(Math.random() * 62) | 0];
+  return id;
+}
+
+/** The SDK's mapOpenAIFinishReason, then Cascade's own mapping (ai-sdk/from-result.ts). */
+function finishReason(raw: unknown, hasRefusal: boolean, hasToolCalls: boolean): FinishReason {
+  switch (raw) {
+    case "stop":
+      return hasRefusal ? "content_filter" : hasToolCalls ? "tool_calls" : "stop";
+    case "length":
+      return "length";
+    case "content_filter":
+      return "content_filter";
+    case "function_call":
+    case "tool_calls":
+      return "tool_calls";
+    default:
+      return hasToolCalls ? "tool_calls" : "stop";
+  }
+}
+
+const nonEmpty = (value: unknown): value is string => typeof value === "string" && value.length > 0;
+
+/** A body that passed isChatCompletionBody, with at least one choice, as a Completion. */
+export function completionFromBody(body: Json & { choices: Json[] }): Completion {
+  const choice = body.choices[0] as Json;
+  const message = choice.message as Json;
+  // As doGenerate: the content (else an audio transcript), then a refusal, each a text part.
+  let text = "";
+  let sawText = false;
+  const content = nonEmpty(message.content) ? message.content : (message.audio as Json | null)?.transcript;
+  if (nonEmpty(content)) {
+    text += content;
+    sawText = true;
+  }
+  const hasRefusal = nonEmpty(message.refusal);
+  if (hasRefusal) {
+    text += message.refusal as string;
+    sawText = true;
+  }
+  const toolCalls: ToolCall[] = [];
+  for (const call of (message.tool_calls as Json[] | null | undefined) ?? []) {
+    const fn = call.function as { name: string; arguments: string };
+    toolCalls.push({
+      id: (call.id as string | null | undefined) ?? generatedId(),
+      type: "function",
+      function: { name: fn.name, arguments: fn.arguments },
+    });
+  }
+  // convertOpenAIChatUsage: no usage object leaves every count undefined; a usage object
+  // counts missing numbers as 0 (cached and reasoning tokens included).
+  const usage = body.usage as Json | null | undefined;
+  let completionUsage: Completion["usage"];
+  if (isNullish(usage)) {
+    completionUsage = { promptTokens: 0, completionTokens: 0 };
+  } else {
+    const prompt = (usage as Json).prompt_tokens_details as Json | null | undefined;
+    const completion = (usage as Json).completion_tokens_details as Json | null | undefined;
+    completionUsage = {
+      promptTokens: ((usage as Json).prompt_tokens as number | null | undefined) ?? 0,
+      completionTokens: ((usage as Json).completion_tokens as number | null | undefined) ?? 0,
+      cachedTokens: (prompt?.cached_tokens as number | null | undefined) ?? 0,
+      reasoningTokens: (completion?.reasoning_tokens as number | null | undefined) ?? 0,
+    };
+  }
+  const id = body.id as string | null | undefined;
+  return {
+    content: sawText || toolCalls.length === 0 ? text : null,
+    toolCalls,
+    finishReason: finishReason(choice.finish_reason, hasRefusal, toolCalls.length > 0),
+    usage: completionUsage,
+    upstreamId: id ?? undefined,
+  };
+}
