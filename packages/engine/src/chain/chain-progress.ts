@@ -35,9 +35,10 @@ export class ChainProgress {
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */
   record(attempt: Attempt): void {
+    const firstAttempt = this.progress.attempts.length === 0;
     this.progress.attempts.push(attempt);
     this.dirty = true;
-    logAttempt(this.context, attempt, this.progress.hop);
+    logAttempt(this.context, attempt, this.progress.hop, firstAttempt);
     this.context.events?.attempt(attempt);
   }
 

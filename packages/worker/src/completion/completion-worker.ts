@@ -127,7 +127,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       throw new DelayedError();
     }
-    const controller = runs.start(jobId);
+    const run = runs.start(jobId);
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -137,7 +137,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
           { job_id: jobId },
           "this run no longer holds the job's lock; stopping it, writing nothing",
         );
-        runs.interruptRun(controller, "lock_lost");
+        runs.interruptRun(run, "lock_lost");
       });
       // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
       const events = data.request.stream
@@ -163,7 +163,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               clock,
               logger,
               random,
-              signal: controller.signal,
+              // Calls share the run's signal; a call's timeout swaps it for a fresh one.
+              get signal() {
+                return run.signal;
+              },
+              runSignal: run,
               resilience: options.resilience,
               ...(options.metrics ? { metrics: options.metrics } : {}),
               events,
@@ -186,7 +190,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
-      runs.end(jobId, controller);
+      runs.end(jobId, run);
       await slot
         ?.release()
         .catch((error) =>
