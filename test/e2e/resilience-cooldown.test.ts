@@ -29,7 +29,13 @@ let stack: ResilienceStack;
 
 beforeAll(async () => {
   // Which worker answered is read from the "hop succeeded" lines: a first-try success logs at debug.
-  stack = await startResilienceStack({ label: "rcool", config, workers: 3, concurrency: 10, logLevel: "debug" });
+  stack = await startResilienceStack({
+    label: "rcool",
+    config,
+    workers: 3,
+    concurrency: 10,
+    logLevel: "debug",
+  });
 });
 
 afterAll(async () => {

@@ -88,6 +88,10 @@ async function main(): Promise<void> {
       logger.warn({ err: error }, "dashboard counts not written"),
     ),
   );
+  // Usage, dashboard and alert counts are gathered in memory and written every 200 ms (0023).
+  const requestObserver = observeAll(requestObservers, (error) =>
+    logger.error({ err: error }, "a request observer failed"),
+  );
   const completions = createCompletionWorker({
     config,
     connection,
@@ -103,9 +107,7 @@ async function main(): Promise<void> {
     // id derives from the job id, and it is sent with the job as stored once it has ended).
     // Batch lines are recorded after the result is stored (batches.watch), from what was stored.
     onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
-    observer: observeAll(requestObservers, (error) =>
-      logger.error({ err: error }, "a request observer failed"),
-    ),
+    observer: requestObserver,
   });
   batches.watch(completions.worker);
   batches.start();
@@ -164,6 +166,8 @@ async function main(): Promise<void> {
         completions.close(settings.SHUTDOWN_TIMEOUT_MS).then(() => batches.close()),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
+      // The last jobs' usage, dashboard and alert counts, once no job can end any more.
+      await requestObserver.close?.();
       await alerts.stop();
       stopFairSweep();
       await resilience.close();
