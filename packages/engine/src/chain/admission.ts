@@ -70,11 +70,12 @@ export async function admitHop(
   model: ModelConfig,
   estimate: RequestEstimate,
   timeoutMs: number,
-  exclude: ReadonlySet<string> = new Set(),
+  exclude: ReadonlySet<string> | undefined,
   held?: { target: ModelTarget; place: PlaceHeld },
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
-  let left = all.filter((target) => !exclude.has(target.deployment?.id ?? ""));
+  let left =
+    exclude && exclude.size > 0 ? all.filter((target) => !exclude.has(target.deployment?.id ?? "")) : all;
   const resilience = context.resilience;
   const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   if (!resilience) {
