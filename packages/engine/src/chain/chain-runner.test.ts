@@ -1,3 +1,4 @@
+import { getMaxListeners } from "node:events";
 import { type Config, type JobData, jobDataSchema, loadConfig, resolveChain } from "@cascade/shared";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -431,5 +432,23 @@ describe("runChain on a run's shared signal (the worker's runs)", () => {
     await expect(running).rejects.toBeInstanceOf(JobInterruption);
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect((run.signal.reason as JobInterruption).kind).toBe("lock_lost");
+  });
+});
+
+describe("RunSignal", () => {
+  it("gives a run of many calls room for their listeners on its one signal, without a leak warning", async () => {
+    const run = new RunSignal();
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      for (let call = 0; call < 30; call++) run.forCall().addEventListener("abort", () => {});
+      // Node emits the warning on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(getMaxListeners(run.signal)).toBeGreaterThanOrEqual(30);
+    expect(warnings.filter((warning) => warning.name === "MaxListenersExceededWarning")).toEqual([]);
   });
 });

@@ -139,7 +139,7 @@ export async function callHop(
   let clock: CallClock;
   let onJobAbort: (() => void) | undefined;
   if (runSignal) {
-    signal = runSignal.signal;
+    signal = runSignal.forCall();
     clock = new CallClock(runSignal, signal, timeouts, sink !== undefined);
   } else {
     const controller = new AbortController();

@@ -4,9 +4,11 @@ import { type InterruptionKind, JobInterruption } from "./interruption.js";
 /**
  * Listeners one run's signal may gather before Node warns of a leak: its calls share the signal
  * (a provider's listener may stay until the call's request is collected), so a run with many
- * retries and fallbacks legitimately holds more than Node's default of 10.
+ * retries and fallbacks legitimately holds more than Node's default of 10. Raised from the
+ * RAISE_AFTER_CALLS-th call on (most runs make one call: no need to pay for it on every job).
  */
 const RUN_SIGNAL_MAX_LISTENERS = 200;
+const RAISE_AFTER_CALLS = 3;
 
 /**
  * One run's abort signal, shared by the run's upstream calls (docs/decisions/0023): a call is
@@ -25,13 +27,19 @@ const RUN_SIGNAL_MAX_LISTENERS = 200;
 export class RunSignal {
   private controller = new AbortController();
   private interruption: JobInterruption | undefined;
-
-  constructor() {
-    setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, this.controller.signal);
-  }
+  /** Calls made on the current signal. */
+  private calls = 0;
 
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /** The signal for the next call (counted, so a run of many calls gets room for their listeners). */
+  forCall(): AbortSignal {
+    const signal = this.controller.signal;
+    this.calls += 1;
+    if (this.calls === RAISE_AFTER_CALLS) setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, signal);
+    return signal;
   }
 
   /** Interrupts the run (its current call included), once; later interruptions change nothing. */
@@ -50,7 +58,7 @@ export class RunSignal {
     if (signal !== this.controller.signal || signal.aborted) return;
     const aborted = this.controller;
     this.controller = new AbortController();
-    setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, this.controller.signal);
+    this.calls = 0;
     aborted.abort(reason);
   }
 }
