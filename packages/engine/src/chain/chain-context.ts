@@ -37,6 +37,11 @@ export interface ChainContext {
   runSignal?: RunSignal;
   /** Where a previous run of this job stopped, if it made attempts. */
   progress?: JobProgress;
+  /**
+   * `progress` was made for this run alone (the worker parsed it from the job just now): the run
+   * changes it in place instead of copying it first.
+   */
+  progressOwned?: boolean;
   /** Persists progress (BullMQ job progress) so a re-run resumes here. */
   saveProgress(progress: JobProgress): Promise<unknown>;
   /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */

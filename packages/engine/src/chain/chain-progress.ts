@@ -26,7 +26,7 @@ export class ChainProgress {
 
   constructor(private readonly context: ChainContext) {
     if (context.progress) {
-      this.progress = structuredClone(context.progress);
+      this.progress = context.progressOwned ? context.progress : structuredClone(context.progress);
       this.progress.started_at ??= unixSeconds(context.clock.now());
     } else {
       // Built whole (one shape, no property added later): every job's first run makes one.

@@ -177,6 +177,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               ...(options.metrics ? { metrics: options.metrics } : {}),
               events,
               progress,
+              // Parsed from the job for this run: the chain takes it over without a copy.
+              progressOwned: true,
               saveProgress: async (progress) => {
                 if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
               },
