@@ -88,7 +88,8 @@ beforeAll(async () => {
     CASCADE_REDIS_PREFIX: uniquePrefix("chaosskew"),
     CASCADE_CONFIG: dir.write("cascade.json", config),
     CHAOS_KEY,
-    LOG_LEVEL: "info",
+    // Which worker answered is read from the "hop succeeded" lines: a first-try success logs at debug.
+    LOG_LEVEL: "debug",
     WORKER_CONCURRENCY: "10",
     WORKER_LOCK_DURATION_MS: "5000",
   };

@@ -28,7 +28,14 @@ const config = (url: string) => ({
 let stack: ResilienceStack;
 
 beforeAll(async () => {
-  stack = await startResilienceStack({ label: "rcool", config, workers: 3, concurrency: 10 });
+  // Which worker answered is read from the "hop succeeded" lines: a first-try success logs at debug.
+  stack = await startResilienceStack({
+    label: "rcool",
+    config,
+    workers: 3,
+    concurrency: 10,
+    logLevel: "debug",
+  });
 });
 
 afterAll(async () => {

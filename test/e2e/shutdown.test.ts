@@ -42,7 +42,8 @@ beforeAll(async () => {
     CASCADE_REDIS_PREFIX: uniquePrefix("shutdown"),
     CASCADE_CONFIG: dir.write("cascade.json", fakeConfig(fake.url, { primaryTimeoutMs: 30_000 })),
     FAKE_KEY: FAKE_KEY_VALUE,
-    LOG_LEVEL: "info",
+    // Which worker answered is read from the "hop succeeded" lines: a first-try success logs at debug.
+    LOG_LEVEL: "debug",
     WORKER_CONCURRENCY: "4",
     WORKER_LOCK_DURATION_MS: "2000",
   };

@@ -47,7 +47,8 @@ beforeAll(async () => {
     // A hop timeout far beyond the test: only stalled recovery can finish a hanging job in time.
     CASCADE_CONFIG: dir.write("cascade.json", fakeConfig(fake.url, { primaryTimeoutMs: 30_000 })),
     FAKE_KEY: FAKE_KEY_VALUE,
-    LOG_LEVEL: "info",
+    // Which worker answered is read from the "hop succeeded" lines: a first-try success logs at debug.
+    LOG_LEVEL: "debug",
     WORKER_LOCK_DURATION_MS: "2000",
   };
   api = await startApi({ env });

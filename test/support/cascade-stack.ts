@@ -11,6 +11,7 @@ import {
   QUEUE_NAMES,
   type RedisClient,
   RequestCountRecorder,
+  type RequestObserver,
   systemClock,
   type WebhookQueue,
 } from "@cascade/shared";
@@ -134,6 +135,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   });
   await webhookWorker.worker.waitUntilReady();
 
+  // Their counts are written every 200 ms; close() writes the rest before the connections go.
+  const observers: RequestObserver[] = [];
   async function startWorker(concurrency = options.concurrency ?? 10): Promise<CompletionWorker> {
     const connection = testRedis(options.redisUrl, { autoPipelining: true });
     const subscriber = testRedis(options.redisUrl);
@@ -141,6 +144,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const resilience = new Resilience(connection, config, keys, logger, systemClock);
     await resilience.listen(subscriber);
     resilienceInstances.push(resilience);
+    const observer = observeAll(
+      [
+        new RequestCountRecorder(connection, keys),
+        createRouteWindowRecorder({ config, redis: connection, keys, logger }),
+      ],
+      () => {},
+    );
+    observers.push(observer);
     const worker = createCompletionWorker({
       config,
       connection,
@@ -154,13 +165,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
       // As in worker main.ts: jobs' usage counts (GET /v1/usage routes, models, weekly).
       // and the alerts' per-route windows.
-      observer: observeAll(
-        [
-          new RequestCountRecorder(connection, keys),
-          createRouteWindowRecorder({ config, redis: connection, keys, logger }),
-        ],
-        () => {},
-      ),
+      observer,
     });
     await listenForCancellations(subscriber, keys, logger, (jobId) => worker.interrupt(jobId, "cancelled"));
     await worker.worker.waitUntilReady();
@@ -206,6 +211,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         webhookWorker.close(1000),
         batches.close(),
       ]);
+      await Promise.all(observers.map((observer) => observer.close?.()));
       await Promise.all(resilienceInstances.map((resilience) => resilience.close()));
       await Promise.all([completionQueue.close(), webhookQueue.close()]);
       await app.close();

@@ -314,6 +314,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await waiters.close();
       streams.close();
       await app.close();
+      // The last gateway requests' usage, dashboard and alert counts (gathered, written every 200 ms).
+      await requestObserver.close?.();
       await alerts.stop();
       // The gateway's last settlements (spend, usage) are written before the process goes.
       await resilience.close();

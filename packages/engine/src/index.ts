@@ -6,6 +6,7 @@ export * from "./chain/chain-runner.js";
 export * from "./chain/continuation.js";
 export * from "./chain/interruption.js";
 export * from "./chain/job-outcome.js";
+export * from "./chain/run-signal.js";
 export * from "./events/job-event-writer.js";
 export * from "./outbound/guarded-dispatcher.js";
 export * from "./outbound/ip-ranges.js";

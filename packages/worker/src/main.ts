@@ -90,6 +90,7 @@ async function main(): Promise<void> {
       logger.warn({ err: error }, "dashboard counts not written"),
     ),
   );
+  // Usage, dashboard and alert counts are gathered in memory and written every 200 ms (0023).
   const observer = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
   );
@@ -183,8 +184,11 @@ async function main(): Promise<void> {
         completions.close(settings.SHUTDOWN_TIMEOUT_MS).then(() => batches.close()),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
-      await alerts.stop();
+      // The sweep counts failures too: stop it before the counts' last write.
       await failedJobs.stop();
+      // The last jobs' usage, dashboard and alert counts, once no job can end any more.
+      await observer.close?.();
+      await alerts.stop();
       stopFairSweep();
       await resilience.close();
       await metricsServer?.close();

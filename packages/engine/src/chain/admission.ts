@@ -70,13 +70,13 @@ export async function admitHop(
   model: ModelConfig,
   estimate: RequestEstimate,
   timeoutMs: number,
-  exclude: ReadonlySet<string> = new Set(),
+  exclude: ReadonlySet<string> | undefined,
   held?: { target: ModelTarget; place: PlaceHeld },
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
-  let left = all.filter((target) => !exclude.has(target.deployment?.id ?? ""));
+  let left =
+    exclude && exclude.size > 0 ? all.filter((target) => !exclude.has(target.deployment?.id ?? "")) : all;
   const resilience = context.resilience;
-  const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   if (!resilience) {
     const targets = left.length > 0 ? left : all;
     const order = orderDeployments("weighted", targets, targets.map(unmeasured), context.random);
@@ -84,6 +84,25 @@ export async function admitHop(
   }
   const now = context.clock.now();
   const reserveMs = Math.max(0, Math.min(PLACE_HORIZON_MS, context.data.deadline_at - now));
+  // The common case, a plain model with no place held: one question, without the closures below.
+  if (!held && all.length === 1) {
+    const target = all[0] as ModelTarget;
+    const admission = await resilience.admitOrLineUp(
+      hopRequest(context, hop, model, estimate, timeoutMs, target),
+      { reserveMs },
+    );
+    if (admission.admitted === true) return { kind: "go", ticket: admission.ticket, target };
+    if (admission.admitted === "in_line") {
+      return {
+        kind: "in_line",
+        until: context.clock.now() + admission.waitMs,
+        target,
+        place: { dueMs: admission.dueMs, booked: admission.booked },
+      };
+    }
+    return denied(context, [{ ...admission, target }]);
+  }
+  const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   const ask = async (
     target: ModelTarget,
     options: { reserveMs?: number; held?: PlaceHeld },

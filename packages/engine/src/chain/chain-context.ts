@@ -3,6 +3,7 @@ import type { JobEventSink } from "../events/job-event-writer.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { Resilience } from "../resilience/resilience.js";
 import type { StreamContinuation } from "./continuation.js";
+import type { RunSignal } from "./run-signal.js";
 
 /**
  * What the engine reports to the process's metrics. An interface here, so the engine stays free of
@@ -27,9 +28,20 @@ export interface ChainContext {
   logger: Logger;
   random: () => number;
   /** Aborted with a JobInterruption on cancellation, lock loss or shutdown. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
+  /**
+   * The run's shared signal (the worker's runs): calls are made with it rather than with a
+   * controller of their own, and a call's timeout swaps it for a fresh one, so `signal` must be a
+   * getter reading `runSignal.signal`. Absent (the gateway), each call makes its own controller.
+   */
+  runSignal?: RunSignal;
   /** Where a previous run of this job stopped, if it made attempts. */
   progress?: JobProgress;
+  /**
+   * `progress` was made for this run alone (the worker parsed it from the job just now): the run
+   * changes it in place instead of copying it first.
+   */
+  progressOwned?: boolean;
   /** Persists progress (BullMQ job progress) so a re-run resumes here. */
   saveProgress(progress: JobProgress): Promise<unknown>;
   /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */

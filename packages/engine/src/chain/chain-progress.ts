@@ -25,19 +25,29 @@ export class ChainProgress {
   private savedReservation: boolean;
 
   constructor(private readonly context: ChainContext) {
-    this.progress = context.progress
-      ? structuredClone(context.progress)
-      : { hop: 0, tries: 0, attempts: [], cost_usd: 0 };
-    this.progress.started_at ??= unixSeconds(context.clock.now());
+    if (context.progress) {
+      this.progress = context.progressOwned ? context.progress : structuredClone(context.progress);
+      this.progress.started_at ??= unixSeconds(context.clock.now());
+    } else {
+      // Built whole (one shape, no property added later): every job's first run makes one.
+      this.progress = {
+        hop: 0,
+        tries: 0,
+        attempts: [],
+        cost_usd: 0,
+        started_at: unixSeconds(context.clock.now()),
+      };
+    }
     this.fresh = context.progress === undefined;
     this.savedReservation = context.progress?.reservation !== undefined;
   }
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */
   record(attempt: Attempt): void {
+    const firstAttempt = this.progress.attempts.length === 0;
     this.progress.attempts.push(attempt);
     this.dirty = true;
-    logAttempt(this.context, attempt, this.progress.hop);
+    logAttempt(this.context, attempt, this.progress.hop, firstAttempt);
     this.context.events?.attempt(attempt);
   }
 

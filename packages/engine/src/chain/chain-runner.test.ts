@@ -1,3 +1,4 @@
+import { getMaxListeners } from "node:events";
 import { type Config, type JobData, jobDataSchema, loadConfig, resolveChain } from "@cascade/shared";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -8,6 +9,7 @@ import type { Admission, Resilience } from "../resilience/resilience.js";
 import type { ChainContext } from "./chain-context.js";
 import { runChain } from "./chain-runner.js";
 import { JobInterruption } from "./interruption.js";
+import { RunSignal } from "./run-signal.js";
 
 type Step = Completion | ProviderError | "hang";
 
@@ -346,5 +348,107 @@ describe("runChain", () => {
       outcome: "skipped",
       reason: "capability_missing",
     });
+  });
+});
+
+describe("runChain on a run's shared signal (the worker's runs)", () => {
+  /** As the worker builds it: `signal` reads the run's current signal. */
+  function runContext(data: JobData, registry: ProviderRegistry, run: RunSignal): ChainContext {
+    const base = context(data, registry);
+    return {
+      ...base,
+      get signal() {
+        return run.signal;
+      },
+      runSignal: run,
+    };
+  }
+
+  /** Records the signal each call was made with. */
+  function watching(registry: ProviderRegistry) {
+    const signals: AbortSignal[] = [];
+    const adapter = registry.get("p");
+    const watched: ProviderRegistry = {
+      get: () => ({
+        ...adapter,
+        generate(call: ProviderCall) {
+          signals.push(call.signal);
+          return adapter.generate(call);
+        },
+      }),
+    };
+    return { registry: watched, signals };
+  }
+
+  it("calls with the run's own signal; a timeout aborts only that call and the fallback succeeds", async () => {
+    const scripted = scriptedProviders({ a: ["hang"] });
+    const { registry, signals } = watching(scripted.registry);
+    const run = new RunSignal();
+    const first = run.signal;
+    const result = await runChain(runContext(jobData(), registry, run));
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.status).toBe("succeeded");
+    expect(result.outcome.model).toBe("b");
+    expect(result.outcome.attempts.map((attempt) => attempt.reason)).toEqual(["timeout", undefined]);
+    // No controller of the call's own: the run's signal itself, aborted by the timeout only.
+    expect(signals[0]).toBe(first);
+    expect(first.reason).toBeInstanceOf(ProviderError);
+    expect(signals[1]).not.toBe(first);
+    expect(signals[1]?.aborted).toBe(false);
+    expect(run.signal.aborted).toBe(false);
+  });
+
+  it("a cancel after a timeout still aborts the fallback's call, and the job ends cancelled", async () => {
+    const scripted = scriptedProviders({ a: ["hang"], b: ["hang"] });
+    const { registry, signals } = watching(scripted.registry);
+    const run = new RunSignal();
+    const data = jobData({
+      chain: [
+        { model: "a", timeout_ms: 50 },
+        { model: "b", timeout_ms: 10_000 },
+      ],
+    });
+    const running = runChain(runContext(data, registry, run));
+    while (signals.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    run.interrupt("cancelled");
+    const result = await running;
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(result.outcome.status).toBe("cancelled");
+    expect(result.outcome.attempts.map((attempt) => attempt.reason)).toEqual(["timeout"]);
+    expect(signals[1]?.reason).toBeInstanceOf(JobInterruption);
+    // Interrupted once: a later timeout cannot replace the interruption.
+    run.interrupt("shutdown");
+    expect((run.signal.reason as JobInterruption).kind).toBe("cancelled");
+  });
+
+  it("a lock loss during a call aborts it; the interruption wins over a later timeout", async () => {
+    const scripted = scriptedProviders({ a: ["hang"] });
+    const { registry, signals } = watching(scripted.registry);
+    const run = new RunSignal();
+    const data = jobData({ chain: [{ model: "a", timeout_ms: 30 }] });
+    const running = runChain(runContext(data, registry, run));
+    while (signals.length < 1) await new Promise((resolve) => setTimeout(resolve, 1));
+    run.interrupt("lock_lost");
+    await expect(running).rejects.toBeInstanceOf(JobInterruption);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect((run.signal.reason as JobInterruption).kind).toBe("lock_lost");
+  });
+});
+
+describe("RunSignal", () => {
+  it("gives a run of many calls room for their listeners on its one signal, without a leak warning", async () => {
+    const run = new RunSignal();
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      for (let call = 0; call < 30; call++) run.forCall().addEventListener("abort", () => {});
+      // Node emits the warning on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(getMaxListeners(run.signal)).toBeGreaterThanOrEqual(30);
+    expect(warnings.filter((warning) => warning.name === "MaxListenersExceededWarning")).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import { unwatchResponse, watchResponse } from "../providers/response-watch.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { ChainContext } from "./chain-context.js";
 import { interruptionOf } from "./interruption.js";
+import { RunSignal } from "./run-signal.js";
 
 export const DEFAULT_HOP_TIMEOUT_MS = 60_000;
 
@@ -23,42 +24,59 @@ export function hopTimeouts(hop: HopConfig): HopTimeouts {
   };
 }
 
+/** setTimeout's callback for every clock (its arguments passed through: no closure per call). */
+function expireClock(clock: CallClock, which: "whole" | "first"): void {
+  clock.expire(which);
+}
+
+function checkIdle(clock: CallClock): void {
+  clock.checkIdle();
+}
+
 /**
- * Times one call against its hop's timeouts and aborts `controller` with a `timeout`
+ * Times one call against its hop's timeouts and aborts the call with a `timeout`
  * ProviderError when one runs out. The idle clock is one timer re-armed lazily from the time of
  * the last part (not one clearTimeout/setTimeout pair per token).
  */
 class CallClock {
   expired: ProviderError | undefined;
-  private readonly timers: Array<NodeJS.Timeout | undefined> = [];
+  private readonly whole: NodeJS.Timeout;
   private firstToken: NodeJS.Timeout | undefined;
   private idle: NodeJS.Timeout | undefined;
   private lastPartAt = 0;
   private started = false;
 
+  /**
+   * `abort` is the call's own controller, or the run's shared signal (`signal` being the one the
+   * call was made with): a timeout then aborts that signal and the run goes on with a fresh one.
+   */
   constructor(
-    private readonly controller: AbortController,
+    private readonly abort: AbortController | RunSignal,
+    private readonly signal: AbortSignal,
     private readonly timeouts: HopTimeouts,
     private readonly streamed: boolean,
   ) {
-    this.timers.push(this.arm(timeouts.timeoutMs, `no answer within timeout_ms ${timeouts.timeoutMs}`));
+    this.whole = setTimeout(expireClock, timeouts.timeoutMs, this, "whole");
     if (timeouts.firstTokenMs !== undefined) {
-      const what = streamed ? "no first token" : "no response";
-      this.firstToken = this.arm(
-        timeouts.firstTokenMs,
-        `${what} within first_token_timeout_ms ${timeouts.firstTokenMs}`,
-      );
+      this.firstToken = setTimeout(expireClock, timeouts.firstTokenMs, this, "first");
     }
   }
 
-  private arm(ms: number, message: string): NodeJS.Timeout {
-    return setTimeout(() => this.expire(message), ms);
-  }
-
-  private expire(message: string): void {
+  /** A clock ran out: the call is aborted with a `timeout` naming it (built only then, not per call). */
+  expire(which: "whole" | "first" | "idle"): void {
     if (this.expired) return;
+    // A run already interrupted keeps its interruption as the reason the call stopped.
+    if (this.signal.aborted) return;
+    const { timeoutMs, firstTokenMs, idleMs } = this.timeouts;
+    const message =
+      which === "whole"
+        ? `no answer within timeout_ms ${timeoutMs}`
+        : which === "first"
+          ? `${this.streamed ? "no first token" : "no response"} within first_token_timeout_ms ${firstTokenMs}`
+          : `the stream was silent for idle_timeout_ms ${idleMs}`;
     this.expired = new ProviderError("timeout", message);
-    this.controller.abort(this.expired);
+    if (this.abort instanceof RunSignal) this.abort.abortCall(this.signal, this.expired);
+    else this.abort.abort(this.expired);
   }
 
   /** The first byte of a call that is not streamed arrived. */
@@ -71,20 +89,21 @@ class CallClock {
     if (output && !this.started) {
       this.started = true;
       this.clearFirstToken();
-      if (this.timeouts.idleMs !== undefined) this.idle = setTimeout(this.checkIdle, this.timeouts.idleMs);
+      if (this.timeouts.idleMs !== undefined) this.idle = setTimeout(checkIdle, this.timeouts.idleMs, this);
     }
     this.lastPartAt = performance.now();
   }
 
-  private readonly checkIdle = (): void => {
+  /** The idle timer fired: expire if the stream has been silent long enough, else re-arm for the rest. */
+  checkIdle(): void {
     const idleMs = this.timeouts.idleMs ?? 0;
     const silent = performance.now() - this.lastPartAt;
     if (silent >= idleMs - 1) {
-      this.expire(`the stream was silent for idle_timeout_ms ${idleMs}`);
+      this.expire("idle");
       return;
     }
-    this.idle = setTimeout(this.checkIdle, idleMs - silent);
-  };
+    this.idle = setTimeout(checkIdle, idleMs - silent, this);
+  }
 
   private clearFirstToken(): void {
     if (this.firstToken) clearTimeout(this.firstToken);
@@ -92,16 +111,18 @@ class CallClock {
   }
 
   stop(): void {
-    for (const timer of this.timers) clearTimeout(timer);
+    clearTimeout(this.whole);
     this.clearFirstToken();
     if (this.idle) clearTimeout(this.idle);
   }
 }
 
 /**
- * Runs one upstream call of a hop, bounded by its timeouts and the job's signal. One controller
- * per call, released when it ends (AbortSignal.any + AbortSignal.timeout cost ~5 KB and a 60 s
- * timer per hop). Throws a ProviderError for every way the call can fail, or the job's
+ * Runs one upstream call of a hop, bounded by its timeouts and the job's signal. In a worker's run
+ * the call is made with the run's own signal (`context.runSignal`), its timers armed against it
+ * (a timeout aborts the call and gives the run a fresh signal); elsewhere (the gateway) with one
+ * controller per call, following the caller's signal. Timers are cleared when the call ends,
+ * however it ends. Throws a ProviderError for every way the call can fail, or the job's
  * JobInterruption when the job's signal stopped it.
  */
 export async function callHop(
@@ -113,13 +134,24 @@ export async function callHop(
   request: ChatRequest,
   sink?: StreamSink,
 ): Promise<Completion> {
-  const controller = new AbortController();
-  const clock = new CallClock(controller, timeouts, sink !== undefined);
-  const onJobAbort = () => controller.abort(context.signal.reason);
-  if (context.signal.aborted) onJobAbort();
-  else context.signal.addEventListener("abort", onJobAbort, { once: true });
+  const runSignal = context.runSignal;
+  let signal: AbortSignal;
+  let clock: CallClock;
+  let onJobAbort: (() => void) | undefined;
+  if (runSignal) {
+    signal = runSignal.forCall();
+    clock = new CallClock(runSignal, signal, timeouts, sink !== undefined);
+  } else {
+    const controller = new AbortController();
+    signal = controller.signal;
+    clock = new CallClock(controller, signal, timeouts, sink !== undefined);
+    const jobSignal = context.signal;
+    onJobAbort = () => controller.abort(jobSignal.reason);
+    if (jobSignal.aborted) onJobAbort();
+    else jobSignal.addEventListener("abort", onJobAbort, { once: true });
+  }
   const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
-  if (watchesFirstByte) watchResponse(controller.signal, () => clock.firstByte());
+  if (watchesFirstByte) watchResponse(signal, () => clock.firstByte());
   const dispatchedAt = performance.now();
   let firstDelta = true;
   const timedSink: StreamSink | undefined = sink && {
@@ -142,7 +174,7 @@ export async function callHop(
       modelId,
       model,
       upstreamName: target.upstreamName,
-      signal: controller.signal,
+      signal,
     };
     const completion = timedSink ? await provider.stream(call, timedSink) : await provider.generate(call);
     if (completion.finishReason === "content_filter") {
@@ -168,7 +200,7 @@ export async function callHop(
     );
   } finally {
     clock.stop();
-    if (watchesFirstByte) unwatchResponse(controller.signal);
-    context.signal.removeEventListener("abort", onJobAbort);
+    if (watchesFirstByte) unwatchResponse(signal);
+    if (onJobAbort) context.signal.removeEventListener("abort", onJobAbort);
   }
 }

@@ -39,6 +39,16 @@ const DEPLOYMENT_FAILURES: ReadonlySet<Reason> = new Set([
   "auth_error",
 ]);
 
+/**
+ * A job handed back to wait forgets which deployments failed: the visit counts as one of the
+ * hop's tries, so a failing deployment picked again after the wait cannot bypass max_retries.
+ */
+function countFailover(run: ChainProgress, failedDeployments: Set<string> | undefined): void {
+  if (!failedDeployments || failedDeployments.size === 0) return;
+  run.countTry();
+  failedDeployments.clear();
+}
+
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
 type HopStep = ChainResult | "next";
 
@@ -182,16 +192,10 @@ export async function runHop(
   const timeouts = hopTimeouts(hop);
   const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
   const targets = targetsOf(hop.model, model);
-  // Deployments of a pooled model that failed on this visit of the hop: the next try goes elsewhere.
-  const failedDeployments = new Set<string>();
+  // Deployments of a pooled model that failed on this visit of the hop: the next try goes
+  // elsewhere (made only when a pooled call fails: most hops never need it).
+  let failedDeployments: Set<string> | undefined;
   const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
-  // A job handed back to wait forgets which deployments failed: the visit counts as one of the
-  // hop's tries, so a failing deployment picked again after the wait cannot bypass max_retries.
-  const countFailover = () => {
-    if (failedDeployments.size === 0) return;
-    run.countTry();
-    failedDeployments.clear();
-  };
   while (true) {
     // A shown answer that broke off goes on only where the model can continue it (prefill).
     if (run.continued && !canContinue(model)) {
@@ -238,7 +242,7 @@ export async function runHop(
         booked: admission.place.booked,
       });
       if (admission.until - clock.now() > maxInlineWaitMs) {
-        countFailover();
+        countFailover(run, failedDeployments);
         // Back a little before the slot: the resumed run waits out the rest in the worker, so a
         // slow pick-up does not make it late for its slot (and lose it).
         return run.defer(admission.until - placeLeadMs);
@@ -253,7 +257,7 @@ export async function runHop(
       context.metrics?.limitWait?.(providerId, hop.model);
       const waitMs = admission.until - clock.now();
       if (waitMs > maxInlineWaitMs) {
-        countFailover();
+        countFailover(run, failedDeployments);
         return run.defer(admission.until);
       }
       await abortableDelay(Math.max(0, waitMs), context.signal);
@@ -273,7 +277,6 @@ export async function runHop(
       return "next";
     }
     const target = admission.target;
-    const deployment = target.deployment ? { deployment: target.deployment.id } : {};
     const startedMs = clock.now();
     const call = { promptEstimate: estimate.promptTokens, streamedCharacters: 0, dispatched: false };
     let streamed = false;
@@ -324,15 +327,16 @@ export async function runHop(
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
     if (completion) {
-      run.record({
+      const attempt: Attempt = {
         model: hop.model,
         provider: target.providerId,
-        ...deployment,
         outcome: "success",
-        ...(note ? { message: note } : {}),
         duration_ms: clock.now() - startedMs,
         started_at: unixSeconds(startedMs),
-      });
+      };
+      if (target.deployment) attempt.deployment = target.deployment.id;
+      if (note) attempt.message = note;
+      run.record(attempt);
       if (continued)
         completion = { ...completion, content: joinContinuation(continued.partial, completion.content) };
       const result = toChatCompletion(completion, {
@@ -351,7 +355,7 @@ export async function runHop(
     run.record({
       model: hop.model,
       provider: target.providerId,
-      ...deployment,
+      ...(target.deployment ? { deployment: target.deployment.id } : {}),
       outcome: "error",
       reason: error.reason,
       ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
@@ -362,8 +366,10 @@ export async function runHop(
     });
     // A pool tries its other deployments before the hop's own retries and fallbacks count.
     if (target.deployment && shownBroken === "unseen" && DEPLOYMENT_FAILURES.has(error.reason)) {
-      failedDeployments.add(target.deployment.id);
-      if (targets.some((other) => !failedDeployments.has(other.deployment?.id ?? ""))) continue;
+      failedDeployments ??= new Set();
+      const failed = failedDeployments;
+      failed.add(target.deployment.id);
+      if (targets.some((other) => !failed.has(other.deployment?.id ?? ""))) continue;
     }
     progress.tries += 1;
     // A shown stream that cannot go on (on_stream_failure: error, or tool calls were shown) ends here.
@@ -385,7 +391,7 @@ export async function runHop(
     }
     if (decision.action === "next") return "next";
     // A retry of the hop may go to any of its deployments again.
-    failedDeployments.clear();
+    failedDeployments?.clear();
     if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
     // Rejects with the job's JobInterruption when the job is interrupted while it waits.
     await abortableDelay(decision.delayMs, context.signal);

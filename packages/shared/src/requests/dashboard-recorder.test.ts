@@ -30,8 +30,6 @@ function request(overrides: Partial<FinishedRequest>): FinishedRequest {
   };
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
-
 describe("DashboardRecorder (real Redis)", () => {
   let redis: RedisClient;
   let keys: Keys;
@@ -52,7 +50,8 @@ describe("DashboardRecorder (real Redis)", () => {
     recorder.finished(request({ status: "failed", model: undefined, costUsd: 0 }));
     recorder.finished(request({ finishedAtMs: AT + 60_000 }));
     recorder.finished(request({ route: null }));
-    await settle();
+    // Gathered in memory and written every 200 ms: write now.
+    await recorder.flush();
     const key = keys.dashboardRouteMinute("default", minuteOf(AT));
     const counts = await redis.hgetall(key);
     expect(counts).toMatchObject({ requests: "3", succeeded: "2", failed: "1", fallbacks: "1" });
@@ -95,7 +94,8 @@ describe("DashboardRecorder (real Redis)", () => {
         }),
       );
     }
-    await settle();
+    // Gathered in memory and written every 200 ms: write now.
+    await recorder.flush();
     const entries = (await redis.lrange(keys.dashboardFailures, 0, -1)).map(
       (entry) => JSON.parse(entry) as DashboardFailure,
     );

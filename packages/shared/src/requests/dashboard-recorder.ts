@@ -1,6 +1,8 @@
+import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
 import type { Attempt } from "../schemas/job.js";
+import { BatchedWrites, HashIncrements } from "./batched-writes.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
 /** How long a route's per-minute counts are kept (the dashboard shows the last hour). */
@@ -27,31 +29,55 @@ export const minuteOf = (ms: number) => Math.floor(ms / 60_000);
 /**
  * Keeps what GET /v1/dashboard shows that no other record holds: per route and UTC minute, the
  * finished requests, their outcomes, fallbacks and cost (hashes that expire after two hours), and
- * the last few failed requests with their attempt trail. Writes are fired and forgotten (an
- * observer must not block); a failed write is reported to `onError`.
+ * the last few failed requests with their attempt trail. Added up in memory and written every
+ * REQUEST_COUNTS_FLUSH_MS in one MULTI (batched-writes.ts; `close()` on shutdown writes the
+ * rest); a failed write is reported to `onError`.
  */
-export class DashboardRecorder implements RequestObserver {
+export class DashboardRecorder extends BatchedWrites implements RequestObserver {
+  private readonly increments = new HashIncrements();
+  /** Failed requests not written yet, oldest first (at most the number the list keeps). */
+  private failures: string[] = [];
+
   constructor(
-    private readonly redis: RedisClient,
+    redis: RedisClient,
     private readonly keys: Keys,
-    private readonly onError: (error: unknown) => void = () => {},
-  ) {}
+    onError: (error: unknown) => void = () => {},
+    flushMs?: number,
+  ) {
+    super(redis, onError, flushMs);
+  }
+
+  protected get pending(): boolean {
+    return this.increments.size > 0 || this.failures.length > 0;
+  }
+
+  protected drainInto(transaction: ChainableCommander): unknown {
+    const held = { counts: this.increments.summary(), failures: this.failures.length };
+    this.increments.drainInto(transaction);
+    if (this.failures.length > 0) {
+      // LPUSH of several values puts the last at the head: newest first, as one push per failure did.
+      transaction.lpush(this.keys.dashboardFailures, ...this.failures);
+      transaction.ltrim(this.keys.dashboardFailures, 0, DASHBOARD_FAILURES_KEPT - 1);
+      this.failures = [];
+    }
+    return held;
+  }
 
   finished(request: FinishedRequest): void {
+    // Cancelled requests are not finished answers: the fallback rate's denominator, here as in the
+    // alerts' window and usage counts, is succeeded + failed.
+    if (request.status === "cancelled" && request.costUsd <= 0) return;
     const key = this.keys.dashboardRouteMinute(
       request.route ?? DASHBOARD_NO_ROUTE,
       minuteOf(request.finishedAtMs),
     );
-    // Cancelled requests are not finished answers: the fallback rate's denominator, here as in the
-    // alerts' window and usage counts, is succeeded + failed.
-    if (request.status === "cancelled" && request.costUsd <= 0) return;
-    const pipeline = this.redis.pipeline();
-    if (request.status !== "cancelled") pipeline.hincrby(key, "requests", 1);
-    if (request.status === "succeeded") pipeline.hincrby(key, "succeeded", 1);
-    if (request.status === "failed") pipeline.hincrby(key, "failed", 1);
-    if (fellBack(request)) pipeline.hincrby(key, "fallbacks", 1);
-    if (request.costUsd > 0) pipeline.hincrbyfloat(key, "cost_usd", request.costUsd);
-    pipeline.expire(key, DASHBOARD_MINUTE_TTL_S);
+    const ttl = DASHBOARD_MINUTE_TTL_S;
+    if (request.status !== "cancelled") {
+      this.increments.count(key, "requests", 1, ttl);
+      this.increments.count(key, request.status, 1, ttl);
+    }
+    if (fellBack(request)) this.increments.count(key, "fallbacks", 1, ttl);
+    if (request.costUsd > 0) this.increments.add(key, "cost_usd", request.costUsd, ttl);
     if (request.status === "failed") {
       const failure: DashboardFailure = {
         door: request.door,
@@ -70,15 +96,9 @@ export class DashboardRecorder implements RequestObserver {
           duration_ms: attempt.duration_ms,
         })),
       };
-      pipeline.lpush(this.keys.dashboardFailures, JSON.stringify(failure));
-      pipeline.ltrim(this.keys.dashboardFailures, 0, DASHBOARD_FAILURES_KEPT - 1);
+      this.failures.push(JSON.stringify(failure));
+      if (this.failures.length > DASHBOARD_FAILURES_KEPT) this.failures.shift();
     }
-    pipeline.exec().then(
-      (replies) => {
-        const failed = replies?.find(([error]) => error);
-        if (failed?.[0]) this.onError(failed[0]);
-      },
-      (error: unknown) => this.onError(error),
-    );
+    this.gathered();
   }
 }

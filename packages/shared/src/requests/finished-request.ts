@@ -27,6 +27,10 @@ export interface FinishedRequest {
 /** Told of every finished request; must not throw or block (record and return). */
 export interface RequestObserver {
   finished(request: FinishedRequest): void;
+  /** Writes what it gathered in memory now (tests, and readers that must see the latest). */
+  flush?(): Promise<void>;
+  /** Writes what is left and stops its timers: on shutdown, after the last request ended. */
+  close?(): Promise<void>;
 }
 
 /** Whether a request was answered by a model other than its chain's first (the fallback rate's numerator). */
@@ -56,11 +60,25 @@ export function finishedRequestOf(
   };
 }
 
-/** Several observers as one; one that throws is logged by `onError` and does not stop the others. */
+/**
+ * Several observers as one; one that throws is logged by `onError` and does not stop the others.
+ * `flush` and `close` reach every observer that has them.
+ */
 export function observeAll(
   observers: readonly RequestObserver[],
   onError: (error: unknown) => void,
 ): RequestObserver {
+  const each = async (step: (observer: RequestObserver) => Promise<void> | undefined) => {
+    await Promise.all(
+      observers.map(async (observer) => {
+        try {
+          await step(observer);
+        } catch (error) {
+          onError(error);
+        }
+      }),
+    );
+  };
   return {
     finished(request) {
       for (const observer of observers) {
@@ -71,5 +89,7 @@ export function observeAll(
         }
       }
     },
+    flush: () => each((observer) => observer.flush?.()),
+    close: () => each((observer) => observer.close?.()),
   };
 }

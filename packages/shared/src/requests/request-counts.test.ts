@@ -45,10 +45,6 @@ describe("RequestCountRecorder (real Redis)", () => {
   async function table(tenant = "acme", day = DAY) {
     return parseRequestCounts(await redis.hgetall(keys.requestCounts(tenant, day)));
   }
-  async function settle() {
-    // Writes are fired and forgotten: a PING on the same connection answers after them.
-    await redis.ping();
-  }
 
   it("counts per route and per first model: requests, outcomes, fallbacks and every attempt's cost", async () => {
     const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error));
@@ -60,7 +56,8 @@ describe("RequestCountRecorder (real Redis)", () => {
     recorder.finished(request({ route: null, firstModel: "claude", model: "claude", door: "gateway" }));
     recorder.finished(request({ tenant: "other" }));
     recorder.finished(request({ finishedAtMs: AT + 86_400_000 }));
-    await settle();
+    // Counts are gathered in memory and written every 200 ms: write them now.
+    await recorder.flush();
 
     const counts = await table();
     expect(counts.routes).toEqual({
@@ -75,6 +72,26 @@ describe("RequestCountRecorder (real Redis)", () => {
     expect((await table("acme", "2026-12-04")).total.requests).toBe(1);
     const ttl = await redis.ttl(keys.requestCounts("acme", DAY));
     expect(ttl).toBeGreaterThan(REQUEST_COUNTS_TTL_SECONDS - 60);
+    expect(errors).toEqual([]);
+  });
+
+  it("writes gathered counts within the flush interval, and close() writes what is left at once", async () => {
+    const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error), 100);
+    recorder.finished(request({ tenant: "lag" }));
+    recorder.finished(request({ tenant: "lag", status: "failed", model: undefined }));
+    // Not yet written: the counts wait in memory for the next write.
+    expect((await table("lag")).total.requests).toBe(0);
+    const startedAt = Date.now();
+    await expect.poll(async () => (await table("lag")).total.requests, { interval: 10 }).toBe(2);
+    expect(Date.now() - startedAt).toBeLessThan(1_000);
+    expect((await table("lag")).total).toMatchObject({ succeeded: 1, failed: 1 });
+    recorder.finished(request({ tenant: "lag" }));
+    await recorder.close();
+    expect((await table("lag")).total.requests).toBe(3);
+    // After close, each request is written at once (nothing waits on a timer at exit).
+    recorder.finished(request({ tenant: "lag" }));
+    await recorder.flush();
+    expect((await table("lag")).total.requests).toBe(4);
     expect(errors).toEqual([]);
   });
 

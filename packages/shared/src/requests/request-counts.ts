@@ -1,5 +1,7 @@
+import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
+import { BatchedWrites, HashIncrements } from "./batched-writes.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
 /** How long a day's counts are kept: as long as the spend hashes GET /v1/usage also reads. */
@@ -118,8 +120,9 @@ export function countingDay(finishedAtMs: number): string {
 /**
  * Counts every finished request, job or gateway call, for GET /v1/usage's `routes`, `models`
  * and `weekly` (docs/operations.md, "Cost per successful request"): one hash per tenant and UTC
- * day, written in one MULTI per request, fired and forgotten (an observer must not block; a
- * failed write is reported to `onError`, never thrown).
+ * day. Counts are added up in memory and written every REQUEST_COUNTS_FLUSH_MS in one MULTI
+ * (batched-writes.ts; `close()` on shutdown writes the rest): an observer must not block, and a
+ * failed write is reported to `onError`, never thrown.
  *
  * - Succeeded and failed requests count in `requests`, and in `succeeded` or `failed`; a
  *   cancelled one in neither (the caller ended it, Cascade did not), but what it had already
@@ -132,38 +135,59 @@ export function countingDay(finishedAtMs: number): string {
  *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
  *   model that was called.)
  */
-export class RequestCountRecorder implements RequestObserver {
+export class RequestCountRecorder extends BatchedWrites implements RequestObserver {
+  private readonly increments = new HashIncrements();
+
   constructor(
-    private readonly redis: RedisClient,
+    redis: RedisClient,
     private readonly keys: Keys,
-    private readonly onError: (error: unknown) => void = () => {},
-  ) {}
+    onError: (error: unknown) => void = () => {},
+    flushMs?: number,
+  ) {
+    super(redis, onError, flushMs);
+  }
+
+  protected get pending(): boolean {
+    return this.increments.size > 0;
+  }
+
+  protected drainInto(transaction: ChainableCommander): unknown {
+    const held = this.increments.summary();
+    this.increments.drainInto(transaction);
+    return held;
+  }
 
   finished(request: FinishedRequest): void {
-    const subjects: RequestCountSubject[] = [{ kind: "total" }];
-    if (request.route !== null) subjects.push({ kind: "route", id: request.route });
-    if (request.firstModel !== "") subjects.push({ kind: "model", id: request.firstModel });
     const counted = request.status === "succeeded" || request.status === "failed";
     const cost = Number.isFinite(request.costUsd) && request.costUsd > 0 ? request.costUsd : 0;
     if (!counted && cost === 0) return;
-
     const key = this.keys.requestCounts(request.tenant, countingDay(request.finishedAtMs));
-    const transaction = this.redis.multi();
-    for (const subject of subjects) {
-      if (counted) {
-        transaction.hincrby(key, requestCountField(subject, "requests"), 1);
-        transaction.hincrby(key, requestCountField(subject, request.status as "succeeded" | "failed"), 1);
-        if (fellBack(request)) transaction.hincrby(key, requestCountField(subject, "fallbacks"), 1);
-      }
-      if (cost > 0) transaction.hincrbyfloat(key, requestCountField(subject, "cost"), cost);
+    const fellBackHere = counted && fellBack(request);
+    this.count(key, "total:", request.status, counted, fellBackHere, cost);
+    if (request.route !== null) {
+      this.count(key, `route:${request.route}:`, request.status, counted, fellBackHere, cost);
     }
-    transaction.expire(key, REQUEST_COUNTS_TTL_SECONDS);
-    transaction.exec().then(
-      (replies) => {
-        const failed = replies?.find(([error]) => error);
-        if (failed?.[0]) this.onError(failed[0]);
-      },
-      (error: unknown) => this.onError(error),
-    );
+    if (request.firstModel !== "") {
+      this.count(key, `model:${request.firstModel}:`, request.status, counted, fellBackHere, cost);
+    }
+    this.gathered();
+  }
+
+  /** One subject's counters (`prefix`: requestCountField's form without the counter). */
+  private count(
+    key: string,
+    prefix: string,
+    status: FinishedRequest["status"],
+    counted: boolean,
+    fellBackHere: boolean,
+    cost: number,
+  ): void {
+    const ttl = REQUEST_COUNTS_TTL_SECONDS;
+    if (counted) {
+      this.increments.count(key, `${prefix}requests`, 1, ttl);
+      this.increments.count(key, `${prefix}${status}`, 1, ttl);
+      if (fellBackHere) this.increments.count(key, `${prefix}fallbacks`, 1, ttl);
+    }
+    if (cost > 0) this.increments.add(key, `${prefix}cost`, cost, ttl);
   }
 }

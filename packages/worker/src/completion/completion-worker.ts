@@ -31,7 +31,7 @@ import {
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
-import { createRunLocks } from "../lifecycle/run-lock.js";
+import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
 
 /** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
 const TENANT_FULL_WAIT_MS = 200;
@@ -132,22 +132,27 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       throw new DelayedError();
     }
-    const controller = runs.start(jobId);
+    const run = runs.start(jobId);
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
-      // run here; BullMQ will refuse its result too, so it changes nothing.
-      const lock = runLocks.forRun(jobId, token ?? "", () => {
-        logger.warn(
-          { job_id: jobId },
-          "this run no longer holds the job's lock; stopping it, writing nothing",
-        );
-        runs.interruptRun(controller, "lock_lost");
-      });
+      // run here; BullMQ will refuse its result too, so it changes nothing. Made at the first
+      // write: most jobs write neither (progress is saved only when a hop fails).
+      let lock: RunLock | undefined;
+      const lockOf = (): RunLock => {
+        lock ??= runLocks.forRun(jobId, token ?? "", () => {
+          logger.warn(
+            { job_id: jobId },
+            "this run no longer holds the job's lock; stopping it, writing nothing",
+          );
+          runs.interruptRun(run, "lock_lost");
+        });
+        return lock;
+      };
       // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
       const events = data.request.stream
         ? createJobEventWriter({
-            lock,
+            lock: lockOf(),
             jobId,
             retentionSeconds: config.settings.EVENTS_RETENTION_S,
             logger,
@@ -168,19 +173,25 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               clock,
               logger,
               random,
-              signal: controller.signal,
+              // Calls share the run's signal; a call's timeout swaps it for a fresh one.
+              get signal() {
+                return run.signal;
+              },
+              runSignal: run,
               resilience: options.resilience,
               ...(options.metrics ? { metrics: options.metrics } : {}),
               events,
               progress,
+              // Parsed from the job for this run: the chain takes it over without a copy.
+              progressOwned: true,
               saveProgress: async (progress) => {
-                if (!(await lock.saveProgress(progress))) throw new JobInterruption("lock_lost");
+                if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
               },
             });
       if (result.kind === "finished") {
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
-        if (lock.lost) throw new JobInterruption("lock_lost");
+        if (lock?.lost) throw new JobInterruption("lock_lost");
         await options.onFinished?.(job, data, result.outcome);
         // Counted once the webhook is queued: an enqueue that gives up fails the job, and the
         // failed handler counts it then (counting here first would count it twice).
@@ -191,7 +202,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
-      runs.end(jobId, controller);
+      runs.end(jobId, run);
       await slot
         ?.release()
         .catch((error) =>

@@ -1,4 +1,4 @@
-import { JobInterruption } from "@cascade/engine";
+import { JobInterruption, type RunSignal } from "@cascade/engine";
 import { describe, expect, it } from "vitest";
 import { InFlightRuns } from "./in-flight-runs.js";
 
@@ -7,7 +7,7 @@ function clockAt(start: number) {
   return clock;
 }
 
-const reasonOf = (controller: AbortController) => (controller.signal.reason as JobInterruption).kind;
+const reasonOf = (run: RunSignal) => (run.signal.reason as JobInterruption).kind;
 
 describe("InFlightRuns", () => {
   it("aborts a held run with the interruption's kind, once", () => {

@@ -1,13 +1,8 @@
-import { type InterruptionKind, JobInterruption } from "@cascade/engine";
+import { type InterruptionKind, RunSignal } from "@cascade/engine";
 import type { Clock } from "@cascade/shared";
 
 /** How long a cancellation for a job this process does not hold yet is kept for it. */
 const EARLY_INTERRUPTION_TTL_MS = 60_000;
-
-/** Aborts a run's signal with the JobInterruption the chain turns into its result (once). */
-function abortWith(controller: AbortController, kind: InterruptionKind): void {
-  if (!controller.signal.aborted) controller.abort(new JobInterruption(kind));
-}
 
 /**
  * The runs this worker process holds, and the one way to interrupt them: a cancellation (pub/sub),
@@ -18,7 +13,7 @@ function abortWith(controller: AbortController, kind: InterruptionKind): void {
  * would abort the next run of that job on this worker before it begins.
  */
 export class InFlightRuns {
-  private readonly runs = new Map<string, AbortController>();
+  private readonly runs = new Map<string, RunSignal>();
   private readonly early = new Map<string, { kind: InterruptionKind; at: number }>();
 
   constructor(private readonly clock: Clock) {}
@@ -27,21 +22,26 @@ export class InFlightRuns {
     return this.runs.size;
   }
 
-  /** Registers a run of `jobId`; its controller is already aborted if an interruption came first. */
-  start(jobId: string): AbortController {
-    const controller = new AbortController();
-    this.runs.set(jobId, controller);
-    const early = this.early.get(jobId);
-    if (early) {
-      this.early.delete(jobId);
-      abortWith(controller, early.kind);
+  /**
+   * Registers a run of `jobId`; its signal (shared by the run's calls, engine run-signal.ts) is
+   * already aborted if an interruption came first.
+   */
+  start(jobId: string): RunSignal {
+    const run = new RunSignal();
+    this.runs.set(jobId, run);
+    if (this.early.size > 0) {
+      const early = this.early.get(jobId);
+      if (early) {
+        this.early.delete(jobId);
+        run.interrupt(early.kind);
+      }
     }
-    return controller;
+    return run;
   }
 
   /** Forgets the run (only that run: a later run of the same job may hold the entry now). */
-  end(jobId: string, controller: AbortController): void {
-    if (this.runs.get(jobId) === controller) this.runs.delete(jobId);
+  end(jobId: string, run: RunSignal): void {
+    if (this.runs.get(jobId) === run) this.runs.delete(jobId);
   }
 
   /**
@@ -49,9 +49,9 @@ export class InFlightRuns {
    * while, in case its run is about to start; any other kind is dropped).
    */
   interrupt(jobId: string, kind: InterruptionKind): boolean {
-    const controller = this.runs.get(jobId);
-    if (controller) {
-      abortWith(controller, kind);
+    const run = this.runs.get(jobId);
+    if (run) {
+      run.interrupt(kind);
       return true;
     }
     if (kind !== "cancelled") return false;
@@ -67,13 +67,13 @@ export class InFlightRuns {
    * Aborts one particular run, whether or not it is still the one held for its job: a run that
    * found its own lock gone stops itself, not a later run of the same job started here since.
    */
-  interruptRun(controller: AbortController, kind: InterruptionKind): void {
-    abortWith(controller, kind);
+  interruptRun(run: RunSignal, kind: InterruptionKind): void {
+    run.interrupt(kind);
   }
 
   /** Interrupts every run held here (a shutdown whose grace is over); returns how many. */
   interruptAll(kind: InterruptionKind): number {
-    for (const controller of this.runs.values()) abortWith(controller, kind);
+    for (const run of this.runs.values()) run.interrupt(kind);
     return this.runs.size;
   }
 }
