@@ -229,7 +229,7 @@ describe("lean OpenAI client against the AI SDK path, on the fake OpenAI", () =>
     });
   }
 
-  it("sends the same body and headers (but for fetch's own: accept*, sec-fetch-mode, user-agent's tail)", async () => {
+  it("sends the same body and headers, accept included (but for fetch's own: accept-encoding/-language, sec-fetch-mode, user-agent's tail)", async () => {
     const { sdkCall, leanCall } = await both({ kind: "ok" });
     expect(leanCall?.body).toEqual(sdkCall?.body);
     expect(leanCall?.path).toBe("/v1/chat/completions");
@@ -244,6 +244,7 @@ describe("lean OpenAI client against the AI SDK path, on the fake OpenAI", () =>
     expect(sdkCall?.headers["sec-fetch-mode"]).toBe("cors");
     expect(leanCall?.headers["sec-fetch-mode"]).toBeUndefined();
     expect(leanCall?.headers["accept-encoding"]).toBeUndefined();
+    expect(leanCall?.headers.accept).toBe(sdkCall?.headers.accept);
     expect(leanCall?.headers.authorization).toBe(`Bearer ${KEY}`);
     expect(leanCall?.headers["x-title"]).toBe("parity");
   });

@@ -125,7 +125,14 @@ export class FairEnqueue {
     checkAdded(jobId, added?.[1]);
     // The add happened but its placement did not (the script cache flushed under the MULTI):
     // place it on its own now, or it would wait at the back of the line.
-    if (!placed || placed[0]) await this.fairTags.place(tenant, priority, jobId);
+    // Never fail the enqueue from here: the job exists, and a retry would add a second one.
+    if (!placed || placed[0]) {
+      await this.fairTags.place(tenant, priority, jobId).catch((error: Error) => {
+        this.warn(
+          `job ${jobId} was added but not placed at its fair-share tag (${error.message}); it waits at the back of the line`,
+        );
+      });
+    }
   }
 }
 

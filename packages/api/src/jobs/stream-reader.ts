@@ -34,6 +34,10 @@ export class StreamReader {
   private running = false;
   private closed = false;
   private wakeUp: (() => void) | undefined;
+  /** Bumped whenever the set of streams changes. */
+  private generation = 0;
+  /** The generation of the set the XREAD in flight was issued with (undefined: none in flight). */
+  private reading: number | undefined;
 
   constructor(
     private readonly reader: RedisClient,
@@ -90,8 +94,24 @@ export class StreamReader {
   }
 
   private interrupt(): void {
+    this.generation += 1;
     this.wakeUp?.();
-    if (this.clientId !== undefined) void this.commands.client("UNBLOCK", this.clientId).catch(() => {});
+    this.unblock(0);
+  }
+
+  /**
+   * Unblocks the XREAD in flight when it was issued with an older set of streams. CLIENT UNBLOCK
+   * does nothing to a read Redis has not started blocking on yet (sent, not yet run), which would
+   * leave the new set unread for the whole BLOCK time: try again shortly while that is the case.
+   */
+  private unblock(tries: number): void {
+    if (this.clientId === undefined || this.reading === undefined || this.reading === this.generation) return;
+    void this.commands.client("UNBLOCK", this.clientId).then(
+      (unblocked) => {
+        if (Number(unblocked) === 0 && tries < 200) setTimeout(() => this.unblock(tries + 1), 5).unref();
+      },
+      () => {},
+    );
   }
 
   private async run(): Promise<void> {
@@ -111,9 +131,11 @@ export class StreamReader {
         const ids = keys.map((key) => this.streams.get(key)?.lastId ?? "$");
         type Reply = Array<[string, Array<[string, string[]]>]> | null;
         let reply: Reply;
+        this.reading = this.generation;
         try {
           reply = (await this.reader.xread("BLOCK", 15_000, "STREAMS", ...keys, ...ids)) as Reply;
         } catch (error) {
+          this.reading = undefined;
           if (this.closed) break;
           if (!/UNBLOCKED/.test((error as Error).message)) {
             this.logger.warn({ err: (error as Error).message }, "job event reader error; retrying");
@@ -121,6 +143,7 @@ export class StreamReader {
           }
           continue;
         }
+        this.reading = undefined;
         for (const [key, raw] of reply ?? []) {
           const stream = this.streams.get(key);
           if (!stream || raw.length === 0) continue;

@@ -81,9 +81,17 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         for (const cleanup of cleanups) cleanup();
         reply.raw.end();
       };
+      // What is registered after the stream ended (the client left during an await) is undone at once.
+      const onEnd = (cleanup: () => void) => {
+        if (ended) cleanup();
+        else cleanups.push(cleanup);
+      };
       request.raw.once("close", end);
       const heartbeat = setInterval(() => reply.raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
       cleanups.push(() => clearInterval(heartbeat));
+      // A client that left before the close listener was there: no close event will come.
+      if (request.raw.socket?.destroyed || reply.raw.destroyed) end();
+      if (ended) return;
 
       if (!streaming) {
         let sent = /^\d+$/.test(lastEventId) ? Number(lastEventId) : 0;
@@ -105,7 +113,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
             // Redis gone mid-stream: end this response; the client reconnects with Last-Event-ID.
             .catch(() => end());
         };
-        cleanups.push(waiters.watch(id, refresh));
+        onEnd(waiters.watch(id, refresh));
         emit(job);
         // The job may have moved between the first read and the watch: look once more.
         refresh();
@@ -134,7 +142,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       const replay = await streams.range(key, "0");
       send(replay);
       if (ended) return;
-      cleanups.push(streams.follow(key, replay[replay.length - 1]?.id ?? "0-0", send));
+      onEnd(streams.follow(key, replay[replay.length - 1]?.id ?? "0-0", send));
       // A job that ends without its worker writing `done` (cancelled while queued, failed outside
       // the chain) still ends the stream, from its state.
       const checkEnded = async () => {
@@ -148,7 +156,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
           end();
         }
       };
-      cleanups.push(waiters.watch(id, () => void checkEnded().catch(() => end())));
+      onEnd(waiters.watch(id, () => void checkEnded().catch(() => end())));
       await checkEnded().catch(() => end());
     },
   );

@@ -44,10 +44,9 @@ export class ChainProgress {
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */
   record(attempt: Attempt): void {
-    const firstAttempt = this.progress.attempts.length === 0;
     this.progress.attempts.push(attempt);
     this.dirty = true;
-    logAttempt(this.context, attempt, this.progress.hop, firstAttempt);
+    logAttempt(this.context, attempt, this.progress.hop);
     this.context.events?.attempt(attempt);
   }
 

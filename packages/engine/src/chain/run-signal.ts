@@ -1,4 +1,4 @@
-import { setMaxListeners } from "node:events";
+import { getMaxListeners, setMaxListeners } from "node:events";
 import { type InterruptionKind, JobInterruption } from "./interruption.js";
 
 /**
@@ -38,7 +38,9 @@ export class RunSignal {
   forCall(): AbortSignal {
     const signal = this.controller.signal;
     this.calls += 1;
-    if (this.calls === RAISE_AFTER_CALLS) setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, signal);
+    // Raised, never lowered (undici's fetch raises a signal it is given to 1,500 already).
+    if (this.calls === RAISE_AFTER_CALLS && getMaxListeners(signal) < RUN_SIGNAL_MAX_LISTENERS)
+      setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, signal);
     return signal;
   }
 

@@ -186,7 +186,9 @@ local added = bullmq_add()
 local function fair_place()
 ${placeBody(bullmqKeys, bullmqArgs)}
 end
-if added == ARGV[${bullmqArgs + 5}] then fair_place() end
+-- BullMQ's add has written the job: a placement that fails leaves it at the placeholder (the back
+-- of its line) rather than failing an enqueue that happened (a retry would add a second job).
+if added == ARGV[${bullmqArgs + 5}] then pcall(fair_place) end
 return added
 `;
 }

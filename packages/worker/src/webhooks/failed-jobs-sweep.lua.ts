@@ -9,8 +9,9 @@
  * failed-page — the next failures after the cursor that are at least ARGV[1] ms old by Redis's
  * clock, oldest first. Ties on the score (BullMQ fails every stalled-out job of one check at the
  * same millisecond) are walked by rank from the cursor's own entry, so a page boundary inside a
- * tie loses nothing; when that entry has gone (removed past retention) the page starts after its
- * score, whose other entries are as old and gone too.
+ * tie loses nothing; when that entry has gone (removed, retried, or failed again since) the tie is
+ * read from its start and the entries up to the cursor's job id, in the set's own byte order,
+ * are skipped.
  * KEYS: 1 failed set, 2 cursor
  * ARGV: 1 settle ms, 2 page size
  * Returns: a flat list of job id, score, ...; empty on the first run ever, which sets the cursor
@@ -35,8 +36,28 @@ if at and tonumber(at) == score then
   local rank = redis.call('ZRANK', KEYS[1], member)
   entries = redis.call('ZRANGE', KEYS[1], rank + 1, rank + limit, 'WITHSCORES')
 else
-  entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', score), '+inf',
-    'WITHSCORES', 'LIMIT', 0, limit)
+  -- Byte order, as the sorted set orders ties (Lua's < on strings follows the locale).
+  local function after(a, b)
+    for i = 1, math.min(#a, #b) do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then return x > y end
+    end
+    return #a > #b
+  end
+  local from = string.format('%.0f', score)
+  entries = {}
+  local offset = 0
+  while #entries < 2 * limit do
+    local chunk = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES', 'LIMIT', offset, limit)
+    if #chunk == 0 then break end
+    for i = 1, #chunk, 2 do
+      if #entries < 2 * limit and (tonumber(chunk[i + 1]) > score or after(chunk[i], member)) then
+        entries[#entries + 1] = chunk[i]
+        entries[#entries + 1] = chunk[i + 1]
+      end
+    end
+    offset = offset + limit
+  end
 end
 local page = {}
 for i = 1, #entries, 2 do
@@ -61,7 +82,17 @@ if cursor then
   local score = tonumber(string.sub(cursor, 1, sep - 1))
   local member = string.sub(cursor, sep + 1)
   local next = tonumber(ARGV[1])
-  if next < score or (next == score and ARGV[2] <= member) then return 0 end
+  if next < score then return 0 end
+  if next == score then
+    -- Byte order, as the sorted set orders ties (Lua's < on strings follows the locale).
+    local a, b = ARGV[2], member
+    local later = #a > #b
+    for i = 1, math.min(#a, #b) do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then later = x > y break end
+    end
+    if not later then return 0 end
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
 return 1

@@ -31,6 +31,8 @@ const COMMANDS = {
 /** Failures looked at per script call, and calls per pass: at most 1,000 jobs per interval. */
 const PAGE_SIZE = 100;
 const PAGES_PER_PASS = 10;
+/** Passes in a row one failure may stop the sweep at (with Redis up) before it is passed over. */
+const STUCK_PASSES = 5;
 
 /**
  * The sweep's keys, under the `{prefix}` hash tag like every other key. (Kept here rather than in
@@ -126,6 +128,8 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
   const token = options.token ?? `${process.pid}-${Math.random().toString(36).slice(2)}`;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
+  /** The failure the last passes stopped at, and how many passes in a row did. */
+  let stuck: { key: string; tries: number } | undefined;
 
   const claimCount = async (jobId: string) =>
     (await connection.set(sweepKeys.counted(jobId), "1", "EX", retentionS, "NX")) === "OK";
@@ -144,9 +148,13 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
 
   /** Tells one failed job's webhook and count, unless someone has; throws on a Redis error. */
   const reconcile = async (jobId: string, score: number): Promise<{ queued: boolean; counted: boolean }> => {
-    const job = await Job.fromId<JobData, JobOutcome>(completions, jobId);
+    const [job, stillFailed] = await Promise.all([
+      Job.fromId<JobData, JobOutcome>(completions, jobId),
+      // Retried since (by an operator): it is running or queued again, not failed.
+      connection.zscore(failedKey, jobId),
+    ]);
     const parsed = jobDataSchema.safeParse(job?.data);
-    if (!job || !parsed.success) return { queued: false, counted: false };
+    if (!job || stillFailed === null || !parsed.success) return { queued: false, counted: false };
     const data = parsed.data;
     const finishedAt = job.finishedOn ?? score;
     const outcome = failedOutcome(
@@ -209,7 +217,25 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
       const outcomes = await Promise.allSettled(
         entries.map((entry) => reconcile(entry.jobId, Number(entry.score))),
       );
-      const failedAt = outcomes.findIndex((outcome) => outcome.status === "rejected");
+      let failedAt = outcomes.findIndex((outcome) => outcome.status === "rejected");
+      // One failure that fails pass after pass (not Redis being away, which passes) must not hold
+      // up every failure after it: after STUCK_PASSES tries it is logged and passed over.
+      const first = failedAt === -1 ? undefined : entries[failedAt];
+      if (first && connection.status === "ready") {
+        const key = `${first.score}:${first.jobId}`;
+        stuck = stuck?.key === key ? { key, tries: stuck.tries + 1 } : { key, tries: 1 };
+        if (stuck.tries >= STUCK_PASSES) {
+          logger.error(
+            { job_id: first.jobId, err: (outcomes[failedAt] as PromiseRejectedResult).reason },
+            `failed-jobs sweep: could not tell this failed job in ${STUCK_PASSES} passes; passing over it`,
+          );
+          stuck = undefined;
+          const next = outcomes.findIndex(
+            (outcome, index) => index > failedAt && outcome.status === "rejected",
+          );
+          failedAt = next;
+        }
+      }
       const done = failedAt === -1 ? entries.length : failedAt;
       for (const outcome of outcomes.slice(0, done)) {
         if (outcome.status !== "fulfilled") continue;

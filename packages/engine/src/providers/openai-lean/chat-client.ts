@@ -55,7 +55,8 @@ function leanTarget(model: ChatModelInternals): LeanTarget | undefined {
   const url = model.config.url({ path: "/chat/completions", modelId: model.modelId });
   const parsed = new URL(url);
   if (parsed.username || parsed.password) return undefined;
-  const headers: Record<string, string> = { "content-type": "application/json" };
+  // As fetch sends them (accept: */* included: some proxies and WAFs look for it).
+  const headers: Record<string, string> = { accept: "*/*", "content-type": "application/json" };
   for (const [name, value] of Object.entries(model.config.headers())) {
     if (value !== undefined && value !== null) headers[name.toLowerCase()] = value;
   }
