@@ -30,7 +30,9 @@ beforeAll(async () => {
     concurrency: 50,
     env: tenantEnv(["urgent", "patient"]),
   });
-  stack.fake.setDefault("up-m", { kind: "ok", delayMs: 20, content: "ok" });
+  // 100 slots × 150 ms: at most ~670 jobs/s, below the ~1,000/s the batches bring, so urgent's
+  // backlog grows throughout (with 20 ms calls the workers kept up, and nothing waited).
+  stack.fake.setDefault("up-m", { kind: "ok", delayMs: 150, content: "ok" });
 });
 
 afterAll(async () => {
@@ -70,8 +72,8 @@ async function urgentBatch(first: number): Promise<void> {
 describe("aging", () => {
   it(`a priority-${PATIENT_PRIORITY} job is taken after ~${ROUNDS} priority-1 jobs, while they keep arriving`, async () => {
     await urgentBatch(0);
-    // Let urgent's backlog reach the workers first, so the patient job queues behind real work.
-    await sleep(1_000);
+    // Let urgent's backlog reach the queue first, so the patient job queues behind real work.
+    await sleep(300);
     const [patientId] = await submitMany(stack, "patient", 1, { priority: PATIENT_PRIORITY });
     for (let index = 1; index < BATCHES; index += 1) {
       await urgentBatch(index * LINES_PER_BATCH);

@@ -1,7 +1,7 @@
 /**
  * Proof: fair share between tenants (contract, "Pools and fairness"; docs/decisions/0019). Tenant
  * a queues FAIRNESS_JOBS jobs (default 3,000; `FAIRNESS_JOBS=10000` for the full figure), then two
- * worker processes × concurrency 100 start on an upstream answering in 150 ms; once they are at
+ * worker processes × concurrency 100 start on an upstream answering in 300 ms; once they are at
  * full speed, tenant b queues 100 jobs of the same priority. b's jobs start within about one
  * job's run time (p95 wait ≤ 2 × a job's run time at full concurrency), and a keeps every slot b
  * does not use: the queue's throughput while b runs, and a's after b is done, match a's alone.
@@ -25,7 +25,9 @@ import { type ResilienceStack, sleep, startResilienceStack } from "./resilience-
 
 const A_JOBS = Number(process.env.FAIRNESS_JOBS ?? 3000);
 const B_JOBS = 100;
-const LATENCY_MS = 150;
+// 200 slots × 300 ms: at most ~670 starts/s, so a's backlog outlasts the warm-up and b's jobs by
+// seconds (at 150 ms a worker made cheap per job by ADR 0022 ate most of it before b came).
+const LATENCY_MS = 300;
 const CONCURRENCY = 100;
 const WORKERS = 2;
 
