@@ -188,7 +188,15 @@ ${placeBody(bullmqKeys, bullmqArgs)}
 end
 -- BullMQ's add has written the job: a placement that fails leaves it at the placeholder (the back
 -- of its line) rather than failing an enqueue that happened (a retry would add a second job).
-if added == ARGV[${bullmqArgs + 5}] then pcall(fair_place) end
+-- (Redis does not undo a failed script's writes: a placement that failed after taking the job out
+-- of the prioritized set puts it back where BullMQ put it, or it would never run.)
+local job_id, prioritized = ARGV[${bullmqArgs + 5}], KEYS[${bullmqKeys + 2}]
+if added == job_id then
+  local added_at = redis.call('ZSCORE', prioritized, job_id)
+  if not pcall(fair_place) and added_at and not redis.call('ZSCORE', prioritized, job_id) then
+    redis.call('ZADD', prioritized, added_at, job_id)
+  end
+end
 return added
 `;
 }
