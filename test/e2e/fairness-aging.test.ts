@@ -73,7 +73,9 @@ describe("aging", () => {
   it(`a priority-${PATIENT_PRIORITY} job is taken after ~${ROUNDS} priority-1 jobs, while they keep arriving`, async () => {
     await urgentBatch(0);
     // Let urgent's backlog reach the queue first, so the patient job queues behind real work.
-    await sleep(300);
+    const prioritized = `${stack.tag}:completions:prioritized`;
+    const backlogBy = Date.now() + 20_000;
+    while ((await stack.redis.zcard(prioritized)) < 200 && Date.now() < backlogBy) await sleep(20);
     const [patientId] = await submitMany(stack, "patient", 1, { priority: PATIENT_PRIORITY });
     for (let index = 1; index < BATCHES; index += 1) {
       await urgentBatch(index * LINES_PER_BATCH);

@@ -200,7 +200,8 @@ async function main(): Promise<void> {
       process.exit(0);
     } catch (error) {
       logger.error({ err: error }, "error while stopping");
-      // The counts gathered so far are still written (closing twice is harmless).
+      // The counts gathered so far are still written (closing twice is harmless), the sweep first.
+      await failedJobs.stop().catch(() => {});
       await observer.close?.().catch(() => {});
       logger.flush();
       process.exit(1);

@@ -63,17 +63,30 @@ afterAll(async () => {
 });
 
 describe("FairEnqueue", () => {
-  it("keeps a job whose placement failed after BullMQ added it: at the back of the line, not lost", async () => {
-    await enqueue.add("warm-up", jobData("a"), 5);
-    // The fair clock of the wrong type: the placement fails after it took the job out of the set.
-    await redis.set(keys.fairClock, "not a hash");
-    await enqueue.add("job-placement-failed", jobData("a"), 5);
-    const score = await redis.zscore(keys.completionQueuePrioritized, "job-placement-failed");
-    expect(score).not.toBeNull();
-    expect(Math.floor(Number(score) / FAIR_UNITS.scoreStep)).toBe(FAIR_PLACEHOLDER_PRIORITY);
-    expect((await Job.fromId(queue, "job-placement-failed"))?.id).toBe("job-placement-failed");
-    await redis.del(keys.fairClock);
-  });
+  it.each([
+    ["one script", true],
+    ["MULTI fallback", false],
+  ])(
+    "keeps a job whose placement failed after BullMQ added it (%s): at the back of the line, not lost",
+    async (_, oneScript) => {
+      const enqueue = new FairEnqueue(
+        queue as never,
+        redis,
+        new FairTags(redis, keys),
+        (message) => warnings.push(message),
+        oneScript,
+      );
+      await enqueue.add("warm-up", jobData("a"), 5);
+      // The fair clock of the wrong type: the placement fails after it took the job out of the set.
+      await redis.set(keys.fairClock, "not a hash");
+      await enqueue.add("job-placement-failed", jobData("a"), 5);
+      const score = await redis.zscore(keys.completionQueuePrioritized, "job-placement-failed");
+      expect(score).not.toBeNull();
+      expect(Math.floor(Number(score) / FAIR_UNITS.scoreStep)).toBe(FAIR_PLACEHOLDER_PRIORITY);
+      expect((await Job.fromId(queue, "job-placement-failed"))?.id).toBe("job-placement-failed");
+      await redis.del(keys.fairClock);
+    },
+  );
 
   it("adds a job at its tag in one script call, no MULTI (on a cluster too)", async () => {
     await enqueue.add("warm-up", jobData("a"), 5);

@@ -1,4 +1,5 @@
 import type { Logger, RedisClient } from "@cascade/shared";
+import { Cluster } from "ioredis";
 
 export interface StreamEntry {
   id: string;
@@ -38,6 +39,8 @@ export class StreamReader {
   private generation = 0;
   /** The generation of the set the XREAD in flight was issued with (undefined: none in flight). */
   private reading: number | undefined;
+  /** Whether an UNBLOCK retry chain is running (one at a time). */
+  private retrying = false;
 
   constructor(
     private readonly reader: RedisClient,
@@ -105,12 +108,24 @@ export class StreamReader {
    * leave the new set unread for the whole BLOCK time: try again shortly while that is the case.
    */
   private unblock(tries: number): void {
-    if (this.clientId === undefined || this.reading === undefined || this.reading === this.generation) return;
+    const stale =
+      this.clientId !== undefined && this.reading !== undefined && this.reading !== this.generation;
+    if (!stale || this.clientId === undefined) {
+      if (tries > 0) this.retrying = false;
+      return;
+    }
+    if (tries === 0 && this.retrying) return;
+    this.retrying = true;
     void this.commands.client("UNBLOCK", this.clientId).then(
       (unblocked) => {
-        if (Number(unblocked) === 0 && tries < 200) setTimeout(() => this.unblock(tries + 1), 5).unref();
+        // On a cluster CLIENT ID and UNBLOCK go to any node: no retries there (ADR 0021).
+        if (Number(unblocked) === 0 && tries < 200 && !(this.commands instanceof Cluster))
+          setTimeout(() => this.unblock(tries + 1), 5).unref();
+        else this.retrying = false;
       },
-      () => {},
+      () => {
+        this.retrying = false;
+      },
     );
   }
 

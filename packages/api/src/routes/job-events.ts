@@ -139,7 +139,12 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         write(reply, { id: QUEUED_ID, event: "status", data: { status: "queued" } });
         lastSent = QUEUED_ID;
       }
-      const replay = await streams.range(key, "0");
+      // Redis failing here ends the response (the client reconnects with Last-Event-ID).
+      const replay = await streams.range(key, "0").catch(() => {
+        end();
+        return [];
+      });
+      if (ended) return;
       send(replay);
       if (ended) return;
       onEnd(streams.follow(key, replay[replay.length - 1]?.id ?? "0-0", send));

@@ -136,7 +136,14 @@ ${TAGS_FUNCTION}
 local score = tonumber(redis.call('ZSCORE', prioritized, job_id))
 if not score or math.floor(score / ${scoreStep}) ~= placeholder then return 0 end
 redis.call('ZREM', prioritized, job_id)
-local tag = fair_tags(${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)[1]
+-- Redis keeps a failed script's writes: should the tag fail, the job goes back where BullMQ put it
+-- (at the back of the line) rather than stay out of the set, where it would never run.
+local ok, tags = pcall(fair_tags, ${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)
+if not ok then
+  redis.call('ZADD', prioritized, string.format('%.0f', score), job_id)
+  return redis.error_reply(type(tags) == 'table' and tags.err or tostring(tags))
+end
+local tag = tags[1]
 redis.call('ZADD', prioritized, string.format('%.0f', tag * ${scoreStep} + score % ${scoreStep}), job_id)
 local job = prefix .. job_id
 -- BullMQ orders by the score and re-adds by the 'priority' field; 'opts' (JSON) is what readers
@@ -187,16 +194,9 @@ local function fair_place()
 ${placeBody(bullmqKeys, bullmqArgs)}
 end
 -- BullMQ's add has written the job: a placement that fails leaves it at the placeholder (the back
--- of its line) rather than failing an enqueue that happened (a retry would add a second job).
--- (Redis does not undo a failed script's writes: a placement that failed after taking the job out
--- of the prioritized set puts it back where BullMQ put it, or it would never run.)
-local job_id, prioritized = ARGV[${bullmqArgs + 5}], KEYS[${bullmqKeys + 2}]
-if added == job_id then
-  local added_at = redis.call('ZSCORE', prioritized, job_id)
-  if not pcall(fair_place) and added_at and not redis.call('ZSCORE', prioritized, job_id) then
-    redis.call('ZADD', prioritized, added_at, job_id)
-  end
-end
+-- of its line; fair-place puts it back there) rather than failing an enqueue that happened (a
+-- retry would add a second job).
+if added == ARGV[${bullmqArgs + 5}] then pcall(fair_place) end
 return added
 `;
 }

@@ -119,13 +119,7 @@ export abstract class BatchedWrites {
     if (!this.pending) return this.writing ?? Promise.resolve();
     // One write in flight at a time: while Redis is slow or away, counts keep adding up in memory
     // (bounded by the keys, not by the time) instead of piling MULTIs into the offline queue.
-    if (this.writing && !this.closed) {
-      const waiting = this.writing;
-      void waiting.finally(() => {
-        if (this.pending) this.gathered();
-      });
-      return waiting;
-    }
+    if (this.writing && !this.closed) return this.writing.then(() => this.flush());
     const transaction = this.redis.multi();
     const held = this.drainInto(transaction);
     const write = transaction.exec().then(

@@ -218,10 +218,12 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
         entries.map((entry) => reconcile(entry.jobId, Number(entry.score))),
       );
       let failedAt = outcomes.findIndex((outcome) => outcome.status === "rejected");
-      // One failure that fails pass after pass (not Redis being away, which passes) must not hold
+      // One failure that fails pass after pass (not Redis being away or full, which passes) must not hold
       // up every failure after it: after STUCK_PASSES tries it is logged and passed over.
       const first = failedAt === -1 ? undefined : entries[failedAt];
-      if (first && connection.status === "ready") {
+      // Only a failure of this job's own: another of the page was told, so Redis answers writes.
+      const othersTold = outcomes.some((outcome) => outcome.status === "fulfilled");
+      if (first && othersTold && connection.status === "ready") {
         const key = `${first.score}:${first.jobId}`;
         stuck = stuck?.key === key ? { key, tries: stuck.tries + 1 } : { key, tries: 1 };
         if (stuck.tries >= STUCK_PASSES) {
