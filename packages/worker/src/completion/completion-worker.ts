@@ -16,7 +16,6 @@ import {
   type Config,
   endedForGood,
   finishedJobObject,
-  finishedRequestOf,
   formatZodError,
   type JobData,
   type JobOutcome,
@@ -32,6 +31,7 @@ import {
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
+import { observeFinishedJob } from "./observe-finished.js";
 
 /** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
 const TENANT_FULL_WAIT_MS = 200;
@@ -85,22 +85,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     logger.warn({ err: error }, "could not renew a tenant's running slot"),
   );
   let closing = false;
-  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) => {
-    // BullMQ sets processedOn at every activation: a job that waited for a limit (or was
-    // recovered) first started at its outcome's started_at (whole seconds), not then.
-    const firstStartMs = outcome.started_at !== undefined ? outcome.started_at * 1000 : undefined;
-    const startedAtMs =
-      job.processedOn !== undefined && (firstStartMs === undefined || job.processedOn < firstStartMs + 1000)
-        ? job.processedOn
-        : firstStartMs;
-    options.observer?.finished(
-      finishedRequestOf("job", data, outcome, {
-        createdAtMs: job.timestamp,
-        ...(startedAtMs !== undefined ? { startedAtMs } : {}),
-        finishedAtMs: clock.now(),
-      }),
-    );
-  };
+  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
+    observeFinishedJob(options.observer, job, data, outcome, clock.now());
 
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
     const jobId = job.id as string;

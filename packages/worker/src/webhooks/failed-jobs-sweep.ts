@@ -6,7 +6,6 @@ import {
   type Config,
   enqueueWebhook,
   finishedJobObject,
-  finishedRequestOf,
   type JobData,
   type JobOutcome,
   jobDataSchema,
@@ -18,6 +17,7 @@ import {
   type WebhookQueue,
 } from "@cascade/shared";
 import { Job } from "bullmq";
+import { observeFinishedJob } from "../completion/observe-finished.js";
 import { ADVANCE_CURSOR_LUA, FAILED_PAGE_LUA } from "./failed-jobs-sweep.lua.js";
 
 type PageCommand = (...args: Array<string | number>) => Promise<string[]>;
@@ -134,18 +134,6 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
   const claimCount = async (jobId: string) =>
     (await connection.set(sweepKeys.counted(jobId), "1", "EX", retentionS, "NX")) === "OK";
 
-  const count = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome, finishedAt: number) => {
-    // As the completion worker counts: the first start is the outcome's, else BullMQ's last one.
-    const startedAtMs = outcome.started_at !== undefined ? outcome.started_at * 1000 : job.processedOn;
-    observer?.finished(
-      finishedRequestOf("job", data, outcome, {
-        createdAtMs: job.timestamp,
-        ...(startedAtMs !== undefined ? { startedAtMs } : {}),
-        finishedAtMs: finishedAt,
-      }),
-    );
-  };
-
   /** Tells one failed job's webhook and count, unless someone has; throws on a Redis error. */
   const reconcile = async (jobId: string, score: number): Promise<{ queued: boolean; counted: boolean }> => {
     const [job, stillFailed] = await Promise.all([
@@ -191,7 +179,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
     }
     let counted = false;
     if (observer && (await claimCount(jobId))) {
-      count(job, data, outcome, finishedAt);
+      observeFinishedJob(observer, job, data, outcome, finishedAt);
       counted = true;
     }
     return { queued, counted };
