@@ -33,7 +33,7 @@ const fair = process.env.ENQUEUE_FAIR === "1";
 const redis = shared.createRedis(process.env.REDIS_URL as string, {
   enableOfflineQueue: false,
   commandTimeout: 10_000,
-  ...(process.env.ENQUEUE_AUTOPIPELINE === "1" ? { autoPipelining: true } : {}),
+  ...(process.env.ENQUEUE_AUTOPIPELINE === "1" ? { enableAutoPipelining: true } : {}),
 });
 // The fair clock and sets under the queue's own prefix (a hash tag, as Cascade's keys are).
 const prefix = process.env.ENQUEUE_PREFIX as string;

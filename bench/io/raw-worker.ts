@@ -1,7 +1,7 @@
 /**
  * The I/O bench's baseline worker process: a raw BullMQ `Worker` whose processor waits
  * `IO_LATENCY_MS` on a timer and returns `{ ok: true }`, at `IO_CONCURRENCY`, on the connection
- * settings Cascade's worker uses (`createRedis(url, { autoPipelining: true })`) and the worker
+ * settings Cascade's worker uses (`createRedis(url, { coalesceWrites: true })`) and the worker
  * options it uses (lock, stalled interval, removeOnComplete/Fail by age). Run by bench/io/run.ts
  * as `node --import tsx bench/io/raw-worker.ts`; env: REDIS_URL, IO_PREFIX, IO_CONCURRENCY,
  * IO_LATENCY_MS. It prints `ready` once the worker is connected.
@@ -13,7 +13,7 @@ const modules = await loadModules();
 const { shared, bullmq } = modules;
 const env = process.env;
 const latencyMs = Number(env.IO_LATENCY_MS ?? 200);
-const connection = shared.createRedis(env.REDIS_URL as string, { autoPipelining: true });
+const connection = shared.createRedis(env.REDIS_URL as string, { coalesceWrites: true });
 const worker = new bullmq.Worker(
   shared.QUEUE_NAMES.completions,
   async () => {

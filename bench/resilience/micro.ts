@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   if (!redis.spawned)
     console.log("note: REDIS_URL is set; Redis CPU figures need a private Redis (unset it)");
   const stats = shared.createRedis(redis.url);
-  const connection = shared.createRedis(redis.url, { autoPipelining: true });
+  const connection = shared.createRedis(redis.url, { coalesceWrites: true });
   const logger = shared.createLogger("silent");
   const rows: Array<Record<string, number | string>> = [];
   try {
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
       const settleCpu = process.cpuUsage(cpu);
       const stubSettleUs = (settleCpu.user + settleCpu.system) / calls;
 
-      // Real Redis, `inFlight` calls at a time on the auto-pipelined connection.
+      // Real Redis, `inFlight` calls at a time on the worker-style connection (coalesced writes).
       const online = new engine.Resilience(connection, config, keys, logger, shared.systemClock);
       await inParallel(2000, inFlight, async (index) => {
         const admission = await online.admit(request(index));

@@ -96,7 +96,7 @@ export async function runResilienceRound(
   const keys = shared.createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const queueConnection = shared.createRedis(redisUrl);
   // The production worker's connection settings; Resilience shares it, as in main.ts.
-  const workerConnection = shared.createRedis(redisUrl, { autoPipelining: true });
+  const workerConnection = shared.createRedis(redisUrl, { coalesceWrites: true });
   const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
     connection: queueConnection as never,
     prefix: keys.bullPrefix,

@@ -72,8 +72,8 @@ export async function runRawRound(
   const { shared, bullmq } = modules;
   const prefix = `{bench-${variant.label.replace(/[^A-Za-z0-9]+/g, "-")}-${context.runId}-${context.round}}`;
   const queueConnection = shared.createRedis(redisUrl);
-  // Both sides get the connection settings the production worker uses (auto-pipelining).
-  const workerConnection = shared.createRedis(redisUrl, { autoPipelining: true });
+  // Both sides get the connection settings the production worker uses (coalesced writes, 0025).
+  const workerConnection = shared.createRedis(redisUrl, { coalesceWrites: true });
   const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
     connection: queueConnection as never,
     prefix,
@@ -130,8 +130,8 @@ export async function runCascadeRound(context: RoundContext, label = "cascade"):
   const config = shared.loadConfig(env, { raw: benchConfigFile() });
   const keys = shared.createKeys(config.settings.CASCADE_REDIS_PREFIX);
   const queueConnection = shared.createRedis(redisUrl);
-  // Both sides get the connection settings the production worker uses (auto-pipelining).
-  const workerConnection = shared.createRedis(redisUrl, { autoPipelining: true });
+  // Both sides get the connection settings the production worker uses (coalesced writes, 0025).
+  const workerConnection = shared.createRedis(redisUrl, { coalesceWrites: true });
   // As packages/api/src/app.ts builds its queue.
   const queue = new bullmq.Queue(shared.QUEUE_NAMES.completions, {
     connection: queueConnection as never,

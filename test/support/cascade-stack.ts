@@ -138,7 +138,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   // Their counts are written every 200 ms; close() writes the rest before the connections go.
   const observers: RequestObserver[] = [];
   async function startWorker(concurrency = options.concurrency ?? 10): Promise<CompletionWorker> {
-    const connection = testRedis(options.redisUrl, { autoPipelining: true });
+    const connection = testRedis(options.redisUrl, { coalesceWrites: true });
     const subscriber = testRedis(options.redisUrl);
     connections.push(connection, subscriber);
     const resilience = new Resilience(connection, config, keys, logger, systemClock);

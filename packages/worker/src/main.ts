@@ -48,7 +48,8 @@ async function main(): Promise<void> {
     }
   })();
 
-  const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster, autoPipelining: true });
+  // One socket write per event-loop turn, no batch waiting for the replies of the one before (0025).
+  const connection = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster, coalesceWrites: true });
   const subscriber = createRedis(settings.REDIS_URL, { cluster: redisCheck.cluster });
   for (const client of [connection, subscriber]) {
     client.on("error", (error: Error) =>

@@ -61,7 +61,7 @@ export class FairTags {
     private readonly keys: Keys,
     private readonly weights: TenantWeights = () => undefined,
   ) {
-    // Defined once, when the owner is built (not lazily on a busy auto-pipelined connection).
+    // Defined once, when the owner is built (not lazily on a busy connection).
     if (!(TAGS_COMMAND in redis)) redis.defineCommand(TAGS_COMMAND, { numberOfKeys: 4, lua: FAIR_TAGS_LUA });
     if (!(PLACE_COMMAND in redis))
       redis.defineCommand(PLACE_COMMAND, { numberOfKeys: 4, lua: FAIR_PLACE_LUA });

@@ -27,7 +27,7 @@ export class TenantSlots {
     private readonly holdMs: number,
     private readonly onRenewError: (error: unknown) => void = () => {},
   ) {
-    // Defined once, when the worker is built (not lazily on a busy auto-pipelined connection).
+    // Defined once, when the worker is built (not lazily on a busy connection).
     if (!(TAKE_COMMAND in redis))
       redis.defineCommand(TAKE_COMMAND, { numberOfKeys: 1, lua: TENANT_SLOT_TAKE_LUA });
     if (!(RENEW_COMMAND in redis))

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { ConfigError } from "../errors/config-error.js";
 
@@ -21,39 +22,55 @@ const baseOptions: RedisOptions = {
   retryStrategy: (times) => Math.min(times * 200, 2000),
 };
 
-/** Blocking reads must never wait behind (or hold up) an automatic pipeline. */
-const BLOCKING_COMMANDS = [
-  "bzpopmin",
-  "bzpopmax",
-  "brpop",
-  "blpop",
-  "brpoplpush",
-  "blmove",
-  "xread",
-  "xreadgroup",
-];
-
 export interface ConnectionOptions extends RedisOptions {
   /** Connect to a Redis Cluster through this seed node. */
   cluster?: boolean;
   /**
-   * Batch commands issued in the same tick into one socket write. Measured on the worker: ~1.3×
-   * jobs/s (one syscall per batch instead of per command); see docs/decisions/0008.
+   * Commands written in one turn of the event loop leave in one socket write (one syscall for the
+   * batch instead of one per command), and none waits for the replies of the ones before it, as
+   * ioredis' auto-pipelining makes a batch wait for the last one's. See docs/decisions/0025.
    */
-  autoPipelining?: boolean;
+  coalesceWrites?: boolean;
+}
+
+const COALESCING = Symbol("cascade.coalescingWrites");
+
+/**
+ * On each socket the client opens (a reconnect opens a new one): the first write of an
+ * event-loop turn corks the socket and the turn's check phase (setImmediate) uncorks it, so Node
+ * sends everything written meanwhile with one writev. Only when bytes leave changes; their order,
+ * and so the order of the replies, does not.
+ */
+function coalesceWrites(client: Redis): void {
+  client.on("connect", () => {
+    const socket = client.stream as (Socket & { [COALESCING]?: true }) | undefined;
+    if (!socket || socket[COALESCING]) return;
+    socket[COALESCING] = true;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
+    const write = socket.write;
+    socket.write = function (this: Socket, ...args: unknown[]) {
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        setImmediate(uncork);
+      }
+      return (write as (...rest: unknown[]) => boolean).apply(this, args);
+    } as Socket["write"];
+  });
 }
 
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
 export function createRedis(url: string, options: ConnectionOptions = {}): RedisClient {
-  const { cluster, autoPipelining, ...connection } = options;
-  const rest: RedisOptions = autoPipelining
-    ? { ...connection, enableAutoPipelining: true, autoPipeliningIgnoredCommands: BLOCKING_COMMANDS }
-    : connection;
+  const { cluster, coalesceWrites: coalescing, ...rest } = options;
   if (cluster) {
     const parsed = new URL(url);
     // As ioredis reads a URL: percent-encoded credentials; options given here win over the URL's.
     const fromUrl = (value: string) => (value ? decodeURIComponent(value) : undefined);
-    return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+    const client = new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
       // The cluster client keeps its own offline queue, in front of the nodes' connections.
       enableOfflineQueue: rest.enableOfflineQueue ?? true,
       redisOptions: {
@@ -64,8 +81,12 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
         ...rest,
       },
     });
+    if (coalescing) client.on("+node", (node: Redis) => coalesceWrites(node));
+    return client;
   }
-  return new Redis(url, { ...baseOptions, ...rest });
+  const client = new Redis(url, { ...baseOptions, ...rest });
+  if (coalescing) coalesceWrites(client);
+  return client;
 }
 
 export interface RedisCheck {
