@@ -59,7 +59,10 @@ function countFlushes(node: Redis): { readonly count: number } {
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Keeps Redis busy for ARGV[1] ms (so the replies of what follows are late). */
+/**
+ * Keeps Redis busy for ARGV[1] ms (so the replies of what follows are late). 100 ms: long enough
+ * to write after it, short enough not to hold up the other test files on the same Redis.
+ */
 const BUSY_SCRIPT = `
 local start = redis.call('TIME')
 local budget = tonumber(ARGV[1]) * 1000
@@ -86,7 +89,7 @@ describe("coalesced Redis writes (ADR 0025)", () => {
     const redis = client({ coalesceWrites: true });
     const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
     let busyAnswered = false;
-    const busy = redis.eval(BUSY_SCRIPT, 1, `${tag}:n`, 300).then((value) => {
+    const busy = redis.eval(BUSY_SCRIPT, 1, `${tag}:n`, 100).then((value) => {
       busyAnswered = true;
       return value;
     });
