@@ -67,6 +67,12 @@ export interface IoRoundResult {
   redis: (RedisDelta & { cpu_us_per_job: number; commands_per_job: number }) | null;
   /** Of a sample of finished jobs, how many carry a succeeded outcome (Cascade) or `ok` (raw). */
   sampled_ok: string;
+  /**
+   * Of up to 200 jobs finished in the window: median and p90 of the time each spent active
+   * (BullMQ's finishedOn − processedOn, the worker's clock) and, for Cascade, of its upstream call
+   * (the last attempt's duration_ms); the difference is what the worker adds around the call.
+   */
+  timings: JobTimings;
   load_average_1m: number;
   /** DIAGNOSTIC (--gc-samples): memory after a forced full GC. */
   gc?: GcFigures;
@@ -326,6 +332,7 @@ export async function runIoRound(
     if (child.exited()) throw new Error(`${child.name} exited during the round: ${child.tail()}`);
   }
   const end = await counts();
+  const timings = jobTimings(await queue.getCompleted(0, 199));
   const endedAt = performance.now();
   const workerCpu = cpuSeconds(pid) - workerCpuBefore;
   const upstreamCpu = cpuSeconds(context.upstream.pid) - upstreamCpuBefore;
@@ -388,8 +395,60 @@ export async function runIoRound(
         }
       : null,
     sampled_ok: `${good}/${sample.length}`,
+    timings,
     load_average_1m: Number(loadAverage.toFixed(2)),
     ...(gc ? { gc } : {}),
+  };
+}
+
+export interface JobTimings {
+  jobs: number;
+  active_ms_p50: number;
+  active_ms_p90: number;
+  call_ms_p50: number | null;
+  call_ms_p90: number | null;
+  /** Jobs of the sample with more than one attempt, and the reasons of their failed ones. */
+  retried: number;
+  retry_reasons: Record<string, number>;
+}
+
+function percentile(values: number[], fraction: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? Number.NaN;
+}
+
+function jobTimings(
+  jobs: Array<{ processedOn?: number; finishedOn?: number; returnvalue: unknown }>,
+): JobTimings {
+  const active = jobs.flatMap((job) =>
+    job.processedOn !== undefined && job.finishedOn !== undefined ? [job.finishedOn - job.processedOn] : [],
+  );
+  let retried = 0;
+  const reasons: Record<string, number> = {};
+  for (const job of jobs) {
+    const attempts = (
+      job.returnvalue as { attempts?: Array<{ outcome?: string; reason?: string }> } | undefined
+    )?.attempts;
+    if (!attempts || attempts.length < 2) continue;
+    retried += 1;
+    for (const attempt of attempts)
+      if (attempt.outcome === "error")
+        reasons[attempt.reason ?? "?"] = (reasons[attempt.reason ?? "?"] ?? 0) + 1;
+  }
+  const calls = jobs.flatMap((job) => {
+    const attempts = (job.returnvalue as { attempts?: Array<{ duration_ms?: number }> } | undefined)
+      ?.attempts;
+    const last = attempts?.[attempts.length - 1]?.duration_ms;
+    return last === undefined ? [] : [last];
+  });
+  return {
+    jobs: active.length,
+    active_ms_p50: percentile(active, 0.5),
+    active_ms_p90: percentile(active, 0.9),
+    call_ms_p50: calls.length ? percentile(calls, 0.5) : null,
+    call_ms_p90: calls.length ? percentile(calls, 0.9) : null,
+    retried,
+    retry_reasons: reasons,
   };
 }
 

@@ -65,8 +65,23 @@ function roundLine(result: IoRoundResult): string {
     `(ideal ${formatNumber(result.ideal_jobs_per_second)}, ${formatNumber(result.jobs_per_second / result.ideal_jobs_per_second)})  ` +
     `in flight ${result.in_flight}  rss idle ${formatNumber(result.idle_rss_mib)} MiB (fresh ${formatNumber(result.fresh_idle_rss_mib)}) → ${formatNumber(result.steady_rss_mib)} MiB ` +
     `= ${formatNumber(result.rss_kib_per_in_flight_job)} KiB/in-flight job (${formatNumber(result.rss_kib_per_in_flight_job_from_fresh)} from fresh)  worker cpu ${formatNumber(result.worker_cpu_us_per_job)} µs/job` +
-    `${extra}${redis}  ok ${result.sampled_ok}${result.flag ? `  FLAGGED: ${result.flag}` : ""}${gcLine(result)}`
+    `${extra}${redis}  ok ${result.sampled_ok}${timingsLine(result)}${result.flag ? `  FLAGGED: ${result.flag}` : ""}${gcLine(result)}`
   );
+}
+
+/** Where a job's time went: active in BullMQ, of which the upstream call (Cascade). */
+function timingsLine(result: IoRoundResult): string {
+  const t = result.timings;
+  if (!t.jobs) return "";
+  const call =
+    t.call_ms_p50 === null
+      ? ""
+      : `, call ${formatNumber(t.call_ms_p50)}/${formatNumber(t.call_ms_p90 ?? Number.NaN)}`;
+  const reasons = Object.entries(t.retry_reasons)
+    .map(([reason, count]) => `${reason} ${count}`)
+    .join(", ");
+  const retried = t.retried ? `, retried ${t.retried} (${reasons})` : "";
+  return `  ms p50/p90 (${t.jobs} jobs): active ${formatNumber(t.active_ms_p50)}/${formatNumber(t.active_ms_p90)}${call}${retried}`;
 }
 
 /** The --gc-samples figures of a round (diagnostic: forced full GCs before each sample). */

@@ -6,6 +6,19 @@
  */
 
 /**
+ * `after(a, b)`: whether job id `a` sorts after `b` among members of equal score, in byte order as
+ * the sorted set orders ties (Lua's < on strings follows the locale). Shared by both scripts.
+ */
+const AFTER_LUA = `
+local function after(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end`;
+
+/**
  * failed-page — the next failures after the cursor that are at least ARGV[1] ms old by Redis's
  * clock, oldest first. Ties on the score (BullMQ fails every stalled-out job of one check at the
  * same millisecond) are walked by rank from the cursor's own entry, so a page boundary inside a
@@ -17,7 +30,7 @@
  * Returns: a flat list of job id, score, ...; empty on the first run ever, which sets the cursor
  * to now less the settle time (failures from before the first sweeper are not looked at).
  */
-export const FAILED_PAGE_LUA = `
+export const FAILED_PAGE_LUA = `${AFTER_LUA}
 local time = redis.call('TIME')
 local upper = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - tonumber(ARGV[1])
 local cursor = redis.call('GET', KEYS[2])
@@ -36,14 +49,6 @@ if at and tonumber(at) == score then
   local rank = redis.call('ZRANK', KEYS[1], member)
   entries = redis.call('ZRANGE', KEYS[1], rank + 1, rank + limit, 'WITHSCORES')
 else
-  -- Byte order, as the sorted set orders ties (Lua's < on strings follows the locale).
-  local function after(a, b)
-    for i = 1, math.min(#a, #b) do
-      local x, y = string.byte(a, i), string.byte(b, i)
-      if x ~= y then return x > y end
-    end
-    return #a > #b
-  end
   local from = string.format('%.0f', score)
   entries = {}
   local offset = 0
@@ -75,7 +80,7 @@ return page
  * ARGV: 1 score, 2 job id
  * Returns: 1 when moved, 0 when the cursor was already there or beyond.
  */
-export const ADVANCE_CURSOR_LUA = `
+export const ADVANCE_CURSOR_LUA = `${AFTER_LUA}
 local cursor = redis.call('GET', KEYS[1])
 if cursor then
   local sep = string.find(cursor, ':', 1, true)
@@ -84,14 +89,7 @@ if cursor then
   local next = tonumber(ARGV[1])
   if next < score then return 0 end
   if next == score then
-    -- Byte order, as the sorted set orders ties (Lua's < on strings follows the locale).
-    local a, b = ARGV[2], member
-    local later = #a > #b
-    for i = 1, math.min(#a, #b) do
-      local x, y = string.byte(a, i), string.byte(b, i)
-      if x ~= y then later = x > y break end
-    end
-    if not later then return 0 end
+    if not after(ARGV[2], member) then return 0 end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
