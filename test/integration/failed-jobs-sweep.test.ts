@@ -23,14 +23,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createFailedJobsSweep,
   type FailedJobsSweep,
-  failedSweepKeys,
 } from "../../packages/worker/src/webhooks/failed-jobs-sweep.js";
 import { testRedis } from "../support/redis-clients.js";
 
 const JOBS = 1_050;
 const prefix = `itfailedsweep${process.pid}${Date.now()}`;
 const keys = createKeys(prefix);
-const sweepKeys = failedSweepKeys(keys);
 const config = loadConfig({
   CASCADE_REDIS_PREFIX: prefix,
   REDIS_URL: "redis://127.0.0.1:6379",
@@ -108,7 +106,7 @@ beforeAll(async () => {
   // One stalled check's worth of failures: every one at the same millisecond.
   const at = Date.now() - 5_000;
   await connection.zadd(completions.toKey("failed"), ...ids.flatMap((jobId) => [at, jobId]));
-  await connection.set(sweepKeys.cursor, `${at - 1}:`);
+  await connection.set(keys.failedSweepCursor, `${at - 1}:`);
   // One failure ended before the retention (all workers down that long): its traces may be gone.
   await connection.hset(completions.toKey(OLD), "finishedOn", String(Date.now() - 8 * 86_400_000));
 }, 60_000);
@@ -144,11 +142,11 @@ describe("failed-jobs sweep", () => {
       const results = await Promise.all([
         a.pass(),
         (async () => {
-          await connections[0]?.del(sweepKeys.lease);
+          await connections[0]?.del(keys.failedSweepLease);
           return b.pass();
         })(),
       ]);
-      await connections[0]?.del(sweepKeys.lease);
+      await connections[0]?.del(keys.failedSweepLease);
       for (const result of results) if (result) passes.push(result);
     }
     for (const result of passes) expect(result.seen).toBeLessThanOrEqual(1_000);
@@ -174,18 +172,18 @@ describe("failed-jobs sweep", () => {
     expect(counted).toHaveLength(JOBS - 2);
     expect(counted.every((request) => request.status === "failed" && request.route === "default")).toBe(true);
     expect(passes.reduce((sum, result) => sum + result.counted, 0)).toBe(JOBS - 2);
-    const cursor = String(await connections[0]?.get(sweepKeys.cursor));
+    const cursor = String(await connections[0]?.get(keys.failedSweepCursor));
     expect(cursor.endsWith(`:${[...ids].sort().at(-1)}`)).toBe(true);
 
     // Nothing is left to tell: a later pass looks at nothing new.
-    await connections[0]?.del(sweepKeys.lease);
+    await connections[0]?.del(keys.failedSweepLease);
     expect(await a.pass()).toEqual({ seen: 0, queued: 0, counted: 0 });
   }, 60_000);
 
   it("one process sweeps per interval: the lease holder's pass, the others' none", async () => {
     const a = sweeper("c");
     const b = sweeper("d");
-    await connections[0]?.del(sweepKeys.lease);
+    await connections[0]?.del(keys.failedSweepLease);
     const results = await Promise.all([a.pass(), b.pass()]);
     expect(results.filter((result) => result !== undefined)).toHaveLength(1);
   });

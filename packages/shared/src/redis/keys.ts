@@ -39,6 +39,12 @@ export interface Keys {
   /** Webhook delivery record (hash) and a tenant's deliveries of one status (zset by created_at). */
   webhookDelivery(deliveryId: string): string;
   webhookDeliveryIndex(tenant: string, status: string): string;
+  /** Failed-jobs sweep: `"<finish ms>:<job id>"` of the last failure handled (string, no TTL). */
+  readonly failedSweepCursor: string;
+  /** Failed-jobs sweep: the process sweeping this interval (string: its token, with a TTL). */
+  readonly failedSweepLease: string;
+  /** Present once a failed job has been counted by the request observers (expires with the job). */
+  failedJobCounted(jobId: string): string;
   /** Files API: metadata (hash), content (list of chunks) and a tenant's files (zset, by id). */
   file(fileId: string): string;
   fileData(fileId: string): string;
@@ -166,6 +172,9 @@ export function createKeys(prefix: string): Keys {
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,
     webhookDelivery: (deliveryId) => `${tag}:whd:${deliveryId}`,
     webhookDeliveryIndex: (tenant, status) => `${tag}:whd-index:${tenant}:${status}`,
+    failedSweepCursor: `${tag}:failed-sweep:cursor`,
+    failedSweepLease: `${tag}:failed-sweep:lease`,
+    failedJobCounted: (jobId) => `${tag}:failed-counted:${jobId}`,
     file: (fileId) => `${tag}:file:${fileId}`,
     fileData: (fileId) => `${tag}:file-data:${fileId}`,
     fileIndex: (tenant) => `${tag}:files:${tenant}`,

@@ -34,22 +34,6 @@ const PAGES_PER_PASS = 10;
 /** Passes in a row one failure may stop the sweep at (with Redis up) before it is passed over. */
 const STUCK_PASSES = 5;
 
-/**
- * The sweep's keys, under the `{prefix}` hash tag like every other key. (Kept here rather than in
- * shared/redis/keys.ts while several changes are in flight there; they belong there.)
- */
-export function failedSweepKeys(keys: Keys) {
-  const tag = keys.bullPrefix;
-  return {
-    /** `"<finish ms>:<job id>"` of the last failure handled (string, no TTL). */
-    cursor: `${tag}:failed-sweep:cursor`,
-    /** The process sweeping this interval (string: its token, with a TTL under the interval). */
-    lease: `${tag}:failed-sweep:lease`,
-    /** Present once a failed job has been counted by the request observers (expires with the job). */
-    counted: (jobId: string) => `${tag}:failed-counted:${jobId}`,
-  };
-}
-
 export interface FailedJobsSweepOptions {
   config: Config;
   connection: RedisClient;
@@ -121,7 +105,6 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
   }
   const pageCommand = (table.cascadeFailedPage as PageCommand).bind(connection);
   const advanceCommand = (table.cascadeAdvanceFailedCursor as AdvanceCommand).bind(connection);
-  const sweepKeys = failedSweepKeys(keys);
   const failedKey = completions.toKey("failed");
   const retentionS = config.settings.JOB_RETENTION_S;
   const trustedForMs = Math.max(retentionS * 1000 - options.settleMs, (retentionS * 1000) / 2);
@@ -132,7 +115,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
   let stuck: { key: string; tries: number } | undefined;
 
   const claimCount = async (jobId: string) =>
-    (await connection.set(sweepKeys.counted(jobId), "1", "EX", retentionS, "NX")) === "OK";
+    (await connection.set(keys.failedJobCounted(jobId), "1", "EX", retentionS, "NX")) === "OK";
 
   /** Tells one failed job's webhook and count, unless someone has; throws on a Redis error. */
   const reconcile = async (jobId: string, score: number): Promise<{ queued: boolean; counted: boolean }> => {
@@ -187,7 +170,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
 
   const pass = async (): Promise<FailedJobsPass | undefined> => {
     const leased = await connection.set(
-      sweepKeys.lease,
+      keys.failedSweepLease,
       token,
       "PX",
       Math.max(options.intervalMs - 500, 500),
@@ -196,7 +179,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
     if (leased !== "OK") return undefined;
     const result: FailedJobsPass = { seen: 0, queued: 0, counted: 0 };
     for (let page = 0; page < PAGES_PER_PASS; page += 1) {
-      const flat = await pageCommand(failedKey, sweepKeys.cursor, options.settleMs, PAGE_SIZE);
+      const flat = await pageCommand(failedKey, keys.failedSweepCursor, options.settleMs, PAGE_SIZE);
       const entries: Array<{ jobId: string; score: string }> = [];
       for (let index = 0; index + 1 < flat.length; index += 2) {
         entries.push({ jobId: flat[index] as string, score: flat[index + 1] as string });
@@ -235,7 +218,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
       }
       const last = entries[done - 1];
       // Jobs after a failed one may have been told already: the next pass finds them told.
-      if (last) await advanceCommand(sweepKeys.cursor, last.score, last.jobId);
+      if (last) await advanceCommand(keys.failedSweepCursor, last.score, last.jobId);
       if (failedAt !== -1) {
         throw (outcomes[failedAt] as PromiseRejectedResult).reason;
       }
