@@ -332,13 +332,14 @@ export async function runIoRound(
     if (child.exited()) throw new Error(`${child.name} exited during the round: ${child.tail()}`);
   }
   const end = await counts();
-  const timings = jobTimings(await queue.getCompleted(0, 199));
   const endedAt = performance.now();
   const workerCpu = cpuSeconds(pid) - workerCpuBefore;
   const upstreamCpu = cpuSeconds(context.upstream.pid) - upstreamCpuBefore;
   const upstreamCalls = side === "cascade" ? (await context.upstream.calls()) - upstreamCallsBefore : 0;
   const redisAfter = context.statsRedis ? await snapshotRedis(context.statsRedis) : undefined;
   if (profiling) child.process.kill("SIGUSR2");
+  // Read after the window's figures (its reads are not counted), before the queue is paused.
+  const timings = jobTimings(await queue.getCompleted(0, 199));
 
   // Stop feeding, remove the jobs still waiting, let the ones in flight finish.
   await queue.pause();
@@ -407,7 +408,7 @@ export interface JobTimings {
   active_ms_p90: number;
   call_ms_p50: number | null;
   call_ms_p90: number | null;
-  /** Jobs of the sample with more than one attempt, and the reasons of their failed ones. */
+  /** Jobs of the sample with a failed attempt, and the reasons of their failed attempts. */
   retried: number;
   retry_reasons: Record<string, number>;
 }
@@ -429,11 +430,10 @@ function jobTimings(
     const attempts = (
       job.returnvalue as { attempts?: Array<{ outcome?: string; reason?: string }> } | undefined
     )?.attempts;
-    if (!attempts || attempts.length < 2) continue;
+    const failed = attempts?.filter((attempt) => attempt.outcome === "error") ?? [];
+    if (!failed.length) continue;
     retried += 1;
-    for (const attempt of attempts)
-      if (attempt.outcome === "error")
-        reasons[attempt.reason ?? "?"] = (reasons[attempt.reason ?? "?"] ?? 0) + 1;
+    for (const attempt of failed) reasons[attempt.reason ?? "?"] = (reasons[attempt.reason ?? "?"] ?? 0) + 1;
   }
   const calls = jobs.flatMap((job) => {
     const attempts = (job.returnvalue as { attempts?: Array<{ duration_ms?: number }> } | undefined)
