@@ -418,29 +418,28 @@ function percentile(values: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? Number.NaN;
 }
 
-function jobTimings(
-  jobs: Array<{ processedOn?: number; finishedOn?: number; returnvalue: unknown }>,
-): JobTimings {
-  const active = jobs.flatMap((job) =>
-    job.processedOn !== undefined && job.finishedOn !== undefined ? [job.finishedOn - job.processedOn] : [],
-  );
-  let retried = 0;
+interface FinishedJob {
+  processedOn?: number;
+  finishedOn?: number;
+  returnvalue: unknown;
+}
+
+function jobTimings(jobs: FinishedJob[]): JobTimings {
+  const active: number[] = [];
+  const calls: number[] = [];
   const reasons: Record<string, number> = {};
+  let retried = 0;
   for (const job of jobs) {
-    const attempts = (
-      job.returnvalue as { attempts?: Array<{ outcome?: string; reason?: string }> } | undefined
-    )?.attempts;
-    const failed = attempts?.filter((attempt) => attempt.outcome === "error") ?? [];
-    if (!failed.length) continue;
-    retried += 1;
+    if (job.processedOn !== undefined && job.finishedOn !== undefined)
+      active.push(job.finishedOn - job.processedOn);
+    type Attempt = { outcome?: string; reason?: string; duration_ms?: number };
+    const attempts = (job.returnvalue as { attempts?: Attempt[] } | undefined)?.attempts ?? [];
+    const last = attempts[attempts.length - 1]?.duration_ms;
+    if (last !== undefined) calls.push(last);
+    const failed = attempts.filter((attempt) => attempt.outcome === "error");
+    if (failed.length) retried += 1;
     for (const attempt of failed) reasons[attempt.reason ?? "?"] = (reasons[attempt.reason ?? "?"] ?? 0) + 1;
   }
-  const calls = jobs.flatMap((job) => {
-    const attempts = (job.returnvalue as { attempts?: Array<{ duration_ms?: number }> } | undefined)
-      ?.attempts;
-    const last = attempts?.[attempts.length - 1]?.duration_ms;
-    return last === undefined ? [] : [last];
-  });
   return {
     jobs: active.length,
     active_ms_p50: percentile(active, 0.5),
