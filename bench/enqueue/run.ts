@@ -34,7 +34,8 @@ const USAGE = `pnpm bench:enqueue [options]
   --log-level <lvl>   the API's LOG_LEVEL (default info, to /dev/null)
   --ablation          also run the bare server with the fair-share tags script first (bare+fair),
                       and that with auto-pipelining on its connection (bare+fair+pipelined)
-  --profile <dir>     CPU profile of the API over its measured rounds (<dir>/enqueue-api-<n>.cpuprofile)
+  --profile <dir>     CPU profiles of the API and of each bare server over the last round
+                      (<dir>/enqueue-api-1.cpuprofile, <dir>/enqueue-bare-1.cpuprofile, …)
   --no-build          measure packages/*/dist as it is (else tsc -b packages/api first)`;
 
 const { values } = parseArgs({
@@ -104,6 +105,8 @@ function apiConfig() {
 }
 
 /** "bare", "cascade", and with --ablation "bare+fair" and "bare+fair+pipelined". */
+const sidePrefix = (name: string) => name.replace(/[^a-z]+/g, "-");
+
 type SideName = string;
 
 const BARE_VARIANTS: Array<{ name: SideName; env: Record<string, string> }> = [
@@ -198,16 +201,33 @@ async function main(): Promise<number> {
   const cleaner = shared.createRedis(redis.url);
   const directory = mkdtempSync(join(tmpdir(), "cascade-bench-enqueue-"));
   const runId = Date.now().toString(36);
+  const profilePreload = join(repoRoot, "bench", "gateway", "profile-preload.mjs");
   const sides: Side[] = [];
   try {
     for (const variant of BARE_VARIANTS) {
-      const prefix = `{bench-enq-${variant.name.replace(/[^a-z]+/g, "-")}-${runId}}`;
+      const prefix = `{bench-enq-${sidePrefix(variant.name)}-${runId}}`;
       const child = spawnNode(
         variant.name,
-        ["--import", "tsx", join(repoRoot, "bench", "enqueue", "bare-server.ts")],
+        [
+          ...(options.profileDirectory ? ["--import", profilePreload] : []),
+          "--import",
+          "tsx",
+          join(repoRoot, "bench", "enqueue", "bare-server.ts"),
+        ],
         {
           cwd: repoRoot,
-          env: { ...process.env, REDIS_URL: redis.url, ENQUEUE_PREFIX: prefix, ...variant.env },
+          env: {
+            ...process.env,
+            REDIS_URL: redis.url,
+            ENQUEUE_PREFIX: prefix,
+            ...variant.env,
+            ...(options.profileDirectory
+              ? {
+                  BENCH_PROFILE_DIR: options.profileDirectory,
+                  BENCH_PROFILE_PREFIX: `enqueue-${sidePrefix(variant.name)}`,
+                }
+              : {}),
+          },
         },
       );
       const barePort = Number((await waitForLine(child, /listening (\d+)/, 30_000))[1]);
@@ -225,11 +245,10 @@ async function main(): Promise<number> {
     const apiKey = `cbk_${randomBytes(16).toString("hex")}`;
     const port = await (await import("../support/redis-server.js")).findFreePort();
     const cascadePrefix = `bench-enq-${runId}`;
-    const preload = join(repoRoot, "bench", "gateway", "profile-preload.mjs");
     const api = spawnNode(
       "cascade api",
       [
-        ...(options.profileDirectory ? ["--import", preload] : []),
+        ...(options.profileDirectory ? ["--import", profilePreload] : []),
         join(repoRoot, "packages", "api", "dist", "main.js"),
       ],
       {
@@ -280,8 +299,7 @@ async function main(): Promise<number> {
     for (let round = 0; round <= options.rounds; round += 1) {
       for (const side of sides) {
         const seconds = round === 0 ? options.warmupSeconds : options.seconds;
-        const profiling =
-          side.name === "cascade" && options.profileDirectory !== undefined && round === options.rounds;
+        const profiling = options.profileDirectory !== undefined && round === options.rounds;
         const loadAverage = os.loadavg()[0] ?? 0;
         const before = statsRedis ? await snapshotRedis(statsRedis) : undefined;
         const cpuBefore = cpuSeconds(side.child.process.pid as number);

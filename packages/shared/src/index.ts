@@ -17,6 +17,7 @@ export * from "./logger.js";
 export * from "./metrics/index.js";
 export * from "./redis/bull-connection.js";
 export * from "./redis/connection.js";
+export * from "./redis/encoded-script.js";
 export * from "./redis/keys.js";
 export * from "./requests/dashboard-recorder.js";
 export * from "./requests/finished-request.js";

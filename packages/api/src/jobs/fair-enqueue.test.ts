@@ -141,6 +141,11 @@ describe("FairEnqueue", () => {
     const [first, second] = [await Job.fromId(queue, "one-script"), await Job.fromId(queue, "in-multi")];
     expect(second?.priority).toBe((first?.priority ?? 0) + FAIR_UNITS.tagUnit);
     expect(second?.opts.priority).toBe(second?.priority);
+    // fair-add hands BullMQ's add its options unpacked and packed again with the tag: every other
+    // option reads back as BullMQ's own add (in the MULTI) stored it.
+    const rest = (job: typeof first) => ({ ...job?.opts, jobId: undefined, priority: undefined });
+    expect(rest(first)).toEqual(rest(second));
+    expect(Object.keys(first?.opts ?? {}).length).toBeGreaterThan(3);
     expect(await queue.getJobState("in-multi")).toBe("prioritized");
   });
 

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -60,8 +60,13 @@ export function formatZodError(error: ZodError, root = ""): string {
     .join("; ");
 }
 
+/** Node's one-shot digest (20.12+, about twice as fast as a Hash object for a short input). */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;
+
 export function sha256Hex(value: string): string {
-  return createHash("sha256").update(value).digest("hex");
+  return oneShotHash
+    ? oneShotHash("sha256", value, "hex")
+    : crypto.createHash("sha256").update(value).digest("hex");
 }
 
 /** Reads and validates the environment variables of the contract. */

@@ -123,22 +123,29 @@ return fair_tags(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]
 `;
 
 /**
- * The body of fair-place with its keys and arguments from `keyOffset` and `argOffset` on (0 for
- * the script on its own; after BullMQ's when it follows BullMQ's add in fair-add).
+ * fair-place — puts one job that BullMQ has just added at a placeholder priority at its fair-share
+ * tag instead: queued right after BullMQ's add in a MULTI, the fallback of fair-add below
+ * (docs/decisions/0021-one-round-trip-per-enqueue.md). The job leaves the
+ * prioritized set while its tag is computed (it must not be taken for the head), then goes back
+ * with the tag as its priority, keeping BullMQ's counter (the score's low 32 bits), and its hash's
+ * `priority` field is set to match — what BullMQ's changePriority and the rebase write — as is the
+ * priority in its stored options (JSON), so the job reads back as if it had been added at its
+ * tag. A job that is not prioritized at the placeholder (the add found an existing job with this
+ * id, or a worker already took it) is left alone and no tag is spent.
+ * KEYS: 1 fair clock, 2 prioritized zset, 3 delayed zset, 4 active list
+ * ARGV: 1 job key prefix, 2 tenant, 3 priority (1..10), 4 step, 5 job id, 6 placeholder priority
+ * Returns: the job's BullMQ priority, or 0 when it was left alone.
  */
-function placeBody(keyOffset: number, argOffset: number): string {
-  const key = (index: number) => `KEYS[${keyOffset + index}]`;
-  const arg = (index: number) => `ARGV[${argOffset + index}]`;
-  return `
-local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
-local prefix, job_id, placeholder = ${arg(1)}, ${arg(5)}, tonumber(${arg(6)})
+export const FAIR_PLACE_LUA = `
+local clock, prioritized, delayed, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, job_id, placeholder = ARGV[1], ARGV[5], tonumber(ARGV[6])
 ${TAGS_FUNCTION}
 local score = tonumber(redis.call('ZSCORE', prioritized, job_id))
 if not score or math.floor(score / ${scoreStep}) ~= placeholder then return 0 end
 redis.call('ZREM', prioritized, job_id)
 -- Redis keeps a failed script's writes: should the tag fail, the job goes back where BullMQ put it
 -- (at the back of the line) rather than stay out of the set, where it would never run.
-local ok, tags = pcall(fair_tags, ${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)
+local ok, tags = pcall(fair_tags, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 1)
 if not ok then
   redis.call('ZADD', prioritized, string.format('%.0f', score), job_id)
   return redis.error_reply(type(tags) == 'table' and tags.err or tostring(tags))
@@ -157,50 +164,49 @@ else
 end
 return tag
 `;
-}
 
 /**
- * fair-place — puts one job that BullMQ has just added at a placeholder priority at its fair-share
- * tag instead. fair-add below runs it right after BullMQ's add in the same script; on its own it
- * is the fallback (docs/decisions/0021-one-round-trip-per-enqueue.md). The job leaves the
- * prioritized set while its tag is computed (it must not be taken for the head), then goes back
- * with the tag as its priority, keeping BullMQ's counter (the score's low 32 bits), and its hash's
- * `priority` field is set to match — what BullMQ's changePriority and the rebase write — as is the
- * priority in its stored options (JSON), so the job reads back as if it had been added at its
- * tag. A job that is not prioritized at the placeholder (the add found an existing job with this
- * id, or a worker already took it) is left alone and no tag is spent.
- * KEYS: 1 fair clock, 2 prioritized zset, 3 delayed zset, 4 active list
- * ARGV: 1 job key prefix, 2 tenant, 3 priority (1..10), 4 step, 5 job id, 6 placeholder priority
- * Returns: the job's BullMQ priority, or 0 when it was left alone.
- */
-export const FAIR_PLACE_LUA = placeBody(0, 0);
-
-/**
- * fair-add — BullMQ's own add script for a prioritized job (its source as BullMQ loaded it on the
- * connection, `bullmqAddLua`, run unchanged inside a function), then fair-place on the job it
- * added: the add and the tag in one script call, one round trip, and nothing BullMQ's add does
- * (events, markers, the priority counter, duplicates) copied here.
- * KEYS: BullMQ's add's `bullmqKeys` keys, then fair-place's 4
- * ARGV: BullMQ's add's `bullmqArgs` arguments, then fair-place's 6
+ * fair-add — the tag, then BullMQ's own add script for a prioritized job (its source as BullMQ
+ * loaded it on the connection, `bullmqAddLua`, run unchanged inside a function) with the tag as the
+ * job's priority: the add and its tag in one script call, one round trip, and nothing BullMQ's add
+ * does (events, markers, the priority counter, duplicates) copied here. The tag is computed before
+ * the add, so the job is never in the prioritized set at another priority, and BullMQ itself writes
+ * the tag into the job's score, its `priority` field and its stored options: BullMQ's packed
+ * options (its last argument) are unpacked, given the tag as `priority`, and packed again before
+ * its script reads them (the table BullMQ's script sees is the one it would have unpacked, with
+ * that one field changed). An existing job with this id is left to BullMQ's duplicate handling
+ * and no tag is spent. Should the tag fail (a fair clock of the wrong type), the job is still
+ * added, at the priority BullMQ was given (FAIR_PLACEHOLDER_PRIORITY: the back of its line)
+ * rather than failing an enqueue.
+ * KEYS: BullMQ's add's `bullmqKeys` keys, then 1 fair clock, 2 prioritized zset, 3 delayed zset,
+ *   4 active list
+ * ARGV: BullMQ's add's `bullmqArgs` arguments (packed options last), then 1 job key prefix,
+ *   2 tenant, 3 priority (1..10), 4 step, 5 job id
  * Returns: what BullMQ's add returns (the job id, or its negative error code).
  */
 export function fairAddLua(bullmqAddLua: string, bullmqKeys: number, bullmqArgs: number): string {
+  const key = (index: number) => `KEYS[${bullmqKeys + index}]`;
+  const arg = (index: number) => `ARGV[${bullmqArgs + index}]`;
   return `
+local function fair_tag()
+  local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
+  local prefix = ${arg(1)}
+  ${TAGS_FUNCTION}
+  if redis.call('EXISTS', prefix .. ${arg(5)}) == 1 then return nil end
+  return fair_tags(${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)[1]
+end
+local tagged, tag = pcall(fair_tag)
+if tagged and tag then
+  local options = cmsgpack.unpack(ARGV[${bullmqArgs}])
+  options['priority'] = tag
+  ARGV[${bullmqArgs}] = cmsgpack.pack(options)
+end
 local function bullmq_add()
 ${bullmqAddLua}
 end
-local added = bullmq_add()
-local function fair_place()
-${placeBody(bullmqKeys, bullmqArgs)}
-end
--- BullMQ's add has written the job: a placement that fails leaves it at the placeholder (the back
--- of its line; fair-place puts it back there) rather than failing an enqueue that happened (a
--- retry would add a second job).
-if added == ARGV[${bullmqArgs + 5}] then pcall(fair_place) end
-return added
+return bullmq_add()
 `;
 }
-
 /**
  * fair-sweep — fixes stragglers: jobs whose priority was computed before a rebase but added after
  * it, so they sit about `rebased_by` too far back. No valid job has a priority above top + 9 ×

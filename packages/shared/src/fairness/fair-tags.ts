@@ -1,4 +1,5 @@
 import type { RedisClient } from "../redis/connection.js";
+import { EncodedScript } from "../redis/encoded-script.js";
 import type { Keys } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
 import { FAIR_PLACE_LUA, FAIR_SWEEP_LUA, FAIR_TAGS_LUA, fairAddLua } from "./fair-share.lua.js";
@@ -53,8 +54,9 @@ export function weightsFromConfig(
 export class FairTags {
   private readonly tagsCommand: Command;
   private readonly placeCommand: Command;
-  private addShape: { keys: number; args: number } | undefined;
+  private addScript: { script: EncodedScript; keys: number; args: number } | undefined;
   private readonly sweepCommand: Command;
+  private readonly jobKeyPrefix: string;
 
   constructor(
     private readonly redis: RedisClient,
@@ -71,6 +73,7 @@ export class FairTags {
     this.tagsCommand = (table[TAGS_COMMAND] as Command).bind(redis);
     this.placeCommand = (table[PLACE_COMMAND] as Command).bind(redis);
     this.sweepCommand = (table[SWEEP_COMMAND] as Command).bind(redis);
+    this.jobKeyPrefix = keys.completionJob("");
   }
 
   /** BullMQ priorities of `count` jobs `tenant` enqueues now at `priority` (1..10), in order. */
@@ -96,17 +99,23 @@ export class FairTags {
    * fairAddLua). Call once, before `add`; BullMQ must have loaded its scripts on the connection.
    */
   defineAdd(bullmq: BullmqAddScript): void {
-    this.addShape = { keys: bullmq.keys, args: bullmq.args };
-    this.redis.defineCommand(ADD_COMMAND, {
-      numberOfKeys: bullmq.keys + 4,
-      lua: fairAddLua(bullmq.lua, bullmq.keys, bullmq.args),
-    });
+    this.addScript = {
+      script: new EncodedScript(
+        this.redis,
+        ADD_COMMAND,
+        fairAddLua(bullmq.lua, bullmq.keys, bullmq.args),
+        bullmq.keys + 4,
+      ),
+      keys: bullmq.keys,
+      args: bullmq.args,
+    };
   }
 
   /**
    * Runs BullMQ's add with `bullmqArguments` (its keys then its ARGV, as BullMQ would send them,
-   * the job at FAIR_PLACEHOLDER_PRIORITY) and places the job at its tag, in one script call.
-   * Returns BullMQ's reply: the job id, or its negative error code.
+   * the job at FAIR_PLACEHOLDER_PRIORITY) with the job's tag as its priority instead, in one script
+   * call (fair-add; the placeholder stays only if the tag fails). Returns BullMQ's reply: the job
+   * id, or its negative error code.
    */
   add(
     bullmqArguments: ReadonlyArray<unknown>,
@@ -114,20 +123,27 @@ export class FairTags {
     priority: number,
     jobId: string,
   ): Promise<unknown> {
-    const shape = this.addShape;
-    if (!shape || bullmqArguments.length !== shape.keys + shape.args) {
+    const add = this.addScript;
+    if (!add || bullmqArguments.length !== add.keys + add.args) {
       return Promise.reject(new Error("fair-add: BullMQ's add does not have the shape it was defined with"));
     }
-    const place = this.placeArgs(tenant, priority, jobId);
-    const command = (this.redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[
-      ADD_COMMAND
-    ] as (...args: unknown[]) => Promise<unknown>;
-    return command.call(
-      this.redis,
-      ...bullmqArguments.slice(0, shape.keys),
-      ...place.slice(0, 4),
-      ...bullmqArguments.slice(shape.keys),
-      ...place.slice(4),
+    const keys = this.keys;
+    return add.script.run(
+      [
+        ...(bullmqArguments.slice(0, add.keys) as string[]),
+        keys.fairClock,
+        keys.completionQueuePrioritized,
+        keys.completionQueueDelayed,
+        keys.completionQueueActive,
+      ],
+      [
+        ...bullmqArguments.slice(add.keys),
+        this.jobKeyPrefix,
+        tenant,
+        String(Math.min(10, Math.max(1, Math.round(priority)))),
+        String(fairStep(this.weights(tenant))),
+        jobId,
+      ],
     );
   }
 
