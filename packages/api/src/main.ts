@@ -16,6 +16,10 @@ async function main(): Promise<void> {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    // Each event-loop turn's commands (one per request being enqueued, many at load) leave in
+    // one socket write: ~20 µs less API CPU and ~15 µs less Redis CPU per enqueue at 50
+    // connections (docs/decisions/0025-coalesced-redis-writes.md).
+    coalesceWrites: true,
   });
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),
