@@ -25,6 +25,11 @@ export interface IoOptions {
   gcSamples: boolean;
   /** DIAGNOSTIC: heap snapshots of the Cascade worker (idle, and mid-window of round 1) here. */
   heapSnapshotDirectory: string | undefined;
+  /**
+   * DIAGNOSTIC: the raw worker's processor also spins the CPU this many µs after its timer (what
+   * a job's own processing costs), to show how the share of ideal falls with CPU per job.
+   */
+  rawBurnUs: number;
 }
 
 export const IO_USAGE = `pnpm bench:io [options]
@@ -41,6 +46,8 @@ export const IO_USAGE = `pnpm bench:io [options]
                         (~1/s in the window, which slows them): heap and RSS retained per in-flight job
   --heap-snapshot <dir> DIAGNOSTIC (implies --gc-samples): heap snapshots of the Cascade worker, idle before
                         round 1 and in its window (<dir>/io-c<n>-cascade-<k>.heapsnapshot)
+  --raw-burn-us <n>     DIAGNOSTIC: the raw worker also spins the CPU <n> µs per job after its timer
+                        (a stand-in for a job's own processing; default 0)
   --no-build            measure packages/*/dist as it is instead of running tsc -b first`;
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -67,6 +74,7 @@ export function parseIoOptions(argv: string[]): IoOptions {
       "worker-entry": { type: "string" },
       "gc-samples": { type: "boolean" },
       "heap-snapshot": { type: "string" },
+      "raw-burn-us": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -96,5 +104,6 @@ export function parseIoOptions(argv: string[]): IoOptions {
     workerEntry: values["worker-entry"],
     gcSamples: values["gc-samples"] === true || values["heap-snapshot"] !== undefined,
     heapSnapshotDirectory: values["heap-snapshot"],
+    rawBurnUs: values["raw-burn-us"] === undefined ? 0 : positive("raw-burn-us", values["raw-burn-us"], 0),
   };
 }

@@ -131,6 +131,7 @@ function workerProcess(context: IoRoundContext, side: IoSide, concurrency: numbe
           IO_PREFIX: prefix,
           IO_CONCURRENCY: String(concurrency),
           IO_LATENCY_MS: String(options.latencyMs),
+          IO_BURN_US: String(options.rawBurnUs),
         },
         quiet: true,
       },
