@@ -1,5 +1,5 @@
 import type { Logger, RedisClient } from "@cascade/shared";
-import { Cluster } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 
 export interface StreamEntry {
   id: string;
@@ -28,6 +28,12 @@ function toEntries(raw: Array<[string, string[]]>): StreamEntry[] {
  * XREAD over all of them: many readers of one job (or of many jobs) cost Redis one blocking read
  * per process. When the set of streams changes, the blocked read is interrupted (CLIENT UNBLOCK)
  * and re-issued with the new set.
+ *
+ * On a Redis Cluster the XREAD blocks on the node that serves the streams' slot (every Cascade key
+ * shares one hash tag), on the reader client's own connection to that node: CLIENT ID is asked on
+ * that connection and CLIENT UNBLOCK sent to that node (through the commands client's connection
+ * to it). A keyless command sent through a cluster client reaches any node, where the id means
+ * another connection or none.
  */
 export class StreamReader {
   private readonly streams = new Map<string, { lastId: string; listeners: Set<Listener> }>();
@@ -41,6 +47,11 @@ export class StreamReader {
   private reading: number | undefined;
   /** Whether an UNBLOCK retry chain is running (one at a time). */
   private retrying = false;
+  /** The connection `clientId` is the id of (the reader, or its connection to one cluster node). */
+  private idConnection: Redis | Cluster | undefined;
+  /** Cluster slots of the hash tags read (CLUSTER KEYSLOT, asked once per tag). */
+  private readonly slots = new Map<string, number>();
+  private readonly watched = new WeakSet<object>();
 
   constructor(
     private readonly reader: RedisClient,
@@ -48,8 +59,14 @@ export class StreamReader {
     private readonly logger: Logger,
   ) {
     // A reconnected reader is a new client: its id must be read again before unblocking it.
-    reader.on("close", () => {
-      this.clientId = undefined;
+    this.watch(reader);
+  }
+
+  private watch(connection: Redis | Cluster): void {
+    if (this.watched.has(connection)) return;
+    this.watched.add(connection);
+    connection.on("close", () => {
+      if (this.idConnection === connection) this.clientId = undefined;
     });
   }
 
@@ -116,11 +133,14 @@ export class StreamReader {
     }
     if (tries === 0 && this.retrying) return;
     this.retrying = true;
-    void this.commands.client("UNBLOCK", this.clientId).then(
+    const target = this.sameNode(this.commands, this.idConnection);
+    if (!target) {
+      this.retrying = false;
+      return;
+    }
+    void target.client("UNBLOCK", this.clientId).then(
       (unblocked) => {
-        // On a cluster CLIENT ID and UNBLOCK go to any node: no retries there (ADR 0021).
-        if (Number(unblocked) === 0 && tries < 200 && !(this.commands instanceof Cluster))
-          setTimeout(() => this.unblock(tries + 1), 5).unref();
+        if (Number(unblocked) === 0 && tries < 200) setTimeout(() => this.unblock(tries + 1), 5).unref();
         else this.retrying = false;
       },
       () => {
@@ -134,7 +154,6 @@ export class StreamReader {
     this.running = true;
     try {
       while (!this.closed) {
-        this.clientId ??= Number(await this.reader.client("ID"));
         if (this.streams.size === 0) {
           await new Promise<void>((resolve) => {
             this.wakeUp = resolve;
@@ -143,12 +162,22 @@ export class StreamReader {
           continue;
         }
         const keys = [...this.streams.keys()];
-        const ids = keys.map((key) => this.streams.get(key)?.lastId ?? "$");
+        const connection = await this.readingConnection(keys[0] as string);
+        if (connection !== this.idConnection) {
+          this.idConnection = connection;
+          this.clientId = undefined;
+          this.watch(connection);
+        }
+        this.clientId ??= Number(await connection.client("ID"));
+        // The set may have changed while the id was asked: read the set as it is now.
+        if (this.streams.size === 0) continue;
+        const readKeys = [...this.streams.keys()];
+        const ids = readKeys.map((key) => this.streams.get(key)?.lastId ?? "$");
         type Reply = Array<[string, Array<[string, string[]]>]> | null;
         let reply: Reply;
         this.reading = this.generation;
         try {
-          reply = (await this.reader.xread("BLOCK", 15_000, "STREAMS", ...keys, ...ids)) as Reply;
+          reply = (await this.reader.xread("BLOCK", 15_000, "STREAMS", ...readKeys, ...ids)) as Reply;
         } catch (error) {
           this.reading = undefined;
           if (this.closed) break;
@@ -172,11 +201,47 @@ export class StreamReader {
     }
   }
 
+  /**
+   * The connection the XREAD of `key` blocks on: the reader itself, or on a cluster the reader's
+   * connection to the master serving the key's slot (undefined until the cluster knows it).
+   */
+  private async readingConnection(key: string): Promise<Redis | Cluster> {
+    if (!(this.reader instanceof Cluster)) return this.reader;
+    // Redis's hash tag rule: the first "{", up to the first "}" after it, if not empty.
+    const open = key.indexOf("{");
+    const close = open >= 0 ? key.indexOf("}", open + 1) : -1;
+    const tag = close > open + 1 ? key.slice(open + 1, close) : key;
+    let slot = this.slots.get(tag);
+    if (slot === undefined) {
+      slot = Number(await this.commands.cluster("KEYSLOT", key));
+      this.slots.set(tag, slot);
+    }
+    const [nodeKey] = this.reader.slots[slot] ?? [];
+    const node = this.reader.nodes("master").find((each) => nodeKeyOf(each) === nodeKey);
+    return node ?? this.reader;
+  }
+
+  /** `connection`'s node as `client` reaches it (a cluster node of its own), or `client` itself. */
+  private sameNode(
+    client: RedisClient,
+    connection: Redis | Cluster | undefined,
+  ): Redis | Cluster | undefined {
+    if (!(client instanceof Cluster)) return client;
+    if (!connection || connection instanceof Cluster) return undefined;
+    const nodeKey = nodeKeyOf(connection);
+    return client.nodes("master").find((each) => nodeKeyOf(each) === nodeKey);
+  }
+
   close(): void {
     this.closed = true;
     this.interrupt();
     this.reader.disconnect();
   }
+}
+
+/** A cluster node's key as ioredis's slot table names it: `host:port`. */
+function nodeKeyOf(node: Redis): string {
+  return `${node.options.host}:${node.options.port}`;
 }
 
 /** Orders Redis stream ids ("ms-seq"). */

@@ -1,0 +1,61 @@
+/**
+ * The API's job event reader (packages/api/src/jobs/stream-reader.ts: one blocking XREAD for
+ * every `?wait=` and event-stream reader of the process) on a real Redis or Redis Cluster: a
+ * stream followed while the XREAD is blocked on other streams is read at once (the blocked read is
+ * interrupted with CLIENT UNBLOCK and issued again), not after the read's 15 s BLOCK. On a cluster,
+ * CLIENT ID and CLIENT UNBLOCK must reach the node that serves the streams' slot, where the XREAD
+ * blocks: sent to any node, the UNBLOCK missed it, and a new reader waited up to 15 s.
+ */
+import { randomBytes } from "node:crypto";
+import type { RedisClient } from "@cascade/shared";
+import { pino } from "pino";
+import { afterAll, describe, expect, inject, it, vi } from "vitest";
+import { StreamReader } from "../../packages/api/src/jobs/stream-reader.js";
+import { testRedis } from "../support/redis-clients.js";
+
+const url = inject("redisUrl");
+const commands: RedisClient = testRedis(url);
+// As the API's reader connection: commands queue while it reconnects, no command timeout.
+const reader: RedisClient = testRedis(url, {
+  enableOfflineQueue: true,
+  commandTimeout: undefined,
+  maxRetriesPerRequest: null,
+});
+const streams = new StreamReader(reader, commands, pino({ level: "silent" }));
+
+afterAll(async () => {
+  streams.close();
+  await commands.quit().catch(() => commands.disconnect());
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("StreamReader", () => {
+  it("reads a stream followed while its XREAD blocks on another, within a second", async () => {
+    const tag = `{reader-${randomBytes(4).toString("hex")}}`;
+    const [first, second] = [`${tag}:first`, `${tag}:second`];
+    const seen: string[] = [];
+    const stopFirst = streams.follow(first, "0", (entries) => {
+      for (const entry of entries) seen.push(`first ${entry.event}`);
+    });
+    await commands.xadd(first, "*", "event", "one");
+    await vi.waitFor(() => expect(seen).toEqual(["first one"]), { timeout: 2_000 });
+    // Its next XREAD now blocks on `first` alone.
+    await sleep(300);
+
+    for (let round = 0; round < 3; round += 1) {
+      const key = `${second}-${round}`;
+      const stop = streams.follow(key, "0", (entries) => {
+        for (const entry of entries) seen.push(`${key} ${entry.event}`);
+      });
+      await sleep(50);
+      const written = Date.now();
+      await commands.xadd(key, "*", "event", "two");
+      await vi.waitFor(() => expect(seen).toContain(`${key} two`), { timeout: 1_500, interval: 10 });
+      expect(Date.now() - written).toBeLessThan(1_500);
+      stop();
+      await sleep(100);
+    }
+    stopFirst();
+  });
+});
