@@ -3,14 +3,15 @@
  * request to a BullMQ queue (`queue.add` with a job id and the body's priority, so the job goes to
  * the prioritized set as Cascade's do) and answers 202 with the id. No auth, no validation, no
  * chain, no fair share. Fastify, bullmq and ioredis are packages/api's own copies; the Redis
- * connection is `createRedis(url)` as the API's (no offline queue, no auto-pipelining).
+ * connection is `createRedis(url)` with the API's settings (no offline queue, a command timeout,
+ * writes coalesced per event-loop turn: docs/decisions/0025-coalesced-redis-writes.md).
  * Run as `node --import tsx bench/enqueue/bare-server.ts`; env REDIS_URL, ENQUEUE_PREFIX; prints
  * `listening <port>` when ready.
  *
  * What-ifs for the ablation (`pnpm bench:enqueue --ablation`): ENQUEUE_FAIR=1 asks Cascade's
  * fair-share tags script for the job's BullMQ priority first (`FairTags.priorities`, as
  * `JobStore.add` does), and ENQUEUE_AUTOPIPELINE=1 turns on ioredis auto-pipelining on the
- * connection.
+ * connection instead of coalesced writes.
  */
 import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
@@ -30,10 +31,12 @@ const { fastify } = requireFromApi("fastify") as FastifyModule;
 const bullmq = requireFromApi("bullmq") as BullmqModule;
 
 const fair = process.env.ENQUEUE_FAIR === "1";
+const autoPipelined = process.env.ENQUEUE_AUTOPIPELINE === "1";
 const redis = shared.createRedis(process.env.REDIS_URL as string, {
   enableOfflineQueue: false,
   commandTimeout: 10_000,
-  ...(process.env.ENQUEUE_AUTOPIPELINE === "1" ? { enableAutoPipelining: true } : {}),
+  // As the API's connection; the auto-pipelined what-if replaces it (the two do not combine).
+  ...(autoPipelined ? { enableAutoPipelining: true } : { coalesceWrites: true }),
 });
 // The fair clock and sets under the queue's own prefix (a hash tag, as Cascade's keys are).
 const prefix = process.env.ENQUEUE_PREFIX as string;

@@ -32,9 +32,10 @@ const BULLMQ_ADD_ARGS = 3;
 /**
  * Adds completion jobs at their fair-share tag in one round trip and one script call
  * (docs/decisions/0021-one-round-trip-per-enqueue.md): BullMQ builds its own add command (through
- * `Job.addJob`, given a client that only records it), and fair-add runs BullMQ's add script, as
- * BullMQ loaded it on this connection, then places the job at its tag (fair-place). The job is
- * added at a placeholder priority that no other client ever sees.
+ * `Job.addJob`, given a client that only records it, at a placeholder priority), and fair-add
+ * computes the job's tag, puts it in BullMQ's packed options as the priority, then runs BullMQ's
+ * add script as BullMQ loaded it on this connection: the job is added at its tag (at the
+ * placeholder, the back of its line, only if the tag failed).
  *
  * Should BullMQ's add ever not have the expected shape (a BullMQ upgrade), the add goes through an
  * ioredis MULTI instead — BullMQ's add and fair-place, as BullMQ's own FlowProducer adds to a

@@ -95,8 +95,9 @@ export class FairTags {
   }
 
   /**
-   * Defines fair-add on the connection: `bullmq`'s add, then fair-place, in one script (see
-   * fairAddLua). Call once, before `add`; BullMQ must have loaded its scripts on the connection.
+   * Defines fair-add on the connection: the tag, then `bullmq`'s add with the tag as the job's
+   * priority, in one script (see fairAddLua). Call once, before `add`; BullMQ must have loaded its
+   * scripts on the connection.
    */
   defineAdd(bullmq: BullmqAddScript): void {
     this.addScript = {

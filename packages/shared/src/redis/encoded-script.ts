@@ -4,9 +4,12 @@ import type { RedisClient } from "./connection.js";
 
 type Argument = string | Buffer;
 
-/** What a caller may pass: strings and Buffers as they are, anything else as its String(). */
+/**
+ * What a caller may pass: strings and Buffers as they are, null and undefined as "", anything else
+ * as its String() (ioredis's own rule for a command's arguments).
+ */
 const asArgument = (value: unknown): Argument =>
-  typeof value === "string" || Buffer.isBuffer(value) ? value : String(value);
+  typeof value === "string" || Buffer.isBuffer(value) ? value : value == null ? "" : String(value);
 
 /**
  * An EVALSHA whose bytes were written before it was sent (ioredis sends them as they are). Its
@@ -88,11 +91,18 @@ export class EncodedScript {
     }
     const argv = values.map(asArgument);
     const command = new EncodedCommand([this.sha, this.keyCount, ...keys], this.encode(keys, argv));
-    this.redis.sendCommand(command);
-    return command.promise.catch((error: Error) => {
+    const reply = command.promise.catch((error: Error) => {
       if (!String(error?.message).includes("NOSCRIPT")) throw error;
       return this.fallback(...keys, ...argv);
     });
+    try {
+      this.redis.sendCommand(command);
+    } catch (error) {
+      // Not seen from ioredis (it rejects the command instead); the command's own timer must not
+      // later reject a promise nobody reads.
+      command.reject(error as Error);
+    }
+    return reply;
   }
 
   private encode(keys: readonly string[], argv: readonly Argument[]): Buffer {
