@@ -58,6 +58,14 @@ function positive(name: string, value: string | undefined, fallback: number): nu
   return parsed;
 }
 
+function nonNegative(name: string, value: string | undefined): number {
+  if (value === undefined) return 0;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < 0)
+    throw new Error(`--${name} must be a number of at least 0\n${IO_USAGE}`);
+  return parsed;
+}
+
 export function parseIoOptions(argv: string[]): IoOptions {
   const { values } = parseArgs({
     args: argv,
@@ -104,6 +112,6 @@ export function parseIoOptions(argv: string[]): IoOptions {
     workerEntry: values["worker-entry"],
     gcSamples: values["gc-samples"] === true || values["heap-snapshot"] !== undefined,
     heapSnapshotDirectory: values["heap-snapshot"],
-    rawBurnUs: values["raw-burn-us"] === undefined ? 0 : positive("raw-burn-us", values["raw-burn-us"], 0),
+    rawBurnUs: nonNegative("raw-burn-us", values["raw-burn-us"]),
   };
 }

@@ -1,5 +1,5 @@
 import type { Logger, RedisClient } from "@cascade/shared";
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, Command, type Redis } from "ioredis";
 
 export interface StreamEntry {
   id: string;
@@ -49,8 +49,8 @@ export class StreamReader {
   private retrying = false;
   /** The connection `clientId` is the id of (the reader, or its connection to one cluster node). */
   private idConnection: Redis | Cluster | undefined;
-  /** Cluster slots of the hash tags read (CLUSTER KEYSLOT, asked once per tag). */
-  private readonly slots = new Map<string, number>();
+  /** The cluster slot of the streams the XREAD in flight reads (undefined: not a cluster). */
+  private slot: number | undefined;
   private readonly watched = new WeakSet<object>();
 
   constructor(
@@ -133,7 +133,10 @@ export class StreamReader {
     }
     if (tries === 0 && this.retrying) return;
     this.retrying = true;
-    const target = this.sameNode(this.commands, this.idConnection);
+    // On a cluster the XREAD may have been redirected (MOVED, ASK) to another master since its id
+    // was read: its id means nothing there. The read then ends by its BLOCK time (ADR 0021).
+    const moved = this.slot !== undefined && this.masterOf(this.slot) !== this.idConnection;
+    const target = moved ? undefined : this.sameNode(this.commands, this.idConnection);
     if (!target) {
       this.retrying = false;
       return;
@@ -161,14 +164,24 @@ export class StreamReader {
           this.wakeUp = undefined;
           continue;
         }
-        const keys = [...this.streams.keys()];
-        const connection = await this.readingConnection(keys[0] as string);
+        const connection = this.readingConnection([...this.streams.keys()][0] as string);
         if (connection !== this.idConnection) {
           this.idConnection = connection;
           this.clientId = undefined;
           this.watch(connection);
         }
-        this.clientId ??= Number(await connection.client("ID"));
+        try {
+          this.clientId ??= Number(await connection.client("ID"));
+        } catch (error) {
+          // A cluster node's own connection does not retry (a master that just died): ask again
+          // after a pause, as after a failed read, rather than stop reading for every waiter.
+          this.clientId = undefined;
+          this.idConnection = undefined;
+          if (this.closed) break;
+          this.logger.warn({ err: (error as Error).message }, "job event reader error; retrying");
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          continue;
+        }
         // The set may have changed while the id was asked: read the set as it is now.
         if (this.streams.size === 0) continue;
         const readKeys = [...this.streams.keys()];
@@ -203,22 +216,24 @@ export class StreamReader {
 
   /**
    * The connection the XREAD of `key` blocks on: the reader itself, or on a cluster the reader's
-   * connection to the master serving the key's slot (undefined until the cluster knows it).
+   * connection to the master serving the key's slot (the cluster client itself while its slot
+   * table does not name one: then no UNBLOCK is sent, and a new stream waits for the BLOCK time).
    */
-  private async readingConnection(key: string): Promise<Redis | Cluster> {
+  private readingConnection(key: string): Redis | Cluster {
     if (!(this.reader instanceof Cluster)) return this.reader;
-    // Redis's hash tag rule: the first "{", up to the first "}" after it, if not empty.
-    const open = key.indexOf("{");
-    const close = open >= 0 ? key.indexOf("}", open + 1) : -1;
-    const tag = close > open + 1 ? key.slice(open + 1, close) : key;
-    let slot = this.slots.get(tag);
-    if (slot === undefined) {
-      slot = Number(await this.commands.cluster("KEYSLOT", key));
-      this.slots.set(tag, slot);
-    }
+    // The slot as ioredis computes it for the XREAD (hash tag included).
+    const slot = new Command("exists", [key]).getSlot() as number;
+    this.slot = slot;
+    return this.masterOf(slot) ?? this.reader;
+  }
+
+  /** The reader's connection to the master its slot table names for `slot`. */
+  private masterOf(slot: number): Redis | undefined {
+    if (!(this.reader instanceof Cluster)) return undefined;
     const [nodeKey] = this.reader.slots[slot] ?? [];
-    const node = this.reader.nodes("master").find((each) => nodeKeyOf(each) === nodeKey);
-    return node ?? this.reader;
+    return nodeKey === undefined
+      ? undefined
+      : this.reader.nodes("master").find((each) => nodeKeyOf(each) === nodeKey);
   }
 
   /** `connection`'s node as `client` reaches it (a cluster node of its own), or `client` itself. */
