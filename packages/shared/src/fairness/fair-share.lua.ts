@@ -197,9 +197,13 @@ local function fair_tag()
 end
 local tagged, tag = pcall(fair_tag)
 if tagged and tag then
-  local options = cmsgpack.unpack(ARGV[${bullmqArgs}])
-  options['priority'] = tag
-  ARGV[${bullmqArgs}] = cmsgpack.pack(options)
+  -- Options that do not unpack to a table (a BullMQ whose add takes them otherwise) are left as
+  -- they are: the job is added at the placeholder, at the back of its line, not refused.
+  local unpacked, options = pcall(cmsgpack.unpack, ARGV[${bullmqArgs}])
+  if unpacked and type(options) == 'table' then
+    options['priority'] = tag
+    ARGV[${bullmqArgs}] = cmsgpack.pack(options)
+  end
 end
 local function bullmq_add()
 ${bullmqAddLua}

@@ -322,3 +322,48 @@ describe("rebase and sweep", () => {
     expect(Number(await redis.hget(keys.completionJob("straggler"), "priority"))).toBe(stale - by);
   });
 });
+
+describe("fair-add's handling of BullMQ's packed options", () => {
+  it("gives the options the tag as their priority, every other field as it was", async () => {
+    // A stand-in for BullMQ's add that reads its options as BullMQ's does.
+    tags.defineAdd({
+      lua: "local o = cmsgpack.unpack(ARGV[3]); return {o['priority'], o['attempts'], o['jobId'], o['backoff']['type']}",
+      keys: 1,
+      args: 3,
+    });
+    // msgpack of {jobId: "j", priority: 2097151, attempts: 3, backoff: {type: "fixed"}}.
+    const packed = Buffer.from([
+      0x84,
+      0xa5,
+      ...Buffer.from("jobId"),
+      0xa1,
+      0x6a,
+      0xa8,
+      ...Buffer.from("priority"),
+      0xce,
+      0x00,
+      0x1f,
+      0xff,
+      0xff,
+      0xa8,
+      ...Buffer.from("attempts"),
+      0x03,
+      0xa7,
+      ...Buffer.from("backoff"),
+      0x81,
+      0xa4,
+      ...Buffer.from("type"),
+      0xa5,
+      ...Buffer.from("fixed"),
+    ]);
+    const reply = await tags.add([keys.completionJob("j"), "args", "data", packed], "a", 5, "j");
+    // a's first job at priority 5: one tag unit plus 4 gaps.
+    expect(reply).toEqual([FAIR_UNITS.tagUnit + 4 * gap, 3, "j", "fixed"]);
+  });
+
+  it("leaves options that are not msgpack alone (the job stays at the placeholder), and the add runs", async () => {
+    tags.defineAdd({ lua: "return ARGV[3]", keys: 1, args: 3 });
+    const reply = await tags.add([keys.completionJob("k"), "args", "data", "{not msgpack"], "a", 5, "k");
+    expect(reply).toBe("{not msgpack");
+  });
+});
