@@ -3,11 +3,12 @@
  * real Redis or Redis Cluster: commands written in one event-loop turn leave in one socket write;
  * a command written while earlier ones still wait for their replies leaves at once (ioredis'
  * auto-pipelining held it until the batch before it was answered); replies keep their order; a
- * reconnect's new socket coalesces too.
+ * reconnect's new socket coalesces too; `flushCoalescedWrites` sends what a turn's check phase
+ * wrote at once instead of in the next turn's.
  */
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import type { ConnectionOptions, RedisClient } from "@cascade/shared";
+import { type ConnectionOptions, flushCoalescedWrites, type RedisClient } from "@cascade/shared";
 import { Cluster, type Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { testRedis } from "../support/redis-clients.js";
@@ -129,5 +130,23 @@ describe("coalesced Redis writes (ADR 0025)", () => {
     await Promise.all(Array.from({ length: 20 }, () => redis.incr(`${tag}:n`)));
     // Node batches writes queued behind a pending one, so fewer than 20, but more than one.
     expect(flushes.count).toBeGreaterThan(1);
+  });
+
+  it("sends a write made in the check phase at once when flushed, not in the next turn", async () => {
+    const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
+    const redis = client({ coalesceWrites: true });
+    const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
+    const counts = await new Promise<number[]>((resolve, reject) => {
+      setImmediate(() => {
+        const replies = [redis.incr(`${tag}:n`), redis.incr(`${tag}:n`)];
+        const held = flushes.count;
+        flushCoalescedWrites(redis);
+        const sent = flushes.count;
+        // Flushing again (and the turn's own uncork later) sends nothing twice.
+        flushCoalescedWrites(redis);
+        Promise.all(replies).then((values) => resolve([held, sent, flushes.count, ...values]), reject);
+      });
+    });
+    expect(counts).toEqual([0, 1, 1, 1, 2]);
   });
 });

@@ -1,12 +1,14 @@
 /**
  * FairEnqueue against a real Redis and BullMQ: a job is added by one script call (BullMQ's own add
  * script wrapped in fair-add), lands at its fair-share tag, reads back as BullMQ wrote it, and
- * runs on a BullMQ worker in tag order.
+ * runs on a BullMQ worker in tag order; the adds of one turn of the event loop share one script
+ * call, each with its own tag and its own answer.
  */
 import { randomBytes } from "node:crypto";
 import {
   createKeys,
   createRedis,
+  FAIR_ADD_MAX_JOBS,
   FAIR_PLACEHOLDER_PRIORITY,
   FAIR_UNITS,
   FairTags,
@@ -156,5 +158,69 @@ describe("FairEnqueue", () => {
     await enqueue.add("same", jobData("a", 1), 1);
     expect(await redis.hgetall(keys.fairClock)).toEqual(clock);
     expect(await redis.zscore(keys.completionQueuePrioritized, "same")).toBe(score);
+  });
+
+  it("sends the adds of one turn in one script call, at the tags one at a time gives them", async () => {
+    await enqueue.add("warm-up", jobData("a"), 5);
+    await enqueue.add("existing", jobData("b"), 5);
+    const clockBefore = await redis.hgetall(keys.fairClock);
+    const evalsha = isCluster ? 0 : await commandCalls("evalsha");
+    // Not awaited one by one: all seven are asked for in this turn.
+    const added = await Promise.all([
+      ...[0, 1, 2].map((index) => enqueue.add(`a-${index}`, jobData("a"), 5)),
+      ...[0, 1, 2].map((index) => enqueue.add(`b-${index}`, jobData("b"), 5)),
+      enqueue.add("a-urgent", jobData("a", 1), 1),
+      // A duplicate in the batch: BullMQ answers its id and no tag is spent on it.
+      enqueue.add("existing", jobData("b", 1), 1),
+    ]);
+    expect(added).toHaveLength(8);
+    if (!isCluster) expect(await commandCalls("evalsha")).toBe(evalsha + 1);
+    expect(warnings).toEqual([]);
+    const priorityOf = async (id: string) => (await Job.fromId(queue, id))?.priority;
+    const unit = FAIR_UNITS.tagUnit;
+    const four = 4 * FAIR_UNITS.gap;
+    // warm-up took a's tag 1 unit and existing b's 2 (b started at the head's tag, warm-up's):
+    // a goes on from 1, b from 2, each job one unit after its tenant's last; a's priority-1 job
+    // has its own line (its last tag there was 0) and no gaps.
+    expect(await Promise.all(["a-0", "a-1", "a-2"].map(priorityOf))).toEqual([
+      2 * unit + four,
+      3 * unit + four,
+      4 * unit + four,
+    ]);
+    expect(await Promise.all(["b-0", "b-1", "b-2"].map(priorityOf))).toEqual([
+      3 * unit + four,
+      4 * unit + four,
+      5 * unit + four,
+    ]);
+    expect(await priorityOf("a-urgent")).toBe(Number(clockBefore.v ?? 0) + unit);
+    expect(await priorityOf("existing")).toBe(2 * unit + four);
+    expect(await redis.hget(keys.fairClock, "last:1:b")).toBeNull();
+  });
+
+  it("fails only the add that failed: the others in its script call are added", async () => {
+    await enqueue.add("warm-up", jobData("a"), 5);
+    // Not a hash where a job's hash would be: BullMQ's add of that id raises WRONGTYPE.
+    await redis.set(keys.completionJob("broken"), "not a job");
+    const results = await Promise.allSettled([
+      enqueue.add("fine-1", jobData("a"), 5),
+      enqueue.add("broken", jobData("a"), 5),
+      enqueue.add("fine-2", jobData("b"), 5),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
+    expect(await queue.getJobState("fine-1")).toBe("prioritized");
+    expect(await queue.getJobState("fine-2")).toBe("prioritized");
+    expect(await redis.get(keys.completionJob("broken"))).toBe("not a job");
+  });
+
+  it(`splits a turn's adds into script calls of at most ${FAIR_ADD_MAX_JOBS} jobs, tags in order`, async () => {
+    await enqueue.add("warm-up", jobData("a"), 5);
+    const evalsha = isCluster ? 0 : await commandCalls("evalsha");
+    const count = 2 * FAIR_ADD_MAX_JOBS + 3;
+    const ids = Array.from({ length: count }, (_, index) => `many-${index}`);
+    await Promise.all(ids.map((id) => enqueue.add(id, jobData("a"), 5)));
+    if (!isCluster) expect(await commandCalls("evalsha")).toBe(evalsha + 3);
+    const priorities = await Promise.all(ids.map(async (id) => (await Job.fromId(queue, id))?.priority));
+    expect(priorities).toEqual(ids.map((_, index) => (index + 2) * FAIR_UNITS.tagUnit + 4 * FAIR_UNITS.gap));
   });
 });

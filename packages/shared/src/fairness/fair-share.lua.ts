@@ -166,49 +166,89 @@ return tag
 `;
 
 /**
- * fair-add — the tag, then BullMQ's own add script for a prioritized job (its source as BullMQ
- * loaded it on the connection, `bullmqAddLua`, run unchanged inside a function) with the tag as the
- * job's priority: the add and its tag in one script call, one round trip, and nothing BullMQ's add
- * does (events, markers, the priority counter, duplicates) copied here. The tag is computed before
- * the add, so the job is never in the prioritized set at another priority, and BullMQ itself writes
- * the tag into the job's score, its `priority` field and its stored options: BullMQ's packed
- * options (its last argument) are unpacked, given the tag as `priority`, and packed again before
- * its script reads them (the table BullMQ's script sees is the one it would have unpacked, with
- * that one field changed). An existing job with this id is left to BullMQ's duplicate handling
- * and no tag is spent. Should the tag fail (a fair clock of the wrong type), the job is still
- * added, at the priority BullMQ was given (FAIR_PLACEHOLDER_PRIORITY: the back of its line)
- * rather than failing an enqueue.
- * KEYS: BullMQ's add's `bullmqKeys` keys, then 1 fair clock, 2 prioritized zset, 3 delayed zset,
- *   4 active list
- * ARGV: BullMQ's add's `bullmqArgs` arguments (packed options last), then 1 job key prefix,
- *   2 tenant, 3 priority (1..10), 4 step, 5 job id
- * Returns: what BullMQ's add returns (the job id, or its negative error code).
+ * fair-add — the tags of a batch of jobs, then BullMQ's own add script for a prioritized job (its
+ * source as BullMQ loaded it on the connection, `bullmqAddLua`, run unchanged inside a function)
+ * once per job, with each job's tag as its priority: the adds of one event-loop turn and their tags
+ * in one script call, one round trip (docs/decisions/0021-one-round-trip-per-enqueue.md), and
+ * nothing BullMQ's add does (events, markers, the priority counter, duplicates) copied here.
+ *
+ * The tags come first, one `fair_tags` call per tenant, priority and step in the batch (their
+ * jobs get consecutive tags in batch order, as one call per job would give them), so no job is
+ * ever in the prioritized set at another priority, and BullMQ itself writes each job's tag into its
+ * score, its `priority` field and its stored options: BullMQ's packed options are unpacked, given
+ * the tag as `priority`, and packed again before its script reads them (the table BullMQ's script
+ * sees is the one it would have unpacked, with that one field changed). A job whose id already
+ * exists is left to BullMQ's duplicate handling and no tag is spent on it. Should the tags fail (a
+ * fair clock of the wrong type), the jobs without one are still added, at the priority BullMQ was
+ * given (FAIR_PLACEHOLDER_PRIORITY: the back of its line), rather than failing their enqueues.
+ * Each job's add runs on its own (pcall): one that fails answers its own error, and the others
+ * are added.
+ * KEYS: BullMQ's add's `bullmqKeys` keys (the same for every job of a queue), then 1 fair clock,
+ *   2 prioritized zset, 3 delayed zset, 4 active list
+ * ARGV: 1 job key prefix, 2 the number of jobs, then for each job BullMQ's add's `bullmqArgs`
+ *   arguments (packed options last) followed by its tenant, priority (1..10), step and job id
+ * Returns: for each job, what BullMQ's add returns (the job id, or its negative error code), or
+ *   the error it raised.
  */
 export function fairAddLua(bullmqAddLua: string, bullmqKeys: number, bullmqArgs: number): string {
   const key = (index: number) => `KEYS[${bullmqKeys + index}]`;
-  const arg = (index: number) => `ARGV[${bullmqArgs + index}]`;
+  const per = bullmqArgs + 4;
   return `
-local function fair_tag()
+local prefix, count = ARGV[1], tonumber(ARGV[2])
+local args = {}
+for i = 1, 2 + count * ${per} do args[i] = ARGV[i] end
+local tags = {}
+local function fair_tag_all()
   local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
-  local prefix = ${arg(1)}
   ${TAGS_FUNCTION}
-  if redis.call('EXISTS', prefix .. ${arg(5)}) == 1 then return nil end
-  return fair_tags(${arg(2)}, tonumber(${arg(3)}), tonumber(${arg(4)}), 1)[1]
-end
-local tagged, tag = pcall(fair_tag)
-if tagged and tag then
-  -- Options that do not unpack to a table (a BullMQ whose add takes them otherwise) are left as
-  -- they are: the job is added at the placeholder, at the back of its line, not refused.
-  local unpacked, options = pcall(cmsgpack.unpack, ARGV[${bullmqArgs}])
-  if unpacked and type(options) == 'table' then
-    options['priority'] = tag
-    ARGV[${bullmqArgs}] = cmsgpack.pack(options)
+  local groups, order = {}, {}
+  for j = 1, count do
+    local at = 2 + (j - 1) * ${per} + ${bullmqArgs}
+    if redis.call('EXISTS', prefix .. args[at + 4]) == 0 then
+      local name = args[at + 1] .. '\0' .. args[at + 2] .. '\0' .. args[at + 3]
+      local group = groups[name]
+      if not group then
+        group = { tenant = args[at + 1], priority = tonumber(args[at + 2]), step = tonumber(args[at + 3]), jobs = {} }
+        groups[name] = group
+        order[#order + 1] = group
+      end
+      group.jobs[#group.jobs + 1] = j
+    end
+  end
+  for _, group in ipairs(order) do
+    local priorities = fair_tags(group.tenant, group.priority, group.step, #group.jobs)
+    for i, j in ipairs(group.jobs) do tags[j] = priorities[i] end
   end
 end
+-- A failure part way keeps the tags already handed out (their clock writes stay); the jobs
+-- without one go in at the placeholder.
+pcall(fair_tag_all)
 local function bullmq_add()
 ${bullmqAddLua}
 end
-return bullmq_add()
+local replies = {}
+for j = 1, count do
+  local at = 2 + (j - 1) * ${per}
+  for i = 1, ${bullmqArgs} do ARGV[i] = args[at + i] end
+  local tag = tags[j]
+  if tag then
+    -- Options that do not unpack to a table (a BullMQ whose add takes them otherwise) are left as
+    -- they are: the job is added at the placeholder, at the back of its line, not refused.
+    local unpacked, options = pcall(cmsgpack.unpack, ARGV[${bullmqArgs}])
+    if unpacked and type(options) == 'table' then
+      options['priority'] = tag
+      ARGV[${bullmqArgs}] = cmsgpack.pack(options)
+    end
+  end
+  local added, reply = pcall(bullmq_add)
+  if not added then
+    reply = { err = type(reply) == 'table' and reply.err or tostring(reply) }
+  elseif reply == nil then
+    reply = false
+  end
+  replies[j] = reply
+end
+return replies
 `;
 }
 /**

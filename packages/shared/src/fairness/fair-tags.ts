@@ -1,4 +1,4 @@
-import type { RedisClient } from "../redis/connection.js";
+import { flushCoalescedWrites, type RedisClient } from "../redis/connection.js";
 import { EncodedScript } from "../redis/encoded-script.js";
 import type { Keys } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
@@ -35,6 +35,30 @@ export interface BullmqAddScript {
   args: number;
 }
 
+/** fair-add as defined on the connection, with the shape of the BullMQ add it wraps. */
+interface DefinedAdd {
+  script: EncodedScript;
+  keys: number;
+  args: number;
+}
+
+/** One job's add, waiting for its turn's script call. */
+interface PendingAdd {
+  bullmqArguments: ReadonlyArray<unknown>;
+  tenant: string;
+  priority: number;
+  jobId: string;
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The most jobs, and bytes of their arguments (their data, mostly), one fair-add call carries:
+ * Redis runs a call's adds back to back (~20–30 µs each), so a batch holds it for a few ms at most.
+ */
+export const FAIR_ADD_MAX_JOBS = 64;
+export const FAIR_ADD_MAX_BYTES = 1024 * 1024;
+
 /** Each tenant's `weight` (default 1), as the config file gives it. */
 export type TenantWeights = (tenant: string) => number | undefined;
 
@@ -49,12 +73,17 @@ export function weightsFromConfig(
  * Fair share between tenants on BullMQ's own prioritized set: the BullMQ priorities new jobs get
  * (start-time fair queuing tags, see fair-share.lua.ts), and the sweep that fixes jobs added
  * across a rebase. One script call per enqueue of any number of jobs of one tenant and priority
- * (`priorities`, before the add), or one per job queued in the add's own MULTI (`queuePlace`).
+ * (`priorities`, before the add), one per turn of the event loop for the adds and their tags
+ * (`add`), or one per job queued in the add's own MULTI (`queuePlace`).
  */
 export class FairTags {
   private readonly tagsCommand: Command;
   private readonly placeCommand: Command;
-  private addScript: { script: EncodedScript; keys: number; args: number } | undefined;
+  private addScript: DefinedAdd | undefined;
+  /** Adds asked for in this turn of the event loop, not yet sent (see `add`). */
+  private pending: PendingAdd[] = [];
+  private pendingBytes = 0;
+  private flushQueued = false;
   private readonly sweepCommand: Command;
   private readonly jobKeyPrefix: string;
 
@@ -114,9 +143,14 @@ export class FairTags {
 
   /**
    * Runs BullMQ's add with `bullmqArguments` (its keys then its ARGV, as BullMQ would send them,
-   * the job at FAIR_PLACEHOLDER_PRIORITY) with the job's tag as its priority instead, in one script
-   * call (fair-add; the placeholder stays only if the tag fails). Returns BullMQ's reply: the job
-   * id, or its negative error code.
+   * the job at FAIR_PLACEHOLDER_PRIORITY) with the job's tag as its priority instead (fair-add; the
+   * placeholder stays only if the tag fails). Resolves to BullMQ's reply: the job id, or its
+   * negative error code; rejects with the error its add raised.
+   *
+   * The adds asked for in one turn of the event loop go to Redis together, in one script call
+   * (up to FAIR_ADD_MAX_JOBS jobs or FAIR_ADD_MAX_BYTES of arguments each), sent in the turn's check
+   * phase: a busy API's concurrent requests share the call's cost in Redis and on the connection,
+   * and a lone request waits for nothing (docs/decisions/0021-one-round-trip-per-enqueue.md).
    */
   add(
     bullmqArguments: ReadonlyArray<unknown>,
@@ -128,24 +162,93 @@ export class FairTags {
     if (!add || bullmqArguments.length !== add.keys + add.args) {
       return Promise.reject(new Error("fair-add: BullMQ's add does not have the shape it was defined with"));
     }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ bullmqArguments, tenant, priority, jobId, resolve, reject });
+      for (let index = add.keys; index < bullmqArguments.length; index += 1) {
+        const value = bullmqArguments[index];
+        this.pendingBytes += typeof value === "string" || Buffer.isBuffer(value) ? value.length : 8;
+      }
+      if (this.pending.length >= FAIR_ADD_MAX_JOBS || this.pendingBytes >= FAIR_ADD_MAX_BYTES) {
+        this.flushAdds();
+      } else if (!this.flushQueued) {
+        this.flushQueued = true;
+        setImmediate(this.flushAdds);
+      }
+    });
+  }
+
+  /** Sends the adds asked for so far: one script call per set of BullMQ keys (one per queue). */
+  private readonly flushAdds = (): void => {
+    this.flushQueued = false;
+    let batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const add = this.addScript;
+    if (!add) {
+      for (const entry of batch) entry.reject(new Error("fair-add is not defined"));
+      return;
+    }
+    while (batch.length > 0) {
+      const first = batch[0] as PendingAdd;
+      const same: PendingAdd[] = [];
+      const rest: PendingAdd[] = [];
+      for (const entry of batch) {
+        let equal = true;
+        for (let index = 0; equal && index < add.keys; index += 1)
+          equal = entry.bullmqArguments[index] === first.bullmqArguments[index];
+        (equal ? same : rest).push(entry);
+      }
+      this.runAdds(add, same);
+      batch = rest;
+    }
+    // Sent from the check phase: without this a coalescing connection would hold the call until
+    // the next turn's, behind everything that turn's poll phase does.
+    flushCoalescedWrites(this.redis);
+  };
+
+  private runAdds(add: DefinedAdd, entries: PendingAdd[]): void {
     const keys = this.keys;
-    return add.script.run(
-      [
-        ...(bullmqArguments.slice(0, add.keys) as string[]),
-        keys.fairClock,
-        keys.completionQueuePrioritized,
-        keys.completionQueueDelayed,
-        keys.completionQueueActive,
-      ],
-      [
-        ...bullmqArguments.slice(add.keys),
-        this.jobKeyPrefix,
-        tenant,
-        String(Math.min(10, Math.max(1, Math.round(priority)))),
-        String(fairStep(this.weights(tenant))),
-        jobId,
-      ],
-    );
+    const argv: unknown[] = [this.jobKeyPrefix, entries.length];
+    for (const entry of entries) {
+      for (let index = add.keys; index < add.keys + add.args; index += 1)
+        argv.push(entry.bullmqArguments[index]);
+      argv.push(
+        entry.tenant,
+        String(Math.min(10, Math.max(1, Math.round(entry.priority)))),
+        String(fairStep(this.weights(entry.tenant))),
+        entry.jobId,
+      );
+    }
+    add.script
+      .run(
+        [
+          ...((entries[0] as PendingAdd).bullmqArguments.slice(0, add.keys) as string[]),
+          keys.fairClock,
+          keys.completionQueuePrioritized,
+          keys.completionQueueDelayed,
+          keys.completionQueueActive,
+        ],
+        argv,
+      )
+      .then(
+        (replies) => {
+          if (!Array.isArray(replies) || replies.length !== entries.length) {
+            const error = new Error(
+              `fair-add answered ${Array.isArray(replies) ? replies.length : typeof replies} for ${entries.length} jobs`,
+            );
+            for (const entry of entries) entry.reject(error);
+            return;
+          }
+          entries.forEach((entry, index) => {
+            const reply: unknown = replies[index];
+            if (reply instanceof Error) entry.reject(reply);
+            else entry.resolve(reply);
+          });
+        },
+        (error: unknown) => {
+          for (const entry of entries) entry.reject(error);
+        },
+      );
   }
 
   /**

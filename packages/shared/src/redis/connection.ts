@@ -33,7 +33,10 @@ export interface ConnectionOptions extends RedisOptions {
   coalesceWrites?: boolean;
 }
 
-const COALESCING = Symbol("cascade.coalescingWrites");
+/** On a coalescing socket: sends what it holds now (see flushCoalescedWrites). */
+const FLUSH = Symbol("cascade.coalescedWritesFlush");
+
+type CoalescingSocket = Socket & { [FLUSH]?: () => void };
 
 /**
  * On each socket the client opens (a reconnect opens a new one): the first write of an
@@ -43,14 +46,15 @@ const COALESCING = Symbol("cascade.coalescingWrites");
  */
 function coalesceWrites(client: Redis): void {
   client.on("connect", () => {
-    const socket = client.stream as (Socket & { [COALESCING]?: true }) | undefined;
-    if (!socket || socket[COALESCING]) return;
-    socket[COALESCING] = true;
+    const socket = client.stream as CoalescingSocket | undefined;
+    if (!socket || socket[FLUSH]) return;
     let corked = false;
     const uncork = () => {
+      if (!corked) return;
       corked = false;
       socket.uncork();
     };
+    socket[FLUSH] = uncork;
     const write = socket.write;
     socket.write = function (this: Socket, ...args: unknown[]) {
       if (!corked) {
@@ -61,6 +65,17 @@ function coalesceWrites(client: Redis): void {
       return (write as (...rest: unknown[]) => boolean).apply(this, args);
     } as Socket["write"];
   });
+}
+
+/**
+ * Sends now what a coalescing connection holds for the end of this turn (on every node of a
+ * cluster client); nothing on one that does not coalesce. For writes made in the check phase
+ * itself (a setImmediate), which would otherwise wait for the next turn's: a batch sent there
+ * (FairTags's adds) leaves at once.
+ */
+export function flushCoalescedWrites(client: RedisClient): void {
+  const clients = client instanceof Cluster ? client.nodes() : [client];
+  for (const node of clients) (node.stream as CoalescingSocket | undefined)?.[FLUSH]?.();
 }
 
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
