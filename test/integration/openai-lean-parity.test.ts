@@ -1,8 +1,9 @@
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
 import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
+import { MAX_PROVIDER_RESPONSE_BYTES } from "../../packages/engine/src/providers/openai-lean/post-json.js";
 import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
 import {
   unwatchResponse,
@@ -521,6 +522,35 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
       "a gzip-encoded body",
       () => send(200, gzipSync(completion({ content: "zipped" })), { "content-encoding": "gzip" }),
     ],
+    [
+      "a body gzipped, then brotli-encoded (two codings)",
+      () =>
+        send(200, brotliCompressSync(gzipSync(completion({ content: "twice" }))), {
+          "content-encoding": "gzip, br",
+        }),
+    ],
+    [
+      "a deflate-encoded body, coding in capitals",
+      () => send(200, deflateSync(completion({ content: "deflated" })), { "content-encoding": "DEFLATE" }),
+    ],
+    [
+      "a gzipped body that also lists identity (fetch then decodes nothing)",
+      () => send(200, gzipSync(completion({ content: "zipped" })), { "content-encoding": "gzip, identity" }),
+    ],
+    [
+      "a gzipped body cut short at the end",
+      () => {
+        const zipped = gzipSync(completion({ content: "cut" }));
+        send(200, zipped.subarray(0, zipped.length - 8), { "content-encoding": "gzip" });
+      },
+    ],
+    [
+      "six content codings",
+      () =>
+        send(200, completion({ content: "x" }), {
+          "content-encoding": "identity, identity, identity, identity, identity, identity",
+        }),
+    ],
     ["an HTML 200", () => send(200, "<html>hello</html>", { "content-type": "text/html" })],
     [
       "a chunked body in pieces",
@@ -574,6 +604,32 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
       expect(result.completion ?? result.error).toBeDefined();
     });
   }
+
+  it(`an answer that runs past ${MAX_PROVIDER_RESPONSE_BYTES / 2 ** 20} MiB fails the call on both paths`, async () => {
+    // undici's maxResponseSize counts the bytes read (a Content-Length alone does not trip it).
+    const piece = Buffer.alloc(1024 * 1024, 0x20);
+    answer = async ({ response }) => {
+      response.writeHead(200, { "content-type": "application/json" });
+      for (let sent = 0; sent <= MAX_PROVIDER_RESPONSE_BYTES && !response.destroyed; sent += piece.length) {
+        if (!response.write(piece)) await new Promise((resolve) => response.once("drain", resolve));
+      }
+      response.end();
+    };
+    const sent = await same();
+    // A body that could not be read to its end after a 200, as any broken body: the chain moves on.
+    expect(sent.error).toMatchObject({ reason: "invalid_response", isRetryable: true });
+  });
+
+  it("a compression bomb is refused by the lean client past the same size, not inflated whole", async () => {
+    // 80 MiB of spaces gzip to ~80 KB.
+    send(200, gzipSync(Buffer.alloc(80 * 1024 * 1024, 0x20)), { "content-encoding": "gzip" });
+    const viaLean = await outcome(lean, callFor("m"));
+    expect(viaLean.error).toMatchObject({
+      reason: "invalid_response",
+      message: "Failed to process successful response (HTTP 200)",
+      isRetryable: true,
+    });
+  });
 
   it("a tool call without an id gets a generated 16-character id on both paths", async () => {
     send(

@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, fetch as undiciFetch } from "undici";
+import { MAX_PROVIDER_RESPONSE_BYTES } from "./openai-lean/post-json.js";
 
 /**
  * Upstream connections per provider when the process does not say (the API, whose gateway calls
@@ -27,6 +28,9 @@ export function createProviderAgent(options: { connections?: number } = {}): Age
     // Per-hop timeouts are enforced by AbortSignal; these only stop a dead socket lingering.
     headersTimeout: 0,
     bodyTimeout: 0,
+    // An answer past this (its Content-Length, or the bytes read) fails the call, as a broken
+    // connection would: the chain moves on rather than the process buffering without end.
+    maxResponseSize: MAX_PROVIDER_RESPONSE_BYTES,
   });
 }
 

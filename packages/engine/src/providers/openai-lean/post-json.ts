@@ -1,4 +1,4 @@
-import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
+import { brotliDecompressSync, constants, gunzipSync, inflateSync } from "node:zlib";
 import type { Dispatcher } from "undici";
 
 /** An HTTP answer read whole: what the lean client classifies. */
@@ -44,23 +44,64 @@ function headerRecord(headers: Record<string, string | string[] | undefined>): R
   return record;
 }
 
-/** Undoes a content coding the server applied although it was not asked for (fetch would). */
-function decoded(body: Buffer, coding: string | undefined): Buffer {
-  switch (coding?.trim().toLowerCase()) {
-    case undefined:
-    case "":
-    case "identity":
-      return body;
-    case "gzip":
-    case "x-gzip":
-      return gunzipSync(body);
-    case "deflate":
-      return inflateSync(body);
-    case "br":
-      return brotliDecompressSync(body);
-    default:
-      return body;
+/**
+ * The most bytes one provider answer may have, on the wire (the provider Agent's
+ * `maxResponseSize`, for every call on it, streamed or not) and decoded (here): far past any
+ * completion (128k tokens of text are ~0.5 MiB; a stream's SSE framing ~10× that), small enough
+ * that an endpoint gone wrong, or a compression bomb, cannot take a worker's memory.
+ */
+export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** What fetch accepts at most in one Content-Encoding list (undici: resource exhaustion). */
+const MAX_CONTENT_CODINGS = 5;
+
+const gunzip = (body: Buffer) =>
+  gunzipSync(body, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES });
+
+/** Lenient with a body cut short at the end, as fetch's decoders are (and curl's). */
+const DECODERS: Record<string, (body: Buffer) => Buffer> = {
+  gzip: gunzip,
+  "x-gzip": gunzip,
+  deflate: (body) =>
+    inflateSync(body, {
+      finishFlush: constants.Z_SYNC_FLUSH,
+      maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
+    }),
+  br: (body) =>
+    brotliDecompressSync(body, {
+      finishFlush: constants.BROTLI_OPERATION_FLUSH,
+      maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
+    }),
+};
+
+/** fetch's refusal of a Content-Encoding list longer than five, when the headers arrive. */
+function codingsRefused(header: string | undefined): Error | undefined {
+  const count = header ? header.split(",").length : 0;
+  return count > MAX_CONTENT_CODINGS
+    ? new Error(`too many content-encodings in response: ${count}, maximum allowed is ${MAX_CONTENT_CODINGS}`)
+    : undefined;
+}
+
+/**
+ * Undoes the content codings the server applied although none was asked for, as fetch does: the
+ * list's codings in reverse order; a coding fetch does not decode anywhere in it (identity, zstd
+ * on this Node, an empty item) leaves the whole body as received. Decoded past
+ * MAX_PROVIDER_RESPONSE_BYTES is an error (RangeError). More than five codings was refused with
+ * the headers (codingsRefused).
+ */
+function decoded(body: Buffer, header: string | undefined): Buffer {
+  if (!header) return body;
+  const codings = header.toLowerCase().split(",");
+  const decoders: Array<(body: Buffer) => Buffer> = [];
+  for (let index = codings.length - 1; index >= 0; index -= 1) {
+    const coding = (codings[index] as string).trim();
+    const decoder = Object.hasOwn(DECODERS, coding) ? DECODERS[coding] : undefined;
+    if (!decoder) return body;
+    decoders.push(decoder);
   }
+  let out = body;
+  for (const decoder of decoders) out = decoder(out);
+  return out;
 }
 
 /**
@@ -114,14 +155,22 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     statusMessage?: string,
   ): void {
     // 1xx answers are not the response (fetch skips them too).
     if (statusCode < 200) return;
-    this.answer = { status: statusCode, statusText: statusMessage ?? "", headers: headerRecord(headers) };
+    const record = headerRecord(headers);
+    const refused = codingsRefused(record["content-encoding"]);
+    if (refused) {
+      // As fetch: a failure before the answer (no status to classify), the body left unread.
+      this.fail(refused);
+      controller.abort(refused);
+      return;
+    }
+    this.answer = { status: statusCode, statusText: statusMessage ?? "", headers: record };
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
