@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import {
   createKeys,
   createRedis,
+  FAIR_ADD_MAX_BYTES,
   FAIR_ADD_MAX_JOBS,
   FAIR_PLACEHOLDER_PRIORITY,
   FAIR_UNITS,
@@ -222,5 +223,102 @@ describe("FairEnqueue", () => {
     if (!isCluster) expect(await commandCalls("evalsha")).toBe(evalsha + 3);
     const priorities = await Promise.all(ids.map(async (id) => (await Job.fromId(queue, id))?.priority));
     expect(priorities).toEqual(ids.map((_, index) => (index + 2) * FAIR_UNITS.tagUnit + 4 * FAIR_UNITS.gap));
+  });
+
+  it(`starts a new script call before a job that would take one past ${FAIR_ADD_MAX_BYTES / 2 ** 20} MiB`, async () => {
+    await enqueue.add("warm-up", jobData("a"), 5);
+    const evalsha = isCluster ? 0 : await commandCalls("evalsha");
+    // 0.4 Mi characters of 2-byte UTF-8 each: two of these pass 1 MiB, one does not.
+    const big = (): JobData =>
+      ({
+        ...jobData("a"),
+        request: { messages: [{ role: "user", content: "é".repeat(400_000) }] },
+      }) as JobData;
+    await Promise.all([
+      enqueue.add("big-1", big(), 5),
+      enqueue.add("big-2", big(), 5),
+      enqueue.add("small", jobData("a"), 5),
+    ]);
+    if (!isCluster) expect(await commandCalls("evalsha")).toBe(evalsha + 2);
+    for (const id of ["big-1", "big-2", "small"]) expect(await queue.getJobState(id)).toBe("prioritized");
+  });
+
+  /**
+   * Adds `jobs` ([id, tenant, priority]) on two fresh, empty queues: all in one turn on one, one at
+   * a time in the same order on the other (after `prepare` on each). Returns both queues' BullMQ
+   * priorities of the jobs, in order, and how many rebases each fair clock made.
+   */
+  async function batchAndOneAtATime(
+    jobs: Array<[string, string, number]>,
+    prepare: (keys: Keys) => Promise<void> = async () => {},
+  ) {
+    const sides = await Promise.all(
+      ["batch", "single"].map(async (side) => {
+        const sideKeys = createKeys(`test-enqueue-${side}-${randomBytes(4).toString("hex")}`);
+        const sideQueue = new Queue(QUEUE_NAMES.completions, {
+          connection: redis as never,
+          prefix: sideKeys.bullPrefix,
+        });
+        opened.push(sideQueue);
+        const sideEnqueue = new FairEnqueue(sideQueue as never, redis, new FairTags(redis, sideKeys));
+        // The first add defines fair-add (once BullMQ's scripts are loaded): not part of the test.
+        await sideEnqueue.add("first", jobData("z"), 5);
+        expect(await sideQueue.remove("first")).toBe(1);
+        await prepare(sideKeys);
+        return { queue: sideQueue, enqueue: sideEnqueue, keys: sideKeys };
+      }),
+    );
+    const [batch, single] = sides as [(typeof sides)[0], (typeof sides)[0]];
+    await Promise.all(
+      jobs.map(([id, tenant, priority]) => batch.enqueue.add(id, jobData(tenant, priority), priority)),
+    );
+    for (const [id, tenant, priority] of jobs)
+      await single.enqueue.add(id, jobData(tenant, priority), priority);
+    const priorities = (queue: Queue) =>
+      Promise.all(jobs.map(async ([id]) => (await Job.fromId(queue, id))?.priority));
+    return {
+      batch: await priorities(batch.queue),
+      single: await priorities(single.queue),
+      rebases: await Promise.all(
+        sides.map(async (side) => Number(await redis.hget(side.keys.fairClock, "rebases"))),
+      ),
+    };
+  }
+
+  it("gives a turn's jobs the tags one add at a time gives them, tenants after the first included", async () => {
+    // On an empty queue the first tenant's jobs must not push the next tenant's behind all of them.
+    const jobs: Array<[string, string, number]> = [
+      ["a-0", "a", 5],
+      ["a-1", "a", 5],
+      ["a-2", "a", 5],
+      ["a-3", "a", 5],
+      ["b-0", "b", 5],
+      ["b-1", "b", 5],
+      ["a-urgent", "a", 1],
+      ["c-0", "c", 5],
+      ["a-0", "a", 5],
+    ];
+    const { batch, single } = await batchAndOneAtATime(jobs);
+    expect(batch).toEqual(single);
+    // b starts right behind a's first job (the head), not after all four of a's.
+    expect(batch[4]).toBe((batch[0] as number) + FAIR_UNITS.tagUnit);
+  });
+
+  it("gives a turn's jobs the tags one add at a time gives them when a tenant's tags rebase the clock", async () => {
+    const jobs: Array<[string, string, number]> = [
+      ["a-0", "a", 5],
+      ["a-1", "a", 5],
+      ["a-2", "a", 5],
+      ["b-0", "b", 5],
+      ["b-1", "b", 5],
+    ];
+    // The clock just short of the rebase point, the queue empty: a's tags pass it, and b's call
+    // (the head a-0, past it) rebases, a's jobs with the rest.
+    const near = FAIR_UNITS.rebaseAt - 2;
+    const { batch, single, rebases } = await batchAndOneAtATime(jobs, async (sideKeys) => {
+      await redis.hset(sideKeys.fairClock, "v", near, "top", near);
+    });
+    expect(rebases).toEqual([1, 1]);
+    expect(batch).toEqual(single);
   });
 });

@@ -172,17 +172,20 @@ return tag
  * in one script call, one round trip (docs/decisions/0021-one-round-trip-per-enqueue.md), and
  * nothing BullMQ's add does (events, markers, the priority counter, duplicates) copied here.
  *
- * The tags come first, one `fair_tags` call per tenant, priority and step in the batch (their
- * jobs get consecutive tags in batch order, as one call per job would give them), so no job is
- * ever in the prioritized set at another priority, and BullMQ itself writes each job's tag into its
+ * The jobs go in groups of one tenant, priority and step, in the order each group first appears
+ * in the batch; each group's tags come from one `fair_tags` call (consecutive tags, in batch
+ * order), and its jobs are added before the next group's tags are computed, so the batch gets the
+ * tags one add at a time in that order would give (the next group sees these jobs as the head of
+ * the line, and a rebase it runs shifts them). A job's tag is computed before its add, so it is
+ * never in the prioritized set at another priority, and BullMQ itself writes the tag into its
  * score, its `priority` field and its stored options: BullMQ's packed options are unpacked, given
  * the tag as `priority`, and packed again before its script reads them (the table BullMQ's script
  * sees is the one it would have unpacked, with that one field changed). A job whose id already
- * exists is left to BullMQ's duplicate handling and no tag is spent on it. Should the tags fail (a
- * fair clock of the wrong type), the jobs without one are still added, at the priority BullMQ was
- * given (FAIR_PLACEHOLDER_PRIORITY: the back of its line), rather than failing their enqueues.
- * Each job's add runs on its own (pcall): one that fails answers its own error, and the others
- * are added.
+ * exists, or came earlier in the batch, is left to BullMQ's duplicate handling and no tag is spent
+ * on it. Should a group's tags fail (a fair clock of the wrong type), its jobs are still added, at
+ * the priority BullMQ was given (FAIR_PLACEHOLDER_PRIORITY: the back of its line), rather than
+ * failing their enqueues. Each job's add runs on its own (pcall): one that fails answers its own
+ * error, and the others are added.
  * KEYS: BullMQ's add's `bullmqKeys` keys (the same for every job of a queue), then 1 fair clock,
  *   2 prioritized zset, 3 delayed zset, 4 active list
  * ARGV: 1 job key prefix, 2 the number of jobs, then for each job BullMQ's add's `bullmqArgs`
@@ -194,43 +197,19 @@ export function fairAddLua(bullmqAddLua: string, bullmqKeys: number, bullmqArgs:
   const key = (index: number) => `KEYS[${bullmqKeys + index}]`;
   const per = bullmqArgs + 4;
   return `
+local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
 local prefix, count = ARGV[1], tonumber(ARGV[2])
 local args = {}
 for i = 1, 2 + count * ${per} do args[i] = ARGV[i] end
-local tags = {}
-local function fair_tag_all()
-  local clock, prioritized, delayed, active = ${key(1)}, ${key(2)}, ${key(3)}, ${key(4)}
-  ${TAGS_FUNCTION}
-  local groups, order = {}, {}
-  for j = 1, count do
-    local at = 2 + (j - 1) * ${per} + ${bullmqArgs}
-    if redis.call('EXISTS', prefix .. args[at + 4]) == 0 then
-      local name = args[at + 1] .. '\0' .. args[at + 2] .. '\0' .. args[at + 3]
-      local group = groups[name]
-      if not group then
-        group = { tenant = args[at + 1], priority = tonumber(args[at + 2]), step = tonumber(args[at + 3]), jobs = {} }
-        groups[name] = group
-        order[#order + 1] = group
-      end
-      group.jobs[#group.jobs + 1] = j
-    end
-  end
-  for _, group in ipairs(order) do
-    local priorities = fair_tags(group.tenant, group.priority, group.step, #group.jobs)
-    for i, j in ipairs(group.jobs) do tags[j] = priorities[i] end
-  end
-end
--- A failure part way keeps the tags already handed out (their clock writes stay); the jobs
--- without one go in at the placeholder.
-pcall(fair_tag_all)
+${TAGS_FUNCTION}
 local function bullmq_add()
 ${bullmqAddLua}
 end
 local replies = {}
-for j = 1, count do
+-- Job j's add (BullMQ's, with its ARGV) at BullMQ priority \`tag\`, or where BullMQ was told.
+local function add(j, tag)
   local at = 2 + (j - 1) * ${per}
   for i = 1, ${bullmqArgs} do ARGV[i] = args[at + i] end
-  local tag = tags[j]
   if tag then
     -- Options that do not unpack to a table (a BullMQ whose add takes them otherwise) are left as
     -- they are: the job is added at the placeholder, at the back of its line, not refused.
@@ -247,6 +226,44 @@ for j = 1, count do
     reply = false
   end
   replies[j] = reply
+end
+-- The jobs in groups of one tenant, priority and step, in the order each group first appears.
+-- A job whose id exists (or came earlier in this batch) takes no tag: BullMQ's add answers it as
+-- a duplicate.
+local groups, order, seen = {}, {}, {}
+for j = 1, count do
+  local at = 2 + (j - 1) * ${per} + ${bullmqArgs}
+  local name = args[at + 1] .. '\0' .. args[at + 2] .. '\0' .. args[at + 3]
+  local group = groups[name]
+  if not group then
+    group = { tenant = args[at + 1], priority = tonumber(args[at + 2]), step = tonumber(args[at + 3]), jobs = {}, tagged = 0 }
+    groups[name] = group
+    order[#order + 1] = group
+  end
+  local id = args[at + 4]
+  local fresh = not seen[id] and redis.call('EXISTS', prefix .. id) == 0
+  seen[id] = true
+  group.jobs[#group.jobs + 1] = { j = j, fresh = fresh }
+  if fresh then group.tagged = group.tagged + 1 end
+end
+-- Each group's tags, then its adds, before the next group's tags: the next group sees these jobs
+-- (the head of the line, a rebase shifting them), as one add at a time in this order would.
+for _, group in ipairs(order) do
+  local tagged, tags = false, nil
+  if group.tagged > 0 then
+    -- Should the tags fail (a fair clock of the wrong type), the jobs are still added, at the
+    -- placeholder: the back of their line.
+    tagged, tags = pcall(fair_tags, group.tenant, group.priority, group.step, group.tagged)
+  end
+  local next_tag = 1
+  for _, job in ipairs(group.jobs) do
+    local tag = nil
+    if job.fresh and tagged then
+      tag = tags[next_tag]
+      next_tag = next_tag + 1
+    end
+    add(job.j, tag)
+  end
 end
 return replies
 `;

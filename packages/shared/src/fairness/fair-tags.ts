@@ -163,11 +163,16 @@ export class FairTags {
       return Promise.reject(new Error("fair-add: BullMQ's add does not have the shape it was defined with"));
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ bullmqArguments, tenant, priority, jobId, resolve, reject });
+      let bytes = 0;
       for (let index = add.keys; index < bullmqArguments.length; index += 1) {
         const value = bullmqArguments[index];
-        this.pendingBytes += typeof value === "string" || Buffer.isBuffer(value) ? value.length : 8;
+        bytes +=
+          typeof value === "string" ? Buffer.byteLength(value) : Buffer.isBuffer(value) ? value.length : 8;
       }
+      // A job that would take the batch past its size goes in the next one.
+      if (this.pending.length > 0 && this.pendingBytes + bytes > FAIR_ADD_MAX_BYTES) this.flushAdds();
+      this.pending.push({ bullmqArguments, tenant, priority, jobId, resolve, reject });
+      this.pendingBytes += bytes;
       if (this.pending.length >= FAIR_ADD_MAX_JOBS || this.pendingBytes >= FAIR_ADD_MAX_BYTES) {
         this.flushAdds();
       } else if (!this.flushQueued) {
@@ -207,6 +212,15 @@ export class FairTags {
   };
 
   private runAdds(add: DefinedAdd, entries: PendingAdd[]): void {
+    // Run from the check phase: a throw here would reach no request, and leave them all waiting.
+    try {
+      this.sendAdds(add, entries);
+    } catch (error) {
+      for (const entry of entries) entry.reject(error);
+    }
+  }
+
+  private sendAdds(add: DefinedAdd, entries: PendingAdd[]): void {
     const keys = this.keys;
     const argv: unknown[] = [this.jobKeyPrefix, entries.length];
     for (const entry of entries) {
