@@ -1,4 +1,4 @@
-import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
@@ -532,6 +532,19 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
     [
       "a deflate-encoded body, coding in capitals",
       () => send(200, deflateSync(completion({ content: "deflated" })), { "content-encoding": "DEFLATE" }),
+    ],
+    [
+      "a raw deflate body (no zlib header) as deflate",
+      () => send(200, deflateRawSync(completion({ content: "raw" })), { "content-encoding": "deflate" }),
+    ],
+    [
+      "a 204 that lists six codings (no body: fetch counts none)",
+      () => {
+        answer = ({ response }) => {
+          response.writeHead(204, { "content-encoding": "gzip, gzip, gzip, gzip, gzip, gzip" });
+          response.end();
+        };
+      },
     ],
     [
       "a gzipped body that also lists identity (fetch then decodes nothing)",

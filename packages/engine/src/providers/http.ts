@@ -28,8 +28,9 @@ export function createProviderAgent(options: { connections?: number } = {}): Age
     // Per-hop timeouts are enforced by AbortSignal; these only stop a dead socket lingering.
     headersTimeout: 0,
     bodyTimeout: 0,
-    // An answer past this (its Content-Length, or the bytes read) fails the call, as a broken
-    // connection would: the chain moves on rather than the process buffering without end.
+    // An answer whose body bytes run past this fails the call, as a broken connection would: the
+    // chain moves on rather than the process buffering without end. (undici checks the bytes read,
+    // not a Content-Length, and only on HTTP/1.1, which is all these Agents speak.)
     maxResponseSize: MAX_PROVIDER_RESPONSE_BYTES,
   });
 }

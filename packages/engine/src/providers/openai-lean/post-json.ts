@@ -1,4 +1,5 @@
-import { brotliDecompressSync, constants, gunzipSync, inflateSync } from "node:zlib";
+import * as zlib from "node:zlib";
+import { brotliDecompressSync, constants, gunzipSync, inflateRawSync, inflateSync } from "node:zlib";
 import type { Dispatcher } from "undici";
 
 /** An HTTP answer read whole: what the lean client classifies. */
@@ -46,9 +47,10 @@ function headerRecord(headers: Record<string, string | string[] | undefined>): R
 
 /**
  * The most bytes one provider answer may have, on the wire (the provider Agent's
- * `maxResponseSize`, for every call on it, streamed or not) and decoded (here): far past any
- * completion (128k tokens of text are ~0.5 MiB; a stream's SSE framing ~10× that), small enough
- * that an endpoint gone wrong, or a compression bomb, cannot take a worker's memory.
+ * `maxResponseSize`: the body bytes read, for every HTTP/1.1 call on it, streamed or not) and, on
+ * this client, decoded: far past any completion (128k tokens of text are ~0.5 MiB; a stream's SSE
+ * framing ~10× that), small enough that one answer from an endpoint gone wrong cannot take a
+ * worker's memory (a compression bomb is refused here; fetch's own decoder has no such bound).
  */
 export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
 
@@ -58,21 +60,42 @@ const MAX_CONTENT_CODINGS = 5;
 const gunzip = (body: Buffer) =>
   gunzipSync(body, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES });
 
-/** Lenient with a body cut short at the end, as fetch's decoders are (and curl's). */
+/** zlib's zstd (Node 22.15+), which fetch decodes where Node has it; not in Node 20's types. */
+const zstdDecompressSync = (
+  zlib as unknown as {
+    zstdDecompressSync?: (body: Buffer, options: { maxOutputLength: number }) => Buffer;
+  }
+).zstdDecompressSync;
+
+/**
+ * Lenient with a body cut short at the end, as fetch's decoders are (and curl's). "deflate" as
+ * fetch reads it: zlib-wrapped, or raw deflate when the first byte is not a zlib header's.
+ */
 const DECODERS: Record<string, (body: Buffer) => Buffer> = {
   gzip: gunzip,
   "x-gzip": gunzip,
   deflate: (body) =>
-    inflateSync(body, {
-      finishFlush: constants.Z_SYNC_FLUSH,
-      maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
-    }),
+    ((body[0] ?? 0) & 0x0f) === 8 || body.length === 0
+      ? inflateSync(body, {
+          finishFlush: constants.Z_SYNC_FLUSH,
+          maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
+        })
+      : inflateRawSync(body, {
+          finishFlush: constants.Z_SYNC_FLUSH,
+          maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
+        }),
   br: (body) =>
     brotliDecompressSync(body, {
       finishFlush: constants.BROTLI_OPERATION_FLUSH,
       maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
     }),
+  ...(zstdDecompressSync
+    ? { zstd: (body: Buffer) => zstdDecompressSync(body, { maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES }) }
+    : {}),
 };
+
+/** Statuses whose answer has no body: fetch neither counts nor decodes their codings. */
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /** fetch's refusal of a Content-Encoding list longer than five, when the headers arrive. */
 function codingsRefused(header: string | undefined): Error | undefined {
@@ -85,7 +108,7 @@ function codingsRefused(header: string | undefined): Error | undefined {
 /**
  * Undoes the content codings the server applied although none was asked for, as fetch does: the
  * list's codings in reverse order; a coding fetch does not decode anywhere in it (identity, zstd
- * on this Node, an empty item) leaves the whole body as received. Decoded past
+ * on a Node without it, an empty item) leaves the whole body as received. Decoded past
  * MAX_PROVIDER_RESPONSE_BYTES is an error (RangeError). More than five codings was refused with
  * the headers (codingsRefused).
  */
@@ -163,7 +186,9 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
     // 1xx answers are not the response (fetch skips them too).
     if (statusCode < 200) return;
     const record = headerRecord(headers);
-    const refused = codingsRefused(record["content-encoding"]);
+    const refused = NULL_BODY_STATUSES.has(statusCode)
+      ? undefined
+      : codingsRefused(record["content-encoding"]);
     if (refused) {
       // As fetch: a failure before the answer (no status to classify), the body left unread.
       this.fail(refused);
@@ -185,10 +210,10 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
     const { chunks } = this;
     let body: Buffer;
     try {
-      body = decoded(
-        chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
-        answer.headers["content-encoding"],
-      );
+      const received = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+      body = NULL_BODY_STATUSES.has(answer.status)
+        ? received
+        : decoded(received, answer.headers["content-encoding"]);
     } catch (error) {
       this.fail(error as Error);
       return;
