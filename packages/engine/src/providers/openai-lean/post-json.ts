@@ -1,5 +1,4 @@
 import * as zlib from "node:zlib";
-import { brotliDecompressSync, constants, gunzipSync, inflateRawSync, inflateSync } from "node:zlib";
 import type { Dispatcher } from "undici";
 
 /** An HTTP answer read whole: what the lean client classifies. */
@@ -58,7 +57,10 @@ export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
 const MAX_CONTENT_CODINGS = 5;
 
 const gunzip = (body: Buffer) =>
-  gunzipSync(body, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES });
+  zlib.gunzipSync(body, {
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
+  });
 
 /** zlib's zstd (Node 22.15+), which fetch decodes where Node has it; not in Node 20's types. */
 const zstdDecompressSync = (
@@ -76,17 +78,17 @@ const DECODERS: Record<string, (body: Buffer) => Buffer> = {
   "x-gzip": gunzip,
   deflate: (body) =>
     ((body[0] ?? 0) & 0x0f) === 8 || body.length === 0
-      ? inflateSync(body, {
-          finishFlush: constants.Z_SYNC_FLUSH,
+      ? zlib.inflateSync(body, {
+          finishFlush: zlib.constants.Z_SYNC_FLUSH,
           maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
         })
-      : inflateRawSync(body, {
-          finishFlush: constants.Z_SYNC_FLUSH,
+      : zlib.inflateRawSync(body, {
+          finishFlush: zlib.constants.Z_SYNC_FLUSH,
           maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
         }),
   br: (body) =>
-    brotliDecompressSync(body, {
-      finishFlush: constants.BROTLI_OPERATION_FLUSH,
+    zlib.brotliDecompressSync(body, {
+      finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
       maxOutputLength: MAX_PROVIDER_RESPONSE_BYTES,
     }),
   ...(zstdDecompressSync
