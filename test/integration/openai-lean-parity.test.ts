@@ -1,9 +1,8 @@
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
+import { createProviderHttp, MAX_PROVIDER_RESPONSE_BYTES } from "../../packages/engine/src/providers/http.js";
 import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
-import { MAX_PROVIDER_RESPONSE_BYTES } from "../../packages/engine/src/providers/openai-lean/post-json.js";
 import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
 import {
   unwatchResponse,

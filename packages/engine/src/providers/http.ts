@@ -1,5 +1,14 @@
 import { Agent, type Dispatcher, fetch as undiciFetch } from "undici";
-import { MAX_PROVIDER_RESPONSE_BYTES } from "./openai-lean/post-json.js";
+
+/**
+ * The most bytes one provider answer may have, on the wire (the provider Agent's
+ * `maxResponseSize`: the body bytes read, for every HTTP/1.1 call on it, streamed or not) and, in
+ * the lean OpenAI client, decoded: far past any completion (128k tokens of text are ~0.5 MiB; a
+ * stream's SSE framing ~10× that), small enough that one answer from an endpoint gone wrong cannot
+ * take a worker's memory (the lean client refuses a compression bomb; fetch's own decoder has no
+ * such bound).
+ */
+export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * Upstream connections per provider when the process does not say (the API, whose gateway calls

@@ -169,8 +169,14 @@ export class FairTags {
         bytes +=
           typeof value === "string" ? Buffer.byteLength(value) : Buffer.isBuffer(value) ? value.length : 8;
       }
-      // A job that would take the batch past its size goes in the next one.
-      if (this.pending.length > 0 && this.pendingBytes + bytes > FAIR_ADD_MAX_BYTES) this.flushAdds();
+      // A job that would take the batch past its size, or to another queue's keys (a call runs
+      // BullMQ's add with one set of keys), goes in the next one.
+      const first = this.pending[0];
+      if (
+        first &&
+        (this.pendingBytes + bytes > FAIR_ADD_MAX_BYTES || !sameKeys(first, bullmqArguments, add.keys))
+      )
+        this.flushAdds();
       this.pending.push({ bullmqArguments, tenant, priority, jobId, resolve, reject });
       this.pendingBytes += bytes;
       if (this.pending.length >= FAIR_ADD_MAX_JOBS || this.pendingBytes >= FAIR_ADD_MAX_BYTES) {
@@ -182,29 +188,16 @@ export class FairTags {
     });
   }
 
-  /** Sends the adds asked for so far: one script call per set of BullMQ keys (one per queue). */
+  /** Sends the adds asked for so far, in one script call. */
   private readonly flushAdds = (): void => {
     this.flushQueued = false;
-    let batch = this.pending;
+    const batch = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
     const add = this.addScript;
-    if (!add) {
-      for (const entry of batch) entry.reject(new Error("fair-add is not defined"));
-      return;
-    }
-    while (batch.length > 0) {
-      const first = batch[0] as PendingAdd;
-      const same: PendingAdd[] = [];
-      const rest: PendingAdd[] = [];
-      for (const entry of batch) {
-        let equal = true;
-        for (let index = 0; equal && index < add.keys; index += 1)
-          equal = entry.bullmqArguments[index] === first.bullmqArguments[index];
-        (equal ? same : rest).push(entry);
-      }
-      this.runAdds(add, same);
-      batch = rest;
+    if (batch.length > 0) {
+      if (add) this.runAdds(add, batch);
+      else for (const entry of batch) entry.reject(new Error("fair-add is not defined"));
     }
     // Sent from the check phase: without this a coalescing connection would hold the call until
     // the next turn's, behind everything that turn's poll phase does.
@@ -315,6 +308,13 @@ export class FairTags {
     );
     return Number(moved);
   }
+}
+
+/** Whether `bullmqArguments` has the same BullMQ keys (its first `keys` items) as `entry`'s. */
+function sameKeys(entry: PendingAdd, bullmqArguments: ReadonlyArray<unknown>, keys: number): boolean {
+  for (let index = 0; index < keys; index += 1)
+    if (entry.bullmqArguments[index] !== bullmqArguments[index]) return false;
+  return true;
 }
 
 /**

@@ -1,5 +1,6 @@
 import * as zlib from "node:zlib";
 import type { Dispatcher } from "undici";
+import { MAX_PROVIDER_RESPONSE_BYTES } from "../http.js";
 
 /** An HTTP answer read whole: what the lean client classifies. */
 export interface RawAnswer {
@@ -43,15 +44,6 @@ function headerRecord(headers: Record<string, string | string[] | undefined>): R
   }
   return record;
 }
-
-/**
- * The most bytes one provider answer may have, on the wire (the provider Agent's
- * `maxResponseSize`: the body bytes read, for every HTTP/1.1 call on it, streamed or not) and, on
- * this client, decoded: far past any completion (128k tokens of text are ~0.5 MiB; a stream's SSE
- * framing ~10× that), small enough that one answer from an endpoint gone wrong cannot take a
- * worker's memory (a compression bomb is refused here; fetch's own decoder has no such bound).
- */
-export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** What fetch accepts at most in one Content-Encoding list (undici: resource exhaustion). */
 const MAX_CONTENT_CODINGS = 5;
