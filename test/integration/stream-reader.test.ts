@@ -11,15 +11,18 @@ import type { RedisClient } from "@cascade/shared";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it, vi } from "vitest";
 import { StreamReader } from "../../packages/api/src/jobs/stream-reader.js";
-import { testRedis } from "../support/redis-clients.js";
+import { serverNodes, testRedis } from "../support/redis-clients.js";
 
 const url = inject("redisUrl");
 const commands: RedisClient = testRedis(url);
-// As the API's reader connection: commands queue while it reconnects, no command timeout.
+// As the API's reader connection: commands queue while it reconnects, no command timeout, and a
+// name of its own (how its new id is found once it has reconnected).
+const readerName = `cascade-test-events-${randomBytes(4).toString("hex")}`;
 const reader: RedisClient = testRedis(url, {
   enableOfflineQueue: true,
   commandTimeout: undefined,
   maxRetriesPerRequest: null,
+  connectionName: readerName,
 });
 const streams = new StreamReader(reader, commands, pino({ level: "silent" }));
 
@@ -29,6 +32,37 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Closes the reader's connection from the server's side (on a cluster: on every master). */
+async function killReaderConnection(): Promise<number> {
+  let killed = 0;
+  for (const node of await serverNodes(commands, "master")) {
+    const list = String(await node.client("LIST"));
+    for (const line of list.split("\n")) {
+      if (!line.includes(` name=${readerName} `)) continue;
+      const id = /(?:^|\s)id=(\d+)/.exec(line)?.[1];
+      if (id) killed += Number(await node.client("KILL", "ID", id));
+    }
+  }
+  return killed;
+}
+
+/** Follows a new stream, writes one entry to it and expects it read within 1.5 s. */
+async function expectNewStreamRead(key: string, beforeWrite: () => Promise<unknown>): Promise<void> {
+  const seen: string[] = [];
+  const stop = streams.follow(key, "0", (entries) => {
+    for (const entry of entries) seen.push(entry.event);
+  });
+  try {
+    await beforeWrite();
+    const written = Date.now();
+    await commands.xadd(key, "*", "event", "new");
+    await vi.waitFor(() => expect(seen).toContain("new"), { timeout: 1_500, interval: 10 });
+    expect(Date.now() - written).toBeLessThan(1_500);
+  } finally {
+    stop();
+  }
+}
 
 describe("StreamReader", () => {
   it("reads a stream followed while its XREAD blocks on another, within a second", async () => {
@@ -56,6 +90,33 @@ describe("StreamReader", () => {
       stop();
       await sleep(100);
     }
+    stopFirst();
+  });
+
+  it("reads a new stream within a second after the reader's connection was closed and reopened", async () => {
+    const tag = `{reader-${randomBytes(4).toString("hex")}}`;
+    const seen: string[] = [];
+    const stopFirst = streams.follow(`${tag}:first`, "0", (entries) => {
+      for (const entry of entries) seen.push(entry.event);
+    });
+    await commands.xadd(`${tag}:first`, "*", "event", "one");
+    await vi.waitFor(() => expect(seen).toEqual(["one"]), { timeout: 2_000 });
+    await sleep(300);
+
+    // Killed while the XREAD blocks: ioredis reconnects and sends the same XREAD again, on a
+    // connection with a new id. A stream followed once it is back must still be read at once.
+    expect(await killReaderConnection()).toBeGreaterThan(0);
+    await sleep(700);
+    await expectNewStreamRead(`${tag}:after-reconnect`, () => sleep(50));
+
+    // A stream followed while the connection is down: read once the connection is back.
+    await sleep(300);
+    expect(await killReaderConnection()).toBeGreaterThan(0);
+    await expectNewStreamRead(`${tag}:during-reconnect`, () => sleep(300));
+
+    // The stream followed all along is still read.
+    await commands.xadd(`${tag}:first`, "*", "event", "two");
+    await vi.waitFor(() => expect(seen).toEqual(["one", "two"]), { timeout: 2_000 });
     stopFirst();
   });
 });

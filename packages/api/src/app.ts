@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   createProviderRegistry,
   type HostResolver,
@@ -99,10 +100,16 @@ export interface CascadeApp {
 /**
  * A connection for blocking reads (XREAD): unlike the API's command connection, it keeps an
  * offline queue, no command timeout and unlimited retries, so it simply resumes when Redis comes
- * back.
+ * back. `name` (CLIENT SETNAME, sent again on every reconnect) lets the job event reader find its
+ * connection's new id while the XREAD ioredis sent again holds it (jobs/stream-reader.ts).
  */
-function readerConnection(redis: RedisClient): Redis | Cluster {
-  const reader = { enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null };
+function readerConnection(redis: RedisClient, name?: string): Redis | Cluster {
+  const reader = {
+    enableOfflineQueue: true,
+    commandTimeout: undefined,
+    maxRetriesPerRequest: null,
+    ...(name ? { connectionName: name } : {}),
+  };
   // A cluster client has the option at both levels: its own queue and each node's connection.
   return redis instanceof Cluster
     ? redis.duplicate(undefined, { enableOfflineQueue: true, redisOptions: reader })
@@ -134,7 +141,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
     logger.warn({ err: error.message, source }, "redis connection error; retrying");
   // Streaming jobs' event streams and the queue's BullMQ events (read only while a `?wait=` or
   // an event-stream reader needs them): one blocking XREAD for every reader of this process.
-  const streamsConnection = readerConnection(redis);
+  const streamsConnection = readerConnection(
+    redis,
+    `cascade-api-events-${process.pid}-${randomBytes(4).toString("hex")}`,
+  );
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
   const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);

@@ -1,21 +1,25 @@
 import { ConfigError, createRedis, redactRedisUrl, startProcess } from "@cascade/shared";
 import { buildApp } from "./app.js";
 
-const REDIS_COMMAND_TIMEOUT_MS = 10_000;
+/** The shortest command timeout, whatever API_REDIS_WAIT_MS says (0 means: do not wait for a reconnect). */
+const MIN_COMMAND_TIMEOUT_MS = 1000;
 
 async function main(): Promise<void> {
   const { config, logger, redisCheck, fail } = await startProcess("api", process.env);
   const { settings } = config;
   // No offline queue: a request must not be held until Redis returns. It waits at most
-  // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503; a command to a
-  // Redis that stopped answering gives up after REDIS_COMMAND_TIMEOUT_MS. No retry of a command
-  // whose connection closed under it either: with BullMQ's `maxRetriesPerRequest: null` it would
-  // wait for the reconnect (the command timeout, or Redis's return) instead of failing at once.
+  // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503. A Redis that
+  // keeps the connection and stops answering (a stalled host) gets the same bound: a command
+  // gives up after API_REDIS_WAIT_MS (at least MIN_COMMAND_TIMEOUT_MS) and the request gets a
+  // 503 (ADR 0015). Every command the API sends is small (uploads go in chunks), so a Redis that
+  // is merely busy answers well inside it. No retry of a command whose connection closed under it
+  // either: with BullMQ's `maxRetriesPerRequest: null` it would wait for the reconnect (the
+  // command timeout, or Redis's return) instead of failing at once.
   const redis = createRedis(settings.REDIS_URL, {
     cluster: redisCheck.cluster,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    commandTimeout: Math.max(settings.API_REDIS_WAIT_MS, MIN_COMMAND_TIMEOUT_MS),
     // Each event-loop turn's commands (one per request being enqueued, many at load) leave in
     // one socket write: ~20 µs less API CPU and ~15 µs less Redis CPU per enqueue at 50
     // connections (docs/decisions/0025-coalesced-redis-writes.md).

@@ -119,37 +119,71 @@ export class StreamReader {
     this.unblock(0);
   }
 
+  /** Whether the XREAD in flight was issued with an older set of streams than the current one. */
+  private stale(): boolean {
+    return this.reading !== undefined && this.reading !== this.generation;
+  }
+
   /**
-   * Unblocks the XREAD in flight when it was issued with an older set of streams. CLIENT UNBLOCK
-   * does nothing to a read Redis has not started blocking on yet (sent, not yet run), which would
-   * leave the new set unread for the whole BLOCK time: try again shortly while that is the case.
+   * Unblocks the XREAD in flight while it reads an older set of streams. CLIENT UNBLOCK does
+   * nothing to a read Redis has not started blocking on yet (sent, not yet run), which would leave
+   * the new set unread for the whole BLOCK time: try again every 5 ms for a second, then every
+   * 250 ms for as long as that read stays in flight. The later tries are for a read whose
+   * connection's id is not known (it reconnected, or on a cluster was redirected to another master,
+   * and ioredis sent it again there): they look the id up by the connection's name.
    */
   private unblock(tries: number): void {
-    const stale =
-      this.clientId !== undefined && this.reading !== undefined && this.reading !== this.generation;
-    if (!stale || this.clientId === undefined) {
+    if (!this.stale()) {
       if (tries > 0) this.retrying = false;
       return;
     }
     if (tries === 0 && this.retrying) return;
     this.retrying = true;
-    // On a cluster the XREAD may have been redirected (MOVED, ASK) to another master since its id
-    // was read: its id means nothing there. The read then ends by its BLOCK time (ADR 0021).
-    const moved = this.slot !== undefined && this.masterOf(this.slot) !== this.idConnection;
-    const target = moved ? undefined : this.sameNode(this.commands, this.idConnection);
-    if (!target) {
-      this.retrying = false;
-      return;
-    }
-    void target.client("UNBLOCK", this.clientId).then(
-      (unblocked) => {
-        if (Number(unblocked) === 0 && tries < 200) setTimeout(() => this.unblock(tries + 1), 5).unref();
-        else this.retrying = false;
-      },
-      () => {
+    const read = this.reading;
+    void this.unblockOnce().then((unblocked) => {
+      if (unblocked || this.closed || !this.stale() || this.reading !== read) {
         this.retrying = false;
-      },
-    );
+        return;
+      }
+      setTimeout(() => this.unblock(tries + 1), tries < 200 ? 5 : 250).unref();
+    });
+  }
+
+  /** One CLIENT UNBLOCK of the XREAD in flight; false when it was not (yet) blocked or not found. */
+  private async unblockOnce(): Promise<boolean> {
+    try {
+      // On a cluster the read is on the master the reader's slot table names now.
+      const connection = this.slot === undefined ? this.reader : this.masterOf(this.slot);
+      if (!connection) return false;
+      if (this.clientId === undefined || this.idConnection !== connection) {
+        const id = await this.lookUpId(connection);
+        if (id === undefined || !this.stale()) return false;
+        this.idConnection = connection;
+        this.clientId = id;
+        this.watch(connection);
+      }
+      const target = this.sameNode(this.commands, this.idConnection);
+      return target ? Number(await target.client("UNBLOCK", this.clientId)) === 1 : false;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The id Redis gave `connection`, found by its name in CLIENT LIST on its node (CLIENT ID cannot
+   * be asked on it: the XREAD holds it). Undefined when the reader has no name.
+   */
+  private async lookUpId(connection: Redis | Cluster): Promise<number | undefined> {
+    const name = connectionNameOf(this.reader);
+    const node = this.sameNode(this.commands, connection);
+    if (!name || !node) return undefined;
+    const list = String(await node.call("CLIENT", "LIST", "TYPE", "normal"));
+    for (const line of list.split("\n")) {
+      if (!line.includes(` name=${name} `)) continue;
+      const id = /(?:^|\s)id=(\d+)/.exec(line)?.[1];
+      if (id) return Number(id);
+    }
+    return undefined;
   }
 
   private async run(): Promise<void> {
@@ -252,6 +286,12 @@ export class StreamReader {
     this.interrupt();
     this.reader.disconnect();
   }
+}
+
+/** The name the reader's connections give themselves (CLIENT SETNAME, on every (re)connect). */
+function connectionNameOf(reader: RedisClient): string | undefined {
+  const options = reader instanceof Cluster ? reader.options.redisOptions : reader.options;
+  return options?.connectionName || undefined;
 }
 
 /** A cluster node's key as ioredis's slot table names it: `host:port`. */

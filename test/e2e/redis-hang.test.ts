@@ -1,0 +1,95 @@
+/**
+ * A Redis that keeps its connections open and stops answering (SIGSTOP: a stalled host, a frozen
+ * VM, a fork that hangs) is not an outage ioredis sees: the connection stays "ready", so the API's
+ * gate lets requests through and their commands wait for replies. They must get the same bounded
+ * answer as during an outage, `503` with `Retry-After` after about `API_REDIS_WAIT_MS`, and not
+ * wait the fixed 10 s command timeout the API had before (ADR 0015). Once Redis answers again
+ * the API serves as before.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CascadeApi,
+  makeTempDir,
+  startApi,
+  stopAllCascadeProcesses,
+  type TempDir,
+  uniquePrefix,
+} from "../support/processes.js";
+import { type SpawnedRedis, spawnRedisServer } from "../support/redis-server.js";
+import { chatRequest, postJob } from "./helpers.js";
+
+const config = {
+  providers: { sim: { type: "simulated", simulate: { latency_ms: 20 } } },
+  models: { echo: { provider: "sim" } },
+  routes: { default: { chain: [{ model: "echo" }] } },
+};
+const WAIT_MS = 1000;
+
+let redis: SpawnedRedis;
+let dir: TempDir;
+let api: CascadeApi;
+
+beforeAll(async () => {
+  redis = await spawnRedisServer();
+  dir = makeTempDir();
+  api = await startApi({
+    env: {
+      REDIS_URL: redis.url,
+      CASCADE_REDIS_PREFIX: uniquePrefix("hang"),
+      CASCADE_CONFIG: dir.write("cascade.json", JSON.stringify(config)),
+      API_REDIS_WAIT_MS: String(WAIT_MS),
+    },
+  });
+});
+
+afterAll(async () => {
+  redis?.kill("SIGCONT");
+  await stopAllCascadeProcesses();
+  await redis?.stop();
+  dir?.cleanup();
+});
+
+describe("a Redis that stops answering", () => {
+  it("gets requests a 503 with Retry-After after about API_REDIS_WAIT_MS, then serves again", async () => {
+    const queued = await postJob(api.url, { request: chatRequest("before the stall") });
+    expect(queued.status).toBe(202);
+
+    redis.kill("SIGSTOP");
+    try {
+      const timed = async (path: string, init?: RequestInit) => {
+        const started = Date.now();
+        const response = await fetch(`${api.url}${path}`, init);
+        return { path, response, body: await response.json(), ms: Date.now() - started };
+      };
+      const answers = await Promise.all([
+        timed("/v1/jobs", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ request: chatRequest("during the stall") }),
+        }),
+        timed(`/v1/jobs/${queued.body.id}`),
+        timed("/v1/usage"),
+        timed("/readyz"),
+      ]);
+      for (const answer of answers) {
+        expect(answer.response.status, answer.path).toBe(503);
+        expect(answer.body.error.type, answer.path).toBe("service_unavailable_error");
+        expect(answer.body.error.message, answer.path).toMatch(/Redis/);
+        // Bounded by the configured wait, with room for a loaded machine; not the old 10 s.
+        expect(answer.ms, answer.path).toBeLessThan(WAIT_MS + 2_500);
+        if (answer.path !== "/readyz") {
+          expect(answer.response.headers.get("retry-after"), answer.path).toMatch(/^\d+$/);
+        }
+      }
+      expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
+    } finally {
+      redis.kill("SIGCONT");
+    }
+
+    const after = await postJob(api.url, { request: chatRequest("after the stall") });
+    expect(after.status).toBe(202);
+    expect((await fetch(`${api.url}/v1/jobs/${queued.body.id}`)).status).toBe(200);
+    expect((await fetch(`${api.url}/readyz`)).status).toBe(200);
+    expect(api.exitStatus).toBeUndefined();
+  });
+});
