@@ -311,8 +311,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
           .map((method) => ({ method, url: route.url, access: route.config?.access ?? "tenant" })),
       ),
     async ready() {
+      // Each queue checks Redis's version once (BullMQ's INFO at start): a failed check would
+      // fail that queue's every later command, so the API does not start without both.
       await Promise.all([
         queue.waitUntilReady(),
+        webhookQueue.waitUntilReady(),
         waiters.ready(),
         app.ready(),
         resilience.listen(breakerSubscriber),
