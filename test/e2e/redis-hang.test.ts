@@ -4,7 +4,9 @@
  * gate lets requests through and their commands wait for replies. They must get the same bounded
  * answer as during an outage, `503` with `Retry-After` after about `API_REDIS_WAIT_MS`, and not
  * wait the fixed 10 s command timeout the API had before (ADR 0015). Once Redis answers again
- * the API serves as before.
+ * the API serves as before. Work that is no request's wait (the admin board's clean, a batch's
+ * enqueue) has a connection of its own with a long timeout: a Redis slow for a few seconds
+ * (CLIENT PAUSE WRITE) delays it without failing it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -15,6 +17,7 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { testRedis } from "../support/redis-clients.js";
 import { type SpawnedRedis, spawnRedisServer } from "../support/redis-server.js";
 import { chatRequest, postJob } from "./helpers.js";
 
@@ -26,6 +29,7 @@ const config = {
 const WAIT_MS = 1000;
 
 let redis: SpawnedRedis;
+const redisUrl = () => redis.url;
 let dir: TempDir;
 let api: CascadeApi;
 
@@ -91,5 +95,27 @@ describe("a Redis that stops answering", () => {
     expect((await fetch(`${api.url}/v1/jobs/${queued.body.id}`)).status).toBe(200);
     expect((await fetch(`${api.url}/readyz`)).status).toBe(200);
     expect(api.exitStatus).toBeUndefined();
+  });
+
+  it("fails a request's write after the wait while a slow Redis only delays the board's clean", async () => {
+    const redis = testRedis(redisUrl());
+    try {
+      // Redis holds every write for 2.5 s: longer than a request may wait, far below the
+      // background connection's timeout.
+      await redis.client("PAUSE", "2500", "WRITE");
+      const started = Date.now();
+      const [posted, cleaned] = await Promise.all([
+        postJob(api.url, { request: chatRequest("during the pause") }),
+        fetch(`${api.url}/admin/queues/api/queues/completions/clean/completed`, { method: "PUT" }),
+      ]);
+      expect(posted.status).toBe(503);
+      expect(posted.body.error.type).toBe("service_unavailable_error");
+      expect(cleaned.status).toBe(200);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    } finally {
+      await redis.client("UNPAUSE").catch(() => {});
+      redis.disconnect();
+    }
+    expect((await postJob(api.url, { request: chatRequest("after the pause") })).status).toBe(202);
   });
 });

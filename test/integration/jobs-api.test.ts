@@ -1,5 +1,6 @@
 import { createKeys } from "@cascade/shared";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
@@ -224,6 +225,29 @@ describe("queued jobs", () => {
     const fetched = await stack.request("GET", `/v1/jobs/${created.body.id}`);
     expect(fetched.body.status).toBe("cancelled");
     expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`)).status).toBe(409);
+  });
+
+  it("answers a cancel whose remove Redis did not answer with 503, and leaves the job to a retry", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body: hello });
+    // The remove timed out (Redis stalled): it may still run once Redis answers, so the cancelled
+    // record must stay and the client be told to retry; not "running" with the record deleted
+    // (a job removed later would then be gone without a trace).
+    const remove = vi
+      .spyOn(Queue.prototype, "remove")
+      .mockRejectedValueOnce(Object.assign(new Error("Command timed out"), { name: "Error" }));
+    try {
+      const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+      expect(cancel.status).toBe(503);
+      expect(cancel.body.error.type).toBe("service_unavailable_error");
+      expect(cancel.headers.get("retry-after")).toMatch(/^\d+$/);
+    } finally {
+      remove.mockRestore();
+    }
+    // The remove did not run here: the job is still queued, and the client's retry cancels it.
+    expect((await stack.request("GET", `/v1/jobs/${created.body.id}`)).body.status).toBe("queued");
+    const retried = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    expect(retried.status).toBe(200);
+    expect(retried.body.status).toBe("cancelled");
   });
 
   it("runs urgent jobs first and wakes ?wait when a job ends", async () => {

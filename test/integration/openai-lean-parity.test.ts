@@ -632,15 +632,51 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
     expect(sent.error).toMatchObject({ reason: "invalid_response", isRetryable: true });
   });
 
-  it("a compression bomb is refused by the lean client past the same size, not inflated whole", async () => {
-    // 80 MiB of spaces gzip to ~80 KB.
+  it("a compression bomb is refused past the same size on both paths, not inflated whole", async () => {
+    // 80 MiB of spaces gzip to ~80 KB: the wire cap never trips; the decoded bytes are counted.
     send(200, gzipSync(Buffer.alloc(80 * 1024 * 1024, 0x20)), { "content-encoding": "gzip" });
-    const viaLean = await outcome(lean, callFor("m"));
-    expect(viaLean.error).toMatchObject({
+    const refused = await same();
+    expect(refused.error).toMatchObject({
       reason: "invalid_response",
       message: "Failed to process successful response (HTTP 200)",
       isRetryable: true,
     });
+  });
+
+  it("a streamed compression bomb fails the stream past the same size (fetch's decoder counted too)", async () => {
+    // 80 events of 1 MiB of content each, gzipped to ~80 KB: without a bound on what fetch
+    // inflates, the stream would end as an 80 MiB answer.
+    const event = `data: ${JSON.stringify({
+      id: "chatcmpl-bomb",
+      object: "chat.completion.chunk",
+      created: 1_767_225_600,
+      model: "m",
+      choices: [{ index: 0, delta: { content: " ".repeat(1024 * 1024) }, finish_reason: null }],
+    })}\n\n`;
+    const done = `data: ${JSON.stringify({
+      id: "chatcmpl-bomb",
+      object: "chat.completion.chunk",
+      created: 1_767_225_600,
+      model: "m",
+      choices: [{ index: 0, delta: {}, finish_reason: "stop" }],
+    })}\n\ndata: [DONE]\n\n`;
+    send(200, gzipSync(Buffer.from(event.repeat(80) + done)), {
+      "content-type": "text/event-stream",
+      "content-encoding": "gzip",
+    });
+    let delivered = 0;
+    const streamed = sdk.stream(callFor("m"), {
+      delta: (part) => {
+        delivered += part.content?.length ?? 0;
+      },
+    });
+    const error = await streamed.then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).reason).toBe("network_error");
+    expect(delivered).toBeLessThanOrEqual(MAX_PROVIDER_RESPONSE_BYTES);
   });
 
   it("a tool call without an id gets a generated 16-character id on both paths", async () => {

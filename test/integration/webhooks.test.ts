@@ -1,5 +1,6 @@
+import { Job } from "bullmq";
 import { Webhook } from "standardwebhooks";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 import { type SinkRequest, startWebhookSink, type WebhookSink } from "../support/webhook-sink.js";
 
@@ -210,6 +211,20 @@ describe("webhooks", () => {
       headers: globex,
     });
     expect(stolen.status).toBe(404);
+
+    // Redis did not answer the retry's read: 503 with Retry-After (not a 409), still dead.
+    const fromId = vi.spyOn(Job, "fromId").mockRejectedValueOnce(new Error("Command timed out"));
+    try {
+      const unanswered = await stack.request("POST", `/v1/webhook-deliveries/${dead.id}/retry`, {
+        headers: acme,
+      });
+      expect(unanswered.status).toBe(503);
+      expect(unanswered.body.error.type).toBe("service_unavailable_error");
+      expect(unanswered.headers.get("retry-after")).toMatch(/^\d+$/);
+    } finally {
+      fromId.mockRestore();
+    }
+    expect((await deliveryOf(jobId, "dead")).status).toBe("dead");
 
     sink.setDefault(200);
     const retried = await stack.request("POST", `/v1/webhook-deliveries/${dead.id}/retry`, { headers: acme });

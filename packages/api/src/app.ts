@@ -117,6 +117,21 @@ function readerConnection(redis: RedisClient, name?: string): Redis | Cluster {
 }
 
 /**
+ * Commands that are not one request's wait, on a connection of their own: a batch's enqueue (500
+ * lines per MULTI, each up to 1 MiB) and cancel drain, and the admin board's clean and empty (one
+ * script over a whole set). They may rightly run longer than the command connection's timeout
+ * (API_REDIS_WAIT_MS, a request's bound while Redis is away: main.ts).
+ */
+const BACKGROUND_COMMAND_TIMEOUT_MS = 30_000;
+
+function backgroundConnection(redis: RedisClient): RedisClient {
+  const options = { commandTimeout: BACKGROUND_COMMAND_TIMEOUT_MS };
+  return redis instanceof Cluster
+    ? redis.duplicate(undefined, { redisOptions: options })
+    : redis.duplicate(options);
+}
+
+/**
  * Builds the API without listening: main.ts listens, tests use `app.inject` or listen on port 0.
  * The API's composition root: its keys, queues and stores are built here, once, and passed down.
  */
@@ -139,6 +154,16 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // prints "[ioredis] Unhandled error event" dumps outside the JSON log.
   const logRedisError = (source: string) => (error: Error) =>
     logger.warn({ err: error.message, source }, "redis connection error; retrying");
+  const background = backgroundConnection(redis);
+  background.on("error", logRedisError("background work"));
+  const backgroundQueues = {
+    completions: createQueue<JobData, JobOutcome>(QUEUE_NAMES.completions, {
+      connection: background,
+      prefix: keys.bullPrefix,
+      logger,
+    }),
+    webhooks: createQueue(QUEUE_NAMES.webhooks, { connection: background, prefix: keys.bullPrefix, logger }),
+  };
   // Streaming jobs' event streams and the queue's BullMQ events (read only while a `?wait=` or
   // an event-stream reader needs them): one blocking XREAD for every reader of this process.
   const streamsConnection = readerConnection(
@@ -246,7 +271,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     markRoutesPublic(docs);
     await docs.register(fastifySwaggerUi, { routePrefix: "/docs" });
   });
-  registerQueueBoard(app, { queues: [queue, webhookQueue] });
+  registerQueueBoard(app, { queues: [backgroundQueues.completions, backgroundQueues.webhooks] });
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
     registerOpsRoutes(instance, { pingRedis: () => redis.ping() });
@@ -297,6 +322,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       store: new BatchStore(redis, keys, retention),
       files: new FileStore(redis, keys, retention),
       queue,
+      background: { store: new BatchStore(background, keys, retention), queue: backgroundQueues.completions },
       logger,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
     });
@@ -316,6 +342,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await Promise.all([
         queue.waitUntilReady(),
         webhookQueue.waitUntilReady(),
+        backgroundQueues.completions.waitUntilReady(),
+        backgroundQueues.webhooks.waitUntilReady(),
         waiters.ready(),
         app.ready(),
         resilience.listen(breakerSubscriber),
@@ -335,6 +363,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
       breakerSubscriber.disconnect();
       await queue.close();
       await webhookQueue.close();
+      await backgroundQueues.completions.close();
+      await backgroundQueues.webhooks.close();
+      await background.quit().catch(() => background.disconnect());
     },
   };
 }

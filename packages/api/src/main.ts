@@ -11,8 +11,9 @@ async function main(): Promise<void> {
   // API_REDIS_WAIT_MS for the connection (plugins/redis-gate.ts), then gets a 503. A Redis that
   // keeps the connection and stops answering (a stalled host) gets the same bound: a command
   // gives up after API_REDIS_WAIT_MS (at least MIN_COMMAND_TIMEOUT_MS) and the request gets a
-  // 503 (ADR 0015). Every command the API sends is small (uploads go in chunks), so a Redis that
-  // is merely busy answers well inside it. No retry of a command whose connection closed under it
+  // 503 (ADR 0015). A request's commands are small (uploads go in chunks); work that is no
+  // request's wait (a batch's enqueue, the admin board's clean) has its own connection with a long
+  // timeout (app.ts, backgroundConnection). No retry of a command whose connection closed under it
   // either: with BullMQ's `maxRetriesPerRequest: null` it would wait for the reconnect (the
   // command timeout, or Redis's return) instead of failing at once.
   const redis = createRedis(settings.REDIS_URL, {

@@ -36,6 +36,11 @@ export interface BatchServiceDeps {
   store: BatchStore;
   files: FileStore;
   queue: CompletionQueue;
+  /**
+   * The store and queue the background enqueue and cancel drain use: on a connection whose
+   * commands may take longer than a request may wait (app.ts). Default: `store` and `queue`.
+   */
+  background?: { store: BatchStore; queue: CompletionQueue };
   logger: Logger;
   newId: IdGenerator;
 }
@@ -92,7 +97,7 @@ export class BatchService {
 
   private enqueue(batchId: string, token: string): void {
     const controller = new AbortController();
-    const deps = { ...this.deps, config: this.deps.config.file };
+    const deps = { ...this.deps, ...this.deps.background, config: this.deps.config.file };
     const done = enqueueBatch(deps, batchId, token, controller.signal)
       .then((result) => {
         if (result !== "done")
@@ -127,7 +132,7 @@ export class BatchService {
       );
     }
     if (result.changed) {
-      const drain = drainBatch(this.deps, batchId)
+      const drain = drainBatch({ ...this.deps, ...this.deps.background }, batchId)
         .catch((error) =>
           this.deps.logger.error({ err: error, batch_id: batchId }, "batch cancel drain failed"),
         )

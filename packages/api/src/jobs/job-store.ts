@@ -10,6 +10,7 @@ import {
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 import { Job, type Queue } from "bullmq";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import { FairEnqueue } from "./fair-enqueue.js";
 
 export const isTerminal = isTerminalJob;
@@ -95,7 +96,14 @@ export class JobStore {
       // a worker picked up and finished since the first read must not be removed.
       const state = await this.queue.getJobState(jobId);
       const removable = state === "waiting" || state === "prioritized" || state === "delayed";
-      const removed = removable ? await this.queue.remove(jobId).catch(() => 0) : 0;
+      // A remove refused (the job was just locked) is 0; one Redis did not answer may still run:
+      // the record stays (the job, while it exists, is what readers see) and the client gets 503.
+      const removed = removable
+        ? await this.queue.remove(jobId).catch((error: unknown) => {
+            if (isRedisUnavailableError(error)) throw error;
+            return 0;
+          })
+        : 0;
       if (removed === 1) return { kind: "cancelled", job: cancelled };
       await this.redis.del(key);
       if (state === "completed" || state === "failed") {

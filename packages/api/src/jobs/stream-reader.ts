@@ -49,6 +49,10 @@ export class StreamReader {
   private retrying = false;
   /** The connection `clientId` is the id of (the reader, or its connection to one cluster node). */
   private idConnection: Redis | Cluster | undefined;
+  /** Whether `clientId` was found in CLIENT LIST (trusted for the read it was found for only). */
+  private idLookedUp = false;
+  /** Bumped whenever a watched connection closes: an id asked or found across a close is stale. */
+  private closes = 0;
   /** The cluster slot of the streams the XREAD in flight reads (undefined: not a cluster). */
   private slot: number | undefined;
   private readonly watched = new WeakSet<object>();
@@ -66,7 +70,24 @@ export class StreamReader {
     if (this.watched.has(connection)) return;
     this.watched.add(connection);
     connection.on("close", () => {
+      this.closes += 1;
       if (this.idConnection === connection) this.clientId = undefined;
+    });
+    // ioredis sends the XREAD that was in flight again once it has reconnected, on a connection
+    // with a new id. CLIENT may be sent while connecting (a handshake command), so its id is asked
+    // now and arrives before that XREAD blocks.
+    connection.on("connect", () => {
+      if (this.idConnection !== connection || this.reading === undefined || this.closed) return;
+      const closes = this.closes;
+      connection.client("ID").then(
+        (id) => {
+          if (closes !== this.closes || this.idConnection !== connection) return;
+          this.clientId = Number(id);
+          this.idLookedUp = false;
+          this.unblock(0);
+        },
+        () => {},
+      );
     });
   }
 
@@ -129,37 +150,43 @@ export class StreamReader {
    * nothing to a read Redis has not started blocking on yet (sent, not yet run), which would leave
    * the new set unread for the whole BLOCK time: try again every 5 ms for a second, then every
    * 250 ms for as long as that read stays in flight. The later tries are for a read whose
-   * connection's id is not known (it reconnected, or on a cluster was redirected to another master,
-   * and ioredis sent it again there): they look the id up by the connection's name.
+   * connection's id is not known (on a cluster, redirected to another master, where ioredis sent
+   * it again): they look the id up by the connection's name.
    */
   private unblock(tries: number): void {
-    if (!this.stale()) {
+    if (this.closed || !this.stale()) {
       if (tries > 0) this.retrying = false;
       return;
     }
     if (tries === 0 && this.retrying) return;
     this.retrying = true;
     const read = this.reading;
-    void this.unblockOnce().then((unblocked) => {
-      if (unblocked || this.closed || !this.stale() || this.reading !== read) {
-        this.retrying = false;
+    void this.unblockOnce(read, tries).then((unblocked) => {
+      if (!unblocked && !this.closed && this.stale() && this.reading === read) {
+        setTimeout(() => this.unblock(tries + 1), tries < 200 ? 5 : 250).unref();
         return;
       }
-      setTimeout(() => this.unblock(tries + 1), tries < 200 ? 5 : 250).unref();
+      this.retrying = false;
+      // A newer read may have gone stale while this chain ran for an older one.
+      if (!this.closed && this.reading !== read && this.stale()) this.unblock(0);
     });
   }
 
   /** One CLIENT UNBLOCK of the XREAD in flight; false when it was not (yet) blocked or not found. */
-  private async unblockOnce(): Promise<boolean> {
+  private async unblockOnce(read: number | undefined, tries: number): Promise<boolean> {
     try {
       // On a cluster the read is on the master the reader's slot table names now.
       const connection = this.slot === undefined ? this.reader : this.masterOf(this.slot);
       if (!connection) return false;
       if (this.clientId === undefined || this.idConnection !== connection) {
+        // CLIENT LIST is as long as the server's list of clients: every 100 ms at most.
+        if (tries < 200 && tries % 20 !== 0) return false;
+        const closes = this.closes;
         const id = await this.lookUpId(connection);
-        if (id === undefined || !this.stale()) return false;
+        if (id === undefined || closes !== this.closes || this.reading !== read) return false;
         this.idConnection = connection;
         this.clientId = id;
+        this.idLookedUp = true;
         this.watch(connection);
       }
       const target = this.sameNode(this.commands, this.idConnection);
@@ -170,20 +197,25 @@ export class StreamReader {
   }
 
   /**
-   * The id Redis gave `connection`, found by its name in CLIENT LIST on its node (CLIENT ID cannot
-   * be asked on it: the XREAD holds it). Undefined when the reader has no name.
+   * The id Redis gave `connection` while it blocks on the XREAD, found by the reader's name in
+   * CLIENT LIST on its node (CLIENT ID cannot be asked on it: the XREAD holds it). Of the
+   * connections with that name blocked on an XREAD (a half-open old one may linger), the newest.
+   * Undefined when the reader has no name or none is blocked yet.
    */
   private async lookUpId(connection: Redis | Cluster): Promise<number | undefined> {
     const name = connectionNameOf(this.reader);
     const node = this.sameNode(this.commands, connection);
     if (!name || !node) return undefined;
     const list = String(await node.call("CLIENT", "LIST", "TYPE", "normal"));
+    let newest: number | undefined;
     for (const line of list.split("\n")) {
-      if (!line.includes(` name=${name} `)) continue;
-      const id = /(?:^|\s)id=(\d+)/.exec(line)?.[1];
-      if (id) return Number(id);
+      const fields = new Map(line.split(" ").map((field) => field.split("=", 2) as [string, string]));
+      if (fields.get("name") !== name || fields.get("cmd") !== "xread") continue;
+      if (!fields.get("flags")?.includes("b")) continue;
+      const id = Number(fields.get("id"));
+      if (Number.isSafeInteger(id) && (newest === undefined || id > newest)) newest = id;
     }
-    return undefined;
+    return newest;
   }
 
   private async run(): Promise<void> {
@@ -205,7 +237,11 @@ export class StreamReader {
           this.watch(connection);
         }
         try {
-          this.clientId ??= Number(await connection.client("ID"));
+          if (this.clientId === undefined) {
+            const closes = this.closes;
+            const id = Number(await connection.client("ID"));
+            if (closes === this.closes && this.idConnection === connection) this.clientId = id;
+          }
         } catch (error) {
           // A cluster node's own connection does not retry (a master that just died): ask again
           // after a pause, as after a failed read, rather than stop reading for every waiter.
@@ -226,7 +262,7 @@ export class StreamReader {
         try {
           reply = (await this.reader.xread("BLOCK", 15_000, "STREAMS", ...readKeys, ...ids)) as Reply;
         } catch (error) {
-          this.reading = undefined;
+          this.readEnded();
           if (this.closed) break;
           if (!/UNBLOCKED/.test((error as Error).message)) {
             this.logger.warn({ err: (error as Error).message }, "job event reader error; retrying");
@@ -234,7 +270,7 @@ export class StreamReader {
           }
           continue;
         }
-        this.reading = undefined;
+        this.readEnded();
         for (const [key, raw] of reply ?? []) {
           const stream = this.streams.get(key);
           if (!stream || raw.length === 0) continue;
@@ -245,6 +281,15 @@ export class StreamReader {
       }
     } finally {
       this.running = false;
+    }
+  }
+
+  /** The XREAD in flight has returned: an id found by name was for that read only. */
+  private readEnded(): void {
+    this.reading = undefined;
+    if (this.idLookedUp) {
+      this.idLookedUp = false;
+      this.clientId = undefined;
     }
   }
 

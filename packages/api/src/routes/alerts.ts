@@ -8,6 +8,7 @@ import { Job } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { HttpError, notFound } from "../plugins/http-error.js";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import { deliveryListQuery, deliveryParams } from "./webhook-deliveries.js";
 
 /**
@@ -56,6 +57,7 @@ export function registerAlertRoutes(
         await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
       } catch (error) {
         await deps.deliveries.move(OPERATORS_OWNER, id, "pending", "dead");
+        if (isRedisUnavailableError(error)) throw error;
         throw conflict(
           `alert webhook delivery ${id} cannot be retried right now: ${(error as Error).message}`,
         );

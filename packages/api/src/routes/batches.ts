@@ -20,6 +20,8 @@ export interface BatchApiDeps {
   store: BatchStore;
   files: FileStore;
   queue: CompletionQueue;
+  /** The batch store and queue on the API's background connection (enqueue, cancel drain). */
+  background?: { store: BatchStore; queue: CompletionQueue };
   logger: Logger;
   newId: IdGenerator;
 }

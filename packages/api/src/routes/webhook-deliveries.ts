@@ -13,6 +13,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 
 export const MAX_DELIVERY_LIST = 1000;
 
@@ -109,6 +110,8 @@ export function registerWebhookDeliveryRoutes(
         await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
       } catch (error) {
         await store.move(request.tenant, id, "pending", "dead");
+        // Redis did not answer: a 503 with Retry-After, as for any request while it is away.
+        if (isRedisUnavailableError(error)) throw error;
         throw conflict(`webhook delivery ${id} cannot be retried right now: ${(error as Error).message}`);
       }
       return reply.code(202).send(pending);

@@ -1,12 +1,12 @@
-import { Agent, type Dispatcher, fetch as undiciFetch } from "undici";
+import { Agent, type Dispatcher, Response, fetch as undiciFetch } from "undici";
 
 /**
  * The most bytes one provider answer may have, on the wire (the provider Agent's
  * `maxResponseSize`: the body bytes read, for every HTTP/1.1 call on it, streamed or not) and, in
  * the lean OpenAI client, decoded: far past any completion (128k tokens of text are ~0.5 MiB; a
  * stream's SSE framing ~10× that), small enough that one answer from an endpoint gone wrong cannot
- * take a worker's memory (the lean client refuses a compression bomb; fetch's own decoder has no
- * such bound).
+ * take a worker's memory. Decoded bytes are held to it too, so a compression bomb is refused: by
+ * the lean client's zlib bound, and on the fetch path by counting what fetch's decoder hands on.
  */
 export const MAX_PROVIDER_RESPONSE_BYTES = 64 * 1024 * 1024;
 
@@ -47,7 +47,8 @@ export function createProviderAgent(options: { connections?: number } = {}): Age
 /**
  * The fetch every AI SDK provider client uses: undici's, on a provider's Agent (Node's global
  * fetch was measured ~4× slower than a tuned client here). Redirects are not followed: an
- * upstream redirect is a misconfigured base_url, surfaced as an error.
+ * upstream redirect is a misconfigured base_url, surfaced as an error. A content-coded answer's
+ * decoded body is held to MAX_PROVIDER_RESPONSE_BYTES (capDecodedBody).
  */
 export function createProviderFetch(
   options: { connections?: number; dispatcher?: Dispatcher } = {},
@@ -56,8 +57,43 @@ export function createProviderFetch(
   const providerFetch = (
     input: Parameters<typeof undiciFetch>[0],
     init?: Parameters<typeof undiciFetch>[1],
-  ) => undiciFetch(input, { ...init, dispatcher, redirect: "manual" });
+  ) => undiciFetch(input, { ...init, dispatcher, redirect: "manual" }).then(capDecodedBody);
   return providerFetch as unknown as typeof globalThis.fetch;
+}
+
+/**
+ * fetch inflates a content-coded body without a bound (the Agent's maxResponseSize counts the
+ * bytes on the wire: a gzip bomb of 80 KB inflates to 80 MiB and more). Past
+ * MAX_PROVIDER_RESPONSE_BYTES decoded, the body errors, as a body cut off would: a plain call
+ * fails as `invalid_response`, a stream as `network_error`, and reading stops there. A body
+ * without a coding is returned as it came (its wire bytes are its bytes).
+ */
+function capDecodedBody(response: Response): Response {
+  const coding = response.headers.get("content-encoding");
+  if (response.body === null || coding === null || /^\s*(identity)?\s*$/i.test(coding)) return response;
+  let decoded = 0;
+  const counted = response.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        decoded += chunk.byteLength;
+        if (decoded > MAX_PROVIDER_RESPONSE_BYTES) {
+          controller.error(
+            new Error(`the answer decodes to more than ${MAX_PROVIDER_RESPONSE_BYTES} bytes (${coding})`),
+          );
+        } else {
+          controller.enqueue(chunk);
+        }
+      },
+    }),
+  );
+  const capped = new Response(counted, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  // The SDKs read the answer's url (error messages); a constructed Response has none.
+  Object.defineProperty(capped, "url", { value: response.url });
+  return capped;
 }
 
 /** A provider's Agent and a fetch over it. */
