@@ -6,23 +6,26 @@
  * wait the fixed 10 s command timeout the API had before (ADR 0015). Once Redis answers again
  * the API serves as before. Work that is no request's wait (the admin board's clean, a batch's
  * enqueue) has a connection of its own with a long timeout: a Redis slow for a few seconds
- * (CLIENT PAUSE WRITE) delays it without failing it.
+ * (CLIENT PAUSE WRITE) delays it without failing it. A worker simply waits for Redis: the jobs it
+ * held and the ones queued all finish once Redis answers again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CascadeApi,
+  type CascadeProcess,
   makeTempDir,
   startApi,
+  startWorker,
   stopAllCascadeProcesses,
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
 import { testRedis } from "../support/redis-clients.js";
 import { type SpawnedRedis, spawnRedisServer } from "../support/redis-server.js";
-import { chatRequest, postJob } from "./helpers.js";
+import { chatRequest, postJob, waitForTerminal } from "./helpers.js";
 
 const config = {
-  providers: { sim: { type: "simulated", simulate: { latency_ms: 20 } } },
+  providers: { sim: { type: "simulated", simulate: { latency_ms: 300 } } },
   models: { echo: { provider: "sim" } },
   routes: { default: { chain: [{ model: "echo" }] } },
 };
@@ -32,18 +35,19 @@ let redis: SpawnedRedis;
 const redisUrl = () => redis.url;
 let dir: TempDir;
 let api: CascadeApi;
+let worker: CascadeProcess;
 
 beforeAll(async () => {
   redis = await spawnRedisServer();
   dir = makeTempDir();
-  api = await startApi({
-    env: {
-      REDIS_URL: redis.url,
-      CASCADE_REDIS_PREFIX: uniquePrefix("hang"),
-      CASCADE_CONFIG: dir.write("cascade.json", JSON.stringify(config)),
-      API_REDIS_WAIT_MS: String(WAIT_MS),
-    },
-  });
+  const env = {
+    REDIS_URL: redis.url,
+    CASCADE_REDIS_PREFIX: uniquePrefix("hang"),
+    CASCADE_CONFIG: dir.write("cascade.json", JSON.stringify(config)),
+    API_REDIS_WAIT_MS: String(WAIT_MS),
+    WORKER_CONCURRENCY: "10",
+  };
+  [api, worker] = await Promise.all([startApi({ env }), startWorker({ env })]);
 });
 
 afterAll(async () => {
@@ -117,5 +121,24 @@ describe("a Redis that stops answering", () => {
       redis.disconnect();
     }
     expect((await postJob(api.url, { request: chatRequest("after the pause") })).status).toBe(202);
+  });
+
+  it("finishes every job that was running or queued when Redis stalled, once it answers again", async () => {
+    const posted = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        postJob(api.url, { request: chatRequest(`stalled ${index}`) }),
+      ),
+    );
+    for (const created of posted) expect(created.status).toBe(202);
+    // Some are running (300 ms calls, 10 at a time) when Redis stops answering for 3 s.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    redis.kill("SIGSTOP");
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    redis.kill("SIGCONT");
+    for (const created of posted) {
+      expect((await waitForTerminal(api.url, created.body.id, 20_000)).status).toBe("succeeded");
+    }
+    expect(worker.exitStatus).toBeUndefined();
+    expect(api.exitStatus).toBeUndefined();
   });
 });
