@@ -5,7 +5,6 @@
  * the password, not replace it). Without it a `GET /v1/jobs/:id?wait=` would never hear of the
  * job's end and answer after the whole wait with the job still running.
  */
-import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CascadeApi,
@@ -15,17 +14,8 @@ import {
   stopAllCascadeProcesses,
   type TempDir,
 } from "../support/processes.js";
-import { type SpawnedCluster, spawnRedisCluster } from "../support/redis-cluster.js";
+import { hasRedisCli, type SpawnedCluster, spawnRedisCluster } from "../support/redis-cluster.js";
 import { chatRequest, http, postJob } from "./helpers.js";
-
-const hasRedisCli = (() => {
-  try {
-    execFileSync("redis-cli", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const PASSWORD = "cluster-s3cret";
 const config = {

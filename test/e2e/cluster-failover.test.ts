@@ -13,7 +13,6 @@
  * behind, which is what this test exercises; docs/operations.md ("Redis Cluster") says what that
  * window means in production.
  */
-import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import {
@@ -25,19 +24,10 @@ import {
   stopAllCascadeProcesses,
   type TempDir,
 } from "../support/processes.js";
-import { type SpawnedCluster, spawnRedisCluster } from "../support/redis-cluster.js";
+import { hasRedisCli, type SpawnedCluster, spawnRedisCluster } from "../support/redis-cluster.js";
 import { startWebhookSink, type WebhookSink } from "../support/webhook-sink.js";
 import { FAKE_KEY_VALUE, fakeConfig, http, type Json, sleep, until } from "./helpers.js";
 
-const hasRedisCli = (() => {
-  try {
-    execFileSync("redis-cli", ["--version"], { stdio: "ignore" });
-    execFileSync("redis-server", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!hasRedisCli) {
   console.warn(
     "cluster-failover: skipped, it needs redis-server and redis-cli on PATH (apt-get install redis-server)",

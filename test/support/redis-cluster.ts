@@ -4,10 +4,21 @@
  * `redis-cli --cluster create`. The whole run uses one when CASCADE_TEST_REDIS=cluster
  * (global-setup.ts); the failover test starts its own small one to kill a master of.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import net from "node:net";
 import { promisify } from "node:util";
 import { type SpawnedRedis, spawnRedisServer } from "./redis-server.js";
+
+/** Whether redis-server and redis-cli are on PATH (a test's own cluster needs both). */
+export const hasRedisCli = (() => {
+  try {
+    execFileSync("redis-cli", ["--version"], { stdio: "ignore" });
+    execFileSync("redis-server", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 const run = promisify(execFile);
 
