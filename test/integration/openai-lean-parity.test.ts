@@ -665,7 +665,8 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
       "content-encoding": "gzip",
     });
     let delivered = 0;
-    const streamed = sdk.stream(callFor("m"), {
+    // A long signal: inflating and parsing 64 MiB on a loaded machine must not end as a timeout.
+    const streamed = sdk.stream(callFor("m", {}, AbortSignal.timeout(60_000)), {
       delta: (part) => {
         delivered += part.content?.length ?? 0;
       },

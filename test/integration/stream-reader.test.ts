@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { RedisClient } from "@cascade/shared";
+import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it, vi } from "vitest";
 import { StreamReader } from "../../packages/api/src/jobs/stream-reader.js";
@@ -119,4 +120,43 @@ describe("StreamReader", () => {
     await vi.waitFor(() => expect(seen).toEqual(["one", "two"]), { timeout: 2_000 });
     stopFirst();
   });
+
+  // Without a name (the lookup's way in), only the reader's `connect` path finds its new id: on a
+  // single server ioredis reconnects the same client, whose CLIENT ID goes out while connecting.
+  it.skipIf(inject("redisCluster"))(
+    "an unnamed reader finds its reconnected connection's id as it connects",
+    async () => {
+      const unnamed = testRedis(url, {
+        enableOfflineQueue: true,
+        commandTimeout: undefined,
+        maxRetriesPerRequest: null,
+      }) as Redis;
+      const id = Number(await unnamed.client("ID"));
+      const own = new StreamReader(unnamed, commands, pino({ level: "silent" }));
+      try {
+        const tag = `{unnamed-${randomBytes(4).toString("hex")}}`;
+        const seen: string[] = [];
+        const stopFirst = own.follow(`${tag}:first`, "0", (entries) => {
+          for (const entry of entries) seen.push(`first ${entry.event}`);
+        });
+        await commands.xadd(`${tag}:first`, "*", "event", "one");
+        await vi.waitFor(() => expect(seen).toEqual(["first one"]), { timeout: 2_000 });
+        await sleep(300);
+        expect(Number(await commands.client("KILL", "ID", String(id)))).toBe(1);
+        await sleep(700);
+        const stopSecond = own.follow(`${tag}:second`, "0", (entries) => {
+          for (const entry of entries) seen.push(`second ${entry.event}`);
+        });
+        await sleep(50);
+        const written = Date.now();
+        await commands.xadd(`${tag}:second`, "*", "event", "two");
+        await vi.waitFor(() => expect(seen).toContain("second two"), { timeout: 1_500, interval: 10 });
+        expect(Date.now() - written).toBeLessThan(1_500);
+        stopSecond();
+        stopFirst();
+      } finally {
+        own.close();
+      }
+    },
+  );
 });

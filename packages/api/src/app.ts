@@ -120,9 +120,10 @@ function readerConnection(redis: RedisClient, name?: string): Redis | Cluster {
  * Commands that are not one request's wait, on a connection of their own: a batch's enqueue (500
  * lines per MULTI, each up to 1 MiB) and cancel drain, and the admin board's clean and empty (one
  * script over a whole set). They may rightly run longer than the command connection's timeout
- * (API_REDIS_WAIT_MS, a request's bound while Redis is away: main.ts).
+ * (API_REDIS_WAIT_MS, a request's bound while Redis is away: main.ts). Below the batch enqueue's
+ * 30 s lease, so a chunk's command gives up before a sweeper may take the enqueue over.
  */
-const BACKGROUND_COMMAND_TIMEOUT_MS = 30_000;
+const BACKGROUND_COMMAND_TIMEOUT_MS = 20_000;
 
 function backgroundConnection(redis: RedisClient): RedisClient {
   const options = { commandTimeout: BACKGROUND_COMMAND_TIMEOUT_MS };

@@ -190,7 +190,15 @@ export class StreamReader {
         this.watch(connection);
       }
       const target = this.sameNode(this.commands, this.idConnection);
-      return target ? Number(await target.client("UNBLOCK", this.clientId)) === 1 : false;
+      if (!target) return false;
+      const unblocked = Number(await target.client("UNBLOCK", this.clientId)) === 1;
+      if (unblocked && this.idLookedUp) {
+        // The one unblocked may have been a half-open old connection of the same name, blocked
+        // while the new one was not yet: look again until this read has ended.
+        this.clientId = undefined;
+        return false;
+      }
+      return unblocked;
     } catch {
       return false;
     }

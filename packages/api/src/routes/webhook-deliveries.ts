@@ -5,6 +5,7 @@ import {
   enqueueWebhook,
   type JobObject,
   type Logger,
+  type WebhookDelivery,
   type WebhookDeliveryStore,
   type WebhookQueue,
 } from "@cascade/shared";
@@ -71,6 +72,49 @@ export const deliveryListQuery = z.object({
 export const deliveryParams = z.object({ id: z.string().min(1).max(200) });
 
 /**
+ * Sends a dead delivery again, with a fresh budget of attempts: its record moves dead → pending
+ * first (compare-and-set, so two retries racing cannot both go through), then BullMQ retries its
+ * failed job (which checks the job is still failed). A retry refused for any other reason puts the
+ * record back to dead (409). One Redis did not answer is a 503 and leaves the record pending (the
+ * retry may still run): a pending record whose job is still failed is retried as a dead one, so
+ * the client's next retry repairs it. Shared by job and alert webhook deliveries.
+ */
+export async function retryDelivery(
+  store: WebhookDeliveryStore,
+  queue: WebhookQueue,
+  stored: { tenant: string; delivery: WebhookDelivery },
+  id: string,
+  label: string,
+): Promise<WebhookDelivery> {
+  const conflict = (message: string) =>
+    new HttpError(409, "conflict_error", message, undefined, { "retry-after": "1" });
+  let pending: WebhookDelivery | undefined;
+  let repairing = false;
+  if (stored.delivery.status === "dead") {
+    pending = await store.move(stored.tenant, id, "dead", "pending");
+    if (!pending) throw conflict(`${label} ${id} is being retried already`);
+  } else if (stored.delivery.status === "pending" && (await queue.getJobState(id)) === "failed") {
+    // Left pending by a retry Redis did not answer, its job never retried.
+    repairing = true;
+    pending = stored.delivery;
+  } else {
+    throw conflict(`${label} ${id} is ${stored.delivery.status}; only dead deliveries can be retried`);
+  }
+  try {
+    const job = await Job.fromId(queue, id);
+    if (!job) throw new Error("its queued payload has expired");
+    // BullMQ checks the job is still failed; a fresh budget of max_attempts deliveries.
+    await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+  } catch (error) {
+    // Redis did not answer: a 503 with Retry-After, as for any request while it is away.
+    if (isRedisUnavailableError(error)) throw error;
+    if (!repairing) await store.move(stored.tenant, id, "pending", "dead");
+    throw conflict(`${label} ${id} cannot be retried right now: ${(error as Error).message}`);
+  }
+  return pending;
+}
+
+/**
  * GET /v1/webhook-deliveries (the tenant's own, newest first) and
  * POST /v1/webhook-deliveries/:id/retry (a dead delivery, again, with a fresh attempts budget).
  */
@@ -93,27 +137,7 @@ export function registerWebhookDeliveryRoutes(
       const { id } = request.params;
       const stored = await store.get(id);
       if (!stored || stored.tenant !== request.tenant) throw notFound(`no webhook delivery with id ${id}`);
-      const conflict = (message: string) =>
-        new HttpError(409, "conflict_error", message, undefined, { "retry-after": "1" });
-      if (stored.delivery.status !== "dead") {
-        throw conflict(
-          `webhook delivery ${id} is ${stored.delivery.status}; only dead deliveries can be retried`,
-        );
-      }
-      // The record moves first (compare-and-set), so two retries racing cannot both go through.
-      const pending = await store.move(request.tenant, id, "dead", "pending");
-      if (!pending) throw conflict(`webhook delivery ${id} is being retried already`);
-      try {
-        const job = await Job.fromId(queue, id);
-        if (!job) throw new Error("its queued payload has expired");
-        // BullMQ checks the job is still failed; a fresh budget of max_attempts deliveries.
-        await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
-      } catch (error) {
-        await store.move(request.tenant, id, "pending", "dead");
-        // Redis did not answer: a 503 with Retry-After, as for any request while it is away.
-        if (isRedisUnavailableError(error)) throw error;
-        throw conflict(`webhook delivery ${id} cannot be retried right now: ${(error as Error).message}`);
-      }
+      const pending = await retryDelivery(store, queue, stored, id, "webhook delivery");
       return reply.code(202).send(pending);
     },
   );

@@ -71,6 +71,8 @@ export function createProviderFetch(
 function capDecodedBody(response: Response): Response {
   const coding = response.headers.get("content-encoding");
   if (response.body === null || coding === null || /^\s*(identity)?\s*$/i.test(coding)) return response;
+  // A Response cannot be built with a status outside 200–599 (fetch passes 600–999 through).
+  if (response.status < 200 || response.status > 599) return response;
   let decoded = 0;
   const counted = response.body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
