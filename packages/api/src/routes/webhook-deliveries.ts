@@ -108,7 +108,10 @@ export async function retryDelivery(
   } catch (error) {
     // Redis did not answer: a 503 with Retry-After, as for any request while it is away.
     if (isRedisUnavailableError(error)) throw error;
-    if (!repairing) await store.move(stored.tenant, id, "pending", "dead");
+    // Back to dead unless another retry (a repair racing this one) has already requeued the job.
+    if (!repairing && ["failed", "unknown"].includes(await queue.getJobState(id))) {
+      await store.move(stored.tenant, id, "pending", "dead");
+    }
     throw conflict(`${label} ${id} cannot be retried right now: ${(error as Error).message}`);
   }
   return pending;
