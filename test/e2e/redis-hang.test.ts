@@ -77,6 +77,20 @@ describe("a Redis that stops answering", () => {
         }),
         timed(`/v1/jobs/${queued.body.id}`),
         timed("/v1/usage"),
+        timed("/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "echo", messages: [{ role: "user", content: "during the stall" }] }),
+        }),
+        timed("/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "echo",
+            stream: true,
+            messages: [{ role: "user", content: "streamed during the stall" }],
+          }),
+        }),
         timed("/readyz"),
       ]);
       for (const answer of answers) {
