@@ -43,7 +43,7 @@ import {
   type RouteOptions,
 } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, type ClusterOptions, type Redis, type RedisOptions } from "ioredis";
 import { registerQueueBoard } from "./admin/queue-board.js";
 import { GatewayRunner } from "./gateway/gateway-runner.js";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
@@ -104,16 +104,28 @@ export interface CascadeApp {
  * connection's new id while the XREAD ioredis sent again holds it (jobs/stream-reader.ts).
  */
 function readerConnection(redis: RedisClient, name?: string): Redis | Cluster {
-  const reader = {
-    enableOfflineQueue: true,
-    commandTimeout: undefined,
-    maxRetriesPerRequest: null,
-    ...(name ? { connectionName: name } : {}),
-  };
-  // A cluster client has the option at both levels: its own queue and each node's connection.
+  // A cluster client has the offline queue at both levels: its own and each node's connection.
+  return duplicateWith(
+    redis,
+    {
+      enableOfflineQueue: true,
+      commandTimeout: undefined,
+      maxRetriesPerRequest: null,
+      ...(name ? { connectionName: name } : {}),
+    },
+    { enableOfflineQueue: true },
+  );
+}
+
+/** A new connection like `redis` with `options` (on a cluster: each node's, plus `clusterOptions`). */
+function duplicateWith(
+  redis: RedisClient,
+  options: RedisOptions,
+  clusterOptions: ClusterOptions = {},
+): Redis | Cluster {
   return redis instanceof Cluster
-    ? redis.duplicate(undefined, { enableOfflineQueue: true, redisOptions: reader })
-    : redis.duplicate(reader);
+    ? redis.duplicate(undefined, { ...clusterOptions, redisOptions: options })
+    : redis.duplicate(options);
 }
 
 /**
@@ -126,10 +138,7 @@ function readerConnection(redis: RedisClient, name?: string): Redis | Cluster {
 const BACKGROUND_COMMAND_TIMEOUT_MS = 20_000;
 
 function backgroundConnection(redis: RedisClient): RedisClient {
-  const options = { commandTimeout: BACKGROUND_COMMAND_TIMEOUT_MS };
-  return redis instanceof Cluster
-    ? redis.duplicate(undefined, { redisOptions: options })
-    : redis.duplicate(options);
+  return duplicateWith(redis, { commandTimeout: BACKGROUND_COMMAND_TIMEOUT_MS });
 }
 
 /**

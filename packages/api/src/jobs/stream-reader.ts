@@ -78,17 +78,26 @@ export class StreamReader {
     // now and arrives before that XREAD blocks.
     connection.on("connect", () => {
       if (this.idConnection !== connection || this.reading === undefined || this.closed) return;
-      const closes = this.closes;
-      connection.client("ID").then(
-        (id) => {
-          if (closes !== this.closes || this.idConnection !== connection) return;
-          this.clientId = Number(id);
-          this.idLookedUp = false;
-          this.unblock(0);
+      this.askId(connection).then(
+        (known) => {
+          if (known) this.unblock(0);
         },
         () => {},
       );
     });
+  }
+
+  /**
+   * Asks `connection` its id and keeps it as the reader's, unless the connection closed meanwhile
+   * or is no longer the one read on. True when kept.
+   */
+  private async askId(connection: Redis | Cluster): Promise<boolean> {
+    const closes = this.closes;
+    const id = Number(await connection.client("ID"));
+    if (closes !== this.closes || this.idConnection !== connection) return false;
+    this.clientId = id;
+    this.idLookedUp = false;
+    return true;
   }
 
   /** Entries of `key` after `afterId` ("0" for all), read now (replay). */
@@ -245,11 +254,7 @@ export class StreamReader {
           this.watch(connection);
         }
         try {
-          if (this.clientId === undefined) {
-            const closes = this.closes;
-            const id = Number(await connection.client("ID"));
-            if (closes === this.closes && this.idConnection === connection) this.clientId = id;
-          }
+          if (this.clientId === undefined) await this.askId(connection);
         } catch (error) {
           // A cluster node's own connection does not retry (a master that just died): ask again
           // after a pause, as after a failed read, rather than stop reading for every waiter.
