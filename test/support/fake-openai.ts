@@ -103,6 +103,9 @@ export interface FakeOpenAI {
   port: number;
   calls: FakeCall[];
   callsFor(model: string): FakeCall[];
+  /** Requests being answered now, and the most at once since the start (or the last reset). */
+  inFlight(): number;
+  maxInFlight(): number;
   /** Queues behaviours for a model, consumed one per call; then `setDefault` applies. */
   script(model: string, ...behaviours: FakeBehaviour[]): void;
   /** Default for a model ("*" = every model); the built-in default is `{ kind: "ok" }`. */
@@ -167,8 +170,15 @@ export const openAIErrors = {
 export async function startFakeOpenAI(options: { port?: number; apiKey?: string } = {}): Promise<FakeOpenAI> {
   const calls: FakeCall[] = [];
   const behaviours = new BehaviourScript<FakeBehaviour>({ kind: "ok" });
+  let inFlight = 0;
+  let maxInFlight = 0;
 
   const handle = async (context: FakeRequestContext): Promise<void> => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    context.response.once("close", () => {
+      inFlight--;
+    });
     const requestId = randomId("req_", 32, "hex");
     const headers = { ...OPENAI_HEADERS, "x-request-id": requestId };
     const body: RequestBody = parseJson(context.rawBody);
@@ -201,10 +211,13 @@ export async function startFakeOpenAI(options: { port?: number; apiKey?: string 
     port: server.port,
     calls,
     callsFor: (model) => calls.filter((call) => call.model === model),
+    inFlight: () => inFlight,
+    maxInFlight: () => maxInFlight,
     script: (model, ...list) => behaviours.script(model, list),
     setDefault: (model, behaviour) => behaviours.setDefault(model, behaviour),
     reset() {
       calls.length = 0;
+      maxInFlight = inFlight;
       behaviours.reset();
     },
     close: () => server.close(),

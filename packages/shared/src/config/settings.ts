@@ -43,6 +43,11 @@ export const settingsSchema = z.object({
     .default("cascade"),
   /** Addition: BullMQ lock duration; a crashed worker's jobs are recovered after about this long. */
   WORKER_LOCK_DURATION_MS: intFromEnv("WORKER_LOCK_DURATION_MS", 30000, 1000, 600000),
+  /**
+   * Addition: a worker may claim as many jobs ahead of its free slots as it finished in this many
+   * ms (at most a quarter of WORKER_CONCURRENCY); 0 claims none ahead (ADR 0026).
+   */
+  WORKER_PREFETCH_MS: intFromEnv("WORKER_PREFETCH_MS", 50, 0, 10000),
   /** Addition: how long finished jobs are kept (default 7 days). */
   JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
   /** Addition: how long a streaming job's events stay replayable (default 24 h). */

@@ -31,6 +31,7 @@ import {
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
+import { SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
 import { observeFinishedJob } from "./observe-finished.js";
 
 /** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
@@ -45,7 +46,13 @@ export interface CompletionWorkerOptions {
   logger: Logger;
   clock: Clock;
   random?: () => number;
+  /** Jobs run at once (WORKER_CONCURRENCY): upstream calls in flight never exceed it. */
   concurrency: number;
+  /**
+   * Jobs claimed ahead of the free slots: as many as finished in this window (ms), at most a
+   * quarter of `concurrency`; 0: none (default: the config's WORKER_PREFETCH_MS; ADR 0026).
+   */
+  prefetchMs?: number;
   lockDurationMs: number;
   /** Shared breakers, buckets and budgets (omit to run unlimited, e.g. in benchmarks). */
   resilience?: Resilience;
@@ -88,7 +95,25 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
     observeFinishedJob(options.observer, job, data, outcome, clock.now());
 
+  const slots = new SlotGate(options.concurrency);
+
+  // BullMQ runs this for up to `concurrency` plus the prefetch allowance jobs; past the slots a job
+  // waits for one, claimed and in memory, and starts as soon as a run ends.
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
+    const admitted = slots.enter();
+    if (admitted !== true && !(await admitted)) {
+      // The worker is closing: give the job back untouched, for any worker to run.
+      await job.moveToDelayed(clock.now(), token);
+      throw new DelayedError();
+    }
+    try {
+      return await runJob(job, token);
+    } finally {
+      slots.leave();
+    }
+  };
+
+  const runJob = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
     const jobId = job.id as string;
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) {
@@ -211,6 +236,13 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     removeOnComplete: { age: config.settings.JOB_RETENTION_S },
     removeOnFail: { age: config.settings.JOB_RETENTION_S },
   });
+  const stopPrefetch = startPrefetch(
+    slots,
+    options.prefetchMs ?? config.settings.WORKER_PREFETCH_MS,
+    (concurrency) => {
+      worker.concurrency = concurrency;
+    },
+  );
   worker.on("error", (error) => logger.error({ err: error }, "worker error"));
   worker.on("lockRenewalFailed", (jobIds) => {
     for (const jobId of jobIds) {
@@ -254,7 +286,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     interrupt: (jobId, kind) => runs.interrupt(jobId, kind),
     async close(graceMs) {
       closing = true;
+      stopPrefetch();
       const closed = worker.close();
+      // Jobs held ahead go back now; the running ones get the grace.
+      slots.close();
       const timer = setTimeout(() => {
         if (runs.size)
           logger.warn({ jobs: runs.size }, "shutdown grace over; handing running jobs back to the queue");
