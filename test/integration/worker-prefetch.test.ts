@@ -6,37 +6,43 @@ import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 
 // ADR 0026: a worker that finishes jobs quickly claims a few ahead of its free slots (at most a
 // quarter of its concurrency), so a freed slot starts the next job without a Redis round trip.
-// Upstream calls in flight never exceed WORKER_CONCURRENCY; held jobs go back at shutdown and
-// honour a cancel.
+// Upstream calls in flight never exceed WORKER_CONCURRENCY; held jobs go back to the queue when
+// the slots stop turning over and at shutdown, and a cancel reaches them at once.
 const CONCURRENCY = 20;
 const HELD_MAX = CONCURRENCY / 4;
 
-describe("the completion worker's jobs claimed ahead of its slots", () => {
-  let fake: FakeOpenAI;
-  let stack: Stack;
-  let queue: Queue;
+async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
+/** A stack on the fake OpenAI upstream, its completions queue, and helpers over both. */
+function prefetchStack(prefetchMs: number) {
+  const context = {} as { fake: FakeOpenAI; stack: Stack; queue: Queue };
   beforeAll(async () => {
-    fake = await startFakeOpenAI({ apiKey: "sk-prefetch" });
-    stack = await startStack({
+    context.fake = await startFakeOpenAI({ apiKey: "sk-prefetch" });
+    context.stack = await startStack({
       redisUrl: inject("redisUrl"),
       concurrency: CONCURRENCY,
-      env: { UP_KEY: "sk-prefetch", WORKER_PREFETCH_MS: "50" },
+      env: { UP_KEY: "sk-prefetch", WORKER_PREFETCH_MS: String(prefetchMs) },
       config: {
-        providers: { up: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY" } },
+        providers: { up: { type: "openai", base_url: context.fake.url, api_key_env: "UP_KEY" } },
         models: { m: { provider: "up", name: "gpt-4o-mini" } },
         routes: { default: { chain: [{ model: "m", timeout_ms: 30_000 }] } },
       },
     });
-    queue = new Queue(QUEUE_NAMES.completions, {
-      connection: stack.redis as never,
-      prefix: createKeys(stack.config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
+    context.queue = new Queue(QUEUE_NAMES.completions, {
+      connection: context.stack.redis as never,
+      prefix: createKeys(context.stack.config.settings.CASCADE_REDIS_PREFIX).bullPrefix,
     });
   });
   afterAll(async () => {
-    await queue?.close();
-    await stack?.close();
-    await fake?.close();
+    await context.queue?.close();
+    await context.stack?.close();
+    await context.fake?.close();
   });
 
   /** Enqueues `count` jobs whose prompt is `<label>-<i>`; returns their ids in order. */
@@ -45,7 +51,7 @@ describe("the completion worker's jobs claimed ahead of its slots", () => {
     for (let start = 0; start < count; start += 50) {
       const created = await Promise.all(
         Array.from({ length: Math.min(50, count - start) }, (_, i) =>
-          stack.request("POST", "/v1/jobs", {
+          context.stack.request("POST", "/v1/jobs", {
             body: { request: { messages: [{ role: "user", content: `${label}-${start + i}` }] } },
           }),
         ),
@@ -57,113 +63,149 @@ describe("the completion worker's jobs claimed ahead of its slots", () => {
     }
     return ids;
   }
+  const prompts = () => context.fake.calls.map((call) => call.body?.messages?.[0]?.content as string);
+  const statusOf = async (id: string) => (await context.stack.request("GET", `/v1/jobs/${id}`)).body.status;
+  const allSucceeded = async (ids: string[]) =>
+    (await Promise.all(ids.map(statusOf))).every((status) => status === "succeeded");
 
-  async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string) {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
-  const promptsCalled = () => fake.calls.map((call) => call.body?.messages?.[0]?.content as string);
-  const statusOf = async (id: string) => (await stack.request("GET", `/v1/jobs/${id}`)).body.status;
-
-  /** Fast jobs until the worker holds jobs ahead, then slow ones until its slots and its allowance are full. */
-  async function fillSlotsAndHeld(
-    label: string,
-  ): Promise<{ running: string[]; held: string[]; all: string[] }> {
-    fake.setDefault("*", { kind: "ok", delayMs: 5 });
+  /**
+   * Fast jobs until the worker claims ahead, then 40 slow ones (`slowMs`): its slots fill and it
+   * claims as many more as its allowance lets it.
+   */
+  async function fillSlots(label: string, slowMs: number) {
+    const { fake, stack, queue } = context;
     const worker = stack.workers.at(-1)?.worker;
-    const fast = await enqueue(`${label}-fast`, 300);
-    await until(async () => (await statusOf(fast.at(-1) as string)) === "succeeded", 30_000, "the fast jobs");
-    expect(worker?.concurrency).toBeGreaterThan(CONCURRENCY);
-    fake.setDefault("*", { kind: "ok", delayMs: 2_000 });
+    fake.setDefault("*", { kind: "ok", delayMs: 5 });
+    const fast = await enqueue(`${label}-fast`, 600);
+    await until(() => worker?.concurrency === CONCURRENCY + HELD_MAX, 20_000, "the allowance");
+    await until(() => allSucceeded(fast.slice(-20)), 30_000, "the fast jobs");
+    fake.setDefault("*", { kind: "ok", delayMs: slowMs });
     const slow = await enqueue(`${label}-slow`, 40);
-    await until(async () => (await queue.getActiveCount()) === CONCURRENCY + HELD_MAX, 5_000, "held jobs");
-    await until(() => fake.inFlight() === CONCURRENCY, 2_000, "the slots' calls");
-    const called = new Set(promptsCalled());
-    const active = new Set((await queue.getActive()).map((job) => job.id as string));
-    const running = slow.filter((id, i) => active.has(id) && called.has(`${label}-slow-${i}`));
-    const held = slow.filter((id, i) => active.has(id) && !called.has(`${label}-slow-${i}`));
-    return { running, held, all: slow };
-  }
-
-  it("claims jobs ahead when it finishes them quickly, and never calls upstream more than its concurrency at once", async () => {
-    fake.reset();
-    fake.setDefault("*", { kind: "ok", delayMs: 20 });
-    const worker = stack.workers[0]?.worker;
-    let mostClaimed = 0;
-    const sampler = setInterval(() => {
-      mostClaimed = Math.max(mostClaimed, worker?.concurrency ?? 0);
-    }, 5);
-    try {
-      const ids = await enqueue("burst", 600);
-      await until(async () => (await queue.getCompletedCount()) >= 600, 60_000, "600 jobs");
-      for (const id of [ids[0], ids[299], ids[599]]) expect(await statusOf(id as string)).toBe("succeeded");
-    } finally {
-      clearInterval(sampler);
-    }
-    expect(mostClaimed).toBe(CONCURRENCY + HELD_MAX);
-    expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
-    // One call per job: a job held ahead is called once, when it gets its slot.
-    const prompts = promptsCalled();
-    expect(prompts).toHaveLength(600);
-    expect(new Set(prompts).size).toBe(600);
-  });
-
-  it("hands the jobs held ahead back at shutdown, untouched, while the running ones finish", async () => {
-    fake.reset();
-    const first = stack.workers[0];
-    if (!first) throw new Error("no worker");
-    const { running, held, all } = await fillSlotsAndHeld("shutdown");
-    expect(running).toHaveLength(CONCURRENCY);
-    expect(held).toHaveLength(HELD_MAX);
-
-    const closing = first.close(10_000);
-    // Back in the queue at once (the delayed set, promoted now), not failed, not called.
+    let mostActive = 0;
     await until(
       async () => {
-        const states = await Promise.all(held.map((id) => queue.getJobState(id)));
-        return states.every((state) => state !== "active");
+        mostActive = Math.max(mostActive, await queue.getActiveCount());
+        return mostActive === CONCURRENCY + HELD_MAX && fake.inFlight() === CONCURRENCY;
       },
+      slowMs / 2,
+      "the slots and the jobs held ahead",
+    );
+    const called = new Set(prompts());
+    const active = new Set((await queue.getActive()).map((job) => job.id as string));
+    const isHeld = (id: string, i: number) => active.has(id) && !called.has(`${label}-slow-${i}`);
+    return {
+      slow,
+      held: slow.filter(isHeld),
+      running: slow.filter((id, i) => active.has(id) && !isHeld(id, i)),
+    };
+  }
+  return { context, enqueue, prompts, statusOf, allSucceeded, fillSlots };
+}
+
+describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the default)", () => {
+  const { context, enqueue, prompts, statusOf, allSucceeded, fillSlots } = prefetchStack(50);
+
+  it("are claimed when jobs finish quickly, and upstream never sees more calls at once than the concurrency", async () => {
+    const { fake, queue } = context;
+    fake.reset();
+    fake.setDefault("*", { kind: "ok", delayMs: 20 });
+    let mostActive = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        mostActive = Math.max(mostActive, await queue.getActiveCount());
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    try {
+      const ids = await enqueue("burst", 600);
+      await until(() => allSucceeded(ids.slice(-50)), 60_000, "the burst");
+      for (const id of [ids[0], ids[299]]) expect(await statusOf(id as string)).toBe("succeeded");
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    // Jobs were held (more claimed than slots), never more than a quarter ahead.
+    expect(mostActive).toBeGreaterThan(CONCURRENCY);
+    expect(mostActive).toBeLessThanOrEqual(CONCURRENCY + HELD_MAX);
+    expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
+    // One call per job: a held job is called once, when it gets its slot.
+    const called = prompts();
+    expect(called).toHaveLength(600);
+    expect(new Set(called).size).toBe(600);
+  });
+
+  it("go back to the queue, for any worker, once the slots stop turning over", async () => {
+    const { fake, stack, queue } = context;
+    fake.reset();
+    const { slow, held } = await fillSlots("stalled", 3_000);
+    expect(held).toHaveLength(HELD_MAX);
+    // Five windows (250 ms) later the held jobs are back in the queue and none is claimed ahead.
+    await until(
+      async () => (await queue.getActiveCount()) === CONCURRENCY,
       1_500,
       "the held jobs to go back",
     );
-    for (const id of held)
-      expect(["delayed", "waiting", "prioritized"]).toContain(await queue.getJobState(id));
-    for (const id of running) expect(await queue.getJobState(id)).toBe("active");
-    await closing;
-    for (const id of running) expect(await statusOf(id)).toBe("succeeded");
+    expect(stack.workers[0]?.worker.concurrency).toBe(CONCURRENCY);
+    for (const id of held) expect(await queue.getJobState(id)).not.toBe("active");
+    await until(() => allSucceeded(slow), 20_000, "every slow job");
+    const called = prompts().filter((prompt) => prompt.startsWith("stalled-slow-"));
+    expect(called).toHaveLength(slow.length);
+    expect(new Set(called).size).toBe(slow.length);
+    // Handed back without an attempt: each ran once (one attempt made), on its second claim.
+    for (const id of held) {
+      const job = await queue.getJob(id);
+      expect(job?.attemptsMade).toBe(1);
+      expect(job?.attemptsStarted).toBe(2);
+    }
+  });
+});
 
-    await stack.startWorker(CONCURRENCY);
-    await until(
-      async () => (await Promise.all(all.map(statusOf))).every((status) => status === "succeeded"),
-      20_000,
-      "every slow job on the next worker",
-    );
-    const prompts = promptsCalled().filter((prompt) => prompt.startsWith("shutdown-slow-"));
-    expect(prompts).toHaveLength(all.length);
-    expect(new Set(prompts).size).toBe(all.length);
+describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 1000: held up to 5 s)", () => {
+  const { context, prompts, statusOf, allSucceeded, fillSlots } = prefetchStack(1_000);
+
+  it("a held job that is cancelled ends cancelled at once, without calling upstream", async () => {
+    context.fake.reset();
+    const { slow, held } = await fillSlots("cancel", 3_000);
+    const target = held[0] as string;
+    const startedAt = Date.now();
+    const cancel = await context.stack.request("DELETE", `/v1/jobs/${target}`);
+    expect(cancel.status).toBe(202);
+    const ended = await context.stack.request("GET", `/v1/jobs/${target}?wait=10`);
+    expect(ended.body.status).toBe("cancelled");
+    // Not after the running jobs' 3 s calls: the cancel reached it while it was held.
+    expect(Date.now() - startedAt).toBeLessThan(2_000);
+    const others = slow.filter((id) => id !== target);
+    await until(() => allSucceeded(others), 20_000, "the other slow jobs");
+    expect(prompts()).not.toContain(`cancel-slow-${slow.indexOf(target)}`);
+    expect(await statusOf(target)).toBe("cancelled");
   });
 
-  it("ends a job held ahead that is cancelled as cancelled, without calling upstream", async () => {
+  it("held jobs go back at shutdown, untouched, while the running ones finish", async () => {
+    const { fake, stack, queue } = context;
     fake.reset();
-    const { held, all } = await fillSlotsAndHeld("cancel");
-    const target = held[0] as string;
-    const cancel = await stack.request("DELETE", `/v1/jobs/${target}`);
-    expect(cancel.status).toBe(202);
-    const ended = await stack.request("GET", `/v1/jobs/${target}?wait=15`);
-    expect(ended.body.status).toBe("cancelled");
+    const first = stack.workers.at(-1);
+    if (!first) throw new Error("no worker");
+    const { slow, held, running } = await fillSlots("shutdown", 3_000);
+    expect(held).toHaveLength(HELD_MAX);
+    expect(running).toHaveLength(CONCURRENCY);
+
+    const closing = first.close(10_000);
     await until(
       async () =>
-        (await Promise.all(all.filter((id) => id !== target).map(statusOf))).every(
-          (status) => status === "succeeded",
-        ),
-      20_000,
-      "the other slow jobs",
+        (await Promise.all(held.map((id) => queue.getJobState(id)))).every((state) => state !== "active"),
+      1_500,
+      "the held jobs to go back",
     );
-    const index = all.indexOf(target);
-    expect(promptsCalled()).not.toContain(`cancel-slow-${index}`);
+    await closing;
+    // The running ones had their grace: each finished here, called once.
+    for (const id of running) expect(await statusOf(id)).toBe("succeeded");
+    for (const id of held) expect(await statusOf(id)).toBe("queued");
+
+    await stack.startWorker(CONCURRENCY);
+    await until(() => allSucceeded(slow), 20_000, "every slow job on the next worker");
+    const called = prompts().filter((prompt) => prompt.startsWith("shutdown-slow-"));
+    expect(called).toHaveLength(slow.length);
+    expect(new Set(called).size).toBe(slow.length);
   });
 });

@@ -8,6 +8,7 @@ import {
   JobInterruption,
   type ProviderRegistry,
   type Resilience,
+  type RunSignal,
   runChain,
 } from "@cascade/engine";
 import {
@@ -98,22 +99,40 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const slots = new SlotGate(options.concurrency);
 
   // BullMQ runs this for up to `concurrency` plus the prefetch allowance jobs; past the slots a job
-  // waits for one, claimed and in memory, and starts as soon as a run ends.
+  // is held for one, claimed and in memory, and starts as soon as a run ends. Its run is registered
+  // from the claim, so a cancel or a lost lock reaches it while it is held.
   const processor = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
-    const admitted = slots.enter();
-    if (admitted !== true && !(await admitted)) {
-      // The worker is closing: give the job back untouched, for any worker to run.
-      await job.moveToDelayed(clock.now(), token);
-      throw new DelayedError();
-    }
+    const jobId = job.id as string;
+    const run = runs.start(jobId);
     try {
-      return await runJob(job, token);
+      const entered = slots.enter(run.signal);
+      const admission = entered === "admitted" ? entered : await entered;
+      if (admission === "handed_back") {
+        // The worker is closing, or its slots stopped turning over: back to the queue untouched
+        // (no attempt used), for any worker to run.
+        await job.moveToDelayed(clock.now(), token);
+        throw new DelayedError();
+      }
+      if (admission === "interrupted") {
+        // Cancelled (or its lock lost) while held: the run ends as interrupted, calling nothing
+        // (its signal is aborted), without a slot.
+        return await runJob(job, token, run);
+      }
+      try {
+        return await runJob(job, token, run);
+      } finally {
+        slots.leave();
+      }
     } finally {
-      slots.leave();
+      runs.end(jobId, run);
     }
   };
 
-  const runJob = async (job: Job<JobData, JobOutcome>, token?: string): Promise<JobOutcome> => {
+  const runJob = async (
+    job: Job<JobData, JobOutcome>,
+    token: string | undefined,
+    run: RunSignal,
+  ): Promise<JobOutcome> => {
     const jobId = job.id as string;
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) {
@@ -143,7 +162,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       throw new DelayedError();
     }
-    const run = runs.start(jobId);
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -170,8 +188,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
           })
         : undefined;
       const progress = parseJobProgress(job.progress);
-      // A job starting again (after waiting for a limit, or a crash) may have been cancelled while
-      // no worker held it. First runs skip this read: they cannot have been cancelled as running.
+      // A job starting again (after waiting for a limit, a crash, or being handed back) may have
+      // been cancelled while no worker held it. First runs skip this read: a cancel of a job shown
+      // running reaches its run, held for a slot or not (registered from the claim).
       const result =
         (progress || (job.attemptsStarted ?? 1) > 1) &&
         (await options.connection.exists(keys.cancelRequest(jobId)))
@@ -213,7 +232,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
-      runs.end(jobId, run);
       await slot
         ?.release()
         .catch((error) =>
@@ -242,6 +260,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     (concurrency) => {
       worker.concurrency = concurrency;
     },
+    (jobs) =>
+      logger.info(
+        { jobs },
+        "no run ended for a while: the jobs held ahead of the slots went back to the queue",
+      ),
   );
   worker.on("error", (error) => logger.error({ err: error }, "worker error"));
   worker.on("lockRenewalFailed", (jobIds) => {

@@ -1,44 +1,82 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SlotGate, startPrefetch } from "./slot-gate.js";
+import { type Admission, SlotGate, startPrefetch } from "./slot-gate.js";
 
 describe("SlotGate", () => {
-  it("admits up to its slots, then hands freed slots to waiting jobs in order; closing turns the rest away", async () => {
+  it("admits up to its slots, then gives freed slots to held jobs in order; closing hands the rest back", async () => {
     const gate = new SlotGate(2);
-    expect(gate.enter()).toBe(true);
-    expect(gate.enter()).toBe(true);
+    expect(gate.enter()).toBe("admitted");
+    expect(gate.enter()).toBe("admitted");
     const order: string[] = [];
-    const third = gate.enter();
-    const fourth = gate.enter();
-    const fifth = gate.enter();
+    const hold = (name: string) =>
+      void (gate.enter() as Promise<Admission>).then((admission) => order.push(`${name} ${admission}`));
+    hold("third");
+    hold("fourth");
+    hold("fifth");
     expect(gate.held).toBe(3);
-    void (third as Promise<boolean>).then((admitted) => order.push(`third ${admitted}`));
-    void (fourth as Promise<boolean>).then((admitted) => order.push(`fourth ${admitted}`));
-    void (fifth as Promise<boolean>).then((admitted) => order.push(`fifth ${admitted}`));
     gate.leave();
     gate.leave();
     await Promise.resolve();
-    expect(order).toEqual(["third true", "fourth true"]);
+    expect(order).toEqual(["third admitted", "fourth admitted"]);
     gate.close();
     await Promise.resolve();
-    expect(order).toEqual(["third true", "fourth true", "fifth false"]);
-    expect(await gate.enter()).toBe(false);
+    expect(order).toEqual(["third admitted", "fourth admitted", "fifth handed_back"]);
+    expect(await gate.enter()).toBe("handed_back");
     expect(gate.takeEnded()).toBe(2);
     expect(gate.takeEnded()).toBe(0);
+  });
+
+  it("lets a held job whose run is interrupted go at once, without a slot", async () => {
+    const gate = new SlotGate(1);
+    expect(gate.enter()).toBe("admitted");
+    const cancelled = new AbortController();
+    const held = gate.enter(cancelled.signal);
+    const next = gate.enter();
+    cancelled.abort();
+    expect(await held).toBe("interrupted");
+    expect(gate.held).toBe(1);
+    // The slot goes to the job behind it, not to the interrupted one.
+    gate.leave();
+    expect(await next).toBe("admitted");
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(await gate.enter(aborted.signal)).toBe("interrupted");
+  });
+
+  it("hands held jobs back without closing, and says how long the first has been held", async () => {
+    let now = 1_000;
+    const gate = new SlotGate(1, () => now);
+    expect(gate.heldForMs()).toBe(0);
+    gate.enter();
+    const held = gate.enter();
+    now += 300;
+    expect(gate.heldForMs()).toBe(300);
+    expect(gate.handBack()).toBe(1);
+    expect(await held).toBe("handed_back");
+    gate.leave();
+    expect(gate.enter()).toBe("admitted");
   });
 });
 
 describe("startPrefetch", () => {
   afterEach(() => vi.useRealTimers());
 
-  it("raises the concurrency by the runs ended per window (at most a quarter of the slots) and lowers it without flapping", () => {
+  function driven(slots: number, windowMs: number) {
     vi.useFakeTimers();
-    const gate = new SlotGate(100);
+    const gate = new SlotGate(slots);
     const set: number[] = [];
-    const stop = startPrefetch(gate, 50, (concurrency) => set.push(concurrency));
+    const stop = startPrefetch(gate, windowMs, (concurrency) => set.push(concurrency));
     const window = (ended: number) => {
-      for (let i = 0; i < ended; i++) gate.leave();
-      vi.advanceTimersByTime(50);
+      for (let i = 0; i < ended; i++) {
+        gate.enter();
+        gate.leave();
+      }
+      vi.advanceTimersByTime(windowMs);
     };
+    return { gate, set, stop, window };
+  }
+
+  it("raises the concurrency by the runs ended per window (at most a quarter of the slots) and lowers it without flapping", () => {
+    const { set, stop, window } = driven(100, 50);
     window(0);
     expect(set).toEqual([]);
     for (let i = 0; i < 40; i++) window(200);
@@ -56,20 +94,27 @@ describe("startPrefetch", () => {
     expect(set.at(-1)).toBe(100);
   });
 
+  it("hands every held job back and claims none ahead once a job has been held five windows", async () => {
+    const { gate, set, window } = driven(8, 50);
+    for (let i = 0; i < 20; i++) window(40);
+    expect(set.at(-1)).toBe(10);
+    // The slots stop turning over: 8 running, 2 held.
+    for (let i = 0; i < 8; i++) gate.enter();
+    const held = [gate.enter(), gate.enter()];
+    for (let i = 0; i < 5; i++) window(0);
+    expect(gate.held).toBe(2);
+    window(0);
+    expect(await Promise.all(held)).toEqual(["handed_back", "handed_back"]);
+    expect(set.at(-1)).toBe(8);
+  });
+
   it("claims nothing ahead when turned off or when a quarter of the slots is under one", () => {
     vi.useFakeTimers();
-    const set: number[] = [];
-    for (const [slots, windowMs] of [
-      [100, 0],
-      [3, 50],
-    ] as const) {
-      const gate = new SlotGate(slots);
-      startPrefetch(gate, windowMs, (concurrency) => set.push(concurrency));
-      for (let i = 0; i < 10; i++) {
-        for (let j = 0; j < 50; j++) gate.leave();
-        vi.advanceTimersByTime(50);
-      }
-    }
+    startPrefetch(new SlotGate(100), 0, () => {});
+    expect(vi.getTimerCount()).toBe(0);
+    const { set, window } = driven(3, 50);
+    expect(vi.getTimerCount()).toBe(0);
+    for (let i = 0; i < 10; i++) window(50);
     expect(set).toEqual([]);
   });
 });
