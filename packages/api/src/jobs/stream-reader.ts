@@ -192,6 +192,11 @@ export class StreamReader {
         if (tries < 200 && tries % 20 !== 0) return false;
         const closes = this.closes;
         const id = await this.lookUpId(connection);
+        if (id === undefined && this.slot !== undefined && this.reading === read) {
+          // Not blocked on the master the slot table names: see below (an ASK redirect).
+          await this.unblockOnAnyMaster(read);
+          return false;
+        }
         if (id === undefined || closes !== this.closes || this.reading !== read) return false;
         this.idConnection = connection;
         this.clientId = id;
@@ -207,10 +212,34 @@ export class StreamReader {
         this.clientId = undefined;
         return false;
       }
+      if (!unblocked && this.slot !== undefined && tries >= 20 && tries % 20 === 0) {
+        // Not blocked where the slot table says: an ASK redirect (the slot being migrated) sent
+        // the read to the importing master, which the slot table does not name until the
+        // migration ends. Every 100 ms, look for it by name on every master.
+        await this.unblockOnAnyMaster(read);
+        return false;
+      }
       return unblocked;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * CLIENT UNBLOCK of the reader's connections blocked on an XREAD on any master (found by name).
+   * The caller keeps trying until the read has ended: one unblocked may have been a half-open old
+   * connection of the same name.
+   */
+  private async unblockOnAnyMaster(read: number | undefined): Promise<void> {
+    if (!(this.commands instanceof Cluster)) return;
+    const name = connectionNameOf(this.reader);
+    if (!name) return;
+    await Promise.all(
+      this.commands.nodes("master").map(async (node) => {
+        const id = await blockedReaderId(node, name);
+        if (id !== undefined && this.reading === read) await node.client("UNBLOCK", id);
+      }),
+    );
   }
 
   /**
@@ -223,16 +252,7 @@ export class StreamReader {
     const name = connectionNameOf(this.reader);
     const node = this.sameNode(this.commands, connection);
     if (!name || !node) return undefined;
-    const list = String(await node.call("CLIENT", "LIST", "TYPE", "normal"));
-    let newest: number | undefined;
-    for (const line of list.split("\n")) {
-      const fields = new Map(line.split(" ").map((field) => field.split("=", 2) as [string, string]));
-      if (fields.get("name") !== name || fields.get("cmd") !== "xread") continue;
-      if (!fields.get("flags")?.includes("b")) continue;
-      const id = Number(fields.get("id"));
-      if (Number.isSafeInteger(id) && (newest === undefined || id > newest)) newest = id;
-    }
-    return newest;
+    return blockedReaderId(node, name);
   }
 
   private async run(): Promise<void> {
@@ -350,6 +370,23 @@ export class StreamReader {
 function connectionNameOf(reader: RedisClient): string | undefined {
   const options = reader instanceof Cluster ? reader.options.redisOptions : reader.options;
   return options?.connectionName || undefined;
+}
+
+/**
+ * Of the connections named `name` blocked on an XREAD on `node` (a half-open old one may linger),
+ * the newest one's id, from CLIENT LIST.
+ */
+async function blockedReaderId(node: Redis | Cluster, name: string): Promise<number | undefined> {
+  const list = String(await node.call("CLIENT", "LIST", "TYPE", "normal"));
+  let newest: number | undefined;
+  for (const line of list.split("\n")) {
+    const fields = new Map(line.split(" ").map((field) => field.split("=", 2) as [string, string]));
+    if (fields.get("name") !== name || fields.get("cmd") !== "xread") continue;
+    if (!fields.get("flags")?.includes("b")) continue;
+    const id = Number(fields.get("id"));
+    if (Number.isSafeInteger(id) && (newest === undefined || id > newest)) newest = id;
+  }
+  return newest;
 }
 
 /** A cluster node's key as ioredis's slot table names it: `host:port`. */
