@@ -192,7 +192,7 @@ export class StreamReader {
         if (tries < 200 && tries % 20 !== 0) return false;
         const closes = this.closes;
         const id = await this.lookUpId(connection);
-        if (id === undefined && this.slot !== undefined && this.reading === read) {
+        if (id === undefined && this.slot !== undefined && this.reading === read && tries % 20 === 0) {
           // Not blocked on the master the slot table names: see below (an ASK redirect).
           await this.unblockOnAnyMaster(read);
           return false;

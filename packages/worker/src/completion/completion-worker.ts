@@ -118,10 +118,17 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         // (its signal is aborted), without a slot.
         return await runJob(job, token, run);
       }
+      // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
+      let ended = false;
       try {
-        return await runJob(job, token, run);
+        const outcome = await runJob(job, token, run);
+        ended = true;
+        return outcome;
+      } catch (error) {
+        ended = !(error instanceof DelayedError);
+        throw error;
       } finally {
-        slots.leave();
+        slots.leave(ended);
       }
     } finally {
       runs.end(jobId, run);
@@ -145,8 +152,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(clock.now(), token);
       throw new DelayedError();
     }
-    // Only tenants with max_concurrency pay for the slot's round trips.
-    const maxConcurrency = config.file.tenants?.[data.tenant]?.max_concurrency;
+    // Only tenants with max_concurrency pay for the slot's round trips; a run interrupted while
+    // held (cancelled, lock lost) calls nothing, so it takes no tenant slot either.
+    const maxConcurrency = run.signal.aborted
+      ? undefined
+      : config.file.tenants?.[data.tenant]?.max_concurrency;
     const slot =
       maxConcurrency === undefined
         ? undefined

@@ -108,6 +108,38 @@ describe("startPrefetch", () => {
     expect(set.at(-1)).toBe(8);
   });
 
+  it("does not judge held jobs on a tick that comes late (a stalled event loop), and counts only jobs that ended", async () => {
+    vi.useFakeTimers();
+    const gate = new SlotGate(8);
+    const set: number[] = [];
+    startPrefetch(gate, 50, (concurrency) => set.push(concurrency));
+    // Jobs put off to the delayed set free their slots but raise nothing.
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < 40; j++) {
+        gate.enter();
+        gate.leave(false);
+      }
+      vi.advanceTimersByTime(50);
+    }
+    expect(set).toEqual([]);
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < 40; j++) {
+        gate.enter();
+        gate.leave();
+      }
+      vi.advanceTimersByTime(50);
+    }
+    expect(set.at(-1)).toBe(10);
+    for (let i = 0; i < 8; i++) gate.enter();
+    const held = gate.enter();
+    // The loop stalls for a second: the first tick after it sees a job held 1 s, and lets it be.
+    vi.setSystemTime(Date.now() + 1_000);
+    vi.advanceTimersToNextTimer();
+    expect(gate.held).toBe(1);
+    gate.leave();
+    expect(await held).toBe("admitted");
+  });
+
   it("claims nothing ahead when turned off or when a quarter of the slots is under one", () => {
     vi.useFakeTimers();
     startPrefetch(new SlotGate(100), 0, () => {});

@@ -67,9 +67,12 @@ export class SlotGate {
     });
   }
 
-  /** Ends a run: its slot goes to the longest-held job, if any. */
-  leave(): void {
-    this.ended++;
+  /**
+   * Ends a run: its slot goes to the longest-held job, if any. `ended`: the job ended here (not
+   * put off to the delayed set), counted in the completion rate the allowance follows.
+   */
+  leave(ended = true): void {
+    if (ended) this.ended++;
     const next = this.waiting.shift();
     if (next) this.settle(next, "admitted");
     else this.running--;
@@ -131,7 +134,8 @@ export function startPrefetch(
 ): () => void {
   const max = Math.floor(gate.slots * PREFETCH_MAX_SHARE);
   if (windowMs <= 0 || max < 1) return () => {};
-  const holdLimitMs = HOLD_LIMIT_WINDOWS * windowMs;
+  const tickMs = Math.max(MIN_TICK_MS, windowMs);
+  const holdLimitMs = HOLD_LIMIT_WINDOWS * tickMs;
   let perWindow = 0;
   let ahead = 0;
   let last = now();
@@ -140,25 +144,24 @@ export function startPrefetch(
     ahead = next;
     setConcurrency(gate.slots + ahead);
   };
-  const timer = setInterval(
-    () => {
-      const at = now();
-      const elapsed = Math.max(1, at - last);
-      last = at;
-      if (gate.heldForMs() > holdLimitMs) {
-        perWindow = 0;
-        gate.takeEnded();
-        allow(0);
-        onHandBack(gate.handBack());
-        return;
-      }
-      // A late tick (a busy event loop) counts the ends of more than one window: scaled back.
-      perWindow += SMOOTHING * ((gate.takeEnded() * windowMs) / elapsed - perWindow);
-      const target = Math.min(max, Math.round(perWindow));
-      if (target > ahead || target < ahead * LOWER_BELOW) allow(target);
-    },
-    Math.max(MIN_TICK_MS, windowMs),
-  );
+  const timer = setInterval(() => {
+    const at = now();
+    const elapsed = Math.max(1, at - last);
+    last = at;
+    // A tick this late comes after a stalled event loop, before the answers that came meanwhile
+    // are read: held jobs may be about to start, so they are not judged on it.
+    if (elapsed <= 2 * tickMs && gate.heldForMs() > holdLimitMs) {
+      perWindow = 0;
+      gate.takeEnded();
+      allow(0);
+      onHandBack(gate.handBack());
+      return;
+    }
+    // A late tick (a busy event loop) counts the ends of more than one window: scaled back.
+    perWindow += SMOOTHING * ((gate.takeEnded() * windowMs) / elapsed - perWindow);
+    const target = Math.min(max, Math.round(perWindow));
+    if (target > ahead || target < ahead * LOWER_BELOW) allow(target);
+  }, tickMs);
   timer.unref();
   return () => clearInterval(timer);
 }
