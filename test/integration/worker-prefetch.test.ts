@@ -4,11 +4,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 
-// ADR 0026: a worker that finishes jobs quickly claims a few ahead of its free slots (at most a
-// quarter of its concurrency), so a freed slot starts the next job without a Redis round trip.
+// ADR 0026: a worker of 100 slots or more that finishes jobs quickly claims a few ahead of its
+// free slots (at most a quarter of its concurrency), so a freed slot starts the next job without a Redis round trip.
 // Upstream calls in flight never exceed WORKER_CONCURRENCY; held jobs go back to the queue when
 // the slots stop turning over and at shutdown, and a cancel reaches them at once.
-const CONCURRENCY = 20;
+const CONCURRENCY = 100;
 const HELD_MAX = CONCURRENCY / 4;
 
 async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string) {
@@ -71,11 +71,16 @@ function prefetchStack(prefetchMs: number) {
   }
   const prompts = () => context.fake.calls.map((call) => call.body?.messages?.[0]?.content as string);
   const statusOf = async (id: string) => (await context.stack.request("GET", `/v1/jobs/${id}`)).body.status;
+  /** Jobs queued or running. */
+  const queueBusy = async () => {
+    const counts = await context.queue.getJobCounts("active", "waiting", "prioritized", "delayed");
+    return Object.values(counts).reduce((sum, count) => sum + count, 0);
+  };
   const allSucceeded = async (ids: string[]) =>
     (await Promise.all(ids.map(statusOf))).every((status) => status === "succeeded");
 
   /**
-   * Fast jobs until the worker claims ahead, then 40 slow ones (`slowMs`): its slots fill and it
+   * Fast jobs until the worker claims ahead, then 150 slow ones (`slowMs`): its slots fill and it
    * claims as many more as its allowance lets it.
    */
   async function fillSlots(label: string, slowMs: number) {
@@ -84,9 +89,11 @@ function prefetchStack(prefetchMs: number) {
     fake.setDefault("*", { kind: "ok", delayMs: 5 });
     const fast = await enqueue(`${label}-fast`, 600);
     await until(() => worker?.concurrency === CONCURRENCY + HELD_MAX, 20_000, "the allowance");
-    await until(() => allSucceeded(fast.slice(-20)), 30_000, "the fast jobs");
+    // Every fast job done (none left to become slow), before the slow ones.
+    await until(async () => (await queueBusy()) === 0, 30_000, "the fast jobs");
+    expect(await allSucceeded(fast.slice(-20))).toBe(true);
     fake.setDefault("*", { kind: "ok", delayMs: slowMs });
-    const slow = await enqueue(`${label}-slow`, 40);
+    const slow = await enqueue(`${label}-slow`, 150);
     let mostActive = 0;
     await until(
       async () => {
@@ -123,10 +130,15 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     })();
+    const worker = context.stack.workers[0]?.worker;
+    if (!worker) throw new Error("no worker");
     try {
-      const ids = await enqueue("burst", 600);
+      // Queued first, so the worker has jobs to claim ahead once it finishes them quickly.
+      await worker.pause(true);
+      const ids = await enqueue("burst", 2_000);
+      worker.resume();
       await until(() => allSucceeded(ids.slice(-50)), 60_000, "the burst");
-      for (const id of [ids[0], ids[299]]) expect(await statusOf(id as string)).toBe("succeeded");
+      for (const id of [ids[0], ids[999]]) expect(await statusOf(id as string)).toBe("succeeded");
     } finally {
       sampling = false;
       await sampler;
@@ -137,8 +149,8 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
     expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
     // One call per job: a held job is called once, when it gets its slot.
     const called = prompts();
-    expect(called).toHaveLength(600);
-    expect(new Set(called).size).toBe(600);
+    expect(called).toHaveLength(2_000);
+    expect(new Set(called).size).toBe(2_000);
   });
 
   it("go back to the queue, for any worker, once the slots stop turning over", async () => {
@@ -151,10 +163,10 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
     // Queued together, the slow jobs behind the fast ones: the worker reaches them claiming ahead.
     await worker.pause(true);
     const fast = await enqueue("stalled-fast", 600);
-    const slow = await enqueue("stalled-slow", 40, "slow");
+    const slow = await enqueue("stalled-slow", 150, "slow");
     worker.resume();
     await until(() => allSucceeded(fast.slice(-20)), 30_000, "the fast jobs");
-    // Its 20 slots wait on 3 s calls: five windows (250 ms) on, the jobs it held are back in the
+    // Its 100 slots wait on 3 s calls: five windows (250 ms) on, the jobs it held are back in the
     // queue and it claims none ahead.
     await until(
       async () =>
@@ -182,14 +194,14 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 1000: hel
 
   it("a held job that is cancelled ends cancelled at once, without calling upstream", async () => {
     context.fake.reset();
-    const { slow, held } = await fillSlots("cancel", 3_000);
+    const { slow, held } = await fillSlots("cancel", 4_000);
     const target = held[0] as string;
     const startedAt = Date.now();
     const cancel = await context.stack.request("DELETE", `/v1/jobs/${target}`);
     expect(cancel.status).toBe(202);
     const ended = await context.stack.request("GET", `/v1/jobs/${target}?wait=10`);
     expect(ended.body.status).toBe("cancelled");
-    // Not after the running jobs' 3 s calls: the cancel reached it while it was held.
+    // Not after the running jobs' 4 s calls: the cancel reached it while it was held.
     expect(Date.now() - startedAt).toBeLessThan(2_000);
     const others = slow.filter((id) => id !== target);
     await until(() => allSucceeded(others), 20_000, "the other slow jobs");
@@ -202,7 +214,7 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 1000: hel
     fake.reset();
     const first = stack.workers.at(-1);
     if (!first) throw new Error("no worker");
-    const { slow, held, running } = await fillSlots("shutdown", 3_000);
+    const { slow, held, running } = await fillSlots("shutdown", 4_000);
     expect(held).toHaveLength(HELD_MAX);
     expect(running).toHaveLength(CONCURRENCY);
 

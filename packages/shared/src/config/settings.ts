@@ -45,7 +45,8 @@ export const settingsSchema = z.object({
   WORKER_LOCK_DURATION_MS: intFromEnv("WORKER_LOCK_DURATION_MS", 30000, 1000, 600000),
   /**
    * Addition: a worker may claim as many jobs ahead of its free slots as it finished in this many
-   * ms (at most a quarter of WORKER_CONCURRENCY); 0 claims none ahead (ADR 0026).
+   * ms (at most a quarter of WORKER_CONCURRENCY, and only at 100 slots or more); 0 claims none
+   * ahead (ADR 0026).
    */
   WORKER_PREFETCH_MS: intFromEnv("WORKER_PREFETCH_MS", 50, 0, 10000),
   /** Addition: how long finished jobs are kept (default 7 days). */

@@ -95,22 +95,22 @@ describe("startPrefetch", () => {
   });
 
   it("hands every held job back and claims none ahead once a job has been held five windows", async () => {
-    const { gate, set, window } = driven(8, 50);
+    const { gate, set, window } = driven(100, 50);
     for (let i = 0; i < 20; i++) window(40);
-    expect(set.at(-1)).toBe(10);
-    // The slots stop turning over: 8 running, 2 held.
-    for (let i = 0; i < 8; i++) gate.enter();
+    expect(set.at(-1)).toBe(125);
+    // The slots stop turning over: 100 running, 2 held.
+    for (let i = 0; i < 100; i++) gate.enter();
     const held = [gate.enter(), gate.enter()];
     for (let i = 0; i < 5; i++) window(0);
     expect(gate.held).toBe(2);
     window(0);
     expect(await Promise.all(held)).toEqual(["handed_back", "handed_back"]);
-    expect(set.at(-1)).toBe(8);
+    expect(set.at(-1)).toBe(100);
   });
 
   it("does not judge held jobs on a tick that comes late (a stalled event loop), and counts only jobs that ended", async () => {
     vi.useFakeTimers();
-    const gate = new SlotGate(8);
+    const gate = new SlotGate(100);
     const set: number[] = [];
     startPrefetch(gate, 50, (concurrency) => set.push(concurrency));
     // Jobs put off to the delayed set free their slots but raise nothing.
@@ -129,8 +129,8 @@ describe("startPrefetch", () => {
       }
       vi.advanceTimersByTime(50);
     }
-    expect(set.at(-1)).toBe(10);
-    for (let i = 0; i < 8; i++) gate.enter();
+    expect(set.at(-1)).toBe(125);
+    for (let i = 0; i < 100; i++) gate.enter();
     const held = gate.enter();
     // The loop stalls for a second: the first tick after it sees a job held 1 s, and lets it be.
     vi.setSystemTime(Date.now() + 1_000);
@@ -140,13 +140,13 @@ describe("startPrefetch", () => {
     expect(await held).toBe("admitted");
   });
 
-  it("claims nothing ahead when turned off or when a quarter of the slots is under one", () => {
+  it("claims nothing ahead when turned off or below 100 slots", () => {
     vi.useFakeTimers();
     startPrefetch(new SlotGate(100), 0, () => {});
     expect(vi.getTimerCount()).toBe(0);
-    const { set, window } = driven(3, 50);
+    const { set, window } = driven(99, 50);
     expect(vi.getTimerCount()).toBe(0);
-    for (let i = 0; i < 10; i++) window(50);
+    for (let i = 0; i < 10; i++) window(500);
     expect(set).toEqual([]);
   });
 });

@@ -106,6 +106,12 @@ export class SlotGate {
 
 /** The most jobs held ahead, as a share of the slots. */
 const PREFETCH_MAX_SHARE = 0.25;
+/**
+ * Fewer slots claim nothing ahead: clumps of jobs that finish in one turn cost throughput only
+ * when a process runs hundreds at once, and below that `WORKER_CONCURRENCY` stays exactly the
+ * jobs a worker shows running.
+ */
+export const PREFETCH_MIN_SLOTS = 100;
 /** Weight of the last window in the smoothed count of runs ended per window (~10 windows' memory). */
 const SMOOTHING = 0.1;
 /** The allowance drops only once the smoothed count is this far below it (no flapping). */
@@ -133,7 +139,7 @@ export function startPrefetch(
   now: () => number = Date.now,
 ): () => void {
   const max = Math.floor(gate.slots * PREFETCH_MAX_SHARE);
-  if (windowMs <= 0 || max < 1) return () => {};
+  if (windowMs <= 0 || gate.slots < PREFETCH_MIN_SLOTS) return () => {};
   const tickMs = Math.max(MIN_TICK_MS, windowMs);
   const holdLimitMs = HOLD_LIMIT_WINDOWS * tickMs;
   let perWindow = 0;
