@@ -21,11 +21,21 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number,
 
 /** A stack on the fake OpenAI upstream, its completions queue, and helpers over both. */
 function prefetchStack(prefetchMs: number) {
-  const context = {} as { fake: FakeOpenAI; stack: Stack; queue: Queue };
+  const context = {} as {
+    fake: FakeOpenAI;
+    stack: Stack;
+    queue: Queue;
+    /** What the workers' onFinished waits for first, per job (by its prompt); none: nothing. */
+    beforeFinished?: (prompt: string) => Promise<void> | undefined;
+  };
   beforeAll(async () => {
     context.fake = await startFakeOpenAI({ apiKey: "sk-prefetch" });
     context.stack = await startStack({
       redisUrl: inject("redisUrl"),
+      beforeFinished: async (data) => {
+        const prompt = data.request.messages[0]?.content;
+        if (typeof prompt === "string") await context.beforeFinished?.(prompt);
+      },
       concurrency: CONCURRENCY,
       env: { UP_KEY: "sk-prefetch", WORKER_PREFETCH_MS: String(prefetchMs) },
       config: {
@@ -151,6 +161,48 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
     const called = prompts();
     expect(called).toHaveLength(2_000);
     expect(new Set(called).size).toBe(2_000);
+  });
+
+  it("a job whose call has answered gives its slot to the next one before recording its result", async () => {
+    const { fake, stack } = context;
+    const worker = stack.workers[0]?.worker;
+    if (!worker) throw new Error("no worker");
+    fake.reset();
+    fake.setDefault("*", { kind: "ok", delayMs: 5 });
+    // Until the worker claims ahead (fast jobs ending), then 100 jobs whose bookkeeping after the
+    // answer hangs (their webhook's enqueue, say, on a Redis slow to take it), then 100 more.
+    await enqueue("answered-warm", 600);
+    await until(() => worker.concurrency === CONCURRENCY + HELD_MAX, 20_000, "the allowance");
+    let release = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let hanging = 0;
+    context.beforeFinished = (prompt) => {
+      if (!prompt.startsWith("answered-stuck-")) return undefined;
+      hanging += 1;
+      return stuck;
+    };
+    try {
+      await worker.pause(true);
+      const stuckIds = await enqueue("answered-stuck", CONCURRENCY);
+      const next = await enqueue("answered-next", CONCURRENCY);
+      worker.resume();
+      // Every stuck job answered and hangs, each holding one of BullMQ's places: the next jobs
+      // still get their calls, on the slots the answers freed, and end.
+      await until(() => hanging === CONCURRENCY, 20_000, "the stuck jobs' answers");
+      await until(() => allSucceeded(next), 20_000, "the next jobs, while the stuck ones hang");
+      expect(hanging).toBe(CONCURRENCY);
+      release();
+      await until(() => allSucceeded(stuckIds), 20_000, "the stuck jobs, once let go");
+      expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
+      const called = prompts().filter((prompt) => /^answered-(stuck|next)-/.test(prompt));
+      expect(called).toHaveLength(2 * CONCURRENCY);
+      expect(new Set(called).size).toBe(2 * CONCURRENCY);
+    } finally {
+      release();
+      context.beforeFinished = undefined;
+    }
   });
 
   it("go back to the queue, for any worker, once the slots stop turning over", async () => {

@@ -6,6 +6,8 @@ import {
   type Config,
   createKeys,
   createRouteWindowRecorder,
+  type JobData,
+  type JobOutcome,
   loadConfig,
   observeAll,
   QUEUE_NAMES,
@@ -44,6 +46,11 @@ export interface StackOptions {
   batches?: { sweepIntervalMs?: number; idleMs?: number };
   /** Between alert evaluations of the API's evaluator (default 2 s). */
   alertIntervalMs?: number;
+  /**
+   * Runs in the workers' `onFinished`, before the job's webhook is queued: a test stands in for
+   * slow bookkeeping after a job's answer (a Redis that is slow to take the webhook) with it.
+   */
+  beforeFinished?: (data: JobData, outcome: JobOutcome) => Promise<void>;
 }
 
 export interface Stack {
@@ -162,7 +169,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       concurrency,
       lockDurationMs: config.settings.WORKER_LOCK_DURATION_MS,
       resilience,
-      onFinished: (job, data, outcome) => webhookNotifier.onFinished(job, data, outcome),
+      onFinished: async (job, data, outcome) => {
+        await options.beforeFinished?.(data, outcome);
+        await webhookNotifier.onFinished(job, data, outcome);
+      },
       // As in worker main.ts: jobs' usage counts (GET /v1/usage routes, models, weekly).
       // and the alerts' per-route windows.
       observer,

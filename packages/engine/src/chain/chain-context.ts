@@ -58,6 +58,13 @@ export interface ChainContext {
   continuation?: StreamContinuation;
   /** Where attempts and first tokens are counted; absent, nothing is (benchmarks, tests). */
   metrics?: EngineMetrics;
+  /**
+   * Called once a call has answered (the run's last: a success ends it), before the run records
+   * and settles it. The worker frees the call's slot here for the next job and waits for the
+   * turn's other I/O, so the answers that arrived together start their successors before any of
+   * them does its bookkeeping (ADR 0026's revision). Must not throw.
+   */
+  answered?: () => Promise<void> | undefined;
 }
 
 /**

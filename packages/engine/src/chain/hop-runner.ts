@@ -324,6 +324,8 @@ export async function runHop(
     } finally {
       if (inFlight) context.resilience?.pools.callEnded(inFlight.key, inFlight.callId);
     }
+    // The answer is in: the worker's slot goes to the next job now (the bookkeeping below waits).
+    if (completion && context.answered) await context.answered();
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
     if (completion) {

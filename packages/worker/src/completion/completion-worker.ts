@@ -118,17 +118,29 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         // (its signal is aborted), without a slot.
         return await runJob(job, token, run);
       }
+      // The slot is freed once: when the call has answered (the next job starts its call while
+      // this one records its result, after the other answers of this turn), or when the run ends.
+      let holding = true;
+      const free = (ended: boolean) => {
+        if (!holding) return;
+        holding = false;
+        slots.leave(ended);
+      };
+      const answered = () => {
+        free(true);
+        return new Promise<void>((resolve) => setImmediate(resolve));
+      };
       // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
       let ended = false;
       try {
-        const outcome = await runJob(job, token, run);
+        const outcome = await runJob(job, token, run, answered);
         ended = true;
         return outcome;
       } catch (error) {
         ended = !(error instanceof DelayedError);
         throw error;
       } finally {
-        slots.leave(ended);
+        free(ended);
       }
     } finally {
       runs.end(jobId, run);
@@ -139,6 +151,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     job: Job<JobData, JobOutcome>,
     token: string | undefined,
     run: RunSignal,
+    answered?: () => Promise<void>,
   ): Promise<JobOutcome> => {
     const jobId = job.id as string;
     const parsed = jobDataSchema.safeParse(job.data);
@@ -220,6 +233,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               runSignal: run,
               resilience: options.resilience,
               ...(options.metrics ? { metrics: options.metrics } : {}),
+              ...(answered ? { answered } : {}),
               events,
               progress,
               // Parsed from the job for this run: the chain takes it over without a copy.
