@@ -205,6 +205,23 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
     }
   });
 
+  it("a job whose data fails validation ends failed (invalid_job) at its claim, calling nothing", async () => {
+    const { fake, queue } = context;
+    fake.reset();
+    const job = await queue.add(
+      "completion",
+      { tenant: "default", request: { messages: "hi" } },
+      {
+        jobId: "job_invalid-data-prefetch",
+      },
+    );
+    await until(async () => (await queue.getJobState(job.id as string)) === "completed", 10_000, "the job");
+    const ended = await queue.getJob(job.id as string);
+    expect(ended?.returnvalue).toMatchObject({ status: "failed", error: { type: "invalid_job" } });
+    expect(ended?.returnvalue.error.message).toContain("job data failed validation");
+    expect(fake.calls).toHaveLength(0);
+  });
+
   it("go back to the queue, for any worker, once the slots stop turning over", async () => {
     const { fake, stack, queue } = context;
     const worker = stack.workers[0]?.worker;

@@ -105,6 +105,13 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     const jobId = job.id as string;
     const run = runs.start(jobId);
     try {
+      // Validated before it waits for a slot: a freed slot's next job goes straight to its call.
+      const parsed = jobDataSchema.safeParse(job.data);
+      if (!parsed.success) {
+        logger.error({ job_id: jobId, issues: formatZodError(parsed.error) }, "job data failed validation");
+        return invalidJobOutcome(formatZodError(parsed.error), clock.now());
+      }
+      const data = parsed.data;
       const entered = slots.enter(run.signal);
       const admission = entered === "admitted" ? entered : await entered;
       if (admission === "handed_back") {
@@ -116,7 +123,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       if (admission === "interrupted") {
         // Cancelled (or its lock lost) while held: the run ends as interrupted, calling nothing
         // (its signal is aborted), without a slot.
-        return await runJob(job, token, run);
+        return await runJob(job, data, token, run);
       }
       // The slot is freed once: when the call has answered (the next job starts its call while
       // this one records its result, after the other answers of this turn), or when the run ends.
@@ -133,7 +140,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
       let ended = false;
       try {
-        const outcome = await runJob(job, token, run, answered);
+        const outcome = await runJob(job, data, token, run, answered);
         ended = true;
         return outcome;
       } catch (error) {
@@ -149,17 +156,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
 
   const runJob = async (
     job: Job<JobData, JobOutcome>,
+    data: JobData,
     token: string | undefined,
     run: RunSignal,
     answered?: () => Promise<void>,
   ): Promise<JobOutcome> => {
     const jobId = job.id as string;
-    const parsed = jobDataSchema.safeParse(job.data);
-    if (!parsed.success) {
-      logger.error({ job_id: jobId, issues: formatZodError(parsed.error) }, "job data failed validation");
-      return invalidJobOutcome(formatZodError(parsed.error), clock.now());
-    }
-    const data = parsed.data;
     if (closing) {
       // BullMQ can hand a draining worker one more job; give it straight back, untouched.
       await job.moveToDelayed(clock.now(), token);
