@@ -163,48 +163,6 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
     expect(new Set(called).size).toBe(2_000);
   });
 
-  it("a job whose call has answered gives its slot to the next one before recording its result", async () => {
-    const { fake, stack } = context;
-    const worker = stack.workers[0]?.worker;
-    if (!worker) throw new Error("no worker");
-    fake.reset();
-    fake.setDefault("*", { kind: "ok", delayMs: 5 });
-    // Until the worker claims ahead (fast jobs ending), then 100 jobs whose bookkeeping after the
-    // answer hangs (their webhook's enqueue, say, on a Redis slow to take it), then 100 more.
-    await enqueue("answered-warm", 600);
-    await until(() => worker.concurrency === CONCURRENCY + HELD_MAX, 20_000, "the allowance");
-    let release = () => {};
-    const stuck = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let hanging = 0;
-    context.beforeFinished = (prompt) => {
-      if (!prompt.startsWith("answered-stuck-")) return undefined;
-      hanging += 1;
-      return stuck;
-    };
-    try {
-      await worker.pause(true);
-      const stuckIds = await enqueue("answered-stuck", CONCURRENCY);
-      const next = await enqueue("answered-next", CONCURRENCY);
-      worker.resume();
-      // Every stuck job answered and hangs, each holding one of BullMQ's places: the next jobs
-      // still get their calls, on the slots the answers freed, and end.
-      await until(() => hanging === CONCURRENCY, 20_000, "the stuck jobs' answers");
-      await until(() => allSucceeded(next), 20_000, "the next jobs, while the stuck ones hang");
-      expect(hanging).toBe(CONCURRENCY);
-      release();
-      await until(() => allSucceeded(stuckIds), 20_000, "the stuck jobs, once let go");
-      expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
-      const called = prompts().filter((prompt) => /^answered-(stuck|next)-/.test(prompt));
-      expect(called).toHaveLength(2 * CONCURRENCY);
-      expect(new Set(called).size).toBe(2 * CONCURRENCY);
-    } finally {
-      release();
-      context.beforeFinished = undefined;
-    }
-  });
-
   it("a job whose data fails validation ends failed (invalid_job) at its claim, calling nothing", async () => {
     const { fake, queue } = context;
     fake.reset();
@@ -259,7 +217,50 @@ describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 50, the d
 });
 
 describe("jobs claimed ahead of the worker's slots (WORKER_PREFETCH_MS 1000: held up to 5 s)", () => {
-  const { context, prompts, statusOf, allSucceeded, fillSlots } = prefetchStack(1_000);
+  const { context, enqueue, prompts, statusOf, allSucceeded, fillSlots } = prefetchStack(1_000);
+
+  it("a job whose call has answered gives its slot to the next one before recording its result", async () => {
+    const { fake, stack } = context;
+    const worker = stack.workers[0]?.worker;
+    if (!worker) throw new Error("no worker");
+    fake.reset();
+    fake.setDefault("*", { kind: "ok", delayMs: 5 });
+    // Until the worker claims ahead (fast jobs ending), then 100 jobs whose bookkeeping after the
+    // answer hangs (their webhook's enqueue, say, on a Redis slow to take it), then 100 more. The
+    // 1 s window keeps the allowance while the worker is paused for the enqueue.
+    await enqueue("answered-warm", 600);
+    await until(() => worker.concurrency === CONCURRENCY + HELD_MAX, 20_000, "the allowance");
+    let release = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let hanging = 0;
+    context.beforeFinished = (prompt) => {
+      if (!prompt.startsWith("answered-stuck-")) return undefined;
+      hanging += 1;
+      return stuck;
+    };
+    try {
+      await worker.pause(true);
+      const stuckIds = await enqueue("answered-stuck", CONCURRENCY);
+      const next = await enqueue("answered-next", CONCURRENCY);
+      worker.resume();
+      // Every stuck job answered and hangs, each holding one of BullMQ's places: the next jobs
+      // still get their calls, on the slots the answers freed, and end.
+      await until(() => hanging === CONCURRENCY, 20_000, "the stuck jobs' answers");
+      await until(() => allSucceeded(next), 20_000, "the next jobs, while the stuck ones hang");
+      expect(hanging).toBe(CONCURRENCY);
+      release();
+      await until(() => allSucceeded(stuckIds), 20_000, "the stuck jobs, once let go");
+      expect(fake.maxInFlight()).toBeLessThanOrEqual(CONCURRENCY);
+      const called = prompts().filter((prompt) => /^answered-(stuck|next)-/.test(prompt));
+      expect(called).toHaveLength(2 * CONCURRENCY);
+      expect(new Set(called).size).toBe(2 * CONCURRENCY);
+    } finally {
+      release();
+      context.beforeFinished = undefined;
+    }
+  });
 
   it("a held job that is cancelled ends cancelled at once, without calling upstream", async () => {
     context.fake.reset();

@@ -157,6 +157,32 @@ describe("runChain", () => {
     ]);
   });
 
+  it("tells `answered` once, after the call that succeeded and before anything is recorded of it", async () => {
+    const failure = () => new ProviderError("server_error", "HTTP 500", { httpStatus: 500 });
+    const { registry, calls } = scriptedProviders({ a: [failure(), failure()] });
+    const seen: string[] = [];
+    const runContext: ChainContext = {
+      ...context(jobData(), registry),
+      answered: () => {
+        seen.push(`answered after ${calls.join(",")}`);
+        return undefined;
+      },
+      metrics: {
+        attempt: (attempt) => seen.push(`recorded ${attempt.model} ${attempt.outcome}`),
+        firstToken: () => {},
+      },
+    };
+    const result = await runChain(runContext);
+    expect(result.kind).toBe("finished");
+    // The failed calls keep the run's slot (its retry and fallback follow); the success frees it.
+    expect(seen).toEqual([
+      "recorded a error",
+      "recorded a error",
+      "answered after a,a,b",
+      "recorded b success",
+    ]);
+  });
+
   it("times out a hanging hop and moves on without retrying it (a silent provider stays silent)", async () => {
     const { registry, calls } = scriptedProviders({ a: ["hang", "hang"] });
     const result = await runChain(context(jobData(), registry));

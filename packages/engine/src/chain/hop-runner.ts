@@ -324,16 +324,18 @@ export async function runHop(
     } finally {
       if (inFlight) context.resilience?.pools.callEnded(inFlight.key, inFlight.callId);
     }
-    // The answer is in: the worker's slot goes to the next job now (the bookkeeping below waits).
-    if (completion && context.answered) await context.answered();
+    const endedMs = clock.now();
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
+    // The answer is in and settled (a success's settlement is queued, a probe's sent): the worker's
+    // slot goes to the next job now; the bookkeeping below waits for the turn's other answers.
+    if (completion && context.answered) await context.answered();
     if (completion) {
       const attempt: Attempt = {
         model: hop.model,
         provider: target.providerId,
         outcome: "success",
-        duration_ms: clock.now() - startedMs,
+        duration_ms: endedMs - startedMs,
         started_at: unixSeconds(startedMs),
       };
       if (target.deployment) attempt.deployment = target.deployment.id;
@@ -363,7 +365,7 @@ export async function runHop(
       ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
       ...(error.retryAfterMs !== undefined ? { retry_after_ms: error.retryAfterMs } : {}),
       message: (note ? `${note}; ${error.message}` : error.message).slice(0, 500),
-      duration_ms: clock.now() - startedMs,
+      duration_ms: endedMs - startedMs,
       started_at: unixSeconds(startedMs),
     });
     // A pool tries its other deployments before the hop's own retries and fallbacks count.

@@ -187,6 +187,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       throw new DelayedError();
     }
+    const releaseSlot = () =>
+      slot
+        ?.release()
+        .catch((error) =>
+          logger.warn({ job_id: jobId, err: error }, "could not release a tenant's running slot"),
+        );
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -235,7 +241,16 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               runSignal: run,
               resilience: options.resilience,
               ...(options.metrics ? { metrics: options.metrics } : {}),
-              ...(answered ? { answered } : {}),
+              // The answer is in: the tenant's running slot goes first (sent before the next
+              // job's take, on the same connection), then the worker's.
+              ...(answered
+                ? {
+                    answered: () => {
+                      void releaseSlot();
+                      return answered();
+                    },
+                  }
+                : {}),
               events,
               progress,
               // Parsed from the job for this run: the chain takes it over without a copy.
@@ -258,11 +273,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
-      await slot
-        ?.release()
-        .catch((error) =>
-          logger.warn({ job_id: jobId, err: error }, "could not release a tenant's running slot"),
-        );
+      await releaseSlot();
     }
   };
 
