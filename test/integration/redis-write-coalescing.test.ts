@@ -8,7 +8,12 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import { type ConnectionOptions, flushCoalescedWrites, type RedisClient } from "@cascade/shared";
+import {
+  COALESCE_MAX_HOLD_MS,
+  type ConnectionOptions,
+  flushCoalescedWrites,
+  type RedisClient,
+} from "@cascade/shared";
 import { Cluster, type Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { testRedis } from "../support/redis-clients.js";
@@ -75,7 +80,8 @@ return redis.call('INCR', KEYS[1])`;
 describe("coalesced Redis writes (ADR 0025)", () => {
   it("sends the commands of one turn in one socket write, replies in order", async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    const redis = client({ coalesceWrites: true });
+    // Held for the whole turn however long it takes (the bound has its own test below).
+    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: Number.POSITIVE_INFINITY });
     const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
     const replies = await Promise.all(
       Array.from({ length: 100 }, (_, index) => redis.incrby(`${tag}:n`, index + 1)),
@@ -83,6 +89,34 @@ describe("coalesced Redis writes (ADR 0025)", () => {
     expect(flushes.count).toBe(1);
     // 1, 1+2, 1+2+3, …: each reply answers its own command, in the order written.
     expect(replies).toEqual(Array.from({ length: 100 }, (_, index) => ((index + 1) * (index + 2)) / 2));
+  });
+
+  it(`holds a write no longer than ${COALESCE_MAX_HOLD_MS} ms: a later write of a long turn sends what is held`, async () => {
+    const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
+    const redis = client({ coalesceWrites: true });
+    const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {}
+    };
+    const sent: number[] = [];
+    const replies = await new Promise<number[]>((resolve, reject) => {
+      // One turn (a check-phase callback, as an API's long poll phase would be), three writes.
+      setImmediate(() => {
+        const first = redis.incr(`${tag}:n`);
+        const second = redis.incr(`${tag}:n`);
+        sent.push(flushes.count);
+        spin(4 * COALESCE_MAX_HOLD_MS);
+        // Held past the bound: this write sends the two held ones first, and is held itself.
+        const third = redis.incr(`${tag}:n`);
+        sent.push(flushes.count);
+        Promise.all([first, second, third]).then(resolve, reject);
+      });
+    });
+    expect(sent).toEqual([0, 1]);
+    // The third left at the turn's end, on its own.
+    expect(flushes.count).toBe(2);
+    expect(replies).toEqual([1, 2, 3]);
   });
 
   it("sends a command at once while the ones before it still wait for their replies", async () => {
@@ -109,7 +143,7 @@ describe("coalesced Redis writes (ADR 0025)", () => {
 
   it("coalesces on the new socket after a reconnect", async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    const redis = client({ coalesceWrites: true });
+    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: Number.POSITIVE_INFINITY });
     const before = await nodeFor(redis, `${tag}:n`);
     const socket = before.stream;
     // A plain client reconnects itself; a cluster client replaces the node's connection.

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import {
+  COALESCE_MAX_HOLD_MS,
   createKeys,
   createRedis,
   FAIR_ADD_MAX_BYTES,
@@ -55,8 +56,12 @@ beforeEach(async () => {
   queue = new Queue(QUEUE_NAMES.completions, { connection: redis as never, prefix: keys.bullPrefix });
   opened.push(queue);
   warnings = [];
-  enqueue = new FairEnqueue(queue as never, redis, new FairTags(redis, keys), (message) =>
-    warnings.push(message),
+  // Batches held for their whole turn, however long it takes (the bound has its own test).
+  enqueue = new FairEnqueue(
+    queue as never,
+    redis,
+    new FairTags(redis, keys, undefined, Number.POSITIVE_INFINITY),
+    (message) => warnings.push(message),
   );
 });
 
@@ -196,6 +201,36 @@ describe("FairEnqueue", () => {
     expect(await priorityOf("a-urgent")).toBe(Number(clockBefore.v ?? 0) + unit);
     expect(await priorityOf("existing")).toBe(2 * unit + four);
     expect(await redis.hget(keys.fairClock, "last:1:b")).toBeNull();
+  });
+
+  it(`sends a batch once its first add has waited ${COALESCE_MAX_HOLD_MS} ms, in a long turn`, async () => {
+    const bounded = new FairEnqueue(queue as never, redis, new FairTags(redis, keys), (message) =>
+      warnings.push(message),
+    );
+    await bounded.add("warm-up", jobData("a"), 5);
+    const evalsha = isCluster ? 0 : await commandCalls("evalsha");
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {}
+    };
+    // One turn: the awaits below are microtasks, nothing waits for I/O until all three are asked.
+    const microtasks = async () => {
+      for (let tick = 0; tick < 5; tick += 1) await new Promise<void>((resolve) => queueMicrotask(resolve));
+    };
+    const adds = [bounded.add("long-1", jobData("a"), 5)];
+    await microtasks();
+    spin(4 * COALESCE_MAX_HOLD_MS);
+    // Asked for past the bound: it goes with long-1 at once; long-3 then starts a new batch.
+    adds.push(bounded.add("long-2", jobData("a"), 5));
+    await microtasks();
+    spin(4 * COALESCE_MAX_HOLD_MS);
+    adds.push(bounded.add("long-3", jobData("a"), 5));
+    await Promise.all(adds);
+    if (!isCluster) expect(await commandCalls("evalsha")).toBe(evalsha + 2);
+    const priorities = await Promise.all(
+      ["long-1", "long-2", "long-3"].map(async (id) => (await Job.fromId(queue, id))?.priority),
+    );
+    expect(priorities).toEqual([2, 3, 4].map((n) => n * FAIR_UNITS.tagUnit + 4 * FAIR_UNITS.gap));
   });
 
   it("fails only the add that failed: the others in its script call are added", async () => {

@@ -1,4 +1,4 @@
-import { flushCoalescedWrites, type RedisClient } from "../redis/connection.js";
+import { COALESCE_MAX_HOLD_MS, flushCoalescedWrites, type RedisClient } from "../redis/connection.js";
 import { EncodedScript } from "../redis/encoded-script.js";
 import type { Keys } from "../redis/keys.js";
 import type { JobData } from "../schemas/job.js";
@@ -83,6 +83,8 @@ export class FairTags {
   /** Adds asked for in this turn of the event loop, not yet sent (see `add`). */
   private pending: PendingAdd[] = [];
   private pendingBytes = 0;
+  /** When the first add of the pending batch was asked for (performance.now()). */
+  private pendingSince = 0;
   private flushQueued = false;
   private readonly sweepCommand: Command;
   private readonly jobKeyPrefix: string;
@@ -91,6 +93,8 @@ export class FairTags {
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly weights: TenantWeights = () => undefined,
+    /** How long the first add of a batch may wait for more (tests of whole turns pass Infinity). */
+    private readonly maxHoldMs = COALESCE_MAX_HOLD_MS,
   ) {
     // Defined once, when the owner is built (not lazily on a busy connection).
     if (!(TAGS_COMMAND in redis)) redis.defineCommand(TAGS_COMMAND, { numberOfKeys: 4, lua: FAIR_TAGS_LUA });
@@ -149,8 +153,9 @@ export class FairTags {
    *
    * The adds asked for in one turn of the event loop go to Redis together, in one script call
    * (up to FAIR_ADD_MAX_JOBS jobs or FAIR_ADD_MAX_BYTES of arguments each), sent in the turn's check
-   * phase: a busy API's concurrent requests share the call's cost in Redis and on the connection,
-   * and a lone request waits for nothing (docs/decisions/0021-one-round-trip-per-enqueue.md).
+   * phase, or sooner once the first has waited `maxHoldMs` (a long turn): a busy API's concurrent
+   * requests share the call's cost in Redis and on the connection, and a lone request waits for
+   * nothing (docs/decisions/0021-one-round-trip-per-enqueue.md).
    */
   add(
     bullmqArguments: ReadonlyArray<unknown>,
@@ -177,20 +182,33 @@ export class FairTags {
         (this.pendingBytes + bytes > FAIR_ADD_MAX_BYTES || !sameKeys(first, bullmqArguments, add.keys))
       )
         this.flushAdds();
+      const now = performance.now();
+      if (this.pending.length === 0) this.pendingSince = now;
       this.pending.push({ bullmqArguments, tenant, priority, jobId, resolve, reject });
       this.pendingBytes += bytes;
-      if (this.pending.length >= FAIR_ADD_MAX_JOBS || this.pendingBytes >= FAIR_ADD_MAX_BYTES) {
+      // A batch is sent when full, when its first add has waited `maxHoldMs` (a long turn of a
+      // busy API), else at the turn's end.
+      if (
+        this.pending.length >= FAIR_ADD_MAX_JOBS ||
+        this.pendingBytes >= FAIR_ADD_MAX_BYTES ||
+        now - this.pendingSince >= this.maxHoldMs
+      ) {
         this.flushAdds();
       } else if (!this.flushQueued) {
         this.flushQueued = true;
-        setImmediate(this.flushAdds);
+        setImmediate(this.turnEnded);
       }
     });
   }
 
+  /** The check phase of a turn in which adds were asked for: what is still pending goes. */
+  private readonly turnEnded = (): void => {
+    this.flushQueued = false;
+    this.flushAdds();
+  };
+
   /** Sends the adds asked for so far, in one script call. */
   private readonly flushAdds = (): void => {
-    this.flushQueued = false;
     const batch = this.pending;
     this.pending = [];
     this.pendingBytes = 0;

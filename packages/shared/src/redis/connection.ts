@@ -31,36 +31,58 @@ export interface ConnectionOptions extends RedisOptions {
    * ioredis' auto-pipelining makes a batch wait for the last one's. See docs/decisions/0025.
    */
   coalesceWrites?: boolean;
+  /** With `coalesceWrites`: the longest a write is held, ms (default COALESCE_MAX_HOLD_MS). */
+  coalesceMaxHoldMs?: number;
 }
 
 /** On a coalescing socket: sends what it holds now (see flushCoalescedWrites). */
 const FLUSH = Symbol("cascade.coalescedWritesFlush");
+
+/**
+ * The longest a coalesced write (or a batch of FairTags adds) is held for its turn's end, ms: a
+ * write made later than this after the first one held sends the batch then. A long turn (a busy
+ * API handling dozens of requests, a worker handling a burst of answers) otherwise holds its
+ * first writes for all of it, and their replies miss the next turn (ADR 0025's revision).
+ */
+export const COALESCE_MAX_HOLD_MS = 0.25;
 
 type CoalescingSocket = Socket & { [FLUSH]?: () => void };
 
 /**
  * On each socket the client opens (a reconnect opens a new one): the first write of an
  * event-loop turn corks the socket and the turn's check phase (setImmediate) uncorks it, so Node
- * sends everything written meanwhile with one writev. Only when bytes leave changes; their order,
- * and so the order of the replies, does not.
+ * sends everything written meanwhile with one writev; a write made COALESCE_MAX_HOLD_MS or more
+ * after the first one held sends what is held first and starts a new batch. Only when bytes leave
+ * changes; their order, and so the order of the replies, does not.
  */
-function coalesceWrites(client: Redis): void {
+function coalesceWrites(client: Redis, maxHoldMs: number): void {
   client.on("connect", () => {
     const socket = client.stream as CoalescingSocket | undefined;
     if (!socket || socket[FLUSH]) return;
     let corked = false;
+    let corkedAt = 0;
+    let uncorkQueued = false;
     const uncork = () => {
       if (!corked) return;
       corked = false;
       socket.uncork();
     };
+    const turnEnded = () => {
+      uncorkQueued = false;
+      uncork();
+    };
     socket[FLUSH] = uncork;
     const write = socket.write;
     socket.write = function (this: Socket, ...args: unknown[]) {
+      if (corked && performance.now() - corkedAt >= maxHoldMs) uncork();
       if (!corked) {
         corked = true;
+        corkedAt = performance.now();
         socket.cork();
-        setImmediate(uncork);
+        if (!uncorkQueued) {
+          uncorkQueued = true;
+          setImmediate(turnEnded);
+        }
       }
       return (write as (...rest: unknown[]) => boolean).apply(this, args);
     } as Socket["write"];
@@ -80,7 +102,8 @@ export function flushCoalescedWrites(client: RedisClient): void {
 
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
 export function createRedis(url: string, options: ConnectionOptions = {}): RedisClient {
-  const { cluster, coalesceWrites: coalescing, ...rest } = options;
+  const { cluster, coalesceWrites: coalescing, coalesceMaxHoldMs, ...rest } = options;
+  const maxHoldMs = coalesceMaxHoldMs ?? COALESCE_MAX_HOLD_MS;
   if (cluster) {
     const parsed = new URL(url);
     // As ioredis reads a URL: percent-encoded credentials; options given here win over the URL's.
@@ -96,11 +119,11 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
         ...rest,
       },
     });
-    if (coalescing) client.on("+node", (node: Redis) => coalesceWrites(node));
+    if (coalescing) client.on("+node", (node: Redis) => coalesceWrites(node, maxHoldMs));
     return client;
   }
   const client = new Redis(url, { ...baseOptions, ...rest });
-  if (coalescing) coalesceWrites(client);
+  if (coalescing) coalesceWrites(client, maxHoldMs);
   return client;
 }
 
