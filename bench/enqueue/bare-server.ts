@@ -36,7 +36,9 @@ const redis = shared.createRedis(process.env.REDIS_URL as string, {
   enableOfflineQueue: false,
   commandTimeout: 10_000,
   // As the API's connection; the auto-pipelined what-if replaces it (the two do not combine).
-  ...(autoPipelined ? { enableAutoPipelining: true } : { coalesceWrites: true }),
+  ...(autoPipelined
+    ? { enableAutoPipelining: true }
+    : { coalesceWrites: true, coalesceMaxHoldMs: shared.COALESCE_MAX_HOLD_MS }),
 });
 // The fair clock and sets under the queue's own prefix (a hash tag, as Cascade's keys are).
 const prefix = process.env.ENQUEUE_PREFIX as string;

@@ -80,8 +80,8 @@ return redis.call('INCR', KEYS[1])`;
 describe("coalesced Redis writes (ADR 0025)", () => {
   it("sends the commands of one turn in one socket write, replies in order", async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    // Held for the whole turn however long it takes (the bound has its own test below).
-    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: Number.POSITIVE_INFINITY });
+    // Held for the whole turn however long it takes (the default; the bound has its own test).
+    const redis = client({ coalesceWrites: true });
     const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
     const replies = await Promise.all(
       Array.from({ length: 100 }, (_, index) => redis.incrby(`${tag}:n`, index + 1)),
@@ -93,7 +93,7 @@ describe("coalesced Redis writes (ADR 0025)", () => {
 
   it(`holds a write no longer than ${COALESCE_MAX_HOLD_MS} ms: a later write of a long turn sends what is held`, async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    const redis = client({ coalesceWrites: true });
+    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: COALESCE_MAX_HOLD_MS });
     const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
     const spin = (ms: number) => {
       const until = performance.now() + ms;
@@ -143,7 +143,7 @@ describe("coalesced Redis writes (ADR 0025)", () => {
 
   it("coalesces on the new socket after a reconnect", async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: Number.POSITIVE_INFINITY });
+    const redis = client({ coalesceWrites: true });
     const before = await nodeFor(redis, `${tag}:n`);
     const socket = before.stream;
     // A plain client reconnects itself; a cluster client replaces the node's connection.

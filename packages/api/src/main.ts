@@ -1,4 +1,10 @@
-import { ConfigError, createRedis, redactRedisUrl, startProcess } from "@cascade/shared";
+import {
+  COALESCE_MAX_HOLD_MS,
+  ConfigError,
+  createRedis,
+  redactRedisUrl,
+  startProcess,
+} from "@cascade/shared";
 import { buildApp } from "./app.js";
 
 /** The shortest command timeout, whatever API_REDIS_WAIT_MS says (0 means: do not wait for a reconnect). */
@@ -25,6 +31,10 @@ async function main(): Promise<void> {
     // one socket write: ~20 µs less API CPU and ~15 µs less Redis CPU per enqueue at 50
     // connections (docs/decisions/0025-coalesced-redis-writes.md).
     coalesceWrites: true,
+    // …but none held past 0.25 ms: a busy turn's first adds go while it handles later requests,
+    // and their replies are in by the next turn (ADR 0025's revision: 0.80–0.85 → 0.95 of the
+    // bare endpoint in bench:enqueue).
+    coalesceMaxHoldMs: COALESCE_MAX_HOLD_MS,
   });
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),

@@ -31,7 +31,7 @@ export interface ConnectionOptions extends RedisOptions {
    * ioredis' auto-pipelining makes a batch wait for the last one's. See docs/decisions/0025.
    */
   coalesceWrites?: boolean;
-  /** With `coalesceWrites`: the longest a write is held, ms (default COALESCE_MAX_HOLD_MS). */
+  /** With `coalesceWrites`: the longest a write is held, ms (default: for the whole turn). */
   coalesceMaxHoldMs?: number;
 }
 
@@ -39,10 +39,11 @@ export interface ConnectionOptions extends RedisOptions {
 const FLUSH = Symbol("cascade.coalescedWritesFlush");
 
 /**
- * The longest a coalesced write (or a batch of FairTags adds) is held for its turn's end, ms: a
- * write made later than this after the first one held sends the batch then. A long turn (a busy
- * API handling dozens of requests, a worker handling a burst of answers) otherwise holds its
- * first writes for all of it, and their replies miss the next turn (ADR 0025's revision).
+ * The API's bound on how long a coalesced write (or a batch of FairTags adds) is held for its
+ * turn's end, ms: a write made this long after the first one held sends the batch then. A busy
+ * API's long turn (dozens of requests) otherwise holds its first writes for all of it, and their
+ * replies miss the next turn. The worker holds for the whole turn: the bound measured no gain
+ * there (ADR 0025's revision).
  */
 export const COALESCE_MAX_HOLD_MS = 0.25;
 
@@ -51,8 +52,8 @@ type CoalescingSocket = Socket & { [FLUSH]?: () => void };
 /**
  * On each socket the client opens (a reconnect opens a new one): the first write of an
  * event-loop turn corks the socket and the turn's check phase (setImmediate) uncorks it, so Node
- * sends everything written meanwhile with one writev; a write made COALESCE_MAX_HOLD_MS or more
- * after the first one held sends what is held first and starts a new batch. Only when bytes leave
+ * sends everything written meanwhile with one writev; a write made `maxHoldMs` or more after the
+ * first one held sends what is held first and starts a new batch. Only when bytes leave
  * changes; their order, and so the order of the replies, does not.
  */
 function coalesceWrites(client: Redis, maxHoldMs: number): void {
@@ -103,7 +104,7 @@ export function flushCoalescedWrites(client: RedisClient): void {
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
 export function createRedis(url: string, options: ConnectionOptions = {}): RedisClient {
   const { cluster, coalesceWrites: coalescing, coalesceMaxHoldMs, ...rest } = options;
-  const maxHoldMs = coalesceMaxHoldMs ?? COALESCE_MAX_HOLD_MS;
+  const maxHoldMs = coalesceMaxHoldMs ?? Number.POSITIVE_INFINITY;
   if (cluster) {
     const parsed = new URL(url);
     // As ioredis reads a URL: percent-encoded credentials; options given here win over the URL's.
