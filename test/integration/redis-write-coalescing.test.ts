@@ -91,9 +91,12 @@ describe("coalesced Redis writes (ADR 0025)", () => {
     expect(replies).toEqual(Array.from({ length: 100 }, (_, index) => ((index + 1) * (index + 2)) / 2));
   });
 
-  it(`holds a write no longer than ${COALESCE_MAX_HOLD_MS} ms: a later write of a long turn sends what is held`, async () => {
+  it("with coalesceMaxHoldMs (the API's): a write made that long after the first held one sends what is held", async () => {
     const tag = `{coalesce-${randomBytes(4).toString("hex")}}`;
-    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: COALESCE_MAX_HOLD_MS });
+    // The API's bound is COALESCE_MAX_HOLD_MS; 20 ms here, so a pause between two writes made
+    // back to back (a GC, a loaded machine) does not split them.
+    expect(COALESCE_MAX_HOLD_MS).toBeLessThan(20);
+    const redis = client({ coalesceWrites: true, coalesceMaxHoldMs: 20 });
     const flushes = countFlushes(await nodeFor(redis, `${tag}:n`));
     const spin = (ms: number) => {
       const until = performance.now() + ms;
@@ -106,7 +109,7 @@ describe("coalesced Redis writes (ADR 0025)", () => {
         const first = redis.incr(`${tag}:n`);
         const second = redis.incr(`${tag}:n`);
         sent.push(flushes.count);
-        spin(4 * COALESCE_MAX_HOLD_MS);
+        spin(40);
         // Held past the bound: this write sends the two held ones first, and is held itself.
         const third = redis.incr(`${tag}:n`);
         sent.push(flushes.count);

@@ -31,7 +31,10 @@ export interface ConnectionOptions extends RedisOptions {
    * ioredis' auto-pipelining makes a batch wait for the last one's. See docs/decisions/0025.
    */
   coalesceWrites?: boolean;
-  /** With `coalesceWrites`: the longest a write is held, ms (default: for the whole turn). */
+  /**
+   * With `coalesceWrites`: a write made this long (ms) or longer after the first one held sends
+   * what is held (checked at each write, no timer); default: held for the whole turn.
+   */
   coalesceMaxHoldMs?: number;
 }
 
@@ -39,8 +42,9 @@ export interface ConnectionOptions extends RedisOptions {
 const FLUSH = Symbol("cascade.coalescedWritesFlush");
 
 /**
- * The API's bound on how long a coalesced write (or a batch of FairTags adds) is held for its
- * turn's end, ms: a write made this long after the first one held sends the batch then. A busy
+ * The API's bound on holding coalesced writes (and FairTags batches of adds) for the turn's end,
+ * ms: a write (an add) made this long or longer after the first one held sends the batch then,
+ * itself included or first of the next (checked at each write, no timer). A busy
  * API's long turn (dozens of requests) otherwise holds its first writes for all of it, and their
  * replies miss the next turn. The worker holds for the whole turn: the bound measured no gain
  * there (ADR 0025's revision).
