@@ -31,9 +31,9 @@ async function main(): Promise<void> {
     // one socket write: ~20 µs less API CPU and ~15 µs less Redis CPU per enqueue at 50
     // connections (docs/decisions/0025-coalesced-redis-writes.md).
     coalesceWrites: true,
-    // …but none held past 0.25 ms: a busy turn's first adds go while it handles later requests,
-    // and their replies are in by the next turn (ADR 0025's revision: 0.80–0.85 → 0.95 of the
-    // bare endpoint in bench:enqueue).
+    // …and a write made 0.25 ms or more after the first held one sends what is held: a busy
+    // turn's first adds go while it handles later requests, and their replies are in by the next
+    // turn (ADR 0025's revision: bench:enqueue 0.80–0.85 → 0.85–0.95 of the bare endpoint).
     coalesceMaxHoldMs: COALESCE_MAX_HOLD_MS,
   });
   redis.on("error", (error: Error) =>

@@ -295,7 +295,12 @@ describe("FairEnqueue", () => {
           prefix: sideKeys.bullPrefix,
         });
         opened.push(sideQueue);
-        const sideEnqueue = new FairEnqueue(sideQueue as never, redis, new FairTags(redis, sideKeys));
+        // The whole turn in one call, however long it takes (no hold bound).
+        const sideEnqueue = new FairEnqueue(
+          sideQueue as never,
+          redis,
+          new FairTags(redis, sideKeys, undefined, Number.POSITIVE_INFINITY),
+        );
         // The first add defines fair-add (once BullMQ's scripts are loaded): not part of the test.
         await sideEnqueue.add("first", jobData("z"), 5);
         expect(await sideQueue.remove("first")).toBe(1);

@@ -59,8 +59,8 @@ export interface ChainContext {
   /** Where attempts and first tokens are counted; absent, nothing is (benchmarks, tests). */
   metrics?: EngineMetrics;
   /**
-   * Called once a call has answered (the run's last: a success ends it), before the run records
-   * and settles it. The worker frees the call's slot here for the next job and waits for the
+   * Called once a call has answered (the run's last: a success ends it) and its settlement is
+   * queued, before the run records it. The worker frees the call's slot here for the next job and waits for the
    * turn's other I/O, so the answers that arrived together start their successors before any of
    * them does its bookkeeping (ADR 0026's revision). Must not throw.
    */
