@@ -92,7 +92,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const tenantSlots = new TenantSlots(options.connection, keys, 2 * options.lockDurationMs, (error) =>
     logger.warn({ err: error }, "could not renew a tenant's running slot"),
   );
-  let closing = false;
   const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
     observeFinishedJob(options.observer, job, data, outcome, clock.now());
 
@@ -162,11 +161,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     answered?: () => Promise<void>,
   ): Promise<JobOutcome> => {
     const jobId = job.id as string;
-    if (closing) {
-      // BullMQ can hand a draining worker one more job; give it straight back, untouched.
-      await job.moveToDelayed(clock.now(), token);
-      throw new DelayedError();
-    }
     // Only tenants with max_concurrency pay for the slot's round trips; a run interrupted while
     // held (cancelled, lock lost) calls nothing, so it takes no tenant slot either.
     const maxConcurrency = run.signal.aborted
@@ -345,7 +339,6 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     worker,
     interrupt: (jobId, kind) => runs.interrupt(jobId, kind),
     async close(graceMs) {
-      closing = true;
       stopPrefetch();
       const closed = worker.close();
       // Jobs held ahead go back now; the running ones get the grace.

@@ -136,7 +136,6 @@ export function startPrefetch(
   windowMs: number,
   setConcurrency: (concurrency: number) => void,
   onHandBack: (jobs: number) => void = () => {},
-  now: () => number = Date.now,
 ): () => void {
   const max = Math.floor(gate.slots * PREFETCH_MAX_SHARE);
   if (windowMs <= 0 || gate.slots < PREFETCH_MIN_SLOTS) return () => {};
@@ -144,14 +143,14 @@ export function startPrefetch(
   const holdLimitMs = HOLD_LIMIT_WINDOWS * tickMs;
   let perWindow = 0;
   let ahead = 0;
-  let last = now();
+  let last = Date.now();
   const allow = (next: number) => {
     if (next === ahead) return;
     ahead = next;
     setConcurrency(gate.slots + ahead);
   };
   const timer = setInterval(() => {
-    const at = now();
+    const at = Date.now();
     const elapsed = Math.max(1, at - last);
     last = at;
     // A tick this late comes after a stalled event loop, before the answers that came meanwhile
