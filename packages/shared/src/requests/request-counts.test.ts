@@ -6,6 +6,7 @@ import type { FinishedRequest } from "./finished-request.js";
 import {
   addRequestCountTable,
   costPerSuccess,
+  countingDay,
   emptyRequestCountTable,
   parseRequestCounts,
   REQUEST_COUNTS_TTL_SECONDS,
@@ -102,6 +103,25 @@ describe("RequestCountRecorder (real Redis)", () => {
     const recorder = new RequestCountRecorder(broken, keys, (error) => seen.push(error));
     expect(() => recorder.finished(request({}))).not.toThrow();
     await expect.poll(() => seen.length).toBeGreaterThan(0);
+  });
+});
+
+describe("countingDay", () => {
+  it("is the UTC day a request ended, across day boundaries in any order", () => {
+    const midnight = Date.UTC(2026, 11, 4);
+    const cases: Array<[number, string]> = [
+      [midnight - 1, "2026-12-03"],
+      [midnight, "2026-12-04"],
+      [midnight + 86_399_999, "2026-12-04"],
+      [midnight + 86_400_000, "2026-12-05"],
+      [midnight - 1, "2026-12-03"],
+      [Date.UTC(2027, 0, 1) - 1, "2026-12-31"],
+      [Date.UTC(2027, 0, 1), "2027-01-01"],
+      [midnight + 5, "2026-12-04"],
+      [0, "1970-01-01"],
+      [-1, "1969-12-31"],
+    ];
+    for (const [at, day] of cases) expect(countingDay(at), `${at}`).toBe(day);
   });
 });
 

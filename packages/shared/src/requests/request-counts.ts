@@ -112,9 +112,20 @@ export function parseRequestCounts(hash: Record<string, string> | null | undefin
   return table;
 }
 
-/** The UTC day (`YYYY-MM-DD`) a request is counted on: the day it ended. */
+const DAY_MS = 86_400_000;
+/** The last day formatted, and the span of Unix ms it covers: most requests end on the same day. */
+let lastDay = { from: 0, until: 0, day: "" };
+
+/**
+ * The UTC day (`YYYY-MM-DD`) a request is counted on: the day it ended. A UTC day is exactly
+ * DAY_MS of Unix time (no leap seconds), so the day is formatted once and reused within its span.
+ */
 export function countingDay(finishedAtMs: number): string {
-  return new Date(finishedAtMs).toISOString().slice(0, 10);
+  if (finishedAtMs >= lastDay.from && finishedAtMs < lastDay.until) return lastDay.day;
+  const from = Math.floor(finishedAtMs / DAY_MS) * DAY_MS;
+  const day = new Date(from).toISOString().slice(0, 10);
+  lastDay = { from, until: from + DAY_MS, day };
+  return day;
 }
 
 /**
