@@ -1,6 +1,10 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger, createPrettyDestination, logFormatFor } from "./logger.js";
+import { createLogDestination, createLogger, createPrettyDestination, logFormatFor } from "./logger.js";
 
 describe("logFormatFor", () => {
   it("is pretty at a terminal and JSON whenever stdout is captured", () => {
@@ -25,5 +29,63 @@ describe("createPrettyDestination", () => {
     expect(text).not.toContain("sk-secret");
     expect(text.trim().split("\n")).toHaveLength(1);
     expect(() => JSON.parse(text)).toThrow();
+  });
+});
+
+describe("createLogDestination", () => {
+  const lineOf = (index: number) => ({ job_id: `job_${index}`, hop: 0, outcome: "success" });
+
+  it("writes every line, whole and in order, in batches, and what is left on flush", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
+    const path = join(directory, "out.log");
+    try {
+      const destination = createLogDestination(path);
+      const logger = createLogger("info", {}, destination);
+      // Past several batches, then a few lines short of one, which only a flush hands over.
+      for (let index = 0; index < 1000; index++) logger.info(lineOf(index), "hop succeeded");
+      for (let index = 1000; index < 1003; index++) logger.info(lineOf(index), "hop succeeded");
+      await new Promise<void>((resolve, reject) =>
+        destination.flush((error) => (error ? reject(error) : resolve())),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+      expect(lines).toHaveLength(1003);
+      lines.forEach((line, index) => {
+        const entry = JSON.parse(line) as { job_id: string; msg: string };
+        expect(entry.job_id).toBe(`job_${index}`);
+        expect(entry.msg).toBe("hop succeeded");
+      });
+      destination.end();
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("hands a quiet process's lines over within its flush interval, with no flush asked", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
+    const path = join(directory, "out.log");
+    try {
+      const destination = createLogDestination(path);
+      createLogger("info", {}, destination).info(lineOf(1), "alone");
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(readFileSync(path, "utf8")).toContain('"job_id":"job_1"');
+      destination.end();
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("writes the lines still gathered when the process exits", () => {
+    const script = [
+      `import { createLogger } from ${JSON.stringify(join(import.meta.dirname, "logger.ts"))};`,
+      "const logger = createLogger('info');",
+      "for (let index = 0; index < 3; index++) logger.info({ index }, 'before exit');",
+      "process.exit(0);",
+    ].join("\n");
+    const output = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8",
+    });
+    const lines = output.trimEnd().split("\n");
+    expect(lines.map((line) => (JSON.parse(line) as { index: number }).index)).toEqual([0, 1, 2]);
   });
 });
