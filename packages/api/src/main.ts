@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
+  // The log's last lines are written synchronously by its exit hook (createLogDestination).
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -83,7 +84,6 @@ async function main(): Promise<void> {
       await cascade.close();
       await redis.quit().catch(() => redis.disconnect());
       logger.info("api stopped");
-      logger.flush();
       process.exit(0);
     } catch (error) {
       logger.error({ err: error }, "error while stopping");

@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { pbkdf2 } from "node:crypto";
+import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -35,7 +36,7 @@ describe("createPrettyDestination", () => {
 describe("createLogDestination", () => {
   const lineOf = (index: number) => ({ job_id: `job_${index}`, hop: 0, outcome: "success" });
 
-  it("writes every line, whole and in order, in batches, and what is left on flush", async () => {
+  it("writes every line, whole and in order, in batches; flush calls back once all is written", async () => {
     const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
     const path = join(directory, "out.log");
     try {
@@ -47,7 +48,6 @@ describe("createLogDestination", () => {
       await new Promise<void>((resolve, reject) =>
         destination.flush((error) => (error ? reject(error) : resolve())),
       );
-      await new Promise((resolve) => setTimeout(resolve, 100));
       const lines = readFileSync(path, "utf8").trimEnd().split("\n");
       expect(lines).toHaveLength(1003);
       lines.forEach((line, index) => {
@@ -55,8 +55,41 @@ describe("createLogDestination", () => {
         expect(entry.job_id).toBe(`job_${index}`);
         expect(entry.msg).toBe("hop succeeded");
       });
+      // With nothing gathered and nothing in flight, flush still calls back.
+      await new Promise<void>((resolve, reject) =>
+        destination.flush((error) => (error ? reject(error) : resolve())),
+      );
       destination.end();
     } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("flushSync writes the gathered lines before it returns", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
+    const path = join(directory, "out.log");
+    const fd = openSync(path, "a");
+    // Every thread of libuv's pool kept busy: an asynchronous write could not land before the
+    // file is read below, so only a synchronous one passes.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const busy = Array.from(
+      { length: threads },
+      () => new Promise((resolve) => pbkdf2("busy", "salt", 400_000, 32, "sha256", resolve)),
+    );
+    try {
+      const destination = createLogDestination(fd);
+      const logger = createLogger("info", {}, destination);
+      for (let index = 0; index < 3; index++) logger.info(lineOf(index), "before exit");
+      destination.flushSync();
+      const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+      expect(lines.map((line) => (JSON.parse(line) as { job_id: string }).job_id)).toEqual([
+        "job_0",
+        "job_1",
+        "job_2",
+      ]);
+      destination.end();
+    } finally {
+      await Promise.all(busy);
       rmSync(directory, { recursive: true, force: true });
     }
   });

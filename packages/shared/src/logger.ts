@@ -1,3 +1,4 @@
+import { writeSync } from "node:fs";
 import { type Logger, type LoggerOptions, pino } from "pino";
 import { build as prettyStream } from "pino-pretty";
 
@@ -33,76 +34,127 @@ export const REDACT_PATHS = [
 const LOG_BATCH_CHARS = 4096;
 /** A quiet process's lines are written at least this often. */
 const LOG_FLUSH_MS = 200;
+/** At exit, a full pipe (EAGAIN) is waited on this long per try, this many times, before lines are given up. */
+const EXIT_RETRY_MS = 10;
+const EXIT_RETRIES = 500;
 
-type SonicBoom = ReturnType<typeof pino.destination>;
+/** sonic-boom, with the descriptor it has open (set once opened; its types leave it out). */
+type SonicBoom = ReturnType<typeof pino.destination> & { readonly fd?: number };
+
+/** Writes all of `text` to `fd` now, waiting out a full non-blocking pipe (EAGAIN) for a while. */
+function writeAllSync(fd: number, text: string): void {
+  let rest = Buffer.from(text);
+  let tries = 0;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (rest.length > 0) {
+    try {
+      rest = rest.subarray(writeSync(fd, rest));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== "EAGAIN" && code !== "EBUSY") || ++tries > EXIT_RETRIES) throw error;
+      Atomics.wait(pause, 0, 0, EXIT_RETRY_MS);
+    }
+  }
+}
 
 /**
- * pino's destination for JSON lines: lines are kept in an array (their lengths summed) and handed
- * to sonic-boom as one string once LOG_BATCH_CHARS have gathered, or at the next flush. sonic-boom
- * (minLength 0) then writes each batch asynchronously, one write at a time. Its own buffering
- * (minLength) measures the whole pending buffer with Buffer.byteLength on every line, which
- * flattens it: ~8 KiB allocated and copied per line at a worker's rates (ADR 0023).
+ * pino's destination for JSON lines (ADR 0023): lines are kept in an array (their lengths summed)
+ * and handed to sonic-boom as one string once LOG_BATCH_CHARS have gathered, or at a flush (every
+ * LOG_FLUSH_MS, and `logger.flush()`); sonic-boom (minLength 0) writes each hand-over at once,
+ * asynchronously, one write at a time, and what was handed over meanwhile right after.
+ * sonic-boom's own buffering measures its whole pending buffer with Buffer.byteLength on every
+ * string it is given, which flattens it: given lines one by one, that was ~8 KiB copied per line.
+ * On exit what is left is written synchronously.
  */
 export class LogDestination implements pino.DestinationStream {
   private lines: string[] = [];
   private chars = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onExit = () => {
+    try {
+      this.flushSync();
+    } catch {
+      // Not open yet, or closed: nothing more can be written.
+    }
+  };
 
-  constructor(private readonly writer: SonicBoom) {}
+  constructor(private readonly writer: SonicBoom) {
+    this.timer = setInterval(() => {
+      try {
+        this.flush();
+      } catch {
+        // Closed: the lines have nowhere to go.
+      }
+    }, LOG_FLUSH_MS);
+    this.timer.unref();
+    process.once("exit", this.onExit);
+  }
 
   write(line: string): void {
     this.lines.push(line);
     this.chars += line.length;
-    if (this.chars >= LOG_BATCH_CHARS) this.pass();
+    if (this.chars >= LOG_BATCH_CHARS) this.writer.write(this.take());
   }
 
-  private pass(): void {
+  /** The gathered lines as one string, forgotten here ("" when none). */
+  private take(): string {
     const { lines } = this;
-    if (lines.length === 0) return;
+    if (lines.length === 0) return "";
     this.lines = [];
     this.chars = 0;
-    this.writer.write(lines.length === 1 ? (lines[0] as string) : lines.join(""));
+    return lines.length === 1 ? (lines[0] as string) : lines.join("");
   }
 
-  /** Hands what is gathered to the writer (which writes it as soon as its current write ends). */
+  /**
+   * Writes what is gathered. `callback`: once everything handed over so far is written (sonic-boom,
+   * at minLength 0, says "drain" only then; an empty write makes one when nothing is in flight).
+   */
   flush(callback?: (error?: Error) => void): void {
-    this.pass();
-    this.writer.flush(callback);
+    const gathered = this.take();
+    if (!callback) {
+      if (gathered) this.writer.write(gathered);
+      return;
+    }
+    const onError = (error: Error) => {
+      this.writer.off("drain", onDrain);
+      callback(error);
+    };
+    const onDrain = () => {
+      this.writer.off("error", onError);
+      callback();
+    };
+    this.writer.once("drain", onDrain);
+    this.writer.once("error", onError);
+    this.writer.write(gathered);
   }
 
-  /** Writes everything now, synchronously (on exit). */
+  /**
+   * Writes everything now, synchronously (on exit): sonic-boom's pending lines, then the gathered
+   * ones. A write already in flight on the thread pool is not waited for.
+   */
   flushSync(): void {
-    this.pass();
+    const gathered = this.take();
     this.writer.flushSync();
+    const { fd } = this.writer;
+    if (gathered && fd !== undefined && fd >= 0) writeAllSync(fd, gathered);
   }
 
   end(): void {
-    this.pass();
+    clearInterval(this.timer);
+    process.removeListener("exit", this.onExit);
+    const gathered = this.take();
+    if (gathered) this.writer.write(gathered);
     this.writer.end();
   }
 }
 
 /**
  * The log destination: asynchronous and batched, so a busy worker makes one write per few dozen
- * lines instead of a syscall per line (measured ~15 µs per job otherwise). A timer hands the
- * gathered lines over every 200 ms so a quiet process still shows its lines promptly, and what is
- * left is written synchronously when the process exits.
+ * lines instead of a syscall per line (measured ~15 µs per job otherwise); a quiet process's lines
+ * are written within 200 ms, and what is left when the process exits is written synchronously.
  */
 export function createLogDestination(target: string | number = 1): LogDestination {
-  const destination = new LogDestination(pino.destination({ dest: target, sync: false, minLength: 0 }));
-  const timer = setInterval(() => {
-    try {
-      destination.flush();
-    } catch {
-      // Not ready yet (still opening) or already closed: the next tick or exit flushes.
-    }
-  }, LOG_FLUSH_MS);
-  timer.unref();
-  process.once("exit", () => {
-    try {
-      destination.flushSync();
-    } catch {}
-  });
-  return destination;
+  return new LogDestination(pino.destination({ dest: target, sync: false, minLength: 0 }));
 }
 
 /** How log lines are written: one JSON object per line, or pino-pretty's lines for a person. */

@@ -167,6 +167,8 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
+  // Every exit below leaves the log's last lines to its exit hook, which writes them synchronously
+  // (a flush just before process.exit would start an asynchronous write the exit cannot wait for).
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -175,7 +177,6 @@ async function main(): Promise<void> {
     // by other workers after the lock duration anyway, so give up after the grace and a margin.
     const force = setTimeout(() => {
       logger.error("could not stop cleanly (is Redis reachable?); exiting");
-      logger.flush();
       process.exit(1);
     }, settings.SHUTDOWN_TIMEOUT_MS + 10_000);
     force.unref();
@@ -197,14 +198,12 @@ async function main(): Promise<void> {
       subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());
       logger.info("worker stopped");
-      logger.flush();
       process.exit(0);
     } catch (error) {
       logger.error({ err: error }, "error while stopping");
       // The counts gathered so far are still written (closing twice is harmless), the sweep first.
       await failedJobs.stop().catch(() => {});
       await observer.close?.().catch(() => {});
-      logger.flush();
       process.exit(1);
     }
   };

@@ -60,9 +60,10 @@ export interface ChainContext {
   metrics?: EngineMetrics;
   /**
    * Called once a call has answered (the run's last: a success ends it) and its settlement is
-   * queued, before the run records it. The worker frees the call's slot here for the next job and waits for the
-   * turn's other I/O, so the answers that arrived together start their successors before any of
-   * them does its bookkeeping (ADR 0026's revision). Must not throw.
+   * queued, before the run records it. The worker frees the call's slot here for the next job, then
+   * waits its turn in its bookkeeping lane (a few runs per event-loop turn, the sockets read
+   * between them), so new answers start their successors before the backlog's bookkeeping (ADR
+   * 0026's revisions). Must not throw.
    */
   answered?: () => Promise<void> | undefined;
 }

@@ -63,6 +63,23 @@ describe("YieldLane", () => {
     expect(unsliced.indexOf("io")).toBeGreaterThan(unsliced.indexOf("lane39"));
   });
 
+  it("keeps only the waiters still waiting when its backlog never empties", async () => {
+    const lane = new YieldLane(4);
+    const stored = () => (lane as unknown as { queue: unknown[] }).queue.length;
+    let through = 0;
+    let most = 0;
+    // Five new waiters per turn against four let through: the backlog grows by one a turn and
+    // never empties, while 20,000 waiters go through.
+    for (let turn = 0; turn < 5000; turn++) {
+      for (let i = 0; i < 5; i++) void lane.turn().then(() => through++);
+      await nextTurn();
+      most = Math.max(most, stored());
+    }
+    expect(through).toBeGreaterThanOrEqual(19_000);
+    // At most twice the backlog (≤ 5,000) is kept, not all 25,000 waiters.
+    expect(most).toBeLessThanOrEqual(2 * 5000 + 10);
+  });
+
   it("refuses a slice that is not a positive integer", () => {
     expect(() => new YieldLane(0)).toThrow(/perTurn/);
   });

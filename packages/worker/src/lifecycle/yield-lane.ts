@@ -3,6 +3,9 @@
  * I/O that arrives meanwhile (other calls' answers, which free slots) is read between slices
  * instead of after all of it (ADR 0026).
  */
+/** Waiters let through before the array drops them (when they are at least half of it). */
+const COMPACT_AFTER = 1024;
+
 export class YieldLane {
   private readonly queue: Array<() => void> = [];
   private head = 0;
@@ -27,6 +30,11 @@ export class YieldLane {
     const end = Math.min(this.queue.length, this.head + this.perTurn);
     while (this.head < end) (this.queue[this.head++] as () => void)();
     if (this.head < this.queue.length) {
+      // A backlog that never empties (a saturated worker) must not keep every waiter let through.
+      if (this.head >= COMPACT_AFTER && this.head * 2 >= this.queue.length) {
+        this.queue.splice(0, this.head);
+        this.head = 0;
+      }
       setImmediate(this.drain);
       return;
     }
