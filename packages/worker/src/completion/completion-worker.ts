@@ -32,7 +32,7 @@ import {
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
-import { SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
+import { holdsJobsAhead, SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
 import { YieldLane } from "../lifecycle/yield-lane.js";
 import { observeFinishedJob } from "./observe-finished.js";
 
@@ -102,9 +102,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     observeFinishedJob(options.observer, job, data, outcome, clock.now());
 
   const slots = new SlotGate(options.concurrency);
-  // After its answer a run's bookkeeping (log, metrics, result, BullMQ's finish) waits here: four
-  // runs' per turn, the sockets read between them (ADR 0026, second revision).
-  const bookkeeping = new YieldLane(BOOKKEEPING_PER_TURN);
+  const prefetchMs = options.prefetchMs ?? config.settings.WORKER_PREFETCH_MS;
+  // After its answer a run's bookkeeping (log, metrics, result, BullMQ's finish) waits here, four
+  // runs per turn with the sockets read between them, while held jobs start on the freed slots
+  // (ADR 0026, second revision). A worker that holds no job ahead has no successor to start: its
+  // next job comes from the fetch its finish makes, so its bookkeeping goes on at once.
+  const bookkeeping = holdsJobsAhead(options.concurrency, prefetchMs)
+    ? new YieldLane(BOOKKEEPING_PER_TURN)
+    : undefined;
 
   // BullMQ runs this for up to `concurrency` plus the prefetch allowance jobs; past the slots a job
   // is held for one, claimed and in memory, and starts as soon as a run ends. Its run is registered
@@ -133,8 +138,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         // (its signal is aborted), without a slot.
         return await runJob(job, data, token, run);
       }
-      // The slot is freed once: when the call has answered (the next job starts its call while
-      // this one records its result, in the bookkeeping lane), or when the run ends.
+      // The slot is freed once: when the call has answered (the next held job starts its call
+      // while this one records its result, in the bookkeeping lane), or when the run ends.
       let holding = true;
       const free = (ended: boolean) => {
         if (!holding) return;
@@ -143,7 +148,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       };
       const answered = () => {
         free(true);
-        return bookkeeping.turn();
+        return bookkeeping?.turn();
       };
       // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
       let ended = false;
@@ -167,7 +172,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     data: JobData,
     token: string | undefined,
     run: RunSignal,
-    answered?: () => Promise<void>,
+    answered?: () => Promise<void> | undefined,
   ): Promise<JobOutcome> => {
     const jobId = job.id as string;
     // Only tenants with max_concurrency pay for the slot's round trips; a run interrupted while
@@ -296,7 +301,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   });
   const stopPrefetch = startPrefetch(
     slots,
-    options.prefetchMs ?? config.settings.WORKER_PREFETCH_MS,
+    prefetchMs,
     (concurrency) => {
       worker.concurrency = concurrency;
     },

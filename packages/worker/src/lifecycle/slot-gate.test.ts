@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type Admission, SlotGate, startPrefetch } from "./slot-gate.js";
+import { type Admission, holdsJobsAhead, PREFETCH_MIN_SLOTS, SlotGate, startPrefetch } from "./slot-gate.js";
 
 describe("SlotGate", () => {
   it("admits up to its slots, then gives freed slots to held jobs in order; closing hands the rest back", async () => {
@@ -54,6 +54,14 @@ describe("SlotGate", () => {
     expect(await held).toBe("handed_back");
     gate.leave();
     expect(gate.enter()).toBe("admitted");
+  });
+});
+
+describe("holdsJobsAhead", () => {
+  it("is true only from PREFETCH_MIN_SLOTS slots with a prefetch window", () => {
+    expect(holdsJobsAhead(PREFETCH_MIN_SLOTS, 1000)).toBe(true);
+    expect(holdsJobsAhead(PREFETCH_MIN_SLOTS - 1, 1000)).toBe(false);
+    expect(holdsJobsAhead(2000, 0)).toBe(false);
   });
 });
 

@@ -121,6 +121,11 @@ const HOLD_LIMIT_WINDOWS = 5;
 /** The shortest tick (a window under it is counted over this long and scaled). */
 const MIN_TICK_MS = 10;
 
+/** Whether a worker with these slots and prefetch window ever claims jobs ahead of its slots. */
+export function holdsJobsAhead(slots: number, windowMs: number): boolean {
+  return windowMs > 0 && slots >= PREFETCH_MIN_SLOTS;
+}
+
 /**
  * Keeps BullMQ's concurrency at the slots plus about as many jobs as this worker finishes in
  * `windowMs` (smoothed, at most a quarter of the slots): a worker finishing jobs quickly has the
@@ -138,7 +143,7 @@ export function startPrefetch(
   onHandBack: (jobs: number) => void = () => {},
 ): () => void {
   const max = Math.floor(gate.slots * PREFETCH_MAX_SHARE);
-  if (windowMs <= 0 || gate.slots < PREFETCH_MIN_SLOTS) return () => {};
+  if (!holdsJobsAhead(gate.slots, windowMs)) return () => {};
   const tickMs = Math.max(MIN_TICK_MS, windowMs);
   const holdLimitMs = HOLD_LIMIT_WINDOWS * tickMs;
   let perWindow = 0;
