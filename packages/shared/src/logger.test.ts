@@ -94,6 +94,28 @@ describe("createLogDestination", () => {
     }
   });
 
+  it("flush calls back on a file still opening, once it is open and written; with an error once ended", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
+    const path = join(directory, "out.log");
+    try {
+      const destination = createLogDestination(path);
+      // Nothing gathered, the file not open yet: the callback still comes.
+      await new Promise<void>((resolve, reject) =>
+        destination.flush((error) => (error ? reject(error) : resolve())),
+      );
+      createLogger("info", {}, destination).info(lineOf(7), "after open");
+      await new Promise<void>((resolve, reject) =>
+        destination.flush((error) => (error ? reject(error) : resolve())),
+      );
+      expect(readFileSync(path, "utf8")).toContain('"job_id":"job_7"');
+      destination.end();
+      const afterEnd = await new Promise<Error | undefined>((resolve) => destination.flush(resolve));
+      expect(afterEnd?.message).toMatch(/closed/);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it("hands a quiet process's lines over within its flush interval, with no flush asked", async () => {
     const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
     const path = join(directory, "out.log");

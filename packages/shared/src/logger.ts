@@ -39,7 +39,7 @@ const EXIT_RETRY_MS = 10;
 const EXIT_RETRIES = 500;
 
 /** sonic-boom, with the descriptor it has open (set once opened; its types leave it out). */
-type SonicBoom = ReturnType<typeof pino.destination> & { readonly fd?: number };
+type SonicBoom = ReturnType<typeof pino.destination> & { readonly fd?: number; readonly destroyed?: boolean };
 
 /** Writes all of `text` to `fd` now, waiting out a full non-blocking pipe (EAGAIN) for a while. */
 function writeAllSync(fd: number, text: string): void {
@@ -69,6 +69,7 @@ function writeAllSync(fd: number, text: string): void {
 export class LogDestination implements pino.DestinationStream {
   private lines: string[] = [];
   private chars = 0;
+  private ended = false;
   private readonly timer: NodeJS.Timeout;
   private readonly onExit = () => {
     try {
@@ -107,7 +108,8 @@ export class LogDestination implements pino.DestinationStream {
 
   /**
    * Writes what is gathered. `callback`: once everything handed over so far is written (sonic-boom,
-   * at minLength 0, says "drain" only then; an empty write makes one when nothing is in flight).
+   * at minLength 0, says "drain" only then; an empty write makes one when nothing is in flight),
+   * with an error when the destination is closed or failed.
    */
   flush(callback?: (error?: Error) => void): void {
     const gathered = this.take();
@@ -115,31 +117,61 @@ export class LogDestination implements pino.DestinationStream {
       if (gathered) this.writer.write(gathered);
       return;
     }
+    if (this.ended || this.writer.destroyed) {
+      process.nextTick(callback, new Error("the log destination is closed"));
+      return;
+    }
+    const { writer } = this;
+    if (writer.fd === undefined || writer.fd < 0) {
+      // Still opening: what is handed over waits for the file; flush again once it is open.
+      if (gathered) writer.write(gathered);
+      const onReady = () => {
+        writer.off("error", onOpenError);
+        this.flush(callback);
+      };
+      const onOpenError = (error: Error) => {
+        writer.off("ready", onReady);
+        callback(error);
+      };
+      writer.once("ready", onReady);
+      writer.once("error", onOpenError);
+      return;
+    }
     const onError = (error: Error) => {
-      this.writer.off("drain", onDrain);
+      writer.off("drain", onDrain);
       callback(error);
     };
     const onDrain = () => {
-      this.writer.off("error", onError);
+      writer.off("error", onError);
       callback();
     };
-    this.writer.once("drain", onDrain);
-    this.writer.once("error", onError);
-    this.writer.write(gathered);
+    writer.once("drain", onDrain);
+    writer.once("error", onError);
+    try {
+      writer.write(gathered);
+    } catch (error) {
+      writer.off("drain", onDrain);
+      writer.off("error", onError);
+      callback(error as Error);
+    }
   }
 
   /**
    * Writes everything now, synchronously (on exit): sonic-boom's pending lines, then the gathered
-   * ones. A write already in flight on the thread pool is not waited for.
+   * ones (a full pipe is waited out for up to EXIT_RETRIES × EXIT_RETRY_MS; sonic-boom's own part
+   * follows its rules). A write already in flight on the thread pool is not waited for.
    */
   flushSync(): void {
-    const gathered = this.take();
+    // sonic-boom's first: if it cannot write (not open yet, closed) it throws, and the gathered
+    // lines are kept for a later try.
     this.writer.flushSync();
+    const gathered = this.take();
     const { fd } = this.writer;
     if (gathered && fd !== undefined && fd >= 0) writeAllSync(fd, gathered);
   }
 
   end(): void {
+    this.ended = true;
     clearInterval(this.timer);
     process.removeListener("exit", this.onExit);
     const gathered = this.take();

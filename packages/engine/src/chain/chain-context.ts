@@ -60,10 +60,10 @@ export interface ChainContext {
   metrics?: EngineMetrics;
   /**
    * Called once a call has answered (the run's last: a success ends it) and its settlement is
-   * queued, before the run records it. The worker frees the call's slot here for the next job, then
-   * waits its turn in its bookkeeping lane (a few runs per event-loop turn, the sockets read
-   * between them), so new answers start their successors before the backlog's bookkeeping (ADR
-   * 0026's revisions). Must not throw.
+   * queued, before the run records it. The worker frees the call's slot here for the next job; one
+   * that holds jobs ahead then waits its turn in its bookkeeping lane (a few runs per event-loop
+   * turn, the sockets read between them), so new answers start their successors before the
+   * backlog's bookkeeping (ADR 0026's revisions). Must not throw.
    */
   answered?: () => Promise<void> | undefined;
 }

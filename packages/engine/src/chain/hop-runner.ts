@@ -328,7 +328,8 @@ export async function runHop(
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
     if (settling) await settling;
     // The answer is in and settled (a success's settlement is queued, a probe's sent): the worker's
-    // slot goes to the next job now; the bookkeeping below waits while newer answers are read.
+    // slot goes to the next job now (a worker holding jobs ahead has the bookkeeping below wait
+    // while newer answers are read).
     if (completion && context.answered) await context.answered();
     if (completion) {
       const attempt: Attempt = {

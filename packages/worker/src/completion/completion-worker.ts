@@ -40,8 +40,8 @@ import { observeFinishedJob } from "./observe-finished.js";
 const TENANT_FULL_WAIT_MS = 200;
 const TENANT_FULL_JITTER_MS = 300;
 /**
- * Answered runs let on to their bookkeeping per turn of the event loop. Measured (bench:io): 4
- * beat 1 and beat all at once, at concurrency 500 and 2,000 (ADR 0026).
+ * Answered runs let on to their bookkeeping per turn of the event loop. Measured (bench:io): all
+ * at once lost at both 500 and 2,000; 1, 2 and 4 tied at 500; 4 won at 2,000 (ADR 0026).
  */
 const BOOKKEEPING_PER_TURN = 4;
 
