@@ -5,7 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogDestination, createLogger, createPrettyDestination, logFormatFor } from "./logger.js";
+import {
+  createLogDestination,
+  createLogger,
+  createPrettyDestination,
+  type LogDestination,
+  logFormatFor,
+} from "./logger.js";
 
 describe("logFormatFor", () => {
   it("is pretty at a terminal and JSON whenever stdout is captured", () => {
@@ -33,21 +39,31 @@ describe("createPrettyDestination", () => {
   });
 });
 
+/** Runs `use` with the path of a log file in a fresh directory, removed afterwards. */
+async function withLogFile(use: (path: string) => Promise<void> | void): Promise<void> {
+  const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
+  try {
+    await use(join(directory, "out.log"));
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** `destination.flush` as a promise (rejects with the error its callback gets). */
+const flushed = (destination: LogDestination) =>
+  new Promise<void>((resolve, reject) => destination.flush((error) => (error ? reject(error) : resolve())));
+
 describe("createLogDestination", () => {
   const lineOf = (index: number) => ({ job_id: `job_${index}`, hop: 0, outcome: "success" });
 
-  it("writes every line, whole and in order, in batches; flush calls back once all is written", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
-    const path = join(directory, "out.log");
-    try {
+  it("writes every line, whole and in order, in batches; flush calls back once all is written", () =>
+    withLogFile(async (path) => {
       const destination = createLogDestination(path);
       const logger = createLogger("info", {}, destination);
       // Past several batches, then a few lines short of one, which only a flush hands over.
       for (let index = 0; index < 1000; index++) logger.info(lineOf(index), "hop succeeded");
       for (let index = 1000; index < 1003; index++) logger.info(lineOf(index), "hop succeeded");
-      await new Promise<void>((resolve, reject) =>
-        destination.flush((error) => (error ? reject(error) : resolve())),
-      );
+      await flushed(destination);
       const lines = readFileSync(path, "utf8").trimEnd().split("\n");
       expect(lines).toHaveLength(1003);
       lines.forEach((line, index) => {
@@ -56,79 +72,57 @@ describe("createLogDestination", () => {
         expect(entry.msg).toBe("hop succeeded");
       });
       // With nothing gathered and nothing in flight, flush still calls back.
-      await new Promise<void>((resolve, reject) =>
-        destination.flush((error) => (error ? reject(error) : resolve())),
+      await flushed(destination);
+      destination.end();
+    }));
+
+  it("flushSync writes the gathered lines before it returns", () =>
+    withLogFile(async (path) => {
+      const fd = openSync(path, "a");
+      // Every thread of libuv's pool kept busy: an asynchronous write could not land before the
+      // file is read below, so only a synchronous one passes.
+      const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+      const busy = Array.from(
+        { length: threads },
+        () => new Promise((resolve) => pbkdf2("busy", "salt", 400_000, 32, "sha256", resolve)),
       );
-      destination.end();
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
-  });
+      try {
+        const destination = createLogDestination(fd);
+        const logger = createLogger("info", {}, destination);
+        for (let index = 0; index < 3; index++) logger.info(lineOf(index), "before exit");
+        destination.flushSync();
+        const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+        expect(lines.map((line) => (JSON.parse(line) as { job_id: string }).job_id)).toEqual([
+          "job_0",
+          "job_1",
+          "job_2",
+        ]);
+        destination.end();
+      } finally {
+        await Promise.all(busy);
+      }
+    }));
 
-  it("flushSync writes the gathered lines before it returns", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
-    const path = join(directory, "out.log");
-    const fd = openSync(path, "a");
-    // Every thread of libuv's pool kept busy: an asynchronous write could not land before the
-    // file is read below, so only a synchronous one passes.
-    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-    const busy = Array.from(
-      { length: threads },
-      () => new Promise((resolve) => pbkdf2("busy", "salt", 400_000, 32, "sha256", resolve)),
-    );
-    try {
-      const destination = createLogDestination(fd);
-      const logger = createLogger("info", {}, destination);
-      for (let index = 0; index < 3; index++) logger.info(lineOf(index), "before exit");
-      destination.flushSync();
-      const lines = readFileSync(path, "utf8").trimEnd().split("\n");
-      expect(lines.map((line) => (JSON.parse(line) as { job_id: string }).job_id)).toEqual([
-        "job_0",
-        "job_1",
-        "job_2",
-      ]);
-      destination.end();
-    } finally {
-      await Promise.all(busy);
-      rmSync(directory, { recursive: true, force: true });
-    }
-  });
-
-  it("flush calls back on a file still opening, once it is open and written; with an error once ended", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
-    const path = join(directory, "out.log");
-    try {
+  it("flush calls back on a file still opening, once it is open and written; with an error once ended", () =>
+    withLogFile(async (path) => {
       const destination = createLogDestination(path);
       // Nothing gathered, the file not open yet: the callback still comes.
-      await new Promise<void>((resolve, reject) =>
-        destination.flush((error) => (error ? reject(error) : resolve())),
-      );
+      await flushed(destination);
       createLogger("info", {}, destination).info(lineOf(7), "after open");
-      await new Promise<void>((resolve, reject) =>
-        destination.flush((error) => (error ? reject(error) : resolve())),
-      );
+      await flushed(destination);
       expect(readFileSync(path, "utf8")).toContain('"job_id":"job_7"');
       destination.end();
-      const afterEnd = await new Promise<Error | undefined>((resolve) => destination.flush(resolve));
-      expect(afterEnd?.message).toMatch(/closed/);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
-  });
+      await expect(flushed(destination)).rejects.toThrow(/closed/);
+    }));
 
-  it("hands a quiet process's lines over within its flush interval, with no flush asked", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));
-    const path = join(directory, "out.log");
-    try {
+  it("hands a quiet process's lines over within its flush interval, with no flush asked", () =>
+    withLogFile(async (path) => {
       const destination = createLogDestination(path);
       createLogger("info", {}, destination).info(lineOf(1), "alone");
       await new Promise((resolve) => setTimeout(resolve, 600));
       expect(readFileSync(path, "utf8")).toContain('"job_id":"job_1"');
       destination.end();
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
-    }
-  });
+    }));
 
   it("writes the lines still gathered when the process exits", () => {
     const script = [

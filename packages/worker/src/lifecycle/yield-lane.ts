@@ -1,11 +1,11 @@
+/** Waiters let through before the array drops them (when they are at least half of it). */
+const COMPACT_AFTER = 1024;
+
 /**
  * Work that may wait, let through a few at a time: one slice per turn of the event loop, so the
  * I/O that arrives meanwhile (other calls' answers, which free slots) is read between slices
  * instead of after all of it (ADR 0026).
  */
-/** Waiters let through before the array drops them (when they are at least half of it). */
-const COMPACT_AFTER = 1024;
-
 export class YieldLane {
   private readonly queue: Array<() => void> = [];
   private head = 0;
