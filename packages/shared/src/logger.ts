@@ -94,7 +94,13 @@ export class LogDestination implements pino.DestinationStream {
   write(line: string): void {
     this.lines.push(line);
     this.chars += line.length;
-    if (this.chars >= LOG_BATCH_CHARS) this.writer.write(this.take());
+    if (this.chars >= LOG_BATCH_CHARS) this.handOver();
+  }
+
+  /** Hands the gathered lines to the writer, which writes them as soon as its current write ends. */
+  private handOver(): void {
+    const gathered = this.take();
+    if (gathered) this.writer.write(gathered);
   }
 
   /** The gathered lines as one string, forgotten here ("" when none). */
@@ -112,9 +118,8 @@ export class LogDestination implements pino.DestinationStream {
    * with an error when the destination is closed or failed.
    */
   flush(callback?: (error?: Error) => void): void {
-    const gathered = this.take();
     if (!callback) {
-      if (gathered) this.writer.write(gathered);
+      this.handOver();
       return;
     }
     if (this.ended || this.writer.destroyed) {
@@ -124,7 +129,7 @@ export class LogDestination implements pino.DestinationStream {
     const { writer } = this;
     if (writer.fd === undefined || writer.fd < 0) {
       // Still opening: what is handed over waits for the file; flush again once it is open.
-      if (gathered) writer.write(gathered);
+      this.handOver();
       const onReady = () => {
         writer.off("error", onOpenError);
         this.flush(callback);
@@ -148,7 +153,7 @@ export class LogDestination implements pino.DestinationStream {
     writer.once("drain", onDrain);
     writer.once("error", onError);
     try {
-      writer.write(gathered);
+      writer.write(this.take());
     } catch (error) {
       writer.off("drain", onDrain);
       writer.off("error", onError);
@@ -174,8 +179,7 @@ export class LogDestination implements pino.DestinationStream {
     this.ended = true;
     clearInterval(this.timer);
     process.removeListener("exit", this.onExit);
-    const gathered = this.take();
-    if (gathered) this.writer.write(gathered);
+    this.handOver();
     this.writer.end();
   }
 }
