@@ -8,6 +8,7 @@ import {
 import {
   AlertEvaluator,
   BatchStore,
+  type CascadeMetrics,
   type Clock,
   type Config,
   createKeys,
@@ -18,6 +19,7 @@ import {
   type IdGenerator,
   type JobData,
   type JobOutcome,
+  type Keys,
   type Logger,
   newId,
   observeAll,
@@ -55,6 +57,7 @@ import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "
 import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
+import { ReplicaWait, registerReplicaWait } from "./plugins/replica-wait.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
 import { registerAlertRoutes } from "./routes/alerts.js";
 import { registerBatchApi } from "./routes/batches.js";
@@ -139,6 +142,63 @@ const BACKGROUND_COMMAND_TIMEOUT_MS = 20_000;
 
 function backgroundConnection(redis: RedisClient): RedisClient {
   return duplicateWith(redis, { commandTimeout: BACKGROUND_COMMAND_TIMEOUT_MS });
+}
+
+/** How long apart two log lines about short replica waits are, at least (each round is counted in the metrics). */
+const REPLICA_WARN_INTERVAL_MS = 10_000;
+
+/**
+ * API_REPLICA_ACKS: write requests' answers wait for replicas (plugins/replica-wait.ts, ADR 0027),
+ * on a connection of their own that keeps an offline queue (a round asked while it reconnects
+ * waits for it, bounded by its command timeout, rather than failing at once).
+ */
+function createReplicaWait(
+  redis: RedisClient,
+  config: Config,
+  keys: Keys,
+  logger: Logger,
+  metrics: CascadeMetrics,
+): { wait: ReplicaWait; connection: RedisClient } | undefined {
+  const { API_REPLICA_ACKS: replicas, API_REPLICA_WAIT_MS: timeoutMs } = config.settings;
+  if (replicas === 0) return undefined;
+  const connection = duplicateWith(
+    redis,
+    { enableOfflineQueue: true, commandTimeout: timeoutMs + BACKGROUND_COMMAND_TIMEOUT_MS },
+    { enableOfflineQueue: true },
+  );
+  connection.on("error", (error: Error) =>
+    logger.warn({ err: error.message, source: "replica waits" }, "redis connection error; retrying"),
+  );
+  let lastWarnAt = Number.NEGATIVE_INFINITY;
+  let unreported = 0;
+  const wait = new ReplicaWait({
+    redis: connection,
+    markKey: keys.replicaMark,
+    replicas,
+    timeoutMs,
+    onRound: (outcome, detail) => {
+      metrics.replicaWait(outcome);
+      if (outcome === "acked") return;
+      unreported += 1;
+      const now = Date.now();
+      if (now - lastWarnAt < REPLICA_WARN_INTERVAL_MS) return;
+      lastWarnAt = now;
+      logger.warn(
+        {
+          setting: "API_REPLICA_ACKS",
+          replicas,
+          acked: detail.acked,
+          err: detail.error?.message,
+          rounds: unreported,
+        },
+        outcome === "short"
+          ? `fewer than API_REPLICA_ACKS=${replicas} replicas acknowledged within API_REPLICA_WAIT_MS=${timeoutMs}; answered anyway (the writes are on the master)`
+          : "could not wait for replicas; answered anyway (the writes are on the master)",
+      );
+      unreported = 0;
+    },
+  });
+  return { wait, connection };
 }
 
 /**
@@ -268,6 +328,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
   registerErrorHandling(app, routes);
   registerAuth(app, config);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
+  const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
+  if (replicaWait) registerReplicaWait(app, replicaWait.wait);
   registerBodyDepthLimit(app);
   app.register(fastifySwagger, {
     openapi: {
@@ -359,6 +421,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
         resilience.listen(breakerSubscriber),
       ]);
       alerts.start();
+      // One round now: too few replicas is logged at start rather than at the first write.
+      void replicaWait?.wait.probe();
     },
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
@@ -376,6 +440,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       await backgroundQueues.completions.close();
       await backgroundQueues.webhooks.close();
       await background.quit().catch(() => background.disconnect());
+      await replicaWait?.connection.quit().catch(() => replicaWait.connection.disconnect());
     },
   };
 }

@@ -87,7 +87,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
 
   routes.get("/v1/models", async () => modelList);
 
-  routes.post("/v1/chat/completions", { schema: { body: gatewayBodySchema } }, async (request, reply) => {
+  // The answer is the completion itself, nothing a client reads back later: no wait for replicas.
+  const route = { schema: { body: gatewayBodySchema }, config: { replicaWait: false } };
+  routes.post("/v1/chat/completions", route, async (request, reply) => {
     const body = request.body as GatewayBody;
     const requestId = deps.newId("req");
     reply.header("x-request-id", requestId);

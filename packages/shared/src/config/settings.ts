@@ -58,6 +58,14 @@ export const settingsSchema = z.object({
    * two) before it is answered 503 with Retry-After, instead of being held until Redis returns.
    */
   API_REDIS_WAIT_MS: intFromEnv("API_REDIS_WAIT_MS", 2000, 0, 60000),
+  /**
+   * Addition: replicas that must hold what a write request changed (an accepted job, a cancel, a
+   * file, a batch) before the API answers it: Redis's WAIT, one per group of requests (0: answer
+   * at once; replication stays asynchronous). ADR 0027.
+   */
+  API_REPLICA_ACKS: intFromEnv("API_REPLICA_ACKS", 0, 0, 16),
+  /** Addition: the most an answer waits for API_REPLICA_ACKS replicas; then it goes out anyway, counted. */
+  API_REPLICA_WAIT_MS: intFromEnv("API_REPLICA_WAIT_MS", 1000, 1, 60000),
   /** Addition: a worker serves its Prometheus metrics on HOST:METRICS_PORT when set (unset: none). */
   METRICS_PORT: intFromEnv("METRICS_PORT", undefined, 1, 65535),
   /** Addition: API shutdown grace for in-flight requests. */

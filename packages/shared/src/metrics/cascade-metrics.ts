@@ -32,6 +32,7 @@ export interface CascadeMetrics {
   readonly costUsd: Counter<"tenant" | "route" | "model">;
   readonly webhookDeliveries: Counter<"outcome">;
   readonly limitWaits: Counter<"provider" | "model">;
+  readonly replicaWaits: Counter<"outcome">;
   readonly deploymentAttempts: Counter<"model" | "deployment" | "outcome" | "reason">;
   readonly queueWait: Histogram<"route">;
   readonly hopDuration: Histogram<"provider" | "model" | "outcome">;
@@ -47,6 +48,8 @@ export interface CascadeMetrics {
   breakerTransition(breaker: string, to: string): void;
   /** A webhook delivery attempt ended: delivered, retry, dead, or gone (the receiver answered 410). */
   webhookDelivery(outcome: "delivered" | "retry" | "dead" | "gone"): void;
+  /** A wait for replicas (API_REPLICA_ACKS) ended: enough acknowledged, too few in time, or an error. */
+  replicaWait(outcome: "acked" | "short" | "error"): void;
 }
 
 export interface MetricsOptions {
@@ -112,6 +115,12 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     labelNames: ["provider", "model"] as const,
     registers,
   });
+  const replicaWaits = new Counter({
+    name: "cascade_replica_waits_total",
+    help: "Waits of the API for replicas to hold what write requests changed (API_REPLICA_ACKS): acked, short (fewer replicas in time: answered anyway), error.",
+    labelNames: ["outcome"] as const,
+    registers,
+  });
   const queueWait = new Histogram({
     name: "cascade_queue_wait_seconds",
     help: "Seconds from a job's creation to its first run.",
@@ -150,6 +159,7 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     costUsd,
     webhookDeliveries,
     limitWaits,
+    replicaWaits,
     deploymentAttempts,
     queueWait,
     hopDuration,
@@ -182,6 +192,9 @@ export function createMetrics(options: MetricsOptions = {}): CascadeMetrics {
     },
     webhookDelivery(outcome) {
       webhookDeliveries.inc({ outcome });
+    },
+    replicaWait(outcome) {
+      replicaWaits.inc({ outcome });
     },
   };
 }

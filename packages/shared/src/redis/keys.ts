@@ -39,6 +39,11 @@ export interface Keys {
   /** Webhook delivery record (hash) and a tenant's deliveries of one status (zset by created_at). */
   webhookDelivery(deliveryId: string): string;
   webhookDeliveryIndex(tenant: string, status: string): string;
+  /**
+   * Written by the API before each WAIT for replicas (API_REPLICA_ACKS): its place in the
+   * replication stream is after every write the requests of that WAIT made (string, with a TTL).
+   */
+  readonly replicaMark: string;
   /** Failed-jobs sweep: `"<finish ms>:<job id>"` of the last failure handled (string, no TTL). */
   readonly failedSweepCursor: string;
   /** Failed-jobs sweep: the process sweeping this interval (string: its token, with a TTL). */
@@ -172,6 +177,7 @@ export function createKeys(prefix: string): Keys {
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,
     webhookDelivery: (deliveryId) => `${tag}:whd:${deliveryId}`,
     webhookDeliveryIndex: (tenant, status) => `${tag}:whd-index:${tenant}:${status}`,
+    replicaMark: `${tag}:replica-mark`,
     failedSweepCursor: `${tag}:failed-sweep:cursor`,
     failedSweepLease: `${tag}:failed-sweep:lease`,
     failedJobCounted: (jobId) => `${tag}:failed-counted:${jobId}`,
