@@ -139,6 +139,14 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toContain("127.0.0.1:1");
   });
 
+  it("when REDIS_URL selects a database the Redis does not have", async () => {
+    // Redis has 16 by default: ioredis only reports the failed SELECT as an event and would go on
+    // in database 0, so jobs would land where REDIS_URL does not say.
+    const line = await startupFailure(kind, { REDIS_URL: `${inject("redisUrl")}/99` });
+    expect(line).toContain("REDIS_URL");
+    expect(line).toContain("99");
+  });
+
   it("when Redis has maxmemory-policy allkeys-lru", async () => {
     expect(await redisCommand(evictingRedis.url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")).toBe(
       "+OK",

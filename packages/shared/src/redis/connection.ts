@@ -132,6 +132,25 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
   return client;
 }
 
+/**
+ * The database REDIS_URL selects exists: ioredis reports a failed SELECT only as an error event
+ * and goes on in database 0, where every key would then land.
+ */
+async function checkDatabase(probe: Redis, database: string, shown: string): Promise<void> {
+  const index = /^\d+$/.test(database) ? Number(database) : Number.NaN;
+  const refused = Number.isSafeInteger(index)
+    ? await probe.select(index).then(
+        () => undefined,
+        (error: Error) => error.message,
+      )
+    : "not a database number";
+  if (refused !== undefined) {
+    throw new ConfigError(
+      `REDIS_URL selects database ${database}, which Redis at ${shown} does not have (${refused}): end REDIS_URL with /0 … /<databases - 1> (redis-cli CONFIG GET databases), or raise databases in redis.conf`,
+    );
+  }
+}
+
 export interface RedisCheck {
   cluster: boolean;
   warnings: string[];
@@ -175,6 +194,7 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
         `REDIS_URL selects database ${database}, but Redis at ${shown} is a Redis Cluster node, which has database 0 only: remove /${database} from REDIS_URL (give each deployment its own CASCADE_REDIS_PREFIX instead)`,
       );
     }
+    if (!cluster && database !== "") await checkDatabase(probe, database, shown);
     let policy: string | undefined;
     try {
       const reply = (await probe.config("GET", "maxmemory-policy")) as string[];
