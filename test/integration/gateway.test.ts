@@ -33,17 +33,21 @@ beforeAll(async () => {
         },
         pb: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY" },
         slow: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", limits: { rpm: 1 } },
+        pc: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY" },
       },
       models: {
         a: model("up-a"),
         b: model("up-b", "pb"),
         limited: model("up-limited", "slow"),
+        lonely: model("up-lonely", "pc"),
         pricey: { ...model("up-pricey", "pb"), price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
       },
       routes: {
         default: { chain: [{ model: "a", timeout_ms: 2000 }, { model: "b" }] },
         capped: { chain: [{ model: "pricey", max_cost_usd: 0.0001 }] },
         limits: { sync_deadline_ms: 200, chain: [{ model: "limited" }] },
+        retried: { chain: [{ model: "a", max_retries: 1 }, { model: "b" }] },
+        upstream429: { sync_deadline_ms: 200, chain: [{ model: "lonely" }] },
       },
       fallbacks: { a: ["b"] },
       tenants: { acme: { api_keys_env: "GW_KEYS" } },
@@ -158,6 +162,55 @@ describe("POST /v1/chat/completions", () => {
     const bad = await post({ model: "limits", ...hello }, { "x-cascade-deadline-ms": "soon" });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("x-cascade-deadline-ms");
+  });
+
+  it("names a retried hop once in x-cascade-fallbacks, with its last reason", async () => {
+    fake.script("up-a", { kind: "server_error" }, { kind: "context_length" });
+    fake.script("up-b", { kind: "ok", content: "from b" });
+    const answer = await post({ model: "retried", ...hello });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("x-cascade-attempts")).toBe("3");
+    expect(answer.headers.get("x-cascade-fallbacks")).toBe("a:context_length");
+  });
+
+  it("gives x-request-id to errors raised before the handler too", async () => {
+    const unauthorized = await post({ model: "default", ...hello }, { authorization: "Bearer wrong" });
+    const malformed = await post({ model: "default", messages: "nope" });
+    const tooLarge = await post({
+      model: "default",
+      messages: [{ role: "user", content: "x".repeat(1_100_000) }],
+    });
+    const notJson = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "text/plain" },
+      body: "hi",
+    });
+    const wrongMethod = await fetch(`${stack.url}/v1/chat/completions`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    const answers = [unauthorized, malformed, tooLarge, notJson, wrongMethod];
+    expect(answers.map((answer) => answer.status)).toEqual([401, 400, 413, 415, 405]);
+    for (const answer of answers) expect(answer.headers.get("x-request-id")).toMatch(/^req_/);
+  });
+
+  it("answers 429 with Retry-After when the upstream's 429 named no time (its cooldown's)", async () => {
+    const error = {
+      message: "Rate limit reached",
+      type: "requests",
+      param: null,
+      code: "rate_limit_exceeded",
+    };
+    // No Retry-After, and none of the fake's usual x-ratelimit-reset-* hints either.
+    const noHints = { "x-ratelimit-reset-requests": "", "x-ratelimit-reset-tokens": "" };
+    fake.script("up-lonely", { kind: "status", status: 429, body: { error }, headers: noHints });
+    const limited = await post({ model: "upstream429", ...hello });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error).toMatchObject({ type: "rate_limit_error", code: "rate_limited" });
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // The provider cools down (1 s, no Retry-After to follow): the next request is skipped, same header.
+    const skipped = await post({ model: "upstream429", ...hello });
+    expect(skipped.status).toBe(429);
+    expect(Number(skipped.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
   });
 
   it("streams chat.completion.chunk events ending in [DONE], with usage when asked", async () => {

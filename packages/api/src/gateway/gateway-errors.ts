@@ -25,6 +25,9 @@ const UNFIT_CODES: Record<string, string> = {
   capability_missing: "capability_missing",
 };
 
+/** The first step of a cooldown after a 429 that named no time (contract, "Cooldowns"). */
+const MIN_COOLDOWN_S = 1;
+
 function earliestRefillS(attempts: Attempt[]): number | undefined {
   const waits = attempts
     .filter((attempt) => attempt.reason === "rate_limited" && attempt.retry_after_ms !== undefined)
@@ -60,14 +63,11 @@ export function gatewayErrorOf(outcome: JobOutcome): GatewayError {
     (attempt) => attempt.reason === "rate_limited" || attempt.reason === "over_budget",
   );
   if (limited && usable.some((attempt) => attempt.reason === "rate_limited")) {
-    const retryAfterS = earliestRefillS(usable);
-    return {
-      status: 429,
-      type: "rate_limit_error",
-      code: "rate_limited",
-      message,
-      ...(retryAfterS !== undefined ? { retryAfterS } : {}),
-    };
+    // An upstream 429 that named no time leaves none in its attempt: its provider cools down
+    // for 1 s, doubling on consecutive 429s (contract, "Cooldowns"), so 1 s is the earliest a
+    // retry may find it open. The contract's 429 always carries Retry-After.
+    const retryAfterS = earliestRefillS(usable) ?? MIN_COOLDOWN_S;
+    return { status: 429, type: "rate_limit_error", code: "rate_limited", message, retryAfterS };
   }
   if (limited) return { status: 429, type: "insufficient_quota", code: "over_budget", message };
   return { status: 502, type: "api_error", code: "all_models_failed", message };

@@ -47,14 +47,23 @@ function deadlineHeader(request: FastifyRequest): number | undefined {
 }
 
 /**
- * `model:reason` for every hop that did not answer: the failed tries of the model that answered
- * in the end (retries of its hop) are not fallbacks.
+ * `model:reason` for every hop that did not answer, once per hop: a hop's tries (its retries, a
+ * pool's deployments) are consecutive attempts of one model, named by the last one's reason. The
+ * failed tries of the model that answered in the end are not fallbacks.
  */
-function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
-  return outcome.attempts
-    .filter((attempt) => attempt.outcome !== "success" && attempt.model !== outcome.model)
-    .map((attempt) => `${attempt.model}:${attempt.reason ?? attempt.outcome}`)
-    .join(",");
+export function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
+  const pairs: Array<{ model: string; reason: string }> = [];
+  let previous: string | undefined;
+  for (const attempt of outcome.attempts) {
+    const sameHop = attempt.model === previous;
+    previous = attempt.model;
+    if (attempt.outcome === "success" || attempt.model === outcome.model) continue;
+    const reason = attempt.reason ?? attempt.outcome;
+    const last = pairs.at(-1);
+    if (sameHop && last?.model === attempt.model) last.reason = reason;
+    else pairs.push({ model: attempt.model, reason });
+  }
+  return pairs.map((pair) => `${pair.model}:${pair.reason}`).join(",");
 }
 
 function traceHeaders(reply: FastifyReply, outcome: JobOutcome): void {
@@ -91,7 +100,8 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
   const route = { schema: { body: gatewayBodySchema }, config: { replicaWait: false } };
   routes.post("/v1/chat/completions", route, async (request, reply) => {
     const body = request.body as GatewayBody;
-    const requestId = deps.newId("req");
+    // Given before auth and body parsing (app.ts), so their errors carry it too.
+    const requestId = String(reply.getHeader("x-request-id") ?? deps.newId("req"));
     reply.header("x-request-id", requestId);
     let resolved: ReturnType<typeof resolveChain>;
     try {
