@@ -164,6 +164,41 @@ describe("POST /v1/chat/completions", () => {
     expect(bad.body.error.param).toBe("x-cascade-deadline-ms");
   });
 
+  it("takes null for an optional field as unset, as OpenAI does", async () => {
+    const nulls = { temperature: null, max_tokens: null, top_p: null, stop: null, seed: null, user: null };
+    // OpenAI's newer options a chain cannot honour across providers: taken, not sent upstream.
+    const dropped = { prompt_cache_key: "k", safety_identifier: "u1", verbosity: "low", prediction: null };
+    const more = {
+      ...dropped,
+      modalities: ["text"],
+      audio: null,
+      metadata: null,
+      tools: null,
+      tool_choice: null,
+    };
+    const answer = await post({ model: "default", ...hello, ...nulls, ...more });
+    expect(answer.status, answer.text).toBe(200);
+    const sent = fake.callsFor("up-a")[0]?.body;
+    expect(sent).toBeDefined();
+    for (const field of [
+      "temperature",
+      "top_p",
+      "stop",
+      "seed",
+      "tools",
+      "tool_choice",
+      ...Object.keys(dropped),
+    ]) {
+      expect(sent[field] ?? null, field).toBeNull();
+    }
+    const audio = await post({ model: "default", ...hello, modalities: ["text", "audio"] });
+    expect(audio.status).toBe(400);
+    expect(audio.body.error.param).toMatch(/^modalities/);
+    const wrong = await post({ model: "default", ...hello, temperature: "hot" });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.param).toBe("temperature");
+  });
+
   it("names a retried hop once in x-cascade-fallbacks, with its last reason", async () => {
     fake.script("up-a", { kind: "server_error" }, { kind: "context_length" });
     fake.script("up-b", { kind: "ok", content: "from b" });

@@ -67,6 +67,14 @@ describe("jobs API", () => {
     expect(done.body.finished_at).toBeGreaterThanOrEqual(done.body.started_at);
   });
 
+  it("takes null for an optional request field as unset", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, temperature: null, max_tokens: null, stop: null } },
+      headers: acme,
+    });
+    expect(created.status).toBe(202);
+  });
+
   it("requires a valid bearer key and hides other tenants' jobs", async () => {
     expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
     const wrong = await stack.request("POST", "/v1/jobs", {

@@ -1,6 +1,7 @@
 import {
   type ChatRequest,
   chatRequestFields,
+  optionalOrNull,
   TOOL_CHOICE_ERROR,
   toolChoiceNamesATool,
 } from "@cascade/shared";
@@ -16,13 +17,14 @@ export const gatewayBodySchema = chatRequestFields
     models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
     route: z.string().min(1).optional(),
     // OpenAI's own `metadata` has the same shape (at most 16 string pairs).
-    metadata: z
-      .record(z.string().max(64), z.string().max(512))
-      .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
-      .optional(),
+    metadata: optionalOrNull(
+      z
+        .record(z.string().max(64), z.string().max(512))
+        .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys"),
+    ),
     max_cost_usd: z.number().positive().optional(),
     // The end user budgets and usage are kept per (a Redis key part: bounded, as for jobs).
-    user: z.string().max(256, "user holds at most 256 characters").optional(),
+    user: optionalOrNull(z.string().max(256, "user holds at most 256 characters")),
     // OpenAI fields clients send that a fallback chain cannot honour across providers: accepted,
     // so that drop-in clients work, and not sent upstream (as LiteLLM's drop_params does).
     store: z.boolean().nullable().optional(),
@@ -31,6 +33,16 @@ export const gatewayBodySchema = chatRequestFields
     logprobs: z.boolean().nullable().optional(),
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+    prompt_cache_key: z.string().max(1024).nullable().optional(),
+    safety_identifier: z.string().max(1024).nullable().optional(),
+    verbosity: z.string().max(64).nullable().optional(),
+    prediction: z.record(z.string(), z.unknown()).nullable().optional(),
+    // Text is what every provider of a chain answers: audio output cannot be asked for.
+    modalities: z
+      .array(z.literal("text", { error: "modalities may only ask for text" }))
+      .nullable()
+      .optional(),
+    audio: z.null({ error: "audio output is not supported: send audio as null or leave it out" }).optional(),
   })
   .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR);
 export type GatewayBody = z.infer<typeof gatewayBodySchema>;
@@ -48,6 +60,12 @@ export function providerRequest(body: GatewayBody): ChatRequest {
     logprobs: _logprobs,
     top_logprobs: _topLogprobs,
     logit_bias: _logitBias,
+    prompt_cache_key: _cacheKey,
+    safety_identifier: _safety,
+    verbosity: _verbosity,
+    prediction: _prediction,
+    modalities: _modalities,
+    audio: _audio,
     ...request
   } = body;
   return request;

@@ -86,31 +86,39 @@ const responseFormat = z.discriminatedUnion("type", [
   }),
 ]);
 
+/**
+ * An optional field that may also be sent as `null`, meaning unset, as OpenAI takes it (clients
+ * that serialize every option send `"temperature": null`): parsed as absent.
+ */
+export function optionalOrNull<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (value === null ? undefined : value), schema.optional());
+}
+
 /** The request's fields, without the cross-field check (the gateway extends them). */
 export const chatRequestFields = z.strictObject({
-  model: z.string().min(1).optional(),
+  model: optionalOrNull(z.string().min(1)),
   messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
-  max_tokens: z.number().int().positive().optional(),
-  max_completion_tokens: z.number().int().positive().optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  top_p: z.number().min(0).max(1).optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
-  seed: z.number().int().optional(),
-  presence_penalty: z.number().min(-2).max(2).optional(),
-  frequency_penalty: z.number().min(-2).max(2).optional(),
-  tools: z.array(functionTool).max(128).optional(),
-  tool_choice: z
-    .union([
+  max_tokens: optionalOrNull(z.number().int().positive()),
+  max_completion_tokens: optionalOrNull(z.number().int().positive()),
+  temperature: optionalOrNull(z.number().min(0).max(2)),
+  top_p: optionalOrNull(z.number().min(0).max(1)),
+  stop: optionalOrNull(z.union([z.string(), z.array(z.string()).max(4)])),
+  seed: optionalOrNull(z.number().int()),
+  presence_penalty: optionalOrNull(z.number().min(-2).max(2)),
+  frequency_penalty: optionalOrNull(z.number().min(-2).max(2)),
+  tools: optionalOrNull(z.array(functionTool).max(128)),
+  tool_choice: optionalOrNull(
+    z.union([
       z.enum(["none", "auto", "required"]),
       z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: z.string() }) }),
-    ])
-    .optional(),
-  parallel_tool_calls: z.boolean().optional(),
-  response_format: responseFormat.optional(),
-  stream: z.boolean().optional(),
+    ]),
+  ),
+  parallel_tool_calls: optionalOrNull(z.boolean()),
+  response_format: optionalOrNull(responseFormat),
+  stream: optionalOrNull(z.boolean()),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
-  n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
-  user: z.string().optional(),
+  n: optionalOrNull(z.literal(1, { error: "n must be 1: Cascade runs one completion per job" })),
+  user: optionalOrNull(z.string()),
 });
 
 type ToolChoiceFields = Pick<z.infer<typeof chatRequestFields>, "tool_choice" | "tools">;
