@@ -182,6 +182,15 @@ const cases: Array<{
     reason: "bad_request",
     providerSpecific: true,
   },
+  ...[405, 415, 418, 451].map((status) => ({
+    // Only 400 and 422 say the request itself is wrong (contract, "Fall back or fail").
+    name: `${status} is this provider's refusal, not the request's fault: falls back`,
+    error: apiError(status, {
+      error: { message: `upstream says ${status}`, type: "invalid_request_error", param: null, code: null },
+    }),
+    reason: "bad_request" as const,
+    providerSpecific: true,
+  })),
   {
     name: "402 empty balance (DeepSeek) is a billing fault",
     error: apiError(402, {

@@ -119,9 +119,9 @@ export function classifyByStatus(failure: HttpFailure, message: string): Provide
     return new ProviderError("auth_error", message, options);
   if (status === 408) return new ProviderError("timeout", message, options);
   if (status >= 500) return new ProviderError("server_error", message, options);
-  // 404 (unknown model name here) and 409/410 are this provider's problem, not the request's.
-  if (status === 404 || status === 409 || status === 410) {
-    return new ProviderError("bad_request", message, { ...options, providerSpecific: true });
-  }
-  return new ProviderError("bad_request", message, options);
+  // Only a 400 or 422 says the request itself is wrong (contract, "Fall back or fail"); any
+  // other 4xx (404 unknown model name here, 405, 409, 410, 415, 451 blocked in a region, ...)
+  // is this provider's refusal, and the request may be fine elsewhere.
+  const providerSpecific = status !== 400 && status !== 422;
+  return new ProviderError("bad_request", message, { ...options, providerSpecific });
 }
