@@ -154,10 +154,11 @@ describe("batches (official openai SDK)", () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({
       custom_id: "bad-1",
-      response: { status_code: 502, body: { error: { code: "all_models_failed" } } },
-      error: { code: "all_models_failed" },
+      response: { status_code: 502, body: { error: { type: "api_error", code: "all_models_failed" } } },
+      // As OpenAI's: `error` is for a request that got no answer; this one got a 502.
+      error: null,
     });
-    expect(errors[0].error.message).toContain("failing");
+    expect(errors[0].response.body.error.message).toContain("failing");
   });
 
   it("rejects an invalid file at batches.create with a 400 naming the line and field", async () => {

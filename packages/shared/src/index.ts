@@ -13,6 +13,7 @@ export * from "./ids.js";
 export * from "./iso-week.js";
 export * from "./jobs/completion-job-options.js";
 export * from "./jobs/ended-for-good.js";
+export * from "./jobs/http-error-of.js";
 export * from "./logger.js";
 export * from "./metrics/index.js";
 export * from "./redis/bull-connection.js";

@@ -1,4 +1,4 @@
-import type { Attempt, JobOutcome, Reason } from "@cascade/shared";
+import { httpErrorOf, type JobOutcome } from "@cascade/shared";
 import type { ErrorType } from "../plugins/http-error.js";
 
 /** A gateway answer that is not a completion, as OpenAI's error shape and status. */
@@ -11,66 +11,9 @@ export interface GatewayError {
   retryAfterS?: number;
 }
 
-/** Skips that say the request cannot run on a hop, whatever the hop's health. */
-const UNFIT: ReadonlySet<Reason | undefined> = new Set([
-  "capability_missing",
-  "context_length",
-  "price_ceiling",
-]);
-
-/** OpenAI's codes where it has one for the same thing; the contract's reason otherwise. */
-const UNFIT_CODES: Record<string, string> = {
-  price_ceiling: "price_ceiling",
-  context_length: "context_length_exceeded",
-  capability_missing: "capability_missing",
-};
-
-/** The first step of a cooldown after a 429 that named no time (contract, "Cooldowns"). */
-const MIN_COOLDOWN_S = 1;
-
-function earliestRefillS(attempts: Attempt[]): number | undefined {
-  const waits = attempts
-    .filter((attempt) => attempt.reason === "rate_limited" && attempt.retry_after_ms !== undefined)
-    .map((attempt) => attempt.retry_after_ms as number);
-  if (!waits.length) return undefined;
-  return Math.max(1, Math.ceil(Math.min(...waits) / 1000));
-}
-
-/**
- * A failed run as the contract's gateway table says (section "Gateway"): the request's own fault
- * is a 400, limits are a 429 (with Retry-After from the earliest refill), a spent budget a 429
- * `insufficient_quota`, and every hop failing upstream a 502.
- */
+/** A failed gateway run: the same mapping as every door's (shared `httpErrorOf`). */
 export function gatewayErrorOf(outcome: JobOutcome): GatewayError {
-  const error = outcome.error ?? { type: "all_models_failed", message: "every model in the chain failed" };
-  const message = error.message;
-  if (error.type === "bad_request" || error.type === "content_filter") {
-    return { status: 400, type: "invalid_request_error", code: error.type, message };
-  }
-  if (error.type !== "all_models_failed") {
-    return { status: 502, type: "api_error", code: error.type, message };
-  }
-  const attempts = outcome.attempts;
-  const usable = attempts.filter((attempt) => !UNFIT.has(attempt.reason));
-  if (!usable.length) {
-    const reason =
-      (["price_ceiling", "context_length", "capability_missing"] as const).find((candidate) =>
-        attempts.some((attempt) => attempt.reason === candidate),
-      ) ?? "capability_missing";
-    return { status: 400, type: "invalid_request_error", code: UNFIT_CODES[reason] ?? reason, message };
-  }
-  const limited = usable.every(
-    (attempt) => attempt.reason === "rate_limited" || attempt.reason === "over_budget",
-  );
-  if (limited && usable.some((attempt) => attempt.reason === "rate_limited")) {
-    // An upstream 429 that named no time leaves none in its attempt: its provider cools down
-    // for 1 s, doubling on consecutive 429s (contract, "Cooldowns"), so 1 s is the earliest a
-    // retry may find it open. The contract's 429 always carries Retry-After.
-    const retryAfterS = earliestRefillS(usable) ?? MIN_COOLDOWN_S;
-    return { status: 429, type: "rate_limit_error", code: "rate_limited", message, retryAfterS };
-  }
-  if (limited) return { status: 429, type: "insufficient_quota", code: "over_budget", message };
-  return { status: 502, type: "api_error", code: "all_models_failed", message };
+  return httpErrorOf(outcome);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { httpErrorOf } from "../jobs/http-error-of.js";
 import type { JobOutcome } from "../schemas/job.js";
 import { batchRequestId } from "./batch-types.js";
 
@@ -50,8 +51,20 @@ export function stopLine(batchId: string, line: number, customId: string): LineE
   };
 }
 
-/** A line that failed with `type` and `message`, in OpenAI's error-file shape. */
-export function failedLine(jobId: string, batch: BatchLineRef, type: string, message: string): LineEnd {
+/**
+ * A line that failed with `type` and `message`, in OpenAI's error-file shape: the HTTP answer
+ * its request got in `response`, and `error` null (OpenAI fills `error` only for a request that
+ * got no answer: an expired or cancelled line). `http` overrides the status and error type.
+ */
+export function failedLine(
+  jobId: string,
+  batch: BatchLineRef,
+  type: string,
+  message: string,
+  http?: { status: number; type: string },
+): LineEnd {
+  const status = http?.status ?? STATUS_BY_ERROR[type] ?? 500;
+  const errorType = http?.type ?? TYPE_BY_ERROR[type] ?? "server_error";
   return {
     line: batch.line,
     kind: "fail",
@@ -59,11 +72,11 @@ export function failedLine(jobId: string, batch: BatchLineRef, type: string, mes
       id: batchRequestId(batch.id, batch.line),
       custom_id: batch.custom_id,
       response: {
-        status_code: STATUS_BY_ERROR[type] ?? 500,
+        status_code: status,
         request_id: jobId,
-        body: { error: { message, type: TYPE_BY_ERROR[type] ?? "server_error", param: null, code: type } },
+        body: { error: { message, type: errorType, param: null, code: type } },
       },
-      error: { code: type, message },
+      error: null,
     }),
     inputTokens: 0,
     outputTokens: 0,
@@ -92,5 +105,9 @@ export function lineEndOf(jobId: string, batch: BatchLineRef, outcome: JobOutcom
   }
   if (outcome.status === "cancelled") return stopLine(batch.id, batch.line, batch.custom_id);
   const error = outcome.error ?? { type: "internal_error", message: "the job failed" };
-  return failedLine(jobId, batch, error.type, error.message);
+  if (error.type !== "all_models_failed") return failedLine(jobId, batch, error.type, error.message);
+  // What the chain met decides, as for the gateway: limits a 429, a spent budget a 429
+  // insufficient_quota (code over_budget), hops the request cannot run on a 400, else a 502.
+  const http = httpErrorOf(outcome);
+  return failedLine(jobId, batch, http.code, error.message, http);
 }

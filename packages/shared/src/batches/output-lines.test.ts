@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import type { Attempt, JobOutcome } from "../schemas/job.js";
+import { lineEndOf } from "./output-lines.js";
+
+const batch = { id: "batch_1", custom_id: "line-1", line: 0 };
+
+function failed(attempts: Attempt[]): JobOutcome {
+  return {
+    status: "failed",
+    cost_usd: 0,
+    attempts,
+    error: { type: "all_models_failed", message: "every model in the chain failed" },
+    finished_at: 1764000000,
+  };
+}
+
+const skipped = (reason: Attempt["reason"]): Attempt => ({
+  model: "m",
+  provider: "p",
+  outcome: "skipped",
+  reason,
+  duration_ms: 0,
+  started_at: 1764000000,
+});
+
+describe("batch error lines (OpenAI's error-file shape)", () => {
+  it("names the answer the request got, with error null, as the gateway would answer it", () => {
+    const cases: Array<[Attempt[], number, string, string]> = [
+      [[{ ...skipped("server_error"), outcome: "error" }], 502, "api_error", "all_models_failed"],
+      [[skipped("over_budget")], 429, "insufficient_quota", "over_budget"],
+      [[skipped("rate_limited")], 429, "rate_limit_error", "rate_limited"],
+      [[skipped("price_ceiling")], 400, "invalid_request_error", "price_ceiling"],
+    ];
+    for (const [attempts, status, type, code] of cases) {
+      const line = JSON.parse(lineEndOf("job_1", batch, failed(attempts)).json);
+      expect(line).toMatchObject({
+        custom_id: "line-1",
+        response: { status_code: status, request_id: "job_1", body: { error: { type, code, param: null } } },
+        error: null,
+      });
+    }
+  });
+});
