@@ -144,6 +144,10 @@ describe("jobs API", () => {
     const wrongMethod = await stack.request("PATCH", "/v1/jobs", { headers: acme });
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get("allow")).toBe("POST");
+    // A trailing slash names no route (the router matches exactly): 404, not a 405 saying "use POST".
+    const slashed = await stack.request("POST", "/v1/jobs/", { body: hello, headers: acme });
+    expect(slashed.status).toBe(404);
+    expect(slashed.body.error.type).toBe("not_found_error");
     const tooLong = await stack.request("GET", "/v1/jobs/job_x?wait=61", { headers: acme });
     expect(tooLong.status).toBe(400);
     expect(tooLong.body.error.message).toMatch(/wait must be at most 60/);

@@ -114,11 +114,15 @@ export function registerErrorHandling(
   });
 }
 
-/** Turns a Fastify route url (`/v1/jobs/:id`) into a regex matching concrete paths. */
+/**
+ * Turns a Fastify route url (`/v1/jobs/:id`) into a regex matching the concrete paths the router
+ * matches: exactly, as the router does (no trailing-slash leniency), so a 405 names only paths
+ * another method of the same route serves.
+ */
 export function routePattern(url: string): RegExp {
   const escaped = url
     .split("/")
     .map((segment) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
     .join("/");
-  return new RegExp(`^${escaped}/?$`);
+  return new RegExp(`^${escaped}$`);
 }
