@@ -151,8 +151,9 @@ const REPLICA_WARN_INTERVAL_MS = 10_000;
 
 /**
  * API_REPLICA_ACKS: write requests' answers wait for replicas (plugins/replica-wait.ts, ADR 0027),
- * on a connection of their own that keeps an offline queue (a round asked while it reconnects
- * waits for it, bounded by its command timeout, rather than failing at once).
+ * on a connection of their own that keeps an offline queue (a round asked before it first
+ * connects waits for it; one asked while it reconnects fails at once, counted, and the answer
+ * goes out).
  */
 function createReplicaWait(
   redis: RedisClient,

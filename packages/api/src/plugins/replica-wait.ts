@@ -53,32 +53,47 @@ export class ReplicaWait {
   private next: Promise<void> | undefined;
   /** The round sent, until its WAIT returns. */
   private out: Promise<void> | undefined;
+  /** Replicas the last round saw acknowledge (undefined: it failed). */
+  private lastAcked: number | undefined;
 
   constructor(private readonly options: ReplicaWaitOptions) {}
 
-  /** Resolves once the writes this process made before the call are on the replicas, or their wait ran out. Never rejects. */
+  /**
+   * Resolves once the writes this process made before the call are on the replicas, or within
+   * `timeoutMs` of the call either way (a round that waited for the one before it waits only what
+   * is left). Never rejects.
+   */
   confirm(): Promise<void> {
-    this.next ??= this.round();
+    this.next ??= this.round(performance.now());
     return this.next;
   }
 
-  /** One round now, for the startup check: how many replicas acknowledged (undefined: it failed). */
+  /** One round (the startup check): how many replicas acknowledged (undefined: it failed). */
   async probe(): Promise<number | undefined> {
-    return (await this.send()).acked;
+    await this.confirm();
+    return this.lastAcked;
   }
 
-  private async round(): Promise<void> {
+  private async round(askedAt: number): Promise<void> {
     // Callers of this turn (or of the time the round before is out) join this round.
     await (this.out ?? new Promise<void>((resolve) => setImmediate(resolve)));
     this.next = undefined;
-    const sent = this.send().then(() => undefined);
+    // The first caller has waited for the round before: its WAIT takes only what is left (at
+    // least 1 ms: WAIT 0 would block without end).
+    const left = Math.max(1, Math.round(this.options.timeoutMs - (performance.now() - askedAt)));
+    const sent = this.send(left);
     this.out = sent;
-    await sent;
-    if (this.out === sent) this.out = undefined;
+    try {
+      await sent;
+    } finally {
+      if (this.out === sent) this.out = undefined;
+    }
   }
 
-  private async send(): Promise<{ acked?: number }> {
-    const { redis, markKey, replicas, timeoutMs, onRound } = this.options;
+  private async send(timeoutMs: number): Promise<void> {
+    const { redis, markKey, replicas } = this.options;
+    let outcome: ReplicaWaitOutcome;
+    let detail: { acked?: number; error?: Error };
     try {
       // One pipeline, so one connection (on a cluster, the master of the mark's slot): WAIT has
       // no key of its own and follows the mark.
@@ -92,11 +107,17 @@ export class ReplicaWait {
         marked?.[0] ?? waited?.[0] ?? (replies ? undefined : new Error("the WAIT pipeline was discarded"));
       if (error) throw error;
       const acked = Number(waited?.[1]);
-      onRound?.(acked >= replicas ? "acked" : "short", { acked });
-      return { acked };
+      outcome = acked >= replicas ? "acked" : "short";
+      detail = { acked };
     } catch (error) {
-      onRound?.("error", { error: error as Error });
-      return {};
+      outcome = "error";
+      detail = { error: error as Error };
+    }
+    this.lastAcked = detail.acked;
+    try {
+      this.options.onRound?.(outcome, detail);
+    } catch {
+      // A metric or a log line failing must not hold up the answers waiting on this round.
     }
   }
 }

@@ -266,6 +266,19 @@ const cases: Array<{
     reason: "bad_request",
     providerSpecific: true,
   },
+  {
+    // Not a quoted body: the status alone decides (a proxy's answer before the API).
+    name: "413 (a body over the API's size limit) is the prompt's length: falls back",
+    error: apiError(413, "Request Entity Too Large"),
+    reason: "context_length",
+  },
+  {
+    // Not a quoted body (a status no rule names): any 4xx but 400 and 422 falls back.
+    name: "an unnamed 4xx (451) is this provider's refusal: falls back",
+    error: apiError(451, "Unavailable For Legal Reasons"),
+    reason: "bad_request",
+    providerSpecific: true,
+  },
 ];
 
 describe("classifyGeminiError", () => {

@@ -9,7 +9,7 @@ import { batchLineJobData, customIdOf, parseBatchLine } from "./batch-lines.js";
 import { type BatchEnding, batchLineJobId, isTerminalBatchStatus, MAX_LINE_BYTES } from "./batch-types.js";
 import { EventLoopYielder } from "./event-loop-yielder.js";
 import { type FileLine, readLines } from "./file-store.js";
-import { failedLine, type LineEnd, stopLine } from "./output-lines.js";
+import { failedLine, invalidLine, type LineEnd, stopLine } from "./output-lines.js";
 
 /** Jobs per `addBulk` (one pipelined round trip each). */
 export const ENQUEUE_CHUNK = 500;
@@ -73,7 +73,7 @@ export async function enqueueBatch(
         // Valid when the batch was accepted; only a config change before a resume gets here.
         const message = parsed?.error.message ?? `line ${entry.line} is longer than ${MAX_LINE_BYTES} bytes`;
         const ref = { id: batchId, custom_id: customIdOf(entry.text), line: entry.line };
-        failures.push(failedLine(jobId, ref, "invalid_request", message));
+        failures.push(invalidLine(jobId, ref, message));
       }
       await yielder.maybeYield();
     }
@@ -141,7 +141,6 @@ export async function enqueueBatch(
     for (let line = cursor + 1; line <= batch.total; line += 1) {
       rest.push(
         failedLine(
-          batchLineJobId(batchId, line),
           { id: batchId, custom_id: "", line },
           "input_lost",
           "the batch's input was lost before this line was queued",

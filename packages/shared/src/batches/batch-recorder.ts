@@ -66,7 +66,7 @@ export function createBatchRecorder(options: { store: BatchStore; logger: Logger
         const data = job?.data;
         if (!job || !data?.batch) return;
         if (!endedForGood(job)) return;
-        const end = failedLine(job.id as string, data.batch, "internal_error", error.message.slice(0, 500));
+        const end = failedLine(data.batch, "internal_error", error.message.slice(0, 500));
         track(record(job.id as string, data, end));
       });
     },

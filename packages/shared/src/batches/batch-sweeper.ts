@@ -143,7 +143,7 @@ export class BatchSweeper {
       ends.push(
         state === "completed" && outcome.success
           ? lineEndOf(jobId, ref, outcome.data)
-          : failedLine(jobId, ref, "internal_error", job?.failedReason ?? "the job failed"),
+          : failedLine(ref, "internal_error", job?.failedReason ?? "the job failed"),
       );
     }
     const customIds = await store.customIds(record.id, missing);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Attempt, JobOutcome } from "../schemas/job.js";
-import { lineEndOf } from "./output-lines.js";
+import { failedLine, invalidLine, lineEndOf } from "./output-lines.js";
 
 const batch = { id: "batch_1", custom_id: "line-1", line: 0 };
 
@@ -39,5 +39,21 @@ describe("batch error lines (OpenAI's error-file shape)", () => {
         error: null,
       });
     }
+  });
+
+  it("gives a line that got no answer response null and error {code, message}, as an expired one", () => {
+    expect(JSON.parse(failedLine(batch, "internal_error", "the job failed").json)).toEqual({
+      id: "batch_req_1-0",
+      custom_id: "line-1",
+      response: null,
+      error: { code: "internal_error", message: "the job failed" },
+    });
+  });
+
+  it("answers a line found invalid at its enqueue 400, as OpenAI would have", () => {
+    expect(JSON.parse(invalidLine("job_1", batch, "messages: required").json)).toMatchObject({
+      response: { status_code: 400, body: { error: { type: "invalid_request_error", code: "invalid_request" } } },
+      error: null,
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { httpErrorOf } from "../jobs/http-error-of.js";
+import { httpErrorOf, type OutcomeHttpError } from "../jobs/http-error-of.js";
 import type { JobOutcome } from "../schemas/job.js";
 import { batchRequestId } from "./batch-types.js";
 
@@ -16,23 +16,6 @@ export interface LineEnd {
   inputTokens: number;
   outputTokens: number;
 }
-
-/** HTTP status an OpenAI client would have seen for a failed job, by Cascade error type. */
-const STATUS_BY_ERROR: Record<string, number> = {
-  bad_request: 400,
-  content_filter: 400,
-  invalid_job: 400,
-  over_budget: 429,
-  rate_limited: 429,
-  all_models_failed: 502,
-};
-const TYPE_BY_ERROR: Record<string, string> = {
-  bad_request: "invalid_request_error",
-  content_filter: "invalid_request_error",
-  invalid_job: "invalid_request_error",
-  over_budget: "insufficient_quota",
-  rate_limited: "rate_limit_error",
-};
 
 export interface BatchLineRef {
   id: string;
@@ -52,31 +35,42 @@ export function stopLine(batchId: string, line: number, customId: string): LineE
 }
 
 /**
- * A line that failed with `type` and `message`, in OpenAI's error-file shape: the HTTP answer
- * its request got in `response`, and `error` null (OpenAI fills `error` only for a request that
- * got no answer: an expired or cancelled line). `http` overrides the status and error type.
+ * A line whose request got no answer (its input was lost, its job failed inside Cascade), in
+ * OpenAI's error-file shape for those: `response` null and `error` `{code, message}`, as for an
+ * expired line.
  */
-export function failedLine(
-  jobId: string,
-  batch: BatchLineRef,
-  type: string,
-  message: string,
-  http?: { status: number; type: string },
-): LineEnd {
-  const status = http?.status ?? STATUS_BY_ERROR[type] ?? 500;
-  const errorType = http?.type ?? TYPE_BY_ERROR[type] ?? "server_error";
+export function failedLine(batch: BatchLineRef, type: string, message: string): LineEnd {
+  return errorLine(batch, null, { code: type, message });
+}
+
+/**
+ * A line whose request was answered with an error: the HTTP answer in `response` (status and
+ * OpenAI's error body, as the gateway maps the same outcome) and `error` null, as OpenAI writes it.
+ */
+function answeredErrorLine(jobId: string, batch: BatchLineRef, http: OutcomeHttpError): LineEnd {
+  const body = { error: { message: http.message, type: http.type, param: null, code: http.code } };
+  return errorLine(batch, { status_code: http.status, request_id: jobId, body }, null);
+}
+
+/** A line found invalid when it was queued: the 400 OpenAI would have answered its request. */
+export function invalidLine(jobId: string, batch: BatchLineRef, message: string): LineEnd {
+  return answeredErrorLine(jobId, batch, {
+    status: 400,
+    type: "invalid_request_error",
+    code: "invalid_request",
+    message,
+  });
+}
+
+function errorLine(batch: BatchLineRef, response: unknown, error: unknown): LineEnd {
   return {
     line: batch.line,
     kind: "fail",
     json: JSON.stringify({
       id: batchRequestId(batch.id, batch.line),
       custom_id: batch.custom_id,
-      response: {
-        status_code: status,
-        request_id: jobId,
-        body: { error: { message, type: errorType, param: null, code: type } },
-      },
-      error: null,
+      response,
+      error,
     }),
     inputTokens: 0,
     outputTokens: 0,
@@ -104,10 +98,7 @@ export function lineEndOf(jobId: string, batch: BatchLineRef, outcome: JobOutcom
     };
   }
   if (outcome.status === "cancelled") return stopLine(batch.id, batch.line, batch.custom_id);
-  const error = outcome.error ?? { type: "internal_error", message: "the job failed" };
-  if (error.type !== "all_models_failed") return failedLine(jobId, batch, error.type, error.message);
-  // What the chain met decides, as for the gateway: limits a 429, a spent budget a 429
-  // insufficient_quota (code over_budget), hops the request cannot run on a 400, else a 502.
-  const http = httpErrorOf(outcome);
-  return failedLine(jobId, batch, http.code, error.message, http);
+  // As the gateway answers the same outcome: the request's fault a 400, limits a 429, a spent
+  // budget a 429 insufficient_quota (code over_budget), every hop failing a 502.
+  return answeredErrorLine(jobId, batch, httpErrorOf(outcome));
 }

@@ -138,6 +138,9 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
  */
 async function checkDatabase(probe: Redis, database: string, shown: string): Promise<void> {
   const index = /^\d+$/.test(database) ? Number(database) : Number.NaN;
+  // Database 0 is every connection's own: ioredis sends no SELECT for it (proxies that refuse
+  // SELECT work), so neither does the check.
+  if (index === 0) return;
   const refused = Number.isSafeInteger(index)
     ? await probe.select(index).then(
         () => undefined,
@@ -188,7 +191,8 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
     const info = await probe.info("cluster").catch(() => "");
     const cluster = /cluster_enabled:1/.test(info);
     // A cluster node is then reached through a cluster client (createRedis), which has database 0 only.
-    const database = new URL(url).pathname.replace(/^\//, "");
+    // As ioredis reads it: the first path segment (`/2`, `/2/` alike).
+    const database = new URL(url).pathname.split("/")[1] ?? "";
     if (cluster && database !== "" && database !== "0") {
       throw new ConfigError(
         `REDIS_URL selects database ${database}, but Redis at ${shown} is a Redis Cluster node, which has database 0 only: remove /${database} from REDIS_URL (give each deployment its own CASCADE_REDIS_PREFIX instead)`,

@@ -118,6 +118,8 @@ export function classifyByStatus(failure: HttpFailure, message: string): Provide
   if (status === 401 || status === 402 || status === 403)
     return new ProviderError("auth_error", message, options);
   if (status === 408) return new ProviderError("timeout", message, options);
+  // A body too large for this provider: the prompt, as OpenAI's and Anthropic's tables say too.
+  if (status === 413) return new ProviderError("context_length", message, options);
   if (status >= 500) return new ProviderError("server_error", message, options);
   // Only a 400 or 422 says the request itself is wrong (contract, "Fall back or fail"); any
   // other 4xx (404 unknown model name here, 405, 409, 410, 415, 451 blocked in a region, ...)
