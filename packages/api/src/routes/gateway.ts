@@ -48,7 +48,8 @@ function deadlineHeader(request: FastifyRequest): number | undefined {
 
 /**
  * `model:reason` for every hop that did not answer, once per hop: a hop's tries (its retries, a
- * pool's deployments) are consecutive attempts of one model, named by the last one's reason. The
+ * pool's deployments) are consecutive attempts of one model, named by the last one's reason
+ * (attempts carry no hop index: a chain naming one model in two hops in a row shows it once). The
  * failed tries of the model that answered in the end are not fallbacks.
  */
 export function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
