@@ -72,8 +72,6 @@ import { registerUsageRoutes } from "./routes/usage.js";
 import { createApiWebhooks, registerWebhookDeliveryRoutes } from "./routes/webhook-deliveries.js";
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
-/** The gateway's completion route (routes/gateway.ts). */
-const GATEWAY_PATH = "/v1/chat/completions";
 
 export interface AppDeps {
   config: Config;
@@ -329,13 +327,6 @@ export function buildApp(deps: AppDeps): CascadeApp {
     }
   });
   registerErrorHandling(app, routes);
-  // The gateway answers carry x-request-id (contract, "Gateway"), its errors before the handler
-  // included: a 401, a malformed body, a 413 or 415, a 405. Set before auth runs.
-  const requestIds = deps.newId ?? ((prefix: string) => newId(prefix));
-  app.addHook("onRequest", (request, reply, done) => {
-    if (request.url.split("?", 1)[0] === GATEWAY_PATH) reply.header("x-request-id", requestIds("req"));
-    done();
-  });
   registerAuth(app, config);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);

@@ -1,3 +1,4 @@
+import { newId } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { type ErrorType, HttpError } from "./http-error.js";
@@ -17,6 +18,23 @@ const TYPE_BY_STATUS: Record<number, ErrorType> = {
   503: "service_unavailable_error",
 };
 
+/** The gateway's completion route (routes/gateway.ts sets x-request-id in its handler). */
+const GATEWAY_PATH = "/v1/chat/completions";
+
+/**
+ * The gateway's answers carry x-request-id (contract, "Gateway"), errors raised before its handler
+ * too (auth, the body, 405): they all come through here. Set on errors only, so requests that
+ * succeed pay nothing for it (an onRequest hook on every route cost the enqueue path ~1 µs).
+ */
+function giveGatewayErrorAnId(reply: FastifyReply): void {
+  if (reply.hasHeader("x-request-id")) return;
+  const { url } = reply.request;
+  const end = GATEWAY_PATH.length;
+  if (url.startsWith(GATEWAY_PATH) && (url.length === end || url[end] === "?")) {
+    reply.header("x-request-id", newId("req"));
+  }
+}
+
 export function sendError(
   reply: FastifyReply,
   statusCode: number,
@@ -24,6 +42,7 @@ export function sendError(
   message: string,
   param?: string,
 ): FastifyReply {
+  giveGatewayErrorAnId(reply);
   // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
   return reply.code(statusCode).send({ error: { type, message, code: null, param: param ?? null } });
 }

@@ -101,8 +101,8 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
   const route = { schema: { body: gatewayBodySchema }, config: { replicaWait: false } };
   routes.post("/v1/chat/completions", route, async (request, reply) => {
     const body = request.body as GatewayBody;
-    // Given before auth and body parsing (app.ts), so their errors carry it too.
-    const requestId = String(reply.getHeader("x-request-id") ?? deps.newId("req"));
+    // Errors before the handler get theirs in sendError (plugins/error-handler.ts).
+    const requestId = deps.newId("req");
     reply.header("x-request-id", requestId);
     let resolved: ReturnType<typeof resolveChain>;
     try {
