@@ -52,7 +52,10 @@ describe("batch error lines (OpenAI's error-file shape)", () => {
 
   it("answers a line found invalid at its enqueue 400, as OpenAI would have", () => {
     expect(JSON.parse(invalidLine("job_1", batch, "messages: required").json)).toMatchObject({
-      response: { status_code: 400, body: { error: { type: "invalid_request_error", code: "invalid_request" } } },
+      response: {
+        status_code: 400,
+        body: { error: { type: "invalid_request_error", code: "invalid_request" } },
+      },
       error: null,
     });
   });
