@@ -32,6 +32,18 @@ export interface ReplicaWaitOptions {
 
 /** How long the mark key lives: it only has to be written, never read. */
 const MARK_TTL_MS = 60_000;
+/** A round's WAIT gets this long past its own timeout to answer before the round gives up on it. */
+const NO_REPLY_GRACE_MS = 250;
+
+/** `promise`, or a rejection after `ms` (the promise is left to settle on its own). */
+function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 /**
  * Waits until what this process wrote is held by `replicas` replicas (Redis's WAIT), for many
@@ -97,11 +109,14 @@ export class ReplicaWait {
     try {
       // One pipeline, so one connection (on a cluster, the master of the mark's slot): WAIT has
       // no key of its own and follows the mark.
-      const replies = await redis
+      const exec = redis
         .pipeline()
         .set(markKey, String(Date.now()), "PX", MARK_TTL_MS)
         .wait(replicas, timeoutMs)
         .exec();
+      // Redis ends a WAIT at its timeout; a connection that stalls (its peer gone silent, or not
+      // connected yet) would hold the round to the command timeout, so the round gives up here.
+      const replies = await withinMs(exec, timeoutMs + NO_REPLY_GRACE_MS);
       const [marked, waited] = replies ?? [];
       const error =
         marked?.[0] ?? waited?.[0] ?? (replies ? undefined : new Error("the WAIT pipeline was discarded"));

@@ -59,4 +59,18 @@ describe("batch error lines (OpenAI's error-file shape)", () => {
       error: null,
     });
   });
+
+  it("answers a line whose job data the worker found invalid 400, not 502", () => {
+    const outcome: JobOutcome = {
+      status: "failed",
+      cost_usd: 0,
+      attempts: [],
+      error: { type: "invalid_job", message: "request.messages: required" },
+      finished_at: 1764000000,
+    };
+    expect(JSON.parse(lineEndOf("job_1", batch, outcome).json)).toMatchObject({
+      response: { status_code: 400, body: { error: { type: "invalid_request_error" } } },
+      error: null,
+    });
+  });
 });

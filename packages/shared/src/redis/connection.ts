@@ -137,16 +137,18 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
  * and goes on in database 0, where every key would then land.
  */
 async function checkDatabase(probe: Redis, database: string, shown: string): Promise<void> {
-  const index = /^\d+$/.test(database) ? Number(database) : Number.NaN;
+  // As ioredis reads it (`parseInt`): `/2x` selects 2, `/00` is 0.
+  const index = Number.parseInt(database, 10);
   // Database 0 is every connection's own: ioredis sends no SELECT for it (proxies that refuse
   // SELECT work), so neither does the check.
   if (index === 0) return;
-  const refused = Number.isSafeInteger(index)
-    ? await probe.select(index).then(
-        () => undefined,
-        (error: Error) => error.message,
-      )
-    : "not a database number";
+  const refused =
+    Number.isSafeInteger(index) && index >= 0
+      ? await probe.select(index).then(
+          () => undefined,
+          (error: Error) => error.message,
+        )
+      : "not a database number";
   if (refused !== undefined) {
     throw new ConfigError(
       `REDIS_URL selects database ${database}, which Redis at ${shown} does not have (${refused}): end REDIS_URL with /0 … /<databases - 1> (redis-cli CONFIG GET databases), or raise databases in redis.conf`,
@@ -193,7 +195,7 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
     // A cluster node is then reached through a cluster client (createRedis), which has database 0 only.
     // As ioredis reads it: the first path segment (`/2`, `/2/` alike).
     const database = new URL(url).pathname.split("/")[1] ?? "";
-    if (cluster && database !== "" && database !== "0") {
+    if (cluster && database !== "" && Number.parseInt(database, 10) !== 0) {
       throw new ConfigError(
         `REDIS_URL selects database ${database}, but Redis at ${shown} is a Redis Cluster node, which has database 0 only: remove /${database} from REDIS_URL (give each deployment its own CASCADE_REDIS_PREFIX instead)`,
       );
