@@ -1,7 +1,9 @@
-import { httpErrorOf, type JobOutcome } from "@cascade/shared";
 import type { ErrorType } from "../plugins/http-error.js";
 
-/** A gateway answer that is not a completion, as OpenAI's error shape and status. */
+/**
+ * A gateway answer that is not a completion, as OpenAI's error shape and status (a failed run's
+ * comes from the shared `httpErrorOf`, as batch error lines' do).
+ */
 export interface GatewayError {
   status: number;
   type: ErrorType;
@@ -9,11 +11,6 @@ export interface GatewayError {
   message: string;
   /** Seconds, for a 429 whose limits refill at a known time. */
   retryAfterS?: number;
-}
-
-/** A failed gateway run: the same mapping as every door's (shared `httpErrorOf`). */
-export function gatewayErrorOf(outcome: JobOutcome): GatewayError {
-  return httpErrorOf(outcome);
 }
 
 /**

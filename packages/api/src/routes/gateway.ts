@@ -4,6 +4,7 @@ import {
   type Clock,
   type Config,
   finishedRequestOf,
+  httpErrorOf,
   type IdGenerator,
   type JobOutcome,
   type RequestObserver,
@@ -14,7 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { ChunkStream } from "../gateway/chunk-stream.js";
 import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js";
-import { errorBody, errorHeaders, gatewayErrorOf } from "../gateway/gateway-errors.js";
+import { errorBody, errorHeaders } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
 import { HttpError } from "../plugins/http-error.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
@@ -52,7 +53,7 @@ function deadlineHeader(request: FastifyRequest): number | undefined {
  * (attempts carry no hop index: a chain naming one model in two hops in a row shows it once). The
  * failed tries of the model that answered in the end are not fallbacks.
  */
-export function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
+function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
   const pairs: Array<{ model: string; reason: string }> = [];
   let previous: string | undefined;
   for (const attempt of outcome.attempts) {
@@ -143,7 +144,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       if (outcome.status === "succeeded") return outcome.result;
       // The caller has gone: nobody reads this (499, as nginx logs a client that closed first).
       if (outcome.status === "cancelled") return reply.code(499).send();
-      const error = gatewayErrorOf(outcome);
+      const error = httpErrorOf(outcome);
       reply.headers(errorHeaders(error));
       reply.code(error.status);
       return errorBody(error);
@@ -243,7 +244,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       );
       return reply;
     }
-    const error = gatewayErrorOf(outcome);
+    const error = httpErrorOf(outcome);
     if (stream.opened) {
       // The caller has part of an answer that no hop could finish: say so, and send no [DONE].
       stream.fail(errorBody({ ...error, code: outcome.error?.type ?? error.code }));

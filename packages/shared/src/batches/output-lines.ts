@@ -98,10 +98,10 @@ export function lineEndOf(jobId: string, batch: BatchLineRef, outcome: JobOutcom
     };
   }
   if (outcome.status === "cancelled") return stopLine(batch.id, batch.line, batch.custom_id);
-  // As the gateway answers the same outcome: the request's fault a 400, limits a 429, a spent
-  // budget a 429 insufficient_quota (code over_budget), every hop failing a 502.
   // Job data the worker found invalid (a config change since it was queued): the 400 a line
   // found invalid when queued gets.
   if (outcome.error?.type === "invalid_job") return invalidLine(jobId, batch, outcome.error.message);
+  // As the gateway answers the same outcome: the request's fault a 400, limits a 429, a spent
+  // budget a 429 insufficient_quota (code over_budget), every hop failing a 502.
   return answeredErrorLine(jobId, batch, httpErrorOf(outcome));
 }
