@@ -1,7 +1,8 @@
 /**
  * How long the fuzzers run. `npm test` runs them briefly (a few seconds each, so the whole
  * suite stays quick); `pnpm fuzz` sets FUZZ_RUNS to multiply every property's run count, and
- * FUZZ_SEED replays a failure fast-check reported.
+ * FUZZ_SEED (with FUZZ_PATH, to skip straight to the shrunk case) replays a failure fast-check
+ * reported.
  */
 import type { Parameters } from "fast-check";
 
@@ -21,9 +22,11 @@ export const FUZZ_SCALE = positiveNumber("FUZZ_RUNS", 1);
 /** fast-check parameters for a property that runs `baseRuns` times in `npm test`. */
 export function fuzzParameters<T>(baseRuns: number): Parameters<T> {
   const seed = process.env.FUZZ_SEED;
+  const path = process.env.FUZZ_PATH;
   return {
     numRuns: Math.max(1, Math.round(baseRuns * FUZZ_SCALE)),
     ...(seed !== undefined && seed !== "" ? { seed: Number(seed) } : {}),
+    ...(path !== undefined && path !== "" ? { path } : {}),
   };
 }
 
