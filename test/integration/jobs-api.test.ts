@@ -75,6 +75,27 @@ describe("jobs API", () => {
     expect(created.status).toBe(202);
   });
 
+  it("takes OpenAI's request.user as the end user (per-user budgets), unless the job names one", async () => {
+    const fromRequest = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, user: "end-user-7" } },
+      headers: acme,
+    });
+    expect(fromRequest.status).toBe(202);
+    expect(fromRequest.body.user).toBe("end-user-7");
+    const named = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, user: "from-request" }, user: "from-job" },
+      headers: acme,
+    });
+    expect(named.body.user).toBe("from-job");
+    // OpenAI takes an empty user; it names nobody.
+    const empty = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, user: "" } },
+      headers: acme,
+    });
+    expect(empty.status).toBe(202);
+    expect(empty.body.user).toBeNull();
+  });
+
   it("requires a valid bearer key and hides other tenants' jobs", async () => {
     expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
     const wrong = await stack.request("POST", "/v1/jobs", {

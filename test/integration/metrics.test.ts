@@ -57,7 +57,9 @@ function parseExposition(page: string): { samples: Sample[]; types: Map<string, 
       labels[pair[1] as string] = pair[2] as string;
     }
     const value = Number(sample[3]);
-    if (Number.isNaN(value) && sample[3] !== "NaN") throw new Error(`not a number: ${line}`);
+    // prom-client writes "Nan" (an event loop with no samples yet); Prometheus parses floats as
+    // Go's ParseFloat does, case-insensitively.
+    if (Number.isNaN(value) && sample[3]?.toLowerCase() !== "nan") throw new Error(`not a number: ${line}`);
     samples.push({ name, labels, value });
   }
   return { samples, types };
@@ -214,6 +216,9 @@ describe("metrics", () => {
     expect(fromApi.some((sample) => sample.name === "cascade_jobs_total")).toBe(false);
     expect(sampleValue(fromApi, "cascade_queue_oldest_waiting_seconds", { queue: "completions" })).toBe(0);
     expect(sampleValue(fromApi, "cascade_queue_jobs", { queue: "completions", state: "completed" })).toBe(1);
+    // The webhook deliveries' queue too: a backlog of deliveries shows in the same gauges.
+    expect(sampleValue(fromApi, "cascade_queue_jobs", { queue: "webhooks", state: "waiting" })).toBeDefined();
+    expect(sampleValue(fromApi, "cascade_queue_oldest_waiting_seconds", { queue: "webhooks" })).toBe(0);
     expect(sampleValue(fromApi, "cascade_breaker_state", { breaker: "provider:fake", state: "closed" })).toBe(
       1,
     );
@@ -301,7 +306,21 @@ describe("metrics", () => {
     expect(sampleValue(samples, "cascade_breaker_state", { breaker: "provider:fake", state: "open" })).toBe(
       1,
     );
+    // Forcing it open again moves nothing; releasing it into its own (closed) state is a move.
+    expect((await override("open")).status).toBe(200);
     expect((await override("auto")).status).toBe(200);
+    const after = parseExposition((await scrape(`${api.url}/metrics`, auth)).page).samples;
+    expect(
+      sampleValue(after, "cascade_breaker_transitions_total", { breaker: "provider:fake", to: "open" }),
+    ).toBe(1);
+    expect(
+      sampleValue(after, "cascade_breaker_transitions_total", { breaker: "provider:fake", to: "closed" }),
+    ).toBe(
+      (sampleValue(samples, "cascade_breaker_transitions_total", {
+        breaker: "provider:fake",
+        to: "closed",
+      }) ?? 0) + 1,
+    );
   });
 
   it("serves nothing but GET /metrics on the worker's port", async () => {

@@ -56,6 +56,25 @@ describe("half-open probe outcomes", () => {
     expect((await harness.breaker("provider:p")).state).toBe("closed");
   });
 
+  it("tells the transition listener of every move: open, half_open (the probe's admission), closed", async () => {
+    harness = startResilience(config, "probe-transitions");
+    const { resilience, hop } = harness;
+    const moves: string[] = [];
+    resilience.onBreakerTransition((breaker, to) => moves.push(`${breaker}:${to}`));
+    const first = await resilience.admit(hop("a"));
+    if (!first.admitted) throw new Error("first call not admitted");
+    await resilience.settle(first.ticket, { reason: "server_error" });
+    await sleep(OPEN_MS + 30);
+    const probe = await resilience.admit(hop("a"));
+    if (!probe.admitted) throw new Error(`probe not admitted: ${probe.reason}`);
+    // Handed back (a 4xx says nothing of health): the next probe is no new transition.
+    await resilience.settle(probe.ticket, { reason: "bad_request" });
+    const again = await resilience.admit(hop("a"));
+    if (!again.admitted) throw new Error(`second probe not admitted: ${again.reason}`);
+    await resilience.settle(again.ticket, { reason: undefined, promptTokens: 1, completionTokens: 1 });
+    expect(moves).toEqual(["provider:p:open", "provider:p:half_open", "provider:p:closed"]);
+  });
+
   it("a probe failing with a breaker failure re-opens it, the open time doubled", async () => {
     const { harness, ticket } = await probeTicket("probe-fail");
     const before = Date.now();

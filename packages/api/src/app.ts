@@ -353,7 +353,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     registerMetricsRoute(instance, {
       metrics,
       providerStatus: () => providerStatus.read(),
-      queues: { completions: queue },
+      queues: { [QUEUE_NAMES.completions]: queue, [QUEUE_NAMES.webhooks]: webhookQueue },
       redis,
       now: () => clock.now(),
     });

@@ -11,6 +11,7 @@ import {
 import {
   type Clock,
   type Config,
+  endUserOf,
   type JobData,
   type JobOutcome,
   type Logger,
@@ -67,8 +68,7 @@ export class GatewayRunner {
       ...(body.metadata ? { metadata: body.metadata } : {}),
       priority: 5,
       ...(body.max_cost_usd !== undefined ? { max_cost_usd: body.max_cost_usd } : {}),
-      // OpenAI accepts an empty `user`; here it names no end user.
-      ...(body.user ? { user: body.user } : {}),
+      ...endUserOf(undefined, body.user),
       created_at: unixSeconds(now),
       deadline_at: now + input.deadlineMs,
     };

@@ -27,16 +27,17 @@ export class ProviderStatusStore {
   }
 
   /**
-   * Told of every forced state (metrics count it as a breaker transition); "auto" hands the breaker
-   * back to its counts without moving it, so it is not one.
+   * Told when an override moves the state in force (metrics count it as a breaker transition):
+   * forcing a state it was not in, or "auto" handing a forced breaker back to a state of its own
+   * that differs (released from a forced open into closed counts as `closed`).
    */
   onOverride(listener: (breakerId: string, to: string) => void): void {
     this.overrideListener = listener;
   }
 
   async override(breakerId: string, state: BreakerOverride, why: string): Promise<void> {
-    await this.overrideBreaker(this.keys.breaker(breakerId), state, why);
-    if (state !== "auto") this.overrideListener?.(breakerId, state);
+    const { from, to } = await this.overrideBreaker(this.keys.breaker(breakerId), state, why);
+    if (from !== to) this.overrideListener?.(breakerId, to);
     await this.redis.publish(this.keys.breakerChannel, `${breakerId}:${state}`);
   }
 }

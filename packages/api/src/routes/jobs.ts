@@ -3,6 +3,7 @@ import {
   type Clock,
   type Config,
   createJobBodySchema,
+  endUserOf,
   type IdGenerator,
   type JobData,
   type JobObject,
@@ -95,7 +96,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       ...(body.webhook ? { webhook: body.webhook } : {}),
       priority: body.priority,
       ...(body.max_cost_usd !== undefined ? { max_cost_usd: body.max_cost_usd } : {}),
-      ...(body.user !== undefined ? { user: body.user } : {}),
+      ...endUserOf(body.user, body.request.user),
       created_at: unixSeconds(now),
       deadline_at: now + resolved.deadline_ms,
     };

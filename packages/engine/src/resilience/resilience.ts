@@ -76,7 +76,7 @@ type Commands = RedisClient & {
   cascadeAdmit(
     numberOfKeys: number,
     ...args: Array<string | number>
-  ): Promise<[number, string, string?, string?]>;
+  ): Promise<[number, string, string?, string?, string?]>;
   cascadeSettle(numberOfKeys: number, ...args: string[]): Promise<string[]>;
 };
 
@@ -156,6 +156,15 @@ export class Resilience {
     this.transitionListener = listener;
   }
 
+  /** A breaker this process moved (admit.lua to half_open, settle.lua to open or closed): logged and counted. */
+  private transitioned(request: HopRequest, breaker: string, to: string): void {
+    this.logger.warn(
+      { breaker, provider: request.providerId, current_model: request.modelId, state: to },
+      `circuit breaker ${breaker} is now ${to}`,
+    );
+    this.transitionListener?.(breaker, to);
+  }
+
   /** Follows breaker and cooldown announcements (on a connection in subscriber mode). */
   async listen(subscriber: RedisClient): Promise<void> {
     subscriber.on("message", (channel: string) => {
@@ -229,6 +238,7 @@ export class Resilience {
       if (reply[2]) this.leases.add(plan.leases, reply[2], nowMs);
       const ticket: Ticket = { request, plan, probe };
       if (probe) ticket.probeUntil = Number(reply[3]);
+      if (reply[4]) this.transitioned(request, plan.breaker.config.id, "half_open");
       return { admitted: true, ticket };
     }
     const wait = Number(reply[2]);
@@ -312,17 +322,7 @@ export class Resilience {
         JSON.stringify(spec),
       );
       for (const change of transitions) {
-        const to = change.split(":")[1];
-        this.logger.warn(
-          {
-            breaker: plan.breaker.config.id,
-            provider: request.providerId,
-            current_model: request.modelId,
-            state: to,
-          },
-          `circuit breaker ${plan.breaker.config.id} is now ${to}`,
-        );
-        this.transitionListener?.(plan.breaker.config.id, to ?? "unknown");
+        this.transitioned(request, plan.breaker.config.id, change.split(":")[1] ?? "unknown");
       }
     } catch (error) {
       this.logger.error(

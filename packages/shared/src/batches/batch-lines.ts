@@ -2,7 +2,7 @@ import { ChainResolutionError, type ResolvedChain, resolveChain } from "../chain
 import { formatZodError } from "../config/load.js";
 import type { ConfigFile } from "../config/schema.js";
 import { type ChatRequest, chatRequestSchema } from "../schemas/chat-request.js";
-import type { JobData } from "../schemas/job.js";
+import { endUserOf, type JobData } from "../schemas/job.js";
 import type { BatchLineError } from "./batch-types.js";
 
 /** A valid input line: `{"custom_id", "method": "POST", "url", "body"}`, its request and chain. */
@@ -147,7 +147,7 @@ export function batchLineJobData(
     policy: resolved.policy,
     priority: batch.priority,
     // OpenAI's `user` is Cascade's end user: per-user budgets apply to batch lines too.
-    ...(request.user && request.user.length <= 256 ? { user: request.user } : {}),
+    ...endUserOf(undefined, request.user),
     created_at: Math.floor(nowMs / 1000),
     // A line may wait (queued, or for rate limits) until its batch's completion window closes.
     deadline_at: Math.max(batch.expires_at * 1000, nowMs + resolved.deadline_ms),

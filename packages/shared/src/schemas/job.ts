@@ -2,6 +2,9 @@ import { z } from "zod";
 import { hopSchema, REASONS } from "../config/schema.js";
 import { chatRequestSchema } from "./chat-request.js";
 
+/** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
+export const END_USER_MAX_LENGTH = 256;
+
 /** POST /v1/jobs body. */
 export const createJobBodySchema = z.strictObject({
   request: chatRequestSchema,
@@ -16,7 +19,7 @@ export const createJobBodySchema = z.strictObject({
     .optional(),
   priority: z.number().int().min(1).max(10).default(5),
   max_cost_usd: z.number().positive().optional(),
-  user: z.string().min(1).max(256).optional(),
+  user: z.string().min(1).max(END_USER_MAX_LENGTH).optional(),
   deadline_ms: z
     .number()
     .int()
@@ -146,4 +149,19 @@ export interface JobObject {
   attempts: Attempt[];
   error: JobError | null;
   webhook: { url: string } | null;
+}
+
+/**
+ * The end user a request's per-user budget and usage count under, the same at every door (jobs,
+ * gateway, batch lines): Cascade's own `user` when given, else OpenAI's `user` inside the request.
+ * OpenAI takes an empty `user`, and any length; an empty one, or one longer than Cascade keeps,
+ * names nobody. As fields to spread into the job's data.
+ */
+export function endUserOf(user: string | undefined, requestUser: unknown): { user?: string } {
+  if (user) return { user };
+  return typeof requestUser === "string" &&
+    requestUser.length > 0 &&
+    requestUser.length <= END_USER_MAX_LENGTH
+    ? { user: requestUser }
+    : {};
 }

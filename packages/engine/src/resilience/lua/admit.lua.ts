@@ -43,9 +43,11 @@ import {
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
  * unused budget is given back when the lease ends.
  * Time comes from Redis TIME, so every worker shares one clock.
- * Returns: { 1, probes, leases, probe_until } admitted, probes = comma-separated indexes of breakers
- *          whose probe this is, leases = comma-separated extra tokens per bucket then extra USD per
- *          budget, probe_until = the probe lease's end (settle.lua hands back only that probe);
+ * Returns: { 1, probes, leases, probe_until, half_opened } admitted, probes = comma-separated
+ *          indexes of breakers whose probe this is, leases = comma-separated extra tokens per bucket
+ *          then extra USD per budget, probe_until = the probe lease's end (settle.lua hands back only
+ *          that probe), half_opened = the breakers this call moved from open to half_open (a
+ *          transition, for metrics and the log; a probe re-granted while half-open is not one);
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
  *          wait_ms = -1 when waiting cannot help;
  *          { 2, wait_ms, due_ms, booked } a place in line: call in wait_ms, with ARGV[6] =
@@ -163,6 +165,7 @@ end
 
 -- Phase 2: everything passed; take what the call needs.
 local probe_list = {}
+local opened_half = {}
 local probe_until = 0
 for index, b in ipairs(spec.breakers) do
   local key = KEYS[b.state]
@@ -171,6 +174,7 @@ for index, b in ipairs(spec.breakers) do
     probe_until = now + b.lease_ms
     redis.call('HSET', key, '${BREAKER_FIELDS.state}', 'half_open', '${BREAKER_FIELDS.probeUntil}', probe_until, '${BREAKER_FIELDS.changedAt}', now)
     if previous ~= 'half_open' then
+      table.insert(opened_half, tostring(index))
       local log = cjson.decode(redis.call('HGET', key, '${BREAKER_FIELDS.log}') or '[]')
       table.insert(log, 1, { at = now, from = previous, to = 'half_open', why = 'open time over; letting one probe through' })
       if #log > ${BREAKER_LOG_LENGTH} then table.remove(log) end
@@ -206,5 +210,5 @@ for index, b in ipairs(spec.budgets) do
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
 count_stat('${STATS_KINDS.calls}')
-return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until) }
+return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until), table.concat(opened_half, ',') }
 `;
