@@ -96,6 +96,22 @@ describe("jobs API", () => {
     expect(empty.body.user).toBeNull();
   });
 
+  it("takes a bodyless POST or DELETE sent with Content-Type: application/json (as Stainless SDKs send them)", async () => {
+    const jsonNoBody = { ...acme, "content-type": "application/json" };
+    const created = await stack.request("POST", "/v1/jobs", { body: hello, headers: acme });
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
+    expect(done.body.status).toBe("succeeded");
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: jsonNoBody });
+    expect(cancel.status, JSON.stringify(cancel.body)).toBe(409);
+    const missing = await stack.request("POST", "/v1/batches/batch_nope/cancel", { headers: jsonNoBody });
+    expect(missing.status, JSON.stringify(missing.body)).toBe(404);
+    // A route that needs a body still says so, naming it.
+    const bodyless = await stack.request("POST", "/v1/jobs", { headers: jsonNoBody });
+    expect(bodyless.status).toBe(400);
+    expect(bodyless.body.error.type).toBe("invalid_request_error");
+    expect(bodyless.body.error.message).toMatch(/^body: /);
+  });
+
   it("requires a valid bearer key and hides other tenants' jobs", async () => {
     expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
     const wrong = await stack.request("POST", "/v1/jobs", {

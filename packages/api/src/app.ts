@@ -312,6 +312,16 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   // Only JSON bodies (multipart comes with the files API); text/plain must be a 415, not a string.
   app.removeContentTypeParser("text/plain");
+  // An empty body sent as JSON is no body (Stainless-built SDKs, openai-python among them, send
+  // `Content-Type: application/json` on a bodyless POST such as a batch cancel): the route answers
+  // as for no body, and one that needs a body says so through its schema. Any other body goes to
+  // Fastify's own parser (secure-json-parse, prototype poisoning refused).
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   const routes: Array<{ method: string; pattern: RegExp }> = [];

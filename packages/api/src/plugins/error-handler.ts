@@ -98,8 +98,7 @@ export function registerErrorHandling(
         message = "request body is larger than the 1 MiB limit";
       else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
         message = `unsupported Content-Type "${request.headers["content-type"] ?? ""}"; send application/json`;
-      } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "body: a JSON body is required";
-      else if (error instanceof SyntaxError || error.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+      } else if (error instanceof SyntaxError || error.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
         message = `body is not valid JSON: ${error.message}`;
       }
       return sendError(reply, statusCode, TYPE_BY_STATUS[statusCode] ?? "invalid_request_error", message);
