@@ -58,9 +58,52 @@ describe("GET /v1/jobs/:id/events", () => {
     expect(events[2]?.event).toBe("done");
   });
 
+  it("a streaming job resumed after its done event ends at once, with nothing sent again", async () => {
+    const streamed = { request: { ...body.request, stream: true }, models: ["good"] };
+    const created = await stack.request("POST", "/v1/jobs", { body: streamed, headers: a });
+    const url = `${stack.url}/v1/jobs/${created.body.id}/events`;
+    const first = await readEvents(url, { headers: a });
+    const done = first.events.at(-1);
+    expect(done?.event).toBe("done");
+    const again = await readEvents(url, {
+      headers: { ...a, "last-event-id": String(done?.id) },
+      timeoutMs: 5_000,
+    });
+    expect(again.events).toEqual([]);
+  });
+
   it("is a 404 for another tenant's job", async () => {
     const created = await stack.request("POST", "/v1/jobs", { body, headers: a });
     const other = await readEvents(`${stack.url}/v1/jobs/${created.body.id}/events`, { headers: b });
     expect(other.status).toBe(404);
+  });
+});
+
+describe("GET /v1/jobs/:id/events for a streaming job that ends without its worker", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      redisUrl: inject("redisUrl"),
+      config,
+      env: { A_KEYS: "key-a", B_KEYS: "key-b" },
+      withoutWorker: true,
+    });
+  });
+  afterAll(() => stack?.close());
+
+  it("sends the done it makes up from the job's state once: a resume after it ends at once", async () => {
+    const streamed = { request: { ...body.request, stream: true } };
+    const created = await stack.request("POST", "/v1/jobs", { body: streamed, headers: a });
+    expect((await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: a })).status).toBe(200);
+    const url = `${stack.url}/v1/jobs/${created.body.id}/events`;
+    const first = await readEvents(url, { headers: a });
+    expect(first.events.map((event) => event.event)).toEqual(["status", "status", "done"]);
+    const done = first.events.at(-1);
+    expect(done?.data.status).toBe("cancelled");
+    const again = await readEvents(url, {
+      headers: { ...a, "last-event-id": String(done?.id) },
+      timeoutMs: 5_000,
+    });
+    expect(again.events).toEqual([]);
   });
 });

@@ -124,11 +124,17 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       const key = keys.jobEvents(id);
       let lastSent = lastEventId && /^\d+-\d+$/.test(lastEventId) ? lastEventId : "0-0";
       let sawDone = false;
+      // The newest entry of the job's stream, sent or not: what a made-up ending is numbered after.
+      let tail = "0-0";
       const send = (entries: StreamEntry[]) => {
         for (const entry of entries) {
-          if (ended || compareIds(entry.id, lastSent) <= 0) continue;
-          write(reply, entry);
-          lastSent = entry.id;
+          if (ended) return;
+          if (compareIds(entry.id, tail) > 0) tail = entry.id;
+          if (compareIds(entry.id, lastSent) > 0) {
+            write(reply, entry);
+            lastSent = entry.id;
+          }
+          // A done the client already had (it resumed after it) ends the stream just the same.
           if (entry.event === "done") {
             sawDone = true;
             end();
@@ -155,9 +161,14 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         if (ended || !current || !isTerminal(current)) return;
         send(await streams.range(key, lastSent));
         if (!sawDone && !ended) {
-          const [lastMs = "0"] = lastSent.split("-");
-          write(reply, { id: `${lastMs}-999998`, event: "status", data: { status: current.status } });
-          write(reply, { id: `${lastMs}-999999`, event: "done", data: current });
+          // Numbered after the stream's last entry, so that a client resuming after them (they
+          // are the last it gets) is not sent them again.
+          const [tailMs = "0"] = tail.split("-");
+          const ending: SseEvent[] = [
+            { id: `${tailMs}-999998`, event: "status", data: { status: current.status } },
+            { id: `${tailMs}-999999`, event: "done", data: current },
+          ];
+          for (const entry of ending) if (compareIds(entry.id, lastSent) > 0) write(reply, entry);
           end();
         }
       };
