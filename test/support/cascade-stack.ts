@@ -5,14 +5,13 @@ import {
   type CompletionQueue,
   type Config,
   createKeys,
-  createRouteWindowRecorder,
+  createRequestRecorders,
   type JobData,
   type JobOutcome,
   loadConfig,
   observeAll,
   QUEUE_NAMES,
   type RedisClient,
-  RequestCountRecorder,
   type RequestObserver,
   systemClock,
   type WebhookQueue,
@@ -152,10 +151,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await resilience.listen(subscriber);
     resilienceInstances.push(resilience);
     const observer = observeAll(
-      [
-        new RequestCountRecorder(connection, keys),
-        createRouteWindowRecorder({ config, redis: connection, keys, logger }),
-      ],
+      createRequestRecorders({ config, redis: connection, keys, logger }),
       () => {},
     );
     observers.push(observer);

@@ -13,8 +13,7 @@ import {
   type Config,
   createKeys,
   createMetrics,
-  createRouteWindowRecorder,
-  DashboardRecorder,
+  createRequestRecorders,
   FileStore,
   type IdGenerator,
   type JobData,
@@ -25,7 +24,6 @@ import {
   observeAll,
   QUEUE_NAMES,
   type RedisClient,
-  RequestCountRecorder,
   type RequestObserver,
   registerAlertsGauge,
   requestMetricsObserver,
@@ -264,17 +262,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const breakerSubscriber = readerConnection(redis);
   breakerSubscriber.on("error", logRedisError("breaker announcements"));
   // Every finished gateway request is told to these (metrics, usage counts, alerts).
-  const requestObservers: RequestObserver[] = [];
-  requestObservers.push(requestMetricsObserver(metrics));
-  requestObservers.push(
-    new RequestCountRecorder(redis, keys, (error) => logger.warn({ err: error }, "usage counts not written")),
-  );
-  requestObservers.push(
-    new DashboardRecorder(redis, keys, (error) =>
-      logger.warn({ err: error }, "dashboard counts not written"),
-    ),
-  );
-  requestObservers.push(createRouteWindowRecorder({ config, redis, keys, logger }));
+  const requestObservers: RequestObserver[] = [
+    requestMetricsObserver(metrics),
+    ...createRequestRecorders({ config, redis, keys, logger }),
+  ];
   if (deps.observer) requestObservers.push(deps.observer);
   const requestObserver = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),

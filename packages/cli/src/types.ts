@@ -67,6 +67,9 @@ export interface RecentStats {
   calls: number;
   errors: number;
   skips: number;
+  /** Finished requests that tried it, and those answered by another model or provider. */
+  requests?: number;
+  fallbacks?: number;
   error_rate: number | null;
   fallback_rate: number | null;
 }

@@ -5,12 +5,10 @@ import {
   createKeys,
   createMetrics,
   createRedis,
-  createRouteWindowRecorder,
-  DashboardRecorder,
+  createRequestRecorders,
   FairTags,
   observeAll,
   QUEUE_NAMES,
-  RequestCountRecorder,
   type RequestObserver,
   redactRedisUrl,
   requestMetricsObserver,
@@ -78,20 +76,11 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   resilience.onBreakerTransition(metrics.breakerTransition);
   // Every job that ends here is told to these (metrics, usage counts, alerts).
-  const requestObservers: RequestObserver[] = [];
-  requestObservers.push(createRouteWindowRecorder({ config, redis: connection, keys, logger }));
-  requestObservers.push(
-    new RequestCountRecorder(connection, keys, (error) =>
-      logger.warn({ err: error }, "usage counts not written"),
-    ),
-  );
-  requestObservers.push(requestMetricsObserver(metrics));
-  requestObservers.push(
-    new DashboardRecorder(connection, keys, (error) =>
-      logger.warn({ err: error }, "dashboard counts not written"),
-    ),
-  );
-  // Usage, dashboard and alert counts are gathered in memory and written every 200 ms (0023).
+  // Usage, dashboard, alert and provider counts are gathered in memory and written every 200 ms (0023).
+  const requestObservers: RequestObserver[] = [
+    ...createRequestRecorders({ config, redis: connection, keys, logger }),
+    requestMetricsObserver(metrics),
+  ];
   const observer = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
   );

@@ -41,10 +41,16 @@ export interface LimitView {
 
 export interface RecentStats {
   window_s: number;
+  /** Attempts: upstream calls made, the failed among them, and hops skipped without a call. */
   calls: number;
   errors: number;
   skips: number;
+  /** Finished requests that tried this subject, and those of them answered by another (ADR 0029). */
+  requests: number;
+  fallbacks: number;
+  /** errors / calls. */
   error_rate: number | null;
+  /** fallbacks / requests: counted in requests, as a route's fallback rate is. */
   fallback_rate: number | null;
 }
 
@@ -65,19 +71,25 @@ function breakerView(id: string, raw: BreakerHash): BreakerView {
 
 function statsView(raw: Record<string, number>, nowMs: number): RecentStats {
   const currentMinute = Math.floor(nowMs / 60_000);
-  const totals = { [STATS_KINDS.calls]: 0, [STATS_KINDS.errors]: 0, [STATS_KINDS.skips]: 0 };
+  // Typed by the kinds the writers use, so a kind added there must be summed here.
+  const totals: Record<(typeof STATS_KINDS)[keyof typeof STATS_KINDS], number> = {
+    calls: 0,
+    errors: 0,
+    skips: 0,
+    requests: 0,
+    fallbacks: 0,
+  };
   for (const [field, value] of Object.entries(raw)) {
     const [minute, kind] = field.split(":");
     if (Number(minute) > currentMinute - STATS_MINUTES && kind && kind in totals) {
       totals[kind as keyof typeof totals] += value;
     }
   }
-  const attempts = totals.calls + totals.skips;
   return {
     window_s: STATS_MINUTES * 60,
     ...totals,
     error_rate: totals.calls ? totals.errors / totals.calls : null,
-    fallback_rate: attempts ? (totals.errors + totals.skips) / attempts : null,
+    fallback_rate: totals.requests ? totals.fallbacks / totals.requests : null,
   };
 }
 
@@ -221,6 +233,9 @@ export async function readProviderStatus(
     });
     hgetall(keys.cooldown("deployment", key), cooldownHashSchema, (raw) => {
       view.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
+    });
+    hgetall(keys.stats("deployment", key), statsHashSchema, (raw) => {
+      view.recent = statsView(raw, nowMs);
     });
     for (const kind of ["rpm", "tpm"] as const) {
       const limits = deployment.limits;

@@ -2,7 +2,10 @@ import type { CascadeMetrics, ClusterSnapshot, RedisClient } from "@cascade/shar
 import { createClusterGauges, oldestWaitingMs } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import type { readProviderStatus } from "../providers/provider-status.js";
+import type { RecentStats, readProviderStatus } from "../providers/provider-status.js";
+
+/** The counts of a subject's `recent` stats the `cascade_recent_calls` gauge carries, by `kind`. */
+const RECENT_KINDS = ["calls", "errors", "skips", "requests", "fallbacks"] as const;
 
 /** The deployment-wide figures of a scrape, all read from Redis before any gauge is touched. */
 async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnapshot> {
@@ -47,20 +50,19 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
       seenBreakers.add(breaker.id);
       snapshot.breakers.push({ breaker: breaker.id, state: breaker.state });
     }
+    // A pool's deployment is its own subject (`<model>/<deployment>`), as its breaker is.
     const subjects: Array<[string, string, Record<string, unknown>]> = [
       ["provider", provider.id, provider as unknown as Record<string, unknown>],
-      ...provider.models.map((model): [string, string, Record<string, unknown>] => [
-        "model",
-        String(model.id),
-        model,
-      ]),
+      ...provider.models.map((model): [string, string, Record<string, unknown>] =>
+        model.deployment === undefined
+          ? ["model", String(model.id), model]
+          : ["deployment", `${String(model.id)}/${String(model.deployment)}`, model],
+      ),
     ];
     for (const [scope, id, view] of subjects) {
-      const recent = view.recent as { calls: number; errors: number; skips: number } | undefined;
+      const recent = view.recent as RecentStats | undefined;
       if (recent) {
-        for (const kind of ["calls", "errors", "skips"] as const) {
-          snapshot.recentCalls.push({ scope, id, kind, count: recent[kind] });
-        }
+        for (const kind of RECENT_KINDS) snapshot.recentCalls.push({ scope, id, kind, count: recent[kind] });
       }
       for (const limit of (view.limits as Array<{ kind: string; available: number }>) ?? []) {
         snapshot.limits.push({ scope, id, kind: limit.kind, available: limit.available });

@@ -221,6 +221,7 @@ export class HopPlans {
       list.add(this.keys.stats("provider", request.providerId)),
       list.add(this.keys.stats("model", request.modelId)),
     ];
+    if (request.deployment) stats.push(list.add(this.keys.stats("deployment", request.deployment.key)));
     return {
       keys: list.keys,
       spec: JSON.stringify({ breakers: [breakerSpec], cooldowns, buckets, budgets, stats }),

@@ -51,7 +51,7 @@ export function createClusterGauges(registry: Registry): ClusterGauges {
   });
   const recentCalls = new Gauge({
     name: "cascade_recent_calls",
-    help: "Upstream calls, errors and skips over the last 5 minutes.",
+    help: "Over the last 5 minutes: upstream calls, errors and skips; finished requests that tried the subject, and fallbacks among them.",
     labelNames: ["scope", "id", "kind"] as const,
     registers,
   });

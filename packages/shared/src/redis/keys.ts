@@ -30,8 +30,8 @@ export interface Keys {
   requestCounts(tenant: string, day: string): string;
   /** Last settle batch of one worker process written to Redis (its sequence number), so a retried batch is applied once. */
   settleLedger(instanceId: string): string;
-  /** Recent calls, errors and skips of a model or provider (hash of per-minute counts). */
-  stats(scope: "provider" | "model", id: string): string;
+  /** Recent calls, errors, skips, requests and fallbacks of a provider, model or pool deployment (hash of per-minute counts). */
+  stats(scope: "provider" | "model" | "deployment", id: string): string;
   /** Live events of a streaming job (a Redis stream: status, attempt, delta, restart, done). */
   jobEvents(jobId: string): string;
   /** Pub/sub channel announcing breaker state changes (for in-process caches). */

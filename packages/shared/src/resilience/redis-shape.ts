@@ -49,8 +49,18 @@ export const BUCKET_FIELDS = {
   ts: "ts",
 } as const;
 
-/** Per-minute counters of a stats hash (`keys.stats(scope, id)`): fields are `<minute>:<kind>`. */
-export const STATS_KINDS = { calls: "calls", errors: "errors", skips: "skips" } as const;
+/**
+ * Per-minute counters of a stats hash (`keys.stats(scope, id)`): fields are `<minute>:<kind>`.
+ * Attempts (admit.lua, settle.lua): calls made, errors among them, skips. Requests
+ * (RecentStatsRecorder): finished requests that tried the subject, and fallbacks among them.
+ */
+export const STATS_KINDS = {
+  calls: "calls",
+  errors: "errors",
+  skips: "skips",
+  requests: "requests",
+  fallbacks: "fallbacks",
+} as const;
 
 /** Usage hash (`keys.usage(tenant, day)`): USD in `total` and in `<subject>:<id>` fields. */
 export const USAGE_TOTAL_FIELD = "total";
