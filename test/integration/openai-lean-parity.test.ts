@@ -261,7 +261,7 @@ describe("lean OpenAI client against the AI SDK path, on the fake OpenAI", () =>
             content: [
               { type: "text", text: "What is this?" },
               { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
-              { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+              { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=", detail: "high" } },
             ],
           },
           {

@@ -130,6 +130,7 @@ describe("openai provider through the worker", () => {
             content: [
               { type: "text", text: "describe" },
               { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+              { type: "image_url", image_url: { url: "https://example.com/dog.png", detail: "low" } },
             ],
           },
         ],
@@ -144,6 +145,11 @@ describe("openai provider through the worker", () => {
     expect(body.messages[0].content[1]).toMatchObject({
       type: "image_url",
       image_url: { url: "https://example.com/cat.png" },
+    });
+    // The detail a caller asked for is what is billed: it reaches the provider.
+    expect(body.messages[0].content[2]).toEqual({
+      type: "image_url",
+      image_url: { url: "https://example.com/dog.png", detail: "low" },
     });
   });
 

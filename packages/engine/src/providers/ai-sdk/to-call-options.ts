@@ -14,11 +14,18 @@ function joinText(content: TextContent | null | undefined): string {
   return typeof content === "string" ? content : content.map((part) => part.text).join("\n");
 }
 
-/** An `image_url` as the AI SDK file part: URLs pass through (never downloaded), data URLs decoded. */
-function imagePart(url: string): LanguageModelV3FilePart {
-  const dataUrl = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-  if (dataUrl) return { type: "file", mediaType: dataUrl[1] ?? "image/png", data: dataUrl[2] ?? "" };
-  return { type: "file", mediaType: "image/*", data: new URL(url) };
+/**
+ * An `image_url` as the AI SDK file part: URLs pass through (never downloaded), data URLs decoded.
+ * OpenAI's `detail` rides in the part's OpenAI options, which @ai-sdk/openai's chat model sends
+ * as `image_url.detail` (it decides what the image is billed); other providers have no such knob.
+ */
+function imagePart(image: { url: string; detail?: "auto" | "low" | "high" }): LanguageModelV3FilePart {
+  const options =
+    image.detail === undefined ? {} : { providerOptions: { openai: { imageDetail: image.detail } } };
+  const dataUrl = /^data:([^;,]+);base64,(.*)$/s.exec(image.url);
+  if (dataUrl)
+    return { type: "file", mediaType: dataUrl[1] ?? "image/png", data: dataUrl[2] ?? "", ...options };
+  return { type: "file", mediaType: "image/*", data: new URL(image.url), ...options };
 }
 
 function parseArguments(text: string): unknown {
@@ -40,9 +47,7 @@ function toMessage(message: ChatMessage, toolNames: Map<string, string>): Langua
         typeof message.content === "string"
           ? [{ type: "text", text: message.content }]
           : message.content.map((part) =>
-              part.type === "text"
-                ? { type: "text" as const, text: part.text }
-                : imagePart(part.image_url.url),
+              part.type === "text" ? { type: "text" as const, text: part.text } : imagePart(part.image_url),
             );
       return { role: "user", content };
     }
