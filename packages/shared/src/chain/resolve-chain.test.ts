@@ -62,6 +62,10 @@ describe("resolveChain (first match wins)", () => {
       /models\[1\]: unknown model "zzz"/,
     );
     expect(() => resolveChain(config, { route: "nope", request: {} })).toThrow(/route: unknown route "nope"/);
+    // A route the models list overrides is still a name the caller got wrong.
+    expect(() => resolveChain(config, { models: ["a"], route: "nope", request: {} })).toThrow(
+      /route: unknown route "nope"/,
+    );
     try {
       resolveChain(config, { request: { model: "gpt-9" } });
     } catch (error) {

@@ -72,6 +72,14 @@ export function resolveChain(
   input: { models?: string[]; route?: string; request: Pick<ChatRequest, "model">; deadline_ms?: number },
 ): ResolvedChain {
   const { deadline_ms: deadline } = input;
+  // `route` is Cascade's own field: a wrong one is refused even where `models` wins. (OpenAI's
+  // `request.model` is only read when it decides the chain: a client may send any name there.)
+  if (input.route !== undefined && !config.routes[input.route]) {
+    throw new ChainResolutionError(
+      "route",
+      `route: unknown route "${input.route}"; configured routes: ${listIds(Object.keys(config.routes))}`,
+    );
+  }
   if (input.models) {
     input.models.forEach((model, index) => {
       if (!config.models[model]) {
@@ -83,15 +91,7 @@ export function resolveChain(
     });
     return fromModels(input.models, deadline);
   }
-  if (input.route !== undefined) {
-    if (!config.routes[input.route]) {
-      throw new ChainResolutionError(
-        "route",
-        `route: unknown route "${input.route}"; configured routes: ${listIds(Object.keys(config.routes))}`,
-      );
-    }
-    return fromRoute(config, input.route, deadline);
-  }
+  if (input.route !== undefined) return fromRoute(config, input.route, deadline);
   const named = input.request.model;
   if (named !== undefined) {
     if (config.routes[named]) return fromRoute(config, named, deadline);
