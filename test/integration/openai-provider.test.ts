@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { readEvents } from "../support/sse-client.js";
 
 /**
  * The worker's OpenAI-compatible provider against a fake that speaks OpenAI's wire format over
@@ -119,6 +120,26 @@ describe("openai provider through the worker", () => {
     const body = fake.callsFor("up-primary")[0]?.body;
     expect(body.tools[0].function.name).toBe("add");
     expect(body.tool_choice).toBe("required");
+  });
+
+  it("streams a job's tool-call deltas to its events in OpenAI's shape", async () => {
+    fake.script("up-primary", {
+      kind: "ok",
+      toolCalls: [{ id: "call_7", name: "add", arguments: '{"a":2,"b":2}' }],
+      finishReason: "tool_calls",
+    });
+    const tools = [{ type: "function", function: { name: "add", parameters: { type: "object" } } }];
+    const job = await run({
+      request: { messages: [{ role: "user", content: "add" }], max_tokens: 50, tools, stream: true },
+    });
+    expect(job.status).toBe("succeeded");
+    const { events } = await readEvents(`${stack.url}/v1/jobs/${job.id}/events`);
+    const calls = events
+      .filter((event) => event.event === "delta")
+      .flatMap((event) => event.data.tool_calls ?? []);
+    expect(calls[0]).toMatchObject({ index: 0, id: "call_7", type: "function", function: { name: "add" } });
+    const args = calls.map((call: { function: { arguments?: string } }) => call.function.arguments ?? "");
+    expect(args.join("")).toBe('{"a":2,"b":2}');
   });
 
   it("passes json_schema response formats and images by URL", async () => {

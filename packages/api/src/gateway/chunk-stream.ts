@@ -1,5 +1,10 @@
 import type { ServerResponse } from "node:http";
-import type { JobEventSink, StreamContinuation, ToolCallDelta } from "@cascade/engine";
+import {
+  type JobEventSink,
+  openAIToolCallDeltas,
+  type StreamContinuation,
+  type ToolCallDelta,
+} from "@cascade/engine";
 import type { Attempt, JobObject } from "@cascade/shared";
 
 export interface ChunkStreamOptions {
@@ -143,16 +148,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     }
     if (part.toolCalls?.length) {
       this.shownTools = true;
-      delta.tool_calls = part.toolCalls.map((call) =>
-        call.id !== undefined
-          ? {
-              index: call.index,
-              id: call.id,
-              type: "function",
-              function: { name: call.name ?? "", arguments: call.arguments ?? "" },
-            }
-          : { index: call.index, function: { arguments: call.arguments ?? "" } },
-      );
+      delta.tool_calls = openAIToolCallDeltas(part.toolCalls);
     }
     this.write(this.chunk(model, delta, null));
   }

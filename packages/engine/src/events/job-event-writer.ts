@@ -1,5 +1,5 @@
 import type { Attempt, JobObject, Logger } from "@cascade/shared";
-import type { ToolCallDelta } from "../providers/types.js";
+import { openAIToolCallDeltas, type ToolCallDelta } from "../providers/types.js";
 
 /** How long streamed text is gathered before it is written as one `delta` event. */
 const DELTA_FLUSH_MS = 50;
@@ -70,7 +70,8 @@ export function createJobEventWriter(options: {
     append("delta", {
       hop,
       ...(content ? { content } : {}),
-      ...(toolCalls.length ? { tool_calls: toolCalls } : {}),
+      // OpenAI's chunk shape, as the gateway streams them.
+      ...(toolCalls.length ? { tool_calls: openAIToolCallDeltas(toolCalls) } : {}),
     });
   };
 

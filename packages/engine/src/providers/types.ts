@@ -42,6 +42,28 @@ export interface ToolCallDelta {
   arguments?: string;
 }
 
+/** One fragment as OpenAI's `delta.tool_calls[]` entry: `id`, `type` and the name come with the first. */
+export interface OpenAIToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
+
+/** Fragments in OpenAI's chunk shape (the gateway's chunks, a job's `delta` events). */
+export function openAIToolCallDeltas(calls: readonly ToolCallDelta[]): OpenAIToolCallDelta[] {
+  return calls.map((call) =>
+    call.id !== undefined
+      ? {
+          index: call.index,
+          id: call.id,
+          type: "function",
+          function: { name: call.name ?? "", arguments: call.arguments ?? "" },
+        }
+      : { index: call.index, function: { arguments: call.arguments ?? "" } },
+  );
+}
+
 /** Receives a streamed completion's pieces in the order the provider sent them. */
 export interface StreamSink {
   delta(part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
