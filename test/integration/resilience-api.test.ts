@@ -170,6 +170,15 @@ describe("shared resilience through the API", () => {
     expect(other.body.tenant).toBe("ops");
     expect(other.body.by_user).toEqual({});
     expect((await stack.request("GET", "/v1/usage?start=2026-13-01", { headers: shop })).status).toBe(400);
+    // A day that is not on the calendar is not the next month's.
+    const feb30 = await stack.request("GET", "/v1/usage?start=2026-02-30&end=2026-03-05", { headers: shop });
+    expect(feb30.status).toBe(400);
+    expect(feb30.body.error).toMatchObject({ param: "start" });
+    expect(feb30.body.error.message).toMatch(/not a date/);
+    // Ten thousand years is refused from the two dates alone (it once built every day first).
+    const ages = await stack.request("GET", "/v1/usage?start=0001-01-01&end=9999-12-31", { headers: shop });
+    expect(ages.status).toBe(400);
+    expect(ages.body.error.message).toMatch(/at most 366 days/);
   });
 
   it("admits from leases of large buckets and budgets, and gives unused budget back", async () => {

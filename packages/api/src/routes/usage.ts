@@ -25,6 +25,17 @@ const usageQuery = z.object({
   group: z.enum(["day", "week"]).optional(),
 });
 
+const DAY_MS = 86_400_000;
+
+/** A `YYYY-MM-DD` query date as Unix ms at 00:00 UTC; a day not on the calendar (02-30) is a 400. */
+function utcDay(date: string, field: "start" | "end"): number {
+  const ms = Date.parse(`${date}T00:00:00Z`);
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== date) {
+    throw badRequest(`${field}: "${date}" is not a date`, field);
+  }
+  return ms;
+}
+
 /** One row of `routes`, `models` or `weekly` as the contract names its fields. */
 function countsView(row: RequestCounts) {
   return {
@@ -70,15 +81,15 @@ export function registerUsageRoutes(app: FastifyInstance, deps: { usage: UsageSt
       const today = budgetPeriods(deps.clock.now()).dayDate;
       const end = request.query.end ?? today;
       const start = request.query.start ?? end;
-      const startMs = Date.parse(`${start}T00:00:00Z`);
-      const endMs = Date.parse(`${end}T00:00:00Z`);
-      if (Number.isNaN(startMs)) throw badRequest(`start: "${start}" is not a date`, "start");
-      if (Number.isNaN(endMs)) throw badRequest(`end: "${end}" is not a date`, "end");
+      const startMs = utcDay(start, "start");
+      const endMs = utcDay(end, "end");
       if (endMs < startMs) throw badRequest("end must not be before start", "end");
+      // From the two dates, before a day is listed: a period of centuries must not build them all.
+      if ((endMs - startMs) / DAY_MS + 1 > MAX_DAYS) {
+        throw badRequest(`a period holds at most ${MAX_DAYS} days`, "start");
+      }
       const days: string[] = [];
-      for (let at = startMs; at <= endMs; at += 86_400_000)
-        days.push(new Date(at).toISOString().slice(0, 10));
-      if (days.length > MAX_DAYS) throw badRequest(`a period holds at most ${MAX_DAYS} days`, "start");
+      for (let at = startMs; at <= endMs; at += DAY_MS) days.push(new Date(at).toISOString().slice(0, 10));
 
       const [usage, counts] = await Promise.all([
         deps.usage.read(request.tenant, days),
