@@ -217,18 +217,31 @@ export class FileStore {
   }
 }
 
-/** The content of a stored file (or any list of chunks), about 1 MiB per step. */
+/** A stored file went away (deleted, expired) while it was being read: what was read is not all of it. */
+export class FileChangedError extends Error {
+  constructor(dataKey: string) {
+    super(`${dataKey} was deleted or expired while it was being read`);
+    this.name = "FileChangedError";
+  }
+}
+
+/**
+ * The content of a stored file (or any list of chunks), about 1 MiB per step. A file that goes
+ * away mid-read throws FileChangedError rather than end early: a download whose Content-Length was
+ * sent must break off (not stall the client), and a reader must not take a part for the whole.
+ */
 export async function* readChunks(redis: RedisClient, dataKey: string): AsyncGenerator<Buffer> {
   const length = await redis.llen(dataKey);
   if (length === 0) return;
   // Upload chunks are ~1 MiB; output files hold one short line per element: read more of those.
   const first = await redis.lrangeBuffer(dataKey, 0, 0);
-  const firstSize = first[0]?.length ?? FILE_CHUNK_BYTES;
-  if (first[0]) yield first[0];
+  if (!first[0]) throw new FileChangedError(dataKey);
+  const firstSize = first[0].length;
+  yield first[0];
   const perRead = Math.max(1, Math.min(2000, Math.floor(FILE_CHUNK_BYTES / Math.max(firstSize, 1))));
   for (let start = 1; start < length; start += perRead) {
     const chunks = await redis.lrangeBuffer(dataKey, start, start + perRead - 1);
-    if (chunks.length === 0) return;
+    if (chunks.length < Math.min(perRead, length - start)) throw new FileChangedError(dataKey);
     yield chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   }
 }
