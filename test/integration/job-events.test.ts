@@ -72,6 +72,18 @@ describe("GET /v1/jobs/:id/events", () => {
     expect(again.events).toEqual([]);
   });
 
+  it("takes a Last-Event-ID past 64 bits as none: the stream from the start, ending with done", async () => {
+    const streamed = { request: { ...body.request, stream: true }, models: ["good"] };
+    const created = await stack.request("POST", "/v1/jobs", { body: streamed, headers: a });
+    await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: a });
+    const { events } = await readEvents(`${stack.url}/v1/jobs/${created.body.id}/events`, {
+      headers: { ...a, "last-event-id": "99999999999999999999-0" },
+      timeoutMs: 5_000,
+    });
+    expect(events[0]?.data).toEqual({ status: "queued" });
+    expect(events.at(-1)?.event).toBe("done");
+  });
+
   it("is a 404 for another tenant's job", async () => {
     const created = await stack.request("POST", "/v1/jobs", { body, headers: a });
     const other = await readEvents(`${stack.url}/v1/jobs/${created.body.id}/events`, { headers: b });

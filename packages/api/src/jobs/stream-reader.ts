@@ -394,6 +394,18 @@ function nodeKeyOf(node: Redis): string {
   return `${node.options.host}:${node.options.port}`;
 }
 
+const MAX_STREAM_ID_PART = 2n ** 64n - 1n;
+
+/** Whether `text` is a Redis stream id ("ms-seq", each part a 64-bit unsigned integer). */
+export function isStreamId(text: string): boolean {
+  const match = /^(\d{1,20})-(\d{1,20})$/.exec(text);
+  return (
+    match !== null &&
+    BigInt(match[1] as string) <= MAX_STREAM_ID_PART &&
+    BigInt(match[2] as string) <= MAX_STREAM_ID_PART
+  );
+}
+
 /** Orders Redis stream ids ("ms-seq"). */
 export function compareIds(left: string, right: string): number {
   const [leftMs = 0, leftSeq = 0] = left.split("-").map(Number);

@@ -13,7 +13,7 @@ import {
   type LimitScope,
   type LimitsConfig,
   type RedisClient,
-  STATS_KINDS,
+  type STATS_KINDS,
   statsHashSchema,
 } from "@cascade/shared";
 import type { z } from "zod";

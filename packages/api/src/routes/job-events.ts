@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
-import { compareIds, type StreamEntry, type StreamReader } from "../jobs/stream-reader.js";
+import { compareIds, isStreamId, type StreamEntry, type StreamReader } from "../jobs/stream-reader.js";
 import { notFound } from "../plugins/http-error.js";
 
 const HEARTBEAT_MS = 15_000;
@@ -122,7 +122,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
 
       // A streaming job: its worker writes every event to the job's Redis stream.
       const key = keys.jobEvents(id);
-      let lastSent = lastEventId && /^\d+-\d+$/.test(lastEventId) ? lastEventId : "0-0";
+      // An id Redis could not hold (past 64 bits) is no id: the client gets the stream from the start.
+      let lastSent = isStreamId(lastEventId) ? lastEventId : "0-0";
       let sawDone = false;
       // The newest entry of the job's stream, sent or not: what a made-up ending is numbered after.
       let tail = "0-0";
