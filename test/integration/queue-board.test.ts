@@ -3,7 +3,12 @@
  * (as a bearer header, or as the password of HTTP Basic auth for a browser), and an operator can
  * list, retry and remove Cascade's jobs through it.
  */
+import { createRequire } from "node:module";
+import { Queue } from "bullmq";
+import type { FastifyInstance } from "fastify";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerQueueBoard } from "../../packages/api/src/admin/queue-board.js";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
@@ -137,5 +142,35 @@ describe("the queue board", () => {
       body: JSON.stringify({ name: "completion", data: { tenant: "acme" }, options: {} }),
     });
     expect(added.status).toBe(403);
+  });
+});
+
+describe("the queue board while Redis is away", () => {
+  it("answers 503 with Retry-After in the API's error shape, not bull-board's 500", async () => {
+    // A queue on a connection that cannot reach Redis: its commands fail as during an outage.
+    const connection = new Redis({
+      port: 1,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    connection.on("error", () => {});
+    const queue = new Queue("completions", { connection });
+    queue.on("error", () => {});
+    // Fastify as the API package has it (the repo root does not depend on it).
+    const fastify = createRequire(new URL("../../packages/api/package.json", import.meta.url))("fastify");
+    const app: FastifyInstance = fastify();
+    registerQueueBoard(app, { queues: [queue] });
+    try {
+      const answer = await app.inject({ method: "GET", url: "/admin/queues/api/queues" });
+      expect(answer.statusCode, answer.body).toBe(503);
+      expect(answer.headers["retry-after"]).toMatch(/^\d+$/);
+      expect(answer.json().error).toMatchObject({ type: "service_unavailable_error" });
+    } finally {
+      await app.close();
+      await queue.close().catch(() => {});
+      connection.disconnect();
+    }
   });
 });

@@ -5,6 +5,7 @@ import type { Queue } from "bullmq";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import { sendError } from "../plugins/error-handler.js";
 import { HttpError } from "../plugins/http-error.js";
+import { isRedisUnavailableError, redisUnavailable } from "../plugins/redis-gate.js";
 
 /** Where bull-board is served: its page, its static assets and its JSON API (`…/api/…`). */
 export const QUEUE_BOARD_PATH = "/admin/queues";
@@ -61,11 +62,20 @@ export function registerQueueBoard(app: FastifyInstance, deps: QueueBoardDeps): 
   });
 }
 
-/** Our errors (auth first of all) in the API's shape with their headers; others to bull-board's handler. */
-function answerHttpErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
-  if (!(error instanceof HttpError)) throw error;
-  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-  return sendError(reply, error.statusCode, error.type, error.message, error.param);
+/**
+ * Our errors (auth first of all) and Redis being away (a 503 with Retry-After, as on every other
+ * route; bull-board's handler made it a 500 of its own shape) in the API's shape with their
+ * headers; others to bull-board's handler, whose page reads its shape.
+ */
+function answerHttpErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  let answer: HttpError;
+  if (error instanceof HttpError) answer = error;
+  else if (isRedisUnavailableError(error)) {
+    request.log.warn({ err: error.message }, "queue board request failed: Redis is not reachable");
+    answer = redisUnavailable(error.message);
+  } else throw error;
+  for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
+  return sendError(reply, answer.statusCode, answer.type, answer.message, answer.param);
 }
 
 async function refuseJobWrites(): Promise<never> {
