@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import { connect } from "node:net";
 import { createKeys } from "@cascade/shared";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
@@ -156,6 +158,36 @@ describe("jobs API", () => {
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.body.error.type).toBe("invalid_request_error");
       expect(response.body.error.message).toMatch(message);
+    }
+  });
+
+  it("answers requests Node's HTTP parser refuses in the contract's shape, then closes", async () => {
+    const { hostname, port } = new URL(stack.url);
+    const exchange = (bytes: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => socket.write(bytes));
+        let text = "";
+        socket.on("data", (chunk) => {
+          text += chunk.toString();
+        });
+        socket.on("close", () => resolve(text));
+        socket.on("error", reject);
+        socket.setTimeout(5_000, () => socket.destroy(new Error(`no answer to ${JSON.stringify(bytes)}`)));
+      });
+    const cases: Array<[string, number]> = [
+      ["NOT HTTP AT ALL\r\n\r\n", 400],
+      // Both framings at once: request smuggling's shape.
+      [
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+      ],
+      [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431],
+    ];
+    for (const [bytes, status] of cases) {
+      const answer = await exchange(bytes);
+      expect(answer.split("\r\n")[0], bytes.slice(0, 40)).toBe(`HTTP/1.1 ${status} ${STATUS_CODES[status]}`);
+      const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+      expect(body.error).toMatchObject({ type: "invalid_request_error", param: null });
     }
   });
 

@@ -52,7 +52,13 @@ import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { UsageStore } from "./jobs/usage-store.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
-import { registerErrorHandling, routePattern, sendError } from "./plugins/error-handler.js";
+import {
+  answerClientError,
+  REQUEST_TIMEOUT_MS,
+  registerErrorHandling,
+  routePattern,
+  sendError,
+} from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ReplicaWait, registerReplicaWait } from "./plugins/replica-wait.js";
@@ -296,6 +302,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // A request not sent in full in time (a stalled upload, a body shorter than its length) is a
+    // 408 rather than a socket held for ever (Fastify's default is no limit).
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    // Requests Node's parser refuses are answered in the contract's shape too.
+    clientErrorHandler: answerClientError,
     // Errors Fastify raises before routing (a malformed URL) skip setErrorHandler: same shape here.
     frameworkErrors: (error, _request, reply) => {
       sendError(reply, 400, "invalid_request_error", error.message);

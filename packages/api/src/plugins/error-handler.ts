@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import { newId } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
@@ -143,4 +145,31 @@ export function routePattern(url: string): RegExp {
     .map((segment) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
     .join("/");
   return new RegExp(`^${escaped}$`);
+}
+
+/** How long a client may take to send a whole request (headers and body): Node's own default. */
+export const REQUEST_TIMEOUT_MS = 300_000;
+
+/**
+ * Errors Node's HTTP parser raises before Fastify sees a request (a malformed request line, a
+ * framing it refuses, headers too large, a request not sent within REQUEST_TIMEOUT_MS): answered
+ * in the contract's error shape, as Fastify's default handler does in its own, then the socket
+ * closes (what follows on it cannot be trusted).
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  // A reset connection has no one to answer.
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, type, message] =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "invalid_request_error", `the request was not sent within ${REQUEST_TIMEOUT_MS / 1000} s`]
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "invalid_request_error", "the request's headers are larger than the server takes"]
+        : [400, "invalid_request_error", "the request is not valid HTTP/1.1"];
+  const body = JSON.stringify({ error: { type, message, code: null, param: null } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
