@@ -7,6 +7,12 @@ import {
 } from "@cascade/engine";
 import type { Attempt, JobObject } from "@cascade/shared";
 
+/**
+ * What a streaming caller may leave unread in the API's socket buffer (about a million tokens of
+ * chunks) before it counts as gone.
+ */
+export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
+
 export interface ChunkStreamOptions {
   /** The completion's id, the same in every chunk. */
   id: string;
@@ -170,6 +176,13 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
       this.corked = true;
       this.response.cork();
       process.nextTick(this.uncork);
+    }
+    // A caller that stopped reading while the provider goes on: what it has not taken piles up
+    // here. Past MAX_UNREAD_BYTES of earlier chunks it is treated as gone (the response's close
+    // aborts the call), rather than holding the completion in memory while it keeps the socket.
+    if (this.response.writableLength > MAX_UNREAD_BYTES) {
+      this.response.destroy();
+      return;
     }
     this.response.write(`data: ${json}\n\n`);
   }
