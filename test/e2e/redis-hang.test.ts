@@ -76,6 +76,7 @@ describe("a Redis that stops answering", () => {
           body: JSON.stringify({ request: chatRequest("during the stall") }),
         }),
         timed(`/v1/jobs/${queued.body.id}`),
+        timed(`/v1/jobs/${queued.body.id}?wait=5`),
         timed("/v1/usage"),
         timed("/v1/chat/completions", {
           method: "POST",

@@ -120,12 +120,18 @@ export class FileStore {
     let bytes = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    let redisFailed = false;
     const flush = async () => {
       if (pendingBytes === 0) return;
       const chunk = Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      await this.redis.multi().rpush(dataKey, chunk).expire(dataKey, UPLOAD_TTL_SECONDS).exec();
+      try {
+        await this.redis.multi().rpush(dataKey, chunk).expire(dataKey, UPLOAD_TTL_SECONDS).exec();
+      } catch (error) {
+        redisFailed = true;
+        throw error;
+      }
     };
     try {
       for await (const piece of content) {
@@ -137,7 +143,10 @@ export class FileStore {
       }
       await flush();
     } catch (error) {
-      await this.discard(id);
+      // When Redis itself failed the write, the caller is not held for a second timeout on the
+      // delete: it goes on in the background, and the upload's TTL removes what it misses.
+      const discarding = this.discard(id);
+      if (!redisFailed) await discarding;
       throw error;
     }
     return { id, bytes };
