@@ -14,15 +14,18 @@ const config = {
 const a = { authorization: "Bearer key-a" };
 const b = { authorization: "Bearer key-b" };
 const body = { request: { messages: [{ role: "user", content: "hi" }], max_tokens: 10 } };
+const startEventsStack = (withoutWorker = false) =>
+  startStack({
+    redisUrl: inject("redisUrl"),
+    config,
+    env: { A_KEYS: "key-a", B_KEYS: "key-b" },
+    withoutWorker,
+  });
 
 describe("GET /v1/jobs/:id/events", () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({
-      redisUrl: inject("redisUrl"),
-      config,
-      env: { A_KEYS: "key-a", B_KEYS: "key-b" },
-    });
+    stack = await startEventsStack();
   });
   afterAll(() => stack?.close());
 
@@ -94,12 +97,7 @@ describe("GET /v1/jobs/:id/events", () => {
 describe("GET /v1/jobs/:id/events for a streaming job that ends without its worker", () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({
-      redisUrl: inject("redisUrl"),
-      config,
-      env: { A_KEYS: "key-a", B_KEYS: "key-b" },
-      withoutWorker: true,
-    });
+    stack = await startEventsStack(true);
   });
   afterAll(() => stack?.close());
 

@@ -159,3 +159,18 @@ function withHeld(error: unknown, held: unknown): unknown {
   if (error instanceof Error) return Object.assign(error, { unwritten: held });
   return { error, unwritten: held };
 }
+
+/** A BatchedWrites whose writes are hash increments only (usage counts, recent stats). */
+export abstract class HashIncrementWrites extends BatchedWrites {
+  protected readonly increments = new HashIncrements();
+
+  protected get pending(): boolean {
+    return this.increments.size > 0;
+  }
+
+  protected drainInto(transaction: ChainableCommander): unknown {
+    const held = this.increments.summary();
+    this.increments.drainInto(transaction);
+    return held;
+  }
+}

@@ -1,8 +1,7 @@
-import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import { deploymentKey, type Keys } from "../redis/keys.js";
 import { STATS_KINDS } from "../resilience/redis-shape.js";
-import { BatchedWrites, HashIncrements } from "./batched-writes.js";
+import { HashIncrementWrites } from "./batched-writes.js";
 import { minuteOf } from "./dashboard-recorder.js";
 import type { FinishedRequest, RequestObserver } from "./finished-request.js";
 
@@ -20,9 +19,7 @@ const STATS_TTL_S = 600;
  * are counted by admit.lua and settle.lua in the same hashes. Gathered in memory and written
  * every REQUEST_COUNTS_FLUSH_MS in one MULTI (batched-writes.ts).
  */
-export class RecentStatsRecorder extends BatchedWrites implements RequestObserver {
-  private readonly increments = new HashIncrements();
-
+export class RecentStatsRecorder extends HashIncrementWrites implements RequestObserver {
   constructor(
     redis: RedisClient,
     private readonly keys: Keys,
@@ -30,16 +27,6 @@ export class RecentStatsRecorder extends BatchedWrites implements RequestObserve
     flushMs?: number,
   ) {
     super(redis, onError, flushMs);
-  }
-
-  protected get pending(): boolean {
-    return this.increments.size > 0;
-  }
-
-  protected drainInto(transaction: ChainableCommander): unknown {
-    const held = this.increments.summary();
-    this.increments.drainInto(transaction);
-    return held;
   }
 
   finished(request: FinishedRequest): void {

@@ -1,7 +1,6 @@
-import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
-import { BatchedWrites, HashIncrements } from "./batched-writes.js";
+import { HashIncrementWrites } from "./batched-writes.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
 /** How long a day's counts are kept: as long as the spend hashes GET /v1/usage also reads. */
@@ -146,9 +145,7 @@ export function countingDay(finishedAtMs: number): string {
  *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
  *   model that was called.)
  */
-export class RequestCountRecorder extends BatchedWrites implements RequestObserver {
-  private readonly increments = new HashIncrements();
-
+export class RequestCountRecorder extends HashIncrementWrites implements RequestObserver {
   constructor(
     redis: RedisClient,
     private readonly keys: Keys,
@@ -156,16 +153,6 @@ export class RequestCountRecorder extends BatchedWrites implements RequestObserv
     flushMs?: number,
   ) {
     super(redis, onError, flushMs);
-  }
-
-  protected get pending(): boolean {
-    return this.increments.size > 0;
-  }
-
-  protected drainInto(transaction: ChainableCommander): unknown {
-    const held = this.increments.summary();
-    this.increments.drainInto(transaction);
-    return held;
   }
 
   finished(request: FinishedRequest): void {
