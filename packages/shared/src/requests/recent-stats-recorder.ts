@@ -29,26 +29,60 @@ export class RecentStatsRecorder extends HashIncrementWrites implements RequestO
     super(redis, onError, flushMs);
   }
 
+  /** The current minute's field names, made once a minute (this runs for every request). */
+  private minute = -1;
+  private requestsField = "";
+  private fallbacksField = "";
+  /** Stats keys by scope and id, made once per subject. */
+  private readonly statsKeys = {
+    model: new Map<string, string>(),
+    provider: new Map<string, string>(),
+    deployment: new Map<string, string>(),
+  };
+
   finished(request: FinishedRequest): void {
     if (request.status !== "succeeded" && request.status !== "failed") return;
-    if (request.attempts.length === 0) return;
+    const { attempts } = request;
+    if (attempts.length === 0) return;
     const minute = minuteOf(request.finishedAtMs);
+    if (minute !== this.minute) {
+      this.minute = minute;
+      this.requestsField = `${minute}:${STATS_KINDS.requests}`;
+      this.fallbacksField = `${minute}:${STATS_KINDS.fallbacks}`;
+    }
     const answered = request.status === "succeeded";
-    const seen = new Set<string>();
-    const count = (key: string, fellBack: boolean) => {
-      if (seen.has(key)) return;
-      seen.add(key);
-      this.increments.count(key, `${minute}:${STATS_KINDS.requests}`, 1, STATS_TTL_S);
-      if (fellBack) this.increments.count(key, `${minute}:${STATS_KINDS.fallbacks}`, 1, STATS_TTL_S);
-    };
-    for (const attempt of request.attempts) {
+    // Most requests make one attempt: no set of subjects seen for those.
+    const seen = attempts.length > 1 ? new Set<string>() : undefined;
+    for (const attempt of attempts) {
       const otherModel = answered && request.model !== attempt.model;
-      count(this.keys.stats("model", attempt.model), otherModel);
-      count(this.keys.stats("provider", attempt.provider), answered && request.provider !== attempt.provider);
+      this.count(seen, "model", attempt.model, otherModel);
+      this.count(seen, "provider", attempt.provider, answered && request.provider !== attempt.provider);
       if (attempt.deployment !== undefined) {
-        count(this.keys.stats("deployment", deploymentKey(attempt.model, attempt.deployment)), otherModel);
+        this.count(seen, "deployment", deploymentKey(attempt.model, attempt.deployment), otherModel);
       }
     }
     this.gathered();
+  }
+
+  /** One request that tried `id` (once per request, however many attempts it made there). */
+  private count(
+    seen: Set<string> | undefined,
+    scope: "model" | "provider" | "deployment",
+    id: string,
+    fellBack: boolean,
+  ): void {
+    const known = this.statsKeys[scope];
+    let key = known.get(id);
+    if (key === undefined) {
+      key = this.keys.stats(scope, id);
+      // Bounded by the config's providers, models and deployments (ids come from attempts).
+      known.set(id, key);
+    }
+    if (seen) {
+      if (seen.has(key)) return;
+      seen.add(key);
+    }
+    this.increments.count(key, this.requestsField, 1, STATS_TTL_S);
+    if (fellBack) this.increments.count(key, this.fallbacksField, 1, STATS_TTL_S);
   }
 }
