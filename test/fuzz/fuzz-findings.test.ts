@@ -128,6 +128,29 @@ describe("fuzz findings: files and batches", () => {
     expect(response.json.error).toMatchObject({ type: "invalid_request_error", param: "file" });
   });
 
+  it("a file named outside Latin-1 downloads whole, its name in filename* (it was a 500 after the Content-Length)", async () => {
+    const name = "日本語 données (1).jsonl";
+    const content = '{"custom_id": "a"}\n';
+    const file = await upload(
+      "multipart/form-data; boundary=b",
+      `--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\n${content}\r\n--b--\r\n`,
+    );
+    expect(file.status, file.text).toBe(200);
+    expect(file.json.filename).toBe(name);
+    const download = await client.send({
+      method: "GET",
+      path: `/v1/files/${file.json.id}/content`,
+      headers: { authorization: `Bearer ${key}` },
+      timeoutMs: 5_000,
+    });
+    expect(download.status).toBe(200);
+    expect(download.text).toBe(content);
+    const disposition = String(download.headers["content-disposition"]);
+    expect(disposition).toBe(
+      `attachment; filename="___ donn_es (1).jsonl"; filename*=UTF-8''${encodeURIComponent(name).replace(/[()]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`,
+    );
+  });
+
   it("a well-formed upload is still stored (the fix only reclassifies parser errors)", async () => {
     const response = await upload(
       "multipart/form-data; boundary=b",

@@ -69,6 +69,20 @@ describe("jobs API", () => {
     expect(done.body.finished_at).toBeGreaterThanOrEqual(done.body.started_at);
   });
 
+  it("accepts OpenAI's fields it does not honour in a request, and does not keep them", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, store: false, logprobs: false, metadata: { a: "b" } } },
+      headers: acme,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(202);
+    const unknown = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...hello.request, colour: "blue" } },
+      headers: acme,
+    });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.message).toMatch(/colour/);
+  });
+
   it("takes null for an optional request field as unset", async () => {
     const created = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...hello.request, temperature: null, max_tokens: null, stop: null } },

@@ -66,6 +66,26 @@ function withoutHeaders(options: unknown): string {
 const FILE_SCOPE_OPTIONS = { logSerializers: { busboyOptions: withoutHeaders } };
 
 /**
+ * `attachment` with the file's name (RFC 6266): an ASCII `filename` for old clients (anything
+ * else, quotes and backslashes as `_`), and the name as it is in `filename*` (RFC 8187, UTF-8,
+ * percent-encoded). A header holds only Latin-1, so a raw `日本語.jsonl` there made Node refuse
+ * the header after the Content-Length was set: a 500 the client waited on.
+ */
+export function contentDisposition(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  // A lone surrogate cannot be encoded (encodeURIComponent throws): as U+FFFD, as toWellFormed does.
+  const wellFormed = filename.replace(
+    /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g,
+    "\uFFFD",
+  );
+  const encoded = encodeURIComponent(wellFormed).replace(
+    /['()*]/g,
+    (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
+}
+
+/**
  * The Files API as the Batch API needs it (https://platform.openai.com/docs/api-reference/files):
  * multipart upload with purpose `batch`, metadata, content, list and delete, scoped per tenant.
  */
@@ -159,7 +179,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
       reply
         .header("content-type", "application/octet-stream")
         .header("content-length", String(file.bytes))
-        .header("content-disposition", `attachment; filename="${file.filename.replace(/["\\\r\n]/g, "_")}"`);
+        .header("content-disposition", contentDisposition(file.filename));
       return reply.send(Readable.from(files.content(file.id)));
     });
 

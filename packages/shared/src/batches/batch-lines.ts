@@ -1,7 +1,7 @@
 import { ChainResolutionError, type ResolvedChain, resolveChain } from "../chain/resolve-chain.js";
 import { formatZodError } from "../config/load.js";
 import type { ConfigFile } from "../config/schema.js";
-import { type ChatRequest, chatRequestSchema } from "../schemas/chat-request.js";
+import { type ChatRequest, openAIChatBodySchema } from "../schemas/chat-request.js";
 import { endUserOf, type JobData } from "../schemas/job.js";
 import type { BatchLineError } from "./batch-types.js";
 
@@ -109,10 +109,12 @@ export function parseBatchLine(
       error: problem(line, "invalid_request", "body.stream", "body.stream must not be true in a batch"),
     };
   }
-  const parsed = chatRequestSchema.safeParse(body);
+  const parsed = openAIChatBodySchema.safeParse(body);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    const param = ["body", ...(first?.path ?? []).map(String)].join(".");
+    // An unknown field is named in the param (its issue's path is the object holding it).
+    const unknown = first?.code === "unrecognized_keys" ? first.keys.slice(0, 1) : [];
+    const param = ["body", ...(first?.path ?? []).map(String), ...unknown].join(".");
     return {
       ok: false,
       error: problem(line, "invalid_request", param, formatZodError(parsed.error, "body")),

@@ -174,6 +174,60 @@ export const chatRequestSchema = z.preprocess(
 );
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
+/**
+ * OpenAI chat fields a fallback chain cannot honour across providers (ADR 0017): accepted, so that
+ * drop-in clients and existing OpenAI batch files work, and not sent upstream (as LiteLLM's
+ * drop_params does). The same at every door: the gateway, a job's `request`, a batch line's body.
+ */
+export const IGNORED_OPENAI_FIELDS = {
+  store: z.boolean().nullable().optional(),
+  service_tier: z.string().max(64).nullable().optional(),
+  reasoning_effort: z.string().max(64).nullable().optional(),
+  logprobs: z.boolean().nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+  prompt_cache_key: z.string().max(1024).nullable().optional(),
+  safety_identifier: z.string().max(1024).nullable().optional(),
+  verbosity: z.string().max(64).nullable().optional(),
+  prediction: z.record(z.string(), z.unknown()).nullable().optional(),
+  // Text is what every provider of a chain answers: audio output cannot be asked for.
+  modalities: z
+    .array(z.literal("text", { error: "modalities may only ask for text" }))
+    .nullable()
+    .optional(),
+  audio: z.null({ error: "audio output is not supported: send audio as null or leave it out" }).optional(),
+};
+const IGNORED_OPENAI_KEYS = Object.keys(IGNORED_OPENAI_FIELDS);
+
+/** `body` without the fields Cascade accepts and does not send (a copy only when one is there). */
+export function withoutIgnoredFields<T extends object>(body: T): Omit<T, keyof typeof IGNORED_OPENAI_FIELDS> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key of IGNORED_OPENAI_KEYS) {
+    if (!(key in body)) continue;
+    copy ??= { ...(body as Record<string, unknown>) };
+    delete copy[key];
+  }
+  return (copy ?? body) as Omit<T, keyof typeof IGNORED_OPENAI_FIELDS>;
+}
+
+/** OpenAI's own `metadata` on a chat body (stored completions): at most 16 string pairs. */
+export const openAIMetadataSchema = z
+  .record(z.string().max(64), z.string().max(512))
+  .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys");
+
+/**
+ * An OpenAI chat-completions body as a client sends it (a job's `request`, a batch line's body):
+ * the request Cascade runs, with OpenAI's fields it ignores (and OpenAI's `metadata`) accepted and
+ * dropped. Unknown fields are still a 400 naming them.
+ */
+export const openAIChatBodySchema = z.preprocess(
+  nullsAsUnset(NULL_MEANS_UNSET),
+  chatRequestFields
+    .extend({ ...IGNORED_OPENAI_FIELDS, metadata: openAIMetadataSchema.nullable().optional() })
+    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .transform(({ metadata: _metadata, ...body }): ChatRequest => withoutIgnoredFields(body)),
+);
+
 /** The output budget the request asks for: `max_completion_tokens` wins over the legacy `max_tokens`. */
 export function requestedMaxTokens(request: ChatRequest): number | undefined {
   return request.max_completion_tokens ?? request.max_tokens;

@@ -1,13 +1,13 @@
 import { z } from "zod";
 import { hopSchema, REASONS } from "../config/schema.js";
-import { chatRequestSchema } from "./chat-request.js";
+import { chatRequestSchema, openAIChatBodySchema } from "./chat-request.js";
 
 /** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
 export const END_USER_MAX_LENGTH = 256;
 
 /** POST /v1/jobs body. */
 export const createJobBodySchema = z.strictObject({
-  request: chatRequestSchema,
+  request: openAIChatBodySchema,
   route: z.string().min(1).optional(),
   models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
   webhook: z
