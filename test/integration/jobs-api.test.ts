@@ -128,6 +128,19 @@ describe("jobs API", () => {
     expect(bodyless.body.error.message).toMatch(/^body: /);
   });
 
+  it("answers 404 for ids that are not a job's, BullMQ's own keys among them (they were 500s)", async () => {
+    // A job that ran leaves BullMQ's keys (`events`, `completed`, `id`…) beside the jobs.
+    const created = await stack.request("POST", "/v1/jobs", { body: hello, headers: acme });
+    await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
+    for (const id of ["id", "events", "completed", "meta", "events/events"]) {
+      const read = await stack.request("GET", `/v1/jobs/${id}`, { headers: acme });
+      expect(read.status, id).toBe(404);
+      const cancel = await stack.request("DELETE", `/v1/jobs/${id}`, { headers: acme });
+      expect([404, 405], id).toContain(cancel.status);
+    }
+    expect((await stack.request("GET", "/v1/jobs/events/events", { headers: acme })).status).toBe(404);
+  });
+
   it("requires a valid bearer key and hides other tenants' jobs", async () => {
     expect((await stack.request("POST", "/v1/jobs", { body: hello })).status).toBe(401);
     const wrong = await stack.request("POST", "/v1/jobs", {

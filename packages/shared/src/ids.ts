@@ -28,3 +28,12 @@ export function newId(prefix: string, now = Date.now()): string {
 }
 
 export type IdGenerator = (prefix: string) => string;
+
+/**
+ * Whether `id` can name a job (`job_…`: POST /v1/jobs's and a batch line's). A path segment is
+ * a key suffix under the queue's prefix, where BullMQ keeps its own keys too (`events`, `id`,
+ * `completed`…): anything else is no job, answered 404 without asking Redis.
+ */
+export function isJobId(id: string): boolean {
+  return /^job_[A-Za-z0-9_-]+$/.test(id);
+}

@@ -1,6 +1,7 @@
 import { Job } from "bullmq";
 import { z } from "zod";
 import type { CompletionQueue } from "../batches/batch-drain.js";
+import { isJobId } from "../ids.js";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
 import {
@@ -33,7 +34,8 @@ export type JobRead =
 /**
  * Reads a job the one way GET /v1/jobs/:id and webhook deliveries both show it: the BullMQ job
  * through `toJobObject`, else the record of a job cancelled while queued. Undefined when neither
- * exists (never was, or expired after its retention) or what is stored does not parse.
+ * exists (never was, or expired after its retention), what is stored does not parse, or the id
+ * is not a job's (isJobId).
  */
 export async function readJob(
   queue: CompletionQueue,
@@ -41,6 +43,7 @@ export async function readJob(
   keys: Keys,
   jobId: string,
 ): Promise<JobRead | undefined> {
+  if (!isJobId(jobId)) return undefined;
   const job = await Job.fromId<JobData, JobOutcome>(queue, jobId);
   if (job) {
     const data = jobDataSchema.safeParse(job.data);
