@@ -124,6 +124,13 @@ describe("authentication by matched route", () => {
     return { path, body: JSON.stringify(bodies[url] ?? {}), type: "application/json" };
   }
 
+  it("serves the dashboard page (where an admin types a key) to no other site's frame", async () => {
+    const page = await fetch(`${stack.url}/dashboard`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("x-frame-options")).toBe("DENY");
+    expect(page.headers.get("content-security-policy")).toBe("frame-ancestors 'none'");
+  });
+
   it("declares every route public, tenant or admin, and only probes, docs and the dashboard page are public", () => {
     const table = stack.app.routeTable();
     expect(table.length).toBeGreaterThan(15);

@@ -53,7 +53,13 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardDep
   for (const [url, { file, type }] of Object.entries(PAGE_FILES)) {
     app.get(url, { schema: { hide: true }, config: { access: "public" } }, async (_request, reply) => {
       const body = await readFile(join(PAGE_DIR, file));
-      return reply.type(type).header("cache-control", "no-cache").send(body);
+      // The page asks for an admin key: no other site may frame it (clickjacking), as the board.
+      return reply
+        .type(type)
+        .header("cache-control", "no-cache")
+        .header("x-frame-options", "DENY")
+        .header("content-security-policy", "frame-ancestors 'none'")
+        .send(body);
     });
   }
 

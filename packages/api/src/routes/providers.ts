@@ -33,7 +33,8 @@ export function registerProviderRoutes(app: FastifyInstance, deps: ProviderRoute
       if (!breakerId) {
         throw notFound(`no provider (or model with its own breaker) with id ${request.params.id}`);
       }
-      const why = `manual override by tenant ${request.tenant}: ${request.body.state}`;
+      // Every tenant reads the breaker log (GET /v1/providers): it says an admin did it, not which one (the log line does).
+      const why = `manual override by an admin: ${request.body.state}`;
       await providers.override(breakerId, request.body.state, why);
       request.log.warn({ breaker: breakerId, state: request.body.state, tenant: request.tenant }, why);
       const status = await providers.read();

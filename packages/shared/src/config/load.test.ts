@@ -208,4 +208,22 @@ describe("loadConfig", () => {
     expect(config.tenants.get("beta")?.keyHashes.has(sha256Hex("beta-key"))).toBe(true);
     expect(config.providerKeys.get("sim")).toBe("secret");
   });
+
+  it("refuses one API key given to two tenants, naming them", () => {
+    const tenants = {
+      ops: { api_keys_env: "OPS_KEYS", admin: true },
+      other: { api_keys_env: "OTHER_KEYS" },
+    };
+    expect(() =>
+      loadConfig({ OPS_KEYS: "k-ops,k-shared", OTHER_KEYS: " k-shared " }, { raw: { ...minimal, tenants } }),
+    ).toThrow(/tenants\.other: an API key of this tenant is also one of tenant ops's/);
+    expect(() =>
+      loadConfig(
+        { OPS_KEYS: "k-ops" },
+        {
+          raw: { ...minimal, tenants: { ops: tenants.ops, other: { api_key_sha256: [sha256Hex("k-ops")] } } },
+        },
+      ),
+    ).toThrow(/tenants\.other/);
+  });
 });

@@ -122,12 +122,24 @@ export function parseConfigFile(raw: unknown, source: string): ConfigFile {
 
 function resolveTenants(file: ConfigFile, env: Environment): Map<string, ResolvedTenant> {
   const tenants = new Map<string, ResolvedTenant>();
+  // A key is one tenant's: given to two, one of them would act as the other (an admin's key
+  // taken for another tenant's, or the reverse), whichever the lookup met last.
+  const owners = new Map<string, string>();
   for (const [id, tenant] of Object.entries(file.tenants ?? {})) {
     const hashes = new Set((tenant.api_key_sha256 ?? []).map((hash) => hash.toLowerCase()));
     if (tenant.api_keys_env) {
       for (const key of (env[tenant.api_keys_env] ?? "").split(",")) {
         if (key.trim()) hashes.add(sha256Hex(key.trim()));
       }
+    }
+    for (const hash of hashes) {
+      const owner = owners.get(hash);
+      if (owner !== undefined) {
+        throw new ConfigError(
+          `tenants.${id}: an API key of this tenant is also one of tenant ${owner}'s; give each tenant keys of its own`,
+        );
+      }
+      owners.set(hash, id);
     }
     const webhookSecret = tenant.webhook_secret_env ? env[tenant.webhook_secret_env] : undefined;
     tenants.set(id, { id, keyHashes: hashes, webhookSecret, config: tenant });

@@ -42,6 +42,12 @@ describe("signWebhook", () => {
     expect(() => parseWebhookSecrets("whsec_")).toThrow(/secret 1/);
     expect(() => parseWebhookSecrets(`${secretA} whsec_***`)).toThrow(/secret 2/);
   });
+
+  it("refuses a key too short to sign with, with or without the whsec_ prefix", () => {
+    expect(() => parseWebhookSecrets("whsec_YWJj")).toThrow(/secret 1 holds 3 bytes/);
+    expect(() => parseWebhookSecrets(Buffer.from("short").toString("base64"))).toThrow(/at least 16/);
+    expect(parseWebhookSecrets(`whsec_${Buffer.alloc(16, 7).toString("base64")}`)[0]).toHaveLength(16);
+  });
 });
 
 describe("webhookRetryDelay", () => {

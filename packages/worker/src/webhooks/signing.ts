@@ -1,5 +1,8 @@
 import { createHmac } from "node:crypto";
 
+/** The fewest bytes a signing key may hold: a short key is one a receiver's forger can guess. */
+export const MIN_SECRET_BYTES = 16;
+
 /**
  * Parses the value of a tenant's `webhook_secret_env`: one `whsec_<base64>` secret, or several
  * separated by spaces or commas while a secret is being rotated. Returns the decoded keys.
@@ -14,6 +17,11 @@ export function parseWebhookSecrets(value: string): Buffer[] {
     if (key.length === 0) {
       throw new Error(
         `secret ${index + 1} is not whsec_ followed by base64 (as Standard Webhooks secrets are)`,
+      );
+    }
+    if (key.length < MIN_SECRET_BYTES) {
+      throw new Error(
+        `secret ${index + 1} holds ${key.length} bytes, too few to sign with: use at least ${MIN_SECRET_BYTES} random bytes (Standard Webhooks secrets hold 24 to 64; e.g. whsec_$(openssl rand -base64 32))`,
       );
     }
     return key;
