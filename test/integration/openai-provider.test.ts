@@ -142,6 +142,20 @@ describe("openai provider through the worker", () => {
     expect(args.join("")).toBe('{"a":2,"b":2}');
   });
 
+  it("scrubs our provider key from an upstream's error text before a tenant or the log sees it", async () => {
+    // Some OpenAI-compatible servers and proxies echo the Authorization header they got.
+    fake.script("up-primary", {
+      kind: "status",
+      status: 401,
+      body: { error: { message: "Incorrect API key provided: Bearer sk-test-123", type: "invalid_request_error" } },
+    });
+    const job = await run({ models: ["primary"] });
+    expect(job.status).toBe("failed");
+    const text = JSON.stringify(job);
+    expect(text).not.toContain("sk-test-123");
+    expect(job.attempts[0].message).toContain("Bearer [redacted]");
+  });
+
   it("passes json_schema response formats and images by URL", async () => {
     await run({
       request: {

@@ -5,6 +5,7 @@ export * from "./clock.js";
 export * from "./config/demo-config.js";
 export * from "./config/load.js";
 export * from "./config/schema.js";
+export * from "./config/secret-redaction.js";
 export * from "./config/settings.js";
 export * from "./errors/config-error.js";
 export * from "./estimate.js";

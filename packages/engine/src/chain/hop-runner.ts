@@ -4,6 +4,7 @@ import {
   type ModelConfig,
   primaryProvider,
   type Reason,
+  redactSecrets,
   unixSeconds,
 } from "@cascade/shared";
 import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
@@ -357,6 +358,8 @@ export async function runHop(
     }
     if (!(failure instanceof ProviderError)) throw failure;
     const error = failure;
+    // What an upstream said goes to the tenant and the log: never with a key we sent it.
+    error.message = redactSecrets(config, error.message);
     run.record({
       model: hop.model,
       provider: target.providerId,
