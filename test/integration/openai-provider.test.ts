@@ -147,7 +147,9 @@ describe("openai provider through the worker", () => {
     fake.script("up-primary", {
       kind: "status",
       status: 401,
-      body: { error: { message: "Incorrect API key provided: Bearer sk-test-123", type: "invalid_request_error" } },
+      body: {
+        error: { message: "Incorrect API key provided: Bearer sk-test-123", type: "invalid_request_error" },
+      },
     });
     const job = await run({ models: ["primary"] });
     expect(job.status).toBe("failed");
