@@ -21,12 +21,12 @@ let fake: FakeOpenAI;
 let stack: Stack;
 
 beforeAll(async () => {
-  fake = await startFakeOpenAI({ apiKey: "sk-up" });
+  fake = await startFakeOpenAI({ apiKey: "sk-up-stream-key" });
   const model = (name: string, capabilities: string[] = []) => ({ provider: "up", name, capabilities });
   const first = { model: "a", idle_timeout_ms: 300, timeout_ms: 10_000 };
   stack = await startStack({
     redisUrl: inject("redisUrl"),
-    env: { UP_KEY: "sk-up" },
+    env: { UP_KEY: "sk-up-stream-key" },
     config: {
       providers: {
         // Breakers stay shut: every test here fails the same provider on purpose.
@@ -176,6 +176,22 @@ describe("on_stream_failure: error", () => {
     expect(answer.errors).toHaveLength(1);
     expect(answer.errors[0].error.code).toBe("network_error");
     expect(fake.callsFor("up-b")).toHaveLength(0);
+  });
+
+  it("scrubs the provider key an upstream's mid-stream error echoes from the error the caller gets", async () => {
+    fake.script("up-a", {
+      kind: "error_event",
+      afterChunks: 3,
+      content: A_TEXT,
+      error: {
+        message: "proxy: upstream refused Authorization: Bearer sk-up-stream-key",
+        type: "server_error",
+      },
+    });
+    const answer = await streamRoute("strict");
+    expect(answer.errors).toHaveLength(1);
+    expect(answer.text).not.toContain("sk-up-stream-key");
+    expect(answer.errors[0].error.message).toContain("Bearer [redacted]");
   });
 });
 

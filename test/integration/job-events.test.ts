@@ -73,6 +73,7 @@ describe("GET /v1/jobs/:id/events", () => {
       timeoutMs: 5_000,
     });
     expect(again.events).toEqual([]);
+    expect(again.ended, "the server ended the response").toBe(true);
   });
 
   it("takes a Last-Event-ID past 64 bits as none: the stream from the start, ending with done", async () => {
@@ -115,5 +116,6 @@ describe("GET /v1/jobs/:id/events for a streaming job that ends without its work
       timeoutMs: 5_000,
     });
     expect(again.events).toEqual([]);
+    expect(again.ended, "the server ended the response").toBe(true);
   });
 });

@@ -111,6 +111,30 @@ describe("recent stats per provider, model and deployment", () => {
     expect(metrics).toMatch(/^cascade_recent_calls\{scope="model",id="bad",kind="fallbacks"\} 3$/m);
   });
 
+  it("deletes a stats hash's fields older than its window as it writes a new minute", async () => {
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const key = keys.stats("model", "good");
+    const minute = Math.floor(Date.now() / 60_000);
+    await stack.redis.del(key);
+    // Left by a writer 8 minutes ago; the hash has been written since, so it never expired.
+    await stack.redis.hset(
+      key,
+      `${minute - 8}:calls`,
+      5,
+      `${minute - 8}:requests`,
+      5,
+      `${minute - 2}:calls`,
+      1,
+    );
+    await run("default", 1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const fields = Object.keys(await stack.redis.hgetall(key));
+    expect(fields).not.toContain(`${minute - 8}:calls`);
+    expect(fields).not.toContain(`${minute - 8}:requests`);
+    // Inside the window: kept.
+    expect(fields).toContain(`${minute - 2}:calls`);
+  });
+
   it("does not count a retry answered by the same model as a fallback, nor a failed request", async () => {
     const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
     const recorder = new RecentStatsRecorder(stack.redis, keys);

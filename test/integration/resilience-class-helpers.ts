@@ -17,7 +17,9 @@ import { type HopRequest, Resilience } from "../../packages/engine/src/resilienc
 import { uniquePrefix } from "../support/cascade-stack.js";
 import { testRedis } from "../support/redis-clients.js";
 
+/** A key hash no key has: a tenant that exists but that nobody can call as (each tenant its own). */
 export const NO_KEY_HASH = "0".repeat(64);
+export const noKeyHash = (tenant: number) => String(tenant).padStart(64, "0");
 
 export function inlineConfig(raw: unknown): Config {
   return loadConfig({}, { raw });

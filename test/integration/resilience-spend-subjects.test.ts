@@ -5,15 +5,15 @@
  * class against real Redis and admit.lua.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { inlineConfig, NO_KEY_HASH, startResilience } from "./resilience-class-helpers.js";
+import { inlineConfig, noKeyHash, startResilience } from "./resilience-class-helpers.js";
 
 const config = inlineConfig({
   providers: { p: { type: "simulated" } },
   models: { m: { provider: "p", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
   routes: { default: { chain: [{ model: "m" }] } },
   tenants: {
-    a: { api_key_sha256: [NO_KEY_HASH], user_budget: { daily_usd: 1 } },
-    "a:b": { api_key_sha256: [NO_KEY_HASH], user_budget: { daily_usd: 1 } },
+    a: { api_key_sha256: [noKeyHash(1)], user_budget: { daily_usd: 1 } },
+    "a:b": { api_key_sha256: [noKeyHash(2)], user_budget: { daily_usd: 1 } },
   },
 });
 const harness = startResilience(config, "subjects");

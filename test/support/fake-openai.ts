@@ -74,14 +74,20 @@ export type FakeBehaviour =
    * stream:true: `afterChunks` chunks (the first is the role chunk), then a `data: {not json` line,
    * then the rest of the stream as usual, [DONE] included. Not streamed: as `malformed`.
    */
-  | { kind: "malformed_chunk"; afterChunks: number; content?: string; chunkDelayMs?: number };
+  | { kind: "malformed_chunk"; afterChunks: number; content?: string; chunkDelayMs?: number }
+  /**
+   * stream:true: `afterChunks` chunks (the first is the role chunk), then `data: {"error": …}`
+   * (as OpenAI ends a stream that failed mid-way), and the stream ends.
+   */
+  | { kind: "error_event"; afterChunks: number; error: Record<string, unknown>; content?: string };
 
 /** How a streamed (or plain) completion goes wrong on purpose; see the behaviours above. */
 type CompletionFault =
   | { kind: "cut"; afterChunks: number }
   | { kind: "stall"; afterChunks: number }
   | { kind: "no_finish" }
-  | { kind: "malformed"; afterChunks: number };
+  | { kind: "malformed"; afterChunks: number }
+  | { kind: "error_event"; afterChunks: number; error: Record<string, unknown> };
 
 /** One request the fake received (every request, valid or not). */
 export interface FakeCall {
@@ -289,6 +295,12 @@ async function respond(
         headers,
         { kind: "no_finish" },
       );
+    case "error_event":
+      return sendCompletion(context, body, { kind: "ok", content: behaviour.content }, headers, {
+        kind: "error_event",
+        afterChunks: behaviour.afterChunks,
+        error: behaviour.error,
+      });
     case "malformed_chunk": {
       if (body.stream !== true) {
         return sendText(response, 200, MALFORMED_BODY, { ...headers, "content-type": "application/json" });
@@ -400,6 +412,11 @@ async function sendCompletion(
     if (!isWritable(context.response)) return;
     if (fault?.kind === "malformed" && position === fault.afterChunks)
       await stream.raw("data: {not json\n\n");
+    if (fault?.kind === "error_event" && position === fault.afterChunks) {
+      await stream.send({ error: fault.error });
+      stream.end();
+      return;
+    }
     await stream.send(payload);
   }
   if (fault?.kind === "cut") return cutConnection(context);

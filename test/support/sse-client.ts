@@ -17,13 +17,20 @@ export async function readEvents(
     timeoutMs?: number;
     until?: (event: ReceivedEvent) => boolean;
   } = {},
-): Promise<{ status: number; headers: Headers; events: ReceivedEvent[] }> {
+): Promise<{
+  status: number;
+  headers: Headers;
+  events: ReceivedEvent[];
+  /** The server ended the response (not `until`, not the timeout). */
+  ended: boolean;
+}> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), options.timeoutMs ?? 15_000);
   const events: ReceivedEvent[] = [];
   try {
     const response = await fetch(url, { headers: options.headers, signal: controller.signal });
-    if (!response.ok || !response.body) return { status: response.status, headers: response.headers, events };
+    if (!response.ok || !response.body)
+      return { status: response.status, headers: response.headers, events, ended: true };
     const decoder = new TextDecoder();
     let buffer = "";
     let current: { id?: string; event?: string; data: string[] } = { data: [] };
@@ -45,7 +52,7 @@ export async function readEvents(
             events.push(event);
             if (options.until?.(event)) {
               controller.abort();
-              return { status: response.status, headers: response.headers, events };
+              return { status: response.status, headers: response.headers, events, ended: false };
             }
           }
           current = { data: [] };
@@ -59,9 +66,10 @@ export async function readEvents(
         }
       }
     }
-    return { status: response.status, headers: response.headers, events };
+    return { status: response.status, headers: response.headers, events, ended: true };
   } catch (error) {
-    if ((error as Error).name === "AbortError") return { status: 200, headers: new Headers(), events };
+    if ((error as Error).name === "AbortError")
+      return { status: 200, headers: new Headers(), events, ended: false };
     throw error;
   } finally {
     clearTimeout(timer);

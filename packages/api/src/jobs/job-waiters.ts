@@ -1,5 +1,4 @@
 import type { Logger, RedisClient } from "@cascade/shared";
-import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { StreamEntry, StreamReader } from "./stream-reader.js";
 
 /** BullMQ events that end a job for `?wait=` (and change it for event-stream readers). */
@@ -50,11 +49,9 @@ export class JobWaiters {
     this.watchers.set(jobId, set);
     set.add(listener);
     let active = true;
-    // Told either way: a listener reads the job, which answers (or fails) for itself.
-    const tell = () => {
+    void this.subscribe().then(() => {
       if (active) listener();
-    };
-    void this.subscribe().then(tell, tell);
+    });
     return () => {
       if (!active) return;
       active = false;
@@ -138,10 +135,8 @@ export class JobWaiters {
   }
 
   /**
-   * Follows the event stream from its last entry now. When Redis is away (the API's bound on a
-   * command ran out) it rejects, so that a `?wait` is answered 503 after that bound rather than
-   * after a second one for the job's read; the next waiter tries again. Any other failure follows
-   * from "$" (the XREAD's own now), and a waiter may then sleep until its timeout.
+   * Follows the event stream from its last entry now. Never rejects: when Redis cannot be asked,
+   * it follows from "$" (the XREAD's own now) and a waiter may then sleep until its timeout.
    */
   private async follow(generation: number): Promise<void> {
     let from = "$";
@@ -152,10 +147,6 @@ export class JobWaiters {
       from = last[0]?.[0] ?? "0-0";
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, "job events: could not read the stream's position");
-      if (isRedisUnavailableError(error)) {
-        if (generation === this.generation) this.following = undefined;
-        throw error;
-      }
     }
     // Everyone left (or the API closed) while the position was being read.
     if (generation !== this.generation || this.closed) return;

@@ -147,8 +147,12 @@ export function routePattern(url: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
-/** How long a client may take to send a whole request (headers and body): Node's own default. */
-export const REQUEST_TIMEOUT_MS = 300_000;
+/**
+ * How long a client may take to send a whole request (headers and body): an hour, so that a
+ * 100 MiB upload on a slow uplink (under 0.25 Mbit/s) still goes through, while a request that
+ * stalls for good (a body shorter than its Content-Length) does not hold its socket for ever.
+ */
+export const REQUEST_TIMEOUT_MS = 3_600_000;
 
 /**
  * Errors Node's HTTP parser raises before Fastify sees a request (a malformed request line, a
@@ -159,12 +163,29 @@ export const REQUEST_TIMEOUT_MS = 300_000;
 export function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
   // A reset connection has no one to answer.
   if (error.code === "ECONNRESET" || socket.destroyed) return;
+  // A response already under way on this socket (as Node's own handler checks): writing a status
+  // line now would corrupt it; the socket just closes.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (inFlight?.headersSent) {
+    socket.destroy(error);
+    return;
+  }
   const [status, type, message] =
     error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? [408, "invalid_request_error", `the request was not sent within ${REQUEST_TIMEOUT_MS / 1000} s`]
+      ? [
+          408,
+          "invalid_request_error",
+          `the request was not sent within ${REQUEST_TIMEOUT_MS / 60_000} minutes`,
+        ]
       : error.code === "HPE_HEADER_OVERFLOW"
         ? [431, "invalid_request_error", "the request's headers are larger than the server takes"]
-        : [400, "invalid_request_error", "the request is not valid HTTP/1.1"];
+        : error.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+          ? [
+              413,
+              "request_too_large_error",
+              "the request's chunk extensions are larger than the server takes",
+            ]
+          : [400, "invalid_request_error", "the request is not valid HTTP/1.1"];
   const body = JSON.stringify({ error: { type, message, code: null, param: null } });
   if (socket.writable) {
     socket.write(

@@ -14,11 +14,10 @@ import {
   type LimitsConfig,
   type RedisClient,
   type STATS_KINDS,
+  STATS_MINUTES,
   statsHashSchema,
 } from "@cascade/shared";
 import type { z } from "zod";
-
-const STATS_MINUTES = 5;
 
 export interface BreakerView {
   id: string;

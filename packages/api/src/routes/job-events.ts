@@ -162,12 +162,14 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         if (ended || !current || !isTerminal(current)) return;
         send(await streams.range(key, lastSent));
         if (!sawDone && !ended) {
-          // Numbered after the stream's last entry, so that a client resuming after them (they
-          // are the last it gets) is not sent them again.
+          // Numbered after every entry the stream held (even one since expired: the job's end
+          // is after them all), and the same on every reconnect, so that a client resuming after
+          // them (they are the last it gets) is not sent them again.
           const [tailMs = "0"] = tail.split("-");
+          const endMs = Math.max(Number(tailMs), ((current.finished_at ?? 0) + 1) * 1000);
           const ending: SseEvent[] = [
-            { id: `${tailMs}-999998`, event: "status", data: { status: current.status } },
-            { id: `${tailMs}-999999`, event: "done", data: current },
+            { id: `${endMs}-999998`, event: "status", data: { status: current.status } },
+            { id: `${endMs}-999999`, event: "done", data: current },
           ];
           for (const entry of ending) if (compareIds(entry.id, lastSent) > 0) write(reply, entry);
           end();

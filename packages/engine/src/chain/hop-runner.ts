@@ -318,6 +318,9 @@ export async function runHop(
     } catch (caught) {
       // callHop throws a ProviderError, or the job's JobInterruption.
       failure = caught as ProviderError | JobInterruption;
+      // What an upstream said goes to the tenant (attempts, the job's or a broken stream's error)
+      // and the log: never with a key we sent it. Scrubbed here, before anything quotes it.
+      if (failure instanceof ProviderError) failure.message = redactSecrets(config, failure.message);
       if (streamed && failure instanceof ProviderError) {
         context.events?.restart(hopIndex, failure.reason);
         shownBroken = brokenStreamStep(context, run, hop.model, failure);
@@ -358,8 +361,6 @@ export async function runHop(
     }
     if (!(failure instanceof ProviderError)) throw failure;
     const error = failure;
-    // What an upstream said goes to the tenant and the log: never with a key we sent it.
-    error.message = redactSecrets(config, error.message);
     run.record({
       model: hop.model,
       provider: target.providerId,

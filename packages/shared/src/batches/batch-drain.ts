@@ -19,8 +19,11 @@ const REMOVES_AT_ONCE = 250;
 /**
  * Takes back the jobs of lines that have not ended, for a batch that is being cancelled or has
  * expired: a queued (waiting, prioritized, delayed) job is removed and its line ends without
- * running; a running one is told to abort through the same pub/sub channel DELETE /v1/jobs/:id
- * uses, and its line ends when its worker returns. Safe to repeat: lines end at most once.
+ * running. A running one, for a cancel, finishes (as at OpenAI, whose batch stays `cancelling`
+ * while requests under way complete: their calls are paid for, so their answers go to the
+ * output); for an expiry it is told to abort through the pub/sub channel DELETE /v1/jobs/:id
+ * uses (the window is over). Either way its line ends when its worker returns. Safe to repeat:
+ * lines end at most once.
  */
 export async function drainLines(
   deps: BatchQueueDeps,
@@ -39,7 +42,7 @@ export async function drainLines(
     );
     const gone = slice.filter((_, index) => codes[index] === 1);
     const locked = slice.filter((_, index) => codes[index] === 0);
-    if (locked.length) {
+    if (locked.length && ending === "expire") {
       const pipeline = store.redis.pipeline();
       for (const line of locked) pipeline.publish(store.keys.cancelChannel, batchLineJobId(batch.id, line));
       await pipeline.exec();
@@ -70,6 +73,6 @@ export async function drainBatch(deps: BatchQueueDeps, batchId: string): Promise
   const result = await drainLines(deps, record, lines, record.ending);
   deps.logger.info(
     { batch_id: batchId, ending: record.ending, ...result },
-    "batch winding down: queued lines removed, running ones asked to abort",
+    "batch winding down: queued lines removed, running ones finishing (cancel) or asked to abort (expiry)",
   );
 }

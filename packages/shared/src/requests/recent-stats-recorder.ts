@@ -1,6 +1,7 @@
+import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import { deploymentKey, type Keys } from "../redis/keys.js";
-import { STATS_KINDS } from "../resilience/redis-shape.js";
+import { STATS_KINDS, staleStatsFields } from "../resilience/redis-shape.js";
 import { HashIncrementWrites } from "./batched-writes.js";
 import { minuteOf } from "./dashboard-recorder.js";
 import type { FinishedRequest, RequestObserver } from "./finished-request.js";
@@ -29,10 +30,22 @@ export class RecentStatsRecorder extends HashIncrementWrites implements RequestO
     super(redis, onError, flushMs);
   }
 
+  protected override drainInto(transaction: ChainableCommander): unknown {
+    if (this.unpruned.size > 0) {
+      const stale = staleStatsFields(this.minute);
+      for (const key of this.unpruned) transaction.hdel(key, ...stale);
+      this.unpruned.clear();
+    }
+    return super.drainInto(transaction);
+  }
+
   /** The current minute's field names, made once a minute (this runs for every request). */
   private minute = -1;
   private requestsField = "";
   private fallbacksField = "";
+  /** Keys written this minute whose stale fields this process has not deleted yet (as the scripts do). */
+  private readonly unpruned = new Set<string>();
+  private readonly pruned = new Set<string>();
   /** Stats keys by scope and id, made once per subject. */
   private readonly statsKeys = {
     model: new Map<string, string>(),
@@ -47,6 +60,7 @@ export class RecentStatsRecorder extends HashIncrementWrites implements RequestO
     const minute = minuteOf(request.finishedAtMs);
     if (minute !== this.minute) {
       this.minute = minute;
+      this.pruned.clear();
       this.requestsField = `${minute}:${STATS_KINDS.requests}`;
       this.fallbacksField = `${minute}:${STATS_KINDS.fallbacks}`;
     }
@@ -81,6 +95,10 @@ export class RecentStatsRecorder extends HashIncrementWrites implements RequestO
     if (seen) {
       if (seen.has(key)) return;
       seen.add(key);
+    }
+    if (!this.pruned.has(key)) {
+      this.pruned.add(key);
+      this.unpruned.add(key);
     }
     this.increments.count(key, this.requestsField, 1, STATS_TTL_S);
     if (fellBack) this.increments.count(key, this.fallbacksField, 1, STATS_TTL_S);

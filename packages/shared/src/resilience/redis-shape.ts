@@ -62,6 +62,40 @@ export const STATS_KINDS = {
   fallbacks: "fallbacks",
 } as const;
 
+/** Minutes of per-minute stats a reader sums (GET /v1/providers' `recent`: the last 5). */
+export const STATS_MINUTES = 5;
+/**
+ * When a stats hash gets a new minute's field, its writer deletes the fields of minutes
+ * STATS_MINUTES + 1 to STATS_MINUTES + 10 ago: the hash lives on while it is written (its TTL is
+ * 10 minutes from the last new minute), so without this its fields would pile up for ever. A
+ * hash written at least every 10 minutes meets a prune for every old minute.
+ */
+export const STATS_PRUNE_MINUTES = { from: STATS_MINUTES + 1, to: STATS_MINUTES + 10 } as const;
+
+/** The field names a prune at `minute` deletes. */
+export function staleStatsFields(minute: number): string[] {
+  const fields: string[] = [];
+  for (let ago = STATS_PRUNE_MINUTES.from; ago <= STATS_PRUNE_MINUTES.to; ago += 1) {
+    for (const kind of Object.values(STATS_KINDS)) fields.push(`${minute - ago}:${kind}`);
+  }
+  return fields;
+}
+
+/** The same prune for the Lua scripts that count calls, errors and skips (admit.lua, settle.lua). */
+export const PRUNE_STATS_LUA = `
+local function prune_stats(key, minute)
+  local stale = {}
+  for ago = ${STATS_PRUNE_MINUTES.from}, ${STATS_PRUNE_MINUTES.to} do
+    for _, kind in ipairs({ ${Object.values(STATS_KINDS)
+      .map((kind) => `'${kind}'`)
+      .join(", ")} }) do
+      table.insert(stale, (minute - ago) .. ':' .. kind)
+    end
+  end
+  redis.call('HDEL', key, unpack(stale))
+end
+`;
+
 /** Usage hash (`keys.usage(tenant, day)`): USD in `total` and in `<subject>:<id>` fields. */
 export const USAGE_TOTAL_FIELD = "total";
 type UsageSubject = "model" | "route" | "user" | "deployment";

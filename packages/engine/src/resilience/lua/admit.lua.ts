@@ -4,6 +4,7 @@ import {
   BREAKER_WINDOW_KINDS,
   BUCKET_FIELDS,
   COOLDOWN_FIELDS,
+  PRUNE_STATS_LUA,
   STATS_KINDS,
 } from "@cascade/shared";
 
@@ -71,11 +72,14 @@ if ARGV[6] and ARGV[6] ~= '' then
   for position in string.gmatch(booked_text, '[^,]+') do held[tonumber(position)] = true end
 end
 local minute = math.floor(now / 60000)
-
+${PRUNE_STATS_LUA}
 local function count_stat(field)
   for _, k in ipairs(spec.stats) do
     -- A new minute's field refreshes the key's lifetime; later increments need not.
-    if redis.call('HINCRBY', KEYS[k], minute .. ':' .. field, 1) == 1 then redis.call('PEXPIRE', KEYS[k], 600000) end
+    if redis.call('HINCRBY', KEYS[k], minute .. ':' .. field, 1) == 1 then
+      redis.call('PEXPIRE', KEYS[k], 600000)
+      prune_stats(KEYS[k], minute)
+    end
   end
 end
 

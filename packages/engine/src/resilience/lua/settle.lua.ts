@@ -4,6 +4,7 @@ import {
   BREAKER_WINDOW_KINDS,
   BUCKET_FIELDS,
   COOLDOWN_FIELDS,
+  PRUNE_STATS_LUA,
   STATS_KINDS,
 } from "@cascade/shared";
 
@@ -54,6 +55,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local transitions = {}
+${PRUNE_STATS_LUA}
 
 local function transition(index, key, to, why, extra)
   local fields = redis.call('HMGET', key, '${BREAKER_FIELDS.state}', '${BREAKER_FIELDS.log}')
@@ -152,7 +154,9 @@ end
 if spec.calls and #spec.calls > 0 then
   local minute = math.floor(now / 60000)
   for _, c in ipairs(spec.calls) do
-    redis.call('HINCRBY', KEYS[c.key], minute .. ':${STATS_KINDS.calls}', c.count)
+    if redis.call('HINCRBY', KEYS[c.key], minute .. ':${STATS_KINDS.calls}', c.count) == c.count then
+      prune_stats(KEYS[c.key], minute)
+    end
     redis.call('PEXPIRE', KEYS[c.key], 600000)
   end
 end
@@ -160,7 +164,7 @@ end
 if spec.failure then
   local minute = math.floor(now / 60000)
   for _, k in ipairs(spec.stats) do
-    redis.call('HINCRBY', KEYS[k], minute .. ':${STATS_KINDS.errors}', 1)
+    if redis.call('HINCRBY', KEYS[k], minute .. ':${STATS_KINDS.errors}', 1) == 1 then prune_stats(KEYS[k], minute) end
     redis.call('PEXPIRE', KEYS[k], 600000)
   end
 end

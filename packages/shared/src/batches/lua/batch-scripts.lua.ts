@@ -122,8 +122,12 @@ end
 local out_id = publish(out_key, KEYS[7], KEYS[8], ARGV[1], info[4], 'output')
 local err_id = publish(err_key, KEYS[9], KEYS[10], ARGV[2], info[5], 'error')
 redis.call('HSET', batch, 'status', final, at, now, 'output_file_id', out_id, 'error_file_id', err_id)
-if not info[6] then redis.call('HSET', batch, 'finalizing_at', now) end
-if not info[7] then redis.call('HSET', batch, 'in_progress_at', now) end
+-- A cancelled batch was never finalized (nor in progress, if cancelled while validating): as at
+-- OpenAI, those stay null.
+if final ~= 'cancelled' then
+  if not info[6] then redis.call('HSET', batch, 'finalizing_at', now) end
+  if not info[7] then redis.call('HSET', batch, 'in_progress_at', now) end
+end
 redis.call('UNLINK', ended_key, KEYS[5], KEYS[12], KEYS[13])
 redis.call('SREM', KEYS[6], id)
 redis.call('EXPIRE', batch, tonumber(ARGV[3]))
