@@ -215,17 +215,53 @@ export const openAIMetadataSchema = z
   .record(z.string().max(64), z.string().max(512))
   .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys");
 
+/** What a job's request or a batch line may carry and Cascade drops: the fields above, and OpenAI's `metadata`. */
+const droppedFieldsSchema = z.object({
+  ...IGNORED_OPENAI_FIELDS,
+  metadata: openAIMetadataSchema.nullable().optional(),
+});
+const DROPPED_KEYS = new Set([...IGNORED_OPENAI_KEYS, "metadata"]);
+const nullsDropped = nullsAsUnset(NULL_MEANS_UNSET);
+
+/**
+ * A preprocess: the body without the fields Cascade drops, those checked first (an `audio` that
+ * asks for output is still a 400 naming it). A body without any (nearly all) is passed as it is,
+ * after one look at its keys: this runs for every POST /v1/jobs.
+ */
+function droppingIgnored(value: unknown, context: z.RefinementCtx): unknown {
+  const body = nullsDropped(value);
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+  let found = false;
+  for (const key in body) {
+    if (DROPPED_KEYS.has(key)) {
+      found = true;
+      break;
+    }
+  }
+  if (!found) return body;
+  const kept: Record<string, unknown> = {};
+  const dropped: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(body)) {
+    if (DROPPED_KEYS.has(key)) dropped[key] = field;
+    else kept[key] = field;
+  }
+  const checked = droppedFieldsSchema.safeParse(dropped);
+  if (!checked.success) {
+    for (const issue of checked.error.issues) {
+      context.addIssue({ code: "custom", message: issue.message, path: issue.path, input: dropped });
+    }
+  }
+  return kept;
+}
+
 /**
  * An OpenAI chat-completions body as a client sends it (a job's `request`, a batch line's body):
  * the request Cascade runs, with OpenAI's fields it ignores (and OpenAI's `metadata`) accepted and
  * dropped. Unknown fields are still a 400 naming them.
  */
 export const openAIChatBodySchema = z.preprocess(
-  nullsAsUnset(NULL_MEANS_UNSET),
-  chatRequestFields
-    .extend({ ...IGNORED_OPENAI_FIELDS, metadata: openAIMetadataSchema.nullable().optional() })
-    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
-    .transform(({ metadata: _metadata, ...body }): ChatRequest => withoutIgnoredFields(body)),
+  droppingIgnored,
+  chatRequestFields.refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR),
 );
 
 /** The output budget the request asks for: `max_completion_tokens` wins over the legacy `max_tokens`. */
