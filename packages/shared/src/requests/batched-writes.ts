@@ -1,5 +1,6 @@
 import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
+import type { Keys } from "../redis/keys.js";
 
 /**
  * How long a finished request's counts may wait in memory before they are written: what the
@@ -163,6 +164,15 @@ function withHeld(error: unknown, held: unknown): unknown {
 /** A BatchedWrites whose writes are hash increments only (usage counts, recent stats). */
 export abstract class HashIncrementWrites extends BatchedWrites {
   protected readonly increments = new HashIncrements();
+
+  constructor(
+    redis: RedisClient,
+    protected readonly keys: Keys,
+    onError: (error: unknown) => void = () => {},
+    flushMs?: number,
+  ) {
+    super(redis, onError, flushMs);
+  }
 
   protected get pending(): boolean {
     return this.increments.size > 0;

@@ -1,6 +1,5 @@
 import type { ChainableCommander } from "ioredis";
-import type { RedisClient } from "../redis/connection.js";
-import { deploymentKey, type Keys } from "../redis/keys.js";
+import { deploymentKey } from "../redis/keys.js";
 import { STATS_KINDS, staleStatsFields } from "../resilience/redis-shape.js";
 import { HashIncrementWrites } from "./batched-writes.js";
 import { minuteOf } from "./dashboard-recorder.js";
@@ -21,15 +20,6 @@ const STATS_TTL_S = 600;
  * every REQUEST_COUNTS_FLUSH_MS in one MULTI (batched-writes.ts).
  */
 export class RecentStatsRecorder extends HashIncrementWrites implements RequestObserver {
-  constructor(
-    redis: RedisClient,
-    private readonly keys: Keys,
-    onError: (error: unknown) => void = () => {},
-    flushMs?: number,
-  ) {
-    super(redis, onError, flushMs);
-  }
-
   protected override drainInto(transaction: ChainableCommander): unknown {
     if (this.unpruned.size > 0) {
       const stale = staleStatsFields(this.minute);

@@ -1,5 +1,3 @@
-import type { RedisClient } from "../redis/connection.js";
-import type { Keys } from "../redis/keys.js";
 import { HashIncrementWrites } from "./batched-writes.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
@@ -146,15 +144,6 @@ export function countingDay(finishedAtMs: number): string {
  *   model that was called.)
  */
 export class RequestCountRecorder extends HashIncrementWrites implements RequestObserver {
-  constructor(
-    redis: RedisClient,
-    private readonly keys: Keys,
-    onError: (error: unknown) => void = () => {},
-    flushMs?: number,
-  ) {
-    super(redis, onError, flushMs);
-  }
-
   finished(request: FinishedRequest): void {
     const counted = request.status === "succeeded" || request.status === "failed";
     const cost = Number.isFinite(request.costUsd) && request.costUsd > 0 ? request.costUsd : 0;
