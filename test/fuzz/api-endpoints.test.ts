@@ -18,7 +18,7 @@ import {
   tenantOperationRequests,
 } from "./arbitraries/endpoint-requests.js";
 import { exchange, expectStillServing } from "./fuzz-executor.js";
-import { fuzzParameters, fuzzTimeoutMs } from "./fuzz-settings.js";
+import { fuzzParameters, fuzzTimeoutMs, REPLAYING_ONE_CASE } from "./fuzz-settings.js";
 import { type FuzzStack, rememberDeliveries, startFuzzStack } from "./fuzz-stack.js";
 import { unsettled } from "./settle.js";
 
@@ -40,6 +40,7 @@ describe("API fuzzing: any request, no 5xx, nothing accepted is lost", () => {
 
   /** Each `METHOD /template STATUS` prefix was answered at least once. */
   const expectReached = (...prefixes: string[]) => {
+    if (REPLAYING_ONE_CASE) return;
     const missed = prefixes.filter((prefix) => fuzz.answered(prefix) === 0);
     expect(missed, `never reached; answers were ${JSON.stringify([...fuzz.outcomes])}`).toEqual([]);
   };

@@ -19,6 +19,12 @@ function positiveNumber(name: string, fallback: number): number {
 /** The multiplier on every property's run count (FUZZ_RUNS, default 1). */
 export const FUZZ_SCALE = positiveNumber("FUZZ_RUNS", 1);
 
+/**
+ * FUZZ_PATH replays one shrunk case: what a whole run must reach (every kind of answer) is not
+ * asked of it.
+ */
+export const REPLAYING_ONE_CASE = (process.env.FUZZ_PATH ?? "") !== "";
+
 /** fast-check parameters for a property that runs `baseRuns` times in `npm test`. */
 export function fuzzParameters<T>(baseRuns: number): Parameters<T> {
   const seed = process.env.FUZZ_SEED;
