@@ -444,13 +444,14 @@ describe("batches: durability", () => {
     }
   });
 
-  it("records a line whose job was cancelled on its own (DELETE /v1/jobs/:id) as failed", async () => {
+  it("records a line whose job was cancelled on its own (DELETE /v1/jobs/:id) as failed, at once", async () => {
+    // No sweeper pass runs in this test: the DELETE itself records the line.
     const stack = await startStack({
       redisUrl: inject("redisUrl"),
       config,
       env,
       withoutWorker: true,
-      batches: { sweepIntervalMs: 100_000, idleMs: 0 },
+      batches: { sweepIntervalMs: 100_000, idleMs: 100_000 },
     });
     try {
       const openai = client(stack);
@@ -473,8 +474,9 @@ describe("batches: durability", () => {
         });
       }
       expect(deleted.status).toBe(200);
+      const counted = (await openai.batches.retrieve(created.id)).request_counts;
+      expect(counted).toEqual({ total: 2, completed: 0, failed: 1 });
       await stack.startWorker();
-      await stack.batches.sweeper.sweep();
       const done = await waitForStatus(openai, created.id, ["completed"]);
       expect(done.request_counts).toEqual({ total: 2, completed: 1, failed: 1 });
       const errors = await fileLines(openai, done.error_file_id as string);

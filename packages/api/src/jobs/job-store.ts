@@ -1,4 +1,5 @@
 import {
+  BatchStore,
   type CreateJobBody,
   FairTags,
   type JobData,
@@ -6,6 +7,7 @@ import {
   type JobOutcome,
   type Keys,
   type RedisClient,
+  stopLine,
   type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
@@ -31,6 +33,7 @@ interface CancelledRecord {
  */
 export class JobStore {
   private readonly enqueue: FairEnqueue;
+  private readonly batches: BatchStore;
 
   constructor(
     private readonly queue: Queue<JobData, JobOutcome>,
@@ -40,9 +43,10 @@ export class JobStore {
     /** Tenants' fair-share weights (default 1 each). */
     weights?: TenantWeights,
     /** Told when enqueueing cannot take its one-script path (see FairEnqueue). */
-    warn?: (message: string) => void,
+    private readonly warn?: (message: string) => void,
   ) {
     this.enqueue = new FairEnqueue(queue, redis, new FairTags(redis, keys, weights), warn);
+    this.batches = new BatchStore(redis, keys, retentionSeconds);
   }
 
   /**
@@ -104,7 +108,22 @@ export class JobStore {
             return 0;
           })
         : 0;
-      if (removed === 1) return { kind: "cancelled", job: cancelled };
+      if (removed === 1) {
+        // A batch line's job ends here, not in a worker: its line is recorded now (an error line,
+        // `cancelled`), so the batch can finish. Should this fail, the batch sweeper records it
+        // from the job's absence (BatchSweeper.reconcile).
+        const line = stored.data.batch;
+        if (line) {
+          await this.batches
+            .endLines({ id: line.id, tenant }, [stopLine(line.id, line.line, line.custom_id)])
+            .catch((error: unknown) =>
+              this.warn?.(
+                `could not record batch ${line.id}'s line ${line.line} as cancelled (a sweeper will): ${String(error)}`,
+              ),
+            );
+        }
+        return { kind: "cancelled", job: cancelled };
+      }
       await this.redis.del(key);
       if (state === "completed" || state === "failed") {
         const ended = await this.get(tenant, jobId);
