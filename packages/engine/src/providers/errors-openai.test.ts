@@ -220,6 +220,14 @@ const cases: Array<{
     providerSpecific: true,
   },
   {
+    name: "422 Mistral's bare validation body (detail only) falls back",
+    error: apiError(422, {
+      detail: [{ type: "extra_forbidden", loc: ["body", "seed"], msg: "Extra inputs are not permitted", input: 1 }],
+    }),
+    reason: "bad_request",
+    providerSpecific: true,
+  },
+  {
     name: "400 DashScope data_inspection_failed is content filtering",
     error: apiError(400, {
       error: {

@@ -24,8 +24,9 @@ const MessageSchema = z.union([z.string(), z.record(z.string(), z.unknown()), z.
 
 /**
  * OpenAI's error envelope, `{"error": {"message", "type", "param", "code"}}`; vLLM and some
- * compatible servers answer `{"object": "error", "message", "type", "code"}` instead, and Mistral's
- * 422s put an object where the message belongs.
+ * compatible servers answer `{"object": "error", "message", "type", "code"}` instead, Mistral's
+ * 422s put an object where the message belongs, and FastAPI-built servers (Mistral's validation
+ * among them) answer `{"detail": [...]}` alone.
  * https://platform.openai.com/docs/guides/error-codes
  */
 const OpenAIErrorBodySchema = z.object({
@@ -38,6 +39,7 @@ const OpenAIErrorBodySchema = z.object({
     }),
   ),
   message: optional(MessageSchema),
+  detail: optional(MessageSchema),
   type: optional(CodeSchema),
   code: optional(CodeSchema),
 });
@@ -91,7 +93,7 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   if (read instanceof ProviderError) return read;
   const body = parseErrorBody(OpenAIErrorBodySchema, read.body);
   const code = String(body?.error?.code ?? body?.code ?? body?.error?.type ?? "");
-  const rawMessage = body?.error?.message ?? body?.message ?? read.message;
+  const rawMessage = body?.error?.message ?? body?.message ?? body?.detail ?? read.message;
   // Some servers (Mistral's 422s) put an object where the message belongs.
   const upstreamMessage = typeof rawMessage === "string" ? rawMessage : JSON.stringify(rawMessage);
   const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, 500);
