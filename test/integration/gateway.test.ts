@@ -41,6 +41,7 @@ beforeAll(async () => {
         limited: model("up-limited", "slow"),
         lonely: model("up-lonely", "pc"),
         pricey: { ...model("up-pricey", "pb"), price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
+        free: { ...model("up-free"), price: { input_per_mtok: 0, output_per_mtok: 0 } },
       },
       routes: {
         default: { chain: [{ model: "a", timeout_ms: 2000 }, { model: "b" }] },
@@ -145,6 +146,18 @@ describe("POST /v1/chat/completions", () => {
     expect(failed.status).toBe(502);
     expect(failed.body.error).toMatchObject({ type: "api_error", code: "all_models_failed" });
     expect(failed.headers.get("x-cascade-fallbacks")).toBe("a:server_error,b:server_error");
+  });
+
+  it("takes max_cost_usd: 0 as free models only (a local model priced 0 answers; a priced one is price_ceiling)", async () => {
+    const free = await post({ model: "free", ...hello, max_cost_usd: 0 });
+    expect(free.status).toBe(200);
+    expect(free.body.model).toBe("free");
+    const priced = await post({ model: "a", ...hello, max_cost_usd: 0 });
+    expect(priced.status).toBe(400);
+    expect(priced.body.error).toMatchObject({ type: "invalid_request_error", code: "price_ceiling" });
+    const negative = await post({ model: "free", ...hello, max_cost_usd: -1 });
+    expect(negative.status).toBe(400);
+    expect(negative.body.error.param).toBe("max_cost_usd");
   });
 
   it("waits for limits within the deadline, then answers 429 with Retry-After from the earliest refill", async () => {

@@ -83,6 +83,16 @@ describe("jobs API", () => {
     expect(unknown.body.error.message).toMatch(/colour/);
   });
 
+  it("takes max_cost_usd: 0 as free models only: an unpriced model runs", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { ...hello, max_cost_usd: 0 },
+      headers: acme,
+    });
+    expect(created.status).toBe(202);
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
+    expect(done.body).toMatchObject({ status: "succeeded", model: "fast", cost_usd: 0 });
+  });
+
   it("takes null for an optional request field as unset", async () => {
     const created = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...hello.request, temperature: null, max_tokens: null, stop: null } },
@@ -169,6 +179,7 @@ describe("jobs API", () => {
       [{ request: { messages: [] } }, /request\.messages: messages must hold at least one message/],
       [{ request: { messages: [{ role: "wizard", content: "x" }] } }, /request\.messages\.0\.role/],
       [{ ...hello, priority: 11 }, /priority/],
+      [{ ...hello, max_cost_usd: -0.5 }, /max_cost_usd/],
       [{ ...hello, surprise: true }, /unknown field "surprise"/],
       [{ request: { ...hello.request, temperature: 7 } }, /request\.temperature/],
       [{ ...hello, webhook: { url: "ftp://x" } }, /webhook\.url/],

@@ -24,7 +24,7 @@ export const gatewayBodySchema = z.preprocess(
       route: z.string().min(1).optional(),
       // OpenAI's own `metadata` has the same shape (at most 16 string pairs).
       metadata: openAIMetadataSchema.optional(),
-      max_cost_usd: z.number().positive().optional(),
+      max_cost_usd: z.number().min(0).optional(),
       // The end user budgets and usage are kept per (a Redis key part: bounded, as for jobs).
       user: z.string().max(256, "user holds at most 256 characters").optional(),
       ...IGNORED_OPENAI_FIELDS,

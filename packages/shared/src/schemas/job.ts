@@ -18,7 +18,7 @@ export const createJobBodySchema = z.strictObject({
     .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
     .optional(),
   priority: z.number().int().min(1).max(10).default(5),
-  max_cost_usd: z.number().positive().optional(),
+  max_cost_usd: z.number().min(0).optional(),
   user: z.string().min(1).max(END_USER_MAX_LENGTH).optional(),
   deadline_ms: z
     .number()
