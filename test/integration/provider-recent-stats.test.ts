@@ -101,6 +101,16 @@ describe("recent stats per provider, model and deployment", () => {
     expect(jobs.every((job) => job.model === "pooled")).toBe(true);
     expect(down).toMatchObject({ calls: tried, errors: tried, requests: tried, fallbacks: 0 });
     expect(up).toMatchObject({ calls: 2, errors: 0, requests: 2, fallbacks: 0 });
+    // The pooled model's own figures, across its deployments, on each deployment's entry.
+    for (const deployment of ["down", "up"]) {
+      expect(model("pooled", deployment).model_recent).toMatchObject({
+        calls: 2 + tried,
+        errors: tried,
+        requests: 2,
+        fallbacks: 0,
+        fallback_rate: 0,
+      });
+    }
     const metrics = (await stack.request("GET", "/metrics", { headers: ops })).body as string;
     expect(metrics).toMatch(
       new RegExp(
@@ -109,6 +119,7 @@ describe("recent stats per provider, model and deployment", () => {
       ),
     );
     expect(metrics).toMatch(/^cascade_recent_calls\{scope="model",id="bad",kind="fallbacks"\} 3$/m);
+    expect(metrics).toMatch(/^cascade_recent_calls\{scope="model",id="pooled",kind="requests"\} 2$/m);
   });
 
   it("deletes a stats hash's fields older than its window as it writes a new minute", async () => {

@@ -210,7 +210,10 @@ export async function readProviderStatus(
     }
     return view;
   });
-  /** A pooled model's deployment on this provider: its own breaker, cooldown and buckets. */
+  /**
+   * A pooled model's deployment on this provider: its own breaker, cooldown, buckets and `recent`
+   * stats, and the pooled model's (`model_recent`).
+   */
   function deploymentView(modelId: string, deployment: DeploymentConfig): Record<string, unknown> {
     const model = config.file.models[modelId];
     const key = deploymentKey(modelId, deployment.id);
@@ -235,6 +238,11 @@ export async function readProviderStatus(
     });
     hgetall(keys.stats("deployment", key), statsHashSchema, (raw) => {
       view.recent = statsView(raw, nowMs);
+    });
+    // The pooled model's own figures, across all its deployments (a request moving between them
+    // is no fallback): what `recent` is for a model with one provider.
+    hgetall(keys.stats("model", modelId), statsHashSchema, (raw) => {
+      view.model_recent = statsView(raw, nowMs);
     });
     for (const kind of ["rpm", "tpm"] as const) {
       const limits = deployment.limits;

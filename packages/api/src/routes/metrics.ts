@@ -43,6 +43,7 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
   }
   const status = await deps.providerStatus();
   const seenBreakers = new Set<string>();
+  const seenPools = new Set<string>();
   for (const provider of status.data) {
     const breakers = [provider.breaker, ...provider.models.map((model) => model.breaker)];
     for (const breaker of breakers as Array<{ id: string; state?: string } | null>) {
@@ -50,15 +51,22 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
       seenBreakers.add(breaker.id);
       snapshot.breakers.push({ breaker: breaker.id, state: breaker.state });
     }
-    // A pool's deployment is its own subject (`<model>/<deployment>`), as its breaker is.
+    // A pool's deployment is its own subject (`<model>/<deployment>`), as its breaker is; the
+    // pooled model is one too (its `model_recent`, on each deployment's entry: counted once).
     const subjects: Array<[string, string, Record<string, unknown>]> = [
       ["provider", provider.id, provider as unknown as Record<string, unknown>],
-      ...provider.models.map((model): [string, string, Record<string, unknown>] =>
-        model.deployment === undefined
-          ? ["model", String(model.id), model]
-          : ["deployment", `${String(model.id)}/${String(model.deployment)}`, model],
-      ),
     ];
+    for (const model of provider.models) {
+      if (model.deployment === undefined) {
+        subjects.push(["model", String(model.id), model]);
+        continue;
+      }
+      subjects.push(["deployment", `${String(model.id)}/${String(model.deployment)}`, model]);
+      if (!seenPools.has(String(model.id))) {
+        seenPools.add(String(model.id));
+        subjects.push(["model", String(model.id), { recent: model.model_recent }]);
+      }
+    }
     for (const [scope, id, view] of subjects) {
       const recent = view.recent as RecentStats | undefined;
       if (recent) {
