@@ -271,6 +271,9 @@ describe("openai provider through the worker", () => {
     const job = await run({ route: "unreachable" });
     expect(job.attempts[0]).toMatchObject({ model: "lost", outcome: "error", reason: "network_error" });
     expect(job.model).toBe("backup");
+    // A tenant learns why, not where the operator's provider lives (an internal vLLM's address).
+    expect(job.attempts[0].message).toMatch(/ECONNREFUSED/);
+    expect(JSON.stringify(job)).not.toContain("127.0.0.1");
   });
 
   it("retries the same hop with backoff, never sooner than Retry-After", async () => {
