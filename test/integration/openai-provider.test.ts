@@ -190,6 +190,35 @@ describe("openai provider through the worker", () => {
     });
   });
 
+  it("sends json_schema's strict as the caller set it (OpenAI's default is false), streamed or not", async () => {
+    const schema = { type: "object", properties: { a: { type: "string" } } };
+    for (const [strict, stream, sent] of [
+      [undefined, false, false],
+      [false, false, false],
+      [true, false, true],
+      [null, true, false],
+      [true, true, true],
+    ] as const) {
+      fake.reset();
+      const job = await run({
+        request: {
+          messages: [{ role: "user", content: "json please" }],
+          max_tokens: 20,
+          stream,
+          response_format: {
+            type: "json_schema",
+            json_schema: { name: "answer", schema, ...(strict === undefined ? {} : { strict }) },
+          },
+        },
+      });
+      expect(job.status).toBe("succeeded");
+      const body = fake.callsFor("up-primary")[0]?.body;
+      expect(body.response_format.json_schema.strict, `strict ${strict}, stream ${stream}`).toBe(sent);
+      // The schema goes as the caller wrote it: nothing added that strict mode would need.
+      expect(body.response_format.json_schema.schema).toEqual(schema);
+    }
+  });
+
   const fallbacks: Array<[string, Parameters<FakeOpenAI["script"]>[1], string, number | undefined]> = [
     ["server_error", { kind: "server_error" }, "server_error", 500],
     ["rate limit", { kind: "rate_limited", retryAfterSeconds: 1 }, "rate_limited", 429],

@@ -16,6 +16,10 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   if (call.request.parallel_tool_calls !== undefined)
     extra.parallelToolCalls = call.request.parallel_tool_calls;
   if (call.request.user !== undefined) extra.user = call.request.user;
+  // The SDK sends `strict: true` unless told otherwise; OpenAI's default, and the caller's
+  // choice, is what goes (a non-strict schema sent as strict is a 400 at OpenAI).
+  const format = call.request.response_format;
+  if (format?.type === "json_schema") extra.strictJsonSchema = format.json_schema.strict === true;
   if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
 }
 
