@@ -25,6 +25,8 @@ export interface Ticket {
   probe: boolean;
   /** For a probe: the end of its lease as admit.lua set it, which identifies it when handed back. */
   probeUntil?: number;
+  /** Cooldowns (KEYS indexes) whose 429 streak this call's success ends (admit.lua told). */
+  streaks?: number[];
 }
 
 export type Admission =
@@ -76,7 +78,7 @@ type Commands = RedisClient & {
   cascadeAdmit(
     numberOfKeys: number,
     ...args: Array<string | number>
-  ): Promise<[number, string, string?, string?, string?]>;
+  ): Promise<[number, string, string?, string?, string?, string?]>;
   cascadeSettle(numberOfKeys: number, ...args: string[]): Promise<string[]>;
 };
 
@@ -239,6 +241,7 @@ export class Resilience {
       const ticket: Ticket = { request, plan, probe };
       if (probe) ticket.probeUntil = Number(reply[3]);
       if (reply[4]) this.transitioned(request, plan.breaker.config.id, "half_open");
+      if (reply[5]) ticket.streaks = String(reply[5]).split(",").map(Number);
       return { admitted: true, ticket };
     }
     const wait = Number(reply[2]);
@@ -262,6 +265,7 @@ export class Resilience {
     const cost = outcome.costUsd ?? 0;
     const usedTokens = (outcome.promptTokens ?? 0) + (outcome.completionTokens ?? 0);
     const succeeded = outcome.reason === undefined && !outcome.aborted;
+    if (succeeded && ticket.streaks) void this.clearStreaks(ticket, ticket.streaks);
     if (succeeded && !ticket.probe) {
       if (this.settleMoney(ticket, usedTokens, cost)) void this.flush();
       else if (this.batch.size > 0) this.scheduleFlush();
@@ -273,6 +277,27 @@ export class Resilience {
     // another job may be waiting for exactly that budget or those tokens.
     this.settleMoney(ticket, usedTokens, cost);
     void this.flush();
+  }
+
+  /**
+   * A success after a cooldown: the 429s before it were not consecutive with the next one, which
+   * cools down 1 s again (contract, Cooldowns). Rare (the first calls after a cooldown), so its
+   * own script call; not retried: a streak left behind expires a minute after its cooldown.
+   */
+  private async clearStreaks(ticket: Ticket, streaks: number[]): Promise<void> {
+    const { plan } = ticket;
+    try {
+      await this.redis.cascadeSettle(
+        plan.keys.length,
+        ...plan.keys,
+        JSON.stringify({ breakers: [], cooldown: null, clear_streaks: streaks, stats: [] }),
+      );
+    } catch (error) {
+      this.logger.warn(
+        { err: (error as Error).message, provider: ticket.request.providerId },
+        "could not end a 429 streak after a success",
+      );
+    }
   }
 
   /** The breaker and cooldown half of a settlement: one script call, not retried (see docs/decisions). */

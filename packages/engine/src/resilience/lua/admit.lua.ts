@@ -44,11 +44,13 @@ import {
  * from them without a round trip. Taken tokens count as used (a lease can only under-use a limit);
  * unused budget is given back when the lease ends.
  * Time comes from Redis TIME, so every worker shares one clock.
- * Returns: { 1, probes, leases, probe_until, half_opened } admitted, probes = comma-separated
+ * Returns: { 1, probes, leases, probe_until, half_opened, streaks } admitted, probes = comma-separated
  *          indexes of breakers whose probe this is, leases = comma-separated extra tokens per bucket
  *          then extra USD per budget, probe_until = the probe lease's end (settle.lua hands back only
  *          that probe), half_opened = the breakers this call moved from open to half_open (a
- *          transition, for metrics and the log; a probe re-granted while half-open is not one);
+ *          transition, for metrics and the log; a probe re-granted while half-open is not one),
+ *          streaks = the cooldown keys (KEYS indexes) whose cooldown is over but whose 429 streak
+ *          is kept: a success of this call ends it (settle.lua's clear_streaks);
  *          { 0, reason, wait_ms, detail } denied: reason circuit_open | rate_limited | over_budget;
  *          wait_ms = -1 when waiting cannot help;
  *          { 2, wait_ms, due_ms, booked } a place in line: call in wait_ms, with ARGV[6] =
@@ -106,9 +108,13 @@ for index, b in ipairs(spec.breakers) do
   end
 end
 
+-- A cooldown over whose streak is still kept: this call's success ends the streak (settle.lua).
+local streaks = {}
 for _, k in ipairs(spec.cooldowns) do
-  local until_ms = tonumber(redis.call('HGET', KEYS[k], '${COOLDOWN_FIELDS.until}')) or 0
+  local fields = redis.call('HMGET', KEYS[k], '${COOLDOWN_FIELDS.until}', '${COOLDOWN_FIELDS.streak}')
+  local until_ms = tonumber(fields[1]) or 0
   if now < until_ms then return deny('rate_limited', until_ms - now, 'cooldown') end
+  if fields[2] then table.insert(streaks, tostring(k)) end
 end
 
 local levels = {}
@@ -214,5 +220,5 @@ for index, b in ipairs(spec.budgets) do
   if fresh_budgets[index] then redis.call('EXPIRE', KEYS[b.key], b.ttl_s) end
 end
 count_stat('${STATS_KINDS.calls}')
-return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until), table.concat(opened_half, ',') }
+return { 1, table.concat(probe_list, ','), table.concat(leases, ','), tostring(probe_until), table.concat(opened_half, ','), table.concat(streaks, ',') }
 `;

@@ -32,6 +32,8 @@ import {
  *                             -- probe: false | 'success' | 'failure' | 'hand_back';
  *                             -- probe_until: what admit.lua set for this probe (hand_back checks it)
  *   cooldown: { keys: [keyIndex], retry_after_ms } | null,   -- set on a 429
+ *   clear_streaks: [keyIndex] | absent,  -- a success: these cooldowns' 429 streaks end (the next
+ *                                            429 cools down 1 s again), unless a cooldown runs
  *   buckets: [{ key, rate, capacity, refund }],              -- refund may be negative
  *   budgets: [{ key, delta, ttl_s }],
  *   usages: [{ key, fields: { name: amount }, ttl_s }],
@@ -118,6 +120,11 @@ if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
     -- The streak is forgotten a minute after the cooldown ends: later 429s start again at 1 s.
     redis.call('PEXPIRE', KEYS[k], (until_ms - now) + 60000)
   end
+end
+
+for _, k in ipairs(spec.clear_streaks or {}) do
+  -- A 429 since this call's admission may have started a cooldown: that one and its streak stay.
+  if (tonumber(redis.call('HGET', KEYS[k], '${COOLDOWN_FIELDS.until}')) or 0) <= now then redis.call('DEL', KEYS[k]) end
 end
 
 for _, b in ipairs(spec.buckets or {}) do
