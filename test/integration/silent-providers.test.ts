@@ -202,6 +202,17 @@ describe("idle_timeout_ms", () => {
   });
 });
 
+describe("idle_timeout_ms counts every byte of the stream, not only tokens", () => {
+  it("a stream whose finish and usage chunks come 200 ms apart, past the last token, is not silent", async () => {
+    // idle_timeout_ms 300: the finish chunk comes 200 ms after the last token, the usage chunk
+    // 200 ms after that; neither is a token, but the provider was never silent for 300 ms.
+    fake.script("up-a", { kind: "ok", content: "slow ending", chunkDelayMs: 200 });
+    const { job, attempts } = await runJob("idle", true);
+    expect(summary(attempts)).toEqual(["a:success"]);
+    expect(job.result.choices[0].message.content).toBe("slow ending");
+  });
+});
+
 describe("retry_on", () => {
   it("by default a timed-out hop is not retried, even with max_retries", async () => {
     fake.setDefault("up-a", { kind: "hang" });

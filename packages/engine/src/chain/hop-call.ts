@@ -1,7 +1,7 @@
 import type { ChatRequest, HopConfig, ModelConfig } from "@cascade/shared";
 import type { ModelTarget } from "../pools/model-targets.js";
 import { ProviderError } from "../providers/provider-error.js";
-import { unwatchResponse, watchResponse } from "../providers/response-watch.js";
+import { unwatchResponse, watchChunks, watchResponse } from "../providers/response-watch.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { ChainContext } from "./chain-context.js";
 import { interruptionOf } from "./interruption.js";
@@ -152,6 +152,9 @@ export async function callHop(
   }
   const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
   if (watchesFirstByte) watchResponse(signal, () => clock.firstByte());
+  // A stream's idle clock counts every chunk the provider sends, tokens or not.
+  const watchesChunks = sink !== undefined && timeouts.idleMs !== undefined;
+  if (watchesChunks) watchChunks(signal, () => clock.part(false));
   const dispatchedAt = performance.now();
   let firstDelta = true;
   const timedSink: StreamSink | undefined = sink && {
@@ -200,7 +203,7 @@ export async function callHop(
     );
   } finally {
     clock.stop();
-    if (watchesFirstByte) unwatchResponse(signal);
+    if (watchesFirstByte || watchesChunks) unwatchResponse(signal);
     if (onJobAbort) context.signal.removeEventListener("abort", onJobAbort);
   }
 }

@@ -1,19 +1,28 @@
 /**
- * Lets a call see the first byte of its provider's answer, without the provider SDKs knowing: the
- * watched fetch looks the call up by the AbortSignal the SDK passes through to fetch (the call's
- * own signal: every AI SDK provider forwards `abortSignal` unchanged). Used for
+ * Lets a call see the bytes of its provider's answer arrive, without the provider SDKs knowing:
+ * the watched fetch looks the call up by the AbortSignal the SDK passes through to fetch (the
+ * call's own signal: every AI SDK provider forwards `abortSignal` unchanged). Used for
  * `first_token_timeout_ms` on calls that are not streamed ("first byte when not streaming"), where
- * response headers alone may come long before the answer.
+ * response headers alone may come long before the answer, and for `idle_timeout_ms` on streams,
+ * where a chunk that is no token (the finish, the usage, `[DONE]`, a keep-alive comment) still
+ * shows the provider is not silent.
  */
 const watchers = new WeakMap<AbortSignal, () => void>();
+const chunkWatchers = new WeakMap<AbortSignal, () => void>();
 
 /** Calls `onFirstByte` once the response to a fetch made with `signal` has sent a byte of its body. */
 export function watchResponse(signal: AbortSignal, onFirstByte: () => void): void {
   watchers.set(signal, onFirstByte);
 }
 
+/** Calls `onChunk` for every chunk of the body of the response to a fetch made with `signal`. */
+export function watchChunks(signal: AbortSignal, onChunk: () => void): void {
+  chunkWatchers.set(signal, onChunk);
+}
+
 export function unwatchResponse(signal: AbortSignal): void {
   watchers.delete(signal);
+  chunkWatchers.delete(signal);
 }
 
 /** The first-byte callback of a watched call, for clients that read the answer themselves. */
@@ -21,11 +30,14 @@ export function firstByteWatcher(signal: AbortSignal): (() => void) | undefined 
   return watchers.get(signal);
 }
 
-/** The same response, reporting the first chunk of its body (or its end, if it has none). */
-function reportingFirstByte(response: Response, onFirstByte: () => void): Response {
+/**
+ * The same response, reporting the first chunk of its body (or its end, if it has none), or with
+ * `every`, each chunk.
+ */
+function reportingChunks(response: Response, onChunk: () => void, every: boolean): Response {
   const body = response.body;
   if (!body) {
-    onFirstByte();
+    onChunk();
     return response;
   }
   const reader = body.getReader();
@@ -33,9 +45,9 @@ function reportingFirstByte(response: Response, onFirstByte: () => void): Respon
   const watched = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await reader.read();
-      if (!reported) {
+      if (every || !reported) {
         reported = true;
-        onFirstByte();
+        onChunk();
       }
       if (done) controller.close();
       else controller.enqueue(value);
@@ -51,12 +63,15 @@ function reportingFirstByte(response: Response, onFirstByte: () => void): Respon
   });
 }
 
-/** A fetch that reports the first byte of a watched call's answer; unwatched calls pass untouched. */
+/** A fetch that reports the bytes of a watched call's answer; unwatched calls pass untouched. */
 export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.fetch {
   return async (input, init) => {
     const response = await fetch(input, init);
     const signal = init?.signal;
-    const onFirstByte = signal ? watchers.get(signal) : undefined;
-    return onFirstByte ? reportingFirstByte(response, onFirstByte) : response;
+    if (!signal) return response;
+    const onChunk = chunkWatchers.get(signal);
+    if (onChunk) return reportingChunks(response, onChunk, true);
+    const onFirstByte = watchers.get(signal);
+    return onFirstByte ? reportingChunks(response, onFirstByte, false) : response;
   };
 }
