@@ -190,6 +190,31 @@ describe("openai provider through the worker", () => {
     });
   });
 
+  it("charges a stream cut after the provider started answering, before any text, its prompt", async () => {
+    const streamed = {
+      messages: [{ role: "user", content: "What is 2+2? ".repeat(40) }],
+      max_tokens: 50,
+      stream: true,
+    };
+    // A plain 500: the provider bills nothing; the job pays for the backup's answer only.
+    fake.script("up-primary", { kind: "server_error" });
+    const refused = await run({ request: streamed });
+    expect(refused.attempts.map((attempt: { reason?: string }) => attempt.reason ?? "ok")).toEqual([
+      "server_error",
+      "ok",
+    ]);
+    // A 200 whose stream broke off after its first event (the role chunk): the provider had the
+    // prompt and started on it, as Anthropic's message_start reports its input tokens.
+    fake.script("up-primary", { kind: "stream_cut", afterChunks: 1 });
+    const cut = await run({ request: streamed });
+    expect(cut.attempts.map((attempt: { reason?: string }) => attempt.reason ?? "ok")).toEqual([
+      "network_error",
+      "ok",
+    ]);
+    // The prompt estimate: 520 characters / 4 + 10 per message = 140 tokens at $2 per million.
+    expect(cut.cost_usd - refused.cost_usd).toBeCloseTo((140 * 2) / 1_000_000, 9);
+  });
+
   it("sends json_schema's strict as the caller set it (OpenAI's default is false), streamed or not", async () => {
     const schema = { type: "object", properties: { a: { type: "string" } } };
     for (const [strict, stream, sent] of [

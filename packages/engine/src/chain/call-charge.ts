@@ -20,21 +20,24 @@ export interface UnfinishedCall {
   streamedCharacters: number;
   /** The provider had the request and may have worked on it: abandoned, or timed out. */
   abandoned: boolean;
+  /** A stream the provider had begun to answer (a 2xx with events), though no text came. */
+  answered?: boolean;
 }
 
 /**
  * What a call that produced no usable completion is charged (docs/decisions/0013-charging-calls-
  * that-end-badly.md): the provider's own usage when its answer carried one; else, for a call we
- * abandoned or that timed out, or one that failed after output had streamed, the prompt estimate
- * plus the streamed text estimated like a prompt; else (an HTTP error, a refused connection)
- * nothing, since providers do not bill those.
+ * abandoned or that timed out, or a stream that failed after the provider began its answer (its
+ * first event reports the prompt's tokens as billed), the prompt estimate plus the streamed text
+ * estimated like a prompt; else (an HTTP error, a refused connection) nothing, since providers do
+ * not bill those.
  */
 export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: UnfinishedCall): CallCharge {
   if (call.usage) {
     const { promptTokens, completionTokens } = call.usage;
     return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
   }
-  if (!call.abandoned && call.streamedCharacters === 0)
+  if (!call.abandoned && !call.answered && call.streamedCharacters === 0)
     return { promptTokens: 0, completionTokens: 0, costUsd: 0 };
   const promptTokens = call.promptEstimate;
   const completionTokens = Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);

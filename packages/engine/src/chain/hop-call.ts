@@ -152,9 +152,6 @@ export async function callHop(
   }
   const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
   if (watchesFirstByte) watchResponse(signal, () => clock.firstByte());
-  // A stream's idle clock counts every chunk the provider sends, tokens or not.
-  const watchesChunks = sink !== undefined && timeouts.idleMs !== undefined;
-  if (watchesChunks) watchChunks(signal, () => clock.part(false));
   const dispatchedAt = performance.now();
   let firstDelta = true;
   const timedSink: StreamSink | undefined = sink && {
@@ -168,8 +165,14 @@ export async function callHop(
     },
     heartbeat(output) {
       clock.part(output);
+      sink.heartbeat?.(output);
     },
   };
+  // A stream's idle clock counts every chunk the provider sends, tokens or not; and a chunk shows
+  // the provider started its answer (which the charge of a call that breaks off needs to know),
+  // including chunks the SDK reads before its stream starts.
+  const watchesChunks = timedSink !== undefined;
+  if (timedSink) watchChunks(signal, () => timedSink.heartbeat?.(false));
   try {
     const provider = context.providers.get(target.providerId, target.deployment?.key);
     const call = {

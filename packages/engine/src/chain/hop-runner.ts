@@ -84,7 +84,7 @@ function settleCall(
   model: ModelConfig,
   completion: Completion | undefined,
   failure: ProviderError | JobInterruption | undefined,
-  call: { promptEstimate: number; streamedCharacters: number; dispatched: boolean },
+  call: { promptEstimate: number; streamedCharacters: number; dispatched: boolean; answered: boolean },
 ): Promise<void> | undefined {
   if (completion) {
     const { promptTokens, completionTokens } = completion.usage;
@@ -105,6 +105,7 @@ function settleCall(
     usage: error?.usage,
     promptEstimate: call.promptEstimate,
     streamedCharacters: call.streamedCharacters,
+    answered: call.answered,
     // An interrupted call was abandoned only if it was sent: a cancel during admission reached
     // no provider.
     abandoned: error === undefined ? call.dispatched : error.reason === "timeout",
@@ -279,7 +280,12 @@ export async function runHop(
     }
     const target = admission.target;
     const startedMs = clock.now();
-    const call = { promptEstimate: estimate.promptTokens, streamedCharacters: 0, dispatched: false };
+    const call = {
+      promptEstimate: estimate.promptTokens,
+      streamedCharacters: 0,
+      dispatched: false,
+      answered: false,
+    };
     let streamed = false;
     // A continuation's model may repeat the space the prefill had to end without (Anthropic
     // refuses trailing whitespace in a prefill): drop it once, so the caller's text reads on.
@@ -296,6 +302,9 @@ export async function runHop(
             streamed = true;
             call.streamedCharacters += streamedCharactersOf(part);
             context.events?.delta(hopIndex, part);
+          },
+          heartbeat: () => {
+            call.answered = true;
           },
         }
       : undefined;

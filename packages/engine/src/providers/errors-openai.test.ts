@@ -222,7 +222,9 @@ const cases: Array<{
   {
     name: "422 Mistral's bare validation body (detail only) falls back",
     error: apiError(422, {
-      detail: [{ type: "extra_forbidden", loc: ["body", "seed"], msg: "Extra inputs are not permitted", input: 1 }],
+      detail: [
+        { type: "extra_forbidden", loc: ["body", "seed"], msg: "Extra inputs are not permitted", input: 1 },
+      ],
     }),
     reason: "bad_request",
     providerSpecific: true,

@@ -15,7 +15,7 @@ export function watchResponse(signal: AbortSignal, onFirstByte: () => void): voi
   watchers.set(signal, onFirstByte);
 }
 
-/** Calls `onChunk` for every chunk of the body of the response to a fetch made with `signal`. */
+/** Calls `onChunk` for every chunk of the body of a 2xx response to a fetch made with `signal`. */
 export function watchChunks(signal: AbortSignal, onChunk: () => void): void {
   chunkWatchers.set(signal, onChunk);
 }
@@ -69,8 +69,9 @@ export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.
     const response = await fetch(input, init);
     const signal = init?.signal;
     if (!signal) return response;
+    // Chunks of a 2xx answer only: an error's body is no sign of a stream going on.
     const onChunk = chunkWatchers.get(signal);
-    if (onChunk) return reportingChunks(response, onChunk, true);
+    if (onChunk) return response.ok ? reportingChunks(response, onChunk, true) : response;
     const onFirstByte = watchers.get(signal);
     return onFirstByte ? reportingChunks(response, onFirstByte, false) : response;
   };

@@ -295,6 +295,10 @@ export async function streamResult(
     ({ stream } = await model.doStream(options));
   } catch (error) {
     if (signal.aborted) throw signal.reason;
+    // The SDK peeks at the first events: a body that broke off there is the same cut as later in
+    // the stream (network_error), not an error event.
+    if (APICallError.isInstance(error) && isTransportFailure(error))
+      throw classifyReadFailure(error, classifiers);
     if (isStreamEventError(error)) {
       const body = parseBody(error);
       throw midStream(classifiers.classifyEvent?.(body) ?? classifiers.classify(error));
