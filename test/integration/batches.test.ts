@@ -275,6 +275,12 @@ describe("batches (official openai SDK)", () => {
     expect(cancelling.cancelling_at).toBeTypeOf("number");
     const cancelled = await waitForStatus(openai, created.id, ["cancelled"], 15_000);
     expect(cancelled.cancelled_at).toBeTypeOf("number");
+    // Cancelling it again: a 409 OpenAI's SDKs do not retry (one call, no retry of their own).
+    const again = await stack.request("POST", `/v1/batches/${created.id}/cancel`, {
+      headers: { authorization: "Bearer acme-key" },
+    });
+    expect(again.status).toBe(409);
+    expect(again.headers.get("x-should-retry")).toBe("false");
     // The calls under way when it was cancelled were paid for: they finish, and their answers are
     // in the output. Cancelled requests appear in neither file (as at OpenAI).
     const { completed, failed } = cancelled.request_counts ?? { completed: 0, failed: 0 };

@@ -322,6 +322,8 @@ describe("jobs API", () => {
     const again = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers: acme });
     expect(again.status).toBe(409);
     expect(again.body.error.type).toBe("conflict_error");
+    // OpenAI's SDKs retry a 409 unless told not to; asking again cannot help.
+    expect(again.headers.get("x-should-retry")).toBe("false");
   });
 });
 

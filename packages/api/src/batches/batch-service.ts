@@ -129,6 +129,9 @@ export class BatchService {
         409,
         "conflict_error",
         `batch ${batchId} has already ended (status ${result.status}); nothing to cancel`,
+        undefined,
+        // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
+        { "x-should-retry": "false" },
       );
     }
     if (result.changed) {

@@ -199,6 +199,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         409,
         "conflict_error",
         `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
+        undefined,
+        // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
+        { "x-should-retry": "false" },
       );
     }
     if (result.kind === "cancelled") {
