@@ -239,6 +239,15 @@ describe("openai SDK", () => {
     }
     expect(ids).toEqual(expect.arrayContaining(["default", "capped", "resumable", "a", "b", "p", "pricey"]));
   });
+
+  it("retrieves one route or model with models.retrieve(), and raises NotFoundError for others", async () => {
+    for (const id of ["default", "a"]) {
+      expect(await openai().models.retrieve(id)).toMatchObject({ id, object: "model", owned_by: "cascade" });
+    }
+    const missing = await rejection(openai().models.retrieve("gpt-9"));
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(missing).toMatchObject({ status: 404, code: "model_not_found", param: "model" });
+  });
 });
 
 describe("AI SDK (@ai-sdk/openai-compatible)", () => {

@@ -97,6 +97,17 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
   };
 
   routes.get("/v1/models", async () => modelList);
+  // One of them (`client.models.retrieve(id)`). A wildcard: model ids may hold "/" (`anthropic/claude`).
+  const modelsById = new Map(modelList.data.map((model) => [model.id, model]));
+  routes.get("/v1/models/*", async (request, reply) => {
+    const id = (request.params as { "*": string })["*"];
+    const model = modelsById.get(id);
+    if (model) return model;
+    const message = `the model ${JSON.stringify(id)} is neither a configured model nor a route`;
+    return reply
+      .code(404)
+      .send(errorBody({ type: "not_found_error", code: "model_not_found", message }, "model"));
+  });
 
   // The answer is the completion itself, nothing a client reads back later: no wait for replicas.
   const route = { schema: { body: gatewayBodySchema }, config: { replicaWait: false } };
