@@ -148,6 +148,20 @@ describe("POST /v1/chat/completions", () => {
     expect(failed.headers.get("x-cascade-fallbacks")).toBe("a:server_error,b:server_error");
   });
 
+  it("refuses stream_options without stream: true, as OpenAI does (400 naming stream_options)", async () => {
+    const answer = await post({ model: "a", ...hello, stream_options: { include_usage: true } });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ type: "invalid_request_error", param: "stream_options" });
+    expect(answer.body.error.message).toMatch(/stream_options.*stream/);
+    const streamed = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "a", ...hello, stream: true, stream_options: { include_usage: true } }),
+    });
+    expect(streamed.status).toBe(200);
+    await streamed.text();
+  });
+
   it("takes max_cost_usd: 0 as free models only (a local model priced 0 answers; a priced one is price_ceiling)", async () => {
     const free = await post({ model: "free", ...hello, max_cost_usd: 0 });
     expect(free.status).toBe(200);

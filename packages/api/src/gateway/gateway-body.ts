@@ -29,7 +29,12 @@ export const gatewayBodySchema = z.preprocess(
       user: z.string().max(256, "user holds at most 256 characters").optional(),
       ...IGNORED_OPENAI_FIELDS,
     })
-    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR),
+    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    // As OpenAI answers it: the options of a stream that is not asked for are a mistake.
+    .refine((body) => body.stream_options === undefined || body.stream === true, {
+      message: "stream_options is only allowed when stream is true",
+      path: ["stream_options"],
+    }),
 );
 export type GatewayBody = z.infer<typeof gatewayBodySchema>;
 
