@@ -116,6 +116,36 @@ describe("openai SDK", () => {
     expect(response.headers.get("x-cascade-fallbacks")).toBe("a:server_error");
   });
 
+  it("passes a refusal through as OpenAI answers it: message.refusal, finish_reason stop, no fallback", async () => {
+    const refusal = "I'm sorry, I can't help with that.";
+    fake.script("up-a", { kind: "ok", refusal });
+    const { data: answer, response } = await openai()
+      .chat.completions.create({ model: "default", ...hello })
+      .withResponse();
+    expect(answer.choices[0]).toMatchObject({
+      message: { role: "assistant", content: null, refusal },
+      finish_reason: "stop",
+    });
+    expect(response.headers.get("x-cascade-model")).toBe("a");
+    expect(response.headers.get("x-cascade-attempts")).toBe("1");
+    expect(fake.callsFor("up-b")).toHaveLength(0);
+
+    fake.script("up-a", { kind: "ok", refusal });
+    const stream = await openai().chat.completions.create({ model: "default", ...hello, stream: true });
+    const deltas: Array<Record<string, unknown>> = [];
+    const finishes: unknown[] = [];
+    for await (const chunk of stream) {
+      for (const choice of chunk.choices) {
+        deltas.push(choice.delta as Record<string, unknown>);
+        if (choice.finish_reason) finishes.push(choice.finish_reason);
+      }
+    }
+    expect(deltas.map((delta) => delta.refusal ?? "").join("")).toBe(refusal);
+    expect(deltas.map((delta) => delta.content ?? "").join("")).toBe("");
+    expect(finishes).toEqual(["stop"]);
+    expect(fake.callsFor("up-b")).toHaveLength(0);
+  });
+
   it("streams chunks with a final usage chunk, and the stream helper's finalChatCompletion", async () => {
     fake.script("up-a", { kind: "ok", content: "one two three", usage: usage(7, 3) });
     const stream = await openai().chat.completions.create({

@@ -190,6 +190,31 @@ describe("openai provider through the worker", () => {
     });
   });
 
+  it("keeps a refusal an answer (message.refusal, finish_reason stop), streamed as refusal deltas", async () => {
+    const refusal = "I can't help with that.";
+    fake.script("up-primary", { kind: "ok", refusal });
+    const plain = await run({});
+    expect(plain).toMatchObject({ status: "succeeded", model: "primary" });
+    expect(plain.result.choices[0]).toMatchObject({
+      message: { content: null, refusal },
+      finish_reason: "stop",
+    });
+    fake.script("up-primary", { kind: "ok", refusal });
+    const streamed = await run({
+      request: { messages: [{ role: "user", content: "x" }], max_tokens: 20, stream: true },
+    });
+    expect(streamed).toMatchObject({ status: "succeeded", model: "primary" });
+    expect(streamed.result.choices[0]).toMatchObject({
+      message: { content: null, refusal },
+      finish_reason: "stop",
+    });
+    const { events } = await readEvents(`${stack.url}/v1/jobs/${streamed.id}/events`);
+    const deltas = events.filter((event) => event.event === "delta").map((event) => event.data);
+    expect(deltas.map((delta) => delta.refusal ?? "").join("")).toBe(refusal);
+    expect(deltas.every((delta) => delta.content === undefined)).toBe(true);
+    expect(fake.callsFor("up-backup")).toHaveLength(0);
+  });
+
   it("charges a stream cut after the provider started answering, before any text, its prompt", async () => {
     const streamed = {
       messages: [{ role: "user", content: "What is 2+2? ".repeat(40) }],

@@ -38,8 +38,10 @@ export type FakeUsage = {
 export type FakeBehaviour =
   | {
       kind: "ok";
-      /** Defaults to `Echo: <last user message>` (null when only tool calls are given). */
+      /** Defaults to `Echo: <last user message>` (null when only tool calls or a refusal are given). */
       content?: string;
+      /** The model declines (structured outputs' `message.refusal`; streamed as `delta.refusal`). */
+      refusal?: string;
       toolCalls?: FakeToolCall[];
       finishReason?: "stop" | "length" | "tool_calls" | "content_filter";
       usage?: FakeUsage;
@@ -345,7 +347,9 @@ async function sendCompletion(
       function: { name: call.name, arguments: call.arguments },
     }),
   );
-  const content = behaviour.content ?? (toolCalls.length > 0 ? null : echoLastUser(body.messages));
+  const refusal = behaviour.refusal ?? null;
+  const content =
+    behaviour.content ?? (toolCalls.length > 0 || refusal !== null ? null : echoLastUser(body.messages));
   const finishReason =
     fault?.kind === "no_finish"
       ? null
@@ -358,7 +362,7 @@ async function sendCompletion(
     const message = {
       role: "assistant",
       content,
-      refusal: null,
+      refusal,
       annotations: [],
       ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
     };
@@ -391,9 +395,16 @@ async function sendCompletion(
     finish_reason,
   });
   const chunks: unknown[] = [
-    chunk([choice({ role: "assistant", content: content === null ? null : "", refusal: null })]),
+    chunk([
+      choice({
+        role: "assistant",
+        content: content === null ? null : "",
+        refusal: refusal === null ? null : "",
+      }),
+    ]),
   ];
   for (const piece of splitText(content ?? "")) chunks.push(chunk([choice({ content: piece })]));
+  for (const piece of splitText(refusal ?? "")) chunks.push(chunk([choice({ refusal: piece })]));
   toolCalls.forEach((call, index) => {
     const opening = { index, id: call.id, type: "function", function: { ...call.function, arguments: "" } };
     chunks.push(chunk([choice({ tool_calls: [opening] })]));

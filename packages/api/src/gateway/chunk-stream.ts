@@ -3,7 +3,7 @@ import {
   type JobEventSink,
   openAIToolCallDeltas,
   type StreamContinuation,
-  type ToolCallDelta,
+  type StreamDelta,
 } from "@cascade/engine";
 import type { Attempt, JobObject } from "@cascade/shared";
 
@@ -25,7 +25,7 @@ export interface ChunkStreamOptions {
   open(modelId: string, provider: string | undefined): void;
 }
 
-type DeltaPart = { content?: string; toolCalls?: ToolCallDelta[] };
+type DeltaPart = StreamDelta;
 
 /**
  * One streamed answer in OpenAI's `chat.completion.chunk` SSE format. It is the engine's event
@@ -43,6 +43,8 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   private holdTimer: NodeJS.Timeout | undefined;
   private shownContent = "";
   private shownTools = false;
+  /** A refusal's text was shown: no model continues a refusal (nor tool calls). */
+  private shownRefusal = false;
   private roleSent = false;
   private corked = false;
 
@@ -85,7 +87,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   async done(_job: JobObject): Promise<void> {}
 
   shown(): { content: string; toolCalls: boolean } {
-    return { content: this.shownContent, toolCalls: this.shownTools };
+    return { content: this.shownContent, toolCalls: this.shownTools || this.shownRefusal };
   }
 
   /** Sends what is held back (the answer succeeded, or the hold time passed). */
@@ -151,6 +153,10 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     if (part.content !== undefined) {
       delta.content = part.content;
       this.shownContent += part.content;
+    }
+    if (part.refusal !== undefined) {
+      delta.refusal = part.refusal;
+      this.shownRefusal = true;
     }
     if (part.toolCalls?.length) {
       this.shownTools = true;

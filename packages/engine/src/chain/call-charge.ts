@@ -47,9 +47,10 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
 /** Characters of one streamed piece, as chargeUnfinishedCall counts them. */
 export function streamedCharactersOf(part: {
   content?: string;
+  refusal?: string;
   toolCalls?: Array<{ name?: string; arguments?: string }>;
 }): number {
-  let characters = part.content?.length ?? 0;
+  let characters = (part.content?.length ?? 0) + (part.refusal?.length ?? 0);
   for (const call of part.toolCalls ?? [])
     characters += (call.name?.length ?? 0) + (call.arguments?.length ?? 0);
   return characters;

@@ -17,7 +17,7 @@ export function toChatCompletion(
         message: {
           role: "assistant",
           content: completion.content,
-          refusal: null,
+          refusal: completion.refusal ?? null,
           ...(completion.toolCalls.length ? { tool_calls: completion.toolCalls } : {}),
         },
         logprobs: null,

@@ -1,5 +1,5 @@
 import type { Attempt, JobObject, Logger } from "@cascade/shared";
-import { openAIToolCallDeltas, type ToolCallDelta } from "../providers/types.js";
+import { openAIToolCallDeltas, type StreamDelta, type ToolCallDelta } from "../providers/types.js";
 
 /** How long streamed text is gathered before it is written as one `delta` event. */
 const DELTA_FLUSH_MS = 50;
@@ -27,7 +27,7 @@ export interface EventStreamAppender {
 export interface JobEventSink {
   status(status: string): void;
   attempt(attempt: Attempt): void;
-  delta(hop: number, part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+  delta(hop: number, part: StreamDelta): void;
   /** A call is about to go out on this provider (and, for a pooled model, deployment). */
   calling?(hop: number, provider: string, deployment: string | undefined): void;
   /** Drop what the hop streamed so far: it failed and another hop (or try) starts over. */
@@ -49,7 +49,7 @@ export function createJobEventWriter(options: {
   retentionSeconds: number;
   logger: Logger;
 }): JobEventSink {
-  let pending: { hop: number; content: string; toolCalls: ToolCallDelta[] } | undefined;
+  let pending: { hop: number; content: string; refusal: string; toolCalls: ToolCallDelta[] } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<unknown> = Promise.resolve();
 
@@ -65,11 +65,13 @@ export function createJobEventWriter(options: {
     if (timer) clearTimeout(timer);
     timer = undefined;
     if (!pending) return;
-    const { hop, content, toolCalls } = pending;
+    const { hop, content, refusal, toolCalls } = pending;
     pending = undefined;
     append("delta", {
       hop,
       ...(content ? { content } : {}),
+      // The model declining (OpenAI's `delta.refusal`): the job's result carries `message.refusal`.
+      ...(refusal ? { refusal } : {}),
       // OpenAI's chunk shape, as the gateway streams them.
       ...(toolCalls.length ? { tool_calls: openAIToolCallDeltas(toolCalls) } : {}),
     });
@@ -86,8 +88,9 @@ export function createJobEventWriter(options: {
     },
     delta(hop, part) {
       if (pending && pending.hop !== hop) flush();
-      pending ??= { hop, content: "", toolCalls: [] };
+      pending ??= { hop, content: "", refusal: "", toolCalls: [] };
       if (part.content) pending.content += part.content;
+      if (part.refusal) pending.refusal += part.refusal;
       if (part.toolCalls) pending.toolCalls.push(...part.toolCalls);
       if (pending.content.length >= DELTA_FLUSH_CHARS) flush();
       else timer ??= setTimeout(flush, DELTA_FLUSH_MS);

@@ -12,6 +12,8 @@ export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
 /** OpenAI request fields the SDK takes as provider options rather than call options. */
 function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
+  // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
+  if (call.request.stream === true) options.includeRawChunks = true;
   const extra: Record<string, unknown> = {};
   if (call.request.parallel_tool_calls !== undefined)
     extra.parallelToolCalls = call.request.parallel_tool_calls;

@@ -17,6 +17,11 @@ export interface Completion {
   usage: CompletionUsage;
   /** The provider's response id, where it sends one. */
   upstreamId?: string;
+  /**
+   * The model declined (OpenAI's `message.refusal`, structured outputs): an answer, as at OpenAI,
+   * not a content filter.
+   */
+  refusal?: string;
 }
 
 export interface ProviderCall {
@@ -64,9 +69,16 @@ export function openAIToolCallDeltas(calls: readonly ToolCallDelta[]): OpenAIToo
   );
 }
 
+/** One piece of a streamed completion: text, a refusal's text (OpenAI's `delta.refusal`), tool calls. */
+export interface StreamDelta {
+  content?: string;
+  refusal?: string;
+  toolCalls?: ToolCallDelta[];
+}
+
 /** Receives a streamed completion's pieces in the order the provider sent them. */
 export interface StreamSink {
-  delta(part: { content?: string; toolCalls?: ToolCallDelta[] }): void;
+  delta(part: StreamDelta): void;
   /**
    * Every part read from the provider's stream, output or not (`output`: text, reasoning or tool
    * input), so silence can be timed (`first_token_timeout_ms`, `idle_timeout_ms`).

@@ -16,6 +16,19 @@ function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boole
   }
 }
 
+/**
+ * OpenAI's refusal (`message.refusal`), which the SDK appends to the text and reports as a content
+ * filter: marked by readStream for a stream, else read from the answer's body.
+ */
+function refusalOf(result: LanguageModelV3GenerateResult): string | undefined {
+  const marked = (result.providerMetadata?.cascade as { refusal?: unknown } | undefined)?.refusal;
+  if (typeof marked === "string") return marked;
+  if (result.finishReason.unified !== "content-filter") return undefined;
+  const body = result.response?.body as { choices?: Array<{ message?: { refusal?: unknown } }> } | undefined;
+  const refusal = body?.choices?.[0]?.message?.refusal;
+  return typeof refusal === "string" && refusal.length > 0 ? refusal : undefined;
+}
+
 /** An AI SDK generate result as Cascade's normalised completion. */
 export function fromGenerateResult(result: LanguageModelV3GenerateResult): Completion {
   let text = "";
@@ -45,10 +58,21 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
   const usage = result.usage;
   const promptTokens = usage.inputTokens.total;
   const completionTokens = usage.outputTokens.total;
+  const refusal = refusalOf(result);
+  if (refusal !== undefined && text.endsWith(refusal)) {
+    // doGenerate's text is the content, then the refusal.
+    text = text.slice(0, text.length - refusal.length);
+    sawText = text.length > 0;
+  }
+  const finishReason =
+    refusal !== undefined && result.finishReason.unified === "content-filter"
+      ? toFinishReason({ unified: "stop", raw: result.finishReason.raw }, toolCalls.length > 0)
+      : toFinishReason(result.finishReason, toolCalls.length > 0);
   return {
-    content: sawText || toolCalls.length === 0 ? text : null,
+    ...(refusal === undefined ? {} : { refusal }),
+    content: sawText || (toolCalls.length === 0 && refusal === undefined) ? text : null,
     toolCalls,
-    finishReason: toFinishReason(result.finishReason, toolCalls.length > 0),
+    finishReason,
     usage: {
       promptTokens: promptTokens ?? 0,
       completionTokens: completionTokens ?? 0,

@@ -128,6 +128,13 @@ function parseBody(error: APICallError): unknown {
   }
 }
 
+/** The refusal text of an OpenAI chunk (`choices[0].delta.refusal`), if it carries one. */
+function refusalDeltaOf(raw: unknown): string | undefined {
+  const choices = (raw as { choices?: Array<{ delta?: { refusal?: unknown } | null }> } | null)?.choices;
+  const value = Array.isArray(choices) ? choices[0]?.delta?.refusal : undefined;
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
 /** Stream parts that are the model's output: the first one is the "first token". */
 const OUTPUT_PARTS = new Set<string>([
   "text-delta",
@@ -160,6 +167,10 @@ export async function readStream(
 
   let text = "";
   let sawText = false;
+  // OpenAI's `delta.refusal`, which the SDK streams as text: told apart by the raw chunk before it.
+  let refusal: string | undefined;
+  let chunkRefusal: string | undefined;
+  let textStarted = false;
   const toolIndex = new Map<string, number>();
   const toolArguments = new Map<string, string>();
   const toolCalls: LanguageModelV3Content[] = [];
@@ -206,7 +217,16 @@ export async function readStream(
         case "response-metadata":
           response = { ...response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
           break;
+        case "raw":
+          chunkRefusal = refusalDeltaOf(part.rawValue);
+          break;
         case "text-delta":
+          if (chunkRefusal !== undefined && part.delta === chunkRefusal) {
+            chunkRefusal = undefined;
+            refusal = (refusal ?? "") + part.delta;
+            sink.delta({ refusal: part.delta });
+            break;
+          }
           sawText = true;
           if (part.delta) {
             text += part.delta;
@@ -214,7 +234,8 @@ export async function readStream(
           }
           break;
         case "text-start":
-          sawText = true;
+          // A refusal's text opens a text part too: an empty one counts as content only without.
+          textStarted = true;
           break;
         case "tool-input-start":
           indexOf(part.id, part.toolName);
@@ -266,13 +287,14 @@ export async function readStream(
     );
   }
   const content: LanguageModelV3Content[] = [];
-  if (sawText) content.push({ type: "text", text });
+  if (sawText || (textStarted && refusal === undefined)) content.push({ type: "text", text });
   for (const call of toolCalls) if (call) content.push(call);
   return {
     content,
     finishReason: finish.finishReason,
     usage: finish.usage,
-    providerMetadata,
+    providerMetadata:
+      refusal === undefined ? providerMetadata : { ...providerMetadata, cascade: { refusal } },
     response,
     warnings,
   };

@@ -125,10 +125,11 @@ function generatedId(): string {
 }
 
 /** The SDK's mapOpenAIFinishReason, then Cascade's own mapping (ai-sdk/from-result.ts). */
-function finishReason(raw: unknown, hasRefusal: boolean, hasToolCalls: boolean): FinishReason {
+function finishReason(raw: unknown, hasToolCalls: boolean): FinishReason {
   switch (raw) {
     case "stop":
-      return hasRefusal ? "content_filter" : hasToolCalls ? "tool_calls" : "stop";
+      // The SDK calls a refusal content_filter; Cascade passes it on as OpenAI answered it.
+      return hasToolCalls ? "tool_calls" : "stop";
     case "length":
       return "length";
     case "content_filter":
@@ -147,7 +148,8 @@ const nonEmpty = (value: unknown): value is string => typeof value === "string" 
 export function completionFromBody(body: Json & { choices: Json[] }): Completion {
   const choice = body.choices[0] as Json;
   const message = choice.message as Json;
-  // As doGenerate: the content (else an audio transcript), then a refusal, each a text part.
+  // As doGenerate: the content (else an audio transcript); a refusal is kept apart (the SDK
+  // would append it to the text), as OpenAI's message carries it.
   let text = "";
   let sawText = false;
   const content = nonEmpty(message.content) ? message.content : (message.audio as Json | null)?.transcript;
@@ -155,11 +157,7 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
     text += content;
     sawText = true;
   }
-  const hasRefusal = nonEmpty(message.refusal);
-  if (hasRefusal) {
-    text += message.refusal as string;
-    sawText = true;
-  }
+  const refusal = nonEmpty(message.refusal) ? message.refusal : undefined;
   const toolCalls: ToolCall[] = [];
   for (const call of (message.tool_calls as Json[] | null | undefined) ?? []) {
     const fn = call.function as { name: string; arguments: string };
@@ -187,10 +185,11 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
   }
   const id = body.id as string | null | undefined;
   return {
-    content: sawText || toolCalls.length === 0 ? text : null,
+    content: sawText || (toolCalls.length === 0 && refusal === undefined) ? text : null,
     toolCalls,
-    finishReason: finishReason(choice.finish_reason, hasRefusal, toolCalls.length > 0),
+    finishReason: finishReason(choice.finish_reason, toolCalls.length > 0),
     usage: completionUsage,
     upstreamId: id ?? undefined,
+    ...(refusal === undefined ? {} : { refusal }),
   };
 }
