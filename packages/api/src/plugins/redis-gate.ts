@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-error.js";
 
 /** Seconds a client is told to wait before retrying while Redis is away. */
-const RETRY_AFTER_S = 2;
+export const RETRY_AFTER_S = 2;
 
 /** The one answer while Redis is unreachable: a 503 in the error shape, with Retry-After. */
 export function redisUnavailable(detail?: string): HttpError {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { sendError } from "../plugins/error-handler.js";
+import { RETRY_AFTER_S } from "../plugins/redis-gate.js";
 
 /** GET /healthz and /readyz; `pingRedis` is a round trip to Redis (readiness is reaching it). */
 export function registerOpsRoutes(app: FastifyInstance, deps: { pingRedis: () => Promise<unknown> }): void {
@@ -13,6 +14,8 @@ export function registerOpsRoutes(app: FastifyInstance, deps: { pingRedis: () =>
       await Promise.race([deps.pingRedis(), timeout]);
       return { status: "ready", redis: "ok" };
     } catch (error) {
+      // As every route answers while Redis is away: when to look again.
+      reply.header("retry-after", String(RETRY_AFTER_S));
       return sendError(
         reply,
         503,
