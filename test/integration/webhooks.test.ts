@@ -204,7 +204,7 @@ describe("webhooks", () => {
     expect(listed.body.object).toBe("list");
     for (const delivery of listed.body.data) expect(delivery.status).toBe("dead");
     const others = await stack.request("GET", "/v1/webhook-deliveries?status=dead", { headers: globex });
-    expect(others.body).toEqual({ object: "list", data: [] });
+    expect(others.body).toEqual({ object: "list", data: [], first_id: null, last_id: null, has_more: false });
     const othersAll = await stack.request("GET", "/v1/webhook-deliveries", { headers: globex });
     expect(othersAll.body.data).toEqual([]);
     const stolen = await stack.request("POST", `/v1/webhook-deliveries/${dead.id}/retry`, {

@@ -7,7 +7,7 @@ import {
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { notFound } from "../plugins/http-error.js";
-import { deliveryListQuery, deliveryParams, retryDelivery } from "./webhook-deliveries.js";
+import { deliveryListQuery, deliveryPage, deliveryParams, retryDelivery } from "./webhook-deliveries.js";
 
 /**
  * GET /v1/alerts (admin): firing alerts, most recently fired first, then resolved ones, newest
@@ -28,8 +28,7 @@ export function registerAlertRoutes(
     "/v1/alerts/deliveries",
     { config: { access: "admin" }, schema: { querystring: deliveryListQuery } },
     async (request) => {
-      const data = await deps.deliveries.list(OPERATORS_OWNER, request.query.status, request.query.limit);
-      return { object: "list", data };
+      return deliveryPage(deps.deliveries, OPERATORS_OWNER, request.query);
     },
   );
   routes.post(

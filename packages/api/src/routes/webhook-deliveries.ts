@@ -68,7 +68,29 @@ export const deliveryListQuery = z.object({
     .min(1, "limit must be at least 1")
     .max(MAX_DELIVERY_LIST, `limit must be at most ${MAX_DELIVERY_LIST}`)
     .default(100),
+  /** OpenAI's cursor: the last id of the page before (`last_id`). */
+  after: z.string().min(1).max(200).optional(),
 });
+
+/**
+ * One page of a delivery list in OpenAI's list shape (`first_id`, `last_id`, `has_more`; the next
+ * page is `?after=<last_id>`). A cursor that names no delivery of the owner is a 400 naming it.
+ */
+export async function deliveryPage(
+  store: WebhookDeliveryStore,
+  owner: string,
+  query: z.infer<typeof deliveryListQuery>,
+) {
+  const page = await store.list(owner, query.status, query.limit, query.after);
+  if (!page) throw badRequest(`after: no webhook delivery with id ${query.after}`, "after");
+  return {
+    object: "list" as const,
+    data: page.data,
+    first_id: page.data[0]?.id ?? null,
+    last_id: page.data[page.data.length - 1]?.id ?? null,
+    has_more: page.has_more,
+  };
+}
 export const deliveryParams = z.object({ id: z.string().min(1).max(200) });
 
 /**
@@ -129,8 +151,7 @@ export function registerWebhookDeliveryRoutes(
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
   routes.get("/v1/webhook-deliveries", { schema: { querystring: deliveryListQuery } }, async (request) => {
-    const data = await store.list(request.tenant, request.query.status, request.query.limit);
-    return { object: "list", data };
+    return deliveryPage(store, request.tenant, request.query);
   });
 
   routes.post(

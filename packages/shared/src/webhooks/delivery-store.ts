@@ -232,26 +232,57 @@ export class WebhookDeliveryStore {
     return toStored(fields);
   }
 
-  /** The tenant's deliveries, newest first, optionally of one status. */
-  async list(tenant: string, status: DeliveryStatus | undefined, limit: number): Promise<WebhookDelivery[]> {
+  /**
+   * A tenant's deliveries, newest first (by created_at, then id), `limit` at a time: with `after`
+   * (a delivery id, OpenAI's cursor), those listed after it. Undefined when `after` names no
+   * delivery of this tenant.
+   */
+  async list(
+    tenant: string,
+    status: DeliveryStatus | undefined,
+    limit: number,
+    after?: string,
+  ): Promise<{ data: WebhookDelivery[]; has_more: boolean } | undefined> {
+    let cursor: { score: number; id: string } | undefined;
+    if (after !== undefined) {
+      const record = await this.get(after);
+      if (record?.tenant !== tenant) return undefined;
+      cursor = { score: record.delivery.created_at, id: after };
+    }
     const statuses = status ? [status] : DELIVERY_STATUSES;
+    // One more than asked for, to know whether there are more; past a cursor, also the entries
+    // of its second (scores are whole seconds: the cursor's ties are passed over by id).
     const ranges = await Promise.all(
-      statuses.map((each) =>
-        this.redis.zrevrange(this.keys.webhookDeliveryIndex(tenant, each), 0, limit - 1, "WITHSCORES"),
-      ),
+      statuses.map(async (each) => {
+        const key = this.keys.webhookDeliveryIndex(tenant, each);
+        if (!cursor) return this.redis.zrevrange(key, 0, limit, "WITHSCORES");
+        const ties = await this.redis.zcount(key, cursor.score, cursor.score);
+        return this.redis.zrevrangebyscore(
+          key,
+          cursor.score,
+          "-inf",
+          "WITHSCORES",
+          "LIMIT",
+          0,
+          limit + 1 + ties,
+        );
+      }),
     );
     const entries: Array<{ id: string; score: number }> = [];
     for (const flat of ranges) {
       for (let index = 0; index + 1 < flat.length; index += 2) {
-        entries.push({ id: flat[index] as string, score: Number(flat[index + 1]) });
+        const entry = { id: flat[index] as string, score: Number(flat[index + 1]) };
+        if (!cursor || entry.score < cursor.score || (entry.score === cursor.score && entry.id < cursor.id))
+          entries.push(entry);
       }
     }
     entries.sort((left, right) => right.score - left.score || (left.id < right.id ? 1 : -1));
     const chosen = entries.slice(0, limit);
     const records = await Promise.all(chosen.map((entry) => this.get(entry.id)));
-    return records
+    const data = records
       .filter((record): record is StoredDelivery => record?.tenant === tenant)
       .map((record) => record.delivery)
       .filter((delivery) => !status || delivery.status === status);
+    return { data, has_more: entries.length > limit };
   }
 }
