@@ -153,6 +153,8 @@ describe("POST /v1/chat/completions", () => {
     expect(answer.status).toBe(400);
     expect(answer.body.error).toMatchObject({ type: "invalid_request_error", param: "stream_options" });
     expect(answer.body.error.message).toMatch(/stream_options.*stream/);
+    // null is unset, as for OpenAI's other optional fields.
+    expect((await post({ model: "a", ...hello, stream_options: null })).status).toBe(200);
     const streamed = await fetch(`${stack.url}/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },

@@ -238,6 +238,19 @@ describe("openai provider through the worker", () => {
     ]);
     // The prompt estimate: 520 characters / 4 + 10 per message = 140 tokens at $2 per million.
     expect(cut.cost_usd - refused.cost_usd).toBeCloseTo((140 * 2) / 1_000_000, 9);
+    // A stream the provider itself ended with an error event (an upstream 5xx behind a proxy)
+    // before any text: not billed, as a plain 500 is not.
+    fake.script("up-primary", {
+      kind: "error_event",
+      afterChunks: 1,
+      error: { message: "The server had an error", type: "server_error", code: null },
+    });
+    const failed = await run({ request: streamed });
+    expect(failed.attempts.map((attempt: { reason?: string }) => attempt.reason ?? "ok")).toEqual([
+      "server_error",
+      "ok",
+    ]);
+    expect(failed.cost_usd).toBeCloseTo(refused.cost_usd, 12);
   });
 
   it("sends json_schema's strict as the caller set it (OpenAI's default is false), streamed or not", async () => {

@@ -31,7 +31,7 @@ export const gatewayBodySchema = z.preprocess(
     })
     .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
     // As OpenAI answers it: the options of a stream that is not asked for are a mistake.
-    .refine((body) => body.stream_options === undefined || body.stream === true, {
+    .refine((body) => body.stream_options == null || body.stream === true, {
       message: "stream_options is only allowed when stream is true",
       path: ["stream_options"],
     }),

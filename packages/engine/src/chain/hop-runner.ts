@@ -105,7 +105,10 @@ function settleCall(
     usage: error?.usage,
     promptEstimate: call.promptEstimate,
     streamedCharacters: call.streamedCharacters,
-    answered: call.answered,
+    // A stream the provider had begun that broke off or went wrong; one it ended with its own
+    // error event (an upstream 429 or 5xx behind a proxy, Anthropic's overloaded_error) is not
+    // billed, and carries usage where it was.
+    answered: call.answered && (error?.reason === "network_error" || error?.reason === "invalid_response"),
     // An interrupted call was abandoned only if it was sent: a cancel during admission reached
     // no provider.
     abandoned: error === undefined ? call.dispatched : error.reason === "timeout",

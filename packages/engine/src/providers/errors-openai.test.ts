@@ -220,6 +220,20 @@ const cases: Array<{
     providerSpecific: true,
   },
   {
+    name: "422 validation body: the caller's echoed input is not read as the server's words",
+    error: apiError(422, {
+      detail: [
+        {
+          type: "string_too_long",
+          loc: ["body", "user"],
+          msg: "String too long",
+          input: "my context length rant",
+        },
+      ],
+    }),
+    reason: "bad_request",
+  },
+  {
     name: "422 Mistral's bare validation body (detail only) falls back",
     error: apiError(422, {
       detail: [

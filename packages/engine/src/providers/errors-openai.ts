@@ -87,6 +87,24 @@ const MESSAGE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; pro
   },
 ];
 
+/**
+ * A FastAPI/pydantic validation body (`[{loc, msg, type, input}]`, bare or under `detail`) as
+ * `body.seed: Extra inputs are not permitted`: the server's words only, never the `input` it
+ * echoes (the caller's own text, which the message rules must not read). Anything else as JSON.
+ */
+function messageOfDetail(raw: unknown): string {
+  const detail = Array.isArray(raw) ? raw : (raw as { detail?: unknown } | null | undefined)?.detail;
+  if (Array.isArray(detail) && detail.length > 0) {
+    const parts = detail.map((item) => {
+      const { loc, msg } = (item ?? {}) as { loc?: unknown; msg?: unknown };
+      if (typeof msg !== "string") return undefined;
+      return Array.isArray(loc) && loc.length > 0 ? `${loc.join(".")}: ${msg}` : msg;
+    });
+    if (parts.every((part) => part !== undefined)) return parts.join("; ");
+  }
+  return JSON.stringify(raw);
+}
+
 /** Classifies a failed call to an OpenAI-compatible endpoint from status plus parsed error body. */
 export function classifyOpenAIError(error: unknown): ProviderError {
   const read = readApiCallError(error);
@@ -95,7 +113,7 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   const code = String(body?.error?.code ?? body?.code ?? body?.error?.type ?? "");
   const rawMessage = body?.error?.message ?? body?.message ?? body?.detail ?? read.message;
   // Some servers (Mistral's 422s) put an object where the message belongs.
-  const upstreamMessage = typeof rawMessage === "string" ? rawMessage : JSON.stringify(rawMessage);
+  const upstreamMessage = typeof rawMessage === "string" ? rawMessage : messageOfDetail(rawMessage);
   const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, 500);
   const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, cause: error };
 

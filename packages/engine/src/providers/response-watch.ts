@@ -15,7 +15,11 @@ export function watchResponse(signal: AbortSignal, onFirstByte: () => void): voi
   watchers.set(signal, onFirstByte);
 }
 
-/** Calls `onChunk` for every chunk of the body of a 2xx response to a fetch made with `signal`. */
+/**
+ * Calls `onChunk` for every chunk of the body of a 2xx response to a fetch made with `signal`
+ * that holds an SSE event's data (`data:`): a provider's token, finish, usage or ping, not a
+ * proxy's keep-alive comment (`: PROCESSING`), which says nothing of the model's stream.
+ */
 export function watchChunks(signal: AbortSignal, onChunk: () => void): void {
   chunkWatchers.set(signal, onChunk);
 }
@@ -30,14 +34,21 @@ export function firstByteWatcher(signal: AbortSignal): (() => void) | undefined 
   return watchers.get(signal);
 }
 
+/** Whether a piece of an event stream holds (the start of) an event's data. */
+function holdsData(value: Uint8Array | undefined): boolean {
+  return (
+    value !== undefined && Buffer.from(value.buffer, value.byteOffset, value.byteLength).includes("data:")
+  );
+}
+
 /**
  * The same response, reporting the first chunk of its body (or its end, if it has none), or with
- * `every`, each chunk.
+ * `events`, each chunk that holds an event's data (holdsData).
  */
-function reportingChunks(response: Response, onChunk: () => void, every: boolean): Response {
+function reportingChunks(response: Response, onChunk: () => void, events: boolean): Response {
   const body = response.body;
   if (!body) {
-    onChunk();
+    if (!events) onChunk();
     return response;
   }
   const reader = body.getReader();
@@ -45,7 +56,7 @@ function reportingChunks(response: Response, onChunk: () => void, every: boolean
   const watched = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await reader.read();
-      if (every || !reported) {
+      if (events ? holdsData(value) : !reported) {
         reported = true;
         onChunk();
       }

@@ -15,6 +15,13 @@ const config = {
       loopback: { type: "openai", base_url: "http://[::1]:9/v1" },
       sim: { type: "simulated" },
     },
+    models: {
+      pooled: {
+        deployments: [
+          { id: "east", provider: "internal", base_url: "https://acme-east-private.example.net/v1" },
+        ],
+      },
+    },
   },
 } as unknown as Config;
 
@@ -37,6 +44,12 @@ describe("redactSecrets", () => {
       "request to http://vllm.internal:8000/v1/chat/completions failed",
       "request to http://[provider address]/v1/chat/completions failed",
     ],
+    ["getaddrinfo ENOTFOUND acme-east-private.example.net", "getaddrinfo ENOTFOUND [provider address]"],
+    ["Rate limit for 10.0.0.1.", "Rate limit for [provider address]."],
+    [
+      "connect ECONNREFUSED 2600:1f18:243e:7b00:c1c4:9a5e:5b3d:2f1c:443",
+      "connect ECONNREFUSED [provider address]",
+    ],
   ])("scrubs %j", (text, expected) => {
     expect(redactSecrets(config, text)).toBe(expected);
   });
@@ -45,6 +58,7 @@ describe("redactSecrets", () => {
     "model gpt-4.1 at 12:30:45 (version 1.2.3)",
     "vllm.internal-2 is another host",
     "HTTP 400 invalid_request_error: max_tokens is too large",
+    "HTTP 400: Invalid 'messages[0].content': string too long; tools[3] and content[12] too",
   ])("leaves %j alone", (text) => {
     expect(redactSecrets(config, text)).toBe(text);
   });

@@ -25,12 +25,33 @@ export function redactSecrets(config: Config, text: string): string {
 }
 
 const ADDRESS = "[provider address]";
-/** IPv4 with an optional port; IPv6 in brackets, or bare when compressed (`::1`, `fe80::7`). */
-const IP_ADDRESS =
-  /(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])|\[[0-9a-fA-F:.]+\](?::\d{1,5})?|(?<![\w:])(?:[0-9a-fA-F]{1,4})?(?::[0-9a-fA-F]{1,4})*::(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?:\.\d{1,3}){0,3}(?:%[\w.-]+)?(?::\d{1,5})?(?![\w:])/g;
+/**
+ * IPv4 with an optional port (an address ending a sentence too); IPv6 in brackets (two colons at
+ * least, so `messages[0]` is left alone), in full (eight groups), or compressed (`::1`,
+ * `fe80::7%eth0`), each with an optional port.
+ */
+const IP_ADDRESS = new RegExp(
+  [
+    String.raw`(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\w|\.\d)`,
+    String.raw`\[[0-9a-fA-F.]*:[0-9a-fA-F.]*:[\w:.%-]*\](?::\d{1,5})?`,
+    String.raw`(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?:%[\w.-]+)?(?::\d{1,5})?(?![\w:])`,
+    String.raw`(?<![\w:])(?:[0-9a-fA-F]{1,4})?(?::[0-9a-fA-F]{1,4})*::(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?:\.\d{1,3}){0,3}(?:%[\w.-]+)?(?::\d{1,5})?(?![\w:])`,
+  ].join("|"),
+  "g",
+);
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function addHost(hosts: Set<string>, baseUrl: string | undefined): void {
+  if (!baseUrl) return;
+  try {
+    const host = new URL(baseUrl).hostname.replace(/^\[|\]$/g, "");
+    if (host) hosts.add(host);
+  } catch {
+    // The config's schema checked it; nothing to scrub if it did not parse here.
+  }
 }
 
 function redactorFor(config: Config): (text: string) => string {
@@ -42,15 +63,11 @@ function redactorFor(config: Config): (text: string) => string {
       const secret = typeof value === "string" ? undefined : resolved?.[name];
       if (secret) secrets.add(secret);
     }
-    const baseUrl = (provider as { base_url?: string }).base_url;
-    if (baseUrl) {
-      try {
-        const host = new URL(baseUrl).hostname.replace(/^\[|\]$/g, "");
-        if (host) hosts.add(host);
-      } catch {
-        // The config's schema checked it; nothing to scrub if it did not parse here.
-      }
-    }
+    addHost(hosts, (provider as { base_url?: string }).base_url);
+  }
+  // A pool's deployment may have an endpoint of its own.
+  for (const model of Object.values(config.file.models)) {
+    for (const deployment of model.deployments ?? []) addHost(hosts, deployment.base_url);
   }
   // Longest first, so a key that holds another is scrubbed whole.
   const list = [...secrets]

@@ -20,13 +20,13 @@ function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boole
  * OpenAI's refusal (`message.refusal`), which the SDK appends to the text and reports as a content
  * filter: marked by readStream for a stream, else read from the answer's body.
  */
-function refusalOf(result: LanguageModelV3GenerateResult): string | undefined {
+function refusalOf(result: LanguageModelV3GenerateResult): { refusal: string; inText: boolean } | undefined {
   const marked = (result.providerMetadata?.cascade as { refusal?: unknown } | undefined)?.refusal;
-  if (typeof marked === "string") return marked;
+  if (typeof marked === "string") return { refusal: marked, inText: false };
   if (result.finishReason.unified !== "content-filter") return undefined;
   const body = result.response?.body as { choices?: Array<{ message?: { refusal?: unknown } }> } | undefined;
   const refusal = body?.choices?.[0]?.message?.refusal;
-  return typeof refusal === "string" && refusal.length > 0 ? refusal : undefined;
+  return typeof refusal === "string" && refusal.length > 0 ? { refusal, inText: true } : undefined;
 }
 
 /** An AI SDK generate result as Cascade's normalised completion. */
@@ -58,15 +58,19 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
   const usage = result.usage;
   const promptTokens = usage.inputTokens.total;
   const completionTokens = usage.outputTokens.total;
-  const refusal = refusalOf(result);
-  if (refusal !== undefined && text.endsWith(refusal)) {
-    // doGenerate's text is the content, then the refusal.
-    text = text.slice(0, text.length - refusal.length);
+  const found = refusalOf(result);
+  const refusal = found?.refusal;
+  if (found?.inText && text.endsWith(found.refusal)) {
+    // doGenerate's text is the content, then the refusal (a stream's text never holds it).
+    text = text.slice(0, text.length - found.refusal.length);
     sawText = text.length > 0;
   }
+  // The SDK's content-filter for a refusal the provider finished with "stop"; a real filter stays.
   const finishReason =
-    refusal !== undefined && result.finishReason.unified === "content-filter"
-      ? toFinishReason({ unified: "stop", raw: result.finishReason.raw }, toolCalls.length > 0)
+    refusal !== undefined &&
+    result.finishReason.unified === "content-filter" &&
+    result.finishReason.raw === "stop"
+      ? toFinishReason({ unified: "stop", raw: "stop" }, toolCalls.length > 0)
       : toFinishReason(result.finishReason, toolCalls.length > 0);
   return {
     ...(refusal === undefined ? {} : { refusal }),

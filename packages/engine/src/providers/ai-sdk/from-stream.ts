@@ -207,7 +207,8 @@ export async function readStream(
         break;
       }
       const part = next.value;
-      sink.heartbeat?.(OUTPUT_PARTS.has(part.type));
+      // stream-start is the SDK's own, made when the headers came: no sign of the provider's stream.
+      if (part.type !== "stream-start") sink.heartbeat?.(OUTPUT_PARTS.has(part.type));
       // OpenAI's and Gemini's finish comes from the SDK's flush, whatever arrived.
       if (part.type !== "stream-start" && part.type !== "raw" && part.type !== "finish") sawEvents = true;
       switch (part.type) {
@@ -319,7 +320,13 @@ export async function streamResult(
     if (signal.aborted) throw signal.reason;
     // The SDK peeks at the first events: a body that broke off there is the same cut as later in
     // the stream (network_error), not an error event.
-    if (APICallError.isInstance(error) && isTransportFailure(error))
+    if (
+      APICallError.isInstance(error) &&
+      error.statusCode !== undefined &&
+      error.statusCode >= 200 &&
+      error.statusCode < 300 &&
+      isTransportFailure(error)
+    )
       throw classifyReadFailure(error, classifiers);
     if (isStreamEventError(error)) {
       const body = parseBody(error);
