@@ -57,6 +57,27 @@ describe("Idempotency-Key", () => {
     expect(changed.status).toBe(422);
   });
 
+  it("reuses a key at once when its job was enqueued and is gone (removed, or a retention under 30 s)", async () => {
+    const headers = { ...acme, "idempotency-key": `removed-${Date.now()}` };
+    const body = { request: { messages: [{ role: "user", content: "removed soon" }] } };
+    const first = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(first.status).toBe(202);
+    // The record says the job went in (written just after the answer): wait for it.
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const recordKey = keys.idempotency("acme", sha256Hex(headers["idempotency-key"]));
+    const deadline = Date.now() + 5_000;
+    while (!JSON.parse((await stack.redis.get(recordKey)) ?? "{}").added && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    await queue.remove(first.body.id);
+    // Not "still being processed" (409, Retry-After) for the rest of the enqueue window: a new job.
+    const again = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(again.status).toBe(202);
+    expect(again.body.id).not.toBe(first.body.id);
+    const replay = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(replay.status).toBe(200);
+    expect(replay.body.id).toBe(again.body.id);
+  });
+
   it("lets exactly one of concurrent retries reuse a key whose job expired", async () => {
     const idempotencyKey = `expired-${Date.now()}`;
     const headers = { ...acme, "idempotency-key": idempotencyKey };

@@ -4,7 +4,8 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 export type Reservation =
   | { kind: "new" }
-  | { kind: "replay"; jobId: string; reservedAt: number }
+  /** `added`: its job was enqueued (so a job not found is gone, not on its way in). */
+  | { kind: "replay"; jobId: string; reservedAt: number; added: boolean }
   | { kind: "mismatch"; jobId: string };
 
 /**
@@ -36,7 +37,22 @@ if ok and type(record) == 'table' and record.job_id == ARGV[1] then return redis
 return 0
 `;
 
+/**
+ * Notes that a reservation's job is in the queue, only while the record still names that job.
+ * KEYS[1] the idempotency record; ARGV[1] the job id. Returns 1 when noted, else 0.
+ */
+const MARK_ADDED_LUA = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, record = pcall(cjson.decode, current)
+if not ok or type(record) ~= 'table' or record.job_id ~= ARGV[1] then return 0 end
+record.added = 1
+redis.call('SET', KEYS[1], cjson.encode(record), 'KEEPTTL')
+return 1
+`;
+
 type Commands = RedisClient & {
+  cascadeIdempotencyMarkAdded(key: string, jobId: string): Promise<number>;
   cascadeIdempotencyRelease(key: string, jobId: string): Promise<number>;
   cascadeIdempotencyTakeOver(
     key: string,
@@ -50,6 +66,7 @@ interface StoredReservation {
   job_id: string;
   body_sha256: string;
   at?: number;
+  added?: number;
 }
 
 /**
@@ -65,6 +82,7 @@ export class IdempotencyKeys {
   ) {
     redis.defineCommand("cascadeIdempotencyTakeOver", { numberOfKeys: 1, lua: TAKE_OVER_LUA });
     redis.defineCommand("cascadeIdempotencyRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+    redis.defineCommand("cascadeIdempotencyMarkAdded", { numberOfKeys: 1, lua: MARK_ADDED_LUA });
     this.redis = redis as Commands;
   }
 
@@ -115,6 +133,15 @@ export class IdempotencyKeys {
   }
 
   /**
+   * Notes that the key's job is in the queue: a replay that then finds no job knows it is gone
+   * (removed by an operator, or past a retention shorter than the key's 24 h) rather than on its
+   * way in, and reuses the key at once instead of answering 409 for the enqueue window.
+   */
+  async markAdded(tenant: string, idempotencyKey: string, jobId: string): Promise<void> {
+    await this.redis.cascadeIdempotencyMarkAdded(this.key(tenant, idempotencyKey), jobId);
+  }
+
+  /**
    * Frees a key whose job could not be enqueued, so the client's retry can go through; only while
    * it still names that job (another request may have taken it over meanwhile).
    */
@@ -126,6 +153,6 @@ export class IdempotencyKeys {
 function toReservation(stored: string, bodyHash: string, legacyHash?: string): Reservation {
   const record = JSON.parse(stored) as StoredReservation;
   return record.body_sha256 === bodyHash || (legacyHash !== undefined && record.body_sha256 === legacyHash)
-    ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0 }
+    ? { kind: "replay", jobId: record.job_id, reservedAt: record.at ?? 0, added: record.added === 1 }
     : { kind: "mismatch", jobId: record.job_id };
 }

@@ -117,9 +117,13 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         now,
         legacyHash,
       );
-      if (reservation.kind === "replay" && now - reservation.reservedAt > ENQUEUE_WINDOW_MS) {
-        // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h): the key is
-        // spent, and the request is a new one (of concurrent retries, exactly one takes it over).
+      if (
+        reservation.kind === "replay" &&
+        (reservation.added || now - reservation.reservedAt > ENQUEUE_WINDOW_MS)
+      ) {
+        // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h, or an operator
+        // removed it): the key is spent, and the request is a new one (of concurrent retries,
+        // exactly one takes it over).
         if (!(await store.get(request.tenant, reservation.jobId))) {
           reservation = await idempotency.takeOver(
             request.tenant,
@@ -155,6 +159,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       }
       try {
         await store.add(jobId, data, body);
+        // Not awaited: until it is written, a replay that finds no job waits out the window.
+        void idempotency.markAdded(request.tenant, idempotencyKey, jobId).catch(() => {});
       } catch (error) {
         // When Redis did not answer, the add may have happened: keep the key (a retry then
         // replays the job, or takes the key over once its window passes); else free it.
