@@ -253,6 +253,26 @@ describe("openai provider through the worker", () => {
     expect(failed.cost_usd).toBeCloseTo(refused.cost_usd, 12);
   });
 
+  it("sends each message's name (OpenAI's participant name), streamed or not", async () => {
+    const messages = [
+      { role: "system", content: "Be brief.", name: "house_rules" },
+      { role: "user", content: "Hi, I'm Alice.", name: "alice" },
+      { role: "assistant", content: "Hello Alice.", name: "helper" },
+      { role: "user", content: "And I'm Bob.", name: "bob" },
+      { role: "user", content: "Who spoke?" },
+    ];
+    for (const stream of [false, true]) {
+      fake.reset();
+      const job = await run({ request: { messages, max_tokens: 20, stream } });
+      expect(job.status).toBe("succeeded");
+      const sent = fake.callsFor("up-primary")[0]?.body.messages as Array<{ role: string; name?: string }>;
+      expect(
+        sent.map((message) => message.name ?? null),
+        `stream ${stream}`,
+      ).toEqual(["house_rules", "alice", "helper", "bob", null]);
+    }
+  });
+
   it("sends json_schema's strict as the caller set it (OpenAI's default is false), streamed or not", async () => {
     const schema = { type: "object", properties: { a: { type: "string" } } };
     for (const [strict, stream, sent] of [

@@ -6,12 +6,15 @@ import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
 import { classifyOpenAIError, OPENAI_ERRORS } from "./errors-openai.js";
 import { createLeanChatGenerate } from "./openai-lean/chat-client.js";
+import { noteMessageNames } from "./openai-names.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
 /** OpenAI request fields the SDK takes as provider options rather than call options. */
 function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
+  // Messages' names go back into the body the SDK builds (openai-names.ts).
+  noteMessageNames(options.abortSignal, call.request);
   // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
   if (call.request.stream === true) options.includeRawChunks = true;
   const extra: Record<string, unknown> = {};

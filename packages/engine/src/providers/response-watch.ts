@@ -1,3 +1,5 @@
+import { nameMessagesInJson } from "./openai-names.js";
+
 /**
  * Lets a call see the bytes of its provider's answer arrive, without the provider SDKs knowing:
  * the watched fetch looks the call up by the AbortSignal the SDK passes through to fetch (the
@@ -77,6 +79,11 @@ function reportingChunks(response: Response, onChunk: () => void, events: boolea
 /** A fetch that reports the bytes of a watched call's answer; unwatched calls pass untouched. */
 export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.fetch {
   return async (input, init) => {
+    // A streamed openai-type call's body gets its messages' names back (openai-names.ts).
+    if (init?.signal && typeof init.body === "string" && String(input).endsWith("/chat/completions")) {
+      const body = nameMessagesInJson(init.signal, init.body);
+      if (body !== init.body) init = { ...init, body };
+    }
     const response = await fetch(input, init);
     const signal = init?.signal;
     if (!signal) return response;

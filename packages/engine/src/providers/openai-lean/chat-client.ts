@@ -5,6 +5,7 @@ import {
 } from "@ai-sdk/provider";
 import type { Dispatcher } from "undici";
 import type { GenerateCall } from "../ai-sdk/adapter.js";
+import { nameMessages } from "../openai-names.js";
 import type { ProviderError } from "../provider-error.js";
 import { firstByteWatcher } from "../response-watch.js";
 import type { Completion } from "../types.js";
@@ -90,7 +91,9 @@ async function requestJsonOf(
   model: ChatModelInternals,
   options: LanguageModelV3CallOptions,
 ): Promise<string> {
-  return JSON.stringify((await model.getArgs(options)).args);
+  const { args } = await model.getArgs(options);
+  nameMessages(options.abortSignal, args);
+  return JSON.stringify(args);
 }
 
 /**
