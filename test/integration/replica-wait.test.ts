@@ -140,6 +140,8 @@ describe("API_REPLICA_ACKS on a Redis with a replica", () => {
   });
 
   it("answers a job once the replica holds it", async () => {
+    // Timed is a request after the first (which also loads the scripts).
+    expect((await api.post("/v1/jobs", job)).status).toBe(202);
     const before = await waitCalls(masterClient);
     const created = await api.post("/v1/jobs", job);
     expect(created.status).toBe(202);
@@ -260,6 +262,9 @@ describe.skipIf(!hasRedisCli)("API_REPLICA_ACKS on a Redis Cluster", () => {
   });
 
   it("waits on the master of the deployment's slot, for that master's replica", async () => {
+    // The first request after start-up also pays for the cluster's slots and scripts (CI saw
+    // 638 ms on a loaded machine): timed is the next one.
+    expect((await api.post("/v1/jobs", job)).status).toBe(202);
     const created = await api.post("/v1/jobs", job);
     expect(created.status).toBe(202);
     expect(created.ms).toBeLessThan(WAIT_MS);
