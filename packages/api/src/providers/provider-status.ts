@@ -100,7 +100,7 @@ function bucketView(
   nowMs: number,
 ): LimitView {
   const limit = (kind === "rpm" ? limits.rpm : limits.tpm) as number;
-  const capacity = bucketCapacity(limit, kind === "rpm" ? limits.burst : undefined);
+  const capacity = bucketCapacity(limit, kind === "rpm" ? limits.burst : limits.tpm_burst);
   const tokens = raw.tokens ?? capacity;
   const since = raw.ts === undefined ? 0 : Math.max(0, nowMs - raw.ts);
   return {

@@ -183,7 +183,7 @@ export class HopPlans {
         const entry = {
           key: list.add(this.keys.bucket(scope, id, "tpm")),
           rate: limits.tpm / 60_000,
-          capacity: bucketCapacity(limits.tpm),
+          capacity: bucketCapacity(limits.tpm, limits.tpm_burst),
         };
         // A denial's wait assumes no reservation is given back; calls in flight usually return
         // most of theirs within milliseconds, so look again soon.

@@ -30,10 +30,20 @@ const nonNegative = z.number().nonnegative();
 const rate = z.number().min(0).max(1);
 
 const limitsSchema = z
-  .strictObject({ rpm: positiveInt.optional(), tpm: positiveInt.optional(), burst: positiveInt.optional() })
+  .strictObject({
+    rpm: positiveInt.optional(),
+    tpm: positiveInt.optional(),
+    burst: positiveInt.optional(),
+    /** The tpm bucket's capacity in tokens (a Cascade addition; default a second's worth). */
+    tpm_burst: positiveInt.optional(),
+  })
   .refine((limits) => limits.burst === undefined || limits.rpm !== undefined, {
     message: "burst only applies with rpm; set rpm too",
     path: ["burst"],
+  })
+  .refine((limits) => limits.tpm_burst === undefined || limits.tpm !== undefined, {
+    message: "tpm_burst only applies with tpm; set tpm too",
+    path: ["tpm_burst"],
   });
 
 const breakerSchema = z.strictObject({
