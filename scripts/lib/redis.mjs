@@ -16,6 +16,7 @@ export class RedisSetupError extends Error {}
 
 /** The URL with any password replaced, for printing. */
 export function redactRedisUrl(url) {
+  if (!URL.canParse(url)) return "(not a URL)";
   const parsed = new URL(url);
   if (parsed.password) parsed.password = "***";
   return parsed.toString();
@@ -171,6 +172,12 @@ export function stopChild(child, graceMs = 10_000) {
  */
 export async function findOrStartRedis({ env, root, dataDir, defaultPort = 6379, log = console.log }) {
   if (env.REDIS_URL) {
+    // As the API and worker check it, before anything tries to reach it.
+    if (!URL.canParse(env.REDIS_URL) || !/^rediss?:$/.test(new URL(env.REDIS_URL).protocol)) {
+      throw new RedisSetupError(
+        "REDIS_URL must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379); fix it, or unset REDIS_URL to let npm start find or start Redis",
+      );
+    }
     try {
       await pingRedis(env.REDIS_URL, 3_000);
     } catch (error) {

@@ -24,3 +24,30 @@ describe("commands the README shows", () => {
     }, 250_000);
   }
 });
+
+describe("commands the docs show, and npm start's own errors", () => {
+  it("`npx pino-pretty` (docs/operations.md) reads a JSON log line in the repo", async () => {
+    const line = JSON.stringify({ level: 30, time: 1764000000000, msg: "hello from the log" });
+    const { stdout } = await run("sh", ["-c", `echo '${line}' | npx --no-install pino-pretty`], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(stdout).toContain("hello from the log");
+  }, 70_000);
+
+  it("`npm start` with a REDIS_URL that is no URL says which setting and how to fix it, and exits 1", async () => {
+    const failed = await run(process.execPath, [join(root, "scripts", "start.mjs")], {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: "bogus" },
+      timeout: 60_000,
+    }).then(
+      () => undefined,
+      (error: { stderr?: string; code?: number }) => error,
+    );
+    expect(failed?.code).toBe(1);
+    const lines = (failed?.stderr ?? "").trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/REDIS_URL/);
+    expect(lines[0]).toMatch(/redis:\/\/|unset REDIS_URL/);
+  }, 70_000);
+});
