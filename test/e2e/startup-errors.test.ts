@@ -26,6 +26,8 @@ const STACK_FRAME = /^\s+at .+/;
 let dir: TempDir;
 let validConfig: string;
 let evictingRedis: SpawnedRedis;
+/** A Redis with a password, for REDIS_URL's wrong one. */
+let lockedRedis: SpawnedRedis;
 let baseEnv: Record<string, string | undefined>;
 
 beforeAll(async () => {
@@ -39,6 +41,10 @@ beforeAll(async () => {
     LOG_LEVEL: "info",
   };
   evictingRedis = await spawnRedisServer();
+  lockedRedis = await spawnRedisServer();
+  expect(await redisCommand(lockedRedis.url, "CONFIG", "SET", "requirepass", "the-right-password")).toBe(
+    "+OK",
+  );
 });
 
 afterEach(() => stopAllCascadeProcesses());
@@ -46,6 +52,7 @@ afterEach(() => stopAllCascadeProcesses());
 afterAll(async () => {
   await killAllCascadeProcesses();
   await evictingRedis?.stop();
+  await lockedRedis?.stop();
   dir?.cleanup();
 });
 
@@ -145,6 +152,14 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     const line = await startupFailure(kind, { REDIS_URL: `${inject("redisUrl")}/99` });
     expect(line).toContain("REDIS_URL");
     expect(line).toContain("99");
+  });
+
+  it("when REDIS_URL holds a password the Redis refuses (the fix is the password, not starting Redis)", async () => {
+    const wrong = lockedRedis.url.replace("redis://", "redis://:not-the-password@");
+    const line = await startupFailure(kind, { REDIS_URL: wrong });
+    expect(line).toContain("REDIS_URL");
+    expect(line).toMatch(/refused the credentials/);
+    expect(line).not.toContain("not-the-password");
   });
 
   it("when Redis has maxmemory-policy allkeys-lru", async () => {

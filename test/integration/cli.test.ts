@@ -370,7 +370,10 @@ describe("cascade submit", () => {
   it("stops at once when every line would fail the same way (an unknown --route)", async () => {
     const run = await cli(["submit", input(), "--route", "nope", "--out", join(dir, "nope.jsonl")]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/cascade: invalid_request_error: route: unknown route "nope"/);
+    // As every API error prints (docs/cli.md): `cascade: <error.type>: <message> (HTTP <status>)`.
+    expect(run.stderr).toMatch(
+      /^cascade: invalid_request_error: route: unknown route "nope".* \(HTTP 400\)$/m,
+    );
   });
 });
 
@@ -518,6 +521,7 @@ describe("usage", () => {
     [["jobs", "get"], /^cascade jobs get: missing the job id$/m],
     [["jobs", "list"], /^cascade jobs: unknown subcommand list$/m],
     [["frobnicate"], /^cascade: unknown command frobnicate$/m],
+    [["help", "frobnicate"], /^cascade help: unknown command frobnicate$/m],
     [["submit", "requests.jsonl"], /--out <results.jsonl> is required/],
     [["submit", "requests.jsonl", "--out", "r.jsonl", "--concurrency", "0"], /--concurrency must be/],
     [[], /^cascade: missing command$/m],

@@ -57,8 +57,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return 0;
       }
       if (command === "help") {
+        if (subcommand && !USAGES[subcommand])
+          throw new UsageError(`cascade help: unknown command ${subcommand}`, MAIN_USAGE);
         stdout.write(`${(subcommand && USAGES[subcommand]) || MAIN_USAGE}\n`);
-        return subcommand && !USAGES[subcommand] ? 2 : 0;
+        return 0;
       }
       if (values.help) {
         stdout.write(`${MAIN_USAGE}\n`);

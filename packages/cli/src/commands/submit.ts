@@ -219,7 +219,7 @@ async function run(
     );
     if (changed.length && toSubmit > 0) {
       context.stderr.write(
-        `${errorColors.yellow("note:")} ${changed.map((name) => `--${name}`).join(", ")} differ from the interrupted run's; ` +
+        `${errorColors.yellow("note:")} ${changed.map((name) => `--${name}`).join(", ")} ${changed.length === 1 ? "differs" : "differ"} from the interrupted run's; ` +
           "lines it already submitted keep theirs\n",
       );
     }
@@ -462,7 +462,7 @@ async function run(
 
 function describeFatal(error: unknown): string {
   if (error instanceof ApiError) {
-    return `${error.type}: ${error.message}${error.param ? ` (param ${error.param})` : ""}`;
+    return `${error.type}: ${error.message} (HTTP ${error.status})`;
   }
   return (error as Error).message ?? String(error);
 }

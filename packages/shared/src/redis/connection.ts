@@ -184,6 +184,12 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
   } catch (error) {
     probe.disconnect();
     const cause = lastError ?? (error as Error);
+    // Reached, but refused our credentials: the fix is the password, not starting a Redis.
+    if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(cause.message)) {
+      throw new ConfigError(
+        `Redis at ${shown} refused the credentials in REDIS_URL (${cause.message}); set REDIS_URL to redis://<user>:<password>@host:port with the right ones`,
+      );
+    }
     throw new ConfigError(
       `Cannot reach Redis at ${shown} (${cause.message}); start Redis (npm start does it for you) or set REDIS_URL to a reachable Redis`,
     );
