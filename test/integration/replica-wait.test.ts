@@ -151,17 +151,41 @@ describe("API_REPLICA_ACKS on a Redis with a replica", () => {
     expect(await waitCalls(masterClient)).toBeGreaterThan(before);
   });
 
+  /** Jobs written on the master under the API's prefix. */
+  const jobCount = async () => {
+    let count = 0;
+    let cursor = "0";
+    do {
+      const [next, keys] = await masterClient.scan(
+        cursor,
+        "MATCH",
+        jobKey(api.prefix, "job_*"),
+        "COUNT",
+        1000,
+      );
+      cursor = next;
+      count += keys.filter((key) => !key.includes(":", jobKey(api.prefix, "").length)).length;
+    } while (cursor !== "0");
+    return count;
+  };
+
   it("requests that come while a WAIT is out share the next one (a group commit)", async () => {
     const before = await waitCalls(masterClient);
     // The replica paused, the first round's WAIT stays out: every request after it joins one round.
     replica.kill("SIGSTOP");
+    const jobsBefore = await jobCount();
     const answers = (async () => {
       const first = api.post("/v1/jobs", job);
       await new Promise((resolve) => setTimeout(resolve, 50));
       const rest = Promise.all(Array.from({ length: 59 }, () => api.post("/v1/jobs", job)));
       return [await first, ...(await rest)];
     })();
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // Every request has written its job (and waits for the replica) before it resumes: on a
+    // loaded machine a fixed 250 ms let some arrive after, each then its own round (CI saw 34).
+    const deadline = Date.now() + 10_000;
+    while ((await jobCount()) < jobsBefore + 60 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 50));
     replica.kill("SIGCONT");
     const answered = await answers;
     expect(answered.map((answer) => answer.status)).toEqual(Array(60).fill(202));
