@@ -6,6 +6,7 @@ import {
   type FileStore,
   type IdGenerator,
   type Logger,
+  listObject,
   toBatchObject,
 } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
@@ -64,14 +65,7 @@ export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void
 
   routes.get("/v1/batches", { schema: { querystring: listQuery } }, async (request) => {
     const page = await store.list(request.tenant, { ...request.query, order: "desc" });
-    const data = page.data.map(toBatchObject);
-    return {
-      object: "list",
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data[data.length - 1]?.id ?? null,
-      has_more: page.has_more,
-    };
+    return listObject({ data: page.data.map(toBatchObject), has_more: page.has_more });
   });
 
   routes.get("/v1/batches/:id", { schema: { params: batchParams } }, async (request) => {

@@ -1,5 +1,11 @@
 import { Readable } from "node:stream";
-import { type FileObject, type FileStore, FileTooLargeError, MAX_FILE_BYTES } from "@cascade/shared";
+import {
+  type FileObject,
+  type FileStore,
+  FileTooLargeError,
+  listObject,
+  MAX_FILE_BYTES,
+} from "@cascade/shared";
 import fastifyMultipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
@@ -154,14 +160,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
     });
 
     routes.get("/v1/files", { schema: { querystring: listQuery } }, async (request) => {
-      const page = await files.list(request.tenant, request.query);
-      return {
-        object: "list",
-        data: page.data,
-        first_id: page.data[0]?.id ?? null,
-        last_id: page.data[page.data.length - 1]?.id ?? null,
-        has_more: page.has_more,
-      };
+      return listObject(await files.list(request.tenant, request.query));
     });
 
     const load = async (tenant: string, id: string): Promise<FileObject> => {

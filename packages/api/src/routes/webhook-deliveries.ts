@@ -5,6 +5,7 @@ import {
   enqueueWebhook,
   type JobObject,
   type Logger,
+  listObject,
   type WebhookDelivery,
   type WebhookDeliveryStore,
   type WebhookQueue,
@@ -83,13 +84,7 @@ export async function deliveryPage(
 ) {
   const page = await store.list(owner, query.status, query.limit, query.after);
   if (!page) throw badRequest(`after: no webhook delivery with id ${query.after}`, "after");
-  return {
-    object: "list" as const,
-    data: page.data,
-    first_id: page.data[0]?.id ?? null,
-    last_id: page.data[page.data.length - 1]?.id ?? null,
-    has_more: page.has_more,
-  };
+  return listObject(page);
 }
 export const deliveryParams = z.object({ id: z.string().min(1).max(200) });
 

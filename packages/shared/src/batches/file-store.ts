@@ -60,6 +60,17 @@ export interface ListPage<T> {
   has_more: boolean;
 }
 
+/** A page in OpenAI's list shape: the next page is `?after=<last_id>` while `has_more`. */
+export function listObject<T extends { id: string }>(page: ListPage<T>) {
+  return {
+    object: "list" as const,
+    data: page.data,
+    first_id: page.data[0]?.id ?? null,
+    last_id: page.data[page.data.length - 1]?.id ?? null,
+    has_more: page.has_more,
+  };
+}
+
 export interface ListOptions {
   limit: number;
   after?: string | undefined;

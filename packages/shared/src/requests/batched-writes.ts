@@ -161,7 +161,7 @@ function withHeld(error: unknown, held: unknown): unknown {
   return { error, unwritten: held };
 }
 
-/** A BatchedWrites whose writes are hash increments only (usage counts, recent stats). */
+/** A BatchedWrites whose writes are hash increments (usage counts, recent stats; the dashboard adds its failures list). */
 export abstract class HashIncrementWrites extends BatchedWrites {
   protected readonly increments = new HashIncrements();
 

@@ -1,8 +1,6 @@
 import type { ChainableCommander } from "ioredis";
-import type { RedisClient } from "../redis/connection.js";
-import type { Keys } from "../redis/keys.js";
 import type { Attempt } from "../schemas/job.js";
-import { BatchedWrites, HashIncrements } from "./batched-writes.js";
+import { HashIncrementWrites } from "./batched-writes.js";
 import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
 
 /** How long a route's per-minute counts are kept (the dashboard shows the last hour). */
@@ -33,27 +31,16 @@ export const minuteOf = (ms: number) => Math.floor(ms / 60_000);
  * REQUEST_COUNTS_FLUSH_MS in one MULTI (batched-writes.ts; `close()` on shutdown writes the
  * rest); a failed write is reported to `onError`.
  */
-export class DashboardRecorder extends BatchedWrites implements RequestObserver {
-  private readonly increments = new HashIncrements();
+export class DashboardRecorder extends HashIncrementWrites implements RequestObserver {
   /** Failed requests not written yet, oldest first (at most the number the list keeps). */
   private failures: string[] = [];
 
-  constructor(
-    redis: RedisClient,
-    private readonly keys: Keys,
-    onError: (error: unknown) => void = () => {},
-    flushMs?: number,
-  ) {
-    super(redis, onError, flushMs);
+  protected override get pending(): boolean {
+    return super.pending || this.failures.length > 0;
   }
 
-  protected get pending(): boolean {
-    return this.increments.size > 0 || this.failures.length > 0;
-  }
-
-  protected drainInto(transaction: ChainableCommander): unknown {
-    const held = { counts: this.increments.summary(), failures: this.failures.length };
-    this.increments.drainInto(transaction);
+  protected override drainInto(transaction: ChainableCommander): unknown {
+    const held = { counts: super.drainInto(transaction), failures: this.failures.length };
     if (this.failures.length > 0) {
       // LPUSH of several values puts the last at the head: newest first, as one push per failure did.
       transaction.lpush(this.keys.dashboardFailures, ...this.failures);

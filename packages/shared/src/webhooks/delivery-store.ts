@@ -1,3 +1,4 @@
+import type { ListPage } from "../batches/file-store.js";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
 import {
@@ -242,7 +243,7 @@ export class WebhookDeliveryStore {
     status: DeliveryStatus | undefined,
     limit: number,
     after?: string,
-  ): Promise<{ data: WebhookDelivery[]; has_more: boolean } | undefined> {
+  ): Promise<ListPage<WebhookDelivery> | undefined> {
     let cursor: { score: number; id: string } | undefined;
     if (after !== undefined) {
       const record = await this.get(after);
