@@ -179,6 +179,29 @@ describe("loadConfig", () => {
     );
   });
 
+  it("refuses a base_url with a query string or fragment, which the appended endpoint would land in", () => {
+    for (const url of [
+      "https://res.example.com/openai/v1?api-version=2024-10-21",
+      "https://api.example.com/v1#x",
+    ]) {
+      expect(loadError({ ...minimal, providers: { sim: { type: "openai", base_url: url } } })).toMatch(
+        /providers\.sim\.base_url: must not hold a query string or fragment/,
+      );
+      const pooled = {
+        ...minimal,
+        providers: { sim: { type: "openai" } },
+        models: { small: { deployments: [{ id: "east", provider: "sim", base_url: url }] } },
+      };
+      expect(loadError(pooled)).toMatch(/models\.small\.deployments\.0\.base_url: must not hold a query/);
+    }
+    expect(
+      loadConfig(
+        {},
+        { raw: { ...minimal, providers: { sim: { type: "openai", base_url: "http://h:1/v1/" } } } },
+      ).file.providers.sim?.base_url,
+    ).toBe("http://h:1/v1/");
+  });
+
   it("validates the environment", () => {
     expect(() => loadConfig({ WORKER_CONCURRENCY: "abc" })).toThrow(/WORKER_CONCURRENCY must be an integer/);
     expect(() => loadConfig({ REDIS_URL: "localhost:6379" })).toThrow(/REDIS_URL must start with redis:\/\//);

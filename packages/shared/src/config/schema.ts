@@ -125,9 +125,19 @@ const headersSchema = z
     }
   });
 
+/**
+ * A provider's or deployment's endpoint. Cascade appends the standard path to it
+ * (`/chat/completions`, `/messages`, `/models/{model}:generateContent`), which a query string or
+ * fragment would swallow: such a URL would call the wrong path, so it is refused here.
+ */
+const baseUrlSchema = z.url({ protocol: /^https?$/ }).refine((url) => !/[?#]/.test(url), {
+  message:
+    "must not hold a query string or fragment (Cascade appends the endpoint's path to it); give the API's base path only, e.g. https://api.example.com/v1",
+});
+
 const providerSchema = z.strictObject({
   type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
-  base_url: z.url({ protocol: /^https?$/ }).optional(),
+  base_url: baseUrlSchema.optional(),
   api_key_env: z
     .string()
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable, never the key itself")
@@ -161,7 +171,7 @@ const deploymentSchema = z.strictObject({
   /** This deployment's key, instead of its provider's. */
   api_key_env: envName.optional(),
   /** This deployment's endpoint, instead of its provider's. */
-  base_url: z.url({ protocol: /^https?$/ }).optional(),
+  base_url: baseUrlSchema.optional(),
   weight: z.number().positive().max(1000).optional(),
   limits: limitsSchema.optional(),
   breaker: breakerSchema.optional(),
