@@ -158,6 +158,25 @@ describe("openai provider through the worker", () => {
     expect(job.attempts[0].message).toContain("Bearer [redacted]");
   });
 
+  it("scrubs our key from a long error text before cutting it short (a key across the cut leaked its start)", async () => {
+    // "HTTP 500: " + padding + "Bearer " puts the key at characters 491..510 of the message: the
+    // 500-character bound falls inside the key for each of these paddings.
+    for (const padding of [474, 478, 482]) {
+      fake.script("up-primary", {
+        kind: "status",
+        status: 500,
+        body: { error: { message: `${"a".repeat(padding)}Bearer sk-test-123 and more` } },
+      });
+      const job = await run({ models: ["primary"] });
+      expect(job.status).toBe("failed");
+      const message: string = job.attempts[0].message;
+      expect(message.length, `padding ${padding}`).toBeLessThanOrEqual(500);
+      expect(message, `padding ${padding}`).not.toMatch(/sk-t/);
+      expect(message, `padding ${padding}`).toMatch(/Bearer \[/);
+      expect(JSON.stringify(job)).not.toMatch(/sk-t/);
+    }
+  });
+
   it("passes json_schema response formats and images by URL", async () => {
     await run({
       request: {

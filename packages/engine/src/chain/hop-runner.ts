@@ -8,7 +8,7 @@ import {
   unixSeconds,
 } from "@cascade/shared";
 import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
-import { ProviderError } from "../providers/provider-error.js";
+import { ERROR_MESSAGE_CHARS, ProviderError } from "../providers/provider-error.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
 import { abortableDelay } from "../timing/abortable-delay.js";
@@ -331,8 +331,10 @@ export async function runHop(
       // callHop throws a ProviderError, or the job's JobInterruption.
       failure = caught as ProviderError | JobInterruption;
       // What an upstream said goes to the tenant (attempts, the job's or a broken stream's error)
-      // and the log: never with a key we sent it. Scrubbed here, before anything quotes it.
-      if (failure instanceof ProviderError) failure.message = redactSecrets(config, failure.message);
+      // and the log: never with a key we sent it. Scrubbed here, before anything quotes it, and
+      // only then cut to length (a key across the cut would no longer match whole).
+      if (failure instanceof ProviderError)
+        failure.message = redactSecrets(config, failure.message).slice(0, ERROR_MESSAGE_CHARS);
       if (streamed && failure instanceof ProviderError) {
         context.events?.restart(hopIndex, failure.reason);
         shownBroken = brokenStreamStep(context, run, hop.model, failure);

@@ -11,7 +11,7 @@ import {
   readApiCallError,
 } from "./ai-sdk/api-call-error.js";
 import type { StreamClassifiers } from "./ai-sdk/from-stream.js";
-import { ProviderError } from "./provider-error.js";
+import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 import { lowerCaseHeaders } from "./retry-after.js";
 
 /**
@@ -130,7 +130,7 @@ export function classifyAnthropicError(error: unknown, now = Date.now()): Provid
   const body = bodyOf(read);
   const type = body?.error?.type ?? "";
   const upstreamMessage = body?.error?.message ?? read.message;
-  const message = `HTTP ${read.status}${type ? ` ${type}` : ""}: ${upstreamMessage}`.slice(0, 500);
+  const message = `HTTP ${read.status}${type ? ` ${type}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
   const retryAfterMs =
     read.retryAfterMs ?? (read.status === 429 ? anthropicResetMs(read.headers, now) : undefined);
   const options = { httpStatus: read.status, retryAfterMs, cause: error };

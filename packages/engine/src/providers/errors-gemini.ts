@@ -10,7 +10,7 @@ import {
   readApiCallError,
 } from "./ai-sdk/api-call-error.js";
 import type { StreamClassifiers, StreamedResult } from "./ai-sdk/from-stream.js";
-import { ProviderError } from "./provider-error.js";
+import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 import { parseDuration } from "./retry-after.js";
 
 /**
@@ -132,7 +132,7 @@ export function classifyGeminiError(error: unknown): ProviderError {
   const details = bodyOf(read)?.error;
   const status = details?.status ?? "";
   const upstreamMessage = details?.message ?? read.message;
-  const message = `HTTP ${read.status}${status ? ` ${status}` : ""}: ${upstreamMessage}`.slice(0, 500);
+  const message = `HTTP ${read.status}${status ? ` ${status}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
   const retryAfterMs = retryDelayMs(details?.details) ?? read.retryAfterMs;
   const options = { httpStatus: read.status, retryAfterMs, cause: error };
 

@@ -7,7 +7,7 @@ import {
   readApiCallError,
 } from "./ai-sdk/api-call-error.js";
 import type { StreamClassifiers } from "./ai-sdk/from-stream.js";
-import { ProviderError } from "./provider-error.js";
+import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 
 /**
  * Everything Cascade knows about how OpenAI and OpenAI-compatible servers fail: HTTP status plus
@@ -114,7 +114,7 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   const rawMessage = body?.error?.message ?? body?.message ?? body?.detail ?? read.message;
   // Some servers (Mistral's 422s) put an object where the message belongs.
   const upstreamMessage = typeof rawMessage === "string" ? rawMessage : messageOfDetail(rawMessage);
-  const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, 500);
+  const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
   const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, cause: error };
 
   if (read.status === 400 || read.status === 422 || read.status === 403 || read.status === 429) {

@@ -1,6 +1,16 @@
 import type { Reason } from "@cascade/shared";
 import type { CompletionUsage } from "./types.js";
 
+/** The most characters of a failure's message a tenant, a caller or the log is shown. */
+export const ERROR_MESSAGE_CHARS = 500;
+
+/**
+ * The most characters of an upstream's error text a classifier keeps in its message. Well past
+ * ERROR_MESSAGE_CHARS: the message is scrubbed of our keys first and cut to ERROR_MESSAGE_CHARS
+ * after (hop-runner), so a key near the shown bound is still whole when it is scrubbed.
+ */
+export const UPSTREAM_TEXT_CHARS = 8192;
+
 /**
  * A provider call that failed, classified into the contract's reason vocabulary where the error
  * is built (one classifier per provider), so the chain runner never inspects raw error bodies.

@@ -9,7 +9,7 @@ import {
   type LanguageModelV3Usage,
   type SharedV3ProviderMetadata,
 } from "@ai-sdk/provider";
-import { ProviderError } from "../provider-error.js";
+import { ProviderError, UPSTREAM_TEXT_CHARS } from "../provider-error.js";
 import type { StreamSink } from "../types.js";
 
 /** What one provider contributes to reading its stream. */
@@ -102,7 +102,7 @@ export function classifyErrorPart(error: unknown, classifiers: StreamClassifiers
     (error as { error?: { message?: unknown } } | undefined)?.error?.message;
   return new ProviderError(
     "server_error",
-    `error event mid-stream: ${typeof message === "string" ? message : JSON.stringify(error)}`.slice(0, 500),
+    `error event mid-stream: ${typeof message === "string" ? message : JSON.stringify(error)}`.slice(0, UPSTREAM_TEXT_CHARS),
     { cause: error },
   );
 }
