@@ -461,6 +461,38 @@ describe("anthropic and gemini providers through the worker", () => {
       ]);
     });
 
+    it("answers parallel tool calls in one turn: a functionResponse for each functionCall (Gemini 400s otherwise)", async () => {
+      await run({
+        route: "via-gemini",
+        request: {
+          tools: [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }],
+          messages: [
+            { role: "user", content: "Weather in Paris and Rome?" },
+            {
+              role: "assistant",
+              content: null,
+              tool_calls: [
+                { id: "c1", type: "function", function: { name: "weather", arguments: '{"city":"Paris"}' } },
+                { id: "c2", type: "function", function: { name: "weather", arguments: '{"city":"Rome"}' } },
+              ],
+            },
+            { role: "tool", tool_call_id: "c1", content: "20C" },
+            { role: "tool", tool_call_id: "c2", content: [{ type: "text", text: "25C" }] },
+            { role: "user", content: "Which is warmer?" },
+          ],
+        },
+      });
+      const contents = gemini.callsFor("up-gemini")[0]?.body.contents as Array<{
+        role: string;
+        parts: Array<Record<string, unknown>>;
+      }>;
+      expect(contents.map((turn) => turn.role)).toEqual(["user", "model", "user", "user"]);
+      expect(contents[1]?.parts.filter((part) => part.functionCall)).toHaveLength(2);
+      const answers = contents[2]?.parts ?? [];
+      expect(answers).toHaveLength(2);
+      expect(answers.map((part) => (part.functionResponse as { name: string }).name)).toEqual(["weather", "weather"]);
+    });
+
     it("fails the job at once on the caller's bad request", async () => {
       gemini.script("up-gemini", {
         kind: "bad_request",

@@ -44,7 +44,8 @@ function typedImage(part: LanguageModelV3UserContentPart): LanguageModelV3UserCo
  * The OpenAI conversation in the shape Gemini accepts: system messages after the first non-system
  * one become user text (OpenAI allows them anywhere; @ai-sdk/google throws before calling, since
  * Gemini's systemInstruction is one block at the start), adjacent user turns are merged (older
- * Gemini models insist that turns alternate), and image URLs get a type.
+ * Gemini models insist that turns alternate), the results of one turn's parallel tool calls go
+ * in one turn, and image URLs get a type.
  */
 function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
   const result: LanguageModelV3Prompt = [];
@@ -55,6 +56,15 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
       continue;
     }
     leading = false;
+    if (message.role === "tool") {
+      // OpenAI answers parallel tool calls with a message each; Gemini wants one turn holding a
+      // functionResponse for each functionCall of the turn before (else a 400), so they join.
+      const previous = result.at(-1);
+      if (previous?.role === "tool")
+        result[result.length - 1] = { ...previous, content: [...previous.content, ...message.content] };
+      else result.push(message);
+      continue;
+    }
     if (message.role !== "system" && message.role !== "user") {
       result.push(message);
       continue;
