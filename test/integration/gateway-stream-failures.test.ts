@@ -143,6 +143,17 @@ describe("a stream that breaks after the caller has tokens (on_stream_failure: c
     },
   );
 
+  it("a break after only whitespace was shown: the next prefill hop answers afresh, with no empty prefill", async () => {
+    // Anthropic refuses an empty text block, and its SDK trims a prefill's trailing whitespace.
+    fake.script("up-a", { kind: "stream_cut", afterChunks: 2, content: "\n\n" });
+    fake.script("up-b", { kind: "ok", content: B_WHOLE });
+    const answer = await streamRoute("default");
+    expect(answer.errors).toEqual([]);
+    expect(answer.done).toBe(true);
+    expect(answer.content).toBe(`\n\n${B_WHOLE}`);
+    expect(lastMessage("up-b")).toEqual({ role: "user", content: "Go on" });
+  });
+
   it("the error is the original failure even when a prefill hop tried and failed too", async () => {
     fake.script("up-a", { kind: "stream_cut", afterChunks: 3, content: A_TEXT });
     fake.script("up-b", { kind: "server_error" });

@@ -42,10 +42,16 @@ export function canContinue(model: ModelConfig): boolean {
 /**
  * The request with the partial answer as a last assistant message, for the model to continue.
  * The output budget shrinks by what was already shown (estimated at 4 characters a token, as
- * everywhere), so the whole answer keeps to the caller's `max_tokens`.
+ * everywhere), so the whole answer keeps to the caller's `max_tokens`. A partial of whitespace
+ * only is no prefill: the model answers afresh (its leading whitespace dropped, as after any
+ * prefill ending in whitespace), since Anthropic refuses an empty text block and its SDK trims a
+ * prefill's trailing whitespace.
  */
 export function withPrefill(request: ChatRequest, partial: string): ChatRequest {
-  const messages = [...request.messages, { role: "assistant" as const, content: partial }];
+  const messages =
+    partial.trim() === ""
+      ? request.messages
+      : [...request.messages, { role: "assistant" as const, content: partial }];
   const shownTokens = Math.ceil(partial.length / 4);
   const shrink = (limit: number | undefined) =>
     limit === undefined ? undefined : Math.max(1, limit - shownTokens);
