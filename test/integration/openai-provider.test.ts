@@ -28,11 +28,19 @@ describe("openai provider through the worker", () => {
           // The backup is its own provider: a 429 cools down the whole provider that sent it.
           "fake-backup": { type: "openai", base_url: fake.url, api_key_env: "FAKE_KEY" },
           nowhere: { type: "openai", base_url: "http://127.0.0.1:9/v1" },
+          // Fails on purpose, again and again: its breaker must not open on the others' tests.
+          echoing: {
+            type: "openai",
+            base_url: fake.url,
+            api_key_env: "FAKE_KEY",
+            breaker: { min_requests: 1000 },
+          },
         },
         models: {
           primary: model("up-primary"),
           backup: { ...model("up-backup"), provider: "fake-backup" },
           lost: { provider: "nowhere", name: "up-lost" },
+          echo: { provider: "echoing", name: "up-echo" },
         },
         routes: {
           default: { chain: [{ model: "primary", timeout_ms: 1000 }, { model: "backup" }] },
@@ -162,12 +170,12 @@ describe("openai provider through the worker", () => {
     // "HTTP 500: " + padding + "Bearer " puts the key at characters 491..510 of the message: the
     // 500-character bound falls inside the key for each of these paddings.
     for (const padding of [474, 478, 482]) {
-      fake.script("up-primary", {
+      fake.script("up-echo", {
         kind: "status",
         status: 500,
         body: { error: { message: `${"a".repeat(padding)}Bearer sk-test-123 and more` } },
       });
-      const job = await run({ models: ["primary"] });
+      const job = await run({ models: ["echo"] });
       expect(job.status).toBe("failed");
       const message: string = job.attempts[0].message;
       expect(message.length, `padding ${padding}`).toBeLessThanOrEqual(500);
