@@ -490,7 +490,10 @@ describe("anthropic and gemini providers through the worker", () => {
       expect(contents[1]?.parts.filter((part) => part.functionCall)).toHaveLength(2);
       const answers = contents[2]?.parts ?? [];
       expect(answers).toHaveLength(2);
-      expect(answers.map((part) => (part.functionResponse as { name: string }).name)).toEqual(["weather", "weather"]);
+      expect(answers.map((part) => (part.functionResponse as { name: string }).name)).toEqual([
+        "weather",
+        "weather",
+      ]);
     });
 
     it("fails the job at once on the caller's bad request", async () => {

@@ -130,7 +130,10 @@ export function classifyAnthropicError(error: unknown, now = Date.now()): Provid
   const body = bodyOf(read);
   const type = body?.error?.type ?? "";
   const upstreamMessage = body?.error?.message ?? read.message;
-  const message = `HTTP ${read.status}${type ? ` ${type}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
+  const message = `HTTP ${read.status}${type ? ` ${type}` : ""}: ${upstreamMessage}`.slice(
+    0,
+    UPSTREAM_TEXT_CHARS,
+  );
   const retryAfterMs =
     read.retryAfterMs ?? (read.status === 429 ? anthropicResetMs(read.headers, now) : undefined);
   const options = { httpStatus: read.status, retryAfterMs, cause: error };

@@ -132,7 +132,10 @@ export function classifyGeminiError(error: unknown): ProviderError {
   const details = bodyOf(read)?.error;
   const status = details?.status ?? "";
   const upstreamMessage = details?.message ?? read.message;
-  const message = `HTTP ${read.status}${status ? ` ${status}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
+  const message = `HTTP ${read.status}${status ? ` ${status}` : ""}: ${upstreamMessage}`.slice(
+    0,
+    UPSTREAM_TEXT_CHARS,
+  );
   const retryAfterMs = retryDelayMs(details?.details) ?? read.retryAfterMs;
   const options = { httpStatus: read.status, retryAfterMs, cause: error };
 

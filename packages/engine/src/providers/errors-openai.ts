@@ -114,7 +114,10 @@ export function classifyOpenAIError(error: unknown): ProviderError {
   const rawMessage = body?.error?.message ?? body?.message ?? body?.detail ?? read.message;
   // Some servers (Mistral's 422s) put an object where the message belongs.
   const upstreamMessage = typeof rawMessage === "string" ? rawMessage : messageOfDetail(rawMessage);
-  const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(0, UPSTREAM_TEXT_CHARS);
+  const message = `HTTP ${read.status}${code ? ` ${code}` : ""}: ${upstreamMessage}`.slice(
+    0,
+    UPSTREAM_TEXT_CHARS,
+  );
   const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, cause: error };
 
   if (read.status === 400 || read.status === 422 || read.status === 403 || read.status === 429) {
