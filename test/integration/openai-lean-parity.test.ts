@@ -643,7 +643,7 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
     });
   });
 
-  it("a streamed compression bomb fails the stream past the same size (fetch's decoder counted too)", async () => {
+  it("a streamed compression bomb fails the stream past the same size on both paths (fetch's decoder counted too)", async () => {
     // 80 events of 1 MiB of content each, gzipped to ~80 KB: without a bound on what fetch
     // inflates, the stream would end as an 80 MiB answer.
     const event = `data: ${JSON.stringify({
@@ -664,20 +664,23 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
       "content-type": "text/event-stream",
       "content-encoding": "gzip",
     });
-    let delivered = 0;
-    // A long signal: inflating and parsing 64 MiB on a loaded machine must not end as a timeout.
-    const streamed = sdk.stream(callFor("m", {}, AbortSignal.timeout(60_000)), {
-      delta: (part) => {
-        delivered += part.content?.length ?? 0;
-      },
-    });
-    const error = await streamed.then(
-      () => undefined,
-      (thrown: unknown) => thrown,
-    );
-    expect(error).toBeInstanceOf(ProviderError);
-    expect((error as ProviderError).reason).toBe("network_error");
-    expect(delivered).toBeLessThanOrEqual(MAX_PROVIDER_RESPONSE_BYTES);
+    // The SDK's stream, and the lean client's (ADR 0031).
+    for (const adapter of [sdk, lean]) {
+      let delivered = 0;
+      // A long signal: inflating and parsing 64 MiB on a loaded machine must not end as a timeout.
+      const streamed = adapter.stream(callFor("m", {}, AbortSignal.timeout(60_000)), {
+        delta: (part) => {
+          delivered += part.content?.length ?? 0;
+        },
+      });
+      const error = await streamed.then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(ProviderError);
+      expect((error as ProviderError).reason).toBe("network_error");
+      expect(delivered).toBeLessThanOrEqual(MAX_PROVIDER_RESPONSE_BYTES);
+    }
   });
 
   it("a tool call without an id gets a generated 16-character id on both paths", async () => {

@@ -6,6 +6,7 @@ import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
 import { classifyOpenAIError, OPENAI_ERRORS } from "./errors-openai.js";
 import { createLeanChatGenerate } from "./openai-lean/chat-client.js";
+import { createLeanChatStream } from "./openai-lean/chat-stream.js";
 import { noteMessageNames } from "./openai-names.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
@@ -41,8 +42,8 @@ export function createOpenAIAdapter(
   headers?: Readonly<Record<string, string>>,
   options: {
     /**
-     * The provider's connection pool. Given, non-streamed calls skip fetch and the SDK's response
-     * handling (the lean client, ADR 0022); streamed calls stay on the SDK either way.
+     * The provider's connection pool. Given, calls skip fetch and the SDK's response handling:
+     * non-streamed (the lean client, ADR 0022) and streamed (ADR 0031) alike.
      */
     dispatcher?: Dispatcher;
   } = {},
@@ -58,6 +59,7 @@ export function createOpenAIAdapter(
     ...(dispatcher
       ? {
           generateWith: (sdkGenerate) => createLeanChatGenerate(dispatcher, classifyOpenAIError, sdkGenerate),
+          streamWith: (sdkStream) => createLeanChatStream(dispatcher, OPENAI_ERRORS, sdkStream),
         }
       : {}),
   });

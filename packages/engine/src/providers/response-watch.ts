@@ -36,8 +36,13 @@ export function firstByteWatcher(signal: AbortSignal): (() => void) | undefined 
   return watchers.get(signal);
 }
 
+/** The chunk callback of a watched stream, for clients that read the answer themselves. */
+export function chunkWatcher(signal: AbortSignal): (() => void) | undefined {
+  return chunkWatchers.get(signal);
+}
+
 /** Whether a piece of an event stream holds (the start of) an event's data. */
-function holdsData(value: Uint8Array | undefined): boolean {
+export function holdsData(value: Uint8Array | undefined): boolean {
   return (
     value !== undefined && Buffer.from(value.buffer, value.byteOffset, value.byteLength).includes("data:")
   );

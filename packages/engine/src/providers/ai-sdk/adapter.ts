@@ -4,7 +4,7 @@ import type {
   LanguageModelV3GenerateResult,
   LanguageModelV3Prompt,
 } from "@ai-sdk/provider";
-import type { Completion, ProviderAdapter, ProviderCall } from "../types.js";
+import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "../types.js";
 import { fromGenerateResult } from "./from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./from-stream.js";
 import { generateOrClassify, modelCache } from "./models.js";
@@ -34,6 +34,8 @@ export interface AiSdkAdapterParts {
    * SDK's way as `sdkGenerate` for models it cannot call. Must classify like `errors.classify`.
    */
   generateWith?(sdkGenerate: GenerateCall): GenerateCall;
+  /** The same for streamed calls: reads the stream itself, given `doStream`'s way as `sdkStream`. */
+  streamWith?(sdkStream: StreamCall): StreamCall;
 }
 
 /** One non-streamed call of a model with prepared call options. */
@@ -42,6 +44,13 @@ export type GenerateCall = (
   options: LanguageModelV3CallOptions,
   call: ProviderCall,
 ) => Promise<Completion>;
+
+/** One streamed call of a model with prepared call options, read to its end. */
+export type StreamCall = (
+  model: LanguageModelV3,
+  options: LanguageModelV3CallOptions,
+  sink: StreamSink,
+) => Promise<StreamedResult>;
 
 /**
  * One adapter over an AI SDK `LanguageModelV3`, `generate` and `stream` alike. A provider with no
@@ -69,6 +78,8 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
     return fromGenerateResult(result);
   };
   const generateCall = parts.generateWith ? parts.generateWith(sdkGenerate) : sdkGenerate;
+  const sdkStream: StreamCall = (model, options, sink) => streamResult(model, options, sink, errors);
+  const streamCall = parts.streamWith ? parts.streamWith(sdkStream) : sdkStream;
 
   return {
     providerId: parts.providerId,
@@ -80,7 +91,7 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
     async stream(call, sink) {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
       const model = modelFor(call.upstreamName);
-      const result = await streamResult(model, options, sink, errors);
+      const result = await streamCall(model, options, sink);
       rejectStreamed?.(result);
       return fromGenerateResult(result);
     },

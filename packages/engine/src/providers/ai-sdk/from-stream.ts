@@ -55,7 +55,7 @@ function isTransportFailure(error: unknown): boolean {
  * carrying the response's 2xx status ("Failed to process successful response"), which the shared
  * classifier would call invalid_response; a body that stopped arriving is a network failure.
  */
-function classifyReadFailure(error: unknown, classifiers: StreamClassifiers): ProviderError {
+export function classifyReadFailure(error: unknown, classifiers: StreamClassifiers): ProviderError {
   if (error instanceof ProviderError) return error;
   const bodyReadFailed =
     APICallError.isInstance(error) &&
@@ -102,7 +102,10 @@ export function classifyErrorPart(error: unknown, classifiers: StreamClassifiers
     (error as { error?: { message?: unknown } } | undefined)?.error?.message;
   return new ProviderError(
     "server_error",
-    `error event mid-stream: ${typeof message === "string" ? message : JSON.stringify(error)}`.slice(0, UPSTREAM_TEXT_CHARS),
+    `error event mid-stream: ${typeof message === "string" ? message : JSON.stringify(error)}`.slice(
+      0,
+      UPSTREAM_TEXT_CHARS,
+    ),
     { cause: error },
   );
 }
@@ -148,10 +151,144 @@ const OUTPUT_PARTS = new Set<string>([
 export type StreamedResult = LanguageModelV3GenerateResult;
 
 /**
- * Assembles a `doStream` stream into a generate-shaped result, forwarding text and tool-call
- * argument deltas to the sink as they arrive. Rejects with the signal's reason when it aborts, and
- * with a ProviderError for an error part, a malformed chunk, a broken connection, or a stream that
- * ended without the provider's finish (a truncated stream: network_error).
+ * Assembles the parts of a `doStream` stream, one at a time, into a generate-shaped result,
+ * forwarding text and tool-call argument deltas to the sink as they arrive. `push` throws a
+ * ProviderError for an error part; `result` for a stream that ended without the provider's finish
+ * (a truncated stream: network_error) or without any of its events. Shared by the SDK's streams
+ * (readStream) and the lean OpenAI client, which pushes the parts the SDK would make.
+ */
+export class StreamAssembler {
+  private text = "";
+  private sawText = false;
+  // OpenAI's `delta.refusal`, which the SDK streams as text: told apart by the raw chunk before it.
+  private refusal: string | undefined;
+  private chunkRefusal: string | undefined;
+  private textStarted = false;
+  private readonly toolIndex = new Map<string, number>();
+  private readonly toolArguments = new Map<string, string>();
+  private readonly toolCalls: LanguageModelV3Content[] = [];
+  private finish: { finishReason: LanguageModelV3FinishReason; usage: LanguageModelV3Usage } | undefined;
+  private providerMetadata: SharedV3ProviderMetadata | undefined;
+  private response: StreamedResult["response"];
+  private warnings: StreamedResult["warnings"] = [];
+  private sawEvents = false;
+
+  constructor(
+    private readonly sink: StreamSink,
+    private readonly classifiers: StreamClassifiers,
+  ) {}
+
+  private indexOf(id: string, name: string | undefined): number {
+    let index = this.toolIndex.get(id);
+    if (index === undefined) {
+      index = this.toolIndex.size;
+      this.toolIndex.set(id, index);
+      this.toolArguments.set(id, "");
+      this.sink.delta({ toolCalls: [{ index, id, ...(name === undefined ? {} : { name }) }] });
+    }
+    return index;
+  }
+
+  push(part: LanguageModelV3StreamPart): void {
+    const { sink } = this;
+    // stream-start is the SDK's own, made when the headers came: no sign of the provider's stream.
+    if (part.type !== "stream-start") sink.heartbeat?.(OUTPUT_PARTS.has(part.type));
+    // OpenAI's and Gemini's finish comes from the SDK's flush, whatever arrived.
+    if (part.type !== "stream-start" && part.type !== "raw" && part.type !== "finish") this.sawEvents = true;
+    switch (part.type) {
+      case "stream-start":
+        this.warnings = part.warnings;
+        break;
+      case "response-metadata":
+        this.response = { ...this.response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
+        break;
+      case "raw":
+        this.chunkRefusal = refusalDeltaOf(part.rawValue);
+        break;
+      case "text-delta":
+        if (this.chunkRefusal !== undefined && part.delta === this.chunkRefusal) {
+          this.chunkRefusal = undefined;
+          this.refusal = (this.refusal ?? "") + part.delta;
+          sink.delta({ refusal: part.delta });
+          break;
+        }
+        this.sawText = true;
+        if (part.delta) {
+          this.text += part.delta;
+          sink.delta({ content: part.delta });
+        }
+        break;
+      case "text-start":
+        // A refusal's text opens a text part too: an empty one counts as content only without.
+        this.textStarted = true;
+        break;
+      case "tool-input-start":
+        this.indexOf(part.id, part.toolName);
+        break;
+      case "tool-input-delta": {
+        const index = this.indexOf(part.id, undefined);
+        if (part.delta) {
+          this.toolArguments.set(part.id, (this.toolArguments.get(part.id) ?? "") + part.delta);
+          sink.delta({ toolCalls: [{ index, arguments: part.delta }] });
+        }
+        break;
+      }
+      case "tool-call": {
+        const index = this.indexOf(part.toolCallId, part.toolName);
+        // A call that arrived whole (no argument deltas) still reaches the sink in full.
+        if (!this.toolArguments.get(part.toolCallId) && part.input) {
+          this.toolArguments.set(part.toolCallId, part.input);
+          sink.delta({ toolCalls: [{ index, arguments: part.input }] });
+        }
+        this.toolCalls[index] = part;
+        break;
+      }
+      case "finish":
+        this.finish = { finishReason: part.finishReason, usage: part.usage };
+        this.providerMetadata = part.providerMetadata;
+        break;
+      case "error":
+        throw classifyErrorPart(part.error, this.classifiers);
+      default:
+        // reasoning, sources, files and raw chunks have no place in a chat.completion.
+        break;
+    }
+  }
+
+  /** The stream's answer once it ended (throws for a stream the provider did not finish). */
+  result(): StreamedResult {
+    const { finish, refusal } = this;
+    // OpenAI and Gemini emit a finish part on any clean end, with no raw reason when the provider
+    // never sent one; Anthropic emits it only on message_stop. Either way the provider did not finish.
+    if (!finish || (finish.finishReason.raw === undefined && finish.finishReason.unified === "other")) {
+      if (!this.sawEvents) {
+        throw new ProviderError("invalid_response", "the response held no stream events the provider sends");
+      }
+      throw new ProviderError(
+        "network_error",
+        "the stream ended before the provider reported a finish reason (truncated stream)",
+      );
+    }
+    const content: LanguageModelV3Content[] = [];
+    if (this.sawText || (this.textStarted && refusal === undefined))
+      content.push({ type: "text", text: this.text });
+    for (const call of this.toolCalls) if (call) content.push(call);
+    return {
+      content,
+      finishReason: finish.finishReason,
+      usage: finish.usage,
+      providerMetadata:
+        refusal === undefined ? this.providerMetadata : { ...this.providerMetadata, cascade: { refusal } },
+      response: this.response,
+      warnings: this.warnings,
+    };
+  }
+}
+
+/**
+ * Reads a `doStream` stream to its end through a StreamAssembler. Rejects with the signal's reason
+ * when it aborts, and with a ProviderError for an error part, a malformed chunk, a broken
+ * connection, or a stream that ended without the provider's finish.
  */
 export async function readStream(
   stream: ReadableStream<LanguageModelV3StreamPart>,
@@ -164,34 +301,8 @@ export async function readStream(
   // transport does not surface still ends the loop at once.
   const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
-
-  let text = "";
-  let sawText = false;
-  // OpenAI's `delta.refusal`, which the SDK streams as text: told apart by the raw chunk before it.
-  let refusal: string | undefined;
-  let chunkRefusal: string | undefined;
-  let textStarted = false;
-  const toolIndex = new Map<string, number>();
-  const toolArguments = new Map<string, string>();
-  const toolCalls: LanguageModelV3Content[] = [];
-  let finish: { finishReason: LanguageModelV3FinishReason; usage: LanguageModelV3Usage } | undefined;
-  let providerMetadata: SharedV3ProviderMetadata | undefined;
-  let response: StreamedResult["response"];
-  let warnings: StreamedResult["warnings"] = [];
-  let sawEvents = false;
+  const assembler = new StreamAssembler(sink, classifiers);
   let done = false;
-
-  const indexOf = (id: string, name: string | undefined): number => {
-    let index = toolIndex.get(id);
-    if (index === undefined) {
-      index = toolIndex.size;
-      toolIndex.set(id, index);
-      toolArguments.set(id, "");
-      sink.delta({ toolCalls: [{ index, id, ...(name === undefined ? {} : { name }) }] });
-    }
-    return index;
-  };
-
   try {
     while (true) {
       let next: Awaited<ReturnType<typeof reader.read>>;
@@ -206,99 +317,14 @@ export async function readStream(
         done = true;
         break;
       }
-      const part = next.value;
-      // stream-start is the SDK's own, made when the headers came: no sign of the provider's stream.
-      if (part.type !== "stream-start") sink.heartbeat?.(OUTPUT_PARTS.has(part.type));
-      // OpenAI's and Gemini's finish comes from the SDK's flush, whatever arrived.
-      if (part.type !== "stream-start" && part.type !== "raw" && part.type !== "finish") sawEvents = true;
-      switch (part.type) {
-        case "stream-start":
-          warnings = part.warnings;
-          break;
-        case "response-metadata":
-          response = { ...response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
-          break;
-        case "raw":
-          chunkRefusal = refusalDeltaOf(part.rawValue);
-          break;
-        case "text-delta":
-          if (chunkRefusal !== undefined && part.delta === chunkRefusal) {
-            chunkRefusal = undefined;
-            refusal = (refusal ?? "") + part.delta;
-            sink.delta({ refusal: part.delta });
-            break;
-          }
-          sawText = true;
-          if (part.delta) {
-            text += part.delta;
-            sink.delta({ content: part.delta });
-          }
-          break;
-        case "text-start":
-          // A refusal's text opens a text part too: an empty one counts as content only without.
-          textStarted = true;
-          break;
-        case "tool-input-start":
-          indexOf(part.id, part.toolName);
-          break;
-        case "tool-input-delta": {
-          const index = indexOf(part.id, undefined);
-          if (part.delta) {
-            toolArguments.set(part.id, (toolArguments.get(part.id) ?? "") + part.delta);
-            sink.delta({ toolCalls: [{ index, arguments: part.delta }] });
-          }
-          break;
-        }
-        case "tool-call": {
-          const index = indexOf(part.toolCallId, part.toolName);
-          // A call that arrived whole (no argument deltas) still reaches the sink in full.
-          if (!toolArguments.get(part.toolCallId) && part.input) {
-            toolArguments.set(part.toolCallId, part.input);
-            sink.delta({ toolCalls: [{ index, arguments: part.input }] });
-          }
-          toolCalls[index] = part;
-          break;
-        }
-        case "finish":
-          finish = { finishReason: part.finishReason, usage: part.usage };
-          providerMetadata = part.providerMetadata;
-          break;
-        case "error":
-          throw classifyErrorPart(part.error, classifiers);
-        default:
-          // reasoning, sources, files and raw chunks have no place in a chat.completion.
-          break;
-      }
+      assembler.push(next.value);
     }
   } finally {
     signal.removeEventListener("abort", onAbort);
     if (!done) void reader.cancel().catch(() => {});
     reader.releaseLock();
   }
-
-  // OpenAI and Gemini emit a finish part on any clean end, with no raw reason when the provider
-  // never sent one; Anthropic emits it only on message_stop. Either way the provider did not finish.
-  if (!finish || (finish.finishReason.raw === undefined && finish.finishReason.unified === "other")) {
-    if (!sawEvents) {
-      throw new ProviderError("invalid_response", "the response held no stream events the provider sends");
-    }
-    throw new ProviderError(
-      "network_error",
-      "the stream ended before the provider reported a finish reason (truncated stream)",
-    );
-  }
-  const content: LanguageModelV3Content[] = [];
-  if (sawText || (textStarted && refusal === undefined)) content.push({ type: "text", text });
-  for (const call of toolCalls) if (call) content.push(call);
-  return {
-    content,
-    finishReason: finish.finishReason,
-    usage: finish.usage,
-    providerMetadata:
-      refusal === undefined ? providerMetadata : { ...providerMetadata, cascade: { refusal } },
-    response,
-    warnings,
-  };
+  return assembler.result();
 }
 
 /**
@@ -318,21 +344,29 @@ export async function streamResult(
     ({ stream } = await model.doStream(options));
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    // The SDK peeks at the first events: a body that broke off there is the same cut as later in
-    // the stream (network_error), not an error event.
-    if (
-      APICallError.isInstance(error) &&
-      error.statusCode !== undefined &&
-      error.statusCode >= 200 &&
-      error.statusCode < 300 &&
-      isTransportFailure(error)
-    )
-      throw classifyReadFailure(error, classifiers);
-    if (isStreamEventError(error)) {
-      const body = parseBody(error);
-      throw midStream(classifiers.classifyEvent?.(body) ?? classifiers.classify(error));
-    }
-    throw classifiers.classify(error);
+    throw classifyStreamStartFailure(error, classifiers);
   }
   return readStream(stream, sink, signal, classifiers);
+}
+
+/**
+ * An error from before a stream's parts (`doStream` itself): an HTTP error, a connection that
+ * failed, or an error the SDK raised from the stream's first events.
+ */
+export function classifyStreamStartFailure(error: unknown, classifiers: StreamClassifiers): ProviderError {
+  // The SDK peeks at the first events: a body that broke off there is the same cut as later in
+  // the stream (network_error), not an error event.
+  if (
+    APICallError.isInstance(error) &&
+    error.statusCode !== undefined &&
+    error.statusCode >= 200 &&
+    error.statusCode < 300 &&
+    isTransportFailure(error)
+  )
+    return classifyReadFailure(error, classifiers);
+  if (isStreamEventError(error)) {
+    const body = parseBody(error);
+    return midStream(classifiers.classifyEvent?.(body) ?? classifiers.classify(error));
+  }
+  return classifiers.classify(error);
 }

@@ -1,8 +1,4 @@
-import {
-  InvalidResponseDataError,
-  type LanguageModelV3,
-  type LanguageModelV3CallOptions,
-} from "@ai-sdk/provider";
+import { InvalidResponseDataError, type LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { Dispatcher } from "undici";
 import type { GenerateCall } from "../ai-sdk/adapter.js";
 import { nameMessages } from "../openai-names.js";
@@ -12,60 +8,8 @@ import type { Completion } from "../types.js";
 import { completionFromBody, isChatCompletionBody } from "./chat-response.js";
 import { failedResponseError, invalidJsonError, transportError } from "./failures.js";
 import { bodyText, parseJsonSecurely } from "./json-body.js";
-import { type PostTarget, postJson, type RawAnswer } from "./post-json.js";
-
-/**
- * The parts of @ai-sdk/openai's chat model (`OpenAIChatLanguageModel`, 3.0.x) the lean client
- * reuses: `getArgs` builds the request body from the call options (messages, tools, response
- * formats, the per-model rules for reasoning models), so both paths send the same body, and
- * `config` holds the URL and headers the SDK would use. Not in the SDK's types; checked at run
- * time, and a model without them is called through `doGenerate`.
- */
-interface ChatModelInternals {
-  modelId: string;
-  getArgs(options: LanguageModelV3CallOptions): Promise<{ args: Record<string, unknown> }>;
-  config: {
-    url(options: { path: string; modelId: string }): string;
-    headers(): Record<string, string | undefined>;
-  };
-}
-
-function internalsOf(model: LanguageModelV3): ChatModelInternals | undefined {
-  const candidate = model as unknown as Partial<ChatModelInternals>;
-  if (
-    typeof candidate.getArgs !== "function" ||
-    typeof candidate.config?.url !== "function" ||
-    typeof candidate.config?.headers !== "function"
-  ) {
-    return undefined;
-  }
-  return candidate as ChatModelInternals;
-}
-
-interface LeanTarget extends PostTarget {
-  url: string;
-  headers: Record<string, string>;
-}
-
-/**
- * Where and with which headers a model's calls go: the SDK's URL and headers (key, extra
- * headers, its user-agent), plus what its `postJsonToApi` adds (content-type, the runtime in the
- * user-agent). Undefined when fetch would refuse the URL (credentials in it): the SDK path then.
- */
-function leanTarget(model: ChatModelInternals): LeanTarget | undefined {
-  const url = model.config.url({ path: "/chat/completions", modelId: model.modelId });
-  const parsed = new URL(url);
-  if (parsed.username || parsed.password) return undefined;
-  // As fetch sends them (accept: */* included: some proxies and WAFs look for it).
-  const headers: Record<string, string> = { accept: "*/*", "content-type": "application/json" };
-  for (const [name, value] of Object.entries(model.config.headers())) {
-    if (value !== undefined && value !== null) headers[name.toLowerCase()] = value;
-  }
-  headers["user-agent"] = [headers["user-agent"], `runtime/node.js/${process.version}`]
-    .filter(Boolean)
-    .join(" ");
-  return { url, origin: parsed.origin, path: `${parsed.pathname}${parsed.search}`, headers };
-}
+import { postJson, type RawAnswer } from "./post-json.js";
+import { type ChatModelInternals, type LeanTarget, leanTargets } from "./target.js";
 
 /** A 2xx or failed answer as the Completion or error the SDK path makes of it. */
 function readAnswer(answer: RawAnswer, url: string, requestJson: string): Completion {
@@ -142,16 +86,7 @@ export function createLeanChatGenerate(
   classify: (error: unknown) => ProviderError,
   sdkGenerate: GenerateCall,
 ): GenerateCall {
-  const targets = new WeakMap<LanguageModelV3, LeanTarget | null>();
-  const targetOf = (model: LanguageModelV3) => {
-    let target = targets.get(model);
-    if (target === undefined) {
-      const internals = internalsOf(model);
-      target = (internals && leanTarget(internals)) ?? null;
-      targets.set(model, target);
-    }
-    return target;
-  };
+  const targetOf = leanTargets();
 
   return (model, options, call) => {
     const target = targetOf(model);

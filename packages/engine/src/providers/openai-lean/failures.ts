@@ -19,7 +19,7 @@ const isNullish = (value: unknown) => value === undefined || value === null;
  * @ai-sdk/openai's `openaiErrorDataSchema`, `{error: {message: string, type?, param?, code?}}`, and
  * its output: only those keys (zod strips the rest). Undefined where the schema refuses the body.
  */
-function openAIErrorData(value: unknown): ErrorData | undefined {
+export function openAIErrorData(value: unknown): ErrorData | undefined {
   if (!isObject(value) || !isObject(value.error)) return undefined;
   const error = value.error;
   if (typeof error.message !== "string") return undefined;

@@ -33,7 +33,7 @@ export interface PostTarget {
   path: string;
 }
 
-function headerRecord(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+export function headerRecord(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const record: Record<string, string> = {};
   for (const name in headers) {
     const value = headers[name];
@@ -89,10 +89,10 @@ const DECODERS: Record<string, (body: Buffer) => Buffer> = {
 };
 
 /** Statuses whose answer has no body: fetch neither counts nor decodes their codings. */
-const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+export const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /** fetch's refusal of a Content-Encoding list longer than five, when the headers arrive. */
-function codingsRefused(header: string | undefined): Error | undefined {
+export function codingsRefused(header: string | undefined): Error | undefined {
   const count = header ? header.split(",").length : 0;
   return count > MAX_CONTENT_CODINGS
     ? new Error(`too many content-encodings in response: ${count}, maximum allowed is ${MAX_CONTENT_CODINGS}`)
@@ -106,7 +106,7 @@ function codingsRefused(header: string | undefined): Error | undefined {
  * MAX_PROVIDER_RESPONSE_BYTES is an error (RangeError). More than five codings was refused with
  * the headers (codingsRefused).
  */
-function decoded(body: Buffer, header: string | undefined): Buffer {
+export function decoded(body: Buffer, header: string | undefined): Buffer {
   if (!header) return body;
   const codings = header.toLowerCase().split(",");
   const decoders: Array<(body: Buffer) => Buffer> = [];

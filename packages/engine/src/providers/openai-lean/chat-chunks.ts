@@ -1,0 +1,358 @@
+import {
+  JSONParseError,
+  type LanguageModelV3StreamPart,
+  type LanguageModelV3Usage,
+  type SharedV3Warning,
+  TypeValidationError,
+} from "@ai-sdk/provider";
+import { generateId, StreamingToolCallTracker } from "@ai-sdk/provider-utils";
+import { openAIErrorData } from "./failures.js";
+import { parseJsonSecurely } from "./json-body.js";
+
+/**
+ * A streamed `chat.completion.chunk` read as @ai-sdk/openai 3.0.141's `doStream` reads it: each
+ * event's data parsed (secure JSON parse) and checked by hand against exactly what its
+ * `openaiChatChunkSchema` (zod: a chunk, or OpenAI's `{"error": {...}}`) accepts, then turned into
+ * the same stream parts its TransformStream makes (text, tool-call deltas through the SDK's own
+ * StreamingToolCallTracker, the finish with usage). The parity tests hold both paths to the same
+ * parts. https://platform.openai.com/docs/api-reference/chat-streaming/streaming
+ */
+
+type Json = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+const isNullish = (value: unknown) => value === undefined || value === null;
+// zod 4's z.number() refuses NaN and ±Infinity (JSON.parse("1e999") is Infinity).
+const isNumber = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
+const nullishString = (value: unknown) => isNullish(value) || typeof value === "string";
+const nullishNumber = (value: unknown) => isNullish(value) || isNumber(value);
+
+function arrayOf(value: unknown, item: (element: unknown) => boolean): boolean {
+  if (!Array.isArray(value)) return false;
+  for (const element of value) if (!item(element)) return false;
+  return true;
+}
+const nullishArrayOf = (value: unknown, item: (element: unknown) => boolean) =>
+  isNullish(value) || arrayOf(value, item);
+
+const isTopLogprob = (value: unknown) =>
+  isObject(value) && typeof value.token === "string" && isNumber(value.logprob);
+const isTokenLogprob = (value: unknown) =>
+  isObject(value) &&
+  typeof value.token === "string" &&
+  isNumber(value.logprob) &&
+  arrayOf(value.top_logprobs, isTopLogprob);
+
+const isToolCallDelta = (value: unknown) =>
+  isObject(value) &&
+  isNumber(value.index) &&
+  nullishString(value.id) &&
+  (isNullish(value.type) || value.type === "function") &&
+  isObject(value.function) &&
+  nullishString(value.function.name) &&
+  nullishString(value.function.arguments);
+
+const isAnnotation = (value: unknown) => {
+  if (!isObject(value) || value.type !== "url_citation") return false;
+  const citation = value.url_citation;
+  return (
+    isObject(citation) &&
+    isNumber(citation.start_index) &&
+    isNumber(citation.end_index) &&
+    typeof citation.url === "string" &&
+    typeof citation.title === "string"
+  );
+};
+
+const isDelta = (value: unknown) =>
+  isNullish(value) ||
+  (isObject(value) &&
+    (isNullish(value.role) || value.role === "assistant") &&
+    nullishString(value.content) &&
+    nullishString(value.refusal) &&
+    nullishArrayOf(value.tool_calls, isToolCallDelta) &&
+    nullishArrayOf(value.annotations, isAnnotation));
+
+const isLogprobs = (value: unknown) =>
+  isNullish(value) ||
+  (isObject(value) &&
+    nullishArrayOf(value.content, isTokenLogprob) &&
+    nullishArrayOf(value.refusal, isTokenLogprob));
+
+const isChoice = (value: unknown) =>
+  isObject(value) &&
+  isDelta(value.delta) &&
+  isLogprobs(value.logprobs) &&
+  nullishString(value.finish_reason) &&
+  isNumber(value.index);
+
+function isUsage(value: unknown): boolean {
+  if (isNullish(value)) return true;
+  if (!isObject(value)) return false;
+  const prompt = value.prompt_tokens_details;
+  const completion = value.completion_tokens_details;
+  return (
+    nullishNumber(value.prompt_tokens) &&
+    nullishNumber(value.completion_tokens) &&
+    nullishNumber(value.total_tokens) &&
+    (isNullish(prompt) ||
+      (isObject(prompt) &&
+        nullishNumber(prompt.cached_tokens) &&
+        nullishNumber(prompt.cache_write_tokens))) &&
+    (isNullish(completion) ||
+      (isObject(completion) &&
+        nullishNumber(completion.reasoning_tokens) &&
+        nullishNumber(completion.accepted_prediction_tokens) &&
+        nullishNumber(completion.rejected_prediction_tokens)))
+  );
+}
+
+/** Whether the chunk half of the SDK's union accepts this value. */
+function isChatChunk(value: unknown): value is ChatChunk {
+  return (
+    isObject(value) &&
+    nullishString(value.id) &&
+    nullishNumber(value.created) &&
+    nullishString(value.model) &&
+    arrayOf(value.choices, isChoice) &&
+    isUsage(value.usage)
+  );
+}
+
+interface ToolCallDelta {
+  index: number;
+  id?: string | null;
+  type?: "function" | null;
+  function: { name?: string | null; arguments?: string | null };
+}
+interface ChatChunk {
+  id?: string | null;
+  created?: number | null;
+  model?: string | null;
+  choices: Array<{
+    delta?: {
+      content?: string | null;
+      refusal?: string | null;
+      tool_calls?: ToolCallDelta[] | null;
+      annotations?: unknown[] | null;
+    } | null;
+    logprobs?: { content?: unknown[] | null; refusal?: unknown[] | null } | null;
+    finish_reason?: string | null;
+  }>;
+  usage?: Json | null;
+}
+
+/** One event's data as the SDK's `safeParseJSON` gives it. */
+export type ParsedChunk =
+  | { success: true; value: ChatChunk | { error: Json }; rawValue: unknown }
+  | { success: false; error: Error; rawValue: undefined };
+
+/** Parses one event's data: a chunk, OpenAI's error object, or the error the SDK would report. */
+export function parseChunk(text: string): ParsedChunk {
+  const parsed = parseJsonSecurely(text);
+  if (!parsed.ok) {
+    return { success: false, error: new JSONParseError({ text, cause: parsed.error }), rawValue: undefined };
+  }
+  const value = parsed.value;
+  if (isChatChunk(value)) return { success: true, value, rawValue: value };
+  // zod keeps only the schema's keys: the error object as the SDK's error schema outputs it.
+  const error = openAIErrorData(value);
+  if (error) return { success: true, value: error, rawValue: value };
+  const cause = new TypeError("the event is neither a chat.completion.chunk nor an error object");
+  return { success: false, error: new TypeValidationError({ value, cause }), rawValue: undefined };
+}
+
+/** OpenAI's error frame of a parsed chunk, if it is one. */
+export function errorFrameOf(chunk: ParsedChunk): Json | undefined {
+  return chunk.success && "error" in chunk.value ? (chunk.value.error as Json) : undefined;
+}
+
+/** The SDK's `isOpenAIChatOutputChunk`: a chunk with content, refusal, tool calls or annotations. */
+export function isOutputChunk(chunk: ParsedChunk): boolean {
+  if (!chunk.success || "error" in chunk.value) return false;
+  const nonEmpty = (value: { length: number } | null | undefined) =>
+    !isNullish(value) && (value?.length ?? 0) > 0;
+  return chunk.value.choices.some((choice) => {
+    const delta = choice.delta;
+    return (
+      nonEmpty(delta?.content) ||
+      nonEmpty(delta?.refusal) ||
+      nonEmpty(delta?.tool_calls) ||
+      nonEmpty(delta?.annotations)
+    );
+  });
+}
+
+/** The SDK's `convertOpenAIChatUsage`. */
+function usageOf(usage: Json | null | undefined): LanguageModelV3Usage {
+  if (isNullish(usage)) {
+    return {
+      inputTokens: { total: undefined, noCache: undefined, cacheRead: undefined, cacheWrite: undefined },
+      outputTokens: { total: undefined, text: undefined, reasoning: undefined },
+      raw: undefined,
+    };
+  }
+  const value = usage as Json;
+  const prompt = value.prompt_tokens_details as Json | null | undefined;
+  const completion = value.completion_tokens_details as Json | null | undefined;
+  const promptTokens = (value.prompt_tokens as number | null | undefined) ?? 0;
+  const completionTokens = (value.completion_tokens as number | null | undefined) ?? 0;
+  const cachedTokens = (prompt?.cached_tokens as number | null | undefined) ?? 0;
+  const cacheWriteTokens = (prompt?.cache_write_tokens as number | null | undefined) ?? undefined;
+  const reasoningTokens = (completion?.reasoning_tokens as number | null | undefined) ?? 0;
+  return {
+    inputTokens: {
+      total: promptTokens,
+      noCache: promptTokens - cachedTokens - (cacheWriteTokens ?? 0),
+      cacheRead: cachedTokens,
+      cacheWrite: cacheWriteTokens,
+    },
+    outputTokens: {
+      total: completionTokens,
+      text: Math.max(0, completionTokens - reasoningTokens),
+      reasoning: reasoningTokens,
+    },
+    raw: usage as never,
+  };
+}
+
+/** The SDK's `mapOpenAIFinishReason`. */
+function unifiedFinish(raw: string, hasRefusal: boolean) {
+  switch (raw) {
+    case "stop":
+      return hasRefusal ? "content-filter" : "stop";
+    case "length":
+      return "length";
+    case "content_filter":
+      return "content-filter";
+    case "function_call":
+    case "tool_calls":
+      return "tool-calls";
+    default:
+      return "other";
+  }
+}
+
+/**
+ * The SDK's `doStream` TransformStream, push-based: `start`, then `chunk` per event, then
+ * `flush` at the end of the body. `emit` receives the parts in the SDK's order. Throws what the
+ * SDK's transform throws (a tool call the tracker refuses: InvalidResponseDataError).
+ */
+export class ChunkMapper {
+  private readonly tracker: StreamingToolCallTracker;
+  private finishReason: { unified: string; raw: string | undefined } = { unified: "other", raw: undefined };
+  private usage: Json | null | undefined;
+  private metadataExtracted = false;
+  private isActiveText = false;
+  private hasRefusal = false;
+  private rawFinishReason: string | undefined;
+  private hasLogprobs = false;
+  private readonly streamedLogprobs: unknown[] = [];
+  private readonly providerMetadata: { openai: Json } = { openai: {} };
+
+  constructor(
+    private readonly emit: (part: LanguageModelV3StreamPart) => void,
+    private readonly includeRawChunks: boolean,
+  ) {
+    this.tracker = new StreamingToolCallTracker({ enqueue: emit } as never, {
+      generateId,
+      typeValidation: "if-present",
+    });
+  }
+
+  start(warnings: SharedV3Warning[]): void {
+    this.emit({ type: "stream-start", warnings });
+  }
+
+  chunk(chunk: ParsedChunk): void {
+    const { emit } = this;
+    if (this.includeRawChunks) emit({ type: "raw", rawValue: chunk.rawValue });
+    if (!chunk.success) {
+      this.finishReason = { unified: "error", raw: undefined };
+      this.rawFinishReason = undefined;
+      emit({ type: "error", error: chunk.error });
+      return;
+    }
+    const value = chunk.value;
+    if ("error" in value) {
+      this.finishReason = { unified: "error", raw: undefined };
+      this.rawFinishReason = undefined;
+      emit({ type: "error", error: value.error });
+      return;
+    }
+    if (!this.metadataExtracted) {
+      const id = value.id ?? undefined;
+      const modelId = value.model ?? undefined;
+      const timestamp = value.created ? new Date(value.created * 1000) : undefined;
+      if (id || modelId || timestamp) {
+        this.metadataExtracted = true;
+        emit({ type: "response-metadata", id, modelId, timestamp });
+      }
+    }
+    if (!isNullish(value.usage)) {
+      this.usage = value.usage;
+      const details = (value.usage as Json).completion_tokens_details as Json | null | undefined;
+      if (!isNullish(details?.accepted_prediction_tokens))
+        this.providerMetadata.openai.acceptedPredictionTokens = details?.accepted_prediction_tokens;
+      if (!isNullish(details?.rejected_prediction_tokens))
+        this.providerMetadata.openai.rejectedPredictionTokens = details?.rejected_prediction_tokens;
+    }
+    const choice = value.choices[0];
+    if (!isNullish(choice?.finish_reason)) this.rawFinishReason = choice?.finish_reason as string;
+    if (!isNullish(choice?.logprobs)) {
+      const logprobs = choice?.logprobs as { content?: unknown[] | null; refusal?: unknown[] | null };
+      if (!isNullish(logprobs.content) || !isNullish(logprobs.refusal)) {
+        this.hasLogprobs = true;
+        this.streamedLogprobs.push(...(logprobs.content ?? []), ...(logprobs.refusal ?? []));
+      }
+    }
+    const delta = choice?.delta;
+    if (delta === undefined || delta === null) return;
+    const textDeltas: string[] = [];
+    const { content, refusal, tool_calls: toolCalls, annotations } = delta;
+    if (typeof content === "string" && content.length > 0) textDeltas.push(content);
+    if (typeof refusal === "string" && refusal.length > 0) {
+      this.hasRefusal = true;
+      textDeltas.push(refusal);
+    }
+    if (textDeltas.length === 0 && content === "") textDeltas.push(content);
+    for (const textDelta of textDeltas) {
+      if (!this.isActiveText) {
+        emit({ type: "text-start", id: "0" });
+        this.isActiveText = true;
+      }
+      emit({ type: "text-delta", id: "0", delta: textDelta });
+    }
+    if (toolCalls) for (const toolCallDelta of toolCalls) this.tracker.processDelta(toolCallDelta);
+    if (annotations) {
+      for (const annotation of annotations as Array<{ url_citation: { url: string; title: string } }>) {
+        emit({
+          type: "source",
+          sourceType: "url",
+          id: generateId(),
+          url: annotation.url_citation.url,
+          title: annotation.url_citation.title,
+        });
+      }
+    }
+  }
+
+  flush(): void {
+    if (this.isActiveText) this.emit({ type: "text-end", id: "0" });
+    this.tracker.flush();
+    if (this.rawFinishReason !== undefined) {
+      this.finishReason = {
+        unified: unifiedFinish(this.rawFinishReason, this.hasRefusal),
+        raw: this.rawFinishReason,
+      };
+    }
+    if (this.hasLogprobs) this.providerMetadata.openai.logprobs = this.streamedLogprobs as never;
+    this.emit({
+      type: "finish",
+      finishReason: this.finishReason as never,
+      usage: usageOf(this.usage),
+      providerMetadata: this.providerMetadata as never,
+    });
+  }
+}

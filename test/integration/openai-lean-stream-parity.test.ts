@@ -1,0 +1,467 @@
+import { gzipSync } from "node:zlib";
+import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
+import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
+import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
+import {
+  unwatchResponse,
+  watchChunks,
+  watchedFetch,
+} from "../../packages/engine/src/providers/response-watch.js";
+import type {
+  ProviderAdapter,
+  ProviderCall,
+  StreamDelta,
+} from "../../packages/engine/src/providers/types.js";
+import {
+  type FakeHttpServer,
+  type FakeRequestContext,
+  startFakeHttpServer,
+} from "../support/fake-upstream-common.js";
+
+/**
+ * The lean client's streams (ADR 0031: one dispatch, eventsource-parser fed directly, a
+ * hand-written chunk check, the SDK's own chunk mapping) against the AI SDK's `doStream` over
+ * fetch that it replaces: the same SSE bodies, sent in awkward pieces by a real local server, must
+ * give the same completion or the same ProviderError, the same deltas to the sink in the same
+ * order, the same output heartbeats, and the same request on the wire.
+ */
+
+const KEY = "sk-test-stream-parity";
+
+function callFor(request: Partial<ChatRequest> = {}, signal?: AbortSignal): ProviderCall {
+  return {
+    request: {
+      messages: [{ role: "user", content: "What is 2+2?" }],
+      max_tokens: 50,
+      stream: true,
+      ...request,
+    } as ChatRequest,
+    modelId: "m",
+    model: { provider: "p", name: "m" } as ModelConfig,
+    upstreamName: "m",
+    signal: signal ?? AbortSignal.timeout(10_000),
+  };
+}
+
+/** What a streamed call came to: its answer or error, every delta, the output heartbeats, the chunks watched. */
+async function outcome(adapter: ProviderAdapter, call: ProviderCall) {
+  const deltas: StreamDelta[] = [];
+  const heartbeats: boolean[] = [];
+  let chunks = 0;
+  watchChunks(call.signal, () => {
+    chunks += 1;
+  });
+  const sink = {
+    delta: (part: StreamDelta) => void deltas.push(structuredClone(part)),
+    heartbeat: (output: boolean) => void heartbeats.push(output),
+  };
+  try {
+    const completion = await adapter.stream(call, sink);
+    const toolCalls = completion.toolCalls.map((call) => ({
+      ...call,
+      id: /^call_/.test(call.id) ? call.id : `generated:${call.id.length}`,
+    }));
+    return {
+      completion: { ...completion, toolCalls },
+      deltas: masked(deltas),
+      heartbeats,
+      watched: chunks > 0,
+    };
+  } catch (error) {
+    if (!(error instanceof ProviderError)) return { thrown: String(error) };
+    return {
+      error: {
+        reason: error.reason,
+        // A chunk the schema refuses: zod's list of issues is not reproduced, the rest is.
+        message: error.message.replace(/Error message: [\s\S]*$/, "Error message: …"),
+        httpStatus: error.httpStatus,
+        retryAfterMs: error.retryAfterMs,
+        providerSpecific: error.providerSpecific,
+        usage: error.usage,
+      },
+      deltas: masked(deltas),
+      heartbeats,
+    };
+  } finally {
+    unwatchResponse(call.signal);
+  }
+}
+
+/** Generated tool-call ids differ from run to run: their length is what both paths share. */
+function masked(deltas: StreamDelta[]) {
+  return deltas.map((delta) => ({
+    ...delta,
+    ...(delta.toolCalls
+      ? {
+          toolCalls: delta.toolCalls.map((call) =>
+            call.id && !/^call_/.test(call.id) ? { ...call, id: `generated:${call.id.length}` } : call,
+          ),
+        }
+      : {}),
+  }));
+}
+
+const chunk = (delta: object | null, extra: object = {}, choice: object = {}) =>
+  JSON.stringify({
+    id: "chatcmpl-s",
+    object: "chat.completion.chunk",
+    created: 1_767_225_600,
+    model: "m",
+    choices: [{ index: 0, delta, finish_reason: null, ...choice }],
+    ...extra,
+  });
+const finish = (reason: string, extra: object = {}) => chunk({}, extra, { finish_reason: reason });
+const usage = JSON.stringify({
+  id: "chatcmpl-s",
+  object: "chat.completion.chunk",
+  created: 1_767_225_600,
+  model: "m",
+  choices: [],
+  usage: {
+    prompt_tokens: 9,
+    completion_tokens: 4,
+    total_tokens: 13,
+    prompt_tokens_details: { cached_tokens: 2 },
+  },
+});
+const sse = (...events: string[]) => events.map((data) => `data: ${data}\n\n`).join("");
+const role = chunk({ role: "assistant", content: "" });
+
+describe("lean OpenAI streams against the AI SDK's doStream", () => {
+  let server: FakeHttpServer;
+  let answer: (context: FakeRequestContext) => void | Promise<void>;
+  let sdk: ProviderAdapter;
+  let lean: ProviderAdapter;
+  const bodies: string[] = [];
+  let fetches = 0;
+
+  beforeAll(async () => {
+    server = await startFakeHttpServer(async (context) => {
+      bodies.push(context.rawBody);
+      await answer(context);
+    });
+    const provider = { type: "openai", base_url: `${server.origin}/v1` } as ProviderConfig;
+    const http = createProviderHttp({ connections: 8 });
+    const watched = watchedFetch(http.fetch);
+    const fetch: typeof globalThis.fetch = (input, init) => {
+      fetches += 1;
+      return watched(input, init);
+    };
+    sdk = createOpenAIAdapter("p", provider, KEY, fetch, { "X-Title": "parity" });
+    lean = createOpenAIAdapter(
+      "p",
+      provider,
+      KEY,
+      fetch,
+      { "X-Title": "parity" },
+      { dispatcher: http.dispatcher },
+    );
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  /** Sends `body` in pieces of `piece` bytes (a piece boundary may fall inside a character or a line). */
+  const stream = (
+    body: string | Buffer,
+    options: { piece?: number; status?: number; headers?: object; cut?: boolean } = {},
+  ) => {
+    answer = async ({ response }) => {
+      response.writeHead(options.status ?? 200, { "content-type": "text/event-stream", ...options.headers });
+      const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
+      const piece = options.piece ?? bytes.length;
+      for (let at = 0; at < bytes.length; at += piece) {
+        response.write(bytes.subarray(at, at + piece));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (options.cut) response.socket?.destroy();
+      else response.end();
+    };
+  };
+
+  async function same(request: Partial<ChatRequest> = {}) {
+    bodies.length = 0;
+    const viaSdk = await outcome(sdk, callFor(request));
+    const before = fetches;
+    const viaLean = await outcome(lean, callFor(request));
+    // The lean path makes its call without fetch.
+    expect(fetches).toBe(before);
+    expect(viaLean).toEqual(viaSdk);
+    expect(bodies[1]).toBe(bodies[0]);
+    return viaLean;
+  }
+
+  const tool = (index: number, id: string | undefined, name: string | undefined, args: string) => ({
+    index,
+    ...(id ? { id, type: "function" } : {}),
+    function: { ...(name ? { name } : {}), arguments: args },
+  });
+
+  const cases: Array<[string, () => void, (result: Awaited<ReturnType<typeof same>>) => void]> = [
+    [
+      "text with usage, in 7-byte pieces",
+      () =>
+        stream(
+          sse(
+            role,
+            chunk({ content: "Héllo" }),
+            chunk({ content: " wörld" }),
+            finish("stop"),
+            usage,
+            "[DONE]",
+          ),
+          { piece: 7 },
+        ),
+      (result) => expect(result.completion).toMatchObject({ content: "Héllo wörld", finishReason: "stop" }),
+    ],
+    [
+      "CRLF lines, comments, an event field, a multi-line data and a BOM",
+      () =>
+        stream(
+          `\uFEFF: keep-alive\r\n\r\nevent: message\r\ndata: ${chunk({ content: "a" })}\r\n\r\ndata: ${finish("length")}\r\n\r\ndata: [DONE]\r\n\r\n`,
+          { piece: 5 },
+        ),
+      (result) => expect(result.completion).toMatchObject({ content: "a", finishReason: "length" }),
+    ],
+    [
+      "a refusal",
+      () =>
+        stream(
+          sse(
+            role,
+            chunk({ refusal: "I can't" }),
+            chunk({ refusal: " help." }),
+            finish("stop"),
+            usage,
+            "[DONE]",
+          ),
+        ),
+      (result) => expect(result.completion).toMatchObject({ refusal: "I can't help." }),
+    ],
+    [
+      "parallel tool calls, arguments in pieces, one without an id",
+      () =>
+        stream(
+          sse(
+            role,
+            chunk({ tool_calls: [tool(0, "call_a", "add", '{"a":')] }),
+            chunk({ tool_calls: [tool(0, undefined, undefined, "1}")] }),
+            chunk({ tool_calls: [{ index: 1, function: { name: "mul", arguments: '{"b":2}' } }] }),
+            finish("tool_calls"),
+            usage,
+            "[DONE]",
+          ),
+          { piece: 11 },
+        ),
+      (result) => expect(result.completion?.toolCalls).toHaveLength(2),
+    ],
+    [
+      "content_filter",
+      () => stream(sse(role, chunk({ content: "x" }), finish("content_filter"), "[DONE]")),
+      (result) => expect(result.completion).toMatchObject({ finishReason: "content_filter" }),
+    ],
+    [
+      "logprobs and annotations",
+      () =>
+        stream(
+          sse(
+            chunk(
+              {
+                content: "a",
+                annotations: [
+                  {
+                    type: "url_citation",
+                    url_citation: { start_index: 0, end_index: 1, url: "https://x", title: "t" },
+                  },
+                ],
+              },
+              {},
+              { logprobs: { content: [{ token: "a", logprob: -0.1, top_logprobs: [] }] } },
+            ),
+            finish("stop"),
+            "[DONE]",
+          ),
+        ),
+      (result) => expect(result.completion).toMatchObject({ content: "a" }),
+    ],
+    [
+      "no finish reason: a truncated stream",
+      () => stream(sse(role, chunk({ content: "Half" }), "[DONE]")),
+      (result) => expect(result.error?.reason).toBe("network_error"),
+    ],
+    [
+      "no events at all",
+      () => stream("\n\n: nothing\n\n"),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "a JSON body instead of a stream",
+      () =>
+        stream(JSON.stringify({ id: "x", choices: [] }), { headers: { "content-type": "application/json" } }),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "an error event before any output",
+      () => stream(sse(role, JSON.stringify({ error: { message: "overloaded", type: "server_error" } }))),
+      (result) => expect(result.error?.reason).toBe("server_error"),
+    ],
+    [
+      "a rate-limit error event before any output",
+      () => stream(sse(JSON.stringify({ error: { message: "slow down", code: "rate_limit_exceeded" } }))),
+      (result) => expect(result.error?.reason).toBe("rate_limited"),
+    ],
+    [
+      "an error event after output",
+      () =>
+        stream(
+          sse(
+            role,
+            chunk({ content: "Hi" }),
+            JSON.stringify({ error: { message: "boom", type: "server_error" } }),
+          ),
+        ),
+      (result) => expect(result.error?.reason).toBe("server_error"),
+    ],
+    [
+      "a malformed chunk after output",
+      () => stream(sse(role, chunk({ content: "Hi" }), "{not json", finish("stop"))),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "a malformed chunk before output",
+      () => stream(sse(role, "{not json", chunk({ content: "Hi" }), finish("stop"))),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "a chunk the schema refuses (choices missing)",
+      () =>
+        stream(
+          sse(
+            role,
+            chunk({ content: "Hi" }),
+            JSON.stringify({ id: "x", object: "chat.completion.chunk" }),
+            finish("stop"),
+          ),
+        ),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "a tool call of another type",
+      () =>
+        stream(
+          sse(
+            chunk({
+              tool_calls: [
+                { index: 0, id: "call_x", type: "custom", function: { name: "f", arguments: "{}" } },
+              ],
+            }),
+            finish("tool_calls"),
+          ),
+        ),
+      (result) => expect(result.error?.reason).toBe("invalid_response"),
+    ],
+    [
+      "the last event without its blank line (cut at the end)",
+      () => stream(`${sse(role, chunk({ content: "Hi" }))}data: ${finish("stop")}`),
+      (result) => expect(result.error?.reason).toBe("network_error"),
+    ],
+    [
+      "a connection cut after output",
+      () => stream(sse(role, chunk({ content: "Hi" })), { cut: true }),
+      (result) => expect(result.error?.reason).toBe("network_error"),
+    ],
+    [
+      "a connection cut before any output",
+      () => stream(sse(role), { cut: true }),
+      (result) => expect(result.error?.reason).toBe("network_error"),
+    ],
+    [
+      "a gzip-coded stream",
+      () =>
+        stream(gzipSync(Buffer.from(sse(role, chunk({ content: "zip" }), finish("stop"), "[DONE]"))), {
+          headers: { "content-encoding": "gzip" },
+          piece: 9,
+        }),
+      (result) => expect(result.completion).toMatchObject({ content: "zip" }),
+    ],
+    [
+      "a 429 with retry-after",
+      () =>
+        stream(
+          JSON.stringify({ error: { message: "slow down", type: "requests", code: "rate_limit_exceeded" } }),
+          {
+            status: 429,
+            headers: { "content-type": "application/json", "retry-after": "7" },
+          },
+        ),
+      (result) =>
+        expect(result.error).toMatchObject({ reason: "rate_limited", httpStatus: 429, retryAfterMs: 7000 }),
+    ],
+    [
+      "a 400 context length",
+      () =>
+        stream(
+          JSON.stringify({
+            error: { message: "too long", type: "invalid_request_error", code: "context_length_exceeded" },
+          }),
+          {
+            status: 400,
+            headers: { "content-type": "application/json" },
+          },
+        ),
+      (result) => expect(result.error).toMatchObject({ reason: "context_length", httpStatus: 400 }),
+    ],
+    [
+      "a 500 with an empty body",
+      () => stream("", { status: 500, headers: { "content-type": "text/plain" } }),
+      (result) => expect(result.error).toMatchObject({ reason: "server_error", httpStatus: 500 }),
+    ],
+  ];
+
+  for (const [name, prepare, check] of cases) {
+    it(`${name}: same outcome, deltas and heartbeats`, async () => {
+      prepare();
+      check(await same());
+    });
+  }
+
+  it("the same request on the wire, names and json_schema strict included", async () => {
+    stream(sse(role, chunk({ content: "ok" }), finish("stop"), usage, "[DONE]"));
+    const result = await same({
+      messages: [
+        { role: "system", content: "Be brief.", name: "rules" },
+        { role: "user", content: "Hi", name: "alice" },
+      ],
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "a", schema: { type: "object" }, strict: true },
+      },
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+    } as Partial<ChatRequest>);
+    expect(result.completion?.content).toBe("ok");
+    const sent = JSON.parse(bodies[1] as string);
+    expect(sent).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    expect(sent.messages.map((message: { name?: string }) => message.name)).toEqual(["rules", "alice"]);
+  });
+
+  it("an abort mid-stream rejects with the signal's reason on both paths, and closes the connection", async () => {
+    let closed = 0;
+    answer = async ({ response, signal }) => {
+      response.writeHead(200, { "content-type": "text/event-stream" });
+      response.write(sse(role, chunk({ content: "Hi" })));
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      closed += 1;
+    };
+    for (const adapter of [sdk, lean]) {
+      const controller = new AbortController();
+      const reason = new Error("caller left");
+      const pending = adapter.stream(callFor({}, controller.signal), {
+        delta: () => controller.abort(reason),
+      });
+      await expect(pending).rejects.toBe(reason);
+    }
+    await expect.poll(() => closed).toBe(2);
+  });
+});
