@@ -176,6 +176,25 @@ describe("a run that lost its lock changes nothing", () => {
       expect(requests[0]?.headers["webhook-id"]).toBe(ofJob[0].webhook_id);
     });
 
+    it("counts each job once in /v1/usage: the stale run's answer is not a request that ended", async () => {
+      const requests = async () => {
+        const usage = await http(api.url, "GET", "/v1/usage");
+        const routes = Object.values(usage.body.routes ?? {}) as Array<{
+          requests: number;
+          succeeded: number;
+        }>;
+        return {
+          requests: routes.reduce((sum, route) => sum + route.requests, 0),
+          succeeded: routes.reduce((sum, route) => sum + route.succeeded, 0),
+        };
+      };
+      const deadline = Date.now() + 10_000;
+      while ((await requests()).requests < 2 && Date.now() < deadline) await sleep(100);
+      // Both workers' recorders write every 200 ms: a second count would be in by now.
+      await sleep(1_500);
+      expect(await requests()).toEqual({ requests: 2, succeeded: 2 });
+    });
+
     it("records the batch line once, as the stored result of its job", async () => {
       const batch = await waitForBatch(batchId);
       expect(batch).toMatchObject({

@@ -100,6 +100,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   );
   const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
     observeFinishedJob(options.observer, job, data, outcome, clock.now());
+  /** Runs that ended with a result, until BullMQ has stored it (then they are counted). */
+  const endedRuns = new WeakMap<Job<JobData, JobOutcome>, JobData>();
 
   const slots = new SlotGate(options.concurrency);
   const prefetchMs = options.prefetchMs ?? config.settings.WORKER_PREFETCH_MS;
@@ -272,9 +274,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
         if (lock?.lost) throw new JobInterruption("lock_lost");
         await options.onFinished?.(job, data, result.outcome);
-        // Counted once the webhook is queued: an enqueue that gives up fails the job, and the
-        // failed handler counts it then (counting here first would count it twice).
-        observe(job, data, result.outcome);
+        // Counted once BullMQ has stored the result (the `completed` handler below): a run that
+        // lost its lock, whose result BullMQ refuses, is not a request that ended (the run that
+        // took the job over counts it). An enqueue that gives up fails the job, and the failed
+        // handler counts it then.
+        if (options.observer) endedRuns.set(job, data);
         return result.outcome;
       }
       // The runner saved the progress to resume from; the job waits in the delayed set.
@@ -320,6 +324,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       runs.interrupt(jobId, "lock_lost");
     }
+  });
+  worker.on("completed", (job, outcome) => {
+    const data = endedRuns.get(job);
+    if (data === undefined) return;
+    endedRuns.delete(job);
+    observe(job, data, outcome);
   });
   worker.on("failed", (job, error) => {
     if (!job) return;
