@@ -5,6 +5,9 @@
  * to fix it (no stack trace). Where Redis forbids reading the policy, the process starts with a
  * loud warning instead.
  */
+
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   type CascadeKind,
@@ -197,6 +200,19 @@ describe("process-specific settings", () => {
   it("api: PORT=abc", async () => {
     const line = await startupFailure("api", { PORT: "abc" });
     expect(line).toContain("PORT");
+  });
+
+  it("worker: METRICS_PORT already in use (naming the setting and the fix)", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = holder.address() as AddressInfo;
+      const line = await startupFailure("worker", { METRICS_PORT: String(port), HOST: "127.0.0.1" });
+      expect(line).toContain(`METRICS_PORT ${port}`);
+      expect(line).toMatch(/already in use/);
+    } finally {
+      holder.close();
+    }
   });
 
   it("worker: a provider's api_key_env variable is unset (naming the variable)", async () => {

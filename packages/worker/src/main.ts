@@ -2,6 +2,7 @@ import { createProviderRegistry, Resilience } from "@cascade/engine";
 import {
   AlertEvaluator,
   type CompletionQueue,
+  ConfigError,
   createKeys,
   createMetrics,
   createRedis,
@@ -75,6 +76,23 @@ async function main(): Promise<void> {
   // This process's metrics, served on METRICS_PORT when set (counters are per process).
   const metrics = createMetrics();
   resilience.onBreakerTransition(metrics.breakerTransition);
+  // Listening before any job is taken: a port in use stops the process with nothing in flight.
+  const metricsServer =
+    settings.METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer(metrics.registry, {
+          host: settings.HOST,
+          port: settings.METRICS_PORT,
+          onError: (error) => logger.error({ err: error }, "could not render metrics"),
+        }).catch((error: unknown) =>
+          fail(
+            new ConfigError(
+              (error as NodeJS.ErrnoException).code === "EADDRINUSE"
+                ? `METRICS_PORT ${settings.METRICS_PORT} on ${settings.HOST} is already in use; stop the other process or set METRICS_PORT to a free port`
+                : `cannot serve metrics on ${settings.HOST}:${settings.METRICS_PORT} (${(error as Error).message}); check HOST and METRICS_PORT`,
+            ),
+          ),
+        );
   // Every job that ends here is told to these (metrics, usage counts, alerts).
   // Usage, dashboard, alert and provider counts are gathered in memory and written every 200 ms (0023).
   const requestObservers: RequestObserver[] = [
@@ -134,14 +152,6 @@ async function main(): Promise<void> {
   const alerts = new AlertEvaluator({ config, redis: connection, keys, logger, webhookQueue });
   alerts.start();
   await resilience.listen(subscriber);
-  const metricsServer =
-    settings.METRICS_PORT === undefined
-      ? undefined
-      : await startMetricsServer(metrics.registry, {
-          host: settings.HOST,
-          port: settings.METRICS_PORT,
-          onError: (error) => logger.error({ err: error }, "could not render metrics"),
-        });
   await listenForCancellations(subscriber, keys, logger, (jobId) =>
     completions.interrupt(jobId, "cancelled"),
   );
