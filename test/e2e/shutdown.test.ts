@@ -171,4 +171,30 @@ describe("API SIGTERM", () => {
     // Clean up the queued job so the shared API's queue is left empty.
     expect((await http(api.url, "DELETE", `/v1/jobs/${created.body.id}`)).status).toBe(200);
   });
+
+  it("ends its job event streams at once (clients resume with Last-Event-ID), not after the whole grace", async () => {
+    const own: CascadeApi = await startApi({
+      env: { ...env, SHUTDOWN_TIMEOUT_MS: "8000" },
+      name: "api (event streams)",
+    });
+    owned.add(own);
+    const created = await postJob(own.url, { request: chatRequest("nobody takes me either") });
+    expect(created.status).toBe(202);
+    const streams = [false, true].map(async () => {
+      const response = await fetch(`${own.url}/v1/jobs/${created.body.id}/events`);
+      // The whole body, read to a clean end (a cut stream rejects here).
+      return response.text();
+    });
+    await sleep(300);
+
+    const signalledAt = Date.now();
+    own.kill("SIGTERM");
+    const status = await own.waitForExit(10_000);
+    expect(status, own.describe()).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt, "the API waited out its grace").toBeLessThan(4_000);
+    for (const body of await Promise.all(streams)) expect(body).toContain("event: status");
+    expect(own.describe()).not.toContain("drain took too long");
+
+    expect((await http(api.url, "DELETE", `/v1/jobs/${created.body.id}`)).status).toBe(200);
+  });
 });

@@ -248,6 +248,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
   streamsConnection.on("error", logRedisError("job event streams"));
   const streams = new StreamReader(streamsConnection, redis, logger);
   const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);
+  /** The job event streams open now (GET /v1/jobs/:id/events), ended on close. */
+  const eventStreams = new Set<() => void>();
   const store = new JobStore(
     queue,
     redis,
@@ -401,7 +403,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       newId: deps.newId ?? ((prefix) => newId(prefix)),
       observer: requestObserver,
     });
-    registerJobEventRoutes(instance, { store, waiters, streams, keys });
+    registerJobEventRoutes(instance, { store, waiters, streams, keys, open: eventStreams });
     registerBatchApi(instance, {
       config,
       store: new BatchStore(redis, keys, retention),
@@ -440,6 +442,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
       await waiters.close();
+      // Event streams are ended cleanly: their clients reconnect (to another API) with Last-Event-ID.
+      for (const end of [...eventStreams]) end();
       streams.close();
       await app.close();
       // The last gateway requests' usage, dashboard and alert counts (gathered, written every 200 ms).

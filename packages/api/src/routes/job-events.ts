@@ -44,11 +44,16 @@ export interface JobEventsDeps {
   waiters: JobWaiters;
   streams: StreamReader;
   keys: Keys;
+  /**
+   * The open event streams' `end`: on shutdown each is ended cleanly at once (its client resumes
+   * elsewhere with Last-Event-ID) instead of holding the process for its whole grace.
+   */
+  open: Set<() => void>;
 }
 
 /** GET /v1/jobs/:id/events: Server-Sent Events with Last-Event-ID resume and heartbeats. */
 export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps): void {
-  const { store, waiters, streams, keys } = deps;
+  const { store, waiters, streams, keys, open } = deps;
   app.withTypeProvider<ZodTypeProvider>().get(
     "/v1/jobs/:id/events",
     {
@@ -87,6 +92,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         else cleanups.push(cleanup);
       };
       request.raw.once("close", end);
+      open.add(end);
+      cleanups.push(() => open.delete(end));
       const heartbeat = setInterval(() => reply.raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
       cleanups.push(() => clearInterval(heartbeat));
       // A client that left before the close listener was there: no close event will come.
