@@ -604,6 +604,10 @@ describe("lean OpenAI client against the AI SDK path, on bodies the fake never s
         ),
     ],
     [
+      'finish_reason "error" (OpenRouter): a server_error, billed as its usage says',
+      () => send(200, completion({ content: "Hel" }, {}, { finish_reason: "error" })),
+    ],
+    [
       "a 503 with an HTTP-date retry-after far ahead",
       () => send(503, "", { "retry-after": "Wed, 21 Oct 2099 07:28:00 GMT" }),
     ],

@@ -67,7 +67,7 @@ import { registerAlertRoutes } from "./routes/alerts.js";
 import { registerBatchApi } from "./routes/batches.js";
 import { registerDashboardRoutes } from "./routes/dashboard.js";
 import { registerGatewayRoutes } from "./routes/gateway.js";
-import { registerJobEventRoutes } from "./routes/job-events.js";
+import { OpenEventStreams, registerJobEventRoutes } from "./routes/job-events.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOpsRoutes } from "./routes/ops.js";
@@ -249,7 +249,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const streams = new StreamReader(streamsConnection, redis, logger);
   const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);
   /** The job event streams open now (GET /v1/jobs/:id/events), ended on close. */
-  const eventStreams = new Set<() => void>();
+  const eventStreams = new OpenEventStreams();
   const store = new JobStore(
     queue,
     redis,
@@ -443,7 +443,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.
       await waiters.close();
       // Event streams are ended cleanly: their clients reconnect (to another API) with Last-Event-ID.
-      for (const end of [...eventStreams]) end();
+      eventStreams.close();
       streams.close();
       await app.close();
       // The last gateway requests' usage, dashboard and alert counts (gathered, written every 200 ms).

@@ -44,11 +44,32 @@ export interface JobEventsDeps {
   waiters: JobWaiters;
   streams: StreamReader;
   keys: Keys;
-  /**
-   * The open event streams' `end`: on shutdown each is ended cleanly at once (its client resumes
-   * elsewhere with Last-Event-ID) instead of holding the process for its whole grace.
-   */
-  open: Set<() => void>;
+  /** The open event streams, ended cleanly at shutdown. */
+  open: OpenEventStreams;
+}
+
+/**
+ * The job event streams open now: on shutdown each is ended cleanly at once (its client resumes
+ * elsewhere with Last-Event-ID) instead of holding the process for its whole grace; one that
+ * opens after (its handler was still reading the job) ends as soon as it is added.
+ */
+export class OpenEventStreams {
+  private readonly ends = new Set<() => void>();
+  private closed = false;
+
+  add(end: () => void): void {
+    if (this.closed) end();
+    else this.ends.add(end);
+  }
+
+  delete(end: () => void): void {
+    this.ends.delete(end);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const end of [...this.ends]) end();
+  }
 }
 
 /** GET /v1/jobs/:id/events: Server-Sent Events with Last-Event-ID resume and heartbeats. */
@@ -92,10 +113,11 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         else cleanups.push(cleanup);
       };
       request.raw.once("close", end);
-      open.add(end);
-      cleanups.push(() => open.delete(end));
       const heartbeat = setInterval(() => reply.raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
       cleanups.push(() => clearInterval(heartbeat));
+      // Last: while the API shuts down this ends the stream at once, undoing the above.
+      cleanups.push(() => open.delete(end));
+      open.add(end);
       // A client that left before the close listener was there: no close event will come.
       if (request.raw.socket?.destroyed || reply.raw.destroyed) end();
       if (ended) return;

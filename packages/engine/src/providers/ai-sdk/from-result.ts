@@ -3,6 +3,24 @@ import type { ToolCall } from "@cascade/shared";
 import { ProviderError } from "../provider-error.js";
 import type { Completion, FinishReason } from "../types.js";
 
+/**
+ * An answer the provider finished with `finish_reason: "error"` (OpenRouter's mid-stream error,
+ * also sent by some other OpenAI-compatible servers): what came before it is not a whole answer,
+ * whatever the SDK maps the reason to. A server_error; billed as the provider reported, if it did.
+ */
+export function errorFinish(
+  promptTokens: number | undefined,
+  completionTokens: number | undefined,
+): ProviderError {
+  return new ProviderError(
+    "server_error",
+    'the provider ended its answer with finish_reason "error"',
+    promptTokens === undefined && completionTokens === undefined
+      ? {}
+      : { usage: { promptTokens: promptTokens ?? 0, completionTokens: completionTokens ?? 0 } },
+  );
+}
+
 function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boolean): FinishReason {
   switch (reason.unified) {
     case "length":
@@ -58,6 +76,7 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
   const usage = result.usage;
   const promptTokens = usage.inputTokens.total;
   const completionTokens = usage.outputTokens.total;
+  if (result.finishReason.raw === "error") throw errorFinish(promptTokens, completionTokens);
   const found = refusalOf(result);
   const refusal = found?.refusal;
   if (found?.inText && text.endsWith(found.refusal)) {

@@ -143,9 +143,14 @@ interface ChatChunk {
   usage?: Json | null;
 }
 
-/** One event's data as the SDK's `safeParseJSON` gives it. */
+/**
+ * One event's data as the SDK's `safeParseJSON` gives it: a chunk, or OpenAI's error object (the
+ * union's halves told apart by `kind`: zod strips the keys a half does not know, so a chunk that
+ * also carries an `error` key is a chunk), or the error the SDK reports for data it cannot read.
+ */
 export type ParsedChunk =
-  | { success: true; value: ChatChunk | { error: Json }; rawValue: unknown }
+  | { success: true; kind: "chunk"; value: ChatChunk; rawValue: unknown }
+  | { success: true; kind: "error"; value: { error: Json }; rawValue: unknown }
   | { success: false; error: Error; rawValue: undefined };
 
 /** Parses one event's data: a chunk, OpenAI's error object, or the error the SDK would report. */
@@ -155,22 +160,22 @@ export function parseChunk(text: string): ParsedChunk {
     return { success: false, error: new JSONParseError({ text, cause: parsed.error }), rawValue: undefined };
   }
   const value = parsed.value;
-  if (isChatChunk(value)) return { success: true, value, rawValue: value };
+  if (isChatChunk(value)) return { success: true, kind: "chunk", value, rawValue: value };
   // zod keeps only the schema's keys: the error object as the SDK's error schema outputs it.
   const error = openAIErrorData(value);
-  if (error) return { success: true, value: error, rawValue: value };
+  if (error) return { success: true, kind: "error", value: error, rawValue: value };
   const cause = new TypeError("the event is neither a chat.completion.chunk nor an error object");
   return { success: false, error: new TypeValidationError({ value, cause }), rawValue: undefined };
 }
 
 /** OpenAI's error frame of a parsed chunk, if it is one. */
 export function errorFrameOf(chunk: ParsedChunk): Json | undefined {
-  return chunk.success && "error" in chunk.value ? (chunk.value.error as Json) : undefined;
+  return chunk.success && chunk.kind === "error" ? chunk.value.error : undefined;
 }
 
 /** The SDK's `isOpenAIChatOutputChunk`: a chunk with content, refusal, tool calls or annotations. */
 export function isOutputChunk(chunk: ParsedChunk): boolean {
-  if (!chunk.success || "error" in chunk.value) return false;
+  if (!chunk.success || chunk.kind !== "chunk") return false;
   const nonEmpty = (value: { length: number } | null | undefined) =>
     !isNullish(value) && (value?.length ?? 0) > 0;
   return chunk.value.choices.some((choice) => {
@@ -251,36 +256,65 @@ export class ChunkMapper {
   private readonly streamedLogprobs: unknown[] = [];
   private readonly providerMetadata: { openai: Json } = { openai: {} };
 
+  /** A chunk's parts, held until the chunk is read whole (see `chunk`). */
+  private held: LanguageModelV3StreamPart[] = [];
+
   constructor(
-    private readonly emit: (part: LanguageModelV3StreamPart) => void,
+    private readonly output: (part: LanguageModelV3StreamPart) => void,
     private readonly includeRawChunks: boolean,
   ) {
-    this.tracker = new StreamingToolCallTracker({ enqueue: emit } as never, {
+    this.tracker = new StreamingToolCallTracker({ enqueue: this.emit } as never, {
       generateId,
       typeValidation: "if-present",
     });
   }
 
-  start(warnings: SharedV3Warning[]): void {
-    this.emit({ type: "stream-start", warnings });
+  private readonly emit = (part: LanguageModelV3StreamPart): void => {
+    this.held.push(part);
+  };
+
+  /** Hands on the parts held, in order (the assembler may throw: an error part). */
+  private release(): void {
+    const parts = this.held;
+    this.held = [];
+    for (const part of parts) this.output(part);
   }
 
+  start(warnings: SharedV3Warning[]): void {
+    this.output({ type: "stream-start", warnings });
+  }
+
+  /**
+   * One event. Its parts go on once it is read whole: where the SDK's transform throws (the
+   * tracker refusing a tool call), its stream errors and the parts it queued for that chunk are
+   * dropped, only the raw chunk (read at once by the waiting reader) having gone on.
+   */
   chunk(chunk: ParsedChunk): void {
+    if (this.includeRawChunks) this.output({ type: "raw", rawValue: chunk.rawValue });
+    try {
+      this.read(chunk);
+    } catch (error) {
+      this.held = [];
+      throw error;
+    }
+    this.release();
+  }
+
+  private read(chunk: ParsedChunk): void {
     const { emit } = this;
-    if (this.includeRawChunks) emit({ type: "raw", rawValue: chunk.rawValue });
     if (!chunk.success) {
       this.finishReason = { unified: "error", raw: undefined };
       this.rawFinishReason = undefined;
       emit({ type: "error", error: chunk.error });
       return;
     }
-    const value = chunk.value;
-    if ("error" in value) {
+    if (chunk.kind === "error") {
       this.finishReason = { unified: "error", raw: undefined };
       this.rawFinishReason = undefined;
-      emit({ type: "error", error: value.error });
+      emit({ type: "error", error: chunk.value.error });
       return;
     }
+    const value = chunk.value;
     if (!this.metadataExtracted) {
       const id = value.id ?? undefined;
       const modelId = value.model ?? undefined;
@@ -354,5 +388,6 @@ export class ChunkMapper {
       usage: usageOf(this.usage),
       providerMetadata: this.providerMetadata as never,
     });
+    this.release();
   }
 }

@@ -1,4 +1,5 @@
 import type { ToolCall } from "@cascade/shared";
+import { errorFinish } from "../ai-sdk/from-result.js";
 import type { Completion, FinishReason } from "../types.js";
 
 /**
@@ -148,6 +149,13 @@ const nonEmpty = (value: unknown): value is string => typeof value === "string" 
 export function completionFromBody(body: Json & { choices: Json[] }): Completion {
   const choice = body.choices[0] as Json;
   const message = choice.message as Json;
+  if (choice.finish_reason === "error") {
+    const usage = body.usage as Json | null | undefined;
+    throw errorFinish(
+      isNullish(usage) ? undefined : (((usage as Json).prompt_tokens as number | null | undefined) ?? 0),
+      isNullish(usage) ? undefined : (((usage as Json).completion_tokens as number | null | undefined) ?? 0),
+    );
+  }
   // As doGenerate: the content (else an audio transcript); a refusal is kept apart (the SDK
   // would append it to the text), as OpenAI's message carries it.
   let text = "";

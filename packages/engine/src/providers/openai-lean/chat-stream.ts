@@ -1,6 +1,11 @@
 import { Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
-import { APICallError, type LanguageModelV3CallOptions, type SharedV3Warning } from "@ai-sdk/provider";
+import {
+  APICallError,
+  EmptyResponseBodyError,
+  type LanguageModelV3CallOptions,
+  type SharedV3Warning,
+} from "@ai-sdk/provider";
 import { createParser, type EventSourceMessage, type EventSourceParser } from "eventsource-parser";
 import type { Dispatcher } from "undici";
 import type { StreamCall } from "../ai-sdk/adapter.js";
@@ -72,6 +77,11 @@ class DeflateDecoder extends Transform {
       this.inner.on("error", (error) => this.destroy(error));
     }
     this.inner.write(chunk, () => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.inner?.destroy();
+    callback(error);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -224,7 +234,22 @@ class LeanStream implements Dispatcher.DispatchHandler {
       this.errorChunks = [];
       return;
     }
-    this.decoders = nullBody ? undefined : streamDecoders(record["content-encoding"]);
+    if (nullBody) {
+      // fetch gives these no body, and the SDK fails reading it (EmptyResponseBodyError).
+      const cause = new EmptyResponseBodyError({});
+      this.failStart(
+        new APICallError({
+          message: "Failed to process successful response",
+          cause,
+          statusCode,
+          url: this.target.url,
+          responseHeaders: record,
+          requestBodyValues: this.requestBody(),
+        }),
+      );
+      return;
+    }
+    this.decoders = streamDecoders(record["content-encoding"]);
     const decoders = this.decoders;
     if (!decoders) return;
     for (let index = 0; index < decoders.length; index += 1) {
