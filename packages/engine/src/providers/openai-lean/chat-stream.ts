@@ -39,15 +39,45 @@ import { type ChatModelInternals, type LeanTarget, leanTargets } from "./target.
 
 type Json = Record<string, unknown>;
 
-/** The SDK's `getStatusCode` for a stream's error frame (createOpenAIStreamError). */
-function frameStatus(frame: Json): number {
-  const code = frame.code;
+const isRecord = (value: unknown): value is Json => typeof value === "object" && value !== null;
+
+/**
+ * The SDK's `parseStreamError` (createOpenAIStreamError) of an error frame read before any output:
+ * a Responses API `response.failed` event's error, else the frame as an error object when it has a
+ * message and looks like one; undefined otherwise (status 500 and a generic message then).
+ */
+function streamErrorOf(frame: unknown): { message: string; code: unknown; type: unknown } | undefined {
+  if (!isRecord(frame)) return undefined;
+  const pick = (value: unknown) =>
+    typeof value === "string" || typeof value === "number" ? value : undefined;
+  if (frame.type === "response.failed") {
+    const error = isRecord(frame.response) ? frame.response.error : undefined;
+    return isRecord(error) && typeof error.message === "string"
+      ? { message: error.message, code: pick(error.code), type: "response.failed" }
+      : undefined;
+  }
+  const nested = isRecord(frame.error) ? frame.error : undefined;
+  const error = nested ?? frame;
+  const looksLikeOne =
+    nested !== undefined || typeof error.type === "string" || "code" in error || "param" in error;
+  return typeof error.message === "string" && looksLikeOne
+    ? {
+        message: error.message,
+        code: pick(error.code),
+        type: typeof error.type === "string" ? error.type : undefined,
+      }
+    : undefined;
+}
+
+/** The SDK's `getStatusCode` for a stream's error (createOpenAIStreamError). */
+function frameStatus(error: { code: unknown; type: unknown }): number {
+  const code = error.code;
   if (typeof code === "number" && Number.isInteger(code) && code >= 400 && code <= 599) return code;
   if (typeof code === "string" && /^\d{3}$/.test(code)) {
     const numeric = Number(code);
     if (numeric >= 400 && numeric <= 599) return numeric;
   }
-  const words = [frame.code, frame.type]
+  const words = [error.code, error.type]
     .filter((value) => typeof value === "string" || typeof value === "number")
     .join(" ")
     .toLowerCase();
@@ -343,14 +373,12 @@ class LeanStream implements Dispatcher.DispatchHandler {
     const frame = errorFrameOf(chunk);
     if (frame) {
       // The SDK's createOpenAIStreamError: doStream fails, nothing of the stream was read.
+      const streamError = streamErrorOf(frame);
       const error = new APICallError({
-        message:
-          typeof frame.message === "string"
-            ? frame.message
-            : "OpenAI stream failed before any output was generated",
+        message: streamError?.message ?? "OpenAI stream failed before any output was generated",
         url: this.target.url,
         requestBodyValues: this.requestBody(),
-        statusCode: frameStatus(frame),
+        statusCode: streamError ? frameStatus(streamError) : 500,
         responseHeaders: this.answer?.headers,
         responseBody: JSON.stringify(frame),
         data: frame,
