@@ -14,28 +14,15 @@
  * `npm test` runs BASE_RUNS cases (a few seconds); FUZZ_RUNS multiplies them (fuzz-settings.ts,
  * `pnpm fuzz`), FUZZ_SEED and FUZZ_PATH replay the case fast-check reported.
  */
-import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
-import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
-import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
 import {
-  unwatchResponse,
-  watchChunks,
-  watchedFetch,
-} from "../../packages/engine/src/providers/response-watch.js";
-import type {
-  Completion,
-  ProviderAdapter,
-  ProviderCall,
-  StreamDelta,
-} from "../../packages/engine/src/providers/types.js";
-import {
-  type FakeHttpServer,
-  type FakeRequestContext,
-  startFakeHttpServer,
-} from "../support/fake-upstream-common.js";
+  type StreamOutcome,
+  type StreamParity,
+  startStreamParity,
+  streamCall,
+  streamOutcome,
+} from "../support/stream-parity.js";
 import { fuzzParameters, fuzzTimeoutMs, REPLAYING_ONE_CASE } from "./fuzz-settings.js";
 
 const BASE_RUNS = 150;
@@ -63,88 +50,8 @@ const STRICT = process.env.FUZZ_STRICT_PARITY === "1";
 /** A call that takes longer than this hung: a failure of its own, not an outcome to compare. */
 const CALL_TIMEOUT_MS = 5_000;
 
-// ---------------------------------------------------------------------------------------------
-// The outcome of one streamed call, as the example-based parity test collects it.
-
-function callFor(): ProviderCall {
-  return {
-    request: {
-      messages: [{ role: "user", content: "What is 2+2?" }],
-      max_tokens: 50,
-      stream: true,
-    } as ChatRequest,
-    modelId: "m",
-    model: { provider: "p", name: "m" } as ModelConfig,
-    upstreamName: "m",
-    signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
-  };
-}
-
-/** Generated tool-call ids differ from run to run: their length is what both paths share. */
-const maskId = (id: string) => (/^call_/.test(id) ? id : `generated:${id.length}`);
-
-function masked(deltas: StreamDelta[]) {
-  return deltas.map((delta) => ({
-    ...delta,
-    ...(delta.toolCalls
-      ? { toolCalls: delta.toolCalls.map((call) => (call.id ? { ...call, id: maskId(call.id) } : call)) }
-      : {}),
-  }));
-}
-
-interface Failure {
-  reason: string;
-  message: string;
-  httpStatus: number | undefined;
-  retryAfterMs: number | undefined;
-  providerSpecific: unknown;
-  usage: unknown;
-}
-type Outcome =
-  | { completion: Completion; deltas: StreamDelta[]; heartbeats: boolean[]; watched: boolean | undefined }
-  | { error: Failure; deltas: StreamDelta[]; heartbeats: boolean[] }
-  | { thrown: string };
-
-/** What a streamed call came to: its answer or error, every delta, the heartbeats, the chunks watched. */
-async function outcome(adapter: ProviderAdapter, call: ProviderCall): Promise<Outcome> {
-  const deltas: StreamDelta[] = [];
-  const heartbeats: boolean[] = [];
-  let chunks = 0;
-  watchChunks(call.signal, () => {
-    chunks += 1;
-  });
-  const sink = {
-    delta: (part: StreamDelta) => void deltas.push(structuredClone(part)),
-    heartbeat: (output: boolean) => void heartbeats.push(output),
-  };
-  try {
-    const completion = await adapter.stream(call, sink);
-    const toolCalls = completion.toolCalls.map((toolCall) => ({ ...toolCall, id: maskId(toolCall.id) }));
-    return {
-      completion: { ...completion, toolCalls },
-      deltas: masked(deltas),
-      heartbeats,
-      watched: chunks > 0,
-    };
-  } catch (error) {
-    if (!(error instanceof ProviderError)) return { thrown: String(error) };
-    return {
-      error: {
-        reason: error.reason,
-        // A chunk the schema refuses: zod's list of issues is not reproduced, the rest is.
-        message: error.message.replace(/Error message: [\s\S]*$/, "Error message: …"),
-        httpStatus: error.httpStatus,
-        retryAfterMs: error.retryAfterMs,
-        providerSpecific: error.providerSpecific,
-        usage: error.usage,
-      },
-      deltas: masked(deltas),
-      heartbeats,
-    };
-  } finally {
-    unwatchResponse(call.signal);
-  }
-}
+/** A streamed call, bounded: one that takes longer hung. */
+const callFor = () => streamCall({}, AbortSignal.timeout(CALL_TIMEOUT_MS));
 
 // ---------------------------------------------------------------------------------------------
 // What is drawn: a stream's events as plain data (so fast-check can shrink and print them), then
@@ -827,43 +734,19 @@ function piecesOf(wire: WireCase): Buffer[] {
 // ---------------------------------------------------------------------------------------------
 
 describe("lean OpenAI streams against the AI SDK's doStream: generated SSE bodies", () => {
-  let server: FakeHttpServer;
-  let answer: (context: FakeRequestContext) => void | Promise<void>;
-  let sdk: ProviderAdapter;
-  let lean: ProviderAdapter;
-  const bodies: string[] = [];
-  let fetches = 0;
+  let parity: StreamParity;
   const reached = new Map<string, number>();
 
   beforeAll(async () => {
-    server = await startFakeHttpServer(async (context) => {
-      bodies.push(context.rawBody);
-      await answer(context);
-    });
-    const provider = { type: "openai", base_url: `${server.origin}/v1` } as ProviderConfig;
-    const http = createProviderHttp({ connections: 8 });
-    const watched = watchedFetch(http.fetch);
-    const fetch: typeof globalThis.fetch = (input, init) => {
-      fetches += 1;
-      return watched(input, init);
-    };
-    sdk = createOpenAIAdapter("p", provider, KEY, fetch, { "X-Title": "parity" });
-    lean = createOpenAIAdapter(
-      "p",
-      provider,
-      KEY,
-      fetch,
-      { "X-Title": "parity" },
-      { dispatcher: http.dispatcher },
-    );
+    parity = await startStreamParity(KEY);
   });
   afterAll(async () => {
-    await server?.close();
+    await parity?.close();
   });
 
   const serve = (wire: WireCase) => {
     const pieces = piecesOf(wire);
-    answer = async ({ response, signal }) => {
+    parity.answer(async ({ response, signal }) => {
       response.writeHead(200, { "content-type": wire.contentType });
       for (const piece of pieces) {
         if (signal.aborted) return;
@@ -872,18 +755,19 @@ describe("lean OpenAI streams against the AI SDK's doStream: generated SSE bodie
       }
       if (wire.close === "destroy") response.socket?.destroy();
       else response.end();
-    };
+    });
   };
 
   /** Both paths' outcomes for one case, the parts that are timing rather than behaviour set aside. */
-  async function both(wire: WireCase): Promise<{ viaSdk: Outcome; viaLean: Outcome }> {
+  async function both(wire: WireCase): Promise<{ viaSdk: StreamOutcome; viaLean: StreamOutcome }> {
     serve(wire);
+    const { bodies } = parity;
     bodies.length = 0;
-    const viaSdk = await outcome(sdk, callFor());
-    const before = fetches;
-    const viaLean = await outcome(lean, callFor());
+    const viaSdk = await streamOutcome(parity.sdk, callFor());
+    const before = parity.fetches();
+    const viaLean = await streamOutcome(parity.lean, callFor());
     // The lean path makes its call without fetch, and sends the same request.
-    expect(fetches).toBe(before);
+    expect(parity.fetches()).toBe(before);
     expect(bodies[1]).toBe(bodies[0]);
     for (const [path, result] of [
       ["sdk", viaSdk],

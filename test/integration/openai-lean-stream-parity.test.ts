@@ -1,24 +1,7 @@
 import { gzipSync } from "node:zlib";
-import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
+import type { ChatRequest } from "@cascade/shared";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createProviderHttp } from "../../packages/engine/src/providers/http.js";
-import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
-import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
-import {
-  unwatchResponse,
-  watchChunks,
-  watchedFetch,
-} from "../../packages/engine/src/providers/response-watch.js";
-import type {
-  ProviderAdapter,
-  ProviderCall,
-  StreamDelta,
-} from "../../packages/engine/src/providers/types.js";
-import {
-  type FakeHttpServer,
-  type FakeRequestContext,
-  startFakeHttpServer,
-} from "../support/fake-upstream-common.js";
+import { type StreamParity, startStreamParity, streamCall, streamOutcome } from "../support/stream-parity.js";
 
 /**
  * The lean client's streams (ADR 0031: one dispatch, eventsource-parser fed directly, a
@@ -30,78 +13,8 @@ import {
 
 const KEY = "sk-test-stream-parity";
 
-function callFor(request: Partial<ChatRequest> = {}, signal?: AbortSignal): ProviderCall {
-  return {
-    request: {
-      messages: [{ role: "user", content: "What is 2+2?" }],
-      max_tokens: 50,
-      stream: true,
-      ...request,
-    } as ChatRequest,
-    modelId: "m",
-    model: { provider: "p", name: "m" } as ModelConfig,
-    upstreamName: "m",
-    signal: signal ?? AbortSignal.timeout(10_000),
-  };
-}
-
-/** What a streamed call came to: its answer or error, every delta, the output heartbeats, the chunks watched. */
-async function outcome(adapter: ProviderAdapter, call: ProviderCall) {
-  const deltas: StreamDelta[] = [];
-  const heartbeats: boolean[] = [];
-  let chunks = 0;
-  watchChunks(call.signal, () => {
-    chunks += 1;
-  });
-  const sink = {
-    delta: (part: StreamDelta) => void deltas.push(structuredClone(part)),
-    heartbeat: (output: boolean) => void heartbeats.push(output),
-  };
-  try {
-    const completion = await adapter.stream(call, sink);
-    const toolCalls = completion.toolCalls.map((call) => ({
-      ...call,
-      id: /^call_/.test(call.id) ? call.id : `generated:${call.id.length}`,
-    }));
-    return {
-      completion: { ...completion, toolCalls },
-      deltas: masked(deltas),
-      heartbeats,
-      watched: chunks > 0,
-    };
-  } catch (error) {
-    if (!(error instanceof ProviderError)) return { thrown: String(error) };
-    return {
-      error: {
-        reason: error.reason,
-        // A chunk the schema refuses: zod's list of issues is not reproduced, the rest is.
-        message: error.message.replace(/Error message: [\s\S]*$/, "Error message: …"),
-        httpStatus: error.httpStatus,
-        retryAfterMs: error.retryAfterMs,
-        providerSpecific: error.providerSpecific,
-        usage: error.usage,
-      },
-      deltas: masked(deltas),
-      heartbeats,
-    };
-  } finally {
-    unwatchResponse(call.signal);
-  }
-}
-
-/** Generated tool-call ids differ from run to run: their length is what both paths share. */
-function masked(deltas: StreamDelta[]) {
-  return deltas.map((delta) => ({
-    ...delta,
-    ...(delta.toolCalls
-      ? {
-          toolCalls: delta.toolCalls.map((call) =>
-            call.id && !/^call_/.test(call.id) ? { ...call, id: `generated:${call.id.length}` } : call,
-          ),
-        }
-      : {}),
-  }));
-}
+const callFor = streamCall;
+const outcome = streamOutcome;
 
 const chunk = (delta: object | null, extra: object = {}, choice: object = {}) =>
   JSON.stringify({
@@ -130,45 +43,26 @@ const sse = (...events: string[]) => events.map((data) => `data: ${data}\n\n`).j
 const role = chunk({ role: "assistant", content: "" });
 
 describe("lean OpenAI streams against the AI SDK's doStream", () => {
-  let server: FakeHttpServer;
-  let answer: (context: FakeRequestContext) => void | Promise<void>;
-  let sdk: ProviderAdapter;
-  let lean: ProviderAdapter;
-  const bodies: string[] = [];
-  let fetches = 0;
+  let parity: StreamParity;
+  let sdk: StreamParity["sdk"];
+  let lean: StreamParity["lean"];
+  let bodies: string[];
 
   beforeAll(async () => {
-    server = await startFakeHttpServer(async (context) => {
-      bodies.push(context.rawBody);
-      await answer(context);
-    });
-    const provider = { type: "openai", base_url: `${server.origin}/v1` } as ProviderConfig;
-    const http = createProviderHttp({ connections: 8 });
-    const watched = watchedFetch(http.fetch);
-    const fetch: typeof globalThis.fetch = (input, init) => {
-      fetches += 1;
-      return watched(input, init);
-    };
-    sdk = createOpenAIAdapter("p", provider, KEY, fetch, { "X-Title": "parity" });
-    lean = createOpenAIAdapter(
-      "p",
-      provider,
-      KEY,
-      fetch,
-      { "X-Title": "parity" },
-      { dispatcher: http.dispatcher },
-    );
+    parity = await startStreamParity(KEY);
+    ({ sdk, lean, bodies } = parity);
   });
   afterAll(async () => {
-    await server?.close();
+    await parity?.close();
   });
+  const answer = (handler: Parameters<StreamParity["answer"]>[0]) => parity.answer(handler);
 
   /** Sends `body` in pieces of `piece` bytes (a piece boundary may fall inside a character or a line). */
   const stream = (
     body: string | Buffer,
     options: { piece?: number; status?: number; headers?: object; cut?: boolean } = {},
   ) => {
-    answer = async ({ response }) => {
+    answer(async ({ response }) => {
       response.writeHead(options.status ?? 200, { "content-type": "text/event-stream", ...options.headers });
       const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
       const piece = options.piece ?? bytes.length;
@@ -178,13 +72,13 @@ describe("lean OpenAI streams against the AI SDK's doStream", () => {
       }
       if (options.cut) response.socket?.destroy();
       else response.end();
-    };
+    });
   };
 
   async function same(request: Partial<ChatRequest> = {}, options: { activityBeats?: "any" } = {}) {
     bodies.length = 0;
     const viaSdk = await outcome(sdk, callFor(request));
-    const before = fetches;
+    const before = parity.fetches();
     const viaLean = await outcome(lean, callFor(request));
     if (options.activityBeats === "any" && viaSdk.heartbeats && viaLean.heartbeats) {
       // Which of a failed chunk's parts a web stream still hands over before erroring is timing:
@@ -193,7 +87,7 @@ describe("lean OpenAI streams against the AI SDK's doStream", () => {
       viaLean.heartbeats = viaSdk.heartbeats;
     }
     // The lean path makes its call without fetch.
-    expect(fetches).toBe(before);
+    expect(parity.fetches()).toBe(before);
     expect(viaLean).toEqual(viaSdk);
     expect(bodies[1]).toBe(bodies[0]);
     return viaLean;
@@ -499,12 +393,12 @@ describe("lean OpenAI streams against the AI SDK's doStream", () => {
 
   it("an abort mid-stream rejects with the signal's reason on both paths, and closes the connection", async () => {
     let closed = 0;
-    answer = async ({ response, signal }) => {
+    answer(async ({ response, signal }) => {
       response.writeHead(200, { "content-type": "text/event-stream" });
       response.write(sse(role, chunk({ content: "Hi" })));
       await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
       closed += 1;
-    };
+    });
     for (const adapter of [sdk, lean]) {
       const controller = new AbortController();
       const reason = new Error("caller left");

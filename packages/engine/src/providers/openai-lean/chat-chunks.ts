@@ -8,6 +8,19 @@ import {
 import { generateId, StreamingToolCallTracker } from "@ai-sdk/provider-utils";
 import { openAIErrorData } from "./failures.js";
 import { parseJsonSecurely } from "./json-body.js";
+import {
+  arrayOf,
+  isAnnotation,
+  isLogprobs,
+  isNullish,
+  isNumber,
+  isObject,
+  isUsage,
+  type Json,
+  nullishArrayOf,
+  nullishNumber,
+  nullishString,
+} from "./schema-checks.js";
 
 /**
  * A streamed `chat.completion.chunk` read as @ai-sdk/openai 3.0.141's `doStream` reads it: each
@@ -18,32 +31,6 @@ import { parseJsonSecurely } from "./json-body.js";
  * parts. https://platform.openai.com/docs/api-reference/chat-streaming/streaming
  */
 
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
-const isNullish = (value: unknown) => value === undefined || value === null;
-// zod 4's z.number() refuses NaN and ±Infinity (JSON.parse("1e999") is Infinity).
-const isNumber = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
-const nullishString = (value: unknown) => isNullish(value) || typeof value === "string";
-const nullishNumber = (value: unknown) => isNullish(value) || isNumber(value);
-
-function arrayOf(value: unknown, item: (element: unknown) => boolean): boolean {
-  if (!Array.isArray(value)) return false;
-  for (const element of value) if (!item(element)) return false;
-  return true;
-}
-const nullishArrayOf = (value: unknown, item: (element: unknown) => boolean) =>
-  isNullish(value) || arrayOf(value, item);
-
-const isTopLogprob = (value: unknown) =>
-  isObject(value) && typeof value.token === "string" && isNumber(value.logprob);
-const isTokenLogprob = (value: unknown) =>
-  isObject(value) &&
-  typeof value.token === "string" &&
-  isNumber(value.logprob) &&
-  arrayOf(value.top_logprobs, isTopLogprob);
-
 const isToolCallDelta = (value: unknown) =>
   isObject(value) &&
   isNumber(value.index) &&
@@ -52,18 +39,6 @@ const isToolCallDelta = (value: unknown) =>
   isObject(value.function) &&
   nullishString(value.function.name) &&
   nullishString(value.function.arguments);
-
-const isAnnotation = (value: unknown) => {
-  if (!isObject(value) || value.type !== "url_citation") return false;
-  const citation = value.url_citation;
-  return (
-    isObject(citation) &&
-    isNumber(citation.start_index) &&
-    isNumber(citation.end_index) &&
-    typeof citation.url === "string" &&
-    typeof citation.title === "string"
-  );
-};
 
 const isDelta = (value: unknown) =>
   isNullish(value) ||
@@ -74,39 +49,12 @@ const isDelta = (value: unknown) =>
     nullishArrayOf(value.tool_calls, isToolCallDelta) &&
     nullishArrayOf(value.annotations, isAnnotation));
 
-const isLogprobs = (value: unknown) =>
-  isNullish(value) ||
-  (isObject(value) &&
-    nullishArrayOf(value.content, isTokenLogprob) &&
-    nullishArrayOf(value.refusal, isTokenLogprob));
-
 const isChoice = (value: unknown) =>
   isObject(value) &&
   isDelta(value.delta) &&
   isLogprobs(value.logprobs) &&
   nullishString(value.finish_reason) &&
   isNumber(value.index);
-
-function isUsage(value: unknown): boolean {
-  if (isNullish(value)) return true;
-  if (!isObject(value)) return false;
-  const prompt = value.prompt_tokens_details;
-  const completion = value.completion_tokens_details;
-  return (
-    nullishNumber(value.prompt_tokens) &&
-    nullishNumber(value.completion_tokens) &&
-    nullishNumber(value.total_tokens) &&
-    (isNullish(prompt) ||
-      (isObject(prompt) &&
-        nullishNumber(prompt.cached_tokens) &&
-        nullishNumber(prompt.cache_write_tokens))) &&
-    (isNullish(completion) ||
-      (isObject(completion) &&
-        nullishNumber(completion.reasoning_tokens) &&
-        nullishNumber(completion.accepted_prediction_tokens) &&
-        nullishNumber(completion.rejected_prediction_tokens)))
-  );
-}
 
 /** Whether the chunk half of the SDK's union accepts this value. */
 function isChatChunk(value: unknown): value is ChatChunk {

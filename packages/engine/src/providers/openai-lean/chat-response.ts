@@ -1,6 +1,19 @@
 import type { ToolCall } from "@cascade/shared";
 import { errorFinish } from "../ai-sdk/from-result.js";
 import type { Completion, FinishReason } from "../types.js";
+import {
+  arrayOf,
+  isAnnotation,
+  isLogprobs,
+  isNullish,
+  isNumber,
+  isObject,
+  isUsage,
+  type Json,
+  nullishArrayOf,
+  nullishNumber,
+  nullishString,
+} from "./schema-checks.js";
 
 /**
  * A `chat.completion` body checked by hand against exactly what @ai-sdk/openai 3.0.141's
@@ -10,34 +23,6 @@ import type { Completion, FinishReason } from "../types.js";
  * https://platform.openai.com/docs/api-reference/chat/object
  */
 
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
-const isNullish = (value: unknown) => value === undefined || value === null;
-// zod 4's z.number() refuses NaN and ±Infinity (JSON.parse("1e999") is Infinity).
-const isNumber = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
-const nullishString = (value: unknown) => isNullish(value) || typeof value === "string";
-const nullishNumber = (value: unknown) => isNullish(value) || isNumber(value);
-
-function arrayOf(value: unknown, item: (element: unknown) => boolean): boolean {
-  if (!Array.isArray(value)) return false;
-  for (const element of value) if (!item(element)) return false;
-  return true;
-}
-
-const nullishArrayOf = (value: unknown, item: (element: unknown) => boolean) =>
-  isNullish(value) || arrayOf(value, item);
-
-const isTopLogprob = (value: unknown) =>
-  isObject(value) && typeof value.token === "string" && isNumber(value.logprob);
-
-const isTokenLogprob = (value: unknown) =>
-  isObject(value) &&
-  typeof value.token === "string" &&
-  isNumber(value.logprob) &&
-  arrayOf(value.top_logprobs, isTopLogprob);
-
 const isToolCall = (value: unknown) =>
   isObject(value) &&
   nullishString(value.id) &&
@@ -45,18 +30,6 @@ const isToolCall = (value: unknown) =>
   isObject(value.function) &&
   typeof value.function.name === "string" &&
   typeof value.function.arguments === "string";
-
-const isAnnotation = (value: unknown) => {
-  if (!isObject(value) || value.type !== "url_citation") return false;
-  const citation = value.url_citation;
-  return (
-    isObject(citation) &&
-    isNumber(citation.start_index) &&
-    isNumber(citation.end_index) &&
-    typeof citation.url === "string" &&
-    typeof citation.title === "string"
-  );
-};
 
 function isMessage(value: unknown): boolean {
   if (!isObject(value)) return false;
@@ -70,39 +43,12 @@ function isMessage(value: unknown): boolean {
   );
 }
 
-const isLogprobs = (value: unknown) =>
-  isNullish(value) ||
-  (isObject(value) &&
-    nullishArrayOf(value.content, isTokenLogprob) &&
-    nullishArrayOf(value.refusal, isTokenLogprob));
-
 const isChoice = (value: unknown) =>
   isObject(value) &&
   isMessage(value.message) &&
   isNumber(value.index) &&
   isLogprobs(value.logprobs) &&
   nullishString(value.finish_reason);
-
-function isUsage(value: unknown): boolean {
-  if (isNullish(value)) return true;
-  if (!isObject(value)) return false;
-  const prompt = value.prompt_tokens_details;
-  const completion = value.completion_tokens_details;
-  return (
-    nullishNumber(value.prompt_tokens) &&
-    nullishNumber(value.completion_tokens) &&
-    nullishNumber(value.total_tokens) &&
-    (isNullish(prompt) ||
-      (isObject(prompt) &&
-        nullishNumber(prompt.cached_tokens) &&
-        nullishNumber(prompt.cache_write_tokens))) &&
-    (isNullish(completion) ||
-      (isObject(completion) &&
-        nullishNumber(completion.reasoning_tokens) &&
-        nullishNumber(completion.accepted_prediction_tokens) &&
-        nullishNumber(completion.rejected_prediction_tokens)))
-  );
-}
 
 /** Whether the SDK's response schema accepts this parsed body. */
 export function isChatCompletionBody(value: unknown): value is Json & { choices: Json[] } {
