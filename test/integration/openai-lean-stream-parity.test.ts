@@ -391,6 +391,24 @@ describe("lean OpenAI streams against the AI SDK's doStream", () => {
     expect(sent.messages.map((message: { name?: string }) => message.name)).toEqual(["rules", "alice"]);
   });
 
+  it("a provider that keeps the connection open after [DONE]: the finished answer stands (lean path only)", async () => {
+    let closed = false;
+    answer(async ({ response, signal }) => {
+      response.writeHead(200, { "content-type": "text/event-stream" });
+      response.write(
+        sse(role, chunk({ content: "Hello" }), chunk({ content: " done" }), finish("stop"), usage, "[DONE]"),
+      );
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      closed = true;
+    });
+    // The SDK path waits for the body's end (here: its signal); the idle timeout would fail it.
+    const startedAt = Date.now();
+    const result = await outcome(lean, callFor({}, AbortSignal.timeout(8_000)));
+    expect(result).toMatchObject({ completion: { content: "Hello done", finishReason: "stop" } });
+    expect(Date.now() - startedAt).toBeLessThan(4_000);
+    await expect.poll(() => closed).toBe(true);
+  });
+
   it("an abort mid-stream rejects with the signal's reason on both paths, and closes the connection", async () => {
     let closed = 0;
     answer(async ({ response, signal }) => {

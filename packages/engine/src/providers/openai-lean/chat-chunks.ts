@@ -228,6 +228,11 @@ export class ChunkMapper {
     for (const part of parts) this.output(part);
   }
 
+  /** Whether a chunk carried the provider's finish reason. */
+  get finished(): boolean {
+    return this.rawFinishReason !== undefined;
+  }
+
   start(warnings: SharedV3Warning[]): void {
     this.output({ type: "stream-start", warnings });
   }

@@ -91,6 +91,9 @@ function frameStatus(error: { code: unknown; type: unknown }): number {
   return 500;
 }
 
+/** How long a body may go on after [DONE] (it should end with it) before the answer stands. */
+const DONE_GRACE_MS = 500;
+
 const inflateOptions = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
 
 /** fetch's "deflate": zlib-wrapped, or raw deflate when the first byte is not a zlib header's. */
@@ -169,6 +172,8 @@ class LeanStream implements Dispatcher.DispatchHandler {
   private readonly onChunk: (() => void) | undefined;
   private readonly assembler: StreamAssembler;
   private readonly mapper: ChunkMapper;
+  /** Set when [DONE] followed the finish and the body had not ended yet (endAtDone). */
+  private doneTimer: NodeJS.Timeout | undefined;
   /** Until the first output chunk: the SDK holds the chunks back to see an early error. */
   private peeking = true;
   private held: ParsedChunk[] = [];
@@ -202,6 +207,7 @@ class LeanStream implements Dispatcher.DispatchHandler {
   private settle(): void {
     this.settled = true;
     this.signal.removeEventListener("abort", this);
+    if (this.doneTimer) clearTimeout(this.doneTimer);
     if (this.decoders) for (const decoder of this.decoders) decoder.destroy();
   }
 
@@ -359,7 +365,17 @@ class LeanStream implements Dispatcher.DispatchHandler {
   }
 
   private event(event: EventSourceMessage): void {
-    if (this.settled || event.data === "[DONE]") return;
+    if (this.settled) return;
+    if (event.data === "[DONE]") {
+      // The answer is whole once the provider finished it and said [DONE]; the body's end should
+      // follow at once. A server that keeps the connection open after it gets a moment, then the
+      // answer stands (the SDK would wait for the end, and the idle timeout would throw it away).
+      if (this.mapper.finished && !this.doneTimer) {
+        this.doneTimer = setTimeout(() => this.endAtDone(), DONE_GRACE_MS);
+        this.doneTimer.unref();
+      }
+      return;
+    }
     const chunk = parseChunk(event.data);
     if (!this.peeking) {
       this.mapper.chunk(chunk);
@@ -405,14 +421,31 @@ class LeanStream implements Dispatcher.DispatchHandler {
     try {
       // EventSourceParserStream has no flush: an event the body did not end is dropped.
       this.parser.feed(this.text.decode());
-      if (this.peeking) this.release();
-      this.mapper.flush();
-      const result = this.assembler.result();
-      this.settle();
-      this.resolve(result);
+      this.answerNow();
     } catch (error) {
       this.fail(error);
     }
+  }
+
+  /** [DONE] came after the finish, and the body did not end within DONE_GRACE_MS: answer anyway. */
+  private endAtDone(): void {
+    if (this.settled) return;
+    try {
+      this.answerNow();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    // The rest of that body is never read: its connection cannot be used again.
+    this.controller?.abort(new Error("the provider kept the connection open after [DONE]"));
+  }
+
+  private answerNow(): void {
+    if (this.peeking) this.release();
+    this.mapper.flush();
+    const result = this.assembler.result();
+    this.settle();
+    this.resolve(result);
   }
 }
 
