@@ -25,6 +25,7 @@ import { ChunkMapper, errorFrameOf, isOutputChunk, type ParsedChunk, parseChunk 
 import { failedResponseError, transportError } from "./failures.js";
 import { bodyText } from "./json-body.js";
 import { codingsRefused, decoded, headerRecord, NULL_BODY_STATUSES, TransportFailure } from "./post-json.js";
+import type { Json } from "./schema-checks.js";
 import { type ChatModelInternals, type LeanTarget, leanTargets } from "./target.js";
 
 /**
@@ -36,8 +37,6 @@ import { type ChatModelInternals, type LeanTarget, leanTargets } from "./target.
  * request body, the peek at the first events (an error before any output fails the stream's
  * start), the errors and their classification are the SDK path's (ADR 0031).
  */
-
-type Json = Record<string, unknown>;
 
 const isRecord = (value: unknown): value is Json => typeof value === "object" && value !== null;
 

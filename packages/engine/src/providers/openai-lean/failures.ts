@@ -1,6 +1,7 @@
 import { APICallError } from "@ai-sdk/provider";
 import { parseJsonSecurely } from "./json-body.js";
 import { type RawAnswer, TransportFailure } from "./post-json.js";
+import { isNullish, isObject } from "./schema-checks.js";
 
 /**
  * The errors @ai-sdk/provider-utils' `postJsonToApi` builds for a failed call (its failed-response
@@ -10,10 +11,6 @@ import { type RawAnswer, TransportFailure } from "./post-json.js";
  */
 
 type ErrorData = { error: Record<string, unknown> & { message: string } };
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
-const isNullish = (value: unknown) => value === undefined || value === null;
 
 /**
  * @ai-sdk/openai's `openaiErrorDataSchema`, `{error: {message: string, type?, param?, code?}}`, and
