@@ -176,12 +176,13 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   }
 
   private write(json: string): void {
-    // Chunks that arrive in one tick (a provider's TCP read often holds several) go out in one
-    // socket write: corked until the next tick.
+    // Chunks that arrive in one turn of the event loop (a provider's TCP read often holds
+    // several) go out in one socket write: corked until the turn's I/O is handled. An answer that
+    // ends in the same turn (its finish, usage and [DONE]) joins that write: end() uncorks.
     if (!this.corked) {
       this.corked = true;
       this.response.cork();
-      process.nextTick(this.uncork);
+      setImmediate(this.uncork);
     }
     // A caller that stopped reading while the provider goes on: what it has not taken piles up
     // here. Past MAX_UNREAD_BYTES of earlier chunks it is treated as gone (the response's close
@@ -195,6 +196,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
 
   private readonly uncork = (): void => {
     this.corked = false;
-    this.response.uncork();
+    // end() has already sent everything (it uncorks the socket fully).
+    if (!this.response.writableEnded) this.response.uncork();
   };
 }

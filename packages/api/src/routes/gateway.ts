@@ -193,19 +193,20 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
         const fallbacks = fallbacksOf({ attempts, model: modelId });
         // Opened by the answer's end (it came within stream_hold_ms): its attempt is recorded.
         const answering = attempts.at(-1)?.outcome === "success" ? 0 : 1;
-        reply.raw.writeHead(200, {
-          ...headers(),
-          "content-type": "text/event-stream; charset=utf-8",
-          "cache-control": "no-cache",
-          connection: "keep-alive",
-          "x-accel-buffering": "no",
-          "x-cascade-model": modelId,
-          // The call answering now (a pooled model's deployment's provider), else the model's.
-          ...((provider ?? model?.provider) ? { "x-cascade-provider": provider ?? model?.provider } : {}),
-          // The attempts so far and the one answering now; its cost is not known yet.
-          "x-cascade-attempts": String(attempts.length + answering),
-          ...(fallbacks ? { "x-cascade-fallbacks": fallbacks } : {}),
-        });
+        // getHeaders() is a fresh object: filled in place rather than spread into another.
+        const head = headers();
+        head["content-type"] = "text/event-stream; charset=utf-8";
+        head["cache-control"] = "no-cache";
+        head.connection = "keep-alive";
+        head["x-accel-buffering"] = "no";
+        head["x-cascade-model"] = modelId;
+        // The call answering now (a pooled model's deployment's provider), else the model's.
+        const answeringProvider = provider ?? model?.provider;
+        if (answeringProvider) head["x-cascade-provider"] = answeringProvider;
+        // The attempts so far and the one answering now; its cost is not known yet.
+        head["x-cascade-attempts"] = String(attempts.length + answering);
+        if (fallbacks) head["x-cascade-fallbacks"] = fallbacks;
+        reply.raw.writeHead(200, head);
       },
     });
     const answerError = (status: number, body: unknown, extra: Record<string, string> = {}) => {
