@@ -28,6 +28,8 @@ const config = (url: string) => ({
     // lim1 first almost always (weight 100), so the first wave meets its 429.
     limited: pool(["lim1", "lim2"], { strategy: "weighted" }, [100, 1]),
     failing: pool(["err1", "err2"], { strategy: "weighted" }),
+    // tw2 picked first whenever it may be (weight 100), so a retry of it would show.
+    waiting: pool(["tw1", "tw2"], { strategy: "weighted" }, [1, 100]),
     weighted: pool(
       ["w1", "w2"],
       { strategy: "weighted", price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
@@ -111,6 +113,29 @@ describe("a pooled model's deployments", () => {
         expect(job.attempts[0]).toMatchObject({ deployment: "err1", reason: "server_error" });
     }
     expect(fake.callsFor("up-err1").length).toBeGreaterThan(0);
+  });
+
+  it("a deployment that failed is not called again after the job waited for another one's cooldown", async () => {
+    const { fake } = stack;
+    // First tw2 fails and tw1 answers 429 (Retry-After 2 s): tw1 cools down for 2 s.
+    fake.setDefault("up-tw2", { kind: "server_error" });
+    fake.setDefault("up-tw1", { kind: "rate_limited", retryAfterSeconds: 2 });
+    const cooling = await runAll(["waiting"], 1);
+    expect(cooling[0]?.attempts.map((attempt: Json) => attempt.deployment)).toEqual(["tw2", "tw1"]);
+    // Now a job (max_retries 0) finds tw1 cooling: tw2 fails, the job waits for tw1 (longer than
+    // a worker waits in line: it is handed back to the delayed set), and then tw1 answers.
+    fake.setDefault("up-tw1", { kind: "ok" });
+    const tw2Before = fake.callsFor("up-tw2").length;
+    const [job] = await stack.waitAll(
+      [await stack.submit({ request: chat("waits for tw1"), models: ["waiting", "plain"] })],
+      30_000,
+    );
+    expect(job?.status).toBe("succeeded");
+    expect(fake.callsFor("up-tw2").length - tw2Before).toBe(1);
+    expect(job?.attempts).toMatchObject([
+      { deployment: "tw2", outcome: "error", reason: "server_error" },
+      { deployment: "tw1", outcome: "success", model: "waiting" },
+    ]);
   });
 
   it("weighted: calls follow the deployments' weights (3 : 1)", async () => {

@@ -75,6 +75,19 @@ export class ChainProgress {
     this.dirty = true;
   }
 
+  /** A deployment of the current hop's pooled model failed: the hop's next pick passes it over. */
+  deploymentFailed(deployment: string): void {
+    (this.progress.failed_deployments ??= []).push(deployment);
+    this.dirty = true;
+  }
+
+  /** The hop is tried again from the start (a retry), or the chain moves on: any deployment may answer. */
+  clearFailedDeployments(): void {
+    if (this.progress.failed_deployments === undefined) return;
+    delete this.progress.failed_deployments;
+    this.dirty = true;
+  }
+
   /** Holds a place in line (kept in progress; saved when the job is handed back to wait for it). */
   hold(reservation: NonNullable<JobProgress["reservation"]>): void {
     this.progress.reservation = reservation;

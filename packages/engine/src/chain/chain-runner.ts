@@ -19,6 +19,7 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
     for (; progress.hop < context.data.chain.length; progress.hop += 1, progress.tries = 0) {
       const step = await runHop(context, run, estimate);
       if (step !== "next") return step;
+      run.clearFailedDeployments();
     }
   } catch (caught) {
     if (caught instanceof JobInterruption) return interruptedResult(caught, run, context);

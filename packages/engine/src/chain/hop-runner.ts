@@ -40,16 +40,6 @@ const DEPLOYMENT_FAILURES: ReadonlySet<Reason> = new Set([
   "auth_error",
 ]);
 
-/**
- * A job handed back to wait forgets which deployments failed: the visit counts as one of the
- * hop's tries, so a failing deployment picked again after the wait cannot bypass max_retries.
- */
-function countFailover(run: ChainProgress, failedDeployments: Set<string> | undefined): void {
-  if (!failedDeployments || failedDeployments.size === 0) return;
-  run.countTry();
-  failedDeployments.clear();
-}
-
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
 type HopStep = ChainResult | "next";
 
@@ -198,8 +188,11 @@ export async function runHop(
   const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
   const targets = targetsOf(hop.model, model);
   // Deployments of a pooled model that failed on this visit of the hop: the next try goes
-  // elsewhere (made only when a pooled call fails: most hops never need it).
-  let failedDeployments: Set<string> | undefined;
+  // elsewhere (made only when a pooled call fails: most hops never need it). Kept in the progress,
+  // so a run resumed after a wait in the delayed set passes them over too.
+  let failedDeployments: Set<string> | undefined = progress.failed_deployments?.length
+    ? new Set(progress.failed_deployments)
+    : undefined;
   const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
   while (true) {
     // A shown answer that broke off goes on only where the model can continue it (prefill).
@@ -247,7 +240,6 @@ export async function runHop(
         booked: admission.place.booked,
       });
       if (admission.until - clock.now() > maxInlineWaitMs) {
-        countFailover(run, failedDeployments);
         // Back a little before the slot: the resumed run waits out the rest in the worker, so a
         // slow pick-up does not make it late for its slot (and lose it).
         return run.defer(admission.until - placeLeadMs);
@@ -261,10 +253,7 @@ export async function runHop(
       );
       context.metrics?.limitWait?.(providerId, hop.model);
       const waitMs = admission.until - clock.now();
-      if (waitMs > maxInlineWaitMs) {
-        countFailover(run, failedDeployments);
-        return run.defer(admission.until);
-      }
+      if (waitMs > maxInlineWaitMs) return run.defer(admission.until);
       await abortableDelay(Math.max(0, waitMs), context.signal);
       continue;
     }
@@ -392,6 +381,7 @@ export async function runHop(
       failedDeployments ??= new Set();
       const failed = failedDeployments;
       failed.add(target.deployment.id);
+      run.deploymentFailed(target.deployment.id);
       if (targets.some((other) => !failed.has(other.deployment?.id ?? ""))) continue;
     }
     progress.tries += 1;
@@ -415,6 +405,7 @@ export async function runHop(
     if (decision.action === "next") return "next";
     // A retry of the hop may go to any of its deployments again.
     failedDeployments?.clear();
+    run.clearFailedDeployments();
     if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
     // Rejects with the job's JobInterruption when the job is interrupted while it waits.
     await abortableDelay(decision.delayMs, context.signal);

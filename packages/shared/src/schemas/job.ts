@@ -77,6 +77,11 @@ export const jobProgressSchema = z.object({
     .optional()
     // A reservation this version cannot read is dropped (the job lines up again), never the progress.
     .catch(undefined),
+  /**
+   * Deployments of the current hop's pooled model that failed since its try began: a run that
+   * resumes after a wait passes them over, as the run that waited would have.
+   */
+  failed_deployments: z.array(z.string()).optional().catch(undefined),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
 
