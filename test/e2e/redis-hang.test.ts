@@ -128,6 +128,8 @@ describe("a Redis that stops answering", () => {
       ]);
       expect(posted.status).toBe(503);
       expect(posted.body.error.type).toBe("service_unavailable_error");
+      // The add was sent and may run once Redis wakes: the client is told so, and how to retry.
+      expect(posted.body.error.message).toMatch(/may still take effect.*Idempotency-Key/);
       expect(cleaned.status).toBe(200);
       expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
     } finally {

@@ -5,15 +5,23 @@ import { HttpError } from "./http-error.js";
 /** Seconds a client is told to wait before retrying while Redis is away. */
 export const RETRY_AFTER_S = 2;
 
-/** The one answer while Redis is unreachable: a 503 in the error shape, with Retry-After. */
+/** ioredis's rejection of a command that was sent but not answered within its timeout. */
+const COMMAND_TIMED_OUT = "Command timed out";
+
+/**
+ * The one answer while Redis is unreachable: a 503 in the error shape, with Retry-After. A command
+ * that timed out was sent and may still run when Redis wakes (a paused or stalled server): the
+ * message says so, and points at the Idempotency-Key that makes the retry safe (ADR 0015).
+ */
 export function redisUnavailable(detail?: string): HttpError {
-  return new HttpError(
-    503,
-    "service_unavailable_error",
-    `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`,
-    undefined,
-    { "retry-after": String(RETRY_AFTER_S) },
-  );
+  const message =
+    detail === COMMAND_TIMED_OUT
+      ? "Redis did not answer in time (Command timed out); a change this request asked for may still " +
+        "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one"
+      : `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`;
+  return new HttpError(503, "service_unavailable_error", message, undefined, {
+    "retry-after": String(RETRY_AFTER_S),
+  });
 }
 
 /** What ioredis rejects a command with when Redis is away (not when the command is wrong). */
@@ -21,7 +29,7 @@ const UNAVAILABLE_MESSAGES = [
   "Stream isn't writeable and enableOfflineQueue options is false",
   "Cluster isn't ready and enableOfflineQueue options is false",
   "Connection is closed.",
-  "Command timed out",
+  COMMAND_TIMED_OUT,
   "None of startup nodes is available",
   "Too many Cluster redirections",
 ];
