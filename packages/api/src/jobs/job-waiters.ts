@@ -3,8 +3,8 @@ import type { StreamEntry, StreamReader } from "./stream-reader.js";
 
 /** BullMQ events that end a job for `?wait=` (and change it for event-stream readers). */
 const ENDED = new Set(["completed", "failed", "removed"]);
-/** BullMQ events that change a job without ending it. */
-const CHANGED = new Set(["active", "progress"]);
+/** BullMQ events that change a job without ending it (delayed: it went back to wait for a limit). */
+const CHANGED = new Set(["active", "progress", "delayed"]);
 
 /** One wait or watch on one job: `ready` resolves once nothing that happens to the job can be missed. */
 export interface Subscription {

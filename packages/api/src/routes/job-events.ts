@@ -39,6 +39,15 @@ function write(reply: FastifyReply, event: SseEvent): void {
   reply.raw.write(`id: ${event.id}\nevent: ${event.event}\ndata: ${data}\n\n`);
 }
 
+/** The status a list of derived events last announced. */
+function lastStatusOf(events: readonly SseEvent[]): string | undefined {
+  for (let index = events.length - 1; index >= 0; index--) {
+    const event = events[index] as SseEvent;
+    if (event.event === "status") return (event.data as { status: string }).status;
+  }
+  return undefined;
+}
+
 export interface JobEventsDeps {
   store: JobStore;
   waiters: JobWaiters;
@@ -124,11 +133,26 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
 
       if (!streaming) {
         let sent = /^\d+$/.test(lastEventId) ? Number(lastEventId) : 0;
+        // The status this client was last told (by the derived list or live, below).
+        let told: string | undefined;
         const emit = (current: JobObject) => {
           const events = stateEvents(current);
-          for (const event of events.slice(sent)) write(reply, event);
+          told ??= lastStatusOf(events.slice(0, sent));
+          const fresh = events.slice(sent);
+          for (const event of fresh) write(reply, event);
           sent = Math.max(sent, events.length);
-          if (isTerminal(current)) end();
+          told = lastStatusOf(fresh) ?? told;
+          if (isTerminal(current)) {
+            end();
+            return;
+          }
+          // A job that went back to the queue to wait for a limit, or runs again after it: the
+          // derived list (what a reconnect replays) cannot hold such back-and-forth, so the current
+          // status is said live, without an id (a reconnect gets it again after the list).
+          if (current.status !== told) {
+            reply.raw.write(`event: status\ndata: ${JSON.stringify({ status: current.status })}\n\n`);
+            told = current.status;
+          }
         };
         let refreshing = Promise.resolve();
         const refresh = () => {

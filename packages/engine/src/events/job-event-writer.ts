@@ -34,6 +34,11 @@ export interface JobEventSink {
   restart(hop: number, reason: string): void;
   /** Ends the stream with the final job object; resolves when everything is written. */
   done(job: JobObject): Promise<void>;
+  /**
+   * The run hands the job back to the queue to wait (for a limit): says `queued`; resolves when
+   * written (before the run gives up the job, and with it the right to write).
+   */
+  queued?(): Promise<void>;
 }
 
 /**
@@ -104,6 +109,11 @@ export function createJobEventWriter(options: {
       flush();
       append("status", { status: job.status });
       append("done", job);
+      await chain;
+    },
+    async queued() {
+      flush();
+      append("status", { status: "queued" });
       await chain;
     },
   };

@@ -282,6 +282,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         return result.outcome;
       }
       // The runner saved the progress to resume from; the job waits in the delayed set.
+      await events?.queued?.();
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
