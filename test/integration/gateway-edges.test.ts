@@ -167,6 +167,14 @@ describe("gateway edges", () => {
     }
   });
 
+  it("takes OpenAI's user of any length, as OpenAI and the jobs API do (over 256 characters it names nobody)", async () => {
+    fake.script("up-a", { kind: "ok", content: "ok" });
+    const answer = await post({ model: "retrying", ...ask, user: "u".repeat(300) });
+    expect(answer.status).toBe(200);
+    // OpenAI's own field: it goes on to an OpenAI-type provider as sent.
+    expect(fake.callsFor("up-a").at(-1)?.body.user).toBe("u".repeat(300));
+  });
+
   it("errors always carry code and param, null when they say nothing", async () => {
     const noKey = await post({ model: "retrying", ...ask }, { authorization: "Bearer nope" });
     expect(noKey.status).toBe(401);
