@@ -136,6 +136,14 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toContain("no-such-model");
   });
 
+  it("when the config file is empty (only a comment), saying what it needs", async () => {
+    const line = await startupFailure(kind, {
+      CASCADE_CONFIG: dir.write(`empty-${kind}.yaml`, "# nothing yet\n"),
+    });
+    expect(line).toContain("empty");
+    expect(line).toMatch(/providers.*models/);
+  });
+
   it("when the config file is not valid YAML", async () => {
     const line = await startupFailure(kind, {
       CASCADE_CONFIG: dir.write(`broken-${kind}.yaml`, "providers: [unclosed\n  models: {"),
@@ -219,6 +227,27 @@ describe("process-specific settings", () => {
     const line = await startupFailure("worker", { FAKE_KEY: undefined });
     expect(line).toContain("FAKE_KEY");
     expect(line).toContain("providers.fake");
+  });
+});
+
+describe("an API whose environment lacks a key the gateway needs", () => {
+  it("starts with a loud warning naming the setting, for a provider's key and a deployment's own", async () => {
+    const config = fakeConfig("http://127.0.0.1:9/v1") as ReturnType<typeof fakeConfig> & {
+      models: Record<string, unknown>;
+    };
+    config.models.pooled = {
+      deployments: [
+        { id: "east", provider: "fake", name: "up-east" },
+        { id: "west", provider: "fake", name: "up-west", api_key_env: "WEST_KEY" },
+      ],
+    };
+    const env = { ...baseEnv, CASCADE_CONFIG: dir.write("pooled.json", config), FAKE_KEY: undefined };
+    const api = await startApi({ env });
+    const provider = await api.waitForLine(/providers\.fake\.api_key_env/, 5_000);
+    expect(provider).toContain("FAKE_KEY");
+    const deployment = await api.waitForLine(/models\.pooled\.deployments\.1\.api_key_env/, 5_000);
+    expect(deployment).toContain("WEST_KEY");
+    expect(api.exitStatus).toBeUndefined();
   });
 });
 

@@ -2,6 +2,7 @@ import {
   COALESCE_MAX_HOLD_MS,
   ConfigError,
   createRedis,
+  deploymentKey,
   redactRedisUrl,
   startProcess,
 } from "@cascade/shared";
@@ -47,6 +48,17 @@ async function main(): Promise<void> {
       logger.warn(
         { provider: id, setting: `providers.${id}.api_key_env` },
         `environment variable ${provider.api_key_env} is not set on the API: the gateway cannot call provider ${id}; export it here too`,
+      );
+    }
+  }
+  // A pooled model's deployment with a key of its own: the same, for that deployment's calls.
+  for (const [modelId, model] of Object.entries(config.file.models)) {
+    for (const [index, deployment] of (model.deployments ?? []).entries()) {
+      if (!deployment.api_key_env || config.providerKeys.has(deploymentKey(modelId, deployment.id))) continue;
+      const setting = `models.${modelId}.deployments.${index}.api_key_env`;
+      logger.warn(
+        { model: modelId, deployment: deployment.id, setting },
+        `environment variable ${deployment.api_key_env} (${setting}) is not set on the API: the gateway cannot call deployment ${deployment.id} of ${modelId}; export it here too`,
       );
     }
   }

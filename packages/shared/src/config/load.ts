@@ -93,13 +93,19 @@ function readConfigFile(path: string): unknown {
   }
 }
 
-/** Validates a raw config object (already parsed from YAML or JSON). */
 /** A copy of an id → value record without a prototype, so `records["constructor"]` is undefined. */
 function withoutPrototype<T>(record: Record<string, T>): Record<string, T> {
   return Object.assign(Object.create(null) as Record<string, T>, record);
 }
 
+/** Validates a raw config object (already parsed from YAML or JSON). */
 export function parseConfigFile(raw: unknown, source: string): ConfigFile {
+  // An empty file (or one holding only comments) parses to nothing: say what it needs.
+  if (raw === null || raw === undefined) {
+    throw new ConfigError(
+      `Invalid config (${source}): the file is empty; it needs at least providers: and models: (see docs/configuration.md), or unset CASCADE_CONFIG for the built-in demo config`,
+    );
+  }
   try {
     const file = configSchema.parse(raw);
     // Ids come from users and requests: "constructor" or "__proto__" must look unknown, not like
