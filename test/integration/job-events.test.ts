@@ -74,6 +74,21 @@ describe("GET /v1/jobs/:id/events", () => {
     });
     expect(again.events).toEqual([]);
     expect(again.ended, "the server ended the response").toBe(true);
+    // 204: an EventSource that did not close on done stops reconnecting.
+    expect(again.status).toBe(204);
+  });
+
+  it("a job resumed after its done event (events from its state) answers 204, so EventSource stops", async () => {
+    const created = await stack.request("POST", "/v1/jobs", { body, headers: a });
+    await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: a });
+    const url = `${stack.url}/v1/jobs/${created.body.id}/events`;
+    const again = await readEvents(url, { headers: { ...a, "last-event-id": "6" }, timeoutMs: 5_000 });
+    expect(again.status).toBe(204);
+    expect(again.events).toEqual([]);
+    // One event short of the end: the rest is sent.
+    const short = await readEvents(url, { headers: { ...a, "last-event-id": "5" }, timeoutMs: 5_000 });
+    expect(short.status).toBe(200);
+    expect(short.events.map((event) => event.event)).toEqual(["done"]);
   });
 
   it("takes a Last-Event-ID past 64 bits as none: the stream from the start, ending with done", async () => {
@@ -117,5 +132,6 @@ describe("GET /v1/jobs/:id/events for a streaming job that ends without its work
     });
     expect(again.events).toEqual([]);
     expect(again.ended, "the server ended the response").toBe(true);
+    expect(again.status).toBe(204);
   });
 });

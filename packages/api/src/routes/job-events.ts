@@ -10,6 +10,8 @@ import { notFound } from "../plugins/http-error.js";
 const HEARTBEAT_MS = 15_000;
 /** The id of the synthesized "queued" event of a streaming job: sorts before any real stream id. */
 const QUEUED_ID = "0-1";
+/** The sequence part of the id of a `done` the API makes up from an ended job's state. */
+const MADE_UP_DONE_SEQ = 999_999;
 
 interface SseEvent {
   id: string;
@@ -84,6 +86,17 @@ export class OpenEventStreams {
 /** GET /v1/jobs/:id/events: Server-Sent Events with Last-Event-ID resume and heartbeats. */
 export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps): void {
   const { store, waiters, streams, keys, open } = deps;
+
+  /** Whether a client resuming after `lastEventId` has had the ended job's `done` event. */
+  async function hadDone(job: JobObject, streaming: boolean, lastEventId: string): Promise<boolean> {
+    if (!streaming) return /^\d+$/.test(lastEventId) && Number(lastEventId) >= stateEvents(job).length;
+    if (!isStreamId(lastEventId)) return false;
+    const key = keys.jobEvents(job.id);
+    if ((await streams.range(key, lastEventId)).length > 0) return false;
+    // The done the API makes up for a job that ended without its worker writing one.
+    if (lastEventId.endsWith(`-${MADE_UP_DONE_SEQ}`)) return true;
+    return (await streams.last(key))?.event === "done";
+  }
   app.withTypeProvider<ZodTypeProvider>().get(
     "/v1/jobs/:id/events",
     {
@@ -99,6 +112,9 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       const header = request.headers["last-event-id"];
       const lastEventId = (typeof header === "string" ? header : request.query.last_event_id) ?? "";
       const streaming = await store.isStreaming(id);
+      // A client that already had `done` (an EventSource that did not close on it, reconnecting):
+      // 204, which tells EventSource to stop, rather than an empty stream every `retry` interval.
+      if (isTerminal(job) && (await hadDone(job, streaming, lastEventId))) return reply.code(204).send();
 
       reply.hijack();
       reply.raw.writeHead(200, {
@@ -221,8 +237,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
           const [tailMs = "0"] = tail.split("-");
           const endMs = Math.max(Number(tailMs), ((current.finished_at ?? 0) + 1) * 1000);
           const ending: SseEvent[] = [
-            { id: `${endMs}-999998`, event: "status", data: { status: current.status } },
-            { id: `${endMs}-999999`, event: "done", data: current },
+            { id: `${endMs}-${MADE_UP_DONE_SEQ - 1}`, event: "status", data: { status: current.status } },
+            { id: `${endMs}-${MADE_UP_DONE_SEQ}`, event: "done", data: current },
           ];
           for (const entry of ending) if (compareIds(entry.id, lastSent) > 0) write(reply, entry);
           end();
