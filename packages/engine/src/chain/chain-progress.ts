@@ -77,7 +77,9 @@ export class ChainProgress {
 
   /** A deployment of the current hop's pooled model failed: the hop's next pick passes it over. */
   deploymentFailed(deployment: string): void {
-    (this.progress.failed_deployments ??= []).push(deployment);
+    const failed = this.progress.failed_deployments ?? [];
+    failed.push(deployment);
+    this.progress.failed_deployments = failed;
     this.dirty = true;
   }
 
