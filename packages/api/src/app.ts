@@ -60,6 +60,7 @@ import {
   sendError,
 } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
+import { prototypeKeyError } from "./plugins/prototype-keys.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ReplicaWait, registerReplicaWait } from "./plugins/replica-wait.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
@@ -319,12 +320,16 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // An empty body sent as JSON is no body (Stainless-built SDKs, openai-python among them, send
   // `Content-Type: application/json` on a bodyless POST such as a batch cancel): the route answers
   // as for no body, and one that needs a body says so through its schema. Any other body goes to
-  // Fastify's own parser (secure-json-parse, prototype poisoning refused).
+  // Fastify's own parser (secure-json-parse, prototype poisoning refused). What it refuses may be
+  // valid JSON holding a prototype key: that is a 400 naming the key, not "not valid JSON".
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     if (body === "") return done(null, undefined);
-    parseJson(request, body as string, done);
+    parseJson(request, body as string, (error, value) => {
+      if (error) return done(prototypeKeyError(body as string) ?? error, undefined);
+      done(null, value);
+    });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -24,6 +24,10 @@ export function jsonDepthExceeds(value: unknown, limit: number): boolean {
   return false;
 }
 
+/** The 400 for a body nested deeper than MAX_JSON_DEPTH. */
+export const bodyTooDeep = () =>
+  badRequest(`body: objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`);
+
 /**
  * Refuses a JSON body nested deeper than MAX_JSON_DEPTH with a 400, before validation and before
  * any recursive code (zod, canonical JSON, BullMQ's serialisation) sees it.
@@ -36,7 +40,7 @@ export function registerBodyDepthLimit(app: FastifyInstance): void {
       typeof request.body === "object" &&
       jsonDepthExceeds(request.body, MAX_JSON_DEPTH)
     ) {
-      throw badRequest(`body: objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`);
+      throw bodyTooDeep();
     }
     done();
   });
