@@ -52,6 +52,7 @@ import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { UsageStore } from "./jobs/usage-store.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
+import { registerContentEncodingCheck } from "./plugins/content-encoding.js";
 import {
   answerClientError,
   REQUEST_TIMEOUT_MS,
@@ -350,6 +351,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
   if (replicaWait) registerReplicaWait(app, replicaWait.wait);
+  registerContentEncodingCheck(app);
   registerBodyDepthLimit(app);
   app.register(fastifySwagger, {
     openapi: {
