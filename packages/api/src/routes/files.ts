@@ -24,6 +24,9 @@ const listQuery = z.object({
   purpose: z.string().min(1).max(64).optional(),
 });
 
+/** The multipart fields of an upload besides `file` (OpenAI's, https://platform.openai.com/docs/api-reference/files/create). */
+const UPLOAD_FIELDS = ["purpose", "expires_after[anchor]", "expires_after[seconds]"];
+
 const tooLarge = () =>
   new HttpError(
     413,
@@ -117,6 +120,13 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
       try {
         for await (const part of request.parts()) {
           if (part.type === "field") {
+            // As the JSON endpoints refuse unknown fields (and as OpenAI answers): a 400 naming it.
+            if (!UPLOAD_FIELDS.includes(part.fieldname)) {
+              throw badRequest(
+                `unknown field "${part.fieldname}"; send file, purpose and optionally expires_after[anchor] and expires_after[seconds]`,
+                part.fieldname,
+              );
+            }
             fields[part.fieldname] = String(part.value);
             continue;
           }
