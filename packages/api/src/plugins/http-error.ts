@@ -33,4 +33,7 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string, param?: string) =>
   new HttpError(400, "invalid_request_error", message, param);
+/** A list's `after` cursor that names none of the tenant's items: a 400, not the first page again. */
+export const unknownCursor = (kind: string, id: string | undefined) =>
+  badRequest(`after: no ${kind} with id ${id}`, "after");
 export const notFound = (message: string) => new HttpError(404, "not_found_error", message);

@@ -13,7 +13,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BatchService, BatchValidationError } from "../batches/batch-service.js";
-import { notFound } from "../plugins/http-error.js";
+import { notFound, unknownCursor } from "../plugins/http-error.js";
 import { registerFileRoutes } from "./files.js";
 
 export interface BatchApiDeps {
@@ -65,6 +65,7 @@ export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void
 
   routes.get("/v1/batches", { schema: { querystring: listQuery } }, async (request) => {
     const page = await store.list(request.tenant, { ...request.query, order: "desc" });
+    if (!page) throw unknownCursor("batch", request.query.after);
     return listObject({ data: page.data.map(toBatchObject), has_more: page.has_more });
   });
 

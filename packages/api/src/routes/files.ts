@@ -10,7 +10,7 @@ import fastifyMultipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import { badRequest, HttpError, notFound, unknownCursor } from "../plugins/http-error.js";
 
 export interface FileRoutesDeps {
   files: FileStore;
@@ -170,7 +170,9 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
     });
 
     routes.get("/v1/files", { schema: { querystring: listQuery } }, async (request) => {
-      return listObject(await files.list(request.tenant, request.query));
+      const page = await files.list(request.tenant, request.query);
+      if (!page) throw unknownCursor("file", request.query.after);
+      return listObject(page);
     });
 
     const load = async (tenant: string, id: string): Promise<FileObject> => {

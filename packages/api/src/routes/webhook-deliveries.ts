@@ -14,7 +14,7 @@ import { Job } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import { badRequest, HttpError, notFound, unknownCursor } from "../plugins/http-error.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 
 export const MAX_DELIVERY_LIST = 1000;
@@ -83,7 +83,7 @@ export async function deliveryPage(
   query: z.infer<typeof deliveryListQuery>,
 ) {
   const page = await store.list(owner, query.status, query.limit, query.after);
-  if (!page) throw badRequest(`after: no webhook delivery with id ${query.after}`, "after");
+  if (!page) throw unknownCursor("webhook delivery", query.after);
   return listObject(page);
 }
 export const deliveryParams = z.object({ id: z.string().min(1).max(200) });

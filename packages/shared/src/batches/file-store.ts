@@ -80,7 +80,8 @@ export interface ListOptions {
 /**
  * Pages through an index of ids (a sorted set whose members all score 0, so it is ordered by id,
  * and Cascade ids start with their creation time) with OpenAI's `after` cursor. Ids whose record
- * has expired are dropped from the index on the way.
+ * has expired are dropped from the index on the way. Undefined when `after` is not in the index
+ * (an unknown id, or another tenant's: indexes are per tenant), rather than the first page again.
  */
 export async function listIndex<T>(
   redis: RedisClient,
@@ -88,7 +89,8 @@ export async function listIndex<T>(
   options: ListOptions,
   load: (ids: string[]) => Promise<Array<T | undefined>>,
   keep: (item: T) => boolean = () => true,
-): Promise<ListPage<T>> {
+): Promise<ListPage<T> | undefined> {
+  if (options.after !== undefined && (await redis.zscore(indexKey, options.after)) === null) return undefined;
   const found: T[] = [];
   let cursor = options.after;
   const page = Math.min(Math.max(options.limit + 1, 20), 1000);
@@ -205,7 +207,7 @@ export class FileStore {
   async list(
     tenant: string,
     options: ListOptions & { purpose?: string | undefined },
-  ): Promise<ListPage<FileObject>> {
+  ): Promise<ListPage<FileObject> | undefined> {
     return listIndex(
       this.redis,
       this.keys.fileIndex(tenant),
