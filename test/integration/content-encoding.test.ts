@@ -6,24 +6,14 @@
  */
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../support/cascade-stack.js";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
 const KEY = "encoding-key";
 const auth = { authorization: `Bearer ${KEY}` };
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({
-    redisUrl: inject("redisUrl"),
-    withoutWorker: true,
-    env: { ACME_KEYS: KEY },
-    config: {
-      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
-      models: { m: { provider: "sim" } },
-      routes: { default: { chain: [{ model: "m" }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS" } },
-    },
-  });
+  stack = await startTenantsApi(inject("redisUrl"), { acme: KEY });
 });
 afterAll(() => stack?.close());
 

@@ -5,24 +5,14 @@
  * against the API, the store's keys read on the run's Redis.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../support/cascade-stack.js";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
 const KEY = "upload-fields-key";
 const auth = { authorization: `Bearer ${KEY}` };
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({
-    redisUrl: inject("redisUrl"),
-    withoutWorker: true,
-    env: { ACME_KEYS: KEY },
-    config: {
-      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
-      models: { m: { provider: "sim" } },
-      routes: { default: { chain: [{ model: "m" }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS" } },
-    },
-  });
+  stack = await startTenantsApi(inject("redisUrl"), { acme: KEY });
 });
 afterAll(() => stack?.close());
 

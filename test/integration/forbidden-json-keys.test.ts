@@ -5,23 +5,13 @@
  * Real HTTP against the API, raw bodies (JSON.stringify never writes a `__proto__` key).
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../support/cascade-stack.js";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
 const KEY = "forbidden-keys-key";
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({
-    redisUrl: inject("redisUrl"),
-    withoutWorker: true,
-    env: { ACME_KEYS: KEY },
-    config: {
-      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
-      models: { m: { provider: "sim" } },
-      routes: { default: { chain: [{ model: "m" }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS" } },
-    },
-  });
+  stack = await startTenantsApi(inject("redisUrl"), { acme: KEY });
 });
 afterAll(() => stack?.close());
 

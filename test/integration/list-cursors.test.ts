@@ -5,24 +5,14 @@
  * unknown id and for another tenant's alike; a real cursor still pages on. Real HTTP.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../support/cascade-stack.js";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
 const acme = { authorization: "Bearer acme-cursor-key" };
 const globex = { authorization: "Bearer globex-cursor-key" };
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({
-    redisUrl: inject("redisUrl"),
-    withoutWorker: true,
-    env: { ACME_KEYS: "acme-cursor-key", GLOBEX_KEYS: "globex-cursor-key" },
-    config: {
-      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
-      models: { m: { provider: "sim" } },
-      routes: { default: { chain: [{ model: "m" }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS" }, globex: { api_keys_env: "GLOBEX_KEYS" } },
-    },
-  });
+  stack = await startTenantsApi(inject("redisUrl"), { acme: "acme-cursor-key", globex: "globex-cursor-key" });
 });
 afterAll(() => stack?.close());
 

@@ -225,3 +225,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     },
   };
 }
+
+/**
+ * An API with no worker, one simulated model and a tenant per key (`{ acme: "key-a" }`): what
+ * the request-edge tests (bodies, uploads, list cursors) need, on the run's Redis.
+ */
+export function startTenantsApi(redisUrl: string, keysByTenant: Record<string, string>): Promise<Stack> {
+  const entries = Object.entries(keysByTenant);
+  const envName = (tenant: string) => `${tenant.toUpperCase()}_KEYS`;
+  return startStack({
+    redisUrl,
+    withoutWorker: true,
+    env: Object.fromEntries(entries.map(([tenant, key]) => [envName(tenant), key])),
+    config: {
+      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
+      models: { m: { provider: "sim" } },
+      routes: { default: { chain: [{ model: "m" }] } },
+      tenants: Object.fromEntries(entries.map(([tenant]) => [tenant, { api_keys_env: envName(tenant) }])),
+    },
+  });
+}
