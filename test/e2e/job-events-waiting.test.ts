@@ -12,9 +12,13 @@ import { chat, type ResilienceStack, sleep, startResilienceStack } from "./resil
 const config = (url: string) => ({
   providers: {
     p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY", limits: { rpm: 60, burst: 1 } },
+    q: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" },
   },
-  models: { a: { provider: "p", name: "up-a" } },
-  routes: { default: { deadline_ms: 600_000, chain: [{ model: "a", timeout_ms: 10_000 }] } },
+  models: { a: { provider: "p", name: "up-a" }, b: { provider: "q", name: "up-b" } },
+  routes: {
+    default: { deadline_ms: 600_000, chain: [{ model: "a", timeout_ms: 10_000 }] },
+    retrying: { deadline_ms: 600_000, chain: [{ model: "b", max_retries: 1 }] },
+  },
 });
 
 let stack: ResilienceStack;
@@ -59,6 +63,28 @@ describe("the events of a job waiting for a limit after it started", () => {
       // It ran again after it waited (a reader that came in while it waited saw it start again).
       expect(whole.events.at(-1)?.event).toBe("done");
       const [job] = await stack.waitAll([last], 20_000);
+      expect(job?.status).toBe("succeeded");
+    });
+  }
+
+  for (const stream of [false, true]) {
+    it(`${stream ? "streamed" : "not streamed"}: a job waiting out a Retry-After between tries stays running, as GET says`, async () => {
+      // A 429 with Retry-After 3 s, then an answer: the retry waits in the delayed set.
+      stack.fake.script("up-b", { kind: "rate_limited", retryAfterSeconds: 3 });
+      stack.fake.setDefault("up-b", { kind: "ok" });
+      const request = stream ? chat("retry later", { stream: true }) : chat("retry later");
+      const id = await stack.submit({ route: "retrying", request });
+      let waiting = await stack.job(id);
+      for (let tries = 0; tries < 40 && waiting.attempts.length === 0; tries++) {
+        await sleep(50);
+        waiting = await stack.job(id);
+      }
+      expect(waiting).toMatchObject({ status: "running", attempts: [{ reason: "rate_limited" }] });
+      await sleep(300);
+      const now = await readEvents(`${stack.api.url}/v1/jobs/${id}/events`, { timeoutMs: 700 });
+      expect(now.ended).toBe(false);
+      expect(statuses(now.events)).toEqual(["queued", "running"]);
+      const [job] = await stack.waitAll([id], 20_000);
       expect(job?.status).toBe("succeeded");
     });
   }

@@ -100,13 +100,13 @@ export class StreamReader {
     return true;
   }
 
-  /** Entries of `key` after `afterId` ("0" for all), read now (replay). */
   /** The newest entry of `key`, if any. */
   async last(key: string): Promise<StreamEntry | undefined> {
     const raw = (await this.commands.xrevrange(key, "+", "-", "COUNT", 1)) as Array<[string, string[]]>;
     return toEntries(raw)[0];
   }
 
+  /** Entries of `key` after `afterId` ("0" for all), read now (replay). */
   async range(key: string, afterId: string): Promise<StreamEntry[]> {
     const raw = (await this.commands.xrange(key, afterId === "0" ? "-" : `(${afterId}`, "+")) as Array<
       [string, string[]]

@@ -89,13 +89,14 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
 
   /** Whether a client resuming after `lastEventId` has had the ended job's `done` event. */
   async function hadDone(job: JobObject, streaming: boolean, lastEventId: string): Promise<boolean> {
+    // The done the API makes up for a job that ended without its worker writing one (a streaming
+    // job cancelled while queued, whose BullMQ job may be gone since): always the stream's last.
+    if (isStreamId(lastEventId) && lastEventId.endsWith(`-${MADE_UP_DONE_SEQ}`)) return true;
     if (!streaming) return /^\d+$/.test(lastEventId) && Number(lastEventId) >= stateEvents(job).length;
     if (!isStreamId(lastEventId)) return false;
-    const key = keys.jobEvents(job.id);
-    if ((await streams.range(key, lastEventId)).length > 0) return false;
-    // The done the API makes up for a job that ended without its worker writing one.
-    if (lastEventId.endsWith(`-${MADE_UP_DONE_SEQ}`)) return true;
-    return (await streams.last(key))?.event === "done";
+    // The worker's done is its stream's last entry: had if the client is at it or past it.
+    const last = await streams.last(keys.jobEvents(job.id));
+    return last?.event === "done" && compareIds(last.id, lastEventId) <= 0;
   }
   app.withTypeProvider<ZodTypeProvider>().get(
     "/v1/jobs/:id/events",
@@ -151,24 +152,29 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         let sent = /^\d+$/.test(lastEventId) ? Number(lastEventId) : 0;
         // The status this client was last told (by the derived list or live, below).
         let told: string | undefined;
+        // A job that went back to the queue to wait for a limit, or runs again after it: the
+        // derived list (what a reconnect replays) cannot hold such back-and-forth, so the current
+        // status is said live, without an id (a reconnect gets it again after the list).
+        const tellLive = (status: string) => {
+          reply.raw.write(`event: status\ndata: ${JSON.stringify({ status })}\n\n`);
+          told = status;
+        };
         const emit = (current: JobObject) => {
           const events = stateEvents(current);
           told ??= lastStatusOf(events.slice(0, sent));
           const fresh = events.slice(sent);
-          for (const event of fresh) write(reply, event);
           sent = Math.max(sent, events.length);
+          const terminal = isTerminal(current);
+          // Running again, with attempts made since: the status comes before them.
+          if (!terminal && current.status !== told && lastStatusOf(fresh) === undefined)
+            tellLive(current.status);
+          for (const event of fresh) write(reply, event);
           told = lastStatusOf(fresh) ?? told;
-          if (isTerminal(current)) {
+          if (terminal) {
             end();
             return;
           }
-          // A job that went back to the queue to wait for a limit, or runs again after it: the
-          // derived list (what a reconnect replays) cannot hold such back-and-forth, so the current
-          // status is said live, without an id (a reconnect gets it again after the list).
-          if (current.status !== told) {
-            reply.raw.write(`event: status\ndata: ${JSON.stringify({ status: current.status })}\n\n`);
-            told = current.status;
-          }
+          if (current.status !== told) tellLive(current.status);
         };
         let refreshing = Promise.resolve();
         const refresh = () => {

@@ -14,12 +14,20 @@ export interface StoredJob {
   failedReason: string | undefined;
 }
 
+/**
+ * The status of a job that waits in the queue (delayed, or not yet taken): one waiting between
+ * tries (a backoff, a cooldown after an attempt) has started, so it is running; one that has made
+ * no attempt yet (waiting in line for a limit) is queued.
+ */
+export function waitingStatus(progress: JobProgress | undefined): "queued" | "running" {
+  return (progress?.attempts.length ?? 0) > 0 ? "running" : "queued";
+}
+
 function statusOf(job: StoredJob): JobStatus {
   if (job.outcome) return job.outcome.status;
   if (job.state === "failed") return "failed";
   if (job.state === "active") return "running";
-  // A job waiting between tries (backoff, limits) has started: it is running, not queued.
-  return (job.progress?.attempts.length ?? 0) > 0 ? "running" : "queued";
+  return waitingStatus(job.progress);
 }
 
 const seconds = (ms: number | undefined) => (ms ? Math.floor(ms / 1000) : null);

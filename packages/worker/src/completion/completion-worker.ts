@@ -28,6 +28,7 @@ import {
   type RedisClient,
   type RequestObserver,
   TenantSlots,
+  waitingStatus,
 } from "@cascade/shared";
 import { DelayedError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
@@ -282,7 +283,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         return result.outcome;
       }
       // The runner saved the progress to resume from; the job waits in the delayed set.
-      await events?.queued?.();
+      // Queued again while it waits, as GET says, if it has made no attempt yet (else it is
+      // running, as its stream already says).
+      if (waitingStatus(result.progress) === "queued") await events?.queued?.();
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } finally {
