@@ -103,6 +103,9 @@ describe("a Redis that stops answering", () => {
         // Every route, the readiness probe included, says when to try again.
         expect(answer.response.headers.get("retry-after"), answer.path).toMatch(/^\d+$/);
       }
+      // A read changes nothing: its 503 does not say a change may still take effect.
+      const read = answers.find((answer) => answer.path === `/v1/jobs/${queued.body.id}`);
+      expect(read?.body.error.message).not.toMatch(/may still take effect/);
       expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
     } finally {
       redis.kill("SIGCONT");

@@ -142,6 +142,8 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     });
     expect(line).toContain("empty");
     expect(line).toMatch(/providers.*models/);
+    const json = await startupFailure(kind, { CASCADE_CONFIG: dir.write(`empty-${kind}.json`, "") });
+    expect(json).toContain("empty");
   });
 
   it("when the config file is not valid YAML", async () => {

@@ -53,6 +53,17 @@ describe("POST /v1/files fields", () => {
     expect(listed.body.data).toEqual([]);
   });
 
+  it("says to send the file as a file part when it comes as a text field", async () => {
+    const response = await upload([
+      ["purpose", "batch"],
+      ["file", line],
+    ]);
+    expect(response.status).toBe(400);
+    expect(response.body.error).toMatchObject({ type: "invalid_request_error", param: "file" });
+    expect(response.body.error.message).toMatch(/as a file part/);
+    expect(await fileKeys()).toEqual([]);
+  });
+
   it("takes the fields it knows: file, purpose and expires_after", async () => {
     const response = await upload([
       ["purpose", "batch"],

@@ -1,8 +1,9 @@
 /**
- * An `after` cursor that names nothing of the tenant's restarted GET /v1/files and GET /v1/batches
- * from their first page (a client paging on would see the same items again, or loop), where GET
- * /v1/webhook-deliveries answers a 400 naming `after`. All three answer that 400 now, for an
- * unknown id and for another tenant's alike; a real cursor still pages on. Real HTTP.
+ * An `after` cursor no id could be (`file-nope`) restarted GET /v1/files and GET /v1/batches from
+ * their first page (a client paging on would see the same items again, or loop), where GET
+ * /v1/webhook-deliveries answers a 400 naming `after`. Both answer that 400 now. An id of the
+ * right shape is a position in the list's order, as before: a deleted file's id pages on (list,
+ * delete each, list on), and another tenant's id shows only the tenant's own items. Real HTTP.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
@@ -66,18 +67,42 @@ describe("list cursors", () => {
     globexBatch = await createBatch(globex);
   });
 
-  it("GET /v1/files: an unknown cursor or another tenant's file is a 400 naming after", async () => {
+  it("GET /v1/files: a cursor no file id could be is a 400 naming after", async () => {
     expectUnknownCursor(
       await stack.request("GET", "/v1/files?after=file-nope&limit=1", { headers: acme }),
       "file",
       "file-nope",
     );
-    const theirs = (await stack.request("GET", "/v1/files", { headers: globex })).body.data[0].id;
     expectUnknownCursor(
-      await stack.request("GET", `/v1/files?after=${theirs}`, { headers: acme }),
+      await stack.request("GET", `/v1/files?after=${acmeBatches[0]}`, { headers: acme }),
       "file",
-      theirs,
+      acmeBatches[0] as string,
     );
+  });
+
+  it("GET /v1/files: another tenant's file id is a position only: the page holds the tenant's own files", async () => {
+    const theirs = (await stack.request("GET", "/v1/files", { headers: globex })).body.data.map(
+      (file: { id: string }) => file.id,
+    );
+    const page = await stack.request("GET", `/v1/files?after=${theirs[0]}`, { headers: acme });
+    expect(page.status).toBe(200);
+    for (const file of page.body.data) expect(theirs).not.toContain(file.id);
+  });
+
+  it("GET /v1/files: a deleted file's id still pages on (list, delete each, list on)", async () => {
+    const all = (await stack.request("GET", "/v1/files", { headers: acme })).body.data.map(
+      (file: { id: string }) => file.id,
+    );
+    const extra = [await uploadFile(acme), await uploadFile(acme), await uploadFile(acme)];
+    const first = await stack.request("GET", "/v1/files?limit=2", { headers: acme });
+    expect(first.body.data.map((file: { id: string }) => file.id)).toEqual([extra[2], extra[1]]);
+    expect(first.body.has_more).toBe(true);
+    for (const id of [extra[2], extra[1]])
+      expect((await stack.request("DELETE", `/v1/files/${id}`, { headers: acme })).status).toBe(200);
+    const next = await stack.request("GET", `/v1/files?limit=2&after=${extra[1]}`, { headers: acme });
+    expect(next.status).toBe(200);
+    expect(next.body.data.map((file: { id: string }) => file.id)).toEqual([extra[0], all[0]]);
+    await stack.request("DELETE", `/v1/files/${extra[0]}`, { headers: acme });
   });
 
   it("GET /v1/files: a real cursor pages on", async () => {
@@ -90,17 +115,19 @@ describe("list cursors", () => {
     expect(next.body).toMatchObject({ first_id: all[1], last_id: all[1], has_more: true });
   });
 
-  it("GET /v1/batches: an unknown cursor or another tenant's batch is a 400 naming after", async () => {
+  it("GET /v1/batches: a cursor no batch id could be is a 400 naming after", async () => {
     expectUnknownCursor(
       await stack.request("GET", "/v1/batches?after=batch_nope", { headers: acme }),
       "batch",
       "batch_nope",
     );
-    expectUnknownCursor(
-      await stack.request("GET", `/v1/batches?after=${globexBatch}`, { headers: acme }),
-      "batch",
-      globexBatch,
-    );
+  });
+
+  it("GET /v1/batches: another tenant's batch id is a position only: the page holds the tenant's own", async () => {
+    const page = await stack.request("GET", `/v1/batches?after=${globexBatch}`, { headers: acme });
+    expect(page.status).toBe(200);
+    for (const batch of page.body.data) expect(batch.id).not.toBe(globexBatch);
+    for (const batch of page.body.data) expect(acmeBatches).toContain(batch.id);
   });
 
   it("GET /v1/batches: a real cursor pages on", async () => {

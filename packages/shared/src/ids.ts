@@ -30,6 +30,15 @@ export function newId(prefix: string, now = Date.now()): string {
 export type IdGenerator = (prefix: string) => string;
 
 /**
+ * Whether `id` has the shape of an id Cascade makes after `prefix` (`file-`, `batch_`): its
+ * creation time and random characters, in base 36. A list's `after` cursor of any other shape
+ * names nothing that was ever listed.
+ */
+export function hasIdShape(prefix: string, id: string): boolean {
+  return id.startsWith(prefix) && /^[0-9a-z]{20,64}$/.test(id.slice(prefix.length));
+}
+
+/**
  * Whether `id` can name a job (`job_…`: POST /v1/jobs's and a batch line's). A path segment is
  * a key suffix under the queue's prefix, where BullMQ keeps its own keys too (`events`, `id`,
  * `completed`…): anything else is no job, answered 404 without asking Redis.

@@ -72,7 +72,7 @@ function answerHttpErrors(error: FastifyError, request: FastifyRequest, reply: F
   if (error instanceof HttpError) answer = error;
   else if (isRedisUnavailableError(error)) {
     request.log.warn({ err: error.message }, "queue board request failed: Redis is not reachable");
-    answer = redisUnavailable(error.message);
+    answer = redisUnavailable(error.message, request.method);
   } else throw error;
   for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
   return sendError(reply, answer.statusCode, answer.type, answer.message, answer.param);

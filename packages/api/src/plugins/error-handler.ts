@@ -107,7 +107,7 @@ export function registerErrorHandling(
     }
     if (isRedisUnavailableError(error)) {
       request.log.warn({ err: error.message }, "request failed: Redis is not reachable");
-      const unavailable = redisUnavailable(error.message);
+      const unavailable = redisUnavailable(error.message, request.method);
       for (const [name, value] of Object.entries(unavailable.headers)) reply.header(name, value);
       return sendError(reply, 503, unavailable.type, unavailable.message);
     }

@@ -10,15 +10,18 @@ const COMMAND_TIMED_OUT = "Command timed out";
 
 /**
  * The one answer while Redis is unreachable: a 503 in the error shape, with Retry-After. A command
- * that timed out was sent and may still run when Redis wakes (a paused or stalled server): the
- * message says so, and points at the Idempotency-Key that makes the retry safe (ADR 0015).
+ * that timed out was sent and may still run when Redis wakes (a paused or stalled server): for a
+ * request that changes something (`method` other than GET or HEAD) the message says so, and points
+ * at the Idempotency-Key that makes the retry safe (ADR 0015).
  */
-export function redisUnavailable(detail?: string): HttpError {
-  const message =
-    detail === COMMAND_TIMED_OUT
-      ? "Redis did not answer in time (Command timed out); a change this request asked for may still " +
-        "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one"
-      : `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`;
+export function redisUnavailable(detail?: string, method = "GET"): HttpError {
+  const timedOut = detail === COMMAND_TIMED_OUT;
+  const message = !timedOut
+    ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`
+    : method === "GET" || method === "HEAD"
+      ? `Redis did not answer in time (${COMMAND_TIMED_OUT}); retry in a few seconds`
+      : `Redis did not answer in time (${COMMAND_TIMED_OUT}); a change this request asked for may still ` +
+        "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one";
   return new HttpError(503, "service_unavailable_error", message, undefined, {
     "retry-after": String(RETRY_AFTER_S),
   });

@@ -4,6 +4,7 @@ import {
   type Config,
   createBatchBodySchema,
   type FileStore,
+  hasIdShape,
   type IdGenerator,
   type Logger,
   listObject,
@@ -64,8 +65,11 @@ export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void
   });
 
   routes.get("/v1/batches", { schema: { querystring: listQuery } }, async (request) => {
+    const { after } = request.query;
+    // A cursor no batch id could be (a typo, another list's id): not the first page again. A
+    // batch's id pages on by position even once the batch is gone.
+    if (after !== undefined && !hasIdShape("batch_", after)) throw unknownCursor("batch", after);
     const page = await store.list(request.tenant, { ...request.query, order: "desc" });
-    if (!page) throw unknownCursor("batch", request.query.after);
     return listObject({ data: page.data.map(toBatchObject), has_more: page.has_more });
   });
 

@@ -3,6 +3,7 @@ import {
   type FileObject,
   type FileStore,
   FileTooLargeError,
+  hasIdShape,
   listObject,
   MAX_FILE_BYTES,
 } from "@cascade/shared";
@@ -120,6 +121,13 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
       try {
         for await (const part of request.parts()) {
           if (part.type === "field") {
+            // The file sent as text (`curl -F 'file=<x.jsonl'`): it must be a file part.
+            if (part.fieldname === "file") {
+              throw badRequest(
+                "file: send the JSONL as a file part (curl -F file=@input.jsonl), not as a text field",
+                "file",
+              );
+            }
             // As the JSON endpoints refuse unknown fields (and as OpenAI answers): a 400 naming it.
             if (!UPLOAD_FIELDS.includes(part.fieldname)) {
               throw badRequest(
@@ -170,9 +178,11 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
     });
 
     routes.get("/v1/files", { schema: { querystring: listQuery } }, async (request) => {
-      const page = await files.list(request.tenant, request.query);
-      if (!page) throw unknownCursor("file", request.query.after);
-      return listObject(page);
+      const { after } = request.query;
+      // A cursor no file id could be: not the first page again. A file's id pages on by position
+      // even once the file is deleted (a client deleting what it lists) or expired.
+      if (after !== undefined && !hasIdShape("file-", after)) throw unknownCursor("file", after);
+      return listObject(await files.list(request.tenant, request.query));
     });
 
     const load = async (tenant: string, id: string): Promise<FileObject> => {

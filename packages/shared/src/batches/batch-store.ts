@@ -118,8 +118,8 @@ export class BatchStore {
     return record?.tenant === tenant ? record : undefined;
   }
 
-  /** A page of the tenant's batches; undefined when `after` names none of them. */
-  async list(tenant: string, options: ListOptions): Promise<ListPage<BatchRecord> | undefined> {
+  /** A page of the tenant's batches. */
+  async list(tenant: string, options: ListOptions): Promise<ListPage<BatchRecord>> {
     return listIndex(this.redis, this.keys.batchIndex(tenant), options, async (ids) => {
       const pipeline = this.redis.pipeline();
       for (const id of ids) pipeline.hgetall(this.keys.batch(id));

@@ -80,8 +80,8 @@ export interface ListOptions {
 /**
  * Pages through an index of ids (a sorted set whose members all score 0, so it is ordered by id,
  * and Cascade ids start with their creation time) with OpenAI's `after` cursor. Ids whose record
- * has expired are dropped from the index on the way. Undefined when `after` is not in the index
- * (an unknown id, or another tenant's: indexes are per tenant), rather than the first page again.
+ * has expired are dropped from the index on the way. `after` is a position in that order: it need
+ * not be in the index still (a client deleting what it lists, an item expired between pages).
  */
 export async function listIndex<T>(
   redis: RedisClient,
@@ -89,8 +89,7 @@ export async function listIndex<T>(
   options: ListOptions,
   load: (ids: string[]) => Promise<Array<T | undefined>>,
   keep: (item: T) => boolean = () => true,
-): Promise<ListPage<T> | undefined> {
-  if (options.after !== undefined && (await redis.zscore(indexKey, options.after)) === null) return undefined;
+): Promise<ListPage<T>> {
   const found: T[] = [];
   let cursor = options.after;
   const page = Math.min(Math.max(options.limit + 1, 20), 1000);
@@ -207,7 +206,7 @@ export class FileStore {
   async list(
     tenant: string,
     options: ListOptions & { purpose?: string | undefined },
-  ): Promise<ListPage<FileObject> | undefined> {
+  ): Promise<ListPage<FileObject>> {
     return listIndex(
       this.redis,
       this.keys.fileIndex(tenant),

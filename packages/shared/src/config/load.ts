@@ -84,6 +84,8 @@ function readConfigFile(path: string): unknown {
       `CASCADE_CONFIG=${path}: cannot read the file (${code ?? String(error)}); point CASCADE_CONFIG at a YAML or JSON config, or unset it for the built-in demo config`,
     );
   }
+  // Empty (or blank): parseConfigFile says what the file needs, whatever its format.
+  if (text.trim() === "") return null;
   try {
     return extname(path).toLowerCase() === ".json" ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
