@@ -46,7 +46,9 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   /** A refusal's text was shown: no model continues a refusal (nor tool calls). */
   private shownRefusal = false;
   private roleSent = false;
-  private corked = false;
+  /** SSE events not yet handed to the response: sent as one write when the loop's turn ends. */
+  private pending = "";
+  private flushing = false;
 
   constructor(
     private readonly response: ServerResponse,
@@ -116,12 +118,13 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
         }),
       );
     }
-    this.response.end("data: [DONE]\n\n");
+    this.write("[DONE]", true);
   }
 
   /** Drops what is held back and its timer (the caller left). */
   dispose(): void {
     this.held = [];
+    this.pending = "";
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
   }
@@ -130,7 +133,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   fail(error: { error: Record<string, unknown> }): void {
     this.held = [];
     if (this.holdTimer) clearTimeout(this.holdTimer);
-    this.response.end(`data: ${JSON.stringify(error)}\n\n`);
+    this.write(JSON.stringify(error), true);
   }
 
   private modelOf(hop: number): string {
@@ -175,28 +178,40 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     });
   }
 
-  private write(json: string): void {
-    // Chunks that arrive in one turn of the event loop (a provider's TCP read often holds
-    // several) go out in one socket write: corked until the turn's I/O is handled. An answer that
-    // ends in the same turn (its finish, usage and [DONE]) joins that write: end() uncorks.
-    if (!this.corked) {
-      this.corked = true;
-      this.response.cork();
-      setImmediate(this.uncork);
+  /**
+   * Queues one `data:` event. Events that come in one turn of the event loop (a provider's TCP
+   * read often holds several) go to the response as one write, one chunk of its chunked body,
+   * when the turn's I/O has been handled; an answer that ends in that turn (its finish, usage and
+   * [DONE], or its error event) goes with them in the response's end: one socket write.
+   */
+  private write(data: string, last = false): void {
+    if (this.response.destroyed) return;
+    this.pending += `data: ${data}\n\n`;
+    if (last) {
+      const body = this.pending;
+      this.pending = "";
+      this.response.end(body);
+      return;
     }
     // A caller that stopped reading while the provider goes on: what it has not taken piles up
     // here. Past MAX_UNREAD_BYTES of earlier chunks it is treated as gone (the response's close
     // aborts the call), rather than holding the completion in memory while it keeps the socket.
-    if (this.response.writableLength > MAX_UNREAD_BYTES) {
+    if (this.response.writableLength + this.pending.length > MAX_UNREAD_BYTES) {
+      this.pending = "";
       this.response.destroy();
       return;
     }
-    this.response.write(`data: ${json}\n\n`);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(this.flush);
+    }
   }
 
-  private readonly uncork = (): void => {
-    this.corked = false;
-    // end() has already sent everything (it uncorks the socket fully).
-    if (!this.response.writableEnded) this.response.uncork();
+  private readonly flush = (): void => {
+    this.flushing = false;
+    if (!this.pending) return;
+    const body = this.pending;
+    this.pending = "";
+    if (!this.response.writableEnded && !this.response.destroyed) this.response.write(body);
   };
 }
