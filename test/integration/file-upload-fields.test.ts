@@ -4,6 +4,7 @@
  * param), whether it comes before or after the file, and nothing of it stays in Redis. Real HTTP
  * against the API, the store's keys read on the run's Redis.
  */
+import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
@@ -29,12 +30,18 @@ async function upload(parts: Array<[string, string] | "file">) {
   return { status: response.status, body: (await response.json()) as any };
 }
 
-/** Every file key under this stack's prefix: metadata, content (committed or not) and indexes. */
+/**
+ * Every file key under this stack's prefix: metadata, content (committed or not) and indexes. On
+ * every master of a cluster (KEYS asks one node).
+ */
 async function fileKeys(): Promise<string[]> {
   const prefix = stack.config.settings.CASCADE_REDIS_PREFIX;
+  const nodes = stack.redis instanceof Cluster ? stack.redis.nodes("master") : [stack.redis];
   const found: string[] = [];
-  for (const pattern of [`*${prefix}*:file:*`, `*${prefix}*:file-data:*`, `*${prefix}*:files:*`]) {
-    found.push(...(await stack.redis.keys(pattern)));
+  for (const node of nodes) {
+    for (const pattern of [`*${prefix}*:file:*`, `*${prefix}*:file-data:*`, `*${prefix}*:files:*`]) {
+      found.push(...(await node.keys(pattern)));
+    }
   }
   return found;
 }
