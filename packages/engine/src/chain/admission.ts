@@ -70,12 +70,14 @@ export async function admitHop(
   model: ModelConfig,
   estimate: RequestEstimate,
   timeoutMs: number,
-  exclude: ReadonlySet<string> | undefined,
+  exclude: readonly string[] | undefined,
   held?: { target: ModelTarget; place: PlaceHeld },
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
   let left =
-    exclude && exclude.size > 0 ? all.filter((target) => !exclude.has(target.deployment?.id ?? "")) : all;
+    exclude && exclude.length > 0
+      ? all.filter((target) => !exclude.includes(target.deployment?.id ?? ""))
+      : all;
   const resilience = context.resilience;
   if (!resilience) {
     const targets = left.length > 0 ? left : all;

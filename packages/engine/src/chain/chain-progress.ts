@@ -69,18 +69,16 @@ export class ChainProgress {
     this.fresh = false;
   }
 
-  /** Counts one of the current hop's tries outside an attempt's record (saved with the next save). */
-  countTry(): void {
-    this.progress.tries += 1;
-    this.dirty = true;
-  }
-
-  /** A deployment of the current hop's pooled model failed: the hop's next pick passes it over. */
-  deploymentFailed(deployment: string): void {
+  /**
+   * A deployment of the current hop's pooled model failed: the hop's next pick passes it over.
+   * Returns the hop's failed deployments so far.
+   */
+  deploymentFailed(deployment: string): readonly string[] {
     const failed = this.progress.failed_deployments ?? [];
     failed.push(deployment);
     this.progress.failed_deployments = failed;
     this.dirty = true;
+    return failed;
   }
 
   /** The hop is tried again from the start (a retry), or the chain moves on: any deployment may answer. */

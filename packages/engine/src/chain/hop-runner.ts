@@ -187,12 +187,6 @@ export async function runHop(
   const timeouts = hopTimeouts(hop);
   const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
   const targets = targetsOf(hop.model, model);
-  // Deployments of a pooled model that failed on this visit of the hop: the next try goes
-  // elsewhere (made only when a pooled call fails: most hops never need it). Kept in the progress,
-  // so a run resumed after a wait in the delayed set passes them over too.
-  let failedDeployments: Set<string> | undefined = progress.failed_deployments?.length
-    ? new Set(progress.failed_deployments)
-    : undefined;
   const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
   while (true) {
     // A shown answer that broke off goes on only where the model can continue it (prefill).
@@ -222,7 +216,9 @@ export async function runHop(
       model,
       estimate,
       timeouts.timeoutMs,
-      failedDeployments,
+      // Deployments of a pooled model that failed on this visit of the hop: the next try goes
+      // elsewhere. Kept in the progress, so a run resumed after a wait passes them over too.
+      progress.failed_deployments,
       held,
     );
     // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
@@ -378,11 +374,8 @@ export async function runHop(
     });
     // A pool tries its other deployments before the hop's own retries and fallbacks count.
     if (target.deployment && shownBroken === "unseen" && DEPLOYMENT_FAILURES.has(error.reason)) {
-      failedDeployments ??= new Set();
-      const failed = failedDeployments;
-      failed.add(target.deployment.id);
-      run.deploymentFailed(target.deployment.id);
-      if (targets.some((other) => !failed.has(other.deployment?.id ?? ""))) continue;
+      const failed = run.deploymentFailed(target.deployment.id);
+      if (targets.some((other) => !failed.includes(other.deployment?.id ?? ""))) continue;
     }
     progress.tries += 1;
     // A shown stream that cannot go on (on_stream_failure: error, or tool calls were shown) ends here.
@@ -404,7 +397,6 @@ export async function runHop(
     }
     if (decision.action === "next") return "next";
     // A retry of the hop may go to any of its deployments again.
-    failedDeployments?.clear();
     run.clearFailedDeployments();
     if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
     // Rejects with the job's JobInterruption when the job is interrupted while it waits.
