@@ -25,8 +25,8 @@ export const gatewayBodySchema = z.preprocess(
       // OpenAI's own `metadata` has the same shape (at most 16 string pairs).
       metadata: openAIMetadataSchema.optional(),
       max_cost_usd: z.number().min(0).optional(),
-      // OpenAI's own `user`, any length as OpenAI takes it; the end user budgets and usage are
-      // kept per is read from it by endUserOf (over END_USER_MAX_LENGTH it names nobody).
+      // `user` is OpenAI's own field (chatRequestFields), of any length as OpenAI takes it:
+      // endUserOf reads the end user for budgets and usage from it (past 256 characters, nobody).
       ...IGNORED_OPENAI_FIELDS,
     })
     .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)

@@ -1,3 +1,5 @@
+import { hasIdShape } from "@cascade/shared";
+
 /**
  * Every `error.type` the API answers with: the contract's names, chosen so that OpenAI's SDKs
  * raise their usual classes by status. A union, so that a misspelt type fails to compile.
@@ -33,7 +35,15 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string, param?: string) =>
   new HttpError(400, "invalid_request_error", message, param);
-/** A list's `after` cursor that names none of the tenant's items: a 400, not the first page again. */
+/** A list's `after` cursor that names nothing to page from: a 400, not the first page again. */
 export const unknownCursor = (kind: string, id: string | undefined) =>
   badRequest(`after: no ${kind} with id ${id}`, "after");
+
+/**
+ * Refuses an `after` cursor no id of the list's kind could be (a typo, another list's id). One of
+ * the right shape is a position in the list's order, even once its item is deleted or expired.
+ */
+export function checkCursorShape(after: string | undefined, prefix: string, kind: string): void {
+  if (after !== undefined && !hasIdShape(prefix, after)) throw unknownCursor(kind, after);
+}
 export const notFound = (message: string) => new HttpError(404, "not_found_error", message);

@@ -4,7 +4,6 @@ import {
   type Config,
   createBatchBodySchema,
   type FileStore,
-  hasIdShape,
   type IdGenerator,
   type Logger,
   listObject,
@@ -14,7 +13,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BatchService, BatchValidationError } from "../batches/batch-service.js";
-import { notFound, unknownCursor } from "../plugins/http-error.js";
+import { checkCursorShape, notFound } from "../plugins/http-error.js";
 import { registerFileRoutes } from "./files.js";
 
 export interface BatchApiDeps {
@@ -65,10 +64,7 @@ export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void
   });
 
   routes.get("/v1/batches", { schema: { querystring: listQuery } }, async (request) => {
-    const { after } = request.query;
-    // A cursor no batch id could be (a typo, another list's id): not the first page again. A
-    // batch's id pages on by position even once the batch is gone.
-    if (after !== undefined && !hasIdShape("batch_", after)) throw unknownCursor("batch", after);
+    checkCursorShape(request.query.after, "batch_", "batch");
     const page = await store.list(request.tenant, { ...request.query, order: "desc" });
     return listObject({ data: page.data.map(toBatchObject), has_more: page.has_more });
   });

@@ -3,7 +3,6 @@ import {
   type FileObject,
   type FileStore,
   FileTooLargeError,
-  hasIdShape,
   listObject,
   MAX_FILE_BYTES,
 } from "@cascade/shared";
@@ -11,7 +10,7 @@ import fastifyMultipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { badRequest, HttpError, notFound, unknownCursor } from "../plugins/http-error.js";
+import { badRequest, checkCursorShape, HttpError, notFound } from "../plugins/http-error.js";
 
 export interface FileRoutesDeps {
   files: FileStore;
@@ -178,10 +177,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
     });
 
     routes.get("/v1/files", { schema: { querystring: listQuery } }, async (request) => {
-      const { after } = request.query;
-      // A cursor no file id could be: not the first page again. A file's id pages on by position
-      // even once the file is deleted (a client deleting what it lists) or expired.
-      if (after !== undefined && !hasIdShape("file-", after)) throw unknownCursor("file", after);
+      checkCursorShape(request.query.after, "file-", "file");
       return listObject(await files.list(request.tenant, request.query));
     });
 
