@@ -166,6 +166,30 @@ describe("openai provider through the worker", () => {
     expect(job.attempts[0].message).toContain("Bearer [redacted]");
   });
 
+  it("scrubs our key where an upstream quotes only part of it (OpenAI's masked 401) or its base64", async () => {
+    const key = "sk-test-123";
+    for (const quoted of [
+      `${key.slice(0, 8)}${"*".repeat(24)}${key.slice(-4)}`,
+      `${key.slice(0, 9)}...`,
+      Buffer.from(`user:${key}`).toString("base64"),
+    ]) {
+      fake.script("up-primary", {
+        kind: "status",
+        status: 401,
+        body: {
+          error: {
+            message: `Incorrect API key provided: ${quoted}. See the docs.`,
+            type: "invalid_request_error",
+          },
+        },
+      });
+      const job = await run({ models: ["primary"] });
+      expect(job.status).toBe("failed");
+      expect(job.attempts[0].message, quoted).toContain("provided: [redacted]. See the docs.");
+      expect(JSON.stringify(job), quoted).not.toContain(quoted);
+    }
+  });
+
   it("scrubs our key from a long error text before cutting it short (a key across the cut leaked its start)", async () => {
     // "HTTP 500: " + padding + "Bearer " puts the key at characters 491..510 of the message: the
     // 500-character bound falls inside the key for each of these paddings.

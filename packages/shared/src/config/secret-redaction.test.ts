@@ -3,7 +3,10 @@ import type { Config } from "./load.js";
 import { redactSecrets } from "./secret-redaction.js";
 
 const config = {
-  providerKeys: new Map([["internal", "sk-secret-123456"]]),
+  providerKeys: new Map([
+    ["internal", "sk-secret-123456"],
+    ["live", "sk-live-SECRETKEY-abc123def456"],
+  ]),
   providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef" }]]),
   file: {
     providers: {
@@ -50,6 +53,23 @@ describe("redactSecrets", () => {
       "connect ECONNREFUSED 2600:1f18:243e:7b00:c1c4:9a5e:5b3d:2f1c:443",
       "connect ECONNREFUSED [provider address]",
     ],
+    // OpenAI's 401 quotes the key's first and last characters around stars.
+    [
+      "Incorrect API key provided: sk-live-SECRE*************f456. You can find your API key at x.",
+      "Incorrect API key provided: [redacted]. You can find your API key at x.",
+    ],
+    ["key sk-live-****************f456 refused", "key [redacted] refused"],
+    ["key sk-l...f456 refused", "key [redacted] refused"],
+    ["key sk-live-SEC\u2026 refused", "key [redacted] refused"],
+    // Eight characters of a key in a row anywhere, or the key in base64 (a Basic header echoed).
+    ["prefix seen: sk-live-SECRE (13 chars)", "prefix seen: [redacted] (13 chars)"],
+    ["tail ETKEY-abc123 was sent", "tail [redacted] was sent"],
+    [
+      `auth: Basic ${Buffer.from("user:sk-live-SECRETKEY-abc123def456").toString("base64")}`,
+      "auth: Basic [redacted]",
+    ],
+    [`b64 ${Buffer.from("sk-live-SECRETKEY-abc123def456").toString("base64")}`, "b64 [redacted]"],
+    [`b64url ${Buffer.from("xx:sk-live-SECRETKEY-abc123def456").toString("base64url")}`, "b64url [redacted]"],
   ])("scrubs %j", (text, expected) => {
     expect(redactSecrets(config, text)).toBe(expected);
   });
@@ -59,6 +79,7 @@ describe("redactSecrets", () => {
     "vllm.internal-2 is another host",
     "HTTP 400 invalid_request_error: max_tokens is too large",
     "HTTP 400: Invalid 'messages[0].content': string too long; tools[3] and content[12] too",
+    "HTTP 401: sk-proj-****wxyz is not a key we sent; see https://example.com/docs/keys.",
   ])("leaves %j alone", (text) => {
     expect(redactSecrets(config, text)).toBe(text);
   });

@@ -3,6 +3,18 @@ import type { Config } from "./load.js";
 /** Shorter values are not scrubbed: they would match ordinary words and numbers. */
 const MIN_SECRET_LENGTH = 8;
 const REDACTED = "[redacted]";
+/**
+ * A run of key-like characters holding this many characters of an API key in a row (or of its
+ * base64) is taken for that key, whole: providers quote keys partly (OpenAI's "Incorrect API key
+ * provided: sk-proj-****…8xYA"), and any piece is a fingerprint of it.
+ */
+const KEY_PIECE_LENGTH = 8;
+/** A masked key's visible ends: at least this much of a key's start or end beside the mask. */
+const MIN_MASKED_END = 4;
+/** Runs of characters a key, its base64, or a masked form of it is written with. */
+const KEY_LIKE_RUN = /[\w+/=*.\u2026-]+/g;
+/** The mask inside a quoted key: `***`, `...` or `…`. */
+const MASK = /\*{3,}|\.{3,}|\u2026/;
 
 const redactors = new WeakMap<Config, (text: string) => string>();
 
@@ -14,6 +26,8 @@ const redactors = new WeakMap<Config, (text: string) => string>();
  * Nor where the operator's providers live: the host names of the configured `base_url`s and IP
  * addresses (Node's network errors name the address they could not reach, `connect ECONNREFUSED
  * 10.0.3.7:8000`) become `[provider address]`; the provider's id already says which one it was.
+ * API keys are also scrubbed where only part of one is quoted (KEY_PIECE_LENGTH characters of it
+ * in a row, or a masked form showing its start or end) and in base64 (a Basic header echoed).
  */
 export function redactSecrets(config: Config, text: string): string {
   let redact = redactors.get(config);
@@ -54,8 +68,62 @@ function addHost(hosts: Set<string>, baseUrl: string | undefined): void {
   }
 }
 
+/**
+ * `secret` in base64 and base64url as it reads inside any longer encoded text: the encoding at
+ * each of the three byte alignments, less the characters that depend on the bytes around it.
+ */
+function base64Forms(secret: string): string[] {
+  const forms: string[] = [];
+  for (const [pad, skip] of [
+    ["", 0],
+    ["\0", 2],
+    ["\0\0", 3],
+  ] as const) {
+    const encoded = Buffer.from(pad + secret)
+      .toString("base64")
+      .replace(/=+$/, "");
+    const inner = encoded.slice(skip, -2);
+    forms.push(inner, inner.replaceAll("+", "-").replaceAll("/", "_"));
+  }
+  return forms;
+}
+
+/** Tells whether a run of key-like characters quotes an API key: a piece of it, or a masked form. */
+function keyPieceFinder(keys: readonly string[]): ((run: string) => boolean) | undefined {
+  const pieces = new Set<string>();
+  for (const key of keys) {
+    for (const form of [key, ...base64Forms(key)]) {
+      for (let start = 0; start + KEY_PIECE_LENGTH <= form.length; start++) {
+        pieces.add(form.slice(start, start + KEY_PIECE_LENGTH));
+      }
+    }
+  }
+  if (pieces.size === 0) return undefined;
+  const masked = (run: string): boolean => {
+    const mask = MASK.exec(run);
+    if (!mask) return false;
+    const before = run.slice(0, mask.index);
+    const after = run.slice(mask.index + mask[0].length).replace(/[.*\u2026]+$/, "");
+    return keys.some(
+      (key) =>
+        (before.length >= MIN_MASKED_END && key.startsWith(before)) ||
+        (after.length >= MIN_MASKED_END && key.endsWith(after)),
+    );
+  };
+  return (run) => {
+    if (run.length >= KEY_PIECE_LENGTH) {
+      for (let start = 0; start + KEY_PIECE_LENGTH <= run.length; start++) {
+        if (pieces.has(run.slice(start, start + KEY_PIECE_LENGTH))) return true;
+      }
+    }
+    return masked(run);
+  };
+}
+
 function redactorFor(config: Config): (text: string) => string {
-  const secrets = new Set<string>(config.providerKeys.values());
+  const keys = [...new Set(config.providerKeys.values())].filter((key) => key.length >= MIN_SECRET_LENGTH);
+  const quotesKey = keyPieceFinder(keys);
+  const secrets = new Set<string>(keys);
   const hosts = new Set<string>();
   for (const [id, provider] of Object.entries(config.file.providers)) {
     const resolved = config.providerHeaders.get(id);
@@ -85,6 +153,14 @@ function redactorFor(config: Config): (text: string) => string {
   return (text) => {
     let out = text;
     for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+    if (quotesKey) {
+      // A sentence's full stop after the quoted key stays: one dot, or one after a `...` mask.
+      out = out.replace(KEY_LIKE_RUN, (run) => {
+        if (!quotesKey(run)) return run;
+        const dots = /\.*$/.exec(run)?.[0].length ?? 0;
+        return dots === 1 || dots === 4 ? `${REDACTED}.` : REDACTED;
+      });
+    }
     if (hostPattern) out = out.replace(hostPattern, ADDRESS);
     return out.replace(IP_ADDRESS, ADDRESS);
   };
