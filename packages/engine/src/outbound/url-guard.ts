@@ -50,7 +50,8 @@ const privateHint = "only public addresses are called (webhooks.allow_private_ne
 export function assertPublicAddress(host: string, address: string): void {
   const reason = blockedAddressReason(address);
   if (reason === undefined) return;
-  const what = host === address ? `${address} is` : `host "${host}" resolves to ${address},`;
+  // A name's address is not told: tenants would map internal names through this message.
+  const what = host === address ? `${address} is` : `host "${host}" resolves to`;
   throw new UrlRejectedError("blocked_address", `${what} a ${reason} address; ${privateHint}`);
 }
 
