@@ -60,6 +60,17 @@ describe("POST /v1/files fields", () => {
     expect(listed.body.data).toEqual([]);
   });
 
+  it.each(["__proto__", "constructor", "toString"])(
+    "refuses a field named %s (an object property's name) with a 400 saying which fields it takes",
+    async (name) => {
+      const response = await upload([["purpose", "batch"], "file", [name, "1"]]);
+      expect(response.status).toBe(400);
+      expect(response.body.error.type).toBe("invalid_request_error");
+      expect(response.body.error.message).toMatch(/send file, purpose and optionally expires_after/);
+      expect(await fileKeys()).toEqual([]);
+    },
+  );
+
   it("says to send the file as a file part when it comes as a text field", async () => {
     const response = await upload([
       ["purpose", "batch"],

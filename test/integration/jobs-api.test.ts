@@ -199,6 +199,23 @@ describe("jobs API", () => {
     }
   });
 
+  it("names an unknown field in param, where OpenAI's SDKs read it", async () => {
+    const cases: Array<[string, unknown, string]> = [
+      ["/v1/jobs", { ...hello, colour: "red" }, "colour"],
+      ["/v1/jobs", { ...hello, webhook: { url: "https://example.com/h", colour: 1 } }, "webhook.colour"],
+      ["/v1/chat/completions", { model: "fast", messages: hello.request.messages, colour: "red" }, "colour"],
+    ];
+    for (const [path, body, param] of cases) {
+      const response = await stack.request("POST", path, { body, headers: acme });
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error, JSON.stringify(body)).toMatchObject({
+        type: "invalid_request_error",
+        param,
+      });
+      expect(response.body.error.message).toMatch(/unknown field "colour"/);
+    }
+  });
+
   it("answers requests Node's HTTP parser refuses in the contract's shape, then closes", async () => {
     const { hostname, port } = new URL(stack.url);
     const exchange = (bytes: string) =>

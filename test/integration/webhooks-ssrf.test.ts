@@ -113,9 +113,7 @@ describe("webhook SSRF guard", () => {
       dead = list.body.data.find((delivery: any) => delivery.job_id === jobId);
     }
     expect(dead).toMatchObject({ attempts: 1, last_status: null });
-    expect(dead?.last_error).toMatch(
-      /refused: host "rebind\.test" resolves to a loopback address/,
-    );
+    expect(dead?.last_error).toMatch(/refused: host "rebind\.test" resolves to a loopback address/);
     expect(dead?.last_error).not.toContain("127.0.0.1");
     expect(canary.connections).toBe(0);
   });

@@ -66,12 +66,15 @@ function describeValidation(
   const lines = issues.slice(0, 5).map((issue) => {
     const path = (issue.instancePath ?? "").split("/").filter(Boolean).join(".");
     let message = issue.message ?? "invalid";
+    let param = path;
     if (issue.keyword === "unrecognized_keys" && issue.params?.keys?.length) {
       const keys = issue.params.keys;
       message = `unknown field${keys.length > 1 ? "s" : ""} ${keys.map((key) => `"${key}"`).join(", ")}`;
+      // The param names the field itself (the issue's path is the object holding it).
+      param = path ? `${path}.${keys[0]}` : (keys[0] as string);
     }
     const prefix = where === "body" ? "" : `${where} `;
-    return { param: path, text: `${prefix}${path || where}: ${message}` };
+    return { param, text: `${prefix}${path || where}: ${message}` };
   });
   return { message: lines.map((line) => line.text).join("; "), param: lines[0]?.param || undefined };
 }

@@ -26,6 +26,8 @@ const listQuery = z.object({
 
 /** The multipart fields of an upload besides `file` (OpenAI's, https://platform.openai.com/docs/api-reference/files/create). */
 const UPLOAD_FIELDS = ["purpose", "expires_after[anchor]", "expires_after[seconds]"];
+const UPLOAD_FIELDS_HINT =
+  "send file, purpose and optionally expires_after[anchor] and expires_after[seconds]";
 
 const tooLarge = () =>
   new HttpError(
@@ -129,10 +131,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
             }
             // As the JSON endpoints refuse unknown fields (and as OpenAI answers): a 400 naming it.
             if (!UPLOAD_FIELDS.includes(part.fieldname)) {
-              throw badRequest(
-                `unknown field "${part.fieldname}"; send file, purpose and optionally expires_after[anchor] and expires_after[seconds]`,
-                part.fieldname,
-              );
+              throw badRequest(`unknown field "${part.fieldname}"; ${UPLOAD_FIELDS_HINT}`, part.fieldname);
             }
             fields[part.fieldname] = String(part.value);
             continue;
@@ -166,6 +165,12 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         if (upload) await files.discard(upload.id);
         const code = (error as { code?: string }).code;
         if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
+        if (code === "FST_PROTO_VIOLATION") {
+          // @fastify/multipart refuses a field named after an object property and does not say which.
+          throw badRequest(
+            `a field is named after an object property (__proto__, constructor, ...); ${UPLOAD_FIELDS_HINT}`,
+          );
+        }
         if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
           throw badRequest("send one file and the fields purpose (and expires_after) only", "file");
         }
