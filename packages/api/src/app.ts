@@ -383,6 +383,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       store,
       waiters,
       idempotency: new IdempotencyKeys(redis, keys),
+      observer: requestObserver,
       clock: deps.clock ?? systemClock,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
       webhooks: createApiWebhooks({

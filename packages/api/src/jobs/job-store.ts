@@ -18,7 +18,8 @@ import { FairEnqueue } from "./fair-enqueue.js";
 export const isTerminal = isTerminalJob;
 
 export type CancelResult =
-  | { kind: "cancelled"; job: JobObject }
+  /** Cancelled here, no worker holding it: `data` and the job's first start, to count it by. */
+  | { kind: "cancelled"; job: JobObject; data: JobData; startedAtMs?: number }
   | { kind: "requested"; job: JobObject }
   | { kind: "terminal"; job: JobObject };
 
@@ -122,7 +123,12 @@ export class JobStore {
               ),
             );
         }
-        return { kind: "cancelled", job: cancelled };
+        return {
+          kind: "cancelled",
+          job: cancelled,
+          data: stored.data,
+          ...(cancelled.started_at != null ? { startedAtMs: cancelled.started_at * 1000 } : {}),
+        };
       }
       await this.redis.del(key);
       if (state === "completed" || state === "failed") {

@@ -7,6 +7,7 @@ import {
   type IdGenerator,
   type JobData,
   type JobObject,
+  type RequestObserver,
   resolveChain,
   sha256Hex,
   unixSeconds,
@@ -30,6 +31,8 @@ export interface JobRoutesDeps {
   clock: Clock;
   newId: IdGenerator;
   webhooks: ApiWebhooks;
+  /** Told of a job cancelled here (no worker held it), as workers tell of the jobs they end. */
+  observer?: RequestObserver;
 }
 
 export const MAX_WAIT_SECONDS = 60;
@@ -212,6 +215,20 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     }
     if (result.kind === "cancelled") {
       waiters.wake(id);
+      // Counted as the jobs workers end are (cascade_jobs_total, usage rows, the dashboard): what
+      // it had spent (a billed hop before a wait for a limit) counts, as a cancelled job's does.
+      deps.observer?.finished({
+        door: "job",
+        tenant: request.tenant,
+        route: result.data.route,
+        firstModel: result.data.chain[0]?.model ?? "",
+        status: "cancelled",
+        costUsd: result.job.cost_usd,
+        attempts: result.job.attempts,
+        createdAtMs: result.job.created_at * 1000,
+        ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
+        finishedAtMs: clock.now(),
+      });
       await deps.webhooks.jobCancelled(request.tenant, result.job, clock.now());
       return reply.code(200).send(result.job);
     }

@@ -13,6 +13,17 @@ export class JobInterruption extends Error {
   }
 }
 
+/**
+ * Thrown out of a run that lost its job's lock: another run owns the job now. Carries what this
+ * run's progress had been charged in all (USD), so the worker can count what was never saved.
+ */
+export class RunLostLock extends JobInterruption {
+  constructor(readonly costUsd: number) {
+    super("lock_lost");
+    this.name = "RunLostLock";
+  }
+}
+
 export function interruptionOf(signal: AbortSignal): JobInterruption | undefined {
   return signal.aborted && signal.reason instanceof JobInterruption ? signal.reason : undefined;
 }
@@ -21,8 +32,9 @@ export function interruptionOf(signal: AbortSignal): JobInterruption | undefined
  * The one place an interrupted run becomes its result. Cancelled: the job ends cancelled, and no
  * attempt is recorded for the stopped call (it neither succeeded nor failed for one of the
  * contract's reasons). Shutdown: the job is handed back at once, its progress (the stopped call's
- * charge included) saved for the run that resumes it. Lock lost: thrown on, since another run owns
- * the job and its progress now (the call's charge is in the tenant's budget, settled already).
+ * charge included) saved for the run that resumes it. Lock lost: thrown on (RunLostLock), since
+ * another run owns the job and its progress now (the call's charge is in the tenant's budget,
+ * settled already; the worker counts what was never saved as a stray charge).
  */
 export async function interruptedResult(
   interruption: JobInterruption,
@@ -33,7 +45,7 @@ export async function interruptedResult(
   if (interruption.kind === "cancelled") {
     return { kind: "finished", outcome: cancelledOutcome(run.progress, now) };
   }
-  if (interruption.kind === "lock_lost") throw interruption;
+  if (interruption.kind === "lock_lost") throw new RunLostLock(run.progress.cost_usd);
   try {
     return await run.defer(now);
   } catch (error) {

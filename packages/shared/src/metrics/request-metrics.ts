@@ -42,5 +42,14 @@ export function requestMetricsObserver(metrics: CascadeMetrics): RequestObserver
       const tookMs = Math.max(0, request.finishedAtMs - request.createdAtMs);
       metrics.jobDuration.observe({ route, status }, tookMs / 1000);
     },
+    charged(charge) {
+      if (!(charge.costUsd > 0)) return;
+      const labels = {
+        tenant: labelValue(charge.tenant),
+        route: labelValue(charge.route),
+        model: labelValue(charge.firstModel),
+      };
+      metrics.costUsd.inc(labels, charge.costUsd);
+    },
   };
 }

@@ -1,7 +1,12 @@
 import type { ChainableCommander } from "ioredis";
 import type { Attempt } from "../schemas/job.js";
 import { HashIncrementWrites } from "./batched-writes.js";
-import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
+import {
+  type FinishedRequest,
+  fellBack,
+  type RequestObserver,
+  type StrayCharge,
+} from "./finished-request.js";
 
 /** How long a route's per-minute counts are kept (the dashboard shows the last hour). */
 export const DASHBOARD_MINUTE_TTL_S = 2 * 3600;
@@ -86,6 +91,13 @@ export class DashboardRecorder extends HashIncrementWrites implements RequestObs
       this.failures.push(JSON.stringify(failure));
       if (this.failures.length > DASHBOARD_FAILURES_KEPT) this.failures.shift();
     }
+    this.gathered();
+  }
+
+  charged(charge: StrayCharge): void {
+    if (!(charge.costUsd > 0)) return;
+    const key = this.keys.dashboardRouteMinute(charge.route ?? DASHBOARD_NO_ROUTE, minuteOf(charge.atMs));
+    this.increments.add(key, "cost_usd", charge.costUsd, DASHBOARD_MINUTE_TTL_S);
     this.gathered();
   }
 }

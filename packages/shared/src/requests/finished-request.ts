@@ -24,9 +24,26 @@ export interface FinishedRequest {
   finishedAtMs: number;
 }
 
+/**
+ * Money a run spent that no finished request's cost carries: what a job's run was charged after
+ * its last saved progress when the run could not end the job (it lost the job's lock, or BullMQ
+ * refused its result). The run that ends the job counts the job and the saved cost; this is
+ * counted only here. Budgets and `by_*` spend already hold it (settled with each call).
+ */
+export interface StrayCharge {
+  tenant: string;
+  route: string | null;
+  /** The chain's first model, as a finished request's cost is counted under it in usage rows. */
+  firstModel: string;
+  costUsd: number;
+  atMs: number;
+}
+
 /** Told of every finished request; must not throw or block (record and return). */
 export interface RequestObserver {
   finished(request: FinishedRequest): void;
+  /** Told of money spent outside any finished request (StrayCharge); cost counters add it. */
+  charged?(charge: StrayCharge): void;
   /** Writes what it gathered in memory now (tests, and readers that must see the latest). */
   flush?(): Promise<void>;
   /** Writes what is left and stops its timers: on shutdown, after the last request ended. */
@@ -84,6 +101,15 @@ export function observeAll(
       for (const observer of observers) {
         try {
           observer.finished(request);
+        } catch (error) {
+          onError(error);
+        }
+      }
+    },
+    charged(charge) {
+      for (const observer of observers) {
+        try {
+          observer.charged?.(charge);
         } catch (error) {
           onError(error);
         }

@@ -1,5 +1,10 @@
 import { HashIncrementWrites } from "./batched-writes.js";
-import { type FinishedRequest, fellBack, type RequestObserver } from "./finished-request.js";
+import {
+  type FinishedRequest,
+  fellBack,
+  type RequestObserver,
+  type StrayCharge,
+} from "./finished-request.js";
 
 /** How long a day's counts are kept: as long as the spend hashes GET /v1/usage also reads. */
 export const REQUEST_COUNTS_TTL_SECONDS = 400 * 86_400;
@@ -156,6 +161,19 @@ export class RequestCountRecorder extends HashIncrementWrites implements Request
     }
     if (request.firstModel !== "") {
       this.count(key, `model:${request.firstModel}:`, request.status, counted, fellBackHere, cost);
+    }
+    this.gathered();
+  }
+
+  /** Cost only, under the same subjects as a finished request's (no request is counted). */
+  charged(charge: StrayCharge): void {
+    if (!(Number.isFinite(charge.costUsd) && charge.costUsd > 0)) return;
+    const key = this.keys.requestCounts(charge.tenant, countingDay(charge.atMs));
+    const ttl = REQUEST_COUNTS_TTL_SECONDS;
+    this.increments.add(key, "total:cost", charge.costUsd, ttl);
+    if (charge.route !== null) this.increments.add(key, `route:${charge.route}:cost`, charge.costUsd, ttl);
+    if (charge.firstModel !== "") {
+      this.increments.add(key, `model:${charge.firstModel}:cost`, charge.costUsd, ttl);
     }
     this.gathered();
   }

@@ -8,6 +8,7 @@ import {
   JobInterruption,
   type ProviderRegistry,
   type Resilience,
+  RunLostLock,
   type RunSignal,
   runChain,
 } from "@cascade/engine";
@@ -30,7 +31,7 @@ import {
   TenantSlots,
   waitingStatus,
 } from "@cascade/shared";
-import { DelayedError, type Job, Worker } from "bullmq";
+import { DelayedError, isNotConnectionError, type Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
 import { holdsJobsAhead, SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
@@ -45,6 +46,29 @@ const TENANT_FULL_JITTER_MS = 300;
  * at once lost at both 500 and 2,000; 1, 2 and 4 tied at 500; 4 won at 2,000 (ADR 0026).
  */
 const BOOKKEEPING_PER_TURN = 4;
+
+/**
+ * BullMQ's worker, telling `refused` of a run's result it could not store: the run's lock was
+ * gone or its job no longer active (another worker runs it, or a lost reply's resend found it
+ * done). Never `completed` then, so what the run spent past its last save is counted there.
+ * A lost connection is not a refusal: BullMQ tries the same result again.
+ */
+class CompletionQueueWorker extends Worker<JobData, JobOutcome> {
+  refused?: (job: Job<JobData, JobOutcome>, result: JobOutcome) => void;
+
+  protected override async handleCompleted(
+    result: JobOutcome,
+    job: Job<JobData, JobOutcome>,
+    ...rest: [token: string, fetchNextCallback?: () => boolean, span?: never]
+  ): Promise<Job<JobData, JobOutcome>> {
+    try {
+      return await super.handleCompleted(result, job, ...rest);
+    } catch (error) {
+      if (isNotConnectionError(error as Error)) this.refused?.(job, result);
+      throw error;
+    }
+  }
+}
 
 export interface CompletionWorkerOptions {
   config: Config;
@@ -103,6 +127,19 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     observeFinishedJob(options.observer, job, data, outcome, clock.now());
   /** Runs that ended with a result, until BullMQ has stored it (then they are counted). */
   const endedRuns = new WeakMap<Job<JobData, JobOutcome>, JobData>();
+  /** The cost saved in such a run's job (at its start, or its last save) when above 0. */
+  const savedCosts = new WeakMap<Job<JobData, JobOutcome>, number>();
+  /** What a run that could not end its job spent past its last save: only this run knows it. */
+  const strayCharge = (data: JobData, costUsd: number) => {
+    if (!(costUsd > 0)) return;
+    options.observer?.charged?.({
+      tenant: data.tenant,
+      route: data.route,
+      firstModel: data.chain[0]?.model ?? "",
+      costUsd,
+      atMs: clock.now(),
+    });
+  };
 
   const slots = new SlotGate(options.concurrency);
   const prefetchMs = options.prefetchMs ?? config.settings.WORKER_PREFETCH_MS;
@@ -204,6 +241,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         .catch((error) =>
           logger.warn({ job_id: jobId, err: error }, "could not release a tenant's running slot"),
         );
+    // What the job's stored progress has been charged (at its start, then at each save): the run
+    // that ends the job counts it; a run that cannot end it counts only what it spent past it.
+    let savedCost = 0;
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -230,6 +270,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
           })
         : undefined;
       const progress = parseJobProgress(job.progress);
+      savedCost = progress?.cost_usd ?? 0;
       // A job starting again (after waiting for a limit, a crash, or being handed back) may have
       // been cancelled while no worker held it. First runs skip this read: a cancel of a job shown
       // running reaches its run, held for a slot or not (registered from the claim).
@@ -268,18 +309,25 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               progressOwned: true,
               saveProgress: async (progress) => {
                 if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
+                savedCost = progress.cost_usd;
               },
             });
       if (result.kind === "finished") {
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
-        if (lock?.lost) throw new JobInterruption("lock_lost");
+        if (lock?.lost) {
+          strayCharge(data, result.outcome.cost_usd - savedCost);
+          throw new JobInterruption("lock_lost");
+        }
         await options.onFinished?.(job, data, result.outcome);
         // Counted once BullMQ has stored the result (the `completed` handler below): a run that
         // lost its lock, whose result BullMQ refuses, is not a request that ended (the run that
         // took the job over counts it). An enqueue that gives up fails the job, and the failed
         // handler counts it then.
-        if (options.observer) endedRuns.set(job, data);
+        if (options.observer) {
+          endedRuns.set(job, data);
+          if (savedCost > 0) savedCosts.set(job, savedCost);
+        }
         return result.outcome;
       }
       // The runner saved the progress to resume from; the job waits in the delayed set.
@@ -288,12 +336,15 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       if (waitingStatus(result.progress) === "queued") await events?.queued?.();
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
+    } catch (error) {
+      if (error instanceof RunLostLock) strayCharge(data, error.costUsd - savedCost);
+      throw error;
     } finally {
       await releaseSlot();
     }
   };
 
-  const worker = new Worker<JobData, JobOutcome>(QUEUE_NAMES.completions, processor, {
+  const worker = new CompletionQueueWorker(QUEUE_NAMES.completions, processor, {
     connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
     concurrency: options.concurrency,
@@ -335,6 +386,12 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     endedRuns.delete(job);
     observe(job, data, outcome);
   });
+  worker.refused = (job, outcome) => {
+    const data = endedRuns.get(job);
+    if (data === undefined) return;
+    endedRuns.delete(job);
+    strayCharge(data, outcome.cost_usd - (savedCosts.get(job) ?? 0));
+  };
   worker.on("failed", (job, error) => {
     if (!job) return;
     logger.error({ job_id: job.id, err: error }, "job failed unexpectedly");

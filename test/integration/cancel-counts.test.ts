@@ -1,0 +1,109 @@
+/**
+ * A job cancelled where no worker holds it (queued, or waiting in the delayed set for a limit
+ * after a billed hop) ends in the API, not in a worker: it is counted there as the jobs workers
+ * end are. Before, it reached no counter at all: cascade_jobs_total had no cancelled job, and
+ * what it had spent was in `/v1/usage`'s spend (settled with the call) but in neither
+ * cascade_cost_usd_total nor the usage rows by route and model (billing audit).
+ * Real API process, real Redis; the job's progress is written as a worker writes it.
+ */
+import { createKeys, QUEUE_NAMES, type RedisClient } from "@cascade/shared";
+import { Job, Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { chatRequest, fakeConfig, http, sleep } from "../e2e/helpers.js";
+import {
+  type CascadeApi,
+  makeTempDir,
+  startApi,
+  stopAllCascadeProcesses,
+  type TempDir,
+  uniquePrefix,
+} from "../support/processes.js";
+import { testRedis } from "../support/redis-clients.js";
+
+let dir: TempDir;
+let api: CascadeApi;
+let redis: RedisClient;
+let queue: Queue;
+
+beforeAll(async () => {
+  dir = makeTempDir();
+  const prefix = uniquePrefix("cancelcounts");
+  // No tenants: open mode, every request is the default tenant's.
+  const config = fakeConfig("http://127.0.0.1:9/v1");
+  const env = {
+    REDIS_URL: inject("redisUrl"),
+    CASCADE_REDIS_PREFIX: prefix,
+    CASCADE_CONFIG: dir.write("cascade.json", config),
+    FAKE_KEY: "unused",
+    LOG_LEVEL: "info",
+  };
+  api = await startApi({ env });
+  redis = testRedis();
+  queue = new Queue(QUEUE_NAMES.completions, {
+    connection: redis as never,
+    prefix: createKeys(prefix).bullPrefix,
+  });
+});
+
+afterAll(async () => {
+  await stopAllCascadeProcesses();
+  await queue?.close();
+  redis?.disconnect();
+  dir?.cleanup();
+});
+
+async function metric(name: string, labels: Record<string, string>): Promise<number> {
+  const page = await (await fetch(`${api.url}/metrics`)).text();
+  const wanted = Object.entries(labels)
+    .map(([key, value]) => `${key}="${value}"`)
+    .sort();
+  for (const line of page.split("\n")) {
+    const match = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const have = (match[2] as string).split(",").sort();
+    if (have.length === wanted.length && have.every((pair, index) => pair === wanted[index])) {
+      return Number(match[3]);
+    }
+  }
+  return 0;
+}
+
+describe("a job cancelled where no worker holds it", () => {
+  it("is counted in cascade_jobs_total, and what it had spent in the cost metric and usage rows", async () => {
+    const labels = { route: "default", tenant: "default", status: "cancelled" };
+    const before = await metric("cascade_jobs_total", labels);
+
+    // A queued job that spent nothing.
+    const queued = await http(api.url, "POST", "/v1/jobs", { request: chatRequest("hi") }, 10_000);
+    expect(queued.status).toBe(202);
+    expect((await http(api.url, "DELETE", `/v1/jobs/${queued.body.id}`, undefined, 10_000)).status).toBe(200);
+
+    // A job whose first hop was billed (its progress, as a worker saves it before a wait).
+    const billed = await http(api.url, "POST", "/v1/jobs", { request: chatRequest("hi") }, 10_000);
+    const job = await Job.fromId(queue, billed.body.id);
+    await job?.updateProgress({
+      hop: 1,
+      tries: 0,
+      attempts: [],
+      cost_usd: 0.25,
+      started_at: Math.floor(Date.now() / 1000),
+    });
+    const cancelled = await http(api.url, "DELETE", `/v1/jobs/${billed.body.id}`, undefined, 10_000);
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body).toMatchObject({ status: "cancelled", cost_usd: 0.25 });
+
+    expect(await metric("cascade_jobs_total", labels)).toBe(before + 2);
+    expect(
+      await metric("cascade_cost_usd_total", { tenant: "default", route: "default", model: "primary" }),
+    ).toBe(0.25);
+    // The usage rows are written every 200 ms.
+    let usage = await http(api.url, "GET", "/v1/usage", undefined, 10_000);
+    for (let tries = 0; tries < 50 && !usage.body.routes?.default; tries += 1) {
+      await sleep(100);
+      usage = await http(api.url, "GET", "/v1/usage", undefined, 10_000);
+    }
+    // A cancelled request counts in neither requests nor succeeded/failed; its spend counts.
+    expect(usage.body.routes.default).toMatchObject({ requests: 0, cost_usd: 0.25 });
+    expect(usage.body.models.primary).toMatchObject({ requests: 0, cost_usd: 0.25 });
+  });
+});
