@@ -195,6 +195,28 @@ describe("a run that lost its lock changes nothing", () => {
       expect(await requests()).toEqual({ requests: 2, succeeded: 2 });
     });
 
+    it("counts the stale run's spend in the usage rows and the spend alike (the books agree)", async () => {
+      // A's answers were billed: they are in the spend (settled with each call) and must be in the
+      // rows by route and model too, though A's run ended no request (written every 200 ms).
+      const books = async () => {
+        const usage = await http(api.url, "GET", "/v1/usage");
+        const rows = Object.values(usage.body.routes ?? {}) as Array<{ cost_usd: number }>;
+        const models = Object.values(usage.body.models ?? {}) as Array<{ cost_usd: number }>;
+        const sum = (list: Array<{ cost_usd: number }>) =>
+          list.reduce((total, row) => total + row.cost_usd, 0);
+        return { spend: usage.body.cost_usd as number, routes: sum(rows), models: sum(models) };
+      };
+      let seen = await books();
+      const deadline = Date.now() + 10_000;
+      while (Math.abs(seen.routes - seen.spend) > 1e-9 && Date.now() < deadline) {
+        await sleep(100);
+        seen = await books();
+      }
+      expect(seen.spend).toBeGreaterThan(0);
+      expect(seen.routes).toBeCloseTo(seen.spend, 9);
+      expect(seen.models).toBeCloseTo(seen.spend, 9);
+    });
+
     it("records the batch line once, as the stored result of its job", async () => {
       const batch = await waitForBatch(batchId);
       expect(batch).toMatchObject({
