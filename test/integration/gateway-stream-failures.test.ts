@@ -68,11 +68,16 @@ const BROKEN: Array<{ name: string; behaviour: FakeBehaviour; reason: string }> 
 type Chunk = any;
 
 /** A streamed gateway request read whole: every `data:` payload, parsed. */
-async function streamRoute(route: string) {
+async function streamRoute(route: string, extra: Record<string, unknown> = {}) {
   const response = await fetch(`${stack.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: route, messages: [{ role: "user", content: "Go on" }], stream: true }),
+    body: JSON.stringify({
+      model: route,
+      messages: [{ role: "user", content: "Go on" }],
+      stream: true,
+      ...extra,
+    }),
   });
   const text = await response.text();
   const payloads = text
@@ -142,6 +147,25 @@ describe("a stream that breaks after the caller has tokens (on_stream_failure: c
       expect(fake.callsFor("up-c")).toHaveLength(0);
     },
   );
+
+  it("the usage chunk of a continued answer counts every call it took, the broken one too", async () => {
+    // a is cut after PARTIAL ("Half of": 2 tokens at 4 characters a token, as charged); b reports
+    // its own usage. The caller reconciling tokens from the usage chunk must see both calls.
+    fake.script("up-a", { kind: "stream_cut", afterChunks: 3, content: A_TEXT });
+    fake.script("up-b", {
+      kind: "ok",
+      content: CONTINUATION,
+      usage: { prompt_tokens: 40, completion_tokens: 3 },
+    });
+    const answer = await streamRoute("default", { stream_options: { include_usage: true } });
+    expect(answer.done).toBe(true);
+    expect(answer.content).toBe(PARTIAL + CONTINUATION);
+    const usage = answer.chunks.at(-1).usage;
+    expect(usage.completion_tokens).toBe(2 + 3);
+    // a's prompt, as Cascade estimated and charged it, plus b's 40 (its prompt held the prefill).
+    expect(usage.prompt_tokens).toBeGreaterThan(40);
+    expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
+  });
 
   it("a break after only whitespace was shown: the next prefill hop answers afresh, with no empty prefill", async () => {
     // Anthropic refuses an empty text block, and its SDK trims a prefill's trailing whitespace.

@@ -22,6 +22,11 @@ export interface ContinuedAnswer {
   partial: string;
   /** What the caller is told if no hop can continue: the original failure, never a prefill's rejection. */
   error: JobError;
+  /**
+   * Tokens charged for the calls since the answer broke (the broken one first): the continued
+   * answer's usage adds them to the continuing call's, so its usage counts every call it took.
+   */
+  charged: { promptTokens: number; completionTokens: number };
 }
 
 /** The first failure that broke a shown stream, as the error the caller sees. */

@@ -104,6 +104,10 @@ function settleCall(
     abandoned: error === undefined ? call.dispatched : error.reason === "timeout",
   });
   run.addCost(billed.costUsd);
+  if (run.continued) {
+    run.continued.charged.promptTokens += billed.promptTokens;
+    run.continued.charged.completionTokens += billed.completionTokens;
+  }
   if (!ticket) return undefined;
   return context.resilience?.settle(
     ticket,
@@ -135,6 +139,7 @@ function brokenStreamStep(
   run.continued = {
     partial: shown.content,
     error: run.continued?.error ?? brokenStreamError(modelId, failure),
+    charged: run.continued?.charged ?? { promptTokens: 0, completionTokens: 0 },
   };
   return "continue";
 }
@@ -345,8 +350,19 @@ export async function runHop(
       if (target.deployment) attempt.deployment = target.deployment.id;
       if (note) attempt.message = note;
       run.record(attempt);
-      if (continued)
-        completion = { ...completion, content: joinContinuation(continued.partial, completion.content) };
+      if (continued) {
+        // One answer from several calls: its text joined, its usage what all of them were charged.
+        const { charged } = continued;
+        completion = {
+          ...completion,
+          content: joinContinuation(continued.partial, completion.content),
+          usage: {
+            ...completion.usage,
+            promptTokens: completion.usage.promptTokens + charged.promptTokens,
+            completionTokens: completion.usage.completionTokens + charged.completionTokens,
+          },
+        };
+      }
       const result = toChatCompletion(completion, {
         // One id per answer, as OpenAI's: the job's or gateway request's id without its prefix.
         id: `chatcmpl-${context.jobId.replace(/^(job|req)_/, "")}`,
