@@ -92,7 +92,33 @@ describe("a job cancelled where no worker holds it", () => {
     expect(cancelled.status).toBe(200);
     expect(cancelled.body).toMatchObject({ status: "cancelled", cost_usd: 0.25 });
 
-    expect(await metric("cascade_jobs_total", labels)).toBe(before + 2);
+    // One shown running (an attempt made, waiting between tries): a 202, as for any running job,
+    // though no worker held it, so it has ended cancelled already.
+    const between = await http(api.url, "POST", "/v1/jobs", { request: chatRequest("hi") }, 10_000);
+    await (await Job.fromId(queue, between.body.id))?.updateProgress({
+      hop: 0,
+      tries: 1,
+      attempts: [
+        {
+          model: "primary",
+          provider: "fake",
+          outcome: "error",
+          reason: "server_error",
+          duration_ms: 5,
+          started_at: Math.floor(Date.now() / 1000),
+        },
+      ],
+      cost_usd: 0,
+      started_at: Math.floor(Date.now() / 1000),
+    });
+    expect((await http(api.url, "GET", `/v1/jobs/${between.body.id}`, undefined, 10_000)).body.status).toBe(
+      "running",
+    );
+    const stopped = await http(api.url, "DELETE", `/v1/jobs/${between.body.id}`, undefined, 10_000);
+    expect(stopped.status).toBe(202);
+    expect(stopped.body.status).toBe("cancelled");
+
+    expect(await metric("cascade_jobs_total", labels)).toBe(before + 3);
     expect(
       await metric("cascade_cost_usd_total", { tenant: "default", route: "default", model: "primary" }),
     ).toBe(0.25);

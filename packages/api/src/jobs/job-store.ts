@@ -18,8 +18,11 @@ import { FairEnqueue } from "./fair-enqueue.js";
 export const isTerminal = isTerminalJob;
 
 export type CancelResult =
-  /** Cancelled here, no worker holding it: `data` and the job's first start, to count it by. */
-  | { kind: "cancelled"; job: JobObject; data: JobData; startedAtMs?: number }
+  /**
+   * Cancelled here, no worker holding it: `data` and the job's first start, to count it by;
+   * `wasRunning`: it was shown running (between tries, after an attempt), not queued.
+   */
+  | { kind: "cancelled"; job: JobObject; data: JobData; wasRunning: boolean; startedAtMs?: number }
   | { kind: "requested"; job: JobObject }
   | { kind: "terminal"; job: JobObject };
 
@@ -127,6 +130,7 @@ export class JobStore {
           kind: "cancelled",
           job: cancelled,
           data: stored.data,
+          wasRunning: current.status === "running",
           ...(cancelled.started_at != null ? { startedAtMs: cancelled.started_at * 1000 } : {}),
         };
       }

@@ -230,7 +230,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         finishedAtMs: clock.now(),
       });
       await deps.webhooks.jobCancelled(request.tenant, result.job, clock.now());
-      return reply.code(200).send(result.job);
+      // A job shown running (waiting between tries) answers 202 as the contract says of running
+      // jobs, though it has already ended cancelled: no worker held it to abort.
+      return reply.code(result.wasRunning ? 202 : 200).send(result.job);
     }
     return reply.code(202).send(result.job);
   });
