@@ -97,12 +97,13 @@ describe("calls that end badly", () => {
     expect(usage).toBeCloseTo(fromJobs, 9);
   });
 
-  it("a timed-out call is charged at least its prompt estimate", async () => {
+  it("a timed-out call not streamed is charged its prompt and whole answer (max_tokens), as the provider bills it", async () => {
+    // The provider finishes a non-streamed answer whether or not anyone still listens.
     stack.fake.script("up-a", { kind: "hang" });
     const job = await stack.waitJob(await stack.submit({ request: request() }, KEY), 20_000, KEY);
     finished.push(job);
     expect(job.attempts[0]).toMatchObject({ outcome: "error", reason: "timeout" });
-    expect(job.cost_usd).toBeCloseTo(PROMPT_USD, 9);
+    expect(job.cost_usd).toBeCloseTo(PROMPT_USD + 100 * TOKEN_USD, 9);
     const { spend, usage, fromJobs } = await books(finished);
     figure("timeout", { job_cost_usd: job.cost_usd, spend, usage });
     expect(spend).toBeCloseTo(fromJobs, 9);

@@ -22,6 +22,12 @@ export interface UnfinishedCall {
   abandoned: boolean;
   /** A stream the provider had begun to answer (a 2xx with events), though no text came. */
   answered?: boolean;
+  /**
+   * A call not streamed: the output tokens its whole answer may take (its max_tokens, else the
+   * contract's 1024). Charged when it was abandoned or timed out: a provider finishes and bills a
+   * non-streamed answer whether or not anyone is still listening.
+   */
+  wholeAnswerTokens?: number;
 }
 
 /**
@@ -29,8 +35,9 @@ export interface UnfinishedCall {
  * that-end-badly.md): the provider's own usage when its answer carried one; else, for a call we
  * abandoned or that timed out, or a stream that failed after the provider began its answer (its
  * first event reports the prompt's tokens as billed), the prompt estimate plus the streamed text
- * estimated like a prompt; else (an HTTP error, a refused connection) nothing, since providers do
- * not bill those.
+ * estimated like a prompt (a non-streamed call abandoned or timed out: plus its whole answer's
+ * output estimate, as admission reserved it); else (an HTTP error, a refused connection) nothing,
+ * since providers do not bill those.
  */
 export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: UnfinishedCall): CallCharge {
   if (call.usage) {
@@ -40,7 +47,10 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
   if (!call.abandoned && !call.answered && call.streamedCharacters === 0)
     return { promptTokens: 0, completionTokens: 0, costUsd: 0 };
   const promptTokens = call.promptEstimate;
-  const completionTokens = Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
+  const completionTokens =
+    call.abandoned && call.wholeAnswerTokens !== undefined
+      ? call.wholeAnswerTokens
+      : Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
   return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
 }
 

@@ -74,7 +74,13 @@ function settleCall(
   model: ModelConfig,
   completion: Completion | undefined,
   failure: ProviderError | JobInterruption | undefined,
-  call: { promptEstimate: number; streamedCharacters: number; dispatched: boolean; answered: boolean },
+  call: {
+    promptEstimate: number;
+    streamedCharacters: number;
+    dispatched: boolean;
+    answered: boolean;
+    wholeAnswerTokens: number | undefined;
+  },
 ): Promise<void> | undefined {
   if (completion) {
     const { promptTokens, completionTokens } = completion.usage;
@@ -102,6 +108,7 @@ function settleCall(
     // An interrupted call was abandoned only if it was sent: a cancel during admission reached
     // no provider.
     abandoned: error === undefined ? call.dispatched : error.reason === "timeout",
+    wholeAnswerTokens: call.wholeAnswerTokens,
   });
   run.addCost(billed.costUsd);
   if (run.continued) {
@@ -278,6 +285,8 @@ export async function runHop(
       streamedCharacters: 0,
       dispatched: false,
       answered: false,
+      // Not streamed (no sink: the provider is asked for the whole answer at once).
+      wholeAnswerTokens: context.events ? undefined : estimate.maxTokens,
     };
     let streamed = false;
     // A continuation's model may repeat the space the prefill had to end without (Anthropic
