@@ -128,7 +128,11 @@ describe("authentication by matched route", () => {
     const page = await fetch(`${stack.url}/dashboard`);
     expect(page.status).toBe(200);
     expect(page.headers.get("x-frame-options")).toBe("DENY");
-    expect(page.headers.get("content-security-policy")).toBe("frame-ancestors 'none'");
+    const policy = page.headers.get("content-security-policy") ?? "";
+    expect(policy).toContain("frame-ancestors 'none'");
+    // Only the page's own files run in it, and it talks only to this API.
+    expect(policy).toContain("default-src 'self'");
+    expect(page.headers.get("x-content-type-options")).toBe("nosniff");
   });
 
   it("declares every route public, tenant or admin, and only probes, docs and the dashboard page are public", () => {

@@ -143,6 +143,18 @@ describe("the queue board", () => {
     });
     expect(added.status).toBe(403);
   });
+
+  it("answers a framework refusal (a body of an unsupported type) in the API's error shape", async () => {
+    const paused = await fetch(`${stack.url}/admin/queues/api/queues/completions/pause`, {
+      method: "PUT",
+      headers: { authorization: OPS, "content-type": "text/plain" },
+      body: "pause",
+    });
+    expect(paused.status).toBe(415);
+    const body = (await paused.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({ type: "unsupported_media_type_error", code: null, param: null });
+    expect(typeof body.error.message).toBe("string");
+  });
 });
 
 describe("the queue board while Redis is away", () => {

@@ -3,7 +3,7 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import type { Queue } from "bullmq";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
-import { sendError } from "../plugins/error-handler.js";
+import { errorTypeForStatus, sendError } from "../plugins/error-handler.js";
 import { HttpError } from "../plugins/http-error.js";
 import { isRedisUnavailableError, redisUnavailable } from "../plugins/redis-gate.js";
 
@@ -57,6 +57,7 @@ export function registerQueueBoard(app: FastifyInstance, deps: QueueBoardDeps): 
       // The board's buttons retry and remove jobs: no other site may frame it (clickjacking).
       reply.header("x-frame-options", "DENY");
       reply.header("content-security-policy", "frame-ancestors 'none'");
+      reply.header("x-content-type-options", "nosniff");
     });
     await board.register(serverAdapter.registerPlugin(), { prefix: QUEUE_BOARD_PATH });
   });
@@ -70,7 +71,11 @@ export function registerQueueBoard(app: FastifyInstance, deps: QueueBoardDeps): 
 function answerHttpErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   let answer: HttpError;
   if (error instanceof HttpError) answer = error;
-  else if (isRedisUnavailableError(error)) {
+  else if (error.code?.startsWith("FST_") && error.statusCode !== undefined && error.statusCode < 500) {
+    // Fastify's own refusals (a body it cannot parse, an unsupported Content-Type: 400, 413, 415)
+    // are framework errors, which the contract answers in the API's shape everywhere.
+    answer = new HttpError(error.statusCode, errorTypeForStatus(error.statusCode), error.message);
+  } else if (isRedisUnavailableError(error)) {
     request.log.warn({ err: error.message }, "queue board request failed: Redis is not reachable");
     answer = redisUnavailable(error.message, request.method);
   } else throw error;

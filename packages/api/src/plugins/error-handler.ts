@@ -6,7 +6,7 @@ import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { type ErrorType, HttpError } from "./http-error.js";
 import { isRedisUnavailableError, redisUnavailable } from "./redis-gate.js";
 
-const TYPE_BY_STATUS: Record<number, ErrorType> = {
+const TYPE_BY_STATUS: Readonly<Record<number, ErrorType>> = {
   400: "invalid_request_error",
   401: "authentication_error",
   403: "permission_error",
@@ -19,6 +19,11 @@ const TYPE_BY_STATUS: Record<number, ErrorType> = {
   429: "rate_limit_error",
   503: "service_unavailable_error",
 };
+
+/** The error type a 4xx status is answered with (`invalid_request_error` for any other). */
+export function errorTypeForStatus(status: number): ErrorType {
+  return TYPE_BY_STATUS[status] ?? "invalid_request_error";
+}
 
 /** The gateway's completion route (routes/gateway.ts sets x-request-id in its handler). */
 const GATEWAY_PATH = "/v1/chat/completions";
@@ -106,7 +111,7 @@ export function registerErrorHandling(
       } else if (error instanceof SyntaxError || error.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
         message = `body is not valid JSON: ${error.message}`;
       }
-      return sendError(reply, statusCode, TYPE_BY_STATUS[statusCode] ?? "invalid_request_error", message);
+      return sendError(reply, statusCode, errorTypeForStatus(statusCode), message);
     }
     if (isRedisUnavailableError(error)) {
       request.log.warn({ err: error.message }, "request failed: Redis is not reachable");
