@@ -6,6 +6,8 @@ const config = {
   providerKeys: new Map([
     ["internal", "sk-secret-123456"],
     ["live", "sk-live-SECRETKEY-abc123def456"],
+    // A placeholder key (llama.cpp's convention): its words must not be scrubbed from errors.
+    ["local", "sk-no-key-required"],
   ]),
   providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef" }]]),
   file: {
@@ -70,6 +72,7 @@ describe("redactSecrets", () => {
     ],
     [`b64 ${Buffer.from("sk-live-SECRETKEY-abc123def456").toString("base64")}`, "b64 [redacted]"],
     [`b64url ${Buffer.from("xx:sk-live-SECRETKEY-abc123def456").toString("base64url")}`, "b64url [redacted]"],
+    ["echoed Bearer sk-no-key-required", "echoed Bearer [redacted]"],
   ])("scrubs %j", (text, expected) => {
     expect(redactSecrets(config, text)).toBe(expected);
   });
@@ -80,6 +83,7 @@ describe("redactSecrets", () => {
     "HTTP 400 invalid_request_error: max_tokens is too large",
     "HTTP 400: Invalid 'messages[0].content': string too long; tools[3] and content[12] too",
     "HTTP 401: sk-proj-****wxyz is not a key we sent; see https://example.com/docs/keys.",
+    "HTTP 422: messages: field required; tools.0.function: Field required...required",
   ])("leaves %j alone", (text) => {
     expect(redactSecrets(config, text)).toBe(text);
   });

@@ -88,27 +88,35 @@ function base64Forms(secret: string): string[] {
   return forms;
 }
 
+/**
+ * Whether part of a key reads like a random string (a digit, or both cases) rather than a word:
+ * only such parts are matched, so a placeholder key (`sk-no-key-required`) does not take every
+ * `required` in an error with it. A key is still scrubbed whole wherever it appears.
+ */
+function looksRandom(part: string): boolean {
+  return /\d/.test(part) || (/[a-z]/.test(part) && /[A-Z]/.test(part));
+}
+
 /** Tells whether a run of key-like characters quotes an API key: a piece of it, or a masked form. */
 function keyPieceFinder(keys: readonly string[]): ((run: string) => boolean) | undefined {
+  if (keys.length === 0) return undefined;
   const pieces = new Set<string>();
   for (const key of keys) {
     for (const form of [key, ...base64Forms(key)]) {
       for (let start = 0; start + KEY_PIECE_LENGTH <= form.length; start++) {
-        pieces.add(form.slice(start, start + KEY_PIECE_LENGTH));
+        const piece = form.slice(start, start + KEY_PIECE_LENGTH);
+        if (looksRandom(piece)) pieces.add(piece);
       }
     }
   }
-  if (pieces.size === 0) return undefined;
   const masked = (run: string): boolean => {
     const mask = MASK.exec(run);
     if (!mask) return false;
     const before = run.slice(0, mask.index);
     const after = run.slice(mask.index + mask[0].length).replace(/[.*\u2026]+$/, "");
-    return keys.some(
-      (key) =>
-        (before.length >= MIN_MASKED_END && key.startsWith(before)) ||
-        (after.length >= MIN_MASKED_END && key.endsWith(after)),
-    );
+    const start = before.length >= MIN_MASKED_END && looksRandom(before);
+    const end = after.length >= MIN_MASKED_END && looksRandom(after);
+    return keys.some((key) => (start && key.startsWith(before)) || (end && key.endsWith(after)));
   };
   return (run) => {
     if (run.length >= KEY_PIECE_LENGTH) {
