@@ -27,15 +27,22 @@ const TOKEN_USD = 0.001;
 const LONG_ANSWER = "word12 ".repeat(40); // 280 characters, streamed in 40 chunks
 
 const config = (url: string) => ({
-  providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
+  providers: {
+    p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" },
+    // One socket: a second call waits inside the worker until the first has ended.
+    q: { type: "openai", base_url: url, api_key_env: "FAKE_KEY", connections: 1 },
+  },
   models: {
     a: { provider: "p", name: "up-a", price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
+    narrow: { provider: "q", name: "up-narrow", price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
     slow: { provider: "p", name: "up-slow", price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
   },
   routes: {
     default: { chain: [{ model: "a", timeout_ms: 500 }] },
     strict: { on_content_filter: "fail", chain: [{ model: "a" }] },
     streaming: { chain: [{ model: "slow", timeout_ms: 30_000 }] },
+    narrow_long: { chain: [{ model: "narrow", timeout_ms: 3_000 }] },
+    narrow_short: { chain: [{ model: "narrow", timeout_ms: 500 }] },
   },
   tenants: { acme: { api_keys_env: "ACME_KEYS", budget: { daily_usd: 5 } } },
 });
@@ -106,6 +113,28 @@ describe("calls that end badly", () => {
     expect(job.cost_usd).toBeCloseTo(PROMPT_USD + 100 * TOKEN_USD, 9);
     const { spend, usage, fromJobs } = await books(finished);
     figure("timeout", { job_cost_usd: job.cost_usd, spend, usage });
+    expect(spend).toBeCloseTo(fromJobs, 9);
+    expect(usage).toBeCloseTo(fromJobs, 9);
+  });
+
+  it("a timed-out call that never got a socket (no provider saw it) is charged no whole answer", async () => {
+    stack.fake.script("up-narrow", { kind: "hang" }, { kind: "hang" });
+    const first = await stack.submit({ request: request(), route: "narrow_long" }, KEY);
+    const deadline = Date.now() + 10_000;
+    while (stack.fake.callsFor("up-narrow").length === 0 && Date.now() < deadline) await sleep(20);
+    // The one socket is taken: this call waits for it past its 500 ms and times out unsent.
+    const second = await stack.waitJob(
+      await stack.submit({ request: request(), route: "narrow_short" }, KEY),
+      20_000,
+      KEY,
+    );
+    expect(second.attempts[0]).toMatchObject({ outcome: "error", reason: "timeout" });
+    expect(stack.fake.callsFor("up-narrow")).toHaveLength(1);
+    expect(second.cost_usd).toBeCloseTo(PROMPT_USD, 9);
+    const sent = await stack.waitJob(first, 20_000, KEY);
+    expect(sent.cost_usd).toBeCloseTo(PROMPT_USD + 100 * TOKEN_USD, 9);
+    finished.push(second, sent);
+    const { spend, usage, fromJobs } = await books(finished);
     expect(spend).toBeCloseTo(fromJobs, 9);
     expect(usage).toBeCloseTo(fromJobs, 9);
   });

@@ -23,9 +23,10 @@ export interface UnfinishedCall {
   /** A stream the provider had begun to answer (a 2xx with events), though no text came. */
   answered?: boolean;
   /**
-   * A call not streamed: the output tokens its whole answer may take (its max_tokens, else the
-   * contract's 1024). Charged when it was abandoned or timed out: a provider finishes and bills a
-   * non-streamed answer whether or not anyone is still listening.
+   * A call not streamed whose request went out: the output tokens its whole answer may take (its
+   * max_tokens, else the contract's 1024). Charged when it was abandoned or timed out: a provider
+   * finishes and bills a non-streamed answer whether or not anyone is still listening. Unset for
+   * a request still waiting for a socket, which reached no provider.
    */
   wholeAnswerTokens?: number;
 }

@@ -285,9 +285,15 @@ export async function runHop(
       streamedCharacters: 0,
       dispatched: false,
       answered: false,
-      // Not streamed (no sink: the provider is asked for the whole answer at once).
-      wholeAnswerTokens: context.events ? undefined : estimate.maxTokens,
+      // Set once a call not streamed has gone out: the provider then makes its whole answer.
+      wholeAnswerTokens: undefined as number | undefined,
     };
+    // Not streamed (no sink): the provider is asked for the whole answer at once.
+    const onSent = context.events
+      ? undefined
+      : () => {
+          call.wholeAnswerTokens = estimate.maxTokens;
+        };
     let streamed = false;
     // A continuation's model may repeat the space the prefill had to end without (Anthropic
     // refuses trailing whitespace in a prefill): drop it once, so the caller's text reads on.
@@ -323,7 +329,7 @@ export async function runHop(
     if (inFlight) context.resilience?.pools.callStarted(inFlight.key, inFlight.callId, timeouts.timeoutMs);
     context.events?.calling?.(hopIndex, target.providerId, target.deployment?.id);
     try {
-      completion = await callHop(context, hop.model, model, target, timeouts, request, sink);
+      completion = await callHop(context, hop.model, model, target, timeouts, request, sink, onSent);
       if (strategy === "lowest_latency" && target.deployment)
         context.resilience?.pools.latency(hop.model, target.deployment.key, clock.now() - startedMs);
     } catch (caught) {

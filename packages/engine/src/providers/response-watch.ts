@@ -11,6 +11,22 @@ import { nameMessagesInJson } from "./openai-names.js";
  */
 const watchers = new WeakMap<AbortSignal, () => void>();
 const chunkWatchers = new WeakMap<AbortSignal, () => void>();
+const sentWatchers = new WeakMap<AbortSignal, () => void>();
+
+/**
+ * Calls `onSent` once the request of a call made with `signal` goes out: written on a socket
+ * (the lean client, from undici's onRequestStart, which comes right before the write), or handed
+ * to fetch (the SDKs' calls, where nothing finer is seen). A call abandoned before that reached
+ * no provider.
+ */
+export function watchSent(signal: AbortSignal, onSent: () => void): void {
+  sentWatchers.set(signal, onSent);
+}
+
+/** The sent callback of a watched call, for clients that write the request themselves. */
+export function sentWatcher(signal: AbortSignal): (() => void) | undefined {
+  return sentWatchers.get(signal);
+}
 
 /** Calls `onFirstByte` once the response to a fetch made with `signal` has sent a byte of its body. */
 export function watchResponse(signal: AbortSignal, onFirstByte: () => void): void {
@@ -29,6 +45,7 @@ export function watchChunks(signal: AbortSignal, onChunk: () => void): void {
 export function unwatchResponse(signal: AbortSignal): void {
   watchers.delete(signal);
   chunkWatchers.delete(signal);
+  sentWatchers.delete(signal);
 }
 
 /** The first-byte callback of a watched call, for clients that read the answer themselves. */
@@ -89,8 +106,9 @@ export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.
       const body = nameMessagesInJson(init.signal, init.body);
       if (body !== init.body) init = { ...init, body };
     }
-    const response = await fetch(input, init);
     const signal = init?.signal;
+    if (signal) sentWatchers.get(signal)?.();
+    const response = await fetch(input, init);
     if (!signal) return response;
     // Chunks of a 2xx answer only: an error's body is no sign of a stream going on.
     const onChunk = chunkWatchers.get(signal);

@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import type { GenerateCall } from "../ai-sdk/adapter.js";
 import { nameMessages } from "../openai-names.js";
 import type { ProviderError } from "../provider-error.js";
-import { firstByteWatcher } from "../response-watch.js";
+import { firstByteWatcher, sentWatcher } from "../response-watch.js";
 import type { Completion } from "../types.js";
 import { completionFromBody, isChatCompletionBody } from "./chat-response.js";
 import { failedResponseError, invalidJsonError, transportError } from "./failures.js";
@@ -63,6 +63,7 @@ async function send(
         requestJson,
         signal,
         firstByteWatcher(signal),
+        sentWatcher(signal),
       );
     } catch (error) {
       throw transportError(error, target.url, JSON.parse(requestJson));

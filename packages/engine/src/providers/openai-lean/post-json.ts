@@ -136,6 +136,7 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
     private firstByte: (() => void) | undefined,
     private readonly resolve: (answer: RawAnswer) => void,
     private readonly reject: (error: unknown) => void,
+    private readonly sent: (() => void) | undefined,
   ) {
     signal.addEventListener("abort", this, { once: true });
   }
@@ -168,7 +169,12 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.settled) controller.abort(this.signal.reason);
+    if (this.settled) {
+      controller.abort(this.signal.reason);
+      return;
+    }
+    // undici calls this on the socket the request is written to, right before the write.
+    this.sent?.();
   }
 
   onResponseStart(
@@ -226,7 +232,8 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
  * One POST on a provider's dispatcher, the answer collected into one Buffer: no fetch Request,
  * Headers or web streams, no Readable per call. Rejects with the signal's reason when it aborts
  * (at once, even while the request waits for a connection), else with a TransportFailure.
- * `onFirstByte` runs when the first byte of the body arrives (or the body ends empty).
+ * `onFirstByte` runs when the first byte of the body arrives (or the body ends empty); `onSent`
+ * when the request is written on a socket (not while it waits for one).
  */
 export function postJson(
   dispatcher: Dispatcher,
@@ -235,13 +242,14 @@ export function postJson(
   body: string,
   signal: AbortSignal,
   onFirstByte?: () => void,
+  onSent?: () => void,
 ): Promise<RawAnswer> {
   return new Promise<RawAnswer>((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason);
       return;
     }
-    const collector = new AnswerCollector(signal, onFirstByte, resolve, reject);
+    const collector = new AnswerCollector(signal, onFirstByte, resolve, reject, onSent);
     try {
       dispatcher.dispatch(
         { origin: target.origin, path: target.path, method: "POST", headers, body },
