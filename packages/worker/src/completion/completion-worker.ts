@@ -31,7 +31,7 @@ import {
   TenantSlots,
   waitingStatus,
 } from "@cascade/shared";
-import { DelayedError, isNotConnectionError, type Job, Worker } from "bullmq";
+import { DelayedError, isNotConnectionError, Job, Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
 import { holdsJobsAhead, SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
@@ -46,6 +46,16 @@ const TENANT_FULL_JITTER_MS = 300;
  * at once lost at both 500 and 2,000; 1, 2 and 4 tied at 500; 4 won at 2,000 (ADR 0026).
  */
 const BOOKKEEPING_PER_TURN = 4;
+
+/** The result BullMQ stored for `job`, as stored (JSON text); undefined unless it completed. */
+async function storedOutcomeText(
+  queue: Worker<JobData, JobOutcome>,
+  job: Job<JobData, JobOutcome>,
+): Promise<string | undefined> {
+  const fresh = await Job.fromId<JobData, JobOutcome>(queue, job.id as string);
+  if (!fresh || !(await fresh.isCompleted())) return undefined;
+  return JSON.stringify(fresh.returnvalue);
+}
 
 /**
  * BullMQ's worker, telling `refused` of a run's result it could not store: the run's lock was
@@ -390,7 +400,17 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     const data = endedRuns.get(job);
     if (data === undefined) return;
     endedRuns.delete(job);
-    strayCharge(data, outcome.cost_usd - (savedCosts.get(job) ?? 0));
+    const unsaved = outcome.cost_usd - (savedCosts.get(job) ?? 0);
+    // The job may have ended with this very result, its reply lost (a resend then finds it done):
+    // then it is this run's request, counted whole here since `completed` never comes. Else
+    // another run ends it, and only what this run spent past the last save is this run's to count.
+    void storedOutcomeText(worker, job).then(
+      (stored) => {
+        if (stored === JSON.stringify(outcome)) observe(job, data, outcome);
+        else strayCharge(data, unsaved);
+      },
+      () => strayCharge(data, unsaved),
+    );
   };
   worker.on("failed", (job, error) => {
     if (!job) return;

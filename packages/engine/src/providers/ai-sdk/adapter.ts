@@ -4,6 +4,7 @@ import type {
   LanguageModelV3GenerateResult,
   LanguageModelV3Prompt,
 } from "@ai-sdk/provider";
+import { ProviderError } from "../provider-error.js";
 import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "../types.js";
 import { fromGenerateResult } from "./from-result.js";
 import { type StreamClassifiers, type StreamedResult, streamResult } from "./from-stream.js";
@@ -53,6 +54,32 @@ export type StreamCall = (
 ) => Promise<StreamedResult>;
 
 /**
+ * Runs a provider's refusal check on an answer it sent: a refusal (a filtered candidate, a blocked
+ * prompt, Anthropic's `refusal` stop) was answered and billed, so the error carries the answer's
+ * reported usage, which the call is charged (ADR 0013), as an OpenAI content filter's does.
+ */
+function rejectBilled(
+  reject: (result: LanguageModelV3GenerateResult) => void,
+  result: LanguageModelV3GenerateResult,
+): void {
+  try {
+    reject(result);
+  } catch (error) {
+    if (!(error instanceof ProviderError) || error.usage !== undefined) throw error;
+    const promptTokens = result.usage.inputTokens.total ?? 0;
+    const completionTokens = result.usage.outputTokens.total ?? 0;
+    if (promptTokens + completionTokens === 0) throw error;
+    throw new ProviderError(error.reason, error.message, {
+      ...(error.httpStatus !== undefined ? { httpStatus: error.httpStatus } : {}),
+      ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+      providerSpecific: error.providerSpecific,
+      usage: { promptTokens, completionTokens },
+      cause: error.cause,
+    });
+  }
+}
+
+/**
  * One adapter over an AI SDK `LanguageModelV3`, `generate` and `stream` alike. A provider with no
  * prompt to prepare stays synchronous up to the call, so the success path adds no await.
  */
@@ -74,7 +101,7 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
 
   const sdkGenerate: GenerateCall = async (model, options, call) => {
     const result = await generateOrClassify(model, options, call.signal, errors.classify);
-    rejectGenerated?.(result);
+    if (rejectGenerated) rejectBilled(rejectGenerated, result);
     return fromGenerateResult(result);
   };
   const generateCall = parts.generateWith ? parts.generateWith(sdkGenerate) : sdkGenerate;
@@ -92,7 +119,7 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
       const model = modelFor(call.upstreamName);
       const result = await streamCall(model, options, sink);
-      rejectStreamed?.(result);
+      if (rejectStreamed) rejectBilled(rejectStreamed, result);
       return fromGenerateResult(result);
     },
   };
