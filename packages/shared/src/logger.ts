@@ -30,7 +30,7 @@ export const REDACT_PATHS = [
   "err.responseBody",
 ];
 
-/** Lines gathered before they are handed to the file descriptor's writer as one string. */
+/** Lines gathered before they are handed to the file descriptor's writer as one Buffer. */
 const LOG_BATCH_CHARS = 4096;
 /** A quiet process's lines are written at least this often. */
 const LOG_FLUSH_MS = 200;
@@ -67,7 +67,7 @@ function writeAllSync(fd: number, text: string): void {
 
 /**
  * pino's destination for JSON lines (ADR 0023): lines are kept in an array (their lengths summed)
- * and handed to sonic-boom as one string once LOG_BATCH_CHARS have gathered, or at a flush (every
+ * and handed to sonic-boom as one Buffer once LOG_BATCH_CHARS have gathered, or at a flush (every
  * LOG_FLUSH_MS, and `logger.flush()`); sonic-boom (minLength 0) writes each hand-over at once,
  * asynchronously, one write at a time, and what was handed over meanwhile right after.
  * sonic-boom's own buffering measures its whole pending buffer with Buffer.byteLength on every

@@ -18,7 +18,11 @@ export class JobInterruption extends Error {
  * run's progress had been charged in all (USD), so the worker can count what was never saved.
  */
 export class RunLostLock extends JobInterruption {
-  constructor(readonly costUsd: number) {
+  /** `model`: the model of the hop the run was on (whose call it last paid for). */
+  constructor(
+    readonly costUsd: number,
+    readonly model: string | undefined,
+  ) {
     super("lock_lost");
     this.name = "RunLostLock";
   }
@@ -45,7 +49,9 @@ export async function interruptedResult(
   if (interruption.kind === "cancelled") {
     return { kind: "finished", outcome: cancelledOutcome(run.progress, now) };
   }
-  if (interruption.kind === "lock_lost") throw new RunLostLock(run.progress.cost_usd);
+  if (interruption.kind === "lock_lost") {
+    throw new RunLostLock(run.progress.cost_usd, context.data.chain[run.progress.hop]?.model);
+  }
   try {
     return await run.defer(now);
   } catch (error) {

@@ -47,7 +47,7 @@ export function requestMetricsObserver(metrics: CascadeMetrics): RequestObserver
       const labels = {
         tenant: labelValue(charge.tenant),
         route: labelValue(charge.route),
-        model: labelValue(charge.firstModel),
+        model: labelValue(charge.model ?? charge.firstModel),
       };
       metrics.costUsd.inc(labels, charge.costUsd);
     },

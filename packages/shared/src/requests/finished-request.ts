@@ -35,6 +35,8 @@ export interface StrayCharge {
   route: string | null;
   /** The chain's first model, as a finished request's cost is counted under it in usage rows. */
   firstModel: string;
+  /** The model whose calls cost it, where known (the metric's `model` label; else the first). */
+  model?: string;
   costUsd: number;
   atMs: number;
 }

@@ -140,12 +140,13 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   /** The cost saved in such a run's job (at its start, or its last save) when above 0. */
   const savedCosts = new WeakMap<Job<JobData, JobOutcome>, number>();
   /** What a run that could not end its job spent past its last save: only this run knows it. */
-  const strayCharge = (data: JobData, costUsd: number) => {
+  const strayCharge = (data: JobData, costUsd: number, model: string | undefined) => {
     if (!(costUsd > 0)) return;
     options.observer?.charged?.({
       tenant: data.tenant,
       route: data.route,
       firstModel: data.chain[0]?.model ?? "",
+      ...(model !== undefined ? { model } : {}),
       costUsd,
       atMs: clock.now(),
     });
@@ -254,6 +255,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     // What the job's stored progress has been charged (at its start, then at each save): the run
     // that ends the job counts it; a run that cannot end it counts only what it spent past it.
     let savedCost = 0;
+    // What the run spent in all once its chain finished, and on which model (its outcome's).
+    let ended: { costUsd: number; model: string | undefined } | undefined;
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -323,12 +326,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               },
             });
       if (result.kind === "finished") {
+        ended = { costUsd: result.outcome.cost_usd, model: result.outcome.model };
         await events?.done(finishedJobObject(jobId, data, result.outcome));
         // The `done` event found the lock gone: BullMQ would refuse this result anyway.
-        if (lock?.lost) {
-          strayCharge(data, result.outcome.cost_usd - savedCost);
-          throw new JobInterruption("lock_lost");
-        }
+        if (lock?.lost) throw new JobInterruption("lock_lost");
         await options.onFinished?.(job, data, result.outcome);
         // Counted once BullMQ has stored the result (the `completed` handler below): a run that
         // lost its lock, whose result BullMQ refuses, is not a request that ended (the run that
@@ -347,7 +348,11 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       await job.moveToDelayed(result.until, token);
       throw new DelayedError();
     } catch (error) {
-      if (error instanceof RunLostLock) strayCharge(data, error.costUsd - savedCost);
+      // This run cannot end the job (its lock is gone, or the webhook's enqueue or the `done`
+      // event failed after the answer, and BullMQ runs the job again from its last save): what
+      // it spent past that save is counted here, or nowhere.
+      if (error instanceof RunLostLock) strayCharge(data, error.costUsd - savedCost, error.model);
+      else if (ended) strayCharge(data, ended.costUsd - savedCost, ended.model);
       throw error;
     } finally {
       await releaseSlot();
@@ -407,9 +412,9 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     void storedOutcomeText(worker, job).then(
       (stored) => {
         if (stored === JSON.stringify(outcome)) observe(job, data, outcome);
-        else strayCharge(data, unsaved);
+        else strayCharge(data, unsaved, outcome.model);
       },
-      () => strayCharge(data, unsaved),
+      () => strayCharge(data, unsaved, outcome.model),
     );
   };
   worker.on("failed", (job, error) => {
