@@ -288,6 +288,43 @@ describe("anthropic and gemini providers through the worker", () => {
     });
   });
 
+  it("sends Anthropic no whitespace-only stop sequence and only tool ids it takes (paired as before)", async () => {
+    // OpenAI takes both; Anthropic answers each with a 400 that would fail the job.
+    anthropic.script("up-claude", { kind: "ok", content: "Sunny." });
+    const job = await run({
+      models: ["claude"],
+      request: {
+        max_tokens: 50,
+        stop: ["\n", "END"],
+        messages: [
+          { role: "user", content: "Weather?" },
+          {
+            role: "assistant",
+            content: null,
+            tool_calls: [
+              {
+                id: "functions.get_weather:0",
+                type: "function",
+                function: { name: "get_weather", arguments: "{}" },
+              },
+            ],
+          },
+          { role: "tool", tool_call_id: "functions.get_weather:0", content: "sunny" },
+        ],
+        tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
+      },
+    });
+    expect(job.status).toBe("succeeded");
+    const body = anthropic.callsFor("up-claude").at(-1)?.body;
+    expect(body.stop_sequences).toEqual(["END"]);
+    const toolUse = body.messages[1].content.find((block: { type: string }) => block.type === "tool_use");
+    const toolResult = body.messages[2].content.find(
+      (block: { type: string }) => block.type === "tool_result",
+    );
+    expect(toolUse.id).toBe("functions_get_weather_0");
+    expect(toolResult.tool_use_id).toBe("functions_get_weather_0");
+  });
+
   describe("refusals the provider answered", () => {
     // 1,000 prompt and 100 output tokens at 3 and 15 USD per million: 0.0045, as billed.
     it.each([

@@ -25,8 +25,39 @@ function anthropicOptions(request: ChatRequest): Record<string, unknown> | undef
   return Object.keys(options).length ? options : undefined;
 }
 
+/** Anthropic takes tool_use ids of these characters only; OpenAI's and other vendors' may hold more. */
+const TOOL_ID_REFUSED = /[^a-zA-Z0-9_-]/;
+const TOOL_ID_REFUSED_ALL = /[^a-zA-Z0-9_-]/g;
+
+/**
+ * What OpenAI takes and Anthropic refuses with a 400 (a bad request the next hop, of another
+ * provider, would not have made): a stop sequence of whitespace only (`stop: ["\n"]`), and a
+ * tool call's id with other characters (`functions.get_weather:0` from another vendor's
+ * answer). The former are dropped, as LiteLLM does; ids are rewritten alike in the assistant's
+ * tool calls and the tool results that answer them, so they still pair.
+ */
+function fitForAnthropic(options: LanguageModelV3CallOptions): void {
+  if (options.stopSequences?.some((stop) => stop.trim() === "")) {
+    const kept = options.stopSequences.filter((stop) => stop.trim() !== "");
+    if (kept.length) options.stopSequences = kept;
+    else delete options.stopSequences;
+  }
+  for (const message of options.prompt) {
+    if (message.role !== "assistant" && message.role !== "tool") continue;
+    for (const part of message.content) {
+      if (
+        (part.type === "tool-call" || part.type === "tool-result") &&
+        TOOL_ID_REFUSED.test(part.toolCallId)
+      ) {
+        part.toolCallId = part.toolCallId.replace(TOOL_ID_REFUSED_ALL, "_");
+      }
+    }
+  }
+}
+
 function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
   options.maxOutputTokens ??= ANTHROPIC_DEFAULT_MAX_TOKENS;
+  fitForAnthropic(options);
   // json_object has no schema, and the SDK drops a schemaless JSON format with only a warning
   // (Claude would answer prose). Any object schema makes it force its "json" tool instead.
   if (call.request.response_format?.type === "json_object") {
