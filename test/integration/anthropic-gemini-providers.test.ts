@@ -467,6 +467,9 @@ describe("anthropic and gemini providers through the worker", () => {
         undefined,
       ],
       ["a SAFETY finish", { kind: "ok", finishReason: "SAFETY" }, "content_filter", undefined],
+      // The SDK calls these "other"; each is a candidate Gemini did not finish, never a "stop".
+      ["a LANGUAGE finish", { kind: "ok", finishReason: "LANGUAGE" }, "content_filter", undefined],
+      ["an OTHER finish", { kind: "ok", finishReason: "OTHER" }, "invalid_response", undefined],
       [
         "an unsupported location",
         {

@@ -185,6 +185,24 @@ const filteredCandidate = (result: LanguageModelV3GenerateResult) =>
   );
 
 /**
+ * Finish reasons the SDK reports as "other" that are no finished answer: the candidate was cut
+ * for an unsupported language (a filter), or ended for a reason Gemini does not name, or in a
+ * tool call it could not make. Taken as "stop" they passed a cut answer on as whole.
+ * https://ai.google.dev/api/generate-content#FinishReason
+ */
+const FILTERED_OTHER = new Set(["LANGUAGE"]);
+const UNFINISHED_OTHER = new Set(["OTHER", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"]);
+
+function rejectUnfinished(result: LanguageModelV3GenerateResult): void {
+  const raw = result.finishReason.raw;
+  if (raw === undefined || result.finishReason.unified !== "other") return;
+  if (FILTERED_OTHER.has(raw)) throw filteredCandidate(result);
+  if (UNFINISHED_OTHER.has(raw)) {
+    throw new ProviderError("invalid_response", `Gemini ended the candidate with finishReason ${raw}`);
+  }
+}
+
+/**
  * Gemini's own ways of not answering, as reasons: a blocked prompt (`promptFeedback.blockReason`,
  * no candidates) and a filtered candidate (SAFETY, RECITATION, PROHIBITED_CONTENT, ...) are
  * content_filter; no candidate and no block reason is invalid_response.
@@ -208,6 +226,7 @@ export function rejectGeminiRefusal(result: LanguageModelV3GenerateResult): void
     throw blockedPrompt(blockReason);
   }
   if (result.finishReason.unified === "content-filter") throw filteredCandidate(result);
+  rejectUnfinished(result);
   if (typeof candidate !== "object" || candidate === null) {
     throw new ProviderError("invalid_response", "Gemini answered without a candidate");
   }
@@ -221,6 +240,7 @@ const PromptFeedbackSchema = z.object({ blockReason: optional(z.string()) });
  * finish.
  */
 export function rejectGeminiStreamedRefusal(result: StreamedResult): void {
+  rejectUnfinished(result);
   if (result.finishReason.unified !== "content-filter") return;
   const feedback = parseErrorBody(PromptFeedbackSchema, result.providerMetadata?.google?.promptFeedback);
   const blockReason = feedback?.blockReason;
