@@ -325,6 +325,15 @@ describe("anthropic and gemini providers through the worker", () => {
     expect(toolResult.tool_use_id).toBe("functions_get_weather_0");
   });
 
+  it("charges a Claude call that timed out with no max_tokens the 4096 it sent, not the 1024 estimate", async () => {
+    // Anthropic needs max_tokens: Cascade sends 4096 for none, and Claude may bill all of it.
+    anthropic.script("up-claude", { kind: "hang" });
+    const job = await run({ request: { messages: [{ role: "user", content: "x" }] } });
+    expect(job.attempts[0]).toMatchObject({ model: "claude", reason: "timeout" });
+    // 4096 output tokens at 15 USD per million, with the prompt and the backup's answer on top.
+    expect(job.cost_usd).toBeGreaterThanOrEqual((4096 * 15) / 1_000_000);
+  });
+
   describe("refusals the provider answered", () => {
     // 1,000 prompt and 100 output tokens at 3 and 15 USD per million: 0.0045, as billed.
     it.each([

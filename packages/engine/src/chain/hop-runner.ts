@@ -289,10 +289,15 @@ export async function runHop(
       wholeAnswerTokens: undefined as number | undefined,
     };
     // Not streamed (no sink): the provider is asked for the whole answer at once.
+    // Its whole answer: the request's max_tokens, else what the adapter sends for none (Anthropic
+    // needs one), else the contract's estimate.
     const onSent = context.events
       ? undefined
       : () => {
-          call.wholeAnswerTokens = estimate.maxTokens;
+          call.wholeAnswerTokens =
+            estimate.requestedMaxTokens ??
+            context.providers.get(target.providerId, target.deployment?.key).defaultMaxTokens ??
+            estimate.maxTokens;
         };
     let streamed = false;
     // A continuation's model may repeat the space the prefill had to end without (Anthropic

@@ -87,6 +87,7 @@ export function createAnthropicAdapter(
     model: (name) => client.messages(name),
     errors: ANTHROPIC_ERRORS,
     adjustOptions,
+    defaultMaxTokens: ANTHROPIC_DEFAULT_MAX_TOKENS,
     rejectGenerated: rejectAnthropicRefusal,
   });
 }

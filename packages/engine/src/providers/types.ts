@@ -98,4 +98,9 @@ export interface ProviderAdapter {
    * already sent before a rejection are not taken back: the caller restarts the hop's output.
    */
   stream(call: ProviderCall, sink: StreamSink): Promise<Completion>;
+  /**
+   * The output limit this adapter sends when the request sets none (Anthropic requires one), so a
+   * call abandoned after it went out is charged what the provider may have made (ADR 0013).
+   */
+  readonly defaultMaxTokens?: number;
 }

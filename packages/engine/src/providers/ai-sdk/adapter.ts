@@ -30,6 +30,8 @@ export interface AiSdkAdapterParts {
   rejectGenerated?(result: LanguageModelV3GenerateResult): void;
   /** The same for a streamed answer, which has no response body (defaults to rejectGenerated). */
   rejectStreamed?(result: StreamedResult): void;
+  /** The output limit `adjustOptions` sends when the request sets none (ProviderAdapter's). */
+  readonly defaultMaxTokens?: number;
   /**
    * Makes a non-streamed call itself instead of `doGenerate` (the lean OpenAI client), given the
    * SDK's way as `sdkGenerate` for models it cannot call. Must classify like `errors.classify`.
@@ -111,6 +113,7 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
   return {
     providerId: parts.providerId,
     type: parts.type,
+    ...(parts.defaultMaxTokens !== undefined ? { defaultMaxTokens: parts.defaultMaxTokens } : {}),
     async generate(call) {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
       return generateCall(modelFor(call.upstreamName), options, call);
