@@ -336,43 +336,40 @@ describe("anthropic and gemini providers through the worker", () => {
 
   describe("refusals the provider answered", () => {
     // 1,000 prompt and 100 output tokens at 3 and 15 USD per million: 0.0045, as billed.
+    const refusals = {
+      "Anthropic's refusal": () =>
+        anthropic.script("up-claude", {
+          kind: "ok",
+          content: "I can't help with that.",
+          finishReason: "refusal",
+          usage: { input_tokens: 1000, output_tokens: 100 },
+        }),
+      "Gemini's SAFETY finish": () =>
+        gemini.script("up-gemini", {
+          kind: "ok",
+          content: "Partial",
+          finishReason: "SAFETY",
+          usage: { promptTokenCount: 1000, candidatesTokenCount: 100 },
+        }),
+    };
     it.each([
-      ["Anthropic's refusal", false],
-      ["Anthropic's refusal, streamed", true],
-    ])("charges %s the usage the provider reported", async (_, stream) => {
-      anthropic.script("up-claude", {
-        kind: "ok",
-        content: "I can't help with that.",
-        finishReason: "refusal",
-        usage: { input_tokens: 1000, output_tokens: 100 },
-      });
-      const job = await run({
-        models: ["claude"],
-        request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream },
-      });
-      expect(job.status).toBe("failed");
-      expect(job.attempts[0]).toMatchObject({ model: "claude", reason: "content_filter" });
-      expect(job.cost_usd).toBeCloseTo(0.0045, 9);
-    });
-
-    it.each([
-      ["Gemini's SAFETY finish", false],
-      ["Gemini's SAFETY finish, streamed", true],
-    ])("charges %s the usage the provider reported", async (_, stream) => {
-      gemini.script("up-gemini", {
-        kind: "ok",
-        content: "Partial",
-        finishReason: "SAFETY",
-        usage: { promptTokenCount: 1000, candidatesTokenCount: 100 },
-      });
-      const job = await run({
-        models: ["gemini"],
-        request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream },
-      });
-      expect(job.status).toBe("failed");
-      expect(job.attempts[0]).toMatchObject({ model: "gemini", reason: "content_filter" });
-      expect(job.cost_usd).toBeCloseTo(0.0045, 9);
-    });
+      ["Anthropic's refusal", "claude", false],
+      ["Anthropic's refusal", "claude", true],
+      ["Gemini's SAFETY finish", "gemini", false],
+      ["Gemini's SAFETY finish", "gemini", true],
+    ] as const)(
+      "charges %s (%s, streamed: %s) the usage the provider reported",
+      async (name, model, stream) => {
+        refusals[name]();
+        const job = await run({
+          models: [model],
+          request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream },
+        });
+        expect(job.status).toBe("failed");
+        expect(job.attempts[0]).toMatchObject({ model, reason: "content_filter" });
+        expect(job.cost_usd).toBeCloseTo(0.0045, 9);
+      },
+    );
   });
 
   describe("gemini", () => {
