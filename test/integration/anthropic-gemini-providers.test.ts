@@ -334,6 +334,20 @@ describe("anthropic and gemini providers through the worker", () => {
     expect(job.cost_usd).toBeGreaterThanOrEqual((4096 * 15) / 1_000_000);
   });
 
+  it("streams past an Anthropic event type it does not know (Anthropic may add some; clients ignore them)", async () => {
+    anthropic.script("up-claude", {
+      kind: "ok",
+      content: "All of it.",
+      extraEvents: [["future_event", { type: "future_event", detail: { anything: true } }]],
+    });
+    const job = await run({
+      models: ["claude"],
+      request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream: true },
+    });
+    expect(job.status).toBe("succeeded");
+    expect(job.result.choices[0].message.content).toBe("All of it.");
+  });
+
   describe("refusals the provider answered", () => {
     // 1,000 prompt and 100 output tokens at 3 and 15 USD per million: 0.0045, as billed.
     const refusals = {

@@ -56,6 +56,8 @@ export type FakeAnthropicBehaviour =
       delayMs?: number;
       /** stream:true only: wait between SSE events. */
       chunkDelayMs?: number;
+      /** stream:true only: events of types Anthropic may add later, sent after message_start. */
+      extraEvents?: Array<[string, unknown]>;
     }
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
   | { kind: "rate_limited"; retryAfterSeconds?: number }
@@ -304,6 +306,7 @@ async function sendMessage(
   }
 
   const events = streamEvents(message, blocks, usage);
+  if (behaviour.extraEvents) events.splice(1, 0, ...behaviour.extraEvents);
   const stream = openEventStream(context.response, headers);
   for (const [position, [name, payload]] of events.entries()) {
     if (position === breakage.cutAfter) return cutConnection(context);

@@ -3,6 +3,7 @@ import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
+import { knownEventsOnly } from "./anthropic-events.js";
 import { ANTHROPIC_ERRORS, rejectAnthropicRefusal } from "./errors-anthropic.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
@@ -78,8 +79,9 @@ export function createAnthropicAdapter(
   fetch: typeof globalThis.fetch,
   headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
+  // Streams reach the SDK without event types it does not know (anthropic-events.ts).
   const client = createAnthropic(
-    clientSettings(provider, ANTHROPIC_DEFAULT_BASE_URL, apiKey, fetch, headers),
+    clientSettings(provider, ANTHROPIC_DEFAULT_BASE_URL, apiKey, knownEventsOnly(fetch), headers),
   );
   return createAiSdkAdapter({
     providerId,
