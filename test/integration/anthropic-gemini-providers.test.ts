@@ -56,6 +56,8 @@ describe("anthropic and gemini providers through the worker", () => {
           "anth-backup": anthropicProvider("ANTHROPIC_KEY"),
           "anth-limited": anthropicProvider("ANTHROPIC_KEY"),
           "anth-badkey": anthropicProvider("WRONG_KEY"),
+          // One socket: a second call waits for it inside the process.
+          "anth-narrow": { ...anthropicProvider("ANTHROPIC_KEY"), connections: 1 },
           gem: geminiProvider("GEMINI_KEY"),
           "gem-backup": geminiProvider("GEMINI_KEY"),
           "gem-limited": geminiProvider("GEMINI_KEY"),
@@ -66,6 +68,7 @@ describe("anthropic and gemini providers through the worker", () => {
           "claude-backup": model("anth-backup", "up-claude-backup"),
           "claude-limited": model("anth-limited", "up-claude-limited"),
           "claude-badkey": model("anth-badkey", "up-claude"),
+          "claude-narrow": model("anth-narrow", "up-claude-narrow"),
           gemini: model("gem", "up-gemini"),
           "gemini-backup": model("gem-backup", "up-gemini-backup"),
           "gemini-limited": model("gem-limited", "up-gemini-limited"),
@@ -77,6 +80,8 @@ describe("anthropic and gemini providers through the worker", () => {
             chain: [{ model: "claude-limited", max_retries: 1 }, { model: "claude-backup" }],
           },
           "anthropic-401": { chain: [{ model: "claude-badkey" }, { model: "claude-backup" }] },
+          "narrow-long": { chain: [{ model: "claude-narrow", timeout_ms: 3000 }] },
+          "narrow-short": { chain: [{ model: "claude-narrow", timeout_ms: 500 }] },
           "via-gemini": { chain: [{ model: "gemini", timeout_ms: 2000 }, { model: "gemini-backup" }] },
           "gemini-429": {
             chain: [{ model: "gemini-limited", max_retries: 1 }, { model: "gemini-backup" }],
@@ -348,6 +353,23 @@ describe("anthropic and gemini providers through the worker", () => {
     expect(job.result.choices[0].message.content).toBe("All of it.");
   });
 
+  it("charges a Claude call that timed out waiting for a socket (no provider saw it) no whole answer", async () => {
+    anthropic.script("up-claude-narrow", { kind: "hang" }, { kind: "hang" });
+    const request = { messages: [{ role: "user", content: "x" }] };
+    const first = await stack.request("POST", "/v1/jobs", { body: { request, route: "narrow-long" } });
+    const deadline = Date.now() + 10_000;
+    while (anthropic.callsFor("up-claude-narrow").length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The one socket is taken: this call waits for it past its 500 ms and times out unsent.
+    const second = await run({ request, route: "narrow-short" });
+    expect(second.attempts[0]).toMatchObject({ reason: "timeout" });
+    expect(anthropic.callsFor("up-claude-narrow")).toHaveLength(1);
+    expect(second.cost_usd).toBeLessThan((1024 * 15) / 1_000_000);
+    const sent = (await stack.request("GET", `/v1/jobs/${first.body.id}?wait=20`)).body;
+    expect(sent.cost_usd).toBeGreaterThanOrEqual((4096 * 15) / 1_000_000);
+  });
+
   describe("refusals the provider answered", () => {
     // 1,000 prompt and 100 output tokens at 3 and 15 USD per million: 0.0045, as billed.
     const refusals = {
@@ -365,22 +387,30 @@ describe("anthropic and gemini providers through the worker", () => {
           finishReason: "SAFETY",
           usage: { promptTokenCount: 1000, candidatesTokenCount: 100 },
         }),
+      "Gemini's MALFORMED_FUNCTION_CALL finish": () =>
+        gemini.script("up-gemini", {
+          kind: "ok",
+          content: "Partial",
+          finishReason: "MALFORMED_FUNCTION_CALL",
+          usage: { promptTokenCount: 1000, candidatesTokenCount: 100 },
+        }),
     };
     it.each([
-      ["Anthropic's refusal", "claude", false],
-      ["Anthropic's refusal", "claude", true],
-      ["Gemini's SAFETY finish", "gemini", false],
-      ["Gemini's SAFETY finish", "gemini", true],
+      ["Anthropic's refusal", "claude", false, "content_filter"],
+      ["Anthropic's refusal", "claude", true, "content_filter"],
+      ["Gemini's SAFETY finish", "gemini", false, "content_filter"],
+      ["Gemini's SAFETY finish", "gemini", true, "content_filter"],
+      ["Gemini's MALFORMED_FUNCTION_CALL finish", "gemini", false, "invalid_response"],
     ] as const)(
       "charges %s (%s, streamed: %s) the usage the provider reported",
-      async (name, model, stream) => {
+      async (name, model, stream, reason) => {
         refusals[name]();
         const job = await run({
           models: [model],
           request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream },
         });
         expect(job.status).toBe("failed");
-        expect(job.attempts[0]).toMatchObject({ model, reason: "content_filter" });
+        expect(job.attempts[0]).toMatchObject({ model, reason });
         expect(job.cost_usd).toBeCloseTo(0.0045, 9);
       },
     );

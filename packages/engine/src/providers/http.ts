@@ -1,4 +1,5 @@
-import { Agent, type Dispatcher, Response, fetch as undiciFetch } from "undici";
+import { Agent, DecoratorHandler, type Dispatcher, Response, fetch as undiciFetch } from "undici";
+import { sendingCall } from "./response-watch.js";
 
 /**
  * The most bytes one provider answer may have, on the wire (the provider Agent's
@@ -45,6 +46,43 @@ export function createProviderAgent(options: { connections?: number } = {}): Age
 }
 
 /**
+ * undici's DecoratorHandler, which takes a handler of either style (fetch's is the older one) and
+ * answers in the newer; its types leave out the newer methods it has.
+ */
+const Decorator = DecoratorHandler as unknown as new (
+  handler: Dispatcher.DispatchHandler,
+) => Dispatcher.DispatchHandler & {
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void;
+};
+
+/** A fetch's handler that tells its call when undici writes the request (see reportSent). */
+class SentReporter extends Decorator {
+  constructor(
+    handler: Dispatcher.DispatchHandler,
+    private readonly sent: () => void,
+  ) {
+    super(handler);
+  }
+
+  override onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    // undici calls this on the socket the request is written to, right before the write.
+    this.sent();
+    super.onRequestStart(controller, context);
+  }
+}
+
+/**
+ * fetch gives no hook for its request going out, and a call that times out while its request
+ * waits for one of the provider's connections reached no provider (ADR 0013). The call's sent
+ * callback rides with the fetch (response-watch's `sendingCall`) to this dispatch, in the fetch's
+ * async context, and is called from undici's onRequestStart.
+ */
+const reportSent: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
+  const sent = sendingCall.getStore();
+  return dispatch(options, sent ? new SentReporter(handler, sent) : handler);
+};
+
+/**
  * The fetch every AI SDK provider client uses: undici's, on a provider's Agent (Node's global
  * fetch was measured ~4× slower than a tuned client here). Redirects are not followed: an
  * upstream redirect is a misconfigured base_url, surfaced as an error. A content-coded answer's
@@ -53,7 +91,8 @@ export function createProviderAgent(options: { connections?: number } = {}): Age
 export function createProviderFetch(
   options: { connections?: number; dispatcher?: Dispatcher } = {},
 ): typeof globalThis.fetch {
-  const dispatcher = options.dispatcher ?? createProviderAgent(options);
+  // The same Agent (its pool), telling each call when its request is written (reportSent).
+  const dispatcher = (options.dispatcher ?? createProviderAgent(options)).compose(reportSent);
   const providerFetch = (
     input: Parameters<typeof undiciFetch>[0],
     init?: Parameters<typeof undiciFetch>[1],

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { nameMessagesInJson } from "./openai-names.js";
 
 /**
@@ -14,10 +15,16 @@ const chunkWatchers = new WeakMap<AbortSignal, () => void>();
 const sentWatchers = new WeakMap<AbortSignal, () => void>();
 
 /**
- * Calls `onSent` once the request of a call made with `signal` goes out: written on a socket
- * (the lean client, from undici's onRequestStart, which comes right before the write), or handed
- * to fetch (the SDKs' calls, where nothing finer is seen). A call abandoned before that reached
- * no provider.
+ * The sent callback of the call whose fetch is under way, for the provider dispatcher's
+ * interceptor (http.ts), which runs in the fetch's async context when fetch dispatches.
+ */
+export const sendingCall = new AsyncLocalStorage<() => void>();
+
+/**
+ * Calls `onSent` once the request of a call made with `signal` goes out: written on a socket, as
+ * undici's onRequestStart says right before the write (the lean client hears it itself; the SDKs'
+ * fetch through the provider dispatcher's interceptor). A call abandoned before that, waiting
+ * for a connection, reached no provider.
  */
 export function watchSent(signal: AbortSignal, onSent: () => void): void {
   sentWatchers.set(signal, onSent);
@@ -107,8 +114,8 @@ export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.
       if (body !== init.body) init = { ...init, body };
     }
     const signal = init?.signal;
-    if (signal) sentWatchers.get(signal)?.();
-    const response = await fetch(input, init);
+    const sent = signal ? sentWatchers.get(signal) : undefined;
+    const response = sent ? await sendingCall.run(sent, fetch, input, init) : await fetch(input, init);
     if (!signal) return response;
     // Chunks of a 2xx answer only: an error's body is no sign of a stream going on.
     const onChunk = chunkWatchers.get(signal);

@@ -323,6 +323,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               saveProgress: async (progress) => {
                 if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
                 savedCost = progress.cost_usd;
+                // BullMQ's copy too (the save is Cascade's script, not updateProgress): the
+                // `failed` handler counts a job failed for good from it, and the chain goes on
+                // changing `progress`, past what was saved.
+                job.progress = structuredClone(progress);
               },
             });
       if (result.kind === "finished") {

@@ -67,15 +67,19 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
       });
     }
   }
-  if (result.finishReason.unified === "error") {
-    throw new ProviderError(
-      "invalid_response",
-      `the provider reported finish reason "${result.finishReason.raw}"`,
-    );
-  }
   const usage = result.usage;
   const promptTokens = usage.inputTokens.total;
   const completionTokens = usage.outputTokens.total;
+  if (result.finishReason.unified === "error") {
+    // An answer that ended in an error (Gemini's MALFORMED_FUNCTION_CALL) was still made: its
+    // reported usage is what it is charged.
+    const billed = (promptTokens ?? 0) + (completionTokens ?? 0) > 0;
+    throw new ProviderError(
+      "invalid_response",
+      `the provider reported finish reason "${result.finishReason.raw}"`,
+      billed ? { usage: { promptTokens: promptTokens ?? 0, completionTokens: completionTokens ?? 0 } } : {},
+    );
+  }
   if (result.finishReason.raw === "error") throw errorFinish(promptTokens, completionTokens);
   const found = refusalOf(result);
   const refusal = found?.refusal;
