@@ -365,6 +365,8 @@ describe("anthropic and gemini providers through the worker", () => {
     const second = await run({ request, route: "narrow-short" });
     expect(second.attempts[0]).toMatchObject({ reason: "timeout" });
     expect(anthropic.callsFor("up-claude-narrow")).toHaveLength(1);
+    // The header naming the call for the dispatcher's interceptor never reaches the provider.
+    expect(anthropic.callsFor("up-claude-narrow")[0]?.headers["x-cascade-sent-id"]).toBeUndefined();
     expect(second.cost_usd).toBeLessThan((1024 * 15) / 1_000_000);
     const sent = (await stack.request("GET", `/v1/jobs/${first.body.id}?wait=20`)).body;
     expect(sent.cost_usd).toBeGreaterThanOrEqual((4096 * 15) / 1_000_000);

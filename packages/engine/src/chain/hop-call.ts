@@ -1,7 +1,7 @@
 import type { ChatRequest, HopConfig, ModelConfig } from "@cascade/shared";
 import type { ModelTarget } from "../pools/model-targets.js";
 import { ProviderError } from "../providers/provider-error.js";
-import { unwatchResponse, watchChunks, watchResponse, watchSent } from "../providers/response-watch.js";
+import { unwatchResponse, watchChunks, watchResponse } from "../providers/response-watch.js";
 import type { Completion, StreamSink } from "../providers/types.js";
 import type { ChainContext } from "./chain-context.js";
 import { interruptionOf } from "./interruption.js";
@@ -133,7 +133,7 @@ export async function callHop(
   timeouts: HopTimeouts,
   request: ChatRequest,
   sink?: StreamSink,
-  /** A call not streamed: told once its request goes out (response-watch's watchSent). */
+  /** A call not streamed: told once its request goes out (ProviderCall's onSent). */
   onSent?: () => void,
 ): Promise<Completion> {
   const runSignal = context.runSignal;
@@ -154,7 +154,6 @@ export async function callHop(
   }
   const watchesFirstByte = sink === undefined && timeouts.firstTokenMs !== undefined;
   if (watchesFirstByte) watchResponse(signal, () => clock.firstByte());
-  if (onSent) watchSent(signal, onSent);
   const dispatchedAt = performance.now();
   let firstDelta = true;
   const timedSink: StreamSink | undefined = sink && {
@@ -184,6 +183,7 @@ export async function callHop(
       model,
       upstreamName: target.upstreamName,
       signal,
+      onSent,
     };
     const completion = timedSink ? await provider.stream(call, timedSink) : await provider.generate(call);
     if (completion.finishReason === "content_filter") {
@@ -209,7 +209,7 @@ export async function callHop(
     );
   } finally {
     clock.stop();
-    if (watchesFirstByte || watchesChunks || onSent) unwatchResponse(signal);
+    if (watchesFirstByte || watchesChunks) unwatchResponse(signal);
     if (onJobAbort) context.signal.removeEventListener("abort", onJobAbort);
   }
 }

@@ -1,5 +1,4 @@
 import { Agent, DecoratorHandler, type Dispatcher, Response, fetch as undiciFetch } from "undici";
-import { sendingCall } from "./response-watch.js";
 
 /**
  * The most bytes one provider answer may have, on the wire (the provider Agent's
@@ -72,14 +71,37 @@ class SentReporter extends Decorator {
 }
 
 /**
+ * The header a call's request carries to the provider dispatcher's interceptor (reportSent), which
+ * takes it off: it names the call's sent callback in `sendingCalls`.
+ */
+export const SENT_HEADER = "x-cascade-sent-id";
+const sendingCalls = new Map<string, () => void>();
+let lastSendingId = 0;
+
+/**
+ * Headers for an SDK call (its call options' `headers`) whose sent callback must run once undici
+ * writes its request; `release` forgets the callback once the call has ended.
+ */
+export function reportingSent(onSent: () => void): { headers: Record<string, string>; release(): void } {
+  lastSendingId = (lastSendingId + 1) % Number.MAX_SAFE_INTEGER;
+  const id = String(lastSendingId);
+  sendingCalls.set(id, onSent);
+  return { headers: { [SENT_HEADER]: id }, release: () => sendingCalls.delete(id) };
+}
+
+/**
  * fetch gives no hook for its request going out, and a call that times out while its request
- * waits for one of the provider's connections reached no provider (ADR 0013). The call's sent
- * callback rides with the fetch (response-watch's `sendingCall`) to this dispatch, in the fetch's
- * async context, and is called from undici's onRequestStart.
+ * waits for one of the provider's connections reached no provider (ADR 0013). The call's request
+ * names its sent callback in a header (reportingSent), taken off here and called from undici's
+ * onRequestStart. Only the SDK types' non-streamed calls carry it.
  */
 const reportSent: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
-  const sent = sendingCall.getStore();
-  return dispatch(options, sent ? new SentReporter(handler, sent) : handler);
+  const headers = options.headers as Record<string, string> | null | undefined;
+  const id = headers?.[SENT_HEADER];
+  if (id === undefined || headers === null || headers === undefined) return dispatch(options, handler);
+  const { [SENT_HEADER]: _, ...rest } = headers;
+  const sent = sendingCalls.get(id);
+  return dispatch({ ...options, headers: rest }, sent ? new SentReporter(handler, sent) : handler);
 };
 
 /**

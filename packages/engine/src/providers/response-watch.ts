@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import { nameMessagesInJson } from "./openai-names.js";
 
 /**
@@ -12,28 +11,6 @@ import { nameMessagesInJson } from "./openai-names.js";
  */
 const watchers = new WeakMap<AbortSignal, () => void>();
 const chunkWatchers = new WeakMap<AbortSignal, () => void>();
-const sentWatchers = new WeakMap<AbortSignal, () => void>();
-
-/**
- * The sent callback of the call whose fetch is under way, for the provider dispatcher's
- * interceptor (http.ts), which runs in the fetch's async context when fetch dispatches.
- */
-export const sendingCall = new AsyncLocalStorage<() => void>();
-
-/**
- * Calls `onSent` once the request of a call made with `signal` goes out: written on a socket, as
- * undici's onRequestStart says right before the write (the lean client hears it itself; the SDKs'
- * fetch through the provider dispatcher's interceptor). A call abandoned before that, waiting
- * for a connection, reached no provider.
- */
-export function watchSent(signal: AbortSignal, onSent: () => void): void {
-  sentWatchers.set(signal, onSent);
-}
-
-/** The sent callback of a watched call, for clients that write the request themselves. */
-export function sentWatcher(signal: AbortSignal): (() => void) | undefined {
-  return sentWatchers.get(signal);
-}
 
 /** Calls `onFirstByte` once the response to a fetch made with `signal` has sent a byte of its body. */
 export function watchResponse(signal: AbortSignal, onFirstByte: () => void): void {
@@ -52,7 +29,6 @@ export function watchChunks(signal: AbortSignal, onChunk: () => void): void {
 export function unwatchResponse(signal: AbortSignal): void {
   watchers.delete(signal);
   chunkWatchers.delete(signal);
-  sentWatchers.delete(signal);
 }
 
 /** The first-byte callback of a watched call, for clients that read the answer themselves. */
@@ -113,9 +89,8 @@ export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.
       const body = nameMessagesInJson(init.signal, init.body);
       if (body !== init.body) init = { ...init, body };
     }
+    const response = await fetch(input, init);
     const signal = init?.signal;
-    const sent = signal ? sentWatchers.get(signal) : undefined;
-    const response = sent ? await sendingCall.run(sent, fetch, input, init) : await fetch(input, init);
     if (!signal) return response;
     // Chunks of a 2xx answer only: an error's body is no sign of a stream going on.
     const onChunk = chunkWatchers.get(signal);

@@ -33,6 +33,11 @@ export interface ProviderCall {
   upstreamName: string;
   /** Aborts on the hop's timeout, on cancellation and on lock loss. */
   signal: AbortSignal;
+  /**
+   * A call not streamed: told once undici writes its request on a socket (a call abandoned
+   * before, waiting for a connection, reached no provider; ADR 0013). Undefined for streams.
+   */
+  onSent: (() => void) | undefined;
 }
 
 /** One streamed tool-call fragment, keyed like OpenAI's `delta.tool_calls[]` (by `index`). */

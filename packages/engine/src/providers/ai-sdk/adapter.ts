@@ -4,6 +4,7 @@ import type {
   LanguageModelV3GenerateResult,
   LanguageModelV3Prompt,
 } from "@ai-sdk/provider";
+import { reportingSent } from "../http.js";
 import { ProviderError } from "../provider-error.js";
 import type { Completion, ProviderAdapter, ProviderCall, StreamSink } from "../types.js";
 import { fromGenerateResult } from "./from-result.js";
@@ -102,9 +103,16 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
   };
 
   const sdkGenerate: GenerateCall = async (model, options, call) => {
-    const result = await generateOrClassify(model, options, call.signal, errors.classify);
-    if (rejectGenerated) rejectBilled(rejectGenerated, result);
-    return fromGenerateResult(result);
+    // The request names the call's sent callback for the provider dispatcher (http.ts).
+    const sending = call.onSent ? reportingSent(call.onSent) : undefined;
+    if (sending) options.headers = { ...options.headers, ...sending.headers };
+    try {
+      const result = await generateOrClassify(model, options, call.signal, errors.classify);
+      if (rejectGenerated) rejectBilled(rejectGenerated, result);
+      return fromGenerateResult(result);
+    } finally {
+      sending?.release();
+    }
   };
   const generateCall = parts.generateWith ? parts.generateWith(sdkGenerate) : sdkGenerate;
   const sdkStream: StreamCall = (model, options, sink) => streamResult(model, options, sink, errors);

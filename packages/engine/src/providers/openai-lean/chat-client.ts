@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import type { GenerateCall } from "../ai-sdk/adapter.js";
 import { nameMessages } from "../openai-names.js";
 import type { ProviderError } from "../provider-error.js";
-import { firstByteWatcher, sentWatcher } from "../response-watch.js";
+import { firstByteWatcher } from "../response-watch.js";
 import type { Completion } from "../types.js";
 import { completionFromBody, isChatCompletionBody } from "./chat-response.js";
 import { failedResponseError, invalidJsonError, transportError } from "./failures.js";
@@ -50,6 +50,7 @@ async function send(
   pendingJson: Promise<string>,
   signal: AbortSignal,
   classify: (error: unknown) => ProviderError,
+  onSent: (() => void) | undefined,
 ): Promise<Completion> {
   let requestJson: string | undefined;
   try {
@@ -63,7 +64,7 @@ async function send(
         requestJson,
         signal,
         firstByteWatcher(signal),
-        sentWatcher(signal),
+        onSent,
       );
     } catch (error) {
       throw transportError(error, target.url, JSON.parse(requestJson));
@@ -93,6 +94,6 @@ export function createLeanChatGenerate(
     const target = targetOf(model);
     if (!target) return sdkGenerate(model, options, call);
     const pendingJson = requestJsonOf(model as unknown as ChatModelInternals, options);
-    return send(dispatcher, target, pendingJson, call.signal, classify);
+    return send(dispatcher, target, pendingJson, call.signal, classify, call.onSent);
   };
 }
