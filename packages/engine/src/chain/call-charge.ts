@@ -1,5 +1,5 @@
 import { costUsd, type ModelConfig } from "@cascade/shared";
-import type { CompletionUsage } from "../providers/types.js";
+import type { CompletionUsage, SentSink } from "../providers/types.js";
 
 /** The contract's estimate counts a token per 4 characters of text; streamed text counts the same. */
 const CHARACTERS_PER_TOKEN = 4;
@@ -53,6 +53,29 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
       ? call.wholeAnswerTokens
       : Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
   return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+}
+
+/**
+ * What one call did, as its charge needs it; also the call's SentSink (ProviderCall's `sentTo`):
+ * a call not streamed whose request was written makes the provider produce its whole answer.
+ */
+export class CallRecord implements SentSink {
+  streamedCharacters = 0;
+  dispatched = false;
+  answered = false;
+  /** Set once a call not streamed went out: the output its whole answer may take. */
+  wholeAnswerTokens: number | undefined = undefined;
+
+  constructor(
+    /** Prompt tokens estimated before the call (the same estimate admission reserved). */
+    readonly promptEstimate: number,
+    /** A call not streamed: its answer's output limit; undefined for a stream. */
+    private readonly outputLimit: number | undefined,
+  ) {}
+
+  sent(): void {
+    this.wholeAnswerTokens = this.outputLimit;
+  }
 }
 
 /** Characters of one streamed piece, as chargeUnfinishedCall counts them. */

@@ -2,7 +2,7 @@ import type { ChatRequest, HopConfig, ModelConfig } from "@cascade/shared";
 import type { ModelTarget } from "../pools/model-targets.js";
 import { ProviderError } from "../providers/provider-error.js";
 import { unwatchResponse, watchChunks, watchResponse } from "../providers/response-watch.js";
-import type { Completion, StreamSink } from "../providers/types.js";
+import type { Completion, SentSink, StreamSink } from "../providers/types.js";
 import type { ChainContext } from "./chain-context.js";
 import { interruptionOf } from "./interruption.js";
 import { RunSignal } from "./run-signal.js";
@@ -133,8 +133,8 @@ export async function callHop(
   timeouts: HopTimeouts,
   request: ChatRequest,
   sink?: StreamSink,
-  /** A call not streamed: told once its request goes out (ProviderCall's onSent). */
-  onSent?: () => void,
+  /** A call not streamed: told once its request goes out (ProviderCall's sentTo). */
+  sentTo?: SentSink,
 ): Promise<Completion> {
   const runSignal = context.runSignal;
   let signal: AbortSignal;
@@ -183,7 +183,7 @@ export async function callHop(
       model,
       upstreamName: target.upstreamName,
       signal,
-      onSent,
+      sentTo,
     };
     const completion = timedSink ? await provider.stream(call, timedSink) : await provider.generate(call);
     if (completion.finishReason === "content_filter") {

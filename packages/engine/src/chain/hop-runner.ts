@@ -13,7 +13,7 @@ import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
 import { abortableDelay } from "../timing/abortable-delay.js";
 import { admitHop } from "./admission.js";
-import { chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
+import { CallRecord, chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
@@ -74,13 +74,7 @@ function settleCall(
   model: ModelConfig,
   completion: Completion | undefined,
   failure: ProviderError | JobInterruption | undefined,
-  call: {
-    promptEstimate: number;
-    streamedCharacters: number;
-    dispatched: boolean;
-    answered: boolean;
-    wholeAnswerTokens: number | undefined;
-  },
+  call: CallRecord,
 ): Promise<void> | undefined {
   if (completion) {
     const { promptTokens, completionTokens } = completion.usage;
@@ -280,25 +274,17 @@ export async function runHop(
     }
     const target = admission.target;
     const startedMs = clock.now();
-    const call = {
-      promptEstimate: estimate.promptTokens,
-      streamedCharacters: 0,
-      dispatched: false,
-      answered: false,
-      // Set once a call not streamed has gone out: the provider then makes its whole answer.
-      wholeAnswerTokens: undefined as number | undefined,
-    };
-    // Not streamed (no sink): the provider is asked for the whole answer at once.
-    // Its whole answer: the request's max_tokens, else what the adapter sends for none (Anthropic
-    // needs one), else the contract's estimate.
-    const onSent = context.events
-      ? undefined
-      : () => {
-          call.wholeAnswerTokens =
-            estimate.requestedMaxTokens ??
+    // Not streamed (no sink): the provider is asked for the whole answer at once, whose output
+    // limit is the request's max_tokens, else what the adapter sends for none (Anthropic needs
+    // one), else the contract's estimate.
+    const call = new CallRecord(
+      estimate.promptTokens,
+      context.events
+        ? undefined
+        : (estimate.requestedMaxTokens ??
             context.providers.get(target.providerId, target.deployment?.key).defaultMaxTokens ??
-            estimate.maxTokens;
-        };
+            estimate.maxTokens),
+    );
     let streamed = false;
     // A continuation's model may repeat the space the prefill had to end without (Anthropic
     // refuses trailing whitespace in a prefill): drop it once, so the caller's text reads on.
@@ -334,7 +320,16 @@ export async function runHop(
     if (inFlight) context.resilience?.pools.callStarted(inFlight.key, inFlight.callId, timeouts.timeoutMs);
     context.events?.calling?.(hopIndex, target.providerId, target.deployment?.id);
     try {
-      completion = await callHop(context, hop.model, model, target, timeouts, request, sink, onSent);
+      completion = await callHop(
+        context,
+        hop.model,
+        model,
+        target,
+        timeouts,
+        request,
+        sink,
+        context.events ? undefined : call,
+      );
       if (strategy === "lowest_latency" && target.deployment)
         context.resilience?.pools.latency(hop.model, target.deployment.key, clock.now() - startedMs);
     } catch (caught) {

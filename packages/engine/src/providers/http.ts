@@ -1,4 +1,5 @@
 import { Agent, DecoratorHandler, type Dispatcher, Response, fetch as undiciFetch } from "undici";
+import type { SentSink } from "./types.js";
 
 /**
  * The most bytes one provider answer may have, on the wire (the provider Agent's
@@ -58,14 +59,14 @@ const Decorator = DecoratorHandler as unknown as new (
 class SentReporter extends Decorator {
   constructor(
     handler: Dispatcher.DispatchHandler,
-    private readonly sent: () => void,
+    private readonly sink: SentSink,
   ) {
     super(handler);
   }
 
   override onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
     // undici calls this on the socket the request is written to, right before the write.
-    this.sent();
+    this.sink.sent();
     super.onRequestStart(controller, context);
   }
 }
@@ -75,17 +76,17 @@ class SentReporter extends Decorator {
  * takes it off: it names the call's sent callback in `sendingCalls`.
  */
 export const SENT_HEADER = "x-cascade-sent-id";
-const sendingCalls = new Map<string, () => void>();
+const sendingCalls = new Map<string, SentSink>();
 let lastSendingId = 0;
 
 /**
  * Headers for an SDK call (its call options' `headers`) whose sent callback must run once undici
  * writes its request; `release` forgets the callback once the call has ended.
  */
-export function reportingSent(onSent: () => void): { headers: Record<string, string>; release(): void } {
+export function reportingSent(sink: SentSink): { headers: Record<string, string>; release(): void } {
   lastSendingId = (lastSendingId + 1) % Number.MAX_SAFE_INTEGER;
   const id = String(lastSendingId);
-  sendingCalls.set(id, onSent);
+  sendingCalls.set(id, sink);
   return { headers: { [SENT_HEADER]: id }, release: () => sendingCalls.delete(id) };
 }
 

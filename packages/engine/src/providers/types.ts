@@ -37,7 +37,12 @@ export interface ProviderCall {
    * A call not streamed: told once undici writes its request on a socket (a call abandoned
    * before, waiting for a connection, reached no provider; ADR 0013). Undefined for streams.
    */
-  onSent: (() => void) | undefined;
+  sentTo: SentSink | undefined;
+}
+
+/** Told once a call's request is written on a socket. */
+export interface SentSink {
+  sent(): void;
 }
 
 /** One streamed tool-call fragment, keyed like OpenAI's `delta.tool_calls[]` (by `index`). */

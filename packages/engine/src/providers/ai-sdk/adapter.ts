@@ -104,7 +104,7 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
 
   const sdkGenerate: GenerateCall = async (model, options, call) => {
     // The request names the call's sent callback for the provider dispatcher (http.ts).
-    const sending = call.onSent ? reportingSent(call.onSent) : undefined;
+    const sending = call.sentTo ? reportingSent(call.sentTo) : undefined;
     if (sending) options.headers = { ...options.headers, ...sending.headers };
     try {
       const result = await generateOrClassify(model, options, call.signal, errors.classify);

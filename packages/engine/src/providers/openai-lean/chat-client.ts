@@ -4,7 +4,7 @@ import type { GenerateCall } from "../ai-sdk/adapter.js";
 import { nameMessages } from "../openai-names.js";
 import type { ProviderError } from "../provider-error.js";
 import { firstByteWatcher } from "../response-watch.js";
-import type { Completion } from "../types.js";
+import type { Completion, SentSink } from "../types.js";
 import { completionFromBody, isChatCompletionBody } from "./chat-response.js";
 import { failedResponseError, invalidJsonError, transportError } from "./failures.js";
 import { bodyText, parseJsonSecurely } from "./json-body.js";
@@ -50,7 +50,7 @@ async function send(
   pendingJson: Promise<string>,
   signal: AbortSignal,
   classify: (error: unknown) => ProviderError,
-  onSent: (() => void) | undefined,
+  sentTo: SentSink | undefined,
 ): Promise<Completion> {
   let requestJson: string | undefined;
   try {
@@ -64,7 +64,7 @@ async function send(
         requestJson,
         signal,
         firstByteWatcher(signal),
-        onSent,
+        sentTo,
       );
     } catch (error) {
       throw transportError(error, target.url, JSON.parse(requestJson));
@@ -94,6 +94,6 @@ export function createLeanChatGenerate(
     const target = targetOf(model);
     if (!target) return sdkGenerate(model, options, call);
     const pendingJson = requestJsonOf(model as unknown as ChatModelInternals, options);
-    return send(dispatcher, target, pendingJson, call.signal, classify, call.onSent);
+    return send(dispatcher, target, pendingJson, call.signal, classify, call.sentTo);
   };
 }

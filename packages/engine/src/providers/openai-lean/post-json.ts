@@ -1,6 +1,7 @@
 import * as zlib from "node:zlib";
 import type { Dispatcher } from "undici";
 import { MAX_PROVIDER_RESPONSE_BYTES } from "../http.js";
+import type { SentSink } from "../types.js";
 
 /** An HTTP answer read whole: what the lean client classifies. */
 export interface RawAnswer {
@@ -136,7 +137,7 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
     private firstByte: (() => void) | undefined,
     private readonly resolve: (answer: RawAnswer) => void,
     private readonly reject: (error: unknown) => void,
-    private readonly sent: (() => void) | undefined,
+    private readonly sentTo: SentSink | undefined,
   ) {
     signal.addEventListener("abort", this, { once: true });
   }
@@ -174,7 +175,7 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
       return;
     }
     // undici calls this on the socket the request is written to, right before the write.
-    this.sent?.();
+    this.sentTo?.sent();
   }
 
   onResponseStart(
@@ -232,8 +233,8 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
  * One POST on a provider's dispatcher, the answer collected into one Buffer: no fetch Request,
  * Headers or web streams, no Readable per call. Rejects with the signal's reason when it aborts
  * (at once, even while the request waits for a connection), else with a TransportFailure.
- * `onFirstByte` runs when the first byte of the body arrives (or the body ends empty); `onSent`
- * when the request is written on a socket (not while it waits for one).
+ * `onFirstByte` runs when the first byte of the body arrives (or the body ends empty); `sentTo`
+ * is told when the request is written on a socket (not while it waits for one).
  */
 export function postJson(
   dispatcher: Dispatcher,
@@ -242,14 +243,14 @@ export function postJson(
   body: string,
   signal: AbortSignal,
   onFirstByte?: () => void,
-  onSent?: () => void,
+  sentTo?: SentSink,
 ): Promise<RawAnswer> {
   return new Promise<RawAnswer>((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason);
       return;
     }
-    const collector = new AnswerCollector(signal, onFirstByte, resolve, reject, onSent);
+    const collector = new AnswerCollector(signal, onFirstByte, resolve, reject, sentTo);
     try {
       dispatcher.dispatch(
         { origin: target.origin, path: target.path, method: "POST", headers, body },
