@@ -24,7 +24,7 @@ export interface UnfinishedCall {
   answered?: boolean;
   /**
    * A call not streamed whose request went out: the output tokens its whole answer may take (its
-   * max_tokens, else the contract's 1024). Charged when it was abandoned or timed out: a provider
+   * max_tokens, else the limit its adapter sent, Anthropic's 4096, else the contract's 1024). Charged when it was abandoned or timed out: a provider
    * finishes and bills a non-streamed answer whether or not anyone is still listening. Unset for
    * a request still waiting for a socket, which reached no provider.
    */
