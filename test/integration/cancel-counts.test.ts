@@ -6,7 +6,7 @@
  * cascade_cost_usd_total nor the usage rows by route and model (billing audit).
  * Real API process, real Redis; the job's progress is written as a worker writes it.
  */
-import { createKeys, QUEUE_NAMES, type RedisClient } from "@cascade/shared";
+import { batchLineJobId, createKeys, QUEUE_NAMES, type RedisClient } from "@cascade/shared";
 import { Job, Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { chatRequest, fakeConfig, http, sleep } from "../e2e/helpers.js";
@@ -131,5 +131,69 @@ describe("a job cancelled where no worker holds it", () => {
     // A cancelled request counts in neither requests nor succeeded/failed; its spend counts.
     expect(usage.body.routes.default).toMatchObject({ requests: 0, cost_usd: 0.25 });
     expect(usage.body.models.primary).toMatchObject({ requests: 0, cost_usd: 0.25 });
+  });
+});
+
+describe("a batch cancelled while its lines wait where no worker holds them", () => {
+  it("counts each line it takes back as a cancelled job, and what a line had spent", async () => {
+    const labels = { route: "default", tenant: "default", status: "cancelled" };
+    const jobsBefore = await metric("cascade_jobs_total", labels);
+    const costBefore = await metric("cascade_cost_usd_total", {
+      tenant: "default",
+      route: "default",
+      model: "primary",
+    });
+    const lines = [1, 2, 3]
+      .map((n) =>
+        JSON.stringify({
+          custom_id: `line-${n}`,
+          method: "POST",
+          url: "/v1/chat/completions",
+          body: { model: "default", messages: [{ role: "user", content: `hi ${n}` }] },
+        }),
+      )
+      .join("\n");
+    const form = new FormData();
+    form.append("purpose", "batch");
+    form.append("file", new Blob([lines], { type: "application/jsonl" }), "lines.jsonl");
+    const file = await (await fetch(`${api.url}/v1/files`, { method: "POST", body: form })).json();
+    const created = await http(
+      api.url,
+      "POST",
+      "/v1/batches",
+      { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" },
+      10_000,
+    );
+    expect(created.status).toBe(200);
+    const batchId = created.body.id as string;
+    // The API enqueues the lines in the background; no worker runs here, so they stay queued.
+    let first: Job | undefined;
+    for (let tries = 0; tries < 100; tries += 1) {
+      first = await Job.fromId(queue, batchLineJobId(batchId, 3));
+      if (first) break;
+      await sleep(50);
+    }
+    expect(first).toBeDefined();
+    // Line 1's job had a billed hop and waits between tries, as a worker leaves it.
+    await (await Job.fromId(queue, batchLineJobId(batchId, 1)))?.updateProgress({
+      hop: 1,
+      tries: 0,
+      attempts: [],
+      cost_usd: 0.125,
+      started_at: Math.floor(Date.now() / 1000),
+    });
+    const cancelled = await http(api.url, "POST", `/v1/batches/${batchId}/cancel`, undefined, 10_000);
+    expect(cancelled.status).toBe(200);
+    let batch = cancelled.body;
+    for (let tries = 0; tries < 100 && batch.status !== "cancelled"; tries += 1) {
+      await sleep(100);
+      batch = (await http(api.url, "GET", `/v1/batches/${batchId}`, undefined, 10_000)).body;
+    }
+    expect(batch.status).toBe("cancelled");
+
+    expect(await metric("cascade_jobs_total", labels)).toBe(jobsBefore + 3);
+    expect(
+      await metric("cascade_cost_usd_total", { tenant: "default", route: "default", model: "primary" }),
+    ).toBeCloseTo(costBefore + 0.125, 9);
   });
 });

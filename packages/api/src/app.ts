@@ -420,6 +420,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       background: { store: new BatchStore(background, keys, retention), queue: backgroundQueues.completions },
       logger,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
+      counts: { observer: requestObserver, now: () => clock.now() },
     });
   });
   return {

@@ -71,7 +71,6 @@ async function main(): Promise<void> {
     logger,
   });
   const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
-  const batches = createBatchProcessing({ config, connection, keys, queue: completionQueue, logger });
   const resilience = new Resilience(connection, config, keys, logger, systemClock);
   // This process's metrics, served on METRICS_PORT when set (counters are per process).
   const metrics = createMetrics();
@@ -102,6 +101,15 @@ async function main(): Promise<void> {
   const observer = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
   );
+  // Lines a cancel or expiry takes back are counted as the cancelled jobs they are.
+  const batches = createBatchProcessing({
+    config,
+    connection,
+    keys,
+    queue: completionQueue,
+    logger,
+    counts: { observer, now: () => systemClock.now() },
+  });
   // Jobs BullMQ failed for good whose worker died (or whose enqueue gave up) before telling their
   // webhook and usage counts: told by one process per lock duration, from a cursor (ADR 0024).
   const failedJobs = createFailedJobsSweep({

@@ -12,6 +12,7 @@ import {
   isTerminalBatchStatus,
   type Logger,
   newLeaseToken,
+  type RequestObserver,
   readLines,
   toBatchObject,
 } from "@cascade/shared";
@@ -43,6 +44,8 @@ export interface BatchServiceDeps {
   background?: { store: BatchStore; queue: CompletionQueue };
   logger: Logger;
   newId: IdGenerator;
+  /** Told of the lines a cancel takes back (BatchQueueDeps.counts). */
+  counts?: { observer: RequestObserver; now(): number };
 }
 
 /**

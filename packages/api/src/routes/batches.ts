@@ -1,31 +1,13 @@
-import {
-  type BatchStore,
-  type CompletionQueue,
-  type Config,
-  createBatchBodySchema,
-  type FileStore,
-  type IdGenerator,
-  type Logger,
-  listObject,
-  toBatchObject,
-} from "@cascade/shared";
+import { createBatchBodySchema, listObject, toBatchObject } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { BatchService, BatchValidationError } from "../batches/batch-service.js";
+import { BatchService, type BatchServiceDeps, BatchValidationError } from "../batches/batch-service.js";
 import { checkCursorShape, notFound } from "../plugins/http-error.js";
 import { registerFileRoutes } from "./files.js";
 
-export interface BatchApiDeps {
-  config: Config;
-  store: BatchStore;
-  files: FileStore;
-  queue: CompletionQueue;
-  /** The batch store and queue on the API's background connection (enqueue, cancel drain). */
-  background?: { store: BatchStore; queue: CompletionQueue };
-  logger: Logger;
-  newId: IdGenerator;
-}
+/** What the batch and file routes need: the batch service's (its store, queue, counts). */
+export type BatchApiDeps = BatchServiceDeps;
 
 const batchParams = z.object({ id: z.string().min(1).max(200) });
 const listQuery = z.object({

@@ -3,6 +3,7 @@ import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
+import type { RequestObserver } from "../requests/finished-request.js";
 import type { JobData, JobOutcome } from "../schemas/job.js";
 import type { CompletionQueue } from "./batch-drain.js";
 import { createBatchRecorder } from "./batch-recorder.js";
@@ -26,6 +27,8 @@ export function createBatchProcessing(options: {
   /** The process's completion queue (its owner closes it), where resumed batch lines go. */
   queue: CompletionQueue;
   logger: Logger;
+  /** Told of the lines a cancel or expiry takes back (BatchQueueDeps.counts). */
+  counts?: { observer: RequestObserver; now(): number };
   sweepIntervalMs?: number;
   idleMs?: number;
 }): BatchProcessing {
@@ -38,6 +41,7 @@ export function createBatchProcessing(options: {
     queue,
     logger,
     config: config.file,
+    ...(options.counts ? { counts: options.counts } : {}),
     ...(options.sweepIntervalMs !== undefined ? { intervalMs: options.sweepIntervalMs } : {}),
     ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
   });
