@@ -152,7 +152,8 @@ describe("openai SDK", () => {
       model: "default",
       ...hello,
       stream: true,
-      stream_options: { include_usage: true },
+      // The SDK's own option for OpenAI's padding: accepted (Cascade pads nothing).
+      stream_options: { include_usage: true, include_obfuscation: false },
     });
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -187,6 +188,61 @@ describe("openai SDK", () => {
         parsed_arguments: { q: "weather in Paris" },
       },
     });
+  });
+
+  it("takes back the assistant messages its answers and the stream helper give (next turn), sending upstream only the request's fields", async () => {
+    const toolCall = { id: "call_1", name: "lookup", arguments: '{"q":"Paris"}' };
+    fake.script("up-a", { kind: "ok", toolCalls: [toolCall] }, { kind: "ok", content: "sunny" });
+    const question = { role: "user" as const, content: "weather?" };
+    // The stream helper's message carries `parsed`, its tool calls `parsed_arguments`.
+    const first = await openai()
+      .chat.completions.stream({ model: "default", messages: [question], tools: [lookupTool] })
+      .finalMessage();
+    expect(first).toHaveProperty("parsed");
+    const next = await openai().chat.completions.create({
+      model: "default",
+      tools: [lookupTool],
+      messages: [
+        question,
+        first,
+        { role: "tool", tool_call_id: "call_1", content: "sunny, 21C" },
+        // As OpenAI returns a message (annotations), with the nulls recorded histories hold.
+        {
+          role: "assistant",
+          content: "It is sunny.",
+          refusal: null,
+          annotations: [],
+          audio: null,
+          function_call: null,
+        },
+        { role: "user", content: "thanks" },
+      ] as OpenAI.ChatCompletionMessageParam[],
+    });
+    expect(next.choices[0]?.message.content).toBe("sunny");
+    const sent = fake.callsFor("up-a")[1]?.body.messages;
+    expect(sent[1]).toMatchObject({
+      role: "assistant",
+      tool_calls: [
+        { id: "call_1", type: "function", function: { name: "lookup", arguments: toolCall.arguments } },
+      ],
+    });
+    expect(sent[3]).toMatchObject({ role: "assistant", content: "It is sunny." });
+    for (const message of [sent[1], sent[3]]) {
+      for (const key of ["parsed", "annotations", "audio", "function_call"])
+        expect(message).not.toHaveProperty(key);
+    }
+    expect(sent[1].tool_calls[0].function).not.toHaveProperty("parsed_arguments");
+    // Asking for what Cascade cannot give is still a 400 naming the field.
+    const legacy = await rejection(
+      openai().chat.completions.create({
+        model: "default",
+        messages: [
+          question,
+          { role: "assistant", content: null, function_call: { name: "f", arguments: "{}" } },
+        ],
+      }),
+    );
+    expect(legacy).toMatchObject({ status: 400, param: "messages.1.function_call" });
   });
 
   it("passes response_format json_object upstream", async () => {

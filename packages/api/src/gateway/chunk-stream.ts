@@ -21,6 +21,8 @@ export interface ChunkStreamOptions {
   chainModels: readonly string[];
   holdMs: number;
   policy: StreamContinuation["policy"];
+  /** `stream_options.include_usage`: every chunk before the usage chunk says `usage: null`, as OpenAI's do. */
+  includeUsage?: boolean;
   /** Writes the status line and headers, once, when the first tokens are released. */
   open(modelId: string, provider: string | undefined): void;
 }
@@ -113,6 +115,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
           object: "chat.completion.chunk",
           created: this.options.created,
           model,
+          system_fingerprint: null,
           choices: [],
           usage,
         }),
@@ -174,7 +177,9 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
       object: "chat.completion.chunk",
       created: this.options.created,
       model,
+      system_fingerprint: null,
       choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      ...(this.options.includeUsage ? { usage: null } : {}),
     });
   }
 

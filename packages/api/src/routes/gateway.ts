@@ -187,6 +187,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       chainModels: data.chain.map((hop) => hop.model),
       holdMs: run.route?.stream_hold_ms ?? 0,
       policy: run.route?.on_stream_failure ?? "continue",
+      includeUsage: data.request.stream_options?.include_usage === true,
       open: (modelId, provider) => {
         const model = config.file.models[modelId];
         const attempts = stream.attempts;

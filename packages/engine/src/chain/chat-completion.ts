@@ -11,6 +11,7 @@ export function toChatCompletion(
     object: "chat.completion",
     created: options.created,
     model: options.modelId,
+    system_fingerprint: null,
     choices: [
       {
         index: 0,

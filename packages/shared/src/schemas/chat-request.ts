@@ -19,10 +19,32 @@ export type ImagePart = z.infer<typeof imagePart>;
 
 const textContent = z.union([z.string(), z.array(textPart).min(1)]);
 
+/**
+ * `keys` left out of `value` (a copy only when one is there): fields a client may send back from
+ * an answer that are not part of the request sent upstream.
+ */
+function without<T extends object, K extends PropertyKey>(value: T, keys: readonly K[]): Omit<T, K> {
+  let copy: Record<PropertyKey, unknown> | undefined;
+  for (const key of keys) {
+    if (!(key in value)) continue;
+    copy ??= { ...(value as Record<PropertyKey, unknown>) };
+    delete copy[key];
+  }
+  return (copy ?? value) as Omit<T, K>;
+}
+
 const toolCall = z.strictObject({
   id: z.string().min(1),
   type: z.literal("function"),
-  function: z.strictObject({ name: z.string().min(1), arguments: z.string() }),
+  function: z
+    .strictObject({
+      name: z.string().min(1),
+      arguments: z.string(),
+      // The openai SDK's stream helpers parse a tool call's arguments into its message: code that
+      // sends that message back on the next turn sends these too (dropped: `arguments` holds them).
+      parsed_arguments: z.unknown().optional(),
+    })
+    .transform((call) => without(call, ["parsed_arguments"])),
 });
 export type ToolCall = z.infer<typeof toolCall>;
 
@@ -36,6 +58,12 @@ const userMessage = z.strictObject({
   content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, imagePart])).min(1)]),
   name: z.string().optional(),
 });
+/**
+ * An assistant message's fields that come from an answer, not a request: a message sent back as
+ * OpenAI returned it (`annotations`, `audio: null`, `function_call: null`) or as the openai SDK's
+ * stream helpers build it (`parsed`). OpenAI takes them back; they are dropped, not sent upstream.
+ */
+const ANSWER_ONLY_FIELDS = ["parsed", "annotations", "audio", "function_call"] as const;
 const assistantMessage = z
   .strictObject({
     role: z.literal("assistant"),
@@ -43,10 +71,19 @@ const assistantMessage = z
     tool_calls: z.array(toolCall).optional(),
     refusal: z.string().nullable().optional(),
     name: z.string().optional(),
+    parsed: z.unknown().optional(),
+    annotations: z.array(z.unknown()).nullable().optional(),
+    audio: z
+      .null({ error: "an earlier audio answer cannot be referred to: send audio as null or leave it out" })
+      .optional(),
+    function_call: z
+      .null({ error: "legacy function calls are not supported: send the call in tool_calls" })
+      .optional(),
   })
   .refine((message) => (message.content ?? null) !== null || (message.tool_calls?.length ?? 0) > 0, {
     message: "an assistant message needs content or tool_calls",
-  });
+  })
+  .transform((message) => without(message, ANSWER_ONLY_FIELDS));
 const toolMessage = z.strictObject({
   role: z.literal("tool"),
   content: textContent,
@@ -149,7 +186,15 @@ export const chatRequestFields = z.strictObject({
   parallel_tool_calls: z.boolean().optional(),
   response_format: responseFormat.optional(),
   stream: z.boolean().optional(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  stream_options: z
+    .strictObject({
+      include_usage: z.boolean().optional(),
+      // OpenAI pads streamed chunks against a length side channel; Cascade's chunks carry no
+      // padding, asked for or not.
+      include_obfuscation: z.boolean().optional(),
+    })
+    .nullable()
+    .optional(),
   n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
   user: z.string().optional(),
 });
