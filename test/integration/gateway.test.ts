@@ -49,6 +49,12 @@ beforeAll(async () => {
         limits: { sync_deadline_ms: 200, chain: [{ model: "limited" }] },
         retried: { chain: [{ model: "a", max_retries: 1 }, { model: "b" }] },
         upstream429: { sync_deadline_ms: 200, chain: [{ model: "lonely" }] },
+        pricyRetries: {
+          chain: [
+            { model: "pricey", timeout_ms: 300, max_retries: 2, retry_on: ["timeout"] },
+            { model: "b" },
+          ],
+        },
       },
       fallbacks: { a: ["b"] },
       tenants: { acme: { api_keys_env: "GW_KEYS" } },
@@ -174,6 +180,21 @@ describe("POST /v1/chat/completions", () => {
     const negative = await post({ model: "free", ...hello, max_cost_usd: -1 });
     expect(negative.status).toBe(400);
     expect(negative.body.error.param).toBe("max_cost_usd");
+  });
+
+  it("checks the request's remaining max_cost_usd before each retry of a hop, not only its first try", async () => {
+    // One call is estimated at its prompt and 100 output tokens, at $0.001 a token: about $0.11.
+    // A call that timed out is charged as much (its whole answer: ADR 0013), so after one the
+    // $0.15 left no room for another: the retry is a price_ceiling skip, as is the next hop.
+    fake.script("up-pricey", { kind: "hang" }, { kind: "hang" }, { kind: "hang" });
+    const answer = await post({ model: "pricyRetries", ...hello, max_tokens: 100, max_cost_usd: 0.15 });
+    expect(fake.callsFor("up-pricey")).toHaveLength(1);
+    // The next hop, cheap, answers; the retried hop is named once, with its last reason.
+    expect(answer.status).toBe(200);
+    expect(answer.body.model).toBe("b");
+    expect(answer.headers.get("x-cascade-fallbacks")).toBe("pricey:price_ceiling");
+    expect(answer.headers.get("x-cascade-attempts")).toBe("3");
+    expect(Number(answer.headers.get("x-cascade-cost-usd"))).toBeLessThanOrEqual(0.15);
   });
 
   it("waits for limits within the deadline, then answers 429 with Retry-After from the earliest refill", async () => {

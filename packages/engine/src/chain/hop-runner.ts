@@ -22,7 +22,13 @@ import { callHop, hopTimeouts } from "./hop-call.js";
 import { decideAfterError } from "./hop-decision.js";
 import { interruptionOf, type JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
-import { needsImageStrip, precheckHop, type RequestEstimate, stripImages } from "./prechecks.js";
+import {
+  needsImageStrip,
+  precheckHop,
+  type RequestEstimate,
+  remainingCostSkip,
+  stripImages,
+} from "./prechecks.js";
 
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
 const INLINE_WAIT_LIMIT_MS = 1_000;
@@ -194,7 +200,17 @@ export async function runHop(
   const maxInlineWaitMs = context.maxInlineWaitMs ?? INLINE_WAIT_LIMIT_MS;
   const targets = targetsOf(hop.model, model);
   const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
+  /** A call of this visit failed: the next one (a retry, another deployment) is checked again. */
+  let calledBefore = false;
   while (true) {
+    if (calledBefore) {
+      // What the failed calls were charged counts against the request's max_cost_usd.
+      const ceiling = remainingCostSkip(model, estimate, data, progress.cost_usd);
+      if (ceiling) {
+        run.record(skipped(hop.model, providerId, ceiling.reason, ceiling.message, clock.now()));
+        return "next";
+      }
+    }
     // A shown answer that broke off goes on only where the model can continue it (prefill).
     if (run.continued && !canContinue(model)) {
       const message = "continuing a partial answer needs the prefill capability";
@@ -391,6 +407,7 @@ export async function runHop(
     }
     if (!(failure instanceof ProviderError)) throw failure;
     const error = failure;
+    calledBefore = true;
     run.record({
       model: hop.model,
       provider: target.providerId,

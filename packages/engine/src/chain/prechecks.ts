@@ -89,13 +89,34 @@ export function precheckHop(
       message: `estimated $${estimated} exceeds the hop's max_cost_usd $${hop.max_cost_usd}`,
     };
   }
-  if (job.max_cost_usd !== undefined && estimated > job.max_cost_usd - spentUsd) {
-    return {
-      reason: "price_ceiling",
-      message: `estimated $${estimated} exceeds the job's remaining max_cost_usd $${Math.max(0, job.max_cost_usd - spentUsd)}`,
-    };
-  }
-  return undefined;
+  return overRemainingCost(estimated, job, spentUsd);
+}
+
+/**
+ * The job's (or gateway request's) `max_cost_usd` against what it has spent: checked before each
+ * call, a retry of the hop and another deployment of a pool included, since each failed call may
+ * have been charged.
+ */
+export function remainingCostSkip(
+  model: ModelConfig,
+  estimate: RequestEstimate,
+  job: Pick<JobData, "max_cost_usd">,
+  spentUsd: number,
+): SkipDecision | undefined {
+  if (job.max_cost_usd === undefined) return undefined;
+  return overRemainingCost(costUsd(model, estimate.promptTokens, estimate.maxTokens), job, spentUsd);
+}
+
+function overRemainingCost(
+  estimated: number,
+  job: Pick<JobData, "max_cost_usd">,
+  spentUsd: number,
+): SkipDecision | undefined {
+  if (job.max_cost_usd === undefined || estimated <= job.max_cost_usd - spentUsd) return undefined;
+  return {
+    reason: "price_ceiling",
+    message: `estimated $${estimated} exceeds the job's remaining max_cost_usd $${Math.max(0, job.max_cost_usd - spentUsd)}`,
+  };
 }
 
 export const STRIPPED_IMAGE_TEXT = "[image omitted: this model cannot see images]";
