@@ -199,6 +199,30 @@ describe("anthropic and gemini providers through the worker", () => {
       expect(body.tool_choice).toMatchObject({ type: "any" });
     });
 
+    it("keeps the caller's tool_choice when json_object comes with tools (no forced json tool)", async () => {
+      anthropic.script(
+        "up-claude",
+        { kind: "ok", content: '{"sum":4}' },
+        { kind: "ok", content: '{"sum":4}' },
+      );
+      const messages = [{ role: "user", content: "add 2 and 2, answer in JSON" }];
+      await run({ request: { messages, tools: [addTool], response_format: { type: "json_object" } } });
+      const auto = anthropic.callsFor("up-claude")[0]?.body;
+      expect(auto.tools.map((tool: { name: string }) => tool.name)).toEqual(["add"]);
+      expect(auto.tool_choice ?? { type: "auto" }).toMatchObject({ type: "auto" });
+      expect(auto.tool_choice?.disable_parallel_tool_use).not.toBe(true);
+      await run({
+        request: {
+          messages,
+          tools: [addTool],
+          tool_choice: { type: "function", function: { name: "add" } },
+          response_format: { type: "json_object" },
+        },
+      });
+      const named = anthropic.callsFor("up-claude")[1]?.body;
+      expect(named.tool_choice).toMatchObject({ type: "tool", name: "add" });
+    });
+
     it("answers json_schema through the SDK's json tool and passes image URLs through", async () => {
       anthropic.script("up-claude", { kind: "ok", toolCalls: [{ name: "json", arguments: '{"a":"cat"}' }] });
       const job = await run({ request: { messages: [imageMessage], response_format: answerFormat } });

@@ -60,8 +60,12 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   options.maxOutputTokens ??= ANTHROPIC_DEFAULT_MAX_TOKENS;
   fitForAnthropic(options);
   // json_object has no schema, and the SDK drops a schemaless JSON format with only a warning
-  // (Claude would answer prose). Any object schema makes it force its "json" tool instead.
-  if (call.request.response_format?.type === "json_object") {
+  // (Claude would answer prose). Any object schema makes it force its "json" tool instead, but
+  // forcing it overrides the caller's tools: their tool_choice becomes "any" among them and the
+  // json tool, one call at a time. With tools the caller may use, OpenAI's json_object leaves the
+  // choice to the model, so the format stays with the prompt (which OpenAI requires to ask for JSON).
+  const usableTools = (call.request.tools?.length ?? 0) > 0 && call.request.tool_choice !== "none";
+  if (call.request.response_format?.type === "json_object" && !usableTools) {
     options.responseFormat = { type: "json", schema: { type: "object" } };
   }
   const extra = anthropicOptions(call.request);
