@@ -97,6 +97,7 @@ describe("openai SDK", () => {
     expect(data.choices[0]?.message.content).toBe("hi!");
     expect(data.model).toBe("a");
     expect(data.usage).toMatchObject({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+    expect(data).toHaveProperty("system_fingerprint", null);
     expect(response.headers.get("x-cascade-model")).toBe("a");
     expect(response.headers.get("x-cascade-provider")).toBe("pa");
     expect(response.headers.get("x-cascade-attempts")).toBe("1");
@@ -160,6 +161,9 @@ describe("openai SDK", () => {
     expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe("one two three");
     expect(chunks.every((chunk) => chunk.model === "a")).toBe(true);
     expect(chunks.at(-1)).toMatchObject({ choices: [], usage: usage(7, 3) });
+    // As OpenAI's: every chunk before the usage chunk says usage: null; each has system_fingerprint.
+    expect(chunks.slice(0, -1).every((chunk) => chunk.usage === null)).toBe(true);
+    expect(chunks.every((chunk) => "system_fingerprint" in chunk)).toBe(true);
 
     fake.script("up-a", { kind: "ok", content: "four five" });
     const helper = openai().chat.completions.stream({ model: "default", ...hello });
