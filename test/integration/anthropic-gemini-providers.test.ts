@@ -73,6 +73,20 @@ describe("anthropic and gemini providers through the worker", () => {
           "gemini-backup": model("gem-backup", "up-gemini-backup"),
           "gemini-limited": model("gem-limited", "up-gemini-limited"),
           "gemini-badkey": model("gem-badkey", "up-gemini"),
+          // Anthropic's list rates for cache reads (0.1×) and 5-minute writes (1.25×).
+          "claude-cached": {
+            ...model("anth", "up-claude-cached"),
+            price: {
+              input_per_mtok: 3,
+              output_per_mtok: 15,
+              cached_input_per_mtok: 0.3,
+              cache_write_per_mtok: 3.75,
+            },
+          },
+          "gemini-cached": {
+            ...model("gem", "up-gemini-cached"),
+            price: { input_per_mtok: 1.25, output_per_mtok: 10, cached_input_per_mtok: 0.125 },
+          },
         },
         routes: {
           default: { chain: [{ model: "claude", timeout_ms: 2000 }, { model: "claude-backup" }] },
@@ -87,6 +101,8 @@ describe("anthropic and gemini providers through the worker", () => {
             chain: [{ model: "gemini-limited", max_retries: 1 }, { model: "gemini-backup" }],
           },
           "gemini-bad-key": { chain: [{ model: "gemini-badkey" }, { model: "gemini-backup" }] },
+          "via-claude-cached": { chain: [{ model: "claude-cached" }] },
+          "via-gemini-cached": { chain: [{ model: "gemini-cached" }] },
         },
       },
     });
@@ -166,6 +182,26 @@ describe("anthropic and gemini providers through the worker", () => {
         system: [{ type: "text", text: "Be terse." }],
         messages: [{ role: "user", content: [{ type: "text", text: "What is 2+2?" }] }],
       });
+    });
+
+    it("prices cache reads and writes at the model's cache prices, the rest of the prompt at its input price", async () => {
+      anthropic.script("up-claude-cached", {
+        kind: "ok",
+        content: "4",
+        usage: {
+          input_tokens: 40,
+          cache_creation_input_tokens: 200,
+          cache_read_input_tokens: 1000,
+          output_tokens: 12,
+        },
+      });
+      const job = await run({ route: "via-claude-cached" });
+      expect(job.result.usage).toMatchObject({
+        prompt_tokens: 1240,
+        prompt_tokens_details: { cached_tokens: 1000 },
+      });
+      // 40 × $3 + 200 × $3.75 + 1000 × $0.30 + 12 × $15, per million tokens.
+      expect(job.cost_usd).toBeCloseTo((40 * 3 + 200 * 3.75 + 1000 * 0.3 + 12 * 15) / 1e6, 12);
     });
 
     it("sends max_tokens 4096 when the request has none (Anthropic requires it)", async () => {
@@ -443,6 +479,25 @@ describe("anthropic and gemini providers through the worker", () => {
   });
 
   describe("gemini", () => {
+    it("prices cached content at the model's cached input price, streamed or not", async () => {
+      for (const stream of [false, true]) {
+        gemini.script("up-gemini-cached", {
+          kind: "ok",
+          content: "4",
+          usage: { promptTokenCount: 1000, cachedContentTokenCount: 800, candidatesTokenCount: 10 },
+        });
+        const job = await run({
+          route: "via-gemini-cached",
+          request: { messages: [{ role: "user", content: "x" }], max_tokens: 50, stream },
+        });
+        expect(job.result.usage).toMatchObject({
+          prompt_tokens: 1000,
+          prompt_tokens_details: { cached_tokens: 800 },
+        });
+        expect(job.cost_usd).toBeCloseTo((200 * 1.25 + 800 * 0.125 + 10 * 10) / 1e6, 12);
+      }
+    });
+
     it("posts to {base_url}/models/{model}:generateContent with the key header and returns a chat.completion", async () => {
       gemini.script("up-gemini", {
         kind: "ok",

@@ -46,6 +46,32 @@ export function estimateMaxTokens(request: ChatRequest): number {
   return requestedMaxTokens(request) ?? DEFAULT_MAX_TOKENS_ESTIMATE;
 }
 
+/**
+ * USD for a provider's reported usage: prompt tokens read from or written to its cache at the
+ * model's cache prices where the config has them (each defaults to the input price), the rest of
+ * the prompt at the input price, the completion at the output price. `promptTokens` includes the
+ * cached ones, as every provider's usage counts them (OpenAI's `prompt_tokens`, Anthropic's input
+ * plus cache reads and writes, Gemini's `promptTokenCount`).
+ */
+export function usageCostUsd(
+  model: Pick<ModelConfig, "price">,
+  usage: { promptTokens: number; completionTokens: number; cachedTokens?: number; cacheWriteTokens?: number },
+): number {
+  const price = model.price;
+  if (!price) return 0;
+  const read = price.cached_input_per_mtok === undefined ? 0 : Math.max(0, usage.cachedTokens ?? 0);
+  const written = price.cache_write_per_mtok === undefined ? 0 : Math.max(0, usage.cacheWriteTokens ?? 0);
+  if (read === 0 && written === 0) return costUsd(model, usage.promptTokens, usage.completionTokens);
+  const uncached = Math.max(0, usage.promptTokens - read - written);
+  const cost =
+    (uncached * price.input_per_mtok +
+      read * (price.cached_input_per_mtok ?? price.input_per_mtok) +
+      written * (price.cache_write_per_mtok ?? price.input_per_mtok) +
+      usage.completionTokens * price.output_per_mtok) /
+    1_000_000;
+  return Math.round(cost * 1e10) / 1e10;
+}
+
 /** USD for the given token counts at a model's configured prices (0 when it has none). */
 export function costUsd(
   model: Pick<ModelConfig, "price">,

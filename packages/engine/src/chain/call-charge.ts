@@ -1,4 +1,4 @@
-import { costUsd, type ModelConfig } from "@cascade/shared";
+import { costUsd, type ModelConfig, usageCostUsd } from "@cascade/shared";
 import type { CompletionUsage, SentSink } from "../providers/types.js";
 
 /** The contract's estimate counts a token per 4 characters of text; streamed text counts the same. */
@@ -43,7 +43,7 @@ export interface UnfinishedCall {
 export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: UnfinishedCall): CallCharge {
   if (call.usage) {
     const { promptTokens, completionTokens } = call.usage;
-    return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+    return { promptTokens, completionTokens, costUsd: usageCostUsd(model, call.usage) };
   }
   if (!call.abandoned && !call.answered && call.streamedCharacters === 0)
     return { promptTokens: 0, completionTokens: 0, costUsd: 0 };

@@ -1,11 +1,11 @@
 import {
   type Attempt,
-  costUsd,
   type ModelConfig,
   primaryProvider,
   type Reason,
   redactSecrets,
   unixSeconds,
+  usageCostUsd,
 } from "@cascade/shared";
 import { type ModelTarget, strategyOf, targetsOf } from "../pools/model-targets.js";
 import { ERROR_MESSAGE_CHARS, ProviderError } from "../providers/provider-error.js";
@@ -84,7 +84,7 @@ function settleCall(
 ): Promise<void> | undefined {
   if (completion) {
     const { promptTokens, completionTokens } = completion.usage;
-    const cost = costUsd(model, promptTokens, completionTokens);
+    const cost = usageCostUsd(model, completion.usage);
     run.addCost(cost);
     if (ticket) {
       void context.resilience?.settle(ticket, {

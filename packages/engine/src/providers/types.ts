@@ -5,7 +5,10 @@ export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
 export interface CompletionUsage {
   promptTokens: number;
   completionTokens: number;
+  /** Prompt tokens read from the provider's cache (included in promptTokens). */
   cachedTokens?: number;
+  /** Prompt tokens written to the provider's cache (Anthropic's cache creation; included in promptTokens). */
+  cacheWriteTokens?: number;
   reasoningTokens?: number;
 }
 

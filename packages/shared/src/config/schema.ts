@@ -184,7 +184,16 @@ const modelSchema = z.strictObject({
   name: z.string().min(1).optional(),
   strategy: z.enum(POOL_STRATEGIES).optional(),
   deployments: z.array(deploymentSchema).min(1, "a pool needs at least one deployment").max(64).optional(),
-  price: z.strictObject({ input_per_mtok: nonNegative, output_per_mtok: nonNegative }).optional(),
+  price: z
+    .strictObject({
+      input_per_mtok: nonNegative,
+      output_per_mtok: nonNegative,
+      /** Prompt tokens read from the provider's cache (OpenAI cached, Anthropic cache reads, Gemini cached content); default: input_per_mtok. */
+      cached_input_per_mtok: nonNegative.optional(),
+      /** Prompt tokens written to the provider's cache (Anthropic cache creation); default: input_per_mtok. */
+      cache_write_per_mtok: nonNegative.optional(),
+    })
+    .optional(),
   context_window: positiveInt.optional(),
   capabilities: z.array(z.enum(CAPABILITIES)).optional(),
   limits: limitsSchema.optional(),

@@ -104,6 +104,7 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
       promptTokens: promptTokens ?? 0,
       completionTokens: completionTokens ?? 0,
       ...(usage.inputTokens.cacheRead !== undefined ? { cachedTokens: usage.inputTokens.cacheRead } : {}),
+      ...(usage.inputTokens.cacheWrite ? { cacheWriteTokens: usage.inputTokens.cacheWrite } : {}),
       ...(usage.outputTokens.reasoning !== undefined
         ? { reasoningTokens: usage.outputTokens.reasoning }
         : {}),

@@ -136,6 +136,9 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
       cachedTokens: (prompt?.cached_tokens as number | null | undefined) ?? 0,
       reasoningTokens: (completion?.reasoning_tokens as number | null | undefined) ?? 0,
     };
+    // OpenRouter reports the tokens a prompt wrote to its provider's cache.
+    const written = prompt?.cache_write_tokens as number | null | undefined;
+    if (written) completionUsage.cacheWriteTokens = written;
   }
   const id = body.id as string | null | undefined;
   return {
