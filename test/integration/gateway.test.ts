@@ -34,12 +34,15 @@ beforeAll(async () => {
         pb: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY" },
         slow: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", limits: { rpm: 1 } },
         pc: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY" },
+        // As OpenAI's own host is by default: its own request fields are sent.
+        pf: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", openai_fields: "forward" },
       },
       models: {
         a: model("up-a"),
         b: model("up-b", "pb"),
         limited: model("up-limited", "slow"),
         lonely: model("up-lonely", "pc"),
+        forwarding: model("up-forwarding", "pf"),
         pricey: { ...model("up-pricey", "pb"), price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
         free: { ...model("up-free"), price: { input_per_mtok: 0, output_per_mtok: 0 } },
       },
@@ -212,6 +215,28 @@ describe("POST /v1/chat/completions", () => {
     const bad = await post({ model: "limits", ...hello }, { "x-cascade-deadline-ms": "soon" });
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("x-cascade-deadline-ms");
+  });
+
+  it("sends OpenAI's own fields (reasoning_effort, service_tier, ...) to a provider that takes them, and to no other", async () => {
+    const own = {
+      reasoning_effort: "low",
+      service_tier: "default",
+      store: false,
+      verbosity: "low",
+      prompt_cache_key: "tenant-42",
+      safety_identifier: "user-hash",
+      logit_bias: { "50256": -100 },
+    };
+    expect((await post({ model: "forwarding", ...hello, ...own })).status).toBe(200);
+    expect(fake.callsFor("up-forwarding")[0]?.body).toMatchObject(own);
+    // An OpenAI-compatible endpoint elsewhere may refuse fields it does not know: not sent.
+    expect((await post({ model: "a", ...hello, ...own })).status).toBe(200);
+    const sent = fake.callsFor("up-a")[0]?.body;
+    for (const key of Object.keys(own)) expect(sent).not.toHaveProperty(key);
+    // A value OpenAI does not take is a 400 naming the field.
+    const bad = await post({ model: "forwarding", ...hello, reasoning_effort: "extreme" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe("reasoning_effort");
   });
 
   it("takes null for an optional field as unset, as OpenAI does", async () => {

@@ -12,8 +12,31 @@ import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
+/** Service tiers the SDK passes on (OpenAI's `scale` tier it does not know is left out). */
+const SDK_SERVICE_TIERS = new Set(["auto", "default", "flex", "priority"]);
+
+/** Whether a provider gets OpenAI's own request fields (its `openai_fields`, else by its host). */
+export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" | "openai_fields">): boolean {
+  if (provider.openai_fields !== undefined) return provider.openai_fields === "forward";
+  const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
+  return host === "api.openai.com" || host.endsWith(".openai.azure.com");
+}
+
+/** OpenAI's own fields of the request, as the SDK's provider options. */
+function openAIOwnOptions(request: ProviderCall["request"], extra: Record<string, unknown>): void {
+  if (request.reasoning_effort !== undefined) extra.reasoningEffort = request.reasoning_effort;
+  if (request.service_tier !== undefined && SDK_SERVICE_TIERS.has(request.service_tier))
+    extra.serviceTier = request.service_tier;
+  if (request.store !== undefined) extra.store = request.store;
+  if (request.logit_bias !== undefined) extra.logitBias = request.logit_bias;
+  if (request.prompt_cache_key !== undefined) extra.promptCacheKey = request.prompt_cache_key;
+  if (request.safety_identifier !== undefined) extra.safetyIdentifier = request.safety_identifier;
+  if (request.verbosity !== undefined) extra.textVerbosity = request.verbosity;
+  if (request.prediction !== undefined) extra.prediction = request.prediction;
+}
+
 /** OpenAI request fields the SDK takes as provider options rather than call options. */
-function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
+function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall, ownFields: boolean): void {
   // Messages' names go back into the body the SDK builds (openai-names.ts).
   noteMessageNames(options.abortSignal, call.request);
   // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
@@ -26,6 +49,7 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   // choice, is what goes (a non-strict schema sent as strict is a 400 at OpenAI).
   const format = call.request.response_format;
   if (format?.type === "json_schema") extra.strictJsonSchema = format.json_schema.strict === true;
+  if (ownFields) openAIOwnOptions(call.request, extra);
   if (Object.keys(extra).length) options.providerOptions = { openai: extra as never };
 }
 
@@ -50,12 +74,13 @@ export function createOpenAIAdapter(
 ): ProviderAdapter {
   const client = createOpenAI(clientSettings(provider, OPENAI_DEFAULT_BASE_URL, apiKey, fetch, headers));
   const { dispatcher } = options;
+  const ownFields = forwardsOpenAIFields(provider);
   return createAiSdkAdapter({
     providerId,
     type: "openai",
     model: (name) => client.chat(name),
     errors: OPENAI_ERRORS,
-    adjustOptions,
+    adjustOptions: (callOptions, call) => adjustOptions(callOptions, call, ownFields),
     ...(dispatcher
       ? {
           generateWith: (sdkGenerate) => createLeanChatGenerate(dispatcher, classifyOpenAIError, sdkGenerate),

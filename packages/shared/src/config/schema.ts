@@ -147,6 +147,13 @@ const providerSchema = z.strictObject({
   simulate: simulateSchema.optional(),
   headers: headersSchema.optional(),
   /**
+   * type openai: whether OpenAI's own request fields (reasoning_effort, service_tier, store,
+   * logit_bias, prompt_cache_key, safety_identifier, verbosity, prediction) are sent. Default:
+   * `forward` for OpenAI's and Azure OpenAI's hosts, `drop` for other OpenAI-compatible endpoints,
+   * which may refuse fields they do not know.
+   */
+  openai_fields: z.enum(["forward", "drop"]).optional(),
+  /**
    * Upstream connections per process (each deployment with its own key or endpoint has as many
    * again). Default: WORKER_CONCURRENCY on workers, 512 on the API.
    */

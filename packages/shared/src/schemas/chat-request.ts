@@ -124,6 +124,39 @@ const responseFormat = z.discriminatedUnion("type", [
 ]);
 
 /**
+ * OpenAI's own request fields that other providers have no counterpart for: kept in the request
+ * and sent to a provider that takes them (`openai_fields: forward`, the default for OpenAI's and
+ * Azure OpenAI's hosts), left out for any other. Values as the openai SDK's own types allow.
+ */
+const OPENAI_OWN_FIELDS = [
+  "store",
+  "service_tier",
+  "reasoning_effort",
+  "logit_bias",
+  "prompt_cache_key",
+  "safety_identifier",
+  "verbosity",
+  "prediction",
+] as const;
+const openAIOwnFields = {
+  store: z.boolean().optional(),
+  service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).optional(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).optional(),
+  logit_bias: z
+    .record(z.string().regex(/^\d+$/, "logit_bias keys are token ids"), z.number().min(-100).max(100))
+    .optional(),
+  prompt_cache_key: z.string().max(1024).optional(),
+  safety_identifier: z.string().max(1024).optional(),
+  verbosity: z.enum(["low", "medium", "high"]).optional(),
+  prediction: z
+    .strictObject({
+      type: z.literal("content"),
+      content: z.union([z.string(), z.array(textPart)]),
+    })
+    .optional(),
+};
+
+/**
  * Optional fields a client may also send as `null`, meaning unset, as OpenAI takes them (clients
  * that serialize every option send `"temperature": null`): dropped before the object is parsed.
  */
@@ -144,6 +177,7 @@ export const NULL_MEANS_UNSET = [
   "stream",
   "n",
   "user",
+  ...OPENAI_OWN_FIELDS,
 ] as const;
 
 /**
@@ -197,6 +231,7 @@ export const chatRequestFields = z.strictObject({
     .optional(),
   n: z.literal(1, { error: "n must be 1: Cascade runs one completion per job" }).optional(),
   user: z.string().optional(),
+  ...openAIOwnFields,
 });
 
 type ToolChoiceFields = Pick<z.infer<typeof chatRequestFields>, "tool_choice" | "tools">;
@@ -225,16 +260,10 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * drop_params does). The same at every door: the gateway, a job's `request`, a batch line's body.
  */
 export const IGNORED_OPENAI_FIELDS = {
-  store: z.boolean().nullable().optional(),
-  service_tier: z.string().max(64).nullable().optional(),
-  reasoning_effort: z.string().max(64).nullable().optional(),
+  // Log probabilities come back in an answer's choices, which a chain's other providers cannot
+  // give: asked for, the answer's `logprobs` is null.
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
-  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
-  prompt_cache_key: z.string().max(1024).nullable().optional(),
-  safety_identifier: z.string().max(1024).nullable().optional(),
-  verbosity: z.string().max(64).nullable().optional(),
-  prediction: z.record(z.string(), z.unknown()).nullable().optional(),
   // Text is what every provider of a chain answers: audio output cannot be asked for.
   modalities: z
     .array(z.literal("text", { error: "modalities may only ask for text" }))
