@@ -141,7 +141,7 @@ describe("gateway edges", () => {
     expect(events(answer.text).at(-1)).toBe("[DONE]");
   });
 
-  it("accepts OpenAI fields a chain cannot honour across providers, and does not forward them", async () => {
+  it("accepts OpenAI's own fields, and does not send them to an OpenAI-compatible endpoint not known to take them", async () => {
     fake.script("up-a", { kind: "ok", content: "ok" });
     const answer = await post({
       model: "retrying",
