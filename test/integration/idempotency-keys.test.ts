@@ -78,6 +78,42 @@ describe("Idempotency-Key", () => {
     expect(replay.body.id).toBe(again.body.id);
   });
 
+  it("enqueues a retry whose first request's add never landed (Redis cut it off), under the reserved job id, instead of 409 for the rest of the window", async () => {
+    const idempotencyKey = `cut-${Date.now()}`;
+    const headers = { ...acme, "idempotency-key": idempotencyKey };
+    const body = { request: { messages: [{ role: "user", content: "cut off" }] } };
+    // What a first request leaves when Redis freezes under it: its reservation ran (late), its
+    // add never did, and it answered 503 "may still take effect, retry with the same key".
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const recordKey = keys.idempotency("acme", sha256Hex(idempotencyKey));
+    const reservedId = "job_cutoffreservation0000";
+    const first = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(first.status).toBe(202);
+    await queue.remove(first.body.id);
+    const record = JSON.parse((await stack.redis.get(recordKey)) ?? "{}");
+    await stack.redis.set(
+      recordKey,
+      JSON.stringify({ job_id: reservedId, body_sha256: record.body_sha256, at: Date.now() - 8_000 }),
+      "KEEPTTL",
+    );
+    const retry = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(retry.status).toBe(202);
+    expect(retry.body.id).toBe(reservedId);
+    // The first request's add, were it to land now after all, is the same job (BullMQ's duplicate).
+    const replay = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(replay.status).toBe(200);
+    expect(replay.body.id).toBe(reservedId);
+    // A reservation just made (its request may still be adding) is still told to wait a moment.
+    await queue.remove(reservedId);
+    await stack.redis.set(
+      recordKey,
+      JSON.stringify({ job_id: reservedId, body_sha256: record.body_sha256, at: Date.now() }),
+      "KEEPTTL",
+    );
+    const early = await stack.request("POST", "/v1/jobs", { body, headers });
+    expect(early.status).toBe(409);
+  });
+
   it("lets exactly one of concurrent retries reuse a key whose job expired", async () => {
     const idempotencyKey = `expired-${Date.now()}`;
     const headers = { ...acme, "idempotency-key": idempotencyKey };

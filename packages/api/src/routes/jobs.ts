@@ -38,6 +38,13 @@ export interface JobRoutesDeps {
 export const MAX_WAIT_SECONDS = 60;
 /** How long after its reservation an Idempotency-Key's job may still be on its way into the queue. */
 const ENQUEUE_WINDOW_MS = 30_000;
+/**
+ * A request adds its job within milliseconds of reserving its key; a reservation this old with no
+ * job was cut off (Redis froze or went away under it, and the request answered 503). A retry then
+ * adds the job itself, under the reserved id: should the first add still land, BullMQ answers it
+ * as a duplicate, so the two make one job.
+ */
+const CUT_OFF_AFTER_MS = 3_000;
 
 const jobParams = z.object({ id: z.string().min(1).max(200) });
 const waitQuery = z.object({
@@ -87,7 +94,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     }
     if (body.webhook) await deps.webhooks.checkUrl(body.webhook.url);
     const now = clock.now();
-    const jobId = deps.newId("job");
+    let jobId = deps.newId("job");
     const data: JobData = {
       v: 1,
       tenant: request.tenant,
@@ -148,7 +155,11 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       }
       if (reservation.kind === "replay") {
         const existing = await store.get(request.tenant, reservation.jobId);
-        if (!existing) {
+        if (existing) {
+          reply.header("idempotent-replayed", "true");
+          return reply.code(200).send(existing);
+        }
+        if (now - reservation.reservedAt <= CUT_OFF_AFTER_MS) {
           throw new HttpError(
             409,
             "conflict_error",
@@ -157,8 +168,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
             { "retry-after": "1" },
           );
         }
-        reply.header("idempotent-replayed", "true");
-        return reply.code(200).send(existing);
+        // The first request was cut off before its job went in: this retry enqueues it.
+        jobId = reservation.jobId;
       }
       try {
         await store.add(jobId, data, body);
