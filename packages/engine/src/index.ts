@@ -17,3 +17,4 @@ export * from "./providers/registry.js";
 export * from "./providers/retry-after.js";
 export * from "./providers/types.js";
 export * from "./resilience/resilience.js";
+export * from "./timing/abortable-delay.js";

@@ -21,6 +21,7 @@ export * from "./redis/bull-connection.js";
 export * from "./redis/connection.js";
 export * from "./redis/encoded-script.js";
 export * from "./redis/keys.js";
+export * from "./redis/refusals.js";
 export * from "./requests/dashboard-recorder.js";
 export * from "./requests/finished-request.js";
 export * from "./requests/recent-stats-recorder.js";

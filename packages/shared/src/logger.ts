@@ -28,6 +28,8 @@ export const REDACT_PATHS = [
   "err.requestBodyValues",
   "err.cause.requestBodyValues",
   "err.responseBody",
+  // ioredis errors carry the refused command: its arguments hold job data (prompts) and answers.
+  "err.command.args",
 ];
 
 /** Lines gathered before they are handed to the file descriptor's writer as one string. */

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { newId } from "@cascade/shared";
+import { isRedisRefusal, newId } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { type ErrorType, HttpError } from "./http-error.js";
@@ -114,7 +114,12 @@ export function registerErrorHandling(
       return sendError(reply, statusCode, errorTypeForStatus(statusCode), message);
     }
     if (isRedisUnavailableError(error)) {
-      request.log.warn({ err: error.message }, "request failed: Redis is not reachable");
+      request.log.warn(
+        { err: error.message },
+        isRedisRefusal(error)
+          ? "request failed: Redis refused it for now"
+          : "request failed: Redis is not reachable",
+      );
       const unavailable = redisUnavailable(error.message, request.method);
       for (const [name, value] of Object.entries(unavailable.headers)) reply.header(name, value);
       return sendError(reply, 503, unavailable.type, unavailable.message);

@@ -1,4 +1,4 @@
-import type { RedisClient } from "@cascade/shared";
+import { isRedisRefusal, type RedisClient } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-error.js";
 
@@ -16,12 +16,15 @@ const COMMAND_TIMED_OUT = "Command timed out";
  */
 export function redisUnavailable(detail?: string, method = "GET"): HttpError {
   const timedOut = detail === COMMAND_TIMED_OUT;
-  const message = !timedOut
-    ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`
-    : method === "GET" || method === "HEAD"
-      ? `Redis did not answer in time (${COMMAND_TIMED_OUT}); retry in a few seconds`
-      : `Redis did not answer in time (${COMMAND_TIMED_OUT}); a change this request asked for may still ` +
-        "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one";
+  const message = detail?.startsWith("OOM ")
+    ? "Redis is out of memory (its maxmemory is reached) and refused to write; nothing was written: " +
+      "retry in a few seconds (operators: raise maxmemory or free memory)"
+    : !timedOut
+      ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`
+      : method === "GET" || method === "HEAD"
+        ? `Redis did not answer in time (${COMMAND_TIMED_OUT}); retry in a few seconds`
+        : `Redis did not answer in time (${COMMAND_TIMED_OUT}); a change this request asked for may still ` +
+          "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one";
   return new HttpError(503, "service_unavailable_error", message, undefined, {
     "retry-after": String(RETRY_AFTER_S),
   });
@@ -36,8 +39,6 @@ const UNAVAILABLE_MESSAGES = [
   "None of startup nodes is available",
   "Too many Cluster redirections",
 ];
-/** Redis's own replies that mean "not now" (failover, loading, cluster reconfiguring). */
-const UNAVAILABLE_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|TRYAGAIN|MASTERDOWN) /;
 
 /**
  * ioredis errors that mean "Redis is away": the API's command connection has no offline queue
@@ -48,7 +49,8 @@ const UNAVAILABLE_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|TRYAGAIN|MASTERDOWN) /
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (error.name === "MaxRetriesPerRequestError" || error.name === "ClusterAllFailedError") return true;
-  if (error.name === "ReplyError") return UNAVAILABLE_REPLY.test(error.message);
+  // Redis's own "not now" (out of memory, failover, loading, cluster reconfiguring).
+  if (error.name === "ReplyError") return isRedisRefusal(error);
   return UNAVAILABLE_MESSAGES.some((message) => error.message.startsWith(message));
 }
 

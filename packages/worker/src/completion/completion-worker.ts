@@ -1,4 +1,5 @@
 import {
+  abortableDelay,
   cancelledOutcome,
   createJobEventWriter,
   type EngineMetrics,
@@ -19,6 +20,7 @@ import {
   endedForGood,
   finishedJobObject,
   formatZodError,
+  isRedisRefusal,
   type JobData,
   type JobOutcome,
   jobDataSchema,
@@ -31,8 +33,9 @@ import {
   TenantSlots,
   waitingStatus,
 } from "@cascade/shared";
-import { DelayedError, isNotConnectionError, Job, Worker } from "bullmq";
+import { DelayedError, isNotConnectionError, Job, type Worker } from "bullmq";
 import { InFlightRuns } from "../lifecycle/in-flight-runs.js";
+import { errorEventLogger, PatientWorker } from "../lifecycle/patient-worker.js";
 import { createRunLocks, type RunLock } from "../lifecycle/run-lock.js";
 import { holdsJobsAhead, SlotGate, startPrefetch } from "../lifecycle/slot-gate.js";
 import { YieldLane } from "../lifecycle/yield-lane.js";
@@ -40,6 +43,9 @@ import { observeFinishedJob } from "./observe-finished.js";
 
 /** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
 const TENANT_FULL_WAIT_MS = 200;
+/** A run whose write Redis refused for now waits this long, doubling, up to MAX_REFUSAL_WAIT_MS. */
+const REFUSAL_WAIT_MS = 500;
+const MAX_REFUSAL_WAIT_MS = 8_000;
 const TENANT_FULL_JITTER_MS = 300;
 /**
  * Answered runs let on to their bookkeeping per turn of the event loop. Measured (bench:io): all
@@ -63,7 +69,7 @@ async function storedOutcomeText(
  * done). Never `completed` then, so what the run spent past its last save is counted there.
  * A lost connection is not a refusal: BullMQ tries the same result again.
  */
-class CompletionQueueWorker extends Worker<JobData, JobOutcome> {
+class CompletionQueueWorker extends PatientWorker<JobData, JobOutcome> {
   refused?: (job: Job<JobData, JobOutcome>, result: JobOutcome) => void;
 
   protected override async handleCompleted(
@@ -203,10 +209,34 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       };
       // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
       let ended = false;
+      let refusals = 0;
       try {
-        const outcome = await runJob(job, data, token, run, answered);
-        ended = true;
-        return outcome;
+        while (true) {
+          try {
+            const outcome = await runJob(job, data, token, run, answered);
+            ended = true;
+            return outcome;
+          } catch (error) {
+            // Redis refused a write for now (out of memory at maxmemory, a failover) before the
+            // call had answered: not the job's failure, which would spend one of its few attempts
+            // in a second each. The run waits and starts again from its last save, holding its
+            // slot and lock; a lost lock, a cancel or a shutdown ends the wait.
+            if (holding && isRedisRefusal(error) && !run.signal.aborted) {
+              refusals += 1;
+              if (refusals === 1)
+                logger.warn(
+                  { job_id: jobId, err: (error as Error).message },
+                  "Redis refused a write of this run for now; it starts again once Redis takes writes",
+                );
+              await abortableDelay(
+                Math.min(REFUSAL_WAIT_MS * 2 ** (refusals - 1), MAX_REFUSAL_WAIT_MS),
+                run.signal,
+              ).catch(() => {});
+              continue;
+            }
+            throw error;
+          }
+        }
       } catch (error) {
         ended = !(error instanceof DelayedError);
         throw error;
@@ -389,7 +419,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         "no run ended for a while: the jobs held ahead of the slots went back to the queue",
       ),
   );
-  worker.on("error", (error) => logger.error({ err: error }, "worker error"));
+  worker.on("error", errorEventLogger(logger, "worker error"));
   worker.on("lockRenewalFailed", (jobIds) => {
     for (const jobId of jobIds) {
       logger.warn(

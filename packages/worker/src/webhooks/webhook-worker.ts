@@ -15,7 +15,8 @@ import {
   type WebhookJobData,
   webhookJobDataSchema,
 } from "@cascade/shared";
-import { DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
+import { DelayedError, type Job, UnrecoverableError, type Worker } from "bullmq";
+import { errorEventLogger, PatientWorker } from "../lifecycle/patient-worker.js";
 import { deliveryBody } from "./delivery-body.js";
 import { sendWebhook } from "./send-webhook.js";
 import { signWebhook } from "./signing.js";
@@ -181,7 +182,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     throw new Error(message);
   };
 
-  const worker = new Worker<WebhookJobData, { status: number }>(QUEUE_NAMES.webhooks, processor, {
+  const worker = new PatientWorker<WebhookJobData, { status: number }>(QUEUE_NAMES.webhooks, processor, {
     connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
     concurrency: options.concurrency ?? 100,
@@ -198,7 +199,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
         type === WEBHOOK_BACKOFF_TYPE ? webhookRetryDelay(settings.retry_schedule_ms, attemptsMade) : 0,
     },
   });
-  worker.on("error", (error) => logger.error({ err: error }, "webhook worker error"));
+  worker.on("error", errorEventLogger(logger, "webhook worker error"));
   worker.on("failed", (job, error) => {
     // The processor records its own dead ends; this catches the others (stalled too often, which
     // bullmq 6 reports as an UnrecoverableError). The move is compare-and-set: no double record.

@@ -1,0 +1,18 @@
+/**
+ * Redis's replies that refuse a command for now, with nothing done: out of memory at `maxmemory`
+ * (`OOM`), a failed background save stopping writes (`MISCONF`), a replica or a failover
+ * (`READONLY`, `MASTERDOWN`), a dataset still loading (`LOADING`), a cluster reconfiguring
+ * (`CLUSTERDOWN`, `TRYAGAIN`), a script running past its time limit (`BUSY`). The same command
+ * can succeed later; retrying it at once cannot.
+ */
+const REFUSAL_REPLY = /^(OOM|MISCONF|READONLY|MASTERDOWN|LOADING|CLUSTERDOWN|TRYAGAIN|BUSY) /;
+
+/** Whether `error` is Redis refusing a command for now (see REFUSAL_REPLY). */
+export function isRedisRefusal(error: unknown): boolean {
+  return error instanceof Error && error.name === "ReplyError" && REFUSAL_REPLY.test(error.message);
+}
+
+/** Whether `error` is Redis out of memory at its `maxmemory`, refusing writes. */
+export function isRedisOutOfMemory(error: unknown): boolean {
+  return error instanceof Error && error.name === "ReplyError" && error.message.startsWith("OOM ");
+}
