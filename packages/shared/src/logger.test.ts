@@ -39,6 +39,25 @@ describe("createPrettyDestination", () => {
   });
 });
 
+describe("createLogger", () => {
+  it("keeps a Redis error's command arguments (job data, answers) out of the line", async () => {
+    const output = new PassThrough();
+    const chunks: string[] = [];
+    output.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
+    const logger = createLogger("info", {}, createPrettyDestination(output));
+    const error = Object.assign(new Error("OOM command not allowed when used memory > 'maxmemory'."), {
+      name: "ReplyError",
+      command: { name: "evalsha", args: ["sha", "1", '{"content":"the model answered this"}'] },
+    });
+    logger.error({ err: error }, "job failed unexpectedly");
+    await new Promise((resolve) => setImmediate(resolve));
+    const text = chunks.join("");
+    expect(text).toContain("OOM command not allowed");
+    expect(text).toContain("evalsha");
+    expect(text).not.toContain("the model answered this");
+  });
+});
+
 /** Runs `use` with the path of a log file in a fresh directory, removed afterwards. */
 async function withLogFile(use: (path: string) => Promise<void> | void): Promise<void> {
   const directory = mkdtempSync(join(tmpdir(), "cascade-log-"));

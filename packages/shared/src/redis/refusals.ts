@@ -11,8 +11,3 @@ const REFUSAL_REPLY = /^(OOM|MISCONF|READONLY|MASTERDOWN|LOADING|CLUSTERDOWN|TRY
 export function isRedisRefusal(error: unknown): boolean {
   return error instanceof Error && error.name === "ReplyError" && REFUSAL_REPLY.test(error.message);
 }
-
-/** Whether `error` is Redis out of memory at its `maxmemory`, refusing writes. */
-export function isRedisOutOfMemory(error: unknown): boolean {
-  return error instanceof Error && error.name === "ReplyError" && error.message.startsWith("OOM ");
-}
