@@ -1,6 +1,7 @@
 import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
+import { isRedisRefusal } from "../redis/refusals.js";
 
 /**
  * How long a finished request's counts may wait in memory before they are written: what the
@@ -21,11 +22,24 @@ function roundUsd(amount: number): number {
  * Hash increments gathered in memory per (key, field): many requests' HINCRBY/HINCRBYFLOAT
  * become one command per field and one EXPIRE per key at each write.
  */
+type Hashes = Map<string, { ttlSeconds: number; counts: Map<string, number>; amounts: Map<string, number> }>;
+
+/** Increments drained for a write: given back when the write never reached Redis. */
+export class HeldIncrements {
+  constructor(readonly hashes: Hashes) {}
+
+  /** What they hold, for a log line when they could not be written. */
+  toJSON(): Record<string, Record<string, number>> {
+    const summary: Record<string, Record<string, number>> = {};
+    for (const [key, hash] of this.hashes) {
+      summary[key] = { ...Object.fromEntries(hash.counts), ...Object.fromEntries(hash.amounts) };
+    }
+    return summary;
+  }
+}
+
 export class HashIncrements {
-  private readonly hashes = new Map<
-    string,
-    { ttlSeconds: number; counts: Map<string, number>; amounts: Map<string, number> }
-  >();
+  private hashes: Hashes = new Map();
 
   get size(): number {
     return this.hashes.size;
@@ -52,24 +66,41 @@ export class HashIncrements {
     amounts.set(field, roundUsd((amounts.get(field) ?? 0) + amount));
   }
 
-  /** Queues everything gathered on `commands`, and forgets it. */
-  drainInto(commands: ChainableCommander): void {
+  /** Queues everything gathered on `commands`, and hands it over (the gathering starts afresh). */
+  drainInto(commands: ChainableCommander): HeldIncrements {
     for (const [key, hash] of this.hashes) {
       for (const [field, amount] of hash.counts) commands.hincrby(key, field, amount);
       for (const [field, amount] of hash.amounts) commands.hincrbyfloat(key, field, amount);
       commands.expire(key, hash.ttlSeconds);
     }
-    this.hashes.clear();
+    const held = new HeldIncrements(this.hashes);
+    this.hashes = new Map();
+    return held;
   }
 
-  /** What is gathered, for a log line when it could not be written. */
-  summary(): Record<string, Record<string, number>> {
-    const summary: Record<string, Record<string, number>> = {};
-    for (const [key, hash] of this.hashes) {
-      summary[key] = { ...Object.fromEntries(hash.counts), ...Object.fromEntries(hash.amounts) };
+  /** Adds back increments a write did not deliver, to what has gathered since. */
+  restore(held: HeldIncrements): void {
+    for (const [key, hash] of held.hashes) {
+      for (const [field, amount] of hash.counts) this.count(key, field, amount, hash.ttlSeconds);
+      for (const [field, amount] of hash.amounts) this.add(key, field, amount, hash.ttlSeconds);
     }
-    return summary;
   }
+}
+
+/**
+ * ioredis's rejections of a write that never reached Redis (the connection was down and the
+ * command was not queued, or the retries ran out while it waited offline), and Redis's refusals
+ * of a transaction it did not run (EXECABORT: a command refused as it was queued; OOM, READONLY…).
+ * Such a write can be sent again without counting anything twice.
+ */
+function neverApplied(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.name === "MaxRetriesPerRequestError") return true;
+  if (error.name === "ReplyError") return error.message.startsWith("EXECABORT") || isRedisRefusal(error);
+  return (
+    error.message.startsWith("Stream isn't writeable and enableOfflineQueue options is false") ||
+    error.message.startsWith("Cluster isn't ready and enableOfflineQueue options is false")
+  );
 }
 
 /**
@@ -78,9 +109,10 @@ export class HashIncrements {
  * updates instead of a MULTI of ~10 commands, its promise and its socket write. The timer runs
  * only while something waits to be written, and does not hold the process open; `close()` writes
  * what is left (the worker and the API call it on shutdown, after their last request ended).
- * A write that fails is reported to `onError` with what it held, as the per-request writes were;
- * it is not sent again (a MULTI whose answer was lost may have been applied: counting it twice
- * would be as wrong as losing it).
+ * A write that never reached Redis (Redis was away, or refused the transaction) is kept and sent
+ * again with the next write, where the recorder can take it back (`restore`); any other failure is
+ * reported to `onError` with what it held, and not sent again (a MULTI whose answer was lost may
+ * have been applied: counting it twice would be as wrong as losing it).
  */
 export abstract class BatchedWrites {
   private timer: NodeJS.Timeout | undefined;
@@ -96,8 +128,13 @@ export abstract class BatchedWrites {
   /** Whether anything waits to be written. */
   protected abstract get pending(): boolean;
 
-  /** Queues what waits on `transaction`, forgets it, and returns a summary of it for errors. */
+  /** Queues what waits on `transaction`, forgets it, and returns it (logged when it fails). */
   protected abstract drainInto(transaction: ChainableCommander): unknown;
+
+  /** Takes back what a write that never reached Redis held (`drainInto`'s); false: it is lost. */
+  protected restore(_held: unknown): boolean {
+    return false;
+  }
 
   /** Call after gathering something: writes it within the flush interval (at once once closed). */
   protected gathered(): void {
@@ -128,7 +165,11 @@ export abstract class BatchedWrites {
         const failed = replies?.find(([error]) => error);
         if (failed?.[0]) this.onError(withHeld(failed[0], held));
       },
-      (error: unknown) => this.onError(withHeld(error, held)),
+      (error: unknown) => {
+        // Taken back, it goes with the next write (the timer's, or close()'s).
+        if (neverApplied(error) && this.restore(held)) this.gathered();
+        else this.onError(withHeld(error, held));
+      },
     );
     const previous = this.writing;
     const both = previous ? Promise.all([previous, write]).then(() => {}) : write;
@@ -179,8 +220,12 @@ export abstract class HashIncrementWrites extends BatchedWrites {
   }
 
   protected drainInto(transaction: ChainableCommander): unknown {
-    const held = this.increments.summary();
-    this.increments.drainInto(transaction);
-    return held;
+    return this.increments.drainInto(transaction);
+  }
+
+  protected override restore(held: unknown): boolean {
+    if (!(held instanceof HeldIncrements)) return false;
+    this.increments.restore(held);
+    return true;
   }
 }

@@ -45,7 +45,7 @@ export class DashboardRecorder extends HashIncrementWrites implements RequestObs
   }
 
   protected override drainInto(transaction: ChainableCommander): unknown {
-    const held = { counts: super.drainInto(transaction), failures: this.failures.length };
+    const held = { counts: super.drainInto(transaction), failures: this.failures };
     if (this.failures.length > 0) {
       // LPUSH of several values puts the last at the head: newest first, as one push per failure did.
       transaction.lpush(this.keys.dashboardFailures, ...this.failures);
@@ -53,6 +53,14 @@ export class DashboardRecorder extends HashIncrementWrites implements RequestObs
       this.failures = [];
     }
     return held;
+  }
+
+  protected override restore(held: unknown): boolean {
+    const { counts, failures } = held as { counts: unknown; failures: string[] };
+    if (!super.restore(counts)) return false;
+    // Older than what failed since: behind it, within what the list keeps.
+    this.failures = [...failures, ...this.failures].slice(-DASHBOARD_FAILURES_KEPT);
+    return true;
   }
 
   finished(request: FinishedRequest): void {
