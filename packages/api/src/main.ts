@@ -5,6 +5,7 @@ import {
   deploymentKey,
   redactRedisUrl,
   startProcess,
+  watchRedisComebacks,
 } from "@cascade/shared";
 import { buildApp } from "./app.js";
 
@@ -40,6 +41,7 @@ async function main(): Promise<void> {
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),
   );
+  watchRedisComebacks(redis, logger);
 
   // The gateway calls providers from this process: one whose key is not set here fails its calls
   // (auth_error) and chains fall back past it. Say so now rather than at the first request.

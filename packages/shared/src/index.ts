@@ -18,6 +18,7 @@ export * from "./jobs/http-error-of.js";
 export * from "./logger.js";
 export * from "./metrics/index.js";
 export * from "./redis/bull-connection.js";
+export * from "./redis/comebacks.js";
 export * from "./redis/connection.js";
 export * from "./redis/encoded-script.js";
 export * from "./redis/keys.js";

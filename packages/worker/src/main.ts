@@ -16,6 +16,7 @@ import {
   startProcess,
   systemClock,
   type WebhookQueue,
+  watchRedisComebacks,
 } from "@cascade/shared";
 import { createBatchProcessing, createQueue } from "@cascade/shared/bullmq";
 import { createCompletionWorker } from "./completion/completion-worker.js";
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
       logger.warn({ err: error.message }, "redis connection error; retrying"),
     );
   }
+  watchRedisComebacks(connection, logger);
   const keys = createKeys(settings.CASCADE_REDIS_PREFIX);
   // Fair share's scripts are defined on the connection before any traffic (batch enqueues use it
   // too); this process takes its turn at the sweep that fixes jobs queued across a rebase.
