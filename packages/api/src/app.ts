@@ -368,7 +368,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   registerQueueBoard(app, { queues: [backgroundQueues.completions, backgroundQueues.webhooks] });
   // Routes go in a plugin so the OpenAPI generator (registered above) sees every one of them.
   app.register(async (instance) => {
-    registerOpsRoutes(instance, { pingRedis: () => redis.ping() });
+    registerOpsRoutes(instance, { pingRedis: () => redis.ping(), connected: () => redis.status === "ready" });
     registerProviderRoutes(instance, { config, providers: providerStatus });
     registerUsageRoutes(instance, { usage: new UsageStore(redis, keys), clock: deps.clock ?? systemClock });
     registerMetricsRoute(instance, {
