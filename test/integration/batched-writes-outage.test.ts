@@ -31,6 +31,31 @@ const request = (finishedAtMs: number): FinishedRequest => ({
 });
 
 describe("batched count writes while Redis is away", () => {
+  it("reports what is left when the process closes before Redis is back, within close()'s bound", async () => {
+    const server = await spawnRedisServer();
+    const redis = new Redis(server.url, { enableOfflineQueue: false, retryStrategy: () => 50 });
+    redis.on("error", () => {});
+    clients.push(redis);
+    const errors: unknown[] = [];
+    const recorder = new RequestCountRecorder(
+      redis as never,
+      createKeys(uniquePrefix("heldclose")),
+      (error) => errors.push(error),
+    );
+    while (redis.status !== "ready") await new Promise((resolve) => setTimeout(resolve, 10));
+    await server.stop();
+    while (redis.status === "ready") await new Promise((resolve) => setTimeout(resolve, 10));
+    recorder.finished(request(Date.now()));
+    await recorder.flush();
+    const started = Date.now();
+    await recorder.close(1_000);
+    expect(Date.now() - started).toBeLessThan(1_500);
+    // The last write is not taken back and sent again at once (it spun while Redis was away).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(errors).toHaveLength(1);
+    expect(JSON.stringify((errors[0] as { unwritten: unknown }).unwritten)).toContain("total:requests");
+  });
+
   it("keeps what never reached Redis and writes it once Redis is back", async () => {
     let server: SpawnedRedis = await spawnRedisServer();
     // As the API's command connection: no offline queue, so a write while away fails at once.

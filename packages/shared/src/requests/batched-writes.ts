@@ -88,14 +88,14 @@ export class HashIncrements {
 }
 
 /**
- * ioredis's rejections of a write that never reached Redis (the connection was down and the
- * command was not queued, or the retries ran out while it waited offline), and Redis's refusals
- * of a transaction it did not run (EXECABORT: a command refused as it was queued; OOM, READONLY…).
- * Such a write can be sent again without counting anything twice.
+ * ioredis's refusal to send a write while the connection is down (a connection without an offline
+ * queue, as the API's), and Redis's refusals of a transaction it did not run (EXECABORT: a command
+ * refused as it was queued; OOM, READONLY…). Such a write can be sent again without counting
+ * anything twice. Not MaxRetriesPerRequestError: ioredis also fails with it the commands a closed
+ * connection had sent, which Redis may have run.
  */
 function neverApplied(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  if (error.name === "MaxRetriesPerRequestError") return true;
   if (error.name === "ReplyError") return error.message.startsWith("EXECABORT") || isRedisRefusal(error);
   return (
     error.message.startsWith("Stream isn't writeable and enableOfflineQueue options is false") ||
@@ -166,8 +166,9 @@ export abstract class BatchedWrites {
         if (failed?.[0]) this.onError(withHeld(failed[0], held));
       },
       (error: unknown) => {
-        // Taken back, it goes with the next write (the timer's, or close()'s).
-        if (neverApplied(error) && this.restore(held)) this.gathered();
+        // Taken back, it goes with the timer's next write. Not once closed: close() is the last
+        // write (a retry at once would spin while Redis is away), so what it holds is reported.
+        if (!this.closed && neverApplied(error) && this.restore(held)) this.gathered();
         else this.onError(withHeld(error, held));
       },
     );

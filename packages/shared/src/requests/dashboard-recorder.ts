@@ -45,7 +45,8 @@ export class DashboardRecorder extends HashIncrementWrites implements RequestObs
   }
 
   protected override drainInto(transaction: ChainableCommander): unknown {
-    const held = { counts: super.drainInto(transaction), failures: this.failures };
+    // A copy: failures gathered while the write is out are not the write's.
+    const held = { counts: super.drainInto(transaction), failures: [...this.failures] };
     if (this.failures.length > 0) {
       // LPUSH of several values puts the last at the head: newest first, as one push per failure did.
       transaction.lpush(this.keys.dashboardFailures, ...this.failures);
