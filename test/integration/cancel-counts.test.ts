@@ -6,8 +6,17 @@
  * cascade_cost_usd_total nor the usage rows by route and model (billing audit).
  * Real API process, real Redis; the job's progress is written as a worker writes it.
  */
-import { batchLineJobId, createKeys, QUEUE_NAMES, type RedisClient } from "@cascade/shared";
+import {
+  BatchStore,
+  batchLineJobId,
+  createKeys,
+  drainLines,
+  type FinishedRequest,
+  QUEUE_NAMES,
+  type RedisClient,
+} from "@cascade/shared";
 import { Job, Queue } from "bullmq";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { chatRequest, fakeConfig, http, sleep } from "../e2e/helpers.js";
 import {
@@ -24,10 +33,11 @@ let dir: TempDir;
 let api: CascadeApi;
 let redis: RedisClient;
 let queue: Queue;
+let prefix: string;
 
 beforeAll(async () => {
   dir = makeTempDir();
-  const prefix = uniquePrefix("cancelcounts");
+  prefix = uniquePrefix("cancelcounts");
   // No tenants: open mode, every request is the default tenant's.
   const config = fakeConfig("http://127.0.0.1:9/v1");
   const env = {
@@ -195,5 +205,51 @@ describe("a batch cancelled while its lines wait where no worker holds them", ()
     expect(
       await metric("cascade_cost_usd_total", { tenant: "default", route: "default", model: "primary" }),
     ).toBeCloseTo(costBefore + 0.125, 9);
+  });
+});
+
+describe("two drains of one batch's lines at once", () => {
+  it("count each line they take back once", async () => {
+    const lines = [1, 2, 3]
+      .map((n) =>
+        JSON.stringify({
+          custom_id: `twice-${n}`,
+          method: "POST",
+          url: "/v1/chat/completions",
+          body: { model: "default", messages: [{ role: "user", content: `twice ${n}` }] },
+        }),
+      )
+      .join("\n");
+    const form = new FormData();
+    form.append("purpose", "batch");
+    form.append("file", new Blob([lines], { type: "application/jsonl" }), "twice.jsonl");
+    const file = await (await fetch(`${api.url}/v1/files`, { method: "POST", body: form })).json();
+    const created = await http(
+      api.url,
+      "POST",
+      "/v1/batches",
+      { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" },
+      10_000,
+    );
+    const batchId = created.body.id as string;
+    for (let tries = 0; tries < 100 && !(await Job.fromId(queue, batchLineJobId(batchId, 3))); tries += 1)
+      await sleep(50);
+    // A cancel (the API's drain, a sweeper's) drains while another does: both read each job
+    // before either removes it, and BullMQ answers both removes 1.
+    const store = new BatchStore(redis, createKeys(prefix), 3600);
+    await store.transition(batchId, "cancel");
+    const told: FinishedRequest[] = [];
+    const counts = {
+      observer: { finished: (request: FinishedRequest) => told.push(request) },
+      now: () => Date.now(),
+    };
+    const deps = { store, queue: queue as never, logger: pino({ level: "silent" }), counts };
+    const batch = { id: batchId, tenant: "default" };
+    await Promise.all([
+      drainLines(deps, batch, [1, 2, 3], "cancel"),
+      drainLines(deps, batch, [1, 2, 3], "cancel"),
+    ]);
+    expect(told).toHaveLength(3);
+    expect(told.every((request) => request.status === "cancelled")).toBe(true);
   });
 });

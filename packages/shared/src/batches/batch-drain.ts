@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Logger } from "../logger.js";
 import type { RequestObserver } from "../requests/finished-request.js";
-import { type JobData, type JobOutcome, jobDataSchema, parseJobProgress } from "../schemas/job.js";
+import { type JobData, type JobOutcome, parseJobProgress } from "../schemas/job.js";
 import type { BatchStore } from "./batch-store.js";
 import { type BatchEnding, batchLineJobId, isTerminalBatchStatus } from "./batch-types.js";
 import { EventLoopYielder } from "./event-loop-yielder.js";
@@ -43,14 +43,16 @@ export async function drainLines(
   let removed = 0;
   let running = 0;
   for (let start = 0; start < lines.length; start += REMOVES_AT_ONCE) {
-    const slice = lines.slice(start, start + REMOVES_AT_ONCE);
-    // Read before the remove: once removed, what a job had spent is gone with it.
-    const held = deps.counts ? await readHeld(deps, batch.id, slice) : [];
+    // A job that has ended is its worker's to record (its answer goes to the output, counted
+    // there): not removed, whatever its line shows yet. What a queued one had spent is read before
+    // the remove, which takes it away.
+    const held = await readHeld(deps, batch.id, lines.slice(start, start + REMOVES_AT_ONCE));
+    const slice = held.filter((line) => !line.finished);
     const codes = await Promise.all(
-      slice.map((line) => queue.remove(batchLineJobId(batch.id, line)).catch(() => -1)),
+      slice.map(({ line }) => queue.remove(batchLineJobId(batch.id, line)).catch(() => -1)),
     );
     const gone = slice.filter((_, index) => codes[index] === 1);
-    const locked = slice.filter((_, index) => codes[index] === 0);
+    const locked = slice.filter((_, index) => codes[index] === 0).map(({ line }) => line);
     if (locked.length && ending === "expire") {
       const pipeline = store.redis.pipeline();
       for (const line of locked) pipeline.publish(store.keys.cancelChannel, batchLineJobId(batch.id, line));
@@ -58,31 +60,18 @@ export async function drainLines(
     }
     if (gone.length) {
       // Cancelled lines appear in no file; expired ones get a batch_expired line naming custom_id.
-      const customIds = ending === "expire" ? await store.customIds(batch.id, gone) : [];
-      await store.endLines(
+      const goneLines = gone.map(({ line }) => line);
+      const customIds = ending === "expire" ? await store.customIds(batch.id, goneLines) : [];
+      const { endedNow } = await store.endLines(
         batch,
-        gone.map((line, index) => stopLine(batch.id, line, customIds[index] ?? "")),
+        goneLines.map((line, index) => stopLine(batch.id, line, customIds[index] ?? "")),
       );
-    }
-    if (deps.counts) {
-      const { observer, now } = deps.counts;
-      const finishedAtMs = now();
-      for (const [index, code] of codes.entries()) {
-        const job = held[index];
-        if (code !== 1 || !job) continue;
-        observer.finished({
-          door: "job",
-          tenant: job.data.tenant,
-          route: job.data.route,
-          firstModel: job.data.chain[0]?.model ?? "",
-          status: "cancelled",
-          costUsd: job.progress?.cost_usd ?? 0,
-          attempts: job.progress?.attempts ?? [],
-          createdAtMs: job.data.created_at * 1000,
-          ...(job.progress?.started_at !== undefined ? { startedAtMs: job.progress.started_at * 1000 } : {}),
-          finishedAtMs,
-        });
-      }
+      // Counted by the drain that ended the line (two may remove the same job: both see 1).
+      if (deps.counts)
+        countTakenBack(
+          deps.counts,
+          gone.filter(({ line }) => endedNow.has(line)),
+        );
     }
     removed += gone.length;
     running += locked.length;
@@ -91,27 +80,55 @@ export async function drainLines(
   return { removed, running };
 }
 
-/** The data and progress of each line's job (undefined where it is gone or does not parse). */
-async function readHeld(
-  deps: BatchQueueDeps,
-  batchId: string,
-  lines: number[],
-): Promise<({ data: JobData; progress: ReturnType<typeof parseJobProgress> } | undefined)[]> {
+/** What a line's job held when the drain looked: its data and progress, and whether it had ended. */
+interface HeldLine {
+  line: number;
+  /** The job has ended (BullMQ stored its result, or failed it): not the drain's. */
+  finished: boolean;
+  /** The job's data, raw (undefined when the job is gone). */
+  data: string | null;
+  progress: string | null;
+}
+
+async function readHeld(deps: BatchQueueDeps, batchId: string, lines: number[]): Promise<HeldLine[]> {
   const pipeline = deps.store.redis.pipeline();
   for (const line of lines)
-    pipeline.hmget(deps.queue.toKey(batchLineJobId(batchId, line)), "data", "progress");
+    pipeline.hmget(deps.queue.toKey(batchLineJobId(batchId, line)), "finishedOn", "data", "progress");
   const replies = (await pipeline.exec()) ?? [];
-  return replies.map(([error, fields]) => {
-    const [data, progress] = (error ? [] : fields) as (string | null)[];
-    if (!data) return undefined;
-    try {
-      const parsed = jobDataSchema.safeParse(JSON.parse(data));
-      if (!parsed.success) return undefined;
-      return { data: parsed.data, progress: progress ? parseJobProgress(JSON.parse(progress)) : undefined };
-    } catch {
-      return undefined;
-    }
+  return lines.map((line, index) => {
+    const [error, fields] = replies[index] ?? [null, []];
+    const [finishedOn, data, progress] = (error ? [] : fields) as (string | null)[];
+    return { line, finished: Boolean(finishedOn), data: data ?? null, progress: progress ?? null };
   });
+}
+
+/** Each taken-back line's job, as a cancelled job, with what it had spent (see `counts`). */
+function countTakenBack(counts: NonNullable<BatchQueueDeps["counts"]>, lines: HeldLine[]): void {
+  const finishedAtMs = counts.now();
+  for (const { data: raw, progress: rawProgress } of lines) {
+    if (!raw) continue;
+    let data: Pick<JobData, "tenant" | "route" | "chain" | "created_at">;
+    let progress: ReturnType<typeof parseJobProgress>;
+    try {
+      data = JSON.parse(raw);
+      progress = rawProgress ? parseJobProgress(JSON.parse(rawProgress)) : undefined;
+    } catch {
+      continue;
+    }
+    if (typeof data?.tenant !== "string" || typeof data.created_at !== "number") continue;
+    counts.observer.finished({
+      door: "job",
+      tenant: data.tenant,
+      route: typeof data.route === "string" ? data.route : null,
+      firstModel: Array.isArray(data.chain) ? (data.chain[0]?.model ?? "") : "",
+      status: "cancelled",
+      costUsd: progress?.cost_usd ?? 0,
+      attempts: progress?.attempts ?? [],
+      createdAtMs: data.created_at * 1000,
+      ...(progress?.started_at !== undefined ? { startedAtMs: progress.started_at * 1000 } : {}),
+      finishedAtMs,
+    });
+  }
 }
 
 /** drainLines for every line the enqueuer has handed over and that has not ended yet. */

@@ -206,9 +206,10 @@ export class BatchStore {
   async endLines(
     batch: { id: string; tenant: string },
     ends: LineEnd[],
-  ): Promise<{ status: string; ended: number; total: number }> {
+  ): Promise<{ status: string; ended: number; total: number; endedNow: Set<number> }> {
     const { keys } = this;
-    let result = { status: "missing", ended: 0, total: 0 };
+    const endedNow = new Set<number>();
+    let result = { status: "missing", ended: 0, total: 0, endedNow };
     for (let start = 0; start < ends.length; start += END_LINES_PER_CALL) {
       const args: Array<string | number> = [];
       for (const end of ends.slice(start, start + END_LINES_PER_CALL)) {
@@ -216,7 +217,7 @@ export class BatchStore {
       }
       const outputFileId = newFileId();
       const errorFileId = newFileId();
-      const [status, ended, total] = (await this.commands.cascadeBatchEndLines(
+      const [status, ended, total, lines] = (await this.commands.cascadeBatchEndLines(
         keys.batch(batch.id),
         keys.batchEnded(batch.id),
         keys.batchOutput(batch.id),
@@ -234,8 +235,9 @@ export class BatchStore {
         errorFileId,
         this.retentionSeconds,
         ...args,
-      )) as [string, number, number];
-      result = { status, ended, total };
+      )) as [string, number, number, string?];
+      for (const line of (lines ?? "").split(",")) if (line) endedNow.add(Number(line));
+      result = { status, ended, total, endedNow };
     }
     return result;
   }

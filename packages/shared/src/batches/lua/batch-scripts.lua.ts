@@ -45,22 +45,25 @@ return now
  *       11 tenant file index, 12 batch input copy, 13 enqueue lease
  * ARGV: 1 output file id, 2 error file id, 3 batch retention s, then 5 per line from 4 on:
  *       line, kind (ok | fail | stop), JSON line, input tokens, output tokens
- * Returns: {status, lines ended so far, total}; status is the terminal one when this call
- * finalized, 'missing' when there is no such batch.
+ * Returns: {status, lines ended so far, total, the lines this call ended (comma-separated: a
+ * line another call had ended already is not among them)}; status is the terminal one when this
+ * call finalized, 'missing' when there is no such batch.
  */
 export const END_LINES_LUA = `
 local batch, ended_key, out_key, err_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local status = redis.call('HGET', batch, 'status')
-if not status then return {'missing', 0, 0} end
+if not status then return {'missing', 0, 0, ''} end
 if status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
-  return {status, 0, 0}
+  return {status, 0, 0, ''}
 end
 local ending = redis.call('HGET', batch, 'ending') or ''
 local completed, failed, cancelled, ended = 0, 0, 0, 0
+local newly = {}
 local tokens_in, tokens_out, out_bytes, err_bytes = 0, 0, 0, 0
 for i = 4, #ARGV, 5 do
   if redis.call('SETBIT', ended_key, tonumber(ARGV[i]), 1) == 0 then
     ended = ended + 1
+    table.insert(newly, ARGV[i])
     local kind, json = ARGV[i + 1], ARGV[i + 2]
     if kind == 'ok' then
       completed = completed + 1
@@ -101,7 +104,7 @@ if ended > 0 then
 end
 local counts = redis.call('HMGET', batch, 'ended', 'total')
 local total_ended, total = tonumber(counts[1] or '0'), tonumber(counts[2] or '0')
-if total_ended < total then return {status, total_ended, total} end
+if total_ended < total then return {status, total_ended, total, table.concat(newly, ',')} end
 
 local final, at = 'completed', 'completed_at'
 if ending == 'cancel' then final, at = 'cancelled', 'cancelled_at'
@@ -131,7 +134,7 @@ end
 redis.call('UNLINK', ended_key, KEYS[5], KEYS[12], KEYS[13])
 redis.call('SREM', KEYS[6], id)
 redis.call('EXPIRE', batch, tonumber(ARGV[3]))
-return {final, total_ended, total}
+return {final, total_ended, total, table.concat(newly, ',')}
 `;
 
 /**
