@@ -29,6 +29,9 @@ export class RunSignal {
   private interruption: JobInterruption | undefined;
   /** Calls made on the current signal. */
   private calls = 0;
+  /** Calls the run has made, and how many of them its last saved progress knows of. */
+  private made = 0;
+  private madeAtSave = 0;
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -38,10 +41,24 @@ export class RunSignal {
   forCall(): AbortSignal {
     const signal = this.controller.signal;
     this.calls += 1;
+    this.made += 1;
     // Raised, never lowered (undici's fetch raises a signal it is given to 1,500 already).
     if (this.calls === RAISE_AFTER_CALLS && getMaxListeners(signal) < RUN_SIGNAL_MAX_LISTENERS)
       setMaxListeners(RUN_SIGNAL_MAX_LISTENERS, signal);
     return signal;
+  }
+
+  /** The run's progress was saved: the calls made so far are in it (their attempts and cost). */
+  saved(): void {
+    this.madeAtSave = this.made;
+  }
+
+  /**
+   * Calls made since the progress was last saved (or since the run began): a run that starts
+   * again from its saved progress would forget them, their cost included.
+   */
+  get callsSinceSave(): number {
+    return this.made - this.madeAtSave;
   }
 
   /** Interrupts the run (its current call included), once; later interruptions change nothing. */

@@ -210,6 +210,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       // A job put off to the delayed set (a full tenant, a wait for a limit) is not a completion.
       let ended = false;
       let refusals = 0;
+      let refusedSince: number | undefined;
       try {
         while (true) {
           try {
@@ -220,18 +221,27 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
             // Redis refused a write for now (out of memory at maxmemory, a failover) before the
             // call had answered: not the job's failure, which would spend one of its few attempts
             // in a second each. The run waits and starts again from its last save, holding its
-            // slot and lock; a lost lock, a cancel or a shutdown ends the wait.
-            if (holding && isRedisRefusal(error) && !run.signal.aborted) {
+            // slot, while that save knows every call it made (else starting again would forget a
+            // billed call, and could make it again) and for at most half a lock duration from the
+            // first refusal (BullMQ cannot extend the lock while Redis refuses writes: past it,
+            // another worker may take the job). Else the job fails the attempt, as before.
+            refusedSince ??= clock.now();
+            const retryUntil = refusedSince + options.lockDurationMs / 2 - REFUSAL_WAIT_MS;
+            const retry =
+              holding &&
+              isRedisRefusal(error) &&
+              !run.signal.aborted &&
+              run.callsSinceSave === 0 &&
+              clock.now() < retryUntil;
+            if (retry) {
               refusals += 1;
               if (refusals === 1)
                 logger.warn(
                   { job_id: jobId, err: (error as Error).message },
                   "Redis refused a write of this run for now; it starts again once Redis takes writes",
                 );
-              await abortableDelay(
-                Math.min(REFUSAL_WAIT_MS * 2 ** (refusals - 1), MAX_REFUSAL_WAIT_MS),
-                run.signal,
-              ).catch(() => {});
+              const backoff = Math.min(REFUSAL_WAIT_MS * 2 ** (refusals - 1), MAX_REFUSAL_WAIT_MS);
+              await abortableDelay(Math.min(backoff, retryUntil - clock.now()), run.signal).catch(() => {});
               continue;
             }
             throw error;
@@ -353,6 +363,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
               saveProgress: async (progress) => {
                 if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
                 savedCost = progress.cost_usd;
+                run.saved();
                 // BullMQ's copy too (the save is Cascade's script, not updateProgress): the
                 // `failed` handler counts a job failed for good from it, and the chain goes on
                 // changing `progress`, past what was saved.
