@@ -30,6 +30,7 @@ export const REDACT_PATHS = [
   "err.responseBody",
   // ioredis errors carry the refused command: its arguments hold job data (prompts) and answers.
   "err.command.args",
+  "err.cause.command.args",
 ];
 
 /** Lines gathered before they are handed to the file descriptor's writer as one string. */

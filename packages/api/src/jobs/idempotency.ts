@@ -26,14 +26,18 @@ return {1}
 `;
 
 /**
- * Deletes a reservation only while it names the given job.
+ * Deletes a reservation only while it names the given job and that job was not enqueued (a retry
+ * and its cut-off first request share the reserved id: one that fails must not free the key of the
+ * job the other enqueued).
  * KEYS[1] the idempotency record; ARGV[1] the job id. Returns 1 when deleted, else 0.
  */
 const RELEASE_LUA = `
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local ok, record = pcall(cjson.decode, current)
-if ok and type(record) == 'table' and record.job_id == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if ok and type(record) == 'table' and record.job_id == ARGV[1] and not record.added then
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 `;
 

@@ -5,6 +5,9 @@ import { HttpError } from "./http-error.js";
 /** Seconds a client is told to wait before retrying while Redis is away. */
 export const RETRY_AFTER_S = 2;
 
+/** Redis's own "not now" replies other than OOM, as they start (see isRedisRefusal). */
+const REFUSAL_DETAIL = /^(MISCONF|READONLY|MASTERDOWN|LOADING|CLUSTERDOWN|TRYAGAIN|BUSY) /;
+
 /** ioredis's rejection of a command that was sent but not answered within its timeout. */
 const COMMAND_TIMED_OUT = "Command timed out";
 
@@ -19,12 +22,14 @@ export function redisUnavailable(detail?: string, method = "GET"): HttpError {
   const message = detail?.startsWith("OOM ")
     ? "Redis is out of memory (its maxmemory is reached) and refused to write; nothing was written: " +
       "retry in a few seconds (operators: raise maxmemory or free memory)"
-    : !timedOut
-      ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`
-      : method === "GET" || method === "HEAD"
-        ? `Redis did not answer in time (${COMMAND_TIMED_OUT}); retry in a few seconds`
-        : `Redis did not answer in time (${COMMAND_TIMED_OUT}); a change this request asked for may still ` +
-          "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one";
+    : detail !== undefined && REFUSAL_DETAIL.test(detail)
+      ? `Redis refused the command for now (${detail}); retry in a few seconds`
+      : !timedOut
+        ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`
+        : method === "GET" || method === "HEAD"
+          ? `Redis did not answer in time (${COMMAND_TIMED_OUT}); retry in a few seconds`
+          : `Redis did not answer in time (${COMMAND_TIMED_OUT}); a change this request asked for may still ` +
+            "take effect: retry in a few seconds, with the same Idempotency-Key where the endpoint takes one";
   return new HttpError(503, "service_unavailable_error", message, undefined, {
     "retry-after": String(RETRY_AFTER_S),
   });

@@ -5,6 +5,7 @@ import {
   createJobBodySchema,
   endUserOf,
   type IdGenerator,
+  isRedisRefusal,
   type JobData,
   type JobObject,
   type RequestObserver,
@@ -177,8 +178,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         void idempotency.markAdded(request.tenant, idempotencyKey, jobId).catch(() => {});
       } catch (error) {
         // When Redis did not answer, the add may have happened: keep the key (a retry then
-        // replays the job, or takes the key over once its window passes); else free it.
-        if (!isRedisUnavailableError(error)) {
+        // replays the job, or adds it under the same id); else (an error, or Redis refusing the
+        // add for now: nothing was written) free it.
+        if (!isRedisUnavailableError(error) || isRedisRefusal(error)) {
           await idempotency.release(request.tenant, idempotencyKey, jobId).catch(() => {});
         }
         throw error;

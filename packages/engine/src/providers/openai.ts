@@ -19,7 +19,13 @@ const SDK_SERVICE_TIERS = new Set(["auto", "default", "flex", "priority"]);
 export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" | "openai_fields">): boolean {
   if (provider.openai_fields !== undefined) return provider.openai_fields === "forward";
   const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
-  return host === "api.openai.com" || host.endsWith(".openai.azure.com");
+  return (
+    host === "api.openai.com" ||
+    // Azure OpenAI's resource hosts: classic, AI Services, and AI Foundry.
+    host.endsWith(".openai.azure.com") ||
+    host.endsWith(".cognitiveservices.azure.com") ||
+    host.endsWith(".services.ai.azure.com")
+  );
 }
 
 /** OpenAI's own fields of the request, as the SDK's provider options. */

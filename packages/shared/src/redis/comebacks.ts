@@ -17,7 +17,7 @@ export function watchRedisComebacks(redis: RedisClient, logger: Pick<Logger, "er
     if (checking) return;
     checking = true;
     try {
-      const info = cluster ? "" : String(await redis.info("server"));
+      const info = cluster ? "" : String(await redis.info("server").catch(() => ""));
       const current = /run_id:(\w+)/.exec(info)?.[1];
       if (runId !== undefined && current !== undefined && current !== runId) {
         const uptime = /uptime_in_seconds:(\d+)/.exec(info)?.[1];

@@ -141,7 +141,7 @@ const OPENAI_OWN_FIELDS = [
 const openAIOwnFields = {
   store: z.boolean().optional(),
   service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).optional(),
-  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).optional(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh", "max"]).optional(),
   logit_bias: z
     .record(z.string().regex(/^\d+$/, "logit_bias keys are token ids"), z.number().min(-100).max(100))
     .optional(),
