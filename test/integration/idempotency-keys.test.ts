@@ -100,6 +100,10 @@ describe("Idempotency-Key", () => {
     expect(retry.status).toBe(202);
     expect(retry.body.id).toBe(reservedId);
     // The first request's add, were it to land now after all, is the same job (BullMQ's duplicate).
+    const before = Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0);
+    const late = await queue.add("completion", { late: true }, { jobId: reservedId });
+    expect(late.id).toBe(reservedId);
+    expect(Object.values(await queue.getJobCounts()).reduce((sum, count) => sum + count, 0)).toBe(before);
     const replay = await stack.request("POST", "/v1/jobs", { body, headers });
     expect(replay.status).toBe(200);
     expect(replay.body.id).toBe(reservedId);
