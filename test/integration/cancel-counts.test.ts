@@ -78,6 +78,38 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
   return 0;
 }
 
+/** A batch of three lines, handed to the queue (no worker runs here, so they stay queued). */
+async function queuedBatch(label: string): Promise<string> {
+  const lines = [1, 2, 3]
+    .map((n) =>
+      JSON.stringify({
+        custom_id: `${label}-${n}`,
+        method: "POST",
+        url: "/v1/chat/completions",
+        body: { model: "default", messages: [{ role: "user", content: `${label} ${n}` }] },
+      }),
+    )
+    .join("\n");
+  const form = new FormData();
+  form.append("purpose", "batch");
+  form.append("file", new Blob([lines], { type: "application/jsonl" }), `${label}.jsonl`);
+  const file = await (await fetch(`${api.url}/v1/files`, { method: "POST", body: form })).json();
+  const created = await http(
+    api.url,
+    "POST",
+    "/v1/batches",
+    { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" },
+    10_000,
+  );
+  expect(created.status).toBe(200);
+  const batchId = created.body.id as string;
+  // The API enqueues the lines in the background.
+  for (let tries = 0; tries < 100 && !(await Job.fromId(queue, batchLineJobId(batchId, 3))); tries += 1)
+    await sleep(50);
+  expect(await Job.fromId(queue, batchLineJobId(batchId, 3))).toBeDefined();
+  return batchId;
+}
+
 describe("a job cancelled where no worker holds it", () => {
   it("is counted in cascade_jobs_total, and what it had spent in the cost metric and usage rows", async () => {
     const labels = { route: "default", tenant: "default", status: "cancelled" };
@@ -153,37 +185,7 @@ describe("a batch cancelled while its lines wait where no worker holds them", ()
       route: "default",
       model: "primary",
     });
-    const lines = [1, 2, 3]
-      .map((n) =>
-        JSON.stringify({
-          custom_id: `line-${n}`,
-          method: "POST",
-          url: "/v1/chat/completions",
-          body: { model: "default", messages: [{ role: "user", content: `hi ${n}` }] },
-        }),
-      )
-      .join("\n");
-    const form = new FormData();
-    form.append("purpose", "batch");
-    form.append("file", new Blob([lines], { type: "application/jsonl" }), "lines.jsonl");
-    const file = await (await fetch(`${api.url}/v1/files`, { method: "POST", body: form })).json();
-    const created = await http(
-      api.url,
-      "POST",
-      "/v1/batches",
-      { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" },
-      10_000,
-    );
-    expect(created.status).toBe(200);
-    const batchId = created.body.id as string;
-    // The API enqueues the lines in the background; no worker runs here, so they stay queued.
-    let first: Job | undefined;
-    for (let tries = 0; tries < 100; tries += 1) {
-      first = await Job.fromId(queue, batchLineJobId(batchId, 3));
-      if (first) break;
-      await sleep(50);
-    }
-    expect(first).toBeDefined();
+    const batchId = await queuedBatch("line");
     // Line 1's job had a billed hop and waits between tries, as a worker leaves it.
     await (await Job.fromId(queue, batchLineJobId(batchId, 1)))?.updateProgress({
       hop: 1,
@@ -210,30 +212,7 @@ describe("a batch cancelled while its lines wait where no worker holds them", ()
 
 describe("two drains of one batch's lines at once", () => {
   it("count each line they take back once", async () => {
-    const lines = [1, 2, 3]
-      .map((n) =>
-        JSON.stringify({
-          custom_id: `twice-${n}`,
-          method: "POST",
-          url: "/v1/chat/completions",
-          body: { model: "default", messages: [{ role: "user", content: `twice ${n}` }] },
-        }),
-      )
-      .join("\n");
-    const form = new FormData();
-    form.append("purpose", "batch");
-    form.append("file", new Blob([lines], { type: "application/jsonl" }), "twice.jsonl");
-    const file = await (await fetch(`${api.url}/v1/files`, { method: "POST", body: form })).json();
-    const created = await http(
-      api.url,
-      "POST",
-      "/v1/batches",
-      { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" },
-      10_000,
-    );
-    const batchId = created.body.id as string;
-    for (let tries = 0; tries < 100 && !(await Job.fromId(queue, batchLineJobId(batchId, 3))); tries += 1)
-      await sleep(50);
+    const batchId = await queuedBatch("twice");
     // A cancel (the API's drain, a sweeper's) drains while another does: both read each job
     // before either removes it, and BullMQ answers both removes 1.
     const store = new BatchStore(redis, createKeys(prefix), 3600);
