@@ -6,6 +6,7 @@
 import { createKeys, QUEUE_NAMES, sha256Hex } from "@cascade/shared";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { IdempotencyKeys } from "../../packages/api/src/jobs/idempotency.js";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
@@ -107,6 +108,17 @@ describe("Idempotency-Key", () => {
     const replay = await stack.request("POST", "/v1/jobs", { body, headers });
     expect(replay.status).toBe(200);
     expect(replay.body.id).toBe(reservedId);
+    // A request that fails after this retry's add (both hold the reserved id) does not free the
+    // key of the job in the queue, whether or not the record says it went in yet.
+    const cutOff = JSON.stringify({
+      job_id: reservedId,
+      body_sha256: record.body_sha256,
+      at: Date.now() - 8_000,
+    });
+    await stack.redis.set(recordKey, cutOff, "KEEPTTL");
+    const idempotency = new IdempotencyKeys(stack.redis, keys);
+    await idempotency.release("acme", idempotencyKey, reservedId);
+    expect(await stack.redis.get(recordKey)).toBe(cutOff);
     // A reservation just made (its request may still be adding) is still told to wait a moment.
     await queue.remove(reservedId);
     await stack.redis.set(

@@ -1,4 +1,4 @@
-import { type Keys, type RedisClient, sha256Hex } from "@cascade/shared";
+import { type Keys, QUEUE_NAMES, type RedisClient, sha256Hex } from "@cascade/shared";
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
@@ -26,16 +26,18 @@ return {1}
 `;
 
 /**
- * Deletes a reservation only while it names the given job and that job was not enqueued (a retry
- * and its cut-off first request share the reserved id: one that fails must not free the key of the
- * job the other enqueued).
- * KEYS[1] the idempotency record; ARGV[1] the job id. Returns 1 when deleted, else 0.
+ * Deletes a reservation only while it names the given job and that job is not in the queue (a
+ * retry and its cut-off first request share the reserved id: one that fails must not free the key
+ * of the job the other enqueued, noted `added` or not yet).
+ * KEYS[1] the idempotency record, KEYS[2] the job's BullMQ hash; ARGV[1] the job id.
+ * Returns 1 when deleted, else 0.
  */
 const RELEASE_LUA = `
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local ok, record = pcall(cjson.decode, current)
-if ok and type(record) == 'table' and record.job_id == ARGV[1] and not record.added then
+if ok and type(record) == 'table' and record.job_id == ARGV[1] and not record.added
+  and redis.call('EXISTS', KEYS[2]) == 0 then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -57,7 +59,7 @@ return 1
 
 type Commands = RedisClient & {
   cascadeIdempotencyMarkAdded(key: string, jobId: string): Promise<number>;
-  cascadeIdempotencyRelease(key: string, jobId: string): Promise<number>;
+  cascadeIdempotencyRelease(key: string, jobKey: string, jobId: string): Promise<number>;
   cascadeIdempotencyTakeOver(
     key: string,
     spentJobId: string,
@@ -85,7 +87,7 @@ export class IdempotencyKeys {
     private readonly keys: Keys,
   ) {
     redis.defineCommand("cascadeIdempotencyTakeOver", { numberOfKeys: 1, lua: TAKE_OVER_LUA });
-    redis.defineCommand("cascadeIdempotencyRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+    redis.defineCommand("cascadeIdempotencyRelease", { numberOfKeys: 2, lua: RELEASE_LUA });
     redis.defineCommand("cascadeIdempotencyMarkAdded", { numberOfKeys: 1, lua: MARK_ADDED_LUA });
     this.redis = redis as Commands;
   }
@@ -150,7 +152,11 @@ export class IdempotencyKeys {
    * it still names that job (another request may have taken it over meanwhile).
    */
   async release(tenant: string, idempotencyKey: string, jobId: string): Promise<void> {
-    await this.redis.cascadeIdempotencyRelease(this.key(tenant, idempotencyKey), jobId);
+    await this.redis.cascadeIdempotencyRelease(
+      this.key(tenant, idempotencyKey),
+      `${this.keys.bullPrefix}:${QUEUE_NAMES.completions}:${jobId}`,
+      jobId,
+    );
   }
 }
 

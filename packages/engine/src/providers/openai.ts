@@ -18,13 +18,14 @@ const SDK_SERVICE_TIERS = new Set(["auto", "default", "flex", "priority"]);
 /** Whether a provider gets OpenAI's own request fields (its `openai_fields`, else by its host). */
 export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" | "openai_fields">): boolean {
   if (provider.openai_fields !== undefined) return provider.openai_fields === "forward";
-  const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
+  const url = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL);
+  const host = url.hostname;
+  if (host === "api.openai.com" || host.endsWith(".openai.azure.com")) return true;
+  // AI Services and AI Foundry hosts serve other vendors' models too (under /models): their Azure
+  // OpenAI endpoints are the ones under /openai.
   return (
-    host === "api.openai.com" ||
-    // Azure OpenAI's resource hosts: classic, AI Services, and AI Foundry.
-    host.endsWith(".openai.azure.com") ||
-    host.endsWith(".cognitiveservices.azure.com") ||
-    host.endsWith(".services.ai.azure.com")
+    (host.endsWith(".cognitiveservices.azure.com") || host.endsWith(".services.ai.azure.com")) &&
+    url.pathname.startsWith("/openai")
   );
 }
 

@@ -85,7 +85,7 @@ interface HeldLine {
   line: number;
   /** The job has ended (BullMQ stored its result, or failed it): not the drain's. */
   finished: boolean;
-  /** The job's data, raw (undefined when the job is gone). */
+  /** The job's data, raw (null when the job is gone). */
   data: string | null;
   progress: string | null;
 }
