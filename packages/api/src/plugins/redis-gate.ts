@@ -1,12 +1,9 @@
-import { isRedisRefusal, type RedisClient } from "@cascade/shared";
+import { isRedisRefusal, isRefusalReply, type RedisClient } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-error.js";
 
 /** Seconds a client is told to wait before retrying while Redis is away. */
 export const RETRY_AFTER_S = 2;
-
-/** Redis's own "not now" replies other than OOM, as they start (see isRedisRefusal). */
-const REFUSAL_DETAIL = /^(MISCONF|READONLY|MASTERDOWN|LOADING|CLUSTERDOWN|TRYAGAIN|BUSY) /;
 
 /** ioredis's rejection of a command that was sent but not answered within its timeout. */
 const COMMAND_TIMED_OUT = "Command timed out";
@@ -22,7 +19,7 @@ export function redisUnavailable(detail?: string, method = "GET"): HttpError {
   const message = detail?.startsWith("OOM ")
     ? "Redis is out of memory (its maxmemory is reached) and refused to write; nothing was written: " +
       "retry in a few seconds (operators: raise maxmemory or free memory)"
-    : detail !== undefined && REFUSAL_DETAIL.test(detail)
+    : detail !== undefined && isRefusalReply(detail)
       ? `Redis refused the command for now (${detail}); retry in a few seconds`
       : !timedOut
         ? `Redis is not reachable${detail ? ` (${detail})` : ""}; retry in a few seconds`

@@ -11,24 +11,15 @@ export interface CallCharge {
   costUsd: number;
 }
 
-export interface UnfinishedCall {
+/** A call that produced no usable completion: what its CallRecord saw, and how it ended. */
+export interface UnfinishedCall
+  extends Pick<CallRecord, "promptEstimate" | "streamedCharacters" | "wholeAnswerTokens"> {
   /** Usage the provider reported although the call failed (a content-filtered completion). */
   usage: CompletionUsage | undefined;
-  /** Prompt tokens estimated before the call (the same estimate admission reserved). */
-  promptEstimate: number;
-  /** Characters of content and tool-call text already streamed to us. */
-  streamedCharacters: number;
   /** The provider had the request and may have worked on it: abandoned, or timed out. */
   abandoned: boolean;
   /** A stream the provider had begun to answer (a 2xx with events), though no text came. */
   answered?: boolean;
-  /**
-   * A call not streamed whose request went out: the output tokens its whole answer may take (its
-   * max_tokens, else the limit its adapter sent, Anthropic's 4096, else the contract's 1024). Charged when it was abandoned or timed out: a provider
-   * finishes and bills a non-streamed answer whether or not anyone is still listening. Unset for
-   * a request still waiting for a socket, which reached no provider.
-   */
-  wholeAnswerTokens?: number;
 }
 
 /**
@@ -60,10 +51,17 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
  * a call not streamed whose request was written makes the provider produce its whole answer.
  */
 export class CallRecord implements SentSink {
+  /** Characters of content and tool-call text already streamed to us. */
   streamedCharacters = 0;
   dispatched = false;
   answered = false;
-  /** Set once a call not streamed went out: the output its whole answer may take. */
+  /**
+   * A call not streamed whose request went out: the output tokens its whole answer may take (its
+   * max_tokens, else the limit its adapter sent, Anthropic's 4096, else the contract's 1024).
+   * Charged when it was abandoned or timed out: a provider finishes and bills a non-streamed answer
+   * whether or not anyone is still listening. Unset for a request still waiting for a socket, which
+   * reached no provider.
+   */
   wholeAnswerTokens: number | undefined = undefined;
 
   constructor(

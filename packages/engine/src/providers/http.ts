@@ -99,7 +99,7 @@ export function reportingSent(sink: SentSink): { headers: Record<string, string>
 const reportSent: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
   const headers = options.headers as Record<string, string> | null | undefined;
   const id = headers?.[SENT_HEADER];
-  if (id === undefined || headers === null || headers === undefined) return dispatch(options, handler);
+  if (!headers || id === undefined) return dispatch(options, handler);
   const { [SENT_HEADER]: _, ...rest } = headers;
   const sent = sendingCalls.get(id);
   return dispatch({ ...options, headers: rest }, sent ? new SentReporter(handler, sent) : handler);

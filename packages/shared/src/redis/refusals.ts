@@ -7,7 +7,12 @@
  */
 const REFUSAL_REPLY = /^(OOM|MISCONF|READONLY|MASTERDOWN|LOADING|CLUSTERDOWN|TRYAGAIN|BUSY) /;
 
+/** Whether a Redis error reply's text is a refusal for now (see REFUSAL_REPLY). */
+export function isRefusalReply(message: string): boolean {
+  return REFUSAL_REPLY.test(message);
+}
+
 /** Whether `error` is Redis refusing a command for now (see REFUSAL_REPLY). */
 export function isRedisRefusal(error: unknown): boolean {
-  return error instanceof Error && error.name === "ReplyError" && REFUSAL_REPLY.test(error.message);
+  return error instanceof Error && error.name === "ReplyError" && isRefusalReply(error.message);
 }
