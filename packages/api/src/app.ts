@@ -445,6 +445,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
         resilience.listen(breakerSubscriber),
       ]);
       alerts.start();
+      // Calls a killed process left in flight are charged by whichever process finds them (0033).
+      resilience.recoverStrandedCalls((charge) => requestObserver.charged?.(charge));
       // One round now: too few replicas is logged at start rather than at the first write.
       void replicaWait?.wait.probe();
     },
@@ -456,6 +458,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       streams.close();
       await app.close();
       // The last gateway requests' usage, dashboard and alert counts (gathered, written every 200 ms).
+      await resilience.journal.stopRecovery();
       await requestObserver.close?.();
       await alerts.stop();
       // The gateway's last settlements (spend, usage) are written before the process goes.

@@ -73,7 +73,11 @@ async function main(): Promise<void> {
     logger,
   });
   const webhookNotifier = createWebhookNotifier({ config, queue: webhookQueue, logger, clock: systemClock });
-  const resilience = new Resilience(connection, config, keys, logger, systemClock);
+  // A worker silent for its lock duration (10–30 s) has lost its jobs: its calls in flight are
+  // charged by another process then (ADR 0033).
+  const resilience = new Resilience(connection, config, keys, logger, systemClock, {
+    staleMs: Math.min(30_000, Math.max(10_000, settings.WORKER_LOCK_DURATION_MS)),
+  });
   // This process's metrics, served on METRICS_PORT when set (counters are per process).
   const metrics = createMetrics();
   resilience.onBreakerTransition(metrics.breakerTransition);
@@ -103,6 +107,8 @@ async function main(): Promise<void> {
   const observer = observeAll(requestObservers, (error) =>
     logger.error({ err: error }, "a request observer failed"),
   );
+  // Calls a killed process left in flight are charged by whichever process finds them (0033).
+  resilience.recoverStrandedCalls((charge) => observer.charged?.(charge));
   // Lines a cancel or expiry takes back are counted as the cancelled jobs they are.
   const batches = createBatchProcessing({
     config,
@@ -195,8 +201,9 @@ async function main(): Promise<void> {
         completions.close(settings.SHUTDOWN_TIMEOUT_MS).then(() => batches.close()),
         webhooks.close(settings.SHUTDOWN_TIMEOUT_MS),
       ]);
-      // The sweep counts failures too: stop it before the counts' last write.
+      // The sweep and the journal recovery count too: stop them before the counts' last write.
       await failedJobs.stop();
+      await resilience.journal.stopRecovery();
       // The last jobs' usage, dashboard and alert counts, once no job can end any more.
       await observer.close?.();
       await alerts.stop();

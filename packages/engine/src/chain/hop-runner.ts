@@ -336,6 +336,13 @@ export async function runHop(
     if (inFlight) context.resilience?.pools.callStarted(inFlight.key, inFlight.callId, timeouts.timeoutMs);
     context.events?.calling?.(hopIndex, target.providerId, target.deployment?.id);
     try {
+      // Written down before it goes out: a process killed with the call in flight still has it
+      // charged, by another process (ADR 0033).
+      if (admission.ticket && context.resilience)
+        await context.resilience.journalCall(admission.ticket, {
+          jobId: context.jobId,
+          firstModel: data.chain[0]?.model ?? hop.model,
+        });
       completion = await callHop(
         context,
         hop.model,

@@ -6,10 +6,12 @@ import {
   type Logger,
   type Reason,
   type RedisClient,
+  type StrayCharge,
   USAGE_TOTAL_FIELD,
   usageField,
 } from "@cascade/shared";
 import { PoolSignals } from "../pools/pool-signals.js";
+import { CallJournal, type CallJournalOptions, type JournalHandle } from "./call-journal.js";
 import { type HopPlan, HopPlans, type HopRequest } from "./hop-plan.js";
 import { Leases } from "./leases.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
@@ -27,6 +29,10 @@ export interface Ticket {
   probeUntil?: number;
   /** Cooldowns (KEYS indexes) whose 429 streak this call's success ends (admit.lua told). */
   streaks?: number[];
+  /** The call's entry in this process's journal of calls in flight (written before it went out). */
+  journal?: JournalHandle;
+  /** The usage fields the call's cost goes to, where already worked out. */
+  usageFields?: string[];
 }
 
 export type Admission =
@@ -74,6 +80,15 @@ export interface PlaceInLine extends PlaceHeld {
   waitMs: number;
 }
 
+/** The usage hash fields a call's cost goes to: the tenant's total, its model, route, user, deployment. */
+function usageFieldsOf(request: HopRequest): string[] {
+  const fields = [USAGE_TOTAL_FIELD, usageField("model", request.modelId)];
+  if (request.route) fields.push(usageField("route", request.route));
+  if (request.user !== undefined) fields.push(usageField("user", request.user));
+  if (request.deployment) fields.push(usageField("deployment", request.deployment.key));
+  return fields;
+}
+
 type Commands = RedisClient & {
   cascadeAdmit(
     numberOfKeys: number,
@@ -86,6 +101,8 @@ type Commands = RedisClient & {
 const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 100;
+/** How long a day's usage hash is kept. */
+const USAGE_TTL_S = 400 * 86_400;
 
 /** A breaker moved to state `to` (closed, open, half_open). Must not throw. */
 export type BreakerTransitionListener = (breakerId: string, to: string) => void;
@@ -119,6 +136,8 @@ export class Resilience {
   private transitionListener: BreakerTransitionListener | undefined;
   /** Pools: the deployments' state, calls in flight and latency, shared through Redis. */
   readonly pools: PoolSignals;
+  /** Calls sent and not yet settled, for when this process dies with them in flight (ADR 0033). */
+  readonly journal: CallJournal;
 
   constructor(
     redis: RedisClient,
@@ -128,7 +147,9 @@ export class Resilience {
     // Required, never defaulted: budget days and lease expiry must follow the clock the caller
     // runs on (tests and benches pass their own).
     private readonly clock: Clock,
+    journalOptions: CallJournalOptions = {},
   ) {
+    this.journal = new CallJournal(redis, keys, logger, journalOptions);
     this.plans = new HopPlans(config, keys);
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
@@ -251,6 +272,40 @@ export class Resilience {
       waitMs: wait >= 0 ? wait : undefined,
       detail: reply[3] ?? "",
     };
+  }
+
+  /**
+   * Writes the call's entry in this process's journal before it goes out (ADR 0033): should the
+   * process die before the call is settled, another charges its estimate. A call that costs
+   * nothing by its estimate is not written. Never rejects.
+   */
+  async journalCall(ticket: Ticket, call: { jobId: string | undefined; firstModel: string }): Promise<void> {
+    const { request, plan } = ticket;
+    if (!(request.costUsd > 0)) return;
+    const fields = usageFieldsOf(request);
+    ticket.usageFields = fields;
+    ticket.journal = await this.journal.open(
+      {
+        usageKey: plan.usageKey,
+        fields,
+        ttlSeconds: USAGE_TTL_S,
+        costUsd: request.costUsd,
+        tenant: request.tenant,
+        route: request.route,
+        firstModel: call.firstModel,
+        model: request.modelId,
+        jobId: call.jobId,
+      },
+      this.clock.now(),
+    );
+  }
+
+  /**
+   * Looks for journals of processes that stopped with calls in flight and charges those calls
+   * (usage at once; `onCharge` for the request counts, dashboard and metrics).
+   */
+  recoverStrandedCalls(onCharge: (charge: StrayCharge) => void): void {
+    this.journal.startRecovery(onCharge);
   }
 
   /**
@@ -379,15 +434,27 @@ export class Resilience {
       if (!this.leases.credit(key(budget.key), refund, nowMs))
         this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
     }
+    const journal = ticket.journal;
+    const fieldNames = ticket.usageFields ?? usageFieldsOf(request);
+    if (journal?.confirmed) {
+      // Counted only if no recovery took this process for dead and charged the call meanwhile.
+      this.batch.journaledUsage(
+        this.journal.key,
+        journal.field,
+        plan.usageKey,
+        cost,
+        USAGE_TTL_S,
+        fieldNames,
+      );
+      return urgent;
+    }
+    // An entry not confirmed before the call went out may still land: removed after it, on the
+    // same connection, while the usage goes the usual way.
+    if (journal) this.batch.dropJournalEntry(this.journal.key, journal.field);
     if (cost > 0) {
-      const fields: Record<string, number> = {
-        [USAGE_TOTAL_FIELD]: cost,
-        [usageField("model", request.modelId)]: cost,
-      };
-      if (request.route) fields[usageField("route", request.route)] = cost;
-      if (request.user !== undefined) fields[usageField("user", request.user)] = cost;
-      if (request.deployment) fields[usageField("deployment", request.deployment.key)] = cost;
-      this.batch.recordUsage(plan.usageKey, fields, 400 * 86_400);
+      const fields: Record<string, number> = {};
+      for (const field of fieldNames) fields[field] = cost;
+      this.batch.recordUsage(plan.usageKey, fields, USAGE_TTL_S);
     }
     return urgent;
   }
@@ -414,6 +481,8 @@ export class Resilience {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     await this.settlements.close(waitMs);
+    // After the settlements: what they could not write stays in the journal for another process.
+    await this.journal.close();
   }
 
   /** Writes the gathered settlements now (resolves when written, or when a retry is scheduled). */

@@ -12,6 +12,12 @@ export class SettleBatch {
   readonly usages = new Map<number, { fields: Map<string, number>; ttl_s: number }>();
   readonly windows = new Map<number, { window_ms: number; count: number }>();
   readonly calls = new Map<number, number>();
+  /**
+   * Journaled calls (call-journal.ts): each call's usage, written only if its journal entry is
+   * still there (removed with it), so a call a recovery already charged is not counted again; and
+   * entries to remove whose calls were counted above (their entry was not confirmed in time).
+   */
+  journal: { key: number; calls: Array<Array<string | number>>; drops: string[] } | undefined;
   size = 0;
 
   key(name: string): number {
@@ -58,6 +64,31 @@ export class SettleBatch {
     this.size += 1;
   }
 
+  /** A journaled call's usage: `cost` on each of `fields` of `usageKey`, if its entry is still in `journalKey`. */
+  journaledUsage(
+    journalKey: string,
+    entry: string,
+    usageKey: string,
+    cost: number,
+    ttlSeconds: number,
+    fields: readonly string[],
+  ): void {
+    if (!Number.isFinite(cost)) throw new TypeError(`usage for ${usageKey} is not a number: ${cost}`);
+    this.journalOf(journalKey).calls.push([entry, this.key(usageKey), cost, ttlSeconds, ...fields]);
+    this.size += 1;
+  }
+
+  /** Removes a journal entry whose call's usage went the usual way. */
+  dropJournalEntry(journalKey: string, entry: string): void {
+    this.journalOf(journalKey).drops.push(entry);
+    this.size += 1;
+  }
+
+  private journalOf(journalKey: string) {
+    if (!this.journal) this.journal = { key: this.key(journalKey), calls: [], drops: [] };
+    return this.journal;
+  }
+
   countCall(windowKey: string, windowMs: number, statsKeys: string[]): void {
     const index = this.key(windowKey);
     const entry = this.windows.get(index) ?? { window_ms: windowMs, count: 0 };
@@ -90,6 +121,7 @@ export class SettleBatch {
       windows: [...this.windows].map(([key, entry]) => ({ key, ...entry })),
       calls: [...this.calls].map(([key, count]) => ({ key, count })),
       stats: [],
+      ...(this.journal ? { journal: this.journal } : {}),
     };
     return { keys: this.keys, spec: JSON.stringify(spec) };
   }
@@ -101,6 +133,10 @@ export class SettleBatch {
     const usage: Record<string, number> = {};
     for (const [index, entry] of this.usages)
       usage[this.keys[index - 1] as string] = entry.fields.get("total") ?? 0;
+    for (const [, index, cost] of this.journal?.calls ?? []) {
+      const key = this.keys[(index as number) - 1] as string;
+      usage[key] = (usage[key] ?? 0) + (cost as number);
+    }
     return { budget_usd: budget, usage_usd: usage };
   }
 }

@@ -30,6 +30,13 @@ export interface Keys {
   requestCounts(tenant: string, day: string): string;
   /** Last settle batch of one worker process written to Redis (its sequence number), so a retried batch is applied once. */
   settleLedger(instanceId: string): string;
+  /**
+   * Calls one process has sent and not yet settled (hash: call id → what the call is charged if the
+   * process dies with it in flight; ADR 0033), and every such process by its last heartbeat
+   * (zset, Redis time in ms).
+   */
+  callJournal(instanceId: string): string;
+  readonly callJournals: string;
   /** Recent calls, errors, skips, requests and fallbacks of a provider, model or pool deployment (hash of per-minute counts). */
   stats(scope: "provider" | "model" | "deployment", id: string): string;
   /** Live events of a streaming job (a Redis stream: status, attempt, delta, restart, done). */
@@ -172,6 +179,8 @@ export function createKeys(prefix: string): Keys {
     usage: (tenant, day) => `${tag}:usage:${part(tenant)}:${day}`,
     requestCounts: (tenant, day) => `${tag}:request-counts:${part(tenant)}:${day}`,
     settleLedger: (instanceId) => `${tag}:settle-ledger:${instanceId}`,
+    callJournal: (instanceId) => `${tag}:call-journal:${instanceId}`,
+    callJournals: `${tag}:call-journals`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
     breakerChannel: `${tag}:breaker-changes`,
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,

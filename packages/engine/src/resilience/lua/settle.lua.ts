@@ -40,6 +40,11 @@ import {
  *   windows: [{ key, window_ms, count }],                   -- calls admitted in-process, batched
  *   calls: [{ key, count }],                                -- the same for per-minute stats
  *   stats: [keyIndex],
+ *   journal: { key, calls: [[entry, usageKey, cost, ttl_s, field...]], drops: [entry] } | absent,
+ *                             -- journaled calls (call-journal.ts): each call's usage is written
+ *                             -- only if its entry is still in the journal (a recovery that took
+ *                             -- the process for dead charged it already), removed with it; drops
+ *                             -- are entries whose calls' usage is in usages
  *   announce: { channel, message } | absent  -- published when a breaker moved or a cooldown was
  *                                            set, in this script, so that no client can see the
  *                                            new state before the message that invalidates every
@@ -150,6 +155,23 @@ for _, usage in ipairs(spec.usages or {}) do
     redis.call('HINCRBYFLOAT', KEYS[usage.key], field, amount)
   end
   redis.call('EXPIRE', KEYS[usage.key], usage.ttl_s)
+end
+
+if spec.journal and spec.journal ~= cjson.null then
+  local journal = KEYS[spec.journal.key]
+  local sums = {}
+  for _, c in ipairs(spec.journal.calls) do
+    if redis.call('HDEL', journal, c[1]) == 1 and c[3] ~= 0 then
+      local sum = sums[c[2]]
+      if not sum then sum = { ttl_s = c[4], fields = {} }; sums[c[2]] = sum end
+      for i = 5, #c do sum.fields[c[i]] = (sum.fields[c[i]] or 0) + c[3] end
+    end
+  end
+  for key, sum in pairs(sums) do
+    for field, amount in pairs(sum.fields) do redis.call('HINCRBYFLOAT', KEYS[key], field, amount) end
+    redis.call('EXPIRE', KEYS[key], sum.ttl_s)
+  end
+  for _, entry in ipairs(spec.journal.drops) do redis.call('HDEL', journal, entry) end
 end
 
 for _, w in ipairs(spec.windows or {}) do

@@ -1,0 +1,320 @@
+import { randomUUID } from "node:crypto";
+import type { Keys, Logger, RedisClient, StrayCharge } from "@cascade/shared";
+import { JOURNAL_CLAIM_LUA, JOURNAL_OPEN_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
+
+/**
+ * What a call is charged if the process that sent it dies before settling it (ADR 0033): the
+ * estimate its admission reserved, on the usage fields its settlement would have written.
+ */
+export interface JournalEntry {
+  usageKey: string;
+  /** Usage hash fields (total, model, route, user, deployment) that each get `costUsd`. */
+  fields: string[];
+  ttlSeconds: number;
+  costUsd: number;
+  tenant: string;
+  route: string | null;
+  firstModel: string;
+  model: string;
+  jobId: string | undefined;
+}
+
+/** An entry as stored: short names, one per field of JournalEntry. */
+interface StoredEntry {
+  u: string;
+  f: string[];
+  t: number;
+  c: number;
+  n: string;
+  r: string | null;
+  fm: string;
+  m: string;
+  j?: string;
+  a: number;
+}
+
+/** A call's place in the journal: `confirmed` once Redis had it before the call went out. */
+export interface JournalHandle {
+  field: string;
+  confirmed: boolean;
+}
+
+export interface CallJournalOptions {
+  /** A process whose heartbeat is older than this is taken for dead and its calls charged. */
+  staleMs?: number;
+  /** How often this process beats, and looks for dead processes' journals. */
+  heartbeatMs?: number;
+  recoverMs?: number;
+  /** How long a call waits for its entry to be written before it goes out unconfirmed. */
+  openWaitMs?: number;
+}
+
+/** Defaults: a process silent for 30 s is dead; beats every 5 s; looks every 10 s (jittered). */
+const STALE_MS = 30_000;
+const HEARTBEAT_MS = 5_000;
+const RECOVER_MS = 10_000;
+const OPEN_WAIT_MS = 250;
+/** A journal key outlives a process that died with no process left to recover it. */
+const JOURNAL_TTL_MS = 7 * 86_400_000;
+/** Dead processes' journals claimed per pass. */
+const CLAIMS_PER_PASS = 10;
+
+type Commands = RedisClient & {
+  cascadeJournalOpen(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
+  cascadeJournalStale(numberOfKeys: number, ...args: Array<string | number>): Promise<string[]>;
+  cascadeJournalClaim(numberOfKeys: number, ...args: Array<string | number>): Promise<string[]>;
+};
+
+/**
+ * The calls this process has sent and not yet settled, kept in Redis so that money a provider
+ * bills for a call in flight when its process is killed is still counted (ADR 0033).
+ *
+ * - `open` writes an entry before the call goes out; entries of calls starting in the same turn
+ *   of the event loop go in one script call, which also refreshes this process's heartbeat.
+ * - A settlement removes the entry in the same settle.lua call that writes the call's usage, and
+ *   writes that usage only if the entry was still there; recovery removes an entry and writes its
+ *   estimate in one script call too. So each call is counted once, by whichever comes first.
+ * - Every process with a journal beats every 5 s (Redis time). Any process finds journals whose
+ *   beat is over 30 s old and charges what is left in them: usage by tenant, route, model, user
+ *   and deployment at once, and the request counts, dashboard and metrics through `onCharge`.
+ *   Budgets already hold these calls: admission reserved the same estimate and nothing gave it back.
+ */
+export class CallJournal {
+  readonly key: string;
+  private readonly redis: Commands;
+  private readonly staleMs: number;
+  private readonly heartbeatMs: number;
+  private readonly recoverMs: number;
+  private readonly openWaitMs: number;
+  private sequence = 0;
+  private pending: string[] = [];
+  private written: Promise<boolean> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private recovery: NodeJS.Timeout | undefined;
+  private recovering: Promise<void> | undefined;
+  private closed = false;
+  private recoveryStopped = false;
+  /** When this process last failed to beat (or beat late): no recovery soon after, when live processes' beats may be due. */
+  private lastBeatFailureMs = 0;
+
+  constructor(
+    redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly logger: Logger,
+    options: CallJournalOptions = {},
+    readonly instanceId: string = randomUUID(),
+  ) {
+    redis.defineCommand("cascadeJournalOpen", { lua: JOURNAL_OPEN_LUA });
+    redis.defineCommand("cascadeJournalStale", { lua: JOURNAL_STALE_LUA });
+    redis.defineCommand("cascadeJournalClaim", { lua: JOURNAL_CLAIM_LUA });
+    this.redis = redis as Commands;
+    this.key = keys.callJournal(instanceId);
+    this.staleMs = options.staleMs ?? STALE_MS;
+    // Three beats missed before a process is taken for dead.
+    this.heartbeatMs = options.heartbeatMs ?? Math.min(HEARTBEAT_MS, Math.floor(this.staleMs / 3));
+    this.recoverMs = options.recoverMs ?? Math.min(RECOVER_MS, Math.floor(this.staleMs / 3));
+    this.openWaitMs = options.openWaitMs ?? OPEN_WAIT_MS;
+  }
+
+  /**
+   * Writes the entry of a call about to go out. Resolves once Redis has it, or after
+   * `openWaitMs` (unconfirmed: the call goes out anyway; its settlement counts it as before and
+   * removes the entry when it lands). Never rejects.
+   */
+  async open(entry: JournalEntry, nowMs: number): Promise<JournalHandle> {
+    this.sequence += 1;
+    const field = this.sequence.toString(36);
+    const stored: StoredEntry = {
+      u: entry.usageKey,
+      f: entry.fields,
+      t: entry.ttlSeconds,
+      c: entry.costUsd,
+      n: entry.tenant,
+      r: entry.route,
+      fm: entry.firstModel,
+      m: entry.model,
+      a: nowMs,
+    };
+    if (entry.jobId !== undefined) stored.j = entry.jobId;
+    this.pending.push(field, JSON.stringify(stored));
+    if (!this.written) {
+      this.written = new Promise<boolean>((resolve) => setImmediate(() => this.write(resolve)));
+      this.startHeartbeat();
+    }
+    return { field, confirmed: await this.written };
+  }
+
+  /** Sends the entries gathered this turn in one script call (which beats too). */
+  private write(resolve: (confirmed: boolean) => void): void {
+    const pairs = this.pending;
+    this.pending = [];
+    this.written = undefined;
+    let settled = false;
+    const done = (confirmed: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(confirmed);
+    };
+    const timer = setTimeout(() => done(false), this.openWaitMs);
+    this.redis
+      .cascadeJournalOpen(2, this.key, this.keys.callJournals, this.instanceId, JOURNAL_TTL_MS, ...pairs)
+      .then(
+        () => done(true),
+        (error: Error) => {
+          this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
+          done(false);
+        },
+      );
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat || this.closed) return;
+    this.heartbeat = setInterval(() => void this.beat(), this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private async beat(): Promise<void> {
+    const startedMs = Date.now();
+    try {
+      await this.redis.cascadeJournalOpen(
+        2,
+        this.key,
+        this.keys.callJournals,
+        this.instanceId,
+        JOURNAL_TTL_MS,
+      );
+      // A beat held up (Redis away, its command queued) means others' beats were held up too.
+      if (Date.now() - startedMs > this.heartbeatMs / 2) this.lastBeatFailureMs = Date.now();
+    } catch {
+      this.lastBeatFailureMs = Date.now();
+    }
+  }
+
+  /**
+   * Looks for dead processes' journals every `recoverMs` (jittered) and charges what they hold;
+   * `onCharge` hears of each call charged (request counts, dashboard, metrics).
+   */
+  startRecovery(onCharge: (charge: StrayCharge) => void): void {
+    if (this.recovery || this.closed) return;
+    this.recoveryStopped = false;
+    // Beating from the start, with or without calls: a beat held up says Redis was away (recover).
+    this.startHeartbeat();
+    void this.beat();
+    const schedule = () => {
+      const delay = this.recoverMs * (0.75 + Math.random() / 2);
+      this.recovery = setTimeout(() => {
+        this.recovering = this.recover(onCharge)
+          .then(() => undefined)
+          .catch((error: Error) =>
+            this.logger.warn({ err: error.message }, "could not look for calls left by stopped processes"),
+          )
+          .finally(() => {
+            this.recovering = undefined;
+            if (!this.recoveryStopped) schedule();
+          });
+      }, delay);
+      this.recovery.unref();
+    };
+    schedule();
+  }
+
+  /** Stops looking for dead processes' journals; resolves once a pass under way has ended. */
+  async stopRecovery(): Promise<void> {
+    this.recoveryStopped = true;
+    if (this.recovery) clearTimeout(this.recovery);
+    this.recovery = undefined;
+    await this.recovering;
+  }
+
+  /** One pass: charges the calls left in journals whose process stopped beating. */
+  async recover(onCharge: (charge: StrayCharge) => void): Promise<number> {
+    // Right after Redis came back, live processes may not have beaten yet.
+    if (Date.now() - this.lastBeatFailureMs < 2 * this.heartbeatMs) return 0;
+    const stale = await this.redis.cascadeJournalStale(
+      1,
+      this.keys.callJournals,
+      this.staleMs,
+      CLAIMS_PER_PASS,
+    );
+    let charged = 0;
+    for (const instanceId of stale) {
+      if (instanceId === this.instanceId) continue;
+      charged += await this.claim(instanceId, onCharge);
+    }
+    return charged;
+  }
+
+  private async claim(instanceId: string, onCharge: (charge: StrayCharge) => void): Promise<number> {
+    const journalKey = this.keys.callJournal(instanceId);
+    const raw = await this.redis.hgetall(journalKey);
+    const keys = [this.keys.callJournals, journalKey];
+    const positions = new Map<string, number>();
+    const entries = new Map<string, StoredEntry>();
+    const args: Array<string | number> = [instanceId, this.staleMs];
+    for (const [field, value] of Object.entries(raw)) {
+      let entry: StoredEntry;
+      try {
+        entry = JSON.parse(value) as StoredEntry;
+      } catch {
+        continue;
+      }
+      let position = positions.get(entry.u);
+      if (position === undefined) {
+        keys.push(entry.u);
+        position = keys.length;
+        positions.set(entry.u, position);
+      }
+      entries.set(field, entry);
+      args.push(field, position);
+    }
+    const claimed = await this.redis.cascadeJournalClaim(keys.length, ...keys, ...args);
+    let costUsd = 0;
+    const nowMs = Date.now();
+    for (const field of claimed) {
+      const entry = entries.get(field);
+      if (!entry) continue;
+      costUsd += entry.c;
+      onCharge({
+        tenant: entry.n,
+        route: entry.r,
+        firstModel: entry.fm,
+        model: entry.m,
+        costUsd: entry.c,
+        atMs: nowMs,
+      });
+    }
+    if (claimed.length > 0) {
+      this.logger.warn(
+        {
+          instance: instanceId,
+          calls: claimed.length,
+          cost_usd: costUsd,
+          job_ids: [...new Set(claimed.map((field) => entries.get(field)?.j).filter(Boolean))].slice(0, 20),
+        },
+        "charged calls a stopped process left in flight (their estimate: the process died before they settled)",
+      );
+    }
+    return claimed.length;
+  }
+
+  /**
+   * Stops beating and recovering; once this process's settlements are written (call after the
+   * settle queue's close), removes its journal if nothing is left in it. What is left (a
+   * settlement that could not be written) stays for another process to charge.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    await this.stopRecovery();
+    try {
+      if ((await this.redis.hlen(this.key)) === 0) {
+        await this.redis.zrem(this.keys.callJournals, this.instanceId);
+        await this.redis.del(this.key);
+      }
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, "could not remove this process's journal of calls");
+    }
+  }
+}

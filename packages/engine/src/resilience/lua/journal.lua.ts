@@ -1,0 +1,69 @@
+/**
+ * The journal of calls in flight (call-journal.ts, ADR 0033). Heartbeats are Redis time, so a
+ * process whose clock is off neither looks dead nor keeps a dead one alive.
+ */
+
+/**
+ * journal-open.lua — writes entries of calls about to go out (none: a heartbeat) and beats.
+ * KEYS[1]: this process's journal (hash); KEYS[2]: the journals (zset by last beat).
+ * ARGV[1]: this process's id; ARGV[2]: the journal's lifetime, ms; ARGV[3..]: field, entry pairs.
+ */
+export const JOURNAL_OPEN_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if #ARGV > 2 then
+  -- In slices: unpack() has a limit on how many values it returns.
+  for first = 3, #ARGV, 2000 do
+    redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(#ARGV, first + 1999)))
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return 1
+`;
+
+/**
+ * journal-stale.lua — processes whose last beat is older than ARGV[1] ms (at most ARGV[2]).
+ * KEYS[1]: the journals (zset).
+ */
+export const JOURNAL_STALE_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+`;
+
+/**
+ * journal-claim.lua — charges the calls a dead process left: each entry still there is removed
+ * and its estimate added to its usage fields, in one step with the check that the process is
+ * still silent (one that beat again since it was found keeps its journal). The journal and its
+ * heartbeat go once empty.
+ * KEYS[1]: the journals (zset); KEYS[2]: the dead process's journal; KEYS[3..]: usage hashes.
+ * ARGV[1]: the process's id; ARGV[2]: stale after, ms; ARGV[3..]: field, usage key index pairs.
+ * Returns the fields charged.
+ */
+export const JOURNAL_CLAIM_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if beat == nil or beat > now - tonumber(ARGV[2]) then return {} end
+local claimed = {}
+for i = 3, #ARGV, 2 do
+  local field = ARGV[i]
+  local value = redis.call('HGET', KEYS[2], field)
+  if value then
+    redis.call('HDEL', KEYS[2], field)
+    local entry = cjson.decode(value)
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    if entry.c > 0 then
+      for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
+      redis.call('EXPIRE', key, entry.t)
+    end
+    table.insert(claimed, field)
+  end
+end
+if redis.call('HLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return claimed
+`;

@@ -1,0 +1,101 @@
+/**
+ * No dollar a provider bills goes uncounted, even when the process that made the call is killed
+ * with it in flight (ADR 0033). A worker SIGKILLed with three non-streamed calls sent (the
+ * provider finishes and bills those whoever listens): another process finds the dead worker's
+ * journal of calls in flight and charges each its estimate, the same amount the tenant's budget
+ * had reserved for it and nothing gave back; the jobs are run again by another worker and charged
+ * as usual. So the tenant's spend, GET /v1/usage (total and the route's row) and the jobs' own
+ * costs plus the dead calls all agree.
+ *
+ * Prices: $1000 per million tokens, i.e. $0.001 a token; PROMPT is estimated at 20 tokens, so a
+ * call with max_tokens 100 reserves (20 + 100) × $0.001 = $0.12.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keysMatching } from "../support/redis-clients.js";
+import type { Json } from "./helpers.js";
+import { type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
+
+const KEY = "killed-call-key-1";
+const PROMPT = "Forty characters of prompt, exactly here"; // 40 characters: 10 + 10 tokens
+const RESERVED_USD = 0.12;
+const CALLS = 3;
+
+let stack: ResilienceStack;
+
+beforeAll(async () => {
+  stack = await startResilienceStack({
+    label: "killcharge",
+    config: (url: string) => ({
+      providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
+      models: { a: { provider: "p", name: "up-a", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
+      routes: { default: { chain: [{ model: "a", timeout_ms: 60_000 }] } },
+      tenants: { acme: { api_keys_env: "ACME_KEYS", budget: { daily_usd: 50 } } },
+    }),
+    workers: 1,
+    concurrency: 5,
+    // A dead worker's journal is charged once it has been silent for 10 s (its lock, at least 10 s).
+    env: { ACME_KEYS: KEY, WORKER_LOCK_DURATION_MS: "3000" },
+  });
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function books() {
+  const keys = await keysMatching(stack.redis, `${stack.tag}:spend:tenant:acme:d:*`);
+  const spend = keys.length ? Number(await stack.redis.get(keys[0] as string)) : 0;
+  const usage = (await stack.request("GET", "/v1/usage", undefined, KEY)).body;
+  return { spend, total: usage.cost_usd as number, route: usage.routes?.default?.cost_usd as number };
+}
+
+describe("a process killed with calls in flight", () => {
+  it("has those calls charged by another process: spend, usage and its route's row agree", async () => {
+    stack.fake.script("up-a", { kind: "hang" }, { kind: "hang" }, { kind: "hang" });
+    stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
+    const ids = await Promise.all(
+      Array.from({ length: CALLS }, () =>
+        stack.submit({ request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } }, KEY),
+      ),
+    );
+    const [workerA] = stack.workers;
+    if (!workerA) throw new Error("no worker");
+    const deadline = Date.now() + 15_000;
+    while (stack.fake.callsFor("up-a").length < CALLS && Date.now() < deadline) await sleep(50);
+    expect(stack.fake.callsFor("up-a")).toHaveLength(CALLS);
+    // The budget lease A took for them has ended (250 ms) and gone back: only the calls' own
+    // reservations stay spent when A dies.
+    await sleep(1_000);
+    workerA.kill("SIGKILL");
+    await workerA.waitForExit();
+    await stack.startWorker("killcharge-worker-B");
+
+    const jobs: Json[] = await stack.waitAll(ids, 60_000, KEY);
+    for (const job of jobs) expect(job).toMatchObject({ status: "succeeded", model: "a" });
+    const fromJobs = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
+    expect(fromJobs).toBeGreaterThan(0);
+    const expected = fromJobs + CALLS * RESERVED_USD;
+
+    // The dead worker's journal is found within its stale time and a recovery pass.
+    let figures = await books();
+    const until = Date.now() + 30_000;
+    while (Math.abs(figures.total - expected) > 1e-6 && Date.now() < until) {
+      await sleep(500);
+      figures = await books();
+    }
+    expect(figures.total).toBeCloseTo(expected, 6);
+    expect(figures.spend).toBeCloseTo(expected, 6);
+    expect(figures.route).toBeCloseTo(expected, 6);
+    // Charged once: later passes find nothing more.
+    await sleep(8_000);
+    const later = await books();
+    expect(later.total).toBeCloseTo(expected, 6);
+    expect(later.route).toBeCloseTo(expected, 6);
+    // Nothing is left behind: the dead worker's journal and heartbeat are gone.
+    const journals = await stack.redis.zrange(`${stack.tag}:call-journals`, 0, -1);
+    const left = await keysMatching(stack.redis, `${stack.tag}:call-journal:*`);
+    for (const key of left) expect(await stack.redis.hlen(key), key).toBe(0);
+    // The live processes (the API, worker B) beat; the dead one is gone from the list.
+    expect(journals.length).toBe(2);
+  }, 90_000);
+});
