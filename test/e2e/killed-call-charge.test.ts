@@ -79,7 +79,10 @@ describe("a process killed with calls in flight", () => {
     // The dead worker's journal is found within its stale time and a recovery pass.
     let figures = await books();
     const until = Date.now() + 30_000;
-    while (Math.abs(figures.total - expected) > 1e-6 && Date.now() < until) {
+    // Usage is written with the claim; the route's row follows with the counts' next write.
+    const off = () =>
+      [figures.total, figures.spend, figures.route].some((x) => Math.abs(x - expected) > 1e-6);
+    while (off() && Date.now() < until) {
       await sleep(500);
       figures = await books();
     }
@@ -98,4 +101,60 @@ describe("a process killed with calls in flight", () => {
     // The live processes (the API, worker B) beat; the dead one is gone from the list.
     expect(journals.length).toBe(2);
   }, 90_000);
+
+  it("a process only paused past its stale time brings the recovery's estimate to the real cost when it resumes", async () => {
+    const answer = { kind: "ok" as const, content: "the same answer" };
+    // A's calls answer while A is stopped; what B calls answers at once, the same text.
+    stack.fake.script("up-a", { ...answer, delayMs: 6_000 }, { ...answer, delayMs: 6_000 });
+    stack.fake.setDefault("up-a", answer);
+    const before = await books();
+    const calledBefore = stack.fake.callsFor("up-a").length;
+    const workerA = await stack.startWorker("killcharge-worker-C");
+    const workerB = stack.workers.find((worker) => worker.name === "killcharge-worker-B");
+    // B steps aside while C takes the jobs: stopped for good, so only C holds them.
+    await workerB?.stop(5_000);
+    const ids = await Promise.all(
+      Array.from({ length: 2 }, () =>
+        stack.submit({ request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } }, KEY),
+      ),
+    );
+    const deadline = Date.now() + 15_000;
+    while (stack.fake.callsFor("up-a").length < calledBefore + 2 && Date.now() < deadline) await sleep(50);
+    await sleep(1_000);
+    workerA.kill("SIGSTOP");
+    try {
+      await stack.startWorker("killcharge-worker-D");
+      const jobs: Json[] = await stack.waitAll(ids, 60_000, KEY);
+      for (const job of jobs) expect(job).toMatchObject({ status: "succeeded", model: "a" });
+      const fromJobs = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
+      // Recovered while C is stopped: each of its calls charged the estimate.
+      const recovered = before.total + fromJobs + 2 * RESERVED_USD;
+      let figures = await books();
+      const until = Date.now() + 30_000;
+      while (Math.abs(figures.total - recovered) > 1e-6 && Date.now() < until) {
+        await sleep(500);
+        figures = await books();
+      }
+      expect(figures.total).toBeCloseTo(recovered, 6);
+      workerA.kill("SIGCONT");
+      // C reads its answers and settles them: each call's estimate becomes its real cost (one
+      // job's, the same answer), in usage and in the budget alike.
+      const settled = before.total + 2 * fromJobs;
+      const settledBy = Date.now() + 20_000;
+      while (
+        (Math.abs(figures.total - settled) > 1e-6 || Math.abs(figures.spend - settled) > 1e-6) &&
+        Date.now() < settledBy
+      ) {
+        await sleep(500);
+        figures = await books();
+      }
+      expect(figures.total).toBeCloseTo(settled, 6);
+      expect(figures.spend).toBeCloseTo(settled, 6);
+      // The route's row may count C's calls twice (the recovery's and C's stray charge, ADR
+      // 0033), never fewer.
+      expect(figures.route).toBeGreaterThanOrEqual(settled - 1e-6);
+    } finally {
+      workerA.kill("SIGCONT");
+    }
+  }, 120_000);
 });

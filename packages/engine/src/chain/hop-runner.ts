@@ -339,7 +339,7 @@ export async function runHop(
       // Written down before it goes out: a process killed with the call in flight still has it
       // charged, by another process (ADR 0033).
       if (admission.ticket && context.resilience)
-        await context.resilience.journalCall(admission.ticket, {
+        context.resilience.journalCall(admission.ticket, {
           jobId: context.jobId,
           firstModel: data.chain[0]?.model ?? hop.model,
         });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Keys, Logger, RedisClient, StrayCharge } from "@cascade/shared";
-import { JOURNAL_CLAIM_LUA, JOURNAL_OPEN_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
+import { JOURNAL_BEAT_LUA, JOURNAL_CLAIM_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
 
 /**
  * What a call is charged if the process that sent it dies before settling it (ADR 0033): the
@@ -33,7 +33,7 @@ interface StoredEntry {
   a: number;
 }
 
-/** A call's place in the journal: `confirmed` once Redis had it before the call went out. */
+/** A call's place in the journal: `confirmed` once Redis answered its write. */
 export interface JournalHandle {
   field: string;
   confirmed: boolean;
@@ -45,22 +45,21 @@ export interface CallJournalOptions {
   /** How often this process beats, and looks for dead processes' journals. */
   heartbeatMs?: number;
   recoverMs?: number;
-  /** How long a call waits for its entry to be written before it goes out unconfirmed. */
-  openWaitMs?: number;
 }
 
 /** Defaults: a process silent for 30 s is dead; beats every 5 s; looks every 10 s (jittered). */
 const STALE_MS = 30_000;
 const HEARTBEAT_MS = 5_000;
 const RECOVER_MS = 10_000;
-const OPEN_WAIT_MS = 250;
+/** A journal that cannot be written is said once per this. */
+const WARN_EVERY_MS = 10_000;
 /** A journal key outlives a process that died with no process left to recover it. */
 const JOURNAL_TTL_MS = 7 * 86_400_000;
 /** Dead processes' journals claimed per pass. */
 const CLAIMS_PER_PASS = 10;
 
 type Commands = RedisClient & {
-  cascadeJournalOpen(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
+  cascadeJournalBeat(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   cascadeJournalStale(numberOfKeys: number, ...args: Array<string | number>): Promise<string[]>;
   cascadeJournalClaim(numberOfKeys: number, ...args: Array<string | number>): Promise<string[]>;
 };
@@ -69,8 +68,8 @@ type Commands = RedisClient & {
  * The calls this process has sent and not yet settled, kept in Redis so that money a provider
  * bills for a call in flight when its process is killed is still counted (ADR 0033).
  *
- * - `open` writes an entry before the call goes out; entries of calls starting in the same turn
- *   of the event loop go in one script call, which also refreshes this process's heartbeat.
+ * - `open` writes an entry before the call goes out (its command leaves before the request does;
+ *   nothing waits for it).
  * - A settlement removes the entry in the same settle.lua call that writes the call's usage, and
  *   writes that usage only if the entry was still there; recovery removes an entry and writes its
  *   estimate in one script call too. So each call is counted once, by whichever comes first.
@@ -85,10 +84,8 @@ export class CallJournal {
   private readonly staleMs: number;
   private readonly heartbeatMs: number;
   private readonly recoverMs: number;
-  private readonly openWaitMs: number;
   private sequence = 0;
-  private pending: string[] = [];
-  private written: Promise<boolean> | undefined;
+  private lastWriteWarningMs = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private recovery: NodeJS.Timeout | undefined;
   private recovering: Promise<void> | undefined;
@@ -104,7 +101,7 @@ export class CallJournal {
     options: CallJournalOptions = {},
     readonly instanceId: string = randomUUID(),
   ) {
-    redis.defineCommand("cascadeJournalOpen", { lua: JOURNAL_OPEN_LUA });
+    redis.defineCommand("cascadeJournalBeat", { lua: JOURNAL_BEAT_LUA });
     redis.defineCommand("cascadeJournalStale", { lua: JOURNAL_STALE_LUA });
     redis.defineCommand("cascadeJournalClaim", { lua: JOURNAL_CLAIM_LUA });
     this.redis = redis as Commands;
@@ -113,17 +110,17 @@ export class CallJournal {
     // Three beats missed before a process is taken for dead.
     this.heartbeatMs = options.heartbeatMs ?? Math.min(HEARTBEAT_MS, Math.floor(this.staleMs / 3));
     this.recoverMs = options.recoverMs ?? Math.min(RECOVER_MS, Math.floor(this.staleMs / 3));
-    this.openWaitMs = options.openWaitMs ?? OPEN_WAIT_MS;
   }
 
   /**
-   * Writes the entry of a call about to go out. Resolves once Redis has it, or after
-   * `openWaitMs` (unconfirmed: the call goes out anyway; its settlement counts it as before and
-   * removes the entry when it lands). Never rejects.
+   * Writes the entry of a call about to go out: the command is on its way to Redis (written to
+   * the connection's socket) before the call's request is, and is not waited for. The handle is
+   * `confirmed` once Redis answered it; a settlement that comes first counts the call as before
+   * and removes the entry after it (same connection, so in order).
    */
-  async open(entry: JournalEntry, nowMs: number): Promise<JournalHandle> {
+  open(entry: JournalEntry, nowMs: number): JournalHandle {
     this.sequence += 1;
-    const field = this.sequence.toString(36);
+    const handle: JournalHandle = { field: this.sequence.toString(36), confirmed: false };
     const stored: StoredEntry = {
       u: entry.usageKey,
       f: entry.fields,
@@ -136,36 +133,22 @@ export class CallJournal {
       a: nowMs,
     };
     if (entry.jobId !== undefined) stored.j = entry.jobId;
-    this.pending.push(field, JSON.stringify(stored));
-    if (!this.written) {
-      this.written = new Promise<boolean>((resolve) => setImmediate(() => this.write(resolve)));
+    if (!this.heartbeat) {
       this.startHeartbeat();
+      void this.beat();
     }
-    return { field, confirmed: await this.written };
-  }
-
-  /** Sends the entries gathered this turn in one script call (which beats too). */
-  private write(resolve: (confirmed: boolean) => void): void {
-    const pairs = this.pending;
-    this.pending = [];
-    this.written = undefined;
-    let settled = false;
-    const done = (confirmed: boolean) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(confirmed);
-    };
-    const timer = setTimeout(() => done(false), this.openWaitMs);
-    this.redis
-      .cascadeJournalOpen(2, this.key, this.keys.callJournals, this.instanceId, JOURNAL_TTL_MS, ...pairs)
-      .then(
-        () => done(true),
-        (error: Error) => {
-          this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
-          done(false);
-        },
-      );
+    this.redis.hset(this.key, handle.field, JSON.stringify(stored)).then(
+      () => {
+        handle.confirmed = true;
+      },
+      (error: Error) => {
+        const nowMs = Date.now();
+        if (nowMs - this.lastWriteWarningMs < WARN_EVERY_MS) return;
+        this.lastWriteWarningMs = nowMs;
+        this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
+      },
+    );
+    return handle;
   }
 
   private startHeartbeat(): void {
@@ -177,7 +160,7 @@ export class CallJournal {
   private async beat(): Promise<void> {
     const startedMs = Date.now();
     try {
-      await this.redis.cascadeJournalOpen(
+      await this.redis.cascadeJournalBeat(
         2,
         this.key,
         this.keys.callJournals,

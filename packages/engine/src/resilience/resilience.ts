@@ -277,14 +277,14 @@ export class Resilience {
   /**
    * Writes the call's entry in this process's journal before it goes out (ADR 0033): should the
    * process die before the call is settled, another charges its estimate. A call that costs
-   * nothing by its estimate is not written. Never rejects.
+   * nothing by its estimate is not written. Waits for nothing, never throws.
    */
-  async journalCall(ticket: Ticket, call: { jobId: string | undefined; firstModel: string }): Promise<void> {
+  journalCall(ticket: Ticket, call: { jobId: string | undefined; firstModel: string }): void {
     const { request, plan } = ticket;
     if (!(request.costUsd > 0)) return;
     const fields = usageFieldsOf(request);
     ticket.usageFields = fields;
-    ticket.journal = await this.journal.open(
+    ticket.journal = this.journal.open(
       {
         usageKey: plan.usageKey,
         fields,
@@ -437,15 +437,14 @@ export class Resilience {
     const journal = ticket.journal;
     const fieldNames = ticket.usageFields ?? usageFieldsOf(request);
     if (journal?.confirmed) {
-      // Counted only if no recovery took this process for dead and charged the call meanwhile.
-      this.batch.journaledUsage(
-        this.journal.key,
-        journal.field,
-        plan.usageKey,
+      // A recovery that took this process for dead and charged the estimate meanwhile is corrected.
+      this.batch.journaledUsage(this.journal.key, journal.field, {
+        key: plan.usageKey,
         cost,
-        USAGE_TTL_S,
-        fieldNames,
-      );
+        estimate: request.costUsd,
+        ttlSeconds: USAGE_TTL_S,
+        fields: fieldNames,
+      });
       return urgent;
     }
     // An entry not confirmed before the call went out may still land: removed after it, on the

@@ -64,17 +64,18 @@ export class SettleBatch {
     this.size += 1;
   }
 
-  /** A journaled call's usage: `cost` on each of `fields` of `usageKey`, if its entry is still in `journalKey`. */
+  /**
+   * A journaled call's usage: `cost` on each of `fields` of `usageKey`, its entry in `journalKey`
+   * removed; where a recovery had charged it `estimate` already, only the difference.
+   */
   journaledUsage(
     journalKey: string,
     entry: string,
-    usageKey: string,
-    cost: number,
-    ttlSeconds: number,
-    fields: readonly string[],
+    usage: { key: string; cost: number; estimate: number; ttlSeconds: number; fields: readonly string[] },
   ): void {
-    if (!Number.isFinite(cost)) throw new TypeError(`usage for ${usageKey} is not a number: ${cost}`);
-    this.journalOf(journalKey).calls.push([entry, this.key(usageKey), cost, ttlSeconds, ...fields]);
+    const { key, cost, estimate, ttlSeconds, fields } = usage;
+    if (!Number.isFinite(cost)) throw new TypeError(`usage for ${key} is not a number: ${cost}`);
+    this.journalOf(journalKey).calls.push([entry, this.key(key), cost, ttlSeconds, estimate, ...fields]);
     this.size += 1;
   }
 

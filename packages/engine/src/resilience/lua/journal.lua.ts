@@ -4,20 +4,15 @@
  */
 
 /**
- * journal-open.lua — writes entries of calls about to go out (none: a heartbeat) and beats.
+ * journal-beat.lua — this process is alive: its beat (Redis time), and its journal's lifetime
+ * (entries are written by plain HSETs, call-journal.ts).
  * KEYS[1]: this process's journal (hash); KEYS[2]: the journals (zset by last beat).
- * ARGV[1]: this process's id; ARGV[2]: the journal's lifetime, ms; ARGV[3..]: field, entry pairs.
+ * ARGV[1]: this process's id; ARGV[2]: the journal's lifetime, ms.
  */
-export const JOURNAL_OPEN_LUA = `
+export const JOURNAL_BEAT_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if #ARGV > 2 then
-  -- In slices: unpack() has a limit on how many values it returns.
-  for first = 3, #ARGV, 2000 do
-    redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(#ARGV, first + 1999)))
-  end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return 1
 `;

@@ -40,11 +40,11 @@ import {
  *   windows: [{ key, window_ms, count }],                   -- calls admitted in-process, batched
  *   calls: [{ key, count }],                                -- the same for per-minute stats
  *   stats: [keyIndex],
- *   journal: { key, calls: [[entry, usageKey, cost, ttl_s, field...]], drops: [entry] } | absent,
- *                             -- journaled calls (call-journal.ts): each call's usage is written
- *                             -- only if its entry is still in the journal (a recovery that took
- *                             -- the process for dead charged it already), removed with it; drops
- *                             -- are entries whose calls' usage is in usages
+ *   journal: { key, calls: [[entry, usageKey, cost, ttl_s, estimate, field...]], drops: [entry] } | absent,
+ *                             -- journaled calls (call-journal.ts): each call's entry is removed
+ *                             -- and its cost written; if the entry was gone (a recovery took this
+ *                             -- process for dead and charged the estimate), only cost − estimate;
+ *                             -- drops are entries whose calls' usage is in usages
  *   announce: { channel, message } | absent  -- published when a breaker moved or a cooldown was
  *                                            set, in this script, so that no client can see the
  *                                            new state before the message that invalidates every
@@ -161,10 +161,14 @@ if spec.journal and spec.journal ~= cjson.null then
   local journal = KEYS[spec.journal.key]
   local sums = {}
   for _, c in ipairs(spec.journal.calls) do
-    if redis.call('HDEL', journal, c[1]) == 1 and c[3] ~= 0 then
+    -- A call a recovery charged its estimate (this process was taken for dead) is brought to its
+    -- real cost: the budget is settled to that too.
+    local amount = c[3]
+    if redis.call('HDEL', journal, c[1]) == 0 then amount = c[3] - c[5] end
+    if amount ~= 0 then
       local sum = sums[c[2]]
       if not sum then sum = { ttl_s = c[4], fields = {} }; sums[c[2]] = sum end
-      for i = 5, #c do sum.fields[c[i]] = (sum.fields[c[i]] or 0) + c[3] end
+      for i = 6, #c do sum.fields[c[i]] = (sum.fields[c[i]] or 0) + amount end
     end
   end
   for key, sum in pairs(sums) do
