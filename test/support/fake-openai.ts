@@ -358,6 +358,7 @@ async function sendCompletion(
   const [id, created] = [randomId("chatcmpl-", 29), Math.floor(Date.now() / 1000)];
   const head = (object: string) => ({ id, object, created, model: body.model });
 
+  const logprobs = logprobsAsked(body);
   if (body.stream !== true) {
     const message = {
       role: "assistant",
@@ -368,7 +369,19 @@ async function sendCompletion(
     };
     const completion = {
       ...head("chat.completion"),
-      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }],
+      choices: [
+        {
+          index: 0,
+          message,
+          logprobs: logprobs
+            ? {
+                content: content === null ? null : tokenLogprobs(splitText(content), logprobs.top),
+                refusal: refusal === null ? null : tokenLogprobs(splitText(refusal), logprobs.top),
+              }
+            : null,
+          finish_reason: finishReason,
+        },
+      ],
       usage,
       service_tier: "default",
       system_fingerprint: SYSTEM_FINGERPRINT,
@@ -388,23 +401,35 @@ async function sendCompletion(
     ...(includeUsage ? { usage: null } : {}),
     ...extra,
   });
-  const choice = (delta: object, finish_reason: Nullable = null) => ({
+  const choice = (delta: object, finish_reason: Nullable = null, choiceLogprobs: unknown = null) => ({
     index: 0,
     delta,
-    logprobs: null,
+    logprobs: choiceLogprobs,
     finish_reason,
   });
+  // Asked for, OpenAI's role chunk carries empty log probabilities, each token's chunk its own.
+  const pieceLogprobs = (piece: string, position: number, of: "content" | "refusal") => {
+    if (!logprobs) return null;
+    const entries = tokenLogprobs([piece], logprobs.top, position);
+    return of === "content" ? { content: entries, refusal: null } : { content: null, refusal: entries };
+  };
   const chunks: unknown[] = [
     chunk([
-      choice({
-        role: "assistant",
-        content: content === null ? null : "",
-        refusal: refusal === null ? null : "",
-      }),
+      choice(
+        {
+          role: "assistant",
+          content: content === null ? null : "",
+          refusal: refusal === null ? null : "",
+        },
+        null,
+        logprobs ? { content: [], refusal: null } : null,
+      ),
     ]),
   ];
-  for (const piece of splitText(content ?? "")) chunks.push(chunk([choice({ content: piece })]));
-  for (const piece of splitText(refusal ?? "")) chunks.push(chunk([choice({ refusal: piece })]));
+  for (const [position, piece] of splitText(content ?? "").entries())
+    chunks.push(chunk([choice({ content: piece }, null, pieceLogprobs(piece, position, "content"))]));
+  for (const [position, piece] of splitText(refusal ?? "").entries())
+    chunks.push(chunk([choice({ refusal: piece }, null, pieceLogprobs(piece, position, "refusal"))]));
   toolCalls.forEach((call, index) => {
     const opening = { index, id: call.id, type: "function", function: { ...call.function, arguments: "" } };
     chunks.push(chunk([choice({ tool_calls: [opening] })]));
@@ -434,6 +459,35 @@ async function sendCompletion(
   if (fault?.kind === "stall") return hang(context.signal);
   await stream.send("[DONE]");
   stream.end();
+}
+
+/** `logprobs: true` (with `top_logprobs`, 0-20) as OpenAI reads them; undefined when not asked. */
+function logprobsAsked(body: RequestBody): { top: number } | undefined {
+  if (body.logprobs !== true) return undefined;
+  return { top: typeof body.top_logprobs === "number" ? body.top_logprobs : 0 };
+}
+
+/**
+ * OpenAI's log probability of each token (one piece of splitText here), as its `logprobs.content`
+ * entries: `token`, `logprob`, the token's UTF-8 `bytes`, and `top_logprobs` (the token itself
+ * first, then made-up alternatives), deterministic so tests can compare them.
+ * https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices
+ */
+export function tokenLogprobs(tokens: string[], top: number, first = 0) {
+  const bytes = (token: string) => [...Buffer.from(token, "utf8")];
+  return tokens.map((token, index) => {
+    const position = first + index;
+    const logprob = -Number((0.01 * (position + 1) + token.length / 1000).toFixed(6));
+    const alternatives = Array.from({ length: top }, (_, rank) => {
+      const alternative = rank === 0 ? token : `${token.trim() || "_"}~${rank}`;
+      return {
+        token: alternative,
+        logprob: rank === 0 ? logprob : logprob - rank,
+        bytes: bytes(alternative),
+      };
+    });
+    return { token, logprob, bytes: bytes(token), top_logprobs: alternatives };
+  });
 }
 
 /** Headers promising the whole `text`, half of it, then silence with the connection open. */

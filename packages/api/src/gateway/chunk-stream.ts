@@ -23,6 +23,11 @@ export interface ChunkStreamOptions {
   policy: StreamContinuation["policy"];
   /** `stream_options.include_usage`: every chunk before the usage chunk says `usage: null`, as OpenAI's do. */
   includeUsage?: boolean;
+  /**
+   * The request asked for `logprobs`: each chunk carries the provider's log probabilities of its
+   * text, as the provider sent them, or null from a hop that gave none (ADR 0017).
+   */
+  logprobs?: boolean;
   /** Writes the status line and headers, once, when the first tokens are released. */
   open(modelId: string, provider: string | undefined): void;
 }
@@ -168,17 +173,23 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
       this.shownTools = true;
       delta.tool_calls = openAIToolCallDeltas(part.toolCalls);
     }
-    this.write(this.chunk(model, delta, null));
+    const logprobs = part.logprobs !== undefined && this.options.logprobs === true ? part.logprobs : null;
+    this.write(this.chunk(model, delta, null, logprobs));
   }
 
-  private chunk(model: string, delta: Record<string, unknown>, finishReason: string | null): string {
+  private chunk(
+    model: string,
+    delta: Record<string, unknown>,
+    finishReason: string | null,
+    logprobs: unknown = null,
+  ): string {
     return JSON.stringify({
       id: this.options.id,
       object: "chat.completion.chunk",
       created: this.options.created,
       model,
       system_fingerprint: null,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      choices: [{ index: 0, delta, logprobs, finish_reason: finishReason }],
       ...(this.options.includeUsage ? { usage: null } : {}),
     });
   }

@@ -74,13 +74,17 @@ export class GatewayRunner {
     };
   }
 
+  /**
+   * The request's outcome, and for a request the provider found wrong the field it named
+   * (`param`, for the 400's error; ChainResult's).
+   */
   async run(input: {
     requestId: string;
     data: JobData;
     signal: AbortSignal;
     events?: JobEventSink;
     continuation?: StreamContinuation;
-  }): Promise<JobOutcome> {
+  }): Promise<{ outcome: JobOutcome; param?: string }> {
     const { deps } = this;
     const result: ChainResult = await runChain({
       jobId: input.requestId,
@@ -100,6 +104,6 @@ export class GatewayRunner {
     });
     // With every wait slept in process nothing defers, except a run stopped by its caller leaving.
     if (result.kind === "deferred") throw new JobInterruption("cancelled");
-    return result.outcome;
+    return result;
   }
 }

@@ -149,7 +149,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) onClose();
     try {
       if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route, observe });
-      const outcome = await runner.run({ requestId, data, signal: controller.signal });
+      const { outcome, param } = await runner.run({ requestId, data, signal: controller.signal });
       observe(outcome);
       traceHeaders(reply, outcome);
       if (outcome.status === "succeeded") return outcome.result;
@@ -158,7 +158,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       const error = httpErrorOf(outcome);
       reply.headers(errorHeaders(error));
       reply.code(error.status);
-      return errorBody(error);
+      return errorBody(error, param);
     } finally {
       reply.raw.off("close", onClose);
     }
@@ -188,6 +188,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       holdMs: run.route?.stream_hold_ms ?? 0,
       policy: run.route?.on_stream_failure ?? "continue",
       includeUsage: data.request.stream_options?.include_usage === true,
+      logprobs: data.request.logprobs === true,
       open: (modelId, provider) => {
         const model = config.file.models[modelId];
         const attempts = stream.attempts;
@@ -220,14 +221,15 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       reply.raw.end(JSON.stringify(body));
     };
     let outcome: JobOutcome;
+    let param: string | undefined;
     try {
-      outcome = await runner.run({
+      ({ outcome, param } = await runner.run({
         requestId: run.requestId,
         data,
         signal: run.controller.signal,
         events: stream,
         continuation: stream,
-      });
+      }));
     } catch (error) {
       const unavailable = isRedisUnavailableError(error);
       const failure = {
@@ -264,7 +266,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       return reply;
     }
     traceHeaders(reply, outcome);
-    answerError(error.status, errorBody(error), errorHeaders(error));
+    answerError(error.status, errorBody(error, param), errorHeaders(error));
     return reply;
   }
 }

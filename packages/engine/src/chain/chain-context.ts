@@ -73,5 +73,15 @@ export interface ChainContext {
  * hold a worker slot for, or a shutdown) and the progress, already saved, to resume from.
  */
 export type ChainResult =
-  | { kind: "finished"; outcome: JobOutcome }
+  | {
+      kind: "finished";
+      outcome: JobOutcome;
+      /**
+       * A run failed for its request's own fault (`bad_request`, or `content_filter` under
+       * `on_content_filter: fail`): the request field the provider named (OpenAI's `error.param`).
+       * Not part of the outcome, whose error is the contract's job error (`type`, `message`): the
+       * gateway's 400 carries it, as OpenAI's does.
+       */
+      param?: string;
+    }
   | { kind: "deferred"; until: number; progress: JobProgress };

@@ -1,9 +1,12 @@
 import type { Completion } from "../providers/types.js";
 
-/** A normalised completion as an OpenAI `chat.completion` object. `model` is the config's model id. */
+/**
+ * A normalised completion as an OpenAI `chat.completion` object. `model` is the config's model id.
+ * `logprobs` (the request asked for them) passes on the provider's, when it gave any; else null.
+ */
 export function toChatCompletion(
   completion: Completion,
-  options: { id: string; modelId: string; created: number },
+  options: { id: string; modelId: string; created: number; logprobs?: boolean },
 ) {
   const { usage } = completion;
   return {
@@ -21,7 +24,7 @@ export function toChatCompletion(
           refusal: completion.refusal ?? null,
           ...(completion.toolCalls.length ? { tool_calls: completion.toolCalls } : {}),
         },
-        logprobs: null,
+        logprobs: options.logprobs === true ? (completion.logprobs ?? null) : null,
         finish_reason: completion.finishReason,
       },
     ],

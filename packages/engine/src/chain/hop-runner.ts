@@ -390,9 +390,11 @@ export async function runHop(
       run.record(attempt);
       if (continued) {
         // One answer from several calls: its text joined, its usage what all of them were charged.
+        // Its log probabilities would cover the continuation only: none, rather than a part.
         const { charged } = continued;
+        const { logprobs: _continuationOnly, ...continuation } = completion;
         completion = {
-          ...completion,
+          ...continuation,
           content: joinContinuation(continued.partial, completion.content),
           usage: {
             ...completion.usage,
@@ -406,6 +408,7 @@ export async function runHop(
         id: `chatcmpl-${context.jobId.replace(/^(job|req)_/, "")}`,
         modelId: hop.model,
         created: unixSeconds(clock.now()),
+        logprobs: context.data.request.logprobs === true,
       });
       return {
         kind: "finished",
@@ -444,11 +447,14 @@ export async function runHop(
       decision = { action: "next" };
     if (decision.action === "fail") {
       // A continuation the provider refused is not what the caller hears: the original failure is.
-      const jobError = run.continued?.error ?? {
-        type: decision.type,
-        message: `${hop.model}: ${error.message}`.slice(0, 500),
-      };
-      return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
+      if (run.continued) {
+        return { kind: "finished", outcome: failedOutcome(progress, run.continued.error, clock.now()) };
+      }
+      const jobError = { type: decision.type, message: `${hop.model}: ${error.message}`.slice(0, 500) };
+      const outcome = failedOutcome(progress, jobError, clock.now());
+      return error.param === undefined
+        ? { kind: "finished", outcome }
+        : { kind: "finished", outcome, param: error.param };
     }
     if (decision.action === "next") return "next";
     // A retry of the hop may go to any of its deployments again.

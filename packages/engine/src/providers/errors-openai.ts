@@ -118,7 +118,9 @@ export function classifyOpenAIError(error: unknown): ProviderError {
     0,
     UPSTREAM_TEXT_CHARS,
   );
-  const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, cause: error };
+  // The request field OpenAI names as the fault (`"param": "temperature"`), for the caller's 400.
+  const param = body?.error?.param?.slice(0, 256) ?? undefined;
+  const options = { httpStatus: read.status, retryAfterMs: read.retryAfterMs, param, cause: error };
 
   if (read.status === 400 || read.status === 422 || read.status === 403 || read.status === 429) {
     for (const rule of CODE_RULES) {
@@ -140,9 +142,9 @@ export function classifyOpenAIError(error: unknown): ProviderError {
       }
     }
     if (read.status === 413) return new ProviderError("context_length", message, options);
-    if (read.status === 403) return classifyByStatus(read, message);
+    if (read.status === 403) return classifyByStatus(read, message, param);
   }
-  return classifyByStatus(read, message);
+  return classifyByStatus(read, message, param);
 }
 
 /** One OpenAI error object as it arrives mid-stream: only its message is required. */

@@ -30,6 +30,11 @@ export class ProviderError extends Error {
    * content filter carries usage): the call is charged this although it failed.
    */
   readonly usage: CompletionUsage | undefined;
+  /**
+   * The request field the provider named as the fault (OpenAI's `error.param`), where it named
+   * one: the gateway's 400 for the caller's request passes it on.
+   */
+  readonly param: string | undefined;
 
   constructor(
     reason: Reason,
@@ -39,6 +44,7 @@ export class ProviderError extends Error {
       retryAfterMs?: number;
       providerSpecific?: boolean;
       usage?: CompletionUsage;
+      param?: string;
       cause?: unknown;
     } = {},
   ) {
@@ -49,6 +55,7 @@ export class ProviderError extends Error {
     this.retryAfterMs = options.retryAfterMs;
     this.providerSpecific = options.providerSpecific ?? false;
     this.usage = options.usage;
+    this.param = options.param;
   }
 
   /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */

@@ -12,6 +12,13 @@ export interface CompletionUsage {
   reasoningTokens?: number;
 }
 
+/**
+ * OpenAI's `choices[].logprobs` object as the provider sent it (`{content, refusal}`, each a list
+ * of `{token, logprob, bytes, top_logprobs}` or null): passed on unchanged, never rebuilt.
+ * https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices
+ */
+export type ChoiceLogprobs = Readonly<Record<string, unknown>>;
+
 /** A provider's answer, normalised to what an OpenAI chat.completion carries. */
 export interface Completion {
   content: string | null;
@@ -25,6 +32,8 @@ export interface Completion {
    * not a content filter.
    */
   refusal?: string;
+  /** The log probabilities the provider gave (asked for, by a provider that takes OpenAI's fields). */
+  logprobs?: ChoiceLogprobs;
 }
 
 export interface ProviderCall {
@@ -87,6 +96,8 @@ export interface StreamDelta {
   content?: string;
   refusal?: string;
   toolCalls?: ToolCallDelta[];
+  /** The provider's `logprobs` of the chunk this text came in, unchanged (only when it gave some). */
+  logprobs?: ChoiceLogprobs;
 }
 
 /** Receives a streamed completion's pieces in the order the provider sent them. */

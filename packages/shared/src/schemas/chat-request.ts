@@ -136,6 +136,8 @@ const OPENAI_OWN_FIELDS = [
   "prompt_cache_key",
   "safety_identifier",
   "verbosity",
+  "logprobs",
+  "top_logprobs",
   "prediction",
 ] as const;
 const openAIOwnFields = {
@@ -148,6 +150,10 @@ const openAIOwnFields = {
   prompt_cache_key: z.string().max(1024).optional(),
   safety_identifier: z.string().max(1024).optional(),
   verbosity: z.enum(["low", "medium", "high"]).optional(),
+  // Log probabilities come back in the answer's choices: given by a provider that takes OpenAI's
+  // fields, null from any other hop (ADR 0017). `top_logprobs` alone asks for nothing.
+  logprobs: z.boolean().optional(),
+  top_logprobs: z.number().int().min(0).max(20).optional(),
   prediction: z
     .strictObject({
       type: z.literal("content"),
@@ -260,10 +266,6 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * drop_params does). The same at every door: the gateway, a job's `request`, a batch line's body.
  */
 export const IGNORED_OPENAI_FIELDS = {
-  // Log probabilities come back in an answer's choices, which a chain's other providers cannot
-  // give: asked for, the answer's `logprobs` is null.
-  logprobs: z.boolean().nullable().optional(),
-  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
   // Text is what every provider of a chain answers: audio output cannot be asked for.
   modalities: z
     .array(z.literal("text", { error: "modalities may only ask for text" }))

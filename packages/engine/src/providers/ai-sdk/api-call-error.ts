@@ -110,9 +110,9 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
 }
 
 /** Status-only rules every provider shares; providers refine 400s from their bodies first. */
-export function classifyByStatus(failure: HttpFailure, message: string): ProviderError {
+export function classifyByStatus(failure: HttpFailure, message: string, param?: string): ProviderError {
   const { status } = failure;
-  const options = { httpStatus: status, retryAfterMs: failure.retryAfterMs };
+  const options = { httpStatus: status, retryAfterMs: failure.retryAfterMs, param };
   if (status === 429) return new ProviderError("rate_limited", message, options);
   // 402: an empty prepaid balance (DeepSeek, OpenRouter): a billing fault no wait fixes.
   if (status === 401 || status === 402 || status === 403)

@@ -1,7 +1,7 @@
 import type { LanguageModelV3FinishReason, LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import type { ToolCall } from "@cascade/shared";
 import { ProviderError } from "../provider-error.js";
-import type { Completion, FinishReason } from "../types.js";
+import type { ChoiceLogprobs, Completion, FinishReason } from "../types.js";
 
 /**
  * An answer the provider finished with `finish_reason: "error"` (OpenRouter's mid-stream error,
@@ -45,6 +45,19 @@ function refusalOf(result: LanguageModelV3GenerateResult): { refusal: string; in
   const body = result.response?.body as { choices?: Array<{ message?: { refusal?: unknown } }> } | undefined;
   const refusal = body?.choices?.[0]?.message?.refusal;
   return typeof refusal === "string" && refusal.length > 0 ? { refusal, inText: true } : undefined;
+}
+
+/**
+ * OpenAI's `choices[0].logprobs` as the provider sent it: gathered by the StreamAssembler for a
+ * stream, else read from the answer's raw body (the SDK's own mapping flattens it and its schema
+ * drops each entry's `bytes`). Undefined for providers whose answers have no such field.
+ */
+function logprobsOf(result: LanguageModelV3GenerateResult): ChoiceLogprobs | undefined {
+  const gathered = (result.providerMetadata?.cascade as { logprobs?: ChoiceLogprobs } | undefined)?.logprobs;
+  if (gathered !== undefined) return gathered;
+  const body = result.response?.body as { choices?: Array<{ logprobs?: unknown }> } | undefined;
+  const logprobs = Array.isArray(body?.choices) ? body.choices[0]?.logprobs : undefined;
+  return typeof logprobs === "object" && logprobs !== null ? (logprobs as ChoiceLogprobs) : undefined;
 }
 
 /** An AI SDK generate result as Cascade's normalised completion. */
@@ -95,7 +108,7 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
     result.finishReason.raw === "stop"
       ? toFinishReason({ unified: "stop", raw: "stop" }, toolCalls.length > 0)
       : toFinishReason(result.finishReason, toolCalls.length > 0);
-  return {
+  const completion: Completion = {
     ...(refusal === undefined ? {} : { refusal }),
     content: sawText || (toolCalls.length === 0 && refusal === undefined) ? text : null,
     toolCalls,
@@ -111,4 +124,7 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
     },
     upstreamId: result.response?.id,
   };
+  const logprobs = logprobsOf(result);
+  if (logprobs !== undefined) completion.logprobs = logprobs;
+  return completion;
 }

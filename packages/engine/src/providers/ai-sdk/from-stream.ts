@@ -10,7 +10,7 @@ import {
   type SharedV3ProviderMetadata,
 } from "@ai-sdk/provider";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "../provider-error.js";
-import type { StreamSink } from "../types.js";
+import type { ChoiceLogprobs, StreamSink } from "../types.js";
 
 /** What one provider contributes to reading its stream. */
 export interface StreamClassifiers {
@@ -131,11 +131,74 @@ function parseBody(error: APICallError): unknown {
   }
 }
 
-/** The refusal text of an OpenAI chunk (`choices[0].delta.refusal`), if it carries one. */
-function refusalDeltaOf(raw: unknown): string | undefined {
-  const choices = (raw as { choices?: Array<{ delta?: { refusal?: unknown } | null }> } | null)?.choices;
-  const value = Array.isArray(choices) ? choices[0]?.delta?.refusal : undefined;
+/** The first choice of an OpenAI chunk, as far as the assembler reads it. */
+interface RawChoice {
+  delta?: { refusal?: unknown } | null;
+  logprobs?: { content?: unknown; refusal?: unknown } | null;
+}
+
+/** The first choice of an OpenAI chunk, if the raw chunk is one. */
+function firstChoiceOf(raw: unknown): RawChoice | undefined {
+  const choices = (raw as { choices?: RawChoice[] } | null)?.choices;
+  return Array.isArray(choices) ? choices[0] : undefined;
+}
+
+/** The refusal text of an OpenAI chunk's choice (`delta.refusal`), if it carries one. */
+function refusalDeltaOf(choice: RawChoice | undefined): string | undefined {
+  const value = choice?.delta?.refusal;
   return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+const hasEntries = (value: unknown): value is unknown[] => Array.isArray(value) && value.length > 0;
+
+/**
+ * The log probabilities of a stream's chunks: each chunk's object handed on with the text it came
+ * with, unchanged, and every entry gathered for the whole answer (a job's result), as OpenAI's
+ * non-streamed `logprobs` holds them. Made only for a stream whose provider sent some (asked for).
+ */
+class StreamedLogprobs {
+  /** A chunk's object not yet handed on: its text comes in the next text part. */
+  pending: ChoiceLogprobs | undefined;
+  private content: unknown[] | undefined;
+  private refusal: unknown[] | undefined;
+
+  read(logprobs: { content?: unknown; refusal?: unknown }): void {
+    const { content, refusal } = logprobs;
+    if (Array.isArray(content)) {
+      this.content ??= [];
+      this.content.push(...content);
+    }
+    if (Array.isArray(refusal)) {
+      this.refusal ??= [];
+      this.refusal.push(...refusal);
+    }
+    // A chunk without entries (OpenAI's role chunk says `content: []`) has nothing to hand on.
+    if (!hasEntries(content) && !hasEntries(refusal)) return;
+    // An earlier chunk's entries that came with no text of their own go with this chunk's text.
+    this.pending =
+      this.pending === undefined
+        ? logprobs
+        : {
+            content: joined(this.pending.content, content),
+            refusal: joined(this.pending.refusal, refusal),
+          };
+  }
+
+  /** The pending object, handed on once. */
+  take(): ChoiceLogprobs | undefined {
+    const pending = this.pending;
+    this.pending = undefined;
+    return pending;
+  }
+
+  whole(): ChoiceLogprobs {
+    return { content: this.content ?? null, refusal: this.refusal ?? null };
+  }
+}
+
+function joined(first: unknown, second: unknown): unknown[] | null {
+  if (!Array.isArray(first)) return Array.isArray(second) ? second : null;
+  return Array.isArray(second) ? [...first, ...second] : first;
 }
 
 /** Stream parts that are the model's output: the first one is the "first token". */
@@ -172,6 +235,7 @@ export class StreamAssembler {
   private response: StreamedResult["response"];
   private warnings: StreamedResult["warnings"] = [];
   private sawEvents = false;
+  private logprobs: StreamedLogprobs | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -202,22 +266,33 @@ export class StreamAssembler {
       case "response-metadata":
         this.response = { ...this.response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
         break;
-      case "raw":
-        this.chunkRefusal = refusalDeltaOf(part.rawValue);
+      case "raw": {
+        const choice = firstChoiceOf(part.rawValue);
+        this.chunkRefusal = refusalDeltaOf(choice);
+        // OpenAI sends `logprobs: null` unless they were asked for.
+        const logprobs = choice?.logprobs;
+        if (typeof logprobs === "object" && logprobs !== null) {
+          this.logprobs ??= new StreamedLogprobs();
+          this.logprobs.read(logprobs);
+        }
         break;
-      case "text-delta":
+      }
+      case "text-delta": {
         if (this.chunkRefusal !== undefined && part.delta === this.chunkRefusal) {
           this.chunkRefusal = undefined;
           this.refusal = (this.refusal ?? "") + part.delta;
-          sink.delta({ refusal: part.delta });
+          const logprobs = this.logprobs?.take();
+          sink.delta(logprobs ? { refusal: part.delta, logprobs } : { refusal: part.delta });
           break;
         }
         this.sawText = true;
         if (part.delta) {
           this.text += part.delta;
-          sink.delta({ content: part.delta });
+          const logprobs = this.logprobs?.take();
+          sink.delta(logprobs ? { content: part.delta, logprobs } : { content: part.delta });
         }
         break;
+      }
       case "text-start":
         // A refusal's text opens a text part too: an empty one counts as content only without.
         this.textStarted = true;
@@ -273,12 +348,18 @@ export class StreamAssembler {
     if (this.sawText || (this.textStarted && refusal === undefined))
       content.push({ type: "text", text: this.text });
     for (const call of this.toolCalls) if (call) content.push(call);
+    let providerMetadata = this.providerMetadata;
+    if (refusal !== undefined || this.logprobs !== undefined) {
+      const cascade: Record<string, unknown> = {};
+      if (refusal !== undefined) cascade.refusal = refusal;
+      if (this.logprobs !== undefined) cascade.logprobs = this.logprobs.whole();
+      providerMetadata = { ...providerMetadata, cascade: cascade as never };
+    }
     return {
       content,
       finishReason: finish.finishReason,
       usage: finish.usage,
-      providerMetadata:
-        refusal === undefined ? this.providerMetadata : { ...this.providerMetadata, cascade: { refusal } },
+      providerMetadata,
       response: this.response,
       warnings: this.warnings,
     };

@@ -141,7 +141,7 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
     if (written) completionUsage.cacheWriteTokens = written;
   }
   const id = body.id as string | null | undefined;
-  return {
+  const completion: Completion = {
     content: sawText || (toolCalls.length === 0 && refusal === undefined) ? text : null,
     toolCalls,
     finishReason: finishReason(choice.finish_reason, toolCalls.length > 0),
@@ -149,4 +149,7 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
     upstreamId: id ?? undefined,
     ...(refusal === undefined ? {} : { refusal }),
   };
+  // The provider's own object, unchanged (asked for: OpenAI sends `null` otherwise).
+  if (!isNullish(choice.logprobs)) completion.logprobs = choice.logprobs as Json;
+  return completion;
 }
