@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Keys, Logger, RedisClient, StrayCharge } from "@cascade/shared";
-import { JOURNAL_BEAT_LUA, JOURNAL_CLAIM_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
+import { CHARGED, JOURNAL_BEAT_LUA, JOURNAL_CLAIM_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
 
 /**
  * What a call is charged if the process that sent it dies before settling it (ADR 0033): the
@@ -33,10 +33,9 @@ interface StoredEntry {
   a: number;
 }
 
-/** A call's place in the journal: `confirmed` once Redis answered its write. */
+/** A call's place in the journal. */
 export interface JournalHandle {
   field: string;
-  confirmed: boolean;
 }
 
 export interface CallJournalOptions {
@@ -70,9 +69,10 @@ type Commands = RedisClient & {
  *
  * - `open` writes an entry before the call goes out (its command leaves before the request does;
  *   nothing waits for it).
- * - A settlement removes the entry in the same settle.lua call that writes the call's usage, and
- *   writes that usage only if the entry was still there; recovery removes an entry and writes its
- *   estimate in one script call too. So each call is counted once, by whichever comes first.
+ * - A settlement removes the entry in the same settle.lua call that writes the call's usage; a
+ *   recovery turns an entry into a tombstone and writes its estimate in one script call. A call
+ *   settled after its recovery (its process was only paused) writes real cost − estimate: each
+ *   call's usage ends at its real cost, or at its estimate if nobody settles it.
  * - Every process with a journal beats every 5 s (Redis time). Any process finds journals whose
  *   beat is over 30 s old and charges what is left in them: usage by tenant, route, model, user
  *   and deployment at once, and the request counts, dashboard and metrics through `onCharge`.
@@ -113,14 +113,13 @@ export class CallJournal {
   }
 
   /**
-   * Writes the entry of a call about to go out: the command is on its way to Redis (written to
-   * the connection's socket) before the call's request is, and is not waited for. The handle is
-   * `confirmed` once Redis answered it; a settlement that comes first counts the call as before
-   * and removes the entry after it (same connection, so in order).
+   * Writes the entry of a call about to go out: the command is on its way to Redis before the
+   * call's request is, and is not waited for. The call's settlement, on the same connection, comes
+   * after it (a write that failed leaves no entry: the settlement then charges the call as usual).
    */
   open(entry: JournalEntry, nowMs: number): JournalHandle {
     this.sequence += 1;
-    const handle: JournalHandle = { field: this.sequence.toString(36), confirmed: false };
+    const handle: JournalHandle = { field: this.sequence.toString(36) };
     const stored: StoredEntry = {
       u: entry.usageKey,
       f: entry.fields,
@@ -137,17 +136,12 @@ export class CallJournal {
       this.startHeartbeat();
       void this.beat();
     }
-    this.redis.hset(this.key, handle.field, JSON.stringify(stored)).then(
-      () => {
-        handle.confirmed = true;
-      },
-      (error: Error) => {
-        const nowMs = Date.now();
-        if (nowMs - this.lastWriteWarningMs < WARN_EVERY_MS) return;
-        this.lastWriteWarningMs = nowMs;
-        this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
-      },
-    );
+    this.redis.hset(this.key, handle.field, JSON.stringify(stored)).catch((error: Error) => {
+      const nowMs = Date.now();
+      if (nowMs - this.lastWriteWarningMs < WARN_EVERY_MS) return;
+      this.lastWriteWarningMs = nowMs;
+      this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
+    });
     return handle;
   }
 
@@ -236,6 +230,7 @@ export class CallJournal {
     const entries = new Map<string, StoredEntry>();
     const args: Array<string | number> = [instanceId, this.staleMs];
     for (const [field, value] of Object.entries(raw)) {
+      if (value === CHARGED) continue;
       let entry: StoredEntry;
       try {
         entry = JSON.parse(value) as StoredEntry;

@@ -434,11 +434,11 @@ export class Resilience {
       if (!this.leases.credit(key(budget.key), refund, nowMs))
         this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
     }
-    const journal = ticket.journal;
     const fieldNames = ticket.usageFields ?? usageFieldsOf(request);
-    if (journal?.confirmed) {
-      // A recovery that took this process for dead and charged the estimate meanwhile is corrected.
-      this.batch.journaledUsage(this.journal.key, journal.field, {
+    if (ticket.journal) {
+      // Its entry goes with its usage; a recovery that took this process for dead and charged the
+      // estimate meanwhile is corrected to the real cost.
+      this.batch.journaledUsage(this.journal.key, ticket.journal.field, {
         key: plan.usageKey,
         cost,
         estimate: request.costUsd,
@@ -447,9 +447,6 @@ export class Resilience {
       });
       return urgent;
     }
-    // An entry not confirmed before the call went out may still land: removed after it, on the
-    // same connection, while the usage goes the usual way.
-    if (journal) this.batch.dropJournalEntry(this.journal.key, journal.field);
     if (cost > 0) {
       const fields: Record<string, number> = {};
       for (const field of fieldNames) fields[field] = cost;

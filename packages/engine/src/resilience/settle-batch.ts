@@ -13,11 +13,10 @@ export class SettleBatch {
   readonly windows = new Map<number, { window_ms: number; count: number }>();
   readonly calls = new Map<number, number>();
   /**
-   * Journaled calls (call-journal.ts): each call's usage, written only if its journal entry is
-   * still there (removed with it), so a call a recovery already charged is not counted again; and
-   * entries to remove whose calls were counted above (their entry was not confirmed in time).
+   * Journaled calls (call-journal.ts): each call's usage, its entry removed with it; a call a
+   * recovery already charged its estimate (its entry a tombstone) is brought to its real cost.
    */
-  journal: { key: number; calls: Array<Array<string | number>>; drops: string[] } | undefined;
+  journal: { key: number; calls: Array<Array<string | number>> } | undefined;
   size = 0;
 
   key(name: string): number {
@@ -79,14 +78,8 @@ export class SettleBatch {
     this.size += 1;
   }
 
-  /** Removes a journal entry whose call's usage went the usual way. */
-  dropJournalEntry(journalKey: string, entry: string): void {
-    this.journalOf(journalKey).drops.push(entry);
-    this.size += 1;
-  }
-
   private journalOf(journalKey: string) {
-    if (!this.journal) this.journal = { key: this.key(journalKey), calls: [], drops: [] };
+    if (!this.journal) this.journal = { key: this.key(journalKey), calls: [] };
     return this.journal;
   }
 

@@ -27,11 +27,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
 `;
 
+/** What a charged entry becomes (a tombstone): its call's settlement, if one ever comes, subtracts the estimate. */
+export const CHARGED = "!";
+
 /**
- * journal-claim.lua — charges the calls a dead process left: each entry still there is removed
- * and its estimate added to its usage fields, in one step with the check that the process is
- * still silent (one that beat again since it was found keeps its journal). The journal and its
- * heartbeat go once empty.
+ * journal-claim.lua — charges the calls a dead process left: each entry not yet charged becomes a
+ * tombstone and its estimate is added to its usage fields, in one step with the check that the
+ * process is still silent (one that beat again since it was found keeps its journal). The process
+ * leaves the zset; its journal, kept a day for the tombstones, goes at once if empty.
  * KEYS[1]: the journals (zset); KEYS[2]: the dead process's journal; KEYS[3..]: usage hashes.
  * ARGV[1]: the process's id; ARGV[2]: stale after, ms; ARGV[3..]: field, usage key index pairs.
  * Returns the fields charged.
@@ -45,8 +48,8 @@ local claimed = {}
 for i = 3, #ARGV, 2 do
   local field = ARGV[i]
   local value = redis.call('HGET', KEYS[2], field)
-  if value then
-    redis.call('HDEL', KEYS[2], field)
+  if value and value ~= '${CHARGED}' then
+    redis.call('HSET', KEYS[2], field, '${CHARGED}')
     local entry = cjson.decode(value)
     local key = KEYS[tonumber(ARGV[i + 1])]
     if entry.c > 0 then
@@ -56,9 +59,9 @@ for i = 3, #ARGV, 2 do
     table.insert(claimed, field)
   end
 end
-if redis.call('HLEN', KEYS[2]) == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
+-- Charged entries stay a day as tombstones: a process that was only paused settles those calls
+-- against them (settle.lua). A process that beats again is back in the zset.
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) else redis.call('PEXPIRE', KEYS[2], 86400000) end
 return claimed
 `;

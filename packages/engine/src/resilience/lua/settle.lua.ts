@@ -7,6 +7,7 @@ import {
   PRUNE_STATS_LUA,
   STATS_KINDS,
 } from "@cascade/shared";
+import { CHARGED } from "./journal.lua.js";
 
 /**
  * settle.lua — after a hop's call: feed the outcome to its breakers, cool down on a 429, settle
@@ -40,11 +41,10 @@ import {
  *   windows: [{ key, window_ms, count }],                   -- calls admitted in-process, batched
  *   calls: [{ key, count }],                                -- the same for per-minute stats
  *   stats: [keyIndex],
- *   journal: { key, calls: [[entry, usageKey, cost, ttl_s, estimate, field...]], drops: [entry] } | absent,
+ *   journal: { key, calls: [[entry, usageKey, cost, ttl_s, estimate, field...]] } | absent,
  *                             -- journaled calls (call-journal.ts): each call's entry is removed
- *                             -- and its cost written; if the entry was gone (a recovery took this
- *                             -- process for dead and charged the estimate), only cost − estimate;
- *                             -- drops are entries whose calls' usage is in usages
+ *                             -- and its cost written; if the entry was a tombstone (a recovery
+ *                             -- took this process for dead and charged the estimate), cost − estimate
  *   announce: { channel, message } | absent  -- published when a breaker moved or a cooldown was
  *                                            set, in this script, so that no client can see the
  *                                            new state before the message that invalidates every
@@ -161,10 +161,12 @@ if spec.journal and spec.journal ~= cjson.null then
   local journal = KEYS[spec.journal.key]
   local sums = {}
   for _, c in ipairs(spec.journal.calls) do
-    -- A call a recovery charged its estimate (this process was taken for dead) is brought to its
-    -- real cost: the budget is settled to that too.
+    -- A call a recovery charged its estimate (this process was taken for dead: its entry is a
+    -- tombstone) is brought to its real cost, as its budget is. An entry that is not there (its
+    -- write failed, or Redis lost it) is no charge: the call costs what it cost.
     local amount = c[3]
-    if redis.call('HDEL', journal, c[1]) == 0 then amount = c[3] - c[5] end
+    if redis.call('HGET', journal, c[1]) == '${CHARGED}' then amount = c[3] - c[5] end
+    redis.call('HDEL', journal, c[1])
     if amount ~= 0 then
       local sum = sums[c[2]]
       if not sum then sum = { ttl_s = c[4], fields = {} }; sums[c[2]] = sum end
@@ -175,7 +177,6 @@ if spec.journal and spec.journal ~= cjson.null then
     for field, amount in pairs(sum.fields) do redis.call('HINCRBYFLOAT', KEYS[key], field, amount) end
     redis.call('EXPIRE', KEYS[key], sum.ttl_s)
   end
-  for _, entry in ipairs(spec.journal.drops) do redis.call('HDEL', journal, entry) end
 end
 
 for _, w in ipairs(spec.windows or {}) do
