@@ -54,6 +54,8 @@ const RECOVER_MS = 10_000;
 const WARN_EVERY_MS = 10_000;
 /** A journal key outlives a process that died with no process left to recover it. */
 const JOURNAL_TTL_MS = 7 * 86_400_000;
+/** How long shutdown waits for a recovery pass, or for its journal's removal. */
+const CLOSE_BOUND_MS = 1_000;
 /** Dead processes' journals claimed per pass. */
 const CLAIMS_PER_PASS = 10;
 
@@ -132,7 +134,7 @@ export class CallJournal {
       a: nowMs,
     };
     if (entry.jobId !== undefined) stored.j = entry.jobId;
-    if (!this.heartbeat) {
+    if (!this.heartbeat && !this.closed) {
       this.startHeartbeat();
       void this.beat();
     }
@@ -149,7 +151,13 @@ export class CallJournal {
     if (this.heartbeat || this.closed) return;
     this.heartbeat = setInterval(() => void this.beat(), this.heartbeatMs);
     this.heartbeat.unref();
+    // Beats again as soon as Redis is back, so a live process does not look dead for long.
+    this.redis.on("ready", this.beatWhenReady);
   }
+
+  private readonly beatWhenReady = () => {
+    if (!this.closed) void this.beat();
+  };
 
   private async beat(): Promise<void> {
     const startedMs = Date.now();
@@ -160,6 +168,7 @@ export class CallJournal {
         this.keys.callJournals,
         this.instanceId,
         JOURNAL_TTL_MS,
+        this.staleMs,
       );
       // A beat held up (Redis away, its command queued) means others' beats were held up too.
       if (Date.now() - startedMs > this.heartbeatMs / 2) this.lastBeatFailureMs = Date.now();
@@ -196,24 +205,23 @@ export class CallJournal {
     schedule();
   }
 
-  /** Stops looking for dead processes' journals; resolves once a pass under way has ended. */
+  /**
+   * Stops looking for dead processes' journals; resolves once a pass under way has ended, or after
+   * a second (a pass waiting for an absent Redis must not hold shutdown up).
+   */
   async stopRecovery(): Promise<void> {
     this.recoveryStopped = true;
     if (this.recovery) clearTimeout(this.recovery);
     this.recovery = undefined;
-    await this.recovering;
+    await bounded(this.recovering, CLOSE_BOUND_MS);
   }
 
   /** One pass: charges the calls left in journals whose process stopped beating. */
   async recover(onCharge: (charge: StrayCharge) => void): Promise<number> {
-    // Right after Redis came back, live processes may not have beaten yet.
-    if (Date.now() - this.lastBeatFailureMs < 2 * this.heartbeatMs) return 0;
-    const stale = await this.redis.cascadeJournalStale(
-      1,
-      this.keys.callJournals,
-      this.staleMs,
-      CLAIMS_PER_PASS,
-    );
+    // Right after Redis came back, live processes may not have beaten yet: each has its stale
+    // time (the zset holds each process's own deadline) to do so.
+    if (Date.now() - this.lastBeatFailureMs < this.staleMs) return 0;
+    const stale = await this.redis.cascadeJournalStale(1, this.keys.callJournals, CLAIMS_PER_PASS);
     let charged = 0;
     for (const instanceId of stale) {
       if (instanceId === this.instanceId) continue;
@@ -228,13 +236,15 @@ export class CallJournal {
     const keys = [this.keys.callJournals, journalKey];
     const positions = new Map<string, number>();
     const entries = new Map<string, StoredEntry>();
-    const args: Array<string | number> = [instanceId, this.staleMs];
+    const args: Array<string | number> = [instanceId];
     for (const [field, value] of Object.entries(raw)) {
       if (value === CHARGED) continue;
       let entry: StoredEntry;
       try {
         entry = JSON.parse(value) as StoredEntry;
       } catch {
+        // Set aside by the script, uncharged: nothing says what it cost.
+        args.push(field, 2);
         continue;
       }
       let position = positions.get(entry.u);
@@ -277,22 +287,38 @@ export class CallJournal {
   }
 
   /**
-   * Stops beating and recovering; once this process's settlements are written (call after the
-   * settle queue's close), removes its journal if nothing is left in it. What is left (a
-   * settlement that could not be written) stays for another process to charge.
+   * Stops beating and recovering (call after the settle queue's close). When `settled` (every
+   * settlement was written) every call of this process has settled, so its journal goes: an entry
+   * left is an orphan (a write sent again after a reconnect). Otherwise it stays, and another
+   * process charges the calls whose settlements were lost once this one has gone silent.
    */
-  async close(): Promise<void> {
+  async close(settled: boolean): Promise<void> {
     this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
+    this.redis.off("ready", this.beatWhenReady);
     await this.stopRecovery();
+    if (!settled) return;
     try {
-      if ((await this.redis.hlen(this.key)) === 0) {
-        await this.redis.zrem(this.keys.callJournals, this.instanceId);
-        await this.redis.del(this.key);
-      }
+      await bounded(
+        Promise.all([this.redis.zrem(this.keys.callJournals, this.instanceId), this.redis.del(this.key)]),
+        CLOSE_BOUND_MS,
+      );
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, "could not remove this process's journal of calls");
     }
   }
+}
+
+/** `promise`, or nothing after `ms`. */
+async function bounded(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!promise) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }

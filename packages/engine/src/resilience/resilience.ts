@@ -476,9 +476,10 @@ export class Resilience {
     this.leases.releaseAll();
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    await this.settlements.close(waitMs);
-    // After the settlements: what they could not write stays in the journal for another process.
-    await this.journal.close();
+    const written = await this.settlements.close(waitMs);
+    // After the settlements: every call of this process has settled, so its journal goes, unless
+    // settlements could not be written (their calls stay there for another process to charge).
+    await this.journal.close(written);
   }
 
   /** Writes the gathered settlements now (resolves when written, or when a retry is scheduled). */

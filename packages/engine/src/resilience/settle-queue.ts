@@ -113,7 +113,8 @@ export class SettleQueue {
    * Writes everything pending, retrying refusals, for at most `waitMs`; then gives up, logging
    * the money that could not be written (on shutdown).
    */
-  async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
+  /** Resolves true once everything was written, false when it gave up. */
+  async close(waitMs = CLOSE_WAIT_MS): Promise<boolean> {
     const deadline = this.clock.now() + waitMs;
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
     while ((this.sealed || this.pending.size > 0) && this.clock.now() < deadline) {
@@ -139,7 +140,9 @@ export class SettleQueue {
         { unwritten: this.sealed?.batch.summary(), pending: this.pending.summary() },
         "gave up settling calls on shutdown: Redis did not take them in time",
       );
+      return false;
     }
+    return true;
   }
 }
 

@@ -4,27 +4,27 @@
  */
 
 /**
- * journal-beat.lua — this process is alive: its beat (Redis time), and its journal's lifetime
- * (entries are written by plain HSETs, call-journal.ts).
- * KEYS[1]: this process's journal (hash); KEYS[2]: the journals (zset by last beat).
- * ARGV[1]: this process's id; ARGV[2]: the journal's lifetime, ms.
+ * journal-beat.lua — this process is alive: the time (Redis's) after which it is taken for dead,
+ * its own stale time from now, and its journal's lifetime (entries are plain HSETs).
+ * KEYS[1]: this process's journal (hash); KEYS[2]: the journals (zset by that deadline).
+ * ARGV[1]: this process's id; ARGV[2]: the journal's lifetime, ms; ARGV[3]: its stale time, ms.
  */
 export const JOURNAL_BEAT_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 `;
 
 /**
- * journal-stale.lua — processes whose last beat is older than ARGV[1] ms (at most ARGV[2]).
+ * journal-stale.lua — processes past their deadline (at most ARGV[1] of them).
  * KEYS[1]: the journals (zset).
  */
 export const JOURNAL_STALE_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[1]))
 `;
 
 /** What a charged entry becomes (a tombstone): its call's settlement, if one ever comes, subtracts the estimate. */
@@ -36,27 +36,31 @@ export const CHARGED = "!";
  * process is still silent (one that beat again since it was found keeps its journal). The process
  * leaves the zset; its journal, kept a day for the tombstones, goes at once if empty.
  * KEYS[1]: the journals (zset); KEYS[2]: the dead process's journal; KEYS[3..]: usage hashes.
- * ARGV[1]: the process's id; ARGV[2]: stale after, ms; ARGV[3..]: field, usage key index pairs.
+ * ARGV[1]: the process's id; ARGV[2..]: field, usage key index pairs (an entry the caller could
+ * not read: the journal's own index).
  * Returns the fields charged.
  */
 export const JOURNAL_CLAIM_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
-if beat == nil or beat > now - tonumber(ARGV[2]) then return {} end
+local deadline = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if deadline == nil or deadline >= now then return {} end
 local claimed = {}
-for i = 3, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   local field = ARGV[i]
   local value = redis.call('HGET', KEYS[2], field)
   if value and value ~= '${CHARGED}' then
+    local ok, entry = pcall(cjson.decode, value)
     redis.call('HSET', KEYS[2], field, '${CHARGED}')
-    local entry = cjson.decode(value)
-    local key = KEYS[tonumber(ARGV[i + 1])]
-    if entry.c > 0 then
-      for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
-      redis.call('EXPIRE', key, entry.t)
+    -- An entry that does not read is set aside, uncharged (nothing says what it cost).
+    if ok and type(entry) == 'table' and type(entry.c) == 'number' and type(entry.f) == 'table' then
+      local key = KEYS[tonumber(ARGV[i + 1])]
+      if entry.c > 0 then
+        for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
+        redis.call('EXPIRE', key, entry.t)
+      end
+      table.insert(claimed, field)
     end
-    table.insert(claimed, field)
   end
 end
 -- Charged entries stay a day as tombstones: a process that was only paused settles those calls

@@ -1,0 +1,117 @@
+/**
+ * The journal of calls in flight (ADR 0033), at the Resilience class on a real Redis: how a call's
+ * settlement reads its entry. An entry Redis lost (a failover, a restart without persistence) is
+ * no charge: the call is counted its real cost. An entry a recovery charged (a tombstone) is
+ * brought from the estimate to the real cost. A recovery charges a silent process's entries once.
+ */
+import type { StrayCharge } from "@cascade/shared";
+import { afterAll, describe, expect, it } from "vitest";
+import { CallJournal } from "../../packages/engine/dist/resilience/call-journal.js";
+import { inlineConfig, startResilience } from "./resilience-class-helpers.js";
+
+const config = inlineConfig({
+  providers: { p: { type: "simulated" } },
+  models: { m: { provider: "p", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
+  routes: { default: { chain: [{ model: "m" }] } },
+});
+const harness = startResilience(config, "journal");
+afterAll(() => harness.close());
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const today = () => new Date().toISOString().slice(0, 10);
+const usageTotal = async () =>
+  Number((await harness.admin.hget(harness.keys.usage("default", today()), "total")) ?? 0);
+
+async function admittedCall() {
+  const admission = await harness.resilience.admit(harness.hop("m", { tokens: 120, costUsd: 0.12 }));
+  if (admission.admitted !== true) throw new Error("not admitted");
+  const { ticket } = admission;
+  harness.resilience.journalCall(ticket, { jobId: "job_1", firstModel: "m" });
+  const field = ticket.journal?.field as string;
+  while (!(await harness.admin.hexists(harness.resilience.journal.key, field))) await sleep(5);
+  return { ticket, field };
+}
+
+const settle = async (ticket: Awaited<ReturnType<typeof admittedCall>>["ticket"], costUsd: number) => {
+  await harness.resilience.settle(ticket, {
+    reason: undefined,
+    promptTokens: 5,
+    completionTokens: 5,
+    costUsd,
+  });
+  await harness.resilience.flush();
+};
+
+describe("a call's settlement and its journal entry", () => {
+  it("counts the real cost and removes the entry", async () => {
+    const before = await usageTotal();
+    const { ticket, field } = await admittedCall();
+    await settle(ticket, 0.01);
+    expect(await usageTotal()).toBeCloseTo(before + 0.01, 9);
+    expect(await harness.admin.hexists(harness.resilience.journal.key, field)).toBe(0);
+  });
+
+  it("counts the real cost when Redis lost the entry", async () => {
+    const before = await usageTotal();
+    const { ticket } = await admittedCall();
+    await harness.admin.del(harness.resilience.journal.key);
+    await settle(ticket, 0.01);
+    expect(await usageTotal()).toBeCloseTo(before + 0.01, 9);
+  });
+
+  it("brings a recovery's estimate to the real cost", async () => {
+    const { ticket, field } = await admittedCall();
+    // What a recovery leaves: the estimate counted, the entry a tombstone.
+    await harness.admin.hincrbyfloat(harness.keys.usage("default", today()), "total", 0.12);
+    await harness.admin.hset(harness.resilience.journal.key, field, "!");
+    const charged = await usageTotal();
+    await settle(ticket, 0.01);
+    expect(await usageTotal()).toBeCloseTo(charged - 0.12 + 0.01, 9);
+  });
+});
+
+describe("a recovery", () => {
+  it("charges a silent process's entries once, and leaves a live one alone", async () => {
+    const before = await usageTotal();
+    const logger = (await import("pino")).pino({ level: "silent" });
+    // A process that wrote an entry and then went silent (its beats stopped: closed without settling).
+    const dead = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    const live = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    const entry = {
+      usageKey: harness.keys.usage("default", today()),
+      fields: ["total", "model:m"],
+      ttlSeconds: 3600,
+      costUsd: 0.12,
+      tenant: "default",
+      route: "default",
+      firstModel: "m",
+      model: "m",
+      jobId: "job_dead",
+    };
+    const field = dead.open(entry, Date.now()).field;
+    live.open({ ...entry, jobId: "job_live" }, Date.now());
+    await sleep(50);
+    await dead.close(false);
+    const charges: StrayCharge[] = [];
+    const finder = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    await sleep(400);
+    // The live one beats (every 100 ms); the dead one's deadline has passed.
+    await finder.recover((charge) => charges.push(charge));
+    expect(charges).toEqual([
+      expect.objectContaining({
+        tenant: "default",
+        route: "default",
+        firstModel: "m",
+        model: "m",
+        costUsd: 0.12,
+      }),
+    ]);
+    expect(await usageTotal()).toBeCloseTo(before + 0.12, 9);
+    expect(await harness.admin.hget(harness.keys.callJournal(dead.instanceId), field)).toBe("!");
+    // Once.
+    await finder.recover((charge) => charges.push(charge));
+    expect(charges).toHaveLength(1);
+    await live.close(true);
+    await finder.close(true);
+  });
+});
