@@ -32,8 +32,8 @@ export interface Keys {
   settleLedger(instanceId: string): string;
   /**
    * Calls one process has sent and not yet settled (hash: call id → what the call is charged if the
-   * process dies with it in flight; ADR 0033), and every such process by its last heartbeat
-   * (zset, Redis time in ms).
+   * process dies with it in flight; ADR 0033), and every such process by when it is to be taken
+   * for dead: its last heartbeat plus its stale time (zset, Redis time in ms).
    */
   callJournal(instanceId: string): string;
   readonly callJournals: string;
