@@ -3,7 +3,8 @@
  * jobs with webhooks stream in (short: 300 jobs over 15 s; `CHAOS_LONG=1`: 10,000 over 60 s).
  * No job is lost, each ends once (one terminal state, one webhook-id), upstream calls made twice
  * stay within kills × concurrency, and webhook deliveries made twice within kills × the webhook
- * worker's concurrency (100); first deliveries follow the lock, not a fixed 30 s.
+ * worker's concurrency (100); first deliveries follow the lock, not a fixed 30 s. Every call the
+ * upstream billed is counted in usage, those in flight on killed workers included.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { http, sleep } from "../e2e/helpers.js";
@@ -37,6 +38,8 @@ const CONCURRENCY = 20;
 const WEBHOOK_CONCURRENCY = 100;
 const LOCK_MS = scale(3_000, 5_000);
 const UPSTREAM_DELAY_MS = 200;
+/** One call's price at the counting upstream's usage: 10 prompt tokens at $1, 5 completion at $2 per million. */
+const CALL_USD = (10 * 1 + 5 * 2) / 1e6;
 
 let upstream: CountingUpstream;
 let sink: WebhookSink;
@@ -164,6 +167,18 @@ describe("workers SIGKILLed every 2 s under load", () => {
       );
       const medianResendGap = resendGaps[Math.floor(resendGaps.length / 2)] ?? 0;
       const dead = await http(api.url, "GET", "/v1/webhook-deliveries?status=dead&limit=100");
+      // What the upstream billed: every call it received (a non-streamed answer is produced and
+      // billed whoever still listens), at its usage (10 prompt and 5 completion tokens, $1 and $2
+      // per million). A killed worker's calls in flight are charged their estimate by another
+      // process (ADR 0033), which is more, once the killed worker has been silent 10 s.
+      const billedUsd = upstream.calls.length * CALL_USD;
+      const usageUsd = async () => Number((await http(api.url, "GET", "/v1/usage")).body?.cost_usd ?? 0);
+      let chargedUsd = await usageUsd();
+      const chargedBy = Date.now() + 30_000;
+      while (chargedUsd < billedUsd - 1e-9 && Date.now() < chargedBy) {
+        await sleep(500);
+        chargedUsd = await usageUsd();
+      }
       const failedJobs = jobs.filter((job) => job?.status === "failed").map((job) => job.id as string);
       printFigures("worker kills", {
         jobs: JOBS,
@@ -180,6 +195,7 @@ describe("workers SIGKILLed every 2 s under load", () => {
           : "-",
         "latest first delivery after its job ended": `≤ ${seconds(firstDeliveryLagMs)}`,
         "time to drain after the last kill": seconds(drainedAt - killsEndedAt),
+        "billed by the upstream / charged in usage": `$${billedUsd.toFixed(6)} / $${chargedUsd.toFixed(6)} (${Math.round((billedUsd - Math.min(billedUsd, chargedUsd)) / CALL_USD)} calls uncounted)`,
         "whole run": seconds(drainedAt - startedAt),
       });
 
@@ -193,6 +209,8 @@ describe("workers SIGKILLed every 2 s under load", () => {
       // (before the fix: 55-75 s later). One whose next worker is killed too waits again, so the
       // longest gap is several of those; the typical one is one.
       expect(medianResendGap).toBeLessThan(3 * LOCK_MS + 5_000);
+      // No dollar the upstream billed goes uncounted.
+      expect(chargedUsd).toBeGreaterThanOrEqual(billedUsd - 1e-9);
     },
     scale(150_000, 600_000),
   );

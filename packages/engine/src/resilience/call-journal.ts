@@ -1,5 +1,11 @@
 import { randomUUID } from "node:crypto";
-import type { Keys, Logger, RedisClient, StrayCharge } from "@cascade/shared";
+import {
+  flushCoalescedWrites,
+  type Keys,
+  type Logger,
+  type RedisClient,
+  type StrayCharge,
+} from "@cascade/shared";
 import { CHARGED, JOURNAL_BEAT_LUA, JOURNAL_CLAIM_LUA, JOURNAL_STALE_LUA } from "./lua/journal.lua.js";
 
 /**
@@ -115,11 +121,11 @@ export class CallJournal {
   }
 
   /**
-   * Writes the entry of a call about to go out: the command is on its way to Redis before the
-   * call's request is, and is not waited for. The call's settlement, on the same connection, comes
+   * Writes the entry of a call about to go out: with `sendNow` (a call that leaves over the
+   * network) the command is on its way to Redis before the call's request is; nothing waits for it. The call's settlement, on the same connection, comes
    * after it (a write that failed leaves no entry: the settlement then charges the call as usual).
    */
-  open(entry: JournalEntry, nowMs: number): JournalHandle {
+  open(entry: JournalEntry, nowMs: number, options: { sendNow?: boolean } = {}): JournalHandle {
     this.sequence += 1;
     const handle: JournalHandle = { field: this.sequence.toString(36) };
     const stored: StoredEntry = {
@@ -144,6 +150,10 @@ export class CallJournal {
       this.lastWriteWarningMs = nowMs;
       this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
     });
+    // A connection that holds its writes for the turn's end (ADR 0025) sends them now: the entry
+    // must not leave after the call's request (a process killed in between would leave the call
+    // uncounted).
+    if (options.sendNow) flushCoalescedWrites(this.redis);
     return handle;
   }
 

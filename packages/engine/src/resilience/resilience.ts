@@ -138,6 +138,8 @@ export class Resilience {
   readonly pools: PoolSignals;
   /** Calls sent and not yet settled, for when this process dies with them in flight (ADR 0033). */
   readonly journal: CallJournal;
+  /** Providers whose calls leave over the network (all but simulated ones). */
+  private readonly networkProviders = new Set<string>();
 
   constructor(
     redis: RedisClient,
@@ -151,6 +153,8 @@ export class Resilience {
   ) {
     this.journal = new CallJournal(redis, keys, logger, journalOptions);
     this.plans = new HopPlans(config, keys);
+    for (const [id, provider] of Object.entries(config.file.providers))
+      if (provider.type !== "simulated") this.networkProviders.add(id);
     redis.defineCommand("cascadeAdmit", { lua: ADMIT_LUA });
     redis.defineCommand("cascadeSettle", { lua: SETTLE_LUA });
     this.redis = redis as Commands;
@@ -297,6 +301,8 @@ export class Resilience {
         jobId: call.jobId,
       },
       this.clock.now(),
+      // A simulated call sends nothing anyone could bill before this entry is out.
+      { sendNow: this.networkProviders.has(request.providerId) },
     );
   }
 
