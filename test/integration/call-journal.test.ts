@@ -76,7 +76,8 @@ describe("a recovery", () => {
     const logger = (await import("pino")).pino({ level: "silent" });
     // A process that wrote an entry and then went silent (its beats stopped: closed without settling).
     const dead = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
-    const live = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    // Each process's own stale time counts: the finder's 300 ms does not make this one dead.
+    const live = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 10_000 });
     const entry = {
       usageKey: harness.keys.usage("default", today()),
       fields: ["total", "model:m"],
@@ -112,6 +113,53 @@ describe("a recovery", () => {
     await finder.recover((charge) => charges.push(charge));
     expect(charges).toHaveLength(1);
     await live.close(true);
+    await finder.close(true);
+  });
+
+  it("sets aside entries that do not read, and still charges the rest", async () => {
+    const logger = (await import("pino")).pino({ level: "silent" });
+    const before = await usageTotal();
+    const dead = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    const good = dead.open(
+      {
+        usageKey: harness.keys.usage("default", today()),
+        fields: ["total"],
+        ttlSeconds: 3600,
+        costUsd: 0.05,
+        tenant: "default",
+        route: null,
+        firstModel: "m",
+        model: "m",
+        jobId: undefined,
+      },
+      Date.now(),
+    ).field;
+    const journalKey = harness.keys.callJournal(dead.instanceId);
+    await harness.admin.hset(
+      journalKey,
+      "x1",
+      "null",
+      "x2",
+      "5",
+      "x3",
+      "{not json",
+      "x4",
+      '{"c":1,"f":["total"]}',
+    );
+    await dead.close(false);
+    await sleep(400);
+    const charges: StrayCharge[] = [];
+    const finder = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    await finder.recover((charge) => charges.push(charge));
+    expect(charges.map((charge) => charge.costUsd)).toEqual([0.05]);
+    expect(await usageTotal()).toBeCloseTo(before + 0.05, 9);
+    expect(await harness.admin.hgetall(journalKey)).toEqual({
+      [good]: "!",
+      x1: "!",
+      x2: "!",
+      x3: "!",
+      x4: "!",
+    });
     await finder.close(true);
   });
 });

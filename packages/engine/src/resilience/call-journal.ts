@@ -230,12 +230,25 @@ export class CallJournal {
   async recover(onCharge: (charge: StrayCharge) => void): Promise<number> {
     // Right after Redis came back, live processes may not have beaten yet: each has its stale
     // time (the zset holds each process's own deadline) to do so.
-    if (Date.now() - this.lastBeatFailureMs < this.staleMs) return 0;
+    const heldOff = () => Date.now() - this.lastBeatFailureMs < this.staleMs;
+    if (heldOff()) return 0;
+    const askedMs = Date.now();
     const stale = await this.redis.cascadeJournalStale(1, this.keys.callJournals, CLAIMS_PER_PASS);
+    // An answer held up (Redis was away while it waited) may be read before live processes beat
+    // again: as for a beat held up, nothing is claimed for a stale time.
+    if (Date.now() - askedMs > this.heartbeatMs / 2) this.lastBeatFailureMs = Date.now();
     let charged = 0;
     for (const instanceId of stale) {
       if (instanceId === this.instanceId) continue;
-      charged += await this.claim(instanceId, onCharge);
+      if (heldOff()) break;
+      try {
+        charged += await this.claim(instanceId, onCharge);
+      } catch (error) {
+        this.logger.warn(
+          { err: (error as Error).message, instance: instanceId },
+          "could not charge the calls a stopped process left in flight",
+        );
+      }
     }
     return charged;
   }
@@ -249,10 +262,8 @@ export class CallJournal {
     const args: Array<string | number> = [instanceId];
     for (const [field, value] of Object.entries(raw)) {
       if (value === CHARGED) continue;
-      let entry: StoredEntry;
-      try {
-        entry = JSON.parse(value) as StoredEntry;
-      } catch {
+      const entry = readEntry(value);
+      if (!entry) {
         // Set aside by the script, uncharged: nothing says what it cost.
         args.push(field, 2);
         continue;
@@ -318,6 +329,24 @@ export class CallJournal {
       this.logger.warn({ err: (error as Error).message }, "could not remove this process's journal of calls");
     }
   }
+}
+
+/** A stored entry, or undefined for a value that is not one. */
+function readEntry(value: string): StoredEntry | undefined {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  const candidate = entry as Partial<StoredEntry> | null;
+  return typeof candidate === "object" &&
+    candidate !== null &&
+    typeof candidate.u === "string" &&
+    typeof candidate.c === "number" &&
+    Array.isArray(candidate.f)
+    ? (candidate as StoredEntry)
+    : undefined;
 }
 
 /** `promise`, or nothing after `ms`. */

@@ -28,6 +28,8 @@ export class SettleQueue {
   pending = new SettleBatch();
   private sealed: { batch: SettleBatch; keys: string[]; spec: string } | undefined;
   private sequence = 0;
+  /** A batch was dropped (its script failed): not everything was written. */
+  private dropped = false;
   private refusals = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -91,6 +93,7 @@ export class SettleQueue {
             "settle script failed on a batch; dropped it",
           );
           this.sealed = undefined;
+          this.dropped = true;
           continue;
         }
         this.refusals += 1;
@@ -113,7 +116,7 @@ export class SettleQueue {
    * Writes everything pending, retrying refusals, for at most `waitMs`; then gives up, logging
    * the money that could not be written (on shutdown).
    */
-  /** Resolves true once everything was written, false when it gave up. */
+  /** Resolves true once everything was written, false when it gave up (or a batch was dropped). */
   async close(waitMs = CLOSE_WAIT_MS): Promise<boolean> {
     const deadline = this.clock.now() + waitMs;
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -142,7 +145,7 @@ export class SettleQueue {
       );
       return false;
     }
-    return true;
+    return !this.dropped;
   }
 }
 

@@ -52,9 +52,11 @@ for i = 2, #ARGV, 2 do
   if value and value ~= '${CHARGED}' then
     local ok, entry = pcall(cjson.decode, value)
     redis.call('HSET', KEYS[2], field, '${CHARGED}')
-    -- An entry that does not read is set aside, uncharged (nothing says what it cost).
-    if ok and type(entry) == 'table' and type(entry.c) == 'number' and type(entry.f) == 'table' then
-      local key = KEYS[tonumber(ARGV[i + 1])]
+    -- An entry that does not read is set aside, uncharged (nothing says what it cost); index 2
+    -- (the journal itself) is what the caller gives one it could not read.
+    local index = tonumber(ARGV[i + 1])
+    if index ~= 2 and ok and type(entry) == 'table' and type(entry.c) == 'number' and type(entry.f) == 'table' then
+      local key = KEYS[index]
       if entry.c > 0 then
         for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
         redis.call('EXPIRE', key, entry.t)
@@ -65,7 +67,13 @@ for i = 2, #ARGV, 2 do
 end
 -- Charged entries stay a day as tombstones: a process that was only paused settles those calls
 -- against them (settle.lua). A process that beats again is back in the zset.
-redis.call('ZREM', KEYS[1], ARGV[1])
+-- Entries written since the caller read the journal (a paused process that resumed) keep the
+-- process on the list: a later pass charges them if it is still silent.
+local live = false
+for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
+  if value ~= '${CHARGED}' then live = true; break end
+end
+if not live then redis.call('ZREM', KEYS[1], ARGV[1]) end
 if redis.call('HLEN', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) else redis.call('PEXPIRE', KEYS[2], 86400000) end
 return claimed
 `;

@@ -56,7 +56,14 @@ export const SETTLE_LUA = `
 local spec = cjson.decode(ARGV[1])
 if spec.ledger and spec.ledger ~= cjson.null then
   local ledger = KEYS[spec.ledger.key]
-  if spec.ledger.sequence <= (tonumber(redis.call('GET', ledger)) or 0) then return {} end
+  if spec.ledger.sequence <= (tonumber(redis.call('GET', ledger)) or 0) then
+    -- Applied before (its answer was lost). A journal entry whose write was sent again after it
+    -- is an orphan: removed, or it would be charged again should this process die.
+    if spec.journal and spec.journal ~= cjson.null then
+      for _, c in ipairs(spec.journal.calls) do redis.call('HDEL', KEYS[spec.journal.key], c[1]) end
+    end
+    return {}
+  end
   redis.call('SET', ledger, spec.ledger.sequence, 'EX', 86400)
 end
 local t = redis.call('TIME')
