@@ -81,10 +81,11 @@ type Commands = RedisClient & {
  *   recovery turns an entry into a tombstone and writes its estimate in one script call. A call
  *   settled after its recovery (its process was only paused) writes real cost − estimate: each
  *   call's usage ends at its real cost, or at its estimate if nobody settles it.
- * - Every process with a journal beats every 5 s (Redis time). Any process finds journals whose
- *   beat is over 30 s old and charges what is left in them: usage by tenant, route, model, user
- *   and deployment at once, and the request counts, dashboard and metrics through `onCharge`.
- *   Budgets already hold these calls: admission reserved the same estimate and nothing gave it back.
+ * - Every process beats (every third of its stale time, at most 5 s), setting its deadline in
+ *   Redis time: the beat plus its own stale time. Any process finds processes past their deadline
+ *   and charges what is left in their journals: usage by tenant, route, model, user and deployment
+ *   at once, and the request counts, dashboard and metrics through `onCharge`. Budgets already
+ *   hold these calls: admission reserved the same estimate and nothing gave it back.
  */
 export class CallJournal {
   readonly key: string;
@@ -99,7 +100,10 @@ export class CallJournal {
   private recovering: Promise<void> | undefined;
   private closed = false;
   private recoveryStopped = false;
-  /** When this process last failed to beat (or beat late): no recovery soon after, when live processes' beats may be due. */
+  /**
+   * When this process last failed to beat, or a beat or stale list came back late: no recovery
+   * for a stale time after, while live processes' beats may still be on their way.
+   */
   private lastBeatFailureMs = 0;
 
   constructor(
@@ -122,8 +126,9 @@ export class CallJournal {
 
   /**
    * Writes the entry of a call about to go out: with `sendNow` (a call that leaves over the
-   * network) the command is on its way to Redis before the call's request is; nothing waits for it. The call's settlement, on the same connection, comes
-   * after it (a write that failed leaves no entry: the settlement then charges the call as usual).
+   * network) the command is on its way to Redis before the call's request is; nothing waits for
+   * it. The call's settlement, on the same connection, comes after it (a write that failed leaves
+   * no entry: the settlement then charges the call as usual).
    */
   open(entry: JournalEntry, nowMs: number, options: { sendNow?: boolean } = {}): JournalHandle {
     this.sequence += 1;
