@@ -172,7 +172,14 @@ describe("workers SIGKILLed every 2 s under load", () => {
       // per million). A killed worker's calls in flight are charged their estimate by another
       // process (ADR 0033), which is more, once the killed worker has been silent 10 s.
       const billedUsd = upstream.calls.length * CALL_USD;
-      const usageUsd = async () => Number((await http(api.url, "GET", "/v1/usage")).body?.cost_usd ?? 0);
+      // From the day the run started: a run across midnight (UTC) spends on two days.
+      const since = new Date(startedAt).toISOString().slice(0, 10);
+      const usageUsd = async () => {
+        const until = new Date().toISOString().slice(0, 10);
+        return Number(
+          (await http(api.url, "GET", `/v1/usage?start=${since}&end=${until}`)).body?.cost_usd ?? 0,
+        );
+      };
       let chargedUsd = await usageUsd();
       const chargedBy = Date.now() + 30_000;
       while (chargedUsd < billedUsd - 1e-9 && Date.now() < chargedBy) {

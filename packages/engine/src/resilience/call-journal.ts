@@ -349,6 +349,7 @@ function readEntry(value: string): StoredEntry | undefined {
     candidate !== null &&
     typeof candidate.u === "string" &&
     typeof candidate.c === "number" &&
+    typeof candidate.t === "number" &&
     Array.isArray(candidate.f)
     ? (candidate as StoredEntry)
     : undefined;

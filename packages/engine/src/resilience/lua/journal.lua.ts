@@ -55,7 +55,7 @@ for i = 2, #ARGV, 2 do
     -- An entry that does not read is set aside, uncharged (nothing says what it cost); index 2
     -- (the journal itself) is what the caller gives one it could not read.
     local index = tonumber(ARGV[i + 1])
-    if index ~= 2 and ok and type(entry) == 'table' and type(entry.c) == 'number' and type(entry.f) == 'table' then
+    if index ~= 2 and ok and type(entry) == 'table' and type(entry.c) == 'number' and type(entry.f) == 'table' and type(entry.t) == 'number' then
       local key = KEYS[index]
       if entry.c > 0 then
         for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
