@@ -338,11 +338,13 @@ export async function runHop(
     try {
       // Written down before it goes out: a process killed with the call in flight still has it
       // charged, by another process (ADR 0033).
-      if (admission.ticket && context.resilience)
-        context.resilience.journalCall(admission.ticket, {
+      if (admission.ticket && context.resilience) {
+        const written = context.resilience.journalCall(admission.ticket, {
           jobId: context.jobId,
           firstModel: data.chain[0]?.model ?? hop.model,
         });
+        if (written) await written;
+      }
       completion = await callHop(
         context,
         hop.model,

@@ -94,6 +94,8 @@ export class CallJournal {
   private readonly heartbeatMs: number;
   private readonly recoverMs: number;
   private sequence = 0;
+  /** The flush of this turn's entries that calls opened in it wait for (see `written`). */
+  private turnFlush: Promise<void> | undefined;
   private lastWriteWarningMs = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private recovery: NodeJS.Timeout | undefined;
@@ -125,12 +127,11 @@ export class CallJournal {
   }
 
   /**
-   * Writes the entry of a call about to go out: with `sendNow` (a call that leaves over the
-   * network) the command is on its way to Redis before the call's request is; nothing waits for
-   * it. The call's settlement, on the same connection, comes after it (a write that failed leaves
-   * no entry: the settlement then charges the call as usual).
+   * Writes the entry of a call about to go out (a call that leaves over the network then waits for
+   * `written`); nothing waits for the reply. The call's settlement, on the same connection, comes
+   * after it (a write that failed leaves no entry: the settlement then charges the call as usual).
    */
-  open(entry: JournalEntry, nowMs: number, options: { sendNow?: boolean } = {}): JournalHandle {
+  open(entry: JournalEntry, nowMs: number): JournalHandle {
     this.sequence += 1;
     const handle: JournalHandle = { field: this.sequence.toString(36) };
     const stored: StoredEntry = {
@@ -155,11 +156,27 @@ export class CallJournal {
       this.lastWriteWarningMs = nowMs;
       this.logger.warn({ err: error.message }, "could not write the journal of calls in flight");
     });
-    // A connection that holds its writes for the turn's end (ADR 0025) sends them now: the entry
-    // must not leave after the call's request (a process killed in between would leave the call
-    // uncounted).
-    if (options.sendNow) flushCoalescedWrites(this.redis);
     return handle;
+  }
+
+  /**
+   * Resolves once the entries opened so far in this turn of the event loop have been handed to
+   * the socket: a call that leaves over the network waits for it before its request goes, so its
+   * entry never leaves after it (a process killed in between would leave the call uncounted). One
+   * flush serves every call opened in the turn: a connection that holds its writes for the turn's
+   * end (ADR 0025) sends them in the check phase anyway, and the calls go right after, instead of
+   * a socket write of its own per call.
+   */
+  written(): Promise<void> {
+    if (!this.turnFlush)
+      this.turnFlush = new Promise<void>((resolve) => {
+        setImmediate(() => {
+          this.turnFlush = undefined;
+          flushCoalescedWrites(this.redis);
+          resolve();
+        });
+      });
+    return this.turnFlush;
   }
 
   private startHeartbeat(): void {

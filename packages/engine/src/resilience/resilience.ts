@@ -281,11 +281,16 @@ export class Resilience {
   /**
    * Writes the call's entry in this process's journal before it goes out (ADR 0033): should the
    * process die before the call is settled, another charges its estimate. A call that costs
-   * nothing by its estimate is not written. Waits for nothing, never throws.
+   * nothing by its estimate is not written. Never throws; for a call that leaves over the network,
+   * returns what to wait for before its request goes (the entry handed to the socket first, with
+   * the rest of the turn's entries: see CallJournal.written), never a Redis reply.
    */
-  journalCall(ticket: Ticket, call: { jobId: string | undefined; firstModel: string }): void {
+  journalCall(
+    ticket: Ticket,
+    call: { jobId: string | undefined; firstModel: string },
+  ): Promise<void> | undefined {
     const { request, plan } = ticket;
-    if (!(request.costUsd > 0)) return;
+    if (!(request.costUsd > 0)) return undefined;
     const fields = usageFieldsOf(request);
     ticket.usageFields = fields;
     ticket.journal = this.journal.open(
@@ -301,9 +306,9 @@ export class Resilience {
         jobId: call.jobId,
       },
       this.clock.now(),
-      // A simulated call sends nothing anyone could bill before this entry is out.
-      { sendNow: this.networkProviders.has(request.providerId) },
     );
+    // A simulated call sends nothing anyone could bill before this entry is out.
+    return this.networkProviders.has(request.providerId) ? this.journal.written() : undefined;
   }
 
   /**
