@@ -251,7 +251,9 @@ describe("POST /v1/chat/completions", () => {
       tools: null,
       tool_choice: null,
     };
-    const answer = await post({ model: "default", ...hello, ...nulls, ...more });
+    // The contract's own extension fields too.
+    const extensions = { models: null, route: null, max_cost_usd: null };
+    const answer = await post({ model: "default", ...hello, ...nulls, ...more, ...extensions });
     expect(answer.status, answer.text).toBe(200);
     const sent = fake.callsFor("up-a")[0]?.body;
     expect(sent).toBeDefined();

@@ -101,6 +101,32 @@ describe("jobs API", () => {
     expect(created.status).toBe(202);
   });
 
+  it("takes null for an optional job field as unset, as for the request's (clients that send every field)", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: {
+        ...hello,
+        route: null,
+        models: null,
+        webhook: null,
+        metadata: null,
+        priority: null,
+        max_cost_usd: null,
+        user: null,
+        deadline_ms: null,
+      },
+      headers: acme,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(202);
+    expect(created.body).toMatchObject({ status: "queued", route: "default", metadata: {} });
+    expect(created.body.user ?? null).toBeNull();
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, { headers: acme });
+    expect(done.body).toMatchObject({ status: "succeeded", model: "fast" });
+    // null is no value: the request itself cannot be null.
+    const noRequest = await stack.request("POST", "/v1/jobs", { body: { request: null }, headers: acme });
+    expect(noRequest.status).toBe(400);
+    expect(noRequest.body.error.param).toBe("request");
+  });
+
   it("takes OpenAI's request.user as the end user (per-user budgets), unless the job names one", async () => {
     const fromRequest = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...hello.request, user: "end-user-7" } },

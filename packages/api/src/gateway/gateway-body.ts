@@ -17,7 +17,7 @@ import { z } from "zod";
  * are a 400 naming them, as OpenAI answers.
  */
 export const gatewayBodySchema = z.preprocess(
-  nullsAsUnset([...NULL_MEANS_UNSET, "metadata"]),
+  nullsAsUnset([...NULL_MEANS_UNSET, "metadata", "models", "route", "max_cost_usd"]),
   chatRequestFields
     .extend({
       models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),

@@ -1,32 +1,47 @@
 import { z } from "zod";
 import { hopSchema, REASONS } from "../config/schema.js";
-import { chatRequestSchema, openAIChatBodySchema } from "./chat-request.js";
+import { chatRequestSchema, nullsAsUnset, openAIChatBodySchema } from "./chat-request.js";
 
 /** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
 export const END_USER_MAX_LENGTH = 256;
 
+/** The job's optional fields a client may send as `null`, meaning unset (as the request's). */
+const JOB_NULL_MEANS_UNSET = [
+  "route",
+  "models",
+  "webhook",
+  "metadata",
+  "priority",
+  "max_cost_usd",
+  "user",
+  "deadline_ms",
+] as const;
+
 /** POST /v1/jobs body. */
-export const createJobBodySchema = z.strictObject({
-  request: openAIChatBodySchema,
-  route: z.string().min(1).optional(),
-  models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
-  webhook: z
-    .strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) })
-    .optional(),
-  metadata: z
-    .record(z.string().max(64), z.string().max(512))
-    .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
-    .optional(),
-  priority: z.number().int().min(1).max(10).default(5),
-  max_cost_usd: z.number().min(0).optional(),
-  user: z.string().min(1).max(END_USER_MAX_LENGTH).optional(),
-  deadline_ms: z
-    .number()
-    .int()
-    .positive()
-    .max(7 * 24 * 3600 * 1000)
-    .optional(),
-});
+export const createJobBodySchema = z.preprocess(
+  nullsAsUnset(JOB_NULL_MEANS_UNSET),
+  z.strictObject({
+    request: openAIChatBodySchema,
+    route: z.string().min(1).optional(),
+    models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
+    webhook: z
+      .strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) })
+      .optional(),
+    metadata: z
+      .record(z.string().max(64), z.string().max(512))
+      .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
+      .optional(),
+    priority: z.number().int().min(1).max(10).default(5),
+    max_cost_usd: z.number().min(0).optional(),
+    user: z.string().min(1).max(END_USER_MAX_LENGTH).optional(),
+    deadline_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600 * 1000)
+      .optional(),
+  }),
+);
 export type CreateJobBody = z.infer<typeof createJobBodySchema>;
 
 export const attemptSchema = z.object({
