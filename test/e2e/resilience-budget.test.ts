@@ -71,6 +71,10 @@ function expectOverBudget(job: Json) {
   expect(job).toMatchObject({ status: "failed", error: { type: "all_models_failed" }, cost_usd: 0 });
   expect(job.attempts).toHaveLength(1);
   expect(job.attempts[0]).toMatchObject({ model: "a", outcome: "skipped", reason: "over_budget" });
+  // It says why a budget with money left refused it: the call's whole estimate did not fit.
+  expect(job.attempts[0].message).toMatch(
+    /^budget would be exceeded \(\d+\.\d{6} of \d+\.\d{6} USD spent; this call may cost up to \d+\.\d{6}\)$/,
+  );
 }
 
 describe("budgets across three worker processes", () => {

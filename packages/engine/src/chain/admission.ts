@@ -175,7 +175,8 @@ function unmeasured() {
 
 const MESSAGES = {
   circuit_open: (detail: string) => `circuit breaker is open (${detail})`,
-  over_budget: (detail: string) => `budget exhausted (${detail} USD)`,
+  // The call's estimate is reserved whole: a budget with anything left may still be too short for it.
+  over_budget: (detail: string) => `budget would be exceeded (${detail})`,
 };
 
 /**
