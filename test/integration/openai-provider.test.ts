@@ -439,6 +439,14 @@ describe("openai provider through the worker", () => {
     expect(JSON.stringify(job)).not.toContain("127.0.0.1");
   });
 
+  it("reports a network error for an answer whose connection broke mid-body, not an invalid response", async () => {
+    // The headers (200) and part of the JSON body, then the connection is cut.
+    fake.script("up-primary", { kind: "stream_cut", afterChunks: 1 });
+    const job = await run({});
+    expect(job.attempts[0]).toMatchObject({ model: "primary", outcome: "error", reason: "network_error" });
+    expect(job.model).toBe("backup");
+  });
+
   it("retries the same hop with backoff, never sooner than Retry-After", async () => {
     fake.script("up-primary", { kind: "rate_limited", retryAfterSeconds: 2 }, { kind: "server_error" });
     const job = await run({ route: "retrying" });

@@ -61,6 +61,50 @@ function parseBody(error: APICallError): unknown {
   return error.data !== undefined ? error.data : parseRawBody(error.responseBody);
 }
 
+/** Error codes of a connection that broke while the body was arriving (undici, Node, Bun). */
+const TRANSPORT_CODES = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_ABORTED",
+  "ConnectionClosed",
+]);
+
+/** The errors of `error`'s cause chain, `error` first. */
+function causeChain(error: unknown): Error[] {
+  const chain: Error[] = [];
+  let current = error;
+  while (current instanceof Error && !chain.includes(current)) {
+    chain.push(current);
+    current = current.cause;
+  }
+  return chain;
+}
+
+/**
+ * Whether `error`, or an error it was caused by, is a connection that broke (TRANSPORT_CODES,
+ * undici's "terminated"); not an answer past the size bound, which we cut (invalid_response).
+ */
+export function isTransportFailure(error: unknown): boolean {
+  const chain = causeChain(error);
+  const code = (item: Error) => (item as { code?: unknown }).code;
+  if (chain.some((item) => code(item) === "UND_ERR_RES_EXCEEDED_MAX_SIZE")) return false;
+  return chain.some((item) => {
+    const itemCode = code(item);
+    if (typeof itemCode === "string" && TRANSPORT_CODES.has(itemCode)) return true;
+    // undici's fetch fails a body cut short with TypeError("terminated").
+    return item instanceof TypeError && /terminated|network|socket/i.test(item.message);
+  });
+}
+
+/** The last Error of `error`'s cause chain (`error` itself when it has no cause). */
+function innermostCause(error: unknown): Error | undefined {
+  return causeChain(error).at(-1);
+}
+
 /**
  * The first step every AI SDK-based classifier shares: errors that are not HTTP answers
  * (network failures, malformed bodies) get their reason here; HTTP failures are returned for
@@ -73,6 +117,18 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
       return new ProviderError("network_error", error.message, { cause: error });
     }
     if (error.statusCode >= 200 && error.statusCode < 300) {
+      // "Failed to process successful response": the body stopped arriving (the connection broke
+      // mid-answer), a network failure as a cut stream is, not a malformed answer.
+      if (isTransportFailure(error.cause)) {
+        // The innermost cause says what broke (fetch wraps undici's "other side closed" in its
+        // "terminated"; the lean client hands it over as it is).
+        const detail = innermostCause(error.cause)?.message;
+        return new ProviderError(
+          "network_error",
+          `the answer broke off: ${error.message}${detail ? `: ${detail}` : ""}`,
+          { httpStatus: error.statusCode, cause: error },
+        );
+      }
       return new ProviderError("invalid_response", `${error.message} (HTTP ${error.statusCode})`, {
         httpStatus: error.statusCode,
         cause: error,

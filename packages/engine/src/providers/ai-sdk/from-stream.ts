@@ -11,6 +11,7 @@ import {
 } from "@ai-sdk/provider";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "../provider-error.js";
 import type { ChoiceLogprobs, StreamSink } from "../types.js";
+import { isTransportFailure } from "./api-call-error.js";
 
 /** What one provider contributes to reading its stream. */
 export interface StreamClassifiers {
@@ -22,32 +23,6 @@ export interface StreamClassifiers {
    * when the shape is not the provider's.
    */
   classifyEvent?(error: unknown): ProviderError | undefined;
-}
-
-/** Error codes of a connection that broke while the body was arriving (undici, Node, Bun). */
-const TRANSPORT_CODES = new Set([
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ECONNABORTED",
-  "UND_ERR_SOCKET",
-  "UND_ERR_BODY_TIMEOUT",
-  "UND_ERR_ABORTED",
-  "ConnectionClosed",
-]);
-
-function isTransportFailure(error: unknown): boolean {
-  const seen = new Set<unknown>();
-  let current = error;
-  while (current instanceof Error && !seen.has(current)) {
-    seen.add(current);
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === "string" && TRANSPORT_CODES.has(code)) return true;
-    // undici's fetch fails a body cut short with TypeError("terminated").
-    if (current instanceof TypeError && /terminated|network|socket/i.test(current.message)) return true;
-    current = current.cause;
-  }
-  return false;
 }
 
 /**
