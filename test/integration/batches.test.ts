@@ -216,6 +216,16 @@ describe("batches (official openai SDK)", () => {
         param: "body.colour",
       },
       {
+        // As OpenAI refuses it: top_logprobs asks for nothing without logprobs: true.
+        lines: jsonl([
+          request("a", "fast"),
+          { ...request("b", "fast"), body: { ...request("b", "fast").body, top_logprobs: 2 } },
+        ]),
+        expected: /line 2: body\.top_logprobs: top_logprobs is only allowed when logprobs is true/,
+        line: 2,
+        param: "body.top_logprobs",
+      },
+      {
         lines: jsonl([request("a", "gpt-nonexistent")]),
         expected: /line 1: body\.model: "gpt-nonexistent" is neither a configured model nor a route/,
         line: 1,

@@ -149,7 +149,8 @@ describe("gateway edges", () => {
       store: false,
       service_tier: "auto",
       reasoning_effort: "low",
-      logprobs: false,
+      // top_logprobs only with logprobs: true, as OpenAI takes it (ADR 0017).
+      logprobs: true,
       top_logprobs: 0,
       logit_bias: { "50256": -100 },
     });

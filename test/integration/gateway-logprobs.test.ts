@@ -7,6 +7,8 @@
  *   `logprob`, `bytes`, `top_logprobs`), whole when not streamed and chunk by chunk when streamed;
  *   `null` from any hop that cannot give them (Anthropic, `openai_fields: drop`), a fallback or a
  *   continued stream included (ADR 0017, revision of 2026-12-05).
+ * - `top_logprobs` without `logprobs: true`: a 400 naming `top_logprobs`, as OpenAI answers, at
+ *   the gateway and at the jobs door, before any upstream call.
  * - an upstream 400's `error.param`, carried to the gateway's 400 `bad_request`; a job's error
  *   object has no `param` in the contract and gets none.
  */
@@ -222,6 +224,87 @@ describe("logprobs, streamed", () => {
     const chunks = await streamed({ model: "hold", logprobs: true, top_logprobs: 1 });
     expect(textOf(chunks)).toBe(TEXT);
     expect(streamedEntries(chunks)).toEqual(expected(TEXT, 1).content);
+  });
+});
+
+describe("top_logprobs without logprobs: true", () => {
+  const post = (path: string, body: unknown) =>
+    stack.request("POST", path, { headers: { authorization: `Bearer ${KEY}` }, body });
+  const WITHOUT = [
+    { top_logprobs: 2 },
+    { logprobs: false, top_logprobs: 2 },
+    { logprobs: false, top_logprobs: 0 },
+    // null is unset, as for OpenAI's other optional fields.
+    { logprobs: null, top_logprobs: 5 },
+  ];
+
+  it("the gateway answers 400 naming top_logprobs, as OpenAI does, and calls no upstream", async () => {
+    for (const fields of WITHOUT) {
+      for (const stream of [false, true]) {
+        const answer = await post("/v1/chat/completions", { ...hello, model: "a", ...fields, stream });
+        expect(answer.status, JSON.stringify({ fields, stream })).toBe(400);
+        expect(answer.body).toEqual({
+          error: {
+            type: "invalid_request_error",
+            message: expect.stringMatching(/top_logprobs.*logprobs is true/),
+            code: null,
+            param: "top_logprobs",
+          },
+        });
+      }
+    }
+    // What a drop-in client sees: the openai SDK's BadRequestError naming the field.
+    const refused = await client()
+      .chat.completions.create({ ...hello, model: "a", top_logprobs: 3 })
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    expect(refused).toBeInstanceOf(APIError);
+    expect(refused).toMatchObject({ status: 400, type: "invalid_request_error", param: "top_logprobs" });
+    expect(fake.calls).toHaveLength(0);
+  });
+
+  it("POST /v1/jobs answers 400 naming request.top_logprobs, as the gateway does", async () => {
+    for (const fields of WITHOUT) {
+      const answer = await post("/v1/jobs", { request: { ...hello, model: "a", ...fields } });
+      expect(answer.status, JSON.stringify(fields)).toBe(400);
+      expect(answer.body.error).toMatchObject({
+        type: "invalid_request_error",
+        param: "request.top_logprobs",
+        message: expect.stringMatching(/top_logprobs.*logprobs is true/),
+      });
+    }
+  });
+
+  it("still takes top_logprobs 0 to 20 with logprobs: true, and refuses any other number", async () => {
+    for (const top of [0, 20]) {
+      fake.script("up-a", { kind: "ok", content: TEXT });
+      const answer = await post("/v1/chat/completions", {
+        ...hello,
+        model: "a",
+        logprobs: true,
+        top_logprobs: top,
+      });
+      expect(answer.status, String(top)).toBe(200);
+      expect(answer.body.choices[0].logprobs).toEqual(expected(TEXT, top));
+    }
+    for (const top of [21, -1, 1.5, "2"]) {
+      const answer = await post("/v1/chat/completions", {
+        ...hello,
+        model: "a",
+        logprobs: true,
+        top_logprobs: top,
+      });
+      expect(answer.status, String(top)).toBe(400);
+      expect(answer.body.error).toMatchObject({ type: "invalid_request_error", param: "top_logprobs" });
+    }
+    // top_logprobs: null without logprobs is unset: nothing asked, nothing refused.
+    fake.script("up-a", { kind: "ok", content: TEXT });
+    const unset = await post("/v1/chat/completions", { ...hello, model: "a", top_logprobs: null });
+    expect(unset.status).toBe(200);
+    expect(unset.body.choices[0].logprobs).toBeNull();
+    expect(fake.calls).toHaveLength(3);
   });
 });
 

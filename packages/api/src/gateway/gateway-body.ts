@@ -6,7 +6,9 @@ import {
   nullsAsUnset,
   openAIMetadataSchema,
   TOOL_CHOICE_ERROR,
+  TOP_LOGPROBS_ERROR,
   toolChoiceNamesATool,
+  topLogprobsNeedLogprobs,
   withoutIgnoredFields,
 } from "@cascade/shared";
 import { z } from "zod";
@@ -30,6 +32,7 @@ export const gatewayBodySchema = z.preprocess(
       ...IGNORED_OPENAI_FIELDS,
     })
     .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .refine(topLogprobsNeedLogprobs, TOP_LOGPROBS_ERROR)
     // As OpenAI answers it: the options of a stream that is not asked for are a mistake.
     .refine((body) => body.stream_options == null || body.stream === true, {
       message: "stream_options is only allowed when stream is true",

@@ -41,8 +41,9 @@ function openAIOwnOptions(request: ProviderCall["request"], extra: Record<string
   if (request.verbosity !== undefined) extra.textVerbosity = request.verbosity;
   if (request.prediction !== undefined) extra.prediction = request.prediction;
   // The SDK's `logprobs` option: a number is `top_logprobs` (sent with `logprobs: true`), `true`
-  // sends `top_logprobs: 0`, OpenAI's default. `top_logprobs` without `logprobs: true` asks for
-  // nothing, so nothing is sent. (The SDK leaves both out for reasoning models, as OpenAI refuses them.)
+  // sends `top_logprobs: 0`, OpenAI's default. `top_logprobs` without `logprobs: true` is refused
+  // at the doors; in a job queued before that check it asks for nothing, so nothing is sent. (The
+  // SDK leaves both out for reasoning models, as OpenAI refuses them.)
   if (request.logprobs === true) extra.logprobs = request.top_logprobs ?? true;
 }
 

@@ -151,7 +151,8 @@ const openAIOwnFields = {
   safety_identifier: z.string().max(1024).optional(),
   verbosity: z.enum(["low", "medium", "high"]).optional(),
   // Log probabilities come back in the answer's choices: given by a provider that takes OpenAI's
-  // fields, null from any other hop (ADR 0017). `top_logprobs` alone asks for nothing.
+  // fields, null from any other hop (ADR 0017). `top_logprobs` needs `logprobs: true` (checked at
+  // the doors: topLogprobsNeedLogprobs).
   logprobs: z.boolean().optional(),
   top_logprobs: z.number().int().min(0).max(20).optional(),
   prediction: z
@@ -254,6 +255,24 @@ export const TOOL_CHOICE_ERROR = {
   path: ["tool_choice"],
 };
 
+type LogprobsFields = Pick<z.infer<typeof chatRequestFields>, "logprobs" | "top_logprobs">;
+
+/**
+ * `top_logprobs` only with `logprobs: true`, as OpenAI answers it (a 400 naming `top_logprobs`):
+ * alone it asks for nothing, and a caller who sent it is waiting for log probabilities that would
+ * never come. Checked where requests come in (the gateway's body, a job's `request`, a batch
+ * line's body), not in `chatRequestSchema`, which also checks queued job data: a job queued
+ * before the check existed still runs (its `top_logprobs` is not sent, as before).
+ */
+export function topLogprobsNeedLogprobs(request: LogprobsFields): boolean {
+  return request.top_logprobs === undefined || request.logprobs === true;
+}
+
+export const TOP_LOGPROBS_ERROR = {
+  message: "top_logprobs is only allowed when logprobs is true",
+  path: ["top_logprobs"],
+};
+
 export const chatRequestSchema = z.preprocess(
   nullsAsUnset(NULL_MEANS_UNSET),
   chatRequestFields.refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR),
@@ -337,7 +356,9 @@ function droppingIgnored(value: unknown, context: z.RefinementCtx): unknown {
  */
 export const openAIChatBodySchema = z.preprocess(
   droppingIgnored,
-  chatRequestFields.refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR),
+  chatRequestFields
+    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .refine(topLogprobsNeedLogprobs, TOP_LOGPROBS_ERROR),
 );
 
 /** The output budget the request asks for: `max_completion_tokens` wins over the legacy `max_tokens`. */
