@@ -6,7 +6,8 @@
  *   `choices[0].logprobs` returned unchanged (`{content, refusal}` entries with `token`,
  *   `logprob`, `bytes`, `top_logprobs`), whole when not streamed and chunk by chunk when streamed;
  *   `null` from any hop that cannot give them (Anthropic, `openai_fields: drop`), a fallback or a
- *   continued stream included (ADR 0017, revision of 2026-12-05).
+ *   continued stream included (ADR 0017, revision of 2026-12-05). Streamed, every entry the
+ *   upstream sent reaches the caller, those that came in a chunk without text too.
  * - `top_logprobs` without `logprobs: true`: a 400 naming `top_logprobs`, as OpenAI answers, at
  *   the gateway and at the jobs door, before any upstream call.
  * - an upstream 400's `error.param`, carried to the gateway's 400 `bad_request`; a job's error
@@ -19,6 +20,7 @@ import { type Stack, startStack } from "../support/cascade-stack.js";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.js";
 import { type FakeOpenAI, openAIError, startFakeOpenAI, tokenLogprobs } from "../support/fake-openai.js";
 import { splitText } from "../support/fake-upstream-common.js";
+import { readEvents } from "../support/sse-client.js";
 
 const KEY = "sk-logprobs-tenant";
 let fake: FakeOpenAI;
@@ -224,6 +226,113 @@ describe("logprobs, streamed", () => {
     const chunks = await streamed({ model: "hold", logprobs: true, top_logprobs: 1 });
     expect(textOf(chunks)).toBe(TEXT);
     expect(streamedEntries(chunks)).toEqual(expected(TEXT, 1).content);
+  });
+});
+
+describe("logprobs sent in a chunk without text, streamed", () => {
+  const TAIL = ["<|eot|>"];
+  const everyEntry = (top: number) => [
+    ...tokenLogprobs(splitText(TEXT), top),
+    ...tokenLogprobs(TAIL, top, splitText(TEXT).length),
+  ];
+  const carriers = ["empty_delta", "empty_content", "finish"] as const;
+
+  it.each(
+    carriers.flatMap((carrier) => [
+      { carrier, model: "a" },
+      { carrier, model: "hold" },
+    ]),
+  )(
+    "reach the caller in order, before the finish chunk ($carrier, model $model)",
+    async ({ carrier, model }) => {
+      fake.script("up-a", { kind: "ok", content: TEXT, trailingLogprobs: { tokens: TAIL, carrier } });
+      const chunks = await streamed({ model, logprobs: true, top_logprobs: 2 });
+      expect(textOf(chunks)).toBe(TEXT);
+      expect(streamedEntries(chunks)).toEqual(everyEntry(2));
+      // The finish chunk ends the answer, as OpenAI's: nothing of the answer comes after it.
+      const finishAt = chunks.findIndex((chunk) => chunk.choices[0]?.finish_reason !== null);
+      expect(finishAt).toBe(chunks.length - 1);
+      expect(chunks[finishAt]?.choices[0]?.finish_reason).toBe("stop");
+      for (const chunk of chunks) expect(chunk.model).toBe("a");
+    },
+  );
+
+  it("an answer with no text at all still shows them, on a chunk of their own before the finish", async () => {
+    fake.script("up-a", {
+      kind: "ok",
+      content: "",
+      trailingLogprobs: { tokens: TAIL, carrier: "empty_delta" },
+    });
+    const chunks = await streamed({ model: "a", logprobs: true, top_logprobs: 2 });
+    expect(textOf(chunks)).toBe("");
+    expect(streamedEntries(chunks)).toEqual(tokenLogprobs(TAIL, 2));
+    expect(chunks.at(-1)?.choices[0]).toMatchObject({ finish_reason: "stop", logprobs: null });
+    expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant");
+  });
+
+  it("a hop that fails after sending only them shows none: the caller sees the next hop's answer alone", async () => {
+    // A filtered answer with no text: on_content_filter falls back to Anthropic, which answers.
+    fake.script("up-a", {
+      kind: "ok",
+      content: "",
+      finishReason: "content_filter",
+      trailingLogprobs: { tokens: TAIL, carrier: "finish" },
+    });
+    anthropic.script("claude-up", { kind: "ok", content: TEXT });
+    const chunks = await streamed({ model: "to_anthropic", logprobs: true });
+    expect(textOf(chunks)).toBe(TEXT);
+    expect(streamedEntries(chunks)).toEqual([]);
+    for (const chunk of chunks) expect(chunk.model).toBe("c");
+  });
+
+  it("a streamed job's delta events carry its text only, none of them empty", async () => {
+    fake.script("up-a", {
+      kind: "ok",
+      content: TEXT,
+      // Slower than the job's delta batching, so the trailing chunk comes after a written event.
+      chunkDelayMs: 80,
+      trailingLogprobs: { tokens: TAIL, carrier: "empty_delta" },
+    });
+    const headers = { authorization: `Bearer ${KEY}` };
+    const created = await stack.request("POST", "/v1/jobs", {
+      headers,
+      body: { request: { ...hello, model: "a", logprobs: true, stream: true } },
+    });
+    const { events } = await readEvents(`${stack.url}/v1/jobs/${created.body.id}/events`, { headers });
+    expect(events.at(-1)?.event).toBe("done");
+    const deltas = events.filter((event) => event.event === "delta");
+    expect(deltas.length).toBeGreaterThan(1);
+    for (const delta of deltas) expect(Object.keys(delta.data).sort()).toEqual(["content", "hop"]);
+    expect(deltas.map((delta) => delta.data.content).join("")).toBe(TEXT);
+    expect(events.at(-1)?.data.result.choices[0].logprobs).toEqual({ content: everyEntry(0), refusal: null });
+  });
+
+  it("are kept whole in a chat.completion and in a job's result, streamed or not", async () => {
+    const tail = {
+      kind: "ok" as const,
+      content: TEXT,
+      trailingLogprobs: { tokens: TAIL, carrier: "empty_delta" },
+    };
+    fake.script("up-a", tail, tail, tail);
+    const answer = await client().chat.completions.create({
+      ...hello,
+      model: "a",
+      logprobs: true,
+      top_logprobs: 1,
+    });
+    expect(answer.choices[0]?.logprobs).toEqual({ content: everyEntry(1), refusal: null });
+    for (const stream of [false, true]) {
+      const created = await stack.request("POST", "/v1/jobs", {
+        headers: { authorization: `Bearer ${KEY}` },
+        body: { request: { ...hello, model: "a", logprobs: true, top_logprobs: 1, stream } },
+      });
+      expect(created.status).toBe(202);
+      const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`, {
+        headers: { authorization: `Bearer ${KEY}` },
+      });
+      expect(done.body.status).toBe("succeeded");
+      expect(done.body.result.choices[0].logprobs).toEqual({ content: everyEntry(1), refusal: null });
+    }
   });
 });
 

@@ -49,6 +49,14 @@ export type FakeBehaviour =
       delayMs?: number;
       /** stream:true only: wait between SSE chunks. */
       chunkDelayMs?: number;
+      /**
+       * With logprobs asked for: the log probabilities of `tokens` that have no text in the answer
+       * (a stop token's, say), after the content's. Streamed,
+       * they come after the last text in a chunk without text of its own: `delta: {}`
+       * (`empty_delta`), `delta: {content: ""}` (`empty_content`), or the finish chunk (`finish`).
+       * Not streamed, they end `logprobs.content`, which holds every token's.
+       */
+      trailingLogprobs?: { tokens: string[]; carrier: "empty_delta" | "empty_content" | "finish" };
     }
   | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
   | { kind: "rate_limited"; retryAfterSeconds?: number; retryAfterMs?: number }
@@ -359,6 +367,10 @@ async function sendCompletion(
   const head = (object: string) => ({ id, object, created, model: body.model });
 
   const logprobs = logprobsAsked(body);
+  const trailing = logprobs && behaviour.trailingLogprobs;
+  const trailingEntries = trailing
+    ? tokenLogprobs(trailing.tokens, logprobs.top, splitText(content ?? "").length)
+    : [];
   if (body.stream !== true) {
     const message = {
       role: "assistant",
@@ -375,7 +387,10 @@ async function sendCompletion(
           message,
           logprobs: logprobs
             ? {
-                content: content === null ? null : tokenLogprobs(splitText(content), logprobs.top),
+                content:
+                  content === null
+                    ? null
+                    : [...tokenLogprobs(splitText(content), logprobs.top), ...trailingEntries],
                 refusal: refusal === null ? null : tokenLogprobs(splitText(refusal), logprobs.top),
               }
             : null,
@@ -437,7 +452,12 @@ async function sendCompletion(
       chunks.push(chunk([choice({ tool_calls: [{ index, function: { arguments: piece } }] })]));
     }
   });
-  if (finishReason !== null) chunks.push(chunk([choice({}, finishReason)]));
+  const trailingLogprobs = { content: trailingEntries, refusal: null };
+  if (trailing?.carrier === "empty_delta") chunks.push(chunk([choice({}, null, trailingLogprobs)]));
+  if (trailing?.carrier === "empty_content")
+    chunks.push(chunk([choice({ content: "" }, null, trailingLogprobs)]));
+  if (finishReason !== null)
+    chunks.push(chunk([choice({}, finishReason, trailing?.carrier === "finish" ? trailingLogprobs : null)]));
   if (includeUsage) chunks.push(chunk([], { usage }));
 
   const stream = openEventStream(context.response, headers);

@@ -53,6 +53,12 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   /** A refusal's text was shown: no model continues a refusal (nor tool calls). */
   private shownRefusal = false;
   private roleSent = false;
+  /**
+   * Log probabilities that came alone (from a hop that streamed no text) while nothing was shown:
+   * they wait for the answer's finish rather than open the response, which a later failure of the
+   * same hop would then have to end with an error event instead of an ordinary error status.
+   */
+  private unopened: { hop: number; part: DeltaPart } | undefined;
   /** SSE events not yet handed to the response: sent as one write when the loop's turn ends. */
   private pending = "";
   private flushing = false;
@@ -89,6 +95,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   restart(): void {
     // Nothing held back was seen: drop it, and hold the next hop's first tokens afresh.
     this.held = [];
+    this.unopened = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
   }
@@ -112,6 +119,9 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   finish(model: string, finishReason: string, usage: unknown | undefined): void {
     this.flushHeld();
     if (!this.opened) this.openAt(model);
+    const unopened = this.unopened;
+    this.unopened = undefined;
+    if (unopened) this.release(unopened.hop, unopened.part);
     this.write(this.chunk(model, {}, finishReason));
     if (usage !== undefined) {
       this.write(
@@ -132,6 +142,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   /** Drops what is held back and its timer (the caller left). */
   dispose(): void {
     this.held = [];
+    this.unopened = undefined;
     this.pending = "";
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
@@ -140,6 +151,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   /** Ends an opened stream with one error event and no [DONE] (the answer is not whole). */
   fail(error: { error: Record<string, unknown> }): void {
     this.held = [];
+    this.unopened = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.write(JSON.stringify(error), true);
   }
@@ -154,6 +166,14 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   }
 
   private release(hop: number, part: DeltaPart): void {
+    if (part.content === undefined && part.refusal === undefined && !part.toolCalls?.length) {
+      // Log probabilities alone: a chunk of their own, in their place, when they were asked for.
+      if (part.logprobs === undefined || this.options.logprobs !== true) return;
+      if (!this.opened) {
+        this.unopened = { hop, part };
+        return;
+      }
+    }
     const model = this.modelOf(hop);
     if (!this.opened) this.openAt(model);
     const delta: Record<string, unknown> = {};

@@ -92,6 +92,8 @@ export function createJobEventWriter(options: {
       append("attempt", attempt);
     },
     delta(hop, part) {
+      // A job's delta events carry text and tool calls, not log probabilities (the result has them).
+      if (!part.content && !part.refusal && !part.toolCalls?.length) return;
       if (pending && pending.hop !== hop) flush();
       pending ??= { hop, content: "", refusal: "", toolCalls: [] };
       if (part.content) pending.content += part.content;

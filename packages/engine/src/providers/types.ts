@@ -96,7 +96,10 @@ export interface StreamDelta {
   content?: string;
   refusal?: string;
   toolCalls?: ToolCallDelta[];
-  /** The provider's `logprobs` of the chunk this text came in, unchanged (only when it gave some). */
+  /**
+   * The provider's `logprobs` of the chunk this text came in, unchanged (only when it gave some).
+   * A delta may carry them alone: entries no text came after, handed on once the stream finished.
+   */
   logprobs?: ChoiceLogprobs;
 }
 

@@ -132,7 +132,10 @@ const hasEntries = (value: unknown): value is unknown[] => Array.isArray(value) 
  * non-streamed `logprobs` holds them. Made only for a stream whose provider sent some (asked for).
  */
 class StreamedLogprobs {
-  /** A chunk's object not yet handed on: its text comes in the next text part. */
+  /**
+   * A chunk's object not yet handed on: its text comes in the next text part, or, when no text
+   * follows, it goes alone once the stream finished (StreamAssembler.result).
+   */
   pending: ChoiceLogprobs | undefined;
   private content: unknown[] | undefined;
   private refusal: unknown[] | undefined;
@@ -319,6 +322,11 @@ export class StreamAssembler {
         "the stream ended before the provider reported a finish reason (truncated stream)",
       );
     }
+    // Entries no text came after (sent in a chunk without text of its own: `delta: {}`, an empty
+    // content, the finish chunk) go to the sink on a delta of their own, now that the stream is
+    // known to be whole, so that every entry the provider sent is shown, in order.
+    const trailing = this.logprobs?.take();
+    if (trailing) this.sink.delta({ logprobs: trailing });
     const content: LanguageModelV3Content[] = [];
     if (this.sawText || (this.textStarted && refusal === undefined))
       content.push({ type: "text", text: this.text });
