@@ -182,6 +182,9 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     const line = await startupFailure(kind, { REDIS_URL: evictingRedis.url });
     expect(line).toContain("noeviction");
     expect(line).toContain("allkeys-lru");
+    // The command it gives reaches this Redis, not whatever answers on 6379.
+    const { hostname, port } = new URL(evictingRedis.url);
+    expect(line).toContain(`redis-cli -h ${hostname} -p ${port} CONFIG SET maxmemory-policy noeviction`);
   });
 
   it("when LOG_LEVEL is not a pino level", async () => {

@@ -25,7 +25,7 @@ describe("a Redis that comes back", () => {
       error: (_fields: unknown, message: string) => lines.push({ level: "error", message }),
       warn: (_fields: unknown, message: string) => lines.push({ level: "warn", message }),
     };
-    watchRedisComebacks(redis, logger as never);
+    watchRedisComebacks(redis, logger as never, first.url);
     try {
       await redis.ping();
       // Reconnects to the same server say nothing.
@@ -45,6 +45,10 @@ describe("a Redis that comes back", () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       expect(lines.find((line) => line.level === "error")?.message).toMatch(
         /maxmemory-policy=allkeys-lru.*noeviction.*CONFIG SET maxmemory-policy noeviction/,
+      );
+      // The command it gives reaches this Redis, not whatever answers on 6379.
+      expect(lines.find((line) => line.level === "error")?.message).toContain(
+        `redis-cli -h 127.0.0.1 -p ${first.port} CONFIG SET`,
       );
       expect(lines.find((line) => line.level === "warn")?.message).toMatch(/restarted/);
     } finally {

@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   redis.on("error", (error: Error) =>
     logger.warn({ err: error.message }, "redis connection error; retrying"),
   );
-  watchRedisComebacks(redis, logger);
+  watchRedisComebacks(redis, logger, settings.REDIS_URL);
 
   // The gateway calls providers from this process: one whose key is not set here fails its calls
   // (auth_error) and chains fall back past it. Say so now rather than at the first request.

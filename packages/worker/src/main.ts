@@ -56,7 +56,7 @@ async function main(): Promise<void> {
       logger.warn({ err: error.message }, "redis connection error; retrying"),
     );
   }
-  watchRedisComebacks(connection, logger);
+  watchRedisComebacks(connection, logger, settings.REDIS_URL);
   const keys = createKeys(settings.CASCADE_REDIS_PREFIX);
   // Fair share's scripts are defined on the connection before any traffic (batch enqueues use it
   // too); this process takes its turn at the sweep that fixes jobs queued across a rebase.

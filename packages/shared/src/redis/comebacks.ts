@@ -1,5 +1,5 @@
 import type { Logger } from "../logger.js";
-import type { RedisClient } from "./connection.js";
+import { type RedisClient, redisCliFor } from "./connection.js";
 
 /**
  * Checks Redis again each time `redis` connects after its first time (startup checked it then):
@@ -8,7 +8,12 @@ import type { RedisClient } from "./connection.js";
  * that restarted (its run id changed) is logged as a warning: what it wrote in its last fsync
  * window, or all of it without persistence, may be gone. Never throws; nothing is refused.
  */
-export function watchRedisComebacks(redis: RedisClient, logger: Pick<Logger, "error" | "warn">): void {
+export function watchRedisComebacks(
+  redis: RedisClient,
+  logger: Pick<Logger, "error" | "warn">,
+  /** REDIS_URL, for the fix's command line (see redisCliFor). */
+  url?: string,
+): void {
   // A cluster client asks any node: run ids differ between them.
   const cluster = (redis as { isCluster?: boolean }).isCluster === true;
   let runId: string | undefined;
@@ -34,7 +39,7 @@ export function watchRedisComebacks(redis: RedisClient, logger: Pick<Logger, "er
       if (policy !== undefined && policy !== "noeviction") {
         logger.error(
           { maxmemory_policy: policy },
-          `Redis came back with maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`redis-cli CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
+          `Redis came back with maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`${url === undefined ? "redis-cli" : redisCliFor(url)} CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
         );
       }
     } catch {

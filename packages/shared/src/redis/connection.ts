@@ -105,6 +105,25 @@ export function flushCoalescedWrites(client: RedisClient): void {
   for (const node of clients) (node.stream as CoalescingSocket | undefined)?.[FLUSH]?.();
 }
 
+/**
+ * The redis-cli command line that reaches the Redis `url` names (host, port, database, TLS), for
+ * messages telling an operator what to run; its password is never shown (`-a <password>` is).
+ */
+export function redisCliFor(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const parts = ["redis-cli", "-h", parsed.hostname || "127.0.0.1", "-p", parsed.port || "6379"];
+    if (parsed.protocol === "rediss:") parts.push("--tls");
+    if (parsed.username) parts.push("--user", decodeURIComponent(parsed.username));
+    if (parsed.password) parts.push("-a", "<password>");
+    const database = parsed.pathname.replace(/^\//, "");
+    if (database && database !== "0") parts.push("-n", database);
+    return parts.join(" ");
+  } catch {
+    return "redis-cli";
+  }
+}
+
 /** A plain connection (or a Cluster client when the seed node reports cluster mode). */
 export function createRedis(url: string, options: ConnectionOptions = {}): RedisClient {
   const { cluster, coalesceWrites: coalescing, coalesceMaxHoldMs, ...rest } = options;
@@ -218,7 +237,7 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
     }
     if (policy !== undefined && policy !== "noeviction") {
       throw new ConfigError(
-        `Redis at ${shown} has maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`redis-cli CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
+        `Redis at ${shown} has maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`${redisCliFor(url)} CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
       );
     }
     return { cluster, warnings };
