@@ -400,6 +400,9 @@ describe("cascade jobs get", () => {
     expect(text).toMatch(/1\s+flaky\s+broken\s+(error\s+server_error\s+500|skipped\s+circuit_open)/);
     expect(text).toMatch(/2\s+steady\s+fine\s+success/);
     expect(text).toMatch(/Simulated reply from steady to: tell me about fallbacks/);
+    // started_at and finished_at are whole seconds: a job within one second ran "< 1 s", never "0 ms".
+    expect(text).toMatch(/created\s+.* UTC, ran (< 1 s|\d+(\.\d)? s)$/m);
+    expect(text).not.toMatch(/ran 0 ms/);
   });
 
   it("--json prints the raw job object (and --url/--api-key work as flags)", async () => {

@@ -114,10 +114,9 @@ export function describeJob(job: Job, colors: Colors): string {
     rows.push(["model", `${job.model} ${colors.dim("via")} ${job.provider ?? "?"}${note}`]);
   }
   rows.push(["cost", formatUsd(job.cost_usd)]);
-  const ran =
-    job.started_at && job.finished_at
-      ? `, ran ${formatDuration((job.finished_at - job.started_at) * 1000)}`
-      : "";
+  // Both are whole seconds: a job that started and ended within one ran for less than a second.
+  const ranS = job.started_at && job.finished_at ? job.finished_at - job.started_at : undefined;
+  const ran = ranS === undefined ? "" : `, ran ${ranS < 1 ? "< 1 s" : formatDuration(ranS * 1000)}`;
   rows.push(["created", `${formatUnixSeconds(job.created_at)}${ran}`]);
   const metadata = Object.entries(job.metadata ?? {});
   if (metadata.length) rows.push(["metadata", metadata.map(([key, value]) => `${key}=${value}`).join(" ")]);
