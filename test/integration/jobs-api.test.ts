@@ -127,6 +127,38 @@ describe("jobs API", () => {
     expect(noRequest.body.error.param).toBe("request");
   });
 
+  it("says what a message's content should be, or what is wrong inside it", async () => {
+    const send = (content: unknown) =>
+      stack.request("POST", "/v1/jobs", {
+        body: { request: { messages: [{ role: "user", content }] } },
+        headers: acme,
+      });
+    const number = await send(5);
+    expect(number.status).toBe(400);
+    expect(number.body.error).toMatchObject({
+      type: "invalid_request_error",
+      param: "request.messages.0.content",
+    });
+    expect(number.body.error.message).toMatch(/content must be a string or an array of content parts/);
+    const part = await send([{ type: "text" }]);
+    expect(part.status).toBe(400);
+    expect(part.body.error.param).toBe("request.messages.0.content");
+    expect(part.body.error.message).toMatch(/0\.text: .*expected string/);
+    const system = await stack.request("POST", "/v1/jobs", {
+      body: {
+        request: {
+          messages: [
+            { role: "system", content: { text: "x" } },
+            { role: "user", content: "hi" },
+          ],
+        },
+      },
+      headers: acme,
+    });
+    expect(system.status).toBe(400);
+    expect(system.body.error.message).toMatch(/content must be a string or an array of text parts/);
+  });
+
   it("takes OpenAI's request.user as the end user (per-user budgets), unless the job names one", async () => {
     const fromRequest = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...hello.request, user: "end-user-7" } },

@@ -17,7 +17,26 @@ const imagePart = z.strictObject({
 export type TextPart = z.infer<typeof textPart>;
 export type ImagePart = z.infer<typeof imagePart>;
 
-const textContent = z.union([z.string(), z.array(textPart).min(1)]);
+/**
+ * A message's `content` that is neither form: what it should be ("Invalid input" said nothing),
+ * or, for an array, what is wrong inside it (its first problem, e.g. `0.text: ...`).
+ */
+function contentError(parts: string) {
+  return (issue: {
+    code?: string;
+    input?: unknown;
+    errors?: Array<Array<{ path: PropertyKey[]; message: string }>>;
+  }) => {
+    if (issue.code !== "invalid_union") return undefined;
+    const inner = Array.isArray(issue.input) ? issue.errors?.[1]?.[0] : undefined;
+    if (inner) return `${inner.path.length ? `${inner.path.map(String).join(".")}: ` : ""}${inner.message}`;
+    return `content must be a string or an array of ${parts}`;
+  };
+}
+
+const textContent = z.union([z.string(), z.array(textPart).min(1)], {
+  error: contentError('text parts ({type: "text", text})'),
+});
 
 /**
  * `keys` left out of `value` (a copy only when one is there): fields a client may send back from
@@ -55,7 +74,9 @@ const systemMessage = z.strictObject({
 });
 const userMessage = z.strictObject({
   role: z.literal("user"),
-  content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, imagePart])).min(1)]),
+  content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textPart, imagePart])).min(1)], {
+    error: contentError("content parts (text or image_url)"),
+  }),
   name: z.string().optional(),
 });
 /**
