@@ -4,9 +4,12 @@
  * no charge: the call is counted its real cost. An entry a recovery charged (a tombstone) is
  * brought from the estimate to the real cost. A recovery charges a silent process's entries once.
  */
+import type { Socket } from "node:net";
 import type { StrayCharge } from "@cascade/shared";
+import { Cluster } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { CallJournal } from "../../packages/engine/dist/resilience/call-journal.js";
+import { testRedis } from "../support/redis-clients.js";
 import { inlineConfig, startResilience } from "./resilience-class-helpers.js";
 
 const config = inlineConfig({
@@ -161,5 +164,46 @@ describe("a recovery", () => {
       x4: "!",
     });
     await finder.close(true);
+  });
+});
+
+describe("an entry's way out", () => {
+  it("is on its socket, no longer held for the turn's end, once written() resolves (a call goes only then)", async () => {
+    const logger = (await import("pino")).pino({ level: "silent" });
+    // As the worker's and the API's connections: writes held until the turn's check phase.
+    const connection = testRedis(undefined, { coalesceWrites: true, maxRetriesPerRequest: 1 });
+    await connection.ping();
+    const sockets = () =>
+      (connection instanceof Cluster ? connection.nodes("master") : [connection])
+        .map((node) => node.stream as Socket | undefined)
+        .filter((socket): socket is Socket => socket !== undefined);
+    const held = () => sockets().some((socket) => socket.writableCorked > 0 && socket.writableLength > 0);
+    const journal = new CallJournal(connection, harness.keys, logger, { staleMs: 10_000 });
+    const entry = {
+      usageKey: harness.keys.usage("default", today()),
+      fields: ["total"],
+      ttlSeconds: 3600,
+      costUsd: 0.12,
+      tenant: "default",
+      route: "default",
+      firstModel: "m",
+      model: "m",
+      jobId: "job_out",
+    };
+    try {
+      for (let call = 0; call < 3; call += 1) {
+        const { field } = journal.open(entry, Date.now());
+        // Written, and held with the turn's other writes…
+        expect(held()).toBe(true);
+        await journal.written();
+        // …and handed to the socket before the call's request would go.
+        expect(held()).toBe(false);
+        while (!(await harness.admin.hexists(journal.key, field))) await sleep(5);
+      }
+    } finally {
+      await journal.close(false);
+      await harness.admin.del(journal.key);
+      connection.disconnect();
+    }
   });
 });

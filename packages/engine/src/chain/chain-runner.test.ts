@@ -324,6 +324,51 @@ describe("runChain", () => {
     expect(seen).toEqual({ admitted: 1, settled: 0 });
   });
 
+  it("charges nothing for a call interrupted while it waited for its journal entry to go out", async () => {
+    const controller = new AbortController();
+    const sent: string[] = [];
+    const adapter: ProviderAdapter = {
+      providerId: "p",
+      type: "scripted",
+      async generate(call: ProviderCall) {
+        // As fetch and the lean client: an aborted signal sends nothing.
+        if (call.signal.aborted) throw call.signal.reason;
+        sent.push(call.modelId);
+        return ok();
+      },
+      stream(call: ProviderCall) {
+        return adapter.generate(call);
+      },
+    };
+    const settled: unknown[] = [];
+    const fake = {
+      async admitOrLineUp(request: unknown): Promise<Admission> {
+        return { admitted: true, ticket: { request, plan: {}, probe: false } } as unknown as Admission;
+      },
+      // As Resilience.journalCall for a network call: the entry goes out in the turn's check phase
+      // (CallJournal.written), and a cancel handled before then (a pub/sub message, a gateway
+      // caller's socket closing) interrupts the run while the call waits for it.
+      journalCall() {
+        setImmediate(() => controller.abort(new JobInterruption("cancelled")));
+        return new Promise<void>((resolve) => setImmediate(resolve));
+      },
+      async settle(_ticket: unknown, outcome: unknown) {
+        settled.push(outcome);
+      },
+    };
+    const data = jobData({ chain: [{ model: "c", timeout_ms: 10_000 }] });
+    const result = await runChain({
+      ...context(data, { get: () => adapter }, controller.signal),
+      resilience: fake as unknown as Resilience,
+    });
+    if (result.kind !== "finished") throw new Error("expected finished");
+    expect(sent).toEqual([]);
+    expect(result.outcome.status).toBe("cancelled");
+    // Nothing reached the provider: nothing is charged (it was the prompt's estimate).
+    expect(result.outcome.cost_usd).toBe(0);
+    expect(settled).toHaveLength(1);
+  });
+
   it("hands the job back, not failed, when shut down while admission skips every hop", async () => {
     const controller = new AbortController();
     const { registry } = scriptedProviders({});

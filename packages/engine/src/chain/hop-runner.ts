@@ -343,7 +343,11 @@ export async function runHop(
           jobId: context.jobId,
           firstModel: data.chain[0]?.model ?? hop.model,
         });
-        if (written) await written;
+        if (written) {
+          await written;
+          // Interrupted while its entry went out: the call is not sent, so nothing is abandoned.
+          call.dispatched = !context.signal.aborted;
+        }
       }
       completion = await callHop(
         context,

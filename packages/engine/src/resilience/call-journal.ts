@@ -172,8 +172,12 @@ export class CallJournal {
       this.turnFlush = new Promise<void>((resolve) => {
         setImmediate(() => {
           this.turnFlush = undefined;
-          flushCoalescedWrites(this.redis);
-          resolve();
+          try {
+            flushCoalescedWrites(this.redis);
+          } finally {
+            // Never leaves the turn's calls waiting (a flush that threw sent what it could).
+            resolve();
+          }
         });
       });
     return this.turnFlush;
