@@ -285,6 +285,28 @@ describe("logprobs sent in a chunk without text, streamed", () => {
     for (const chunk of chunks) expect(chunk.model).toBe("c");
   });
 
+  it("a streamed job whose hop fails after sending only them has no restart event: it showed nothing", async () => {
+    fake.script("up-a", {
+      kind: "ok",
+      content: "",
+      finishReason: "content_filter",
+      trailingLogprobs: { tokens: TAIL, carrier: "finish" },
+    });
+    anthropic.script("claude-up", { kind: "ok", content: TEXT });
+    const headers = { authorization: `Bearer ${KEY}` };
+    const created = await stack.request("POST", "/v1/jobs", {
+      headers,
+      body: { route: "to_anthropic", request: { ...hello, logprobs: true, stream: true } },
+    });
+    const { events } = await readEvents(`${stack.url}/v1/jobs/${created.body.id}/events`, { headers });
+    expect(events.at(-1)?.event).toBe("done");
+    expect(events.at(-1)?.data).toMatchObject({ status: "succeeded", model: "c" });
+    expect(events.filter((event) => event.event === "restart")).toEqual([]);
+    const deltas = events.filter((event) => event.event === "delta");
+    expect(deltas.map((delta) => delta.data.hop)).toEqual(deltas.map(() => 1));
+    expect(deltas.map((delta) => delta.data.content).join("")).toBe(TEXT);
+  });
+
   it("a streamed job's delta events carry its text only, none of them empty", async () => {
     fake.script("up-a", {
       kind: "ok",

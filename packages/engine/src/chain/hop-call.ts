@@ -159,7 +159,8 @@ export async function callHop(
   const timedSink: StreamSink | undefined = sink && {
     delta(part) {
       clock.part(true);
-      if (firstDelta) {
+      // Log probabilities alone (handed on once the stream ended) are no token.
+      if (firstDelta && (part.content || part.refusal || part.toolCalls?.length)) {
         firstDelta = false;
         context.metrics?.firstToken(target.providerId, modelId, (performance.now() - dispatchedAt) / 1000);
       }

@@ -58,6 +58,8 @@ export function createJobEventWriter(options: {
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<unknown> = Promise.resolve();
 
+  /** Hops that wrote a delta since their last restart (a restart of any other tells nothing). */
+  const shown = new Set<number>();
   const append = (event: string, data: unknown) => {
     const entry = { event, data: JSON.stringify(data) };
     chain = chain
@@ -95,6 +97,7 @@ export function createJobEventWriter(options: {
       // A job's delta events carry text and tool calls, not log probabilities (the result has them).
       if (!part.content && !part.refusal && !part.toolCalls?.length) return;
       if (pending && pending.hop !== hop) flush();
+      shown.add(hop);
       pending ??= { hop, content: "", refusal: "", toolCalls: [] };
       if (part.content) pending.content += part.content;
       if (part.refusal) pending.refusal += part.refusal;
@@ -103,6 +106,10 @@ export function createJobEventWriter(options: {
       else timer ??= setTimeout(flush, DELTA_FLUSH_MS);
     },
     restart(hop, reason) {
+      // A hop that wrote no delta (it sent log probabilities alone, which job events leave out)
+      // showed a reader nothing to drop.
+      if (!shown.has(hop) && pending?.hop !== hop) return;
+      shown.delete(hop);
       // What the hop streamed is written first, so the stream tells what really happened.
       flush();
       append("restart", { hop, reason });
