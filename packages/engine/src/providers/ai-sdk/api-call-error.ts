@@ -84,20 +84,24 @@ function causeChain(error: unknown): Error[] {
   return chain;
 }
 
+const codeOf = (error: Error) => (error as { code?: unknown }).code;
+
 /**
  * Whether `error`, or an error it was caused by, is a connection that broke (TRANSPORT_CODES,
- * undici's "terminated"); not an answer past the size bound, which we cut (invalid_response).
+ * undici's "terminated", which fetch also raises when the Agent cuts an answer past its size bound).
  */
 export function isTransportFailure(error: unknown): boolean {
-  const chain = causeChain(error);
-  const code = (item: Error) => (item as { code?: unknown }).code;
-  if (chain.some((item) => code(item) === "UND_ERR_RES_EXCEEDED_MAX_SIZE")) return false;
-  return chain.some((item) => {
-    const itemCode = code(item);
-    if (typeof itemCode === "string" && TRANSPORT_CODES.has(itemCode)) return true;
+  return causeChain(error).some((item) => {
+    const code = codeOf(item);
+    if (typeof code === "string" && TRANSPORT_CODES.has(code)) return true;
     // undici's fetch fails a body cut short with TypeError("terminated").
     return item instanceof TypeError && /terminated|network|socket/i.test(item.message);
   });
+}
+
+/** Whether the Agent cut the answer at MAX_PROVIDER_RESPONSE_BYTES (undici's max-size error). */
+function exceededMaxSize(error: unknown): boolean {
+  return causeChain(error).some((item) => codeOf(item) === "UND_ERR_RES_EXCEEDED_MAX_SIZE");
 }
 
 /** The last Error of `error`'s cause chain (`error` itself when it has no cause). */
@@ -119,7 +123,8 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
     if (error.statusCode >= 200 && error.statusCode < 300) {
       // "Failed to process successful response": the body stopped arriving (the connection broke
       // mid-answer), a network failure as a cut stream is, not a malformed answer.
-      if (isTransportFailure(error.cause)) {
+      // An answer cut at the size bound stays invalid_response, as the lean client reports it.
+      if (isTransportFailure(error.cause) && !exceededMaxSize(error.cause)) {
         // The innermost cause says what broke (fetch wraps undici's "other side closed" in its
         // "terminated"; the lean client hands it over as it is).
         const detail = innermostCause(error.cause)?.message;
