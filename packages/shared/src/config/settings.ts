@@ -54,7 +54,7 @@ export const settingsSchema = z
     JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
     /**
      * Addition: how long a streaming job's events stay replayable; unset, as long as the job is kept
-     * (JOB_RETENTION_S), as the contract says ("for the job's retention").
+     * (JOB_RETENTION_S, at least a day), as the contract says ("for the job's retention").
      */
     EVENTS_RETENTION_S: intFromEnv("EVENTS_RETENTION_S", undefined, 1, 365 * 24 * 3600),
     /**
@@ -77,7 +77,8 @@ export const settingsSchema = z
   })
   .transform((settings) => ({
     ...settings,
-    EVENTS_RETENTION_S: settings.EVENTS_RETENTION_S ?? settings.JOB_RETENTION_S,
+    // At least a day: a streaming job may wait longer than a short job retention between events.
+    EVENTS_RETENTION_S: settings.EVENTS_RETENTION_S ?? Math.max(settings.JOB_RETENTION_S, 86_400),
   }));
 
 export type Settings = z.infer<typeof settingsSchema>;

@@ -107,15 +107,18 @@ export function flushCoalescedWrites(client: RedisClient): void {
 
 /**
  * The redis-cli command line that reaches the Redis `url` names (host, port, database, TLS), for
- * messages telling an operator what to run; its password is never shown (`-a <password>` is).
+ * messages telling an operator what to run; its password is never shown (`--askpass` asks for it).
  */
 export function redisCliFor(url: string): string {
   try {
     const parsed = new URL(url);
-    const parts = ["redis-cli", "-h", parsed.hostname || "127.0.0.1", "-p", parsed.port || "6379"];
+    // An IPv6 host comes bracketed in a URL; redis-cli takes it bare.
+    const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
+    const parts = ["redis-cli", "-h", host, "-p", parsed.port || "6379"];
     if (parsed.protocol === "rediss:") parts.push("--tls");
     if (parsed.username) parts.push("--user", decodeURIComponent(parsed.username));
-    if (parsed.password) parts.push("-a", "<password>");
+    // It asks for the password rather than have it typed on a command line.
+    if (parsed.password) parts.push("--askpass");
     const database = parsed.pathname.replace(/^\//, "");
     if (database && database !== "0") parts.push("-n", database);
     return parts.join(" ");
