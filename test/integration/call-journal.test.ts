@@ -35,6 +35,19 @@ async function admittedCall() {
   return { ticket, field };
 }
 
+/** A $0.12 call of model m on today's usage (`fields` of it), as Resilience.journalCall writes it. */
+const journalEntry = (jobId: string, fields: string[]) => ({
+  usageKey: harness.keys.usage("default", today()),
+  fields,
+  ttlSeconds: 3600,
+  costUsd: 0.12,
+  tenant: "default",
+  route: "default",
+  firstModel: "m",
+  model: "m",
+  jobId,
+});
+
 const settle = async (ticket: Awaited<ReturnType<typeof admittedCall>>["ticket"], costUsd: number) => {
   await harness.resilience.settle(ticket, {
     reason: undefined,
@@ -81,17 +94,7 @@ describe("a recovery", () => {
     const dead = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
     // Each process's own stale time counts: the finder's 300 ms does not make this one dead.
     const live = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 10_000 });
-    const entry = {
-      usageKey: harness.keys.usage("default", today()),
-      fields: ["total", "model:m"],
-      ttlSeconds: 3600,
-      costUsd: 0.12,
-      tenant: "default",
-      route: "default",
-      firstModel: "m",
-      model: "m",
-      jobId: "job_dead",
-    };
+    const entry = journalEntry("job_dead", ["total", "model:m"]);
     const field = dead.open(entry, Date.now()).field;
     live.open({ ...entry, jobId: "job_live" }, Date.now());
     await sleep(50);
@@ -179,17 +182,7 @@ describe("an entry's way out", () => {
         .filter((socket): socket is Socket => socket !== undefined);
     const held = () => sockets().some((socket) => socket.writableCorked > 0 && socket.writableLength > 0);
     const journal = new CallJournal(connection, harness.keys, logger, { staleMs: 10_000 });
-    const entry = {
-      usageKey: harness.keys.usage("default", today()),
-      fields: ["total"],
-      ttlSeconds: 3600,
-      costUsd: 0.12,
-      tenant: "default",
-      route: "default",
-      firstModel: "m",
-      model: "m",
-      jobId: "job_out",
-    };
+    const entry = journalEntry("job_out", ["total"]);
     try {
       for (let call = 0; call < 3; call += 1) {
         const { field } = journal.open(entry, Date.now());

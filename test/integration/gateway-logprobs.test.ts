@@ -270,8 +270,8 @@ describe("logprobs sent in a chunk without text, streamed", () => {
     expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant");
   });
 
-  it("a hop that fails after sending only them shows none: the caller sees the next hop's answer alone", async () => {
-    // A filtered answer with no text: on_content_filter falls back to Anthropic, which answers.
+  /** A filtered answer with no text but log probabilities: on_content_filter falls back to Anthropic, which answers. */
+  const filteredThenAnthropic = () => {
     fake.script("up-a", {
       kind: "ok",
       content: "",
@@ -279,6 +279,10 @@ describe("logprobs sent in a chunk without text, streamed", () => {
       trailingLogprobs: { tokens: TAIL, carrier: "finish" },
     });
     anthropic.script("claude-up", { kind: "ok", content: TEXT });
+  };
+
+  it("a hop that fails after sending only them shows none: the caller sees the next hop's answer alone", async () => {
+    filteredThenAnthropic();
     const chunks = await streamed({ model: "to_anthropic", logprobs: true });
     expect(textOf(chunks)).toBe(TEXT);
     expect(streamedEntries(chunks)).toEqual([]);
@@ -286,13 +290,7 @@ describe("logprobs sent in a chunk without text, streamed", () => {
   });
 
   it("a streamed job whose hop fails after sending only them has no restart event: it showed nothing", async () => {
-    fake.script("up-a", {
-      kind: "ok",
-      content: "",
-      finishReason: "content_filter",
-      trailingLogprobs: { tokens: TAIL, carrier: "finish" },
-    });
-    anthropic.script("claude-up", { kind: "ok", content: TEXT });
+    filteredThenAnthropic();
     const headers = { authorization: `Bearer ${KEY}` };
     const created = await stack.request("POST", "/v1/jobs", {
       headers,
