@@ -136,6 +136,32 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toContain("no-such-model");
   });
 
+  it("when a hop's timeout_ms is past what a timer can wait (every call would time out at once)", async () => {
+    const yaml = [
+      "providers: { sim: { type: simulated } }",
+      "models: { a: { provider: sim } }",
+      "routes: { default: { chain: [{ model: a, timeout_ms: 3000000000 }] } }",
+      "",
+    ].join("\n");
+    const line = await startupFailure(kind, { CASCADE_CONFIG: dir.write(`huge-timeout-${kind}.yaml`, yaml) });
+    expect(line).toContain("routes.default.chain.0.timeout_ms");
+    expect(line).toContain("at most 2147483647");
+  });
+
+  it("when CASCADE_CONFIG is set but empty (not the demo config in its place)", async () => {
+    const line = await startupFailure(kind, { CASCADE_CONFIG: "" });
+    expect(line).toContain("CASCADE_CONFIG is set but empty");
+  });
+
+  it.each(["redis://127.0.0.1:notaport", "redis://127.0.0.1:99999", "redis://"])(
+    "when REDIS_URL is not a URL with a host (%s), without a stack trace",
+    async (url) => {
+      const line = await startupFailure(kind, { REDIS_URL: url });
+      expect(line).toContain("REDIS_URL");
+      expect(line).toContain("host:port");
+    },
+  );
+
   it("when the config file is empty (only a comment), saying what it needs", async () => {
     const line = await startupFailure(kind, {
       CASCADE_CONFIG: dir.write(`empty-${kind}.yaml`, "# nothing yet\n"),

@@ -128,13 +128,15 @@ describe("POST /v1/chat/completions", () => {
   });
 
   it("answers the contract's errors: 404 model_not_found, 401, 400 naming the field, 400 price_ceiling, 502", async () => {
-    const unknown = await post({ model: "nope", ...hello });
-    expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toMatchObject({
-      type: "not_found_error",
-      code: "model_not_found",
-      param: "model",
-    });
+    for (const model of ["nope", "constructor", "toString"]) {
+      const unknown = await post({ model, ...hello });
+      expect(unknown.status, model).toBe(404);
+      expect(unknown.body.error).toMatchObject({
+        type: "not_found_error",
+        code: "model_not_found",
+        param: "model",
+      });
+    }
 
     const noKey = await post({ model: "default", ...hello }, { authorization: "Bearer wrong" });
     expect(noKey.status).toBe(401);

@@ -127,6 +127,20 @@ describe("jobs API", () => {
     expect(noRequest.body.error.param).toBe("request");
   });
 
+  it("refuses model and route names that are properties of every object (constructor, toString): unknown", async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ ...hello, models: ["constructor"] }, "models[0]"],
+      [{ ...hello, route: "toString" }, "route"],
+      [{ request: { ...hello.request, model: "constructor" } }, "request.model"],
+      [{ request: { ...hello.request, model: "__proto__" } }, "request.model"],
+    ];
+    for (const [body, param] of cases) {
+      const answer = await stack.request("POST", "/v1/jobs", { body, headers: acme });
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+      expect(answer.body.error).toMatchObject({ type: "invalid_request_error", param });
+    }
+  });
+
   it("says what a message's content should be, or what is wrong inside it", async () => {
     const send = (content: unknown) =>
       stack.request("POST", "/v1/jobs", {

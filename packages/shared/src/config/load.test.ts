@@ -89,6 +89,40 @@ describe("loadConfig", () => {
     expect(loadConfig({ CASCADE_CONFIG: jsonPath }).file.routes.default?.chain).toEqual([{ model: "small" }]);
   });
 
+  it("reads a file that starts with a BOM, and refuses what YAML would only warn about, in one line", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const write = (name: string, text: string) => {
+      const path = join(dir, name);
+      writeFileSync(path, text);
+      return path;
+    };
+    const yaml = "providers:\n  sim: { type: simulated }\nmodels:\n  small: { provider: sim }\n";
+    expect(
+      Object.keys(loadConfig({ CASCADE_CONFIG: write("bom.yaml", `\uFEFF${yaml}`) }).file.models),
+    ).toEqual(["small"]);
+    expect(
+      loadConfig({ CASCADE_CONFIG: write("bom.json", `\uFEFF${JSON.stringify(minimal)}`) }).file.routes
+        .default,
+    ).toBeDefined();
+    const tagged = write(
+      "tagged.yaml",
+      "providers:\n  sim: !custom { type: simulated }\nmodels:\n  small: { provider: sim }\n",
+    );
+    expect(() => loadConfig({ CASCADE_CONFIG: tagged })).toThrow(/tagged\.yaml: not valid \.yaml: .*!custom/);
+    const two = write("two.yaml", `${yaml}---\n${yaml}`);
+    expect(() => loadConfig({ CASCADE_CONFIG: two })).toThrow(/more than one YAML document/);
+    const broken = write("broken.yaml", "providers:\n  sim: { type: simulated\nmodels: {}\n");
+    let message = "";
+    try {
+      loadConfig({ CASCADE_CONFIG: broken });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/broken\.yaml: not valid \.yaml: .*line \d+/);
+    expect(message).not.toMatch(/:\s*$/);
+    expect(message).not.toContain("\n");
+  });
+
   it("names the missing file and the fix", () => {
     expect(() => loadConfig({ CASCADE_CONFIG: "/nope/cascade.yaml" })).toThrow(
       /CASCADE_CONFIG=\/nope\/cascade.yaml: cannot read the file \(ENOENT\)/,
@@ -159,6 +193,49 @@ describe("loadConfig", () => {
     expect(
       loadError({ ...minimal, tenants: { acme: { api_key_sha256: ["0".repeat(64)], max_concurrency: -1 } } }),
     ).toMatch(/tenants\.acme\.max_concurrency/);
+  });
+
+  it("knows only the ids the file names: none of every object's own properties (constructor, toString)", () => {
+    expect(loadError({ ...minimal, routes: { default: { chain: [{ model: "constructor" }] } } })).toMatch(
+      /routes\.default\.chain\.0\.model: unknown model "constructor"/,
+    );
+    expect(loadError({ ...minimal, fallbacks: { small: ["hasOwnProperty"] } })).toMatch(
+      /fallbacks\.small\.0: unknown model "hasOwnProperty"/,
+    );
+    expect(loadError({ ...minimal, models: { small: { provider: "toString" } } })).toMatch(
+      /models\.small\.provider: unknown provider "toString"/,
+    );
+    // No false clash with a model named like a property every object has.
+    const config = loadConfig(
+      {},
+      { raw: { ...minimal, routes: { ...minimal.routes, toString: { chain: [{ model: "small" }] } } } },
+    );
+    expect(Object.keys(config.file.routes)).toEqual(["default", "toString"]);
+    expect(config.file.models.constructor).toBeUndefined();
+  });
+
+  it("refuses a time past what a timer can wait, naming its path", () => {
+    expect(
+      loadError({
+        ...minimal,
+        routes: { default: { chain: [{ model: "small", timeout_ms: 3_000_000_000 }] } },
+      }),
+    ).toMatch(/routes\.default\.chain\.0\.timeout_ms: must be at most 2147483647 ms/);
+    expect(
+      loadError({ ...minimal, routes: { default: { deadline_ms: 2 ** 31, chain: [{ model: "small" }] } } }),
+    ).toMatch(/routes\.default\.deadline_ms: must be at most 2147483647 ms/);
+    expect(
+      loadConfig(
+        {},
+        {
+          raw: { ...minimal, routes: { default: { chain: [{ model: "small", timeout_ms: 2 ** 31 - 1 }] } } },
+        },
+      ).file.routes.default?.chain[0]?.timeout_ms,
+    ).toBe(2 ** 31 - 1);
+  });
+
+  it("refuses an empty CASCADE_CONFIG rather than run the demo config", () => {
+    expect(() => loadConfig({ CASCADE_CONFIG: "" })).toThrow(/CASCADE_CONFIG is set but empty/);
   });
 
   it("refuses an id that is both a model and a route", () => {

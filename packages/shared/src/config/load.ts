@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseAllDocuments } from "yaml";
 import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
 import { deploymentKey } from "../redis/keys.js";
@@ -87,12 +87,29 @@ function readConfigFile(path: string): unknown {
   // Empty (or blank): parseConfigFile says what the file needs, whatever its format.
   if (text.trim() === "") return null;
   try {
-    return extname(path).toLowerCase() === ".json" ? JSON.parse(text) : parseYaml(text);
+    // A BOM (Windows editors write one) is no character of the config.
+    const source = text.replace(/^\uFEFF/, "");
+    return extname(path).toLowerCase() === ".json" ? JSON.parse(source) : readYaml(source);
   } catch (error) {
-    throw new ConfigError(
-      `CASCADE_CONFIG=${path}: not valid ${extname(path) || "YAML"}: ${(error as Error).message.split("\n")[0]}`,
-    );
+    // YAML's messages end their first line with a colon before a code excerpt.
+    const first = (error as Error).message.split("\n")[0]?.replace(/:\s*$/, "");
+    throw new ConfigError(`CASCADE_CONFIG=${path}: not valid ${extname(path) || "YAML"}: ${first}`);
   }
+}
+
+/**
+ * One YAML document, as a plain value. Whatever the parser would only warn about (an unknown tag,
+ * which it would drop, leaving the value it was on) is an error, as is a second document.
+ */
+function readYaml(text: string): unknown {
+  const documents = parseAllDocuments(text);
+  if (!Array.isArray(documents)) return null;
+  const [document, second] = documents;
+  if (!document) return null;
+  if (second) throw new Error("the file holds more than one YAML document (---); keep one");
+  const problem = document.errors[0] ?? document.warnings[0];
+  if (problem) throw problem;
+  return document.toJS();
 }
 
 /** A copy of an id → value record without a prototype, so `records["constructor"]` is undefined. */
@@ -244,6 +261,12 @@ function deepFreeze<T>(value: T): T {
  */
 export function loadConfig(env: Environment, options: { raw?: unknown } = {}): Config {
   const settings = loadSettings(env);
+  // Set but empty (`CASCADE_CONFIG=$CFG` with CFG unset) is a mistake, not a request for the demo.
+  if (env.CASCADE_CONFIG !== undefined && env.CASCADE_CONFIG.trim() === "" && options.raw === undefined) {
+    throw new ConfigError(
+      "CASCADE_CONFIG is set but empty: give the path of a YAML or JSON config, or unset it for the built-in demo config",
+    );
+  }
   const path = env.CASCADE_CONFIG ? resolve(env.CASCADE_CONFIG) : undefined;
   const source = options.raw !== undefined ? "inline config" : (path ?? "built-in demo config");
   const raw = options.raw ?? (path ? readConfigFile(path) : structuredClone(demoConfig));

@@ -26,6 +26,12 @@ export const CAPABILITIES = ["vision", "tools", "json", "prefill"] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
 const positiveInt = z.number().int().positive();
+/** The longest a Node timer waits (2^31 − 1 ms); a longer one fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** A time in ms that a timer waits for: past MAX_TIMER_MS every call would time out at once. */
+const durationMs = positiveInt.max(MAX_TIMER_MS, {
+  error: `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest a timer waits`,
+});
 const nonNegative = z.number().nonnegative();
 const rate = z.number().min(0).max(1);
 
@@ -49,14 +55,14 @@ const limitsSchema = z
 const breakerSchema = z.strictObject({
   failure_threshold: z.number().gt(0).max(1).optional(),
   min_requests: positiveInt.optional(),
-  window_ms: positiveInt.optional(),
-  open_ms: positiveInt.optional(),
+  window_ms: durationMs.optional(),
+  open_ms: durationMs.optional(),
 });
 
 /** Behaviour of a `simulated` provider (and per-model overrides of it). */
 export const simulateSchema = z.strictObject({
   latency_ms: z
-    .union([nonNegative, z.tuple([nonNegative, nonNegative])])
+    .union([nonNegative.max(MAX_TIMER_MS), z.tuple([nonNegative, nonNegative.max(MAX_TIMER_MS)])])
     .refine(
       (value) => typeof value === "number" || value[0] <= value[1],
       "latency_ms [min, max] needs min <= max",
@@ -220,20 +226,20 @@ export const RETRYABLE_REASONS = [...DEFAULT_RETRY_ON, "timeout"] as const;
 
 export const hopSchema = z.strictObject({
   model: z.string().min(1),
-  timeout_ms: positiveInt.optional(),
+  timeout_ms: durationMs.optional(),
   /** Response headers and the first token (the first byte of a non-streamed answer) within this. */
-  first_token_timeout_ms: positiveInt.optional(),
+  first_token_timeout_ms: durationMs.optional(),
   /** A started stream may fall silent at most this long. */
-  idle_timeout_ms: positiveInt.optional(),
+  idle_timeout_ms: durationMs.optional(),
   max_retries: z.number().int().min(0).max(10).optional(),
   retry_on: z.array(z.enum(RETRYABLE_REASONS)).optional(),
   max_cost_usd: nonNegative.optional(),
 });
 
 const routeSchema = z.strictObject({
-  deadline_ms: positiveInt.optional(),
+  deadline_ms: durationMs.optional(),
   /** Gateway: how long a request may wait for limits (header x-cascade-deadline-ms overrides). */
-  sync_deadline_ms: positiveInt.optional(),
+  sync_deadline_ms: durationMs.optional(),
   /** Gateway: a stream that fails after the caller has tokens continues on a prefill hop, or ends in an error. */
   on_stream_failure: z.enum(["continue", "error"]).optional(),
   /** Gateway: the first tokens are held back this long, so that an early failure restarts unseen. */
@@ -273,7 +279,7 @@ const webhooksSchema = z.strictObject({
   allow_private_networks: z.boolean().default(false),
   max_attempts: positiveInt.max(100).default(8),
   retry_schedule_ms: z
-    .array(positiveInt)
+    .array(durationMs)
     .min(1)
     .default([5000, 30000, 120000, 600000, 1800000, 3600000, 7200000]),
 });
@@ -352,13 +358,14 @@ export const configSchema = z
     alerts: alertsSchema.optional(),
   })
   .superRefine((config, context) => {
+    // Ids are looked up as own keys: "constructor" or "toString" is no model, and no clash.
     const modelIds = Object.keys(config.models);
     const known = (list: string[]) => list.slice(0, 12).join(", ") || "none";
     for (const [id, model] of Object.entries(config.models)) {
       checkModelTarget(config, id, model, context);
     }
     for (const [id, route] of Object.entries(config.routes)) {
-      if (config.models[id]) {
+      if (Object.hasOwn(config.models, id)) {
         context.addIssue({
           code: "custom",
           path: ["routes", id],
@@ -366,7 +373,7 @@ export const configSchema = z
         });
       }
       route.chain.forEach((hop, index) => {
-        if (!config.models[hop.model]) {
+        if (!Object.hasOwn(config.models, hop.model)) {
           context.addIssue({
             code: "custom",
             path: ["routes", id, "chain", index, "model"],
@@ -377,11 +384,11 @@ export const configSchema = z
     }
     checkAlertRules(config, context);
     for (const [id, list] of Object.entries(config.fallbacks)) {
-      if (!config.models[id]) {
+      if (!Object.hasOwn(config.models, id)) {
         context.addIssue({ code: "custom", path: ["fallbacks", id], message: `unknown model "${id}"` });
       }
       list.forEach((model, index) => {
-        if (!config.models[model]) {
+        if (!Object.hasOwn(config.models, model)) {
           context.addIssue({
             code: "custom",
             path: ["fallbacks", id, index],

@@ -10,3 +10,37 @@ describe("EVENTS_RETENTION_S", () => {
     expect(parse({ JOB_RETENTION_S: "3600", EVENTS_RETENTION_S: "60" }).EVENTS_RETENTION_S).toBe(60);
   });
 });
+
+describe("the environment's other settings", () => {
+  const parse = (env: Record<string, string>) => settingsSchema.safeParse({ REDIS_URL: "redis://x", ...env });
+  it("takes an empty HOST as unset (127.0.0.1), not as every interface", () => {
+    expect(parse({ HOST: "" }).data?.HOST).toBe("127.0.0.1");
+    expect(parse({ HOST: "  " }).data?.HOST).toBe("127.0.0.1");
+    expect(parse({ HOST: "0.0.0.0" }).data?.HOST).toBe("0.0.0.0");
+  });
+
+  it("takes whole numbers in digits only", () => {
+    expect(parse({ WORKER_CONCURRENCY: "16" }).data?.WORKER_CONCURRENCY).toBe(16);
+    for (const value of ["0x10", "1e3", "0b1", "16.0", "16 workers"]) {
+      const result = parse({ WORKER_CONCURRENCY: value });
+      expect(result.success, value).toBe(false);
+      expect(result.error?.issues[0]?.message).toContain("WORKER_CONCURRENCY must be an integer");
+    }
+  });
+
+  it("refuses a REDIS_URL with no host or a port no Redis has, naming the form, not the password", () => {
+    for (const url of [
+      "redis://",
+      "redis://:pw@127.0.0.1:notaport",
+      "redis://127.0.0.1:99999",
+      "redis://[::1",
+    ]) {
+      const result = parse({ REDIS_URL: url });
+      expect(result.success, url).toBe(false);
+      expect(result.error?.issues[0]?.message).toContain("redis://[user:password@]host:port[/db]");
+      expect(result.error?.issues[0]?.message).not.toContain(":pw@");
+    }
+    expect(parse({ REDIS_URL: "rediss://user:pw@redis.example.com:6380/2" }).success).toBe(true);
+    expect(parse({ REDIS_URL: "redis://[::1]:6379" }).success).toBe(true);
+  });
+});

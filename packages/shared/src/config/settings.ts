@@ -11,7 +11,8 @@ const intFromEnv = <Fallback extends number | undefined>(
     .optional()
     .transform((value, context) => {
       if (value === undefined || value.trim() === "") return fallback;
-      const parsed = Number(value);
+      // Digits only: Number() would also take 0x10, 1e3 or 0b1.
+      const parsed = /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
       if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
         context.addIssue({
           code: "custom",
@@ -22,15 +23,38 @@ const intFromEnv = <Fallback extends number | undefined>(
       return parsed as number | Fallback;
     });
 
+/** Whether `value` parses as a URL naming a host, with a port (if any) Redis could listen on. */
+function isRedisUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.hostname !== "" && (url.port === "" || Number(url.port) <= 65535);
+  } catch {
+    return false;
+  }
+}
+
+/** `value` with anything between "//" and "@" (credentials) hidden. */
+function redactedRedisUrl(value: string): string {
+  return value.replace(/\/\/[^@/]*@/, "//***@");
+}
+
 /** The process environment of the contract ("Processes and environment"), plus Cascade's additions. */
 export const settingsSchema = z
   .object({
     REDIS_URL: z
       .string()
       .default("redis://127.0.0.1:6379")
-      .refine((value) => /^rediss?:\/\//.test(value), "REDIS_URL must start with redis:// or rediss://"),
+      .refine((value) => /^rediss?:\/\//.test(value), "REDIS_URL must start with redis:// or rediss://")
+      .refine(isRedisUrl, {
+        error: (issue) =>
+          `REDIS_URL is not a valid URL with a host (${JSON.stringify(redactedRedisUrl(String(issue.input)))}); use redis://[user:password@]host:port[/db]`,
+      }),
     PORT: intFromEnv("PORT", 3000, 0, 65535),
-    HOST: z.string().default("127.0.0.1"),
+    // Empty is unset, as for the numbers: `HOST=` must not open the API on every interface.
+    HOST: z
+      .string()
+      .optional()
+      .transform((value) => (value === undefined || value.trim() === "" ? "127.0.0.1" : value)),
     WORKER_CONCURRENCY: intFromEnv("WORKER_CONCURRENCY", 50, 1, 10000),
     LOG_LEVEL: z
       .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
