@@ -238,6 +238,31 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ CASCADE_CONFIG: "" })).toThrow(/CASCADE_CONFIG is set but empty/);
   });
 
+  it("says what a header value may be when it is neither form", () => {
+    const withHeader = (value: unknown) => ({
+      ...minimal,
+      providers: {
+        ...minimal.providers,
+        o: { type: "openai", base_url: "http://127.0.0.1:9/v1", headers: { "X-A": value } },
+      },
+    });
+    expect(loadError(withHeader({ evn: "FOO" }))).toMatch(
+      /providers\.o\.headers\.X-A: .*evn.* \(a header is a string or \{ env: NAME \}\)/,
+    );
+    expect(loadError(withHeader({ env: "lower case" }))).toMatch(
+      /headers\.X-A\.env: must be the NAME of an environment variable/,
+    );
+    expect(loadError(withHeader(5))).toMatch(
+      /providers\.o\.headers\.X-A: must be a string or \{ env: NAME \}/,
+    );
+  });
+
+  it("says what an id may hold when one does not", () => {
+    expect(loadError({ ...minimal, models: { ...minimal.models, "gpt 4o": { provider: "sim" } } })).toMatch(
+      /models\.gpt 4o: invalid id \(ids use letters, digits and \. _ : \/ -\)/,
+    );
+  });
+
   it("refuses an id that is both a model and a route", () => {
     expect(loadError({ ...minimal, routes: { small: { chain: [{ model: "small" }] } } })).toMatch(
       /routes\.small: "small" is both a model id and a route id/,

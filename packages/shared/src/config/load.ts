@@ -55,7 +55,13 @@ export function formatZodError(error: ZodError, root = ""): string {
         );
       }
       const path = base.filter(Boolean).join(".");
-      return [path ? `${path}: ${issue.message}` : issue.message];
+      // A record's bad key says why (its own check's message, e.g. the id pattern), not only that
+      // the key is invalid.
+      const message =
+        issue.code === "invalid_key" && issue.issues[0]?.message
+          ? `invalid id (${issue.issues[0].message})`
+          : issue.message;
+      return [path ? `${path}: ${message}` : message];
     })
     .join("; ");
 }

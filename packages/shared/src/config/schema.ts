@@ -104,16 +104,31 @@ const RESERVED_HEADERS = new Set([
 const headersSchema = z
   .record(
     z.string(),
-    z.union([
-      // HTTP header values are bytes: Latin-1 at most, and never a line break.
-      z
-        .string()
-        .regex(
-          /^[^\r\n\0\u0100-\uffff]*$/,
-          "a header value holds Latin-1 characters only, never CR, LF or NUL",
-        ),
-      z.strictObject({ env: envName }),
-    ]),
+    z.union(
+      [
+        // HTTP header values are bytes: Latin-1 at most, and never a line break.
+        z
+          .string()
+          .regex(
+            /^[^\r\n\0\u0100-\uffff]*$/,
+            "a header value holds Latin-1 characters only, never CR, LF or NUL",
+          ),
+        z.strictObject({ env: envName }),
+      ],
+      {
+        // Neither form ("Invalid input" said nothing): what an object got wrong, else what it may be.
+        error: (issue) => {
+          if (issue.code !== "invalid_union") return undefined;
+          const issues = typeof issue.input === "object" ? (issue.errors[1] ?? []) : [];
+          // A misspelt `env` is the likeliest mistake: name the unknown key first.
+          const inner = issues.find((each) => each.code === "unrecognized_keys") ?? issues[0];
+          const where = inner?.path.length ? `${inner.path.join(".")}: ` : "";
+          return inner
+            ? `${where}${inner.message} (a header is a string or { env: NAME })`
+            : "must be a string or { env: NAME }";
+        },
+      },
+    ),
   )
   .superRefine((headers, context) => {
     const names = Object.keys(headers);
