@@ -51,7 +51,14 @@ export interface JobEventSink {
 export function createJobEventWriter(options: {
   lock: EventStreamAppender;
   jobId: string;
+  /** How long the stream is kept after the job's end (its `done`). */
   retentionSeconds: number;
+  /**
+   * The job's deadline (ms): until then it may still wait between events (in the delayed set,
+   * for a limit), so an event before its end keeps the stream that much longer.
+   */
+  deadlineAt?: number;
+  now?: () => number;
   logger: Logger;
 }): JobEventSink {
   let pending: { hop: number; content: string; refusal: string; toolCalls: ToolCallDelta[] } | undefined;
@@ -60,10 +67,17 @@ export function createJobEventWriter(options: {
 
   /** Hops that wrote a delta since their last restart (a restart of any other tells nothing). */
   const shown = new Set<number>();
-  const append = (event: string, data: unknown) => {
+  const now = options.now ?? Date.now;
+  /** The stream's lifetime from an event: after the end, the retention; before it, the deadline's wait too. */
+  const lifetimeS = (final: boolean) =>
+    final || options.deadlineAt === undefined
+      ? options.retentionSeconds
+      : options.retentionSeconds + Math.max(0, Math.ceil((options.deadlineAt - now()) / 1000));
+  const append = (event: string, data: unknown, final = false) => {
     const entry = { event, data: JSON.stringify(data) };
+    const retentionSeconds = lifetimeS(final);
     chain = chain
-      .then(() => options.lock.appendEvents([entry], MAX_EVENTS, options.retentionSeconds))
+      .then(() => options.lock.appendEvents([entry], MAX_EVENTS, retentionSeconds))
       .catch((error: Error) =>
         options.logger.warn({ job_id: options.jobId, err: error.message }, "could not write a job event"),
       );
@@ -116,8 +130,8 @@ export function createJobEventWriter(options: {
     },
     async done(job) {
       flush();
-      append("status", { status: job.status });
-      append("done", job);
+      append("status", { status: job.status }, true);
+      append("done", job, true);
       await chain;
     },
     async queued() {

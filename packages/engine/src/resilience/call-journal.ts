@@ -174,10 +174,14 @@ export class CallJournal {
           this.turnFlush = undefined;
           try {
             flushCoalescedWrites(this.redis);
-          } finally {
-            // Never leaves the turn's calls waiting (a flush that threw sent what it could).
-            resolve();
+          } catch (error) {
+            // The connection's own end of turn still sends what it holds; the calls go on.
+            this.logger.warn(
+              { err: (error as Error).message },
+              "could not send the journal's entries at once",
+            );
           }
+          resolve();
         });
       });
     return this.turnFlush;

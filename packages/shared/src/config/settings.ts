@@ -11,8 +11,10 @@ const intFromEnv = <Fallback extends number | undefined>(
     .optional()
     .transform((value, context) => {
       if (value === undefined || value.trim() === "") return fallback;
-      // Digits only: Number() would also take 0x10, 1e3 or 0b1.
-      const parsed = /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+      // Decimal only (Helm writes 1209600 as 1.2096e+06): Number() would also take 0x10 or 0b1.
+      const parsed = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(value)
+        ? Number(value) + 0
+        : Number.NaN;
       if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
         context.addIssue({
           code: "custom",
@@ -35,7 +37,8 @@ function isRedisUrl(value: string): boolean {
 
 /** `value` with anything between "//" and "@" (credentials) hidden. */
 function redactedRedisUrl(value: string): string {
-  return value.replace(/\/\/[^@/]*@/, "//***@");
+  // Up to the last "@": a password may hold "/" or "@" (base64, unescaped).
+  return value.replace(/^([a-z]+:\/\/).*@/i, "$1***@");
 }
 
 /** The process environment of the contract ("Processes and environment"), plus Cascade's additions. */
@@ -44,7 +47,10 @@ export const settingsSchema = z
     REDIS_URL: z
       .string()
       .default("redis://127.0.0.1:6379")
-      .refine((value) => /^rediss?:\/\//.test(value), "REDIS_URL must start with redis:// or rediss://")
+      .refine((value) => /^rediss?:\/\//.test(value), {
+        error: "REDIS_URL must start with redis:// or rediss://",
+        abort: true,
+      })
       .refine(isRedisUrl, {
         error: (issue) =>
           `REDIS_URL is not a valid URL with a host (${JSON.stringify(redactedRedisUrl(String(issue.input)))}); use redis://[user:password@]host:port[/db]`,
@@ -78,7 +84,7 @@ export const settingsSchema = z
     JOB_RETENTION_S: intFromEnv("JOB_RETENTION_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
     /**
      * Addition: how long a streaming job's events stay replayable; unset, as long as the job is kept
-     * (JOB_RETENTION_S, at least a day), as the contract says ("for the job's retention").
+     * (JOB_RETENTION_S), as the contract says ("for the job's retention").
      */
     EVENTS_RETENTION_S: intFromEnv("EVENTS_RETENTION_S", undefined, 1, 365 * 24 * 3600),
     /**
@@ -101,8 +107,8 @@ export const settingsSchema = z
   })
   .transform((settings) => ({
     ...settings,
-    // At least a day: a streaming job may wait longer than a short job retention between events.
-    EVENTS_RETENTION_S: settings.EVENTS_RETENTION_S ?? Math.max(settings.JOB_RETENTION_S, 86_400),
+    // A stream written before its job's end is kept past the job's deadline too (job-event-writer).
+    EVENTS_RETENTION_S: settings.EVENTS_RETENTION_S ?? settings.JOB_RETENTION_S,
   }));
 
 export type Settings = z.infer<typeof settingsSchema>;

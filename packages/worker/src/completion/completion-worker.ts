@@ -319,6 +319,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
             lock: lockOf(),
             jobId,
             retentionSeconds: config.settings.EVENTS_RETENTION_S,
+            deadlineAt: data.deadline_at,
+            now: () => clock.now(),
             logger,
           })
         : undefined;
