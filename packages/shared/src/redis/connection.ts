@@ -105,6 +105,11 @@ export function flushCoalescedWrites(client: RedisClient): void {
   for (const node of clients) (node.stream as CoalescingSocket | undefined)?.[FLUSH]?.();
 }
 
+/** A URL's host as a socket takes it: an IPv6 address comes bracketed in a URL, bare here. */
+function bareHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, "$1");
+}
+
 /**
  * The redis-cli command line that reaches the Redis `url` names (host, port, database, TLS), for
  * messages telling an operator what to run; its password is never shown (`--askpass` asks for it).
@@ -112,8 +117,7 @@ export function flushCoalescedWrites(client: RedisClient): void {
 export function redisCliFor(url: string): string {
   try {
     const parsed = new URL(url);
-    // An IPv6 host comes bracketed in a URL; redis-cli takes it bare.
-    const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
+    const host = bareHost(parsed) || "127.0.0.1";
     const parts = ["redis-cli", "-h", host, "-p", parsed.port || "6379"];
     if (parsed.protocol === "rediss:") parts.push("--tls");
     if (parsed.username) parts.push("--user", decodeURIComponent(parsed.username));
@@ -135,7 +139,7 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
     const parsed = new URL(url);
     // As ioredis reads a URL: percent-encoded credentials; options given here win over the URL's.
     const fromUrl = (value: string) => (value ? decodeURIComponent(value) : undefined);
-    const client = new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], {
+    const client = new Cluster([{ host: bareHost(parsed), port: Number(parsed.port || 6379) }], {
       // The cluster client keeps its own offline queue, in front of the nodes' connections.
       enableOfflineQueue: rest.enableOfflineQueue ?? true,
       redisOptions: {
