@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { redactRedisUrl } from "../redis/connection.js";
 
 const intFromEnv = <Fallback extends number | undefined>(
   name: string,
@@ -35,12 +36,6 @@ function isRedisUrl(value: string): boolean {
   }
 }
 
-/** `value` with anything between "//" and "@" (credentials) hidden. */
-function redactedRedisUrl(value: string): string {
-  // Up to the last "@": a password may hold "/" or "@" (base64, unescaped).
-  return value.replace(/^([a-z]+:\/\/).*@/i, "$1***@");
-}
-
 /** The process environment of the contract ("Processes and environment"), plus Cascade's additions. */
 export const settingsSchema = z
   .object({
@@ -53,7 +48,7 @@ export const settingsSchema = z
       })
       .refine(isRedisUrl, {
         error: (issue) =>
-          `REDIS_URL is not a valid URL with a host (${JSON.stringify(redactedRedisUrl(String(issue.input)))}); use redis://[user:password@]host:port[/db]`,
+          `REDIS_URL is not a valid URL with a host (${JSON.stringify(redactRedisUrl(String(issue.input)))}); use redis://[user:password@]host:port[/db]`,
       }),
     PORT: intFromEnv("PORT", 3000, 0, 65535),
     // Empty is unset, as for the numbers: `HOST=` must not open the API on every interface.

@@ -11,7 +11,8 @@ export function redactRedisUrl(url: string): string {
     if (parsed.password) parsed.password = "***";
     return parsed.toString();
   } catch {
-    return "<unparseable REDIS_URL>";
+    // Not a URL: everything up to the last "@" may be credentials (a password may hold "/" or "@").
+    return url.replace(/^([a-z]+:\/\/).*@/i, "$1***@");
   }
 }
 
