@@ -183,6 +183,9 @@ describe("an entry's way out", () => {
     const held = () => sockets().some((socket) => socket.writableCorked > 0 && socket.writableLength > 0);
     const journal = new CallJournal(connection, harness.keys, logger, { staleMs: 10_000 });
     const entry = journalEntry("job_out", ["total"]);
+    // A cluster connects to each master on its own: the journal's node must be connected (not
+    // holding writes in its offline queue) before the first entry, as it is in a running worker.
+    await connection.hlen(journal.key);
     try {
       for (let call = 0; call < 3; call += 1) {
         const { field } = journal.open(entry, Date.now());
