@@ -271,6 +271,24 @@ describe("jobs API", () => {
     }
   });
 
+  it("codes a name nothing configures model_not_found, as the gateway does, and other mistakes null", async () => {
+    const cases: Array<[unknown, string, string | null]> = [
+      [{ ...hello, route: "nope" }, "route", "model_not_found"],
+      [{ ...hello, models: ["fast", "ghost"] }, "models[1]", "model_not_found"],
+      [{ request: { ...hello.request, model: "gpt-9" } }, "request.model", "model_not_found"],
+      [{ ...hello, priority: 11 }, "priority", null],
+    ];
+    for (const [body, param, code] of cases) {
+      const response = await stack.request("POST", "/v1/jobs", { body, headers: acme });
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error, JSON.stringify(body)).toMatchObject({
+        type: "invalid_request_error",
+        param,
+        code,
+      });
+    }
+  });
+
   it("names an unknown field in param, where OpenAI's SDKs read it", async () => {
     const cases: Array<[string, unknown, string]> = [
       ["/v1/jobs", { ...hello, colour: "red" }, "colour"],

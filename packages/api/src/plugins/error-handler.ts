@@ -48,10 +48,11 @@ export function sendError(
   type: ErrorType,
   message: string,
   param?: string,
+  code: string | null = null,
 ): FastifyReply {
   giveGatewayErrorAnId(reply);
   // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
-  return reply.code(statusCode).send({ error: { type, message, code: null, param: param ?? null } });
+  return reply.code(statusCode).send({ error: { type, message, code, param: param ?? null } });
 }
 
 /** What fastify-type-provider-zod puts in `error.validation` for each zod issue. */
@@ -95,7 +96,7 @@ export function registerErrorHandling(
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-      return sendError(reply, error.statusCode, error.type, error.message, error.param);
+      return sendError(reply, error.statusCode, error.type, error.message, error.param, error.code);
     }
     if (hasZodFastifySchemaValidationErrors(error)) {
       const described = describeValidation(error.validation as ValidationIssue[], error.validationContext);

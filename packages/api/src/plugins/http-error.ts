@@ -27,14 +27,16 @@ export class HttpError extends Error {
     message: string,
     readonly param?: string,
     readonly headers: Record<string, string> = {},
+    /** OpenAI's machine-readable `error.code` (`model_not_found`), null when the type says it all. */
+    readonly code: string | null = null,
   ) {
     super(message);
     this.name = "HttpError";
   }
 }
 
-export const badRequest = (message: string, param?: string) =>
-  new HttpError(400, "invalid_request_error", message, param);
+export const badRequest = (message: string, param?: string, code?: string) =>
+  new HttpError(400, "invalid_request_error", message, param, {}, code);
 /** A list's `after` cursor that names nothing to page from: a 400, not the first page again. */
 export const unknownCursor = (kind: string, id: string | undefined) =>
   badRequest(`after: no ${kind} with id ${id}`, "after");

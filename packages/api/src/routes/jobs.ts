@@ -90,7 +90,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     try {
       resolved = resolveChain(config.file, body);
     } catch (error) {
-      if (error instanceof ChainResolutionError) throw badRequest(error.message, error.param);
+      // The gateway's code for the same mistake (there a 404, as OpenAI answers; here the contract's 400).
+      if (error instanceof ChainResolutionError)
+        throw badRequest(error.message, error.param, error.code ?? undefined);
       throw error;
     }
     if (body.webhook) await deps.webhooks.checkUrl(body.webhook.url);

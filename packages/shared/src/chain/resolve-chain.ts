@@ -21,6 +21,8 @@ export class ChainResolutionError extends Error {
   constructor(
     readonly param: string,
     message: string,
+    /** OpenAI's `error.code`: `model_not_found` for a name nothing configures, null for none given. */
+    readonly code: "model_not_found" | null = "model_not_found",
   ) {
     super(message);
     this.name = "ChainResolutionError";
@@ -105,5 +107,6 @@ export function resolveChain(
   throw new ChainResolutionError(
     "request.model",
     "request.model, route or models is required: this config has no route named default",
+    null,
   );
 }
