@@ -48,6 +48,11 @@ describe("loadConfig", () => {
     expect(loadError(withHeaders({ "X-Title": { env: "APP_TITLE" } }))).toMatch(
       /providers\.sim\.headers\.X-Title: environment variable APP_TITLE is not set/,
     );
+    for (const empty of ["", "  "]) {
+      expect(loadError(withHeaders({ "X-Title": { env: "APP_TITLE" } }), { APP_TITLE: empty })).toMatch(
+        /providers\.sim\.headers\.X-Title: environment variable APP_TITLE is set but empty; export it/,
+      );
+    }
     expect(loadError(withHeaders({ Authorization: "Bearer x" }))).toMatch(
       /providers\.sim\.headers\.Authorization: is set by Cascade itself/,
     );

@@ -213,9 +213,12 @@ function resolveProviderHeaders(
         continue;
       }
       const fromEnv = env[value.env];
-      if (fromEnv === undefined) {
+      // Set but empty is the same mistake as unset (`export X_TITLE=` in a unit file, a secret
+      // mounted empty): the header would go out blank, as if configured with nothing.
+      if (fromEnv === undefined || fromEnv.trim() === "") {
+        const state = fromEnv === undefined ? "is not set" : "is set but empty";
         throw new ConfigError(
-          `providers.${id}.headers.${name}: environment variable ${value.env} is not set; export it, or give the header a literal value`,
+          `providers.${id}.headers.${name}: environment variable ${value.env} ${state}; export it, or give the header a literal value`,
         );
       }
       if (/[\r\n\0\u0100-\uffff]/.test(fromEnv)) {
