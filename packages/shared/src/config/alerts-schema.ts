@@ -10,14 +10,24 @@ const positiveInt = z.number().int().positive();
 const rate = z.number().min(0).max(1);
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
 
+/** Each rule's default thresholds: it fires above the first and resolves below the second. */
+const thresholds = {
+  fallback_rate: { fire: 0.2, resolve: 0.1 },
+  budget_used: { fire: 0.8, resolve: 0.7 },
+  queue_age: { fire: 120, resolve: 30 },
+};
+const resolveBelow = z.number().gt(0, "must be above 0 (an alert resolves below it)");
+
 const fallbackRateRuleSchema = z.strictObject({
   kind: z.literal("fallback_rate"),
   route: z.string().min(1),
   window_s: positiveInt.max(86_400).default(300),
   min_requests: positiveInt.default(20),
-  fire_above: rate.default(0.2),
-  // Above 0: an alert resolves when its value falls below this, and no value falls below 0.
-  resolve_below: z.number().gt(0, "must be above 0 (an alert resolves below it)").max(1).default(0.1),
+  // Above 0: an alert resolves when its value falls below a lower one, and no value falls below 0.
+  fire_above: rate
+    .gt(0, "must be above 0 (an alert resolves only below it)")
+    .default(thresholds.fallback_rate.fire),
+  resolve_below: resolveBelow.max(1).optional(),
 });
 const breakerOpenRuleSchema = z.strictObject({
   kind: z.literal("breaker_open"),
@@ -26,14 +36,27 @@ const breakerOpenRuleSchema = z.strictObject({
 const budgetUsedRuleSchema = z.strictObject({
   kind: z.literal("budget_used"),
   tenant: z.string().min(1),
-  fire_above: z.number().gt(0).max(100).default(0.8),
-  resolve_below: z.number().gt(0, "must be above 0 (an alert resolves below it)").default(0.7),
+  fire_above: z.number().gt(0).max(100).default(thresholds.budget_used.fire),
+  resolve_below: resolveBelow.optional(),
 });
 const queueAgeRuleSchema = z.strictObject({
   kind: z.literal("queue_age"),
-  fire_above_s: z.number().positive().default(120),
-  resolve_below_s: z.number().gt(0, "must be above 0 (an alert resolves below it)").default(30),
+  fire_above_s: z.number().positive().default(thresholds.queue_age.fire),
+  resolve_below_s: resolveBelow.optional(),
 });
+
+/**
+ * A resolve threshold left out: the default, or as far below a lower `fire_above` as the defaults
+ * are apart (`fire_above: 0.05` resolves below 0.025), so that setting the one threshold never
+ * makes the other, unwritten, wrong.
+ */
+function resolveThreshold(
+  given: number | undefined,
+  fire: number,
+  defaults: { fire: number; resolve: number },
+) {
+  return given ?? Math.min(defaults.resolve, (fire * defaults.resolve) / defaults.fire);
+}
 
 /** One alert rule; a rule fires above one threshold and resolves only below a lower one. */
 export const alertRuleSchema = z
@@ -48,14 +71,35 @@ export const alertRuleSchema = z
       rule.kind === "queue_age"
         ? [rule.fire_above_s, rule.resolve_below_s, ["fire_above_s", "resolve_below_s"]]
         : rule.kind === "breaker_open"
-          ? [1, 0, []]
+          ? [1, undefined, []]
           : [rule.fire_above, rule.resolve_below, ["fire_above", "resolve_below"]];
-    if (resolve >= fire) {
+    if (resolve !== undefined && resolve >= fire) {
       context.addIssue({
         code: "custom",
         path: [names[1] ?? "resolve_below"],
         message: `must be below ${names[0]} (${fire}), so that an alert does not flap`,
       });
+    }
+  })
+  .transform((rule) => {
+    switch (rule.kind) {
+      case "fallback_rate":
+        return {
+          ...rule,
+          resolve_below: resolveThreshold(rule.resolve_below, rule.fire_above, thresholds.fallback_rate),
+        };
+      case "budget_used":
+        return {
+          ...rule,
+          resolve_below: resolveThreshold(rule.resolve_below, rule.fire_above, thresholds.budget_used),
+        };
+      case "queue_age":
+        return {
+          ...rule,
+          resolve_below_s: resolveThreshold(rule.resolve_below_s, rule.fire_above_s, thresholds.queue_age),
+        };
+      default:
+        return rule;
     }
   });
 export type AlertRuleConfig = z.infer<typeof alertRuleSchema>;

@@ -32,6 +32,41 @@ describe("loadConfig", () => {
     ).toMatch(/alerts\.rules\.0\.resolve_below: must be above 0/);
   });
 
+  it("derives a resolve threshold left out from a lower fire threshold, and blames only one written", () => {
+    const rules = (rule: Record<string, unknown>) =>
+      loadConfig(
+        {},
+        {
+          raw: {
+            ...minimal,
+            tenants: { acme: { api_key_sha256: ["a".repeat(64)], budget: { daily_usd: 5 } } },
+            alerts: { rules: [rule] },
+          },
+        },
+      ).file.alerts?.rules[0];
+    expect(rules({ kind: "fallback_rate", route: "default", fire_above: 0.05 })).toMatchObject({
+      resolve_below: expect.closeTo(0.025, 9),
+    });
+    expect(rules({ kind: "fallback_rate", route: "default" })).toMatchObject({
+      fire_above: 0.2,
+      resolve_below: 0.1,
+    });
+    expect(rules({ kind: "queue_age", fire_above_s: 20 })).toMatchObject({
+      resolve_below_s: expect.closeTo(5, 9),
+    });
+    expect(rules({ kind: "queue_age", fire_above_s: 600 })).toMatchObject({ resolve_below_s: 30 });
+    expect(rules({ kind: "budget_used", tenant: "acme", fire_above: 0.4 })).toMatchObject({
+      resolve_below: expect.closeTo(0.35, 9),
+    });
+    const withRule = (rule: unknown) => ({ ...minimal, alerts: { rules: [rule] } });
+    expect(loadError(withRule({ kind: "queue_age", fire_above_s: 20, resolve_below_s: 30 }))).toMatch(
+      /alerts\.rules\.0\.resolve_below_s: must be below fire_above_s \(20\)/,
+    );
+    expect(loadError(withRule({ kind: "fallback_rate", route: "default", fire_above: 0 }))).toMatch(
+      /alerts\.rules\.0\.fire_above: must be above 0/,
+    );
+  });
+
   it("resolves provider headers, literal and from the environment, and names what is wrong", () => {
     const withHeaders = (headers: unknown) => ({
       ...minimal,
