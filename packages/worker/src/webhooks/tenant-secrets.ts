@@ -47,7 +47,9 @@ export function resolveTenantSecrets(config: Config): TenantSecrets {
     try {
       keys.set(OPERATORS_OWNER, parseWebhookSecrets(config.alertsWebhookSecret));
     } catch (error) {
-      throw new ConfigError(`alerts.webhook_secret_env: ${(error as Error).message}; use whsec_<base64>`);
+      throw new ConfigError(
+        `alerts.webhook_secret_env: ${config.file.alerts?.webhook_secret_env} ${(error as Error).message}; use whsec_<base64>`,
+      );
     }
   }
   return { keys, warnings };
