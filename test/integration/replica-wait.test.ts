@@ -6,7 +6,7 @@
  * acknowledgements back.
  */
 import { buildApp, type CascadeApp } from "@cascade/api";
-import { createKeys, createRedis, loadConfig, type RedisClient } from "@cascade/shared";
+import { checkRedis, createKeys, createRedis, loadConfig, type RedisClient } from "@cascade/shared";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -137,6 +137,17 @@ describe("API_REPLICA_ACKS on a Redis with a replica", () => {
     replicaClient?.disconnect();
     await replica?.stop();
     await master?.stop();
+  });
+
+  it("warns at startup when the master has fewer replicas connected than API_REPLICA_ACKS", async () => {
+    expect((await checkRedis(master.url, { replicaAcks: 1 })).warnings).toEqual([]);
+    expect((await checkRedis(master.url, { replicaAcks: 2 })).warnings).toEqual([
+      expect.stringMatching(
+        /^WARNING: API_REPLICA_ACKS=2 but Redis at redis:\/\/127\.0\.0\.1:\d+ has 1 replica connected: .*lower API_REPLICA_ACKS to 1 or add replicas$/,
+      ),
+    ]);
+    // A seed that is a replica says nothing of its master's count.
+    expect((await checkRedis(replica.url, { replicaAcks: 2 })).warnings).toEqual([]);
   });
 
   it("answers a job once the replica holds it", async () => {

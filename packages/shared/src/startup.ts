@@ -35,7 +35,10 @@ export async function startProcess(
     return fail(error);
   }
   const logger = createLogger(config.settings.LOG_LEVEL, { name: `cascade-${processName}` });
-  const redisCheck = await checkRedis(config.settings.REDIS_URL).catch(fail);
+  const redisCheck = await checkRedis(config.settings.REDIS_URL, {
+    // Only the API waits for replicas; the worker's settings may carry the shared value.
+    replicaAcks: processName === "api" ? config.settings.API_REPLICA_ACKS : 0,
+  }).catch(fail);
   for (const warning of [...config.warnings, ...redisCheck.warnings]) logger.warn(warning);
   return { config, logger, redisCheck, fail };
 }

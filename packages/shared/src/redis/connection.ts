@@ -183,6 +183,19 @@ async function checkDatabase(probe: Redis, database: string, shown: string): Pro
   }
 }
 
+/**
+ * A master with fewer replicas connected than API_REPLICA_ACKS asks for. Replicas come and go (a
+ * restart, a failover), so this is a warning, not a refusal; nothing is said of a seed that is
+ * itself a replica (a cluster's other masters are not asked: each may have its own count).
+ */
+async function replicaShortfall(probe: Redis, wanted: number, shown: string): Promise<string | undefined> {
+  const info = await probe.info("replication").catch(() => "");
+  if (!/^role:master/m.test(info)) return undefined;
+  const connected = Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
+  if (connected >= wanted) return undefined;
+  return `WARNING: API_REPLICA_ACKS=${wanted} but Redis at ${shown} has ${connected} replica${connected === 1 ? "" : "s"} connected: each write request will wait API_REPLICA_WAIT_MS and be answered unconfirmed until enough replicas connect; lower API_REPLICA_ACKS to ${connected === 0 ? "0 (off)" : connected} or add replicas`;
+}
+
 export interface RedisCheck {
   cluster: boolean;
   warnings: string[];
@@ -191,8 +204,14 @@ export interface RedisCheck {
 /**
  * Startup check: Redis reachable within `timeoutMs`, and `maxmemory-policy` is `noeviction`
  * (an evicting Redis silently loses jobs). Throws ConfigError with one line naming the fix.
+ * With `replicaAcks` (the API's API_REPLICA_ACKS), a master with fewer replicas connected is a
+ * warning: every write request would wait its API_REPLICA_WAIT_MS and go out unconfirmed.
  */
-export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCheck> {
+export async function checkRedis(
+  url: string,
+  options: { timeoutMs?: number; replicaAcks?: number } = {},
+): Promise<RedisCheck> {
+  const { timeoutMs = 5000, replicaAcks = 0 } = options;
   const shown = redactRedisUrl(url);
   const probe = new Redis(url, {
     lazyConnect: true,
@@ -247,6 +266,10 @@ export async function checkRedis(url: string, timeoutMs = 5000): Promise<RedisCh
       throw new ConfigError(
         `Redis at ${shown} has maxmemory-policy=${policy}; Cascade needs noeviction (evicted keys are lost jobs): run \`${redisCliFor(url)} CONFIG SET maxmemory-policy noeviction\` and set it in redis.conf`,
       );
+    }
+    if (replicaAcks > 0) {
+      const warning = await replicaShortfall(probe, replicaAcks, shown);
+      if (warning) warnings.push(warning);
     }
     return { cluster, warnings };
   } finally {
