@@ -16,6 +16,7 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { readEvents } from "../support/sse-client.js";
 import {
   chatRequest,
   FAKE_KEY_VALUE,
@@ -99,6 +100,46 @@ describe("stalled-job recovery across worker processes", () => {
     await workerB.waitForLog((log) => log.job_id === jobId && log.outcome === "success");
     expect(succeededHop(workerB, jobId)).toMatchObject({ current_model: "primary" });
     expect(succeededHop(workerA, jobId)).toBeUndefined();
+  });
+
+  it("a streamed job taken over mid-answer says restart before the new run's deltas (contract: drop what came before)", async () => {
+    // A's call streams the start of an answer, then stalls; B's call answers in full.
+    fake.script(
+      "up-primary",
+      { kind: "stall", afterChunks: 4, content: "a partial answer from the killed worker" },
+      { kind: "ok", content: "recovered answer", chunkDelayMs: 5 },
+    );
+    const workerA = await spawnWorker("worker-A");
+    const created = await postJob(api.url, {
+      request: { ...chatRequest("streamed and taken over"), stream: true },
+    });
+    expect(created.status).toBe(202);
+    const jobId: string = created.body.id;
+    const url = `${api.url}/v1/jobs/${jobId}/events`;
+    // A's deltas are in the job's stream (written at most 50 ms after they came).
+    const shown = await readEvents(url, { timeoutMs: 10_000, until: (event) => event.event === "delta" });
+    expect(shown.events.some((event) => event.event === "delta")).toBe(true);
+    workerA.kill("SIGKILL");
+    await workerA.waitForExit();
+    await spawnWorker("worker-B");
+
+    const whole = await readEvents(url, { timeoutMs: 25_000 });
+    expect(whole.ended).toBe(true);
+    const names = whole.events.map((event) => event.event);
+    const firstDelta = names.indexOf("delta");
+    const restart = names.indexOf("restart");
+    expect(restart, names.join(" ")).toBeGreaterThan(firstDelta);
+    expect(whole.events[restart]?.data).toEqual({ hop: 0, reason: "network_error" });
+    // What a reader keeps (deltas since the last restart) is the job's answer, nothing of A's.
+    const kept = whole.events
+      .slice(names.lastIndexOf("restart") + 1)
+      .filter((event) => event.event === "delta")
+      .map((event) => event.data.content ?? "")
+      .join("");
+    const job = whole.events.at(-1)?.data;
+    expect(job).toMatchObject({ status: "succeeded" });
+    expect(kept).toBe("recovered answer");
+    expect(job.result.choices[0].message.content).toBe("recovered answer");
   });
 
   it("killing one of two workers mid-way through 20 jobs loses none", async () => {

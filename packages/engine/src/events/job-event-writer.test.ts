@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createJobEventWriter, type EventStreamAppender } from "./job-event-writer.js";
+import { createJobEventWriter, type EventStreamAppender, unrestartedHop } from "./job-event-writer.js";
 
 /** An appender that keeps what it was given: each event with the stream lifetime it asked for. */
 function recordingAppender() {
@@ -56,5 +56,34 @@ describe("a streaming job's event stream", () => {
     writer.restart(1, "network_error");
     await writer.done({ id: "job_2", status: "succeeded" } as never);
     expect(written.map((entry) => entry.event)).toEqual(["delta", "restart", "status", "done"]);
+  });
+
+  it("a resumed run first drops an earlier run's deltas left standing, and only those", () => {
+    const event = (name: string, data: unknown) => ({ event: name, data: JSON.stringify(data) });
+    // Newest first, as XREVRANGE gives them.
+    expect(
+      unrestartedHop([event("status", { status: "running" }), event("delta", { hop: 1, content: "Hi" })]),
+    ).toBe(1);
+    expect(
+      unrestartedHop([event("restart", { hop: 1, reason: "timeout" }), event("delta", { hop: 1 })]),
+    ).toBe(undefined);
+    expect(unrestartedHop([event("status", { status: "queued" }), event("attempt", {})])).toBe(undefined);
+    expect(unrestartedHop([])).toBe(undefined);
+  });
+
+  it("writes that restart before anything of the resumed run's own", async () => {
+    const { appender, written } = recordingAppender();
+    const earlier = [{ event: "delta", data: JSON.stringify({ hop: 0, content: "half an ans" }) }];
+    const writer = createJobEventWriter({
+      lock: { ...appender, recentEvents: async () => earlier },
+      jobId: "job_4",
+      retentionSeconds: 60,
+      resumed: true,
+      logger: pino({ level: "silent" }),
+    });
+    writer.status("running");
+    writer.delta(0, { content: "a whole answer" });
+    await writer.done({ id: "job_4", status: "succeeded" } as never);
+    expect(written.map((entry) => entry.event)).toEqual(["restart", "status", "delta", "status", "done"]);
   });
 });

@@ -21,6 +21,27 @@ export interface StreamEvent {
 export interface EventStreamAppender {
   /** Appends the events; false (nothing written) when this run may no longer write. */
   appendEvents(events: StreamEvent[], maxEvents: number, retentionSeconds: number): Promise<boolean>;
+  /** The stream's last `count` events, newest first (what an earlier run of the job wrote). */
+  recentEvents?(count: number): Promise<StreamEvent[]>;
+}
+
+/** How far back a resumed run looks for an earlier run's deltas left standing. */
+const RESUMED_TAIL_EVENTS = 64;
+
+/**
+ * The hop whose deltas end the stream with no `restart` after them: what an earlier run of the
+ * job showed before it stopped mid-answer (its worker killed, or its lock lost while it
+ * streamed). `events` newest first.
+ */
+export function unrestartedHop(events: readonly StreamEvent[]): number | undefined {
+  for (const { event, data } of events) {
+    if (event === "restart" || event === "done") return undefined;
+    if (event === "delta") {
+      const hop = (JSON.parse(data) as { hop?: unknown }).hop;
+      return typeof hop === "number" ? hop : undefined;
+    }
+  }
+  return undefined;
 }
 
 /** What the chain runner reports while it runs a streaming job. */
@@ -58,6 +79,13 @@ export function createJobEventWriter(options: {
    * for a limit), so an event before its end keeps the stream that much longer.
    */
   deadlineAt?: number;
+  /**
+   * Not the job's first run (it waited for a limit, or its worker died or lost the lock): an
+   * earlier run's deltas may end the stream, and a reader would add this run's answer to them.
+   * The writer first says `restart` for their hop (`network_error`: the stream that carried them
+   * was cut), before anything of its own.
+   */
+  resumed?: boolean;
   now?: () => number;
   logger: Logger;
 }): JobEventSink {
@@ -82,6 +110,22 @@ export function createJobEventWriter(options: {
         options.logger.warn({ job_id: options.jobId, err: error.message }, "could not write a job event"),
       );
   };
+  const recentEvents = options.lock.recentEvents?.bind(options.lock);
+  if (options.resumed && recentEvents) {
+    chain = chain
+      .then(async () => {
+        const hop = unrestartedHop(await recentEvents(RESUMED_TAIL_EVENTS));
+        if (hop === undefined) return;
+        const restart = { event: "restart", data: JSON.stringify({ hop, reason: "network_error" }) };
+        await options.lock.appendEvents([restart], MAX_EVENTS, lifetimeS(false));
+      })
+      .catch((error: Error) =>
+        options.logger.warn(
+          { job_id: options.jobId, err: error.message },
+          "could not read what an earlier run of the job streamed",
+        ),
+      );
+  }
   const flush = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;

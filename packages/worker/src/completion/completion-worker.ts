@@ -313,6 +313,10 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         });
         return lock;
       };
+      const progress = parseJobProgress(job.progress);
+      savedCost = progress?.cost_usd ?? 0;
+      // Not the job's first run: it waited for a limit, or its earlier run died or lost the lock.
+      const resumed = progress !== undefined || (job.attemptsStarted ?? 1) > 1;
       // Only streaming jobs keep an event stream: other jobs' events are derived from their state.
       const events = data.request.stream
         ? createJobEventWriter({
@@ -320,18 +324,16 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
             jobId,
             retentionSeconds: config.settings.EVENTS_RETENTION_S,
             deadlineAt: data.deadline_at,
+            resumed,
             now: () => clock.now(),
             logger,
           })
         : undefined;
-      const progress = parseJobProgress(job.progress);
-      savedCost = progress?.cost_usd ?? 0;
       // A job starting again (after waiting for a limit, a crash, or being handed back) may have
       // been cancelled while no worker held it. First runs skip this read: a cancel of a job shown
       // running reaches its run, held for a slot or not (registered from the claim).
       const result =
-        (progress || (job.attemptsStarted ?? 1) > 1) &&
-        (await options.connection.exists(keys.cancelRequest(jobId)))
+        resumed && (await options.connection.exists(keys.cancelRequest(jobId)))
           ? ({ kind: "finished", outcome: cancelledOutcome(progress, clock.now()) } as const)
           : await runChain({
               jobId,

@@ -81,6 +81,11 @@ export function createRunLocks(redis: RedisClient, keys: Keys): RunLocks {
           );
           return appended >= 0 ? true : refused();
         },
+        async recentEvents(count) {
+          // A read: what any run wrote is there to be read, lock or not.
+          const entries = await redis.xrevrange(keys.jobEvents(jobId), "+", "-", "COUNT", count);
+          return entries.map(([, fields]) => ({ event: fields[1] ?? "", data: fields[3] ?? "null" }));
+        },
       };
     },
   };
