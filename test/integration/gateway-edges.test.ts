@@ -194,4 +194,29 @@ describe("gateway edges", () => {
     });
     expect(budgetless.headers.get("x-should-retry")).toBeNull();
   });
+
+  it("no model named, and no route named default: a malformed body (400, code null) at both doors; an unknown one model_not_found", async () => {
+    const nameless = await post(ask);
+    expect(nameless.status).toBe(400);
+    expect(nameless.body.error).toMatchObject({ type: "invalid_request_error", code: null, param: "model" });
+    expect(nameless.body.error.message).toMatch(/no route named default/);
+    const unknown = await post({ model: "gpt-9", ...ask });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toMatchObject({
+      type: "not_found_error",
+      code: "model_not_found",
+      param: "model",
+    });
+    const job = await fetch(`${stack.url}/v1/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ request: ask }),
+    });
+    expect(job.status).toBe(400);
+    expect(((await job.json()) as { error: unknown }).error).toMatchObject({
+      type: "invalid_request_error",
+      code: null,
+      param: "request.model",
+    });
+  });
 });

@@ -26,7 +26,7 @@ export function errorHeaders(error: GatewayError): Record<string, string> {
 
 /** The error as OpenAI sends it: `{"error": {"type", "message", "code", "param"}}`. */
 export function errorBody(
-  error: Pick<GatewayError, "type" | "code" | "message">,
+  error: Pick<GatewayError, "type" | "message"> & { code: string | null },
   param: string | null = null,
 ) {
   return { error: { type: error.type, message: error.message, code: error.code, param } };

@@ -123,7 +123,13 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       if (!(error instanceof ChainResolutionError)) throw error;
       const param = error.param.replace(/^request\./, "");
       const message = error.message.replace(/^request\.model/, "model");
-      reply.code(404).send(errorBody({ type: "not_found_error", code: "model_not_found", message }, param));
+      // No name at all (and no route named default) is a malformed body, as OpenAI answers a
+      // missing `model`; a name nothing configures is the contract's 404.
+      if (error.code === null) {
+        reply.code(400).send(errorBody({ type: "invalid_request_error", code: null, message }, param));
+        return reply;
+      }
+      reply.code(404).send(errorBody({ type: "not_found_error", code: error.code, message }, param));
       return reply;
     }
     const route = routeOf(config, resolved);

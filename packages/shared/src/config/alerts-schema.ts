@@ -55,7 +55,8 @@ function resolveThreshold(
   fire: number,
   defaults: { fire: number; resolve: number },
 ) {
-  return given ?? Math.min(defaults.resolve, (fire * defaults.resolve) / defaults.fire);
+  if (given !== undefined) return given;
+  return defaults.resolve < fire ? defaults.resolve : (fire * defaults.resolve) / defaults.fire;
 }
 
 /** One alert rule; a rule fires above one threshold and resolves only below a lower one. */

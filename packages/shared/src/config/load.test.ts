@@ -55,6 +55,14 @@ describe("loadConfig", () => {
       resolve_below_s: expect.closeTo(5, 9),
     });
     expect(rules({ kind: "queue_age", fire_above_s: 600 })).toMatchObject({ resolve_below_s: 30 });
+    // A fire threshold the default resolve is still below keeps that default, as before.
+    expect(rules({ kind: "queue_age", fire_above_s: 60 })).toMatchObject({ resolve_below_s: 30 });
+    expect(rules({ kind: "fallback_rate", route: "default", fire_above: 0.15 })).toMatchObject({
+      resolve_below: 0.1,
+    });
+    expect(rules({ kind: "budget_used", tenant: "acme", fire_above: 0.75 })).toMatchObject({
+      resolve_below: 0.7,
+    });
     expect(rules({ kind: "budget_used", tenant: "acme", fire_above: 0.4 })).toMatchObject({
       resolve_below: expect.closeTo(0.35, 9),
     });
