@@ -14,6 +14,7 @@ import {
   createKeys,
   createMetrics,
   createRequestRecorders,
+  deliveryRetentionSeconds,
   FileStore,
   type IdGenerator,
   type JobData,
@@ -226,7 +227,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
     prefix: keys.bullPrefix,
     logger,
   });
-  const webhookStore = new WebhookDeliveryStore(redis, keys, retention);
+  const webhookStore = new WebhookDeliveryStore(
+    redis,
+    keys,
+    deliveryRetentionSeconds(retention, config.file.webhooks.retry_schedule_ms),
+  );
   // Every connection reports its errors to the log: an ioredis client without an error listener
   // prints "[ioredis] Unhandled error event" dumps outside the JSON log.
   const logRedisError = (source: string) => (error: Error) =>

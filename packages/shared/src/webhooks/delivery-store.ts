@@ -16,7 +16,11 @@ import {
  * ARGV[1] static fields as a JSON object of strings (used only when the record is absent)
  * ARGV[2] new status; ARGV[3] required current status ("" = any; with one, a missing record fails)
  * ARGV[4] "1" when an HTTP attempt was made: attempts += 1, last_status = ARGV[5], last_error = ARGV[6]
- * ARGV[7] retention seconds; ARGV[8] oldest created_at (unix s) the indexes keep
+ * ARGV[7] retention seconds; ARGV[8] created_at (unix s) before which an index entry may be stale;
+ * ARGV[9] the record keys' prefix (the record of `id` is ARGV[9] .. id, in the same slot).
+ * An index entry goes once its record has expired: a record lives `retention` from its last
+ * change, so a delivery created long ago (retried for hours, or retried again by hand) stays
+ * listed while it does. Each call looks at no more than 20 of each index's old entries.
  * Returns the record as HGETALL does (less the body snapshot), or false when ARGV[3] did not match.
  */
 const TRANSITION_SCRIPT = `
@@ -41,7 +45,11 @@ if previous and previous ~= ARGV[2] and index[previous] then redis.call('ZREM', 
 redis.call('ZADD', index[ARGV[2]], tonumber(redis.call('HGET', KEYS[1], 'created_at')), id)
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('EXPIRE', index[ARGV[2]], ARGV[7])
-for i = 2, 4 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
+for i = 2, 4 do
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8], 'LIMIT', 0, 20)) do
+    if redis.call('EXISTS', ARGV[9] .. old) == 0 then redis.call('ZREM', KEYS[i], old) end
+  end
+end
 local flat, record = redis.call('HGETALL', KEYS[1]), {}
 for i = 1, #flat, 2 do
   if flat[i] ~= 'body' then
@@ -126,6 +134,15 @@ function pairsToObject(flat: string[]): Record<string, string> {
 }
 
 /**
+ * How long a delivery record lives from its last change: the job retention, and at least the
+ * longest wait between two attempts past it (and the attempt's 15 s), so that a record (and the
+ * body its retries must send again) does not expire while its delivery waits to be retried.
+ */
+export function deliveryRetentionSeconds(jobRetentionS: number, retryScheduleMs: readonly number[]): number {
+  return Math.max(jobRetentionS, Math.ceil(Math.max(0, ...retryScheduleMs) / 1000) + 60);
+}
+
+/**
  * Delivery records: one hash per delivery plus per-tenant, per-status indexes, kept for the job
  * retention time. The BullMQ webhook job holds the payload and drives the retries; this record is
  * what the API lists and what a person reads to see why a delivery died.
@@ -189,6 +206,7 @@ export class WebhookDeliveryStore {
       (args.attempt?.error ?? "").slice(0, 1000),
       this.retentionSeconds,
       oldest,
+      this.keys.webhookDelivery(""),
     );
     return reply ? toStored(pairsToObject(reply))?.delivery : undefined;
   }

@@ -5,6 +5,7 @@ import {
   type CompletionQueue,
   type Config,
   type DeliveryStatus,
+  deliveryRetentionSeconds,
   formatZodError,
   type Keys,
   type Logger,
@@ -96,8 +97,11 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   const settings = config.file.webhooks;
   const secrets = options.secrets ?? resolveTenantSecrets(config);
   for (const warning of secrets.warnings) logger.warn(warning);
-  const store = new WebhookDeliveryStore(options.connection, keys, config.settings.JOB_RETENTION_S, () =>
-    clock.now(),
+  const store = new WebhookDeliveryStore(
+    options.connection,
+    keys,
+    deliveryRetentionSeconds(config.settings.JOB_RETENTION_S, settings.retry_schedule_ms),
+    () => clock.now(),
   );
   const dispatcher = createGuardedDispatcher({
     allowPrivateNetworks: settings.allow_private_networks,
