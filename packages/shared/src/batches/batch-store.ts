@@ -182,14 +182,16 @@ export class BatchStore {
   async saveCustomIds(batchId: string, lines: Array<{ line: number; custom_id: string }>): Promise<void> {
     if (lines.length === 0) return;
     const flat: string[] = [];
-    for (const entry of lines) flat.push(String(entry.line), entry.custom_id);
+    // JSON, not the string itself: a custom_id may hold a lone surrogate (a title cut inside an
+    // emoji, as JSON.stringify and Python's json.dumps write it), which UTF-8 cannot carry.
+    for (const entry of lines) flat.push(String(entry.line), JSON.stringify(entry.custom_id));
     await this.redis.hset(this.keys.batchCustomIds(batchId), ...flat);
   }
 
   async customIds(batchId: string, lines: number[]): Promise<string[]> {
     if (lines.length === 0) return [];
     const values = await this.redis.hmget(this.keys.batchCustomIds(batchId), ...lines.map(String));
-    return values.map((value) => value ?? "");
+    return values.map((value) => (value === null ? "" : storedCustomId(value)));
   }
 
   /** Which of lines 1..upTo have ended, as a bitmap reader. */
@@ -240,5 +242,16 @@ export class BatchStore {
       result = { status, ended, total, endedNow };
     }
     return result;
+  }
+}
+
+/** A custom_id as saveCustomIds keeps it (JSON), or as it was kept before that (the string itself). */
+function storedCustomId(value: string): string {
+  if (!value.startsWith('"')) return value;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return typeof parsed === "string" ? parsed : value;
+  } catch {
+    return value;
   }
 }

@@ -11,7 +11,11 @@ import { batchRequestId } from "./batch-types.js";
 export interface LineEnd {
   line: number;
   kind: "ok" | "fail" | "stop";
-  /** The output or error file line (for `stop`: `{"id", "custom_id"}`, completed by the script). */
+  /**
+   * The output or error file line; for `stop`, its start, `{"id":…,"custom_id":…` without the
+   * closing brace, which the script completes (it never parses it: Lua's cjson refuses the
+   * `\ud83d` of a lone surrogate JSON.stringify writes).
+   */
   json: string;
   inputTokens: number;
   outputTokens: number;
@@ -28,7 +32,7 @@ export function stopLine(batchId: string, line: number, customId: string): LineE
   return {
     line,
     kind: "stop",
-    json: JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId }),
+    json: JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId }).slice(0, -1),
     inputTokens: 0,
     outputTokens: 0,
   };

@@ -44,7 +44,8 @@ return now
  *       7 output file meta, 8 output file data, 9 error file meta, 10 error file data,
  *       11 tenant file index, 12 batch input copy, 13 enqueue lease
  * ARGV: 1 output file id, 2 error file id, 3 batch retention s, then 5 per line from 4 on:
- *       line, kind (ok | fail | stop), JSON line, input tokens, output tokens
+ *       line, kind (ok | fail | stop), JSON line (for stop, its start without the closing brace),
+ *       input tokens, output tokens
  * Returns: {status, lines ended so far, total, the lines this call ended (comma-separated: a
  * line another call had ended already is not among them)}; status is the terminal one when this
  * call finalized, 'missing' when there is no such batch.
@@ -73,13 +74,12 @@ for i = 4, #ARGV, 5 do
       out_bytes = out_bytes + #json + 1
     elseif kind == 'fail' or ending ~= 'cancel' then
       if kind ~= 'fail' then
-        local entry = cjson.decode(json)
+        -- The line's start, {"id":…,"custom_id":… as JSON.stringify wrote it: completed, not parsed.
         local code, message = 'cancelled', 'The request was cancelled before it finished.'
         if ending == 'expire' then
           code, message = 'batch_expired', 'This request could not be executed before the completion window expired.'
         end
-        json = '{"id":' .. cjson.encode(entry.id) .. ',"custom_id":' .. cjson.encode(entry.custom_id) ..
-          ',"response":null,"error":{"code":"' .. code .. '","message":"' .. message .. '"}}'
+        json = json .. ',"response":null,"error":{"code":"' .. code .. '","message":"' .. message .. '"}}'
       end
       failed = failed + 1
       redis.call('RPUSH', err_key, json .. '\\n')
