@@ -5,7 +5,7 @@
  * the keep-alive timeout).
  */
 import { randomBytes } from "node:crypto";
-import { FileChangedError, readChunks } from "@cascade/shared";
+import { FileChangedError, readChunks, readLines } from "@cascade/shared";
 import { afterAll, describe, expect, it } from "vitest";
 import { testRedis } from "../support/redis-clients.js";
 
@@ -30,5 +30,19 @@ describe("reading a file's chunks", () => {
     expect((await reading.next()).value?.length).toBe(1024 * 1024);
     await redis.del(key);
     await expect(reading.next()).rejects.toBeInstanceOf(FileChangedError);
+  });
+});
+
+describe("reading a file's lines", () => {
+  const key = `{cascade-test}:file-lines:${randomBytes(6).toString("hex")}`;
+  afterAll(() => redis.del(key));
+
+  it("leaves a UTF-8 byte order mark out of the first line (PowerShell 5 and Notepad write one), and CR before LF", async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    await redis.rpush(key, Buffer.concat([bom, Buffer.from('{"a":1}\r\n{"b":"\ufeff"}\n')]));
+    const lines: string[] = [];
+    for await (const line of readLines(redis, key)) lines.push(line.text);
+    expect(lines).toEqual(['{"a":1}', '{"b":"\ufeff"}']);
+    expect(JSON.parse(lines[0] as string)).toEqual({ a: 1 });
   });
 });

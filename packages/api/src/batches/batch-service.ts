@@ -7,6 +7,7 @@ import {
   type CreateBatchBody,
   drainBatch,
   enqueueBatch,
+  FileChangedError,
   type FileStore,
   type IdGenerator,
   isTerminalBatchStatus,
@@ -70,12 +71,24 @@ export class BatchService {
         "input_file_id",
       );
     }
-    const validation = await validateBatchInput(
-      readLines(store.redis, store.keys.fileData(file.id)),
-      config.file,
-      body.endpoint,
-    );
-    if (validation.errors.length) throw new BatchValidationError(file.id, validation.errors);
+    // The file may be deleted while it is read (OpenAI lets a file go at any time): that is the
+    // request's input gone, a 400 naming it, not a 500, nor an "empty file" when it went first.
+    const deleted = () => badRequest(`input_file_id: file ${file.id} was deleted`, "input_file_id");
+    let validation: Awaited<ReturnType<typeof validateBatchInput>>;
+    try {
+      validation = await validateBatchInput(
+        readLines(store.redis, store.keys.fileData(file.id)),
+        config.file,
+        body.endpoint,
+      );
+    } catch (error) {
+      if (error instanceof FileChangedError) throw deleted();
+      throw error;
+    }
+    if (validation.errors.length) {
+      if (!(await files.get(tenant, file.id))) throw deleted();
+      throw new BatchValidationError(file.id, validation.errors);
+    }
     const batchId = this.deps.newId("batch");
     const token = newLeaseToken();
     const record = await store.create(
@@ -92,7 +105,7 @@ export class BatchService {
       },
       token,
     );
-    if (!record) throw badRequest(`input_file_id: file ${file.id} was deleted`, "input_file_id");
+    if (!record) throw deleted();
     logger.info({ batch_id: batchId, tenant, lines: validation.total }, "batch accepted");
     this.enqueue(batchId, token);
     return toBatchObject(record);

@@ -277,7 +277,13 @@ export interface FileLine {
 
 const NEWLINE = 0x0a;
 
-function decodeLine(buffer: Buffer, start: number, end: number, line: number): FileLine {
+/** The UTF-8 byte order mark some editors (PowerShell 5, Notepad) start a file with. */
+const BOM = [0xef, 0xbb, 0xbf];
+
+function decodeLine(buffer: Buffer, from: number, end: number, line: number): FileLine {
+  let start = from;
+  // A file's BOM is no part of its first line's JSON.
+  if (line === 1 && BOM.every((byte, offset) => buffer[start + offset] === byte)) start += BOM.length;
   let stop = end;
   if (stop > start && buffer[stop - 1] === 0x0d) stop -= 1;
   if (stop - start > MAX_LINE_BYTES) return { line, text: "", tooLong: true };
