@@ -239,9 +239,11 @@ describe("alerts", () => {
     await waitFor(async () => eventsOf(sink, "breaker_open:provider:spare", "alert.resolved")[0], "resolved");
   });
 
-  it("budget_used fires above 0.8 of the tenant's budget and resolves only below 0.7", async () => {
-    const spendKey = keys().spend({ tenant: "ops" }, budgetPeriods(Date.now()).day);
-    await stack.redis.set(spendKey, "9");
+  it("budget_used fires above 0.8 of the tenant's spend (its usage records) and resolves only below 0.7", async () => {
+    // What the tenant's calls have cost, as settled: not what calls in flight hold reserved.
+    const usageKey = keys().usage("ops", budgetPeriods(Date.now()).dayDate);
+    const spent = (usd: string) => stack.redis.hset(usageKey, "total", usd);
+    await spent("9");
     const fired = await waitFor(
       async () => eventsOf(sink, "budget_used:ops", "alert.fired")[0],
       "budget alert",
@@ -249,10 +251,12 @@ describe("alerts", () => {
     expect(fired.data.value).toBeCloseTo(0.9);
     const metrics = await stack.request("GET", "/metrics", { headers: ops });
     expect(metrics.body).toContain('cascade_alerts_firing{kind="budget_used",subject="ops"} 1');
-    await stack.redis.set(spendKey, "7.5"); // between the thresholds: still firing
+    await spent("7.5"); // between the thresholds: still firing
     await sleep(500);
     expect(eventsOf(sink, "budget_used:ops", "alert.resolved")).toHaveLength(0);
-    await stack.redis.set(spendKey, "5");
+    // A reservation in the budget key (a call in flight, a lease) is no spend.
+    await stack.redis.set(keys().spend({ tenant: "ops" }, budgetPeriods(Date.now()).day), "9.5");
+    await spent("5");
     await waitFor(async () => eventsOf(sink, "budget_used:ops", "alert.resolved")[0], "budget resolved");
     expect(eventsOf(sink, "budget_used:ops")).toHaveLength(2);
   });

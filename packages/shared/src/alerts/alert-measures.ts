@@ -4,7 +4,7 @@ import { oldestWaitingMs } from "../fairness/oldest-waiting.js";
 import type { RedisClient } from "../redis/connection.js";
 import { breakerId, deploymentKey, type Keys } from "../redis/keys.js";
 import { budgetPeriods } from "../resilience/periods.js";
-import { BREAKER_FIELDS } from "../resilience/redis-shape.js";
+import { BREAKER_FIELDS, USAGE_TOTAL_FIELD } from "../resilience/redis-shape.js";
 import type { AlertKind } from "./alert-types.js";
 import { ruleName } from "./alert-types.js";
 import { readRouteWindow, routeWindowShapes } from "./route-window.js";
@@ -116,12 +116,10 @@ async function measureRule(deps: MeasureDeps, rule: AlertRuleConfig, nowMs: numb
     }
     case "budget_used": {
       const budget = config.tenants.get(rule.tenant)?.config.budget;
-      const periods = budgetPeriods(nowMs);
-      const owner = { tenant: rule.tenant };
-      const [day, month] = await redis.mget(keys.spend(owner, periods.day), keys.spend(owner, periods.month));
+      const { day, month } = await tenantSpend(redis, keys, rule.tenant, budgetPeriods(nowMs).dayDate);
       const fractions = [
-        budget?.daily_usd ? Number(day ?? 0) / budget.daily_usd : 0,
-        budget?.monthly_usd ? Number(month ?? 0) / budget.monthly_usd : 0,
+        budget?.daily_usd ? day / budget.daily_usd : 0,
+        budget?.monthly_usd ? month / budget.monthly_usd : 0,
       ];
       return [
         {
@@ -152,6 +150,30 @@ async function measureRule(deps: MeasureDeps, rule: AlertRuleConfig, nowMs: numb
       ];
     }
   }
+}
+
+/**
+ * What a tenant has spent today and this month (UTC), as its usage records hold it: the settled
+ * costs of its calls, stray charges included. Not its budget keys, which also hold what calls in
+ * flight have reserved (their estimate: `max_tokens` of output) and what processes hold on lease:
+ * read there, one call with a large `max_tokens` fired the alert while it ran and resolved it when
+ * it settled at a few cents.
+ */
+async function tenantSpend(
+  redis: RedisClient,
+  keys: Keys,
+  tenant: string,
+  today: string,
+): Promise<{ day: number; month: number }> {
+  const days = Array.from(
+    { length: Number(today.slice(8, 10)) },
+    (_, index) => `${today.slice(0, 8)}${String(index + 1).padStart(2, "0")}`,
+  );
+  const totals = await Promise.all(
+    days.map((date) => redis.hget(keys.usage(tenant, date), USAGE_TOTAL_FIELD)),
+  );
+  const spent = totals.map((total) => Number(total ?? 0) || 0);
+  return { day: spent.at(-1) ?? 0, month: spent.reduce((sum, each) => sum + each, 0) };
 }
 
 /** Reads every rule of the config at `nowMs` (Redis time). */
