@@ -19,6 +19,7 @@ import {
 import { DelayedError, type Job, UnrecoverableError, type Worker } from "bullmq";
 import { errorEventLogger, PatientWorker } from "../lifecycle/patient-worker.js";
 import { deliveryBody } from "./delivery-body.js";
+import { DestinationSlots, destinationOf } from "./destination-slots.js";
 import { sendWebhook } from "./send-webhook.js";
 import { signWebhook } from "./signing.js";
 import { createStoredJobReader } from "./stored-job.js";
@@ -72,6 +73,13 @@ export function webhookRetryDelay(schedule: readonly number[], attemptsMade: num
 
 const USER_AGENT = "Cascade-Webhooks/0.1";
 
+/** A destination takes at most this share of a process's delivery slots (ADR 0007's revision). */
+const DESTINATION_SHARE = 4;
+/** How long a delivery waits in its slot for one of its full destination's to free up… */
+const DESTINATION_WAIT_MS = 100;
+/** …before it goes back to the queue for this long, plus as much again at random. */
+const DESTINATION_BUSY_DELAY_MS = 1000;
+
 /** BullMQ's default lock, and WORKER_LOCK_DURATION_MS's. */
 const DEFAULT_LOCK_DURATION_MS = 30_000;
 
@@ -110,6 +118,8 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
   const lockDurationMs = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const jobs = createStoredJobReader({ connection: options.connection, keys, queue: options.completions });
+  const concurrency = options.concurrency ?? 100;
+  const destinations = new DestinationSlots(Math.max(1, Math.floor(concurrency / DESTINATION_SHARE)));
 
   const processor = async (job: Job<WebhookJobData, { status: number }>, token?: string) => {
     const parsed = webhookJobDataSchema.safeParse(job.data);
@@ -137,6 +147,16 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
       event_type: data.event_type,
     });
     if (job.attemptsMade === 0) await store.started(data);
+    // A destination with its share of the slots in flight (a receiver that hangs, or one taking a
+    // burst): this delivery goes back to the queue for a moment, no attempt counted, and its slot
+    // goes to another destination's.
+    const destination = destinationOf(data.url);
+    if (!(await destinations.take(destination, DESTINATION_WAIT_MS))) {
+      const delayMs = DESTINATION_BUSY_DELAY_MS + Math.floor(Math.random() * DESTINATION_BUSY_DELAY_MS);
+      log.debug({ wait_ms: delayMs }, "webhook waits: its destination has its share of the slots in flight");
+      await job.moveToDelayed(clock.now() + delayMs, token);
+      throw new DelayedError();
+    }
     const timestamp = Math.floor(clock.now() / 1000);
     const tenantKeys = secrets.keys.get(data.tenant);
     const headers: Record<string, string> = {
@@ -148,14 +168,19 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
         ? { "webhook-signature": signWebhook(tenantKeys, data.webhook_id, timestamp, data.body) }
         : {}),
     };
-    const result = await sendWebhook({
-      url: data.url,
-      body: data.body,
-      headers,
-      dispatcher,
-      timeoutMs,
-      allowPrivateNetworks: settings.allow_private_networks,
-    });
+    let result: Awaited<ReturnType<typeof sendWebhook>>;
+    try {
+      result = await sendWebhook({
+        url: data.url,
+        body: data.body,
+        headers,
+        dispatcher,
+        timeoutMs,
+        allowPrivateNetworks: settings.allow_private_networks,
+      });
+    } finally {
+      destinations.release(destination);
+    }
     const attempt = job.attemptsMade + 1;
     const lastAttempt = result.permanent || attempt >= (job.opts.attempts ?? 1);
     const status: DeliveryStatus = result.delivered ? "delivered" : lastAttempt ? "dead" : "pending";
@@ -189,7 +214,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   const worker = new PatientWorker<WebhookJobData, { status: number }>(QUEUE_NAMES.webhooks, processor, {
     connection: bullConnection(options.connection),
     prefix: keys.bullPrefix,
-    concurrency: options.concurrency ?? 100,
+    concurrency,
     // Renewed every half lock while the delivery runs: recovery after a crash follows the setting.
     lockDuration: lockDurationMs,
     stalledInterval: lockDurationMs,
