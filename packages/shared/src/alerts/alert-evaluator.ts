@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import type { RedisClient } from "../redis/connection.js";
@@ -12,6 +12,9 @@ import type { Alert, AlertEvent } from "./alert-types.js";
 
 /** Rules are evaluated at least every 5 s (contract); every 2 s by default. */
 export const ALERT_INTERVAL_MS = 2000;
+
+/** Outbox entries one evaluation queues webhooks for, at most (the rest wait for the next). */
+const OUTBOX_BATCH = 100;
 
 export interface AlertEvaluatorOptions {
   config: Config;
@@ -115,6 +118,7 @@ export class AlertEvaluator {
     const [seconds, micros] = await redis.time();
     const nowMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
     const nowSeconds = Math.floor(nowMs / 1000);
+    const announce = (this.options.config.file.alerts?.webhook_urls.length ?? 0) > 0;
     const measurements = await measureRules(this.options, nowMs);
     const measured = new Set<string>();
     for (const measurement of measurements) {
@@ -135,22 +139,24 @@ export class AlertEvaluator {
         verdictOf(measurement),
         firing,
         measurement.value,
-        nowSeconds,
+        nowMs,
+        announce,
       );
-      if (transition) await this.announce(transition, nowMs);
+      if (transition) this.log(transition);
     }
     // An alert whose rule left the config would fire for ever: it resolves.
     for (const id of await this.store.activeIds()) {
       if (measured.has(id)) continue;
       const placeholder = { id } as Alert;
-      const transition = await this.store.apply(id, "resolve", placeholder, null, nowSeconds);
-      if (transition) await this.announce(transition, nowMs);
+      const transition = await this.store.apply(id, "resolve", placeholder, null, nowMs, announce);
+      if (transition) this.log(transition);
     }
     this.evaluated += 1;
+    if (announce) await this.sendOutbox();
   }
 
-  private async announce(transition: AlertTransition, nowMs: number): Promise<void> {
-    const { config, logger, webhookQueue } = this.options;
+  private log(transition: AlertTransition): void {
+    const { logger } = this.options;
     const { alert } = transition;
     const fields = {
       alert_id: alert.id,
@@ -161,37 +167,52 @@ export class AlertEvaluator {
     };
     if (transition.type === "alert.fired") logger.warn(fields, `alert fired: ${alert.id}`);
     else logger.info(fields, `alert resolved: ${alert.id}`);
+  }
+
+  /**
+   * Queues the webhooks of the transitions in the outbox (written with each transition, so one
+   * whose process died before it queued them is sent by the next evaluation) and takes each off
+   * once all its webhooks are queued. Ids come from the transition itself: queued twice (a
+   * process that died between the add and the removal), BullMQ keeps one delivery.
+   */
+  private async sendOutbox(): Promise<void> {
+    const { config, logger, webhookQueue } = this.options;
     const urls = config.file.alerts?.webhook_urls ?? [];
-    if (urls.length === 0) return;
-    const event: AlertEvent = {
-      type: transition.type,
-      timestamp: new Date(nowMs).toISOString(),
-      data: alert,
-    };
-    const body = JSON.stringify(event);
-    const suffix = randomBytes(9).toString("hex");
-    await Promise.all(
-      urls.map((url, index) => {
-        const data: WebhookJobData = {
-          v: 1,
-          delivery_id: `whd_alert_${suffix}_${index}`,
-          webhook_id: `msg_alert_${suffix}`,
-          tenant: OPERATORS_OWNER,
-          job_id: alert.id,
-          url,
-          event_type: transition.type,
-          created_at: Math.floor(nowMs / 1000),
-          body,
-        };
-        return webhookQueue
-          .add(WEBHOOK_JOB_NAME, data, webhookJobOptions(config, data.delivery_id))
-          .catch((error: unknown) =>
-            logger.error(
-              { err: (error as Error).message, alert_id: alert.id, url },
-              "could not queue an alert webhook",
-            ),
-          );
-      }),
-    );
+    for (const { raw, event: transition } of await this.store.unannounced(OUTBOX_BATCH)) {
+      const { alert } = transition;
+      const event: AlertEvent = {
+        type: transition.type,
+        timestamp: new Date(transition.atMs).toISOString(),
+        data: alert,
+      };
+      const body = JSON.stringify(event);
+      const suffix = createHash("sha256").update(raw).digest("hex").slice(0, 18);
+      try {
+        await Promise.all(
+          urls.map((url, index) => {
+            const data: WebhookJobData = {
+              v: 1,
+              delivery_id: `whd_alert_${suffix}_${index}`,
+              webhook_id: `msg_alert_${suffix}`,
+              tenant: OPERATORS_OWNER,
+              job_id: alert.id,
+              url,
+              event_type: transition.type,
+              created_at: Math.floor(transition.atMs / 1000),
+              body,
+            };
+            return webhookQueue.add(WEBHOOK_JOB_NAME, data, webhookJobOptions(config, data.delivery_id));
+          }),
+        );
+        await this.store.announced(raw);
+      } catch (error) {
+        // Left in the outbox: the next evaluation queues it again.
+        logger.error(
+          { err: (error as Error).message, alert_id: alert.id },
+          "could not queue an alert's webhooks; retrying at the next evaluation",
+        );
+        return;
+      }
+    }
   }
 }

@@ -85,6 +85,8 @@ export interface Keys {
   readonly alertsState: string;
   /** Alerts: resolved alerts, newest first (list of alert JSON, capped). */
   readonly alertsHistory: string;
+  /** Transitions whose webhooks are not queued yet (list of `{type, at_ms, alert}` JSON; alert-store.ts). */
+  readonly alertsOutbox: string;
   /** BullMQ's waiting list and prioritized set of the completions queue (read by the queue_age alert). */
   readonly completionQueueWait: string;
   readonly completionQueuePrioritized: string;
@@ -207,6 +209,7 @@ export function createKeys(prefix: string): Keys {
     alertsLease: `${tag}:alerts-lease`,
     alertsState: `${tag}:alerts-state`,
     alertsHistory: `${tag}:alerts-history`,
+    alertsOutbox: `${tag}:alerts-outbox`,
     completionQueueWait: `${tag}:${QUEUE_NAMES.completions}:wait`,
     completionQueuePrioritized: `${tag}:${QUEUE_NAMES.completions}:prioritized`,
     completionJob: (jobId) => `${tag}:${QUEUE_NAMES.completions}:${jobId}`,
