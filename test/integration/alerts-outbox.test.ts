@@ -80,6 +80,16 @@ describe("alert webhooks", () => {
     const body = JSON.parse(added[0]?.data.body ?? "{}");
     expect(body).toMatchObject({ type: "alert.fired", data: { id: "budget_used:ops", state: "firing" } });
     expect(Math.abs(Date.parse(body.timestamp) - Date.now())).toBeLessThan(10_000);
+    // A transition whose webhooks could not be queued for over an hour is dropped, not sent late.
+    const stale = {
+      type: "alert.fired",
+      at_ms: Date.now() - 2 * 3_600_000,
+      alert: { id: "queue_age:completions", rule: "queue_age:completions", kind: "queue_age" },
+    };
+    await redis.rpush(keys.alertsOutbox, JSON.stringify(stale));
+    await evaluator.tick();
+    expect(added).toHaveLength(2);
+    expect(await redis.llen(keys.alertsOutbox)).toBe(0);
     await evaluator.stop();
   });
 });

@@ -94,8 +94,29 @@ describe("the delivery indexes", () => {
     ]);
   });
 
+  it("are read past entries whose records expired: a page is never empty while more follow", async () => {
+    const keys = createKeys(uniquePrefix("whd-list"));
+    const now = Math.floor(Date.now() / 1000);
+    const store = new WebhookDeliveryStore(redis, keys, 3600);
+    for (const [id, at] of [
+      ["whd_old1", now - 30],
+      ["whd_old2", now - 20],
+      ["whd_new1", now - 10],
+      ["whd_new2", now - 5],
+      ["whd_new3", now],
+    ] as const) {
+      await store.attempted(delivery(id, at), "dead", { httpStatus: 500 });
+    }
+    // The three newest records expire (their index entries are recent: no transition drops them).
+    for (const id of ["whd_new1", "whd_new2", "whd_new3"]) await redis.del(keys.webhookDelivery(id));
+    const page = await store.list("acme", "dead", 2);
+    expect(page?.data.map((each) => each.id)).toEqual(["whd_old2", "whd_old1"]);
+    expect(page?.has_more).toBe(false);
+    expect(await redis.zcard(keys.webhookDeliveryIndex("acme", "dead"))).toBe(2);
+  });
+
   it("keep a record through the longest wait between attempts", () => {
-    expect(deliveryRetentionSeconds(3600, [5000, 7_200_000])).toBe(7260);
+    expect(deliveryRetentionSeconds(3600, [5000, 7_200_000])).toBe(10_800);
     expect(deliveryRetentionSeconds(604_800, [5000, 7_200_000])).toBe(604_800);
   });
 });

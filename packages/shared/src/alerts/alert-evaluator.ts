@@ -15,6 +15,10 @@ export const ALERT_INTERVAL_MS = 2000;
 
 /** Outbox entries one evaluation queues webhooks for, at most (the rest wait for the next). */
 const OUTBOX_BATCH = 100;
+/** An outbox entry older than this is dropped, not sent. */
+const OUTBOX_MAX_AGE_MS = 3_600_000;
+
+const sha256Hex = (text: string) => createHash("sha256").update(text).digest("hex");
 
 export interface AlertEvaluatorOptions {
   config: Config;
@@ -152,7 +156,7 @@ export class AlertEvaluator {
       if (transition) this.log(transition);
     }
     this.evaluated += 1;
-    if (announce) await this.sendOutbox();
+    if (announce) await this.sendOutbox(nowMs);
   }
 
   private log(transition: AlertTransition): void {
@@ -175,7 +179,7 @@ export class AlertEvaluator {
    * once all its webhooks are queued. Ids come from the transition itself: queued twice (a
    * process that died between the add and the removal), BullMQ keeps one delivery.
    */
-  private async sendOutbox(): Promise<void> {
+  private async sendOutbox(nowMs: number): Promise<void> {
     const { config, logger, webhookQueue } = this.options;
     const urls = config.file.alerts?.webhook_urls ?? [];
     for (const { raw, event: transition } of await this.store.unannounced(OUTBOX_BATCH)) {
@@ -185,14 +189,25 @@ export class AlertEvaluator {
         timestamp: new Date(transition.atMs).toISOString(),
         data: alert,
       };
+      // Too old to tell anyone anything (the URLs were gone for an hour, say): an alert.fired
+      // whose alert.resolved never went out would leave an incident open at the receiver.
+      if (nowMs - transition.atMs > OUTBOX_MAX_AGE_MS) {
+        logger.warn(
+          { alert_id: alert.id, type: transition.type, at: event.timestamp },
+          "an alert's webhooks were not queued within an hour; dropped",
+        );
+        await this.store.announced(raw);
+        continue;
+      }
       const body = JSON.stringify(event);
-      const suffix = createHash("sha256").update(raw).digest("hex").slice(0, 18);
+      const suffix = sha256Hex(raw).slice(0, 18);
       try {
         await Promise.all(
-          urls.map((url, index) => {
+          urls.map((url) => {
             const data: WebhookJobData = {
               v: 1,
-              delivery_id: `whd_alert_${suffix}_${index}`,
+              // Of the transition and the URL, not its place in the list (a config may reorder it).
+              delivery_id: `whd_alert_${suffix}_${sha256Hex(url).slice(0, 12)}`,
               webhook_id: `msg_alert_${suffix}`,
               tenant: OPERATORS_OWNER,
               job_id: alert.id,

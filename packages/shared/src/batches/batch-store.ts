@@ -182,16 +182,25 @@ export class BatchStore {
   async saveCustomIds(batchId: string, lines: Array<{ line: number; custom_id: string }>): Promise<void> {
     if (lines.length === 0) return;
     const flat: string[] = [];
-    // JSON, not the string itself: a custom_id may hold a lone surrogate (a title cut inside an
-    // emoji, as JSON.stringify and Python's json.dumps write it), which UTF-8 cannot carry.
-    for (const entry of lines) flat.push(String(entry.line), JSON.stringify(entry.custom_id));
+    for (const entry of lines) {
+      flat.push(String(entry.line), entry.custom_id);
+      // A custom_id may hold a lone surrogate (a title cut inside an emoji, as JSON.stringify and
+      // Python's json.dumps write it), which UTF-8 cannot carry: such a one is kept as JSON too,
+      // in a field of its own (processes of an earlier version read the first, as before).
+      if (LONE_SURROGATE.test(entry.custom_id)) flat.push(`j:${entry.line}`, JSON.stringify(entry.custom_id));
+    }
     await this.redis.hset(this.keys.batchCustomIds(batchId), ...flat);
   }
 
   async customIds(batchId: string, lines: number[]): Promise<string[]> {
     if (lines.length === 0) return [];
-    const values = await this.redis.hmget(this.keys.batchCustomIds(batchId), ...lines.map(String));
-    return values.map((value) => (value === null ? "" : storedCustomId(value)));
+    const fields = lines.flatMap((line) => [String(line), `j:${line}`]);
+    const values = await this.redis.hmget(this.keys.batchCustomIds(batchId), ...fields);
+    return lines.map((_, index) => {
+      const json = values[2 * index + 1];
+      if (json) return JSON.parse(json) as string;
+      return values[2 * index] ?? "";
+    });
   }
 
   /** Which of lines 1..upTo have ended, as a bitmap reader. */
@@ -245,13 +254,5 @@ export class BatchStore {
   }
 }
 
-/** A custom_id as saveCustomIds keeps it (JSON), or as it was kept before that (the string itself). */
-function storedCustomId(value: string): string {
-  if (!value.startsWith('"')) return value;
-  try {
-    const parsed: unknown = JSON.parse(value);
-    return typeof parsed === "string" ? parsed : value;
-  } catch {
-    return value;
-  }
-}
+/** A UTF-16 surrogate without its pair (String.prototype.isWellFormed's test, before ES2024's lib). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -20,7 +20,8 @@ import {
  * ARGV[9] the record keys' prefix (the record of `id` is ARGV[9] .. id, in the same slot).
  * An index entry goes once its record has expired: a record lives `retention` from its last
  * change, so a delivery created long ago (retried for hours, or retried again by hand) stays
- * listed while it does. Each call looks at no more than 20 of each index's old entries.
+ * listed while it does. Each call looks at no more than 50 of each index's old entries (a list
+ * drops those it finds expired too).
  * Returns the record as HGETALL does (less the body snapshot), or false when ARGV[3] did not match.
  */
 const TRANSITION_SCRIPT = `
@@ -46,7 +47,7 @@ redis.call('ZADD', index[ARGV[2]], tonumber(redis.call('HGET', KEYS[1], 'created
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('EXPIRE', index[ARGV[2]], ARGV[7])
 for i = 2, 4 do
-  for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8], 'LIMIT', 0, 20)) do
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8], 'LIMIT', 0, 50)) do
     if redis.call('EXISTS', ARGV[9] .. old) == 0 then redis.call('ZREM', KEYS[i], old) end
   end
 end
@@ -61,6 +62,9 @@ return record
 `;
 
 const COMMAND = "cascadeWebhookDeliveryTransition";
+
+/** Reads of one list page at most, each after dropping the expired entries the one before met. */
+const MAX_LIST_ROUNDS = 5;
 
 /**
  * Keeps the first body a delivery was sent with, so every later attempt (retries, a manual
@@ -135,11 +139,12 @@ function pairsToObject(flat: string[]): Record<string, string> {
 
 /**
  * How long a delivery record lives from its last change: the job retention, and at least the
- * longest wait between two attempts past it (and the attempt's 15 s), so that a record (and the
+ * longest wait between two attempts and an hour more (a delivery may also wait in a backlog, go
+ * back for a busy destination, or be recovered from a crashed worker), so that a record (and the
  * body its retries must send again) does not expire while its delivery waits to be retried.
  */
 export function deliveryRetentionSeconds(jobRetentionS: number, retryScheduleMs: readonly number[]): number {
-  return Math.max(jobRetentionS, Math.ceil(Math.max(0, ...retryScheduleMs) / 1000) + 60);
+  return Math.max(jobRetentionS, Math.ceil(Math.max(0, ...retryScheduleMs) / 1000) + 3600);
 }
 
 /**
@@ -269,14 +274,42 @@ export class WebhookDeliveryStore {
       cursor = { score: record.delivery.created_at, id: after };
     }
     const statuses = status ? [status] : DELIVERY_STATUSES;
+    // An index entry whose record has expired is dropped here and the page read again, so a page
+    // is never empty while more follow (the transition script drops a few at each change only).
+    for (let round = 0; ; round++) {
+      const page = await this.readPage(tenant, statuses, limit, cursor);
+      const gone = page.chosen.filter((_, index) => page.records[index] === undefined);
+      if (gone.length > 0 && round < MAX_LIST_ROUNDS) {
+        await Promise.all(gone.map((entry) => this.redis.zrem(entry.key, entry.id)));
+        continue;
+      }
+      const data = page.records
+        .filter((record): record is StoredDelivery => record?.tenant === tenant)
+        .map((record) => record.delivery)
+        .filter((delivery) => !status || delivery.status === status);
+      return { data, has_more: page.more };
+    }
+  }
+
+  /** One read of a page: the index entries it takes, their records (undefined: expired), and whether more follow. */
+  private async readPage(
+    tenant: string,
+    statuses: readonly DeliveryStatus[],
+    limit: number,
+    cursor: { score: number; id: string } | undefined,
+  ): Promise<{
+    chosen: Array<{ id: string; score: number; key: string }>;
+    records: Array<StoredDelivery | undefined>;
+    more: boolean;
+  }> {
     // One more than asked for, to know whether there are more; past a cursor, also the entries
     // of its second (scores are whole seconds: the cursor's ties are passed over by id).
     const ranges = await Promise.all(
       statuses.map(async (each) => {
         const key = this.keys.webhookDeliveryIndex(tenant, each);
-        if (!cursor) return this.redis.zrevrange(key, 0, limit, "WITHSCORES");
+        if (!cursor) return { key, flat: await this.redis.zrevrange(key, 0, limit, "WITHSCORES") };
         const ties = await this.redis.zcount(key, cursor.score, cursor.score);
-        return this.redis.zrevrangebyscore(
+        const flat = await this.redis.zrevrangebyscore(
           key,
           cursor.score,
           "-inf",
@@ -285,12 +318,13 @@ export class WebhookDeliveryStore {
           0,
           limit + 1 + ties,
         );
+        return { key, flat };
       }),
     );
-    const entries: Array<{ id: string; score: number }> = [];
-    for (const flat of ranges) {
+    const entries: Array<{ id: string; score: number; key: string }> = [];
+    for (const { key, flat } of ranges) {
       for (let index = 0; index + 1 < flat.length; index += 2) {
-        const entry = { id: flat[index] as string, score: Number(flat[index + 1]) };
+        const entry = { id: flat[index] as string, score: Number(flat[index + 1]), key };
         if (!cursor || entry.score < cursor.score || (entry.score === cursor.score && entry.id < cursor.id))
           entries.push(entry);
       }
@@ -298,10 +332,6 @@ export class WebhookDeliveryStore {
     entries.sort((left, right) => right.score - left.score || (left.id < right.id ? 1 : -1));
     const chosen = entries.slice(0, limit);
     const records = await Promise.all(chosen.map((entry) => this.get(entry.id)));
-    const data = records
-      .filter((record): record is StoredDelivery => record?.tenant === tenant)
-      .map((record) => record.delivery)
-      .filter((delivery) => !status || delivery.status === status);
-    return { data, has_more: entries.length > limit };
+    return { chosen, records, more: entries.length > limit };
   }
 }

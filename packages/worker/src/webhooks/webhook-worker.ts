@@ -77,8 +77,13 @@ const USER_AGENT = "Cascade-Webhooks/0.1";
 const DESTINATION_SHARE = 4;
 /** How long a delivery waits in its slot for one of its full destination's to free up… */
 const DESTINATION_WAIT_MS = 100;
-/** …before it goes back to the queue for this long, plus as much again at random. */
+/**
+ * …before it goes back to the queue for this long, doubled each time it went back before (at most
+ * DESTINATION_BUSY_MAX_DELAY_MS), plus as much again at random: a large backlog to one receiver
+ * waits in the delayed set rather than going round the line ahead of other destinations' deliveries.
+ */
 const DESTINATION_BUSY_DELAY_MS = 1000;
+const DESTINATION_BUSY_MAX_DELAY_MS = 30_000;
 
 /** BullMQ's default lock, and WORKER_LOCK_DURATION_MS's. */
 const DEFAULT_LOCK_DURATION_MS = 30_000;
@@ -152,7 +157,13 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     // goes to another destination's.
     const destination = destinationOf(data.url);
     if (!(await destinations.take(destination, DESTINATION_WAIT_MS))) {
-      const delayMs = DESTINATION_BUSY_DELAY_MS + Math.floor(Math.random() * DESTINATION_BUSY_DELAY_MS);
+      // Starts past the first that were not attempts: hand-backs (and waits for the job to end).
+      const handedBack = Math.max(0, (job.attemptsStarted ?? 1) - job.attemptsMade - 1);
+      const baseMs = Math.min(
+        DESTINATION_BUSY_MAX_DELAY_MS,
+        DESTINATION_BUSY_DELAY_MS * 2 ** Math.min(handedBack, 5),
+      );
+      const delayMs = baseMs + Math.floor(Math.random() * baseMs);
       log.debug({ wait_ms: delayMs }, "webhook waits: its destination has its share of the slots in flight");
       await job.moveToDelayed(clock.now() + delayMs, token);
       throw new DelayedError();
