@@ -394,7 +394,6 @@ export function buildApp(deps: AppDeps): CascadeApp {
       webhooks: createApiWebhooks({
         config,
         queue: webhookQueue,
-        logger,
         ...(deps.resolveHost ? { resolve: deps.resolveHost } : {}),
       }),
     });

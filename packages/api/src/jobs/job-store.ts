@@ -79,7 +79,16 @@ export class JobStore {
    * Cancels a job: a queued one is removed at once and kept as a cancelled record; a running
    * one (locked by a worker) is asked to abort through pub/sub and ends cancelled shortly.
    */
-  async cancel(tenant: string, jobId: string, now: number): Promise<CancelResult | undefined> {
+  async cancel(
+    tenant: string,
+    jobId: string,
+    now: number,
+    /**
+     * Called with the cancelled job once its record is written and before the BullMQ job is
+     * removed (queues its `job.cancelled` webhook): when it throws, nothing is cancelled.
+     */
+    beforeRemove?: (cancelled: JobObject) => Promise<unknown>,
+  ): Promise<CancelResult | undefined> {
     const read = await readJob(this.queue, this.redis, this.keys, jobId);
     if (read?.tenant !== tenant) return undefined;
     if (read.kind === "cancelled_record") return { kind: "terminal", job: read.job };
@@ -100,6 +109,17 @@ export class JobStore {
         "EX",
         this.retentionSeconds,
       );
+      // The webhook is queued before the job goes, so a cancel answered 200 always notifies
+      // (queued after, a Redis blip lost it for good). Should the job not be removed after all,
+      // the delivery waits for the job's own end and tells that (its id is the job's: one delivery).
+      if (beforeRemove) {
+        try {
+          await beforeRemove(cancelled);
+        } catch (error) {
+          await this.redis.del(key).catch(() => {});
+          throw error;
+        }
+      }
       // Look again right before removing: BullMQ's remove only refuses a locked job, so one that
       // a worker picked up and finished since the first read must not be removed.
       const state = await this.queue.getJobState(jobId);

@@ -216,7 +216,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
   routes.delete("/v1/jobs/:id", { schema: { params: jobParams } }, async (request, reply) => {
     const { id } = request.params;
-    const result = await store.cancel(request.tenant, id, clock.now());
+    const result = await store.cancel(request.tenant, id, clock.now(), (cancelled) =>
+      deps.webhooks.jobCancelled(request.tenant, cancelled, clock.now()),
+    );
     if (!result) throw notFound(`no job with id ${id}`);
     if (result.kind === "terminal") {
       throw new HttpError(
@@ -244,7 +246,6 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
         finishedAtMs: clock.now(),
       });
-      await deps.webhooks.jobCancelled(request.tenant, result.job, clock.now());
       // A job shown running (waiting between tries) answers 202 as the contract says of running
       // jobs, though it has already ended cancelled: no worker held it to abort.
       return reply.code(result.wasRunning ? 202 : 200).send(result.job);

@@ -4,7 +4,6 @@ import {
   DELIVERY_STATUSES,
   enqueueWebhook,
   type JobObject,
-  type Logger,
   listObject,
   type WebhookDelivery,
   type WebhookDeliveryStore,
@@ -23,17 +22,16 @@ export const MAX_DELIVERY_LIST = 1000;
 export interface ApiWebhooks {
   /** Throws a 400 naming `webhook.url` when the URL may not be called. */
   checkUrl(url: string): Promise<void>;
-  /** Queues `job.cancelled` for a job cancelled while queued (no-op without a webhook). */
+  /** Queues `job.cancelled` for a job being cancelled while queued (no-op without a webhook); throws when it cannot. */
   jobCancelled(tenant: string, job: JobObject, now: number): Promise<void>;
 }
 
 export function createApiWebhooks(deps: {
   config: Config;
   queue: WebhookQueue;
-  logger: Logger;
   resolve?: HostResolver;
 }): ApiWebhooks {
-  const { config, queue, logger } = deps;
+  const { config, queue } = deps;
   return {
     async checkUrl(url) {
       try {
@@ -48,12 +46,8 @@ export function createApiWebhooks(deps: {
       }
     },
     async jobCancelled(tenant, job, now) {
-      try {
-        await enqueueWebhook(queue, config, tenant, job, now);
-      } catch (error) {
-        // The cancellation stands; only its notification is lost, and the job can still be read.
-        logger.error({ job_id: job.id, tenant, err: error }, "could not queue the job.cancelled webhook");
-      }
+      // Throws when it could not: the cancel does not happen, and the client is answered 503.
+      await enqueueWebhook(queue, config, tenant, job, now);
     },
   };
 }
