@@ -195,7 +195,23 @@ describe("alerts", () => {
 
   it("breaker_open fires for the provider's and its models' breakers, and resolves when they close", async () => {
     const redis = stack.redis;
-    await redis.hset(keys().breaker("model:spare-model"), "state", "open");
+    // Open, but past its open_until (a call would probe it now): half-open, nothing fires.
+    await redis.hset(
+      keys().breaker("model:spare-model"),
+      "state",
+      "open",
+      "open_until",
+      String(Date.now() - 1000),
+    );
+    await sleep(500);
+    expect(eventsOf(sink, "breaker_open:model:spare-model")).toHaveLength(0);
+    await redis.hset(
+      keys().breaker("model:spare-model"),
+      "state",
+      "open",
+      "open_until",
+      String(Date.now() + 600_000),
+    );
     await waitFor(
       async () => eventsOf(sink, "breaker_open:model:spare-model", "alert.fired")[0],
       "breaker alert",
@@ -215,7 +231,13 @@ describe("alerts", () => {
 
   it("keeps an alert webhook the receiver refuses as dead, and an admin retries it", async () => {
     sink.setDefault(500);
-    await stack.redis.hset(keys().breaker("provider:spare"), "state", "open");
+    await stack.redis.hset(
+      keys().breaker("provider:spare"),
+      "state",
+      "open",
+      "open_until",
+      String(Date.now() + 600_000),
+    );
     const dead = await waitFor(async () => {
       const list = await stack.request("GET", "/v1/alerts/deliveries?status=dead", { headers: ops });
       // biome-ignore lint/suspicious/noExplicitAny: list items are checked below.
@@ -336,7 +358,13 @@ describe("the alert evaluator's lease", () => {
     const logger = pino({ level: "silent" });
     const make = () => new AlertEvaluator({ config, redis, keys, logger, webhookQueue, intervalMs: 100 });
     const [first, second] = [make(), make()];
-    await redis.hset(keys.breaker("provider:sim"), "state", "open");
+    await redis.hset(
+      keys.breaker("provider:sim"),
+      "state",
+      "open",
+      "open_until",
+      String(Date.now() + 600_000),
+    );
     for (let round = 0; round < 5; round += 1) await Promise.all([first.tick(), second.tick()]);
     expect(first.evaluations + second.evaluations).toBe(5);
     expect([first.evaluations, second.evaluations].sort()).toEqual([0, 5]);

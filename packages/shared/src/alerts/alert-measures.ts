@@ -32,11 +32,14 @@ export interface MeasureDeps {
 }
 
 /** 1 open (or forced open), 0.5 half-open (still held), 0 closed. */
-function breakerValue(fields: Record<string, string>): number {
+function breakerValue(fields: Record<string, string>, nowMs: number): number {
   if (fields[BREAKER_FIELDS.forced] === "open") return 1;
   if (fields[BREAKER_FIELDS.forced] === "closed") return 0;
   const state = fields[BREAKER_FIELDS.state];
-  return state === "open" ? 1 : state === "half_open" ? 0.5 : 0;
+  // An open breaker past its open_until lets the next call through as a probe: half-open, though
+  // no call has come to say so (an override set back to auto, or no traffic since).
+  if (state === "open") return nowMs < Number(fields[BREAKER_FIELDS.openUntil] ?? 0) ? 1 : 0.5;
+  return state === "half_open" ? 0.5 : 0;
 }
 
 /** The breakers of a provider: its own, and those of its models that declare their own breaker. */
@@ -108,7 +111,7 @@ async function measureRule(deps: MeasureDeps, rule: AlertRuleConfig, nowMs: numb
         rule: name,
         kind: rule.kind,
         subject: id,
-        value: breakerValue(hashes[index] ?? {}),
+        value: breakerValue(hashes[index] ?? {}, nowMs),
         threshold: 1,
         fireAbove: 0.5,
         resolveBelow: 0.5,
