@@ -88,6 +88,7 @@ describe("assertOutboundUrl", () => {
     expect(mixed).not.toContain("10.0.0.7");
     expect((await rejection("https://internal.example.com/")).reason).toBe("blocked_address");
     expect((await rejection("https://mapped.example.com/")).message).toMatch(/loopback/);
+    expect((await rejection("http://0.0.0.0/")).message).toMatch(/^0\.0\.0\.0 is an unspecified address;/);
     expect((await rejection("https://nowhere.example.com/")).message).toMatch(
       /does not resolve \(ENOTFOUND\)/,
     );

@@ -26,6 +26,7 @@ const fallbackRateRuleSchema = z.strictObject({
   // Above 0: an alert resolves when its value falls below a lower one, and no value falls below 0.
   fire_above: rate
     .gt(0, "must be above 0 (an alert resolves only below it)")
+    .lt(1, "must be below 1 (the share of requests never goes above 1, so the alert could never fire)")
     .default(thresholds.fallback_rate.fire),
   resolve_below: resolveBelow.max(1).optional(),
 });

@@ -70,6 +70,9 @@ describe("loadConfig", () => {
     expect(loadError(withRule({ kind: "queue_age", fire_above_s: 20, resolve_below_s: 30 }))).toMatch(
       /alerts\.rules\.0\.resolve_below_s: must be below fire_above_s \(20\)/,
     );
+    expect(loadError(withRule({ kind: "fallback_rate", route: "default", fire_above: 1 }))).toMatch(
+      /alerts\.rules\.0\.fire_above: must be below 1/,
+    );
     expect(loadError(withRule({ kind: "fallback_rate", route: "default", fire_above: 0 }))).toMatch(
       /alerts\.rules\.0\.fire_above: must be above 0/,
     );
