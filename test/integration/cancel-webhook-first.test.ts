@@ -66,4 +66,33 @@ describe("cancelling a queued job", () => {
     expect(await queue.getJobState(id)).toBe("unknown");
     await queue.close();
   });
+
+  it("answers a second cancel racing the first that it ended, and leaves the first's record", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "hi" }] } },
+      headers: { authorization: "Bearer acme-key" },
+    });
+    const id: string = created.body.id;
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const queue = createQueue<JobData>(QUEUE_NAMES.completions, {
+      connection: stack.redis,
+      prefix: keys.bullPrefix,
+      logger: pino({ level: "silent" }),
+    });
+    const store = new JobStore(queue as never, stack.redis, keys, 3600);
+    // The second goes on only once the first has removed the job (an SDK's retry of a slow DELETE).
+    const first = store.cancel("acme", id, Date.now(), async () => {});
+    const second = store.cancel("acme", id, Date.now(), async () => {
+      await first;
+    });
+    expect((await first)?.kind).toBe("cancelled");
+    expect(await second).toMatchObject({ kind: "terminal", job: { status: "cancelled" } });
+    // Before, the second took the record back: the job a client was told is cancelled read 404.
+    const read = await stack.request("GET", `/v1/jobs/${id}`, {
+      headers: { authorization: "Bearer acme-key" },
+    });
+    expect(read.status).toBe(200);
+    expect(read.body.status).toBe("cancelled");
+    await queue.close();
+  });
 });

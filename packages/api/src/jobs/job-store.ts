@@ -154,6 +154,9 @@ export class JobStore {
           ...(cancelled.started_at != null ? { startedAtMs: cancelled.started_at * 1000 } : {}),
         };
       }
+      // Gone already: another cancel of it (two DELETEs at once, an SDK's retry) removed it first
+      // and answered 200; its record (this one wrote the same) stands, and this one is told it ended.
+      if (state === "unknown") return { kind: "terminal", job: cancelled };
       await this.redis.del(key);
       if (state === "completed" || state === "failed") {
         const ended = await this.get(tenant, jobId);

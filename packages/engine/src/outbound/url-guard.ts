@@ -52,7 +52,7 @@ export function assertPublicAddress(host: string, address: string): void {
   if (reason === undefined) return;
   // A name's address is not told: tenants would map internal names through this message.
   const what = host === address ? `${address} is` : `host "${host}" resolves to`;
-  const article = /^[aeiou]/.test(reason) ? "an" : "a";
+  const article = reason === "unspecified" ? "an" : "a";
   throw new UrlRejectedError("blocked_address", `${what} ${article} ${reason} address; ${privateHint}`);
 }
 

@@ -15,7 +15,7 @@ export const ALERT_INTERVAL_MS = 2000;
 
 /** Outbox entries one evaluation queues webhooks for, at most (the rest wait for the next). */
 const OUTBOX_BATCH = 100;
-/** An outbox entry older than this is dropped, not sent. */
+/** An outbox `alert.fired` older than this is dropped, not sent. */
 const OUTBOX_MAX_AGE_MS = 3_600_000;
 
 const sha256Hex = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -189,12 +189,13 @@ export class AlertEvaluator {
         timestamp: new Date(transition.atMs).toISOString(),
         data: alert,
       };
-      // Too old to tell anyone anything (the URLs were gone for an hour, say): an alert.fired
-      // whose alert.resolved never went out would leave an incident open at the receiver.
-      if (nowMs - transition.atMs > OUTBOX_MAX_AGE_MS) {
+      // An alert.fired too old to tell anyone anything (the URLs were gone for an hour, say) is
+      // dropped; an alert.resolved never is: its alert.fired may have gone out, and a receiver
+      // would keep that incident open.
+      if (transition.type === "alert.fired" && nowMs - transition.atMs > OUTBOX_MAX_AGE_MS) {
         logger.warn(
           { alert_id: alert.id, type: transition.type, at: event.timestamp },
-          "an alert's webhooks were not queued within an hour; dropped",
+          "an alert.fired whose webhooks were not queued within an hour; dropped",
         );
         await this.store.announced(raw);
         continue;

@@ -78,7 +78,8 @@ const DESTINATION_SHARE = 4;
 /** How long a delivery waits in its slot for one of its full destination's to free up… */
 const DESTINATION_WAIT_MS = 100;
 /**
- * …before it goes back to the queue for this long, doubled each time it went back before (at most
+ * …before it goes back to the queue for this long, doubled for each time it started before
+ * without making an attempt (hand-backs, waits for its job to end, a crashed worker's; at most
  * DESTINATION_BUSY_MAX_DELAY_MS), plus as much again at random: a large backlog to one receiver
  * waits in the delayed set rather than going round the line ahead of other destinations' deliveries.
  */
