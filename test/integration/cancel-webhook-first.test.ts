@@ -29,6 +29,17 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.close());
 
+/** The API's JobStore on the stack's Redis, and its queue (closed by the caller). */
+function apiJobStore() {
+  const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+  const queue = createQueue<JobData>(QUEUE_NAMES.completions, {
+    connection: stack.redis,
+    prefix: keys.bullPrefix,
+    logger: pino({ level: "silent" }),
+  });
+  return { keys, queue, store: new JobStore(queue as never, stack.redis, keys, 3600) };
+}
+
 describe("cancelling a queued job", () => {
   it("queues its webhook first: a failure there cancels nothing; the next try cancels and queues", async () => {
     const created = await stack.request("POST", "/v1/jobs", {
@@ -40,13 +51,7 @@ describe("cancelling a queued job", () => {
     });
     expect(created.status).toBe(202);
     const id: string = created.body.id;
-    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
-    const queue = createQueue<JobData>(QUEUE_NAMES.completions, {
-      connection: stack.redis,
-      prefix: keys.bullPrefix,
-      logger: pino({ level: "silent" }),
-    });
-    const store = new JobStore(queue as never, stack.redis, keys, 3600);
+    const { keys, queue, store } = apiJobStore();
     const failing = async () => {
       throw new Error("Connection is closed.");
     };
@@ -73,13 +78,7 @@ describe("cancelling a queued job", () => {
       headers: { authorization: "Bearer acme-key" },
     });
     const id: string = created.body.id;
-    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
-    const queue = createQueue<JobData>(QUEUE_NAMES.completions, {
-      connection: stack.redis,
-      prefix: keys.bullPrefix,
-      logger: pino({ level: "silent" }),
-    });
-    const store = new JobStore(queue as never, stack.redis, keys, 3600);
+    const { queue, store } = apiJobStore();
     // The second goes on only once the first has removed the job (an SDK's retry of a slow DELETE).
     const first = store.cancel("acme", id, Date.now(), async () => {});
     const second = store.cancel("acme", id, Date.now(), async () => {
