@@ -4,8 +4,9 @@
  * FileChangedError reached the error handler), which OpenAI's SDKs retry, or, deleted just before
  * the read, a 400 saying the file "holds no requests" (black-box audit).
  */
-import OpenAI, { toFile } from "openai";
+import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { batchClient, uploadBatchInput } from "../support/batch-client.js";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
@@ -28,7 +29,7 @@ describe("an input file deleted while its batch is being validated", () => {
   afterAll(() => stack?.close());
 
   it("is a 400 naming the missing file, never a 500", async () => {
-    const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: "acme-key", maxRetries: 0 });
+    const openai = batchClient(stack);
     const text = Array.from({ length: 50_000 }, (_, index) =>
       JSON.stringify({
         custom_id: `r${index}`,
@@ -39,10 +40,7 @@ describe("an input file deleted while its batch is being validated", () => {
     ).join("\n");
     const seen: string[] = [];
     for (const delayMs of [0, 20, 60]) {
-      const file = await openai.files.create({
-        file: await toFile(Buffer.from(text), "big.jsonl"),
-        purpose: "batch",
-      });
+      const file = await uploadBatchInput(openai, text, "big.jsonl");
       const creating = openai.batches
         .create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })
         .then(

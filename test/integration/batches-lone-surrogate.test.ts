@@ -6,9 +6,16 @@
  * none of its results were published. And the custom-id hash kept the string as UTF-8, so an
  * expired line's error line named "row-\uFFFD", not the input's id.
  */
-import OpenAI, { toFile } from "openai";
+import type OpenAI from "openai";
 import type { Batch } from "openai/resources/batches";
 import { describe, expect, inject, it } from "vitest";
+import {
+  batchClient,
+  batchFileLines,
+  expireBatchNow,
+  uploadBatchInput,
+  waitForBatchStatus,
+} from "../support/batch-client.js";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
@@ -20,45 +27,34 @@ const config = {
   routes: { default: { chain: [{ model: "fast" }] } },
   tenants: { acme: { api_keys_env: "ACME_KEYS" } },
 };
-const env = { ACME_KEYS: "acme-key" };
+
+/** A stack of this file's config, sweeper passes run by hand, closed after `run`. */
+async function withStack(
+  options: { withoutWorker: true } | { concurrency: number },
+  run: (stack: Stack, openai: OpenAI) => Promise<void>,
+): Promise<void> {
+  const stack = await startStack({
+    redisUrl: inject("redisUrl"),
+    config,
+    env: { ACME_KEYS: "acme-key" },
+    batches: { sweepIntervalMs: 100_000, idleMs: 100_000 },
+    ...options,
+  });
+  try {
+    await run(stack, batchClient(stack));
+  } finally {
+    await stack.close();
+  }
+}
 
 /** "row-" + the first half of 😀, as JSON.stringify("row-😀".slice(0, 5)) writes it. */
 const LONE = "row-\ud83d";
 const line = (customIdJson: string, model: string) =>
   `{"custom_id":${customIdJson},"method":"POST","url":"/v1/chat/completions","body":{"model":"${model}","messages":[{"role":"user","content":"hi"}],"max_tokens":8}}`;
 
-const client = (stack: Stack) =>
-  new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: "acme-key", maxRetries: 0 });
-
-async function waitForStatus(openai: OpenAI, id: string, statuses: string[], timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  let batch: Batch = await openai.batches.retrieve(id);
-  while (!statuses.includes(batch.status)) {
-    if (Date.now() > deadline)
-      throw new Error(
-        `batch ${id} still ${batch.status} after ${timeoutMs} ms (${JSON.stringify(batch.request_counts)})`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    batch = await openai.batches.retrieve(id);
-  }
-  return batch;
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: output lines are whatever JSON the API wrote.
-async function fileLines(openai: OpenAI, fileId: string): Promise<any[]> {
-  const text = await (await openai.files.content(fileId)).text();
-  return text
-    .split("\n")
-    .filter(Boolean)
-    .map((entry) => JSON.parse(entry));
-}
-
 /** Uploads the file and creates its batch: such lines are valid input, as at OpenAI. */
 async function create(openai: OpenAI, text: string): Promise<Batch> {
-  const file = await openai.files.create({
-    file: await toFile(Buffer.from(text), "in.jsonl"),
-    purpose: "batch",
-  });
+  const file = await uploadBatchInput(openai, text, "in.jsonl");
   return openai.batches.create({
     input_file_id: file.id,
     endpoint: "/v1/chat/completions",
@@ -68,17 +64,9 @@ async function create(openai: OpenAI, text: string): Promise<Batch> {
 
 describe("batch lines whose custom_id holds a lone surrogate", () => {
   it("a line cancelled by DELETE /v1/jobs/:id still lets the batch complete", async () => {
-    const stack = await startStack({
-      redisUrl: inject("redisUrl"),
-      config,
-      env,
-      withoutWorker: true,
-      batches: { sweepIntervalMs: 100_000, idleMs: 100_000 },
-    });
-    try {
-      const openai = client(stack);
+    await withStack({ withoutWorker: true }, async (stack, openai) => {
       const created = await create(openai, `${line('"keep"', "fast")}\n${line('"row-\\ud83d"', "fast")}\n`);
-      await waitForStatus(openai, created.id, ["in_progress"]);
+      await waitForBatchStatus(openai, created.id, ["in_progress"]);
       const jobId = `job_${created.id.replace(/^batch_/, "")}-2`;
       const headers = { authorization: "Bearer acme-key" };
       let deleted = await stack.request("DELETE", `/v1/jobs/${jobId}`, { headers });
@@ -89,25 +77,15 @@ describe("batch lines whose custom_id holds a lone surrogate", () => {
       expect(deleted.status).toBe(200);
       await stack.startWorker();
       await stack.batches.sweeper.sweep();
-      const done = await waitForStatus(openai, created.id, ["completed"]);
+      const done = await waitForBatchStatus(openai, created.id, ["completed"]);
       expect(done.request_counts).toEqual({ total: 2, completed: 1, failed: 1 });
-      const errors = await fileLines(openai, done.error_file_id as string);
+      const errors = await batchFileLines(openai, done.error_file_id as string);
       expect(errors[0]).toMatchObject({ custom_id: LONE, response: null, error: { code: "cancelled" } });
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   it("a running line aborted by the batch's expiry still lets the batch end expired", async () => {
-    const stack = await startStack({
-      redisUrl: inject("redisUrl"),
-      config,
-      env,
-      concurrency: 5,
-      batches: { sweepIntervalMs: 100_000, idleMs: 100_000 },
-    });
-    try {
-      const openai = client(stack);
+    await withStack({ concurrency: 5 }, async (stack, openai) => {
       const created = await create(
         openai,
         `${line('"quick"', "fast")}\n${line('"row-\\ud83d"', "sluggish")}\n`,
@@ -118,38 +96,22 @@ describe("batch lines whose custom_id holds a lone surrogate", () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       await new Promise((resolve) => setTimeout(resolve, 300)); // the sluggish line is running
-      const key = `{${stack.config.settings.CASCADE_REDIS_PREFIX}}:batch:${created.id}`;
-      await stack.redis.hset(key, "expires_at", Math.floor(Date.now() / 1000) - 1);
-      await stack.batches.sweeper.sweep();
-      const expired = await waitForStatus(openai, created.id, ["expired"], 10_000);
+      await expireBatchNow(stack, created.id);
+      const expired = await waitForBatchStatus(openai, created.id, ["expired"], 10_000);
       expect(expired.request_counts).toEqual({ total: 2, completed: 1, failed: 1 });
-      const errors = await fileLines(openai, expired.error_file_id as string);
+      const errors = await batchFileLines(openai, expired.error_file_id as string);
       expect(errors[0]).toMatchObject({ custom_id: LONE, response: null, error: { code: "batch_expired" } });
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   it("a queued line's batch_expired error line names the custom_id of the input", async () => {
-    const stack = await startStack({
-      redisUrl: inject("redisUrl"),
-      config,
-      env,
-      withoutWorker: true,
-      batches: { sweepIntervalMs: 100_000, idleMs: 100_000 },
-    });
-    try {
-      const openai = client(stack);
+    await withStack({ withoutWorker: true }, async (stack, openai) => {
       const created = await create(openai, `${line('"row-\\ud83d"', "fast")}\n`);
-      await waitForStatus(openai, created.id, ["in_progress"]);
-      const key = `{${stack.config.settings.CASCADE_REDIS_PREFIX}}:batch:${created.id}`;
-      await stack.redis.hset(key, "expires_at", Math.floor(Date.now() / 1000) - 1);
-      await stack.batches.sweeper.sweep();
-      const expired = await waitForStatus(openai, created.id, ["expired"], 10_000);
-      const errors = await fileLines(openai, expired.error_file_id as string);
+      await waitForBatchStatus(openai, created.id, ["in_progress"]);
+      await expireBatchNow(stack, created.id);
+      const expired = await waitForBatchStatus(openai, created.id, ["expired"], 10_000);
+      const errors = await batchFileLines(openai, expired.error_file_id as string);
       expect(errors[0].custom_id).toBe(LONE);
-    } finally {
-      await stack.close();
-    }
+    });
   });
 });

@@ -1,6 +1,12 @@
-import OpenAI, { toFile } from "openai";
-import type { Batch } from "openai/resources/batches";
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import {
+  batchClient as client,
+  expireBatchNow,
+  batchFileLines as fileLines,
+  uploadBatchInput as upload,
+  waitForBatchStatus as waitForStatus,
+} from "../support/batch-client.js";
 import { type Stack, startStack, uniquePrefix } from "../support/cascade-stack.js";
 
 const config = {
@@ -41,35 +47,6 @@ const request = (customId: string, model: string | undefined, text = `Say ${cust
   body: { ...(model ? { model } : {}), messages: [{ role: "user", content: text }], max_tokens: 16 },
 });
 const jsonl = (lines: unknown[]) => `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`;
-
-function client(stack: Stack, apiKey = "acme-key"): OpenAI {
-  return new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
-}
-
-async function upload(openai: OpenAI, text: string, name = "input.jsonl") {
-  return openai.files.create({ file: await toFile(Buffer.from(text), name), purpose: "batch" });
-}
-
-async function waitForStatus(openai: OpenAI, id: string, statuses: string[], timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  let batch: Batch = await openai.batches.retrieve(id);
-  while (!statuses.includes(batch.status)) {
-    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    batch = await openai.batches.retrieve(id);
-  }
-  return batch;
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: output lines are whatever JSON the API wrote.
-async function fileLines(openai: OpenAI, fileId: string): Promise<any[]> {
-  const response = await openai.files.content(fileId);
-  const text = await response.text();
-  return text
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
-}
 
 describe("batches (official openai SDK)", () => {
   let stack: Stack;
@@ -439,9 +416,7 @@ describe("batches: durability", () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       // Pretend 24 h went by.
-      const key = `{${stack.config.settings.CASCADE_REDIS_PREFIX}}:batch:${created.id}`;
-      await stack.redis.hset(key, "expires_at", Math.floor(Date.now() / 1000) - 1);
-      await stack.batches.sweeper.sweep();
+      await expireBatchNow(stack, created.id);
       const expired = await waitForStatus(openai, created.id, ["expired"], 10_000);
       expect(expired.expired_at).toBeTypeOf("number");
       expect(expired.request_counts).toEqual({ total: 11, completed: 1, failed: 10 });
