@@ -189,10 +189,8 @@ describe("an entry's way out", () => {
     try {
       for (let call = 0; call < 3; call += 1) {
         const { field } = journal.open(entry, Date.now());
-        // Written, and held with the turn's other writes…
-        expect(held()).toBe(true);
         await journal.written();
-        // …and handed to the socket before the call's request would go.
+        // Handed to the socket before the call's request would go.
         expect(held()).toBe(false);
         while (!(await harness.admin.hexists(journal.key, field))) await sleep(5);
       }
@@ -201,5 +199,49 @@ describe("an entry's way out", () => {
       await harness.admin.del(journal.key);
       connection.disconnect();
     }
+  });
+});
+
+describe("a turn's entries", () => {
+  it("leave in one HSET, all of them", async () => {
+    const logger = (await import("pino")).pino({ level: "silent" });
+    const connection = testRedis(undefined, { coalesceWrites: true, maxRetriesPerRequest: 1 });
+    const hsets: number[] = [];
+    const hset = connection.hset.bind(connection) as (...args: unknown[]) => Promise<number>;
+    (connection as unknown as { hset: (...args: unknown[]) => Promise<number> }).hset = (...args) => {
+      hsets.push(args.length);
+      return hset(...args);
+    };
+    const journal = new CallJournal(connection, harness.keys, logger, { staleMs: 10_000 });
+    try {
+      const fields = Array.from(
+        { length: 20 },
+        () => journal.open(journalEntry("job_turn", ["total"]), Date.now()).field,
+      );
+      await journal.written();
+      // One command: the key, then a field and its entry per call.
+      expect(hsets).toEqual([1 + 2 * 20]);
+      await sleep(50);
+      expect((await harness.admin.hkeys(journal.key)).sort()).toEqual([...fields].sort());
+    } finally {
+      await journal.close(false);
+      await harness.admin.del(journal.key);
+      connection.disconnect();
+    }
+  });
+
+  it("go before a settlement sent in the same turn, which removes its call's entry", async () => {
+    const admission = await harness.resilience.admit(harness.hop("m", { tokens: 120, costUsd: 0.12 }));
+    if (admission.admitted !== true) throw new Error("not admitted");
+    const { ticket } = admission;
+    const before = await usageTotal();
+    harness.resilience.journalCall(ticket, { jobId: "job_same_turn", firstModel: "m" });
+    const field = ticket.journal?.field as string;
+    // Settled in the very turn the call was opened (a simulated call answers at once).
+    await settle(ticket, 0.01);
+    await sleep(50);
+    // No entry left behind, which a recovery would one day charge again.
+    expect(await harness.admin.hexists(harness.resilience.journal.key, field)).toBe(0);
+    expect(await usageTotal()).toBeCloseTo(before + 0.01, 9);
   });
 });

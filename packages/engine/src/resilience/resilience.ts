@@ -160,7 +160,11 @@ export class Resilience {
     this.redis = redis as Commands;
     this.pools = new PoolSignals(redis, keys, this.plans, clock);
     this.settlements = new SettleQueue(
-      (keys, spec) => this.redis.cascadeSettle(keys.length, ...keys, spec),
+      (keys, spec) => {
+        // The batch removes its calls' journal entries: those entries go first.
+        this.journal.sendUnsent();
+        return this.redis.cascadeSettle(keys.length, ...keys, spec);
+      },
       keys,
       logger,
       clock,
