@@ -1,7 +1,58 @@
 import type { RedisClient } from "../redis/connection.js";
 
-/** How many of the prioritized set's first jobs are looked at. */
+/** How many of the prioritized set's first jobs are looked at (and the size of each window read beyond them). */
 export const OLDEST_WAITING_SAMPLE = 50;
+/** Up to this many prioritized jobs, every one is read; beyond, windows across the set. */
+export const OLDEST_WAITING_EXACT = 5_000;
+/** Windows read, evenly spaced, across a prioritized set larger than OLDEST_WAITING_EXACT. */
+const OLDEST_WAITING_WINDOWS = 20;
+
+const OLDEST_COMMAND = "cascadeOldestPrioritized";
+
+/**
+ * KEYS[1]: a queue's prioritized set. ARGV: the exact bound, the sample size, the windows.
+ * Returns the ids of the set's first `sample` jobs and of the first added job among those read:
+ * BullMQ's score is priority × 2^32 + a counter incremented by every add (fair share keeps the
+ * counter when it re-tags), so the lowest counter is the earliest added.
+ */
+const OLDEST_PRIORITIZED_LUA = `
+local key = KEYS[1]
+local exact = tonumber(ARGV[1])
+local sample = tonumber(ARGV[2])
+local windows = tonumber(ARGV[3])
+local size = redis.call('ZCARD', key)
+if size == 0 then return {} end
+local step = 4294967296
+local first_id = nil
+local first_counter = nil
+local function read(start, stop)
+  local flat = redis.call('ZRANGE', key, start, stop, 'WITHSCORES')
+  for i = 1, #flat, 2 do
+    local counter = tonumber(flat[i + 1]) % step
+    if first_counter == nil or counter < first_counter then
+      first_counter = counter
+      first_id = flat[i]
+    end
+  end
+  return flat
+end
+local front = read(0, sample - 1)
+if size > sample then
+  if size <= exact then
+    read(sample, -1)
+  else
+    for w = 1, windows do
+      local start = math.floor(size * w / (windows + 1))
+      read(start, start + sample - 1)
+    end
+    read(-sample, -1)
+  end
+end
+local ids = {}
+for i = 1, #front, 2 do ids[#ids + 1] = front[i] end
+if first_id then ids[#ids + 1] = first_id end
+return ids
+`;
 
 /** Where a queue's waiting jobs are: its wait list, its prioritized set, and a job's hash. */
 export interface WaitingKeys {
@@ -13,17 +64,24 @@ export interface WaitingKeys {
 /**
  * Creation time (Unix ms) of the oldest job waiting to run, or undefined when none waits.
  *
- * This is a sample, not an exact minimum: fair share (docs/decisions/0019) orders the prioritized
- * set by tenant round robin and aging, not by age, so the oldest job is not at a known place. The
- * wait list's tail (it is FIFO) and the first OLDEST_WAITING_SAMPLE prioritized jobs are read —
- * the next to run, among them each backlogged tenant's oldest — in two pipelined round trips,
- * however long the queue. A job stuck further back (a less urgent one, aging) is missed until it
- * comes near the front.
+ * Fair share (docs/decisions/0019) orders the prioritized set by priority, tenant round robin and
+ * aging, not by age: a less urgent job enqueued first waits behind every more urgent one enqueued
+ * after it. One script reads the set's scores (all of them up to OLDEST_WAITING_EXACT jobs; beyond,
+ * its front, its end and windows across it) for the first added job, and returns it with the
+ * front's jobs (a job promoted from the delayed set was added late but created early); the wait
+ * list's tail (it is FIFO) is read beside it. Two pipelined round trips, however long the queue.
  */
 export async function oldestWaitingMs(redis: RedisClient, keys: WaitingKeys): Promise<number | undefined> {
+  if (!(OLDEST_COMMAND in redis))
+    redis.defineCommand(OLDEST_COMMAND, { numberOfKeys: 1, lua: OLDEST_PRIORITIZED_LUA });
   const lookup = redis.pipeline();
   lookup.lrange(keys.wait, -1, -1);
-  lookup.zrange(keys.prioritized, "0", String(OLDEST_WAITING_SAMPLE - 1));
+  (lookup as unknown as Record<string, (...args: Array<string | number>) => unknown>)[OLDEST_COMMAND]?.(
+    keys.prioritized,
+    OLDEST_WAITING_EXACT,
+    OLDEST_WAITING_SAMPLE,
+    OLDEST_WAITING_WINDOWS,
+  );
   const replies = (await lookup.exec()) ?? [];
   const ids = new Set<string>();
   for (const [error, reply] of replies) {
