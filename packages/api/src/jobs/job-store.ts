@@ -11,7 +11,7 @@ import {
   type TenantWeights,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
-import { Job, type Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import { FairEnqueue } from "./fair-enqueue.js";
 
@@ -29,6 +29,8 @@ export type CancelResult =
 interface CancelledRecord {
   tenant: string;
   job: JobObject;
+  /** The job asked for a streamed completion: its events stay numbered as a stream's. */
+  streaming?: true;
 }
 
 /**
@@ -63,10 +65,13 @@ export class JobStore {
     await this.enqueue.add(jobId, data, body.priority);
   }
 
-  /** Whether the job asked for a streamed completion (its events live in a Redis stream). */
-  async isStreaming(jobId: string): Promise<boolean> {
-    const job = await Job.fromId<JobData, JobOutcome>(this.queue, jobId);
-    return job?.data?.request?.stream === true;
+  /**
+   * The job object and whether it asked for a streamed completion (its events live in a Redis
+   * stream, a cancelled one's too) if the job exists and belongs to `tenant`; undefined otherwise.
+   */
+  async read(tenant: string, jobId: string): Promise<{ job: JobObject; streaming: boolean } | undefined> {
+    const read = await readJob(this.queue, this.redis, this.keys, jobId);
+    return read?.tenant === tenant ? { job: read.job, streaming: read.streaming } : undefined;
   }
 
   /** The job object if the job exists and belongs to `tenant`; undefined otherwise (a 404). */
@@ -105,7 +110,11 @@ export class JobStore {
       // The record goes first: once the BullMQ job is gone, readers must find it.
       await this.redis.set(
         key,
-        JSON.stringify({ tenant, job: cancelled } satisfies CancelledRecord),
+        JSON.stringify({
+          tenant,
+          job: cancelled,
+          ...(read.streaming ? { streaming: true as const } : {}),
+        } satisfies CancelledRecord),
         "EX",
         this.retentionSeconds,
       );

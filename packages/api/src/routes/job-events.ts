@@ -108,11 +108,11 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
     },
     async (request, reply) => {
       const { id } = request.params;
-      const job = await store.get(request.tenant, id);
-      if (!job) throw notFound(`no job with id ${id}`);
+      const read = await store.read(request.tenant, id);
+      if (!read) throw notFound(`no job with id ${id}`);
+      const { job, streaming } = read;
       const header = request.headers["last-event-id"];
       const lastEventId = (typeof header === "string" ? header : request.query.last_event_id) ?? "";
-      const streaming = await store.isStreaming(id);
       // A client that already had `done` (an EventSource that did not close on it, reconnecting):
       // 204, which tells EventSource to stop, rather than an empty stream every `retry` interval.
       if (isTerminal(job) && (await hadDone(job, streaming, lastEventId))) return reply.code(204).send();
