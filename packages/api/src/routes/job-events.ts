@@ -13,6 +13,13 @@ const QUEUED_ID = "0-1";
 /** The sequence part of the id of a `done` the API makes up from an ended job's state. */
 const MADE_UP_DONE_SEQ = 999_999;
 
+const EVENT_STREAM_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+};
+
 interface SseEvent {
   id: string;
   event: string;
@@ -117,13 +124,11 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       // 204, which tells EventSource to stop, rather than an empty stream every `retry` interval.
       if (isTerminal(job) && (await hadDone(job, streaming, lastEventId))) return reply.code(204).send();
 
+      // HEAD (Fastify answers it for every GET route): the stream's status and headers, at once;
+      // run as a GET, it was held open, with no status line, until the job ended.
+      if (request.method === "HEAD") return reply.code(200).headers(EVENT_STREAM_HEADERS).send();
       reply.hijack();
-      reply.raw.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        connection: "keep-alive",
-        "x-accel-buffering": "no",
-      });
+      reply.raw.writeHead(200, EVENT_STREAM_HEADERS);
       reply.raw.write("retry: 2000\n\n");
       const cleanups: Array<() => void> = [];
       let ended = false;
