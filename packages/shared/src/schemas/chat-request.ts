@@ -85,10 +85,23 @@ const userMessage = z.strictObject({
  * stream helpers build it (`parsed`). OpenAI takes them back; they are dropped, not sent upstream.
  */
 const ANSWER_ONLY_FIELDS = ["parsed", "annotations", "audio", "function_call"] as const;
+/**
+ * An assistant message's content parts: OpenAI's `text` and `refusal`. A refusal part is what the
+ * assistant said, sent upstream as a text part (every provider takes text; not every
+ * OpenAI-compatible one takes refusal parts).
+ */
+const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
+const assistantPart = z
+  .discriminatedUnion("type", [textPart, refusalPart])
+  .transform((part): TextPart => (part.type === "refusal" ? { type: "text", text: part.refusal } : part));
 const assistantMessage = z
   .strictObject({
     role: z.literal("assistant"),
-    content: z.union([textContent, z.null()]).optional(),
+    content: z
+      .union([z.string(), z.array(assistantPart).min(1), z.null()], {
+        error: contentError("content parts (text or refusal), or null with tool_calls"),
+      })
+      .optional(),
     tool_calls: z.array(toolCall).optional(),
     refusal: z.string().nullable().optional(),
     name: z.string().optional(),
@@ -234,7 +247,12 @@ export const chatRequestFields = z.strictObject({
   max_completion_tokens: z.number().int().positive().optional(),
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().min(0).max(1).optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+  stop: z
+    .union([z.string(), z.array(z.string()).max(4)], {
+      error: (issue) =>
+        issue.code === "invalid_union" ? "stop must be a string or an array of at most 4 strings" : undefined,
+    })
+    .optional(),
   seed: z.number().int().optional(),
   presence_penalty: z.number().min(-2).max(2).optional(),
   frequency_penalty: z.number().min(-2).max(2).optional(),
@@ -326,9 +344,15 @@ export function withoutIgnoredFields<T extends object>(body: T): Omit<T, keyof t
   return (copy ?? body) as Omit<T, keyof typeof IGNORED_OPENAI_FIELDS>;
 }
 
-/** OpenAI's own `metadata` on a chat body (stored completions): at most 16 string pairs. */
+/**
+ * `metadata` as OpenAI takes it (on a chat body, a batch) and as a job or gateway request carries
+ * it: at most 16 string pairs, keys of at most 64 characters, values of at most 512.
+ */
 export const openAIMetadataSchema = z
-  .record(z.string().max(64), z.string().max(512))
+  .record(z.string().max(64), z.string().max(512), {
+    // Zod's own words for a long key were "Invalid key in record".
+    error: (issue) => (issue.code === "invalid_key" ? "metadata keys hold at most 64 characters" : undefined),
+  })
   .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys");
 
 /** What a job's request or a batch line may carry and Cascade drops: the fields above, and OpenAI's `metadata`. */
