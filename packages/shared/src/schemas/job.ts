@@ -1,6 +1,11 @@
 import { z } from "zod";
 import { hopSchema, REASONS } from "../config/schema.js";
-import { chatRequestSchema, nullsAsUnset, openAIChatBodySchema } from "./chat-request.js";
+import {
+  chatRequestSchema,
+  nullsAsUnset,
+  openAIChatBodySchema,
+  openAIMetadataSchema,
+} from "./chat-request.js";
 
 /** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
 export const END_USER_MAX_LENGTH = 256;
@@ -27,10 +32,7 @@ export const createJobBodySchema = z.preprocess(
     webhook: z
       .strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) })
       .optional(),
-    metadata: z
-      .record(z.string().max(64), z.string().max(512))
-      .refine((metadata) => Object.keys(metadata).length <= 16, "metadata holds at most 16 keys")
-      .optional(),
+    metadata: openAIMetadataSchema.optional(),
     priority: z.number().int().min(1).max(10).default(5),
     max_cost_usd: z.number().min(0).optional(),
     user: z.string().min(1).max(END_USER_MAX_LENGTH).optional(),

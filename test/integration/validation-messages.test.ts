@@ -1,0 +1,42 @@
+/**
+ * 400s of POST /v1/jobs name the field and say what is wrong with it where zod's bare words came
+ * through: a metadata key past 64 characters ("metadata.kkk…: Invalid key in record", where too
+ * many keys said "metadata holds at most 16 keys"); `stop` with 5 sequences (OpenAI takes at most
+ * 4: "request.stop: Invalid input").
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
+
+const acme = { authorization: "Bearer key-a" };
+const request = { messages: [{ role: "user", content: "Hello" }] };
+
+describe("validation messages of POST /v1/jobs", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startTenantsApi(inject("redisUrl"), { acme: "key-a" });
+  });
+  afterAll(() => stack?.close());
+
+  it("a metadata key past 64 characters is refused with a message that says so", async () => {
+    const key = "k".repeat(65);
+    const answer = await stack.request("POST", "/v1/jobs", {
+      body: { request, metadata: { [key]: "v" } },
+      headers: acme,
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.type).toBe("invalid_request_error");
+    // It was "metadata.kkk…k: Invalid key in record".
+    expect(answer.body.error.message).toMatch(/64/);
+  });
+
+  it("five stop sequences are refused with a message that gives the limit", async () => {
+    const answer = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...request, stop: ["a", "b", "c", "d", "e"] } },
+      headers: acme,
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.param).toBe("request.stop");
+    // It was "request.stop: Invalid input".
+    expect(answer.body.error.message).toMatch(/4/);
+  });
+});
