@@ -387,6 +387,9 @@ describe("jobs API", () => {
     const replay = await stack.request("POST", "/v1/jobs", { body: hello, headers });
     expect(replay.status).toBe(200);
     expect(replay.body.id).toBe(first.body.id);
+    // Where the job is, as the first answer said.
+    expect(replay.headers.get("location")).toBe(`/v1/jobs/${first.body.id}`);
+    expect(first.headers.get("location")).toBe(`/v1/jobs/${first.body.id}`);
     const changed = await stack.request("POST", "/v1/jobs", { body: { ...hello, priority: 1 }, headers });
     expect(changed.status).toBe(422);
     expect(changed.body.error.type).toBe("idempotency_error");

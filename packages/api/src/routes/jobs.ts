@@ -160,6 +160,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         const existing = await store.get(request.tenant, reservation.jobId);
         if (existing) {
           reply.header("idempotent-replayed", "true");
+          reply.header("location", `/v1/jobs/${existing.id}`);
           return reply.code(200).send(existing);
         }
         if (now - reservation.reservedAt <= CUT_OFF_AFTER_MS) {
