@@ -91,6 +91,21 @@ local function deny(reason, wait, detail)
 end
 
 -- Phase 1: decide, reading only.
+-- Budgets first: a call the money cannot pay for is over_budget whatever else holds it up. Asked
+-- after the buckets, it booked a place in line (taking a token) and was refused at its turn, again
+-- and again until its deadline, then reported rate_limited.
+local budget_spent = {}
+local fresh_budgets = {}
+for index, b in ipairs(spec.budgets) do
+  local raw = redis.call('GET', KEYS[b.key])
+  local spent = tonumber(raw) or 0
+  if spent + cost > b.cap then
+    return deny('over_budget', -1, string.format('%.6f of %.6f USD spent; this call may cost up to %.6f', spent, b.cap, cost))
+  end
+  fresh_budgets[index] = raw == false
+  budget_spent[index] = spent
+end
+
 local probes = {}
 for index, b in ipairs(spec.breakers) do
   local fields = redis.call('HMGET', KEYS[b.state], '${BREAKER_FIELDS.state}', '${BREAKER_FIELDS.openUntil}', '${BREAKER_FIELDS.probeUntil}', '${BREAKER_FIELDS.forced}')
@@ -161,18 +176,6 @@ if line_wait > 0 then
     redis.call('PEXPIRE', KEYS[b.key], math.ceil((b.capacity - levels[index]) / b.rate) + 60000)
   end
   return { 2, tostring(line_wait), tostring(now + line_wait), table.concat(booked, ',') }
-end
-local budget_spent = {}
-
-local fresh_budgets = {}
-for index, b in ipairs(spec.budgets) do
-  local raw = redis.call('GET', KEYS[b.key])
-  local spent = tonumber(raw) or 0
-  if spent + cost > b.cap then
-    return deny('over_budget', -1, string.format('%.6f of %.6f USD spent; this call may cost up to %.6f', spent, b.cap, cost))
-  end
-  fresh_budgets[index] = raw == false
-  budget_spent[index] = spent
 end
 
 -- Phase 2: everything passed; take what the call needs.
