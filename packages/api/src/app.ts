@@ -43,7 +43,7 @@ import {
   LogController,
   type RouteOptions,
 } from "fastify";
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { Cluster, type ClusterOptions, type Redis, type RedisOptions } from "ioredis";
 import { registerQueueBoard } from "./admin/queue-board.js";
 import { GatewayRunner } from "./gateway/gateway-runner.js";
@@ -52,6 +52,7 @@ import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
 import { StreamReader } from "./jobs/stream-reader.js";
 import { UsageStore } from "./jobs/usage-store.js";
+import { describeRealAnswers } from "./openapi-answers.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerContentEncodingCheck } from "./plugins/content-encoding.js";
 import {
@@ -364,7 +365,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    transform: describeRealAnswers,
   });
   app.register(async (docs) => {
     markRoutesPublic(docs);

@@ -101,7 +101,7 @@ export interface MetricsRouteDeps {
  */
 export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDeps): void {
   const gauges = createClusterGauges(deps.metrics.registry);
-  app.get("/metrics", { schema: { hide: true }, config: { access: "admin" } }, async (_request, reply) => {
+  app.get("/metrics", { config: { access: "admin" } }, async (_request, reply) => {
     gauges.update(await readClusterSnapshot(deps));
     reply.header("content-type", deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
