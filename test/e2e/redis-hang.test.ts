@@ -103,6 +103,17 @@ describe("a Redis that stops answering", () => {
         // Every route, the readiness probe included, says when to try again.
         expect(answer.response.headers.get("retry-after"), answer.path).toMatch(/^\d+$/);
       }
+      // A scrape still gets the process's own series (an outage is when they matter most), and no
+      // cluster-wide gauge rather than a stale one; it was a 503 too.
+      const started = Date.now();
+      const scrape = await fetch(`${api.url}/metrics`);
+      const page = await scrape.text();
+      expect(scrape.status, page).toBe(200);
+      expect(Date.now() - started).toBeLessThan(WAIT_MS + 2_500);
+      expect(page).toMatch(/^cascade_redis_up 0$/m);
+      expect(page).toMatch(/^# TYPE cascade_gateway_requests_total counter$/m);
+      expect(page).toMatch(/^process_cpu_user_seconds_total [\d.e+-]+$/m);
+      expect(page).not.toMatch(/^cascade_queue_jobs\{/m);
       // A read changes nothing: its 503 does not say a change may still take effect.
       const read = answers.find((answer) => answer.path === `/v1/jobs/${queued.body.id}`);
       expect(read?.body.error.message).not.toMatch(/may still take effect/);
@@ -115,6 +126,9 @@ describe("a Redis that stops answering", () => {
     expect(after.status).toBe(202);
     expect((await fetch(`${api.url}/v1/jobs/${queued.body.id}`)).status).toBe(200);
     expect((await fetch(`${api.url}/readyz`)).status).toBe(200);
+    const page = await (await fetch(`${api.url}/metrics`)).text();
+    expect(page).toMatch(/^cascade_redis_up 1$/m);
+    expect(page).toMatch(/^cascade_queue_jobs\{queue="completions",state="waiting"\} \d+$/m);
     expect(api.exitStatus).toBeUndefined();
   });
 

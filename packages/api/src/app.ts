@@ -296,7 +296,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     ...(deps.alertIntervalMs ? { intervalMs: deps.alertIntervalMs } : {}),
   });
   // cascade_alerts_firing is read from Redis at each scrape, like the deployment-wide gauges.
-  registerAlertsGauge(metrics.registry, alerts.store);
+  registerAlertsGauge(metrics.registry, alerts.store, config.settings.API_REDIS_WAIT_MS);
   const gateway = new GatewayRunner({
     config,
     providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
@@ -382,6 +382,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       providerStatus: () => providerStatus.read(),
       queues: { [QUEUE_NAMES.completions]: queue, [QUEUE_NAMES.webhooks]: webhookQueue },
       redis,
+      redisWaitMs: config.settings.API_REDIS_WAIT_MS,
       now: () => clock.now(),
     });
     registerJobRoutes(instance, {

@@ -2,6 +2,16 @@ import { isRedisRefusal, isRefusalReply, type RedisClient } from "@cascade/share
 import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-error.js";
 
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /**
+     * The route answers while Redis is away (what it reads from Redis it does without): the gate
+     * does not hold it. GET /metrics: a scrape during an outage still gets the process's own series.
+     */
+    withoutRedis?: boolean;
+  }
+}
+
 /** Seconds a client is told to wait before retrying while Redis is away. */
 export const RETRY_AFTER_S = 2;
 
@@ -95,7 +105,8 @@ export function registerRedisGate(app: FastifyInstance, redis: RedisClient, wait
   const whenReady = createReadyWaiter(redis);
   // Callback style: the usual case (Redis ready) costs no promise per request.
   app.addHook("onRequest", (request, _reply, done) => {
-    if (request.is404 || request.routeOptions.config.access === "public" || redis.status === "ready") {
+    const { config } = request.routeOptions;
+    if (request.is404 || config.access === "public" || config.withoutRedis || redis.status === "ready") {
       return done();
     }
     readyWithin(whenReady, redis, waitMs).then(

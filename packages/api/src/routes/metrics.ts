@@ -2,6 +2,7 @@ import type { CascadeMetrics, ClusterSnapshot, RedisClient } from "@cascade/shar
 import { createClusterGauges, oldestWaitingMs } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
+import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { RecentStats, readProviderStatus } from "../providers/provider-status.js";
 
 /** The counts of a subject's `recent` stats the `cascade_recent_calls` gauge carries, by `kind`. */
@@ -89,6 +90,8 @@ export interface MetricsRouteDeps {
   queues: Record<string, Queue>;
   /** The queues' Redis, for their oldest waiting jobs. */
   redis: RedisClient;
+  /** How long a scrape waits for Redis before it answers without the cluster-wide gauges. */
+  redisWaitMs: number;
   /** Unix ms, for the age of the oldest waiting job. */
   now: () => number;
 }
@@ -101,9 +104,35 @@ export interface MetricsRouteDeps {
  */
 export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDeps): void {
   const gauges = createClusterGauges(deps.metrics.registry);
-  app.get("/metrics", { config: { access: "admin" } }, async (_request, reply) => {
-    gauges.update(await readClusterSnapshot(deps));
+  // Not held by the Redis gate: while Redis is away a scrape still gets this process's own
+  // counters (an outage is when they matter most), and no cluster-wide gauge rather than a 503.
+  app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (_request, reply) => {
+    const snapshot = await withinMs(readClusterSnapshot(deps), deps.redisWaitMs).catch((error: unknown) => {
+      if (error === TIMED_OUT || isRedisUnavailableError(error)) return undefined;
+      throw error;
+    });
+    if (snapshot) gauges.update(snapshot);
+    else gauges.unavailable();
     reply.header("content-type", deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
   });
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** `promise`, or a rejection with TIMED_OUT after `ms` (a read on a connection that queues while Redis is away). */
+async function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(TIMED_OUT), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    // A read that loses the race may still fail later: nobody is waiting for it.
+    promise.catch(() => {});
+  }
 }

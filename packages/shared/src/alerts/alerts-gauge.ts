@@ -16,9 +16,15 @@ export async function alertsFiringSamples(
 
 /**
  * Registers `cascade_alerts_firing{kind,subject}` on a registry, read from Redis at each scrape
- * (so every process reports the same alerts, whichever holds the evaluation lease).
+ * (so every process reports the same alerts, whichever holds the evaluation lease). A read that
+ * fails, or takes longer than `waitMs` (Redis away or stalled), leaves the gauge empty for that
+ * scrape: the process's other series are still served (the scrape failed as a whole before).
  */
-export function registerAlertsGauge(registry: Registry, store: AlertStore): Gauge<"kind" | "subject"> {
+export function registerAlertsGauge(
+  registry: Registry,
+  store: AlertStore,
+  waitMs = 2_000,
+): Gauge<"kind" | "subject"> {
   return new Gauge({
     name: "cascade_alerts_firing",
     help: "1 while an alert fires, 0 once it resolved (kind, subject)",
@@ -26,7 +32,18 @@ export function registerAlertsGauge(registry: Registry, store: AlertStore): Gaug
     registers: [registry],
     async collect() {
       this.reset();
-      for (const sample of await alertsFiringSamples(store)) {
+      const read = alertsFiringSamples(store);
+      let timer: NodeJS.Timeout | undefined;
+      const samples = await Promise.race([
+        read,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), waitMs);
+        }),
+      ])
+        .catch(() => undefined)
+        .finally(() => clearTimeout(timer));
+      read.catch(() => {});
+      for (const sample of samples ?? []) {
         this.set({ kind: sample.kind, subject: sample.subject }, sample.value);
       }
     },

@@ -23,6 +23,8 @@ export interface ClusterGauges {
    * then update: two scrapes that overlap never mix their figures), dropping series that are gone.
    */
   update(snapshot: ClusterSnapshot): void;
+  /** Redis did not answer this scrape: no cluster gauge is shown (none is stale), and cascade_redis_up is 0. */
+  unavailable(): void;
 }
 
 /**
@@ -67,18 +69,23 @@ export function createClusterGauges(registry: Registry): ClusterGauges {
     labelNames: ["provider"] as const,
     registers,
   });
+  const redisUp = new Gauge({
+    name: "cascade_redis_up",
+    help: "1 when the last scrape read the cluster-wide gauges from Redis; 0 when Redis did not answer and they were left out.",
+    registers,
+  });
+  const clear = () => {
+    for (const gauge of [queueJobs, oldestWaiting, breakerState, recentCalls, limitAvailable, cooldownActive])
+      gauge.reset();
+  };
   return {
+    unavailable() {
+      clear();
+      redisUp.set(0);
+    },
     update(snapshot) {
-      for (const gauge of [
-        queueJobs,
-        oldestWaiting,
-        breakerState,
-        recentCalls,
-        limitAvailable,
-        cooldownActive,
-      ]) {
-        gauge.reset();
-      }
+      clear();
+      redisUp.set(1);
       for (const { queue, state, count } of snapshot.queueJobs) queueJobs.set({ queue, state }, count);
       for (const { queue, seconds } of snapshot.oldestWaiting) oldestWaiting.set({ queue }, seconds);
       for (const { breaker, state } of snapshot.breakers) {
