@@ -43,10 +43,14 @@ export async function http(
   path: string,
   body?: unknown,
   timeoutMs = 70_000,
+  apiKey?: string,
 ): Promise<HttpResult> {
   const response = await fetch(`${baseUrl}${path}`, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: {
+      ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });
@@ -58,6 +62,11 @@ export async function http(
     // not JSON; keep the text
   }
   return { status: response.status, body: parsed, headers: response.headers };
+}
+
+/** `http` with a tenant's API key (as a bearer token), or none. */
+export function call(baseUrl: string, method: string, path: string, apiKey?: string, body?: unknown) {
+  return http(baseUrl, method, path, body, 20_000, apiKey);
 }
 
 /** POST /v1/jobs; asserts nothing, returns the raw answer. */

@@ -6,6 +6,7 @@
  * requirement, /metrics was hidden and the upload had no request body. Real API process.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { call } from "../e2e/helpers.js";
 import {
   type CascadeApi,
   makeTempDir,
@@ -47,31 +48,6 @@ afterAll(async () => {
   await stopAllCascadeProcesses();
   dir?.cleanup();
 });
-
-async function call(
-  url: string,
-  method: string,
-  path: string,
-  key?: string,
-  body?: unknown,
-  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the API answered.
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(20_000),
-  });
-  const text = await response.text();
-  try {
-    return { status: response.status, body: JSON.parse(text) };
-  } catch {
-    return { status: response.status, body: text };
-  }
-}
 
 /** The security requirements in force for an operation (its own, else the document's). */
 function effectiveSecurity(path: string, method: string): unknown[] {

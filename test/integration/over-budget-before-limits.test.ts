@@ -8,7 +8,7 @@
  * tenant's rpm tokens. Real API process, real Redis, the fake OpenAI upstream over real HTTP.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FAKE_KEY_VALUE } from "../e2e/helpers.js";
+import { call, FAKE_KEY_VALUE } from "../e2e/helpers.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import {
   type CascadeApi,
@@ -59,31 +59,6 @@ afterAll(async () => {
   dir?.cleanup();
 });
 
-async function call(
-  url: string,
-  method: string,
-  path: string,
-  key?: string,
-  body?: unknown,
-  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the API answered.
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(20_000),
-  });
-  const text = await response.text();
-  try {
-    return { status: response.status, body: JSON.parse(text) };
-  } catch {
-    return { status: response.status, body: text };
-  }
-}
-
 /** The value of the one sample `name{labels}` on a Prometheus text page (undefined when absent). */
 function sample(page: string, name: string, labels: Record<string, string>): number | undefined {
   for (const line of page.split("\n")) {
@@ -131,6 +106,17 @@ async function gateway(
   };
 }
 
+/** Waits for the rpm bucket's one token to be back, then spends it on a cheap request the budget can pay. */
+async function takeTheOnlyToken(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const cheap = await gateway({
+    model: "default",
+    messages: [{ role: "user", content: "hi" }],
+    max_tokens: 1,
+  });
+  expect(cheap.status).toBe(200);
+}
+
 describe("a request over the tenant's budget", () => {
   it("is over_budget at once while the rpm bucket has a token (control)", async () => {
     const answer = await gateway(tooDear);
@@ -139,14 +125,7 @@ describe("a request over the tenant's budget", () => {
   });
 
   it("is over_budget at once, not rate_limited after the deadline, when the rpm bucket is empty", async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // the bucket's one token is back
-    // A cheap request the budget can pay takes the bucket's only token.
-    const cheap = await gateway({
-      model: "default",
-      messages: [{ role: "user", content: "hi" }],
-      max_tokens: 1,
-    });
-    expect(cheap.status).toBe(200);
+    await takeTheOnlyToken();
     const answer = await gateway(tooDear);
     // It was 429 rate_limit_error / rate_limited after ~5 s (the whole deadline), "alpha:rate_limited".
     expect({ status: answer.status, code: answer.body.error?.code, fallbacks: answer.fallbacks }).toEqual({
@@ -174,13 +153,7 @@ describe("a request over the tenant's budget", () => {
 describe("a job over the tenant's budget", () => {
   it("fails at once with an over_budget skip when the rpm bucket is empty, not rate_limited at its deadline", async () => {
     await startWorker({ env: { ...env, WORKER_CONCURRENCY: "2" } });
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // the bucket's one token is back
-    const cheap = await gateway({
-      model: "default",
-      messages: [{ role: "user", content: "hi" }],
-      max_tokens: 1,
-    });
-    expect(cheap.status).toBe(200);
+    await takeTheOnlyToken();
     const started = Date.now();
     const created = await call(api.url, "POST", "/v1/jobs", TENANT, {
       request: { messages: tooDear.messages, max_tokens: 5 },
