@@ -1,0 +1,60 @@
+/**
+ * The oldest waiting job past OLDEST_WAITING_EXACT prioritized jobs, where the script reads
+ * windows rather than every job: fair share tags a less urgent job V + (p − 1) × gap, so the first
+ * added priority-10 job waits at the start of its band, right after the more urgent backlog, at an
+ * index no evenly spaced window need hit. One priority-10 job enqueued ten minutes ago, then 3,000
+ * priority-1 and ~2,000 priority-10 jobs enqueued now: its age is found (it was ~0 s past the bound,
+ * so the metric and the queue_age alert missed the stuck job they are for).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { oldestWaitingMs } from "../../packages/shared/dist/fairness/oldest-waiting.js";
+import { testRedis } from "../support/redis-clients.js";
+
+const STEP = 4_294_967_296;
+const tag = "{oldest-windows-finding}";
+const keys = { wait: `${tag}:wait`, prioritized: `${tag}:prioritized`, job: (id: string) => `${tag}:${id}` };
+const redis = testRedis();
+
+async function build(urgent: number, lessUrgent: number, nowMs: number) {
+  await redis.del(keys.wait, keys.prioritized);
+  const members: Array<string | number> = [];
+  const stamps: Array<[string, number]> = [];
+  let counter = 0;
+  const V = 1_000;
+  // The old priority-10 job, enqueued first (BullMQ's counter 1), ten minutes ago.
+  counter += 1;
+  members.push((V + 9 * 12_000) * STEP + counter, "old");
+  stamps.push(["old", nowMs - 600_000]);
+  for (let k = 1; k <= urgent; k += 1) {
+    counter += 1;
+    members.push((V + 12 * k) * STEP + counter, `p1-${k}`);
+    stamps.push([`p1-${k}`, nowMs]);
+  }
+  for (let k = 1; k <= lessUrgent; k += 1) {
+    counter += 1;
+    members.push((V + 9 * 12_000 + 12 * k) * STEP + counter, `p10-${k}`);
+    stamps.push([`p10-${k}`, nowMs]);
+  }
+  for (let i = 0; i < members.length; i += 10_000)
+    await redis.zadd(keys.prioritized, ...(members.slice(i, i + 10_000) as [number, string]));
+  const pipeline = redis.pipeline();
+  for (const [id, stamp] of stamps) pipeline.hset(keys.job(id), "timestamp", String(stamp));
+  await pipeline.exec();
+}
+
+afterAll(async () => {
+  redis.disconnect();
+});
+
+describe("oldestWaitingMs on a large prioritized set", () => {
+  it("finds the old job among 4,999 prioritized jobs", async () => {
+    const now = Date.now();
+    await build(3_000, 1_998, now);
+    expect(now - ((await oldestWaitingMs(redis, keys)) ?? now)).toBeGreaterThanOrEqual(599_000);
+  });
+  it("finds the old job among 5,101 prioritized jobs", async () => {
+    const now = Date.now();
+    await build(3_000, 2_100, now);
+    expect(now - ((await oldestWaitingMs(redis, keys)) ?? now)).toBeGreaterThanOrEqual(599_000);
+  });
+});
