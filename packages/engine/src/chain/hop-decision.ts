@@ -1,5 +1,5 @@
-import { DEFAULT_RETRY_ON, type HopConfig } from "@cascade/shared";
-import type { ProviderError } from "../providers/provider-error.js";
+import { DEFAULT_RETRY_ON, type HopConfig, type JobProgress } from "@cascade/shared";
+import { ProviderError } from "../providers/provider-error.js";
 import { backoffDelayMs } from "./backoff.js";
 import type { ChainContext } from "./chain-context.js";
 
@@ -38,4 +38,21 @@ export function decideAfterError(
     error.reason === "rate_limited" || context.maxInlineWaitMs === Number.POSITIVE_INFINITY;
   if (boundByDeadline && context.clock.now() + delayMs > deadline) return { action: "next" };
   return { action: "retry", delayMs };
+}
+
+/**
+ * The failure that sent a pooled hop on to its other deployments, while it is the hop's latest
+ * attempt: rebuilt from that attempt, so a run resumed after a wait (the error itself gone with
+ * the run that met it) decides on it the same way.
+ */
+export function deploymentFailureOf(progress: JobProgress, modelId: string): ProviderError | undefined {
+  const failed = progress.failed_deployments;
+  const last = progress.attempts.at(-1);
+  if (!failed?.length || !last || last.outcome !== "error" || last.reason === undefined) return undefined;
+  if (last.model !== modelId || last.deployment === undefined || !failed.includes(last.deployment))
+    return undefined;
+  return new ProviderError(last.reason, last.message ?? last.reason, {
+    ...(last.http_status !== undefined ? { httpStatus: last.http_status } : {}),
+    ...(last.retry_after_ms !== undefined ? { retryAfterMs: last.retry_after_ms } : {}),
+  });
 }

@@ -1,5 +1,6 @@
 import {
   type Attempt,
+  type HopConfig,
   type ModelConfig,
   primaryProvider,
   type Reason,
@@ -19,7 +20,7 @@ import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
 import { brokenStreamError, canContinue, isContinuable, withPrefill } from "./continuation.js";
 import { callHop, hopTimeouts } from "./hop-call.js";
-import { decideAfterError } from "./hop-decision.js";
+import { decideAfterError, deploymentFailureOf, type HopDecision } from "./hop-decision.js";
 import { interruptionOf, type JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
 import {
@@ -276,6 +277,18 @@ export async function runHop(
       continue;
     }
     if (admission.kind === "skip") {
+      // A pool whose other deployments are open or cooling down after one of them failed: the
+      // hop's own retries still apply to that failure (the retry passes them over, as any pick
+      // does). A spent budget is no deployment's doing: a retry would be refused the same way.
+      const failure =
+        admission.reason === "over_budget" ? undefined : deploymentFailureOf(progress, hop.model);
+      const decision = failure ? decideAfterTry(context, run, hop, failure, maxRetries) : undefined;
+      if (decision?.action === "retry") {
+        const deferred = await waitToRetry(context, run, decision.delayMs, maxInlineWaitMs);
+        if (deferred) return deferred;
+        continue;
+      }
+      // The hop ends here: the skip says why the pool's other deployments were not called.
       const attempt: Attempt = skipped(
         hop.model,
         admission.provider ?? providerId,
@@ -441,16 +454,13 @@ export async function runHop(
       const failed = run.deploymentFailed(target.deployment.id);
       if (targets.some((other) => !failed.includes(other.deployment?.id ?? ""))) continue;
     }
-    progress.tries += 1;
     // A shown stream that cannot go on (on_stream_failure: error, or tool calls were shown) ends here.
     if (shownBroken === "end") {
+      progress.tries += 1;
       const jobError = run.continued?.error ?? brokenStreamError(hop.model, error);
       return { kind: "finished", outcome: failedOutcome(progress, jobError, clock.now()) };
     }
-    let decision = decideAfterError(context, hop, error, maxRetries - (progress.tries - 1), progress.tries);
-    // A model that refuses the prefill (a 400) says nothing of the others: try the next one.
-    if (run.continued && decision.action === "fail" && error.reason === "bad_request")
-      decision = { action: "next" };
+    const decision = decideAfterTry(context, run, hop, error, maxRetries);
     if (decision.action === "fail") {
       // A continuation the provider refused is not what the caller hears: the original failure is.
       if (run.continued) {
@@ -463,10 +473,44 @@ export async function runHop(
         : { kind: "finished", outcome, param: error.param };
     }
     if (decision.action === "next") return "next";
-    // A retry of the hop may go to any of its deployments again.
-    run.clearFailedDeployments();
-    if (decision.delayMs > maxInlineWaitMs) return run.defer(clock.now() + decision.delayMs);
-    // Rejects with the job's JobInterruption when the job is interrupted while it waits.
-    await abortableDelay(decision.delayMs, context.signal);
+    const deferred = await waitToRetry(context, run, decision.delayMs, maxInlineWaitMs);
+    if (deferred) return deferred;
   }
+}
+
+/**
+ * One try of the hop failed (for a pool: on every deployment it could call): counts the try and
+ * decides whether the hop is tried again, the chain moves on, or the job fails.
+ */
+function decideAfterTry(
+  context: ChainContext,
+  run: ChainProgress,
+  hop: HopConfig,
+  error: ProviderError,
+  maxRetries: number,
+): HopDecision {
+  const progress = run.progress;
+  progress.tries += 1;
+  const decision = decideAfterError(context, hop, error, maxRetries - (progress.tries - 1), progress.tries);
+  // A model that refuses the prefill (a 400) says nothing of the others: try the next one.
+  if (run.continued && decision.action === "fail" && error.reason === "bad_request")
+    return { action: "next" };
+  return decision;
+}
+
+/**
+ * Waits out a retry's backoff: in the worker when short, else by handing the job back (the
+ * returned result). A retry of the hop may go to any of its deployments again.
+ */
+async function waitToRetry(
+  context: ChainContext,
+  run: ChainProgress,
+  delayMs: number,
+  maxInlineWaitMs: number,
+): Promise<ChainResult | undefined> {
+  run.clearFailedDeployments();
+  if (delayMs > maxInlineWaitMs) return run.defer(context.clock.now() + delayMs);
+  // Rejects with the job's JobInterruption when the job is interrupted while it waits.
+  await abortableDelay(delayMs, context.signal);
+  return undefined;
 }
