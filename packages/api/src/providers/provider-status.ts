@@ -212,7 +212,7 @@ export async function readProviderStatus(
   });
   /**
    * A pooled model's deployment on this provider: its own breaker, cooldown, buckets and `recent`
-   * stats, and the pooled model's (`model_recent`).
+   * stats, and the pooled model's (`model_recent`, and its buckets in `limits`, scope "model").
    */
   function deploymentView(modelId: string, deployment: DeploymentConfig): Record<string, unknown> {
     const model = config.file.models[modelId];
@@ -249,6 +249,17 @@ export async function readProviderStatus(
       if (limits?.[kind]) {
         hgetall(keys.bucket("deployment", key, kind), bucketHashSchema, (raw) =>
           (view.limits as LimitView[]).push(bucketView("deployment", kind, limits, raw, nowMs)),
+        );
+      }
+    }
+    // The pooled model's own buckets cap the pool as a whole, on top of each deployment's: shown
+    // (scope "model", as on a plain model's entry) on every deployment entry, since every call on
+    // the deployment takes a token from them.
+    for (const kind of ["rpm", "tpm"] as const) {
+      const limits = model?.limits;
+      if (limits?.[kind]) {
+        hgetall(keys.bucket("model", modelId, kind), bucketHashSchema, (raw) =>
+          (view.limits as LimitView[]).push(bucketView("model", kind, limits, raw, nowMs)),
         );
       }
     }

@@ -53,7 +53,8 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
       snapshot.breakers.push({ breaker: breaker.id, state: breaker.state });
     }
     // A pool's deployment is its own subject (`<model>/<deployment>`), as its breaker is; the
-    // pooled model is one too (its `model_recent`, on each deployment's entry: counted once).
+    // pooled model is one too (its `model_recent` and its own buckets, on each deployment's entry:
+    // counted once).
     const subjects: Array<[string, string, Record<string, unknown>]> = [
       ["provider", provider.id, provider as unknown as Record<string, unknown>],
     ];
@@ -62,10 +63,19 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
         subjects.push(["model", String(model.id), model]);
         continue;
       }
-      subjects.push(["deployment", `${String(model.id)}/${String(model.deployment)}`, model]);
+      const limits = (model.limits as Array<{ scope: string }> | undefined) ?? [];
+      subjects.push([
+        "deployment",
+        `${String(model.id)}/${String(model.deployment)}`,
+        { ...model, limits: limits.filter((limit) => limit.scope === "deployment") },
+      ]);
       if (!seenPools.has(String(model.id))) {
         seenPools.add(String(model.id));
-        subjects.push(["model", String(model.id), { recent: model.model_recent }]);
+        subjects.push([
+          "model",
+          String(model.id),
+          { recent: model.model_recent, limits: limits.filter((limit) => limit.scope === "model") },
+        ]);
       }
     }
     for (const [scope, id, view] of subjects) {

@@ -39,12 +39,14 @@ function breakerText(breaker: BreakerView | null | undefined, nowMs: number, col
 
 function headroomText(limits: LimitView[] | undefined, colors: Colors): string {
   if (!limits?.length) return colors.dim("-");
+  // A pool's deployment shows its own buckets and the pooled model's: each then says whose it is.
+  const scoped = new Set(limits.map((limit) => limit.scope)).size > 1;
   return limits
     .map((limit) => {
       const figure = `${Math.max(0, limit.available)}/${limit.capacity}`;
       const ratio = limit.capacity > 0 ? limit.available / limit.capacity : 0;
       const painted = ratio <= 0 ? colors.red(figure) : ratio < 0.2 ? colors.yellow(figure) : figure;
-      return `${limit.kind} ${painted}`;
+      return `${scoped ? `${limit.scope} ` : ""}${limit.kind} ${painted}`;
     })
     .join("  ");
 }
