@@ -2,8 +2,9 @@
  * Pooled models end to end (contract, "Pools and fairness"): a failure or 429 on one deployment
  * tries another deployment of the same model (each its own attempt, with its deployment id,
  * whatever the hop's max_retries); a 429 cools that deployment only; the strategies spread calls
- * as they say; a deployment's own key and endpoint are used. Real API and worker processes, one
- * fake OpenAI upstream that tells deployments apart by the upstream model name each sends.
+ * as they say (lowest_latency puts a deployment that failed lately last); a deployment's own key
+ * and endpoint are used. Real API and worker processes, one fake OpenAI upstream that tells
+ * deployments apart by the upstream model name each sends.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Json } from "./helpers.js";
@@ -38,6 +39,8 @@ const config = (url: string) => ({
       [3, 1],
     ),
     fastest: pool(["slow", "fast"], { strategy: "lowest_latency" }),
+    // refused answers 401 to every call: it is never measured.
+    guarded: pool(["refused", "good"], { strategy: "lowest_latency" }),
     idlest: pool(["busy", "idle"], { strategy: "least_busy" }),
     keyed: {
       deployments: [
@@ -165,6 +168,39 @@ describe("a pooled model's deployments", () => {
       moving_average_ms: await stack.redis.hgetall(`${stack.tag}:pool-latency:fastest`),
     });
     expect(share(fast, slow)).toBeGreaterThan(0.8);
+  });
+
+  it("lowest_latency: a deployment whose key is refused is not tried first on every request", async () => {
+    // Only successes are measured and a 401 neither opens a breaker nor cools the deployment:
+    // `refused` stayed "never measured" and went first on every request (20 of 20 here).
+    stack.fake.setDefault("up-refused", {
+      kind: "status",
+      status: 401,
+      body: {
+        error: {
+          message: "Incorrect API key provided",
+          type: "invalid_request_error",
+          param: null,
+          code: "invalid_api_key",
+        },
+      },
+    });
+    const firstTries: string[] = [];
+    for (let index = 0; index < 20; index += 1) {
+      const [job] = await runAll(["guarded"], 1);
+      expect(job?.status).toBe("succeeded");
+      expect(job?.attempts.at(-1)).toMatchObject({ deployment: "good", outcome: "success" });
+      firstTries.push(job?.attempts[0].deployment);
+    }
+    const refusedFirst = firstTries.filter((deployment) => deployment === "refused").length;
+    figure("pool lowest_latency, one key refused", {
+      refused_first: refusedFirst,
+      failures: await stack.redis.hgetall(`${stack.tag}:pool-failures:guarded`),
+    });
+    expect(stack.fake.callsFor("up-refused").length).toBe(refusedFirst);
+    // At most once (both unmeasured: a coin toss), then after `good` while its failure is
+    // remembered (30 s).
+    expect(refusedFirst).toBeLessThanOrEqual(1);
   });
 
   it("least_busy: calls go where fewest are in flight across workers", async () => {

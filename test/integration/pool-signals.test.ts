@@ -2,7 +2,7 @@
  * The pieces of pools and places in line, driven through the Resilience class on the run's real
  * Redis: admit.lua books rpm tokens ahead (each waiter its own slot, spaced by the refill), a
  * call holding its place is not asked for rpm again, and pool-state.lua reports each
- * deployment's headroom, blocking, calls in flight and latency.
+ * deployment's headroom, blocking, calls in flight, latency and recent failures.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { targetsOf } from "../../packages/engine/src/pools/model-targets.js";
@@ -164,5 +164,38 @@ describe("pool-state.lua", () => {
     const timed = await resilience.pools.state(requests, "lowest_latency");
     expect(timed[0]?.latencyMs).toBeUndefined();
     expect(timed[1]?.latencyMs).toBe(340);
+    expect(timed.map((state) => state.failedRecently)).toEqual([false, false]);
+  });
+
+  it("remembers a deployment's failure for lowest_latency until it answers again or 30 s pass", async () => {
+    const { resilience, hop, keys, admin } = harness("pool-failures");
+    const model = config.file.models.pooled;
+    if (!model) throw new Error("no pooled model");
+    const requests = targetsOf("pooled", model).map((target) =>
+      hop("pooled", {
+        providerId: target.providerId,
+        ...(target.deployment ? { deployment: target.deployment } : {}),
+      }),
+    );
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
+    const failed = async () =>
+      (await resilience.pools.state(requests, "lowest_latency")).map((state) => state.failedRecently);
+    resilience.pools.failed("pooled", "pooled/a");
+    await settle();
+    expect(await failed()).toEqual([true, false]);
+    // Other strategies do not read it.
+    const headroom = await resilience.pools.state(requests, "most_headroom");
+    expect(headroom.map((state) => state.failedRecently)).toEqual([false, false]);
+    // A success forgets it.
+    resilience.pools.latency("pooled", "pooled/a", 50);
+    await settle();
+    expect(await failed()).toEqual([false, false]);
+    // So does time: a failure stamped 31 s ago (Redis time) is no longer recent.
+    resilience.pools.failed("pooled", "pooled/b");
+    await settle();
+    expect(await failed()).toEqual([false, true]);
+    const stamped = Number(await admin.hget(keys.poolFailures("pooled"), "pooled/b"));
+    await admin.hset(keys.poolFailures("pooled"), "pooled/b", stamped - 31_000);
+    expect(await failed()).toEqual([false, false]);
   });
 });

@@ -170,7 +170,7 @@ function isDenial(answer: HopAdmission | Denial): answer is Denial {
 }
 
 function unmeasured() {
-  return { blocked: false, headroom: 1, waitMs: 0, inFlight: 0, latencyMs: undefined };
+  return { blocked: false, headroom: 1, waitMs: 0, inFlight: 0, latencyMs: undefined, failedRecently: false };
 }
 
 const MESSAGES = {

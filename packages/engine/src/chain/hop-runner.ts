@@ -449,6 +449,10 @@ export async function runHop(
       duration_ms: endedMs - startedMs,
       started_at: unixSeconds(startedMs),
     });
+    // lowest_latency measures successes only: a deployment failing for reasons of its own (a
+    // refused key) would stay "never measured" and go first every time; it goes last for a while.
+    if (strategy === "lowest_latency" && target.deployment && DEPLOYMENT_FAILURES.has(error.reason))
+      context.resilience?.pools.failed(hop.model, target.deployment.key);
     // A pool tries its other deployments before the hop's own retries and fallbacks count.
     if (target.deployment && shownBroken === "unseen" && DEPLOYMENT_FAILURES.has(error.reason)) {
       const failed = run.deploymentFailed(target.deployment.id);

@@ -2,6 +2,9 @@ import type { PoolStrategy } from "@cascade/shared";
 import type { ModelTarget } from "./model-targets.js";
 import type { DeploymentState } from "./pool-signals.js";
 
+/** Above any moving average (ms): a deployment that failed lately ranks behind every other. */
+const FAILED_RANK = 1e12;
+
 /**
  * The order in which a hop tries a pool's deployments: those open, probing or cooling down last
  * (they are asked only to learn when they return), the rest by the model's strategy. Ties, and
@@ -23,8 +26,10 @@ export function orderDeployments(
       case "least_busy":
         return state.inFlight / weight;
       case "lowest_latency":
-        // A deployment never measured is tried first, so that every one gets measured.
-        return state.latencyMs ?? -1;
+        // A deployment never measured is tried first, so that every one gets measured; one whose
+        // last call failed lately goes after all that did not (a refused key is never measured:
+        // it would otherwise go first on every request).
+        return (state.failedRecently ? FAILED_RANK : 0) + (state.latencyMs ?? -1);
       case "weighted":
         return 0;
     }

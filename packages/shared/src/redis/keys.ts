@@ -107,6 +107,8 @@ export interface Keys {
   deploymentInFlight(deploymentKey: string): string;
   /** Pools: recent latency of a pool's deployments (hash: deployment key -> EWMA ms), for `lowest_latency`. */
   poolLatency(modelId: string): string;
+  /** Pools: when a pool's deployments last failed (hash: deployment key -> Redis ms), for `lowest_latency`. */
+  poolFailures(modelId: string): string;
   /** Fairness: the virtual clock of the completions queue and each tenant's last tag (hash). */
   readonly fairClock: string;
   /** Fairness: a tenant's running jobs (zset: `<job id>:<lock token>` of each run -> expiry ms), for `max_concurrency`. */
@@ -220,6 +222,7 @@ export function createKeys(prefix: string): Keys {
     dashboardFailures: `${tag}:dash-failures`,
     deploymentInFlight: (deployment) => `${tag}:pool-in-flight:${part(deployment)}`,
     poolLatency: (modelId) => `${tag}:pool-latency:${part(modelId)}`,
+    poolFailures: (modelId) => `${tag}:pool-failures:${part(modelId)}`,
     fairClock: `${tag}:fair-clock`,
     tenantRunning: (tenant) => `${tag}:tenant-running:${part(tenant)}`,
     completionQueueDelayed: `${tag}:${QUEUE_NAMES.completions}:delayed`,
