@@ -9,6 +9,7 @@
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { startFakeOpenAI } from "../support/fake-openai.js";
 import {
   type CascadeKind,
   killAllCascadeProcesses,
@@ -279,6 +280,45 @@ describe("an API whose environment lacks a key the gateway needs", () => {
     const deployment = await api.waitForLine(/models\.pooled\.deployments\.1\.api_key_env/, 5_000);
     expect(deployment).toContain("WEST_KEY");
     expect(api.exitStatus).toBeUndefined();
+  });
+
+  it("a gateway call to a deployment whose own key it lacks names the deployment's setting, not the provider's", async () => {
+    const fake = await startFakeOpenAI();
+    try {
+      const config = {
+        providers: { p: { type: "openai", base_url: fake.url, api_key_env: "FAKE_KEY" } },
+        models: {
+          only: { deployments: [{ id: "k2", provider: "p", name: "up-k2", api_key_env: "POOL_KEY_TWO" }] },
+        },
+      };
+      // The provider's key is there; the deployment's own (POOL_KEY_TWO) is not.
+      const env = {
+        ...baseEnv,
+        CASCADE_CONFIG: dir.write("deployment-key.json", config),
+        POOL_KEY_TWO: undefined,
+      };
+      const api = await startApi({ env });
+      await api.waitForLine("models.only.deployments.0.api_key_env", 5_000);
+      const response = await fetch(`${api.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "only", messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(response.status).toBe(502);
+      await response.text();
+      expect(fake.calls).toHaveLength(0);
+      const line = await api.waitForLine(
+        (text) => text.includes('"detail"') && text.includes("POOL_KEY_TWO"),
+        5_000,
+      );
+      const detail = JSON.parse(line).detail as string;
+      // Was: "environment variable POOL_KEY_TWO (providers.p.api_key_env) is not set on this
+      // process": providers.p.api_key_env is FAKE_KEY, and it is set.
+      expect(detail).toContain("models.only.deployments.0.api_key_env");
+      expect(detail).not.toContain("providers.p.api_key_env");
+    } finally {
+      await fake.close();
+    }
   });
 });
 

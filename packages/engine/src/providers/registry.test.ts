@@ -38,6 +38,19 @@ describe("createProviderRegistry with pooled deployments", () => {
     });
     await expect(registry.get("up", "pooled/own").generate({} as never)).rejects.toMatchObject({
       reason: "auth_error",
+      // The deployment's own setting: providers.up.api_key_env (UP_KEY) is set.
+      message:
+        "environment variable OWN_KEY (models.pooled.deployments.1.api_key_env) is not set on this process",
+    });
+  });
+
+  it("names a provider's setting for a provider's missing key", async () => {
+    const registry = createProviderRegistry(loadConfig({ OWN_KEY: "b" }, { raw }), {
+      missingKey: "fail-calls",
+    });
+    await expect(registry.get("up").generate({} as never)).rejects.toMatchObject({
+      reason: "auth_error",
+      message: "environment variable UP_KEY (providers.up.api_key_env) is not set on this process",
     });
   });
 });

@@ -10,12 +10,16 @@ import { watchedFetch } from "./response-watch.js";
 import { createSimulatedAdapter } from "./simulated.js";
 import type { ProviderAdapter } from "./types.js";
 
-/** A provider this process has no key for: every call fails as the provider would refuse it. */
-function keylessAdapter(providerId: string, type: string, envName: string): ProviderAdapter {
+/**
+ * A provider (or deployment) this process has no key for: every call fails as the provider would
+ * refuse it. `setting`: where the key's variable is named (`providers.<id>` or
+ * `models.<id>.deployments.<n>`), so the message sends the operator to the right line.
+ */
+function keylessAdapter(providerId: string, type: string, envName: string, setting: string): ProviderAdapter {
   const refuse = async (): Promise<never> => {
     throw new ProviderError(
       "auth_error",
-      `environment variable ${envName} (providers.${providerId}.api_key_env) is not set on this process`,
+      `environment variable ${envName} (${setting}.api_key_env) is not set on this process`,
     );
   };
   return { providerId, type, generate: refuse, stream: refuse };
@@ -79,7 +83,7 @@ export function createProviderRegistry(
     setting: string,
   ): ProviderAdapter => {
     if (keyEnv && key === undefined) {
-      if (options.missingKey === "fail-calls") return keylessAdapter(id, provider.type, keyEnv);
+      if (options.missingKey === "fail-calls") return keylessAdapter(id, provider.type, keyEnv, setting);
       throw new ConfigError(
         `${setting}.api_key_env: environment variable ${keyEnv} is not set; export it on this worker, or remove api_key_env for an endpoint that needs no key`,
       );
