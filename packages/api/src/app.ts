@@ -7,6 +7,7 @@ import {
 } from "@cascade/engine";
 import {
   AlertEvaluator,
+  alertsFiringSamples,
   BatchStore,
   type CascadeMetrics,
   type Clock,
@@ -26,7 +27,6 @@ import {
   QUEUE_NAMES,
   type RedisClient,
   type RequestObserver,
-  registerAlertsGauge,
   requestMetricsObserver,
   systemClock,
   WebhookDeliveryStore,
@@ -295,8 +295,6 @@ export function buildApp(deps: AppDeps): CascadeApp {
     webhookQueue,
     ...(deps.alertIntervalMs ? { intervalMs: deps.alertIntervalMs } : {}),
   });
-  // cascade_alerts_firing is read from Redis at each scrape, like the deployment-wide gauges.
-  registerAlertsGauge(metrics.registry, alerts.store, config.settings.API_REDIS_WAIT_MS);
   const gateway = new GatewayRunner({
     config,
     providers: deps.providers ?? createProviderRegistry(config, { missingKey: "fail-calls" }),
@@ -382,6 +380,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       providerStatus: () => providerStatus.read(),
       queues: { [QUEUE_NAMES.completions]: queue, [QUEUE_NAMES.webhooks]: webhookQueue },
       redis,
+      alertsFiring: () => alertsFiringSamples(alerts.store),
       redisWaitMs: config.settings.API_REDIS_WAIT_MS,
       now: () => clock.now(),
     });

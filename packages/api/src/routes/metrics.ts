@@ -10,6 +10,9 @@ const RECENT_KINDS = ["calls", "errors", "skips", "requests", "fallbacks"] as co
 
 /** The deployment-wide figures of a scrape, all read from Redis before any gauge is touched. */
 async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnapshot> {
+  // The alerts are read beside the rest, under the same deadline.
+  const alerts = deps.alertsFiring();
+  alerts.catch(() => {});
   const snapshot: ClusterSnapshot = {
     queueJobs: [],
     oldestWaiting: [],
@@ -17,6 +20,7 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
     recentCalls: [],
     limits: [],
     cooldowns: [],
+    alertsFiring: [],
   };
   const now = deps.now();
   for (const [queueName, queue] of Object.entries(deps.queues)) {
@@ -89,6 +93,7 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
     }
     snapshot.cooldowns.push({ provider: provider.id, active: Boolean(provider.cooldown_until) });
   }
+  snapshot.alertsFiring = await alerts;
   return snapshot;
 }
 
@@ -100,7 +105,9 @@ export interface MetricsRouteDeps {
   queues: Record<string, Queue>;
   /** The queues' Redis, for their oldest waiting jobs. */
   redis: RedisClient;
-  /** How long a scrape waits for Redis before it answers without the cluster-wide gauges. */
+  /** 1 per firing alert, 0 per recently resolved one (cascade_alerts_firing), read from Redis. */
+  alertsFiring: () => Promise<ClusterSnapshot["alertsFiring"]>;
+  /** API_REDIS_WAIT_MS: a scrape waits for Redis within SCRAPE_WAIT_BOUNDS_MS of it. */
   redisWaitMs: number;
   /** Unix ms, for the age of the oldest waiting job. */
   now: () => number;
@@ -114,19 +121,34 @@ export interface MetricsRouteDeps {
  */
 export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDeps): void {
   const gauges = createClusterGauges(deps.metrics.registry);
+  const waitMs = Math.min(SCRAPE_WAIT_BOUNDS_MS.max, Math.max(SCRAPE_WAIT_BOUNDS_MS.min, deps.redisWaitMs));
+  /** The last scrape's setting and reading of the gauges: scrapes that overlap take turns at it. */
+  let turn: Promise<unknown> = Promise.resolve();
   // Not held by the Redis gate: while Redis is away a scrape still gets this process's own
   // counters (an outage is when they matter most), and no cluster-wide gauge rather than a 503.
   app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (_request, reply) => {
-    const snapshot = await withinMs(readClusterSnapshot(deps), deps.redisWaitMs).catch((error: unknown) => {
+    const snapshot = await withinMs(readClusterSnapshot(deps), waitMs).catch((error: unknown) => {
       if (error === TIMED_OUT || isRedisUnavailableError(error)) return undefined;
       throw error;
     });
-    if (snapshot) gauges.update(snapshot);
-    else gauges.unavailable();
+    // Set and read in one turn each: another scrape's gauges never end up in this one's page.
+    const page = turn.then(() => {
+      if (snapshot) gauges.update(snapshot);
+      else gauges.unavailable();
+      return deps.metrics.registry.metrics();
+    });
+    turn = page.catch(() => {});
     reply.header("content-type", deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
+    return page;
   });
 }
+
+/**
+ * How long a scrape waits for Redis, whatever API_REDIS_WAIT_MS says: a scrape's dozen reads need
+ * more than 0 ms (a setting that means "do not wait for a reconnect"), and one that waits longer
+ * than Prometheus's default scrape timeout (10 s) is lost whole.
+ */
+const SCRAPE_WAIT_BOUNDS_MS = { min: 1_000, max: 5_000 };
 
 const TIMED_OUT = Symbol("timed out");
 

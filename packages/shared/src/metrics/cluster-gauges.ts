@@ -15,6 +15,8 @@ export interface ClusterSnapshot {
   limits: Array<{ scope: string; id: string; kind: string; available: number }>;
   /** Providers and whether each is cooling down after a 429. */
   cooldowns: Array<{ provider: string; active: boolean }>;
+  /** 1 per firing alert, 0 per recently resolved one (alertsFiringSamples). */
+  alertsFiring: Array<{ kind: string; subject: string; value: number }>;
 }
 
 export interface ClusterGauges {
@@ -69,13 +71,27 @@ export function createClusterGauges(registry: Registry): ClusterGauges {
     labelNames: ["provider"] as const,
     registers,
   });
+  const alertsFiring = new Gauge({
+    name: "cascade_alerts_firing",
+    help: "1 while an alert fires, 0 once it resolved (kind, subject)",
+    labelNames: ["kind", "subject"] as const,
+    registers,
+  });
   const redisUp = new Gauge({
     name: "cascade_redis_up",
     help: "1 when the last scrape read the cluster-wide gauges from Redis; 0 when Redis did not answer and they were left out.",
     registers,
   });
   const clear = () => {
-    for (const gauge of [queueJobs, oldestWaiting, breakerState, recentCalls, limitAvailable, cooldownActive])
+    for (const gauge of [
+      queueJobs,
+      oldestWaiting,
+      breakerState,
+      recentCalls,
+      limitAvailable,
+      cooldownActive,
+      alertsFiring,
+    ])
       gauge.reset();
   };
   return {
@@ -97,6 +113,8 @@ export function createClusterGauges(registry: Registry): ClusterGauges {
         limitAvailable.set({ scope, id, kind }, available);
       }
       for (const { provider, active } of snapshot.cooldowns) cooldownActive.set({ provider }, active ? 1 : 0);
+      for (const { kind, subject, value } of snapshot.alertsFiring)
+        alertsFiring.set({ kind, subject }, value);
     },
   };
 }
