@@ -68,18 +68,24 @@ class RecordingProxy {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           const cut = this.cutNextEvents && /\/events$/.test(req.url ?? "");
           if (cut) this.cutNextEvents = false;
+          let dropped = false;
           answer.on("data", (chunk: Buffer) => {
+            if (dropped) return;
             const text = chunk.toString();
             const delta = cut ? text.indexOf("event: delta") : -1;
             if (delta < 0) {
               res.write(chunk);
               return;
             }
-            // Forward up to the end of the first delta event (even when a replay sent everything at once), then drop.
+            // Forward up to the end of the first delta event (even when a replay sent everything at
+            // once), then drop the connection once that much has left: destroyed at once, a write
+            // still buffered was lost, and the client reconnected with no Last-Event-ID.
+            dropped = true;
             const end = text.indexOf("\n\n", delta);
-            res.write(end < 0 ? text : text.slice(0, end + 2));
-            answer.destroy();
-            res.destroy();
+            res.write(end < 0 ? text : text.slice(0, end + 2), () => {
+              answer.destroy();
+              res.destroy();
+            });
           });
           answer.on("end", () => res.end());
           answer.on("error", () => res.destroy());
