@@ -11,7 +11,7 @@ const config = {
   providers: { fine: { type: "simulated", simulate: { latency_ms: 10 } } },
   models: { good: { provider: "fine" } },
   routes: { default: { chain: [{ model: "good" }] } },
-  tenants: { a: { api_keys_env: "A_KEYS" } },
+  tenants: { a: { api_keys_env: "A_KEYS" }, b: { api_keys_env: "B_KEYS" } },
 };
 const a = { authorization: "Bearer key-a" };
 const body = { request: { messages: [{ role: "user", content: "hi" }], max_tokens: 10 } };
@@ -22,7 +22,7 @@ describe("HEAD on a job's events", () => {
     stack = await startStack({
       redisUrl: inject("redisUrl"),
       config,
-      env: { A_KEYS: "key-a" },
+      env: { A_KEYS: "key-a", B_KEYS: "key-b" },
       withoutWorker: true,
     });
   });
@@ -46,5 +46,11 @@ describe("HEAD on a job's events", () => {
     );
     // It was { status: "no answer after 5000 ms (TimeoutError)" }.
     expect(events).toEqual({ status: 200, contentType: "text/event-stream; charset=utf-8" });
+    // Still behind the tenant's key, as the GET is.
+    const url = `${stack.url}/v1/jobs/${created.body.id}/events`;
+    expect((await fetch(url, { method: "HEAD" })).status).toBe(401);
+    expect((await fetch(url, { method: "HEAD", headers: { authorization: "Bearer key-b" } })).status).toBe(
+      404,
+    );
   });
 });

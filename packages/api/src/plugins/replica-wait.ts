@@ -1,5 +1,6 @@
 import type { RedisClient } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
+import { withinMs } from "../within-ms.js";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -34,16 +35,6 @@ export interface ReplicaWaitOptions {
 const MARK_TTL_MS = 60_000;
 /** A round's WAIT gets this long past its own timeout to answer before the round gives up on it. */
 const NO_REPLY_GRACE_MS = 250;
-
-/** `promise`, or a rejection after `ms` (the promise is left to settle on its own). */
-function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-  });
-  promise.catch(() => {});
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Waits until what this process wrote is held by `replicas` replicas (Redis's WAIT), for many

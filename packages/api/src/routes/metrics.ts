@@ -4,6 +4,7 @@ import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { RecentStats, readProviderStatus } from "../providers/provider-status.js";
+import { NoAnswerInTime, withinMs } from "../within-ms.js";
 
 /** The counts of a subject's `recent` stats the `cascade_recent_calls` gauge carries, by `kind`. */
 const RECENT_KINDS = ["calls", "errors", "skips", "requests", "fallbacks"] as const;
@@ -128,7 +129,7 @@ export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDep
   // counters (an outage is when they matter most), and no cluster-wide gauge rather than a 503.
   app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (_request, reply) => {
     const snapshot = await withinMs(readClusterSnapshot(deps), waitMs).catch((error: unknown) => {
-      if (error === TIMED_OUT || isRedisUnavailableError(error)) return undefined;
+      if (error instanceof NoAnswerInTime || isRedisUnavailableError(error)) return undefined;
       throw error;
     });
     // Set and read in one turn each: another scrape's gauges never end up in this one's page.
@@ -149,22 +150,3 @@ export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDep
  * than Prometheus's default scrape timeout (10 s) is lost whole.
  */
 const SCRAPE_WAIT_BOUNDS_MS = { min: 1_000, max: 5_000 };
-
-const TIMED_OUT = Symbol("timed out");
-
-/** `promise`, or a rejection with TIMED_OUT after `ms` (a read on a connection that queues while Redis is away). */
-async function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(TIMED_OUT), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    // A read that loses the race may still fail later: nobody is waiting for it.
-    promise.catch(() => {});
-  }
-}

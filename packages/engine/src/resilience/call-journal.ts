@@ -130,8 +130,9 @@ export class CallJournal {
 
   /**
    * Writes the entry of a call about to go out, with the rest of the turn's (a call that leaves
-   * over the network then waits for `written`); nothing waits for the reply. The call's settlement, on the same connection, comes
-   * after it (a write that failed leaves no entry: the settlement then charges the call as usual).
+   * over the network then waits for `written`); nothing waits for the reply. The call's
+   * settlement, on the same connection, comes after it (a write that failed leaves no entry: the
+   * settlement then charges the call as usual).
    */
   open(entry: JournalEntry, nowMs: number): JournalHandle {
     this.sequence += 1;
