@@ -49,7 +49,7 @@ describe("assistant messages in a job's request", () => {
         headers: acme,
       });
       expect(answer.status).toBe(400);
-      expect(answer.body.error.param).toBe("request.messages.1.content");
+      expect(answer.body.error.param).toBe("request.messages[1].content");
       // It was, for every one: "request.messages.1.content: Invalid input".
       expect(answer.body.error.message, JSON.stringify(content)).not.toBe(
         "request.messages.1.content: Invalid input",

@@ -27,7 +27,7 @@ describe("JSON bodies with prototype keys", () => {
     [
       "/v1/jobs",
       `{"request":{"messages":[{"role":"user","content":"Hi","__proto__":{}}]}}`,
-      "request.messages.0.__proto__",
+      "request.messages[0].__proto__",
     ],
     // The key spelt with escapes is the same key once parsed.
     ["/v1/jobs", `{"\\u005f_proto__":{"x":1},"request":{"messages":${messages}}}`, "__proto__"],

@@ -246,7 +246,7 @@ describe("openai SDK", () => {
         ],
       }),
     );
-    expect(legacy).toMatchObject({ status: 400, param: "messages.1.function_call" });
+    expect(legacy).toMatchObject({ status: 400, param: "messages[1].function_call" });
   });
 
   it("passes response_format json_object upstream", async () => {

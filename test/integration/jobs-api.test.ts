@@ -151,13 +151,13 @@ describe("jobs API", () => {
     expect(number.status).toBe(400);
     expect(number.body.error).toMatchObject({
       type: "invalid_request_error",
-      param: "request.messages.0.content",
+      param: "request.messages[0].content",
     });
     expect(number.body.error.message).toMatch(/content must be a string or an array of content parts/);
     const part = await send([{ type: "text" }]);
     expect(part.status).toBe(400);
-    expect(part.body.error.param).toBe("request.messages.0.content");
-    expect(part.body.error.message).toMatch(/0\.text: .*expected string/);
+    expect(part.body.error.param).toBe("request.messages[0].content");
+    expect(part.body.error.message).toMatch(/\[0\]\.text: .*expected string/);
     const system = await stack.request("POST", "/v1/jobs", {
       body: {
         request: {
@@ -249,7 +249,7 @@ describe("jobs API", () => {
     const cases: Array<[unknown, RegExp]> = [
       [{}, /request: /],
       [{ request: { messages: [] } }, /request\.messages: messages must hold at least one message/],
-      [{ request: { messages: [{ role: "wizard", content: "x" }] } }, /request\.messages\.0\.role/],
+      [{ request: { messages: [{ role: "wizard", content: "x" }] } }, /request\.messages\[0\]\.role/],
       [{ ...hello, priority: 11 }, /priority/],
       [{ ...hello, max_cost_usd: -0.5 }, /max_cost_usd/],
       [{ ...hello, surprise: true }, /unknown field "surprise"/],

@@ -33,6 +33,7 @@ export * from "./resilience/lua/breaker-override.lua.js";
 export * from "./resilience/periods.js";
 export * from "./resilience/redis-shape.js";
 export * from "./schemas/chat-request.js";
+export * from "./schemas/field-path.js";
 export * from "./schemas/job.js";
 export * from "./schemas/job-view.js";
 export * from "./startup.js";

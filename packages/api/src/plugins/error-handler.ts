@@ -1,6 +1,6 @@
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { isRedisRefusal, newId } from "@cascade/shared";
+import { fieldPath, isRedisRefusal, newId, typedSegments } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { type ErrorType, HttpError } from "./http-error.js";
@@ -63,21 +63,26 @@ interface ValidationIssue {
   params?: { keys?: string[] };
 }
 
-/** One line naming each bad field, e.g. `request.messages.0.role: Invalid input`. */
+/**
+ * One line naming each bad field, e.g. `request.messages[0].role: Invalid input`: paths as OpenAI
+ * names fields (`fieldPath`), array elements told from digit keys by walking the input.
+ */
 function describeValidation(
   issues: ValidationIssue[],
   context: string | undefined,
+  input: unknown,
 ): { message: string; param?: string } {
   const where = context === "querystring" ? "query" : context === "params" ? "path" : "body";
   const lines = issues.slice(0, 5).map((issue) => {
-    const path = (issue.instancePath ?? "").split("/").filter(Boolean).join(".");
+    const segments = typedSegments((issue.instancePath ?? "").split("/").filter(Boolean), input);
+    const path = fieldPath(segments);
     let message = issue.message ?? "invalid";
     let param = path;
     if (issue.keyword === "unrecognized_keys" && issue.params?.keys?.length) {
       const keys = issue.params.keys;
       message = `unknown field${keys.length > 1 ? "s" : ""} ${keys.map((key) => `"${key}"`).join(", ")}`;
       // The param names the field itself (the issue's path is the object holding it).
-      param = path ? `${path}.${keys[0]}` : (keys[0] as string);
+      param = fieldPath([...segments, keys[0] as string]);
     }
     const prefix = where === "body" ? "" : `${where} `;
     return { param, text: `${prefix}${path || where}: ${message}` };
@@ -99,7 +104,10 @@ export function registerErrorHandling(
       return sendError(reply, error.statusCode, error.type, error.message, error.param, error.code);
     }
     if (hasZodFastifySchemaValidationErrors(error)) {
-      const described = describeValidation(error.validation as ValidationIssue[], error.validationContext);
+      const context = error.validationContext;
+      const input =
+        context === "querystring" ? request.query : context === "params" ? request.params : request.body;
+      const described = describeValidation(error.validation as ValidationIssue[], context, input);
       return sendError(reply, 400, "invalid_request_error", described.message, described.param);
     }
     const statusCode = error.statusCode ?? 500;

@@ -5,7 +5,7 @@ describe("prototypeKeyPath", () => {
   it("names the first prototype key, as secure-json-parse finds them", () => {
     expect(prototypeKeyPath(JSON.parse('{"a":1,"__proto__":{}}'))).toBe("__proto__");
     expect(prototypeKeyPath(JSON.parse('{"a":[{"b":{"constructor":{"prototype":1}}}]}'))).toBe(
-      "a.0.b.constructor",
+      "a[0].b.constructor",
     );
     expect(prototypeKeyPath(JSON.parse('{"constructor":"x","b":{"constructor":{}}}'))).toBeUndefined();
     expect(prototypeKeyPath({ a: [1, "two", null] })).toBeUndefined();

@@ -1,11 +1,12 @@
+import { fieldPath } from "@cascade/shared";
 import { badRequest, type HttpError } from "./http-error.js";
 import { bodyTooDeep, jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
 
 /**
  * Where `value` holds a key that could set an object's prototype, by the rules of
  * secure-json-parse (Fastify's JSON parser, which refuses such bodies): an own `__proto__` key, or
- * an own `constructor` key holding an object with an own `prototype`. The path is dotted as
- * validation errors name fields (`request.messages.0.__proto__`); undefined when there is none.
+ * an own `constructor` key holding an object with an own `prototype`. The path names the field as
+ * validation errors do (`request.messages[0].__proto__`); undefined when there is none.
  * Iterative, so a deeply nested value cannot overflow the stack.
  */
 export function prototypeKeyPath(value: unknown): string | undefined {
@@ -13,13 +14,13 @@ export function prototypeKeyPath(value: unknown): string | undefined {
   // nested thousands deep costs linear time, not a copied path per node.
   interface Visit {
     node: unknown;
-    key: string;
+    key: string | number;
     parent: Visit | undefined;
   }
   const pathOf = (visit: Visit | undefined, last: string): string => {
-    const keys = [last];
+    const keys: Array<string | number> = [last];
     for (let at = visit; at?.parent; at = at.parent) keys.push(at.key);
-    return keys.reverse().join(".");
+    return fieldPath(keys.reverse());
   };
   const pending: Visit[] = [{ node: value, key: "", parent: undefined }];
   for (let index = 0; index < pending.length; index++) {
@@ -33,7 +34,8 @@ export function prototypeKeyPath(value: unknown): string | undefined {
     if (held !== null && typeof held === "object" && Object.hasOwn(held, "prototype")) {
       return pathOf(visit, "constructor");
     }
-    for (const [key, child] of Object.entries(node)) pending.push({ node: child, key, parent: visit });
+    if (Array.isArray(node)) node.forEach((child, at) => pending.push({ node: child, key: at, parent: visit }));
+    else for (const [key, child] of Object.entries(node)) pending.push({ node: child, key, parent: visit });
   }
   return undefined;
 }

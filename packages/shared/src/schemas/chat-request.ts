@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { fieldPath } from "./field-path.js";
 
 /**
  * An OpenAI chat-completions request body (https://platform.openai.com/docs/api-reference/chat/create).
@@ -19,7 +20,7 @@ export type ImagePart = z.infer<typeof imagePart>;
 
 /**
  * A message's `content` that is neither form: what it should be ("Invalid input" said nothing),
- * or, for an array, what is wrong inside it (its first problem, e.g. `0.text: ...`).
+ * or, for an array, what is wrong inside it (its first problem, e.g. `[0].text: ...`).
  */
 function contentError(parts: string) {
   return (issue: {
@@ -29,7 +30,7 @@ function contentError(parts: string) {
   }) => {
     if (issue.code !== "invalid_union") return undefined;
     const inner = Array.isArray(issue.input) ? issue.errors?.[1]?.[0] : undefined;
-    if (inner) return `${inner.path.length ? `${inner.path.map(String).join(".")}: ` : ""}${inner.message}`;
+    if (inner) return `${inner.path.length ? `${fieldPath(inner.path)}: ` : ""}${inner.message}`;
     return `content must be a string or an array of ${parts}`;
   };
 }
