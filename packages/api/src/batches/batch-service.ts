@@ -133,18 +133,24 @@ export class BatchService {
   /**
    * Cancels a batch: status cancelling at once, then queued lines are removed and running ones
    * aborted in the background (a sweeper finishes the job if this process dies). A batch that has
-   * already ended is a 409.
+   * already ended, or is finalizing (all its lines have), is a 409.
    */
   async cancel(tenant: string, batchId: string): Promise<BatchObject | undefined> {
     const { store } = this.deps;
     const record = await store.get(tenant, batchId);
     if (!record) return undefined;
     const result = await store.transition(batchId, "cancel");
-    if (!result.changed && isTerminalBatchStatus(result.status)) {
+    // Finalizing, every line has ended too: it ends completed or expired whatever is asked now.
+    const ended = isTerminalBatchStatus(result.status) || result.status === "finalizing";
+    if (!result.changed && ended) {
+      const state =
+        result.status === "finalizing"
+          ? "is finalizing: every line has ended"
+          : `has already ended (status ${result.status})`;
       throw new HttpError(
         409,
         "conflict_error",
-        `batch ${batchId} has already ended (status ${result.status}); nothing to cancel`,
+        `batch ${batchId} ${state}; nothing to cancel`,
         undefined,
         // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
         { "x-should-retry": "false" },
