@@ -40,7 +40,10 @@ describe("param of a 400 names the field as OpenAI does", () => {
     const error = await openai.chat.completions
       .create({
         model: "default",
-        messages: [hello as OpenAI.ChatCompletionMessageParam, { role: "user", content: [{ type: "text" }] } as never],
+        messages: [
+          hello as OpenAI.ChatCompletionMessageParam,
+          { role: "user", content: [{ type: "text" }] } as never,
+        ],
       })
       .then(
         () => undefined,

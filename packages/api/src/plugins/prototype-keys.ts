@@ -34,7 +34,8 @@ export function prototypeKeyPath(value: unknown): string | undefined {
     if (held !== null && typeof held === "object" && Object.hasOwn(held, "prototype")) {
       return pathOf(visit, "constructor");
     }
-    if (Array.isArray(node)) node.forEach((child, at) => pending.push({ node: child, key: at, parent: visit }));
+    if (Array.isArray(node))
+      node.forEach((child, at) => pending.push({ node: child, key: at, parent: visit }));
     else for (const [key, child] of Object.entries(node)) pending.push({ node: child, key, parent: visit });
   }
   return undefined;

@@ -127,10 +127,14 @@ export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDep
   let turn: Promise<unknown> = Promise.resolve();
   // Not held by the Redis gate: while Redis is away a scrape still gets this process's own
   // counters (an outage is when they matter most), and no cluster-wide gauge rather than a 503.
-  app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (_request, reply) => {
+  // Nor by an error Redis answers (a key of the wrong type, an ACL, OOM on a script): the gauges are
+  // left out the same way, and the error is logged, not a 500 that loses the counters too.
+  app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (request, reply) => {
     const snapshot = await withinMs(readClusterSnapshot(deps), waitMs).catch((error: unknown) => {
-      if (error instanceof NoAnswerInTime || isRedisUnavailableError(error)) return undefined;
-      throw error;
+      if (!(error instanceof NoAnswerInTime || isRedisUnavailableError(error))) {
+        request.log.error({ err: error }, "metrics: reading the cluster-wide gauges from Redis failed");
+      }
+      return undefined;
     });
     // Set and read in one turn each: another scrape's gauges never end up in this one's page.
     const page = turn.then(() => {

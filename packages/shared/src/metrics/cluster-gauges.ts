@@ -25,7 +25,7 @@ export interface ClusterGauges {
    * then update: two scrapes that overlap never mix their figures), dropping series that are gone.
    */
   update(snapshot: ClusterSnapshot): void;
-  /** Redis did not answer this scrape: no cluster gauge is shown (none is stale), and cascade_redis_up is 0. */
+  /** Redis did not answer this scrape, or answered an error: no cluster gauge is shown (none is stale), and cascade_redis_up is 0. */
   unavailable(): void;
 }
 
@@ -79,7 +79,7 @@ export function createClusterGauges(registry: Registry): ClusterGauges {
   });
   const redisUp = new Gauge({
     name: "cascade_redis_up",
-    help: "1 when the last scrape read the cluster-wide gauges from Redis; 0 when Redis did not answer and they were left out.",
+    help: "1 when the last scrape read the cluster-wide gauges from Redis; 0 when Redis did not answer (or answered an error) and they were left out.",
     registers,
   });
   const clear = () => {
