@@ -34,9 +34,10 @@ export function prototypeKeyPath(value: unknown): string | undefined {
     if (held !== null && typeof held === "object" && Object.hasOwn(held, "prototype")) {
       return pathOf(visit, "constructor");
     }
-    if (Array.isArray(node))
-      node.forEach((child, at) => pending.push({ node: child, key: at, parent: visit }));
-    else for (const [key, child] of Object.entries(node)) pending.push({ node: child, key, parent: visit });
+    const array = Array.isArray(node);
+    for (const [key, child] of Object.entries(node)) {
+      pending.push({ node: child, key: array ? Number(key) : key, parent: visit });
+    }
   }
   return undefined;
 }
