@@ -16,6 +16,15 @@ export interface BatchLine {
 const LINE_FIELDS = new Set(["custom_id", "method", "url", "body"]);
 export const MAX_CUSTOM_ID_LENGTH = 512;
 
+/** Characters (code points), as OpenAI counts a custom_id's length, not UTF-16 units. */
+function characters(text: string): number {
+  // Each character is one or two units: only the lengths between the limit and twice it need a count.
+  if (text.length <= MAX_CUSTOM_ID_LENGTH || text.length > 2 * MAX_CUSTOM_ID_LENGTH) return text.length;
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
 const problem = (line: number, code: string, param: string | null, message: string): BatchLineError => ({
   code,
   line,
@@ -74,7 +83,7 @@ export function parseBatchLine(
     }
   }
   const customId = entry.custom_id;
-  if (typeof customId !== "string" || customId.length === 0 || customId.length > MAX_CUSTOM_ID_LENGTH) {
+  if (typeof customId !== "string" || customId.length === 0 || characters(customId) > MAX_CUSTOM_ID_LENGTH) {
     return {
       ok: false,
       error: problem(
