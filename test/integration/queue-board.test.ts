@@ -135,6 +135,29 @@ describe("the queue board", () => {
     expect(gone.status).toBe(404);
   });
 
+  it("answers an action the job's state refuses (promote a job that is not delayed) with 409, not a 500", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "promote me" }] } },
+      headers: { authorization: ACME },
+    });
+    expect(created.status).toBe(202);
+    const done = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=10`, {
+      headers: { authorization: ACME },
+    });
+    expect(done.body.status).toBe("succeeded");
+    const promoted = await fetch(
+      `${stack.url}/admin/queues/api/queues/completions/${created.body.id}/promote`,
+      {
+        method: "PUT",
+        headers: { authorization: OPS },
+      },
+    );
+    const text = await promoted.text();
+    expect(promoted.status, text).toBe(409);
+    expect(text).toContain("is not in the delayed state");
+    expect(text).not.toContain("is not a function");
+  });
+
   it("adds and edits no job data from the board: jobs come in through /v1/jobs", async () => {
     const added = await fetch(`${stack.url}/admin/queues/api/queues/completions/add`, {
       method: "POST",

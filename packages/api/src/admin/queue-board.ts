@@ -23,6 +23,9 @@ export interface QueueBoardDeps {
  */
 const REFUSED_ROUTES = [/\/api\/queues\/:queueName\/add$/, /\/update-data$/];
 
+/** BullMQ's `ErrorCode.JobNotExist`: the job an action names is gone. */
+const BULLMQ_JOB_NOT_EXIST = -1;
+
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
@@ -71,16 +74,32 @@ export function registerQueueBoard(app: FastifyInstance, deps: QueueBoardDeps): 
 function answerHttpErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   let answer: HttpError;
   if (error instanceof HttpError) answer = error;
-  else if (error.code?.startsWith("FST_") && error.statusCode !== undefined && error.statusCode < 500) {
+  else if (
+    typeof error.code === "string" &&
+    error.code.startsWith("FST_") &&
+    error.statusCode !== undefined &&
+    error.statusCode < 500
+  ) {
     // Fastify's own refusals (a body it cannot parse, an unsupported Content-Type: 400, 413, 415)
     // are framework errors, which the contract answers in the API's shape everywhere.
     answer = new HttpError(error.statusCode, errorTypeForStatus(error.statusCode), error.message);
   } else if (isRedisUnavailableError(error)) {
     request.log.warn({ err: error.message }, "queue board request failed: Redis is not reachable");
     answer = redisUnavailable(error.message, request.method);
+  } else if (typeof bullmqCode(error) === "number" && error.statusCode === undefined) {
+    // BullMQ refuses an action on a job that is gone or not in the state it needs (promote a job
+    // that is not delayed, retry one that has not failed) with a numeric code: the operator's
+    // request conflicts with the job, a 404 or 409 in bull-board's shape, not a 500.
+    const missing = bullmqCode(error) === BULLMQ_JOB_NOT_EXIST;
+    throw Object.assign(error, { statusCode: missing ? 404 : 409 });
   } else throw error;
   for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
   return sendError(reply, answer.statusCode, answer.type, answer.message, answer.param);
+}
+
+/** BullMQ's errors carry a numeric `code` (its `ErrorCode`), where Fastify's carry a string. */
+function bullmqCode(error: unknown): unknown {
+  return (error as { code?: unknown }).code;
 }
 
 async function refuseJobWrites(): Promise<never> {
