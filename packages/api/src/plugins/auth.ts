@@ -67,11 +67,25 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
   });
 
   // Callback style (no promise per request); a throw here reaches Fastify's error handler.
-  app.addHook("onRequest", (request: FastifyRequest, _reply, done) => {
+  app.addHook("onRequest", (request: FastifyRequest, reply, done) => {
+    try {
+      authenticate(request);
+    } catch (error) {
+      // Refused before its body was read: close the connection after the answer. Kept alive,
+      // Node would read and discard the rest of the declared body to reuse the socket, so a
+      // client with no key could hold it (and a file descriptor) for the whole request timeout
+      // (an hour) by trickling bytes.
+      if (hasBody(request)) reply.header("connection", "close");
+      return done(error as Error);
+    }
+    done();
+  });
+
+  function authenticate(request: FastifyRequest): void {
     // No route matched: the not-found handler answers 404/405 and touches no tenant's data.
-    if (request.is404) return done();
+    if (request.is404) return;
     const access = request.routeOptions.config.access ?? "tenant";
-    if (access === "public") return done();
+    if (access === "public") return;
     const basic = request.routeOptions.config.basicAuth === true;
     const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash, basic);
     if (access === "admin" && !config.openMode && !admins.has(tenant)) {
@@ -81,8 +95,13 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
       throw new HttpError(403, "permission_error", message);
     }
     (request as AuthenticatedRequest)[authenticatedTenant] = tenant;
-    done();
-  });
+  }
+}
+
+/** Whether the request declares a body (which is read after onRequest, if at all). */
+function hasBody(request: FastifyRequest): boolean {
+  const length = request.headers["content-length"];
+  return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined;
 }
 
 function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>, basic: boolean): string {
