@@ -74,6 +74,17 @@ export class CallRecord implements SentSink {
   sent(): void {
     this.wholeAnswerTokens = this.outputLimit;
   }
+
+  /**
+   * A call not streamed whose provider began a 2xx answer: it had generated the whole completion
+   * (a non-streamed answer is sent once finished), so an answer that then cannot be read (not
+   * JSON, cut off) is billed all the same.
+   */
+  respondedWhole = false;
+
+  responded(): void {
+    this.respondedWhole = this.wholeAnswerTokens !== undefined;
+  }
 }
 
 /** Characters of one streamed piece, as chargeUnfinishedCall counts them. */

@@ -107,8 +107,13 @@ function settleCall(
     // billed, and carries usage where it was.
     answered: call.answered && (error?.reason === "network_error" || error?.reason === "invalid_response"),
     // An interrupted call was abandoned only if it was sent: a cancel during admission reached
-    // no provider.
-    abandoned: error === undefined ? call.dispatched : error.reason === "timeout",
+    // no provider. A call not streamed whose 2xx answer could not be read (not JSON, cut off)
+    // was billed its whole completion, as one abandoned after it was sent.
+    abandoned:
+      error === undefined
+        ? call.dispatched
+        : error.reason === "timeout" ||
+          (call.respondedWhole && (error.reason === "network_error" || error.reason === "invalid_response")),
     wholeAnswerTokens: call.wholeAnswerTokens,
   });
   run.addCost(billed.costUsd);

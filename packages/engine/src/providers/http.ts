@@ -55,7 +55,10 @@ const Decorator = DecoratorHandler as unknown as new (
   onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void;
 };
 
-/** A fetch's handler that tells its call when undici writes the request (see reportSent). */
+/**
+ * A fetch's handler that tells its call when undici writes the request (see reportSent), and when
+ * a 2xx answer to it begins.
+ */
 class SentReporter extends Decorator {
   constructor(
     handler: Dispatcher.DispatchHandler,
@@ -68,6 +71,16 @@ class SentReporter extends Decorator {
     // undici calls this on the socket the request is written to, right before the write.
     this.sink.sent();
     super.onRequestStart(controller, context);
+  }
+
+  override onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    if (statusCode >= 200 && statusCode < 300) this.sink.responded?.();
+    super.onResponseStart?.(controller, statusCode, headers, statusMessage);
   }
 }
 

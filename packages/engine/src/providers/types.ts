@@ -52,9 +52,14 @@ export interface ProviderCall {
   sentTo: SentSink | undefined;
 }
 
-/** Told once a call's request is written on a socket. */
+/** Told once a call's request is written on a socket, and once a 2xx answer to it begins. */
 export interface SentSink {
   sent(): void;
+  /**
+   * The provider's 2xx answer began (its status line arrived): a non-streamed call whose answer
+   * then cannot be read (a body that is not JSON, or cut off) was still billed its completion.
+   */
+  responded?(): void;
 }
 
 /** One streamed tool-call fragment, keyed like OpenAI's `delta.tool_calls[]` (by `index`). */

@@ -197,6 +197,7 @@ class AnswerCollector implements Dispatcher.DispatchHandler {
       return;
     }
     this.answer = { status: statusCode, statusText: statusMessage ?? "", headers: record };
+    if (statusCode < 300) this.sentTo?.responded?.();
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
