@@ -11,7 +11,7 @@ import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 /** Sends the head and the first byte of a 100 kB body; resolves with what came back and whether the server closed. */
 function partialPost(url: string, path: string, authorization?: string) {
   const { hostname, port } = new URL(url);
-  return new Promise<{ head: string; closed: boolean; socket: Socket }>((resolve, reject) => {
+  return new Promise<{ head: string; text: string; closed: boolean; socket: Socket }>((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     let received = "";
     let closed = false;
@@ -32,7 +32,7 @@ function partialPost(url: string, path: string, authorization?: string) {
       const drip = setInterval(() => socket.writable && socket.write(" "), 100);
       setTimeout(() => {
         clearInterval(drip);
-        resolve({ head: received.split("\r\n")[0] ?? "", closed, socket });
+        resolve({ head: received.split("\r\n")[0] ?? "", text: received, closed, socket });
       }, 1_500);
     });
   });
@@ -64,6 +64,22 @@ describe("a request refused for its key, body still coming", () => {
     socket.destroy();
     expect(head).toBe("HTTP/1.1 403 Forbidden");
     expect(closed).toBe(true);
+  });
+
+  it("answers a path no route serves (404, or 405 with Allow) at once and closes, body still coming", async () => {
+    // It read the whole declared body before answering: no answer at all while it trickled.
+    const cases: Array<[string, string, string]> = [
+      ["/v1/nope", "HTTP/1.1 404 Not Found", ""],
+      ["/healthz", "HTTP/1.1 405 Method Not Allowed", "allow: GET"],
+    ];
+    for (const [path, status, header] of cases) {
+      const { head, closed, socket, text } = await partialPost(stack.url, path, "Bearer acme-key");
+      socket.destroy();
+      expect(head, path).toBe(status);
+      expect(text.toLowerCase(), path).toContain(header.toLowerCase());
+      expect(text, path).toContain('"error":{"type":');
+      expect(closed, path).toBe(true);
+    }
   });
 
   it("keeps a connection whose refused request had no body, for the next request", async () => {

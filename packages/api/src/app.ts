@@ -350,8 +350,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
       if (method !== "HEAD") routes.push({ method, pattern: routePattern(route.url) });
     }
   });
-  registerErrorHandling(app, routes);
-  registerAuth(app, config);
+  const unrouted = registerErrorHandling(app, routes);
+  registerAuth(app, config, unrouted);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
   if (replicaWait) registerReplicaWait(app, replicaWait.wait);

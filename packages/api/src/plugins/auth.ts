@@ -1,5 +1,6 @@
 import { type Config, sha256Hex } from "@cascade/shared";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { UnroutedAnswer } from "./error-handler.js";
 import { HttpError } from "./http-error.js";
 
 /**
@@ -49,7 +50,7 @@ const unauthorized = (message: string, basic = false) =>
  * keys. The decision is taken from the route Fastify matched (after it decoded the path), never
  * from the URL text: `/%761/jobs` is `/v1/jobs` to the router, so it must be to auth as well.
  */
-export function registerAuth(app: FastifyInstance, config: Config): void {
+export function registerAuth(app: FastifyInstance, config: Config, unrouted: UnroutedAnswer): void {
   const tenantByHash = new Map<string, string>();
   for (const tenant of config.tenants.values()) {
     for (const hash of tenant.keyHashes) tenantByHash.set(hash, tenant.id);
@@ -82,8 +83,13 @@ export function registerAuth(app: FastifyInstance, config: Config): void {
   });
 
   function authenticate(request: FastifyRequest): void {
-    // No route matched: the not-found handler answers 404/405 and touches no tenant's data.
-    if (request.is404) return;
+    // No route matched: the not-found handler answers 404/405 and touches no tenant's data. It
+    // runs once the body is read: one that declares a body is answered now (and closed, above),
+    // so nobody holds a connection by trickling a body to a path that does not exist.
+    if (request.is404) {
+      if (hasBody(request)) throw unrouted(request);
+      return;
+    }
     const access = request.routeOptions.config.access ?? "tenant";
     if (access === "public") return;
     const basic = request.routeOptions.config.basicAuth === true;

@@ -90,6 +90,9 @@ function describeValidation(
   return { message: lines.map((line) => line.text).join("; "), param: lines[0]?.param || undefined };
 }
 
+/** The 404, or 405 with `Allow`, for a request no route serves. */
+export type UnroutedAnswer = (request: FastifyRequest) => HttpError;
+
 /**
  * Every error, Fastify's own included, in the contract's shape. Bad input is a 4xx naming the
  * field; only our own faults are 5xx, and they never leak internals.
@@ -97,7 +100,7 @@ function describeValidation(
 export function registerErrorHandling(
   app: FastifyInstance,
   routes: Array<{ method: string; pattern: RegExp }>,
-): void {
+): UnroutedAnswer {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof HttpError) {
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
@@ -138,22 +141,29 @@ export function registerErrorHandling(
     return sendError(reply, 500, "api_error", "internal error; the request id is in the logs");
   });
 
-  app.setNotFoundHandler((request, reply) => {
+  const unrouted = (request: FastifyRequest): HttpError => {
     const path = request.url.split("?")[0] ?? "/";
     const allowed = [
       ...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method)),
     ];
     if (allowed.length) {
-      reply.header("allow", allowed.join(", "));
-      return sendError(
-        reply,
+      return new HttpError(
         405,
         "method_not_allowed_error",
         `${request.method} is not allowed on ${path}; use ${allowed.join(", ")}`,
+        undefined,
+        { allow: allowed.join(", ") },
       );
     }
-    return sendError(reply, 404, "not_found_error", `no route ${request.method} ${path}`);
+    return new HttpError(404, "not_found_error", `no route ${request.method} ${path}`);
+  };
+  // Reached once the body is read: registerAuth's hook answers those that declare one before.
+  app.setNotFoundHandler((request, reply) => {
+    const error = unrouted(request);
+    for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+    return sendError(reply, error.statusCode, error.type, error.message);
   });
+  return unrouted;
 }
 
 /**
