@@ -29,6 +29,22 @@ describe("validation messages of POST /v1/jobs", () => {
     expect(answer.body.error.message).toMatch(/64/);
   });
 
+  it("a webhook.url past 2,048 characters is refused, naming the field and the limit", async () => {
+    // It was accepted (a 1 MB URL), kept on its delivery for 7 days and listed back; receivers
+    // answer such a request 414 or 431 (black-box audit).
+    const url = `https://93.184.215.14/${"a".repeat(2_100)}`;
+    const answer = await stack.request("POST", "/v1/jobs", { body: { request, webhook: { url } }, headers: acme });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.param).toBe("webhook.url");
+    expect(answer.body.error.message).toMatch(/2048/);
+    const fits = `https://93.184.215.14/${"a".repeat(2_000)}`;
+    const accepted = await stack.request("POST", "/v1/jobs", {
+      body: { request, webhook: { url: fits } },
+      headers: acme,
+    });
+    expect(accepted.status).toBe(202);
+  });
+
   it("five stop sequences are refused with a message that gives the limit", async () => {
     const answer = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...request, stop: ["a", "b", "c", "d", "e"] } },

@@ -8,6 +8,9 @@ import {
 } from "./chat-request.js";
 
 /** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
+/** The longest `webhook.url` a job takes (what browsers and most servers take in a request line). */
+export const WEBHOOK_URL_MAX_LENGTH = 2048;
+
 export const END_USER_MAX_LENGTH = 256;
 
 /** The job's optional fields a client may send as `null`, meaning unset (as the request's). */
@@ -30,7 +33,12 @@ export const createJobBodySchema = z.preprocess(
     route: z.string().min(1).optional(),
     models: z.array(z.string().min(1)).min(1, "models must name at least one model").max(16).optional(),
     webhook: z
-      .strictObject({ url: z.url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" }) })
+      .strictObject({
+        url: z
+          .url({ protocol: /^https?$/, error: "webhook.url must be an http(s) URL" })
+          // Kept on each delivery and listed back; receivers refuse longer request lines (414).
+          .max(WEBHOOK_URL_MAX_LENGTH, `webhook.url holds at most ${WEBHOOK_URL_MAX_LENGTH} characters`),
+      })
       .optional(),
     metadata: openAIMetadataSchema.optional(),
     priority: z.number().int().min(1).max(10).default(5),
