@@ -122,6 +122,12 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     const unopened = this.unopened;
     this.unopened = undefined;
     if (unopened) this.release(unopened.hop, unopened.part);
+    // An answer with no text and no tool calls: OpenAI still opens its stream with the role (and
+    // an empty content), and the SDKs' stream helpers fail a choice that never had one.
+    if (!this.roleSent) {
+      this.roleSent = true;
+      this.write(this.chunk(model, { role: "assistant", content: "" }, null));
+    }
     this.write(this.chunk(model, {}, finishReason));
     if (usage !== undefined) {
       this.write(
