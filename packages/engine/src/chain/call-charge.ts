@@ -1,5 +1,5 @@
 import { costUsd, type ModelConfig, usageCostUsd } from "@cascade/shared";
-import type { CompletionUsage, SentSink } from "../providers/types.js";
+import type { Completion, CompletionUsage, SentSink } from "../providers/types.js";
 
 /** The contract's estimate counts a token per 4 characters of text; streamed text counts the same. */
 const CHARACTERS_PER_TOKEN = 4;
@@ -44,6 +44,27 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
       ? call.wholeAnswerTokens
       : Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
   return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+}
+
+/**
+ * The usage a completion is charged: what the provider reported; or, when it reported none (an
+ * OpenAI-compatible server that sends no `usage`, a stream without its usage chunk: both read as
+ * 0 prompt and 0 completion tokens, which no call with a prompt is), the prompt estimate plus the
+ * answer estimated like a prompt (ceil(characters / 4)), as a call whose usage is unknown is
+ * charged (ADR 0013). Free answers would pass every budget and price ceiling uncounted.
+ */
+export function completionChargeUsage(
+  completion: Pick<Completion, "usage" | "content" | "refusal" | "toolCalls">,
+  promptEstimate: number,
+): CompletionUsage {
+  const { usage } = completion;
+  if (usage.promptTokens + usage.completionTokens > 0) return usage;
+  const characters = streamedCharactersOf({
+    ...(completion.content !== null ? { content: completion.content } : {}),
+    ...(completion.refusal !== undefined ? { refusal: completion.refusal } : {}),
+    toolCalls: completion.toolCalls.map((call) => call.function),
+  });
+  return { promptTokens: promptEstimate, completionTokens: Math.ceil(characters / CHARACTERS_PER_TOKEN) };
 }
 
 /**

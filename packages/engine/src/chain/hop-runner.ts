@@ -14,7 +14,12 @@ import type { Completion, StreamSink } from "../providers/types.js";
 import type { Ticket } from "../resilience/resilience.js";
 import { abortableDelay } from "../timing/abortable-delay.js";
 import { admitHop } from "./admission.js";
-import { CallRecord, chargeUnfinishedCall, streamedCharactersOf } from "./call-charge.js";
+import {
+  CallRecord,
+  chargeUnfinishedCall,
+  completionChargeUsage,
+  streamedCharactersOf,
+} from "./call-charge.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import type { ChainProgress } from "./chain-progress.js";
 import { toChatCompletion } from "./chat-completion.js";
@@ -84,8 +89,9 @@ function settleCall(
   call: CallRecord,
 ): Promise<void> | undefined {
   if (completion) {
-    const { promptTokens, completionTokens } = completion.usage;
-    const cost = usageCostUsd(model, completion.usage);
+    const usage = completionChargeUsage(completion, call.promptEstimate);
+    const { promptTokens, completionTokens } = usage;
+    const cost = usageCostUsd(model, usage);
     run.addCost(cost);
     if (ticket) {
       void context.resilience?.settle(ticket, {
