@@ -33,7 +33,10 @@ describe("validation messages of POST /v1/jobs", () => {
     // It was accepted (a 1 MB URL), kept on its delivery for 7 days and listed back; receivers
     // answer such a request 414 or 431 (black-box audit).
     const url = `https://93.184.215.14/${"a".repeat(2_100)}`;
-    const answer = await stack.request("POST", "/v1/jobs", { body: { request, webhook: { url } }, headers: acme });
+    const answer = await stack.request("POST", "/v1/jobs", {
+      body: { request, webhook: { url } },
+      headers: acme,
+    });
     expect(answer.status).toBe(400);
     expect(answer.body.error.param).toBe("webhook.url");
     expect(answer.body.error.message).toMatch(/2048/);
