@@ -9,6 +9,7 @@ import {
   formatZodError,
   type Keys,
   type Logger,
+  OPERATORS_OWNER,
   QUEUE_NAMES,
   type RedisClient,
   WEBHOOK_BACKOFF_TYPE,
@@ -121,6 +122,11 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     allowPrivateNetworks: settings.allow_private_networks,
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
+  // Alert webhooks go where the operators' config says (alerts.webhook_urls), often an internal
+  // receiver: the private-network guard is for URLs tenants give. Redirects are still not followed.
+  const operatorsDispatcher = settings.allow_private_networks
+    ? dispatcher
+    : createGuardedDispatcher({ allowPrivateNetworks: true });
   const timeoutMs = options.timeoutMs ?? WEBHOOK_TIMEOUT_MS;
   const lockDurationMs = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const jobs = createStoredJobReader({ connection: options.connection, keys, queue: options.completions });
@@ -182,13 +188,14 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
     };
     let result: Awaited<ReturnType<typeof sendWebhook>>;
     try {
+      const operators = data.tenant === OPERATORS_OWNER;
       result = await sendWebhook({
         url: data.url,
         body: data.body,
         headers,
-        dispatcher,
+        dispatcher: operators ? operatorsDispatcher : dispatcher,
         timeoutMs,
-        allowPrivateNetworks: settings.allow_private_networks,
+        allowPrivateNetworks: operators || settings.allow_private_networks,
       });
     } finally {
       destinations.release(destination);
@@ -269,7 +276,7 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
         await worker.close(true);
       }
       clearTimeout(timer);
-      await dispatcher.destroy();
+      await Promise.all([...new Set([dispatcher, operatorsDispatcher])].map((each) => each.destroy()));
     },
   };
 }
