@@ -11,16 +11,21 @@ export interface GatewayError {
   message: string;
   /** Seconds, for a 429 whose limits refill at a known time. */
   retryAfterS?: number;
+  /** False for a 502 that asking again cannot change (httpErrorOf). */
+  retryable?: false;
 }
 
 /**
  * Retry-After from the earliest refill; and `x-should-retry` (read by OpenAI's SDKs) where
- * retrying cannot help soon: a spent budget waits for the next period, a 400 for a changed request.
+ * retrying cannot help soon: a spent budget waits for the next period, a 400 for a changed request,
+ * a 502 whose every hop refused the request itself (their SDKs retry a 502 twice, the whole chain).
  */
 export function errorHeaders(error: GatewayError): Record<string, string> {
   const headers: Record<string, string> = {};
   if (error.retryAfterS !== undefined) headers["retry-after"] = String(error.retryAfterS);
-  if (error.code === "over_budget" || error.status === 400) headers["x-should-retry"] = "false";
+  if (error.code === "over_budget" || error.status === 400 || error.retryable === false) {
+    headers["x-should-retry"] = "false";
+  }
   return headers;
 }
 

@@ -10,6 +10,8 @@ export interface OutcomeHttpError {
   message: string;
   /** Seconds, for a 429 whose limits refill at a known time. */
   retryAfterS?: number;
+  /** False for a 502 that asking again cannot change: every hop refused the request itself. */
+  retryable?: false;
 }
 
 /** Skips that say the request cannot run on a hop, whatever the hop's health. */
@@ -17,6 +19,21 @@ const UNFIT: ReadonlySet<Reason | undefined> = new Set([
   "capability_missing",
   "context_length",
   "price_ceiling",
+]);
+
+/**
+ * Failures that may not happen again: a provider's outage, a breaker, a limit. A run whose hops
+ * all failed otherwise (the upstream refused a parameter or the key, a content filter) fails the
+ * same way when asked again at once.
+ */
+const TRANSIENT: ReadonlySet<Reason | undefined> = new Set([
+  "rate_limited",
+  "server_error",
+  "timeout",
+  "network_error",
+  "invalid_response",
+  "circuit_open",
+  "over_budget",
 ]);
 
 /** OpenAI's codes where it has one for the same thing; the contract's reason otherwise. */
@@ -72,5 +89,6 @@ export function httpErrorOf(outcome: JobOutcome): OutcomeHttpError {
     return { status: 429, type: "rate_limit_error", code: "rate_limited", message, retryAfterS };
   }
   if (limited) return { status: 429, type: "insufficient_quota", code: "over_budget", message };
-  return { status: 502, type: "api_error", code: "all_models_failed", message };
+  const failed = { status: 502, type: "api_error", code: "all_models_failed", message } as const;
+  return usable.some((attempt) => TRANSIENT.has(attempt.reason)) ? failed : { ...failed, retryable: false };
 }
