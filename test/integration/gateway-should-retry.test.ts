@@ -29,7 +29,11 @@ const unsupported = {
 
 beforeAll(async () => {
   fake = await startFakeOpenAI({ apiKey: "sk-up" });
-  const model = (name: string) => ({ provider: "up", name, price: { input_per_mtok: 1, output_per_mtok: 2 } });
+  const model = (name: string) => ({
+    provider: "up",
+    name,
+    price: { input_per_mtok: 1, output_per_mtok: 2 },
+  });
   stack = await startStack({
     redisUrl: inject("redisUrl"),
     env: { UP_KEY: "sk-up", GW_KEYS: KEY },
