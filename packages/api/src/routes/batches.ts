@@ -1,4 +1,4 @@
-import { createBatchBodySchema, listObject, toBatchObject } from "@cascade/shared";
+import { createBatchBodySchema, DEFAULT_FILE_STORAGE_MB, listObject, toBatchObject } from "@cascade/shared";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -23,7 +23,11 @@ export function registerBatchApi(app: FastifyInstance, deps: BatchApiDeps): void
   const { store, files } = deps;
   const service = new BatchService(deps);
   app.addHook("onClose", () => service.close());
-  registerFileRoutes(app, { files });
+  registerFileRoutes(app, {
+    files,
+    limitBytes: (tenant) =>
+      (deps.config.tenants.get(tenant)?.config.max_file_storage_mb ?? DEFAULT_FILE_STORAGE_MB) * 1024 * 1024,
+  });
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
   routes.post("/v1/batches", { schema: { body: createBatchBodySchema } }, async (request, reply) => {

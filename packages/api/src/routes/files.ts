@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import {
   type FileObject,
+  FileStorageLimitError,
   type FileStore,
   FileTooLargeError,
   listObject,
@@ -14,6 +15,8 @@ import { badRequest, checkCursorShape, HttpError, notFound } from "../plugins/ht
 
 export interface FileRoutesDeps {
   files: FileStore;
+  /** Bytes of uploaded files a tenant may hold at once (`max_file_storage_mb`). */
+  limitBytes: (tenant: string) => number;
 }
 
 const fileParams = z.object({ id: z.string().min(1).max(200) });
@@ -35,6 +38,18 @@ const tooLarge = () =>
     "request_too_large_error",
     `file: larger than the ${MAX_FILE_BYTES / 1024 / 1024} MB limit for one file`,
     "file",
+  );
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** A 400 the SDKs do not retry: room comes from deleting files or their expiry, not from asking again. */
+const storageFull = (heldBytes: number, limitBytes: number, uploadBytes?: number) =>
+  badRequest(
+    `file: this tenant's files hold ${mib(heldBytes)} of its ${mib(limitBytes)} (max_file_storage_mb)` +
+      `${uploadBytes === undefined ? "" : `, too little for ${mib(uploadBytes)} more`}; delete files` +
+      " (DELETE /v1/files/{id}) or wait for them to expire",
+    "file",
+    "storage_limit_exceeded",
   );
 
 function ttlFrom(fields: Record<string, string>): number | undefined {
@@ -117,6 +132,13 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
           "POST /v1/files takes multipart/form-data with the fields file and purpose",
         );
       }
+      const limitBytes = deps.limitBytes(request.tenant);
+      const held = await files.heldBytes(request.tenant);
+      if (held >= limitBytes) {
+        // Answered before the body is read: its connection goes, rather than the body's bytes.
+        reply.header("connection", "close");
+        throw storageFull(held, limitBytes);
+      }
       const fields: Record<string, string> = {};
       let upload: { id: string; bytes: number; filename: string } | undefined;
       try {
@@ -158,6 +180,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
           filename: upload.filename,
           purpose,
           ttlSeconds,
+          limitBytes,
         });
         upload = undefined;
         return reply.code(200).send(file);
@@ -165,6 +188,9 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         if (upload) await files.discard(upload.id);
         const code = (error as { code?: string }).code;
         if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
+        if (error instanceof FileStorageLimitError) {
+          throw storageFull(error.heldBytes, error.limitBytes, upload?.bytes);
+        }
         if (code === "FST_PROTO_VIOLATION") {
           // @fastify/multipart refuses a field named after an object property and does not say which.
           throw badRequest(

@@ -109,17 +109,82 @@ export async function listIndex<T>(
   return { data: found.slice(0, options.limit), has_more: found.length > options.limit };
 }
 
+/** A tenant's uploaded files may hold this many MiB at once unless its config says otherwise. */
+export const DEFAULT_FILE_STORAGE_MB = 1024;
+
+/** An upload that would take its tenant's files past `max_file_storage_mb`. */
+export class FileStorageLimitError extends Error {
+  constructor(
+    readonly heldBytes: number,
+    readonly limitBytes: number,
+  ) {
+    super(`the tenant's files hold ${heldBytes} bytes of ${limitBytes}`);
+  }
+}
+
+/**
+ * commit-file — makes an upload a file of its tenant if the tenant's live uploads leave room.
+ * KEYS: 1 file hash, 2 file data, 3 tenant's file index, 4 tenant's file sizes.
+ * ARGV: 1 file id, 2 bytes, 3 ttl seconds, 4 the tenant's limit in bytes (-1: none), 5… the
+ * hash's field/value pairs. Sizes whose file expired (or whose entry does not parse) are dropped
+ * as they are summed. Returns {1, held} when committed, {0, held} when over the limit.
+ */
+const COMMIT_FILE_LUA = `
+local now = tonumber(redis.call('TIME')[1])
+local held = 0
+local sizes = redis.call('HGETALL', KEYS[4])
+for i = 1, #sizes, 2 do
+  local bytes, expires = string.match(sizes[i + 1], '^(%d+):(%d+)$')
+  if bytes and tonumber(expires) > now then
+    held = held + tonumber(bytes)
+  else
+    redis.call('HDEL', KEYS[4], sizes[i])
+  end
+end
+local bytes, ttl, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if limit >= 0 and held + bytes > limit then return {0, held} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], bytes .. ':' .. (now + ttl))
+if redis.call('TTL', KEYS[4]) < ttl then redis.call('EXPIRE', KEYS[4], ttl) end
+return {1, held}
+`;
+
+type Command = (...args: Array<string | number>) => Promise<unknown>;
+
 /**
  * Files of the Files API, in Redis: metadata in a hash, content as a list of ~1 MiB chunks, and a
  * per-tenant index. Redis rather than disk because API and workers may run on different machines
- * and Redis is what they share (docs/decisions/0009-batches.md). Keys expire with the file.
+ * and Redis is what they share (docs/decisions/0009-batches.md). Keys expire with the file. A
+ * tenant's uploads are held to its `max_file_storage_mb` (their sizes in one hash per tenant).
  */
 export class FileStore {
+  private readonly commitFile: Command;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly defaultTtlSeconds: number,
-  ) {}
+  ) {
+    if (!("cascadeCommitFile" in redis)) {
+      redis.defineCommand("cascadeCommitFile", { numberOfKeys: 4, lua: COMMIT_FILE_LUA });
+    }
+    this.commitFile = (redis as unknown as Record<string, Command>).cascadeCommitFile?.bind(redis) as Command;
+  }
+
+  /** Bytes of the tenant's uploaded files that have not expired or been deleted. */
+  async heldBytes(tenant: string): Promise<number> {
+    const sizes = (await this.redis.hvals(this.keys.fileBytes(tenant))) as string[];
+    const now = Math.floor(Date.now() / 1000);
+    let held = 0;
+    for (const entry of sizes) {
+      const [bytes, expires] = entry.split(":").map(Number);
+      if (Number.isFinite(bytes) && Number(expires) > now) held += bytes as number;
+    }
+    return held;
+  }
 
   /**
    * Stores an upload's content as it streams in, under a fresh id, invisible until `commit`
@@ -169,11 +234,20 @@ export class FileStore {
     await this.redis.unlink(this.keys.fileData(id)).catch(() => {});
   }
 
-  /** Makes an upload a file of `tenant`, expiring after `ttlSeconds` (default: the retention time). */
+  /**
+   * Makes an upload a file of `tenant`, expiring after `ttlSeconds` (default: the retention time);
+   * FileStorageLimitError (nothing committed) when the tenant's live uploads and this one would
+   * pass `limitBytes`.
+   */
   async commit(
     tenant: string,
     upload: { id: string; bytes: number },
-    input: { filename: string; purpose: FilePurpose; ttlSeconds?: number | undefined },
+    input: {
+      filename: string;
+      purpose: FilePurpose;
+      ttlSeconds?: number | undefined;
+      limitBytes?: number | undefined;
+    },
   ): Promise<FileObject> {
     const { id } = upload;
     const ttl = input.ttlSeconds ?? this.defaultTtlSeconds;
@@ -187,13 +261,18 @@ export class FileStore {
       purpose: input.purpose,
       expires_at: String(createdAt + ttl),
     };
-    await this.redis
-      .multi()
-      .hset(this.keys.file(id), fields)
-      .expire(this.keys.file(id), ttl)
-      .expire(this.keys.fileData(id), ttl)
-      .zadd(this.keys.fileIndex(tenant), 0, id)
-      .exec();
+    const [committed, held] = (await this.commitFile(
+      this.keys.file(id),
+      this.keys.fileData(id),
+      this.keys.fileIndex(tenant),
+      this.keys.fileBytes(tenant),
+      id,
+      upload.bytes,
+      ttl,
+      input.limitBytes ?? -1,
+      ...Object.entries(fields).flat(),
+    )) as [number, number];
+    if (committed !== 1) throw new FileStorageLimitError(held, input.limitBytes ?? 0);
     return toFileObject(fields) as FileObject;
   }
 
@@ -233,6 +312,7 @@ export class FileStore {
       .multi()
       .unlink(this.keys.file(id), this.keys.fileData(id))
       .zrem(this.keys.fileIndex(tenant), id)
+      .hdel(this.keys.fileBytes(tenant), id)
       .exec();
     return true;
   }

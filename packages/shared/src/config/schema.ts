@@ -285,6 +285,8 @@ const tenantSchema = z
     weight: z.number().int().min(1).max(100).optional(),
     /** Jobs of this tenant running at once, across all workers. */
     max_concurrency: positiveInt.optional(),
+    /** Addition: MiB of uploaded files (Files API) this tenant may hold at once, default 1024. */
+    max_file_storage_mb: z.number().positive().optional(),
   })
   .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
     message: "a tenant needs api_keys_env or api_key_sha256",

@@ -61,6 +61,8 @@ export interface Keys {
   file(fileId: string): string;
   fileData(fileId: string): string;
   fileIndex(tenant: string): string;
+  /** A tenant's uploaded files' sizes and expiry times (`<bytes>:<expires_at>` by file id). */
+  fileBytes(tenant: string): string;
   /** Batch record (hash) and a tenant's batches (zset, by id). */
   batch(batchId: string): string;
   batchIndex(tenant: string): string;
@@ -197,6 +199,7 @@ export function createKeys(prefix: string): Keys {
     file: (fileId) => `${tag}:file:${fileId}`,
     fileData: (fileId) => `${tag}:file-data:${fileId}`,
     fileIndex: (tenant) => `${tag}:files:${tenant}`,
+    fileBytes: (tenant) => `${tag}:file-bytes:${tenant}`,
     batch: (batchId) => `${tag}:batch:${batchId}`,
     batchIndex: (tenant) => `${tag}:batches:${tenant}`,
     batchEnded: (batchId) => `${tag}:batch-ended:${batchId}`,
