@@ -79,7 +79,9 @@ describe.skipIf(!hasRedisCli)("a Redis Cluster master failover under load", () =
       WORKER_LOCK_DURATION_MS: "5000",
     };
     [api] = await Promise.all([
-      startApi({ env, name: "failover-api" }),
+      // A loaded machine (CI beside other work) has taken more than the default 15 s to connect
+      // to a cluster just formed; the 60 s hook leaves room for 30.
+      startApi({ env, name: "failover-api", timeoutMs: 30_000 }),
       ...["A", "B"].map(async (name) =>
         workers.push(await startWorker({ env, name: `failover-worker-${name}` })),
       ),
