@@ -390,6 +390,54 @@ describe("anthropic and gemini providers through the worker", () => {
     expect(toolResult.tool_use_id).toBe("functions_get_weather_0");
   });
 
+  it("sends Anthropic no blank text, no empty turn and no blank tool arguments (each a 400 there)", async () => {
+    // OpenAI takes an empty system prompt, blank text parts, an assistant turn of "" and a tool
+    // call whose arguments are ""; Anthropic refuses each with a 400 that would fail the job.
+    anthropic.script("up-claude", { kind: "ok", content: "Sunny." });
+    const job = await run({
+      models: ["claude"],
+      request: {
+        max_tokens: 50,
+        messages: [
+          { role: "system", content: "" },
+          { role: "developer", content: "  " },
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "" },
+              { type: "text", text: "Hi" },
+            ],
+          },
+          { role: "assistant", content: "" },
+          { role: "user", content: "Weather?" },
+          {
+            role: "assistant",
+            content: " ",
+            tool_calls: [
+              { id: "call_1", type: "function", function: { name: "get_weather", arguments: "" } },
+            ],
+          },
+          { role: "tool", tool_call_id: "call_1", content: "sunny" },
+        ],
+        tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
+      },
+    });
+    expect(job.status).toBe("succeeded");
+    const body = anthropic.callsFor("up-claude").at(-1)?.body;
+    expect(body.system).toBeUndefined();
+    expect(body.messages).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Hi" },
+          { type: "text", text: "Weather?" },
+        ],
+      },
+      { role: "assistant", content: [{ type: "tool_use", id: "call_1", name: "get_weather", input: {} }] },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "call_1", content: "sunny" }] },
+    ]);
+  });
+
   it("charges a Claude call that timed out with no max_tokens the 4096 it sent, not the 1024 estimate", async () => {
     // Anthropic needs max_tokens: Cascade sends 4096 for none, and Claude may bill all of it.
     anthropic.script("up-claude", { kind: "hang" });
@@ -531,6 +579,37 @@ describe("anthropic and gemini providers through the worker", () => {
       });
     });
 
+    it("sends Gemini no model turn without parts and no blank function args (each a 400 there)", async () => {
+      gemini.script("up-gemini", { kind: "ok", content: "4" });
+      const job = await run({
+        route: "via-gemini",
+        request: {
+          max_tokens: 50,
+          messages: [
+            { role: "user", content: "Hi" },
+            { role: "assistant", content: "" },
+            { role: "user", content: "add 2 and 2" },
+            {
+              role: "assistant",
+              content: null,
+              tool_calls: [{ id: "call_1", type: "function", function: { name: "add", arguments: "" } }],
+            },
+            { role: "tool", tool_call_id: "call_1", content: "4" },
+          ],
+          tools: [addTool],
+        },
+      });
+      expect(job.status).toBe("succeeded");
+      const body = gemini.callsFor("up-gemini").at(-1)?.body;
+      expect(body.contents.map((content: { role: string }) => content.role)).toEqual([
+        "user",
+        "model",
+        "user",
+      ]);
+      expect(body.contents[0].parts).toEqual([{ text: "Hi" }, { text: "add 2 and 2" }]);
+      expect(body.contents[1].parts[0].functionCall).toMatchObject({ name: "add", args: {} });
+    });
+
     it("passes tools and returns tool_calls", async () => {
       gemini.script("up-gemini", { kind: "ok", toolCalls: [{ name: "add", arguments: '{"a":2,"b":2}' }] });
       const job = await run({
@@ -601,6 +680,24 @@ describe("anthropic and gemini providers through the worker", () => {
       // The SDK calls these "other"; each is a candidate Gemini did not finish, never a "stop".
       ["a LANGUAGE finish", { kind: "ok", finishReason: "LANGUAGE" }, "content_filter", undefined],
       ["an OTHER finish", { kind: "ok", finishReason: "OTHER" }, "invalid_response", undefined],
+      [
+        "a MALFORMED_RESPONSE finish",
+        { kind: "ok", finishReason: "MALFORMED_RESPONSE" },
+        "invalid_response",
+        undefined,
+      ],
+      [
+        "a MISSING_THOUGHT_SIGNATURE finish",
+        { kind: "ok", finishReason: "MISSING_THOUGHT_SIGNATURE" },
+        "invalid_response",
+        undefined,
+      ],
+      [
+        "an IMAGE_PROHIBITED_CONTENT finish",
+        { kind: "ok", finishReason: "IMAGE_PROHIBITED_CONTENT" },
+        "content_filter",
+        undefined,
+      ],
       [
         "an unsupported location",
         {

@@ -36,7 +36,10 @@ export type GeminiFinishReason =
   | "BLOCKLIST"
   | "PROHIBITED_CONTENT"
   | "SPII"
-  | "MALFORMED_FUNCTION_CALL";
+  | "MALFORMED_FUNCTION_CALL"
+  | "MALFORMED_RESPONSE"
+  | "MISSING_THOUGHT_SIGNATURE"
+  | "IMAGE_PROHIBITED_CONTENT";
 /** A functionCall part; `arguments` is a JSON object as text (as in the OpenAI fake). */
 export type FakeGeminiToolCall = { name: string; arguments: string };
 export type FakeGeminiUsage = {

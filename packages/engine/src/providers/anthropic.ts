@@ -1,5 +1,5 @@
 import { createAnthropic } from "@ai-sdk/anthropic";
-import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
+import type { LanguageModelV3CallOptions, LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ChatRequest, ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
@@ -35,9 +35,11 @@ const TOOL_ID_REFUSED_ALL = /[^a-zA-Z0-9_-]/g;
  * provider, would not have made): a stop sequence of whitespace only (`stop: ["\n"]`), and a
  * tool call's id with other characters (`functions.get_weather:0` from another vendor's
  * answer). The former are dropped, as LiteLLM does; ids are rewritten alike in the assistant's
- * tool calls and the tool results that answer them, so they still pair.
+ * tool calls and the tool results that answer them, so they still pair. Blank text goes too
+ * (withoutBlankText).
  */
 function fitForAnthropic(options: LanguageModelV3CallOptions): void {
+  options.prompt = withoutBlankText(options.prompt);
   if (options.stopSequences?.some((stop) => stop.trim() === "")) {
     const kept = options.stopSequences.filter((stop) => stop.trim() !== "");
     if (kept.length) options.stopSequences = kept;
@@ -54,6 +56,44 @@ function fitForAnthropic(options: LanguageModelV3CallOptions): void {
       }
     }
   }
+}
+
+const blank = (text: string) => text.trim() === "";
+
+/**
+ * The prompt without what OpenAI takes and Anthropic answers with a 400: a system message, or a
+ * text part, that is empty or whitespace only ("text content blocks must be non-empty", "... must
+ * contain non-whitespace text"), and a message left with no content by that or sent with none (an
+ * assistant turn of `content: ""`: "all messages must have non-empty content except for the
+ * optional final assistant message"). Blank text says nothing to the model; Anthropic joins the
+ * turns on either side of a dropped one. A user turn of blank text alone is sent as it was, for
+ * Anthropic to refuse, as is a prompt that would be left with no message at all.
+ */
+function withoutBlankText(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
+  const fitted: LanguageModelV3Prompt = [];
+  for (const message of prompt) {
+    if (message.role === "system") {
+      if (!blank(message.content)) fitted.push(message);
+      continue;
+    }
+    if (message.role === "tool") {
+      fitted.push(message);
+      continue;
+    }
+    if (message.role === "user") {
+      // A user turn of blank text only stays: without it the turn before would be the last, and
+      // a last assistant turn is a prefill for Anthropic, another request than the caller's.
+      const content = message.content.filter((part) => part.type !== "text" || !blank(part.text));
+      fitted.push(
+        content.length === 0 || content.length === message.content.length ? message : { ...message, content },
+      );
+      continue;
+    }
+    const content = message.content.filter((part) => part.type !== "text" || !blank(part.text));
+    if (content.length)
+      fitted.push(content.length === message.content.length ? message : { ...message, content });
+  }
+  return fitted.some((message) => message.role !== "system") ? fitted : prompt;
 }
 
 function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {

@@ -190,14 +190,19 @@ const filteredCandidate = (result: LanguageModelV3GenerateResult) =>
  * tool call it could not make. Taken as "stop" they passed a cut answer on as whole.
  * https://ai.google.dev/api/generate-content#FinishReason
  */
-const FILTERED_OTHER = new Set(["LANGUAGE"]);
-const UNFINISHED_OTHER = new Set(["OTHER", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"]);
+const FILTERED_OTHER = new Set(["LANGUAGE", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"]);
+/**
+ * The one "other" that is not an unfinished candidate: the enum's default. Every other reason the
+ * SDK calls "other" (OTHER, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS, MALFORMED_RESPONSE,
+ * MISSING_THOUGHT_SIGNATURE, IMAGE_OTHER, NO_IMAGE, and any Gemini adds later) is not STOP.
+ */
+const FINISHED_OTHER = new Set(["FINISH_REASON_UNSPECIFIED"]);
 
 function rejectUnfinished(result: LanguageModelV3GenerateResult): void {
   const raw = result.finishReason.raw;
   if (raw === undefined || result.finishReason.unified !== "other") return;
   if (FILTERED_OTHER.has(raw)) throw filteredCandidate(result);
-  if (UNFINISHED_OTHER.has(raw)) {
+  if (!FINISHED_OTHER.has(raw)) {
     throw new ProviderError("invalid_response", `Gemini ended the candidate with finishReason ${raw}`);
   }
 }

@@ -65,8 +65,11 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
       else result.push(message);
       continue;
     }
-    if (message.role !== "system" && message.role !== "user") {
-      result.push(message);
+    if (message.role === "assistant") {
+      // An assistant turn with nothing in it (OpenAI's `content: ""`) would be a model turn of no
+      // parts, which Gemini answers with a 400 ("contents.parts must not be empty"): it says
+      // nothing, so it goes, and the user turns on either side join.
+      if (message.content.length) result.push(message);
       continue;
     }
     const content: LanguageModelV3UserContentPart[] =

@@ -28,7 +28,13 @@ function imagePart(image: { url: string; detail?: "auto" | "low" | "high" }): La
   return { type: "file", mediaType: "image/*", data: new URL(image.url), ...options };
 }
 
+/**
+ * A tool call's `arguments` as the SDK's `input`. Blank arguments (some clients and servers send
+ * `""` for a call without parameters) are an empty object: Anthropic's `tool_use.input` and
+ * Gemini's `functionCall.args` must be objects, and OpenAI's own answers say `"{}"`.
+ */
 function parseArguments(text: string): unknown {
+  if (text.trim() === "") return {};
   try {
     return JSON.parse(text);
   } catch {
