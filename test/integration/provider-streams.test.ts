@@ -2,8 +2,8 @@ import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createAnthropicAdapter } from "../../packages/engine/src/providers/anthropic.js";
 import { createGeminiAdapter } from "../../packages/engine/src/providers/gemini.js";
-import { createProviderFetch } from "../../packages/engine/src/providers/http.js";
-import { createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
+import { createProviderFetch, createProviderHttp } from "../../packages/engine/src/providers/http.js";
+import { asksStreamUsage, createOpenAIAdapter } from "../../packages/engine/src/providers/openai.js";
 import { ProviderError } from "../../packages/engine/src/providers/provider-error.js";
 import type { ProviderAdapter, ProviderCall, StreamSink } from "../../packages/engine/src/providers/types.js";
 import { anthropicError, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.js";
@@ -461,5 +461,37 @@ describe("raw event streams", () => {
     const error = await failure(adapter.gemini.stream(callFor("m"), sink));
     expect(error).toMatchObject({ reason: "rate_limited", retryAfterMs: 7000, httpStatus: undefined });
     expect(sink.content()).toBe("Hello");
+  });
+});
+
+describe("stream_options towards a provider that refuses it (Mistral: a 422 extra_forbidden)", () => {
+  it("is asked for by default, left out for Mistral's hosts or with stream_options: drop", () => {
+    expect(asksStreamUsage({})).toBe(true);
+    expect(asksStreamUsage({ base_url: "https://api.deepseek.com" })).toBe(true);
+    expect(asksStreamUsage({ base_url: "https://api.mistral.ai/v1" })).toBe(false);
+    expect(asksStreamUsage({ base_url: "https://codestral.mistral.ai/v1" })).toBe(false);
+    expect(asksStreamUsage({ base_url: "https://api.mistral.ai/v1", stream_options: "send" })).toBe(true);
+    expect(asksStreamUsage({ base_url: "http://127.0.0.1:8000/v1", stream_options: "drop" })).toBe(false);
+  });
+
+  it("is not in the body of a stream with stream_options: drop, lean client or SDK alike", async () => {
+    const http = createProviderHttp({ connections: 2 });
+    const provider = { ...providerConfig("openai", openai.url), stream_options: "drop" } as ProviderConfig;
+    try {
+      for (const adapter of [
+        createOpenAIAdapter("strict", provider, "sk-test", fetch, undefined, { dispatcher: http.dispatcher }),
+        createOpenAIAdapter("strict", provider, "sk-test", fetch),
+      ]) {
+        openai.reset();
+        openai.script("m-strict", { kind: "ok", content: CONTENT });
+        const completion = await adapter.stream(callFor("m-strict", { stream: true }), recordingSink());
+        expect(completion.content).toBe(CONTENT);
+        const body = openai.callsFor("m-strict")[0]?.body;
+        expect(body).toMatchObject({ stream: true });
+        expect(body).not.toHaveProperty("stream_options");
+      }
+    } finally {
+      await http.dispatcher.close();
+    }
   });
 });

@@ -29,6 +29,33 @@ export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" |
   );
 }
 
+/**
+ * Whether a streamed call may ask for `stream_options: {include_usage: true}` (the SDK always
+ * does): the provider's `stream_options`, else by host. Mistral's API validates bodies strictly and answers it with a 422 `extra_forbidden`
+ * ("Extra inputs are not permitted", loc body.stream_options), so every streamed call to Mistral
+ * failed and fell back; its streams carry `usage` in their last chunk without being asked.
+ */
+export function asksStreamUsage(provider: Pick<ProviderConfig, "base_url" | "stream_options">): boolean {
+  if (provider.stream_options !== undefined) return provider.stream_options === "send";
+  const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
+  return !(host === "mistral.ai" || host.endsWith(".mistral.ai"));
+}
+
+/**
+ * A fetch that takes `stream_options` out of a streamed request's JSON body, for the SDK's own
+ * doStream (used where the lean stream is not) towards a provider that refuses the field.
+ */
+function withoutStreamOptions(fetch: typeof globalThis.fetch): typeof globalThis.fetch {
+  return (input, init) => {
+    if (typeof init?.body === "string" && init.body.includes('"stream_options"')) {
+      const body = JSON.parse(init.body) as Record<string, unknown>;
+      delete body.stream_options;
+      return fetch(input, { ...init, body: JSON.stringify(body) });
+    }
+    return fetch(input, init);
+  };
+}
+
 /** OpenAI's own fields of the request, as the SDK's provider options. */
 function openAIOwnOptions(request: ProviderCall["request"], extra: Record<string, unknown>): void {
   if (request.reasoning_effort !== undefined) extra.reasoningEffort = request.reasoning_effort;
@@ -68,7 +95,8 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall, 
 /**
  * Any OpenAI-compatible endpoint through `@ai-sdk/openai`'s `.chat()` model, which calls
  * `{base_url}/chat/completions` (the default factory would call `/responses`). The SDK always asks
- * for `stream_options: {include_usage: true}`, so a stream's finish carries usage.
+ * for `stream_options: {include_usage: true}`, so a stream's finish carries usage (except from
+ * Mistral, which refuses the field and sends usage unasked: asksStreamUsage).
  */
 export function createOpenAIAdapter(
   providerId: string,
@@ -84,7 +112,16 @@ export function createOpenAIAdapter(
     dispatcher?: Dispatcher;
   } = {},
 ): ProviderAdapter {
-  const client = createOpenAI(clientSettings(provider, OPENAI_DEFAULT_BASE_URL, apiKey, fetch, headers));
+  const streamUsage = asksStreamUsage(provider);
+  const client = createOpenAI(
+    clientSettings(
+      provider,
+      OPENAI_DEFAULT_BASE_URL,
+      apiKey,
+      streamUsage ? fetch : withoutStreamOptions(fetch),
+      headers,
+    ),
+  );
   const { dispatcher } = options;
   const ownFields = forwardsOpenAIFields(provider);
   return createAiSdkAdapter({
@@ -96,7 +133,7 @@ export function createOpenAIAdapter(
     ...(dispatcher
       ? {
           generateWith: (sdkGenerate) => createLeanChatGenerate(dispatcher, classifyOpenAIError, sdkGenerate),
-          streamWith: (sdkStream) => createLeanChatStream(dispatcher, OPENAI_ERRORS, sdkStream),
+          streamWith: (sdkStream) => createLeanChatStream(dispatcher, OPENAI_ERRORS, sdkStream, streamUsage),
         }
       : {}),
   });

@@ -175,6 +175,12 @@ const providerSchema = z.strictObject({
    */
   openai_fields: z.enum(["forward", "drop"]).optional(),
   /**
+   * type openai: whether a streamed call asks for `stream_options: {include_usage: true}` (the
+   * usage chunk). Default: `send`, except `drop` for Mistral's hosts (`*.mistral.ai`), which answer
+   * the field with a 422 and send usage in the last chunk unasked.
+   */
+  stream_options: z.enum(["send", "drop"]).optional(),
+  /**
    * Upstream connections per process (each deployment with its own key or endpoint has as many
    * again). Default: WORKER_CONCURRENCY on workers, 512 on the API.
    */

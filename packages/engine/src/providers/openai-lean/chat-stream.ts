@@ -455,6 +455,7 @@ async function streamLean(
   options: LanguageModelV3CallOptions,
   sink: StreamSink,
   classifiers: StreamClassifiers,
+  streamUsage: boolean,
 ): Promise<StreamedResult> {
   const signal = options.abortSignal ?? new AbortController().signal;
   let prepared: Awaited<ReturnType<ChatModelInternals["getArgs"]>>;
@@ -466,8 +467,11 @@ async function streamLean(
     throw classifyStreamStartFailure(error, classifiers);
   }
   const { args, warnings } = prepared;
-  // As doStream builds it (the key order too).
-  const body: Record<string, unknown> = { ...args, stream: true, stream_options: { include_usage: true } };
+  // As doStream builds it (the key order too); without stream_options for a provider that refuses
+  // it (openai.ts, asksStreamUsage).
+  const body: Record<string, unknown> = streamUsage
+    ? { ...args, stream: true, stream_options: { include_usage: true } }
+    : { ...args, stream: true };
   nameMessages(signal, body);
   const requestJson = JSON.stringify(body);
   if (signal.aborted) throw signal.reason;
@@ -508,11 +512,21 @@ export function createLeanChatStream(
   dispatcher: Dispatcher,
   classifiers: StreamClassifiers,
   sdkStream: StreamCall,
+  /** Whether the body asks for `stream_options: {include_usage: true}`, as doStream's does. */
+  streamUsage = true,
 ): StreamCall {
   const targetOf = leanTargets();
   return (model, options, sink) => {
     const target = targetOf(model);
     if (!target) return sdkStream(model, options, sink);
-    return streamLean(dispatcher, model as unknown as ChatModelInternals, target, options, sink, classifiers);
+    return streamLean(
+      dispatcher,
+      model as unknown as ChatModelInternals,
+      target,
+      options,
+      sink,
+      classifiers,
+      streamUsage,
+    );
   };
 }
