@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createOpenAI } from "@ai-sdk/openai";
 import type { LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
@@ -35,10 +36,47 @@ export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" |
  * ("Extra inputs are not permitted", loc body.stream_options), so every streamed call to Mistral
  * failed and fell back; its streams carry `usage` in their last chunk without being asked.
  */
+/** Whether the provider is Mistral's API (its hosts), which has rules of its own. */
+function isMistralHost(provider: Pick<ProviderConfig, "base_url">): boolean {
+  const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
+  return host === "mistral.ai" || host.endsWith(".mistral.ai");
+}
+
+const MISTRAL_TOOL_ID = /^[a-zA-Z0-9]{9}$/;
+const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/** The same 9 characters of a-z, A-Z, 0-9 for the same id, on every call: a hash of it. */
+export function mistralToolId(id: string): string {
+  const digest = createHash("sha256").update(id).digest();
+  let out = "";
+  for (let index = 0; index < 9; index++) out += BASE62[(digest[index] ?? 0) % 62];
+  return out;
+}
+
+/**
+ * Mistral takes tool call ids of exactly 9 letters and digits only, and answers any other (OpenAI's
+ * `call_…`, Anthropic's `toolu_…`, a generated one from Gemini's answers) with a 400 "Tool call id
+ * was … but must be a-z, A-Z, 0-9, with a length of 9.": a conversation with another vendor's
+ * tool calls failed the job. Such ids are rewritten alike in the assistant's tool calls and the
+ * tool results that answer them, so they still pair (and stay the same from call to call).
+ */
+function fitToolIdsForMistral(options: LanguageModelV3CallOptions): void {
+  for (const message of options.prompt) {
+    if (message.role !== "assistant" && message.role !== "tool") continue;
+    for (const part of message.content) {
+      if (
+        (part.type === "tool-call" || part.type === "tool-result") &&
+        !MISTRAL_TOOL_ID.test(part.toolCallId)
+      ) {
+        part.toolCallId = mistralToolId(part.toolCallId);
+      }
+    }
+  }
+}
+
 export function asksStreamUsage(provider: Pick<ProviderConfig, "base_url" | "stream_options">): boolean {
   if (provider.stream_options !== undefined) return provider.stream_options === "send";
-  const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
-  return !(host === "mistral.ai" || host.endsWith(".mistral.ai"));
+  return !isMistralHost(provider);
 }
 
 /**
@@ -75,7 +113,13 @@ function openAIOwnOptions(request: ProviderCall["request"], extra: Record<string
 }
 
 /** OpenAI request fields the SDK takes as provider options rather than call options. */
-function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall, ownFields: boolean): void {
+function adjustOptions(
+  options: LanguageModelV3CallOptions,
+  call: ProviderCall,
+  ownFields: boolean,
+  mistral: boolean,
+): void {
+  if (mistral) fitToolIdsForMistral(options);
   // Messages' names go back into the body the SDK builds (openai-names.ts).
   noteMessageNames(options.abortSignal, call.request);
   // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
@@ -113,6 +157,7 @@ export function createOpenAIAdapter(
   } = {},
 ): ProviderAdapter {
   const streamUsage = asksStreamUsage(provider);
+  const mistral = isMistralHost(provider);
   const client = createOpenAI(
     clientSettings(
       provider,
@@ -129,7 +174,7 @@ export function createOpenAIAdapter(
     type: "openai",
     model: (name) => client.chat(name),
     errors: OPENAI_ERRORS,
-    adjustOptions: (callOptions, call) => adjustOptions(callOptions, call, ownFields),
+    adjustOptions: (callOptions, call) => adjustOptions(callOptions, call, ownFields, mistral),
     ...(dispatcher
       ? {
           generateWith: (sdkGenerate) => createLeanChatGenerate(dispatcher, classifyOpenAIError, sdkGenerate),
