@@ -192,6 +192,20 @@ const cases: Array<{
     providerSpecific: true,
   })),
   {
+    // DeepSeek takes json_object but not json_schema: a provider's gap, another model may do it.
+    name: "400 response_format type unavailable (DeepSeek) falls back",
+    error: apiError(400, {
+      error: {
+        message: "This response_format type is unavailable now",
+        type: "invalid_request_error",
+        param: null,
+        code: "invalid_request_error",
+      },
+    }),
+    reason: "bad_request",
+    providerSpecific: true,
+  },
+  {
     name: "402 empty balance (DeepSeek) is a billing fault",
     error: apiError(402, {
       error: {

@@ -82,8 +82,9 @@ const MESSAGE_RULES: Array<{ match: RegExp; reason: ProviderError["reason"]; pro
     // Mistral answers 422 "Extra inputs are not permitted" for OpenAI parameters it lacks (seed, user),
     // and 400 "Tool call id was call_… but must be a-z, A-Z, 0-9, with a length of 9." for another
     // vendor's tool call ids (refitted for Mistral's hosts, openai.ts; a Mistral model elsewhere).
+    // DeepSeek answers 400 "This response_format type is unavailable now" for json_schema.
     match:
-      /unsupported (parameter|value)|is not supported with this model|does not support|extra inputs are not permitted|tool call id was .* but must be/i,
+      /unsupported (parameter|value)|is not supported with this model|does not support|extra inputs are not permitted|tool call id was .* but must be|response_format type is unavailable/i,
     reason: "bad_request",
     providerSpecific: true,
   },
