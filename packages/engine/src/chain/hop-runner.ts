@@ -118,8 +118,7 @@ function settleCall(
     abandoned:
       error === undefined
         ? call.dispatched
-        : error.reason === "timeout" ||
-          (call.respondedWhole && (error.reason === "network_error" || error.reason === "invalid_response")),
+        : error.reason === "timeout" || (call.respondedWhole && error.unreadableAnswer),
     wholeAnswerTokens: call.wholeAnswerTokens,
   });
   run.addCost(billed.costUsd);

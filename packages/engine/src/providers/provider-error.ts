@@ -35,6 +35,12 @@ export class ProviderError extends Error {
    * one: the gateway's 400 for the caller's request passes it on.
    */
   readonly param: string | undefined;
+  /**
+   * A 2xx answer whose body could not be read: not JSON, or broken off. Not streamed, it was
+   * generated (and billed) whole before it was sent; a body that parsed (an error envelope, no
+   * choices) says what it cost, or that nothing was generated.
+   */
+  readonly unreadableAnswer: boolean;
 
   constructor(
     reason: Reason,
@@ -46,6 +52,7 @@ export class ProviderError extends Error {
       usage?: CompletionUsage;
       param?: string;
       cause?: unknown;
+      unreadableAnswer?: boolean;
     } = {},
   ) {
     super(message, { cause: options.cause });
@@ -56,6 +63,7 @@ export class ProviderError extends Error {
     this.providerSpecific = options.providerSpecific ?? false;
     this.usage = options.usage;
     this.param = options.param;
+    this.unreadableAnswer = options.unreadableAnswer ?? false;
   }
 
   /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */

@@ -131,12 +131,19 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
         return new ProviderError(
           "network_error",
           `the answer broke off: ${error.message}${detail ? `: ${detail}` : ""}`,
-          { httpStatus: error.statusCode, cause: error },
+          { httpStatus: error.statusCode, cause: error, unreadableAnswer: true },
         );
       }
+      // A body that is not JSON could not be read; one that parsed as something else (an error
+      // envelope some proxies send with a 200) says nothing was generated.
+      // An answer cut at the size bound was generated whole too.
+      const unreadable =
+        exceededMaxSize(error.cause) ||
+        causeChain(error.cause).some((cause) => cause.name === "AI_JSONParseError" || cause instanceof SyntaxError);
       return new ProviderError("invalid_response", `${error.message} (HTTP ${error.statusCode})`, {
         httpStatus: error.statusCode,
         cause: error,
+        unreadableAnswer: unreadable,
       });
     }
     return {
@@ -150,7 +157,12 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
   }
   const name = (error as Error | undefined)?.name ?? "";
   if (/JSONParse|TypeValidation|InvalidResponseData|NoContentGenerated|EmptyResponseBody/.test(name)) {
-    return new ProviderError("invalid_response", (error as Error).message, { cause: error });
+    // A chat.completion without choices still says what the provider billed.
+    const usage = reportedUsage((error as { data?: unknown }).data);
+    return new ProviderError("invalid_response", (error as Error).message, {
+      cause: error,
+      ...(usage ? { usage } : {}),
+    });
   }
   if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
     return new ProviderError(
@@ -187,4 +199,14 @@ export function classifyByStatus(failure: HttpFailure, message: string, param?: 
   // is this provider's refusal, and the request may be fine elsewhere.
   const providerSpecific = status !== 400 && status !== 422;
   return new ProviderError("bad_request", message, { ...options, providerSpecific });
+}
+
+/** OpenAI's `usage` of a parsed answer body, where it has one. */
+function reportedUsage(data: unknown): { promptTokens: number; completionTokens: number } | undefined {
+  const usage = (data as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
+  const prompt = usage?.prompt_tokens;
+  const completion = usage?.completion_tokens ?? 0;
+  if (typeof prompt !== "number" || typeof completion !== "number") return undefined;
+  if (!Number.isFinite(prompt) || !Number.isFinite(completion) || prompt < 0 || completion < 0) return undefined;
+  return { promptTokens: prompt, completionTokens: completion };
 }
