@@ -139,7 +139,9 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
       // An answer cut at the size bound was generated whole too.
       const unreadable =
         exceededMaxSize(error.cause) ||
-        causeChain(error.cause).some((cause) => cause.name === "AI_JSONParseError" || cause instanceof SyntaxError);
+        causeChain(error.cause).some(
+          (cause) => cause.name === "AI_JSONParseError" || cause instanceof SyntaxError,
+        );
       return new ProviderError("invalid_response", `${error.message} (HTTP ${error.statusCode})`, {
         httpStatus: error.statusCode,
         cause: error,
@@ -207,6 +209,7 @@ function reportedUsage(data: unknown): { promptTokens: number; completionTokens:
   const prompt = usage?.prompt_tokens;
   const completion = usage?.completion_tokens ?? 0;
   if (typeof prompt !== "number" || typeof completion !== "number") return undefined;
-  if (!Number.isFinite(prompt) || !Number.isFinite(completion) || prompt < 0 || completion < 0) return undefined;
+  if (!Number.isFinite(prompt) || !Number.isFinite(completion) || prompt < 0 || completion < 0)
+    return undefined;
   return { promptTokens: prompt, completionTokens: completion };
 }
