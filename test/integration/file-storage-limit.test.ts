@@ -4,7 +4,12 @@
  * every tenant's jobs were refused (black-box audit: four 47 MiB uploads took Redis from 7 MB to
  * 244 MB, kept 7 days). An upload past the limit is a 400 naming `file` that the SDK does not
  * retry; deleting files frees their room; other tenants are not touched by one tenant's files.
+ * Uploads in flight hold their room as their chunks are written (a trickled upload kept up to
+ * 100 MiB each for an hour), and files uploaded before sizes were kept are counted (second
+ * reader of the change).
  */
+import { connect } from "node:net";
+import { createKeys } from "@cascade/shared";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { batchClient, uploadBatchInput } from "../support/batch-client.js";
@@ -33,7 +38,13 @@ describe("a tenant's file storage limit", () => {
     stack = await startStack({
       redisUrl: inject("redisUrl"),
       withoutWorker: true,
-      env: { ACME_KEYS: "acme-key", GLOBEX_KEYS: "globex-key" },
+      env: {
+        ACME_KEYS: "acme-key",
+        GLOBEX_KEYS: "globex-key",
+        B_KEYS: "b-key",
+        C_KEYS: "c-key",
+        D_KEYS: "d-key",
+      },
       config: {
         providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
         models: { fast: { provider: "sim" } },
@@ -41,6 +52,9 @@ describe("a tenant's file storage limit", () => {
         tenants: {
           acme: { api_keys_env: "ACME_KEYS", max_file_storage_mb: 1 },
           globex: { api_keys_env: "GLOBEX_KEYS", max_file_storage_mb: 1 },
+          b: { api_keys_env: "B_KEYS", max_file_storage_mb: 1 },
+          c: { api_keys_env: "C_KEYS", max_file_storage_mb: 1 },
+          d: { api_keys_env: "D_KEYS", max_file_storage_mb: 1 },
         },
       },
     });
@@ -73,5 +87,108 @@ describe("a tenant's file storage limit", () => {
     await expect(uploadBatchInput(acme, inputOf(600_000), "third.jsonl")).resolves.toMatchObject({
       object: "file",
     });
+  });
+
+  it("counts files uploaded before sizes were kept (no file-bytes entry), from their hashes", async () => {
+    const client = batchClient(stack, "b-key");
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    // What a pre-upgrade upload left behind: metadata, data, index; no file-bytes:<tenant> entry.
+    const oldId = "file-old0000000000000000000";
+    const now = Math.floor(Date.now() / 1000);
+    await stack.redis
+      .multi()
+      .hset(keys.file(oldId), {
+        id: oldId,
+        tenant: "b",
+        bytes: "900000",
+        created_at: String(now),
+        filename: "old.jsonl",
+        purpose: "batch",
+        expires_at: String(now + 3600),
+      })
+      .rpush(keys.fileData(oldId), Buffer.alloc(900_000, 0x20))
+      .zadd(keys.fileIndex("b"), 0, oldId)
+      .exec();
+    const listed = await client.files.list();
+    expect(listed.data.map((file) => file.id)).toContain(oldId);
+    // 900 kB held + 900 kB more > 1 MiB: should be refused.
+    const second = await uploadBatchInput(client, inputOf(900_000), "new.jsonl").then(
+      () => "accepted",
+      () => "refused",
+    );
+    expect(second).toBe("refused");
+  });
+
+  it("refuses a tenant at its limit before the body, and closes the connection", async () => {
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const future = Math.floor(Date.now() / 1000) + 3600;
+    await stack.redis.hset(keys.fileBytes("c"), "file-x", `${1024 * 1024}:${future}`);
+    const { hostname, port } = new URL(stack.url);
+    const socket = connect(Number(port), hostname);
+    let received = "";
+    let closed = false;
+    socket.on("data", (chunk) => {
+      received += chunk.toString("utf8");
+    });
+    socket.on("close", () => {
+      closed = true;
+    });
+    await new Promise((resolve) => socket.on("connect", resolve));
+    socket.write(
+      `POST /v1/files HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer c-key\r\n` +
+        "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 10000000\r\n\r\n--xyz\r\n",
+    );
+    const drip = setInterval(() => socket.writable && socket.write(" "), 100);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    clearInterval(drip);
+    socket.destroy();
+    expect(received.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+    expect(received).toContain("storage_limit_exceeded");
+    expect(closed).toBe(true);
+  });
+
+  it("holds uploads in flight to the limit: stalled uploads cannot keep more than it in Redis", async () => {
+    const { hostname, port } = new URL(stack.url);
+    const prefix = stack.config.settings.CASCADE_REDIS_PREFIX;
+    const uploadBytes = async () => {
+      let bytes = 0;
+      let cursor = "0";
+      do {
+        const [next, found] = await stack.redis.scan(
+          cursor,
+          "MATCH",
+          `{${prefix}}:file-data:*`,
+          "COUNT",
+          1000,
+        );
+        cursor = next;
+        for (const key of found) {
+          for (const chunk of await stack.redis.lrangeBuffer(key, 0, -1)) bytes += chunk.length;
+        }
+      } while (cursor !== "0");
+      return bytes;
+    };
+    const before = await uploadBytes();
+    const sockets = [];
+    for (let index = 0; index < 4; index++) {
+      const socket = connect(Number(port), hostname);
+      socket.on("error", () => {});
+      await new Promise((resolve) => socket.on("connect", resolve));
+      socket.write(
+        `POST /v1/files HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer d-key\r\n` +
+          "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 50000000\r\n\r\n" +
+          '--xyz\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n' +
+          '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n' +
+          "Content-Type: application/octet-stream\r\n\r\n",
+      );
+      socket.write(Buffer.alloc(1_200_000, 0x20));
+      sockets.push(socket);
+    }
+    // The client now stalls (or trickles): each upload has flushed a 1 MiB chunk to Redis.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const held = (await uploadBytes()) - before;
+    for (const socket of sockets) socket.destroy();
+    // Tenant d's limit is 1 MiB; Redis holds 4 MiB of its uploads (100 MiB each is allowed, TTL 1 h).
+    expect(held).toBeLessThanOrEqual(1024 * 1024);
   });
 });

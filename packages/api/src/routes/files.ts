@@ -162,7 +162,10 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
             part.file.resume();
             throw badRequest("send exactly one file, in the field named file", "file");
           }
-          const stored = await files.upload(part.file, MAX_FILE_BYTES);
+          const stored = await files.upload(part.file, MAX_FILE_BYTES, {
+            tenant: request.tenant,
+            limitBytes,
+          });
           upload = { ...stored, filename: part.filename || "upload.jsonl" };
           if (part.file.truncated) throw new FileTooLargeError(MAX_FILE_BYTES);
         }
@@ -185,10 +188,12 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         upload = undefined;
         return reply.code(200).send(file);
       } catch (error) {
-        if (upload) await files.discard(upload.id);
+        if (upload) await files.discard(upload.id, request.tenant);
         const code = (error as { code?: string }).code;
         if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
         if (error instanceof FileStorageLimitError) {
+          // Refused mid-body (a chunk past the limit): the rest of it is not read, the connection goes.
+          if (!upload) reply.header("connection", "close");
           throw storageFull(error.heldBytes, error.limitBytes, upload?.bytes);
         }
         if (code === "FST_PROTO_VIOLATION") {

@@ -123,36 +123,94 @@ export class FileStorageLimitError extends Error {
 }
 
 /**
- * commit-file — makes an upload a file of its tenant if the tenant's live uploads leave room.
- * KEYS: 1 file hash, 2 file data, 3 tenant's file index, 4 tenant's file sizes.
- * ARGV: 1 file id, 2 bytes, 3 ttl seconds, 4 the tenant's limit in bytes (-1: none), 5… the
- * hash's field/value pairs. Sizes whose file expired (or whose entry does not parse) are dropped
- * as they are summed. Returns {1, held} when committed, {0, held} when over the limit.
+ * Lua shared by the scripts below. `held` sums a tenant's file sizes (`<bytes>:<expires_at>` by
+ * file id, or `pending:<id>` for an upload whose chunks are being written), dropping entries past
+ * their time, leaving out the entry `skip`. `backfill` gives the tenant's files uploaded before
+ * sizes were kept an entry, once (the `_backfilled` mark), from their hashes.
  */
-const COMMIT_FILE_LUA = `
-local now = tonumber(redis.call('TIME')[1])
-local held = 0
-local sizes = redis.call('HGETALL', KEYS[4])
-for i = 1, #sizes, 2 do
-  local bytes, expires = string.match(sizes[i + 1], '^(%d+):(%d+)$')
-  if bytes and tonumber(expires) > now then
-    held = held + tonumber(bytes)
-  else
-    redis.call('HDEL', KEYS[4], sizes[i])
+const FILE_SIZES_LUA = `
+local function held(sizes, now, skip)
+  local total = 0
+  local entries = redis.call('HGETALL', sizes)
+  for i = 1, #entries, 2 do
+    local field = entries[i]
+    if field ~= '_backfilled' and field ~= skip then
+      local bytes, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
+      if bytes and tonumber(expires) > now then
+        total = total + tonumber(bytes)
+      else
+        redis.call('HDEL', sizes, field)
+      end
+    end
   end
+  return total
 end
+local function keepFor(sizes, seconds)
+  if redis.call('TTL', sizes) < seconds then redis.call('EXPIRE', sizes, seconds) end
+end
+local function backfill(index, sizes, filePrefix, now)
+  if redis.call('HEXISTS', sizes, '_backfilled') == 1 then return end
+  local longest = 0
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if redis.call('HEXISTS', sizes, id) == 0 then
+      local file = redis.call('HMGET', filePrefix .. id, 'purpose', 'bytes', 'expires_at')
+      local expires = tonumber(file[3] or '')
+      if file[1] == 'batch' and tonumber(file[2] or '') and expires and expires > now then
+        redis.call('HSET', sizes, id, file[2] .. ':' .. file[3])
+        if expires - now > longest then longest = expires - now end
+      end
+    end
+  end
+  redis.call('HSET', sizes, '_backfilled', '1')
+  keepFor(sizes, math.max(longest, 1))
+end
+`;
+
+/**
+ * append-upload — writes one chunk of an upload if its tenant's files, other uploads in flight
+ * and this upload so far fit the limit. KEYS: 1 upload data, 2 tenant's file index, 3 tenant's
+ * file sizes. ARGV: 1 file id, 2 the chunk, 3 the upload's bytes with this chunk, 4 the limit in
+ * bytes, 5 the file hashes' key prefix, 6 the upload's TTL. Returns {1, held} or {0, held}.
+ */
+const APPEND_UPLOAD_LUA = `${FILE_SIZES_LUA}
+local now = tonumber(redis.call('TIME')[1])
+backfill(KEYS[2], KEYS[3], ARGV[5], now)
+local pending = 'pending:' .. ARGV[1]
+local others = held(KEYS[3], now, pending)
+local bytes, limit, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
+if others + bytes > limit then return {0, others} end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[3], pending, bytes .. ':' .. (now + ttl))
+keepFor(KEYS[3], ttl)
+return {1, others}
+`;
+
+/**
+ * commit-file — makes an upload a file of its tenant if the tenant's other files and uploads in
+ * flight leave room for it. KEYS: 1 file hash, 2 file data, 3 tenant's file index, 4 tenant's
+ * file sizes. ARGV: 1 file id, 2 bytes, 3 ttl seconds, 4 the limit in bytes, 5 the file hashes'
+ * key prefix, 6… the hash's field/value pairs. Returns {1, held} when committed, {0, held} when
+ * over the limit.
+ */
+const COMMIT_FILE_LUA = `${FILE_SIZES_LUA}
+local now = tonumber(redis.call('TIME')[1])
+backfill(KEYS[3], KEYS[4], ARGV[5], now)
+local pending = 'pending:' .. ARGV[1]
+local others = held(KEYS[4], now, pending)
 local bytes, ttl, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if limit >= 0 and held + bytes > limit then return {0, held} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if others + bytes > limit then return {0, others} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('HDEL', KEYS[4], pending)
 redis.call('HSET', KEYS[4], ARGV[1], bytes .. ':' .. (now + ttl))
-if redis.call('TTL', KEYS[4]) < ttl then redis.call('EXPIRE', KEYS[4], ttl) end
-return {1, held}
+keepFor(KEYS[4], ttl)
+return {1, others}
 `;
 
-type Command = (...args: Array<string | number>) => Promise<unknown>;
+type Command = (...args: Array<string | number | Buffer>) => Promise<unknown>;
 
 /**
  * Files of the Files API, in Redis: metadata in a hash, content as a list of ~1 MiB chunks, and a
@@ -162,6 +220,7 @@ type Command = (...args: Array<string | number>) => Promise<unknown>;
  */
 export class FileStore {
   private readonly commitFile: Command;
+  private readonly appendUpload: Command;
 
   constructor(
     private readonly redis: RedisClient,
@@ -171,7 +230,12 @@ export class FileStore {
     if (!("cascadeCommitFile" in redis)) {
       redis.defineCommand("cascadeCommitFile", { numberOfKeys: 4, lua: COMMIT_FILE_LUA });
     }
-    this.commitFile = (redis as unknown as Record<string, Command>).cascadeCommitFile?.bind(redis) as Command;
+    if (!("cascadeAppendUpload" in redis)) {
+      redis.defineCommand("cascadeAppendUpload", { numberOfKeys: 3, lua: APPEND_UPLOAD_LUA });
+    }
+    const table = redis as unknown as Record<string, Command>;
+    this.commitFile = table.cascadeCommitFile?.bind(redis) as Command;
+    this.appendUpload = table.cascadeAppendUpload?.bind(redis) as Command;
   }
 
   /** Bytes of the tenant's uploaded files that have not expired or been deleted. */
@@ -189,11 +253,17 @@ export class FileStore {
   /**
    * Stores an upload's content as it streams in, under a fresh id, invisible until `commit`
    * (and gone within an hour if never committed). Past `maxBytes` it stops, deletes what it wrote
-   * and throws FileTooLargeError.
+   * and throws FileTooLargeError; a chunk that would take the tenant's files, its other uploads in
+   * flight and this one past `limitBytes` is not written (FileStorageLimitError).
    */
-  async upload(content: AsyncIterable<Buffer>, maxBytes: number): Promise<{ id: string; bytes: number }> {
+  async upload(
+    content: AsyncIterable<Buffer>,
+    maxBytes: number,
+    quota: { tenant: string; limitBytes: number },
+  ): Promise<{ id: string; bytes: number }> {
     const id = newFileId();
     const dataKey = this.keys.fileData(id);
+    let written = 0;
     let bytes = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
@@ -203,12 +273,25 @@ export class FileStore {
       const chunk = Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
+      let appended: [number, number];
       try {
-        await this.redis.multi().rpush(dataKey, chunk).expire(dataKey, UPLOAD_TTL_SECONDS).exec();
+        appended = (await this.appendUpload(
+          dataKey,
+          this.keys.fileIndex(quota.tenant),
+          this.keys.fileBytes(quota.tenant),
+          id,
+          chunk,
+          written + chunk.length,
+          quota.limitBytes,
+          this.keys.file(""),
+          UPLOAD_TTL_SECONDS,
+        )) as [number, number];
       } catch (error) {
         redisFailed = true;
         throw error;
       }
+      if (appended[0] !== 1) throw new FileStorageLimitError(appended[1], quota.limitBytes);
+      written += chunk.length;
     };
     try {
       for await (const piece of content) {
@@ -222,16 +305,21 @@ export class FileStore {
     } catch (error) {
       // When Redis itself failed the write, the caller is not held for a second timeout on the
       // delete: it goes on in the background, and the upload's TTL removes what it misses.
-      const discarding = this.discard(id);
+      const discarding = this.discard(id, quota.tenant);
       if (!redisFailed) await discarding;
       throw error;
     }
     return { id, bytes };
   }
 
-  /** Drops an upload that will not be committed. */
-  async discard(id: string): Promise<void> {
-    await this.redis.unlink(this.keys.fileData(id)).catch(() => {});
+  /** Drops an upload that will not be committed (and its room in the tenant's limit). */
+  async discard(id: string, tenant: string): Promise<void> {
+    await this.redis
+      .multi()
+      .unlink(this.keys.fileData(id))
+      .hdel(this.keys.fileBytes(tenant), `pending:${id}`)
+      .exec()
+      .catch(() => {});
   }
 
   /**
@@ -246,7 +334,7 @@ export class FileStore {
       filename: string;
       purpose: FilePurpose;
       ttlSeconds?: number | undefined;
-      limitBytes?: number | undefined;
+      limitBytes: number;
     },
   ): Promise<FileObject> {
     const { id } = upload;
@@ -269,10 +357,11 @@ export class FileStore {
       id,
       upload.bytes,
       ttl,
-      input.limitBytes ?? -1,
+      input.limitBytes,
+      this.keys.file(""),
       ...Object.entries(fields).flat(),
     )) as [number, number];
-    if (committed !== 1) throw new FileStorageLimitError(held, input.limitBytes ?? 0);
+    if (committed !== 1) throw new FileStorageLimitError(held, input.limitBytes);
     return toFileObject(fields) as FileObject;
   }
 
