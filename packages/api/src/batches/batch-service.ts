@@ -140,12 +140,15 @@ export class BatchService {
     const record = await store.get(tenant, batchId);
     if (!record) return undefined;
     const result = await store.transition(batchId, "cancel");
-    // Finalizing, every line has ended too: it ends completed or expired whatever is asked now.
+    // Finalizing (its lines have all ended, or its window is over and it is expiring): it ends
+    // completed or expired whatever is asked now.
     const ended = isTerminalBatchStatus(result.status) || result.status === "finalizing";
     if (!result.changed && ended) {
       const state =
         result.status === "finalizing"
-          ? "is finalizing: every line has ended"
+          ? result.ending === "expire"
+            ? "is expiring: its completion window is over"
+            : "is finalizing: every line has ended"
           : `has already ended (status ${result.status})`;
       throw new HttpError(
         409,

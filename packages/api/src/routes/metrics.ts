@@ -128,12 +128,13 @@ export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDep
   // Not held by the Redis gate: while Redis is away a scrape still gets this process's own
   // counters (an outage is when they matter most), and no cluster-wide gauge rather than a 503.
   // Nor by an error Redis answers (a key of the wrong type, an ACL, OOM on a script): the gauges are
-  // left out the same way, and the error is logged, not a 500 that loses the counters too.
+  // left out the same way, and the error is logged, not a 500 that loses the counters too. Any
+  // other error is a fault of this process's, a 500, not a Redis said to be down.
   app.get("/metrics", { config: { access: "admin", withoutRedis: true } }, async (request, reply) => {
     const snapshot = await withinMs(readClusterSnapshot(deps), waitMs).catch((error: unknown) => {
-      if (!(error instanceof NoAnswerInTime || isRedisUnavailableError(error))) {
-        request.log.error({ err: error }, "metrics: reading the cluster-wide gauges from Redis failed");
-      }
+      if (error instanceof NoAnswerInTime || isRedisUnavailableError(error)) return undefined;
+      if ((error as Error | undefined)?.name !== "ReplyError") throw error;
+      request.log.error({ err: error }, "metrics: Redis refused a read of the cluster-wide gauges");
       return undefined;
     });
     // Set and read in one turn each: another scrape's gauges never end up in this one's page.

@@ -30,12 +30,6 @@ export function forwardsOpenAIFields(provider: Pick<ProviderConfig, "base_url" |
   );
 }
 
-/**
- * Whether a streamed call may ask for `stream_options: {include_usage: true}` (the SDK always
- * does): the provider's `stream_options`, else by host. Mistral's API validates bodies strictly and answers it with a 422 `extra_forbidden`
- * ("Extra inputs are not permitted", loc body.stream_options), so every streamed call to Mistral
- * failed and fell back; its streams carry `usage` in their last chunk without being asked.
- */
 /** Whether the provider is Mistral's API (its hosts), which has rules of its own. */
 function isMistralHost(provider: Pick<ProviderConfig, "base_url">): boolean {
   const host = new URL(provider.base_url ?? OPENAI_DEFAULT_BASE_URL).hostname;
@@ -74,6 +68,13 @@ function fitToolIdsForMistral(options: LanguageModelV3CallOptions): void {
   }
 }
 
+/**
+ * Whether a streamed call may ask for `stream_options: {include_usage: true}` (the SDK always
+ * does): the provider's `stream_options`, else by host. Mistral's API validates bodies strictly
+ * and answers it with a 422 `extra_forbidden` ("Extra inputs are not permitted", loc
+ * body.stream_options), so every streamed call to Mistral failed and fell back; its streams carry
+ * `usage` in their last chunk without being asked.
+ */
 export function asksStreamUsage(provider: Pick<ProviderConfig, "base_url" | "stream_options">): boolean {
   if (provider.stream_options !== undefined) return provider.stream_options === "send";
   return !isMistralHost(provider);

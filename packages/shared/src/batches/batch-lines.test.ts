@@ -35,3 +35,17 @@ describe("a batch line's custom_id", () => {
     }
   });
 });
+
+describe("a batch line's param", () => {
+  it("names fields as OpenAI does, array elements in brackets, like POST /v1/jobs and the gateway", () => {
+    const line = JSON.stringify({
+      custom_id: "a",
+      method: "POST",
+      url: "/v1/chat/completions",
+      body: { model: "fast", messages: [{ role: "user", content: 5 }] },
+    });
+    const parsed = parseBatchLine(config, "/v1/chat/completions", 1, line);
+    expect(parsed).toMatchObject({ ok: false, error: { param: "body.messages[0].content" } });
+    expect(parsed.ok ? "" : parsed.error.message).toContain("body.messages[0].content");
+  });
+});

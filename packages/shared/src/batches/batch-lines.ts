@@ -2,6 +2,7 @@ import { ChainResolutionError, type ResolvedChain, resolveChain } from "../chain
 import { formatZodError } from "../config/load.js";
 import type { ConfigFile } from "../config/schema.js";
 import { type ChatRequest, openAIChatBodySchema } from "../schemas/chat-request.js";
+import { fieldPath } from "../schemas/field-path.js";
 import { endUserOf, type JobData } from "../schemas/job.js";
 import type { BatchLineError } from "./batch-types.js";
 
@@ -123,10 +124,10 @@ export function parseBatchLine(
     const first = parsed.error.issues[0];
     // An unknown field is named in the param (its issue's path is the object holding it).
     const unknown = first?.code === "unrecognized_keys" ? first.keys.slice(0, 1) : [];
-    const param = ["body", ...(first?.path ?? []).map(String), ...unknown].join(".");
+    const param = fieldPath(["body", ...(first?.path ?? []), ...unknown]);
     return {
       ok: false,
-      error: problem(line, "invalid_request", param, formatZodError(parsed.error, "body")),
+      error: problem(line, "invalid_request", param, formatZodError(parsed.error, "body", fieldPath)),
     };
   }
   let resolved: ResolvedChain;

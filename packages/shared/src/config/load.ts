@@ -43,18 +43,21 @@ export interface Config {
 export type Environment = Record<string, string | undefined>;
 
 /** Formats a zod error as one line: `path: message; path: message`. */
-export function formatZodError(error: ZodError, root = ""): string {
+export function formatZodError(
+  error: ZodError,
+  root = "",
+  /** How a path is written: dotted for config keys; a request's fields as OpenAI writes them (fieldPath). */
+  pathOf: (segments: PropertyKey[]) => string = (segments) => segments.map(String).join("."),
+): string {
   return error.issues
     .slice(0, 8)
     .flatMap((issue) => {
-      const base = [root, ...issue.path.map(String)];
+      const base: PropertyKey[] = root ? [root, ...issue.path] : [...issue.path];
       // An unknown key is named by its own path (`models.x.colour`), which is what people grep for.
       if (issue.code === "unrecognized_keys") {
-        return issue.keys.map(
-          (key) => `${[...base, key].filter(Boolean).join(".")}: unknown key (not allowed here)`,
-        );
+        return issue.keys.map((key) => `${pathOf([...base, key])}: unknown key (not allowed here)`);
       }
-      const path = base.filter(Boolean).join(".");
+      const path = pathOf(base);
       // A record's bad key says why (its own check's message, e.g. the id pattern), not only that
       // the key is invalid.
       const message =

@@ -7,10 +7,10 @@ import {
   openAIMetadataSchema,
 } from "./chat-request.js";
 
-/** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
 /** The longest `webhook.url` a job takes (what browsers and most servers take in a request line). */
 export const WEBHOOK_URL_MAX_LENGTH = 2048;
 
+/** The longest end-user id Cascade keeps (a job's `user`; longer OpenAI `user`s name nobody). */
 export const END_USER_MAX_LENGTH = 256;
 
 /** The job's optional fields a client may send as `null`, meaning unset (as the request's). */
