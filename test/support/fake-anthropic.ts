@@ -68,7 +68,12 @@ export type FakeAnthropicBehaviour =
   | { kind: "hang" }
   | { kind: "malformed" }
   | { kind: "reset" }
-  | { kind: "stream_cut"; afterChunks: number; content?: string }
+  /**
+   * Sends `afterChunks` events (message_start, content_block_start, a ping, the deltas, …,
+   * message_delta, message_stop), then cuts the connection. `usage` as for `ok` (message_start
+   * reports its input counts, message_delta its output count).
+   */
+  | { kind: "stream_cut"; afterChunks: number; content?: string; usage?: FakeAnthropicUsage }
   /** A 200 stream: `afterChunks` events (default 4), then `event: error` (default overloaded), then the end. */
   | { kind: "stream_error"; afterChunks?: number; error?: AnthropicErrorBody; content?: string };
 
@@ -255,10 +260,12 @@ async function respond(
       return sendText(response, 200, MALFORMED_BODY, { ...headers, "content-type": "application/json" });
     case "reset":
       return resetConnection(context);
-    case "stream_cut":
-      return sendMessage(context, body, { kind: "ok", content: behaviour.content }, headers, {
+    case "stream_cut": {
+      const cut = { kind: "ok" as const, content: behaviour.content, usage: behaviour.usage };
+      return sendMessage(context, body, cut, headers, {
         cutAfter: behaviour.afterChunks,
       });
+    }
     case "stream_error": {
       const error = behaviour.error ?? anthropicErrors.overloaded();
       // Without stream:true there is no stream to break: the same error arrives as a plain response.

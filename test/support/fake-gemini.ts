@@ -74,7 +74,11 @@ export type FakeGeminiBehaviour =
   | { kind: "hang" }
   | { kind: "malformed" }
   | { kind: "reset" }
-  | { kind: "stream_cut"; afterChunks: number; content?: string }
+  /**
+   * Streaming: sends `afterChunks` chunks (one per text piece, each with usageMetadata: the
+   * prompt's count, the last one the whole usage), then cuts the connection. `usage` as for `ok`.
+   */
+  | { kind: "stream_cut"; afterChunks: number; content?: string; usage?: FakeGeminiUsage }
   /** A 200 stream that sends `afterChunks` chunks (default 1), then an `{"error": ...}` chunk, then ends. */
   | { kind: "stream_error"; afterChunks?: number; status?: 500 | 503; content?: string };
 
@@ -306,7 +310,8 @@ async function respond(
     case "reset":
       return resetConnection(context);
     case "stream_cut": {
-      const responses = buildResponses(call, { kind: "ok", content: behaviour.content });
+      const cut = { kind: "ok" as const, content: behaviour.content, usage: behaviour.usage };
+      const responses = buildResponses(call, cut);
       if (call.stream === "none")
         return sendTruncated(context, 200, JSON.stringify(responses[0]), call.headers);
       return sendResponses(context, call, responses, 0, { cutAfter: behaviour.afterChunks });

@@ -65,14 +65,19 @@ export type FakeBehaviour =
   | { kind: "hang" }
   | { kind: "malformed" }
   | { kind: "reset" }
-  | { kind: "stream_cut"; afterChunks: number; content?: string }
+  /**
+   * Sends `afterChunks` chunks (the first is the role chunk; then the content's, the finish
+   * chunk, and the usage chunk when asked for), then cuts the connection, before `data: [DONE]`
+   * however many were sent. `usage` as for `ok` (the usage chunk's counts).
+   */
+  | { kind: "stream_cut"; afterChunks: number; content?: string; usage?: FakeUsage }
   /**
    * stream:true: sends `afterChunks` SSE chunks (counted as for stream_cut: the first is the role
    * chunk), then nothing more, the connection left open until the client aborts or the fake
    * closes. Not streamed: the headers and half of the body, then the same silence.
-   * `chunkDelayMs` as for `ok`.
+   * `chunkDelayMs` and `usage` as for `ok`.
    */
-  | { kind: "stall"; afterChunks: number; content?: string; chunkDelayMs?: number }
+  | { kind: "stall"; afterChunks: number; content?: string; chunkDelayMs?: number; usage?: FakeUsage }
   /** Sends the 200's headers (an event stream when stream:true, JSON otherwise), then nothing. */
   | { kind: "silent" }
   /**
@@ -281,7 +286,7 @@ async function respond(
     case "reset":
       return resetConnection(context);
     case "stream_cut": {
-      const cut = { kind: "ok" as const, content: behaviour.content };
+      const cut = { kind: "ok" as const, content: behaviour.content, usage: behaviour.usage };
       return sendCompletion(context, body, cut, headers, { kind: "cut", afterChunks: behaviour.afterChunks });
     }
     case "stall": {
@@ -289,6 +294,7 @@ async function respond(
         kind: "ok" as const,
         content: behaviour.content,
         chunkDelayMs: behaviour.chunkDelayMs,
+        usage: behaviour.usage,
       };
       return sendCompletion(context, body, answer, headers, {
         kind: "stall",

@@ -1,5 +1,5 @@
 import { costUsd, type ModelConfig, usageCostUsd } from "@cascade/shared";
-import type { Completion, CompletionUsage, SentSink } from "../providers/types.js";
+import type { Completion, CompletionUsage, ReportedUsage, SentSink } from "../providers/types.js";
 
 /** The contract's estimate counts a token per 4 characters of text; streamed text counts the same. */
 const CHARACTERS_PER_TOKEN = 4;
@@ -13,7 +13,8 @@ export interface CallCharge {
 
 /** A call that produced no usable completion: what its CallRecord saw, and how it ended. */
 export interface UnfinishedCall
-  extends Pick<CallRecord, "promptEstimate" | "streamedCharacters" | "wholeAnswerTokens"> {
+  extends Pick<CallRecord, "promptEstimate" | "streamedCharacters" | "wholeAnswerTokens">,
+    Partial<Pick<CallRecord, "reported">> {
   /** Usage the provider reported although the call failed (a content-filtered completion). */
   usage: CompletionUsage | undefined;
   /** The provider had the request and may have worked on it: abandoned, or timed out. */
@@ -28,8 +29,9 @@ export interface UnfinishedCall
  * abandoned or that timed out, or a stream that failed after the provider began its answer (its
  * first event reports the prompt's tokens as billed), the prompt estimate plus the streamed text
  * estimated like a prompt (a non-streamed call abandoned or timed out: plus its whole answer's
- * output estimate, as admission reserved it); else (an HTTP error, a refused connection) nothing,
- * since providers do not bill those.
+ * output estimate, as admission reserved it), where a stream's own report of usage before it
+ * failed replaces the prompt estimate and raises the output to its count (fifth revision);
+ * else (an HTTP error, a refused connection) nothing, since providers do not bill those.
  */
 export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: UnfinishedCall): CallCharge {
   if (call.usage) {
@@ -38,12 +40,23 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
   }
   if (!call.abandoned && !call.answered && call.streamedCharacters === 0)
     return { promptTokens: 0, completionTokens: 0, costUsd: 0 };
-  const promptTokens = call.promptEstimate;
-  const completionTokens =
+  const estimatedCompletion =
     call.abandoned && call.wholeAnswerTokens !== undefined
       ? call.wholeAnswerTokens
       : Math.ceil(call.streamedCharacters / CHARACTERS_PER_TOKEN);
-  return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+  // What the provider reported in its stream before it failed replaces our estimate: its prompt
+  // count (priced with its cache split, as a finished answer's usage), and its output count
+  // where the text we saw does not already say more (the last report may predate later text).
+  const reported = call.reported;
+  const completionTokens = Math.max(estimatedCompletion, reported?.completionTokens ?? 0);
+  if (reported?.promptTokens === undefined) {
+    const promptTokens = call.promptEstimate;
+    return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
+  }
+  const usage: CompletionUsage = { promptTokens: reported.promptTokens, completionTokens };
+  if (reported.cachedTokens !== undefined) usage.cachedTokens = reported.cachedTokens;
+  if (reported.cacheWriteTokens !== undefined) usage.cacheWriteTokens = reported.cacheWriteTokens;
+  return { promptTokens: usage.promptTokens, completionTokens, costUsd: usageCostUsd(model, usage) };
 }
 
 /**
@@ -84,6 +97,8 @@ export class CallRecord implements SentSink {
    * reached no provider.
    */
   wholeAnswerTokens: number | undefined = undefined;
+  /** A stream's usage as its provider reported it so far (StreamSink.usage), if it did. */
+  reported: ReportedUsage | undefined = undefined;
 
   constructor(
     /** Prompt tokens estimated before the call (the same estimate admission reserved). */

@@ -170,6 +170,9 @@ export async function callHop(
       clock.part(output);
       sink.heartbeat?.(output);
     },
+    usage(reported) {
+      sink.usage?.(reported);
+    },
   };
   // A stream's idle clock counts every chunk the provider sends, tokens or not; and a chunk shows
   // the provider started its answer (which the charge of a call that breaks off needs to know),

@@ -108,6 +108,7 @@ function settleCall(
     usage: error?.usage,
     promptEstimate: call.promptEstimate,
     streamedCharacters: call.streamedCharacters,
+    reported: call.reported,
     // A stream the provider had begun that broke off or went wrong; one it ended with its own
     // error event (an upstream 429 or 5xx behind a proxy, Anthropic's overloaded_error) is not
     // billed, and carries usage where it was.
@@ -343,6 +344,9 @@ export async function runHop(
           },
           heartbeat: () => {
             call.answered = true;
+          },
+          usage: (reported) => {
+            call.reported = reported;
           },
         }
       : undefined;

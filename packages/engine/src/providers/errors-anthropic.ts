@@ -13,6 +13,7 @@ import {
 import type { StreamClassifiers } from "./ai-sdk/from-stream.js";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 import { lowerCaseHeaders } from "./retry-after.js";
+import { anthropicReportedUsage } from "./stream-usage.js";
 
 /**
  * Everything Cascade knows about how Anthropic's Messages API fails: HTTP status plus error body,
@@ -213,4 +214,5 @@ export const ANTHROPIC_ERRORS: StreamClassifiers = {
   // Called with the error alone: `now` is for tests.
   classify: (error) => classifyAnthropicError(error),
   classifyEvent: classifyAnthropicErrorEvent,
+  reportedUsage: anthropicReportedUsage,
 };

@@ -12,6 +12,7 @@ import {
 import type { StreamClassifiers, StreamedResult } from "./ai-sdk/from-stream.js";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 import { parseDuration } from "./retry-after.js";
+import { geminiReportedUsage } from "./stream-usage.js";
 
 /**
  * Everything Cascade knows about how Gemini fails: HTTP status plus Google's error body (its
@@ -165,7 +166,10 @@ export function classifyGeminiError(error: unknown): ProviderError {
 }
 
 /** What the shared adapter and stream reader need to classify Gemini's failures. */
-export const GEMINI_ERRORS: StreamClassifiers = { classify: classifyGeminiError };
+export const GEMINI_ERRORS: StreamClassifiers = {
+  classify: classifyGeminiError,
+  reportedUsage: geminiReportedUsage,
+};
 
 /** `value[key]` when value is an object, else undefined: a read of an unvalidated body. */
 function fieldOf(value: unknown, key: string): unknown {

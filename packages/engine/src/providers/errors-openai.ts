@@ -8,6 +8,7 @@ import {
 } from "./ai-sdk/api-call-error.js";
 import type { StreamClassifiers } from "./ai-sdk/from-stream.js";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
+import { openAIReportedUsage } from "./stream-usage.js";
 
 /**
  * Everything Cascade knows about how OpenAI and OpenAI-compatible servers fail: HTTP status plus
@@ -198,4 +199,5 @@ export function classifyOpenAIErrorEvent(event: unknown): ProviderError | undefi
 export const OPENAI_ERRORS: StreamClassifiers = {
   classify: classifyOpenAIError,
   classifyEvent: classifyOpenAIErrorEvent,
+  reportedUsage: openAIReportedUsage,
 };

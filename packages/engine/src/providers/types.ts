@@ -108,9 +108,24 @@ export interface StreamDelta {
   logprobs?: ChoiceLogprobs;
 }
 
+/**
+ * The usage a provider reported in its stream so far, before the stream's end (OpenAI's `usage`
+ * chunk, Anthropic's message_start and message_delta usage, Gemini's usageMetadata): a stream
+ * that then fails is charged it (ADR 0013, fifth revision). A count the provider has not reported
+ * yet is absent. `promptTokens` includes the cache's tokens, as CompletionUsage's does.
+ */
+export interface ReportedUsage {
+  promptTokens?: number;
+  completionTokens?: number;
+  cachedTokens?: number;
+  cacheWriteTokens?: number;
+}
+
 /** Receives a streamed completion's pieces in the order the provider sent them. */
 export interface StreamSink {
   delta(part: StreamDelta): void;
+  /** The usage the provider reported so far, whole (each call replaces the last), as it changes. */
+  usage?(reported: ReportedUsage): void;
   /**
    * Every part read from the provider's stream, output or not (`output`: text, reasoning or tool
    * input), so silence can be timed (`first_token_timeout_ms`, `idle_timeout_ms`).

@@ -128,6 +128,9 @@ export function createAiSdkAdapter(parts: AiSdkAdapterParts): ProviderAdapter {
     },
     async stream(call, sink) {
       const options = preparePrompt ? await preparedOptions(call) : callOptions(call);
+      // The provider's own events reach the StreamAssembler too: the usage they report before the
+      // stream ends is what a stream that then fails is charged (ADR 0013, fifth revision).
+      options.includeRawChunks = true;
       const model = modelFor(call.upstreamName);
       const result = await streamCall(model, options, sink);
       if (rejectStreamed) rejectBilled(rejectStreamed, result);

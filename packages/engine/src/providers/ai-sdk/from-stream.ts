@@ -10,7 +10,7 @@ import {
   type SharedV3ProviderMetadata,
 } from "@ai-sdk/provider";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "../provider-error.js";
-import type { ChoiceLogprobs, StreamSink } from "../types.js";
+import type { ChoiceLogprobs, ReportedUsage, StreamSink } from "../types.js";
 import { isTransportFailure } from "./api-call-error.js";
 
 /** What one provider contributes to reading its stream. */
@@ -23,6 +23,12 @@ export interface StreamClassifiers {
    * when the shape is not the provider's.
    */
   classifyEvent?(error: unknown): ProviderError | undefined;
+  /**
+   * The usage reported so far once this raw chunk (the provider's event, as the SDK parsed it) is
+   * read, given what was reported before it; undefined when the chunk reports none. A stream that
+   * fails after the provider reported usage is charged it (ADR 0013, fifth revision).
+   */
+  reportedUsage?(rawChunk: unknown, before: ReportedUsage | undefined): ReportedUsage | undefined;
 }
 
 /**
@@ -214,6 +220,7 @@ export class StreamAssembler {
   private warnings: StreamedResult["warnings"] = [];
   private sawEvents = false;
   private logprobs: StreamedLogprobs | undefined;
+  private reported: ReportedUsage | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -245,6 +252,11 @@ export class StreamAssembler {
         this.response = { ...this.response, id: part.id, modelId: part.modelId, timestamp: part.timestamp };
         break;
       case "raw": {
+        const reported = this.classifiers.reportedUsage?.(part.rawValue, this.reported);
+        if (reported) {
+          this.reported = reported;
+          sink.usage?.(reported);
+        }
         const choice = firstChoiceOf(part.rawValue);
         this.chunkRefusal = refusalDeltaOf(choice);
         // OpenAI sends `logprobs: null` unless they were asked for.
