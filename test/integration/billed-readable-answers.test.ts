@@ -83,3 +83,36 @@ it("a 200 whose body is an error envelope is charged nothing, as the same error 
   // Previously $0, like the same error with status 502: nothing was generated.
   expect(cost).toBe(0);
 });
+
+it("a provider's own timeout answer (HTTP 408) is charged nothing, as any HTTP error", async () => {
+  // It was taken for Cascade's own timeout (an abandoned call) and charged prompt + max_tokens.
+  openai.script("up-oa", { kind: "status", status: 408, body: { error: { message: "Request timed out" } } });
+  const { cost, attempts } = await jobCost();
+  expect(attempts).toEqual(["error:timeout", "success:"]);
+  expect(cost).toBe(0);
+});
+
+it("a 200 that parses but is not a chat.completion is charged the usage it carries, else as unread", async () => {
+  openai.script("up-oa", {
+    kind: "status",
+    status: 200,
+    body: {
+      id: "x",
+      object: "chat.completion",
+      choices: [{ index: "zero" }],
+      usage: { prompt_tokens: 40, completion_tokens: 7 },
+    },
+  });
+  const withUsage = await jobCost();
+  expect(withUsage.attempts).toEqual(["error:invalid_response", "success:"]);
+  expect(withUsage.cost).toBeCloseTo((40 * 2 + 7 * 8) / 1e6, 12);
+  openai.script("up-oa", {
+    kind: "status",
+    status: 200,
+    body: { id: "x", object: "chat.completion", choices: [{ index: "zero" }] },
+  });
+  const without = await jobCost();
+  expect(without.attempts).toEqual(["error:invalid_response", "success:"]);
+  // Generated and billed whole, its usage unread: the prompt estimate + max_tokens.
+  expect(without.cost).toBeGreaterThan((MAX_TOKENS * 8) / 1e6);
+});

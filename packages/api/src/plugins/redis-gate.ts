@@ -47,6 +47,8 @@ const UNAVAILABLE_MESSAGES = [
   "Stream isn't writeable and enableOfflineQueue options is false",
   "Cluster isn't ready and enableOfflineQueue options is false",
   "Connection is closed.",
+  // A command sent (a pipeline's, a MULTI's) when the connection dropped: ioredis's AbortError.
+  "Command aborted due to connection close",
   COMMAND_TIMED_OUT,
   "None of startup nodes is available",
   "Too many Cluster redirections",

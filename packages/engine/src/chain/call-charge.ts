@@ -49,7 +49,9 @@ export function chargeUnfinishedCall(model: Pick<ModelConfig, "price">, call: Un
   // where the text we saw does not already say more (the last report may predate later text).
   const reported = call.reported;
   const completionTokens = Math.max(estimatedCompletion, reported?.completionTokens ?? 0);
-  if (reported?.promptTokens === undefined) {
+  // A report of 0 prompt tokens (some servers put a zeroed usage on every chunk) is no report: no
+  // call with a prompt is free of prompt tokens.
+  if (!reported?.promptTokens) {
     const promptTokens = call.promptEstimate;
     return { promptTokens, completionTokens, costUsd: costUsd(model, promptTokens, completionTokens) };
   }

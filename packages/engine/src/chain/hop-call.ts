@@ -74,7 +74,7 @@ class CallClock {
         : which === "first"
           ? `${this.streamed ? "no first token" : "no response"} within first_token_timeout_ms ${firstTokenMs}`
           : `the stream was silent for idle_timeout_ms ${idleMs}`;
-    this.expired = new ProviderError("timeout", message);
+    this.expired = new ProviderError("timeout", message, { localTimeout: true });
     if (this.abort instanceof RunSignal) this.abort.abortCall(this.signal, this.expired);
     else this.abort.abort(this.expired);
   }

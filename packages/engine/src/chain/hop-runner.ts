@@ -119,7 +119,7 @@ function settleCall(
     abandoned:
       error === undefined
         ? call.dispatched
-        : error.reason === "timeout" || (call.respondedWhole && error.unreadableAnswer),
+        : error.localTimeout || (call.respondedWhole && error.unreadableAnswer),
     wholeAnswerTokens: call.wholeAnswerTokens,
   });
   run.addCost(billed.costUsd);

@@ -41,6 +41,12 @@ export class ProviderError extends Error {
    * choices) says what it cost, or that nothing was generated.
    */
   readonly unreadableAnswer: boolean;
+  /**
+   * A `timeout` of Cascade's own clocks (timeout_ms, first_token_timeout_ms, idle_timeout_ms): the
+   * call was abandoned while the provider worked on it. A provider's own timeout answer (an HTTP
+   * 408, Gemini's DEADLINE_EXCEEDED, Anthropic's timeout_error) is an error it does not bill.
+   */
+  readonly localTimeout: boolean;
 
   constructor(
     reason: Reason,
@@ -53,6 +59,7 @@ export class ProviderError extends Error {
       param?: string;
       cause?: unknown;
       unreadableAnswer?: boolean;
+      localTimeout?: boolean;
     } = {},
   ) {
     super(message, { cause: options.cause });
@@ -64,6 +71,7 @@ export class ProviderError extends Error {
     this.usage = options.usage;
     this.param = options.param;
     this.unreadableAnswer = options.unreadableAnswer ?? false;
+    this.localTimeout = options.localTimeout ?? false;
   }
 
   /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */

@@ -124,6 +124,17 @@ describe("a failed stream's charge with reported usage (ADR 0013, fifth revision
     ).toEqual({ promptTokens: 13, completionTokens: 200, costUsd: (13 * 2 + 200 * 8) / 1e6 });
   });
 
+  it("a report of 0 prompt tokens (a zeroed usage on every chunk) keeps the prompt estimate", () => {
+    expect(
+      chargeUnfinishedCall(model, {
+        ...call,
+        answered: true,
+        abandoned: false,
+        reported: { promptTokens: 0, completionTokens: 0 },
+      }),
+    ).toEqual({ promptTokens: 13, completionTokens: 75, costUsd: (13 * 2 + 75 * 8) / 1e6 });
+  });
+
   it("a failure that is not charged stays free, reported usage or not", () => {
     expect(
       chargeUnfinishedCall(model, {

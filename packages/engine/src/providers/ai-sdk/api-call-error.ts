@@ -134,18 +134,18 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
           { httpStatus: error.statusCode, cause: error, unreadableAnswer: true },
         );
       }
-      // A body that is not JSON could not be read; one that parsed as something else (an error
-      // envelope some proxies send with a 200) says nothing was generated.
-      // An answer cut at the size bound was generated whole too.
-      const unreadable =
-        exceededMaxSize(error.cause) ||
-        causeChain(error.cause).some(
-          (cause) => cause.name === "AI_JSONParseError" || cause instanceof SyntaxError,
-        );
+      // A body that is not JSON, or cut at the size bound, could not be read: generated whole,
+      // it is charged so. One that parsed but is not what the client takes says what it cost where
+      // it carries usage; an error envelope (some proxies send one with a 200) that nothing was
+      // generated; anything else is charged as unread.
+      const body = exceededMaxSize(error.cause) ? undefined : parsedBody(error.responseBody);
+      const usage = body === undefined ? undefined : bodyUsage(body);
+      const envelope = typeof body === "object" && body !== null && "error" in body;
       return new ProviderError("invalid_response", `${error.message} (HTTP ${error.statusCode})`, {
         httpStatus: error.statusCode,
         cause: error,
-        unreadableAnswer: unreadable,
+        unreadableAnswer: usage === undefined && !envelope,
+        ...(usage ? { usage } : {}),
       });
     }
     return {
@@ -201,6 +201,36 @@ export function classifyByStatus(failure: HttpFailure, message: string, param?: 
   // is this provider's refusal, and the request may be fine elsewhere.
   const providerSpecific = status !== 400 && status !== 422;
   return new ProviderError("bad_request", message, { ...options, providerSpecific });
+}
+
+/** A 2xx answer's body as JSON; undefined when it is not JSON (or absent). */
+function parsedBody(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The usage a parsed answer reports, in OpenAI's, Anthropic's or Gemini's shape. */
+function bodyUsage(body: unknown): { promptTokens: number; completionTokens: number } | undefined {
+  const openai = reportedUsage(body);
+  if (openai) return openai;
+  const record = body as {
+    usage?: { input_tokens?: unknown; output_tokens?: unknown };
+    usageMetadata?: { promptTokenCount?: unknown; candidatesTokenCount?: unknown };
+  } | null;
+  const counts: Array<[unknown, unknown]> = [
+    [record?.usage?.input_tokens, record?.usage?.output_tokens],
+    [record?.usageMetadata?.promptTokenCount, record?.usageMetadata?.candidatesTokenCount],
+  ];
+  for (const [prompt, completion = 0] of counts) {
+    if (typeof prompt === "number" && typeof completion === "number" && prompt > 0 && completion >= 0) {
+      return { promptTokens: prompt, completionTokens: completion };
+    }
+  }
+  return undefined;
 }
 
 /** OpenAI's `usage` of a parsed answer body, where it has one. */
