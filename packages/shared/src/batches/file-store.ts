@@ -210,6 +210,18 @@ keepFor(KEYS[4], ttl)
 return {1, others}
 `;
 
+/**
+ * discard-upload — drops an upload's chunks and its room in the limit, unless it was committed
+ * after all (a commit whose reply was lost to a timeout): then the file keeps its content.
+ * KEYS: 1 file hash, 2 file data, 3 tenant's file sizes. ARGV: 1 file id.
+ */
+const DISCARD_UPLOAD_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('UNLINK', KEYS[2])
+redis.call('HDEL', KEYS[3], 'pending:' .. ARGV[1])
+return 1
+`;
+
 type Command = (...args: Array<string | number | Buffer>) => Promise<unknown>;
 
 /**
@@ -221,6 +233,7 @@ type Command = (...args: Array<string | number | Buffer>) => Promise<unknown>;
 export class FileStore {
   private readonly commitFile: Command;
   private readonly appendUpload: Command;
+  private readonly discardUpload: Command;
 
   constructor(
     private readonly redis: RedisClient,
@@ -233,9 +246,13 @@ export class FileStore {
     if (!("cascadeAppendUpload" in redis)) {
       redis.defineCommand("cascadeAppendUpload", { numberOfKeys: 3, lua: APPEND_UPLOAD_LUA });
     }
+    if (!("cascadeDiscardUpload" in redis)) {
+      redis.defineCommand("cascadeDiscardUpload", { numberOfKeys: 3, lua: DISCARD_UPLOAD_LUA });
+    }
     const table = redis as unknown as Record<string, Command>;
     this.commitFile = table.cascadeCommitFile?.bind(redis) as Command;
     this.appendUpload = table.cascadeAppendUpload?.bind(redis) as Command;
+    this.discardUpload = table.cascadeDiscardUpload?.bind(redis) as Command;
   }
 
   /** Bytes of the tenant's uploaded files that have not expired or been deleted. */
@@ -312,14 +329,17 @@ export class FileStore {
     return { id, bytes };
   }
 
-  /** Drops an upload that will not be committed (and its room in the tenant's limit). */
+  /**
+   * Drops an upload that will not be committed (and its room in the tenant's limit); one that was
+   * committed after all, its reply lost, keeps its content.
+   */
   async discard(id: string, tenant: string): Promise<void> {
-    await this.redis
-      .multi()
-      .unlink(this.keys.fileData(id))
-      .hdel(this.keys.fileBytes(tenant), `pending:${id}`)
-      .exec()
-      .catch(() => {});
+    await this.discardUpload(
+      this.keys.file(id),
+      this.keys.fileData(id),
+      this.keys.fileBytes(tenant),
+      id,
+    ).catch(() => {});
   }
 
   /**
