@@ -126,7 +126,8 @@ export class FileStorageLimitError extends Error {
  * Lua shared by the scripts below. `held` sums a tenant's file sizes (`<bytes>:<expires_at>` by
  * file id, or `pending:<id>` for an upload whose chunks are being written), dropping entries past
  * their time, leaving out the entry `skip`. `backfill` gives the tenant's files uploaded before
- * sizes were kept an entry, once (the `_backfilled` mark), from their hashes.
+ * sizes were kept an entry, once (the `_backfilled` mark), from their hashes. `othersHeld` is
+ * both: what the tenant holds besides upload `id` (and that upload's entry name, and Redis's now).
  */
 const FILE_SIZES_LUA = `
 local function held(sizes, now, skip)
@@ -164,6 +165,12 @@ local function backfill(index, sizes, filePrefix, now)
   redis.call('HSET', sizes, '_backfilled', '1')
   keepFor(sizes, math.max(longest, 1))
 end
+local function othersHeld(index, sizes, filePrefix, id)
+  local now = tonumber(redis.call('TIME')[1])
+  backfill(index, sizes, filePrefix, now)
+  local pending = 'pending:' .. id
+  return now, pending, held(sizes, now, pending)
+end
 `;
 
 /**
@@ -173,10 +180,7 @@ end
  * bytes, 5 the file hashes' key prefix, 6 the upload's TTL. Returns {1, held} or {0, held}.
  */
 const APPEND_UPLOAD_LUA = `${FILE_SIZES_LUA}
-local now = tonumber(redis.call('TIME')[1])
-backfill(KEYS[2], KEYS[3], ARGV[5], now)
-local pending = 'pending:' .. ARGV[1]
-local others = held(KEYS[3], now, pending)
+local now, pending, others = othersHeld(KEYS[2], KEYS[3], ARGV[5], ARGV[1])
 local bytes, limit, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
 if others + bytes > limit then return {0, others} end
 redis.call('RPUSH', KEYS[1], ARGV[2])
@@ -194,10 +198,7 @@ return {1, others}
  * over the limit.
  */
 const COMMIT_FILE_LUA = `${FILE_SIZES_LUA}
-local now = tonumber(redis.call('TIME')[1])
-backfill(KEYS[3], KEYS[4], ARGV[5], now)
-local pending = 'pending:' .. ARGV[1]
-local others = held(KEYS[4], now, pending)
+local now, pending, others = othersHeld(KEYS[3], KEYS[4], ARGV[5], ARGV[1])
 local bytes, ttl, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if others + bytes > limit then return {0, others} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
