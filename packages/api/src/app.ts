@@ -63,6 +63,7 @@ import {
   sendError,
 } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
+import { OpenRequests } from "./plugins/open-requests.js";
 import { prototypeKeyError } from "./plugins/prototype-keys.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
 import { ReplicaWait, registerReplicaWait } from "./plugins/replica-wait.js";
@@ -258,6 +259,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const waiters = new JobWaiters(streams, redis, keys.completionQueueEvents, logger);
   /** The job event streams open now (GET /v1/jobs/:id/events), ended on close. */
   const eventStreams = new OpenEventStreams();
+  const openRequests = new OpenRequests(config);
   const store = new JobStore(
     queue,
     redis,
@@ -392,6 +394,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       observer: requestObserver,
       clock: deps.clock ?? systemClock,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
+      openRequests,
       webhooks: createApiWebhooks({
         config,
         queue: webhookQueue,
@@ -415,8 +418,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
       clock,
       newId: deps.newId ?? ((prefix) => newId(prefix)),
       observer: requestObserver,
+      openRequests,
     });
-    registerJobEventRoutes(instance, { store, waiters, streams, keys, open: eventStreams });
+    registerJobEventRoutes(instance, { store, waiters, streams, keys, open: eventStreams, openRequests });
     registerBatchApi(instance, {
       config,
       store: new BatchStore(redis, keys, retention),

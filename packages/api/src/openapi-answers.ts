@@ -6,6 +6,8 @@ type Answers = Record<string, string>;
 
 const ERROR_SHAPE = 'an error: {"error": {"type", "message", "code", "param"}}';
 const JOB = "the job object";
+const OPEN_REQUESTS =
+  "rate_limit_error (too_many_open_requests, Retry-After): the tenant holds its max_open_requests open on this process";
 
 /**
  * The answers of the routes whose statuses the route's schema does not carry (the handlers set
@@ -20,7 +22,11 @@ const ROUTE_ANSWERS: Record<string, Answers> = {
     409: "a request with the same Idempotency-Key is still being processed (Retry-After)",
     422: "the Idempotency-Key was used with a different body",
   },
-  "GET /v1/jobs/:id": { 200: JOB, 404: "no such job (or another tenant's)" },
+  "GET /v1/jobs/:id": {
+    200: JOB,
+    404: "no such job (or another tenant's)",
+    429: `with wait: ${OPEN_REQUESTS}`,
+  },
   "DELETE /v1/jobs/:id": {
     200: `a queued job, cancelled: ${JOB}`,
     202: `a running job, asked to stop: ${JOB}; it ends cancelled once its worker has aborted`,
@@ -31,12 +37,13 @@ const ROUTE_ANSWERS: Record<string, Answers> = {
     200: "Server-Sent Events (text/event-stream): status, attempt, delta, restart, done; resumable with Last-Event-ID",
     204: "the client already had the ended job's done event",
     404: "no such job (or another tenant's)",
+    429: OPEN_REQUESTS,
   },
   "POST /v1/chat/completions": {
     200: "a chat.completion, or with stream: true chat.completion.chunk events ending data: [DONE]",
     400: "invalid_request_error: a malformed body, price_ceiling, or bad_request from the upstream",
     404: "not_found_error (model_not_found): an unknown model or route",
-    429: "rate_limit_error (rate_limited, Retry-After) or insufficient_quota (over_budget)",
+    429: `rate_limit_error (rate_limited, Retry-After) or insufficient_quota (over_budget); ${OPEN_REQUESTS}`,
     502: "api_error (all_models_failed): every hop failed",
   },
   "POST /v1/files": {

@@ -18,6 +18,7 @@ import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js"
 import { errorBody, errorHeaders } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
 import { HttpError } from "../plugins/http-error.js";
+import type { OpenRequests } from "../plugins/open-requests.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 
 export interface GatewayRoutesDeps {
@@ -27,6 +28,8 @@ export interface GatewayRoutesDeps {
   newId: IdGenerator;
   /** Told of every gateway request that ended (metrics, usage counts, alerts). */
   observer?: RequestObserver;
+  /** Each tenant's requests held open on this process (`max_open_requests`). */
+  openRequests: OpenRequests;
 }
 
 /** The longest wait for limits a caller may ask for (`x-cascade-deadline-ms`). */
@@ -116,6 +119,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     // Errors before the handler get theirs in sendError (plugins/error-handler.ts).
     const requestId = deps.newId("req");
     reply.header("x-request-id", requestId);
+    deps.openRequests.hold(request, reply);
     let resolved: ReturnType<typeof resolveChain>;
     try {
       resolved = resolveChain(config.file, { ...body, request: body });

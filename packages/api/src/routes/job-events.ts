@@ -6,6 +6,7 @@ import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
 import { compareIds, isStreamId, type StreamEntry, type StreamReader } from "../jobs/stream-reader.js";
 import { notFound } from "../plugins/http-error.js";
+import type { OpenRequests } from "../plugins/open-requests.js";
 
 const HEARTBEAT_MS = 15_000;
 /** The id of the synthesized "queued" event of a streaming job: sorts before any real stream id. */
@@ -64,6 +65,8 @@ export interface JobEventsDeps {
   keys: Keys;
   /** The open event streams, ended cleanly at shutdown. */
   open: OpenEventStreams;
+  /** Each tenant's requests held open on this process (`max_open_requests`). */
+  openRequests: OpenRequests;
 }
 
 /**
@@ -92,7 +95,7 @@ export class OpenEventStreams {
 
 /** GET /v1/jobs/:id/events: Server-Sent Events with Last-Event-ID resume and heartbeats. */
 export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps): void {
-  const { store, waiters, streams, keys, open } = deps;
+  const { store, waiters, streams, keys, open, openRequests } = deps;
 
   /** Whether a client resuming after `lastEventId` has had the ended job's `done` event. */
   async function hadDone(job: JobObject, streaming: boolean, lastEventId: string): Promise<boolean> {
@@ -115,6 +118,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
     },
     async (request, reply) => {
       const { id } = request.params;
+      openRequests.hold(request, reply);
       const read = await store.read(request.tenant, id);
       if (!read) throw notFound(`no job with id ${id}`);
       const { job, streaming } = read;

@@ -21,6 +21,7 @@ import type { IdempotencyKeys } from "../jobs/idempotency.js";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
 import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import type { OpenRequests } from "../plugins/open-requests.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { ApiWebhooks } from "./webhook-deliveries.js";
 
@@ -32,6 +33,8 @@ export interface JobRoutesDeps {
   clock: Clock;
   newId: IdGenerator;
   webhooks: ApiWebhooks;
+  /** Each tenant's requests held open on this process (`max_open_requests`; a waiting GET is one). */
+  openRequests: OpenRequests;
   /** Told of a job cancelled here (no worker held it), as workers tell of the jobs they end. */
   observer?: RequestObserver;
 }
@@ -195,25 +198,30 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     return reply.code(202).send(queuedJob(jobId, data));
   });
 
-  routes.get("/v1/jobs/:id", { schema: { params: jobParams, querystring: waitQuery } }, async (request) => {
-    const { id } = request.params;
-    const waitSeconds = request.query.wait ?? 0;
-    const waiter = waitSeconds > 0 ? waiters.register(id, waitSeconds * 1000) : undefined;
-    try {
-      // Read the job only once its end can no longer be missed.
-      if (waiter) await waiter.ready;
-      let job = await store.get(request.tenant, id);
-      if (!job) throw notFound(`no job with id ${id}`);
-      if (waiter && !isTerminal(job)) {
-        const closed = new Promise<void>((resolve) => request.raw.once("close", () => resolve()));
-        await Promise.race([waiter.done, closed]);
-        job = (await store.get(request.tenant, id)) ?? job;
+  routes.get(
+    "/v1/jobs/:id",
+    { schema: { params: jobParams, querystring: waitQuery } },
+    async (request, reply) => {
+      const { id } = request.params;
+      const waitSeconds = request.query.wait ?? 0;
+      if (waitSeconds > 0) deps.openRequests.hold(request, reply);
+      const waiter = waitSeconds > 0 ? waiters.register(id, waitSeconds * 1000) : undefined;
+      try {
+        // Read the job only once its end can no longer be missed.
+        if (waiter) await waiter.ready;
+        let job = await store.get(request.tenant, id);
+        if (!job) throw notFound(`no job with id ${id}`);
+        if (waiter && !isTerminal(job)) {
+          const closed = new Promise<void>((resolve) => request.raw.once("close", () => resolve()));
+          await Promise.race([waiter.done, closed]);
+          job = (await store.get(request.tenant, id)) ?? job;
+        }
+        return job;
+      } finally {
+        waiter?.cancel();
       }
-      return job;
-    } finally {
-      waiter?.cancel();
-    }
-  });
+    },
+  );
 
   routes.delete("/v1/jobs/:id", { schema: { params: jobParams } }, async (request, reply) => {
     const { id } = request.params;

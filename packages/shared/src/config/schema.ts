@@ -293,6 +293,11 @@ const tenantSchema = z
     max_concurrency: positiveInt.optional(),
     /** Addition: MiB of uploaded files (Files API) this tenant may hold at once, default 1024. */
     max_file_storage_mb: z.number().positive().optional(),
+    /**
+     * Addition: gateway calls, job event streams and waiting GETs this tenant holds open at once on
+     * one API process, default 1000 (docs/decisions/0035-open-requests-per-tenant.md).
+     */
+    max_open_requests: positiveInt.optional(),
   })
   .refine((tenant) => tenant.api_keys_env !== undefined || tenant.api_key_sha256 !== undefined, {
     message: "a tenant needs api_keys_env or api_key_sha256",
