@@ -62,6 +62,8 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
   /** SSE events not yet handed to the response: sent as one write when the loop's turn ends. */
   private pending = "";
   private flushing = false;
+  /** The longest event queued so far: a caller reading at once may hold one of them unread. */
+  private longestEvent = 0;
 
   constructor(
     private readonly response: ServerResponse,
@@ -228,7 +230,9 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
    */
   private write(data: string, last = false): void {
     if (this.response.destroyed) return;
-    this.pending += `data: ${data}\n\n`;
+    const event = `data: ${data}\n\n`;
+    if (event.length > this.longestEvent) this.longestEvent = event.length;
+    this.pending += event;
     if (last) {
       const body = this.pending;
       this.pending = "";
@@ -236,9 +240,11 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
       return;
     }
     // A caller that stopped reading while the provider goes on: what it has not taken piles up
-    // here. Past MAX_UNREAD_BYTES of earlier chunks it is treated as gone (the response's close
-    // aborts the call), rather than holding the completion in memory while it keeps the socket.
-    if (this.response.writableLength + this.pending.length > MAX_UNREAD_BYTES) {
+    // here. Past MAX_UNREAD_BYTES beyond the longest event (one huge delta is not a caller gone:
+    // one that reads at once still has it unread as the next events come) it is treated as gone
+    // (the response's close aborts the call), rather than holding the completion in memory while
+    // it keeps the socket. The engine bounds an answer's size, and so the longest event.
+    if (this.response.writableLength + this.pending.length > MAX_UNREAD_BYTES + this.longestEvent) {
       this.pending = "";
       this.response.destroy();
       return;

@@ -76,8 +76,9 @@ function skipped(
 /**
  * Settles one call's ticket, once, however the call ended, and charges the job what the call
  * cost. A success's settlement is not awaited (it never delays the job's result); a failure's is,
- * so the breaker and cooldown it sets are in place before the chain picks its next step. A call
- * that ends badly is still charged what the provider bills for it (see call-charge.ts).
+ * so the breaker and cooldown it sets are in place before the chain picks its next step (after a
+ * 429 it resolves to how long the provider's cooldown now lasts). A call that ends badly is still
+ * charged what the provider bills for it (see call-charge.ts).
  */
 function settleCall(
   context: ChainContext,
@@ -87,7 +88,7 @@ function settleCall(
   completion: Completion | undefined,
   failure: ProviderError | JobInterruption | undefined,
   call: CallRecord,
-): Promise<void> | undefined {
+): Promise<number | undefined> | undefined {
   if (completion) {
     const usage = completionChargeUsage(completion, call.promptEstimate);
     const { promptTokens, completionTokens } = usage;
@@ -105,7 +106,10 @@ function settleCall(
   }
   const error = failure instanceof ProviderError ? failure : undefined;
   const billed = chargeUnfinishedCall(model, {
-    usage: error?.usage,
+    // A whole answer not passed on (no finish reason) is charged as the completion it is.
+    usage: error?.unfinishedAnswer
+      ? completionChargeUsage(error.unfinishedAnswer, call.promptEstimate)
+      : error?.usage,
     promptEstimate: call.promptEstimate,
     streamedCharacters: call.streamedCharacters,
     reported: call.reported,
@@ -405,7 +409,7 @@ export async function runHop(
     }
     const endedMs = clock.now();
     const settling = settleCall(context, run, admission.ticket, model, completion, failure, call);
-    if (settling) await settling;
+    const cooledMs = settling ? await settling : undefined;
     // The answer is in and settled (a success's settlement is queued, a probe's sent): the worker's
     // slot goes to the next job now (a worker holding jobs ahead has the bookkeeping below wait
     // while newer answers are read).
@@ -451,6 +455,9 @@ export async function runHop(
     if (!(failure instanceof ProviderError)) throw failure;
     const error = failure;
     calledBefore = true;
+    // After a 429, when the provider is tried again: the cooldown it set (the provider's hint, or
+    // Cascade's own, doubling over a streak of 429s), which a caller's Retry-After is made from.
+    const retryAfterMs = cooledMs ?? error.retryAfterMs;
     run.record({
       model: hop.model,
       provider: target.providerId,
@@ -458,7 +465,7 @@ export async function runHop(
       outcome: "error",
       reason: error.reason,
       ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
-      ...(error.retryAfterMs !== undefined ? { retry_after_ms: error.retryAfterMs } : {}),
+      ...(retryAfterMs !== undefined ? { retry_after_ms: retryAfterMs } : {}),
       message: (note ? `${note}; ${error.message}` : error.message).slice(0, 500),
       duration_ms: endedMs - startedMs,
       started_at: unixSeconds(startedMs),

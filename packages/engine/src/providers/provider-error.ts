@@ -1,5 +1,5 @@
 import type { Reason } from "@cascade/shared";
-import type { CompletionUsage } from "./types.js";
+import type { Completion, CompletionUsage } from "./types.js";
 
 /** The most characters of a failure's message a tenant, a caller or the log is shown. */
 export const ERROR_MESSAGE_CHARS = 500;
@@ -47,6 +47,11 @@ export class ProviderError extends Error {
    * 408, Gemini's DEADLINE_EXCEEDED, Anthropic's timeout_error) is an error it does not bill.
    */
   readonly localTimeout: boolean;
+  /**
+   * A whole answer not passed on (it carried no finish reason): charged as the completion it is,
+   * its reported usage, else estimated from its text (`completionChargeUsage`).
+   */
+  readonly unfinishedAnswer: Completion | undefined;
 
   constructor(
     reason: Reason,
@@ -60,6 +65,7 @@ export class ProviderError extends Error {
       cause?: unknown;
       unreadableAnswer?: boolean;
       localTimeout?: boolean;
+      unfinishedAnswer?: Completion;
     } = {},
   ) {
     super(message, { cause: options.cause });
@@ -72,6 +78,7 @@ export class ProviderError extends Error {
     this.param = options.param;
     this.unreadableAnswer = options.unreadableAnswer ?? false;
     this.localTimeout = options.localTimeout ?? false;
+    this.unfinishedAnswer = options.unfinishedAnswer;
   }
 
   /** Whether the same hop may be tried again (contract, "Retries and timeouts"). */
@@ -84,4 +91,19 @@ export class ProviderError extends Error {
       this.reason === "rate_limited"
     );
   }
+}
+
+/**
+ * A non-streamed answer whose provider reported no finish reason (OpenAI's `finish_reason: null`,
+ * Anthropic's `stop_reason: null`, a Gemini candidate without `finishReason`): nothing says it
+ * ended rather than was cut short (a server that aborted the generation), so it is not passed on
+ * as a finished answer any more than a stream without one is. The chain moves on; the call is
+ * charged what its answer shows.
+ */
+export function unfinishedAnswerError(completion: Completion): ProviderError {
+  return new ProviderError(
+    "invalid_response",
+    "the answer carried no finish reason: the provider did not say it had ended (it may be cut short)",
+    { unfinishedAnswer: completion },
+  );
 }

@@ -327,9 +327,10 @@ export class Resilience {
    * Reports a call's outcome. Breakers and cooldowns move at once (failures, probes and 429s
    * must be seen by every worker now), before this resolves; the money (budget corrections, tpm
    * refunds, usage) always goes through the settle queue, which retries it until Redis takes it.
-   * Errors of the settle itself are logged, never thrown.
+   * Errors of the settle itself are logged, never thrown. Resolves, after a 429, to how long from
+   * now the call's cooldowns last (undefined otherwise, or when Redis did not say).
    */
-  async settle(ticket: Ticket, outcome: CallOutcome): Promise<void> {
+  async settle(ticket: Ticket, outcome: CallOutcome): Promise<number | undefined> {
     const failure = !outcome.aborted && outcome.reason !== undefined && BREAKER_FAILURES.has(outcome.reason);
     const rateLimited = !outcome.aborted && outcome.reason === "rate_limited";
     const cost = outcome.costUsd ?? 0;
@@ -339,14 +340,17 @@ export class Resilience {
     if (succeeded && !ticket.probe) {
       if (this.settleMoney(ticket, usedTokens, cost)) void this.flush();
       else if (this.batch.size > 0) this.scheduleFlush();
-      return;
+      return undefined;
     }
-    if (failure || rateLimited || ticket.probe)
-      await this.settleBreaker(ticket, outcome, failure, rateLimited);
+    const cooledMs =
+      failure || rateLimited || ticket.probe
+        ? await this.settleBreaker(ticket, outcome, failure, rateLimited)
+        : undefined;
     // A call that did not succeed usually gives back its whole reservation: write it now, where
     // another job may be waiting for exactly that budget or those tokens.
     this.settleMoney(ticket, usedTokens, cost);
     void this.flush();
+    return cooledMs;
   }
 
   /**
@@ -370,13 +374,16 @@ export class Resilience {
     }
   }
 
-  /** The breaker and cooldown half of a settlement: one script call, not retried (see docs/decisions). */
+  /**
+   * The breaker and cooldown half of a settlement: one script call, not retried (see docs/decisions).
+   * Resolves to the cooldown it set, in ms from now (a 429), else undefined.
+   */
   private async settleBreaker(
     ticket: Ticket,
     outcome: CallOutcome,
     failure: boolean,
     rateLimited: boolean,
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     const { request, plan } = ticket;
     if (failure || rateLimited) this.forgetClear();
     // Only a success closes a half-open breaker and only a breaker failure re-opens it; a 429,
@@ -416,14 +423,19 @@ export class Resilience {
         ...plan.keys,
         JSON.stringify(spec),
       );
+      let cooledMs: number | undefined;
       for (const change of transitions) {
-        this.transitioned(request, plan.breaker.config.id, change.split(":")[1] ?? "unknown");
+        const [index, to] = change.split(":");
+        if (index === "cooldown") cooledMs = Number(to);
+        else this.transitioned(request, plan.breaker.config.id, to ?? "unknown");
       }
+      return cooledMs !== undefined && Number.isFinite(cooledMs) ? cooledMs : undefined;
     } catch (error) {
       this.logger.error(
         { err: (error as Error).message, provider: request.providerId },
         "could not settle a call's breaker and cooldown",
       );
+      return undefined;
     }
   }
 

@@ -82,9 +82,9 @@ export function httpErrorOf(outcome: JobOutcome): OutcomeHttpError {
     (attempt) => attempt.reason === "rate_limited" || attempt.reason === "over_budget",
   );
   if (limited && usable.some((attempt) => attempt.reason === "rate_limited")) {
-    // An upstream 429 that named no time leaves none in its attempt: its provider cools down
-    // for 1 s, doubling on consecutive 429s (contract, "Cooldowns"), so 1 s is the earliest a
-    // retry may find it open. The contract's 429 always carries Retry-After.
+    // A 429's attempt carries the cooldown its settlement set (the provider's hint, else 1 s
+    // doubling on consecutive 429s: contract, "Cooldowns"). One without (its settlement failed)
+    // says 1 s, the least a cooldown lasts. The contract's 429 always carries Retry-After.
     const retryAfterS = earliestRefillS(usable) ?? MIN_COOLDOWN_S;
     return { status: 429, type: "rate_limit_error", code: "rate_limited", message, retryAfterS };
   }

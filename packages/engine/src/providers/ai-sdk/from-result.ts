@@ -1,6 +1,6 @@
 import type { LanguageModelV3FinishReason, LanguageModelV3GenerateResult } from "@ai-sdk/provider";
 import type { ToolCall } from "@cascade/shared";
-import { ProviderError } from "../provider-error.js";
+import { ProviderError, unfinishedAnswerError } from "../provider-error.js";
 import type { ChoiceLogprobs, Completion, FinishReason } from "../types.js";
 
 /**
@@ -126,5 +126,8 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
   };
   const logprobs = logprobsOf(result);
   if (logprobs !== undefined) completion.logprobs = logprobs;
+  // No finish reason in the answer (the SDK's "other" with nothing raw): not a finished answer.
+  if (result.finishReason.unified === "other" && result.finishReason.raw === undefined)
+    throw unfinishedAnswerError(completion);
   return completion;
 }

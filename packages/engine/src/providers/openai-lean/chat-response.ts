@@ -1,5 +1,6 @@
 import type { ToolCall } from "@cascade/shared";
 import { errorFinish } from "../ai-sdk/from-result.js";
+import { unfinishedAnswerError } from "../provider-error.js";
 import type { Completion, FinishReason } from "../types.js";
 import {
   arrayOf,
@@ -78,6 +79,8 @@ function finishReason(raw: unknown, hasToolCalls: boolean): FinishReason {
       // The SDK calls a refusal content_filter; Cascade passes it on as OpenAI answered it.
       return hasToolCalls ? "tool_calls" : "stop";
     case "length":
+    // Mistral's: the model's context window ended the answer.
+    case "model_length":
       return "length";
     case "content_filter":
       return "content_filter";
@@ -151,5 +154,6 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
   };
   // The provider's own object, unchanged (asked for: OpenAI sends `null` otherwise).
   if (!isNullish(choice.logprobs)) completion.logprobs = choice.logprobs as Json;
+  if (isNullish(choice.finish_reason)) throw unfinishedAnswerError(completion);
   return completion;
 }

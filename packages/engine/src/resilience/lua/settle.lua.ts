@@ -50,7 +50,9 @@ import { CHARGED } from "./journal.lua.js";
  *                                            new state before the message that invalidates every
  *                                            worker's in-process "known clear" cache is sent
  * }
- * Returns: a list of breaker transitions, "index:to", for logging.
+ * Returns: a list of breaker transitions, "index:to", for logging; after a cooldown was set, last,
+ * "cooldown:<ms>": how long from now until the call's cooldowns all end (the 429 answered to a
+ * caller says that, not the provider's hint alone, which a streak of 429s outgrows).
  */
 export const SETTLE_LUA = `
 local spec = cjson.decode(ARGV[1])
@@ -121,6 +123,7 @@ for index, b in ipairs(spec.breakers or {}) do
   end
 end
 
+local cooled_ms = 0
 if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
   for _, k in ipairs(spec.cooldown.keys) do
     local fields = redis.call('HMGET', KEYS[k], '${COOLDOWN_FIELDS.until}', '${COOLDOWN_FIELDS.streak}')
@@ -128,6 +131,7 @@ if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
     local wait = spec.cooldown.retry_after_ms
     if wait == cjson.null or wait == nil then wait = math.min(1000 * (2 ^ (streak - 1)), 60000) end
     local until_ms = math.max(tonumber(fields[1]) or 0, now + wait)
+    cooled_ms = math.max(cooled_ms, until_ms - now)
     redis.call('HSET', KEYS[k], '${COOLDOWN_FIELDS.until}', until_ms, '${COOLDOWN_FIELDS.streak}', streak)
     -- The streak is forgotten a minute after the cooldown ends: later 429s start again at 1 s.
     redis.call('PEXPIRE', KEYS[k], (until_ms - now) + 60000)
@@ -214,5 +218,6 @@ local cooled = spec.cooldown ~= cjson.null and spec.cooldown ~= nil
 if spec.announce and spec.announce ~= cjson.null and (#transitions > 0 or cooled) then
   redis.call('PUBLISH', spec.announce.channel, spec.announce.message)
 end
+if cooled then table.insert(transitions, 'cooldown:' .. cooled_ms) end
 return transitions
 `;
