@@ -1,6 +1,7 @@
 // `npm start`: install what is missing, find or start Redis, build, then run the API and one worker
 // until Ctrl+C. Node built-ins only: this runs before dependencies are installed.
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildPackages, ensureDependencies } from "./lib/pnpm.mjs";
@@ -26,6 +27,15 @@ async function main() {
   if (shuttingDown) return;
 
   const env = { ...process.env, REDIS_URL: redis.url };
+  // Another process on the API's port would answer the banner's /healthz while our API fails.
+  const taken = await portTaken(env.PORT || "3000", env.HOST || "127.0.0.1");
+  if (taken) {
+    await shutDown(
+      `PORT ${env.PORT || "3000"} on ${env.HOST || "127.0.0.1"} is in use by another process (${taken}): stop it, or run with another port (PORT=3001 npm start)`,
+      1,
+    );
+    return;
+  }
   startService("api", "packages/api/dist/main.js", env);
   startService("worker", "packages/worker/dist/main.js", env);
   redis.child?.on("exit", (code, signal) => {
@@ -80,6 +90,20 @@ async function shutDown(reason, exitCode) {
   const unclean = results.some(({ code, signal }) => code !== 0 && signal !== "SIGTERM");
   if (redis.stop) await redis.stop();
   process.exit(exitCode || (unclean ? 1 : 0));
+}
+
+/**
+ * "EADDRINUSE" when another process listens on `port` at `host`, else undefined (a bad PORT or
+ * HOST is the API's to report, in its own words).
+ */
+function portTaken(port, host) {
+  const number = Number(port);
+  if (!Number.isInteger(number) || number < 1 || number > 65535) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (error) => resolve(error.code === "EADDRINUSE" ? error.code : undefined));
+    probe.listen(number, host, () => probe.close(() => resolve(undefined)));
+  });
 }
 
 function waitForExit(child) {

@@ -4,10 +4,12 @@
  * selected packages has a ./packages/cli script"). The tree is already built, so these are quick.
  */
 import { execFile } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const run = promisify(execFile);
@@ -50,4 +52,25 @@ describe("commands the docs show, and npm start's own errors", () => {
     expect(lines[0]).toMatch(/REDIS_URL/);
     expect(lines[0]).toMatch(/redis:\/\/|unset REDIS_URL/);
   }, 70_000);
+
+  it("`npm start` on a PORT another process holds says so and exits 1, without the banner (it printed it, answered by the other process)", async () => {
+    const other = createServer((_request, response) => response.end("{}"));
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const port = (other.address() as AddressInfo).port;
+    try {
+      const failed = await run(process.execPath, [join(root, "scripts", "start.mjs")], {
+        cwd: root,
+        env: { ...process.env, REDIS_URL: inject("redisUrl"), PORT: String(port), METRICS_PORT: "" },
+        timeout: 120_000,
+      }).then(
+        () => undefined,
+        (error: { stdout?: string; stderr?: string; code?: number }) => error,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toContain(`PORT ${port} on 127.0.0.1 is in use by another process`);
+      expect(failed?.stdout ?? "").not.toContain("Cascade API on");
+    } finally {
+      other.close();
+    }
+  }, 130_000);
 });

@@ -6,7 +6,7 @@
  * loud warning instead.
  */
 
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { startFakeOpenAI } from "../support/fake-openai.js";
@@ -32,6 +32,8 @@ let validConfig: string;
 let evictingRedis: SpawnedRedis;
 /** A Redis with a password, for REDIS_URL's wrong one. */
 let lockedRedis: SpawnedRedis;
+/** Accepts connections and never answers (a frozen Redis, or another service on its port). */
+let silent: { url: string; close(): void };
 let baseEnv: Record<string, string | undefined>;
 
 beforeAll(async () => {
@@ -49,6 +51,16 @@ beforeAll(async () => {
   expect(await redisCommand(lockedRedis.url, "CONFIG", "SET", "requirepass", "the-right-password")).toBe(
     "+OK",
   );
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  silent = {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
 });
 
 afterEach(() => stopAllCascadeProcesses());
@@ -57,6 +69,7 @@ afterAll(async () => {
   await killAllCascadeProcesses();
   await evictingRedis?.stop();
   await lockedRedis?.stop();
+  silent?.close();
   dir?.cleanup();
 });
 
@@ -186,6 +199,13 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toContain("127.0.0.1:1");
   });
 
+  it("when REDIS_URL reaches something that accepts connections and never answers (it hung for ever)", async () => {
+    const line = await startupFailure(kind, { REDIS_URL: silent.url });
+    expect(line).toContain("REDIS_URL");
+    expect(line).toContain(silent.url.replace("redis://", ""));
+    expect(line).toMatch(/did not answer/);
+  });
+
   it("when REDIS_URL selects a database the Redis does not have", async () => {
     // Redis has 16 by default: ioredis only reports the failed SELECT as an event and would go on
     // in database 0, so jobs would land where REDIS_URL does not say.
@@ -217,6 +237,7 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
   it("when LOG_LEVEL is not a pino level", async () => {
     const line = await startupFailure(kind, { LOG_LEVEL: "loud" });
     expect(line).toContain("LOG_LEVEL");
+    expect(line).toContain('"loud"');
   });
 
   it("when WORKER_LOCK_DURATION_MS is not a number", async () => {

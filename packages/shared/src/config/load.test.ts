@@ -174,6 +174,75 @@ describe("loadConfig", () => {
     expect(message).not.toContain("\n");
   });
 
+  it("refuses a JSON file with a key written twice, as YAML does (JSON.parse kept the last)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const path = join(dir, "dup.json");
+    writeFileSync(
+      path,
+      `{"providers": {"sim": {"type": "simulated"}},
+ "models": {"m1": {"provider": "sim", "price": {"input_per_mtok": 1, "output_per_mtok": 1}},
+            "m1": {"provider": "sim"}}}`,
+    );
+    expect(() => loadConfig({ CASCADE_CONFIG: path })).toThrow(/dup\.json: not valid \.json: .*unique/);
+    // The same values, each key once: read as before (a JSON string that YAML reads its own way too).
+    writeFileSync(
+      path,
+      `{"providers": {"sim": {"type": "simulated"}}, "models": {"m1": {"provider": "sim", "name": "a\\/b: #c"}}}`,
+    );
+    expect(loadConfig({ CASCADE_CONFIG: path }).file.models.m1?.name).toBe("a/b: #c");
+  });
+
+  it("refuses a secret written where its variable's name goes, without quoting it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const path = join(dir, "secret.yaml");
+    const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    writeFileSync(
+      path,
+      `providers:\n  sim: { type: simulated }\nmodels:\n  small: { provider: sim }\ntenants:\n  acme: { api_keys_env: ACME_KEYS, webhook_secret_env: ${secret} }\n`,
+    );
+    let message = "";
+    try {
+      loadConfig({ CASCADE_CONFIG: path, ACME_KEYS: "k" });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/tenants\.acme\.webhook_secret_env: looks like a secret itself/);
+    expect(message).not.toContain(secret);
+  });
+
+  it("refuses an empty tenants map (it ran the API in open mode, every key taken off)", () => {
+    expect(() =>
+      loadConfig(
+        {},
+        {
+          raw: { providers: { sim: { type: "simulated" } }, models: { s: { provider: "sim" } }, tenants: {} },
+        },
+      ),
+    ).toThrow(/tenants: is empty, which would open the API to everyone/);
+  });
+
+  it("takes YAML merge keys (shared settings between entries)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const path = join(dir, "merge.yaml");
+    writeFileSync(
+      path,
+      [
+        "providers:",
+        "  sim: { type: simulated }",
+        "models:",
+        "  small: &base { provider: sim, price: { input_per_mtok: 1, output_per_mtok: 2 } }",
+        "  large: { <<: *base, name: large-upstream }",
+        "",
+      ].join("\n"),
+    );
+    const models = loadConfig({ CASCADE_CONFIG: path }).file.models;
+    expect(models.large).toMatchObject({
+      provider: "sim",
+      name: "large-upstream",
+      price: { output_per_mtok: 2 },
+    });
+  });
+
   it("names the missing file and the fix", () => {
     expect(() => loadConfig({ CASCADE_CONFIG: "/nope/cascade.yaml" })).toThrow(
       /CASCADE_CONFIG=\/nope\/cascade.yaml: cannot read the file \(ENOENT\)/,

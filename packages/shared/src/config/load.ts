@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname, resolve } from "node:path";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, parseDocument } from "yaml";
 import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
 import { deploymentKey } from "../redis/keys.js";
@@ -98,7 +98,7 @@ function readConfigFile(path: string): unknown {
   try {
     // A BOM (Windows editors write one) is no character of the config.
     const source = text.replace(/^\uFEFF/, "");
-    return extname(path).toLowerCase() === ".json" ? JSON.parse(source) : readYaml(source);
+    return extname(path).toLowerCase() === ".json" ? readJson(source) : readYaml(source);
   } catch (error) {
     // YAML's messages end their first line with a colon before a code excerpt.
     const first = (error as Error).message.split("\n")[0]?.replace(/:\s*$/, "");
@@ -107,11 +107,24 @@ function readConfigFile(path: string): unknown {
 }
 
 /**
+ * A JSON config. JSON.parse keeps the last of two equal keys, so a model or tenant written twice
+ * would lose its first entry without a word (its price, `admin: true`); YAML refuses the same file.
+ * A JSON text is YAML too: its parser names the duplicate and where it is.
+ */
+function readJson(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  const duplicate = parseDocument(text).errors.find((error) => error.code === "DUPLICATE_KEY");
+  if (duplicate) throw duplicate;
+  return value;
+}
+
+/**
  * One YAML document, as a plain value. Whatever the parser would only warn about (an unknown tag,
  * which it would drop, leaving the value it was on) is an error, as is a second document.
  */
 function readYaml(text: string): unknown {
-  const documents = parseAllDocuments(text);
+  // Merge keys (`<<: *defaults`) are how YAML files share settings between entries.
+  const documents = parseAllDocuments(text, { merge: true });
   if (!Array.isArray(documents)) return null;
   const [document, second] = documents;
   if (!document) return null;

@@ -78,7 +78,20 @@ export const simulateSchema = z.strictObject({
 });
 export type SimulateSettings = z.infer<typeof simulateSchema>;
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable");
+/**
+ * Secrets whose own shape is a valid variable name (OpenAI's `sk_…` project keys, Standard
+ * Webhooks' `whsec_…`, Google's `AIza…`, Groq's `gsk_…`): written where the variable's name goes,
+ * they would be quoted back in "the environment variable … is not set".
+ */
+const SECRET_SHAPED = /^(sk_|whsec_|AIza|gsk_)/;
+const envName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable")
+  // Only a valid name is looked at again (an invalid one has its own message already).
+  .refine((value) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value) || !SECRET_SHAPED.test(value), {
+    error:
+      "looks like a secret itself: give the NAME of the environment variable that holds it (e.g. OPENAI_API_KEY), and put the secret in that variable",
+  });
 
 /** An HTTP header name (RFC 9110 token). */
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -377,7 +390,14 @@ export const configSchema = z
     models: idRecord(modelSchema),
     routes: idRecord(routeSchema).default({}),
     fallbacks: z.record(z.string(), z.array(z.string().min(1))).default({}),
-    tenants: idRecord(tenantSchema).optional(),
+    // Empty is a mistake (the last tenant deleted), not a request for open mode: that would take
+    // every key off the API. Open mode is `tenants:` left out.
+    tenants: idRecord(tenantSchema)
+      .refine((tenants) => Object.keys(tenants).length > 0, {
+        error:
+          "is empty, which would open the API to everyone without a key: add a tenant, or remove `tenants:` to run in open mode on purpose",
+      })
+      .optional(),
     webhooks: webhooksSchema.default({
       allow_private_networks: false,
       max_attempts: 8,

@@ -43,7 +43,8 @@ export const settingsSchema = z
       .string()
       .default("redis://127.0.0.1:6379")
       .refine((value) => /^rediss?:\/\//.test(value), {
-        error: "REDIS_URL must start with redis:// or rediss://",
+        error: (issue) =>
+          `REDIS_URL must start with redis:// or rediss://, got ${JSON.stringify(redactRedisUrl(String(issue.input)))}`,
         abort: true,
       })
       .refine(isRedisUrl, {
@@ -59,13 +60,17 @@ export const settingsSchema = z
     WORKER_CONCURRENCY: intFromEnv("WORKER_CONCURRENCY", 50, 1, 10000),
     LOG_LEVEL: z
       .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
-        error: "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent",
+        error: (issue) =>
+          `LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (lower case), got ${JSON.stringify(String(issue.input))}`,
       })
       .default("info"),
     /** Addition: the Redis key prefix; always wrapped in a hash tag so Redis Cluster works. */
     CASCADE_REDIS_PREFIX: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]+$/, "CASCADE_REDIS_PREFIX may use letters, digits, _ . -")
+      .regex(/^[A-Za-z0-9_.-]+$/, {
+        error: (issue) =>
+          `CASCADE_REDIS_PREFIX may use letters, digits, _ . -, got ${JSON.stringify(String(issue.input))}`,
+      })
       .default("cascade"),
     /** Addition: BullMQ lock duration; a crashed worker's jobs are recovered after about this long. */
     WORKER_LOCK_DURATION_MS: intFromEnv("WORKER_LOCK_DURATION_MS", 30000, 1000, 600000),

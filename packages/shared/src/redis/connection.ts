@@ -211,7 +211,7 @@ export async function checkRedis(
   url: string,
   options: { timeoutMs?: number; replicaAcks?: number } = {},
 ): Promise<RedisCheck> {
-  const { timeoutMs = 5000, replicaAcks = 0 } = options;
+  const { timeoutMs = 5000 } = options;
   const shown = redactRedisUrl(url);
   const probe = new Redis(url, {
     lazyConnect: true,
@@ -220,6 +220,34 @@ export async function checkRedis(
     connectTimeout: timeoutMs,
     retryStrategy: () => null,
   });
+  let timer: NodeJS.Timeout | undefined;
+  // connectTimeout ends at the TCP connection: a frozen Redis (or another service on its port)
+  // accepts it and answers nothing, which would hold the ready check and every command of the
+  // check for ever. The whole check is bounded (past the connect's own timeout).
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      probe.disconnect();
+      reject(
+        new ConfigError(
+          `Redis at ${shown} accepted the connection but did not answer within ${timeoutMs} ms (a frozen or overloaded Redis, or another service on that port): check that REDIS_URL points at a Redis that answers \`${redisCliFor(url)} PING\``,
+        ),
+      );
+    }, timeoutMs * 2);
+  });
+  try {
+    return await Promise.race([probeRedis(probe, url, shown, options), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function probeRedis(
+  probe: Redis,
+  url: string,
+  shown: string,
+  options: { replicaAcks?: number },
+): Promise<RedisCheck> {
+  const { replicaAcks = 0 } = options;
   // ioredis rejects connect() with a generic "Connection is closed"; the cause comes as an event.
   let lastError: Error | undefined;
   probe.on("error", (error: Error) => {
