@@ -30,7 +30,8 @@ async function enqueue(tenant: string, count: number, priority = 5): Promise<str
   const priorities = await tags.priorities(tenant, priority, count);
   // Numbered, not random: 10,000 random 32-bit ids collide about once in 90 runs, and BullMQ
   // drops a second job with an id it holds (one overtaking job fewer: 8,998 for 8,999).
-  const ids = priorities.map(() => `${tenant}-${(sequence += 1)}`);
+  const ids = priorities.map((_, index) => `${tenant}-${sequence + index}`);
+  sequence += ids.length;
   await queue.addBulk(
     priorities.map((queuePriority, index) => ({
       name: QUEUE_NAMES.completions,
