@@ -7,6 +7,7 @@
  * other tenants, and requests that are not held (an enqueue, a plain GET), are not touched.
  */
 import { type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
+import { connect } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
@@ -163,5 +164,34 @@ describe("a tenant's open requests", () => {
       ),
     );
     expect(answers).toHaveLength(3);
+  }, 30_000);
+
+  it("frees the slots of pipelined requests whose connection dropped before their answers (they leaked)", async () => {
+    const job = await queuedJob("acme-key");
+    const wait = () =>
+      stack.request("GET", `/v1/jobs/${job}?wait=1`, { headers: { authorization: "Bearer acme-key" } });
+    await eventually(async () =>
+      (await Promise.all([wait(), wait(), wait()])).every((got) => got.status === 200),
+    );
+    const { port } = new URL(stack.url);
+    const body = JSON.stringify({ model: "default", messages: [{ role: "user", content: "hi" }] });
+    const requests = {
+      waiting: `GET /v1/jobs/${job}?wait=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\n\r\n`,
+      gateway: `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    };
+    for (const text of Object.values(requests)) {
+      // Three requests in one write on one connection (HTTP/1.1 pipelining): the second and third
+      // are handled while the first holds the socket; the connection drops before any answer.
+      const socket = connect(Number(port), "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(text + text + text);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      socket.destroy();
+      // Every slot comes back: the cap's three waiting GETs at once are answered.
+      await eventually(
+        async () => (await Promise.all([wait(), wait(), wait()])).every((got) => got.status === 200),
+        8000,
+      );
+    }
   }, 30_000);
 });

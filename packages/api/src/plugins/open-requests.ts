@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { Config } from "@cascade/shared";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { HttpError } from "./http-error.js";
@@ -16,6 +17,8 @@ export const DEFAULT_MAX_OPEN_REQUESTS = 1000;
 export class OpenRequests {
   private readonly open = new Map<string, number>();
   private readonly limits = new Map<string, number>();
+  /** The releases of the requests each connection holds open (one close listener per connection). */
+  private readonly onSocketClose = new WeakMap<Socket, Set<() => void>>();
 
   constructor(config: Config) {
     if (config.openMode) return;
@@ -31,7 +34,8 @@ export class OpenRequests {
     const tenant = request.tenant;
     const limit = this.limits.get(tenant);
     // A client gone already (during the body's read) has had its close: counting it would leak.
-    if (limit === undefined || reply.raw.destroyed) return;
+    const socket: Socket | undefined = request.raw.socket ?? undefined;
+    if (limit === undefined || reply.raw.destroyed || socket?.destroyed) return;
     const held = this.open.get(tenant) ?? 0;
     if (held >= limit) {
       throw new HttpError(
@@ -46,13 +50,31 @@ export class OpenRequests {
     }
     this.open.set(tenant, held + 1);
     let released = false;
-    reply.raw.once("close", () => {
+    const release = () => {
       if (released) return;
       released = true;
+      reply.raw.off("close", release);
+      if (socket) this.onSocketClose.get(socket)?.delete(release);
       const left = (this.open.get(tenant) ?? 1) - 1;
       if (left > 0) this.open.set(tenant, left);
       else this.open.delete(tenant);
-    });
+    };
+    reply.raw.once("close", release);
+    if (!socket) return;
+    // A pipelined request (HTTP/1.1: several sent on one connection before the first answer) is
+    // handled while its response waits for the socket; if the connection drops first, that
+    // response never closes. The connection's own close releases it.
+    let releases = this.onSocketClose.get(socket);
+    if (!releases) {
+      const waiting = new Set<() => void>();
+      releases = waiting;
+      this.onSocketClose.set(socket, waiting);
+      socket.once("close", () => {
+        this.onSocketClose.delete(socket);
+        for (const next of [...waiting]) next();
+      });
+    }
+    releases.add(release);
   }
 
   /** The tenant's requests open now (tests, metrics). */

@@ -46,12 +46,19 @@ const UNFIT_CODES: Record<string, string> = {
 /** The first step of a cooldown after a 429 that named no time (contract, "Cooldowns"). */
 const MIN_COOLDOWN_S = 1;
 
+/**
+ * Seconds until the earliest of the run's rate-limited targets may be tried again: each target's
+ * (model, deployment) latest wait only, since a later 429 of a hop tried again replaced the
+ * cooldown its first one set (1 s, then 2 s: the first would understate it).
+ */
 function earliestRefillS(attempts: Attempt[]): number | undefined {
-  const waits = attempts
-    .filter((attempt) => attempt.reason === "rate_limited" && attempt.retry_after_ms !== undefined)
-    .map((attempt) => attempt.retry_after_ms as number);
-  if (!waits.length) return undefined;
-  return Math.max(1, Math.ceil(Math.min(...waits) / 1000));
+  const latest = new Map<string, number>();
+  for (const attempt of attempts) {
+    if (attempt.reason !== "rate_limited" || attempt.retry_after_ms === undefined) continue;
+    latest.set(`${attempt.model}\n${attempt.deployment ?? ""}`, attempt.retry_after_ms);
+  }
+  if (!latest.size) return undefined;
+  return Math.max(1, Math.ceil(Math.min(...latest.values()) / 1000));
 }
 
 /**
