@@ -6,6 +6,13 @@
  * limit). An HTTP error status, or a connection refused before any answer, stays free.
  * (Black-box billing audit: both were charged $0 in the job's cost_usd, usage and the gateway's
  * x-cascade-cost-usd, OpenAI, Anthropic and Gemini alike.)
+ *
+ * A whole answer whose provider reported no finish reason (OpenAI's `finish_reason: null`,
+ * Anthropic's `stop_reason: null`, a Gemini candidate without `finishReason`) was passed on with
+ * `finish_reason: "stop"`, an end the provider never reported (black-box failure-injection audit),
+ * while the same answer streamed is a failed attempt. It is an `invalid_response` now: the chain
+ * moves on, and the call is charged what its answer shows (its usage, else the prompt estimate
+ * and its text / 4).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
@@ -20,6 +27,34 @@ const MAX_TOKENS = 300;
 const MESSAGES = [{ role: "user", content: "Hello there" }];
 const PROMPT_ESTIMATE = 13;
 const WHOLE_ANSWER = (PROMPT_ESTIMATE * 2 + MAX_TOKENS * 8) / 1e6;
+
+const REPORTED = (100 * 2 + 50 * 8) / 1e6;
+// No usage reported: the prompt estimate, and "Hello" (5 characters) as ceil(5 / 4) = 2 tokens.
+const ESTIMATED = (13 * 2 + 2 * 8) / 1e6;
+
+const openAIBody = (withUsage: boolean) => ({
+  id: "chatcmpl-unfinished",
+  object: "chat.completion",
+  created: 1764000000,
+  model: "up-oa",
+  choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: null }],
+  ...(withUsage ? { usage: { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150 } } : {}),
+});
+const anthropicBody = {
+  id: "msg_unfinished",
+  type: "message",
+  role: "assistant",
+  model: "up-an",
+  content: [{ type: "text", text: "Hello" }],
+  stop_reason: null,
+  stop_sequence: null,
+  usage: { input_tokens: 100, output_tokens: 50 },
+};
+const geminiBody = {
+  candidates: [{ content: { role: "model", parts: [{ text: "Hello" }] }, index: 0 }],
+  usageMetadata: { promptTokenCount: 100, candidatesTokenCount: 50, totalTokenCount: 150 },
+  modelVersion: "up-gm",
+};
 
 let openai: FakeOpenAI;
 let anthropic: FakeAnthropic;
@@ -113,5 +148,60 @@ describe("a 2xx answer not streamed that cannot be read is charged its whole ans
     const { cost, attempts } = await jobCost("r-oa");
     expect(attempts).toEqual(["error:server_error", "success:"]);
     expect(cost).toBe(0);
+  });
+});
+
+function scriptUnfinished(route: string, withUsage = true): void {
+  if (route === "r-oa") openai.script("up-oa", { kind: "status", status: 200, body: openAIBody(withUsage) });
+  else if (route === "r-an") anthropic.script("up-an", { kind: "status", status: 200, body: anthropicBody });
+  else gemini.script("up-gm", { kind: "status", status: 200, body: geminiBody });
+}
+
+describe("a non-streamed answer without a finish reason", () => {
+  for (const route of ["r-oa", "r-an", "r-gm"]) {
+    it(`${route}: is an invalid_response the chain moves on from, charged its usage (gateway)`, async () => {
+      scriptUnfinished(route);
+      const answer = await stack.request("POST", "/v1/chat/completions", {
+        body: { model: route, messages: MESSAGES, max_tokens: 300 },
+      });
+      expect(answer.status).toBe(200);
+      expect(answer.body.choices[0].message.content).toBe("From the free model.");
+      expect(answer.body.choices[0].finish_reason).toBe("stop");
+      expect(answer.headers.get("x-cascade-fallbacks")).toMatch(/^m-(oa|an|gm):invalid_response$/);
+      expect(Number(answer.headers.get("x-cascade-cost-usd"))).toBeCloseTo(REPORTED, 12);
+    });
+  }
+
+  it("in a job, with no usage reported: charged the prompt estimate and its text", async () => {
+    scriptUnfinished("r-oa", false);
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { route: "r-oa", request: { messages: MESSAGES, max_tokens: 300 } },
+    });
+    const job = (await stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`)).body;
+    expect(job.status).toBe("succeeded");
+    expect(
+      job.attempts.map((a: { outcome: string; reason?: string }) => `${a.outcome}:${a.reason ?? ""}`),
+    ).toEqual(["error:invalid_response", "success:"]);
+    expect(job.attempts[0].message).toMatch(/no finish reason/);
+    expect(job.cost_usd).toBeCloseTo(ESTIMATED, 12);
+  });
+
+  it("a finish reason the provider named is passed on: Mistral's model_length is length", async () => {
+    openai.script("up-oa", {
+      kind: "status",
+      status: 200,
+      body: {
+        ...openAIBody(true),
+        choices: [
+          { index: 0, message: { role: "assistant", content: "Hel" }, finish_reason: "model_length" },
+        ],
+      },
+    });
+    const answer = await stack.request("POST", "/v1/chat/completions", {
+      body: { model: "r-oa", messages: MESSAGES, max_tokens: 300 },
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.body.choices[0]).toMatchObject({ message: { content: "Hel" }, finish_reason: "length" });
+    expect(answer.headers.get("x-cascade-fallbacks")).toBeNull();
   });
 });
