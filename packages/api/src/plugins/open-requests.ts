@@ -1,6 +1,6 @@
-import type { Socket } from "node:net";
 import type { Config } from "@cascade/shared";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { onConnectionClose } from "./connection-close.js";
 import { HttpError } from "./http-error.js";
 
 /** A tenant's requests held open at once on one API process when its config does not say. */
@@ -17,8 +17,6 @@ export const DEFAULT_MAX_OPEN_REQUESTS = 1000;
 export class OpenRequests {
   private readonly open = new Map<string, number>();
   private readonly limits = new Map<string, number>();
-  /** The releases of the requests each connection holds open (one close listener per connection). */
-  private readonly onSocketClose = new WeakMap<Socket, Set<() => void>>();
 
   constructor(config: Config) {
     if (config.openMode) return;
@@ -34,8 +32,7 @@ export class OpenRequests {
     const tenant = request.tenant;
     const limit = this.limits.get(tenant);
     // A client gone already (during the body's read) has had its close: counting it would leak.
-    const socket: Socket | undefined = request.raw.socket ?? undefined;
-    if (limit === undefined || reply.raw.destroyed || socket?.destroyed) return;
+    if (limit === undefined || reply.raw.destroyed || request.raw.socket?.destroyed) return;
     const held = this.open.get(tenant) ?? 0;
     if (held >= limit) {
       throw new HttpError(
@@ -50,31 +47,19 @@ export class OpenRequests {
     }
     this.open.set(tenant, held + 1);
     let released = false;
+    let forget = () => {};
     const release = () => {
       if (released) return;
       released = true;
       reply.raw.off("close", release);
-      if (socket) this.onSocketClose.get(socket)?.delete(release);
+      forget();
       const left = (this.open.get(tenant) ?? 1) - 1;
       if (left > 0) this.open.set(tenant, left);
       else this.open.delete(tenant);
     };
     reply.raw.once("close", release);
-    if (!socket) return;
-    // A pipelined request (HTTP/1.1: several sent on one connection before the first answer) is
-    // handled while its response waits for the socket; if the connection drops first, that
-    // response never closes. The connection's own close releases it.
-    let releases = this.onSocketClose.get(socket);
-    if (!releases) {
-      const waiting = new Set<() => void>();
-      releases = waiting;
-      this.onSocketClose.set(socket, waiting);
-      socket.once("close", () => {
-        this.onSocketClose.delete(socket);
-        for (const next of [...waiting]) next();
-      });
-    }
-    releases.add(release);
+    // A pipelined request whose connection dropped before its answer: its response never closes.
+    forget = onConnectionClose(request, release);
   }
 
   /** The tenant's requests open now (tests, metrics). */

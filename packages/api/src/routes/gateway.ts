@@ -17,6 +17,7 @@ import { ChunkStream } from "../gateway/chunk-stream.js";
 import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js";
 import { errorBody, errorHeaders } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
+import { onConnectionClose } from "../plugins/connection-close.js";
 import { HttpError } from "../plugins/http-error.js";
 import type { OpenRequests } from "../plugins/open-requests.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
@@ -154,9 +155,11 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       if (!reply.raw.writableFinished) controller.abort(new JobInterruption("cancelled"));
     };
     reply.raw.on("close", onClose);
+    // A pipelined request whose connection dropped before its answer: its response never closes.
+    const forgetConnection = onConnectionClose(request, onClose);
     // Gone while the body was read or the key checked: the close came before the listener.
     // (Not `request.raw.destroyed`: a request is destroyed once its body has been read.)
-    if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) onClose();
+    if (reply.raw.destroyed || request.raw.socket?.destroyed === true) onClose();
     try {
       if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route, observe });
       const { outcome, param } = await runner.run({ requestId, data, signal: controller.signal });
@@ -171,6 +174,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       return errorBody(error, param);
     } finally {
       reply.raw.off("close", onClose);
+      forgetConnection();
     }
   });
 
