@@ -1,7 +1,7 @@
 import { type Config, sha256Hex } from "@cascade/shared";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { UnroutedAnswer } from "./error-handler.js";
-import { HttpError } from "./http-error.js";
+import { declaresBody, HttpError } from "./http-error.js";
 
 /**
  * Who may call a route, declared by the route itself (`config: { access }`):
@@ -76,7 +76,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
       // Node would read and discard the rest of the declared body to reuse the socket, so a
       // client with no key could hold it (and a file descriptor) for the whole request timeout
       // (an hour) by trickling bytes.
-      if (hasBody(request)) reply.header("connection", "close");
+      if (declaresBody(request)) reply.header("connection", "close");
       return done(error as Error);
     }
     done();
@@ -87,7 +87,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
     // runs once the body is read: one that declares a body is answered now (and closed, above),
     // so nobody holds a connection by trickling a body to a path that does not exist.
     if (request.is404) {
-      if (hasBody(request)) throw unrouted(request);
+      if (declaresBody(request)) throw unrouted(request);
       return;
     }
     const access = request.routeOptions.config.access ?? "tenant";
@@ -102,12 +102,6 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
     }
     (request as AuthenticatedRequest)[authenticatedTenant] = tenant;
   }
-}
-
-/** Whether the request declares a body (which is read after onRequest, if at all). */
-function hasBody(request: FastifyRequest): boolean {
-  const length = request.headers["content-length"];
-  return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined;
 }
 
 function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>, basic: boolean): string {

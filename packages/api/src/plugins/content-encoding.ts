@@ -1,11 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
-import { HttpError } from "./http-error.js";
-
-/** Whether the request carries a body (as Node frames it: chunked, or a length above zero). */
-function hasBody(request: FastifyRequest): boolean {
-  const length = request.headers["content-length"];
-  return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
-}
+import type { FastifyInstance } from "fastify";
+import { declaresBody, HttpError } from "./http-error.js";
 
 /**
  * The request's Content-Encoding when it names a coding other than identity, else undefined.
@@ -29,7 +23,7 @@ export function registerContentEncodingCheck(app: FastifyInstance): void {
   // Callback style (no promise per request); a throw here reaches Fastify's error handler.
   app.addHook("preParsing", (request, _reply, payload, done) => {
     const coding = unsupportedEncoding(request.headers["content-encoding"]);
-    if (coding !== undefined && hasBody(request)) {
+    if (coding !== undefined && declaresBody(request)) {
       throw new HttpError(
         415,
         "unsupported_media_type_error",

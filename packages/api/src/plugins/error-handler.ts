@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { fieldPath, isRedisRefusal, newId, typedSegments } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
-import { type ErrorType, HttpError } from "./http-error.js";
+import { declaresBody, type ErrorType, HttpError } from "./http-error.js";
 import { isRedisUnavailableError, redisUnavailable } from "./redis-gate.js";
 
 const TYPE_BY_STATUS: Readonly<Record<number, ErrorType>> = {
@@ -51,6 +51,11 @@ export function sendError(
   code: string | null = null,
 ): FastifyReply {
   giveGatewayErrorAnId(reply);
+  // Answered before its body was read to the end (refused before it, or mid-way, as an upload
+  // whose parts were refused): the connection goes with the answer. Kept alive, a half-read
+  // request stays paused, and the next request on that connection is never read.
+  const request = reply.request;
+  if (declaresBody(request) && !request.raw.readableEnded) reply.header("connection", "close");
   // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
   return reply.code(statusCode).send({ error: { type, message, code, param: param ?? null } });
 }

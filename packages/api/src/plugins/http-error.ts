@@ -1,4 +1,5 @@
 import { hasIdShape } from "@cascade/shared";
+import type { FastifyRequest } from "fastify";
 
 /**
  * Every `error.type` the API answers with: the contract's names, chosen so that OpenAI's SDKs
@@ -49,3 +50,9 @@ export function checkCursorShape(after: string | undefined, prefix: string, kind
   if (after !== undefined && !hasIdShape(prefix, after)) throw unknownCursor(kind, after);
 }
 export const notFound = (message: string) => new HttpError(404, "not_found_error", message);
+
+/** Whether the request declares a body, as Node frames one: chunked, or a length above zero. */
+export function declaresBody(request: FastifyRequest): boolean {
+  const length = request.headers["content-length"];
+  return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
