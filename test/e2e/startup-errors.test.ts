@@ -206,6 +206,45 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toMatch(/did not answer/);
   });
 
+  it("not when Redis answers but is still loading its data: that one is waited for", async () => {
+    // Loading: INFO says loading:1 (ioredis's ready check waits and asks again), CLIENT is
+    // taken, every other command is refused with -LOADING. A process must wait for it, not call it frozen.
+    const server = createServer((socket) => {
+      socket.on("data", (data: Buffer) => {
+        for (const command of data
+          .toString("latin1")
+          .split(/^\*/m)
+          .filter((part) => part.trim() !== "")) {
+          // A loading Redis takes CLIENT (ioredis's SETINFO) and INFO, refuses the rest; this one
+          // speaks RESP2 only (HELLO unknown, as before Redis 6).
+          if (/hello/i.test(command)) socket.write("-ERR unknown command 'hello'\r\n");
+          else if (/client/i.test(command)) socket.write("+OK\r\n");
+          else if (/info/i.test(command)) {
+            const info = "# Persistence\r\nloading:1\r\nloading_eta_seconds:1\r\n";
+            socket.write(`$${info.length}\r\n${info}\r\n`);
+          } else socket.write("-LOADING Redis is loading the dataset in memory\r\n");
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const proc = spawnCascade(kind, {
+        name: `${kind} (Redis loading)`,
+        env: { ...baseEnv, REDIS_URL: `redis://127.0.0.1:${(server.address() as AddressInfo).port}` },
+      });
+      // Past twice the check's 5 s: still waiting, nothing said about a Redis that does not answer.
+      const exited = await proc.waitForExit(12_000).then(
+        () => true,
+        () => false,
+      );
+      expect(exited, proc.describe()).toBe(false);
+      expect(proc.stderr.join("\n")).not.toMatch(/did not answer/);
+      proc.kill("SIGKILL");
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
   it("when REDIS_URL selects a database the Redis does not have", async () => {
     // Redis has 16 by default: ioredis only reports the failed SELECT as an event and would go on
     // in database 0, so jobs would land where REDIS_URL does not say.

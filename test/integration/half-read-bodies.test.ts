@@ -3,8 +3,8 @@
  * connection stuck. An upload refused mid-body (a second file part, an unknown field) left the
  * request half-consumed: Node then neither read the rest nor closed the connection, so the next
  * request a client sent on it was never read (seen as a fuzz run that hung for its whole timeout,
- * with the server's sockets holding unread requests, and an API whose close waited for them). Such
- * answers now close their connection, as the refusals before the body already did.
+ * with the server's sockets holding unread requests, and an API whose close waited for them). The
+ * rest of such a body is now read and dropped, as Node does for a body nobody began to read.
  */
 import { Agent, request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -81,7 +81,7 @@ describe("an upload refused mid-body", () => {
     "an unknown field first": `${part("colour", "blue")}${part("file", bigFile, "a.jsonl")}${part("purpose", "batch")}--${boundary}--\r\n`,
   };
   for (const [name, body] of Object.entries(bodies)) {
-    it(`${name}: the 400 closes its connection, and the client's next request is answered`, async () => {
+    it(`${name}: the 400 is answered, and the client's next request on the connection too`, async () => {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 });
       try {
         const refused = await send(
@@ -92,7 +92,6 @@ describe("an upload refused mid-body", () => {
           body,
         );
         expect(refused.status).toBe(400);
-        expect(refused.connection).toBe("close");
         const next = await send(agent, "GET", "/v1/files", {});
         expect(next.status).toBe(200);
       } finally {

@@ -51,11 +51,15 @@ export function sendError(
   code: string | null = null,
 ): FastifyReply {
   giveGatewayErrorAnId(reply);
-  // Answered before its body was read to the end (refused before it, or mid-way, as an upload
-  // whose parts were refused): the connection goes with the answer. Kept alive, a half-read
-  // request stays paused, and the next request on that connection is never read.
-  const request = reply.request;
-  if (declaresBody(request) && !request.raw.readableEnded) reply.header("connection", "close");
+  // Answered mid-way through its body (an upload whose parts were refused): the reading stopped
+  // there, and Node drains only a body nobody began to read, so the request would stay paused and
+  // the next request on its kept-alive connection would never be read. The rest is read and
+  // dropped, as Node does for a body never read, and the client gets its answer.
+  const raw = reply.request.raw;
+  if (declaresBody(reply.request) && !raw.readableEnded && raw.readableFlowing !== null) {
+    raw.unpipe();
+    raw.resume();
+  }
   // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
   return reply.code(statusCode).send({ error: { type, message, code, param: param ?? null } });
 }

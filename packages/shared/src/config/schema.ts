@@ -79,9 +79,10 @@ export const simulateSchema = z.strictObject({
 export type SimulateSettings = z.infer<typeof simulateSchema>;
 
 /**
- * Secrets whose own shape is a valid variable name (OpenAI's `sk_…` project keys, Standard
- * Webhooks' `whsec_…`, Google's `AIza…`, Groq's `gsk_…`): written where the variable's name goes,
- * they would be quoted back in "the environment variable … is not set".
+ * Secrets whose own shape is a valid variable name (`sk_…` keys, Standard Webhooks' `whsec_…`,
+ * Google's `AIza…`, Groq's `gsk_…`; OpenAI's `sk-…` already fails the name's pattern): written
+ * where the variable's name goes, they would be quoted back in "the environment variable … is not
+ * set".
  */
 const SECRET_SHAPED = /^(sk_|whsec_|AIza|gsk_)/;
 const envName = z

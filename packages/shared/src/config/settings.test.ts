@@ -49,4 +49,21 @@ describe("the environment's other settings", () => {
     expect(parse({ REDIS_URL: "rediss://user:pw@redis.example.com:6380/2" }).success).toBe(true);
     expect(parse({ REDIS_URL: "redis://[::1]:6379" }).success).toBe(true);
   });
+
+  it("says what a REDIS_URL that is no redis:// URL starts with, never the rest (a password may follow)", () => {
+    const cases: Array<[string, string]> = [
+      ["myredis.redis.cache.windows.net:6380,password=S3CRET,ssl=True", '"myredis.redis.cache.windows.net:"'],
+      [":S3CRET@host:6379", '":"'],
+      ["http://user:S3CRET@host", '"http:"'],
+      [" redis://host:6379", '" redis:"'],
+    ];
+    for (const [url, shown] of cases) {
+      const result = parse({ REDIS_URL: url });
+      const message = result.error?.issues[0]?.message ?? "";
+      expect(message, url).toContain("must start with redis:// or rediss://");
+      expect(message, url).toContain(shown);
+      expect(message, url).not.toContain("S3CRET");
+    }
+    expect(parse({ REDIS_URL: "S3CRET" }).error?.issues[0]?.message).not.toContain("S3CRET");
+  });
 });

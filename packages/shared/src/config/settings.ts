@@ -43,8 +43,14 @@ export const settingsSchema = z
       .string()
       .default("redis://127.0.0.1:6379")
       .refine((value) => /^rediss?:\/\//.test(value), {
-        error: (issue) =>
-          `REDIS_URL must start with redis:// or rediss://, got ${JSON.stringify(redactRedisUrl(String(issue.input)))}`,
+        // Only what comes before the first ":" is shown: a value that is no redis:// URL (a cloud
+        // console's connection string) may hold a password no URL parser finds.
+        error: (issue) => {
+          const value = String(issue.input);
+          const colon = value.indexOf(":");
+          const shown = colon >= 0 ? `, not ${JSON.stringify(value.slice(0, colon + 1))}…` : "";
+          return `REDIS_URL must start with redis:// or rediss://${shown}`;
+        },
         abort: true,
       })
       .refine(isRedisUrl, {

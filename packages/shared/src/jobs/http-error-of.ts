@@ -48,14 +48,15 @@ const MIN_COOLDOWN_S = 1;
 
 /**
  * Seconds until the earliest of the run's rate-limited targets may be tried again: each target's
- * (model, deployment) latest wait only, since a later 429 of a hop tried again replaced the
- * cooldown its first one set (1 s, then 2 s: the first would understate it).
+ * (provider, deployment: what a 429 cools down) latest wait only, since a later 429 there replaced
+ * the cooldown an earlier one set (1 s, then 2 s: the first would understate it), whichever hop
+ * of the chain met it.
  */
 function earliestRefillS(attempts: Attempt[]): number | undefined {
   const latest = new Map<string, number>();
   for (const attempt of attempts) {
     if (attempt.reason !== "rate_limited" || attempt.retry_after_ms === undefined) continue;
-    latest.set(`${attempt.model}\n${attempt.deployment ?? ""}`, attempt.retry_after_ms);
+    latest.set(`${attempt.provider}\n${attempt.deployment ?? ""}`, attempt.retry_after_ms);
   }
   if (!latest.size) return undefined;
   return Math.max(1, Math.ceil(Math.min(...latest.values()) / 1000));

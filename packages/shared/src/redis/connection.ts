@@ -1,4 +1,5 @@
-import type { Socket } from "node:net";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { ConfigError } from "../errors/config-error.js";
 
@@ -221,24 +222,60 @@ export async function checkRedis(
     retryStrategy: () => null,
   });
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   // connectTimeout ends at the TCP connection: a frozen Redis (or another service on its port)
   // accepts it and answers nothing, which would hold the ready check and every command of the
-  // check for ever. The whole check is bounded (past the connect's own timeout).
+  // check for ever. Past timeoutMs without an answer, a PING of our own on a fresh connection says
+  // whether anything answers there: a Redis still loading its data does (-LOADING) and is waited
+  // for, as ioredis's ready check waits; silence fails the check.
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
+    const check = async () => {
+      const reply = await firstReplyTo(url, Math.min(timeoutMs, 2000));
+      if (settled) return;
+      if (reply !== undefined) {
+        timer = setTimeout(check, timeoutMs);
+        return;
+      }
       probe.disconnect();
       reject(
         new ConfigError(
-          `Redis at ${shown} accepted the connection but did not answer within ${timeoutMs} ms (a frozen or overloaded Redis, or another service on that port): check that REDIS_URL points at a Redis that answers \`${redisCliFor(url)} PING\``,
+          `Redis at ${shown} accepted the connection but did not answer (a frozen or overloaded Redis, or another service on that port): check that REDIS_URL points at a Redis that answers \`${redisCliFor(url)} PING\``,
         ),
       );
-    }, timeoutMs * 2);
+    };
+    timer = setTimeout(check, timeoutMs);
   });
   try {
     return await Promise.race([probeRedis(probe, url, shown, options), deadline]);
   } finally {
+    settled = true;
     clearTimeout(timer);
   }
+}
+
+/**
+ * The first line a server at `url` answers to a PING on a connection of its own (any answer:
+ * PONG, -LOADING, -NOAUTH), or undefined when none comes within `timeoutMs`.
+ */
+function firstReplyTo(url: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const parsed = new URL(url);
+    const host = parsed.hostname.replace(/^\[|\]$/g, "");
+    const port = Number(parsed.port || 6379);
+    const socket =
+      parsed.protocol === "rediss:"
+        ? tlsConnect({ host, port, servername: host, rejectUnauthorized: false })
+        : netConnect({ host, port });
+    const done = (reply: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(reply);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    socket.once(parsed.protocol === "rediss:" ? "secureConnect" : "connect", () => socket.write("PING\r\n"));
+    socket.once("data", (data: Buffer) => done(data.toString("latin1").split("\r\n")[0]));
+    socket.once("error", () => done(undefined));
+  });
 }
 
 async function probeRedis(
