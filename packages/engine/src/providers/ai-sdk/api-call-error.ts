@@ -2,6 +2,8 @@ import { APICallError } from "@ai-sdk/provider";
 import type { z } from "zod";
 import { ProviderError } from "../provider-error.js";
 import { retryAfterMsFromHeaders } from "../retry-after.js";
+import { anthropicReportedUsage, geminiReportedUsage, openAIReportedUsage } from "../stream-usage.js";
+import type { CompletionUsage } from "../types.js";
 
 /**
  * A field of a provider's error body: undefined when absent, null or of another type than the one
@@ -160,7 +162,7 @@ export function readApiCallError(error: unknown): ProviderError | HttpFailure {
   const name = (error as Error | undefined)?.name ?? "";
   if (/JSONParse|TypeValidation|InvalidResponseData|NoContentGenerated|EmptyResponseBody/.test(name)) {
     // A chat.completion without choices still says what the provider billed.
-    const usage = reportedUsage((error as { data?: unknown }).data);
+    const usage = bodyUsage((error as { data?: unknown }).data);
     return new ProviderError("invalid_response", (error as Error).message, {
       cause: error,
       ...(usage ? { usage } : {}),
@@ -213,33 +215,22 @@ function parsedBody(text: string | undefined): unknown {
   }
 }
 
-/** The usage a parsed answer reports, in OpenAI's, Anthropic's or Gemini's shape. */
-function bodyUsage(body: unknown): { promptTokens: number; completionTokens: number } | undefined {
-  const openai = reportedUsage(body);
-  if (openai) return openai;
-  const record = body as {
-    usage?: { input_tokens?: unknown; output_tokens?: unknown };
-    usageMetadata?: { promptTokenCount?: unknown; candidatesTokenCount?: unknown };
-  } | null;
-  const counts: Array<[unknown, unknown]> = [
-    [record?.usage?.input_tokens, record?.usage?.output_tokens],
-    [record?.usageMetadata?.promptTokenCount, record?.usageMetadata?.candidatesTokenCount],
-  ];
-  for (const [prompt, completion = 0] of counts) {
-    if (typeof prompt === "number" && typeof completion === "number" && prompt > 0 && completion >= 0) {
-      return { promptTokens: prompt, completionTokens: completion };
-    }
-  }
-  return undefined;
-}
-
-/** OpenAI's `usage` of a parsed answer body, where it has one. */
-function reportedUsage(data: unknown): { promptTokens: number; completionTokens: number } | undefined {
-  const usage = (data as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
-  const prompt = usage?.prompt_tokens;
-  const completion = usage?.completion_tokens ?? 0;
-  if (typeof prompt !== "number" || typeof completion !== "number") return undefined;
-  if (!Number.isFinite(prompt) || !Number.isFinite(completion) || prompt < 0 || completion < 0)
-    return undefined;
-  return { promptTokens: prompt, completionTokens: completion };
+/**
+ * The usage a parsed answer body reports, in OpenAI's, Anthropic's or Gemini's shape, read as each
+ * provider's stream events are (stream-usage.ts: the SDK's counts, cache splits included); none
+ * where it names no prompt tokens (a report of 0 is no report, as call-charge.ts has it).
+ */
+function bodyUsage(body: unknown): CompletionUsage | undefined {
+  const reported =
+    openAIReportedUsage(body, undefined) ??
+    anthropicReportedUsage({ type: "message_start", message: body }, undefined) ??
+    geminiReportedUsage(body, undefined);
+  if (!reported?.promptTokens) return undefined;
+  const { promptTokens, completionTokens = 0, cachedTokens, cacheWriteTokens } = reported;
+  return {
+    promptTokens,
+    completionTokens,
+    ...(cachedTokens !== undefined ? { cachedTokens } : {}),
+    ...(cacheWriteTokens !== undefined ? { cacheWriteTokens } : {}),
+  };
 }

@@ -123,8 +123,9 @@ for index, b in ipairs(spec.breakers or {}) do
   end
 end
 
+local cooled = spec.cooldown ~= cjson.null and spec.cooldown ~= nil
 local cooled_ms = 0
-if spec.cooldown ~= cjson.null and spec.cooldown ~= nil then
+if cooled then
   for _, k in ipairs(spec.cooldown.keys) do
     local fields = redis.call('HMGET', KEYS[k], '${COOLDOWN_FIELDS.until}', '${COOLDOWN_FIELDS.streak}')
     local streak = (tonumber(fields[2]) or 0) + 1
@@ -214,7 +215,6 @@ if spec.failure then
   end
 end
 
-local cooled = spec.cooldown ~= cjson.null and spec.cooldown ~= nil
 if spec.announce and spec.announce ~= cjson.null and (#transitions > 0 or cooled) then
   redis.call('PUBLISH', spec.announce.channel, spec.announce.message)
 end
