@@ -192,6 +192,18 @@ describe("loadConfig", () => {
     expect(loadConfig({ CASCADE_CONFIG: path }).file.models.m1?.name).toBe("a/b: #c");
   });
 
+  it("refuses a YAML file with a key written twice, naming the key and its line", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
+    const path = join(dir, "dup.yaml");
+    writeFileSync(
+      path,
+      "providers:\n  sim: { type: simulated }\nmodels:\n  m1: { provider: sim }\n  m1: { provider: sim }\n",
+    );
+    expect(() => loadConfig({ CASCADE_CONFIG: path })).toThrow(
+      /dup\.yaml: not valid \.yaml: Map keys must be unique at line 5, column 3: "m1" is written twice$/,
+    );
+  });
+
   it("refuses a secret written where its variable's name goes, without quoting it", () => {
     const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
     const path = join(dir, "secret.yaml");

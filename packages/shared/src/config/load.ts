@@ -1,11 +1,12 @@
 import { hash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname, resolve } from "node:path";
-import { parseAllDocuments, parseDocument } from "yaml";
+import { parseAllDocuments } from "yaml";
 import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
 import { deploymentKey } from "../redis/keys.js";
 import { demoConfig } from "./demo-config.js";
+import { duplicateKeyMessage, jsonDuplicateKey, yamlDuplicateKey } from "./duplicate-keys.js";
 import { type ConfigFile, configSchema, type ProviderConfig, type TenantConfig } from "./schema.js";
 import { type Settings, settingsSchema } from "./settings.js";
 
@@ -108,13 +109,13 @@ function readConfigFile(path: string): unknown {
 
 /**
  * A JSON config. JSON.parse keeps the last of two equal keys, so a model or tenant written twice
- * would lose its first entry without a word (its price, `admin: true`); YAML refuses the same file.
- * A JSON text is YAML too: its parser names the duplicate and where it is.
+ * would lose its first entry without a word (its price, `admin: true`); YAML refuses the same file,
+ * and so does this, naming the key and where it is.
  */
 function readJson(text: string): unknown {
   const value: unknown = JSON.parse(text);
-  const duplicate = parseDocument(text).errors.find((error) => error.code === "DUPLICATE_KEY");
-  if (duplicate) throw duplicate;
+  const duplicate = jsonDuplicateKey(text);
+  if (duplicate) throw new Error(duplicateKeyMessage(duplicate));
   return value;
 }
 
@@ -123,14 +124,17 @@ function readJson(text: string): unknown {
  * which it would drop, leaving the value it was on) is an error, as is a second document.
  */
 function readYaml(text: string): unknown {
-  // Merge keys (`<<: *defaults`) are how YAML files share settings between entries.
-  const documents = parseAllDocuments(text, { merge: true });
+  // Merge keys (`<<: *defaults`) are how YAML files share settings between entries. Keys written
+  // twice are found in one pass below: the parser's own check is quadratic in a map's size.
+  const documents = parseAllDocuments(text, { merge: true, uniqueKeys: false });
   if (!Array.isArray(documents)) return null;
   const [document, second] = documents;
   if (!document) return null;
   if (second) throw new Error("the file holds more than one YAML document (---); keep one");
   const problem = document.errors[0] ?? document.warnings[0];
   if (problem) throw problem;
+  const duplicate = yamlDuplicateKey(document, text);
+  if (duplicate) throw new Error(duplicateKeyMessage(duplicate));
   return document.toJS();
 }
 
