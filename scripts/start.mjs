@@ -1,6 +1,7 @@
 // `npm start`: install what is missing, find or start Redis, build, then run the API and one worker
 // until Ctrl+C. Node built-ins only: this runs before dependencies are installed.
 import { spawn } from "node:child_process";
+import { lookup } from "node:dns/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,16 +95,25 @@ async function shutDown(reason, exitCode) {
 
 /**
  * "EADDRINUSE" when another process listens on `port` at `host`, else undefined (a bad PORT or
- * HOST is the API's to report, in its own words).
+ * HOST is the API's to report, in its own words). A name such as `localhost` is probed at every
+ * address it resolves to (::1 and 127.0.0.1), as Fastify listens on each of them.
  */
-function portTaken(port, host) {
+async function portTaken(port, host) {
   const number = Number(port);
-  if (!Number.isInteger(number) || number < 1 || number > 65535) return Promise.resolve(undefined);
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once("error", (error) => resolve(error.code === "EADDRINUSE" ? error.code : undefined));
-    probe.listen(number, host, () => probe.close(() => resolve(undefined)));
-  });
+  if (!Number.isInteger(number) || number < 1 || number > 65535) return undefined;
+  const addresses = await lookup(host, { all: true }).then(
+    (found) => found.map(({ address }) => address),
+    () => [host],
+  );
+  for (const address of addresses) {
+    const taken = await new Promise((resolve) => {
+      const probe = createServer();
+      probe.once("error", (error) => resolve(error.code === "EADDRINUSE" ? error.code : undefined));
+      probe.listen(number, address, () => probe.close(() => resolve(undefined)));
+    });
+    if (taken) return taken;
+  }
+  return undefined;
 }
 
 function waitForExit(child) {

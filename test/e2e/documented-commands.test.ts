@@ -53,24 +53,40 @@ describe("commands the docs show, and npm start's own errors", () => {
     expect(lines[0]).toMatch(/redis:\/\/|unset REDIS_URL/);
   }, 70_000);
 
-  it("`npm start` on a PORT another process holds says so and exits 1, without the banner (it printed it, answered by the other process)", async () => {
-    const other = createServer((_request, response) => response.end("{}"));
-    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
-    const port = (other.address() as AddressInfo).port;
-    try {
-      const failed = await run(process.execPath, [join(root, "scripts", "start.mjs")], {
-        cwd: root,
-        env: { ...process.env, REDIS_URL: inject("redisUrl"), PORT: String(port), METRICS_PORT: "" },
-        timeout: 120_000,
-      }).then(
-        () => undefined,
-        (error: { stdout?: string; stderr?: string; code?: number }) => error,
-      );
-      expect(failed?.code).toBe(1);
-      expect(failed?.stderr).toContain(`PORT ${port} on 127.0.0.1 is in use by another process`);
-      expect(failed?.stdout ?? "").not.toContain("Cascade API on");
-    } finally {
-      other.close();
-    }
-  }, 130_000);
+  it.each([
+    ["unset", undefined],
+    // A name is probed at each address it resolves to (Fastify listens on all of them): ::1 may come first.
+    ["localhost", "localhost"],
+  ])(
+    "`npm start` on a PORT another process holds (HOST %s) says so and exits 1, without the banner (it printed it, answered by the other process)",
+    async (_label, host) => {
+      const other = createServer((_request, response) => response.end("{}"));
+      await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+      const port = (other.address() as AddressInfo).port;
+      try {
+        const failed = await run(process.execPath, [join(root, "scripts", "start.mjs")], {
+          cwd: root,
+          env: {
+            ...process.env,
+            REDIS_URL: inject("redisUrl"),
+            PORT: String(port),
+            METRICS_PORT: "",
+            ...(host ? { HOST: host } : {}),
+          },
+          timeout: 120_000,
+        }).then(
+          () => undefined,
+          (error: { stdout?: string; stderr?: string; code?: number }) => error,
+        );
+        expect(failed?.code).toBe(1);
+        expect(failed?.stderr).toContain(
+          `PORT ${port} on ${host ?? "127.0.0.1"} is in use by another process`,
+        );
+        expect(failed?.stdout ?? "").not.toContain("Cascade API on");
+      } finally {
+        other.close();
+      }
+    },
+    130_000,
+  );
 });
