@@ -16,6 +16,7 @@ import {
   type TempDir,
   uniquePrefix,
 } from "../support/processes.js";
+import { testRedis } from "../support/redis-clients.js";
 import {
   chatRequest,
   FAKE_KEY_VALUE,
@@ -123,9 +124,21 @@ describe("worker SIGTERM with a job in flight", () => {
     expect(status, first.describe()).toEqual({ code: 0, signal: null });
     // Handed back to the queue, not left active under a dead worker's lock (which only stalled
     // recovery would release, seconds later).
+    const redis = testRedis();
+    try {
+      const active = await redis.lrange(`{${env.CASCADE_REDIS_PREFIX}}:completions:active`, 0, -1);
+      expect(active).not.toContain(jobId);
+    } finally {
+      redis.disconnect();
+    }
     const after = await http(api.url, "GET", `/v1/jobs/${jobId}`);
     expect(after.status).toBe(200);
-    expect(after.body.status, JSON.stringify(after.body)).toBe("queued");
+    // Its stopped call was sent and charged: an attempt, so the job waits between tries (running).
+    expect(after.body.status, JSON.stringify(after.body)).toBe("running");
+    expect(after.body.attempts).toMatchObject([
+      { model: "primary", outcome: "error", message: "the call was stopped: the worker was shutting down" },
+    ]);
+    expect(after.body.cost_usd).toBeGreaterThan(0);
 
     const second = await worker("worker (second)");
     const job = await waitForTerminal(api.url, jobId, 15_000);

@@ -21,6 +21,8 @@ export function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: nu
     duration_ms: attempt.duration_ms,
   };
   if (attempt.outcome === "success") logger.info(fields, "hop succeeded");
+  // A call stopped by its job's interruption (cancel, lock loss, shutdown): no failure of its own.
+  else if (attempt.reason === undefined) logger.info({ ...fields, detail: attempt.message }, "hop stopped");
   else if (attempt.reason === "auth_error") {
     logger.error(
       { ...fields, detail: attempt.message },

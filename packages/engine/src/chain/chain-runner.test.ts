@@ -308,7 +308,17 @@ describe("runChain", () => {
     const result = await runChain(context(data, registry, controller.signal));
     if (result.kind !== "finished") throw new Error("expected finished");
     expect(result.outcome.status).toBe("cancelled");
-    expect(result.outcome.attempts).toEqual([]);
+    // The call was sent (and charged): it is the job's one attempt, stopped, with no reason of its own.
+    expect(result.outcome.attempts).toEqual([
+      {
+        model: "a",
+        provider: expect.any(String),
+        outcome: "error",
+        message: "the call was stopped: the job was cancelled",
+        duration_ms: expect.any(Number),
+        started_at: expect.any(Number),
+      },
+    ]);
   });
 
   it("ends cancelled, not failed, when cancelled while admission skips every hop", async () => {
@@ -485,7 +495,15 @@ describe("runChain on a run's shared signal (the worker's runs)", () => {
     const result = await running;
     if (result.kind !== "finished") throw new Error("expected finished");
     expect(result.outcome.status).toBe("cancelled");
-    expect(result.outcome.attempts.map((attempt) => attempt.reason)).toEqual(["timeout"]);
+    // The fallback's call was sent and stopped: charged, so one of the attempts too.
+    expect(result.outcome.attempts.map((attempt) => [attempt.model, attempt.reason])).toEqual([
+      ["a", "timeout"],
+      ["b", undefined],
+    ]);
+    expect(result.outcome.attempts[1]).toMatchObject({
+      outcome: "error",
+      message: "the call was stopped: the job was cancelled",
+    });
     expect(signals[1]?.reason).toBeInstanceOf(JobInterruption);
     // Interrupted once: a later timeout cannot replace the interruption.
     run.interrupt("shutdown");

@@ -26,7 +26,7 @@ import { toChatCompletion } from "./chat-completion.js";
 import { brokenStreamError, canContinue, isContinuable, withPrefill } from "./continuation.js";
 import { callHop, hopTimeouts } from "./hop-call.js";
 import { decideAfterError, deploymentFailureOf, type HopDecision } from "./hop-decision.js";
-import { interruptionOf, type JobInterruption } from "./interruption.js";
+import { type InterruptionKind, interruptionOf, JobInterruption } from "./interruption.js";
 import { failedOutcome, succeededOutcome } from "./job-outcome.js";
 import {
   needsImageStrip,
@@ -35,6 +35,13 @@ import {
   remainingCostSkip,
   stripImages,
 } from "./prechecks.js";
+
+/** An interrupted call's attempt message (no reason of the contract's fits a call stopped by us). */
+const STOPPED_CALL: Record<InterruptionKind, string> = {
+  cancelled: "the call was stopped: the job was cancelled",
+  lock_lost: "the call was stopped: this worker lost the job's lock",
+  shutdown: "the call was stopped: the worker was shutting down",
+};
 
 /** Waits up to this long sleep in the worker; longer ones hand the job back to the delayed set. */
 const INLINE_WAIT_LIMIT_MS = 1_000;
@@ -452,7 +459,21 @@ export async function runHop(
         outcome: succeededOutcome(progress, hop.model, target.providerId, result, clock.now()),
       };
     }
-    if (!(failure instanceof ProviderError)) throw failure;
+    if (!(failure instanceof ProviderError)) {
+      // Interrupted with the call sent: it was charged above (a provider finishes and bills what
+      // it was sent), so it is one of the job's attempts, or the job's cost would name no call.
+      if (failure instanceof JobInterruption && call.dispatched)
+        run.record({
+          model: hop.model,
+          provider: target.providerId,
+          ...(target.deployment ? { deployment: target.deployment.id } : {}),
+          outcome: "error",
+          message: STOPPED_CALL[failure.kind],
+          duration_ms: endedMs - startedMs,
+          started_at: unixSeconds(startedMs),
+        });
+      throw failure;
+    }
     const error = failure;
     calledBefore = true;
     // After a 429, when the provider is tried again: the cooldown it set (the provider's hint, or

@@ -33,9 +33,9 @@ export function interruptionOf(signal: AbortSignal): JobInterruption | undefined
 }
 
 /**
- * The one place an interrupted run becomes its result. Cancelled: the job ends cancelled, and no
- * attempt is recorded for the stopped call (it neither succeeded nor failed for one of the
- * contract's reasons). Shutdown: the job is handed back at once, its progress (the stopped call's
+ * The one place an interrupted run becomes its result. Cancelled: the job ends cancelled; a call
+ * stopped after it was sent is among its attempts (outcome `error`, no reason of the contract's,
+ * a message saying why), since it was charged. Shutdown: the job is handed back at once, its progress (the stopped call's
  * charge included) saved for the run that resumes it. Lock lost: thrown on (RunLostLock), since
  * another run owns the job and its progress now (the call's charge is in the tenant's budget,
  * settled already; the worker counts what was never saved as a stray charge).
