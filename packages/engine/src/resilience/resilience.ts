@@ -450,7 +450,8 @@ export class Resilience {
     // (one write when the lease ends), else to Redis with the next batch.
     const nowMs = this.clock.now();
     // tpm refunds go back to Redis, where every worker sees them; a small bucket (no leases) is
-    // often waiting for exactly this refund, so it is written at once rather than in 100 ms.
+    // often waiting for exactly this refund, so it is written at once rather than in 100 ms, as
+    // is a budget's correction (below).
     let urgent = false;
     for (const bucket of plan.tpm) {
       this.batch.refund(key(bucket.key), bucket.rate, bucket.capacity, request.tokens - usedTokens);
@@ -458,8 +459,13 @@ export class Resilience {
     }
     for (const budget of plan.budgets) {
       const refund = request.costUsd - cost;
-      if (!this.leases.credit(key(budget.key), refund, nowMs))
-        this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
+      if (this.leases.credit(key(budget.key), refund, nowMs)) continue;
+      this.batch.correctBudget(key(budget.key), -refund, budget.ttl_s);
+      // A budget without a lease here is reserved call by call in Redis: the caller's next call,
+      // sent as soon as it has this answer, must be admitted against what this one cost, not its
+      // estimate (refused for money it did not spend, or let past the budget by a call dearer
+      // than its estimate). Written now, on the connection that call's admission follows.
+      if (refund !== 0) urgent = true;
     }
     const fieldNames = ticket.usageFields ?? usageFieldsOf(request);
     if (ticket.journal) {
