@@ -58,3 +58,46 @@ describe("oldestWaitingMs on a large prioritized set", () => {
     expect(now - ((await oldestWaitingMs(redis, keys)) ?? now)).toBeGreaterThanOrEqual(599_000);
   });
 });
+
+describe("oldestWaitingMs with the delayed set", () => {
+  const delayed = { ...keys, delayed: `${tag}:delayed` };
+
+  it("counts a job parked there that has not started, not one waiting between tries", async () => {
+    const now = Date.now();
+    await redis.del(keys.wait, keys.prioritized, delayed.delayed);
+    // Between tries (an attempt in its progress): running, not waiting, however old.
+    await redis.hset(
+      keys.job("retrying"),
+      "timestamp",
+      String(now - 900_000),
+      "progress",
+      '{"hop":0,"attempts":[{"model":"a"}]}',
+    );
+    // Parked for its tenant's max_concurrency: never started.
+    await redis.hset(
+      keys.job("parked"),
+      "timestamp",
+      String(now - 300_000),
+      "progress",
+      '{"hop":0,"attempts":[]}',
+    );
+    await redis.hset(keys.job("fresh"), "timestamp", String(now - 1_000));
+    await redis.zadd(delayed.delayed, now + 5_000, "retrying", now + 1_000, "parked", now + 2_000, "fresh");
+    expect(now - ((await oldestWaitingMs(redis, delayed)) ?? now)).toBe(300_000);
+    // Without the delayed set (the webhooks queue), none of them waits.
+    expect(await oldestWaitingMs(redis, keys)).toBeUndefined();
+  });
+
+  it("finds the oldest parked job among 3,000, past the exact bound", async () => {
+    const now = Date.now();
+    await redis.del(keys.wait, keys.prioritized, delayed.delayed);
+    const pipeline = redis.pipeline();
+    for (let k = 0; k < 3_000; k += 1) {
+      // The oldest parked longest, its next try latest (backoffs double): the set's end.
+      pipeline.hset(keys.job(`d-${k}`), "timestamp", String(now - k * 100));
+      pipeline.zadd(delayed.delayed, now + k, `d-${k}`);
+    }
+    await pipeline.exec();
+    expect(now - ((await oldestWaitingMs(redis, delayed)) ?? now)).toBe(2_999 * 100);
+  });
+});

@@ -107,6 +107,7 @@ async function oldestWaitingAt(redis: RedisClient, queue: Queue): Promise<number
   const oldest = await oldestWaitingMs(redis, {
     wait: queue.toKey("wait"),
     prioritized: queue.toKey("prioritized"),
+    delayed: queue.toKey("delayed"),
     job: (jobId) => queue.toKey(jobId),
   });
   return oldest ?? null;

@@ -1,5 +1,5 @@
 import type { CascadeMetrics, ClusterSnapshot, RedisClient } from "@cascade/shared";
-import { createClusterGauges, oldestWaitingMs } from "@cascade/shared";
+import { createClusterGauges, oldestWaitingMs, QUEUE_NAMES } from "@cascade/shared";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
@@ -40,6 +40,9 @@ async function readClusterSnapshot(deps: MetricsRouteDeps): Promise<ClusterSnaps
     const oldest = await oldestWaitingMs(deps.redis, {
       wait: queue.toKey("wait"),
       prioritized: queue.toKey("prioritized"),
+      // A completion job parked there without having started waits too; a webhook delivery
+      // there waits for a retry on its schedule.
+      ...(queueName === QUEUE_NAMES.completions ? { delayed: queue.toKey("delayed") } : {}),
       job: (jobId) => queue.toKey(jobId),
     });
     snapshot.oldestWaiting.push({

@@ -64,6 +64,7 @@ async function oldestWaitingAgeMs(redis: RedisClient, keys: Keys, nowMs: number)
   const oldest = await oldestWaitingMs(redis, {
     wait: keys.completionQueueWait,
     prioritized: keys.completionQueuePrioritized,
+    delayed: keys.completionQueueDelayed,
     job: (jobId) => keys.completionJob(jobId),
   });
   return oldest === undefined ? 0 : Math.max(0, nowMs - oldest);

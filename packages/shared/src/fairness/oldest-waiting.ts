@@ -73,11 +73,62 @@ if first_id then ids[#ids + 1] = first_id end
 return ids
 `;
 
+const OLDEST_PARKED_COMMAND = "cascadeOldestParked";
+
+/**
+ * KEYS[1]: a queue's delayed set. ARGV: the prefix of its jobs' hashes, the exact bound, the sample
+ * size, the windows. Returns the creation time (ms) of the oldest job there that has not started:
+ * one a worker took and parked for its tenant's max_concurrency or a limit (no attempt in its
+ * progress), not one waiting between tries. The set is scored by when each job may run, not by
+ * age: every job is read up to the exact bound; beyond, its front, its end and windows across it.
+ */
+const OLDEST_PARKED_LUA = `
+local key = KEYS[1]
+local prefix = ARGV[1]
+local exact = tonumber(ARGV[2])
+local sample = tonumber(ARGV[3])
+local windows = tonumber(ARGV[4])
+local size = redis.call('ZCARD', key)
+if size == 0 then return false end
+local oldest = nil
+local function started(progress)
+  if not progress then return false end
+  local ok, value = pcall(cjson.decode, progress)
+  return ok and type(value) == 'table' and type(value.attempts) == 'table' and #value.attempts > 0
+end
+local function consider(ids)
+  for i = 1, #ids do
+    local stamp = tonumber(redis.call('HGET', prefix .. ids[i], 'timestamp'))
+    if stamp and (oldest == nil or stamp < oldest) and not started(redis.call('HGET', prefix .. ids[i], 'progress')) then
+      oldest = stamp
+    end
+  end
+end
+if size <= exact then
+  consider(redis.call('ZRANGE', key, 0, -1))
+else
+  consider(redis.call('ZRANGE', key, 0, sample - 1))
+  for w = 1, windows do
+    local start = math.floor(size * w / (windows + 1))
+    consider(redis.call('ZRANGE', key, start, start + sample - 1))
+  end
+  consider(redis.call('ZRANGE', key, -sample, -1))
+end
+if oldest == nil then return false end
+return string.format('%.0f', oldest)
+`;
+
 /** Where a queue's waiting jobs are: its wait list, its prioritized set, and a job's hash. */
 export interface WaitingKeys {
   wait: string;
   prioritized: string;
   job(jobId: string): string;
+  /**
+   * The completions queue's delayed set, whose jobs that have not started wait too (status
+   * `queued`: parked for a tenant's max_concurrency or a limit). Left out for the webhooks queue,
+   * whose delayed deliveries wait for a retry on its schedule.
+   */
+  delayed?: string;
 }
 
 /**
@@ -88,30 +139,46 @@ export interface WaitingKeys {
  * after it. One script reads the set's scores (all of them up to OLDEST_WAITING_EXACT jobs; beyond,
  * its front, its end, windows across it and each priority band's start) for the first added job, and returns it with the
  * front's jobs (a job promoted from the delayed set was added late but created early); the wait
- * list's tail (it is FIFO) is read beside it. Two pipelined round trips, however long the queue.
+ * list's tail (it is FIFO) is read beside it, and the delayed set's jobs that have not started
+ * (`delayed`). Two pipelined round trips, however long the queue.
  */
 export async function oldestWaitingMs(redis: RedisClient, keys: WaitingKeys): Promise<number | undefined> {
   if (!(OLDEST_COMMAND in redis))
     redis.defineCommand(OLDEST_COMMAND, { numberOfKeys: 1, lua: OLDEST_PRIORITIZED_LUA });
+  if (keys.delayed && !(OLDEST_PARKED_COMMAND in redis))
+    redis.defineCommand(OLDEST_PARKED_COMMAND, { numberOfKeys: 1, lua: OLDEST_PARKED_LUA });
   const lookup = redis.pipeline();
+  const scripts = lookup as unknown as Record<string, (...args: Array<string | number>) => unknown>;
   lookup.lrange(keys.wait, -1, -1);
-  (lookup as unknown as Record<string, (...args: Array<string | number>) => unknown>)[OLDEST_COMMAND]?.(
+  scripts[OLDEST_COMMAND]?.(
     keys.prioritized,
     OLDEST_WAITING_EXACT,
     OLDEST_WAITING_SAMPLE,
     OLDEST_WAITING_WINDOWS,
   );
+  if (keys.delayed)
+    scripts[OLDEST_PARKED_COMMAND]?.(
+      keys.delayed,
+      keys.job(""),
+      OLDEST_WAITING_EXACT,
+      OLDEST_WAITING_SAMPLE,
+      OLDEST_WAITING_WINDOWS,
+    );
   const replies = (await lookup.exec()) ?? [];
   const ids = new Set<string>();
-  for (const [error, reply] of replies) {
+  for (const [error, reply] of replies.slice(0, 2)) {
     if (error) throw error;
     for (const id of (reply as string[] | null) ?? []) if (id) ids.add(id);
   }
-  if (ids.size === 0) return undefined;
-  const times = redis.pipeline();
-  for (const id of ids) times.hget(keys.job(id), "timestamp");
-  const stamps = ((await times.exec()) ?? [])
-    .map(([, stamp]) => Number(stamp))
-    .filter((stamp) => Number.isFinite(stamp) && stamp > 0);
-  return stamps.length > 0 ? Math.min(...stamps) : undefined;
+  const stamps: number[] = [];
+  const [parkedError, parked] = replies[2] ?? [null, null];
+  if (parkedError) throw parkedError;
+  if (parked) stamps.push(Number(parked));
+  if (ids.size > 0) {
+    const times = redis.pipeline();
+    for (const id of ids) times.hget(keys.job(id), "timestamp");
+    for (const [, stamp] of (await times.exec()) ?? []) stamps.push(Number(stamp));
+  }
+  const valid = stamps.filter((stamp) => Number.isFinite(stamp) && stamp > 0);
+  return valid.length > 0 ? Math.min(...valid) : undefined;
 }

@@ -89,7 +89,7 @@ export interface Keys {
   readonly alertsHistory: string;
   /** Transitions whose webhooks are not queued yet (list of `{type, at_ms, alert}` JSON; alert-store.ts). */
   readonly alertsOutbox: string;
-  /** BullMQ's waiting list and prioritized set of the completions queue (read by the queue_age alert). */
+  /** BullMQ's waiting list and prioritized set of the completions queue (read by the queue_age alert, with the delayed set). */
   readonly completionQueueWait: string;
   readonly completionQueuePrioritized: string;
   /**
