@@ -1,10 +1,10 @@
 /**
  * The numbers of fair share (docs/decisions/0019-fair-share-on-bullmq-priorities.md). Tags are
- * in units where a weight-1 tenant's jobs are `tagUnit` apart, so every weight up to `tagUnit`
- * gets a whole step (weights above share step 1).
+ * in units where a weight-1 tenant's jobs are `tagUnit` apart; a weight-w tenant's are
+ * tagUnit / w apart, a fraction the tenant's clock keeps (BullMQ's priority is its floor).
  */
 export const FAIR_UNITS = {
-  /** Tag distance between two jobs of a weight-1 tenant; a tenant's step is ceil(tagUnit / weight). */
+  /** Tag distance between two jobs of a weight-1 tenant; a tenant's step is tagUnit / weight. */
   tagUnit: 12,
   /**
    * BullMQ priority added per step of a job's own priority (1 most urgent, 10 least): a priority
@@ -20,7 +20,10 @@ export const FAIR_UNITS = {
   scoreStep: 4_294_967_296,
 } as const;
 
-/** A tenant's tag step from its `weight` (default 1). */
+/**
+ * A tenant's tag step from its `weight` (default 1): tagUnit / weight, not rounded (a step rounded
+ * up to a whole unit gave weight 11 the share of 6, and 100 that of 12).
+ */
 export function fairStep(weight: number | undefined): number {
-  return Math.max(1, Math.ceil(FAIR_UNITS.tagUnit / Math.max(1, weight ?? 1)));
+  return FAIR_UNITS.tagUnit / Math.max(1, weight ?? 1);
 }

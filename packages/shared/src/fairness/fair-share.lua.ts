@@ -53,7 +53,7 @@ local function rebase(by)
   local fields = redis.call('HGETALL', clock)
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 5) == 'last:' then
-      redis.call('HSET', clock, fields[i], string.format('%d', math.max(tonumber(fields[i + 1]) - by, 0)))
+      redis.call('HSET', clock, fields[i], string.format('%.17g', math.max(tonumber(fields[i + 1]) - by, 0)))
     end
   end
   redis.call('HSET', clock, 'rebased_by', string.format('%d', by))
@@ -69,7 +69,9 @@ end
  * is its BullMQ priority minus its priority's gap; its priority is read from the start of its data
  * (`{"v":1,"tenant":"…","priority":N`, see fairJobData) — a head written otherwise is passed over.
  * S = max(V, the tenant's last tag at this priority); tag_i = S + i × step; BullMQ priority =
- * min(tag_i + (priority − 1) × gap, limit). When V reaches the rebase point, everything is first
+ * min(floor(tag_i) + (priority − 1) × gap, limit). The step is tagUnit / weight, a fraction for
+ * most weights: the tenant's clock keeps it, and jobs whose tags floor to one integer go in
+ * BullMQ's tie order (their add order), so a weight-11 tenant gets 11 jobs for a weight-6 one's 6. When V reaches the rebase point, everything is first
  * shifted down by V − 1 (see REBASE_FUNCTION), in the same script.
  * Expects locals: clock, prioritized, delayed, active, prefix.
  */
@@ -90,7 +92,7 @@ local function fair_tags(tenant, priority, step, count)
     end
   end
   if v >= ${rebaseAt} then
-    local by = v - 1
+    local by = math.floor(v) - 1
     rebase(by)
     v = 1
     top = math.max(top - by, 1)
@@ -99,11 +101,11 @@ local function fair_tags(tenant, priority, step, count)
   local start = math.max(v, last)
   local priorities = {}
   for i = 1, count do
-    priorities[i] = math.min(start + i * step + (priority - 1) * ${gap}, ${limit})
+    priorities[i] = math.min(math.floor(start + i * step) + (priority - 1) * ${gap}, ${limit})
   end
   last = math.min(start + count * step, ${limit})
-  redis.call('HSET', clock, 'v', string.format('%d', v), 'top', string.format('%d', math.max(top, last)),
-    field, string.format('%d', last))
+  redis.call('HSET', clock, 'v', string.format('%.17g', v), 'top', string.format('%.17g', math.max(top, last)),
+    field, string.format('%.17g', last))
   return priorities
 end
 `;

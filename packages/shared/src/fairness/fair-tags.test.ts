@@ -25,6 +25,9 @@ function jobData(tenant: string, priority: number) {
 
 let sequence = 0;
 
+/** Tenants' weights (the rest weigh 1). */
+const WEIGHTS: Record<string, number> = { heavy: 3, w6: 6, w11: 11, w100: 100 };
+
 /** Adds jobs of one tenant as Cascade does: tags first, then BullMQ. Returns their ids. */
 async function enqueue(tenant: string, count: number, priority = 5): Promise<string[]> {
   const priorities = await tags.priorities(tenant, priority, count);
@@ -84,7 +87,7 @@ beforeEach(async () => {
   keys = createKeys(`test-fair-${randomBytes(4).toString("hex")}`);
   queue = new Queue(QUEUE_NAMES.completions, { connection: redis as never, prefix: keys.bullPrefix });
   opened.push(queue);
-  tags = new FairTags(redis, keys, (tenant) => (tenant === "heavy" ? 3 : undefined));
+  tags = new FairTags(redis, keys, (tenant) => WEIGHTS[tenant]);
 });
 
 afterAll(async () => {
@@ -109,6 +112,25 @@ describe("fair-share tags", () => {
     const heavy = first.filter((id) => id.startsWith("heavy-")).length;
     expect(heavy).toBeGreaterThanOrEqual(148);
     expect(heavy).toBeLessThanOrEqual(152);
+  });
+
+  it("gives any weight its share, not one rounded to a divisor of 12 (11 was 6, 100 was 12)", async () => {
+    await enqueue("w6", 600);
+    await enqueue("w11", 600);
+    const first = (await line()).slice(0, 340).map((member) => member.id);
+    // 11 / 17 of the line's front.
+    const heavier = first.filter((id) => id.startsWith("w11-")).length;
+    expect(heavier).toBeGreaterThanOrEqual(216);
+    expect(heavier).toBeLessThanOrEqual(224);
+
+    await redis.del(keys.completionQueuePrioritized);
+    await enqueue("a", 50);
+    await enqueue("w100", 1000);
+    const front = (await line()).slice(0, 505).map((member) => member.id);
+    // 1 / 101 of it: about 5 of a's jobs.
+    const light = front.filter((id) => id.startsWith("a-")).length;
+    expect(light).toBeGreaterThanOrEqual(4);
+    expect(light).toBeLessThanOrEqual(7);
   });
 
   it("starts an idle tenant at the clock once the queue is empty, not in the past", async () => {
