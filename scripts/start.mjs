@@ -95,16 +95,20 @@ async function shutDown(reason, exitCode) {
 
 /**
  * "EADDRINUSE" when another process listens on `port` at `host`, else undefined (a bad PORT or
- * HOST is the API's to report, in its own words). A name such as `localhost` is probed at every
- * address it resolves to (::1 and 127.0.0.1), as Fastify listens on each of them.
+ * HOST is the API's to report, in its own words). `localhost` is probed at every address it
+ * resolves to (::1 and 127.0.0.1), as Fastify listens on each of them for that name (for any
+ * other name, on the first address only, which is what listening on the name probes).
  */
 async function portTaken(port, host) {
   const number = Number(port);
   if (!Number.isInteger(number) || number < 1 || number > 65535) return undefined;
-  const addresses = await lookup(host, { all: true }).then(
-    (found) => found.map(({ address }) => address),
-    () => [host],
-  );
+  const addresses =
+    host === "localhost"
+      ? await lookup(host, { all: true }).then(
+          (found) => found.map(({ address }) => address),
+          () => [host],
+        )
+      : [host];
   for (const address of addresses) {
     const taken = await new Promise((resolve) => {
       const probe = createServer();

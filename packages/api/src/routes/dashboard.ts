@@ -100,8 +100,9 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardDep
 
 /**
  * Creation time (Unix ms) of the oldest job waiting to run, as GET /metrics reads it for
- * cascade_queue_oldest_waiting_seconds: a sample (the wait list's tail and the first jobs of the
- * prioritized set, which fair share orders by tenant and aging, not by age; see oldestWaitingMs).
+ * cascade_queue_oldest_waiting_seconds: the wait list's tail, the prioritized set (which fair
+ * share orders by tenant and aging, not by age) and the delayed set's jobs that have not started,
+ * read whole up to a bound and sampled beyond it (see oldestWaitingMs).
  */
 async function oldestWaitingAt(redis: RedisClient, queue: Queue): Promise<number | null> {
   const oldest = await oldestWaitingMs(redis, {

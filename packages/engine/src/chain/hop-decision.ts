@@ -1,4 +1,4 @@
-import { DEFAULT_RETRY_ON, type HopConfig, type JobProgress } from "@cascade/shared";
+import { DEFAULT_RETRY_ON, type HopConfig, isStoppedAttempt, type JobProgress } from "@cascade/shared";
 import { ProviderError } from "../providers/provider-error.js";
 import { backoffDelayMs } from "./backoff.js";
 import type { ChainContext } from "./chain-context.js";
@@ -47,7 +47,8 @@ export function decideAfterError(
  */
 export function deploymentFailureOf(progress: JobProgress, modelId: string): ProviderError | undefined {
   const failed = progress.failed_deployments;
-  const last = progress.attempts.at(-1);
+  // A call a shutdown stopped after the failure is no failure of its own: the failure stands.
+  const last = progress.attempts.findLast((attempt) => !isStoppedAttempt(attempt));
   if (!failed?.length || !last || last.outcome !== "error" || last.reason === undefined) return undefined;
   if (last.model !== modelId || last.deployment === undefined || !failed.includes(last.deployment))
     return undefined;

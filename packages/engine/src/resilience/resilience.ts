@@ -338,7 +338,9 @@ export class Resilience {
     const succeeded = outcome.reason === undefined && !outcome.aborted;
     if (succeeded && ticket.streaks) void this.clearStreaks(ticket, ticket.streaks);
     if (succeeded && !ticket.probe) {
-      if (this.settleMoney(ticket, usedTokens, cost)) void this.flush();
+      // Written at once, and awaited: the caller's next call (sent when this one's answer reaches
+      // it) is admitted against it, even with a batch still in flight ahead of it.
+      if (this.settleMoney(ticket, usedTokens, cost)) await this.flush();
       else if (this.batch.size > 0) this.scheduleFlush();
       return undefined;
     }
@@ -464,7 +466,7 @@ export class Resilience {
       // A budget without a lease here is reserved call by call in Redis: the caller's next call,
       // sent as soon as it has this answer, must be admitted against what this one cost, not its
       // estimate (refused for money it did not spend, or let past the budget by a call dearer
-      // than its estimate). Written now, on the connection that call's admission follows.
+      // than its estimate). Written now, before the answer goes.
       if (refund !== 0) urgent = true;
     }
     const fieldNames = ticket.usageFields ?? usageFieldsOf(request);

@@ -8,7 +8,8 @@
  * `keys.completionJob("")`, as BullMQ's own scripts build them.
  *
  * Fields of the fair clock hash: `v` the virtual clock, `top` the largest tag handed out,
- * `last:<priority>:<tenant>` a tenant's last tag at a priority, `rebased_by` what the last rebase
+ * `last:<priority>:<tenant>` a tenant's last tag at a priority (whole; its fraction in
+ * `frac:<priority>:<tenant>`, which a rebase leaves as it is), `rebased_by` what the last rebase
  * subtracted, `rebases` how many there were, `swept_at` (Redis ms) when the sweep last ran.
  */
 import { FAIR_UNITS } from "./fair-share-numbers.js";
@@ -53,7 +54,7 @@ local function rebase(by)
   local fields = redis.call('HGETALL', clock)
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 5) == 'last:' then
-      redis.call('HSET', clock, fields[i], string.format('%.17g', math.max(tonumber(fields[i + 1]) - by, 0)))
+      redis.call('HSET', clock, fields[i], string.format('%d', math.max(tonumber(fields[i + 1]) - by, 0)))
     end
   end
   redis.call('HSET', clock, 'rebased_by', string.format('%d', by))
@@ -70,8 +71,10 @@ end
  * (`{"v":1,"tenant":"…","priority":N`, see fairJobData) — a head written otherwise is passed over.
  * S = max(V, the tenant's last tag at this priority); tag_i = S + i × step; BullMQ priority =
  * min(floor(tag_i) + (priority − 1) × gap, limit). The step is tagUnit / weight, a fraction for
- * most weights: the tenant's clock keeps it, and jobs whose tags floor to one integer go in
- * BullMQ's tie order (their add order), so a weight-11 tenant gets 11 jobs for a weight-6 one's 6. When V reaches the rebase point, everything is first
+ * most weights: a tenant's last tag is kept as its whole part (`last:`, what a release before
+ * this one reads and writes) and its fraction (`frac:<priority>:<tenant>`), and jobs whose tags
+ * floor to one integer go in BullMQ's tie order (their add order), so a weight-11 tenant gets 11
+ * jobs for a weight-6 one's 6. When V reaches the rebase point, everything is first
  * shifted down by V − 1 (see REBASE_FUNCTION), in the same script.
  * Expects locals: clock, prioritized, delayed, active, prefix.
  */
@@ -79,8 +82,10 @@ const TAGS_FUNCTION = `
 ${REBASE_FUNCTION}
 local function fair_tags(tenant, priority, step, count)
   local field = 'last:' .. priority .. ':' .. tenant
-  local state = redis.call('HMGET', clock, 'v', 'top', field)
-  local v, top, last = tonumber(state[1]) or 0, tonumber(state[2]) or 0, tonumber(state[3]) or 0
+  local fraction = 'frac:' .. priority .. ':' .. tenant
+  local state = redis.call('HMGET', clock, 'v', 'top', field, fraction)
+  local v, top = tonumber(state[1]) or 0, tonumber(state[2]) or 0
+  local last = (tonumber(state[3]) or 0) + (tonumber(state[4]) or 0)
   local head = redis.call('ZRANGE', prioritized, 0, 0, 'WITHSCORES')
   if #head == 0 then
     v = math.max(v, top)
@@ -92,7 +97,7 @@ local function fair_tags(tenant, priority, step, count)
     end
   end
   if v >= ${rebaseAt} then
-    local by = math.floor(v) - 1
+    local by = v - 1
     rebase(by)
     v = 1
     top = math.max(top - by, 1)
@@ -104,8 +109,9 @@ local function fair_tags(tenant, priority, step, count)
     priorities[i] = math.min(math.floor(start + i * step) + (priority - 1) * ${gap}, ${limit})
   end
   last = math.min(start + count * step, ${limit})
-  redis.call('HSET', clock, 'v', string.format('%.17g', v), 'top', string.format('%.17g', math.max(top, last)),
-    field, string.format('%.17g', last))
+  local whole = math.floor(last)
+  redis.call('HSET', clock, 'v', string.format('%d', v), 'top', string.format('%d', math.max(top, whole)),
+    field, string.format('%d', whole), fraction, string.format('%.17g', last - whole))
   return priorities
 end
 `;

@@ -122,6 +122,15 @@ describe("fair-share tags", () => {
     const heavier = first.filter((id) => id.startsWith("w11-")).length;
     expect(heavier).toBeGreaterThanOrEqual(216);
     expect(heavier).toBeLessThanOrEqual(224);
+    // What a release before this one reads stays whole (it would pass a fraction on as a
+    // priority); the fraction has a field of its own.
+    const clock = await redis.hgetall(keys.fairClock);
+    for (const field of ["v", "top", "last:5:w11", "last:5:w6"]) expect(clock[field]).toMatch(/^\d+$/);
+    expect(Number(clock["frac:5:w11"])).toBeGreaterThanOrEqual(0);
+    expect(Number(clock["frac:5:w11"])).toBeLessThan(1);
+    // w11 started at the clock, the head's tag (w6's first: 2): 600 steps of 12 / 11 on, 656 and 6 / 11.
+    expect(Number(clock["last:5:w11"])).toBe(656);
+    expect(Number(clock["frac:5:w11"])).toBeCloseTo(6 / 11, 9);
 
     await redis.del(keys.completionQueuePrioritized);
     await enqueue("a", 50);

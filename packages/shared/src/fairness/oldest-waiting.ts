@@ -91,15 +91,15 @@ local windows = tonumber(ARGV[4])
 local size = redis.call('ZCARD', key)
 if size == 0 then return false end
 local oldest = nil
-local function started(progress)
-  if not progress then return false end
-  local ok, value = pcall(cjson.decode, progress)
-  return ok and type(value) == 'table' and type(value.attempts) == 'table' and #value.attempts > 0
-end
 local function consider(ids)
   for i = 1, #ids do
-    local stamp = tonumber(redis.call('HGET', prefix .. ids[i], 'timestamp'))
-    if stamp and (oldest == nil or stamp < oldest) and not started(redis.call('HGET', prefix .. ids[i], 'progress')) then
+    local fields = redis.call('HMGET', prefix .. ids[i], 'timestamp', 'progress')
+    local stamp = tonumber(fields[1])
+    -- Started: an attempt in its progress (JSON.stringify's, so '"attempts":[{' when it has one);
+    -- read as text, not decoded: a job's progress holds up to its attempts' messages.
+    local progress = fields[2]
+    if stamp and (oldest == nil or stamp < oldest)
+      and not (progress and string.find(progress, '"attempts":[{', 1, true)) then
       oldest = stamp
     end
   end

@@ -1,5 +1,5 @@
 import type { Reason } from "../config/schema.js";
-import type { Attempt, JobOutcome } from "../schemas/job.js";
+import { type Attempt, isStoppedAttempt, type JobOutcome } from "../schemas/job.js";
 
 /** A run that did not succeed, as an OpenAI client sees it: status, error type and code. */
 export interface OutcomeHttpError {
@@ -77,7 +77,7 @@ export function httpErrorOf(outcome: JobOutcome): OutcomeHttpError {
   if (error.type !== "all_models_failed") {
     return { status: 502, type: "api_error", code: error.type, message };
   }
-  const attempts = outcome.attempts;
+  const attempts = outcome.attempts.filter((attempt) => !isStoppedAttempt(attempt));
   const usable = attempts.filter((attempt) => !UNFIT.has(attempt.reason));
   if (!usable.length) {
     const reason =

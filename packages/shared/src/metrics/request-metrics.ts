@@ -1,4 +1,5 @@
 import { type FinishedRequest, fellBack, type RequestObserver } from "../requests/finished-request.js";
+import { isStoppedAttempt } from "../schemas/job.js";
 import { type CascadeMetrics, labelValue } from "./cascade-metrics.js";
 
 /**
@@ -7,7 +8,9 @@ import { type CascadeMetrics, labelValue } from "./cascade-metrics.js";
  * after a wait or a crash still names its first failure.
  */
 function fallbackReason(request: FinishedRequest): string {
-  return labelValue(request.attempts.find((attempt) => attempt.outcome !== "success")?.reason);
+  return labelValue(
+    request.attempts.find((attempt) => attempt.outcome !== "success" && !isStoppedAttempt(attempt))?.reason,
+  );
 }
 
 /**

@@ -70,6 +70,16 @@ export const attemptSchema = z.object({
 /** One hop's try, as shown in `job.attempts`. */
 export type Attempt = z.infer<typeof attemptSchema>;
 
+/**
+ * A call its job's cancel, lock loss or shutdown stopped after it was sent: an attempt (it was
+ * charged) with no reason of its own. It says nothing about the provider or the request, so what
+ * reads failures (the HTTP answer of a failed run, the fallback reason, a pool's last failure)
+ * passes over it.
+ */
+export function isStoppedAttempt(attempt: Attempt): boolean {
+  return attempt.outcome === "error" && attempt.reason === undefined;
+}
+
 export const jobErrorSchema = z.object({ type: z.string(), message: z.string() });
 export type JobError = z.infer<typeof jobErrorSchema>;
 
