@@ -246,7 +246,7 @@
               h(
                 "li",
                 {},
-                `${attempt.model}: `,
+                `${attempt.model}${attempt.deployment ? ` (${attempt.deployment})` : ""}: `,
                 badge(attempt.outcome),
                 attempt.reason ? ` ${attempt.reason}` : "",
                 attempt.http_status ? ` (${attempt.http_status})` : "",

@@ -64,7 +64,7 @@ describe("DashboardRecorder (real Redis)", () => {
     expect(errors).toEqual([]);
   });
 
-  it("keeps the last failed requests with their attempt trail, newest first, bounded", async () => {
+  it("keeps the last failed requests with their attempt trail (a pooled model's deployment too), newest first, bounded", async () => {
     for (let index = 0; index < DASHBOARD_FAILURES_KEPT + 5; index++) {
       recorder.finished(
         request({
@@ -75,6 +75,7 @@ describe("DashboardRecorder (real Redis)", () => {
             {
               model: "a",
               provider: "pa",
+              deployment: "east",
               outcome: "error",
               reason: "server_error",
               http_status: 500,
@@ -105,6 +106,7 @@ describe("DashboardRecorder (real Redis)", () => {
       {
         model: "a",
         provider: "pa",
+        deployment: "east",
         outcome: "error",
         reason: "server_error",
         http_status: 500,

@@ -24,7 +24,9 @@ export interface DashboardFailure {
   cost_usd: number;
   created_at: number;
   finished_at: number;
-  attempts: Array<Pick<Attempt, "model" | "provider" | "outcome" | "reason" | "http_status" | "duration_ms">>;
+  attempts: Array<
+    Pick<Attempt, "model" | "provider" | "deployment" | "outcome" | "reason" | "http_status" | "duration_ms">
+  >;
 }
 
 export const minuteOf = (ms: number) => Math.floor(ms / 60_000);
@@ -91,6 +93,8 @@ export class DashboardRecorder extends HashIncrementWrites implements RequestObs
         attempts: request.attempts.slice(-20).map((attempt) => ({
           model: attempt.model,
           provider: attempt.provider,
+          // A pooled model's deployment: which of its keys or endpoints failed.
+          ...(attempt.deployment !== undefined ? { deployment: attempt.deployment } : {}),
           outcome: attempt.outcome,
           ...(attempt.reason !== undefined ? { reason: attempt.reason } : {}),
           ...(attempt.http_status !== undefined ? { http_status: attempt.http_status } : {}),
