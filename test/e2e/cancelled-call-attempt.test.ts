@@ -9,7 +9,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readEvents } from "../support/sse-client.js";
-import { type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
+import {
+  pricedModelConfig,
+  type ResilienceStack,
+  sleep,
+  startResilienceStack,
+} from "./resilience-helpers.js";
 
 const KEY = "cancelled-call-key-1";
 const PROMPT = "Forty characters of prompt, exactly here";
@@ -20,12 +25,7 @@ let stack: ResilienceStack;
 beforeAll(async () => {
   stack = await startResilienceStack({
     label: "cancelcall",
-    config: (url: string) => ({
-      providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
-      models: { a: { provider: "p", name: "up-a", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
-      routes: { default: { chain: [{ model: "a", timeout_ms: 60_000 }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS", budget: { daily_usd: 50 } } },
-    }),
+    config: pricedModelConfig,
     workers: 1,
     concurrency: 2,
     env: { ACME_KEYS: KEY },

@@ -13,7 +13,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keysMatching } from "../support/redis-clients.js";
 import type { Json } from "./helpers.js";
-import { type ResilienceStack, sleep, startResilienceStack } from "./resilience-helpers.js";
+import {
+  pricedModelConfig,
+  type ResilienceStack,
+  sleep,
+  startResilienceStack,
+} from "./resilience-helpers.js";
 
 const KEY = "killed-call-key-1";
 const PROMPT = "Forty characters of prompt, exactly here"; // 40 characters: 10 + 10 tokens
@@ -25,12 +30,7 @@ let stack: ResilienceStack;
 beforeAll(async () => {
   stack = await startResilienceStack({
     label: "killcharge",
-    config: (url: string) => ({
-      providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
-      models: { a: { provider: "p", name: "up-a", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
-      routes: { default: { chain: [{ model: "a", timeout_ms: 60_000 }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS", budget: { daily_usd: 50 } } },
-    }),
+    config: pricedModelConfig,
     workers: 1,
     concurrency: 5,
     // A dead worker's journal is charged once it has been silent for 10 s (its lock, at least 10 s).

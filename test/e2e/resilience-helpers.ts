@@ -247,3 +247,17 @@ export function chat(content: string, extra: Record<string, unknown> = {}) {
 export function figure(label: string, values: Record<string, unknown>): void {
   console.log(`[resilience] ${label}: ${JSON.stringify(values)}`);
 }
+
+/**
+ * One OpenAI-compatible model `a` (upstream `up-a`) at $1000 per million tokens ($0.001 a token,
+ * so charges are easy to count), a 60 s hop, and tenant `acme` (keys in ACME_KEYS) with a $50
+ * daily budget: the stack of the charging tests.
+ */
+export function pricedModelConfig(url: string) {
+  return {
+    providers: { p: { type: "openai", base_url: url, api_key_env: "FAKE_KEY" } },
+    models: { a: { provider: "p", name: "up-a", price: { input_per_mtok: 1000, output_per_mtok: 1000 } } },
+    routes: { default: { chain: [{ model: "a", timeout_ms: 60_000 }] } },
+    tenants: { acme: { api_keys_env: "ACME_KEYS", budget: { daily_usd: 50 } } },
+  };
+}
