@@ -54,6 +54,7 @@ import { StreamReader } from "./jobs/stream-reader.js";
 import { UsageStore } from "./jobs/usage-store.js";
 import { describeRealAnswers } from "./openapi-answers.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
+import { registerBodyDeadline } from "./plugins/body-deadline.js";
 import { registerContentEncodingCheck } from "./plugins/content-encoding.js";
 import {
   answerClientError,
@@ -354,6 +355,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   });
   const unrouted = registerErrorHandling(app, routes);
   registerAuth(app, config, unrouted);
+  registerBodyDeadline(app);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
   if (replicaWait) registerReplicaWait(app, replicaWait.wait);

@@ -1,5 +1,5 @@
 import { type Config, sha256Hex } from "@cascade/shared";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { UnroutedAnswer } from "./error-handler.js";
 import { declaresBody, HttpError } from "./http-error.js";
 
@@ -70,7 +70,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
   // Callback style (no promise per request); a throw here reaches Fastify's error handler.
   app.addHook("onRequest", (request: FastifyRequest, reply, done) => {
     try {
-      authenticate(request);
+      authenticate(request, reply);
     } catch (error) {
       // Refused before its body was read: close the connection after the answer. Kept alive,
       // Node would read and discard the rest of the declared body to reuse the socket, so a
@@ -82,7 +82,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
     done();
   });
 
-  function authenticate(request: FastifyRequest): void {
+  function authenticate(request: FastifyRequest, reply: FastifyReply): void {
     // No route matched: the not-found handler answers 404/405 and touches no tenant's data. It
     // runs once the body is read: one that declares a body is answered now (and closed, above),
     // so nobody holds a connection by trickling a body to a path that does not exist.
@@ -91,7 +91,13 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
       return;
     }
     const access = request.routeOptions.config.access ?? "tenant";
-    if (access === "public") return;
+    if (access === "public") {
+      // No public route reads a body (health checks, pages): one declared is not read either.
+      // Kept alive, Node would read and discard it for up to the request timeout, so anyone
+      // could hold a connection by trickling one; the answer closes it instead.
+      if (declaresBody(request)) reply.header("connection", "close");
+      return;
+    }
     const basic = request.routeOptions.config.basicAuth === true;
     const tenant = config.openMode ? OPEN_MODE_TENANT : tenantOf(request, tenantByHash, basic);
     if (access === "admin" && !config.openMode && !admins.has(tenant)) {

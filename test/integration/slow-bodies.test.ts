@@ -1,0 +1,81 @@
+/**
+ * A body that does not come cannot hold a connection (and what was read of it) for long. An audit
+ * held 300 connections of one tenant (its open-request limit 5) with 1 MB bodies sent but for
+ * their last bytes, then one byte every 5 s: nothing answered them for the hour of the request
+ * timeout, and the API grew by ~150 MB. And anyone without a key held 500 connections to public
+ * routes (`GET /healthz` declaring a 100 MB body, trickled): answered 200 and kept alive while the
+ * body went on being read. Now a body must arrive at a minimum rate after a grace period (else a
+ * 408, and the connection closes), and a public route's answer to a request that declares a body
+ * closes the connection instead of reading the rest.
+ */
+import { connect, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({
+    redisUrl: inject("redisUrl"),
+    withoutWorker: true,
+    env: { ACME_KEYS: "acme-key" },
+    config: {
+      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
+      models: { fast: { provider: "sim" } },
+      routes: { default: { chain: [{ model: "fast" }] } },
+      tenants: { acme: { api_keys_env: "ACME_KEYS" } },
+    },
+  });
+});
+afterAll(() => stack?.close());
+
+/** Opens a raw connection, sends `head` and `body`, and resolves with what came back by the time the server closed it (or `waitMs` passed). */
+function hold(head: string, body: string, waitMs: number) {
+  const { hostname, port } = new URL(stack.url);
+  return new Promise<{ text: string; closedAfterMs: number | undefined }>((resolve) => {
+    const started = Date.now();
+    let text = "";
+    const socket: Socket = connect(Number(port), hostname, () => {
+      socket.write(head);
+      socket.write(body);
+    });
+    // One byte every second: a body that never completes.
+    const trickle = setInterval(() => socket.write(" "), 1000);
+    const done = (closedAfterMs: number | undefined) => {
+      clearInterval(trickle);
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text, closedAfterMs });
+    };
+    const timer = setTimeout(() => done(undefined), waitMs);
+    socket.on("data", (chunk) => {
+      text += chunk;
+    });
+    socket.on("close", () => done(Date.now() - started));
+    socket.on("error", () => {});
+  });
+}
+
+describe("a body that does not come", () => {
+  it("is answered 408 and its connection closed once it falls behind the minimum rate, not after the hour", async () => {
+    const body = '{"request": {"messages": [';
+    const head =
+      "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\n" +
+      "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    const { text, closedAfterMs } = await hold(head, body, 30_000);
+    expect(closedAfterMs).toBeDefined();
+    expect(closedAfterMs).toBeLessThan(20_000);
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text.toLowerCase()).toContain("connection: close");
+    const answer = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+    expect(answer.error).toMatchObject({ type: "invalid_request_error", code: "request_timeout" });
+  }, 40_000);
+
+  it("on a public route, gets its answer with the connection closed instead of being read", async () => {
+    const head = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+    const { text, closedAfterMs } = await hold(head, "x".repeat(10), 10_000);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text.toLowerCase()).toContain("connection: close");
+    expect(closedAfterMs).toBeDefined();
+    expect(closedAfterMs).toBeLessThan(3_000);
+  });
+});
