@@ -1,6 +1,6 @@
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
-import type { FastifyInstance, FastifyReply } from "fastify";
-import { sendError } from "./error-handler.js";
+import type { FastifyInstance } from "fastify";
 import { declaresBody } from "./http-error.js";
 
 /** A body may take this long to start flowing before its rate counts. */
@@ -10,25 +10,38 @@ export const BODY_GRACE_MS = 10_000;
  * ~74 s, a 100 MiB upload in ~1.8 h, which the hour's request timeout cuts first).
  */
 export const MIN_BODY_BYTES_PER_S = 16 * 1024;
-/** How often a body still being read is checked against the rate. */
+/** How often the bodies being read are checked against the rate. */
 const BODY_CHECK_MS = 2_000;
+
+/** A request whose body is still coming. */
+interface BodyRead {
+  raw: IncomingMessage;
+  socket: Socket;
+  startedAt: number;
+  /** Bytes its connection had read when its body's reading began. */
+  readBefore: number;
+  forget: () => void;
+}
 
 /**
  * A body that does not come cannot hold its connection (and what was read of it) for the hour of
- * the request timeout (docs/decisions/0005-errors-and-limits.md, slow bodies). After BODY_GRACE_MS
- * a request's body must have arrived at MIN_BODY_BYTES_PER_S on average (bytes its connection
- * read since its headers); one that falls behind is answered 408 `request_timeout` and its
- * connection closed. Runs after auth: a request refused there is answered, and closed, at once.
+ * the request timeout (docs/decisions/0005-api-error-types.md, "a body must keep coming"). From
+ * the moment its reading may begin (preParsing: after auth and the Redis gate), a request's body
+ * must have arrived at MIN_BODY_BYTES_PER_S on average once BODY_GRACE_MS have passed (bytes its
+ * connection read since then); one that falls behind has its request, and so its connection,
+ * destroyed. Nothing is answered from here: an answer may be under way already (a streamed
+ * file, an early 415 while Node reads and drops the rest), and a request destroyed mid-body ends
+ * every reader of it (JSON parsing, a multipart upload, which cleans up what it stored). A body
+ * read to its end, or never to be read (the request destroyed), is forgotten at once.
  */
 export function registerBodyDeadline(app: FastifyInstance): void {
-  /** Requests whose body is being read, checked together (one timer, not one per request). */
   const reading = new Set<BodyRead>();
   let sweep: NodeJS.Timeout | undefined;
   const check = () => {
     const now = Date.now();
     for (const read of reading) {
-      const { reply, socket } = read;
-      if (reply.request.raw.complete || reply.sent || socket.destroyed) {
+      const { raw, socket } = read;
+      if (raw.complete || raw.destroyed || socket.destroyed) {
         read.forget();
         continue;
       }
@@ -36,56 +49,35 @@ export function registerBodyDeadline(app: FastifyInstance): void {
       if (overGraceS <= 0 || socket.bytesRead - read.readBefore >= overGraceS * MIN_BODY_BYTES_PER_S)
         continue;
       read.forget();
-      tooSlow(reply);
+      raw.destroy();
     }
     if (reading.size === 0 && sweep) {
       clearInterval(sweep);
       sweep = undefined;
     }
   };
-  app.addHook("onRequest", (request, reply, done) => {
-    const socket = request.raw.socket;
-    if (!declaresBody(request) || request.raw.complete || !socket) return done();
+  app.addHook("preParsing", (request, _reply, payload, done) => {
+    const { raw } = request;
+    const socket = raw.socket;
+    if (!declaresBody(request) || raw.complete || !socket) return done(null, payload);
     const read: BodyRead = {
-      reply,
+      raw,
       socket,
       startedAt: Date.now(),
       readBefore: socket.bytesRead,
       forget: () => {
         reading.delete(read);
-        reply.raw.off("close", read.forget);
+        raw.off("end", read.forget);
+        raw.off("close", read.forget);
       },
     };
     reading.add(read);
-    reply.raw.once("close", read.forget);
+    raw.once("end", read.forget);
+    raw.once("close", read.forget);
     if (!sweep) {
       sweep = setInterval(check, BODY_CHECK_MS);
       sweep.unref();
     }
-    done();
+    done(null, payload);
   });
-}
-
-interface BodyRead {
-  reply: FastifyReply;
-  socket: Socket;
-  startedAt: number;
-  /** Bytes its connection had read when its headers were in. */
-  readBefore: number;
-  forget: () => void;
-}
-
-function tooSlow(reply: FastifyReply): void {
-  reply.header("connection", "close");
-  // Closed once answered: reading and dropping the rest would let the trickle go on.
-  reply.raw.once("finish", () => reply.request.raw.socket?.destroy());
-  sendError(
-    reply,
-    408,
-    "invalid_request_error",
-    `the request body arrived slower than ${MIN_BODY_BYTES_PER_S / 1024} KiB/s after its first ` +
-      `${BODY_GRACE_MS / 1000} s; send it at once (a file of any size at a steady rate)`,
-    undefined,
-    "request_timeout",
-  );
 }
