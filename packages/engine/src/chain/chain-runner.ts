@@ -1,3 +1,4 @@
+import { isStoppedAttempt } from "@cascade/shared";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import { ChainProgress } from "./chain-progress.js";
 import { runHop } from "./hop-runner.js";
@@ -30,7 +31,8 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
     return { kind: "finished", outcome: failedOutcome(progress, run.continued.error, context.clock.now()) };
   }
   const reasons = progress.attempts.map(
-    (attempt) => `${attempt.model}: ${attempt.reason ?? attempt.outcome}`,
+    (attempt) =>
+      `${attempt.model}: ${attempt.reason ?? (isStoppedAttempt(attempt) ? "stopped" : attempt.outcome)}`,
   );
   return {
     kind: "finished",
