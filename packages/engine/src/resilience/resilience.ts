@@ -101,6 +101,12 @@ type Commands = RedisClient & {
 const KNOWN_CLEAR_MS = 1_000;
 /** Successful calls' settlements are gathered this long, then written in one script call. */
 const SETTLE_BATCH_MS = 100;
+/**
+ * How long a call's answer waits for a settlement written at once (a budget's correction no lease
+ * covers, a small tpm bucket's refund): a Redis that answers takes a millisecond; one gone quiet
+ * must not hold the answer.
+ */
+const URGENT_SETTLE_WAIT_MS = 250;
 /** How long a day's usage hash is kept. */
 const USAGE_TTL_S = 400 * 86_400;
 
@@ -339,8 +345,9 @@ export class Resilience {
     if (succeeded && ticket.streaks) void this.clearStreaks(ticket, ticket.streaks);
     if (succeeded && !ticket.probe) {
       // Written at once, and awaited: the caller's next call (sent when this one's answer reaches
-      // it) is admitted against it, even with a batch still in flight ahead of it.
-      if (this.settleMoney(ticket, usedTokens, cost)) await this.flush();
+      // it) is admitted against it, even with a batch still in flight ahead of it. For a short
+      // while only: a Redis gone quiet must not hold an answer (the queue writes it later).
+      if (this.settleMoney(ticket, usedTokens, cost)) await this.flushWithin(URGENT_SETTLE_WAIT_MS);
       else if (this.batch.size > 0) this.scheduleFlush();
       return undefined;
     }
@@ -515,6 +522,19 @@ export class Resilience {
     // After the settlements: every call of this process has settled, so its journal goes, unless
     // settlements could not be written (their calls stay there for another process to charge).
     await this.journal.close(written);
+  }
+
+  /** flush, waited for at most `waitMs`. */
+  private async flushWithin(waitMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    });
+    try {
+      await Promise.race([this.flush(), bound]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Writes the gathered settlements now (resolves when written, or when a retry is scheduled). */
