@@ -10,21 +10,11 @@
  */
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../support/cascade-stack.js";
+import { type Stack, startTenantsApi } from "../support/cascade-stack.js";
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({
-    redisUrl: inject("redisUrl"),
-    withoutWorker: true,
-    env: { ACME_KEYS: "acme-key" },
-    config: {
-      providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } } },
-      models: { fast: { provider: "sim" } },
-      routes: { default: { chain: [{ model: "fast" }] } },
-      tenants: { acme: { api_keys_env: "ACME_KEYS" } },
-    },
-  });
+  stack = await startTenantsApi(inject("redisUrl"), { acme: "acme-key" });
 });
 afterAll(() => stack?.close());
 
