@@ -153,10 +153,10 @@ const cli = (args: string[], env?: Record<string, string>) => startCli(args, env
 // biome-ignore lint/suspicious/noExplicitAny: result lines are whatever JSON the CLI wrote.
 function readJsonl(path: string): any[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line));
+  const lines = readFileSync(path, "utf8").split("\n");
+  // Read while the CLI writes: a last line without its newline yet is not a line yet.
+  lines.pop();
+  return lines.filter((line) => line.trim()).map((line) => JSON.parse(line));
 }
 
 async function waitFor(check: () => boolean, timeoutMs = 20_000): Promise<void> {
