@@ -9,6 +9,7 @@ export * from "./chain/job-outcome.js";
 export * from "./chain/run-signal.js";
 export * from "./events/job-event-writer.js";
 export * from "./outbound/guarded-dispatcher.js";
+export * from "./outbound/image-url-guard.js";
 export * from "./outbound/ip-ranges.js";
 export * from "./outbound/url-guard.js";
 export * from "./providers/errors-openai.js";

@@ -1,3 +1,4 @@
+import { findRefusedImageUrl } from "@cascade/engine";
 import {
   type BatchLineError,
   type ConfigFile,
@@ -19,7 +20,8 @@ export interface BatchValidation {
 /**
  * Checks a whole input file before the batch is accepted, as OpenAI does: every line a valid
  * request (JSON, custom_id, method, url, body per chatRequestSchema, body.model a known model or
- * route, nested at most MAX_JSON_DEPTH levels), custom_ids unique, at most MAX_BATCH_LINES
+ * route, nested at most MAX_JSON_DEPTH levels, image URLs on public hosts unless private networks
+ * are allowed), custom_ids unique, at most MAX_BATCH_LINES
  * requests, no blank line before the last one.
  * Lines stream in from Redis and the loop yields every few milliseconds, so a 50,000-line file
  * never holds the event loop for long.
@@ -37,6 +39,7 @@ export async function validateBatchInput(
   const yielder = new EventLoopYielder();
   let total = 0;
   let blankLine: number | undefined;
+  const privateNetworks = { allowPrivateNetworks: config.webhooks.allow_private_networks };
   for await (const entry of lines) {
     if (!entry.tooLong && entry.text.trim() === "") {
       blankLine ??= entry.line;
@@ -79,6 +82,15 @@ export async function validateBatchInput(
           message: `line ${entry.line}: body nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`,
         });
       } else {
+        const image = findRefusedImageUrl(parsed.value.request.messages, privateNetworks, ["body"]);
+        if (image) {
+          errors.push({
+            code: "invalid_request",
+            line: entry.line,
+            param: image.param,
+            message: `line ${entry.line}: ${image.message}`,
+          });
+        }
         const first = firstLineOf.get(parsed.value.custom_id);
         if (first !== undefined) {
           errors.push({

@@ -1,4 +1,4 @@
-import { JobInterruption } from "@cascade/engine";
+import { findRefusedImageUrl, JobInterruption } from "@cascade/engine";
 import {
   ChainResolutionError,
   type Clock,
@@ -18,7 +18,7 @@ import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js"
 import { errorBody, errorHeaders } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
 import { onConnectionClose } from "../plugins/connection-close.js";
-import { HttpError } from "../plugins/http-error.js";
+import { badRequest, HttpError } from "../plugins/http-error.js";
 import type { OpenRequests } from "../plugins/open-requests.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 
@@ -88,6 +88,7 @@ function traceHeaders(reply: FastifyReply, outcome: JobOutcome): void {
 export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesDeps): void {
   const { config, runner, clock } = deps;
   const routes = app.withTypeProvider<ZodTypeProvider>();
+  const privateNetworks = { allowPrivateNetworks: config.file.webhooks.allow_private_networks };
   // Every route and model, in OpenAI's list shape; `created` is when this process loaded them.
   const created = unixSeconds(clock.now());
   const modelList = {
@@ -121,6 +122,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     const requestId = deps.newId("req");
     reply.header("x-request-id", requestId);
     deps.openRequests.hold(request, reply);
+    // A malformed body's 400, as the schema's own: image URLs a provider would fetch on private hosts.
+    const image = findRefusedImageUrl(body.messages, privateNetworks);
+    if (image) throw badRequest(image.message, image.param);
     let resolved: ReturnType<typeof resolveChain>;
     try {
       resolved = resolveChain(config.file, { ...body, request: body });

@@ -1,3 +1,4 @@
+import { findRefusedImageUrl } from "@cascade/engine";
 import {
   ChainResolutionError,
   type Clock,
@@ -86,6 +87,7 @@ function queuedJob(jobId: string, data: JobData): JobObject {
 export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
   const { config, store, waiters, idempotency, clock } = deps;
   const routes = app.withTypeProvider<ZodTypeProvider>();
+  const privateNetworks = { allowPrivateNetworks: config.file.webhooks.allow_private_networks };
 
   routes.post("/v1/jobs", { schema: { body: createJobBodySchema } }, async (request, reply) => {
     const body = request.body;
@@ -98,6 +100,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         throw badRequest(error.message, error.param, error.code ?? undefined);
       throw error;
     }
+    const image = findRefusedImageUrl(body.request.messages, privateNetworks, ["request"]);
+    if (image) throw badRequest(image.message, image.param);
     if (body.webhook) await deps.webhooks.checkUrl(body.webhook.url);
     const now = clock.now();
     let jobId = deps.newId("job");

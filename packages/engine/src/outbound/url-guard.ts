@@ -16,12 +16,16 @@ export type UrlRejection = "invalid_url" | "blocked_host" | "blocked_address" | 
 export class UrlRejectedError extends Error {
   /** Stable code, also visible when undici wraps this error as a connection error's cause. */
   readonly code = "ERR_CASCADE_URL_REJECTED";
+  /** What is wrong with the URL, without the advice on `allow_private_networks` (callers word their own). */
+  readonly why: string;
   constructor(
     readonly reason: UrlRejection,
     message: string,
+    why?: string,
   ) {
     super(message);
     this.name = "UrlRejectedError";
+    this.why = why ?? message;
   }
 }
 
@@ -53,13 +57,25 @@ export function assertPublicAddress(host: string, address: string): void {
   // A name's address is not told: tenants would map internal names through this message.
   const what = host === address ? `${address} is` : `host "${host}" resolves to`;
   const article = reason === "unspecified" ? "an" : "a";
-  throw new UrlRejectedError("blocked_address", `${what} ${article} ${reason} address; ${privateHint}`);
+  const why = `${what} ${article} ${reason} address`;
+  throw new UrlRejectedError("blocked_address", `${why}; ${privateHint}`, why);
 }
 
 function assertAllowedHostname(host: string): void {
   if (BLOCKED_HOSTNAMES.has(host) || host.endsWith(".localhost")) {
-    throw new UrlRejectedError("blocked_host", `host "${host}" is an internal name; ${privateHint}`);
+    const why = `host "${host}" is an internal name`;
+    throw new UrlRejectedError("blocked_host", `${why}; ${privateHint}`, why);
   }
+}
+
+/**
+ * Throws unless `host` (a URL's hostname, normalized) may be reached as far as can be told
+ * without DNS: not an internal name (`localhost`, `*.localhost`, the metadata names), not a
+ * non-public IP literal. The check of every outbound URL and of image URLs passed to providers.
+ */
+export function assertPublicHost(host: string): void {
+  assertAllowedHostname(host);
+  if (isIP(host)) assertPublicAddress(host, host);
 }
 
 /**
@@ -83,9 +99,7 @@ export function parseOutboundUrl(raw: string, options: Pick<UrlGuardOptions, "al
     throw new UrlRejectedError("invalid_url", "must not contain credentials (user:password@)");
   }
   if (options.allowPrivateNetworks) return url;
-  const host = normalizeHostname(url.hostname);
-  assertAllowedHostname(host);
-  if (isIP(host)) assertPublicAddress(host, host);
+  assertPublicHost(normalizeHostname(url.hostname));
   return url;
 }
 

@@ -4,6 +4,7 @@ import { createAnthropicAdapter } from "./anthropic.js";
 import { createGeminiAdapter } from "./gemini.js";
 import { createProviderHttp, DEFAULT_PROVIDER_CONNECTIONS } from "./http.js";
 import { createImageInliner, type ImageInliner } from "./image-download.js";
+import { type ImageUrlCheckOptions, withImageUrlCheck } from "./image-url-check.js";
 import { createOpenAIAdapter } from "./openai.js";
 import { ProviderError } from "./provider-error.js";
 import { watchedFetch } from "./response-watch.js";
@@ -54,6 +55,8 @@ export function createProviderRegistry(
      * WORKER_CONCURRENCY (one connection per job slot); default DEFAULT_PROVIDER_CONNECTIONS.
      */
     connections?: number;
+    /** The check of image URLs' hosts before a call that passes them on (tests play DNS with it). */
+    imageUrls?: ImageUrlCheckOptions;
   } = {},
 ): ProviderRegistry {
   /**
@@ -75,6 +78,11 @@ export function createProviderRegistry(
     inliner ??= createImageInliner({ allowPrivateNetworks: config.file.webhooks.allow_private_networks });
     return inliner;
   };
+  // Providers that fetch image URLs themselves get them only on public hosts (ADR 0007), unless
+  // private networks are allowed. Gemini's images are downloaded by Cascade, through the guard.
+  const allowPrivate = config.file.webhooks.allow_private_networks;
+  const fetchingImages = (adapter: ProviderAdapter): ProviderAdapter =>
+    allowPrivate ? adapter : withImageUrlCheck(adapter, options.imageUrls);
   const build = (
     id: string,
     provider: ProviderConfig,
@@ -96,10 +104,12 @@ export function createProviderRegistry(
         return createSimulatedAdapter(id, provider, options.random);
       case "openai": {
         const http = httpFor(provider);
-        return createOpenAIAdapter(id, provider, key, http.fetch, headers, { dispatcher: http.dispatcher });
+        return fetchingImages(
+          createOpenAIAdapter(id, provider, key, http.fetch, headers, { dispatcher: http.dispatcher }),
+        );
       }
       case "anthropic":
-        return createAnthropicAdapter(id, provider, key, httpFor(provider).fetch, headers);
+        return fetchingImages(createAnthropicAdapter(id, provider, key, httpFor(provider).fetch, headers));
       case "gemini":
         return createGeminiAdapter(id, provider, key, httpFor(provider).fetch, images(), headers);
       default:

@@ -1,0 +1,164 @@
+import { isIP } from "node:net";
+import { type ChatMessage, fieldPath } from "@cascade/shared";
+import {
+  assertPublicHost,
+  type HostResolver,
+  normalizeHostname,
+  resolvePublicAddresses,
+  systemResolver,
+  UrlRejectedError,
+} from "./url-guard.js";
+
+/**
+ * Why an image URL is refused is followed by this: the caller learns what the rule protects and
+ * the operator which setting turns it off.
+ */
+const IMAGE_URL_HINT =
+  "image URLs are passed to providers that fetch them from their own network, so only public hosts are allowed (webhooks.allow_private_networks: true allows others, for local development)";
+
+/** An image URL Cascade will not pass on: the field (`param`) and the answer's message. */
+export interface ImageUrlRefusal {
+  /** The field as the door names it, e.g. `request.messages[1].content[0].image_url.url`. */
+  param: string;
+  /** `<param>: <why>; <what the rule is and how to allow it>`. */
+  message: string;
+}
+
+interface ImageUrl {
+  url: string;
+  path: PropertyKey[];
+}
+
+/** Every http(s) image URL of the messages (data: URLs are bytes, never fetched), with its path. */
+function remoteImageUrls(messages: readonly ChatMessage[]): ImageUrl[] {
+  const found: ImageUrl[] = [];
+  messages.forEach((message, index) => {
+    if (message.role !== "user" || !Array.isArray(message.content)) return;
+    message.content.forEach((part, partIndex) => {
+      if (part.type !== "image_url" || !/^https?:/i.test(part.image_url.url)) return;
+      found.push({
+        url: part.image_url.url,
+        path: ["messages", index, "content", partIndex, "image_url", "url"],
+      });
+    });
+  });
+  return found;
+}
+
+/** Whether the messages carry an image URL a provider would fetch (a cheap scan, no parsing). */
+export function hasRemoteImageUrl(messages: readonly ChatMessage[]): boolean {
+  for (const message of messages) {
+    if (message.role !== "user" || !Array.isArray(message.content)) continue;
+    for (const part of message.content) {
+      if (part.type === "image_url" && /^https?:/i.test(part.image_url.url)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The host part as a parser other than WHATWG's takes it (RFC 3986: up to the first `/`, `?` or
+ * `#`). Providers fetch with their own parsers (Python's, Go's): where that part holds `@`, `\`,
+ * spaces or control characters, they may read another host than the one checked here
+ * (`http://example.com\@127.0.0.1/` is example.com to WHATWG, 127.0.0.1 to Python's urllib).
+ */
+function ambiguousAuthority(raw: string): boolean {
+  const authority = /^https?:\/\/([^/?#]*)/i.exec(raw)?.[1] ?? "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for.
+  return /[@\\\s\u0000-\u001f\u007f]/.test(authority);
+}
+
+/** What is wrong with the URL as far as can be told without DNS, or undefined; and its host. */
+function staticCheck(raw: string): { why: string } | { host: string } {
+  if (ambiguousAuthority(raw)) {
+    return {
+      why: "the URL's host part holds credentials (user@), a backslash, a space or a control character, which URL parsers read differently",
+    };
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { why: "not a valid URL" };
+  }
+  const host = normalizeHostname(url.hostname);
+  try {
+    assertPublicHost(host);
+  } catch (error) {
+    if (error instanceof UrlRejectedError) return { why: error.why };
+    throw error;
+  }
+  return { host };
+}
+
+function refusal(prefix: readonly PropertyKey[], image: ImageUrl, why: string): ImageUrlRefusal {
+  const param = fieldPath([...prefix, ...image.path]);
+  return { param, message: `${param}: ${why}; ${IMAGE_URL_HINT}` };
+}
+
+/**
+ * The first image URL of the messages that points at a private, loopback, link-local,
+ * unspecified or metadata address literally (any spelling WHATWG URL parsing normalizes: decimal,
+ * octal and hex IPv4, IPv4-mapped IPv6), or at an internal name (`localhost`, `*.localhost`, the
+ * metadata names), or whose host part parsers read differently; undefined when there is none, or
+ * when private networks are allowed. Checked where requests come in (POST /v1/jobs, the gateway,
+ * batch lines): no DNS, so it costs a request without image URLs one scan of its messages.
+ * `prefix`: where the messages sit in the door's body (`["request"]` for a job).
+ */
+export function findRefusedImageUrl(
+  messages: readonly ChatMessage[],
+  options: { allowPrivateNetworks: boolean },
+  prefix: readonly PropertyKey[] = [],
+): ImageUrlRefusal | undefined {
+  if (options.allowPrivateNetworks || !hasRemoteImageUrl(messages)) return undefined;
+  for (const image of remoteImageUrls(messages)) {
+    const checked = staticCheck(image.url);
+    if ("why" in checked) return refusal(prefix, image, checked.why);
+  }
+  return undefined;
+}
+
+/**
+ * As findRefusedImageUrl, then every name among the image URLs' hosts resolved (at once, each
+ * name once) and refused when any address it has is not public. Run right before a call to a
+ * provider that fetches image URLs itself. A name that does not resolve here (or not within
+ * `timeoutMs`) passes: the provider resolves it from its own network, and Cascade cannot judge
+ * it (a worker that reaches its providers through a proxy may resolve nothing at all). This is a
+ * check of what the names say now: a name whose answer changes by the time the provider looks it
+ * up (DNS rebinding), or a URL that redirects, is beyond what Cascade can see (ADR 0007).
+ */
+export async function findPrivateImageHost(
+  messages: readonly ChatMessage[],
+  options: { resolve?: HostResolver; timeoutMs?: number } = {},
+): Promise<ImageUrlRefusal | undefined> {
+  const resolve = options.resolve ?? systemResolver;
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const images = remoteImageUrls(messages);
+  const hosts: string[] = [];
+  for (const image of images) {
+    const checked = staticCheck(image.url);
+    if ("why" in checked) return refusal([], image, checked.why);
+    hosts.push(checked.host);
+  }
+  const lookups = new Map<string, Promise<string | undefined>>();
+  const pending = images.map((image, index) => {
+    const host = hosts[index] ?? "";
+    if (isIP(host)) return { image, why: Promise.resolve(undefined) };
+    let lookup = lookups.get(host);
+    if (!lookup) {
+      // Only a non-public answer refuses; no answer is no verdict (see above).
+      lookup = resolvePublicAddresses(host, resolve, timeoutMs).then(
+        () => undefined,
+        (error: unknown) =>
+          error instanceof UrlRejectedError && error.reason === "blocked_address" ? error.why : undefined,
+      );
+      lookups.set(host, lookup);
+    }
+    return { image, why: lookup };
+  });
+  for (const { image, why } of pending) {
+    const found = await why;
+    if (found !== undefined) return refusal([], image, found);
+  }
+  return undefined;
+}
