@@ -69,6 +69,8 @@ describe("anthropic and gemini providers through the worker", () => {
           "claude-limited": model("anth-limited", "up-claude-limited"),
           "claude-badkey": model("anth-badkey", "up-claude"),
           "claude-narrow": model("anth-narrow", "up-claude-narrow"),
+          // A name @ai-sdk/anthropic knows to take native structured outputs (output_config.format).
+          "claude-native": model("anth", "claude-sonnet-4-5"),
           gemini: model("gem", "up-gemini"),
           "gemini-backup": model("gem-backup", "up-gemini-backup"),
           "gemini-limited": model("gem-limited", "up-gemini-limited"),
@@ -274,6 +276,105 @@ describe("anthropic and gemini providers through the worker", () => {
         type: "image",
         source: { type: "url", url: "https://example.com/cat.png" },
       });
+    });
+
+    const toolNames = (body: { tools?: Array<{ name: string }> }) =>
+      (body.tools ?? []).map((tool) => tool.name);
+
+    for (const stream of [false, true])
+      it(`json_schema with tools: the model may call the caller's tool, and its JSON answer comes as text, not a tool call (stream: ${stream})`, async () => {
+        anthropic.script(
+          "up-claude",
+          { kind: "ok", toolCalls: [{ id: "toolu_01", name: "add", arguments: '{"a":2,"b":2}' }] },
+          { kind: "ok", toolCalls: [{ id: "toolu_02", name: "json", arguments: '{"a":"4"}' }] },
+        );
+        const question = { role: "user", content: "add 2 and 2, answer in JSON" };
+        const request = { tools: [addTool], response_format: answerFormat, max_tokens: 50, stream };
+        const first = await run({ request: { ...request, messages: [question] } });
+        expect(first).toMatchObject({ status: "succeeded", model: "claude" });
+        expect(first.result.choices[0]).toMatchObject({
+          finish_reason: "tool_calls",
+          message: {
+            content: null,
+            tool_calls: [
+              { id: "toolu_01", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } },
+            ],
+          },
+        });
+        expect(first.result.choices[0].message.tool_calls).toHaveLength(1);
+        // The SDK's json tool beside the caller's: the model calls one of them, a tool or its answer.
+        const asked = anthropic.callsFor("up-claude")[0]?.body;
+        expect(toolNames(asked)).toEqual(["add", "json"]);
+        expect(asked.tool_choice).toMatchObject({ type: "any" });
+
+        const second = await run({
+          request: {
+            ...request,
+            messages: [
+              question,
+              { role: "assistant", content: null, tool_calls: first.result.choices[0].message.tool_calls },
+              { role: "tool", tool_call_id: "toolu_01", content: "4" },
+            ],
+          },
+        });
+        expect(second.result.choices[0]).toMatchObject({
+          finish_reason: "stop",
+          message: { content: '{"a":"4"}' },
+        });
+        expect(second.result.choices[0].message.tool_calls).toBeUndefined();
+        const answered = anthropic.callsFor("up-claude")[1]?.body;
+        expect(toolNames(answered)).toEqual(["add", "json"]);
+        expect(answered.messages.at(-1).content[0]).toMatchObject({
+          type: "tool_result",
+          tool_use_id: "toolu_01",
+        });
+      });
+
+    it("json_schema with tool_choice required or a named tool: the caller's tools and choice as sent, no json tool to answer instead", async () => {
+      const addCall = {
+        kind: "ok" as const,
+        toolCalls: [{ id: "toolu_01", name: "add", arguments: '{"a":2,"b":2}' }],
+      };
+      anthropic.script("up-claude", addCall, addCall, addCall);
+      const messages = [{ role: "user", content: "add 2 and 2" }];
+      const request = { messages, tools: [addTool], response_format: answerFormat };
+      const required = await run({ request: { ...request, tool_choice: "required" } });
+      expect(required.result.choices[0]).toMatchObject({
+        finish_reason: "tool_calls",
+        message: { tool_calls: [{ function: { name: "add" } }] },
+      });
+      const requiredBody = anthropic.callsFor("up-claude")[0]?.body;
+      expect(toolNames(requiredBody)).toEqual(["add"]);
+      expect(requiredBody.tool_choice).toEqual({ type: "any" });
+
+      await run({ request: { ...request, tool_choice: { type: "function", function: { name: "add" } } } });
+      const named = anthropic.callsFor("up-claude")[1]?.body;
+      expect(toolNames(named)).toEqual(["add"]);
+      expect(named.tool_choice).toEqual({ type: "tool", name: "add" });
+
+      await run({ request: { ...request, tool_choice: "required", parallel_tool_calls: false } });
+      const serial = anthropic.callsFor("up-claude")[2]?.body;
+      expect(serial.tool_choice).toEqual({ type: "any", disable_parallel_tool_use: true });
+    });
+
+    it("json_schema with tools on a model with native structured outputs: output_config.format, the caller's tools and choice as sent", async () => {
+      anthropic.script("claude-sonnet-4-5", { kind: "ok", content: '{"a":"4"}' });
+      const job = await run({
+        models: ["claude-native"],
+        request: {
+          messages: [{ role: "user", content: "add 2 and 2, answer in JSON" }],
+          tools: [addTool],
+          response_format: answerFormat,
+        },
+      });
+      expect(job.result.choices[0]).toMatchObject({
+        finish_reason: "stop",
+        message: { content: '{"a":"4"}' },
+      });
+      const body = anthropic.callsFor("claude-sonnet-4-5")[0]?.body;
+      expect(body.output_config?.format).toMatchObject({ type: "json_schema", schema: { required: ["a"] } });
+      expect(toolNames(body)).toEqual(["add"]);
+      expect(body.tool_choice ?? { type: "auto" }).toMatchObject({ type: "auto" });
     });
 
     it("waits Anthropic's retry-after before retrying a 429", async () => {
@@ -698,6 +799,34 @@ describe("anthropic and gemini providers through the worker", () => {
         "content_filter",
         undefined,
       ],
+      // The enum's default names no reason: nothing says the candidate ended, as with no finishReason.
+      [
+        "a FINISH_REASON_UNSPECIFIED finish",
+        { kind: "ok", finishReason: "FINISH_REASON_UNSPECIFIED" },
+        "invalid_response",
+        undefined,
+      ],
+      [
+        "a finish reason Gemini adds later",
+        { kind: "ok", finishReason: "NEW_REASON" },
+        "invalid_response",
+        undefined,
+      ],
+      ["a BLOCKLIST finish", { kind: "ok", finishReason: "BLOCKLIST" }, "content_filter", undefined],
+      [
+        "a PROHIBITED_CONTENT finish",
+        { kind: "ok", finishReason: "PROHIBITED_CONTENT" },
+        "content_filter",
+        undefined,
+      ],
+      ["an SPII finish", { kind: "ok", finishReason: "SPII" }, "content_filter", undefined],
+      ["an IMAGE_SAFETY finish", { kind: "ok", finishReason: "IMAGE_SAFETY" }, "content_filter", undefined],
+      [
+        "a MALFORMED_FUNCTION_CALL finish",
+        { kind: "ok", finishReason: "MALFORMED_FUNCTION_CALL" },
+        "invalid_response",
+        undefined,
+      ],
       [
         "an unsupported location",
         {
@@ -737,6 +866,31 @@ describe("anthropic and gemini providers through the worker", () => {
         expect(job.model).toBe("gemini-backup");
         expect(job.attempts[0]).toMatchObject({ model: "gemini", provider: "gem", outcome: "error", reason });
         if (status !== undefined) expect(job.attempts[0].http_status).toBe(status);
+      });
+    }
+
+    // A streamed answer's last chunk carries the finish reason: the same reasons, the same outcomes.
+    const streamedFinishes: Array<[string, string]> = [
+      ["FINISH_REASON_UNSPECIFIED", "invalid_response"],
+      ["OTHER", "invalid_response"],
+      ["NEW_REASON", "invalid_response"],
+      ["MALFORMED_FUNCTION_CALL", "invalid_response"],
+      ["SAFETY", "content_filter"],
+      ["SPII", "content_filter"],
+      ["BLOCKLIST", "content_filter"],
+    ];
+    for (const [finishReason, reason] of streamedFinishes) {
+      it(`falls back on a streamed ${finishReason} finish with reason ${reason}`, async () => {
+        gemini.script("up-gemini", { kind: "ok", content: "Half an ans", finishReason });
+        const job = await run({
+          route: "via-gemini",
+          request: { messages: [{ role: "user", content: "What is 2+2?" }], max_tokens: 50, stream: true },
+        });
+        expect(gemini.callsFor("up-gemini")[0]?.path).toMatch(/:streamGenerateContent$/);
+        expect(job.status).toBe("succeeded");
+        expect(job.model).toBe("gemini-backup");
+        expect(job.attempts[0]).toMatchObject({ model: "gemini", outcome: "error", reason });
+        expect(job.result.choices[0].finish_reason).toBe("stop");
       });
     }
 
@@ -795,15 +949,67 @@ describe("anthropic and gemini providers through the worker", () => {
         role: string;
         parts: Array<Record<string, unknown>>;
       }>;
-      expect(contents.map((turn) => turn.role)).toEqual(["user", "model", "user", "user"]);
+      // Function responses are a user turn, so the question after them joins it: the responses
+      // first, then the text (Gemini wants turns to alternate).
+      expect(contents.map((turn) => turn.role)).toEqual(["user", "model", "user"]);
       expect(contents[1]?.parts.filter((part) => part.functionCall)).toHaveLength(2);
       const answers = contents[2]?.parts ?? [];
-      expect(answers).toHaveLength(2);
-      expect(answers.map((part) => (part.functionResponse as { name: string }).name)).toEqual([
+      expect(answers).toHaveLength(3);
+      expect(answers.slice(0, 2).map((part) => (part.functionResponse as { name: string }).name)).toEqual([
         "weather",
         "weather",
       ]);
+      expect(answers[2]).toEqual({ text: "Which is warmer?" });
     });
+
+    for (const stream of [false, true])
+      it(`sends a tool result and the user text after it as one user turn, and alternates every turn (stream: ${stream})`, async () => {
+        gemini.script("up-gemini", { kind: "ok", content: "Take a coat." });
+        const job = await run({
+          route: "via-gemini",
+          request: {
+            stream,
+            tools: [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }],
+            messages: [
+              { role: "user", content: "Hi" },
+              { role: "user", content: "Weather in Paris?" },
+              {
+                role: "assistant",
+                content: null,
+                tool_calls: [
+                  {
+                    id: "c1",
+                    type: "function",
+                    function: { name: "weather", arguments: '{"city":"Paris"}' },
+                  },
+                ],
+              },
+              { role: "tool", tool_call_id: "c1", content: "8C, rain" },
+              { role: "user", content: "Do I need a coat?" },
+              { role: "assistant", content: "Yes." },
+              { role: "assistant", content: "And an umbrella." },
+              { role: "user", content: "Thanks" },
+            ],
+          },
+        });
+        expect(job.status).toBe("succeeded");
+        expect(job.model).toBe("gemini");
+        const contents = gemini.callsFor("up-gemini")[0]?.body.contents as Array<{
+          role: string;
+          parts: Array<Record<string, unknown>>;
+        }>;
+        expect(contents.map((turn) => turn.role)).toEqual(["user", "model", "user", "model", "user"]);
+        expect(contents[0]?.parts).toEqual([{ text: "Hi" }, { text: "Weather in Paris?" }]);
+        expect(contents[2]?.parts).toEqual([
+          { functionResponse: expect.objectContaining({ name: "weather" }) },
+          { text: "Do I need a coat?" },
+        ]);
+        expect(contents[3]?.parts).toEqual([{ text: "Yes." }, { text: "And an umbrella." }]);
+        expect(contents[4]?.parts).toEqual([{ text: "Thanks" }]);
+        expect(gemini.callsFor("up-gemini")[0]?.path).toMatch(
+          stream ? /:streamGenerateContent$/ : /:generateContent$/,
+        );
+      });
 
     it("fails the job at once on the caller's bad request", async () => {
       gemini.script("up-gemini", {

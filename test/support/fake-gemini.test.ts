@@ -287,6 +287,16 @@ describe("fake Gemini: failures", () => {
     expect((await noContents.json()).error.message).toMatch(/contents is not specified/);
     const systemRole = await post(path, { contents: [{ role: "system", parts: [{ text: "Hi" }] }] });
     expect((await systemRole.json()).error.message).toBe("Please use a valid role: user, model.");
+    const twoUserTurns = await post(path, {
+      contents: [
+        { role: "user", parts: [{ functionResponse: { name: "f", response: { content: "1" } } }] },
+        { role: "user", parts: [{ text: "Hi" }] },
+      ],
+    });
+    expect(twoUserTurns.status).toBe(400);
+    expect((await twoUserTurns.json()).error.message).toBe(
+      "Please ensure that multiturn requests alternate between user and model.",
+    );
     const unknown = await post(`/models/${MODEL}:embedText`, {});
     expect(unknown.status).toBe(404);
     expect(unknown.headers.get("content-type")).toMatch(/^text\/html/);

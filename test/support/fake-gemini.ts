@@ -39,7 +39,13 @@ export type GeminiFinishReason =
   | "MALFORMED_FUNCTION_CALL"
   | "MALFORMED_RESPONSE"
   | "MISSING_THOUGHT_SIGNATURE"
-  | "IMAGE_PROHIBITED_CONTENT";
+  | "IMAGE_PROHIBITED_CONTENT"
+  | "IMAGE_SAFETY"
+  | "FINISH_REASON_UNSPECIFIED"
+  | "UNEXPECTED_TOOL_CALL"
+  | "TOO_MANY_TOOL_CALLS"
+  // A reason Gemini may add later (clients must not take it for STOP).
+  | (string & {});
 /** A functionCall part; `arguments` is a JSON object as text (as in the OpenAI fake). */
 export type FakeGeminiToolCall = { name: string; arguments: string };
 export type FakeGeminiUsage = {
@@ -157,6 +163,8 @@ export const geminiErrors = {
   invalidJson: () => geminiError(400, "Invalid JSON payload received. Unexpected token."),
   missingContents: () => geminiError(400, "* GenerateContentRequest.contents: contents is not specified\n"),
   invalidRole: () => geminiError(400, "Please use a valid role: user, model."),
+  notAlternating: () =>
+    geminiError(400, "Please ensure that multiturn requests alternate between user and model."),
   contextLength: () =>
     geminiError(
       400,
@@ -230,6 +238,15 @@ export async function startFakeGemini(options: { port?: number; apiKey?: string 
       return fail(geminiErrors.missingContents());
     if (body.contents.some((content: RequestBody) => !["user", "model", undefined].includes(content?.role)))
       return fail(geminiErrors.invalidRole());
+    // Gemini models insist that turns alternate (a function response is a user turn): two user or
+    // two model turns in a row are a 400, as older models answer (newer ones may mishandle them).
+    if (
+      body.contents.some(
+        (content: RequestBody, position: number) =>
+          position > 0 && (content?.role ?? "user") === (body.contents[position - 1]?.role ?? "user"),
+      )
+    )
+      return fail(geminiErrors.notAlternating());
 
     const stream =
       route[2] === "streamGenerateContent" ? (query.get("alt") === "sse" ? "sse" : "json") : "none";

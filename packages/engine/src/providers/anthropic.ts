@@ -104,10 +104,21 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   // forcing it overrides the caller's tools: their tool_choice becomes "any" among them and the
   // json tool, one call at a time. With tools the caller may use, OpenAI's json_object leaves the
   // choice to the model, so the format stays with the prompt (which OpenAI requires to ask for JSON).
-  const usableTools = (call.request.tools?.length ?? 0) > 0 && call.request.tool_choice !== "none";
-  if (call.request.response_format?.type === "json_object" && !usableTools) {
+  const { tool_choice: toolChoice, response_format: format } = call.request;
+  const usableTools = (call.request.tools?.length ?? 0) > 0 && toolChoice !== "none";
+  if (format?.type === "json_object" && !usableTools) {
     options.responseFormat = { type: "json", schema: { type: "object" } };
   }
+  // json_schema: on a model it knows to take native structured outputs the SDK sends
+  // output_config.format beside the caller's tools and choice, as it should. On any other it
+  // forces its "json" tool beside the caller's tools (tool_choice "any", one call at a time), which
+  // serves tool_choice "auto" (the model calls a tool, or answers through the json tool, which
+  // comes back as text, finish "stop"), but turns "required" or a named function into "any" among
+  // the caller's tools and the json tool: the model could answer instead of calling the tool it
+  // was made to. There the answer is a tool call, never text, so OpenAI's schema has nothing to
+  // shape: it is not sent, and the caller's tools and choice go as they are.
+  const mustCallTool = usableTools && (toolChoice === "required" || typeof toolChoice === "object");
+  if (format?.type === "json_schema" && mustCallTool) delete options.responseFormat;
   const extra = anthropicOptions(call.request);
   if (extra) options.providerOptions = { anthropic: extra as never };
 }

@@ -363,6 +363,24 @@ describe("rejectGeminiRefusal", () => {
     ).toEqual(["invalid_response", "Gemini answered without a candidate"]);
   });
 
+  it("leaves FINISH_REASON_UNSPECIFIED to the shared check of an answer without a finish, and reads a block beside it", () => {
+    const unspecified = { candidates: [{ finishReason: "FINISH_REASON_UNSPECIFIED", content: {} }] };
+    expect(reasonOf(answer(unspecified, "other", "FINISH_REASON_UNSPECIFIED"))).toBeUndefined();
+    expect(
+      reasonOf(
+        answer(
+          { ...unspecified, promptFeedback: { blockReason: "SAFETY" } },
+          "other",
+          "FINISH_REASON_UNSPECIFIED",
+        ),
+      ),
+    ).toEqual(["content_filter", expect.stringContaining("blockReason SAFETY")]);
+    expect(reasonOf(answer({ candidates: [{ finishReason: "OTHER" }] }, "other", "OTHER"))).toEqual([
+      "invalid_response",
+      expect.stringContaining("finishReason OTHER"),
+    ]);
+  });
+
   it("reads a filtered candidate from the finish reason", () => {
     expect(
       reasonOf(answer({ candidates: [{ finishReason: "SAFETY" }] }, "content-filter", "SAFETY")),

@@ -9,6 +9,7 @@ import {
   parseRawBody,
   readApiCallError,
 } from "./ai-sdk/api-call-error.js";
+import { namesNoFinish } from "./ai-sdk/from-result.js";
 import type { StreamClassifiers, StreamedResult } from "./ai-sdk/from-stream.js";
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "./provider-error.js";
 import { parseDuration } from "./retry-after.js";
@@ -196,19 +197,18 @@ const filteredCandidate = (result: LanguageModelV3GenerateResult) =>
  */
 const FILTERED_OTHER = new Set(["LANGUAGE", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"]);
 /**
- * The one "other" that is not an unfinished candidate: the enum's default. Every other reason the
- * SDK calls "other" (OTHER, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS, MALFORMED_RESPONSE,
- * MISSING_THOUGHT_SIGNATURE, IMAGE_OTHER, NO_IMAGE, and any Gemini adds later) is not STOP.
+ * Every other reason the SDK calls "other" (OTHER, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS,
+ * MALFORMED_RESPONSE, MISSING_THOUGHT_SIGNATURE, IMAGE_OTHER, NO_IMAGE, and any Gemini adds later)
+ * is not STOP either: invalid_response, and the chain moves on. FINISH_REASON_UNSPECIFIED, the
+ * enum's default, names no reason at all: the shared reading of an answer without a finish reason
+ * (namesNoFinish) takes it, as it takes a candidate without `finishReason`.
  */
-const FINISHED_OTHER = new Set(["FINISH_REASON_UNSPECIFIED"]);
-
 function rejectUnfinished(result: LanguageModelV3GenerateResult): void {
   const raw = result.finishReason.raw;
-  if (raw === undefined || result.finishReason.unified !== "other") return;
+  if (raw === undefined || result.finishReason.unified !== "other" || namesNoFinish(result.finishReason))
+    return;
   if (FILTERED_OTHER.has(raw)) throw filteredCandidate(result);
-  if (!FINISHED_OTHER.has(raw)) {
-    throw new ProviderError("invalid_response", `Gemini ended the candidate with finishReason ${raw}`);
-  }
+  throw new ProviderError("invalid_response", `Gemini ended the candidate with finishReason ${raw}`);
 }
 
 /**
@@ -227,7 +227,7 @@ export function rejectGeminiRefusal(result: LanguageModelV3GenerateResult): void
   const finishReason = fieldOf(candidate, "finishReason");
   const blockReason = fieldOf(fieldOf(body, "promptFeedback"), "blockReason");
   if (
-    !(typeof finishReason === "string" && finishReason) &&
+    !(typeof finishReason === "string" && finishReason && !namesNoFinish(result.finishReason)) &&
     typeof blockReason === "string" &&
     blockReason &&
     !/UNSPECIFIED/.test(blockReason)

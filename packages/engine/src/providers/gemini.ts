@@ -4,6 +4,7 @@ import type { ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
 import { GEMINI_ERRORS, rejectGeminiRefusal, rejectGeminiStreamedRefusal } from "./errors-gemini.js";
+import { withAlternatingTurns } from "./gemini-turns.js";
 import type { ImageInliner } from "./image-download.js";
 import type { ProviderAdapter } from "./types.js";
 
@@ -43,9 +44,10 @@ function typedImage(part: LanguageModelV3UserContentPart): LanguageModelV3UserCo
 /**
  * The OpenAI conversation in the shape Gemini accepts: system messages after the first non-system
  * one become user text (OpenAI allows them anywhere; @ai-sdk/google throws before calling, since
- * Gemini's systemInstruction is one block at the start), adjacent user turns are merged (older
- * Gemini models insist that turns alternate), the results of one turn's parallel tool calls go
- * in one turn, and image URLs get a type.
+ * Gemini's systemInstruction is one block at the start), adjacent user turns and adjacent
+ * assistant turns are merged (Gemini insists that turns alternate), the results of one turn's
+ * parallel tool calls go in one turn, and image URLs get a type. Tool results followed by user
+ * text are joined in the request body (gemini-turns.ts), which is the only place they can be.
  */
 function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
   const result: LanguageModelV3Prompt = [];
@@ -69,7 +71,12 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
       // An assistant turn with nothing in it (OpenAI's `content: ""`) would be a model turn of no
       // parts, which Gemini answers with a 400 ("contents.parts must not be empty"): it says
       // nothing, so it goes, and the user turns on either side join.
-      if (message.content.length) result.push(message);
+      if (!message.content.length) continue;
+      // Two assistant messages in a row (OpenAI takes them) would be two model turns.
+      const previous = result.at(-1);
+      if (previous?.role === "assistant")
+        result[result.length - 1] = { ...previous, content: [...previous.content, ...message.content] };
+      else result.push(message);
       continue;
     }
     const content: LanguageModelV3UserContentPart[] =
@@ -96,7 +103,8 @@ export function createGeminiAdapter(
   headers?: Readonly<Record<string, string>>,
 ): ProviderAdapter {
   const client = createGoogleGenerativeAI(
-    clientSettings(provider, GEMINI_DEFAULT_BASE_URL, apiKey, fetch, headers),
+    // Turns alternate on the wire: tool results and the user's text after them are one turn.
+    clientSettings(provider, GEMINI_DEFAULT_BASE_URL, apiKey, withAlternatingTurns(fetch), headers),
   );
   return createAiSdkAdapter({
     providerId,

@@ -157,6 +157,19 @@ describe("readStream", () => {
     const error = await rejection(readStream(stream, sink(), new AbortController().signal, classifiers));
     expect(error).toMatchObject({ reason: "network_error" });
   });
+
+  it("a whole stream whose finish names no reason (an enum's *_UNSPECIFIED) is invalid_response, not a stop", async () => {
+    const stream = streamOf([
+      { type: "stream-start", warnings: [] },
+      { type: "text-delta", id: "0", delta: "Half an ans" },
+      { type: "finish", finishReason: { unified: "other", raw: "FINISH_REASON_UNSPECIFIED" }, usage },
+    ]);
+    const error = await rejection(readStream(stream, sink(), new AbortController().signal, classifiers));
+    expect(error).toMatchObject({
+      reason: "invalid_response",
+      message: expect.stringContaining("FINISH_REASON_UNSPECIFIED"),
+    });
+  });
 });
 
 describe("mid-stream error parts", () => {

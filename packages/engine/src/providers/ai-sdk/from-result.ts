@@ -21,6 +21,18 @@ export function errorFinish(
   );
 }
 
+/**
+ * A finish reason that names none: the SDK's "other" with nothing raw (the provider sent no
+ * reason), or with a protobuf enum's default, such as Gemini's `FINISH_REASON_UNSPECIFIED` (the
+ * enum's "unused" zero value; Google documents an empty finish reason as "the model has not
+ * stopped generating the tokens"). Nothing says such an answer ended rather than was cut short,
+ * so it is never passed on as finished.
+ * https://ai.google.dev/api/generate-content#FinishReason
+ */
+export function namesNoFinish(reason: LanguageModelV3FinishReason): boolean {
+  return reason.unified === "other" && (reason.raw === undefined || reason.raw.endsWith("_UNSPECIFIED"));
+}
+
 function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boolean): FinishReason {
   switch (reason.unified) {
     case "length":
@@ -126,8 +138,7 @@ export function fromGenerateResult(result: LanguageModelV3GenerateResult): Compl
   };
   const logprobs = logprobsOf(result);
   if (logprobs !== undefined) completion.logprobs = logprobs;
-  // No finish reason in the answer (the SDK's "other" with nothing raw): not a finished answer.
-  if (result.finishReason.unified === "other" && result.finishReason.raw === undefined)
-    throw unfinishedAnswerError(completion);
+  // No finish reason in the answer, or one that names none: not a finished answer.
+  if (namesNoFinish(result.finishReason)) throw unfinishedAnswerError(completion);
   return completion;
 }

@@ -12,6 +12,7 @@ import {
 import { ProviderError, UPSTREAM_TEXT_CHARS } from "../provider-error.js";
 import type { ChoiceLogprobs, ReportedUsage, StreamSink } from "../types.js";
 import { isTransportFailure } from "./api-call-error.js";
+import { namesNoFinish } from "./from-result.js";
 
 /** What one provider contributes to reading its stream. */
 export interface StreamClassifiers {
@@ -325,9 +326,18 @@ export class StreamAssembler {
     const { finish, refusal } = this;
     // OpenAI and Gemini emit a finish part on any clean end, with no raw reason when the provider
     // never sent one; Anthropic emits it only on message_stop. Either way the provider did not finish.
-    if (!finish || (finish.finishReason.raw === undefined && finish.finishReason.unified === "other")) {
+    if (!finish || namesNoFinish(finish.finishReason)) {
       if (!this.sawEvents) {
         throw new ProviderError("invalid_response", "the response held no stream events the provider sends");
+      }
+      // A reason that names none (Gemini's FINISH_REASON_UNSPECIFIED) came in a whole stream: the
+      // provider's answer, not the connection, says nothing of an end.
+      const raw = finish?.finishReason.raw;
+      if (raw !== undefined) {
+        throw new ProviderError(
+          "invalid_response",
+          `the stream ended with finish reason "${raw}", which names none (not a finished answer)`,
+        );
       }
       throw new ProviderError(
         "network_error",
