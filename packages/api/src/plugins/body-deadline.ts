@@ -13,14 +13,17 @@ export const MIN_BODY_BYTES_PER_S = 16 * 1024;
 /** How often the bodies being read are checked against the rate. */
 const BODY_CHECK_MS = 2_000;
 
-/** A request whose body is still coming. */
+/**
+ * The body a connection is reading (HTTP/1.1 reads one request's body at a time). One per
+ * connection, kept from its first body to its close and updated in place for each request: a
+ * request costs a Map lookup and three writes, no listeners nor objects of its own.
+ */
 interface BodyRead {
+  /** The request whose body this connection reads or read last. */
   raw: IncomingMessage;
-  socket: Socket;
   startedAt: number;
-  /** Bytes its connection had read when its body's reading began. */
+  /** Bytes its connection had read when this body's reading began. */
   readBefore: number;
-  forget: () => void;
 }
 
 /**
@@ -32,23 +35,24 @@ interface BodyRead {
  * destroyed. Nothing is answered from here: an answer may be under way already (a streamed
  * file, an early 415 while Node reads and drops the rest), and a request destroyed mid-body ends
  * every reader of it (JSON parsing, a multipart upload, which cleans up what it stored). A body
- * read to its end, or never to be read (the request destroyed), is forgotten at once.
+ * read to its end (or a request ended otherwise) is passed over by the sweep; its connection is
+ * forgotten when it closes.
  */
 export function registerBodyDeadline(app: FastifyInstance): void {
-  const reading = new Set<BodyRead>();
+  const reading = new Map<Socket, BodyRead>();
   let sweep: NodeJS.Timeout | undefined;
   const check = () => {
     const now = Date.now();
-    for (const read of reading) {
-      const { raw, socket } = read;
-      if (raw.complete || raw.destroyed || socket.destroyed) {
-        read.forget();
+    for (const [socket, read] of reading) {
+      const { raw } = read;
+      if (socket.destroyed) {
+        reading.delete(socket);
         continue;
       }
+      if (raw.complete || raw.destroyed) continue;
       const overGraceS = (now - read.startedAt - BODY_GRACE_MS) / 1000;
       if (overGraceS <= 0 || socket.bytesRead - read.readBefore >= overGraceS * MIN_BODY_BYTES_PER_S)
         continue;
-      read.forget();
       raw.destroy();
     }
     if (reading.size === 0 && sweep) {
@@ -59,21 +63,16 @@ export function registerBodyDeadline(app: FastifyInstance): void {
   app.addHook("preParsing", (request, _reply, payload, done) => {
     const { raw } = request;
     const socket = raw.socket;
-    if (!declaresBody(request) || raw.complete || !socket) return done(null, payload);
-    const read: BodyRead = {
-      raw,
-      socket,
-      startedAt: Date.now(),
-      readBefore: socket.bytesRead,
-      forget: () => {
-        reading.delete(read);
-        raw.off("end", read.forget);
-        raw.off("close", read.forget);
-      },
-    };
-    reading.add(read);
-    raw.once("end", read.forget);
-    raw.once("close", read.forget);
+    if (!declaresBody(request) || raw.complete || !socket || socket.destroyed) return done(null, payload);
+    const read = reading.get(socket);
+    if (read) {
+      read.raw = raw;
+      read.startedAt = Date.now();
+      read.readBefore = socket.bytesRead;
+    } else {
+      reading.set(socket, { raw, startedAt: Date.now(), readBefore: socket.bytesRead });
+      socket.once("close", () => reading.delete(socket));
+    }
     if (!sweep) {
       sweep = setInterval(check, BODY_CHECK_MS);
       sweep.unref();
