@@ -91,6 +91,10 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
   routes.post("/v1/jobs", { schema: { body: createJobBodySchema } }, async (request, reply) => {
     const body = request.body;
+    // A malformed body's 400, as the schema's own (and as the gateway checks it): image URLs a
+    // provider would fetch on private hosts.
+    const image = findRefusedImageUrl(body.request.messages, privateNetworks, ["request"]);
+    if (image) throw badRequest(image.message, image.param);
     let resolved: ReturnType<typeof resolveChain>;
     try {
       resolved = resolveChain(config.file, body);
@@ -100,8 +104,6 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         throw badRequest(error.message, error.param, error.code ?? undefined);
       throw error;
     }
-    const image = findRefusedImageUrl(body.request.messages, privateNetworks, ["request"]);
-    if (image) throw badRequest(image.message, image.param);
     if (body.webhook) await deps.webhooks.checkUrl(body.webhook.url);
     const now = clock.now();
     let jobId = deps.newId("job");

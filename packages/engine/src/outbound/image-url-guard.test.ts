@@ -1,6 +1,11 @@
 import type { ChatMessage } from "@cascade/shared";
 import { describe, expect, it } from "vitest";
-import { findPrivateImageHost, findRefusedImageUrl, hasRemoteImageUrl } from "./image-url-guard.js";
+import {
+  findPrivateImageHost,
+  findRefusedImageUrl,
+  hasRemoteImageUrl,
+  MAX_IMAGE_HOST_NAMES,
+} from "./image-url-guard.js";
 import type { HostResolver } from "./url-guard.js";
 
 const withImages = (...urls: string[]): ChatMessage[] => [
@@ -139,13 +144,65 @@ describe("findPrivateImageHost", () => {
     expect(lookups.sort()).toEqual(["cdn.example.com", "unknown.example.net"]);
   });
 
-  it("passes a name whose resolution takes longer than the timeout", async () => {
+  it("refuses, as unchecked, a name whose lookup has not answered in time (never passed on unchecked)", async () => {
     const slow: HostResolver = () => new Promise(() => {});
     const refusal = await findPrivateImageHost(withImages("https://slow.example.com/a.png"), {
       resolve: slow,
       timeoutMs: 20,
     });
-    expect(refusal).toBeUndefined();
+    expect(refusal?.unchecked).toBe(true);
+    expect(refusal?.param).toBe("messages[1].content[1].image_url.url");
+    expect(refusal?.message).toContain('host "slow.example.com" could not be checked within 20 ms');
+  });
+
+  it("looks names up one at a time, each to its end, so slow names cannot hold the process's resolver", async () => {
+    let running = 0;
+    let most = 0;
+    const ends: Array<() => void> = [];
+    const held: HostResolver = () => {
+      running += 1;
+      most = Math.max(most, running);
+      return new Promise((_resolve, reject) => {
+        ends.push(() => {
+          running -= 1;
+          reject(Object.assign(new Error("getaddrinfo EAI_AGAIN"), { code: "EAI_AGAIN" }));
+        });
+      });
+    };
+    const urls = Array.from({ length: MAX_IMAGE_HOST_NAMES }, (_, i) => `https://h${i}.example.net/a.png`);
+    const refusal = await findPrivateImageHost(withImages(...urls), { resolve: held, timeoutMs: 20 });
+    expect(refusal?.unchecked).toBe(true);
+    // The caller gave up; the lookup it started still holds the one slot until it ends.
+    expect(running).toBe(1);
+    while (ends.length) {
+      ends.shift()?.();
+      await new Promise((tick) => setTimeout(tick, 0));
+    }
+    expect(most).toBe(1);
+  });
+
+  it(`refuses more than ${MAX_IMAGE_HOST_NAMES} different host names in one request, at the door and before the call`, async () => {
+    const urls = Array.from(
+      { length: MAX_IMAGE_HOST_NAMES + 1 },
+      (_, i) => `https://h${i}.example.net/a.png`,
+    );
+    // Repeats of a name, and IP literals, are not counted.
+    const messages = withImages(
+      ...urls.slice(0, MAX_IMAGE_HOST_NAMES),
+      urls[0] as string,
+      "https://8.8.8.8/x.png",
+      urls[MAX_IMAGE_HOST_NAMES] as string,
+    );
+    const door = findRefusedImageUrl(messages, { allowPrivateNetworks: false });
+    expect(door?.param).toBe(`messages[1].content[${MAX_IMAGE_HOST_NAMES + 3}].image_url.url`);
+    expect(door?.message).toContain(`more than ${MAX_IMAGE_HOST_NAMES} different hosts`);
+    const atCall = await findPrivateImageHost(messages, { resolve });
+    expect(atCall?.param).toBe(door?.param);
+    expect(
+      findRefusedImageUrl(withImages(...urls.slice(0, MAX_IMAGE_HOST_NAMES)), {
+        allowPrivateNetworks: false,
+      }),
+    ).toBeUndefined();
   });
 
   it("refuses the literal checks first, without DNS", async () => {

@@ -22,7 +22,30 @@ export interface ImageUrlRefusal {
   param: string;
   /** `<param>: <why>; <what the rule is and how to allow it>`. */
   message: string;
+  /**
+   * True when the host could not be checked (its lookup did not answer in time), not found
+   * private: another provider, or the request sent again later, may do.
+   */
+  unchecked?: boolean;
 }
+
+/**
+ * Host names (not IP literals) a request's image URLs may name while the guard is on: each one is
+ * looked up before the call, and lookups are bounded per process (below), so a request cannot
+ * hold the process's resolver with thousands of names.
+ */
+export const MAX_IMAGE_HOST_NAMES = 8;
+
+/**
+ * Lookups of image hosts in flight at once in a process. `dns.lookup` runs getaddrinfo on libuv's
+ * thread pool (the system's resolver: /etc/hosts, search domains, as a provider on this network
+ * resolves them), a timeout does not cancel it, and Node lets lookups take at most half the pool:
+ * one at a time leaves the rest to webhooks' and providers' connections whatever the names do.
+ */
+const IMAGE_LOOKUPS_AT_ONCE = 1;
+/** How long a host's verdict is kept (for every request of the process). */
+const IMAGE_HOST_VERDICT_MS = 60_000;
+const IMAGE_HOST_VERDICTS_KEPT = 10_000;
 
 interface ImageUrl {
   url: string;
@@ -111,54 +134,157 @@ export function findRefusedImageUrl(
   prefix: readonly PropertyKey[] = [],
 ): ImageUrlRefusal | undefined {
   if (options.allowPrivateNetworks || !hasRemoteImageUrl(messages)) return undefined;
+  const names = new Set<string>();
   for (const image of remoteImageUrls(messages)) {
     const checked = staticCheck(image.url);
     if ("why" in checked) return refusal(prefix, image, checked.why);
+    const over = overNameLimit(names, checked.host);
+    if (over) return refusal(prefix, image, over);
   }
   return undefined;
 }
 
+/** Counts `host` among the request's names; why it is refused once past MAX_IMAGE_HOST_NAMES. */
+function overNameLimit(names: Set<string>, host: string): string | undefined {
+  if (isIP(host) || names.has(host)) return undefined;
+  names.add(host);
+  if (names.size <= MAX_IMAGE_HOST_NAMES) return undefined;
+  return `the image URLs name more than ${MAX_IMAGE_HOST_NAMES} different hosts (each is looked up before the call)`;
+}
+
+/** What a lookup of an image host found: why it is refused, or nothing against it. */
+type HostVerdict = { why: string | undefined };
+
 /**
- * As findRefusedImageUrl, then every name among the image URLs' hosts resolved (at once, each
- * name once) and refused when any address it has is not public. Run right before a call to a
- * provider that fetches image URLs itself. A name that does not resolve here (or not within
- * `timeoutMs`) passes: the provider resolves it from its own network, and Cascade cannot judge
- * it (a worker that reaches its providers through a proxy may resolve nothing at all). This is a
- * check of what the names say now: a name whose answer changes by the time the provider looks it
- * up (DNS rebinding), or a URL that redirects, is beyond what Cascade can see (ADR 0007).
+ * The process's lookups of image hosts: at most IMAGE_LOOKUPS_AT_ONCE at a time (a slot is held
+ * until the lookup itself ends, not until a caller stops waiting), one per name however many
+ * requests ask, and each verdict kept IMAGE_HOST_VERDICT_MS.
+ */
+class ImageHostLookups {
+  private readonly verdicts = new Map<string, { verdict: HostVerdict; until: number }>();
+  private readonly pending = new Map<string, Promise<HostVerdict>>();
+  private readonly queue: Array<() => void> = [];
+  private running = 0;
+
+  /** The host's verdict; undefined when too many lookups wait already (no verdict to be had). */
+  verdict(host: string, resolve: HostResolver): Promise<HostVerdict> | undefined {
+    const kept = this.verdicts.get(host);
+    if (kept && kept.until > Date.now()) return Promise.resolve(kept.verdict);
+    let lookup = this.pending.get(host);
+    if (!lookup) {
+      if (this.queue.length >= IMAGE_LOOKUPS_QUEUED) return undefined;
+      lookup = this.slot()
+        .then(() => lookupVerdict(host, resolve))
+        .finally(() => {
+          this.running -= 1;
+          this.queue.shift()?.();
+          this.pending.delete(host);
+        });
+      lookup.then((verdict) => this.keep(host, verdict));
+      this.pending.set(host, lookup);
+    }
+    return lookup;
+  }
+
+  private slot(): Promise<void> {
+    if (this.running < IMAGE_LOOKUPS_AT_ONCE) {
+      this.running += 1;
+      return Promise.resolve();
+    }
+    return new Promise((start) =>
+      this.queue.push(() => {
+        this.running += 1;
+        start();
+      }),
+    );
+  }
+
+  private keep(host: string, verdict: HostVerdict): void {
+    if (this.verdicts.size >= IMAGE_HOST_VERDICTS_KEPT) {
+      const oldest = this.verdicts.keys().next().value;
+      if (oldest !== undefined) this.verdicts.delete(oldest);
+    }
+    this.verdicts.delete(host);
+    this.verdicts.set(host, { verdict, until: Date.now() + IMAGE_HOST_VERDICT_MS });
+  }
+}
+
+/**
+ * Only a non-public answer refuses; no answer (the name does not resolve here) is no verdict. The
+ * lookup is waited for to its end (bounded far above any resolver's own timeouts), so that its
+ * slot is not given to the next one while its thread is still busy.
+ */
+async function lookupVerdict(host: string, resolve: HostResolver): Promise<HostVerdict> {
+  try {
+    await resolvePublicAddresses(host, resolve, LOOKUP_BOUND_MS);
+    return { why: undefined };
+  } catch (error) {
+    if (error instanceof UrlRejectedError && error.reason === "blocked_address") return { why: error.why };
+    return { why: undefined };
+  }
+}
+
+/** A lookup that has not ended after this is given up (no verdict). */
+const LOOKUP_BOUND_MS = 60_000;
+/** Lookups waiting for a slot past this many: the next ones are not checked (nor passed on). */
+const IMAGE_LOOKUPS_QUEUED = 256;
+
+const systemLookups = new ImageHostLookups();
+
+/**
+ * As findRefusedImageUrl, then every name among the image URLs' hosts looked up (through the
+ * process's bounded lookups: one at a time, each name once, verdicts kept a minute) and refused
+ * when any address it has is not public. Run right before a call to a provider that fetches image
+ * URLs itself. A name that does not resolve here passes: the provider resolves it from its own
+ * network, and Cascade cannot judge it (a worker that reaches its providers through a proxy may
+ * resolve nothing at all). A name whose lookup has not answered within `timeoutMs` is refused as
+ * `unchecked` (never passed on unchecked: lookups held up by slow names would otherwise let a
+ * private one through). This is a check of what the names say now: a name whose answer changes by
+ * the time the provider looks it up (DNS rebinding), or a URL that redirects, is beyond what
+ * Cascade can see (ADR 0007).
  */
 export async function findPrivateImageHost(
   messages: readonly ChatMessage[],
   options: { resolve?: HostResolver; timeoutMs?: number } = {},
 ): Promise<ImageUrlRefusal | undefined> {
+  // Tests play DNS with their own resolver: its lookups are kept apart from the process's.
+  const lookups = options.resolve ? new ImageHostLookups() : systemLookups;
   const resolve = options.resolve ?? systemResolver;
   const timeoutMs = options.timeoutMs ?? 2000;
   const images = remoteImageUrls(messages);
   const hosts: string[] = [];
+  const names = new Set<string>();
   for (const image of images) {
     const checked = staticCheck(image.url);
     if ("why" in checked) return refusal([], image, checked.why);
+    const over = overNameLimit(names, checked.host);
+    if (over) return refusal([], image, over);
     hosts.push(checked.host);
   }
-  const lookups = new Map<string, Promise<string | undefined>>();
-  const pending = images.map((image, index) => {
-    const host = hosts[index] ?? "";
-    if (isIP(host)) return { image, why: Promise.resolve(undefined) };
-    let lookup = lookups.get(host);
-    if (!lookup) {
-      // Only a non-public answer refuses; no answer is no verdict (see above).
-      lookup = resolvePublicAddresses(host, resolve, timeoutMs).then(
-        () => undefined,
-        (error: unknown) =>
-          error instanceof UrlRejectedError && error.reason === "blocked_address" ? error.why : undefined,
-      );
-      lookups.set(host, lookup);
-    }
-    return { image, why: lookup };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((done) => {
+    timer = setTimeout(() => done("late"), timeoutMs);
   });
-  for (const { image, why } of pending) {
-    const found = await why;
-    if (found !== undefined) return refusal([], image, found);
+  // Every name's lookup asked for at once (they queue for the process's slot), then read in order.
+  const verdicts = hosts.map((host) => (isIP(host) ? undefined : (lookups.verdict(host, resolve) ?? late)));
+  try {
+    for (const [index, image] of images.entries()) {
+      const host = hosts[index] ?? "";
+      const pending = verdicts[index];
+      if (pending === undefined) continue;
+      const verdict = await Promise.race([pending, late]);
+      // Not checked in time (the process's lookups are busy, or this one is slow): not passed on
+      // unchecked, which would let a name be slipped past while lookups are held up.
+      if (verdict === "late") {
+        return {
+          ...refusal([], image, `host "${host}" could not be checked within ${timeoutMs} ms`),
+          unchecked: true,
+        };
+      }
+      if (verdict.why !== undefined) return refusal([], image, verdict.why);
+    }
+    return undefined;
+  } finally {
+    clearTimeout(timer);
   }
-  return undefined;
 }

@@ -29,6 +29,7 @@ describe("blockedAddressReason", () => {
     ["127.255.255.254", "loopback"],
     ["169.254.0.1", "link-local"],
     ["169.254.169.254", "cloud metadata"],
+    ["168.63.129.16", "cloud metadata"],
     ["172.16.0.1", "private"],
     ["172.31.255.255", "private"],
     ["192.0.0.192", "reserved"],

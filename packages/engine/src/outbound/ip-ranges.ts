@@ -41,6 +41,8 @@ const range4 = (cidr: string, reason: BlockedReason): Range4 => {
  */
 const BLOCKED_V4: readonly Range4[] = [
   range4("169.254.169.254/32", "cloud metadata"),
+  // Azure's WireServer: a public address, but every Azure VM reaches its host agent there.
+  range4("168.63.129.16/32", "cloud metadata"),
   range4("255.255.255.255/32", "broadcast"),
   range4("0.0.0.0/8", "unspecified"),
   range4("10.0.0.0/8", "private"),

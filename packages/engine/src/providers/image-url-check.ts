@@ -38,8 +38,16 @@ export function withImageUrlCheck(
       checked.set(messages, verdict);
     }
     const refusal = await verdict;
+    // Not checked in time: the next hop (or retry) asks again, its lookup may have ended by then.
+    if (refusal?.unchecked && checked.get(messages) === verdict) checked.delete(messages);
     if (call.signal.aborted) throw call.signal.reason;
-    if (refusal) throw new ProviderError("bad_request", refusal.message, { param: refusal.param });
+    // A host that could not be checked in time is this call's problem, not the request's: the
+    // chain moves on (a provider that needs no check, or a later try), as for provider-specific 400s.
+    if (refusal)
+      throw new ProviderError("bad_request", refusal.message, {
+        param: refusal.param,
+        providerSpecific: refusal.unchecked === true,
+      });
   };
   // A call without image URLs (nearly all) goes straight through: no extra promise on the hot path.
   const wrapped: ProviderAdapter = {
