@@ -145,6 +145,10 @@ describe("lean OpenAI client against the AI SDK path, on the fake OpenAI", () =>
     ["finish_reason length", { kind: "ok", content: "4 and", finishReason: "length" }],
     ["finish_reason content_filter", { kind: "ok", content: "", finishReason: "content_filter" }],
     ["finish_reason null", { kind: "no_finish", content: "4" }],
+    [
+      "a protobuf enum's unset finish reason",
+      { kind: "ok", content: "4", finishReason: "FINISH_REASON_UNSPECIFIED" },
+    ],
     ["429 with retry-after", { kind: "rate_limited", retryAfterSeconds: 7 }],
     ["429 with retry-after-ms", { kind: "rate_limited", retryAfterMs: 1500 }],
     ["500", { kind: "server_error" }],

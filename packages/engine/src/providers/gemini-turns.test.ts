@@ -1,5 +1,6 @@
+import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
 import { describe, expect, it } from "vitest";
-import { alternatingTurns, withAlternatingTurns } from "./gemini-turns.js";
+import { alternatingTurns, markTurnsToJoin, withAlternatingTurns } from "./gemini-turns.js";
 
 const responsePart = (name: string) => ({ functionResponse: { name, response: { content: "ok" } } });
 
@@ -33,20 +34,27 @@ describe("alternatingTurns", () => {
 });
 
 describe("withAlternatingTurns", () => {
-  async function sent(body: unknown): Promise<unknown> {
+  const toolThenUser: LanguageModelV3Prompt = [
+    { role: "tool", content: [] },
+    { role: "user", content: [{ type: "text", text: "Thanks" }] },
+  ];
+  async function sent(body: unknown, prompt?: LanguageModelV3Prompt): Promise<unknown> {
     let seen: unknown;
     const fetch = withAlternatingTurns(async (_input, init) => {
       seen = init?.body;
       return new Response("{}");
     });
+    const signal = new AbortController().signal;
+    if (prompt) markTurnsToJoin(prompt, signal);
     await fetch("http://gemini.test/v1beta/models/m:generateContent", {
       method: "POST",
       body: body as string,
+      signal,
     });
     return seen;
   }
 
-  it("rewrites a body whose function responses sit beside another user turn, and no other", async () => {
+  it("rewrites the body of a call whose prompt has tool results before user text, and no other", async () => {
     const joined = JSON.stringify({
       contents: [
         { role: "model", parts: [{ functionCall: { name: "a" } }] },
@@ -55,17 +63,25 @@ describe("withAlternatingTurns", () => {
       ],
       generationConfig: { maxOutputTokens: 10 },
     });
-    expect(JSON.parse((await sent(joined)) as string)).toEqual({
+    expect(JSON.parse((await sent(joined, toolThenUser)) as string)).toEqual({
       contents: [
         { role: "model", parts: [{ functionCall: { name: "a" } }] },
         { role: "user", parts: [responsePart("a"), { text: "Thanks" }] },
       ],
       generationConfig: { maxOutputTokens: 10 },
     });
+    // A call whose prompt needs no join is sent as it is, its body not even parsed.
+    expect(await sent(joined)).toBe(joined);
+    expect(
+      await sent(joined, [
+        toolThenUser[1] as LanguageModelV3Prompt[number],
+        toolThenUser[0] as LanguageModelV3Prompt[number],
+      ]),
+    ).toBe(joined);
     const alternating = JSON.stringify({ contents: [{ role: "user", parts: [responsePart("a")] }] });
-    expect(await sent(alternating)).toBe(alternating);
+    expect(await sent(alternating, toolThenUser)).toBe(alternating);
     const plain = JSON.stringify({ contents: [{ role: "user", parts: [{ text: "Hi" }] }] });
-    expect(await sent(plain)).toBe(plain);
-    expect(await sent('{"functionResponse": ')).toBe('{"functionResponse": ');
+    expect(await sent(plain, toolThenUser)).toBe(plain);
+    expect(await sent('{"functionResponse": ', toolThenUser)).toBe('{"functionResponse": ');
   });
 });

@@ -1,3 +1,5 @@
+import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
+
 /**
  * Gemini wants a conversation's turns to alternate between `user` and `model` (older models answer
  * two turns of one role in a row with a 400, "Please ensure that multiturn requests alternate
@@ -37,14 +39,35 @@ export function alternatingTurns(contents: unknown): GeminiContent[] | undefined
 }
 
 /**
- * `fetch`, with a request body's adjacent same-role turns joined (alternatingTurns). Only a body
- * with a function response can hold such turns (the prompt already joins user turns, model turns
- * and the results of one turn's calls), so only such a body is parsed.
+ * The calls (by the AbortSignal the SDK passes through to fetch, as response-watch.ts does) whose
+ * prompt holds tool results followed by a user turn: only their bodies are parsed and joined.
+ */
+const joinedCalls = new WeakSet<AbortSignal>();
+
+/**
+ * Marks the call when its prompt (as shaped for Gemini) has a tool message right before a user
+ * one: the two turns Gemini would get in a row, which only the request body can join.
+ */
+export function markTurnsToJoin(prompt: LanguageModelV3Prompt, signal: AbortSignal): void {
+  for (let index = 1; index < prompt.length; index++) {
+    if (prompt[index]?.role === "user" && prompt[index - 1]?.role === "tool") {
+      joinedCalls.add(signal);
+      return;
+    }
+  }
+}
+
+/**
+ * `fetch`, with a request body's adjacent same-role turns joined (alternatingTurns), for the calls
+ * markTurnsToJoin marked: the prompt already joins user turns, model turns and the results of one
+ * turn's calls, so any other body goes as it is, unparsed (an agent's history of tool results,
+ * images inlined, may be megabytes).
  */
 export function withAlternatingTurns(fetch: typeof globalThis.fetch): typeof globalThis.fetch {
   return (input, init) => {
     const body = init?.body;
-    if (typeof body !== "string" || !body.includes('"functionResponse"')) return fetch(input, init);
+    const signal = init?.signal;
+    if (typeof body !== "string" || !signal || !joinedCalls.has(signal)) return fetch(input, init);
     let parsed: { contents?: unknown };
     try {
       parsed = JSON.parse(body);

@@ -4,7 +4,7 @@ import type { ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
 import { GEMINI_ERRORS, rejectGeminiRefusal, rejectGeminiStreamedRefusal } from "./errors-gemini.js";
-import { withAlternatingTurns } from "./gemini-turns.js";
+import { markTurnsToJoin, withAlternatingTurns } from "./gemini-turns.js";
 import type { ImageInliner } from "./image-download.js";
 import type { ProviderAdapter } from "./types.js";
 
@@ -114,6 +114,7 @@ export function createGeminiAdapter(
     // Gemini takes images as inline bytes (fileData URIs must be its own files): download them.
     async preparePrompt(prompt, signal) {
       const shaped = forGemini(prompt);
+      markTurnsToJoin(shaped, signal);
       return images ? images.inline(shaped, signal) : shaped;
     },
     rejectGenerated: rejectGeminiRefusal,

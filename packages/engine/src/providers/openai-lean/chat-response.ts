@@ -154,6 +154,10 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
   };
   // The provider's own object, unchanged (asked for: OpenAI sends `null` otherwise).
   if (!isNullish(choice.logprobs)) completion.logprobs = choice.logprobs as Json;
-  if (isNullish(choice.finish_reason)) throw unfinishedAnswerError(completion);
+  // No reason, or a protobuf enum's unset one (FINISH_REASON_UNSPECIFIED, from servers that proxy
+  // Gemini): nothing says the answer ended (namesNoFinish, the SDK path's rule).
+  const raw = choice.finish_reason;
+  if (isNullish(raw) || (typeof raw === "string" && raw.endsWith("_UNSPECIFIED")))
+    throw unfinishedAnswerError(completion);
   return completion;
 }
