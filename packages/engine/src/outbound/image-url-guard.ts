@@ -2,11 +2,13 @@ import { isIP } from "node:net";
 import { type ChatMessage, fieldPath } from "@cascade/shared";
 import {
   assertPublicHost,
+  BoundedResolver,
   type HostResolver,
+  LookupsBusyError,
   normalizeHostname,
   resolvePublicAddresses,
-  systemResolver,
   UrlRejectedError,
+  untrustedResolver,
 } from "./url-guard.js";
 
 /**
@@ -31,21 +33,10 @@ export interface ImageUrlRefusal {
 
 /**
  * Host names (not IP literals) a request's image URLs may name while the guard is on: each one is
- * looked up before the call, and lookups are bounded per process (below), so a request cannot
- * hold the process's resolver with thousands of names.
+ * looked up before the call (untrustedResolver: bounded per process), so a request cannot queue
+ * thousands of lookups.
  */
 export const MAX_IMAGE_HOST_NAMES = 8;
-
-/**
- * Lookups of image hosts in flight at once in a process. `dns.lookup` runs getaddrinfo on libuv's
- * thread pool (the system's resolver: /etc/hosts, search domains, as a provider on this network
- * resolves them), a timeout does not cancel it, and Node lets lookups take at most half the pool:
- * one at a time leaves the rest to webhooks' and providers' connections whatever the names do.
- */
-const IMAGE_LOOKUPS_AT_ONCE = 1;
-/** How long a host's verdict is kept (for every request of the process). */
-const IMAGE_HOST_VERDICT_MS = 60_000;
-const IMAGE_HOST_VERDICTS_KEPT = 10_000;
 
 interface ImageUrl {
   url: string;
@@ -152,84 +143,22 @@ function overNameLimit(names: Set<string>, host: string): string | undefined {
   return `the image URLs name more than ${MAX_IMAGE_HOST_NAMES} different hosts (each is looked up before the call)`;
 }
 
-/** What a lookup of an image host found: why it is refused, or nothing against it. */
-type HostVerdict = { why: string | undefined };
-
 /**
- * The process's lookups of image hosts: at most IMAGE_LOOKUPS_AT_ONCE at a time (a slot is held
- * until the lookup itself ends, not until a caller stops waiting), one per name however many
- * requests ask, and each verdict kept IMAGE_HOST_VERDICT_MS.
+ * Why a host is refused, from its lookup: undefined when nothing is against it (public, or the
+ * name does not resolve here: the provider resolves it from its own network); "unchecked" when
+ * the process's lookups had no room for it.
  */
-class ImageHostLookups {
-  private readonly verdicts = new Map<string, { verdict: HostVerdict; until: number }>();
-  private readonly pending = new Map<string, Promise<HostVerdict>>();
-  private readonly queue: Array<() => void> = [];
-  private running = 0;
-
-  /** The host's verdict; undefined when too many lookups wait already (no verdict to be had). */
-  verdict(host: string, resolve: HostResolver): Promise<HostVerdict> | undefined {
-    const kept = this.verdicts.get(host);
-    if (kept && kept.until > Date.now()) return Promise.resolve(kept.verdict);
-    let lookup = this.pending.get(host);
-    if (!lookup) {
-      if (this.queue.length >= IMAGE_LOOKUPS_QUEUED) return undefined;
-      lookup = this.slot()
-        .then(() => lookupVerdict(host, resolve))
-        .finally(() => {
-          this.running -= 1;
-          this.queue.shift()?.();
-          this.pending.delete(host);
-        });
-      lookup.then((verdict) => this.keep(host, verdict));
-      this.pending.set(host, lookup);
-    }
-    return lookup;
-  }
-
-  private slot(): Promise<void> {
-    if (this.running < IMAGE_LOOKUPS_AT_ONCE) {
-      this.running += 1;
-      return Promise.resolve();
-    }
-    return new Promise((start) =>
-      this.queue.push(() => {
-        this.running += 1;
-        start();
-      }),
-    );
-  }
-
-  private keep(host: string, verdict: HostVerdict): void {
-    if (this.verdicts.size >= IMAGE_HOST_VERDICTS_KEPT) {
-      const oldest = this.verdicts.keys().next().value;
-      if (oldest !== undefined) this.verdicts.delete(oldest);
-    }
-    this.verdicts.delete(host);
-    this.verdicts.set(host, { verdict, until: Date.now() + IMAGE_HOST_VERDICT_MS });
-  }
-}
-
-/**
- * Only a non-public answer refuses; no answer (the name does not resolve here) is no verdict. The
- * lookup is waited for to its end (bounded far above any resolver's own timeouts), so that its
- * slot is not given to the next one while its thread is still busy.
- */
-async function lookupVerdict(host: string, resolve: HostResolver): Promise<HostVerdict> {
+async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | "unchecked"> {
   try {
-    await resolvePublicAddresses(host, resolve, LOOKUP_BOUND_MS);
-    return { why: undefined };
+    // No timeout here: the caller stops waiting when it must; the lookup goes on to its end.
+    await resolvePublicAddresses(host, resolve, 2 ** 31 - 1);
+    return undefined;
   } catch (error) {
-    if (error instanceof UrlRejectedError && error.reason === "blocked_address") return { why: error.why };
-    return { why: undefined };
+    if (error instanceof LookupsBusyError) return "unchecked";
+    if (error instanceof UrlRejectedError && error.reason === "blocked_address") return error.why;
+    return undefined;
   }
 }
-
-/** A lookup that has not ended after this is given up (no verdict). */
-const LOOKUP_BOUND_MS = 60_000;
-/** Lookups waiting for a slot past this many: the next ones are not checked (nor passed on). */
-const IMAGE_LOOKUPS_QUEUED = 256;
-
-const systemLookups = new ImageHostLookups();
 
 /**
  * As findRefusedImageUrl, then every name among the image URLs' hosts looked up (through the
@@ -247,9 +176,8 @@ export async function findPrivateImageHost(
   messages: readonly ChatMessage[],
   options: { resolve?: HostResolver; timeoutMs?: number } = {},
 ): Promise<ImageUrlRefusal | undefined> {
-  // Tests play DNS with their own resolver: its lookups are kept apart from the process's.
-  const lookups = options.resolve ? new ImageHostLookups() : systemLookups;
-  const resolve = options.resolve ?? systemResolver;
+  // Tests play DNS with their own resolver, bounded the same way, apart from the process's.
+  const resolve = options.resolve ? new BoundedResolver(options.resolve).lookup : untrustedResolver;
   const timeoutMs = options.timeoutMs ?? 2000;
   const images = remoteImageUrls(messages);
   const hosts: string[] = [];
@@ -266,7 +194,7 @@ export async function findPrivateImageHost(
     timer = setTimeout(() => done("late"), timeoutMs);
   });
   // Every name's lookup asked for at once (they queue for the process's slot), then read in order.
-  const verdicts = hosts.map((host) => (isIP(host) ? undefined : (lookups.verdict(host, resolve) ?? late)));
+  const verdicts = hosts.map((host) => (isIP(host) ? undefined : hostVerdict(host, resolve)));
   try {
     for (const [index, image] of images.entries()) {
       const host = hosts[index] ?? "";
@@ -275,13 +203,13 @@ export async function findPrivateImageHost(
       const verdict = await Promise.race([pending, late]);
       // Not checked in time (the process's lookups are busy, or this one is slow): not passed on
       // unchecked, which would let a name be slipped past while lookups are held up.
-      if (verdict === "late") {
+      if (verdict === "late" || verdict === "unchecked") {
         return {
           ...refusal([], image, `host "${host}" could not be checked within ${timeoutMs} ms`),
           unchecked: true,
         };
       }
-      if (verdict.why !== undefined) return refusal([], image, verdict.why);
+      if (verdict !== undefined) return refusal([], image, verdict);
     }
     return undefined;
   } finally {

@@ -2,9 +2,12 @@ import type { LookupAddress } from "node:dns";
 import { describe, expect, it } from "vitest";
 import {
   assertOutboundUrl,
+  BoundedResolver,
   createGuardedLookup,
   type HostResolver,
+  LookupsBusyError,
   parseOutboundUrl,
+  resolvePublicAddresses,
   UrlRejectedError,
 } from "./url-guard.js";
 
@@ -136,5 +139,61 @@ describe("createGuardedLookup", () => {
     expect(result.error).toBeInstanceOf(UrlRejectedError);
     expect(result.error?.message).toMatch(/private/);
     expect((await lookupWith(resolve, "localhost", true)).error).toBeInstanceOf(UrlRejectedError);
+  });
+});
+
+describe("BoundedResolver", () => {
+  /** A resolver whose lookups end when the test says, counting how many run at once. */
+  function heldResolver() {
+    const state = { running: 0, most: 0, calls: [] as string[], ends: [] as Array<() => void> };
+    const resolve: HostResolver = (host) => {
+      state.calls.push(host);
+      state.running += 1;
+      state.most = Math.max(state.most, state.running);
+      return new Promise((done) => {
+        state.ends.push(() => {
+          state.running -= 1;
+          done([{ address: "93.184.215.14", family: 4 }]);
+        });
+      });
+    };
+    return { state, resolve };
+  }
+  const settle = () => new Promise((tick) => setTimeout(tick, 0));
+
+  it("runs one lookup at a time, each to its end though its caller stopped waiting, one per name", async () => {
+    const { state, resolve } = heldResolver();
+    const bounded = new BoundedResolver(resolve);
+    const waited = ["a.example", "b.example", "a.example", "c.example"].map((host) =>
+      resolvePublicAddresses(host, bounded.lookup, 5).catch((error: Error) => error.message),
+    );
+    // Every caller gave up after 5 ms; the first lookup still holds the one slot.
+    expect(await Promise.all(waited)).toEqual(
+      expect.arrayContaining([expect.stringContaining("did not resolve")]),
+    );
+    expect(state.calls).toEqual(["a.example"]);
+    while (state.ends.length) {
+      state.ends.shift()?.();
+      await settle();
+    }
+    expect(state.calls).toEqual(["a.example", "b.example", "c.example"]);
+    expect(state.most).toBe(1);
+    // Answers are kept: asked again, no lookup.
+    expect(await bounded.lookup("b.example")).toEqual([{ address: "93.184.215.14", family: 4 }]);
+    expect(state.calls).toHaveLength(3);
+  });
+
+  it("refuses at once past the lookups it lets wait", async () => {
+    const { state, resolve } = heldResolver();
+    const bounded = new BoundedResolver(resolve, { maxQueued: 2 });
+    const first = bounded.lookup("a.example");
+    const queued = [bounded.lookup("b.example"), bounded.lookup("c.example")];
+    await expect(bounded.lookup("d.example")).rejects.toBeInstanceOf(LookupsBusyError);
+    while (state.ends.length || state.running) {
+      state.ends.shift()?.();
+      await settle();
+    }
+    await Promise.all([first, ...queued]);
+    expect(state.calls).toEqual(["a.example", "b.example", "c.example"]);
   });
 });

@@ -7,6 +7,95 @@ export type HostResolver = (hostname: string) => Promise<LookupAddress[]>;
 
 export const systemResolver: HostResolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
 
+/** A lookup refused because too many wait already (no answer to be had from DNS now). */
+export class LookupsBusyError extends Error {
+  constructor(host: string) {
+    super(`host "${host}" was not looked up: too many lookups of names from requests are waiting`);
+    this.name = "LookupsBusyError";
+  }
+}
+
+export interface BoundedResolverOptions {
+  /** Lookups running at once (default 1). */
+  atOnce?: number;
+  /** How long an answer is kept (default 60 s), and a failure (default 5 s). */
+  keepMs?: number;
+  failureKeepMs?: number;
+  /** Lookups that may wait for a slot (default 256); past them, LookupsBusyError at once. */
+  maxQueued?: number;
+  /** Answers kept at most (default 10,000; the oldest go first). */
+  maxKept?: number;
+}
+
+/**
+ * A resolver for names that requests bring (webhook URLs at enqueue, image URLs before a call).
+ * `dns.lookup` runs getaddrinfo on libuv's thread pool, a timeout does not cancel it, and Node
+ * lets lookups take at most half the pool: one request naming hosts under a name server that never
+ * answers held every other lookup of the process (connections to providers included) for minutes.
+ * Here at most `atOnce` lookups run at a time, each holding its slot until getaddrinfo itself ends
+ * (not until a caller stops waiting); one per name however many callers ask; answers kept a while.
+ * getaddrinfo is kept, not c-ares: it reads /etc/hosts and the search domains (a Kubernetes
+ * service's short name), as a provider or receiver on this network resolves them.
+ */
+export class BoundedResolver {
+  private readonly kept = new Map<string, { result: Promise<LookupAddress[]>; until: number }>();
+  private readonly pending = new Map<string, Promise<LookupAddress[]>>();
+  private readonly queue: Array<() => void> = [];
+  private running = 0;
+
+  constructor(
+    private readonly resolve: HostResolver,
+    private readonly options: BoundedResolverOptions = {},
+  ) {}
+
+  readonly lookup: HostResolver = (host) => {
+    const kept = this.kept.get(host);
+    if (kept && kept.until > Date.now()) return kept.result;
+    const pending = this.pending.get(host);
+    if (pending) return pending;
+    if (this.queue.length >= (this.options.maxQueued ?? 256))
+      return Promise.reject(new LookupsBusyError(host));
+    const lookup = this.slot().then(() =>
+      this.resolve(host).finally(() => {
+        this.running -= 1;
+        this.queue.shift()?.();
+      }),
+    );
+    this.pending.set(host, lookup);
+    lookup.then(
+      () => this.keep(host, lookup, this.options.keepMs ?? 60_000),
+      () => this.keep(host, lookup, this.options.failureKeepMs ?? 5_000),
+    );
+    return lookup;
+  };
+
+  private slot(): Promise<void> {
+    if (this.running < (this.options.atOnce ?? 1)) {
+      this.running += 1;
+      return Promise.resolve();
+    }
+    return new Promise((start) =>
+      this.queue.push(() => {
+        this.running += 1;
+        start();
+      }),
+    );
+  }
+
+  private keep(host: string, result: Promise<LookupAddress[]>, forMs: number): void {
+    this.pending.delete(host);
+    if (this.kept.size >= (this.options.maxKept ?? 10_000)) {
+      const oldest = this.kept.keys().next().value;
+      if (oldest !== undefined) this.kept.delete(oldest);
+    }
+    this.kept.delete(host);
+    this.kept.set(host, { result, until: Date.now() + forMs });
+  }
+}
+
+/** The process's resolver of names requests bring: one lookup at a time (BoundedResolver). */
+export const untrustedResolver: HostResolver = new BoundedResolver(systemResolver).lookup;
+
 export type UrlRejection = "invalid_url" | "blocked_host" | "blocked_address" | "unresolvable";
 
 /**
@@ -148,7 +237,7 @@ export async function assertOutboundUrl(raw: string, options: UrlGuardOptions): 
   if (options.allowPrivateNetworks) return url;
   const host = normalizeHostname(url.hostname);
   if (isIP(host)) return url;
-  await resolvePublicAddresses(host, options.resolve ?? systemResolver, options.resolveTimeoutMs ?? 2000);
+  await resolvePublicAddresses(host, options.resolve ?? untrustedResolver, options.resolveTimeoutMs ?? 2000);
   return url;
 }
 
