@@ -24,6 +24,7 @@ async function main() {
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
     process.on(signal, () => shutDown(`${signal} received`, 0));
+  watchParent();
   await buildPackages(root);
   if (shuttingDown) return;
 
@@ -43,6 +44,23 @@ async function main() {
     if (!shuttingDown) shutDown(`redis-server exited unexpectedly (${signal ?? `code ${code}`})`, 1);
   });
   await printBannerWhenReady(env);
+}
+
+/**
+ * Stops everything when the process that started this one goes away. `npm start` runs this script
+ * in a shell, and a SIGTERM sent to npm alone (a supervisor, `docker stop`, `timeout`) reaches
+ * that shell, which ends without passing it on: this script, and the services in their own
+ * process groups, ran on as orphans holding the port. Checked once a second; the services drain
+ * as on SIGTERM.
+ */
+function watchParent() {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    shutDown("the process that started npm start has gone (it was stopped)", 0);
+  }, 1000);
+  timer.unref();
 }
 
 async function findRedisOrExit() {

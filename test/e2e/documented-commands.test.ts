@@ -3,7 +3,7 @@
  * pnpm sees them: `pnpm -r --filter ./packages/** run build` once failed there with "None of the
  * selected packages has a ./packages/cli script"). The tree is already built, so these are quick.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
@@ -89,4 +89,55 @@ describe("commands the docs show, and npm start's own errors", () => {
     },
     130_000,
   );
+
+  it("`npm start` stops its API and worker when npm itself is sent SIGTERM (a supervisor, `docker stop`, `timeout`)", async () => {
+    // npm passes the signal to the shell it ran the script in, which ends without passing it on:
+    // the services ran on as orphans, holding the port (audit). Only npm is signalled here.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const npm = spawn("npm", ["start"], {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: inject("redisUrl"), PORT: String(port), METRICS_PORT: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    // start.mjs holds npm's output pipe (and waits for its services): the pipe closes once it,
+    // and with it the API and the worker, have exited.
+    const pipeClosed = new Promise<void>((resolve) => npm.stdout?.once("close", () => resolve()));
+    let output = "";
+    npm.stdout?.on("data", (chunk) => {
+      output += chunk;
+    });
+    npm.stderr?.on("data", (chunk) => {
+      output += chunk;
+    });
+    const answers = () =>
+      fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (response) => response.ok,
+        () => false,
+      );
+    try {
+      const started = Date.now();
+      while (!output.includes("Cascade API on") && Date.now() - started < 120_000) {
+        await new Promise((tick) => setTimeout(tick, 200));
+      }
+      expect(output).toContain("Cascade API on");
+      expect(await answers()).toBe(true);
+      npm.kill("SIGTERM");
+      const signalled = Date.now();
+      while ((await answers()) && Date.now() - signalled < 20_000) {
+        await new Promise((tick) => setTimeout(tick, 250));
+      }
+      expect(await answers()).toBe(false);
+      const closed = await Promise.race([
+        pipeClosed.then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 40_000)),
+      ]);
+      expect(closed, output.slice(-2000)).toBe(true);
+      expect(output).toContain("the process that started npm start has gone");
+    } finally {
+      npm.kill("SIGKILL");
+    }
+  }, 170_000);
 });
