@@ -45,4 +45,29 @@ describe("provider status with a malformed hash", () => {
     expect(override.status).toBe(200);
     expect(override.body.breaker.state).toBe("open");
   });
+
+  it("shows an open breaker past its open_until as half_open, as the breaker_open alert reads it, in /v1/providers and /metrics", async () => {
+    // The audit: with no call since the open time ran out, /v1/providers and the breaker gauge said
+    // "open" (open_until in the past) while the alert said half-open.
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    await stack.redis.del(keys.breaker("provider:sim"));
+    await stack.redis.hset(keys.breaker("provider:sim"), {
+      state: "open",
+      open_until: String(Date.now() - 5_000),
+    });
+    const status = await stack.request("GET", "/v1/providers", { headers: ops });
+    const sim = status.body.data.find((provider: { id: string }) => provider.id === "sim");
+    expect(sim.breaker.state).toBe("half_open");
+    expect(sim.breaker.open_until).toBeNull();
+    const metrics = await stack.request("GET", "/metrics", { headers: ops });
+    expect(metrics.body as string).toContain('cascade_breaker_state{breaker="provider:sim",state="half_open"} 1');
+    expect(metrics.body as string).toContain('cascade_breaker_state{breaker="provider:sim",state="open"} 0');
+    // Still open: as it was.
+    const until = Date.now() + 60_000;
+    await stack.redis.hset(keys.breaker("provider:sim"), { open_until: String(until) });
+    const open = await stack.request("GET", "/v1/providers", { headers: ops });
+    const stillOpen = open.body.data.find((provider: { id: string }) => provider.id === "sim");
+    expect(stillOpen.breaker.state).toBe("open");
+    expect(stillOpen.breaker.open_until).toBe(Math.ceil(until / 1000));
+  });
 });

@@ -55,14 +55,19 @@ export interface RecentStats {
 
 type Reply = [Error | null, unknown];
 
-function breakerView(id: string, raw: BreakerHash): BreakerView {
+function breakerView(id: string, raw: BreakerHash, nowMs: number): BreakerView {
   const forced = raw.forced ?? null;
+  // An open breaker past its open_until lets the next call through as the probe: it is half-open
+  // though no call has come to say so yet (no traffic since, or an override set back to auto), as
+  // the breaker_open alert reads it (alert-measures.ts).
+  const lapsed = raw.state === "open" && (raw.open_until ?? 0) <= nowMs;
+  const state = lapsed ? "half_open" : (raw.state ?? "closed");
   return {
     id,
-    state: forced ?? raw.state ?? "closed",
+    state: forced ?? state,
     forced,
     // Redis keeps milliseconds; the API speaks Unix seconds, as everywhere else.
-    open_until: raw.state === "open" && raw.open_until ? Math.ceil(raw.open_until / 1000) : null,
+    open_until: state === "open" && raw.open_until ? Math.ceil(raw.open_until / 1000) : null,
     reopens: raw.reopens ?? 0,
     transitions: (raw.log ?? []).map((entry) => ({ ...entry, at: Math.floor(entry.at / 1000) })),
   };
@@ -161,7 +166,7 @@ export async function readProviderStatus(
     };
     const providerBreakerId = breakerId("provider", id);
     hgetall(keys.breaker(providerBreakerId), breakerHashSchema, (raw) => {
-      view.breaker = breakerView(providerBreakerId, raw);
+      view.breaker = breakerView(providerBreakerId, raw, nowMs);
     });
     hgetall(keys.cooldown("provider", id), cooldownHashSchema, (raw) => {
       view.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
@@ -192,7 +197,7 @@ export async function readProviderStatus(
       const breaker = breakerFor(id, provider, modelId, model);
       if (breaker.id !== providerBreakerId) {
         hgetall(keys.breaker(breaker.id), breakerHashSchema, (raw) => {
-          modelView.breaker = breakerView(breaker.id, raw);
+          modelView.breaker = breakerView(breaker.id, raw, nowMs);
         });
       } else modelView.breaker = { id: providerBreakerId, shared_with_provider: true };
       hgetall(keys.stats("model", modelId), statsHashSchema, (raw) => {
@@ -231,7 +236,7 @@ export async function readProviderStatus(
     };
     const id = breakerId("deployment", key);
     hgetall(keys.breaker(id), breakerHashSchema, (raw) => {
-      view.breaker = breakerView(id, raw);
+      view.breaker = breakerView(id, raw, nowMs);
     });
     hgetall(keys.cooldown("deployment", key), cooldownHashSchema, (raw) => {
       view.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
