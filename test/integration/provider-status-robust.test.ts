@@ -60,7 +60,9 @@ describe("provider status with a malformed hash", () => {
     expect(sim.breaker.state).toBe("half_open");
     expect(sim.breaker.open_until).toBeNull();
     const metrics = await stack.request("GET", "/metrics", { headers: ops });
-    expect(metrics.body as string).toContain('cascade_breaker_state{breaker="provider:sim",state="half_open"} 1');
+    expect(metrics.body as string).toContain(
+      'cascade_breaker_state{breaker="provider:sim",state="half_open"} 1',
+    );
     expect(metrics.body as string).toContain('cascade_breaker_state{breaker="provider:sim",state="open"} 0');
     // Still open: as it was.
     const until = Date.now() + 60_000;
