@@ -8,7 +8,11 @@ import { type Stack, startStack } from "../support/cascade-stack.js";
 
 const config = {
   providers: { sim: { type: "simulated", simulate: { latency_ms: 0 } }, other: { type: "simulated" } },
-  models: { fast: { provider: "sim" }, slow: { provider: "other" } },
+  models: {
+    fast: { provider: "sim" },
+    slow: { provider: "other" },
+    limited: { provider: "sim", limits: { rpm: 60 } },
+  },
   routes: { default: { chain: [{ model: "fast" }] } },
   tenants: { ops: { api_keys_env: "OPS_KEYS", admin: true } },
 };
@@ -71,5 +75,21 @@ describe("provider status with a malformed hash", () => {
     const stillOpen = open.body.data.find((provider: { id: string }) => provider.id === "sim");
     expect(stillOpen.breaker.state).toBe("open");
     expect(stillOpen.breaker.open_until).toBe(Math.ceil(until / 1000));
+  });
+
+  it("shows a model's own 429 cooldown (a model with its own limits) on its entry", async () => {
+    // The audit: Redis held the model's cooldown, and /v1/providers showed none.
+    const keys = createKeys(stack.config.settings.CASCADE_REDIS_PREFIX);
+    const until = Date.now() + 30_000;
+    await stack.redis.hset(keys.cooldown("model", "limited"), { until: String(until), streak: "1" });
+    const status = await stack.request("GET", "/v1/providers", { headers: ops });
+    const sim = status.body.data.find((provider: { id: string }) => provider.id === "sim");
+    const models = Object.fromEntries(
+      sim.models.map((model: { id: string; cooldown_until: number | null }) => [
+        model.id,
+        model.cooldown_until,
+      ]),
+    );
+    expect(models).toEqual({ fast: null, limited: Math.ceil(until / 1000) });
   });
 });

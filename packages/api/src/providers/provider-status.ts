@@ -192,8 +192,15 @@ export async function readProviderStatus(
         capabilities: model.capabilities ?? [],
         context_window: model.context_window ?? null,
         breaker: null,
+        // A model with its own limits has its own 429 cooldown (the provider's cools it too).
+        cooldown_until: null as number | null,
         limits: [] as LimitView[],
       };
+      if (model.limits) {
+        hgetall(keys.cooldown("model", modelId), cooldownHashSchema, (raw) => {
+          modelView.cooldown_until = raw.until && raw.until > nowMs ? Math.ceil(raw.until / 1000) : null;
+        });
+      }
       const breaker = breakerFor(id, provider, modelId, model);
       if (breaker.id !== providerBreakerId) {
         hgetall(keys.breaker(breaker.id), breakerHashSchema, (raw) => {
