@@ -178,6 +178,16 @@ export class JobStore {
     // worker running it now.
     await this.redis.set(this.keys.cancelRequest(jobId), "1", "EX", this.retentionSeconds);
     await this.redis.publish(this.keys.cancelChannel, jobId);
+    // A run whose call had answered records its result whatever the request says: one that ended
+    // while this was asked is told as ended (409), not as a cancel under way that never comes (an
+    // audit saw 202 answers for 4 of 30 jobs that then succeeded). One ending after this read
+    // still may: cancelling a running job is best effort.
+    const after = await this.get(tenant, jobId);
+    if (after?.status === "cancelled") return { kind: "requested", job: after };
+    if (after && isTerminal(after)) {
+      await this.redis.del(this.keys.cancelRequest(jobId));
+      return { kind: "terminal", job: after };
+    }
     return { kind: "requested", job: { ...current, status: "running" } };
   }
 }
