@@ -59,6 +59,9 @@ describe("oldestWaitingMs on a large prioritized set", () => {
   });
 });
 
+/** BullMQ's score in a delayed set: when the job is due (ms) × 4096 + a counter. */
+const dueScore = (dueMs: number, counter: number) => dueMs * 4096 + counter;
+
 describe("oldestWaitingMs with the delayed set", () => {
   const delayed = { ...keys, delayed: `${tag}:delayed` };
 
@@ -82,10 +85,39 @@ describe("oldestWaitingMs with the delayed set", () => {
       '{"hop":0,"attempts":[]}',
     );
     await redis.hset(keys.job("fresh"), "timestamp", String(now - 1_000));
-    await redis.zadd(delayed.delayed, now + 5_000, "retrying", now + 1_000, "parked", now + 2_000, "fresh");
+    await redis.zadd(
+      delayed.delayed,
+      dueScore(now + 5_000, 1),
+      "retrying",
+      dueScore(now + 1_000, 2),
+      "parked",
+      dueScore(now + 2_000, 3),
+      "fresh",
+    );
     expect(now - ((await oldestWaitingMs(redis, delayed)) ?? now)).toBe(300_000);
     // Without the delayed set (the webhooks queue), none of them waits.
     expect(await oldestWaitingMs(redis, keys)).toBeUndefined();
+  });
+
+  it("counts a started job that is due (handed back at a shutdown, its wait over) from when it became due", async () => {
+    // The audit: jobs handed back when the last worker stopped sat in the delayed set, due at once,
+    // and the gauge stayed 0 (they had an attempt: "between tries"), so queue_age never fired.
+    const now = Date.now();
+    await redis.del(keys.wait, keys.prioritized, delayed.delayed);
+    const started = '{"hop":0,"attempts":[{"model":"a","outcome":"error"}]}';
+    await redis.hset(keys.job("handed-back"), "timestamp", String(now - 900_000), "progress", started);
+    await redis.hset(keys.job("backing-off"), "timestamp", String(now - 950_000), "progress", started);
+    await redis.zadd(
+      delayed.delayed,
+      dueScore(now - 60_000, 7),
+      "handed-back",
+      dueScore(now + 30_000, 8),
+      "backing-off",
+    );
+    const since = (await oldestWaitingMs(redis, delayed)) ?? now;
+    // Redis's clock and this one's agree to a few ms here.
+    expect(now - since).toBeGreaterThanOrEqual(59_900);
+    expect(now - since).toBeLessThanOrEqual(60_100);
   });
 
   it("finds the oldest parked job among 3,000, past the exact bound", async () => {

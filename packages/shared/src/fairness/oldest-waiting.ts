@@ -77,10 +77,14 @@ const OLDEST_PARKED_COMMAND = "cascadeOldestParked";
 
 /**
  * KEYS[1]: a queue's delayed set. ARGV: the prefix of its jobs' hashes, the exact bound, the sample
- * size, the windows. Returns the creation time (ms) of the oldest job there that has not started:
- * one a worker took and parked for its tenant's max_concurrency or a limit (no attempt in its
- * progress), not one waiting between tries. The set is scored by when each job may run, not by
- * age: every job is read up to the exact bound; beyond, its front, its end and windows across it.
+ * size, the windows. Returns since when (ms) the longest waiting job there has waited: one that
+ * has not started (a worker took it and parked it for its tenant's max_concurrency or a limit: no
+ * attempt in its progress) since its creation; one that has started, since it became due (a job
+ * handed back at a worker's shutdown, due at once, or one whose wait between tries is over, which
+ * waits for a worker to take it: with no worker running, nothing promotes it), not while its wait
+ * between tries lasts. The set is scored by when each job is due (ms × 4096 + a counter, BullMQ's
+ * encoding), not by age: every job is read up to the exact bound; beyond, its front (the most
+ * overdue), its end and windows across it.
  */
 const OLDEST_PARKED_LUA = `
 local key = KEYS[1]
@@ -90,29 +94,32 @@ local sample = tonumber(ARGV[3])
 local windows = tonumber(ARGV[4])
 local size = redis.call('ZCARD', key)
 if size == 0 then return false end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local oldest = nil
-local function consider(ids)
-  for i = 1, #ids do
-    local fields = redis.call('HMGET', prefix .. ids[i], 'timestamp', 'progress')
-    local stamp = tonumber(fields[1])
+local function consider(entries)
+  for i = 1, #entries, 2 do
+    local fields = redis.call('HMGET', prefix .. entries[i], 'timestamp', 'progress')
+    local since = tonumber(fields[1])
     -- Started: an attempt in its progress (JSON.stringify's, so '"attempts":[{' when it has one);
     -- read as text, not decoded: a job's progress holds up to its attempts' messages.
     local progress = fields[2]
-    if stamp and (oldest == nil or stamp < oldest)
-      and not (progress and string.find(progress, '"attempts":[{', 1, true)) then
-      oldest = stamp
+    if progress and string.find(progress, '"attempts":[{', 1, true) then
+      local due = math.floor(tonumber(entries[i + 1]) / 4096)
+      if due <= now then since = due else since = nil end
     end
+    if since and (oldest == nil or since < oldest) then oldest = since end
   end
 end
 if size <= exact then
-  consider(redis.call('ZRANGE', key, 0, -1))
+  consider(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'))
 else
-  consider(redis.call('ZRANGE', key, 0, sample - 1))
+  consider(redis.call('ZRANGE', key, 0, sample - 1, 'WITHSCORES'))
   for w = 1, windows do
     local start = math.floor(size * w / (windows + 1))
-    consider(redis.call('ZRANGE', key, start, start + sample - 1))
+    consider(redis.call('ZRANGE', key, start, start + sample - 1, 'WITHSCORES'))
   end
-  consider(redis.call('ZRANGE', key, -sample, -1))
+  consider(redis.call('ZRANGE', key, -sample, -1, 'WITHSCORES'))
 end
 if oldest == nil then return false end
 return string.format('%.0f', oldest)
