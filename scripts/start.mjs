@@ -14,6 +14,7 @@ let redis; // { url, description, stop?, child? }
 let shuttingDown = false;
 
 async function main() {
+  watchParent();
   await ensureDependencies(root);
   redis = await findRedisOrExit();
   // Last-resort cleanup for exits we do not orchestrate (a failed build, a crash in this script):
@@ -24,7 +25,6 @@ async function main() {
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
     process.on(signal, () => shutDown(`${signal} received`, 0));
-  watchParent();
   await buildPackages(root);
   if (shuttingDown) return;
 
@@ -38,6 +38,7 @@ async function main() {
     );
     return;
   }
+  if (shuttingDown) return;
   startService("api", "packages/api/dist/main.js", env);
   startService("worker", "packages/worker/dist/main.js", env);
   redis.child?.on("exit", (code, signal) => {
@@ -54,6 +55,9 @@ async function main() {
  * as on SIGTERM.
  */
 function watchParent() {
+  // Only under a package manager's script (npm, pnpm): started directly (`nohup node
+  // scripts/start.mjs &`), outliving the shell that started it is what was asked for.
+  if (!process.env.npm_lifecycle_event) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
@@ -107,7 +111,7 @@ async function shutDown(reason, exitCode) {
   for (const child of services.values()) child.kill("SIGTERM");
   const results = await Promise.all(exits);
   const unclean = results.some(({ code, signal }) => code !== 0 && signal !== "SIGTERM");
-  if (redis.stop) await redis.stop();
+  if (redis?.stop) await redis.stop();
   process.exit(exitCode || (unclean ? 1 : 0));
 }
 

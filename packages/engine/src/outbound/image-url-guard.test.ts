@@ -6,7 +6,7 @@ import {
   hasRemoteImageUrl,
   MAX_IMAGE_HOST_NAMES,
 } from "./image-url-guard.js";
-import type { HostResolver } from "./url-guard.js";
+import { BoundedResolver, type HostResolver } from "./url-guard.js";
 
 const withImages = (...urls: string[]): ChatMessage[] => [
   { role: "system", content: "Describe." },
@@ -170,7 +170,10 @@ describe("findPrivateImageHost", () => {
       });
     };
     const urls = Array.from({ length: MAX_IMAGE_HOST_NAMES }, (_, i) => `https://h${i}.example.net/a.png`);
-    const refusal = await findPrivateImageHost(withImages(...urls), { resolve: held, timeoutMs: 20 });
+    const refusal = await findPrivateImageHost(withImages(...urls), {
+      resolve: new BoundedResolver(held).lookup,
+      timeoutMs: 20,
+    });
     expect(refusal?.unchecked).toBe(true);
     // The caller gave up; the lookup it started still holds the one slot until it ends.
     expect(running).toBe(1);
@@ -179,6 +182,27 @@ describe("findPrivateImageHost", () => {
       await new Promise((tick) => setTimeout(tick, 0));
     }
     expect(most).toBe(1);
+  });
+
+  it("refuses, as unchecked, a name the process's lookups have no room for, and one whose lookup failed without an answer", async () => {
+    // The review: a full queue of lookups (other requests' slow names) answered with an error the
+    // guard took for "does not resolve here", and passed a private name with no lookup at all.
+    const never: HostResolver = () => new Promise(() => {});
+    const full = new BoundedResolver(never, { maxQueued: 1 });
+    void full.lookup("slow-1.example.net").catch(() => {});
+    void full.lookup("slow-2.example.net").catch(() => {});
+    const busy = await findPrivateImageHost(withImages("https://internal.corp.example/a.png"), {
+      resolve: full.lookup,
+      timeoutMs: 200,
+    });
+    expect(busy?.unchecked).toBe(true);
+    const failing: HostResolver = async () => {
+      throw Object.assign(new Error("getaddrinfo EAI_AGAIN internal.corp.example"), { code: "EAI_AGAIN" });
+    };
+    const failed = await findPrivateImageHost(withImages("https://internal.corp.example/a.png"), {
+      resolve: failing,
+    });
+    expect(failed?.unchecked).toBe(true);
   });
 
   it(`refuses more than ${MAX_IMAGE_HOST_NAMES} different host names in one request, at the door and before the call`, async () => {

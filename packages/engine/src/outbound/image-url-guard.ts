@@ -1,12 +1,10 @@
 import { isIP } from "node:net";
 import { type ChatMessage, fieldPath } from "@cascade/shared";
 import {
+  assertPublicAddress,
   assertPublicHost,
-  BoundedResolver,
   type HostResolver,
-  LookupsBusyError,
   normalizeHostname,
-  resolvePublicAddresses,
   UrlRejectedError,
   untrustedResolver,
 } from "./url-guard.js";
@@ -144,19 +142,25 @@ function overNameLimit(names: Set<string>, host: string): string | undefined {
 }
 
 /**
- * Why a host is refused, from its lookup: undefined when nothing is against it (public, or the
- * name does not resolve here: the provider resolves it from its own network); "unchecked" when
- * the process's lookups had no room for it.
+ * Why a host is refused, from its lookup: undefined when nothing is against it (public answers,
+ * or the resolver said the name does not exist: the provider resolves it from its own network);
+ * "unchecked" when no answer came (the process's lookups were full, a resolver failure, a
+ * timeout): only a definite answer passes.
  */
 async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | "unchecked"> {
+  let addresses: Awaited<ReturnType<HostResolver>>;
   try {
-    // No timeout here: the caller stops waiting when it must; the lookup goes on to its end.
-    await resolvePublicAddresses(host, resolve, 2 ** 31 - 1);
+    addresses = await resolve(host);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "ENOTFOUND" || code === "ENODATA" ? undefined : "unchecked";
+  }
+  try {
+    for (const { address } of addresses) assertPublicAddress(host, address);
     return undefined;
   } catch (error) {
-    if (error instanceof LookupsBusyError) return "unchecked";
-    if (error instanceof UrlRejectedError && error.reason === "blocked_address") return error.why;
-    return undefined;
+    if (error instanceof UrlRejectedError) return error.why;
+    throw error;
   }
 }
 
@@ -176,8 +180,8 @@ export async function findPrivateImageHost(
   messages: readonly ChatMessage[],
   options: { resolve?: HostResolver; timeoutMs?: number } = {},
 ): Promise<ImageUrlRefusal | undefined> {
-  // Tests play DNS with their own resolver, bounded the same way, apart from the process's.
-  const resolve = options.resolve ? new BoundedResolver(options.resolve).lookup : untrustedResolver;
+  // Tests play DNS with their own resolver (a BoundedResolver's lookup, to be bounded likewise).
+  const resolve = options.resolve ?? untrustedResolver;
   const timeoutMs = options.timeoutMs ?? 2000;
   const images = remoteImageUrls(messages);
   const hosts: string[] = [];
@@ -194,7 +198,16 @@ export async function findPrivateImageHost(
     timer = setTimeout(() => done("late"), timeoutMs);
   });
   // Every name's lookup asked for at once (they queue for the process's slot), then read in order.
-  const verdicts = hosts.map((host) => (isIP(host) ? undefined : hostVerdict(host, resolve)));
+  const byHost = new Map<string, ReturnType<typeof hostVerdict>>();
+  const verdicts = hosts.map((host) => {
+    if (isIP(host)) return undefined;
+    let verdict = byHost.get(host);
+    if (!verdict) {
+      verdict = hostVerdict(host, resolve);
+      byHost.set(host, verdict);
+    }
+    return verdict;
+  });
   try {
     for (const [index, image] of images.entries()) {
       const host = hosts[index] ?? "";

@@ -196,4 +196,21 @@ describe("BoundedResolver", () => {
     await Promise.all([first, ...queued]);
     expect(state.calls).toEqual(["a.example", "b.example", "c.example"]);
   });
+
+  it("gives the slot back when a resolver throws, and after holdMs when a lookup never ends", async () => {
+    const calls: string[] = [];
+    const throwing: HostResolver = (host) => {
+      calls.push(host);
+      if (host === "throws.example") throw new Error("synchronous");
+      if (host === "hangs.example") return new Promise(() => {});
+      return Promise.resolve([{ address: "93.184.215.14", family: 4 }]);
+    };
+    const bounded = new BoundedResolver(throwing, { holdMs: 50 });
+    await expect(bounded.lookup("throws.example")).rejects.toThrow("synchronous");
+    expect(await bounded.lookup("next.example")).toHaveLength(1);
+    void bounded.lookup("hangs.example").catch(() => {});
+    // The hung lookup holds the one slot for holdMs, then the next runs.
+    expect(await bounded.lookup("after.example")).toHaveLength(1);
+    expect(calls).toEqual(["throws.example", "next.example", "hangs.example", "after.example"]);
+  });
 });

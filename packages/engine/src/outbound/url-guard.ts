@@ -25,10 +25,12 @@ export interface BoundedResolverOptions {
   maxQueued?: number;
   /** Answers kept at most (default 10,000; the oldest go first). */
   maxKept?: number;
+  /** A lookup holds its slot at most this long, ended or not (default 30 s). */
+  holdMs?: number;
 }
 
 /**
- * A resolver for names that requests bring (webhook URLs at enqueue, image URLs before a call).
+ * A resolver for names that requests bring (image URLs before a call).
  * `dns.lookup` runs getaddrinfo on libuv's thread pool, a timeout does not cancel it, and Node
  * lets lookups take at most half the pool: one request naming hosts under a name server that never
  * answers held every other lookup of the process (connections to providers included) for minutes.
@@ -55,12 +57,24 @@ export class BoundedResolver {
     if (pending) return pending;
     if (this.queue.length >= (this.options.maxQueued ?? 256))
       return Promise.reject(new LookupsBusyError(host));
-    const lookup = this.slot().then(() =>
-      this.resolve(host).finally(() => {
+    const lookup = this.slot().then(() => {
+      // The slot is given back once, when the lookup ends or at the latest after `holdMs`: a
+      // getaddrinfo that never returns (a hung NSS module) must not keep the only slot for good.
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        clearTimeout(bound);
         this.running -= 1;
         this.queue.shift()?.();
-      }),
-    );
+      };
+      const bound = setTimeout(release, this.options.holdMs ?? 30_000);
+      bound.unref();
+      // A resolver that throws (rather than rejects) still gives its slot back.
+      return Promise.resolve()
+        .then(() => this.resolve(host))
+        .finally(release);
+    });
     this.pending.set(host, lookup);
     lookup.then(
       () => this.keep(host, lookup, this.options.keepMs ?? 60_000),
@@ -93,7 +107,11 @@ export class BoundedResolver {
   }
 }
 
-/** The process's resolver of names requests bring: one lookup at a time (BoundedResolver). */
+/**
+ * The process's resolver of the image hosts requests bring (the image URL guard): one lookup at a
+ * time (BoundedResolver). Not shared with the webhook URL check at enqueue, so that one tenant's
+ * slow image names cannot fail other tenants' webhook checks.
+ */
 export const untrustedResolver: HostResolver = new BoundedResolver(systemResolver).lookup;
 
 export type UrlRejection = "invalid_url" | "blocked_host" | "blocked_address" | "unresolvable";
@@ -237,7 +255,7 @@ export async function assertOutboundUrl(raw: string, options: UrlGuardOptions): 
   if (options.allowPrivateNetworks) return url;
   const host = normalizeHostname(url.hostname);
   if (isIP(host)) return url;
-  await resolvePublicAddresses(host, options.resolve ?? untrustedResolver, options.resolveTimeoutMs ?? 2000);
+  await resolvePublicAddresses(host, options.resolve ?? systemResolver, options.resolveTimeoutMs ?? 2000);
   return url;
 }
 
