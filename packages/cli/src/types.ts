@@ -88,6 +88,8 @@ export interface ModelStatus {
   capabilities?: string[];
   context_window?: number | null;
   breaker?: BreakerView | null;
+  /** A model's own 429 cooldown (models with limits of their own; a pool's deployments). */
+  cooldown_until?: number | null;
   limits?: LimitView[];
   recent?: RecentStats;
 }

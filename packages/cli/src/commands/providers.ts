@@ -68,16 +68,14 @@ function recentCells(recent: RecentStats | undefined, colors: Colors): string[] 
 /** The providers table, each provider followed by its models (indented). */
 export function renderProviders(providers: ProviderStatus[], colors: Colors, nowMs: number): string {
   const rows: string[][] = [];
+  const cooldownText = (until: number | null | undefined, none: string) =>
+    until && until * 1000 > nowMs ? colors.yellow(formatDuration(until * 1000 - nowMs)) : none;
   for (const provider of providers) {
-    const cooldown =
-      provider.cooldown_until && provider.cooldown_until * 1000 > nowMs
-        ? colors.yellow(formatDuration(provider.cooldown_until * 1000 - nowMs))
-        : colors.dim("-");
     rows.push([
       colors.bold(provider.id),
       provider.type,
       breakerText(provider.breaker, nowMs, colors),
-      cooldown,
+      cooldownText(provider.cooldown_until, colors.dim("-")),
       headroomText(provider.limits, colors),
       ...recentCells(provider.recent, colors),
     ]);
@@ -87,7 +85,7 @@ export function renderProviders(providers: ProviderStatus[], colors: Colors, now
         `  ${model.id}${name}`,
         colors.dim("model"),
         breakerText(model.breaker, nowMs, colors),
-        "",
+        cooldownText(model.cooldown_until, ""),
         headroomText(model.limits, colors),
         ...recentCells(model.recent, colors),
       ]);
