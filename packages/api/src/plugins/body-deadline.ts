@@ -14,12 +14,11 @@ export const MIN_BODY_BYTES_PER_S = 16 * 1024;
 const BODY_CHECK_MS = 2_000;
 
 /**
- * The body a connection is reading (HTTP/1.1 reads one request's body at a time). One per
- * connection, kept from its first body to its close and updated in place for each request: a
- * request costs a Map lookup and three writes, no listeners nor objects of its own.
+ * The body a connection is reading (HTTP/1.1 reads one request's body at a time): kept only while
+ * it is incomplete, so a request whose body came whole with its headers (most) costs nothing, and
+ * the sweep drops a body read to its end (or a request or connection ended otherwise).
  */
 interface BodyRead {
-  /** The request whose body this connection reads or read last. */
   raw: IncomingMessage;
   startedAt: number;
   /** Bytes its connection had read when this body's reading began. */
@@ -34,9 +33,7 @@ interface BodyRead {
  * connection read since then); one that falls behind has its request, and so its connection,
  * destroyed. Nothing is answered from here: an answer may be under way already (a streamed
  * file, an early 415 while Node reads and drops the rest), and a request destroyed mid-body ends
- * every reader of it (JSON parsing, a multipart upload, which cleans up what it stored). A body
- * read to its end (or a request ended otherwise) is passed over by the sweep; its connection is
- * forgotten when it closes.
+ * every reader of it (JSON parsing, a multipart upload, which cleans up what it stored).
  */
 export function registerBodyDeadline(app: FastifyInstance): void {
   const reading = new Map<Socket, BodyRead>();
@@ -45,11 +42,10 @@ export function registerBodyDeadline(app: FastifyInstance): void {
     const now = Date.now();
     for (const [socket, read] of reading) {
       const { raw } = read;
-      if (socket.destroyed) {
+      if (socket.destroyed || raw.complete || raw.destroyed) {
         reading.delete(socket);
         continue;
       }
-      if (raw.complete || raw.destroyed) continue;
       const overGraceS = (now - read.startedAt - BODY_GRACE_MS) / 1000;
       if (overGraceS <= 0 || socket.bytesRead - read.readBefore >= overGraceS * MIN_BODY_BYTES_PER_S)
         continue;
@@ -64,15 +60,7 @@ export function registerBodyDeadline(app: FastifyInstance): void {
     const { raw } = request;
     const socket = raw.socket;
     if (!declaresBody(request) || raw.complete || !socket || socket.destroyed) return done(null, payload);
-    const read = reading.get(socket);
-    if (read) {
-      read.raw = raw;
-      read.startedAt = Date.now();
-      read.readBefore = socket.bytesRead;
-    } else {
-      reading.set(socket, { raw, startedAt: Date.now(), readBefore: socket.bytesRead });
-      socket.once("close", () => reading.delete(socket));
-    }
+    reading.set(socket, { raw, startedAt: Date.now(), readBefore: socket.bytesRead });
     if (!sweep) {
       sweep = setInterval(check, BODY_CHECK_MS);
       sweep.unref();
