@@ -30,7 +30,12 @@ export function errorFinish(
  * https://ai.google.dev/api/generate-content#FinishReason
  */
 export function namesNoFinish(reason: LanguageModelV3FinishReason): boolean {
-  return reason.unified === "other" && (reason.raw === undefined || reason.raw.endsWith("_UNSPECIFIED"));
+  return reason.unified === "other" && rawNamesNoFinish(reason.raw);
+}
+
+/** The same, for a provider's raw finish reason (clients that read the answer themselves). */
+export function rawNamesNoFinish(raw: string | null | undefined): boolean {
+  return raw == null || raw.endsWith("_UNSPECIFIED");
 }
 
 function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boolean): FinishReason {

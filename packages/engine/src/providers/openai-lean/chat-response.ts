@@ -1,5 +1,5 @@
 import type { ToolCall } from "@cascade/shared";
-import { errorFinish } from "../ai-sdk/from-result.js";
+import { errorFinish, rawNamesNoFinish } from "../ai-sdk/from-result.js";
 import { unfinishedAnswerError } from "../provider-error.js";
 import type { Completion, FinishReason } from "../types.js";
 import {
@@ -155,9 +155,8 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
   // The provider's own object, unchanged (asked for: OpenAI sends `null` otherwise).
   if (!isNullish(choice.logprobs)) completion.logprobs = choice.logprobs as Json;
   // No reason, or a protobuf enum's unset one (FINISH_REASON_UNSPECIFIED, from servers that proxy
-  // Gemini): nothing says the answer ended (namesNoFinish, the SDK path's rule).
-  const raw = choice.finish_reason;
-  if (isNullish(raw) || (typeof raw === "string" && raw.endsWith("_UNSPECIFIED")))
+  // Gemini): nothing says the answer ended, as on the SDK path.
+  if (rawNamesNoFinish(choice.finish_reason as string | null | undefined))
     throw unfinishedAnswerError(completion);
   return completion;
 }
