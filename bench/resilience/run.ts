@@ -47,6 +47,7 @@ async function main(): Promise<number> {
       redis,
       redactRedisUrl: shared.redactRedisUrl,
       profileDirectory: options.profileDirectory,
+      heapProfile: options.heapProfile,
     });
 
     // As packages/worker/src/main.ts logs (buffered sonic-boom), but into /dev/null.

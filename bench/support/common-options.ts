@@ -11,6 +11,8 @@ export interface CommonBenchOptions {
   build: boolean;
   /** Writes a CPU profile of each timed interval into this directory (diagnostic). */
   profileDirectory: string | undefined;
+  /** Writes a sampling heap profile (allocations) of each timed interval instead (diagnostic). */
+  heapProfile: boolean;
 }
 
 export const COMMON_OPTION_SPEC = {
@@ -23,6 +25,7 @@ export const COMMON_OPTION_SPEC = {
   "log-level": { type: "string" },
   "no-build": { type: "boolean" },
   profile: { type: "string" },
+  "heap-profile": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -34,6 +37,8 @@ export const COMMON_USAGE = `  --jobs <n>          jobs per round and side (defa
   --log-level <lvl>   the worker's LOG_LEVEL (default info; others are diagnostics)
   --profile <dir>     write a CPU profile of each timed interval to <dir> (summarise with
                       node --import tsx bench/support/profile-summary.ts <file> --jobs <n>)
+  --heap-profile      with --profile: sampled allocations instead of CPU (<dir>/<side>-round<n>.heapprofile;
+                      summarise with node --import tsx bench/support/heap-summary.ts <file> --jobs <n>)
   --no-build          measure packages/*/dist as it is instead of running tsc -b first`;
 
 function positiveInt(name: string, value: string | undefined, fallback: number, usage: string): number {
@@ -54,6 +59,7 @@ type CommonValues = {
   "log-level"?: string;
   "no-build"?: boolean;
   profile?: string;
+  "heap-profile"?: boolean;
   help?: boolean;
 };
 
@@ -72,5 +78,6 @@ export function commonOptions(values: CommonValues, usage: string): CommonBenchO
     logLevel: values["log-level"] ?? "info",
     build: !values["no-build"],
     profileDirectory: values.profile,
+    heapProfile: values["heap-profile"] === true,
   };
 }

@@ -1,5 +1,5 @@
 import os from "node:os";
-import { createIntervalProfiler } from "./cpu-profiler.js";
+import { createHeapIntervalProfiler, createIntervalProfiler } from "./cpu-profiler.js";
 import type { machineInfo } from "./results.js";
 
 /**
@@ -13,6 +13,7 @@ export function printPreamble(options: {
   redis: { spawned: boolean; url: string };
   redactRedisUrl: (url: string) => string;
   profileDirectory: string | undefined;
+  heapProfile?: boolean;
 }): ReturnType<typeof createIntervalProfiler> | undefined {
   const { machine, versions, redis } = options;
   console.log(
@@ -26,6 +27,10 @@ export function printPreamble(options: {
     );
   }
   if (!options.profileDirectory) return undefined;
-  console.log(`profiling the timed intervals into ${options.profileDirectory} (slows the rounds down)`);
-  return createIntervalProfiler(options.profileDirectory);
+  console.log(
+    `profiling the timed intervals${options.heapProfile ? " (allocations)" : ""} into ${options.profileDirectory} (slows the rounds down)`,
+  );
+  return options.heapProfile
+    ? createHeapIntervalProfiler(options.profileDirectory)
+    : createIntervalProfiler(options.profileDirectory);
 }

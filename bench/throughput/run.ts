@@ -43,6 +43,7 @@ async function main(): Promise<number> {
       redis,
       redactRedisUrl: shared.redactRedisUrl,
       profileDirectory: options.profileDirectory,
+      heapProfile: options.heapProfile,
     });
     const warmups: RoundResult[] = [];
     if (options.warmup > 0) {

@@ -8,9 +8,9 @@ import {
   type JobData,
   type JobObject,
   type JobOutcome,
-  jobDataSchema,
   jobOutcomeSchema,
   parseJobProgress,
+  storedJobDataSchema,
 } from "../schemas/job.js";
 import { type StoredJob, toJobObject } from "../schemas/job-view.js";
 
@@ -59,7 +59,7 @@ export async function readJob(
   const state = await queue.getJobState(jobId);
   const job = await Job.fromId<JobData, JobOutcome>(queue, jobId);
   if (job) {
-    const data = jobDataSchema.safeParse(job.data);
+    const data = storedJobDataSchema.safeParse(job.data);
     if (!data.success) return undefined;
     const outcome = jobOutcomeSchema.safeParse(job.returnvalue);
     const stored: StoredJob = {

@@ -23,13 +23,13 @@ import {
   isRedisRefusal,
   type JobData,
   type JobOutcome,
-  jobDataSchema,
   type Keys,
   type Logger,
   parseJobProgress,
   QUEUE_NAMES,
   type RedisClient,
   type RequestObserver,
+  storedJobDataSchema,
   TenantSlots,
   waitingStatus,
 } from "@cascade/shared";
@@ -176,7 +176,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     const run = runs.start(jobId);
     try {
       // Validated before it waits for a slot: a freed slot's next job goes straight to its call.
-      const parsed = jobDataSchema.safeParse(job.data);
+      const parsed = storedJobDataSchema.safeParse(job.data);
       if (!parsed.success) {
         logger.error({ job_id: jobId, issues: formatZodError(parsed.error) }, "job data failed validation");
         return invalidJobOutcome(formatZodError(parsed.error), clock.now());
@@ -472,7 +472,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     // BullMQ gave up on it (no attempts left): it ended failed, and its webhook must say so.
     // (Also when BullMQ failed it for stalling too often, which does not count as an attempt.)
     if (endedForGood(job) && (options.onFinished || options.observer)) {
-      const data = jobDataSchema.safeParse(job.data);
+      const data = storedJobDataSchema.safeParse(job.data);
       if (!data.success) return;
       const progress = parseJobProgress(job.progress);
       const outcome = failedOutcome(

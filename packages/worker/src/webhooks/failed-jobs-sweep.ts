@@ -8,12 +8,12 @@ import {
   finishedJobObject,
   type JobData,
   type JobOutcome,
-  jobDataSchema,
   type Keys,
   type Logger,
   parseJobProgress,
   type RedisClient,
   type RequestObserver,
+  storedJobDataSchema,
   type WebhookQueue,
 } from "@cascade/shared";
 import { Job } from "bullmq";
@@ -124,7 +124,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
       // Retried since (by an operator): it is running or queued again, not failed.
       connection.zscore(failedKey, jobId),
     ]);
-    const parsed = jobDataSchema.safeParse(job?.data);
+    const parsed = storedJobDataSchema.safeParse(job?.data);
     if (!job || stillFailed === null || !parsed.success) return { queued: false, counted: false };
     const data = parsed.data;
     const finishedAt = job.finishedOn ?? score;
