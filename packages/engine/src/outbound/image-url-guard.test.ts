@@ -196,6 +196,10 @@ describe("findPrivateImageHost", () => {
       timeoutMs: 200,
     });
     expect(busy?.unchecked).toBe(true);
+    // Each says why: not "within 200 ms" for an answer that came at once (the last audit).
+    expect(busy?.message).toContain(
+      'host "internal.corp.example" could not be checked: too many lookups of names from requests are waiting',
+    );
     const failing: HostResolver = async () => {
       throw Object.assign(new Error("getaddrinfo EAI_AGAIN internal.corp.example"), { code: "EAI_AGAIN" });
     };
@@ -203,6 +207,9 @@ describe("findPrivateImageHost", () => {
       resolve: failing,
     });
     expect(failed?.unchecked).toBe(true);
+    expect(failed?.message).toContain(
+      'host "internal.corp.example" could not be checked: its lookup failed (EAI_AGAIN)',
+    );
   });
 
   it(`refuses more than ${MAX_IMAGE_HOST_NAMES} different host names in one request, at the door and before the call`, async () => {

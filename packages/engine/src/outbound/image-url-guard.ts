@@ -4,6 +4,7 @@ import {
   assertPublicAddress,
   assertPublicHost,
   type HostResolver,
+  LookupsBusyError,
   normalizeHostname,
   UrlRejectedError,
   untrustedResolver,
@@ -23,8 +24,9 @@ export interface ImageUrlRefusal {
   /** `<param>: <why>; <what the rule is and how to allow it>`. */
   message: string;
   /**
-   * True when the host could not be checked (its lookup did not answer in time), not found
-   * private: another provider, or the request sent again later, may do.
+   * True when the host could not be checked (its lookup did not answer in time, failed without an
+   * answer, or found no room), not found private: another provider, or the request sent again
+   * later, may do.
    */
   unchecked?: boolean;
 }
@@ -147,13 +149,21 @@ function overNameLimit(names: Set<string>, host: string): string | undefined {
  * "unchecked" when no answer came (the process's lookups were full, a resolver failure, a
  * timeout): only a definite answer passes.
  */
-async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | "unchecked"> {
+/** A lookup that gave no verdict: why, for the refusal's message. */
+interface Unchecked {
+  unchecked: string;
+}
+
+async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | Unchecked> {
   let addresses: Awaited<ReturnType<HostResolver>>;
   try {
     addresses = await resolve(host);
   } catch (error) {
+    if (error instanceof LookupsBusyError)
+      return { unchecked: "too many lookups of names from requests are waiting" };
     const code = (error as NodeJS.ErrnoException).code;
-    return code === "ENOTFOUND" || code === "ENODATA" ? undefined : "unchecked";
+    if (code === "ENOTFOUND" || code === "ENODATA") return undefined;
+    return { unchecked: `its lookup failed (${code ?? (error as Error).message})` };
   }
   try {
     for (const { address } of addresses) assertPublicAddress(host, address);
@@ -216,11 +226,9 @@ export async function findPrivateImageHost(
       const verdict = await Promise.race([pending, late]);
       // Not checked in time (the process's lookups are busy, or this one is slow): not passed on
       // unchecked, which would let a name be slipped past while lookups are held up.
-      if (verdict === "late" || verdict === "unchecked") {
-        return {
-          ...refusal([], image, `host "${host}" could not be checked within ${timeoutMs} ms`),
-          unchecked: true,
-        };
+      if (verdict === "late" || typeof verdict === "object") {
+        const why = verdict === "late" ? ` within ${timeoutMs} ms` : `: ${verdict.unchecked}`;
+        return { ...refusal([], image, `host "${host}" could not be checked${why}`), unchecked: true };
       }
       if (verdict !== undefined) return refusal([], image, verdict);
     }
