@@ -10,20 +10,30 @@ const ID_BYTES = 16;
  * and the pool is refilled from the CSPRNG when used up: ids stay unpredictable and unique.
  */
 const POOL_BYTES = 4096;
-let pool = randomBytes(POOL_BYTES);
+
+/**
+ * Fresh random bytes, each already mapped to its character's code (one pass per pool), so an id's
+ * random part is one `latin1` slice of the pool instead of 16 string concatenations.
+ */
+function characterPool(): Buffer {
+  const bytes = randomBytes(POOL_BYTES);
+  for (let index = 0; index < POOL_BYTES; index++)
+    bytes[index] = alphabet.charCodeAt((bytes[index] as number) % 36);
+  return bytes;
+}
+
+let pool = characterPool();
 let offset = 0;
 
 /** Sortable-ish unique id: time prefix then 80 random bits, e.g. `job_lzx1c2a9k3m...`. */
 export function newId(prefix: string, now = Date.now()): string {
   if (offset + ID_BYTES > POOL_BYTES) {
     // A new buffer, not a refill in place: nothing that held a slice of the old one sees it change.
-    pool = randomBytes(POOL_BYTES);
+    pool = characterPool();
     offset = 0;
   }
-  let random = "";
-  const end = offset + ID_BYTES;
-  for (let index = offset; index < end; index++) random += alphabet[(pool[index] as number) % 36];
-  offset = end;
+  const random = pool.toString("latin1", offset, offset + ID_BYTES);
+  offset += ID_BYTES;
   return `${prefix}_${now.toString(36)}${random}`;
 }
 

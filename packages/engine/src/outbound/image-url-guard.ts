@@ -143,16 +143,17 @@ function overNameLimit(names: Set<string>, host: string): string | undefined {
   return `the image URLs name more than ${MAX_IMAGE_HOST_NAMES} different hosts (each is looked up before the call)`;
 }
 
-/**
- * Why a host is refused, from its lookup: undefined when nothing is against it (public answers,
- * or the resolver said the name does not exist: the provider resolves it from its own network);
- * "unchecked" when no answer came (the process's lookups were full, a resolver failure, a
- * timeout): only a definite answer passes.
- */
 /** A lookup that gave no verdict: why, for the refusal's message. */
 interface Unchecked {
   unchecked: string;
 }
+
+/**
+ * Why a host is refused, from its lookup: undefined when nothing is against it (public answers,
+ * or the resolver said the name does not exist: the provider resolves it from its own network);
+ * an `Unchecked` when no answer came (the process's lookups were full, a resolver failure): only
+ * a definite answer passes.
+ */
 
 async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | Unchecked> {
   let addresses: Awaited<ReturnType<HostResolver>>;
@@ -163,7 +164,8 @@ async function hostVerdict(host: string, resolve: HostResolver): Promise<string 
       return { unchecked: "too many lookups of names from requests are waiting" };
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOTFOUND" || code === "ENODATA") return undefined;
-    return { unchecked: `its lookup failed (${code ?? (error as Error).message})` };
+    const why = code ?? (error instanceof Error ? error.message : String(error));
+    return { unchecked: `its lookup failed (${why})` };
   }
   try {
     for (const { address } of addresses) assertPublicAddress(host, address);

@@ -158,7 +158,8 @@ export type JobData = z.infer<typeof jobDataSchema>;
  * Job data as it is read back from Redis (a worker's run, the failed-jobs sweep, GET /v1/jobs/:id):
  * the envelope checked as `jobDataSchema` checks it, the request only for being an object with
  * messages. Every writer of job data (POST /v1/jobs, a batch's lines, the CLI through the API)
- * stores `chatRequestSchema`'s own output, and parsing that output again changes nothing (its
+ * stores the output of the door's parse (`openAIChatBodySchema`: three fields dropped, then the
+ * fields `chatRequestSchema` parses), and parsing that output again changes nothing (the
  * transforms only drop and normalise fields): on every run it cost ~6 µs of the ~8 µs the job
  * data's parse took (ADR 0008) and checked nothing the door had not.
  */

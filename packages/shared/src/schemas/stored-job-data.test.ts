@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chatRequestSchema } from "./chat-request.js";
+import { chatRequestSchema, openAIChatBodySchema } from "./chat-request.js";
 import { jobDataSchema, storedJobDataSchema } from "./job.js";
 
 /** Requests as clients send them, with what the door's parse drops or normalises. */
@@ -52,6 +52,14 @@ describe("job data read back from Redis", () => {
     for (const request of requests) {
       const once = chatRequestSchema.parse(request);
       expect(chatRequestSchema.parse(structuredClone(once))).toEqual(once);
+      // What POST /v1/jobs and a batch line store: OpenAI's body, parsed.
+      const door = openAIChatBodySchema.parse({
+        ...(request as object),
+        modalities: ["text"],
+        metadata: { a: "b" },
+      });
+      expect(chatRequestSchema.parse(structuredClone(door))).toEqual(door);
+      expect(openAIChatBodySchema.parse(structuredClone(door))).toEqual(door);
     }
   });
 
