@@ -55,7 +55,7 @@ import { UsageStore } from "./jobs/usage-store.js";
 import { describeRealAnswers } from "./openapi-answers.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerBodyDeadline } from "./plugins/body-deadline.js";
-import { registerContentEncodingCheck } from "./plugins/content-encoding.js";
+import { registerContentEncodingCheck, unsupportedJsonCharset } from "./plugins/content-encoding.js";
 import {
   answerClientError,
   REQUEST_TIMEOUT_MS,
@@ -333,6 +333,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const charset = unsupportedJsonCharset(request.headers["content-type"], body as string);
+    if (charset) return done(charset, undefined);
     if (body === "") return done(null, undefined);
     parseJson(request, body as string, (error, value) => {
       if (error) return done(prototypeKeyError(body as string) ?? error, undefined);

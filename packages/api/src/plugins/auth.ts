@@ -1,7 +1,7 @@
 import { type Config, sha256Hex } from "@cascade/shared";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { UnroutedAnswer } from "./error-handler.js";
-import { declaresBody, HttpError } from "./http-error.js";
+import { declaresBody, HttpError, headerLines } from "./http-error.js";
 
 /**
  * Who may call a route, declared by the route itself (`config: { access }`):
@@ -112,6 +112,9 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
 
 function tenantOf(request: FastifyRequest, tenantByHash: Map<string, string>, basic: boolean): string {
   const header = request.headers.authorization ?? "";
+  // Node reads only the first of two Authorization lines: which credential was meant is unknown.
+  const lines = header ? headerLines(request, "authorization") : 0;
+  if (lines > 1) throw unauthorized(`send one Authorization header, not ${lines}`, basic);
   const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? (basic ? basicPassword(header) : undefined);
   if (!key) {
     const also = basic ? " or as the password of HTTP Basic auth" : "";

@@ -34,3 +34,24 @@ export function registerContentEncodingCheck(app: FastifyInstance): void {
     done(null, payload);
   });
 }
+
+/**
+ * The 415 for a JSON body declared in a charset other than UTF-8 (JSON is UTF-8, RFC 8259 §8.1),
+ * where reading it as UTF-8 would change it: always for UTF-16 and UTF-32 (read as UTF-8, a UTF-16
+ * body was taken for other text), and for any other charset once the body holds a byte past ASCII
+ * (ASCII reads the same in all of them: a client that labels its ASCII JSON `ISO-8859-1` still
+ * works). Undefined when nothing is against it.
+ */
+export function unsupportedJsonCharset(contentType: string | undefined, body: string): HttpError | undefined {
+  if (contentType === undefined || contentType.length <= "application/json".length) return undefined;
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType)?.[1]?.toLowerCase();
+  if (charset === undefined || charset === "utf-8" || charset === "utf8") return undefined;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ASCII is what every other charset reads alike.
+  if (!/^(utf-?(16|32)|ucs-?[24])/.test(charset) && /^[\x00-\x7f]*$/.test(body)) return undefined;
+  return new HttpError(
+    415,
+    "unsupported_media_type_error",
+    `content-type charset "${charset}" is not supported; send JSON as UTF-8`,
+    "content-type",
+  );
+}

@@ -56,3 +56,18 @@ export function declaresBody(request: FastifyRequest): boolean {
   const length = request.headers["content-length"];
   return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
+
+/**
+ * How many lines of the header `name` (lower case) the request carried. Node keeps only the first
+ * of some repeated headers (Authorization among them) and joins others with ", " (Idempotency-Key):
+ * either way a header a request may send once would be read one way silently.
+ */
+export function headerLines(request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders;
+  let lines = 0;
+  for (let index = 0; index < raw.length; index += 2) {
+    const header = raw[index] as string;
+    if (header.length === name.length && header.toLowerCase() === name) lines += 1;
+  }
+  return lines;
+}

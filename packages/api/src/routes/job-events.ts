@@ -49,6 +49,12 @@ function write(reply: FastifyReply, event: SseEvent): void {
   reply.raw.write(`id: ${event.id}\nevent: ${event.event}\ndata: ${data}\n\n`);
 }
 
+/** Part of a run's ending in a job's stream: its terminal status, or its `done`. */
+function isEnding(entry: StreamEntry): boolean {
+  return entry.event === "done" || (entry.event === "status" && TERMINAL_STATUS.test(entry.data));
+}
+const TERMINAL_STATUS = /"status":"(succeeded|failed|cancelled)"/;
+
 /** The status a list of derived events last announced. */
 function lastStatusOf(events: readonly SseEvent[]): string | undefined {
   for (let index = events.length - 1; index >= 0; index--) {
@@ -211,11 +217,37 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       let sawDone = false;
       // The newest entry of the job's stream, sent or not: what a made-up ending is numbered after.
       let tail = "0-0";
+      // A run writes its ending (the terminal `status`, then `done`) just before BullMQ stores the
+      // job's end: a client that read the job on `done` was shown it still running (a black-box
+      // audit). The ending is held until the job's state says it ended (the watch below wakes on
+      // that), and dropped if the stream goes on past it (that run died before BullMQ stored the
+      // end; the run that took the job over writes its own).
+      const held: StreamEntry[] = [];
+      let endedForSure = false;
       const send = (entries: StreamEntry[]) => {
-        for (const entry of entries) {
+        // The last entry that is not part of an ending: an ending before it was superseded.
+        let lastOngoing = -1;
+        for (let index = entries.length - 1; index >= 0 && lastOngoing < 0; index--)
+          if (!isEnding(entries[index] as StreamEntry)) lastOngoing = index;
+        for (const [index, entry] of entries.entries()) {
           if (ended) return;
           if (compareIds(entry.id, tail) > 0) tail = entry.id;
-          if (compareIds(entry.id, lastSent) > 0) {
+          const fresh = compareIds(entry.id, lastSent) > 0;
+          if (fresh && isEnding(entry) && index < lastOngoing) {
+            lastSent = entry.id;
+            continue;
+          }
+          const last = held.at(-1);
+          if (fresh && last && !isEnding(entry) && compareIds(entry.id, last.id) > 0) {
+            lastSent = last.id;
+            held.length = 0;
+          }
+          if (fresh && isEnding(entry) && !endedForSure) {
+            held.push(entry);
+            if (entry.event === "done") void confirmEnded().catch(() => end());
+            continue;
+          }
+          if (fresh) {
             write(reply, entry);
             lastSent = entry.id;
           }
@@ -225,6 +257,14 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
             end();
           }
         }
+      };
+      /** Sends a held ending once the job's state says the job ended. */
+      const confirmEnded = async () => {
+        if (held.at(-1)?.event !== "done") return;
+        const current = await store.get(request.tenant, id);
+        if (ended || !current || !isTerminal(current) || held.at(-1)?.event !== "done") return;
+        endedForSure = true;
+        send(held.splice(0));
       };
       if (compareIds(lastSent, QUEUED_ID) < 0) {
         write(reply, { id: QUEUED_ID, event: "status", data: { status: "queued" } });
@@ -244,6 +284,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       const checkEnded = async () => {
         const current = await store.get(request.tenant, id);
         if (ended || !current || !isTerminal(current)) return;
+        endedForSure = true;
+        held.length = 0;
         send(await streams.range(key, lastSent));
         if (!sawDone && !ended) {
           // Numbered after every entry the stream held (even one since expired: the job's end

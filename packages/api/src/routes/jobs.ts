@@ -21,7 +21,7 @@ import { canonicalJson } from "../jobs/canonical-json.js";
 import type { IdempotencyKeys } from "../jobs/idempotency.js";
 import { isTerminal, type JobStore } from "../jobs/job-store.js";
 import type { JobWaiters } from "../jobs/job-waiters.js";
-import { badRequest, HttpError, notFound } from "../plugins/http-error.js";
+import { badRequest, HttpError, headerLines, notFound } from "../plugins/http-error.js";
 import type { OpenRequests } from "../plugins/open-requests.js";
 import { isRedisUnavailableError } from "../plugins/redis-gate.js";
 import type { ApiWebhooks } from "./webhook-deliveries.js";
@@ -128,6 +128,9 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
       if (idempotencyKey.length === 0 || idempotencyKey.length > 255) {
         throw badRequest("Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
       }
+      // Node joins two lines into "k1, k2": a key nobody sent.
+      const lines = headerLines(request, "idempotency-key");
+      if (lines > 1) throw badRequest(`send one Idempotency-Key header, not ${lines}`, "Idempotency-Key");
       const bodyHash = sha256Hex(canonicalJson(body));
       // Keys reserved before bodies were compared canonically hold the plain JSON's hash (24 h).
       const legacyHash = sha256Hex(JSON.stringify(body));
