@@ -54,6 +54,8 @@ function isEnding(entry: StreamEntry): boolean {
   return entry.event === "done" || (entry.event === "status" && TERMINAL_STATUS.test(entry.data));
 }
 const TERMINAL_STATUS = /"status":"(succeeded|failed|cancelled)"/;
+/** The longest a streaming job's ending is held for its stored end (see the events route). */
+const ENDING_WAIT_MS = 2_000;
 
 /** The status a list of derived events last announced. */
 function lastStatusOf(events: readonly SseEvent[]): string | undefined {
@@ -218,53 +220,67 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       // The newest entry of the job's stream, sent or not: what a made-up ending is numbered after.
       let tail = "0-0";
       // A run writes its ending (the terminal `status`, then `done`) just before BullMQ stores the
-      // job's end: a client that read the job on `done` was shown it still running (a black-box
-      // audit). The ending is held until the job's state says it ended (the watch below wakes on
-      // that), and dropped if the stream goes on past it (that run died before BullMQ stored the
-      // end; the run that took the job over writes its own).
+      // job's end: a client that read the job on `done` could be shown it still running (a
+      // black-box audit). The ending is held until the job's state says it ended (the watch below
+      // wakes on BullMQ's event; the held `done` also looks itself, backing off), for at most
+      // ENDING_WAIT_MS: then, or if anything else comes after it, it is sent as it is.
       const held: StreamEntry[] = [];
       let endedForSure = false;
+      let confirming = false;
+      const deliver = (entry: StreamEntry) => {
+        if (compareIds(entry.id, lastSent) > 0) {
+          write(reply, entry);
+          lastSent = entry.id;
+        }
+        // A done the client already had (it resumed after it) ends the stream just the same.
+        if (entry.event === "done") {
+          sawDone = true;
+          end();
+        }
+      };
+      const release = () => {
+        for (const entry of held.splice(0)) {
+          if (ended) return;
+          deliver(entry);
+        }
+      };
       const send = (entries: StreamEntry[]) => {
-        // The last entry that is not part of an ending: an ending before it was superseded.
-        let lastOngoing = -1;
-        for (let index = entries.length - 1; index >= 0 && lastOngoing < 0; index--)
-          if (!isEnding(entries[index] as StreamEntry)) lastOngoing = index;
-        for (const [index, entry] of entries.entries()) {
+        for (const entry of entries) {
           if (ended) return;
           if (compareIds(entry.id, tail) > 0) tail = entry.id;
           const fresh = compareIds(entry.id, lastSent) > 0;
-          if (fresh && isEnding(entry) && index < lastOngoing) {
-            lastSent = entry.id;
-            continue;
-          }
-          const last = held.at(-1);
-          if (fresh && last && !isEnding(entry) && compareIds(entry.id, last.id) > 0) {
-            lastSent = last.id;
-            held.length = 0;
-          }
-          if (fresh && isEnding(entry) && !endedForSure) {
+          if (fresh && !endedForSure && (held.length > 0 || isEnding(entry))) {
+            // Entries may be delivered twice around a follow's registration.
+            if (held.some((kept) => kept.id === entry.id)) continue;
             held.push(entry);
-            if (entry.event === "done") void confirmEnded().catch(() => end());
+            if (entry.event === "done") void confirmEnded();
+            else if (!isEnding(entry)) release();
             continue;
           }
-          if (fresh) {
-            write(reply, entry);
-            lastSent = entry.id;
-          }
-          // A done the client already had (it resumed after it) ends the stream just the same.
-          if (entry.event === "done") {
-            sawDone = true;
-            end();
-          }
+          deliver(entry);
         }
       };
-      /** Sends a held ending once the job's state says the job ended. */
+      /** Sends the held ending once the job's state says it ended, or its wait is over. */
       const confirmEnded = async () => {
-        if (held.at(-1)?.event !== "done") return;
-        const current = await store.get(request.tenant, id);
-        if (ended || !current || !isTerminal(current) || held.at(-1)?.event !== "done") return;
-        endedForSure = true;
-        send(held.splice(0));
+        if (confirming) return;
+        confirming = true;
+        const until = Date.now() + ENDING_WAIT_MS;
+        let waitMs = 10;
+        try {
+          while (!ended && held.length > 0) {
+            const current = await store.get(request.tenant, id).catch(() => undefined);
+            if (ended || held.length === 0) return;
+            // Gone, unreadable, ended, or waited for long enough: sent as the run wrote it.
+            if (!current || isTerminal(current) || Date.now() >= until) {
+              release();
+              return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, waitMs));
+            waitMs = Math.min(waitMs * 2, 200);
+          }
+        } finally {
+          confirming = false;
+        }
       };
       if (compareIds(lastSent, QUEUED_ID) < 0) {
         write(reply, { id: QUEUED_ID, event: "status", data: { status: "queued" } });
@@ -285,6 +301,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         const current = await store.get(request.tenant, id);
         if (ended || !current || !isTerminal(current)) return;
         endedForSure = true;
+        // What is held is read again below (lastSent is before it), and sent then.
         held.length = 0;
         send(await streams.range(key, lastSent));
         if (!sawDone && !ended) {
