@@ -154,7 +154,6 @@ interface Unchecked {
  * an `Unchecked` when no answer came (the process's lookups were full, a resolver failure): only
  * a definite answer passes.
  */
-
 async function hostVerdict(host: string, resolve: HostResolver): Promise<string | undefined | Unchecked> {
   let addresses: Awaited<ReturnType<HostResolver>>;
   try {
