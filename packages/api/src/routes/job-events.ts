@@ -222,7 +222,7 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
       // A run writes its ending (the terminal `status`, then `done`) just before BullMQ stores the
       // job's end: a client that read the job on `done` could be shown it still running (a
       // black-box audit). The ending is held until the job's state says it ended (the watch below
-      // wakes on BullMQ's event; the held `done` also looks itself, backing off), for at most
+      // wakes on BullMQ's event; a held ending also looks itself, backing off), for at most
       // ENDING_WAIT_MS: then, or if anything else comes after it, it is sent as it is.
       const held: StreamEntry[] = [];
       let endedForSure = false;
@@ -253,8 +253,8 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
             // Entries may be delivered twice around a follow's registration.
             if (held.some((kept) => kept.id === entry.id)) continue;
             held.push(entry);
-            if (entry.event === "done") void confirmEnded();
-            else if (!isEnding(entry)) release();
+            if (isEnding(entry)) void confirmEnded();
+            else release();
             continue;
           }
           deliver(entry);
@@ -301,8 +301,9 @@ export function registerJobEventRoutes(app: FastifyInstance, deps: JobEventsDeps
         const current = await store.get(request.tenant, id);
         if (ended || !current || !isTerminal(current)) return;
         endedForSure = true;
-        // What is held is read again below (lastSent is before it), and sent then.
-        held.length = 0;
+        // What is held goes first, in order: the read below may be overtaken by the follow.
+        release();
+        if (ended) return;
         send(await streams.range(key, lastSent));
         if (!sawDone && !ended) {
           // Numbered after every entry the stream held (even one since expired: the job's end
