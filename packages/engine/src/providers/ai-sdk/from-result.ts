@@ -34,8 +34,8 @@ export function namesNoFinish(reason: LanguageModelV3FinishReason): boolean {
 }
 
 /** The same, for a provider's raw finish reason (clients that read the answer themselves). */
-export function rawNamesNoFinish(raw: string | null | undefined): boolean {
-  return raw == null || raw.endsWith("_UNSPECIFIED");
+export function rawNamesNoFinish(raw: unknown): boolean {
+  return raw == null || (typeof raw === "string" && raw.endsWith("_UNSPECIFIED"));
 }
 
 function toFinishReason(reason: LanguageModelV3FinishReason, hasToolCalls: boolean): FinishReason {

@@ -156,7 +156,6 @@ export function completionFromBody(body: Json & { choices: Json[] }): Completion
   if (!isNullish(choice.logprobs)) completion.logprobs = choice.logprobs as Json;
   // No reason, or a protobuf enum's unset one (FINISH_REASON_UNSPECIFIED, from servers that proxy
   // Gemini): nothing says the answer ended, as on the SDK path.
-  if (rawNamesNoFinish(choice.finish_reason as string | null | undefined))
-    throw unfinishedAnswerError(completion);
+  if (rawNamesNoFinish(choice.finish_reason)) throw unfinishedAnswerError(completion);
   return completion;
 }
