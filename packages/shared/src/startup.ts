@@ -2,6 +2,7 @@ import { type Config, loadConfig } from "./config/load.js";
 import { ConfigError } from "./errors/config-error.js";
 import { createLogger, type Logger } from "./logger.js";
 import { checkRedis, type RedisCheck } from "./redis/connection.js";
+import { applyProcessV8Flags } from "./v8-flags.js";
 
 export interface Started {
   config: Config;
@@ -15,11 +16,13 @@ export interface Started {
  * The start every Cascade process shares: config and environment, logger, and a Redis that is
  * reachable and will not evict keys. Any problem is one line on stderr naming the setting and the
  * fix, and exit code 1; warnings (open mode, an unreadable eviction policy) are logged loudly.
+ * The process's V8 flags are set first, before the config is parsed (v8-flags.ts).
  */
 export async function startProcess(
   processName: "api" | "worker",
   env: Record<string, string | undefined>,
 ): Promise<Started> {
+  applyProcessV8Flags();
   const fail = (error: unknown): never => {
     const message =
       error instanceof ConfigError
