@@ -1,0 +1,106 @@
+/**
+ * The two hot-path patches of ADR 0038, on a real Redis (or Redis Cluster): ioredis builds a
+ * command without `Array.prototype.flat` when nothing in its arguments is nested (the same
+ * arguments either way), and BullMQ stringifies a completed job's return value once, not twice,
+ * while a return value that cannot be stringified still fails its job. The first test of each
+ * group fails on the unpatched package; the others show that nothing else changed.
+ */
+import { randomBytes } from "node:crypto";
+import { createKeys, type RedisClient } from "@cascade/shared";
+import { createQueue } from "@cascade/shared/bullmq";
+import { type Job, QueueEvents, Worker } from "bullmq";
+import { Command } from "ioredis";
+import { pino } from "pino";
+import { afterEach, describe, expect, inject, it, vi } from "vitest";
+import { testRedis } from "../support/redis-clients.js";
+
+const opened: RedisClient[] = [];
+const closers: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+  for (const client of opened.splice(0)) await client.quit().catch(() => client.disconnect());
+});
+
+function client(): RedisClient {
+  const redis = testRedis(inject("redisUrl"));
+  opened.push(redis);
+  return redis;
+}
+
+describe("ioredis (patched): a command's arguments", () => {
+  it("are copied, not run through Array.prototype.flat, when nothing is nested", () => {
+    const flat = vi.spyOn(Array.prototype, "flat");
+    const packed = Buffer.from("packed");
+    const args = ["key", 1, packed, "value"];
+    // A name with no argument transformer of its own (HSET's, say, flattens objects and maps).
+    const command = new Command("echo", args);
+    expect(flat).not.toHaveBeenCalled();
+    expect(command.args).toEqual(["key", "1", packed, "value"]);
+    // The command turned the number into a string in its own copy, not in the caller's array.
+    expect(args[1]).toBe(1);
+  });
+
+  it("are flattened one level, holes dropped, as Array.prototype.flat does, when something is", () => {
+    // One level: the inner ["deep"] stays an array, which the command then joins into a string.
+    expect(new Command("echo", ["key", ["field", "value"], [["deep"]]]).args).toEqual([
+      "key",
+      "field",
+      "value",
+      "deep",
+    ]);
+    expect(new Command("echo", ["key", [["a", "b"]]]).args).toEqual(["key", "a,b"]);
+    // biome-ignore lint/suspicious/noSparseArray: a hole is what this checks
+    const sparse = ["a", , "b"];
+    expect(new Command("echo", sparse).args).toEqual(["a", "b"]);
+  });
+
+  it("reach Redis as before: nested and flat arguments, buffers included", async () => {
+    const redis = client();
+    const key = `{patched-${randomBytes(4).toString("hex")}}:h`;
+    await redis.hset(key, ["a", "1"], "b", Buffer.from("2"));
+    expect(await redis.hgetall(key)).toEqual({ a: "1", b: "2" });
+    await redis.del(key);
+  });
+});
+
+describe("BullMQ (patched): a completed job's return value", () => {
+  async function queueAndWorker(processor: (job: Job) => Promise<unknown>) {
+    const prefix = createKeys(`patched-${randomBytes(4).toString("hex")}`).bullPrefix;
+    const name = "patched";
+    const queue = createQueue(name, { connection: client(), prefix, logger: pino({ level: "silent" }) });
+    closers.push(() => queue.close());
+    const events = new QueueEvents(name, { connection: client(), prefix });
+    closers.push(() => events.close());
+    await events.waitUntilReady();
+    const worker = new Worker(name, processor, { connection: client(), prefix });
+    closers.push(() => worker.close());
+    return { queue, events };
+  }
+
+  it("is stringified once, and stored as that string", async () => {
+    let stringified = 0;
+    const value = {
+      toJSON() {
+        stringified += 1;
+        return { answer: 42 };
+      },
+    };
+    const { queue, events } = await queueAndWorker(async () => value);
+    const job = await queue.add("one", { n: 1 });
+    await job.waitUntilFinished(events, 10_000);
+    expect(stringified).toBe(1);
+    const stored = await queue.getJob(job.id as string);
+    expect(stored?.returnvalue).toEqual({ answer: 42 });
+  });
+
+  it("that cannot be stringified still fails the job, with the error stringifying threw", async () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const { queue, events } = await queueAndWorker(async () => circular);
+    const job = await queue.add("circular", { n: 1 });
+    await expect(job.waitUntilFinished(events, 10_000)).rejects.toThrow(/circular/i);
+    const stored = await queue.getJob(job.id as string);
+    expect(await stored?.getState()).toBe("failed");
+  });
+});
