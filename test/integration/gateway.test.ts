@@ -89,6 +89,15 @@ async function post(body: unknown, headers: Record<string, string> = {}) {
 
 const hello = { messages: [{ role: "user", content: "Say hi" }], max_tokens: 20 };
 
+/** Polls `condition` every 20 ms; fails naming it when `timeoutMs` passes first. */
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${condition.toString()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe("POST /v1/chat/completions", () => {
   it("answers a chat.completion named by the config model id, with trace headers", async () => {
     fake.script("up-a", { kind: "ok", content: "hi!", usage: { prompt_tokens: 10, completion_tokens: 5 } });
@@ -382,6 +391,34 @@ describe("POST /v1/chat/completions", () => {
     expect(chunks.find((chunk) => chunk.choices[0]?.finish_reason)?.choices[0].finish_reason).toBe(
       "tool_calls",
     );
+  });
+
+  it("stops the upstream call when the caller leaves, also on the hop after a timed-out one", async () => {
+    /** Sends a request the test then walks away from once the upstream is answering `calls` calls. */
+    const leaveDuring = async (body: Record<string, unknown>, calls: number) => {
+      const caller = new AbortController();
+      const sent = fetch(`${stack.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal: caller.signal,
+      }).catch((error: unknown) => error);
+      await waitFor(() => fake.calls.length >= calls && fake.inFlight() === 1, 5_000);
+      caller.abort();
+      await sent;
+      // The gateway's call ends with its caller, not at its timeout (60 s by default).
+      await waitFor(() => fake.inFlight() === 0, 2_000);
+    };
+    fake.setDefault("up-b", { kind: "hang" });
+    await leaveDuring({ model: "b", ...hello }, 1);
+    await leaveDuring({ model: "b", ...hello, stream: true }, 2);
+    // Hop `a` times out (2 s); the request goes on with a fresh signal, which the caller's
+    // leaving still reaches.
+    fake.reset();
+    fake.setDefault("up-a", { kind: "hang" });
+    fake.setDefault("up-b", { kind: "hang" });
+    await leaveDuring({ model: "default", ...hello }, 2);
+    expect(fake.calls.map((call) => call.model)).toEqual(["up-a", "up-b"]);
   });
 
   it("records usage where jobs record theirs (GET /v1/usage), by end user too", async () => {

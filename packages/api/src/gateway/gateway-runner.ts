@@ -5,6 +5,7 @@ import {
   JobInterruption,
   type ProviderRegistry,
   type Resilience,
+  type RunSignal,
   runChain,
   type StreamContinuation,
 } from "@cascade/engine";
@@ -81,11 +82,16 @@ export class GatewayRunner {
   async run(input: {
     requestId: string;
     data: JobData;
-    signal: AbortSignal;
+    /**
+     * The request's signal, shared by its calls as a worker's run shares its own (ADR 0023): the
+     * caller leaving interrupts it; a call's timeout swaps it for a fresh one.
+     */
+    run: RunSignal;
     events?: JobEventSink;
     continuation?: StreamContinuation;
   }): Promise<{ outcome: JobOutcome; param?: string }> {
     const { deps } = this;
+    const { run } = input;
     const result: ChainResult = await runChain({
       jobId: input.requestId,
       data: input.data,
@@ -94,7 +100,10 @@ export class GatewayRunner {
       clock: deps.clock,
       logger: deps.logger,
       random: deps.random ?? Math.random,
-      signal: input.signal,
+      get signal() {
+        return run.signal;
+      },
+      runSignal: run,
       resilience: deps.resilience,
       saveProgress: async () => undefined,
       maxInlineWaitMs: Number.POSITIVE_INFINITY,

@@ -1,4 +1,4 @@
-import { findRefusedImageUrl, JobInterruption } from "@cascade/engine";
+import { findRefusedImageUrl, RunSignal } from "@cascade/engine";
 import {
   ChainResolutionError,
   type Clock,
@@ -154,9 +154,9 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
         }),
       );
     // The caller leaving stops the run: its calls are charged, nothing more is started.
-    const controller = new AbortController();
+    const run = new RunSignal();
     const onClose = () => {
-      if (!reply.raw.writableFinished) controller.abort(new JobInterruption("cancelled"));
+      if (!reply.raw.writableFinished) run.interrupt("cancelled");
     };
     reply.raw.on("close", onClose);
     // A pipelined request whose connection dropped before its answer: its response never closes.
@@ -165,8 +165,8 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     // (Not `request.raw.destroyed`: a request is destroyed once its body has been read.)
     if (reply.raw.destroyed || request.raw.socket?.destroyed === true) onClose();
     try {
-      if (body.stream) return await streamAnswer(reply, { requestId, data, controller, route, observe });
-      const { outcome, param } = await runner.run({ requestId, data, signal: controller.signal });
+      if (body.stream) return await streamAnswer(reply, { requestId, data, runSignal: run, route, observe });
+      const { outcome, param } = await runner.run({ requestId, data, run });
       observe(outcome);
       traceHeaders(reply, outcome);
       if (outcome.status === "succeeded") return outcome.result;
@@ -191,7 +191,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
     run: {
       requestId: string;
       data: ReturnType<GatewayRunner["describe"]>;
-      controller: AbortController;
+      runSignal: RunSignal;
       route: ReturnType<typeof routeOf>;
       observe: (outcome: JobOutcome) => void;
     },
@@ -244,7 +244,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       ({ outcome, param } = await runner.run({
         requestId: run.requestId,
         data,
-        signal: run.controller.signal,
+        run: run.runSignal,
         events: stream,
         continuation: stream,
       }));

@@ -30,9 +30,10 @@ export interface ChainContext {
   /** Aborted with a JobInterruption on cancellation, lock loss or shutdown. */
   readonly signal: AbortSignal;
   /**
-   * The run's shared signal (the worker's runs): calls are made with it rather than with a
-   * controller of their own, and a call's timeout swaps it for a fresh one, so `signal` must be a
-   * getter reading `runSignal.signal`. Absent (the gateway), each call makes its own controller.
+   * The run's shared signal (a worker's runs, gateway requests): calls are made with it rather
+   * than with a controller of their own, and a call's timeout swaps it for a fresh one, so
+   * `signal` must be a getter reading `runSignal.signal`. Absent, each call makes its own
+   * controller following `signal`.
    */
   runSignal?: RunSignal;
   /** Where a previous run of this job stopped, if it made attempts. */

@@ -118,12 +118,12 @@ class CallClock {
 }
 
 /**
- * Runs one upstream call of a hop, bounded by its timeouts and the job's signal. In a worker's run
- * the call is made with the run's own signal (`context.runSignal`), its timers armed against it
- * (a timeout aborts the call and gives the run a fresh signal); elsewhere (the gateway) with one
- * controller per call, following the caller's signal. Timers are cleared when the call ends,
- * however it ends. Throws a ProviderError for every way the call can fail, or the job's
- * JobInterruption when the job's signal stopped it.
+ * Runs one upstream call of a hop, bounded by its timeouts and the job's signal. With a run signal
+ * (`context.runSignal`: a worker's runs and gateway requests) the call is made with it, its timers
+ * armed against it (a timeout aborts the call and gives the run a fresh signal); without one (an
+ * embedder's plain AbortSignal) with a controller per call, following the caller's signal.
+ * Timers are cleared when the call ends, however it ends. Throws a ProviderError for every way
+ * the call can fail, or the job's JobInterruption when the job's signal stopped it.
  */
 export async function callHop(
   context: ChainContext,
