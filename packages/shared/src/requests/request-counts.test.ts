@@ -76,6 +76,17 @@ describe("RequestCountRecorder (real Redis)", () => {
     expect(errors).toEqual([]);
   });
 
+  it("counts each request on the day it ended when one tenant's requests cross midnight in any order", async () => {
+    const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error));
+    const midnight = Date.parse("2026-12-05T00:00:00Z");
+    const ends = [midnight - 1, midnight, midnight - 5, midnight + 5, midnight - 1];
+    for (const at of ends) recorder.finished(request({ tenant: "late", finishedAtMs: at, route: "r" }));
+    await recorder.flush();
+    expect((await table("late", "2026-12-04")).routes.r?.requests).toBe(3);
+    expect((await table("late", "2026-12-05")).routes.r?.requests).toBe(2);
+    expect(errors).toEqual([]);
+  });
+
   it("writes gathered counts within the flush interval, and close() writes what is left at once", async () => {
     const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error), 100);
     recorder.finished(request({ tenant: "lag" }));

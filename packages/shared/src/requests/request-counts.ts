@@ -148,19 +148,62 @@ export function countingDay(finishedAtMs: number): string {
  *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
  *   model that was called.)
  */
+/** One subject's field names (requestCountField's form). */
+interface SubjectFields {
+  requests: string;
+  succeeded: string;
+  failed: string;
+  fallbacks: string;
+  cost: string;
+}
+
+/** `prefix`: requestCountField's form without the counter (`route:<id>:`). */
+function subjectFields(prefix: string): SubjectFields {
+  return {
+    requests: `${prefix}requests`,
+    succeeded: `${prefix}succeeded`,
+    failed: `${prefix}failed`,
+    fallbacks: `${prefix}fallbacks`,
+    cost: `${prefix}cost`,
+  };
+}
+
+/** The fields of a route's or model's row, built on its first request. */
+function subjectOf(subjects: Map<string, SubjectFields>, kind: "route" | "model", id: string): SubjectFields {
+  let fields = subjects.get(id);
+  if (!fields) {
+    fields = subjectFields(`${kind}:${id}:`);
+    subjects.set(id, fields);
+  }
+  return fields;
+}
+
 export class RequestCountRecorder extends HashIncrementWrites implements RequestObserver {
+  /**
+   * Each subject's field names, built once: a name made afresh for every request is a new string
+   * that each Map lookup of the gathered counts must flatten and hash again. Subjects are `total`
+   * and the config's routes and models, so this stays as small as the config.
+   */
+  private readonly total = subjectFields("total:");
+  private readonly routes = new Map<string, SubjectFields>();
+  private readonly models = new Map<string, SubjectFields>();
+  /** Each tenant's key for the day it was last counted on (one day at a time, per tenant). */
+  private readonly dayKeys = new Map<string, { day: string; key: string }>();
+
   finished(request: FinishedRequest): void {
     const counted = request.status === "succeeded" || request.status === "failed";
     const cost = Number.isFinite(request.costUsd) && request.costUsd > 0 ? request.costUsd : 0;
     if (!counted && cost === 0) return;
-    const key = this.keys.requestCounts(request.tenant, countingDay(request.finishedAtMs));
+    const key = this.dayKey(request.tenant, request.finishedAtMs);
     const fellBackHere = counted && fellBack(request);
-    this.count(key, "total:", request.status, counted, fellBackHere, cost);
+    this.count(key, this.total, request.status, counted, fellBackHere, cost);
     if (request.route !== null) {
-      this.count(key, `route:${request.route}:`, request.status, counted, fellBackHere, cost);
+      const fields = subjectOf(this.routes, "route", request.route);
+      this.count(key, fields, request.status, counted, fellBackHere, cost);
     }
     if (request.firstModel !== "") {
-      this.count(key, `model:${request.firstModel}:`, request.status, counted, fellBackHere, cost);
+      const fields = subjectOf(this.models, "model", request.firstModel);
+      this.count(key, fields, request.status, counted, fellBackHere, cost);
     }
     this.gathered();
   }
@@ -178,10 +221,10 @@ export class RequestCountRecorder extends HashIncrementWrites implements Request
     this.gathered();
   }
 
-  /** One subject's counters (`prefix`: requestCountField's form without the counter). */
+  /** One subject's counters. */
   private count(
     key: string,
-    prefix: string,
+    fields: SubjectFields,
     status: FinishedRequest["status"],
     counted: boolean,
     fellBackHere: boolean,
@@ -189,10 +232,19 @@ export class RequestCountRecorder extends HashIncrementWrites implements Request
   ): void {
     const ttl = REQUEST_COUNTS_TTL_SECONDS;
     if (counted) {
-      this.increments.count(key, `${prefix}requests`, 1, ttl);
-      this.increments.count(key, `${prefix}${status}`, 1, ttl);
-      if (fellBackHere) this.increments.count(key, `${prefix}fallbacks`, 1, ttl);
+      this.increments.count(key, fields.requests, 1, ttl);
+      this.increments.count(key, status === "succeeded" ? fields.succeeded : fields.failed, 1, ttl);
+      if (fellBackHere) this.increments.count(key, fields.fallbacks, 1, ttl);
     }
-    if (cost > 0) this.increments.add(key, `${prefix}cost`, cost, ttl);
+    if (cost > 0) this.increments.add(key, fields.cost, cost, ttl);
+  }
+
+  private dayKey(tenant: string, atMs: number): string {
+    const day = countingDay(atMs);
+    const last = this.dayKeys.get(tenant);
+    if (last?.day === day) return last.key;
+    const key = this.keys.requestCounts(tenant, day);
+    this.dayKeys.set(tenant, { day, key });
+    return key;
   }
 }
