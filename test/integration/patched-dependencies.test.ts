@@ -1,7 +1,7 @@
 /**
  * The two hot-path patches of ADR 0038, on a real Redis (or Redis Cluster): ioredis builds a
- * command without `Array.prototype.flat` when nothing in its arguments is nested (the same
- * arguments either way), and BullMQ stringifies a completed job's return value once, not twice,
+ * command's arguments without `Array.prototype.flat` (the same arguments either way, BullMQ's
+ * nested script arguments included), and BullMQ stringifies a completed job's return value once, not twice,
  * while a return value that cannot be stringified still fails its job. The first test of each
  * group fails on the unpatched package; the others show that nothing else changed.
  */
@@ -29,19 +29,30 @@ function client(): RedisClient {
 }
 
 describe("ioredis (patched): a command's arguments", () => {
-  it("are copied, not run through Array.prototype.flat, when nothing is nested", () => {
+  it("are built without Array.prototype.flat, whether flat or nested as BullMQ passes them", () => {
     const flat = vi.spyOn(Array.prototype, "flat");
     const packed = Buffer.from("packed");
     const args = ["key", 1, packed, "value"];
     // A name with no argument transformer of its own (HSET's, say, flattens objects and maps).
     const command = new Command("echo", args);
-    expect(flat).not.toHaveBeenCalled();
     expect(command.args).toEqual(["key", "1", packed, "value"]);
     // The command turned the number into a string in its own copy, not in the caller's array.
     expect(args[1]).toBe(1);
+    // BullMQ's script calls: [sha, numberOfKeys, [keys and arguments]] (its ioredis adapter).
+    const inner = ["bull:q:wait", "bull:q:active", 5, packed];
+    expect(new Command("evalsha", ["sha", 2, inner]).args).toEqual([
+      "sha",
+      "2",
+      "bull:q:wait",
+      "bull:q:active",
+      "5",
+      packed,
+    ]);
+    expect(inner[2]).toBe(5);
+    expect(flat).not.toHaveBeenCalled();
   });
 
-  it("are flattened one level, holes dropped, as Array.prototype.flat does, when something is", () => {
+  it("are flattened one level, holes dropped, as Array.prototype.flat does", () => {
     // One level: the inner ["deep"] stays an array, which the command then joins into a string.
     expect(new Command("echo", ["key", ["field", "value"], [["deep"]]]).args).toEqual([
       "key",
@@ -50,9 +61,10 @@ describe("ioredis (patched): a command's arguments", () => {
       "deep",
     ]);
     expect(new Command("echo", ["key", [["a", "b"]]]).args).toEqual(["key", "a,b"]);
-    // biome-ignore lint/suspicious/noSparseArray: a hole is what this checks
-    const sparse = ["a", , "b"];
-    expect(new Command("echo", sparse).args).toEqual(["a", "b"]);
+    // biome-ignore lint/suspicious/noSparseArray: holes are what this checks
+    const sparse = ["a", , "b", ["c", , "d"], []];
+    expect(sparse.flat()).toEqual(["a", "b", "c", "d"]);
+    expect(new Command("echo", sparse).args).toEqual(["a", "b", "c", "d"]);
   });
 
   it("reach Redis as before: nested and flat arguments, buffers included", async () => {
@@ -78,7 +90,8 @@ describe("BullMQ (patched): a completed job's return value", () => {
     return { queue, events };
   }
 
-  it("is stringified once, and stored as that string", async () => {
+  it("is stringified once, and stored as that string; the job's commands use no Array.prototype.flat", async () => {
+    const flat = vi.spyOn(Array.prototype, "flat");
     let stringified = 0;
     const value = {
       toJSON() {
@@ -92,6 +105,8 @@ describe("BullMQ (patched): a completed job's return value", () => {
     expect(stringified).toBe(1);
     const stored = await queue.getJob(job.id as string);
     expect(stored?.returnvalue).toEqual({ answer: 42 });
+    // The add, the take and the completion are BullMQ script calls through ioredis's Command.
+    expect(flat).not.toHaveBeenCalled();
   });
 
   it("that cannot be stringified still fails the job, with the error stringifying threw", async () => {

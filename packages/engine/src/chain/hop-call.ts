@@ -120,8 +120,9 @@ class CallClock {
 /**
  * Runs one upstream call of a hop, bounded by its timeouts and the job's signal. With a run signal
  * (`context.runSignal`: a worker's runs and gateway requests) the call is made with it, its timers
- * armed against it (a timeout aborts the call and gives the run a fresh signal); without one (an
- * embedder's plain AbortSignal) with a controller per call, following the caller's signal.
+ * armed against it (a timeout aborts the call and gives the run a fresh signal); without one (the
+ * engine used on its own with a plain AbortSignal, as unit tests do) with a controller per call,
+ * following the caller's signal.
  * Timers are cleared when the call ends, however it ends. Throws a ProviderError for every way
  * the call can fail, or the job's JobInterruption when the job's signal stopped it.
  */
