@@ -61,6 +61,8 @@ describe("ioredis (patched): a command's arguments", () => {
       "deep",
     ]);
     expect(new Command("echo", ["key", [["a", "b"]]]).args).toEqual(["key", "a,b"]);
+    // biome-ignore lint/suspicious/noSparseArray: a hole with nothing nested beside it
+    expect(new Command("echo", ["a", , "b"]).args).toEqual(["a", "b"]);
     // biome-ignore lint/suspicious/noSparseArray: holes are what this checks
     const sparse = ["a", , "b", ["c", , "d"], []];
     expect(sparse.flat()).toEqual(["a", "b", "c", "d"]);

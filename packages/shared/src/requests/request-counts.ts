@@ -182,12 +182,13 @@ export class RequestCountRecorder extends HashIncrementWrites implements Request
   /**
    * Each subject's field names, built once: a name made afresh for every request is a new string
    * that each Map lookup of the gathered counts must flatten and hash again. Subjects are `total`
-   * and the config's routes and models, so this stays as small as the config.
+   * and the routes and models of the config (or of jobs enqueued under an earlier one) this
+   * process has counted: ids a client cannot invent (resolveChain refuses unknown ones).
    */
   private readonly total = subjectFields("total:");
   private readonly routes = new Map<string, SubjectFields>();
   private readonly models = new Map<string, SubjectFields>();
-  /** Each tenant's key for the day it was last counted on (one day at a time, per tenant). */
+  /** Each tenant's key for the day it was last counted on (one entry per configured tenant). */
   private readonly dayKeys = new Map<string, { day: string; key: string }>();
 
   finished(request: FinishedRequest): void {
