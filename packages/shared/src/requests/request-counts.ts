@@ -130,24 +130,6 @@ export function countingDay(finishedAtMs: number): string {
   return day;
 }
 
-/**
- * Counts every finished request, job or gateway call, for GET /v1/usage's `routes`, `models`
- * and `weekly` (docs/operations.md, "Cost per successful request"): one hash per tenant and UTC
- * day. Counts are added up in memory and written every REQUEST_COUNTS_FLUSH_MS in one MULTI
- * (batched-writes.ts; `close()` on shutdown writes the rest): an observer must not block, and a
- * failed write is reported to `onError`, never thrown.
- *
- * - Succeeded and failed requests count in `requests`, and in `succeeded` or `failed`; a
- *   cancelled one in neither (the caller ended it, Cascade did not), but what it had already
- *   cost counts, because that money was spent.
- * - `cost` is the request's whole cost, failed attempts included: that is how a failed
- *   attempt's cost counts against the route (and first model) that paid for it.
- * - Routes: the request's route; a request with no route (a `models` list, or a model named
- *   directly and its fallbacks) counts in `total` and under its model only.
- * - Models: the chain's FIRST model, what was asked for, answered by whichever model: so a
- *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
- *   model that was called.)
- */
 /** One subject's field names (requestCountField's form). */
 interface SubjectFields {
   requests: string;
@@ -178,6 +160,24 @@ function subjectOf(subjects: Map<string, SubjectFields>, kind: "route" | "model"
   return fields;
 }
 
+/**
+ * Counts every finished request, job or gateway call, for GET /v1/usage's `routes`, `models`
+ * and `weekly` (docs/operations.md, "Cost per successful request"): one hash per tenant and UTC
+ * day. Counts are added up in memory and written every REQUEST_COUNTS_FLUSH_MS in one MULTI
+ * (batched-writes.ts; `close()` on shutdown writes the rest): an observer must not block, and a
+ * failed write is reported to `onError`, never thrown.
+ *
+ * - Succeeded and failed requests count in `requests`, and in `succeeded` or `failed`; a
+ *   cancelled one in neither (the caller ended it, Cascade did not), but what it had already
+ *   cost counts, because that money was spent.
+ * - `cost` is the request's whole cost, failed attempts included: that is how a failed
+ *   attempt's cost counts against the route (and first model) that paid for it.
+ * - Routes: the request's route; a request with no route (a `models` list, or a model named
+ *   directly and its fallbacks) counts in `total` and under its model only.
+ * - Models: the chain's FIRST model, what was asked for, answered by whichever model: so a
+ *   model's row says what asking for it costs per success. (`by_model` spend stays keyed by the
+ *   model that was called.)
+ */
 export class RequestCountRecorder extends HashIncrementWrites implements RequestObserver {
   /**
    * Each subject's field names, built once: a name made afresh for every request is a new string
