@@ -87,6 +87,19 @@ describe("RequestCountRecorder (real Redis)", () => {
     expect(errors).toEqual([]);
   });
 
+  it("counts a stray charge's cost under the same rows as a finished request's, no request counted", async () => {
+    const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error));
+    recorder.finished(request({ tenant: "stray", costUsd: 0.001 }));
+    recorder.charged({ tenant: "stray", route: "default", firstModel: "gpt", costUsd: 0.002, atMs: AT });
+    recorder.charged({ tenant: "stray", route: null, firstModel: "", costUsd: 0.004, atMs: AT });
+    await recorder.flush();
+    const counts = await table("stray");
+    expect(counts.total).toMatchObject({ requests: 1, costUsd: 0.007 });
+    expect(counts.routes.default).toMatchObject({ requests: 1, costUsd: 0.003 });
+    expect(counts.models.gpt).toMatchObject({ requests: 1, costUsd: 0.003 });
+    expect(errors).toEqual([]);
+  });
+
   it("writes gathered counts within the flush interval, and close() writes what is left at once", async () => {
     const recorder = new RequestCountRecorder(redis, keys, (error) => errors.push(error), 100);
     recorder.finished(request({ tenant: "lag" }));

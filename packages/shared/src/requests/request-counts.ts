@@ -212,12 +212,14 @@ export class RequestCountRecorder extends HashIncrementWrites implements Request
   /** Cost only, under the same subjects as a finished request's (no request is counted). */
   charged(charge: StrayCharge): void {
     if (!(Number.isFinite(charge.costUsd) && charge.costUsd > 0)) return;
-    const key = this.keys.requestCounts(charge.tenant, countingDay(charge.atMs));
+    const key = this.dayKey(charge.tenant, charge.atMs);
     const ttl = REQUEST_COUNTS_TTL_SECONDS;
-    this.increments.add(key, "total:cost", charge.costUsd, ttl);
-    if (charge.route !== null) this.increments.add(key, `route:${charge.route}:cost`, charge.costUsd, ttl);
+    this.increments.add(key, this.total.cost, charge.costUsd, ttl);
+    if (charge.route !== null) {
+      this.increments.add(key, subjectOf(this.routes, "route", charge.route).cost, charge.costUsd, ttl);
+    }
     if (charge.firstModel !== "") {
-      this.increments.add(key, `model:${charge.firstModel}:cost`, charge.costUsd, ttl);
+      this.increments.add(key, subjectOf(this.models, "model", charge.firstModel).cost, charge.costUsd, ttl);
     }
     this.gathered();
   }
