@@ -1,7 +1,8 @@
 /**
- * The two hot-path patches of ADR 0038, on a real Redis (or Redis Cluster): ioredis builds a
+ * The hot-path patches of ADR 0038, on a real Redis (or Redis Cluster): ioredis builds a
  * command's arguments without `Array.prototype.flat` (the same arguments either way, BullMQ's
- * nested script arguments included), and BullMQ stringifies a completed job's return value once,
+ * nested script arguments included) and writes a command holding Buffers measuring each string
+ * once (the same bytes), and BullMQ stringifies a completed job's return value once,
  * not twice, while a return value that cannot be stringified still fails its job. The first test
  * of each group fails on the unpatched package; the others show that nothing else changed.
  */
@@ -89,6 +90,70 @@ describe("ioredis (patched): a command's arguments", () => {
     const key = `{patched-${randomBytes(4).toString("hex")}}:h`;
     await redis.hset(key, ["a", "1"], "b", Buffer.from("2"));
     expect(await redis.hgetall(key)).toEqual({ a: "1", b: "2" });
+    await redis.del(key);
+  });
+});
+
+/** A command's RESP bytes by the protocol's definition, for comparison with what ioredis writes. */
+function resp(name: string, args: Array<string | Buffer>): Buffer {
+  const parts = [Buffer.from(`*${args.length + 1}\r\n`)];
+  for (const arg of [name, ...args]) {
+    const bytes = typeof arg === "string" ? Buffer.from(arg, "utf8") : arg;
+    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from("\r\n"));
+  }
+  return Buffer.concat(parts);
+}
+
+describe("ioredis (patched): a command holding Buffers", () => {
+  // What BullMQ's script calls hold: keys, a msgpack Buffer, a return value's JSON, another Buffer.
+  const args = () => [
+    "0123456789abcdef0123456789abcdef01234567",
+    "3",
+    "bull:{q}:wait",
+    "bull:{q}:active",
+    "bull:{q}:completed",
+    Buffer.from([0x93, 0x00, 0xff, 0x0d, 0x0a]),
+    JSON.stringify({ reply: "déjà vu, naïve café — 🚀", tokens: [1, 2, 3] }),
+    Buffer.alloc(0),
+    "",
+    Buffer.from("tail"),
+  ];
+
+  it("is written as its RESP bytes, each string argument measured once", () => {
+    const command = new Command("evalsha", args());
+    const byteLength = vi.spyOn(Buffer, "byteLength");
+    const written = command.toWritable({});
+    const measured = byteLength.mock.calls.length;
+    byteLength.mockRestore();
+    expect(Buffer.isBuffer(written)).toBe(true);
+    expect(Buffer.compare(written as Buffer, resp("evalsha", args()))).toBe(0);
+    // The name, each of the 7 string arguments (its length prefix) and each run of framed strings
+    // before a non-empty Buffer or at the end (3): 11. Unpatched: 3 a string argument, 3 a Buffer.
+    expect(measured).toBe(1 + 7 + 3);
+  });
+
+  it("starting or ending with a Buffer, or holding only Buffers, is written as its RESP bytes", () => {
+    const cases: Array<Array<string | Buffer>> = [
+      [Buffer.from("first"), "then ünïcode"],
+      ["key", Buffer.from("last")],
+      [Buffer.alloc(0)],
+      [Buffer.from("a"), Buffer.from("b")],
+    ];
+    for (const each of cases) {
+      const written = new Command("rpush", [...each]).toWritable({});
+      expect(Buffer.compare(written as Buffer, resp("rpush", each))).toBe(0);
+    }
+  });
+
+  it("reaches Redis byte for byte", async () => {
+    const redis = client();
+    const key = `{patched-${randomBytes(4).toString("hex")}}:l`;
+    const values = args();
+    await redis.rpush(key, ...values);
+    const stored = await redis.lrangeBuffer(key, 0, -1);
+    expect(stored.map((value) => value.toString("hex"))).toEqual(
+      values.map((value) => (typeof value === "string" ? Buffer.from(value) : value).toString("hex")),
+    );
     await redis.del(key);
   });
 });

@@ -18,8 +18,51 @@ function lastUserText(call: ProviderCall): string {
   return "";
 }
 
+/** How much of the prompt a reply quotes, whitespace runs collapsed. */
+const QUOTED_CHARS = 120;
+
+/** What `\s` matches in a JavaScript regular expression. */
+function isSpace(code: number): boolean {
+  if (code <= 32) return code === 32 || (code >= 9 && code <= 13);
+  if (code < 160) return false;
+  return (
+    code === 160 ||
+    code === 5760 ||
+    (code >= 8192 && code <= 8202) ||
+    code === 8232 ||
+    code === 8233 ||
+    code === 8239 ||
+    code === 8287 ||
+    code === 12288 ||
+    code === 65279
+  );
+}
+
+/**
+ * `text.replace(/\s+/g, " ").slice(0, QUOTED_CHARS)`, reading no further than the quote needs:
+ * a regular expression's replace collapsed (and allocated) the whole prompt for every reply.
+ */
+export function quoteOf(text: string): string {
+  let quote = "";
+  let runStart = 0;
+  let index = 0;
+  while (index < text.length && quote.length < QUOTED_CHARS) {
+    if (!isSpace(text.charCodeAt(index))) {
+      index += 1;
+      continue;
+    }
+    quote += text.slice(runStart, index);
+    if (quote.length >= QUOTED_CHARS) break;
+    quote += " ";
+    while (index < text.length && isSpace(text.charCodeAt(index))) index += 1;
+    runStart = index;
+  }
+  if (quote.length < QUOTED_CHARS) quote += text.slice(runStart, index);
+  return quote.length > QUOTED_CHARS ? quote.slice(0, QUOTED_CHARS) : quote;
+}
+
 function reply(call: ProviderCall, settings: SimulateSettings, random: () => number): Completion {
-  const prompt = lastUserText(call).replace(/\s+/g, " ").slice(0, 120);
+  const prompt = quoteOf(lastUserText(call));
   const promptTokens = estimatePromptTokens(call.request);
   const maxTokens = requestedMaxTokens(call.request);
   const wanted = settings.output_tokens ?? 24;
