@@ -119,7 +119,7 @@ describe("ioredis (patched): a command holding Buffers", () => {
     Buffer.from("tail"),
   ];
 
-  it("is written as its RESP bytes, each string argument measured once", () => {
+  it("is written as its RESP bytes, its framed strings measured in runs (11 times; unpatched 38)", () => {
     const command = new Command("evalsha", args());
     const byteLength = vi.spyOn(Buffer, "byteLength");
     const written = command.toWritable({});
@@ -128,20 +128,43 @@ describe("ioredis (patched): a command holding Buffers", () => {
     expect(Buffer.isBuffer(written)).toBe(true);
     expect(Buffer.compare(written as Buffer, resp("evalsha", args()))).toBe(0);
     // The name, each of the 7 string arguments (its length prefix) and each run of framed strings
-    // before a non-empty Buffer or at the end (3): 11 (unpatched: 38).
+    // before a non-empty Buffer or at the end (3): 11. Unpatched: 38 (three times each string).
     expect(measured).toBe(1 + 7 + 3);
   });
 
-  it("starting or ending with a Buffer, or holding only Buffers, is written as its RESP bytes", () => {
+  it("of any shape is written as its RESP bytes: Buffers first or last, odd UTF-16, long strings", () => {
+    const long = "é🚀 ".repeat(20_000); // 80,000 UTF-16 units: a part of its own, past the Buffer pool
     const cases: Array<Array<string | Buffer>> = [
       [Buffer.from("first"), "then ünïcode"],
       ["key", Buffer.from("last")],
       [Buffer.alloc(0)],
       [Buffer.from("a"), Buffer.from("b")],
+      // Lone surrogates, and a pair split across two arguments: each half its own replacement
+      // character (3 bytes), as Buffer.from writes it, not one 4-byte character across the frame.
+      ["lone \ud800", Buffer.from("x"), "\udc00 lone"],
+      ["split \ud83d", "\ude80 pair", Buffer.from("x")],
+      ["x".repeat(5000), Buffer.from("beyond the pool")],
+      ["before", long, Buffer.from("x"), long, "after", long],
     ];
     for (const each of cases) {
       const written = new Command("rpush", [...each]).toWritable({});
       expect(Buffer.compare(written as Buffer, resp("rpush", each))).toBe(0);
+    }
+  });
+
+  it("reaches a defined script byte for byte, by EVALSHA and by its EVAL fallback", async () => {
+    const redis = client() as RedisClient & {
+      patchedEchoBuffer(...args: Array<string | Buffer>): Promise<Buffer[]>;
+    };
+    redis.defineCommand("patchedEcho", { numberOfKeys: 0, lua: "return ARGV" });
+    const values = [...args(), "é".repeat(70_000)];
+    const expected = values.map((value) =>
+      (typeof value === "string" ? Buffer.from(value) : value).toString("hex"),
+    );
+    // The first call on a connection may go as EVAL (the script not loaded yet), later ones as EVALSHA.
+    for (let call = 0; call < 2; call += 1) {
+      const echoed = await redis.patchedEchoBuffer(...values);
+      expect(echoed.map((value) => value.toString("hex"))).toEqual(expected);
     }
   });
 

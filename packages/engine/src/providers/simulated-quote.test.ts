@@ -24,6 +24,23 @@ describe("the simulated provider's quote of the prompt", () => {
     for (const text of cases) expect(quoteOf(text)).toBe(byRegExp(text));
   });
 
+  it("takes for a space exactly what \\s matches, for every UTF-16 code unit", () => {
+    for (let code = 0; code <= 0xffff; code += 1) {
+      const unit = String.fromCharCode(code);
+      const text = `a${unit}${unit}b`;
+      expect(quoteOf(text)).toBe(byRegExp(text));
+    }
+  });
+
+  it("reads a bounded prefix of a long prompt, and all of one that is mostly spaces", () => {
+    const text = `${"x".repeat(100)} ${"y".repeat(1_000_000)}`;
+    expect(quoteOf(text)).toBe(byRegExp(text));
+    expect(quoteOf("z".repeat(500))).toBe("z".repeat(120));
+    // Mostly spaces: the prefix collapses to less than the quote, and the whole prompt is read.
+    const sparse = `${"a ".repeat(50)}${" ".repeat(1_000)}${"b ".repeat(100)}`;
+    expect(quoteOf(sparse)).toBe(byRegExp(sparse));
+  });
+
   it("agrees with the regular expression on random text", () => {
     const alphabet = [
       "a",
@@ -46,7 +63,7 @@ describe("the simulated provider's quote of the prompt", () => {
     };
     for (let round = 0; round < 2000; round += 1) {
       let text = "";
-      const length = Math.floor(random() * 300);
+      const length = Math.floor(random() * 1200);
       for (let index = 0; index < length; index += 1)
         text += alphabet[Math.floor(random() * alphabet.length)];
       expect(quoteOf(text)).toBe(byRegExp(text));

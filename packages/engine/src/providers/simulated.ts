@@ -20,45 +20,21 @@ function lastUserText(call: ProviderCall): string {
 
 /** How much of the prompt a reply quotes, whitespace runs collapsed. */
 const QUOTED_CHARS = 120;
-
-/** What `\s` matches in a JavaScript regular expression. */
-function isSpace(code: number): boolean {
-  if (code <= 32) return code === 32 || (code >= 9 && code <= 13);
-  if (code < 160) return false;
-  return (
-    code === 160 ||
-    code === 5760 ||
-    (code >= 8192 && code <= 8202) ||
-    code === 8232 ||
-    code === 8233 ||
-    code === 8239 ||
-    code === 8287 ||
-    code === 12288 ||
-    code === 65279
-  );
-}
+/** How much of the prompt is collapsed to find the quote (more only when it is mostly spaces). */
+const SCANNED_CHARS = QUOTED_CHARS * 4;
 
 /**
- * `text.replace(/\s+/g, " ").slice(0, QUOTED_CHARS)`, reading no further than the quote needs:
- * a regular expression's replace collapsed (and allocated) the whole prompt for every reply.
+ * `text.replace(/\s+/g, " ").slice(0, QUOTED_CHARS)` without collapsing all of a long prompt: a
+ * prefix collapses to a prefix of the whole prompt's collapse, so one that collapses to at least
+ * QUOTED_CHARS characters starts with the same quote. (A loop testing each character measured
+ * slower than the regular expression on a prompt of a few hundred characters.)
  */
 export function quoteOf(text: string): string {
-  let quote = "";
-  let runStart = 0;
-  let index = 0;
-  while (index < text.length && quote.length < QUOTED_CHARS) {
-    if (!isSpace(text.charCodeAt(index))) {
-      index += 1;
-      continue;
-    }
-    quote += text.slice(runStart, index);
-    if (quote.length >= QUOTED_CHARS) break;
-    quote += " ";
-    while (index < text.length && isSpace(text.charCodeAt(index))) index += 1;
-    runStart = index;
+  if (text.length > SCANNED_CHARS) {
+    const prefix = text.slice(0, SCANNED_CHARS).replace(/\s+/g, " ");
+    if (prefix.length >= QUOTED_CHARS) return prefix.slice(0, QUOTED_CHARS);
   }
-  if (quote.length < QUOTED_CHARS) quote += text.slice(runStart, index);
-  return quote.length > QUOTED_CHARS ? quote.slice(0, QUOTED_CHARS) : quote;
+  return text.replace(/\s+/g, " ").slice(0, QUOTED_CHARS);
 }
 
 function reply(call: ProviderCall, settings: SimulateSettings, random: () => number): Completion {
