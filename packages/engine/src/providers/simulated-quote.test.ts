@@ -24,11 +24,14 @@ describe("the simulated provider's quote of the prompt", () => {
     for (const text of cases) expect(quoteOf(text)).toBe(byRegExp(text));
   });
 
-  it("takes for a space exactly what \\s matches, for every UTF-16 code unit", () => {
-    for (let code = 0; code <= 0xffff; code += 1) {
-      const unit = String.fromCharCode(code);
-      const text = `a${unit}${unit}b`;
-      expect(quoteOf(text)).toBe(byRegExp(text));
+  it("agrees with the regular expression where whitespace runs and surrogate pairs cross the prefix's end", () => {
+    for (let lead = 470; lead <= 482; lead += 1) {
+      for (const crossing of [" \t\n ", "\u00a0\u3000", "🚀🚀", "a b"]) {
+        const text = `${"w ".repeat(lead >> 1)}${lead % 2 ? "w" : ""}${crossing.repeat(4)}tail ${"z".repeat(300)}`;
+        expect(quoteOf(text)).toBe(byRegExp(text));
+        const sparse = `${" ".repeat(lead)}${crossing}${"q ".repeat(200)}`;
+        expect(quoteOf(sparse)).toBe(byRegExp(sparse));
+      }
     }
   });
 

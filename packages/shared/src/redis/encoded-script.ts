@@ -55,9 +55,10 @@ const writeUtf8: (out: Buffer, value: string, offset: number, length: number) =>
  * A Lua script on a hot path, called by EVALSHA with its command encoded in one pass: each
  * argument's length measured once and its bytes written once into one buffer, the keys' part (the
  * same strings call after call) reused from the call before. ioredis's own encoding of a command
- * with a Buffer argument (BullMQ's packed arguments) measures each string three times and copies
- * it twice: in `pnpm bench:enqueue --profile`, ~34 µs of profiled time per 24-argument call
- * against ~6 for this encoding (~13 with the Command around it).
+ * with a Buffer argument (BullMQ's packed arguments), unpatched, measured each string three times
+ * and copied it twice (ADR 0038's revision patches that to twice and once): in
+ * `pnpm bench:enqueue --profile`, ~34 µs of profiled time per 24-argument call against ~6 for
+ * this encoding (~13 with the Command around it).
  *
  * The same script is also defined on the connection as `name` (ioredis's `defineCommand`): when
  * Redis answers NOSCRIPT (its script cache flushed, a restart, a new cluster node), the call goes
