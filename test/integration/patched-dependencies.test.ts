@@ -1,8 +1,9 @@
 /**
  * The hot-path patches of ADR 0038, on a real Redis (or Redis Cluster): ioredis builds a
  * command's arguments without `Array.prototype.flat` (the same arguments either way, BullMQ's
- * nested script arguments included) and writes a command holding Buffers measuring each string
- * once (the same bytes), and BullMQ stringifies a completed job's return value once,
+ * nested script arguments included) and writes a command holding Buffers in runs of framed
+ * strings, each run measured once (the same bytes), and BullMQ stringifies a completed job's
+ * return value once,
  * not twice, while a return value that cannot be stringified still fails its job. The first test
  * of each group fails on the unpatched package; the others show that nothing else changed.
  */

@@ -17,7 +17,7 @@ describe("the simulated provider's quote of the prompt", () => {
       `${"x".repeat(120)}   y`,
       `${"x".repeat(121)}`,
       `${"a ".repeat(59)}b${" ".repeat(500)}c`,
-      // Every code point JavaScript's \s matches, and some it does not (U+180E, U+200B, U+0085).
+      // Code points JavaScript's \s matches, and some it does not (U+180E, U+200B, U+0085).
       "a\u00a0b\u1680c\u2000d\u200ae\u2028f\u2029g\u202fh\u205fi\u3000j\ufeffk\u180el\u200bm\u0085n",
       "emoji 🚀  and  déjà vu",
     ];
