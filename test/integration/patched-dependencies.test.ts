@@ -3,9 +3,9 @@
  * command's arguments without `Array.prototype.flat` (the same arguments either way, BullMQ's
  * nested script arguments included) and writes a command holding Buffers in runs of framed
  * strings, each run measured once (the same bytes), and BullMQ stringifies a completed job's
- * return value once,
- * not twice, while a return value that cannot be stringified still fails its job. The first test
- * of each group fails on the unpatched package; the others show that nothing else changed.
+ * return value once, not twice, while a return value that cannot be stringified still fails its
+ * job. The first test of each group fails on the unpatched package; the others show that nothing
+ * else changed.
  */
 import { randomBytes } from "node:crypto";
 import { createKeys, type RedisClient } from "@cascade/shared";
