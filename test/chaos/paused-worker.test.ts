@@ -72,7 +72,13 @@ describe("a worker paused past its lock with its call in flight", () => {
     const job = await waitForTerminal(api.url, jobId, 30_000);
     const endedAt = Date.now();
     expect(job).toMatchObject({ status: "succeeded", model: "echo" });
-    expect(job.attempts).toEqual([expect.objectContaining({ outcome: "success" })]);
+    // Worker A's call, made and never settled by the run that ended the job, is the job's too:
+    // an attempt with no reason (the provider did nothing wrong), at its estimate in the job's cost.
+    expect(job.attempts).toEqual([
+      expect.objectContaining({ model: "echo", outcome: "error", message: expect.stringMatching(/stopped/) }),
+      expect.objectContaining({ outcome: "success" }),
+    ]);
+    expect(job.attempts[0].reason).toBeUndefined();
     expect(Date.now() - pausedAt).toBeGreaterThan(LOCK_MS);
 
     workerA.kill("SIGCONT");

@@ -3,9 +3,10 @@
  * with it in flight (ADR 0033). A worker SIGKILLed with three non-streamed calls sent (the
  * provider finishes and bills those whoever listens): another process finds the dead worker's
  * journal of calls in flight and charges each its estimate, the same amount the tenant's budget
- * had reserved for it and nothing gave back; the jobs are run again by another worker and charged
- * as usual. So the tenant's spend, GET /v1/usage (total and the route's row) and the jobs' own
- * costs plus the dead calls all agree.
+ * had reserved for it and nothing gave back; the jobs are run again by another worker, whose runs
+ * find the dead calls (in the dead worker's journal, or the record its recovery left per job) and
+ * put them in each job's attempts and cost. So the tenant's spend, GET /v1/usage (total and the
+ * route's row) and the jobs' own costs all agree.
  *
  * Prices: $1000 per million tokens, i.e. $0.001 a token; PROMPT is estimated at 20 tokens, so a
  * call with max_tokens 100 reserves (20 + 100) × $0.001 = $0.12.
@@ -42,6 +43,22 @@ afterAll(async () => {
   await stack?.close();
 });
 
+/**
+ * The job's record shows the call its stopped worker made before the run that ended it: an attempt
+ * with no reason (it says nothing of the provider or the request, as a call stopped by a lost lock),
+ * charged in the job's cost at its estimate.
+ */
+function expectLostCallFirst(job: Json) {
+  expect(job.attempts).toHaveLength(2);
+  const [lost, answered] = job.attempts;
+  expect(lost).toMatchObject({ model: "a", provider: "p", outcome: "error" });
+  expect(lost.reason).toBeUndefined();
+  expect(lost.message).toMatch(/stopped/);
+  expect(lost.started_at).toBeLessThanOrEqual(answered.started_at);
+  expect(answered).toMatchObject({ model: "a", provider: "p", outcome: "success" });
+  expect(job.cost_usd).toBeGreaterThan(RESERVED_USD);
+}
+
 async function books() {
   const keys = await keysMatching(stack.redis, `${stack.tag}:spend:tenant:acme:d:*`);
   const spend = keys.length ? Number(await stack.redis.get(keys[0] as string)) : 0;
@@ -71,10 +88,13 @@ describe("a process killed with calls in flight", () => {
     await stack.startWorker("killcharge-worker-B");
 
     const jobs: Json[] = await stack.waitAll(ids, 60_000, KEY);
-    for (const job of jobs) expect(job).toMatchObject({ status: "succeeded", model: "a" });
-    const fromJobs = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
-    expect(fromJobs).toBeGreaterThan(0);
-    const expected = fromJobs + CALLS * RESERVED_USD;
+    for (const job of jobs) {
+      expect(job).toMatchObject({ status: "succeeded", model: "a" });
+      expectLostCallFirst(job);
+    }
+    // The jobs' own costs hold their dead calls (each at its estimate): they add up to the books.
+    const expected = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
+    expect(expected).toBeGreaterThan(CALLS * RESERVED_USD);
 
     // The dead worker's journal is found within its stale time and a recovery pass.
     let figures = await books();
@@ -127,10 +147,16 @@ describe("a process killed with calls in flight", () => {
     try {
       await stack.startWorker("killcharge-worker-D");
       const jobs: Json[] = await stack.waitAll(ids, 60_000, KEY);
-      for (const job of jobs) expect(job).toMatchObject({ status: "succeeded", model: "a" });
-      const fromJobs = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
+      for (const job of jobs) {
+        expect(job).toMatchObject({ status: "succeeded", model: "a" });
+        // D's runs found C's calls in C's journal (C silent, not yet taken for dead).
+        expectLostCallFirst(job);
+      }
+      const withEstimates = jobs.reduce((total: number, job: Json) => total + job.cost_usd, 0);
+      // What D's calls cost: the jobs' costs less C's calls at their estimates.
+      const fromJobs = withEstimates - 2 * RESERVED_USD;
       // Recovered while C is stopped: each of its calls charged the estimate.
-      const recovered = before.total + fromJobs + 2 * RESERVED_USD;
+      const recovered = before.total + withEstimates;
       let figures = await books();
       const until = Date.now() + 30_000;
       while (Math.abs(figures.total - recovered) > 1e-6 && Date.now() < until) {

@@ -91,8 +91,13 @@ describe("stalled-job recovery across worker processes", () => {
     const job = await waitForTerminal(api.url, jobId, 25_000);
     expect(job).toMatchObject({ status: "succeeded", model: "primary", provider: "fake" });
     expect(job.result.choices[0].message.content).toBe("recovered answer");
-    // The killed call recorded nothing; the recovered run made one successful attempt.
-    expect(job.attempts).toEqual([expect.objectContaining({ model: "primary", outcome: "success" })]);
+    // The killed call is the job's first attempt (found in A's journal of calls in flight: no
+    // reason, the provider did nothing wrong); the recovered run made one successful attempt.
+    expect(job.attempts).toEqual([
+      expect.objectContaining({ model: "primary", provider: "fake", outcome: "error" }),
+      expect.objectContaining({ model: "primary", outcome: "success" }),
+    ]);
+    expect(job.attempts[0].reason).toBeUndefined();
     expect(fake.callsFor("up-primary")).toHaveLength(2);
     expect(fake.callsFor("up-backup")).toHaveLength(0);
     // Recovered by B after A's lock expired (not by the 30 s hop timeout).

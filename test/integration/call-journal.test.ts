@@ -45,6 +45,7 @@ const journalEntry = (jobId: string, fields: string[]) => ({
   route: "default",
   firstModel: "m",
   model: "m",
+  provider: "p",
   jobId,
 });
 
@@ -136,6 +137,7 @@ describe("a recovery", () => {
         route: null,
         firstModel: "m",
         model: "m",
+        provider: "p",
         jobId: undefined,
       },
       Date.now(),
@@ -166,6 +168,66 @@ describe("a recovery", () => {
       x3: "!",
       x4: "!",
     });
+    await finder.close(true);
+  });
+});
+
+describe("a job's lost calls", () => {
+  it("are found by the job's id in a silent process's journal, then in the job's record once a recovery charged them, under the same ids", async () => {
+    const logger = (await import("pino")).pino({ level: "silent" });
+    // Glob characters in the id match only themselves; a job whose id starts with this one's is another job.
+    const jobId = "job_lost[1]*?";
+    const dead = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
+    const startedMs = Date.now() - 1_000;
+    const first = dead.open({ ...journalEntry(jobId, ["total"]), deployment: "east" }, startedMs).field;
+    const second = dead.open({ ...journalEntry(jobId, ["total"]), costUsd: 0.05 }, startedMs + 10).field;
+    const settled = dead.open(journalEntry(jobId, ["total"]), startedMs + 20).field;
+    dead.open(journalEntry(`${jobId}2`, ["total"]), startedMs);
+    dead.open(journalEntry("job_lost", ["total"]), startedMs);
+    dead.open({ ...journalEntry("job_none", ["total"]), jobId: undefined }, startedMs);
+    await sleep(50);
+    // Its settlement removes a call's entry: not lost.
+    await harness.admin.hdel(harness.keys.callJournal(dead.instanceId), settled);
+    // The process that charges the calls keeps their records as long as its jobs (JOB_RETENTION_S).
+    const finder = new CallJournal(harness.connection, harness.keys, logger, {
+      staleMs: 300,
+      lostCallTtlMs: 60_000,
+    });
+    const expected = [
+      {
+        id: `${dead.instanceId}/${first}`,
+        model: "m",
+        provider: "p",
+        deployment: "east",
+        costUsd: 0.12,
+        startedMs,
+      },
+      {
+        id: `${dead.instanceId}/${second}`,
+        model: "m",
+        provider: "p",
+        costUsd: 0.05,
+        startedMs: startedMs + 10,
+      },
+    ];
+    // The process is silent, not yet taken for dead: found in its journal.
+    expect(await finder.lostCalls(jobId)).toEqual(expected);
+    expect(await harness.admin.exists(harness.keys.lostCalls(jobId))).toBe(0);
+
+    await dead.close(false);
+    await sleep(400);
+    await finder.recover(() => {});
+    // Charged: the journal holds tombstones and is off the list; the job's record has the entries.
+    expect(await harness.admin.zscore(harness.keys.callJournals, dead.instanceId)).toBeNull();
+    expect(await harness.admin.hget(harness.keys.callJournal(dead.instanceId), first)).toBe("!");
+    expect(await finder.lostCalls(jobId)).toEqual(expected);
+    const ttl = await harness.admin.pttl(harness.keys.lostCalls(jobId));
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    // Each job's own record; a call of no job leaves none.
+    expect(await finder.lostCalls(`${jobId}2`)).toHaveLength(1);
+    expect(await finder.lostCalls("job_lost")).toHaveLength(1);
+    expect(await harness.admin.exists(harness.keys.lostCalls("job_none"))).toBe(0);
     await finder.close(true);
   });
 });

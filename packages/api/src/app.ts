@@ -272,7 +272,8 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.
   const clock = deps.clock ?? systemClock;
-  const resilience = new Resilience(redis, config, keys, logger, clock);
+  // Its recovery of dead workers' calls keeps each job's record of them as long as the job.
+  const resilience = new Resilience(redis, config, keys, logger, clock, { lostCallTtlMs: retention * 1000 });
   // This process's metrics (GET /metrics adds the deployment-wide gauges read from Redis).
   const metrics = createMetrics();
   resilience.onBreakerTransition(metrics.breakerTransition);

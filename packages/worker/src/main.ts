@@ -77,6 +77,8 @@ async function main(): Promise<void> {
   // charged by another process then (ADR 0033).
   const resilience = new Resilience(connection, config, keys, logger, systemClock, {
     staleMs: Math.min(30_000, Math.max(10_000, settings.WORKER_LOCK_DURATION_MS)),
+    // A job's record of the calls a dead process left is kept as long as the job.
+    lostCallTtlMs: settings.JOB_RETENTION_S * 1000,
   });
   // This process's metrics, served on METRICS_PORT when set (counters are per process).
   const metrics = createMetrics();

@@ -1,7 +1,7 @@
 import type { Attempt, Clock, Config, JobData, JobOutcome, JobProgress, Logger } from "@cascade/shared";
 import type { JobEventSink } from "../events/job-event-writer.js";
 import type { ProviderRegistry } from "../providers/registry.js";
-import type { Resilience } from "../resilience/resilience.js";
+import type { LostCall, Resilience } from "../resilience/resilience.js";
 import type { StreamContinuation } from "./continuation.js";
 import type { RunSignal } from "./run-signal.js";
 
@@ -43,6 +43,11 @@ export interface ChainContext {
    * changes it in place instead of copying it first.
    */
   progressOwned?: boolean;
+  /**
+   * Calls of earlier runs their processes left in flight, not yet in `progress` (the worker found
+   * them for a job whose run stalled): recorded first, as attempts charged at their estimates.
+   */
+  lostCalls?: readonly LostCall[];
   /** Persists progress (BullMQ job progress) so a re-run resumes here. */
   saveProgress(progress: JobProgress): Promise<unknown>;
   /** Shared breakers, buckets and budgets; absent, hops are never limited (benchmarks, tests). */

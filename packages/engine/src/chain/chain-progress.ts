@@ -1,4 +1,5 @@
 import { type Attempt, type JobProgress, unixSeconds } from "@cascade/shared";
+import type { LostCall } from "../resilience/resilience.js";
 import { logAttempt } from "./attempt-log.js";
 import type { ChainContext, ChainResult } from "./chain-context.js";
 import type { ContinuedAnswer } from "./continuation.js";
@@ -40,6 +41,41 @@ export class ChainProgress {
     }
     this.fresh = context.progress === undefined;
     this.savedReservation = context.progress?.reservation !== undefined;
+    if (context.lostCalls?.length) this.recordLostCalls(context.lostCalls);
+  }
+
+  /**
+   * Calls earlier runs made and never settled, their processes killed or stopped past the lock:
+   * attempts of the job like any call (with no reason: they say nothing of the provider, as a call
+   * stopped by a lost lock), charged in its cost at their estimates, as the dead process's
+   * recovery charges its tenant. Named in `lost_calls`, so no later run counts one again.
+   */
+  private recordLostCalls(lost: readonly LostCall[]): void {
+    const nowMs = this.context.clock.now();
+    const known = new Set(this.progress.lost_calls);
+    for (const call of lost) {
+      if (known.has(call.id)) continue;
+      known.add(call.id);
+      const attempt: Attempt = {
+        model: call.model,
+        provider: call.provider,
+        ...(call.deployment !== undefined ? { deployment: call.deployment } : {}),
+        outcome: "error",
+        message:
+          "the worker running this call stopped before it answered (killed, or paused past its lock); charged at its estimate",
+        // How long the job knew it in flight: from its request to this run taking the job over.
+        duration_ms: Math.max(0, nowMs - call.startedMs),
+        started_at: unixSeconds(call.startedMs),
+      };
+      this.record(attempt);
+      this.addCost(call.costUsd);
+      this.progress.lost_usd = addUsd(this.progress.lost_usd ?? 0, call.costUsd);
+    }
+    this.progress.lost_calls = [...known];
+    this.progress.started_at = Math.min(
+      this.progress.started_at ?? Number.POSITIVE_INFINITY,
+      ...lost.map((call) => unixSeconds(call.startedMs)),
+    );
   }
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */

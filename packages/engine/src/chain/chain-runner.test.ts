@@ -138,6 +138,67 @@ describe("runChain", () => {
     expect(result.outcome.attempts).toEqual([expect.objectContaining({ model: "a", outcome: "success" })]);
   });
 
+  it("records calls earlier runs left in flight first: attempts with no reason, charged their estimates, each once", async () => {
+    const { registry } = scriptedProviders({});
+    const startedMs = Date.now() - 5_000;
+    const lost = [
+      { id: "w1/job_test/1", model: "c", provider: "p", deployment: "east", costUsd: 0.12, startedMs },
+      // Already in the saved progress (a run before this one found it): not again.
+      { id: "w1/job_test/0", model: "a", provider: "p", costUsd: 0.5, startedMs: startedMs - 1_000 },
+    ];
+    const progress = {
+      hop: 0,
+      tries: 0,
+      attempts: [],
+      cost_usd: 0.5,
+      started_at: Math.floor((startedMs - 1_000) / 1000),
+      lost_calls: ["w1/job_test/0"],
+      lost_usd: 0.5,
+    };
+    const result = await runChain({ ...context(jobData(), registry), progress, lostCalls: lost });
+    expect(result.kind).toBe("finished");
+    if (result.kind !== "finished") return;
+    const [first, answered] = result.outcome.attempts;
+    expect(result.outcome.attempts).toHaveLength(2);
+    expect(first).toMatchObject({
+      model: "c",
+      provider: "p",
+      deployment: "east",
+      outcome: "error",
+      started_at: Math.floor(startedMs / 1000),
+    });
+    expect(first?.reason).toBeUndefined();
+    expect(first?.duration_ms).toBeGreaterThanOrEqual(5_000);
+    expect(answered).toMatchObject({ model: "a", outcome: "success" });
+    // Saved 0.5, this lost call 0.12, the answer 0.00014.
+    expect(result.outcome.cost_usd).toBeCloseTo(0.62014, 9);
+    expect(result.outcome.started_at).toBe(Math.floor((startedMs - 1_000) / 1000));
+  });
+
+  it("saves the lost calls it recorded with the progress of a run that waits", async () => {
+    const { registry } = scriptedProviders({
+      a: [new ProviderError("rate_limited", "429", { httpStatus: 429, retryAfterMs: 5_000 })],
+    });
+    const saved: unknown[] = [];
+    const lost = [
+      { id: "w2/job_test/7", model: "a", provider: "p", costUsd: 0.25, startedMs: Date.now() - 100 },
+    ];
+    const result = await runChain({
+      ...context(jobData({ deadline_at: Date.now() + 600_000 }), registry),
+      lostCalls: lost,
+      saveProgress: async (progress) => {
+        saved.push(structuredClone(progress));
+      },
+    });
+    expect(result.kind).toBe("deferred");
+    if (result.kind !== "deferred") return;
+    expect(result.progress).toMatchObject({ lost_calls: ["w2/job_test/7"], lost_usd: 0.25 });
+    expect(result.progress.attempts.map((attempt) => attempt.outcome)).toEqual(["error", "error"]);
+    expect(result.progress.cost_usd).toBeGreaterThanOrEqual(0.25);
+    // Saved before the wait (a crash from here on does not lose them).
+    expect(saved.at(-1)).toMatchObject({ lost_calls: ["w2/job_test/7"], lost_usd: 0.25 });
+  });
+
   it("retries a server error once, then falls back, skipping what cannot fit", async () => {
     const failure = () => new ProviderError("server_error", "HTTP 500", { httpStatus: 500 });
     const { registry, calls } = scriptedProviders({ a: [failure(), failure()] });

@@ -22,6 +22,9 @@ export interface JournalEntry {
   route: string | null;
   firstModel: string;
   model: string;
+  /** The provider the call went to, and the pool's deployment (a lost call's attempt names them). */
+  provider: string;
+  deployment?: string | undefined;
   jobId: string | undefined;
 }
 
@@ -35,8 +38,25 @@ interface StoredEntry {
   r: string | null;
   fm: string;
   m: string;
+  p?: string;
+  d?: string;
   j?: string;
   a: number;
+}
+
+/**
+ * A call of a job that a process left in flight (it died, or stopped past its lock): what the run
+ * that takes the job over puts in the job's attempts and cost. `id` names it across runs.
+ */
+export interface LostCall {
+  id: string;
+  model: string;
+  provider: string;
+  deployment?: string;
+  /** Its estimate, as the recovery charges it. */
+  costUsd: number;
+  /** When it went out (ms). */
+  startedMs: number;
 }
 
 /** A call's place in the journal. */
@@ -50,6 +70,8 @@ export interface CallJournalOptions {
   /** How often this process beats, and looks for dead processes' journals. */
   heartbeatMs?: number;
   recoverMs?: number;
+  /** How long a job's record of its lost calls is kept (its retention): 7 days by default. */
+  lostCallTtlMs?: number;
 }
 
 /** Defaults: a process silent for 30 s is dead; beats every 5 s; looks every 10 s (jittered). */
@@ -64,6 +86,10 @@ const JOURNAL_TTL_MS = 7 * 86_400_000;
 const CLOSE_BOUND_MS = 1_000;
 /** Dead processes' journals claimed per pass. */
 const CLAIMS_PER_PASS = 10;
+/** A job's record of lost calls, kept as long as a job by default (JOB_RETENTION_S). */
+const LOST_CALL_TTL_MS = 7 * 86_400_000;
+/** Fields HSCAN looks at per step while a run looks for its job's lost calls. */
+const SCAN_COUNT = 1000;
 
 type Commands = RedisClient & {
   cascadeJournalBeat(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
@@ -93,6 +119,7 @@ export class CallJournal {
   private readonly staleMs: number;
   private readonly heartbeatMs: number;
   private readonly recoverMs: number;
+  private readonly lostCallTtlMs: number;
   private sequence = 0;
   /** Entries opened and not yet sent: field, value, field, value… (see `sendUnsent`). */
   private unsent: string[] = [];
@@ -126,6 +153,7 @@ export class CallJournal {
     // Three beats missed before a process is taken for dead.
     this.heartbeatMs = options.heartbeatMs ?? Math.min(HEARTBEAT_MS, Math.floor(this.staleMs / 3));
     this.recoverMs = options.recoverMs ?? Math.min(RECOVER_MS, Math.floor(this.staleMs / 3));
+    this.lostCallTtlMs = options.lostCallTtlMs ?? LOST_CALL_TTL_MS;
   }
 
   /**
@@ -136,7 +164,9 @@ export class CallJournal {
    */
   open(entry: JournalEntry, nowMs: number): JournalHandle {
     this.sequence += 1;
-    const handle: JournalHandle = { field: this.sequence.toString(36) };
+    const call = this.sequence.toString(36);
+    // A job's calls are named after it, so the run that takes the job over finds them (lostCalls).
+    const handle: JournalHandle = { field: entry.jobId === undefined ? call : `${entry.jobId}/${call}` };
     const stored: StoredEntry = {
       u: entry.usageKey,
       f: entry.fields,
@@ -146,8 +176,10 @@ export class CallJournal {
       r: entry.route,
       fm: entry.firstModel,
       m: entry.model,
+      p: entry.provider,
       a: nowMs,
     };
+    if (entry.deployment !== undefined) stored.d = entry.deployment;
     if (entry.jobId !== undefined) stored.j = entry.jobId;
     if (!this.heartbeat && !this.closed) {
       this.startHeartbeat();
@@ -306,25 +338,30 @@ export class CallJournal {
     const journalKey = this.keys.callJournal(instanceId);
     const raw = await this.redis.hgetall(journalKey);
     const keys = [this.keys.callJournals, journalKey];
+    /** KEYS index (1-based) of each usage hash and job record the script writes. */
     const positions = new Map<string, number>();
+    const positionOf = (key: string) => {
+      let position = positions.get(key);
+      if (position === undefined) {
+        keys.push(key);
+        position = keys.length;
+        positions.set(key, position);
+      }
+      return position;
+    };
     const entries = new Map<string, StoredEntry>();
-    const args: Array<string | number> = [instanceId];
+    const args: Array<string | number> = [instanceId, this.lostCallTtlMs];
     for (const [field, value] of Object.entries(raw)) {
       if (value === CHARGED) continue;
       const entry = readEntry(value);
       if (!entry) {
         // Set aside by the script, uncharged: nothing says what it cost.
-        args.push(field, 2);
+        args.push(field, 2, 0);
         continue;
       }
-      let position = positions.get(entry.u);
-      if (position === undefined) {
-        keys.push(entry.u);
-        position = keys.length;
-        positions.set(entry.u, position);
-      }
       entries.set(field, entry);
-      args.push(field, position);
+      const record = entry.j === undefined ? 0 : positionOf(this.keys.lostCalls(entry.j));
+      args.push(field, positionOf(entry.u), record);
     }
     const claimed = await this.redis.cascadeJournalClaim(keys.length, ...keys, ...args);
     let costUsd = 0;
@@ -354,6 +391,56 @@ export class CallJournal {
       );
     }
     return claimed.length;
+  }
+
+  /**
+   * The calls of `jobId` that a process left in flight and nobody settled: those still in a listed
+   * process's journal (dead and not yet charged, or only silent, or a run of this very process that
+   * lost the job), then those a recovery charged, copied to the job's record. Read in that order, a
+   * call charged in between is found in the record. For the run that takes over a job whose run
+   * stalled (its worker died or stopped past its lock): each call is an attempt of the job, and its
+   * estimate (what the recovery charges, or charged) is part of the job's cost.
+   */
+  async lostCalls(jobId: string): Promise<LostCall[]> {
+    const found = new Map<string, StoredEntry>();
+    const pattern = `${escapeGlob(jobId)}/*`;
+    const instances = await this.redis.zrange(this.keys.callJournals, "0", "-1");
+    await Promise.all(
+      instances.map(async (instanceId) => {
+        const journalKey = this.keys.callJournal(instanceId);
+        let cursor = "0";
+        do {
+          const [next, fieldsAndValues] = await this.redis.hscan(
+            journalKey,
+            cursor,
+            "MATCH",
+            pattern,
+            "COUNT",
+            SCAN_COUNT,
+          );
+          cursor = next;
+          for (let index = 0; index + 1 < fieldsAndValues.length; index += 2) {
+            const entry = readEntry(fieldsAndValues[index + 1] as string);
+            if (entry?.j === jobId) found.set(`${instanceId}/${fieldsAndValues[index]}`, entry);
+          }
+        } while (cursor !== "0");
+      }),
+    );
+    const record = await this.redis.hgetall(this.keys.lostCalls(jobId));
+    for (const [id, value] of Object.entries(record)) {
+      const entry = readEntry(value);
+      if (entry?.j === jobId && !found.has(id)) found.set(id, entry);
+    }
+    return [...found]
+      .map(([id, entry]) => ({
+        id,
+        model: entry.m,
+        provider: entry.p ?? "unknown",
+        ...(entry.d !== undefined ? { deployment: entry.d } : {}),
+        costUsd: entry.c,
+        startedMs: entry.a,
+      }))
+      .sort((a, b) => a.startedMs - b.startedMs || (a.id < b.id ? -1 : 1));
   }
 
   /**
@@ -398,6 +485,11 @@ function readEntry(value: string): StoredEntry | undefined {
     Array.isArray(candidate.f)
     ? (candidate as StoredEntry)
     : undefined;
+}
+
+/** `text` as a glob pattern (Redis's MATCH) that matches only itself. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
 }
 
 /** `promise`, or nothing after `ms`. */

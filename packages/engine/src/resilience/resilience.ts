@@ -11,13 +11,14 @@ import {
   usageField,
 } from "@cascade/shared";
 import { PoolSignals } from "../pools/pool-signals.js";
-import { CallJournal, type CallJournalOptions, type JournalHandle } from "./call-journal.js";
+import { CallJournal, type CallJournalOptions, type JournalHandle, type LostCall } from "./call-journal.js";
 import { type HopPlan, HopPlans, type HopRequest } from "./hop-plan.js";
 import { Leases } from "./leases.js";
 import { ADMIT_LUA } from "./lua/admit.lua.js";
 import { SETTLE_LUA } from "./lua/settle.lua.js";
 import { CLOSE_WAIT_MS, SettleQueue } from "./settle-queue.js";
 
+export type { LostCall } from "./call-journal.js";
 export type { HopRequest } from "./hop-plan.js";
 
 /** Held by an admitted call until it is settled. */
@@ -313,12 +314,19 @@ export class Resilience {
         route: request.route,
         firstModel: call.firstModel,
         model: request.modelId,
+        provider: request.providerId,
+        deployment: request.deployment?.id,
         jobId: call.jobId,
       },
       this.clock.now(),
     );
     // A simulated call sends nothing anyone could bill before this entry is out.
     return this.networkProviders.has(request.providerId) ? this.journal.written() : undefined;
+  }
+
+  /** The calls of a job that processes left in flight, unsettled (CallJournal.lostCalls). */
+  lostCalls(jobId: string): Promise<LostCall[]> {
+    return this.journal.lostCalls(jobId);
   }
 
   /**

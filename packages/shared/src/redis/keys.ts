@@ -37,6 +37,11 @@ export interface Keys {
    */
   callJournal(instanceId: string): string;
   readonly callJournals: string;
+  /**
+   * The calls of one job that a dead process left in flight, as its recovery charged them (hash:
+   * `<process id>/<call id>` → the journal entry), read by the run that takes the job over.
+   */
+  lostCalls(jobId: string): string;
   /** Recent calls, errors, skips, requests and fallbacks of a provider, model or pool deployment (hash of per-minute counts). */
   stats(scope: "provider" | "model" | "deployment", id: string): string;
   /** Live events of a streaming job (a Redis stream: status, attempt, delta, restart, done). */
@@ -187,6 +192,7 @@ export function createKeys(prefix: string): Keys {
     settleLedger: (instanceId) => `${tag}:settle-ledger:${instanceId}`,
     callJournal: (instanceId) => `${tag}:call-journal:${instanceId}`,
     callJournals: `${tag}:call-journals`,
+    lostCalls: (jobId) => `${tag}:lost-calls:${jobId}`,
     stats: (scope, id) => `${tag}:stats:${scope}:${id}`,
     breakerChannel: `${tag}:breaker-changes`,
     jobEvents: (jobId) => `${tag}:job-events:${jobId}`,

@@ -118,6 +118,13 @@ export const jobProgressSchema = z.object({
    * resumes after a wait passes them over, as the run that waited would have.
    */
   failed_deployments: z.array(z.string()).optional().catch(undefined),
+  /**
+   * Calls of earlier runs that their processes left in flight (killed, or stopped past the lock),
+   * already in `attempts` and `cost_usd` at their estimates (CallJournal.lostCalls ids), and what
+   * they came to: the process's recovery counts that money, not the run that ends the job.
+   */
+  lost_calls: z.array(z.string()).optional().catch(undefined),
+  lost_usd: z.number().nonnegative().optional().catch(undefined),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
 

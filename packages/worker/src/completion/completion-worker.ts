@@ -7,6 +7,7 @@ import {
   type InterruptionKind,
   invalidJobOutcome,
   JobInterruption,
+  type LostCall,
   type ProviderRegistry,
   type Resilience,
   RunLostLock,
@@ -23,6 +24,7 @@ import {
   isRedisRefusal,
   type JobData,
   type JobOutcome,
+  type JobProgress,
   type Keys,
   type Logger,
   parseJobProgress,
@@ -139,8 +141,42 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const tenantSlots = new TenantSlots(options.connection, keys, 2 * options.lockDurationMs, (error) =>
     logger.warn({ err: error }, "could not renew a tenant's running slot"),
   );
-  const observe = (job: Job<JobData, JobOutcome>, data: JobData, outcome: JobOutcome) =>
-    observeFinishedJob(options.observer, job, data, outcome, clock.now());
+  /**
+   * What the calls earlier runs' processes left in flight came to, where above 0: in the job's
+   * cost, but counted by those processes' recovery (or their own stray charge), not here.
+   */
+  const lostCosts = new WeakMap<Job<JobData, JobOutcome>, number>();
+  const observe = (
+    job: Job<JobData, JobOutcome>,
+    data: JobData,
+    outcome: JobOutcome,
+    lostUsd = lostCosts.get(job) ?? 0,
+  ) =>
+    observeFinishedJob(
+      options.observer,
+      job,
+      data,
+      lostUsd > 0 ? { ...outcome, cost_usd: Math.max(0, outcome.cost_usd - lostUsd) } : outcome,
+      clock.now(),
+    );
+  /**
+   * The calls of a job whose earlier run stalled (its worker killed, or stopped past its lock)
+   * that that run left in flight and `progress` does not hold yet. Not found (Redis refused the
+   * read): the job goes on without them, as before the journal named its calls.
+   */
+  const lostCallsOf = async (jobId: string, progress: JobProgress | undefined): Promise<LostCall[]> => {
+    if (!options.resilience) return [];
+    try {
+      const known = new Set(progress?.lost_calls);
+      return (await options.resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+    } catch (error) {
+      logger.warn(
+        { job_id: jobId, err: (error as Error).message },
+        "could not look for calls an earlier run of this job left in flight",
+      );
+      return [];
+    }
+  };
   /** Runs that ended with a result, until BullMQ has stored it (then they are counted). */
   const endedRuns = new WeakMap<Job<JobData, JobOutcome>, JobData>();
   /** The cost saved in such a run's job (at its start, or its last save) when above 0. */
@@ -297,6 +333,8 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     let savedCost = 0;
     // What the run spent in all once its chain finished, and on which model (its outcome's).
     let ended: { costUsd: number; model: string | undefined } | undefined;
+    // What calls earlier runs left in flight came to (in the job's progress, or found by this run).
+    let lostUsd = 0;
     try {
       // Progress and events are written only while this run holds the job's lock. A write that
       // finds it gone (the run stalled past it and another worker may run the job now) stops the
@@ -332,48 +370,55 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       // A job starting again (after waiting for a limit, a crash, or being handed back) may have
       // been cancelled while no worker held it. First runs skip this read: a cancel of a job shown
       // running reaches its run, held for a slot or not (registered from the claim).
-      const result =
-        resumed && (await options.connection.exists(keys.cancelRequest(jobId)))
-          ? ({ kind: "finished", outcome: cancelledOutcome(progress, clock.now()) } as const)
-          : await runChain({
-              jobId,
-              data,
-              config,
-              providers: options.providers,
-              clock,
-              logger,
-              random,
-              // Calls share the run's signal; a call's timeout swaps it for a fresh one.
-              get signal() {
-                return run.signal;
-              },
-              runSignal: run,
-              resilience: options.resilience,
-              ...(options.metrics ? { metrics: options.metrics } : {}),
-              // The answer is in: the tenant's running slot goes first (sent before the next
-              // job's take, on the same connection), then the worker's.
-              ...(answered
-                ? {
-                    answered: () => {
-                      void releaseSlot();
-                      return answered();
-                    },
-                  }
-                : {}),
-              events,
-              progress,
-              // Parsed from the job for this run: the chain takes it over without a copy.
-              progressOwned: true,
-              saveProgress: async (progress) => {
-                if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
-                savedCost = progress.cost_usd;
-                run.saved();
-                // BullMQ's copy too (the save is Cascade's script, not updateProgress): the
-                // `failed` handler counts a job failed for good from it, and the chain goes on
-                // changing `progress`, past what was saved.
-                job.progress = structuredClone(progress);
-              },
-            });
+      const cancelled = resumed && (await options.connection.exists(keys.cancelRequest(jobId))) > 0;
+      // A run of the job stalled: the calls it left in flight are the job's attempts and cost too,
+      // charged by their process's recovery (or by it, if it was only paused), so counted as saved.
+      const lostCalls =
+        resumed && !cancelled && job.stalledCounter > 0 ? await lostCallsOf(jobId, progress) : [];
+      lostUsd = lostCalls.reduce((total, call) => total + call.costUsd, progress?.lost_usd ?? 0);
+      savedCost += lostUsd - (progress?.lost_usd ?? 0);
+      const result = cancelled
+        ? ({ kind: "finished", outcome: cancelledOutcome(progress, clock.now()) } as const)
+        : await runChain({
+            jobId,
+            data,
+            config,
+            providers: options.providers,
+            clock,
+            logger,
+            random,
+            // Calls share the run's signal; a call's timeout swaps it for a fresh one.
+            get signal() {
+              return run.signal;
+            },
+            runSignal: run,
+            resilience: options.resilience,
+            ...(options.metrics ? { metrics: options.metrics } : {}),
+            // The answer is in: the tenant's running slot goes first (sent before the next
+            // job's take, on the same connection), then the worker's.
+            ...(answered
+              ? {
+                  answered: () => {
+                    void releaseSlot();
+                    return answered();
+                  },
+                }
+              : {}),
+            events,
+            progress,
+            // Parsed from the job for this run: the chain takes it over without a copy.
+            progressOwned: true,
+            ...(lostCalls.length > 0 ? { lostCalls } : {}),
+            saveProgress: async (progress) => {
+              if (!(await lockOf().saveProgress(progress))) throw new JobInterruption("lock_lost");
+              savedCost = progress.cost_usd;
+              run.saved();
+              // BullMQ's copy too (the save is Cascade's script, not updateProgress): the
+              // `failed` handler counts a job failed for good from it, and the chain goes on
+              // changing `progress`, past what was saved.
+              job.progress = structuredClone(progress);
+            },
+          });
       if (result.kind === "finished") {
         ended = { costUsd: result.outcome.cost_usd, model: result.outcome.model };
         await events?.done(finishedJobObject(jobId, data, result.outcome));
@@ -387,6 +432,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         if (options.observer) {
           endedRuns.set(job, data);
           if (savedCost > 0) savedCosts.set(job, savedCost);
+          if (lostUsd > 0) lostCosts.set(job, lostUsd);
         }
         return result.outcome;
       }
@@ -482,7 +528,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       );
       // Counted once, here or by the failed-jobs sweep; a claim that fails leaves it to the sweep.
       (options.claimFailureCount?.(job.id as string) ?? Promise.resolve(true)).then(
-        (mine) => mine && observe(job, data.data, outcome),
+        (mine) => mine && observe(job, data.data, outcome, progress?.lost_usd ?? 0),
         (claimError: unknown) =>
           logger.warn({ job_id: job.id, err: claimError }, "failed job not counted here; the sweep will"),
       );

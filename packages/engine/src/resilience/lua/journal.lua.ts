@@ -33,11 +33,15 @@ export const CHARGED = "!";
 /**
  * journal-claim.lua — charges the calls a dead process left: each entry not yet charged becomes a
  * tombstone and its estimate is added to its usage fields, in one step with the check that the
- * process is still silent (one that beat again since it was found keeps its journal). The process
- * leaves the zset; its journal, kept a day for the tombstones, goes at once if empty.
- * KEYS[1]: the journals (zset); KEYS[2]: the dead process's journal; KEYS[3..]: usage hashes.
- * ARGV[1]: the process's id; ARGV[2..]: field, usage key index pairs (an entry the caller could
- * not read: the journal's own index).
+ * process is still silent (one that beat again since it was found keeps its journal). An entry of
+ * a job is also copied to that job's record of lost calls (`<process id>/<field>` → the entry), for
+ * the run that takes the job over (its attempts and cost). The process leaves the zset; its
+ * journal, kept a day for the tombstones, goes at once if empty.
+ * KEYS[1]: the journals (zset); KEYS[2]: the dead process's journal; KEYS[3..]: usage hashes and
+ * jobs' records of lost calls.
+ * ARGV[1]: the process's id; ARGV[2]: a job's record's lifetime, ms; ARGV[3..]: field, usage key
+ * index, record index (0: none) triples (an entry the caller could not read: usage index 2, the
+ * journal's own).
  * Returns the fields charged.
  */
 export const JOURNAL_CLAIM_LUA = `
@@ -46,7 +50,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if deadline == nil or deadline >= now then return {} end
 local claimed = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 3 do
   local field = ARGV[i]
   local value = redis.call('HGET', KEYS[2], field)
   if value and value ~= '${CHARGED}' then
@@ -60,6 +64,11 @@ for i = 2, #ARGV, 2 do
       if entry.c > 0 then
         for _, name in ipairs(entry.f) do redis.call('HINCRBYFLOAT', key, name, entry.c) end
         redis.call('EXPIRE', key, entry.t)
+      end
+      local record = tonumber(ARGV[i + 2])
+      if record > 0 then
+        redis.call('HSET', KEYS[record], ARGV[1] .. '/' .. field, value)
+        redis.call('PEXPIRE', KEYS[record], ARGV[2])
       end
       table.insert(claimed, field)
     end
