@@ -151,14 +151,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     data: JobData,
     outcome: JobOutcome,
     lostUsd = lostCosts.get(job) ?? 0,
-  ) =>
-    observeFinishedJob(
-      options.observer,
-      job,
-      data,
-      lostUsd > 0 ? { ...outcome, cost_usd: Math.max(0, outcome.cost_usd - lostUsd) } : outcome,
-      clock.now(),
-    );
+  ) => observeFinishedJob(options.observer, job, data, outcome, clock.now(), lostUsd);
   /**
    * The calls of a job whose earlier run stalled (its worker killed, or stopped past its lock)
    * that that run left in flight and `progress` does not hold yet. Not found (Redis refused the

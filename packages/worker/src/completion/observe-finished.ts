@@ -11,6 +11,11 @@ export function observeFinishedJob(
   data: JobData,
   outcome: JobOutcome,
   finishedAtMs: number,
+  /**
+   * What calls earlier runs' processes left in flight came to (the progress's `lost_usd`): in the
+   * outcome's cost, but counted by those processes' recovery (or their own stray charge).
+   */
+  lostUsd = 0,
 ): void {
   if (!observer) return;
   // BullMQ sets processedOn at every activation: a job that waited for a limit (or was
@@ -21,10 +26,15 @@ export function observeFinishedJob(
       ? job.processedOn
       : firstStartMs;
   observer.finished(
-    finishedRequestOf("job", data, outcome, {
-      createdAtMs: job.timestamp,
-      ...(startedAtMs !== undefined ? { startedAtMs } : {}),
-      finishedAtMs,
-    }),
+    finishedRequestOf(
+      "job",
+      data,
+      lostUsd > 0 ? { ...outcome, cost_usd: Math.max(0, outcome.cost_usd - lostUsd) } : outcome,
+      {
+        createdAtMs: job.timestamp,
+        ...(startedAtMs !== undefined ? { startedAtMs } : {}),
+        finishedAtMs,
+      },
+    ),
   );
 }

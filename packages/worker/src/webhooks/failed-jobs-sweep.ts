@@ -128,8 +128,9 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
     if (!job || stillFailed === null || !parsed.success) return { queued: false, counted: false };
     const data = parsed.data;
     const finishedAt = job.finishedOn ?? score;
+    const progress = parseJobProgress(job.progress);
     const outcome = failedOutcome(
-      parseJobProgress(job.progress),
+      progress,
       { type: "internal_error", message: (job.failedReason ?? "").slice(0, 500) },
       finishedAt,
     );
@@ -162,7 +163,7 @@ export function createFailedJobsSweep(options: FailedJobsSweepOptions): FailedJo
     }
     let counted = false;
     if (observer && (await claimCount(jobId))) {
-      observeFinishedJob(observer, job, data, outcome, finishedAt);
+      observeFinishedJob(observer, job, data, outcome, finishedAt, progress?.lost_usd);
       counted = true;
     }
     return { queued, counted };
