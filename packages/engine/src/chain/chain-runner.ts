@@ -30,9 +30,14 @@ export async function runChain(context: ChainContext): Promise<ChainResult> {
   if (run.continued) {
     return { kind: "finished", outcome: failedOutcome(progress, run.continued.error, context.clock.now()) };
   }
+  // A skip's message says what the request needs that the model lacks (no provider said it).
   const reasons = progress.attempts.map(
     (attempt) =>
-      `${attempt.model}: ${attempt.reason ?? (isStoppedAttempt(attempt) ? "stopped" : attempt.outcome)}`,
+      `${attempt.model}: ${attempt.reason ?? (isStoppedAttempt(attempt) ? "stopped" : attempt.outcome)}${
+        attempt.outcome === "skipped" && attempt.reason === "capability_missing" && attempt.message
+          ? ` (${attempt.message})`
+          : ""
+      }`,
   );
   return {
     kind: "finished",

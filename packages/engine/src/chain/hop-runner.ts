@@ -174,6 +174,14 @@ function brokenStreamStep(
   return "continue";
 }
 
+/** Whether every provider a model may go to takes tool arguments as any text (`openai`-type ones do). */
+function takesRawToolArguments(config: ChainContext["config"], modelId: string, model: ModelConfig): boolean {
+  return targetsOf(modelId, model).every((target) => {
+    const type = config.file.providers[target.providerId]?.type;
+    return type === "openai" || type === "simulated";
+  });
+}
+
 /** The shown part and its continuation as one answer (the continuation's leading space dropped as streamed). */
 function joinContinuation(partial: string, continuation: string | null): string {
   const rest = continuation ?? "";
@@ -202,7 +210,16 @@ export async function runHop(
   if (!hop) return "next";
   const model = config.file.models[hop.model];
   const providerId = model ? primaryProvider(model) : "unknown";
-  const skip = model ? precheckHop(hop, model, estimate, data, progress.cost_usd) : undefined;
+  const skip = model
+    ? precheckHop(
+        hop,
+        model,
+        estimate,
+        data,
+        progress.cost_usd,
+        !estimate.rawToolArguments || takesRawToolArguments(config, hop.model, model),
+      )
+    : undefined;
   if (skip || !model) {
     run.record(
       skipped(

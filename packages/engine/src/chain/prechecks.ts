@@ -10,6 +10,7 @@ import {
   type Reason,
   requestedMaxTokens,
 } from "@cascade/shared";
+import { hasRawToolArguments } from "../providers/tool-arguments.js";
 
 /** Capabilities a request needs from a model. */
 export function requiredCapabilities(request: ChatRequest): Capability[] {
@@ -37,6 +38,8 @@ export interface RequestEstimate {
   maxTokens: number;
   requestedMaxTokens: number | undefined;
   capabilities: Capability[];
+  /** A tool call in the history has arguments that are not a JSON object (tool-arguments.ts). */
+  rawToolArguments: boolean;
 }
 
 export function estimateRequest(request: ChatRequest): RequestEstimate {
@@ -45,6 +48,7 @@ export function estimateRequest(request: ChatRequest): RequestEstimate {
     maxTokens: estimateMaxTokens(request),
     requestedMaxTokens: requestedMaxTokens(request),
     capabilities: requiredCapabilities(request),
+    rawToolArguments: hasRawToolArguments(request),
   };
 }
 
@@ -63,6 +67,8 @@ export function precheckHop(
   estimate: RequestEstimate,
   job: Pick<JobData, "max_cost_usd" | "policy">,
   spentUsd: number,
+  /** Whether every provider the model may go to takes tool arguments as text (`openai`-type). */
+  takesRawToolArguments = true,
 ): SkipDecision | undefined {
   const supported = model.capabilities ?? [];
   const missing = estimate.capabilities.filter(
@@ -72,6 +78,15 @@ export function precheckHop(
   );
   if (missing.length) {
     return { reason: "capability_missing", message: `model lacks ${missing.join(", ")}` };
+  }
+  if (estimate.rawToolArguments && !takesRawToolArguments) {
+    // OpenAI takes a tool call's arguments as any text; Anthropic and Gemini need an object, and
+    // sending another one would change the caller's history.
+    return {
+      reason: "capability_missing",
+      message:
+        "a tool call's arguments in the history are not a JSON object: only openai-type providers take them as sent",
+    };
   }
   if (model.context_window !== undefined) {
     const needed = estimate.promptTokens + (estimate.requestedMaxTokens ?? 0);

@@ -8,7 +8,7 @@ import { clientSettings } from "./ai-sdk/client-settings.js";
 import { classifyOpenAIError, OPENAI_ERRORS } from "./errors-openai.js";
 import { createLeanChatGenerate } from "./openai-lean/chat-client.js";
 import { createLeanChatStream } from "./openai-lean/chat-stream.js";
-import { noteMessageNames } from "./openai-names.js";
+import { noteUnsentFields } from "./openai-names.js";
 import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
@@ -121,8 +121,8 @@ function adjustOptions(
   mistral: boolean,
 ): void {
   if (mistral) fitToolIdsForMistral(options);
-  // Messages' names go back into the body the SDK builds (openai-names.ts).
-  noteMessageNames(options.abortSignal, call.request);
+  // Messages' names and raw tool arguments go back into the body the SDK builds (openai-names.ts).
+  noteUnsentFields(options.abortSignal, call.request);
   // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
   if (call.request.stream === true) options.includeRawChunks = true;
   const extra: Record<string, unknown> = {};

@@ -1,4 +1,4 @@
-import { nameMessagesInJson } from "./openai-names.js";
+import { restoreUnsentFieldsInJson } from "./openai-names.js";
 
 /**
  * Lets a call see the bytes of its provider's answer arrive, without the provider SDKs knowing:
@@ -84,9 +84,9 @@ function reportingChunks(response: Response, onChunk: () => void, events: boolea
 /** A fetch that reports the bytes of a watched call's answer; unwatched calls pass untouched. */
 export function watchedFetch(fetch: typeof globalThis.fetch): typeof globalThis.fetch {
   return async (input, init) => {
-    // A streamed openai-type call's body gets its messages' names back (openai-names.ts).
+    // A streamed openai-type call's body gets its messages' unsent fields back (openai-names.ts).
     if (init?.signal && typeof init.body === "string" && String(input).endsWith("/chat/completions")) {
-      const body = nameMessagesInJson(init.signal, init.body);
+      const body = restoreUnsentFieldsInJson(init.signal, init.body);
       if (body !== init.body) init = { ...init, body };
     }
     const response = await fetch(input, init);

@@ -31,7 +31,9 @@ function imagePart(image: { url: string; detail?: "auto" | "low" | "high" }): La
 /**
  * A tool call's `arguments` as the SDK's `input`. Blank arguments (some clients and servers send
  * `""` for a call without parameters) are an empty object: Anthropic's `tool_use.input` and
- * Gemini's `functionCall.args` must be objects, and OpenAI's own answers say `"{}"`.
+ * Gemini's `functionCall.args` must be objects, and OpenAI's own answers say `"{}"`. Arguments
+ * that are not an object reach only `openai`-type providers (the hop runner skips the others as
+ * `capability_missing`), which get the caller's text back in the body (openai-names.ts).
  */
 function parseArguments(text: string): unknown {
   if (text.trim() === "") return {};

@@ -1,7 +1,7 @@
 import { InvalidResponseDataError, type LanguageModelV3CallOptions } from "@ai-sdk/provider";
 import type { Dispatcher } from "undici";
 import type { GenerateCall } from "../ai-sdk/adapter.js";
-import { nameMessages } from "../openai-names.js";
+import { restoreUnsentFields } from "../openai-names.js";
 import type { ProviderError } from "../provider-error.js";
 import { firstByteWatcher } from "../response-watch.js";
 import type { Completion, SentSink } from "../types.js";
@@ -36,7 +36,7 @@ async function requestJsonOf(
   options: LanguageModelV3CallOptions,
 ): Promise<string> {
   const { args } = await model.getArgs(options);
-  nameMessages(options.abortSignal, args);
+  restoreUnsentFields(options.abortSignal, args);
   return JSON.stringify(args);
 }
 

@@ -17,7 +17,7 @@ import {
   type StreamedResult,
 } from "../ai-sdk/from-stream.js";
 import { MAX_PROVIDER_RESPONSE_BYTES } from "../http.js";
-import { nameMessages } from "../openai-names.js";
+import { restoreUnsentFields } from "../openai-names.js";
 import { ProviderError } from "../provider-error.js";
 import { chunkWatcher, holdsData } from "../response-watch.js";
 import type { StreamSink } from "../types.js";
@@ -472,7 +472,7 @@ async function streamLean(
   const body: Record<string, unknown> = streamUsage
     ? { ...args, stream: true, stream_options: { include_usage: true } }
     : { ...args, stream: true };
-  nameMessages(signal, body);
+  restoreUnsentFields(signal, body);
   const requestJson = JSON.stringify(body);
   if (signal.aborted) throw signal.reason;
   return new Promise<StreamedResult>((resolve, reject) => {
