@@ -64,6 +64,7 @@ import {
   sendError,
 } from "./plugins/error-handler.js";
 import { registerBodyDepthLimit } from "./plugins/json-depth.js";
+import { registerLingeringClose } from "./plugins/lingering-close.js";
 import { OpenRequests } from "./plugins/open-requests.js";
 import { prototypeKeyError } from "./plugins/prototype-keys.js";
 import { registerRedisGate } from "./plugins/redis-gate.js";
@@ -359,6 +360,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   const unrouted = registerErrorHandling(app, routes);
   registerAuth(app, config, unrouted);
   registerBodyDeadline(app);
+  registerLingeringClose(app);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
   if (replicaWait) registerReplicaWait(app, replicaWait.wait);

@@ -1,0 +1,68 @@
+import type { Socket } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { MIN_BODY_BYTES_PER_S } from "./body-deadline.js";
+import { declaresBody } from "./http-error.js";
+
+/** A refused body may keep coming this long before its rate counts. */
+export const LINGER_GRACE_MS = 1_000;
+/** The longest a connection lingers after its answer (nginx's lingering_time). */
+export const LINGER_MAX_MS = 30_000;
+/** How often a lingering connection's rate is checked. */
+const LINGER_CHECK_MS = 250;
+
+/**
+ * A request answered before its body was read, with `connection: close` (a refusal: no key, a
+ * tenant out of file storage, no such route; see auth.ts and routes/files.ts), keeps its
+ * connection open for reading after the answer: the write side is closed once the answer is out
+ * (a FIN), and what still comes of the body is read and dropped, until the client closes its side
+ * or the body falls behind MIN_BODY_BYTES_PER_S after LINGER_GRACE_MS, or LINGER_MAX_MS pass.
+ * Node closed such a connection at once: a client still sending (the official SDK streams its
+ * multipart body, and reads the answer once it has sent it) got EPIPE or a reset that discarded
+ * the answer, so it saw a connection error instead of the 401, 400 or 404 (and retried). A
+ * trickling client is still cut off within about a second (RFC 9112 §9.6, "lingering close").
+ */
+export function registerLingeringClose(app: FastifyInstance): void {
+  app.addHook("onSend", (request, reply, payload, done) => {
+    const socket = request.raw.socket;
+    if (
+      socket &&
+      !request.raw.complete &&
+      declaresBody(request) &&
+      String(reply.getHeader("connection") ?? "").toLowerCase() === "close"
+    ) {
+      lingerOnClose(socket);
+    }
+    done(null, payload);
+  });
+}
+
+const lingering = new WeakSet<Socket>();
+
+/** Makes Node's close of the connection after this answer (destroySoon) a lingering close. */
+function lingerOnClose(socket: Socket): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  const destroySoon = socket.destroySoon;
+  socket.destroySoon = function lingeringClose(this: Socket) {
+    socket.destroySoon = destroySoon;
+    if (socket.destroyed) return;
+    // The answer goes, then the FIN; the read side stays open (Node's HTTP sockets allow half-open).
+    socket.end();
+    const startedAt = Date.now();
+    const readBefore = socket.bytesRead;
+    const check = setInterval(() => {
+      const elapsedMs = Date.now() - startedAt;
+      const behind =
+        elapsedMs > LINGER_GRACE_MS &&
+        socket.bytesRead - readBefore < ((elapsedMs - LINGER_GRACE_MS) / 1000) * MIN_BODY_BYTES_PER_S;
+      if (behind || elapsedMs >= LINGER_MAX_MS) socket.destroy();
+    }, LINGER_CHECK_MS);
+    check.unref();
+    socket.once("close", () => clearInterval(check));
+    // The client has sent all it will and read the answer: nothing is left to wait for.
+    socket.once("end", () => socket.destroy());
+    // Whatever comes is dropped (the request's parser, once the answer is out, reads nothing of it).
+    socket.on("data", () => {});
+    socket.resume();
+  };
+}
