@@ -261,6 +261,15 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).not.toContain("not-the-password");
   });
 
+  it("when REDIS_URL says rediss:// (TLS) for a Redis that speaks plain RESP: says so, in one line", async () => {
+    // A probe's find: a timeout and "start Redis", with Node's warning about an IP address as the
+    // TLS server name printed first, while Redis ran, on that port, without TLS.
+    const line = await startupFailure(kind, { REDIS_URL: inject("redisUrl").replace(/^redis:/, "rediss:") });
+    expect(line).toContain("REDIS_URL");
+    expect(line).toMatch(/without TLS/);
+    expect(line).toContain("redis://");
+  });
+
   it("when Redis has maxmemory-policy allkeys-lru", async () => {
     expect(await redisCommand(evictingRedis.url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")).toBe(
       "+OK",

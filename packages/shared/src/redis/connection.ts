@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { ConfigError } from "../errors/config-error.js";
@@ -253,6 +253,9 @@ export async function checkRedis(
   }
 }
 
+/** How long a Redis that could not be reached is asked over the other protocol (TLS or not). */
+const OTHER_PROTOCOL_PROBE_MS = 1_000;
+
 /**
  * The first line a server at `url` answers to a PING on a connection of its own (any answer:
  * PONG, -LOADING, -NOAUTH), or undefined when none comes within `timeoutMs`.
@@ -264,7 +267,8 @@ function firstReplyTo(url: string, timeoutMs: number): Promise<string | undefine
     const port = Number(parsed.port || 6379);
     const socket =
       parsed.protocol === "rediss:"
-        ? tlsConnect({ host, port, servername: host, rejectUnauthorized: false })
+        ? // SNI takes a name, never an address (Node warns on one, before the check's own line).
+          tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), rejectUnauthorized: false })
         : netConnect({ host, port });
     const done = (reply: string | undefined) => {
       clearTimeout(timer);
@@ -299,6 +303,17 @@ async function probeRedis(
     if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(cause.message)) {
       throw new ConfigError(
         `Redis at ${shown} refused the credentials in REDIS_URL (${cause.message}); set REDIS_URL to redis://<user>:<password>@host:port with the right ones`,
+      );
+    }
+    // Reached, but over the other protocol: a TLS handshake a plain Redis never answers (or the
+    // reverse) looks like a Redis that is not there.
+    const tls = new URL(url).protocol === "rediss:";
+    const other = tls ? url.replace(/^rediss:/i, "redis:") : url.replace(/^redis:/i, "rediss:");
+    if ((await firstReplyTo(other, OTHER_PROTOCOL_PROBE_MS)) !== undefined) {
+      throw new ConfigError(
+        tls
+          ? `Redis at ${shown} answers without TLS, but REDIS_URL says rediss:// (TLS); use redis:// for this port, or give the port of a TLS listener`
+          : `Redis at ${shown} answers only over TLS, but REDIS_URL says redis://; use rediss:// for this port`,
       );
     }
     throw new ConfigError(
