@@ -146,10 +146,21 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         reservation.kind === "replay" &&
         (reservation.added || now - reservation.reservedAt > ENQUEUE_WINDOW_MS)
       ) {
-        // Its job has been removed (JOB_RETENTION_S shorter than the key's 24 h, or an operator
-        // removed it): the key is spent, and the request is a new one (of concurrent retries,
-        // exactly one takes it over).
         if (!(await store.get(request.tenant, reservation.jobId))) {
+          // Its job went in and has been removed (JOB_RETENTION_S shorter than the key's 24 h, or
+          // an operator removed it): within the key's 24 h the request never runs (and is billed)
+          // again, and its job cannot be answered, so the client is told why.
+          if (reservation.added) {
+            throw new HttpError(
+              422,
+              "idempotency_error",
+              `this Idempotency-Key's job ${reservation.jobId} is gone (removed after JOB_RETENTION_S, or by an operator) and the key is kept 24 h; send a new key to run the request again`,
+              "Idempotency-Key",
+            );
+          }
+          // Its request was cut off before its job went in (or the note that it did was lost):
+          // the key is taken over, and the request is a new one (of concurrent retries, exactly
+          // one takes it over).
           reservation = await idempotency.takeOver(
             request.tenant,
             idempotencyKey,
