@@ -41,6 +41,11 @@ export interface JobRoutesDeps {
 }
 
 export const MAX_WAIT_SECONDS = 60;
+/**
+ * How long DELETE on a running job waits for its end before answering 202 (a call in flight is
+ * aborted, or a run that had its answer records it, within milliseconds as a rule).
+ */
+const CANCEL_SETTLE_MS = 2_000;
 /** How long after its reservation an Idempotency-Key's job may still be on its way into the queue. */
 const ENQUEUE_WINDOW_MS = 30_000;
 /**
@@ -245,40 +250,62 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
   routes.delete("/v1/jobs/:id", { schema: { params: jobParams } }, async (request, reply) => {
     const { id } = request.params;
-    const result = await store.cancel(request.tenant, id, clock.now(), (cancelled) =>
-      deps.webhooks.jobCancelled(request.tenant, cancelled, clock.now()),
-    );
-    if (!result) throw notFound(`no job with id ${id}`);
-    if (result.kind === "terminal") {
-      throw new HttpError(
-        409,
-        "conflict_error",
-        `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
-        undefined,
-        // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
-        { "x-should-retry": "false" },
+    // Following the job's end from before the cancel is asked: a running job's is awaited below.
+    const waiter = waiters.register(id, CANCEL_SETTLE_MS);
+    try {
+      await waiter.ready;
+      let result = await store.cancel(request.tenant, id, clock.now(), (cancelled) =>
+        deps.webhooks.jobCancelled(request.tenant, cancelled, clock.now()),
       );
+      if (!result) throw notFound(`no job with id ${id}`);
+      if (result.kind === "requested") {
+        // A run whose call has answered records its result whatever the cancel says (the answer
+        // is paid for): it ends succeeded (or failed) a moment later, and 202 would promise a
+        // cancel that never comes (a probe saw 13 of 95). A call in flight is aborted and the job
+        // ends cancelled within milliseconds too. So the answer waits for the end, a moment at
+        // most, and tells what happened; a run that takes longer is still being cancelled (202).
+        await waiter.done;
+        const ended = await store.get(request.tenant, id);
+        if (ended && isTerminal(ended)) {
+          result =
+            ended.status === "cancelled"
+              ? { kind: "requested", job: ended }
+              : { kind: "terminal", job: ended };
+        }
+      }
+      if (result.kind === "terminal") {
+        throw new HttpError(
+          409,
+          "conflict_error",
+          `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
+          undefined,
+          // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
+          { "x-should-retry": "false" },
+        );
+      }
+      if (result.kind === "cancelled") {
+        waiters.wake(id);
+        // Counted as the jobs workers end are (cascade_jobs_total, usage rows, the dashboard): what
+        // it had spent (a billed hop before a wait for a limit) counts, as a cancelled job's does.
+        deps.observer?.finished({
+          door: "job",
+          tenant: request.tenant,
+          route: result.data.route,
+          firstModel: result.data.chain[0]?.model ?? "",
+          status: "cancelled",
+          costUsd: result.job.cost_usd,
+          attempts: result.job.attempts,
+          createdAtMs: result.job.created_at * 1000,
+          ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
+          finishedAtMs: clock.now(),
+        });
+        // A job shown running (waiting between tries) answers 202 as the contract says of running
+        // jobs, though it has already ended cancelled: no worker held it to abort.
+        return reply.code(result.wasRunning ? 202 : 200).send(result.job);
+      }
+      return reply.code(202).send(result.job);
+    } finally {
+      waiter.cancel();
     }
-    if (result.kind === "cancelled") {
-      waiters.wake(id);
-      // Counted as the jobs workers end are (cascade_jobs_total, usage rows, the dashboard): what
-      // it had spent (a billed hop before a wait for a limit) counts, as a cancelled job's does.
-      deps.observer?.finished({
-        door: "job",
-        tenant: request.tenant,
-        route: result.data.route,
-        firstModel: result.data.chain[0]?.model ?? "",
-        status: "cancelled",
-        costUsd: result.job.cost_usd,
-        attempts: result.job.attempts,
-        createdAtMs: result.job.created_at * 1000,
-        ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
-        finishedAtMs: clock.now(),
-      });
-      // A job shown running (waiting between tries) answers 202 as the contract says of running
-      // jobs, though it has already ended cancelled: no worker held it to abort.
-      return reply.code(result.wasRunning ? 202 : 200).send(result.job);
-    }
-    return reply.code(202).send(result.job);
   });
 }

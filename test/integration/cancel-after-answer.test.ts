@@ -1,0 +1,82 @@
+/**
+ * DELETE on a job whose call has already answered, while its worker records the result: the
+ * result stands (a paid answer is kept), so the job ends succeeded, and the DELETE must say so
+ * (409, the job has ended) rather than 202, which promises the job "ends cancelled once its worker
+ * has aborted" (contract). A black-box probe saw 13 of 95 running-job cancels answered 202 and
+ * then succeed. The API now waits a moment after asking for the cancel, for the job's end, and
+ * answers what happened; a call still in flight is aborted and the job ends cancelled (202).
+ */
+import type { JobData } from "@cascade/shared";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Stack, startStack } from "../support/cascade-stack.js";
+
+let stack: Stack;
+/** Set while a slow job's bookkeeping (after its answer) is held up, with what releases it. */
+let held: { entered: () => void; release: Promise<void> } | undefined;
+
+beforeAll(async () => {
+  stack = await startStack({
+    redisUrl: inject("redisUrl"),
+    config: {
+      providers: {
+        sim: { type: "simulated", simulate: { latency_ms: 0 } },
+        slow: { type: "simulated", simulate: { latency_ms: 3000 } },
+      },
+      models: { fast: { provider: "sim" }, sluggish: { provider: "slow" } },
+      routes: { default: { chain: [{ model: "fast" }] }, slow: { chain: [{ model: "sluggish" }] } },
+    },
+    // A slow Redis taking the webhook, after the answer: the job is still shown running.
+    beforeFinished: async (data: JobData) => {
+      if (data.metadata?.hold !== "1" || !held) return;
+      held.entered();
+      await held.release;
+    },
+  });
+});
+afterAll(() => stack?.close());
+
+describe("DELETE on a running job", () => {
+  it("whose answer is in and being recorded: 409 with the job ended succeeded, not 202", async () => {
+    let release!: () => void;
+    let entered!: () => void;
+    const inBookkeeping = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    held = {
+      entered,
+      release: new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    };
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
+    });
+    await inBookkeeping;
+    expect((await stack.request("GET", `/v1/jobs/${created.body.id}`)).body.status).toBe("running");
+    // The bookkeeping goes on 300 ms into the DELETE.
+    setTimeout(release, 300);
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    expect(cancel.status).toBe(409);
+    expect(cancel.body.error.type).toBe("conflict_error");
+    expect(cancel.body.error.message).toMatch(/succeeded/);
+    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`);
+    expect(job.body.status).toBe("succeeded");
+    held = undefined;
+  });
+
+  it("whose call is in flight: 202, and the job ends cancelled", async () => {
+    const created = await stack.request("POST", "/v1/jobs", {
+      body: { route: "slow", request: { messages: [{ role: "user", content: "slow" }] } },
+    });
+    const deadline = Date.now() + 5_000;
+    while ((await stack.request("GET", `/v1/jobs/${created.body.id}`)).body.status !== "running") {
+      if (Date.now() > deadline) throw new Error("the job never started");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    expect(cancel.status).toBe(202);
+    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`);
+    expect(job.body.status).toBe("cancelled");
+  });
+});
