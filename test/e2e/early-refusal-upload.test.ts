@@ -82,6 +82,46 @@ describe("an upload refused before its body is read", () => {
     expect(await upload("roomy-key", 1_000)).toBeUndefined();
   });
 
+  it("a request pipelined behind a refused body on that connection is not run (RFC 9112 §9.6)", async () => {
+    const { hostname, port } = new URL(api.url);
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    let received = "";
+    socket.on("data", (chunk) => {
+      received += chunk.toString("utf8");
+    });
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.on("connect", resolve));
+    const body = "x".repeat(200_000);
+    socket.write(
+      `POST /v1/files HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer wrong\r\n` +
+        `Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 1000)}`,
+    );
+    while (!received.includes("\r\n\r\n")) await new Promise((r) => setTimeout(r, 20));
+    // The rest of the refused body, then a request with a good key on the same connection.
+    const job = JSON.stringify({ request: { messages: [{ role: "user", content: "pipelined" }] } });
+    const key = `pipelined-${Date.now()}`;
+    socket.write(
+      `${body.slice(1000)}POST /v1/jobs HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer roomy-key\r\n` +
+        `Idempotency-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${job.length}\r\n\r\n${job}`,
+    );
+    // Time for the API to have run it, were it run (the client keeps its half open: no close comes).
+    await new Promise((r) => setTimeout(r, 1_000));
+    socket.destroy();
+    // One answer: the 401. The pipelined job was not taken: its key makes a new job now, not a replay.
+    expect(received.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(received.split("\r\n")[0]).toBe("HTTP/1.1 401 Unauthorized");
+    const again = await fetch(`${api.url}/v1/jobs`, {
+      method: "POST",
+      headers: {
+        authorization: "Bearer roomy-key",
+        "idempotency-key": key,
+        "content-type": "application/json",
+      },
+      body: job,
+    });
+    expect(again.status).toBe(202);
+  });
+
   it("a client trickling the rest of a refused body is cut off (it cannot hold the connection)", async () => {
     const { hostname, port } = new URL(api.url);
     // Half-open allowed: the client goes on sending after the server's FIN, as a trickler would.

@@ -3,6 +3,7 @@ import type { ChatRequest, ModelConfig, ProviderConfig } from "@cascade/shared";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createProviderFetch } from "../../packages/engine/src/providers/http.js";
 import { createOpenAIAdapter, mistralToolId } from "../../packages/engine/src/providers/openai.js";
+import { watchedFetch } from "../../packages/engine/src/providers/response-watch.js";
 import type { ProviderCall } from "../../packages/engine/src/providers/types.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 
@@ -91,6 +92,48 @@ describe("requests to Mistral's API", () => {
       expect(body.messages.slice(2).map((message: { tool_call_id: string }) => message.tool_call_id)).toEqual(
         [anthropic, openai, "abc123XYZ"],
       );
+    }
+  });
+
+  it("sends a tool call's arguments that are not an object as the caller wrote them, under its rewritten id (ADR 0039)", async () => {
+    const conversation: Partial<ChatRequest> = {
+      ...toolConversation,
+      messages: (toolConversation.messages ?? []).map((message) =>
+        message.role === "assistant" && message.tool_calls
+          ? {
+              ...message,
+              tool_calls: message.tool_calls.map((toolCall, index) =>
+                index === 0
+                  ? { ...toolCall, function: { ...toolCall.function, arguments: '{"city": "Par' } }
+                  : toolCall,
+              ),
+            }
+          : message,
+      ),
+    };
+    // As the registry builds them: the SDK's calls go through the watched fetch, which puts the
+    // fields back into a body the lean client did not build.
+    const fetch = watchedFetch(createProviderFetch({ dispatcher: agent }));
+    for (const [adapter, stream] of [
+      [createOpenAIAdapter("mistral", provider(), "sk-test", fetch, undefined, { dispatcher: agent }), false],
+      [createOpenAIAdapter("mistral", provider(), "sk-test", fetch), false],
+      [createOpenAIAdapter("mistral", provider(), "sk-test", fetch, undefined, { dispatcher: agent }), true],
+      [createOpenAIAdapter("mistral", provider(), "sk-test", fetch), true],
+    ] as const) {
+      fake.reset();
+      if (stream)
+        await adapter.stream(call({ ...conversation, stream: true }), {
+          delta() {},
+          heartbeat() {},
+        } as never);
+      else await adapter.generate(call(conversation));
+      const body = fake.callsFor("mistral-small-latest")[0]?.body;
+      expect(
+        body.messages[1].tool_calls.map(
+          (toolCall: { function: { arguments: string } }) => toolCall.function.arguments,
+        ),
+      ).toEqual(['{"city": "Par', "{}", "{}"]);
+      expect(body.messages[1].tool_calls[0].id).toBe(mistralToolId("call_Zq9x8AbCdEfGhIjKlMnOpQrS"));
     }
   });
 

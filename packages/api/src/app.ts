@@ -358,9 +358,10 @@ export function buildApp(deps: AppDeps): CascadeApp {
     }
   });
   const unrouted = registerErrorHandling(app, routes);
+  // First of the onRequest hooks: a request pipelined behind a refused body is not run.
+  registerLingeringClose(app);
   registerAuth(app, config, unrouted);
   registerBodyDeadline(app);
-  registerLingeringClose(app);
   registerRedisGate(app, redis, config.settings.API_REDIS_WAIT_MS);
   const replicaWait = createReplicaWait(redis, config, keys, logger, metrics);
   if (replicaWait) registerReplicaWait(app, replicaWait.wait);

@@ -10,6 +10,9 @@ export const LINGER_MAX_MS = 30_000;
 /** How often a lingering connection's rate is checked. */
 const LINGER_CHECK_MS = 250;
 
+/** Connections answered `connection: close` before their request's body was read. */
+const lingering = new WeakSet<Socket>();
+
 /**
  * A request answered before its body was read, with `connection: close` (a refusal: no key, a
  * tenant out of file storage, no such route; see auth.ts and routes/files.ts), keeps its
@@ -22,6 +25,18 @@ const LINGER_CHECK_MS = 250;
  * trickling client is still cut off within about a second (RFC 9112 §9.6, "lingering close").
  */
 export function registerLingeringClose(app: FastifyInstance): void {
+  // Registered before every other onRequest hook (auth, the Redis gate): a request that arrives
+  // on a connection answered `connection: close` (a client pipelining behind a refused body) is
+  // not run (RFC 9112 §9.6), and gets no answer: its client sends it again on a new connection.
+  app.addHook("onRequest", (request, reply, done) => {
+    const socket = request.raw.socket;
+    if (socket && lingering.has(socket)) {
+      reply.hijack();
+      socket.destroy();
+      return;
+    }
+    done();
+  });
   app.addHook("onSend", (request, reply, payload, done) => {
     const socket = request.raw.socket;
     if (
@@ -35,8 +50,6 @@ export function registerLingeringClose(app: FastifyInstance): void {
     done(null, payload);
   });
 }
-
-const lingering = new WeakSet<Socket>();
 
 /** Makes Node's close of the connection after this answer (destroySoon) a lingering close. */
 function lingerOnClose(socket: Socket): void {
@@ -59,8 +72,11 @@ function lingerOnClose(socket: Socket): void {
     }, LINGER_CHECK_MS);
     check.unref();
     socket.once("close", () => clearInterval(check));
-    // The client has sent all it will and read the answer: nothing is left to wait for.
-    socket.once("end", () => socket.destroy());
+    // The client has sent all it will: nothing is left to wait for once the answer is written.
+    socket.once("end", () => {
+      if (socket.writableFinished) socket.destroy();
+      else socket.once("finish", () => socket.destroy());
+    });
     // Whatever comes is dropped (the request's parser, once the answer is out, reads nothing of it).
     socket.on("data", () => {});
     socket.resume();

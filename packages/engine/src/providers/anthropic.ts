@@ -119,11 +119,11 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   // shape: it is not sent, and the caller's tools and choice go as they are.
   const mustCallTool = usableTools && (toolChoice === "required" || typeof toolChoice === "object");
   if (format?.type === "json_schema" && mustCallTool) delete options.responseFormat;
-  // A last assistant turn is a prefill (a broken stream's shown text, continued on this hop, or
-  // the caller's own): Claude is to continue that text. Either JSON mode would make it start a new
+  // A last assistant turn, as sent (fitForAnthropic drops a blank one), is a prefill (a broken
+  // stream's shown text, continued on this hop, or the caller's own): Claude is to continue it. Either JSON mode would make it start a new
   // object instead (the forced json tool answers a whole object; native structured outputs take
   // no prefill), so the JSON the prefill began goes on as text.
-  if (call.request.messages.at(-1)?.role === "assistant") delete options.responseFormat;
+  if (options.prompt.at(-1)?.role === "assistant") delete options.responseFormat;
   const extra = anthropicOptions(call.request);
   if (extra) options.providerOptions = { anthropic: extra as never };
 }

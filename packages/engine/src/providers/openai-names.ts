@@ -28,8 +28,15 @@ const SENT_ROLES: Record<string, readonly string[]> = {
   tool: ["tool"],
 };
 
-/** Notes the call's unsent message fields under its signal (or forgets any a previous call left). */
-export function noteUnsentFields(signal: AbortSignal | undefined, request: ChatRequest): void {
+/**
+ * Notes the call's unsent message fields under its signal (or forgets any a previous call left).
+ * `toolCallId` gives the id a tool call has in the body (Mistral's are rewritten).
+ */
+export function noteUnsentFields(
+  signal: AbortSignal | undefined,
+  request: ChatRequest,
+  toolCallId: (id: string) => string = (id) => id,
+): void {
   if (!signal) return;
   let noted: UnsentFields | undefined;
   const note = () => {
@@ -49,7 +56,7 @@ export function noteUnsentFields(signal: AbortSignal | undefined, request: ChatR
       const noted = note();
       const calls = noted.toolArguments[index] ?? new Array(message.tool_calls.length).fill(undefined);
       noted.toolArguments[index] = calls;
-      calls[position] = { id: call.id, text: call.function.arguments };
+      calls[position] = { id: toolCallId(call.id), text: call.function.arguments };
     }
   }
   if (noted) fieldsBySignal.set(signal, noted);

@@ -58,14 +58,15 @@ function fitToolIdsForMistral(options: LanguageModelV3CallOptions): void {
   for (const message of options.prompt) {
     if (message.role !== "assistant" && message.role !== "tool") continue;
     for (const part of message.content) {
-      if (
-        (part.type === "tool-call" || part.type === "tool-result") &&
-        !MISTRAL_TOOL_ID.test(part.toolCallId)
-      ) {
-        part.toolCallId = mistralToolId(part.toolCallId);
-      }
+      if (part.type === "tool-call" || part.type === "tool-result")
+        part.toolCallId = fitMistralToolId(part.toolCallId);
     }
   }
+}
+
+/** A tool call id as Mistral is sent it: kept when it is 9 letters and digits, else its hash. */
+function fitMistralToolId(id: string): string {
+  return MISTRAL_TOOL_ID.test(id) ? id : mistralToolId(id);
 }
 
 /**
@@ -122,7 +123,7 @@ function adjustOptions(
 ): void {
   if (mistral) fitToolIdsForMistral(options);
   // Messages' names and raw tool arguments go back into the body the SDK builds (openai-names.ts).
-  noteUnsentFields(options.abortSignal, call.request);
+  noteUnsentFields(options.abortSignal, call.request, mistral ? fitMistralToolId : undefined);
   // A stream's raw chunks tell a refusal's text (`delta.refusal`) from content (readStream).
   if (call.request.stream === true) options.includeRawChunks = true;
   const extra: Record<string, unknown> = {};

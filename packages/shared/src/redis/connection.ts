@@ -309,7 +309,9 @@ async function probeRedis(
     // reverse) looks like a Redis that is not there.
     const tls = new URL(url).protocol === "rediss:";
     const other = tls ? url.replace(/^rediss:/i, "redis:") : url.replace(/^redis:/i, "rediss:");
-    if ((await firstReplyTo(other, OTHER_PROTOCOL_PROBE_MS)) !== undefined) {
+    // A Redis's answer to PING (+PONG, -NOAUTH, -LOADING), not any server's first line (an SSH
+    // banner, an HTTP 400): only then is the protocol the fix.
+    if (/^[+-]/.test((await firstReplyTo(other, OTHER_PROTOCOL_PROBE_MS)) ?? "")) {
       throw new ConfigError(
         tls
           ? `Redis at ${shown} answers without TLS, but REDIS_URL says rediss:// (TLS); use redis:// for this port, or give the port of a TLS listener`
