@@ -108,9 +108,15 @@ export function isTerminal(job: { status: string }): boolean {
   return TERMINAL_STATUSES.has(job.status);
 }
 
-/** A job "fell back" when it ended on a model other than its chain's first, or any hop did not succeed. */
+/**
+ * A job "fell back" when it ended on a model other than its chain's first, or any hop did not
+ * succeed. A call stopped by the job's own interruption or its worker's end (an error with no
+ * reason: a cancel, a lost lock, a call a dead worker left in flight) is no failure of a hop.
+ */
 export function fellBack(job: { model: string | null; models?: string[]; attempts?: Attempt[] }): boolean {
-  if (job.attempts?.some((attempt) => attempt.outcome !== "success")) return true;
+  const failed = (attempt: Attempt) =>
+    attempt.outcome !== "success" && !(attempt.outcome === "error" && attempt.reason === undefined);
+  if (job.attempts?.some(failed)) return true;
   const first = job.models?.[0];
   return job.model !== null && first !== undefined && job.model !== first;
 }

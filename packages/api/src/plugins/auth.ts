@@ -2,6 +2,7 @@ import { type Config, sha256Hex } from "@cascade/shared";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { UnroutedAnswer } from "./error-handler.js";
 import { declaresBody, HttpError, headerLines } from "./http-error.js";
+import { closeAfterAnswer } from "./lingering-close.js";
 
 /**
  * Who may call a route, declared by the route itself (`config: { access }`):
@@ -76,7 +77,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
       // Node would read and discard the rest of the declared body to reuse the socket, so a
       // client with no key could hold it (and a file descriptor) for the whole request timeout
       // (an hour) by trickling bytes.
-      if (declaresBody(request)) reply.header("connection", "close");
+      if (declaresBody(request)) closeAfterAnswer(request, reply);
       return done(error as Error);
     }
     done();
@@ -95,7 +96,7 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
       // No public route reads a body (health checks, pages): one declared is not read either.
       // Kept alive, Node would read and discard it for up to the request timeout, so anyone
       // could hold a connection by trickling one; the answer closes it instead.
-      if (declaresBody(request)) reply.header("connection", "close");
+      if (declaresBody(request)) closeAfterAnswer(request, reply);
       return;
     }
     const basic = request.routeOptions.config.basicAuth === true;

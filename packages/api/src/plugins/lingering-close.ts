@@ -1,5 +1,5 @@
 import type { Socket } from "node:net";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { MIN_BODY_BYTES_PER_S } from "./body-deadline.js";
 import { declaresBody } from "./http-error.js";
 
@@ -15,7 +15,8 @@ const lingering = new WeakSet<Socket>();
 
 /**
  * A request answered before its body was read, with `connection: close` (a refusal: no key, a
- * tenant out of file storage, no such route; see auth.ts and routes/files.ts), keeps its
+ * tenant out of file storage, no such route; closeAfterAnswer in auth.ts and routes/files.ts;
+ * marked there, not by a hook on every answer), keeps its
  * connection open for reading after the answer: the write side is closed once the answer is out
  * (a FIN), and what still comes of the body is read and dropped, until the client closes its side
  * or the body falls behind MIN_BODY_BYTES_PER_S after LINGER_GRACE_MS, or LINGER_MAX_MS pass.
@@ -37,18 +38,17 @@ export function registerLingeringClose(app: FastifyInstance): void {
     }
     done();
   });
-  app.addHook("onSend", (request, reply, payload, done) => {
-    const socket = request.raw.socket;
-    if (
-      socket &&
-      !request.raw.complete &&
-      declaresBody(request) &&
-      String(reply.getHeader("connection") ?? "").toLowerCase() === "close"
-    ) {
-      lingerOnClose(socket);
-    }
-    done(null, payload);
-  });
+}
+
+/**
+ * Answers the request with `connection: close`, for a refusal made before its body was read (so
+ * nobody holds the connection by trickling a body): the connection lingers after the answer (see
+ * registerLingeringClose) when some of the body is still to come.
+ */
+export function closeAfterAnswer(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header("connection", "close");
+  const socket = request.raw.socket;
+  if (socket && !request.raw.complete && declaresBody(request)) lingerOnClose(socket);
 }
 
 /** Makes Node's close of the connection after this answer (destroySoon) a lingering close. */

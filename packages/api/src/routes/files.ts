@@ -12,6 +12,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { badRequest, checkCursorShape, HttpError, notFound } from "../plugins/http-error.js";
+import { closeAfterAnswer } from "../plugins/lingering-close.js";
 
 export interface FileRoutesDeps {
   files: FileStore;
@@ -136,7 +137,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
       const held = await files.heldBytes(request.tenant);
       if (held >= limitBytes) {
         // Answered before the body is read: its connection goes, rather than the body's bytes.
-        reply.header("connection", "close");
+        closeAfterAnswer(request, reply);
         throw storageFull(held, limitBytes);
       }
       const fields: Record<string, string> = {};
@@ -193,7 +194,7 @@ export function registerFileRoutes(app: FastifyInstance, deps: FileRoutesDeps): 
         if (error instanceof FileTooLargeError || code === "FST_REQ_FILE_TOO_LARGE") throw tooLarge();
         if (error instanceof FileStorageLimitError) {
           // Refused mid-body (a chunk past the limit): the rest of it is not read, the connection goes.
-          if (!upload) reply.header("connection", "close");
+          if (!upload) closeAfterAnswer(request, reply);
           throw storageFull(error.heldBytes, error.limitBytes, upload?.bytes);
         }
         if (code === "FST_PROTO_VIOLATION") {

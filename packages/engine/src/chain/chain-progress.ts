@@ -18,6 +18,8 @@ export class ChainProgress {
   readonly progress: JobProgress;
   /** Set once a stream the caller had seen part of broke off and the chain continues it. */
   continued: ContinuedAnswer | undefined;
+  /** Journal fields of this run's calls charged to the job since its last save (see `save`). */
+  private chargedCalls: string[] | undefined;
   /** Changed since it was last saved (or since the run began). */
   private dirty = false;
   /** Never saved yet: a first run saves its start before it waits, so a resumed run keeps it. */
@@ -48,17 +50,21 @@ export class ChainProgress {
    * Calls earlier runs made and never settled, their processes killed or stopped past the lock:
    * attempts of the job like any call (with no reason: they say nothing of the provider, as a call
    * stopped by a lost lock), charged in its cost at their estimates, as the dead process's
-   * recovery charges its tenant. Named in `lost_calls`, so no later run counts one again.
+   * recovery charges its tenant. Named in `counted_calls`, so no later run counts one again.
    */
   private recordLostCalls(lost: readonly LostCall[]): void {
     const nowMs = this.context.clock.now();
-    const known = new Set(this.progress.lost_calls);
+    const known = new Set(this.progress.counted_calls);
     for (const call of lost) {
       if (known.has(call.id)) continue;
       known.add(call.id);
       const attempt: Attempt = {
         model: call.model,
-        provider: call.provider,
+        // An entry written before entries named their provider: the model's, as configured.
+        provider:
+          call.provider === "unknown"
+            ? (this.context.config.file.models[call.model]?.provider ?? call.provider)
+            : call.provider,
         ...(call.deployment !== undefined ? { deployment: call.deployment } : {}),
         outcome: "error",
         message:
@@ -67,11 +73,25 @@ export class ChainProgress {
         duration_ms: Math.max(0, nowMs - call.startedMs),
         started_at: unixSeconds(call.startedMs),
       };
-      this.record(attempt);
+      // Not logged or counted as a hop's try (its duration is the wait for the takeover, not a
+      // call's): one line says what was found, and live readers get the attempt.
+      this.progress.attempts.push(attempt);
+      this.dirty = true;
+      this.context.events?.attempt(attempt);
+      this.context.logger.warn(
+        {
+          job_id: this.context.jobId,
+          current_model: attempt.model,
+          provider: attempt.provider,
+          cost_usd: call.costUsd,
+          call: call.id,
+        },
+        "a call an earlier run of this job left in flight (its worker stopped) is counted in the job's attempts and cost",
+      );
       this.addCost(call.costUsd);
       this.progress.lost_usd = addUsd(this.progress.lost_usd ?? 0, call.costUsd);
     }
-    this.progress.lost_calls = [...known];
+    this.progress.counted_calls = [...known];
     this.progress.started_at = Math.min(
       this.progress.started_at ?? Number.POSITIVE_INFINITY,
       ...lost.map((call) => unixSeconds(call.startedMs)),
@@ -97,8 +117,25 @@ export class ChainProgress {
     return this.dirty;
   }
 
+  /**
+   * A call of this run, with this journal entry, was charged to the job (`addCost`): a save names
+   * it in `counted_calls`, since the entry's removal (its settlement) may reach Redis after the
+   * save, and a run taking the job over must not count the call again as one left in flight.
+   */
+  callCharged(journalField: string): void {
+    if (this.chargedCalls) this.chargedCalls.push(journalField);
+    else this.chargedCalls = [journalField];
+  }
+
   /** Saves attempts made since the last save, so a crash from here on does not repeat them. */
   async save(): Promise<void> {
+    const instanceId = this.context.resilience?.journal.instanceId;
+    if (this.chargedCalls && instanceId !== undefined) {
+      const counted = this.progress.counted_calls ?? [];
+      for (const field of this.chargedCalls) counted.push(`${instanceId}/${field}`);
+      this.progress.counted_calls = counted;
+      this.chargedCalls = undefined;
+    }
     await this.context.saveProgress(this.progress);
     this.savedReservation = this.progress.reservation !== undefined;
     this.dirty = false;

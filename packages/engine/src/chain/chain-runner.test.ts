@@ -152,7 +152,7 @@ describe("runChain", () => {
       attempts: [],
       cost_usd: 0.5,
       started_at: Math.floor((startedMs - 1_000) / 1000),
-      lost_calls: ["w1/job_test/0"],
+      counted_calls: ["w1/job_test/0"],
       lost_usd: 0.5,
     };
     const result = await runChain({ ...context(jobData(), registry), progress, lostCalls: lost });
@@ -192,11 +192,50 @@ describe("runChain", () => {
     });
     expect(result.kind).toBe("deferred");
     if (result.kind !== "deferred") return;
-    expect(result.progress).toMatchObject({ lost_calls: ["w2/job_test/7"], lost_usd: 0.25 });
+    expect(result.progress).toMatchObject({ counted_calls: ["w2/job_test/7"], lost_usd: 0.25 });
     expect(result.progress.attempts.map((attempt) => attempt.outcome)).toEqual(["error", "error"]);
     expect(result.progress.cost_usd).toBeGreaterThanOrEqual(0.25);
     // Saved before the wait (a crash from here on does not lose them).
-    expect(saved.at(-1)).toMatchObject({ lost_calls: ["w2/job_test/7"], lost_usd: 0.25 });
+    expect(saved.at(-1)).toMatchObject({ counted_calls: ["w2/job_test/7"], lost_usd: 0.25 });
+  });
+
+  it("names a failed call's journal entry in the progress it saves (its removal may reach Redis later)", async () => {
+    const { registry } = scriptedProviders({
+      a: [new ProviderError("server_error", "HTTP 500", { httpStatus: 500 })],
+    });
+    let call = 0;
+    // Admits every call and journals it as Resilience does (the entry's field on the ticket).
+    const journaling = {
+      journal: { instanceId: "w9" },
+      async admitOrLineUp(): Promise<Admission> {
+        return { admitted: true, ticket: {} as never };
+      },
+      journalCall(ticket: { journal?: { field: string } }) {
+        call += 1;
+        ticket.journal = { field: `job_test/${call}` };
+        return undefined;
+      },
+      async settle() {
+        return undefined;
+      },
+      pools: { callStarted() {}, callEnded() {}, failed() {}, latency() {} },
+    };
+    const saved: Array<{ counted_calls?: string[]; attempts: unknown[] }> = [];
+    const data = jobData();
+    const result = await runChain({
+      ...context(
+        { ...data, chain: [{ ...data.chain[0], max_retries: 0 } as never, ...data.chain.slice(1)] },
+        registry,
+      ),
+      resilience: journaling as unknown as Resilience,
+      saveProgress: async (progress) => {
+        saved.push(structuredClone(progress));
+      },
+    });
+    expect(result.kind).toBe("finished");
+    // Saved before b was tried: a's failed call, its attempt and its entry's id.
+    expect(saved[0]?.attempts).toHaveLength(1);
+    expect(saved[0]?.counted_calls).toEqual(["w9/job_test/1"]);
   });
 
   it("retries a server error once, then falls back, skipping what cannot fit", async () => {

@@ -112,6 +112,9 @@ function settleCall(
     return undefined;
   }
   const error = failure instanceof ProviderError ? failure : undefined;
+  // Saved with the progress that holds its cost (a failed call's progress is saved before the
+  // next try): its journal entry may still be there then.
+  if (ticket?.journal) run.callCharged(ticket.journal.field);
   const billed = chargeUnfinishedCall(model, {
     // A whole answer not passed on (no finish reason) is charged as the completion it is.
     usage: error?.unfinishedAnswer

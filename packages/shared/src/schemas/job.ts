@@ -119,11 +119,13 @@ export const jobProgressSchema = z.object({
    */
   failed_deployments: z.array(z.string()).optional().catch(undefined),
   /**
-   * Calls of earlier runs that their processes left in flight (killed, or stopped past the lock),
-   * already in `attempts` and `cost_usd` at their estimates (CallJournal.lostCalls ids), and what
-   * they came to: the process's recovery counts that money, not the run that ends the job.
+   * Journal ids (`<process id>/<field>`, CallJournal) of calls already in `attempts` and
+   * `cost_usd`: the job's own settled calls (their journal entries may outlive the save, their
+   * removal still queued) and calls of earlier runs that their processes left in flight (killed,
+   * or stopped past the lock), at their estimates. A run taking the job over skips them.
    */
-  lost_calls: z.array(z.string()).optional().catch(undefined),
+  counted_calls: z.array(z.string()).optional().catch(undefined),
+  /** What the calls earlier runs left in flight came to: their process's recovery counts that money, not the run that ends the job. */
   lost_usd: z.number().nonnegative().optional().catch(undefined),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;

@@ -160,7 +160,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const lostCallsOf = async (jobId: string, progress: JobProgress | undefined): Promise<LostCall[]> => {
     if (!options.resilience) return [];
     try {
-      const known = new Set(progress?.lost_calls);
+      const known = new Set(progress?.counted_calls);
       return (await options.resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
     } catch (error) {
       logger.warn(
