@@ -122,6 +122,45 @@ describe("an upload refused before its body is read", () => {
     expect(again.status).toBe(202);
   });
 
+  it("a lingering upload does not hold the API's shutdown (SIGTERM exits at once, not after 30 s)", async () => {
+    const own = await startApi({
+      name: "api (shutdown)",
+      env: {
+        REDIS_URL: inject("redisUrl"),
+        CASCADE_REDIS_PREFIX: uniquePrefix("lingerstop"),
+        CASCADE_CONFIG: dir.write("stop.json", {
+          providers: { sim: { type: "simulated" } },
+          models: { fast: { provider: "sim" } },
+          routes: { default: { chain: [{ model: "fast" }] } },
+          tenants: { roomy: { api_keys_env: "ROOMY_KEYS" } },
+        }),
+        ROOMY_KEYS: "roomy-key",
+        LOG_LEVEL: "warn",
+      },
+    });
+    const { hostname, port } = new URL(own.url);
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.on("connect", resolve));
+    socket.write(
+      `POST /v1/files HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer wrong\r\n` +
+        "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 50000000\r\n\r\n--xyz\r\n",
+    );
+    // Faster than the body rate: the connection lingers for its 30 s.
+    const upload = setInterval(() => socket.writable && socket.write(Buffer.alloc(8_192, 0x20)), 100);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const stoppedAt = Date.now();
+      own.kill("SIGTERM");
+      const status = await own.waitForExit(20_000);
+      expect(status.code).toBe(0);
+      expect(Date.now() - stoppedAt).toBeLessThan(5_000);
+    } finally {
+      clearInterval(upload);
+      socket.destroy();
+    }
+  });
+
   it("a client trickling the rest of a refused body is cut off (it cannot hold the connection)", async () => {
     const { hostname, port } = new URL(api.url);
     // Half-open allowed: the client goes on sending after the server's FIN, as a trickler would.

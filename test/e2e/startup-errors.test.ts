@@ -270,6 +270,22 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     expect(line).toContain("redis://");
   });
 
+  it("when REDIS_URL says rediss:// for a port where no Redis answers either way (an SSH banner): cannot reach, not 'use redis://'", async () => {
+    const server = createServer((socket) => {
+      socket.on("error", () => {});
+      socket.write("SSH-2.0-OpenSSH_9.2\r\n");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const line = await startupFailure(kind, { REDIS_URL: `rediss://127.0.0.1:${port}` });
+      expect(line).toMatch(/Cannot reach Redis/);
+      expect(line).not.toMatch(/without TLS/);
+    } finally {
+      server.close();
+    }
+  });
+
   it("when Redis has maxmemory-policy allkeys-lru", async () => {
     expect(await redisCommand(evictingRedis.url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")).toBe(
       "+OK",

@@ -160,7 +160,31 @@ describe("a job cancelled where no worker holds it", () => {
     expect(stopped.status).toBe(202);
     expect(stopped.body.status).toBe("cancelled");
 
-    expect(await metric("cascade_jobs_total", labels)).toBe(before + 3);
+    // One taken over after its worker died, waiting for a limit: its progress holds the call the
+    // dead run left in flight, which that worker's recovery counted; not counted again here.
+    const lost = await http(api.url, "POST", "/v1/jobs", { request: chatRequest("hi") }, 10_000);
+    await (await Job.fromId(queue, lost.body.id))?.updateProgress({
+      hop: 0,
+      tries: 0,
+      attempts: [
+        {
+          model: "primary",
+          provider: "fake",
+          outcome: "error",
+          message: "the worker running this call stopped before it answered",
+          duration_ms: 30_000,
+          started_at: Math.floor(Date.now() / 1000),
+        },
+      ],
+      cost_usd: 0.5,
+      started_at: Math.floor(Date.now() / 1000),
+      counted_calls: ["w1/job/1"],
+      lost_usd: 0.5,
+    });
+    const lostCancel = await http(api.url, "DELETE", `/v1/jobs/${lost.body.id}`, undefined, 10_000);
+    expect(lostCancel.body).toMatchObject({ status: "cancelled", cost_usd: 0.5 });
+
+    expect(await metric("cascade_jobs_total", labels)).toBe(before + 4);
     expect(
       await metric("cascade_cost_usd_total", { tenant: "default", route: "default", model: "primary" }),
     ).toBe(0.25);

@@ -22,7 +22,15 @@ export type CancelResult =
    * Cancelled here, no worker holding it: `data` and the job's first start, to count it by;
    * `wasRunning`: it was shown running (between tries, after an attempt), not queued.
    */
-  | { kind: "cancelled"; job: JobObject; data: JobData; wasRunning: boolean; startedAtMs?: number }
+  | {
+      kind: "cancelled";
+      job: JobObject;
+      data: JobData;
+      wasRunning: boolean;
+      startedAtMs?: number;
+      /** What calls earlier runs left in flight came to (in the job's cost; their recovery counted it). */
+      lostUsd: number;
+    }
   | { kind: "requested"; job: JobObject }
   | { kind: "terminal"; job: JobObject };
 
@@ -161,6 +169,7 @@ export class JobStore {
           data: stored.data,
           wasRunning: current.status === "running",
           ...(cancelled.started_at != null ? { startedAtMs: cancelled.started_at * 1000 } : {}),
+          lostUsd: stored.progress?.lost_usd ?? 0,
         };
       }
       // Gone already: another cancel of it (two DELETEs at once, an SDK's retry) removed it first
@@ -185,9 +194,14 @@ export class JobStore {
     const after = await this.get(tenant, jobId);
     if (after?.status === "cancelled") return { kind: "requested", job: after };
     if (after && isTerminal(after)) {
-      await this.redis.del(this.keys.cancelRequest(jobId));
+      await this.forgetCancelRequest(jobId);
       return { kind: "terminal", job: after };
     }
     return { kind: "requested", job: { ...current, status: "running" } };
+  }
+
+  /** Drops a running job's cancel request (it ended before the cancel reached its run). */
+  async forgetCancelRequest(jobId: string): Promise<void> {
+    await this.redis.del(this.keys.cancelRequest(jobId));
   }
 }

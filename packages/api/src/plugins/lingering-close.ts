@@ -10,8 +10,10 @@ export const LINGER_MAX_MS = 30_000;
 /** How often a lingering connection's rate is checked. */
 const LINGER_CHECK_MS = 250;
 
-/** Connections answered `connection: close` before their request's body was read. */
-const lingering = new WeakSet<Socket>();
+/** Connections answered `connection: close` (no request after that answer is run on them). */
+const closing = new WeakSet<Socket>();
+/** Connections lingering now: cut at once when the server closes (shutdown waits for none). */
+const lingering = new Set<Socket>();
 
 /**
  * A request answered before its body was read, with `connection: close` (a refusal: no key, a
@@ -31,11 +33,18 @@ export function registerLingeringClose(app: FastifyInstance): void {
   // not run (RFC 9112 §9.6), and gets no answer: its client sends it again on a new connection.
   app.addHook("onRequest", (request, reply, done) => {
     const socket = request.raw.socket;
-    if (socket && lingering.has(socket)) {
+    if (socket && closing.has(socket)) {
+      // Left alone: the connection's own end (its linger, or Node's close after the answer)
+      // closes it; destroyed here, unread input would reset it and could lose that answer.
       reply.hijack();
-      socket.destroy();
       return;
     }
+    done();
+  });
+  // A lingering upload must not hold the server's close (SHUTDOWN_TIMEOUT_MS) for 30 s.
+  app.addHook("preClose", (done) => {
+    for (const socket of lingering) socket.destroy();
+    lingering.clear();
     done();
   });
 }
@@ -48,17 +57,19 @@ export function registerLingeringClose(app: FastifyInstance): void {
 export function closeAfterAnswer(request: FastifyRequest, reply: FastifyReply): void {
   reply.header("connection", "close");
   const socket = request.raw.socket;
-  if (socket && !request.raw.complete && declaresBody(request)) lingerOnClose(socket);
+  if (!socket || closing.has(socket)) return;
+  closing.add(socket);
+  if (!request.raw.complete && declaresBody(request)) lingerOnClose(socket);
 }
 
 /** Makes Node's close of the connection after this answer (destroySoon) a lingering close. */
 function lingerOnClose(socket: Socket): void {
   if (lingering.has(socket)) return;
-  lingering.add(socket);
   const destroySoon = socket.destroySoon;
   socket.destroySoon = function lingeringClose(this: Socket) {
     socket.destroySoon = destroySoon;
     if (socket.destroyed) return;
+    lingering.add(socket);
     // The answer goes, then the FIN; the read side stays open (Node's HTTP sockets allow half-open).
     socket.end();
     const startedAt = Date.now();
@@ -71,7 +82,10 @@ function lingerOnClose(socket: Socket): void {
       if (behind || elapsedMs >= LINGER_MAX_MS) socket.destroy();
     }, LINGER_CHECK_MS);
     check.unref();
-    socket.once("close", () => clearInterval(check));
+    socket.once("close", () => {
+      clearInterval(check);
+      lingering.delete(socket);
+    });
     // The client has sent all it will: nothing is left to wait for once the answer is written.
     socket.once("end", () => {
       if (socket.writableFinished) socket.destroy();

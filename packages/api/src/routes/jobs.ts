@@ -14,7 +14,7 @@ import {
   sha256Hex,
   unixSeconds,
 } from "@cascade/shared";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { canonicalJson } from "../jobs/canonical-json.js";
@@ -250,62 +250,77 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
   routes.delete("/v1/jobs/:id", { schema: { params: jobParams } }, async (request, reply) => {
     const { id } = request.params;
-    // Following the job's end from before the cancel is asked: a running job's is awaited below.
+    let result = await store.cancel(request.tenant, id, clock.now(), (cancelled) =>
+      deps.webhooks.jobCancelled(request.tenant, cancelled, clock.now()),
+    );
+    if (!result) throw notFound(`no job with id ${id}`);
+    if (result.kind === "requested" && result.job.status !== "cancelled") {
+      // A run whose call has answered records its result whatever the cancel says (the answer is
+      // paid for): it ends succeeded (or failed) a moment later, and 202 would promise a cancel
+      // that never comes (a probe saw 13 of 95). A call in flight is aborted and the job ends
+      // cancelled within milliseconds too. So the answer waits for the end, CANCEL_SETTLE_MS at
+      // most, and tells what happened; a run that takes longer is still being cancelled (202).
+      const ended = await settledAfterCancel(request, reply, id);
+      if (ended && isTerminal(ended)) {
+        if (ended.status === "cancelled") result = { kind: "requested", job: ended };
+        else {
+          // Nothing left to cancel: the flag would only stop a later run that is not coming.
+          await store.forgetCancelRequest(id).catch(() => {});
+          result = { kind: "terminal", job: ended };
+        }
+      }
+    }
+    if (result.kind === "terminal") {
+      throw new HttpError(
+        409,
+        "conflict_error",
+        `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
+        undefined,
+        // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
+        { "x-should-retry": "false" },
+      );
+    }
+    if (result.kind === "cancelled") {
+      waiters.wake(id);
+      // Counted as the jobs workers end are (cascade_jobs_total, usage rows, the dashboard): what
+      // it had spent (a billed hop before a wait for a limit) counts, as a cancelled job's does;
+      // calls a dead run left in flight were counted by their process's recovery.
+      deps.observer?.finished({
+        door: "job",
+        tenant: request.tenant,
+        route: result.data.route,
+        firstModel: result.data.chain[0]?.model ?? "",
+        status: "cancelled",
+        costUsd: Math.max(0, result.job.cost_usd - result.lostUsd),
+        attempts: result.job.attempts,
+        createdAtMs: result.job.created_at * 1000,
+        ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
+        finishedAtMs: clock.now(),
+      });
+      // A job shown running (waiting between tries) answers 202 as the contract says of running
+      // jobs, though it has already ended cancelled: no worker held it to abort.
+      return reply.code(result.wasRunning ? 202 : 200).send(result.job);
+    }
+    return reply.code(202).send(result.job);
+  });
+
+  /**
+   * The job after a cancel was asked of its running worker: once it has ended, or as it is after
+   * CANCEL_SETTLE_MS (or when the client goes). Held like a `?wait` (max_open_requests).
+   */
+  async function settledAfterCancel(request: FastifyRequest, reply: FastifyReply, id: string) {
+    deps.openRequests.hold(request, reply);
     const waiter = waiters.register(id, CANCEL_SETTLE_MS);
     try {
       await waiter.ready;
-      let result = await store.cancel(request.tenant, id, clock.now(), (cancelled) =>
-        deps.webhooks.jobCancelled(request.tenant, cancelled, clock.now()),
-      );
-      if (!result) throw notFound(`no job with id ${id}`);
-      if (result.kind === "requested") {
-        // A run whose call has answered records its result whatever the cancel says (the answer
-        // is paid for): it ends succeeded (or failed) a moment later, and 202 would promise a
-        // cancel that never comes (a probe saw 13 of 95). A call in flight is aborted and the job
-        // ends cancelled within milliseconds too. So the answer waits for the end, a moment at
-        // most, and tells what happened; a run that takes longer is still being cancelled (202).
-        await waiter.done;
-        const ended = await store.get(request.tenant, id);
-        if (ended && isTerminal(ended)) {
-          result =
-            ended.status === "cancelled"
-              ? { kind: "requested", job: ended }
-              : { kind: "terminal", job: ended };
-        }
-      }
-      if (result.kind === "terminal") {
-        throw new HttpError(
-          409,
-          "conflict_error",
-          `job ${id} has already ended (status ${result.job.status}); nothing to cancel`,
-          undefined,
-          // OpenAI's SDKs retry a 409 unless told not to: asking again cannot help here.
-          { "x-should-retry": "false" },
-        );
-      }
-      if (result.kind === "cancelled") {
-        waiters.wake(id);
-        // Counted as the jobs workers end are (cascade_jobs_total, usage rows, the dashboard): what
-        // it had spent (a billed hop before a wait for a limit) counts, as a cancelled job's does.
-        deps.observer?.finished({
-          door: "job",
-          tenant: request.tenant,
-          route: result.data.route,
-          firstModel: result.data.chain[0]?.model ?? "",
-          status: "cancelled",
-          costUsd: result.job.cost_usd,
-          attempts: result.job.attempts,
-          createdAtMs: result.job.created_at * 1000,
-          ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
-          finishedAtMs: clock.now(),
-        });
-        // A job shown running (waiting between tries) answers 202 as the contract says of running
-        // jobs, though it has already ended cancelled: no worker held it to abort.
-        return reply.code(result.wasRunning ? 202 : 200).send(result.job);
-      }
-      return reply.code(202).send(result.job);
+      // Read once the end can no longer be missed: it may have come before the waiter.
+      const now = await store.get(request.tenant, id);
+      if (!now || isTerminal(now)) return now;
+      const closed = new Promise<void>((resolve) => request.raw.once("close", () => resolve()));
+      await Promise.race([waiter.done, closed]);
+      return await store.get(request.tenant, id);
     } finally {
       waiter.cancel();
     }
-  });
+  }
 }

@@ -122,7 +122,8 @@ function countTakenBack(counts: NonNullable<BatchQueueDeps["counts"]>, lines: He
       route: typeof data.route === "string" ? data.route : null,
       firstModel: Array.isArray(data.chain) ? (data.chain[0]?.model ?? "") : "",
       status: "cancelled",
-      costUsd: progress?.cost_usd ?? 0,
+      // Calls a dead run left in flight were counted by their process's recovery.
+      costUsd: Math.max(0, (progress?.cost_usd ?? 0) - (progress?.lost_usd ?? 0)),
       attempts: progress?.attempts ?? [],
       createdAtMs: data.created_at * 1000,
       ...(progress?.started_at !== undefined ? { startedAtMs: progress.started_at * 1000 } : {}),

@@ -298,7 +298,9 @@ async function probeRedis(
     await probe.connect();
   } catch (error) {
     probe.disconnect();
-    const cause = lastError ?? (error as Error);
+    const raw = lastError ?? (error as Error);
+    // One line, whatever the cause says (OpenSSL's messages end in a newline).
+    const cause = { message: raw.message.replace(/\s+/g, " ").trim() };
     // Reached, but refused our credentials: the fix is the password, not starting a Redis.
     if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(cause.message)) {
       throw new ConfigError(
