@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
 
 let stack: Stack;
+const headers = { authorization: "Bearer acme-key" };
 /** Set while a slow job's bookkeeping (after its answer) is held up, with what releases it. */
 let held: { entered: () => void; release: Promise<void> } | undefined;
 
@@ -24,7 +25,9 @@ beforeAll(async () => {
       },
       models: { fast: { provider: "sim" }, sluggish: { provider: "slow" } },
       routes: { default: { chain: [{ model: "fast" }] }, slow: { chain: [{ model: "sluggish" }] } },
+      tenants: { acme: { api_keys_env: "ACME_KEYS", max_open_requests: 2 } },
     },
+    env: { ACME_KEYS: "acme-key" },
     // A slow Redis taking the webhook, after the answer: the job is still shown running.
     beforeFinished: async (data: JobData) => {
       if (data.metadata?.hold !== "1" || !held) return;
@@ -49,34 +52,69 @@ describe("DELETE on a running job", () => {
       }),
     };
     const created = await stack.request("POST", "/v1/jobs", {
+      headers,
       body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
     });
     await inBookkeeping;
-    expect((await stack.request("GET", `/v1/jobs/${created.body.id}`)).body.status).toBe("running");
+    expect((await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers })).body.status).toBe(
+      "running",
+    );
     // The bookkeeping goes on 300 ms into the DELETE.
     setTimeout(release, 300);
-    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers });
     expect(cancel.status).toBe(409);
     expect(cancel.body.error.type).toBe("conflict_error");
     expect(cancel.body.error.message).toMatch(/succeeded/);
-    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`);
+    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`, { headers });
     expect(job.body.status).toBe("succeeded");
+    held = undefined;
+  });
+
+  it("by a tenant at its max_open_requests: 202 at once (no wait for the end), not a 429 for a cancel asked", async () => {
+    let release!: () => void;
+    let entered!: () => void;
+    const inBookkeeping = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    held = {
+      entered,
+      release: new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    };
+    const created = await stack.request("POST", "/v1/jobs", {
+      headers,
+      body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
+    });
+    await inBookkeeping;
+    // Two requests held open (the tenant's cap): waiting GETs of the job.
+    const waiting = [0, 1].map(() =>
+      stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`, { headers }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers });
+    expect(cancel.status).toBe(202);
+    release();
+    await Promise.all(waiting);
     held = undefined;
   });
 
   it("whose call is in flight: 202, and the job ends cancelled", async () => {
     const created = await stack.request("POST", "/v1/jobs", {
+      headers,
       body: { route: "slow", request: { messages: [{ role: "user", content: "slow" }] } },
     });
     const deadline = Date.now() + 5_000;
-    while ((await stack.request("GET", `/v1/jobs/${created.body.id}`)).body.status !== "running") {
+    while (
+      (await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers })).body.status !== "running"
+    ) {
       if (Date.now() > deadline) throw new Error("the job never started");
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`);
+    const cancel = await stack.request("DELETE", `/v1/jobs/${created.body.id}`, { headers });
     expect(cancel.status).toBe(202);
-    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`);
+    const job = await stack.request("GET", `/v1/jobs/${created.body.id}?wait=5`, { headers });
     expect(job.body.status).toBe("cancelled");
   });
 });
