@@ -38,24 +38,30 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.close());
 
+/** A job whose answer is in and whose bookkeeping is held (shown running) until `release`. */
+async function jobHeldAfterItsAnswer() {
+  let release!: () => void;
+  let entered!: () => void;
+  const inBookkeeping = new Promise<void>((resolve) => {
+    entered = resolve;
+  });
+  held = {
+    entered,
+    release: new Promise<void>((resolve) => {
+      release = resolve;
+    }),
+  };
+  const created = await stack.request("POST", "/v1/jobs", {
+    headers,
+    body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
+  });
+  await inBookkeeping;
+  return { created, release };
+}
+
 describe("DELETE on a running job", () => {
   it("whose answer is in and being recorded: 409 with the job ended succeeded, not 202", async () => {
-    let release!: () => void;
-    let entered!: () => void;
-    const inBookkeeping = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    held = {
-      entered,
-      release: new Promise<void>((resolve) => {
-        release = resolve;
-      }),
-    };
-    const created = await stack.request("POST", "/v1/jobs", {
-      headers,
-      body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
-    });
-    await inBookkeeping;
+    const { created, release } = await jobHeldAfterItsAnswer();
     expect((await stack.request("GET", `/v1/jobs/${created.body.id}`, { headers })).body.status).toBe(
       "running",
     );
@@ -71,22 +77,7 @@ describe("DELETE on a running job", () => {
   });
 
   it("by a tenant at its max_open_requests: 202 at once (no wait for the end), not a 429 for a cancel asked", async () => {
-    let release!: () => void;
-    let entered!: () => void;
-    const inBookkeeping = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    held = {
-      entered,
-      release: new Promise<void>((resolve) => {
-        release = resolve;
-      }),
-    };
-    const created = await stack.request("POST", "/v1/jobs", {
-      headers,
-      body: { metadata: { hold: "1" }, request: { messages: [{ role: "user", content: "answered" }] } },
-    });
-    await inBookkeeping;
+    const { created, release } = await jobHeldAfterItsAnswer();
     // Two requests held open (the tenant's cap): waiting GETs of the job.
     const waiting = [0, 1].map(() =>
       stack.request("GET", `/v1/jobs/${created.body.id}?wait=20`, { headers }),
