@@ -3,7 +3,7 @@
 // Node built-ins only: this runs before dependencies are installed.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildPackages, ensureDependencies } from "./lib/pnpm.mjs";
 import { isDockerEngineReachable, isOnPath } from "./lib/process.mjs";
@@ -39,6 +39,9 @@ async function main() {
     );
     summary.failed = 1;
   }
+  // The names again at the end, where a log's tail shows them (the console reporter printed them
+  // far above, among the passing files).
+  for (const name of summary.failedNames) console.log(`FAILED ${name}`);
   const skipped = summary.skipped ? `, ${summary.skipped} skipped` : "";
   console.log(`${summary.passed} passed, ${summary.failed} failed${skipped}`);
   process.exit(exitCode);
@@ -76,7 +79,15 @@ function readSummary() {
   const failedOutsideTests = report.testResults.filter(
     (file) => file.status === "failed" && !file.assertionResults.some((test) => test.status === "failed"),
   ).length;
+  const failedNames = [];
+  for (const file of report.testResults) {
+    const path = relative(root, file.name);
+    const failedTests = file.assertionResults.filter((test) => test.status === "failed");
+    for (const test of failedTests) failedNames.push(`${path} > ${test.fullName}`);
+    if (file.status === "failed" && failedTests.length === 0) failedNames.push(`${path} (outside any test)`);
+  }
   return {
+    failedNames,
     passed: report.numPassedTests,
     failed: report.numFailedTests + failedOutsideTests,
     skipped: report.numPendingTests + report.numTodoTests,
