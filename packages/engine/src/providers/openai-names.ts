@@ -53,9 +53,9 @@ export function noteUnsentFields(
     if (message.role !== "assistant" || !message.tool_calls) continue;
     for (const [position, call] of message.tool_calls.entries()) {
       if (isObjectArguments(call.function.arguments)) continue;
-      const noted = note();
-      const calls = noted.toolArguments[index] ?? new Array(message.tool_calls.length).fill(undefined);
-      noted.toolArguments[index] = calls;
+      const fields = note();
+      const calls = fields.toolArguments[index] ?? new Array(message.tool_calls.length).fill(undefined);
+      fields.toolArguments[index] = calls;
       calls[position] = { id: toolCallId(call.id), text: call.function.arguments };
     }
   }
