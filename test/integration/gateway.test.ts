@@ -51,6 +51,8 @@ beforeAll(async () => {
         capped: { chain: [{ model: "pricey", max_cost_usd: 0.0001 }] },
         limits: { sync_deadline_ms: 200, chain: [{ model: "limited" }] },
         retried: { chain: [{ model: "a", max_retries: 1 }, { model: "b" }] },
+        // The same model at two hops: the first hop's failure is a fallback from it.
+        again: { chain: [{ model: "a" }, { model: "b" }, { model: "a", max_retries: 1 }] },
         upstream429: { sync_deadline_ms: 200, chain: [{ model: "lonely" }] },
         pricyRetries: {
           chain: [
@@ -294,6 +296,19 @@ describe("POST /v1/chat/completions", () => {
     expect(answer.status).toBe(200);
     expect(answer.headers.get("x-cascade-attempts")).toBe("3");
     expect(answer.headers.get("x-cascade-fallbacks")).toBe("a:context_length");
+  });
+
+  it("names a failed hop whose model answers at a later hop, leaving out that later hop's own retries", async () => {
+    for (const stream of [false, true]) {
+      fake.script("up-a", { kind: "server_error" }, { kind: "server_error" }, { kind: "ok", content: "a again" });
+      fake.script("up-b", { kind: "server_error" });
+      const answer = await post({ model: "again", ...hello, stream });
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get("x-cascade-model")).toBe("a");
+      expect(answer.headers.get("x-cascade-attempts")).toBe("4");
+      expect(answer.headers.get("x-cascade-fallbacks")).toBe("a:server_error,b:server_error");
+      fake.reset();
+    }
   });
 
   it("gives x-request-id to errors raised before the handler too", async () => {

@@ -55,15 +55,21 @@ function deadlineHeader(request: FastifyRequest): number | undefined {
  * `model:reason` for every hop that did not answer, once per hop: a hop's tries (its retries, a
  * pool's deployments) are consecutive attempts of one model, named by the last one's reason
  * (attempts carry no hop index: a chain naming one model in two hops in a row shows it once). The
- * failed tries of the model that answered in the end are not fallbacks.
+ * answering hop's own failed tries are not fallbacks.
  */
 function fallbacksOf(outcome: Pick<JobOutcome, "attempts" | "model">): string {
+  const { attempts } = outcome;
+  // The answering hop's tries are the attempts of its model at the end; the same model's failures
+  // at an earlier hop are fallbacks from it.
+  let answeringFrom = attempts.length;
+  while (answeringFrom > 0 && attempts[answeringFrom - 1]?.model === outcome.model) answeringFrom--;
   const pairs: Array<{ model: string; reason: string }> = [];
   let previous: string | undefined;
-  for (const attempt of outcome.attempts) {
+  for (const [index, attempt] of attempts.entries()) {
+    if (index >= answeringFrom) break;
     const sameHop = attempt.model === previous;
     previous = attempt.model;
-    if (attempt.outcome === "success" || attempt.model === outcome.model) continue;
+    if (attempt.outcome === "success") continue;
     const reason = attempt.reason ?? attempt.outcome;
     const last = pairs.at(-1);
     if (sameHop && last?.model === attempt.model) last.reason = reason;
