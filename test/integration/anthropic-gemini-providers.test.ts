@@ -72,6 +72,9 @@ describe("anthropic and gemini providers through the worker", () => {
           // A name @ai-sdk/anthropic knows to take native structured outputs (output_config.format).
           "claude-native": model("anth", "claude-sonnet-4-5"),
           gemini: model("gem", "up-gemini"),
+          // Real names: 2.x takes no JSON mime type beside function declarations, 3 does.
+          "gemini-25": model("gem", "gemini-2.5-flash"),
+          "gemini-3": model("gem", "gemini-3-flash-preview"),
           "gemini-backup": model("gem-backup", "up-gemini-backup"),
           "gemini-limited": model("gem-limited", "up-gemini-limited"),
           "gemini-badkey": model("gem-badkey", "up-gemini"),
@@ -99,6 +102,8 @@ describe("anthropic and gemini providers through the worker", () => {
           "narrow-long": { chain: [{ model: "claude-narrow", timeout_ms: 3000 }] },
           "narrow-short": { chain: [{ model: "claude-narrow", timeout_ms: 500 }] },
           "via-gemini": { chain: [{ model: "gemini", timeout_ms: 2000 }, { model: "gemini-backup" }] },
+          "via-gemini-25": { chain: [{ model: "gemini-25" }] },
+          "via-gemini-3": { chain: [{ model: "gemini-3" }] },
           "gemini-429": {
             chain: [{ model: "gemini-limited", max_retries: 1 }, { model: "gemini-backup" }],
           },
@@ -755,6 +760,49 @@ describe("anthropic and gemini providers through the worker", () => {
         inlineData: { mimeType: "image/png", data: png.toString("base64") },
       });
     });
+
+    for (const stream of [false, true]) {
+      it(`JSON mode with tools on Gemini 2.x: left to the prompt (it 400s on both), kept on Gemini 3 (stream: ${stream})`, async () => {
+        const formats = [{ type: "json_object" }, answerFormat];
+        for (const response_format of formats) {
+          for (const tool_choice of ["auto", "none", "required"]) {
+            const request = {
+              messages: [{ role: "user", content: "Answer in JSON" }],
+              tools: [addTool],
+              tool_choice,
+              response_format,
+              stream,
+            };
+            gemini.script("gemini-2.5-flash", { kind: "ok", content: '{"a":"older"}' });
+            const older = await run({ route: "via-gemini-25", request });
+            expect(older.status).toBe("succeeded");
+            expect(older.result.choices[0].message.content).toBe('{"a":"older"}');
+            const sent = gemini.callsFor("gemini-2.5-flash").at(-1)?.body;
+            expect(sent.tools[0].functionDeclarations[0]).toMatchObject({ name: "add" });
+            expect(sent.generationConfig?.responseMimeType).toBeUndefined();
+            expect(sent.generationConfig?.responseSchema).toBeUndefined();
+
+            gemini.script("gemini-3-flash-preview", { kind: "ok", content: '{"a":"newer"}' });
+            const newer = await run({ route: "via-gemini-3", request });
+            expect(newer.status).toBe("succeeded");
+            const kept = gemini.callsFor("gemini-3-flash-preview").at(-1)?.body;
+            expect(kept.tools[0].functionDeclarations[0]).toMatchObject({ name: "add" });
+            expect(kept.generationConfig?.responseMimeType).toBe("application/json");
+          }
+        }
+        // Without tools, Gemini 2.x keeps its JSON mode.
+        gemini.script("gemini-2.5-flash", { kind: "ok", content: '{"a":"plain"}' });
+        await run({
+          route: "via-gemini-25",
+          request: { messages: [{ role: "user", content: "JSON" }], response_format: answerFormat, stream },
+        });
+        const plain = gemini.callsFor("gemini-2.5-flash").at(-1)?.body;
+        expect(plain.generationConfig).toMatchObject({
+          responseMimeType: "application/json",
+          responseSchema: { type: "object", required: ["a"] },
+        });
+      });
+    }
 
     it("waits Gemini's RetryInfo retryDelay before retrying a 429", async () => {
       gemini.script("up-gemini-limited", { kind: "rate_limited", retryAfterSeconds: 1 });

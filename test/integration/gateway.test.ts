@@ -300,7 +300,12 @@ describe("POST /v1/chat/completions", () => {
 
   it("names a failed hop whose model answers at a later hop, leaving out that later hop's own retries", async () => {
     for (const stream of [false, true]) {
-      fake.script("up-a", { kind: "server_error" }, { kind: "server_error" }, { kind: "ok", content: "a again" });
+      fake.script(
+        "up-a",
+        { kind: "server_error" },
+        { kind: "server_error" },
+        { kind: "ok", content: "a again" },
+      );
       fake.script("up-b", { kind: "server_error" });
       const answer = await post({ model: "again", ...hello, stream });
       expect(answer.status).toBe(200);

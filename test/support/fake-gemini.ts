@@ -165,6 +165,8 @@ export const geminiErrors = {
   invalidRole: () => geminiError(400, "Please use a valid role: user, model."),
   notAlternating: () =>
     geminiError(400, "Please ensure that multiturn requests alternate between user and model."),
+  jsonWithFunctions: () =>
+    geminiError(400, "Function calling with a response mime type: 'application/json' is unsupported"),
   contextLength: () =>
     geminiError(
       400,
@@ -247,6 +249,15 @@ export async function startFakeGemini(options: { port?: number; apiKey?: string 
       )
     )
       return fail(geminiErrors.notAlternating());
+
+    // Gemini 1.x and 2.x take no JSON response mime type beside function declarations (Gemini 3
+    // takes both): a 400, as those models answer (reported against 2.5 Flash and Pro).
+    if (
+      /(^|\/)gemini-[12](?:[.-]|$)/i.test(model) &&
+      body.generationConfig?.responseMimeType === "application/json" &&
+      body.tools?.some((tool: RequestBody) => tool?.functionDeclarations?.length)
+    )
+      return fail(geminiErrors.jsonWithFunctions());
 
     const stream =
       route[2] === "streamGenerateContent" ? (query.get("alt") === "sse" ? "sse" : "json") : "none";

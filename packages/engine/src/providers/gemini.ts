@@ -1,12 +1,12 @@
 import { createGoogleGenerativeAI } from "@ai-sdk/google";
-import type { LanguageModelV3Prompt } from "@ai-sdk/provider";
+import type { LanguageModelV3CallOptions, LanguageModelV3Prompt } from "@ai-sdk/provider";
 import type { ProviderConfig } from "@cascade/shared";
 import { createAiSdkAdapter } from "./ai-sdk/adapter.js";
 import { clientSettings } from "./ai-sdk/client-settings.js";
 import { GEMINI_ERRORS, rejectGeminiRefusal, rejectGeminiStreamedRefusal } from "./errors-gemini.js";
 import { markTurnsToJoin, withAlternatingTurns } from "./gemini-turns.js";
 import type { ImageInliner } from "./image-download.js";
-import type { ProviderAdapter } from "./types.js";
+import type { ProviderAdapter, ProviderCall } from "./types.js";
 
 type LanguageModelV3UserContentPart = Extract<
   LanguageModelV3Prompt[number],
@@ -89,6 +89,25 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
   return result;
 }
 
+/** Gemini 1.x and 2.x by name (`gemini-2.5-flash`, `models/gemini-2.0-flash-001`, `gemini-pro`). */
+const OLDER_GEMINI = /(^|\/)gemini-(?:[12](?:[.-]|$)|pro(?:-vision)?$)/i;
+
+/**
+ * Gemini before 3 answers a JSON response mime type beside function declarations with a 400
+ * ("Function calling with a response mime type: 'application/json' is unsupported"), whatever the
+ * tool choice; OpenAI takes both. There the format is left to the prompt (OpenAI's json_object
+ * requires the prompt to ask for JSON), as for Claude with tools (ADR 0036); Gemini 3 (and names
+ * not known to be older, as @ai-sdk/google reads them) gets both.
+ */
+function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall): void {
+  if (
+    options.responseFormat?.type === "json" &&
+    options.tools?.some((tool) => tool.type === "function") &&
+    OLDER_GEMINI.test(call.upstreamName)
+  )
+    delete options.responseFormat;
+}
+
 /**
  * Gemini's generateContent through `@ai-sdk/google`, which calls
  * `{base_url}/models/{model}:generateContent`. One `doGenerate` is one HTTP call, except that the
@@ -111,6 +130,7 @@ export function createGeminiAdapter(
     type: "gemini",
     model: (name) => client.languageModel(name),
     errors: GEMINI_ERRORS,
+    adjustOptions,
     // Gemini takes images as inline bytes (fileData URIs must be its own files): download them.
     async preparePrompt(prompt, signal) {
       const shaped = forGemini(prompt);
