@@ -31,13 +31,35 @@ beforeAll(async () => {
       providers: {
         // Breakers stay shut: every test here fails the same provider on purpose.
         up: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", breaker: { min_requests: 1000 } },
+        // A pool's two deployments: the same fake and upstream name, told apart by a header.
+        east: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", headers: { "x-dep": "east" } },
+        west: { type: "openai", base_url: fake.url, api_key_env: "UP_KEY", headers: { "x-dep": "west" } },
       },
-      models: { a: model("up-a"), b: model("up-b", ["prefill"]), c: model("up-c") },
+      models: {
+        a: model("up-a"),
+        b: model("up-b", ["prefill"]),
+        c: model("up-c"),
+        pool: {
+          capabilities: ["prefill"],
+          deployments: [
+            { id: "east", provider: "east", name: "up-pool" },
+            { id: "west", provider: "west", name: "up-pool" },
+          ],
+        },
+        plain_pool: {
+          deployments: [
+            { id: "east", provider: "east", name: "up-plain-pool" },
+            { id: "west", provider: "west", name: "up-plain-pool" },
+          ],
+        },
+      },
       routes: {
         default: { chain: [first, { model: "b" }] },
         no_prefill: { chain: [first, { model: "c" }] },
         strict: { on_stream_failure: "error", chain: [first, { model: "b" }] },
         hold: { stream_hold_ms: 500, chain: [first, { model: "b" }] },
+        pooled: { chain: [{ model: "pool", idle_timeout_ms: 300, timeout_ms: 10_000 }, { model: "c" }] },
+        plain_pooled: { chain: [{ model: "plain_pool", idle_timeout_ms: 300 }, { model: "b" }] },
       },
     },
   });
@@ -199,6 +221,37 @@ describe("a stream that breaks after the caller has tokens (on_stream_failure: c
     expect(answer.errors[0].error.code).toBe("network_error");
     expect(answer.errors[0].error.code).not.toBe("bad_request");
     expect(lastMessage("up-b")).toEqual({ role: "assistant", content: PARTIAL });
+  });
+});
+
+describe("a pooled model's stream that breaks after the caller has tokens", () => {
+  it.each(BROKEN)(
+    "$name: its other deployment continues it (a pool tries its deployments before the chain moves on)",
+    async ({ behaviour }) => {
+      fake.script("up-pool", behaviour, { kind: "ok", content: CONTINUATION });
+      const answer = await streamRoute("pooled");
+      expect(answer.errors).toEqual([]);
+      expect(answer.done).toBe(true);
+      expect(answer.content).toBe(PARTIAL + CONTINUATION);
+      const calls = fake.callsFor("up-pool");
+      expect(calls).toHaveLength(2);
+      const [broken, continuing] = calls.map((call) => call.headers["x-dep"]);
+      expect(new Set([broken, continuing])).toEqual(new Set(["east", "west"]));
+      expect(calls[1]?.body.messages.at(-1)).toEqual({ role: "assistant", content: PARTIAL });
+      expect(fake.callsFor("up-c")).toHaveLength(0);
+    },
+  );
+
+  it("without prefill its other deployment is not asked: the next prefill hop continues", async () => {
+    fake.script("up-plain-pool", { kind: "stream_cut", afterChunks: 3, content: A_TEXT });
+    fake.script("up-b", { kind: "ok", content: CONTINUATION });
+    const answer = await streamRoute("plain_pooled");
+    expect(answer.done).toBe(true);
+    expect(textByModel(answer.chunks)).toEqual([
+      ["plain_pool", PARTIAL],
+      ["b", CONTINUATION],
+    ]);
+    expect(fake.callsFor("up-plain-pool")).toHaveLength(1);
   });
 });
 

@@ -515,8 +515,10 @@ export async function runHop(
     // refused key) would stay "never measured" and go first every time; it goes last for a while.
     if (strategy === "lowest_latency" && target.deployment && DEPLOYMENT_FAILURES.has(error.reason))
       context.resilience?.pools.failed(hop.model, target.deployment.key);
-    // A pool tries its other deployments before the hop's own retries and fallbacks count.
-    if (target.deployment && shownBroken === "unseen" && DEPLOYMENT_FAILURES.has(error.reason)) {
+    // A pool tries its other deployments before the hop's own retries and fallbacks count; a shown
+    // answer that broke off is continued there (prefill) as the next hop would continue it.
+    const poolGoesOn = shownBroken === "unseen" || (shownBroken === "continue" && canContinue(model));
+    if (target.deployment && poolGoesOn && DEPLOYMENT_FAILURES.has(error.reason)) {
       const failed = run.deploymentFailed(target.deployment.id);
       if (targets.some((other) => !failed.includes(other.deployment?.id ?? ""))) continue;
     }
