@@ -5,7 +5,8 @@
  * charged nothing, so budgets, `max_cost_usd`, `x-cascade-cost-usd` and GET /v1/usage never
  * counted it: a tenant's budget did not stop a single such request. It is now charged as ADR
  * 0013 charges a call whose usage is unknown: the prompt estimate plus the answer's characters
- * / 4. Found by a black-box audit of the gateway.
+ * / 4, and the answer's `usage` shows that charge rather than zeros. Found by black-box audits of
+ * the gateway.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -93,10 +94,25 @@ describe("an answer that reports no usage", () => {
     const response = await fetch(`${stack.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer sk-nousage" },
-      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "Say hi" }], stream }),
+      body: JSON.stringify({
+        model: "m",
+        messages: [{ role: "user", content: "Say hi" }],
+        stream,
+        ...(stream ? { stream_options: { include_usage: true } } : {}),
+      }),
     });
     expect(response.status).toBe(200);
-    expect(await response.text()).toContain(ANSWER);
+    const text = await response.text();
+    expect(text).toContain(ANSWER);
+    // The usage the caller is shown is what the call was charged (the estimate), not zeros.
+    const usage = stream
+      ? text
+          .split("\n\n")
+          .filter((event) => event.startsWith("data: {"))
+          .map((event) => JSON.parse(event.slice("data: ".length)))
+          .find((chunk) => chunk.usage)?.usage
+      : JSON.parse(text).usage;
+    expect(usage).toMatchObject({ prompt_tokens: 12, completion_tokens: 4, total_tokens: 16 });
     if (!stream) expect(Number(response.headers.get("x-cascade-cost-usd"))).toBeCloseTo(ESTIMATED_USD, 12);
     await expect.poll(async () => (await spent()) - before).toBeCloseTo(ESTIMATED_USD, 12);
   });

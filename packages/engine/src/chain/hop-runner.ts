@@ -98,6 +98,9 @@ function settleCall(
 ): Promise<number | undefined> | undefined {
   if (completion) {
     const usage = completionChargeUsage(completion, call.promptEstimate);
+    // A provider that reported no usage: the answer shows the estimate it was charged, as LiteLLM
+    // counts it, rather than zeros that disagree with its cost.
+    completion.usage = usage;
     const { promptTokens, completionTokens } = usage;
     const cost = usageCostUsd(model, usage);
     run.addCost(cost);
