@@ -182,6 +182,10 @@ describe("alerts", () => {
     const resolved = eventsOf(sink, "fallback_rate:flaky", "alert.resolved");
     expect(resolved).toHaveLength(1);
     expect(resolved[0]?.data.value).toBeLessThan(0.1);
+    // One precision for a value wherever it is read (Redis's cjson keeps 14 digits of a value it
+    // stores again, JavaScript 17): 12 significant digits, alike when fired, listed and resolved.
+    for (const value of [fired.data.value, active.value, resolved[0]?.data.value])
+      expect(Number(value.toPrecision(12))).toBe(value);
     // Still healthy traffic for a while: nothing more is sent.
     for (let index = 0; index < 30; index += 1) await finishOne();
     await sleep(600);

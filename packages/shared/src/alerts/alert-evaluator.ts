@@ -127,6 +127,9 @@ export class AlertEvaluator {
     const measured = new Set<string>();
     for (const measurement of measurements) {
       measured.add(measurement.id);
+      // 12 significant digits wherever the value is read: Redis's cjson writes 14 of a value it
+      // stores again (a firing alert's refresh), JavaScript 17 (0.19230769230769 beside 0.5333333333333333).
+      if (measurement.value !== null) measurement.value = Number(measurement.value.toPrecision(12));
       const firing: Alert = {
         id: measurement.id,
         rule: measurement.rule,
