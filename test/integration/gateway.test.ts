@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Stack, startStack } from "../support/cascade-stack.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type FakeOpenAI, openAIError, startFakeOpenAI } from "../support/fake-openai.js";
 
 const KEY = "sk-gw-tenant-key";
 let fake: FakeOpenAI;
@@ -45,6 +45,14 @@ beforeAll(async () => {
         forwarding: model("up-forwarding", "pf"),
         pricey: { ...model("up-pricey", "pb"), price: { input_per_mtok: 1000, output_per_mtok: 1000 } },
         free: { ...model("up-free"), price: { input_per_mtok: 0, output_per_mtok: 0 } },
+        // Two deployments on their own providers and upstream names: one may be misnamed.
+        pooled: {
+          strategy: "weighted",
+          deployments: [
+            { id: "east", provider: "pa", name: "up-pool-east", weight: 1000 },
+            { id: "west", provider: "pb", name: "up-pool-west", weight: 1 },
+          ],
+        },
       },
       routes: {
         default: { chain: [{ model: "a", timeout_ms: 2000 }, { model: "b" }] },
@@ -53,6 +61,7 @@ beforeAll(async () => {
         retried: { chain: [{ model: "a", max_retries: 1 }, { model: "b" }] },
         // The same model at two hops: the first hop's failure is a fallback from it.
         again: { chain: [{ model: "a" }, { model: "b" }, { model: "a", max_retries: 1 }] },
+        pool: { chain: [{ model: "pooled" }, { model: "b" }] },
         upstream429: { sync_deadline_ms: 200, chain: [{ model: "lonely" }] },
         pricyRetries: {
           chain: [
@@ -314,6 +323,32 @@ describe("POST /v1/chat/completions", () => {
       expect(answer.headers.get("x-cascade-fallbacks")).toBe("a:server_error,b:server_error");
       fake.reset();
     }
+  });
+
+  it("a pool deployment its provider does not know (404 model_not_found) hands on to the other deployment, not the next hop", async () => {
+    const notFound = {
+      kind: "status" as const,
+      status: 404,
+      body: openAIError(
+        "The model `up-pool-x` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        null,
+        "model_not_found",
+      ),
+    };
+    // East (nearly always picked first) is misnamed; west answers.
+    fake.setDefault("up-pool-east", notFound);
+    fake.setDefault("up-pool-west", { kind: "ok", content: "from the pool" });
+    const attempts: string[] = [];
+    for (let request = 0; request < 3; request++) {
+      const answer = await post({ model: "pool", ...hello });
+      expect(answer.status).toBe(200);
+      expect(answer.body.model).toBe("pooled");
+      expect(answer.headers.get("x-cascade-fallbacks")).toBeNull();
+      attempts.push(answer.headers.get("x-cascade-attempts") ?? "");
+    }
+    expect(attempts).toContain("2");
+    expect(fake.callsFor("up-b")).toHaveLength(0);
   });
 
   it("gives x-request-id to errors raised before the handler too", async () => {

@@ -59,6 +59,15 @@ const DEPLOYMENT_FAILURES: ReadonlySet<Reason> = new Set([
   "auth_error",
 ]);
 
+/**
+ * Whether a failure says something about the deployment that answered it: one of the above, or a
+ * refusal specific to its provider (a model name its endpoint does not know, a parameter it does
+ * not take), which another deployment's endpoint may well take.
+ */
+function isDeploymentFailure(error: ProviderError): boolean {
+  return DEPLOYMENT_FAILURES.has(error.reason) || (error.reason === "bad_request" && error.providerSpecific);
+}
+
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
 type HopStep = ChainResult | "next";
 
@@ -516,12 +525,12 @@ export async function runHop(
     });
     // lowest_latency measures successes only: a deployment failing for reasons of its own (a
     // refused key) would stay "never measured" and go first every time; it goes last for a while.
-    if (strategy === "lowest_latency" && target.deployment && DEPLOYMENT_FAILURES.has(error.reason))
+    if (strategy === "lowest_latency" && target.deployment && isDeploymentFailure(error))
       context.resilience?.pools.failed(hop.model, target.deployment.key);
     // A pool tries its other deployments before the hop's own retries and fallbacks count; a shown
     // answer that broke off is continued there (prefill) as the next hop would continue it.
     const poolGoesOn = shownBroken === "unseen" || (shownBroken === "continue" && canContinue(model));
-    if (target.deployment && poolGoesOn && DEPLOYMENT_FAILURES.has(error.reason)) {
+    if (target.deployment && poolGoesOn && isDeploymentFailure(error)) {
       const failed = run.deploymentFailed(target.deployment.id);
       if (targets.some((other) => !failed.includes(other.deployment?.id ?? ""))) continue;
     }
