@@ -224,7 +224,15 @@ export class BatchStore {
     for (let start = 0; start < ends.length; start += END_LINES_PER_CALL) {
       const args: Array<string | number> = [];
       for (const end of ends.slice(start, start + END_LINES_PER_CALL)) {
-        args.push(end.line, end.kind, end.json, end.inputTokens, end.outputTokens);
+        args.push(
+          end.line,
+          end.kind,
+          end.json,
+          end.inputTokens,
+          end.outputTokens,
+          end.cachedTokens,
+          end.reasoningTokens,
+        );
       }
       const outputFileId = newFileId();
       const errorFileId = newFileId();

@@ -97,6 +97,8 @@ export interface BatchRecord {
   metadata: Record<string, string> | null;
   input_tokens: number;
   output_tokens: number;
+  cached_tokens: number;
+  reasoning_tokens: number;
   /** Unix ms of the last line that ended (Redis time); sweepers reconcile batches idle for long. */
   progress_at: number;
   /** Lifetime of the output and error files, in seconds. */
@@ -174,6 +176,8 @@ export function parseBatchRecord(hash: Record<string, string>): BatchRecord | un
     metadata,
     input_tokens: int(hash.input_tokens),
     output_tokens: int(hash.output_tokens),
+    cached_tokens: int(hash.cached_tokens),
+    reasoning_tokens: int(hash.reasoning_tokens),
     progress_at: int(hash.progress_at),
     output_ttl_s: int(hash.output_ttl_s),
   };
@@ -204,9 +208,9 @@ export function toBatchObject(record: BatchRecord): BatchObject {
     metadata: record.metadata,
     usage: {
       input_tokens: record.input_tokens,
-      input_tokens_details: { cached_tokens: 0 },
+      input_tokens_details: { cached_tokens: record.cached_tokens },
       output_tokens: record.output_tokens,
-      output_tokens_details: { reasoning_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: record.reasoning_tokens },
       total_tokens: record.input_tokens + record.output_tokens,
     },
   };

@@ -19,6 +19,20 @@ export interface LineEnd {
   json: string;
   inputTokens: number;
   outputTokens: number;
+  /** Of the input tokens, those read from the provider's prompt cache. */
+  cachedTokens: number;
+  /** Of the output tokens, the model's reasoning. */
+  reasoningTokens: number;
+}
+
+const NO_TOKENS = { inputTokens: 0, outputTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
+
+/** The parts of a chat.completion's `usage` a batch sums. */
+interface LineUsage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  prompt_tokens_details?: { cached_tokens?: number };
+  completion_tokens_details?: { reasoning_tokens?: number };
 }
 
 export interface BatchLineRef {
@@ -33,8 +47,7 @@ export function stopLine(batchId: string, line: number, customId: string): LineE
     line,
     kind: "stop",
     json: JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId }).slice(0, -1),
-    inputTokens: 0,
-    outputTokens: 0,
+    ...NO_TOKENS,
   };
 }
 
@@ -76,8 +89,7 @@ function errorLine(batch: BatchLineRef, response: unknown, error: unknown): Line
       response,
       error,
     }),
-    inputTokens: 0,
-    outputTokens: 0,
+    ...NO_TOKENS,
   };
 }
 
@@ -87,7 +99,7 @@ function errorLine(batch: BatchLineRef, response: unknown, error: unknown): Line
  */
 export function lineEndOf(jobId: string, batch: BatchLineRef, outcome: JobOutcome): LineEnd {
   if (outcome.status === "succeeded" && outcome.result) {
-    const usage = outcome.result.usage as { prompt_tokens?: number; completion_tokens?: number } | undefined;
+    const usage = outcome.result.usage as LineUsage | undefined;
     return {
       line: batch.line,
       kind: "ok",
@@ -99,6 +111,8 @@ export function lineEndOf(jobId: string, batch: BatchLineRef, outcome: JobOutcom
       }),
       inputTokens: usage?.prompt_tokens ?? 0,
       outputTokens: usage?.completion_tokens ?? 0,
+      cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
+      reasoningTokens: usage?.completion_tokens_details?.reasoning_tokens ?? 0,
     };
   }
   if (outcome.status === "cancelled") return stopLine(batch.id, batch.line, batch.custom_id);

@@ -43,9 +43,9 @@ return now
  * KEYS: 1 batch, 2 ended bitmap, 3 output list, 4 error list, 5 custom ids, 6 active set,
  *       7 output file meta, 8 output file data, 9 error file meta, 10 error file data,
  *       11 tenant file index, 12 batch input copy, 13 enqueue lease
- * ARGV: 1 output file id, 2 error file id, 3 batch retention s, then 5 per line from 4 on:
+ * ARGV: 1 output file id, 2 error file id, 3 batch retention s, then 7 per line from 4 on:
  *       line, kind (ok | fail | stop), JSON line (for stop, its start without the closing brace),
- *       input tokens, output tokens
+ *       input tokens, output tokens, cached input tokens, reasoning output tokens
  * Returns: {status, lines ended so far, total, the lines this call ended (comma-separated: a
  * line another call had ended already is not among them)}; status is the terminal one when this
  * call finalized, 'missing' when there is no such batch.
@@ -61,7 +61,8 @@ local ending = redis.call('HGET', batch, 'ending') or ''
 local completed, failed, cancelled, ended = 0, 0, 0, 0
 local newly = {}
 local tokens_in, tokens_out, out_bytes, err_bytes = 0, 0, 0, 0
-for i = 4, #ARGV, 5 do
+local tokens_cached, tokens_reasoning = 0, 0
+for i = 4, #ARGV, 7 do
   if redis.call('SETBIT', ended_key, tonumber(ARGV[i]), 1) == 0 then
     ended = ended + 1
     table.insert(newly, ARGV[i])
@@ -70,6 +71,8 @@ for i = 4, #ARGV, 5 do
       completed = completed + 1
       tokens_in = tokens_in + tonumber(ARGV[i + 3])
       tokens_out = tokens_out + tonumber(ARGV[i + 4])
+      tokens_cached = tokens_cached + tonumber(ARGV[i + 5])
+      tokens_reasoning = tokens_reasoning + tonumber(ARGV[i + 6])
       redis.call('RPUSH', out_key, json .. '\\n')
       out_bytes = out_bytes + #json + 1
     elseif kind == 'fail' or ending ~= 'cancel' then
@@ -98,6 +101,8 @@ if ended > 0 then
   redis.call('HINCRBY', batch, 'cancelled', cancelled)
   redis.call('HINCRBY', batch, 'input_tokens', tokens_in)
   redis.call('HINCRBY', batch, 'output_tokens', tokens_out)
+  redis.call('HINCRBY', batch, 'cached_tokens', tokens_cached)
+  redis.call('HINCRBY', batch, 'reasoning_tokens', tokens_reasoning)
   redis.call('HINCRBY', batch, 'output_bytes', out_bytes)
   redis.call('HINCRBY', batch, 'error_bytes', err_bytes)
   redis.call('HSET', batch, 'progress_at', string.format('%d', now * 1000 + math.floor(tonumber(t[2]) / 1000)))
