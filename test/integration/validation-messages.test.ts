@@ -48,6 +48,30 @@ describe("validation messages of POST /v1/jobs", () => {
     expect(accepted.status).toBe(202);
   });
 
+  it("tool_choice required with no tools is refused at both doors, naming tool_choice (as OpenAI answers it)", async () => {
+    const job = await stack.request("POST", "/v1/jobs", {
+      body: { request: { ...request, tool_choice: "required" } },
+      headers: acme,
+    });
+    expect(job.status).toBe(400);
+    expect(job.body.error.param).toBe("request.tool_choice");
+    expect(job.body.error.message).toMatch(/tools/);
+    const call = await stack.request("POST", "/v1/chat/completions", {
+      body: { ...request, tool_choice: "required" },
+      headers: acme,
+    });
+    expect(call.status).toBe(400);
+    expect(call.body.error.param).toBe("tool_choice");
+    // auto and none ask nothing impossible: accepted.
+    for (const tool_choice of ["auto", "none"]) {
+      const accepted = await stack.request("POST", "/v1/jobs", {
+        body: { request: { ...request, tool_choice } },
+        headers: acme,
+      });
+      expect(accepted.status).toBe(202);
+    }
+  });
+
   it("five stop sequences are refused with a message that gives the limit", async () => {
     const answer = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...request, stop: ["a", "b", "c", "d", "e"] } },

@@ -285,15 +285,21 @@ export const chatRequestFields = z.strictObject({
 
 type ToolChoiceFields = Pick<z.infer<typeof chatRequestFields>, "tool_choice" | "tools">;
 
-/** A `tool_choice` naming a function must name one of `tools` (OpenAI answers 400 otherwise). */
+/**
+ * A `tool_choice` that makes the model call a tool needs one to call: a named function must be
+ * one of `tools`, and `required` needs `tools` (OpenAI answers both with a 400 naming tool_choice).
+ */
 export function toolChoiceNamesATool(request: ToolChoiceFields): boolean {
-  if (request.tool_choice === undefined || typeof request.tool_choice === "string") return true;
+  if (request.tool_choice === undefined) return true;
+  if (request.tool_choice === "required") return (request.tools?.length ?? 0) > 0;
+  if (typeof request.tool_choice === "string") return true;
   const name = request.tool_choice.function.name;
   return request.tools?.some((tool) => tool.function.name === name) === true;
 }
 
 export const TOOL_CHOICE_ERROR = {
-  message: "tool_choice names a function that is not in tools",
+  message:
+    'tool_choice needs a tool to call: "required" is only allowed with tools, and a named function must be in tools',
   path: ["tool_choice"],
 };
 
