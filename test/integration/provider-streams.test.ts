@@ -495,3 +495,34 @@ describe("stream_options towards a provider that refuses it (Mistral: a 422 extr
     }
   });
 });
+
+describe('a tool-call answer whose role chunk carries content: "" (vLLM, Ollama and others send it)', () => {
+  it("has content null, streamed or not, lean client or SDK alike (as OpenAI's message does)", async () => {
+    const http = createProviderHttp({ connections: 2 });
+    const provider = providerConfig("openai", openai.url);
+    try {
+      for (const adapter of [
+        createOpenAIAdapter("empty", provider, "sk-test", fetch, undefined, { dispatcher: http.dispatcher }),
+        createOpenAIAdapter("empty", provider, "sk-test", fetch),
+      ]) {
+        for (const stream of [true, false]) {
+          openai.reset();
+          openai.script("m-empty", {
+            kind: "ok",
+            content: "",
+            toolCalls: [{ id: "call_1", name: "weather", arguments: ARGUMENTS }],
+          });
+          const call = callFor("m-empty", { tools: TOOLS, stream });
+          const completion = stream
+            ? await adapter.stream(call, recordingSink())
+            : await adapter.generate(call);
+          expect(completion.finishReason).toBe("tool_calls");
+          expect(completion.toolCalls).toHaveLength(1);
+          expect(completion.content).toBeNull();
+        }
+      }
+    } finally {
+      await http.dispatcher.close();
+    }
+  });
+});

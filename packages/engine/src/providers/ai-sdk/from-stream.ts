@@ -276,8 +276,8 @@ export class StreamAssembler {
           sink.delta(logprobs ? { refusal: part.delta, logprobs } : { refusal: part.delta });
           break;
         }
-        this.sawText = true;
         if (part.delta) {
+          this.sawText = true;
           this.text += part.delta;
           const logprobs = this.logprobs?.take();
           sink.delta(logprobs ? { content: part.delta, logprobs } : { content: part.delta });
@@ -350,7 +350,10 @@ export class StreamAssembler {
     const trailing = this.logprobs?.take();
     if (trailing) this.sink.delta({ logprobs: trailing });
     const content: LanguageModelV3Content[] = [];
-    if (this.sawText || (this.textStarted && refusal === undefined))
+    // An empty text part (a role chunk's `content: ""`) is the content only of an answer with
+    // nothing else in it: beside tool calls or a refusal the content is null, as OpenAI's is.
+    const toolCalled = this.toolCalls.some((call) => call !== undefined);
+    if (this.sawText || (this.textStarted && refusal === undefined && !toolCalled))
       content.push({ type: "text", text: this.text });
     for (const call of this.toolCalls) if (call) content.push(call);
     let providerMetadata = this.providerMetadata;
