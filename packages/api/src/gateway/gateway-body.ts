@@ -6,8 +6,10 @@ import {
   nullsAsUnset,
   openAIMetadataSchema,
   TOOL_CHOICE_ERROR,
+  TOOL_CHOICE_REQUIRED_ERROR,
   TOP_LOGPROBS_ERROR,
   toolChoiceNamesATool,
+  toolChoiceRequiredHasTools,
   topLogprobsNeedLogprobs,
   withoutIgnoredFields,
 } from "@cascade/shared";
@@ -32,6 +34,7 @@ export const gatewayBodySchema = z.preprocess(
       ...IGNORED_OPENAI_FIELDS,
     })
     .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .refine(toolChoiceRequiredHasTools, TOOL_CHOICE_REQUIRED_ERROR)
     .refine(topLogprobsNeedLogprobs, TOP_LOGPROBS_ERROR)
     // As OpenAI answers it: the options of a stream that is not asked for are a mistake.
     .refine((body) => body.stream_options == null || body.stream === true, {

@@ -525,7 +525,7 @@ export async function runHop(
     });
     // lowest_latency measures successes only: a deployment failing for reasons of its own (a
     // refused key) would stay "never measured" and go first every time; it goes last for a while.
-    if (strategy === "lowest_latency" && target.deployment && isDeploymentFailure(error))
+    if (strategy === "lowest_latency" && target.deployment && DEPLOYMENT_FAILURES.has(error.reason))
       context.resilience?.pools.failed(hop.model, target.deployment.key);
     // A pool tries its other deployments before the hop's own retries and fallbacks count; a shown
     // answer that broke off is continued there (prefill) as the next hop would continue it.

@@ -285,21 +285,25 @@ export const chatRequestFields = z.strictObject({
 
 type ToolChoiceFields = Pick<z.infer<typeof chatRequestFields>, "tool_choice" | "tools">;
 
-/**
- * A `tool_choice` that makes the model call a tool needs one to call: a named function must be
- * one of `tools`, and `required` needs `tools` (OpenAI answers both with a 400 naming tool_choice).
- */
+/** A `tool_choice` naming a function must name one of `tools` (OpenAI answers 400 otherwise). */
 export function toolChoiceNamesATool(request: ToolChoiceFields): boolean {
-  if (request.tool_choice === undefined) return true;
-  if (request.tool_choice === "required") return (request.tools?.length ?? 0) > 0;
-  if (typeof request.tool_choice === "string") return true;
+  if (request.tool_choice === undefined || typeof request.tool_choice === "string") return true;
   const name = request.tool_choice.function.name;
   return request.tools?.some((tool) => tool.function.name === name) === true;
 }
 
 export const TOOL_CHOICE_ERROR = {
-  message:
-    'tool_choice needs a tool to call: "required" is only allowed with tools, and a named function must be in tools',
+  message: "tool_choice names a function that is not in tools",
+  path: ["tool_choice"],
+};
+
+/** `tool_choice: "required"` needs a tool to call (OpenAI answers a 400 naming tool_choice otherwise). */
+export function toolChoiceRequiredHasTools(request: ToolChoiceFields): boolean {
+  return request.tool_choice !== "required" || (request.tools?.length ?? 0) > 0;
+}
+
+export const TOOL_CHOICE_REQUIRED_ERROR = {
+  message: 'tool_choice "required" is only allowed when tools are given',
   path: ["tool_choice"],
 };
 
@@ -323,7 +327,9 @@ export const TOP_LOGPROBS_ERROR = {
 
 export const chatRequestSchema = z.preprocess(
   nullsAsUnset(NULL_MEANS_UNSET),
-  chatRequestFields.refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR),
+  chatRequestFields
+    .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .refine(toolChoiceRequiredHasTools, TOOL_CHOICE_REQUIRED_ERROR),
 );
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
@@ -412,6 +418,7 @@ export const openAIChatBodySchema = z.preprocess(
   droppingIgnored,
   chatRequestFields
     .refine(toolChoiceNamesATool, TOOL_CHOICE_ERROR)
+    .refine(toolChoiceRequiredHasTools, TOOL_CHOICE_REQUIRED_ERROR)
     .refine(topLogprobsNeedLogprobs, TOP_LOGPROBS_ERROR),
 );
 
