@@ -28,6 +28,7 @@ async function main() {
   const summary = readSummary();
   if (!summary) {
     console.error(`vitest wrote no ${resultsFile} (exit ${exitCode})`);
+    console.log(`FAILED (vitest wrote no report, exit ${exitCode})`);
     console.log("0 passed, 1 failed");
     process.exit(exitCode || 1);
   }
@@ -38,6 +39,9 @@ async function main() {
       `vitest exited ${exitCode} with no failed test: see the errors above (global setup, unhandled errors).`,
     );
     summary.failed = 1;
+    summary.failedNames.push(
+      `(vitest exited ${exitCode} with no failed test: global setup or an unhandled error)`,
+    );
   }
   // The names again at the end, where a log's tail shows them (the console reporter printed them
   // far above, among the passing files).
