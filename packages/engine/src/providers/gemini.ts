@@ -92,6 +92,11 @@ function forGemini(prompt: LanguageModelV3Prompt): LanguageModelV3Prompt {
 /** Gemini 1.x and 2.x by name (`gemini-2.5-flash`, `models/gemini-2.0-flash-001`, `gemini-pro`). */
 const OLDER_GEMINI = /(^|\/)gemini-(?:[12](?:[.-]|$)|pro(?:-vision)?$)/i;
 
+/** Whether an upstream name reads as Gemini 1.x or 2.x (which take no JSON mode beside tools). */
+export function isOlderGemini(name: string): boolean {
+  return OLDER_GEMINI.test(name);
+}
+
 /**
  * Gemini before 3 answers a JSON response mime type beside function declarations with a 400
  * ("Function calling with a response mime type: 'application/json' is unsupported"), whatever the
@@ -103,7 +108,7 @@ function adjustOptions(options: LanguageModelV3CallOptions, call: ProviderCall):
   if (
     options.responseFormat?.type === "json" &&
     options.tools?.some((tool) => tool.type === "function") &&
-    OLDER_GEMINI.test(call.upstreamName)
+    isOlderGemini(call.upstreamName)
   )
     delete options.responseFormat;
 }
