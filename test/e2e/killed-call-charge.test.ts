@@ -185,4 +185,107 @@ describe("a process killed with calls in flight", () => {
       workerA.kill("SIGCONT");
     }
   }, 120_000);
+
+  it("a job cancelled while its killed worker still held it keeps the dead call in its attempts and cost", async () => {
+    const before = await books();
+    const calledBefore = stack.fake.callsFor("up-a").length;
+    stack.fake.script("up-a", { kind: "hang" });
+    stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
+    const workerA = await stack.startWorker("killcharge-worker-E");
+    for (const worker of stack.workers) if (worker !== workerA) await worker.stop(5_000);
+    const id = await stack.submit(
+      { request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } },
+      KEY,
+    );
+    const deadline = Date.now() + 15_000;
+    while (stack.fake.callsFor("up-a").length < calledBefore + 1 && Date.now() < deadline) await sleep(50);
+    expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
+    await sleep(1_000);
+    workerA.kill("SIGKILL");
+    await workerA.waitForExit();
+    // Shown running (its dead worker's lock has not run out): the cancel is asked of whoever runs
+    // it next, which ends it cancelled without a call of its own.
+    const cancel = await stack.request("DELETE", `/v1/jobs/${id}`, undefined, KEY);
+    expect(cancel.status).toBe(202);
+    await stack.startWorker("killcharge-worker-F");
+    const [job] = (await stack.waitAll([id], 60_000, KEY)) as Json[];
+    expect(job.status).toBe("cancelled");
+    expect(job.attempts).toHaveLength(1);
+    expect(job.attempts[0]).toMatchObject({ model: "a", provider: "p", outcome: "error" });
+    expect(job.attempts[0].reason).toBeUndefined();
+    expect(job.attempts[0].message).toMatch(/stopped/);
+    expect(job.cost_usd).toBeCloseTo(RESERVED_USD, 6);
+    expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
+    // The books hold the dead call once: its estimate, as the job's cost says.
+    const expected = before.total + RESERVED_USD;
+    let figures = await books();
+    const until = Date.now() + 30_000;
+    const off = () => [figures.total, figures.route].some((x) => Math.abs(x - expected) > 1e-6);
+    while (off() && Date.now() < until) {
+      await sleep(500);
+      figures = await books();
+    }
+    expect(figures.total).toBeCloseTo(expected, 6);
+    expect(figures.route).toBeCloseTo(before.route + RESERVED_USD, 6);
+    await sleep(3_000);
+    const later = await books();
+    expect(later.route).toBeCloseTo(before.route + RESERVED_USD, 6);
+  }, 120_000);
+  it("a job cancelled after its killed worker's stall, before another run took it, keeps the dead call", async () => {
+    const before = await books();
+    const calledBefore = stack.fake.callsFor("up-a").length;
+    stack.fake.script("up-a", { kind: "hang" }, { kind: "hang" });
+    stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
+    const workerA = await stack.startWorker("killcharge-worker-G");
+    for (const worker of stack.workers) if (worker !== workerA) await worker.stop(5_000);
+    const body = { request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } };
+    const id = await stack.submit(body, KEY);
+    const deadline = Date.now() + 15_000;
+    while (stack.fake.callsFor("up-a").length < calledBefore + 1 && Date.now() < deadline) await sleep(50);
+    expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
+    await sleep(1_000);
+    workerA.kill("SIGKILL");
+    await workerA.waitForExit();
+    // A job that keeps the next worker's only slot (its call hangs), so the stalled job, once
+    // that worker's stall check hands it back, waits in line: the API removes it itself.
+    const blocker = await stack.submit(body, KEY);
+    await stack.startWorker("killcharge-worker-H", 1);
+    const handedBack = Date.now() + 30_000;
+    while (stack.fake.callsFor("up-a").length < calledBefore + 2 && Date.now() < handedBack) await sleep(50);
+    let shown = (await stack.request("GET", `/v1/jobs/${id}`, undefined, KEY)).body;
+    while (shown.status !== "queued" && Date.now() < handedBack) {
+      await sleep(200);
+      shown = (await stack.request("GET", `/v1/jobs/${id}`, undefined, KEY)).body;
+    }
+    expect(shown.status).toBe("queued");
+    const cancel = await stack.request("DELETE", `/v1/jobs/${id}`, undefined, KEY);
+    expect(cancel.status).toBe(200);
+    expect(cancel.body.status).toBe("cancelled");
+    expect(cancel.body.attempts).toHaveLength(1);
+    expect(cancel.body.attempts[0]).toMatchObject({ model: "a", provider: "p", outcome: "error" });
+    expect(cancel.body.attempts[0].reason).toBeUndefined();
+    expect(cancel.body.attempts[0].message).toMatch(/stopped/);
+    expect(cancel.body.cost_usd).toBeCloseTo(RESERVED_USD, 6);
+    const job = (await stack.request("GET", `/v1/jobs/${id}`, undefined, KEY)).body;
+    expect(job.attempts).toEqual(cancel.body.attempts);
+    expect(job.cost_usd).toBeCloseTo(RESERVED_USD, 6);
+    expect((await stack.request("DELETE", `/v1/jobs/${blocker}`, undefined, KEY)).status).toBe(202);
+    const [stopped] = (await stack.waitAll([blocker], 30_000, KEY)) as Json[];
+    expect(stopped.status).toBe("cancelled");
+    // The books: the dead call once (its estimate) and whatever the blocker's stopped call cost.
+    const expected = before.total + RESERVED_USD + stopped.cost_usd;
+    const expectedRoute = before.route + RESERVED_USD + stopped.cost_usd;
+    let figures = await books();
+    const until = Date.now() + 30_000;
+    const off = () =>
+      Math.abs(figures.total - expected) > 1e-6 || Math.abs(figures.route - expectedRoute) > 1e-6;
+    while (off() && Date.now() < until) {
+      await sleep(500);
+      figures = await books();
+    }
+    expect(figures.total).toBeCloseTo(expected, 6);
+    expect(figures.route).toBeCloseTo(expectedRoute, 6);
+    await sleep(3_000);
+    expect((await books()).route).toBeCloseTo(expectedRoute, 6);
+  }, 120_000);
 });

@@ -4,6 +4,7 @@ import {
   type HostResolver,
   type ProviderRegistry,
   Resilience,
+  withLostCalls,
 } from "@cascade/engine";
 import {
   AlertEvaluator,
@@ -269,6 +270,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
     retention,
     weightsFromConfig(config.file.tenants),
     (message) => logger.warn(message),
+    async (jobId, progress) => {
+      const known = new Set(progress?.counted_calls);
+      const lost = (await resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+      return withLostCalls(progress, lost, { jobId, config, clock, logger });
+    },
   );
   const providerStatus = new ProviderStatusStore(redis, config, keys, logger);
   // The gateway's engine: the same breakers, buckets, budgets and usage records as the workers'.

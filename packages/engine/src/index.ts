@@ -2,6 +2,7 @@
 // jobs; the API will run it for gateway requests. No BullMQ here (docs/architecture.md).
 export * from "./chain/call-charge.js";
 export * from "./chain/chain-context.js";
+export { type LostCallsContext, recordLostCalls, withLostCalls } from "./chain/chain-progress.js";
 export * from "./chain/chain-runner.js";
 export * from "./chain/continuation.js";
 export * from "./chain/interruption.js";

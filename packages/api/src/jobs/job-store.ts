@@ -5,10 +5,12 @@ import {
   type JobData,
   type JobObject,
   type JobOutcome,
+  type JobProgress,
   type Keys,
   type RedisClient,
   stopLine,
   type TenantWeights,
+  toJobObject,
 } from "@cascade/shared";
 import { isTerminalJob, readJob } from "@cascade/shared/bullmq";
 import type { Queue } from "bullmq";
@@ -58,6 +60,14 @@ export class JobStore {
     weights?: TenantWeights,
     /** Told when enqueueing cannot take its one-script path (see FairEnqueue). */
     private readonly warn?: (message: string) => void,
+    /**
+     * A job's progress with the calls its stalled runs left in flight recorded in it (ADR 0033),
+     * for a job removed from the queue without another run.
+     */
+    private readonly withLostCalls?: (
+      jobId: string,
+      progress: JobProgress | undefined,
+    ) => Promise<JobProgress | undefined>,
   ) {
     this.enqueue = new FairEnqueue(queue, redis, new FairTags(redis, keys, weights), warn);
     this.batches = new BatchStore(redis, keys, retentionSeconds);
@@ -105,9 +115,19 @@ export class JobStore {
     const read = await readJob(this.queue, this.redis, this.keys, jobId);
     if (read?.tenant !== tenant) return undefined;
     if (read.kind === "cancelled_record") return { kind: "terminal", job: read.job };
-    const { stored, job: current } = read;
+    const { stored } = read;
+    let current = read.job;
     if (isTerminal(current)) return { kind: "terminal", job: current };
     if (stored.state !== "active") {
+      // A run of it stalled (its worker died): the calls that run left in flight are the job's
+      // attempts and cost, as a run taking it over would record them.
+      if ((stored.stalledCounter ?? 0) > 0 && this.withLostCalls) {
+        const progress = await this.withLostCalls(jobId, stored.progress);
+        if (progress !== stored.progress) {
+          stored.progress = progress;
+          current = toJobObject(stored);
+        }
+      }
       const cancelled: JobObject = {
         ...current,
         status: "cancelled",
@@ -167,7 +187,8 @@ export class JobStore {
           kind: "cancelled",
           job: cancelled,
           data: stored.data,
-          wasRunning: current.status === "running",
+          // As it was shown: a stalled run's calls recorded just now make no run of it.
+          wasRunning: read.job.status === "running",
           ...(cancelled.started_at != null ? { startedAtMs: cancelled.started_at * 1000 } : {}),
           lostUsd: stored.progress?.lost_usd ?? 0,
         };

@@ -9,6 +9,85 @@ function addUsd(total: number, amount: number): number {
   return Math.round((total + amount) * 1e10) / 1e10;
 }
 
+/** What `recordLostCalls` reads of the run: the chain's context, or a worker's ending a job without one. */
+export type LostCallsContext = Pick<ChainContext, "jobId" | "config" | "clock" | "logger" | "events">;
+
+/**
+ * Calls earlier runs made and never settled, their processes killed or stopped past the lock:
+ * attempts of the job like any call (with no reason: they say nothing of the provider, as a call
+ * stopped by a lost lock), charged in its cost at their estimates, as the dead process's recovery
+ * charges its tenant. Named in `counted_calls`, so no later run counts one again. Changes
+ * `progress` in place; says whether it recorded any. A run of its chain records them first; a run
+ * that finds its job cancelled records them before ending it.
+ */
+export function recordLostCalls(
+  progress: JobProgress,
+  lost: readonly LostCall[],
+  context: LostCallsContext,
+): boolean {
+  if (lost.length === 0) return false;
+  const nowMs = context.clock.now();
+  const known = new Set(progress.counted_calls);
+  let recorded = false;
+  for (const call of lost) {
+    if (known.has(call.id)) continue;
+    known.add(call.id);
+    const attempt: Attempt = {
+      model: call.model,
+      // An entry written before entries named their provider: the model's, as configured.
+      provider:
+        call.provider === "unknown"
+          ? (context.config.file.models[call.model]?.provider ?? call.provider)
+          : call.provider,
+      ...(call.deployment !== undefined ? { deployment: call.deployment } : {}),
+      outcome: "error",
+      message:
+        "the worker running this call stopped before it answered (killed, or paused past its lock); charged at its estimate",
+      // How long the job knew it in flight: from its request to this run taking the job over.
+      duration_ms: Math.max(0, nowMs - call.startedMs),
+      started_at: unixSeconds(call.startedMs),
+    };
+    // Not logged or counted as a hop's try (its duration is the wait for the takeover, not a
+    // call's): one line says what was found, and live readers get the attempt.
+    progress.attempts.push(attempt);
+    recorded = true;
+    context.events?.attempt(attempt);
+    context.logger.warn(
+      {
+        job_id: context.jobId,
+        current_model: attempt.model,
+        provider: attempt.provider,
+        cost_usd: call.costUsd,
+        call: call.id,
+      },
+      "a call an earlier run of this job left in flight (its worker stopped) is counted in the job's attempts and cost",
+    );
+    if (call.costUsd > 0) progress.cost_usd = addUsd(progress.cost_usd, call.costUsd);
+    progress.lost_usd = addUsd(progress.lost_usd ?? 0, call.costUsd);
+  }
+  progress.counted_calls = [...known];
+  progress.started_at = Math.min(
+    progress.started_at ?? Number.POSITIVE_INFINITY,
+    ...lost.map((call) => unixSeconds(call.startedMs)),
+  );
+  return recorded;
+}
+
+/**
+ * `progress` with `lost` recorded in it (`recordLostCalls`; changed in place), or a new progress
+ * holding them when the job had none: for whatever ends a job without running its chain (a run
+ * that finds it cancelled, the API removing it from the queue).
+ */
+export function withLostCalls(
+  progress: JobProgress | undefined,
+  lost: readonly LostCall[],
+  context: LostCallsContext,
+): JobProgress | undefined {
+  if (lost.length === 0) return progress;
+  const recorded = progress ?? { hop: 0, tries: 0, attempts: [], cost_usd: 0 };
+  return recordLostCalls(recorded, lost, context) ? recorded : progress;
+}
+
 /**
  * One run's progress through its chain, and the one place it is saved. A save writes only what
  * changed since the last one: a run that finishes writes nothing (its outcome carries it all),
@@ -46,56 +125,9 @@ export class ChainProgress {
     if (context.lostCalls?.length) this.recordLostCalls(context.lostCalls);
   }
 
-  /**
-   * Calls earlier runs made and never settled, their processes killed or stopped past the lock:
-   * attempts of the job like any call (with no reason: they say nothing of the provider, as a call
-   * stopped by a lost lock), charged in its cost at their estimates, as the dead process's
-   * recovery charges its tenant. Named in `counted_calls`, so no later run counts one again.
-   */
+  /** Calls earlier runs left in flight, put in the job's attempts and cost (`recordLostCalls`). */
   private recordLostCalls(lost: readonly LostCall[]): void {
-    const nowMs = this.context.clock.now();
-    const known = new Set(this.progress.counted_calls);
-    for (const call of lost) {
-      if (known.has(call.id)) continue;
-      known.add(call.id);
-      const attempt: Attempt = {
-        model: call.model,
-        // An entry written before entries named their provider: the model's, as configured.
-        provider:
-          call.provider === "unknown"
-            ? (this.context.config.file.models[call.model]?.provider ?? call.provider)
-            : call.provider,
-        ...(call.deployment !== undefined ? { deployment: call.deployment } : {}),
-        outcome: "error",
-        message:
-          "the worker running this call stopped before it answered (killed, or paused past its lock); charged at its estimate",
-        // How long the job knew it in flight: from its request to this run taking the job over.
-        duration_ms: Math.max(0, nowMs - call.startedMs),
-        started_at: unixSeconds(call.startedMs),
-      };
-      // Not logged or counted as a hop's try (its duration is the wait for the takeover, not a
-      // call's): one line says what was found, and live readers get the attempt.
-      this.progress.attempts.push(attempt);
-      this.dirty = true;
-      this.context.events?.attempt(attempt);
-      this.context.logger.warn(
-        {
-          job_id: this.context.jobId,
-          current_model: attempt.model,
-          provider: attempt.provider,
-          cost_usd: call.costUsd,
-          call: call.id,
-        },
-        "a call an earlier run of this job left in flight (its worker stopped) is counted in the job's attempts and cost",
-      );
-      this.addCost(call.costUsd);
-      this.progress.lost_usd = addUsd(this.progress.lost_usd ?? 0, call.costUsd);
-    }
-    this.progress.counted_calls = [...known];
-    this.progress.started_at = Math.min(
-      this.progress.started_at ?? Number.POSITIVE_INFINITY,
-      ...lost.map((call) => unixSeconds(call.startedMs)),
-    );
+    if (recordLostCalls(this.progress, lost, this.context)) this.dirty = true;
   }
 
   /** Records an attempt of the current hop: kept in progress, logged, announced to live readers. */

@@ -72,6 +72,7 @@ export async function readJob(
       processedOn: job.processedOn,
       finishedOn: job.finishedOn,
       failedReason: job.failedReason,
+      stalledCounter: job.stalledCounter,
     };
     return {
       kind: "queued_job",

@@ -12,6 +12,8 @@ export interface StoredJob {
   processedOn: number | undefined;
   finishedOn: number | undefined;
   failedReason: string | undefined;
+  /** How many times BullMQ found its run stalled (its worker killed, or stopped past its lock). */
+  stalledCounter?: number;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   RunLostLock,
   type RunSignal,
   runChain,
+  withLostCalls,
 } from "@cascade/engine";
 import {
   bullConnection,
@@ -366,12 +367,18 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
       const cancelled = resumed && (await options.connection.exists(keys.cancelRequest(jobId))) > 0;
       // A run of the job stalled: the calls it left in flight are the job's attempts and cost too,
       // charged by their process's recovery (or by it, if it was only paused), so counted as saved.
-      const lostCalls =
-        resumed && !cancelled && job.stalledCounter > 0 ? await lostCallsOf(jobId, progress) : [];
+      // A job cancelled meanwhile ends with them as well.
+      const lostCalls = resumed && job.stalledCounter > 0 ? await lostCallsOf(jobId, progress) : [];
       lostUsd = lostCalls.reduce((total, call) => total + call.costUsd, progress?.lost_usd ?? 0);
       savedCost += lostUsd - (progress?.lost_usd ?? 0);
       const result = cancelled
-        ? ({ kind: "finished", outcome: cancelledOutcome(progress, clock.now()) } as const)
+        ? ({
+            kind: "finished",
+            outcome: cancelledOutcome(
+              withLostCalls(progress, lostCalls, { jobId, events, config, clock, logger }),
+              clock.now(),
+            ),
+          } as const)
         : await runChain({
             jobId,
             data,
