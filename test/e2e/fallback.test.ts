@@ -21,6 +21,8 @@ import { chatRequest, FAKE_KEY_VALUE, fakeConfig, postJob, waitForTerminal } fro
 
 const PROMPT_OK = "Summarise the quarterly report for zebra-marmalade-7731";
 const PROMPT_FAIL = "Translate the confidential memo about walrus-saffron-4402";
+/** Quoted back by the upstream's 400, as vLLM's and LiteLLM's validation errors quote their input. */
+const PROMPT_ECHOED = 'Draft the "secret" merger letter\nfor pelican-quartz-9120';
 
 let fake: FakeOpenAI;
 let dir: TempDir;
@@ -179,11 +181,40 @@ describe("fallback across separate API and worker processes", () => {
     expect(hungJob.result.choices[0].message.content).toBe("Echo: second: the upstream hangs");
   });
 
+  it("keeps a prompt an upstream's error quotes out of the log (the tenant still reads it in the attempt)", async () => {
+    fake.script("up-primary", { kind: "status", status: 400, echoMessages: true });
+    const created = await postJob(api.url, { request: chatRequest(PROMPT_ECHOED), models: ["primary"] });
+    expect(created.status).toBe(202);
+    const job = await waitForTerminal(api.url, created.body.id, 20_000);
+    expect(job).toMatchObject({ status: "failed", error: { type: "bad_request" } });
+    expect(job.attempts[0].message).toContain("pelican-quartz-9120");
+    // The gateway's hop lines are the API's.
+    fake.script("up-primary", { kind: "status", status: 400, echoMessages: true });
+    const answer = await fetch(`${api.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "primary", ...chatRequest(PROMPT_ECHOED) }),
+    });
+    expect(answer.status).toBe(400);
+    const hop = await worker.waitForLog(
+      (log) => log.job_id === created.body.id && log.fallback_reason === "bad_request",
+    );
+    expect(hop.detail).toContain("[redacted]");
+    await api.waitForLog((log) => log.fallback_reason === "bad_request" && typeof log.detail === "string");
+  });
+
   it("never logs the prompt or the provider API key (worker and API)", async () => {
     for (const proc of [worker, api]) {
       const output = [...proc.stdout, ...proc.stderr];
       expect(output.length).toBeGreaterThan(0);
-      for (const secret of [PROMPT_OK, PROMPT_FAIL, "zebra-marmalade", "walrus-saffron", FAKE_KEY_VALUE]) {
+      for (const secret of [
+        PROMPT_OK,
+        PROMPT_FAIL,
+        "zebra-marmalade",
+        "walrus-saffron",
+        "pelican-quartz",
+        FAKE_KEY_VALUE,
+      ]) {
         const leaks = output.filter((line) => line.includes(secret));
         expect(leaks, `${proc.name} logged "${secret}"`).toEqual([]);
       }

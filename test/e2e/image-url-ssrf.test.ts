@@ -219,7 +219,9 @@ describe("image URLs with allow_private_networks false (the default)", () => {
     const job = await waitForTerminal(api.url, created.body.id, 20_000);
     expect(job).toMatchObject({ status: "failed", error: { type: "bad_request" } });
     expect(job.error.message).toContain(`${PARAM}: host "${name}" resolves to`);
-    expect(job.attempts).toEqual([expect.objectContaining({ outcome: "error", reason: "bad_request" })]);
+    // No upstream call was made: the attempt is skipped (the contract's `error` means one was).
+    expect(job.attempts).toEqual([expect.objectContaining({ outcome: "skipped", reason: "bad_request" })]);
+    expect(job.attempts[0].http_status).toBeUndefined();
     expect(job.cost_usd).toBe(0);
     expect(urlsSentTo(fake).length).toBe(before);
   });

@@ -761,6 +761,22 @@ describe("anthropic and gemini providers through the worker", () => {
       });
     });
 
+    it("an image it cannot download is a skipped attempt (nothing went to Gemini), and the chain moves on", async () => {
+      const before = gemini.callsFor("up-gemini").length;
+      const missing = {
+        role: "user",
+        content: [
+          { type: "text", text: "What animal is this?" },
+          { type: "image_url", image_url: { url: imageUrl.replace("cat.png", "gone.png") } },
+        ],
+      };
+      const job = await run({ route: "via-gemini", request: { messages: [missing] } });
+      expect(job.attempts[0]).toMatchObject({ model: "gemini", outcome: "skipped", reason: "bad_request" });
+      expect(job.attempts[0].message).toContain("could not download image");
+      expect(job.attempts[0].http_status).toBeUndefined();
+      expect(gemini.callsFor("up-gemini").length).toBe(before);
+    });
+
     for (const stream of [false, true]) {
       it(`JSON mode with tools on Gemini 2.x: left to the prompt (it 400s on both), kept on Gemini 3 (stream: ${stream})`, async () => {
         const formats = [{ type: "json_object" }, answerFormat];

@@ -190,6 +190,30 @@ describe("openai provider through the worker", () => {
     }
   });
 
+  it("lets no echoed request tell which words are pieces of our key (a tenant could read it off window by window)", async () => {
+    // 8-character windows, masked forms and a base64 piece of "sk-test-123", and the provider's
+    // host, as a tenant probing for them would send them; the upstream's 400 quotes the request.
+    const probe = `probe test-123 k-test-1x sk-test-1*** ***t-123 ${Buffer.from("sk-test-1").toString("base64")} 127.0.0.1x`;
+    const asked = { messages: [{ role: "user", content: probe }], max_tokens: 50 };
+    fake.script("up-echo", { kind: "status", status: 400, echoMessages: true });
+    const job = await run({ models: ["echo"], request: asked });
+    expect(job.status).toBe("failed");
+    expect(job.attempts[0]).toMatchObject({ outcome: "error", reason: "bad_request" });
+    expect(job.attempts[0].message).toContain(probe);
+    expect(job.attempts[0].message).not.toContain("[redacted]");
+    fake.script("up-echo", { kind: "status", status: 400, echoMessages: true });
+    const answer = await stack.request("POST", "/v1/chat/completions", { body: { model: "echo", ...asked } });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toContain(probe);
+    // The whole key, echoed, is still scrubbed.
+    fake.script("up-echo", { kind: "status", status: 400, echoMessages: true });
+    const whole = await run({
+      models: ["echo"],
+      request: { messages: [{ role: "user", content: "key sk-test-123 here" }], max_tokens: 50 },
+    });
+    expect(whole.attempts[0].message).toContain("key [redacted] here");
+  });
+
   it("scrubs our key from a long error text before cutting it short (a key across the cut leaked its start)", async () => {
     // "HTTP 500: " + padding + "Bearer " puts the key at characters 491..510 of the message: the
     // 500-character bound falls inside the key for each of these paddings.

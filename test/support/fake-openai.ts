@@ -58,7 +58,15 @@ export type FakeBehaviour =
        */
       trailingLogprobs?: { tokens: string[]; carrier: "empty_delta" | "empty_content" | "finish" };
     }
-  | { kind: "status"; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
+  | {
+      kind: "status";
+      status: number;
+      body?: unknown;
+      headers?: Record<string, string>;
+      delayMs?: number;
+      /** Appends the request's messages to the error's message, as vLLM's and LiteLLM's validation errors quote their input. */
+      echoMessages?: boolean;
+    }
   | { kind: "rate_limited"; retryAfterSeconds?: number; retryAfterMs?: number }
   | { kind: "server_error"; status?: number }
   | { kind: "context_length" }
@@ -259,7 +267,11 @@ async function respond(
     case "ok":
       return sendCompletion(context, body, behaviour, headers);
     case "status": {
-      const error = behaviour.body ?? openAIError(`Status ${behaviour.status}`, "server_error", null, null);
+      let error = behaviour.body ?? openAIError(`Status ${behaviour.status}`, "server_error", null, null);
+      if (behaviour.echoMessages) {
+        const quoted = JSON.stringify(body.messages);
+        error = openAIError(`invalid input: ${quoted}`, "invalid_request_error", null, null);
+      }
       const merged = { ...headers, ...behaviour.headers };
       if (typeof error === "string") return sendText(response, behaviour.status, error, merged);
       return sendJson(response, behaviour.status, error, merged);

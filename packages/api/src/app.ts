@@ -59,6 +59,7 @@ import { registerBodyDeadline } from "./plugins/body-deadline.js";
 import { registerContentEncodingCheck, unsupportedJsonCharset } from "./plugins/content-encoding.js";
 import {
   answerClientError,
+  answerProtocolRefusals,
   REQUEST_TIMEOUT_MS,
   registerErrorHandling,
   routePattern,
@@ -326,11 +327,14 @@ export function buildApp(deps: AppDeps): CascadeApp {
     requestTimeout: REQUEST_TIMEOUT_MS,
     // Requests Node's parser refuses are answered in the contract's shape too.
     clientErrorHandler: answerClientError,
+    // Node's own answer to an HTTP/1.1 request without Host is a bare 400: the auth hook's is not.
+    http: { requireHostHeader: false },
     // Errors Fastify raises before routing (a malformed URL) skip setErrorHandler: same shape here.
     frameworkErrors: (error, _request, reply) => {
       sendError(reply, 400, "invalid_request_error", error.message);
     },
   });
+  answerProtocolRefusals(app.server);
   // Only JSON bodies (multipart comes with the files API); text/plain must be a 415, not a string.
   app.removeContentTypeParser("text/plain");
   // An empty body sent as JSON is no body (Stainless-built SDKs, openai-python among them, send

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from "node:http";
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { fieldPath, isRedisRefusal, newId, typedSegments } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -211,7 +211,7 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
     socket.destroy(error);
     return;
   }
-  const [status, type, message] =
+  const [status, type, message]: [number, ErrorType, string] =
     error.code === "ERR_HTTP_REQUEST_TIMEOUT"
       ? [
           408,
@@ -227,11 +227,49 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
               "the request's chunk extensions are larger than the server takes",
             ]
           : [400, "invalid_request_error", "the request is not valid HTTP/1.1"];
-  const body = JSON.stringify({ error: { type, message, code: null, param: null } });
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
+  if (socket.writable) socket.write(rawErrorResponse(status, type, message));
   socket.destroy(error);
+}
+
+/** A whole HTTP/1.1 response in the contract's error shape, for a socket no framework answers on. */
+function rawErrorResponse(status: number, type: ErrorType, message: string): string {
+  const body = JSON.stringify({ error: { type, message, code: null, param: null } });
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+/**
+ * What Node's HTTP server answers itself, bare, unless told: an `Expect` other than
+ * `100-continue` (a 417 with no body) and CONNECT (the socket closed with no answer). Both in the
+ * contract's error shape here, as every framework error is. (A request with no Host, which Node
+ * would answer with a bare 400, reaches the auth hook: `missingHost`.)
+ */
+export function answerProtocolRefusals(server: Server): void {
+  server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
+    response.socket?.end(
+      rawErrorResponse(
+        417,
+        "invalid_request_error",
+        "the Expect header is not supported (only 100-continue is)",
+      ),
+    );
+  });
+  server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => {});
+    socket.end(
+      rawErrorResponse(
+        405,
+        "method_not_allowed_error",
+        "CONNECT is not supported: this server is not a proxy",
+      ),
+    );
+  });
+}
+
+/**
+ * An HTTP/1.1 request with no Host header (RFC 9112 §3.2 makes it a 400): Node's own check is off
+ * (`requireHostHeader: false`) so that the answer has the contract's error shape.
+ */
+export function missingHost(request: FastifyRequest): boolean {
+  const { raw } = request;
+  return raw.headers.host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1;
 }

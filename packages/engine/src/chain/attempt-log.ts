@@ -1,5 +1,6 @@
 import type { Attempt } from "@cascade/shared";
 import type { ChainContext } from "./chain-context.js";
+import { withoutPromptText } from "./prompt-scrub.js";
 
 /**
  * The structured line of one attempt, and its count in the process's metrics: `current_model` and `fallback_reason` are the fields
@@ -20,13 +21,21 @@ export function logAttempt(context: ChainContext, attempt: Attempt, hopIndex: nu
     http_status: attempt.http_status,
     duration_ms: attempt.duration_ms,
   };
-  if (attempt.outcome === "success") logger.info(fields, "hop succeeded");
+  if (attempt.outcome === "success") {
+    logger.info(fields, "hop succeeded");
+    return;
+  }
+  // An upstream's error text may quote the request: prompts stay out of the log.
+  const detail =
+    attempt.outcome === "error" && attempt.message !== undefined
+      ? withoutPromptText(attempt.message, context.data.request)
+      : attempt.message;
   // A call stopped by its job's interruption (cancel, lock loss, shutdown): no failure of its own.
-  else if (attempt.reason === undefined) logger.info({ ...fields, detail: attempt.message }, "hop stopped");
+  if (attempt.reason === undefined) logger.info({ ...fields, detail }, "hop stopped");
   else if (attempt.reason === "auth_error") {
     logger.error(
-      { ...fields, detail: attempt.message },
+      { ...fields, detail },
       "hop failed: provider rejected our credentials (configuration fault)",
     );
-  } else logger.warn({ ...fields, detail: attempt.message }, `hop ${attempt.outcome}: ${attempt.reason}`);
+  } else logger.warn({ ...fields, detail }, `hop ${attempt.outcome}: ${attempt.reason}`);
 }

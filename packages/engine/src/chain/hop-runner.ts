@@ -4,6 +4,7 @@ import {
   type ModelConfig,
   primaryProvider,
   type Reason,
+  type RedactionScope,
   redactSecrets,
   unixSeconds,
   usageCostUsd,
@@ -70,6 +71,22 @@ function isDeploymentFailure(error: ProviderError): boolean {
 
 /** What a hop leaves the chain with: the run's result, or "next" to move on to the next hop. */
 type HopStep = ChainResult | "next";
+
+/**
+ * How much of the config's secrets an upstream's error text is matched against (RedactionScope):
+ * pieces and masked forms of keys only in an auth failure's (providers quote the key they got
+ * there, and the tenant's words never are). Anything else may echo the request or the model's
+ * answer. Host names, which a tenant could only confirm whole, in a network error's (Node's own
+ * text) and a 5xx's (a proxy naming what it could not reach), not in a 4xx's, which quote requests.
+ */
+function redactionScope(error: ProviderError): RedactionScope {
+  const status = error.httpStatus;
+  return {
+    keyPieces: error.reason === "auth_error",
+    hosts:
+      status === undefined ? error.reason === "network_error" || error.reason === "timeout" : status >= 500,
+  };
+}
 
 function skipped(
   modelId: string,
@@ -438,7 +455,10 @@ export async function runHop(
       // and the log: never with a key we sent it. Scrubbed here, before anything quotes it, and
       // only then cut to length (a key across the cut would no longer match whole).
       if (failure instanceof ProviderError)
-        failure.message = redactSecrets(config, failure.message).slice(0, ERROR_MESSAGE_CHARS);
+        failure.message = redactSecrets(config, failure.message, redactionScope(failure)).slice(
+          0,
+          ERROR_MESSAGE_CHARS,
+        );
       if (streamed && failure instanceof ProviderError) {
         context.events?.restart(hopIndex, failure.reason);
         shownBroken = brokenStreamStep(context, run, hop.model, failure);
@@ -515,7 +535,8 @@ export async function runHop(
       model: hop.model,
       provider: target.providerId,
       ...(target.deployment ? { deployment: target.deployment.id } : {}),
-      outcome: "error",
+      // Refused before it was sent (an image URL the guard refuses): no upstream call was made.
+      outcome: error.unsent ? "skipped" : "error",
       reason: error.reason,
       ...(error.httpStatus !== undefined ? { http_status: error.httpStatus } : {}),
       ...(retryAfterMs !== undefined ? { retry_after_ms: retryAfterMs } : {}),

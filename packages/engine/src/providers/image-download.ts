@@ -31,6 +31,7 @@ export function createImageInliner(options: {
     new ProviderError("bad_request", `could not download image ${url.origin}${url.pathname}: ${why}`, {
       providerSpecific: true,
       cause,
+      unsent: true,
     });
 
   async function download(url: URL, signal: AbortSignal): Promise<{ data: Uint8Array; mediaType: string }> {

@@ -52,6 +52,11 @@ export class ProviderError extends Error {
    * its reported usage, else estimated from its text (`completionChargeUsage`).
    */
   readonly unfinishedAnswer: Completion | undefined;
+  /**
+   * Refused before anything was sent to the provider (an image URL the guard refuses, an image
+   * that could not be downloaded for it): no upstream call was made, so the attempt is `skipped`.
+   */
+  readonly unsent: boolean;
 
   constructor(
     reason: Reason,
@@ -66,6 +71,7 @@ export class ProviderError extends Error {
       unreadableAnswer?: boolean;
       localTimeout?: boolean;
       unfinishedAnswer?: Completion;
+      unsent?: boolean;
     } = {},
   ) {
     super(message, { cause: options.cause });
@@ -78,6 +84,7 @@ export class ProviderError extends Error {
     this.param = options.param;
     this.unreadableAnswer = options.unreadableAnswer ?? false;
     this.localTimeout = options.localTimeout ?? false;
+    this.unsent = options.unsent ?? false;
     this.unfinishedAnswer = options.unfinishedAnswer;
   }
 

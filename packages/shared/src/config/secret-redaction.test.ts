@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Config } from "./load.js";
-import { redactSecrets } from "./secret-redaction.js";
+import { FULL_REDACTION, redactSecrets } from "./secret-redaction.js";
 
 const config = {
   providerKeys: new Map([
@@ -74,7 +74,7 @@ describe("redactSecrets", () => {
     [`b64url ${Buffer.from("xx:sk-live-SECRETKEY-abc123def456").toString("base64url")}`, "b64url [redacted]"],
     ["echoed Bearer sk-no-key-required", "echoed Bearer [redacted]"],
   ])("scrubs %j", (text, expected) => {
-    expect(redactSecrets(config, text)).toBe(expected);
+    expect(redactSecrets(config, text, FULL_REDACTION)).toBe(expected);
   });
 
   it.each([
@@ -85,6 +85,34 @@ describe("redactSecrets", () => {
     "HTTP 401: sk-proj-****wxyz is not a key we sent; see https://example.com/docs/keys.",
     "HTTP 422: messages: field required; tools.0.function: Field required...required",
   ])("leaves %j alone", (text) => {
-    expect(redactSecrets(config, text)).toBe(text);
+    expect(redactSecrets(config, text, FULL_REDACTION)).toBe(text);
+  });
+
+  describe("in text that may echo a tenant's words (no pieces, no hosts)", () => {
+    const echo = { keyPieces: false, hosts: false };
+    it.each([
+      [
+        "HTTP 400: invalid input: Bearer sk-live-SECRETKEY-abc123def456",
+        "HTTP 400: invalid input: Bearer [redacted]",
+      ],
+      ["echoed x-team: team-token-abcdef", "echoed x-team: [redacted]"],
+      [
+        `auth: Basic ${Buffer.from("user:sk-live-SECRETKEY-abc123def456").toString("base64")}`,
+        "auth: Basic [redacted]",
+      ],
+      ["connect ECONNREFUSED 10.0.3.7:8000", "connect ECONNREFUSED [provider address]"],
+    ])("still scrubs whole secrets and addresses: %j", (text, expected) => {
+      expect(redactSecrets(config, text, echo)).toBe(expected);
+    });
+
+    it.each([
+      // Pieces and masked forms of "sk-live-SECRETKEY-abc123def456" a tenant could have sent.
+      "HTTP 400: invalid input: sk-live-SECRE ETKEY-abc123 KEY-abc1 abc123def45",
+      "HTTP 400: invalid input: sk-live-SECRE*************f456 sk-l...f456",
+      `HTTP 400: invalid input: ${Buffer.from("sk-live-SECRETKEY").toString("base64")}`,
+      "HTTP 400: invalid input: vllm.internal acme-east-private.example.net",
+    ])("matches no piece of a key and no host a tenant could probe for: %j", (text) => {
+      expect(redactSecrets(config, text, echo)).toBe(text);
+    });
   });
 });

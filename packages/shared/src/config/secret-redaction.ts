@@ -16,7 +16,25 @@ const KEY_LIKE_RUN = /[\w+/=*.\u2026-]+/g;
 /** The mask inside a quoted key: `***`, `...` or `…`. */
 const MASK = /\*{3,}|\.{3,}|\u2026/;
 
-const redactors = new WeakMap<Config, (text: string) => string>();
+/**
+ * What `redactSecrets` matches beyond whole secrets and IP addresses. Anything less than a whole
+ * secret is matched only where the text cannot hold the tenant's own words: where a tenant's
+ * request or a model's answer can be echoed (a 400 quoting the prompt, a 5xx, an unreadable
+ * answer), which of its words come back scrubbed would tell the tenant which are pieces of a key,
+ * and a key could be read off piece by piece (a black-box probe read a whole OpenAI key in 311
+ * gateway requests that way, 8 characters a window); a host name, whole, could be confirmed.
+ */
+export interface RedactionScope {
+  /** A piece of a key (8 characters in a row) or a masked form of one, as auth failures quote them. */
+  keyPieces: boolean;
+  /** The configured `base_url` hosts, as Node's network errors name them. */
+  hosts: boolean;
+}
+
+/** Everything: for text no tenant or model had a word in. */
+export const FULL_REDACTION: RedactionScope = { keyPieces: true, hosts: true };
+
+const redactors = new WeakMap<Config, (text: string, scope: RedactionScope) => string>();
 
 /**
  * `text` (an upstream's error body, as the attempt's message and the log's `detail` carry it)
@@ -26,16 +44,17 @@ const redactors = new WeakMap<Config, (text: string) => string>();
  * Nor where the operator's providers live: the host names of the configured `base_url`s and IP
  * addresses (Node's network errors name the address they could not reach, `connect ECONNREFUSED
  * 10.0.3.7:8000`) become `[provider address]`; the provider's id already says which one it was.
- * API keys are also scrubbed where only part of one is quoted (KEY_PIECE_LENGTH characters of it
- * in a row, or a masked form showing its start or end) and in base64 (a Basic header echoed).
+ * API keys are also scrubbed in base64 (a Basic header echoed), and, where `scope` allows it,
+ * where only part of one is quoted (KEY_PIECE_LENGTH characters of it in a row, or a masked form
+ * showing its start or end); host names too only where `scope` allows (see RedactionScope).
  */
-export function redactSecrets(config: Config, text: string): string {
+export function redactSecrets(config: Config, text: string, scope: RedactionScope): string {
   let redact = redactors.get(config);
   if (!redact) {
     redact = redactorFor(config);
     redactors.set(config, redact);
   }
-  return redact(text);
+  return redact(text, scope);
 }
 
 const ADDRESS = "[provider address]";
@@ -97,9 +116,13 @@ function looksRandom(part: string): boolean {
   return /\d/.test(part) || (/[a-z]/.test(part) && /[A-Z]/.test(part));
 }
 
-/** Tells whether a run of key-like characters quotes an API key: a piece of it, or a masked form. */
-function keyPieceFinder(keys: readonly string[]): ((run: string) => boolean) | undefined {
+/**
+ * Tells whether a run of key-like characters quotes an API key: whole in base64 (always), or, with
+ * `pieces`, a piece of it (of the key or its base64) or a masked form.
+ */
+function keyQuoteFinder(keys: readonly string[]): ((run: string, pieces: boolean) => boolean) | undefined {
   if (keys.length === 0) return undefined;
+  const encoded = keys.flatMap(base64Forms).filter((form) => form.length >= KEY_PIECE_LENGTH);
   const pieces = new Set<string>();
   for (const key of keys) {
     for (const form of [key, ...base64Forms(key)]) {
@@ -118,19 +141,19 @@ function keyPieceFinder(keys: readonly string[]): ((run: string) => boolean) | u
     const end = after.length >= MIN_MASKED_END && looksRandom(after);
     return keys.some((key) => (start && key.startsWith(before)) || (end && key.endsWith(after)));
   };
-  return (run) => {
-    if (run.length >= KEY_PIECE_LENGTH) {
-      for (let start = 0; start + KEY_PIECE_LENGTH <= run.length; start++) {
-        if (pieces.has(run.slice(start, start + KEY_PIECE_LENGTH))) return true;
-      }
+  return (run, withPieces) => {
+    if (run.length < KEY_PIECE_LENGTH) return withPieces && masked(run);
+    if (!withPieces) return encoded.some((form) => run.includes(form));
+    for (let start = 0; start + KEY_PIECE_LENGTH <= run.length; start++) {
+      if (pieces.has(run.slice(start, start + KEY_PIECE_LENGTH))) return true;
     }
     return masked(run);
   };
 }
 
-function redactorFor(config: Config): (text: string) => string {
+function redactorFor(config: Config): (text: string, scope: RedactionScope) => string {
   const keys = [...new Set(config.providerKeys.values())].filter((key) => key.length >= MIN_SECRET_LENGTH);
-  const quotesKey = keyPieceFinder(keys);
+  const quotesKey = keyQuoteFinder(keys);
   const secrets = new Set<string>(keys);
   const hosts = new Set<string>();
   for (const [id, provider] of Object.entries(config.file.providers)) {
@@ -158,18 +181,18 @@ function redactorFor(config: Config): (text: string) => string {
         "gi",
       )
     : undefined;
-  return (text) => {
+  return (text, scope) => {
     let out = text;
     for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
     if (quotesKey) {
       // A sentence's full stop after the quoted key stays: one dot, or one after a `...` mask.
       out = out.replace(KEY_LIKE_RUN, (run) => {
-        if (!quotesKey(run)) return run;
+        if (!quotesKey(run, scope.keyPieces)) return run;
         const dots = /\.*$/.exec(run)?.[0].length ?? 0;
         return dots === 1 || dots === 4 ? `${REDACTED}.` : REDACTED;
       });
     }
-    if (hostPattern) out = out.replace(hostPattern, ADDRESS);
+    if (hostPattern && scope.hosts) out = out.replace(hostPattern, ADDRESS);
     return out.replace(IP_ADDRESS, ADDRESS);
   };
 }
