@@ -72,6 +72,47 @@ describe("validation messages of POST /v1/jobs", () => {
     }
   });
 
+  it("a body that is not valid UTF-8 is a 400 at both doors, not read with its bytes replaced", async () => {
+    // A black-box probe: \xff\xfe, \xc3\x28 and an encoded surrogate became U+FFFD, were sent
+    // upstream and charged, answered 202 and 200.
+    for (const bad of [
+      [0xff, 0xfe],
+      [0xc3, 0x28],
+      [0xed, 0xa0, 0x80],
+    ]) {
+      for (const [path, prefix, suffix] of [
+        ["/v1/jobs", '{"request":{"messages":[{"role":"user","content":"a', '"}]}}'],
+        ["/v1/chat/completions", '{"model":"default","messages":[{"role":"user","content":"a', '"}]}'],
+      ] as const) {
+        const body = Buffer.concat([Buffer.from(prefix), Buffer.from(bad), Buffer.from(suffix)]);
+        const answer = await fetch(`${stack.url}${path}`, {
+          method: "POST",
+          headers: { ...acme, "content-type": "application/json" },
+          body,
+        });
+        const json = await answer.json();
+        expect(answer.status, `${path} ${JSON.stringify(bad)}`).toBe(400);
+        expect(json.error.type).toBe("invalid_request_error");
+        expect(json.error.message).toMatch(/UTF-8/);
+      }
+    }
+    // U+FFFD sent as UTF-8 is a character like any other.
+    const fine = await stack.request("POST", "/v1/jobs", {
+      body: { request: { messages: [{ role: "user", content: "a\ufffd" }] } },
+      headers: acme,
+    });
+    expect(fine.status).toBe(202);
+  });
+
+  it("an error quoting what was sent is cut to a readable length (a 900 KB key made a 1.8 MB 400)", async () => {
+    const key = "x".repeat(900_000);
+    const answer = await stack.request("POST", "/v1/jobs", { body: { request, [key]: 1 }, headers: acme });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.type).toBe("invalid_request_error");
+    expect(JSON.stringify(answer.body).length).toBeLessThan(5_000);
+    expect(answer.body.error.message).toMatch(/xxxx/);
+  });
+
   it("five stop sequences are refused with a message that gives the limit", async () => {
     const answer = await stack.request("POST", "/v1/jobs", {
       body: { request: { ...request, stop: ["a", "b", "c", "d", "e"] } },

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import {
   createProviderRegistry,
@@ -56,7 +57,7 @@ import { UsageStore } from "./jobs/usage-store.js";
 import { describeRealAnswers } from "./openapi-answers.js";
 import { markRoutesPublic, ROUTE_ACCESS, type RouteAccess, registerAuth } from "./plugins/auth.js";
 import { registerBodyDeadline } from "./plugins/body-deadline.js";
-import { registerContentEncodingCheck, unsupportedJsonCharset } from "./plugins/content-encoding.js";
+import { notUtf8, registerContentEncodingCheck, unsupportedJsonCharset } from "./plugins/content-encoding.js";
 import {
   answerClientError,
   answerProtocolRefusals,
@@ -344,12 +345,16 @@ export function buildApp(deps: AppDeps): CascadeApp {
   // valid JSON holding a prototype key: that is a 400 naming the key, not "not valid JSON".
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    const charset = unsupportedJsonCharset(request.headers["content-type"], body as string);
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, raw, done) => {
+    const bytes = raw as Buffer;
+    const body = bytes.toString("utf8");
+    const charset = unsupportedJsonCharset(request.headers["content-type"], body);
     if (charset) return done(charset, undefined);
     if (body === "") return done(null, undefined);
-    parseJson(request, body as string, (error, value) => {
-      if (error) return done(prototypeKeyError(body as string) ?? error, undefined);
+    // Read as UTF-8, a byte that is not would become U+FFFD and go upstream (and be charged) so.
+    if (!isUtf8(bytes)) return done(notUtf8(), undefined);
+    parseJson(request, body, (error, value) => {
+      if (error) return done(prototypeKeyError(body) ?? error, undefined);
       done(null, value);
     });
   });

@@ -55,3 +55,16 @@ export function unsupportedJsonCharset(contentType: string | undefined, body: st
     "content-type",
   );
 }
+
+/**
+ * A JSON body whose bytes are not UTF-8 (a lone `\xff`, a truncated sequence, an encoded
+ * surrogate): a 400, as a body that does not parse is, rather than read with U+FFFD in their
+ * place and sent upstream so.
+ */
+export function notUtf8(): HttpError {
+  return new HttpError(
+    400,
+    "invalid_request_error",
+    "the body is not valid UTF-8; send JSON as UTF-8 (RFC 8259)",
+  );
+}

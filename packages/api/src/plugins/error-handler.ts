@@ -61,7 +61,25 @@ export function sendError(
     raw.resume();
   }
   // OpenAI's shape: `code` and `param` are always there, null when they say nothing.
-  return reply.code(statusCode).send({ error: { type, message, code, param: param ?? null } });
+  return reply.code(statusCode).send({
+    error: {
+      type,
+      message: clip(message, MESSAGE_CHARS),
+      code,
+      param: param === undefined ? null : clip(param, PARAM_CHARS),
+    },
+  });
+}
+
+/**
+ * The most characters of an error's message and `param`: both may quote what was sent (an unknown
+ * key, a field's path), and a 900 KB key made a 1.8 MB answer.
+ */
+const MESSAGE_CHARS = 2_000;
+const PARAM_CHARS = 300;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
 
 /** What fastify-type-provider-zod puts in `error.validation` for each zod issue. */
