@@ -11,7 +11,10 @@ export interface BatchSweeperOptions extends BatchQueueDeps {
   config: ConfigFile;
   /** How often each process looks at the unfinished batches (default 5 s). */
   intervalMs?: number;
-  /** A batch with no line ended for this long has its unfinished lines' jobs checked (default 60 s). */
+  /**
+   * A batch with no line ended for this long has its unfinished lines' jobs checked (default 15 s:
+   * a line whose worker died between its job's end and its record waits this long, plus a pass).
+   */
   idleMs?: number;
 }
 
@@ -40,7 +43,7 @@ export class BatchSweeper {
 
   constructor(private readonly options: BatchSweeperOptions) {
     this.intervalMs = options.intervalMs ?? 5000;
-    this.idleMs = options.idleMs ?? 60_000;
+    this.idleMs = options.idleMs ?? 15_000;
   }
 
   /** Starts the periodic passes (again: no-op). */
