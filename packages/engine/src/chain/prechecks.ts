@@ -127,7 +127,9 @@ function overRemainingCost(
   job: Pick<JobData, "max_cost_usd">,
   spentUsd: number,
 ): SkipDecision | undefined {
-  if (job.max_cost_usd === undefined || estimated <= job.max_cost_usd - spentUsd) return undefined;
+  // A call that costs nothing (a model without a price) fits whatever is left, overspent or not.
+  if (job.max_cost_usd === undefined || estimated <= 0 || estimated <= job.max_cost_usd - spentUsd)
+    return undefined;
   return {
     reason: "price_ceiling",
     message: `estimated $${estimated} exceeds the job's remaining max_cost_usd $${Math.max(0, job.max_cost_usd - spentUsd)}`,

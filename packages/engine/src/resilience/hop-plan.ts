@@ -94,6 +94,18 @@ function sliceOf(capacity: number, rate: number): number {
   return Math.floor(Math.min(capacity / 4, rate * LEASE_MS));
 }
 
+/** Whether a model's calls can cost anything: it has a price, and not all of it 0. */
+function costsMoney(model: ModelConfig): boolean {
+  const price = model.price;
+  if (!price) return false;
+  return (
+    price.input_per_mtok > 0 ||
+    price.output_per_mtok > 0 ||
+    (price.cached_input_per_mtok ?? 0) > 0 ||
+    (price.cache_write_per_mtok ?? 0) > 0
+  );
+}
+
 /**
  * Builds and caches hop plans. A plan depends on the UTC day (budget keys), so the cache is
  * emptied when the day changes; it is also capped, since user ids are unbounded.
@@ -214,9 +226,13 @@ export class HopPlans {
         });
       }
     };
-    addBudget({ tenant: request.tenant }, tenant?.budget);
-    if (request.user !== undefined)
-      addBudget({ tenant: request.tenant, user: request.user }, tenant?.user_budget);
+    // A model without a price costs nothing: no budget is asked (an overspent one would refuse
+    // even $0, and what it settles is 0).
+    if (costsMoney(request.model)) {
+      addBudget({ tenant: request.tenant }, tenant?.budget);
+      if (request.user !== undefined)
+        addBudget({ tenant: request.tenant, user: request.user }, tenant?.user_budget);
+    }
     const stats = [
       list.add(this.keys.stats("provider", request.providerId)),
       list.add(this.keys.stats("model", request.modelId)),
