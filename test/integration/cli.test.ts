@@ -4,7 +4,7 @@
  * every request (to count the jobs the API created) and can cut an SSE connection mid-stream.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -371,6 +371,35 @@ describe("cascade submit", () => {
     expect(run.stderr).toMatch(/invalid\.jsonl:3: neither a chat-completions body/);
     expect(run.stderr).toMatch(/2 invalid lines .* nothing was submitted/);
     expect(proxy.posts(from)).toHaveLength(0);
+  });
+
+  it("says plainly when --out or the input is not a file it can use (no stack trace, no advice to delete the input)", async () => {
+    const file = join(dir, "paths.jsonl");
+    writeFileSync(file, `${JSON.stringify({ messages: message("ok") })}\n`);
+    const folder = join(dir, "a-folder.jsonl");
+    mkdirSync(folder, { recursive: true });
+    const from = proxy.log.length;
+    const cases: Array<[string[], RegExp]> = [
+      [["submit", file, "--out", file], /--out .*paths\.jsonl is the input file itself; choose another path/],
+      [["submit", file, "--out", folder], /--out .*a-folder\.jsonl is a directory; give a file path/],
+      [
+        ["submit", file, "--out", join(file, "out.jsonl")],
+        /cannot create .*paths\.jsonl.*: .*(EEXIST|ENOTDIR)/,
+      ],
+      [
+        ["submit", dir, "--out", join(dir, "from-a-folder.jsonl")],
+        /cannot read .*: it is a directory, not a JSONL file/,
+      ],
+    ];
+    for (const [args, expected] of cases) {
+      const run = await cli(args);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr, args.join(" ")).toMatch(expected);
+      expect(run.stderr, args.join(" ")).not.toMatch(/\n\s+at /);
+      expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+    }
+    expect(proxy.posts(from)).toHaveLength(0);
+    expect(readFileSync(file, "utf8")).toBe(`${JSON.stringify({ messages: message("ok") })}\n`);
   });
 
   it("stops at once when every line would fail the same way (an unknown --route)", async () => {

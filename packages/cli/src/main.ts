@@ -106,6 +106,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       stderr.write(`cascade: ${error.message}\n`);
       return 1;
     }
+    // A file the system refused (a path that is not what it was taken for): one line, no stack.
+    const system = error as NodeJS.ErrnoException;
+    if (typeof system?.code === "string" && typeof system.syscall === "string") {
+      stderr.write(`cascade: ${system.message}\n`);
+      return 1;
+    }
     stderr.write(`cascade: ${(error as Error)?.stack ?? String(error)}\n`);
     return 1;
   }

@@ -41,3 +41,4 @@ export * from "./v8-flags.js";
 export * from "./webhooks/delivery.js";
 export * from "./webhooks/delivery-store.js";
 export * from "./webhooks/enqueue.js";
+export * from "./webhooks/secrets.js";

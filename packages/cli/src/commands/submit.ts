@@ -1,6 +1,6 @@
-import { realpathSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { dirname, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { ApiError, backoffMs, isAbortError, NetworkError, sleep } from "../api-client.js";
 import { parseCommand, SUBMIT_USAGE, UsageError } from "../cli-args.js";
 import type { Context } from "../context.js";
@@ -119,6 +119,22 @@ function isRunWide(error: ApiError, options: SubmitOptions): boolean {
   return error.param === "request.model" && Boolean(options.model);
 }
 
+/** `--out` must be a file the run may write: not a directory, not the input it reads. */
+function checkOutPath(given: string, outPath: string, input: string): void {
+  let existing: string;
+  try {
+    existing = realpathSync(outPath);
+  } catch {
+    return; // not there yet (or a folder on its path is not one: the mkdir says so)
+  }
+  if (existing === input)
+    throw new CliError(`--out ${given} is the input file itself; choose another path for the results`);
+  if (statSync(existing).isDirectory())
+    throw new CliError(
+      `--out ${given} is a directory; give a file path, such as ${join(given, "results.jsonl")}`,
+    );
+}
+
 export async function runSubmit(options: SubmitOptions, context: Context): Promise<number> {
   const { client } = context;
   const errorColors = context.errorColors;
@@ -135,6 +151,9 @@ export async function runSubmit(options: SubmitOptions, context: Context): Promi
       `cannot read ${options.input}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
     );
   }
+  if (statSync(identity).isDirectory())
+    throw new CliError(`cannot read ${options.input}: it is a directory, not a JSONL file`);
+  checkOutPath(options.out, outPath, identity);
   const scan = await scanInput(identity);
   if (scan.errors.length) {
     for (const { line, message } of scan.errors.slice(0, 10))
@@ -147,7 +166,13 @@ export async function runSubmit(options: SubmitOptions, context: Context): Promi
   }
   if (scan.entries.length === 0) throw new CliError(`${options.input} has no request lines`);
 
-  await mkdir(dirname(outPath), { recursive: true });
+  try {
+    await mkdir(dirname(outPath), { recursive: true });
+  } catch (error) {
+    throw new CliError(
+      `cannot create the folder of --out ${options.out}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
   const header: StateHeader = {
     v: 1,
     kind: "cascade-submit-state",

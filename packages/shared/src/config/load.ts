@@ -5,6 +5,7 @@ import { parseAllDocuments } from "yaml";
 import { ZodError, type z } from "zod";
 import { ConfigError } from "../errors/config-error.js";
 import { deploymentKey } from "../redis/keys.js";
+import { parseWebhookSecrets } from "../webhooks/secrets.js";
 import { demoConfig } from "./demo-config.js";
 import { duplicateKeyMessage, jsonDuplicateKey, yamlDuplicateKey } from "./duplicate-keys.js";
 import { type ConfigFile, configSchema, type ProviderConfig, type TenantConfig } from "./schema.js";
@@ -266,10 +267,12 @@ function resolveAlertsSecret(file: ConfigFile, env: Environment): string | undef
       `alerts.webhook_secret_env: the environment variable ${name} is not set; set it to a whsec_ secret (Standard Webhooks) or remove webhook_secret_env and webhook_urls`,
     );
   }
-  const parts = value.split(/[\s,]+/).filter(Boolean);
-  if (!parts.every((part) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(part))) {
+  // Read as the worker that signs with it reads it (and tenants' secrets), in every process.
+  try {
+    parseWebhookSecrets(value);
+  } catch (error) {
     throw new ConfigError(
-      `alerts.webhook_secret_env: ${name} is not whsec_ followed by base64; use whsec_<base64>, several separated by spaces or commas while rotating`,
+      `alerts.webhook_secret_env: ${name} ${(error as Error).message}; use whsec_<base64>, several separated by spaces or commas while rotating`,
     );
   }
   return value;
