@@ -286,6 +286,24 @@ describe.each(KINDS)("%s exits non-zero with one clear line", (kind) => {
     }
   });
 
+  it("when REDIS_URL reaches a server that is not Redis (an HTTP port): says so, not the client library's parser error", async () => {
+    const server = createServer((socket) => {
+      socket.on("error", () => {});
+      socket.once("data", () => socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const line = await startupFailure(kind, { REDIS_URL: `redis://127.0.0.1:${port}` });
+      expect(line).toMatch(/is not Redis/);
+      expect(line).toContain(`127.0.0.1:${port}`);
+      expect(line).toContain("REDIS_URL");
+      expect(line).not.toMatch(/RESP|report this/i);
+    } finally {
+      server.close();
+    }
+  });
+
   it("when Redis has maxmemory-policy allkeys-lru", async () => {
     expect(await redisCommand(evictingRedis.url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")).toBe(
       "+OK",

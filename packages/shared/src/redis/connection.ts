@@ -320,6 +320,13 @@ async function probeRedis(
           : `Redis at ${shown} answers only over TLS, but REDIS_URL says redis://; use rediss:// for this port`,
       );
     }
+    // Something answered, but not in Redis's protocol (an HTTP server's "HTTP/1.1 400", an SSH
+    // banner): ioredis's parser says "Unknown RESP type 72 "H". Please report this."
+    if (/Unknown RESP type|Protocol error/i.test(cause.message)) {
+      throw new ConfigError(
+        `The server at ${shown} is not Redis: it answered in another protocol; set REDIS_URL to your Redis's host and port (6379 by default)`,
+      );
+    }
     throw new ConfigError(
       `Cannot reach Redis at ${shown} (${cause.message}); start Redis (npm start does it for you) or set REDIS_URL to a reachable Redis`,
     );
