@@ -506,6 +506,8 @@ describe("cascade jobs get", () => {
     const unauthenticated = await cli(["jobs", "get", jobId], { CASCADE_API_KEY: "" });
     expect(unauthenticated.code).toBe(1);
     expect(unauthenticated.stderr).toMatch(/^cascade: \w+: .+\(HTTP 401\)$/m);
+    // Where the key goes.
+    expect(unauthenticated.stderr).toMatch(/--api-key.*CASCADE_API_KEY/);
   });
 });
 

@@ -100,6 +100,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       stderr.write(
         `cascade: ${errorColors.red(error.type)}: ${error.message} ${errorColors.dim(`(HTTP ${error.status})`)}\n`,
       );
+      if (error.status === 401)
+        stderr.write("cascade: give the API key with --api-key <key> or CASCADE_API_KEY\n");
       return 1;
     }
     if (error instanceof NetworkError || error instanceof CliError) {
