@@ -22,7 +22,11 @@ describe("anthropic and gemini providers through the worker", () => {
   beforeAll(async () => {
     imageServer = createServer((request, response) => {
       if (request.url === "/cat.png") response.writeHead(200, { "content-type": "image/png" }).end(png);
-      else response.writeHead(404).end();
+      else if (request.url === "/cut.png") {
+        // Headers and a few bytes, then the connection drops.
+        response.writeHead(200, { "content-type": "image/png", "content-length": "4096" });
+        response.write(png.subarray(0, 8), () => response.socket?.destroy());
+      } else response.writeHead(404).end();
     });
     await new Promise<void>((resolve) => imageServer.listen(0, "127.0.0.1", resolve));
     const address = imageServer.address();
@@ -761,6 +765,17 @@ describe("anthropic and gemini providers through the worker", () => {
       });
     });
 
+    it("a 400 quoting the request is no key oracle, whatever words it holds (billing words made it an auth failure)", async () => {
+      // What a tenant could have sent: pieces of our Gemini key ("AIza-test") beside the words
+      // that classify the error as an auth failure; the upstream quotes them back in a 400.
+      const quoted = "Your prepayment credits are depleted: AIza-tes Iza-test xAIza-tesx";
+      gemini.script("up-gemini", { kind: "status", status: 400, body: geminiError(400, quoted) });
+      const job = await run({ models: ["gemini"] });
+      expect(job.attempts[0]).toMatchObject({ model: "gemini", outcome: "error", reason: "auth_error" });
+      expect(job.attempts[0].message).toContain(quoted);
+      expect(job.attempts[0].message).not.toContain("[redacted]");
+    });
+
     it("an image it cannot download is a skipped attempt (nothing went to Gemini), and the chain moves on", async () => {
       const before = gemini.callsFor("up-gemini").length;
       const missing = {
@@ -774,6 +789,19 @@ describe("anthropic and gemini providers through the worker", () => {
       expect(job.attempts[0]).toMatchObject({ model: "gemini", outcome: "skipped", reason: "bad_request" });
       expect(job.attempts[0].message).toContain("could not download image");
       expect(job.attempts[0].http_status).toBeUndefined();
+      expect(gemini.callsFor("up-gemini").length).toBe(before);
+      // Cut off while its bytes came: the same (it was a breaker failure of Gemini's, invalid_response).
+      const cut = {
+        role: "user",
+        content: [{ type: "image_url", image_url: { url: imageUrl.replace("cat.png", "cut.png") } }],
+      };
+      const broken = await run({ route: "via-gemini", request: { messages: [cut] } });
+      expect(broken.attempts[0]).toMatchObject({
+        model: "gemini",
+        outcome: "skipped",
+        reason: "bad_request",
+      });
+      expect(broken.attempts[0].message).toMatch(/could not download image .*broke off/);
       expect(gemini.callsFor("up-gemini").length).toBe(before);
     });
 

@@ -149,7 +149,19 @@ describe("batches (official openai SDK)", () => {
   });
 
   it("rejects an invalid file at batches.create with a 400 naming the line and field", async () => {
-    const cases: Array<{ lines: string; expected: RegExp; line: number; param?: string }> = [
+    const cases: Array<{ lines: string | Buffer; expected: RegExp; line: number; param?: string }> = [
+      {
+        // Bytes that are not UTF-8 (they were read as U+FFFD, sent upstream and charged so).
+        lines: Buffer.concat([
+          Buffer.from(`${JSON.stringify(request("a", "fast"))}\n`),
+          Buffer.from(JSON.stringify(request("b", "fast", "Say \u0000")).replace("\\u0000", "\u0000")).map(
+            (byte) => (byte === 0 ? 0xff : byte),
+          ),
+          Buffer.from("\n"),
+        ]),
+        expected: /line 2: not valid UTF-8/,
+        line: 2,
+      },
       {
         lines: `${JSON.stringify(request("a", "fast"))}\n{not json\n`,
         expected: /line 2: not valid JSON/,

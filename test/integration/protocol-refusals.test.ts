@@ -21,11 +21,14 @@ interface Answer {
   body: { error?: { type: string; message: string; code: unknown; param: unknown } };
 }
 
-/** Writes `request` as given and reads until the server closes the connection. */
-function exchange(url: string, request: string): Promise<Answer> {
+/**
+ * Writes `request` as given and reads until the server closes the connection. `halfOpen`: the
+ * client never closes its side, nor stops, as a client holding a connection would.
+ */
+function exchange(url: string, request: string, halfOpen = false): Promise<Answer & { raw: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname);
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: halfOpen });
     let received = "";
     socket.setTimeout(5_000, () => socket.destroy(new Error(`no answer: ${JSON.stringify(received)}`)));
     socket.on("data", (chunk) => {
@@ -42,7 +45,7 @@ function exchange(url: string, request: string): Promise<Answer> {
       } catch {
         // not JSON: the assertion on `body` says so
       }
-      resolve({ status: Number(head.split(" ")[1]), head, body });
+      resolve({ status: Number(head.split(" ")[1]), head, body, raw: received });
     });
     socket.write(request);
   });
@@ -65,7 +68,7 @@ describe("requests refused below the framework", () => {
   const expectShape = (answer: Answer, status: number, message: RegExp) => {
     expect(answer.status, answer.head).toBe(status);
     expect(answer.head).toMatch(/content-type: application\/json/i);
-    expect(answer.body.error).toMatchObject({ type: "invalid_request_error", code: null, param: null });
+    expect(answer.body.error).toMatchObject({ type: "invalid_request_error", code: null });
     expect(answer.body.error?.message).toMatch(message);
   };
 
@@ -74,6 +77,12 @@ describe("requests refused below the framework", () => {
       const answer = await exchange(stack.url, `GET ${path} HTTP/1.1\r\nconnection: close\r\n\r\n`);
       expectShape(answer, 400, /Host header/);
     }
+    // Two Host lines (Node kept the first silently).
+    const twice = await exchange(
+      stack.url,
+      "GET /healthz HTTP/1.1\r\nhost: localhost\r\nhost: evil.example\r\nconnection: close\r\n\r\n",
+    );
+    expectShape(twice, 400, /one Host header/);
     // HTTP/1.0 needs none.
     const old = await exchange(stack.url, "GET /healthz HTTP/1.0\r\n\r\n");
     expect(old.status).toBe(200);
@@ -85,6 +94,51 @@ describe("requests refused below the framework", () => {
       "GET /healthz HTTP/1.1\r\nhost: localhost\r\nexpect: foo\r\nconnection: close\r\n\r\n",
     );
     expectShape(answer, 417, /Expect/);
+  });
+
+  it("an Expect pipelined behind another request is answered in its turn, then the connection closes", async () => {
+    const get = "GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    const answer = await exchange(
+      stack.url,
+      `${get}GET /healthz HTTP/1.1\r\nhost: localhost\r\nexpect: foo\r\n\r\n`,
+    );
+    expect(answer.status).toBe(200);
+    const second = answer.raw.slice(answer.raw.indexOf("HTTP/1.1", 5));
+    expect(second).toMatch(/^HTTP\/1\.1 417 /);
+    expect(second).toMatch(/"type":"invalid_request_error"/);
+  });
+
+  it("a client that keeps a refused CONNECT open (and keeps sending) is cut off within seconds", async () => {
+    // Handed over by Node, the socket had none of the server's timeouts: it stayed open for ever.
+    const { hostname, port } = new URL(stack.url);
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    let received = "";
+    socket.on("data", (chunk) => {
+      received += chunk.toString("utf8");
+    });
+    const started = Date.now();
+    const cutOff = new Promise<number>((resolve) => {
+      socket.on("error", () => resolve(Date.now() - started));
+      socket.on("close", () => resolve(Date.now() - started));
+    });
+    socket.write("CONNECT 127.0.0.1:6379 HTTP/1.1\r\nhost: 127.0.0.1:6379\r\n\r\n");
+    // Writes go on until the server has let go (a reset answers them then).
+    const writing = setInterval(() => {
+      if (!socket.destroyed) socket.write("PING\r\n");
+    }, 100);
+    try {
+      const afterMs = await Promise.race([
+        cutOff,
+        new Promise<number>((resolve) => setTimeout(resolve, 5_000, -1)),
+      ]);
+      expect(afterMs).toBeGreaterThan(0);
+      expect(afterMs).toBeLessThan(3_000);
+    } finally {
+      clearInterval(writing);
+      socket.destroy();
+    }
+    expect(received).toMatch(/^HTTP\/1\.1 405 /);
+    expect(received).toMatch(/allow: GET, HEAD, POST, DELETE/i);
   });
 
   it("CONNECT is a 405 in the error shape, not a closed socket", async () => {

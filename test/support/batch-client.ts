@@ -7,8 +7,9 @@ export function batchClient(stack: Stack, apiKey = "acme-key"): OpenAI {
   return new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
 }
 
-export async function uploadBatchInput(openai: OpenAI, text: string, name = "input.jsonl") {
-  return openai.files.create({ file: await toFile(Buffer.from(text), name), purpose: "batch" });
+export async function uploadBatchInput(openai: OpenAI, text: string | Buffer, name = "input.jsonl") {
+  const bytes = typeof text === "string" ? Buffer.from(text) : text;
+  return openai.files.create({ file: await toFile(bytes, name), purpose: "batch" });
 }
 
 /** Polls the batch until its status is one of `statuses`. */

@@ -70,7 +70,7 @@ import { registerBodyDepthLimit } from "./plugins/json-depth.js";
 import { registerLingeringClose } from "./plugins/lingering-close.js";
 import { OpenRequests } from "./plugins/open-requests.js";
 import { prototypeKeyError } from "./plugins/prototype-keys.js";
-import { registerRedisGate } from "./plugins/redis-gate.js";
+import { isRedisUnavailableError, registerRedisGate } from "./plugins/redis-gate.js";
 import { ReplicaWait, registerReplicaWait } from "./plugins/replica-wait.js";
 import { ProviderStatusStore } from "./providers/provider-status-store.js";
 import { registerAlertRoutes } from "./routes/alerts.js";
@@ -274,7 +274,19 @@ export function buildApp(deps: AppDeps): CascadeApp {
     (message) => logger.warn(message),
     async (jobId, progress) => {
       const known = new Set(progress?.counted_calls);
-      const lost = (await resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+      let lost: Awaited<ReturnType<Resilience["lostCalls"]>>;
+      try {
+        lost = (await resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+      } catch (error) {
+        // Redis away: the cancel answers 503 as any request would. Anything else: the job is
+        // cancelled without them, as before the journal named its calls (the books have them).
+        if (isRedisUnavailableError(error)) throw error;
+        logger.warn(
+          { job_id: jobId, err: (error as Error).message },
+          "could not look for calls a stalled run left in flight",
+        );
+        return progress;
+      }
       return withLostCalls(progress, lost, { jobId, config, clock, logger });
     },
   );

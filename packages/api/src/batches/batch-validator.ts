@@ -72,7 +72,7 @@ export async function validateBatchInput(
         message: `line ${entry.line}: longer than ${MAX_LINE_BYTES} bytes`,
       });
     } else {
-      const parsed = parseBatchLine(config, endpoint, entry.line, entry.text);
+      const parsed = parseBatchLine(config, endpoint, entry.line, entry.text, entry.notUtf8 === true);
       if (!parsed.ok) errors.push(parsed.error);
       else if (jsonDepthExceeds(parsed.value.request, MAX_JSON_DEPTH)) {
         errors.push({

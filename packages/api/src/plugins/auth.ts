@@ -1,6 +1,6 @@
 import { type Config, sha256Hex } from "@cascade/shared";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { missingHost, type UnroutedAnswer } from "./error-handler.js";
+import { hostProblem, type UnroutedAnswer } from "./error-handler.js";
 import { declaresBody, HttpError, headerLines } from "./http-error.js";
 import { closeAfterAnswer } from "./lingering-close.js";
 
@@ -85,9 +85,10 @@ export function registerAuth(app: FastifyInstance, config: Config, unrouted: Unr
 
   function authenticate(request: FastifyRequest, reply: FastifyReply): void {
     // Checked here, the one hook every request passes (a hook of its own costs every request).
-    if (missingHost(request)) {
+    const badHost = hostProblem(request);
+    if (badHost) {
       closeAfterAnswer(request, reply);
-      throw new HttpError(400, "invalid_request_error", "an HTTP/1.1 request must have a Host header");
+      throw new HttpError(400, "invalid_request_error", badHost, "host");
     }
     // No route matched: the not-found handler answers 404/405 and touches no tenant's data. It
     // runs once the body is read: one that declares a body is answered now (and closed, above),

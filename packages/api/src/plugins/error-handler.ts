@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { fieldPath, isRedisRefusal, newId, typedSegments } from "@cascade/shared";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
-import { declaresBody, type ErrorType, HttpError } from "./http-error.js";
+import { declaresBody, type ErrorType, HttpError, headerLines } from "./http-error.js";
 import { isRedisUnavailableError, redisUnavailable } from "./redis-gate.js";
 
 const TYPE_BY_STATUS: Readonly<Record<number, ErrorType>> = {
@@ -250,9 +250,17 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
 }
 
 /** A whole HTTP/1.1 response in the contract's error shape, for a socket no framework answers on. */
-function rawErrorResponse(status: number, type: ErrorType, message: string): string {
+function rawErrorResponse(
+  status: number,
+  type: ErrorType,
+  message: string,
+  headers: Record<string, string> = {},
+): string {
   const body = JSON.stringify({ error: { type, message, code: null, param: null } });
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n${extra}Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
 /**
@@ -263,31 +271,56 @@ function rawErrorResponse(status: number, type: ErrorType, message: string): str
  */
 export function answerProtocolRefusals(server: Server): void {
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
-    response.socket?.end(
-      rawErrorResponse(
-        417,
-        "invalid_request_error",
-        "the Expect header is not supported (only 100-continue is)",
-      ),
-    );
+    // Through the response, so that one pipelined behind others goes out in its turn.
+    const body = JSON.stringify({
+      error: {
+        type: "invalid_request_error",
+        message: "the Expect header is not supported (only 100-continue is)",
+        code: null,
+        param: null,
+      },
+    });
+    response.writeHead(417, {
+      connection: "close",
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+    });
+    response.end(body);
   });
   server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    // Handed over by Node, this socket has none of the server's timeouts: it goes once the
+    // client has read the answer (its FIN), or after LINGER_GRACE_MS whatever it does.
     socket.on("error", () => {});
+    socket.on("data", () => {});
+    socket.once("end", () => socket.destroy());
+    setTimeout(() => socket.destroy(), CONNECT_LINGER_MS).unref();
     socket.end(
       rawErrorResponse(
         405,
         "method_not_allowed_error",
         "CONNECT is not supported: this server is not a proxy",
+        {
+          Allow: "GET, HEAD, POST, DELETE",
+        },
       ),
     );
   });
 }
 
+/** How long a refused CONNECT's socket may stay open for its client to read the answer. */
+const CONNECT_LINGER_MS = 1_000;
+
 /**
- * An HTTP/1.1 request with no Host header (RFC 9112 §3.2 makes it a 400): Node's own check is off
- * (`requireHostHeader: false`) so that the answer has the contract's error shape.
+ * What is wrong with a request's Host, if anything: none in HTTP/1.1, or more than one line (RFC
+ * 9112 §3.2 makes both a 400). Node's own check is off (`requireHostHeader: false`) so that the
+ * answer has the contract's error shape; Node keeps the first of two lines silently.
  */
-export function missingHost(request: FastifyRequest): boolean {
+export function hostProblem(request: FastifyRequest): string | undefined {
   const { raw } = request;
-  return raw.headers.host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1;
+  if (raw.headers.host === undefined) {
+    return raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1
+      ? "an HTTP/1.1 request must have a Host header"
+      : undefined;
+  }
+  return headerLines(request, "host") > 1 ? "send one Host header, not several" : undefined;
 }

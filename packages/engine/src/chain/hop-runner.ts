@@ -1,5 +1,6 @@
 import {
   type Attempt,
+  type Config,
   type HopConfig,
   type ModelConfig,
   primaryProvider,
@@ -74,15 +75,20 @@ type HopStep = ChainResult | "next";
 
 /**
  * How much of the config's secrets an upstream's error text is matched against (RedactionScope):
- * pieces and masked forms of keys only in an auth failure's (providers quote the key they got
- * there, and the tenant's words never are). Anything else may echo the request or the model's
- * answer. Host names, which a tenant could only confirm whole, in a network error's (Node's own
- * text) and a 5xx's (a proxy naming what it could not reach), not in a 4xx's, which quote requests.
+ * pieces and masked forms of a key only in a 401's or 403's, by status (providers quote the key they
+ * got there, and never the request), and only of the key this call sent (another key's pieces in it
+ * could only be the tenant's words). Anything else may echo the request or the model's answer.
+ * Host names, which a tenant could only confirm whole, in a network error's (Node's own text) and a
+ * 5xx's (a proxy naming what it could not reach), not in a 4xx's, which quote requests.
  */
-function redactionScope(error: ProviderError): RedactionScope {
+function redactionScope(config: Config, target: ModelTarget, error: ProviderError): RedactionScope {
   const status = error.httpStatus;
+  const authFailure = status === 401 || status === 403;
   return {
-    keyPieces: error.reason === "auth_error",
+    keyPieces: authFailure
+      ? ((target.deployment ? config.providerKeys.get(target.deployment.key) : undefined) ??
+        config.providerKeys.get(target.providerId))
+      : undefined,
     hosts:
       status === undefined ? error.reason === "network_error" || error.reason === "timeout" : status >= 500,
   };
@@ -455,10 +461,11 @@ export async function runHop(
       // and the log: never with a key we sent it. Scrubbed here, before anything quotes it, and
       // only then cut to length (a key across the cut would no longer match whole).
       if (failure instanceof ProviderError)
-        failure.message = redactSecrets(config, failure.message, redactionScope(failure)).slice(
-          0,
-          ERROR_MESSAGE_CHARS,
-        );
+        failure.message = redactSecrets(
+          config,
+          failure.message,
+          redactionScope(config, target, failure),
+        ).slice(0, ERROR_MESSAGE_CHARS);
       if (streamed && failure instanceof ProviderError) {
         context.events?.restart(hopIndex, failure.reason);
         shownBroken = brokenStreamStep(context, run, hop.model, failure);

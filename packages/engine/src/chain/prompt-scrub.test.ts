@@ -30,6 +30,34 @@ describe("withoutPromptText", () => {
     expect(withoutPromptText(detail, request)).toBe(expected);
   });
 
+  it("finds quotes in Python's repr, cut in the middle (pydantic), \\u-escaped, and of tool names", () => {
+    const merger = 'Draft the "secret" merger letter\nfor pelican-quartz-9120';
+    const ask = (content: string, tools?: unknown) =>
+      ({ messages: [{ role: "user", content }], ...(tools ? { tools } : {}) }) as unknown as ChatRequest;
+    // LiteLLM: a Python repr of the messages.
+    const repr = `litellm.BadRequestError: {'role': 'user', 'content': 'Draft the "secret" merger letter\\nfor pelican-quartz-9120'}`;
+    expect(withoutPromptText(repr, ask(merger))).not.toContain("pelican");
+    // pydantic (vLLM): input_value cut in the middle.
+    const long = "Translate the confidential memo about walrus-saffron-4402 for the board";
+    const cut =
+      "Input should be a valid dictionary [type=dict_type, input_value='Translate the confi...ffron-4402 for the board', input_type=str]";
+    const scrubbed = withoutPromptText(cut, ask(long));
+    expect(scrubbed).not.toContain("walrus");
+    expect(scrubbed).not.toContain("ffron-4402 for the board");
+    expect(scrubbed).not.toContain("Translate the confi");
+    // json.dumps with ensure_ascii.
+    const accented = "Résumé of the café négociations à Genève";
+    const escaped = `bad input: ${JSON.stringify(accented).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}`;
+    expect(escaped).toContain("\\u00e9");
+    expect(withoutPromptText(escaped, ask(accented))).not.toMatch(/caf|Gen/);
+    // OpenAI quotes a tool's name.
+    const tools = [{ type: "function", function: { name: "lookup_acquisition_target", parameters: {} } }];
+    const schema = "Invalid schema for function 'lookup_acquisition_target': schema must be a JSON Schema";
+    expect(withoutPromptText(schema, ask("hello there", tools))).toBe(
+      "Invalid schema for function '[redacted]': schema must be a JSON Schema",
+    );
+  });
+
   it("leaves short texts and unrelated words", () => {
     const detail = "HTTP 400: Hi, max_tokens is too large; You are";
     expect(withoutPromptText(detail, request)).toBe(detail);

@@ -3,10 +3,15 @@ import type { ChatRequest } from "@cascade/shared";
 const REDACTED = "[redacted]";
 /** Shorter texts are left: they would take ordinary words ("Hi", "hello") with them. */
 const MIN_TEXT_LENGTH = 6;
-/** A quote of a text is found by its start: this many of its first characters (all of a shorter one). */
-const ANCHOR_LENGTH = 16;
+/**
+ * A quote of a longer text is found by its first or last WINDOW characters, or by any WINDOW of
+ * it looked up at every STEP-th position of the error text (so a quote from its middle of WINDOW +
+ * STEP - 1 characters or more is found), then followed as far as it matches.
+ */
+const WINDOW = 16;
+const STEP = 8;
 
-/** The request's own words: message texts and the tool call arguments of its history. */
+/** The request's own words: message texts, the tool call arguments of its history, its tools. */
 function* promptTexts(request: ChatRequest): Generator<string> {
   for (const message of request.messages) {
     const content: unknown = message.content;
@@ -19,39 +24,122 @@ function* promptTexts(request: ChatRequest): Generator<string> {
     if (message.role === "assistant")
       for (const call of message.tool_calls ?? []) yield call.function.arguments;
   }
+  for (const tool of request.tools ?? []) {
+    yield tool.function.name;
+    if (tool.function.description) yield tool.function.description;
+  }
 }
 
-/** Each quote of `text` in `detail`, from its start as far as it goes on matching, replaced. */
-function scrubQuotes(detail: string, text: string): string {
-  const anchor = text.slice(0, ANCHOR_LENGTH);
-  let at = detail.indexOf(anchor);
-  if (at < 0) return detail;
-  let out = "";
-  let from = 0;
-  while (at >= 0) {
-    let end = at + anchor.length;
-    while (end - at < text.length && end < detail.length && detail[end] === text[end - at]) end++;
-    out += `${detail.slice(from, at)}${REDACTED}`;
-    from = end;
-    at = detail.indexOf(anchor, from);
+/**
+ * The common escapes an upstream writes a quoted text with undone: JSON's and Python's (`\n`,
+ * `\"`, `\'`, `\\`, `\uXXXX`), so a quote reads as the text was sent.
+ */
+function unescaped(text: string): string {
+  if (!text.includes("\\")) return text;
+  return text.replace(/\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[nrt"'\\/])/g, (_, code: string) => {
+    switch (code[0]) {
+      case "u":
+      case "x":
+        return String.fromCharCode(Number.parseInt(code.slice(1), 16));
+      case "n":
+        return "\n";
+      case "r":
+        return "\r";
+      case "t":
+        return "\t";
+      default:
+        return code;
+    }
+  });
+}
+
+/** Spans of `detail` ([start, end)) that quote a stretch of one of `texts`. */
+function quotedSpans(detail: string, texts: readonly string[]): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  const add = (start: number, end: number) => {
+    const last = spans.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else spans.push([start, end]);
+  };
+  for (const text of texts) {
+    if (text.length >= WINDOW) continue;
+    for (let at = detail.indexOf(text); at >= 0; at = detail.indexOf(text, at + text.length)) {
+      spans.push([at, at + text.length]);
+    }
   }
-  return out + detail.slice(from);
+  spans.sort((a, b) => a[0] - b[0]);
+  const merged = spans.splice(0);
+  for (const [start, end] of merged) add(start, end);
+  const long = texts.filter((text) => text.length >= WINDOW);
+  if (long.length === 0) return spans;
+  const found: Array<[number, number]> = [];
+  // A text's start and end, wherever they are: a quote cut short, or cut in the middle ("start...end").
+  for (const text of long) {
+    const head = text.slice(0, WINDOW);
+    for (let at = detail.indexOf(head); at >= 0; at = detail.indexOf(head, at + 1)) {
+      let end = at + WINDOW;
+      while (end < detail.length && end - at < text.length && detail[end] === text[end - at]) end += 1;
+      found.push([at, end]);
+    }
+    const tail = text.slice(-WINDOW);
+    for (let at = detail.indexOf(tail); at >= 0; at = detail.indexOf(tail, at + 1)) {
+      let start = at;
+      let from = text.length - WINDOW;
+      while (start > 0 && from > 0 && detail[start - 1] === text[from - 1]) {
+        start -= 1;
+        from -= 1;
+      }
+      found.push([start, at + WINDOW]);
+    }
+  }
+  for (let position = 0; position + WINDOW <= detail.length; position += STEP) {
+    const window = detail.slice(position, position + WINDOW);
+    for (const text of long) {
+      const at = text.indexOf(window);
+      if (at < 0) continue;
+      let start = position;
+      let from = at;
+      while (start > 0 && from > 0 && detail[start - 1] === text[from - 1]) {
+        start -= 1;
+        from -= 1;
+      }
+      let end = position + WINDOW;
+      let to = at + WINDOW;
+      while (end < detail.length && to < text.length && detail[end] === text[to]) {
+        end += 1;
+        to += 1;
+      }
+      found.push([start, end]);
+      position = Math.max(position, end - WINDOW);
+      break;
+    }
+  }
+  const all = [...spans, ...found].sort((a, b) => a[0] - b[0]);
+  spans.length = 0;
+  for (const [start, end] of all) add(start, end);
+  return spans;
 }
 
 /**
  * An upstream's error text, for the log, without the request's texts it quotes (vLLM's and
- * LiteLLM's validation errors quote their input; OpenAI's quote a tool's name): whole or cut
- * short, as written or JSON-escaped. Prompts are redacted everywhere else in the log. Found by
- * their first characters, so a quote from the middle of a text stays. The attempt's own message
- * keeps them: it goes to the tenant who sent them.
+ * LiteLLM's validation errors quote their input, pydantic's cut in the middle; OpenAI's quote a
+ * tool's name): whole or in part, as written or escaped (JSON, a Python repr), read unescaped.
+ * Prompts are redacted everywhere else in the log. The attempt's own message keeps them: it goes
+ * to the tenant who sent them. Only failures pay for it (an error text is at most a few hundred
+ * characters: a few dozen lookups in the prompt).
  */
 export function withoutPromptText(detail: string, request: ChatRequest): string {
-  let out = detail;
-  for (const text of promptTexts(request)) {
-    if (text.length < MIN_TEXT_LENGTH) continue;
-    out = scrubQuotes(out, text);
-    const escaped = JSON.stringify(text).slice(1, -1);
-    if (escaped !== text) out = scrubQuotes(out, escaped);
+  const texts: string[] = [];
+  for (const text of promptTexts(request)) if (text.length >= MIN_TEXT_LENGTH) texts.push(text);
+  if (texts.length === 0) return detail;
+  const read = unescaped(detail);
+  const spans = quotedSpans(read, texts);
+  if (spans.length === 0) return detail;
+  let out = "";
+  let from = 0;
+  for (const [start, end] of spans) {
+    out += `${read.slice(from, start)}${REDACTED}`;
+    from = end;
   }
-  return out;
+  return out + read.slice(from);
 }

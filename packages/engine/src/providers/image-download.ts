@@ -72,10 +72,22 @@ export function createImageInliner(options: {
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      size += chunk.byteLength;
-      if (size > maxBytes) throw refuse(url, `over the ${maxBytes}-byte limit`);
-      chunks.push(chunk);
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        size += chunk.byteLength;
+        if (size > maxBytes) throw refuse(url, `over the ${maxBytes}-byte limit`);
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      if (error instanceof ProviderError) throw error;
+      if (signal.aborted) throw signal.reason;
+      // Cut or stalled while its bytes came: the image host's fault, not the provider's (nothing
+      // went to it), so not a failure its breaker counts.
+      throw refuse(
+        url,
+        timeout.aborted ? "timed out" : `broke off: ${String((error as Error).message)}`,
+        error,
+      );
     }
     return { data: Buffer.concat(chunks), mediaType };
   }

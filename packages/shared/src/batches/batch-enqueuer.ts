@@ -60,7 +60,7 @@ export async function enqueueBatch(
     for (const entry of lines) {
       const parsed = entry.tooLong
         ? undefined
-        : parseBatchLine(config, batch.endpoint, entry.line, entry.text);
+        : parseBatchLine(config, batch.endpoint, entry.line, entry.text, entry.notUtf8 === true);
       const jobId = batchLineJobId(batchId, entry.line);
       if (parsed?.ok) {
         customIds.push({ line: entry.line, custom_id: parsed.value.custom_id });

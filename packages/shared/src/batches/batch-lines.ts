@@ -52,7 +52,14 @@ export function parseBatchLine(
   endpoint: string,
   line: number,
   text: string,
+  notUtf8 = false,
 ): { ok: true; value: BatchLine } | { ok: false; error: BatchLineError } {
+  if (notUtf8) {
+    return {
+      ok: false,
+      error: problem(line, "invalid_json_line", null, "not valid UTF-8; send JSONL as UTF-8"),
+    };
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -107,7 +107,10 @@ export class BatchSweeper {
     const idleSince = Math.max(record.progress_at, this.reconciledAt.get(batchId) ?? 0);
     if (nowMs - idleSince >= this.idleMs) {
       this.reconciledAt.set(batchId, nowMs);
-      await this.reconcile(record);
+      // Once per idle time across every process (each has its own reconciledAt).
+      const mark = store.keys.batchReconciled(batchId);
+      if (this.idleMs <= 0 || (await store.redis.set(mark, "1", "PX", this.idleMs, "NX")) === "OK")
+        await this.reconcile(record);
     }
   }
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
@@ -463,6 +464,8 @@ export interface FileLine {
   text: string;
   /** The line is longer than MAX_LINE_BYTES; its text is not decoded. */
   tooLong: boolean;
+  /** The line's bytes are not UTF-8: decoded, they would hold U+FFFD in their place. */
+  notUtf8?: true;
 }
 
 const NEWLINE = 0x0a;
@@ -477,7 +480,11 @@ function decodeLine(buffer: Buffer, from: number, end: number, line: number): Fi
   let stop = end;
   if (stop > start && buffer[stop - 1] === 0x0d) stop -= 1;
   if (stop - start > MAX_LINE_BYTES) return { line, text: "", tooLong: true };
-  return { line, text: buffer.toString("utf8", start, stop), tooLong: false };
+  const text = buffer.toString("utf8", start, stop);
+  // Only a line whose text holds U+FFFD can have been changed by decoding: the rest skip the check.
+  if (text.includes("\ufffd") && !isUtf8(buffer.subarray(start, stop)))
+    return { line, text, tooLong: false, notUtf8: true };
+  return { line, text, tooLong: false };
 }
 
 /**

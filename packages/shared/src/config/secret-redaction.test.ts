@@ -89,7 +89,7 @@ describe("redactSecrets", () => {
   });
 
   describe("in text that may echo a tenant's words (no pieces, no hosts)", () => {
-    const echo = { keyPieces: false, hosts: false };
+    const echo = { keyPieces: undefined, hosts: false };
     it.each([
       [
         "HTTP 400: invalid input: Bearer sk-live-SECRETKEY-abc123def456",
@@ -114,5 +114,15 @@ describe("redactSecrets", () => {
     ])("matches no piece of a key and no host a tenant could probe for: %j", (text) => {
       expect(redactSecrets(config, text, echo)).toBe(text);
     });
+  });
+
+  it("in an auth failure, matches pieces of the key that call sent only", () => {
+    const scope = { keyPieces: "sk-live-SECRETKEY-abc123def456", hosts: false };
+    expect(redactSecrets(config, "key sk-live-****************f456 refused", scope)).toBe(
+      "key [redacted] refused",
+    );
+    expect(redactSecrets(config, "prefix seen: sk-live-SECRE", scope)).toBe("prefix seen: [redacted]");
+    // Another provider's key, in part: not this call's, not matched.
+    expect(redactSecrets(config, "seen: sk-secret-12", scope)).toBe("seen: sk-secret-12");
   });
 });

@@ -25,14 +25,17 @@ const MASK = /\*{3,}|\.{3,}|\u2026/;
  * gateway requests that way, 8 characters a window); a host name, whole, could be confirmed.
  */
 export interface RedactionScope {
-  /** A piece of a key (8 characters in a row) or a masked form of one, as auth failures quote them. */
-  keyPieces: boolean;
+  /**
+   * The key whose pieces (8 characters in a row, of it or its base64) and masked forms are matched
+   * too, as an auth failure quotes the key it was sent; `"all"`: every configured key's.
+   */
+  keyPieces: string | "all" | undefined;
   /** The configured `base_url` hosts, as Node's network errors name them. */
   hosts: boolean;
 }
 
 /** Everything: for text no tenant or model had a word in. */
-export const FULL_REDACTION: RedactionScope = { keyPieces: true, hosts: true };
+export const FULL_REDACTION: RedactionScope = { keyPieces: "all", hosts: true };
 
 const redactors = new WeakMap<Config, (text: string, scope: RedactionScope) => string>();
 
@@ -116,13 +119,16 @@ function looksRandom(part: string): boolean {
   return /\d/.test(part) || (/[a-z]/.test(part) && /[A-Z]/.test(part));
 }
 
-/**
- * Tells whether a run of key-like characters quotes an API key: whole in base64 (always), or, with
- * `pieces`, a piece of it (of the key or its base64) or a masked form.
- */
-function keyQuoteFinder(keys: readonly string[]): ((run: string, pieces: boolean) => boolean) | undefined {
-  if (keys.length === 0) return undefined;
+/** Tells whether a run of key-like characters holds a whole key in base64. */
+function encodedKeyFinder(keys: readonly string[]): ((run: string) => boolean) | undefined {
   const encoded = keys.flatMap(base64Forms).filter((form) => form.length >= KEY_PIECE_LENGTH);
+  if (encoded.length === 0) return undefined;
+  return (run) => run.length >= KEY_PIECE_LENGTH && encoded.some((form) => run.includes(form));
+}
+
+/** Tells whether a run of key-like characters quotes one of `keys` in part: a piece of it, or a masked form. */
+function keyPieceFinder(keys: readonly string[]): ((run: string) => boolean) | undefined {
+  if (keys.length === 0) return undefined;
   const pieces = new Set<string>();
   for (const key of keys) {
     for (const form of [key, ...base64Forms(key)]) {
@@ -141,11 +147,11 @@ function keyQuoteFinder(keys: readonly string[]): ((run: string, pieces: boolean
     const end = after.length >= MIN_MASKED_END && looksRandom(after);
     return keys.some((key) => (start && key.startsWith(before)) || (end && key.endsWith(after)));
   };
-  return (run, withPieces) => {
-    if (run.length < KEY_PIECE_LENGTH) return withPieces && masked(run);
-    if (!withPieces) return encoded.some((form) => run.includes(form));
-    for (let start = 0; start + KEY_PIECE_LENGTH <= run.length; start++) {
-      if (pieces.has(run.slice(start, start + KEY_PIECE_LENGTH))) return true;
+  return (run) => {
+    if (run.length >= KEY_PIECE_LENGTH) {
+      for (let start = 0; start + KEY_PIECE_LENGTH <= run.length; start++) {
+        if (pieces.has(run.slice(start, start + KEY_PIECE_LENGTH))) return true;
+      }
     }
     return masked(run);
   };
@@ -153,7 +159,17 @@ function keyQuoteFinder(keys: readonly string[]): ((run: string, pieces: boolean
 
 function redactorFor(config: Config): (text: string, scope: RedactionScope) => string {
   const keys = [...new Set(config.providerKeys.values())].filter((key) => key.length >= MIN_SECRET_LENGTH);
-  const quotesKey = keyQuoteFinder(keys);
+  const quotesEncodedKey = encodedKeyFinder(keys);
+  const quotesAnyKeyPiece = keyPieceFinder(keys);
+  /** Piece finders of single keys, made on first use (a provider's 401). */
+  const pieceFinders = new Map<string, ((run: string) => boolean) | undefined>();
+  const pieceFinderOf = (key: string | "all" | undefined) => {
+    if (key === undefined) return undefined;
+    if (key === "all") return quotesAnyKeyPiece;
+    if (!pieceFinders.has(key))
+      pieceFinders.set(key, key.length >= MIN_SECRET_LENGTH ? keyPieceFinder([key]) : undefined);
+    return pieceFinders.get(key);
+  };
   const secrets = new Set<string>(keys);
   const hosts = new Set<string>();
   for (const [id, provider] of Object.entries(config.file.providers)) {
@@ -184,10 +200,11 @@ function redactorFor(config: Config): (text: string, scope: RedactionScope) => s
   return (text, scope) => {
     let out = text;
     for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
-    if (quotesKey) {
+    const quotesPiece = pieceFinderOf(scope.keyPieces);
+    if (quotesEncodedKey || quotesPiece) {
       // A sentence's full stop after the quoted key stays: one dot, or one after a `...` mask.
       out = out.replace(KEY_LIKE_RUN, (run) => {
-        if (!quotesKey(run, scope.keyPieces)) return run;
+        if (!quotesEncodedKey?.(run) && !quotesPiece?.(run)) return run;
         const dots = /\.*$/.exec(run)?.[0].length ?? 0;
         return dots === 1 || dots === 4 ? `${REDACTED}.` : REDACTED;
       });

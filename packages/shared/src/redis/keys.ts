@@ -82,6 +82,8 @@ export interface Keys {
   /** Lease of the process enqueueing a batch's lines, and a sweeper's short claim on a batch. */
   batchLease(batchId: string): string;
   batchSweep(batchId: string): string;
+  /** Set while a batch's unrecorded lines were reconciled recently (by any process): at most once per idle time. */
+  batchReconciled(batchId: string): string;
   /** Batches not yet in a terminal status (set), which sweepers watch. */
   readonly batchesActive: string;
   /** Alerts: finished requests and fallbacks of a route in time buckets (hash `<bucket_start_s>:r|f`). */
@@ -215,6 +217,7 @@ export function createKeys(prefix: string): Keys {
     batchInput: (batchId) => `${tag}:batch-input:${batchId}`,
     batchLease: (batchId) => `${tag}:batch-lease:${batchId}`,
     batchSweep: (batchId) => `${tag}:batch-sweep:${batchId}`,
+    batchReconciled: (batchId) => `${tag}:batch-reconciled:${batchId}`,
     batchesActive: `${tag}:batches-active`,
     routeWindow: (route) => `${tag}:alert-route-window:${part(route)}`,
     alertsLease: `${tag}:alerts-lease`,

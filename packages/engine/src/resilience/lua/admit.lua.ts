@@ -99,7 +99,8 @@ local fresh_budgets = {}
 for index, b in ipairs(spec.budgets) do
   local raw = redis.call('GET', KEYS[b.key])
   local spent = tonumber(raw) or 0
-  if spent + cost > b.cap then
+  -- A call estimated at nothing (no price it can be charged by) fits any budget, overspent or not.
+  if cost > 0 and spent + cost > b.cap then
     return deny('over_budget', -1, string.format('%.6f of %.6f USD spent; this call may cost up to %.6f', spent, b.cap, cost))
   end
   fresh_budgets[index] = raw == false
