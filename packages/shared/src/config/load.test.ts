@@ -174,6 +174,13 @@ describe("loadConfig", () => {
     expect(message).not.toContain("\n");
   });
 
+  it("refuses a config with no model (it started, and refused every request)", () => {
+    const empty = write("empty-models.yaml", "providers: {}
+models: {}
+");
+    expect(() => loadConfig({ CASCADE_CONFIG: empty })).toThrow(/models: is empty: every request would be refused/);
+  });
+
   it("refuses a JSON file with a key written twice, as YAML does (JSON.parse kept the last)", () => {
     const dir = mkdtempSync(join(tmpdir(), "cascade-config-"));
     const path = join(dir, "dup.json");

@@ -388,7 +388,9 @@ function checkModelTarget(
 export const configSchema = z
   .strictObject({
     providers: idRecord(providerSchema),
-    models: idRecord(modelSchema),
+    models: idRecord(modelSchema).refine((models) => Object.keys(models).length > 0, {
+      error: "is empty: every request would be refused; configure at least one model (docs/configuration.md)",
+    }),
     routes: idRecord(routeSchema).default({}),
     fallbacks: z.record(z.string(), z.array(z.string().min(1))).default({}),
     // Empty is a mistake (the last tenant deleted), not a request for open mode: that would take
