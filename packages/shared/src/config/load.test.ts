@@ -21,6 +21,13 @@ function loadError(raw: unknown, env: Record<string, string> = {}): string {
   throw new Error("expected loadConfig to throw");
 }
 
+/** A config file with `text` in a fresh directory. */
+function writeConfig(name: string, text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), "cascade-config-")), name);
+  writeFileSync(path, text);
+  return path;
+}
+
 describe("loadConfig", () => {
   it("refuses an alert rule that could never resolve (a resolve threshold of 0)", () => {
     const withRule = (rule: unknown) => ({ ...minimal, alerts: { rules: [rule] } });
@@ -174,11 +181,26 @@ describe("loadConfig", () => {
     expect(message).not.toContain("\n");
   });
 
+  it("refuses openai-only provider settings on another type (they did nothing, silently)", () => {
+    const wrong = writeConfig(
+      "anthropic-openai-fields.yaml",
+      "providers:\n  claude: { type: anthropic, api_key_env: K, openai_fields: forward, stream_options: drop }\nmodels:\n  c: { provider: claude }\n",
+    );
+    let message = "";
+    try {
+      loadConfig({ CASCADE_CONFIG: wrong, K: "sk-ant-x" });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/providers\.claude\.openai_fields: only applies to type: openai/);
+    expect(message).toMatch(/providers\.claude\.stream_options: only applies to type: openai/);
+  });
+
   it("refuses a config with no model (it started, and refused every request)", () => {
-    const empty = write("empty-models.yaml", "providers: {}
-models: {}
-");
-    expect(() => loadConfig({ CASCADE_CONFIG: empty })).toThrow(/models: is empty: every request would be refused/);
+    const empty = writeConfig("empty-models.yaml", "providers: {}\nmodels: {}\n");
+    expect(() => loadConfig({ CASCADE_CONFIG: empty })).toThrow(
+      /models: is empty: every request would be refused/,
+    );
   });
 
   it("refuses a JSON file with a key written twice, as YAML does (JSON.parse kept the last)", () => {

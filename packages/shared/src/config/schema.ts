@@ -170,41 +170,55 @@ const baseUrlSchema = z.url({ protocol: /^https?$/ }).refine((url) => !/[?#]/.te
     "must not hold a query string or fragment (Cascade appends the endpoint's path to it); give the API's base path only, e.g. https://api.example.com/v1",
 });
 
-const providerSchema = z.strictObject({
-  type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
-  base_url: baseUrlSchema.optional(),
-  api_key_env: z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable, never the key itself")
-    .optional(),
-  limits: limitsSchema.optional(),
-  breaker: breakerSchema.optional(),
-  simulate: simulateSchema.optional(),
-  headers: headersSchema.optional(),
-  /**
-   * type openai: whether OpenAI's own request fields (reasoning_effort, service_tier, store,
-   * logit_bias, prompt_cache_key, safety_identifier, verbosity, prediction) are sent. Default:
-   * `forward` for OpenAI's and Azure OpenAI's hosts, `drop` for other OpenAI-compatible endpoints,
-   * which may refuse fields they do not know.
-   */
-  openai_fields: z.enum(["forward", "drop"]).optional(),
-  /**
-   * type openai: whether a streamed call asks for `stream_options: {include_usage: true}` (the
-   * usage chunk). Default: `send`, except `drop` for Mistral's hosts (`*.mistral.ai`), which answer
-   * the field with a 422 and send usage in the last chunk unasked.
-   */
-  stream_options: z.enum(["send", "drop"]).optional(),
-  /**
-   * Upstream connections per process (each deployment with its own key or endpoint has as many
-   * again). Default: WORKER_CONCURRENCY on workers, 512 on the API.
-   */
-  connections: z
-    .number()
-    .int("must be a whole number of connections")
-    .min(1, "must be at least 1")
-    .max(65_536, "must be at most 65536")
-    .optional(),
-});
+const providerSchema = z
+  .strictObject({
+    type: z.enum(["openai", "anthropic", "gemini", "simulated"]),
+    base_url: baseUrlSchema.optional(),
+    api_key_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be the NAME of an environment variable, never the key itself")
+      .optional(),
+    limits: limitsSchema.optional(),
+    breaker: breakerSchema.optional(),
+    simulate: simulateSchema.optional(),
+    headers: headersSchema.optional(),
+    /**
+     * type openai: whether OpenAI's own request fields (reasoning_effort, service_tier, store,
+     * logit_bias, prompt_cache_key, safety_identifier, verbosity, prediction) are sent. Default:
+     * `forward` for OpenAI's and Azure OpenAI's hosts, `drop` for other OpenAI-compatible endpoints,
+     * which may refuse fields they do not know.
+     */
+    openai_fields: z.enum(["forward", "drop"]).optional(),
+    /**
+     * type openai: whether a streamed call asks for `stream_options: {include_usage: true}` (the
+     * usage chunk). Default: `send`, except `drop` for Mistral's hosts (`*.mistral.ai`), which answer
+     * the field with a 422 and send usage in the last chunk unasked.
+     */
+    stream_options: z.enum(["send", "drop"]).optional(),
+    /**
+     * Upstream connections per process (each deployment with its own key or endpoint has as many
+     * again). Default: WORKER_CONCURRENCY on workers, 512 on the API.
+     */
+    connections: z
+      .number()
+      .int("must be a whole number of connections")
+      .min(1, "must be at least 1")
+      .max(65_536, "must be at most 65536")
+      .optional(),
+  })
+  // Settings of OpenAI's wire format only: on another type they would do nothing, silently.
+  .superRefine((provider, context) => {
+    if (provider.type === "openai") return;
+    for (const key of ["openai_fields", "stream_options"] as const) {
+      if (provider[key] !== undefined) {
+        context.addIssue({
+          code: "custom",
+          path: [key],
+          message: `only applies to type: openai (this provider is type: ${provider.type}); remove it`,
+        });
+      }
+    }
+  });
 
 /** How a hop on a pooled model picks among its deployments (contract, "Pools and fairness"). */
 export const POOL_STRATEGIES = ["weighted", "least_busy", "lowest_latency", "most_headroom"] as const;
