@@ -506,8 +506,11 @@ describe("cascade jobs get", () => {
     const unauthenticated = await cli(["jobs", "get", jobId], { CASCADE_API_KEY: "" });
     expect(unauthenticated.code).toBe(1);
     expect(unauthenticated.stderr).toMatch(/^cascade: \w+: .+\(HTTP 401\)$/m);
-    // Where the key goes.
-    expect(unauthenticated.stderr).toMatch(/--api-key.*CASCADE_API_KEY/);
+    // Where the key goes; and a key given but refused, said so.
+    expect(unauthenticated.stderr).toMatch(/give the API key with --api-key.*CASCADE_API_KEY/);
+    const refused = await cli(["jobs", "get", jobId], { CASCADE_API_KEY: "not-a-key" });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/the API key given \(--api-key or CASCADE_API_KEY\) was refused/);
   });
 });
 

@@ -42,6 +42,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const stdout = process.stdout;
   const stderr = process.stderr;
   const errorColors = colorsFor(stderr, env);
+  /** An API key was given (--api-key or CASCADE_API_KEY): a 401 then means it was refused. */
+  let keyGiven = false;
   try {
     if (command === undefined || command === "help") {
       // `cascade`, `cascade --help`, `cascade help [command]`.
@@ -73,6 +75,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const globalOptions = globalOptionValues(args);
     const url = globalOptions.url ?? env.CASCADE_URL ?? DEFAULT_URL;
     const apiKey = globalOptions.apiKey ?? env.CASCADE_API_KEY;
+    keyGiven = Boolean(apiKey);
     if (!/^https?:\/\/\S+$/i.test(url)) {
       throw new UsageError(`cascade ${command}: --url must be an http(s) URL, not ${url}`, USAGES[command]);
     }
@@ -100,8 +103,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       stderr.write(
         `cascade: ${errorColors.red(error.type)}: ${error.message} ${errorColors.dim(`(HTTP ${error.status})`)}\n`,
       );
-      if (error.status === 401)
-        stderr.write("cascade: give the API key with --api-key <key> or CASCADE_API_KEY\n");
+      if (error.status === 401) {
+        stderr.write(
+          keyGiven
+            ? "cascade: the API key given (--api-key or CASCADE_API_KEY) was refused\n"
+            : "cascade: give the API key with --api-key <key> or CASCADE_API_KEY\n",
+        );
+      }
       return 1;
     }
     if (error instanceof NetworkError || error instanceof CliError) {

@@ -85,9 +85,9 @@ function redactionScope(config: Config, target: ModelTarget, error: ProviderErro
   const status = error.httpStatus;
   const authFailure = status === 401 || status === 403;
   return {
+    // The key the call sent: a deployment's own, else its provider's (as the registry picks it).
     keyPieces: authFailure
-      ? ((target.deployment ? config.providerKeys.get(target.deployment.key) : undefined) ??
-        config.providerKeys.get(target.providerId))
+      ? config.providerKeys.get(target.deployment?.ownKey ? target.deployment.key : target.providerId)
       : undefined,
     hosts:
       status === undefined ? error.reason === "network_error" || error.reason === "timeout" : status >= 500,

@@ -58,6 +58,23 @@ describe("withoutPromptText", () => {
     );
   });
 
+  it("scrubs a prompt with backslashes quoted as written, and leaves the rest of the text as it was", () => {
+    const latex = "Prove that \\theta = \\frac{\\pi}{2} when \\nabla f = 0 for the secret project walrus";
+    const ask = { messages: [{ role: "user", content: latex }] } as unknown as ChatRequest;
+    expect(withoutPromptText(`input: ${latex} (end)`, ask)).toBe("input: [redacted] (end)");
+    // JSON-quoted: its escapes doubled; the rest of the text keeps its own escapes.
+    const quoted = `{"error":"bad \\"field\\"\\n line2"} input: ${JSON.stringify(latex)}`;
+    expect(withoutPromptText(quoted, ask)).toBe('{"error":"bad \\"field\\"\\n line2"} input: "[redacted]"');
+  });
+
+  it("takes a short text (a tool's name) only as a word of its own", () => {
+    const tools = [{ type: "function", function: { name: "search", parameters: {} } }];
+    const ask = { messages: [{ role: "user", content: "hello there" }], tools } as unknown as ChatRequest;
+    expect(withoutPromptText("'search' failed; search_results and messages[1].research are fine", ask)).toBe(
+      "'[redacted]' failed; search_results and messages[1].research are fine",
+    );
+  });
+
   it("leaves short texts and unrelated words", () => {
     const detail = "HTTP 400: Hi, max_tokens is too large; You are";
     expect(withoutPromptText(detail, request)).toBe(detail);

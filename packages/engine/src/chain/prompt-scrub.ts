@@ -10,6 +10,10 @@ const MIN_TEXT_LENGTH = 6;
  */
 const WINDOW = 16;
 const STEP = 8;
+/** One escape of JSON's or Python's, read where it starts (sticky). */
+const ESCAPE = /\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[nrt"'\\/])/y;
+/** A character of a word, which a short text's quote must not touch on either side. */
+const WORD = /^[\p{L}\p{N}_]$/u;
 
 /** The request's own words: message texts, the tool call arguments of its history, its tools. */
 function* promptTexts(request: ChatRequest): Generator<string> {
@@ -31,26 +35,42 @@ function* promptTexts(request: ChatRequest): Generator<string> {
 }
 
 /**
- * The common escapes an upstream writes a quoted text with undone: JSON's and Python's (`\n`,
- * `\"`, `\'`, `\\`, `\uXXXX`), so a quote reads as the text was sent.
+ * `text` with the common escapes an upstream writes a quoted text with undone: JSON's and
+ * Python's (`\n`, `\"`, `\'`, `\\`, `\uXXXX`, `\xXX`), so a quote reads as the text was sent;
+ * with, for each character, where it came from in `text` (`from[i]` its first character, `to[i]`
+ * the one after its escape), so that spans found in it cut the original.
  */
-function unescaped(text: string): string {
-  if (!text.includes("\\")) return text;
-  return text.replace(/\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[nrt"'\\/])/g, (_, code: string) => {
-    switch (code[0]) {
-      case "u":
-      case "x":
-        return String.fromCharCode(Number.parseInt(code.slice(1), 16));
-      case "n":
-        return "\n";
-      case "r":
-        return "\r";
-      case "t":
-        return "\t";
-      default:
-        return code;
+function unescaped(text: string): { read: string; from: number[]; to: number[] } | undefined {
+  if (!text.includes("\\")) return undefined;
+  let read = "";
+  const from: number[] = [];
+  const to: number[] = [];
+  for (let index = 0; index < text.length; ) {
+    ESCAPE.lastIndex = index;
+    const match = text[index] === "\\" ? ESCAPE.exec(text) : null;
+    if (!match) {
+      read += text[index];
+      from.push(index);
+      to.push(index + 1);
+      index += 1;
+      continue;
     }
-  });
+    const code = match[1] as string;
+    read +=
+      code[0] === "u" || code[0] === "x"
+        ? String.fromCharCode(Number.parseInt(code.slice(1), 16))
+        : code === "n"
+          ? "\n"
+          : code === "r"
+            ? "\r"
+            : code === "t"
+              ? "\t"
+              : code;
+    from.push(index);
+    to.push(index + match[0].length);
+    index += match[0].length;
+  }
+  return { read, from, to };
 }
 
 /** Spans of `detail` ([start, end)) that quote a stretch of one of `texts`. */
@@ -63,8 +83,12 @@ function quotedSpans(detail: string, texts: readonly string[]): Array<[number, n
   };
   for (const text of texts) {
     if (text.length >= WINDOW) continue;
-    for (let at = detail.indexOf(text); at >= 0; at = detail.indexOf(text, at + text.length)) {
-      spans.push([at, at + text.length]);
+    // A short text (a tool's name, a one-line prompt) only as a word of its own: `search` is no
+    // quote in `messages[1].content`'s neighbour `search_results`.
+    for (let at = detail.indexOf(text); at >= 0; at = detail.indexOf(text, at + 1)) {
+      const end = at + text.length;
+      if (WORD.test(detail[at - 1] ?? "") || WORD.test(detail[end] ?? "")) continue;
+      spans.push([at, end]);
     }
   }
   spans.sort((a, b) => a[0] - b[0]);
@@ -132,14 +156,23 @@ export function withoutPromptText(detail: string, request: ChatRequest): string 
   const texts: string[] = [];
   for (const text of promptTexts(request)) if (text.length >= MIN_TEXT_LENGTH) texts.push(text);
   if (texts.length === 0) return detail;
-  const read = unescaped(detail);
-  const spans = quotedSpans(read, texts);
+  // As written (a prompt holding backslashes, quoted as is) and read unescaped, cut from the text
+  // as written either way: nothing else of it changes.
+  const spans = quotedSpans(detail, texts);
+  const escaped = unescaped(detail);
+  if (escaped) {
+    for (const [start, end] of quotedSpans(escaped.read, texts)) {
+      spans.push([escaped.from[start] as number, escaped.to[end - 1] as number]);
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+  }
   if (spans.length === 0) return detail;
   let out = "";
   let from = 0;
   for (const [start, end] of spans) {
-    out += `${read.slice(from, start)}${REDACTED}`;
+    if (end <= from) continue;
+    out += `${detail.slice(from, Math.max(from, start))}${REDACTED}`;
     from = end;
   }
-  return out + read.slice(from);
+  return out + detail.slice(from);
 }

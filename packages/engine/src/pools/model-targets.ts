@@ -22,6 +22,8 @@ export interface ModelTarget {
     weight: number;
     limits: LimitsConfig | undefined;
     breaker: BreakerConfig | undefined;
+    /** It sends a key of its own (`api_key_env`), else its provider's. */
+    ownKey: boolean;
   };
 }
 
@@ -48,6 +50,7 @@ function deploymentTarget(modelId: string, model: ModelConfig, deployment: Deplo
       weight: deployment.weight ?? 1,
       limits: deployment.limits,
       breaker: deployment.breaker,
+      ownKey: deployment.api_key_env !== undefined,
     },
   };
 }

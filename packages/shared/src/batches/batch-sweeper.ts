@@ -109,8 +109,13 @@ export class BatchSweeper {
       this.reconciledAt.set(batchId, nowMs);
       // Once per idle time across every process (each has its own reconciledAt).
       const mark = store.keys.batchReconciled(batchId);
-      if (this.idleMs <= 0 || (await store.redis.set(mark, "1", "PX", this.idleMs, "NX")) === "OK")
-        await this.reconcile(record);
+      if (this.idleMs <= 0 || (await store.redis.set(mark, "1", "PX", this.idleMs, "NX")) === "OK") {
+        // Not done: the next pass (any process's) tries again, rather than one idle time later.
+        await this.reconcile(record).catch(async (error: unknown) => {
+          await store.redis.del(mark).catch(() => {});
+          throw error;
+        });
+      }
     }
   }
 
