@@ -210,4 +210,47 @@ describe("API SIGTERM", () => {
 
     expect((await http(api.url, "DELETE", `/v1/jobs/${created.body.id}`)).status).toBe(200);
   });
+  it("answers the gateway requests still open near the end (503, or a stream's error event), then exits 0", async () => {
+    const own: CascadeApi = await startApi({
+      env: { ...env, SHUTDOWN_TIMEOUT_MS: "4000" },
+      name: "api (gateway drain)",
+    });
+    owned.add(own);
+    // Neither request can end on its own before the grace runs out: the first call hangs, the
+    // second streams its first words, then stalls.
+    fake.script("up-primary", { kind: "hang" }, { kind: "stall", afterChunks: 2, content: "first words" });
+    const plain = fetch(`${own.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "primary", ...chatRequest("hold on") }),
+    }).then(async (response) => ({
+      status: response.status,
+      headers: response.headers,
+      body: await response.json(),
+    }));
+    await until(() => fake.callsFor("up-primary").length === 1, "the first call");
+    const streamed = fetch(`${own.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "primary", stream: true, ...chatRequest("stream on") }),
+    }).then(async (response) => ({ status: response.status, text: await response.text() }));
+    await until(() => fake.callsFor("up-primary").length === 2, "the streamed call");
+    await sleep(300);
+
+    const signalledAt = Date.now();
+    own.kill("SIGTERM");
+    const answered = await plain;
+    expect(answered.status).toBe(503);
+    expect(answered.headers.get("retry-after")).toBe("1");
+    expect(answered.body.error).toMatchObject({ type: "service_unavailable_error", code: "shutting_down" });
+    const stream = await streamed;
+    expect(stream.status).toBe(200);
+    expect(stream.text).toMatch(/"content":"first/);
+    expect(stream.text).toMatch(/data: \{"error":\{[^\n]*"code":"shutting_down"/);
+    expect(stream.text).not.toContain("[DONE]");
+    const status = await own.waitForExit(10_000);
+    expect(status, own.describe()).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(6_000);
+    expect(own.describe()).not.toContain("drain took too long");
+  });
 });

@@ -49,6 +49,7 @@ import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod
 import { Cluster, type ClusterOptions, type Redis, type RedisOptions } from "ioredis";
 import { registerQueueBoard } from "./admin/queue-board.js";
 import { GatewayRunner } from "./gateway/gateway-runner.js";
+import { GatewayRuns } from "./gateway/gateway-runs.js";
 import { IdempotencyKeys } from "./jobs/idempotency.js";
 import { JobStore } from "./jobs/job-store.js";
 import { JobWaiters } from "./jobs/job-waiters.js";
@@ -104,12 +105,20 @@ export interface AppDeps {
   alertIntervalMs?: number;
 }
 
+/** How long the answers of gateway requests a shutdown stopped take to be written, about. */
+const STOPPED_ANSWERS_MS = 250;
+
 export interface CascadeApp {
   app: FastifyInstance;
   /** Resolves once the queue and its event reader are connected. */
   ready(): Promise<void>;
   /** Closes the HTTP server (draining requests), then the queue and event reader. */
   close(): Promise<void>;
+  /**
+   * Ends the gateway requests still being answered (503, or a stream's error event), and any that
+   * starts after: a shutdown calls it before its time is up, so that none is cut off unanswered.
+   */
+  stopGatewayRequests(): void;
   /** Every route with who may call it (read after `ready()`; hooks may still mark routes public). */
   routeTable(): Array<{ method: string; url: string; access: RouteAccess }>;
 }
@@ -265,6 +274,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
   /** The job event streams open now (GET /v1/jobs/:id/events), ended on close. */
   const eventStreams = new OpenEventStreams();
   const openRequests = new OpenRequests(config);
+  const gatewayRuns = new GatewayRuns();
   const store = new JobStore(
     queue,
     redis,
@@ -454,6 +464,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
       newId: deps.newId ?? ((prefix) => newId(prefix)),
       observer: requestObserver,
       openRequests,
+      runs: gatewayRuns,
     });
     registerJobEventRoutes(instance, { store, waiters, streams, keys, open: eventStreams, openRequests });
     registerBatchApi(instance, {
@@ -493,6 +504,11 @@ export function buildApp(deps: AppDeps): CascadeApp {
       resilience.recoverStrandedCalls((charge) => requestObserver.charged?.(charge));
       // One round now: too few replicas is logged at start rather than at the first write.
       void replicaWait?.wait.probe();
+    },
+    stopGatewayRequests() {
+      gatewayRuns.stopAll();
+      // Their connections, idle once the answers are written, would hold the close till the end.
+      setTimeout(() => app.server.closeIdleConnections(), STOPPED_ANSWERS_MS).unref();
     },
     async close() {
       // Answer every ?wait request now with the job as it is, rather than holding shutdown up.

@@ -94,6 +94,13 @@ async function main(): Promise<void> {
       process.exit(0);
     }, settings.SHUTDOWN_TIMEOUT_MS);
     force.unref();
+    // Gateway requests still open near the end are answered (503, or a stream's error event) in
+    // time to be written, rather than cut off with no answer at the exit.
+    const answerOpen = setTimeout(
+      () => cascade.stopGatewayRequests(),
+      Math.max(0, settings.SHUTDOWN_TIMEOUT_MS - Math.min(1_000, settings.SHUTDOWN_TIMEOUT_MS / 4)),
+    );
+    answerOpen.unref();
     try {
       await cascade.close();
       await redis.quit().catch(() => redis.disconnect());

@@ -1,6 +1,8 @@
 import {
   type ChainResult,
   type EngineMetrics,
+  failedOutcome,
+  interruptionOf,
   type JobEventSink,
   JobInterruption,
   type ProviderRegistry,
@@ -18,6 +20,7 @@ import {
   type Logger,
   type ResolvedChain,
   type RouteConfig,
+  SHUTTING_DOWN,
   unixSeconds,
 } from "@cascade/shared";
 import { type GatewayBody, providerRequest } from "./gateway-body.js";
@@ -111,8 +114,18 @@ export class GatewayRunner {
       ...(input.events ? { events: input.events } : {}),
       ...(input.continuation ? { continuation: input.continuation } : {}),
     });
-    // With every wait slept in process nothing defers, except a run stopped by its caller leaving.
-    if (result.kind === "deferred") throw new JobInterruption("cancelled");
+    // With every wait slept in process nothing defers, except a run stopped by the process
+    // shutting down (GatewayRuns): it fails, so the caller gets a 503 and asks again elsewhere.
+    if (result.kind === "deferred") {
+      if (interruptionOf(run.signal)?.kind !== "shutdown") throw new JobInterruption("cancelled");
+      return {
+        outcome: failedOutcome(
+          result.progress,
+          { type: SHUTTING_DOWN, message: "this server is shutting down; send the request again" },
+          deps.clock.now(),
+        ),
+      };
+    }
     return result;
   }
 }

@@ -17,6 +17,7 @@ import { ChunkStream } from "../gateway/chunk-stream.js";
 import { type GatewayBody, gatewayBodySchema } from "../gateway/gateway-body.js";
 import { errorBody, errorHeaders } from "../gateway/gateway-errors.js";
 import { DEFAULT_SYNC_DEADLINE_MS, type GatewayRunner, routeOf } from "../gateway/gateway-runner.js";
+import type { GatewayRuns } from "../gateway/gateway-runs.js";
 import { onConnectionClose } from "../plugins/connection-close.js";
 import { badRequest, HttpError } from "../plugins/http-error.js";
 import type { OpenRequests } from "../plugins/open-requests.js";
@@ -31,6 +32,8 @@ export interface GatewayRoutesDeps {
   observer?: RequestObserver;
   /** Each tenant's requests held open on this process (`max_open_requests`). */
   openRequests: OpenRequests;
+  /** The requests being answered, which a shutdown stops with an answer. */
+  runs?: GatewayRuns;
 }
 
 /** The longest wait for limits a caller may ask for (`x-cascade-deadline-ms`). */
@@ -161,6 +164,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       );
     // The caller leaving stops the run: its calls are charged, nothing more is started.
     const run = new RunSignal();
+    deps.runs?.add(run);
     const onClose = () => {
       if (!reply.raw.writableFinished) run.interrupt("cancelled");
     };
@@ -183,6 +187,7 @@ export function registerGatewayRoutes(app: FastifyInstance, deps: GatewayRoutesD
       reply.code(error.status);
       return errorBody(error, param);
     } finally {
+      deps.runs?.delete(run);
       reply.raw.off("close", onClose);
       forgetConnection();
     }

@@ -5,7 +5,12 @@ import { type Attempt, isStoppedAttempt, type JobOutcome } from "../schemas/job.
 export interface OutcomeHttpError {
   status: number;
   /** OpenAI's error type (`invalid_request_error`, `rate_limit_error`, `insufficient_quota`, `api_error`). */
-  type: "invalid_request_error" | "rate_limit_error" | "insufficient_quota" | "api_error";
+  type:
+    | "invalid_request_error"
+    | "rate_limit_error"
+    | "insufficient_quota"
+    | "api_error"
+    | "service_unavailable_error";
   code: string;
   message: string;
   /** Seconds, for a 429 whose limits refill at a known time. */
@@ -68,11 +73,18 @@ function earliestRefillS(attempts: Attempt[]): number | undefined {
  * is a 400, limits are a 429 (with Retry-After from the earliest refill), a spent budget a 429
  * `insufficient_quota`, and every hop failing upstream a 502.
  */
+/** The error type of a gateway request its process stopped, as it shut down, before its answer. */
+export const SHUTTING_DOWN = "shutting_down";
+
 export function httpErrorOf(outcome: JobOutcome): OutcomeHttpError {
   const error = outcome.error ?? { type: "all_models_failed", message: "every model in the chain failed" };
   const message = error.message;
   if (error.type === "bad_request" || error.type === "content_filter") {
     return { status: 400, type: "invalid_request_error", code: error.type, message };
+  }
+  // The process answering it was stopping (a deploy): another one will take the request.
+  if (error.type === SHUTTING_DOWN) {
+    return { status: 503, type: "service_unavailable_error", code: SHUTTING_DOWN, message, retryAfterS: 1 };
   }
   if (error.type !== "all_models_failed") {
     return { status: 502, type: "api_error", code: error.type, message };
