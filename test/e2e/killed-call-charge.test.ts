@@ -66,6 +66,30 @@ async function books() {
   return { spend, total: usage.cost_usd as number, route: usage.routes?.default?.cost_usd as number };
 }
 
+/**
+ * A job whose call is in flight on a worker of its own (every other stopped) when that worker is
+ * SIGKILLed; its later calls answer. `more`: what the upstream does for the calls after it.
+ */
+async function jobWhoseWorkerDies(name: string, ...more: Array<{ kind: "hang" }>): Promise<string> {
+  const calledBefore = stack.fake.callsFor("up-a").length;
+  stack.fake.script("up-a", { kind: "hang" }, ...more);
+  stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
+  const worker = await stack.startWorker(name);
+  for (const other of stack.workers) if (other !== worker) await other.stop(5_000);
+  const id = await stack.submit(
+    { request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } },
+    KEY,
+  );
+  const deadline = Date.now() + 15_000;
+  while (stack.fake.callsFor("up-a").length < calledBefore + 1 && Date.now() < deadline) await sleep(50);
+  expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
+  // The budget lease it took has ended (250 ms): only the call's own reservation stays spent.
+  await sleep(1_000);
+  worker.kill("SIGKILL");
+  await worker.waitForExit();
+  return id;
+}
+
 describe("a process killed with calls in flight", () => {
   it("has those calls charged by another process: spend, usage and its route's row agree", async () => {
     stack.fake.script("up-a", { kind: "hang" }, { kind: "hang" }, { kind: "hang" });
@@ -189,20 +213,7 @@ describe("a process killed with calls in flight", () => {
   it("a job cancelled while its killed worker still held it keeps the dead call in its attempts and cost", async () => {
     const before = await books();
     const calledBefore = stack.fake.callsFor("up-a").length;
-    stack.fake.script("up-a", { kind: "hang" });
-    stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
-    const workerA = await stack.startWorker("killcharge-worker-E");
-    for (const worker of stack.workers) if (worker !== workerA) await worker.stop(5_000);
-    const id = await stack.submit(
-      { request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } },
-      KEY,
-    );
-    const deadline = Date.now() + 15_000;
-    while (stack.fake.callsFor("up-a").length < calledBefore + 1 && Date.now() < deadline) await sleep(50);
-    expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
-    await sleep(1_000);
-    workerA.kill("SIGKILL");
-    await workerA.waitForExit();
+    const id = await jobWhoseWorkerDies("killcharge-worker-E");
     // Shown running (its dead worker's lock has not run out): the cancel is asked of whoever runs
     // it next, which ends it cancelled without a call of its own.
     const cancel = await stack.request("DELETE", `/v1/jobs/${id}`, undefined, KEY);
@@ -234,18 +245,8 @@ describe("a process killed with calls in flight", () => {
   it("a job cancelled after its killed worker's stall, before another run took it, keeps the dead call", async () => {
     const before = await books();
     const calledBefore = stack.fake.callsFor("up-a").length;
-    stack.fake.script("up-a", { kind: "hang" }, { kind: "hang" });
-    stack.fake.setDefault("up-a", { kind: "ok", content: "answered again" });
-    const workerA = await stack.startWorker("killcharge-worker-G");
-    for (const worker of stack.workers) if (worker !== workerA) await worker.stop(5_000);
     const body = { request: { messages: [{ role: "user", content: PROMPT }], max_tokens: 100 } };
-    const id = await stack.submit(body, KEY);
-    const deadline = Date.now() + 15_000;
-    while (stack.fake.callsFor("up-a").length < calledBefore + 1 && Date.now() < deadline) await sleep(50);
-    expect(stack.fake.callsFor("up-a")).toHaveLength(calledBefore + 1);
-    await sleep(1_000);
-    workerA.kill("SIGKILL");
-    await workerA.waitForExit();
+    const id = await jobWhoseWorkerDies("killcharge-worker-G", { kind: "hang" });
     // A job that keeps the next worker's only slot (its call hangs), so the stalled job, once
     // that worker's stall check hands it back, waits in line: the API removes it itself.
     const blocker = await stack.submit(body, KEY);
