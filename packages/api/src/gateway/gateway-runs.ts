@@ -24,8 +24,4 @@ export class GatewayRuns {
     this.stopping = true;
     for (const run of this.open) run.interrupt("shutdown");
   }
-
-  get size(): number {
-    return this.open.size;
-  }
 }
