@@ -267,7 +267,7 @@ function rawErrorResponse(
  * What Node's HTTP server answers itself, bare, unless told: an `Expect` other than
  * `100-continue` (a 417 with no body) and CONNECT (the socket closed with no answer). Both in the
  * contract's error shape here, as every framework error is. (A request with no Host, which Node
- * would answer with a bare 400, reaches the auth hook: `missingHost`.)
+ * would answer with a bare 400, reaches the auth hook: `hostProblem`.)
  */
 export function answerProtocolRefusals(server: Server): void {
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
@@ -289,7 +289,7 @@ export function answerProtocolRefusals(server: Server): void {
   });
   server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
     // Handed over by Node, this socket has none of the server's timeouts: it goes once the
-    // client has read the answer (its FIN), or after LINGER_GRACE_MS whatever it does.
+    // client has read the answer (its FIN), or after CONNECT_LINGER_MS whatever it does.
     socket.on("error", () => {});
     socket.on("data", () => {});
     socket.once("end", () => socket.destroy());
