@@ -121,12 +121,10 @@ export class JobStore {
     if (stored.state !== "active") {
       // A run of it stalled (its worker died): the calls that run left in flight are the job's
       // attempts and cost, as a run taking it over would record them.
+      // (The progress may be changed in place: the job object is made again from it either way.)
       if ((stored.stalledCounter ?? 0) > 0 && this.withLostCalls) {
-        const progress = await this.withLostCalls(jobId, stored.progress);
-        if (progress !== stored.progress) {
-          stored.progress = progress;
-          current = toJobObject(stored);
-        }
+        stored.progress = await this.withLostCalls(jobId, stored.progress);
+        current = toJobObject(stored);
       }
       const cancelled: JobObject = {
         ...current,
