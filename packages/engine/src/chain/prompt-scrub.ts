@@ -73,74 +73,64 @@ function unescaped(text: string): { read: string; from: number[]; to: number[] }
   return { read, from, to };
 }
 
-/** Spans of `detail` ([start, end)) that quote a stretch of one of `texts`. */
+/**
+ * Where `detail` and `text` go on matching around a WINDOW they share (`detail` from `position`,
+ * `text` from `at`): the span of `detail` ([start, end)) that quotes `text`.
+ */
+function matchAround(detail: string, text: string, position: number, at: number): [number, number] {
+  let start = position;
+  let from = at;
+  while (start > 0 && from > 0 && detail[start - 1] === text[from - 1]) {
+    start -= 1;
+    from -= 1;
+  }
+  let end = position + WINDOW;
+  let to = at + WINDOW;
+  while (end < detail.length && to < text.length && detail[end] === text[to]) {
+    end += 1;
+    to += 1;
+  }
+  return [start, end];
+}
+
+/** Spans of `detail` ([start, end), unsorted, may overlap) that quote a stretch of one of `texts`. */
 function quotedSpans(detail: string, texts: readonly string[]): Array<[number, number]> {
   const spans: Array<[number, number]> = [];
-  const add = (start: number, end: number) => {
-    const last = spans.at(-1);
-    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
-    else spans.push([start, end]);
-  };
+  const long: string[] = [];
   for (const text of texts) {
-    if (text.length >= WINDOW) continue;
+    if (text.length >= WINDOW) {
+      long.push(text);
+      // Its start and its end, wherever they are: a quote cut short, or cut in the middle ("start...end").
+      for (const at of [0, text.length - WINDOW]) {
+        const anchor = text.slice(at, at + WINDOW);
+        for (
+          let position = detail.indexOf(anchor);
+          position >= 0;
+          position = detail.indexOf(anchor, position + 1)
+        )
+          spans.push(matchAround(detail, text, position, at));
+      }
+      continue;
+    }
     // A short text (a tool's name, a one-line prompt) only as a word of its own: `search` is no
     // quote in `messages[1].content`'s neighbour `search_results`.
     for (let at = detail.indexOf(text); at >= 0; at = detail.indexOf(text, at + 1)) {
       const end = at + text.length;
-      if (WORD.test(detail[at - 1] ?? "") || WORD.test(detail[end] ?? "")) continue;
-      spans.push([at, end]);
+      if (!WORD.test(detail[at - 1] ?? "") && !WORD.test(detail[end] ?? "")) spans.push([at, end]);
     }
   }
-  spans.sort((a, b) => a[0] - b[0]);
-  const merged = spans.splice(0);
-  for (const [start, end] of merged) add(start, end);
-  const long = texts.filter((text) => text.length >= WINDOW);
   if (long.length === 0) return spans;
-  const found: Array<[number, number]> = [];
-  // A text's start and end, wherever they are: a quote cut short, or cut in the middle ("start...end").
-  for (const text of long) {
-    const head = text.slice(0, WINDOW);
-    for (let at = detail.indexOf(head); at >= 0; at = detail.indexOf(head, at + 1)) {
-      let end = at + WINDOW;
-      while (end < detail.length && end - at < text.length && detail[end] === text[end - at]) end += 1;
-      found.push([at, end]);
-    }
-    const tail = text.slice(-WINDOW);
-    for (let at = detail.indexOf(tail); at >= 0; at = detail.indexOf(tail, at + 1)) {
-      let start = at;
-      let from = text.length - WINDOW;
-      while (start > 0 && from > 0 && detail[start - 1] === text[from - 1]) {
-        start -= 1;
-        from -= 1;
-      }
-      found.push([start, at + WINDOW]);
-    }
-  }
   for (let position = 0; position + WINDOW <= detail.length; position += STEP) {
     const window = detail.slice(position, position + WINDOW);
     for (const text of long) {
       const at = text.indexOf(window);
       if (at < 0) continue;
-      let start = position;
-      let from = at;
-      while (start > 0 && from > 0 && detail[start - 1] === text[from - 1]) {
-        start -= 1;
-        from -= 1;
-      }
-      let end = position + WINDOW;
-      let to = at + WINDOW;
-      while (end < detail.length && to < text.length && detail[end] === text[to]) {
-        end += 1;
-        to += 1;
-      }
-      found.push([start, end]);
-      position = Math.max(position, end - WINDOW);
+      const span = matchAround(detail, text, position, at);
+      spans.push(span);
+      position = Math.max(position, span[1] - WINDOW);
       break;
     }
   }
-  const all = [...spans, ...found].sort((a, b) => a[0] - b[0]);
-  spans.length = 0;
-  for (const [start, end] of all) add(start, end);
   return spans;
 }
 
@@ -164,15 +154,19 @@ export function withoutPromptText(detail: string, request: ChatRequest): string 
     for (const [start, end] of quotedSpans(escaped.read, texts)) {
       spans.push([escaped.from[start] as number, escaped.to[end - 1] as number]);
     }
-    spans.sort((a, b) => a[0] - b[0]);
   }
   if (spans.length === 0) return detail;
+  spans.sort((a, b) => a[0] - b[0]);
+  // Overlapping or touching spans are one quote: one [redacted].
   let out = "";
-  let from = 0;
+  let cut = -1;
   for (const [start, end] of spans) {
-    if (end <= from) continue;
-    out += `${detail.slice(from, Math.max(from, start))}${REDACTED}`;
-    from = end;
+    if (start <= cut) {
+      cut = Math.max(cut, end);
+      continue;
+    }
+    out += `${detail.slice(Math.max(cut, 0), start)}${REDACTED}`;
+    cut = end;
   }
-  return out + detail.slice(from);
+  return out + detail.slice(cut);
 }
