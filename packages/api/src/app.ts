@@ -1,4 +1,3 @@
-import { isUtf8 } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import {
   createProviderRegistry,
@@ -14,6 +13,7 @@ import {
   type CascadeMetrics,
   type Clock,
   type Config,
+  changedByDecoding,
   createKeys,
   createMetrics,
   createRequestRecorders,
@@ -283,10 +283,9 @@ export function buildApp(deps: AppDeps): CascadeApp {
     weightsFromConfig(config.file.tenants),
     (message) => logger.warn(message),
     async (jobId, progress) => {
-      const known = new Set(progress?.counted_calls);
       let lost: Awaited<ReturnType<Resilience["lostCalls"]>>;
       try {
-        lost = (await resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+        lost = await resilience.lostCalls(jobId, progress);
       } catch (error) {
         // Redis away: the cancel answers 503 as any request would. Anything else: the job is
         // cancelled without them, as before the journal named its calls (the books have them).
@@ -374,7 +373,7 @@ export function buildApp(deps: AppDeps): CascadeApp {
     if (charset) return done(charset, undefined);
     if (body === "") return done(null, undefined);
     // Read as UTF-8, a byte that is not would become U+FFFD and go upstream (and be charged) so.
-    if (!isUtf8(bytes)) return done(notUtf8(), undefined);
+    if (changedByDecoding(body, bytes)) return done(notUtf8(), undefined);
     parseJson(request, body, (error, value) => {
       if (error) return done(prototypeKeyError(body) ?? error, undefined);
       done(null, value);

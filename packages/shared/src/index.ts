@@ -37,6 +37,7 @@ export * from "./schemas/field-path.js";
 export * from "./schemas/job.js";
 export * from "./schemas/job-view.js";
 export * from "./startup.js";
+export * from "./utf8.js";
 export * from "./v8-flags.js";
 export * from "./webhooks/delivery.js";
 export * from "./webhooks/delivery-store.js";

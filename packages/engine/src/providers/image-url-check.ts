@@ -20,8 +20,8 @@ export interface ImageUrlCheckOptions {
  * endpoint, which may run on the operator's own network; anthropic, whose URL image sources go to
  * its base_url): before each call that carries http(s) image URLs, their hosts are checked again,
  * names resolved (findPrivateImageHost). A refused one fails the call as `bad_request` naming the
- * field, before anything is sent (so nothing is charged, and the attempt is `skipped`): the request is wrong, the chain stops
- * (or, with `on_bad_request: fallback`, moves on). A call without image URLs pays one scan of
+ * field, before anything is sent (so nothing is charged, and the attempt is `skipped`): the request
+ * is wrong, the chain stops (or, with `on_bad_request: fallback`, moves on). A call without image URLs pays one scan of
  * its messages. The answer is kept per request (its messages), for its retries and later hops,
  * and for no other request. Used only when `webhooks.allow_private_networks` is false.
  */

@@ -2,6 +2,7 @@ import {
   BREAKER_FAILURES,
   type Clock,
   type Config,
+  type JobProgress,
   type Keys,
   type Logger,
   type Reason,
@@ -324,9 +325,15 @@ export class Resilience {
     return this.networkProviders.has(request.providerId) ? this.journal.written() : undefined;
   }
 
-  /** The calls of a job that processes left in flight, unsettled (CallJournal.lostCalls). */
-  lostCalls(jobId: string): Promise<LostCall[]> {
-    return this.journal.lostCalls(jobId);
+  /**
+   * The calls of a job that processes left in flight, unsettled (CallJournal.lostCalls), less those
+   * `progress` counts already (`counted_calls`).
+   */
+  async lostCalls(jobId: string, progress?: Pick<JobProgress, "counted_calls">): Promise<LostCall[]> {
+    const lost = await this.journal.lostCalls(jobId);
+    if (!progress?.counted_calls?.length) return lost;
+    const known = new Set(progress.counted_calls);
+    return lost.filter((call) => !known.has(call.id));
   }
 
   /**

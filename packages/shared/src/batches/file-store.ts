@@ -1,7 +1,7 @@
-import { isUtf8 } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import type { RedisClient } from "../redis/connection.js";
 import type { Keys } from "../redis/keys.js";
+import { changedByDecoding } from "../utf8.js";
 import { MAX_LINE_BYTES } from "./batch-types.js";
 
 /** Uploads are stored as a Redis list of chunks of about this size. */
@@ -481,8 +481,7 @@ function decodeLine(buffer: Buffer, from: number, end: number, line: number): Fi
   if (stop > start && buffer[stop - 1] === 0x0d) stop -= 1;
   if (stop - start > MAX_LINE_BYTES) return { line, text: "", tooLong: true };
   const text = buffer.toString("utf8", start, stop);
-  // Only a line whose text holds U+FFFD can have been changed by decoding: the rest skip the check.
-  if (text.includes("\ufffd") && !isUtf8(buffer.subarray(start, stop)))
+  if (changedByDecoding(text, buffer.subarray(start, stop)))
     return { line, text, tooLong: false, notUtf8: true };
   return { line, text, tooLong: false };
 }

@@ -1,6 +1,9 @@
 import type { Reason } from "../config/schema.js";
 import { type Attempt, isStoppedAttempt, type JobOutcome } from "../schemas/job.js";
 
+/** The error type of a gateway request its process stopped, as it shut down, before its answer. */
+export const SHUTTING_DOWN = "shutting_down";
+
 /** A run that did not succeed, as an OpenAI client sees it: status, error type and code. */
 export interface OutcomeHttpError {
   status: number;
@@ -13,7 +16,7 @@ export interface OutcomeHttpError {
     | "service_unavailable_error";
   code: string;
   message: string;
-  /** Seconds, for a 429 whose limits refill at a known time. */
+  /** Seconds, for a 429 whose limits refill at a known time, and a 503 of a process shutting down. */
   retryAfterS?: number;
   /** False for a 502 that asking again cannot change: every hop refused the request itself. */
   retryable?: false;
@@ -73,9 +76,6 @@ function earliestRefillS(attempts: Attempt[]): number | undefined {
  * is a 400, limits are a 429 (with Retry-After from the earliest refill), a spent budget a 429
  * `insufficient_quota`, and every hop failing upstream a 502.
  */
-/** The error type of a gateway request its process stopped, as it shut down, before its answer. */
-export const SHUTTING_DOWN = "shutting_down";
-
 export function httpErrorOf(outcome: JobOutcome): OutcomeHttpError {
   const error = outcome.error ?? { type: "all_models_failed", message: "every model in the chain failed" };
   const message = error.message;

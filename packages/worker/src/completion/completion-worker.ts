@@ -161,8 +161,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
   const lostCallsOf = async (jobId: string, progress: JobProgress | undefined): Promise<LostCall[]> => {
     if (!options.resilience) return [];
     try {
-      const known = new Set(progress?.counted_calls);
-      return (await options.resilience.lostCalls(jobId)).filter((call) => !known.has(call.id));
+      return await options.resilience.lostCalls(jobId, progress);
     } catch (error) {
       logger.warn(
         { job_id: jobId, err: (error as Error).message },
