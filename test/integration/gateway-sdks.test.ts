@@ -236,6 +236,27 @@ describe("openai SDK", () => {
         expect(message).not.toHaveProperty(key);
     }
     expect(sent[1].tool_calls[0].function).not.toHaveProperty("parsed_arguments");
+    // A history as Python's model_dump() writes it: every optional field, unset ones null; OpenAI
+    // takes them as unset. Nothing null goes upstream.
+    fake.script("up-a", { kind: "ok", content: "ok" });
+    const dumped = await openai().chat.completions.create({
+      model: "default",
+      tools: [{ type: "function", function: { ...lookupTool.function, description: null, strict: null } }],
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "answer", description: null, schema: { type: "object" }, strict: null },
+      },
+      messages: [
+        { role: "system", content: "be brief", name: null },
+        { role: "user", content: "weather?", name: null },
+        { role: "assistant", content: "It is sunny.", tool_calls: null, name: null, refusal: null },
+        { role: "user", content: "thanks" },
+      ],
+    } as unknown as ChatCompletionCreateParamsNonStreaming);
+    expect(dumped.choices[0]?.message.content).toBe("ok");
+    const dumpedBody = fake.callsFor("up-a")[2]?.body;
+    expect(JSON.stringify(dumpedBody)).not.toContain("null");
+    expect(dumpedBody.messages[2]).toEqual({ role: "assistant", content: "It is sunny." });
     // Asking for what Cascade cannot give is still a 400 naming the field.
     const legacy = await rejection(
       openai().chat.completions.create({

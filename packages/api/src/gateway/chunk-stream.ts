@@ -42,6 +42,9 @@ type DeltaPart = StreamDelta;
  * The HTTP response is opened at the first released token, so a request that fails before any
  * token still gets an ordinary error status.
  */
+/** The first chunk's delta of an answer that starts with text, as OpenAI's. */
+const ROLE_DELTA = { role: "assistant", content: "", refusal: null };
+
 export class ChunkStream implements JobEventSink, StreamContinuation {
   readonly policy: StreamContinuation["policy"];
   opened = false;
@@ -128,7 +131,7 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     // an empty content), and the SDKs' stream helpers fail a choice that never had one.
     if (!this.roleSent) {
       this.roleSent = true;
-      this.write(this.chunk(model, { role: "assistant", content: "" }, null));
+      this.write(this.chunk(model, ROLE_DELTA, null));
     }
     this.write(this.chunk(model, {}, finishReason));
     if (usage !== undefined) {
@@ -187,7 +190,10 @@ export class ChunkStream implements JobEventSink, StreamContinuation {
     const delta: Record<string, unknown> = {};
     if (!this.roleSent) {
       this.roleSent = true;
-      delta.role = "assistant";
+      // As OpenAI's: an answer's text comes after a chunk of the role alone (code that skips that
+      // chunk loses no token); its first tool call or refusal carries the role.
+      if (part.content !== undefined) this.write(this.chunk(model, ROLE_DELTA, null));
+      else delta.role = "assistant";
     }
     if (part.content !== undefined) {
       delta.content = part.content;

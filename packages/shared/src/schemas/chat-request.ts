@@ -125,22 +125,28 @@ const toolMessage = z.strictObject({
   tool_call_id: z.string().min(1),
 });
 
-export const chatMessageSchema = z.discriminatedUnion("role", [
-  systemMessage,
-  userMessage,
-  assistantMessage,
-  toolMessage,
-]);
+/**
+ * A message's optional fields a client may send as `null` for unset, as OpenAI takes them: a
+ * history written by Python's `model_dump()` holds `name: None` and `tool_calls: None`.
+ */
+const messageNullsUnset = nullsAsUnset(["name", "tool_calls"]);
+export const chatMessageSchema = z.preprocess(
+  messageNullsUnset,
+  z.discriminatedUnion("role", [systemMessage, userMessage, assistantMessage, toolMessage]),
+);
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
 const functionTool = z.strictObject({
   type: z.literal("function"),
-  function: z.strictObject({
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "tool names use a-z, A-Z, 0-9, _ and -, at most 64"),
-    description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
-    strict: z.boolean().nullable().optional(),
-  }),
+  function: z.preprocess(
+    nullsAsUnset(["description", "parameters"]),
+    z.strictObject({
+      name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "tool names use a-z, A-Z, 0-9, _ and -, at most 64"),
+      description: z.string().optional(),
+      parameters: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  ),
 });
 export type FunctionTool = z.infer<typeof functionTool>;
 
@@ -149,12 +155,15 @@ const responseFormat = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("json_object") }),
   z.strictObject({
     type: z.literal("json_schema"),
-    json_schema: z.strictObject({
-      name: z.string().min(1),
-      description: z.string().optional(),
-      schema: z.record(z.string(), z.unknown()).optional(),
-      strict: z.boolean().nullable().optional(),
-    }),
+    json_schema: z.preprocess(
+      nullsAsUnset(["description", "schema"]),
+      z.strictObject({
+        name: z.string().min(1),
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullable().optional(),
+      }),
+    ),
   }),
 ]);
 
