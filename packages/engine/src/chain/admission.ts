@@ -72,6 +72,7 @@ export async function admitHop(
   timeoutMs: number,
   exclude: readonly string[] | undefined,
   held?: { target: ModelTarget; place: PlaceHeld },
+  tpmLooksSoon = false,
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
   let left =
@@ -102,7 +103,7 @@ export async function admitHop(
         place: { dueMs: admission.dueMs, booked: admission.booked },
       };
     }
-    return denied(context, [{ ...admission, target }]);
+    return denied(context, [{ ...admission, target }], tpmLooksSoon);
   }
   const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   const ask = async (
@@ -134,7 +135,7 @@ export async function admitHop(
   const targets = left.length > 0 ? left : all;
   if (targets.length === 1) {
     const answer = await ask(targets[0] as ModelTarget, { reserveMs });
-    return !isDenial(answer) ? answer : denied(context, [answer]);
+    return !isDenial(answer) ? answer : denied(context, [answer], tpmLooksSoon);
   }
   const states = await resilience.pools.state(targets.map(requestOf), strategyOf(model));
   const order = orderDeployments(strategyOf(model), targets, states, context.random);
@@ -157,7 +158,7 @@ export async function admitHop(
     if (!isDenial(answer)) return answer;
     denials.push(answer);
   }
-  return denied(context, denials);
+  return denied(context, denials, tpmLooksSoon);
 }
 
 /** The deployment whose refusal a pooled hop's skip reports (each pooled attempt names one). */
@@ -173,6 +174,9 @@ function unmeasured() {
   return { blocked: false, headroom: 1, waitMs: 0, inFlight: 0, latencyMs: undefined, failedRecently: false };
 }
 
+/** How soon a caller that may look again soon looks at a tpm bucket again. */
+const TPM_RELOOK_MS = 200;
+
 const MESSAGES = {
   circuit_open: (detail: string) => `circuit breaker is open (${detail})`,
   // The call's estimate is reserved whole: a budget with anything left may still be too short for it.
@@ -184,7 +188,7 @@ const MESSAGES = {
  * else skip the hop, naming the most telling reason (a spent budget, then rate limits, then open
  * breakers).
  */
-function denied(context: ChainContext, denials: Denial[]): HopAdmission {
+function denied(context: ChainContext, denials: Denial[], tpmLooksSoon: boolean): HopAdmission {
   const now = context.clock.now();
   const where = (denial: Denial) =>
     denial.target.deployment ? `deployment ${denial.target.deployment.id}: ` : "";
@@ -198,13 +202,24 @@ function denied(context: ChainContext, denials: Denial[]): HopAdmission {
       ...deploymentOf(budget),
     };
   }
+  // A tpm bucket's wait counts its refill alone; calls in flight give back what they reserved and
+  // did not use as they settle, often much sooner. While the caller may look again soon (a
+  // gateway call, or a job's first second of waiting in its worker), it looks every 200 ms and
+  // its deadline is judged by that; after that, the refill's wait judges the deadline, and the
+  // caller (a job, in the delayed set) looks again within the bucket's `relookMs`.
+  const judged = (denial: Denial) =>
+    tpmLooksSoon && denial.relookMs !== undefined && denial.waitMs !== undefined
+      ? Math.min(denial.waitMs, TPM_RELOOK_MS)
+      : denial.waitMs;
   const limited = denials
     .filter((denial) => denial.reason === "rate_limited" && denial.waitMs !== undefined)
-    .sort((a, b) => (a.waitMs ?? 0) - (b.waitMs ?? 0))[0];
-  if (limited?.waitMs !== undefined && now + limited.waitMs <= context.data.deadline_at) {
+    .sort((a, b) => (judged(a) ?? 0) - (judged(b) ?? 0))[0];
+  const limitedWait = limited && judged(limited);
+  if (limited && limitedWait !== undefined && now + limitedWait <= context.data.deadline_at) {
+    const waitMs = Math.min(limitedWait, limited.relookMs ?? limitedWait);
     // A little jitter keeps jobs waiting on one bucket from all waking at the same instant.
-    const jitter = Math.floor(context.random() * Math.min(100, limited.waitMs * 0.1));
-    return { kind: "defer", until: now + limited.waitMs + jitter, detail: limited.detail };
+    const jitter = Math.floor(context.random() * Math.min(100, waitMs * 0.1));
+    return { kind: "defer", until: now + waitMs + jitter, detail: limited.detail };
   }
   const first = limited ?? denials.find((denial) => denial.reason === "rate_limited") ?? denials[0];
   if (!first) return { kind: "skip", reason: "rate_limited", message: "no deployment could take the call" };

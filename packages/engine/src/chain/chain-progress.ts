@@ -103,6 +103,8 @@ export class ChainProgress {
   private dirty = false;
   /** Never saved yet: a first run saves its start before it waits, so a resumed run keeps it. */
   private fresh: boolean;
+  /** The hop a run resumed from saved progress starts at (it waited there before), else -1. */
+  readonly resumedAtHop: number;
   /** The saved progress holds a place in line (so using it up must be saved too). */
   private savedReservation: boolean;
 
@@ -121,6 +123,7 @@ export class ChainProgress {
       };
     }
     this.fresh = context.progress === undefined;
+    this.resumedAtHop = context.progress?.hop ?? -1;
     this.savedReservation = context.progress?.reservation !== undefined;
     if (context.lostCalls?.length) this.recordLostCalls(context.lostCalls);
   }

@@ -280,6 +280,14 @@ export async function runHop(
   const placeLeadMs = Number.isFinite(maxInlineWaitMs) ? Math.min(maxInlineWaitMs, 1_000) / 2 : 0;
   /** A call of this visit failed: the next one (a retry, another deployment) is checked again. */
   let calledBefore = false;
+  /**
+   * Until when a tpm bucket's denial is looked at again soon, in the worker (refunds of calls in
+   * flight often come within it): a job's first visit of the hop, for up to a second; a run that
+   * resumes at the hop (it waited there) does not, so a wait holds a slot once. After that the
+   * refill's wait decides, and a long one is waited in the delayed set. A gateway call (no slot to
+   * free) looks soon throughout.
+   */
+  const tpmLooksSoonUntil = clock.now() + (run.resumedAtHop === hopIndex ? 0 : maxInlineWaitMs);
   while (true) {
     if (calledBefore) {
       // What the failed calls were charged counts against the request's max_cost_usd.
@@ -320,6 +328,7 @@ export async function runHop(
       // elsewhere. Kept in the progress, so a run resumed after a wait passes them over too.
       progress.failed_deployments,
       held,
+      clock.now() < tpmLooksSoonUntil,
     );
     // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
     // or be parked instead of cancelled). An admitted hop goes on: callHop throws the interruption

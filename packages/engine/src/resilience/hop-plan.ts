@@ -79,7 +79,6 @@ interface PlannedBucket {
   rate: number;
   capacity: number;
   tpm: boolean;
-  max_wait?: number;
   slice: number;
 }
 
@@ -197,14 +196,7 @@ export class HopPlans {
           rate: limits.tpm / 60_000,
           capacity: bucketCapacity(limits.tpm, limits.tpm_burst),
         };
-        // A denial's wait assumes no reservation is given back; calls in flight usually return
-        // most of theirs within milliseconds, so look again soon.
-        buckets.push({
-          ...entry,
-          tpm: true,
-          max_wait: 200,
-          slice: sliceOf(entry.capacity, entry.rate),
-        });
+        buckets.push({ ...entry, tpm: true, slice: sliceOf(entry.capacity, entry.rate) });
         tpm.push({ ...entry, slice: sliceOf(entry.capacity, entry.rate) });
       }
     }

@@ -44,6 +44,8 @@ export type Admission =
       reason: Extract<Reason, "circuit_open" | "rate_limited" | "over_budget">;
       waitMs: number | undefined;
       detail: string;
+      /** A tpm bucket's: look again within this, whatever `waitMs` (refunds may come first). */
+      relookMs?: number;
     };
 
 export interface CallOutcome {
@@ -287,6 +289,7 @@ export class Resilience {
       reason: reply[1] as "circuit_open" | "rate_limited" | "over_budget",
       waitMs: wait >= 0 ? wait : undefined,
       detail: reply[3] ?? "",
+      ...(reply[4] ? { relookMs: Number(reply[4]) } : {}),
     };
   }
 

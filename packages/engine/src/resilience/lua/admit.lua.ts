@@ -20,9 +20,8 @@ import {
  * ARGV[1]: JSON spec, the same for every call of one provider/model/tenant/user (cached by the caller) {
  *   breakers: [{ state, window, window_ms, lease_ms }],   -- state/window are KEYS indexes
  *   cooldowns: [keyIndex],
- *   buckets: [{ key, rate, capacity, tpm, max_wait }],     -- rate in tokens per ms; tpm buckets take
- *                                                            ARGV[2] tokens, rpm buckets 1; max_wait caps
- *                                                            the wait told (tpm: refunds may come sooner)
+ *   buckets: [{ key, rate, capacity, tpm }],               -- rate in tokens per ms; tpm buckets take
+ *                                                            ARGV[2] tokens, rpm buckets 1
  *   budgets: [{ key, cap, ttl_s }],                         -- each reserves ARGV[3] USD
  *   stats: [keyIndex]                                       -- per-minute call/skip counters
  * }
@@ -85,9 +84,9 @@ local function count_stat(field)
   end
 end
 
-local function deny(reason, wait, detail)
+local function deny(reason, wait, detail, relook)
   count_stat('${STATS_KINDS.skips}')
-  return { 0, reason, tostring(math.floor(wait)), detail or '' }
+  return { 0, reason, tostring(math.floor(wait)), detail or '', relook and tostring(math.ceil(relook)) or '' }
 end
 
 -- Phase 1: decide, reading only.
@@ -158,7 +157,11 @@ for index, b in ipairs(spec.buckets) do
         if wait > line_wait then line_wait = wait end
         table.insert(booked, index)
       else
-        if b.max_wait and b.max_wait ~= cjson.null and wait > b.max_wait then wait = b.max_wait end
+        -- The refill's wait: a tpm bucket's may end sooner, as calls in flight settle and give back
+        -- what they reserved and did not use. A debt deeper than the bucket is such reservations
+        -- (a call reserving more than the bucket runs it into debt): a caller told to wait looks
+        -- again within the time two bucketfuls take to refill (chain/admission.ts).
+        if b.tpm then return deny('rate_limited', wait, 'tpm bucket', 2 * b.capacity / b.rate) end
         return deny('rate_limited', wait, 'bucket')
       end
     end
