@@ -122,6 +122,8 @@ export interface Keys {
   readonly fairClock: string;
   /** Fairness: a tenant's running jobs (zset: `<job id>:<lock token>` of each run -> expiry ms), for `max_concurrency`. */
   tenantRunning(tenant: string): string;
+  /** Fairness: a tenant's jobs put back for its `max_concurrency` (zset: job id -> BullMQ priority), woken as its slots free. */
+  tenantWaiting(tenant: string): string;
   /** BullMQ's delayed set and active list of the completions queue (a fair-share rebase shifts their jobs' priorities). */
   readonly completionQueueDelayed: string;
   readonly completionQueueActive: string;
@@ -237,6 +239,7 @@ export function createKeys(prefix: string): Keys {
     poolFailures: (modelId) => `${tag}:pool-failures:${part(modelId)}`,
     fairClock: `${tag}:fair-clock`,
     tenantRunning: (tenant) => `${tag}:tenant-running:${part(tenant)}`,
+    tenantWaiting: (tenant) => `${tag}:tenant-waiting:${part(tenant)}`,
     completionQueueDelayed: `${tag}:${QUEUE_NAMES.completions}:delayed`,
     completionQueueActive: `${tag}:${QUEUE_NAMES.completions}:active`,
   };

@@ -44,12 +44,18 @@ import { holdsJobsAhead, SlotGate, startPrefetch } from "../lifecycle/slot-gate.
 import { YieldLane } from "../lifecycle/yield-lane.js";
 import { observeFinishedJob } from "./observe-finished.js";
 
-/** A job whose tenant is at its max_concurrency waits this long, plus up to the jitter, then tries again. */
-const TENANT_FULL_WAIT_MS = 200;
+/**
+ * A job whose tenant is at its max_concurrency waits on the tenant's waiting set, woken when a
+ * slot of the tenant frees; at the latest after this long (plus up to the jitter) it looks again
+ * by itself (a wake lost with a worker that died, a slot that lapsed).
+ */
+const TENANT_FULL_WAIT_MS = 10_000;
+/** A woken job not parked yet (its refusal still on its way): asked once more after this long. */
+const TENANT_WAKE_AGAIN_MS = 250;
 /** A run whose write Redis refused for now waits this long, doubling, up to MAX_REFUSAL_WAIT_MS. */
 const REFUSAL_WAIT_MS = 500;
 const MAX_REFUSAL_WAIT_MS = 8_000;
-const TENANT_FULL_JITTER_MS = 300;
+const TENANT_FULL_JITTER_MS = 2_000;
 /**
  * Answered runs let on to their bookkeeping per turn of the event loop. Measured (bench:io): all
  * at once lost at both 500 and 2,000; 1, 2 and 4 tied at 500; 4 won at 2,000 (ADR 0026).
@@ -287,6 +293,19 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     }
   };
 
+  /**
+   * Wakes a job that waits for its tenant's slot (handed back by a release): out of the delayed
+   * set into the line, at its priority. One whose refusal has not parked it yet is asked once
+   * more a moment later; one gone (cancelled, already woken by its own time) is let be.
+   */
+  const wakeWaiting = async (waitingId: string | undefined, again = true): Promise<void> => {
+    if (waitingId === undefined) return;
+    try {
+      await worker.backend.promote(waitingId);
+    } catch {
+      if (again) setTimeout(() => void wakeWaiting(waitingId, false), TENANT_WAKE_AGAIN_MS).unref();
+    }
+  };
   const runJob = async (
     job: Job<JobData, JobOutcome>,
     data: JobData,
@@ -305,10 +324,14 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
         ? undefined
         : // One slot per run (job id and lock token): a run that lost its lock and still winds
           // down is counted until it ends, apart from the run that took the job over.
-          await tenantSlots.acquire(data.tenant, `${jobId}:${token ?? ""}`, maxConcurrency);
+          await tenantSlots.acquire(data.tenant, `${jobId}:${token ?? ""}`, maxConcurrency, {
+            id: jobId,
+            order: job.priority ?? 0,
+          });
     if (maxConcurrency !== undefined && !slot) {
-      // The tenant runs as many jobs as it may: back to the delayed set for a moment, progress
-      // kept. Its BullMQ priority (its fair-share tag) brings it back at the front of the line.
+      // The tenant runs as many jobs as it may: back to the delayed set, progress kept, until a
+      // slot of the tenant frees (its release wakes the first waiting job) or, at the latest,
+      // TENANT_FULL_WAIT_MS. Its BullMQ priority (its fair-share tag) keeps its place in line.
       await job.moveToDelayed(
         clock.now() + TENANT_FULL_WAIT_MS + Math.floor(random() * TENANT_FULL_JITTER_MS),
         token,
@@ -318,6 +341,7 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
     const releaseSlot = () =>
       slot
         ?.release()
+        .then(wakeWaiting)
         .catch((error) =>
           logger.warn({ job_id: jobId, err: error }, "could not release a tenant's running slot"),
         );
