@@ -101,7 +101,7 @@ export function precheckHop(
   if (hop.max_cost_usd !== undefined && estimated > hop.max_cost_usd) {
     return {
       reason: "price_ceiling",
-      message: `estimated $${estimated} exceeds the hop's max_cost_usd $${hop.max_cost_usd}`,
+      message: `estimated $${usd(estimated)} exceeds the hop's max_cost_usd $${hop.max_cost_usd}`,
     };
   }
   return overRemainingCost(estimated, job, spentUsd);
@@ -132,8 +132,13 @@ function overRemainingCost(
     return undefined;
   return {
     reason: "price_ceiling",
-    message: `estimated $${estimated} exceeds the job's remaining max_cost_usd $${Math.max(0, job.max_cost_usd - spentUsd)}`,
+    message: `estimated $${usd(estimated)} exceeds the job's remaining max_cost_usd $${usd(Math.max(0, job.max_cost_usd - spentUsd))}`,
   };
+}
+
+/** An amount of USD as a person writes it: a sum's float noise (0.000049999999999999914) rounded off. */
+function usd(amount: number): string {
+  return String(Number(amount.toFixed(10)));
 }
 
 export const STRIPPED_IMAGE_TEXT = "[image omitted: this model cannot see images]";
