@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  callIntervals,
   fairnessConfig,
   figure,
   jobTimes,
@@ -49,20 +50,16 @@ describe("max_concurrency", () => {
     ];
     expect(jobs.filter((job) => job.state !== "completed")).toEqual([]);
     const calls = stack.fake.callsFor("up-m");
-    const open = (tenant: string) =>
-      calls
-        .filter((call) => String(call.body?.messages?.at(-1)?.content ?? "").startsWith(`${tenant} `))
-        .map((call): [number, number] => [call.at, call.at + LATENCY_MS]);
     // Every call counts for the overlap (a run that lost its lock under load and ran again is a
     // real second run); each job is counted once for the totals.
-    const cappedCalls = open("capped");
+    const cappedCalls = callIntervals(stack, "capped", LATENCY_MS);
     const cappedJobsCalled = new Set(
       calls
         .map((call) => String(call.body?.messages?.at(-1)?.content ?? ""))
         .filter((text) => text.startsWith("capped ")),
     ).size;
     const cappedEnd = Math.max(...cappedCalls.map(([, end]) => end));
-    const otherCalls = open("other");
+    const otherCalls = callIntervals(stack, "other", LATENCY_MS);
     const otherWhileCapped = otherCalls.filter(([start]) => start < cappedEnd - LATENCY_MS);
     const cappedMost = maxOverlap(cappedCalls);
     const otherMost = maxOverlap(otherWhileCapped);

@@ -123,6 +123,21 @@ export function rate(jobs: JobTimes[], from: number, to: number): number {
   return jobs.filter((job) => job.started >= from && job.started < to).length / ((to - from) / 1000);
 }
 
+/**
+ * The fake upstream's calls for `tenant`'s jobs (their message starts `<tenant> `, as submitMany
+ * writes it), each as the interval it was open: [arrival, arrival + latency).
+ */
+export function callIntervals(
+  stack: ResilienceStack,
+  tenant: string,
+  latencyMs: number,
+): Array<[number, number]> {
+  return stack.fake
+    .callsFor("up-m")
+    .filter((call) => String(call.body?.messages?.at(-1)?.content ?? "").startsWith(`${tenant} `))
+    .map((call): [number, number] => [call.at, call.at + latencyMs]);
+}
+
 /** The most intervals [start, end) open at once. */
 export function maxOverlap(intervals: Array<[number, number]>): number {
   const edges: Array<[number, number]> = [];
