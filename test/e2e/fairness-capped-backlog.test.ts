@@ -17,6 +17,7 @@ import {
   maxOverlap,
   submitMany,
   tenantEnv,
+  tenantKey,
   waitDrained,
 } from "./fairness-helpers.js";
 import { type ResilienceStack, startResilienceStack } from "./resilience-helpers.js";
@@ -80,4 +81,29 @@ describe("a capped tenant's backlog", () => {
     expect(otherSpan).toBeLessThan(5_000);
     expect(await stack.redis.zcard(`${stack.tag}:tenant-running:capped`)).toBe(0);
   }, 150_000);
+
+  it("wakes the next waiting job when a slot frees, past waiting jobs cancelled meanwhile", async () => {
+    stack.fake.reset();
+    stack.fake.setDefault("up-m", { kind: "ok", delayMs: LATENCY_MS, content: "ok" });
+    stack.fake.script(
+      "up-m",
+      ...Array.from({ length: CAP }, () => ({ kind: "ok" as const, delayMs: 1_500 })),
+    );
+    const running = await submitMany(stack, "capped", CAP, { lanes: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // As many waiting jobs cancelled as there are slots to free, ahead of the one left waiting.
+    const waiting = await submitMany(stack, "capped", CAP + 1, { lanes: 1 });
+    const next = waiting.at(-1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (const id of waiting.slice(0, CAP)) {
+      const deleted = await stack.request("DELETE", `/v1/jobs/${id}`, undefined, tenantKey("capped"));
+      expect([200, 202]).toContain(deleted.status);
+    }
+    const first = await stack.waitJob(running[0] as string, 20_000, tenantKey("capped"));
+    const woken = await stack.waitJob(next as string, 20_000, tenantKey("capped"));
+    expect(woken.status).toBe("succeeded");
+    // Woken by the first freed slot (~1.5 s after the running ones started), not by its own
+    // look 10–12 s after it was put back: the cancelled jobs' places in line were passed over.
+    expect(woken.finished_at - first.finished_at).toBeLessThanOrEqual(2);
+  }, 60_000);
 });

@@ -9,7 +9,7 @@ import type { RequestEstimate } from "./prechecks.js";
 export type HopAdmission =
   | { kind: "go"; ticket: Ticket | undefined; target: ModelTarget }
   /** Ask again at `until`. */
-  | { kind: "defer"; until: number; detail: string }
+  | { kind: "defer"; until: number; detail: string; tpm?: boolean }
   /** A place in line on `target`: call at `until` (this worker's clock), holding `place`. */
   | { kind: "in_line"; until: number; target: ModelTarget; place: PlaceHeld }
   /** `provider`: of the deployment whose refusal is reported (a pool's), when not the model's. */
@@ -72,7 +72,7 @@ export async function admitHop(
   timeoutMs: number,
   exclude: readonly string[] | undefined,
   held?: { target: ModelTarget; place: PlaceHeld },
-  tpmLooksSoon = false,
+  tpm: TpmWaiting = { looksSoon: false, waits: 0 },
 ): Promise<HopAdmission> {
   const all = targetsOf(hop.model, model);
   let left =
@@ -103,7 +103,7 @@ export async function admitHop(
         place: { dueMs: admission.dueMs, booked: admission.booked },
       };
     }
-    return denied(context, [{ ...admission, target }], tpmLooksSoon);
+    return denied(context, [{ ...admission, target }], tpm);
   }
   const requestOf = (target: ModelTarget) => hopRequest(context, hop, model, estimate, timeoutMs, target);
   const ask = async (
@@ -135,7 +135,7 @@ export async function admitHop(
   const targets = left.length > 0 ? left : all;
   if (targets.length === 1) {
     const answer = await ask(targets[0] as ModelTarget, { reserveMs });
-    return !isDenial(answer) ? answer : denied(context, [answer], tpmLooksSoon);
+    return !isDenial(answer) ? answer : denied(context, [answer], tpm);
   }
   const states = await resilience.pools.state(targets.map(requestOf), strategyOf(model));
   const order = orderDeployments(strategyOf(model), targets, states, context.random);
@@ -158,7 +158,7 @@ export async function admitHop(
     if (!isDenial(answer)) return answer;
     denials.push(answer);
   }
-  return denied(context, denials, tpmLooksSoon);
+  return denied(context, denials, tpm);
 }
 
 /** The deployment whose refusal a pooled hop's skip reports (each pooled attempt names one). */
@@ -176,6 +176,20 @@ function unmeasured() {
 
 /** How soon a caller that may look again soon looks at a tpm bucket again. */
 const TPM_RELOOK_MS = 200;
+/** The first wait in the delayed set for a tpm bucket looks again within this at most. */
+const TPM_RELOOK_CAP_MS = 2_000;
+/**
+ * Doublings of that for waits in a row: up to 8 s. More (tested: up to the refill's wait) left a
+ * bucket that refunds most of each reservation idle while its backlog slept (resilience-tpm.test:
+ * 7 calls of 15 in 30 s with reservations 40× the bucket).
+ */
+const TPM_RELOOK_DOUBLINGS = 2;
+
+/** A hop's caller and tpm buckets: whether it may look again soon, and its waits in a row so far. */
+export interface TpmWaiting {
+  looksSoon: boolean;
+  waits: number;
+}
 
 const MESSAGES = {
   circuit_open: (detail: string) => `circuit breaker is open (${detail})`,
@@ -188,7 +202,7 @@ const MESSAGES = {
  * else skip the hop, naming the most telling reason (a spent budget, then rate limits, then open
  * breakers).
  */
-function denied(context: ChainContext, denials: Denial[], tpmLooksSoon: boolean): HopAdmission {
+function denied(context: ChainContext, denials: Denial[], tpm: TpmWaiting): HopAdmission {
   const now = context.clock.now();
   const where = (denial: Denial) =>
     denial.target.deployment ? `deployment ${denial.target.deployment.id}: ` : "";
@@ -206,20 +220,32 @@ function denied(context: ChainContext, denials: Denial[], tpmLooksSoon: boolean)
   // did not use as they settle, often much sooner. While the caller may look again soon (a
   // gateway call, or a job's first second of waiting in its worker), it looks every 200 ms and
   // its deadline is judged by that; after that, the refill's wait judges the deadline, and the
-  // caller (a job, in the delayed set) looks again within the bucket's `relookMs`.
+  // caller (a job, in the delayed set) looks again within the bucket's `relookMs` (at most 2 s),
+  // doubled for each wait in a row up to 8 s, so a backlog behind one bucket wakes less often.
   const judged = (denial: Denial) =>
-    tpmLooksSoon && denial.relookMs !== undefined && denial.waitMs !== undefined
+    tpm.looksSoon && denial.relookMs !== undefined && denial.waitMs !== undefined
       ? Math.min(denial.waitMs, TPM_RELOOK_MS)
       : denial.waitMs;
   const limited = denials
     .filter((denial) => denial.reason === "rate_limited" && denial.waitMs !== undefined)
-    .sort((a, b) => (judged(a) ?? 0) - (judged(b) ?? 0))[0];
+    // Ties (tpm buckets all looked at again in 200 ms) go to the shortest real wait, which a
+    // caller's Retry-After is made of.
+    .sort((a, b) => (judged(a) ?? 0) - (judged(b) ?? 0) || (a.waitMs ?? 0) - (b.waitMs ?? 0))[0];
   const limitedWait = limited && judged(limited);
   if (limited && limitedWait !== undefined && now + limitedWait <= context.data.deadline_at) {
-    const waitMs = Math.min(limitedWait, limited.relookMs ?? limitedWait);
+    const relookMs =
+      limited.relookMs === undefined || tpm.looksSoon
+        ? undefined
+        : Math.min(TPM_RELOOK_CAP_MS, limited.relookMs) * 2 ** Math.min(tpm.waits, TPM_RELOOK_DOUBLINGS);
+    const waitMs = Math.min(limitedWait, relookMs ?? limitedWait);
     // A little jitter keeps jobs waiting on one bucket from all waking at the same instant.
     const jitter = Math.floor(context.random() * Math.min(100, waitMs * 0.1));
-    return { kind: "defer", until: now + waitMs + jitter, detail: limited.detail };
+    return {
+      kind: "defer",
+      until: now + waitMs + jitter,
+      detail: limited.detail,
+      ...(relookMs !== undefined ? { tpm: true } : {}),
+    };
   }
   const first = limited ?? denials.find((denial) => denial.reason === "rate_limited") ?? denials[0];
   if (!first) return { kind: "skip", reason: "rate_limited", message: "no deployment could take the call" };

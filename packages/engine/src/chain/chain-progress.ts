@@ -208,6 +208,19 @@ export class ChainProgress {
     if (this.savedReservation) this.dirty = true;
   }
 
+  /** The times in a row the job waited for a tpm bucket at the current hop (`tpm_waits`). */
+  get tpmWaits(): number {
+    return this.progress.tpm_waits ?? 0;
+  }
+
+  /** Sets the count of waits for a tpm bucket in a row (0 ends it: the hop was admitted or left). */
+  setTpmWaits(count: number): void {
+    if (count === this.tpmWaits) return;
+    if (count > 0) this.progress.tpm_waits = count;
+    else delete this.progress.tpm_waits;
+    this.dirty = true;
+  }
+
   /** Hands the job back until `until`, its progress saved for the run that resumes it. */
   async defer(until: number): Promise<ChainResult> {
     if (this.dirty || this.fresh || this.progress.reservation) await this.save();

@@ -318,6 +318,7 @@ export async function runHop(
       run.release();
     } else if (progress.reservation) run.release();
     if (run.unsaved) await run.save();
+    const tpmWaits = run.tpmWaits;
     const admission = await admitHop(
       context,
       hop,
@@ -328,8 +329,11 @@ export async function runHop(
       // elsewhere. Kept in the progress, so a run resumed after a wait passes them over too.
       progress.failed_deployments,
       held,
-      clock.now() < tpmLooksSoonUntil,
+      { looksSoon: clock.now() < tpmLooksSoonUntil, waits: tpmWaits },
     );
+    // Waits for a tpm bucket in a row: counted when one is waited in the delayed set, ended by
+    // anything else (the hop admitted, left, or waiting for another limit).
+    run.setTpmWaits(admission.kind === "defer" && admission.tpm ? tpmWaits + 1 : 0);
     // Interrupted while being admitted: a skip or a wait would hide it (the job would end failed,
     // or be parked instead of cancelled). An admitted hop goes on: callHop throws the interruption
     // before any request is sent, and its ticket is settled below like any stopped call's.

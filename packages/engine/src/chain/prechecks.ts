@@ -138,7 +138,7 @@ function overRemainingCost(
 
 /** An amount of USD as a person writes it: a sum's float noise (0.000049999999999999914) rounded off. */
 function usd(amount: number): string {
-  return String(Number(amount.toFixed(10)));
+  return amount.toFixed(10).replace(/\.?0+$/, "");
 }
 
 export const STRIPPED_IMAGE_TEXT = "[image omitted: this model cannot see images]";

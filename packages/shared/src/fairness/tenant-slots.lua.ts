@@ -34,15 +34,23 @@ return 1
 
 /**
  * tenant-slot-release — a run ends: its slot is freed, and the first of the tenant's waiting jobs
- * (if any) is handed back to be woken.
- * KEYS: 1 the tenant's running set, 2 its waiting set
+ * (if any) is handed back to be woken. Ids of jobs no longer waiting (cancelled, removed, or run
+ * since on their own: in neither the queue's delayed set nor its active list, where a job refused
+ * a moment ago still is) are dropped on the way, up to 50 per release.
+ * KEYS: 1 the tenant's running set, 2 its waiting set, 3 the completions queue's delayed set,
+ *       4 its active list
  * ARGV: 1 run id
  * Returns: the job id to wake, or false.
  */
 export const TENANT_SLOT_RELEASE_LUA = `
 redis.call('ZREM', KEYS[1], ARGV[1])
-local first = redis.call('ZPOPMIN', KEYS[2])
-return first[1] or false
+for _ = 1, 50 do
+  local first = redis.call('ZPOPMIN', KEYS[2])
+  local id = first[1]
+  if not id then return false end
+  if redis.call('ZSCORE', KEYS[3], id) or redis.call('LPOS', KEYS[4], id) then return id end
+end
+return false
 `;
 
 /**

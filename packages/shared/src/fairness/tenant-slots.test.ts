@@ -22,6 +22,11 @@ describe("tenant slots", () => {
     expect(held.every(Boolean)).toBe(true);
     expect(await slots.acquire("acme", "j4", 3, job("j4", 7))).toBeUndefined();
     expect(await slots.acquire("acme", "j5", 3, job("j5", 2))).toBeUndefined();
+    expect(await slots.acquire("acme", "gone", 3, job("gone", 1))).toBeUndefined();
+    // Refused jobs wait in BullMQ's delayed set (j4 may still be on its way: active); "gone" was
+    // cancelled since (in neither), so no release hands it back.
+    await redis.zadd(keys.completionQueueDelayed, 1, "j5");
+    await redis.rpush(keys.completionQueueActive, "j4");
     // A run that already holds a slot and asks again keeps it.
     const again = await slots.acquire("acme", "j1", 3, job("j1"));
     expect(again).toBeDefined();
@@ -40,6 +45,7 @@ describe("tenant slots", () => {
     for (const slot of [held[2], again, fourth, other]) await slot?.release();
     expect(await redis.zcard(keys.tenantRunning("acme"))).toBe(0);
     expect(await redis.zcard(keys.tenantWaiting("acme"))).toBe(0);
+    await redis.del(keys.completionQueueDelayed, keys.completionQueueActive);
   });
 
   it("lets a slot nobody renews lapse (a dead worker's), and keeps a renewed one", async () => {

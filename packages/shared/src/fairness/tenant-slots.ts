@@ -38,7 +38,7 @@ export class TenantSlots {
     if (!(RENEW_COMMAND in redis))
       redis.defineCommand(RENEW_COMMAND, { numberOfKeys: 1, lua: TENANT_SLOT_RENEW_LUA });
     if (!(RELEASE_COMMAND in redis))
-      redis.defineCommand(RELEASE_COMMAND, { numberOfKeys: 2, lua: TENANT_SLOT_RELEASE_LUA });
+      redis.defineCommand(RELEASE_COMMAND, { numberOfKeys: 4, lua: TENANT_SLOT_RELEASE_LUA });
     const table = redis as unknown as Record<string, Command>;
     this.take = (table[TAKE_COMMAND] as Command).bind(redis);
     this.renew = (table[RENEW_COMMAND] as Command).bind(redis);
@@ -71,7 +71,13 @@ export class TenantSlots {
         if (released) return undefined;
         released = true;
         clearInterval(timer);
-        const woken = await this.free(key, waiting, runId);
+        const woken = await this.free(
+          key,
+          waiting,
+          this.keys.completionQueueDelayed,
+          this.keys.completionQueueActive,
+          runId,
+        );
         return typeof woken === "string" ? woken : undefined;
       },
     };

@@ -127,6 +127,12 @@ export const jobProgressSchema = z.object({
   counted_calls: z.array(z.string()).optional().catch(undefined),
   /** What the calls earlier runs left in flight came to: their process's recovery counts that money, not the run that ends the job. */
   lost_usd: z.number().nonnegative().optional().catch(undefined),
+  /**
+   * Times the job was handed back in a row to wait for a tpm bucket at the current hop: each wait
+   * looks again twice as late (up to the bucket's refill), so a backlog behind one bucket wakes
+   * less and less often.
+   */
+  tpm_waits: z.number().int().nonnegative().optional().catch(undefined),
 });
 export type JobProgress = z.infer<typeof jobProgressSchema>;
 

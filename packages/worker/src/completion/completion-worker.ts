@@ -50,8 +50,8 @@ import { observeFinishedJob } from "./observe-finished.js";
  * by itself (a wake lost with a worker that died, a slot that lapsed).
  */
 const TENANT_FULL_WAIT_MS = 10_000;
-/** A woken job not parked yet (its refusal still on its way): asked once more after this long. */
-const TENANT_WAKE_AGAIN_MS = 250;
+/** A woken job not parked yet (its refusal still on its way): asked again after these waits. */
+const TENANT_WAKE_AGAIN_MS = [250, 500, 1_000];
 /** A run whose write Redis refused for now waits this long, doubling, up to MAX_REFUSAL_WAIT_MS. */
 const REFUSAL_WAIT_MS = 500;
 const MAX_REFUSAL_WAIT_MS = 8_000;
@@ -295,15 +295,16 @@ export function createCompletionWorker(options: CompletionWorkerOptions): Comple
 
   /**
    * Wakes a job that waits for its tenant's slot (handed back by a release): out of the delayed
-   * set into the line, at its priority. One whose refusal has not parked it yet is asked once
-   * more a moment later; one gone (cancelled, already woken by its own time) is let be.
+   * set into the line, at its priority. One whose refusal has not parked it yet is asked again
+   * a little later, for up to ~2 s; one gone since is let be.
    */
-  const wakeWaiting = async (waitingId: string | undefined, again = true): Promise<void> => {
+  const wakeWaiting = async (waitingId: string | undefined, tries = 0): Promise<void> => {
     if (waitingId === undefined) return;
     try {
       await worker.backend.promote(waitingId);
     } catch {
-      if (again) setTimeout(() => void wakeWaiting(waitingId, false), TENANT_WAKE_AGAIN_MS).unref();
+      const wait = TENANT_WAKE_AGAIN_MS[tries];
+      if (wait !== undefined) setTimeout(() => void wakeWaiting(waitingId, tries + 1), wait).unref();
     }
   };
   const runJob = async (
