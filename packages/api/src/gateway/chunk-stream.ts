@@ -34,6 +34,9 @@ export interface ChunkStreamOptions {
 
 type DeltaPart = StreamDelta;
 
+/** The first chunk's delta of an answer that starts with text, as OpenAI's. */
+const ROLE_DELTA = { role: "assistant", content: "", refusal: null };
+
 /**
  * One streamed answer in OpenAI's `chat.completion.chunk` SSE format. It is the engine's event
  * sink for the gateway: deltas become chunks; a failed hop's `restart` drops what is still held
@@ -42,9 +45,6 @@ type DeltaPart = StreamDelta;
  * The HTTP response is opened at the first released token, so a request that fails before any
  * token still gets an ordinary error status.
  */
-/** The first chunk's delta of an answer that starts with text, as OpenAI's. */
-const ROLE_DELTA = { role: "assistant", content: "", refusal: null };
-
 export class ChunkStream implements JobEventSink, StreamContinuation {
   readonly policy: StreamContinuation["policy"];
   opened = false;

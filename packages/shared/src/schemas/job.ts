@@ -129,8 +129,8 @@ export const jobProgressSchema = z.object({
   lost_usd: z.number().nonnegative().optional().catch(undefined),
   /**
    * Times the job was handed back in a row to wait for a tpm bucket at the current hop: each wait
-   * looks again twice as late (up to the bucket's refill), so a backlog behind one bucket wakes
-   * less and less often.
+   * looks again twice as late (2 s, 4 s, then 8 s; never past the bucket's refill), so a backlog
+   * behind one bucket wakes less often.
    */
   tpm_waits: z.number().int().nonnegative().optional().catch(undefined),
 });
