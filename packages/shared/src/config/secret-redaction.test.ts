@@ -8,6 +8,8 @@ const config = {
     ["live", "sk-live-SECRETKEY-abc123def456"],
     // A placeholder key (llama.cpp's convention): its words must not be scrubbed from errors.
     ["local", "sk-no-key-required"],
+    // Characters a URL or a JSON string writes otherwise (an upstream echoing it encoded).
+    ["odd", 'sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr'],
   ]),
   providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef" }]]),
   file: {
@@ -73,6 +75,20 @@ describe("redactSecrets", () => {
     [`b64 ${Buffer.from("sk-live-SECRETKEY-abc123def456").toString("base64")}`, "b64 [redacted]"],
     [`b64url ${Buffer.from("xx:sk-live-SECRETKEY-abc123def456").toString("base64url")}`, "b64url [redacted]"],
     ["echoed Bearer sk-no-key-required", "echoed Bearer [redacted]"],
+    // A whole key percent-encoded (a URL or query echoed), in either case of hex, or JSON-escaped.
+    [
+      `url-enc=Bearer%20${encodeURIComponent('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}&x=1`,
+      "url-enc=Bearer%20[redacted]&x=1",
+    ],
+    [
+      `lower=${encodeURIComponent('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr').replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase())}`,
+      "lower=[redacted]",
+    ],
+    [`uri=${encodeURI('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}`, "uri=[redacted]"],
+    [
+      `json={"auth":${JSON.stringify('Bearer sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}}`,
+      'json={"auth":"Bearer [redacted]"}',
+    ],
   ])("scrubs %j", (text, expected) => {
     expect(redactSecrets(config, text, FULL_REDACTION)).toBe(expected);
   });

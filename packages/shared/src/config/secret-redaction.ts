@@ -47,7 +47,8 @@ const redactors = new WeakMap<Config, (text: string, scope: RedactionScope) => s
  * Nor where the operator's providers live: the host names of the configured `base_url`s and IP
  * addresses (Node's network errors name the address they could not reach, `connect ECONNREFUSED
  * 10.0.3.7:8000`) become `[provider address]`; the provider's id already says which one it was.
- * API keys are also scrubbed in base64 (a Basic header echoed), and, where `scope` allows it,
+ * Whole secrets are also scrubbed percent-encoded and JSON-escaped, API keys in base64 (a Basic
+ * header echoed), and, where `scope` allows it,
  * where only part of one is quoted (KEY_PIECE_LENGTH characters of it in a row, or a masked form
  * showing its start or end); host names too only where `scope` allows (see RedactionScope).
  */
@@ -108,6 +109,22 @@ function base64Forms(secret: string): string[] {
     forms.push(inner, inner.replaceAll("+", "-").replaceAll("/", "_"));
   }
   return forms;
+}
+
+/**
+ * `secret` as an upstream may echo it otherwise written: percent-encoded (a URL or a query it was
+ * put in; hex in either case; `encodeURI` leaves `/+=&` alone) and JSON-escaped (`"` and `\`).
+ * Only the forms that differ from the secret.
+ */
+function encodedForms(secret: string): string[] {
+  const component = encodeURIComponent(secret);
+  const forms = [
+    component,
+    component.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()),
+    encodeURI(secret),
+    JSON.stringify(secret).slice(1, -1),
+  ];
+  return [...new Set(forms)].filter((form) => form !== secret);
 }
 
 /**
@@ -185,7 +202,7 @@ function redactorFor(config: Config): (text: string, scope: RedactionScope) => s
     for (const deployment of model.deployments ?? []) addHost(hosts, deployment.base_url);
   }
   // Longest first, so a key that holds another is scrubbed whole.
-  const list = [...secrets]
+  const list = [...secrets, ...[...secrets].flatMap(encodedForms)]
     .filter((secret) => secret.length >= MIN_SECRET_LENGTH)
     .sort((a, b) => b.length - a.length);
   const hostPattern = hosts.size
