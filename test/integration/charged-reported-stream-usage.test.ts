@@ -174,6 +174,20 @@ const cases: Case[] = [
     charged: usd(1000, 100),
   },
   {
+    // A clean end is no proof of a whole stream (an EOF-framed body cut by a proxy ends cleanly):
+    // OpenAI's end is data: [DONE], as Anthropic's is message_stop (black-box probe, stop 47).
+    name: "OpenAI: content, finish and usage chunk (1000 / 100), then a clean end without data: [DONE]",
+    route: "r-oa",
+    script: () =>
+      openai.script("up-oa", {
+        kind: "no_done",
+        content: CONTENT,
+        usage: { prompt_tokens: 1000, completion_tokens: 100 },
+      }),
+    reason: "network_error",
+    charged: usd(1000, 100),
+  },
+  {
     name: "Anthropic: message_start input 1000, message_delta output 100, cut before message_stop",
     route: "r-an",
     script: () =>

@@ -86,6 +86,12 @@ export type FakeBehaviour =
    * `chunkDelayMs` and `usage` as for `ok`.
    */
   | { kind: "stall"; afterChunks: number; content?: string; chunkDelayMs?: number; usage?: FakeUsage }
+  /**
+   * stream:true: every chunk (the finish's, and the usage chunk when asked for), then the body
+   * ends cleanly without `data: [DONE]` (as a proxy that closed an EOF-framed body looks). `usage`
+   * as for `ok`.
+   */
+  | { kind: "no_done"; content?: string; usage?: FakeUsage }
   /** Sends the 200's headers (an event stream when stream:true, JSON otherwise), then nothing. */
   | { kind: "silent" }
   /**
@@ -107,6 +113,7 @@ export type FakeBehaviour =
 /** How a streamed (or plain) completion goes wrong on purpose; see the behaviours above. */
 type CompletionFault =
   | { kind: "cut"; afterChunks: number }
+  | { kind: "no_done" }
   | { kind: "stall"; afterChunks: number }
   | { kind: "no_finish" }
   | { kind: "malformed"; afterChunks: number }
@@ -300,6 +307,10 @@ async function respond(
     case "stream_cut": {
       const cut = { kind: "ok" as const, content: behaviour.content, usage: behaviour.usage };
       return sendCompletion(context, body, cut, headers, { kind: "cut", afterChunks: behaviour.afterChunks });
+    }
+    case "no_done": {
+      const answer = { kind: "ok" as const, content: behaviour.content, usage: behaviour.usage };
+      return sendCompletion(context, body, answer, headers, { kind: "no_done" });
     }
     case "stall": {
       const answer = {
@@ -495,7 +506,7 @@ async function sendCompletion(
   }
   if (fault?.kind === "cut") return cutConnection(context);
   if (fault?.kind === "stall") return hang(context.signal);
-  await stream.send("[DONE]");
+  if (fault?.kind !== "no_done") await stream.send("[DONE]");
   stream.end();
 }
 
