@@ -37,4 +37,15 @@ describe("KnownEventsFilter", () => {
     const body = crlf + event("brand_new", { type: "brand_new" }, "\r\n") + nameless + tail;
     expect(await filtered(body, 3)).toBe(crlf + nameless + tail);
   });
+
+  it("finds every event's end wherever the pieces split it, a long event's too", async () => {
+    const long = event("content_block_delta", {
+      type: "content_block_delta",
+      delta: { text: "y".repeat(5_000) },
+    });
+    const crlf = event("ping", { type: "ping" }, "\r\n");
+    const body = [crlf, unknown, long, event("brand_new", { x: 1 }, "\r\n"), crlf, known[3]].join("");
+    const expected = [crlf, long, crlf, known[3]].join("");
+    for (const piece of [1, 2, 3, 4, 5, 13, 997]) expect(await filtered(body, piece)).toBe(expected);
+  });
 });
