@@ -174,20 +174,6 @@ const cases: Case[] = [
     charged: usd(1000, 100),
   },
   {
-    // A clean end is no proof of a whole stream (an EOF-framed body cut by a proxy ends cleanly):
-    // OpenAI's end is data: [DONE], as Anthropic's is message_stop (black-box probe, stop 47).
-    name: "OpenAI: content, finish and usage chunk (1000 / 100), then a clean end without data: [DONE]",
-    route: "r-oa",
-    script: () =>
-      openai.script("up-oa", {
-        kind: "no_done",
-        content: CONTENT,
-        usage: { prompt_tokens: 1000, completion_tokens: 100 },
-      }),
-    reason: "network_error",
-    charged: usd(1000, 100),
-  },
-  {
     name: "Anthropic: message_start input 1000, message_delta output 100, cut before message_stop",
     route: "r-an",
     script: () =>
@@ -313,6 +299,35 @@ describe("a streamed job that fails after its provider reported usage is charged
       await expectUsageGrowth(before, scenario.charged);
     });
   }
+
+  it("OpenAI: finish and usage chunk (1000 / 100), then a clean end without data: [DONE]: a whole answer, charged its usage", async () => {
+    // Not a cut (a transport error) but an end: the contract fails a stream that is cut, stalls,
+    // ends without a finish reason or holds an unreadable event; this one did none of these, and
+    // OpenAI's SDKs answer it too (failure-injection probe, stop 47; ADR 0031).
+    openai.script("up-oa", {
+      kind: "no_done",
+      content: CONTENT,
+      usage: { prompt_tokens: 1000, completion_tokens: 100 },
+    });
+    const before = await usageCost();
+    const job = await streamedJob("r-oa");
+    expect(job.status).toBe("succeeded");
+    expect(outcomes(job)).toEqual(["success:"]);
+    expect(job.cost_usd).toBeCloseTo(usd(1000, 100), 12);
+    await expectUsageGrowth(before, usd(1000, 100));
+    openai.script("up-oa", {
+      kind: "no_done",
+      content: CONTENT,
+      usage: { prompt_tokens: 1000, completion_tokens: 100 },
+    });
+    const beforeGateway = await usageCost();
+    const answer = await streamedGateway("r-oa");
+    expect(answer.status).toBe(200);
+    await expectUsageGrowth(beforeGateway, usd(1000, 100));
+    expect(answer.text).toContain('"model":"m-oa"');
+    expect(answer.text).not.toContain('"error"');
+    expect(answer.text).toContain("data: [DONE]");
+  });
 
   it("OpenAI: a job cancelled after the usage chunk, before data: [DONE]", async () => {
     openai.script("up-oa", {

@@ -321,12 +321,8 @@ export class StreamAssembler {
     }
   }
 
-  /**
-   * The stream's answer once it ended (throws for a stream the provider did not finish). `cut`:
-   * the stream's end marker never came (OpenAI's `data: [DONE]`, which the lean client sees), so
-   * a finished answer is still a truncated stream.
-   */
-  result(cut?: string): StreamedResult {
+  /** The stream's answer once it ended (throws for a stream the provider did not finish). */
+  result(): StreamedResult {
     const { finish, refusal } = this;
     // OpenAI and Gemini emit a finish part on any clean end, with no raw reason when the provider
     // never sent one; Anthropic emits it only on message_stop. Either way the provider did not finish.
@@ -348,10 +344,6 @@ export class StreamAssembler {
         "the stream ended before the provider reported a finish reason (truncated stream)",
       );
     }
-    // A provider that said its answer failed (finish_reason "error": server_error, from-result.ts)
-    // is believed over the missing end marker.
-    if (cut !== undefined && finish.finishReason.raw !== "error")
-      throw new ProviderError("network_error", cut);
     // Entries no text came after (sent in a chunk without text of its own: `delta: {}`, an empty
     // content, the finish chunk) go to the sink on a delta of their own, now that the stream is
     // known to be whole, so that every entry the provider sent is shown, in order.

@@ -173,8 +173,6 @@ class LeanStream implements Dispatcher.DispatchHandler {
   private readonly mapper: ChunkMapper;
   /** Set when [DONE] followed the finish and the body had not ended yet (endAtDone). */
   private doneTimer: NodeJS.Timeout | undefined;
-  /** The provider said `data: [DONE]`: its stream is whole. */
-  private done = false;
   /** Until the first output chunk: the SDK holds the chunks back to see an early error. */
   private peeking = true;
   private held: ParsedChunk[] = [];
@@ -368,7 +366,6 @@ class LeanStream implements Dispatcher.DispatchHandler {
   private event(event: EventSourceMessage): void {
     if (this.settled) return;
     if (event.data === "[DONE]") {
-      this.done = true;
       // The answer is whole once the provider finished it and said [DONE]; the body's end should
       // follow at once. A server that keeps the connection open after it gets a moment, then the
       // answer stands (the SDK would wait for the end, and the idle timeout would throw it away).
@@ -423,7 +420,7 @@ class LeanStream implements Dispatcher.DispatchHandler {
     try {
       // EventSourceParserStream has no flush: an event the body did not end is dropped.
       this.parser.feed(this.text.decode());
-      this.answerNow(true);
+      this.answerNow();
     } catch (error) {
       this.fail(error);
     }
@@ -442,22 +439,10 @@ class LeanStream implements Dispatcher.DispatchHandler {
     this.controller?.abort(new Error("the provider kept the connection open after [DONE]"));
   }
 
-  /**
-   * The answer, once the body ended (`atEnd`) or [DONE] came. A body that ended before [DONE] is a
-   * cut stream (contract, "Streams never lie"), even after the finish chunk and a clean end: an
-   * EOF-framed body cut by a proxy ends cleanly too, and the usage chunk comes after the finish
-   * (black-box probe, stop 47: such a stream was a success, charged an estimate when the usage
-   * chunk was missing). Anthropic's streams end at message_stop the same way. What the assembler
-   * finds first (no finish, an error finish) keeps its reason.
-   */
-  private answerNow(atEnd = false): void {
+  private answerNow(): void {
     if (this.peeking) this.release();
     this.mapper.flush();
-    const result = this.assembler.result(
-      atEnd && !this.done
-        ? "the stream ended without the provider's closing DONE event (truncated stream)"
-        : undefined,
-    );
+    const result = this.assembler.result();
     this.settle();
     this.resolve(result);
   }
