@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import type { Config } from "./load.js";
 import { FULL_REDACTION, redactSecrets } from "./secret-redaction.js";
 
+const ODD_KEY = 'sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr';
+
 const config = {
   providerKeys: new Map([
     ["internal", "sk-secret-123456"],
@@ -11,13 +13,14 @@ const config = {
     // Characters a URL or a JSON string writes otherwise (an upstream echoing it encoded).
     ["odd", 'sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr'],
   ]),
-  providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef" }]]),
+  // X-Title's value is shorter than any secret scrubbed (8): left alone, in any encoding.
+  providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef", "X-Title": "Acme AI" }]]),
   file: {
     providers: {
       internal: {
         type: "openai",
         base_url: "http://vllm.internal:8000/v1",
-        headers: { "X-Team": { env: "TEAM_TOKEN" } },
+        headers: { "X-Team": { env: "TEAM_TOKEN" }, "X-Title": { env: "APP_TITLE" } },
       },
       loopback: { type: "openai", base_url: "http://[::1]:9/v1" },
       sim: { type: "simulated" },
@@ -89,6 +92,12 @@ describe("redactSecrets", () => {
       `json={"auth":${JSON.stringify('Bearer sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}}`,
       'json={"auth":"Bearer [redacted]"}',
     ],
+    // Python's urllib.parse.quote (leaves "/" alone), Go's JSON (\u0026 \u003c \u003e), an error
+    // body as a string inside JSON, a URL encoded twice.
+    ["py=sk-ant/Ab%2BCd%3DEf%22Gh%5CIj%26Kl%3CMn%3EOp%25Qr", "py=[redacted]"],
+    [String.raw`go=sk-ant/Ab+Cd=Ef\"Gh\\Ij\u0026Kl\u003cMn\u003eOp%Qr`, "go=[redacted]"],
+    [`nested=${JSON.stringify(JSON.stringify(ODD_KEY))}`, `nested="\\"[redacted]\\""`],
+    [`twice=${encodeURIComponent(encodeURIComponent(ODD_KEY))}`, "twice=[redacted]"],
   ])("scrubs %j", (text, expected) => {
     expect(redactSecrets(config, text, FULL_REDACTION)).toBe(expected);
   });
@@ -100,6 +109,7 @@ describe("redactSecrets", () => {
     "HTTP 400: Invalid 'messages[0].content': string too long; tools[3] and content[12] too",
     "HTTP 401: sk-proj-****wxyz is not a key we sent; see https://example.com/docs/keys.",
     "HTTP 422: messages: field required; tools.0.function: Field required...required",
+    "title Acme AI, Acme%20AI, Acme+AI",
   ])("leaves %j alone", (text) => {
     expect(redactSecrets(config, text, FULL_REDACTION)).toBe(text);
   });

@@ -47,8 +47,8 @@ const redactors = new WeakMap<Config, (text: string, scope: RedactionScope) => s
  * Nor where the operator's providers live: the host names of the configured `base_url`s and IP
  * addresses (Node's network errors name the address they could not reach, `connect ECONNREFUSED
  * 10.0.3.7:8000`) become `[provider address]`; the provider's id already says which one it was.
- * Whole secrets are also scrubbed percent-encoded and JSON-escaped, API keys in base64 (a Basic
- * header echoed), and, where `scope` allows it,
+ * Whole secrets are also scrubbed percent-encoded and escaped (echoedSecretPattern), API keys in
+ * base64 (a Basic header echoed), and, where `scope` allows it,
  * where only part of one is quoted (KEY_PIECE_LENGTH characters of it in a row, or a masked form
  * showing its start or end); host names too only where `scope` allows (see RedactionScope).
  */
@@ -111,20 +111,39 @@ function base64Forms(secret: string): string[] {
   return forms;
 }
 
+/** A hex number's pattern, its letters in either case. */
+function hexPattern(hex: string): string {
+  return [...hex].map((digit) => (/[a-f]/.test(digit) ? `[${digit}${digit.toUpperCase()}]` : digit)).join("");
+}
+
 /**
- * `secret` as an upstream may echo it otherwise written: percent-encoded (a URL or a query it was
- * put in; hex in either case; `encodeURI` leaves `/+=&` alone) and JSON-escaped (`"` and `\`).
- * Only the forms that differ from the secret.
+ * A pattern of `secret` as an upstream may echo it, each character that is not a letter or a digit
+ * in any of the forms encoders write it in: raw or backslash-escaped (JSON's `\"` and `\\`, a JSON
+ * string inside JSON too), percent-encoded (once or twice, hex in either case: whatever characters
+ * the encoder leaves alone, JavaScript's encodeURIComponent and encodeURI, Python's quote, Go's
+ * QueryEscape alike), as a `\uXXXX` escape (Go's JSON writes `&<>` so), and a space as `+`.
+ * Backslashes are bounded (7: JSON three strings deep), so that a tenant's prompt of backslashes
+ * echoed in an error costs a bounded look at each position, not a scan of the run.
  */
-function encodedForms(secret: string): string[] {
-  const component = encodeURIComponent(secret);
-  const forms = [
-    component,
-    component.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()),
-    encodeURI(secret),
-    JSON.stringify(secret).slice(1, -1),
-  ];
-  return [...new Set(forms)].filter((form) => form !== secret);
+function echoedSecretPattern(secret: string): string {
+  let source = "";
+  for (const char of secret) {
+    if (/^[A-Za-z0-9]$/.test(char)) {
+      source += char;
+      continue;
+    }
+    const percent = [...Buffer.from(char)].map(
+      (byte) => `%(?:25)?${hexPattern(byte.toString(16).padStart(2, "0"))}`,
+    );
+    const units = Array.from(
+      { length: char.length },
+      (_, at) => String.raw`\\{1,7}u${hexPattern(char.charCodeAt(at).toString(16).padStart(4, "0"))}`,
+    );
+    const forms = [String.raw`\\{0,7}${escapeRegExp(char)}`, percent.join(""), units.join("")];
+    if (char === " ") forms.push(String.raw`\+`);
+    source += `(?:${forms.join("|")})`;
+  }
+  return source;
 }
 
 /**
@@ -201,10 +220,11 @@ function redactorFor(config: Config): (text: string, scope: RedactionScope) => s
   for (const model of Object.values(config.file.models)) {
     for (const deployment of model.deployments ?? []) addHost(hosts, deployment.base_url);
   }
-  // Longest first, so a key that holds another is scrubbed whole.
-  const list = [...secrets, ...[...secrets].flatMap(encodedForms)]
+  // Longest first, so a key that holds another is scrubbed whole; each as it may be echoed.
+  const list = [...secrets]
     .filter((secret) => secret.length >= MIN_SECRET_LENGTH)
     .sort((a, b) => b.length - a.length);
+  const wholeSecrets = list.length ? new RegExp(list.map(echoedSecretPattern).join("|"), "g") : undefined;
   const hostPattern = hosts.size
     ? new RegExp(
         `(?<![\\w.-])(?:${[...hosts]
@@ -216,7 +236,7 @@ function redactorFor(config: Config): (text: string, scope: RedactionScope) => s
     : undefined;
   return (text, scope) => {
     let out = text;
-    for (const secret of list) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+    if (wholeSecrets) out = out.replace(wholeSecrets, REDACTED);
     const quotesPiece = pieceFinderOf(scope.keyPieces);
     if (quotesEncodedKey || quotesPiece) {
       // A sentence's full stop after the quoted key stays: one dot, or one after a `...` mask.
