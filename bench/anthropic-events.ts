@@ -13,6 +13,8 @@ import { KnownEventsFilter } from "../packages/engine/src/providers/anthropic-ev
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
 const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1)
+  throw new Error(`--rounds must be a whole number ≥ 1 (got "${values.rounds}")`);
 const PIECE = 64 * 1024;
 
 function body(textBytes: number): Uint8Array {
@@ -72,10 +74,10 @@ for (const megabytes of [1, 3, 6, 12]) {
     baseline.push(await timeThrough(bytes, recoding()));
     filter.push(await timeThrough(bytes, new KnownEventsFilter()));
   }
-  const [f, i] = [median(filter), median(baseline)];
+  const [filterMs, baselineMs] = [median(filter), median(baseline)];
   rows.push(
-    `${String(megabytes).padStart(3)} MB event: filter ${f.toFixed(0).padStart(5)} ms, recoding ${i.toFixed(0).padStart(4)} ms, ` +
-      `ratio ${(f / i).toFixed(2)}, filter ${(f / megabytes).toFixed(1)} ms/MB`,
+    `${String(megabytes).padStart(3)} MB event: filter ${filterMs.toFixed(0).padStart(5)} ms, recoding ${baselineMs.toFixed(0).padStart(4)} ms, ` +
+      `ratio ${(filterMs / baselineMs).toFixed(2)}, filter ${(filterMs / megabytes).toFixed(1)} ms/MB`,
   );
 }
 console.log(`KnownEventsFilter against a decode-and-encode TransformStream, medians of ${rounds} rounds:`);
