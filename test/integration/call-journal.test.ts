@@ -21,6 +21,11 @@ const harness = startResilience(config, "journal");
 afterAll(() => harness.close());
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Until the journal entry `field` is in Redis (a fixed pause is too short under load). */
+async function written(key: string, field: string): Promise<void> {
+  while (!(await harness.admin.hexists(key, field))) await sleep(5);
+}
 const today = () => new Date().toISOString().slice(0, 10);
 const usageTotal = async () =>
   Number((await harness.admin.hget(harness.keys.usage("default", today()), "total")) ?? 0);
@@ -98,7 +103,7 @@ describe("a recovery", () => {
     const entry = journalEntry("job_dead", ["total", "model:m"]);
     const field = dead.open(entry, Date.now()).field;
     live.open({ ...entry, jobId: "job_live" }, Date.now());
-    await sleep(50);
+    await written(dead.key, field);
     await dead.close(false);
     const charges: StrayCharge[] = [];
     const finder = new CallJournal(harness.connection, harness.keys, logger, { staleMs: 300 });
@@ -185,7 +190,7 @@ describe("a job's lost calls", () => {
     dead.open(journalEntry(`${jobId}2`, ["total"]), startedMs);
     dead.open(journalEntry("job_lost", ["total"]), startedMs);
     dead.open({ ...journalEntry("job_none", ["total"]), jobId: undefined }, startedMs);
-    await sleep(50);
+    await written(dead.key, settled);
     // Its settlement removes a call's entry: not lost.
     await harness.admin.hdel(harness.keys.callJournal(dead.instanceId), settled);
     // The process that charges the calls keeps their records as long as its jobs (JOB_RETENTION_S).
@@ -283,8 +288,11 @@ describe("a turn's entries", () => {
       await journal.written();
       // One command: the key, then a field and its entry per call.
       expect(hsets).toEqual([1 + 2 * 20]);
-      await sleep(50);
-      expect((await harness.admin.hkeys(journal.key)).sort()).toEqual([...fields].sort());
+      // Written is handed to the socket: under load (a cluster, files in parallel) the reply can
+      // take longer than any fixed pause (CI saw none of the 20 after 50 ms).
+      await expect
+        .poll(async () => (await harness.admin.hkeys(journal.key)).sort(), { timeout: 10_000 })
+        .toEqual([...fields].sort());
     } finally {
       await journal.close(false);
       await harness.admin.del(journal.key);
