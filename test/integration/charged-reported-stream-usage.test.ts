@@ -304,22 +304,20 @@ describe("a streamed job that fails after its provider reported usage is charged
     // Not a cut (a transport error) but an end: the contract fails a stream that is cut, stalls,
     // ends without a finish reason or holds an unreadable event; this one did none of these, and
     // OpenAI's SDKs answer it too (failure-injection probe, stop 47; ADR 0031).
-    openai.script("up-oa", {
-      kind: "no_done",
-      content: CONTENT,
-      usage: { prompt_tokens: 1000, completion_tokens: 100 },
-    });
+    const endWithoutDone = () =>
+      openai.script("up-oa", {
+        kind: "no_done",
+        content: CONTENT,
+        usage: { prompt_tokens: 1000, completion_tokens: 100 },
+      });
+    endWithoutDone();
     const before = await usageCost();
     const job = await streamedJob("r-oa");
     expect(job.status).toBe("succeeded");
     expect(outcomes(job)).toEqual(["success:"]);
     expect(job.cost_usd).toBeCloseTo(usd(1000, 100), 12);
     await expectUsageGrowth(before, usd(1000, 100));
-    openai.script("up-oa", {
-      kind: "no_done",
-      content: CONTENT,
-      usage: { prompt_tokens: 1000, completion_tokens: 100 },
-    });
+    endWithoutDone();
     const beforeGateway = await usageCost();
     const answer = await streamedGateway("r-oa");
     expect(answer.status).toBe(200);
