@@ -11,7 +11,7 @@ const config = {
     // A placeholder key (llama.cpp's convention): its words must not be scrubbed from errors.
     ["local", "sk-no-key-required"],
     // Characters a URL or a JSON string writes otherwise (an upstream echoing it encoded).
-    ["odd", 'sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr'],
+    ["odd", ODD_KEY],
   ]),
   // X-Title's value is shorter than any secret scrubbed (8): left alone, in any encoding.
   providerHeaders: new Map([["internal", { "X-Team": "team-token-abcdef", "X-Title": "Acme AI" }]]),
@@ -79,19 +79,13 @@ describe("redactSecrets", () => {
     [`b64url ${Buffer.from("xx:sk-live-SECRETKEY-abc123def456").toString("base64url")}`, "b64url [redacted]"],
     ["echoed Bearer sk-no-key-required", "echoed Bearer [redacted]"],
     // A whole key percent-encoded (a URL or query echoed), in either case of hex, or JSON-escaped.
+    [`url-enc=Bearer%20${encodeURIComponent(ODD_KEY)}&x=1`, "url-enc=Bearer%20[redacted]&x=1"],
     [
-      `url-enc=Bearer%20${encodeURIComponent('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}&x=1`,
-      "url-enc=Bearer%20[redacted]&x=1",
-    ],
-    [
-      `lower=${encodeURIComponent('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr').replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase())}`,
+      `lower=${encodeURIComponent(ODD_KEY).replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase())}`,
       "lower=[redacted]",
     ],
-    [`uri=${encodeURI('sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}`, "uri=[redacted]"],
-    [
-      `json={"auth":${JSON.stringify('Bearer sk-ant/Ab+Cd=Ef"Gh\\Ij&Kl<Mn>Op%Qr')}}`,
-      'json={"auth":"Bearer [redacted]"}',
-    ],
+    [`uri=${encodeURI(ODD_KEY)}`, "uri=[redacted]"],
+    [`json={"auth":${JSON.stringify(`Bearer ${ODD_KEY}`)}}`, 'json={"auth":"Bearer [redacted]"}'],
     // Python's urllib.parse.quote (leaves "/" alone), Go's JSON (\u0026 \u003c \u003e), an error
     // body as a string inside JSON, a URL encoded twice.
     ["py=sk-ant/Ab%2BCd%3DEf%22Gh%5CIj%26Kl%3CMn%3EOp%25Qr", "py=[redacted]"],
